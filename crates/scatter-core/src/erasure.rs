@@ -1,0 +1,286 @@
+//! Reed–Solomon erasure coding of packs into k data + m parity shards.
+//!
+//! A pack is padded to `k × shard_size` bytes and cut into k data shards, so data shard `i`
+//! holds pack bytes `[i × shard_size, (i + 1) × shard_size)`: a reader that only needs a byte
+//! range reads it straight from the data shards, and decodes only when a shard is missing.
+//! Padding is random, not zero, so no two shards of different packs are ever equal (hosts
+//! store shards under their hash).
+
+use std::ops::Range;
+
+use rand::RngCore;
+
+/// Largest number of data or parity shards a pack may have.
+pub const MAX_SHARDS_PER_KIND: u8 = 32;
+/// Shard sizes are multiples of this (the SIMD codec works on 64-byte blocks).
+pub const SHARD_ALIGN: u64 = 64;
+
+/// Why a pack could not be coded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ErasureError {
+    /// k or m out of range.
+    #[error("redundancy {k}+{m} is not supported: data and parity must each be between 1 and {MAX_SHARDS_PER_KIND}")]
+    BadRedundancy {
+        /// Data shards asked for.
+        k: u8,
+        /// Parity shards asked for.
+        m: u8,
+    },
+    /// Fewer than k shards are available.
+    #[error("only {have} of the {need} shards needed to rebuild the pack are available")]
+    TooFewShards {
+        /// Shards available.
+        have: usize,
+        /// Shards needed (k).
+        need: usize,
+    },
+    /// A shard has the wrong length.
+    #[error("shard {index} is {len} bytes, expected {expected}")]
+    ShardLength {
+        /// Which shard.
+        index: usize,
+        /// Its length.
+        len: usize,
+        /// The layout's shard size.
+        expected: u64,
+    },
+    /// The codec refused the input (should not happen with a valid layout).
+    #[error("erasure codec error: {0}")]
+    Codec(String),
+}
+
+/// How a pack is laid out in shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// Sealed pack bytes, before padding.
+    pub size: u64,
+    /// Data shards.
+    pub k: u8,
+    /// Parity shards.
+    pub m: u8,
+    /// Bytes in every shard.
+    pub shard_size: u64,
+}
+
+impl Layout {
+    /// The layout for a pack of `size` bytes coded k+m.
+    pub fn new(size: u64, k: u8, m: u8) -> Result<Self, ErasureError> {
+        check_redundancy(k, m)?;
+        let per_shard = size.div_ceil(k as u64).max(1);
+        let shard_size = per_shard.div_ceil(SHARD_ALIGN) * SHARD_ALIGN;
+        Ok(Self { size, k, m, shard_size })
+    }
+
+    /// Total shards (k + m).
+    pub fn total(&self) -> usize {
+        self.k as usize + self.m as usize
+    }
+
+    /// The pieces of data shards that hold pack bytes `range`, as (shard index, range in
+    /// that shard).
+    pub fn data_ranges(&self, range: Range<u64>) -> Vec<(usize, Range<u64>)> {
+        let mut out = Vec::new();
+        let mut pos = range.start;
+        while pos < range.end {
+            let shard = pos / self.shard_size;
+            let start = pos % self.shard_size;
+            let end = (self.shard_size).min(start + (range.end - pos));
+            out.push((shard as usize, start..end));
+            pos += end - start;
+        }
+        out
+    }
+}
+
+/// Checks that k+m is a supported redundancy.
+pub fn check_redundancy(k: u8, m: u8) -> Result<(), ErasureError> {
+    if k == 0 || m == 0 || k > MAX_SHARDS_PER_KIND || m > MAX_SHARDS_PER_KIND {
+        return Err(ErasureError::BadRedundancy { k, m });
+    }
+    Ok(())
+}
+
+/// A pack cut into shards: the padded pack holds the data shards back to back.
+#[derive(Debug, Clone)]
+pub struct Shards {
+    /// The layout used.
+    pub layout: Layout,
+    /// The pack padded to `k × shard_size`: data shard `i` is the i-th slice.
+    pub data: Vec<u8>,
+    /// The m parity shards.
+    pub parity: Vec<Vec<u8>>,
+}
+
+impl Shards {
+    /// The bytes of shard `index` (data shards first, then parity).
+    pub fn shard(&self, index: usize) -> &[u8] {
+        let k = self.layout.k as usize;
+        let s = self.layout.shard_size as usize;
+        if index < k {
+            &self.data[index * s..(index + 1) * s]
+        } else {
+            &self.parity[index - k]
+        }
+    }
+}
+
+/// Pads `pack` with random bytes and computes its parity shards. The pack buffer is reused
+/// as the data shards: no copy.
+pub fn encode(mut pack: Vec<u8>, k: u8, m: u8, rng: &mut impl RngCore) -> Result<Shards, ErasureError> {
+    let layout = Layout::new(pack.len() as u64, k, m)?;
+    let full = (layout.shard_size * k as u64) as usize;
+    let start = pack.len();
+    pack.resize(full, 0);
+    rng.fill_bytes(&mut pack[start..]);
+    let parity = reed_solomon_simd::encode(k as usize, m as usize, pack.chunks(layout.shard_size as usize))
+        .map_err(|e| ErasureError::Codec(e.to_string()))?;
+    Ok(Shards { layout, data: pack, parity })
+}
+
+/// Rebuilds the pack bytes from any k of its shards (`shards[i]` is shard `i` or `None`).
+/// Returns only the first `layout.size` bytes: padding is dropped.
+pub fn decode(layout: &Layout, shards: &[Option<Vec<u8>>]) -> Result<Vec<u8>, ErasureError> {
+    let k = layout.k as usize;
+    let s = layout.shard_size as usize;
+    for (index, shard) in shards.iter().enumerate() {
+        if let Some(shard) = shard {
+            if shard.len() != s {
+                return Err(ErasureError::ShardLength { index, len: shard.len(), expected: layout.shard_size });
+            }
+        }
+    }
+    let have = shards.iter().take(layout.total()).filter(|s| s.is_some()).count();
+    if have < k {
+        return Err(ErasureError::TooFewShards { have, need: k });
+    }
+    let mut pack = Vec::with_capacity(k * s);
+    let data_present = shards.iter().take(k).filter(|s| s.is_some()).count();
+    if data_present == k {
+        for shard in shards.iter().take(k).flatten() {
+            pack.extend_from_slice(shard);
+        }
+    } else {
+        let originals = shards.iter().take(k).enumerate().filter_map(|(i, s)| s.as_deref().map(|s| (i, s)));
+        let recovery = shards
+            .iter()
+            .skip(k)
+            .take(layout.m as usize)
+            .enumerate()
+            .filter_map(|(i, s)| s.as_deref().map(|s| (i, s)));
+        let restored = reed_solomon_simd::decode(k, layout.m as usize, originals, recovery)
+            .map_err(|e| ErasureError::Codec(e.to_string()))?;
+        for i in 0..k {
+            match (&shards[i], restored.get(&i)) {
+                (Some(shard), _) => pack.extend_from_slice(shard),
+                (None, Some(shard)) => pack.extend_from_slice(shard),
+                (None, None) => return Err(ErasureError::Codec(format!("shard {i} was not restored"))),
+            }
+        }
+    }
+    pack.truncate(layout.size as usize);
+    Ok(pack)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn rng() -> rand::rngs::StdRng {
+        rand::rngs::StdRng::seed_from_u64(7)
+    }
+
+    fn pack(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 31 % 251) as u8).collect()
+    }
+
+    fn all(shards: &Shards) -> Vec<Option<Vec<u8>>> {
+        (0..shards.layout.total()).map(|i| Some(shards.shard(i).to_vec())).collect()
+    }
+
+    #[test]
+    fn every_k_subset_of_4_plus_2_rebuilds_the_pack() {
+        let original = pack(1_000_003);
+        let shards = encode(original.clone(), 4, 2, &mut rng()).expect("encodes");
+        for mask in 0u32..(1 << 6) {
+            if mask.count_ones() != 4 {
+                continue;
+            }
+            let subset: Vec<_> = all(&shards)
+                .into_iter()
+                .enumerate()
+                .map(|(i, s)| if mask & (1 << i) != 0 { s } else { None })
+                .collect();
+            assert_eq!(decode(&shards.layout, &subset).expect("decodes"), original, "mask {mask:06b}");
+        }
+    }
+
+    #[test]
+    fn fewer_than_k_shards_is_an_error() {
+        let shards = encode(pack(4096), 4, 2, &mut rng()).expect("encodes");
+        let mut some = all(&shards);
+        for s in some.iter_mut().take(3) {
+            *s = None;
+        }
+        assert_eq!(decode(&shards.layout, &some), Err(ErasureError::TooFewShards { have: 3, need: 4 }));
+    }
+
+    #[test]
+    fn tiny_and_empty_packs_work() {
+        for len in [0usize, 1, 63, 64, 65] {
+            let original = pack(len);
+            let shards = encode(original.clone(), 4, 2, &mut rng()).expect("encodes");
+            let mut some = all(&shards);
+            some[0] = None;
+            some[5] = None;
+            assert_eq!(decode(&shards.layout, &some).expect("decodes"), original);
+        }
+    }
+
+    #[test]
+    fn other_redundancies_and_bad_ones() {
+        let original = pack(100_000);
+        for (k, m) in [(1, 1), (2, 1), (6, 3), (10, 4)] {
+            let shards = encode(original.clone(), k, m, &mut rng()).expect("encodes");
+            let mut some = all(&shards);
+            for s in some.iter_mut().take(m as usize) {
+                *s = None;
+            }
+            assert_eq!(decode(&shards.layout, &some).expect("decodes"), original);
+        }
+        assert!(encode(pack(10), 0, 2, &mut rng()).is_err());
+        assert!(encode(pack(10), 4, 0, &mut rng()).is_err());
+        assert!(encode(pack(10), 33, 2, &mut rng()).is_err());
+    }
+
+    #[test]
+    fn wrong_length_shard_is_rejected() {
+        let shards = encode(pack(4096), 4, 2, &mut rng()).expect("encodes");
+        let mut some = all(&shards);
+        some[1] = Some(vec![0; 3]);
+        assert!(matches!(decode(&shards.layout, &some), Err(ErasureError::ShardLength { index: 1, .. })));
+    }
+
+    #[test]
+    fn padding_makes_shards_of_equal_content_differ() {
+        let a = encode(vec![], 4, 2, &mut rand::rngs::StdRng::seed_from_u64(1)).expect("encodes");
+        let b = encode(vec![], 4, 2, &mut rand::rngs::StdRng::seed_from_u64(2)).expect("encodes");
+        assert_ne!(a.shard(3), b.shard(3));
+    }
+
+    #[test]
+    fn data_ranges_map_pack_bytes_to_shards() {
+        let layout = Layout::new(1000, 4, 2).expect("layout");
+        assert_eq!(layout.shard_size, 256);
+        assert_eq!(layout.data_ranges(10..20), vec![(0, 10..20)]);
+        assert_eq!(layout.data_ranges(250..520), vec![(0, 250..256), (1, 0..256), (2, 0..8)]);
+        assert!(layout.data_ranges(5..5).is_empty());
+        let shards = encode(pack(1000), 4, 2, &mut rng()).expect("encodes");
+        let bytes: Vec<u8> = layout
+            .data_ranges(250..520)
+            .into_iter()
+            .flat_map(|(i, r)| shards.shard(i)[r.start as usize..r.end as usize].to_vec())
+            .collect();
+        assert_eq!(bytes, pack(1000)[250..520]);
+    }
+}

@@ -1,0 +1,18 @@
+//! Scatter's pure logic: identifiers and sizes, content-defined chunking, encryption and key
+//! handling, Reed–Solomon erasure coding, pack layout and the object manifest format.
+//!
+//! Nothing here does I/O or needs an async runtime; everything takes bytes (or a `Read`) and
+//! returns values, so it can be tested exhaustively and used from any pipeline.
+
+pub mod chunker;
+pub mod crypto;
+pub mod erasure;
+pub mod ids;
+pub mod keys;
+pub mod manifest;
+pub mod names;
+pub mod pack;
+pub mod size;
+
+pub use ids::{ChunkId, HostId, PackId, ShardId, UserId};
+pub use size::ByteSize;

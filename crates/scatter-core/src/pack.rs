@@ -1,0 +1,83 @@
+//! Packs: sealed chunks appended into one blob of up to [`PACK_TARGET`] bytes.
+//!
+//! Packing keeps hosts' files few and large (one request and one fsync per pack shard, not
+//! per chunk), while a small chunk is still readable alone through a byte range. A pack has
+//! no header: the catalog records where each chunk lies (`chunk → pack, offset, len`).
+
+use crate::ids::ChunkId;
+
+/// A pack is closed once adding the next chunk would take it past this size. One chunk larger
+/// than this still makes one pack of its own.
+pub const PACK_TARGET: usize = 16 * 1024 * 1024;
+
+/// Where one sealed chunk lies in its pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackEntry {
+    /// The chunk.
+    pub id: ChunkId,
+    /// Offset of its sealed bytes in the pack.
+    pub offset: u64,
+    /// Length of its sealed bytes.
+    pub len: u64,
+}
+
+/// Collects sealed chunks into a pack.
+#[derive(Debug, Default)]
+pub struct PackBuilder {
+    buf: Vec<u8>,
+    entries: Vec<PackEntry>,
+}
+
+impl PackBuilder {
+    /// An empty pack.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bytes in the pack so far.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether no chunk was added yet.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Whether a sealed chunk of `len` bytes should start a new pack instead.
+    pub fn would_overflow(&self, len: usize) -> bool {
+        !self.is_empty() && self.buf.len() + len > PACK_TARGET
+    }
+
+    /// Appends a sealed chunk.
+    pub fn push(&mut self, id: ChunkId, sealed: &[u8]) {
+        if self.buf.is_empty() {
+            self.buf.reserve(PACK_TARGET.max(sealed.len()));
+        }
+        self.entries.push(PackEntry { id, offset: self.buf.len() as u64, len: sealed.len() as u64 });
+        self.buf.extend_from_slice(sealed);
+    }
+
+    /// The pack's bytes and its chunk table.
+    pub fn finish(self) -> (Vec<u8>, Vec<PackEntry>) {
+        (self.buf, self.entries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_point_at_their_bytes() {
+        let mut b = PackBuilder::new();
+        assert!(!b.would_overflow(PACK_TARGET * 2), "an empty pack takes any chunk");
+        b.push(ChunkId::from_bytes([1; 32]), b"abc");
+        b.push(ChunkId::from_bytes([2; 32]), b"defgh");
+        assert!(b.would_overflow(PACK_TARGET));
+        let (bytes, entries) = b.finish();
+        assert_eq!(bytes, b"abcdefgh");
+        let second = entries[1];
+        assert_eq!(&bytes[second.offset as usize..(second.offset + second.len) as usize], b"defgh");
+    }
+}
