@@ -1,0 +1,163 @@
+//! Scatter's coordinator: the registry of hosts and users, the catalog of where every shard
+//! lives, placement of new packs, and the grants that let clients talk to hosts.
+//!
+//! It never sees plaintext, keys or file names: names and manifests arrive encrypted, chunk
+//! ids are keyed hashes. [`run`] serves the HTTP API until shutdown.
+
+mod api;
+pub mod error;
+mod gc;
+pub mod placement;
+pub mod store;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use rand::RngCore;
+use tokio::net::TcpListener;
+
+use crate::store::Store;
+
+/// How the coordinator runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Holds the catalog, the signing key, the tokens and the URL file.
+    pub data_dir: PathBuf,
+    /// A host is offline once it has not sent a heartbeat for this long.
+    pub offline_after: Duration,
+    /// The URL clients and hosts should use; by default derived from the listening address.
+    pub public_url: Option<String>,
+}
+
+/// Why the coordinator could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    /// A file in the data directory could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// A file in the data directory is damaged.
+    #[error("{path} is damaged ({what}); restore it from a backup")]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+    /// The catalog could not be opened.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// Serving failed.
+    #[error("serving HTTP failed: {0}")]
+    Serve(std::io::Error),
+}
+
+pub(crate) struct Shared {
+    pub store: Store,
+    pub signing: SigningKey,
+    pub join_token_hash: [u8; 32],
+    pub offline_after: Duration,
+    pub reservations: std::sync::Mutex<api::Reservations>,
+    pub http: reqwest::Client,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CoordinatorError + '_ {
+    move |source| CoordinatorError::Io { path: path.to_owned(), source }
+}
+
+/// Writes a file readable only by its owner, atomically (temp file, fsync, rename).
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), CoordinatorError> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(&tmp).map_err(io_err(&tmp))?;
+    f.write_all(contents).and_then(|_| f.sync_all()).map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+fn random_token() -> String {
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    format!("sct_{}", hex::encode(b))
+}
+
+/// BLAKE3 of a secret, as stored in the catalog instead of the secret itself.
+pub(crate) fn secret_hash(secret: &str) -> [u8; 32] {
+    *blake3::hash(secret.as_bytes()).as_bytes()
+}
+
+/// Opens the data directory, creating the catalog, signing key and tokens on first start.
+fn open_data_dir(dir: &Path) -> Result<(Store, SigningKey, [u8; 32]), CoordinatorError> {
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let store = Store::open(&dir.join("catalog.db"))?;
+    let key_path = dir.join("coordinator.key");
+    let signing = if key_path.exists() {
+        let text = std::fs::read_to_string(&key_path).map_err(io_err(&key_path))?;
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(text.trim(), &mut bytes)
+            .map_err(|e| CoordinatorError::Damaged { path: key_path.clone(), what: e.to_string() })?;
+        SigningKey::from_bytes(&bytes)
+    } else {
+        let key = SigningKey::generate(&mut rand::rngs::OsRng);
+        write_private(&key_path, hex::encode(key.to_bytes()).as_bytes())?;
+        key
+    };
+    let join_path = dir.join("join-token");
+    if !join_path.exists() {
+        write_private(&join_path, random_token().as_bytes())?;
+    }
+    let join = std::fs::read_to_string(&join_path).map_err(io_err(&join_path))?;
+    let admin_path = dir.join("admin-token");
+    if !admin_path.exists() {
+        let token = random_token();
+        store.add_token(&secret_hash(&token), "admin")?;
+        write_private(&admin_path, token.as_bytes())?;
+    }
+    Ok((store, signing, secret_hash(join.trim())))
+}
+
+/// Serves the coordinator on `listener` until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), CoordinatorError> {
+    let (store, signing, join_token_hash) = open_data_dir(&config.data_dir)?;
+    let addr = listener.local_addr().map_err(CoordinatorError::Serve)?;
+    let url = config.public_url.clone().unwrap_or_else(|| {
+        let ip = if addr.ip().is_unspecified() { "127.0.0.1".parse().expect("literal IP") } else { addr.ip() };
+        format!("http://{}", std::net::SocketAddr::new(ip, addr.port()))
+    });
+    let shared = Arc::new(Shared {
+        store,
+        signing,
+        join_token_hash,
+        offline_after: config.offline_after,
+        reservations: Default::default(),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| CoordinatorError::Serve(std::io::Error::other(e)))?,
+    });
+    write_private(&config.data_dir.join("url"), format!("{url}\n").as_bytes())?;
+    tracing::info!(%url, data_dir = %config.data_dir.display(), "coordinator listening");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let gc = tokio::spawn(gc::run(shared.clone(), stop_rx));
+    let served = axum::serve(listener, api::router(shared)).with_graceful_shutdown(shutdown).await;
+    let _ = stop_tx.send(true);
+    let _ = gc.await;
+    served.map_err(CoordinatorError::Serve)
+}
+
+pub(crate) fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}

@@ -1,0 +1,7 @@
+//! Scatter's wire formats: the JSON bodies of the coordinator's and hosts' HTTP APIs, and the
+//! grants the coordinator signs so that hosts can authorise shard operations locally.
+
+pub mod api;
+pub mod grant;
+
+pub use grant::{Grant, GrantError, Op, SignedGrant};

@@ -1,0 +1,410 @@
+//! The coordinator's HTTP API (`/v1/...`): JSON in, JSON out.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Query, Request, State};
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use rand::RngCore;
+use scatter_core::{HostId, ShardId};
+use scatter_proto::api::*;
+use scatter_proto::{Grant, Op};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use crate::error::ApiError;
+use crate::placement::{self, Candidate};
+use crate::store::{NewPack, Store, StoreError, UserRow};
+use crate::{now, secret_hash, Shared};
+
+type S = State<Arc<Shared>>;
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// How long grants handed to clients stay valid.
+const GRANT_TTL: Duration = Duration::from_secs(3600);
+/// How long placed-but-uncommitted shards count against a host's free space.
+const RESERVATION_TTL: Duration = Duration::from_secs(600);
+/// Largest request body (an object commit lists every chunk of a file).
+const MAX_BODY: usize = 64 << 20;
+/// Largest number of ids in one lookup or locate.
+const MAX_IDS: usize = 100_000;
+
+/// Shards placed but not yet committed, counted against hosts' free space.
+pub(crate) type Reservations = HashMap<(HostId, ShardId), (u64, Instant)>;
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/v1/hosts/join", post(join))
+        .route("/v1/hosts/heartbeat", post(heartbeat))
+        .route("/v1/users/register", post(register))
+        .route("/v1/status", get(status))
+        .route("/v1/sessions", post(create_session))
+        .route("/v1/chunks/lookup", post(lookup_chunks))
+        .route("/v1/chunks/locate", post(locate))
+        .route("/v1/packs/place", post(place))
+        .route("/v1/packs/commit", post(commit_pack))
+        .route("/v1/objects", get(list_objects))
+        .route("/v1/objects/commit", post(commit_object))
+        .route("/v1/object", get(get_object).delete(remove_object))
+        .route("/v1/shards/report", post(report_shard))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(shared)
+}
+
+/// A JSON body whose rejections become [`ApiError`]s in our error format.
+struct Body<T>(T);
+
+impl<T: serde::de::DeserializeOwned, St: Send + Sync> FromRequest<St> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &St) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(e @ JsonRejection::JsonDataError(_)) | Err(e @ JsonRejection::JsonSyntaxError(_)) => {
+                Err(ApiError::BadRequest(format!("the request body is not valid: {}", e.body_text())))
+            }
+            Err(e) => Err(ApiError::BadRequest(e.body_text())),
+        }
+    }
+}
+
+/// Runs a catalog call on the blocking pool.
+async fn db<T: Send + 'static>(
+    shared: &Arc<Shared>,
+    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let shared = shared.clone();
+    tokio::task::spawn_blocking(move || f(&shared.store))
+        .await
+        .map_err(|e| ApiError::Internal(format!("catalog task failed: {e}")))?
+        .map_err(ApiError::from)
+}
+
+async fn user(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<UserRow, ApiError> {
+    let key = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError::Unauthorized("this request needs your API key; run `scatter init` first".into()))?;
+    let hash = secret_hash(key.trim());
+    db(shared, move |s| s.user_by_key(&hash))
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("the API key is not known to this coordinator; run `scatter init` again".into()))
+}
+
+fn decode_b64(field: &str, text: &str) -> Result<Vec<u8>, ApiError> {
+    B64.decode(text).map_err(|_| ApiError::BadRequest(format!("`{field}` is not valid base64")))
+}
+
+fn random_secret() -> String {
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+fn check_address(address: &str) -> Result<(), ApiError> {
+    let ok = (address.starts_with("http://") || address.starts_with("https://"))
+        && address.len() < 256
+        && reqwest::Url::parse(address).is_ok();
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(format!("`{address}` is not a valid host address (expected http(s)://HOST:PORT)")))
+    }
+}
+
+async fn join(State(sh): S, Body(req): Body<JoinRequest>) -> ApiResult<JoinResponse> {
+    if !bool::from(secret_hash(req.join_token.trim()).ct_eq(&sh.join_token_hash)) {
+        return Err(ApiError::Unauthorized(
+            "the join token is wrong; copy it from the coordinator's data directory (join-token)".into(),
+        ));
+    }
+    check_address(&req.address)?;
+    if req.zone.is_empty() || req.zone.len() > 64 {
+        return Err(ApiError::BadRequest("the zone label must be 1 to 64 characters".into()));
+    }
+    let secret = random_secret();
+    let hash = secret_hash(&secret);
+    let (address, zone, capacity) = (req.address.clone(), req.zone.clone(), req.capacity.0);
+    let host_id = db(&sh, move |s| s.add_host(&hash, &address, &zone, capacity, now())).await?;
+    tracing::info!(host = %host_id, address = %req.address, zone = %req.zone, capacity = %req.capacity, "host joined");
+    Ok(Json(JoinResponse {
+        host_id,
+        host_secret: secret,
+        coordinator_key: hex::encode(sh.signing.verifying_key().to_bytes()),
+    }))
+}
+
+async fn heartbeat(State(sh): S, Body(req): Body<HeartbeatRequest>) -> ApiResult<serde_json::Value> {
+    check_address(&req.address)?;
+    let hosts = db(&sh, |s| s.hosts()).await?;
+    let host = hosts.iter().find(|h| h.id == req.host_id);
+    let valid = host.is_some_and(|h| bool::from(secret_hash(&req.host_secret).ct_eq(&h.secret_hash)));
+    if !valid {
+        return Err(ApiError::Unauthorized(format!(
+            "host {} is not registered with this secret; remove the host's data directory to join again",
+            req.host_id
+        )));
+    }
+    db(&sh, move |s| s.heartbeat(req.host_id, &req.address, req.capacity.0, req.used.0, req.free.0, now())).await?;
+    Ok(Json(serde_json::json!({})))
+}
+
+async fn register(State(sh): S, Body(req): Body<RegisterRequest>) -> ApiResult<RegisterResponse> {
+    if !req.public_key.starts_with("age1") || req.public_key.len() > 128 {
+        return Err(ApiError::BadRequest("the public key is not an age X25519 recipient (age1…)".into()));
+    }
+    let token_hash = secret_hash(req.token.trim());
+    let api_key = random_secret();
+    let key_hash = secret_hash(&api_key);
+    let user = db(&sh, move |s| s.redeem_token(&token_hash, &req.public_key, &key_hash, now()))
+        .await?
+        .ok_or_else(|| {
+            ApiError::Unauthorized("the token is unknown or was already used; ask the grid's admin for a new one".into())
+        })?;
+    tracing::info!(user = %user.id, role = %user.role, "user registered");
+    Ok(Json(RegisterResponse { user_id: user.id, api_key, role: user.role }))
+}
+
+fn is_online(sh: &Shared, last_seen: u64) -> bool {
+    now().saturating_sub(last_seen) <= sh.offline_after.as_secs()
+}
+
+async fn status(State(sh): S, headers: HeaderMap) -> ApiResult<StatusResponse> {
+    user(&sh, &headers).await?;
+    let hosts = db(&sh, |s| s.hosts()).await?;
+    Ok(Json(StatusResponse {
+        hosts: hosts
+            .into_iter()
+            .map(|h| HostInfo {
+                id: h.id,
+                state: if is_online(&sh, h.last_seen) { HostState::Online } else { HostState::Offline },
+                address: h.address,
+                zone: h.zone,
+                capacity: h.capacity,
+                used: h.catalog_used.max(h.reported_used),
+            })
+            .collect(),
+    }))
+}
+
+async fn create_session(State(sh): S, headers: HeaderMap, Body(req): Body<CreateSessionRequest>) -> ApiResult<CreateSessionResponse> {
+    let u = user(&sh, &headers).await?;
+    let wrapped = decode_b64("wrapped_key", &req.wrapped_key)?;
+    if wrapped.len() > 4096 {
+        return Err(ApiError::BadRequest("the wrapped key is too large".into()));
+    }
+    let session = db(&sh, move |s| s.add_session(u.id, &wrapped, now())).await?;
+    Ok(Json(CreateSessionResponse { session }))
+}
+
+fn check_ids(n: usize) -> Result<(), ApiError> {
+    if n > MAX_IDS {
+        return Err(ApiError::BadRequest(format!("at most {MAX_IDS} ids per request")));
+    }
+    Ok(())
+}
+
+async fn lookup_chunks(State(sh): S, headers: HeaderMap, Body(req): Body<LookupChunksRequest>) -> ApiResult<LookupChunksResponse> {
+    let u = user(&sh, &headers).await?;
+    check_ids(req.ids.len())?;
+    let known = db(&sh, move |s| s.known_chunks(u.id, &req.ids)).await?;
+    Ok(Json(LookupChunksResponse { known }))
+}
+
+async fn place(State(sh): S, headers: HeaderMap, Body(req): Body<PlaceRequest>) -> ApiResult<PlaceResponse> {
+    user(&sh, &headers).await?;
+    if req.shards.is_empty() || req.shards.len() > 64 || req.shard_size == 0 || req.shard_size > 1 << 30 {
+        return Err(ApiError::BadRequest("a placement needs 1 to 64 shards of 1 byte to 1 GiB".into()));
+    }
+    let hosts = db(&sh, |s| s.hosts()).await?;
+    let expires = now() + GRANT_TTL.as_secs();
+    let mut reservations = sh.reservations.lock().unwrap_or_else(|p| p.into_inner());
+    reservations.retain(|_, (_, at)| at.elapsed() < RESERVATION_TTL);
+    let mut reserved: HashMap<HostId, u64> = HashMap::new();
+    for ((host, _), (bytes, _)) in reservations.iter() {
+        *reserved.entry(*host).or_default() += bytes;
+    }
+    let candidates: Vec<Candidate> = hosts
+        .iter()
+        .filter(|h| is_online(&sh, h.last_seen) && !req.exclude.contains(&h.id))
+        .map(|h| {
+            let r = reserved.get(&h.id).copied().unwrap_or(0);
+            let by_capacity = h.capacity.saturating_sub(h.catalog_used.max(h.reported_used) + r);
+            Candidate { host: h.id, free: by_capacity.min(h.free.saturating_sub(r)) }
+        })
+        .collect();
+    let chosen = placement::choose(&candidates, req.shards.len(), req.shard_size, &mut rand::thread_rng()).map_err(
+        |e| ApiError::TooFewHosts { needed: e.needed, available: e.available, shard_size: req.shard_size },
+    )?;
+    let mut targets = Vec::with_capacity(chosen.len());
+    for (shard, host) in req.shards.iter().zip(chosen) {
+        reservations.insert((host, shard.shard), (req.shard_size, Instant::now()));
+        let address = hosts.iter().find(|h| h.id == host).map(|h| h.address.clone()).unwrap_or_default();
+        let grant = Grant { host, shard: shard.shard, op: Op::Put, max_size: req.shard_size, expires }.sign(&sh.signing);
+        targets.push(Target { index: shard.index, host, address, grant });
+    }
+    Ok(Json(PlaceResponse { targets }))
+}
+
+async fn commit_pack(State(sh): S, headers: HeaderMap, Body(req): Body<CommitPackRequest>) -> ApiResult<serde_json::Value> {
+    let u = user(&sh, &headers).await?;
+    scatter_core::erasure::check_redundancy(req.k, req.m).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let total = req.k as usize + req.m as usize;
+    let mut indices: Vec<u8> = req.shards.iter().map(|s| s.index).collect();
+    indices.sort_unstable();
+    indices.dedup();
+    let mut hosts: Vec<HostId> = req.shards.iter().map(|s| s.host).collect();
+    hosts.sort_unstable();
+    hosts.dedup();
+    if req.shards.len() != total || indices.len() != total || indices.last() != Some(&((total - 1) as u8)) {
+        return Err(ApiError::BadRequest(format!("a {}+{} pack needs exactly one shard per index 0..{total}", req.k, req.m)));
+    }
+    if hosts.len() != total {
+        return Err(ApiError::BadRequest("every shard of a pack must be on a distinct host".into()));
+    }
+    let padded = req.shard_size.checked_mul(req.k as u64);
+    if padded.is_none_or(|p| p < req.size) || req.chunks.iter().any(|c| c.offset.checked_add(c.len).is_none_or(|end| end > req.size)) {
+        return Err(ApiError::BadRequest("the pack's sizes and chunk offsets do not fit together".into()));
+    }
+    {
+        let mut reservations = sh.reservations.lock().unwrap_or_else(|p| p.into_inner());
+        for s in &req.shards {
+            reservations.remove(&(s.host, s.shard));
+        }
+    }
+    db(&sh, move |s| {
+        s.commit_pack(
+            &NewPack {
+                id: req.pack,
+                user: u.id,
+                session: req.session,
+                size: req.size,
+                k: req.k,
+                m: req.m,
+                shard_size: req.shard_size,
+                shards: &req.shards,
+                chunks: &req.chunks,
+            },
+            now(),
+        )
+    })
+    .await?;
+    Ok(Json(serde_json::json!({})))
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    if name.is_empty() || name.len() > 4096 {
+        return Err(ApiError::BadRequest("the object name must be 1 to 4096 bytes once encrypted".into()));
+    }
+    Ok(())
+}
+
+async fn commit_object(State(sh): S, headers: HeaderMap, Body(req): Body<CommitObjectRequest>) -> ApiResult<CommitObjectResponse> {
+    let u = user(&sh, &headers).await?;
+    check_name(&req.name)?;
+    let manifest = decode_b64("manifest", &req.manifest)?;
+    let version =
+        db(&sh, move |s| s.commit_object(u.id, &req.name, req.session, &manifest, req.size, &req.chunks, now())).await?;
+    Ok(Json(CommitObjectResponse { version }))
+}
+
+#[derive(Deserialize)]
+struct PrefixQuery {
+    #[serde(default)]
+    prefix: String,
+}
+
+#[derive(Deserialize)]
+struct NameQuery {
+    name: String,
+}
+
+fn info(row: &crate::store::ObjectRow) -> ObjectInfo {
+    ObjectInfo { name: row.name.clone(), version: row.version, size: row.size, created: row.created }
+}
+
+async fn list_objects(State(sh): S, headers: HeaderMap, Query(q): Query<PrefixQuery>) -> ApiResult<ListResponse> {
+    let u = user(&sh, &headers).await?;
+    let rows = db(&sh, move |s| s.list_objects(u.id, &q.prefix)).await?;
+    Ok(Json(ListResponse { objects: rows.iter().map(info).collect() }))
+}
+
+async fn get_object(State(sh): S, headers: HeaderMap, Query(q): Query<NameQuery>) -> ApiResult<ObjectResponse> {
+    let u = user(&sh, &headers).await?;
+    check_name(&q.name)?;
+    let (row, key) = db(&sh, move |s| s.get_object(u.id, &q.name))
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no object has this name; `scatter ls` lists what is stored".into()))?;
+    Ok(Json(ObjectResponse { info: info(&row), manifest: B64.encode(&row.manifest), wrapped_key: B64.encode(key) }))
+}
+
+async fn remove_object(State(sh): S, headers: HeaderMap, Query(q): Query<NameQuery>) -> ApiResult<RemoveResponse> {
+    let u = user(&sh, &headers).await?;
+    check_name(&q.name)?;
+    let (versions, packs_released) = db(&sh, move |s| s.remove_object(u.id, &q.name)).await?;
+    if versions == 0 {
+        return Err(ApiError::NotFound("no object has this name; `scatter ls` lists what is stored".into()));
+    }
+    Ok(Json(RemoveResponse { versions, packs_released }))
+}
+
+async fn locate(State(sh): S, headers: HeaderMap, Body(req): Body<LocateRequest>) -> ApiResult<LocateResponse> {
+    let u = user(&sh, &headers).await?;
+    check_ids(req.chunks.len())?;
+    let (chunks, packs, sessions) = db(&sh, move |s| s.locate(u.id, &req.chunks)).await?;
+    let hosts = db(&sh, |s| s.hosts()).await?;
+    let expires = now() + GRANT_TTL.as_secs();
+    let packs = packs
+        .into_iter()
+        .map(|p| PackLocation {
+            id: p.id,
+            session: p.session,
+            size: p.size,
+            k: p.k,
+            m: p.m,
+            shard_size: p.shard_size,
+            shards: p
+                .shards
+                .into_iter()
+                .map(|(index, shard, host, state)| {
+                    let h = hosts.iter().find(|h| h.id == host);
+                    ShardLocation {
+                        index,
+                        shard,
+                        host,
+                        address: h.map(|h| h.address.clone()).unwrap_or_default(),
+                        online: state == "ok" && h.is_some_and(|h| is_online(&sh, h.last_seen)),
+                        grant: Grant { host, shard, op: Op::Get, max_size: p.shard_size, expires }.sign(&sh.signing),
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(Json(LocateResponse {
+        chunks: chunks
+            .into_iter()
+            .map(|(id, pack, offset, len)| ChunkLocation { id, pack, offset, len })
+            .collect(),
+        packs,
+        sessions: sessions.into_iter().map(|(session, key)| SessionKey { session, wrapped_key: B64.encode(key) }).collect(),
+    }))
+}
+
+async fn report_shard(State(sh): S, headers: HeaderMap, Body(req): Body<ReportShardRequest>) -> ApiResult<serde_json::Value> {
+    let u = user(&sh, &headers).await?;
+    let problem: String = req.problem.chars().take(200).collect();
+    let (host, shard) = (req.host, req.shard);
+    let known = db(&sh, move |s| s.mark_shard_bad(u.id, host, &shard)).await?;
+    if known {
+        tracing::warn!(%host, %shard, user = %u.id, %problem, "shard reported bad");
+    }
+    Ok(Json(serde_json::json!({})))
+}

@@ -1,0 +1,77 @@
+//! Errors of the coordinator's API and how they map to HTTP.
+//!
+//! Policy: every error reply is an [`ErrorBody`] whose sentence says what happened and what
+//! to do; internal details (SQL text) are logged, not sent.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use scatter_proto::api::ErrorBody;
+
+use crate::store::StoreError;
+
+/// An API call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No or bad credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The thing asked for does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Not enough hosts to place a pack.
+    #[error("{needed} distinct hosts with room for a {shard_size}-byte shard are needed, but only {available} are available; add hosts or lower --data/--parity")]
+    TooFewHosts {
+        /// Hosts needed.
+        needed: usize,
+        /// Hosts eligible.
+        available: usize,
+        /// Shard size.
+        shard_size: u64,
+    },
+    /// The request conflicts with the catalog's state.
+    #[error("{0}")]
+    Conflict(String),
+    /// Something failed inside the coordinator.
+    #[error("the coordinator failed internally ({0}); see its log, then retry")]
+    Internal(String),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::MissingChunks(_) | StoreError::BadReference => ApiError::Conflict(e.to_string()),
+            e => {
+                tracing::error!(error = %e, "catalog error");
+                ApiError::Internal(e.to_string())
+            }
+        }
+    }
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::TooFewHosts { .. } => (StatusCode::SERVICE_UNAVAILABLE, "too_few_hosts"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.parts();
+        (status, Json(ErrorBody { code: code.into(), error: self.to_string() })).into_response()
+    }
+}

@@ -1,0 +1,60 @@
+//! The deleter: removes shards of released packs from their hosts, then forgets them.
+//!
+//! It runs in the background with a grant it signs itself, so a client that removes an
+//! object does not have to stay around, and a host that is offline now is retried later.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use scatter_proto::api::GRANT_HEADER;
+use scatter_proto::{Grant, Op};
+
+use crate::{now, Shared};
+
+const INTERVAL: Duration = Duration::from_secs(2);
+const BATCH: usize = 256;
+
+pub(crate) async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = pass(&shared).await {
+            tracing::warn!(error = %e, "deleting released shards failed; will retry");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(INTERVAL) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {
+    let sh = shared.clone();
+    let todo = tokio::task::spawn_blocking(move || sh.store.shards_to_delete(BATCH))
+        .await
+        .unwrap_or_else(|_| Ok(Vec::new()))?;
+    if todo.is_empty() {
+        return Ok(());
+    }
+    let sh = shared.clone();
+    let hosts = tokio::task::spawn_blocking(move || sh.store.hosts()).await.unwrap_or_else(|_| Ok(Vec::new()))?;
+    for (pack, index, shard, host) in todo {
+        let Some(h) = hosts.iter().find(|h| h.id == host) else { continue };
+        let grant = Grant { host, shard, op: Op::Delete, max_size: 0, expires: now() + 600 }.sign(&shared.signing);
+        let res = shared
+            .http
+            .delete(format!("{}/shards/{shard}", h.address))
+            .header(GRANT_HEADER, grant.0)
+            .send()
+            .await;
+        match res {
+            Ok(r) if r.status().is_success() || r.status() == reqwest::StatusCode::NOT_FOUND => {
+                let sh = shared.clone();
+                tokio::task::spawn_blocking(move || sh.store.shard_deleted(&pack, index))
+                    .await
+                    .unwrap_or(Ok(()))?;
+            }
+            Ok(r) => tracing::debug!(%host, %shard, status = %r.status(), "host refused a delete"),
+            Err(e) => tracing::debug!(%host, %shard, error = %e, "host unreachable for a delete"),
+        }
+    }
+    Ok(())
+}

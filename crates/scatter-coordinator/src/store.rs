@@ -1,0 +1,636 @@
+//! The catalog: an embedded SQLite file behind one type.
+//!
+//! Every write that makes data visible (a pack and its shards and chunks; an object and its
+//! chunk references) is one transaction. The SQL is kept portable (no SQLite-only syntax
+//! beyond `INSERT OR IGNORE`/`ON CONFLICT`) so a PostgreSQL store can follow.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use scatter_core::{ChunkId, HostId, PackId, ShardId, UserId};
+use scatter_proto::api::{ChunkEntry, StoredShard};
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS hosts (
+    id INTEGER PRIMARY KEY,
+    secret_hash BLOB NOT NULL,
+    address TEXT NOT NULL,
+    zone TEXT NOT NULL,
+    capacity INTEGER NOT NULL,
+    reported_used INTEGER NOT NULL DEFAULT 0,
+    free INTEGER NOT NULL DEFAULT 0,
+    last_seen INTEGER NOT NULL,
+    joined INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (hash BLOB PRIMARY KEY, role TEXT NOT NULL, used INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS users (
+    id INTEGER PRIMARY KEY,
+    role TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    key_hash BLOB NOT NULL UNIQUE,
+    created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id INTEGER PRIMARY KEY,
+    user INTEGER NOT NULL REFERENCES users(id),
+    wrapped_key BLOB NOT NULL,
+    created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS packs (
+    id BLOB PRIMARY KEY,
+    user INTEGER NOT NULL REFERENCES users(id),
+    session INTEGER NOT NULL REFERENCES sessions(id),
+    size INTEGER NOT NULL,
+    k INTEGER NOT NULL,
+    m INTEGER NOT NULL,
+    shard_size INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS shards (
+    pack BLOB NOT NULL REFERENCES packs(id),
+    idx INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    host INTEGER NOT NULL REFERENCES hosts(id),
+    state TEXT NOT NULL,
+    PRIMARY KEY (pack, idx)
+);
+CREATE INDEX IF NOT EXISTS shards_by_host ON shards(host);
+CREATE TABLE IF NOT EXISTS chunks (
+    user INTEGER NOT NULL,
+    id BLOB NOT NULL,
+    pack BLOB NOT NULL REFERENCES packs(id),
+    off INTEGER NOT NULL,
+    len INTEGER NOT NULL,
+    PRIMARY KEY (user, id)
+);
+CREATE INDEX IF NOT EXISTS chunks_by_pack ON chunks(pack);
+CREATE TABLE IF NOT EXISTS objects (
+    id INTEGER PRIMARY KEY,
+    user INTEGER NOT NULL REFERENCES users(id),
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    session INTEGER NOT NULL REFERENCES sessions(id),
+    manifest BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    created INTEGER NOT NULL,
+    UNIQUE (user, name, version)
+);
+CREATE TABLE IF NOT EXISTS object_chunks (
+    object INTEGER NOT NULL REFERENCES objects(id),
+    user INTEGER NOT NULL,
+    chunk BLOB NOT NULL,
+    PRIMARY KEY (object, chunk)
+);
+CREATE INDEX IF NOT EXISTS object_chunks_by_chunk ON object_chunks(user, chunk);
+";
+
+/// A catalog failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite reported an error.
+    #[error("catalog database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    /// The file was made by a newer Scatter.
+    #[error("the catalog has schema version {0}, newer than this build understands ({SCHEMA_VERSION}); upgrade scatter")]
+    TooNew(i64),
+    /// A commit references chunks that are not (or no longer) stored.
+    #[error("{0} chunk(s) this object needs are not stored (a concurrent remove may have released them); run the put again")]
+    MissingChunks(usize),
+    /// A pack names a session of another user, or unknown hosts.
+    #[error("the pack refers to an unknown session or host")]
+    BadReference,
+}
+
+/// A registered host as stored.
+#[derive(Debug, Clone)]
+pub struct HostRow {
+    /// Id.
+    pub id: HostId,
+    /// BLAKE3 of its secret.
+    pub secret_hash: [u8; 32],
+    /// Address.
+    pub address: String,
+    /// Zone label.
+    pub zone: String,
+    /// Offered bytes.
+    pub capacity: u64,
+    /// Used bytes as the host reports them.
+    pub reported_used: u64,
+    /// Free disk bytes as the host reports them.
+    pub free: u64,
+    /// Unix time of the last heartbeat.
+    pub last_seen: u64,
+    /// Bytes of shards the catalog places on it.
+    pub catalog_used: u64,
+}
+
+/// A user as stored.
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    /// Id.
+    pub id: UserId,
+    /// Role name.
+    pub role: String,
+}
+
+/// A pack, as needed by readers and the deleter.
+#[derive(Debug, Clone)]
+pub struct PackRow {
+    /// Id.
+    pub id: PackId,
+    /// Session.
+    pub session: u64,
+    /// Sealed size.
+    pub size: u64,
+    /// Data shards.
+    pub k: u8,
+    /// Parity shards.
+    pub m: u8,
+    /// Bytes per shard.
+    pub shard_size: u64,
+    /// Its shards: (index, id, host, state).
+    pub shards: Vec<(u8, ShardId, HostId, String)>,
+}
+
+/// A stored object version.
+#[derive(Debug, Clone)]
+pub struct ObjectRow {
+    /// Encrypted name.
+    pub name: String,
+    /// Version.
+    pub version: u64,
+    /// Session.
+    pub session: u64,
+    /// Sealed manifest.
+    pub manifest: Vec<u8>,
+    /// Plaintext size.
+    pub size: u64,
+    /// Unix time.
+    pub created: u64,
+}
+
+/// A new pack to record.
+pub struct NewPack<'a> {
+    /// Id.
+    pub id: PackId,
+    /// Owner.
+    pub user: UserId,
+    /// Session.
+    pub session: u64,
+    /// Sealed size.
+    pub size: u64,
+    /// Data shards.
+    pub k: u8,
+    /// Parity shards.
+    pub m: u8,
+    /// Bytes per shard.
+    pub shard_size: u64,
+    /// Shards.
+    pub shards: &'a [StoredShard],
+    /// Chunks.
+    pub chunks: &'a [ChunkEntry],
+}
+
+/// The catalog.
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+fn blob32(v: Vec<u8>) -> rusqlite::Result<[u8; 32]> {
+    v.try_into().map_err(|_| rusqlite::Error::InvalidColumnType(0, "id".into(), rusqlite::types::Type::Blob))
+}
+
+impl Store {
+    /// Opens (creating if needed) the catalog at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.execute_batch(SCHEMA)?;
+        let version: Option<String> =
+            conn.query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get(0)).optional()?;
+        match version.and_then(|v| v.parse::<i64>().ok()) {
+            None => {
+                conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?1)", [SCHEMA_VERSION.to_string()])?;
+            }
+            Some(v) if v > SCHEMA_VERSION => return Err(StoreError::TooNew(v)),
+            Some(_) => {}
+        }
+        Ok(Self { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll
+        // back on drop), so a poisoned lock is safe to reuse.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a one-time token (by its hash) that registers a user with `role`.
+    pub fn add_token(&self, hash: &[u8; 32], role: &str) -> Result<(), StoreError> {
+        self.conn().execute("INSERT OR IGNORE INTO tokens (hash, role) VALUES (?1, ?2)", params![&hash[..], role])?;
+        Ok(())
+    }
+
+    /// Redeems a one-time token: creates the user and marks the token used, atomically.
+    /// Returns `None` when the token is unknown or already used.
+    pub fn redeem_token(
+        &self,
+        token_hash: &[u8; 32],
+        public_key: &str,
+        api_key_hash: &[u8; 32],
+        now: u64,
+    ) -> Result<Option<UserRow>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let role: Option<String> = tx
+            .query_row("SELECT role FROM tokens WHERE hash = ?1 AND used = 0", [&token_hash[..]], |r| r.get(0))
+            .optional()?;
+        let Some(role) = role else { return Ok(None) };
+        tx.execute("UPDATE tokens SET used = 1 WHERE hash = ?1", [&token_hash[..]])?;
+        tx.execute(
+            "INSERT INTO users (role, public_key, key_hash, created) VALUES (?1, ?2, ?3, ?4)",
+            params![role, public_key, &api_key_hash[..], now as i64],
+        )?;
+        let id = UserId(tx.last_insert_rowid() as u64);
+        tx.commit()?;
+        Ok(Some(UserRow { id, role }))
+    }
+
+    /// The user whose API key hashes to `hash`.
+    pub fn user_by_key(&self, hash: &[u8; 32]) -> Result<Option<UserRow>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT id, role FROM users WHERE key_hash = ?1", [&hash[..]], |r| {
+                Ok(UserRow { id: UserId(r.get::<_, i64>(0)? as u64), role: r.get(1)? })
+            })
+            .optional()?)
+    }
+
+    /// Registers a new host.
+    pub fn add_host(
+        &self,
+        secret_hash: &[u8; 32],
+        address: &str,
+        zone: &str,
+        capacity: u64,
+        now: u64,
+    ) -> Result<HostId, StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO hosts (secret_hash, address, zone, capacity, last_seen, joined) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+            params![&secret_hash[..], address, zone, capacity as i64, now as i64],
+        )?;
+        Ok(HostId(conn.last_insert_rowid() as u64))
+    }
+
+    /// Records a heartbeat.
+    pub fn heartbeat(
+        &self,
+        id: HostId,
+        address: &str,
+        capacity: u64,
+        used: u64,
+        free: u64,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE hosts SET address = ?2, capacity = ?3, reported_used = ?4, free = ?5, last_seen = ?6 WHERE id = ?1",
+            params![id.0 as i64, address, capacity as i64, used as i64, free as i64, now as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Every host, with the bytes the catalog places on it.
+    pub fn hosts(&self) -> Result<Vec<HostRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT h.id, h.secret_hash, h.address, h.zone, h.capacity, h.reported_used, h.free, h.last_seen,
+                    COALESCE((SELECT SUM(p.shard_size) FROM shards s JOIN packs p ON p.id = s.pack WHERE s.host = h.id), 0)
+             FROM hosts h ORDER BY h.id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(HostRow {
+                id: HostId(r.get::<_, i64>(0)? as u64),
+                secret_hash: blob32(r.get(1)?)?,
+                address: r.get(2)?,
+                zone: r.get(3)?,
+                capacity: r.get::<_, i64>(4)? as u64,
+                reported_used: r.get::<_, i64>(5)? as u64,
+                free: r.get::<_, i64>(6)? as u64,
+                last_seen: r.get::<_, i64>(7)? as u64,
+                catalog_used: r.get::<_, i64>(8)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Starts a write session.
+    pub fn add_session(&self, user: UserId, wrapped_key: &[u8], now: u64) -> Result<u64, StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO sessions (user, wrapped_key, created) VALUES (?1, ?2, ?3)",
+            params![user.0 as i64, wrapped_key, now as i64],
+        )?;
+        Ok(conn.last_insert_rowid() as u64)
+    }
+
+    /// Which of `ids` the user stores in live packs.
+    pub fn known_chunks(&self, user: UserId, ids: &[ChunkId]) -> Result<Vec<ChunkId>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT 1 FROM chunks WHERE user = ?1 AND id = ?2")?;
+        let mut known = Vec::new();
+        for id in ids {
+            if stmt.exists(params![user.0 as i64, &id.as_bytes()[..]])? {
+                known.push(*id);
+            }
+        }
+        Ok(known)
+    }
+
+    /// Records a pack whose shards are durable, with its shards and chunks, in one
+    /// transaction. Chunks already stored elsewhere keep their first location.
+    pub fn commit_pack(&self, p: &NewPack<'_>, now: u64) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let session_ok: bool = tx
+            .prepare("SELECT 1 FROM sessions WHERE id = ?1 AND user = ?2")?
+            .exists(params![p.session as i64, p.user.0 as i64])?;
+        if !session_ok {
+            return Err(StoreError::BadReference);
+        }
+        let inserted = tx.execute(
+            "INSERT OR IGNORE INTO packs (id, user, session, size, k, m, shard_size, state, created)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'live', ?8)",
+            params![
+                &p.id.as_bytes()[..],
+                p.user.0 as i64,
+                p.session as i64,
+                p.size as i64,
+                p.k,
+                p.m,
+                p.shard_size as i64,
+                now as i64
+            ],
+        )?;
+        if inserted == 0 {
+            // The same pack committed twice (a retried request): nothing more to do.
+            return Ok(());
+        }
+        for s in p.shards {
+            tx.execute(
+                "INSERT INTO shards (pack, idx, hash, host, state) VALUES (?1, ?2, ?3, ?4, 'ok')",
+                params![&p.id.as_bytes()[..], s.index, &s.shard.as_bytes()[..], s.host.0 as i64],
+            )
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+                    StoreError::BadReference
+                }
+                e => e.into(),
+            })?;
+        }
+        for c in p.chunks {
+            tx.execute(
+                "INSERT OR IGNORE INTO chunks (user, id, pack, off, len) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![p.user.0 as i64, &c.id.as_bytes()[..], &p.id.as_bytes()[..], c.offset as i64, c.len as i64],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Makes an object version visible, after checking every chunk it references is stored.
+    #[allow(clippy::too_many_arguments)]
+    pub fn commit_object(
+        &self,
+        user: UserId,
+        name: &str,
+        session: u64,
+        manifest: &[u8],
+        size: u64,
+        chunks: &[ChunkId],
+        now: u64,
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let session_ok =
+            tx.prepare("SELECT 1 FROM sessions WHERE id = ?1 AND user = ?2")?.exists(params![session as i64, user.0 as i64])?;
+        if !session_ok {
+            return Err(StoreError::BadReference);
+        }
+        let mut missing = 0;
+        {
+            let mut stmt = tx.prepare_cached("SELECT 1 FROM chunks WHERE user = ?1 AND id = ?2")?;
+            for c in chunks {
+                if !stmt.exists(params![user.0 as i64, &c.as_bytes()[..]])? {
+                    missing += 1;
+                }
+            }
+        }
+        if missing > 0 {
+            return Err(StoreError::MissingChunks(missing));
+        }
+        let version: u64 = tx.query_row(
+            "SELECT COALESCE(MAX(version), 0) + 1 FROM objects WHERE user = ?1 AND name = ?2",
+            params![user.0 as i64, name],
+            |r| r.get::<_, i64>(0),
+        )? as u64;
+        tx.execute(
+            "INSERT INTO objects (user, name, version, session, manifest, size, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![user.0 as i64, name, version as i64, session as i64, manifest, size as i64, now as i64],
+        )?;
+        let object = tx.last_insert_rowid();
+        {
+            let mut stmt = tx.prepare_cached("INSERT OR IGNORE INTO object_chunks (object, user, chunk) VALUES (?1, ?2, ?3)")?;
+            for c in chunks {
+                stmt.execute(params![object, user.0 as i64, &c.as_bytes()[..]])?;
+            }
+        }
+        tx.commit()?;
+        Ok(version)
+    }
+
+    /// The latest version of every object whose name starts with `prefix`.
+    pub fn list_objects(&self, user: UserId, prefix: &str) -> Result<Vec<ObjectRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT name, version, session, x'', size, created FROM objects o
+             WHERE user = ?1 AND substr(name, 1, length(?2)) = ?2
+               AND version = (SELECT MAX(version) FROM objects WHERE user = o.user AND name = o.name)
+             ORDER BY name",
+        )?;
+        let rows = stmt.query_map(params![user.0 as i64, prefix], object_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The latest version of one object.
+    pub fn get_object(&self, user: UserId, name: &str) -> Result<Option<(ObjectRow, Vec<u8>)>, StoreError> {
+        let conn = self.conn();
+        let row = conn
+            .query_row(
+                "SELECT name, version, session, manifest, size, created FROM objects
+                 WHERE user = ?1 AND name = ?2 ORDER BY version DESC LIMIT 1",
+                params![user.0 as i64, name],
+                object_row,
+            )
+            .optional()?;
+        let Some(row) = row else { return Ok(None) };
+        let key: Vec<u8> =
+            conn.query_row("SELECT wrapped_key FROM sessions WHERE id = ?1", [row.session as i64], |r| r.get(0))?;
+        Ok(Some((row, key)))
+    }
+
+    /// Removes every version of an object, then releases the packs none of whose chunks is
+    /// referenced any more: their chunks leave the index and the packs are marked for
+    /// deletion from hosts. Returns (versions removed, packs released).
+    pub fn remove_object(&self, user: UserId, name: &str) -> Result<(u64, u64), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let u = user.0 as i64;
+        let touched: Vec<Vec<u8>> = tx
+            .prepare(
+                "SELECT DISTINCT c.pack FROM objects o
+                 JOIN object_chunks oc ON oc.object = o.id
+                 JOIN chunks c ON c.user = oc.user AND c.id = oc.chunk
+                 WHERE o.user = ?1 AND o.name = ?2",
+            )?
+            .query_map(params![u, name], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        tx.execute(
+            "DELETE FROM object_chunks WHERE object IN (SELECT id FROM objects WHERE user = ?1 AND name = ?2)",
+            params![u, name],
+        )?;
+        let versions = tx.execute("DELETE FROM objects WHERE user = ?1 AND name = ?2", params![u, name])? as u64;
+        let mut released = 0;
+        for pack in touched {
+            let referenced = tx
+                .prepare_cached(
+                    "SELECT 1 FROM chunks c JOIN object_chunks oc ON oc.user = c.user AND oc.chunk = c.id
+                     WHERE c.pack = ?1 LIMIT 1",
+                )?
+                .exists([&pack])?;
+            if !referenced {
+                tx.execute("DELETE FROM chunks WHERE pack = ?1", [&pack])?;
+                tx.execute("UPDATE packs SET state = 'deleting' WHERE id = ?1", [&pack])?;
+                released += 1;
+            }
+        }
+        tx.commit()?;
+        Ok((versions, released))
+    }
+
+    /// Locations of the user's chunks, with their packs, shards and session keys.
+    #[allow(clippy::type_complexity)]
+    pub fn locate(
+        &self,
+        user: UserId,
+        ids: &[ChunkId],
+    ) -> Result<(Vec<(ChunkId, PackId, u64, u64)>, Vec<PackRow>, Vec<(u64, Vec<u8>)>), StoreError> {
+        let conn = self.conn();
+        let mut chunks = Vec::new();
+        let mut packs: Vec<PackRow> = Vec::new();
+        let mut sessions: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut chunk_stmt = conn.prepare_cached("SELECT pack, off, len FROM chunks WHERE user = ?1 AND id = ?2")?;
+        for id in ids {
+            let row = chunk_stmt
+                .query_row(params![user.0 as i64, &id.as_bytes()[..]], |r| {
+                    Ok((blob32(r.get(0)?)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64))
+                })
+                .optional()?;
+            let Some((pack, off, len)) = row else { continue };
+            let pack = PackId::from_bytes(pack);
+            chunks.push((*id, pack, off, len));
+            if packs.iter().any(|p| p.id == pack) {
+                continue;
+            }
+            let mut p = conn.query_row(
+                "SELECT session, size, k, m, shard_size FROM packs WHERE id = ?1",
+                [&pack.as_bytes()[..]],
+                |r| {
+                    Ok(PackRow {
+                        id: pack,
+                        session: r.get::<_, i64>(0)? as u64,
+                        size: r.get::<_, i64>(1)? as u64,
+                        k: r.get(2)?,
+                        m: r.get(3)?,
+                        shard_size: r.get::<_, i64>(4)? as u64,
+                        shards: Vec::new(),
+                    })
+                },
+            )?;
+            p.shards = shards_of(&conn, &pack)?;
+            if !sessions.iter().any(|(s, _)| *s == p.session) {
+                let key = conn.query_row("SELECT wrapped_key FROM sessions WHERE id = ?1", [p.session as i64], |r| r.get(0))?;
+                sessions.push((p.session, key));
+            }
+            packs.push(p);
+        }
+        Ok((chunks, packs, sessions))
+    }
+
+    /// Marks a shard as failing (corrupt or missing), for repair.
+    pub fn mark_shard_bad(&self, user: UserId, host: HostId, shard: &ShardId) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "UPDATE shards SET state = 'bad' WHERE host = ?1 AND hash = ?2
+               AND pack IN (SELECT id FROM packs WHERE user = ?3)",
+            params![host.0 as i64, &shard.as_bytes()[..], user.0 as i64],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Shards of released packs still to delete from hosts: (pack, index, shard, host).
+    pub fn shards_to_delete(&self, limit: usize) -> Result<Vec<(PackId, u8, ShardId, HostId)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT s.pack, s.idx, s.hash, s.host FROM shards s JOIN packs p ON p.id = s.pack
+             WHERE p.state = 'deleting' LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            Ok((
+                PackId::from_bytes(blob32(r.get(0)?)?),
+                r.get(1)?,
+                ShardId::from_bytes(blob32(r.get(2)?)?),
+                HostId(r.get::<_, i64>(3)? as u64),
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Forgets a deleted shard, and its pack once no shard is left.
+    pub fn shard_deleted(&self, pack: &PackId, index: u8) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM shards WHERE pack = ?1 AND idx = ?2", params![&pack.as_bytes()[..], index])?;
+        tx.execute(
+            "DELETE FROM packs WHERE id = ?1 AND state = 'deleting' AND NOT EXISTS (SELECT 1 FROM shards WHERE pack = ?1)",
+            [&pack.as_bytes()[..]],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+fn object_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRow> {
+    Ok(ObjectRow {
+        name: r.get(0)?,
+        version: r.get::<_, i64>(1)? as u64,
+        session: r.get::<_, i64>(2)? as u64,
+        manifest: r.get(3)?,
+        size: r.get::<_, i64>(4)? as u64,
+        created: r.get::<_, i64>(5)? as u64,
+    })
+}
+
+fn shards_of(conn: &Connection, pack: &PackId) -> Result<Vec<(u8, ShardId, HostId, String)>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT idx, hash, host, state FROM shards WHERE pack = ?1 ORDER BY idx")?;
+    let rows = stmt.query_map([&pack.as_bytes()[..]], |r| {
+        Ok((r.get(0)?, ShardId::from_bytes(blob32(r.get(1)?)?), HostId(r.get::<_, i64>(2)? as u64), r.get(3)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -1,0 +1,389 @@
+//! JSON bodies of the coordinator's HTTP API (`/v1/...`) and the host's error replies.
+//!
+//! Binary fields (wrapped keys, sealed manifests) travel as base64 strings. Users
+//! authenticate with `Authorization: Bearer <api key>`; hosts send their secret in the body of
+//! their heartbeats. Shard bytes never pass through the coordinator.
+
+use scatter_core::{ByteSize, ChunkId, HostId, PackId, ShardId, UserId};
+use serde::{Deserialize, Serialize};
+
+use crate::grant::SignedGrant;
+
+/// Header a client sends grants in, to hosts.
+pub const GRANT_HEADER: &str = "scatter-grant";
+
+/// Every error reply, from coordinator and hosts alike.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// A stable machine-readable code (e.g. `too_few_hosts`, `not_found`, `corrupt`).
+    pub code: String,
+    /// One sentence: what happened and what to do.
+    pub error: String,
+}
+
+/// A host asks to join the grid.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinRequest {
+    /// The grid's join token (from the coordinator's `join-token` file).
+    pub join_token: String,
+    /// Base URL where clients reach the host's shard API.
+    pub address: String,
+    /// Failure-domain label (rack, building, city).
+    pub zone: String,
+    /// Bytes the host offers.
+    pub capacity: ByteSize,
+}
+
+/// The coordinator's answer to a join.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinResponse {
+    /// The host's id.
+    pub host_id: HostId,
+    /// Secret the host proves itself with on heartbeats.
+    pub host_secret: String,
+    /// The coordinator's Ed25519 public key (hex), which signs grants.
+    pub coordinator_key: String,
+}
+
+/// A host's periodic report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatRequest {
+    /// Which host.
+    pub host_id: HostId,
+    /// Its secret from the join.
+    pub host_secret: String,
+    /// Its current address (it may change across restarts).
+    pub address: String,
+    /// Bytes the host offers (it may be changed on the command line across restarts).
+    pub capacity: ByteSize,
+    /// Bytes of shards it holds.
+    pub used: ByteSize,
+    /// Bytes free on its disk.
+    pub free: ByteSize,
+}
+
+/// A user registers its public key with a token (the admin token, or later an invite).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    /// One-time token.
+    pub token: String,
+    /// The user's age X25519 recipient (`age1…`).
+    pub public_key: String,
+}
+
+/// The coordinator's answer to a registration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterResponse {
+    /// The new user's id.
+    pub user_id: UserId,
+    /// The secret the user authenticates with.
+    pub api_key: String,
+    /// The user's role (`admin` or `user`).
+    pub role: String,
+}
+
+/// Availability of a host as the coordinator sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostState {
+    /// Heartbeating.
+    Online,
+    /// Missed heartbeats for longer than the grace.
+    Offline,
+}
+
+impl std::fmt::Display for HostState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HostState::Online => "online",
+            HostState::Offline => "offline",
+        })
+    }
+}
+
+/// One host in `scatter status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostInfo {
+    /// Its id.
+    pub id: HostId,
+    /// Where clients reach it.
+    pub address: String,
+    /// Its zone.
+    pub zone: String,
+    /// Online or offline.
+    pub state: HostState,
+    /// Bytes offered.
+    pub capacity: u64,
+    /// Bytes of shards the catalog places there.
+    pub used: u64,
+}
+
+/// `GET /v1/status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusResponse {
+    /// Every registered host.
+    pub hosts: Vec<HostInfo>,
+}
+
+/// Which of these chunks does the user already store?
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LookupChunksRequest {
+    /// Chunk ids.
+    pub ids: Vec<ChunkId>,
+}
+
+/// The subset of the asked chunks that is stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LookupChunksResponse {
+    /// Known chunk ids.
+    pub known: Vec<ChunkId>,
+}
+
+/// A write session: its data key, wrapped to the user's public key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateSessionRequest {
+    /// age-encrypted data key (base64).
+    pub wrapped_key: String,
+}
+
+/// The new session's id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateSessionResponse {
+    /// Session id.
+    pub session: u64,
+}
+
+/// Ask where to put the shards of a pack.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlaceRequest {
+    /// Bytes per shard.
+    pub shard_size: u64,
+    /// The shards to place, by index, with their ids.
+    pub shards: Vec<ShardToPlace>,
+    /// Hosts that must not be chosen (already used for this pack, or failing).
+    #[serde(default)]
+    pub exclude: Vec<HostId>,
+}
+
+/// One shard to place.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShardToPlace {
+    /// Index in the pack (0..k+m).
+    pub index: u8,
+    /// The shard's id (BLAKE3 of its bytes).
+    pub shard: ShardId,
+}
+
+/// Where each shard goes, with a put grant for it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlaceResponse {
+    /// One target per shard asked.
+    pub targets: Vec<Target>,
+}
+
+/// A host chosen for one shard.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Target {
+    /// Shard index in the pack.
+    pub index: u8,
+    /// The host.
+    pub host: HostId,
+    /// Its address.
+    pub address: String,
+    /// The grant to present there.
+    pub grant: SignedGrant,
+}
+
+/// Record a pack whose shards are durable on their hosts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommitPackRequest {
+    /// The pack.
+    pub pack: PackId,
+    /// The session whose key sealed its chunks.
+    pub session: u64,
+    /// Sealed bytes before padding.
+    pub size: u64,
+    /// Data shards.
+    pub k: u8,
+    /// Parity shards.
+    pub m: u8,
+    /// Bytes per shard.
+    pub shard_size: u64,
+    /// Where every shard is stored.
+    pub shards: Vec<StoredShard>,
+    /// Where each chunk lies in the pack.
+    pub chunks: Vec<ChunkEntry>,
+}
+
+/// A shard stored on a host.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredShard {
+    /// Index in the pack.
+    pub index: u8,
+    /// The shard's id.
+    pub shard: ShardId,
+    /// The host holding it.
+    pub host: HostId,
+}
+
+/// A chunk's place in its pack.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChunkEntry {
+    /// The chunk.
+    pub id: ChunkId,
+    /// Offset of the sealed chunk in the pack.
+    pub offset: u64,
+    /// Sealed length.
+    pub len: u64,
+}
+
+/// Make a stored file visible under a (encrypted) name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommitObjectRequest {
+    /// The encrypted name.
+    pub name: String,
+    /// The session whose key sealed the manifest.
+    pub session: u64,
+    /// Plaintext size (for listings and metering).
+    pub size: u64,
+    /// The sealed manifest (base64).
+    pub manifest: String,
+    /// Every chunk the object references, so the coordinator can count references without
+    /// reading the manifest.
+    pub chunks: Vec<ChunkId>,
+}
+
+/// The committed object's version.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommitObjectResponse {
+    /// Version number (1 for the first put of a name).
+    pub version: u64,
+}
+
+/// One object in a listing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ObjectInfo {
+    /// The encrypted name.
+    pub name: String,
+    /// Latest version.
+    pub version: u64,
+    /// Plaintext bytes.
+    pub size: u64,
+    /// Unix time of the put.
+    pub created: u64,
+}
+
+/// `GET /v1/objects`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListResponse {
+    /// Latest version of each object.
+    pub objects: Vec<ObjectInfo>,
+}
+
+/// `GET /v1/object?name=…`: what a reader needs to start.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ObjectResponse {
+    /// Listing fields.
+    #[serde(flatten)]
+    pub info: ObjectInfo,
+    /// The sealed manifest (base64).
+    pub manifest: String,
+    /// The manifest's session key, wrapped (base64).
+    pub wrapped_key: String,
+}
+
+/// `DELETE /v1/object?name=…`: what was removed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoveResponse {
+    /// Versions removed.
+    pub versions: u64,
+    /// Packs no longer referenced, queued for deletion from hosts.
+    pub packs_released: u64,
+}
+
+/// Where are these chunks, and how can I read them?
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LocateRequest {
+    /// Chunk ids.
+    pub chunks: Vec<ChunkId>,
+}
+
+/// Chunk locations, their packs with read grants, and the sessions' wrapped keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LocateResponse {
+    /// One per known chunk asked for.
+    pub chunks: Vec<ChunkLocation>,
+    /// Every pack those chunks lie in.
+    pub packs: Vec<PackLocation>,
+    /// Wrapped keys of the packs' sessions.
+    pub sessions: Vec<SessionKey>,
+}
+
+/// Where a chunk lies.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChunkLocation {
+    /// The chunk.
+    pub id: ChunkId,
+    /// Its pack.
+    pub pack: PackId,
+    /// Offset of the sealed chunk in the pack.
+    pub offset: u64,
+    /// Sealed length.
+    pub len: u64,
+}
+
+/// A pack and its shards.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PackLocation {
+    /// The pack.
+    pub id: PackId,
+    /// Its session.
+    pub session: u64,
+    /// Sealed bytes.
+    pub size: u64,
+    /// Data shards.
+    pub k: u8,
+    /// Parity shards.
+    pub m: u8,
+    /// Bytes per shard.
+    pub shard_size: u64,
+    /// Its shards, by index.
+    pub shards: Vec<ShardLocation>,
+}
+
+/// A shard and how to read it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShardLocation {
+    /// Index in the pack.
+    pub index: u8,
+    /// Its id.
+    pub shard: ShardId,
+    /// Its host.
+    pub host: HostId,
+    /// The host's address.
+    pub address: String,
+    /// Whether the host is online (offline hosts are tried last).
+    pub online: bool,
+    /// A read grant.
+    pub grant: SignedGrant,
+}
+
+/// A session's wrapped data key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionKey {
+    /// Session id.
+    pub session: u64,
+    /// age-encrypted data key (base64).
+    pub wrapped_key: String,
+}
+
+/// A client tells the coordinator a shard failed on read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReportShardRequest {
+    /// The host that served (or failed to serve) it.
+    pub host: HostId,
+    /// The shard.
+    pub shard: ShardId,
+    /// What went wrong.
+    pub problem: String,
+}

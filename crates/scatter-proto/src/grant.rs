@@ -1,0 +1,211 @@
+//! Grants: coordinator-signed permissions for one operation on one shard at one host.
+//!
+//! A host checks a grant with the coordinator's public key only: there is no call back to the
+//! coordinator on the data path. Encoding (big-endian integers), then base64url:
+//!
+//! ```text
+//! "SGR1" | host u64 | shard id [32] | op u8 | max size u64 | expires (unix s) u64 | Ed25519 signature [64]
+//! ```
+//!
+//! The signature covers everything before it.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use scatter_core::{HostId, ShardId};
+
+const MAGIC: &[u8; 4] = b"SGR1";
+const BODY_LEN: usize = 4 + 8 + 32 + 1 + 8 + 8;
+const LEN: usize = BODY_LEN + 64;
+
+/// What a grant allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Store the shard (up to the grant's size limit).
+    Put = 1,
+    /// Read the shard or a range of it.
+    Get = 2,
+    /// Delete the shard.
+    Delete = 3,
+}
+
+impl Op {
+    fn from_u8(b: u8) -> Option<Self> {
+        match b {
+            1 => Some(Op::Put),
+            2 => Some(Op::Get),
+            3 => Some(Op::Delete),
+            _ => None,
+        }
+    }
+}
+
+/// The statement a grant makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    /// The host that may serve the operation.
+    pub host: HostId,
+    /// The shard it applies to.
+    pub shard: ShardId,
+    /// The operation allowed.
+    pub op: Op,
+    /// Largest number of bytes a put may store.
+    pub max_size: u64,
+    /// Unix time (seconds) after which the grant is void.
+    pub expires: u64,
+}
+
+/// Why a grant was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GrantError {
+    /// Not a grant at all.
+    #[error("the grant is malformed")]
+    Malformed,
+    /// The signature does not verify against the coordinator's key.
+    #[error("the grant's signature is not the coordinator's")]
+    BadSignature,
+    /// Issued for another host.
+    #[error("the grant is for host {0}, not this host")]
+    WrongHost(HostId),
+    /// Issued for another shard.
+    #[error("the grant is for another shard")]
+    WrongShard,
+    /// Issued for another operation.
+    #[error("the grant allows {granted:?}, not {wanted:?}")]
+    WrongOp {
+        /// What it allows.
+        granted: Op,
+        /// What was asked.
+        wanted: Op,
+    },
+    /// Past its expiry.
+    #[error("the grant expired; ask the coordinator for a new one")]
+    Expired,
+}
+
+impl Grant {
+    fn body(&self) -> [u8; BODY_LEN] {
+        let mut b = [0u8; BODY_LEN];
+        b[..4].copy_from_slice(MAGIC);
+        b[4..12].copy_from_slice(&self.host.0.to_be_bytes());
+        b[12..44].copy_from_slice(self.shard.as_bytes());
+        b[44] = self.op as u8;
+        b[45..53].copy_from_slice(&self.max_size.to_be_bytes());
+        b[53..61].copy_from_slice(&self.expires.to_be_bytes());
+        b
+    }
+
+    /// Signs the grant with the coordinator's key.
+    pub fn sign(&self, key: &SigningKey) -> SignedGrant {
+        let body = self.body();
+        let sig = key.sign(&body);
+        let mut raw = Vec::with_capacity(LEN);
+        raw.extend_from_slice(&body);
+        raw.extend_from_slice(&sig.to_bytes());
+        SignedGrant(URL_SAFE_NO_PAD.encode(raw))
+    }
+}
+
+/// A signed grant as carried in requests (base64url text).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct SignedGrant(pub String);
+
+impl SignedGrant {
+    /// Decodes the grant and checks its signature, without checking what it is for.
+    pub fn open(&self, key: &VerifyingKey) -> Result<Grant, GrantError> {
+        if self.0.len() > 2 * LEN {
+            return Err(GrantError::Malformed);
+        }
+        let raw = URL_SAFE_NO_PAD.decode(&self.0).map_err(|_| GrantError::Malformed)?;
+        if raw.len() != LEN || &raw[..4] != MAGIC {
+            return Err(GrantError::Malformed);
+        }
+        let (body, sig) = raw.split_at(BODY_LEN);
+        let sig = Signature::from_slice(sig).map_err(|_| GrantError::Malformed)?;
+        key.verify(body, &sig).map_err(|_| GrantError::BadSignature)?;
+        let u64_at = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&body[i..i + 8]);
+            u64::from_be_bytes(b)
+        };
+        Ok(Grant {
+            host: HostId(u64_at(4)),
+            shard: ShardId::from_slice(&body[12..44]).ok_or(GrantError::Malformed)?,
+            op: Op::from_u8(body[44]).ok_or(GrantError::Malformed)?,
+            max_size: u64_at(45),
+            expires: u64_at(53),
+        })
+    }
+
+    /// Checks that this grant allows `op` on `shard` at `host` at time `now` (unix seconds).
+    pub fn check(
+        &self,
+        key: &VerifyingKey,
+        host: HostId,
+        shard: &ShardId,
+        op: Op,
+        now: u64,
+    ) -> Result<Grant, GrantError> {
+        let g = self.open(key)?;
+        if g.host != host {
+            return Err(GrantError::WrongHost(g.host));
+        }
+        if &g.shard != shard {
+            return Err(GrantError::WrongShard);
+        }
+        if g.op != op {
+            return Err(GrantError::WrongOp { granted: g.op, wanted: op });
+        }
+        if now > g.expires {
+            return Err(GrantError::Expired);
+        }
+        Ok(g)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(b: u8) -> SigningKey {
+        SigningKey::from_bytes(&[b; 32])
+    }
+
+    fn grant() -> Grant {
+        Grant { host: HostId(3), shard: ShardId::of(b"s"), op: Op::Put, max_size: 100, expires: 1000 }
+    }
+
+    #[test]
+    fn a_valid_grant_passes() {
+        let k = key(1);
+        let g = grant().sign(&k);
+        assert_eq!(g.check(&k.verifying_key(), HostId(3), &ShardId::of(b"s"), Op::Put, 999), Ok(grant()));
+    }
+
+    #[test]
+    fn every_mismatch_is_refused() {
+        let k = key(1);
+        let vk = k.verifying_key();
+        let g = grant().sign(&k);
+        let s = ShardId::of(b"s");
+        assert_eq!(g.check(&key(2).verifying_key(), HostId(3), &s, Op::Put, 0), Err(GrantError::BadSignature));
+        assert_eq!(g.check(&vk, HostId(4), &s, Op::Put, 0), Err(GrantError::WrongHost(HostId(3))));
+        assert_eq!(g.check(&vk, HostId(3), &ShardId::of(b"t"), Op::Put, 0), Err(GrantError::WrongShard));
+        assert!(matches!(g.check(&vk, HostId(3), &s, Op::Delete, 0), Err(GrantError::WrongOp { .. })));
+        assert_eq!(g.check(&vk, HostId(3), &s, Op::Put, 1001), Err(GrantError::Expired));
+    }
+
+    #[test]
+    fn tampering_and_garbage_are_refused() {
+        let k = key(1);
+        let vk = k.verifying_key();
+        let g = grant().sign(&k);
+        let mut raw = URL_SAFE_NO_PAD.decode(&g.0).expect("b64");
+        raw[50] ^= 1; // raise max_size
+        assert_eq!(SignedGrant(URL_SAFE_NO_PAD.encode(&raw)).open(&vk), Err(GrantError::BadSignature));
+        for bad in ["", "!!", "AAAA", &"A".repeat(10_000)] {
+            assert_eq!(SignedGrant(bad.into()).open(&vk), Err(GrantError::Malformed));
+        }
+    }
+}
