@@ -1,0 +1,202 @@
+//! Scatter's storage host: keeps shards as files on its own disk, serves store, ranged read
+//! and delete to holders of a coordinator-signed grant, enforces its offered capacity, and
+//! heartbeats to the coordinator. [`run`] joins the grid on first start and serves until
+//! shutdown.
+
+mod api;
+pub mod store;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ed25519_dalek::VerifyingKey;
+use scatter_core::{ByteSize, HostId};
+use scatter_proto::api::{ErrorBody, HeartbeatRequest, JoinRequest, JoinResponse};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+use crate::store::DiskStore;
+
+/// How a host runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where shards and the host's identity live.
+    pub data_dir: PathBuf,
+    /// The coordinator's URL.
+    pub coordinator: String,
+    /// The grid's join token (used on first start only).
+    pub join_token: String,
+    /// Bytes offered to the grid.
+    pub capacity: ByteSize,
+    /// Failure-domain label.
+    pub zone: String,
+    /// Time between heartbeats.
+    pub heartbeat: Duration,
+    /// The URL clients should use; by default derived from the listening address.
+    pub public_url: Option<String>,
+}
+
+/// Why the host could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// A local file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The identity file is damaged.
+    #[error("{0} is damaged; move it away to join the grid again as a new host")]
+    Damaged(PathBuf),
+    /// The coordinator could not be reached.
+    #[error("the coordinator at {url} cannot be reached ({reason}); check that it runs and the URL is right")]
+    Unreachable {
+        /// Its URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The coordinator refused to let this host join.
+    #[error("the coordinator refused the join: {0}")]
+    Refused(String),
+    /// Serving failed.
+    #[error("serving HTTP failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// What the host keeps about itself between restarts (`DIR/host.json`).
+#[derive(Serialize, Deserialize)]
+struct Identity {
+    host_id: HostId,
+    host_secret: String,
+    coordinator_key: String,
+}
+
+pub(crate) struct Shared {
+    pub id: HostId,
+    pub coordinator_key: VerifyingKey,
+    pub store: Arc<DiskStore>,
+    pub uploads: tokio::sync::Semaphore,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> HostError + '_ {
+    move |source| HostError::Io { path: path.to_owned(), source }
+}
+
+async fn load_or_join(config: &Config, address: &str, http: &reqwest::Client) -> Result<Identity, HostError> {
+    let path = config.data_dir.join("host.json");
+    match std::fs::read(&path) {
+        Ok(bytes) => return serde_json::from_slice(&bytes).map_err(|_| HostError::Damaged(path)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(&path)(e)),
+    }
+    let req = JoinRequest {
+        join_token: config.join_token.clone(),
+        address: address.to_owned(),
+        zone: config.zone.clone(),
+        capacity: config.capacity,
+    };
+    let url = format!("{}/v1/hosts/join", config.coordinator);
+    let mut last = String::new();
+    for attempt in 0..20 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        match http.post(&url).json(&req).send().await {
+            Ok(r) if r.status().is_success() => {
+                let j: JoinResponse = r
+                    .json()
+                    .await
+                    .map_err(|e| HostError::Refused(format!("unreadable answer: {e}")))?;
+                let id = Identity { host_id: j.host_id, host_secret: j.host_secret, coordinator_key: j.coordinator_key };
+                write_private(&path, &serde_json::to_vec_pretty(&id).map_err(|e| HostError::Refused(e.to_string()))?)?;
+                tracing::info!(host = %id.host_id, "joined the grid");
+                return Ok(id);
+            }
+            Ok(r) => {
+                let status = r.status();
+                let body: Option<ErrorBody> = r.json().await.ok();
+                let msg = body.map(|b| b.error).unwrap_or_else(|| status.to_string());
+                if status.is_client_error() {
+                    return Err(HostError::Refused(msg));
+                }
+                last = msg;
+            }
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(HostError::Unreachable { url: config.coordinator.clone(), reason: last })
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> Result<(), HostError> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(&tmp).map_err(io_err(&tmp))?;
+    f.write_all(contents).and_then(|_| f.sync_all()).map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+async fn heartbeats(config: Config, shared: Arc<Shared>, secret: String, address: String, http: reqwest::Client) {
+    let url = format!("{}/v1/hosts/heartbeat", config.coordinator);
+    loop {
+        let store = shared.store.clone();
+        let free = tokio::task::spawn_blocking(move || store.disk_free()).await.unwrap_or(0);
+        let req = HeartbeatRequest {
+            host_id: shared.id,
+            host_secret: secret.clone(),
+            address: address.clone(),
+            capacity: config.capacity,
+            used: ByteSize(shared.store.used()),
+            free: ByteSize(free),
+        };
+        match http.post(&url).json(&req).send().await {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) => tracing::warn!(status = %r.status(), "the coordinator refused a heartbeat"),
+            Err(e) => tracing::warn!(error = %e, "heartbeat failed; the coordinator is unreachable"),
+        }
+        tokio::time::sleep(config.heartbeat).await;
+    }
+}
+
+/// Serves the host on `listener` until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), HostError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(io_err(&config.data_dir))?;
+    let addr = listener.local_addr().map_err(HostError::Serve)?;
+    let address = config.public_url.clone().unwrap_or_else(|| {
+        let ip = if addr.ip().is_unspecified() { "127.0.0.1".parse().expect("literal IP") } else { addr.ip() };
+        format!("http://{}", std::net::SocketAddr::new(ip, addr.port()))
+    });
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| HostError::Serve(std::io::Error::other(e)))?;
+    let identity = load_or_join(&config, &address, &http).await?;
+    let id_path = config.data_dir.join("host.json");
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(&identity.coordinator_key, &mut key).map_err(|_| HostError::Damaged(id_path.clone()))?;
+    let coordinator_key = VerifyingKey::from_bytes(&key).map_err(|_| HostError::Damaged(id_path))?;
+    let shard_dir = config.data_dir.clone();
+    let store = DiskStore::open(&shard_dir, config.capacity.0).map_err(io_err(&shard_dir))?;
+    let shared = Arc::new(Shared {
+        id: identity.host_id,
+        coordinator_key,
+        store: Arc::new(store),
+        uploads: tokio::sync::Semaphore::new(api::CONCURRENT_TRANSFERS),
+    });
+    tracing::info!(host = %shared.id, %address, used = shared.store.used(), "host serving");
+    let beat = tokio::spawn(heartbeats(config.clone(), shared.clone(), identity.host_secret, address, http));
+    let served = axum::serve(listener, api::router(shared)).with_graceful_shutdown(shutdown).await;
+    beat.abort();
+    served.map_err(HostError::Serve)
+}

@@ -1,0 +1,153 @@
+//! The host's shard API: `PUT`, `GET` (with `Range`) and `DELETE /shards/{id}`, each allowed
+//! only by a grant in the `scatter-grant` header.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use scatter_core::ShardId;
+use scatter_proto::api::{ErrorBody, GRANT_HEADER};
+use scatter_proto::{GrantError, Op, SignedGrant};
+
+use crate::store::ShardError;
+use crate::Shared;
+
+/// Largest shard a host accepts.
+pub const MAX_SHARD: u64 = 64 << 20;
+/// Transfers served at once; bounds the memory that shards in flight take.
+pub(crate) const CONCURRENT_TRANSFERS: usize = 8;
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/shards/{id}", get(read).put(store).delete(delete))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(shared)
+}
+
+enum Refusal {
+    Grant(GrantError),
+    Shard(ShardError),
+    Bad(String),
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let (status, code, msg) = match self {
+            Refusal::Grant(e) => (StatusCode::FORBIDDEN, "grant", format!("refused: {e}")),
+            Refusal::Bad(m) => (StatusCode::BAD_REQUEST, "bad_request", m),
+            Refusal::Shard(e) => {
+                let (s, c) = match &e {
+                    ShardError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+                    ShardError::Corrupt(_) => (StatusCode::CONFLICT, "corrupt"),
+                    ShardError::HashMismatch(_) => (StatusCode::BAD_REQUEST, "hash_mismatch"),
+                    ShardError::Full { .. } | ShardError::DiskFull => (StatusCode::INSUFFICIENT_STORAGE, "full"),
+                    ShardError::BadRange { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "bad_range"),
+                    ShardError::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, "io"),
+                };
+                (s, c, e.to_string())
+            }
+        };
+        (status, Json(ErrorBody { code: code.into(), error: msg })).into_response()
+    }
+}
+
+fn shard_id(raw: &str) -> Result<ShardId, Refusal> {
+    raw.parse().map_err(|_| Refusal::Bad("the shard id must be 64 lowercase hex digits".into()))
+}
+
+fn check_grant(sh: &Shared, headers: &HeaderMap, id: &ShardId, op: Op) -> Result<scatter_proto::Grant, Refusal> {
+    let raw = headers
+        .get(GRANT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(Refusal::Grant(GrantError::Malformed))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(u64::MAX);
+    SignedGrant(raw.to_owned()).check(&sh.coordinator_key, sh.id, id, op, now).map_err(|e| {
+        tracing::warn!(shard = %id, ?op, error = %e, "refused a request without a valid grant");
+        Refusal::Grant(e)
+    })
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ShardError> + Send + 'static) -> Result<T, Refusal> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Refusal::Shard(ShardError::Io(std::io::Error::other(e))))?
+        .map_err(Refusal::Shard)
+}
+
+async fn store(State(sh): State<Arc<Shared>>, Path(raw): Path<String>, headers: HeaderMap, body: Body) -> Result<StatusCode, Refusal> {
+    let id = shard_id(&raw)?;
+    let grant = check_grant(&sh, &headers, &id, Op::Put)?;
+    let limit = grant.max_size.min(MAX_SHARD);
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or_else(|| Refusal::Bad("a shard upload needs a Content-Length".into()))?;
+    if declared > limit {
+        return Err(Refusal::Bad(format!("the shard is {declared} bytes but the grant allows at most {limit}")));
+    }
+    if sh.store.contains(&id) {
+        return Ok(StatusCode::OK);
+    }
+    let used = sh.store.used();
+    if used + declared > sh.store.capacity() {
+        return Err(Refusal::Shard(ShardError::Full { need: declared, used, capacity: sh.store.capacity() }));
+    }
+    let _permit = sh.uploads.acquire().await.map_err(|_| Refusal::Bad("the host is shutting down".into()))?;
+    let bytes = axum::body::to_bytes(body, declared as usize)
+        .await
+        .map_err(|_| Refusal::Bad("the upload was cut short or is larger than its Content-Length; nothing was stored".into()))?;
+    if bytes.len() as u64 != declared {
+        return Err(Refusal::Bad("the upload is shorter than its Content-Length; nothing was stored".into()));
+    }
+    let store = sh.store.clone();
+    blocking(move || {
+        let mut upload = store.begin(id, bytes.len() as u64)?;
+        upload.write(&bytes)?;
+        upload.finish()
+    })
+    .await?;
+    Ok(StatusCode::CREATED)
+}
+
+/// Parses `bytes=START-END` (one range, inclusive end) into a half-open range.
+fn parse_range(headers: &HeaderMap) -> Result<Option<std::ops::Range<u64>>, Refusal> {
+    let Some(v) = headers.get(axum::http::header::RANGE) else { return Ok(None) };
+    let bad = || Refusal::Bad("only a single `Range: bytes=START-END` is supported".into());
+    let spec = v.to_str().map_err(|_| bad())?.strip_prefix("bytes=").ok_or_else(bad)?;
+    let (s, e) = spec.split_once('-').ok_or_else(bad)?;
+    let start: u64 = s.trim().parse().map_err(|_| bad())?;
+    let end: u64 = e.trim().parse().map_err(|_| bad())?;
+    if end < start {
+        return Err(bad());
+    }
+    Ok(Some(start..end + 1))
+}
+
+async fn read(State(sh): State<Arc<Shared>>, Path(raw): Path<String>, headers: HeaderMap) -> Result<Response, Refusal> {
+    let id = shard_id(&raw)?;
+    check_grant(&sh, &headers, &id, Op::Get)?;
+    let range = parse_range(&headers)?;
+    let _permit = sh.uploads.acquire().await.map_err(|_| Refusal::Bad("the host is shutting down".into()))?;
+    let store = sh.store.clone();
+    let partial = range.is_some();
+    let bytes = blocking(move || store.read(&id, range)).await?;
+    let status = if partial { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
+    Ok((status, bytes).into_response())
+}
+
+async fn delete(State(sh): State<Arc<Shared>>, Path(raw): Path<String>, headers: HeaderMap) -> Result<StatusCode, Refusal> {
+    let id = shard_id(&raw)?;
+    check_grant(&sh, &headers, &id, Op::Delete)?;
+    let store = sh.store.clone();
+    let existed = blocking(move || store.delete(&id)).await?;
+    Ok(if existed { StatusCode::NO_CONTENT } else { StatusCode::NOT_FOUND })
+}

@@ -1,0 +1,326 @@
+//! Shards on disk: one file per shard, named by its BLAKE3 hash.
+//!
+//! Layout under the data directory: `shards/ab/abcdef…` (two-level fan-out), `tmp/` for
+//! uploads in progress, `quarantine/` for files that failed their hash. Writes go temp file →
+//! fsync → rename → fsync directory, so a shard is either absent or complete under its name,
+//! even across a crash. Every read re-hashes the file; a mismatch moves it to quarantine and
+//! returns [`ShardError::Corrupt`], never the bytes.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use scatter_core::ShardId;
+
+/// A shard operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardError {
+    /// No such shard here.
+    #[error("shard {0} is not stored on this host")]
+    NotFound(ShardId),
+    /// The stored bytes no longer match the shard's hash; the file was quarantined.
+    #[error("shard {0} is corrupt on this host's disk (hash mismatch); it was quarantined, read another shard")]
+    Corrupt(ShardId),
+    /// The uploaded bytes do not hash to the shard id.
+    #[error("the uploaded bytes do not match shard id {0}; nothing was stored")]
+    HashMismatch(ShardId),
+    /// Storing would exceed the capacity this host offers.
+    #[error("this host is full: storing {need} more bytes would exceed its offered capacity ({used} of {capacity} bytes used)")]
+    Full {
+        /// Bytes asked for.
+        need: u64,
+        /// Bytes in use.
+        used: u64,
+        /// Offered capacity.
+        capacity: u64,
+    },
+    /// The disk itself has no room.
+    #[error("this host's disk is full; nothing was stored")]
+    DiskFull,
+    /// A requested range lies outside the shard.
+    #[error("range {start}..{end} is outside shard {shard} ({len} bytes)")]
+    BadRange {
+        /// Shard.
+        shard: ShardId,
+        /// Range start.
+        start: u64,
+        /// Range end.
+        end: u64,
+        /// Shard length.
+        len: u64,
+    },
+    /// Other I/O failure.
+    #[error("disk I/O failed: {0}")]
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for ShardError {
+    fn from(e: std::io::Error) -> Self {
+        if e.raw_os_error() == Some(28) {
+            ShardError::DiskFull
+        } else {
+            ShardError::Io(e)
+        }
+    }
+}
+
+/// The shard files of one host.
+#[derive(Debug)]
+pub struct DiskStore {
+    root: PathBuf,
+    capacity: u64,
+    used: AtomicU64,
+}
+
+impl DiskStore {
+    /// Opens the store under `root`, creating its folders, dropping leftover uploads and
+    /// counting the bytes held.
+    pub fn open(root: &Path, capacity: u64) -> std::io::Result<Self> {
+        for d in ["shards", "tmp", "quarantine"] {
+            std::fs::create_dir_all(root.join(d))?;
+        }
+        for entry in std::fs::read_dir(root.join("tmp"))? {
+            let _ = std::fs::remove_file(entry?.path());
+        }
+        let mut used = 0;
+        for fan in std::fs::read_dir(root.join("shards"))? {
+            let fan = fan?;
+            if fan.file_type()?.is_dir() {
+                for f in std::fs::read_dir(fan.path())? {
+                    used += f?.metadata()?.len();
+                }
+            }
+        }
+        Ok(Self { root: root.to_owned(), capacity, used: AtomicU64::new(used) })
+    }
+
+    /// Bytes of shards held.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// The capacity this host offers.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// Free bytes on the disk holding the store.
+    pub fn disk_free(&self) -> u64 {
+        fs4::available_space(&self.root).unwrap_or(0)
+    }
+
+    fn path(&self, id: &ShardId) -> PathBuf {
+        let hex = id.to_string();
+        self.root.join("shards").join(&hex[..2]).join(hex)
+    }
+
+    /// Whether the shard is stored.
+    pub fn contains(&self, id: &ShardId) -> bool {
+        self.path(id).exists()
+    }
+
+    /// Starts storing a shard of `len` bytes: checks capacity and opens a temp file.
+    pub fn begin(&self, id: ShardId, len: u64) -> Result<Upload<'_>, ShardError> {
+        let used = self.used();
+        if used + len > self.capacity {
+            return Err(ShardError::Full { need: len, used, capacity: self.capacity });
+        }
+        let tmp = self.root.join("tmp").join(format!("{id}.{}", rand_suffix()));
+        let file = std::fs::File::create(&tmp)?;
+        Ok(Upload { store: self, id, tmp, file: Some(file), hasher: blake3::Hasher::new(), written: 0 })
+    }
+
+    /// Reads `range` of a shard (all of it when `None`) after checking the whole file's hash.
+    pub fn read(&self, id: &ShardId, range: Option<Range<u64>>) -> Result<Vec<u8>, ShardError> {
+        let path = self.path(id);
+        let mut file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ShardError::NotFound(*id)),
+            Err(e) => return Err(e.into()),
+        };
+        let len = file.metadata()?.len();
+        let mut hasher = blake3::Hasher::new();
+        let range = range.unwrap_or(0..len);
+        if range.start > range.end || range.end > len {
+            return Err(ShardError::BadRange { shard: *id, start: range.start, end: range.end, len });
+        }
+        let mut out = Vec::with_capacity((range.end - range.start) as usize);
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut pos = 0u64;
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            let (s, e) = (pos.max(range.start), (pos + n as u64).min(range.end));
+            if s < e {
+                out.extend_from_slice(&buf[(s - pos) as usize..(e - pos) as usize]);
+            }
+            pos += n as u64;
+        }
+        if hasher.finalize().as_bytes() != id.as_bytes() {
+            self.quarantine(id, &path, pos);
+            return Err(ShardError::Corrupt(*id));
+        }
+        Ok(out)
+    }
+
+    fn quarantine(&self, id: &ShardId, path: &Path, len: u64) {
+        let dest = self.root.join("quarantine").join(format!("{id}.{}", rand_suffix()));
+        if std::fs::rename(path, &dest).is_ok() {
+            self.used.fetch_sub(len.min(self.used()), Ordering::Relaxed);
+        }
+        tracing::warn!(shard = %id, "shard failed its hash check and was quarantined");
+    }
+
+    /// Deletes a shard. Deleting an absent shard is not an error.
+    pub fn delete(&self, id: &ShardId) -> Result<bool, ShardError> {
+        let path = self.path(id);
+        let len = match std::fs::metadata(&path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                self.used.fetch_sub(len.min(self.used()), Ordering::Relaxed);
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Flips a byte of a stored shard. Only for tests of corruption handling.
+    #[doc(hidden)]
+    pub fn corrupt_for_test(&self, id: &ShardId) -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new().read(true).write(true).open(self.path(id))?;
+        let mut b = [0u8; 1];
+        f.read_exact(&mut b)?;
+        f.seek(SeekFrom::Start(0))?;
+        f.write_all(&[b[0] ^ 0xff])
+    }
+}
+
+fn rand_suffix() -> String {
+    use std::sync::atomic::AtomicU32;
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A shard upload in progress. Dropped without [`Upload::finish`], it leaves nothing behind.
+pub struct Upload<'a> {
+    store: &'a DiskStore,
+    id: ShardId,
+    tmp: PathBuf,
+    file: Option<std::fs::File>,
+    hasher: blake3::Hasher,
+    written: u64,
+}
+
+impl Upload<'_> {
+    /// Appends bytes.
+    pub fn write(&mut self, data: &[u8]) -> Result<(), ShardError> {
+        self.hasher.update(data);
+        self.written += data.len() as u64;
+        match self.file.as_mut() {
+            Some(f) => f.write_all(data).map_err(ShardError::from),
+            None => Err(ShardError::Io(std::io::Error::other("upload already finished"))),
+        }
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Checks the hash, makes the data durable and the shard visible under its name.
+    pub fn finish(mut self) -> Result<(), ShardError> {
+        if self.hasher.finalize().as_bytes() != self.id.as_bytes() {
+            return Err(ShardError::HashMismatch(self.id));
+        }
+        let file = self.file.take().ok_or_else(|| ShardError::Io(std::io::Error::other("upload already finished")))?;
+        file.sync_all()?;
+        drop(file);
+        let dest = self.store.path(&self.id);
+        let dir = dest.parent().map(Path::to_owned).unwrap_or_else(|| self.store.root.clone());
+        std::fs::create_dir_all(&dir)?;
+        let existed = dest.exists();
+        std::fs::rename(&self.tmp, &dest)?;
+        std::fs::File::open(&dir)?.sync_all()?;
+        if !existed {
+            self.store.used.fetch_add(self.written, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Upload<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.tmp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(capacity: u64) -> (tempfile::TempDir, DiskStore) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = DiskStore::open(dir.path(), capacity).expect("open");
+        (dir, s)
+    }
+
+    fn put(s: &DiskStore, data: &[u8]) -> Result<ShardId, ShardError> {
+        let id = ShardId::of(data);
+        let mut u = s.begin(id, data.len() as u64)?;
+        u.write(data)?;
+        u.finish()?;
+        Ok(id)
+    }
+
+    #[test]
+    fn stores_reads_ranges_and_deletes() {
+        let (_d, s) = store(1 << 20);
+        let id = put(&s, b"hello world").expect("put");
+        assert_eq!(s.used(), 11);
+        assert_eq!(s.read(&id, None).expect("read"), b"hello world");
+        assert_eq!(s.read(&id, Some(6..11)).expect("range"), b"world");
+        assert!(matches!(s.read(&id, Some(6..12)), Err(ShardError::BadRange { .. })));
+        assert!(s.delete(&id).expect("delete"));
+        assert_eq!(s.used(), 0);
+        assert!(matches!(s.read(&id, None), Err(ShardError::NotFound(_))));
+    }
+
+    #[test]
+    fn wrong_bytes_are_not_stored() {
+        let (d, s) = store(1 << 20);
+        let id = ShardId::of(b"expected");
+        let mut u = s.begin(id, 5).expect("begin");
+        u.write(b"other").expect("write");
+        assert!(matches!(u.finish(), Err(ShardError::HashMismatch(_))));
+        assert!(!s.contains(&id));
+        assert_eq!(std::fs::read_dir(d.path().join("tmp")).expect("tmp").count(), 0);
+    }
+
+    #[test]
+    fn corruption_is_detected_and_quarantined() {
+        let (d, s) = store(1 << 20);
+        let id = put(&s, b"precious").expect("put");
+        s.corrupt_for_test(&id).expect("corrupt");
+        assert!(matches!(s.read(&id, Some(0..2)), Err(ShardError::Corrupt(_))));
+        assert!(!s.contains(&id));
+        assert_eq!(std::fs::read_dir(d.path().join("quarantine")).expect("q").count(), 1);
+    }
+
+    #[test]
+    fn capacity_is_enforced_and_survives_reopen() {
+        let (d, s) = store(10);
+        put(&s, b"12345678").expect("fits");
+        assert!(matches!(put(&s, b"abc"), Err(ShardError::Full { .. })));
+        let reopened = DiskStore::open(d.path(), 10).expect("reopen");
+        assert_eq!(reopened.used(), 8);
+    }
+}
