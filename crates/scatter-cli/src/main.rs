@@ -1,1 +1,407 @@
-fn main(){}
+//! The `scatter` binary: parses the command line, sets up logging, and calls the libraries.
+
+mod demo;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use scatter_client::profile::{self, Profile};
+use scatter_client::put::Redundancy;
+use scatter_client::{ClientError, Progress};
+use scatter_cli::duration;
+use scatter_cli::grid::{Grid, GridOptions};
+use scatter_core::ByteSize;
+
+/// Scatter: secure distributed storage. Files are chunked, encrypted, erasure-coded and
+/// spread over the hosts of a grid; they come back bit for bit even when hosts are lost.
+#[derive(Parser)]
+#[command(name = "scatter", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the coordinator: registry, catalog, placement and grants.
+    Coordinator {
+        /// Directory for the catalog, keys and tokens (created on first start).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:7000")]
+        listen: String,
+        /// A host is offline once it missed heartbeats for this long.
+        #[arg(long, default_value = "30s", value_parser = duration::parse)]
+        offline_after: Duration,
+        /// URL to advertise to hosts and clients (default: derived from --listen).
+        #[arg(long)]
+        public_url: Option<String>,
+    },
+    /// Run a storage host that offers disk space to the grid.
+    Host {
+        /// Directory for shards and the host's identity.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+        /// The coordinator's URL (its data directory's `url` file).
+        #[arg(long)]
+        coordinator: String,
+        /// The grid's join token (the coordinator's `join-token` file).
+        #[arg(long, env = "SCATTER_JOIN_TOKEN", hide_env_values = true)]
+        join_token: String,
+        /// Space offered to the grid, e.g. 500GiB.
+        #[arg(long)]
+        capacity: ByteSize,
+        /// Failure-domain label (rack, building, city).
+        #[arg(long, default_value = "default")]
+        zone: String,
+        /// Time between heartbeats.
+        #[arg(long, default_value = "10s", value_parser = duration::parse)]
+        heartbeat: Duration,
+        /// URL to advertise to clients (default: derived from --listen).
+        #[arg(long)]
+        public_url: Option<String>,
+    },
+    /// Create your keys, register with a coordinator and write a profile.
+    Init {
+        /// The coordinator's URL.
+        #[arg(long)]
+        coordinator: String,
+        /// A registration token (the coordinator's `admin-token` for the first user).
+        #[arg(long, env = "SCATTER_TOKEN", hide_env_values = true)]
+        token: String,
+    },
+    /// Store a file on the grid.
+    Put {
+        /// The file to store.
+        file: PathBuf,
+        /// Name to store it under (default: the file's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Data shards per pack (k).
+        #[arg(long = "data", default_value_t = 4)]
+        k: u8,
+        /// Parity shards per pack (m): how many hosts may be lost.
+        #[arg(long = "parity", default_value_t = 2)]
+        m: u8,
+    },
+    /// Fetch a stored file.
+    Get {
+        /// The name it was stored under.
+        name: String,
+        /// Where to write it.
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+    /// List stored files.
+    Ls {
+        /// Only names starting with this prefix of whole path components (e.g. `photos/`).
+        prefix: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a stored file (all its versions); its space is freed on the hosts.
+    Rm {
+        /// The name it was stored under.
+        name: String,
+    },
+    /// Show the grid's hosts.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a local grid (a coordinator and N hosts) in the foreground until Ctrl-C.
+    Dev {
+        /// Number of hosts.
+        #[arg(long, default_value_t = 6)]
+        hosts: usize,
+        /// Directory for the grid's data, logs and the `env` file.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Show Scatter at work: store a sample data set on a local grid, lose two hosts, get
+    /// everything back and verify it bit for bit.
+    Demo {
+        /// Keep the demo's directory instead of deleting it.
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let service = matches!(cli.command, Cmd::Coordinator { .. } | Cmd::Host { .. } | Cmd::Dev { .. });
+    let filter = std::env::var("SCATTER_LOG").unwrap_or_else(|_| if service { "info" } else { "warn" }.into());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        if service {
+            // Services and `dev` handle Ctrl-C themselves and shut down cleanly.
+            return run(cli.command).await;
+        }
+        tokio::select! {
+            r = run(cli.command) => r,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted; nothing half-done was made visible")),
+        }
+    });
+    if let Err(e) = result {
+        eprintln!("error: {}", chain(&e));
+        std::process::exit(1);
+    }
+}
+
+/// The error and its causes as one line, without repeating a cause already in the message.
+fn chain(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !out.contains(&c) {
+            out.push_str(": ");
+            out.push_str(&c);
+        }
+    }
+    out
+}
+
+async fn shutdown_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn bind(listen: &str) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}; pick a free address with --listen"))
+}
+
+fn passphrase(confirm: bool) -> Result<String> {
+    if let Ok(p) = std::env::var("SCATTER_PASSPHRASE") {
+        return Ok(p);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("a passphrase is needed: set SCATTER_PASSPHRASE or run on a terminal");
+    }
+    let p = rpassword::prompt_password("Passphrase: ")?;
+    if confirm && rpassword::prompt_password("Repeat passphrase: ")? != p {
+        bail!("the two passphrases differ; try again");
+    }
+    Ok(p)
+}
+
+fn load() -> Result<(PathBuf, Profile)> {
+    let dir = profile::config_dir();
+    let p = Profile::load(&dir)?;
+    Ok((dir, p))
+}
+
+/// A progress bar on stderr when it is a terminal; nothing otherwise.
+struct Bar(indicatif::ProgressBar);
+
+impl Bar {
+    fn new() -> Self {
+        let bar = if std::io::stderr().is_terminal() {
+            indicatif::ProgressBar::new(0)
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Self(bar)
+    }
+}
+
+impl Progress for Bar {
+    fn start(&self, total: u64) {
+        self.0.set_length(total);
+    }
+    fn advance(&self, n: u64) {
+        self.0.inc(n);
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
+fn mb_per_s(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / 1e6 / d.as_secs_f64().max(1e-9)
+}
+
+async fn run(cmd: Cmd) -> Result<()> {
+    match cmd {
+        Cmd::Coordinator { data_dir, listen, offline_after, public_url } => {
+            let listener = bind(&listen).await?;
+            let config = scatter_coordinator::Config { data_dir, offline_after, public_url };
+            scatter_coordinator::run(config, listener, shutdown_signal()).await?;
+        }
+        Cmd::Host { data_dir, listen, coordinator, join_token, capacity, zone, heartbeat, public_url } => {
+            let listener = bind(&listen).await?;
+            let coordinator = coordinator.trim_end_matches('/').to_owned();
+            let config = scatter_host::Config { data_dir, coordinator, join_token, capacity, zone, heartbeat, public_url };
+            scatter_host::run(config, listener, shutdown_signal()).await?;
+        }
+        Cmd::Init { coordinator, token } => {
+            let dir = profile::config_dir();
+            let p = profile::init(&dir, &coordinator, &token, &passphrase(true)?).await?;
+            println!("Registered as user {} with {}; profile and keys are in {}.", p.user_id, p.coordinator, dir.display());
+            println!("Keep your passphrase safe: without it, nobody (not even the grid's admin) can read your data.");
+        }
+        Cmd::Put { file, name, k, m } => {
+            let (dir, p) = load()?;
+            let keys = Profile::load_keys(&dir, &passphrase(false)?)?;
+            let name = match name {
+                Some(n) => n,
+                None => file
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .with_context(|| format!("{} has no file name; pass --name", file.display()))?,
+            };
+            let bar = Bar::new();
+            let r = scatter_client::put::put_file(&p.coordinator()?, keys.write_keys(), &file, &name, Redundancy { k, m }, &bar)
+                .await?;
+            drop(bar);
+            println!(
+                "Stored {name} (version {}): {}, {} chunks ({} new) in {} packs, {k}+{m} over distinct hosts, {:.1} MB/s.",
+                r.version,
+                ByteSize(r.size),
+                r.chunks,
+                r.new_chunks,
+                r.packs,
+                mb_per_s(r.size, r.elapsed)
+            );
+        }
+        Cmd::Get { name, output } => {
+            let (dir, p) = load()?;
+            let keys = Profile::load_keys(&dir, &passphrase(false)?)?;
+            let bar = Bar::new();
+            let r = scatter_client::get::get_file(&p.coordinator()?, &keys, &name, &output, &bar).await?;
+            drop(bar);
+            for (host, shard, problem) in &r.bad_shards {
+                eprintln!("warning: shard {shard} on host {host} is bad ({problem}); reported to the coordinator");
+            }
+            if !r.unreachable_hosts.is_empty() {
+                let list: Vec<String> = r.unreachable_hosts.iter().map(|h| h.to_string()).collect();
+                eprintln!("warning: hosts {} were unreachable; data was rebuilt from the others", list.join(", "));
+            }
+            println!(
+                "Wrote {} ({}) to {}{}, {:.1} MB/s.",
+                name,
+                ByteSize(r.size),
+                output.display(),
+                if r.reconstructed_packs > 0 { format!(", {} packs rebuilt from parity", r.reconstructed_packs) } else { String::new() },
+                mb_per_s(r.size, r.elapsed)
+            );
+        }
+        Cmd::Ls { prefix, json } => {
+            let (dir, p) = load()?;
+            let keys = Profile::load_keys(&dir, &passphrase(false)?)?;
+            let names = keys.write_keys().name_key();
+            let enc_prefix = match prefix.as_deref() {
+                None | Some("") => String::new(),
+                Some(pfx) => {
+                    // Whole components only: `photos/` lists everything under photos.
+                    let trimmed = pfx.trim_end_matches('/');
+                    format!("{}/", names.encrypt(trimmed))
+                }
+            };
+            let list = p.coordinator()?.list(&enc_prefix).await?;
+            let mut rows = Vec::new();
+            for o in list.objects {
+                let name = names.decrypt(&o.name).map_err(|e| anyhow::anyhow!("{e}"))?;
+                rows.push((name, o));
+            }
+            rows.sort_by(|a, b| a.0.cmp(&b.0));
+            if json {
+                let v: Vec<_> = rows
+                    .iter()
+                    .map(|(n, o)| serde_json::json!({"name": n, "size": o.size, "version": o.version, "created": o.created}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "objects": v }))?);
+            } else {
+                for (n, o) in rows {
+                    println!("{:>12}  v{:<3} {n}", ByteSize(o.size).to_string(), o.version);
+                }
+            }
+        }
+        Cmd::Rm { name } => {
+            let (dir, p) = load()?;
+            let keys = Profile::load_keys(&dir, &passphrase(false)?)?;
+            let r = p.coordinator()?.remove(&keys.write_keys().name_key().encrypt(&name)).await.map_err(|e| match e {
+                ClientError::Api { code, .. } if code == "not_found" => {
+                    anyhow::anyhow!("no object named `{name}` is stored; `scatter ls` lists what is")
+                }
+                e => e.into(),
+            })?;
+            println!("Removed {name} ({} version(s)); {} pack(s) will be deleted from hosts.", r.versions, r.packs_released);
+        }
+        Cmd::Status { json } => {
+            let (_, p) = load()?;
+            let s = p.coordinator()?.status().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                println!("{:<5} {:<8} {:<10} {:>12} {:>12}  address", "id", "state", "zone", "capacity", "used");
+                for h in s.hosts {
+                    println!(
+                        "{:<5} {:<8} {:<10} {:>12} {:>12}  {}",
+                        h.id.to_string(),
+                        h.state.to_string(),
+                        h.zone,
+                        ByteSize(h.capacity).to_string(),
+                        ByteSize(h.used).to_string(),
+                        h.address
+                    );
+                }
+            }
+        }
+        Cmd::Dev { hosts, data_dir } => dev(hosts, &data_dir).await?,
+        Cmd::Demo { keep } => demo::run(keep).await?,
+    }
+    Ok(())
+}
+
+async fn dev(hosts: usize, dir: &Path) -> Result<()> {
+    if hosts == 0 {
+        bail!("a grid needs at least one host; pass --hosts 6 for the default 4+2");
+    }
+    let exe = std::env::current_exe().context("cannot find the scatter executable")?;
+    let dir = std::path::absolute(dir)?;
+    if dir.join("client").join("keys.age").exists() {
+        bail!("{} already holds a grid; pick another --data-dir or remove it", dir.display());
+    }
+    let opts = GridOptions::default();
+    let grid = Grid::start(&exe, &dir, hosts, opts).await?;
+    let env = format!(
+        "export SCATTER_CONFIG={}\nexport SCATTER_PASSPHRASE={}\n",
+        grid.client_dir().display(),
+        grid.passphrase()
+    );
+    std::fs::write(dir.join("env"), env)?;
+    println!("A grid of {hosts} hosts runs at {}.", grid.url());
+    println!("In another shell: source {}/env; scatter put FILE; scatter ls; scatter status", dir.display());
+    println!("Logs are in {}. Press Ctrl-C to stop everything.", dir.display());
+    let _ = tokio::signal::ctrl_c().await;
+    drop(grid);
+    println!("Stopped.");
+    Ok(())
+}

@@ -1,0 +1,34 @@
+//! Scatter's client: everything that touches plaintext or keys happens here.
+//!
+//! - [`profile`]: the user's profile and key file under `SCATTER_CONFIG`;
+//! - [`coordinator`]: typed calls to the coordinator's API;
+//! - [`hosts`]: shard transfers to and from hosts;
+//! - [`put`] and [`get`]: the streaming pipelines (chunk → id → seal → pack → erasure-code →
+//!   upload → commit, and back).
+//!
+//! Libraries do not print: progress goes through the [`Progress`] trait.
+
+pub mod coordinator;
+pub mod error;
+pub mod get;
+pub mod hosts;
+pub mod profile;
+pub mod put;
+
+pub use error::ClientError;
+
+/// Receives progress of a long transfer; the CLI draws it, tests ignore it.
+pub trait Progress: Send + Sync {
+    /// The total number of bytes the operation will process.
+    fn start(&self, total: u64);
+    /// `n` more bytes were processed.
+    fn advance(&self, n: u64);
+}
+
+/// A [`Progress`] that shows nothing.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn start(&self, _: u64) {}
+    fn advance(&self, _: u64) {}
+}

@@ -195,6 +195,7 @@ pub async fn run(
         uploads: tokio::sync::Semaphore::new(api::CONCURRENT_TRANSFERS),
     });
     tracing::info!(host = %shared.id, %address, used = shared.store.used(), "host serving");
+    write_private(&config.data_dir.join("url"), format!("{address}\n").as_bytes())?;
     let beat = tokio::spawn(heartbeats(config.clone(), shared.clone(), identity.host_secret, address, http));
     let served = axum::serve(listener, api::router(shared)).with_graceful_shutdown(shutdown).await;
     beat.abort();

@@ -1,0 +1,37 @@
+//! Human durations for flags: `500ms`, `4s`, `10m`, `1h`.
+
+use std::time::Duration;
+
+/// Parses a duration such as `4s` or `10m`.
+pub fn parse(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a duration; write e.g. 500ms, 4s, 10m or 1h"))?;
+    let d = match unit.trim() {
+        "ms" => Duration::from_millis(n),
+        "s" | "" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("`{s}` has an unknown unit; use ms, s, m or h")),
+    };
+    if d.is_zero() {
+        return Err("a duration must be greater than zero".into());
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_units_and_rejects_garbage() {
+        assert_eq!(parse("4s"), Ok(Duration::from_secs(4)));
+        assert_eq!(parse("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse("0s").is_err());
+        assert!(parse("4 parsecs").is_err());
+        assert!(parse("").is_err());
+    }
+}

@@ -1,0 +1,241 @@
+//! A local grid of real `scatter` processes on 127.0.0.1: one coordinator and N hosts, each a
+//! child process with its own data directory and log file. Used by `scatter dev`,
+//! `scatter demo` and the integration tests. Every process is killed (by PID) on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use scatter_client::coordinator::Coordinator;
+use scatter_client::profile::{self, Profile};
+use scatter_proto::api::HostState;
+
+/// How the grid's processes run.
+#[derive(Debug, Clone)]
+pub struct GridOptions {
+    /// Capacity each host offers.
+    pub capacity: String,
+    /// Zones hosts are spread over, round robin.
+    pub zones: usize,
+    /// Heartbeat period of hosts.
+    pub heartbeat: String,
+    /// Offline grace at the coordinator.
+    pub offline_after: String,
+    /// Passphrase of the grid's first user.
+    pub passphrase: String,
+}
+
+impl Default for GridOptions {
+    fn default() -> Self {
+        Self {
+            capacity: "20GiB".into(),
+            zones: 3,
+            heartbeat: "1s".into(),
+            offline_after: "4s".into(),
+            passphrase: "scatter-dev".into(),
+        }
+    }
+}
+
+/// A running local grid.
+pub struct Grid {
+    exe: PathBuf,
+    dir: PathBuf,
+    opts: GridOptions,
+    coordinator: Option<Child>,
+    coordinator_listen: String,
+    hosts: Vec<Option<Child>>,
+    host_listen: Vec<String>,
+    url: String,
+    join_token: String,
+    profile: Profile,
+}
+
+fn wait_for_file(path: &Path, child: &mut Child, what: &str, log: &Path) -> Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if text.ends_with('\n') {
+                return Ok(text.trim().to_owned());
+            }
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("the {what} exited ({status}) before it was ready; see {}", log.display());
+        }
+        if Instant::now() > deadline {
+            bail!("the {what} did not become ready within 30 s; see {}", log.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Grid {
+    /// Starts a coordinator and `hosts` hosts under `dir`, registers the first user (profile
+    /// in `dir/client`) and waits until every host is online.
+    pub async fn start(exe: &Path, dir: &Path, hosts: usize, opts: GridOptions) -> Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut grid = Grid {
+            exe: exe.to_owned(),
+            dir: dir.to_owned(),
+            opts,
+            coordinator: None,
+            coordinator_listen: "127.0.0.1:0".into(),
+            hosts: (0..hosts).map(|_| None).collect(),
+            host_listen: vec!["127.0.0.1:0".into(); hosts],
+            url: String::new(),
+            join_token: String::new(),
+            profile: Profile { coordinator: String::new(), user_id: scatter_core::UserId(0), api_key: String::new() },
+        };
+        grid.start_coordinator()?;
+        let cdir = grid.coordinator_dir();
+        grid.join_token = std::fs::read_to_string(cdir.join("join-token"))?.trim().to_owned();
+        let admin = std::fs::read_to_string(cdir.join("admin-token"))?;
+        grid.profile = profile::init(&grid.client_dir(), &grid.url, admin.trim(), &grid.opts.passphrase).await?;
+        for i in 0..hosts {
+            grid.start_host(i)?;
+        }
+        grid.wait_online(hosts, Duration::from_secs(30)).await?;
+        Ok(grid)
+    }
+
+    /// The coordinator's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The first user's profile.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    /// The first user's configuration directory (use as `SCATTER_CONFIG`).
+    pub fn client_dir(&self) -> PathBuf {
+        self.dir.join("client")
+    }
+
+    /// The coordinator's data directory.
+    pub fn coordinator_dir(&self) -> PathBuf {
+        self.dir.join("coordinator")
+    }
+
+    /// Host `i`'s data directory.
+    pub fn host_dir(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("host-{i}"))
+    }
+
+    /// The passphrase of the first user.
+    pub fn passphrase(&self) -> &str {
+        &self.opts.passphrase
+    }
+
+    /// Number of hosts (running or not).
+    pub fn host_count(&self) -> usize {
+        self.hosts.len()
+    }
+
+    fn spawn(&self, args: &[&str], log: &Path) -> Result<Child> {
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+        Command::new(&self.exe)
+            .args(args)
+            .env("SCATTER_LOG", std::env::var("SCATTER_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("starting {}", self.exe.display()))
+    }
+
+    /// Starts (or restarts, on the same address) the coordinator.
+    pub fn start_coordinator(&mut self) -> Result<()> {
+        let dir = self.coordinator_dir();
+        std::fs::create_dir_all(&dir)?;
+        let _ = std::fs::remove_file(dir.join("url"));
+        let log = self.dir.join("coordinator.log");
+        let dir_s = dir.to_string_lossy().into_owned();
+        let mut child = self.spawn(
+            &["coordinator", "--data-dir", &dir_s, "--listen", &self.coordinator_listen, "--offline-after", &self.opts.offline_after],
+            &log,
+        )?;
+        self.url = wait_for_file(&dir.join("url"), &mut child, "coordinator", &log)?;
+        self.coordinator_listen = self.url.trim_start_matches("http://").to_owned();
+        self.coordinator = Some(child);
+        Ok(())
+    }
+
+    /// Kills the coordinator with SIGKILL.
+    pub fn kill_coordinator(&mut self) {
+        if let Some(mut c) = self.coordinator.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts (or restarts, on the same address) host `i`.
+    pub fn start_host(&mut self, i: usize) -> Result<()> {
+        let dir = self.host_dir(i);
+        std::fs::create_dir_all(&dir)?;
+        let _ = std::fs::remove_file(dir.join("url"));
+        let log = self.dir.join(format!("host-{i}.log"));
+        let zone = format!("zone-{}", i % self.opts.zones.max(1));
+        let dir_s = dir.to_string_lossy().into_owned();
+        let mut child = self.spawn(
+            &[
+                "host", "--data-dir", &dir_s, "--listen", &self.host_listen[i], "--coordinator", &self.url,
+                "--join-token", &self.join_token, "--capacity", &self.opts.capacity, "--zone", &zone,
+                "--heartbeat", &self.opts.heartbeat,
+            ],
+            &log,
+        )?;
+        let url = wait_for_file(&dir.join("url"), &mut child, &format!("host {i}"), &log)?;
+        self.host_listen[i] = url.trim_start_matches("http://").to_owned();
+        self.hosts[i] = Some(child);
+        Ok(())
+    }
+
+    /// Kills host `i` with SIGKILL (like `kill -9`).
+    pub fn kill_host(&mut self, i: usize) {
+        if let Some(mut c) = self.hosts[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Whether host `i` is running.
+    pub fn host_running(&self, i: usize) -> bool {
+        self.hosts[i].is_some()
+    }
+
+    /// Waits until the coordinator reports at least `n` hosts online.
+    pub async fn wait_online(&self, n: usize, timeout: Duration) -> Result<()> {
+        let coord = Coordinator::new(&self.url, Some(self.profile.api_key.clone()))?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let online = match coord.status().await {
+                Ok(s) => s.hosts.iter().filter(|h| h.state == HostState::Online).count(),
+                Err(_) => 0,
+            };
+            if online >= n {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("only {online} of {n} hosts came online within {timeout:?}; see the logs in {}", self.dir.display());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops every process.
+    pub fn stop(&mut self) {
+        for i in 0..self.hosts.len() {
+            self.kill_host(i);
+        }
+        self.kill_coordinator();
+    }
+}
+
+impl Drop for Grid {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

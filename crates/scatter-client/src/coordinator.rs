@@ -1,0 +1,150 @@
+//! Typed calls to the coordinator's API.
+//!
+//! Strategy: one attempt per call with a 60 s timeout; transport errors become
+//! [`ClientError::Unreachable`], error replies carry the coordinator's own sentence.
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use scatter_core::ChunkId;
+use scatter_proto::api::*;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::ClientError;
+
+/// A connection to the coordinator, optionally authenticated as a user.
+#[derive(Clone)]
+pub struct Coordinator {
+    http: reqwest::Client,
+    base: String,
+    api_key: Option<String>,
+}
+
+impl Coordinator {
+    /// A client for the coordinator at `base`.
+    pub fn new(base: &str, api_key: Option<String>) -> Result<Self, ClientError> {
+        if reqwest::Url::parse(base).is_err() {
+            return Err(ClientError::Invalid(format!("`{base}` is not a URL (expected e.g. http://127.0.0.1:7000)")));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| ClientError::Invalid(format!("HTTP client setup failed: {e}")))?;
+        Ok(Self { http, base: base.trim_end_matches('/').to_owned(), api_key })
+    }
+
+    /// The coordinator's URL.
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, ClientError> {
+        let req = match &self.api_key {
+            Some(k) => req.bearer_auth(k),
+            None => req,
+        };
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable { url: self.base.clone(), reason: root_cause(&e) })?;
+        let status = resp.status();
+        if status.is_success() {
+            return resp.json().await.map_err(|e| ClientError::Api {
+                status: status.as_u16(),
+                code: "bad_reply".into(),
+                message: format!("the coordinator sent an unreadable reply ({e}); is {} a Scatter coordinator?", self.base),
+            });
+        }
+        let body: Option<ErrorBody> = resp.json().await.ok();
+        Err(match body {
+            Some(b) => ClientError::Api { status: status.as_u16(), code: b.code, message: b.error },
+            None => ClientError::Api {
+                status: status.as_u16(),
+                code: "http".into(),
+                message: format!("the coordinator answered {status}; is {} a Scatter coordinator?", self.base),
+            },
+        })
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
+    }
+
+    /// Registers a user's public key with a token.
+    pub async fn register(&self, token: &str, public_key: &str) -> Result<RegisterResponse, ClientError> {
+        self.post("/v1/users/register", &RegisterRequest { token: token.into(), public_key: public_key.into() }).await
+    }
+
+    /// The grid's hosts.
+    pub async fn status(&self) -> Result<StatusResponse, ClientError> {
+        self.send(self.http.get(format!("{}/v1/status", self.base))).await
+    }
+
+    /// Starts a write session with a wrapped data key.
+    pub async fn create_session(&self, wrapped_key: &[u8]) -> Result<u64, ClientError> {
+        let r: CreateSessionResponse =
+            self.post("/v1/sessions", &CreateSessionRequest { wrapped_key: B64.encode(wrapped_key) }).await?;
+        Ok(r.session)
+    }
+
+    /// Which of these chunks are already stored.
+    pub async fn lookup_chunks(&self, ids: Vec<ChunkId>) -> Result<Vec<ChunkId>, ClientError> {
+        let r: LookupChunksResponse = self.post("/v1/chunks/lookup", &LookupChunksRequest { ids }).await?;
+        Ok(r.known)
+    }
+
+    /// Where to store a pack's shards.
+    pub async fn place(&self, req: &PlaceRequest) -> Result<PlaceResponse, ClientError> {
+        self.post("/v1/packs/place", req).await
+    }
+
+    /// Records a stored pack.
+    pub async fn commit_pack(&self, req: &CommitPackRequest) -> Result<(), ClientError> {
+        let _: serde_json::Value = self.post("/v1/packs/commit", req).await?;
+        Ok(())
+    }
+
+    /// Makes an object visible.
+    pub async fn commit_object(&self, req: &CommitObjectRequest) -> Result<u64, ClientError> {
+        let r: CommitObjectResponse = self.post("/v1/objects/commit", req).await?;
+        Ok(r.version)
+    }
+
+    /// Objects whose encrypted name starts with `prefix`.
+    pub async fn list(&self, prefix: &str) -> Result<ListResponse, ClientError> {
+        self.send(self.http.get(format!("{}/v1/objects", self.base)).query(&[("prefix", prefix)])).await
+    }
+
+    /// One object's manifest and key.
+    pub async fn object(&self, name: &str) -> Result<ObjectResponse, ClientError> {
+        self.send(self.http.get(format!("{}/v1/object", self.base)).query(&[("name", name)])).await
+    }
+
+    /// Removes every version of an object.
+    pub async fn remove(&self, name: &str) -> Result<RemoveResponse, ClientError> {
+        self.send(self.http.delete(format!("{}/v1/object", self.base)).query(&[("name", name)])).await
+    }
+
+    /// Where chunks are, with read grants.
+    pub async fn locate(&self, chunks: Vec<ChunkId>) -> Result<LocateResponse, ClientError> {
+        self.post("/v1/chunks/locate", &LocateRequest { chunks }).await
+    }
+
+    /// Reports a shard that failed on read.
+    pub async fn report_shard(&self, req: &ReportShardRequest) -> Result<(), ClientError> {
+        let _: serde_json::Value = self.post("/v1/shards/report", req).await?;
+        Ok(())
+    }
+}
+
+/// The innermost cause of a transport error: "connection refused" beats "error sending request".
+pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur: &(dyn std::error::Error + 'static) = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}

@@ -1,0 +1,60 @@
+//! The client's errors.
+//!
+//! Policy: each variant's message is one sentence a user can act on: what happened, and what
+//! to do. Errors from the coordinator carry its own sentence through unchanged.
+
+use std::path::PathBuf;
+
+/// A client operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The coordinator could not be reached at all.
+    #[error("the coordinator at {url} cannot be reached ({reason}); check that it is running and the URL in your profile is right")]
+    Unreachable {
+        /// Its URL.
+        url: String,
+        /// The transport error.
+        reason: String,
+    },
+    /// The coordinator answered with an error.
+    #[error("{message}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// Machine-readable code.
+        code: String,
+        /// The coordinator's sentence.
+        message: String,
+    },
+    /// No profile yet.
+    #[error("no Scatter profile in {0}; run `scatter init --coordinator URL --token TOKEN` first (or set SCATTER_CONFIG)")]
+    NoProfile(PathBuf),
+    /// Keys could not be loaded or used.
+    #[error(transparent)]
+    Keys(#[from] scatter_core::keys::KeyError),
+    /// A local file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// Stored data is damaged beyond what redundancy can fix, or inconsistent.
+    #[error("stored data could not be recovered: {0}")]
+    Unrecoverable(String),
+    /// A pack's shards could not all be stored.
+    #[error("could not store a shard on any host ({0}); check `scatter status` and retry")]
+    Upload(String),
+    /// The operation was given bad arguments.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ClientError {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ClientError {
+        let path = path.into();
+        move |source| ClientError::Io { path, source }
+    }
+}
