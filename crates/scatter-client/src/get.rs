@@ -281,9 +281,9 @@ async fn open_run(ctx: &Ctx, key: &Arc<DataKey>, run: &Run, start: u64, bytes: V
 }
 
 async fn note_failure(ctx: &Ctx, host: HostId, shard: ShardId, e: &TransferError) {
-    tracing::warn!(%host, %shard, error = %e, "shard read failed");
     match e {
         TransferError::Corrupt(problem) => {
+            tracing::warn!(%host, %shard, %problem, "corrupt shard; rebuilding from the others");
             {
                 let mut r = ctx.report.lock().unwrap_or_else(|p| p.into_inner());
                 if r.bad_shards.iter().any(|(h, s, _)| *h == host && *s == shard) {
@@ -296,13 +296,14 @@ async fn note_failure(ctx: &Ctx, host: HostId, shard: ShardId, e: &TransferError
                 tracing::warn!(error = %err, "could not report a bad shard to the coordinator");
             }
         }
-        TransferError::Unreachable(_) => {
+        TransferError::Unreachable(reason) => {
+            tracing::debug!(%host, %shard, %reason, "host unreachable");
             let mut r = ctx.report.lock().unwrap_or_else(|p| p.into_inner());
             if !r.unreachable_hosts.contains(&host) {
                 r.unreachable_hosts.push(host);
             }
         }
-        TransferError::Refused(_) => {}
+        TransferError::Refused(reason) => tracing::warn!(%host, %shard, %reason, "host refused a shard read"),
     }
 }
 

@@ -1,0 +1,242 @@
+//! Acceptance tests: real `scatter` processes (coordinator, hosts, client commands) on
+//! 127.0.0.1 with real SQLite files and real disks. Every process is killed on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use rand::{RngCore, SeedableRng};
+use scatter_cli::grid::{Grid, GridOptions};
+
+const EXE: &str = env!("CARGO_BIN_EXE_scatter");
+
+struct Env {
+    grid: Grid,
+    dir: tempfile::TempDir,
+}
+
+async fn grid(hosts: usize) -> Env {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = GridOptions { passphrase: "test passphrase".into(), ..Default::default() };
+    let grid = Grid::start(Path::new(EXE), &dir.path().join("grid"), hosts, opts).await.expect("grid starts");
+    Env { grid, dir }
+}
+
+impl Env {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Runs `scatter ARGS` as the grid's user, bounded in time.
+    fn scatter(&self, args: &[&str]) -> Output {
+        self.scatter_with(args, self.grid.passphrase())
+    }
+
+    fn scatter_with(&self, args: &[&str], passphrase: &str) -> Output {
+        let mut child = Command::new(EXE)
+            .args(args)
+            .env("SCATTER_CONFIG", self.grid.client_dir())
+            .env("SCATTER_PASSPHRASE", passphrase)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn scatter");
+        let deadline = std::time::Instant::now() + Duration::from_secs(300);
+        loop {
+            if child.try_wait().expect("wait").is_some() {
+                return child.wait_with_output().expect("output");
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("scatter {args:?} did not finish within 300 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.scatter(args);
+        assert!(out.status.success(), "scatter {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs a command that must fail; returns its stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.scatter(args);
+        assert!(!out.status.success(), "scatter {args:?} should have failed");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!err.contains("panicked"), "scatter {args:?} panicked: {err}");
+        err
+    }
+
+    fn write_random(&self, name: &str, len: usize, seed: u64) -> PathBuf {
+        let mut data = vec![0u8; len];
+        rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut data);
+        let p = self.path(name);
+        std::fs::write(&p, data).expect("write input");
+        p
+    }
+
+    fn put(&self, file: &Path, name: &str) {
+        self.ok(&["put", file.to_str().expect("utf-8 path"), "--name", name]);
+    }
+
+    fn get_and_compare(&self, name: &str, original: &Path) -> String {
+        let out = self.path(&format!("{}.out", name.replace('/', "_")));
+        let _ = std::fs::remove_file(&out);
+        let res = self.scatter(&["get", name, "--output", out.to_str().expect("utf-8 path")]);
+        let stderr = String::from_utf8_lossy(&res.stderr).into_owned();
+        assert!(res.status.success(), "get {name} failed: {stderr}");
+        assert!(std::fs::read(&out).expect("output") == std::fs::read(original).expect("input"), "{name} differs");
+        stderr
+    }
+}
+
+fn shard_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(fans) = std::fs::read_dir(dir.join("shards")) else { return out };
+    for fan in fans.flatten() {
+        for f in std::fs::read_dir(fan.path()).into_iter().flatten().flatten() {
+            out.push(f.path());
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sizes_round_trip_and_listing_works() {
+    let env = grid(6).await;
+    for (name, len) in [("empty", 0usize), ("one", 1), ("mib", 1 << 20), ("big/100mib", 100 << 20)] {
+        let file = env.write_random(&name.replace('/', "_"), len, len as u64);
+        env.put(&file, name);
+        env.get_and_compare(name, &file);
+    }
+    let ls = env.ok(&["ls", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&ls).expect("ls --json is JSON");
+    let names: Vec<&str> = v["objects"].as_array().expect("objects").iter().filter_map(|o| o["name"].as_str()).collect();
+    assert_eq!(names, ["big/100mib", "empty", "mib", "one"]);
+    let under: serde_json::Value = serde_json::from_str(&env.ok(&["ls", "big/", "--json"])).expect("JSON");
+    assert_eq!(under["objects"].as_array().map(Vec::len), Some(1));
+
+    // Names never reach the coordinator in the clear.
+    let catalog = std::fs::read(env.grid.coordinator_dir().join("catalog.db")).expect("catalog");
+    let wal = std::fs::read(env.grid.coordinator_dir().join("catalog.db-wal")).unwrap_or_default();
+    for needle in [b"100mib".as_slice(), b"big/".as_slice()] {
+        assert!(!catalog.windows(needle.len()).any(|w| w == needle), "plaintext name in catalog");
+        assert!(!wal.windows(needle.len()).any(|w| w == needle), "plaintext name in catalog WAL");
+    }
+
+    let status: serde_json::Value = serde_json::from_str(&env.ok(&["status", "--json"])).expect("JSON");
+    let hosts = status["hosts"].as_array().expect("hosts");
+    assert_eq!(hosts.len(), 6);
+    for h in hosts {
+        assert_eq!(h["state"], "online");
+        for field in ["id", "address", "zone", "capacity", "used"] {
+            assert!(!h[field].is_null(), "status lacks {field}");
+        }
+    }
+
+    // rm makes the object invisible and frees the hosts' space.
+    let before: usize = (0..6).map(|i| shard_files(&env.grid.host_dir(i)).len()).sum();
+    env.ok(&["rm", "big/100mib"]);
+    env.fails(&["get", "big/100mib", "--output", env.path("gone").to_str().expect("utf-8")]);
+    let mut after = before;
+    for _ in 0..100 {
+        after = (0..6).map(|i| shard_files(&env.grid.host_dir(i)).len()).sum();
+        if after + 6 * 6 <= before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(after + 6 * 6 <= before, "shards were not deleted from hosts ({before} -> {after})");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hosts_killed_then_get_is_identical() {
+    let mut env = grid(6).await;
+    let file = env.write_random("data", 100 << 20, 42);
+    env.put(&file, "data");
+    env.grid.kill_host(1);
+    env.grid.kill_host(4);
+    env.get_and_compare("data", &file);
+    // A third loss is beyond 4+2: the error says so, and no partial output appears.
+    env.grid.kill_host(0);
+    let out = env.path("three-down");
+    let err = env.fails(&["get", "data", "--output", out.to_str().expect("utf-8")]);
+    assert!(err.contains("needs 4 of its 6 shards"), "unexpected error: {err}");
+    assert!(!out.exists());
+    assert!(std::fs::read_dir(env.dir.path()).expect("dir").flatten().all(|e| !e.file_name().to_string_lossy().contains("partial")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn corrupt_shard_is_detected_and_routed_around() {
+    let env = grid(6).await;
+    let file = env.write_random("data", 5 << 20, 7);
+    env.put(&file, "data");
+    // Flip a byte in every shard file of one host.
+    let victims = shard_files(&env.grid.host_dir(2));
+    assert!(!victims.is_empty(), "host 2 holds no shards");
+    for v in &victims {
+        let mut bytes = std::fs::read(v).expect("shard");
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x55;
+        std::fs::write(v, bytes).expect("corrupt");
+    }
+    let stderr = env.get_and_compare("data", &file);
+    assert!(stderr.contains("is bad"), "bad shard not reported: {stderr}");
+    // The host quarantined what it found corrupt.
+    let quarantined = std::fs::read_dir(env.grid.host_dir(2).join("quarantine")).expect("quarantine").count();
+    assert!(quarantined > 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn everything_survives_restarts() {
+    let mut env = grid(6).await;
+    let file = env.write_random("data", 3 << 20, 9);
+    env.put(&file, "data");
+    env.grid.stop();
+    env.grid.start_coordinator().expect("coordinator restarts");
+    for i in 0..6 {
+        env.grid.start_host(i).expect("host restarts");
+    }
+    env.grid.wait_online(6, Duration::from_secs(30)).await.expect("hosts back online");
+    env.get_and_compare("data", &file);
+    let second = env.write_random("more", 1 << 20, 10);
+    env.put(&second, "more");
+    env.get_and_compare("more", &second);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn errors_are_one_clear_sentence() {
+    let mut env = grid(4).await;
+    let file = env.write_random("data", 1000, 1);
+
+    let err = env.fails(&["put", file.to_str().expect("utf-8")]);
+    assert!(err.contains("6 distinct hosts") && err.contains("only 4"), "too few hosts: {err}");
+
+    env.ok(&["put", file.to_str().expect("utf-8"), "--data", "2", "--parity", "1"]);
+    let err = env.fails(&["get", "nope", "--output", env.path("x").to_str().expect("utf-8")]);
+    assert!(err.contains("no object named `nope`"), "unknown object: {err}");
+
+    let out = env.scatter_with(&["ls"], "wrong passphrase");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("passphrase is wrong"));
+
+    let err = env.fails(&["put", "/no/such/file"]);
+    assert!(err.contains("/no/such/file"), "missing file: {err}");
+
+    env.grid.kill_coordinator();
+    let err = env.fails(&["ls"]);
+    assert!(err.contains("cannot be reached"), "coordinator down: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_dying_during_put_is_replaced() {
+    let mut env = grid(7).await;
+    // Kill a host without the coordinator noticing yet (offline grace is 4 s): placement
+    // still offers it, the upload to it fails, and the shard goes to the seventh host.
+    env.grid.kill_host(3);
+    let file = env.write_random("data", 2 << 20, 3);
+    env.put(&file, "data");
+    env.get_and_compare("data", &file);
+}
