@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use rand::{Rng, RngCore, SeedableRng};
+use scatter_cli::grid::{Grid, GridOptions};
 use scatter_client::put::Redundancy;
 use scatter_client::NoProgress;
-use scatter_cli::grid::{Grid, GridOptions};
 use scatter_core::ByteSize;
 
 const HOSTS: usize = 6;
@@ -28,7 +28,8 @@ fn sample_data(dir: &Path) -> Result<Vec<(String, u64)>> {
     let mut big = vec![0u8; 64 << 20];
     rng.fill_bytes(&mut big);
     write("video.bin", &big)?;
-    let text: String = (0..200_000).map(|i| format!("line {i}: the quick brown fox jumps over the lazy dog\n")).collect();
+    let text: String =
+        (0..200_000).map(|i| format!("line {i}: the quick brown fox jumps over the lazy dog\n")).collect();
     write("log.txt", text.as_bytes())?;
     for i in 0..20 {
         let mut small = vec![0u8; rng.gen_range(1..64 * 1024)];
@@ -65,10 +66,17 @@ pub async fn run(keep: bool) -> Result<()> {
     println!("2. Storing {} files ({}) with 4+2 erasure coding...", files.len(), ByteSize(total));
     let started = Instant::now();
     let mut uploaded = 0;
-    let mut per_host = vec![0usize; HOSTS + 1];
+    let mut per_host = [0usize; HOSTS + 1];
     for (name, _) in &files {
-        let r = scatter_client::put::put_file(&coord, keys.write_keys(), &source.join(name), name, Redundancy::default(), &NoProgress)
-            .await?;
+        let r = scatter_client::put::put_file(
+            &coord,
+            keys.write_keys(),
+            &source.join(name),
+            name,
+            Redundancy::default(),
+            &NoProgress,
+        )
+        .await?;
         uploaded += r.bytes_uploaded;
         for (_, hosts) in &r.placements {
             for h in hosts {

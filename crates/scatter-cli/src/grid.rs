@@ -154,7 +154,15 @@ impl Grid {
         let log = self.dir.join("coordinator.log");
         let dir_s = dir.to_string_lossy().into_owned();
         let mut child = self.spawn(
-            &["coordinator", "--data-dir", &dir_s, "--listen", &self.coordinator_listen, "--offline-after", &self.opts.offline_after],
+            &[
+                "coordinator",
+                "--data-dir",
+                &dir_s,
+                "--listen",
+                &self.coordinator_listen,
+                "--offline-after",
+                &self.opts.offline_after,
+            ],
             &log,
         )?;
         self.url = wait_for_file(&dir.join("url"), &mut child, "coordinator", &log)?;
@@ -181,9 +189,21 @@ impl Grid {
         let dir_s = dir.to_string_lossy().into_owned();
         let mut child = self.spawn(
             &[
-                "host", "--data-dir", &dir_s, "--listen", &self.host_listen[i], "--coordinator", &self.url,
-                "--join-token", &self.join_token, "--capacity", &self.opts.capacity, "--zone", &zone,
-                "--heartbeat", &self.opts.heartbeat,
+                "host",
+                "--data-dir",
+                &dir_s,
+                "--listen",
+                &self.host_listen[i],
+                "--coordinator",
+                &self.url,
+                "--join-token",
+                &self.join_token,
+                "--capacity",
+                &self.opts.capacity,
+                "--zone",
+                &zone,
+                "--heartbeat",
+                &self.opts.heartbeat,
             ],
             &log,
         )?;
@@ -219,7 +239,10 @@ impl Grid {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("only {online} of {n} hosts came online within {timeout:?}; see the logs in {}", self.dir.display());
+                bail!(
+                    "only {online} of {n} hosts came online within {timeout:?}; see the logs in {}",
+                    self.dir.display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

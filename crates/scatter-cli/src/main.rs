@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use scatter_cli::duration;
+use scatter_cli::grid::{Grid, GridOptions};
 use scatter_client::profile::{self, Profile};
 use scatter_client::put::Redundancy;
 use scatter_client::{ClientError, Progress};
-use scatter_cli::duration;
-use scatter_cli::grid::{Grid, GridOptions};
 use scatter_core::ByteSize;
 
 /// Scatter: secure distributed storage. Files are chunked, encrypted, erasure-coded and
@@ -257,13 +257,19 @@ async fn run(cmd: Cmd) -> Result<()> {
         Cmd::Host { data_dir, listen, coordinator, join_token, capacity, zone, heartbeat, public_url } => {
             let listener = bind(&listen).await?;
             let coordinator = coordinator.trim_end_matches('/').to_owned();
-            let config = scatter_host::Config { data_dir, coordinator, join_token, capacity, zone, heartbeat, public_url };
+            let config =
+                scatter_host::Config { data_dir, coordinator, join_token, capacity, zone, heartbeat, public_url };
             scatter_host::run(config, listener, shutdown_signal()).await?;
         }
         Cmd::Init { coordinator, token } => {
             let dir = profile::config_dir();
             let p = profile::init(&dir, &coordinator, &token, &passphrase(true)?).await?;
-            println!("Registered as user {} with {}; profile and keys are in {}.", p.user_id, p.coordinator, dir.display());
+            println!(
+                "Registered as user {} with {}; profile and keys are in {}.",
+                p.user_id,
+                p.coordinator,
+                dir.display()
+            );
             println!("Keep your passphrase safe: without it, nobody (not even the grid's admin) can read your data.");
         }
         Cmd::Put { file, name, k, m } => {
@@ -277,8 +283,15 @@ async fn run(cmd: Cmd) -> Result<()> {
                     .with_context(|| format!("{} has no file name; pass --name", file.display()))?,
             };
             let bar = Bar::new();
-            let r = scatter_client::put::put_file(&p.coordinator()?, keys.write_keys(), &file, &name, Redundancy { k, m }, &bar)
-                .await?;
+            let r = scatter_client::put::put_file(
+                &p.coordinator()?,
+                keys.write_keys(),
+                &file,
+                &name,
+                Redundancy { k, m },
+                &bar,
+            )
+            .await?;
             drop(bar);
             println!(
                 "Stored {name} (version {}): {}, {} chunks ({} new) in {} packs, {k}+{m} over distinct hosts, {:.1} MB/s.",
@@ -308,7 +321,11 @@ async fn run(cmd: Cmd) -> Result<()> {
                 name,
                 ByteSize(r.size),
                 output.display(),
-                if r.reconstructed_packs > 0 { format!(", {} packs rebuilt from parity", r.reconstructed_packs) } else { String::new() },
+                if r.reconstructed_packs > 0 {
+                    format!(", {} packs rebuilt from parity", r.reconstructed_packs)
+                } else {
+                    String::new()
+                },
                 mb_per_s(r.size, r.elapsed)
             );
         }
@@ -346,13 +363,17 @@ async fn run(cmd: Cmd) -> Result<()> {
         Cmd::Rm { name } => {
             let (dir, p) = load()?;
             let keys = Profile::load_keys(&dir, &passphrase(false)?)?;
-            let r = p.coordinator()?.remove(&keys.write_keys().name_key().encrypt(&name)).await.map_err(|e| match e {
-                ClientError::Api { code, .. } if code == "not_found" => {
-                    anyhow::anyhow!("no object named `{name}` is stored; `scatter ls` lists what is")
-                }
-                e => e.into(),
-            })?;
-            println!("Removed {name} ({} version(s)); {} pack(s) will be deleted from hosts.", r.versions, r.packs_released);
+            let r =
+                p.coordinator()?.remove(&keys.write_keys().name_key().encrypt(&name)).await.map_err(|e| match e {
+                    ClientError::Api { code, .. } if code == "not_found" => {
+                        anyhow::anyhow!("no object named `{name}` is stored; `scatter ls` lists what is")
+                    }
+                    e => e.into(),
+                })?;
+            println!(
+                "Removed {name} ({} version(s)); {} pack(s) will be deleted from hosts.",
+                r.versions, r.packs_released
+            );
         }
         Cmd::Status { json } => {
             let (_, p) = load()?;

@@ -113,7 +113,8 @@ async fn sizes_round_trip_and_listing_works() {
     }
     let ls = env.ok(&["ls", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&ls).expect("ls --json is JSON");
-    let names: Vec<&str> = v["objects"].as_array().expect("objects").iter().filter_map(|o| o["name"].as_str()).collect();
+    let names: Vec<&str> =
+        v["objects"].as_array().expect("objects").iter().filter_map(|o| o["name"].as_str()).collect();
     assert_eq!(names, ["big/100mib", "empty", "mib", "one"]);
     let under: serde_json::Value = serde_json::from_str(&env.ok(&["ls", "big/", "--json"])).expect("JSON");
     assert_eq!(under["objects"].as_array().map(Vec::len), Some(1));
@@ -165,7 +166,10 @@ async fn two_hosts_killed_then_get_is_identical() {
     let err = env.fails(&["get", "data", "--output", out.to_str().expect("utf-8")]);
     assert!(err.contains("needs 4 of its 6 shards"), "unexpected error: {err}");
     assert!(!out.exists());
-    assert!(std::fs::read_dir(env.dir.path()).expect("dir").flatten().all(|e| !e.file_name().to_string_lossy().contains("partial")));
+    assert!(std::fs::read_dir(env.dir.path())
+        .expect("dir")
+        .flatten()
+        .all(|e| !e.file_name().to_string_lossy().contains("partial")));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -55,7 +55,10 @@ impl Coordinator {
             return resp.json().await.map_err(|e| ClientError::Api {
                 status: status.as_u16(),
                 code: "bad_reply".into(),
-                message: format!("the coordinator sent an unreadable reply ({e}); is {} a Scatter coordinator?", self.base),
+                message: format!(
+                    "the coordinator sent an unreadable reply ({e}); is {} a Scatter coordinator?",
+                    self.base
+                ),
             });
         }
         let body: Option<ErrorBody> = resp.json().await.ok();

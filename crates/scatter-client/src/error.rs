@@ -27,7 +27,9 @@ pub enum ClientError {
         message: String,
     },
     /// No profile yet.
-    #[error("no Scatter profile in {0}; run `scatter init --coordinator URL --token TOKEN` first (or set SCATTER_CONFIG)")]
+    #[error(
+        "no Scatter profile in {0}; run `scatter init --coordinator URL --token TOKEN` first (or set SCATTER_CONFIG)"
+    )]
     NoProfile(PathBuf),
     /// Keys could not be loaded or used.
     #[error(transparent)]

@@ -84,8 +84,9 @@ pub async fn get_file(
     let wrapped = B64.decode(&object.wrapped_key).map_err(|_| bad("has an unreadable key"))?;
     let manifest_key = keys.unwrap(&wrapped)?;
     let sealed = B64.decode(&object.manifest).map_err(|_| bad("is not base64"))?;
-    let manifest = Manifest::decode(&manifest_key.open(MANIFEST_CONTEXT, &sealed).map_err(|_| bad("fails authentication"))?)
-        .map_err(|e| ClientError::Unrecoverable(e.to_string()))?;
+    let manifest =
+        Manifest::decode(&manifest_key.open(MANIFEST_CONTEXT, &sealed).map_err(|_| bad("fails authentication"))?)
+            .map_err(|e| ClientError::Unrecoverable(e.to_string()))?;
     progress.start(manifest.size);
 
     // Locate every chunk, in batches, and plan runs.
@@ -104,9 +105,9 @@ pub async fn get_file(
         ids.dedup();
         let located = coord.locate(ids).await?;
         for s in located.sessions {
-            if !ctx.keys.contains_key(&s.session) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = ctx.keys.entry(s.session) {
                 let w = B64.decode(&s.wrapped_key).map_err(|_| bad("refers to an unreadable session key"))?;
-                ctx.keys.insert(s.session, Arc::new(keys.unwrap(&w)?));
+                slot.insert(Arc::new(keys.unwrap(&w)?));
             }
         }
         for p in located.packs {
@@ -144,7 +145,10 @@ pub async fn get_file(
     drop(fetched);
     let file = file.into_inner().map_err(|e| ClientError::io(output)(e.into_error()))?;
     if written != manifest.size {
-        return Err(ClientError::Unrecoverable(format!("{written} bytes were recovered but the object has {}", manifest.size)));
+        return Err(ClientError::Unrecoverable(format!(
+            "{written} bytes were recovered but the object has {}",
+            manifest.size
+        )));
     }
     out.commit(file)?;
     let ctx = Arc::into_inner(ctx).ok_or_else(|| ClientError::Invalid("get tasks still running".into()))?;
@@ -227,7 +231,8 @@ async fn reconstruct(ctx: &Ctx, pack: &PackLocation, layout: &Layout) -> Result<
     while count < k && next < order.len() {
         let batch: Vec<_> = order[next..order.len().min(next + (k - count))].to_vec();
         next += batch.len();
-        let results = futures::future::join_all(batch.iter().map(|s| ctx.hosts.get(&s.address, &s.shard, &s.grant, None))).await;
+        let results =
+            futures::future::join_all(batch.iter().map(|s| ctx.hosts.get(&s.address, &s.shard, &s.grant, None))).await;
         for (s, r) in batch.iter().zip(results) {
             match r {
                 Ok(b) if (s.index as usize) < have.len() => {
@@ -259,7 +264,13 @@ async fn reconstruct(ctx: &Ctx, pack: &PackLocation, layout: &Layout) -> Result<
 
 /// Decrypts and verifies every chunk of a run from pack bytes starting at `start`.
 /// On failure returns the first chunk that did not verify.
-async fn open_run(ctx: &Ctx, key: &Arc<DataKey>, run: &Run, start: u64, bytes: Vec<u8>) -> Result<Vec<Vec<u8>>, ChunkId> {
+async fn open_run(
+    ctx: &Ctx,
+    key: &Arc<DataKey>,
+    run: &Run,
+    start: u64,
+    bytes: Vec<u8>,
+) -> Result<Vec<Vec<u8>>, ChunkId> {
     let key = key.clone();
     let dedup = ctx.dedup.clone();
     let chunks = run.chunks.clone();

@@ -47,7 +47,13 @@ impl Hosts {
     }
 
     /// Stores a shard.
-    pub async fn put(&self, address: &str, id: &ShardId, grant: &SignedGrant, data: Bytes) -> Result<(), TransferError> {
+    pub async fn put(
+        &self,
+        address: &str,
+        id: &ShardId,
+        grant: &SignedGrant,
+        data: Bytes,
+    ) -> Result<(), TransferError> {
         let resp = self
             .http
             .put(format!("{address}/shards/{id}"))
@@ -86,7 +92,9 @@ impl Hosts {
             Some(r) if body.len() as u64 != r.end - r.start => {
                 Err(TransferError::Refused(format!("sent {} bytes for a {}-byte range", body.len(), r.end - r.start)))
             }
-            None if ShardId::of(&body) != *id => Err(TransferError::Corrupt("bytes do not match the shard's hash".into())),
+            None if ShardId::of(&body) != *id => {
+                Err(TransferError::Corrupt("bytes do not match the shard's hash".into()))
+            }
             _ => Ok(body),
         }
     }

@@ -53,9 +53,8 @@ impl Profile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ClientError::NoProfile(dir.to_owned())),
             Err(e) => return Err(ClientError::io(&path)(e)),
         };
-        toml::from_str(&text).map_err(|e| {
-            ClientError::Invalid(format!("{} is damaged ({e}); run `scatter init` again", path.display()))
-        })
+        toml::from_str(&text)
+            .map_err(|e| ClientError::Invalid(format!("{} is damaged ({e}); run `scatter init` again", path.display())))
     }
 
     /// Loads and decrypts the key file in `dir`.

@@ -95,7 +95,8 @@ pub async fn put_file(
     progress: &dyn Progress,
 ) -> Result<PutReport, ClientError> {
     let started = Instant::now();
-    scatter_core::erasure::check_redundancy(redundancy.k, redundancy.m).map_err(|e| ClientError::Invalid(e.to_string()))?;
+    scatter_core::erasure::check_redundancy(redundancy.k, redundancy.m)
+        .map_err(|e| ClientError::Invalid(e.to_string()))?;
     let file = std::fs::File::open(path).map_err(ClientError::io(path))?;
     let meta = file.metadata().map_err(ClientError::io(path))?;
     if !meta.is_file() {
@@ -122,7 +123,9 @@ pub async fn put_file(
                 }
             };
             batch.push((dedup.chunk_id(&chunk.data), chunk.data));
-            if batch.len() == BATCH_CHUNKS && chunk_tx.blocking_send(Ok(ChunkBatch(std::mem::take(&mut batch)))).is_err() {
+            if batch.len() == BATCH_CHUNKS
+                && chunk_tx.blocking_send(Ok(ChunkBatch(std::mem::take(&mut batch)))).is_err()
+            {
                 return;
             }
         }
@@ -335,7 +338,9 @@ async fn store_pack(
             k: r.k,
             m: r.m,
             shard_size: layout.shard_size,
-            shards: (0..total).map(|i| StoredShard { index: i as u8, shard: ids[i], host: hosts_by_index[i] }).collect(),
+            shards: (0..total)
+                .map(|i| StoredShard { index: i as u8, shard: ids[i], host: hosts_by_index[i] })
+                .collect(),
             chunks,
         })
         .await?;

@@ -94,9 +94,9 @@ async fn user(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<UserRow, ApiE
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| ApiError::Unauthorized("this request needs your API key; run `scatter init` first".into()))?;
     let hash = secret_hash(key.trim());
-    db(shared, move |s| s.user_by_key(&hash))
-        .await?
-        .ok_or_else(|| ApiError::Unauthorized("the API key is not known to this coordinator; run `scatter init` again".into()))
+    db(shared, move |s| s.user_by_key(&hash)).await?.ok_or_else(|| {
+        ApiError::Unauthorized("the API key is not known to this coordinator; run `scatter init` again".into())
+    })
 }
 
 fn decode_b64(field: &str, text: &str) -> Result<Vec<u8>, ApiError> {
@@ -164,10 +164,11 @@ async fn register(State(sh): S, Body(req): Body<RegisterRequest>) -> ApiResult<R
     let token_hash = secret_hash(req.token.trim());
     let api_key = random_secret();
     let key_hash = secret_hash(&api_key);
-    let user = db(&sh, move |s| s.redeem_token(&token_hash, &req.public_key, &key_hash, now()))
-        .await?
-        .ok_or_else(|| {
-            ApiError::Unauthorized("the token is unknown or was already used; ask the grid's admin for a new one".into())
+    let user =
+        db(&sh, move |s| s.redeem_token(&token_hash, &req.public_key, &key_hash, now())).await?.ok_or_else(|| {
+            ApiError::Unauthorized(
+                "the token is unknown or was already used; ask the grid's admin for a new one".into(),
+            )
         })?;
     tracing::info!(user = %user.id, role = %user.role, "user registered");
     Ok(Json(RegisterResponse { user_id: user.id, api_key, role: user.role }))
@@ -195,7 +196,11 @@ async fn status(State(sh): S, headers: HeaderMap) -> ApiResult<StatusResponse> {
     }))
 }
 
-async fn create_session(State(sh): S, headers: HeaderMap, Body(req): Body<CreateSessionRequest>) -> ApiResult<CreateSessionResponse> {
+async fn create_session(
+    State(sh): S,
+    headers: HeaderMap,
+    Body(req): Body<CreateSessionRequest>,
+) -> ApiResult<CreateSessionResponse> {
     let u = user(&sh, &headers).await?;
     let wrapped = decode_b64("wrapped_key", &req.wrapped_key)?;
     if wrapped.len() > 4096 {
@@ -212,7 +217,11 @@ fn check_ids(n: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn lookup_chunks(State(sh): S, headers: HeaderMap, Body(req): Body<LookupChunksRequest>) -> ApiResult<LookupChunksResponse> {
+async fn lookup_chunks(
+    State(sh): S,
+    headers: HeaderMap,
+    Body(req): Body<LookupChunksRequest>,
+) -> ApiResult<LookupChunksResponse> {
     let u = user(&sh, &headers).await?;
     check_ids(req.ids.len())?;
     let known = db(&sh, move |s| s.known_chunks(u.id, &req.ids)).await?;
@@ -241,20 +250,24 @@ async fn place(State(sh): S, headers: HeaderMap, Body(req): Body<PlaceRequest>) 
             Candidate { host: h.id, free: by_capacity.min(h.free.saturating_sub(r)) }
         })
         .collect();
-    let chosen = placement::choose(&candidates, req.shards.len(), req.shard_size, &mut rand::thread_rng()).map_err(
-        |e| ApiError::TooFewHosts { needed: e.needed, available: e.available, shard_size: req.shard_size },
-    )?;
+    let chosen = placement::choose(&candidates, req.shards.len(), req.shard_size, &mut rand::thread_rng())
+        .map_err(|e| ApiError::TooFewHosts { needed: e.needed, available: e.available, shard_size: req.shard_size })?;
     let mut targets = Vec::with_capacity(chosen.len());
     for (shard, host) in req.shards.iter().zip(chosen) {
         reservations.insert((host, shard.shard), (req.shard_size, Instant::now()));
         let address = hosts.iter().find(|h| h.id == host).map(|h| h.address.clone()).unwrap_or_default();
-        let grant = Grant { host, shard: shard.shard, op: Op::Put, max_size: req.shard_size, expires }.sign(&sh.signing);
+        let grant =
+            Grant { host, shard: shard.shard, op: Op::Put, max_size: req.shard_size, expires }.sign(&sh.signing);
         targets.push(Target { index: shard.index, host, address, grant });
     }
     Ok(Json(PlaceResponse { targets }))
 }
 
-async fn commit_pack(State(sh): S, headers: HeaderMap, Body(req): Body<CommitPackRequest>) -> ApiResult<serde_json::Value> {
+async fn commit_pack(
+    State(sh): S,
+    headers: HeaderMap,
+    Body(req): Body<CommitPackRequest>,
+) -> ApiResult<serde_json::Value> {
     let u = user(&sh, &headers).await?;
     scatter_core::erasure::check_redundancy(req.k, req.m).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let total = req.k as usize + req.m as usize;
@@ -265,13 +278,18 @@ async fn commit_pack(State(sh): S, headers: HeaderMap, Body(req): Body<CommitPac
     hosts.sort_unstable();
     hosts.dedup();
     if req.shards.len() != total || indices.len() != total || indices.last() != Some(&((total - 1) as u8)) {
-        return Err(ApiError::BadRequest(format!("a {}+{} pack needs exactly one shard per index 0..{total}", req.k, req.m)));
+        return Err(ApiError::BadRequest(format!(
+            "a {}+{} pack needs exactly one shard per index 0..{total}",
+            req.k, req.m
+        )));
     }
     if hosts.len() != total {
         return Err(ApiError::BadRequest("every shard of a pack must be on a distinct host".into()));
     }
     let padded = req.shard_size.checked_mul(req.k as u64);
-    if padded.is_none_or(|p| p < req.size) || req.chunks.iter().any(|c| c.offset.checked_add(c.len).is_none_or(|end| end > req.size)) {
+    if padded.is_none_or(|p| p < req.size)
+        || req.chunks.iter().any(|c| c.offset.checked_add(c.len).is_none_or(|end| end > req.size))
+    {
         return Err(ApiError::BadRequest("the pack's sizes and chunk offsets do not fit together".into()));
     }
     {
@@ -307,12 +325,17 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn commit_object(State(sh): S, headers: HeaderMap, Body(req): Body<CommitObjectRequest>) -> ApiResult<CommitObjectResponse> {
+async fn commit_object(
+    State(sh): S,
+    headers: HeaderMap,
+    Body(req): Body<CommitObjectRequest>,
+) -> ApiResult<CommitObjectResponse> {
     let u = user(&sh, &headers).await?;
     check_name(&req.name)?;
     let manifest = decode_b64("manifest", &req.manifest)?;
     let version =
-        db(&sh, move |s| s.commit_object(u.id, &req.name, req.session, &manifest, req.size, &req.chunks, now())).await?;
+        db(&sh, move |s| s.commit_object(u.id, &req.name, req.session, &manifest, req.size, &req.chunks, now()))
+            .await?;
     Ok(Json(CommitObjectResponse { version }))
 }
 
@@ -389,16 +412,20 @@ async fn locate(State(sh): S, headers: HeaderMap, Body(req): Body<LocateRequest>
         })
         .collect();
     Ok(Json(LocateResponse {
-        chunks: chunks
-            .into_iter()
-            .map(|(id, pack, offset, len)| ChunkLocation { id, pack, offset, len })
-            .collect(),
+        chunks: chunks.into_iter().map(|(id, pack, offset, len)| ChunkLocation { id, pack, offset, len }).collect(),
         packs,
-        sessions: sessions.into_iter().map(|(session, key)| SessionKey { session, wrapped_key: B64.encode(key) }).collect(),
+        sessions: sessions
+            .into_iter()
+            .map(|(session, key)| SessionKey { session, wrapped_key: B64.encode(key) })
+            .collect(),
     }))
 }
 
-async fn report_shard(State(sh): S, headers: HeaderMap, Body(req): Body<ReportShardRequest>) -> ApiResult<serde_json::Value> {
+async fn report_shard(
+    State(sh): S,
+    headers: HeaderMap,
+    Body(req): Body<ReportShardRequest>,
+) -> ApiResult<serde_json::Value> {
     let u = user(&sh, &headers).await?;
     let problem: String = req.problem.chars().take(200).collect();
     let (host, shard) = (req.host, req.shard);

@@ -39,18 +39,12 @@ async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {
     for (pack, index, shard, host) in todo {
         let Some(h) = hosts.iter().find(|h| h.id == host) else { continue };
         let grant = Grant { host, shard, op: Op::Delete, max_size: 0, expires: now() + 600 }.sign(&shared.signing);
-        let res = shared
-            .http
-            .delete(format!("{}/shards/{shard}", h.address))
-            .header(GRANT_HEADER, grant.0)
-            .send()
-            .await;
+        let res =
+            shared.http.delete(format!("{}/shards/{shard}", h.address)).header(GRANT_HEADER, grant.0).send().await;
         match res {
             Ok(r) if r.status().is_success() || r.status() == reqwest::StatusCode::NOT_FOUND => {
                 let sh = shared.clone();
-                tokio::task::spawn_blocking(move || sh.store.shard_deleted(&pack, index))
-                    .await
-                    .unwrap_or(Ok(()))?;
+                tokio::task::spawn_blocking(move || sh.store.shard_deleted(&pack, index)).await.unwrap_or(Ok(()))?;
             }
             Ok(r) => tracing::debug!(%host, %shard, status = %r.status(), "host refused a delete"),
             Err(e) => tracing::debug!(%host, %shard, error = %e, "host unreachable for a delete"),

@@ -96,10 +96,14 @@ pub enum StoreError {
     #[error("catalog database error: {0}")]
     Sql(#[from] rusqlite::Error),
     /// The file was made by a newer Scatter.
-    #[error("the catalog has schema version {0}, newer than this build understands ({SCHEMA_VERSION}); upgrade scatter")]
+    #[error(
+        "the catalog has schema version {0}, newer than this build understands ({SCHEMA_VERSION}); upgrade scatter"
+    )]
     TooNew(i64),
     /// A commit references chunks that are not (or no longer) stored.
-    #[error("{0} chunk(s) this object needs are not stored (a concurrent remove may have released them); run the put again")]
+    #[error(
+        "{0} chunk(s) this object needs are not stored (a concurrent remove may have released them); run the put again"
+    )]
     MissingChunks(usize),
     /// A pack names a session of another user, or unknown hosts.
     #[error("the pack refers to an unknown session or host")]
@@ -218,7 +222,10 @@ impl Store {
             conn.query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get(0)).optional()?;
         match version.and_then(|v| v.parse::<i64>().ok()) {
             None => {
-                conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?1)", [SCHEMA_VERSION.to_string()])?;
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?1)",
+                    [SCHEMA_VERSION.to_string()],
+                )?;
             }
             Some(v) if v > SCHEMA_VERSION => return Err(StoreError::TooNew(v)),
             Some(_) => {}
@@ -419,8 +426,9 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let session_ok =
-            tx.prepare("SELECT 1 FROM sessions WHERE id = ?1 AND user = ?2")?.exists(params![session as i64, user.0 as i64])?;
+        let session_ok = tx
+            .prepare("SELECT 1 FROM sessions WHERE id = ?1 AND user = ?2")?
+            .exists(params![session as i64, user.0 as i64])?;
         if !session_ok {
             return Err(StoreError::BadReference);
         }
@@ -447,7 +455,8 @@ impl Store {
         )?;
         let object = tx.last_insert_rowid();
         {
-            let mut stmt = tx.prepare_cached("INSERT OR IGNORE INTO object_chunks (object, user, chunk) VALUES (?1, ?2, ?3)")?;
+            let mut stmt =
+                tx.prepare_cached("INSERT OR IGNORE INTO object_chunks (object, user, chunk) VALUES (?1, ?2, ?3)")?;
             for c in chunks {
                 stmt.execute(params![object, user.0 as i64, &c.as_bytes()[..]])?;
             }
@@ -566,7 +575,8 @@ impl Store {
             )?;
             p.shards = shards_of(&conn, &pack)?;
             if !sessions.iter().any(|(s, _)| *s == p.session) {
-                let key = conn.query_row("SELECT wrapped_key FROM sessions WHERE id = ?1", [p.session as i64], |r| r.get(0))?;
+                let key =
+                    conn.query_row("SELECT wrapped_key FROM sessions WHERE id = ?1", [p.session as i64], |r| r.get(0))?;
                 sessions.push((p.session, key));
             }
             packs.push(p);

@@ -161,16 +161,12 @@ pub fn decode(layout: &Layout, shards: &[Option<Vec<u8>>]) -> Result<Vec<u8>, Er
         }
     } else {
         let originals = shards.iter().take(k).enumerate().filter_map(|(i, s)| s.as_deref().map(|s| (i, s)));
-        let recovery = shards
-            .iter()
-            .skip(k)
-            .take(layout.m as usize)
-            .enumerate()
-            .filter_map(|(i, s)| s.as_deref().map(|s| (i, s)));
+        let recovery =
+            shards.iter().skip(k).take(layout.m as usize).enumerate().filter_map(|(i, s)| s.as_deref().map(|s| (i, s)));
         let restored = reed_solomon_simd::decode(k, layout.m as usize, originals, recovery)
             .map_err(|e| ErasureError::Codec(e.to_string()))?;
-        for i in 0..k {
-            match (&shards[i], restored.get(&i)) {
+        for (i, shard) in shards.iter().take(k).enumerate() {
+            match (shard, restored.get(&i)) {
                 (Some(shard), _) => pack.extend_from_slice(shard),
                 (None, Some(shard)) => pack.extend_from_slice(shard),
                 (None, None) => return Err(ErasureError::Codec(format!("shard {i} was not restored"))),

@@ -80,10 +80,7 @@ mod tests {
     use super::*;
 
     fn sample() -> Manifest {
-        Manifest {
-            size: 30,
-            chunks: vec![(ChunkId::from_bytes([1; 32]), 10), (ChunkId::from_bytes([2; 32]), 20)],
-        }
+        Manifest { size: 30, chunks: vec![(ChunkId::from_bytes([1; 32]), 10), (ChunkId::from_bytes([2; 32]), 20)] }
     }
 
     #[test]

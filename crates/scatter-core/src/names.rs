@@ -41,9 +41,7 @@ impl NameKey {
         let mut siv = self.siv();
         let mut out = String::new();
         for (i, component) in name.split('/').enumerate() {
-            let ct = siv
-                .encrypt([out.as_bytes()], component.as_bytes())
-                .expect("AES-SIV encrypts any name component");
+            let ct = siv.encrypt([out.as_bytes()], component.as_bytes()).expect("AES-SIV encrypts any name component");
             if i > 0 {
                 out.push('/');
             }

@@ -61,14 +61,9 @@ fn shard_id(raw: &str) -> Result<ShardId, Refusal> {
 }
 
 fn check_grant(sh: &Shared, headers: &HeaderMap, id: &ShardId, op: Op) -> Result<scatter_proto::Grant, Refusal> {
-    let raw = headers
-        .get(GRANT_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .ok_or(Refusal::Grant(GrantError::Malformed))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(u64::MAX);
+    let raw = headers.get(GRANT_HEADER).and_then(|v| v.to_str().ok()).ok_or(Refusal::Grant(GrantError::Malformed))?;
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(u64::MAX);
     SignedGrant(raw.to_owned()).check(&sh.coordinator_key, sh.id, id, op, now).map_err(|e| {
         tracing::warn!(shard = %id, ?op, error = %e, "refused a request without a valid grant");
         Refusal::Grant(e)
@@ -82,7 +77,12 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ShardError> +
         .map_err(Refusal::Shard)
 }
 
-async fn store(State(sh): State<Arc<Shared>>, Path(raw): Path<String>, headers: HeaderMap, body: Body) -> Result<StatusCode, Refusal> {
+async fn store(
+    State(sh): State<Arc<Shared>>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, Refusal> {
     let id = shard_id(&raw)?;
     let grant = check_grant(&sh, &headers, &id, Op::Put)?;
     let limit = grant.max_size.min(MAX_SHARD);
@@ -102,9 +102,9 @@ async fn store(State(sh): State<Arc<Shared>>, Path(raw): Path<String>, headers: 
         return Err(Refusal::Shard(ShardError::Full { need: declared, used, capacity: sh.store.capacity() }));
     }
     let _permit = sh.uploads.acquire().await.map_err(|_| Refusal::Bad("the host is shutting down".into()))?;
-    let bytes = axum::body::to_bytes(body, declared as usize)
-        .await
-        .map_err(|_| Refusal::Bad("the upload was cut short or is larger than its Content-Length; nothing was stored".into()))?;
+    let bytes = axum::body::to_bytes(body, declared as usize).await.map_err(|_| {
+        Refusal::Bad("the upload was cut short or is larger than its Content-Length; nothing was stored".into())
+    })?;
     if bytes.len() as u64 != declared {
         return Err(Refusal::Bad("the upload is shorter than its Content-Length; nothing was stored".into()));
     }
@@ -144,7 +144,11 @@ async fn read(State(sh): State<Arc<Shared>>, Path(raw): Path<String>, headers: H
     Ok((status, bytes).into_response())
 }
 
-async fn delete(State(sh): State<Arc<Shared>>, Path(raw): Path<String>, headers: HeaderMap) -> Result<StatusCode, Refusal> {
+async fn delete(
+    State(sh): State<Arc<Shared>>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, Refusal> {
     let id = shard_id(&raw)?;
     check_grant(&sh, &headers, &id, Op::Delete)?;
     let store = sh.store.clone();

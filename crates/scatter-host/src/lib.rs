@@ -107,11 +107,10 @@ async fn load_or_join(config: &Config, address: &str, http: &reqwest::Client) ->
         }
         match http.post(&url).json(&req).send().await {
             Ok(r) if r.status().is_success() => {
-                let j: JoinResponse = r
-                    .json()
-                    .await
-                    .map_err(|e| HostError::Refused(format!("unreadable answer: {e}")))?;
-                let id = Identity { host_id: j.host_id, host_secret: j.host_secret, coordinator_key: j.coordinator_key };
+                let j: JoinResponse =
+                    r.json().await.map_err(|e| HostError::Refused(format!("unreadable answer: {e}")))?;
+                let id =
+                    Identity { host_id: j.host_id, host_secret: j.host_secret, coordinator_key: j.coordinator_key };
                 write_private(&path, &serde_json::to_vec_pretty(&id).map_err(|e| HostError::Refused(e.to_string()))?)?;
                 tracing::info!(host = %id.host_id, "joined the grid");
                 return Ok(id);
