@@ -207,8 +207,9 @@ pub async fn put_file(
     drop(pack_tx);
     let uploaded = uploader.await.map_err(|e| ClientError::Upload(format!("upload task failed: {e}")))?;
     reader.abort();
-    stage2?;
+    // An upload failure stops stage 2 too; report the upload's own error, not the symptom.
     let done = uploaded?;
+    stage2?;
 
     if manifest.size != meta.len() {
         return Err(ClientError::Invalid(format!(
