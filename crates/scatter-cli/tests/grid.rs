@@ -177,20 +177,28 @@ async fn corrupt_shard_is_detected_and_routed_around() {
     let env = grid(6).await;
     let file = env.write_random("data", 5 << 20, 7);
     env.put(&file, "data");
-    // Flip a byte in every shard file of one host.
-    let victims = shard_files(&env.grid.host_dir(2));
-    assert!(!victims.is_empty(), "host 2 holds no shards");
-    for v in &victims {
-        let mut bytes = std::fs::read(v).expect("shard");
-        let mid = bytes.len() / 2;
-        bytes[mid] ^= 0x55;
-        std::fs::write(v, bytes).expect("corrupt");
+    // A get reads data shards only, so a corrupt parity shard goes unnoticed: flip a byte in
+    // one host's shard at a time (restoring it if it was not read) until a get reads one.
+    let mut detected = None;
+    for host in 0..6 {
+        let victims = shard_files(&env.grid.host_dir(host));
+        assert_eq!(victims.len(), 1, "one pack puts one shard on each host");
+        let original = std::fs::read(&victims[0]).expect("shard");
+        let mut bad = original.clone();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0x55;
+        std::fs::write(&victims[0], &bad).expect("corrupt");
+        let stderr = env.get_and_compare("data", &file);
+        if stderr.contains("is bad") {
+            detected = Some(host);
+            break;
+        }
+        std::fs::write(&victims[0], &original).expect("restore");
     }
-    let stderr = env.get_and_compare("data", &file);
-    assert!(stderr.contains("is bad"), "bad shard not reported: {stderr}");
+    let host = detected.expect("a corrupt data shard was never reported");
     // The host quarantined what it found corrupt.
-    let quarantined = std::fs::read_dir(env.grid.host_dir(2).join("quarantine")).expect("quarantine").count();
-    assert!(quarantined > 0);
+    let quarantined = std::fs::read_dir(env.grid.host_dir(host).join("quarantine")).expect("quarantine").count();
+    assert_eq!(quarantined, 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
