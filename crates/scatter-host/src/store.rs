@@ -6,7 +6,7 @@
 //! even across a crash. Every read re-hashes the file; a mismatch moves it to quarantine and
 //! returns [`ShardError::Corrupt`], never the bytes.
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -193,9 +193,10 @@ impl DiskStore {
         }
     }
 
-    /// Flips a byte of a stored shard. Only for tests of corruption handling.
-    #[doc(hidden)]
-    pub fn corrupt_for_test(&self, id: &ShardId) -> std::io::Result<()> {
+    /// Flips a byte of a stored shard, for tests of corruption handling.
+    #[cfg(test)]
+    fn corrupt_for_test(&self, id: &ShardId) -> std::io::Result<()> {
+        use std::io::{Seek, SeekFrom};
         let mut f = std::fs::OpenOptions::new().read(true).write(true).open(self.path(id))?;
         let mut b = [0u8; 1];
         f.read_exact(&mut b)?;
