@@ -115,8 +115,6 @@ pub enum StoreError {
 pub struct HostRow {
     /// Id.
     pub id: HostId,
-    /// BLAKE3 of its secret.
-    pub secret_hash: [u8; 32],
     /// Address.
     pub address: String,
     /// Zone label.
@@ -314,25 +312,32 @@ impl Store {
         Ok(())
     }
 
+    /// The hash of a host's secret, if the host is registered.
+    pub fn host_secret_hash(&self, id: HostId) -> Result<Option<[u8; 32]>, StoreError> {
+        let conn = self.conn();
+        let row: Option<Vec<u8>> =
+            conn.query_row("SELECT secret_hash FROM hosts WHERE id = ?1", [id.0 as i64], |r| r.get(0)).optional()?;
+        Ok(row.map(blob32).transpose()?)
+    }
+
     /// Every host, with the bytes the catalog places on it.
     pub fn hosts(&self) -> Result<Vec<HostRow>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT h.id, h.secret_hash, h.address, h.zone, h.capacity, h.reported_used, h.free, h.last_seen,
+            "SELECT h.id, h.address, h.zone, h.capacity, h.reported_used, h.free, h.last_seen,
                     COALESCE((SELECT SUM(p.shard_size) FROM shards s JOIN packs p ON p.id = s.pack WHERE s.host = h.id), 0)
              FROM hosts h ORDER BY h.id",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok(HostRow {
                 id: HostId(r.get::<_, i64>(0)? as u64),
-                secret_hash: blob32(r.get(1)?)?,
-                address: r.get(2)?,
-                zone: r.get(3)?,
-                capacity: r.get::<_, i64>(4)? as u64,
-                reported_used: r.get::<_, i64>(5)? as u64,
-                free: r.get::<_, i64>(6)? as u64,
-                last_seen: r.get::<_, i64>(7)? as u64,
-                catalog_used: r.get::<_, i64>(8)? as u64,
+                address: r.get(1)?,
+                zone: r.get(2)?,
+                capacity: r.get::<_, i64>(3)? as u64,
+                reported_used: r.get::<_, i64>(4)? as u64,
+                free: r.get::<_, i64>(5)? as u64,
+                last_seen: r.get::<_, i64>(6)? as u64,
+                catalog_used: r.get::<_, i64>(7)? as u64,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
