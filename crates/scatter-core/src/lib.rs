@@ -1,5 +1,5 @@
 //! Scatter's pure logic: identifiers and sizes, content-defined chunking, encryption and key
-//! handling, Reed–Solomon erasure coding, pack layout and the object manifest format.
+//! handling, Reed–Solomon erasure coding, pack layout, the object manifest, snapshot records and trees.
 //!
 //! Nothing here does I/O or needs an async runtime; everything takes bytes (or a `Read`) and
 //! returns values, so it can be tested exhaustively and used from any pipeline.
@@ -13,6 +13,8 @@ pub mod manifest;
 pub mod names;
 pub mod pack;
 pub mod size;
+pub mod snapshot;
+pub mod tree;
 
 pub use ids::{ChunkId, HostId, PackId, ShardId, UserId};
 pub use size::ByteSize;
