@@ -12,6 +12,7 @@ pub mod keys;
 pub mod manifest;
 pub mod names;
 pub mod pack;
+pub mod retention;
 pub mod size;
 pub mod snapshot;
 pub mod tree;
