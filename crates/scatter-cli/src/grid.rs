@@ -22,6 +22,8 @@ pub struct GridOptions {
     pub heartbeat: String,
     /// Offline grace at the coordinator.
     pub offline_after: String,
+    /// Lifetime of write sessions without keepalive.
+    pub session_ttl: String,
     /// Passphrase of the grid's first user.
     pub passphrase: String,
 }
@@ -33,6 +35,7 @@ impl Default for GridOptions {
             zones: 3,
             heartbeat: "1s".into(),
             offline_after: "4s".into(),
+            session_ttl: "6s".into(),
             passphrase: "scatter-dev".into(),
         }
     }
@@ -162,6 +165,8 @@ impl Grid {
                 &self.coordinator_listen,
                 "--offline-after",
                 &self.opts.offline_after,
+                "--session-ttl",
+                &self.opts.session_ttl,
             ],
             &log,
         )?;

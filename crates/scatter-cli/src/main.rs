@@ -40,6 +40,10 @@ enum Cmd {
         /// URL to advertise to hosts and clients (default: derived from --listen).
         #[arg(long)]
         public_url: Option<String>,
+        /// A write session (put, backup) not kept alive for this long is over; prune waits
+        /// for open sessions, so this bounds how long a killed backup holds prune off.
+        #[arg(long, default_value = "60s", value_parser = duration::parse)]
+        session_ttl: Duration,
     },
     /// Run a storage host that offers disk space to the grid.
     Host {
@@ -249,9 +253,9 @@ fn mb_per_s(bytes: u64, d: Duration) -> f64 {
 
 async fn run(cmd: Cmd) -> Result<()> {
     match cmd {
-        Cmd::Coordinator { data_dir, listen, offline_after, public_url } => {
+        Cmd::Coordinator { data_dir, listen, offline_after, public_url, session_ttl } => {
             let listener = bind(&listen).await?;
-            let config = scatter_coordinator::Config { data_dir, offline_after, public_url };
+            let config = scatter_coordinator::Config { data_dir, offline_after, public_url, session_ttl };
             scatter_coordinator::run(config, listener, shutdown_signal()).await?;
         }
         Cmd::Host { data_dir, listen, coordinator, join_token, capacity, zone, heartbeat, public_url } => {

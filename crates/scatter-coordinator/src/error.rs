@@ -38,6 +38,9 @@ pub enum ApiError {
     /// The request conflicts with the catalog's state.
     #[error("{0}")]
     Conflict(String),
+    /// The request must wait for other work of the same user to finish.
+    #[error("{0}")]
+    Busy(String),
     /// Something failed inside the coordinator.
     #[error("the coordinator failed internally ({0}); see its log, then retry")]
     Internal(String),
@@ -46,7 +49,11 @@ pub enum ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::MissingChunks(_) | StoreError::BadReference => ApiError::Conflict(e.to_string()),
+            StoreError::MissingChunks(_)
+            | StoreError::BadReference
+            | StoreError::SessionClosed
+            | StoreError::SnapshotExists => ApiError::Conflict(e.to_string()),
+            StoreError::Busy => ApiError::Busy(e.to_string()),
             e => {
                 tracing::error!(error = %e, "catalog error");
                 ApiError::Internal(e.to_string())
@@ -64,6 +71,7 @@ impl ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::TooFewHosts { .. } => (StatusCode::SERVICE_UNAVAILABLE, "too_few_hosts"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Busy(_) => (StatusCode::LOCKED, "busy"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

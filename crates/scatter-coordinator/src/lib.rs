@@ -29,6 +29,9 @@ pub struct Config {
     pub offline_after: Duration,
     /// The URL clients and hosts should use; by default derived from the listening address.
     pub public_url: Option<String>,
+    /// How long a write session stays open without a keepalive; a killed backup holds off
+    /// prune for at most this long.
+    pub session_ttl: Duration,
 }
 
 /// Why the coordinator could not start or stopped.
@@ -63,6 +66,7 @@ pub(crate) struct Shared {
     pub signing: SigningKey,
     pub join_token_hash: [u8; 32],
     pub offline_after: Duration,
+    pub session_ttl: Duration,
     pub reservations: std::sync::Mutex<api::Reservations>,
     pub http: reqwest::Client,
 }
@@ -142,6 +146,7 @@ pub async fn run(
         signing,
         join_token_hash,
         offline_after: config.offline_after,
+        session_ttl: config.session_ttl,
         reservations: Default::default(),
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))

@@ -151,6 +151,108 @@ pub struct CreateSessionRequest {
 pub struct CreateSessionResponse {
     /// Session id.
     pub session: u64,
+    /// Seconds the session stays open without a keepalive. While any session of a user is
+    /// open, prune leaves that user's unreferenced chunks alone (a running backup may be
+    /// about to reference them).
+    pub ttl_secs: u64,
+}
+
+/// Keeps a session open, or closes it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionRequest {
+    /// Session id.
+    pub session: u64,
+}
+
+/// Chunks a snapshot being written references, sent in batches before its commit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SnapshotRefsRequest {
+    /// The backup's session.
+    pub session: u64,
+    /// Chunk ids (file content and trees).
+    pub chunks: Vec<ChunkId>,
+}
+
+/// Makes a snapshot visible: its references are those sent for the session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommitSnapshotRequest {
+    /// The backup's session, whose key sealed the record.
+    pub session: u64,
+    /// The snapshot's random id (64 hex digits).
+    pub id: String,
+    /// The snapshot record sealed with the session's data key (base64).
+    pub record: String,
+}
+
+/// One stored snapshot, still sealed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SnapshotEntry {
+    /// Random id (64 hex digits).
+    pub id: String,
+    /// Unix time of the commit.
+    pub created: u64,
+    /// Session whose key sealed the record.
+    pub session: u64,
+    /// That session's wrapped data key (base64).
+    pub wrapped_key: String,
+    /// The sealed record (base64).
+    pub record: String,
+    /// Distinct chunks it references.
+    pub chunks: u64,
+}
+
+/// The caller's snapshots, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SnapshotsResponse {
+    /// Snapshots.
+    pub snapshots: Vec<SnapshotEntry>,
+}
+
+/// Drop snapshots (their data is freed by a later prune).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ForgetRequest {
+    /// Full snapshot ids.
+    pub ids: Vec<String>,
+}
+
+/// What a forget removed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ForgetResponse {
+    /// Snapshots removed.
+    pub removed: u64,
+}
+
+/// Drop unreferenced chunks and list packs worth repacking.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PruneRequest {
+    /// Report packs whose unreferenced share is at least this percentage.
+    pub max_unused_percent: u8,
+}
+
+/// What the sweep did, and what is left to repack.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PruneResponse {
+    /// Chunks dropped from the index.
+    pub chunks_removed: u64,
+    /// Sealed bytes those chunks occupied.
+    pub bytes_removed: u64,
+    /// Packs released to be deleted from hosts.
+    pub packs_released: u64,
+    /// Live packs with too much unreferenced space, to repack.
+    pub repack: Vec<RepackCandidate>,
+}
+
+/// A pack partly unreferenced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RepackCandidate {
+    /// The pack.
+    pub pack: PackId,
+    /// Sealed bytes in it.
+    pub size: u64,
+    /// Bytes of chunks still referenced.
+    pub live_bytes: u64,
+    /// The chunks still referenced.
+    pub chunks: Vec<ChunkId>,
 }
 
 /// Ask where to put the shards of a pack.
@@ -213,6 +315,10 @@ pub struct CommitPackRequest {
     pub shards: Vec<StoredShard>,
     /// Where each chunk lies in the pack.
     pub chunks: Vec<ChunkEntry>,
+    /// A repack: chunks already stored move here (their old packs are released once empty)
+    /// instead of keeping their first location; chunks no longer stored are not revived.
+    #[serde(default)]
+    pub relocate: bool,
 }
 
 /// A shard stored on a host.

@@ -11,7 +11,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 use scatter_core::{ChunkId, HostId, PackId, ShardId, UserId};
 use scatter_proto::api::{ChunkEntry, StoredShard};
 
-const SCHEMA_VERSION: i64 = 1;
+mod backup;
+pub use backup::{SnapshotRow, Swept};
+
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -38,7 +41,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     id INTEGER PRIMARY KEY,
     user INTEGER NOT NULL REFERENCES users(id),
     wrapped_key BLOB NOT NULL,
-    created INTEGER NOT NULL
+    created INTEGER NOT NULL,
+    expires INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS packs (
     id BLOB PRIMARY KEY,
@@ -87,7 +91,31 @@ CREATE TABLE IF NOT EXISTS object_chunks (
     PRIMARY KEY (object, chunk)
 );
 CREATE INDEX IF NOT EXISTS object_chunks_by_chunk ON object_chunks(user, chunk);
+CREATE TABLE IF NOT EXISTS snapshots (
+    id TEXT PRIMARY KEY,
+    user INTEGER NOT NULL REFERENCES users(id),
+    session INTEGER NOT NULL REFERENCES sessions(id),
+    record BLOB NOT NULL,
+    created INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS snapshots_by_user ON snapshots(user, created);
+CREATE TABLE IF NOT EXISTS snapshot_chunks (
+    snapshot TEXT NOT NULL REFERENCES snapshots(id),
+    user INTEGER NOT NULL,
+    chunk BLOB NOT NULL,
+    PRIMARY KEY (snapshot, chunk)
+);
+CREATE INDEX IF NOT EXISTS snapshot_chunks_by_chunk ON snapshot_chunks(user, chunk);
+CREATE TABLE IF NOT EXISTS session_refs (
+    session INTEGER NOT NULL REFERENCES sessions(id),
+    user INTEGER NOT NULL,
+    chunk BLOB NOT NULL,
+    PRIMARY KEY (session, chunk)
+);
 ";
+
+/// Upgrades from older schema versions, in order.
+const MIGRATIONS: &[(i64, &str)] = &[(1, "ALTER TABLE sessions ADD COLUMN expires INTEGER NOT NULL DEFAULT 0;")];
 
 /// A catalog failure.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +136,15 @@ pub enum StoreError {
     /// A pack names a session of another user, or unknown hosts.
     #[error("the pack refers to an unknown session or host")]
     BadReference,
+    /// A session is closed or expired.
+    #[error("the write session expired (was the client paused for long?); run the command again")]
+    SessionClosed,
+    /// Prune must wait for running writes.
+    #[error("a backup or put of this user is still running (or was killed less than a session lifetime ago); retry when it has finished")]
+    Busy,
+    /// The snapshot id is taken.
+    #[error("a snapshot with this id exists already")]
+    SnapshotExists,
 }
 
 /// A registered host as stored.
@@ -196,6 +233,8 @@ pub struct NewPack<'a> {
     pub shards: &'a [StoredShard],
     /// Chunks.
     pub chunks: &'a [ChunkEntry],
+    /// Move chunks already stored into this pack (a repack).
+    pub relocate: bool,
 }
 
 /// The catalog.
@@ -215,19 +254,28 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.execute_batch(SCHEMA)?;
-        let version: Option<String> =
-            conn.query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get(0)).optional()?;
-        match version.and_then(|v| v.parse::<i64>().ok()) {
-            None => {
-                conn.execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?1)",
-                    [SCHEMA_VERSION.to_string()],
-                )?;
-            }
+        let has_meta: bool =
+            conn.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'")?.exists([])?;
+        let version: Option<i64> = if has_meta {
+            conn.query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get::<_, String>(0))
+                .optional()?
+                .and_then(|v| v.parse().ok())
+        } else {
+            None
+        };
+        match version {
             Some(v) if v > SCHEMA_VERSION => return Err(StoreError::TooNew(v)),
-            Some(_) => {}
+            Some(v) => {
+                for (from, sql) in MIGRATIONS {
+                    if *from >= v {
+                        conn.execute_batch(sql)?;
+                    }
+                }
+            }
+            None => {}
         }
+        conn.execute_batch(SCHEMA)?;
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?1)", [SCHEMA_VERSION.to_string()])?;
         Ok(Self { conn: Mutex::new(conn) })
     }
 
@@ -343,12 +391,12 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Starts a write session.
-    pub fn add_session(&self, user: UserId, wrapped_key: &[u8], now: u64) -> Result<u64, StoreError> {
+    /// Starts a write session, open until `expires` unless kept alive.
+    pub fn add_session(&self, user: UserId, wrapped_key: &[u8], now: u64, expires: u64) -> Result<u64, StoreError> {
         let conn = self.conn();
         conn.execute(
-            "INSERT INTO sessions (user, wrapped_key, created) VALUES (?1, ?2, ?3)",
-            params![user.0 as i64, wrapped_key, now as i64],
+            "INSERT INTO sessions (user, wrapped_key, created, expires) VALUES (?1, ?2, ?3, ?4)",
+            params![user.0 as i64, wrapped_key, now as i64, expires as i64],
         )?;
         Ok(conn.last_insert_rowid() as u64)
     }
@@ -395,6 +443,7 @@ impl Store {
             // The same pack committed twice (a retried request): nothing more to do.
             return Ok(());
         }
+        let mut emptied: Vec<Vec<u8>> = Vec::new();
         for s in p.shards {
             tx.execute(
                 "INSERT INTO shards (pack, idx, hash, host, state) VALUES (?1, ?2, ?3, ?4, 'ok')",
@@ -408,9 +457,31 @@ impl Store {
             })?;
         }
         for c in p.chunks {
+            let (u, id, pack) = (p.user.0 as i64, &c.id.as_bytes()[..], &p.id.as_bytes()[..]);
+            if p.relocate {
+                let old: Option<Vec<u8>> = tx
+                    .query_row("SELECT pack FROM chunks WHERE user = ?1 AND id = ?2", params![u, id], |r| r.get(0))
+                    .optional()?;
+                let Some(old) = old else { continue };
+                tx.execute(
+                    "UPDATE chunks SET pack = ?3, off = ?4, len = ?5 WHERE user = ?1 AND id = ?2",
+                    params![u, id, pack, c.offset as i64, c.len as i64],
+                )?;
+                if !emptied.contains(&old) {
+                    emptied.push(old);
+                }
+            } else {
+                tx.execute(
+                    "INSERT OR IGNORE INTO chunks (user, id, pack, off, len) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![u, id, pack, c.offset as i64, c.len as i64],
+                )?;
+            }
+        }
+        for old in emptied {
             tx.execute(
-                "INSERT OR IGNORE INTO chunks (user, id, pack, off, len) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![p.user.0 as i64, &c.id.as_bytes()[..], &p.id.as_bytes()[..], c.offset as i64, c.len as i64],
+                "UPDATE packs SET state = 'deleting'
+                 WHERE id = ?1 AND state = 'live' AND NOT EXISTS (SELECT 1 FROM chunks WHERE pack = ?1)",
+                [&old],
             )?;
         }
         tx.commit()?;
@@ -500,41 +571,24 @@ impl Store {
         Ok(Some((row, key)))
     }
 
-    /// Removes every version of an object, then releases the packs none of whose chunks is
-    /// referenced any more: their chunks leave the index and the packs are marked for
-    /// deletion from hosts. Returns (versions removed, packs released).
-    pub fn remove_object(&self, user: UserId, name: &str) -> Result<(u64, u64), StoreError> {
+    /// Removes every version of an object. Unless a write session of the user is open, the
+    /// chunks nothing references any more are dropped at once and packs left empty are
+    /// released for deletion from hosts; otherwise the next prune does it.
+    /// Returns (versions removed, packs released).
+    pub fn remove_object(&self, user: UserId, name: &str, now: u64) -> Result<(u64, u64), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let u = user.0 as i64;
-        let touched: Vec<Vec<u8>> = tx
-            .prepare(
-                "SELECT DISTINCT c.pack FROM objects o
-                 JOIN object_chunks oc ON oc.object = o.id
-                 JOIN chunks c ON c.user = oc.user AND c.id = oc.chunk
-                 WHERE o.user = ?1 AND o.name = ?2",
-            )?
-            .query_map(params![u, name], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
         tx.execute(
             "DELETE FROM object_chunks WHERE object IN (SELECT id FROM objects WHERE user = ?1 AND name = ?2)",
             params![u, name],
         )?;
         let versions = tx.execute("DELETE FROM objects WHERE user = ?1 AND name = ?2", params![u, name])? as u64;
-        let mut released = 0;
-        for pack in touched {
-            let referenced = tx
-                .prepare_cached(
-                    "SELECT 1 FROM chunks c JOIN object_chunks oc ON oc.user = c.user AND oc.chunk = c.id
-                     WHERE c.pack = ?1 LIMIT 1",
-                )?
-                .exists([&pack])?;
-            if !referenced {
-                tx.execute("DELETE FROM chunks WHERE pack = ?1", [&pack])?;
-                tx.execute("UPDATE packs SET state = 'deleting' WHERE id = ?1", [&pack])?;
-                released += 1;
-            }
-        }
+        let released = match backup::sweep(&tx, user, now) {
+            Ok(swept) => swept.packs_released,
+            Err(StoreError::Busy) => 0,
+            Err(e) => return Err(e),
+        };
         tx.commit()?;
         Ok((versions, released))
     }

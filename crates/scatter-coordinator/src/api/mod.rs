@@ -23,6 +23,8 @@ use crate::placement::{self, Candidate};
 use crate::store::{NewPack, Store, StoreError, UserRow};
 use crate::{now, secret_hash, Shared};
 
+mod backup;
+
 type S = State<Arc<Shared>>;
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
@@ -54,6 +56,13 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/objects/commit", post(commit_object))
         .route("/v1/object", get(get_object).delete(remove_object))
         .route("/v1/shards/report", post(report_shard))
+        .route("/v1/sessions/keepalive", post(backup::keepalive))
+        .route("/v1/sessions/close", post(backup::close))
+        .route("/v1/snapshots", get(backup::list))
+        .route("/v1/snapshots/refs", post(backup::refs))
+        .route("/v1/snapshots/commit", post(backup::commit))
+        .route("/v1/snapshots/forget", post(backup::forget))
+        .route("/v1/prune", post(backup::prune))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(shared)
 }
@@ -207,8 +216,9 @@ async fn create_session(
     if wrapped.len() > 4096 {
         return Err(ApiError::BadRequest("the wrapped key is too large".into()));
     }
-    let session = db(&sh, move |s| s.add_session(u.id, &wrapped, now())).await?;
-    Ok(Json(CreateSessionResponse { session }))
+    let ttl = sh.session_ttl.as_secs().max(1);
+    let session = db(&sh, move |s| s.add_session(u.id, &wrapped, now(), now() + ttl)).await?;
+    Ok(Json(CreateSessionResponse { session, ttl_secs: ttl }))
 }
 
 fn check_ids(n: usize) -> Result<(), ApiError> {
@@ -311,6 +321,7 @@ async fn commit_pack(
                 shard_size: req.shard_size,
                 shards: &req.shards,
                 chunks: &req.chunks,
+                relocate: req.relocate,
             },
             now(),
         )
@@ -373,7 +384,7 @@ async fn get_object(State(sh): S, headers: HeaderMap, Query(q): Query<NameQuery>
 async fn remove_object(State(sh): S, headers: HeaderMap, Query(q): Query<NameQuery>) -> ApiResult<RemoveResponse> {
     let u = user(&sh, &headers).await?;
     check_name(&q.name)?;
-    let (versions, packs_released) = db(&sh, move |s| s.remove_object(u.id, &q.name)).await?;
+    let (versions, packs_released) = db(&sh, move |s| s.remove_object(u.id, &q.name, now())).await?;
     if versions == 0 {
         return Err(ApiError::NotFound("no object has this name; `scatter ls` lists what is stored".into()));
     }

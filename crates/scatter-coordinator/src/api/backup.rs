@@ -1,0 +1,113 @@
+//! Session leases, snapshots and prune (`/v1/sessions/*`, `/v1/snapshots*`, `/v1/prune`).
+
+use super::*;
+
+/// Largest sealed snapshot record.
+const MAX_RECORD: usize = 1 << 20;
+
+pub(super) async fn keepalive(
+    State(sh): S,
+    headers: HeaderMap,
+    Body(req): Body<SessionRequest>,
+) -> ApiResult<serde_json::Value> {
+    let u = user(&sh, &headers).await?;
+    let ttl = sh.session_ttl.as_secs().max(1);
+    db(&sh, move |s| s.keep_session(u.id, req.session, now(), now() + ttl)).await?;
+    Ok(Json(serde_json::json!({})))
+}
+
+pub(super) async fn close(
+    State(sh): S,
+    headers: HeaderMap,
+    Body(req): Body<SessionRequest>,
+) -> ApiResult<serde_json::Value> {
+    let u = user(&sh, &headers).await?;
+    db(&sh, move |s| s.close_session(u.id, req.session)).await?;
+    Ok(Json(serde_json::json!({})))
+}
+
+pub(super) async fn refs(
+    State(sh): S,
+    headers: HeaderMap,
+    Body(req): Body<SnapshotRefsRequest>,
+) -> ApiResult<serde_json::Value> {
+    let u = user(&sh, &headers).await?;
+    check_ids(req.chunks.len())?;
+    db(&sh, move |s| s.add_session_refs(u.id, req.session, &req.chunks, now())).await?;
+    Ok(Json(serde_json::json!({})))
+}
+
+fn check_snapshot_id(id: &str) -> Result<(), ApiError> {
+    if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+        return Err(ApiError::BadRequest("a snapshot id is 64 lowercase hex digits".into()));
+    }
+    Ok(())
+}
+
+pub(super) async fn commit(
+    State(sh): S,
+    headers: HeaderMap,
+    Body(req): Body<CommitSnapshotRequest>,
+) -> ApiResult<serde_json::Value> {
+    let u = user(&sh, &headers).await?;
+    check_snapshot_id(&req.id)?;
+    let record = decode_b64("record", &req.record)?;
+    if record.len() > MAX_RECORD {
+        return Err(ApiError::BadRequest(format!("a snapshot record is at most {MAX_RECORD} bytes")));
+    }
+    let short = req.id[..8].to_owned();
+    db(&sh, move |s| s.commit_snapshot(u.id, req.session, &req.id, &record, now())).await?;
+    tracing::info!(user = %u.id, snapshot = %short, "snapshot committed");
+    Ok(Json(serde_json::json!({})))
+}
+
+pub(super) async fn list(State(sh): S, headers: HeaderMap) -> ApiResult<SnapshotsResponse> {
+    let u = user(&sh, &headers).await?;
+    let rows = db(&sh, move |s| s.snapshots(u.id)).await?;
+    Ok(Json(SnapshotsResponse {
+        snapshots: rows
+            .into_iter()
+            .map(|r| SnapshotEntry {
+                id: r.id,
+                created: r.created,
+                session: r.session,
+                wrapped_key: B64.encode(r.wrapped_key),
+                record: B64.encode(r.record),
+                chunks: r.chunks,
+            })
+            .collect(),
+    }))
+}
+
+pub(super) async fn forget(
+    State(sh): S,
+    headers: HeaderMap,
+    Body(req): Body<ForgetRequest>,
+) -> ApiResult<ForgetResponse> {
+    let u = user(&sh, &headers).await?;
+    check_ids(req.ids.len())?;
+    for id in &req.ids {
+        check_snapshot_id(id)?;
+    }
+    let removed = db(&sh, move |s| s.forget(u.id, &req.ids)).await?;
+    tracing::info!(user = %u.id, removed, "snapshots forgotten");
+    Ok(Json(ForgetResponse { removed }))
+}
+
+pub(super) async fn prune(State(sh): S, headers: HeaderMap, Body(req): Body<PruneRequest>) -> ApiResult<PruneResponse> {
+    let u = user(&sh, &headers).await?;
+    if req.max_unused_percent > 100 {
+        return Err(ApiError::BadRequest("max_unused_percent is a percentage (0 to 100)".into()));
+    }
+    let (swept, candidates) = db(&sh, move |s| s.prune(u.id, req.max_unused_percent, now())).await?;
+    tracing::info!(user = %u.id, chunks = swept.chunks_removed, packs = swept.packs_released, "prune swept");
+    Ok(Json(PruneResponse {
+        chunks_removed: swept.chunks_removed,
+        bytes_removed: swept.bytes_removed,
+        packs_released: swept.packs_released,
+        repack: candidates
+            .into_iter()
+            .map(|(pack, size, live_bytes, chunks)| RepackCandidate { pack, size, live_bytes, chunks })
+            .collect(),
+    }))
+}

@@ -1,0 +1,343 @@
+//! Sessions as leases, snapshots and their chunk references, and the sweep that frees what
+//! nothing references.
+//!
+//! The coordinator cannot read snapshots, so a backup tells it which chunks a snapshot
+//! references (in batches, against its session, checked to exist) and the commit turns them
+//! into the snapshot's references in one transaction. That makes freeing space a catalog
+//! question: a chunk is garbage when no object, no snapshot and no open session references
+//! it. A sweep runs only while none of the user's sessions is open, because a running backup
+//! may have found a chunk through dedup that it has not yet referenced.
+
+use rusqlite::{params, OptionalExtension, Transaction};
+use scatter_core::{ChunkId, PackId, UserId};
+
+use super::{blob32, Store, StoreError};
+
+/// A stored snapshot, still sealed.
+#[derive(Debug, Clone)]
+pub struct SnapshotRow {
+    /// Random id.
+    pub id: String,
+    /// Unix time of the commit.
+    pub created: u64,
+    /// Sealing session.
+    pub session: u64,
+    /// That session's wrapped key.
+    pub wrapped_key: Vec<u8>,
+    /// Sealed record.
+    pub record: Vec<u8>,
+    /// Distinct chunks referenced.
+    pub chunks: u64,
+}
+
+/// What a sweep did.
+#[derive(Debug, Clone, Default)]
+pub struct Swept {
+    /// Chunks dropped from the index.
+    pub chunks_removed: u64,
+    /// Their sealed bytes.
+    pub bytes_removed: u64,
+    /// Packs released for deletion.
+    pub packs_released: u64,
+}
+
+/// Drops the user's unreferenced chunks and releases packs left empty, inside `tx`.
+/// Fails with [`StoreError::Busy`] while a session of the user is open.
+pub(super) fn sweep(tx: &Transaction<'_>, user: UserId, now: u64) -> Result<Swept, StoreError> {
+    let u = user.0 as i64;
+    let open = tx.prepare("SELECT 1 FROM sessions WHERE user = ?1 AND expires > ?2")?.exists(params![u, now as i64])?;
+    if open {
+        return Err(StoreError::Busy);
+    }
+    // References of sessions that ended without a commit are void.
+    tx.execute("DELETE FROM session_refs WHERE user = ?1", [u])?;
+    let unreferenced = "user = ?1
+        AND NOT EXISTS (SELECT 1 FROM object_chunks oc WHERE oc.user = chunks.user AND oc.chunk = chunks.id)
+        AND NOT EXISTS (SELECT 1 FROM snapshot_chunks sc WHERE sc.user = chunks.user AND sc.chunk = chunks.id)";
+    let (count, bytes): (i64, i64) = tx.query_row(
+        &format!("SELECT COUNT(*), COALESCE(SUM(len), 0) FROM chunks WHERE {unreferenced}"),
+        [u],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    tx.execute(&format!("DELETE FROM chunks WHERE {unreferenced}"), [u])?;
+    let released = tx.execute(
+        "UPDATE packs SET state = 'deleting'
+         WHERE user = ?1 AND state = 'live' AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.pack = packs.id)",
+        [u],
+    )?;
+    Ok(Swept { chunks_removed: count as u64, bytes_removed: bytes as u64, packs_released: released as u64 })
+}
+
+impl Store {
+    /// Extends an open session of `user` until `expires`; fails if it already ended.
+    pub fn keep_session(&self, user: UserId, session: u64, now: u64, expires: u64) -> Result<(), StoreError> {
+        let n = self.conn().execute(
+            "UPDATE sessions SET expires = ?4 WHERE id = ?1 AND user = ?2 AND expires > ?3",
+            params![session as i64, user.0 as i64, now as i64, expires as i64],
+        )?;
+        if n == 0 {
+            return Err(StoreError::SessionClosed);
+        }
+        Ok(())
+    }
+
+    /// Ends a session (its key stays: packs sealed with it still need it).
+    pub fn close_session(&self, user: UserId, session: u64) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE sessions SET expires = 0 WHERE id = ?1 AND user = ?2",
+            params![session as i64, user.0 as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Records chunks a snapshot of the open `session` will reference; fails, recording
+    /// nothing, if any of them is not stored.
+    pub fn add_session_refs(&self, user: UserId, session: u64, ids: &[ChunkId], now: u64) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let u = user.0 as i64;
+        let open = tx
+            .prepare("SELECT 1 FROM sessions WHERE id = ?1 AND user = ?2 AND expires > ?3")?
+            .exists(params![session as i64, u, now as i64])?;
+        if !open {
+            return Err(StoreError::SessionClosed);
+        }
+        let mut missing = 0;
+        {
+            let mut exists = tx.prepare_cached("SELECT 1 FROM chunks WHERE user = ?1 AND id = ?2")?;
+            let mut insert =
+                tx.prepare_cached("INSERT OR IGNORE INTO session_refs (session, user, chunk) VALUES (?1, ?2, ?3)")?;
+            for id in ids {
+                if !exists.exists(params![u, &id.as_bytes()[..]])? {
+                    missing += 1;
+                    continue;
+                }
+                insert.execute(params![session as i64, u, &id.as_bytes()[..]])?;
+            }
+        }
+        if missing > 0 {
+            return Err(StoreError::MissingChunks(missing));
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Makes a snapshot visible with the references recorded for its session, and closes the
+    /// session, in one transaction.
+    pub fn commit_snapshot(
+        &self,
+        user: UserId,
+        session: u64,
+        id: &str,
+        record: &[u8],
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let u = user.0 as i64;
+        let open = tx
+            .prepare("SELECT 1 FROM sessions WHERE id = ?1 AND user = ?2 AND expires > ?3")?
+            .exists(params![session as i64, u, now as i64])?;
+        if !open {
+            return Err(StoreError::SessionClosed);
+        }
+        if tx.prepare("SELECT 1 FROM snapshots WHERE id = ?1")?.exists([id])? {
+            return Err(StoreError::SnapshotExists);
+        }
+        tx.execute(
+            "INSERT INTO snapshots (id, user, session, record, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, u, session as i64, record, now as i64],
+        )?;
+        tx.execute(
+            "INSERT INTO snapshot_chunks (snapshot, user, chunk) SELECT ?1, user, chunk FROM session_refs WHERE session = ?2",
+            params![id, session as i64],
+        )?;
+        tx.execute("DELETE FROM session_refs WHERE session = ?1", [session as i64])?;
+        tx.execute("UPDATE sessions SET expires = 0 WHERE id = ?1", [session as i64])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The user's snapshots, oldest first.
+    pub fn snapshots(&self, user: UserId) -> Result<Vec<SnapshotRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT s.id, s.created, s.session, k.wrapped_key, s.record,
+                    (SELECT COUNT(*) FROM snapshot_chunks sc WHERE sc.snapshot = s.id)
+             FROM snapshots s JOIN sessions k ON k.id = s.session
+             WHERE s.user = ?1 ORDER BY s.created, s.rowid",
+        )?;
+        let rows = stmt.query_map([user.0 as i64], |r| {
+            Ok(SnapshotRow {
+                id: r.get(0)?,
+                created: r.get::<_, i64>(1)? as u64,
+                session: r.get::<_, i64>(2)? as u64,
+                wrapped_key: r.get(3)?,
+                record: r.get(4)?,
+                chunks: r.get::<_, i64>(5)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Drops snapshots of the user (unknown ids are ignored). Returns how many went.
+    pub fn forget(&self, user: UserId, ids: &[String]) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut removed = 0;
+        for id in ids {
+            let mine: Option<i64> = tx
+                .query_row("SELECT 1 FROM snapshots WHERE id = ?1 AND user = ?2", params![id, user.0 as i64], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            if mine.is_none() {
+                continue;
+            }
+            tx.execute("DELETE FROM snapshot_chunks WHERE snapshot = ?1", [id])?;
+            removed += tx.execute("DELETE FROM snapshots WHERE id = ?1", [id])? as u64;
+        }
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    /// Sweeps the user's unreferenced chunks (see [`sweep`]), then lists live packs whose
+    /// unreferenced share is at least `max_unused_percent`, with their live chunks.
+    #[allow(clippy::type_complexity)]
+    pub fn prune(
+        &self,
+        user: UserId,
+        max_unused_percent: u8,
+        now: u64,
+    ) -> Result<(Swept, Vec<(PackId, u64, u64, Vec<ChunkId>)>), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let swept = sweep(&tx, user, now)?;
+        let u = user.0 as i64;
+        let mut candidates = Vec::new();
+        {
+            let mut stmt = tx.prepare(
+                "SELECT p.id, p.size, SUM(c.len) FROM packs p JOIN chunks c ON c.pack = p.id
+                 WHERE p.user = ?1 AND p.state = 'live'
+                 GROUP BY p.id, p.size
+                 HAVING (p.size - SUM(c.len)) * 100 >= p.size * ?2",
+            )?;
+            let rows = stmt.query_map(params![u, i64::from(max_unused_percent.min(100))], |r| {
+                Ok((PackId::from_bytes(blob32(r.get(0)?)?), r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64))
+            })?;
+            for row in rows {
+                candidates.push(row?);
+            }
+        }
+        let mut out = Vec::with_capacity(candidates.len());
+        {
+            let mut stmt = tx.prepare_cached("SELECT id FROM chunks WHERE pack = ?1 ORDER BY off")?;
+            for (pack, size, live) in candidates {
+                let ids = stmt
+                    .query_map([&pack.as_bytes()[..]], |r| Ok(ChunkId::from_bytes(blob32(r.get(0)?)?)))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                out.push((pack, size, live, ids));
+            }
+        }
+        tx.commit()?;
+        Ok((swept, out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scatter_proto::api::{ChunkEntry, StoredShard};
+
+    use crate::store::NewPack;
+
+    fn setup() -> (tempfile::TempDir, Store, UserId, scatter_core::HostId) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("c.db")).expect("open");
+        store.add_token(&[1; 32], "user").expect("token");
+        let user = store.redeem_token(&[1; 32], "pk", &[2; 32], 0).expect("redeem").expect("user").id;
+        let host = store.add_host(&[3; 32], "http://127.0.0.1:1", "z", 1 << 30, 0).expect("host");
+        (dir, store, user, host)
+    }
+
+    fn pack(store: &Store, user: UserId, host: scatter_core::HostId, session: u64, n: u8, ids: &[u8], relocate: bool) {
+        let chunks: Vec<ChunkEntry> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, b)| ChunkEntry { id: ChunkId::from_bytes([*b; 32]), offset: i as u64 * 10, len: 10 })
+            .collect();
+        let shards = [StoredShard { index: 0, shard: scatter_core::ShardId::from_bytes([n; 32]), host }];
+        store
+            .commit_pack(
+                &NewPack {
+                    id: PackId::from_bytes([n; 32]),
+                    user,
+                    session,
+                    size: ids.len() as u64 * 10,
+                    k: 1,
+                    m: 0,
+                    shard_size: 64,
+                    shards: &shards,
+                    chunks: &chunks,
+                    relocate,
+                },
+                1,
+            )
+            .expect("commit pack");
+    }
+
+    #[test]
+    fn snapshot_references_keep_chunks_and_forget_frees_them() {
+        let (_d, store, user, host) = setup();
+        let s = store.add_session(user, b"k", 1, 100).expect("session");
+        pack(&store, user, host, s, 1, &[10, 11, 12, 13], false);
+        // Refs to a chunk that is not stored are refused.
+        assert!(matches!(
+            store.add_session_refs(user, s, &[ChunkId::from_bytes([99; 32])], 2),
+            Err(StoreError::MissingChunks(1))
+        ));
+        let refs: Vec<ChunkId> = [10u8, 11].iter().map(|b| ChunkId::from_bytes([*b; 32])).collect();
+        store.add_session_refs(user, s, &refs, 2).expect("refs");
+        // While the session is open, prune refuses.
+        assert!(matches!(store.prune(user, 20, 2), Err(StoreError::Busy)));
+        store.commit_snapshot(user, s, "snap1", b"rec", 3).expect("commit");
+        assert!(matches!(store.commit_snapshot(user, s, "snap2", b"rec", 3), Err(StoreError::SessionClosed)));
+        let snaps = store.snapshots(user).expect("list");
+        assert_eq!((snaps.len(), snaps[0].chunks), (1, 2));
+
+        // 12 and 13 are unreferenced: swept; the pack is half empty and offered for repack.
+        let (swept, repack) = store.prune(user, 20, 4).expect("prune");
+        assert_eq!((swept.chunks_removed, swept.packs_released), (2, 0));
+        assert_eq!(repack.len(), 1);
+        assert_eq!(repack[0].3, refs);
+
+        // A repack moves the live chunks and releases the old pack.
+        let s2 = store.add_session(user, b"k2", 5, 100).expect("session");
+        pack(&store, user, host, s2, 2, &[10, 11, 77], true);
+        store.close_session(user, s2).expect("close");
+        let (_, repack) = store.prune(user, 20, 6).expect("prune");
+        assert_eq!(repack.len(), 1, "77 was not revived, so a third of the new pack is unused");
+        assert_eq!(repack[0].0, PackId::from_bytes([2; 32]));
+        let (located, _, _) = store.locate(user, &refs).expect("locate");
+        assert!(located.iter().all(|(_, p, _, _)| *p == PackId::from_bytes([2; 32])));
+        let to_delete = store.shards_to_delete(10).expect("deleting");
+        assert_eq!(to_delete.len(), 1, "the old pack is released");
+
+        assert_eq!(store.forget(user, &["snap1".into(), "nope".into()]).expect("forget"), 1);
+        let (swept, _) = store.prune(user, 20, 7).expect("prune");
+        assert_eq!((swept.chunks_removed, swept.packs_released), (2, 1));
+    }
+
+    #[test]
+    fn expired_sessions_do_not_block_prune_and_lose_their_refs() {
+        let (_d, store, user, host) = setup();
+        let s = store.add_session(user, b"k", 1, 10).expect("session");
+        pack(&store, user, host, s, 1, &[1, 2], false);
+        store.add_session_refs(user, s, &[ChunkId::from_bytes([1; 32])], 2).expect("refs");
+        assert!(store.keep_session(user, s, 5, 20).is_ok());
+        assert!(matches!(store.prune(user, 20, 15), Err(StoreError::Busy)));
+        let (swept, _) = store.prune(user, 20, 21).expect("prune after expiry");
+        assert_eq!(swept.chunks_removed, 2);
+        assert!(matches!(store.keep_session(user, s, 22, 40), Err(StoreError::SessionClosed)));
+    }
+}
