@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use rand::{Rng, RngCore, SeedableRng};
 use scatter_cli::grid::{Grid, GridOptions};
-use scatter_client::put::Redundancy;
+use scatter_client::upload::Redundancy;
 use scatter_client::NoProgress;
 use scatter_core::ByteSize;
 
@@ -108,7 +108,7 @@ pub async fn run(keep: bool) -> Result<()> {
     let mut rebuilt = 0;
     for (name, _) in &files {
         let r = scatter_client::get::get_file(&coord, &keys, name, &restored.join(name), &NoProgress).await?;
-        rebuilt += r.reconstructed_packs;
+        rebuilt += r.fetch.reconstructed_packs;
     }
     let get_time = started.elapsed();
     println!(

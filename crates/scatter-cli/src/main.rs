@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use scatter_cli::duration;
 use scatter_cli::grid::{Grid, GridOptions};
 use scatter_client::profile::{self, Profile};
-use scatter_client::put::Redundancy;
+use scatter_client::upload::Redundancy;
 use scatter_client::{ClientError, Progress};
 use scatter_core::ByteSize;
 
@@ -313,11 +313,11 @@ async fn run(cmd: Cmd) -> Result<()> {
             let bar = Bar::new();
             let r = scatter_client::get::get_file(&p.coordinator()?, &keys, &name, &output, &bar).await?;
             drop(bar);
-            for (host, shard, problem) in &r.bad_shards {
+            for (host, shard, problem) in &r.fetch.bad_shards {
                 eprintln!("warning: shard {shard} on host {host} is bad ({problem}); reported to the coordinator");
             }
-            if !r.unreachable_hosts.is_empty() {
-                let list: Vec<String> = r.unreachable_hosts.iter().map(|h| h.to_string()).collect();
+            if !r.fetch.unreachable_hosts.is_empty() {
+                let list: Vec<String> = r.fetch.unreachable_hosts.iter().map(|h| h.to_string()).collect();
                 eprintln!("warning: hosts {} were unreachable; data was rebuilt from the others", list.join(", "));
             }
             println!(
@@ -325,8 +325,8 @@ async fn run(cmd: Cmd) -> Result<()> {
                 name,
                 ByteSize(r.size),
                 output.display(),
-                if r.reconstructed_packs > 0 {
-                    format!(", {} packs rebuilt from parity", r.reconstructed_packs)
+                if r.fetch.reconstructed_packs > 0 {
+                    format!(", {} packs rebuilt from parity", r.fetch.reconstructed_packs)
                 } else {
                     String::new()
                 },

@@ -87,10 +87,49 @@ impl Coordinator {
     }
 
     /// Starts a write session with a wrapped data key.
-    pub async fn create_session(&self, wrapped_key: &[u8]) -> Result<u64, ClientError> {
-        let r: CreateSessionResponse =
-            self.post("/v1/sessions", &CreateSessionRequest { wrapped_key: B64.encode(wrapped_key) }).await?;
-        Ok(r.session)
+    pub async fn create_session(&self, wrapped_key: &[u8]) -> Result<CreateSessionResponse, ClientError> {
+        self.post("/v1/sessions", &CreateSessionRequest { wrapped_key: B64.encode(wrapped_key) }).await
+    }
+
+    /// Keeps a write session open.
+    pub async fn keep_session(&self, session: u64) -> Result<(), ClientError> {
+        let _: serde_json::Value = self.post("/v1/sessions/keepalive", &SessionRequest { session }).await?;
+        Ok(())
+    }
+
+    /// Ends a write session.
+    pub async fn close_session(&self, session: u64) -> Result<(), ClientError> {
+        let _: serde_json::Value = self.post("/v1/sessions/close", &SessionRequest { session }).await?;
+        Ok(())
+    }
+
+    /// Records chunks the snapshot of `session` references.
+    pub async fn snapshot_refs(&self, session: u64, chunks: Vec<ChunkId>) -> Result<(), ClientError> {
+        let _: serde_json::Value = self.post("/v1/snapshots/refs", &SnapshotRefsRequest { session, chunks }).await?;
+        Ok(())
+    }
+
+    /// Makes a snapshot visible.
+    pub async fn commit_snapshot(&self, req: &CommitSnapshotRequest) -> Result<(), ClientError> {
+        let _: serde_json::Value = self.post("/v1/snapshots/commit", req).await?;
+        Ok(())
+    }
+
+    /// The user's snapshots, sealed, oldest first.
+    pub async fn snapshots(&self) -> Result<Vec<SnapshotEntry>, ClientError> {
+        let r: SnapshotsResponse = self.send(self.http.get(format!("{}/v1/snapshots", self.base))).await?;
+        Ok(r.snapshots)
+    }
+
+    /// Drops snapshots.
+    pub async fn forget(&self, ids: Vec<String>) -> Result<u64, ClientError> {
+        let r: ForgetResponse = self.post("/v1/snapshots/forget", &ForgetRequest { ids }).await?;
+        Ok(r.removed)
+    }
+
+    /// Sweeps unreferenced chunks; lists packs to repack.
+    pub async fn prune(&self, max_unused_percent: u8) -> Result<PruneResponse, ClientError> {
+        self.post("/v1/prune", &PruneRequest { max_unused_percent }).await
     }
 
     /// Which of these chunks are already stored.

@@ -10,10 +10,14 @@
 
 pub mod coordinator;
 pub mod error;
+pub mod fetch;
 pub mod get;
 pub mod hosts;
+pub mod partial;
 pub mod profile;
 pub mod put;
+pub mod session;
+pub mod upload;
 
 pub use error::ClientError;
 

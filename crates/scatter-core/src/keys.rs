@@ -81,6 +81,7 @@ impl WriteKeys {
 }
 
 /// A user's full key set. The identity is absent on a write-only machine.
+#[derive(Clone)]
 pub struct UserKeys {
     identity: Option<age::x25519::Identity>,
     write: WriteKeys,

@@ -1,0 +1,326 @@
+//! The read half of every restore: chunk ids in, verified plaintext out, in order.
+//!
+//! Chunks are located in batches; each run of consecutive chunks in one pack is read straight
+//! from the data shards that hold it, all of a run's shards in parallel and a few runs ahead.
+//! When a host is unreachable, a shard is corrupt or a chunk fails authentication, the pack
+//! is rebuilt from any k hash-verified shards instead, and a corrupt shard is reported to the
+//! coordinator. Every chunk is decrypted and its id re-computed before it is handed out.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use scatter_core::crypto::{DataKey, DedupKey};
+use scatter_core::erasure::Layout;
+use scatter_core::keys::UserKeys;
+use scatter_core::{ChunkId, HostId, PackId, ShardId};
+use scatter_proto::api::{PackLocation, ReportShardRequest};
+
+use crate::coordinator::Coordinator;
+use crate::hosts::{Hosts, TransferError};
+use crate::ClientError;
+
+/// Runs fetched ahead of the consumer.
+const RUNS_AHEAD: usize = 4;
+/// Chunks located per coordinator call.
+const LOCATE_BATCH: usize = 4096;
+
+/// What went wrong (and was worked around) while fetching.
+#[derive(Debug, Clone, Default)]
+pub struct FetchReport {
+    /// Packs that had to be rebuilt from parity.
+    pub reconstructed_packs: usize,
+    /// Shards found bad (corrupt) and reported: (host, shard, problem).
+    pub bad_shards: Vec<(HostId, ShardId, String)>,
+    /// Hosts that could not be reached.
+    pub unreachable_hosts: Vec<HostId>,
+}
+
+/// A chunk to fetch, with its plaintext length when known.
+pub type Want = (ChunkId, Option<u32>);
+
+/// Consecutive wanted chunks that lie in one pack.
+struct Run {
+    pack: PackId,
+    /// (chunk id, offset in pack, sealed len, plain len)
+    chunks: Vec<(ChunkId, u64, u64, Option<u32>)>,
+}
+
+#[derive(Default)]
+struct Known {
+    packs: HashMap<PackId, Arc<PackLocation>>,
+    keys: HashMap<u64, Arc<DataKey>>,
+}
+
+/// Fetches chunks of one user.
+pub struct Fetcher {
+    coord: Coordinator,
+    hosts: Hosts,
+    keys: UserKeys,
+    dedup: DedupKey,
+    known: Mutex<Known>,
+    report: Mutex<FetchReport>,
+}
+
+impl Fetcher {
+    /// A fetcher reading with `keys` (which must hold the private key).
+    pub fn new(coord: &Coordinator, hosts: &Hosts, keys: &UserKeys) -> Arc<Self> {
+        Arc::new(Self {
+            coord: coord.clone(),
+            hosts: hosts.clone(),
+            keys: keys.clone(),
+            dedup: keys.write_keys().dedup_key(),
+            known: Mutex::default(),
+            report: Mutex::default(),
+        })
+    }
+
+    /// What was worked around so far.
+    pub fn report(&self) -> FetchReport {
+        self.report.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Fetches one chunk (a tree, say).
+    pub async fn fetch_one(self: &Arc<Self>, id: ChunkId) -> Result<Vec<u8>, ClientError> {
+        let runs = self.plan(&[(id, None)]).await?;
+        let mut out = Vec::new();
+        for run in runs {
+            out.extend(self.fetch_run(run).await?);
+        }
+        out.pop().ok_or_else(|| ClientError::Unrecoverable(format!("chunk {id} was not returned")))
+    }
+
+    /// Fetches `wanted` in order; each item is the plaintexts of a few consecutive chunks.
+    /// Locating is lazy (batch by batch), fetching runs a few runs ahead.
+    pub fn stream(
+        self: &Arc<Self>,
+        wanted: Vec<Want>,
+    ) -> BoxStream<'static, Result<Vec<Vec<u8>>, ClientError>> {
+        let batches: Vec<Vec<Want>> = wanted.chunks(LOCATE_BATCH).map(<[Want]>::to_vec).collect();
+        let planner = self.clone();
+        let fetcher = self.clone();
+        futures::stream::iter(batches)
+            .then(move |batch| {
+                let me = planner.clone();
+                async move { me.plan(&batch).await }
+            })
+            .flat_map(|planned| {
+                let items: Vec<Result<Run, ClientError>> = match planned {
+                    Ok(runs) => runs.into_iter().map(Ok).collect(),
+                    Err(e) => vec![Err(e)],
+                };
+                futures::stream::iter(items)
+            })
+            .map(move |run| {
+                let me = fetcher.clone();
+                async move { me.fetch_run(run?).await }
+            })
+            .buffered(RUNS_AHEAD)
+            .boxed()
+    }
+
+    /// Locates `wanted` and groups it into runs.
+    async fn plan(&self, wanted: &[Want]) -> Result<Vec<Run>, ClientError> {
+        let mut ids: Vec<ChunkId> = wanted.iter().map(|(id, _)| *id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let located = self.coord.locate(ids).await?;
+        {
+            let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+            for s in located.sessions {
+                if !known.keys.contains_key(&s.session) {
+                    let w = B64.decode(&s.wrapped_key).map_err(|_| {
+                        ClientError::Unrecoverable(format!("the key of session {} is not base64", s.session))
+                    })?;
+                    known.keys.insert(s.session, Arc::new(self.keys.unwrap(&w)?));
+                }
+            }
+            for p in located.packs {
+                known.packs.insert(p.id, Arc::new(p));
+            }
+        }
+        let where_: HashMap<ChunkId, (PackId, u64, u64)> =
+            located.chunks.into_iter().map(|c| (c.id, (c.pack, c.offset, c.len))).collect();
+        let mut runs: Vec<Run> = Vec::new();
+        for (id, plain_len) in wanted {
+            let (pack, off, len) = *where_.get(id).ok_or_else(|| {
+                ClientError::Unrecoverable(format!(
+                    "chunk {id} is not in the catalog any more (pruned, or the index is damaged); `scatter check` tells more"
+                ))
+            })?;
+            match runs.last_mut() {
+                Some(run) if run.pack == pack => run.chunks.push((*id, off, len, *plain_len)),
+                _ => runs.push(Run { pack, chunks: vec![(*id, off, len, *plain_len)] }),
+            }
+        }
+        Ok(runs)
+    }
+
+    /// Fetches, decrypts and verifies one run; returns its chunks' plaintexts in order.
+    async fn fetch_run(&self, run: Run) -> Result<Vec<Vec<u8>>, ClientError> {
+        let (pack, key) = {
+            let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+            let pack = known
+                .packs
+                .get(&run.pack)
+                .cloned()
+                .ok_or_else(|| ClientError::Unrecoverable(format!("pack {} is not in the catalog", run.pack)))?;
+            let key = known.keys.get(&pack.session).cloned().ok_or_else(|| {
+                ClientError::Unrecoverable(format!("the key of pack {} is missing", run.pack))
+            })?;
+            (pack, key)
+        };
+        let layout = Layout { size: pack.size, k: pack.k, m: pack.m, shard_size: pack.shard_size };
+        let start = run.chunks.iter().map(|c| c.1).min().unwrap_or(0);
+        let end = run.chunks.iter().map(|c| c.1 + c.2).max().unwrap_or(0);
+        if end > pack.size {
+            return Err(ClientError::Unrecoverable(format!("pack {} is smaller than its chunks claim", run.pack)));
+        }
+        let run = Arc::new(run);
+        if let Some(bytes) = self.read_direct(&pack, &layout, start..end).await {
+            if let Ok(plain) = self.open_run(&key, &run, start, bytes).await {
+                return Ok(plain);
+            }
+            tracing::warn!(pack = %run.pack, "chunks read directly failed verification; rebuilding the pack from all shards");
+        }
+        let whole = self.reconstruct(&pack, &layout).await?;
+        self.report.lock().unwrap_or_else(|p| p.into_inner()).reconstructed_packs += 1;
+        let slice = whole[start as usize..end as usize].to_vec();
+        self.open_run(&key, &run, start, slice).await.map_err(|id| {
+            ClientError::Unrecoverable(format!(
+                "chunk {id} fails authentication even after rebuilding its pack from verified shards (wrong key or damaged catalog)"
+            ))
+        })
+    }
+
+    /// Reads pack bytes `range` straight from the data shards; `None` if any piece failed.
+    async fn read_direct(&self, pack: &PackLocation, layout: &Layout, range: std::ops::Range<u64>) -> Option<Vec<u8>> {
+        let pieces = layout.data_ranges(range.clone());
+        let reads = pieces.iter().map(|(index, r)| {
+            let shard = pack.shards.iter().find(|s| s.index as usize == *index);
+            async move {
+                let s = shard?;
+                if !s.online {
+                    return None;
+                }
+                match self.hosts.get(&s.address, &s.shard, &s.grant, Some(r.clone())).await {
+                    Ok(b) => Some(b),
+                    Err(e) => {
+                        self.note_failure(s.host, s.shard, &e).await;
+                        None
+                    }
+                }
+            }
+        });
+        let parts = futures::future::join_all(reads).await;
+        let mut out = Vec::with_capacity((range.end - range.start) as usize);
+        for p in parts {
+            out.extend_from_slice(&p?);
+        }
+        Some(out)
+    }
+
+    /// Fetches k hash-verified shards (data shards and online hosts first) and decodes the pack.
+    async fn reconstruct(&self, pack: &PackLocation, layout: &Layout) -> Result<Vec<u8>, ClientError> {
+        let mut order: Vec<_> = pack.shards.iter().collect();
+        order.sort_by_key(|s| (!s.online, s.index));
+        let k = layout.k as usize;
+        let mut have: Vec<Option<Vec<u8>>> = vec![None; layout.total()];
+        let mut count = 0;
+        let mut next = 0;
+        let mut errors = Vec::new();
+        while count < k && next < order.len() {
+            let batch: Vec<_> = order[next..order.len().min(next + (k - count))].to_vec();
+            next += batch.len();
+            let results =
+                futures::future::join_all(batch.iter().map(|s| self.hosts.get(&s.address, &s.shard, &s.grant, None)))
+                    .await;
+            for (s, r) in batch.iter().zip(results) {
+                match r {
+                    Ok(b) if (s.index as usize) < have.len() => {
+                        have[s.index as usize] = Some(b.to_vec());
+                        count += 1;
+                    }
+                    Ok(_) => errors.push(format!("shard {} has an invalid index", s.index)),
+                    Err(e) => {
+                        errors.push(format!("host {}: {e}", s.host));
+                        self.note_failure(s.host, s.shard, &e).await;
+                    }
+                }
+            }
+        }
+        if count < k {
+            return Err(ClientError::Unrecoverable(format!(
+                "pack {} needs {k} of its {} shards but only {count} could be read ({}); bring hosts back online and retry",
+                pack.id,
+                layout.total(),
+                errors.join("; ")
+            )));
+        }
+        let layout = *layout;
+        tokio::task::spawn_blocking(move || scatter_core::erasure::decode(&layout, &have))
+            .await
+            .map_err(|e| ClientError::Unrecoverable(format!("decoding failed: {e}")))?
+            .map_err(|e| ClientError::Unrecoverable(e.to_string()))
+    }
+
+    /// Decrypts and verifies every chunk of a run from pack bytes starting at `start`.
+    /// On failure returns the first chunk that did not verify.
+    async fn open_run(
+        &self,
+        key: &Arc<DataKey>,
+        run: &Arc<Run>,
+        start: u64,
+        bytes: Vec<u8>,
+    ) -> Result<Vec<Vec<u8>>, ChunkId> {
+        let key = key.clone();
+        let dedup = self.dedup.clone();
+        let chunks = run.clone();
+        tokio::task::spawn_blocking(move || {
+            chunks
+                .chunks
+                .iter()
+                .map(|(id, off, len, plain_len)| {
+                    let s = (off - start) as usize;
+                    let plain = key.open_chunk(id, &bytes[s..s + *len as usize]).map_err(|_| *id)?;
+                    if plain_len.is_some_and(|l| plain.len() != l as usize) || !dedup.verify(id, &plain) {
+                        return Err(*id);
+                    }
+                    Ok(plain)
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_else(|_| Err(run.chunks[0].0))
+    }
+
+    async fn note_failure(&self, host: HostId, shard: ShardId, e: &TransferError) {
+        match e {
+            TransferError::Corrupt(problem) => {
+                tracing::warn!(%host, %shard, %problem, "corrupt shard; rebuilding from the others");
+                {
+                    let mut r = self.report.lock().unwrap_or_else(|p| p.into_inner());
+                    if r.bad_shards.iter().any(|(h, s, _)| *h == host && *s == shard) {
+                        return;
+                    }
+                    r.bad_shards.push((host, shard, problem.clone()));
+                }
+                let report = ReportShardRequest { host, shard, problem: problem.clone() };
+                if let Err(err) = self.coord.report_shard(&report).await {
+                    tracing::warn!(error = %err, "could not report a bad shard to the coordinator");
+                }
+            }
+            TransferError::Unreachable(reason) => {
+                tracing::debug!(%host, %shard, %reason, "host unreachable");
+                let mut r = self.report.lock().unwrap_or_else(|p| p.into_inner());
+                if !r.unreachable_hosts.contains(&host) {
+                    r.unreachable_hosts.push(host);
+                }
+            }
+            TransferError::Refused(reason) => tracing::warn!(%host, %shard, %reason, "host refused a shard read"),
+        }
+    }
+}

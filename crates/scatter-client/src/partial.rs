@@ -1,0 +1,55 @@
+//! Files written under a temporary name and renamed into place once complete and synced, so
+//! a failed or interrupted write never leaves a partial file under the final name.
+
+use std::path::{Path, PathBuf};
+
+use crate::ClientError;
+
+/// Suffix of temporary files; a rerun reuses (truncates) the same name.
+pub const PARTIAL_SUFFIX: &str = ".scatter-partial";
+
+/// An output file being written.
+pub struct PartialFile {
+    tmp: PathBuf,
+    dest: PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl PartialFile {
+    /// Creates `.NAME.scatter-partial` next to `dest`.
+    pub fn create(dest: &Path) -> Result<Self, ClientError> {
+        let dir = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let base = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "output".into());
+        let tmp = dir.join(format!(".{base}{PARTIAL_SUFFIX}"));
+        let file = std::fs::File::create(&tmp).map_err(ClientError::io(&tmp))?;
+        Ok(Self { tmp, dest: dest.to_owned(), file: Some(file) })
+    }
+
+    /// The open temporary file.
+    pub fn file(&mut self) -> &mut std::fs::File {
+        self.file.as_mut().expect("the file is open until commit")
+    }
+
+    /// Syncs and renames the file into place.
+    pub fn commit(mut self) -> Result<(), ClientError> {
+        if let Some(f) = self.file.take() {
+            f.sync_all().map_err(ClientError::io(&self.tmp))?;
+        }
+        std::fs::rename(&self.tmp, &self.dest).map_err(ClientError::io(&self.dest))?;
+        self.tmp = PathBuf::new();
+        Ok(())
+    }
+
+    /// Where the file goes.
+    pub fn dest(&self) -> &Path {
+        &self.dest
+    }
+}
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}

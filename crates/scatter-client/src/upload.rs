@@ -1,0 +1,312 @@
+//! The upload half of every write: chunks in, durable packs out.
+//!
+//! [`Uploader::add`] takes plaintext chunks with their ids, skips those already stored (one
+//! dedup lookup per batch) or already seen in this run, seals the rest on the blocking pool
+//! and appends them to a ~16 MiB pack. Full packs go to a background task that erasure-codes
+//! them and uploads their shards to distinct hosts, up to [`PACKS_IN_FLIGHT`] at once,
+//! re-placing shards whose host fails. A pack is committed only once all its shards are
+//! durable; [`Uploader::finish`] flushes the last pack and waits for every commit.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use scatter_core::crypto::DataKey;
+use scatter_core::pack::PackBuilder;
+use scatter_core::{ChunkId, HostId, PackId, ShardId};
+use scatter_proto::api::*;
+use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::coordinator::Coordinator;
+use crate::hosts::Hosts;
+use crate::ClientError;
+
+/// Packs being coded and uploaded at once.
+pub const PACKS_IN_FLIGHT: usize = 2;
+/// Rounds of re-placement for shards whose host failed.
+const PLACEMENT_ROUNDS: usize = 4;
+
+/// Redundancy of stored packs.
+#[derive(Debug, Clone, Copy)]
+pub struct Redundancy {
+    /// Data shards per pack.
+    pub k: u8,
+    /// Parity shards per pack.
+    pub m: u8,
+}
+
+impl Default for Redundancy {
+    fn default() -> Self {
+        Self { k: 4, m: 2 }
+    }
+}
+
+/// What an uploader stored.
+#[derive(Debug, Clone, Default)]
+pub struct UploadStats {
+    /// Chunks that were not stored before and were uploaded.
+    pub new_chunks: usize,
+    /// Their plaintext bytes.
+    pub new_bytes: u64,
+    /// Packs uploaded.
+    pub packs: usize,
+    /// Shard bytes sent to hosts (with redundancy).
+    pub bytes_uploaded: u64,
+    /// Shards that had to go to another host because the first one failed.
+    pub replaced_shards: usize,
+    /// Hosts each new pack was placed on, by shard index.
+    pub placements: Vec<(PackId, Vec<HostId>)>,
+}
+
+struct PackDone {
+    id: PackId,
+    hosts: Vec<HostId>,
+    bytes: u64,
+    replaced: usize,
+}
+
+type PackJob = (Vec<u8>, Vec<ChunkEntry>);
+
+/// Stores chunks in packs on the grid under one session's key.
+pub struct Uploader {
+    coord: Coordinator,
+    key: Arc<DataKey>,
+    relocate: bool,
+    seen: HashSet<ChunkId>,
+    builder: PackBuilder,
+    tx: Option<mpsc::Sender<PackJob>>,
+    task: Option<JoinHandle<Result<Vec<PackDone>, ClientError>>>,
+    stats: UploadStats,
+}
+
+impl Uploader {
+    /// Starts uploading under `session`, whose key seals the chunks. With `relocate` (a
+    /// repack), every chunk is stored again and moved to its new pack at commit.
+    pub fn new(
+        coord: &Coordinator,
+        hosts: &Hosts,
+        session: u64,
+        key: Arc<DataKey>,
+        redundancy: Redundancy,
+        relocate: bool,
+    ) -> Result<Self, ClientError> {
+        scatter_core::erasure::check_redundancy(redundancy.k, redundancy.m)
+            .map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let (tx, mut rx) = mpsc::channel::<PackJob>(1);
+        let task = {
+            let coord = coord.clone();
+            let hosts = hosts.clone();
+            tokio::spawn(async move {
+                let mut running: JoinSet<Result<PackDone, ClientError>> = JoinSet::new();
+                let mut done = Vec::new();
+                loop {
+                    tokio::select! {
+                        next = rx.recv(), if running.len() < PACKS_IN_FLIGHT => match next {
+                            Some((bytes, entries)) => {
+                                running.spawn(store_pack(
+                                    coord.clone(), hosts.clone(), session, redundancy, bytes, entries, relocate,
+                                ));
+                            }
+                            None => break,
+                        },
+                        Some(res) = running.join_next() => {
+                            done.push(res.map_err(|e| ClientError::Upload(format!("upload task failed: {e}")))??);
+                        }
+                    }
+                }
+                while let Some(res) = running.join_next().await {
+                    done.push(res.map_err(|e| ClientError::Upload(format!("upload task failed: {e}")))??);
+                }
+                Ok(done)
+            })
+        };
+        Ok(Self {
+            coord: coord.clone(),
+            key,
+            relocate,
+            seen: HashSet::new(),
+            builder: PackBuilder::new(),
+            tx: Some(tx),
+            task: Some(task),
+            stats: UploadStats::default(),
+        })
+    }
+
+    /// Stores the chunks that are not stored yet. Returns the plaintext bytes that were new.
+    pub async fn add(&mut self, chunks: Vec<(ChunkId, Vec<u8>)>) -> Result<u64, ClientError> {
+        let ids: Vec<ChunkId> = chunks.iter().map(|(id, _)| *id).filter(|id| !self.seen.contains(id)).collect();
+        let known: HashSet<ChunkId> = if ids.is_empty() || self.relocate {
+            HashSet::new()
+        } else {
+            self.coord.lookup_chunks(ids).await?.into_iter().collect()
+        };
+        let fresh: Vec<(ChunkId, Vec<u8>)> =
+            chunks.into_iter().filter(|(id, _)| self.seen.insert(*id) && !known.contains(id)).collect();
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        let new_bytes: u64 = fresh.iter().map(|(_, d)| d.len() as u64).sum();
+        self.stats.new_chunks += fresh.len();
+        self.stats.new_bytes += new_bytes;
+        let key = self.key.clone();
+        let sealed = tokio::task::spawn_blocking(move || {
+            fresh.into_iter().map(|(id, data)| (id, key.seal_chunk(&id, &data))).collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| ClientError::Invalid(format!("sealing failed: {e}")))?;
+        for (id, s) in sealed {
+            if self.builder.would_overflow(s.len()) {
+                self.send_pack().await?;
+            }
+            self.builder.push(id, &s);
+        }
+        Ok(new_bytes)
+    }
+
+    /// Whether `id` was already added in this run.
+    pub fn has_seen(&self, id: &ChunkId) -> bool {
+        self.seen.contains(id)
+    }
+
+    async fn send_pack(&mut self) -> Result<(), ClientError> {
+        let (bytes, entries) = std::mem::take(&mut self.builder).finish();
+        let entries = entries.into_iter().map(|e| ChunkEntry { id: e.id, offset: e.offset, len: e.len }).collect();
+        let sent = match &self.tx {
+            Some(tx) => tx.send((bytes, entries)).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        // The upload task stops early only when a pack failed: report that failure.
+        Err(self.wait().await.err().unwrap_or_else(|| ClientError::Upload("the uploader stopped".into())))
+    }
+
+    async fn wait(&mut self) -> Result<Vec<PackDone>, ClientError> {
+        self.tx = None;
+        match self.task.take() {
+            Some(task) => task.await.map_err(|e| ClientError::Upload(format!("upload task failed: {e}")))?,
+            None => Err(ClientError::Upload("the uploader stopped".into())),
+        }
+    }
+
+    /// Uploads the last partial pack and waits until every pack is committed.
+    pub async fn finish(mut self) -> Result<UploadStats, ClientError> {
+        if !self.builder.is_empty() {
+            self.send_pack().await?;
+        }
+        let done = self.wait().await?;
+        let mut stats = std::mem::take(&mut self.stats);
+        stats.packs = done.len();
+        stats.bytes_uploaded = done.iter().map(|d| d.bytes).sum();
+        stats.replaced_shards = done.iter().map(|d| d.replaced).sum();
+        stats.placements = done.into_iter().map(|d| (d.id, d.hosts)).collect();
+        Ok(stats)
+    }
+}
+
+impl Drop for Uploader {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Erasure-codes one pack, stores every shard on a distinct host (re-placing shards whose
+/// host fails), then commits the pack.
+async fn store_pack(
+    coord: Coordinator,
+    hosts: Hosts,
+    session: u64,
+    r: Redundancy,
+    bytes: Vec<u8>,
+    chunks: Vec<ChunkEntry>,
+    relocate: bool,
+) -> Result<PackDone, ClientError> {
+    let size = bytes.len() as u64;
+    let (pack_id, shards, ids) = tokio::task::spawn_blocking(move || {
+        let id = PackId::of(&bytes);
+        let shards = scatter_core::erasure::encode(bytes, r.k, r.m, &mut rand::thread_rng())?;
+        let ids: Vec<ShardId> = (0..shards.layout.total()).map(|i| ShardId::of(shards.shard(i))).collect();
+        Ok::<_, scatter_core::erasure::ErasureError>((id, shards, ids))
+    })
+    .await
+    .map_err(|e| ClientError::Invalid(format!("erasure coding failed: {e}")))?
+    .map_err(|e| ClientError::Invalid(e.to_string()))?;
+    let layout = shards.layout;
+    let shard_size = layout.shard_size as usize;
+    let data = Bytes::from(shards.data);
+    let parity: Vec<Bytes> = shards.parity.into_iter().map(Bytes::from).collect();
+    let shard_bytes = |i: usize| {
+        if i < layout.k as usize {
+            data.slice(i * shard_size..(i + 1) * shard_size)
+        } else {
+            parity[i - layout.k as usize].clone()
+        }
+    };
+
+    let total = layout.total();
+    let mut placed: Vec<Option<HostId>> = vec![None; total];
+    let mut failed_hosts: Vec<HostId> = Vec::new();
+    let mut errors: Vec<String> = Vec::new();
+    let mut replaced = 0;
+    for round in 0..PLACEMENT_ROUNDS {
+        let pending: Vec<usize> = (0..total).filter(|i| placed[*i].is_none()).collect();
+        if pending.is_empty() {
+            break;
+        }
+        if round > 0 {
+            replaced += pending.len();
+        }
+        let mut exclude: Vec<HostId> = placed.iter().flatten().copied().collect();
+        exclude.extend(&failed_hosts);
+        let targets = coord
+            .place(&PlaceRequest {
+                shard_size: layout.shard_size,
+                shards: pending.iter().map(|&i| ShardToPlace { index: i as u8, shard: ids[i] }).collect(),
+                exclude,
+            })
+            .await?;
+        let uploads = targets.targets.into_iter().map(|t| {
+            let hosts = hosts.clone();
+            let body = shard_bytes(t.index as usize);
+            let id = ids[t.index as usize];
+            async move {
+                let res = hosts.put(&t.address, &id, &t.grant, body).await;
+                (t, res)
+            }
+        });
+        for (t, res) in futures::future::join_all(uploads).await {
+            match res {
+                Ok(()) => placed[t.index as usize] = Some(t.host),
+                Err(e) => {
+                    tracing::warn!(host = %t.host, shard = t.index, error = %e, "shard upload failed; placing it elsewhere");
+                    errors.push(format!("host {} at {}: {e}", t.host, t.address));
+                    failed_hosts.push(t.host);
+                }
+            }
+        }
+    }
+    let hosts_by_index: Vec<HostId> = placed.iter().flatten().copied().collect();
+    if hosts_by_index.len() != total {
+        return Err(ClientError::Upload(errors.join("; ")));
+    }
+    coord
+        .commit_pack(&CommitPackRequest {
+            pack: pack_id,
+            session,
+            size,
+            k: r.k,
+            m: r.m,
+            shard_size: layout.shard_size,
+            shards: (0..total)
+                .map(|i| StoredShard { index: i as u8, shard: ids[i], host: hosts_by_index[i] })
+                .collect(),
+            chunks,
+            relocate,
+        })
+        .await?;
+    Ok(PackDone { id: pack_id, hosts: hosts_by_index, bytes: layout.shard_size * total as u64, replaced })
+}
