@@ -8,6 +8,7 @@
 //!
 //! Libraries do not print: progress goes through the [`Progress`] trait.
 
+pub mod backup;
 pub mod coordinator;
 pub mod error;
 pub mod fetch;
@@ -16,7 +17,9 @@ pub mod hosts;
 pub mod partial;
 pub mod profile;
 pub mod put;
+pub mod restore;
 pub mod session;
+pub mod snapshots;
 pub mod upload;
 
 pub use error::ClientError;
@@ -27,6 +30,8 @@ pub trait Progress: Send + Sync {
     fn start(&self, total: u64);
     /// `n` more bytes were processed.
     fn advance(&self, n: u64);
+    /// Work moved on to `name` (a file being backed up or restored).
+    fn item(&self, _name: &str) {}
 }
 
 /// A [`Progress`] that shows nothing.

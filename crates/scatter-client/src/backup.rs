@@ -1,0 +1,520 @@
+//! `scatter backup`: a directory walk turned into a snapshot.
+//!
+//! A walker thread visits the paths depth first. A file whose size, mtime and inode equal its
+//! entry in the parent snapshot is not read again: its chunk list is reused. Other files are
+//! chunked (content-defined, so an edit re-uploads about the chunks around it) and hashed.
+//! Every directory becomes a [`Tree`] blob, itself a chunk. Chunks flow in batches to the
+//! [`Uploader`], which skips what the grid already stores. At the end the snapshot's chunk
+//! references are sent in batches and the sealed record committed in one transaction; until
+//! then nothing of the run is visible, and a rerun after a crash uploads only what is missing
+//! (packs are committed as they complete).
+
+use std::collections::HashSet;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use rand::RngCore;
+use scatter_core::crypto::DedupKey;
+use scatter_core::keys::UserKeys;
+use scatter_core::snapshot::{Snapshot, Summary, SNAPSHOT_CONTEXT};
+use scatter_core::tree::{Node, NodeKind, Tree};
+use scatter_core::ChunkId;
+use scatter_proto::api::CommitSnapshotRequest;
+use tokio::sync::mpsc;
+
+use crate::coordinator::Coordinator;
+use crate::fetch::Fetcher;
+use crate::hosts::Hosts;
+use crate::session::Session;
+use crate::snapshots::{self, Trees};
+use crate::upload::{Redundancy, Uploader};
+use crate::{ClientError, Progress};
+
+/// A batch goes to the uploader at this many chunks or bytes, whichever comes first.
+const BATCH_CHUNKS: usize = 64;
+const BATCH_BYTES: usize = 8 << 20;
+/// Chunk references sent per request.
+const REFS_BATCH: usize = 50_000;
+
+/// What to back up and how.
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    /// Files and directories to back up.
+    pub paths: Vec<PathBuf>,
+    /// Tags stored with the snapshot.
+    pub tags: Vec<String>,
+    /// Glob patterns to leave out: a pattern without `/` matches a name anywhere, one with
+    /// `/` matches the absolute path.
+    pub excludes: Vec<String>,
+    /// Stay on the file system of each path.
+    pub one_file_system: bool,
+    /// Redundancy of new packs.
+    pub redundancy: Redundancy,
+    /// Host name to record (default: this machine's).
+    pub hostname: Option<String>,
+    /// Read every file even if the parent snapshot says it is unchanged.
+    pub force: bool,
+}
+
+/// What a backup did.
+#[derive(Debug, Clone, Default)]
+pub struct BackupReport {
+    /// The new snapshot's id.
+    pub snapshot: String,
+    /// The parent snapshot compared against, if any.
+    pub parent: Option<String>,
+    /// Counters (also stored in the snapshot).
+    pub summary: Summary,
+    /// Chunks uploaded.
+    pub new_chunks: usize,
+    /// Shard bytes sent to hosts (with redundancy).
+    pub bytes_uploaded: u64,
+    /// Entries that could not be read, with why; they are not in the snapshot.
+    pub errors: Vec<(PathBuf, String)>,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// Which entries a walk leaves out.
+#[derive(Clone)]
+pub struct Filter {
+    names: GlobSet,
+    paths: GlobSet,
+    one_file_system: bool,
+}
+
+impl Filter {
+    /// Compiles exclude patterns.
+    pub fn new(excludes: &[String], one_file_system: bool) -> Result<Self, ClientError> {
+        let mut names = GlobSetBuilder::new();
+        let mut paths = GlobSetBuilder::new();
+        for p in excludes {
+            let glob = Glob::new(p.trim_end_matches('/'))
+                .map_err(|e| ClientError::Invalid(format!("exclude pattern `{p}` is not a valid glob: {e}")))?;
+            if p.contains('/') {
+                paths.add(glob);
+            } else {
+                names.add(glob);
+            }
+        }
+        let build = |b: GlobSetBuilder| b.build().map_err(|e| ClientError::Invalid(format!("exclude patterns: {e}")));
+        Ok(Self { names: build(names)?, paths: build(paths)?, one_file_system })
+    }
+
+    /// Whether `path` (with metadata `meta`, below a root on device `root_dev`) is left out.
+    pub fn excludes(&self, path: &Path, meta: &std::fs::Metadata, root_dev: u64) -> bool {
+        let name_hit = path.file_name().is_some_and(|n| self.names.is_match(n));
+        name_hit || self.paths.is_match(path) || (self.one_file_system && meta.is_dir() && meta.dev() != root_dev)
+    }
+}
+
+/// Metadata of an entry, without its content.
+pub fn node_meta(name: &[u8], meta: &std::fs::Metadata, kind: NodeKind, path: &Path) -> Node {
+    let xattrs = if meta.file_type().is_symlink() { Vec::new() } else { read_xattrs(path) };
+    Node {
+        name: name.to_vec(),
+        kind,
+        mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        mtime_ns: meta.mtime().saturating_mul(1_000_000_000).saturating_add(meta.mtime_nsec()),
+        size: if meta.is_file() { meta.len() } else { 0 },
+        inode: meta.ino(),
+        dev: meta.dev(),
+        xattrs,
+    }
+}
+
+fn read_xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let Ok(names) = xattr::list(path) else { return Vec::new() };
+    let mut out: Vec<(Vec<u8>, Vec<u8>)> = names
+        .filter_map(|n| xattr::get(path, &n).ok().flatten().map(|v| (n.as_bytes().to_vec(), v)))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Backs up `opts.paths` as a new snapshot.
+pub async fn backup(
+    coord: &Coordinator,
+    keys: &UserKeys,
+    opts: &BackupOptions,
+    hosts: &Hosts,
+    progress: Arc<dyn Progress>,
+) -> Result<BackupReport, ClientError> {
+    let started = Instant::now();
+    let time_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    let filter = Filter::new(&opts.excludes, opts.one_file_system)?;
+    let roots = absolute_roots(&opts.paths)?;
+    let hostname = opts.hostname.clone().unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
+    let path_strings: Vec<String> = roots.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+
+    // The parent: the newest snapshot of the same host and paths (only readable with the
+    // private key; a write-only machine re-reads files but still deduplicates).
+    let mut parent = None;
+    if keys.can_read() && !opts.force {
+        let all = snapshots::list(coord, keys).await?;
+        parent = all
+            .into_iter()
+            .rev()
+            .find(|s| s.snapshot.hostname == hostname && s.snapshot.paths == path_strings)
+            .map(|s| (s.id, s.snapshot.tree_id()));
+    }
+
+    // Size the job for the progress bar on a thread of its own.
+    {
+        let (roots, filter, progress) = (roots.clone(), filter.clone(), progress.clone());
+        std::thread::spawn(move || progress.start(scan_size(&roots, &filter)));
+    }
+
+    let session = Session::open(coord, keys.write_keys()).await?;
+    let mut uploader = Uploader::new(coord, hosts, session.id, session.key.clone(), opts.redundancy, false)?;
+    let (tx, mut rx) = mpsc::channel::<Vec<(ChunkId, Vec<u8>)>>(2);
+    let walker = {
+        let mut w = Walker {
+            tx,
+            dedup: keys.write_keys().dedup_key(),
+            filter,
+            trees: parent.as_ref().map(|_| Trees::new(Fetcher::new(coord, hosts, keys))),
+            runtime: tokio::runtime::Handle::current(),
+            progress: progress.clone(),
+            batch: Vec::new(),
+            batch_bytes: 0,
+            refs: HashSet::new(),
+            summary: Summary::default(),
+            errors: Vec::new(),
+        };
+        let parent_tree = parent.as_ref().map(|p| p.1);
+        tokio::task::spawn_blocking(move || {
+            let root = w.walk_roots(&roots, parent_tree);
+            (root, w)
+        })
+    };
+    let stored: Result<(), ClientError> = async {
+        while let Some(batch) = rx.recv().await {
+            uploader.add(batch).await?;
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = stored {
+        walker.abort();
+        return Err(e);
+    }
+    let (root, walker) = walker.await.map_err(|e| ClientError::Invalid(format!("the directory walk failed: {e}")))?;
+    let root = root?;
+    let stats = uploader.finish().await?;
+
+    let mut summary = walker.summary;
+    summary.bytes_new = stats.new_bytes;
+    let refs: Vec<ChunkId> = walker.refs.into_iter().collect();
+    for batch in refs.chunks(REFS_BATCH) {
+        coord.snapshot_refs(session.id, batch.to_vec()).await?;
+    }
+    let snapshot = Snapshot {
+        time_ns,
+        hostname,
+        username: std::env::var("USER").unwrap_or_else(|_| format!("uid {}", current_uid())),
+        paths: path_strings,
+        tags: opts.tags.clone(),
+        tree: *root.as_bytes(),
+        parent: parent.as_ref().map(|p| p.0.clone()),
+        summary: summary.clone(),
+    };
+    let id = {
+        let mut b = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut b);
+        hex::encode(b)
+    };
+    let record = session.key.seal(SNAPSHOT_CONTEXT, &snapshot.encode());
+    coord.commit_snapshot(&CommitSnapshotRequest { session: session.id, id: id.clone(), record: B64.encode(record) }).await?;
+    drop(session);
+    Ok(BackupReport {
+        snapshot: id,
+        parent: parent.map(|p| p.0),
+        summary,
+        new_chunks: stats.new_chunks,
+        bytes_uploaded: stats.bytes_uploaded,
+        errors: walker.errors,
+        elapsed: started.elapsed(),
+    })
+}
+
+fn current_uid() -> u32 {
+    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0)
+}
+
+/// Makes the paths absolute and lexically clean, drops paths inside others, checks they exist.
+fn absolute_roots(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ClientError> {
+    if paths.is_empty() {
+        return Err(ClientError::Invalid("give at least one path to back up".into()));
+    }
+    let mut roots = Vec::new();
+    for p in paths {
+        std::fs::symlink_metadata(p).map_err(ClientError::io(p))?;
+        let parent = p.parent().filter(|x| !x.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = std::fs::canonicalize(parent).map_err(ClientError::io(parent))?;
+        let abs = match p.file_name() {
+            Some(name) if p.file_name().is_some_and(|n| n != "..") => dir.join(name),
+            _ => std::fs::canonicalize(p).map_err(ClientError::io(p))?,
+        };
+        roots.push(abs);
+    }
+    roots.sort();
+    roots.dedup();
+    let all = roots.clone();
+    roots.retain(|r| !all.iter().any(|o| o != r && r.starts_with(o)));
+    Ok(roots)
+}
+
+fn scan_size(roots: &[PathBuf], filter: &Filter) -> u64 {
+    let mut total = 0;
+    let mut stack: Vec<(PathBuf, u64)> = roots
+        .iter()
+        .filter_map(|r| std::fs::symlink_metadata(r).ok().map(|m| (r.clone(), m.dev())))
+        .collect();
+    while let Some((p, dev)) = stack.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&p) else { continue };
+        if meta.is_file() {
+            total += meta.len();
+        } else if meta.is_dir() {
+            for e in std::fs::read_dir(&p).into_iter().flatten().flatten() {
+                let path = e.path();
+                if let Ok(m) = std::fs::symlink_metadata(&path) {
+                    if !filter.excludes(&path, &m, dev) {
+                        stack.push((path, dev));
+                    }
+                }
+            }
+        }
+    }
+    total
+}
+
+struct Walker {
+    tx: mpsc::Sender<Vec<(ChunkId, Vec<u8>)>>,
+    dedup: DedupKey,
+    filter: Filter,
+    trees: Option<Trees>,
+    runtime: tokio::runtime::Handle,
+    progress: Arc<dyn Progress>,
+    batch: Vec<(ChunkId, Vec<u8>)>,
+    batch_bytes: usize,
+    refs: HashSet<ChunkId>,
+    summary: Summary,
+    errors: Vec<(PathBuf, String)>,
+}
+
+/// The uploader stopped: its own error is reported instead.
+struct Stopped;
+
+impl Walker {
+    /// Walks every root and builds the snapshot's root tree, with a directory for each
+    /// ancestor of the roots (as restic does), so the snapshot mirrors absolute paths.
+    fn walk_roots(&mut self, roots: &[PathBuf], parent: Option<ChunkId>) -> Result<ChunkId, ClientError> {
+        let res = self.build_level(Path::new("/"), roots, parent).and_then(|id| {
+            self.flush()?;
+            Ok(id)
+        });
+        res.map_err(|_| ClientError::Upload("the uploader stopped".into()))
+    }
+
+    /// The tree of directory `dir`, holding only the entries that lead to `roots`.
+    fn build_level(&mut self, dir: &Path, roots: &[PathBuf], parent: Option<ChunkId>) -> Result<ChunkId, Stopped> {
+        let parent_tree = self.parent_tree(parent);
+        let mut children: Vec<(std::ffi::OsString, Vec<PathBuf>)> = Vec::new();
+        for r in roots {
+            let Ok(rest) = r.strip_prefix(dir) else { continue };
+            let Some(first) = rest.components().next() else { continue };
+            let name = first.as_os_str().to_owned();
+            match children.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, v)) => v.push(r.clone()),
+                None => children.push((name, vec![r.clone()])),
+            }
+        }
+        let mut nodes = Vec::new();
+        for (name, below) in children {
+            let path = dir.join(&name);
+            let prev = parent_tree.as_ref().and_then(|t| t.get(name.as_bytes()).cloned());
+            if below.iter().any(|r| *r == path) {
+                let dev = std::fs::symlink_metadata(&path).map(|m| m.dev()).unwrap_or(0);
+                if let Some(node) = self.entry(&path, name.as_bytes(), prev, dev)? {
+                    nodes.push(node);
+                }
+            } else {
+                let meta = match std::fs::symlink_metadata(&path) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        self.errors.push((path, e.to_string()));
+                        continue;
+                    }
+                };
+                let sub = self.build_level(&path, &below, prev.and_then(|p| p.subtree()))?;
+                self.summary.dirs += 1;
+                nodes.push(node_meta(name.as_bytes(), &meta, NodeKind::Dir { subtree: *sub.as_bytes() }, &path));
+            }
+        }
+        self.store_tree(nodes)
+    }
+
+    fn parent_tree(&mut self, id: Option<ChunkId>) -> Option<Arc<Tree>> {
+        let (id, trees) = (id?, self.trees.as_mut()?);
+        match self.runtime.block_on(trees.get(id)) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!(error = %e, "a tree of the parent snapshot could not be read; files below are re-read");
+                None
+            }
+        }
+    }
+
+    /// One entry; `None` when it is excluded, unsupported or unreadable (then noted).
+    fn entry(&mut self, path: &Path, name: &[u8], prev: Option<Node>, root_dev: u64) -> Result<Option<Node>, Stopped> {
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) => {
+                self.errors.push((path.to_owned(), e.to_string()));
+                return Ok(None);
+            }
+        };
+        if self.filter.excludes(path, &meta, root_dev) {
+            return Ok(None);
+        }
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            let sub = self.dir(path, prev.and_then(|p| p.subtree()), root_dev)?;
+            self.summary.dirs += 1;
+            return Ok(sub.map(|id| node_meta(name, &meta, NodeKind::Dir { subtree: *id.as_bytes() }, path)));
+        }
+        if ft.is_symlink() {
+            return Ok(match std::fs::read_link(path) {
+                Ok(t) => Some(node_meta(name, &meta, NodeKind::Symlink { target: t.as_os_str().as_bytes().to_vec() }, path)),
+                Err(e) => {
+                    self.errors.push((path.to_owned(), e.to_string()));
+                    None
+                }
+            });
+        }
+        if !ft.is_file() {
+            tracing::debug!(path = %path.display(), "skipping a device, socket or FIFO");
+            return Ok(None);
+        }
+        let mut node = node_meta(name, &meta, NodeKind::File { chunks: Vec::new() }, path);
+        self.progress.item(&path.to_string_lossy());
+        self.summary.total_bytes += meta.len();
+        let had_prev = prev.is_some();
+        if let Some(p) = prev.filter(|p| {
+            matches!(p.kind, NodeKind::File { .. }) && p.size == node.size && p.mtime_ns == node.mtime_ns && p.inode == node.inode
+        }) {
+            self.summary.files_unmodified += 1;
+            self.refs.extend(p.chunk_ids().map(|(id, _)| id));
+            self.progress.advance(node.size);
+            node.kind = p.kind;
+            return Ok(Some(node));
+        }
+        match self.read_file(path)? {
+            Ok((chunks, size)) => {
+                if had_prev {
+                    self.summary.files_changed += 1;
+                } else {
+                    self.summary.files_new += 1;
+                }
+                node.size = size;
+                node.kind = NodeKind::File { chunks };
+                Ok(Some(node))
+            }
+            Err(e) => {
+                self.errors.push((path.to_owned(), e.to_string()));
+                Ok(None)
+            }
+        }
+    }
+
+    fn dir(&mut self, path: &Path, parent: Option<ChunkId>, root_dev: u64) -> Result<Option<ChunkId>, Stopped> {
+        let parent_tree = self.parent_tree(parent);
+        let mut entries: Vec<std::fs::DirEntry> = match std::fs::read_dir(path) {
+            Ok(rd) => rd.filter_map(|e| e.map_err(|err| self.errors.push((path.to_owned(), err.to_string()))).ok()).collect(),
+            Err(e) => {
+                self.errors.push((path.to_owned(), e.to_string()));
+                return Ok(None);
+            }
+        };
+        entries.sort_by_key(|e| e.file_name());
+        let mut nodes = Vec::with_capacity(entries.len());
+        for e in entries {
+            let name = e.file_name();
+            let prev = parent_tree.as_ref().and_then(|t| t.get(name.as_bytes()).cloned());
+            if let Some(node) = self.entry(&e.path(), name.as_bytes(), prev, root_dev)? {
+                nodes.push(node);
+            }
+        }
+        self.store_tree(nodes).map(Some)
+    }
+
+    /// Reads and chunks one file; the inner error is the file's own (noted, not fatal).
+    #[allow(clippy::type_complexity)]
+    fn read_file(&mut self, path: &Path) -> Result<Result<(Vec<([u8; 32], u32)>, u64), std::io::Error>, Stopped> {
+        let file = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(e)),
+        };
+        let mut chunks = Vec::new();
+        let mut size = 0u64;
+        for chunk in scatter_core::chunker::chunks(std::io::BufReader::with_capacity(1 << 20, file)) {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => return Ok(Err(e.0)),
+            };
+            let id = self.dedup.chunk_id(&chunk.data);
+            let len = chunk.data.len();
+            chunks.push((*id.as_bytes(), len as u32));
+            size += len as u64;
+            self.summary.bytes_read += len as u64;
+            self.progress.advance(len as u64);
+            self.push(id, chunk.data)?;
+        }
+        Ok(Ok((chunks, size)))
+    }
+
+    fn store_tree(&mut self, nodes: Vec<Node>) -> Result<ChunkId, Stopped> {
+        // Names come from one directory listing, so they are unique components; a failure here
+        // would be a bug, reported as an upload stop rather than a panic.
+        let tree = Tree::new(nodes).map_err(|e| {
+            tracing::error!(error = %e, "could not build a tree");
+            Stopped
+        })?;
+        let blob = tree.encode();
+        let id = self.dedup.chunk_id(&blob);
+        self.push(id, blob)?;
+        Ok(id)
+    }
+
+    fn push(&mut self, id: ChunkId, data: Vec<u8>) -> Result<(), Stopped> {
+        if !self.refs.insert(id) {
+            return Ok(());
+        }
+        self.batch_bytes += data.len();
+        self.batch.push((id, data));
+        if self.batch.len() >= BATCH_CHUNKS || self.batch_bytes >= BATCH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), Stopped> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.batch_bytes = 0;
+        self.tx.blocking_send(std::mem::take(&mut self.batch)).map_err(|_| Stopped)
+    }
+}

@@ -1,0 +1,183 @@
+//! Reading snapshots back: listing and decrypting records, resolving `latest` and id
+//! prefixes, walking trees, and applying forget policies.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use scatter_core::keys::UserKeys;
+use scatter_core::retention::{self, Policy};
+use scatter_core::snapshot::{Snapshot, SNAPSHOT_CONTEXT};
+use scatter_core::tree::{Node, Tree};
+use scatter_core::ChunkId;
+
+use crate::coordinator::Coordinator;
+use crate::fetch::Fetcher;
+use crate::ClientError;
+
+/// A stored snapshot, decrypted.
+#[derive(Debug, Clone)]
+pub struct SnapshotInfo {
+    /// Full id (64 hex digits).
+    pub id: String,
+    /// Unix time of the commit at the coordinator.
+    pub created: u64,
+    /// The record.
+    pub snapshot: Snapshot,
+}
+
+impl SnapshotInfo {
+    /// The id's first 8 digits, as shown in listings.
+    pub fn short_id(&self) -> &str {
+        &self.id[..8.min(self.id.len())]
+    }
+}
+
+/// The user's snapshots, oldest first (needs the private key).
+pub async fn list(coord: &Coordinator, keys: &UserKeys) -> Result<Vec<SnapshotInfo>, ClientError> {
+    let mut out = Vec::new();
+    let mut session_keys = HashMap::new();
+    for e in coord.snapshots().await? {
+        let bad = |what: &str| ClientError::Unrecoverable(format!("snapshot {} {what}", &e.id));
+        if !session_keys.contains_key(&e.session) {
+            let wrapped = B64.decode(&e.wrapped_key).map_err(|_| bad("has an unreadable key"))?;
+            session_keys.insert(e.session, keys.unwrap(&wrapped)?);
+        }
+        let key = &session_keys[&e.session];
+        let sealed = B64.decode(&e.record).map_err(|_| bad("is not base64"))?;
+        let plain = key.open(SNAPSHOT_CONTEXT, &sealed).map_err(|_| bad("fails authentication"))?;
+        let snapshot = Snapshot::decode(&plain).map_err(|err| bad(&err.to_string()))?;
+        out.push(SnapshotInfo { id: e.id, created: e.created, snapshot });
+    }
+    out.sort_by_key(|s| (s.snapshot.time_ns, s.created));
+    Ok(out)
+}
+
+/// Finds a snapshot by `latest` or a unique prefix of its id.
+pub fn resolve<'a>(all: &'a [SnapshotInfo], spec: &str) -> Result<&'a SnapshotInfo, ClientError> {
+    if all.is_empty() {
+        return Err(ClientError::Invalid("there are no snapshots yet; run `scatter backup PATH` first".into()));
+    }
+    if spec == "latest" {
+        return all.last().ok_or_else(|| ClientError::Invalid("there are no snapshots".into()));
+    }
+    if spec.len() < 4 || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ClientError::Invalid(format!(
+            "`{spec}` is not a snapshot id; give `latest` or at least 4 hex digits of an id (`scatter snapshots` lists them)"
+        )));
+    }
+    let spec = spec.to_ascii_lowercase();
+    let found: Vec<&SnapshotInfo> = all.iter().filter(|s| s.id.starts_with(&spec)).collect();
+    match found.as_slice() {
+        [one] => Ok(one),
+        [] => Err(ClientError::Invalid(format!("no snapshot id starts with `{spec}`; `scatter snapshots` lists them"))),
+        _ => Err(ClientError::Invalid(format!(
+            "{} snapshots start with `{spec}`; give more digits of the id",
+            found.len()
+        ))),
+    }
+}
+
+/// Splits `SNAPSHOT[:PATH]`.
+pub fn split_spec(spec: &str) -> (&str, Option<&str>) {
+    match spec.split_once(':') {
+        Some((s, p)) => (s, Some(p)),
+        None => (spec, None),
+    }
+}
+
+/// Loads trees through a fetcher, caching them.
+pub struct Trees {
+    fetcher: Arc<Fetcher>,
+    cache: HashMap<ChunkId, Arc<Tree>>,
+}
+
+impl Trees {
+    /// A tree reader.
+    pub fn new(fetcher: Arc<Fetcher>) -> Self {
+        Self { fetcher, cache: HashMap::new() }
+    }
+
+    /// The fetcher it reads through.
+    pub fn fetcher(&self) -> &Arc<Fetcher> {
+        &self.fetcher
+    }
+
+    /// One tree.
+    pub async fn get(&mut self, id: ChunkId) -> Result<Arc<Tree>, ClientError> {
+        if let Some(t) = self.cache.get(&id) {
+            return Ok(t.clone());
+        }
+        let blob = self.fetcher.fetch_one(id).await?;
+        let tree = Arc::new(
+            Tree::decode(&blob).map_err(|e| ClientError::Unrecoverable(format!("tree {id} is damaged: {e}")))?,
+        );
+        if self.cache.len() > 4096 {
+            self.cache.clear();
+        }
+        self.cache.insert(id, tree.clone());
+        Ok(tree)
+    }
+
+    /// The node at `path` (components separated by `/`, leading `/` optional) below the
+    /// tree `root`; `None` for the root itself.
+    pub async fn lookup(&mut self, root: ChunkId, path: &str) -> Result<Option<Node>, ClientError> {
+        let mut tree = self.get(root).await?;
+        let mut node: Option<Node> = None;
+        for part in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
+            if let Some(n) = &node {
+                let sub = n
+                    .subtree()
+                    .ok_or_else(|| ClientError::Invalid(format!("`{path}`: {} is not a directory", n.display_name())))?;
+                tree = self.get(sub).await?;
+            }
+            node = Some(
+                tree.get(part.as_bytes())
+                    .cloned()
+                    .ok_or_else(|| ClientError::Invalid(format!("`{path}` is not in the snapshot")))?,
+            );
+        }
+        Ok(node)
+    }
+
+    /// Every entry below `root`, depth first, with its path relative to `root`.
+    pub async fn walk(&mut self, root: ChunkId, prefix: &str) -> Result<Vec<(String, Node)>, ClientError> {
+        let mut out = Vec::new();
+        let mut stack = vec![(prefix.trim_end_matches('/').to_owned(), root)];
+        while let Some((dir, id)) = stack.pop() {
+            let tree = self.get(id).await?;
+            let mut subdirs = Vec::new();
+            for n in &tree.nodes {
+                let path = format!("{dir}/{}", n.display_name());
+                if let Some(sub) = n.subtree() {
+                    subdirs.push((path.clone(), sub));
+                }
+                out.push((path, n.clone()));
+            }
+            stack.extend(subdirs.into_iter().rev());
+        }
+        Ok(out)
+    }
+}
+
+/// Which snapshots a policy removes. Snapshots are grouped by host name and paths (each group
+/// keeps its own) unless `group` is false.
+pub fn to_forget<'a>(all: &'a [SnapshotInfo], policy: &Policy, group: bool) -> Vec<&'a SnapshotInfo> {
+    let mut groups: HashMap<(String, Vec<String>), Vec<&SnapshotInfo>> = HashMap::new();
+    for s in all {
+        let key = if group { (s.snapshot.hostname.clone(), s.snapshot.paths.clone()) } else { Default::default() };
+        groups.entry(key).or_default().push(s);
+    }
+    let mut out = Vec::new();
+    for members in groups.values() {
+        let times: Vec<i64> = members.iter().map(|s| s.snapshot.time_ns).collect();
+        for (s, keep) in members.iter().zip(retention::apply(policy, &times)) {
+            if !keep {
+                out.push(*s);
+            }
+        }
+    }
+    out.sort_by_key(|s| s.snapshot.time_ns);
+    out
+}
