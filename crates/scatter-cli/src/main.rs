@@ -1,5 +1,6 @@
 //! The `scatter` binary: parses the command line, sets up logging, and calls the libraries.
 
+mod backups;
 mod demo;
 
 use std::io::IsTerminal;
@@ -103,10 +104,173 @@ enum Cmd {
         #[arg(long, short)]
         output: PathBuf,
     },
-    /// List stored files.
+    /// List stored files, or the contents of a snapshot (`latest`, an id prefix, `ID:PATH`).
     Ls {
-        /// Only names starting with this prefix of whole path components (e.g. `photos/`).
-        prefix: Option<String>,
+        /// A snapshot (`latest`, 4+ hex digits of an id, optionally `:PATH`), or else a name
+        /// prefix of whole path components (e.g. `photos/`).
+        target: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Back up files and directories as a new snapshot.
+    Backup {
+        /// Files and directories to back up.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Tag the snapshot (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// Leave out matching entries (glob; without `/` it matches names anywhere; repeatable).
+        #[arg(long = "exclude")]
+        excludes: Vec<String>,
+        /// Read exclude patterns from a file, one per line (`#` starts a comment).
+        #[arg(long = "exclude-file")]
+        exclude_files: Vec<PathBuf>,
+        /// Do not cross into other file systems.
+        #[arg(long, short = 'x')]
+        one_file_system: bool,
+        /// Host name to record (default: this machine's).
+        #[arg(long)]
+        hostname: Option<String>,
+        /// Re-read every file instead of trusting size, mtime and inode.
+        #[arg(long)]
+        force: bool,
+        /// Data shards per pack (k).
+        #[arg(long = "data", default_value_t = 4)]
+        k: u8,
+        /// Parity shards per pack (m).
+        #[arg(long = "parity", default_value_t = 2)]
+        m: u8,
+        /// Cap the upload rate, e.g. 10MiB (per second).
+        #[arg(long)]
+        limit_upload: Option<ByteSize>,
+        /// Print a JSON summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List snapshots, oldest first.
+    Snapshots {
+        /// Only snapshots of this path.
+        #[arg(long)]
+        path: Option<String>,
+        /// Only snapshots with this tag.
+        #[arg(long)]
+        tag: Option<String>,
+        /// Print JSON (an array, as restic prints it).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what changed between two snapshots.
+    Diff {
+        /// The older snapshot.
+        from: String,
+        /// The newer snapshot.
+        to: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Find files by name or path pattern in all snapshots.
+    Find {
+        /// A glob, e.g. `*.jpg` or `/home/*/notes.txt`.
+        pattern: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a snapshot, or part of it, into a directory.
+    Restore {
+        /// `SNAPSHOT` or `SNAPSHOT:PATH` (`latest` works).
+        snapshot: String,
+        /// Directory to restore into.
+        #[arg(long, short)]
+        target: PathBuf,
+        /// Only entries matching this glob (or below a matching directory; repeatable).
+        #[arg(long = "include")]
+        include: Vec<String>,
+        /// Cap the download rate, e.g. 10MiB (per second).
+        #[arg(long)]
+        limit_download: Option<ByteSize>,
+        /// Print a JSON summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare live files with a snapshot: missing, corrupt (content differs, size and mtime
+    /// do not), modified and new. Exits 3 when something is missing or corrupt.
+    CheckLocal {
+        /// Only below this path (default: everything the snapshot covers).
+        path: Option<PathBuf>,
+        /// Snapshot to compare with (default: the newest of this host covering the path).
+        #[arg(long)]
+        snapshot: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put back, in place, the files check-local finds missing or corrupt.
+    Recover {
+        /// Only below this path (default: everything the snapshot covers).
+        path: Option<PathBuf>,
+        /// Snapshot to recover from (default: the newest of this host covering the path).
+        #[arg(long)]
+        snapshot: Option<String>,
+        /// Also overwrite files modified since the snapshot.
+        #[arg(long)]
+        force: bool,
+        /// Print a JSON summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove snapshots by id or by policy (each host and path set keeps its own).
+    Forget {
+        /// Snapshot ids to remove.
+        ids: Vec<String>,
+        /// Keep the N newest snapshots.
+        #[arg(long, default_value_t = 0)]
+        keep_last: u32,
+        /// Keep the newest snapshot of each of the last N days.
+        #[arg(long, default_value_t = 0)]
+        keep_daily: u32,
+        /// Keep the newest snapshot of each of the last N weeks.
+        #[arg(long, default_value_t = 0)]
+        keep_weekly: u32,
+        /// Keep the newest snapshot of each of the last N months.
+        #[arg(long, default_value_t = 0)]
+        keep_monthly: u32,
+        /// Keep the newest snapshot of each of the last N years.
+        #[arg(long, default_value_t = 0)]
+        keep_yearly: u32,
+        /// Prune afterwards.
+        #[arg(long)]
+        prune: bool,
+        /// Only show what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+        /// With --prune: repack packs at least this percent unused.
+        #[arg(long, default_value_t = 20)]
+        max_unused: u8,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Free the space of data no snapshot or file references any more.
+    Prune {
+        /// Repack packs at least this percent unused.
+        #[arg(long, default_value_t = 20)]
+        max_unused: u8,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify snapshots, trees and the index; with --read-data, fetch and verify the data too.
+    Check {
+        /// Read and verify every chunk.
+        #[arg(long)]
+        read_data: bool,
+        /// Read and verify this share of the chunks, e.g. 10%.
+        #[arg(long)]
+        read_data_subset: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -165,9 +329,13 @@ fn main() {
             _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted; nothing half-done was made visible")),
         }
     });
-    if let Err(e) = result {
-        eprintln!("error: {}", chain(&e));
-        std::process::exit(1);
+    match result {
+        Ok(0) => {}
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {}", chain(&e));
+            std::process::exit(1);
+        }
     }
 }
 
@@ -225,7 +393,9 @@ impl Bar {
             indicatif::ProgressBar::hidden()
         };
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}")
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {wide_msg}",
+            )
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         Self(bar)
@@ -239,6 +409,9 @@ impl Progress for Bar {
     fn advance(&self, n: u64) {
         self.0.inc(n);
     }
+    fn item(&self, name: &str) {
+        self.0.set_message(name.to_owned());
+    }
 }
 
 impl Drop for Bar {
@@ -251,8 +424,71 @@ fn mb_per_s(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / 1e6 / d.as_secs_f64().max(1e-9)
 }
 
-async fn run(cmd: Cmd) -> Result<()> {
+async fn run(cmd: Cmd) -> Result<i32> {
     match cmd {
+        Cmd::Backup {
+            paths,
+            tags,
+            excludes,
+            exclude_files,
+            one_file_system,
+            hostname,
+            force,
+            k,
+            m,
+            limit_upload,
+            json,
+        } => {
+            return backups::backup(backups::BackupArgs {
+                paths,
+                tags,
+                excludes,
+                exclude_files,
+                one_file_system,
+                hostname,
+                force,
+                redundancy: Redundancy { k, m },
+                limit_upload,
+                json,
+            })
+            .await
+        }
+        Cmd::Snapshots { path, tag, json } => return backups::list(path, tag, json).await,
+        Cmd::Ls { target: Some(t), json } if backups::looks_like_snapshot(&t) => {
+            return backups::ls_snapshot(&t, json).await
+        }
+        Cmd::Diff { from, to, json } => return backups::diff(&from, &to, json).await,
+        Cmd::Find { pattern, json } => return backups::find(&pattern, json).await,
+        Cmd::Restore { snapshot, target, include, limit_download, json } => {
+            return backups::restore(&snapshot, &target, &include, limit_download, json).await
+        }
+        Cmd::CheckLocal { path, snapshot, json } => return backups::check_local(path, snapshot, json).await,
+        Cmd::Recover { path, snapshot, force, json } => return backups::recover(path, snapshot, force, json).await,
+        Cmd::Forget {
+            ids,
+            keep_last,
+            keep_daily,
+            keep_weekly,
+            keep_monthly,
+            keep_yearly,
+            prune,
+            dry_run,
+            max_unused,
+            json,
+        } => {
+            let policy = scatter_core::retention::Policy {
+                last: keep_last,
+                daily: keep_daily,
+                weekly: keep_weekly,
+                monthly: keep_monthly,
+                yearly: keep_yearly,
+            };
+            return backups::forget(ids, policy, prune, dry_run, max_unused, json).await;
+        }
+        Cmd::Prune { max_unused, json } => return backups::prune(max_unused, json).await,
+        Cmd::Check { read_data, read_data_subset, json } => {
+            return backups::check(read_data, read_data_subset, json).await
+        }
         Cmd::Coordinator { data_dir, listen, offline_after, public_url, session_ttl } => {
             let listener = bind(&listen).await?;
             let config = scatter_coordinator::Config { data_dir, offline_after, public_url, session_ttl };
@@ -333,7 +569,7 @@ async fn run(cmd: Cmd) -> Result<()> {
                 mb_per_s(r.size, r.elapsed)
             );
         }
-        Cmd::Ls { prefix, json } => {
+        Cmd::Ls { target: prefix, json } => {
             let (dir, p) = load()?;
             let keys = Profile::load_keys(&dir, &passphrase(false)?)?;
             let names = keys.write_keys().name_key();
@@ -402,7 +638,7 @@ async fn run(cmd: Cmd) -> Result<()> {
         Cmd::Dev { hosts, data_dir } => dev(hosts, &data_dir).await?,
         Cmd::Demo { keep } => demo::run(keep).await?,
     }
-    Ok(())
+    Ok(0)
 }
 
 async fn dev(hosts: usize, dir: &Path) -> Result<()> {

@@ -1,107 +1,10 @@
 //! Acceptance tests: real `scatter` processes (coordinator, hosts, client commands) on
 //! 127.0.0.1 with real SQLite files and real disks. Every process is killed on drop.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::Duration;
 
-use rand::{RngCore, SeedableRng};
-use scatter_cli::grid::{Grid, GridOptions};
-
-const EXE: &str = env!("CARGO_BIN_EXE_scatter");
-
-struct Env {
-    grid: Grid,
-    dir: tempfile::TempDir,
-}
-
-async fn grid(hosts: usize) -> Env {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let opts = GridOptions { passphrase: "test passphrase".into(), ..Default::default() };
-    let grid = Grid::start(Path::new(EXE), &dir.path().join("grid"), hosts, opts).await.expect("grid starts");
-    Env { grid, dir }
-}
-
-impl Env {
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// Runs `scatter ARGS` as the grid's user, bounded in time.
-    fn scatter(&self, args: &[&str]) -> Output {
-        self.scatter_with(args, self.grid.passphrase())
-    }
-
-    fn scatter_with(&self, args: &[&str], passphrase: &str) -> Output {
-        let mut child = Command::new(EXE)
-            .args(args)
-            .env("SCATTER_CONFIG", self.grid.client_dir())
-            .env("SCATTER_PASSPHRASE", passphrase)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn scatter");
-        let deadline = std::time::Instant::now() + Duration::from_secs(300);
-        loop {
-            if child.try_wait().expect("wait").is_some() {
-                return child.wait_with_output().expect("output");
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("scatter {args:?} did not finish within 300 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.scatter(args);
-        assert!(out.status.success(), "scatter {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Runs a command that must fail; returns its stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.scatter(args);
-        assert!(!out.status.success(), "scatter {args:?} should have failed");
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(!err.contains("panicked"), "scatter {args:?} panicked: {err}");
-        err
-    }
-
-    fn write_random(&self, name: &str, len: usize, seed: u64) -> PathBuf {
-        let mut data = vec![0u8; len];
-        rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut data);
-        let p = self.path(name);
-        std::fs::write(&p, data).expect("write input");
-        p
-    }
-
-    fn put(&self, file: &Path, name: &str) {
-        self.ok(&["put", file.to_str().expect("utf-8 path"), "--name", name]);
-    }
-
-    fn get_and_compare(&self, name: &str, original: &Path) -> String {
-        let out = self.path(&format!("{}.out", name.replace('/', "_")));
-        let _ = std::fs::remove_file(&out);
-        let res = self.scatter(&["get", name, "--output", out.to_str().expect("utf-8 path")]);
-        let stderr = String::from_utf8_lossy(&res.stderr).into_owned();
-        assert!(res.status.success(), "get {name} failed: {stderr}");
-        assert!(std::fs::read(&out).expect("output") == std::fs::read(original).expect("input"), "{name} differs");
-        stderr
-    }
-}
-
-fn shard_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(fans) = std::fs::read_dir(dir.join("shards")) else { return out };
-    for fan in fans.flatten() {
-        for f in std::fs::read_dir(fan.path()).into_iter().flatten().flatten() {
-            out.push(f.path());
-        }
-    }
-    out
-}
+mod common;
+use common::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sizes_round_trip_and_listing_works() {

@@ -5,7 +5,8 @@
 //! and why, and whether the shard itself is bad (so it can be reported for repair).
 
 use std::ops::Range;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use scatter_core::ShardId;
@@ -28,10 +29,38 @@ pub enum TransferError {
     Refused(String),
 }
 
-/// An HTTP client for shard transfers, with pooled keep-alive connections.
+/// An HTTP client for shard transfers, with pooled keep-alive connections and optional
+/// bandwidth caps.
 #[derive(Clone)]
 pub struct Hosts {
     http: reqwest::Client,
+    upload: Option<Arc<Limiter>>,
+    download: Option<Arc<Limiter>>,
+}
+
+/// Caps a byte rate: each transfer reserves its share of time after the previous ones.
+struct Limiter {
+    bytes_per_sec: f64,
+    next: Mutex<Instant>,
+}
+
+impl Limiter {
+    fn new(bytes_per_sec: u64) -> Arc<Self> {
+        Arc::new(Self { bytes_per_sec: bytes_per_sec.max(1) as f64, next: Mutex::new(Instant::now()) })
+    }
+
+    async fn take(&self, n: usize) {
+        let wait = {
+            let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let start = (*next).max(now);
+            *next = start + Duration::from_secs_f64(n as f64 / self.bytes_per_sec);
+            start - now
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
 }
 
 impl Hosts {
@@ -43,7 +72,14 @@ impl Hosts {
             .pool_max_idle_per_host(8)
             .build()
             .map_err(|e| crate::ClientError::Invalid(format!("HTTP client setup failed: {e}")))?;
-        Ok(Self { http })
+        Ok(Self { http, upload: None, download: None })
+    }
+
+    /// Caps upload and download rates (bytes per second) across all hosts.
+    pub fn with_limits(mut self, upload: Option<u64>, download: Option<u64>) -> Self {
+        self.upload = upload.map(Limiter::new);
+        self.download = download.map(Limiter::new);
+        self
     }
 
     /// Stores a shard.
@@ -54,6 +90,9 @@ impl Hosts {
         grant: &SignedGrant,
         data: Bytes,
     ) -> Result<(), TransferError> {
+        if let Some(l) = &self.upload {
+            l.take(data.len()).await;
+        }
         let resp = self
             .http
             .put(format!("{address}/shards/{id}"))
@@ -88,6 +127,9 @@ impl Hosts {
             return Err(refusal(resp).await);
         }
         let body = resp.bytes().await.map_err(|e| TransferError::Unreachable(root_cause(&e)))?;
+        if let Some(l) = &self.download {
+            l.take(body.len()).await;
+        }
         match &range {
             Some(r) if body.len() as u64 != r.end - r.start => {
                 Err(TransferError::Refused(format!("sent {} bytes for a {}-byte range", body.len(), r.end - r.start)))

@@ -9,6 +9,7 @@
 //! Libraries do not print: progress goes through the [`Progress`] trait.
 
 pub mod backup;
+pub mod check;
 pub mod coordinator;
 pub mod error;
 pub mod fetch;
@@ -16,6 +17,7 @@ pub mod get;
 pub mod hosts;
 pub mod partial;
 pub mod profile;
+pub mod prune;
 pub mod put;
 pub mod restore;
 pub mod session;

@@ -181,3 +181,66 @@ pub fn to_forget<'a>(all: &'a [SnapshotInfo], policy: &Policy, group: bool) -> V
     out.sort_by_key(|s| s.snapshot.time_ns);
     out
 }
+
+/// How an entry differs between two snapshots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    /// Only in the second.
+    Added,
+    /// Only in the first.
+    Removed,
+    /// Content or type changed.
+    Modified,
+    /// Same content, metadata (mode, owner, mtime, xattrs) changed.
+    Metadata,
+}
+
+/// The entries that differ between the trees `a` and `b`; identical subtrees are skipped
+/// without being read.
+pub async fn diff(trees: &mut Trees, a: ChunkId, b: ChunkId) -> Result<Vec<(String, Change)>, ClientError> {
+    let mut out = Vec::new();
+    let mut stack = vec![(String::new(), Some(a), Some(b))];
+    while let Some((prefix, a, b)) = stack.pop() {
+        if a == b {
+            continue;
+        }
+        let ta = match a {
+            Some(id) => Some(trees.get(id).await?),
+            None => None,
+        };
+        let tb = match b {
+            Some(id) => Some(trees.get(id).await?),
+            None => None,
+        };
+        let empty = Tree::default();
+        let (ta, tb) = (ta.as_deref().unwrap_or(&empty), tb.as_deref().unwrap_or(&empty));
+        let mut names: Vec<&[u8]> = ta.nodes.iter().chain(&tb.nodes).map(|n| n.name.as_slice()).collect();
+        names.sort_unstable();
+        names.dedup();
+        for name in names {
+            let path = format!("{prefix}/{}", String::from_utf8_lossy(name));
+            let (na, nb) = (ta.get(name), tb.get(name));
+            match (na, nb) {
+                (Some(_), None) => out.push((path.clone(), Change::Removed)),
+                (None, Some(_)) => out.push((path.clone(), Change::Added)),
+                (Some(x), Some(y)) => {
+                    let same_kind = std::mem::discriminant(&x.kind) == std::mem::discriminant(&y.kind);
+                    if !same_kind || (x.subtree().is_none() && x.kind != y.kind) {
+                        out.push((path.clone(), Change::Modified));
+                    } else if (x.mode, x.uid, x.gid, x.mtime_ns, &x.xattrs) != (y.mode, y.uid, y.gid, y.mtime_ns, &y.xattrs)
+                    {
+                        out.push((path.clone(), Change::Metadata));
+                    }
+                }
+                (None, None) => {}
+            }
+            let (sa, sb) = (na.and_then(Node::subtree), nb.and_then(Node::subtree));
+            if (sa.is_some() || sb.is_some()) && sa != sb {
+                stack.push((path, sa, sb));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}

@@ -1,0 +1,524 @@
+//! The backup commands: backup, snapshots, ls of a snapshot, diff, find, restore,
+//! check-local, recover, forget, prune and check.
+//!
+//! Exit codes: 0 done; 3 done, but something needs attention (files that could not be read
+//! during a backup, missing or corrupt files found by check-local); 1 failed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use globset::Glob;
+use scatter_client::backup::BackupOptions;
+use scatter_client::fetch::Fetcher;
+use scatter_client::hosts::Hosts;
+use scatter_client::restore::{self, LocalState};
+use scatter_client::snapshots::{self, SnapshotInfo, Trees};
+use scatter_client::upload::Redundancy;
+use scatter_core::retention::Policy;
+use scatter_core::tree::{Node, NodeKind};
+use scatter_core::ByteSize;
+
+use crate::{load, mb_per_s, passphrase, Bar};
+
+/// Exit code for "done, but look at what was reported".
+pub const EXIT_ATTENTION: i32 = 3;
+
+/// What `scatter backup` was asked to do.
+pub struct BackupArgs {
+    pub paths: Vec<PathBuf>,
+    pub tags: Vec<String>,
+    pub excludes: Vec<String>,
+    pub exclude_files: Vec<PathBuf>,
+    pub one_file_system: bool,
+    pub hostname: Option<String>,
+    pub force: bool,
+    pub redundancy: Redundancy,
+    pub limit_upload: Option<ByteSize>,
+    pub json: bool,
+}
+
+fn hosts(upload: Option<ByteSize>, download: Option<ByteSize>) -> Result<Hosts> {
+    Ok(Hosts::new()?.with_limits(upload.map(|b| b.0), download.map(|b| b.0)))
+}
+
+fn this_host() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+fn time_text(ns: i64) -> String {
+    let secs = ns.div_euclid(1_000_000_000);
+    let (y, mo, d) = scatter_core::retention::civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    format!("{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+fn rfc3339(ns: i64) -> String {
+    let t = time_text(ns);
+    format!("{}T{}.{:09}Z", &t[..10], &t[11..], ns.rem_euclid(1_000_000_000))
+}
+
+pub async fn backup(a: BackupArgs) -> Result<i32> {
+    let (dir, p) = load()?;
+    let keys = scatter_client::profile::Profile::load_keys(&dir, &passphrase(false)?)?;
+    let mut excludes = a.excludes;
+    for f in &a.exclude_files {
+        let text = std::fs::read_to_string(f).with_context(|| format!("cannot read exclude file {}", f.display()))?;
+        excludes.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from));
+    }
+    let opts = BackupOptions {
+        paths: a.paths,
+        tags: a.tags,
+        excludes,
+        one_file_system: a.one_file_system,
+        redundancy: a.redundancy,
+        hostname: a.hostname,
+        force: a.force,
+    };
+    let bar = Arc::new(Bar::new());
+    let r = scatter_client::backup::backup(&p.coordinator()?, &keys, &opts, &hosts(a.limit_upload, None)?, bar.clone())
+        .await?;
+    drop(bar);
+    let s = &r.summary;
+    if a.json {
+        let errors: Vec<_> = r
+            .errors
+            .iter()
+            .map(|(p, e)| serde_json::json!({"path": p.to_string_lossy(), "error": e}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "snapshot_id": r.snapshot,
+                "parent": r.parent,
+                "files_new": s.files_new,
+                "files_changed": s.files_changed,
+                "files_unmodified": s.files_unmodified,
+                "dirs": s.dirs,
+                "total_bytes": s.total_bytes,
+                "bytes_read": s.bytes_read,
+                "bytes_new": s.bytes_new,
+                "chunks_new": r.new_chunks,
+                "bytes_uploaded": r.bytes_uploaded,
+                "seconds": r.elapsed.as_secs_f64(),
+                "errors": errors,
+            }))?
+        );
+    } else {
+        for (path, e) in &r.errors {
+            eprintln!("warning: {} could not be read ({e}); it is not in the snapshot", path.display());
+        }
+        println!(
+            "Files: {} new, {} changed, {} unmodified; {} dirs; {} in total, {} read, {} new ({} uploaded with redundancy).",
+            s.files_new,
+            s.files_changed,
+            s.files_unmodified,
+            s.dirs,
+            ByteSize(s.total_bytes),
+            ByteSize(s.bytes_read),
+            ByteSize(s.bytes_new),
+            ByteSize(r.bytes_uploaded)
+        );
+        println!(
+            "Snapshot {} saved in {:.1} s ({:.1} MB/s read).",
+            &r.snapshot[..8],
+            r.elapsed.as_secs_f64(),
+            mb_per_s(s.bytes_read, r.elapsed)
+        );
+    }
+    Ok(if r.errors.is_empty() { 0 } else { EXIT_ATTENTION })
+}
+
+fn snapshot_json(s: &SnapshotInfo) -> serde_json::Value {
+    serde_json::json!({
+        "id": s.id,
+        "short_id": s.short_id(),
+        "time": rfc3339(s.snapshot.time_ns),
+        "hostname": s.snapshot.hostname,
+        "username": s.snapshot.username,
+        "paths": s.snapshot.paths,
+        "tags": s.snapshot.tags,
+        "tree": s.snapshot.tree_id().to_string(),
+        "parent": s.snapshot.parent,
+        "summary": s.snapshot.summary,
+    })
+}
+
+async fn open_snapshots() -> Result<(scatter_client::coordinator::Coordinator, scatter_core::keys::UserKeys, Vec<SnapshotInfo>)>
+{
+    let (dir, p) = load()?;
+    let keys = scatter_client::profile::Profile::load_keys(&dir, &passphrase(false)?)?;
+    let coord = p.coordinator()?;
+    let all = snapshots::list(&coord, &keys).await?;
+    Ok((coord, keys, all))
+}
+
+pub async fn list(path: Option<String>, tag: Option<String>, json: bool) -> Result<i32> {
+    let (_, _, all) = open_snapshots().await?;
+    let shown: Vec<&SnapshotInfo> = all
+        .iter()
+        .filter(|s| path.as_ref().is_none_or(|p| s.snapshot.paths.iter().any(|x| x == p.trim_end_matches('/'))))
+        .filter(|s| tag.as_ref().is_none_or(|t| s.snapshot.tags.contains(t)))
+        .collect();
+    if json {
+        let v: Vec<_> = shown.iter().map(|s| snapshot_json(s)).collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(0);
+    }
+    println!("{:<9} {:<20} {:<16} {:<12} {:>10}  paths", "id", "time (UTC)", "host", "tags", "size");
+    for s in &shown {
+        println!(
+            "{:<9} {:<20} {:<16} {:<12} {:>10}  {}",
+            s.short_id(),
+            time_text(s.snapshot.time_ns),
+            s.snapshot.hostname,
+            s.snapshot.tags.join(","),
+            ByteSize(s.snapshot.summary.total_bytes).to_string(),
+            s.snapshot.paths.join(" ")
+        );
+    }
+    println!("{} snapshot(s)", shown.len());
+    Ok(0)
+}
+
+/// Whether `ls` was given a snapshot (`latest`, or 4+ hex digits, optionally `:PATH`).
+pub fn looks_like_snapshot(spec: &str) -> bool {
+    let (s, _) = snapshots::split_spec(spec);
+    s == "latest" || (s.len() >= 4 && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+fn kind_char(n: &Node) -> char {
+    match n.kind {
+        NodeKind::File { .. } => '-',
+        NodeKind::Dir { .. } => 'd',
+        NodeKind::Symlink { .. } => 'l',
+    }
+}
+
+fn node_json(path: &str, n: &Node) -> serde_json::Value {
+    let kind = match n.kind {
+        NodeKind::File { .. } => "file",
+        NodeKind::Dir { .. } => "dir",
+        NodeKind::Symlink { .. } => "symlink",
+    };
+    serde_json::json!({"path": path, "type": kind, "size": n.size, "mode": n.mode, "mtime": rfc3339(n.mtime_ns), "uid": n.uid, "gid": n.gid})
+}
+
+pub async fn ls_snapshot(spec: &str, json: bool) -> Result<i32> {
+    let (coord, keys, all) = open_snapshots().await?;
+    let (s, path) = snapshots::split_spec(spec);
+    let snap = snapshots::resolve(&all, s)?;
+    let mut trees = Trees::new(Fetcher::new(&coord, &Hosts::new()?, &keys));
+    let root = snap.snapshot.tree_id();
+    let clean = format!("/{}", path.unwrap_or("").trim_matches('/'));
+    let entries = match trees.lookup(root, &clean).await? {
+        None => trees.walk(root, "").await?,
+        Some(node) => {
+            let mut v = vec![(clean.clone(), node.clone())];
+            if let Some(sub) = node.subtree() {
+                v.extend(trees.walk(sub, &clean).await?);
+            }
+            v
+        }
+    };
+    if json {
+        let v: Vec<_> = entries.iter().map(|(p, n)| node_json(p, n)).collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        for (p, n) in &entries {
+            println!("{}{:04o} {:>12}  {}  {p}", kind_char(n), n.mode, n.size, time_text(n.mtime_ns));
+        }
+    }
+    Ok(0)
+}
+
+pub async fn diff(a: &str, b: &str, json: bool) -> Result<i32> {
+    let (coord, keys, all) = open_snapshots().await?;
+    let (sa, sb) = (snapshots::resolve(&all, a)?, snapshots::resolve(&all, b)?);
+    let mut trees = Trees::new(Fetcher::new(&coord, &Hosts::new()?, &keys));
+    let changes = snapshots::diff(&mut trees, sa.snapshot.tree_id(), sb.snapshot.tree_id()).await?;
+    if json {
+        let v: Vec<_> = changes.iter().map(|(p, c)| serde_json::json!({"path": p, "change": c})).collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        for (p, c) in &changes {
+            let mark = match c {
+                snapshots::Change::Added => '+',
+                snapshots::Change::Removed => '-',
+                snapshots::Change::Modified => 'M',
+                snapshots::Change::Metadata => 'U',
+            };
+            println!("{mark}    {p}");
+        }
+        println!("{} change(s) from {} to {}", changes.len(), sa.short_id(), sb.short_id());
+    }
+    Ok(0)
+}
+
+pub async fn find(pattern: &str, json: bool) -> Result<i32> {
+    let glob = Glob::new(pattern).with_context(|| format!("`{pattern}` is not a valid pattern"))?.compile_matcher();
+    let (coord, keys, all) = open_snapshots().await?;
+    let mut trees = Trees::new(Fetcher::new(&coord, &Hosts::new()?, &keys));
+    let mut hits = Vec::new();
+    for s in &all {
+        for (p, n) in trees.walk(s.snapshot.tree_id(), "").await? {
+            if glob.is_match(&p) || glob.is_match(n.display_name()) {
+                hits.push((s, p, n));
+            }
+        }
+    }
+    if json {
+        let v: Vec<_> = hits
+            .iter()
+            .map(|(s, p, n)| {
+                let mut j = node_json(p, n);
+                j["snapshot"] = serde_json::Value::from(s.id.clone());
+                j
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        for (s, p, n) in &hits {
+            println!("{}  {}{:04o} {:>12}  {p}", s.short_id(), kind_char(n), n.mode, n.size);
+        }
+        println!("{} match(es) in {} snapshot(s)", hits.len(), all.len());
+    }
+    Ok(0)
+}
+
+pub async fn restore(
+    spec: &str,
+    target: &Path,
+    include: &[String],
+    limit_download: Option<ByteSize>,
+    json: bool,
+) -> Result<i32> {
+    let (coord, keys, all) = open_snapshots().await?;
+    let (s, path) = snapshots::split_spec(spec);
+    let snap = snapshots::resolve(&all, s)?;
+    let fetcher = Fetcher::new(&coord, &hosts(None, limit_download)?, &keys);
+    let mut trees = Trees::new(fetcher.clone());
+    std::fs::create_dir_all(target).with_context(|| format!("cannot create {}", target.display()))?;
+    let entries = restore::plan_restore(&mut trees, snap, path, target, include).await?;
+    if entries.is_empty() {
+        bail!("nothing in snapshot {} matches; check the path and --include patterns", snap.short_id());
+    }
+    let bar = Bar::new();
+    let r = restore::restore_entries(&fetcher, &keys, entries, &bar).await?;
+    drop(bar);
+    report_restore(&r, json, &format!("Restored snapshot {} to {}", snap.short_id(), target.display()))?;
+    Ok(0)
+}
+
+fn report_restore(r: &restore::RestoreReport, json: bool, what: &str) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(r)?);
+        return Ok(());
+    }
+    for (p, w) in &r.warnings {
+        eprintln!("warning: {}: {w}", p.display());
+    }
+    for (host, shard, problem) in &r.fetch.bad_shards {
+        eprintln!("warning: shard {shard} on host {host} is bad ({problem}); reported to the coordinator");
+    }
+    println!(
+        "{what}: {} files written ({}), {} already right, {} dirs, {} symlinks in {:.1} s ({:.1} MB/s){}.",
+        r.files_restored,
+        ByteSize(r.bytes_written),
+        r.files_unchanged,
+        r.dirs,
+        r.symlinks,
+        r.elapsed.as_secs_f64(),
+        mb_per_s(r.bytes_written, r.elapsed),
+        if r.fetch.reconstructed_packs > 0 {
+            format!(", {} packs rebuilt from parity", r.fetch.reconstructed_packs)
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
+fn absolute(path: Option<PathBuf>) -> Result<Option<PathBuf>> {
+    path.map(|p| std::path::absolute(&p).with_context(|| format!("bad path {}", p.display()))).transpose()
+}
+
+pub async fn check_local(path: Option<PathBuf>, snapshot: Option<String>, json: bool) -> Result<i32> {
+    let path = absolute(path)?;
+    let (coord, keys, all) = open_snapshots().await?;
+    let snap = restore::pick_for_path(&all, snapshot.as_deref(), path.as_deref(), &this_host())?;
+    let mut trees = Trees::new(Fetcher::new(&coord, &Hosts::new()?, &keys));
+    let bar = Bar::new();
+    let findings = restore::check_local(&mut trees, &keys, snap, path.as_deref(), &bar).await?;
+    drop(bar);
+    let lost = findings.iter().filter(|f| matches!(f.state, LocalState::Missing | LocalState::Corrupt)).count();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"snapshot": snap.id, "findings": findings}))?
+        );
+    } else {
+        for f in &findings {
+            let word = match f.state {
+                LocalState::Missing => "missing ",
+                LocalState::Corrupt => "corrupt ",
+                LocalState::Modified => "modified",
+                LocalState::New => "new     ",
+            };
+            println!("{word}  {}", f.path.display());
+        }
+        println!(
+            "Compared with snapshot {}: {lost} missing or corrupt, {} modified, {} new.{}",
+            snap.short_id(),
+            findings.iter().filter(|f| f.state == LocalState::Modified).count(),
+            findings.iter().filter(|f| f.state == LocalState::New).count(),
+            if lost > 0 { " Run `scatter recover` to bring back what was lost." } else { "" }
+        );
+    }
+    Ok(if lost > 0 { EXIT_ATTENTION } else { 0 })
+}
+
+pub async fn recover(path: Option<PathBuf>, snapshot: Option<String>, force: bool, json: bool) -> Result<i32> {
+    let path = absolute(path)?;
+    let (coord, keys, all) = open_snapshots().await?;
+    let snap = restore::pick_for_path(&all, snapshot.as_deref(), path.as_deref(), &this_host())?;
+    let fetcher = Fetcher::new(&coord, &Hosts::new()?, &keys);
+    let mut trees = Trees::new(fetcher.clone());
+    let findings = restore::check_local(&mut trees, &keys, snap, path.as_deref(), &scatter_client::NoProgress).await?;
+    let mut entries = Vec::new();
+    let mut kept = 0;
+    for f in findings {
+        let wanted = match f.state {
+            LocalState::Missing | LocalState::Corrupt => true,
+            LocalState::Modified => force,
+            LocalState::New => false,
+        };
+        match (wanted, f.node) {
+            (true, Some(node)) => entries.push((f.path, node)),
+            _ if f.state == LocalState::Modified => kept += 1,
+            _ => {}
+        }
+    }
+    if entries.is_empty() {
+        if !json {
+            println!("Nothing is missing or corrupt compared with snapshot {}.", snap.short_id());
+        }
+        return Ok(0);
+    }
+    let bar = Bar::new();
+    let r = restore::restore_entries(&fetcher, &keys, entries, &bar).await?;
+    drop(bar);
+    report_restore(&r, json, &format!("Recovered from snapshot {}", snap.short_id()))?;
+    if kept > 0 && !json {
+        println!("{kept} file(s) changed since the snapshot were left alone; --force puts the snapshot's version back.");
+    }
+    Ok(0)
+}
+
+pub async fn forget(
+    ids: Vec<String>,
+    policy: Policy,
+    prune_after: bool,
+    dry_run: bool,
+    max_unused: u8,
+    json: bool,
+) -> Result<i32> {
+    let (coord, keys, all) = open_snapshots().await?;
+    let doomed: Vec<&SnapshotInfo> = if !ids.is_empty() {
+        if !policy.is_empty() {
+            bail!("give snapshot ids or a --keep-* policy, not both");
+        }
+        ids.iter().map(|i| snapshots::resolve(&all, i)).collect::<Result<_, _>>()?
+    } else if policy.is_empty() {
+        bail!("give snapshot ids to forget, or a policy such as --keep-last 7 --keep-daily 14");
+    } else {
+        snapshots::to_forget(&all, &policy, true)
+    };
+    if !json {
+        for s in &doomed {
+            println!("{} {}  {}  {}", if dry_run { "would remove" } else { "remove" }, s.short_id(), time_text(s.snapshot.time_ns), s.snapshot.paths.join(" "));
+        }
+    }
+    let removed = if dry_run { 0 } else { coord.forget(doomed.iter().map(|s| s.id.clone()).collect()).await? };
+    let pruned = if prune_after && !dry_run {
+        Some(scatter_client::prune::prune(&coord, &keys, &Hosts::new()?, max_unused, Redundancy::default()).await?)
+    } else {
+        None
+    };
+    if json {
+        let ids: Vec<&str> = doomed.iter().map(|s| s.id.as_str()).collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"removed": removed, "ids": ids, "dry_run": dry_run, "prune": pruned}))?
+        );
+    } else {
+        println!("{removed} snapshot(s) removed, {} kept.", all.len() - doomed.len());
+        if let Some(p) = &pruned {
+            print_prune(p);
+        }
+    }
+    Ok(0)
+}
+
+fn print_prune(p: &scatter_client::prune::PruneReport) {
+    println!(
+        "Pruned: {} chunks ({}) dropped, {} packs repacked ({} moved), {} packs released; hosts delete their shards now.",
+        p.chunks_removed,
+        ByteSize(p.bytes_removed),
+        p.packs_repacked,
+        ByteSize(p.bytes_repacked),
+        p.packs_released
+    );
+}
+
+pub async fn prune(max_unused: u8, json: bool) -> Result<i32> {
+    let (dir, p) = load()?;
+    let keys = scatter_client::profile::Profile::load_keys(&dir, &passphrase(false)?)?;
+    let r = scatter_client::prune::prune(&p.coordinator()?, &keys, &Hosts::new()?, max_unused, Redundancy::default())
+        .await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        print_prune(&r);
+    }
+    Ok(0)
+}
+
+pub async fn check(read_data: bool, subset: Option<String>, json: bool) -> Result<i32> {
+    let fraction = match subset {
+        Some(s) => {
+            let n: f64 = s
+                .trim_end_matches('%')
+                .parse()
+                .ok()
+                .filter(|n: &f64| *n > 0.0 && *n <= 100.0)
+                .with_context(|| format!("--read-data-subset takes a percentage such as 10%, not `{s}`"))?;
+            n / 100.0
+        }
+        None if read_data => 1.0,
+        None => 0.0,
+    };
+    let (dir, p) = load()?;
+    let keys = scatter_client::profile::Profile::load_keys(&dir, &passphrase(false)?)?;
+    let bar = Bar::new();
+    let r = scatter_client::check::check(&p.coordinator()?, &keys, &Hosts::new()?, fraction, &bar).await?;
+    drop(bar);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        for e in &r.errors {
+            eprintln!("error: {e}");
+        }
+        println!(
+            "Checked {} snapshots, {} trees, {} chunks; {} chunks ({}) read back and verified{}. {}",
+            r.snapshots,
+            r.trees,
+            r.chunks,
+            r.chunks_read,
+            ByteSize(r.bytes_read),
+            if r.packs_rebuilt > 0 { format!(", {} packs rebuilt from parity", r.packs_rebuilt) } else { String::new() },
+            if r.errors.is_empty() { "No errors." } else { "Errors were found." }
+        );
+    }
+    Ok(if r.errors.is_empty() { 0 } else { 1 })
+}

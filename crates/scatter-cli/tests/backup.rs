@@ -1,0 +1,336 @@
+//! Acceptance tests of backups: real `scatter` processes on a local grid, real files.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+mod common;
+use common::*;
+
+fn json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn cp_a(from: &Path, to: &Path) {
+    let st = std::process::Command::new("cp").arg("-a").arg(from).arg(to).status().expect("cp");
+    assert!(st.success());
+}
+
+/// Asserts two trees are equal: names, types, content, permissions, mtimes, link targets.
+fn assert_same_tree(a: &Path, b: &Path) {
+    let (ma, mb) = (std::fs::symlink_metadata(a).expect("a"), std::fs::symlink_metadata(b).expect("b"));
+    assert_eq!(ma.file_type(), mb.file_type(), "{} vs {}: type", a.display(), b.display());
+    if ma.file_type().is_symlink() {
+        assert_eq!(std::fs::read_link(a).expect("link"), std::fs::read_link(b).expect("link"));
+        return;
+    }
+    assert_eq!(ma.permissions().mode() & 0o7777, mb.permissions().mode() & 0o7777, "{}: mode", b.display());
+    assert_eq!((ma.mtime(), ma.mtime_nsec()), (mb.mtime(), mb.mtime_nsec()), "{}: mtime", b.display());
+    if ma.is_file() {
+        assert!(std::fs::read(a).expect("read a") == std::fs::read(b).expect("read b"), "{}: content", b.display());
+    } else {
+        let names = |p: &Path| {
+            let mut v: Vec<_> = std::fs::read_dir(p).expect("dir").map(|e| e.expect("entry").file_name()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(a), names(b), "{}: entries", b.display());
+        for n in names(a) {
+            assert_same_tree(&a.join(&n), &b.join(&n));
+        }
+    }
+}
+
+/// A source tree with a large file, small files, a subdirectory and a symlink.
+fn make_source(env: &Env) -> PathBuf {
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("docs/deep")).expect("mkdir");
+    std::fs::rename(env.write_random("big.bin", 24 << 20, 1), src.join("big.bin")).expect("mv");
+    for i in 0..20u64 {
+        std::fs::rename(env.write_random("small", 1000 + 3000 * i as usize, 100 + i), src.join(format!("docs/f{i}.txt")))
+            .expect("mv");
+    }
+    std::fs::write(src.join("docs/deep/note.md"), b"hello").expect("write");
+    std::fs::write(src.join("empty"), b"").expect("write");
+    std::os::unix::fs::symlink("docs/deep/note.md", src.join("link")).expect("symlink");
+    std::fs::set_permissions(src.join("docs/f3.txt"), std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    src
+}
+
+fn restored(target: &Path, src: &Path) -> PathBuf {
+    target.join(src.strip_prefix("/").expect("absolute"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn incremental_backups_restore_exactly_and_upload_little() {
+    let env = grid(6).await;
+    let src = make_source(&env);
+    let first = json(&env.ok(&["backup", s(&src), "--tag", "t1", "--json"]));
+    let id1 = first["snapshot_id"].as_str().expect("id").to_owned();
+    assert_eq!(first["files_new"], 23);
+    let copy1 = env.path("copy1");
+    cp_a(&src, &copy1);
+
+    // Edit the middle of the big file, add, delete, chmod, rename, add a symlink.
+    {
+        use std::io::{Seek, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(src.join("big.bin")).expect("open");
+        f.seek(std::io::SeekFrom::Start(12 << 20)).expect("seek");
+        f.write_all(b"an edit in the middle").expect("write");
+    }
+    std::fs::write(src.join("docs/new.txt"), b"new file").expect("write");
+    std::fs::remove_file(src.join("docs/f1.txt")).expect("rm");
+    std::fs::set_permissions(src.join("docs/f2.txt"), std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    std::fs::rename(src.join("docs/f4.txt"), src.join("docs/renamed.txt")).expect("rename");
+    std::os::unix::fs::symlink("/nonexistent/target", src.join("docs/dangling")).expect("symlink");
+    let second = json(&env.ok(&["backup", s(&src), "--json"]));
+    let id2 = second["snapshot_id"].as_str().expect("id").to_owned();
+    assert_eq!(second["parent"].as_str(), Some(id1.as_str()));
+    let (total, new) = (second["total_bytes"].as_u64().expect("total"), second["bytes_new"].as_u64().expect("new"));
+    assert!(new * 4 < total, "second backup uploaded {new} of {total} bytes: content-defined chunking should keep it small");
+    assert!(second["files_unmodified"].as_u64().expect("unmodified") >= 18, "{second}");
+
+    // Listing, by unique prefix and `latest`.
+    let list = json(&env.ok(&["snapshots", "--json"]));
+    let ids: Vec<&str> = list.as_array().expect("array").iter().filter_map(|s| s["id"].as_str()).collect();
+    assert_eq!(ids, [id1.as_str(), id2.as_str()]);
+    assert_eq!(list[0]["tags"][0], "t1");
+    assert_eq!(list[0]["paths"][0], s(&src));
+    assert!(list[0]["hostname"].is_string() && list[0]["time"].is_string());
+    let ls = env.ok(&["ls", &format!("{}:{}/docs", &id2[..8], s(&src))]);
+    assert!(ls.contains("renamed.txt") && !ls.contains("f1.txt"), "{ls}");
+    let diff = env.ok(&["diff", &id1[..6], "latest"]);
+    for want in ["+    ", "docs/new.txt", "-    ", "docs/f1.txt", "M    ", "big.bin", "U    ", "docs/f2.txt"] {
+        assert!(diff.contains(want), "diff lacks {want}: {diff}");
+    }
+    let found = env.ok(&["find", "renamed.txt"]);
+    assert!(found.contains(&id2[..8]) && !found.contains(&id1[..8]), "{found}");
+
+    // Restore both snapshots and compare byte for byte and metadata.
+    for (id, expected) in [(&id1, &copy1), (&id2, &src)] {
+        let target = env.path(&format!("restore-{}", &id[..8]));
+        env.ok(&["restore", &id[..8], "--target", s(&target)]);
+        assert_same_tree(expected, &restored(&target, &src));
+    }
+    // A subset, and a rerun that finds everything already there.
+    let part = env.path("part");
+    let out = env.ok(&["restore", &format!("latest:{}/docs", s(&src)), "--target", s(&part), "--include", "*.md"]);
+    assert!(out.contains("1 files written"), "{out}");
+    assert_eq!(std::fs::read(part.join("docs/deep/note.md")).expect("note"), b"hello");
+    assert!(!part.join("docs/new.txt").exists());
+    let target = env.path(&format!("restore-{}", &id2[..8]));
+    let again = json(&env.ok(&["restore", &id2, "--target", s(&target), "--json"]));
+    assert_eq!(again["files_restored"], 0, "{again}");
+
+    // Unknown and ambiguous ids are one clear sentence.
+    let err = env.fails(&["restore", "ffff0000", "--target", s(&target)]);
+    assert!(err.contains("no snapshot id starts with"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_local_finds_loss_and_recover_brings_it_back() {
+    let env = grid(6).await;
+    let src = make_source(&env);
+    env.ok(&["backup", s(&src)]);
+    let clean = env.scatter(&["check-local", s(&src)]);
+    assert_eq!(clean.status.code(), Some(0), "{}", String::from_utf8_lossy(&clean.stdout));
+    let pristine = env.path("pristine");
+    cp_a(&src, &pristine);
+
+    // A deleted file, a deleted directory, silent corruption (same size and mtime), an edit.
+    std::fs::remove_file(src.join("docs/f5.txt")).expect("rm");
+    std::fs::remove_dir_all(src.join("docs/deep")).expect("rm -r");
+    let victim = src.join("big.bin");
+    let meta = std::fs::metadata(&victim).expect("meta");
+    {
+        use std::io::{Seek, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(&victim).expect("open");
+        f.seek(std::io::SeekFrom::Start(5 << 20)).expect("seek");
+        f.write_all(&[0xAA; 16]).expect("write");
+    }
+    filetime::set_file_mtime(&victim, filetime::FileTime::from_last_modification_time(&meta)).expect("mtime");
+    std::fs::write(src.join("docs/f6.txt"), b"a legitimate edit").expect("edit");
+    std::fs::write(src.join("docs/brand-new.txt"), b"x").expect("new");
+
+    let out = env.scatter(&["check-local", s(&src), "--json"]);
+    assert_eq!(out.status.code(), Some(3), "check-local must exit 3 when data was lost");
+    let report = json(&String::from_utf8_lossy(&out.stdout));
+    let state = |p: &Path| {
+        report["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .find(|f| f["path"] == s(p))
+            .map(|f| f["state"].as_str().unwrap_or_default().to_owned())
+    };
+    assert_eq!(state(&src.join("docs/f5.txt")).as_deref(), Some("missing"));
+    assert_eq!(state(&src.join("docs/deep/note.md")).as_deref(), Some("missing"));
+    assert_eq!(state(&victim).as_deref(), Some("corrupt"));
+    assert_eq!(state(&src.join("docs/f6.txt")).as_deref(), Some("modified"));
+    assert_eq!(state(&src.join("docs/brand-new.txt")).as_deref(), Some("new"));
+
+    let out = env.ok(&["recover", s(&src)]);
+    assert!(out.contains("left alone"), "{out}");
+    assert_eq!(std::fs::read(src.join("docs/f6.txt")).expect("edit kept"), b"a legitimate edit");
+    std::fs::write(pristine.join("docs/f6.txt"), b"a legitimate edit").expect("align");
+    filetime::set_file_mtime(
+        pristine.join("docs/f6.txt"),
+        filetime::FileTime::from_last_modification_time(&std::fs::metadata(src.join("docs/f6.txt")).expect("m")),
+    )
+    .expect("mtime");
+    std::fs::remove_file(src.join("docs/brand-new.txt")).expect("rm");
+    // The docs dir's mtime moved with the edits; compare the rest exactly.
+    filetime::set_file_mtime(
+        pristine.join("docs"),
+        filetime::FileTime::from_last_modification_time(&std::fs::metadata(src.join("docs")).expect("m")),
+    )
+    .expect("mtime");
+    assert_same_tree(&pristine, &src);
+    let after = env.scatter(&["check-local", s(&src)]);
+    assert_eq!(after.status.code(), Some(0), "{}", String::from_utf8_lossy(&after.stdout));
+
+    // --force puts the snapshot's version back over the edit too.
+    env.ok(&["recover", s(&src), "--force"]);
+    assert!(std::fs::read(src.join("docs/f6.txt")).expect("f6") != b"a legitimate edit");
+}
+
+fn host_bytes(env: &Env) -> u64 {
+    (0..env.grid.host_count())
+        .flat_map(|i| shard_files(&env.grid.host_dir(i)))
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+async fn wait_for_bytes(env: &Env, below: u64) -> u64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = host_bytes(env);
+        if now <= below || std::time::Instant::now() > deadline {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forget_and_prune_free_host_bytes_and_survive_interruption() {
+    let env = grid(6).await;
+    let src = env.path("data");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    // Three generations: each replaces one 8 MiB file, so old snapshots pin old data.
+    let mut ids = Vec::new();
+    for gen in 0..3u64 {
+        for f in 0..3u64 {
+            if gen == 0 || f == gen {
+                std::fs::rename(env.write_random("tmp", 8 << 20, gen * 10 + f), src.join(format!("f{f}"))).expect("mv");
+            }
+        }
+        ids.push(json(&env.ok(&["backup", s(&src), "--json"]))["snapshot_id"].as_str().expect("id").to_owned());
+    }
+    let before = host_bytes(&env);
+    let out = json(&env.ok(&["forget", "--keep-last", "1", "--prune", "--json"]));
+    assert_eq!(out["removed"], 2, "{out}");
+    let after = wait_for_bytes(&env, before * 3 / 4).await;
+    assert!(after <= before * 3 / 4, "prune freed too little: {before} -> {after} bytes on hosts");
+    let target = env.path("r1");
+    env.ok(&["restore", "latest", "--target", s(&target)]);
+    assert_same_tree(&src, &restored(&target, &src));
+
+    // A prune killed midway, then run again: everything still restores.
+    for gen in 3..6u64 {
+        std::fs::rename(env.write_random("tmp", 8 << 20, gen), src.join(format!("f{}", gen % 3))).expect("mv");
+        env.ok(&["backup", s(&src)]);
+    }
+    env.ok(&["forget", "--keep-last", "1"]);
+    let mut child = std::process::Command::new(EXE)
+        .args(["prune", "--max-unused", "0"])
+        .env("SCATTER_CONFIG", env.grid.client_dir())
+        .env("SCATTER_PASSPHRASE", env.grid.passphrase())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn prune");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    env.ok(&["prune"]);
+    let check = json(&env.ok(&["check", "--read-data", "--json"]));
+    assert_eq!(check["errors"].as_array().map(Vec::len), Some(0), "{check}");
+    let target = env.path("r2");
+    env.ok(&["restore", "latest", "--target", s(&target)]);
+    assert_same_tree(&src, &restored(&target, &src));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_backups_and_an_interrupted_one() {
+    let env = grid(6).await;
+    let (a, b) = (env.path("a"), env.path("b"));
+    for (dir, seed) in [(&a, 1u64), (&b, 2)] {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        for i in 0..4 {
+            std::fs::rename(env.write_random("tmp", 4 << 20, seed * 100 + i), dir.join(format!("f{i}"))).expect("mv");
+        }
+    }
+    let spawn = |dir: &Path, host: &str| {
+        std::process::Command::new(EXE)
+            .args(["backup", s(dir), "--hostname", host])
+            .env("SCATTER_CONFIG", env.grid.client_dir())
+            .env("SCATTER_PASSPHRASE", env.grid.passphrase())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn backup")
+    };
+    let (ca, cb) = (spawn(&a, "machine-a"), spawn(&b, "machine-b"));
+    for c in [ca, cb] {
+        let out = c.wait_with_output().expect("wait");
+        assert!(out.status.success(), "concurrent backup failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let list = json(&env.ok(&["snapshots", "--json"]));
+    let mut hosts: Vec<&str> = list.as_array().expect("array").iter().filter_map(|s| s["hostname"].as_str()).collect();
+    hosts.sort();
+    assert_eq!(hosts, ["machine-a", "machine-b"]);
+    for snap in list.as_array().expect("array") {
+        let (id, path) = (snap["id"].as_str().expect("id"), PathBuf::from(snap["paths"][0].as_str().expect("path")));
+        let target = env.path(&format!("r-{}", &id[..8]));
+        env.ok(&["restore", id, "--target", s(&target)]);
+        assert_same_tree(&path, &restored(&target, &path));
+    }
+
+    // kill -9 a slow backup halfway; the rerun uploads roughly the other half.
+    let c = env.path("c");
+    std::fs::create_dir_all(&c).expect("mkdir");
+    for i in 0..6 {
+        std::fs::rename(env.write_random("tmp", 8 << 20, 500 + i), c.join(format!("f{i}"))).expect("mv");
+    }
+    let before = host_bytes(&env);
+    let mut child = std::process::Command::new(EXE)
+        .args(["backup", s(&c), "--limit-upload", "24MiB"])
+        .env("SCATTER_CONFIG", env.grid.client_dir())
+        .env("SCATTER_PASSPHRASE", env.grid.passphrase())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn backup");
+    // 48 MiB of data is 72 MiB with parity: about 3 s at 24 MiB/s. Kill it halfway.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while host_bytes(&env) < before + (30 << 20) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let rerun = json(&env.ok(&["backup", s(&c), "--json"]));
+    let (total, new) = (rerun["total_bytes"].as_u64().expect("total"), rerun["bytes_new"].as_u64().expect("new"));
+    assert!(new < total * 4 / 5 && new > total / 10, "the rerun uploaded {new} of {total} bytes");
+    // Hosts hold about one copy (with parity) plus at most the packs in flight at the kill.
+    let added = host_bytes(&env) - before;
+    assert!(added < (72 << 20) + (2 * 24 << 20), "hosts gained {added} bytes for 72 MiB of shards");
+    let target = env.path("rc");
+    env.ok(&["restore", "latest", "--target", s(&target)]);
+    assert_same_tree(&c, &restored(&target, &c));
+}

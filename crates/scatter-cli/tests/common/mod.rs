@@ -1,0 +1,106 @@
+//! Helpers shared by the acceptance tests: a grid of real processes and a way to run
+//! `scatter` commands against it, bounded in time.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use rand::{RngCore, SeedableRng};
+use scatter_cli::grid::{Grid, GridOptions};
+
+pub const EXE: &str = env!("CARGO_BIN_EXE_scatter");
+
+pub struct Env {
+    pub grid: Grid,
+    pub dir: tempfile::TempDir,
+}
+
+pub async fn grid(hosts: usize) -> Env {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = GridOptions { passphrase: "test passphrase".into(), ..Default::default() };
+    let grid = Grid::start(Path::new(EXE), &dir.path().join("grid"), hosts, opts).await.expect("grid starts");
+    Env { grid, dir }
+}
+
+impl Env {
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Runs `scatter ARGS` as the grid's user, bounded in time.
+    pub fn scatter(&self, args: &[&str]) -> Output {
+        self.scatter_with(args, self.grid.passphrase())
+    }
+
+    pub fn scatter_with(&self, args: &[&str], passphrase: &str) -> Output {
+        let mut child = Command::new(EXE)
+            .args(args)
+            .env("SCATTER_CONFIG", self.grid.client_dir())
+            .env("SCATTER_PASSPHRASE", passphrase)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn scatter");
+        let deadline = std::time::Instant::now() + Duration::from_secs(300);
+        loop {
+            if child.try_wait().expect("wait").is_some() {
+                return child.wait_with_output().expect("output");
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("scatter {args:?} did not finish within 300 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.scatter(args);
+        assert!(out.status.success(), "scatter {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs a command that must fail; returns its stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.scatter(args);
+        assert!(!out.status.success(), "scatter {args:?} should have failed");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!err.contains("panicked"), "scatter {args:?} panicked: {err}");
+        err
+    }
+
+    pub fn write_random(&self, name: &str, len: usize, seed: u64) -> PathBuf {
+        let mut data = vec![0u8; len];
+        rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut data);
+        let p = self.path(name);
+        std::fs::write(&p, data).expect("write input");
+        p
+    }
+
+    pub fn put(&self, file: &Path, name: &str) {
+        self.ok(&["put", file.to_str().expect("utf-8 path"), "--name", name]);
+    }
+
+    pub fn get_and_compare(&self, name: &str, original: &Path) -> String {
+        let out = self.path(&format!("{}.out", name.replace('/', "_")));
+        let _ = std::fs::remove_file(&out);
+        let res = self.scatter(&["get", name, "--output", out.to_str().expect("utf-8 path")]);
+        let stderr = String::from_utf8_lossy(&res.stderr).into_owned();
+        assert!(res.status.success(), "get {name} failed: {stderr}");
+        assert!(std::fs::read(&out).expect("output") == std::fs::read(original).expect("input"), "{name} differs");
+        stderr
+    }
+}
+
+pub fn shard_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(fans) = std::fs::read_dir(dir.join("shards")) else { return out };
+    for fan in fans.flatten() {
+        for f in std::fs::read_dir(fan.path()).into_iter().flatten().flatten() {
+            out.push(f.path());
+        }
+    }
+    out
+}
+
