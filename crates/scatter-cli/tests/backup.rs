@@ -183,12 +183,13 @@ async fn check_local_finds_loss_and_recover_brings_it_back() {
     )
     .expect("mtime");
     std::fs::remove_file(src.join("docs/brand-new.txt")).expect("rm");
-    // The docs dir's mtime moved with the edits; compare the rest exactly.
-    filetime::set_file_mtime(
-        pristine.join("docs"),
-        filetime::FileTime::from_last_modification_time(&std::fs::metadata(src.join("docs")).expect("m")),
-    )
-    .expect("mtime");
+    // Directory mtimes moved with the edits (recover leaves existing directories alone);
+    // compare everything else exactly.
+    for d in ["", "docs"] {
+        let live = std::fs::metadata(src.join(d)).expect("meta");
+        filetime::set_file_mtime(pristine.join(d), filetime::FileTime::from_last_modification_time(&live))
+            .expect("mtime");
+    }
     assert_same_tree(&pristine, &src);
     let after = env.scatter(&["check-local", s(&src)]);
     assert_eq!(after.status.code(), Some(0), "{}", String::from_utf8_lossy(&after.stdout));

@@ -181,7 +181,7 @@ pub async fn backup(
     let (tx, mut rx) = mpsc::channel::<Vec<(ChunkId, Vec<u8>)>>(2);
     let walker = {
         let mut w = Walker {
-            tx,
+            tx: Some(tx),
             dedup: keys.write_keys().dedup_key(),
             filter,
             trees: parent.as_ref().map(|_| Trees::new(Fetcher::new(coord, hosts, keys))),
@@ -196,6 +196,7 @@ pub async fn backup(
         let parent_tree = parent.as_ref().map(|p| p.1);
         tokio::task::spawn_blocking(move || {
             let root = w.walk_roots(&roots, parent_tree);
+            w.tx = None;
             (root, w)
         })
     };
@@ -301,7 +302,8 @@ fn scan_size(roots: &[PathBuf], filter: &Filter) -> u64 {
 }
 
 struct Walker {
-    tx: mpsc::Sender<Vec<(ChunkId, Vec<u8>)>>,
+    /// Dropped when the walk ends, which ends the upload loop.
+    tx: Option<mpsc::Sender<Vec<(ChunkId, Vec<u8>)>>>,
     dedup: DedupKey,
     filter: Filter,
     trees: Option<Trees>,
@@ -515,6 +517,7 @@ impl Walker {
             return Ok(());
         }
         self.batch_bytes = 0;
-        self.tx.blocking_send(std::mem::take(&mut self.batch)).map_err(|_| Stopped)
+        let tx = self.tx.as_ref().ok_or(Stopped)?;
+        tx.blocking_send(std::mem::take(&mut self.batch)).map_err(|_| Stopped)
     }
 }
