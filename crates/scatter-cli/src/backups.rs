@@ -81,11 +81,8 @@ pub async fn backup(a: BackupArgs) -> Result<i32> {
     drop(bar);
     let s = &r.summary;
     if a.json {
-        let errors: Vec<_> = r
-            .errors
-            .iter()
-            .map(|(p, e)| serde_json::json!({"path": p.to_string_lossy(), "error": e}))
-            .collect();
+        let errors: Vec<_> =
+            r.errors.iter().map(|(p, e)| serde_json::json!({"path": p.to_string_lossy(), "error": e})).collect();
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
@@ -144,8 +141,8 @@ fn snapshot_json(s: &SnapshotInfo) -> serde_json::Value {
     })
 }
 
-async fn open_snapshots() -> Result<(scatter_client::coordinator::Coordinator, scatter_core::keys::UserKeys, Vec<SnapshotInfo>)>
-{
+async fn open_snapshots(
+) -> Result<(scatter_client::coordinator::Coordinator, scatter_core::keys::UserKeys, Vec<SnapshotInfo>)> {
     let (dir, p) = load()?;
     let keys = scatter_client::profile::Profile::load_keys(&dir, &passphrase(false)?)?;
     let coord = p.coordinator()?;
@@ -353,10 +350,7 @@ pub async fn check_local(path: Option<PathBuf>, snapshot: Option<String>, json: 
     drop(bar);
     let lost = findings.iter().filter(|f| matches!(f.state, LocalState::Missing | LocalState::Corrupt)).count();
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"snapshot": snap.id, "findings": findings}))?
-        );
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"snapshot": snap.id, "findings": findings}))?);
     } else {
         for f in &findings {
             let word = match f.state {
@@ -410,7 +404,9 @@ pub async fn recover(path: Option<PathBuf>, snapshot: Option<String>, force: boo
     drop(bar);
     report_restore(&r, json, &format!("Recovered from snapshot {}", snap.short_id()))?;
     if kept > 0 && !json {
-        println!("{kept} file(s) changed since the snapshot were left alone; --force puts the snapshot's version back.");
+        println!(
+            "{kept} file(s) changed since the snapshot were left alone; --force puts the snapshot's version back."
+        );
     }
     Ok(0)
 }
@@ -436,7 +432,13 @@ pub async fn forget(
     };
     if !json {
         for s in &doomed {
-            println!("{} {}  {}  {}", if dry_run { "would remove" } else { "remove" }, s.short_id(), time_text(s.snapshot.time_ns), s.snapshot.paths.join(" "));
+            println!(
+                "{} {}  {}  {}",
+                if dry_run { "would remove" } else { "remove" },
+                s.short_id(),
+                time_text(s.snapshot.time_ns),
+                s.snapshot.paths.join(" ")
+            );
         }
     }
     let removed = if dry_run { 0 } else { coord.forget(doomed.iter().map(|s| s.id.clone()).collect()).await? };
@@ -449,7 +451,9 @@ pub async fn forget(
         let ids: Vec<&str> = doomed.iter().map(|s| s.id.as_str()).collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"removed": removed, "ids": ids, "dry_run": dry_run, "prune": pruned}))?
+            serde_json::to_string_pretty(
+                &serde_json::json!({"removed": removed, "ids": ids, "dry_run": dry_run, "prune": pruned})
+            )?
         );
     } else {
         println!("{removed} snapshot(s) removed, {} kept.", all.len() - doomed.len());
@@ -516,7 +520,11 @@ pub async fn check(read_data: bool, subset: Option<String>, json: bool) -> Resul
             r.chunks,
             r.chunks_read,
             ByteSize(r.bytes_read),
-            if r.packs_rebuilt > 0 { format!(", {} packs rebuilt from parity", r.packs_rebuilt) } else { String::new() },
+            if r.packs_rebuilt > 0 {
+                format!(", {} packs rebuilt from parity", r.packs_rebuilt)
+            } else {
+                String::new()
+            },
             if r.errors.is_empty() { "No errors." } else { "Errors were found." }
         );
     }

@@ -396,7 +396,7 @@ impl Bar {
             indicatif::ProgressStyle::with_template(
                 "{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {wide_msg}",
             )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         Self(bar)
     }

@@ -39,6 +39,9 @@ use crate::{ClientError, Progress};
 /// A batch goes to the uploader at this many chunks or bytes, whichever comes first.
 const BATCH_CHUNKS: usize = 64;
 const BATCH_BYTES: usize = 8 << 20;
+/// Chunks with their ids, on their way to the uploader.
+type Batch = Vec<(ChunkId, Vec<u8>)>;
+
 /// Chunk references sent per request.
 const REFS_BATCH: usize = 50_000;
 
@@ -133,9 +136,8 @@ pub fn node_meta(name: &[u8], meta: &std::fs::Metadata, kind: NodeKind, path: &P
 
 fn read_xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
     let Ok(names) = xattr::list(path) else { return Vec::new() };
-    let mut out: Vec<(Vec<u8>, Vec<u8>)> = names
-        .filter_map(|n| xattr::get(path, &n).ok().flatten().map(|v| (n.as_bytes().to_vec(), v)))
-        .collect();
+    let mut out: Vec<(Vec<u8>, Vec<u8>)> =
+        names.filter_map(|n| xattr::get(path, &n).ok().flatten().map(|v| (n.as_bytes().to_vec(), v))).collect();
     out.sort();
     out
 }
@@ -149,10 +151,8 @@ pub async fn backup(
     progress: Arc<dyn Progress>,
 ) -> Result<BackupReport, ClientError> {
     let started = Instant::now();
-    let time_ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0);
+    let time_ns =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
     let filter = Filter::new(&opts.excludes, opts.one_file_system)?;
     let roots = absolute_roots(&opts.paths)?;
     let hostname = opts.hostname.clone().unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
@@ -178,7 +178,7 @@ pub async fn backup(
 
     let session = Session::open(coord, keys.write_keys()).await?;
     let mut uploader = Uploader::new(coord, hosts, session.id, session.key.clone(), opts.redundancy, false)?;
-    let (tx, mut rx) = mpsc::channel::<Vec<(ChunkId, Vec<u8>)>>(2);
+    let (tx, mut rx) = mpsc::channel::<Batch>(2);
     let walker = {
         let mut w = Walker {
             tx: Some(tx),
@@ -237,7 +237,9 @@ pub async fn backup(
         hex::encode(b)
     };
     let record = session.key.seal(SNAPSHOT_CONTEXT, &snapshot.encode());
-    coord.commit_snapshot(&CommitSnapshotRequest { session: session.id, id: id.clone(), record: B64.encode(record) }).await?;
+    coord
+        .commit_snapshot(&CommitSnapshotRequest { session: session.id, id: id.clone(), record: B64.encode(record) })
+        .await?;
     drop(session);
     Ok(BackupReport {
         snapshot: id,
@@ -279,10 +281,8 @@ fn absolute_roots(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ClientError> {
 
 fn scan_size(roots: &[PathBuf], filter: &Filter) -> u64 {
     let mut total = 0;
-    let mut stack: Vec<(PathBuf, u64)> = roots
-        .iter()
-        .filter_map(|r| std::fs::symlink_metadata(r).ok().map(|m| (r.clone(), m.dev())))
-        .collect();
+    let mut stack: Vec<(PathBuf, u64)> =
+        roots.iter().filter_map(|r| std::fs::symlink_metadata(r).ok().map(|m| (r.clone(), m.dev()))).collect();
     while let Some((p, dev)) = stack.pop() {
         let Ok(meta) = std::fs::symlink_metadata(&p) else { continue };
         if meta.is_file() {
@@ -303,7 +303,7 @@ fn scan_size(roots: &[PathBuf], filter: &Filter) -> u64 {
 
 struct Walker {
     /// Dropped when the walk ends, which ends the upload loop.
-    tx: Option<mpsc::Sender<Vec<(ChunkId, Vec<u8>)>>>,
+    tx: Option<mpsc::Sender<Batch>>,
     dedup: DedupKey,
     filter: Filter,
     trees: Option<Trees>,
@@ -347,7 +347,7 @@ impl Walker {
         for (name, below) in children {
             let path = dir.join(&name);
             let prev = parent_tree.as_ref().and_then(|t| t.get(name.as_bytes()).cloned());
-            if below.iter().any(|r| *r == path) {
+            if below.contains(&path) {
                 let dev = std::fs::symlink_metadata(&path).map(|m| m.dev()).unwrap_or(0);
                 if let Some(node) = self.entry(&path, name.as_bytes(), prev, dev)? {
                     nodes.push(node);
@@ -399,7 +399,9 @@ impl Walker {
         }
         if ft.is_symlink() {
             return Ok(match std::fs::read_link(path) {
-                Ok(t) => Some(node_meta(name, &meta, NodeKind::Symlink { target: t.as_os_str().as_bytes().to_vec() }, path)),
+                Ok(t) => {
+                    Some(node_meta(name, &meta, NodeKind::Symlink { target: t.as_os_str().as_bytes().to_vec() }, path))
+                }
                 Err(e) => {
                     self.errors.push((path.to_owned(), e.to_string()));
                     None
@@ -415,7 +417,10 @@ impl Walker {
         self.summary.total_bytes += meta.len();
         let had_prev = prev.is_some();
         if let Some(p) = prev.filter(|p| {
-            matches!(p.kind, NodeKind::File { .. }) && p.size == node.size && p.mtime_ns == node.mtime_ns && p.inode == node.inode
+            matches!(p.kind, NodeKind::File { .. })
+                && p.size == node.size
+                && p.mtime_ns == node.mtime_ns
+                && p.inode == node.inode
         }) {
             self.summary.files_unmodified += 1;
             self.refs.extend(p.chunk_ids().map(|(id, _)| id));
@@ -444,7 +449,9 @@ impl Walker {
     fn dir(&mut self, path: &Path, parent: Option<ChunkId>, root_dev: u64) -> Result<Option<ChunkId>, Stopped> {
         let parent_tree = self.parent_tree(parent);
         let mut entries: Vec<std::fs::DirEntry> = match std::fs::read_dir(path) {
-            Ok(rd) => rd.filter_map(|e| e.map_err(|err| self.errors.push((path.to_owned(), err.to_string()))).ok()).collect(),
+            Ok(rd) => {
+                rd.filter_map(|e| e.map_err(|err| self.errors.push((path.to_owned(), err.to_string()))).ok()).collect()
+            }
             Err(e) => {
                 self.errors.push((path.to_owned(), e.to_string()));
                 return Ok(None);

@@ -95,7 +95,8 @@ pub async fn check(
 
     if read_fraction > 0.0 && missing == 0 {
         let mut rng = rand::thread_rng();
-        let picked: Vec<_> = chunks.into_iter().filter(|_| read_fraction >= 1.0 || rng.gen_bool(read_fraction)).collect();
+        let picked: Vec<_> =
+            chunks.into_iter().filter(|_| read_fraction >= 1.0 || rng.gen_bool(read_fraction)).collect();
         progress.start(picked.iter().map(|(_, l)| l.unwrap_or(0) as u64).sum());
         let mut stream = fetcher.stream(picked);
         while let Some(run) = stream.next().await {

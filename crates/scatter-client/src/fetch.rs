@@ -95,10 +95,7 @@ impl Fetcher {
 
     /// Fetches `wanted` in order; each item is the plaintexts of a few consecutive chunks.
     /// Locating is lazy (batch by batch), fetching runs a few runs ahead.
-    pub fn stream(
-        self: &Arc<Self>,
-        wanted: Vec<Want>,
-    ) -> BoxStream<'static, Result<Vec<Vec<u8>>, ClientError>> {
+    pub fn stream(self: &Arc<Self>, wanted: Vec<Want>) -> BoxStream<'static, Result<Vec<Vec<u8>>, ClientError>> {
         let batches: Vec<Vec<Want>> = wanted.chunks(LOCATE_BATCH).map(<[Want]>::to_vec).collect();
         let planner = self.clone();
         let fetcher = self.clone();
@@ -131,11 +128,11 @@ impl Fetcher {
         {
             let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
             for s in located.sessions {
-                if !known.keys.contains_key(&s.session) {
+                if let std::collections::hash_map::Entry::Vacant(slot) = known.keys.entry(s.session) {
                     let w = B64.decode(&s.wrapped_key).map_err(|_| {
                         ClientError::Unrecoverable(format!("the key of session {} is not base64", s.session))
                     })?;
-                    known.keys.insert(s.session, Arc::new(self.keys.unwrap(&w)?));
+                    slot.insert(Arc::new(self.keys.unwrap(&w)?));
                 }
             }
             for p in located.packs {
@@ -161,18 +158,19 @@ impl Fetcher {
 
     /// Fetches, decrypts and verifies one run; returns its chunks' plaintexts in order.
     async fn fetch_run(&self, run: Run) -> Result<Vec<Vec<u8>>, ClientError> {
-        let (pack, key) = {
-            let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-            let pack = known
-                .packs
-                .get(&run.pack)
-                .cloned()
-                .ok_or_else(|| ClientError::Unrecoverable(format!("pack {} is not in the catalog", run.pack)))?;
-            let key = known.keys.get(&pack.session).cloned().ok_or_else(|| {
-                ClientError::Unrecoverable(format!("the key of pack {} is missing", run.pack))
-            })?;
-            (pack, key)
-        };
+        let (pack, key) =
+            {
+                let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+                let pack =
+                    known.packs.get(&run.pack).cloned().ok_or_else(|| {
+                        ClientError::Unrecoverable(format!("pack {} is not in the catalog", run.pack))
+                    })?;
+                let key =
+                    known.keys.get(&pack.session).cloned().ok_or_else(|| {
+                        ClientError::Unrecoverable(format!("the key of pack {} is missing", run.pack))
+                    })?;
+                (pack, key)
+            };
         let layout = Layout { size: pack.size, k: pack.k, m: pack.m, shard_size: pack.shard_size };
         let start = run.chunks.iter().map(|c| c.1).min().unwrap_or(0);
         let end = run.chunks.iter().map(|c| c.1 + c.2).max().unwrap_or(0);

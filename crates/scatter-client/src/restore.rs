@@ -187,7 +187,8 @@ pub async fn restore_entries(
                         .ok_or_else(|| ClientError::Unrecoverable("the chunk stream ended early".into()))??;
                     pending.reverse();
                 }
-                let chunk = pending.pop().ok_or_else(|| ClientError::Unrecoverable("an empty run was fetched".into()))?;
+                let chunk =
+                    pending.pop().ok_or_else(|| ClientError::Unrecoverable("an empty run was fetched".into()))?;
                 w.write_all(&chunk).map_err(|e| ClientError::io(dest.as_path())(e))?;
                 written += chunk.len() as u64;
                 progress.advance(chunk.len() as u64);

@@ -40,11 +40,13 @@ pub async fn list(coord: &Coordinator, keys: &UserKeys) -> Result<Vec<SnapshotIn
     let mut session_keys = HashMap::new();
     for e in coord.snapshots().await? {
         let bad = |what: &str| ClientError::Unrecoverable(format!("snapshot {} {what}", &e.id));
-        if !session_keys.contains_key(&e.session) {
-            let wrapped = B64.decode(&e.wrapped_key).map_err(|_| bad("has an unreadable key"))?;
-            session_keys.insert(e.session, keys.unwrap(&wrapped)?);
-        }
-        let key = &session_keys[&e.session];
+        let key = match session_keys.entry(e.session) {
+            std::collections::hash_map::Entry::Occupied(k) => k.into_mut(),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                let wrapped = B64.decode(&e.wrapped_key).map_err(|_| bad("has an unreadable key"))?;
+                slot.insert(keys.unwrap(&wrapped)?)
+            }
+        };
         let sealed = B64.decode(&e.record).map_err(|_| bad("is not base64"))?;
         let plain = key.open(SNAPSHOT_CONTEXT, &sealed).map_err(|_| bad("fails authentication"))?;
         let snapshot = Snapshot::decode(&plain).map_err(|err| bad(&err.to_string()))?;
@@ -127,9 +129,9 @@ impl Trees {
         let mut node: Option<Node> = None;
         for part in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
             if let Some(n) = &node {
-                let sub = n
-                    .subtree()
-                    .ok_or_else(|| ClientError::Invalid(format!("`{path}`: {} is not a directory", n.display_name())))?;
+                let sub = n.subtree().ok_or_else(|| {
+                    ClientError::Invalid(format!("`{path}`: {} is not a directory", n.display_name()))
+                })?;
                 tree = self.get(sub).await?;
             }
             node = Some(
@@ -228,7 +230,8 @@ pub async fn diff(trees: &mut Trees, a: ChunkId, b: ChunkId) -> Result<Vec<(Stri
                     let same_kind = std::mem::discriminant(&x.kind) == std::mem::discriminant(&y.kind);
                     if !same_kind || (x.subtree().is_none() && x.kind != y.kind) {
                         out.push((path.clone(), Change::Modified));
-                    } else if (x.mode, x.uid, x.gid, x.mtime_ns, &x.xattrs) != (y.mode, y.uid, y.gid, y.mtime_ns, &y.xattrs)
+                    } else if (x.mode, x.uid, x.gid, x.mtime_ns, &x.xattrs)
+                        != (y.mode, y.uid, y.gid, y.mtime_ns, &y.xattrs)
                     {
                         out.push((path.clone(), Change::Metadata));
                     }

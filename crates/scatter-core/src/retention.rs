@@ -27,12 +27,15 @@ impl Policy {
     }
 }
 
+/// Maps a day number to the number of the period (day, week, month, year) it falls in.
+type Bucket = fn(i64) -> i64;
+
 /// Given snapshot times (ns since the epoch, any order), returns for each whether it is kept.
 pub fn apply(policy: &Policy, times_ns: &[i64]) -> Vec<bool> {
     let mut order: Vec<usize> = (0..times_ns.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(times_ns[i]));
     let mut keep = vec![false; times_ns.len()];
-    let bucket_fns: [(u32, fn(i64) -> i64); 4] =
+    let bucket_fns: [(u32, Bucket); 4] =
         [(policy.daily, day), (policy.weekly, week), (policy.monthly, month), (policy.yearly, year)];
     let mut left: Vec<u32> = bucket_fns.iter().map(|(n, _)| *n).collect();
     let mut last_bucket: Vec<Option<i64>> = vec![None; bucket_fns.len()];

@@ -103,4 +103,3 @@ pub fn shard_files(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
-

@@ -54,11 +54,10 @@ pub(super) fn sweep(tx: &Transaction<'_>, user: UserId, now: u64) -> Result<Swep
     let unreferenced = "user = ?1
         AND NOT EXISTS (SELECT 1 FROM object_chunks oc WHERE oc.user = chunks.user AND oc.chunk = chunks.id)
         AND NOT EXISTS (SELECT 1 FROM snapshot_chunks sc WHERE sc.user = chunks.user AND sc.chunk = chunks.id)";
-    let (count, bytes): (i64, i64) = tx.query_row(
-        &format!("SELECT COUNT(*), COALESCE(SUM(len), 0) FROM chunks WHERE {unreferenced}"),
-        [u],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    let (count, bytes): (i64, i64) =
+        tx.query_row(&format!("SELECT COUNT(*), COALESCE(SUM(len), 0) FROM chunks WHERE {unreferenced}"), [u], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
     tx.execute(&format!("DELETE FROM chunks WHERE {unreferenced}"), [u])?;
     let released = tx.execute(
         "UPDATE packs SET state = 'deleting'
