@@ -17,7 +17,7 @@ exe=$PWD/target/release/scatter
 work=$(mktemp -d /tmp/scatter-vs-restic.XXXXXX)
 pid=""
 cleanup() {
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
