@@ -31,9 +31,21 @@ impl PartialFile {
     }
 
     /// Syncs and renames the file into place.
-    pub fn commit(mut self) -> Result<(), ClientError> {
+    pub fn commit(self) -> Result<(), ClientError> {
+        self.finish(true)
+    }
+
+    /// Renames the file into place without syncing it first: for many files at once, followed
+    /// by one [`sync_fs`] before reporting success.
+    pub fn commit_unsynced(self) -> Result<(), ClientError> {
+        self.finish(false)
+    }
+
+    fn finish(mut self, sync: bool) -> Result<(), ClientError> {
         if let Some(f) = self.file.take() {
-            f.sync_all().map_err(ClientError::io(&self.tmp))?;
+            if sync {
+                f.sync_all().map_err(ClientError::io(&self.tmp))?;
+            }
         }
         std::fs::rename(&self.tmp, &self.dest).map_err(ClientError::io(&self.dest))?;
         self.tmp = PathBuf::new();
@@ -52,4 +64,10 @@ impl Drop for PartialFile {
             let _ = std::fs::remove_file(&self.tmp);
         }
     }
+}
+
+/// Flushes every written file of the file system holding `dir` to disk (`syncfs`).
+pub fn sync_fs(dir: &Path) -> Result<(), ClientError> {
+    let d = std::fs::File::open(dir).map_err(ClientError::io(dir))?;
+    rustix::fs::syncfs(&d).map_err(|e| ClientError::io(dir)(e.into()))
 }
