@@ -382,8 +382,9 @@ fn load() -> Result<(PathBuf, Profile)> {
     Ok((dir, p))
 }
 
-/// A progress bar on stderr when it is a terminal; nothing otherwise.
-struct Bar(indicatif::ProgressBar);
+/// A progress bar on stderr when it is a terminal; nothing otherwise. It shows bytes, rate,
+/// ETA, and for backups and restores the files done and the current one.
+struct Bar(indicatif::ProgressBar, std::sync::atomic::AtomicU64);
 
 impl Bar {
     fn new() -> Self {
@@ -398,7 +399,7 @@ impl Bar {
             )
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
-        Self(bar)
+        Self(bar, std::sync::atomic::AtomicU64::new(0))
     }
 }
 
@@ -410,7 +411,8 @@ impl Progress for Bar {
         self.0.inc(n);
     }
     fn item(&self, name: &str) {
-        self.0.set_message(name.to_owned());
+        let n = self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        self.0.set_message(format!("{n} files  {name}"));
     }
 }
 
