@@ -126,6 +126,10 @@ pub async fn restore_entries(
     let mut report = RestoreReport::default();
     for (dest, node) in &entries {
         if node.subtree().is_some() {
+            // Something else where the snapshot has a directory is replaced by it.
+            if std::fs::symlink_metadata(dest).is_ok_and(|m| !m.is_dir()) {
+                remove_any(dest).map_err(ClientError::io(dest))?;
+            }
             std::fs::create_dir_all(dest).map_err(ClientError::io(dest))?;
         }
     }

@@ -339,4 +339,33 @@ mod tests {
         assert_eq!(swept.chunks_removed, 2);
         assert!(matches!(store.keep_session(user, s, 22, 40), Err(StoreError::SessionClosed)));
     }
+
+    #[test]
+    fn a_version_1_catalog_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.db");
+        {
+            let conn = rusqlite::Connection::open(&path).expect("open");
+            conn.execute_batch(
+                "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 INSERT INTO meta VALUES ('schema', '1');
+                 CREATE TABLE users (id INTEGER PRIMARY KEY, role TEXT NOT NULL, public_key TEXT NOT NULL,
+                                     key_hash BLOB NOT NULL UNIQUE, created INTEGER NOT NULL);
+                 INSERT INTO users VALUES (1, 'admin', 'pk', x'01', 0);
+                 CREATE TABLE sessions (id INTEGER PRIMARY KEY, user INTEGER NOT NULL REFERENCES users(id),
+                                        wrapped_key BLOB NOT NULL, created INTEGER NOT NULL);
+                 INSERT INTO sessions VALUES (7, 1, x'AA', 0);",
+            )
+            .expect("v1 schema");
+        }
+        let store = Store::open(&path).expect("upgrade");
+        let user = UserId(1);
+        // The old session exists and is closed; new ones work; snapshots tables exist.
+        assert!(matches!(store.keep_session(user, 7, 1, 10), Err(StoreError::SessionClosed)));
+        let s = store.add_session(user, b"k", 1, 100).expect("session");
+        assert!(s > 7);
+        assert!(store.snapshots(user).expect("snapshots").is_empty());
+        drop(store);
+        assert!(Store::open(&path).is_ok(), "reopening an upgraded catalog works");
+    }
 }
