@@ -209,8 +209,7 @@ mod tests {
         }
         assert!(Tree::new(vec![file("a", 0), file("a", 1)]).is_err());
         // A hand-made blob with unsorted names is refused on decode too.
-        let mut t = Tree::default();
-        t.nodes = vec![file("b", 0), file("a", 0)];
+        let t = Tree { nodes: vec![file("b", 0), file("a", 0)] };
         assert!(matches!(Tree::decode(&t.encode()), Err(TreeError::Invalid(_))));
     }
 
