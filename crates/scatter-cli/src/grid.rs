@@ -24,6 +24,8 @@ pub struct GridOptions {
     pub offline_after: String,
     /// Lifetime of write sessions without keepalive.
     pub session_ttl: String,
+    /// Period of the coordinator's repair checker.
+    pub checker_interval: String,
     /// Passphrase of the grid's first user.
     pub passphrase: String,
 }
@@ -36,6 +38,7 @@ impl Default for GridOptions {
             heartbeat: "1s".into(),
             offline_after: "4s".into(),
             session_ttl: "6s".into(),
+            checker_interval: "2s".into(),
             passphrase: "scatter-dev".into(),
         }
     }
@@ -167,6 +170,8 @@ impl Grid {
                 &self.opts.offline_after,
                 "--session-ttl",
                 &self.opts.session_ttl,
+                "--checker-interval",
+                &self.opts.checker_interval,
             ],
             &log,
         )?;

@@ -45,6 +45,9 @@ enum Cmd {
         /// for open sessions, so this bounds how long a killed backup holds prune off.
         #[arg(long, default_value = "60s", value_parser = duration::parse)]
         session_ttl: Duration,
+        /// How often to look for packs short of healthy shards and repair them.
+        #[arg(long, default_value = "30s", value_parser = duration::parse)]
+        checker_interval: Duration,
     },
     /// Run a storage host that offers disk space to the grid.
     Host {
@@ -286,6 +289,11 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Grid administration (admins only).
+    Admin {
+        #[command(subcommand)]
+        command: AdminCmd,
+    },
     /// Run a local grid (a coordinator and N hosts) in the foreground until Ctrl-C.
     Dev {
         /// Number of hosts.
@@ -301,6 +309,16 @@ enum Cmd {
         /// Keep the demo's directory instead of deleting it.
         #[arg(long)]
         keep: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCmd {
+    /// The grid's data health: packs with all k+m shards healthy, degraded, lost, and repair.
+    Health {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -491,9 +509,10 @@ async fn run(cmd: Cmd) -> Result<i32> {
         Cmd::Check { read_data, read_data_subset, json } => {
             return backups::check(read_data, read_data_subset, json).await
         }
-        Cmd::Coordinator { data_dir, listen, offline_after, public_url, session_ttl } => {
+        Cmd::Coordinator { data_dir, listen, offline_after, public_url, session_ttl, checker_interval } => {
             let listener = bind(&listen).await?;
-            let config = scatter_coordinator::Config { data_dir, offline_after, public_url, session_ttl };
+            let config =
+                scatter_coordinator::Config { data_dir, offline_after, public_url, session_ttl, checker_interval };
             scatter_coordinator::run(config, listener, shutdown_signal()).await?;
         }
         Cmd::Host { data_dir, listen, coordinator, join_token, capacity, zone, heartbeat, public_url } => {
@@ -635,6 +654,24 @@ async fn run(cmd: Cmd) -> Result<i32> {
                         h.address
                     );
                 }
+            }
+        }
+        Cmd::Admin { command: AdminCmd::Health { json } } => {
+            let (_, p) = load()?;
+            let h = p.coordinator()?.admin_health().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&h)?);
+            } else {
+                println!(
+                    "packs: {} total, {} full, {} degraded, {} lost; repair queue {}; {} shards ({}) repaired since start",
+                    h["packs_total"],
+                    h["packs_full"],
+                    h["packs_degraded"],
+                    h["packs_lost"],
+                    h["repair_queue"],
+                    h["shards_repaired"],
+                    ByteSize(h["bytes_repaired"].as_u64().unwrap_or(0))
+                );
             }
         }
         Cmd::Dev { hosts, data_dir } => dev(hosts, &data_dir).await?,

@@ -127,6 +127,11 @@ impl Coordinator {
         Ok(r.removed)
     }
 
+    /// The grid's data health (admins only).
+    pub async fn admin_health(&self) -> Result<serde_json::Value, ClientError> {
+        self.send(self.http.get(format!("{}/v1/admin/health", self.base))).await
+    }
+
     /// Sweeps unreferenced chunks; lists packs to repack.
     pub async fn prune(&self, max_unused_percent: u8) -> Result<PruneResponse, ClientError> {
         self.post("/v1/prune", &PruneRequest { max_unused_percent }).await

@@ -1,4 +1,5 @@
-//! The deleter: removes shards of released packs from their hosts, then forgets them.
+//! The deleter: removes shards of released packs, and copies repair left behind, from their
+//! hosts, then forgets them.
 //!
 //! It runs in the background with a grant it signs itself, so a client that removes an
 //! object does not have to stay around, and a host that is offline now is retried later.
@@ -27,6 +28,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Recei
 }
 
 async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {
+    delete_orphans(shared).await?;
     let sh = shared.clone();
     let todo = tokio::task::spawn_blocking(move || sh.store.shards_to_delete(BATCH))
         .await
@@ -48,6 +50,30 @@ async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {
             }
             Ok(r) => tracing::debug!(%host, %shard, status = %r.status(), "host refused a delete"),
             Err(e) => tracing::debug!(%host, %shard, error = %e, "host unreachable for a delete"),
+        }
+    }
+    Ok(())
+}
+
+/// Deletes shard copies left on hosts after repair moved their shard elsewhere.
+async fn delete_orphans(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {
+    let sh = shared.clone();
+    let todo = tokio::task::spawn_blocking(move || sh.store.orphans(BATCH)).await.unwrap_or_else(|_| Ok(Vec::new()))?;
+    if todo.is_empty() {
+        return Ok(());
+    }
+    let sh = shared.clone();
+    let hosts = tokio::task::spawn_blocking(move || sh.store.hosts()).await.unwrap_or_else(|_| Ok(Vec::new()))?;
+    for (host, shard) in todo {
+        let Some(h) = hosts.iter().find(|h| h.id == host) else { continue };
+        let grant = Grant { host, shard, op: Op::Delete, max_size: 0, expires: now() + 600 }.sign(&shared.signing);
+        let res =
+            shared.http.delete(format!("{}/shards/{shard}", h.address)).header(GRANT_HEADER, grant.0).send().await;
+        if let Ok(r) = res {
+            if r.status().is_success() || r.status() == reqwest::StatusCode::NOT_FOUND {
+                let sh = shared.clone();
+                tokio::task::spawn_blocking(move || sh.store.orphan_deleted(host, &shard)).await.unwrap_or(Ok(()))?;
+            }
         }
     }
     Ok(())

@@ -7,7 +7,9 @@
 mod api;
 pub mod error;
 mod gc;
+mod metrics;
 pub mod placement;
+mod repair;
 pub mod store;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +34,8 @@ pub struct Config {
     /// How long a write session stays open without a keepalive; a killed backup holds off
     /// prune for at most this long.
     pub session_ttl: Duration,
+    /// How often the checker looks for packs short of healthy shards and repairs them.
+    pub checker_interval: Duration,
 }
 
 /// Why the coordinator could not start or stopped.
@@ -67,6 +71,8 @@ pub(crate) struct Shared {
     pub join_token_hash: [u8; 32],
     pub offline_after: Duration,
     pub session_ttl: Duration,
+    pub checker_interval: Duration,
+    pub metrics: metrics::Metrics,
     pub reservations: std::sync::Mutex<api::Reservations>,
     pub http: reqwest::Client,
 }
@@ -147,6 +153,8 @@ pub async fn run(
         join_token_hash,
         offline_after: config.offline_after,
         session_ttl: config.session_ttl,
+        checker_interval: config.checker_interval,
+        metrics: Default::default(),
         reservations: Default::default(),
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
@@ -156,10 +164,12 @@ pub async fn run(
     write_private(&config.data_dir.join("url"), format!("{url}\n").as_bytes())?;
     tracing::info!(%url, data_dir = %config.data_dir.display(), "coordinator listening");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let gc = tokio::spawn(gc::run(shared.clone(), stop_rx));
+    let gc = tokio::spawn(gc::run(shared.clone(), stop_rx.clone()));
+    let repairer = tokio::spawn(repair::run(shared.clone(), stop_rx));
     let served = axum::serve(listener, api::router(shared)).with_graceful_shutdown(shutdown).await;
     let _ = stop_tx.send(true);
     let _ = gc.await;
+    let _ = repairer.await;
     served.map_err(CoordinatorError::Serve)
 }
 

@@ -63,6 +63,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/snapshots/commit", post(backup::commit))
         .route("/v1/snapshots/forget", post(backup::forget))
         .route("/v1/prune", post(backup::prune))
+        .route("/v1/admin/health", get(crate::metrics::health))
+        .route("/metrics", get(crate::metrics::metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(shared)
 }
@@ -85,7 +87,7 @@ impl<T: serde::de::DeserializeOwned, St: Send + Sync> FromRequest<St> for Body<T
 }
 
 /// Runs a catalog call on the blocking pool.
-async fn db<T: Send + 'static>(
+pub(crate) async fn db<T: Send + 'static>(
     shared: &Arc<Shared>,
     f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -96,7 +98,7 @@ async fn db<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
-async fn user(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<UserRow, ApiError> {
+pub(crate) async fn user(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<UserRow, ApiError> {
     let key = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -184,6 +186,35 @@ async fn register(State(sh): S, Body(req): Body<RegisterRequest>) -> ApiResult<R
     Ok(Json(RegisterResponse { user_id: user.id, api_key, role: user.role }))
 }
 
+/// Online hosts with the bytes each can still take, after `reserved` placements.
+fn room(sh: &Shared, hosts: &[crate::store::HostRow], reserved: &HashMap<HostId, u64>) -> Vec<Candidate> {
+    hosts
+        .iter()
+        .filter(|h| is_online(sh, h.last_seen))
+        .map(|h| {
+            let r = reserved.get(&h.id).copied().unwrap_or(0);
+            let by_capacity = h.capacity.saturating_sub(h.catalog_used.max(h.reported_used) + r);
+            Candidate { host: h.id, free: by_capacity.min(h.free.saturating_sub(r)) }
+        })
+        .collect()
+}
+
+/// Online hosts with room, counting shards placed but not yet committed.
+pub(crate) fn candidates(sh: &Shared, hosts: &[crate::store::HostRow]) -> Vec<Candidate> {
+    let reserved = reserved_by_host(&mut sh.reservations.lock().unwrap_or_else(|p| p.into_inner()));
+    room(sh, hosts, &reserved)
+}
+
+/// Drops stale reservations and sums the rest per host.
+fn reserved_by_host(reservations: &mut Reservations) -> HashMap<HostId, u64> {
+    reservations.retain(|_, (_, at)| at.elapsed() < RESERVATION_TTL);
+    let mut reserved: HashMap<HostId, u64> = HashMap::new();
+    for ((host, _), (bytes, _)) in reservations.iter() {
+        *reserved.entry(*host).or_default() += bytes;
+    }
+    reserved
+}
+
 fn is_online(sh: &Shared, last_seen: u64) -> bool {
     now().saturating_sub(last_seen) <= sh.offline_after.as_secs()
 }
@@ -247,20 +278,9 @@ async fn place(State(sh): S, headers: HeaderMap, Body(req): Body<PlaceRequest>) 
     let hosts = db(&sh, |s| s.hosts()).await?;
     let expires = now() + GRANT_TTL.as_secs();
     let mut reservations = sh.reservations.lock().unwrap_or_else(|p| p.into_inner());
-    reservations.retain(|_, (_, at)| at.elapsed() < RESERVATION_TTL);
-    let mut reserved: HashMap<HostId, u64> = HashMap::new();
-    for ((host, _), (bytes, _)) in reservations.iter() {
-        *reserved.entry(*host).or_default() += bytes;
-    }
-    let candidates: Vec<Candidate> = hosts
-        .iter()
-        .filter(|h| is_online(&sh, h.last_seen) && !req.exclude.contains(&h.id))
-        .map(|h| {
-            let r = reserved.get(&h.id).copied().unwrap_or(0);
-            let by_capacity = h.capacity.saturating_sub(h.catalog_used.max(h.reported_used) + r);
-            Candidate { host: h.id, free: by_capacity.min(h.free.saturating_sub(r)) }
-        })
-        .collect();
+    let reserved = reserved_by_host(&mut reservations);
+    let candidates: Vec<Candidate> =
+        room(&sh, &hosts, &reserved).into_iter().filter(|c| !req.exclude.contains(&c.host)).collect();
     let chosen = placement::choose(&candidates, req.shards.len(), req.shard_size, &mut rand::thread_rng())
         .map_err(|e| ApiError::TooFewHosts { needed: e.needed, available: e.available, shard_size: req.shard_size })?;
     let mut targets = Vec::with_capacity(chosen.len());

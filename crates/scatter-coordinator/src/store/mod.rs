@@ -12,7 +12,9 @@ use scatter_core::{ChunkId, HostId, PackId, ShardId, UserId};
 use scatter_proto::api::{ChunkEntry, StoredShard};
 
 mod backup;
+mod repair;
 pub use backup::{SnapshotRow, Swept};
+pub use repair::{DegradedPack, Health};
 
 const SCHEMA_VERSION: i64 = 2;
 
@@ -106,6 +108,12 @@ CREATE TABLE IF NOT EXISTS snapshot_chunks (
     PRIMARY KEY (snapshot, chunk)
 );
 CREATE INDEX IF NOT EXISTS snapshot_chunks_by_chunk ON snapshot_chunks(user, chunk);
+CREATE TABLE IF NOT EXISTS orphans (
+    host INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    since INTEGER NOT NULL,
+    PRIMARY KEY (host, hash)
+);
 CREATE TABLE IF NOT EXISTS session_refs (
     session INTEGER NOT NULL REFERENCES sessions(id),
     user INTEGER NOT NULL,
@@ -142,6 +150,9 @@ pub enum StoreError {
     /// Prune must wait for running writes.
     #[error("a backup or put of this user is still running (or was killed less than a session lifetime ago); retry when it has finished")]
     Busy,
+    /// A catalog task could not run.
+    #[error("a catalog task failed: {0}")]
+    Task(String),
     /// The snapshot id is taken.
     #[error("a snapshot with this id exists already")]
     SnapshotExists,

@@ -1,0 +1,62 @@
+//! Durability acceptance tests: the coordinator repairs by itself, with real processes.
+
+use std::time::{Duration, Instant};
+
+mod common;
+use common::*;
+
+fn health(env: &Env) -> serde_json::Value {
+    serde_json::from_str(&env.ok(&["admin", "health", "--json"])).expect("health is JSON")
+}
+
+/// Waits until every pack has all k+m shards healthy; returns the time it took.
+async fn wait_full(env: &Env, limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let h = health(env);
+        if h["packs_full"] == h["packs_total"] && h["packs_total"].as_u64() > Some(0) {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < limit, "not back at full redundancy after {limit:?}: {h}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lost_hosts_are_repaired_so_further_losses_are_survived() {
+    let mut env = grid(8).await;
+    let file = env.write_random("data", 48 << 20, 9);
+    env.put(&file, "data");
+    let h = health(&env);
+    assert_eq!(h["packs_full"], h["packs_total"], "{h}");
+
+    // Two hosts die: packs lose up to two shards each and are rebuilt on the others.
+    env.grid.kill_host(0);
+    env.grid.kill_host(1);
+    let killed = Instant::now();
+    while health(&env)["packs_degraded"] == 0 {
+        assert!(killed.elapsed() < Duration::from_secs(30), "the coordinator never noticed the dead hosts");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let took = wait_full(&env, Duration::from_secs(90)).await;
+    println!("full redundancy again {took:?} after two hosts were killed");
+    let h = health(&env);
+    assert!(h["shards_repaired"].as_u64() > Some(0), "{h}");
+    let metrics =
+        reqwest::get(format!("{}/metrics", env.grid.url())).await.expect("metrics").text().await.expect("text");
+    assert!(metrics.contains("scatter_packs{health=\"full\"}"), "{metrics}");
+    assert!(metrics.contains("scatter_repaired_shards_total"), "{metrics}");
+
+    // Two more die: without repair some packs would be down to 2 shards; now all have 4.
+    env.grid.kill_host(2);
+    env.grid.kill_host(3);
+    env.get_and_compare("data", &file);
+
+    // A killed host that comes back has its now-surplus copies deleted.
+    env.grid.start_host(0).expect("restart host 0");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !shard_files(&env.grid.host_dir(0)).is_empty() {
+        assert!(Instant::now() < deadline, "surplus shards stayed on the returning host");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

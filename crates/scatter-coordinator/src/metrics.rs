@@ -1,0 +1,77 @@
+//! Observability: `GET /metrics` in the Prometheus text format, and the data health that
+//! `scatter admin health` prints.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::Json;
+
+use crate::api::{db, user};
+use crate::error::ApiError;
+use crate::{now, Shared};
+
+/// Counters kept in memory since the coordinator started.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    /// Packs the last checker pass found short of healthy shards (capped per pass).
+    pub repair_queue: AtomicU64,
+    /// Shards rebuilt and stored elsewhere.
+    pub shards_repaired: AtomicU64,
+    /// Their bytes.
+    pub bytes_repaired: AtomicU64,
+}
+
+/// The grid's data health, as JSON.
+pub(crate) async fn health(
+    State(sh): State<Arc<Shared>>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let u = user(&sh, &headers).await?;
+    if u.role != "admin" {
+        return Err(ApiError::Forbidden("the grid's health is for admins".into()));
+    }
+    let cutoff = now().saturating_sub(sh.offline_after.as_secs());
+    let h = db(&sh, move |s| s.health(cutoff)).await?;
+    Ok(Json(serde_json::json!({
+        "packs_total": h.packs_total,
+        "packs_full": h.packs_full,
+        "packs_degraded": h.packs_degraded,
+        "packs_lost": h.packs_lost,
+        "repair_queue": h.packs_degraded + h.packs_lost,
+        "shards_repaired": sh.metrics.shards_repaired.load(Ordering::Relaxed),
+        "bytes_repaired": sh.metrics.bytes_repaired.load(Ordering::Relaxed),
+    })))
+}
+
+/// Prometheus text exposition: hosts by state, packs by health, repair, bytes stored.
+pub(crate) async fn metrics(State(sh): State<Arc<Shared>>) -> Result<String, ApiError> {
+    let cutoff = now().saturating_sub(sh.offline_after.as_secs());
+    let h = db(&sh, move |s| s.health(cutoff)).await?;
+    let hosts = db(&sh, |s| s.hosts()).await?;
+    let online = hosts.iter().filter(|x| x.last_seen >= cutoff).count();
+    let stored: u64 = hosts.iter().map(|x| x.catalog_used).sum();
+    let m = &sh.metrics;
+    Ok(format!(
+        "# HELP scatter_hosts Hosts by state.\n# TYPE scatter_hosts gauge\n\
+         scatter_hosts{{state=\"online\"}} {online}\nscatter_hosts{{state=\"offline\"}} {}\n\
+         # HELP scatter_packs Live packs by health.\n# TYPE scatter_packs gauge\n\
+         scatter_packs{{health=\"full\"}} {}\nscatter_packs{{health=\"degraded\"}} {}\nscatter_packs{{health=\"lost\"}} {}\n\
+         # HELP scatter_repair_queue Packs below full redundancy.\n# TYPE scatter_repair_queue gauge\n\
+         scatter_repair_queue {}\n\
+         # HELP scatter_repaired_shards_total Shards rebuilt and stored on another host.\n# TYPE scatter_repaired_shards_total counter\n\
+         scatter_repaired_shards_total {}\n\
+         # HELP scatter_repaired_bytes_total Bytes of repaired shards.\n# TYPE scatter_repaired_bytes_total counter\n\
+         scatter_repaired_bytes_total {}\n\
+         # HELP scatter_stored_bytes Shard bytes the catalog places on hosts.\n# TYPE scatter_stored_bytes gauge\n\
+         scatter_stored_bytes {stored}\n",
+        hosts.len() - online,
+        h.packs_full,
+        h.packs_degraded,
+        h.packs_lost,
+        h.packs_degraded + h.packs_lost,
+        m.shards_repaired.load(Ordering::Relaxed),
+        m.bytes_repaired.load(Ordering::Relaxed),
+    ))
+}

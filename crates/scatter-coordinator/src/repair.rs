@@ -1,0 +1,163 @@
+//! The checker and repairer: keeps every pack at k+m healthy shards without anyone asking.
+//!
+//! Every `checker_interval` the coordinator lists live packs with fewer than k+m healthy
+//! shards (state `ok` on a host heard from within the offline grace), most endangered first.
+//! For each it fetches k hash-verified shards from their hosts, rebuilds the missing shards
+//! bit for bit (on ciphertext: no key is needed and shard ids do not change), stores each on
+//! an online host that holds no other shard of the pack, and moves the shard in the catalog
+//! in one transaction. The copy left on a dead host is queued as an orphan and deleted if
+//! that host comes back. At most [`PACKS_PER_PASS`] packs are repaired per pass, so repair
+//! cannot starve users.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use scatter_core::erasure::Layout;
+use scatter_core::{HostId, ShardId};
+use scatter_proto::api::GRANT_HEADER;
+use scatter_proto::{Grant, Op};
+
+use crate::store::{DegradedPack, HostRow};
+use crate::{now, Shared};
+
+/// Packs repaired per pass at most.
+const PACKS_PER_PASS: usize = 16;
+
+pub(crate) async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(shared.checker_interval) => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) = pass(&shared).await {
+            tracing::warn!(error = %e, "repair pass failed; will retry");
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    shared: &Arc<Shared>,
+    f: impl FnOnce(&crate::store::Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, crate::store::StoreError> {
+    let sh = shared.clone();
+    tokio::task::spawn_blocking(move || f(&sh.store))
+        .await
+        .map_err(|e| crate::store::StoreError::Task(e.to_string()))?
+}
+
+async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {
+    let cutoff = now().saturating_sub(shared.offline_after.as_secs());
+    let packs = blocking(shared, move |s| s.degraded_packs(cutoff, PACKS_PER_PASS)).await?;
+    shared.metrics.repair_queue.store(packs.len() as u64, Ordering::Relaxed);
+    if packs.is_empty() {
+        return Ok(());
+    }
+    let hosts = blocking(shared, |s| s.hosts()).await?;
+    for pack in packs {
+        match repair(shared, &hosts, cutoff, &pack).await {
+            Ok(n) => {
+                shared.metrics.shards_repaired.fetch_add(n as u64, Ordering::Relaxed);
+                shared.metrics.bytes_repaired.fetch_add(n as u64 * pack.shard_size, Ordering::Relaxed);
+                tracing::info!(pack = %pack.id, shards = n, healthy_before = pack.healthy, "pack repaired");
+            }
+            Err(e) => tracing::warn!(pack = %pack.id, error = %e, "pack could not be repaired now"),
+        }
+    }
+    Ok(())
+}
+
+fn healthy(host: Option<&HostRow>, state: &str, cutoff: u64) -> bool {
+    state == "ok" && host.is_some_and(|h| h.last_seen >= cutoff)
+}
+
+/// Repairs one pack; returns how many shards were rebuilt and stored.
+async fn repair(shared: &Arc<Shared>, hosts: &[HostRow], cutoff: u64, pack: &DegradedPack) -> Result<usize, String> {
+    let host = |id: HostId| hosts.iter().find(|h| h.id == id);
+    let layout = Layout { size: pack.size, k: pack.k, m: pack.m, shard_size: pack.shard_size };
+    let k = pack.k as usize;
+    let (good, bad): (Vec<_>, Vec<_>) =
+        pack.shards.iter().partition(|(_, _, h, state)| healthy(host(*h), state, cutoff));
+    if good.len() < k {
+        return Err(format!("only {} of {} shards are healthy; waiting for hosts to come back", good.len(), k));
+    }
+    // Fetch k verified shards (data shards first: they are what readers use).
+    let mut have: Vec<Option<Vec<u8>>> = vec![None; layout.total()];
+    let mut count = 0;
+    for (index, shard, h, _) in &good {
+        if count == k {
+            break;
+        }
+        let Some(row) = host(*h) else { continue };
+        match fetch(shared, row, shard, pack.shard_size).await {
+            Ok(bytes) => {
+                have[*index as usize] = Some(bytes);
+                count += 1;
+            }
+            Err(e) => tracing::debug!(host = %h, %shard, error = %e, "repair read failed"),
+        }
+    }
+    if count < k {
+        return Err(format!("only {count} of the {k} shards needed could be read"));
+    }
+    let rebuilt = tokio::task::spawn_blocking(move || scatter_core::erasure::rebuild(&layout, &have))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+
+    // Targets: online hosts with room that hold no healthy shard of this pack.
+    let used: HashSet<HostId> = good.iter().map(|(_, _, h, _)| *h).collect();
+    let candidates: Vec<_> =
+        crate::api::candidates(shared, hosts).into_iter().filter(|c| !used.contains(&c.host)).collect();
+    let mut targets = crate::placement::choose(&candidates, bad.len(), pack.shard_size, &mut rand::thread_rng())
+        .map_err(|e| e.to_string())?;
+    let mut repaired = 0;
+    for (index, shard, old, _) in bad {
+        let Some(new) = targets.pop() else { break };
+        let Some(row) = host(new) else { continue };
+        let bytes = rebuilt.shard(*index as usize).to_vec();
+        if ShardId::of(&bytes) != *shard {
+            return Err(format!("rebuilt shard {index} does not match its id; the catalog or a shard is damaged"));
+        }
+        let grant = Grant { host: new, shard: *shard, op: Op::Put, max_size: pack.shard_size, expires: now() + 600 }
+            .sign(&shared.signing);
+        let resp = shared
+            .http
+            .put(format!("{}/shards/{shard}", row.address))
+            .header(GRANT_HEADER, grant.0)
+            .body(bytes)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(format!("host {new} refused a repaired shard ({})", resp.status()));
+        }
+        let (id, index, old) = (pack.id, *index, *old);
+        if blocking(shared, move |s| s.move_shard(&id, index, old, new, now())).await.map_err(|e| e.to_string())? {
+            repaired += 1;
+        }
+    }
+    Ok(repaired)
+}
+
+async fn fetch(shared: &Shared, host: &HostRow, shard: &ShardId, size: u64) -> Result<Vec<u8>, String> {
+    let grant =
+        Grant { host: host.id, shard: *shard, op: Op::Get, max_size: size, expires: now() + 600 }.sign(&shared.signing);
+    let resp = shared
+        .http
+        .get(format!("{}/shards/{shard}", host.address))
+        .header(GRANT_HEADER, grant.0)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("status {}", resp.status()));
+    }
+    let body = resp.bytes().await.map_err(|e| e.to_string())?;
+    if ShardId::of(&body) != *shard {
+        return Err("bytes do not match the shard's hash".into());
+    }
+    Ok(body.to_vec())
+}

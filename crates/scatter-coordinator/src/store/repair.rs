@@ -1,0 +1,148 @@
+//! What repair needs from the catalog: packs short of healthy shards, the grid's data
+//! health, atomic shard moves, and shards left behind on hosts that must be deleted.
+//!
+//! A shard is *healthy* when its state is `ok` and its host has sent a heartbeat since the
+//! cutoff the caller passes (now minus the offline grace).
+
+use rusqlite::{params, OptionalExtension};
+use scatter_core::{HostId, PackId, ShardId};
+
+use super::{blob32, shards_of, Store, StoreError};
+
+/// A pack with fewer than k+m healthy shards.
+#[derive(Debug, Clone)]
+pub struct DegradedPack {
+    /// The pack.
+    pub id: PackId,
+    /// Sealed bytes.
+    pub size: u64,
+    /// Data shards.
+    pub k: u8,
+    /// Parity shards.
+    pub m: u8,
+    /// Bytes per shard.
+    pub shard_size: u64,
+    /// Healthy shards.
+    pub healthy: usize,
+    /// Every shard: (index, id, host, state).
+    pub shards: Vec<(u8, ShardId, HostId, String)>,
+}
+
+/// Packs by health.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Health {
+    /// Live packs.
+    pub packs_total: u64,
+    /// All k+m shards healthy.
+    pub packs_full: u64,
+    /// At least k but fewer than k+m healthy.
+    pub packs_degraded: u64,
+    /// Fewer than k healthy: unreadable until hosts come back.
+    pub packs_lost: u64,
+}
+
+const HEALTHY: &str = "(SELECT COUNT(*) FROM shards s JOIN hosts h ON h.id = s.host
+                        WHERE s.pack = p.id AND s.state = 'ok' AND h.last_seen >= ?1)";
+
+impl Store {
+    /// Up to `limit` live packs with fewer than k+m healthy shards, most endangered first.
+    pub fn degraded_packs(&self, cutoff: u64, limit: usize) -> Result<Vec<DegradedPack>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT p.id, p.size, p.k, p.m, p.shard_size, {HEALTHY} AS healthy FROM packs p
+             WHERE p.state = 'live' AND {HEALTHY} < p.k + p.m
+             ORDER BY healthy - p.k, p.created LIMIT ?2"
+        ))?;
+        let rows = stmt
+            .query_map(params![cutoff as i64, limit as i64], |r| {
+                Ok(DegradedPack {
+                    id: PackId::from_bytes(blob32(r.get(0)?)?),
+                    size: r.get::<_, i64>(1)? as u64,
+                    k: r.get(2)?,
+                    m: r.get(3)?,
+                    shard_size: r.get::<_, i64>(4)? as u64,
+                    healthy: r.get::<_, i64>(5)? as usize,
+                    shards: Vec::new(),
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut out = Vec::with_capacity(rows.len());
+        for mut p in rows {
+            p.shards = shards_of(&conn, &p.id)?;
+            out.push(p);
+        }
+        Ok(out)
+    }
+
+    /// Live packs by health.
+    pub fn health(&self, cutoff: u64) -> Result<Health, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!("SELECT p.k, p.m, {HEALTHY} FROM packs p WHERE p.state = 'live'"))?;
+        let mut h = Health::default();
+        let rows =
+            stmt.query_map([cutoff as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))?;
+        for row in rows {
+            let (k, m, healthy) = row?;
+            h.packs_total += 1;
+            if healthy >= k + m {
+                h.packs_full += 1;
+            } else if healthy >= k {
+                h.packs_degraded += 1;
+            } else {
+                h.packs_lost += 1;
+            }
+        }
+        Ok(h)
+    }
+
+    /// Moves shard `index` of `pack` from `old` to `new` (where its rebuilt copy is now
+    /// durable) if it is still on `old`; the copy left on `old` is queued for deletion.
+    pub fn move_shard(&self, pack: &PackId, index: u8, old: HostId, new: HostId, now: u64) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let hash: Option<Vec<u8>> = tx
+            .query_row(
+                "SELECT hash FROM shards s JOIN packs p ON p.id = s.pack
+                 WHERE s.pack = ?1 AND s.idx = ?2 AND s.host = ?3 AND p.state = 'live'",
+                params![&pack.as_bytes()[..], index, old.0 as i64],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(hash) = hash else { return Ok(false) };
+        tx.execute(
+            "UPDATE shards SET host = ?3, state = 'ok' WHERE pack = ?1 AND idx = ?2",
+            params![&pack.as_bytes()[..], index, new.0 as i64],
+        )?;
+        if old != new {
+            tx.execute(
+                "INSERT OR IGNORE INTO orphans (host, hash, since) VALUES (?1, ?2, ?3)",
+                params![old.0 as i64, hash, now as i64],
+            )?;
+        }
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Shard copies hosts should no longer keep: (host, shard). A copy that a live shard row
+    /// still places on that host is never listed.
+    pub fn orphans(&self, limit: usize) -> Result<Vec<(HostId, ShardId)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT o.host, o.hash FROM orphans o
+             WHERE NOT EXISTS (SELECT 1 FROM shards s WHERE s.host = o.host AND s.hash = o.hash) LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            Ok((HostId(r.get::<_, i64>(0)? as u64), ShardId::from_bytes(blob32(r.get(1)?)?)))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Forgets an orphan its host has deleted.
+    pub fn orphan_deleted(&self, host: HostId, shard: &ShardId) -> Result<(), StoreError> {
+        self.conn().execute(
+            "DELETE FROM orphans WHERE host = ?1 AND hash = ?2",
+            params![host.0 as i64, &shard.as_bytes()[..]],
+        )?;
+        Ok(())
+    }
+}
