@@ -110,8 +110,10 @@ async fn repair(shared: &Arc<Shared>, hosts: &[HostRow], cutoff: u64, pack: &Deg
     let used: HashSet<HostId> = good.iter().map(|(_, _, h, _)| *h).collect();
     let candidates: Vec<_> =
         crate::api::candidates(shared, hosts).into_iter().filter(|c| !used.contains(&c.host)).collect();
-    let mut targets = crate::placement::choose(&candidates, bad.len(), pack.shard_size, &mut rand::thread_rng())
-        .map_err(|e| e.to_string())?;
+    let placed: Vec<&str> = good.iter().filter_map(|(_, _, h, _)| host(*h)).map(|h| h.zone.as_str()).collect();
+    let mut targets =
+        crate::placement::choose(&candidates, bad.len(), pack.shard_size, &placed, &mut rand::thread_rng())
+            .map_err(|e| e.to_string())?;
     let mut repaired = 0;
     for (index, shard, old, _) in bad {
         let Some(new) = targets.pop() else { break };

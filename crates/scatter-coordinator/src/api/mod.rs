@@ -194,7 +194,7 @@ fn room(sh: &Shared, hosts: &[crate::store::HostRow], reserved: &HashMap<HostId,
         .map(|h| {
             let r = reserved.get(&h.id).copied().unwrap_or(0);
             let by_capacity = h.capacity.saturating_sub(h.catalog_used.max(h.reported_used) + r);
-            Candidate { host: h.id, free: by_capacity.min(h.free.saturating_sub(r)) }
+            Candidate { host: h.id, free: by_capacity.min(h.free.saturating_sub(r)), zone: h.zone.clone() }
         })
         .collect()
 }
@@ -281,7 +281,8 @@ async fn place(State(sh): S, headers: HeaderMap, Body(req): Body<PlaceRequest>) 
     let reserved = reserved_by_host(&mut reservations);
     let candidates: Vec<Candidate> =
         room(&sh, &hosts, &reserved).into_iter().filter(|c| !req.exclude.contains(&c.host)).collect();
-    let chosen = placement::choose(&candidates, req.shards.len(), req.shard_size, &mut rand::thread_rng())
+    let placed: Vec<&str> = hosts.iter().filter(|h| req.exclude.contains(&h.id)).map(|h| h.zone.as_str()).collect();
+    let chosen = placement::choose(&candidates, req.shards.len(), req.shard_size, &placed, &mut rand::thread_rng())
         .map_err(|e| ApiError::TooFewHosts { needed: e.needed, available: e.available, shard_size: req.shard_size })?;
     let mut targets = Vec::with_capacity(chosen.len());
     for (shard, host) in req.shards.iter().zip(chosen) {
