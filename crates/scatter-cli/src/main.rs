@@ -314,11 +314,31 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum AdminCmd {
+    /// Hosts: list them, or drain one.
+    Host {
+        #[command(subcommand)]
+        command: HostCmd,
+    },
     /// The grid's data health: packs with all k+m shards healthy, degraded, lost, and repair.
     Health {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum HostCmd {
+    /// Every host with state, last heartbeat, capacity, used bytes and shards held.
+    Ls {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move every shard off a host (keeping full redundancy throughout), then retire it.
+    Drain {
+        /// The host's id, e.g. h3 or 3.
+        id: String,
     },
 }
 
@@ -655,6 +675,42 @@ async fn run(cmd: Cmd) -> Result<i32> {
                     );
                 }
             }
+        }
+        Cmd::Admin { command: AdminCmd::Host { command: HostCmd::Ls { json } } } => {
+            let (_, p) = load()?;
+            let s = p.coordinator()?.status().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s.hosts)?);
+            } else {
+                println!(
+                    "{:<5} {:<9} {:<10} {:>12} {:>12} {:>8} {:>10}  address",
+                    "id", "state", "zone", "capacity", "used", "shards", "last seen"
+                );
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                for h in s.hosts {
+                    println!(
+                        "{:<5} {:<9} {:<10} {:>12} {:>12} {:>8} {:>9}s  {}",
+                        h.id.to_string(),
+                        h.state.to_string(),
+                        h.zone,
+                        ByteSize(h.capacity).to_string(),
+                        ByteSize(h.used).to_string(),
+                        h.shards,
+                        now.saturating_sub(h.last_seen),
+                        h.address
+                    );
+                }
+            }
+        }
+        Cmd::Admin { command: AdminCmd::Host { command: HostCmd::Drain { id } } } => {
+            let (_, p) = load()?;
+            let host: scatter_core::HostId =
+                id.parse().map_err(|_| anyhow::anyhow!("`{id}` is not a host id (e.g. h3)"))?;
+            p.coordinator()?.drain(host).await?;
+            println!("Host {host} is draining: its shards are rebuilt on other hosts while it keeps serving them; it is retired once empty (`scatter admin host ls`).");
         }
         Cmd::Admin { command: AdminCmd::Health { json } } => {
             let (_, p) = load()?;

@@ -34,8 +34,13 @@ async fn lost_hosts_are_repaired_so_further_losses_are_survived() {
     env.grid.kill_host(0);
     env.grid.kill_host(1);
     let killed = Instant::now();
-    while health(&env)["packs_degraded"] == 0 {
-        assert!(killed.elapsed() < Duration::from_secs(30), "the coordinator never noticed the dead hosts");
+    loop {
+        let hosts: serde_json::Value =
+            serde_json::from_str(&env.ok(&["admin", "host", "ls", "--json"])).expect("host ls is JSON");
+        if hosts[0]["state"] == "offline" && hosts[1]["state"] == "offline" {
+            break;
+        }
+        assert!(killed.elapsed() < Duration::from_secs(30), "the coordinator never noticed the dead hosts: {hosts}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let took = wait_full(&env, Duration::from_secs(90)).await;
@@ -59,4 +64,37 @@ async fn lost_hosts_are_repaired_so_further_losses_are_survived() {
         assert!(Instant::now() < deadline, "surplus shards stayed on the returning host");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drained_host_can_be_removed_without_loss() {
+    let mut env = grid(8).await;
+    let file = env.write_random("data", 32 << 20, 11);
+    env.put(&file, "data");
+    let hosts = |env: &Env| -> serde_json::Value {
+        serde_json::from_str(&env.ok(&["admin", "host", "ls", "--json"])).expect("host ls is JSON")
+    };
+    let held = hosts(&env)[0]["shards"].as_u64().expect("shards");
+    assert!(held > 0, "host h1 holds no shard to drain");
+    let out = env.ok(&["admin", "host", "drain", "h1"]);
+    assert!(out.contains("draining"), "{out}");
+    let started = Instant::now();
+    loop {
+        let h = hosts(&env);
+        if h[0]["state"] == "retired" {
+            assert_eq!(h[0]["shards"], 0, "{h}");
+            break;
+        }
+        // Reads keep working while the host drains.
+        assert!(started.elapsed() < Duration::from_secs(90), "h1 was not drained in time: {h}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    wait_full(&env, Duration::from_secs(30)).await;
+    // Remove the retired host and lose two more: every pack still has k shards.
+    env.grid.kill_host(0);
+    env.grid.kill_host(1);
+    env.grid.kill_host(2);
+    env.get_and_compare("data", &file);
+    let err = env.fails(&["admin", "host", "drain", "h99"]);
+    assert!(err.contains("no host h99"), "{err}");
 }

@@ -127,6 +127,12 @@ impl Coordinator {
         Ok(r.removed)
     }
 
+    /// Starts draining a host (admins only).
+    pub async fn drain(&self, host: scatter_core::HostId) -> Result<(), ClientError> {
+        let _: serde_json::Value = self.post("/v1/admin/hosts/drain", &DrainRequest { host }).await?;
+        Ok(())
+    }
+
     /// The grid's data health (admins only).
     pub async fn admin_health(&self) -> Result<serde_json::Value, ClientError> {
         self.send(self.http.get(format!("{}/v1/admin/health", self.base))).await

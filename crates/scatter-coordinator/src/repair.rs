@@ -7,7 +7,9 @@
 //! an online host that holds no other shard of the pack, and moves the shard in the catalog
 //! in one transaction. The copy left on a dead host is queued as an orphan and deleted if
 //! that host comes back. At most [`PACKS_PER_PASS`] packs are repaired per pass, so repair
-//! cannot starve users.
+//! cannot starve users. Draining a host uses the same path: its shards stop counting as
+//! healthy, so they are rebuilt elsewhere while the host still serves them (no moment with
+//! less redundancy), and the host is retired once it holds nothing.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -51,10 +53,8 @@ async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {
     let cutoff = now().saturating_sub(shared.offline_after.as_secs());
     let packs = blocking(shared, move |s| s.degraded_packs(cutoff, PACKS_PER_PASS)).await?;
     shared.metrics.repair_queue.store(packs.len() as u64, Ordering::Relaxed);
-    if packs.is_empty() {
-        return Ok(());
-    }
     let hosts = blocking(shared, |s| s.hosts()).await?;
+    retire_drained(shared, &hosts).await?;
     for pack in packs {
         match repair(shared, &hosts, cutoff, &pack).await {
             Ok(n) => {
@@ -69,7 +69,17 @@ async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {
 }
 
 fn healthy(host: Option<&HostRow>, state: &str, cutoff: u64) -> bool {
-    state == "ok" && host.is_some_and(|h| h.last_seen >= cutoff)
+    state == "ok" && host.is_some_and(|h| h.last_seen >= cutoff && h.state == "active")
+}
+
+/// A draining host whose every shard has moved is retired.
+async fn retire_drained(shared: &Arc<Shared>, hosts: &[HostRow]) -> Result<(), crate::store::StoreError> {
+    for h in hosts.iter().filter(|h| h.state == "draining" && h.shards == 0) {
+        let id = h.id;
+        blocking(shared, move |s| s.set_host_state(id, "retired")).await?;
+        tracing::info!(host = %id, "host drained and retired: it holds no shard any more");
+    }
+    Ok(())
 }
 
 /// Repairs one pack; returns how many shards were rebuilt and stored.

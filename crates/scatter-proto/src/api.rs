@@ -88,15 +88,24 @@ pub struct RegisterResponse {
 pub enum HostState {
     /// Heartbeating.
     Online,
-    /// Missed heartbeats for longer than the grace.
+    /// Missed heartbeats for half the grace: gets no new shards, its shards still count.
+    Suspect,
+    /// Missed heartbeats for longer than the grace: its shards are repaired elsewhere.
     Offline,
+    /// Its shards are being moved off; gets no new shards.
+    Draining,
+    /// Drained: holds nothing and gets nothing.
+    Retired,
 }
 
 impl std::fmt::Display for HostState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             HostState::Online => "online",
+            HostState::Suspect => "suspect",
             HostState::Offline => "offline",
+            HostState::Draining => "draining",
+            HostState::Retired => "retired",
         })
     }
 }
@@ -116,6 +125,19 @@ pub struct HostInfo {
     pub capacity: u64,
     /// Bytes of shards the catalog places there.
     pub used: u64,
+    /// Shards the catalog places there.
+    #[serde(default)]
+    pub shards: u64,
+    /// Unix time of its last heartbeat.
+    #[serde(default)]
+    pub last_seen: u64,
+}
+
+/// `POST /v1/admin/hosts/drain`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DrainRequest {
+    /// The host to drain.
+    pub host: HostId,
 }
 
 /// `GET /v1/status`.

@@ -64,6 +64,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/snapshots/forget", post(backup::forget))
         .route("/v1/prune", post(backup::prune))
         .route("/v1/admin/health", get(crate::metrics::health))
+        .route("/v1/admin/hosts/drain", post(drain))
         .route("/metrics", get(crate::metrics::metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(shared)
@@ -190,7 +191,7 @@ async fn register(State(sh): S, Body(req): Body<RegisterRequest>) -> ApiResult<R
 fn room(sh: &Shared, hosts: &[crate::store::HostRow], reserved: &HashMap<HostId, u64>) -> Vec<Candidate> {
     hosts
         .iter()
-        .filter(|h| is_online(sh, h.last_seen))
+        .filter(|h| host_state(sh, h) == HostState::Online)
         .map(|h| {
             let r = reserved.get(&h.id).copied().unwrap_or(0);
             let by_capacity = h.capacity.saturating_sub(h.catalog_used.max(h.reported_used) + r);
@@ -219,6 +220,18 @@ fn is_online(sh: &Shared, last_seen: u64) -> bool {
     now().saturating_sub(last_seen) <= sh.offline_after.as_secs()
 }
 
+/// A host's state: administrative first, then by how long ago it was heard from.
+pub(crate) fn host_state(sh: &Shared, h: &crate::store::HostRow) -> HostState {
+    let silent = now().saturating_sub(h.last_seen);
+    match h.state.as_str() {
+        "retired" => HostState::Retired,
+        "draining" => HostState::Draining,
+        _ if silent > sh.offline_after.as_secs() => HostState::Offline,
+        _ if silent * 2 > sh.offline_after.as_secs() => HostState::Suspect,
+        _ => HostState::Online,
+    }
+}
+
 async fn status(State(sh): S, headers: HeaderMap) -> ApiResult<StatusResponse> {
     user(&sh, &headers).await?;
     let hosts = db(&sh, |s| s.hosts()).await?;
@@ -227,7 +240,9 @@ async fn status(State(sh): S, headers: HeaderMap) -> ApiResult<StatusResponse> {
             .into_iter()
             .map(|h| HostInfo {
                 id: h.id,
-                state: if is_online(&sh, h.last_seen) { HostState::Online } else { HostState::Offline },
+                state: host_state(&sh, &h),
+                shards: h.shards,
+                last_seen: h.last_seen,
                 address: h.address,
                 zone: h.zone,
                 capacity: h.capacity,
@@ -466,5 +481,18 @@ async fn report_shard(
     if known {
         tracing::warn!(%host, %shard, user = %u.id, %problem, "shard reported bad");
     }
+    Ok(Json(serde_json::json!({})))
+}
+
+async fn drain(State(sh): S, headers: HeaderMap, Body(req): Body<DrainRequest>) -> ApiResult<serde_json::Value> {
+    let u = user(&sh, &headers).await?;
+    if u.role != "admin" {
+        return Err(ApiError::Forbidden("draining a host is for admins".into()));
+    }
+    let host = req.host;
+    if !db(&sh, move |s| s.set_host_state(host, "draining")).await? {
+        return Err(ApiError::NotFound(format!("there is no host {host}; `scatter status` lists them")));
+    }
+    tracing::info!(%host, by = %u.id, "host draining");
     Ok(Json(serde_json::json!({})))
 }

@@ -16,7 +16,7 @@ mod repair;
 pub use backup::{SnapshotRow, Swept};
 pub use repair::{DegradedPack, Health};
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS hosts (
     reported_used INTEGER NOT NULL DEFAULT 0,
     free INTEGER NOT NULL DEFAULT 0,
     last_seen INTEGER NOT NULL,
-    joined INTEGER NOT NULL
+    joined INTEGER NOT NULL,
+    state TEXT NOT NULL DEFAULT 'active'
 );
 CREATE TABLE IF NOT EXISTS tokens (hash BLOB PRIMARY KEY, role TEXT NOT NULL, used INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS users (
@@ -123,7 +124,10 @@ CREATE TABLE IF NOT EXISTS session_refs (
 ";
 
 /// Upgrades from older schema versions, in order.
-const MIGRATIONS: &[(i64, &str)] = &[(1, "ALTER TABLE sessions ADD COLUMN expires INTEGER NOT NULL DEFAULT 0;")];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, "ALTER TABLE sessions ADD COLUMN expires INTEGER NOT NULL DEFAULT 0;"),
+    (2, "ALTER TABLE hosts ADD COLUMN state TEXT NOT NULL DEFAULT 'active';"),
+];
 
 /// A catalog failure.
 #[derive(Debug, thiserror::Error)]
@@ -177,6 +181,10 @@ pub struct HostRow {
     pub last_seen: u64,
     /// Bytes of shards the catalog places on it.
     pub catalog_used: u64,
+    /// `active`, `draining` (its shards are being moved off) or `retired`.
+    pub state: String,
+    /// Shards the catalog places on it.
+    pub shards: u64,
 }
 
 /// A user as stored.
@@ -371,6 +379,11 @@ impl Store {
         Ok(())
     }
 
+    /// Sets a host's administrative state; false if there is no such host.
+    pub fn set_host_state(&self, id: HostId, state: &str) -> Result<bool, StoreError> {
+        Ok(self.conn().execute("UPDATE hosts SET state = ?2 WHERE id = ?1", params![id.0 as i64, state])? > 0)
+    }
+
     /// The hash of a host's secret, if the host is registered.
     pub fn host_secret_hash(&self, id: HostId) -> Result<Option<[u8; 32]>, StoreError> {
         let conn = self.conn();
@@ -384,7 +397,8 @@ impl Store {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT h.id, h.address, h.zone, h.capacity, h.reported_used, h.free, h.last_seen,
-                    COALESCE((SELECT SUM(p.shard_size) FROM shards s JOIN packs p ON p.id = s.pack WHERE s.host = h.id), 0)
+                    COALESCE((SELECT SUM(p.shard_size) FROM shards s JOIN packs p ON p.id = s.pack WHERE s.host = h.id), 0),
+                    h.state, (SELECT COUNT(*) FROM shards s WHERE s.host = h.id)
              FROM hosts h ORDER BY h.id",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -397,6 +411,8 @@ impl Store {
                 free: r.get::<_, i64>(5)? as u64,
                 last_seen: r.get::<_, i64>(6)? as u64,
                 catalog_used: r.get::<_, i64>(7)? as u64,
+                state: r.get(8)?,
+                shards: r.get::<_, i64>(9)? as u64,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -1,8 +1,9 @@
 //! What repair needs from the catalog: packs short of healthy shards, the grid's data
 //! health, atomic shard moves, and shards left behind on hosts that must be deleted.
 //!
-//! A shard is *healthy* when its state is `ok` and its host has sent a heartbeat since the
-//! cutoff the caller passes (now minus the offline grace).
+//! A shard is *healthy* when its state is `ok` and its host is active (not draining or
+//! retired) and has sent a heartbeat since the cutoff the caller passes (now minus the
+//! offline grace).
 
 use rusqlite::{params, OptionalExtension};
 use scatter_core::{HostId, PackId, ShardId};
@@ -42,7 +43,7 @@ pub struct Health {
 }
 
 const HEALTHY: &str = "(SELECT COUNT(*) FROM shards s JOIN hosts h ON h.id = s.host
-                        WHERE s.pack = p.id AND s.state = 'ok' AND h.last_seen >= ?1)";
+                        WHERE s.pack = p.id AND s.state = 'ok' AND h.last_seen >= ?1 AND h.state = 'active')";
 
 impl Store {
     /// Up to `limit` live packs with fewer than k+m healthy shards, most endangered first.
