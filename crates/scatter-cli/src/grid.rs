@@ -26,6 +26,8 @@ pub struct GridOptions {
     pub session_ttl: String,
     /// Period of the coordinator's repair checker.
     pub checker_interval: String,
+    /// Age at which unknown shards on hosts are deleted.
+    pub orphan_grace: String,
     /// Passphrase of the grid's first user.
     pub passphrase: String,
 }
@@ -39,6 +41,7 @@ impl Default for GridOptions {
             offline_after: "4s".into(),
             session_ttl: "6s".into(),
             checker_interval: "2s".into(),
+            orphan_grace: "20s".into(),
             passphrase: "scatter-dev".into(),
         }
     }
@@ -172,6 +175,8 @@ impl Grid {
                 &self.opts.session_ttl,
                 "--checker-interval",
                 &self.opts.checker_interval,
+                "--orphan-grace",
+                &self.opts.orphan_grace,
             ],
             &log,
         )?;

@@ -48,6 +48,9 @@ enum Cmd {
         /// How often to look for packs short of healthy shards and repair them.
         #[arg(long, default_value = "30s", value_parser = duration::parse)]
         checker_interval: Duration,
+        /// Shards on hosts that the catalog does not know are deleted once this old.
+        #[arg(long, default_value = "1h", value_parser = duration::parse)]
+        orphan_grace: Duration,
     },
     /// Run a storage host that offers disk space to the grid.
     Host {
@@ -529,10 +532,24 @@ async fn run(cmd: Cmd) -> Result<i32> {
         Cmd::Check { read_data, read_data_subset, json } => {
             return backups::check(read_data, read_data_subset, json).await
         }
-        Cmd::Coordinator { data_dir, listen, offline_after, public_url, session_ttl, checker_interval } => {
+        Cmd::Coordinator {
+            data_dir,
+            listen,
+            offline_after,
+            public_url,
+            session_ttl,
+            checker_interval,
+            orphan_grace,
+        } => {
             let listener = bind(&listen).await?;
-            let config =
-                scatter_coordinator::Config { data_dir, offline_after, public_url, session_ttl, checker_interval };
+            let config = scatter_coordinator::Config {
+                data_dir,
+                offline_after,
+                public_url,
+                session_ttl,
+                checker_interval,
+                orphan_grace,
+            };
             scatter_coordinator::run(config, listener, shutdown_signal()).await?;
         }
         Cmd::Host { data_dir, listen, coordinator, join_token, capacity, zone, heartbeat, public_url } => {

@@ -36,6 +36,9 @@ pub struct Config {
     pub session_ttl: Duration,
     /// How often the checker looks for packs short of healthy shards and repairs them.
     pub checker_interval: Duration,
+    /// Shards a host holds that the catalog does not know are deleted once this old (an
+    /// interrupted put leaves them; a running one commits well within it).
+    pub orphan_grace: Duration,
 }
 
 /// Why the coordinator could not start or stopped.
@@ -72,6 +75,7 @@ pub(crate) struct Shared {
     pub offline_after: Duration,
     pub session_ttl: Duration,
     pub checker_interval: Duration,
+    pub orphan_grace: Duration,
     pub metrics: metrics::Metrics,
     pub reservations: std::sync::Mutex<api::Reservations>,
     pub http: reqwest::Client,
@@ -154,6 +158,7 @@ pub async fn run(
         offline_after: config.offline_after,
         session_ttl: config.session_ttl,
         checker_interval: config.checker_interval,
+        orphan_grace: config.orphan_grace,
         metrics: Default::default(),
         reservations: Default::default(),
         http: reqwest::Client::builder()

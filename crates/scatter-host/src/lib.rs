@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use ed25519_dalek::VerifyingKey;
 use scatter_core::{ByteSize, HostId};
-use scatter_proto::api::{ErrorBody, HeartbeatRequest, JoinRequest, JoinResponse};
+use scatter_proto::api::{ErrorBody, HeartbeatRequest, InventoryRequest, InventoryResponse, JoinRequest, JoinResponse};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
@@ -142,9 +142,20 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<(), HostError> {
     std::fs::rename(&tmp, path).map_err(io_err(path))
 }
 
+/// Heartbeats between two inventories.
+const BEATS_PER_INVENTORY: u32 = 5;
+/// Shard bytes re-hashed per inventory round by the scrubber.
+const SCRUB_BYTES_PER_ROUND: u64 = 256 << 20;
+
 async fn heartbeats(config: Config, shared: Arc<Shared>, secret: String, address: String, http: reqwest::Client) {
     let url = format!("{}/v1/hosts/heartbeat", config.coordinator);
+    let mut beats = 0u32;
+    let mut scrub_from = 0usize;
     loop {
+        beats += 1;
+        if beats % BEATS_PER_INVENTORY == 1 {
+            scrub_from = report_inventory(&config, &shared, &secret, &http, scrub_from).await;
+        }
         let store = shared.store.clone();
         let free = tokio::task::spawn_blocking(move || store.disk_free()).await.unwrap_or(0);
         let req = HeartbeatRequest {
@@ -162,6 +173,62 @@ async fn heartbeats(config: Config, shared: Arc<Shared>, secret: String, address
         }
         tokio::time::sleep(config.heartbeat).await;
     }
+}
+
+/// Scrubs the next slice of shards (re-hashing them; bad ones are quarantined), then sends
+/// the inventory so the coordinator can mark missing shards lost and unknown ones orphaned.
+/// Returns where the next scrub starts.
+async fn report_inventory(
+    config: &Config,
+    shared: &Arc<Shared>,
+    secret: &str,
+    http: &reqwest::Client,
+    scrub_from: usize,
+) -> usize {
+    let store = shared.store.clone();
+    let scanned = tokio::task::spawn_blocking(move || {
+        let mut inv = store.inventory()?;
+        inv.sort_by_key(|(id, _)| *id);
+        let mut next = scrub_from;
+        let mut budget = SCRUB_BYTES_PER_ROUND;
+        let mut bad = Vec::new();
+        while budget > 0 && !inv.is_empty() {
+            let (id, _) = inv[next % inv.len()];
+            if !store.scrub(&id) {
+                tracing::warn!(shard = %id, "scrub found a corrupt shard; quarantined, the grid will repair it");
+                bad.push(id);
+            }
+            budget = budget.saturating_sub(store.shard_len(&id).unwrap_or(1 << 20).max(1));
+            next += 1;
+            if next - scrub_from >= inv.len() {
+                break;
+            }
+        }
+        inv.retain(|(id, _)| !bad.contains(id));
+        Ok::<_, std::io::Error>((inv, next))
+    })
+    .await;
+    let (shards, next) = match scanned {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not list the shards for the inventory");
+            return scrub_from;
+        }
+        Err(_) => return scrub_from,
+    };
+    let req = InventoryRequest { host_id: shared.id, host_secret: secret.to_owned(), shards };
+    match http.post(format!("{}/v1/hosts/inventory", config.coordinator)).json(&req).send().await {
+        Ok(r) if r.status().is_success() => {
+            if let Ok(res) = r.json::<InventoryResponse>().await {
+                if res.lost + res.orphaned > 0 {
+                    tracing::info!(lost = res.lost, orphaned = res.orphaned, "inventory reconciled");
+                }
+            }
+        }
+        Ok(r) => tracing::warn!(status = %r.status(), "the coordinator refused the inventory"),
+        Err(e) => tracing::debug!(error = %e, "inventory not sent; the coordinator is unreachable"),
+    }
+    next
 }
 
 /// Serves the host on `listener` until `shutdown` resolves.

@@ -115,6 +115,42 @@ impl DiskStore {
         self.root.join("shards").join(&hex[..2]).join(hex)
     }
 
+    /// Every shard held, with its age in seconds (since its file was written).
+    pub fn inventory(&self) -> std::io::Result<Vec<(ShardId, u64)>> {
+        let now = std::time::SystemTime::now();
+        let mut out = Vec::new();
+        for fan in std::fs::read_dir(self.root.join("shards"))? {
+            let fan = fan?;
+            if !fan.file_type()?.is_dir() {
+                continue;
+            }
+            for f in std::fs::read_dir(fan.path())? {
+                let f = f?;
+                let Some(id) = f.file_name().to_str().and_then(|n| n.parse::<ShardId>().ok()) else { continue };
+                let age = f
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| now.duration_since(t).ok())
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                out.push((id, age));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Re-hashes one shard; a shard that fails is quarantined (and so leaves the inventory).
+    /// Returns whether it is intact.
+    pub fn scrub(&self, id: &ShardId) -> bool {
+        !matches!(self.read(id, None), Err(ShardError::Corrupt(_)))
+    }
+
+    /// The size of a stored shard.
+    pub fn shard_len(&self, id: &ShardId) -> Option<u64> {
+        std::fs::metadata(self.path(id)).ok().map(|m| m.len())
+    }
+
     /// Whether the shard is stored.
     pub fn contains(&self, id: &ShardId) -> bool {
         self.path(id).exists()

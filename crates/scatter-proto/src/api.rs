@@ -62,6 +62,26 @@ pub struct HeartbeatRequest {
     pub free: ByteSize,
 }
 
+/// A host's shard inventory, sent every few heartbeats for reconciliation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InventoryRequest {
+    /// Which host.
+    pub host_id: HostId,
+    /// Its secret from the join.
+    pub host_secret: String,
+    /// Every intact shard it holds, with its age in seconds.
+    pub shards: Vec<(ShardId, u64)>,
+}
+
+/// What the coordinator made of an inventory.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct InventoryResponse {
+    /// Shards the catalog expected on the host that it lacks: marked lost, to be repaired.
+    pub lost: u64,
+    /// Shards the host holds that the catalog does not know (older than the grace): to delete.
+    pub orphaned: u64,
+}
+
 /// A user registers its public key with a token (the admin token, or later an invite).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RegisterRequest {

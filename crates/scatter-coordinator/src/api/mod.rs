@@ -45,6 +45,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/health", get(|| async { "ok" }))
         .route("/v1/hosts/join", post(join))
         .route("/v1/hosts/heartbeat", post(heartbeat))
+        .route("/v1/hosts/inventory", post(inventory))
         .route("/v1/users/register", post(register))
         .route("/v1/status", get(status))
         .route("/v1/sessions", post(create_session))
@@ -154,18 +155,35 @@ async fn join(State(sh): S, Body(req): Body<JoinRequest>) -> ApiResult<JoinRespo
     }))
 }
 
-async fn heartbeat(State(sh): S, Body(req): Body<HeartbeatRequest>) -> ApiResult<serde_json::Value> {
-    check_address(&req.address)?;
+/// Checks a host's secret against the hash stored at join.
+async fn check_host(sh: &Arc<Shared>, id: HostId, secret: &str) -> Result<(), ApiError> {
     // Only the one host's secret: a heartbeat must not cost an aggregate over every shard.
-    let id = req.host_id;
-    let stored = db(&sh, move |s| s.host_secret_hash(id)).await?;
-    let valid = stored.is_some_and(|h| bool::from(secret_hash(&req.host_secret).ct_eq(&h)));
-    if !valid {
+    let stored = db(sh, move |s| s.host_secret_hash(id)).await?;
+    if !stored.is_some_and(|h| bool::from(secret_hash(secret).ct_eq(&h))) {
         return Err(ApiError::Unauthorized(format!(
-            "host {} is not registered with this secret; remove the host's data directory to join again",
-            req.host_id
+            "host {id} is not registered with this secret; remove the host's data directory to join again"
         )));
     }
+    Ok(())
+}
+
+async fn inventory(State(sh): S, Body(req): Body<InventoryRequest>) -> ApiResult<InventoryResponse> {
+    check_host(&sh, req.host_id, &req.host_secret).await?;
+    // A pack committed moments ago may have been listed before its upload finished: only
+    // packs older than a settling time (a sixth of the orphan grace, at least 10 s) count.
+    let grace = sh.orphan_grace.as_secs();
+    let settled = now().saturating_sub((grace / 6).max(10));
+    let host = req.host_id;
+    let (lost, orphaned) = db(&sh, move |s| s.reconcile(host, &req.shards, settled, grace, now())).await?;
+    if lost + orphaned > 0 {
+        tracing::warn!(%host, lost, orphaned, "inventory differs from the catalog; lost shards will be repaired");
+    }
+    Ok(Json(InventoryResponse { lost, orphaned }))
+}
+
+async fn heartbeat(State(sh): S, Body(req): Body<HeartbeatRequest>) -> ApiResult<serde_json::Value> {
+    check_address(&req.address)?;
+    check_host(&sh, req.host_id, &req.host_secret).await?;
     db(&sh, move |s| s.heartbeat(req.host_id, &req.address, req.capacity.0, req.used.0, req.free.0, now())).await?;
     Ok(Json(serde_json::json!({})))
 }

@@ -124,6 +124,56 @@ impl Store {
         Ok(true)
     }
 
+    /// Reconciles a host's inventory with the catalog, in one transaction: shards the catalog
+    /// places on the host (in packs older than `settled`) that the host lacks are marked
+    /// `lost`, so repair rebuilds them; shards the host holds that no shard row places there,
+    /// older than `grace` seconds (a put may still be about to commit them), become orphans
+    /// for the deleter. Returns (lost, orphaned).
+    pub fn reconcile(
+        &self,
+        host: HostId,
+        inventory: &[(ShardId, u64)],
+        settled: u64,
+        grace: u64,
+        now: u64,
+    ) -> Result<(u64, u64), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let h = host.0 as i64;
+        let held: std::collections::HashSet<ShardId> = inventory.iter().map(|(id, _)| *id).collect();
+        let expected: Vec<(Vec<u8>, u8, ShardId)> = tx
+            .prepare(
+                "SELECT s.pack, s.idx, s.hash FROM shards s JOIN packs p ON p.id = s.pack
+                 WHERE s.host = ?1 AND s.state = 'ok' AND p.state = 'live' AND p.created < ?2",
+            )?
+            .query_map(params![h, settled as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, ShardId::from_bytes(blob32(r.get(2)?)?)))
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut lost = 0;
+        for (pack, idx, hash) in expected {
+            if !held.contains(&hash) {
+                lost += tx.execute(
+                    "UPDATE shards SET state = 'lost' WHERE pack = ?1 AND idx = ?2 AND host = ?3",
+                    params![pack, idx, h],
+                )? as u64;
+            }
+        }
+        let mut orphaned = 0;
+        {
+            let mut known = tx.prepare_cached("SELECT 1 FROM shards WHERE host = ?1 AND hash = ?2")?;
+            let mut insert =
+                tx.prepare_cached("INSERT OR IGNORE INTO orphans (host, hash, since) VALUES (?1, ?2, ?3)")?;
+            for (id, age) in inventory {
+                if *age >= grace && !known.exists(params![h, &id.as_bytes()[..]])? {
+                    orphaned += insert.execute(params![h, &id.as_bytes()[..], now as i64])? as u64;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok((lost, orphaned))
+    }
+
     /// Shard copies hosts should no longer keep: (host, shard). A copy that a live shard row
     /// still places on that host is never listed.
     pub fn orphans(&self, limit: usize) -> Result<Vec<(HostId, ShardId)>, StoreError> {
