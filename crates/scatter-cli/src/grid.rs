@@ -236,6 +236,11 @@ impl Grid {
         }
     }
 
+    /// The process id of host `i`, while it runs (to pause it with SIGSTOP, say).
+    pub fn host_pid(&self, i: usize) -> Option<u32> {
+        self.hosts[i].as_ref().map(|c| c.id())
+    }
+
     /// Whether host `i` is running.
     pub fn host_running(&self, i: usize) -> bool {
         self.hosts[i].is_some()

@@ -76,7 +76,6 @@ pub(crate) struct Shared {
     pub session_ttl: Duration,
     pub checker_interval: Duration,
     pub orphan_grace: Duration,
-    pub metrics: metrics::Metrics,
     pub reservations: std::sync::Mutex<api::Reservations>,
     pub http: reqwest::Client,
 }
@@ -159,7 +158,6 @@ pub async fn run(
         session_ttl: config.session_ttl,
         checker_interval: config.checker_interval,
         orphan_grace: config.orphan_grace,
-        metrics: Default::default(),
         reservations: Default::default(),
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))

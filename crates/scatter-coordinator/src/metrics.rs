@@ -1,7 +1,6 @@
 //! Observability: `GET /metrics` in the Prometheus text format, and the data health that
 //! `scatter admin health` prints.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -11,17 +10,6 @@ use axum::Json;
 use crate::api::{db, user};
 use crate::error::ApiError;
 use crate::{now, Shared};
-
-/// Counters kept in memory since the coordinator started.
-#[derive(Debug, Default)]
-pub(crate) struct Metrics {
-    /// Packs the last checker pass found short of healthy shards (capped per pass).
-    pub repair_queue: AtomicU64,
-    /// Shards rebuilt and stored elsewhere.
-    pub shards_repaired: AtomicU64,
-    /// Their bytes.
-    pub bytes_repaired: AtomicU64,
-}
 
 /// The grid's data health, as JSON.
 pub(crate) async fn health(
@@ -34,14 +22,15 @@ pub(crate) async fn health(
     }
     let cutoff = now().saturating_sub(sh.offline_after.as_secs());
     let h = db(&sh, move |s| s.health(cutoff)).await?;
+    let (shards_repaired, bytes_repaired) = db(&sh, |s| s.repair_totals()).await?;
     Ok(Json(serde_json::json!({
         "packs_total": h.packs_total,
         "packs_full": h.packs_full,
         "packs_degraded": h.packs_degraded,
         "packs_lost": h.packs_lost,
         "repair_queue": h.packs_degraded + h.packs_lost,
-        "shards_repaired": sh.metrics.shards_repaired.load(Ordering::Relaxed),
-        "bytes_repaired": sh.metrics.bytes_repaired.load(Ordering::Relaxed),
+        "shards_repaired": shards_repaired,
+        "bytes_repaired": bytes_repaired,
     })))
 }
 
@@ -52,7 +41,7 @@ pub(crate) async fn metrics(State(sh): State<Arc<Shared>>) -> Result<String, Api
     let hosts = db(&sh, |s| s.hosts()).await?;
     let online = hosts.iter().filter(|x| x.last_seen >= cutoff).count();
     let stored: u64 = hosts.iter().map(|x| x.catalog_used).sum();
-    let m = &sh.metrics;
+    let (shards_repaired, bytes_repaired) = db(&sh, |s| s.repair_totals()).await?;
     Ok(format!(
         "# HELP scatter_hosts Hosts by state.\n# TYPE scatter_hosts gauge\n\
          scatter_hosts{{state=\"online\"}} {online}\nscatter_hosts{{state=\"offline\"}} {}\n\
@@ -71,7 +60,7 @@ pub(crate) async fn metrics(State(sh): State<Arc<Shared>>) -> Result<String, Api
         h.packs_degraded,
         h.packs_lost,
         h.packs_degraded + h.packs_lost,
-        m.shards_repaired.load(Ordering::Relaxed),
-        m.bytes_repaired.load(Ordering::Relaxed),
+        shards_repaired,
+        bytes_repaired,
     ))
 }

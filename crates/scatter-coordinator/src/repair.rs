@@ -12,7 +12,6 @@
 //! less redundancy), and the host is retired once it holds nothing.
 
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,14 +51,11 @@ async fn blocking<T: Send + 'static>(
 async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {
     let cutoff = now().saturating_sub(shared.offline_after.as_secs());
     let packs = blocking(shared, move |s| s.degraded_packs(cutoff, PACKS_PER_PASS)).await?;
-    shared.metrics.repair_queue.store(packs.len() as u64, Ordering::Relaxed);
     let hosts = blocking(shared, |s| s.hosts()).await?;
     retire_drained(shared, &hosts).await?;
     for pack in packs {
         match repair(shared, &hosts, cutoff, &pack).await {
             Ok(n) => {
-                shared.metrics.shards_repaired.fetch_add(n as u64, Ordering::Relaxed);
-                shared.metrics.bytes_repaired.fetch_add(n as u64 * pack.shard_size, Ordering::Relaxed);
                 tracing::info!(pack = %pack.id, shards = n, healthy_before = pack.healthy, "pack repaired");
             }
             Err(e) => tracing::warn!(pack = %pack.id, error = %e, "pack could not be repaired now"),

@@ -114,6 +114,16 @@ impl Store {
             "UPDATE shards SET host = ?3, state = 'ok' WHERE pack = ?1 AND idx = ?2",
             params![&pack.as_bytes()[..], index, new.0 as i64],
         )?;
+        // Totals survive restarts: they live in the catalog, counted in the same transaction.
+        let size: i64 =
+            tx.query_row("SELECT shard_size FROM packs WHERE id = ?1", [&pack.as_bytes()[..]], |r| r.get(0))?;
+        for (key, add) in [("shards_repaired", 1), ("bytes_repaired", size)] {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + ?2",
+                params![key, add],
+            )?;
+        }
         if old != new {
             tx.execute(
                 "INSERT OR IGNORE INTO orphans (host, hash, since) VALUES (?1, ?2, ?3)",
@@ -172,6 +182,17 @@ impl Store {
         }
         tx.commit()?;
         Ok((lost, orphaned))
+    }
+
+    /// Shards repaired and their bytes, since the catalog was created.
+    pub fn repair_totals(&self) -> Result<(u64, u64), StoreError> {
+        let conn = self.conn();
+        let get = |key: &str| -> Result<u64, StoreError> {
+            let v: Option<String> =
+                conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?;
+            Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
+        };
+        Ok((get("shards_repaired")?, get("bytes_repaired")?))
     }
 
     /// Shard copies hosts should no longer keep: (host, shard). A copy that a live shard row
