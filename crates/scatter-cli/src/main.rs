@@ -700,8 +700,8 @@ async fn run(cmd: Cmd) -> Result<i32> {
                 println!("{}", serde_json::to_string_pretty(&s.hosts)?);
             } else {
                 println!(
-                    "{:<5} {:<9} {:<10} {:>12} {:>12} {:>8} {:>10}  address",
-                    "id", "state", "zone", "capacity", "used", "shards", "last seen"
+                    "{:<5} {:<12} {:<10} {:>12} {:>12} {:>8} {:>10} {:>13}  address",
+                    "id", "state", "zone", "capacity", "used", "shards", "last seen", "audits ok/bad"
                 );
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -709,7 +709,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
                     .unwrap_or(0);
                 for h in s.hosts {
                     println!(
-                        "{:<5} {:<9} {:<10} {:>12} {:>12} {:>8} {:>9}s  {}",
+                        "{:<5} {:<12} {:<10} {:>12} {:>12} {:>8} {:>9}s {:>13}  {}",
                         h.id.to_string(),
                         h.state.to_string(),
                         h.zone,
@@ -717,6 +717,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
                         ByteSize(h.used).to_string(),
                         h.shards,
                         now.saturating_sub(h.last_seen),
+                        format!("{}/{}", h.audits_passed, h.audits_failed),
                         h.address
                     );
                 }

@@ -132,3 +132,31 @@ async fn hosts_reconcile_lost_and_unknown_shards() {
     }
     env.get_and_compare("data", &file);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audits_catch_a_host_whose_data_is_not_what_it_claims() {
+    let env = grid(7).await;
+    let file = env.write_random("data", 16 << 20, 13);
+    env.put(&file, "data");
+    // Host h3 keeps its file names but the bytes are garbage of the same size.
+    let liar = shard_files(&env.grid.host_dir(2));
+    assert!(!liar.is_empty());
+    for f in &liar {
+        let len = std::fs::metadata(f).expect("meta").len() as usize;
+        std::fs::write(f, vec![0x5a; len]).expect("overwrite");
+    }
+    let started = Instant::now();
+    loop {
+        let hosts: serde_json::Value =
+            serde_json::from_str(&env.ok(&["admin", "host", "ls", "--json"])).expect("host ls is JSON");
+        let h = health(&env);
+        let failed = hosts[2]["audits_failed"].as_u64().unwrap_or(0);
+        let passed_elsewhere = hosts.as_array().expect("hosts").iter().any(|x| x["audits_passed"].as_u64() > Some(0));
+        if failed > 0 && passed_elsewhere && h["packs_full"] == h["packs_total"] {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(90), "the bad host was not caught: {hosts} {h}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    env.get_and_compare("data", &file);
+}

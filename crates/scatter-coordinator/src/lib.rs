@@ -5,6 +5,7 @@
 //! ids are keyed hashes. [`run`] serves the HTTP API until shutdown.
 
 mod api;
+mod audit;
 pub mod error;
 mod gc;
 mod metrics;

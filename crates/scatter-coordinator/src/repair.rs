@@ -32,6 +32,9 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Recei
             _ = tokio::time::sleep(shared.checker_interval) => {}
             _ = stop.changed() => return,
         }
+        if let Err(e) = crate::audit::pass(&shared).await {
+            tracing::warn!(error = %e, "audit pass failed; will retry");
+        }
         if let Err(e) = pass(&shared).await {
             tracing::warn!(error = %e, "repair pass failed; will retry");
         }

@@ -4,6 +4,7 @@
 //! Nothing here does I/O or needs an async runtime; everything takes bytes (or a `Read`) and
 //! returns values, so it can be tested exhaustively and used from any pipeline.
 
+pub mod audit;
 pub mod chunker;
 pub mod crypto;
 pub mod erasure;

@@ -1,5 +1,6 @@
-//! The host's shard API: `PUT`, `GET` (with `Range`) and `DELETE /shards/{id}`, each allowed
-//! only by a grant in the `scatter-grant` header.
+//! The host's shard API: `PUT`, `GET` (with `Range`) and `DELETE /shards/{id}`, and
+//! `GET /shards/{id}/proof?start=&len=` (a storage proof for audits), each allowed only by a
+//! grant in the `scatter-grant` header.
 
 use std::sync::Arc;
 
@@ -25,6 +26,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/shards/{id}", get(read).put(store).delete(delete))
+        .route("/shards/{id}/proof", get(proof))
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(shared)
 }
@@ -75,6 +77,30 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ShardError> +
         .await
         .map_err(|e| Refusal::Shard(ShardError::Io(std::io::Error::other(e))))?
         .map_err(Refusal::Shard)
+}
+
+#[derive(serde::Deserialize)]
+struct ProofQuery {
+    start: u64,
+    len: u64,
+}
+
+/// A Bao proof of bytes `start..start+len` of a shard, for the coordinator's audits.
+async fn proof(
+    State(sh): State<Arc<Shared>>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<ProofQuery>,
+) -> Result<Vec<u8>, Refusal> {
+    let id = shard_id(&raw)?;
+    check_grant(&sh, &headers, &id, Op::Get)?;
+    let _permit = sh.uploads.acquire().await.map_err(|_| Refusal::Bad("the host is shutting down".into()))?;
+    let store = sh.store.clone();
+    let data = blocking(move || store.read(&id, None)).await?;
+    tokio::task::spawn_blocking(move || scatter_core::audit::prove(&data, q.start, q.len))
+        .await
+        .map_err(|e| Refusal::Bad(e.to_string()))?
+        .map_err(|e| Refusal::Bad(e.to_string()))
 }
 
 async fn store(

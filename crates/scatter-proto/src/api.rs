@@ -116,6 +116,8 @@ pub enum HostState {
     Draining,
     /// Drained: holds nothing and gets nothing.
     Retired,
+    /// Failed too many audits: treated as lost, gets nothing.
+    Disqualified,
 }
 
 impl std::fmt::Display for HostState {
@@ -126,6 +128,7 @@ impl std::fmt::Display for HostState {
             HostState::Offline => "offline",
             HostState::Draining => "draining",
             HostState::Retired => "retired",
+            HostState::Disqualified => "disqualified",
         })
     }
 }
@@ -151,6 +154,12 @@ pub struct HostInfo {
     /// Unix time of its last heartbeat.
     #[serde(default)]
     pub last_seen: u64,
+    /// Audits passed.
+    #[serde(default)]
+    pub audits_passed: u64,
+    /// Audits failed.
+    #[serde(default)]
+    pub audits_failed: u64,
 }
 
 /// `POST /v1/admin/hosts/drain`.

@@ -243,6 +243,7 @@ pub(crate) fn host_state(sh: &Shared, h: &crate::store::HostRow) -> HostState {
     let silent = now().saturating_sub(h.last_seen);
     match h.state.as_str() {
         "retired" => HostState::Retired,
+        "disqualified" => HostState::Disqualified,
         "draining" => HostState::Draining,
         _ if silent > sh.offline_after.as_secs() => HostState::Offline,
         _ if silent * 2 > sh.offline_after.as_secs() => HostState::Suspect,
@@ -261,6 +262,8 @@ async fn status(State(sh): S, headers: HeaderMap) -> ApiResult<StatusResponse> {
                 state: host_state(&sh, &h),
                 shards: h.shards,
                 last_seen: h.last_seen,
+                audits_passed: h.audits_passed,
+                audits_failed: h.audits_failed,
                 address: h.address,
                 zone: h.zone,
                 capacity: h.capacity,

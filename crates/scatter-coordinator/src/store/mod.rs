@@ -30,7 +30,9 @@ CREATE TABLE IF NOT EXISTS hosts (
     free INTEGER NOT NULL DEFAULT 0,
     last_seen INTEGER NOT NULL,
     joined INTEGER NOT NULL,
-    state TEXT NOT NULL DEFAULT 'active'
+    state TEXT NOT NULL DEFAULT 'active',
+    audits_passed INTEGER NOT NULL DEFAULT 0,
+    audits_failed INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS tokens (hash BLOB PRIMARY KEY, role TEXT NOT NULL, used INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS users (
@@ -126,7 +128,12 @@ CREATE TABLE IF NOT EXISTS session_refs (
 /// Upgrades from older schema versions, in order.
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, "ALTER TABLE sessions ADD COLUMN expires INTEGER NOT NULL DEFAULT 0;"),
-    (2, "ALTER TABLE hosts ADD COLUMN state TEXT NOT NULL DEFAULT 'active';"),
+    (
+        2,
+        "ALTER TABLE hosts ADD COLUMN state TEXT NOT NULL DEFAULT 'active';
+         ALTER TABLE hosts ADD COLUMN audits_passed INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE hosts ADD COLUMN audits_failed INTEGER NOT NULL DEFAULT 0;",
+    ),
 ];
 
 /// A catalog failure.
@@ -181,10 +188,15 @@ pub struct HostRow {
     pub last_seen: u64,
     /// Bytes of shards the catalog places on it.
     pub catalog_used: u64,
-    /// `active`, `draining` (its shards are being moved off) or `retired`.
+    /// `active`, `draining` (its shards are being moved off), `retired`, or `disqualified`
+    /// (failed audits: treated as lost).
     pub state: String,
     /// Shards the catalog places on it.
     pub shards: u64,
+    /// Audits it passed.
+    pub audits_passed: u64,
+    /// Audits it failed.
+    pub audits_failed: u64,
 }
 
 /// A user as stored.
@@ -398,7 +410,7 @@ impl Store {
         let mut stmt = conn.prepare(
             "SELECT h.id, h.address, h.zone, h.capacity, h.reported_used, h.free, h.last_seen,
                     COALESCE((SELECT SUM(p.shard_size) FROM shards s JOIN packs p ON p.id = s.pack WHERE s.host = h.id), 0),
-                    h.state, (SELECT COUNT(*) FROM shards s WHERE s.host = h.id)
+                    h.state, (SELECT COUNT(*) FROM shards s WHERE s.host = h.id), h.audits_passed, h.audits_failed
              FROM hosts h ORDER BY h.id",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -413,6 +425,8 @@ impl Store {
                 catalog_used: r.get::<_, i64>(7)? as u64,
                 state: r.get(8)?,
                 shards: r.get::<_, i64>(9)? as u64,
+                audits_passed: r.get::<_, i64>(10)? as u64,
+                audits_failed: r.get::<_, i64>(11)? as u64,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -42,6 +42,9 @@ pub struct Health {
     pub packs_lost: u64,
 }
 
+/// Failed audits before a host can be disqualified.
+pub const DISQUALIFY_AFTER: i64 = 3;
+
 const HEALTHY: &str = "(SELECT COUNT(*) FROM shards s JOIN hosts h ON h.id = s.host
                         WHERE s.pack = p.id AND s.state = 'ok' AND h.last_seen >= ?1 AND h.state = 'active')";
 
@@ -182,6 +185,68 @@ impl Store {
         }
         tx.commit()?;
         Ok((lost, orphaned))
+    }
+
+    /// Up to `n` shards to audit: on active hosts heard from since `cutoff`, fewest audits
+    /// first, one random healthy shard each: (host, pack, index, shard, shard size).
+    #[allow(clippy::type_complexity)]
+    pub fn audit_targets(&self, cutoff: u64, n: usize) -> Result<Vec<(HostId, PackId, u8, ShardId, u64)>, StoreError> {
+        let conn = self.conn();
+        let hosts: Vec<i64> = conn
+            .prepare(
+                "SELECT id FROM hosts WHERE state = 'active' AND last_seen >= ?1
+                 ORDER BY audits_passed + audits_failed, random() LIMIT ?2",
+            )?
+            .query_map(params![cutoff as i64, n as i64], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        let mut out = Vec::new();
+        let mut pick = conn.prepare_cached(
+            "SELECT s.pack, s.idx, s.hash, p.shard_size FROM shards s JOIN packs p ON p.id = s.pack
+             WHERE s.host = ?1 AND s.state = 'ok' AND p.state = 'live' ORDER BY random() LIMIT 1",
+        )?;
+        for h in hosts {
+            let row = pick
+                .query_row([h], |r| {
+                    Ok((
+                        PackId::from_bytes(blob32(r.get(0)?)?),
+                        r.get::<_, u8>(1)?,
+                        ShardId::from_bytes(blob32(r.get(2)?)?),
+                        r.get::<_, i64>(3)? as u64,
+                    ))
+                })
+                .optional()?;
+            if let Some((pack, idx, shard, size)) = row {
+                out.push((HostId(h as u64), pack, idx, shard, size));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records an audit. A failed one marks the shard lost (so it is repaired) and, once a
+    /// host has failed at least `DISQUALIFY_AFTER` audits and more than a tenth of all, it is
+    /// disqualified: its shards stop counting and are rebuilt elsewhere. Returns whether the
+    /// host was disqualified now.
+    pub fn record_audit(&self, host: HostId, pack: &PackId, index: u8, passed: bool) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let h = host.0 as i64;
+        if passed {
+            tx.execute("UPDATE hosts SET audits_passed = audits_passed + 1 WHERE id = ?1", [h])?;
+            tx.commit()?;
+            return Ok(false);
+        }
+        tx.execute("UPDATE hosts SET audits_failed = audits_failed + 1 WHERE id = ?1", [h])?;
+        tx.execute(
+            "UPDATE shards SET state = 'lost' WHERE pack = ?1 AND idx = ?2 AND host = ?3",
+            params![&pack.as_bytes()[..], index, h],
+        )?;
+        let disqualified = tx.execute(
+            "UPDATE hosts SET state = 'disqualified'
+             WHERE id = ?1 AND state = 'active' AND audits_failed >= ?2 AND audits_failed * 10 > audits_passed + audits_failed",
+            params![h, DISQUALIFY_AFTER],
+        )? > 0;
+        tx.commit()?;
+        Ok(disqualified)
     }
 
     /// Shards repaired and their bytes, since the catalog was created.

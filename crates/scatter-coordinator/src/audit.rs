@@ -1,0 +1,72 @@
+//! Audits: every checker interval the coordinator asks a few hosts (those audited least
+//! first) for a Bao proof of a random 4 KiB range of a random shard, and checks it against the
+//! shard id in the catalog. A host that lost or altered the data cannot pass. A failed audit
+//! marks the shard lost (repair rebuilds it elsewhere) and counts against the host; enough
+//! failures disqualify it (see [`crate::store::Store::record_audit`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use scatter_proto::api::GRANT_HEADER;
+use scatter_proto::{Grant, Op};
+
+use crate::{now, Shared};
+
+/// Hosts audited per pass.
+const AUDITS_PER_PASS: usize = 4;
+/// Bytes proven per audit.
+const RANGE: u64 = 4096;
+
+/// Runs one round of audits.
+pub(crate) async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {
+    let cutoff = now().saturating_sub(shared.offline_after.as_secs());
+    let sh = shared.clone();
+    let targets = tokio::task::spawn_blocking(move || sh.store.audit_targets(cutoff, AUDITS_PER_PASS))
+        .await
+        .map_err(|e| crate::store::StoreError::Task(e.to_string()))??;
+    if targets.is_empty() {
+        return Ok(());
+    }
+    let sh = shared.clone();
+    let hosts = tokio::task::spawn_blocking(move || sh.store.hosts())
+        .await
+        .map_err(|e| crate::store::StoreError::Task(e.to_string()))??;
+    for (host, pack, index, shard, size) in targets {
+        let Some(row) = hosts.iter().find(|h| h.id == host) else { continue };
+        let len = RANGE.min(size);
+        let start = rand::thread_rng().gen_range(0..=size - len);
+        let grant = Grant { host, shard, op: Op::Get, max_size: size, expires: now() + 60 }.sign(&shared.signing);
+        let resp = shared
+            .http
+            .get(format!("{}/shards/{shard}/proof?start={start}&len={len}", row.address))
+            .header(GRANT_HEADER, grant.0)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await;
+        let verdict = match resp {
+            Ok(r) if r.status().is_success() => match r.bytes().await {
+                Ok(proof) => {
+                    scatter_core::audit::verify(&shard, start, len, &proof).map(|_| ()).map_err(|e| e.to_string())
+                }
+                Err(e) => Err(format!("proof transfer failed: {e}")),
+            },
+            Ok(r) if r.status().is_server_error() => continue, // the host is struggling, not lying
+            Ok(r) => Err(format!("answered {}", r.status())),
+            Err(e) if e.is_connect() || e.is_timeout() => continue, // offline: heartbeats handle that
+            Err(e) => Err(e.to_string()),
+        };
+        let passed = verdict.is_ok();
+        if let Err(why) = &verdict {
+            tracing::warn!(%host, %shard, %why, "audit failed; the shard will be rebuilt elsewhere");
+        }
+        let sh = shared.clone();
+        let disqualified = tokio::task::spawn_blocking(move || sh.store.record_audit(host, &pack, index, passed))
+            .await
+            .map_err(|e| crate::store::StoreError::Task(e.to_string()))??;
+        if disqualified {
+            tracing::warn!(%host, "host disqualified after failed audits; its shards are repaired elsewhere");
+        }
+    }
+    Ok(())
+}
