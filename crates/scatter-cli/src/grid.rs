@@ -56,6 +56,8 @@ pub struct Grid {
     coordinator_listen: String,
     hosts: Vec<Option<Child>>,
     host_listen: Vec<String>,
+    /// Capacity per host when it differs from the options'.
+    capacities: Vec<Option<String>>,
     url: String,
     join_token: String,
     profile: Profile,
@@ -92,6 +94,7 @@ impl Grid {
             coordinator_listen: "127.0.0.1:0".into(),
             hosts: (0..hosts).map(|_| None).collect(),
             host_listen: vec!["127.0.0.1:0".into(); hosts],
+            capacities: vec![None; hosts],
             url: String::new(),
             join_token: String::new(),
             profile: Profile { coordinator: String::new(), user_id: scatter_core::UserId(0), api_key: String::new() },
@@ -194,6 +197,13 @@ impl Grid {
         }
     }
 
+    /// Restarts host `i` offering `capacity` (e.g. `10MiB`) from now on.
+    pub fn restart_host_with_capacity(&mut self, i: usize, capacity: &str) -> Result<()> {
+        self.kill_host(i);
+        self.capacities[i] = Some(capacity.to_owned());
+        self.start_host(i)
+    }
+
     /// Starts (or restarts, on the same address) host `i`.
     pub fn start_host(&mut self, i: usize) -> Result<()> {
         let dir = self.host_dir(i);
@@ -214,7 +224,7 @@ impl Grid {
                 "--join-token",
                 &self.join_token,
                 "--capacity",
-                &self.opts.capacity,
+                self.capacities[i].as_deref().unwrap_or(&self.opts.capacity),
                 "--zone",
                 &zone,
                 "--heartbeat",

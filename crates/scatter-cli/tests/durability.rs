@@ -160,3 +160,25 @@ async fn audits_catch_a_host_whose_data_is_not_what_it_claims() {
     }
     env.get_and_compare("data", &file);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_that_shrinks_has_its_surplus_moved_off() {
+    let mut env = grid(7).await;
+    let file = env.write_random("data", 32 << 20, 14);
+    env.put(&file, "data");
+    let used = |env: &Env| -> u64 {
+        let hosts: serde_json::Value =
+            serde_json::from_str(&env.ok(&["admin", "host", "ls", "--json"])).expect("host ls is JSON");
+        hosts[0]["used"].as_u64().expect("used")
+    };
+    let before = used(&env);
+    assert!(before > 4 << 20, "host h1 holds too little to shrink: {before}");
+    env.grid.restart_host_with_capacity(0, "2MiB").expect("restart smaller");
+    let started = Instant::now();
+    while used(&env) > 2 << 20 {
+        assert!(started.elapsed() < Duration::from_secs(90), "the surplus stayed on h1");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    wait_full(&env, Duration::from_secs(60)).await;
+    env.get_and_compare("data", &file);
+}

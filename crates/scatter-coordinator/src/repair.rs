@@ -9,7 +9,9 @@
 //! that host comes back. At most [`PACKS_PER_PASS`] packs are repaired per pass, so repair
 //! cannot starve users. Draining a host uses the same path: its shards stop counting as
 //! healthy, so they are rebuilt elsewhere while the host still serves them (no moment with
-//! less redundancy), and the host is retired once it holds nothing.
+//! less redundancy), and the host is retired once it holds nothing. A host that shrank its
+//! capacity below what it holds has shards marked `surplus` (readable, not counted) until
+//! the excess has moved.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -56,6 +58,7 @@ async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {
     let packs = blocking(shared, move |s| s.degraded_packs(cutoff, PACKS_PER_PASS)).await?;
     let hosts = blocking(shared, |s| s.hosts()).await?;
     retire_drained(shared, &hosts).await?;
+    shrink(shared, &hosts).await?;
     for pack in packs {
         match repair(shared, &hosts, cutoff, &pack).await {
             Ok(n) => {
@@ -69,6 +72,19 @@ async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {
 
 fn healthy(host: Option<&HostRow>, state: &str, cutoff: u64) -> bool {
     state == "ok" && host.is_some_and(|h| h.last_seen >= cutoff && h.state == "active")
+}
+
+/// A host holding more than it now offers (it restarted with a smaller `--capacity`) has
+/// its surplus marked for moving.
+async fn shrink(shared: &Arc<Shared>, hosts: &[HostRow]) -> Result<(), crate::store::StoreError> {
+    for h in hosts.iter().filter(|h| h.state == "active" && h.catalog_used > h.capacity) {
+        let (id, excess) = (h.id, h.catalog_used - h.capacity);
+        let marked = blocking(shared, move |s| s.mark_surplus(id, excess)).await?;
+        if marked > 0 {
+            tracing::info!(host = %id, shards = marked, excess, "host holds more than it offers; moving the surplus");
+        }
+    }
+    Ok(())
 }
 
 /// A draining host whose every shard has moved is retired.

@@ -473,7 +473,7 @@ async fn locate(State(sh): S, headers: HeaderMap, Body(req): Body<LocateRequest>
                         shard,
                         host,
                         address: h.map(|h| h.address.clone()).unwrap_or_default(),
-                        online: state == "ok" && h.is_some_and(|h| is_online(&sh, h.last_seen)),
+                        online: (state == "ok" || state == "surplus") && h.is_some_and(|h| is_online(&sh, h.last_seen)),
                         grant: Grant { host, shard, op: Op::Get, max_size: p.shard_size, expires }.sign(&sh.signing),
                     }
                 })

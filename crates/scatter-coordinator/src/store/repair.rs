@@ -249,6 +249,40 @@ impl Store {
         Ok(disqualified)
     }
 
+    /// Marks shards of `host` as surplus until `excess` bytes are covered (a host that shrank
+    /// its capacity). Surplus shards stay readable but stop counting as healthy, so repair
+    /// rebuilds them elsewhere and the host's copies are deleted afterwards. Returns how many
+    /// were marked.
+    pub fn mark_surplus(&self, host: HostId, excess: u64) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let already: i64 = tx.query_row(
+            "SELECT COALESCE(SUM(p.shard_size), 0) FROM shards s JOIN packs p ON p.id = s.pack
+             WHERE s.host = ?1 AND s.state = 'surplus'",
+            [host.0 as i64],
+            |r| r.get(0),
+        )?;
+        let mut left = excess.saturating_sub(already as u64);
+        let rows: Vec<(Vec<u8>, u8, i64)> = tx
+            .prepare(
+                "SELECT s.pack, s.idx, p.shard_size FROM shards s JOIN packs p ON p.id = s.pack
+                 WHERE s.host = ?1 AND s.state = 'ok' AND p.state = 'live' ORDER BY random()",
+            )?
+            .query_map([host.0 as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut marked = 0;
+        for (pack, idx, size) in rows {
+            if left == 0 {
+                break;
+            }
+            tx.execute("UPDATE shards SET state = 'surplus' WHERE pack = ?1 AND idx = ?2", params![pack, idx])?;
+            left = left.saturating_sub(size as u64);
+            marked += 1;
+        }
+        tx.commit()?;
+        Ok(marked)
+    }
+
     /// Shards repaired and their bytes, since the catalog was created.
     pub fn repair_totals(&self) -> Result<(u64, u64), StoreError> {
         let conn = self.conn();
