@@ -21,6 +21,10 @@ use scatter_core::ByteSize;
 #[derive(Parser)]
 #[command(name = "scatter", version, about)]
 struct Cli {
+    /// Log filter for stderr: error, warn, info, debug, trace, or per module
+    /// (`scatter_coordinator=debug,info`). Default: info for services, warn for commands.
+    #[arg(long, global = true, env = "SCATTER_LOG")]
+    log_level: Option<String>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -348,7 +352,7 @@ enum HostCmd {
 fn main() {
     let cli = Cli::parse();
     let service = matches!(cli.command, Cmd::Coordinator { .. } | Cmd::Host { .. } | Cmd::Dev { .. });
-    let filter = std::env::var("SCATTER_LOG").unwrap_or_else(|_| if service { "info" } else { "warn" }.into());
+    let filter = cli.log_level.clone().unwrap_or_else(|| if service { "info" } else { "warn" }.into());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)

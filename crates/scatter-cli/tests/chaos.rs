@@ -6,7 +6,7 @@
 //! back at full redundancy within a bounded time.
 //!
 //! Seeded and reproducible in its choices: set `SCATTER_CHAOS_SEED` to replay a run (the
-//! seed is printed), `SCATTER_CHAOS_SECS` to run longer (default 45).
+//! seed is printed), `SCATTER_CHAOS_SECS` to run longer (default 60).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -40,7 +40,7 @@ fn scatter_cmd(client: &std::path::Path, pass: &str, args: &[&str]) -> std::proc
 #[tokio::test(flavor = "multi_thread")]
 async fn chaos() {
     let seed: u64 = std::env::var("SCATTER_CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
-    let secs: u64 = std::env::var("SCATTER_CHAOS_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(45);
+    let secs: u64 = std::env::var("SCATTER_CHAOS_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
     println!("chaos seed {seed} ({secs} s); replay with SCATTER_CHAOS_SEED={seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut env = grid(HOSTS).await;
@@ -48,7 +48,7 @@ async fn chaos() {
     // A mixed data set to start with.
     let mut stored: BTreeMap<String, std::path::PathBuf> = BTreeMap::new();
     for i in 0..8u64 {
-        let len = [0usize, 1, 100 << 10, 3 << 20, 9 << 20, 17 << 20, 24 << 20, 30 << 20][i as usize];
+        let len = [0usize, 1, 100 << 10, 5 << 20, 20 << 20, 40 << 20, 60 << 20, 80 << 20][i as usize];
         let name = format!("base/{i}");
         let file = env.write_random(&format!("base-{i}"), len, seed ^ i);
         env.put(&file, &name);

@@ -51,6 +51,13 @@ async fn lost_hosts_are_repaired_so_further_losses_are_survived() {
         reqwest::get(format!("{}/metrics", env.grid.url())).await.expect("metrics").text().await.expect("text");
     assert!(metrics.contains("scatter_packs{health=\"full\"}"), "{metrics}");
     assert!(metrics.contains("scatter_repaired_shards_total"), "{metrics}");
+    assert!(metrics.contains("scatter_hosts{state=\"offline\"} 2"), "{metrics}");
+    assert!(metrics.contains("scatter_http_request_duration_seconds_count{route=\"/v1/packs/commit\"}"), "{metrics}");
+    let host_url = std::fs::read_to_string(env.grid.host_dir(5).join("url")).expect("host url");
+    let host_metrics =
+        reqwest::get(format!("{}/metrics", host_url.trim())).await.expect("host metrics").text().await.expect("text");
+    assert!(host_metrics.contains("scatter_host_shards "), "{host_metrics}");
+    assert!(host_metrics.contains("route=\"PUT /shards/{id}\""), "{host_metrics}");
 
     // Two more die: without repair some packs would be down to 2 shards; now all have 4.
     env.grid.kill_host(2);
@@ -166,17 +173,19 @@ async fn a_host_that_shrinks_has_its_surplus_moved_off() {
     let mut env = grid(7).await;
     let file = env.write_random("data", 32 << 20, 14);
     env.put(&file, "data");
-    let used = |env: &Env| -> u64 {
+    let used = |env: &Env| -> Vec<u64> {
         let hosts: serde_json::Value =
             serde_json::from_str(&env.ok(&["admin", "host", "ls", "--json"])).expect("host ls is JSON");
-        hosts[0]["used"].as_u64().expect("used")
+        hosts.as_array().expect("hosts").iter().map(|h| h["used"].as_u64().expect("used")).collect()
     };
+    // The fullest host shrinks to 2 MiB.
     let before = used(&env);
-    assert!(before > 4 << 20, "host h1 holds too little to shrink: {before}");
-    env.grid.restart_host_with_capacity(0, "2MiB").expect("restart smaller");
+    let (victim, held) = before.iter().copied().enumerate().max_by_key(|(_, u)| *u).expect("hosts");
+    assert!(held > 4 << 20, "no host holds enough to shrink: {before:?}");
+    env.grid.restart_host_with_capacity(victim, "2MiB").expect("restart smaller");
     let started = Instant::now();
-    while used(&env) > 2 << 20 {
-        assert!(started.elapsed() < Duration::from_secs(90), "the surplus stayed on h1");
+    while used(&env)[victim] > 2 << 20 {
+        assert!(started.elapsed() < Duration::from_secs(90), "the surplus stayed on the host");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     wait_full(&env, Duration::from_secs(60)).await;

@@ -77,6 +77,7 @@ pub(crate) struct Shared {
     pub session_ttl: Duration,
     pub checker_interval: Duration,
     pub orphan_grace: Duration,
+    pub request_times: scatter_proto::metrics::RequestTimes,
     pub reservations: std::sync::Mutex<api::Reservations>,
     pub http: reqwest::Client,
 }
@@ -159,6 +160,7 @@ pub async fn run(
         session_ttl: config.session_ttl,
         checker_interval: config.checker_interval,
         orphan_grace: config.orphan_grace,
+        request_times: Default::default(),
         reservations: Default::default(),
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))

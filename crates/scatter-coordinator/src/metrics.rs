@@ -39,12 +39,19 @@ pub(crate) async fn metrics(State(sh): State<Arc<Shared>>) -> Result<String, Api
     let cutoff = now().saturating_sub(sh.offline_after.as_secs());
     let h = db(&sh, move |s| s.health(cutoff)).await?;
     let hosts = db(&sh, |s| s.hosts()).await?;
-    let online = hosts.iter().filter(|x| x.last_seen >= cutoff).count();
+    let mut by_state: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for x in &hosts {
+        *by_state.entry(crate::api::host_state(&sh, x).to_string()).or_default() += 1;
+    }
+    let states: String =
+        by_state.iter().map(|(state, n)| format!("scatter_hosts{{state=\"{state}\"}} {n}\n")).collect();
     let stored: u64 = hosts.iter().map(|x| x.catalog_used).sum();
+    let passed: u64 = hosts.iter().map(|x| x.audits_passed).sum();
+    let failed: u64 = hosts.iter().map(|x| x.audits_failed).sum();
     let (shards_repaired, bytes_repaired) = db(&sh, |s| s.repair_totals()).await?;
     Ok(format!(
         "# HELP scatter_hosts Hosts by state.\n# TYPE scatter_hosts gauge\n\
-         scatter_hosts{{state=\"online\"}} {online}\nscatter_hosts{{state=\"offline\"}} {}\n\
+         {states}\
          # HELP scatter_packs Live packs by health.\n# TYPE scatter_packs gauge\n\
          scatter_packs{{health=\"full\"}} {}\nscatter_packs{{health=\"degraded\"}} {}\nscatter_packs{{health=\"lost\"}} {}\n\
          # HELP scatter_repair_queue Packs below full redundancy.\n# TYPE scatter_repair_queue gauge\n\
@@ -54,13 +61,15 @@ pub(crate) async fn metrics(State(sh): State<Arc<Shared>>) -> Result<String, Api
          # HELP scatter_repaired_bytes_total Bytes of repaired shards.\n# TYPE scatter_repaired_bytes_total counter\n\
          scatter_repaired_bytes_total {}\n\
          # HELP scatter_stored_bytes Shard bytes the catalog places on hosts.\n# TYPE scatter_stored_bytes gauge\n\
-         scatter_stored_bytes {stored}\n",
-        hosts.len() - online,
+         scatter_stored_bytes {stored}\n\
+         # HELP scatter_audits_total Audits by result.\n# TYPE scatter_audits_total counter\n\
+         scatter_audits_total{{result=\"passed\"}} {passed}\nscatter_audits_total{{result=\"failed\"}} {failed}\n{}",
         h.packs_full,
         h.packs_degraded,
         h.packs_lost,
         h.packs_degraded + h.packs_lost,
         shards_repaired,
         bytes_repaired,
+        sh.request_times.render(),
     ))
 }

@@ -27,8 +27,38 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/health", get(|| async { "ok" }))
         .route("/shards/{id}", get(read).put(store).delete(delete))
         .route("/shards/{id}/proof", get(proof))
+        .route("/metrics", get(metrics))
         .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), timed))
         .with_state(shared)
+}
+
+/// Records how long each request took, per route, for `/metrics`.
+async fn timed(State(sh): State<Arc<Shared>>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| format!("{} {}", req.method(), p.as_str()))
+        .unwrap_or_else(|| "unmatched".into());
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    sh.request_times.record(&route, started.elapsed());
+    resp
+}
+
+/// Prometheus text exposition: bytes held and offered, shards, request timings.
+async fn metrics(State(sh): State<Arc<Shared>>) -> String {
+    let store = sh.store.clone();
+    let shards =
+        tokio::task::spawn_blocking(move || store.inventory().map(|v| v.len()).unwrap_or(0)).await.unwrap_or(0);
+    format!(
+        "# HELP scatter_host_used_bytes Shard bytes held.\n# TYPE scatter_host_used_bytes gauge\nscatter_host_used_bytes {}\n\
+         # HELP scatter_host_capacity_bytes Bytes offered.\n# TYPE scatter_host_capacity_bytes gauge\nscatter_host_capacity_bytes {}\n\
+         # HELP scatter_host_shards Shards held.\n# TYPE scatter_host_shards gauge\nscatter_host_shards {shards}\n{}",
+        sh.store.used(),
+        sh.store.capacity(),
+        sh.request_times.render()
+    )
 }
 
 enum Refusal {

@@ -80,6 +80,7 @@ pub(crate) struct Shared {
     pub coordinator_key: VerifyingKey,
     pub store: Arc<DiskStore>,
     pub uploads: tokio::sync::Semaphore,
+    pub request_times: scatter_proto::metrics::RequestTimes,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> HostError + '_ {
@@ -259,6 +260,7 @@ pub async fn run(
         coordinator_key,
         store: Arc::new(store),
         uploads: tokio::sync::Semaphore::new(api::CONCURRENT_TRANSFERS),
+        request_times: Default::default(),
     });
     tracing::info!(host = %shared.id, %address, used = shared.store.used(), "host serving");
     write_private(&config.data_dir.join("url"), format!("{address}\n").as_bytes())?;

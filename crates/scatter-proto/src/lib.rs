@@ -1,7 +1,9 @@
 //! Scatter's wire formats: the JSON bodies of the coordinator's and hosts' HTTP APIs, and the
-//! grants the coordinator signs so that hosts can authorise shard operations locally.
+//! grants the coordinator signs so that hosts can authorise shard operations locally, and the
+//! request timings both services expose on `/metrics`.
 
 pub mod api;
 pub mod grant;
+pub mod metrics;
 
 pub use grant::{Grant, GrantError, Op, SignedGrant};

@@ -68,7 +68,21 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/admin/hosts/drain", post(drain))
         .route("/metrics", get(crate::metrics::metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), timed))
         .with_state(shared)
+}
+
+/// Records how long each request took, per route, for `/metrics`.
+async fn timed(State(sh): S, req: Request, next: axum::middleware::Next) -> axum::response::Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    sh.request_times.record(&route, started.elapsed());
+    resp
 }
 
 /// A JSON body whose rejections become [`ApiError`]s in our error format.
