@@ -683,18 +683,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
-                println!("{:<5} {:<8} {:<10} {:>12} {:>12}  address", "id", "state", "zone", "capacity", "used");
-                for h in s.hosts {
-                    println!(
-                        "{:<5} {:<8} {:<10} {:>12} {:>12}  {}",
-                        h.id.to_string(),
-                        h.state.to_string(),
-                        h.zone,
-                        ByteSize(h.capacity).to_string(),
-                        ByteSize(h.used).to_string(),
-                        h.address
-                    );
-                }
+                print_hosts(&s.hosts);
             }
         }
         Cmd::Admin { command: AdminCmd::Host { command: HostCmd::Ls { json } } } => {
@@ -703,28 +692,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&s.hosts)?);
             } else {
-                println!(
-                    "{:<5} {:<12} {:<10} {:>12} {:>12} {:>8} {:>10} {:>13}  address",
-                    "id", "state", "zone", "capacity", "used", "shards", "last seen", "audits ok/bad"
-                );
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
-                for h in s.hosts {
-                    println!(
-                        "{:<5} {:<12} {:<10} {:>12} {:>12} {:>8} {:>9}s {:>13}  {}",
-                        h.id.to_string(),
-                        h.state.to_string(),
-                        h.zone,
-                        ByteSize(h.capacity).to_string(),
-                        ByteSize(h.used).to_string(),
-                        h.shards,
-                        now.saturating_sub(h.last_seen),
-                        format!("{}/{}", h.audits_passed, h.audits_failed),
-                        h.address
-                    );
-                }
+                print_hosts(&s.hosts);
             }
         }
         Cmd::Admin { command: AdminCmd::Host { command: HostCmd::Drain { id } } } => {
@@ -756,6 +724,29 @@ async fn run(cmd: Cmd) -> Result<i32> {
         Cmd::Demo { keep } => demo::run(keep).await?,
     }
     Ok(0)
+}
+
+/// The hosts table of `status` and `admin host ls`.
+fn print_hosts(hosts: &[scatter_proto::api::HostInfo]) {
+    println!(
+        "{:<5} {:<12} {:<10} {:>12} {:>12} {:>8} {:>10} {:>13}  address",
+        "id", "state", "zone", "capacity", "used", "shards", "last seen", "audits ok/bad"
+    );
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    for h in hosts {
+        println!(
+            "{:<5} {:<12} {:<10} {:>12} {:>12} {:>8} {:>9}s {:>13}  {}",
+            h.id.to_string(),
+            h.state.to_string(),
+            h.zone,
+            ByteSize(h.capacity).to_string(),
+            ByteSize(h.used).to_string(),
+            h.shards,
+            now.saturating_sub(h.last_seen),
+            format!("{}/{}", h.audits_passed, h.audits_failed),
+            h.address
+        );
+    }
 }
 
 async fn dev(hosts: usize, dir: &Path) -> Result<()> {

@@ -266,9 +266,10 @@ fn absolute_roots(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ClientError> {
         std::fs::symlink_metadata(p).map_err(ClientError::io(p))?;
         let parent = p.parent().filter(|x| !x.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let dir = std::fs::canonicalize(parent).map_err(ClientError::io(parent))?;
+        // The entry itself is kept (a symlink stays a symlink); `.`, `..` and `/` resolve.
         let abs = match p.file_name() {
-            Some(name) if p.file_name().is_some_and(|n| n != "..") => dir.join(name),
-            _ => std::fs::canonicalize(p).map_err(ClientError::io(p))?,
+            Some(name) => dir.join(name),
+            None => std::fs::canonicalize(p).map_err(ClientError::io(p))?,
         };
         roots.push(abs);
     }

@@ -67,6 +67,20 @@ pub(super) fn sweep(tx: &Transaction<'_>, user: UserId, now: u64) -> Result<Swep
     Ok(Swept { chunks_removed: count as u64, bytes_removed: bytes as u64, packs_released: released as u64 })
 }
 
+/// Fails unless `session` is an open session of `user`.
+fn require_open(tx: &Transaction<'_>, user: UserId, session: u64, now: u64) -> Result<(), StoreError> {
+    let open = tx.prepare("SELECT 1 FROM sessions WHERE id = ?1 AND user = ?2 AND expires > ?3")?.exists(params![
+        session as i64,
+        user.0 as i64,
+        now as i64
+    ])?;
+    if open {
+        Ok(())
+    } else {
+        Err(StoreError::SessionClosed)
+    }
+}
+
 impl Store {
     /// Extends an open session of `user` until `expires`; fails if it already ended.
     pub fn keep_session(&self, user: UserId, session: u64, now: u64, expires: u64) -> Result<(), StoreError> {
@@ -95,12 +109,7 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let u = user.0 as i64;
-        let open = tx
-            .prepare("SELECT 1 FROM sessions WHERE id = ?1 AND user = ?2 AND expires > ?3")?
-            .exists(params![session as i64, u, now as i64])?;
-        if !open {
-            return Err(StoreError::SessionClosed);
-        }
+        require_open(&tx, user, session, now)?;
         let mut missing = 0;
         {
             let mut exists = tx.prepare_cached("SELECT 1 FROM chunks WHERE user = ?1 AND id = ?2")?;
@@ -134,12 +143,7 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let u = user.0 as i64;
-        let open = tx
-            .prepare("SELECT 1 FROM sessions WHERE id = ?1 AND user = ?2 AND expires > ?3")?
-            .exists(params![session as i64, u, now as i64])?;
-        if !open {
-            return Err(StoreError::SessionClosed);
-        }
+        require_open(&tx, user, session, now)?;
         if tx.prepare("SELECT 1 FROM snapshots WHERE id = ?1")?.exists([id])? {
             return Err(StoreError::SnapshotExists);
         }
