@@ -345,7 +345,7 @@ mod tests {
     }
 
     #[test]
-    fn a_version_1_catalog_is_upgraded_in_place() {
+    fn a_version_1_catalog_is_upgraded_in_place_to_the_current_schema() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("c.db");
         {
@@ -358,7 +358,13 @@ mod tests {
                  INSERT INTO users VALUES (1, 'admin', 'pk', x'01', 0);
                  CREATE TABLE sessions (id INTEGER PRIMARY KEY, user INTEGER NOT NULL REFERENCES users(id),
                                         wrapped_key BLOB NOT NULL, created INTEGER NOT NULL);
-                 INSERT INTO sessions VALUES (7, 1, x'AA', 0);",
+                 INSERT INTO sessions VALUES (7, 1, x'AA', 0);
+                 CREATE TABLE hosts (id INTEGER PRIMARY KEY, secret_hash BLOB NOT NULL, address TEXT NOT NULL,
+                                     zone TEXT NOT NULL, capacity INTEGER NOT NULL,
+                                     reported_used INTEGER NOT NULL DEFAULT 0, free INTEGER NOT NULL DEFAULT 0,
+                                     last_seen INTEGER NOT NULL, joined INTEGER NOT NULL);
+                 INSERT INTO hosts (id, secret_hash, address, zone, capacity, last_seen, joined)
+                     VALUES (1, x'02', 'http://127.0.0.1:1', 'z', 100, 0, 0);",
             )
             .expect("v1 schema");
         }
@@ -369,6 +375,8 @@ mod tests {
         let s = store.add_session(user, b"k", 1, 100).expect("session");
         assert!(s > 7);
         assert!(store.snapshots(user).expect("snapshots").is_empty());
+        let hosts = store.hosts().expect("hosts");
+        assert_eq!((hosts[0].state.as_str(), hosts[0].audits_passed), ("active", 0), "new host columns have defaults");
         drop(store);
         assert!(Store::open(&path).is_ok(), "reopening an upgraded catalog works");
     }
