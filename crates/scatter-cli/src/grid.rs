@@ -103,7 +103,7 @@ impl Grid {
         let cdir = grid.coordinator_dir();
         grid.join_token = std::fs::read_to_string(cdir.join("join-token"))?.trim().to_owned();
         let admin = std::fs::read_to_string(cdir.join("admin-token"))?;
-        grid.profile = profile::init(&grid.client_dir(), &grid.url, admin.trim(), &grid.opts.passphrase).await?;
+        grid.profile = profile::init(&grid.client_dir(), &grid.url, admin.trim(), &grid.opts.passphrase, None).await?;
         for i in 0..hosts {
             grid.start_host(i)?;
         }

@@ -88,9 +88,20 @@ enum Cmd {
         /// The coordinator's URL.
         #[arg(long)]
         coordinator: String,
-        /// A registration token (the coordinator's `admin-token` for the first user).
+        /// An invite token (`scatter admin user add`), or the coordinator's `admin-token` for
+        /// the first user.
         #[arg(long, env = "SCATTER_TOKEN", hide_env_values = true)]
         token: String,
+        /// Use keys exported with `scatter key export` (another device of the same user, or a
+        /// write-only source) instead of creating new ones. Their transport passphrase comes
+        /// from SCATTER_IMPORT_PASSPHRASE or a prompt.
+        #[arg(long = "import")]
+        import: Option<PathBuf>,
+    },
+    /// Your keys: change the passphrase, export them for another machine.
+    Key {
+        #[command(subcommand)]
+        command: KeyCmd,
     },
     /// Store a file on the grid.
     Put {
@@ -321,6 +332,11 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum AdminCmd {
+    /// Users: invite, list, disable, remove.
+    User {
+        #[command(subcommand)]
+        command: UserCmd,
+    },
     /// Hosts: list them, or drain one.
     Host {
         #[command(subcommand)]
@@ -335,12 +351,70 @@ enum AdminCmd {
 }
 
 #[derive(Subcommand)]
+enum KeyCmd {
+    /// Re-encrypt your key file under a new passphrase (SCATTER_NEW_PASSPHRASE or a prompt);
+    /// stored data is not touched.
+    Passwd,
+    /// Write your keys, encrypted under a transport passphrase (SCATTER_EXPORT_PASSPHRASE or a
+    /// prompt), for `scatter init --import` on another machine.
+    Export {
+        /// Where to write them.
+        #[arg(long, short)]
+        output: PathBuf,
+        /// Leave out the private key: the machine can back up (and deduplicate) but cannot
+        /// read, list or restore anything.
+        #[arg(long)]
+        write_only: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Invite a user; prints the one-time token for `scatter init --token`.
+    Add {
+        /// A name for listings.
+        name: String,
+        /// admin, user, reader (reads one user's data) or appender (adds to one user's data,
+        /// cannot read, overwrite or delete).
+        #[arg(long, default_value = "user")]
+        role: String,
+        /// Bytes on hosts (with redundancy) the user may take, e.g. 100GiB.
+        #[arg(long)]
+        quota: Option<ByteSize>,
+        /// For readers and appenders: whose data (e.g. u1).
+        #[arg(long = "of")]
+        owner: Option<String>,
+    },
+    /// Every user with role, state, quota and usage.
+    Ls {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Refuse every request of a user from now on.
+    Disable {
+        /// The user's id, e.g. u3.
+        id: String,
+    },
+    /// Remove a user and everything it stored.
+    Rm {
+        /// The user's id, e.g. u3.
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum HostCmd {
     /// Every host with state, last heartbeat, capacity, used bytes and shards held.
     Ls {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Stop trusting a host: it gets nothing new and its shards are rebuilt elsewhere.
+    Disable {
+        /// The host's id, e.g. h3 or 3.
+        id: String,
     },
     /// Move every shard off a host (keeping full redundancy throughout), then retire it.
     Drain {
@@ -408,14 +482,19 @@ async fn bind(listen: &str) -> Result<tokio::net::TcpListener> {
 }
 
 fn passphrase(confirm: bool) -> Result<String> {
-    if let Ok(p) = std::env::var("SCATTER_PASSPHRASE") {
+    secret("SCATTER_PASSPHRASE", "Passphrase: ", confirm)
+}
+
+/// A secret from the environment variable `var`, else from a prompt on the terminal.
+fn secret(var: &str, prompt: &str, confirm: bool) -> Result<String> {
+    if let Ok(p) = std::env::var(var) {
         return Ok(p);
     }
     if !std::io::stdin().is_terminal() {
-        bail!("a passphrase is needed: set SCATTER_PASSPHRASE or run on a terminal");
+        bail!("a passphrase is needed: set {var} or run on a terminal");
     }
-    let p = rpassword::prompt_password("Passphrase: ")?;
-    if confirm && rpassword::prompt_password("Repeat passphrase: ")? != p {
+    let p = rpassword::prompt_password(prompt)?;
+    if confirm && rpassword::prompt_password("Repeat it: ")? != p {
         bail!("the two passphrases differ; try again");
     }
     Ok(p)
@@ -563,9 +642,17 @@ async fn run(cmd: Cmd) -> Result<i32> {
                 scatter_host::Config { data_dir, coordinator, join_token, capacity, zone, heartbeat, public_url };
             scatter_host::run(config, listener, shutdown_signal()).await?;
         }
-        Cmd::Init { coordinator, token } => {
+        Cmd::Init { coordinator, token, import } => {
             let dir = profile::config_dir();
-            let p = profile::init(&dir, &coordinator, &token, &passphrase(true)?).await?;
+            let imported = match import {
+                Some(file) => {
+                    let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+                    let transport = secret("SCATTER_IMPORT_PASSPHRASE", "Passphrase of the exported keys: ", false)?;
+                    Some(scatter_core::keys::UserKeys::from_key_file(&bytes, &transport)?)
+                }
+                None => None,
+            };
+            let p = profile::init(&dir, &coordinator, &token, &passphrase(true)?, imported).await?;
             println!(
                 "Registered as user {} with {}; profile and keys are in {}.",
                 p.user_id,
@@ -694,6 +781,91 @@ async fn run(cmd: Cmd) -> Result<i32> {
             } else {
                 print_hosts(&s.hosts);
             }
+        }
+        Cmd::Key { command: KeyCmd::Passwd } => {
+            let dir = profile::config_dir();
+            let old = passphrase(false)?;
+            let new = secret("SCATTER_NEW_PASSPHRASE", "New passphrase: ", true)?;
+            profile::change_passphrase(&dir, &old, &new)?;
+            println!("The key file in {} is now encrypted under the new passphrase.", dir.display());
+        }
+        Cmd::Key { command: KeyCmd::Export { output, write_only } } => {
+            let dir = profile::config_dir();
+            let pass = passphrase(false)?;
+            let transport = secret("SCATTER_EXPORT_PASSPHRASE", "Passphrase to protect the export: ", true)?;
+            let bytes = profile::export_keys(&dir, &pass, &transport, write_only)?;
+            if output.exists() {
+                bail!("{} exists; pick another --output", output.display());
+            }
+            std::fs::write(&output, bytes).with_context(|| format!("cannot write {}", output.display()))?;
+            println!(
+                "Wrote {}keys to {}; on the other machine: scatter init --coordinator URL --token TOKEN --import {}",
+                if write_only { "write-only " } else { "" },
+                output.display(),
+                output.display()
+            );
+        }
+        Cmd::Admin { command: AdminCmd::User { command } } => {
+            let (_, p) = load()?;
+            let coord = p.coordinator()?;
+            let parse = |id: &str| -> Result<scatter_core::UserId> {
+                id.parse().map_err(|_| anyhow::anyhow!("`{id}` is not a user id (e.g. u3)"))
+            };
+            match command {
+                UserCmd::Add { name, role, quota, owner } => {
+                    let owner = owner.as_deref().map(parse).transpose()?;
+                    let req = scatter_proto::api::InviteRequest {
+                        name: name.clone(),
+                        role,
+                        quota: quota.map(|q| q.0),
+                        owner,
+                    };
+                    let token = coord.invite(&req).await?;
+                    println!("{token}");
+                    eprintln!(
+                        "Give this one-time token to {name}: scatter init --coordinator {} --token TOKEN",
+                        p.coordinator
+                    );
+                }
+                UserCmd::Ls { json } => {
+                    let users = coord.users().await?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&users)?);
+                    } else {
+                        println!(
+                            "{:<5} {:<16} {:<9} {:<9} {:>12} {:>12}  of",
+                            "id", "name", "role", "state", "used", "quota"
+                        );
+                        for u in users {
+                            println!(
+                                "{:<5} {:<16} {:<9} {:<9} {:>12} {:>12}  {}",
+                                u.id.to_string(),
+                                u.name,
+                                u.role,
+                                if u.disabled { "disabled" } else { "active" },
+                                ByteSize(u.used).to_string(),
+                                u.quota.map(|q| ByteSize(q).to_string()).unwrap_or_else(|| "-".into()),
+                                u.owner.map(|o| o.to_string()).unwrap_or_default()
+                            );
+                        }
+                    }
+                }
+                UserCmd::Disable { id } => {
+                    coord.disable_user(parse(&id)?).await?;
+                    println!("User {id} is disabled: its requests are refused from now on.");
+                }
+                UserCmd::Rm { id } => {
+                    coord.remove_user(parse(&id)?).await?;
+                    println!("User {id} is removed; its data is deleted from the hosts in the background.");
+                }
+            }
+        }
+        Cmd::Admin { command: AdminCmd::Host { command: HostCmd::Disable { id } } } => {
+            let (_, p) = load()?;
+            let host: scatter_core::HostId =
+                id.parse().map_err(|_| anyhow::anyhow!("`{id}` is not a host id (e.g. h3)"))?;
+            p.coordinator()?.disable_host(host).await?;
+            println!("Host {host} is disabled: it gets nothing new and its shards are rebuilt on other hosts.");
         }
         Cmd::Admin { command: AdminCmd::Host { command: HostCmd::Drain { id } } } => {
             let (_, p) = load()?;

@@ -129,7 +129,36 @@ impl Coordinator {
 
     /// Starts draining a host (admins only).
     pub async fn drain(&self, host: scatter_core::HostId) -> Result<(), ClientError> {
-        let _: serde_json::Value = self.post("/v1/admin/hosts/drain", &DrainRequest { host }).await?;
+        let _: serde_json::Value = self.post("/v1/admin/hosts/drain", &HostRequest { host }).await?;
+        Ok(())
+    }
+
+    /// Disables a host: it gets nothing new and its shards are rebuilt elsewhere (admins only).
+    pub async fn disable_host(&self, host: scatter_core::HostId) -> Result<(), ClientError> {
+        let _: serde_json::Value = self.post("/v1/admin/hosts/disable", &HostRequest { host }).await?;
+        Ok(())
+    }
+
+    /// Invites a user; returns the one-time token (admins only).
+    pub async fn invite(&self, req: &InviteRequest) -> Result<String, ClientError> {
+        let r: InviteResponse = self.post("/v1/admin/users", req).await?;
+        Ok(r.token)
+    }
+
+    /// Every user (admins only).
+    pub async fn users(&self) -> Result<Vec<UserEntry>, ClientError> {
+        self.send(self.http.get(format!("{}/v1/admin/users", self.base))).await
+    }
+
+    /// Disables a user (admins only).
+    pub async fn disable_user(&self, user: scatter_core::UserId) -> Result<(), ClientError> {
+        let _: serde_json::Value = self.post("/v1/admin/users/disable", &UserRequest { user }).await?;
+        Ok(())
+    }
+
+    /// Removes a user and its data (admins only).
+    pub async fn remove_user(&self, user: scatter_core::UserId) -> Result<(), ClientError> {
+        let _: serde_json::Value = self.post("/v1/admin/users/remove", &UserRequest { user }).await?;
         Ok(())
     }
 

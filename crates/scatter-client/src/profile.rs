@@ -70,9 +70,16 @@ impl Profile {
     }
 }
 
-/// Creates a user: new keys, registered with the coordinator, saved under `dir`.
+/// Creates a profile: new keys (or `imported` ones, e.g. another device's, or a write-only
+/// set for a backup source), registered with the coordinator, saved under `dir`.
 /// Refuses to overwrite an existing key file.
-pub async fn init(dir: &Path, coordinator: &str, token: &str, passphrase: &str) -> Result<Profile, ClientError> {
+pub async fn init(
+    dir: &Path,
+    coordinator: &str,
+    token: &str,
+    passphrase: &str,
+    imported: Option<UserKeys>,
+) -> Result<Profile, ClientError> {
     if passphrase.is_empty() {
         return Err(ClientError::Invalid("the passphrase must not be empty".into()));
     }
@@ -85,7 +92,7 @@ pub async fn init(dir: &Path, coordinator: &str, token: &str, passphrase: &str) 
     }
     std::fs::create_dir_all(dir).map_err(ClientError::io(dir))?;
     let coordinator = coordinator.trim_end_matches('/').to_owned();
-    let keys = UserKeys::generate();
+    let keys = imported.unwrap_or_else(UserKeys::generate);
     let key_file = keys.to_key_file(passphrase, KEY_FILE_WORK_FACTOR);
     let reg = Coordinator::new(&coordinator, None)?.register(token, &keys.write_keys().public_key()).await?;
     write_private(&key_path, &key_file)?;
@@ -93,4 +100,25 @@ pub async fn init(dir: &Path, coordinator: &str, token: &str, passphrase: &str) 
     let text = toml::to_string(&profile).map_err(|e| ClientError::Invalid(e.to_string()))?;
     write_private(&dir.join("profile.toml"), text.as_bytes())?;
     Ok(profile)
+}
+
+/// Re-encrypts the key file in `dir` under a new passphrase (the data keys do not change, so
+/// nothing stored needs re-encrypting).
+pub fn change_passphrase(dir: &Path, old: &str, new: &str) -> Result<(), ClientError> {
+    if new.is_empty() {
+        return Err(ClientError::Invalid("the new passphrase must not be empty".into()));
+    }
+    let keys = Profile::load_keys(dir, old)?;
+    write_private(&dir.join("keys.age"), &keys.to_key_file(new, KEY_FILE_WORK_FACTOR))
+}
+
+/// The key set in `dir`, encrypted under a transport passphrase for another machine;
+/// `write_only` leaves out the private key (a backup source that must not read).
+pub fn export_keys(dir: &Path, passphrase: &str, transport: &str, write_only: bool) -> Result<Vec<u8>, ClientError> {
+    if transport.is_empty() {
+        return Err(ClientError::Invalid("the export passphrase must not be empty".into()));
+    }
+    let keys = Profile::load_keys(dir, passphrase)?;
+    let keys = if write_only { keys.write_only() } else { keys };
+    Ok(keys.to_key_file(transport, KEY_FILE_WORK_FACTOR))
 }

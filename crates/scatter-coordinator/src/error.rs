@@ -38,6 +38,9 @@ pub enum ApiError {
     /// The request conflicts with the catalog's state.
     #[error("{0}")]
     Conflict(String),
+    /// The user's quota does not allow this.
+    #[error("{0}")]
+    Quota(String),
     /// The request must wait for other work of the same user to finish.
     #[error("{0}")]
     Busy(String),
@@ -72,6 +75,7 @@ impl ApiError {
             ApiError::TooFewHosts { .. } => (StatusCode::SERVICE_UNAVAILABLE, "too_few_hosts"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Busy(_) => (StatusCode::LOCKED, "busy"),
+            ApiError::Quota(_) => (StatusCode::INSUFFICIENT_STORAGE, "quota"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -134,7 +134,7 @@ fn open_data_dir(dir: &Path) -> Result<(Store, SigningKey, [u8; 32]), Coordinato
     let admin_path = dir.join("admin-token");
     if !admin_path.exists() {
         let token = random_token();
-        store.add_token(&secret_hash(&token), "admin")?;
+        store.add_token(&secret_hash(&token), "admin", "admin", None, None)?;
         write_private(&admin_path, token.as_bytes())?;
     }
     Ok((store, signing, secret_hash(join.trim())))

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
 
-use crate::api::{db, user};
+use crate::api::{caller, db, Right};
 use crate::error::ApiError;
 use crate::{now, Shared};
 
@@ -16,10 +16,7 @@ pub(crate) async fn health(
     State(sh): State<Arc<Shared>>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let u = user(&sh, &headers).await?;
-    if u.role != "admin" {
-        return Err(ApiError::Forbidden("the grid's health is for admins".into()));
-    }
+    caller(&sh, &headers, Right::Admin).await?;
     let cutoff = now().saturating_sub(sh.offline_after.as_secs());
     let h = db(&sh, move |s| s.health(cutoff)).await?;
     let (shards_repaired, bytes_repaired) = db(&sh, |s| s.repair_totals()).await?;

@@ -118,6 +118,8 @@ pub enum HostState {
     Retired,
     /// Failed too many audits: treated as lost, gets nothing.
     Disqualified,
+    /// Disabled by an admin: treated as lost, gets nothing.
+    Disabled,
 }
 
 impl std::fmt::Display for HostState {
@@ -129,6 +131,7 @@ impl std::fmt::Display for HostState {
             HostState::Draining => "draining",
             HostState::Retired => "retired",
             HostState::Disqualified => "disqualified",
+            HostState::Disabled => "disabled",
         })
     }
 }
@@ -162,9 +165,9 @@ pub struct HostInfo {
     pub audits_failed: u64,
 }
 
-/// `POST /v1/admin/hosts/drain`.
+/// `POST /v1/admin/hosts/drain` and `/v1/admin/hosts/disable`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DrainRequest {
+pub struct HostRequest {
     /// The host to drain.
     pub host: HostId,
 }
@@ -543,4 +546,52 @@ pub struct ReportShardRequest {
     pub shard: ShardId,
     /// What went wrong.
     pub problem: String,
+}
+
+/// `POST /v1/admin/users`: invite a user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InviteRequest {
+    /// A name for the admin's listings.
+    pub name: String,
+    /// `admin`, `user`, `reader` or `appender`.
+    pub role: String,
+    /// Bytes on hosts (with redundancy) the user may take.
+    #[serde(default)]
+    pub quota: Option<u64>,
+    /// For `reader` and `appender`: whose data.
+    #[serde(default)]
+    pub owner: Option<UserId>,
+}
+
+/// The one-time token to give to the invited person.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InviteResponse {
+    /// Redeemed by `scatter init --token`.
+    pub token: String,
+}
+
+/// One user, for `scatter admin user ls`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserEntry {
+    /// Id.
+    pub id: UserId,
+    /// Name.
+    pub name: String,
+    /// Role.
+    pub role: String,
+    /// Whether its requests are refused.
+    pub disabled: bool,
+    /// Quota on hosts, if any.
+    pub quota: Option<u64>,
+    /// Whose data (readers and appenders).
+    pub owner: Option<UserId>,
+    /// Bytes its packs take on hosts.
+    pub used: u64,
+}
+
+/// `POST /v1/admin/users/disable` and `/v1/admin/users/remove`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserRequest {
+    /// The user.
+    pub user: UserId,
 }

@@ -10,7 +10,7 @@ pub(super) async fn keepalive(
     headers: HeaderMap,
     Body(req): Body<SessionRequest>,
 ) -> ApiResult<serde_json::Value> {
-    let u = user(&sh, &headers).await?;
+    let u = caller(&sh, &headers, Right::Add).await?;
     let ttl = sh.session_ttl.as_secs().max(1);
     db(&sh, move |s| s.keep_session(u.id, req.session, now(), now() + ttl)).await?;
     Ok(Json(serde_json::json!({})))
@@ -21,7 +21,7 @@ pub(super) async fn close(
     headers: HeaderMap,
     Body(req): Body<SessionRequest>,
 ) -> ApiResult<serde_json::Value> {
-    let u = user(&sh, &headers).await?;
+    let u = caller(&sh, &headers, Right::Add).await?;
     db(&sh, move |s| s.close_session(u.id, req.session)).await?;
     Ok(Json(serde_json::json!({})))
 }
@@ -31,7 +31,7 @@ pub(super) async fn refs(
     headers: HeaderMap,
     Body(req): Body<SnapshotRefsRequest>,
 ) -> ApiResult<serde_json::Value> {
-    let u = user(&sh, &headers).await?;
+    let u = caller(&sh, &headers, Right::Add).await?;
     check_ids(req.chunks.len())?;
     db(&sh, move |s| s.add_session_refs(u.id, req.session, &req.chunks, now())).await?;
     Ok(Json(serde_json::json!({})))
@@ -49,7 +49,7 @@ pub(super) async fn commit(
     headers: HeaderMap,
     Body(req): Body<CommitSnapshotRequest>,
 ) -> ApiResult<serde_json::Value> {
-    let u = user(&sh, &headers).await?;
+    let u = caller(&sh, &headers, Right::Add).await?;
     check_snapshot_id(&req.id)?;
     let record = decode_b64("record", &req.record)?;
     if record.len() > MAX_RECORD {
@@ -62,7 +62,7 @@ pub(super) async fn commit(
 }
 
 pub(super) async fn list(State(sh): S, headers: HeaderMap) -> ApiResult<SnapshotsResponse> {
-    let u = user(&sh, &headers).await?;
+    let u = caller(&sh, &headers, Right::Read).await?;
     let rows = db(&sh, move |s| s.snapshots(u.id)).await?;
     Ok(Json(SnapshotsResponse {
         snapshots: rows
@@ -84,7 +84,7 @@ pub(super) async fn forget(
     headers: HeaderMap,
     Body(req): Body<ForgetRequest>,
 ) -> ApiResult<ForgetResponse> {
-    let u = user(&sh, &headers).await?;
+    let u = caller(&sh, &headers, Right::Delete).await?;
     check_ids(req.ids.len())?;
     for id in &req.ids {
         check_snapshot_id(id)?;
@@ -95,7 +95,7 @@ pub(super) async fn forget(
 }
 
 pub(super) async fn prune(State(sh): S, headers: HeaderMap, Body(req): Body<PruneRequest>) -> ApiResult<PruneResponse> {
-    let u = user(&sh, &headers).await?;
+    let u = caller(&sh, &headers, Right::Delete).await?;
     if req.max_unused_percent > 100 {
         return Err(ApiError::BadRequest("max_unused_percent is a percentage (0 to 100)".into()));
     }

@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use rand::RngCore;
-use scatter_core::{HostId, ShardId};
+use scatter_core::{ByteSize, HostId, ShardId};
 use scatter_proto::api::*;
 use scatter_proto::{Grant, Op};
 use serde::Deserialize;
@@ -23,6 +23,7 @@ use crate::placement::{self, Candidate};
 use crate::store::{NewPack, Store, StoreError, UserRow};
 use crate::{now, secret_hash, Shared};
 
+mod admin;
 mod backup;
 
 type S = State<Arc<Shared>>;
@@ -65,7 +66,11 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/snapshots/forget", post(backup::forget))
         .route("/v1/prune", post(backup::prune))
         .route("/v1/admin/health", get(crate::metrics::health))
-        .route("/v1/admin/hosts/drain", post(drain))
+        .route("/v1/admin/hosts/drain", post(admin::drain))
+        .route("/v1/admin/hosts/disable", post(admin::disable_host))
+        .route("/v1/admin/users", get(admin::users).post(admin::invite))
+        .route("/v1/admin/users/disable", post(admin::disable_user))
+        .route("/v1/admin/users/remove", post(admin::remove_user))
         .route("/metrics", get(crate::metrics::metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(shared.clone(), timed))
@@ -121,9 +126,54 @@ pub(crate) async fn user(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<Us
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| ApiError::Unauthorized("this request needs your API key; run `scatter init` first".into()))?;
     let hash = secret_hash(key.trim());
-    db(shared, move |s| s.user_by_key(&hash)).await?.ok_or_else(|| {
+    let u = db(shared, move |s| s.user_by_key(&hash)).await?.ok_or_else(|| {
         ApiError::Unauthorized("the API key is not known to this coordinator; run `scatter init` again".into())
-    })
+    })?;
+    if u.disabled {
+        return Err(ApiError::Forbidden("this account is disabled; ask the grid's admin".into()));
+    }
+    Ok(u)
+}
+
+/// What a request does to the data of the user it works on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Right {
+    /// List and fetch: admin, user, reader.
+    Read,
+    /// Add new data: admin, user, appender.
+    Add,
+    /// Remove or forget data: admin, user.
+    Delete,
+    /// Manage the grid: admin.
+    Admin,
+}
+
+/// Fails unless the caller's role grants `right`.
+pub(crate) fn require(u: &UserRow, right: Right) -> Result<(), ApiError> {
+    let ok = match (u.role.as_str(), right) {
+        ("admin", _) => true,
+        ("user", r) => r != Right::Admin,
+        ("reader", r) => r == Right::Read,
+        ("appender", r) => r == Right::Add,
+        _ => false,
+    };
+    if ok {
+        return Ok(());
+    }
+    let what = match right {
+        Right::Read => "read or list data",
+        Right::Add => "add data",
+        Right::Delete => "remove data",
+        Right::Admin => "administer the grid",
+    };
+    Err(ApiError::Forbidden(format!("your role `{}` may not {what}", u.role)))
+}
+
+/// The caller, checked for `right`.
+pub(crate) async fn caller(shared: &Arc<Shared>, headers: &HeaderMap, right: Right) -> Result<UserRow, ApiError> {
+    let u = user(shared, headers).await?;
+    require(&u, right)?;
+    Ok(u)
 }
 
 fn decode_b64(field: &str, text: &str) -> Result<Vec<u8>, ApiError> {
@@ -258,6 +308,7 @@ pub(crate) fn host_state(sh: &Shared, h: &crate::store::HostRow) -> HostState {
     match h.state.as_str() {
         "retired" => HostState::Retired,
         "disqualified" => HostState::Disqualified,
+        "disabled" => HostState::Disabled,
         "draining" => HostState::Draining,
         _ if silent > sh.offline_after.as_secs() => HostState::Offline,
         _ if silent * 2 > sh.offline_after.as_secs() => HostState::Suspect,
@@ -292,7 +343,7 @@ async fn create_session(
     headers: HeaderMap,
     Body(req): Body<CreateSessionRequest>,
 ) -> ApiResult<CreateSessionResponse> {
-    let u = user(&sh, &headers).await?;
+    let u = caller(&sh, &headers, Right::Add).await?;
     let wrapped = decode_b64("wrapped_key", &req.wrapped_key)?;
     if wrapped.len() > 4096 {
         return Err(ApiError::BadRequest("the wrapped key is too large".into()));
@@ -314,16 +365,28 @@ async fn lookup_chunks(
     headers: HeaderMap,
     Body(req): Body<LookupChunksRequest>,
 ) -> ApiResult<LookupChunksResponse> {
-    let u = user(&sh, &headers).await?;
+    let u = caller(&sh, &headers, Right::Add).await?;
     check_ids(req.ids.len())?;
     let known = db(&sh, move |s| s.known_chunks(u.id, &req.ids)).await?;
     Ok(Json(LookupChunksResponse { known }))
 }
 
 async fn place(State(sh): S, headers: HeaderMap, Body(req): Body<PlaceRequest>) -> ApiResult<PlaceResponse> {
-    user(&sh, &headers).await?;
+    let u = caller(&sh, &headers, Right::Add).await?;
     if req.shards.is_empty() || req.shards.len() > 64 || req.shard_size == 0 || req.shard_size > 1 << 30 {
         return Err(ApiError::BadRequest("a placement needs 1 to 64 shards of 1 byte to 1 GiB".into()));
+    }
+    if let Some(quota) = u.quota {
+        let used = db(&sh, move |s| s.usage(u.id)).await?;
+        let adding = req.shard_size * req.shards.len() as u64;
+        if used + adding > quota {
+            return Err(ApiError::Quota(format!(
+                "the quota is exhausted: {} of {} used on hosts (with redundancy) and this pack needs {} more; remove data or ask the grid's admin for more",
+                ByteSize(used),
+                ByteSize(quota),
+                ByteSize(adding)
+            )));
+        }
     }
     let hosts = db(&sh, |s| s.hosts()).await?;
     let expires = now() + GRANT_TTL.as_secs();
@@ -350,7 +413,7 @@ async fn commit_pack(
     headers: HeaderMap,
     Body(req): Body<CommitPackRequest>,
 ) -> ApiResult<serde_json::Value> {
-    let u = user(&sh, &headers).await?;
+    let u = caller(&sh, &headers, Right::Add).await?;
     scatter_core::erasure::check_redundancy(req.k, req.m).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let total = req.k as usize + req.m as usize;
     let mut indices: Vec<u8> = req.shards.iter().map(|s| s.index).collect();
@@ -413,9 +476,17 @@ async fn commit_object(
     headers: HeaderMap,
     Body(req): Body<CommitObjectRequest>,
 ) -> ApiResult<CommitObjectResponse> {
-    let u = user(&sh, &headers).await?;
+    let u = caller(&sh, &headers, Right::Add).await?;
     check_name(&req.name)?;
     let manifest = decode_b64("manifest", &req.manifest)?;
+    if u.role == "appender" {
+        let name = req.name.clone();
+        if db(&sh, move |s| s.get_object(u.id, &name)).await?.is_some() {
+            return Err(ApiError::Forbidden(
+                "an appender may add new objects but not overwrite one that exists; pick a new name".into(),
+            ));
+        }
+    }
     let version =
         db(&sh, move |s| s.commit_object(u.id, &req.name, req.session, &manifest, req.size, &req.chunks, now()))
             .await?;
@@ -438,13 +509,13 @@ fn info(row: &crate::store::ObjectRow) -> ObjectInfo {
 }
 
 async fn list_objects(State(sh): S, headers: HeaderMap, Query(q): Query<PrefixQuery>) -> ApiResult<ListResponse> {
-    let u = user(&sh, &headers).await?;
+    let u = caller(&sh, &headers, Right::Read).await?;
     let rows = db(&sh, move |s| s.list_objects(u.id, &q.prefix)).await?;
     Ok(Json(ListResponse { objects: rows.iter().map(info).collect() }))
 }
 
 async fn get_object(State(sh): S, headers: HeaderMap, Query(q): Query<NameQuery>) -> ApiResult<ObjectResponse> {
-    let u = user(&sh, &headers).await?;
+    let u = caller(&sh, &headers, Right::Read).await?;
     check_name(&q.name)?;
     let (row, key) = db(&sh, move |s| s.get_object(u.id, &q.name))
         .await?
@@ -453,7 +524,7 @@ async fn get_object(State(sh): S, headers: HeaderMap, Query(q): Query<NameQuery>
 }
 
 async fn remove_object(State(sh): S, headers: HeaderMap, Query(q): Query<NameQuery>) -> ApiResult<RemoveResponse> {
-    let u = user(&sh, &headers).await?;
+    let u = caller(&sh, &headers, Right::Delete).await?;
     check_name(&q.name)?;
     let (versions, packs_released) = db(&sh, move |s| s.remove_object(u.id, &q.name, now())).await?;
     if versions == 0 {
@@ -463,7 +534,7 @@ async fn remove_object(State(sh): S, headers: HeaderMap, Query(q): Query<NameQue
 }
 
 async fn locate(State(sh): S, headers: HeaderMap, Body(req): Body<LocateRequest>) -> ApiResult<LocateResponse> {
-    let u = user(&sh, &headers).await?;
+    let u = caller(&sh, &headers, Right::Read).await?;
     check_ids(req.chunks.len())?;
     let (chunks, packs, sessions) = db(&sh, move |s| s.locate(u.id, &req.chunks)).await?;
     let hosts = db(&sh, |s| s.hosts()).await?;
@@ -509,25 +580,12 @@ async fn report_shard(
     headers: HeaderMap,
     Body(req): Body<ReportShardRequest>,
 ) -> ApiResult<serde_json::Value> {
-    let u = user(&sh, &headers).await?;
+    let u = caller(&sh, &headers, Right::Read).await?;
     let problem: String = req.problem.chars().take(200).collect();
     let (host, shard) = (req.host, req.shard);
     let known = db(&sh, move |s| s.mark_shard_bad(u.id, host, &shard)).await?;
     if known {
         tracing::warn!(%host, %shard, user = %u.id, %problem, "shard reported bad");
     }
-    Ok(Json(serde_json::json!({})))
-}
-
-async fn drain(State(sh): S, headers: HeaderMap, Body(req): Body<DrainRequest>) -> ApiResult<serde_json::Value> {
-    let u = user(&sh, &headers).await?;
-    if u.role != "admin" {
-        return Err(ApiError::Forbidden("draining a host is for admins".into()));
-    }
-    let host = req.host;
-    if !db(&sh, move |s| s.set_host_state(host, "draining")).await? {
-        return Err(ApiError::NotFound(format!("there is no host {host}; `scatter status` lists them")));
-    }
-    tracing::info!(%host, by = %u.id, "host draining");
     Ok(Json(serde_json::json!({})))
 }

@@ -257,7 +257,7 @@ mod tests {
     fn setup() -> (tempfile::TempDir, Store, UserId, scatter_core::HostId) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("c.db")).expect("open");
-        store.add_token(&[1; 32], "user").expect("token");
+        store.add_token(&[1; 32], "ann", "user", None, None).expect("token");
         let user = store.redeem_token(&[1; 32], "pk", &[2; 32], 0).expect("redeem").expect("user").id;
         let host = store.add_host(&[3; 32], "http://127.0.0.1:1", "z", 1 << 30, 0).expect("host");
         (dir, store, user, host)
@@ -359,6 +359,7 @@ mod tests {
                  CREATE TABLE sessions (id INTEGER PRIMARY KEY, user INTEGER NOT NULL REFERENCES users(id),
                                         wrapped_key BLOB NOT NULL, created INTEGER NOT NULL);
                  INSERT INTO sessions VALUES (7, 1, x'AA', 0);
+                 CREATE TABLE tokens (hash BLOB PRIMARY KEY, role TEXT NOT NULL, used INTEGER NOT NULL DEFAULT 0);
                  CREATE TABLE hosts (id INTEGER PRIMARY KEY, secret_hash BLOB NOT NULL, address TEXT NOT NULL,
                                      zone TEXT NOT NULL, capacity INTEGER NOT NULL,
                                      reported_used INTEGER NOT NULL DEFAULT 0, free INTEGER NOT NULL DEFAULT 0,

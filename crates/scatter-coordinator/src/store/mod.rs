@@ -13,8 +13,10 @@ use scatter_proto::api::{ChunkEntry, StoredShard};
 
 mod backup;
 mod repair;
+mod users;
 pub use backup::{SnapshotRow, Swept};
 pub use repair::{DegradedPack, Health};
+pub use users::UserInfo;
 
 const SCHEMA_VERSION: i64 = 3;
 
@@ -34,13 +36,24 @@ CREATE TABLE IF NOT EXISTS hosts (
     audits_passed INTEGER NOT NULL DEFAULT 0,
     audits_failed INTEGER NOT NULL DEFAULT 0
 );
-CREATE TABLE IF NOT EXISTS tokens (hash BLOB PRIMARY KEY, role TEXT NOT NULL, used INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS tokens (
+    hash BLOB PRIMARY KEY,
+    role TEXT NOT NULL,
+    used INTEGER NOT NULL DEFAULT 0,
+    name TEXT NOT NULL DEFAULT '',
+    quota INTEGER,
+    owner INTEGER
+);
 CREATE TABLE IF NOT EXISTS users (
     id INTEGER PRIMARY KEY,
     role TEXT NOT NULL,
     public_key TEXT NOT NULL,
     key_hash BLOB NOT NULL UNIQUE,
-    created INTEGER NOT NULL
+    created INTEGER NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    disabled INTEGER NOT NULL DEFAULT 0,
+    quota INTEGER,
+    owner INTEGER
 );
 CREATE TABLE IF NOT EXISTS sessions (
     id INTEGER PRIMARY KEY,
@@ -132,7 +145,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         "ALTER TABLE hosts ADD COLUMN state TEXT NOT NULL DEFAULT 'active';
          ALTER TABLE hosts ADD COLUMN audits_passed INTEGER NOT NULL DEFAULT 0;
-         ALTER TABLE hosts ADD COLUMN audits_failed INTEGER NOT NULL DEFAULT 0;",
+         ALTER TABLE hosts ADD COLUMN audits_failed INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE tokens ADD COLUMN name TEXT NOT NULL DEFAULT '';
+         ALTER TABLE tokens ADD COLUMN quota INTEGER;
+         ALTER TABLE tokens ADD COLUMN owner INTEGER;
+         ALTER TABLE users ADD COLUMN name TEXT NOT NULL DEFAULT '';
+         ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE users ADD COLUMN quota INTEGER;
+         ALTER TABLE users ADD COLUMN owner INTEGER;",
     ),
 ];
 
@@ -202,10 +222,17 @@ pub struct HostRow {
 /// A user as stored.
 #[derive(Debug, Clone)]
 pub struct UserRow {
-    /// Id.
+    /// Whose data the caller works on: itself, or for a `reader` or `appender` the user it
+    /// was invited for.
     pub id: UserId,
-    /// Role name.
+    /// The caller's own id.
+    pub me: UserId,
+    /// Role name: `admin`, `user`, `reader` or `appender`.
     pub role: String,
+    /// Requests fail while set.
+    pub disabled: bool,
+    /// Bytes of packs the data user may store, if limited.
+    pub quota: Option<u64>,
 }
 
 /// A pack, as needed by readers and the deleter.
@@ -314,47 +341,6 @@ impl Store {
         // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll
         // back on drop), so a poisoned lock is safe to reuse.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Records a one-time token (by its hash) that registers a user with `role`.
-    pub fn add_token(&self, hash: &[u8; 32], role: &str) -> Result<(), StoreError> {
-        self.conn().execute("INSERT OR IGNORE INTO tokens (hash, role) VALUES (?1, ?2)", params![&hash[..], role])?;
-        Ok(())
-    }
-
-    /// Redeems a one-time token: creates the user and marks the token used, atomically.
-    /// Returns `None` when the token is unknown or already used.
-    pub fn redeem_token(
-        &self,
-        token_hash: &[u8; 32],
-        public_key: &str,
-        api_key_hash: &[u8; 32],
-        now: u64,
-    ) -> Result<Option<UserRow>, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let role: Option<String> = tx
-            .query_row("SELECT role FROM tokens WHERE hash = ?1 AND used = 0", [&token_hash[..]], |r| r.get(0))
-            .optional()?;
-        let Some(role) = role else { return Ok(None) };
-        tx.execute("UPDATE tokens SET used = 1 WHERE hash = ?1", [&token_hash[..]])?;
-        tx.execute(
-            "INSERT INTO users (role, public_key, key_hash, created) VALUES (?1, ?2, ?3, ?4)",
-            params![role, public_key, &api_key_hash[..], now as i64],
-        )?;
-        let id = UserId(tx.last_insert_rowid() as u64);
-        tx.commit()?;
-        Ok(Some(UserRow { id, role }))
-    }
-
-    /// The user whose API key hashes to `hash`.
-    pub fn user_by_key(&self, hash: &[u8; 32]) -> Result<Option<UserRow>, StoreError> {
-        Ok(self
-            .conn()
-            .query_row("SELECT id, role FROM users WHERE key_hash = ?1", [&hash[..]], |r| {
-                Ok(UserRow { id: UserId(r.get::<_, i64>(0)? as u64), role: r.get(1)? })
-            })
-            .optional()?)
     }
 
     /// Registers a new host.

@@ -1,0 +1,135 @@
+//! Users and rights, with real processes: invites, quotas, disabling, readers and write-only
+//! appenders, key export and passphrase change.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+mod common;
+use common::*;
+
+/// Runs `scatter` with its own profile directory and environment.
+fn run(config: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(EXE);
+    cmd.args(args).env("SCATTER_CONFIG", config).env("SCATTER_PASSPHRASE", "their passphrase");
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run scatter")
+}
+
+fn ok(out: Output, what: &str) -> String {
+    assert!(out.status.success(), "{what} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn refused(out: Output, what: &str, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{what} should have been refused");
+    assert!(err.contains(needle), "{what}: expected `{needle}` in: {err}");
+    assert!(!err.contains("panicked"), "{what} panicked: {err}");
+}
+
+fn invite(env: &Env, args: &[&str]) -> String {
+    let mut all = vec!["admin", "user", "add"];
+    all.extend_from_slice(args);
+    env.ok(&all).trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn roles_quotas_and_write_only_sources() {
+    let env = grid(6).await;
+    let url = env.grid.url().to_owned();
+    let small = env.write_random("small", 1 << 20, 1);
+    let big = env.write_random("big", 4 << 20, 2);
+
+    // A user with a quota: a small put fits, a big one is refused with one clear sentence.
+    let bob = env.path("bob");
+    let token = invite(&env, &["bob", "--role", "user", "--quota", "3MiB"]);
+    ok(run(&bob, &["init", "--coordinator", &url, "--token", &token], &[]), "bob init");
+    ok(run(&bob, &["put", small.to_str().expect("utf-8"), "--name", "s"], &[]), "bob small put");
+    refused(run(&bob, &["put", big.to_str().expect("utf-8"), "--name", "b"], &[]), "bob big put", "quota");
+    // Tokens are single use.
+    refused(run(&env.path("bob2"), &["init", "--coordinator", &url, "--token", &token], &[]), "reuse", "already used");
+
+    // A write-only source of the admin's data: backs up, cannot read, list, overwrite or delete.
+    let wo = env.path("keys.wo");
+    let src = env.path("source");
+    let token = invite(&env, &["laptop", "--role", "appender", "--of", "u1"]);
+    let transport = [("SCATTER_IMPORT_PASSPHRASE", "moving"), ("SCATTER_EXPORT_PASSPHRASE", "moving")];
+    let out = Command::new(EXE)
+        .args(["key", "export", "--write-only", "--output", wo.to_str().expect("utf-8")])
+        .env("SCATTER_CONFIG", env.grid.client_dir())
+        .env("SCATTER_PASSPHRASE", env.grid.passphrase())
+        .env("SCATTER_EXPORT_PASSPHRASE", "moving")
+        .output()
+        .expect("export");
+    ok(out, "export");
+    ok(
+        run(
+            &src,
+            &["init", "--coordinator", &url, "--token", &token, "--import", wo.to_str().expect("utf-8")],
+            &transport,
+        ),
+        "appender init",
+    );
+    let data = env.path("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    std::fs::copy(&small, data.join("a.bin")).expect("copy");
+    ok(run(&src, &["backup", data.to_str().expect("utf-8")], &[]), "appender backup");
+    refused(run(&src, &["snapshots"], &[]), "appender snapshots", "may not read");
+    refused(run(&src, &["forget", "latest"], &[]), "appender forget", "may not read");
+    refused(run(&src, &["prune"], &[]), "appender prune", "may not remove");
+    env.put(&small, "existing");
+    refused(
+        run(&src, &["put", small.to_str().expect("utf-8"), "--name", "existing"], &[]),
+        "overwrite",
+        "not overwrite",
+    );
+    // The owner sees the source's snapshot and restores it.
+    let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).expect("JSON");
+    assert_eq!(snaps.as_array().map(Vec::len), Some(1));
+    let target = env.path("restored");
+    env.ok(&["restore", "latest", "--target", target.to_str().expect("utf-8")]);
+    assert_eq!(
+        std::fs::read(target.join(data.strip_prefix("/").expect("abs")).join("a.bin")).expect("restored"),
+        std::fs::read(&small).expect("small")
+    );
+
+    // A reader of the admin's data, on a second device with the full keys.
+    let full = env.path("keys.full");
+    let out = Command::new(EXE)
+        .args(["key", "export", "--output", full.to_str().expect("utf-8")])
+        .env("SCATTER_CONFIG", env.grid.client_dir())
+        .env("SCATTER_PASSPHRASE", env.grid.passphrase())
+        .env("SCATTER_EXPORT_PASSPHRASE", "moving")
+        .output()
+        .expect("export");
+    ok(out, "full export");
+    let reader = env.path("reader");
+    let token = invite(&env, &["auditor", "--role", "reader", "--of", "u1"]);
+    ok(
+        run(
+            &reader,
+            &["init", "--coordinator", &url, "--token", &token, "--import", full.to_str().expect("utf-8")],
+            &transport,
+        ),
+        "reader init",
+    );
+    let list = ok(run(&reader, &["snapshots", "--json"], &[]), "reader snapshots");
+    assert!(list.contains("hostname"), "{list}");
+    refused(run(&reader, &["backup", data.to_str().expect("utf-8")], &[]), "reader backup", "may not add");
+    refused(run(&reader, &["rm", "existing"], &[]), "reader rm", "may not remove");
+    refused(run(&reader, &["admin", "user", "ls"], &[]), "reader admin", "may not administer");
+
+    // The admin's view, then disabling bob: his next request fails at once.
+    let users: serde_json::Value = serde_json::from_str(&env.ok(&["admin", "user", "ls", "--json"])).expect("JSON");
+    let roles: Vec<&str> = users.as_array().expect("users").iter().filter_map(|u| u["role"].as_str()).collect();
+    assert_eq!(roles, ["admin", "user", "appender", "reader"]);
+    assert!(users[1]["used"].as_u64() > Some(1 << 20), "{users}");
+    env.ok(&["admin", "user", "disable", "u2"]);
+    refused(run(&bob, &["ls"], &[]), "disabled bob", "disabled");
+
+    // A new passphrase opens the key file; the old one no longer does.
+    ok(run(&bob, &["key", "passwd"], &[("SCATTER_NEW_PASSPHRASE", "new one")]), "passwd");
+    refused(run(&bob, &["key", "export", "--output", "/nonexistent/x"], &[]), "old passphrase", "passphrase");
+}

@@ -1,0 +1,125 @@
+//! Administration (`/v1/admin/*`, admins only): invites, users, and host states.
+
+use super::*;
+
+const ROLES: [&str; 4] = ["admin", "user", "reader", "appender"];
+
+pub(super) async fn invite(
+    State(sh): S,
+    headers: HeaderMap,
+    Body(req): Body<InviteRequest>,
+) -> ApiResult<InviteResponse> {
+    let admin = caller(&sh, &headers, Right::Admin).await?;
+    if !ROLES.contains(&req.role.as_str()) {
+        return Err(ApiError::BadRequest(format!("`{}` is not a role; use one of {}", req.role, ROLES.join(", "))));
+    }
+    if req.name.is_empty() || req.name.len() > 64 {
+        return Err(ApiError::BadRequest("a user name is 1 to 64 characters".into()));
+    }
+    let delegate = matches!(req.role.as_str(), "reader" | "appender");
+    match (delegate, req.owner) {
+        (true, None) => {
+            return Err(ApiError::BadRequest(format!(
+                "a {} works on another user's data: say whose with --of USER",
+                req.role
+            )))
+        }
+        (false, Some(_)) => {
+            return Err(ApiError::BadRequest("only readers and appenders work on another user's data".into()))
+        }
+        (true, Some(owner)) => {
+            if !db(&sh, move |s| s.user_exists(owner)).await? {
+                return Err(ApiError::NotFound(format!(
+                    "there is no user {owner}; `scatter admin user ls` lists them"
+                )));
+            }
+        }
+        (false, None) => {}
+    }
+    let token = format!("sci_{}", random_secret());
+    let hash = secret_hash(&token);
+    let (name, role) = (req.name.clone(), req.role.clone());
+    db(&sh, move |s| s.add_token(&hash, &name, &role, req.quota, req.owner)).await?;
+    tracing::info!(by = %admin.me, name = %req.name, role = %req.role, "user invited");
+    Ok(Json(InviteResponse { token }))
+}
+
+pub(super) async fn users(State(sh): S, headers: HeaderMap) -> ApiResult<Vec<UserEntry>> {
+    caller(&sh, &headers, Right::Admin).await?;
+    let rows = db(&sh, |s| s.users()).await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|u| UserEntry {
+                id: u.id,
+                name: u.name,
+                role: u.role,
+                disabled: u.disabled,
+                quota: u.quota,
+                owner: u.owner,
+                used: u.used,
+            })
+            .collect(),
+    ))
+}
+
+pub(super) async fn disable_user(
+    State(sh): S,
+    headers: HeaderMap,
+    Body(req): Body<UserRequest>,
+) -> ApiResult<serde_json::Value> {
+    let admin = caller(&sh, &headers, Right::Admin).await?;
+    if req.user == admin.me {
+        return Err(ApiError::BadRequest("you cannot disable yourself".into()));
+    }
+    let user = req.user;
+    if !db(&sh, move |s| s.set_disabled(user, true)).await? {
+        return Err(ApiError::NotFound(format!("there is no user {user}; `scatter admin user ls` lists them")));
+    }
+    tracing::warn!(by = %admin.me, %user, "user disabled");
+    Ok(Json(serde_json::json!({})))
+}
+
+pub(super) async fn remove_user(
+    State(sh): S,
+    headers: HeaderMap,
+    Body(req): Body<UserRequest>,
+) -> ApiResult<serde_json::Value> {
+    let admin = caller(&sh, &headers, Right::Admin).await?;
+    if req.user == admin.me {
+        return Err(ApiError::BadRequest("you cannot remove yourself".into()));
+    }
+    let user = req.user;
+    if !db(&sh, move |s| s.remove_user(user, now())).await? {
+        return Err(ApiError::NotFound(format!("there is no user {user}; `scatter admin user ls` lists them")));
+    }
+    tracing::warn!(by = %admin.me, %user, "user removed with its data");
+    Ok(Json(serde_json::json!({})))
+}
+
+/// Sets a host's administrative state (`draining` or `disabled`).
+async fn set_host(sh: &Arc<Shared>, headers: &HeaderMap, host: HostId, state: &'static str) -> Result<(), ApiError> {
+    let admin = caller(sh, headers, Right::Admin).await?;
+    if !db(sh, move |s| s.set_host_state(host, state)).await? {
+        return Err(ApiError::NotFound(format!("there is no host {host}; `scatter status` lists them")));
+    }
+    tracing::warn!(by = %admin.me, %host, state, "host state set");
+    Ok(())
+}
+
+pub(super) async fn drain(
+    State(sh): S,
+    headers: HeaderMap,
+    Body(req): Body<HostRequest>,
+) -> ApiResult<serde_json::Value> {
+    set_host(&sh, &headers, req.host, "draining").await?;
+    Ok(Json(serde_json::json!({})))
+}
+
+pub(super) async fn disable_host(
+    State(sh): S,
+    headers: HeaderMap,
+    Body(req): Body<HostRequest>,
+) -> ApiResult<serde_json::Value> {
+    set_host(&sh, &headers, req.host, "disabled").await?;
+    Ok(Json(serde_json::json!({})))
+}

@@ -1,0 +1,176 @@
+//! Users, invites and rights.
+//!
+//! An invite is a one-time token (stored only as its hash) carrying a name, a role, an
+//! optional quota and, for `reader` and `appender`, the user whose data it grants access to.
+//! Redeeming it registers the caller's public key and API key (also stored hashed).
+
+use rusqlite::{params, OptionalExtension};
+use scatter_core::UserId;
+
+use super::{Store, StoreError, UserRow};
+
+/// A user as the admin sees it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UserInfo {
+    /// Id.
+    pub id: UserId,
+    /// Name given at invitation.
+    pub name: String,
+    /// Role.
+    pub role: String,
+    /// Whether its requests are refused.
+    pub disabled: bool,
+    /// Quota in bytes on hosts (with redundancy), if any.
+    pub quota: Option<u64>,
+    /// For readers and appenders: whose data.
+    pub owner: Option<UserId>,
+    /// Bytes its live packs take on hosts (with redundancy).
+    pub used: u64,
+}
+
+/// id, role, disabled, quota, owner.
+type UserColumns = (i64, String, bool, Option<i64>, Option<i64>);
+
+impl Store {
+    /// Records a one-time invite (by its hash).
+    pub fn add_token(
+        &self,
+        hash: &[u8; 32],
+        name: &str,
+        role: &str,
+        quota: Option<u64>,
+        owner: Option<UserId>,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT OR IGNORE INTO tokens (hash, role, name, quota, owner) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![&hash[..], role, name, quota.map(|q| q as i64), owner.map(|o| o.0 as i64)],
+        )?;
+        Ok(())
+    }
+
+    /// Redeems a one-time token: creates the user and marks the token used, atomically.
+    /// Returns `None` when the token is unknown or already used.
+    pub fn redeem_token(
+        &self,
+        token_hash: &[u8; 32],
+        public_key: &str,
+        api_key_hash: &[u8; 32],
+        now: u64,
+    ) -> Result<Option<UserRow>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let invite: Option<(String, String, Option<i64>, Option<i64>)> = tx
+            .query_row(
+                "SELECT role, name, quota, owner FROM tokens WHERE hash = ?1 AND used = 0",
+                [&token_hash[..]],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        let Some((role, name, quota, owner)) = invite else { return Ok(None) };
+        tx.execute("UPDATE tokens SET used = 1 WHERE hash = ?1", [&token_hash[..]])?;
+        tx.execute(
+            "INSERT INTO users (role, public_key, key_hash, created, name, quota, owner)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![role, public_key, &api_key_hash[..], now as i64, name, quota, owner],
+        )?;
+        let me = UserId(tx.last_insert_rowid() as u64);
+        tx.commit()?;
+        Ok(Some(UserRow {
+            id: owner.map(|o| UserId(o as u64)).unwrap_or(me),
+            me,
+            role,
+            disabled: false,
+            quota: quota.map(|q| q as u64),
+        }))
+    }
+
+    /// The user whose API key hashes to `hash`. For a reader or appender, `id` is the user
+    /// whose data it works on, and the quota is that user's.
+    pub fn user_by_key(&self, hash: &[u8; 32]) -> Result<Option<UserRow>, StoreError> {
+        let conn = self.conn();
+        let row: Option<UserColumns> = conn
+            .query_row("SELECT id, role, disabled, quota, owner FROM users WHERE key_hash = ?1", [&hash[..]], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .optional()?;
+        let Some((me, role, mut disabled, mut quota, owner)) = row else { return Ok(None) };
+        if let Some(o) = owner {
+            // The owner's state governs its data: a disabled owner disables its delegates.
+            let (owner_disabled, owner_quota): (bool, Option<i64>) =
+                conn.query_row("SELECT disabled, quota FROM users WHERE id = ?1", [o], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            disabled |= owner_disabled;
+            quota = owner_quota;
+        }
+        Ok(Some(UserRow {
+            id: UserId(owner.unwrap_or(me) as u64),
+            me: UserId(me as u64),
+            role,
+            disabled,
+            quota: quota.map(|q| q as u64),
+        }))
+    }
+
+    /// Every user with its usage.
+    pub fn users(&self) -> Result<Vec<UserInfo>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT u.id, u.name, u.role, u.disabled, u.quota, u.owner,
+                    COALESCE((SELECT SUM(shard_size * (k + m)) FROM packs p WHERE p.user = u.id AND p.state = 'live'), 0)
+             FROM users u ORDER BY u.id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(UserInfo {
+                id: UserId(r.get::<_, i64>(0)? as u64),
+                name: r.get(1)?,
+                role: r.get(2)?,
+                disabled: r.get(3)?,
+                quota: r.get::<_, Option<i64>>(4)?.map(|q| q as u64),
+                owner: r.get::<_, Option<i64>>(5)?.map(|o| UserId(o as u64)),
+                used: r.get::<_, i64>(6)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Whether a user exists.
+    pub fn user_exists(&self, id: UserId) -> Result<bool, StoreError> {
+        Ok(self.conn().prepare("SELECT 1 FROM users WHERE id = ?1")?.exists([id.0 as i64])?)
+    }
+
+    /// Bytes the user's live packs take on hosts (with redundancy): what quotas count.
+    pub fn usage(&self, id: UserId) -> Result<u64, StoreError> {
+        let used: i64 = self.conn().query_row(
+            "SELECT COALESCE(SUM(shard_size * (k + m)), 0) FROM packs WHERE user = ?1 AND state = 'live'",
+            [id.0 as i64],
+            |r| r.get(0),
+        )?;
+        Ok(used as u64)
+    }
+
+    /// Disables (or enables) a user; false if there is no such user.
+    pub fn set_disabled(&self, id: UserId, disabled: bool) -> Result<bool, StoreError> {
+        Ok(self.conn().execute("UPDATE users SET disabled = ?2 WHERE id = ?1", params![id.0 as i64, disabled])? > 0)
+    }
+
+    /// Removes a user's access and data: it is disabled, its objects and snapshots are
+    /// dropped, and (unless one of its writes is still open) its packs are released for
+    /// deletion from hosts. Returns false if there is no such user.
+    pub fn remove_user(&self, id: UserId, now: u64) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let u = id.0 as i64;
+        if tx.execute("UPDATE users SET disabled = 1 WHERE id = ?1 OR owner = ?1", [u])? == 0 {
+            return Ok(false);
+        }
+        tx.execute("DELETE FROM object_chunks WHERE user = ?1", [u])?;
+        tx.execute("DELETE FROM objects WHERE user = ?1", [u])?;
+        tx.execute("DELETE FROM snapshot_chunks WHERE user = ?1", [u])?;
+        tx.execute("DELETE FROM snapshots WHERE user = ?1", [u])?;
+        match super::backup::sweep(&tx, id, now) {
+            Ok(_) | Err(StoreError::Busy) => {}
+            Err(e) => return Err(e),
+        }
+        tx.commit()?;
+        Ok(true)
+    }
+}
