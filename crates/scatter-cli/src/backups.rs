@@ -46,7 +46,8 @@ fn this_host() -> String {
     gethostname::gethostname().to_string_lossy().into_owned()
 }
 
-fn time_text(ns: i64) -> String {
+/// `YYYY-MM-DD hh:mm:ss` (UTC) of a time in nanoseconds since the epoch.
+pub fn time_text(ns: i64) -> String {
     let secs = ns.div_euclid(1_000_000_000);
     let (y, mo, d) = scatter_core::retention::civil_from_days(secs.div_euclid(86_400));
     let s = secs.rem_euclid(86_400);

@@ -332,6 +332,15 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum AdminCmd {
+    /// The audit trail: registrations, invites, refused requests, host joins and state changes.
+    Events {
+        /// How many of the newest events.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Users: invite, list, disable, remove.
     User {
         #[command(subcommand)]
@@ -804,6 +813,24 @@ async fn run(cmd: Cmd) -> Result<i32> {
                 output.display(),
                 output.display()
             );
+        }
+        Cmd::Admin { command: AdminCmd::Events { limit, json } } => {
+            let (_, p) = load()?;
+            let events = p.coordinator()?.events(limit).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&events)?);
+            } else {
+                for e in events {
+                    let t = e["time"].as_i64().unwrap_or(0);
+                    println!(
+                        "{}  {:<8} {:<22} {}",
+                        backups::time_text(t.saturating_mul(1_000_000_000)),
+                        e["actor"].as_str().unwrap_or("?"),
+                        e["action"].as_str().unwrap_or("?"),
+                        e["detail"].as_str().unwrap_or("")
+                    );
+                }
+            }
         }
         Cmd::Admin { command: AdminCmd::User { command } } => {
             let (_, p) = load()?;

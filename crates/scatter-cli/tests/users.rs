@@ -129,6 +129,34 @@ async fn roles_quotas_and_write_only_sources() {
     env.ok(&["admin", "user", "disable", "u2"]);
     refused(run(&bob, &["ls"], &[]), "disabled bob", "disabled");
 
+    // The audit trail has who did what.
+    let events: serde_json::Value = serde_json::from_str(&env.ok(&["admin", "events", "--json"])).expect("JSON");
+    let actions: Vec<String> = events
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {}",
+                e["actor"].as_str().unwrap_or(""),
+                e["action"].as_str().unwrap_or(""),
+                e["detail"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    for want in [
+        "h1 host.joined",
+        "u1 user.registered role admin",
+        "u1 user.invited bob as user",
+        "u2 user.registered role user",
+        "user.register_refused",
+        "u3 auth.forbidden role appender",
+        "u1 user.disabled u2",
+        "u2 auth.refused account disabled",
+    ] {
+        assert!(actions.iter().any(|a| a.contains(want)), "no `{want}` event in {actions:#?}");
+    }
+
     // A new passphrase opens the key file; the old one no longer does.
     ok(run(&bob, &["key", "passwd"], &[("SCATTER_NEW_PASSPHRASE", "new one")]), "passwd");
     refused(run(&bob, &["key", "export", "--output", "/nonexistent/x"], &[]), "old passphrase", "passphrase");

@@ -145,6 +145,11 @@ impl Coordinator {
         Ok(r.token)
     }
 
+    /// The newest security events, oldest first (admins only).
+    pub async fn events(&self, limit: usize) -> Result<Vec<serde_json::Value>, ClientError> {
+        self.send(self.http.get(format!("{}/v1/admin/events", self.base)).query(&[("limit", limit)])).await
+    }
+
     /// Every user (admins only).
     pub async fn users(&self) -> Result<Vec<UserEntry>, ClientError> {
         self.send(self.http.get(format!("{}/v1/admin/users", self.base))).await

@@ -40,7 +40,8 @@ pub(super) async fn invite(
     let hash = secret_hash(&token);
     let (name, role) = (req.name.clone(), req.role.clone());
     db(&sh, move |s| s.add_token(&hash, &name, &role, req.quota, req.owner)).await?;
-    tracing::info!(by = %admin.me, name = %req.name, role = %req.role, "user invited");
+    let detail = format!("{} as {}{}", req.name, req.role, req.owner.map(|o| format!(" of {o}")).unwrap_or_default());
+    event(&sh, admin.me.to_string(), "user.invited", detail).await;
     Ok(Json(InviteResponse { token }))
 }
 
@@ -75,7 +76,7 @@ pub(super) async fn disable_user(
     if !db(&sh, move |s| s.set_disabled(user, true)).await? {
         return Err(ApiError::NotFound(format!("there is no user {user}; `scatter admin user ls` lists them")));
     }
-    tracing::warn!(by = %admin.me, %user, "user disabled");
+    event(&sh, admin.me.to_string(), "user.disabled", user.to_string()).await;
     Ok(Json(serde_json::json!({})))
 }
 
@@ -92,7 +93,7 @@ pub(super) async fn remove_user(
     if !db(&sh, move |s| s.remove_user(user, now())).await? {
         return Err(ApiError::NotFound(format!("there is no user {user}; `scatter admin user ls` lists them")));
     }
-    tracing::warn!(by = %admin.me, %user, "user removed with its data");
+    event(&sh, admin.me.to_string(), "user.removed", user.to_string()).await;
     Ok(Json(serde_json::json!({})))
 }
 
@@ -102,7 +103,7 @@ async fn set_host(sh: &Arc<Shared>, headers: &HeaderMap, host: HostId, state: &'
     if !db(sh, move |s| s.set_host_state(host, state)).await? {
         return Err(ApiError::NotFound(format!("there is no host {host}; `scatter status` lists them")));
     }
-    tracing::warn!(by = %admin.me, %host, state, "host state set");
+    event(sh, admin.me.to_string(), "host.state", format!("{host} {state}")).await;
     Ok(())
 }
 
@@ -122,4 +123,24 @@ pub(super) async fn disable_host(
 ) -> ApiResult<serde_json::Value> {
     set_host(&sh, &headers, req.host, "disabled").await?;
     Ok(Json(serde_json::json!({})))
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct EventsQuery {
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+fn default_limit() -> usize {
+    100
+}
+
+pub(super) async fn events(
+    State(sh): S,
+    headers: HeaderMap,
+    Query(q): Query<EventsQuery>,
+) -> ApiResult<Vec<crate::store::Event>> {
+    caller(&sh, &headers, Right::Admin).await?;
+    let limit = q.limit.min(10_000);
+    Ok(Json(db(&sh, move |s| s.events(limit)).await?))
 }

@@ -71,6 +71,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/admin/users", get(admin::users).post(admin::invite))
         .route("/v1/admin/users/disable", post(admin::disable_user))
         .route("/v1/admin/users/remove", post(admin::remove_user))
+        .route("/v1/admin/events", get(admin::events))
         .route("/metrics", get(crate::metrics::metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(shared.clone(), timed))
@@ -126,13 +127,27 @@ pub(crate) async fn user(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<Us
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| ApiError::Unauthorized("this request needs your API key; run `scatter init` first".into()))?;
     let hash = secret_hash(key.trim());
-    let u = db(shared, move |s| s.user_by_key(&hash)).await?.ok_or_else(|| {
-        ApiError::Unauthorized("the API key is not known to this coordinator; run `scatter init` again".into())
-    })?;
+    let Some(u) = db(shared, move |s| s.user_by_key(&hash)).await? else {
+        event(shared, "unknown".into(), "auth.refused", "unknown API key".into()).await;
+        return Err(ApiError::Unauthorized(
+            "the API key is not known to this coordinator; run `scatter init` again".into(),
+        ));
+    };
     if u.disabled {
+        event(shared, u.me.to_string(), "auth.refused", "account disabled".into()).await;
         return Err(ApiError::Forbidden("this account is disabled; ask the grid's admin".into()));
     }
     Ok(u)
+}
+
+/// Records a security event; a failure to record is logged, never fatal to the request.
+pub(crate) async fn event(sh: &Arc<Shared>, actor: String, action: &'static str, detail: String) {
+    tracing::info!(%actor, action, %detail, "event");
+    let sh = sh.clone();
+    let res = tokio::task::spawn_blocking(move || sh.store.record_event(now(), &actor, action, &detail)).await;
+    if !matches!(res, Ok(Ok(()))) {
+        tracing::warn!(action, "could not record an event in the catalog");
+    }
 }
 
 /// What a request does to the data of the user it works on.
@@ -172,7 +187,10 @@ pub(crate) fn require(u: &UserRow, right: Right) -> Result<(), ApiError> {
 /// The caller, checked for `right`.
 pub(crate) async fn caller(shared: &Arc<Shared>, headers: &HeaderMap, right: Right) -> Result<UserRow, ApiError> {
     let u = user(shared, headers).await?;
-    require(&u, right)?;
+    if let Err(e) = require(&u, right) {
+        event(shared, u.me.to_string(), "auth.forbidden", format!("role {} asked to {right:?}", u.role)).await;
+        return Err(e);
+    }
     Ok(u)
 }
 
@@ -199,6 +217,7 @@ fn check_address(address: &str) -> Result<(), ApiError> {
 
 async fn join(State(sh): S, Body(req): Body<JoinRequest>) -> ApiResult<JoinResponse> {
     if !bool::from(secret_hash(req.join_token.trim()).ct_eq(&sh.join_token_hash)) {
+        event(&sh, "unknown".into(), "host.join_refused", format!("wrong join token from {}", req.address)).await;
         return Err(ApiError::Unauthorized(
             "the join token is wrong; copy it from the coordinator's data directory (join-token)".into(),
         ));
@@ -211,7 +230,8 @@ async fn join(State(sh): S, Body(req): Body<JoinRequest>) -> ApiResult<JoinRespo
     let hash = secret_hash(&secret);
     let (address, zone, capacity) = (req.address.clone(), req.zone.clone(), req.capacity.0);
     let host_id = db(&sh, move |s| s.add_host(&hash, &address, &zone, capacity, now())).await?;
-    tracing::info!(host = %host_id, address = %req.address, zone = %req.zone, capacity = %req.capacity, "host joined");
+    event(&sh, host_id.to_string(), "host.joined", format!("{} in zone {}, {}", req.address, req.zone, req.capacity))
+        .await;
     Ok(Json(JoinResponse {
         host_id,
         host_secret: secret,
@@ -264,8 +284,15 @@ async fn register(State(sh): S, Body(req): Body<RegisterRequest>) -> ApiResult<R
             ApiError::Unauthorized(
                 "the token is unknown or was already used; ask the grid's admin for a new one".into(),
             )
-        })?;
-    tracing::info!(user = %user.id, role = %user.role, "user registered");
+        });
+    let user = match user {
+        Ok(u) => u,
+        Err(e) => {
+            event(&sh, "unknown".into(), "user.register_refused", "unknown or used token".into()).await;
+            return Err(e);
+        }
+    };
+    event(&sh, user.me.to_string(), "user.registered", format!("role {}", user.role)).await;
     Ok(Json(RegisterResponse { user_id: user.id, api_key, role: user.role }))
 }
 

@@ -12,9 +12,11 @@ use scatter_core::{ChunkId, HostId, PackId, ShardId, UserId};
 use scatter_proto::api::{ChunkEntry, StoredShard};
 
 mod backup;
+mod events;
 mod repair;
 mod users;
 pub use backup::{SnapshotRow, Swept};
+pub use events::Event;
 pub use repair::{DegradedPack, Health};
 pub use users::UserInfo;
 
@@ -124,6 +126,13 @@ CREATE TABLE IF NOT EXISTS snapshot_chunks (
     PRIMARY KEY (snapshot, chunk)
 );
 CREATE INDEX IF NOT EXISTS snapshot_chunks_by_chunk ON snapshot_chunks(user, chunk);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    time INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS orphans (
     host INTEGER NOT NULL,
     hash BLOB NOT NULL,
