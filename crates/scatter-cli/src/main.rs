@@ -392,7 +392,7 @@ enum UserCmd {
         quota: Option<ByteSize>,
         /// For readers and appenders: whose data (e.g. u1).
         #[arg(long = "of")]
-        owner: Option<String>,
+        owner: Option<scatter_core::UserId>,
     },
     /// Every user with role, state, quota and usage.
     Ls {
@@ -403,12 +403,12 @@ enum UserCmd {
     /// Refuse every request of a user from now on.
     Disable {
         /// The user's id, e.g. u3.
-        id: String,
+        id: scatter_core::UserId,
     },
     /// Remove a user and everything it stored.
     Rm {
         /// The user's id, e.g. u3.
-        id: String,
+        id: scatter_core::UserId,
     },
 }
 
@@ -423,12 +423,12 @@ enum HostCmd {
     /// Stop trusting a host: it gets nothing new and its shards are rebuilt elsewhere.
     Disable {
         /// The host's id, e.g. h3 or 3.
-        id: String,
+        id: scatter_core::HostId,
     },
     /// Move every shard off a host (keeping full redundancy throughout), then retire it.
     Drain {
         /// The host's id, e.g. h3 or 3.
-        id: String,
+        id: scatter_core::HostId,
     },
 }
 
@@ -835,12 +835,8 @@ async fn run(cmd: Cmd) -> Result<i32> {
         Cmd::Admin { command: AdminCmd::User { command } } => {
             let (_, p) = load()?;
             let coord = p.coordinator()?;
-            let parse = |id: &str| -> Result<scatter_core::UserId> {
-                id.parse().map_err(|_| anyhow::anyhow!("`{id}` is not a user id (e.g. u3)"))
-            };
             match command {
                 UserCmd::Add { name, role, quota, owner } => {
-                    let owner = owner.as_deref().map(parse).transpose()?;
                     let req = scatter_proto::api::InviteRequest {
                         name: name.clone(),
                         role,
@@ -878,26 +874,22 @@ async fn run(cmd: Cmd) -> Result<i32> {
                     }
                 }
                 UserCmd::Disable { id } => {
-                    coord.disable_user(parse(&id)?).await?;
+                    coord.disable_user(id).await?;
                     println!("User {id} is disabled: its requests are refused from now on.");
                 }
                 UserCmd::Rm { id } => {
-                    coord.remove_user(parse(&id)?).await?;
+                    coord.remove_user(id).await?;
                     println!("User {id} is removed; its data is deleted from the hosts in the background.");
                 }
             }
         }
-        Cmd::Admin { command: AdminCmd::Host { command: HostCmd::Disable { id } } } => {
+        Cmd::Admin { command: AdminCmd::Host { command: HostCmd::Disable { id: host } } } => {
             let (_, p) = load()?;
-            let host: scatter_core::HostId =
-                id.parse().map_err(|_| anyhow::anyhow!("`{id}` is not a host id (e.g. h3)"))?;
             p.coordinator()?.disable_host(host).await?;
             println!("Host {host} is disabled: it gets nothing new and its shards are rebuilt on other hosts.");
         }
-        Cmd::Admin { command: AdminCmd::Host { command: HostCmd::Drain { id } } } => {
+        Cmd::Admin { command: AdminCmd::Host { command: HostCmd::Drain { id: host } } } => {
             let (_, p) = load()?;
-            let host: scatter_core::HostId =
-                id.parse().map_err(|_| anyhow::anyhow!("`{id}` is not a host id (e.g. h3)"))?;
             p.coordinator()?.drain(host).await?;
             println!("Host {host} is draining: its shards are rebuilt on other hosts while it keeps serving them; it is retired once empty (`scatter admin host ls`).");
         }

@@ -47,20 +47,7 @@ pub(super) async fn invite(
 
 pub(super) async fn users(State(sh): S, headers: HeaderMap) -> ApiResult<Vec<UserEntry>> {
     caller(&sh, &headers, Right::Admin).await?;
-    let rows = db(&sh, |s| s.users()).await?;
-    Ok(Json(
-        rows.into_iter()
-            .map(|u| UserEntry {
-                id: u.id,
-                name: u.name,
-                role: u.role,
-                disabled: u.disabled,
-                quota: u.quota,
-                owner: u.owner,
-                used: u.used,
-            })
-            .collect(),
-    ))
+    Ok(Json(db(&sh, |s| s.users()).await?))
 }
 
 pub(super) async fn disable_user(
@@ -68,16 +55,7 @@ pub(super) async fn disable_user(
     headers: HeaderMap,
     Body(req): Body<UserRequest>,
 ) -> ApiResult<serde_json::Value> {
-    let admin = caller(&sh, &headers, Right::Admin).await?;
-    if req.user == admin.me {
-        return Err(ApiError::BadRequest("you cannot disable yourself".into()));
-    }
-    let user = req.user;
-    if !db(&sh, move |s| s.set_disabled(user, true)).await? {
-        return Err(ApiError::NotFound(format!("there is no user {user}; `scatter admin user ls` lists them")));
-    }
-    event(&sh, admin.me.to_string(), "user.disabled", user.to_string()).await;
-    Ok(Json(serde_json::json!({})))
+    on_user(&sh, &headers, req.user, "user.disabled", move |s, u| s.set_disabled(u, true)).await
 }
 
 pub(super) async fn remove_user(
@@ -85,15 +63,25 @@ pub(super) async fn remove_user(
     headers: HeaderMap,
     Body(req): Body<UserRequest>,
 ) -> ApiResult<serde_json::Value> {
-    let admin = caller(&sh, &headers, Right::Admin).await?;
-    if req.user == admin.me {
-        return Err(ApiError::BadRequest("you cannot remove yourself".into()));
+    on_user(&sh, &headers, req.user, "user.removed", move |s, u| s.remove_user(u, now())).await
+}
+
+/// Applies `change` to another user (false from it: no such user) and records `action`.
+async fn on_user(
+    sh: &Arc<Shared>,
+    headers: &HeaderMap,
+    user: UserId,
+    action: &'static str,
+    change: impl FnOnce(&Store, UserId) -> Result<bool, StoreError> + Send + 'static,
+) -> ApiResult<serde_json::Value> {
+    let admin = caller(sh, headers, Right::Admin).await?;
+    if user == admin.me {
+        return Err(ApiError::BadRequest("an admin cannot disable or remove itself; ask another admin".into()));
     }
-    let user = req.user;
-    if !db(&sh, move |s| s.remove_user(user, now())).await? {
+    if !db(sh, move |s| change(s, user)).await? {
         return Err(ApiError::NotFound(format!("there is no user {user}; `scatter admin user ls` lists them")));
     }
-    event(&sh, admin.me.to_string(), "user.removed", user.to_string()).await;
+    event(sh, admin.me.to_string(), action, user.to_string()).await;
     Ok(Json(serde_json::json!({})))
 }
 

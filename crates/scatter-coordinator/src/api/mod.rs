@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use rand::RngCore;
-use scatter_core::{ByteSize, HostId, ShardId};
+use scatter_core::{ByteSize, HostId, ShardId, UserId};
 use scatter_proto::api::*;
 use scatter_proto::{Grant, Op};
 use serde::Deserialize;

@@ -18,7 +18,6 @@ mod users;
 pub use backup::{SnapshotRow, Swept};
 pub use events::Event;
 pub use repair::{DegradedPack, Health};
-pub use users::UserInfo;
 
 const SCHEMA_VERSION: i64 = 3;
 

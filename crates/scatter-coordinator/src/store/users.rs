@@ -6,27 +6,9 @@
 
 use rusqlite::{params, OptionalExtension};
 use scatter_core::UserId;
+use scatter_proto::api::UserEntry;
 
 use super::{Store, StoreError, UserRow};
-
-/// A user as the admin sees it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct UserInfo {
-    /// Id.
-    pub id: UserId,
-    /// Name given at invitation.
-    pub name: String,
-    /// Role.
-    pub role: String,
-    /// Whether its requests are refused.
-    pub disabled: bool,
-    /// Quota in bytes on hosts (with redundancy), if any.
-    pub quota: Option<u64>,
-    /// For readers and appenders: whose data.
-    pub owner: Option<UserId>,
-    /// Bytes its live packs take on hosts (with redundancy).
-    pub used: u64,
-}
 
 /// id, role, disabled, quota, owner.
 type UserColumns = (i64, String, bool, Option<i64>, Option<i64>);
@@ -111,7 +93,7 @@ impl Store {
     }
 
     /// Every user with its usage.
-    pub fn users(&self) -> Result<Vec<UserInfo>, StoreError> {
+    pub fn users(&self) -> Result<Vec<UserEntry>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT u.id, u.name, u.role, u.disabled, u.quota, u.owner,
@@ -119,7 +101,7 @@ impl Store {
              FROM users u ORDER BY u.id",
         )?;
         let rows = stmt.query_map([], |r| {
-            Ok(UserInfo {
+            Ok(UserEntry {
                 id: UserId(r.get::<_, i64>(0)? as u64),
                 name: r.get(1)?,
                 role: r.get(2)?,
