@@ -1,0 +1,350 @@
+//! The grid's certificate authority and the TLS configurations that trust only it.
+//!
+//! The coordinator holds the CA (an ECDSA P-256 key and a self-signed certificate). It signs
+//! its own server certificate at every start and each host's certificate when the host asks
+//! (the host keeps its private key; it sends only the public half). Every server presents the
+//! chain `[leaf, CA]`.
+//!
+//! Clients and hosts carry the CA's [`Fingerprint`] (SHA-256 of its DER), which arrives inside
+//! their join or invite token. [`client_config`] accepts a server only when the chain it
+//! presents contains a CA certificate with that fingerprint and the leaf is validly signed by
+//! it for the name being dialled: first contact is authenticated, not trust-on-first-use, and
+//! nothing but the fingerprint has to be stored.
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, PublicKeyData, SignatureAlgorithm, PKCS_ECDSA_P256_SHA256,
+};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use sha2::{Digest, Sha256};
+
+/// How long an issued leaf certificate is valid. Hosts and the coordinator get a new one at
+/// every start, so this only bounds how long a process may run without restarting.
+const LEAF_VALIDITY: time::Duration = time::Duration::days(397);
+
+/// Why a certificate or TLS configuration could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file of the CA could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// A stored key or certificate does not parse.
+    #[error("{0} is damaged; restore it from a backup (without it, every host and user must join again)")]
+    Damaged(std::path::PathBuf),
+    /// A public key sent for signing is not an uncompressed P-256 point.
+    #[error("the public key is not an uncompressed ECDSA P-256 point (65 bytes, starting with 4)")]
+    BadPublicKey,
+    /// A name is neither an IP address nor a DNS name.
+    #[error("`{0}` cannot be put in a certificate (expected an IP address or a DNS name)")]
+    BadName(String),
+    /// rcgen or rustls refused (should not happen with the parameters used here).
+    #[error("TLS setup failed: {0}")]
+    Setup(String),
+}
+
+fn setup(e: impl fmt::Display) -> TlsError {
+    TlsError::Setup(e.to_string())
+}
+
+/// The crypto provider used for every TLS connection: ring (audited, constant-time AES-GCM and
+/// ChaCha20-Poly1305 with hardware acceleration).
+pub fn provider() -> Arc<CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    PROVIDER.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider())).clone()
+}
+
+/// SHA-256 of the grid CA's certificate (DER): what tokens carry to authenticate first contact.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint(pub [u8; 32]);
+
+impl Fingerprint {
+    /// The fingerprint of a certificate.
+    pub fn of(cert_der: &[u8]) -> Self {
+        Self(Sha256::digest(cert_der).into())
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({self})")
+    }
+}
+
+impl FromStr for Fingerprint {
+    type Err = hex::FromHexError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut b = [0u8; 32];
+        hex::decode_to_slice(s, &mut b)?;
+        Ok(Self(b))
+    }
+}
+
+/// The CA's subject; fixed, so the issuer can be rebuilt from the key alone.
+fn ca_params() -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "Scatter grid");
+    dn.push(DnType::CommonName, "Scatter grid CA");
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params
+}
+
+/// The grid's certificate authority, held by the coordinator.
+pub struct Authority {
+    issuer: Issuer<'static, KeyPair>,
+    cert: CertificateDer<'static>,
+}
+
+impl Authority {
+    /// Loads the CA from `dir` (`ca.key`, `ca.crt`), creating it on first start.
+    pub fn load_or_create(dir: &Path) -> Result<Self, TlsError> {
+        let (key_path, cert_path) = (dir.join("ca.key"), dir.join("ca.crt"));
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| TlsError::Io { path, source }
+        };
+        if !key_path.exists() {
+            let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(setup)?;
+            let cert = ca_params().self_signed(&key).map_err(setup)?;
+            // The certificate first: a key without its certificate is regenerated next time,
+            // a certificate without its key would be useless.
+            write_private(&cert_path, cert.pem().as_bytes()).map_err(io(&cert_path))?;
+            write_private(&key_path, key.serialize_pem().as_bytes()).map_err(io(&key_path))?;
+        }
+        let key_pem = std::fs::read_to_string(&key_path).map_err(io(&key_path))?;
+        let key = KeyPair::from_pem(&key_pem).map_err(|_| TlsError::Damaged(key_path.clone()))?;
+        let cert_pem = std::fs::read_to_string(&cert_path).map_err(io(&cert_path))?;
+        let cert = parse_pem_cert(&cert_pem).ok_or_else(|| TlsError::Damaged(cert_path.clone()))?;
+        Ok(Self { issuer: Issuer::new(ca_params(), key), cert })
+    }
+
+    /// The CA certificate (DER).
+    pub fn cert(&self) -> &CertificateDer<'static> {
+        &self.cert
+    }
+
+    /// The CA certificate in PEM, as handed to hosts.
+    pub fn cert_pem(&self) -> String {
+        to_pem(&self.cert)
+    }
+
+    /// What tokens carry.
+    pub fn fingerprint(&self) -> Fingerprint {
+        Fingerprint::of(&self.cert)
+    }
+
+    /// Signs a server certificate for `names` over a P-256 public key in raw (SEC1
+    /// uncompressed) form.
+    pub fn issue(&self, names: &[String], public_key: &[u8]) -> Result<CertificateDer<'static>, TlsError> {
+        if public_key.len() != 65 || public_key[0] != 4 {
+            return Err(TlsError::BadPublicKey);
+        }
+        let key = RawP256(public_key.to_vec());
+        Ok(leaf_params(names)?.signed_by(&key, &self.issuer).map_err(setup)?.der().clone())
+    }
+
+    /// A server configuration for the coordinator itself: a fresh key and a leaf for `names`.
+    pub fn server_config(&self, names: &[String]) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        let key = LeafKey::generate()?;
+        let leaf = self.issue(names, key.public_key())?;
+        key.server_config(leaf, self.cert.clone())
+    }
+}
+
+fn leaf_params(names: &[String]) -> Result<CertificateParams, TlsError> {
+    let mut params = CertificateParams::new(names.to_vec()).map_err(|_| TlsError::BadName(names.join(", ")))?;
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(DnType::CommonName, names.first().cloned().unwrap_or_default());
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.use_authority_key_identifier_extension = true;
+    let now = time::OffsetDateTime::now_utc();
+    // An hour of slack for clocks that are a little behind.
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + LEAF_VALIDITY;
+    Ok(params)
+}
+
+/// A public key that arrived as bytes, for rcgen to sign.
+struct RawP256(Vec<u8>);
+
+impl PublicKeyData for RawP256 {
+    fn der_bytes(&self) -> &[u8] {
+        &self.0
+    }
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        &PKCS_ECDSA_P256_SHA256
+    }
+}
+
+/// A server's own key pair: generated in memory at every start, never written to disk; only
+/// its public half leaves the process, to be certified.
+pub struct LeafKey(KeyPair);
+
+impl LeafKey {
+    /// A new P-256 key.
+    pub fn generate() -> Result<Self, TlsError> {
+        Ok(Self(KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(setup)?))
+    }
+
+    /// The public key in raw (SEC1 uncompressed) form, as [`Authority::issue`] takes it.
+    pub fn public_key(&self) -> &[u8] {
+        self.0.public_key_raw()
+    }
+
+    /// A server configuration presenting `[leaf, ca]` (HTTP/1.1 and HTTP/2, TLS 1.3 only).
+    pub fn server_config(
+        &self,
+        leaf: CertificateDer<'static>,
+        ca: CertificateDer<'static>,
+    ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.0.serialize_der()));
+        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(setup)?
+            .with_no_client_auth()
+            .with_single_cert(vec![leaf, ca], key)
+            .map_err(setup)?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
+/// A certificate in PEM.
+pub fn to_pem(cert: &CertificateDer<'_>) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
+/// The first certificate in a PEM text, if there is one.
+pub fn parse_pem_cert(pem: &str) -> Option<CertificateDer<'static>> {
+    use base64::Engine;
+    let start = pem.find("-----BEGIN CERTIFICATE-----")? + "-----BEGIN CERTIFICATE-----".len();
+    let end = start + pem[start..].find("-----END CERTIFICATE-----")?;
+    let b64: String = pem[start..end].chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD.decode(b64).ok().map(CertificateDer::from)
+}
+
+/// A client configuration that trusts exactly the CA with `fingerprint` (TLS 1.3, HTTP/1.1:
+/// large sequential bodies move faster over pooled HTTP/1.1 connections than through HTTP/2
+/// flow control).
+pub fn client_config(fingerprint: Fingerprint) -> rustls::ClientConfig {
+    let verifier = Arc::new(PinnedCa { fingerprint, inner: OnceLock::new() });
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("ring supports TLS 1.3")
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config
+}
+
+/// Verifies servers against the CA whose fingerprint is pinned. The CA certificate itself comes
+/// from the server's chain the first time and is kept for later handshakes; the usual WebPKI
+/// checks (signature, validity, name, key usage) are then done with it as the only root.
+#[derive(Debug)]
+struct PinnedCa {
+    fingerprint: Fingerprint,
+    inner: OnceLock<Arc<WebPkiServerVerifier>>,
+}
+
+impl PinnedCa {
+    fn verifier(&self, presented: &[CertificateDer<'_>]) -> Result<Arc<WebPkiServerVerifier>, rustls::Error> {
+        if let Some(v) = self.inner.get() {
+            return Ok(v.clone());
+        }
+        let ca = presented.iter().find(|c| Fingerprint::of(c) == self.fingerprint).ok_or_else(|| {
+            rustls::Error::General(format!(
+                "the server's certificate is not from this grid's CA (fingerprint {})",
+                self.fingerprint
+            ))
+        })?;
+        let mut roots = RootCertStore::empty();
+        roots.add(ca.clone().into_owned()).map_err(|e| rustls::Error::General(format!("the grid CA: {e}")))?;
+        let v = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        Ok(self.inner.get_or_init(|| v).clone())
+    }
+}
+
+impl ServerCertVerifier for PinnedCa {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        // The leaf is signed by the CA directly: intermediates are not passed on, so a chain
+        // through some other certificate the server sends cannot be built.
+        self.verifier(intermediates)?.verify_server_cert(end_entity, &[], server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &provider().signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &provider().signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        provider().signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Writes a file readable only by its owner, atomically (temp file, fsync, rename).
+pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(&tmp)?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}

@@ -1,0 +1,92 @@
+//! Real TLS over 127.0.0.1: a client pinned to one grid's CA talks to that grid's servers and
+//! refuses every other certificate.
+
+use std::sync::Arc;
+
+use scatter_net::tls::{Authority, LeafKey};
+use scatter_net::{http_client, serve::serve, Fingerprint};
+
+/// Serves "ok" over TLS with `config` on a free port; returns the URL and a stopper.
+async fn server(config: Arc<rustls::ServerConfig>) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("https://{}", listener.local_addr().expect("addr"));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let router = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+    tokio::spawn(serve(listener, router, Some(config), async move {
+        let _ = rx.await;
+    }));
+    (url, tx)
+}
+
+async fn get(fp: Fingerprint, url: &str) -> Result<String, String> {
+    let client = http_client(Some(fp)).build().map_err(|e| e.to_string())?;
+    let resp = client.get(url).send().await.map_err(|e| format!("{e:?}"))?;
+    resp.text().await.map_err(|e| e.to_string())
+}
+
+fn names() -> Vec<String> {
+    vec!["127.0.0.1".into(), "localhost".into()]
+}
+
+#[tokio::test]
+async fn pinned_client_accepts_its_grid_and_refuses_others() {
+    let (dir_a, dir_b) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
+    let a = Authority::load_or_create(dir_a.path()).expect("ca a");
+    let b = Authority::load_or_create(dir_b.path()).expect("ca b");
+    assert_ne!(a.fingerprint(), b.fingerprint());
+    // Loading again gives the same CA.
+    assert_eq!(Authority::load_or_create(dir_a.path()).expect("reload").fingerprint(), a.fingerprint());
+
+    // The coordinator's own certificate, and a host's (its key never leaves it).
+    let (coord, _stop1) = server(a.server_config(&names()).expect("config")).await;
+    let host_key = LeafKey::generate().expect("key");
+    let leaf = a.issue(&names(), host_key.public_key()).expect("issue");
+    let (host, _stop2) = server(host_key.server_config(leaf, a.cert().clone()).expect("config")).await;
+    assert_eq!(get(a.fingerprint(), &coord).await.expect("coordinator"), "ok");
+    assert_eq!(get(a.fingerprint(), &host).await.expect("host"), "ok");
+
+    // Another grid's server is refused.
+    let (other, _stop3) = server(b.server_config(&names()).expect("config")).await;
+    let err = get(a.fingerprint(), &other).await.expect_err("other grid");
+    assert!(err.contains("not from this grid's CA"), "{err}");
+
+    // A leaf from another CA presented next to the real (public) CA certificate is refused.
+    let forger = LeafKey::generate().expect("key");
+    let forged = b.issue(&names(), forger.public_key()).expect("issue");
+    let (forgery, _stop4) = server(forger.server_config(forged, a.cert().clone()).expect("config")).await;
+    get(a.fingerprint(), &forgery).await.expect_err("forged chain");
+
+    // A certificate for another name is refused.
+    let (wrong_name, _stop5) = server(a.server_config(&["10.9.9.9".into()]).expect("config")).await;
+    get(a.fingerprint(), &wrong_name).await.expect_err("wrong name");
+
+    // Plain HTTP is refused by a pinned client.
+    let plain = coord.replace("https://", "http://");
+    get(a.fingerprint(), &plain).await.expect_err("plain http");
+}
+
+#[test]
+fn issue_rejects_keys_that_are_not_p256_points() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ca = Authority::load_or_create(dir.path()).expect("ca");
+    for bad in [&[][..], &[4u8; 64][..], &[5u8; 65][..], &[4u8; 66][..]] {
+        assert!(ca.issue(&names(), bad).is_err());
+    }
+    assert!(ca.issue(&["hôte.example".into()], LeafKey::generate().expect("key").public_key()).is_err());
+}
+
+#[test]
+fn damaged_ca_files_are_reported() {
+    let dir = tempfile::tempdir().expect("tmp");
+    Authority::load_or_create(dir.path()).expect("ca");
+    std::fs::write(dir.path().join("ca.key"), "garbage").expect("write");
+    let err = Authority::load_or_create(dir.path()).err().expect("damaged");
+    assert!(err.to_string().contains("ca.key is damaged"), "{err}");
+}
+
+#[test]
+fn fingerprints_round_trip_as_hex() {
+    let fp = Fingerprint([7; 32]);
+    assert_eq!(fp.to_string().parse::<Fingerprint>().expect("parse"), fp);
+    assert!("zz".parse::<Fingerprint>().is_err());
+}
