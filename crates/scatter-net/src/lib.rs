@@ -4,24 +4,54 @@
 
 pub mod serve;
 pub mod tls;
+pub mod token;
 
-pub use tls::{write_private, Fingerprint};
+pub use tls::{write_private, Fingerprint, Peer};
+pub use token::Token;
 
 /// An HTTP client builder that trusts only the grid CA with `fingerprint`, or — `None`, for a
 /// grid run with `--insecure` — speaks plain HTTP and trusts no certificate at all.
-pub fn http_client(fingerprint: Option<Fingerprint>) -> reqwest::ClientBuilder {
-    let builder = reqwest::Client::builder().tls_built_in_root_certs(false).pool_idle_timeout(std::time::Duration::from_secs(60));
+pub fn http_client(fingerprint: Option<Fingerprint>, peer: Peer) -> reqwest::ClientBuilder {
+    let builder = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .pool_idle_timeout(std::time::Duration::from_secs(60));
     match fingerprint {
-        Some(fp) => builder.use_preconfigured_tls(tls::client_config(fp)).https_only(true),
+        Some(fp) => builder.use_preconfigured_tls(tls::client_config(fp, peer)).https_only(true),
         None => builder,
     }
 }
 
-/// The scheme a grid URL must use: `https` unless the grid runs with `--insecure`.
-pub fn scheme(secure: bool) -> &'static str {
-    if secure {
-        "https"
-    } else {
-        "http"
+/// Why a URL and a CA fingerprint do not go together.
+#[derive(Debug, thiserror::Error)]
+pub enum ModeError {
+    /// An https URL with nothing to authenticate the server by.
+    #[error("{0} uses TLS, but the token carries no CA fingerprint to authenticate it by; use a token printed by this grid's coordinator")]
+    NoFingerprint(String),
+    /// A plain-HTTP URL without `--insecure`.
+    #[error("{0} is plain HTTP: anyone on the network could read and change the traffic; use the https:// URL the coordinator prints, or pass --insecure if this grid really runs without TLS")]
+    Plain(String),
+    /// A plain-HTTP URL with a TLS grid's token.
+    #[error("{0} is plain HTTP, but the token is for a grid with TLS; use https://")]
+    Mismatch(String),
+    /// Not a URL.
+    #[error("`{0}` is not an http(s) URL (expected e.g. https://203.0.113.7:7000)")]
+    NotUrl(String),
+}
+
+/// Checks that `url` and `ca` agree: https with a fingerprint, or http with `insecure` and
+/// none. Returns the fingerprint to pin.
+pub fn check_mode(url: &str, ca: Option<Fingerprint>, insecure: bool) -> Result<Option<Fingerprint>, ModeError> {
+    let scheme = reqwest::Url::parse(url).map(|u| u.scheme().to_owned()).map_err(|_| ModeError::NotUrl(url.into()))?;
+    match (scheme.as_str(), ca) {
+        ("https", Some(fp)) => Ok(Some(fp)),
+        ("https", None) => Err(ModeError::NoFingerprint(url.into())),
+        ("http", Some(_)) => Err(ModeError::Mismatch(url.into())),
+        ("http", None) if insecure => Ok(None),
+        ("http", None) => Err(ModeError::Plain(url.into())),
+        _ => Err(ModeError::NotUrl(url.into())),
     }
 }
+
+/// The warning every party prints when it runs without TLS.
+pub const INSECURE_WARNING: &str =
+    "running WITHOUT TLS (--insecure): tokens, grants and metadata cross the network in the clear and can be altered";

@@ -10,6 +10,11 @@
 //! presents contains a CA certificate with that fingerprint and the leaf is validly signed by
 //! it for the name being dialled: first contact is authenticated, not trust-on-first-use, and
 //! nothing but the fingerprint has to be stored.
+//!
+//! The coordinator's certificate names only [`COORDINATOR_NAME`], and hosts can never obtain a
+//! certificate for it: a connection to the coordinator is verified against that name, whatever
+//! address was dialled, so a host of the grid cannot pass itself off as the coordinator. Hosts
+//! are verified against the address they are dialled at.
 
 use std::fmt;
 use std::path::Path;
@@ -26,6 +31,18 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use sha2::{Digest, Sha256};
+
+/// The name in the coordinator's certificate, and only in its certificate.
+pub const COORDINATOR_NAME: &str = "coordinator.scatter.internal";
+
+/// Which kind of server a client connects to; it decides the name the certificate must carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// The coordinator: its certificate must name [`COORDINATOR_NAME`].
+    Coordinator,
+    /// A storage host: its certificate must name the address it is dialled at.
+    Host,
+}
 
 /// How long an issued leaf certificate is valid. Hosts and the coordinator get a new one at
 /// every start, so this only bounds how long a process may run without restarting.
@@ -155,9 +172,16 @@ impl Authority {
         Fingerprint::of(&self.cert)
     }
 
-    /// Signs a server certificate for `names` over a P-256 public key in raw (SEC1
-    /// uncompressed) form.
+    /// Signs a host's server certificate for `names` over a P-256 public key in raw (SEC1
+    /// uncompressed) form. The coordinator's name is refused.
     pub fn issue(&self, names: &[String], public_key: &[u8]) -> Result<CertificateDer<'static>, TlsError> {
+        if let Some(n) = names.iter().find(|n| n.eq_ignore_ascii_case(COORDINATOR_NAME)) {
+            return Err(TlsError::BadName(n.clone()));
+        }
+        self.sign(names, public_key)
+    }
+
+    fn sign(&self, names: &[String], public_key: &[u8]) -> Result<CertificateDer<'static>, TlsError> {
         if public_key.len() != 65 || public_key[0] != 4 {
             return Err(TlsError::BadPublicKey);
         }
@@ -165,10 +189,11 @@ impl Authority {
         Ok(leaf_params(names)?.signed_by(&key, &self.issuer).map_err(setup)?.der().clone())
     }
 
-    /// A server configuration for the coordinator itself: a fresh key and a leaf for `names`.
-    pub fn server_config(&self, names: &[String]) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    /// A server configuration for the coordinator itself: a fresh key and a leaf for
+    /// [`COORDINATOR_NAME`].
+    pub fn coordinator_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         let key = LeafKey::generate()?;
-        let leaf = self.issue(names, key.public_key())?;
+        let leaf = self.sign(&[COORDINATOR_NAME.to_owned()], key.public_key())?;
         key.server_config(leaf, self.cert.clone())
     }
 }
@@ -257,8 +282,12 @@ pub fn parse_pem_cert(pem: &str) -> Option<CertificateDer<'static>> {
 /// A client configuration that trusts exactly the CA with `fingerprint` (TLS 1.3, HTTP/1.1:
 /// large sequential bodies move faster over pooled HTTP/1.1 connections than through HTTP/2
 /// flow control).
-pub fn client_config(fingerprint: Fingerprint) -> rustls::ClientConfig {
-    let verifier = Arc::new(PinnedCa { fingerprint, inner: OnceLock::new() });
+pub fn client_config(fingerprint: Fingerprint, peer: Peer) -> rustls::ClientConfig {
+    let name = match peer {
+        Peer::Coordinator => Some(ServerName::try_from(COORDINATOR_NAME).expect("a valid DNS name")),
+        Peer::Host => None,
+    };
+    let verifier = Arc::new(PinnedCa { fingerprint, name, inner: OnceLock::new() });
     let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .expect("ring supports TLS 1.3")
@@ -275,6 +304,8 @@ pub fn client_config(fingerprint: Fingerprint) -> rustls::ClientConfig {
 #[derive(Debug)]
 struct PinnedCa {
     fingerprint: Fingerprint,
+    /// The name to verify instead of the dialled one (the coordinator's).
+    name: Option<ServerName<'static>>,
     inner: OnceLock<Arc<WebPkiServerVerifier>>,
 }
 
@@ -309,7 +340,8 @@ impl ServerCertVerifier for PinnedCa {
     ) -> Result<ServerCertVerified, rustls::Error> {
         // The leaf is signed by the CA directly: intermediates are not passed on, so a chain
         // through some other certificate the server sends cannot be built.
-        self.verifier(intermediates)?.verify_server_cert(end_entity, &[], server_name, ocsp_response, now)
+        let name = self.name.as_ref().unwrap_or(server_name);
+        self.verifier(intermediates)?.verify_server_cert(end_entity, &[], name, ocsp_response, now)
     }
 
     fn verify_tls12_signature(

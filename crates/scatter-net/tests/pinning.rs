@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use scatter_net::tls::{Authority, LeafKey};
-use scatter_net::{http_client, serve::serve, Fingerprint};
+use scatter_net::tls::COORDINATOR_NAME;
+use scatter_net::{http_client, serve::serve, Fingerprint, Peer};
 
 /// Serves "ok" over TLS with `config` on a free port; returns the URL and a stopper.
 async fn server(config: Arc<rustls::ServerConfig>) -> (String, tokio::sync::oneshot::Sender<()>) {
@@ -19,7 +20,11 @@ async fn server(config: Arc<rustls::ServerConfig>) -> (String, tokio::sync::ones
 }
 
 async fn get(fp: Fingerprint, url: &str) -> Result<String, String> {
-    let client = http_client(Some(fp)).build().map_err(|e| e.to_string())?;
+    get_as(fp, Peer::Host, url).await
+}
+
+async fn get_as(fp: Fingerprint, peer: Peer, url: &str) -> Result<String, String> {
+    let client = http_client(Some(fp), peer).build().map_err(|e| e.to_string())?;
     let resp = client.get(url).send().await.map_err(|e| format!("{e:?}"))?;
     resp.text().await.map_err(|e| e.to_string())
 }
@@ -38,16 +43,19 @@ async fn pinned_client_accepts_its_grid_and_refuses_others() {
     assert_eq!(Authority::load_or_create(dir_a.path()).expect("reload").fingerprint(), a.fingerprint());
 
     // The coordinator's own certificate, and a host's (its key never leaves it).
-    let (coord, _stop1) = server(a.server_config(&names()).expect("config")).await;
+    let (coord, _stop1) = server(a.coordinator_config().expect("config")).await;
     let host_key = LeafKey::generate().expect("key");
     let leaf = a.issue(&names(), host_key.public_key()).expect("issue");
     let (host, _stop2) = server(host_key.server_config(leaf, a.cert().clone()).expect("config")).await;
-    assert_eq!(get(a.fingerprint(), &coord).await.expect("coordinator"), "ok");
+    assert_eq!(get_as(a.fingerprint(), Peer::Coordinator, &coord).await.expect("coordinator"), "ok");
     assert_eq!(get(a.fingerprint(), &host).await.expect("host"), "ok");
+    // A host cannot pass itself off as the coordinator, nor obtain a certificate that would.
+    get_as(a.fingerprint(), Peer::Coordinator, &host).await.expect_err("host posing as coordinator");
+    assert!(a.issue(&[COORDINATOR_NAME.into()], LeafKey::generate().expect("key").public_key()).is_err());
 
     // Another grid's server is refused.
-    let (other, _stop3) = server(b.server_config(&names()).expect("config")).await;
-    let err = get(a.fingerprint(), &other).await.expect_err("other grid");
+    let (other, _stop3) = server(b.coordinator_config().expect("config")).await;
+    let err = get_as(a.fingerprint(), Peer::Coordinator, &other).await.expect_err("other grid");
     assert!(err.contains("not from this grid's CA"), "{err}");
 
     // A leaf from another CA presented next to the real (public) CA certificate is refused.
@@ -57,12 +65,14 @@ async fn pinned_client_accepts_its_grid_and_refuses_others() {
     get(a.fingerprint(), &forgery).await.expect_err("forged chain");
 
     // A certificate for another name is refused.
-    let (wrong_name, _stop5) = server(a.server_config(&["10.9.9.9".into()]).expect("config")).await;
+    let wrong_key = LeafKey::generate().expect("key");
+    let wrong_leaf = a.issue(&["10.9.9.9".into()], wrong_key.public_key()).expect("issue");
+    let (wrong_name, _stop5) = server(wrong_key.server_config(wrong_leaf, a.cert().clone()).expect("config")).await;
     get(a.fingerprint(), &wrong_name).await.expect_err("wrong name");
 
     // Plain HTTP is refused by a pinned client.
     let plain = coord.replace("https://", "http://");
-    get(a.fingerprint(), &plain).await.expect_err("plain http");
+    get_as(a.fingerprint(), Peer::Coordinator, &plain).await.expect_err("plain http");
 }
 
 #[test]
