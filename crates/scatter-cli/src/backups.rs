@@ -38,8 +38,12 @@ pub struct BackupArgs {
     pub json: bool,
 }
 
-fn hosts(upload: Option<ByteSize>, download: Option<ByteSize>) -> Result<Hosts> {
-    Ok(Hosts::new()?.with_limits(upload.map(|b| b.0), download.map(|b| b.0)))
+fn hosts(
+    coord: &scatter_client::coordinator::Coordinator,
+    upload: Option<ByteSize>,
+    download: Option<ByteSize>,
+) -> Result<Hosts> {
+    Ok(coord.hosts()?.with_limits(upload.map(|b| b.0), download.map(|b| b.0)))
 }
 
 fn this_host() -> String {
@@ -77,7 +81,8 @@ pub async fn backup(a: BackupArgs) -> Result<i32> {
         force: a.force,
     };
     let bar = Arc::new(Bar::new());
-    let r = scatter_client::backup::backup(&p.coordinator()?, &keys, &opts, &hosts(a.limit_upload, None)?, bar.clone())
+    let coord = p.coordinator()?;
+    let r = scatter_client::backup::backup(&coord, &keys, &opts, &hosts(&coord, a.limit_upload, None)?, bar.clone())
         .await?;
     drop(bar);
     let s = &r.summary;
@@ -206,7 +211,7 @@ pub async fn ls_snapshot(spec: &str, json: bool) -> Result<i32> {
     let (coord, keys, all) = open_snapshots().await?;
     let (s, path) = snapshots::split_spec(spec);
     let snap = snapshots::resolve(&all, s)?;
-    let mut trees = Trees::new(Fetcher::new(&coord, &Hosts::new()?, &keys));
+    let mut trees = Trees::new(Fetcher::new(&coord, &coord.hosts()?, &keys));
     let root = snap.snapshot.tree_id();
     let clean = format!("/{}", path.unwrap_or("").trim_matches('/'));
     let entries = match trees.lookup(root, &clean).await? {
@@ -233,7 +238,7 @@ pub async fn ls_snapshot(spec: &str, json: bool) -> Result<i32> {
 pub async fn diff(a: &str, b: &str, json: bool) -> Result<i32> {
     let (coord, keys, all) = open_snapshots().await?;
     let (sa, sb) = (snapshots::resolve(&all, a)?, snapshots::resolve(&all, b)?);
-    let mut trees = Trees::new(Fetcher::new(&coord, &Hosts::new()?, &keys));
+    let mut trees = Trees::new(Fetcher::new(&coord, &coord.hosts()?, &keys));
     let changes = snapshots::diff(&mut trees, sa.snapshot.tree_id(), sb.snapshot.tree_id()).await?;
     if json {
         let v: Vec<_> = changes.iter().map(|(p, c)| serde_json::json!({"path": p, "change": c})).collect();
@@ -256,7 +261,7 @@ pub async fn diff(a: &str, b: &str, json: bool) -> Result<i32> {
 pub async fn find(pattern: &str, json: bool) -> Result<i32> {
     let glob = Glob::new(pattern).with_context(|| format!("`{pattern}` is not a valid pattern"))?.compile_matcher();
     let (coord, keys, all) = open_snapshots().await?;
-    let mut trees = Trees::new(Fetcher::new(&coord, &Hosts::new()?, &keys));
+    let mut trees = Trees::new(Fetcher::new(&coord, &coord.hosts()?, &keys));
     let mut hits = Vec::new();
     for s in &all {
         for (p, n) in trees.walk(s.snapshot.tree_id(), "").await? {
@@ -294,7 +299,7 @@ pub async fn restore(
     let (coord, keys, all) = open_snapshots().await?;
     let (s, path) = snapshots::split_spec(spec);
     let snap = snapshots::resolve(&all, s)?;
-    let fetcher = Fetcher::new(&coord, &hosts(None, limit_download)?, &keys);
+    let fetcher = Fetcher::new(&coord, &hosts(&coord, None, limit_download)?, &keys);
     let mut trees = Trees::new(fetcher.clone());
     std::fs::create_dir_all(target).with_context(|| format!("cannot create {}", target.display()))?;
     let entries = restore::plan_restore(&mut trees, snap, path, target, include).await?;
@@ -345,7 +350,7 @@ pub async fn check_local(path: Option<PathBuf>, snapshot: Option<String>, json: 
     let path = absolute(path)?;
     let (coord, keys, all) = open_snapshots().await?;
     let snap = restore::pick_for_path(&all, snapshot.as_deref(), path.as_deref(), &this_host())?;
-    let mut trees = Trees::new(Fetcher::new(&coord, &Hosts::new()?, &keys));
+    let mut trees = Trees::new(Fetcher::new(&coord, &coord.hosts()?, &keys));
     let bar = Bar::new();
     let findings = restore::check_local(&mut trees, &keys, snap, path.as_deref(), &bar).await?;
     drop(bar);
@@ -377,7 +382,7 @@ pub async fn recover(path: Option<PathBuf>, snapshot: Option<String>, force: boo
     let path = absolute(path)?;
     let (coord, keys, all) = open_snapshots().await?;
     let snap = restore::pick_for_path(&all, snapshot.as_deref(), path.as_deref(), &this_host())?;
-    let fetcher = Fetcher::new(&coord, &Hosts::new()?, &keys);
+    let fetcher = Fetcher::new(&coord, &coord.hosts()?, &keys);
     let mut trees = Trees::new(fetcher.clone());
     let findings = restore::check_local(&mut trees, &keys, snap, path.as_deref(), &scatter_client::NoProgress).await?;
     let mut entries = Vec::new();
@@ -444,7 +449,7 @@ pub async fn forget(
     }
     let removed = if dry_run { 0 } else { coord.forget(doomed.iter().map(|s| s.id.clone()).collect()).await? };
     let pruned = if prune_after && !dry_run {
-        Some(scatter_client::prune::prune(&coord, &keys, &Hosts::new()?, max_unused, Redundancy::default()).await?)
+        Some(scatter_client::prune::prune(&coord, &keys, &coord.hosts()?, max_unused, Redundancy::default()).await?)
     } else {
         None
     };
@@ -479,8 +484,8 @@ fn print_prune(p: &scatter_client::prune::PruneReport) {
 pub async fn prune(max_unused: u8, json: bool) -> Result<i32> {
     let (dir, p) = load()?;
     let keys = scatter_client::profile::Profile::load_keys(&dir, &passphrase(false)?)?;
-    let r = scatter_client::prune::prune(&p.coordinator()?, &keys, &Hosts::new()?, max_unused, Redundancy::default())
-        .await?;
+    let coord = p.coordinator()?;
+    let r = scatter_client::prune::prune(&coord, &keys, &coord.hosts()?, max_unused, Redundancy::default()).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
@@ -506,7 +511,8 @@ pub async fn check(read_data: bool, subset: Option<String>, json: bool) -> Resul
     let (dir, p) = load()?;
     let keys = scatter_client::profile::Profile::load_keys(&dir, &passphrase(false)?)?;
     let bar = Bar::new();
-    let r = scatter_client::check::check(&p.coordinator()?, &keys, &Hosts::new()?, fraction, &bar).await?;
+    let coord = p.coordinator()?;
+    let r = scatter_client::check::check(&coord, &keys, &coord.hosts()?, fraction, &bar).await?;
     drop(bar);
     if json {
         println!("{}", serde_json::to_string_pretty(&r)?);

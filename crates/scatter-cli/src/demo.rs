@@ -11,7 +11,6 @@ use rand::{Rng, RngCore, SeedableRng};
 use scatter_cli::grid::{Grid, GridOptions};
 use scatter_client::backup::BackupOptions;
 use scatter_client::fetch::Fetcher;
-use scatter_client::hosts::Hosts;
 use scatter_client::restore::{self, LocalState};
 use scatter_client::snapshots::{self, Trees};
 use scatter_client::NoProgress;
@@ -60,8 +59,14 @@ pub async fn run(keep: bool) -> Result<()> {
     println!("1. Starting a local grid: 1 coordinator + {HOSTS} hosts in 3 zones (separate processes on 127.0.0.1)...");
     let mut grid = Grid::start(&exe, &dir.join("grid"), HOSTS, GridOptions::default()).await?;
     let coord = grid.profile().coordinator()?;
+    if let Some(ca) = &grid.profile().ca {
+        println!(
+            "   TLS 1.3 everywhere: the coordinator is the grid's CA (fingerprint {}…)",
+            ca.get(..16).unwrap_or(ca)
+        );
+    }
     let keys = scatter_client::profile::Profile::load_keys(&grid.client_dir(), grid.passphrase())?;
-    let hosts = Hosts::new()?;
+    let hosts = coord.hosts()?;
 
     let source = dir.join("source");
     let files = sample_data(&source)?;

@@ -7,7 +7,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use scatter_client::coordinator::Coordinator;
 use scatter_client::profile::{self, Profile};
 use scatter_proto::api::HostState;
 
@@ -30,6 +29,8 @@ pub struct GridOptions {
     pub orphan_grace: String,
     /// Passphrase of the grid's first user.
     pub passphrase: String,
+    /// Run without TLS (`--insecure` on every process).
+    pub insecure: bool,
 }
 
 impl Default for GridOptions {
@@ -43,6 +44,7 @@ impl Default for GridOptions {
             checker_interval: "2s".into(),
             orphan_grace: "20s".into(),
             passphrase: "scatter-dev".into(),
+            insecure: false,
         }
     }
 }
@@ -81,6 +83,11 @@ fn wait_for_file(path: &Path, child: &mut Child, what: &str, log: &Path) -> Resu
     }
 }
 
+/// `HOST:PORT` of a URL, to restart a process on the same address.
+fn listen_address(url: &str) -> String {
+    url.trim_start_matches("https://").trim_start_matches("http://").to_owned()
+}
+
 impl Grid {
     /// Starts a coordinator and `hosts` hosts under `dir`, registers the first user (profile
     /// in `dir/client`) and waits until every host is online.
@@ -97,13 +104,20 @@ impl Grid {
             capacities: vec![None; hosts],
             url: String::new(),
             join_token: String::new(),
-            profile: Profile { coordinator: String::new(), user_id: scatter_core::UserId(0), api_key: String::new() },
+            profile: Profile {
+                coordinator: String::new(),
+                user_id: scatter_core::UserId(0),
+                device_key: String::new(),
+                ca: None,
+            },
         };
         grid.start_coordinator()?;
         let cdir = grid.coordinator_dir();
         grid.join_token = std::fs::read_to_string(cdir.join("join-token"))?.trim().to_owned();
         let admin = std::fs::read_to_string(cdir.join("admin-token"))?;
-        grid.profile = profile::init(&grid.client_dir(), &grid.url, admin.trim(), &grid.opts.passphrase, None).await?;
+        let insecure = grid.opts.insecure;
+        grid.profile =
+            profile::init(&grid.client_dir(), &grid.url, admin.trim(), &grid.opts.passphrase, None, insecure).await?;
         for i in 0..hosts {
             grid.start_host(i)?;
         }
@@ -150,6 +164,7 @@ impl Grid {
         let out = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
         Command::new(&self.exe)
             .args(args)
+            .args(self.opts.insecure.then_some("--insecure"))
             .env("SCATTER_LOG", std::env::var("SCATTER_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
@@ -184,7 +199,7 @@ impl Grid {
             &log,
         )?;
         self.url = wait_for_file(&dir.join("url"), &mut child, "coordinator", &log)?;
-        self.coordinator_listen = self.url.trim_start_matches("http://").to_owned();
+        self.coordinator_listen = listen_address(&self.url);
         self.coordinator = Some(child);
         Ok(())
     }
@@ -233,7 +248,7 @@ impl Grid {
             &log,
         )?;
         let url = wait_for_file(&dir.join("url"), &mut child, &format!("host {i}"), &log)?;
-        self.host_listen[i] = url.trim_start_matches("http://").to_owned();
+        self.host_listen[i] = listen_address(&url);
         self.hosts[i] = Some(child);
         Ok(())
     }
@@ -258,7 +273,7 @@ impl Grid {
 
     /// Waits until the coordinator reports at least `n` hosts online.
     pub async fn wait_online(&self, n: usize, timeout: Duration) -> Result<()> {
-        let coord = Coordinator::new(&self.url, Some(self.profile.api_key.clone()))?;
+        let coord = self.profile.coordinator()?;
         let deadline = Instant::now() + timeout;
         loop {
             let online = match coord.status().await {

@@ -55,6 +55,10 @@ enum Cmd {
         /// Shards on hosts that the catalog does not know are deleted once this old.
         #[arg(long, default_value = "1h", value_parser = duration::parse)]
         orphan_grace: Duration,
+        /// Plain HTTP instead of TLS: anyone on the network can read and alter tokens, grants
+        /// and metadata. Only for a grid on one machine or behind a TLS-terminating proxy.
+        #[arg(long)]
+        insecure: bool,
     },
     /// Run a storage host that offers disk space to the grid.
     Host {
@@ -82,6 +86,10 @@ enum Cmd {
         /// URL to advertise to clients (default: derived from --listen).
         #[arg(long)]
         public_url: Option<String>,
+        /// Accept a plain-HTTP coordinator and serve plain HTTP: anyone on the network can read and alter tokens, grants
+        /// and metadata. Only for a grid on one machine or behind a TLS-terminating proxy.
+        #[arg(long)]
+        insecure: bool,
     },
     /// Create your keys, register with a coordinator and write a profile.
     Init {
@@ -97,6 +105,10 @@ enum Cmd {
         /// from SCATTER_IMPORT_PASSPHRASE or a prompt.
         #[arg(long = "import")]
         import: Option<PathBuf>,
+        /// Accept a plain-HTTP coordinator: anyone on the network can read and alter tokens, grants
+        /// and metadata. Only for a grid run with --insecure.
+        #[arg(long)]
+        insecure: bool,
     },
     /// Your keys: change the passphrase, export them for another machine.
     Key {
@@ -632,6 +644,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
             session_ttl,
             checker_interval,
             orphan_grace,
+            insecure,
         } => {
             let listener = bind(&listen).await?;
             let config = scatter_coordinator::Config {
@@ -641,17 +654,26 @@ async fn run(cmd: Cmd) -> Result<i32> {
                 session_ttl,
                 checker_interval,
                 orphan_grace,
+                insecure,
             };
             scatter_coordinator::run(config, listener, shutdown_signal()).await?;
         }
-        Cmd::Host { data_dir, listen, coordinator, join_token, capacity, zone, heartbeat, public_url } => {
+        Cmd::Host { data_dir, listen, coordinator, join_token, capacity, zone, heartbeat, public_url, insecure } => {
             let listener = bind(&listen).await?;
             let coordinator = coordinator.trim_end_matches('/').to_owned();
-            let config =
-                scatter_host::Config { data_dir, coordinator, join_token, capacity, zone, heartbeat, public_url };
+            let config = scatter_host::Config {
+                data_dir,
+                coordinator,
+                join_token,
+                capacity,
+                zone,
+                heartbeat,
+                public_url,
+                insecure,
+            };
             scatter_host::run(config, listener, shutdown_signal()).await?;
         }
-        Cmd::Init { coordinator, token, import } => {
+        Cmd::Init { coordinator, token, import, insecure } => {
             let dir = profile::config_dir();
             let imported = match import {
                 Some(file) => {
@@ -661,7 +683,10 @@ async fn run(cmd: Cmd) -> Result<i32> {
                 }
                 None => None,
             };
-            let p = profile::init(&dir, &coordinator, &token, &passphrase(true)?, imported).await?;
+            if insecure {
+                eprintln!("warning: {}", scatter_net::INSECURE_WARNING);
+            }
+            let p = profile::init(&dir, &coordinator, &token, &passphrase(true)?, imported, insecure).await?;
             println!(
                 "Registered as user {} with {}; profile and keys are in {}.",
                 p.user_id,

@@ -55,15 +55,18 @@ async fn lost_hosts_are_repaired_so_further_losses_are_survived() {
     println!("full redundancy again {took:?} after two hosts were killed");
     let h = health(&env);
     assert!(h["shards_repaired"].as_u64() > Some(0), "{h}");
-    let metrics =
-        reqwest::get(format!("{}/metrics", env.grid.url())).await.expect("metrics").text().await.expect("text");
+    let ca = env.grid.profile().fingerprint().expect("profile");
+    let scrape = |peer, url: String| async move {
+        let http = scatter_net::http_client(ca, peer).build().expect("client");
+        http.get(url).send().await.expect("metrics").text().await.expect("text")
+    };
+    let metrics = scrape(scatter_net::Peer::Coordinator, format!("{}/metrics", env.grid.url())).await;
     assert!(metrics.contains("scatter_packs{health=\"full\"}"), "{metrics}");
     assert!(metrics.contains("scatter_repaired_shards_total"), "{metrics}");
     assert!(metrics.contains("scatter_hosts{state=\"offline\"} 2"), "{metrics}");
     assert!(metrics.contains("scatter_http_request_duration_seconds_count{route=\"/v1/packs/commit\"}"), "{metrics}");
     let host_url = std::fs::read_to_string(env.grid.host_dir(5).join("url")).expect("host url");
-    let host_metrics =
-        reqwest::get(format!("{}/metrics", host_url.trim())).await.expect("host metrics").text().await.expect("text");
+    let host_metrics = scrape(scatter_net::Peer::Host, format!("{}/metrics", host_url.trim())).await;
     assert!(host_metrics.contains("scatter_host_shards "), "{host_metrics}");
     assert!(host_metrics.contains("route=\"PUT /shards/{id}\""), "{host_metrics}");
 

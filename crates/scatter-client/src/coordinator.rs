@@ -7,8 +7,12 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use scatter_core::ChunkId;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use scatter_core::{ChunkId, UserId};
 use scatter_proto::api::*;
+use scatter_proto::auth::{Credential, LIFETIME};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -19,21 +23,62 @@ use crate::ClientError;
 pub struct Coordinator {
     http: reqwest::Client,
     base: String,
-    api_key: Option<String>,
+    auth: Option<Arc<Signer>>,
+    ca: Option<scatter_net::Fingerprint>,
+}
+
+/// Signs this device's request credentials, and reuses each for most of its lifetime.
+pub struct Signer {
+    user: UserId,
+    key: ed25519_dalek::SigningKey,
+    grid: [u8; 32],
+    current: Mutex<Option<(String, u64)>>,
+}
+
+impl Signer {
+    /// Signs as `user` with the device key `key` on the grid with CA `ca`.
+    pub fn new(user: UserId, key: ed25519_dalek::SigningKey, ca: Option<scatter_net::Fingerprint>) -> Self {
+        Self { user, key, grid: ca.map(|fp| fp.0).unwrap_or([0; 32]), current: Mutex::new(None) }
+    }
+
+    /// A credential valid for at least another minute.
+    fn credential(&self) -> String {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        match &*current {
+            Some((text, expires)) if *expires > now + 60 => text.clone(),
+            _ => {
+                let c = Credential { user: self.user, expires: now + LIFETIME };
+                let text = c.sign(&self.key, &self.grid);
+                *current = Some((text.clone(), c.expires));
+                text
+            }
+        }
+    }
 }
 
 impl Coordinator {
-    /// A client for the coordinator at `base`.
-    pub fn new(base: &str, api_key: Option<String>) -> Result<Self, ClientError> {
+    /// A client for the coordinator at `base`, authenticated by the grid CA with fingerprint
+    /// `ca` (`None`: plain HTTP, for grids run with `--insecure`).
+    pub fn new(
+        base: &str,
+        ca: Option<scatter_net::Fingerprint>,
+        auth: Option<Arc<Signer>>,
+    ) -> Result<Self, ClientError> {
         if reqwest::Url::parse(base).is_err() {
-            return Err(ClientError::Invalid(format!("`{base}` is not a URL (expected e.g. http://127.0.0.1:7000)")));
+            return Err(ClientError::Invalid(format!("`{base}` is not a URL (expected e.g. https://127.0.0.1:7000)")));
         }
-        let http = reqwest::Client::builder()
+        let http = scatter_net::http_client(ca, scatter_net::Peer::Coordinator)
             .timeout(Duration::from_secs(60))
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| ClientError::Invalid(format!("HTTP client setup failed: {e}")))?;
-        Ok(Self { http, base: base.trim_end_matches('/').to_owned(), api_key })
+        Ok(Self { http, base: base.trim_end_matches('/').to_owned(), auth, ca })
+    }
+
+    /// A client for the hosts of this coordinator's grid (trusting the same CA).
+    pub fn hosts(&self) -> Result<crate::hosts::Hosts, ClientError> {
+        crate::hosts::Hosts::new(self.ca)
     }
 
     /// The coordinator's URL.
@@ -42,8 +87,8 @@ impl Coordinator {
     }
 
     async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, ClientError> {
-        let req = match &self.api_key {
-            Some(k) => req.bearer_auth(k),
+        let req = match &self.auth {
+            Some(signer) => req.header(reqwest::header::AUTHORIZATION, format!("Scatter {}", signer.credential())),
             None => req,
         };
         let resp = req
@@ -76,9 +121,19 @@ impl Coordinator {
         self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
     }
 
-    /// Registers a user's public key with a token.
-    pub async fn register(&self, token: &str, public_key: &str) -> Result<RegisterResponse, ClientError> {
-        self.post("/v1/users/register", &RegisterRequest { token: token.into(), public_key: public_key.into() }).await
+    /// Redeems an invite: registers the user's age public key and this device's Ed25519 key.
+    pub async fn register(
+        &self,
+        token: &str,
+        public_key: &str,
+        device_key: &ed25519_dalek::VerifyingKey,
+    ) -> Result<RegisterResponse, ClientError> {
+        let req = RegisterRequest {
+            token: token.into(),
+            public_key: public_key.into(),
+            device_key: hex::encode(device_key.to_bytes()),
+        };
+        self.post("/v1/users/register", &req).await
     }
 
     /// The grid's hosts.
@@ -227,11 +282,4 @@ impl Coordinator {
     }
 }
 
-/// The innermost cause of a transport error: "connection refused" beats "error sending request".
-pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur: &(dyn std::error::Error + 'static) = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
-}
+pub(crate) use scatter_net::root_cause;

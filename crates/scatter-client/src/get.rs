@@ -14,7 +14,6 @@ use scatter_core::manifest::Manifest;
 
 use crate::coordinator::Coordinator;
 use crate::fetch::{FetchReport, Fetcher};
-use crate::hosts::Hosts;
 use crate::partial::PartialFile;
 use crate::put::MANIFEST_CONTEXT;
 use crate::{ClientError, Progress};
@@ -56,7 +55,7 @@ pub async fn get_file(
             .map_err(|e| ClientError::Unrecoverable(e.to_string()))?;
     progress.start(manifest.size);
 
-    let fetcher = Fetcher::new(coord, &Hosts::new()?, keys);
+    let fetcher = Fetcher::new(coord, &coord.hosts()?, keys);
     let mut out = PartialFile::create(output)?;
     let mut written = 0u64;
     {

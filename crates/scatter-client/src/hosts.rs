@@ -64,9 +64,9 @@ impl Limiter {
 }
 
 impl Hosts {
-    /// A new client.
-    pub fn new() -> Result<Self, crate::ClientError> {
-        let http = reqwest::Client::builder()
+    /// A client for the hosts of the grid whose CA has fingerprint `ca` (`None`: plain HTTP).
+    pub fn new(ca: Option<scatter_net::Fingerprint>) -> Result<Self, crate::ClientError> {
+        let http = scatter_net::http_client(ca, scatter_net::Peer::Host)
             .timeout(Duration::from_secs(120))
             .connect_timeout(Duration::from_secs(5))
             .pool_max_idle_per_host(8)

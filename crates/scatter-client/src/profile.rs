@@ -1,6 +1,9 @@
 //! The user's profile and key file, under `SCATTER_CONFIG` (default `~/.config/scatter`).
 //!
-//! - `profile.toml`: coordinator URL, user id, API key (mode 0600; like `~/.aws/credentials`);
+//! - `profile.toml`: coordinator URL, grid CA fingerprint, user id and this device's Ed25519
+//!   key, which signs request credentials (mode 0600, like `~/.ssh/id_ed25519`; it lets this
+//!   machine act as the user with the coordinator, but reads no data: that needs the
+//!   passphrase);
 //! - `keys.age`: the key set, encrypted under the passphrase (see [`scatter_core::keys`]).
 
 use std::path::{Path, PathBuf};
@@ -9,18 +12,33 @@ use scatter_core::keys::{UserKeys, KEY_FILE_WORK_FACTOR};
 use scatter_core::UserId;
 use serde::{Deserialize, Serialize};
 
-use crate::coordinator::Coordinator;
+use crate::coordinator::{Coordinator, Signer};
 use crate::ClientError;
 
 /// What the client knows about its grid and user.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Profile {
     /// The coordinator's URL.
     pub coordinator: String,
     /// This user's id.
     pub user_id: UserId,
-    /// The key this client authenticates with.
-    pub api_key: String,
+    /// This device's Ed25519 signing key (hex), which signs request credentials.
+    pub device_key: String,
+    /// The grid CA's fingerprint (hex), from the invite token; absent for a grid run with
+    /// `--insecure`.
+    #[serde(default)]
+    pub ca: Option<String>,
+}
+
+impl std::fmt::Debug for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the device key.
+        f.debug_struct("Profile")
+            .field("coordinator", &self.coordinator)
+            .field("user_id", &self.user_id)
+            .field("ca", &self.ca)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The configuration directory: `SCATTER_CONFIG`, else `~/.config/scatter`.
@@ -33,15 +51,7 @@ pub fn config_dir() -> PathBuf {
 }
 
 fn write_private(path: &Path, contents: &[u8]) -> Result<(), ClientError> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(&tmp).map_err(ClientError::io(&tmp))?;
-    f.write_all(contents).and_then(|_| f.sync_all()).map_err(ClientError::io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(ClientError::io(path))
+    scatter_net::write_private(path, contents).map_err(ClientError::io(path))
 }
 
 impl Profile {
@@ -64,9 +74,22 @@ impl Profile {
         Ok(UserKeys::from_key_file(&bytes, passphrase)?)
     }
 
+    /// The grid CA's fingerprint, if the grid uses TLS.
+    pub fn fingerprint(&self) -> Result<Option<scatter_net::Fingerprint>, ClientError> {
+        self.ca.as_deref().map(str::parse).transpose().map_err(|_| {
+            ClientError::Invalid("the CA fingerprint in profile.toml is damaged; run `scatter init` again".into())
+        })
+    }
+
     /// A client for this profile's coordinator.
     pub fn coordinator(&self) -> Result<Coordinator, ClientError> {
-        Coordinator::new(&self.coordinator, Some(self.api_key.clone()))
+        let mut seed = [0u8; 32];
+        hex::decode_to_slice(&self.device_key, &mut seed).map_err(|_| {
+            ClientError::Invalid("the device key in profile.toml is damaged; run `scatter init` again".into())
+        })?;
+        let ca = self.fingerprint()?;
+        let signer = Signer::new(self.user_id, ed25519_dalek::SigningKey::from_bytes(&seed), ca);
+        Coordinator::new(&self.coordinator, ca, Some(std::sync::Arc::new(signer)))
     }
 }
 
@@ -79,7 +102,12 @@ pub async fn init(
     token: &str,
     passphrase: &str,
     imported: Option<UserKeys>,
+    insecure: bool,
 ) -> Result<Profile, ClientError> {
+    let token: scatter_net::Token = token.parse().map_err(|e| ClientError::Invalid(format!("{e}")))?;
+    let coordinator = coordinator.trim_end_matches('/').to_owned();
+    let ca =
+        scatter_net::check_mode(&coordinator, token.ca(), insecure).map_err(|e| ClientError::Invalid(e.to_string()))?;
     if passphrase.is_empty() {
         return Err(ClientError::Invalid("the passphrase must not be empty".into()));
     }
@@ -91,12 +119,19 @@ pub async fn init(
         )));
     }
     std::fs::create_dir_all(dir).map_err(ClientError::io(dir))?;
-    let coordinator = coordinator.trim_end_matches('/').to_owned();
     let keys = imported.unwrap_or_else(UserKeys::generate);
     let key_file = keys.to_key_file(passphrase, KEY_FILE_WORK_FACTOR);
-    let reg = Coordinator::new(&coordinator, None)?.register(token, &keys.write_keys().public_key()).await?;
+    let device = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let reg = Coordinator::new(&coordinator, ca, None)?
+        .register(token.secret(), &keys.write_keys().public_key(), &device.verifying_key())
+        .await?;
     write_private(&key_path, &key_file)?;
-    let profile = Profile { coordinator, user_id: reg.user_id, api_key: reg.api_key };
+    let profile = Profile {
+        coordinator,
+        user_id: reg.user_id,
+        device_key: hex::encode(device.to_bytes()),
+        ca: ca.map(|fp| fp.to_string()),
+    };
     let text = toml::to_string(&profile).map_err(|e| ClientError::Invalid(e.to_string()))?;
     write_private(&dir.join("profile.toml"), text.as_bytes())?;
     Ok(profile)

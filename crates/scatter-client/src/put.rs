@@ -18,7 +18,6 @@ use scatter_proto::api::CommitObjectRequest;
 use tokio::sync::mpsc;
 
 use crate::coordinator::Coordinator;
-use crate::hosts::Hosts;
 use crate::session::Session;
 use crate::upload::{Redundancy, Uploader};
 use crate::{ClientError, Progress};
@@ -72,7 +71,7 @@ pub async fn put_file(
     progress.start(meta.len());
 
     let session = Session::open(coord, keys).await?;
-    let mut uploader = Uploader::new(coord, &Hosts::new()?, session.id, session.key.clone(), redundancy, false)?;
+    let mut uploader = Uploader::new(coord, &coord.hosts()?, session.id, session.key.clone(), redundancy, false)?;
 
     // Read, chunk and hash on a thread of its own.
     let (chunk_tx, mut chunk_rx) = mpsc::channel::<Result<Vec<(ChunkId, Vec<u8>)>, ClientError>>(2);

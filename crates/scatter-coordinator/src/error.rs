@@ -41,6 +41,9 @@ pub enum ApiError {
     /// The user's quota does not allow this.
     #[error("{0}")]
     Quota(String),
+    /// The request body is larger than any request needs.
+    #[error("{0}")]
+    TooLarge(String),
     /// The request must wait for other work of the same user to finish.
     #[error("{0}")]
     Busy(String),
@@ -72,6 +75,7 @@ impl ApiError {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::TooFewHosts { .. } => (StatusCode::SERVICE_UNAVAILABLE, "too_few_hosts"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Busy(_) => (StatusCode::LOCKED, "busy"),

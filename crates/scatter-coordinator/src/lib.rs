@@ -40,6 +40,8 @@ pub struct Config {
     /// Shards a host holds that the catalog does not know are deleted once this old (an
     /// interrupted put leaves them; a running one commits well within it).
     pub orphan_grace: Duration,
+    /// Serve plain HTTP instead of TLS (tests on one machine, or behind a TLS proxy).
+    pub insecure: bool,
 }
 
 /// Why the coordinator could not start or stopped.
@@ -64,6 +66,9 @@ pub enum CoordinatorError {
     /// The catalog could not be opened.
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    /// The certificate authority could not be loaded or used.
+    #[error(transparent)]
+    Tls(#[from] scatter_net::tls::TlsError),
     /// Serving failed.
     #[error("serving HTTP failed: {0}")]
     Serve(std::io::Error),
@@ -80,6 +85,21 @@ pub(crate) struct Shared {
     pub request_times: scatter_proto::metrics::RequestTimes,
     pub reservations: std::sync::Mutex<api::Reservations>,
     pub http: reqwest::Client,
+    /// The grid CA (none with `--insecure`): signs host certificates.
+    pub authority: Option<scatter_net::tls::Authority>,
+}
+
+impl Shared {
+    /// What request credentials are bound to: the CA fingerprint, zeros without TLS.
+    pub fn grid_id(&self) -> [u8; 32] {
+        self.authority.as_ref().map(|a| a.fingerprint().0).unwrap_or([0; 32])
+    }
+
+    /// A token as handed out: the secret and, on a TLS grid, the CA fingerprint.
+    pub fn token(&self, secret: &str) -> String {
+        let ca = self.authority.as_ref().map(|a| a.fingerprint());
+        scatter_net::Token::new(secret, ca).map(|t| t.to_string()).unwrap_or_else(|_| secret.to_owned())
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CoordinatorError + '_ {
@@ -88,15 +108,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CoordinatorError + '_ {
 
 /// Writes a file readable only by its owner, atomically (temp file, fsync, rename).
 pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), CoordinatorError> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(contents).and_then(|_| f.sync_all()).map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))
+    scatter_net::write_private(path, contents).map_err(io_err(path))
 }
 
 fn random_token() -> String {
@@ -110,8 +122,24 @@ pub(crate) fn secret_hash(secret: &str) -> [u8; 32] {
     *blake3::hash(secret.as_bytes()).as_bytes()
 }
 
+/// Reads a token file, rewriting it when the grid's CA fingerprint is not the one it carries
+/// (a grid that moved to or from `--insecure`). Returns the secret.
+fn token_file(path: &Path, ca: Option<scatter_net::Fingerprint>) -> Result<String, CoordinatorError> {
+    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+    let token: scatter_net::Token =
+        text.parse().map_err(|e| CoordinatorError::Damaged { path: path.to_owned(), what: format!("{e}") })?;
+    if token.ca() != ca {
+        let fixed = scatter_net::Token::new(token.secret(), ca).expect("the secret parsed already");
+        write_private(path, format!("{fixed}\n").as_bytes())?;
+    }
+    Ok(token.secret().to_owned())
+}
+
 /// Opens the data directory, creating the catalog, signing key and tokens on first start.
-fn open_data_dir(dir: &Path) -> Result<(Store, SigningKey, [u8; 32]), CoordinatorError> {
+fn open_data_dir(
+    dir: &Path,
+    ca: Option<scatter_net::Fingerprint>,
+) -> Result<(Store, SigningKey, [u8; 32]), CoordinatorError> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let store = Store::open(&dir.join("catalog.db"))?;
     let key_path = dir.join("coordinator.key");
@@ -130,14 +158,15 @@ fn open_data_dir(dir: &Path) -> Result<(Store, SigningKey, [u8; 32]), Coordinato
     if !join_path.exists() {
         write_private(&join_path, random_token().as_bytes())?;
     }
-    let join = std::fs::read_to_string(&join_path).map_err(io_err(&join_path))?;
+    let join = token_file(&join_path, ca)?;
     let admin_path = dir.join("admin-token");
     if !admin_path.exists() {
         let token = random_token();
         store.add_token(&secret_hash(&token), "admin", "admin", None, None)?;
         write_private(&admin_path, token.as_bytes())?;
     }
-    Ok((store, signing, secret_hash(join.trim())))
+    token_file(&admin_path, ca)?;
+    Ok((store, signing, secret_hash(&join)))
 }
 
 /// Serves the coordinator on `listener` until `shutdown` resolves.
@@ -146,11 +175,21 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), CoordinatorError> {
-    let (store, signing, join_token_hash) = open_data_dir(&config.data_dir)?;
+    let authority = match config.insecure {
+        true => {
+            tracing::warn!("{}", scatter_net::INSECURE_WARNING);
+            None
+        }
+        false => Some(scatter_net::tls::Authority::load_or_create(&config.data_dir)?),
+    };
+    let fingerprint = authority.as_ref().map(|a| a.fingerprint());
+    let (store, signing, join_token_hash) = open_data_dir(&config.data_dir, fingerprint)?;
+    let tls = authority.as_ref().map(|a| a.coordinator_config()).transpose()?;
     let addr = listener.local_addr().map_err(CoordinatorError::Serve)?;
     let url = config.public_url.clone().unwrap_or_else(|| {
         let ip = if addr.ip().is_unspecified() { "127.0.0.1".parse().expect("literal IP") } else { addr.ip() };
-        format!("http://{}", std::net::SocketAddr::new(ip, addr.port()))
+        let scheme = if config.insecure { "http" } else { "https" };
+        format!("{scheme}://{}", std::net::SocketAddr::new(ip, addr.port()))
     });
     let shared = Arc::new(Shared {
         store,
@@ -162,17 +201,23 @@ pub async fn run(
         orphan_grace: config.orphan_grace,
         request_times: Default::default(),
         reservations: Default::default(),
-        http: reqwest::Client::builder()
+        http: scatter_net::http_client(fingerprint, scatter_net::Peer::Host)
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| CoordinatorError::Serve(std::io::Error::other(e)))?,
+        authority,
     });
     write_private(&config.data_dir.join("url"), format!("{url}\n").as_bytes())?;
-    tracing::info!(%url, data_dir = %config.data_dir.display(), "coordinator listening");
+    match fingerprint {
+        Some(fp) => {
+            tracing::info!(%url, data_dir = %config.data_dir.display(), ca = %fp, "coordinator listening (TLS)")
+        }
+        None => tracing::info!(%url, data_dir = %config.data_dir.display(), "coordinator listening (plain HTTP)"),
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let gc = tokio::spawn(gc::run(shared.clone(), stop_rx.clone()));
     let repairer = tokio::spawn(repair::run(shared.clone(), stop_rx));
-    let served = axum::serve(listener, api::router(shared)).with_graceful_shutdown(shutdown).await;
+    let served = scatter_net::serve::serve(listener, api::router(shared), tls, shutdown).await;
     let _ = stop_tx.send(true);
     let _ = gc.await;
     let _ = repairer.await;

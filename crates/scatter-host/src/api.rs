@@ -133,14 +133,47 @@ async fn proof(
         .map_err(|e| Refusal::Bad(e.to_string()))
 }
 
+/// Reads and drops what is left of a request body (bounded in bytes and time), so that a
+/// refusal reaches the client instead of a connection reset from the unread upload.
+async fn drain(body: Body) {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let mut n = 0u64;
+        while let Some(Ok(chunk)) = stream.next().await {
+            n += chunk.len() as u64;
+            if n > MAX_SHARD {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 async fn store(
     State(sh): State<Arc<Shared>>,
     Path(raw): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, Refusal> {
-    let id = shard_id(&raw)?;
-    let grant = check_grant(&sh, &headers, &id, Op::Put)?;
+    match admit(&sh, &raw, &headers) {
+        Ok(Some((id, declared))) => receive(&sh, id, declared, body).await,
+        Ok(None) => {
+            drain(body).await;
+            Ok(StatusCode::OK)
+        }
+        Err(refusal) => {
+            drain(body).await;
+            Err(refusal)
+        }
+    }
+}
+
+/// Checks an upload before a byte of it is read: the id, the grant, the declared size and the
+/// room left. `None`: the shard is already here.
+fn admit(sh: &Shared, raw: &str, headers: &HeaderMap) -> Result<Option<(ShardId, u64)>, Refusal> {
+    let id = shard_id(raw)?;
+    let grant = check_grant(sh, headers, &id, Op::Put)?;
     let limit = grant.max_size.min(MAX_SHARD);
     let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)
@@ -151,12 +184,17 @@ async fn store(
         return Err(Refusal::Bad(format!("the shard is {declared} bytes but the grant allows at most {limit}")));
     }
     if sh.store.contains(&id) {
-        return Ok(StatusCode::OK);
+        return Ok(None);
     }
     let used = sh.store.used();
     if used + declared > sh.store.capacity() {
         return Err(Refusal::Shard(ShardError::Full { need: declared, used, capacity: sh.store.capacity() }));
     }
+    Ok(Some((id, declared)))
+}
+
+/// Receives an admitted upload; nothing is visible unless all of it arrived and hashes to `id`.
+async fn receive(sh: &Shared, id: ShardId, declared: u64, body: Body) -> Result<StatusCode, Refusal> {
     let _permit = sh.uploads.acquire().await.map_err(|_| Refusal::Bad("the host is shutting down".into()))?;
     let bytes = axum::body::to_bytes(body, declared as usize).await.map_err(|_| {
         Refusal::Bad("the upload was cut short or is larger than its Content-Length; nothing was stored".into())

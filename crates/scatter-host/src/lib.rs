@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use ed25519_dalek::VerifyingKey;
 use scatter_core::{ByteSize, HostId};
-use scatter_proto::api::{ErrorBody, HeartbeatRequest, InventoryRequest, InventoryResponse, JoinRequest, JoinResponse};
+use scatter_proto::api::{
+    ErrorBody, HeartbeatRequest, HostCertRequest, HostCertResponse, InventoryRequest, InventoryResponse, JoinRequest,
+    JoinResponse,
+};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
@@ -35,6 +38,8 @@ pub struct Config {
     pub heartbeat: Duration,
     /// The URL clients should use; by default derived from the listening address.
     pub public_url: Option<String>,
+    /// Accept a plain-HTTP coordinator and serve plain HTTP.
+    pub insecure: bool,
 }
 
 /// Why the host could not start or stopped.
@@ -62,6 +67,15 @@ pub enum HostError {
     /// The coordinator refused to let this host join.
     #[error("the coordinator refused the join: {0}")]
     Refused(String),
+    /// The coordinator URL, the token and `--insecure` do not agree.
+    #[error(transparent)]
+    Mode(#[from] scatter_net::ModeError),
+    /// The join token is malformed.
+    #[error("the join token: {0}")]
+    Token(#[from] scatter_net::token::BadToken),
+    /// The host's certificate could not be obtained or used.
+    #[error("the host's TLS certificate: {0}")]
+    Tls(String),
     /// Serving failed.
     #[error("serving HTTP failed: {0}")]
     Serve(std::io::Error),
@@ -73,6 +87,9 @@ struct Identity {
     host_id: HostId,
     host_secret: String,
     coordinator_key: String,
+    /// The grid CA's fingerprint, from the join token (none on an `--insecure` grid).
+    #[serde(default)]
+    ca: Option<String>,
 }
 
 pub(crate) struct Shared {
@@ -87,15 +104,25 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> HostError + '_ {
     move |source| HostError::Io { path: path.to_owned(), source }
 }
 
-async fn load_or_join(config: &Config, address: &str, http: &reqwest::Client) -> Result<Identity, HostError> {
-    let path = config.data_dir.join("host.json");
-    match std::fs::read(&path) {
-        Ok(bytes) => return serde_json::from_slice(&bytes).map_err(|_| HostError::Damaged(path)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err(&path)(e)),
+/// The identity saved at join, if the host has joined.
+fn read_identity(path: &Path) -> Result<Option<Identity>, HostError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|_| HostError::Damaged(path.to_owned())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(path)(e)),
     }
+}
+
+/// Joins the grid with `token` and saves the identity.
+async fn join(
+    config: &Config,
+    token: &scatter_net::Token,
+    address: &str,
+    http: &reqwest::Client,
+) -> Result<Identity, HostError> {
+    let path = config.data_dir.join("host.json");
     let req = JoinRequest {
-        join_token: config.join_token.clone(),
+        join_token: token.secret().to_owned(),
         address: address.to_owned(),
         zone: config.zone.clone(),
         capacity: config.capacity,
@@ -110,8 +137,12 @@ async fn load_or_join(config: &Config, address: &str, http: &reqwest::Client) ->
             Ok(r) if r.status().is_success() => {
                 let j: JoinResponse =
                     r.json().await.map_err(|e| HostError::Refused(format!("unreadable answer: {e}")))?;
-                let id =
-                    Identity { host_id: j.host_id, host_secret: j.host_secret, coordinator_key: j.coordinator_key };
+                let id = Identity {
+                    host_id: j.host_id,
+                    host_secret: j.host_secret,
+                    coordinator_key: j.coordinator_key,
+                    ca: token.ca().map(|fp| fp.to_string()),
+                };
                 write_private(&path, &serde_json::to_vec_pretty(&id).map_err(|e| HostError::Refused(e.to_string()))?)?;
                 tracing::info!(host = %id.host_id, "joined the grid");
                 return Ok(id);
@@ -132,15 +163,44 @@ async fn load_or_join(config: &Config, address: &str, http: &reqwest::Client) ->
 }
 
 fn write_private(path: &Path, contents: &[u8]) -> Result<(), HostError> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(contents).and_then(|_| f.sync_all()).map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))
+    scatter_net::write_private(path, contents).map_err(io_err(path))
+}
+
+/// Has the grid CA certify a new key for `address`; returns the TLS configuration to serve
+/// with. The key never leaves this process.
+async fn certify(
+    config: &Config,
+    identity: &Identity,
+    fingerprint: scatter_net::Fingerprint,
+    address: &str,
+    http: &reqwest::Client,
+) -> Result<Arc<rustls::ServerConfig>, HostError> {
+    let tls = |e: &dyn std::fmt::Display| HostError::Tls(e.to_string());
+    let key = scatter_net::tls::LeafKey::generate().map_err(|e| tls(&e))?;
+    let req = HostCertRequest {
+        host_id: identity.host_id,
+        host_secret: identity.host_secret.clone(),
+        address: address.to_owned(),
+        public_key: hex::encode(key.public_key()),
+    };
+    let url = format!("{}/v1/hosts/cert", config.coordinator);
+    let resp =
+        http.post(&url).json(&req).send().await.map_err(|e| HostError::Unreachable {
+            url: config.coordinator.clone(),
+            reason: scatter_net::root_cause(&e),
+        })?;
+    if !resp.status().is_success() {
+        let status = resp.status();
+        let body: Option<ErrorBody> = resp.json().await.ok();
+        return Err(HostError::Refused(body.map(|b| b.error).unwrap_or_else(|| status.to_string())));
+    }
+    let cert: HostCertResponse = resp.json().await.map_err(|e| tls(&e))?;
+    let leaf = scatter_net::tls::parse_pem_cert(&cert.certificate).ok_or_else(|| tls(&"unreadable certificate"))?;
+    let ca = scatter_net::tls::parse_pem_cert(&cert.ca).ok_or_else(|| tls(&"unreadable CA certificate"))?;
+    if scatter_net::Fingerprint::of(&ca) != fingerprint {
+        return Err(tls(&"the coordinator sent a CA certificate that is not the grid's"));
+    }
+    key.server_config(leaf, ca).map_err(|e| tls(&e))
 }
 
 /// Heartbeats between two inventories.
@@ -239,17 +299,36 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), HostError> {
     std::fs::create_dir_all(&config.data_dir).map_err(io_err(&config.data_dir))?;
+    let id_path = config.data_dir.join("host.json");
+    let stored = read_identity(&id_path)?;
+    let token: scatter_net::Token = config.join_token.parse()?;
+    // Once joined, the CA is the one the host joined (its token may since have been rotated).
+    let ca = match &stored {
+        Some(id) => id.ca.as_deref().map(|s| s.parse()).transpose().map_err(|_| HostError::Damaged(id_path.clone()))?,
+        None => token.ca(),
+    };
+    let fingerprint = scatter_net::check_mode(&config.coordinator, ca, config.insecure)?;
+    if fingerprint.is_none() {
+        tracing::warn!("{}", scatter_net::INSECURE_WARNING);
+    }
     let addr = listener.local_addr().map_err(HostError::Serve)?;
     let address = config.public_url.clone().unwrap_or_else(|| {
         let ip = if addr.ip().is_unspecified() { "127.0.0.1".parse().expect("literal IP") } else { addr.ip() };
-        format!("http://{}", std::net::SocketAddr::new(ip, addr.port()))
+        let scheme = if fingerprint.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", std::net::SocketAddr::new(ip, addr.port()))
     });
-    let http = reqwest::Client::builder()
+    let http = scatter_net::http_client(fingerprint, scatter_net::Peer::Coordinator)
         .timeout(Duration::from_secs(10))
         .build()
         .map_err(|e| HostError::Serve(std::io::Error::other(e)))?;
-    let identity = load_or_join(&config, &address, &http).await?;
-    let id_path = config.data_dir.join("host.json");
+    let identity = match stored {
+        Some(id) => id,
+        None => join(&config, &token, &address, &http).await?,
+    };
+    let tls = match fingerprint {
+        Some(fp) => Some(certify(&config, &identity, fp, &address, &http).await?),
+        None => None,
+    };
     let mut key = [0u8; 32];
     hex::decode_to_slice(&identity.coordinator_key, &mut key).map_err(|_| HostError::Damaged(id_path.clone()))?;
     let coordinator_key = VerifyingKey::from_bytes(&key).map_err(|_| HostError::Damaged(id_path))?;
@@ -265,7 +344,7 @@ pub async fn run(
     tracing::info!(host = %shared.id, %address, used = shared.store.used(), "host serving");
     write_private(&config.data_dir.join("url"), format!("{address}\n").as_bytes())?;
     let beat = tokio::spawn(heartbeats(config.clone(), shared.clone(), identity.host_secret, address, http));
-    let served = axum::serve(listener, api::router(shared)).with_graceful_shutdown(shutdown).await;
+    let served = scatter_net::serve::serve(listener, api::router(shared), tls, shutdown).await;
     beat.abort();
     served.map_err(HostError::Serve)
 }

@@ -12,9 +12,8 @@ pub use token::Token;
 /// An HTTP client builder that trusts only the grid CA with `fingerprint`, or — `None`, for a
 /// grid run with `--insecure` — speaks plain HTTP and trusts no certificate at all.
 pub fn http_client(fingerprint: Option<Fingerprint>, peer: Peer) -> reqwest::ClientBuilder {
-    let builder = reqwest::Client::builder()
-        .tls_built_in_root_certs(false)
-        .pool_idle_timeout(std::time::Duration::from_secs(60));
+    let builder =
+        reqwest::Client::builder().tls_built_in_root_certs(false).pool_idle_timeout(std::time::Duration::from_secs(60));
     match fingerprint {
         Some(fp) => builder.use_preconfigured_tls(tls::client_config(fp, peer)).https_only(true),
         None => builder,
@@ -55,3 +54,13 @@ pub fn check_mode(url: &str, ca: Option<Fingerprint>, insecure: bool) -> Result<
 /// The warning every party prints when it runs without TLS.
 pub const INSECURE_WARNING: &str =
     "running WITHOUT TLS (--insecure): tokens, grants and metadata cross the network in the clear and can be altered";
+
+/// The innermost cause of an error: for a refused TLS handshake or a refused connection, the
+/// sentence that says why.
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur: &(dyn std::error::Error + 'static) = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}

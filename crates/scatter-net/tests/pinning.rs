@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use scatter_net::tls::{Authority, LeafKey};
 use scatter_net::tls::COORDINATOR_NAME;
+use scatter_net::tls::{Authority, LeafKey};
 use scatter_net::{http_client, serve::serve, Fingerprint, Peer};
 
 /// Serves "ok" over TLS with `config` on a free port; returns the URL and a stopper.

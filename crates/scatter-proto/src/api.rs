@@ -1,8 +1,8 @@
 //! JSON bodies of the coordinator's HTTP API (`/v1/...`) and the host's error replies.
 //!
 //! Binary fields (wrapped keys, sealed manifests) travel as base64 strings. Users
-//! authenticate with `Authorization: Bearer <api key>`; hosts send their secret in the body of
-//! their heartbeats. Shard bytes never pass through the coordinator.
+//! authenticate with `Authorization: Scatter <credential>` (see [`crate::auth`]); hosts send
+//! their secret in the body of their heartbeats. Shard bytes never pass through the coordinator.
 
 use scatter_core::{ByteSize, ChunkId, HostId, PackId, ShardId, UserId};
 use serde::{Deserialize, Serialize};
@@ -43,6 +43,29 @@ pub struct JoinResponse {
     pub host_secret: String,
     /// The coordinator's Ed25519 public key (hex), which signs grants.
     pub coordinator_key: String,
+}
+
+/// A host asks for a TLS certificate (at every start: its key pair is new each time).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostCertRequest {
+    /// Which host.
+    pub host_id: HostId,
+    /// Its secret from the join.
+    pub host_secret: String,
+    /// The address it will serve at; the certificate names its host part.
+    pub address: String,
+    /// Its ECDSA P-256 public key, raw uncompressed point in hex (the private key stays on
+    /// the host).
+    pub public_key: String,
+}
+
+/// The host's certificate, signed by the grid CA.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostCertResponse {
+    /// The certificate (PEM).
+    pub certificate: String,
+    /// The grid CA's certificate (PEM), which the host presents after its own.
+    pub ca: String,
 }
 
 /// A host's periodic report.
@@ -89,6 +112,8 @@ pub struct RegisterRequest {
     pub token: String,
     /// The user's age X25519 recipient (`age1…`).
     pub public_key: String,
+    /// This device's Ed25519 public key (hex), which signs its request credentials.
+    pub device_key: String,
 }
 
 /// The coordinator's answer to a registration.
@@ -96,8 +121,6 @@ pub struct RegisterRequest {
 pub struct RegisterResponse {
     /// The new user's id.
     pub user_id: UserId,
-    /// The secret the user authenticates with.
-    pub api_key: String,
     /// The user's role (`admin` or `user`).
     pub role: String,
 }

@@ -1,8 +1,9 @@
 //! Scatter's wire formats: the JSON bodies of the coordinator's and hosts' HTTP APIs, and the
 //! grants the coordinator signs so that hosts can authorise shard operations locally, and the
-//! request timings both services expose on `/metrics`.
+//! request timings both services expose on `/metrics`, and the credentials clients sign.
 
 pub mod api;
+pub mod auth;
 pub mod grant;
 pub mod metrics;
 

@@ -36,13 +36,13 @@ pub(super) async fn invite(
         }
         (false, None) => {}
     }
-    let token = format!("sci_{}", random_secret());
-    let hash = secret_hash(&token);
+    let secret = format!("sct_{}", random_secret());
+    let hash = secret_hash(&secret);
     let (name, role) = (req.name.clone(), req.role.clone());
     db(&sh, move |s| s.add_token(&hash, &name, &role, req.quota, req.owner)).await?;
     let detail = format!("{} as {}{}", req.name, req.role, req.owner.map(|o| format!(" of {o}")).unwrap_or_default());
     event(&sh, admin.me.to_string(), "user.invited", detail).await;
-    Ok(Json(InviteResponse { token }))
+    Ok(Json(InviteResponse { token: sh.token(&secret) }))
 }
 
 pub(super) async fn users(State(sh): S, headers: HeaderMap) -> ApiResult<Vec<UserEntry>> {

@@ -45,6 +45,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/v1/hosts/join", post(join))
+        .route("/v1/hosts/cert", post(host_cert))
         .route("/v1/hosts/heartbeat", post(heartbeat))
         .route("/v1/hosts/inventory", post(inventory))
         .route("/v1/users/register", post(register))
@@ -103,6 +104,10 @@ impl<T: serde::de::DeserializeOwned, St: Send + Sync> FromRequest<St> for Body<T
             Err(e @ JsonRejection::JsonDataError(_)) | Err(e @ JsonRejection::JsonSyntaxError(_)) => {
                 Err(ApiError::BadRequest(format!("the request body is not valid: {}", e.body_text())))
             }
+            Err(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::TooLarge(format!(
+                "the request body is larger than {} MiB; split the request",
+                MAX_BODY >> 20
+            ))),
             Err(e) => Err(ApiError::BadRequest(e.body_text())),
         }
     }
@@ -120,18 +125,34 @@ pub(crate) async fn db<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
+/// The user a request's signed credential names, once the signature, grid and expiry check.
 pub(crate) async fn user(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<UserRow, ApiError> {
-    let key = headers
+    use scatter_proto::auth::Credential;
+    let text = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| ApiError::Unauthorized("this request needs your API key; run `scatter init` first".into()))?;
-    let hash = secret_hash(key.trim());
-    let Some(u) = db(shared, move |s| s.user_by_key(&hash)).await? else {
-        event(shared, "unknown".into(), "auth.refused", "unknown API key".into()).await;
-        return Err(ApiError::Unauthorized(
-            "the API key is not known to this coordinator; run `scatter init` again".into(),
-        ));
+        .and_then(|v| v.strip_prefix("Scatter "))
+        .ok_or_else(|| ApiError::Unauthorized("this request needs your credentials; run `scatter init` first".into()))?
+        .to_owned();
+    let claimed = Credential::peek(&text).map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+    let found = db(shared, move |s| s.user_with_key(claimed.user)).await?;
+    let verified = found.ok_or(None).and_then(|(u, key)| {
+        let key = <[u8; 32]>::try_from(key.as_slice())
+            .ok()
+            .and_then(|k| ed25519_dalek::VerifyingKey::from_bytes(&k).ok())
+            .ok_or(None)?;
+        Credential::verify(&text, &key, &shared.grid_id(), now()).map(|_| u).map_err(Some)
+    });
+    let u = match verified {
+        Ok(u) => u,
+        Err(why) => {
+            let reason = why.as_ref().map(|e| e.to_string()).unwrap_or_else(|| "unknown user or device key".into());
+            event(shared, claimed.user.to_string(), "auth.refused", reason).await;
+            return Err(ApiError::Unauthorized(match why {
+                Some(e) => e.to_string(),
+                None => "this device is not registered with this coordinator; run `scatter init` again".into(),
+            }));
+        }
     };
     if u.disabled {
         event(shared, u.me.to_string(), "auth.refused", "account disabled".into()).await;
@@ -215,8 +236,13 @@ fn check_address(address: &str) -> Result<(), ApiError> {
     }
 }
 
+/// The secret part of a token as a client or host sent it (whole, or the secret alone).
+fn token_secret(token: &str) -> String {
+    token.parse::<scatter_net::Token>().map(|t| t.secret().to_owned()).unwrap_or_else(|_| token.trim().to_owned())
+}
+
 async fn join(State(sh): S, Body(req): Body<JoinRequest>) -> ApiResult<JoinResponse> {
-    if !bool::from(secret_hash(req.join_token.trim()).ct_eq(&sh.join_token_hash)) {
+    if !bool::from(secret_hash(&token_secret(&req.join_token)).ct_eq(&sh.join_token_hash)) {
         event(&sh, "unknown".into(), "host.join_refused", format!("wrong join token from {}", req.address)).await;
         return Err(ApiError::Unauthorized(
             "the join token is wrong; copy it from the coordinator's data directory (join-token)".into(),
@@ -251,6 +277,26 @@ async fn check_host(sh: &Arc<Shared>, id: HostId, secret: &str) -> Result<(), Ap
     Ok(())
 }
 
+/// Signs a certificate for a host's new key, naming the host part of its address.
+async fn host_cert(State(sh): S, Body(req): Body<HostCertRequest>) -> ApiResult<HostCertResponse> {
+    check_host(&sh, req.host_id, &req.host_secret).await?;
+    check_address(&req.address)?;
+    let Some(authority) = &sh.authority else {
+        return Err(ApiError::BadRequest(
+            "this grid runs without TLS (--insecure); start the host with --insecure and an http:// coordinator URL"
+                .into(),
+        ));
+    };
+    let name = reqwest::Url::parse(&req.address)
+        .ok()
+        .and_then(|u| u.host_str().map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned()))
+        .ok_or_else(|| ApiError::BadRequest(format!("`{}` names no host", req.address)))?;
+    let key = hex::decode(&req.public_key).map_err(|_| ApiError::BadRequest("the public key is not hex".into()))?;
+    let cert = authority.issue(std::slice::from_ref(&name), &key).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    event(&sh, req.host_id.to_string(), "host.certified", name).await;
+    Ok(Json(HostCertResponse { certificate: scatter_net::tls::to_pem(&cert), ca: authority.cert_pem() }))
+}
+
 async fn inventory(State(sh): S, Body(req): Body<InventoryRequest>) -> ApiResult<InventoryResponse> {
     check_host(&sh, req.host_id, &req.host_secret).await?;
     // A pack committed moments ago may have been listed before its upload finished: only
@@ -276,11 +322,15 @@ async fn register(State(sh): S, Body(req): Body<RegisterRequest>) -> ApiResult<R
     if !req.public_key.starts_with("age1") || req.public_key.len() > 128 {
         return Err(ApiError::BadRequest("the public key is not an age X25519 recipient (age1…)".into()));
     }
-    let token_hash = secret_hash(req.token.trim());
-    let api_key = random_secret();
-    let key_hash = secret_hash(&api_key);
+    let mut device_key = [0u8; 32];
+    let valid = hex::decode_to_slice(&req.device_key, &mut device_key).is_ok()
+        && ed25519_dalek::VerifyingKey::from_bytes(&device_key).is_ok();
+    if !valid {
+        return Err(ApiError::BadRequest("the device key is not an Ed25519 public key in hex".into()));
+    }
+    let token_hash = secret_hash(&token_secret(&req.token));
     let user =
-        db(&sh, move |s| s.redeem_token(&token_hash, &req.public_key, &key_hash, now())).await?.ok_or_else(|| {
+        db(&sh, move |s| s.redeem_token(&token_hash, &req.public_key, &device_key, now())).await?.ok_or_else(|| {
             ApiError::Unauthorized(
                 "the token is unknown or was already used; ask the grid's admin for a new one".into(),
             )
@@ -293,7 +343,7 @@ async fn register(State(sh): S, Body(req): Body<RegisterRequest>) -> ApiResult<R
         }
     };
     event(&sh, user.me.to_string(), "user.registered", format!("role {}", user.role)).await;
-    Ok(Json(RegisterResponse { user_id: user.id, api_key, role: user.role }))
+    Ok(Json(RegisterResponse { user_id: user.me, role: user.role }))
 }
 
 /// Online hosts with the bytes each can still take, after `reserved` placements.

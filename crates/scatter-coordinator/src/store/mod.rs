@@ -19,7 +19,7 @@ pub use backup::{SnapshotRow, Swept};
 pub use events::Event;
 pub use repair::{DegradedPack, Health};
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS users (
     id INTEGER PRIMARY KEY,
     role TEXT NOT NULL,
     public_key TEXT NOT NULL,
-    key_hash BLOB NOT NULL UNIQUE,
+    device_key BLOB NOT NULL UNIQUE,
     created INTEGER NOT NULL,
     name TEXT NOT NULL DEFAULT '',
     disabled INTEGER NOT NULL DEFAULT 0,
@@ -162,6 +162,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
          ALTER TABLE users ADD COLUMN quota INTEGER;
          ALTER TABLE users ADD COLUMN owner INTEGER;",
     ),
+    // Bearer API keys (stored hashed) give way to device keys that sign credentials. A hash
+    // is no usable public key, so clients registered before must run `scatter init` again.
+    (3, "ALTER TABLE users RENAME COLUMN key_hash TO device_key;"),
 ];
 
 /// A catalog failure.

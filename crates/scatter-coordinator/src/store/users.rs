@@ -2,7 +2,8 @@
 //!
 //! An invite is a one-time token (stored only as its hash) carrying a name, a role, an
 //! optional quota and, for `reader` and `appender`, the user whose data it grants access to.
-//! Redeeming it registers the caller's public key and API key (also stored hashed).
+//! Redeeming it registers the caller's age public key and the Ed25519 device key its requests
+//! are signed with.
 
 use rusqlite::{params, OptionalExtension};
 use scatter_core::UserId;
@@ -36,7 +37,7 @@ impl Store {
         &self,
         token_hash: &[u8; 32],
         public_key: &str,
-        api_key_hash: &[u8; 32],
+        device_key: &[u8; 32],
         now: u64,
     ) -> Result<Option<UserRow>, StoreError> {
         let mut conn = self.conn();
@@ -51,9 +52,9 @@ impl Store {
         let Some((role, name, quota, owner)) = invite else { return Ok(None) };
         tx.execute("UPDATE tokens SET used = 1 WHERE hash = ?1", [&token_hash[..]])?;
         tx.execute(
-            "INSERT INTO users (role, public_key, key_hash, created, name, quota, owner)
+            "INSERT INTO users (role, public_key, device_key, created, name, quota, owner)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![role, public_key, &api_key_hash[..], now as i64, name, quota, owner],
+            params![role, public_key, &device_key[..], now as i64, name, quota, owner],
         )?;
         let me = UserId(tx.last_insert_rowid() as u64);
         tx.commit()?;
@@ -66,16 +67,18 @@ impl Store {
         }))
     }
 
-    /// The user whose API key hashes to `hash`. For a reader or appender, `id` is the user
-    /// whose data it works on, and the quota is that user's.
-    pub fn user_by_key(&self, hash: &[u8; 32]) -> Result<Option<UserRow>, StoreError> {
+    /// User `me` and its device key. For a reader or appender, `id` is the user whose data
+    /// it works on, and the quota is that user's.
+    pub fn user_with_key(&self, me: UserId) -> Result<Option<(UserRow, Vec<u8>)>, StoreError> {
         let conn = self.conn();
-        let row: Option<UserColumns> = conn
-            .query_row("SELECT id, role, disabled, quota, owner FROM users WHERE key_hash = ?1", [&hash[..]], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
+        let row: Option<(UserColumns, Vec<u8>)> = conn
+            .query_row(
+                "SELECT id, role, disabled, quota, owner, device_key FROM users WHERE id = ?1",
+                [me.0 as i64],
+                |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?), r.get(5)?)),
+            )
             .optional()?;
-        let Some((me, role, mut disabled, mut quota, owner)) = row else { return Ok(None) };
+        let Some(((me, role, mut disabled, mut quota, owner), device_key)) = row else { return Ok(None) };
         if let Some(o) = owner {
             // The owner's state governs its data: a disabled owner disables its delegates.
             let (owner_disabled, owner_quota): (bool, Option<i64>) =
@@ -83,13 +86,14 @@ impl Store {
             disabled |= owner_disabled;
             quota = owner_quota;
         }
-        Ok(Some(UserRow {
+        let user = UserRow {
             id: UserId(owner.unwrap_or(me) as u64),
             me: UserId(me as u64),
             role,
             disabled,
             quota: quota.map(|q| q as u64),
-        }))
+        };
+        Ok(Some((user, device_key)))
     }
 
     /// Every user with its usage.
