@@ -155,6 +155,17 @@ async fn hosts_enforce_grants_and_refuse_hostile_requests() {
     // The host is still up and serving.
     let back = get(grant(&key, h0, id, Op::Get, 0, later)).await.expect("get after the sweep");
     assert_eq!(back.bytes().await.expect("body").len(), data.len());
+
+    // Its refusals reach the coordinator's audit trail with the next heartbeat.
+    let mut events = String::new();
+    for _ in 0..50 {
+        events = env.ok(&["admin", "events", "--json"]);
+        if events.contains("grant.refused") && events.contains("expired") && events.contains("signature") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(events.contains("grant.refused") && events.contains("expired"), "{events}");
 }
 
 fn futures_stream(

@@ -85,6 +85,28 @@ async fn roles_quotas_and_write_only_sources() {
         "overwrite",
         "not overwrite",
     );
+    // Bob cannot list, fetch or remove the admin's data, nor get grants for it even when he
+    // knows its chunk ids (here read straight from the catalog).
+    assert!(!ok(run(&bob, &["ls"], &[]), "bob ls").contains("existing"));
+    let out = env.path("stolen");
+    refused(run(&bob, &["get", "existing", "--output", out.to_str().expect("utf-8")], &[]), "bob get", "no object");
+    refused(run(&bob, &["rm", "existing"], &[]), "bob rm", "no object");
+    let catalog = rusqlite::Connection::open(env.grid.coordinator_dir().join("catalog.db")).expect("catalog");
+    let ids: Vec<scatter_core::ChunkId> = catalog
+        .prepare("SELECT id FROM chunks WHERE user = 1")
+        .expect("query")
+        .query_map([], |r| r.get::<_, Vec<u8>>(0))
+        .expect("rows")
+        .filter_map(|id| id.ok().and_then(|b| <[u8; 32]>::try_from(b).ok()))
+        .map(scatter_core::ChunkId::from_bytes)
+        .collect();
+    drop(catalog);
+    assert!(!ids.is_empty(), "the admin has chunks");
+    let bobs = scatter_client::profile::Profile::load(&bob).expect("profile").coordinator().expect("coordinator");
+    let located = bobs.locate(ids).await.expect("locate");
+    assert!(located.packs.is_empty() && located.chunks.is_empty(), "bob was given the admin's shards");
+    assert!(!out.exists());
+
     // The owner sees the source's snapshot and restores it.
     let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).expect("JSON");
     assert_eq!(snaps.as_array().map(Vec::len), Some(1));

@@ -93,11 +93,15 @@ fn shard_id(raw: &str) -> Result<ShardId, Refusal> {
 }
 
 fn check_grant(sh: &Shared, headers: &HeaderMap, id: &ShardId, op: Op) -> Result<scatter_proto::Grant, Refusal> {
-    let raw = headers.get(GRANT_HEADER).and_then(|v| v.to_str().ok()).ok_or(Refusal::Grant(GrantError::Malformed))?;
+    let Some(raw) = headers.get(GRANT_HEADER).and_then(|v| v.to_str().ok()) else {
+        sh.refused(format!("{op:?} {}…: no grant", &id.to_string()[..12]));
+        return Err(Refusal::Grant(GrantError::Malformed));
+    };
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(u64::MAX);
     SignedGrant(raw.to_owned()).check(&sh.coordinator_key, sh.id, id, op, now).map_err(|e| {
         tracing::warn!(shard = %id, ?op, error = %e, "refused a request without a valid grant");
+        sh.refused(format!("{op:?} {}…: {e}", &id.to_string()[..12]));
         Refusal::Grant(e)
     })
 }

@@ -98,6 +98,19 @@ pub(crate) struct Shared {
     pub store: Arc<DiskStore>,
     pub uploads: tokio::sync::Semaphore,
     pub request_times: scatter_proto::metrics::RequestTimes,
+    /// Grant refusals since the last heartbeat: how many, and the first few.
+    pub refusals: std::sync::Mutex<(u64, Vec<String>)>,
+}
+
+impl Shared {
+    /// Notes a refused grant for the coordinator's audit trail.
+    pub fn refused(&self, what: String) {
+        let mut r = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        r.0 += 1;
+        if r.1.len() < scatter_proto::api::MAX_REFUSALS {
+            r.1.push(what);
+        }
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> HostError + '_ {
@@ -219,7 +232,11 @@ async fn heartbeats(config: Config, shared: Arc<Shared>, secret: String, address
         }
         let store = shared.store.clone();
         let free = tokio::task::spawn_blocking(move || store.disk_free()).await.unwrap_or(0);
+        let (refused_grants, refusals) =
+            std::mem::take(&mut *shared.refusals.lock().unwrap_or_else(|p| p.into_inner()));
         let req = HeartbeatRequest {
+            refused_grants,
+            refusals,
             host_id: shared.id,
             host_secret: secret.clone(),
             address: address.clone(),
@@ -340,6 +357,7 @@ pub async fn run(
         store: Arc::new(store),
         uploads: tokio::sync::Semaphore::new(api::CONCURRENT_TRANSFERS),
         request_times: Default::default(),
+        refusals: Default::default(),
     });
     tracing::info!(host = %shared.id, %address, used = shared.store.used(), "host serving");
     write_private(&config.data_dir.join("url"), format!("{address}\n").as_bytes())?;

@@ -83,7 +83,16 @@ pub struct HeartbeatRequest {
     pub used: ByteSize,
     /// Bytes free on its disk.
     pub free: ByteSize,
+    /// Requests refused for a missing or bad grant since the last heartbeat.
+    #[serde(default)]
+    pub refused_grants: u64,
+    /// What the first of them were (at most [`MAX_REFUSALS`]), for the audit trail.
+    #[serde(default)]
+    pub refusals: Vec<String>,
 }
+
+/// How many refusals a heartbeat describes; the rest are only counted.
+pub const MAX_REFUSALS: usize = 16;
 
 /// A host's shard inventory, sent every few heartbeats for reconciliation.
 #[derive(Debug, Clone, Serialize, Deserialize)]

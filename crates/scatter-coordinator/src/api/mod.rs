@@ -314,6 +314,13 @@ async fn inventory(State(sh): S, Body(req): Body<InventoryRequest>) -> ApiResult
 async fn heartbeat(State(sh): S, Body(req): Body<HeartbeatRequest>) -> ApiResult<serde_json::Value> {
     check_address(&req.address)?;
     check_host(&sh, req.host_id, &req.host_secret).await?;
+    if req.refused_grants > 0 {
+        // Bounded whatever the host sends: a few reasons, each cut short.
+        let reasons: Vec<String> =
+            req.refusals.iter().take(MAX_REFUSALS).map(|r| r.chars().take(160).collect()).collect();
+        let detail = format!("{} request(s) refused: {}", req.refused_grants, reasons.join("; "));
+        event(&sh, req.host_id.to_string(), "grant.refused", detail).await;
+    }
     db(&sh, move |s| s.heartbeat(req.host_id, &req.address, req.capacity.0, req.used.0, req.free.0, now())).await?;
     Ok(Json(serde_json::json!({})))
 }
