@@ -25,6 +25,10 @@ struct Cli {
     /// (`scatter_coordinator=debug,info`). Default: info for services, warn for commands.
     #[arg(long, global = true, env = "SCATTER_LOG")]
     log_level: Option<String>,
+    /// After a put, get, backup or restore, print on stderr how long each stage of the data
+    /// path was busy and how many bytes it moved.
+    #[arg(long, global = true)]
+    stats: bool,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -459,6 +463,8 @@ fn main() {
             std::process::exit(1);
         }
     };
+    let started = std::time::Instant::now();
+    let show_stats = cli.stats && !service;
     let result = runtime.block_on(async {
         if service {
             // Services and `dev` handle Ctrl-C themselves and shut down cleanly.
@@ -469,6 +475,9 @@ fn main() {
             _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted; nothing half-done was made visible")),
         }
     });
+    if show_stats {
+        eprint!("{}", scatter_client::stats::report(started.elapsed()));
+    }
     match result {
         Ok(0) => {}
         Ok(code) => std::process::exit(code),

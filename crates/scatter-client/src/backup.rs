@@ -479,6 +479,7 @@ impl Walker {
         };
         let mut chunks = Vec::new();
         let mut size = 0u64;
+        let mut started = std::time::Instant::now();
         for chunk in scatter_core::chunker::chunks(std::io::BufReader::with_capacity(1 << 20, file)) {
             let chunk = match chunk {
                 Ok(c) => c,
@@ -490,7 +491,9 @@ impl Walker {
             size += len as u64;
             self.summary.bytes_read += len as u64;
             self.progress.advance(len as u64);
+            crate::stats::add(crate::stats::Stage::ReadChunk, started.elapsed(), len as u64);
             self.push(id, chunk.data)?;
+            started = std::time::Instant::now();
         }
         Ok(Ok((chunks, size)))
     }

@@ -21,6 +21,7 @@ use scatter_proto::api::{PackLocation, ReportShardRequest};
 
 use crate::coordinator::Coordinator;
 use crate::hosts::{Hosts, TransferError};
+use crate::stats::{self, Stage};
 use crate::ClientError;
 
 /// Runs fetched ahead of the consumer.
@@ -124,7 +125,7 @@ impl Fetcher {
         let mut ids: Vec<ChunkId> = wanted.iter().map(|(id, _)| *id).collect();
         ids.sort_unstable();
         ids.dedup();
-        let located = self.coord.locate(ids).await?;
+        let located = stats::time_async(Stage::Locate, 0, self.coord.locate(ids)).await?;
         {
             let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
             for s in located.sessions {
@@ -186,8 +187,7 @@ impl Fetcher {
         }
         let whole = self.reconstruct(&pack, &layout).await?;
         self.report.lock().unwrap_or_else(|p| p.into_inner()).reconstructed_packs += 1;
-        let slice = whole[start as usize..end as usize].to_vec();
-        self.open_run(&key, &run, start, slice).await.map_err(|id| {
+        self.open_run(&key, &run, 0, whole).await.map_err(|id| {
             ClientError::Unrecoverable(format!(
                 "chunk {id} fails authentication even after rebuilding its pack from verified shards (wrong key or damaged catalog)"
             ))
@@ -204,7 +204,8 @@ impl Fetcher {
                 if !s.online {
                     return None;
                 }
-                match self.hosts.get(&s.address, &s.shard, &s.grant, Some(r.clone())).await {
+                let get = self.hosts.get(&s.address, &s.shard, &s.grant, Some(r.clone()));
+                match stats::time_async(Stage::Download, r.end - r.start, get).await {
                     Ok(b) => Some(b),
                     Err(e) => {
                         self.note_failure(s.host, s.shard, &e).await;
@@ -226,20 +227,25 @@ impl Fetcher {
         let mut order: Vec<_> = pack.shards.iter().collect();
         order.sort_by_key(|s| (!s.online, s.index));
         let k = layout.k as usize;
-        let mut have: Vec<Option<Vec<u8>>> = vec![None; layout.total()];
+        let mut have: Vec<Option<bytes::Bytes>> = vec![None; layout.total()];
         let mut count = 0;
         let mut next = 0;
         let mut errors = Vec::new();
         while count < k && next < order.len() {
             let batch: Vec<_> = order[next..order.len().min(next + (k - count))].to_vec();
             next += batch.len();
-            let results =
-                futures::future::join_all(batch.iter().map(|s| self.hosts.get(&s.address, &s.shard, &s.grant, None)))
-                    .await;
+            let reads = batch.iter().map(|s| {
+                stats::time_async(
+                    Stage::Download,
+                    layout.shard_size,
+                    self.hosts.get(&s.address, &s.shard, &s.grant, None),
+                )
+            });
+            let results = futures::future::join_all(reads).await;
             for (s, r) in batch.iter().zip(results) {
                 match r {
                     Ok(b) if (s.index as usize) < have.len() => {
-                        have[s.index as usize] = Some(b.to_vec());
+                        have[s.index as usize] = Some(b);
                         count += 1;
                     }
                     Ok(_) => errors.push(format!("shard {} has an invalid index", s.index)),
@@ -259,10 +265,12 @@ impl Fetcher {
             )));
         }
         let layout = *layout;
-        tokio::task::spawn_blocking(move || scatter_core::erasure::decode(&layout, &have))
-            .await
-            .map_err(|e| ClientError::Unrecoverable(format!("decoding failed: {e}")))?
-            .map_err(|e| ClientError::Unrecoverable(e.to_string()))
+        tokio::task::spawn_blocking(move || {
+            stats::time(Stage::Rebuild, layout.size, || scatter_core::erasure::decode(&layout, &have))
+        })
+        .await
+        .map_err(|e| ClientError::Unrecoverable(format!("decoding failed: {e}")))?
+        .map_err(|e| ClientError::Unrecoverable(e.to_string()))
     }
 
     /// Decrypts and verifies every chunk of a run from pack bytes starting at `start`.
@@ -277,7 +285,9 @@ impl Fetcher {
         let key = key.clone();
         let dedup = self.dedup.clone();
         let chunks = run.clone();
+        let len = bytes.len() as u64;
         tokio::task::spawn_blocking(move || {
+            let _timer = stats::Timer::new(Stage::Open, len);
             chunks
                 .chunks
                 .iter()

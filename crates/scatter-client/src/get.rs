@@ -63,7 +63,8 @@ pub async fn get_file(
         let mut chunks = fetcher.stream(manifest.chunks.iter().map(|(id, len)| (*id, Some(*len))).collect());
         while let Some(plain) = chunks.next().await {
             for chunk in plain? {
-                file.write_all(&chunk).map_err(ClientError::io(output))?;
+                crate::stats::time(crate::stats::Stage::Write, chunk.len() as u64, || file.write_all(&chunk))
+                    .map_err(ClientError::io(output))?;
                 written += chunk.len() as u64;
                 progress.advance(chunk.len() as u64);
             }

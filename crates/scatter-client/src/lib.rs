@@ -4,7 +4,8 @@
 //! - [`coordinator`]: typed calls to the coordinator's API;
 //! - [`hosts`]: shard transfers to and from hosts;
 //! - [`put`] and [`get`]: the streaming pipelines (chunk → id → seal → pack → erasure-code →
-//!   upload → commit, and back).
+//!   upload → commit, and back);
+//! - [`stats`]: per-stage busy time and bytes, for `--stats`.
 //!
 //! Libraries do not print: progress goes through the [`Progress`] trait.
 
@@ -22,6 +23,7 @@ pub mod put;
 pub mod restore;
 pub mod session;
 pub mod snapshots;
+pub mod stats;
 pub mod upload;
 
 pub use error::ClientError;

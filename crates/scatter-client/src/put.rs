@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::coordinator::Coordinator;
 use crate::session::Session;
+use crate::stats::{self, Stage};
 use crate::upload::{Redundancy, Uploader};
 use crate::{ClientError, Progress};
 
@@ -79,6 +80,7 @@ pub async fn put_file(
     let reader_path = path.to_owned();
     let reader = tokio::task::spawn_blocking(move || {
         let mut batch = Vec::with_capacity(BATCH_CHUNKS);
+        let mut started = std::time::Instant::now();
         for chunk in scatter_core::chunker::chunks(std::io::BufReader::with_capacity(1 << 20, file)) {
             let chunk = match chunk {
                 Ok(c) => c,
@@ -88,9 +90,11 @@ pub async fn put_file(
                 }
             };
             batch.push((dedup.chunk_id(&chunk.data), chunk.data));
+            stats::add(Stage::ReadChunk, started.elapsed(), batch.last().map_or(0, |(_, d)| d.len() as u64));
             if batch.len() == BATCH_CHUNKS && chunk_tx.blocking_send(Ok(std::mem::take(&mut batch))).is_err() {
                 return;
             }
+            started = std::time::Instant::now();
         }
         if !batch.is_empty() {
             let _ = chunk_tx.blocking_send(Ok(batch));

@@ -194,7 +194,8 @@ pub async fn restore_entries(
                 pending.reverse();
             }
             let chunk = pending.pop().ok_or_else(|| ClientError::Unrecoverable("an empty run was fetched".into()))?;
-            file.write_all(&chunk).map_err(|e| ClientError::io(dest.as_path())(e))?;
+            crate::stats::time(crate::stats::Stage::Write, chunk.len() as u64, || file.write_all(&chunk))
+                .map_err(|e| ClientError::io(dest.as_path())(e))?;
             written += chunk.len() as u64;
             progress.advance(chunk.len() as u64);
         }

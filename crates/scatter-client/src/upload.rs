@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use scatter_core::crypto::DataKey;
-use scatter_core::pack::PackBuilder;
+use scatter_core::crypto::SEAL_OVERHEAD;
+use scatter_core::pack::{PackBuilder, PackEntry};
 use scatter_core::{ChunkId, HostId, PackId, ShardId};
 use scatter_proto::api::*;
 use tokio::sync::mpsc;
@@ -20,6 +21,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::coordinator::Coordinator;
 use crate::hosts::Hosts;
+use crate::stats::{self, Stage};
 use crate::ClientError;
 
 /// Packs being coded and uploaded at once.
@@ -139,7 +141,7 @@ impl Uploader {
         let known: HashSet<ChunkId> = if ids.is_empty() || self.relocate {
             HashSet::new()
         } else {
-            self.coord.lookup_chunks(ids).await?.into_iter().collect()
+            stats::time_async(Stage::Lookup, 0, self.coord.lookup_chunks(ids)).await?.into_iter().collect()
         };
         let fresh: Vec<(ChunkId, Vec<u8>)> =
             chunks.into_iter().filter(|(id, _)| self.seen.insert(*id) && !known.contains(id)).collect();
@@ -149,17 +151,26 @@ impl Uploader {
         let new_bytes: u64 = fresh.iter().map(|(_, d)| d.len() as u64).sum();
         self.stats.new_chunks += fresh.len();
         self.stats.new_bytes += new_bytes;
+        // Chunks are sealed straight into the pack being filled, on the blocking pool.
         let key = self.key.clone();
-        let sealed = tokio::task::spawn_blocking(move || {
-            fresh.into_iter().map(|(id, data)| (id, key.seal_chunk(&id, &data))).collect::<Vec<_>>()
+        let mut builder = std::mem::take(&mut self.builder);
+        let (builder, full) = tokio::task::spawn_blocking(move || {
+            stats::time(Stage::Seal, new_bytes, || {
+                let mut full = Vec::new();
+                for (id, data) in fresh {
+                    if builder.would_overflow(data.len() + SEAL_OVERHEAD) {
+                        full.push(std::mem::take(&mut builder).finish());
+                    }
+                    builder.push_sealed(id, |buf| key.seal_chunk_into(&id, &data, buf));
+                }
+                (builder, full)
+            })
         })
         .await
         .map_err(|e| ClientError::Invalid(format!("sealing failed: {e}")))?;
-        for (id, s) in sealed {
-            if self.builder.would_overflow(s.len()) {
-                self.send_pack().await?;
-            }
-            self.builder.push(id, &s);
+        self.builder = builder;
+        for pack in full {
+            self.send_pack(pack).await?;
         }
         Ok(new_bytes)
     }
@@ -169,8 +180,7 @@ impl Uploader {
         self.seen.contains(id)
     }
 
-    async fn send_pack(&mut self) -> Result<(), ClientError> {
-        let (bytes, entries) = std::mem::take(&mut self.builder).finish();
+    async fn send_pack(&mut self, (bytes, entries): (Vec<u8>, Vec<PackEntry>)) -> Result<(), ClientError> {
         let entries = entries.into_iter().map(|e| ChunkEntry { id: e.id, offset: e.offset, len: e.len }).collect();
         let sent = match &self.tx {
             Some(tx) => tx.send((bytes, entries)).await.is_ok(),
@@ -194,7 +204,8 @@ impl Uploader {
     /// Uploads the last partial pack and waits until every pack is committed.
     pub async fn finish(mut self) -> Result<UploadStats, ClientError> {
         if !self.builder.is_empty() {
-            self.send_pack().await?;
+            let last = std::mem::take(&mut self.builder).finish();
+            self.send_pack(last).await?;
         }
         let done = self.wait().await?;
         let mut stats = std::mem::take(&mut self.stats);
@@ -227,10 +238,11 @@ async fn store_pack(
 ) -> Result<PackDone, ClientError> {
     let size = bytes.len() as u64;
     let (pack_id, shards, ids) = tokio::task::spawn_blocking(move || {
-        let id = PackId::of(&bytes);
-        let shards = scatter_core::erasure::encode(bytes, r.k, r.m, &mut rand::thread_rng())?;
-        let ids: Vec<ShardId> = (0..shards.layout.total()).map(|i| ShardId::of(shards.shard(i))).collect();
-        Ok::<_, scatter_core::erasure::ErasureError>((id, shards, ids))
+        stats::time(Stage::Encode, size, || {
+            let shards = scatter_core::erasure::encode(bytes, r.k, r.m, &mut rand::thread_rng())?;
+            let ids: Vec<ShardId> = (0..shards.layout.total()).map(|i| ShardId::of(shards.shard(i))).collect();
+            Ok::<_, scatter_core::erasure::ErasureError>((PackId::of_shards(&ids), shards, ids))
+        })
     })
     .await
     .map_err(|e| ClientError::Invalid(format!("erasure coding failed: {e}")))?
@@ -262,19 +274,19 @@ async fn store_pack(
         }
         let mut exclude: Vec<HostId> = placed.iter().flatten().copied().collect();
         exclude.extend(&failed_hosts);
-        let targets = coord
-            .place(&PlaceRequest {
-                shard_size: layout.shard_size,
-                shards: pending.iter().map(|&i| ShardToPlace { index: i as u8, shard: ids[i] }).collect(),
-                exclude,
-            })
-            .await?;
+        let place = PlaceRequest {
+            shard_size: layout.shard_size,
+            shards: pending.iter().map(|&i| ShardToPlace { index: i as u8, shard: ids[i] }).collect(),
+            exclude,
+        };
+        let targets = stats::time_async(Stage::Commit, 0, coord.place(&place)).await?;
         let uploads = targets.targets.into_iter().map(|t| {
             let hosts = hosts.clone();
             let body = shard_bytes(t.index as usize);
             let id = ids[t.index as usize];
             async move {
-                let res = hosts.put(&t.address, &id, &t.grant, body).await;
+                let len = body.len() as u64;
+                let res = stats::time_async(Stage::Upload, len, hosts.put(&t.address, &id, &t.grant, body)).await;
                 (t, res)
             }
         });
@@ -293,20 +305,17 @@ async fn store_pack(
     if hosts_by_index.len() != total {
         return Err(ClientError::Upload(errors.join("; ")));
     }
-    coord
-        .commit_pack(&CommitPackRequest {
-            pack: pack_id,
-            session,
-            size,
-            k: r.k,
-            m: r.m,
-            shard_size: layout.shard_size,
-            shards: (0..total)
-                .map(|i| StoredShard { index: i as u8, shard: ids[i], host: hosts_by_index[i] })
-                .collect(),
-            chunks,
-            relocate,
-        })
-        .await?;
+    let commit = CommitPackRequest {
+        pack: pack_id,
+        session,
+        size,
+        k: r.k,
+        m: r.m,
+        shard_size: layout.shard_size,
+        shards: (0..total).map(|i| StoredShard { index: i as u8, shard: ids[i], host: hosts_by_index[i] }).collect(),
+        chunks,
+        relocate,
+    };
+    stats::time_async(Stage::Commit, 0, coord.commit_pack(&commit)).await?;
     Ok(PackDone { id: pack_id, hosts: hosts_by_index, bytes: layout.shard_size * total as u64, replaced })
 }

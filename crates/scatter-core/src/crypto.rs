@@ -14,10 +14,14 @@
 //! for a chunk), so a sealed chunk cannot be passed off as another chunk or as a manifest.
 //! Nonces are random: each session key seals at most a few million blobs, far below the
 //! 2^32 bound for random 96-bit nonces.
+//!
+//! The AES-GCM implementation is ring's (BoringSSL's assembly: AES-NI, VAES and carry-less
+//! multiplication, constant time). On the 2-core test machine it seals 1 MiB chunks at
+//! 6.7 GiB/s and opens them at 7.4 GiB/s on one core, against 1.3 and 1.2 GiB/s for
+//! RustCrypto's `aes-gcm` (`cargo bench -p scatter-core`), and the TLS layer uses it already. The format does not depend on the implementation.
 
-use aes_gcm::aead::{AeadInPlace, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use rand::RngCore;
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::ids::ChunkId;
@@ -72,26 +76,35 @@ impl DataKey {
         &self.0
     }
 
-    fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new(&self.0.into())
+    fn cipher(&self) -> LessSafeKey {
+        LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &self.0).expect("AES-256-GCM takes a 32-byte key"))
     }
 
     /// Encrypts `plaintext`, binding `context` as associated data.
     pub fn seal(&self, context: &[u8], plaintext: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
+        self.seal_into(context, plaintext, &mut out);
+        out
+    }
+
+    /// Like [`DataKey::seal`], appending the sealed blob to `out` (a pack being filled), which
+    /// saves copying it there afterwards.
+    pub fn seal_into(&self, context: &[u8], plaintext: &[u8], out: &mut Vec<u8>) {
+        let start = out.len();
+        out.reserve(plaintext.len() + SEAL_OVERHEAD);
         out.extend_from_slice(&[VERSION, ALG_AES256GCM]);
         let mut nonce = [0u8; NONCE_LEN];
         rand::thread_rng().fill_bytes(&mut nonce);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(plaintext);
-        let aad = aad(&out[..2], context);
-        let (_, body) = out.split_at_mut(2 + NONCE_LEN);
+        let aad = aad(&[VERSION, ALG_AES256GCM], context);
+        let body = &mut out[start + 2 + NONCE_LEN..];
+        // A fresh random nonce per blob, under a key that seals far fewer than 2^32 blobs.
         let tag = self
             .cipher()
-            .encrypt_in_place_detached(Nonce::from_slice(&nonce), &aad, body)
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), body)
             .expect("AES-GCM encrypts any buffer below 64 GiB");
-        out.extend_from_slice(&tag);
-        out
+        out.extend_from_slice(tag.as_ref());
     }
 
     /// Decrypts a blob made by [`DataKey::seal`] with the same `context`.
@@ -102,18 +115,26 @@ impl DataKey {
         if sealed[0] != VERSION || sealed[1] != ALG_AES256GCM {
             return Err(OpenError::UnknownFormat(sealed[0], sealed[1]));
         }
-        let nonce = Nonce::from_slice(&sealed[2..2 + NONCE_LEN]);
-        let (body, tag) = sealed[2 + NONCE_LEN..].split_at(sealed.len() - SEAL_OVERHEAD);
-        let mut plain = body.to_vec();
-        self.cipher()
-            .decrypt_in_place_detached(nonce, &aad(&sealed[..2], context), &mut plain, Tag::from_slice(tag))
-            .map_err(|_| OpenError::Authentication)?;
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&sealed[2..2 + NONCE_LEN]);
+        let mut plain = sealed[2 + NONCE_LEN..].to_vec();
+        let len = self
+            .cipher()
+            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad(&sealed[..2], context)), &mut plain)
+            .map_err(|_| OpenError::Authentication)?
+            .len();
+        plain.truncate(len);
         Ok(plain)
     }
 
     /// Seals one chunk; its id is the associated data.
     pub fn seal_chunk(&self, id: &ChunkId, plaintext: &[u8]) -> Vec<u8> {
         self.seal(&chunk_context(id), plaintext)
+    }
+
+    /// Seals one chunk as [`DataKey::seal_chunk`] does, appending it to `out`.
+    pub fn seal_chunk_into(&self, id: &ChunkId, plaintext: &[u8], out: &mut Vec<u8>) {
+        self.seal_into(&chunk_context(id), plaintext, out)
     }
 
     /// Opens one chunk sealed by [`DataKey::seal_chunk`].
@@ -165,6 +186,33 @@ mod tests {
 
     fn id(n: u8) -> ChunkId {
         ChunkId::from_bytes([n; 32])
+    }
+
+    #[test]
+    fn sealing_into_a_pack_appends_an_openable_blob() {
+        let key = DataKey::generate();
+        let mut pack = crate::pack::PackBuilder::new();
+        pack.push_sealed(id(1), |buf| key.seal_chunk_into(&id(1), b"first", buf));
+        pack.push_sealed(id(2), |buf| key.seal_chunk_into(&id(2), b"second chunk", buf));
+        let (bytes, entries) = pack.finish();
+        for (e, plain) in entries.iter().zip([&b"first"[..], b"second chunk"]) {
+            let sealed = &bytes[e.offset as usize..(e.offset + e.len) as usize];
+            assert_eq!(sealed.len(), plain.len() + SEAL_OVERHEAD);
+            assert_eq!(key.open_chunk(&e.id, sealed).expect("opens"), plain);
+        }
+    }
+
+    /// A blob sealed by the first implementation (RustCrypto's aes-gcm 0.10) still opens: the
+    /// format is AES-256-GCM whatever library computes it.
+    #[test]
+    fn opens_blobs_sealed_by_the_previous_implementation() {
+        let sealed = hex::decode(
+            "0101b8d57f44592ad6f16263e6635cfd7f71054ce8615e058f70d2742886fb2905508fedcc2a4dad9222b80720732b8a0428e9cf13ec459d53e2cc2d3a25ee",
+        )
+        .expect("hex");
+        let key = DataKey::from_bytes([7; 32]);
+        assert_eq!(key.open(b"scatter kat", &sealed).expect("opens"), b"sealed by RustCrypto aes-gcm 0.10");
+        assert_eq!(key.open(b"another context", &sealed), Err(OpenError::Authentication));
     }
 
     #[test]

@@ -139,7 +139,7 @@ pub fn encode(mut pack: Vec<u8>, k: u8, m: u8, rng: &mut impl RngCore) -> Result
 
 /// Rebuilds the pack bytes from any k of its shards (`shards[i]` is shard `i` or `None`).
 /// Returns only the first `layout.size` bytes: padding is dropped.
-pub fn decode(layout: &Layout, shards: &[Option<Vec<u8>>]) -> Result<Vec<u8>, ErasureError> {
+pub fn decode<S: AsRef<[u8]>>(layout: &Layout, shards: &[Option<S>]) -> Result<Vec<u8>, ErasureError> {
     let mut pack = decode_padded(layout, shards)?;
     pack.truncate(layout.size as usize);
     Ok(pack)
@@ -148,7 +148,7 @@ pub fn decode(layout: &Layout, shards: &[Option<Vec<u8>>]) -> Result<Vec<u8>, Er
 /// Rebuilds every shard, bit for bit as first encoded, from any k of them: the data shards
 /// (padding included) are restored and the parity recomputed from them. Repair uses it, so
 /// rebuilt shards keep their ids and need no key.
-pub fn rebuild(layout: &Layout, shards: &[Option<Vec<u8>>]) -> Result<Shards, ErasureError> {
+pub fn rebuild<S: AsRef<[u8]>>(layout: &Layout, shards: &[Option<S>]) -> Result<Shards, ErasureError> {
     let data = decode_padded(layout, shards)?;
     let parity =
         reed_solomon_simd::encode(layout.k as usize, layout.m as usize, data.chunks(layout.shard_size as usize))
@@ -157,9 +157,10 @@ pub fn rebuild(layout: &Layout, shards: &[Option<Vec<u8>>]) -> Result<Shards, Er
 }
 
 /// The padded data shards, back to back, from any k shards.
-fn decode_padded(layout: &Layout, shards: &[Option<Vec<u8>>]) -> Result<Vec<u8>, ErasureError> {
+fn decode_padded<S: AsRef<[u8]>>(layout: &Layout, shards: &[Option<S>]) -> Result<Vec<u8>, ErasureError> {
     let k = layout.k as usize;
     let s = layout.shard_size as usize;
+    let shards: Vec<Option<&[u8]>> = shards.iter().map(|s| s.as_ref().map(AsRef::as_ref)).collect();
     for (index, shard) in shards.iter().enumerate() {
         if let Some(shard) = shard {
             if shard.len() != s {
@@ -178,9 +179,8 @@ fn decode_padded(layout: &Layout, shards: &[Option<Vec<u8>>]) -> Result<Vec<u8>,
             pack.extend_from_slice(shard);
         }
     } else {
-        let originals = shards.iter().take(k).enumerate().filter_map(|(i, s)| s.as_deref().map(|s| (i, s)));
-        let recovery =
-            shards.iter().skip(k).take(layout.m as usize).enumerate().filter_map(|(i, s)| s.as_deref().map(|s| (i, s)));
+        let originals = shards.iter().take(k).enumerate().filter_map(|(i, s)| s.map(|s| (i, s)));
+        let recovery = shards.iter().skip(k).take(layout.m as usize).enumerate().filter_map(|(i, s)| s.map(|s| (i, s)));
         let restored = reed_solomon_simd::decode(k, layout.m as usize, originals, recovery)
             .map_err(|e| ErasureError::Codec(e.to_string()))?;
         for (i, shard) in shards.iter().take(k).enumerate() {

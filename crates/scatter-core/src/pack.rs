@@ -10,6 +10,10 @@ use crate::ids::ChunkId;
 /// than this still makes one pack of its own.
 pub const PACK_TARGET: usize = 16 * 1024 * 1024;
 
+/// Room reserved past the target, so that erasure coding can pad the pack to whole shards
+/// (at most `k * SHARD_ALIGN` bytes) without reallocating and copying it.
+const PAD_ROOM: usize = 64 * 1024;
+
 /// Where one sealed chunk lies in its pack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PackEntry {
@@ -52,10 +56,21 @@ impl PackBuilder {
     /// Appends a sealed chunk.
     pub fn push(&mut self, id: ChunkId, sealed: &[u8]) {
         if self.buf.is_empty() {
-            self.buf.reserve(PACK_TARGET.max(sealed.len()));
+            self.buf.reserve(PACK_TARGET.max(sealed.len()) + PAD_ROOM);
         }
         self.entries.push(PackEntry { id, offset: self.buf.len() as u64, len: sealed.len() as u64 });
         self.buf.extend_from_slice(sealed);
+    }
+
+    /// Appends a chunk that `seal` writes straight into the pack (see
+    /// [`crate::crypto::DataKey::seal_chunk_into`]): no intermediate buffer, no copy.
+    pub fn push_sealed(&mut self, id: ChunkId, seal: impl FnOnce(&mut Vec<u8>)) {
+        if self.buf.is_empty() {
+            self.buf.reserve(PACK_TARGET + PAD_ROOM);
+        }
+        let offset = self.buf.len();
+        seal(&mut self.buf);
+        self.entries.push(PackEntry { id, offset: offset as u64, len: (self.buf.len() - offset) as u64 });
     }
 
     /// The pack's bytes and its chunk table.
