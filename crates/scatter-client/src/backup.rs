@@ -20,6 +20,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use rand::RngCore;
+use scatter_core::chunker::{Chunk, ChunkError};
 use scatter_core::crypto::DedupKey;
 use scatter_core::keys::UserKeys;
 use scatter_core::snapshot::{Snapshot, Summary, SNAPSHOT_CONTEXT};
@@ -480,7 +481,19 @@ impl Walker {
         let mut chunks = Vec::new();
         let mut size = 0u64;
         let mut started = std::time::Instant::now();
-        for chunk in scatter_core::chunker::chunks(std::io::BufReader::with_capacity(1 << 20, file)) {
+        // A small file is read whole and cut in memory: the streaming chunker's buffers (1 MiB
+        // read buffer, 4 MiB chunk buffer) cost more than the file, 10,000 times over.
+        let small = file.metadata().is_ok_and(|m| m.len() < u64::from(scatter_core::chunker::MIN_CHUNK));
+        let pieces: Box<dyn Iterator<Item = Result<Chunk, ChunkError>>> = if small {
+            let mut data = Vec::new();
+            if let Err(e) = std::io::Read::read_to_end(&mut &file, &mut data) {
+                return Ok(Err(e));
+            }
+            Box::new(scatter_core::chunker::chunks_of(data).into_iter().map(Ok))
+        } else {
+            Box::new(scatter_core::chunker::chunks(std::io::BufReader::with_capacity(1 << 20, file)))
+        };
+        for chunk in pieces {
             let chunk = match chunk {
                 Ok(c) => c,
                 Err(e) => return Ok(Err(e.0)),

@@ -37,6 +37,19 @@ pub fn chunks<R: Read>(reader: R) -> impl Iterator<Item = Result<Chunk, ChunkErr
     })
 }
 
+/// Splits bytes already in memory into the same chunks [`chunks`] would cut. For small files:
+/// the streaming chunker sets up a [`MAX_CHUNK`] buffer per input, which costs more than
+/// reading a file of a few KiB whole. An input shorter than [`MIN_CHUNK`] is one chunk,
+/// without a copy.
+pub fn chunks_of(data: Vec<u8>) -> Vec<Chunk> {
+    if data.len() < MIN_CHUNK as usize {
+        return if data.is_empty() { Vec::new() } else { vec![Chunk { offset: 0, data }] };
+    }
+    fastcdc::v2020::FastCDC::new(&data, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)
+        .map(|c| Chunk { offset: c.offset as u64, data: data[c.offset..c.offset + c.length].to_vec() })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +103,14 @@ mod tests {
         let b = cut(&edited);
         let changed = b.iter().filter(|c| !a.contains(&c.data)).count();
         assert!(changed <= 2, "{changed} of {} chunks changed", b.len());
+    }
+
+    #[test]
+    fn in_memory_chunking_cuts_where_streaming_does() {
+        for len in [0, 1, 1000, MIN_CHUNK as usize - 1, MIN_CHUNK as usize, 3 << 20, 9 << 20] {
+            let data = random(len, len as u64);
+            let streamed: Vec<Chunk> = chunks(&data[..]).map(|c| c.expect("chunk")).collect();
+            assert_eq!(chunks_of(data), streamed, "len {len}");
+        }
     }
 }
