@@ -56,7 +56,11 @@ def du(path):
 
 
 def timed(cmd, env):
-    """Runs cmd under /usr/bin/time: (wall s, peak RSS MiB, CPU s, stdout)."""
+    """Runs cmd under /usr/bin/time: (wall s, peak RSS MiB, CPU s, stdout).
+
+    Dirty pages are flushed first, so that neither tool pays for writeback the other left
+    behind (scatter's restore ends with a syncfs; restic's does not sync at all)."""
+    subprocess.run(["sync"], check=False)
     out = f"{WORK}/time.txt"
     p = subprocess.run(["/usr/bin/time", "-f", "%e %M %U %S", "-o", out, *cmd], env=env,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

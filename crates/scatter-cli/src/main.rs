@@ -508,7 +508,21 @@ fn chain(e: &anyhow::Error) -> String {
     out
 }
 
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
 async fn shutdown_signal() {
+    // SIGTERM too: it is what service managers (and `kill`) send. Without it, `scatter dev`
+    // would die without stopping the processes it started.
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
     let _ = tokio::signal::ctrl_c().await;
 }
 
@@ -1001,7 +1015,7 @@ async fn dev(hosts: usize, dir: &Path) -> Result<()> {
     println!("A grid of {hosts} hosts runs at {}.", grid.url());
     println!("In another shell: source {}/env; scatter put FILE; scatter ls; scatter status", dir.display());
     println!("Logs are in {}. Press Ctrl-C to stop everything.", dir.display());
-    let _ = tokio::signal::ctrl_c().await;
+    shutdown_signal().await;
     drop(grid);
     println!("Stopped.");
     Ok(())

@@ -155,3 +155,36 @@ async fn a_host_dying_during_put_is_replaced() {
     env.put(&file, "data");
     env.get_and_compare("data", &file);
 }
+
+/// `scatter dev` stopped with SIGTERM (what `kill` and service managers send) stops every
+/// process it started.
+#[test]
+fn dev_stops_its_processes_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("dev");
+    let mut dev = std::process::Command::new(common::EXE)
+        .args(["dev", "--hosts", "2", "--data-dir", data.to_str().expect("utf-8")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn dev");
+    let started = std::time::Instant::now();
+    while !data.join("env").exists() {
+        assert!(started.elapsed() < Duration::from_secs(60), "the dev grid did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ours = || {
+        let out = std::process::Command::new("pgrep").args(["-f", data.to_str().expect("utf-8")]).output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).lines().count()).unwrap_or(0)
+    };
+    assert!(ours() >= 3, "coordinator and hosts run");
+    let kill = std::process::Command::new("kill").args(["-TERM", &dev.id().to_string()]).status();
+    assert!(kill.is_ok_and(|s| s.success()));
+    let status = dev.wait().expect("dev exits");
+    assert!(status.success(), "dev exited with {status}");
+    let stopped = std::time::Instant::now();
+    while ours() > 0 {
+        assert!(stopped.elapsed() < Duration::from_secs(10), "processes outlived `scatter dev`");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -28,6 +28,9 @@ use crate::ClientError;
 const RUNS_AHEAD: usize = 4;
 /// Chunks located per coordinator call.
 const LOCATE_BATCH: usize = 4096;
+/// Packs rebuilt from parity at once: decoding is CPU-bound, and each rebuild holds k shards
+/// and the decoded pack in memory.
+const REBUILDS_AT_ONCE: usize = 2;
 
 /// What went wrong (and was worked around) while fetching.
 #[derive(Debug, Clone, Default)]
@@ -38,6 +41,21 @@ pub struct FetchReport {
     pub bad_shards: Vec<(HostId, ShardId, String)>,
     /// Hosts that could not be reached.
     pub unreachable_hosts: Vec<HostId>,
+}
+
+/// Drives `stream` in a task of its own, one item ahead of the consumer: a consumer that
+/// blocks (writing files) no longer stops the fetches, which make progress only when polled.
+/// Dropping the returned stream stops the task at its next item.
+fn detach<T: Send + 'static>(mut stream: BoxStream<'static, T>) -> BoxStream<'static, T> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        while let Some(item) = stream.next().await {
+            if tx.send(item).await.is_err() {
+                break;
+            }
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
 }
 
 /// A chunk to fetch, with its plaintext length when known.
@@ -64,6 +82,10 @@ pub struct Fetcher {
     dedup: DedupKey,
     known: Mutex<Known>,
     report: Mutex<FetchReport>,
+    rebuilds: tokio::sync::Semaphore,
+    /// The pack rebuilt last: consecutive runs often lie in the same pack (a file edited in
+    /// places interleaves old and new packs), and one rebuild serves them all.
+    last_rebuilt: Mutex<Option<(PackId, Arc<Vec<u8>>)>>,
 }
 
 impl Fetcher {
@@ -76,6 +98,8 @@ impl Fetcher {
             dedup: keys.write_keys().dedup_key(),
             known: Mutex::default(),
             report: Mutex::default(),
+            rebuilds: tokio::sync::Semaphore::new(REBUILDS_AT_ONCE),
+            last_rebuilt: Mutex::default(),
         })
     }
 
@@ -95,12 +119,13 @@ impl Fetcher {
     }
 
     /// Fetches `wanted` in order; each item is the plaintexts of a few consecutive chunks.
-    /// Locating is lazy (batch by batch), fetching runs a few runs ahead.
+    /// Locating is lazy (batch by batch), fetching runs a few runs ahead, in a task of its own
+    /// so that it goes on while the consumer writes.
     pub fn stream(self: &Arc<Self>, wanted: Vec<Want>) -> BoxStream<'static, Result<Vec<Vec<u8>>, ClientError>> {
         let batches: Vec<Vec<Want>> = wanted.chunks(LOCATE_BATCH).map(<[Want]>::to_vec).collect();
         let planner = self.clone();
         let fetcher = self.clone();
-        futures::stream::iter(batches)
+        let runs = futures::stream::iter(batches)
             .then(move |batch| {
                 let me = planner.clone();
                 async move { me.plan(&batch).await }
@@ -116,8 +141,8 @@ impl Fetcher {
                 let me = fetcher.clone();
                 async move { me.fetch_run(run?).await }
             })
-            .buffered(RUNS_AHEAD)
-            .boxed()
+            .buffered(RUNS_AHEAD);
+        detach(runs.boxed())
     }
 
     /// Locates `wanted` and groups it into runs.
@@ -185,9 +210,10 @@ impl Fetcher {
             }
             tracing::warn!(pack = %run.pack, "chunks read directly failed verification; rebuilding the pack from all shards");
         }
-        let whole = self.reconstruct(&pack, &layout).await?;
-        self.report.lock().unwrap_or_else(|p| p.into_inner()).reconstructed_packs += 1;
-        self.open_run(&key, &run, 0, whole).await.map_err(|id| {
+        let whole = self.rebuilt(&pack, &layout).await?;
+        let bytes = whole[start as usize..end as usize].to_vec();
+        drop(whole);
+        self.open_run(&key, &run, start, bytes).await.map_err(|id| {
             ClientError::Unrecoverable(format!(
                 "chunk {id} fails authentication even after rebuilding its pack from verified shards (wrong key or damaged catalog)"
             ))
@@ -197,6 +223,12 @@ impl Fetcher {
     /// Reads pack bytes `range` straight from the data shards; `None` if any piece failed.
     async fn read_direct(&self, pack: &PackLocation, layout: &Layout, range: std::ops::Range<u64>) -> Option<Vec<u8>> {
         let pieces = layout.data_ranges(range.clone());
+        // A piece on a host known to be down makes the pack a rebuild: reading the other
+        // pieces first would only be thrown away.
+        let reachable = |index: &usize| pack.shards.iter().any(|s| s.index as usize == *index && s.online);
+        if !pieces.iter().all(|(index, _)| reachable(index)) {
+            return None;
+        }
         let reads = pieces.iter().map(|(index, r)| {
             let shard = pack.shards.iter().find(|s| s.index as usize == *index);
             async move {
@@ -220,6 +252,20 @@ impl Fetcher {
             out.extend_from_slice(&p?);
         }
         Some(out)
+    }
+
+    /// The pack's bytes rebuilt from parity, reusing the last rebuild when it was this pack.
+    async fn rebuilt(&self, pack: &PackLocation, layout: &Layout) -> Result<Arc<Vec<u8>>, ClientError> {
+        let _permit = self.rebuilds.acquire().await.map_err(|_| ClientError::Unrecoverable("shutting down".into()))?;
+        if let Some((id, bytes)) = &*self.last_rebuilt.lock().unwrap_or_else(|p| p.into_inner()) {
+            if *id == pack.id {
+                return Ok(bytes.clone());
+            }
+        }
+        let whole = Arc::new(self.reconstruct(pack, layout).await?);
+        self.report.lock().unwrap_or_else(|p| p.into_inner()).reconstructed_packs += 1;
+        *self.last_rebuilt.lock().unwrap_or_else(|p| p.into_inner()) = Some((pack.id, whole.clone()));
+        Ok(whole)
     }
 
     /// Fetches k hash-verified shards (data shards and online hosts first) and decodes the pack.

@@ -6,6 +6,7 @@
 //! even across a crash. Every read re-hashes the file; a mismatch moves it to quarantine and
 //! returns [`ShardError::Corrupt`], never the bytes.
 
+use bytes::Bytes;
 use std::io::{Read, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -168,7 +169,9 @@ impl DiskStore {
     }
 
     /// Reads `range` of a shard (all of it when `None`) after checking the whole file's hash.
-    pub fn read(&self, id: &ShardId, range: Option<Range<u64>>) -> Result<Vec<u8>, ShardError> {
+    /// The file is read whole, once, into one buffer (shards are at most 64 MiB); a range is
+    /// a view of it, not a copy.
+    pub fn read(&self, id: &ShardId, range: Option<Range<u64>>) -> Result<Bytes, ShardError> {
         let path = self.path(id);
         let mut file = match std::fs::File::open(&path) {
             Ok(f) => f,
@@ -176,31 +179,26 @@ impl DiskStore {
             Err(e) => return Err(e.into()),
         };
         let len = file.metadata()?.len();
-        let mut hasher = blake3::Hasher::new();
         let range = range.unwrap_or(0..len);
         if range.start > range.end || range.end > len {
             return Err(ShardError::BadRange { shard: *id, start: range.start, end: range.end, len });
         }
-        let mut out = Vec::with_capacity((range.end - range.start) as usize);
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut pos = 0u64;
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            let (s, e) = (pos.max(range.start), (pos + n as u64).min(range.end));
-            if s < e {
-                out.extend_from_slice(&buf[(s - pos) as usize..(e - pos) as usize]);
-            }
-            pos += n as u64;
-        }
-        if hasher.finalize().as_bytes() != id.as_bytes() {
-            self.quarantine(id, &path, pos);
+        let mut data = Vec::with_capacity(len as usize);
+        file.read_to_end(&mut data)?;
+        if blake3::hash(&data).as_bytes() != id.as_bytes() {
+            self.quarantine(id, &path, data.len() as u64);
             return Err(ShardError::Corrupt(*id));
         }
-        Ok(out)
+        if data.len() as u64 != len {
+            // Changed under us (it cannot be: shards are immutable); refuse rather than guess.
+            return Err(ShardError::BadRange {
+                shard: *id,
+                start: range.start,
+                end: range.end,
+                len: data.len() as u64,
+            });
+        }
+        Ok(Bytes::from(data).slice(range.start as usize..range.end as usize))
     }
 
     fn quarantine(&self, id: &ShardId, path: &Path, len: u64) {
@@ -323,8 +321,8 @@ mod tests {
         let (_d, s) = store(1 << 20);
         let id = put(&s, b"hello world").expect("put");
         assert_eq!(s.used(), 11);
-        assert_eq!(s.read(&id, None).expect("read"), b"hello world");
-        assert_eq!(s.read(&id, Some(6..11)).expect("range"), b"world");
+        assert_eq!(s.read(&id, None).expect("read"), &b"hello world"[..]);
+        assert_eq!(s.read(&id, Some(6..11)).expect("range"), &b"world"[..]);
         assert!(matches!(s.read(&id, Some(6..12)), Err(ShardError::BadRange { .. })));
         assert!(s.delete(&id).expect("delete"));
         assert_eq!(s.used(), 0);
