@@ -175,7 +175,7 @@ impl Authority {
     /// Signs a host's server certificate for `names` over a P-256 public key in raw (SEC1
     /// uncompressed) form. The coordinator's name is refused.
     pub fn issue(&self, names: &[String], public_key: &[u8]) -> Result<CertificateDer<'static>, TlsError> {
-        if let Some(n) = names.iter().find(|n| n.eq_ignore_ascii_case(COORDINATOR_NAME)) {
+        if let Some(n) = names.iter().find(|n| n.trim_end_matches('.').eq_ignore_ascii_case(COORDINATOR_NAME)) {
             return Err(TlsError::BadName(n.clone()));
         }
         self.sign(names, public_key)

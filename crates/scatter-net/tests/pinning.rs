@@ -51,7 +51,9 @@ async fn pinned_client_accepts_its_grid_and_refuses_others() {
     assert_eq!(get(a.fingerprint(), &host).await.expect("host"), "ok");
     // A host cannot pass itself off as the coordinator, nor obtain a certificate that would.
     get_as(a.fingerprint(), Peer::Coordinator, &host).await.expect_err("host posing as coordinator");
-    assert!(a.issue(&[COORDINATOR_NAME.into()], LeafKey::generate().expect("key").public_key()).is_err());
+    for name in [COORDINATOR_NAME.to_owned(), format!("{COORDINATOR_NAME}."), COORDINATOR_NAME.to_uppercase()] {
+        assert!(a.issue(&[name], LeafKey::generate().expect("key").public_key()).is_err());
+    }
 
     // Another grid's server is refused.
     let (other, _stop3) = server(b.coordinator_config().expect("config")).await;
