@@ -28,9 +28,11 @@ use crate::ClientError;
 const RUNS_AHEAD: usize = 4;
 /// Chunks located per coordinator call.
 const LOCATE_BATCH: usize = 4096;
-/// Packs rebuilt from parity at once: decoding is CPU-bound, and each rebuild holds k shards
-/// and the decoded pack in memory.
-const REBUILDS_AT_ONCE: usize = 2;
+/// Packs rebuilt from parity at once. A rebuild holds k shards, the decoder's work area and the
+/// decoded pack (about 64 MiB for 4+2); it is CPU-bound, and on two cores a second one in
+/// parallel bought no measurable speed while it raised a degraded restore's peak RSS from
+/// about 220 to over 300 MiB.
+const REBUILDS_AT_ONCE: usize = 1;
 
 /// What went wrong (and was worked around) while fetching.
 #[derive(Debug, Clone, Default)]
@@ -85,7 +87,7 @@ pub struct Fetcher {
     rebuilds: tokio::sync::Semaphore,
     /// The pack rebuilt last: consecutive runs often lie in the same pack (a file edited in
     /// places interleaves old and new packs), and one rebuild serves them all.
-    last_rebuilt: Mutex<Option<(PackId, Arc<Vec<u8>>)>>,
+    last_rebuilt: Mutex<Option<(PackId, bytes::Bytes)>>,
 }
 
 impl Fetcher {
@@ -210,10 +212,9 @@ impl Fetcher {
             }
             tracing::warn!(pack = %run.pack, "chunks read directly failed verification; rebuilding the pack from all shards");
         }
+        // The rebuilt pack is shared (with the next run in it): opened in place, pack offsets.
         let whole = self.rebuilt(&pack, &layout).await?;
-        let bytes = whole[start as usize..end as usize].to_vec();
-        drop(whole);
-        self.open_run(&key, &run, start, bytes).await.map_err(|id| {
+        self.open_run(&key, &run, 0, whole).await.map_err(|id| {
             ClientError::Unrecoverable(format!(
                 "chunk {id} fails authentication even after rebuilding its pack from verified shards (wrong key or damaged catalog)"
             ))
@@ -255,14 +256,14 @@ impl Fetcher {
     }
 
     /// The pack's bytes rebuilt from parity, reusing the last rebuild when it was this pack.
-    async fn rebuilt(&self, pack: &PackLocation, layout: &Layout) -> Result<Arc<Vec<u8>>, ClientError> {
+    async fn rebuilt(&self, pack: &PackLocation, layout: &Layout) -> Result<bytes::Bytes, ClientError> {
         let _permit = self.rebuilds.acquire().await.map_err(|_| ClientError::Unrecoverable("shutting down".into()))?;
         if let Some((id, bytes)) = &*self.last_rebuilt.lock().unwrap_or_else(|p| p.into_inner()) {
             if *id == pack.id {
                 return Ok(bytes.clone());
             }
         }
-        let whole = Arc::new(self.reconstruct(pack, layout).await?);
+        let whole = bytes::Bytes::from(self.reconstruct(pack, layout).await?);
         self.report.lock().unwrap_or_else(|p| p.into_inner()).reconstructed_packs += 1;
         *self.last_rebuilt.lock().unwrap_or_else(|p| p.into_inner()) = Some((pack.id, whole.clone()));
         Ok(whole)
@@ -321,19 +322,20 @@ impl Fetcher {
 
     /// Decrypts and verifies every chunk of a run from pack bytes starting at `start`.
     /// On failure returns the first chunk that did not verify.
-    async fn open_run(
+    async fn open_run<B: AsRef<[u8]> + Send + 'static>(
         &self,
         key: &Arc<DataKey>,
         run: &Arc<Run>,
         start: u64,
-        bytes: Vec<u8>,
+        bytes: B,
     ) -> Result<Vec<Vec<u8>>, ChunkId> {
         let key = key.clone();
         let dedup = self.dedup.clone();
         let chunks = run.clone();
-        let len = bytes.len() as u64;
+        let len = bytes.as_ref().len() as u64;
         tokio::task::spawn_blocking(move || {
             let _timer = stats::Timer::new(Stage::Open, len);
+            let bytes = bytes.as_ref();
             chunks
                 .chunks
                 .iter()
