@@ -75,9 +75,8 @@ struct Counter {
     calls: AtomicU64,
 }
 
-#[allow(clippy::declare_interior_mutable_const)]
-const ZERO: Counter = Counter { nanos: AtomicU64::new(0), bytes: AtomicU64::new(0), calls: AtomicU64::new(0) };
-static COUNTERS: [Counter; STAGES.len()] = [ZERO; STAGES.len()];
+static COUNTERS: [Counter; STAGES.len()] =
+    [const { Counter { nanos: AtomicU64::new(0), bytes: AtomicU64::new(0), calls: AtomicU64::new(0) } }; STAGES.len()];
 
 /// Adds `elapsed` of busy time and `bytes` to `stage`.
 pub fn add(stage: Stage, elapsed: Duration, bytes: u64) {

@@ -109,14 +109,9 @@ impl ShardId {
 }
 
 impl PackId {
-    /// The id of these sealed pack bytes.
-    pub fn of(bytes: &[u8]) -> Self {
-        Self(*blake3::hash(bytes).as_bytes())
-    }
-
     /// The id of a pack stored as these shards: a hash of their ids, which are hashes of all
-    /// its bytes (padding and parity included), so it names the content as well as
-    /// [`PackId::of`] does without hashing the pack once more.
+    /// its bytes (padding and parity included), so it names the content without hashing the
+    /// pack once more.
     pub fn of_shards(shards: &[ShardId]) -> Self {
         let mut h = blake3::Hasher::new_derive_key("scatter pack id from shard ids v1");
         for s in shards {

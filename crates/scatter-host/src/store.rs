@@ -7,7 +7,7 @@
 //! returns [`ShardError::Corrupt`], never the bytes.
 
 use bytes::Bytes;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -173,30 +173,19 @@ impl DiskStore {
     /// a view of it, not a copy.
     pub fn read(&self, id: &ShardId, range: Option<Range<u64>>) -> Result<Bytes, ShardError> {
         let path = self.path(id);
-        let mut file = match std::fs::File::open(&path) {
-            Ok(f) => f,
+        let data = match std::fs::read(&path) {
+            Ok(d) => d,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ShardError::NotFound(*id)),
             Err(e) => return Err(e.into()),
         };
-        let len = file.metadata()?.len();
-        let range = range.unwrap_or(0..len);
-        if range.start > range.end || range.end > len {
-            return Err(ShardError::BadRange { shard: *id, start: range.start, end: range.end, len });
-        }
-        let mut data = Vec::with_capacity(len as usize);
-        file.read_to_end(&mut data)?;
         if blake3::hash(&data).as_bytes() != id.as_bytes() {
             self.quarantine(id, &path, data.len() as u64);
             return Err(ShardError::Corrupt(*id));
         }
-        if data.len() as u64 != len {
-            // Changed under us (it cannot be: shards are immutable); refuse rather than guess.
-            return Err(ShardError::BadRange {
-                shard: *id,
-                start: range.start,
-                end: range.end,
-                len: data.len() as u64,
-            });
+        let len = data.len() as u64;
+        let range = range.unwrap_or(0..len);
+        if range.start > range.end || range.end > len {
+            return Err(ShardError::BadRange { shard: *id, start: range.start, end: range.end, len });
         }
         Ok(Bytes::from(data).slice(range.start as usize..range.end as usize))
     }
@@ -230,7 +219,7 @@ impl DiskStore {
     /// Flips a byte of a stored shard, for tests of corruption handling.
     #[cfg(test)]
     fn corrupt_for_test(&self, id: &ShardId) -> std::io::Result<()> {
-        use std::io::{Seek, SeekFrom};
+        use std::io::{Read, Seek, SeekFrom};
         let mut f = std::fs::OpenOptions::new().read(true).write(true).open(self.path(id))?;
         let mut b = [0u8; 1];
         f.read_exact(&mut b)?;
