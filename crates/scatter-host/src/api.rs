@@ -10,7 +10,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use futures::StreamExt;
 use scatter_core::ShardId;
+use scatter_disk::AlignedBuf;
 use scatter_proto::api::{ErrorBody, GRANT_HEADER};
 use scatter_proto::{GrantError, Op, SignedGrant};
 
@@ -140,7 +142,6 @@ async fn proof(
 /// Reads and drops what is left of a request body (bounded in bytes and time), so that a
 /// refusal reaches the client instead of a connection reset from the unread upload.
 async fn drain(body: Body) {
-    use futures::StreamExt;
     let mut stream = body.into_data_stream();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), async {
         let mut n = 0u64;
@@ -200,19 +201,20 @@ fn admit(sh: &Shared, raw: &str, headers: &HeaderMap) -> Result<Option<(ShardId,
 /// Receives an admitted upload; nothing is visible unless all of it arrived and hashes to `id`.
 async fn receive(sh: &Shared, id: ShardId, declared: u64, body: Body) -> Result<StatusCode, Refusal> {
     let _permit = sh.uploads.acquire().await.map_err(|_| Refusal::Bad("the host is shutting down".into()))?;
-    let bytes = axum::body::to_bytes(body, declared as usize).await.map_err(|_| {
-        Refusal::Bad("the upload was cut short or is larger than its Content-Length; nothing was stored".into())
-    })?;
-    if bytes.len() as u64 != declared {
+    let cut_short = || Refusal::Bad("the upload was cut short or is larger than its Content-Length; nothing was stored".into());
+    // Collected straight into an aligned buffer, the one copy before the disk.
+    let mut data = AlignedBuf::with_limit(declared as usize);
+    let mut stream = body.into_data_stream();
+    while let Some(frame) = stream.next().await {
+        if !data.extend(&frame.map_err(|_| cut_short())?) {
+            return Err(cut_short());
+        }
+    }
+    if data.len() as u64 != declared {
         return Err(Refusal::Bad("the upload is shorter than its Content-Length; nothing was stored".into()));
     }
     let store = sh.store.clone();
-    blocking(move || {
-        let mut upload = store.begin(id, bytes.len() as u64)?;
-        upload.write(&bytes)?;
-        upload.finish()
-    })
-    .await?;
+    blocking(move || store.put(id, data)).await?;
     Ok(StatusCode::CREATED)
 }
 

@@ -3,11 +3,12 @@
 //! Layout under the data directory: `shards/ab/abcdef…` (two-level fan-out), `tmp/` for
 //! uploads in progress, `quarantine/` for files that failed their hash. Writes go temp file →
 //! fsync → rename → fsync directory, so a shard is either absent or complete under its name,
-//! even across a crash. Every read re-hashes the file; a mismatch moves it to quarantine and
+//! even across a crash. Shard files are written and read around the page cache
+//! (`scatter-disk`): they are fsynced at once and read back rarely. Every read re-hashes the file; a mismatch moves it to quarantine and
 //! returns [`ShardError::Corrupt`], never the bytes.
 
 use bytes::Bytes;
-use std::io::Write;
+use scatter_disk::{AlignedBuf, DirectFile};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -157,15 +158,32 @@ impl DiskStore {
         self.path(id).exists()
     }
 
-    /// Starts storing a shard of `len` bytes: checks capacity and opens a temp file.
-    pub fn begin(&self, id: ShardId, len: u64) -> Result<Upload<'_>, ShardError> {
+    /// Stores a shard whose bytes are `data`, after checking them against `id` and the room
+    /// left: temp file (written around the page cache) → fsync → rename → fsync directory.
+    /// On any failure nothing is left behind.
+    pub fn put(&self, id: ShardId, mut data: AlignedBuf) -> Result<(), ShardError> {
+        if blake3::hash(data.as_slice()).as_bytes() != id.as_bytes() {
+            return Err(ShardError::HashMismatch(id));
+        }
+        let len = data.len() as u64;
         let used = self.used();
         if used + len > self.capacity {
             return Err(ShardError::Full { need: len, used, capacity: self.capacity });
         }
-        let tmp = self.root.join("tmp").join(format!("{id}.{}", rand_suffix()));
-        let file = std::fs::File::create(&tmp)?;
-        Ok(Upload { store: self, id, tmp, file: Some(file), hasher: blake3::Hasher::new(), written: 0 })
+        let tmp = TempFile(self.root.join("tmp").join(format!("{id}.{}", rand_suffix())));
+        let mut file = DirectFile::create(&tmp.0)?;
+        file.append(&mut data)?;
+        file.finish()?.sync_all()?;
+        let dest = self.path(&id);
+        let dir = dest.parent().map(Path::to_owned).unwrap_or_else(|| self.root.clone());
+        std::fs::create_dir_all(&dir)?;
+        let existed = dest.exists();
+        std::fs::rename(&tmp.0, &dest)?;
+        std::fs::File::open(&dir)?.sync_all()?;
+        if !existed {
+            self.used.fetch_add(len, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// Reads `range` of a shard (all of it when `None`) after checking the whole file's hash.
@@ -173,7 +191,7 @@ impl DiskStore {
     /// a view of it, not a copy.
     pub fn read(&self, id: &ShardId, range: Option<Range<u64>>) -> Result<Bytes, ShardError> {
         let path = self.path(id);
-        let data = match std::fs::read(&path) {
+        let data = match scatter_disk::read(&path) {
             Ok(d) => d,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ShardError::NotFound(*id)),
             Err(e) => return Err(e.into()),
@@ -187,7 +205,7 @@ impl DiskStore {
         if range.start > range.end || range.end > len {
             return Err(ShardError::BadRange { shard: *id, start: range.start, end: range.end, len });
         }
-        Ok(Bytes::from(data).slice(range.start as usize..range.end as usize))
+        Ok(data.slice(range.start as usize..range.end as usize))
     }
 
     fn quarantine(&self, id: &ShardId, path: &Path, len: u64) {
@@ -219,7 +237,7 @@ impl DiskStore {
     /// Flips a byte of a stored shard, for tests of corruption handling.
     #[cfg(test)]
     fn corrupt_for_test(&self, id: &ShardId) -> std::io::Result<()> {
-        use std::io::{Read, Seek, SeekFrom};
+        use std::io::{Read, Seek, SeekFrom, Write};
         let mut f = std::fs::OpenOptions::new().read(true).write(true).open(self.path(id))?;
         let mut b = [0u8; 1];
         f.read_exact(&mut b)?;
@@ -234,56 +252,12 @@ fn rand_suffix() -> String {
     format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
-/// A shard upload in progress. Dropped without [`Upload::finish`], it leaves nothing behind.
-pub struct Upload<'a> {
-    store: &'a DiskStore,
-    id: ShardId,
-    tmp: PathBuf,
-    file: Option<std::fs::File>,
-    hasher: blake3::Hasher,
-    written: u64,
-}
+/// A temp file that is removed when dropped; after a rename there is nothing left to remove.
+struct TempFile(PathBuf);
 
-impl Upload<'_> {
-    /// Appends bytes.
-    pub fn write(&mut self, data: &[u8]) -> Result<(), ShardError> {
-        self.hasher.update(data);
-        self.written += data.len() as u64;
-        match self.file.as_mut() {
-            Some(f) => f.write_all(data).map_err(ShardError::from),
-            None => Err(ShardError::Io(std::io::Error::other("upload already finished"))),
-        }
-    }
-
-    /// Bytes written so far.
-    pub fn written(&self) -> u64 {
-        self.written
-    }
-
-    /// Checks the hash, makes the data durable and the shard visible under its name.
-    pub fn finish(mut self) -> Result<(), ShardError> {
-        if self.hasher.finalize().as_bytes() != self.id.as_bytes() {
-            return Err(ShardError::HashMismatch(self.id));
-        }
-        let file = self.file.take().ok_or_else(|| ShardError::Io(std::io::Error::other("upload already finished")))?;
-        file.sync_all()?;
-        drop(file);
-        let dest = self.store.path(&self.id);
-        let dir = dest.parent().map(Path::to_owned).unwrap_or_else(|| self.store.root.clone());
-        std::fs::create_dir_all(&dir)?;
-        let existed = dest.exists();
-        std::fs::rename(&self.tmp, &dest)?;
-        std::fs::File::open(&dir)?.sync_all()?;
-        if !existed {
-            self.store.used.fetch_add(self.written, Ordering::Relaxed);
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Upload<'_> {
+impl Drop for TempFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.tmp);
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 
@@ -299,10 +273,14 @@ mod tests {
 
     fn put(s: &DiskStore, data: &[u8]) -> Result<ShardId, ShardError> {
         let id = ShardId::of(data);
-        let mut u = s.begin(id, data.len() as u64)?;
-        u.write(data)?;
-        u.finish()?;
+        s.put(id, buf(data))?;
         Ok(id)
+    }
+
+    fn buf(data: &[u8]) -> AlignedBuf {
+        let mut b = AlignedBuf::with_limit(data.len());
+        assert!(b.extend(data));
+        b
     }
 
     #[test]
@@ -322,9 +300,7 @@ mod tests {
     fn wrong_bytes_are_not_stored() {
         let (d, s) = store(1 << 20);
         let id = ShardId::of(b"expected");
-        let mut u = s.begin(id, 5).expect("begin");
-        u.write(b"other").expect("write");
-        assert!(matches!(u.finish(), Err(ShardError::HashMismatch(_))));
+        assert!(matches!(s.put(id, buf(b"other")), Err(ShardError::HashMismatch(_))));
         assert!(!s.contains(&id));
         assert_eq!(std::fs::read_dir(d.path().join("tmp")).expect("tmp").count(), 0);
     }
