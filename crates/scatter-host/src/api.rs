@@ -201,7 +201,8 @@ fn admit(sh: &Shared, raw: &str, headers: &HeaderMap) -> Result<Option<(ShardId,
 /// Receives an admitted upload; nothing is visible unless all of it arrived and hashes to `id`.
 async fn receive(sh: &Shared, id: ShardId, declared: u64, body: Body) -> Result<StatusCode, Refusal> {
     let _permit = sh.uploads.acquire().await.map_err(|_| Refusal::Bad("the host is shutting down".into()))?;
-    let cut_short = || Refusal::Bad("the upload was cut short or is larger than its Content-Length; nothing was stored".into());
+    let cut_short =
+        || Refusal::Bad("the upload was cut short or is larger than its Content-Length; nothing was stored".into());
     // Collected straight into an aligned buffer, the one copy before the disk.
     let mut data = AlignedBuf::with_limit(declared as usize);
     let mut stream = body.into_data_stream();
