@@ -2,7 +2,6 @@
 //! verify → write in order (see [`crate::fetch`]). The output appears under its name only
 //! once complete and verified.
 
-use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -56,20 +55,15 @@ pub async fn get_file(
     progress.start(manifest.size);
 
     let fetcher = Fetcher::new(coord, &coord.hosts()?, keys);
-    let mut out = PartialFile::create(output)?;
+    let mut out = PartialFile::create(output, manifest.size)?;
     let mut written = 0u64;
-    {
-        let mut file = std::io::BufWriter::with_capacity(1 << 20, out.file());
-        let mut chunks = fetcher.stream(manifest.chunks.iter().map(|(id, len)| (*id, Some(*len))).collect());
-        while let Some(plain) = chunks.next().await {
-            for chunk in plain? {
-                crate::stats::time(crate::stats::Stage::Write, chunk.len() as u64, || file.write_all(&chunk))
-                    .map_err(ClientError::io(output))?;
-                written += chunk.len() as u64;
-                progress.advance(chunk.len() as u64);
-            }
+    let mut chunks = fetcher.stream(manifest.chunks.iter().map(|(id, len)| (*id, Some(*len))).collect());
+    while let Some(plain) = chunks.next().await {
+        for chunk in plain? {
+            crate::stats::time(crate::stats::Stage::Write, chunk.len() as u64, || out.write(&chunk))?;
+            written += chunk.len() as u64;
+            progress.advance(chunk.len() as u64);
         }
-        file.flush().map_err(ClientError::io(output))?;
     }
     if written != manifest.size {
         return Err(ClientError::Unrecoverable(format!(

@@ -10,7 +10,6 @@
 //! the restore reports success.
 
 use std::collections::HashSet;
-use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -181,10 +180,8 @@ pub async fn restore_entries(
         if std::fs::symlink_metadata(dest).is_ok_and(|m| m.is_dir()) {
             remove_any(dest).map_err(ClientError::io(dest))?;
         }
-        let mut out = PartialFile::create(dest)?;
+        let mut out = PartialFile::create(dest, node.size)?;
         let mut written = 0u64;
-        // Chunks are large buffers already: written as they are, without another copy.
-        let file = out.file();
         for _ in 0..node.chunk_ids().count() {
             if pending.is_empty() {
                 pending = stream
@@ -194,8 +191,7 @@ pub async fn restore_entries(
                 pending.reverse();
             }
             let chunk = pending.pop().ok_or_else(|| ClientError::Unrecoverable("an empty run was fetched".into()))?;
-            crate::stats::time(crate::stats::Stage::Write, chunk.len() as u64, || file.write_all(&chunk))
-                .map_err(|e| ClientError::io(dest.as_path())(e))?;
+            crate::stats::time(crate::stats::Stage::Write, chunk.len() as u64, || out.write(&chunk))?;
             written += chunk.len() as u64;
             progress.advance(chunk.len() as u64);
         }
