@@ -17,7 +17,7 @@ use scatter_core::crypto::{DataKey, DedupKey};
 use scatter_core::erasure::Layout;
 use scatter_core::keys::UserKeys;
 use scatter_core::{ChunkId, HostId, PackId, ShardId};
-use scatter_proto::api::{PackLocation, ReportShardRequest};
+use scatter_proto::api::{PackLocation, ReportShardRequest, ShardLocation};
 
 use crate::coordinator::Coordinator;
 use crate::hosts::{Hosts, TransferError};
@@ -227,7 +227,7 @@ impl Fetcher {
         let pieces = layout.data_ranges(range.clone());
         // A piece on a host known to be down makes the pack a rebuild: reading the other
         // pieces first would only be thrown away.
-        let reachable = |index: &usize| pack.shards.iter().any(|s| s.index as usize == *index && s.online);
+        let reachable = |index: &usize| pack.shards.iter().any(|s| s.index as usize == *index && self.up(s));
         if !pieces.iter().all(|(index, _)| reachable(index)) {
             return None;
         }
@@ -235,9 +235,6 @@ impl Fetcher {
             let shard = pack.shards.iter().find(|s| s.index as usize == *index);
             async move {
                 let s = shard?;
-                if !s.online {
-                    return None;
-                }
                 let get = self.hosts.get(&s.address, &s.shard, &s.grant, Some(r.clone()));
                 match stats::time_async(Stage::Download, r.end - r.start, get).await {
                     Ok(b) => Some(b),
@@ -254,6 +251,13 @@ impl Fetcher {
             out.extend_from_slice(&p?);
         }
         Some(out)
+    }
+
+    /// Whether the shard's host is worth asking: online for the coordinator, and not found
+    /// unreachable earlier in this run. Hosts die between the coordinator's last heartbeat and
+    /// a restore; without this every later pack would try the dead host first.
+    fn up(&self, s: &ShardLocation) -> bool {
+        s.online && !self.report.lock().unwrap_or_else(|p| p.into_inner()).unreachable_hosts.contains(&s.host)
     }
 
     /// The pack's bytes rebuilt from parity, reusing the last rebuild when it was this pack.
@@ -273,7 +277,7 @@ impl Fetcher {
     /// Fetches k hash-verified shards (data shards and online hosts first) and decodes the pack.
     async fn reconstruct(&self, pack: &PackLocation, layout: &Layout) -> Result<Vec<u8>, ClientError> {
         let mut order: Vec<_> = pack.shards.iter().collect();
-        order.sort_by_key(|s| (!s.online, s.index));
+        order.sort_by_key(|s| (!self.up(s), s.index));
         let k = layout.k as usize;
         let mut have: Vec<Option<bytes::Bytes>> = vec![None; layout.total()];
         let mut count = 0;
