@@ -55,7 +55,7 @@ pub async fn get_file(
     progress.start(manifest.size);
 
     let fetcher = Fetcher::new(coord, &coord.hosts()?, keys);
-    let mut out = PartialFile::create(output, manifest.size)?;
+    let mut out = PartialFile::create(output)?;
     let mut written = 0u64;
     let mut chunks = fetcher.stream(manifest.chunks.iter().map(|(id, len)| (*id, Some(*len))).collect());
     while let Some(plain) = chunks.next().await {

@@ -180,7 +180,7 @@ pub async fn restore_entries(
         if std::fs::symlink_metadata(dest).is_ok_and(|m| m.is_dir()) {
             remove_any(dest).map_err(ClientError::io(dest))?;
         }
-        let mut out = PartialFile::create(dest, node.size)?;
+        let mut out = PartialFile::create(dest)?;
         let mut written = 0u64;
         for _ in 0..node.chunk_ids().count() {
             if pending.is_empty() {

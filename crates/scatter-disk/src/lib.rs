@@ -1,5 +1,5 @@
 //! Bulk file I/O around the page cache (`O_DIRECT` on Linux), for data that is written once
-//! and not read back soon: shards on a host, big files on restore.
+//! and not read back soon: the shards on a host.
 //!
 //! Why: a buffered write copies every byte into the page cache, and on a machine whose memory
 //! the hypervisor backs lazily, filling pages new to the guest costs far more than the copy
@@ -205,43 +205,6 @@ impl DirectFile {
     }
 }
 
-/// A [`DirectFile`] fed in pieces of any size, collected into blocks of a fixed size.
-#[derive(Debug)]
-pub struct BlockWriter {
-    file: DirectFile,
-    block: AlignedBuf,
-}
-
-impl BlockWriter {
-    /// Creates the file (truncating one that exists), with a block buffer of `block` bytes
-    /// (rounded up to an [`ALIGN`] multiple).
-    pub fn create(path: &Path, block: usize) -> io::Result<Self> {
-        Ok(Self { file: DirectFile::create(path)?, block: AlignedBuf::with_limit(round_up(block.max(1))) })
-    }
-
-    /// Appends `data`.
-    pub fn write(&mut self, mut data: &[u8]) -> io::Result<()> {
-        while !data.is_empty() {
-            let n = self.block.room().min(data.len());
-            self.block.extend(&data[..n]);
-            data = &data[n..];
-            if self.block.room() == 0 {
-                self.file.append(&mut self.block)?;
-                self.block.clear();
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes what is left and hands the file back, not yet synced.
-    pub fn finish(mut self) -> io::Result<File> {
-        if !self.block.is_empty() {
-            self.file.append(&mut self.block)?;
-        }
-        self.file.finish()
-    }
-}
-
 /// Reads a whole file around the page cache where the file system allows it.
 pub fn read(path: &Path) -> io::Result<Bytes> {
     let (mut file, mut direct) = open(path, std::fs::OpenOptions::new().read(true))?;
@@ -334,14 +297,17 @@ mod tests {
             assert_eq!(std::fs::read(&path).expect("read"), data, "{len} bytes, read buffered");
             assert_eq!(read(&path).expect("read"), data, "{len} bytes, read directly");
 
-            // The same bytes in odd pieces through a small block buffer.
+            // The same bytes in blocks, the last one partial.
             let path = dir.path().join(format!("blocks-{len}"));
-            let mut w = BlockWriter::create(&path, 2 * ALIGN).expect("create");
-            for piece in data.chunks(1000) {
-                w.write(piece).expect("write");
+            let mut f = DirectFile::create(&path).expect("create");
+            let mut block = AlignedBuf::with_limit(2 * ALIGN);
+            for piece in data.chunks(2 * ALIGN) {
+                block.clear();
+                assert!(block.extend(piece));
+                f.append(&mut block).expect("append");
             }
-            w.finish().expect("finish");
-            assert_eq!(std::fs::read(&path).expect("read"), data, "{len} bytes through blocks");
+            f.finish().expect("finish");
+            assert_eq!(std::fs::read(&path).expect("read"), data, "{len} bytes in blocks");
         }
     }
 
@@ -365,9 +331,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("f");
         std::fs::write(&path, pattern(3 * ALIGN)).expect("write");
-        let mut w = BlockWriter::create(&path, ALIGN).expect("create");
-        w.write(b"short").expect("write");
-        w.finish().expect("finish");
+        let mut f = DirectFile::create(&path).expect("create");
+        let mut buf = AlignedBuf::with_limit(5);
+        assert!(buf.extend(b"short"));
+        f.append(&mut buf).expect("append");
+        f.finish().expect("finish");
         assert_eq!(read(&path).expect("read"), &b"short"[..]);
         assert_eq!(read(&dir.path().join("absent")).map_err(|e| e.kind()).err(), Some(io::ErrorKind::NotFound));
     }
