@@ -188,3 +188,47 @@ fn dev_stops_its_processes_on_sigterm() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A host late with its heartbeats (stopped until the coordinator calls it suspect) makes a
+/// put wait for it instead of failing: the coordinator answers `hosts_late`, not
+/// `too_few_hosts`, while the late host would make up the difference.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_put_waits_for_a_late_host() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = scatter_cli::grid::GridOptions {
+        passphrase: "test passphrase".into(),
+        offline_after: "10s".into(),
+        ..Default::default()
+    };
+    let grid = scatter_cli::grid::Grid::start(std::path::Path::new(EXE), &dir.path().join("grid"), 6, opts)
+        .await
+        .expect("grid starts");
+    let env = Env { grid, dir };
+    let file = env.write_random("data", 1 << 20, 4);
+    let pid = env.grid.host_pid(0).expect("host 0 runs").to_string();
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill").args([sig, pid.as_str()]).status().is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    let mut suspect = false;
+    for _ in 0..150 {
+        let status: serde_json::Value = serde_json::from_str(&env.ok(&["status", "--json"])).expect("JSON");
+        if status["hosts"].as_array().is_some_and(|h| h.iter().any(|h| h["state"] == "suspect")) {
+            suspect = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let resume = {
+        let pid = pid.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(2));
+            std::process::Command::new("kill").args(["-CONT", pid.as_str()]).status()
+        })
+    };
+    assert!(suspect, "the stopped host never became suspect");
+    env.put(&file, "data");
+    assert!(resume.join().is_ok_and(|s| s.is_ok_and(|s| s.success())), "host 0 resumed");
+    env.get_and_compare("data", &file);
+}

@@ -225,6 +225,27 @@ impl Drop for Uploader {
     }
 }
 
+/// How long a placement waits for hosts that are late with their heartbeats.
+const WAIT_FOR_LATE_HOSTS: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Asks for a placement, waiting (up to [`WAIT_FOR_LATE_HOSTS`]) while the coordinator says
+/// enough hosts would be there but some are late with their heartbeats: a host whose disk is
+/// busy for a few seconds should slow a backup down, not fail it.
+async fn place_waiting(coord: &Coordinator, place: &PlaceRequest) -> Result<PlaceResponse, ClientError> {
+    let started = std::time::Instant::now();
+    loop {
+        match coord.place(place).await {
+            Err(ClientError::Api { code, message, .. })
+                if code == HOSTS_LATE && started.elapsed() < WAIT_FOR_LATE_HOSTS =>
+            {
+                tracing::warn!(%message, "waiting for hosts");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Erasure-codes one pack, stores every shard on a distinct host (re-placing shards whose
 /// host fails), then commits the pack.
 async fn store_pack(
@@ -279,7 +300,7 @@ async fn store_pack(
             shards: pending.iter().map(|&i| ShardToPlace { index: i as u8, shard: ids[i] }).collect(),
             exclude,
         };
-        let targets = stats::time_async(Stage::Commit, 0, coord.place(&place)).await?;
+        let targets = stats::time_async(Stage::Commit, 0, place_waiting(&coord, &place)).await?;
         let uploads = targets.targets.into_iter().map(|t| {
             let hosts = hosts.clone();
             let body = shard_bytes(t.index as usize);

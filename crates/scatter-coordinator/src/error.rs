@@ -6,7 +6,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use scatter_proto::api::ErrorBody;
+use scatter_proto::api::{ErrorBody, HOSTS_LATE};
 
 use crate::store::StoreError;
 
@@ -34,6 +34,17 @@ pub enum ApiError {
         available: usize,
         /// Shard size.
         shard_size: u64,
+    },
+    /// Not enough hosts answer right now, but enough would with those whose heartbeats are
+    /// late (suspect): worth retrying in a few seconds.
+    #[error("{needed} distinct hosts with room are needed but only {available} answer right now ({late} late with their heartbeats); retry in a few seconds")]
+    HostsLate {
+        /// Hosts needed.
+        needed: usize,
+        /// Hosts eligible now.
+        available: usize,
+        /// Hosts that would be eligible but are suspect.
+        late: usize,
     },
     /// The request conflicts with the catalog's state.
     #[error("{0}")]
@@ -77,6 +88,7 @@ impl ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::TooFewHosts { .. } => (StatusCode::SERVICE_UNAVAILABLE, "too_few_hosts"),
+            ApiError::HostsLate { .. } => (StatusCode::SERVICE_UNAVAILABLE, HOSTS_LATE),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Busy(_) => (StatusCode::LOCKED, "busy"),
             ApiError::Quota(_) => (StatusCode::INSUFFICIENT_STORAGE, "quota"),

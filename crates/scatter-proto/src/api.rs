@@ -12,6 +12,10 @@ use crate::grant::SignedGrant;
 /// Header a client sends grants in, to hosts.
 pub const GRANT_HEADER: &str = "scatter-grant";
 
+/// Error code of a placement that fails only because hosts are late with their heartbeats:
+/// the client waits and asks again.
+pub const HOSTS_LATE: &str = "hosts_late";
+
 /// Every error reply, from coordinator and hosts alike.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorBody {

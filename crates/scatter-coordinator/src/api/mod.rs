@@ -480,7 +480,19 @@ async fn place(State(sh): S, headers: HeaderMap, Body(req): Body<PlaceRequest>) 
         room(&sh, &hosts, &reserved).into_iter().filter(|c| !req.exclude.contains(&c.host)).collect();
     let placed: Vec<&str> = hosts.iter().filter(|h| req.exclude.contains(&h.id)).map(|h| h.zone.as_str()).collect();
     let chosen = placement::choose(&candidates, req.shards.len(), req.shard_size, &placed, &mut rand::thread_rng())
-        .map_err(|e| ApiError::TooFewHosts { needed: e.needed, available: e.available, shard_size: req.shard_size })?;
+        .map_err(|e| {
+            // Hosts a heartbeat or two late (busy disks, a slow network) get no new shards for
+            // now; when they would make up the difference the client should wait, not fail.
+            let late = hosts
+                .iter()
+                .filter(|h| host_state(&sh, h) == HostState::Suspect && !req.exclude.contains(&h.id))
+                .count();
+            if e.available + late >= e.needed {
+                ApiError::HostsLate { needed: e.needed, available: e.available, late }
+            } else {
+                ApiError::TooFewHosts { needed: e.needed, available: e.available, shard_size: req.shard_size }
+            }
+        })?;
     let mut targets = Vec::with_capacity(chosen.len());
     for (shard, host) in req.shards.iter().zip(chosen) {
         reservations.insert((host, shard.shard), (req.shard_size, Instant::now()));
