@@ -481,8 +481,8 @@ impl Walker {
         let mut chunks = Vec::new();
         let mut size = 0u64;
         let mut started = std::time::Instant::now();
-        // A small file is read whole and cut in memory: the streaming chunker's buffers (1 MiB
-        // read buffer, 4 MiB chunk buffer) cost more than the file, 10,000 times over.
+        // A small file is read whole and cut in memory: one read, and no chunker buffer to set
+        // up and copy out of, 10,000 times over.
         let small = file.metadata().is_ok_and(|m| m.len() < u64::from(scatter_core::chunker::MIN_CHUNK));
         let pieces: Box<dyn Iterator<Item = Result<Chunk, ChunkError>>> = if small {
             let mut data = Vec::new();
@@ -491,7 +491,7 @@ impl Walker {
             }
             Box::new(scatter_core::chunker::chunks_of(data).into_iter().map(Ok))
         } else {
-            Box::new(scatter_core::chunker::chunks(std::io::BufReader::with_capacity(1 << 20, file)))
+            Box::new(scatter_core::chunker::chunks(file))
         };
         for chunk in pieces {
             let chunk = match chunk {

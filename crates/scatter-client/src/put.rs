@@ -81,7 +81,7 @@ pub async fn put_file(
     let reader = tokio::task::spawn_blocking(move || {
         let mut batch = Vec::with_capacity(BATCH_CHUNKS);
         let mut started = std::time::Instant::now();
-        for chunk in scatter_core::chunker::chunks(std::io::BufReader::with_capacity(1 << 20, file)) {
+        for chunk in scatter_core::chunker::chunks(file) {
             let chunk = match chunk {
                 Ok(c) => c,
                 Err(e) => {

@@ -254,7 +254,7 @@ pub fn has_content(path: &Path, node: &Node, dedup: &DedupKey) -> bool {
     }
     let Ok(file) = std::fs::File::open(path) else { return false };
     let mut want = node.chunk_ids();
-    for chunk in scatter_core::chunker::chunks(std::io::BufReader::with_capacity(1 << 20, file)) {
+    for chunk in scatter_core::chunker::chunks(file) {
         let Ok(chunk) = chunk else { return false };
         match want.next() {
             Some((id, len)) if len as usize == chunk.data.len() && dedup.chunk_id(&chunk.data) == id => {}

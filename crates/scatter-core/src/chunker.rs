@@ -27,14 +27,82 @@ pub struct Chunk {
     pub data: Vec<u8>,
 }
 
-/// Splits a reader into content-defined chunks, streaming: at most one maximum-size chunk is
-/// buffered. An empty input yields no chunks.
+/// How much input the streaming chunker holds at most. A chunk is cut once at least
+/// [`MAX_CHUNK`] bytes are buffered (or the input ended), so each refill moves at most one
+/// chunk's worth of unread bytes to the front.
+const READ_AHEAD: usize = 4 * MAX_CHUNK as usize;
+/// The first buffer's size, so that a small input does not cost a [`READ_AHEAD`] buffer.
+const FIRST_READ: usize = 64 * 1024;
+
+/// Splits a reader into content-defined chunks, streaming, with at most [`READ_AHEAD`] bytes
+/// buffered. An empty input yields no chunks. The reader is read in large pieces: wrapping it
+/// in a `BufReader` only adds a copy.
+///
+/// The cut points are FastCDC 2020's (those of `fastcdc::v2020::StreamCDC`, tested). This does
+/// not use `StreamCDC` itself because it moves the whole rest of its buffer forward and
+/// zero-fills it after every chunk: several passes over every byte in a backup's profile.
 pub fn chunks<R: Read>(reader: R) -> impl Iterator<Item = Result<Chunk, ChunkError>> {
-    fastcdc::v2020::StreamCDC::new(reader, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK).map(|r| match r {
-        Ok(c) => Ok(Chunk { offset: c.offset, data: c.data }),
-        Err(fastcdc::v2020::Error::IoError(e)) => Err(ChunkError(e)),
-        Err(e) => Err(ChunkError(std::io::Error::other(e.to_string()))),
-    })
+    Chunks { reader, buf: Vec::new(), start: 0, end: 0, offset: 0, eof: false }
+}
+
+struct Chunks<R> {
+    reader: R,
+    buf: Vec<u8>,
+    /// Unread bytes are `buf[start..end]`.
+    start: usize,
+    end: usize,
+    /// Input offset of `buf[start]`.
+    offset: u64,
+    eof: bool,
+}
+
+impl<R: Read> Chunks<R> {
+    /// Buffers at least [`MAX_CHUNK`] unread bytes, unless the input ends first.
+    fn fill(&mut self) -> std::io::Result<()> {
+        if self.eof || self.end - self.start >= MAX_CHUNK as usize {
+            return Ok(());
+        }
+        self.buf.copy_within(self.start..self.end, 0);
+        self.end -= self.start;
+        self.start = 0;
+        while !self.eof && self.end < READ_AHEAD {
+            if self.end == self.buf.len() {
+                let grown = (self.buf.len() * 4).clamp(FIRST_READ, READ_AHEAD);
+                self.buf.resize(grown, 0);
+            }
+            match self.reader.read(&mut self.buf[self.end..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Iterator for Chunks<R> {
+    type Item = Result<Chunk, ChunkError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Err(e) = self.fill() {
+            // A failed read ends the input: nothing after it could be cut where it belongs.
+            self.eof = true;
+            self.start = self.end;
+            return Some(Err(ChunkError(e)));
+        }
+        let unread = &self.buf[self.start..self.end];
+        if unread.is_empty() {
+            return None;
+        }
+        let len = fastcdc::v2020::FastCDC::new(unread, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)
+            .next()
+            .map_or(unread.len(), |c| c.length);
+        let chunk = Chunk { offset: self.offset, data: unread[..len].to_vec() };
+        self.start += len;
+        self.offset += len as u64;
+        Some(Ok(chunk))
+    }
 }
 
 /// Splits bytes already in memory into the same chunks [`chunks`] would cut. For small files:
@@ -103,6 +171,49 @@ mod tests {
         let b = cut(&edited);
         let changed = b.iter().filter(|c| !a.contains(&c.data)).count();
         assert!(changed <= 2, "{changed} of {} chunks changed", b.len());
+    }
+
+    /// A reader that hands out at most `step` bytes per read.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.step.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    /// Stored chunk ids depend on these cut points: they must stay those of fastcdc's own
+    /// streaming chunker, whatever the reader's read sizes.
+    #[test]
+    fn cuts_are_those_of_fastcdc_streaming() {
+        for (len, step) in [(0, 1), (100, 7), (MIN_CHUNK as usize + 5, 4096), (23 << 20, 1 << 20), (23 << 20, 65_537)] {
+            let data = random(len, len as u64 + 3);
+            let ours: Vec<Chunk> = chunks(Trickle { data: &data, step }).map(|c| c.expect("chunk")).collect();
+            let theirs: Vec<Chunk> = fastcdc::v2020::StreamCDC::new(&data[..], MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)
+                .map(|c| c.expect("chunk"))
+                .map(|c| Chunk { offset: c.offset, data: c.data })
+                .collect();
+            assert_eq!(ours, theirs, "{len} bytes read {step} at a time");
+        }
+    }
+
+    #[test]
+    fn a_read_error_is_reported_and_ends_the_chunks() {
+        struct Failing;
+        impl Read for Failing {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("disk on fire"))
+            }
+        }
+        let mut c = chunks(Failing);
+        assert!(matches!(c.next(), Some(Err(ChunkError(e))) if e.to_string() == "disk on fire"));
+        assert!(c.next().is_none());
     }
 
     #[test]
