@@ -216,20 +216,17 @@ async fn certify(
     key.server_config(leaf, ca).map_err(|e| tls(&e))
 }
 
-/// Heartbeats between two inventories.
+/// Heartbeat intervals between two inventories.
 const BEATS_PER_INVENTORY: u32 = 5;
 /// Shard bytes re-hashed per inventory round by the scrubber.
 const SCRUB_BYTES_PER_ROUND: u64 = 256 << 20;
 
+/// Heartbeats, every `config.heartbeat`. They run apart from the scrub and inventory (see
+/// [`inventories`]): a scrub reads hundreds of MiB, and on a busy disk that took long enough
+/// to make the host miss heartbeats and be taken for suspect.
 async fn heartbeats(config: Config, shared: Arc<Shared>, secret: String, address: String, http: reqwest::Client) {
     let url = format!("{}/v1/hosts/heartbeat", config.coordinator);
-    let mut beats = 0u32;
-    let mut scrub_from = 0usize;
     loop {
-        beats += 1;
-        if beats % BEATS_PER_INVENTORY == 1 {
-            scrub_from = report_inventory(&config, &shared, &secret, &http, scrub_from).await;
-        }
         let store = shared.store.clone();
         let free = tokio::task::spawn_blocking(move || store.disk_free()).await.unwrap_or(0);
         let (refused_grants, refusals) =
@@ -250,6 +247,16 @@ async fn heartbeats(config: Config, shared: Arc<Shared>, secret: String, address
             Err(e) => tracing::warn!(error = %e, "heartbeat failed; the coordinator is unreachable"),
         }
         tokio::time::sleep(config.heartbeat).await;
+    }
+}
+
+/// Scrubs and sends the inventory every [`BEATS_PER_INVENTORY`] heartbeat intervals, from
+/// the first one on.
+async fn inventories(config: Config, shared: Arc<Shared>, secret: String, http: reqwest::Client) {
+    let mut scrub_from = 0usize;
+    loop {
+        scrub_from = report_inventory(&config, &shared, &secret, &http, scrub_from).await;
+        tokio::time::sleep(config.heartbeat * BEATS_PER_INVENTORY).await;
     }
 }
 
@@ -361,8 +368,11 @@ pub async fn run(
     });
     tracing::info!(host = %shared.id, %address, used = shared.store.used(), "host serving");
     write_private(&config.data_dir.join("url"), format!("{address}\n").as_bytes())?;
+    let inventory =
+        tokio::spawn(inventories(config.clone(), shared.clone(), identity.host_secret.clone(), http.clone()));
     let beat = tokio::spawn(heartbeats(config.clone(), shared.clone(), identity.host_secret, address, http));
     let served = scatter_net::serve::serve(listener, api::router(shared), tls, shutdown).await;
     beat.abort();
+    inventory.abort();
     served.map_err(HostError::Serve)
 }
