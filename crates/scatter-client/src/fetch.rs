@@ -71,6 +71,44 @@ struct Run {
     chunks: Vec<(ChunkId, u64, u64, Option<u32>)>,
 }
 
+/// Pack bytes from `start` on, in the pieces they arrived in (one per data shard read, or
+/// the whole rebuilt pack). Chunks are opened from the pieces where they lie: only a chunk
+/// that straddles two shards is copied together first.
+struct Span {
+    start: u64,
+    pieces: Vec<bytes::Bytes>,
+}
+
+impl Span {
+    fn len(&self) -> u64 {
+        self.pieces.iter().map(|p| p.len() as u64).sum()
+    }
+
+    /// Pack bytes `at..at + len`, if the span holds all of them.
+    fn get(&self, at: u64, len: usize) -> Option<std::borrow::Cow<'_, [u8]>> {
+        let end = at.checked_add(len as u64)?;
+        let mut joined: Option<Vec<u8>> = None;
+        let mut next = at;
+        let mut piece_start = self.start;
+        for piece in &self.pieces {
+            let piece_end = piece_start + piece.len() as u64;
+            if next >= piece_start && next < piece_end {
+                let part = &piece[(next - piece_start) as usize..(end.min(piece_end) - piece_start) as usize];
+                if joined.is_none() && end <= piece_end {
+                    return Some(std::borrow::Cow::Borrowed(part));
+                }
+                joined.get_or_insert_with(|| Vec::with_capacity(len)).extend_from_slice(part);
+                next = end.min(piece_end);
+                if next == end {
+                    return joined.map(std::borrow::Cow::Owned);
+                }
+            }
+            piece_start = piece_end;
+        }
+        (len == 0 && at >= self.start).then_some(std::borrow::Cow::Borrowed(&[]))
+    }
+}
+
 #[derive(Default)]
 struct Known {
     packs: HashMap<PackId, Arc<PackLocation>>,
@@ -207,15 +245,15 @@ impl Fetcher {
             return Err(ClientError::Unrecoverable(format!("pack {} is smaller than its chunks claim", run.pack)));
         }
         let run = Arc::new(run);
-        if let Some(bytes) = self.read_direct(&pack, &layout, start..end).await {
-            if let Ok(plain) = self.open_run(&key, &run, start, bytes).await {
+        if let Some(span) = self.read_direct(&pack, &layout, start..end).await {
+            if let Ok(plain) = self.open_run(&key, &run, span).await {
                 return Ok(plain);
             }
             tracing::warn!(pack = %run.pack, "chunks read directly failed verification; rebuilding the pack from all shards");
         }
         // The rebuilt pack is shared (with the next run in it): opened in place, pack offsets.
         let whole = self.rebuilt(&pack, &layout).await?;
-        self.open_run(&key, &run, 0, whole).await.map_err(|id| {
+        self.open_run(&key, &run, Span { start: 0, pieces: vec![whole] }).await.map_err(|id| {
             ClientError::Unrecoverable(format!(
                 "chunk {id} fails authentication even after rebuilding its pack from verified shards (wrong key or damaged catalog)"
             ))
@@ -223,7 +261,7 @@ impl Fetcher {
     }
 
     /// Reads pack bytes `range` straight from the data shards; `None` if any piece failed.
-    async fn read_direct(&self, pack: &PackLocation, layout: &Layout, range: std::ops::Range<u64>) -> Option<Vec<u8>> {
+    async fn read_direct(&self, pack: &PackLocation, layout: &Layout, range: std::ops::Range<u64>) -> Option<Span> {
         let pieces = layout.data_ranges(range.clone());
         // A piece on a host known to be down makes the pack a rebuild: reading the other
         // pieces first would only be thrown away.
@@ -245,12 +283,9 @@ impl Fetcher {
                 }
             }
         });
-        let parts = futures::future::join_all(reads).await;
-        let mut out = Vec::with_capacity((range.end - range.start) as usize);
-        for p in parts {
-            out.extend_from_slice(&p?);
-        }
-        Some(out)
+        let pieces = futures::future::join_all(reads).await.into_iter().collect::<Option<Vec<_>>>()?;
+        let span = Span { start: range.start, pieces };
+        (span.len() == range.end - range.start).then_some(span)
     }
 
     /// Whether the shard's host is worth asking: online for the coordinator, and not found
@@ -327,26 +362,18 @@ impl Fetcher {
 
     /// Decrypts and verifies every chunk of a run from pack bytes starting at `start`.
     /// On failure returns the first chunk that did not verify.
-    async fn open_run<B: AsRef<[u8]> + Send + 'static>(
-        &self,
-        key: &Arc<DataKey>,
-        run: &Arc<Run>,
-        start: u64,
-        bytes: B,
-    ) -> Result<Vec<Vec<u8>>, ChunkId> {
+    async fn open_run(&self, key: &Arc<DataKey>, run: &Arc<Run>, span: Span) -> Result<Vec<Vec<u8>>, ChunkId> {
         let key = key.clone();
         let dedup = self.dedup.clone();
         let chunks = run.clone();
-        let len = bytes.as_ref().len() as u64;
         tokio::task::spawn_blocking(move || {
-            let _timer = stats::Timer::new(Stage::Open, len);
-            let bytes = bytes.as_ref();
+            let _timer = stats::Timer::new(Stage::Open, span.len());
             chunks
                 .chunks
                 .iter()
                 .map(|(id, off, len, plain_len)| {
-                    let s = (off - start) as usize;
-                    let plain = key.open_chunk(id, &bytes[s..s + *len as usize]).map_err(|_| *id)?;
+                    let sealed = span.get(*off, *len as usize).ok_or(*id)?;
+                    let plain = key.open_chunk(id, &sealed).map_err(|_| *id)?;
                     if plain_len.is_some_and(|l| plain.len() != l as usize) || !dedup.verify(id, &plain) {
                         return Err(*id);
                     }
@@ -383,5 +410,30 @@ impl Fetcher {
             }
             TransferError::Refused(reason) => tracing::warn!(%host, %shard, %reason, "host refused a shard read"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_span_serves_ranges_within_and_across_its_pieces() {
+        let whole: Vec<u8> = (0..100u8).collect();
+        // Pack bytes 10..100 in pieces of 30, 0 (an empty read), 40 and 20 bytes.
+        let cuts = [10usize, 40, 40, 80, 100];
+        let pieces = cuts.windows(2).map(|w| bytes::Bytes::copy_from_slice(&whole[w[0]..w[1]])).collect();
+        let span = Span { start: 10, pieces };
+        assert_eq!(span.len(), 90);
+        for at in 10..100u64 {
+            for len in 0..=(100 - at as usize) {
+                let got = span.get(at, len).unwrap_or_else(|| panic!("{at}+{len} is in the span"));
+                assert_eq!(&got[..], &whole[at as usize..at as usize + len], "{at}+{len}");
+            }
+        }
+        assert!(matches!(span.get(12, 5), Some(std::borrow::Cow::Borrowed(_))), "inside one piece: no copy");
+        assert!(span.get(9, 2).is_none(), "before the span");
+        assert!(span.get(95, 6).is_none(), "past the span");
+        assert!(span.get(u64::MAX, 2).is_none(), "overflow");
     }
 }
