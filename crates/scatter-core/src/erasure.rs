@@ -221,6 +221,26 @@ pub fn rebuild<S: AsRef<[u8]>>(layout: &Layout, shards: &[Option<S>]) -> Result<
 
 /// The padded data shards, back to back, from any k shards.
 fn decode_padded<S: AsRef<[u8]>>(layout: &Layout, shards: &[Option<S>]) -> Result<Vec<u8>, ErasureError> {
+    let mut restored = restore_data(layout, shards)?.into_iter().peekable();
+    let s = layout.shard_size as usize;
+    let mut pack = Vec::with_capacity(layout.k as usize * s);
+    for (i, shard) in shards.iter().take(layout.k as usize).enumerate() {
+        match (shard, restored.next_if(|(j, _)| *j == i)) {
+            (Some(shard), _) => pack.extend_from_slice(shard.as_ref()),
+            (None, Some((_, shard))) => pack.extend_from_slice(&shard),
+            (None, None) => return Err(ErasureError::Codec(format!("shard {i} was not restored"))),
+        }
+    }
+    Ok(pack)
+}
+
+/// The data shards missing from `shards` (index, padded bytes), in index order, rebuilt from
+/// any k shards. Data shards at hand are not copied: a reader that keeps them as they are
+/// needs only the missing ones (none when every data shard is there).
+pub fn restore_data<S: AsRef<[u8]>>(
+    layout: &Layout,
+    shards: &[Option<S>],
+) -> Result<Vec<(usize, Vec<u8>)>, ErasureError> {
     let k = layout.k as usize;
     let s = layout.shard_size as usize;
     let shards: Vec<Option<&[u8]>> = shards.iter().map(|s| s.as_ref().map(AsRef::as_ref)).collect();
@@ -235,20 +255,10 @@ fn decode_padded<S: AsRef<[u8]>>(layout: &Layout, shards: &[Option<S>]) -> Resul
     if have < k {
         return Err(ErasureError::TooFewShards { have, need: k });
     }
-    let mut pack = Vec::with_capacity(k * s);
-    if shards.iter().take(k).all(Option::is_some) {
-        for shard in shards.iter().take(k).flatten() {
-            pack.extend_from_slice(shard);
-        }
-        return Ok(pack);
-    }
-    // The data shards at hand go in whole; the missing ones are restored segment by segment
-    // into their place.
-    for shard in shards.iter().take(k) {
-        match shard {
-            Some(shard) => pack.extend_from_slice(shard),
-            None => pack.resize(pack.len() + s, 0),
-        }
+    let mut restored: Vec<(usize, Vec<u8>)> =
+        (0..k).filter(|i| shards.get(*i).is_none_or(Option::is_none)).map(|i| (i, Vec::with_capacity(s))).collect();
+    if restored.is_empty() {
+        return Ok(restored);
     }
     with_pooled(
         &DECODERS,
@@ -264,18 +274,18 @@ fn decode_padded<S: AsRef<[u8]>>(layout: &Layout, shards: &[Option<S>]) -> Resul
                     }
                     .map_err(codec_error)?;
                 }
-                let restored = decoder.decode().map_err(codec_error)?;
-                for (i, _) in shards.iter().take(k).enumerate().filter(|(_, shard)| shard.is_none()) {
-                    let piece = restored
-                        .restored_original(i)
+                let result = decoder.decode().map_err(codec_error)?;
+                for (i, out) in restored.iter_mut() {
+                    let piece = result
+                        .restored_original(*i)
                         .ok_or_else(|| ErasureError::Codec(format!("shard {i} was not restored")))?;
-                    pack[i * s + at..i * s + at + len].copy_from_slice(piece);
+                    out.extend_from_slice(piece);
                 }
             }
             Ok(())
         },
     )?;
-    Ok(pack)
+    Ok(restored)
 }
 
 #[cfg(test)]
