@@ -71,9 +71,10 @@ struct Run {
     chunks: Vec<(ChunkId, u64, u64, Option<u32>)>,
 }
 
-/// Pack bytes from `start` on, in the pieces they arrived in (one per data shard read, or
-/// the whole rebuilt pack). Chunks are opened from the pieces where they lie: only a chunk
-/// that straddles two shards is copied together first.
+/// Pack bytes from `start` on, in the pieces they arrived in: ranges of data shards read
+/// directly, or the whole data shards of a rebuilt pack (as received, or rebuilt). Chunks are
+/// opened from the pieces where they lie: only a chunk that straddles two shards is copied
+/// together first.
 #[derive(Clone)]
 struct Span {
     start: u64,

@@ -233,12 +233,15 @@ const WAIT_FOR_LATE_HOSTS: std::time::Duration = std::time::Duration::from_secs(
 /// busy for a few seconds should slow a backup down, not fail it.
 async fn place_waiting(coord: &Coordinator, place: &PlaceRequest) -> Result<PlaceResponse, ClientError> {
     let started = std::time::Instant::now();
+    let mut warned = false;
     loop {
         match coord.place(place).await {
             Err(ClientError::Api { code, message, .. })
                 if code == HOSTS_LATE && started.elapsed() < WAIT_FOR_LATE_HOSTS =>
             {
-                tracing::warn!(%message, "waiting for hosts");
+                if !std::mem::replace(&mut warned, true) {
+                    tracing::warn!(%message, "waiting for hosts");
+                }
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
             other => return other,

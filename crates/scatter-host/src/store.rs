@@ -4,8 +4,9 @@
 //! uploads in progress, `quarantine/` for files that failed their hash. Writes go temp file →
 //! fsync → rename → fsync directory, so a shard is either absent or complete under its name,
 //! even across a crash. Shard files are written and read around the page cache
-//! (`scatter-disk`): they are fsynced at once and read back rarely. Every read re-hashes the file; a mismatch moves it to quarantine and
-//! returns [`ShardError::Corrupt`], never the bytes.
+//! (`scatter-disk`): they are fsynced at once and read back rarely. Every read re-hashes the
+//! file; a mismatch moves it to quarantine and returns [`ShardError::Corrupt`], never the
+//! bytes.
 
 use bytes::Bytes;
 use scatter_disk::{AlignedBuf, DirectFile};
