@@ -54,7 +54,9 @@ proptest! {
         text in mutate(Credential { user: UserId(4), expires: 1_100 }.sign(&key(), &[0; 32]))
     ) {
         let valid = Credential { user: UserId(4), expires: 1_100 }.sign(&key(), &[0; 32]);
-        prop_assume!(text != valid);
+        // Whitespace around a credential is not part of it (header values are trimmed), so a
+        // mutation that only adds some is the same credential.
+        prop_assume!(text.trim() != valid);
         prop_assert!(Credential::verify(&text, &key().verifying_key(), &[0; 32], 1_000).is_err());
     }
 }
