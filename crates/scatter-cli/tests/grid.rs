@@ -194,16 +194,12 @@ fn dev_stops_its_processes_on_sigterm() {
 /// `too_few_hosts`, while the late host would make up the difference.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_put_waits_for_a_late_host() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let opts = scatter_cli::grid::GridOptions {
         passphrase: "test passphrase".into(),
         offline_after: "10s".into(),
         ..Default::default()
     };
-    let grid = scatter_cli::grid::Grid::start(std::path::Path::new(EXE), &dir.path().join("grid"), 6, opts)
-        .await
-        .expect("grid starts");
-    let env = Env { grid, dir };
+    let env = grid_with(6, opts).await;
     let file = env.write_random("data", 1 << 20, 4);
     let pid = env.grid.host_pid(0).expect("host 0 runs").to_string();
     let signal = |sig: &str| {

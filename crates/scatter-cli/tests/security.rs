@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{grid, shard_files, Env, EXE};
+use common::{grid, grid_with, shard_files, Env, EXE};
 use ed25519_dalek::SigningKey;
 use scatter_core::{HostId, ShardId, UserId};
 use scatter_proto::api::GRANT_HEADER;
@@ -356,13 +356,10 @@ async fn servers_never_see_plaintext_names_or_passphrases_and_tampering_is_caugh
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_insecure_grid_works_and_says_so() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let opts = scatter_cli::grid::GridOptions { insecure: true, ..Default::default() };
-    let g = scatter_cli::grid::Grid::start(Path::new(EXE), dir.path(), 6, opts).await.expect("insecure grid");
-    assert!(g.url().starts_with("http://"), "{}", g.url());
-    let log = std::fs::read_to_string(dir.path().join("coordinator.log")).expect("log");
+    let env = grid_with(6, scatter_cli::grid::GridOptions { insecure: true, ..Default::default() }).await;
+    assert!(env.grid.url().starts_with("http://"), "{}", env.grid.url());
+    let log = std::fs::read_to_string(env.path("grid/coordinator.log")).expect("log");
     assert!(log.contains("WITHOUT TLS"), "no warning in the coordinator's log");
-    let env = Env { grid: g, dir };
     let file = env.write_random("plain", 1 << 20, 9);
     env.put(&file, "plain");
     env.get_and_compare("plain", &file);

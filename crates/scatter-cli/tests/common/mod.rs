@@ -17,8 +17,12 @@ pub struct Env {
 }
 
 pub async fn grid(hosts: usize) -> Env {
+    grid_with(hosts, GridOptions { passphrase: "test passphrase".into(), ..Default::default() }).await
+}
+
+/// A grid of `hosts` started with `opts`, under `grid/` in the test's directory.
+pub async fn grid_with(hosts: usize, opts: GridOptions) -> Env {
     let dir = tempfile::tempdir().expect("tempdir");
-    let opts = GridOptions { passphrase: "test passphrase".into(), ..Default::default() };
     let grid = Grid::start(Path::new(EXE), &dir.path().join("grid"), hosts, opts).await.expect("grid starts");
     Env { grid, dir }
 }
