@@ -10,6 +10,7 @@
 //! Libraries do not print: progress goes through the [`Progress`] trait.
 
 pub mod backup;
+pub mod buffers;
 pub mod check;
 pub mod coordinator;
 pub mod error;

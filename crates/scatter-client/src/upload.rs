@@ -13,12 +13,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use scatter_core::crypto::DataKey;
 use scatter_core::crypto::SEAL_OVERHEAD;
-use scatter_core::pack::{PackBuilder, PackEntry};
+use scatter_core::pack::{PackBuilder, PackEntry, PACK_CAPACITY};
 use scatter_core::{ChunkId, HostId, PackId, ShardId};
 use scatter_proto::api::*;
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::buffers::BufferPool;
 use crate::coordinator::Coordinator;
 use crate::hosts::Hosts;
 use crate::stats::{self, Stage};
@@ -61,6 +62,21 @@ pub struct UploadStats {
     pub placements: Vec<(PackId, Vec<HostId>)>,
 }
 
+/// Buffers reused from pack to pack (see [`BufferPool`]): whole packs, and parity shards.
+#[derive(Clone)]
+struct PackBuffers {
+    packs: BufferPool,
+    parity: BufferPool,
+}
+
+impl PackBuffers {
+    fn new(r: Redundancy) -> Self {
+        // Enough for the packs in flight, one queued and one being filled.
+        let packs = PACKS_IN_FLIGHT + 2;
+        Self { packs: BufferPool::new(packs), parity: BufferPool::new(packs * r.m as usize) }
+    }
+}
+
 struct PackDone {
     id: PackId,
     hosts: Vec<HostId>,
@@ -77,6 +93,7 @@ pub struct Uploader {
     relocate: bool,
     seen: HashSet<ChunkId>,
     builder: PackBuilder,
+    buffers: PackBuffers,
     tx: Option<mpsc::Sender<PackJob>>,
     task: Option<JoinHandle<Result<Vec<PackDone>, ClientError>>>,
     stats: UploadStats,
@@ -96,9 +113,11 @@ impl Uploader {
         scatter_core::erasure::check_redundancy(redundancy.k, redundancy.m)
             .map_err(|e| ClientError::Invalid(e.to_string()))?;
         let (tx, mut rx) = mpsc::channel::<PackJob>(1);
+        let buffers = PackBuffers::new(redundancy);
         let task = {
             let coord = coord.clone();
             let hosts = hosts.clone();
+            let buffers = buffers.clone();
             tokio::spawn(async move {
                 let mut running: JoinSet<Result<PackDone, ClientError>> = JoinSet::new();
                 let mut done = Vec::new();
@@ -107,7 +126,7 @@ impl Uploader {
                         next = rx.recv(), if running.len() < PACKS_IN_FLIGHT => match next {
                             Some((bytes, entries)) => {
                                 running.spawn(store_pack(
-                                    coord.clone(), hosts.clone(), session, redundancy, bytes, entries, relocate,
+                                    coord.clone(), hosts.clone(), buffers.clone(), session, redundancy, bytes, entries, relocate,
                                 ));
                             }
                             None => break,
@@ -129,6 +148,7 @@ impl Uploader {
             relocate,
             seen: HashSet::new(),
             builder: PackBuilder::new(),
+            buffers,
             tx: Some(tx),
             task: Some(task),
             stats: UploadStats::default(),
@@ -153,13 +173,15 @@ impl Uploader {
         self.stats.new_bytes += new_bytes;
         // Chunks are sealed straight into the pack being filled, on the blocking pool.
         let key = self.key.clone();
+        let buffers = self.buffers.clone();
         let mut builder = std::mem::take(&mut self.builder);
         let (builder, full) = tokio::task::spawn_blocking(move || {
             stats::time(Stage::Seal, new_bytes, || {
                 let mut full = Vec::new();
                 for (id, data) in fresh {
                     if builder.would_overflow(data.len() + SEAL_OVERHEAD) {
-                        full.push(std::mem::take(&mut builder).finish());
+                        let next = PackBuilder::with_buffer(buffers.packs.take(PACK_CAPACITY));
+                        full.push(std::mem::replace(&mut builder, next).finish());
                     }
                     builder.push_sealed(id, |buf| key.seal_chunk_into(&id, &data, buf));
                 }
@@ -251,9 +273,11 @@ async fn place_waiting(coord: &Coordinator, place: &PlaceRequest) -> Result<Plac
 
 /// Erasure-codes one pack, stores every shard on a distinct host (re-placing shards whose
 /// host fails), then commits the pack.
+#[allow(clippy::too_many_arguments)]
 async fn store_pack(
     coord: Coordinator,
     hosts: Hosts,
+    buffers: PackBuffers,
     session: u64,
     r: Redundancy,
     bytes: Vec<u8>,
@@ -261,9 +285,13 @@ async fn store_pack(
     relocate: bool,
 ) -> Result<PackDone, ClientError> {
     let size = bytes.len() as u64;
+    let parity_room = scatter_core::erasure::Layout::new(size, r.k, r.m)
+        .map_err(|e| ClientError::Invalid(e.to_string()))?
+        .shard_size as usize;
+    let parity_bufs = (0..r.m).map(|_| buffers.parity.take(parity_room)).collect();
     let (pack_id, shards, ids) = tokio::task::spawn_blocking(move || {
         stats::time(Stage::Encode, size, || {
-            let shards = scatter_core::erasure::encode(bytes, r.k, r.m, &mut rand::thread_rng())?;
+            let shards = scatter_core::erasure::encode_reusing(bytes, parity_bufs, r.k, r.m, &mut rand::thread_rng())?;
             let ids: Vec<ShardId> = (0..shards.layout.total()).map(|i| ShardId::of(shards.shard(i))).collect();
             Ok::<_, scatter_core::erasure::ErasureError>((PackId::of_shards(&ids), shards, ids))
         })
@@ -273,8 +301,8 @@ async fn store_pack(
     .map_err(|e| ClientError::Invalid(e.to_string()))?;
     let layout = shards.layout;
     let shard_size = layout.shard_size as usize;
-    let data = Bytes::from(shards.data);
-    let parity: Vec<Bytes> = shards.parity.into_iter().map(Bytes::from).collect();
+    let data = buffers.packs.share(shards.data);
+    let parity: Vec<Bytes> = shards.parity.into_iter().map(|p| buffers.parity.share(p)).collect();
     let shard_bytes = |i: usize| {
         if i < layout.k as usize {
             data.slice(i * shard_size..(i + 1) * shard_size)

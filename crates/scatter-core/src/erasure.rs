@@ -128,13 +128,25 @@ impl Shards {
 
 /// Pads `pack` with random bytes and computes its parity shards. The pack buffer is reused
 /// as the data shards: no copy.
-pub fn encode(mut pack: Vec<u8>, k: u8, m: u8, rng: &mut impl RngCore) -> Result<Shards, ErasureError> {
+pub fn encode(pack: Vec<u8>, k: u8, m: u8, rng: &mut impl RngCore) -> Result<Shards, ErasureError> {
+    encode_reusing(pack, Vec::new(), k, m, rng)
+}
+
+/// [`encode`], writing the parity shards into `parity`: buffers of an earlier pack, cleared
+/// first (missing ones are allocated). A caller coding pack after pack reuses its memory.
+pub fn encode_reusing(
+    mut pack: Vec<u8>,
+    parity: Vec<Vec<u8>>,
+    k: u8,
+    m: u8,
+    rng: &mut impl RngCore,
+) -> Result<Shards, ErasureError> {
     let layout = Layout::new(pack.len() as u64, k, m)?;
     let full = (layout.shard_size * k as u64) as usize;
     let start = pack.len();
     pack.resize(full, 0);
     rng.fill_bytes(&mut pack[start..]);
-    let parity = parity_of(&layout, &pack)?;
+    let parity = parity_of(&layout, &pack, parity)?;
     Ok(Shards { layout, data: pack, parity })
 }
 
@@ -179,10 +191,16 @@ fn with_pooled<C, T>(
     result
 }
 
-/// The m parity shards of the padded data shards `data`.
-fn parity_of(layout: &Layout, data: &[u8]) -> Result<Vec<Vec<u8>>, ErasureError> {
+/// The m parity shards of the padded data shards `data`, written into `parity` (see
+/// [`encode_reusing`]).
+fn parity_of(layout: &Layout, data: &[u8], mut parity: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, ErasureError> {
     let (k, m, s) = (layout.k as usize, layout.m as usize, layout.shard_size as usize);
-    let mut parity: Vec<Vec<u8>> = (0..m).map(|_| Vec::with_capacity(s)).collect();
+    parity.truncate(m);
+    parity.resize_with(m, Vec::new);
+    for out in &mut parity {
+        out.clear();
+        out.reserve(s);
+    }
     with_pooled(
         &ENCODERS,
         || ReedSolomonEncoder::new(k, m, SEGMENT.min(s)),
@@ -215,7 +233,7 @@ pub fn decode<S: AsRef<[u8]>>(layout: &Layout, shards: &[Option<S>]) -> Result<V
 /// rebuilt shards keep their ids and need no key.
 pub fn rebuild<S: AsRef<[u8]>>(layout: &Layout, shards: &[Option<S>]) -> Result<Shards, ErasureError> {
     let data = decode_padded(layout, shards)?;
-    let parity = parity_of(layout, &data)?;
+    let parity = parity_of(layout, &data, Vec::new())?;
     Ok(Shards { layout: *layout, data, parity })
 }
 
@@ -363,6 +381,17 @@ mod tests {
             let s = shards.layout.shard_size as usize;
             let whole = reed_solomon_simd::encode(4, 2, shards.data.chunks(s)).expect("codec");
             assert_eq!(shards.parity, whole, "{len} bytes");
+        }
+    }
+
+    /// Reused parity buffers come back holding exactly this pack's parity, whatever they held
+    /// and however many there were.
+    #[test]
+    fn reused_parity_buffers_give_the_same_shards() {
+        let fresh = encode(pack(1_000_003), 4, 2, &mut rng()).expect("encodes");
+        for old in [vec![], vec![vec![9u8; 10]], vec![vec![1u8; 2_000_000]; 3]] {
+            let reused = encode_reusing(pack(1_000_003), old, 4, 2, &mut rng()).expect("encodes");
+            assert_eq!(reused.parity, fresh.parity);
         }
     }
 

@@ -14,6 +14,10 @@ pub const PACK_TARGET: usize = 16 * 1024 * 1024;
 /// (at most `k * SHARD_ALIGN` bytes) without reallocating and copying it.
 const PAD_ROOM: usize = 64 * 1024;
 
+/// The capacity a pack buffer is given: a pack of up to [`PACK_TARGET`] bytes and its padding
+/// fit without reallocation.
+pub const PACK_CAPACITY: usize = PACK_TARGET + PAD_ROOM;
+
 /// Where one sealed chunk lies in its pack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PackEntry {
@@ -38,6 +42,13 @@ impl PackBuilder {
         Self::default()
     }
 
+    /// An empty pack filled into `buf` (cleared first): lets a caller reuse the buffer of a
+    /// pack already uploaded.
+    pub fn with_buffer(mut buf: Vec<u8>) -> Self {
+        buf.clear();
+        Self { buf, entries: Vec::new() }
+    }
+
     /// Bytes in the pack so far.
     pub fn len(&self) -> usize {
         self.buf.len()
@@ -56,7 +67,7 @@ impl PackBuilder {
     /// Appends a sealed chunk.
     pub fn push(&mut self, id: ChunkId, sealed: &[u8]) {
         if self.buf.is_empty() {
-            self.buf.reserve(PACK_TARGET.max(sealed.len()) + PAD_ROOM);
+            self.buf.reserve(PACK_CAPACITY.max(sealed.len() + PAD_ROOM));
         }
         self.entries.push(PackEntry { id, offset: self.buf.len() as u64, len: sealed.len() as u64 });
         self.buf.extend_from_slice(sealed);
@@ -66,7 +77,7 @@ impl PackBuilder {
     /// [`crate::crypto::DataKey::seal_chunk_into`]): no intermediate buffer, no copy.
     pub fn push_sealed(&mut self, id: ChunkId, seal: impl FnOnce(&mut Vec<u8>)) {
         if self.buf.is_empty() {
-            self.buf.reserve(PACK_TARGET + PAD_ROOM);
+            self.buf.reserve(PACK_CAPACITY);
         }
         let offset = self.buf.len();
         seal(&mut self.buf);
@@ -94,5 +105,15 @@ mod tests {
         assert_eq!(bytes, b"abcdefgh");
         let second = entries[1];
         assert_eq!(&bytes[second.offset as usize..(second.offset + second.len) as usize], b"defgh");
+    }
+
+    #[test]
+    fn a_reused_buffer_starts_empty() {
+        let mut b = PackBuilder::with_buffer(b"old bytes".to_vec());
+        assert!(b.is_empty());
+        b.push(ChunkId::from_bytes([1; 32]), b"new");
+        let (bytes, entries) = b.finish();
+        assert_eq!(bytes, b"new");
+        assert_eq!(entries[0].offset, 0);
     }
 }
