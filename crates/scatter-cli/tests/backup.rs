@@ -137,6 +137,46 @@ async fn incremental_backups_restore_exactly_and_upload_little() {
     assert!(err.contains("no snapshot id starts with"), "{err}");
 }
 
+/// Trees go to packs of their own: a later backup, `ls` or restore reads a snapshot's folders
+/// from a few packs instead of from a pack per folder.
+#[tokio::test(flavor = "multi_thread")]
+async fn trees_are_stored_in_packs_of_their_own() {
+    use scatter_core::tree::NodeKind;
+    let env = grid(6).await;
+    let src = make_source(&env);
+    for d in 0..5 {
+        std::fs::create_dir_all(src.join(format!("more/d{d}"))).expect("mkdir");
+        std::fs::write(src.join(format!("more/d{d}/f")), vec![d as u8; 100_000]).expect("write");
+    }
+    env.ok(&["backup", s(&src)]);
+
+    let dir = env.grid.client_dir();
+    let coord = scatter_client::profile::Profile::load(&dir).expect("profile").coordinator().expect("coordinator");
+    let keys = scatter_client::profile::Profile::load_keys(&dir, env.grid.passphrase()).expect("keys");
+    let hosts = coord.hosts().expect("hosts");
+    let all = scatter_client::snapshots::list(&coord, &keys).await.expect("snapshots");
+    let root = all[0].snapshot.tree_id();
+    let mut trees = scatter_client::snapshots::Trees::new(scatter_client::fetch::Fetcher::new(&coord, &hosts, &keys));
+    let (mut tree_ids, mut data_ids) = (vec![root], Vec::new());
+    for (_, node) in trees.walk(root, "").await.expect("walk") {
+        match node.kind {
+            NodeKind::Dir { subtree } => tree_ids.push(scatter_core::ChunkId::from_bytes(subtree)),
+            NodeKind::File { chunks } => {
+                data_ids.extend(chunks.iter().map(|(id, _)| scatter_core::ChunkId::from_bytes(*id)))
+            }
+            NodeKind::Symlink { .. } => {}
+        }
+    }
+    assert!(tree_ids.len() >= 10, "{} trees", tree_ids.len());
+    let packs_of = |located: scatter_proto::api::LocateResponse| {
+        located.chunks.iter().map(|c| c.pack).collect::<std::collections::HashSet<_>>()
+    };
+    let tree_packs = packs_of(coord.locate(tree_ids).await.expect("locate trees"));
+    let data_packs = packs_of(coord.locate(data_ids).await.expect("locate data"));
+    assert_eq!(tree_packs.len(), 1, "all trees of a small backup fit one pack");
+    assert!(tree_packs.is_disjoint(&data_packs), "a pack holds both trees and file data");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn check_local_finds_loss_and_recover_brings_it_back() {
     let env = grid(6).await;

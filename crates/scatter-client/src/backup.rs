@@ -40,8 +40,12 @@ use crate::{ClientError, Progress};
 /// A batch goes to the uploader at this many chunks or bytes, whichever comes first.
 const BATCH_CHUNKS: usize = 64;
 const BATCH_BYTES: usize = 8 << 20;
-/// Chunks with their ids, on their way to the uploader.
-type Batch = Vec<(ChunkId, Vec<u8>)>;
+/// Chunks with their ids, on their way to the uploader: file data, or encoded trees (which
+/// go to packs of their own).
+enum Batch {
+    Data(Vec<(ChunkId, Vec<u8>)>),
+    Trees(Vec<(ChunkId, Vec<u8>)>),
+}
 
 /// Chunk references sent per request.
 const REFS_BATCH: usize = 50_000;
@@ -188,8 +192,8 @@ pub async fn backup(
             trees: parent.as_ref().map(|_| Trees::new(Fetcher::new(coord, hosts, keys))),
             runtime: tokio::runtime::Handle::current(),
             progress: progress.clone(),
-            batch: Vec::new(),
-            batch_bytes: 0,
+            data: Default::default(),
+            tree_blobs: Default::default(),
             refs: HashSet::new(),
             summary: Summary::default(),
             errors: Vec::new(),
@@ -203,7 +207,10 @@ pub async fn backup(
     };
     let stored: Result<(), ClientError> = async {
         while let Some(batch) = rx.recv().await {
-            uploader.add(batch).await?;
+            match batch {
+                Batch::Data(chunks) => uploader.add(chunks).await?,
+                Batch::Trees(trees) => uploader.add_trees(trees).await?,
+            };
         }
         Ok(())
     }
@@ -311,8 +318,9 @@ struct Walker {
     trees: Option<Trees>,
     runtime: tokio::runtime::Handle,
     progress: Arc<dyn Progress>,
-    batch: Vec<(ChunkId, Vec<u8>)>,
-    batch_bytes: usize,
+    /// File chunks and trees not sent yet, with their bytes.
+    data: (Vec<(ChunkId, Vec<u8>)>, usize),
+    tree_blobs: (Vec<(ChunkId, Vec<u8>)>, usize),
     refs: HashSet<ChunkId>,
     summary: Summary,
     errors: Vec<(PathBuf, String)>,
@@ -372,7 +380,7 @@ impl Walker {
 
     fn parent_tree(&mut self, id: Option<ChunkId>) -> Option<Arc<Tree>> {
         let (id, trees) = (id?, self.trees.as_mut()?);
-        match self.runtime.block_on(trees.get(id)) {
+        match self.runtime.block_on(trees.get_ahead(id)) {
             Ok(t) => Some(t),
             Err(e) => {
                 tracing::warn!(error = %e, "a tree of the parent snapshot could not be read; files below are re-read");
@@ -505,7 +513,7 @@ impl Walker {
             self.summary.bytes_read += len as u64;
             self.progress.advance(len as u64);
             crate::stats::add(crate::stats::Stage::ReadChunk, started.elapsed(), len as u64);
-            self.push(id, chunk.data)?;
+            self.push(id, chunk.data, false)?;
             started = std::time::Instant::now();
         }
         Ok(Ok((chunks, size)))
@@ -520,28 +528,37 @@ impl Walker {
         })?;
         let blob = tree.encode();
         let id = self.dedup.chunk_id(&blob);
-        self.push(id, blob)?;
+        self.push(id, blob, true)?;
         Ok(id)
     }
 
-    fn push(&mut self, id: ChunkId, data: Vec<u8>) -> Result<(), Stopped> {
+    /// Queues a file chunk or a tree for the uploader; a full batch is sent.
+    fn push(&mut self, id: ChunkId, blob: Vec<u8>, tree: bool) -> Result<(), Stopped> {
         if !self.refs.insert(id) {
             return Ok(());
         }
-        self.batch_bytes += data.len();
-        self.batch.push((id, data));
-        if self.batch.len() >= BATCH_CHUNKS || self.batch_bytes >= BATCH_BYTES {
-            self.flush()?;
+        let (batch, bytes) = if tree { &mut self.tree_blobs } else { &mut self.data };
+        *bytes += blob.len();
+        batch.push((id, blob));
+        if batch.len() >= BATCH_CHUNKS || *bytes >= BATCH_BYTES {
+            self.send(tree)?;
         }
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<(), Stopped> {
-        if self.batch.is_empty() {
+    fn send(&mut self, tree: bool) -> Result<(), Stopped> {
+        let (batch, _) = std::mem::take(if tree { &mut self.tree_blobs } else { &mut self.data });
+        if batch.is_empty() {
             return Ok(());
         }
-        self.batch_bytes = 0;
+        let batch = if tree { Batch::Trees(batch) } else { Batch::Data(batch) };
         let tx = self.tx.as_ref().ok_or(Stopped)?;
-        tx.blocking_send(std::mem::take(&mut self.batch)).map_err(|_| Stopped)
+        tx.blocking_send(batch).map_err(|_| Stopped)
+    }
+
+    /// Sends what is queued.
+    fn flush(&mut self) -> Result<(), Stopped> {
+        self.send(false)?;
+        self.send(true)
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! [`Uploader::add`] takes plaintext chunks with their ids, skips those already stored (one
 //! dedup lookup per batch) or already seen in this run, seals the rest on the blocking pool
-//! and appends them to a ~16 MiB pack. Full packs go to a background task that erasure-codes
+//! and appends them to a ~16 MiB pack. Trees ([`Uploader::add_trees`]) fill packs of their
+//! own, as restic's do: a later backup, `ls` or restore reads a snapshot's trees from one or
+//! a few packs instead of one pack per folder. Full packs go to a background task that erasure-codes
 //! them and uploads their shards to distinct hosts, up to [`PACKS_IN_FLIGHT`] at once,
 //! re-placing shards whose host fails. A pack is committed only once all its shards are
 //! durable; [`Uploader::finish`] flushes the last pack and waits for every commit.
@@ -93,6 +95,8 @@ pub struct Uploader {
     relocate: bool,
     seen: HashSet<ChunkId>,
     builder: PackBuilder,
+    /// The pack trees go to.
+    trees: PackBuilder,
     buffers: PackBuffers,
     tx: Option<mpsc::Sender<PackJob>>,
     task: Option<JoinHandle<Result<Vec<PackDone>, ClientError>>>,
@@ -148,6 +152,7 @@ impl Uploader {
             relocate,
             seen: HashSet::new(),
             builder: PackBuilder::new(),
+            trees: PackBuilder::new(),
             buffers,
             tx: Some(tx),
             task: Some(task),
@@ -157,6 +162,15 @@ impl Uploader {
 
     /// Stores the chunks that are not stored yet. Returns the plaintext bytes that were new.
     pub async fn add(&mut self, chunks: Vec<(ChunkId, Vec<u8>)>) -> Result<u64, ClientError> {
+        self.add_to(chunks, false).await
+    }
+
+    /// [`Self::add`] for encoded trees, which go to tree packs.
+    pub async fn add_trees(&mut self, trees: Vec<(ChunkId, Vec<u8>)>) -> Result<u64, ClientError> {
+        self.add_to(trees, true).await
+    }
+
+    async fn add_to(&mut self, chunks: Vec<(ChunkId, Vec<u8>)>, trees: bool) -> Result<u64, ClientError> {
         let ids: Vec<ChunkId> = chunks.iter().map(|(id, _)| *id).filter(|id| !self.seen.contains(id)).collect();
         let known: HashSet<ChunkId> = if ids.is_empty() || self.relocate {
             HashSet::new()
@@ -174,7 +188,7 @@ impl Uploader {
         // Chunks are sealed straight into the pack being filled, on the blocking pool.
         let key = self.key.clone();
         let buffers = self.buffers.clone();
-        let mut builder = std::mem::take(&mut self.builder);
+        let mut builder = std::mem::take(if trees { &mut self.trees } else { &mut self.builder });
         let (builder, full) = tokio::task::spawn_blocking(move || {
             stats::time(Stage::Seal, new_bytes, || {
                 let mut full = Vec::new();
@@ -190,7 +204,7 @@ impl Uploader {
         })
         .await
         .map_err(|e| ClientError::Invalid(format!("sealing failed: {e}")))?;
-        self.builder = builder;
+        *(if trees { &mut self.trees } else { &mut self.builder }) = builder;
         for pack in full {
             self.send_pack(pack).await?;
         }
@@ -225,9 +239,10 @@ impl Uploader {
 
     /// Uploads the last partial pack and waits until every pack is committed.
     pub async fn finish(mut self) -> Result<UploadStats, ClientError> {
-        if !self.builder.is_empty() {
-            let last = std::mem::take(&mut self.builder).finish();
-            self.send_pack(last).await?;
+        for last in [std::mem::take(&mut self.builder), std::mem::take(&mut self.trees)] {
+            if !last.is_empty() {
+                self.send_pack(last.finish()).await?;
+            }
         }
         let done = self.wait().await?;
         let mut stats = std::mem::take(&mut self.stats);
