@@ -579,6 +579,9 @@ impl Bar {
 }
 
 impl Progress for Bar {
+    fn wants_total(&self) -> bool {
+        !self.0.is_hidden()
+    }
     fn start(&self, total: u64) {
         self.0.set_length(total);
     }

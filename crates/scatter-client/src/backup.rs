@@ -176,7 +176,7 @@ pub async fn backup(
     }
 
     // Size the job for the progress bar on a thread of its own.
-    {
+    if progress.wants_total() {
         let (roots, filter, progress) = (roots.clone(), filter.clone(), progress.clone());
         std::thread::spawn(move || progress.start(scan_size(&roots, &filter)));
     }
