@@ -358,8 +358,9 @@ impl Walker {
             let path = dir.join(&name);
             let prev = parent_tree.as_ref().and_then(|t| t.get(name.as_bytes()).cloned());
             if below.contains(&path) {
-                let dev = std::fs::symlink_metadata(&path).map(|m| m.dev()).unwrap_or(0);
-                if let Some(node) = self.entry(&path, name.as_bytes(), prev, dev)? {
+                let meta = std::fs::symlink_metadata(&path);
+                let dev = meta.as_ref().map(|m| m.dev()).unwrap_or(0);
+                if let Some(node) = self.entry(&path, meta, name.as_bytes(), prev, dev)? {
                     nodes.push(node);
                 }
             } else {
@@ -389,9 +390,17 @@ impl Walker {
         }
     }
 
-    /// One entry; `None` when it is excluded, unsupported or unreadable (then noted).
-    fn entry(&mut self, path: &Path, name: &[u8], prev: Option<Node>, root_dev: u64) -> Result<Option<Node>, Stopped> {
-        let meta = match std::fs::symlink_metadata(path) {
+    /// One entry, with its metadata (not following a symlink); `None` when it is excluded,
+    /// unsupported or unreadable (then noted).
+    fn entry(
+        &mut self,
+        path: &Path,
+        meta: std::io::Result<std::fs::Metadata>,
+        name: &[u8],
+        prev: Option<Node>,
+        root_dev: u64,
+    ) -> Result<Option<Node>, Stopped> {
+        let meta = match meta {
             Ok(m) => m,
             Err(e) => {
                 self.errors.push((path.to_owned(), e.to_string()));
@@ -472,7 +481,8 @@ impl Walker {
         for e in entries {
             let name = e.file_name();
             let prev = parent_tree.as_ref().and_then(|t| t.get(name.as_bytes()).cloned());
-            if let Some(node) = self.entry(&e.path(), name.as_bytes(), prev, root_dev)? {
+            // Relative to the open folder: no walk of the whole path per file.
+            if let Some(node) = self.entry(&e.path(), e.metadata(), name.as_bytes(), prev, root_dev)? {
                 nodes.push(node);
             }
         }
