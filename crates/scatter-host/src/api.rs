@@ -19,8 +19,7 @@ use scatter_proto::{GrantError, Op, SignedGrant};
 use crate::store::ShardError;
 use crate::Shared;
 
-/// Largest shard a host accepts.
-pub const MAX_SHARD: u64 = 64 << 20;
+pub use scatter_proto::api::MAX_SHARD;
 /// Transfers served at once; bounds the memory that shards in flight take.
 pub(crate) const CONCURRENT_TRANSFERS: usize = 8;
 
@@ -130,7 +129,7 @@ async fn proof(
 ) -> Result<Vec<u8>, Refusal> {
     let id = shard_id(&raw)?;
     check_grant(&sh, &headers, &id, Op::Get)?;
-    let _permit = sh.uploads.acquire().await.map_err(|_| Refusal::Bad("the host is shutting down".into()))?;
+    let _transfer = sh.transfer().await.ok_or_else(|| Refusal::Bad("the host is shutting down".into()))?;
     let store = sh.store.clone();
     let data = blocking(move || store.read(&id, None)).await?;
     tokio::task::spawn_blocking(move || scatter_core::audit::prove(&data, q.start, q.len))
@@ -200,7 +199,7 @@ fn admit(sh: &Shared, raw: &str, headers: &HeaderMap) -> Result<Option<(ShardId,
 
 /// Receives an admitted upload; nothing is visible unless all of it arrived and hashes to `id`.
 async fn receive(sh: &Shared, id: ShardId, declared: u64, body: Body) -> Result<StatusCode, Refusal> {
-    let _permit = sh.uploads.acquire().await.map_err(|_| Refusal::Bad("the host is shutting down".into()))?;
+    let _transfer = sh.transfer().await.ok_or_else(|| Refusal::Bad("the host is shutting down".into()))?;
     let cut_short =
         || Refusal::Bad("the upload was cut short or is larger than its Content-Length; nothing was stored".into());
     // Collected straight into an aligned buffer, the one copy before the disk.
@@ -237,7 +236,7 @@ async fn read(State(sh): State<Arc<Shared>>, Path(raw): Path<String>, headers: H
     let id = shard_id(&raw)?;
     check_grant(&sh, &headers, &id, Op::Get)?;
     let range = parse_range(&headers)?;
-    let _permit = sh.uploads.acquire().await.map_err(|_| Refusal::Bad("the host is shutting down".into()))?;
+    let _transfer = sh.transfer().await.ok_or_else(|| Refusal::Bad("the host is shutting down".into()))?;
     let store = sh.store.clone();
     let partial = range.is_some();
     let bytes = blocking(move || store.read(&id, range)).await?;

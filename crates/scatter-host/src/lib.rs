@@ -96,13 +96,43 @@ pub(crate) struct Shared {
     pub id: HostId,
     pub coordinator_key: VerifyingKey,
     pub store: Arc<DiskStore>,
-    pub uploads: tokio::sync::Semaphore,
+    /// Shard transfers running at once: taken through [`Shared::transfer`].
+    uploads: tokio::sync::Semaphore,
     pub request_times: scatter_proto::metrics::RequestTimes,
     /// Grant refusals since the last heartbeat: how many, and the first few.
     pub refusals: std::sync::Mutex<(u64, Vec<String>)>,
+    /// When the process started, and milliseconds after that when a transfer last ended.
+    started: std::time::Instant,
+    last_transfer_ms: std::sync::atomic::AtomicU64,
+}
+
+/// A shard transfer under way: holds one of the [`api::CONCURRENT_TRANSFERS`] slots, and
+/// notes when it ended.
+pub(crate) struct Transfer<'a> {
+    shared: &'a Shared,
+    _slot: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl Drop for Transfer<'_> {
+    fn drop(&mut self) {
+        let now = self.shared.started.elapsed().as_millis() as u64;
+        self.shared.last_transfer_ms.store(now, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Shared {
+    /// Waits for a transfer slot; `None` when the host is shutting down.
+    pub async fn transfer(&self) -> Option<Transfer<'_>> {
+        let slot = self.uploads.acquire().await.ok()?;
+        Some(Transfer { shared: self, _slot: slot })
+    }
+
+    /// Whether shards are being transferred, or were within the last `quiet`.
+    fn busy(&self, quiet: Duration) -> bool {
+        let last = Duration::from_millis(self.last_transfer_ms.load(std::sync::atomic::Ordering::Relaxed));
+        self.uploads.available_permits() < api::CONCURRENT_TRANSFERS || self.started.elapsed() < last + quiet
+    }
+
     /// Notes a refused grant for the coordinator's audit trail.
     pub fn refused(&self, what: String) {
         let mut r = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
@@ -220,6 +250,13 @@ async fn certify(
 const BEATS_PER_INVENTORY: u32 = 5;
 /// Shard bytes re-hashed per inventory round by the scrubber.
 const SCRUB_BYTES_PER_ROUND: u64 = 256 << 20;
+/// The same while shards are being transferred: the scrub gives way to users. A 1 GiB
+/// restore from a local 6-host grid read 1.6 GiB from the disk, 0.6 GiB of it scrubbing,
+/// and the disk was the limit. A little is still scrubbed, so a host that is always busy
+/// still checks its disk.
+const SCRUB_BYTES_WHILE_BUSY: u64 = 16 << 20;
+/// How long after its last transfer a host still counts as busy.
+const QUIET: Duration = Duration::from_secs(2);
 
 /// Heartbeats, every `config.heartbeat`. They run apart from the scrub and inventory (see
 /// [`inventories`]): a scrub reads hundreds of MiB, and on a busy disk that took long enough
@@ -270,27 +307,9 @@ async fn report_inventory(
     http: &reqwest::Client,
     scrub_from: usize,
 ) -> usize {
-    let store = shared.store.clone();
+    let sh = shared.clone();
     let scanned = tokio::task::spawn_blocking(move || {
-        let mut inv = store.inventory()?;
-        inv.sort_by_key(|(id, _)| *id);
-        let mut next = scrub_from;
-        let mut budget = SCRUB_BYTES_PER_ROUND;
-        let mut bad = Vec::new();
-        while budget > 0 && !inv.is_empty() {
-            let (id, _) = inv[next % inv.len()];
-            if !store.scrub(&id) {
-                tracing::warn!(shard = %id, "scrub found a corrupt shard; quarantined, the grid will repair it");
-                bad.push(id);
-            }
-            budget = budget.saturating_sub(store.shard_len(&id).unwrap_or(1 << 20).max(1));
-            next += 1;
-            if next - scrub_from >= inv.len() {
-                break;
-            }
-        }
-        inv.retain(|(id, _)| !bad.contains(id));
-        Ok::<_, std::io::Error>((inv, next))
+        sh.store.scrub_round(scrub_from, || if sh.busy(QUIET) { SCRUB_BYTES_WHILE_BUSY } else { SCRUB_BYTES_PER_ROUND })
     })
     .await;
     let (shards, next) = match scanned {
@@ -365,6 +384,8 @@ pub async fn run(
         uploads: tokio::sync::Semaphore::new(api::CONCURRENT_TRANSFERS),
         request_times: Default::default(),
         refusals: Default::default(),
+        started: std::time::Instant::now(),
+        last_transfer_ms: Default::default(),
     });
     tracing::info!(host = %shared.id, %address, used = shared.store.used(), "host serving");
     write_private(&config.data_dir.join("url"), format!("{address}\n").as_bytes())?;

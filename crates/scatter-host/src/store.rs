@@ -165,6 +165,29 @@ impl DiskStore {
         !matches!(self.read(id, None), Err(ShardError::Corrupt(_)))
     }
 
+    /// One round of the scrub, from the `from`-th shard (in id order, wrapping around): re-hashes
+    /// shards until `budget()` bytes were read (asked again before each shard, so a round can
+    /// be cut short when transfers start) or every shard was read once. Bad shards are
+    /// quarantined. Returns the inventory without them, and where the next round starts.
+    pub fn scrub_round(&self, from: usize, budget: impl Fn() -> u64) -> std::io::Result<(Vec<(ShardId, u64)>, usize)> {
+        let mut inv = self.inventory()?;
+        inv.sort_by_key(|(id, _)| *id);
+        let mut next = from;
+        let mut scrubbed = 0u64;
+        let mut bad = Vec::new();
+        while next - from < inv.len() && scrubbed < budget() {
+            let (id, _) = inv[next % inv.len()];
+            if !self.scrub(&id) {
+                tracing::warn!(shard = %id, "scrub found a corrupt shard; quarantined, the grid will repair it");
+                bad.push(id);
+            }
+            scrubbed += self.shard_len(&id).unwrap_or(1 << 20).max(1);
+            next += 1;
+        }
+        inv.retain(|(id, _)| !bad.contains(id));
+        Ok((inv, next))
+    }
+
     /// The size of a stored shard.
     pub fn shard_len(&self, id: &ShardId) -> Option<u64> {
         std::fs::metadata(self.path(id)).ok().map(|m| m.len())
@@ -356,5 +379,34 @@ mod tests {
         std::fs::remove_dir(&fan).expect("remove the empty folder");
         assert_eq!(put(&s, b"first").expect("put"), id);
         assert_eq!(s.read(&id, None).expect("read"), &b"first"[..]);
+    }
+
+    #[test]
+    fn a_scrub_round_stops_at_its_budget_and_finds_corruption() {
+        let (_d, s) = store(1 << 20);
+        let ids: Vec<ShardId> = (0..8u8).map(|i| put(&s, &[i; 1000]).expect("put")).collect();
+        let (inv, next) = s.scrub_round(0, || 3000).expect("round");
+        assert_eq!((inv.len(), next), (8, 3), "three shards of 1000 bytes fill a 3000-byte budget");
+
+        // The budget is asked before each shard: a round is cut short when it shrinks.
+        let asked = std::cell::Cell::new(0);
+        let shrinking = || {
+            asked.set(asked.get() + 1);
+            if asked.get() <= 2 {
+                u64::MAX
+            } else {
+                0
+            }
+        };
+        assert_eq!(s.scrub_round(3, shrinking).expect("round").1, 5);
+
+        // A whole pass reads every shard once, whatever the budget, and drops a bad one.
+        let mut sorted = ids.clone();
+        sorted.sort();
+        s.corrupt_for_test(&sorted[6]).expect("corrupt");
+        let (inv, next) = s.scrub_round(5, || u64::MAX).expect("round");
+        assert_eq!(next, 13, "one pass, wrapping around");
+        assert_eq!(inv.len(), 7);
+        assert!(!inv.iter().any(|(id, _)| *id == sorted[6]) && !s.contains(&sorted[6]), "quarantined");
     }
 }
