@@ -10,10 +10,15 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use scatter_core::ShardId;
-use scatter_proto::api::{ErrorBody, GRANT_HEADER};
+use scatter_proto::api::{ErrorBody, GRANT_HEADER, MAX_SHARD};
 use scatter_proto::SignedGrant;
 
+use crate::buffers::BufferPool;
 use crate::coordinator::root_cause;
+
+/// Downloaded shards kept for reuse: about the most a restore holds at once (a few runs of k
+/// pieces ahead, and rebuilds). Freshly allocated, every downloaded byte was a page fault.
+const DOWNLOAD_BUFFERS: usize = 16;
 
 /// Why a shard transfer failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -34,6 +39,7 @@ pub enum TransferError {
 #[derive(Clone)]
 pub struct Hosts {
     http: reqwest::Client,
+    buffers: BufferPool,
     upload: Option<Arc<Limiter>>,
     download: Option<Arc<Limiter>>,
 }
@@ -72,7 +78,7 @@ impl Hosts {
             .pool_max_idle_per_host(8)
             .build()
             .map_err(|e| crate::ClientError::Invalid(format!("HTTP client setup failed: {e}")))?;
-        Ok(Self { http, upload: None, download: None })
+        Ok(Self { http, buffers: BufferPool::new(DOWNLOAD_BUFFERS), upload: None, download: None })
     }
 
     /// Caps upload and download rates (bytes per second) across all hosts.
@@ -126,7 +132,7 @@ impl Hosts {
         if !resp.status().is_success() {
             return Err(refusal(resp).await);
         }
-        let body = resp.bytes().await.map_err(|e| TransferError::Unreachable(root_cause(&e)))?;
+        let body = self.receive(resp, range.as_ref().map(|r| r.end - r.start)).await?;
         if let Some(l) = &self.download {
             l.take(body.len()).await;
         }
@@ -139,6 +145,22 @@ impl Hosts {
             }
             _ => Ok(body),
         }
+    }
+}
+
+impl Hosts {
+    /// A response body of `expected` bytes (when known) into a pooled buffer. More than that,
+    /// or than a shard can be, is refused before it is all read.
+    async fn receive(&self, mut resp: reqwest::Response, expected: Option<u64>) -> Result<Bytes, TransferError> {
+        let limit = expected.unwrap_or(MAX_SHARD).min(MAX_SHARD);
+        let mut buf = self.buffers.take(resp.content_length().unwrap_or(0).min(limit) as usize);
+        while let Some(piece) = resp.chunk().await.map_err(|e| TransferError::Unreachable(root_cause(&e)))? {
+            if (buf.len() + piece.len()) as u64 > limit {
+                return Err(TransferError::Refused(format!("sent more than the {limit} bytes asked for")));
+            }
+            buf.extend_from_slice(&piece);
+        }
+        Ok(self.buffers.share(buf))
     }
 }
 

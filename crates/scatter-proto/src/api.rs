@@ -16,6 +16,9 @@ pub const GRANT_HEADER: &str = "scatter-grant";
 /// the client waits and asks again.
 pub const HOSTS_LATE: &str = "hosts_late";
 
+/// Largest shard a host accepts, and so the most bytes a client takes from one shard read.
+pub const MAX_SHARD: u64 = 64 << 20;
+
 /// Every error reply, from coordinator and hosts alike.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorBody {
