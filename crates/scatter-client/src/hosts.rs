@@ -146,9 +146,7 @@ impl Hosts {
             _ => Ok(body),
         }
     }
-}
 
-impl Hosts {
     /// A response body of `expected` bytes (when known) into a pooled buffer. More than that,
     /// or than a shard can be, is refused before it is all read.
     async fn receive(&self, mut resp: reqwest::Response, expected: Option<u64>) -> Result<Bytes, TransferError> {

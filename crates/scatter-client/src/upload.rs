@@ -4,10 +4,10 @@
 //! dedup lookup per batch) or already seen in this run, seals the rest on the blocking pool
 //! and appends them to a ~16 MiB pack. Trees ([`Uploader::add_trees`]) fill packs of their
 //! own, as restic's do: a later backup, `ls` or restore reads a snapshot's trees from one or
-//! a few packs instead of one pack per folder. Full packs go to a background task that erasure-codes
-//! them and uploads their shards to distinct hosts, up to [`PACKS_IN_FLIGHT`] at once,
-//! re-placing shards whose host fails. A pack is committed only once all its shards are
-//! durable; [`Uploader::finish`] flushes the last pack and waits for every commit.
+//! a few packs instead of one pack per folder. Full packs go to a background task that
+//! erasure-codes them and uploads their shards to distinct hosts, up to [`PACKS_IN_FLIGHT`]
+//! at once, re-placing shards whose host fails. A pack is committed only once all its shards
+//! are durable; [`Uploader::finish`] flushes the last packs and waits for every commit.
 
 use std::collections::HashSet;
 use std::sync::Arc;
