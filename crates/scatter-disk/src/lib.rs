@@ -214,6 +214,47 @@ impl DirectFile {
     }
 }
 
+/// Reads bytes `range` of a file around the page cache where the file system allows it: the
+/// blocks that hold them, not the whole file. A range past the end of the file (or one that
+/// ends before it starts) is an error of kind `UnexpectedEof`.
+pub fn read_range(path: &Path, range: std::ops::Range<u64>) -> io::Result<Bytes> {
+    use std::os::unix::fs::FileExt;
+    let (file, mut direct) = open(path, std::fs::OpenOptions::new().read(true))?;
+    let len = file.metadata()?.len();
+    if range.start > range.end || range.end > len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("bytes {}..{} are not in {} ({len} bytes)", range.start, range.end, path.display()),
+        ));
+    }
+    let first = range.start - range.start % ALIGN as u64;
+    let want = round_up((range.end - first) as usize);
+    let mut buf = AlignedBuf::with_limit(want);
+    let window = buf.padded_to(want);
+    let mut got = 0;
+    while got < want {
+        match file.read_at(&mut window[got..], first + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if direct && got == 0 && refused_direct(&e) => {
+                go_buffered(&file)?;
+                direct = false;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let end = (range.end - first) as usize;
+    if got < end {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("{} shrank while it was read", path.display()),
+        ));
+    }
+    buf.unpad(end);
+    Ok(buf.into_bytes().slice((range.start - first) as usize..))
+}
+
 /// Reads a whole file around the page cache where the file system allows it.
 pub fn read(path: &Path) -> io::Result<Bytes> {
     let (mut file, mut direct) = open(path, std::fs::OpenOptions::new().read(true))?;
@@ -308,6 +349,27 @@ mod tests {
             }
             f.finish().expect("finish");
             assert_eq!(std::fs::read(&path).expect("read"), data, "{len} bytes in blocks");
+        }
+    }
+
+    #[test]
+    fn ranges_read_only_their_bytes() {
+        for dir in [tempfile::tempdir().expect("tempdir")]
+            .into_iter()
+            .chain(Path::new("/dev/shm").is_dir().then(|| tempfile::tempdir_in("/dev/shm").expect("tempdir")))
+        {
+            let data = pattern(3 * ALIGN + 100);
+            let path = dir.path().join("f");
+            std::fs::write(&path, &data).expect("write");
+            let n = data.len() as u64;
+            for (a, b) in [(0, 0), (0, 1), (1, 2), (ALIGN as u64 - 1, ALIGN as u64 + 1), (5000, n), (0, n), (n, n)] {
+                let got = read_range(&path, a..b).expect("in range");
+                assert_eq!(&got[..], &data[a as usize..b as usize], "{a}..{b}");
+            }
+            for (a, b) in [(0, n + 1), (n + 1, n + 2), (10, 5)] {
+                let err = read_range(&path, a..b).expect_err("out of range");
+                assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{a}..{b}");
+            }
         }
     }
 

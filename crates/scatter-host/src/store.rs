@@ -232,26 +232,37 @@ impl DiskStore {
         Ok(())
     }
 
-    /// Reads `range` of a shard (all of it when `None`) after checking the whole file's hash.
-    /// The file is read whole, once, into one buffer (shards are at most 64 MiB); a range is
-    /// a view of it, not a copy.
+    /// Reads a whole shard (`range` `None`) after checking its hash, or `range` of it.
+    ///
+    /// A range is read alone (its disk blocks, not the file) and not hashed here: its reader
+    /// authenticates every chunk in it (AES-GCM tag and keyed chunk id), and one that fails
+    /// falls back to whole-shard reads, which are checked here and quarantine a bad shard
+    /// (and scrubs check every shard in turn). Reading and hashing the whole shard for every
+    /// range made each small ranged read cost a 4 MiB read: a 10,000-file restore after an
+    /// incremental backup read about 1 GiB to restore 320 MiB.
     pub fn read(&self, id: &ShardId, range: Option<Range<u64>>) -> Result<Bytes, ShardError> {
         let path = self.path(id);
-        let data = match scatter_disk::read(&path) {
-            Ok(d) => d,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ShardError::NotFound(*id)),
-            Err(e) => return Err(e.into()),
+        let not_found = |e: std::io::Error| match e.kind() {
+            std::io::ErrorKind::NotFound => ShardError::NotFound(*id),
+            _ => e.into(),
         };
+        if let Some(r) = range {
+            return scatter_disk::read_range(&path, r.clone()).map_err(|e| match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => ShardError::BadRange {
+                    shard: *id,
+                    start: r.start,
+                    end: r.end,
+                    len: self.shard_len(id).unwrap_or(0),
+                },
+                _ => not_found(e),
+            });
+        }
+        let data = scatter_disk::read(&path).map_err(not_found)?;
         if blake3::hash(&data).as_bytes() != id.as_bytes() {
             self.quarantine(id, &path, data.len() as u64);
             return Err(ShardError::Corrupt(*id));
         }
-        let len = data.len() as u64;
-        let range = range.unwrap_or(0..len);
-        if range.start > range.end || range.end > len {
-            return Err(ShardError::BadRange { shard: *id, start: range.start, end: range.end, len });
-        }
-        Ok(data.slice(range.start as usize..range.end as usize))
+        Ok(data)
     }
 
     fn quarantine(&self, id: &ShardId, path: &Path, len: u64) {
@@ -340,6 +351,7 @@ mod tests {
         assert!(s.delete(&id).expect("delete"));
         assert_eq!(s.used(), 0);
         assert!(matches!(s.read(&id, None), Err(ShardError::NotFound(_))));
+        assert!(matches!(s.read(&id, Some(0..1)), Err(ShardError::NotFound(_))));
     }
 
     #[test]
@@ -356,7 +368,9 @@ mod tests {
         let (d, s) = store(1 << 20);
         let id = put(&s, b"precious").expect("put");
         s.corrupt_for_test(&id).expect("corrupt");
-        assert!(matches!(s.read(&id, Some(0..2)), Err(ShardError::Corrupt(_))));
+        // A range is handed out as it is on disk: its reader authenticates it.
+        assert_eq!(s.read(&id, Some(0..8)).expect("range").len(), 8);
+        assert!(matches!(s.read(&id, None), Err(ShardError::Corrupt(_))));
         assert!(!s.contains(&id));
         assert_eq!(std::fs::read_dir(d.path().join("quarantine")).expect("q").count(), 1);
     }
