@@ -231,8 +231,11 @@ pub fn read_range(path: &Path, range: std::ops::Range<u64>) -> io::Result<Bytes>
     let want = round_up((range.end - first) as usize);
     let mut buf = AlignedBuf::with_limit(want);
     let window = buf.padded_to(want);
+    let end = (range.end - first) as usize;
     let mut got = 0;
-    while got < want {
+    // Until the range is in: a read that stops at the end of the file is done, and a further
+    // direct read from its unaligned end is refused by some file systems.
+    while got < end {
         match file.read_at(&mut window[got..], first + got as u64) {
             Ok(0) => break,
             Ok(n) => got += n,
@@ -244,7 +247,6 @@ pub fn read_range(path: &Path, range: std::ops::Range<u64>) -> io::Result<Bytes>
             Err(e) => return Err(e),
         }
     }
-    let end = (range.end - first) as usize;
     if got < end {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
