@@ -15,7 +15,7 @@
 
 use bytes::Bytes;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::Path;
 
 /// The alignment direct I/O is done with: 4 KiB covers the logical block size of every
@@ -214,11 +214,30 @@ impl DirectFile {
     }
 }
 
+/// Reads from `offset` into `window` until `until` bytes are in or the file ends, and returns
+/// how many were read. Direct I/O is turned off if the file system refuses the first read.
+fn read_at_least(file: &File, direct: &mut bool, window: &mut [u8], offset: u64, until: usize) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut got = 0;
+    while got < until {
+        match file.read_at(&mut window[got..], offset + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if *direct && got == 0 && refused_direct(&e) => {
+                go_buffered(file)?;
+                *direct = false;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
 /// Reads bytes `range` of a file around the page cache where the file system allows it: the
 /// blocks that hold them, not the whole file. A range past the end of the file (or one that
 /// ends before it starts) is an error of kind `UnexpectedEof`.
 pub fn read_range(path: &Path, range: std::ops::Range<u64>) -> io::Result<Bytes> {
-    use std::os::unix::fs::FileExt;
     let (file, mut direct) = open(path, std::fs::OpenOptions::new().read(true))?;
     let len = file.metadata()?.len();
     if range.start > range.end || range.end > len {
@@ -232,21 +251,9 @@ pub fn read_range(path: &Path, range: std::ops::Range<u64>) -> io::Result<Bytes>
     let mut buf = AlignedBuf::with_limit(want);
     let window = buf.padded_to(want);
     let end = (range.end - first) as usize;
-    let mut got = 0;
-    // Until the range is in: a read that stops at the end of the file is done, and a further
-    // direct read from its unaligned end is refused by some file systems.
-    while got < end {
-        match file.read_at(&mut window[got..], first + got as u64) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if direct && got == 0 && refused_direct(&e) => {
-                go_buffered(&file)?;
-                direct = false;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
+    // Only until the range is in: a further direct read from the unaligned end of the file
+    // may be refused by some file systems.
+    let got = read_at_least(&file, &mut direct, window, first, end)?;
     if got < end {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
@@ -259,27 +266,13 @@ pub fn read_range(path: &Path, range: std::ops::Range<u64>) -> io::Result<Bytes>
 
 /// Reads a whole file around the page cache where the file system allows it.
 pub fn read(path: &Path) -> io::Result<Bytes> {
-    let (mut file, mut direct) = open(path, std::fs::OpenOptions::new().read(true))?;
+    let (file, mut direct) = open(path, std::fs::OpenOptions::new().read(true))?;
     let len = usize::try_from(file.metadata()?.len()).map_err(io::Error::other)?;
     let mut buf = AlignedBuf::with_limit(len);
     // Reads a block past the end too, so a file that grew since the stat is noticed.
     let want = buf.padded_to(round_up(len) + ALIGN);
-    let mut got = 0;
-    loop {
-        match file.read(&mut want[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if direct && got == 0 && refused_direct(&e) => {
-                go_buffered(&file)?;
-                direct = false;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-        if got == want.len() {
-            break;
-        }
-    }
+    let until = want.len();
+    let got = read_at_least(&file, &mut direct, want, 0, until)?;
     if got != len {
         return Err(io::Error::other(format!(
             "{} changed while it was read ({len} bytes when opened, {got} read)",
