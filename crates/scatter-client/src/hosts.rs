@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use scatter_core::ShardId;
-use scatter_proto::api::{ErrorBody, GRANT_HEADER, MAX_SHARD};
-use scatter_proto::SignedGrant;
+use scatter_proto::api::{ErrorBody, StoredResponse, GRANT_HEADER, MAX_SHARD};
+use scatter_proto::{SignedGrant, SignedReceipt};
 
 use crate::buffers::BufferPool;
 use crate::coordinator::root_cause;
@@ -19,6 +19,8 @@ use crate::coordinator::root_cause;
 /// Downloaded shards kept for reuse: about the most a restore holds at once (a few runs of k
 /// pieces ahead, and rebuilds). Freshly allocated, every downloaded byte was a page fault.
 const DOWNLOAD_BUFFERS: usize = 16;
+/// Largest answer to a shard upload read (a receipt is about 300 bytes).
+const MAX_RECEIPT_REPLY: u64 = 4096;
 
 /// Why a shard transfer failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -88,14 +90,14 @@ impl Hosts {
         self
     }
 
-    /// Stores a shard.
+    /// Stores a shard; returns the host's receipt for it, which the pack's commit carries.
     pub async fn put(
         &self,
         address: &str,
         id: &ShardId,
         grant: &SignedGrant,
         data: Bytes,
-    ) -> Result<(), TransferError> {
+    ) -> Result<SignedReceipt, TransferError> {
         if let Some(l) = &self.upload {
             l.take(data.len()).await;
         }
@@ -107,10 +109,13 @@ impl Hosts {
             .send()
             .await
             .map_err(|e| TransferError::Unreachable(root_cause(&e)))?;
-        if resp.status().is_success() {
-            return Ok(());
+        if !resp.status().is_success() {
+            return Err(refusal(resp).await);
         }
-        Err(refusal(resp).await)
+        let body = self.receive(resp, Some(MAX_RECEIPT_REPLY)).await?;
+        let stored: StoredResponse = serde_json::from_slice(&body)
+            .map_err(|_| TransferError::Refused("the host stored the shard but sent no readable receipt".into()))?;
+        Ok(stored.receipt)
     }
 
     /// Reads a shard (or a range of it). A full read is checked against the shard's hash.
@@ -147,8 +152,8 @@ impl Hosts {
         }
     }
 
-    /// A response body of `expected` bytes (when known) into a pooled buffer. More than that,
-    /// or than a shard can be, is refused before it is all read.
+    /// A response body of at most `expected` bytes (when known) into a pooled buffer. More
+    /// than that, or than a shard can be, is refused before it is all read.
     async fn receive(&self, mut resp: reqwest::Response, expected: Option<u64>) -> Result<Bytes, TransferError> {
         let limit = expected.unwrap_or(MAX_SHARD).min(MAX_SHARD);
         let mut buf = self.buffers.take(resp.content_length().unwrap_or(0).min(limit) as usize);

@@ -18,6 +18,7 @@ use scatter_core::crypto::SEAL_OVERHEAD;
 use scatter_core::pack::{PackBuilder, PackEntry, PACK_CAPACITY};
 use scatter_core::{ChunkId, HostId, PackId, ShardId};
 use scatter_proto::api::*;
+use scatter_proto::SignedReceipt;
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -327,7 +328,7 @@ async fn store_pack(
     };
 
     let total = layout.total();
-    let mut placed: Vec<Option<HostId>> = vec![None; total];
+    let mut placed: Vec<Option<(HostId, SignedReceipt)>> = vec![None; total];
     let mut failed_hosts: Vec<HostId> = Vec::new();
     let mut errors: Vec<String> = Vec::new();
     let mut replaced = 0;
@@ -339,7 +340,7 @@ async fn store_pack(
         if round > 0 {
             replaced += pending.len();
         }
-        let mut exclude: Vec<HostId> = placed.iter().flatten().copied().collect();
+        let mut exclude: Vec<HostId> = placed.iter().flatten().map(|(h, _)| *h).collect();
         exclude.extend(&failed_hosts);
         let place = PlaceRequest {
             shard_size: layout.shard_size,
@@ -359,7 +360,7 @@ async fn store_pack(
         });
         for (t, res) in futures::future::join_all(uploads).await {
             match res {
-                Ok(()) => placed[t.index as usize] = Some(t.host),
+                Ok(receipt) => placed[t.index as usize] = Some((t.host, receipt)),
                 Err(e) => {
                     tracing::warn!(host = %t.host, shard = t.index, error = %e, "shard upload failed; placing it elsewhere");
                     errors.push(format!("host {} at {}: {e}", t.host, t.address));
@@ -368,10 +369,11 @@ async fn store_pack(
             }
         }
     }
-    let hosts_by_index: Vec<HostId> = placed.iter().flatten().copied().collect();
-    if hosts_by_index.len() != total {
+    let stored: Vec<(HostId, SignedReceipt)> = placed.into_iter().flatten().collect();
+    if stored.len() != total {
         return Err(ClientError::Upload(errors.join("; ")));
     }
+    let hosts_by_index: Vec<HostId> = stored.iter().map(|(h, _)| *h).collect();
     let commit = CommitPackRequest {
         pack: pack_id,
         session,
@@ -379,7 +381,11 @@ async fn store_pack(
         k: r.k,
         m: r.m,
         shard_size: layout.shard_size,
-        shards: (0..total).map(|i| StoredShard { index: i as u8, shard: ids[i], host: hosts_by_index[i] }).collect(),
+        shards: stored
+            .into_iter()
+            .enumerate()
+            .map(|(i, (host, receipt))| StoredShard { index: i as u8, shard: ids[i], host, receipt })
+            .collect(),
         chunks,
         relocate,
     };

@@ -1,22 +1,115 @@
 //! Audits: every checker interval the coordinator asks a few hosts (those audited least
 //! first) for a Bao proof of a random 4 KiB range of a random shard, and checks it against the
 //! shard id in the catalog. A host that lost or altered the data cannot pass. A failed audit
-//! marks the shard lost (repair rebuilds it elsewhere) and counts against the host; enough
-//! failures disqualify it (see [`crate::store::Store::record_audit`]).
+//! marks the shard lost (repair rebuilds it elsewhere) and counts against the host if the
+//! host signed a receipt for it; enough failures disqualify it (see
+//! [`crate::store::Store::record_audit`]).
+//!
+//! Clients report shards that failed them ([`ReportChecks`]); a report marks nothing by
+//! itself. The coordinator reads the shard whole and hashes it, and only a shard its host
+//! cannot serve intact is recorded as a failed audit. A reader that lies gains nothing.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
+use scatter_core::{HostId, PackId, ShardId};
 use scatter_proto::api::GRANT_HEADER;
 use scatter_proto::{Grant, Op};
 
+use crate::store::HostRow;
 use crate::{now, Shared};
 
 /// Hosts audited per pass.
 const AUDITS_PER_PASS: usize = 4;
 /// Bytes proven per audit.
 const RANGE: u64 = 4096;
+
+/// Reported shards being checked: at most [`REPORT_CHECKS`] at once, each (host, shard)
+/// once at a time; reports beyond that are dropped (the audits and the next read find
+/// real damage anyway), so reports cannot make the coordinator read without bound.
+pub(crate) struct ReportChecks {
+    slots: Arc<tokio::sync::Semaphore>,
+    pending: Mutex<HashSet<(HostId, ShardId)>>,
+}
+
+/// Reported shards checked at once.
+const REPORT_CHECKS: usize = 2;
+
+impl Default for ReportChecks {
+    fn default() -> Self {
+        Self { slots: Arc::new(tokio::sync::Semaphore::new(REPORT_CHECKS)), pending: Mutex::new(HashSet::new()) }
+    }
+}
+
+/// Checks, in the background, a shard a client reported bad: shard `index` of `pack` on
+/// `host`, `size` bytes. Returns whether a check was started.
+pub(crate) fn check_report(
+    shared: &Arc<Shared>,
+    host: HostId,
+    pack: PackId,
+    index: u8,
+    shard: ShardId,
+    size: u64,
+) -> bool {
+    let checks = &shared.report_checks;
+    let Ok(slot) = checks.slots.clone().try_acquire_owned() else { return false };
+    if !checks.pending.lock().unwrap_or_else(|p| p.into_inner()).insert((host, shard)) {
+        return false;
+    }
+    let sh = shared.clone();
+    tokio::spawn(async move {
+        let _slot = slot;
+        let verdict = check_whole(&sh, host, &shard, size).await;
+        if let Some(intact) = verdict {
+            if !intact {
+                tracing::warn!(%host, %shard, "a reported shard failed the coordinator's check; it will be rebuilt");
+            }
+            let s2 = sh.clone();
+            let res = tokio::task::spawn_blocking(move || s2.store.record_audit(host, &pack, index, intact)).await;
+            if !matches!(res, Ok(Ok(_))) {
+                tracing::warn!(%host, %shard, "could not record the check of a reported shard");
+            }
+        }
+        sh.report_checks.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&(host, shard));
+    });
+    true
+}
+
+/// Reads a whole shard from its host and hashes it: `Some(true)` intact, `Some(false)` the
+/// host lacks it or serves other bytes, `None` the host could not be asked (offline or
+/// struggling: heartbeats deal with that).
+async fn check_whole(shared: &Arc<Shared>, host: HostId, shard: &ShardId, size: u64) -> Option<bool> {
+    let sh = shared.clone();
+    let hosts = tokio::task::spawn_blocking(move || sh.store.hosts()).await.ok()?.ok()?;
+    let row: &HostRow = hosts.iter().find(|h| h.id == host)?;
+    let grant = Grant { host, shard: *shard, op: Op::Get, max_size: size, expires: now() + 60 }.sign(&shared.signing);
+    let mut resp = shared
+        .http
+        .get(format!("{}/shards/{shard}", row.address))
+        .header(GRANT_HEADER, grant.0)
+        .timeout(Duration::from_secs(120))
+        .send()
+        .await
+        .ok()?;
+    if resp.status().is_server_error() {
+        return None;
+    }
+    if !resp.status().is_success() {
+        return Some(false);
+    }
+    let mut hasher = blake3::Hasher::new();
+    let mut read = 0u64;
+    while let Some(piece) = resp.chunk().await.ok()? {
+        read += piece.len() as u64;
+        if read > size {
+            return Some(false);
+        }
+        hasher.update(&piece);
+    }
+    Some(read == size && hasher.finalize().as_bytes() == shard.as_bytes())
+}
 
 /// Runs one round of audits.
 pub(crate) async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {

@@ -69,7 +69,8 @@ impl From<StoreError> for ApiError {
             StoreError::MissingChunks(_)
             | StoreError::BadReference
             | StoreError::SessionClosed
-            | StoreError::SnapshotExists => ApiError::Conflict(e.to_string()),
+            | StoreError::SnapshotExists
+            | StoreError::ShardTaken(_) => ApiError::Conflict(e.to_string()),
             StoreError::Busy => ApiError::Busy(e.to_string()),
             e => {
                 tracing::error!(error = %e, "catalog error");

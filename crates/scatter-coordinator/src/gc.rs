@@ -38,7 +38,13 @@ async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {
     }
     let sh = shared.clone();
     let hosts = tokio::task::spawn_blocking(move || sh.store.hosts()).await.unwrap_or_else(|_| Ok(Vec::new()))?;
-    for (pack, index, shard, host) in todo {
+    for (pack, index, shard, host, still_needed) in todo {
+        if still_needed {
+            // Another pack places the same shard on this host: forget the row, keep the bytes.
+            let sh = shared.clone();
+            tokio::task::spawn_blocking(move || sh.store.shard_deleted(&pack, index)).await.unwrap_or(Ok(()))?;
+            continue;
+        }
         let Some(h) = hosts.iter().find(|h| h.id == host) else { continue };
         let grant = Grant { host, shard, op: Op::Delete, max_size: 0, expires: now() + 600 }.sign(&shared.signing);
         let res =

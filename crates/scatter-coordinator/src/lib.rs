@@ -84,6 +84,8 @@ pub(crate) struct Shared {
     pub orphan_grace: Duration,
     pub request_times: scatter_proto::metrics::RequestTimes,
     pub reservations: std::sync::Mutex<api::Reservations>,
+    /// Checks of shards clients reported bad.
+    pub report_checks: audit::ReportChecks,
     pub http: reqwest::Client,
     /// The grid CA (none with `--insecure`): signs host certificates.
     pub authority: Option<scatter_net::tls::Authority>,
@@ -201,6 +203,7 @@ pub async fn run(
         orphan_grace: config.orphan_grace,
         request_times: Default::default(),
         reservations: Default::default(),
+        report_checks: Default::default(),
         http: scatter_net::http_client(fingerprint, scatter_net::Peer::Host)
             .timeout(Duration::from_secs(30))
             .build()

@@ -149,6 +149,7 @@ async fn repair(shared: &Arc<Shared>, hosts: &[HostRow], cutoff: u64, pack: &Deg
         }
         let grant = Grant { host: new, shard: *shard, op: Op::Put, max_size: pack.shard_size, expires: now() + 600 }
             .sign(&shared.signing);
+        let grant_hash = scatter_proto::receipt::grant_hash(&grant);
         let resp = shared
             .http
             .put(format!("{}/shards/{shard}", row.address))
@@ -160,12 +161,33 @@ async fn repair(shared: &Arc<Shared>, hosts: &[HostRow], cutoff: u64, pack: &Deg
         if !resp.status().is_success() {
             return Err(format!("host {new} refused a repaired shard ({})", resp.status()));
         }
+        // The shard moves only with the new host's receipt for exactly this upload.
+        let receipt = read_receipt(resp).await?;
+        crate::api::check_receipt(row, &receipt, shard, pack.shard_size, &grant_hash)
+            .map_err(|why| format!("host {new} stored a repaired shard but its receipt is not valid: {why}"))?;
         let (id, index, old) = (pack.id, *index, *old);
-        if blocking(shared, move |s| s.move_shard(&id, index, old, new, now())).await.map_err(|e| e.to_string())? {
+        if blocking(shared, move |s| s.move_shard(&id, index, old, new, &receipt.0, now()))
+            .await
+            .map_err(|e| e.to_string())?
+        {
             repaired += 1;
         }
     }
     Ok(repaired)
+}
+
+/// The receipt in a host's answer to a shard upload, read up to a few KiB.
+async fn read_receipt(mut resp: reqwest::Response) -> Result<scatter_proto::SignedReceipt, String> {
+    let mut body = Vec::new();
+    while let Some(piece) = resp.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + piece.len() > 4096 {
+            return Err("the host's answer to an upload is too long".into());
+        }
+        body.extend_from_slice(&piece);
+    }
+    serde_json::from_slice::<scatter_proto::api::StoredResponse>(&body)
+        .map(|r| r.receipt)
+        .map_err(|_| "the host sent no readable receipt".into())
 }
 
 async fn fetch(shared: &Shared, host: &HostRow, shard: &ShardId, size: u64) -> Result<Vec<u8>, String> {

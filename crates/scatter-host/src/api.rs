@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use futures::StreamExt;
 use scatter_core::ShardId;
 use scatter_disk::AlignedBuf;
-use scatter_proto::api::{ErrorBody, GRANT_HEADER};
+use scatter_proto::api::{ErrorBody, StoredResponse, GRANT_HEADER};
 use scatter_proto::{GrantError, Op, SignedGrant};
 
 use crate::store::ShardError;
@@ -154,17 +154,19 @@ async fn drain(body: Body) {
     .await;
 }
 
+/// Stores a shard and answers with a receipt for it ([`StoredResponse`]). A shard already
+/// here is received and hashed all the same: a receipt is proof that the uploader had the
+/// bytes, so it is never given for a shard id alone.
 async fn store(
     State(sh): State<Arc<Shared>>,
     Path(raw): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> Result<StatusCode, Refusal> {
+) -> Result<(StatusCode, Json<StoredResponse>), Refusal> {
     match admit(&sh, &raw, &headers) {
-        Ok(Some((id, declared))) => receive(&sh, id, declared, body).await,
-        Ok(None) => {
-            drain(body).await;
-            Ok(StatusCode::OK)
+        Ok((id, declared, grant)) => {
+            receive(&sh, id, declared, body).await?;
+            Ok((StatusCode::CREATED, Json(StoredResponse { receipt: sh.receipt(id, declared, grant) })))
         }
         Err(refusal) => {
             drain(body).await;
@@ -174,10 +176,15 @@ async fn store(
 }
 
 /// Checks an upload before a byte of it is read: the id, the grant, the declared size and the
-/// room left. `None`: the shard is already here.
-fn admit(sh: &Shared, raw: &str, headers: &HeaderMap) -> Result<Option<(ShardId, u64)>, Refusal> {
+/// room left. Returns the id, the declared size and the hash of the grant.
+fn admit(sh: &Shared, raw: &str, headers: &HeaderMap) -> Result<(ShardId, u64, [u8; 32]), Refusal> {
     let id = shard_id(raw)?;
     let grant = check_grant(sh, headers, &id, Op::Put)?;
+    let grant_hash = headers
+        .get(GRANT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(|g| scatter_proto::receipt::grant_hash(&SignedGrant(g.to_owned())))
+        .ok_or(Refusal::Grant(GrantError::Malformed))?;
     let limit = grant.max_size.min(MAX_SHARD);
     let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)
@@ -187,18 +194,15 @@ fn admit(sh: &Shared, raw: &str, headers: &HeaderMap) -> Result<Option<(ShardId,
     if declared > limit {
         return Err(Refusal::Bad(format!("the shard is {declared} bytes but the grant allows at most {limit}")));
     }
-    if sh.store.contains(&id) {
-        return Ok(None);
-    }
     let used = sh.store.used();
-    if used + declared > sh.store.capacity() {
+    if !sh.store.contains(&id) && used + declared > sh.store.capacity() {
         return Err(Refusal::Shard(ShardError::Full { need: declared, used, capacity: sh.store.capacity() }));
     }
-    Ok(Some((id, declared)))
+    Ok((id, declared, grant_hash))
 }
 
 /// Receives an admitted upload; nothing is visible unless all of it arrived and hashes to `id`.
-async fn receive(sh: &Shared, id: ShardId, declared: u64, body: Body) -> Result<StatusCode, Refusal> {
+async fn receive(sh: &Shared, id: ShardId, declared: u64, body: Body) -> Result<(), Refusal> {
     let _transfer = sh.transfer().await.ok_or_else(|| Refusal::Bad("the host is shutting down".into()))?;
     let cut_short =
         || Refusal::Bad("the upload was cut short or is larger than its Content-Length; nothing was stored".into());
@@ -214,8 +218,7 @@ async fn receive(sh: &Shared, id: ShardId, declared: u64, body: Body) -> Result<
         return Err(Refusal::Bad("the upload is shorter than its Content-Length; nothing was stored".into()));
     }
     let store = sh.store.clone();
-    blocking(move || store.put(id, data)).await?;
-    Ok(StatusCode::CREATED)
+    blocking(move || store.put(id, data)).await
 }
 
 /// Parses `bytes=START-END` (one range, inclusive end) into a half-open range.

@@ -10,12 +10,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ed25519_dalek::VerifyingKey;
-use scatter_core::{ByteSize, HostId};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use scatter_core::{ByteSize, HostId, ShardId};
 use scatter_proto::api::{
     ErrorBody, HeartbeatRequest, HostCertRequest, HostCertResponse, InventoryRequest, InventoryResponse, JoinRequest,
-    JoinResponse,
+    JoinResponse, ReceiptsRequest,
 };
+use scatter_proto::receipt::{Receipt, SignedReceipt, NO_GRANT};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
@@ -95,6 +96,8 @@ struct Identity {
 pub(crate) struct Shared {
     pub id: HostId,
     pub coordinator_key: VerifyingKey,
+    /// Signs receipts for the shards this host stores (see [`scatter_proto::receipt`]).
+    pub receipt_key: SigningKey,
     pub store: Arc<DiskStore>,
     /// Shard transfers running at once: taken through [`Shared::transfer`].
     uploads: tokio::sync::Semaphore,
@@ -133,6 +136,13 @@ impl Shared {
         self.uploads.available_permits() < api::CONCURRENT_TRANSFERS || self.started.elapsed() < last + quiet
     }
 
+    /// A receipt for `shard` of `size` bytes, durable here, answering the grant hashed to
+    /// `grant` ([`NO_GRANT`] for a backfill).
+    pub fn receipt(&self, shard: ShardId, size: u64, grant: [u8; 32]) -> SignedReceipt {
+        let time = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        Receipt { host: self.id, shard, size, time, grant }.sign(&self.receipt_key)
+    }
+
     /// Notes a refused grant for the coordinator's audit trail.
     pub fn refused(&self, what: String) {
         let mut r = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
@@ -156,12 +166,33 @@ fn read_identity(path: &Path) -> Result<Option<Identity>, HostError> {
     }
 }
 
+/// The host's lasting receipt key (`DIR/receipt.key`, hex seed, mode 0600), made on first
+/// use. Losing it only means receipts signed from then on use a new key, which the next
+/// heartbeat registers; receipts already recorded stay valid.
+fn receipt_key(dir: &Path) -> Result<SigningKey, HostError> {
+    let path = dir.join("receipt.key");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let mut seed = [0u8; 32];
+            hex::decode_to_slice(text.trim(), &mut seed).map_err(|_| HostError::Damaged(path.clone()))?;
+            Ok(SigningKey::from_bytes(&seed))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = SigningKey::generate(&mut rand::rngs::OsRng);
+            write_private(&path, hex::encode(key.to_bytes()).as_bytes())?;
+            Ok(key)
+        }
+        Err(e) => Err(io_err(&path)(e)),
+    }
+}
+
 /// Joins the grid with `token` and saves the identity.
 async fn join(
     config: &Config,
     token: &scatter_net::Token,
     address: &str,
     http: &reqwest::Client,
+    receipt_key: &SigningKey,
 ) -> Result<Identity, HostError> {
     let path = config.data_dir.join("host.json");
     let req = JoinRequest {
@@ -169,6 +200,7 @@ async fn join(
         address: address.to_owned(),
         zone: config.zone.clone(),
         capacity: config.capacity,
+        receipt_key: Some(hex::encode(receipt_key.verifying_key().to_bytes())),
     };
     let url = format!("{}/v1/hosts/join", config.coordinator);
     let mut last = String::new();
@@ -277,6 +309,7 @@ async fn heartbeats(config: Config, shared: Arc<Shared>, secret: String, address
             capacity: config.capacity,
             used: ByteSize(shared.store.used()),
             free: ByteSize(free),
+            receipt_key: Some(hex::encode(shared.receipt_key.verifying_key().to_bytes())),
         };
         match http.post(&url).json(&req).send().await {
             Ok(r) if r.status().is_success() => {}
@@ -327,12 +360,49 @@ async fn report_inventory(
                 if res.lost + res.orphaned > 0 {
                     tracing::info!(lost = res.lost, orphaned = res.orphaned, "inventory reconciled");
                 }
+                if !res.receipts_wanted.is_empty() {
+                    send_receipts(config, shared, secret, http, res.receipts_wanted).await;
+                }
             }
         }
         Ok(r) => tracing::warn!(status = %r.status(), "the coordinator refused the inventory"),
         Err(e) => tracing::debug!(error = %e, "inventory not sent; the coordinator is unreachable"),
     }
     next
+}
+
+/// Signs receipts for the shards the coordinator asks about that this host holds (shards
+/// stored before receipts existed) and sends them. Their bytes are not re-read here: the
+/// scrub re-hashes every shard in turn, and audits check what a receipt claims.
+async fn send_receipts(
+    config: &Config,
+    shared: &Arc<Shared>,
+    secret: &str,
+    http: &reqwest::Client,
+    wanted: Vec<ShardId>,
+) {
+    let sh = shared.clone();
+    let receipts = tokio::task::spawn_blocking(move || {
+        wanted
+            .into_iter()
+            .take(scatter_proto::api::MAX_RECEIPTS)
+            .filter_map(|id| sh.store.shard_len(&id).map(|len| sh.receipt(id, len, NO_GRANT)))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    if receipts.is_empty() {
+        return;
+    }
+    let n = receipts.len();
+    let req = ReceiptsRequest { host_id: shared.id, host_secret: secret.to_owned(), receipts };
+    match http.post(format!("{}/v1/hosts/receipts", config.coordinator)).json(&req).send().await {
+        Ok(r) if r.status().is_success() => {
+            tracing::info!(receipts = n, "receipts sent for shards stored before receipts")
+        }
+        Ok(r) => tracing::warn!(status = %r.status(), "the coordinator refused the receipts"),
+        Err(e) => tracing::debug!(error = %e, "receipts not sent; the coordinator is unreachable"),
+    }
 }
 
 /// Serves the host on `listener` until `shutdown` resolves.
@@ -364,9 +434,10 @@ pub async fn run(
         .timeout(Duration::from_secs(10))
         .build()
         .map_err(|e| HostError::Serve(std::io::Error::other(e)))?;
+    let receipt_key = receipt_key(&config.data_dir)?;
     let identity = match stored {
         Some(id) => id,
-        None => join(&config, &token, &address, &http).await?,
+        None => join(&config, &token, &address, &http, &receipt_key).await?,
     };
     let tls = match fingerprint {
         Some(fp) => Some(certify(&config, &identity, fp, &address, &http).await?),
@@ -380,6 +451,7 @@ pub async fn run(
     let shared = Arc::new(Shared {
         id: identity.host_id,
         coordinator_key,
+        receipt_key,
         store: Arc::new(store),
         uploads: tokio::sync::Semaphore::new(api::CONCURRENT_TRANSFERS),
         request_times: Default::default(),

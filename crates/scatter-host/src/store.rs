@@ -207,7 +207,8 @@ impl DiskStore {
         }
         let len = data.len() as u64;
         let used = self.used();
-        if used + len > self.capacity {
+        // Rewriting a shard already here (an upload proving possession) takes no more room.
+        if !self.contains(&id) && used + len > self.capacity {
             return Err(ShardError::Full { need: len, used, capacity: self.capacity });
         }
         let tmp = TempFile(self.root.join("tmp").join(format!("{id}.{}", rand_suffix())));

@@ -8,6 +8,7 @@ use scatter_core::{ByteSize, ChunkId, HostId, PackId, ShardId, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::grant::SignedGrant;
+use crate::receipt::SignedReceipt;
 
 /// Header a client sends grants in, to hosts.
 pub const GRANT_HEADER: &str = "scatter-grant";
@@ -39,6 +40,10 @@ pub struct JoinRequest {
     pub zone: String,
     /// Bytes the host offers.
     pub capacity: ByteSize,
+    /// The public half (Ed25519, hex) of the host's lasting receipt key, which signs the
+    /// receipts for shards it stores.
+    #[serde(default)]
+    pub receipt_key: Option<String>,
 }
 
 /// The coordinator's answer to a join.
@@ -96,6 +101,10 @@ pub struct HeartbeatRequest {
     /// What the first of them were (at most [`MAX_REFUSALS`]), for the audit trail.
     #[serde(default)]
     pub refusals: Vec<String>,
+    /// The public half (Ed25519, hex) of the host's receipt key: registered by the first
+    /// heartbeat that carries it if the host joined before receipts existed.
+    #[serde(default)]
+    pub receipt_key: Option<String>,
 }
 
 /// How many refusals a heartbeat describes; the rest are only counted.
@@ -119,6 +128,32 @@ pub struct InventoryResponse {
     pub lost: u64,
     /// Shards the host holds that the catalog does not know (older than the grace): to delete.
     pub orphaned: u64,
+    /// Shards the catalog places on the host without a receipt (stored before receipts
+    /// existed): the host signs receipts for those it holds and sends them to
+    /// `POST /v1/hosts/receipts`.
+    #[serde(default)]
+    pub receipts_wanted: Vec<ShardId>,
+}
+
+/// Most receipts asked for in one inventory answer (and sent in one request).
+pub const MAX_RECEIPTS: usize = 1024;
+
+/// `POST /v1/hosts/receipts`: receipts for shards stored before receipts existed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReceiptsRequest {
+    /// Which host.
+    pub host_id: HostId,
+    /// Its secret from the join.
+    pub host_secret: String,
+    /// At most [`MAX_RECEIPTS`] receipts, answering no grant.
+    pub receipts: Vec<SignedReceipt>,
+}
+
+/// A host's answer to a shard upload: its receipt for the now durable shard.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredResponse {
+    /// Signed by the host's receipt key; answers the upload's grant.
+    pub receipt: SignedReceipt,
 }
 
 /// A user registers its public key with a token (the admin token, or later an invite).
@@ -423,6 +458,8 @@ pub struct StoredShard {
     pub shard: ShardId,
     /// The host holding it.
     pub host: HostId,
+    /// The host's receipt for it, answering the put grant of this placement.
+    pub receipt: SignedReceipt,
 }
 
 /// A chunk's place in its pack.

@@ -1,11 +1,11 @@
-//! Grants and credentials arrive from the network: random and mutated text must be refused,
+//! Grants, credentials and receipts arrive from the network: random and mutated text must be refused,
 //! never panic, and never verify. The same decoders have cargo-fuzz targets in `fuzz/`.
 
 use ed25519_dalek::SigningKey;
 use proptest::prelude::*;
 use scatter_core::{HostId, ShardId, UserId};
 use scatter_proto::auth::Credential;
-use scatter_proto::{Grant, Op, SignedGrant};
+use scatter_proto::{Grant, Op, Receipt, SignedGrant, SignedReceipt};
 
 fn key() -> SigningKey {
     SigningKey::from_bytes(&[3; 32])
@@ -59,4 +59,22 @@ proptest! {
         prop_assume!(text.trim() != valid);
         prop_assert!(Credential::verify(&text, &key().verifying_key(), &[0; 32], 1_000).is_err());
     }
+
+    #[test]
+    fn random_receipts_are_refused(text in ".{0,300}") {
+        prop_assert!(SignedReceipt(text).open(&key().verifying_key()).is_err());
+    }
+
+    #[test]
+    fn mutated_receipts_are_refused(text in mutate(valid_receipt())) {
+        prop_assume!(text != valid_receipt());
+        let r = SignedReceipt(text).check(&key().verifying_key(), HostId(1), &ShardId::from_bytes([2; 32]), 10, &[5; 32]);
+        prop_assert!(r.is_err());
+    }
+}
+
+fn valid_receipt() -> String {
+    Receipt { host: HostId(1), shard: ShardId::from_bytes([2; 32]), size: 10, time: 2_000, grant: [5; 32] }
+        .sign(&key())
+        .0
 }

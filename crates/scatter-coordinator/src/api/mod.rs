@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use rand::RngCore;
-use scatter_core::{ByteSize, HostId, ShardId, UserId};
+use scatter_core::{ByteSize, HostId, PackId, ShardId, UserId};
 use scatter_proto::api::*;
 use scatter_proto::{Grant, Op};
 use serde::Deserialize;
@@ -29,17 +29,38 @@ mod backup;
 type S = State<Arc<Shared>>;
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
-/// How long grants handed to clients stay valid.
+/// How long read grants handed to clients stay valid.
 const GRANT_TTL: Duration = Duration::from_secs(3600);
-/// How long placed-but-uncommitted shards count against a host's free space.
+/// How long placed-but-uncommitted shards count against a host's free space and their
+/// user's quota; put grants expire with them.
 const RESERVATION_TTL: Duration = Duration::from_secs(600);
+/// Most shards one account may have placed and not yet committed: a client keeps two packs
+/// in flight, so this is far above need and far below what would fill a grid.
+const MAX_RESERVED_SHARDS: usize = 256;
+/// Most bytes one account may have placed and not yet committed.
+const MAX_RESERVED_BYTES: u64 = 1 << 30;
 /// Largest request body (an object commit lists every chunk of a file).
 const MAX_BODY: usize = 64 << 20;
 /// Largest number of ids in one lookup or locate.
 const MAX_IDS: usize = 100_000;
 
-/// Shards placed but not yet committed, counted against hosts' free space.
-pub(crate) type Reservations = HashMap<(HostId, ShardId), (u64, Instant)>;
+/// A shard placed but not yet committed.
+pub(crate) struct Reservation {
+    /// The account that asked for the placement, and alone may commit it.
+    pub caller: UserId,
+    /// Whose quota it counts against.
+    pub owner: UserId,
+    /// Bytes it takes on its host.
+    pub bytes: u64,
+    /// BLAKE3 of the put grant issued for it, which the host's receipt must answer.
+    pub grant: [u8; 32],
+    /// When it was made; it lapses after [`RESERVATION_TTL`].
+    pub at: Instant,
+}
+
+/// Shards placed but not yet committed, by (host, shard): counted against hosts' free space
+/// and users' quotas, and what a pack commit's receipts are checked against.
+pub(crate) type Reservations = HashMap<(HostId, ShardId), Reservation>;
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -48,6 +69,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/hosts/cert", post(host_cert))
         .route("/v1/hosts/heartbeat", post(heartbeat))
         .route("/v1/hosts/inventory", post(inventory))
+        .route("/v1/hosts/receipts", post(backfill_receipts))
         .route("/v1/users/register", post(register))
         .route("/v1/status", get(status))
         .route("/v1/sessions", post(create_session))
@@ -252,10 +274,11 @@ async fn join(State(sh): S, Body(req): Body<JoinRequest>) -> ApiResult<JoinRespo
     if req.zone.is_empty() || req.zone.len() > 64 {
         return Err(ApiError::BadRequest("the zone label must be 1 to 64 characters".into()));
     }
+    let receipt_key = req.receipt_key.as_deref().map(parse_receipt_key).transpose()?;
     let secret = random_secret();
     let hash = secret_hash(&secret);
     let (address, zone, capacity) = (req.address.clone(), req.zone.clone(), req.capacity.0);
-    let host_id = db(&sh, move |s| s.add_host(&hash, &address, &zone, capacity, now())).await?;
+    let host_id = db(&sh, move |s| s.add_host(&hash, &address, &zone, capacity, receipt_key.as_ref(), now())).await?;
     event(&sh, host_id.to_string(), "host.joined", format!("{} in zone {}, {}", req.address, req.zone, req.capacity))
         .await;
     Ok(Json(JoinResponse {
@@ -263,6 +286,32 @@ async fn join(State(sh): S, Body(req): Body<JoinRequest>) -> ApiResult<JoinRespo
         host_secret: secret,
         coordinator_key: hex::encode(sh.signing.verifying_key().to_bytes()),
     }))
+}
+
+/// A host's receipt key as sent (hex Ed25519 public key).
+fn parse_receipt_key(hex_key: &str) -> Result<[u8; 32], ApiError> {
+    let mut key = [0u8; 32];
+    let valid =
+        hex::decode_to_slice(hex_key, &mut key).is_ok() && ed25519_dalek::VerifyingKey::from_bytes(&key).is_ok();
+    if !valid {
+        return Err(ApiError::BadRequest("the receipt key is not an Ed25519 public key in hex".into()));
+    }
+    Ok(key)
+}
+
+/// Checks a receipt against a host's registered receipt key.
+pub(crate) fn check_receipt(
+    host: &crate::store::HostRow,
+    receipt: &scatter_proto::SignedReceipt,
+    shard: &ShardId,
+    size: u64,
+    grant: &[u8; 32],
+) -> Result<scatter_proto::Receipt, String> {
+    let key = host
+        .receipt_key
+        .and_then(|k| ed25519_dalek::VerifyingKey::from_bytes(&k).ok())
+        .ok_or_else(|| format!("host {} has registered no receipt key yet (it runs an older scatter)", host.id))?;
+    receipt.check(&key, host.id, shard, size, grant).map_err(|e| e.to_string())
 }
 
 /// Checks a host's secret against the hash stored at join.
@@ -308,7 +357,41 @@ async fn inventory(State(sh): S, Body(req): Body<InventoryRequest>) -> ApiResult
     if lost + orphaned > 0 {
         tracing::warn!(%host, lost, orphaned, "inventory differs from the catalog; lost shards will be repaired");
     }
-    Ok(Json(InventoryResponse { lost, orphaned }))
+    let receipts_wanted = db(&sh, move |s| s.receipts_wanted(host, MAX_RECEIPTS)).await?;
+    Ok(Json(InventoryResponse { lost, orphaned, receipts_wanted }))
+}
+
+/// Receipts a host signs for shards recorded before receipts existed. Each must verify with
+/// the host's key and state the shard's size; from then on the shard's audits count
+/// against the host. (A host lying here only makes its own failures count.)
+async fn backfill_receipts(State(sh): S, Body(req): Body<ReceiptsRequest>) -> ApiResult<serde_json::Value> {
+    check_host(&sh, req.host_id, &req.host_secret).await?;
+    if req.receipts.len() > MAX_RECEIPTS {
+        return Err(ApiError::BadRequest(format!("at most {MAX_RECEIPTS} receipts per request")));
+    }
+    let host = req.host_id;
+    let row = db(&sh, |s| s.hosts())
+        .await?
+        .into_iter()
+        .find(|h| h.id == host)
+        .ok_or_else(|| ApiError::NotFound(format!("host {host} is not registered")))?;
+    let key = row
+        .receipt_key
+        .and_then(|k| ed25519_dalek::VerifyingKey::from_bytes(&k).ok())
+        .ok_or_else(|| ApiError::BadRequest("register the host's receipt key (with a heartbeat) first".into()))?;
+    let checked: Vec<(ShardId, u64, String)> = req
+        .receipts
+        .into_iter()
+        .filter_map(|r| {
+            let opened = r.open(&key).ok().filter(|o| o.host == host && o.grant == scatter_proto::receipt::NO_GRANT)?;
+            Some((opened.shard, opened.size, r.0))
+        })
+        .collect();
+    let recorded = db(&sh, move |s| s.record_receipts(host, &checked)).await?;
+    if recorded > 0 {
+        event(&sh, host.to_string(), "host.receipts_backfilled", format!("{recorded} shard(s)")).await;
+    }
+    Ok(Json(serde_json::json!({ "recorded": recorded })))
 }
 
 async fn heartbeat(State(sh): S, Body(req): Body<HeartbeatRequest>) -> ApiResult<serde_json::Value> {
@@ -320,6 +403,12 @@ async fn heartbeat(State(sh): S, Body(req): Body<HeartbeatRequest>) -> ApiResult
             req.refusals.iter().take(MAX_REFUSALS).map(|r| r.chars().take(160).collect()).collect();
         let detail = format!("{} request(s) refused: {}", req.refused_grants, reasons.join("; "));
         event(&sh, req.host_id.to_string(), "grant.refused", detail).await;
+    }
+    if let Some(key) = req.receipt_key.as_deref().map(parse_receipt_key).transpose()? {
+        let host = req.host_id;
+        if db(&sh, move |s| s.set_receipt_key(host, &key)).await? {
+            event(&sh, host.to_string(), "host.receipt_key_changed", "receipts from now on use a new key".into()).await;
+        }
     }
     db(&sh, move |s| s.heartbeat(req.host_id, &req.address, req.capacity.0, req.used.0, req.free.0, now())).await?;
     Ok(Json(serde_json::json!({})))
@@ -374,10 +463,10 @@ pub(crate) fn candidates(sh: &Shared, hosts: &[crate::store::HostRow]) -> Vec<Ca
 
 /// Drops stale reservations and sums the rest per host.
 fn reserved_by_host(reservations: &mut Reservations) -> HashMap<HostId, u64> {
-    reservations.retain(|_, (_, at)| at.elapsed() < RESERVATION_TTL);
+    reservations.retain(|_, r| r.at.elapsed() < RESERVATION_TTL);
     let mut reserved: HashMap<HostId, u64> = HashMap::new();
-    for ((host, _), (bytes, _)) in reservations.iter() {
-        *reserved.entry(*host).or_default() += bytes;
+    for ((host, _), r) in reservations.iter() {
+        *reserved.entry(*host).or_default() += r.bytes;
     }
     reserved
 }
@@ -457,25 +546,47 @@ async fn lookup_chunks(
 
 async fn place(State(sh): S, headers: HeaderMap, Body(req): Body<PlaceRequest>) -> ApiResult<PlaceResponse> {
     let u = caller(&sh, &headers, Right::Add).await?;
-    if req.shards.is_empty() || req.shards.len() > 64 || req.shard_size == 0 || req.shard_size > 1 << 30 {
-        return Err(ApiError::BadRequest("a placement needs 1 to 64 shards of 1 byte to 1 GiB".into()));
+    if req.shards.is_empty() || req.shards.len() > 64 || req.shard_size == 0 || req.shard_size > MAX_SHARD {
+        return Err(ApiError::BadRequest(format!(
+            "a placement needs 1 to 64 shards of 1 byte to {}",
+            ByteSize(MAX_SHARD)
+        )));
+    }
+    if req.exclude.len() > 1024 {
+        return Err(ApiError::BadRequest("at most 1024 hosts may be excluded".into()));
+    }
+    let adding = req.shard_size * req.shards.len() as u64;
+    let used = match u.quota {
+        Some(_) => db(&sh, move |s| s.usage(u.id)).await?,
+        None => 0,
+    };
+    let hosts = db(&sh, |s| s.hosts()).await?;
+    let expires = now() + RESERVATION_TTL.as_secs();
+    let mut reservations = sh.reservations.lock().unwrap_or_else(|p| p.into_inner());
+    let reserved = reserved_by_host(&mut reservations);
+    // What the caller has placed and not committed counts: against its share of the grid
+    // (so placements without uploads cannot fill it for everyone) and against the quota.
+    let (mine, mine_bytes) =
+        reservations.values().filter(|r| r.caller == u.me).fold((0usize, 0u64), |(n, b), r| (n + 1, b + r.bytes));
+    if mine + req.shards.len() > MAX_RESERVED_SHARDS || mine_bytes + adding > MAX_RESERVED_BYTES {
+        return Err(ApiError::Busy(format!(
+            "this account has {mine} shards ({}) placed and not yet committed; commit or wait {} s for them to lapse",
+            ByteSize(mine_bytes),
+            RESERVATION_TTL.as_secs()
+        )));
     }
     if let Some(quota) = u.quota {
-        let used = db(&sh, move |s| s.usage(u.id)).await?;
-        let adding = req.shard_size * req.shards.len() as u64;
-        if used + adding > quota {
+        let pending: u64 = reservations.values().filter(|r| r.owner == u.id).map(|r| r.bytes).sum();
+        if used + pending + adding > quota {
             return Err(ApiError::Quota(format!(
-                "the quota is exhausted: {} of {} used on hosts (with redundancy) and this pack needs {} more; remove data or ask the grid's admin for more",
+                "the quota is exhausted: {} of {} used on hosts (with redundancy), {} more being uploaded, and this pack needs {} more; remove data or ask the grid's admin for more",
                 ByteSize(used),
                 ByteSize(quota),
+                ByteSize(pending),
                 ByteSize(adding)
             )));
         }
     }
-    let hosts = db(&sh, |s| s.hosts()).await?;
-    let expires = now() + GRANT_TTL.as_secs();
-    let mut reservations = sh.reservations.lock().unwrap_or_else(|p| p.into_inner());
-    let reserved = reserved_by_host(&mut reservations);
     let candidates: Vec<Candidate> =
         room(&sh, &hosts, &reserved).into_iter().filter(|c| !req.exclude.contains(&c.host)).collect();
     let placed: Vec<&str> = hosts.iter().filter(|h| req.exclude.contains(&h.id)).map(|h| h.zone.as_str()).collect();
@@ -493,15 +604,69 @@ async fn place(State(sh): S, headers: HeaderMap, Body(req): Body<PlaceRequest>) 
                 ApiError::TooFewHosts { needed: e.needed, available: e.available, shard_size: req.shard_size }
             }
         })?;
+    if chosen.iter().zip(&req.shards).any(|(h, s)| reservations.get(&(*h, s.shard)).is_some_and(|r| r.caller != u.me)) {
+        return Err(ApiError::Conflict("another account is uploading the same shard to the same host".into()));
+    }
     let mut targets = Vec::with_capacity(chosen.len());
     for (shard, host) in req.shards.iter().zip(chosen) {
-        reservations.insert((host, shard.shard), (req.shard_size, Instant::now()));
         let address = hosts.iter().find(|h| h.id == host).map(|h| h.address.clone()).unwrap_or_default();
         let grant =
             Grant { host, shard: shard.shard, op: Op::Put, max_size: req.shard_size, expires }.sign(&sh.signing);
+        let reservation = Reservation {
+            caller: u.me,
+            owner: u.id,
+            bytes: req.shard_size,
+            grant: scatter_proto::receipt::grant_hash(&grant),
+            at: Instant::now(),
+        };
+        reservations.insert((host, shard.shard), reservation);
         targets.push(Target { index: shard.index, host, address, grant });
     }
     Ok(Json(PlaceResponse { targets }))
+}
+
+/// Checks that every shard of a pack commit was placed for the caller and that its host
+/// signed a receipt answering that placement's grant, with the shard's id and size. The
+/// reservations are used up whether or not the rest of the commit succeeds, so a receipt
+/// is accepted once.
+async fn check_receipts(sh: &Arc<Shared>, u: &UserRow, req: &CommitPackRequest) -> Result<(), ApiError> {
+    let hosts = db(sh, |s| s.hosts()).await?;
+    let reserved: Vec<Option<Reservation>> = {
+        let mut reservations = sh.reservations.lock().unwrap_or_else(|p| p.into_inner());
+        reserved_by_host(&mut reservations);
+        req.shards
+            .iter()
+            .map(|s| match reservations.get(&(s.host, s.shard)) {
+                Some(r) if r.caller == u.me => reservations.remove(&(s.host, s.shard)),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut refused = Vec::new();
+    for (s, r) in req.shards.iter().zip(reserved) {
+        let Some(r) = r else {
+            refused.push(format!(
+                "shard {} on host {} was not placed for this account (or the placement lapsed)",
+                s.index, s.host
+            ));
+            continue;
+        };
+        let Some(host) = hosts.iter().find(|h| h.id == s.host) else {
+            refused.push(format!("host {} is not registered", s.host));
+            continue;
+        };
+        if let Err(why) = check_receipt(host, &s.receipt, &s.shard, req.shard_size, &r.grant) {
+            refused.push(format!("shard {} on host {}: {why}", s.index, s.host));
+        }
+    }
+    if refused.is_empty() {
+        return Ok(());
+    }
+    event(sh, u.me.to_string(), "pack.refused", refused.join("; ").chars().take(500).collect()).await;
+    Err(ApiError::Forbidden(format!(
+        "the pack is not recorded: {}; a pack is recorded only with its hosts' receipts for shards placed for you, so upload it again",
+        refused.first().map(String::as_str).unwrap_or_default()
+    )))
 }
 
 async fn commit_pack(
@@ -509,8 +674,9 @@ async fn commit_pack(
     headers: HeaderMap,
     Body(req): Body<CommitPackRequest>,
 ) -> ApiResult<serde_json::Value> {
-    let u = caller(&sh, &headers, Right::Add).await?;
+    let u = caller(&sh, &headers, if req.relocate { Right::Delete } else { Right::Add }).await?;
     scatter_core::erasure::check_redundancy(req.k, req.m).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    check_ids(req.chunks.len())?;
     let total = req.k as usize + req.m as usize;
     let mut indices: Vec<u8> = req.shards.iter().map(|s| s.index).collect();
     indices.sort_unstable();
@@ -533,12 +699,18 @@ async fn commit_pack(
     {
         return Err(ApiError::BadRequest("the pack's sizes and chunk offsets do not fit together".into()));
     }
-    {
-        let mut reservations = sh.reservations.lock().unwrap_or_else(|p| p.into_inner());
-        for s in &req.shards {
-            reservations.remove(&(s.host, s.shard));
-        }
+    let mut by_index = req.shards.clone();
+    by_index.sort_by_key(|s| s.index);
+    let ids: Vec<ShardId> = by_index.iter().map(|s| s.shard).collect();
+    if PackId::of_shards(&ids) != req.pack {
+        return Err(ApiError::BadRequest("the pack id is not the one its shard ids give".into()));
     }
+    let pack = req.pack;
+    if db(&sh, move |s| s.pack_exists(&pack)).await? {
+        // A retried commit (its answer was lost): nothing more to record.
+        return Ok(Json(serde_json::json!({})));
+    }
+    check_receipts(&sh, &u, &req).await?;
     db(&sh, move |s| {
         s.commit_pack(
             &NewPack {
@@ -679,9 +851,10 @@ async fn report_shard(
     let u = caller(&sh, &headers, Right::Read).await?;
     let problem: String = req.problem.chars().take(200).collect();
     let (host, shard) = (req.host, req.shard);
-    let known = db(&sh, move |s| s.mark_shard_bad(u.id, host, &shard)).await?;
-    if known {
-        tracing::warn!(%host, %shard, user = %u.id, %problem, "shard reported bad");
+    // A report is a hint, never a verdict: the coordinator checks the shard itself.
+    if let Some((pack, index, size)) = db(&sh, move |s| s.shard_of_user(u.id, host, &shard)).await? {
+        let checking = crate::audit::check_report(&sh, host, pack, index, shard, size);
+        tracing::info!(%host, %shard, user = %u.me, problem = ?problem, checking, "shard reported bad");
     }
     Ok(Json(serde_json::json!({})))
 }

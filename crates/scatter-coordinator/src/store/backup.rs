@@ -259,7 +259,7 @@ mod tests {
         let store = Store::open(&dir.path().join("c.db")).expect("open");
         store.add_token(&[1; 32], "ann", "user", None, None).expect("token");
         let user = store.redeem_token(&[1; 32], "pk", &[2; 32], 0).expect("redeem").expect("user").id;
-        let host = store.add_host(&[3; 32], "http://127.0.0.1:1", "z", 1 << 30, 0).expect("host");
+        let host = store.add_host(&[3; 32], "http://127.0.0.1:1", "z", 1 << 30, None, 0).expect("host");
         (dir, store, user, host)
     }
 
@@ -269,7 +269,8 @@ mod tests {
             .enumerate()
             .map(|(i, b)| ChunkEntry { id: ChunkId::from_bytes([*b; 32]), offset: i as u64 * 10, len: 10 })
             .collect();
-        let shards = [StoredShard { index: 0, shard: scatter_core::ShardId::from_bytes([n; 32]), host }];
+        let receipt = scatter_proto::SignedReceipt(String::new());
+        let shards = [StoredShard { index: 0, shard: scatter_core::ShardId::from_bytes([n; 32]), host, receipt }];
         store
             .commit_pack(
                 &NewPack {

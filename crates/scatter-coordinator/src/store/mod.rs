@@ -19,7 +19,7 @@ pub use backup::{SnapshotRow, Swept};
 pub use events::Event;
 pub use repair::{DegradedPack, Health};
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS hosts (
     joined INTEGER NOT NULL,
     state TEXT NOT NULL DEFAULT 'active',
     audits_passed INTEGER NOT NULL DEFAULT 0,
-    audits_failed INTEGER NOT NULL DEFAULT 0
+    audits_failed INTEGER NOT NULL DEFAULT 0,
+    receipt_key BLOB
 );
 CREATE TABLE IF NOT EXISTS tokens (
     hash BLOB PRIMARY KEY,
@@ -80,9 +81,10 @@ CREATE TABLE IF NOT EXISTS shards (
     hash BLOB NOT NULL,
     host INTEGER NOT NULL REFERENCES hosts(id),
     state TEXT NOT NULL,
+    receipt TEXT,
     PRIMARY KEY (pack, idx)
 );
-CREATE INDEX IF NOT EXISTS shards_by_host ON shards(host);
+CREATE INDEX IF NOT EXISTS shards_by_host ON shards(host, hash);
 CREATE TABLE IF NOT EXISTS chunks (
     user INTEGER NOT NULL,
     id BLOB NOT NULL,
@@ -165,6 +167,15 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // Bearer API keys (stored hashed) give way to device keys that sign credentials. A hash
     // is no usable public key, so clients registered before must run `scatter init` again.
     (3, "ALTER TABLE users RENAME COLUMN key_hash TO device_key;"),
+    // Hosts sign receipts for the shards they store; shards recorded before have none until
+    // their host's backfill (see `receipts_wanted`). Lookups by (host, shard) check that a
+    // shard is recorded once and deleted only when nothing references it.
+    (
+        4,
+        "ALTER TABLE hosts ADD COLUMN receipt_key BLOB;
+         ALTER TABLE shards ADD COLUMN receipt TEXT;
+         DROP INDEX IF EXISTS shards_by_host;",
+    ),
 ];
 
 /// A catalog failure.
@@ -178,6 +189,9 @@ pub enum StoreError {
         "the catalog has schema version {0}, newer than this build understands ({SCHEMA_VERSION}); upgrade scatter"
     )]
     TooNew(i64),
+    /// A pack names a shard that is already recorded on that host (another pack's).
+    #[error("the pack names a shard that is already stored on host {0} for another pack; a shard is recorded once")]
+    ShardTaken(HostId),
     /// A commit references chunks that are not (or no longer) stored.
     #[error(
         "{0} chunk(s) this object needs are not stored (a concurrent remove may have released them); run the put again"
@@ -228,6 +242,8 @@ pub struct HostRow {
     pub audits_passed: u64,
     /// Audits it failed.
     pub audits_failed: u64,
+    /// The public half of its receipt key, once registered.
+    pub receipt_key: Option<[u8; 32]>,
 }
 
 /// A user as stored.
@@ -298,7 +314,7 @@ pub struct NewPack<'a> {
     pub m: u8,
     /// Bytes per shard.
     pub shard_size: u64,
-    /// Shards.
+    /// Shards, their receipts checked by the caller.
     pub shards: &'a [StoredShard],
     /// Chunks.
     pub chunks: &'a [ChunkEntry],
@@ -361,12 +377,14 @@ impl Store {
         address: &str,
         zone: &str,
         capacity: u64,
+        receipt_key: Option<&[u8; 32]>,
         now: u64,
     ) -> Result<HostId, StoreError> {
         let conn = self.conn();
         conn.execute(
-            "INSERT INTO hosts (secret_hash, address, zone, capacity, last_seen, joined) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-            params![&secret_hash[..], address, zone, capacity as i64, now as i64],
+            "INSERT INTO hosts (secret_hash, address, zone, capacity, last_seen, joined, receipt_key)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
+            params![&secret_hash[..], address, zone, capacity as i64, now as i64, receipt_key.map(|k| &k[..])],
         )?;
         Ok(HostId(conn.last_insert_rowid() as u64))
     }
@@ -388,6 +406,22 @@ impl Store {
         Ok(())
     }
 
+    /// Registers a host's receipt key; returns whether it differs from the one registered
+    /// before (none, for a host that joined before receipts existed, does not count).
+    pub fn set_receipt_key(&self, id: HostId, key: &[u8; 32]) -> Result<bool, StoreError> {
+        let conn = self.conn();
+        let old: Option<Option<Vec<u8>>> =
+            conn.query_row("SELECT receipt_key FROM hosts WHERE id = ?1", [id.0 as i64], |r| r.get(0)).optional()?;
+        match old {
+            Some(Some(old)) if old == key[..] => Ok(false),
+            Some(old) => {
+                conn.execute("UPDATE hosts SET receipt_key = ?2 WHERE id = ?1", params![id.0 as i64, &key[..]])?;
+                Ok(old.is_some())
+            }
+            None => Ok(false),
+        }
+    }
+
     /// Sets a host's administrative state; false if there is no such host.
     pub fn set_host_state(&self, id: HostId, state: &str) -> Result<bool, StoreError> {
         Ok(self.conn().execute("UPDATE hosts SET state = ?2 WHERE id = ?1", params![id.0 as i64, state])? > 0)
@@ -407,7 +441,8 @@ impl Store {
         let mut stmt = conn.prepare(
             "SELECT h.id, h.address, h.zone, h.capacity, h.reported_used, h.free, h.last_seen,
                     COALESCE((SELECT SUM(p.shard_size) FROM shards s JOIN packs p ON p.id = s.pack WHERE s.host = h.id), 0),
-                    h.state, (SELECT COUNT(*) FROM shards s WHERE s.host = h.id), h.audits_passed, h.audits_failed
+                    h.state, (SELECT COUNT(*) FROM shards s WHERE s.host = h.id), h.audits_passed, h.audits_failed,
+                    h.receipt_key
              FROM hosts h ORDER BY h.id",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -424,6 +459,7 @@ impl Store {
                 shards: r.get::<_, i64>(9)? as u64,
                 audits_passed: r.get::<_, i64>(10)? as u64,
                 audits_failed: r.get::<_, i64>(11)? as u64,
+                receipt_key: r.get::<_, Option<Vec<u8>>>(12)?.map(blob32).transpose()?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -483,9 +519,15 @@ impl Store {
         }
         let mut emptied: Vec<Vec<u8>> = Vec::new();
         for s in p.shards {
+            let taken: bool = tx
+                .prepare_cached("SELECT 1 FROM shards WHERE host = ?1 AND hash = ?2")?
+                .exists(params![s.host.0 as i64, &s.shard.as_bytes()[..]])?;
+            if taken {
+                return Err(StoreError::ShardTaken(s.host));
+            }
             tx.execute(
-                "INSERT INTO shards (pack, idx, hash, host, state) VALUES (?1, ?2, ?3, ?4, 'ok')",
-                params![&p.id.as_bytes()[..], s.index, &s.shard.as_bytes()[..], s.host.0 as i64],
+                "INSERT INTO shards (pack, idx, hash, host, state, receipt) VALUES (?1, ?2, ?3, ?4, 'ok', ?5)",
+                params![&p.id.as_bytes()[..], s.index, &s.shard.as_bytes()[..], s.host.0 as i64, &s.receipt.0],
             )
             .map_err(|e| match e {
                 rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
@@ -681,21 +723,42 @@ impl Store {
         Ok((chunks, packs, sessions))
     }
 
-    /// Marks a shard as failing (corrupt or missing), for repair.
-    pub fn mark_shard_bad(&self, user: UserId, host: HostId, shard: &ShardId) -> Result<bool, StoreError> {
-        let n = self.conn().execute(
-            "UPDATE shards SET state = 'bad' WHERE host = ?1 AND hash = ?2
-               AND pack IN (SELECT id FROM packs WHERE user = ?3)",
-            params![host.0 as i64, &shard.as_bytes()[..], user.0 as i64],
-        )?;
-        Ok(n > 0)
+    /// Whether a pack with this id is recorded (for anyone).
+    pub fn pack_exists(&self, pack: &PackId) -> Result<bool, StoreError> {
+        Ok(self.conn().prepare_cached("SELECT 1 FROM packs WHERE id = ?1")?.exists([&pack.as_bytes()[..]])?)
     }
 
-    /// Shards of released packs still to delete from hosts: (pack, index, shard, host).
-    pub fn shards_to_delete(&self, limit: usize) -> Result<Vec<(PackId, u8, ShardId, HostId)>, StoreError> {
+    /// Where the user's live packs place `shard` on `host`: (pack, index, shard size).
+    pub fn shard_of_user(
+        &self,
+        user: UserId,
+        host: HostId,
+        shard: &ShardId,
+    ) -> Result<Option<(PackId, u8, u64)>, StoreError> {
+        let conn = self.conn();
+        let row = conn
+            .query_row(
+                "SELECT s.pack, s.idx, p.shard_size FROM shards s JOIN packs p ON p.id = s.pack
+                 WHERE s.host = ?1 AND s.hash = ?2 AND p.user = ?3 AND p.state = 'live' AND s.state = 'ok'",
+                params![host.0 as i64, &shard.as_bytes()[..], user.0 as i64],
+                |r| Ok((blob32(r.get(0)?)?, r.get::<_, u8>(1)?, r.get::<_, i64>(2)? as u64)),
+            )
+            .optional()?;
+        Ok(row.map(|(p, i, size)| (PackId::from_bytes(p), i, size)))
+    }
+
+    /// Shards of released packs still to delete from hosts: (pack, index, shard, host, and
+    /// whether a pack not being deleted still places the same shard on the same host, in
+    /// which case only the row is forgotten and the host keeps the bytes). Catalogs from
+    /// before receipts may hold such pairs; a shard is deleted only when nothing needs it.
+    #[allow(clippy::type_complexity)]
+    pub fn shards_to_delete(&self, limit: usize) -> Result<Vec<(PackId, u8, ShardId, HostId, bool)>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT s.pack, s.idx, s.hash, s.host FROM shards s JOIN packs p ON p.id = s.pack
+            "SELECT s.pack, s.idx, s.hash, s.host,
+                    EXISTS (SELECT 1 FROM shards s2 JOIN packs p2 ON p2.id = s2.pack
+                            WHERE s2.host = s.host AND s2.hash = s.hash AND p2.state != 'deleting')
+             FROM shards s JOIN packs p ON p.id = s.pack
              WHERE p.state = 'deleting' LIMIT ?1",
         )?;
         let rows = stmt.query_map([limit as i64], |r| {
@@ -704,6 +767,7 @@ impl Store {
                 r.get(1)?,
                 ShardId::from_bytes(blob32(r.get(2)?)?),
                 HostId(r.get::<_, i64>(3)? as u64),
+                r.get(4)?,
             ))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -100,8 +100,17 @@ impl Store {
     }
 
     /// Moves shard `index` of `pack` from `old` to `new` (where its rebuilt copy is now
-    /// durable) if it is still on `old`; the copy left on `old` is queued for deletion.
-    pub fn move_shard(&self, pack: &PackId, index: u8, old: HostId, new: HostId, now: u64) -> Result<bool, StoreError> {
+    /// durable, as `receipt`, checked by the caller, says) if it is still on `old`; the copy
+    /// left on `old` is queued for deletion.
+    pub fn move_shard(
+        &self,
+        pack: &PackId,
+        index: u8,
+        old: HostId,
+        new: HostId,
+        receipt: &str,
+        now: u64,
+    ) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let hash: Option<Vec<u8>> = tx
@@ -113,9 +122,16 @@ impl Store {
             )
             .optional()?;
         let Some(hash) = hash else { return Ok(false) };
+        if old != new
+            && tx
+                .prepare_cached("SELECT 1 FROM shards WHERE host = ?1 AND hash = ?2")?
+                .exists(params![new.0 as i64, hash])?
+        {
+            return Err(StoreError::ShardTaken(new));
+        }
         tx.execute(
-            "UPDATE shards SET host = ?3, state = 'ok' WHERE pack = ?1 AND idx = ?2",
-            params![&pack.as_bytes()[..], index, new.0 as i64],
+            "UPDATE shards SET host = ?3, state = 'ok', receipt = ?4 WHERE pack = ?1 AND idx = ?2",
+            params![&pack.as_bytes()[..], index, new.0 as i64, receipt],
         )?;
         // Totals survive restarts: they live in the catalog, counted in the same transaction.
         let size: i64 =
@@ -222,10 +238,13 @@ impl Store {
         Ok(out)
     }
 
-    /// Records an audit. A failed one marks the shard lost (so it is repaired) and, once a
-    /// host has failed at least `DISQUALIFY_AFTER` audits and more than a tenth of all, it is
-    /// disqualified: its shards stop counting and are rebuilt elsewhere. Returns whether the
-    /// host was disqualified now.
+    /// Records an audit. A failed one marks the shard lost (so it is repaired). It counts
+    /// against the host only if the host signed a receipt for the shard: a shard recorded
+    /// without one (before receipts existed, not yet backfilled) may never have reached the
+    /// host, so its failure proves nothing about the host. Once a host has failed at least
+    /// `DISQUALIFY_AFTER` counted audits and more than a tenth of all, it is disqualified: its
+    /// shards stop counting and are rebuilt elsewhere. Returns whether the host was
+    /// disqualified now.
     pub fn record_audit(&self, host: HostId, pack: &PackId, index: u8, passed: bool) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -235,11 +254,18 @@ impl Store {
             tx.commit()?;
             return Ok(false);
         }
-        tx.execute("UPDATE hosts SET audits_failed = audits_failed + 1 WHERE id = ?1", [h])?;
+        let receipted: bool = tx
+            .prepare_cached("SELECT 1 FROM shards WHERE pack = ?1 AND idx = ?2 AND host = ?3 AND receipt IS NOT NULL")?
+            .exists(params![&pack.as_bytes()[..], index, h])?;
         tx.execute(
             "UPDATE shards SET state = 'lost' WHERE pack = ?1 AND idx = ?2 AND host = ?3",
             params![&pack.as_bytes()[..], index, h],
         )?;
+        if !receipted {
+            tx.commit()?;
+            return Ok(false);
+        }
+        tx.execute("UPDATE hosts SET audits_failed = audits_failed + 1 WHERE id = ?1", [h])?;
         let disqualified = tx.execute(
             "UPDATE hosts SET state = 'disqualified'
              WHERE id = ?1 AND state = 'active' AND audits_failed >= ?2 AND audits_failed * 10 > audits_passed + audits_failed",
@@ -281,6 +307,36 @@ impl Store {
         }
         tx.commit()?;
         Ok(marked)
+    }
+
+    /// Up to `limit` shards the catalog places on `host` without a receipt (recorded before
+    /// receipts existed), for the host to backfill.
+    pub fn receipts_wanted(&self, host: HostId, limit: usize) -> Result<Vec<ShardId>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT hash FROM shards WHERE host = ?1 AND receipt IS NULL LIMIT ?2")?;
+        let rows =
+            stmt.query_map(params![host.0 as i64, limit as i64], |r| Ok(ShardId::from_bytes(blob32(r.get(0)?)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records backfilled receipts (signatures checked by the caller) for shards on `host`
+    /// that have none, where the size the receipt states is the shard's; returns how many
+    /// were recorded.
+    pub fn record_receipts(&self, host: HostId, receipts: &[(ShardId, u64, String)]) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut n = 0;
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE shards SET receipt = ?3 WHERE host = ?1 AND hash = ?2 AND receipt IS NULL
+                   AND pack IN (SELECT id FROM packs WHERE shard_size = ?4)",
+            )?;
+            for (shard, size, receipt) in receipts {
+                n += stmt.execute(params![host.0 as i64, &shard.as_bytes()[..], receipt, *size as i64])? as u64;
+            }
+        }
+        tx.commit()?;
+        Ok(n)
     }
 
     /// Shards repaired and their bytes, since the catalog was created.

@@ -1,0 +1,484 @@
+//! Hostile tenants and delegates against the catalog, with real processes: the coordinator
+//! records a shard only with its host's receipt for an upload placed for the caller, a shard
+//! is deleted only when no pack needs it, a report of a bad shard is checked before it
+//! counts, and placements without uploads cannot fill the grid or dodge a quota. Every test
+//! asserts the outcome for the owner: data restores bit for bit, no host is disqualified by
+//! someone else's lie, others can still write.
+
+mod common;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use common::{grid, shard_files, Env};
+use ed25519_dalek::SigningKey;
+use scatter_core::{ChunkId, HostId, PackId, ShardId, UserId};
+use scatter_proto::api::*;
+use scatter_proto::auth::Credential;
+use scatter_proto::{Receipt, SignedGrant, SignedReceipt};
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs()
+}
+
+/// An account driven by hand-made API requests signed with its own device key: what an
+/// attacker with a stock invite can send.
+struct Attacker {
+    user: UserId,
+    key: SigningKey,
+    http: reqwest::Client,
+    base: String,
+    grid: [u8; 32],
+}
+
+impl Attacker {
+    /// Invites an account with `args` (`admin user add NAME ...`) and registers it.
+    async fn invite(env: &Env, args: &[&str]) -> Self {
+        let mut all = vec!["admin", "user", "add"];
+        all.extend_from_slice(args);
+        let token = env.ok(&all).trim().to_owned();
+        let fp = env.grid.profile().fingerprint().expect("profile").expect("a TLS grid");
+        let http = scatter_net::http_client(Some(fp), scatter_net::Peer::Coordinator)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client");
+        let key = SigningKey::generate(&mut rand::rngs::OsRng);
+        let base = env.grid.url().to_owned();
+        let reg = RegisterRequest {
+            token,
+            public_key: "age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq".into(),
+            device_key: hex::encode(key.verifying_key().to_bytes()),
+        };
+        let resp = http.post(format!("{base}/v1/users/register")).json(&reg).send().await.expect("register");
+        assert!(resp.status().is_success(), "register: {}", resp.text().await.unwrap_or_default());
+        let reg: RegisterResponse = resp.json().await.expect("register reply");
+        Self { user: reg.user_id, key, http, base, grid: fp.0 }
+    }
+
+    /// Sends a signed request; returns the status and the JSON body.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let cred = Credential { user: self.user, expires: now() + 60 }.sign(&self.key, &self.grid);
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("authorization", format!("Scatter {cred}"));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    async fn post<T: serde::Serialize>(&self, path: &str, body: &T) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::POST, path, Some(serde_json::to_value(body).expect("json"))).await
+    }
+
+    async fn session(&self) -> u64 {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(b"not a wrapped key");
+        let (status, body) = self.post("/v1/sessions", &CreateSessionRequest { wrapped_key: b64 }).await;
+        assert_eq!(status, 200, "session: {body}");
+        body["session"].as_u64().expect("session id")
+    }
+}
+
+/// What the catalog holds, read straight from its file (what an attacker is assumed to
+/// have learned: ids are not secrets).
+struct Catalog {
+    chunks: Vec<ChunkId>,
+    /// (pack, index, shard, host)
+    shards: Vec<(PackId, u8, ShardId, HostId)>,
+}
+
+fn catalog(env: &Env) -> Catalog {
+    let db = rusqlite::Connection::open_with_flags(
+        env.grid.coordinator_dir().join("catalog.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("catalog");
+    let id32 = |v: Vec<u8>| <[u8; 32]>::try_from(v).expect("32 bytes");
+    let chunks = db
+        .prepare("SELECT id FROM chunks")
+        .expect("sql")
+        .query_map([], |r| r.get::<_, Vec<u8>>(0))
+        .expect("sql")
+        .map(|r| ChunkId::from_bytes(id32(r.expect("row"))))
+        .collect();
+    let shards = db
+        .prepare("SELECT pack, idx, hash, host FROM shards ORDER BY pack, idx")
+        .expect("sql")
+        .query_map([], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, u8>(1)?, r.get::<_, Vec<u8>>(2)?, r.get::<_, i64>(3)?))
+        })
+        .expect("sql")
+        .map(|r| {
+            let (p, i, s, h) = r.expect("row");
+            (PackId::from_bytes(id32(p)), i, ShardId::from_bytes(id32(s)), HostId(h as u64))
+        })
+        .collect();
+    Catalog { chunks, shards }
+}
+
+/// The data folder of the host with id `id` (hosts join in any order).
+fn host_dir(env: &Env, id: HostId) -> std::path::PathBuf {
+    (0..env.grid.host_count())
+        .map(|i| env.grid.host_dir(i))
+        .find(|d| {
+            let json: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(d.join("host.json")).expect("host.json")).expect("json");
+            json["host_id"].as_u64() == Some(id.0)
+        })
+        .expect("a host with this id")
+}
+
+/// Every shard file on every host.
+fn all_shard_files(env: &Env) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = (0..env.grid.host_count()).flat_map(|i| shard_files(&env.grid.host_dir(i))).collect();
+    v.sort();
+    v
+}
+
+/// A 4+2 pack commit naming `shards` (index order), with made-up receipts.
+fn forged_pack(session: u64, shards: &[(ShardId, HostId)], chunks: &[ChunkId], relocate: bool) -> CommitPackRequest {
+    let ids: Vec<ShardId> = shards.iter().map(|(s, _)| *s).collect();
+    let liar = SigningKey::from_bytes(&[9; 32]);
+    CommitPackRequest {
+        pack: PackId::of_shards(&ids),
+        session,
+        size: 64 * 4,
+        k: 4,
+        m: 2,
+        shard_size: 64,
+        shards: shards
+            .iter()
+            .enumerate()
+            .map(|(i, (shard, host))| StoredShard {
+                index: i as u8,
+                shard: *shard,
+                host: *host,
+                receipt: Receipt { host: *host, shard: *shard, size: 64, time: now(), grant: [0; 32] }.sign(&liar),
+            })
+            .collect(),
+        chunks: chunks.iter().map(|c| ChunkEntry { id: *c, offset: 0, len: 16 }).collect(),
+        relocate,
+    }
+}
+
+fn host_states(env: &Env) -> Vec<(u64, String, u64)> {
+    let out = env.ok(&["admin", "host", "ls", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    v.as_array()
+        .expect("hosts")
+        .iter()
+        .map(|h| {
+            (
+                h["id"].as_u64().expect("id"),
+                h["state"].as_str().expect("state").to_owned(),
+                h["audits_failed"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+fn health(env: &Env) -> serde_json::Value {
+    serde_json::from_str(&env.ok(&["admin", "health", "--json"])).expect("json")
+}
+
+/// Attack: an appender commits a repack (`relocate`) naming the owner's chunk ids and
+/// made-up shards, uploading nothing. Before receipts, the owner's packs were released and
+/// their shards deleted from every host within seconds.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_appender_cannot_relocate_the_owners_chunks() {
+    let env = grid(6).await;
+    let file = env.write_random("victim", 6 << 20, 1);
+    env.put(&file, "victim");
+    let before = all_shard_files(&env);
+    let cat = catalog(&env);
+
+    let nas = Attacker::invite(&env, &["nas", "--role", "appender", "--of", "u1"]).await;
+    let session = nas.session().await;
+    let fake: Vec<(ShardId, HostId)> = (1..=6u8).map(|i| (ShardId::of(&[i; 7]), HostId(i as u64))).collect();
+    let (status, body) = nas.post("/v1/packs/commit", &forged_pack(session, &fake, &cat.chunks, true)).await;
+    assert_eq!(status, 403, "a relocation needs the delete right: {body}");
+    // Without `relocate` the same commit claims the owner's chunk ids for a pack that holds
+    // nothing: refused too, for lack of receipts.
+    let (status, body) = nas.post("/v1/packs/commit", &forged_pack(session, &fake, &cat.chunks, false)).await;
+    assert_eq!(status, 403, "a pack without receipts: {body}");
+    assert!(body["error"].as_str().unwrap_or_default().contains("receipt"), "{body}");
+
+    tokio::time::sleep(Duration::from_secs(5)).await; // the deleter runs every 2 s
+    assert_eq!(all_shard_files(&env), before, "no shard of the owner was deleted");
+    env.get_and_compare("victim", &file);
+}
+
+/// Attack: any user commits packs that name shards no host ever received; audits of those
+/// shards fail and, before receipts, every host was disqualified.
+#[tokio::test(flavor = "multi_thread")]
+async fn shards_no_host_received_cannot_disqualify_hosts() {
+    let env = grid(6).await;
+    let file = env.write_random("victim", 2 << 20, 2);
+    env.put(&file, "victim");
+    let eve = Attacker::invite(&env, &["eve"]).await;
+    let session = eve.session().await;
+    for n in 0..40u32 {
+        let fake: Vec<(ShardId, HostId)> =
+            (1..=6u64).map(|h| (ShardId::of(format!("{n}-{h}").as_bytes()), HostId(h))).collect();
+        let mut req = forged_pack(session, &fake, &[ChunkId::from_bytes([n as u8; 32])], false);
+        if n % 2 == 1 {
+            // Placed for real this time (reservations and put grants exist), but never
+            // uploaded: the receipts are still forged.
+            let place = PlaceRequest {
+                shard_size: 64,
+                shards: fake.iter().enumerate().map(|(i, (s, _))| ShardToPlace { index: i as u8, shard: *s }).collect(),
+                exclude: vec![],
+            };
+            let (status, placed) = eve.post("/v1/packs/place", &place).await;
+            assert_eq!(status, 200, "{placed}");
+            let placed: PlaceResponse = serde_json::from_value(placed).expect("placement");
+            for t in placed.targets {
+                let s = &mut req.shards[t.index as usize];
+                s.host = t.host;
+                s.receipt = Receipt { host: t.host, shard: s.shard, size: 64, time: now(), grant: [1; 32] }
+                    .sign(&SigningKey::from_bytes(&[9; 32]));
+            }
+        }
+        let (status, body) = eve.post("/v1/packs/commit", &req).await;
+        assert_eq!(status, 403, "pack {n} names shards no host stored: {body}");
+    }
+    // Several checker passes (every 2 s, four hosts audited each).
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    for (id, state, failed) in host_states(&env) {
+        assert_eq!((state.as_str(), failed), ("online", 0), "host {id} was blamed for a lie");
+    }
+    // Others can still write, and the owner's data is whole.
+    let more = env.write_random("more", 1 << 20, 3);
+    env.put(&more, "more");
+    env.get_and_compare("victim", &file);
+}
+
+/// Attack: an account that learns another user's shard ids commits a pack naming those
+/// (host, shard) pairs, then lets it be dropped; before, the deleter removed the real shards.
+#[tokio::test(flavor = "multi_thread")]
+async fn naming_another_users_shards_cannot_delete_them() {
+    let env = grid(6).await;
+    let file = env.write_random("victim", 6 << 20, 4);
+    env.put(&file, "victim");
+    let before = all_shard_files(&env);
+    let cat = catalog(&env);
+    let mallory = Attacker::invite(&env, &["mallory"]).await;
+    let session = mallory.session().await;
+    let first = cat.shards[0].0;
+    // The owner's first pack's shards, in another order (so another pack id).
+    let mut theirs: Vec<(ShardId, HostId)> =
+        cat.shards.iter().filter(|s| s.0 == first).map(|(_, _, shard, host)| (*shard, *host)).collect();
+    theirs.reverse();
+    let (status, body) =
+        mallory.post("/v1/packs/commit", &forged_pack(session, &theirs, &[ChunkId::from_bytes([1; 32])], false)).await;
+    assert_eq!(status, 403, "{body}");
+    // Dropping what it holds (nothing) must not touch the owner's shards.
+    let (status, body) = mallory.post("/v1/sessions/close", &SessionRequest { session }).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = mallory.post("/v1/prune", &PruneRequest { max_unused_percent: 0 }).await;
+    assert_eq!(status, 200, "{body}");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(all_shard_files(&env), before, "no shard of the owner was deleted");
+    env.get_and_compare("victim", &file);
+}
+
+/// Attack: a reader reports every shard of the owner's data "bad". Before, each report
+/// marked the shard, so the packs counted as degraded (and, with no spare host, stayed so);
+/// now the coordinator reads the shard itself and finds it intact.
+#[tokio::test(flavor = "multi_thread")]
+async fn lying_reports_of_bad_shards_change_nothing() {
+    let env = grid(6).await;
+    let file = env.write_random("victim", 6 << 20, 5);
+    env.put(&file, "victim");
+    let before = catalog(&env).shards;
+    let reader = Attacker::invite(&env, &["auditor", "--role", "reader", "--of", "u1"]).await;
+    for (_, _, shard, host) in &before {
+        let report = ReportShardRequest { host: *host, shard: *shard, problem: "corrupt (trust me)".into() };
+        let (status, body) = reader.post("/v1/shards/report", &report).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let h = health(&env);
+    assert_eq!(h["packs_full"], h["packs_total"], "every pack still counts as whole: {h}");
+    assert_eq!(catalog(&env).shards, before, "no shard was moved");
+    for (id, state, failed) in host_states(&env) {
+        assert_eq!((state.as_str(), failed), ("online", 0), "host {id} was blamed for a lie");
+    }
+    env.get_and_compare("victim", &file);
+}
+
+/// A real bad shard, reported by the reader who met it, is still found and rebuilt: the
+/// check confirms it (the host quarantines the bad copy when asked for it whole).
+#[tokio::test(flavor = "multi_thread")]
+async fn true_reports_of_bad_shards_are_confirmed_and_repaired() {
+    let env = grid(7).await;
+    let file = env.write_random("victim", 2 << 20, 6);
+    env.put(&file, "victim");
+    let shards = catalog(&env).shards;
+    let (_, _, shard, host) = shards[0];
+    let dir = host_dir(&env, host);
+    let path = shard_files(&dir).into_iter().find(|p| p.ends_with(shard.to_string())).expect("the shard's file");
+    let mut bytes = std::fs::read(&path).expect("read");
+    bytes[100] ^= 0xff;
+    std::fs::write(&path, bytes).expect("write");
+    let reader = Attacker::invite(&env, &["auditor", "--role", "reader", "--of", "u1"]).await;
+    let report = ReportShardRequest { host, shard, problem: "corrupt".into() };
+    assert_eq!(reader.post("/v1/shards/report", &report).await.0, 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        // Rebuilt (on any host, this one included once it dropped the bad copy).
+        let intact = all_shard_files(&env).iter().any(|p| {
+            p.ends_with(shard.to_string()) && std::fs::read(p).is_ok_and(|b| ShardId::of(&b) == shard)
+        });
+        if intact && health(&env)["packs_full"] == health(&env)["packs_total"] {
+            break;
+        }
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(env.grid.coordinator_dir().join("../coordinator.log")).unwrap_or_default();
+            panic!("the confirmed bad shard was not rebuilt elsewhere; coordinator log:\n{log}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    env.get_and_compare("victim", &file);
+}
+
+/// Attack: placements without uploads. Before, they bypassed the quota and, repeated, left
+/// everyone with "only 0 hosts available"; their put grants outlived them by 50 minutes.
+#[tokio::test(flavor = "multi_thread")]
+async fn placements_without_uploads_cannot_fill_the_grid_or_dodge_the_quota() {
+    let env = grid(6).await;
+    let hog = Attacker::invite(&env, &["hog"]).await;
+    let big = |n: u32| PlaceRequest {
+        shard_size: MAX_SHARD,
+        shards: (0..6u8)
+            .map(|i| ShardToPlace { index: i, shard: ShardId::of(format!("{n}-{i}").as_bytes()) })
+            .collect(),
+        exclude: vec![],
+    };
+    let mut granted = 0;
+    for n in 0..400 {
+        let (status, body) = hog.post("/v1/packs/place", &big(n)).await;
+        match status {
+            200 => granted += 1,
+            423 => assert!(body["error"].as_str().unwrap_or_default().contains("not yet committed"), "{body}"),
+            _ => panic!("unexpected answer {status}: {body}"),
+        }
+    }
+    assert!(granted <= 3, "{granted} placements of 384 MiB each were granted without an upload");
+    // Everyone else still writes.
+    let file = env.write_random("file", 4 << 20, 7);
+    env.put(&file, "file");
+    env.get_and_compare("file", &file);
+
+    // A quota counts what is placed and not yet committed.
+    let small = Attacker::invite(&env, &["small", "--quota", "10MiB"]).await;
+    let place = |n: u32| PlaceRequest {
+        shard_size: 1 << 20,
+        shards: (0..6u8)
+            .map(|i| ShardToPlace { index: i, shard: ShardId::of(format!("q{n}-{i}").as_bytes()) })
+            .collect(),
+        exclude: vec![],
+    };
+    let (status, body) = small.post("/v1/packs/place", &place(0)).await;
+    assert_eq!(status, 200, "{body}");
+    let placed: PlaceResponse = serde_json::from_value(body).expect("placement");
+    let (status, body) = small.post("/v1/packs/place", &place(1)).await;
+    assert_eq!(status, 507, "6 MiB placed + 6 MiB more > 10 MiB: {body}");
+    assert!(body["error"].as_str().unwrap_or_default().contains("quota"), "{body}");
+
+    // A put grant lapses with its reservation (10 minutes), not an hour later.
+    let key = coordinator_key(&env);
+    for t in placed.targets {
+        let g = SignedGrant::open(&t.grant, &key).expect("a grant of this coordinator");
+        assert!(g.expires <= now() + 600, "a put grant lives until {} (now {})", g.expires, now());
+    }
+}
+
+fn coordinator_key(env: &Env) -> ed25519_dalek::VerifyingKey {
+    let text = std::fs::read_to_string(env.grid.coordinator_dir().join("coordinator.key")).expect("key");
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut seed).expect("hex");
+    SigningKey::from_bytes(&seed).verifying_key()
+}
+
+/// Receipts from hosts are what let a pack in: a receipt a host signed for one upload
+/// cannot be presented again for a shard deleted since, nor by another account.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_receipt_is_accepted_once_and_only_from_its_placement() {
+    let env = grid(6).await;
+    let eve = Attacker::invite(&env, &["eve"]).await;
+    let session = eve.session().await;
+    let fp = env.grid.profile().fingerprint().expect("profile").expect("TLS");
+    let hosts_http = scatter_net::http_client(Some(fp), scatter_net::Peer::Host)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    // A real 4+2 pack, uploaded by hand.
+    let shards: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i; 4096]).collect();
+    let ids: Vec<ShardId> = shards.iter().map(|s| ShardId::of(s)).collect();
+    let place = PlaceRequest {
+        shard_size: 4096,
+        shards: ids.iter().enumerate().map(|(i, s)| ShardToPlace { index: i as u8, shard: *s }).collect(),
+        exclude: vec![],
+    };
+    let (status, body) = eve.post("/v1/packs/place", &place).await;
+    assert_eq!(status, 200, "{body}");
+    let placed: PlaceResponse = serde_json::from_value(body).expect("placement");
+    let mut stored = Vec::new();
+    for t in &placed.targets {
+        let i = t.index as usize;
+        let resp = hosts_http
+            .put(format!("{}/shards/{}", t.address, ids[i]))
+            .header(GRANT_HEADER, &t.grant.0)
+            .body(shards[i].clone())
+            .send()
+            .await
+            .expect("upload");
+        assert_eq!(resp.status().as_u16(), 201);
+        let reply: StoredResponse = resp.json().await.expect("a receipt");
+        stored.push(StoredShard { index: t.index, shard: ids[i], host: t.host, receipt: reply.receipt });
+    }
+    stored.sort_by_key(|s| s.index);
+    let commit = |session: u64, stored: Vec<StoredShard>| CommitPackRequest {
+        pack: PackId::of_shards(&ids),
+        session,
+        size: 4 * 4096,
+        k: 4,
+        m: 2,
+        shard_size: 4096,
+        shards: stored,
+        chunks: vec![],
+        relocate: false,
+    };
+    // Another account cannot use these receipts.
+    let other = Attacker::invite(&env, &["other"]).await;
+    let other_session = other.session().await;
+    let (status, body) = other.post("/v1/packs/commit", &commit(other_session, stored.clone())).await;
+    assert_eq!(status, 403, "receipts for eve's placement: {body}");
+    // A receipt with a wrong size or for another shard is refused.
+    let mut swapped = stored.clone();
+    let r0 = swapped[0].receipt.clone();
+    swapped[0].receipt = swapped[1].receipt.clone();
+    swapped[1].receipt = r0;
+    let (status, body) = eve.post("/v1/packs/commit", &commit(session, swapped)).await;
+    assert_eq!(status, 403, "swapped receipts: {body}");
+    // The failed commits used up the placements: place again, and the old receipts (which
+    // answer the old grants) are refused.
+    let (status, _) = eve.post("/v1/packs/place", &place).await;
+    assert_eq!(status, 200);
+    let (status, body) = eve.post("/v1/packs/commit", &commit(session, stored.clone())).await;
+    assert_eq!(status, 403, "receipts answering lapsed grants: {body}");
+    // Forged: a receipt not signed by the host.
+    let mut forged = stored.clone();
+    forged[0].receipt = SignedReceipt(forged[0].receipt.0.replace('A', "B"));
+    let (status, _) = eve.post("/v1/packs/commit", &commit(session, forged)).await;
+    assert_eq!(status, 403);
+}
