@@ -335,14 +335,15 @@ async fn true_reports_of_bad_shards_are_confirmed_and_repaired() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         // Rebuilt (on any host, this one included once it dropped the bad copy).
-        let intact = all_shard_files(&env).iter().any(|p| {
-            p.ends_with(shard.to_string()) && std::fs::read(p).is_ok_and(|b| ShardId::of(&b) == shard)
-        });
+        let intact = all_shard_files(&env)
+            .iter()
+            .any(|p| p.ends_with(shard.to_string()) && std::fs::read(p).is_ok_and(|b| ShardId::of(&b) == shard));
         if intact && health(&env)["packs_full"] == health(&env)["packs_total"] {
             break;
         }
         if Instant::now() > deadline {
-            let log = std::fs::read_to_string(env.grid.coordinator_dir().join("../coordinator.log")).unwrap_or_default();
+            let log =
+                std::fs::read_to_string(env.grid.coordinator_dir().join("../coordinator.log")).unwrap_or_default();
             panic!("the confirmed bad shard was not rebuilt elsewhere; coordinator log:\n{log}");
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -481,4 +482,33 @@ async fn a_receipt_is_accepted_once_and_only_from_its_placement() {
     forged[0].receipt = SignedReceipt(forged[0].receipt.0.replace('A', "B"));
     let (status, _) = eve.post("/v1/packs/commit", &commit(session, forged)).await;
     assert_eq!(status, 403);
+}
+
+/// Shards recorded before receipts existed get them from their hosts (the backfill), and
+/// until then their audit failures do not count against the host.
+#[tokio::test(flavor = "multi_thread")]
+async fn shards_recorded_before_receipts_are_backfilled() {
+    let mut env = grid(6).await;
+    let file = env.write_random("old", 2 << 20, 8);
+    env.put(&file, "old");
+    // A catalog from before receipts: no receipt on any shard.
+    env.grid.kill_coordinator();
+    let path = env.grid.coordinator_dir().join("catalog.db");
+    let db = rusqlite::Connection::open(&path).expect("catalog");
+    db.execute("UPDATE shards SET receipt = NULL", []).expect("sql");
+    drop(db);
+    env.grid.start_coordinator().expect("coordinator restarts");
+    let missing = || {
+        let db =
+            rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("catalog");
+        db.query_row("SELECT COUNT(*) FROM shards WHERE receipt IS NULL", [], |r| r.get::<_, i64>(0)).expect("sql")
+    };
+    assert!(missing() > 0);
+    // Hosts send their inventory every five heartbeats (1 s here) and answer what it asks.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while missing() > 0 {
+        assert!(Instant::now() < deadline, "{} shard(s) still lack a receipt", missing());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    env.get_and_compare("old", &file);
 }

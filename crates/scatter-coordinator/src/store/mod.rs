@@ -353,7 +353,7 @@ impl Store {
             Some(v) => {
                 for (from, sql) in MIGRATIONS {
                     if *from >= v {
-                        conn.execute_batch(sql)?;
+                        migrate(&conn, sql)?;
                     }
                 }
             }
@@ -785,6 +785,19 @@ impl Store {
         tx.commit()?;
         Ok(())
     }
+}
+
+/// Runs one migration, statement by statement. A statement on a table this catalog does not
+/// have yet is skipped: the table is created afterwards from [`SCHEMA`], already in its
+/// current form.
+fn migrate(conn: &Connection, sql: &str) -> Result<(), StoreError> {
+    for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        match conn.execute_batch(statement) {
+            Err(rusqlite::Error::SqliteFailure(_, Some(msg))) if msg.starts_with("no such table") => {}
+            other => other?,
+        }
+    }
+    Ok(())
 }
 
 fn object_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRow> {

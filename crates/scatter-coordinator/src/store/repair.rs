@@ -373,3 +373,105 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use scatter_core::UserId;
+    use scatter_proto::api::StoredShard;
+    use scatter_proto::SignedReceipt;
+
+    use super::*;
+    use crate::store::NewPack;
+
+    fn setup() -> (tempfile::TempDir, Store, UserId, HostId, u64) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("c.db")).expect("open");
+        store.add_token(&[1; 32], "ann", "user", None, None).expect("token");
+        let user = store.redeem_token(&[1; 32], "pk", &[2; 32], 0).expect("redeem").expect("user").id;
+        let host = store.add_host(&[3; 32], "http://127.0.0.1:1", "z", 1 << 30, None, 0).expect("host");
+        let session = store.add_session(user, b"k", 0, 100).expect("session");
+        (dir, store, user, host, session)
+    }
+
+    fn commit(store: &Store, user: UserId, host: HostId, session: u64, pack: u8, shard: u8) -> Result<(), StoreError> {
+        let shards = [StoredShard {
+            index: 0,
+            shard: ShardId::from_bytes([shard; 32]),
+            host,
+            receipt: SignedReceipt("r".into()),
+        }];
+        store.commit_pack(
+            &NewPack {
+                id: PackId::from_bytes([pack; 32]),
+                user,
+                session,
+                size: 10,
+                k: 1,
+                m: 0,
+                shard_size: 64,
+                shards: &shards,
+                chunks: &[],
+                relocate: false,
+            },
+            1,
+        )
+    }
+
+    #[test]
+    fn a_shard_is_recorded_once_per_host() {
+        let (_d, store, user, host, session) = setup();
+        commit(&store, user, host, session, 1, 7).expect("first");
+        assert!(matches!(commit(&store, user, host, session, 2, 7), Err(StoreError::ShardTaken(h)) if h == host));
+        assert!(!store.pack_exists(&PackId::from_bytes([2; 32])).expect("exists"), "nothing of it was recorded");
+    }
+
+    #[test]
+    fn only_failures_of_receipted_shards_count_against_the_host() {
+        let (_d, store, user, host, session) = setup();
+        commit(&store, user, host, session, 1, 7).expect("commit");
+        let conn = store.conn();
+        conn.execute("UPDATE shards SET receipt = NULL", []).expect("sql");
+        drop(conn);
+        let pack = PackId::from_bytes([1; 32]);
+        for _ in 0..5 {
+            assert!(!store.record_audit(host, &pack, 0, false).expect("audit"));
+        }
+        let h = store.hosts().expect("hosts").remove(0);
+        assert_eq!((h.audits_failed, h.state.as_str()), (0, "active"));
+        assert_eq!(store.receipts_wanted(host, 10).expect("wanted"), vec![ShardId::from_bytes([7; 32])]);
+        // A backfilled receipt must state the shard's size.
+        let shard = ShardId::from_bytes([7; 32]);
+        assert_eq!(store.record_receipts(host, &[(shard, 65, "r".into())]).expect("record"), 0);
+        assert_eq!(store.record_receipts(host, &[(shard, 64, "r".into())]).expect("record"), 1);
+        assert!(store.receipts_wanted(host, 10).expect("wanted").is_empty());
+        // Now failures count, and enough of them disqualify.
+        let conn = store.conn();
+        conn.execute("UPDATE shards SET state = 'ok'", []).expect("sql");
+        drop(conn);
+        let disqualified = (0..DISQUALIFY_AFTER).map(|_| store.record_audit(host, &pack, 0, false).expect("audit"));
+        assert_eq!(disqualified.last(), Some(true));
+    }
+
+    #[test]
+    fn a_shard_another_pack_still_places_is_not_deleted_from_its_host() {
+        let (_d, store, user, host, session) = setup();
+        commit(&store, user, host, session, 1, 7).expect("commit");
+        // A catalog from before receipts may hold the same (host, shard) in two packs.
+        let conn = store.conn();
+        conn.execute(
+            "INSERT INTO packs (id, user, session, size, k, m, shard_size, state, created)
+             VALUES (?1, ?2, ?3, 10, 1, 0, 64, 'deleting', 1)",
+            params![&[2u8; 32][..], user.0 as i64, session as i64],
+        )
+        .expect("sql");
+        conn.execute(
+            "INSERT INTO shards (pack, idx, hash, host, state) VALUES (?1, 0, ?2, ?3, 'ok')",
+            params![&[2u8; 32][..], &[7u8; 32][..], host.0 as i64],
+        )
+        .expect("sql");
+        drop(conn);
+        let todo = store.shards_to_delete(10).expect("to delete");
+        assert_eq!(todo.len(), 1);
+        assert!(todo[0].4, "pack 1 still needs the shard: only the row goes");
+    }
+}
