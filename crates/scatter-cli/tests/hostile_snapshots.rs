@@ -298,7 +298,7 @@ async fn sessions_belong_to_their_opener_and_a_renewed_one_does_not_block_prune(
     env.put(&small, "something");
     let laptop = appender(&env, "laptop", &[]);
     let theirs = Profile::load(&laptop).expect("profile").coordinator().expect("coordinator");
-    let mine = Profile::load(env.grid.client_dir()).expect("profile").coordinator().expect("coordinator");
+    let mine = Profile::load(&env.grid.client_dir()).expect("profile").coordinator().expect("coordinator");
     let wrapped = Profile::load_keys(&laptop, THEIR_PASSPHRASE).expect("keys").write_keys().wrap(
         &scatter_core::crypto::DataKey::generate(),
     );
