@@ -65,6 +65,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/snapshots/refs", post(backup::refs))
         .route("/v1/snapshots/commit", post(backup::commit))
         .route("/v1/snapshots/forget", post(backup::forget))
+        .route("/v1/delegates", get(backup::delegates))
+        .route("/v1/delegates/trust", post(backup::trust))
         .route("/v1/prune", post(backup::prune))
         .route("/v1/admin/health", get(crate::metrics::health))
         .route("/v1/admin/hosts/drain", post(admin::drain))
@@ -433,7 +435,7 @@ async fn create_session(
         return Err(ApiError::BadRequest("the wrapped key is too large".into()));
     }
     let ttl = sh.session_ttl.as_secs().max(1);
-    let session = db(&sh, move |s| s.add_session(u.id, &wrapped, now(), now() + ttl)).await?;
+    let session = db(&sh, move |s| s.open_session(u.id, u.me, &wrapped, now(), now() + ttl)).await?;
     Ok(Json(CreateSessionResponse { session, ttl_secs: ttl }))
 }
 
@@ -451,7 +453,10 @@ async fn lookup_chunks(
 ) -> ApiResult<LookupChunksResponse> {
     let u = caller(&sh, &headers, Right::Add).await?;
     check_ids(req.ids.len())?;
-    let known = db(&sh, move |s| s.known_chunks(u.id, &req.ids)).await?;
+    let known = match req.session {
+        Some(session) => db(&sh, move |s| s.lookup_for_session(u.id, u.me, session, &req.ids, now())).await?,
+        None => db(&sh, move |s| s.known_chunks(u.id, &req.ids)).await?,
+    };
     Ok(Json(LookupChunksResponse { known }))
 }
 
@@ -510,6 +515,7 @@ async fn commit_pack(
     Body(req): Body<CommitPackRequest>,
 ) -> ApiResult<serde_json::Value> {
     let u = caller(&sh, &headers, Right::Add).await?;
+    db(&sh, move |s| s.check_session_opener(u.id, u.me, req.session)).await?;
     scatter_core::erasure::check_redundancy(req.k, req.m).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let total = req.k as usize + req.m as usize;
     let mut indices: Vec<u8> = req.shards.iter().map(|s| s.index).collect();
@@ -573,6 +579,7 @@ async fn commit_object(
     Body(req): Body<CommitObjectRequest>,
 ) -> ApiResult<CommitObjectResponse> {
     let u = caller(&sh, &headers, Right::Add).await?;
+    db(&sh, move |s| s.check_session_opener(u.id, u.me, req.session)).await?;
     check_name(&req.name)?;
     let manifest = decode_b64("manifest", &req.manifest)?;
     if u.role == "appender" {

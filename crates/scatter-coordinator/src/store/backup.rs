@@ -5,8 +5,15 @@
 //! references (in batches, against its session, checked to exist) and the commit turns them
 //! into the snapshot's references in one transaction. That makes freeing space a catalog
 //! question: a chunk is garbage when no object, no snapshot and no open session references
-//! it. A sweep runs only while none of the user's sessions is open, because a running backup
-//! may have found a chunk through dedup that it has not yet referenced.
+//! it. An open session references the chunks it found through dedup (its lookups record the
+//! hits), the ones it listed for its snapshot, and the ones in packs it committed; so a sweep
+//! never waits for running writes, and a delegate renewing a session forever holds up
+//! nothing but what that session itself uses.
+//!
+//! A session belongs to the account that opened it (`UserRow::me`: the owner, or one of its
+//! delegates): no other account can renew, close or commit into it. A snapshot records its
+//! writer the same way, at commit, from the caller's credential (never from the sealed
+//! record, which the writer chooses).
 
 use rusqlite::{params, OptionalExtension, Transaction};
 use scatter_core::{ChunkId, PackId, UserId};
@@ -28,6 +35,28 @@ pub struct SnapshotRow {
     pub record: Vec<u8>,
     /// Distinct chunks referenced.
     pub chunks: u64,
+    /// Who committed it: the owner, or a delegate (its own id).
+    pub writer: UserId,
+    /// The writer's name, for listings.
+    pub writer_name: String,
+    /// Whether it counts as the owner's own: the owner wrote it, or a delegate the owner
+    /// trusts.
+    pub trusted: bool,
+}
+
+/// A reader or appender of a user's data, as its owner sees it.
+#[derive(Debug, Clone)]
+pub struct DelegateRow {
+    /// The delegate's own id.
+    pub id: UserId,
+    /// Its name.
+    pub name: String,
+    /// `reader` or `appender`.
+    pub role: String,
+    /// Whether its requests are refused.
+    pub disabled: bool,
+    /// Whether the owner counts its snapshots as its own.
+    pub trusted: bool,
 }
 
 /// What a sweep did.
@@ -42,23 +71,30 @@ pub struct Swept {
 }
 
 /// Drops the user's unreferenced chunks and releases packs left empty, inside `tx`.
-/// Fails with [`StoreError::Busy`] while a session of the user is open.
+///
+/// What open sessions (of the user or of any delegate) may still reference is kept: their
+/// recorded references (dedup hits and snapshot refs) and the chunks of packs they
+/// committed. References of sessions that ended without a commit are dropped.
 pub(super) fn sweep(tx: &Transaction<'_>, user: UserId, now: u64) -> Result<Swept, StoreError> {
-    let u = user.0 as i64;
-    let open = tx.prepare("SELECT 1 FROM sessions WHERE user = ?1 AND expires > ?2")?.exists(params![u, now as i64])?;
-    if open {
-        return Err(StoreError::Busy);
-    }
-    // References of sessions that ended without a commit are void.
-    tx.execute("DELETE FROM session_refs WHERE user = ?1", [u])?;
+    let (u, now) = (user.0 as i64, now as i64);
+    tx.execute(
+        "DELETE FROM session_refs WHERE user = ?1
+           AND session IN (SELECT id FROM sessions WHERE user = ?1 AND expires <= ?2)",
+        params![u, now],
+    )?;
     let unreferenced = "user = ?1
         AND NOT EXISTS (SELECT 1 FROM object_chunks oc WHERE oc.user = chunks.user AND oc.chunk = chunks.id)
-        AND NOT EXISTS (SELECT 1 FROM snapshot_chunks sc WHERE sc.user = chunks.user AND sc.chunk = chunks.id)";
-    let (count, bytes): (i64, i64) =
-        tx.query_row(&format!("SELECT COUNT(*), COALESCE(SUM(len), 0) FROM chunks WHERE {unreferenced}"), [u], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-    tx.execute(&format!("DELETE FROM chunks WHERE {unreferenced}"), [u])?;
+        AND NOT EXISTS (SELECT 1 FROM snapshot_chunks sc WHERE sc.user = chunks.user AND sc.chunk = chunks.id)
+        AND NOT EXISTS (SELECT 1 FROM session_refs sr JOIN sessions s ON s.id = sr.session
+                        WHERE sr.user = chunks.user AND sr.chunk = chunks.id AND s.expires > ?2)
+        AND NOT EXISTS (SELECT 1 FROM packs p JOIN sessions s ON s.id = p.session
+                        WHERE p.id = chunks.pack AND s.expires > ?2)";
+    let (count, bytes): (i64, i64) = tx.query_row(
+        &format!("SELECT COUNT(*), COALESCE(SUM(len), 0) FROM chunks WHERE {unreferenced}"),
+        params![u, now],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    tx.execute(&format!("DELETE FROM chunks WHERE {unreferenced}"), params![u, now])?;
     let released = tx.execute(
         "UPDATE packs SET state = 'deleting'
          WHERE user = ?1 AND state = 'live' AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.pack = packs.id)",
@@ -67,49 +103,115 @@ pub(super) fn sweep(tx: &Transaction<'_>, user: UserId, now: u64) -> Result<Swep
     Ok(Swept { chunks_removed: count as u64, bytes_removed: bytes as u64, packs_released: released as u64 })
 }
 
-/// Fails unless `session` is an open session of `user`.
-fn require_open(tx: &Transaction<'_>, user: UserId, session: u64, now: u64) -> Result<(), StoreError> {
-    let open = tx.prepare("SELECT 1 FROM sessions WHERE id = ?1 AND user = ?2 AND expires > ?3")?.exists(params![
-        session as i64,
-        user.0 as i64,
-        now as i64
-    ])?;
-    if open {
-        Ok(())
-    } else {
-        Err(StoreError::SessionClosed)
+/// Fails unless `session` is an open session on `user`'s data opened by `me`: with
+/// [`StoreError::NotYourSession`] when another account opened it, else
+/// [`StoreError::SessionClosed`].
+fn require_open(tx: &Transaction<'_>, user: UserId, me: UserId, session: u64, now: u64) -> Result<(), StoreError> {
+    let row: Option<(i64, i64)> = tx
+        .query_row(
+            "SELECT COALESCE(opener, user), expires FROM sessions WHERE id = ?1 AND user = ?2",
+            params![session as i64, user.0 as i64],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    match row {
+        Some((opener, _)) if opener != me.0 as i64 => Err(StoreError::NotYourSession),
+        Some((_, expires)) if expires > now as i64 => Ok(()),
+        _ => Err(StoreError::SessionClosed),
     }
 }
 
 impl Store {
-    /// Extends an open session of `user` until `expires`; fails if it already ended.
-    pub fn keep_session(&self, user: UserId, session: u64, now: u64, expires: u64) -> Result<(), StoreError> {
-        let n = self.conn().execute(
-            "UPDATE sessions SET expires = ?4 WHERE id = ?1 AND user = ?2 AND expires > ?3",
-            params![session as i64, user.0 as i64, now as i64, expires as i64],
-        )?;
-        if n == 0 {
-            return Err(StoreError::SessionClosed);
-        }
+    /// Extends an open session on `user`'s data opened by `me` until `expires`; fails if it
+    /// already ended or another account opened it.
+    pub fn keep_session(
+        &self,
+        user: UserId,
+        me: UserId,
+        session: u64,
+        now: u64,
+        expires: u64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        require_open(&tx, user, me, session, now)?;
+        tx.execute("UPDATE sessions SET expires = ?2 WHERE id = ?1", params![session as i64, expires as i64])?;
+        tx.commit()?;
         Ok(())
     }
 
-    /// Ends a session (its key stays: packs sealed with it still need it).
-    pub fn close_session(&self, user: UserId, session: u64) -> Result<(), StoreError> {
-        self.conn().execute(
-            "UPDATE sessions SET expires = 0 WHERE id = ?1 AND user = ?2",
-            params![session as i64, user.0 as i64],
+    /// Ends a session opened by `me` (its key stays: packs sealed with it still need it);
+    /// fails if another account opened it. Ending an ended session does nothing.
+    pub fn close_session(&self, user: UserId, me: UserId, session: u64) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        match require_open(&tx, user, me, session, 0) {
+            Ok(()) | Err(StoreError::SessionClosed) => {}
+            Err(e) => return Err(e),
+        }
+        tx.execute(
+            "UPDATE sessions SET expires = 0 WHERE id = ?1 AND user = ?2 AND COALESCE(opener, user) = ?3",
+            params![session as i64, user.0 as i64, me.0 as i64],
         )?;
+        tx.commit()?;
         Ok(())
+    }
+
+    /// Fails unless `session` on `user`'s data was opened by `me` (open or not): what a pack
+    /// or object commit checks before writing under a session.
+    pub fn check_session_opener(&self, user: UserId, me: UserId, session: u64) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        match require_open(&tx, user, me, session, 0) {
+            Ok(()) | Err(StoreError::SessionClosed) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Which of `ids` the user stores, recording the hits as references of the open
+    /// `session` (opened by `me`), so a prune keeps them until the session commits or ends.
+    pub fn lookup_for_session(
+        &self,
+        user: UserId,
+        me: UserId,
+        session: u64,
+        ids: &[ChunkId],
+        now: u64,
+    ) -> Result<Vec<ChunkId>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        require_open(&tx, user, me, session, now)?;
+        let u = user.0 as i64;
+        let mut known = Vec::new();
+        {
+            let mut exists = tx.prepare_cached("SELECT 1 FROM chunks WHERE user = ?1 AND id = ?2")?;
+            let mut insert =
+                tx.prepare_cached("INSERT OR IGNORE INTO session_refs (session, user, chunk) VALUES (?1, ?2, ?3)")?;
+            for id in ids {
+                if exists.exists(params![u, &id.as_bytes()[..]])? {
+                    insert.execute(params![session as i64, u, &id.as_bytes()[..]])?;
+                    known.push(*id);
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(known)
     }
 
     /// Records chunks a snapshot of the open `session` will reference; fails, recording
     /// nothing, if any of them is not stored.
-    pub fn add_session_refs(&self, user: UserId, session: u64, ids: &[ChunkId], now: u64) -> Result<(), StoreError> {
+    pub fn add_session_refs(
+        &self,
+        user: UserId,
+        me: UserId,
+        session: u64,
+        ids: &[ChunkId],
+        now: u64,
+    ) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let u = user.0 as i64;
-        require_open(&tx, user, session, now)?;
+        require_open(&tx, user, me, session, now)?;
         let mut missing = 0;
         {
             let mut exists = tx.prepare_cached("SELECT 1 FROM chunks WHERE user = ?1 AND id = ?2")?;
@@ -130,11 +232,13 @@ impl Store {
         Ok(())
     }
 
-    /// Makes a snapshot visible with the references recorded for its session, and closes the
-    /// session, in one transaction.
+    /// Makes a snapshot of `user`'s data, written by `me` (the owner or a delegate), visible
+    /// with the references recorded for its session, and closes the session, in one
+    /// transaction.
     pub fn commit_snapshot(
         &self,
         user: UserId,
+        me: UserId,
         session: u64,
         id: &str,
         record: &[u8],
@@ -143,13 +247,13 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let u = user.0 as i64;
-        require_open(&tx, user, session, now)?;
+        require_open(&tx, user, me, session, now)?;
         if tx.prepare("SELECT 1 FROM snapshots WHERE id = ?1")?.exists([id])? {
             return Err(StoreError::SnapshotExists);
         }
         tx.execute(
-            "INSERT INTO snapshots (id, user, session, record, created) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id, u, session as i64, record, now as i64],
+            "INSERT INTO snapshots (id, user, session, record, created, writer) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id, u, session as i64, record, now as i64, me.0 as i64],
         )?;
         tx.execute(
             "INSERT INTO snapshot_chunks (snapshot, user, chunk) SELECT ?1, user, chunk FROM session_refs WHERE session = ?2",
@@ -161,13 +265,17 @@ impl Store {
         Ok(())
     }
 
-    /// The user's snapshots, oldest first.
+    /// The user's snapshots in commit order (the coordinator's clock, not the time the
+    /// sealed record claims), oldest first, with their writers.
     pub fn snapshots(&self, user: UserId) -> Result<Vec<SnapshotRow>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT s.id, s.created, s.session, k.wrapped_key, s.record,
-                    (SELECT COUNT(*) FROM snapshot_chunks sc WHERE sc.snapshot = s.id)
+                    (SELECT COUNT(*) FROM snapshot_chunks sc WHERE sc.snapshot = s.id),
+                    COALESCE(s.writer, s.user), COALESCE(w.name, ''),
+                    COALESCE(s.writer, s.user) = s.user OR COALESCE(w.trusted, 0) <> 0
              FROM snapshots s JOIN sessions k ON k.id = s.session
+                  LEFT JOIN users w ON w.id = COALESCE(s.writer, s.user)
              WHERE s.user = ?1 ORDER BY s.created, s.rowid",
         )?;
         let rows = stmt.query_map([user.0 as i64], |r| {
@@ -178,9 +286,39 @@ impl Store {
                 wrapped_key: r.get(3)?,
                 record: r.get(4)?,
                 chunks: r.get::<_, i64>(5)? as u64,
+                writer: UserId(r.get::<_, i64>(6)? as u64),
+                writer_name: r.get(7)?,
+                trusted: r.get(8)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The readers and appenders of `owner`'s data.
+    pub fn delegates(&self, owner: UserId) -> Result<Vec<DelegateRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT id, name, role, disabled, trusted FROM users WHERE owner = ?1 ORDER BY id")?;
+        let rows = stmt.query_map([owner.0 as i64], |r| {
+            Ok(DelegateRow {
+                id: UserId(r.get::<_, i64>(0)? as u64),
+                name: r.get(1)?,
+                role: r.get(2)?,
+                disabled: r.get(3)?,
+                trusted: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Sets whether `owner` counts `delegate`'s snapshots as its own; false if `delegate` is
+    /// no delegate of `owner`.
+    pub fn set_trusted(&self, owner: UserId, delegate: UserId, trusted: bool) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "UPDATE users SET trusted = ?3 WHERE id = ?2 AND owner = ?1",
+            params![owner.0 as i64, delegate.0 as i64, trusted],
+        )?;
+        Ok(n > 0)
     }
 
     /// Drops snapshots of the user (unknown ids are ignored). Returns how many went.
@@ -204,7 +342,8 @@ impl Store {
         Ok(removed)
     }
 
-    /// Sweeps the user's unreferenced chunks (see [`sweep`]), then lists live packs whose
+    /// Sweeps the user's unreferenced chunks (see [`sweep`]; it never waits for open
+    /// sessions), then lists live packs whose
     /// unreferenced share is at least `max_unused_percent`, with their live chunks.
     #[allow(clippy::type_complexity)]
     pub fn prune(

@@ -15,11 +15,11 @@ mod backup;
 mod events;
 mod repair;
 mod users;
-pub use backup::{SnapshotRow, Swept};
+pub use backup::{DelegateRow, SnapshotRow, Swept};
 pub use events::Event;
 pub use repair::{DegradedPack, Health};
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS tokens (
     used INTEGER NOT NULL DEFAULT 0,
     name TEXT NOT NULL DEFAULT '',
     quota INTEGER,
-    owner INTEGER
+    owner INTEGER,
+    trusted INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS users (
     id INTEGER PRIMARY KEY,
@@ -54,14 +55,16 @@ CREATE TABLE IF NOT EXISTS users (
     name TEXT NOT NULL DEFAULT '',
     disabled INTEGER NOT NULL DEFAULT 0,
     quota INTEGER,
-    owner INTEGER
+    owner INTEGER,
+    trusted INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS sessions (
     id INTEGER PRIMARY KEY,
     user INTEGER NOT NULL REFERENCES users(id),
     wrapped_key BLOB NOT NULL,
     created INTEGER NOT NULL,
-    expires INTEGER NOT NULL DEFAULT 0
+    expires INTEGER NOT NULL DEFAULT 0,
+    opener INTEGER
 );
 CREATE TABLE IF NOT EXISTS packs (
     id BLOB PRIMARY KEY,
@@ -115,7 +118,8 @@ CREATE TABLE IF NOT EXISTS snapshots (
     user INTEGER NOT NULL REFERENCES users(id),
     session INTEGER NOT NULL REFERENCES sessions(id),
     record BLOB NOT NULL,
-    created INTEGER NOT NULL
+    created INTEGER NOT NULL,
+    writer INTEGER
 );
 CREATE INDEX IF NOT EXISTS snapshots_by_user ON snapshots(user, created);
 CREATE TABLE IF NOT EXISTS snapshot_chunks (
@@ -144,6 +148,7 @@ CREATE TABLE IF NOT EXISTS session_refs (
     chunk BLOB NOT NULL,
     PRIMARY KEY (session, chunk)
 );
+CREATE INDEX IF NOT EXISTS session_refs_by_chunk ON session_refs(user, chunk);
 ";
 
 /// Upgrades from older schema versions, in order.
@@ -165,6 +170,26 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // Bearer API keys (stored hashed) give way to device keys that sign credentials. A hash
     // is no usable public key, so clients registered before must run `scatter init` again.
     (3, "ALTER TABLE users RENAME COLUMN key_hash TO device_key;"),
+    // Who wrote a snapshot and who opened a session (a delegate's own id, `UserRow::me`), and
+    // whether the owner counts a delegate's snapshots as its own. Rows from before were the
+    // owner's. A catalog from before snapshots existed gets that table in its version 4 shape
+    // first, so the ALTER has something to alter.
+    (
+        4,
+        "CREATE TABLE IF NOT EXISTS snapshots (
+             id TEXT PRIMARY KEY,
+             user INTEGER NOT NULL REFERENCES users(id),
+             session INTEGER NOT NULL REFERENCES sessions(id),
+             record BLOB NOT NULL,
+             created INTEGER NOT NULL
+         );
+         ALTER TABLE snapshots ADD COLUMN writer INTEGER;
+         UPDATE snapshots SET writer = user;
+         ALTER TABLE sessions ADD COLUMN opener INTEGER;
+         UPDATE sessions SET opener = user;
+         ALTER TABLE users ADD COLUMN trusted INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE tokens ADD COLUMN trusted INTEGER NOT NULL DEFAULT 0;",
+    ),
 ];
 
 /// A catalog failure.
@@ -189,9 +214,13 @@ pub enum StoreError {
     /// A session is closed or expired.
     #[error("the write session expired (was the client paused for long?); run the command again")]
     SessionClosed,
-    /// Prune must wait for running writes.
+    /// Prune must wait for running writes (no longer returned: a sweep keeps what open
+    /// sessions reference instead of waiting for them).
     #[error("a backup or put of this user is still running (or was killed less than a session lifetime ago); retry when it has finished")]
     Busy,
+    /// The write session was opened by another account (the owner or another delegate).
+    #[error("this write session was opened by another account; a session is used only by the device that opened it, so open your own")]
+    NotYourSession,
     /// A catalog task could not run.
     #[error("a catalog task failed: {0}")]
     Task(String),
@@ -429,12 +458,27 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Starts a write session, open until `expires` unless kept alive.
+    /// Starts a write session of `user` opened by the user itself, open until `expires`
+    /// unless kept alive.
     pub fn add_session(&self, user: UserId, wrapped_key: &[u8], now: u64, expires: u64) -> Result<u64, StoreError> {
+        self.open_session(user, user, wrapped_key, now, expires)
+    }
+
+    /// Starts a write session on `user`'s data opened by `opener` (the caller's own id: the
+    /// user, or one of its delegates), open until `expires` unless kept alive. Only the
+    /// opener may use it.
+    pub fn open_session(
+        &self,
+        user: UserId,
+        opener: UserId,
+        wrapped_key: &[u8],
+        now: u64,
+        expires: u64,
+    ) -> Result<u64, StoreError> {
         let conn = self.conn();
         conn.execute(
-            "INSERT INTO sessions (user, wrapped_key, created, expires) VALUES (?1, ?2, ?3, ?4)",
-            params![user.0 as i64, wrapped_key, now as i64, expires as i64],
+            "INSERT INTO sessions (user, wrapped_key, created, expires, opener) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![user.0 as i64, wrapped_key, now as i64, expires as i64, opener.0 as i64],
         )?;
         Ok(conn.last_insert_rowid() as u64)
     }
