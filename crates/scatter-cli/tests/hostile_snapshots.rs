@@ -106,17 +106,6 @@ async fn an_appender_claiming_the_owners_host_and_paths_does_not_steer_latest_re
     std::fs::write(&keys, ATTACKER_KEY).expect("write");
     let evil = backup_id(&ok(run(&laptop, &["backup", s(&ssh), "--json"], &[]), "appender backup"));
 
-    // The listing says who wrote what.
-    let list = snapshots(&env);
-    let by_id = |id: &str| list.iter().find(|x| x["id"] == id).cloned().expect("listed");
-    assert_eq!(by_id(&first)["writer"], "u1", "{list:#?}");
-    assert_eq!(by_id(&evil)["writer"], "u2", "{list:#?}");
-    assert_eq!(by_id(&evil)["writer_name"], "laptop", "{list:#?}");
-    assert_eq!(by_id(&evil)["trusted"], false, "{list:#?}");
-    assert_eq!(by_id(&first)["trusted"], true, "{list:#?}");
-    let text = env.ok(&["snapshots"]);
-    assert!(text.contains("laptop"), "the table names the writer: {text}");
-
     // The file is lost on the owner's machine; recover brings back the owner's version.
     std::fs::remove_file(&keys).expect("rm");
     env.ok(&["check-local", s(&ssh)]);
@@ -135,6 +124,17 @@ async fn an_appender_claiming_the_owners_host_and_paths_does_not_steer_latest_re
     let v: serde_json::Value =
         serde_json::from_str(&env.ok(&["backup", s(&ssh), "--json"])).expect("backup JSON");
     assert_eq!(v["parent"], serde_json::Value::from(first.clone()), "{v}");
+
+    // The listing says who wrote what.
+    let list = snapshots(&env);
+    let by_id = |id: &str| list.iter().find(|x| x["id"] == id).cloned().expect("listed");
+    assert_eq!(by_id(&first)["writer"], "u1", "{list:#?}");
+    assert_eq!(by_id(&evil)["writer"], "u2", "{list:#?}");
+    assert_eq!(by_id(&evil)["writer_name"], "laptop", "{list:#?}");
+    assert_eq!(by_id(&evil)["trusted"], false, "{list:#?}");
+    assert_eq!(by_id(&first)["trusted"], true, "{list:#?}");
+    let text = env.ok(&["snapshots"]);
+    assert!(text.contains("laptop"), "the table names the writer: {text}");
 
     // The appender's snapshot is still the owner's to restore, by id.
     let theirs = env.path("theirs");

@@ -435,15 +435,16 @@ mod tests {
         pack(&store, user, host, s, 1, &[10, 11, 12, 13], false);
         // Refs to a chunk that is not stored are refused.
         assert!(matches!(
-            store.add_session_refs(user, s, &[ChunkId::from_bytes([99; 32])], 2),
+            store.add_session_refs(user, user, s, &[ChunkId::from_bytes([99; 32])], 2),
             Err(StoreError::MissingChunks(1))
         ));
         let refs: Vec<ChunkId> = [10u8, 11].iter().map(|b| ChunkId::from_bytes([*b; 32])).collect();
-        store.add_session_refs(user, s, &refs, 2).expect("refs");
-        // While the session is open, prune refuses.
-        assert!(matches!(store.prune(user, 20, 2), Err(StoreError::Busy)));
-        store.commit_snapshot(user, s, "snap1", b"rec", 3).expect("commit");
-        assert!(matches!(store.commit_snapshot(user, s, "snap2", b"rec", 3), Err(StoreError::SessionClosed)));
+        store.add_session_refs(user, user, s, &refs, 2).expect("refs");
+        // While the session is open, prune runs but keeps everything of the session's pack.
+        let (swept, _) = store.prune(user, 20, 2).expect("prune while a session is open");
+        assert_eq!(swept.chunks_removed, 0);
+        store.commit_snapshot(user, user, s, "snap1", b"rec", 3).expect("commit");
+        assert!(matches!(store.commit_snapshot(user, user, s, "snap2", b"rec", 3), Err(StoreError::SessionClosed)));
         let snaps = store.snapshots(user).expect("list");
         assert_eq!((snaps.len(), snaps[0].chunks), (1, 2));
 
@@ -456,7 +457,7 @@ mod tests {
         // A repack moves the live chunks and releases the old pack.
         let s2 = store.add_session(user, b"k2", 5, 100).expect("session");
         pack(&store, user, host, s2, 2, &[10, 11, 77], true);
-        store.close_session(user, s2).expect("close");
+        store.close_session(user, user, s2).expect("close");
         let (_, repack) = store.prune(user, 20, 6).expect("prune");
         assert_eq!(repack.len(), 1, "77 was not revived, so a third of the new pack is unused");
         assert_eq!(repack[0].0, PackId::from_bytes([2; 32]));
@@ -471,16 +472,155 @@ mod tests {
     }
 
     #[test]
-    fn expired_sessions_do_not_block_prune_and_lose_their_refs() {
+    fn expired_sessions_lose_their_refs() {
         let (_d, store, user, host) = setup();
         let s = store.add_session(user, b"k", 1, 10).expect("session");
         pack(&store, user, host, s, 1, &[1, 2], false);
-        store.add_session_refs(user, s, &[ChunkId::from_bytes([1; 32])], 2).expect("refs");
-        assert!(store.keep_session(user, s, 5, 20).is_ok());
-        assert!(matches!(store.prune(user, 20, 15), Err(StoreError::Busy)));
+        store.add_session_refs(user, user, s, &[ChunkId::from_bytes([1; 32])], 2).expect("refs");
+        assert!(store.keep_session(user, user, s, 5, 20).is_ok());
+        let (swept, _) = store.prune(user, 20, 15).expect("prune while open");
+        assert_eq!(swept.chunks_removed, 0, "an open session's pack and refs are kept");
         let (swept, _) = store.prune(user, 20, 21).expect("prune after expiry");
         assert_eq!(swept.chunks_removed, 2);
-        assert!(matches!(store.keep_session(user, s, 22, 40), Err(StoreError::SessionClosed)));
+        assert!(matches!(store.keep_session(user, user, s, 22, 40), Err(StoreError::SessionClosed)));
+    }
+
+    fn id(b: u8) -> ChunkId {
+        ChunkId::from_bytes([b; 32])
+    }
+
+    /// A delegate (`reader` or `appender`) of `owner`, registered with token and key `n`.
+    fn delegate(store: &Store, owner: UserId, role: &str, n: u8) -> UserId {
+        store.add_token(&[n; 32], "laptop", role, None, Some(owner)).expect("token");
+        store.redeem_token(&[n; 32], "pk", &[n + 100; 32], 0).expect("redeem").expect("user").me
+    }
+
+    #[test]
+    fn sessions_belong_to_their_opener() {
+        let (_d, store, user, host) = setup();
+        let app = delegate(&store, user, "appender", 5);
+        let s = store.open_session(user, app, b"k", 1, 100).expect("session");
+        pack(&store, user, host, s, 1, &[10], false);
+        let ids = [id(10)];
+        // The owner can neither renew, close, fill nor commit its delegate's session.
+        assert!(matches!(store.keep_session(user, user, s, 2, 50), Err(StoreError::NotYourSession)));
+        assert!(matches!(store.close_session(user, user, s), Err(StoreError::NotYourSession)));
+        assert!(matches!(store.add_session_refs(user, user, s, &ids, 2), Err(StoreError::NotYourSession)));
+        assert!(matches!(store.lookup_for_session(user, user, s, &ids, 2), Err(StoreError::NotYourSession)));
+        assert!(matches!(store.commit_snapshot(user, user, s, "x", b"r", 2), Err(StoreError::NotYourSession)));
+        assert!(matches!(store.check_session_opener(user, user, s), Err(StoreError::NotYourSession)));
+        // Nor can the delegate use the owner's.
+        let own = store.add_session(user, b"k", 1, 100).expect("session");
+        assert!(matches!(store.keep_session(user, app, own, 2, 50), Err(StoreError::NotYourSession)));
+        assert!(matches!(store.check_session_opener(user, app, own), Err(StoreError::NotYourSession)));
+        // Its opener can.
+        store.keep_session(user, app, s, 2, 50).expect("renew");
+        store.check_session_opener(user, app, s).expect("opener");
+        store.add_session_refs(user, app, s, &ids, 3).expect("refs");
+        store.commit_snapshot(user, app, s, "snap", b"r", 4).expect("commit");
+        let snaps = store.snapshots(user).expect("list");
+        assert_eq!((snaps[0].writer, snaps[0].trusted, snaps[0].writer_name.as_str()), (app, false, "laptop"));
+    }
+
+    #[test]
+    fn the_owner_decides_whether_a_delegates_snapshots_count_as_its_own() {
+        let (_d, store, user, _host) = setup();
+        let app = delegate(&store, user, "appender", 5);
+        let own = store.add_session(user, b"k", 1, 100).expect("session");
+        store.commit_snapshot(user, user, own, "mine", b"r", 2).expect("commit");
+        let theirs = store.open_session(user, app, b"k", 2, 100).expect("session");
+        store.commit_snapshot(user, app, theirs, "theirs", b"r", 3).expect("commit");
+        let view = |store: &Store| -> Vec<(String, UserId, bool)> {
+            store.snapshots(user).expect("list").into_iter().map(|s| (s.id, s.writer, s.trusted)).collect()
+        };
+        assert_eq!(view(&store), [("mine".into(), user, true), ("theirs".into(), app, false)]);
+        // Another user cannot trust someone else's delegate.
+        store.add_token(&[7; 32], "bob", "user", None, None).expect("token");
+        let bob = store.redeem_token(&[7; 32], "pk", &[8; 32], 0).expect("redeem").expect("user").id;
+        assert!(!store.set_trusted(bob, app, true).expect("set"));
+        assert!(store.set_trusted(user, app, true).expect("set"));
+        assert_eq!(view(&store)[1], ("theirs".into(), app, true));
+        // Trusted from the invite on.
+        store.add_token(&[9; 32], "nas", "appender", None, Some(user)).expect("token");
+        store.trust_token(&[9; 32]).expect("trust");
+        store.redeem_token(&[9; 32], "pk", &[10; 32], 0).expect("redeem");
+        let trusted: Vec<bool> = store.delegates(user).expect("delegates").iter().map(|d| d.trusted).collect();
+        assert_eq!(trusted, [true, true]);
+    }
+
+    #[test]
+    fn prune_keeps_what_open_sessions_of_any_writer_reference() {
+        let (_d, store, user, host) = setup();
+        let app = delegate(&store, user, "appender", 5);
+        // The owner's snapshot holds 1 and 2; 3 is in its pack unreferenced.
+        let s0 = store.add_session(user, b"k", 1, 100).expect("session");
+        pack(&store, user, host, s0, 1, &[1, 2, 3], false);
+        store.add_session_refs(user, user, s0, &[id(1), id(2)], 2).expect("refs");
+        store.commit_snapshot(user, user, s0, "old", b"r", 2).expect("commit");
+        // A delegate's backup runs: it finds 1 through dedup, sends 2 as a reference and
+        // commits a pack holding 4.
+        let s = store.open_session(user, app, b"k", 3, 100).expect("session");
+        assert_eq!(store.lookup_for_session(user, app, s, &[id(1), id(9)], 3).expect("lookup"), [id(1)]);
+        store.add_session_refs(user, app, s, &[id(2)], 3).expect("refs");
+        pack(&store, user, host, s, 2, &[4], false);
+        // The owner forgets its snapshot and prunes, without waiting: only 3 goes.
+        assert_eq!(store.forget(user, &["old".into()]).expect("forget"), 1);
+        let (swept, _) = store.prune(user, 100, 4).expect("prune");
+        assert_eq!(swept.chunks_removed, 1);
+        // The delegate's references survived the prune and become its snapshot's.
+        store.add_session_refs(user, app, s, &[id(4)], 5).expect("refs");
+        store.commit_snapshot(user, app, s, "new", b"r", 5).expect("commit");
+        assert_eq!(store.snapshots(user).expect("list")[0].chunks, 3);
+        assert_eq!(store.prune(user, 100, 6).expect("prune").0.chunks_removed, 0);
+        // A session that stops renewing ends: what only it held goes at the next prune.
+        let s2 = store.open_session(user, app, b"k", 7, 10).expect("session");
+        pack(&store, user, host, s2, 3, &[5], false);
+        assert_eq!(store.prune(user, 100, 8).expect("prune").0.chunks_removed, 0);
+        assert_eq!(store.prune(user, 100, 11).expect("prune").0.chunks_removed, 1);
+    }
+
+    #[test]
+    fn a_version_4_catalog_gets_writers_openers_and_trust() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.db");
+        {
+            let conn = rusqlite::Connection::open(&path).expect("open");
+            conn.execute_batch(
+                "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 INSERT INTO meta VALUES ('schema', '4');
+                 CREATE TABLE tokens (hash BLOB PRIMARY KEY, role TEXT NOT NULL, used INTEGER NOT NULL DEFAULT 0,
+                                      name TEXT NOT NULL DEFAULT '', quota INTEGER, owner INTEGER);
+                 CREATE TABLE users (id INTEGER PRIMARY KEY, role TEXT NOT NULL, public_key TEXT NOT NULL,
+                                     device_key BLOB NOT NULL UNIQUE, created INTEGER NOT NULL,
+                                     name TEXT NOT NULL DEFAULT '', disabled INTEGER NOT NULL DEFAULT 0,
+                                     quota INTEGER, owner INTEGER);
+                 INSERT INTO users (id, role, public_key, device_key, created, name) VALUES (1, 'user', 'pk', x'01', 0, 'ann');
+                 INSERT INTO users (id, role, public_key, device_key, created, name, owner)
+                     VALUES (2, 'appender', 'pk', x'02', 0, 'laptop', 1);
+                 CREATE TABLE sessions (id INTEGER PRIMARY KEY, user INTEGER NOT NULL REFERENCES users(id),
+                                        wrapped_key BLOB NOT NULL, created INTEGER NOT NULL,
+                                        expires INTEGER NOT NULL DEFAULT 0);
+                 INSERT INTO sessions VALUES (7, 1, x'AA', 0, 0);
+                 INSERT INTO sessions VALUES (8, 1, x'AA', 0, 1000);
+                 CREATE TABLE snapshots (id TEXT PRIMARY KEY, user INTEGER NOT NULL REFERENCES users(id),
+                                         session INTEGER NOT NULL REFERENCES sessions(id),
+                                         record BLOB NOT NULL, created INTEGER NOT NULL);
+                 INSERT INTO snapshots VALUES ('old', 1, 7, x'00', 5);",
+            )
+            .expect("v4 schema");
+        }
+        let store = Store::open(&path).expect("upgrade");
+        let user = UserId(1);
+        // Snapshots from before were the owner's; sessions from before were opened by it.
+        let snaps = store.snapshots(user).expect("snapshots");
+        assert_eq!((snaps[0].writer, snaps[0].trusted), (user, true));
+        store.keep_session(user, user, 8, 1, 2000).expect("the owner renews its old session");
+        assert!(matches!(store.keep_session(user, UserId(2), 8, 1, 2000), Err(StoreError::NotYourSession)));
+        // Delegates start untrusted.
+        let delegates = store.delegates(user).expect("delegates");
+        assert_eq!((delegates[0].id, delegates[0].trusted), (UserId(2), false));
+        drop(store);
+        assert!(Store::open(&path).is_ok(), "reopening an upgraded catalog works");
     }
 
     #[test]
@@ -511,7 +651,7 @@ mod tests {
         let store = Store::open(&path).expect("upgrade");
         let user = UserId(1);
         // The old session exists and is closed; new ones work; snapshots tables exist.
-        assert!(matches!(store.keep_session(user, 7, 1, 10), Err(StoreError::SessionClosed)));
+        assert!(matches!(store.keep_session(user, user, 7, 1, 10), Err(StoreError::SessionClosed)));
         let s = store.add_session(user, b"k", 1, 100).expect("session");
         assert!(s > 7);
         assert!(store.snapshots(user).expect("snapshots").is_empty());
