@@ -108,7 +108,9 @@ async fn an_appender_claiming_the_owners_host_and_paths_does_not_steer_latest_re
 
     // The file is lost on the owner's machine; recover brings back the owner's version.
     std::fs::remove_file(&keys).expect("rm");
-    env.ok(&["check-local", s(&ssh)]);
+    let checked = env.scatter(&["check-local", s(&ssh)]);
+    let text = String::from_utf8_lossy(&checked.stdout);
+    assert!(text.contains(&format!("Compared with snapshot {}", &first[..8])), "check-local used another snapshot: {text}");
     let recovered = env.scatter(&["recover", s(&ssh)]);
     assert!(recovered.status.success(), "recover: {}", String::from_utf8_lossy(&recovered.stderr));
     assert_eq!(std::fs::read_to_string(&keys).expect("recovered"), OWNER_KEY, "recover restored the appender's file");
