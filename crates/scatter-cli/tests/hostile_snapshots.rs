@@ -110,7 +110,10 @@ async fn an_appender_claiming_the_owners_host_and_paths_does_not_steer_latest_re
     std::fs::remove_file(&keys).expect("rm");
     let checked = env.scatter(&["check-local", s(&ssh)]);
     let text = String::from_utf8_lossy(&checked.stdout);
-    assert!(text.contains(&format!("Compared with snapshot {}", &first[..8])), "check-local used another snapshot: {text}");
+    assert!(
+        text.contains(&format!("Compared with snapshot {}", &first[..8])),
+        "check-local used another snapshot: {text}"
+    );
     let recovered = env.scatter(&["recover", s(&ssh)]);
     assert!(recovered.status.success(), "recover: {}", String::from_utf8_lossy(&recovered.stderr));
     assert_eq!(std::fs::read_to_string(&keys).expect("recovered"), OWNER_KEY, "recover restored the appender's file");
@@ -123,8 +126,7 @@ async fn an_appender_claiming_the_owners_host_and_paths_does_not_steer_latest_re
 
     // The owner's next backup compares against its own snapshot, not the appender's (whose
     // tree could pass hostile chunk lists off as the owner's unchanged files).
-    let v: serde_json::Value =
-        serde_json::from_str(&env.ok(&["backup", s(&ssh), "--json"])).expect("backup JSON");
+    let v: serde_json::Value = serde_json::from_str(&env.ok(&["backup", s(&ssh), "--json"])).expect("backup JSON");
     assert_eq!(v["parent"], serde_json::Value::from(first.clone()), "{v}");
 
     // The listing says who wrote what.
@@ -189,8 +191,7 @@ async fn appender_snapshots_do_not_evict_the_owners_under_a_forget_policy() {
         theirs.push(backup_id(&ok(run(&laptop, &["backup", s(&dir), "--json"], &[]), "appender backup")));
     }
     env.ok(&["forget", "--keep-last", "2"]);
-    let left: Vec<String> =
-        snapshots(&env).iter().filter_map(|x| x["id"].as_str().map(str::to_owned)).collect();
+    let left: Vec<String> = snapshots(&env).iter().filter_map(|x| x["id"].as_str().map(str::to_owned)).collect();
     assert!(left.contains(&o1) && left.contains(&o2), "the owner's snapshots were evicted: {left:?}");
     // The policy still applies to the appender's group, separately.
     assert!(!left.contains(&theirs[0]), "the appender's oldest should be forgotten: {left:?}");
@@ -301,20 +302,17 @@ async fn sessions_belong_to_their_opener_and_a_renewed_one_does_not_block_prune(
     let laptop = appender(&env, "laptop", &[]);
     let theirs = Profile::load(&laptop).expect("profile").coordinator().expect("coordinator");
     let mine = Profile::load(&env.grid.client_dir()).expect("profile").coordinator().expect("coordinator");
-    let wrapped = Profile::load_keys(&laptop, THEIR_PASSPHRASE).expect("keys").write_keys().wrap(
-        &scatter_core::crypto::DataKey::generate(),
-    );
+    let wrapped = Profile::load_keys(&laptop, THEIR_PASSPHRASE)
+        .expect("keys")
+        .write_keys()
+        .wrap(&scatter_core::crypto::DataKey::generate());
     let session = theirs.create_session(&wrapped).await.expect("appender session").session;
 
     // The owner cannot renew, close, fill or commit the appender's session.
     assert!(mine.keep_session(session).await.is_err(), "the owner renewed the appender's session");
     assert!(mine.close_session(session).await.is_err(), "the owner closed the appender's session");
     assert!(mine.snapshot_refs(session, Vec::new()).await.is_err(), "the owner sent refs into it");
-    let commit = scatter_proto::api::CommitSnapshotRequest {
-        session,
-        id: "ab".repeat(32),
-        record: "AAAA".into(),
-    };
+    let commit = scatter_proto::api::CommitSnapshotRequest { session, id: "ab".repeat(32), record: "AAAA".into() };
     assert!(mine.commit_snapshot(&commit).await.is_err(), "the owner committed into it");
     // ... and the appender cannot touch the owner's.
     let owners = mine.create_session(&wrapped).await.expect("owner session").session;

@@ -432,9 +432,8 @@ pub fn pick_for_path<'a>(
     }
     // Only snapshots that count as the owner's own: an untrusted delegate's may claim any
     // host and paths.
-    let covers = |s: &SnapshotInfo| {
-        s.trusted && path.is_none_or(|p| s.snapshot.paths.iter().any(|sp| p.starts_with(sp)))
-    };
+    let covers =
+        |s: &SnapshotInfo| s.trusted && path.is_none_or(|p| s.snapshot.paths.iter().any(|sp| p.starts_with(sp)));
     all.iter()
         .rev()
         .find(|s| s.snapshot.hostname == hostname && covers(s))

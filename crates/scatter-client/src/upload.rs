@@ -178,7 +178,10 @@ impl Uploader {
         let known: HashSet<ChunkId> = if ids.is_empty() || self.relocate {
             HashSet::new()
         } else {
-            stats::time_async(Stage::Lookup, 0, self.coord.lookup_chunks(Some(self.session), ids)).await?.into_iter().collect()
+            stats::time_async(Stage::Lookup, 0, self.coord.lookup_chunks(Some(self.session), ids))
+                .await?
+                .into_iter()
+                .collect()
         };
         let fresh: Vec<(ChunkId, Vec<u8>)> =
             chunks.into_iter().filter(|(id, _)| self.seen.insert(*id) && !known.contains(id)).collect();

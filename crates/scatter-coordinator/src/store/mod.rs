@@ -653,9 +653,9 @@ impl Store {
         Ok(Some((row, key)))
     }
 
-    /// Removes every version of an object. Unless a write session of the user is open, the
-    /// chunks nothing references any more are dropped at once and packs left empty are
-    /// released for deletion from hosts; otherwise the next prune does it.
+    /// Removes every version of an object. The chunks nothing references any more (open
+    /// write sessions included) are dropped at once and packs left empty are released for
+    /// deletion from hosts.
     /// Returns (versions removed, packs released).
     pub fn remove_object(&self, user: UserId, name: &str, now: u64) -> Result<(u64, u64), StoreError> {
         let mut conn = self.conn();

@@ -11,6 +11,9 @@ use scatter_proto::api::UserEntry;
 
 use super::{Store, StoreError, UserRow};
 
+/// role, name, quota, owner, trusted of an unused invite.
+type InviteColumns = (String, String, Option<i64>, Option<i64>, bool);
+
 /// id, role, disabled, quota, owner.
 type UserColumns = (i64, String, bool, Option<i64>, Option<i64>);
 
@@ -49,7 +52,7 @@ impl Store {
     ) -> Result<Option<UserRow>, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let invite: Option<(String, String, Option<i64>, Option<i64>, bool)> = tx
+        let invite: Option<InviteColumns> = tx
             .query_row(
                 "SELECT role, name, quota, owner, trusted FROM tokens WHERE hash = ?1 AND used = 0",
                 [&token_hash[..]],
