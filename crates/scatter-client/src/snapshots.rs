@@ -322,3 +322,60 @@ pub async fn diff(trees: &mut Trees, a: ChunkId, b: ChunkId) -> Result<Vec<(Stri
     out.sort();
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A snapshot of host `h`, path `/d`, committed at `created`, claiming `time_ns`.
+    fn snap(id: &str, created: u64, time_ns: i64, writer: u64, trusted: bool) -> SnapshotInfo {
+        SnapshotInfo {
+            id: id.repeat(64 / id.len()),
+            created,
+            snapshot: Snapshot {
+                time_ns,
+                hostname: "h".into(),
+                username: "me".into(),
+                paths: vec!["/d".into()],
+                tags: Vec::new(),
+                tree: [0; 32],
+                parent: None,
+                summary: Default::default(),
+            },
+            writer: Some(UserId(writer)),
+            writer_name: String::new(),
+            trusted,
+        }
+    }
+
+    #[test]
+    fn latest_is_the_newest_commit_that_counts_as_the_owners_own() {
+        // The delegate's record claims a far future time and it was committed last.
+        let all = [snap("a", 10, 10, 1, true), snap("b", 20, i64::MAX, 2, false)];
+        assert_eq!(resolve(&all, "latest").expect("latest").id, all[0].id);
+        // By id, any snapshot.
+        assert_eq!(resolve(&all, "bbbb").expect("by id").id, all[1].id);
+        // Trusted, the delegate's newer commit is the latest.
+        let all = [snap("a", 10, 10, 1, true), snap("b", 20, 5, 2, true)];
+        assert_eq!(resolve(&all, "latest").expect("latest").id, all[1].id);
+        // Nothing trusted: `latest` says what to do instead of picking a delegate's.
+        let err = resolve(&[snap("b", 20, 5, 2, false)], "latest").expect_err("untrusted only");
+        assert!(err.to_string().contains("delegate trust"), "{err}");
+    }
+
+    #[test]
+    fn retention_groups_are_per_writer() {
+        let all = [
+            snap("1", 1, 1, 1, true),
+            snap("2", 2, 2, 1, true),
+            snap("3", 3, 3, 2, false),
+            snap("4", 4, 4, 2, false),
+            snap("5", 5, 5, 2, false),
+        ];
+        let policy = Policy { last: 2, ..Default::default() };
+        for group in [true, false] {
+            let gone: Vec<&str> = to_forget(&all, &policy, group).iter().map(|s| s.short_id()).collect();
+            assert_eq!(gone, ["33333333"], "group by host and paths: {group}");
+        }
+    }
+}
