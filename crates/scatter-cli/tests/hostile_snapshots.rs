@@ -169,9 +169,11 @@ async fn an_appender_claiming_the_owners_host_and_paths_does_not_steer_latest_re
         std::fs::read_to_string(latest.join(keys.strip_prefix("/").expect("absolute"))).expect("restored"),
         OWNER_KEY
     );
-    // A delegate cannot trust itself, nor can the owner trust someone else's delegate.
+    // A delegate cannot trust itself.
     let out = run(&laptop, &["delegate", "trust", "u2"], &[]);
     assert!(!out.status.success(), "an appender trusted itself");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only the owner"), "{out:?}");
+    assert!(snapshots(&env).iter().all(|x| x["writer"] == "u1" || x["trusted"] == false));
 }
 
 #[tokio::test(flavor = "multi_thread")]

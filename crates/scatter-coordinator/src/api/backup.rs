@@ -121,7 +121,7 @@ pub(super) async fn prune(State(sh): S, headers: HeaderMap, Body(req): Body<Prun
 
 /// The caller's readers and appenders, with whether it trusts their snapshots.
 pub(super) async fn delegates(State(sh): S, headers: HeaderMap) -> ApiResult<Vec<DelegateEntry>> {
-    let u = caller(&sh, &headers, Right::Delete).await?;
+    let u = owner(&sh, &headers).await?;
     let rows = db(&sh, move |s| s.delegates(u.me)).await?;
     Ok(Json(
         rows.into_iter()
@@ -136,10 +136,7 @@ pub(super) async fn trust(
     headers: HeaderMap,
     Body(req): Body<TrustRequest>,
 ) -> ApiResult<serde_json::Value> {
-    let u = caller(&sh, &headers, Right::Delete).await?;
-    if u.me != u.id {
-        return Err(ApiError::Forbidden("only the owner of the data decides whom it trusts".into()));
-    }
+    let u = owner(&sh, &headers).await?;
     let (delegate, trusted) = (req.user, req.trusted);
     if !db(&sh, move |s| s.set_trusted(u.me, delegate, trusted)).await? {
         return Err(ApiError::NotFound(format!(
@@ -149,4 +146,18 @@ pub(super) async fn trust(
     let action = if trusted { "delegate.trusted" } else { "delegate.untrusted" };
     event(&sh, u.me.to_string(), action, delegate.to_string()).await;
     Ok(Json(serde_json::json!({})))
+}
+
+/// The caller, if it owns its data (a user or admin, not a reader or appender working on
+/// someone else's): only an owner manages its delegates.
+async fn owner(sh: &Arc<Shared>, headers: &HeaderMap) -> Result<UserRow, ApiError> {
+    let u = user(sh, headers).await?;
+    if u.me != u.id || !matches!(u.role.as_str(), "user" | "admin") {
+        event(sh, u.me.to_string(), "auth.forbidden", format!("role {} asked to manage delegates", u.role)).await;
+        return Err(ApiError::Forbidden(format!(
+            "only the owner of the data manages its delegates and whom it trusts; your role `{}` works on another user's data",
+            u.role
+        )));
+    }
+    Ok(u)
 }
