@@ -199,6 +199,14 @@ async fn appender_snapshots_do_not_evict_the_owners_under_a_forget_policy() {
     assert!(!left.contains(&theirs[0]), "the appender's oldest should be forgotten: {left:?}");
     assert!(left.contains(&theirs[1]) && left.contains(&theirs[2]), "{left:?}");
     assert_eq!(left.len(), 4, "{left:?}");
+
+    // An appender invited as trusted counts as the owner's from the start; only an appender
+    // can be.
+    let nas = appender(&env, "nas", &["--trusted"]);
+    let id = backup_id(&ok(run(&nas, &["backup", s(&dir), "--json"], &[]), "trusted appender backup"));
+    assert!(snapshots(&env).iter().any(|x| x["id"] == id && x["trusted"] == true && x["writer_name"] == "nas"));
+    let out = env.scatter(&["admin", "user", "add", "eve", "--role", "reader", "--of", "u1", "--trusted"]);
+    assert!(!out.status.success(), "a reader was invited as trusted");
 }
 
 /// Pauses a backup when it reaches a file whose name ends in `pause_here`, until released.
