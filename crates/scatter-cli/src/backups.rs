@@ -144,6 +144,9 @@ fn snapshot_json(s: &SnapshotInfo) -> serde_json::Value {
         "tree": s.snapshot.tree_id().to_string(),
         "parent": s.snapshot.parent,
         "summary": s.snapshot.summary,
+        "writer": s.writer.map(|w| w.to_string()),
+        "writer_name": s.writer_name,
+        "trusted": s.trusted,
     })
 }
 
@@ -168,19 +171,26 @@ pub async fn list(path: Option<String>, tag: Option<String>, json: bool) -> Resu
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(0);
     }
-    println!("{:<9} {:<20} {:<16} {:<12} {:>10}  paths", "id", "time (UTC)", "host", "tags", "size");
+    println!("{:<9} {:<20} {:<16} {:<12} {:<12} {:>10}  paths", "id", "time (UTC)", "host", "writer", "tags", "size");
     for s in &shown {
         println!(
-            "{:<9} {:<20} {:<16} {:<12} {:>10}  {}",
-            s.short_id(),
+            "{:<9} {:<20} {:<16} {:<12} {:<12} {:>10}  {}",
+            format!("{}{}", s.short_id(), if s.trusted { "" } else { "!" }),
             time_text(s.snapshot.time_ns),
             s.snapshot.hostname,
+            s.writer_label(),
             s.snapshot.tags.join(","),
             ByteSize(s.snapshot.summary.total_bytes).to_string(),
             s.snapshot.paths.join(" ")
         );
     }
     println!("{} snapshot(s)", shown.len());
+    let untrusted = shown.iter().filter(|s| !s.trusted).count();
+    if untrusted > 0 {
+        println!(
+            "{untrusted} marked ! were written by delegates you do not trust: `latest`, recover, check-local and backup parents ignore them; restore one by its id, or `scatter delegate trust USER`."
+        );
+    }
     Ok(0)
 }
 

@@ -126,6 +126,12 @@ enum Cmd {
         #[command(subcommand)]
         command: KeyCmd,
     },
+    /// The readers and appenders of your data, and whether you trust their snapshots as
+    /// your own (for `latest`, recover, check-local and backup parents).
+    Delegate {
+        #[command(subcommand)]
+        command: DelegateCmd,
+    },
     /// Store a file on the grid.
     Put {
         /// The file to store.
@@ -193,7 +199,7 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// List snapshots, oldest first.
+    /// List snapshots, oldest committed first, with who wrote each.
     Snapshots {
         /// Only snapshots of this path.
         #[arg(long)]
@@ -401,6 +407,27 @@ enum KeyCmd {
 }
 
 #[derive(Subcommand)]
+enum DelegateCmd {
+    /// Your readers and appenders, and whether you trust each.
+    Ls {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Count an appender's snapshots as your own: they can be `latest`, be recovered from
+    /// and be backup parents.
+    Trust {
+        /// The delegate's id, e.g. u3.
+        user: scatter_core::UserId,
+    },
+    /// Stop counting an appender's snapshots as your own (they stay listed and restorable by id).
+    Untrust {
+        /// The delegate's id, e.g. u3.
+        user: scatter_core::UserId,
+    },
+}
+
+#[derive(Subcommand)]
 enum UserCmd {
     /// Invite a user; prints the one-time token for `scatter init --token`.
     Add {
@@ -416,6 +443,10 @@ enum UserCmd {
         /// For readers and appenders: whose data (e.g. u1).
         #[arg(long = "of")]
         owner: Option<scatter_core::UserId>,
+        /// For an appender: its owner counts its snapshots as its own from the start (default:
+        /// untrusted; the owner changes it with `scatter delegate trust|untrust`).
+        #[arg(long)]
+        trusted: bool,
     },
     /// Every user with role, state, quota and usage.
     Ls {
@@ -634,6 +665,38 @@ async fn run(cmd: Cmd) -> Result<i32> {
             .await
         }
         Cmd::Snapshots { path, tag, json } => return backups::list(path, tag, json).await,
+        Cmd::Delegate { command } => {
+            let (_, p) = load()?;
+            let coord = p.coordinator()?;
+            match command {
+                DelegateCmd::Ls { json } => {
+                    let delegates = coord.delegates().await?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&delegates)?);
+                    } else {
+                        println!("{:<5} {:<16} {:<9} {:<9} snapshots", "id", "name", "role", "state");
+                        for d in delegates {
+                            println!(
+                                "{:<5} {:<16} {:<9} {:<9} {}",
+                                d.id.to_string(),
+                                d.name,
+                                d.role,
+                                if d.disabled { "disabled" } else { "active" },
+                                if d.trusted { "trusted as yours" } else { "untrusted" }
+                            );
+                        }
+                    }
+                }
+                DelegateCmd::Trust { user } => {
+                    coord.set_trusted(user, true).await?;
+                    println!("{user}'s snapshots now count as yours: they can be `latest`, be recovered from and be backup parents.");
+                }
+                DelegateCmd::Untrust { user } => {
+                    coord.set_trusted(user, false).await?;
+                    println!("{user}'s snapshots no longer count as yours; they stay listed and restorable by id.");
+                }
+            }
+        }
         Cmd::Ls { target: Some(t), json } if backups::looks_like_snapshot(&t) => {
             return backups::ls_snapshot(&t, json).await
         }
@@ -894,12 +957,13 @@ async fn run(cmd: Cmd) -> Result<i32> {
             let (_, p) = load()?;
             let coord = p.coordinator()?;
             match command {
-                UserCmd::Add { name, role, quota, owner } => {
+                UserCmd::Add { name, role, quota, owner, trusted } => {
                     let req = scatter_proto::api::InviteRequest {
                         name: name.clone(),
                         role,
                         quota: quota.map(|q| q.0),
                         owner,
+                        trusted,
                     };
                     let token = coord.invite(&req).await?;
                     println!("{token}");

@@ -107,11 +107,14 @@ async fn roles_quotas_and_write_only_sources() {
     assert!(located.packs.is_empty() && located.chunks.is_empty(), "bob was given the admin's shards");
     assert!(!out.exists());
 
-    // The owner sees the source's snapshot and restores it.
+    // The owner sees the source's snapshot, marked as the appender's, and restores it by id
+    // (an untrusted delegate's snapshot is never `latest`).
     let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).expect("JSON");
     assert_eq!(snaps.as_array().map(Vec::len), Some(1));
+    assert_eq!(snaps[0]["writer_name"], "laptop", "{snaps}");
+    let id = snaps[0]["id"].as_str().expect("id").to_owned();
     let target = env.path("restored");
-    env.ok(&["restore", "latest", "--target", target.to_str().expect("utf-8")]);
+    env.ok(&["restore", &id, "--target", target.to_str().expect("utf-8")]);
     assert_eq!(
         std::fs::read(target.join(data.strip_prefix("/").expect("abs")).join("a.bin")).expect("restored"),
         std::fs::read(&small).expect("small")

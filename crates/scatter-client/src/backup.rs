@@ -163,15 +163,21 @@ pub async fn backup(
     let hostname = opts.hostname.clone().unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
     let path_strings: Vec<String> = roots.iter().map(|p| p.to_string_lossy().into_owned()).collect();
 
-    // The parent: the newest snapshot of the same host and paths (only readable with the
-    // private key; a write-only machine re-reads files but still deduplicates).
+    // The parent: the newest snapshot of the same host and paths that counts as the owner's
+    // own (an untrusted delegate's tree could pass its chunks off as the owner's unchanged
+    // files). Only readable with the private key and the right to list: a write-only machine
+    // or an appender re-reads files but still deduplicates.
     let mut parent = None;
     if keys.can_read() && !opts.force {
-        let all = snapshots::list(coord, keys).await?;
+        let all = match snapshots::list(coord, keys).await {
+            Ok(all) => all,
+            Err(ClientError::Api { code, .. }) if code == "forbidden" => Vec::new(),
+            Err(e) => return Err(e),
+        };
         parent = all
             .into_iter()
             .rev()
-            .find(|s| s.snapshot.hostname == hostname && s.snapshot.paths == path_strings)
+            .find(|s| s.trusted && s.snapshot.hostname == hostname && s.snapshot.paths == path_strings)
             .map(|s| (s.id, s.snapshot.tree_id()));
     }
 

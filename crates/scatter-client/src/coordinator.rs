@@ -232,10 +232,22 @@ impl Coordinator {
         self.post("/v1/prune", &PruneRequest { max_unused_percent }).await
     }
 
-    /// Which of these chunks are already stored.
-    pub async fn lookup_chunks(&self, ids: Vec<ChunkId>) -> Result<Vec<ChunkId>, ClientError> {
-        let r: LookupChunksResponse = self.post("/v1/chunks/lookup", &LookupChunksRequest { ids }).await?;
+    /// Which of these chunks are already stored. With the open write `session` that will
+    /// reference them, the hits count as its references (a prune keeps them meanwhile).
+    pub async fn lookup_chunks(&self, session: Option<u64>, ids: Vec<ChunkId>) -> Result<Vec<ChunkId>, ClientError> {
+        let r: LookupChunksResponse = self.post("/v1/chunks/lookup", &LookupChunksRequest { ids, session }).await?;
         Ok(r.known)
+    }
+
+    /// The readers and appenders of the caller's data.
+    pub async fn delegates(&self) -> Result<Vec<DelegateEntry>, ClientError> {
+        self.send(self.http.get(format!("{}/v1/delegates", self.base))).await
+    }
+
+    /// Trusts (or stops trusting) a delegate's snapshots as the caller's own.
+    pub async fn set_trusted(&self, user: scatter_core::UserId, trusted: bool) -> Result<(), ClientError> {
+        let _: serde_json::Value = self.post("/v1/delegates/trust", &TrustRequest { user, trusted }).await?;
+        Ok(())
     }
 
     /// Where to store a pack's shards.

@@ -430,7 +430,10 @@ pub fn pick_for_path<'a>(
     if let Some(spec) = spec {
         return crate::snapshots::resolve(all, spec);
     }
-    let covers = |s: &SnapshotInfo| path.is_none_or(|p| s.snapshot.paths.iter().any(|sp| p.starts_with(sp)));
+    // Only snapshots that count as the owner's own: an untrusted delegate's may claim any
+    // host and paths.
+    let covers =
+        |s: &SnapshotInfo| s.trusted && path.is_none_or(|p| s.snapshot.paths.iter().any(|sp| p.starts_with(sp)));
     all.iter()
         .rev()
         .find(|s| s.snapshot.hostname == hostname && covers(s))

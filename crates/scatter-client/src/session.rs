@@ -1,9 +1,10 @@
 //! Write sessions: a fresh data key, wrapped to the user's public key and registered with the
 //! coordinator, kept open by a background keepalive for as long as the write runs.
 //!
-//! An open session tells the coordinator that chunks found through dedup may be about to be
-//! referenced, so prune leaves the user's unreferenced chunks alone meanwhile. A killed client
-//! stops its keepalive and the session lapses after the coordinator's TTL.
+//! While a session is open, a prune keeps what it references: the chunks its dedup lookups
+//! found, the references it sent and the chunks of the packs it committed. Only this device
+//! (the account that opened it) can renew, close or write under it. A killed client stops its
+//! keepalive and the session lapses after the coordinator's TTL, and with it what only it held.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,5 +1,11 @@
 //! Reading snapshots back: listing and decrypting records, resolving `latest` and id
 //! prefixes, walking trees, and applying forget policies.
+//!
+//! Snapshots are ordered by the coordinator's commit time, not by the time their sealed
+//! record claims (the writer chooses that). Each carries its writer as the coordinator
+//! recorded it; only those that count as the owner's own (written by the owner, or by a
+//! delegate the owner trusts) are `latest`, recovered from or used as backup parents. The
+//! others are listed, marked, and restorable by id.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +17,7 @@ use scatter_core::keys::UserKeys;
 use scatter_core::retention::{self, Policy};
 use scatter_core::snapshot::{Snapshot, SNAPSHOT_CONTEXT};
 use scatter_core::tree::{Node, Tree};
-use scatter_core::ChunkId;
+use scatter_core::{ChunkId, UserId};
 
 use crate::coordinator::Coordinator;
 use crate::fetch::Fetcher;
@@ -26,6 +32,14 @@ pub struct SnapshotInfo {
     pub created: u64,
     /// The record.
     pub snapshot: Snapshot,
+    /// Who committed it, as the coordinator recorded it; `None` from a coordinator too old
+    /// to tell writers apart.
+    pub writer: Option<UserId>,
+    /// The writer's name, for listings (may be empty).
+    pub writer_name: String,
+    /// Whether it counts as the owner's own: written by the owner, or by a delegate the
+    /// owner trusts.
+    pub trusted: bool,
 }
 
 impl SnapshotInfo {
@@ -33,9 +47,18 @@ impl SnapshotInfo {
     pub fn short_id(&self) -> &str {
         &self.id[..8.min(self.id.len())]
     }
+
+    /// The writer for listings: its name, else its id, else `-`.
+    pub fn writer_label(&self) -> String {
+        match (&self.writer_name, self.writer) {
+            (name, _) if !name.is_empty() => name.clone(),
+            (_, Some(id)) => id.to_string(),
+            _ => "-".into(),
+        }
+    }
 }
 
-/// The user's snapshots, oldest first (needs the private key).
+/// The user's snapshots in commit order, oldest first (needs the private key).
 pub async fn list(coord: &Coordinator, keys: &UserKeys) -> Result<Vec<SnapshotInfo>, ClientError> {
     let mut out = Vec::new();
     let mut session_keys = HashMap::new();
@@ -51,19 +74,32 @@ pub async fn list(coord: &Coordinator, keys: &UserKeys) -> Result<Vec<SnapshotIn
         let sealed = B64.decode(&e.record).map_err(|_| bad("is not base64"))?;
         let plain = key.open(SNAPSHOT_CONTEXT, &sealed).map_err(|_| bad("fails authentication"))?;
         let snapshot = Snapshot::decode(&plain).map_err(|err| bad(&err.to_string()))?;
-        out.push(SnapshotInfo { id: e.id, created: e.created, snapshot });
+        out.push(SnapshotInfo {
+            id: e.id,
+            created: e.created,
+            snapshot,
+            writer: e.writer,
+            writer_name: e.writer_name,
+            trusted: e.trusted,
+        });
     }
-    out.sort_by_key(|s| (s.snapshot.time_ns, s.created));
+    // The coordinator lists in commit order; a stable sort keeps its order within a second.
+    out.sort_by_key(|s| s.created);
     Ok(out)
 }
 
-/// Finds a snapshot by `latest` or a unique prefix of its id.
+/// Finds a snapshot by `latest` (the newest committed that counts as the owner's own) or a
+/// unique prefix of its id (any snapshot).
 pub fn resolve<'a>(all: &'a [SnapshotInfo], spec: &str) -> Result<&'a SnapshotInfo, ClientError> {
     if all.is_empty() {
         return Err(ClientError::Invalid("there are no snapshots yet; run `scatter backup PATH` first".into()));
     }
     if spec == "latest" {
-        return all.last().ok_or_else(|| ClientError::Invalid("there are no snapshots".into()));
+        return all.iter().rev().find(|s| s.trusted).ok_or_else(|| {
+            ClientError::Invalid(
+                "every snapshot was written by a delegate you do not trust, so none is `latest`; give its id (`scatter snapshots` lists them) or trust the delegate (`scatter delegate trust USER`)".into(),
+            )
+        });
     }
     if spec.len() < 4 || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ClientError::Invalid(format!(
@@ -194,12 +230,20 @@ impl Trees {
     }
 }
 
-/// Which snapshots a policy removes. Snapshots are grouped by host name and paths (each group
-/// keeps its own) unless `group` is false.
+/// Which snapshots a policy removes. Snapshots are grouped by writer, and within a writer by
+/// host name and paths unless `group` is false; each group keeps its own. So a delegate's
+/// snapshots, whatever host and paths they claim, never push the owner's out: they are
+/// trimmed by the same policy in groups of their own. Within a group the policy reads the
+/// records' times (the writer's clock), which only reorders that writer's own snapshots.
 pub fn to_forget<'a>(all: &'a [SnapshotInfo], policy: &Policy, group: bool) -> Vec<&'a SnapshotInfo> {
-    let mut groups: HashMap<(String, Vec<String>), Vec<&SnapshotInfo>> = HashMap::new();
+    type Key = (Option<UserId>, String, Vec<String>);
+    let mut groups: HashMap<Key, Vec<&SnapshotInfo>> = HashMap::new();
     for s in all {
-        let key = if group { (s.snapshot.hostname.clone(), s.snapshot.paths.clone()) } else { Default::default() };
+        let key = if group {
+            (s.writer, s.snapshot.hostname.clone(), s.snapshot.paths.clone())
+        } else {
+            (s.writer, String::new(), Vec::new())
+        };
         groups.entry(key).or_default().push(s);
     }
     let mut out = Vec::new();
@@ -277,4 +321,61 @@ pub async fn diff(trees: &mut Trees, a: ChunkId, b: ChunkId) -> Result<Vec<(Stri
     }
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A snapshot of host `h`, path `/d`, committed at `created`, claiming `time_ns`.
+    fn snap(id: &str, created: u64, time_ns: i64, writer: u64, trusted: bool) -> SnapshotInfo {
+        SnapshotInfo {
+            id: id.repeat(64 / id.len()),
+            created,
+            snapshot: Snapshot {
+                time_ns,
+                hostname: "h".into(),
+                username: "me".into(),
+                paths: vec!["/d".into()],
+                tags: Vec::new(),
+                tree: [0; 32],
+                parent: None,
+                summary: Default::default(),
+            },
+            writer: Some(UserId(writer)),
+            writer_name: String::new(),
+            trusted,
+        }
+    }
+
+    #[test]
+    fn latest_is_the_newest_commit_that_counts_as_the_owners_own() {
+        // The delegate's record claims a far future time and it was committed last.
+        let all = [snap("a", 10, 10, 1, true), snap("b", 20, i64::MAX, 2, false)];
+        assert_eq!(resolve(&all, "latest").expect("latest").id, all[0].id);
+        // By id, any snapshot.
+        assert_eq!(resolve(&all, "bbbb").expect("by id").id, all[1].id);
+        // Trusted, the delegate's newer commit is the latest.
+        let all = [snap("a", 10, 10, 1, true), snap("b", 20, 5, 2, true)];
+        assert_eq!(resolve(&all, "latest").expect("latest").id, all[1].id);
+        // Nothing trusted: `latest` says what to do instead of picking a delegate's.
+        let err = resolve(&[snap("b", 20, 5, 2, false)], "latest").expect_err("untrusted only");
+        assert!(err.to_string().contains("delegate trust"), "{err}");
+    }
+
+    #[test]
+    fn retention_groups_are_per_writer() {
+        let all = [
+            snap("1", 1, 1, 1, true),
+            snap("2", 2, 2, 1, true),
+            snap("3", 3, 3, 2, false),
+            snap("4", 4, 4, 2, false),
+            snap("5", 5, 5, 2, false),
+        ];
+        let policy = Policy { last: 2, ..Default::default() };
+        for group in [true, false] {
+            let gone: Vec<&str> = to_forget(&all, &policy, group).iter().map(|s| s.short_id()).collect();
+            assert_eq!(gone, ["33333333"], "group by host and paths: {group}");
+        }
+    }
 }

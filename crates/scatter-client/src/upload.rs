@@ -92,6 +92,8 @@ type PackJob = (Vec<u8>, Vec<ChunkEntry>);
 /// Stores chunks in packs on the grid under one session's key.
 pub struct Uploader {
     coord: Coordinator,
+    /// The session chunks are sealed and committed under; dedup hits are recorded against it.
+    session: u64,
     key: Arc<DataKey>,
     relocate: bool,
     seen: HashSet<ChunkId>,
@@ -149,6 +151,7 @@ impl Uploader {
         };
         Ok(Self {
             coord: coord.clone(),
+            session,
             key,
             relocate,
             seen: HashSet::new(),
@@ -176,7 +179,10 @@ impl Uploader {
         let known: HashSet<ChunkId> = if ids.is_empty() || self.relocate {
             HashSet::new()
         } else {
-            stats::time_async(Stage::Lookup, 0, self.coord.lookup_chunks(ids)).await?.into_iter().collect()
+            stats::time_async(Stage::Lookup, 0, self.coord.lookup_chunks(Some(self.session), ids))
+                .await?
+                .into_iter()
+                .collect()
         };
         let fresh: Vec<(ChunkId, Vec<u8>)> =
             chunks.into_iter().filter(|(id, _)| self.seen.insert(*id) && !known.contains(id)).collect();

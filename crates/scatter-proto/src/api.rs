@@ -258,6 +258,10 @@ pub struct StatusResponse {
 pub struct LookupChunksRequest {
     /// Chunk ids.
     pub ids: Vec<ChunkId>,
+    /// The caller's open write session, if the hits are about to be referenced: they are
+    /// recorded as its references, so a prune keeps them while it runs. Older clients omit it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<u64>,
 }
 
 /// The subset of the asked chunks that is stored.
@@ -279,9 +283,10 @@ pub struct CreateSessionRequest {
 pub struct CreateSessionResponse {
     /// Session id.
     pub session: u64,
-    /// Seconds the session stays open without a keepalive. While any session of a user is
-    /// open, prune leaves that user's unreferenced chunks alone (a running backup may be
-    /// about to reference them).
+    /// Seconds the session stays open without a keepalive. While it is open, prune keeps
+    /// the chunks it references: its dedup hits (lookups naming the session), the chunks it
+    /// sent as snapshot references and those of the packs it committed. Only the account
+    /// that opened a session may renew, close or write under it.
     pub ttl_secs: u64,
 }
 
@@ -327,9 +332,25 @@ pub struct SnapshotEntry {
     pub record: String,
     /// Distinct chunks it references.
     pub chunks: u64,
+    /// Who committed it, as the coordinator saw the credential: the owner, or one of its
+    /// delegates (never taken from the sealed record). Older coordinators omit it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer: Option<UserId>,
+    /// The writer's name, for listings.
+    #[serde(default)]
+    pub writer_name: String,
+    /// Whether it counts as the owner's own (written by the owner, or by a delegate the
+    /// owner trusts): only those are `latest`, recovered from and used as backup parents.
+    /// Older coordinators, which did not tell writers apart, omit it: true.
+    #[serde(default = "yes")]
+    pub trusted: bool,
 }
 
-/// The caller's snapshots, oldest first.
+fn yes() -> bool {
+    true
+}
+
+/// The caller's snapshots, in commit order (the coordinator's clock), oldest first.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SnapshotsResponse {
     /// Snapshots.
@@ -637,6 +658,36 @@ pub struct InviteRequest {
     /// For `reader` and `appender`: whose data.
     #[serde(default)]
     pub owner: Option<UserId>,
+    /// For an `appender`: its owner counts its snapshots as its own from the start (see
+    /// [`TrustRequest`]).
+    #[serde(default)]
+    pub trusted: bool,
+}
+
+/// One reader or appender of the caller's data (`GET /v1/delegates`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DelegateEntry {
+    /// Its own id.
+    pub id: UserId,
+    /// Its name.
+    pub name: String,
+    /// `reader` or `appender`.
+    pub role: String,
+    /// Whether its requests are refused.
+    pub disabled: bool,
+    /// Whether its snapshots count as the owner's own.
+    pub trusted: bool,
+}
+
+/// `POST /v1/delegates/trust`: whether the owner counts a delegate's snapshots as its own
+/// (for `latest`, `recover`, `check-local` and backup parents). Untrusted, they are listed
+/// and restorable by id, and kept or forgotten in retention groups of their own.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrustRequest {
+    /// The delegate's id.
+    pub user: UserId,
+    /// Trust (true) or stop trusting (false).
+    pub trusted: bool,
 }
 
 /// The one-time token to give to the invited person.

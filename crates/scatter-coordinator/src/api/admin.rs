@@ -39,8 +39,27 @@ pub(super) async fn invite(
     let secret = format!("sct_{}", random_secret());
     let hash = secret_hash(&secret);
     let (name, role) = (req.name.clone(), req.role.clone());
-    db(&sh, move |s| s.add_token(&hash, &name, &role, req.quota, req.owner)).await?;
-    let detail = format!("{} as {}{}", req.name, req.role, req.owner.map(|o| format!(" of {o}")).unwrap_or_default());
+    if req.trusted && req.role != "appender" {
+        return Err(ApiError::BadRequest(
+            "only an appender writes snapshots to trust; leave out --trusted for other roles".into(),
+        ));
+    }
+    let trusted = req.trusted;
+    db(&sh, move |s| {
+        s.add_token(&hash, &name, &role, req.quota, req.owner)?;
+        if trusted {
+            s.trust_token(&hash)?;
+        }
+        Ok(())
+    })
+    .await?;
+    let detail = format!(
+        "{} as {}{}{}",
+        req.name,
+        req.role,
+        req.owner.map(|o| format!(" of {o}")).unwrap_or_default(),
+        if req.trusted { ", trusted" } else { "" }
+    );
     event(&sh, admin.me.to_string(), "user.invited", detail).await;
     Ok(Json(InviteResponse { token: sh.token(&secret) }))
 }

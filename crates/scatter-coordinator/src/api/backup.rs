@@ -1,4 +1,8 @@
-//! Session leases, snapshots and prune (`/v1/sessions/*`, `/v1/snapshots*`, `/v1/prune`).
+//! Session leases, snapshots, delegates' trust and prune (`/v1/sessions/*`,
+//! `/v1/snapshots*`, `/v1/delegates*`, `/v1/prune`).
+//!
+//! A session and a snapshot belong to the account that opened or committed it (`me`, the
+//! owner or a delegate), whatever data (`id`) it is about.
 
 use super::*;
 
@@ -12,7 +16,7 @@ pub(super) async fn keepalive(
 ) -> ApiResult<serde_json::Value> {
     let u = caller(&sh, &headers, Right::Add).await?;
     let ttl = sh.session_ttl.as_secs().max(1);
-    db(&sh, move |s| s.keep_session(u.id, req.session, now(), now() + ttl)).await?;
+    db(&sh, move |s| s.keep_session(u.id, u.me, req.session, now(), now() + ttl)).await?;
     Ok(Json(serde_json::json!({})))
 }
 
@@ -22,7 +26,7 @@ pub(super) async fn close(
     Body(req): Body<SessionRequest>,
 ) -> ApiResult<serde_json::Value> {
     let u = caller(&sh, &headers, Right::Add).await?;
-    db(&sh, move |s| s.close_session(u.id, req.session)).await?;
+    db(&sh, move |s| s.close_session(u.id, u.me, req.session)).await?;
     Ok(Json(serde_json::json!({})))
 }
 
@@ -33,7 +37,7 @@ pub(super) async fn refs(
 ) -> ApiResult<serde_json::Value> {
     let u = caller(&sh, &headers, Right::Add).await?;
     check_ids(req.chunks.len())?;
-    db(&sh, move |s| s.add_session_refs(u.id, req.session, &req.chunks, now())).await?;
+    db(&sh, move |s| s.add_session_refs(u.id, u.me, req.session, &req.chunks, now())).await?;
     Ok(Json(serde_json::json!({})))
 }
 
@@ -56,8 +60,8 @@ pub(super) async fn commit(
         return Err(ApiError::BadRequest(format!("a snapshot record is at most {MAX_RECORD} bytes")));
     }
     let short = req.id[..8].to_owned();
-    db(&sh, move |s| s.commit_snapshot(u.id, req.session, &req.id, &record, now())).await?;
-    tracing::info!(user = %u.id, snapshot = %short, "snapshot committed");
+    db(&sh, move |s| s.commit_snapshot(u.id, u.me, req.session, &req.id, &record, now())).await?;
+    tracing::info!(user = %u.id, writer = %u.me, snapshot = %short, "snapshot committed");
     Ok(Json(serde_json::json!({})))
 }
 
@@ -74,6 +78,9 @@ pub(super) async fn list(State(sh): S, headers: HeaderMap) -> ApiResult<Snapshot
                 wrapped_key: B64.encode(r.wrapped_key),
                 record: B64.encode(r.record),
                 chunks: r.chunks,
+                writer: Some(r.writer),
+                writer_name: r.writer_name,
+                trusted: r.trusted,
             })
             .collect(),
     }))
@@ -110,4 +117,47 @@ pub(super) async fn prune(State(sh): S, headers: HeaderMap, Body(req): Body<Prun
             .map(|(pack, size, live_bytes, chunks)| RepackCandidate { pack, size, live_bytes, chunks })
             .collect(),
     }))
+}
+
+/// The caller's readers and appenders, with whether it trusts their snapshots.
+pub(super) async fn delegates(State(sh): S, headers: HeaderMap) -> ApiResult<Vec<DelegateEntry>> {
+    let u = owner(&sh, &headers).await?;
+    let rows = db(&sh, move |s| s.delegates(u.me)).await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|d| DelegateEntry { id: d.id, name: d.name, role: d.role, disabled: d.disabled, trusted: d.trusted })
+            .collect(),
+    ))
+}
+
+/// Sets whether the caller (an owner, never a delegate) counts a delegate's snapshots as its own.
+pub(super) async fn trust(
+    State(sh): S,
+    headers: HeaderMap,
+    Body(req): Body<TrustRequest>,
+) -> ApiResult<serde_json::Value> {
+    let u = owner(&sh, &headers).await?;
+    let (delegate, trusted) = (req.user, req.trusted);
+    if !db(&sh, move |s| s.set_trusted(u.me, delegate, trusted)).await? {
+        return Err(ApiError::NotFound(format!(
+            "{delegate} is not a reader or appender of your data; `scatter delegate ls` lists them"
+        )));
+    }
+    let action = if trusted { "delegate.trusted" } else { "delegate.untrusted" };
+    event(&sh, u.me.to_string(), action, delegate.to_string()).await;
+    Ok(Json(serde_json::json!({})))
+}
+
+/// The caller, if it owns its data (a user or admin, not a reader or appender working on
+/// someone else's): only an owner manages its delegates.
+async fn owner(sh: &Arc<Shared>, headers: &HeaderMap) -> Result<UserRow, ApiError> {
+    let u = user(sh, headers).await?;
+    if u.me != u.id || !matches!(u.role.as_str(), "user" | "admin") {
+        event(sh, u.me.to_string(), "auth.forbidden", format!("role {} asked to manage delegates", u.role)).await;
+        return Err(ApiError::Forbidden(format!(
+            "only the owner of the data manages its delegates and whom it trusts; your role `{}` works on another user's data",
+            u.role
+        )));
+    }
+    Ok(u)
 }

@@ -87,6 +87,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/snapshots/refs", post(backup::refs))
         .route("/v1/snapshots/commit", post(backup::commit))
         .route("/v1/snapshots/forget", post(backup::forget))
+        .route("/v1/delegates", get(backup::delegates))
+        .route("/v1/delegates/trust", post(backup::trust))
         .route("/v1/prune", post(backup::prune))
         .route("/v1/admin/health", get(crate::metrics::health))
         .route("/v1/admin/hosts/drain", post(admin::drain))
@@ -522,7 +524,7 @@ async fn create_session(
         return Err(ApiError::BadRequest("the wrapped key is too large".into()));
     }
     let ttl = sh.session_ttl.as_secs().max(1);
-    let session = db(&sh, move |s| s.add_session(u.id, &wrapped, now(), now() + ttl)).await?;
+    let session = db(&sh, move |s| s.open_session(u.id, u.me, &wrapped, now(), now() + ttl)).await?;
     Ok(Json(CreateSessionResponse { session, ttl_secs: ttl }))
 }
 
@@ -540,7 +542,10 @@ async fn lookup_chunks(
 ) -> ApiResult<LookupChunksResponse> {
     let u = caller(&sh, &headers, Right::Add).await?;
     check_ids(req.ids.len())?;
-    let known = db(&sh, move |s| s.known_chunks(u.id, &req.ids)).await?;
+    let known = match req.session {
+        Some(session) => db(&sh, move |s| s.lookup_for_session(u.id, u.me, session, &req.ids, now())).await?,
+        None => db(&sh, move |s| s.known_chunks(u.id, &req.ids)).await?,
+    };
     Ok(Json(LookupChunksResponse { known }))
 }
 
@@ -675,6 +680,7 @@ async fn commit_pack(
     Body(req): Body<CommitPackRequest>,
 ) -> ApiResult<serde_json::Value> {
     let u = caller(&sh, &headers, if req.relocate { Right::Delete } else { Right::Add }).await?;
+    db(&sh, move |s| s.check_session_opener(u.id, u.me, req.session)).await?;
     scatter_core::erasure::check_redundancy(req.k, req.m).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     check_ids(req.chunks.len())?;
     let total = req.k as usize + req.m as usize;
@@ -745,6 +751,7 @@ async fn commit_object(
     Body(req): Body<CommitObjectRequest>,
 ) -> ApiResult<CommitObjectResponse> {
     let u = caller(&sh, &headers, Right::Add).await?;
+    db(&sh, move |s| s.check_session_opener(u.id, u.me, req.session)).await?;
     check_name(&req.name)?;
     let manifest = decode_b64("manifest", &req.manifest)?;
     if u.role == "appender" {

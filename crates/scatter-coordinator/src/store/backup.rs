@@ -5,8 +5,15 @@
 //! references (in batches, against its session, checked to exist) and the commit turns them
 //! into the snapshot's references in one transaction. That makes freeing space a catalog
 //! question: a chunk is garbage when no object, no snapshot and no open session references
-//! it. A sweep runs only while none of the user's sessions is open, because a running backup
-//! may have found a chunk through dedup that it has not yet referenced.
+//! it. An open session references the chunks it found through dedup (its lookups record the
+//! hits), the ones it listed for its snapshot, and the ones in packs it committed; so a sweep
+//! never waits for running writes, and a delegate renewing a session forever holds up
+//! nothing but what that session itself uses.
+//!
+//! A session belongs to the account that opened it (`UserRow::me`: the owner, or one of its
+//! delegates): no other account can renew, close or commit into it. A snapshot records its
+//! writer the same way, at commit, from the caller's credential (never from the sealed
+//! record, which the writer chooses).
 
 use rusqlite::{params, OptionalExtension, Transaction};
 use scatter_core::{ChunkId, PackId, UserId};
@@ -28,6 +35,28 @@ pub struct SnapshotRow {
     pub record: Vec<u8>,
     /// Distinct chunks referenced.
     pub chunks: u64,
+    /// Who committed it: the owner, or a delegate (its own id).
+    pub writer: UserId,
+    /// The writer's name, for listings.
+    pub writer_name: String,
+    /// Whether it counts as the owner's own: the owner wrote it, or a delegate the owner
+    /// trusts.
+    pub trusted: bool,
+}
+
+/// A reader or appender of a user's data, as its owner sees it.
+#[derive(Debug, Clone)]
+pub struct DelegateRow {
+    /// The delegate's own id.
+    pub id: UserId,
+    /// Its name.
+    pub name: String,
+    /// `reader` or `appender`.
+    pub role: String,
+    /// Whether its requests are refused.
+    pub disabled: bool,
+    /// Whether the owner counts its snapshots as its own.
+    pub trusted: bool,
 }
 
 /// What a sweep did.
@@ -42,23 +71,30 @@ pub struct Swept {
 }
 
 /// Drops the user's unreferenced chunks and releases packs left empty, inside `tx`.
-/// Fails with [`StoreError::Busy`] while a session of the user is open.
+///
+/// What open sessions (of the user or of any delegate) may still reference is kept: their
+/// recorded references (dedup hits and snapshot refs) and the chunks of packs they
+/// committed. References of sessions that ended without a commit are dropped.
 pub(super) fn sweep(tx: &Transaction<'_>, user: UserId, now: u64) -> Result<Swept, StoreError> {
-    let u = user.0 as i64;
-    let open = tx.prepare("SELECT 1 FROM sessions WHERE user = ?1 AND expires > ?2")?.exists(params![u, now as i64])?;
-    if open {
-        return Err(StoreError::Busy);
-    }
-    // References of sessions that ended without a commit are void.
-    tx.execute("DELETE FROM session_refs WHERE user = ?1", [u])?;
+    let (u, now) = (user.0 as i64, now as i64);
+    tx.execute(
+        "DELETE FROM session_refs WHERE user = ?1
+           AND session IN (SELECT id FROM sessions WHERE user = ?1 AND expires <= ?2)",
+        params![u, now],
+    )?;
     let unreferenced = "user = ?1
         AND NOT EXISTS (SELECT 1 FROM object_chunks oc WHERE oc.user = chunks.user AND oc.chunk = chunks.id)
-        AND NOT EXISTS (SELECT 1 FROM snapshot_chunks sc WHERE sc.user = chunks.user AND sc.chunk = chunks.id)";
-    let (count, bytes): (i64, i64) =
-        tx.query_row(&format!("SELECT COUNT(*), COALESCE(SUM(len), 0) FROM chunks WHERE {unreferenced}"), [u], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-    tx.execute(&format!("DELETE FROM chunks WHERE {unreferenced}"), [u])?;
+        AND NOT EXISTS (SELECT 1 FROM snapshot_chunks sc WHERE sc.user = chunks.user AND sc.chunk = chunks.id)
+        AND NOT EXISTS (SELECT 1 FROM session_refs sr JOIN sessions s ON s.id = sr.session
+                        WHERE sr.user = chunks.user AND sr.chunk = chunks.id AND s.expires > ?2)
+        AND NOT EXISTS (SELECT 1 FROM packs p JOIN sessions s ON s.id = p.session
+                        WHERE p.id = chunks.pack AND s.expires > ?2)";
+    let (count, bytes): (i64, i64) = tx.query_row(
+        &format!("SELECT COUNT(*), COALESCE(SUM(len), 0) FROM chunks WHERE {unreferenced}"),
+        params![u, now],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    tx.execute(&format!("DELETE FROM chunks WHERE {unreferenced}"), params![u, now])?;
     let released = tx.execute(
         "UPDATE packs SET state = 'deleting'
          WHERE user = ?1 AND state = 'live' AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.pack = packs.id)",
@@ -67,49 +103,115 @@ pub(super) fn sweep(tx: &Transaction<'_>, user: UserId, now: u64) -> Result<Swep
     Ok(Swept { chunks_removed: count as u64, bytes_removed: bytes as u64, packs_released: released as u64 })
 }
 
-/// Fails unless `session` is an open session of `user`.
-fn require_open(tx: &Transaction<'_>, user: UserId, session: u64, now: u64) -> Result<(), StoreError> {
-    let open = tx.prepare("SELECT 1 FROM sessions WHERE id = ?1 AND user = ?2 AND expires > ?3")?.exists(params![
-        session as i64,
-        user.0 as i64,
-        now as i64
-    ])?;
-    if open {
-        Ok(())
-    } else {
-        Err(StoreError::SessionClosed)
+/// Fails unless `session` is an open session on `user`'s data opened by `me`: with
+/// [`StoreError::NotYourSession`] when another account opened it, else
+/// [`StoreError::SessionClosed`].
+fn require_open(tx: &Transaction<'_>, user: UserId, me: UserId, session: u64, now: u64) -> Result<(), StoreError> {
+    let row: Option<(i64, i64)> = tx
+        .query_row(
+            "SELECT COALESCE(opener, user), expires FROM sessions WHERE id = ?1 AND user = ?2",
+            params![session as i64, user.0 as i64],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    match row {
+        Some((opener, _)) if opener != me.0 as i64 => Err(StoreError::NotYourSession),
+        Some((_, expires)) if expires > now as i64 => Ok(()),
+        _ => Err(StoreError::SessionClosed),
     }
 }
 
 impl Store {
-    /// Extends an open session of `user` until `expires`; fails if it already ended.
-    pub fn keep_session(&self, user: UserId, session: u64, now: u64, expires: u64) -> Result<(), StoreError> {
-        let n = self.conn().execute(
-            "UPDATE sessions SET expires = ?4 WHERE id = ?1 AND user = ?2 AND expires > ?3",
-            params![session as i64, user.0 as i64, now as i64, expires as i64],
-        )?;
-        if n == 0 {
-            return Err(StoreError::SessionClosed);
-        }
+    /// Extends an open session on `user`'s data opened by `me` until `expires`; fails if it
+    /// already ended or another account opened it.
+    pub fn keep_session(
+        &self,
+        user: UserId,
+        me: UserId,
+        session: u64,
+        now: u64,
+        expires: u64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        require_open(&tx, user, me, session, now)?;
+        tx.execute("UPDATE sessions SET expires = ?2 WHERE id = ?1", params![session as i64, expires as i64])?;
+        tx.commit()?;
         Ok(())
     }
 
-    /// Ends a session (its key stays: packs sealed with it still need it).
-    pub fn close_session(&self, user: UserId, session: u64) -> Result<(), StoreError> {
-        self.conn().execute(
-            "UPDATE sessions SET expires = 0 WHERE id = ?1 AND user = ?2",
-            params![session as i64, user.0 as i64],
+    /// Ends a session opened by `me` (its key stays: packs sealed with it still need it);
+    /// fails if another account opened it. Ending an ended session does nothing.
+    pub fn close_session(&self, user: UserId, me: UserId, session: u64) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        match require_open(&tx, user, me, session, 0) {
+            Ok(()) | Err(StoreError::SessionClosed) => {}
+            Err(e) => return Err(e),
+        }
+        tx.execute(
+            "UPDATE sessions SET expires = 0 WHERE id = ?1 AND user = ?2 AND COALESCE(opener, user) = ?3",
+            params![session as i64, user.0 as i64, me.0 as i64],
         )?;
+        tx.commit()?;
         Ok(())
+    }
+
+    /// Fails unless `session` on `user`'s data was opened by `me` (open or not): what a pack
+    /// or object commit checks before writing under a session.
+    pub fn check_session_opener(&self, user: UserId, me: UserId, session: u64) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        match require_open(&tx, user, me, session, 0) {
+            Ok(()) | Err(StoreError::SessionClosed) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Which of `ids` the user stores, recording the hits as references of the open
+    /// `session` (opened by `me`), so a prune keeps them until the session commits or ends.
+    pub fn lookup_for_session(
+        &self,
+        user: UserId,
+        me: UserId,
+        session: u64,
+        ids: &[ChunkId],
+        now: u64,
+    ) -> Result<Vec<ChunkId>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        require_open(&tx, user, me, session, now)?;
+        let u = user.0 as i64;
+        let mut known = Vec::new();
+        {
+            let mut exists = tx.prepare_cached("SELECT 1 FROM chunks WHERE user = ?1 AND id = ?2")?;
+            let mut insert =
+                tx.prepare_cached("INSERT OR IGNORE INTO session_refs (session, user, chunk) VALUES (?1, ?2, ?3)")?;
+            for id in ids {
+                if exists.exists(params![u, &id.as_bytes()[..]])? {
+                    insert.execute(params![session as i64, u, &id.as_bytes()[..]])?;
+                    known.push(*id);
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(known)
     }
 
     /// Records chunks a snapshot of the open `session` will reference; fails, recording
     /// nothing, if any of them is not stored.
-    pub fn add_session_refs(&self, user: UserId, session: u64, ids: &[ChunkId], now: u64) -> Result<(), StoreError> {
+    pub fn add_session_refs(
+        &self,
+        user: UserId,
+        me: UserId,
+        session: u64,
+        ids: &[ChunkId],
+        now: u64,
+    ) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let u = user.0 as i64;
-        require_open(&tx, user, session, now)?;
+        require_open(&tx, user, me, session, now)?;
         let mut missing = 0;
         {
             let mut exists = tx.prepare_cached("SELECT 1 FROM chunks WHERE user = ?1 AND id = ?2")?;
@@ -130,11 +232,13 @@ impl Store {
         Ok(())
     }
 
-    /// Makes a snapshot visible with the references recorded for its session, and closes the
-    /// session, in one transaction.
+    /// Makes a snapshot of `user`'s data, written by `me` (the owner or a delegate), visible
+    /// with the references recorded for its session, and closes the session, in one
+    /// transaction.
     pub fn commit_snapshot(
         &self,
         user: UserId,
+        me: UserId,
         session: u64,
         id: &str,
         record: &[u8],
@@ -143,13 +247,13 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let u = user.0 as i64;
-        require_open(&tx, user, session, now)?;
+        require_open(&tx, user, me, session, now)?;
         if tx.prepare("SELECT 1 FROM snapshots WHERE id = ?1")?.exists([id])? {
             return Err(StoreError::SnapshotExists);
         }
         tx.execute(
-            "INSERT INTO snapshots (id, user, session, record, created) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id, u, session as i64, record, now as i64],
+            "INSERT INTO snapshots (id, user, session, record, created, writer) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id, u, session as i64, record, now as i64, me.0 as i64],
         )?;
         tx.execute(
             "INSERT INTO snapshot_chunks (snapshot, user, chunk) SELECT ?1, user, chunk FROM session_refs WHERE session = ?2",
@@ -161,13 +265,17 @@ impl Store {
         Ok(())
     }
 
-    /// The user's snapshots, oldest first.
+    /// The user's snapshots in commit order (the coordinator's clock, not the time the
+    /// sealed record claims), oldest first, with their writers.
     pub fn snapshots(&self, user: UserId) -> Result<Vec<SnapshotRow>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT s.id, s.created, s.session, k.wrapped_key, s.record,
-                    (SELECT COUNT(*) FROM snapshot_chunks sc WHERE sc.snapshot = s.id)
+                    (SELECT COUNT(*) FROM snapshot_chunks sc WHERE sc.snapshot = s.id),
+                    COALESCE(s.writer, s.user), COALESCE(w.name, ''),
+                    COALESCE(s.writer, s.user) = s.user OR COALESCE(w.trusted, 0) <> 0
              FROM snapshots s JOIN sessions k ON k.id = s.session
+                  LEFT JOIN users w ON w.id = COALESCE(s.writer, s.user)
              WHERE s.user = ?1 ORDER BY s.created, s.rowid",
         )?;
         let rows = stmt.query_map([user.0 as i64], |r| {
@@ -178,9 +286,39 @@ impl Store {
                 wrapped_key: r.get(3)?,
                 record: r.get(4)?,
                 chunks: r.get::<_, i64>(5)? as u64,
+                writer: UserId(r.get::<_, i64>(6)? as u64),
+                writer_name: r.get(7)?,
+                trusted: r.get(8)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The readers and appenders of `owner`'s data.
+    pub fn delegates(&self, owner: UserId) -> Result<Vec<DelegateRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT id, name, role, disabled, trusted FROM users WHERE owner = ?1 ORDER BY id")?;
+        let rows = stmt.query_map([owner.0 as i64], |r| {
+            Ok(DelegateRow {
+                id: UserId(r.get::<_, i64>(0)? as u64),
+                name: r.get(1)?,
+                role: r.get(2)?,
+                disabled: r.get(3)?,
+                trusted: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Sets whether `owner` counts `delegate`'s snapshots as its own; false if `delegate` is
+    /// no delegate of `owner`.
+    pub fn set_trusted(&self, owner: UserId, delegate: UserId, trusted: bool) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "UPDATE users SET trusted = ?3 WHERE id = ?2 AND owner = ?1",
+            params![owner.0 as i64, delegate.0 as i64, trusted],
+        )?;
+        Ok(n > 0)
     }
 
     /// Drops snapshots of the user (unknown ids are ignored). Returns how many went.
@@ -204,7 +342,8 @@ impl Store {
         Ok(removed)
     }
 
-    /// Sweeps the user's unreferenced chunks (see [`sweep`]), then lists live packs whose
+    /// Sweeps the user's unreferenced chunks (see [`sweep`]; it never waits for open
+    /// sessions), then lists live packs whose
     /// unreferenced share is at least `max_unused_percent`, with their live chunks.
     #[allow(clippy::type_complexity)]
     pub fn prune(
@@ -297,15 +436,16 @@ mod tests {
         pack(&store, user, host, s, 1, &[10, 11, 12, 13], false);
         // Refs to a chunk that is not stored are refused.
         assert!(matches!(
-            store.add_session_refs(user, s, &[ChunkId::from_bytes([99; 32])], 2),
+            store.add_session_refs(user, user, s, &[ChunkId::from_bytes([99; 32])], 2),
             Err(StoreError::MissingChunks(1))
         ));
         let refs: Vec<ChunkId> = [10u8, 11].iter().map(|b| ChunkId::from_bytes([*b; 32])).collect();
-        store.add_session_refs(user, s, &refs, 2).expect("refs");
-        // While the session is open, prune refuses.
-        assert!(matches!(store.prune(user, 20, 2), Err(StoreError::Busy)));
-        store.commit_snapshot(user, s, "snap1", b"rec", 3).expect("commit");
-        assert!(matches!(store.commit_snapshot(user, s, "snap2", b"rec", 3), Err(StoreError::SessionClosed)));
+        store.add_session_refs(user, user, s, &refs, 2).expect("refs");
+        // While the session is open, prune runs but keeps everything of the session's pack.
+        let (swept, _) = store.prune(user, 20, 2).expect("prune while a session is open");
+        assert_eq!(swept.chunks_removed, 0);
+        store.commit_snapshot(user, user, s, "snap1", b"rec", 3).expect("commit");
+        assert!(matches!(store.commit_snapshot(user, user, s, "snap2", b"rec", 3), Err(StoreError::SessionClosed)));
         let snaps = store.snapshots(user).expect("list");
         assert_eq!((snaps.len(), snaps[0].chunks), (1, 2));
 
@@ -318,7 +458,7 @@ mod tests {
         // A repack moves the live chunks and releases the old pack.
         let s2 = store.add_session(user, b"k2", 5, 100).expect("session");
         pack(&store, user, host, s2, 2, &[10, 11, 77], true);
-        store.close_session(user, s2).expect("close");
+        store.close_session(user, user, s2).expect("close");
         let (_, repack) = store.prune(user, 20, 6).expect("prune");
         assert_eq!(repack.len(), 1, "77 was not revived, so a third of the new pack is unused");
         assert_eq!(repack[0].0, PackId::from_bytes([2; 32]));
@@ -333,16 +473,155 @@ mod tests {
     }
 
     #[test]
-    fn expired_sessions_do_not_block_prune_and_lose_their_refs() {
+    fn expired_sessions_lose_their_refs() {
         let (_d, store, user, host) = setup();
         let s = store.add_session(user, b"k", 1, 10).expect("session");
         pack(&store, user, host, s, 1, &[1, 2], false);
-        store.add_session_refs(user, s, &[ChunkId::from_bytes([1; 32])], 2).expect("refs");
-        assert!(store.keep_session(user, s, 5, 20).is_ok());
-        assert!(matches!(store.prune(user, 20, 15), Err(StoreError::Busy)));
+        store.add_session_refs(user, user, s, &[ChunkId::from_bytes([1; 32])], 2).expect("refs");
+        assert!(store.keep_session(user, user, s, 5, 20).is_ok());
+        let (swept, _) = store.prune(user, 20, 15).expect("prune while open");
+        assert_eq!(swept.chunks_removed, 0, "an open session's pack and refs are kept");
         let (swept, _) = store.prune(user, 20, 21).expect("prune after expiry");
         assert_eq!(swept.chunks_removed, 2);
-        assert!(matches!(store.keep_session(user, s, 22, 40), Err(StoreError::SessionClosed)));
+        assert!(matches!(store.keep_session(user, user, s, 22, 40), Err(StoreError::SessionClosed)));
+    }
+
+    fn id(b: u8) -> ChunkId {
+        ChunkId::from_bytes([b; 32])
+    }
+
+    /// A delegate (`reader` or `appender`) of `owner`, registered with token and key `n`.
+    fn delegate(store: &Store, owner: UserId, role: &str, n: u8) -> UserId {
+        store.add_token(&[n; 32], "laptop", role, None, Some(owner)).expect("token");
+        store.redeem_token(&[n; 32], "pk", &[n + 100; 32], 0).expect("redeem").expect("user").me
+    }
+
+    #[test]
+    fn sessions_belong_to_their_opener() {
+        let (_d, store, user, host) = setup();
+        let app = delegate(&store, user, "appender", 5);
+        let s = store.open_session(user, app, b"k", 1, 100).expect("session");
+        pack(&store, user, host, s, 1, &[10], false);
+        let ids = [id(10)];
+        // The owner can neither renew, close, fill nor commit its delegate's session.
+        assert!(matches!(store.keep_session(user, user, s, 2, 50), Err(StoreError::NotYourSession)));
+        assert!(matches!(store.close_session(user, user, s), Err(StoreError::NotYourSession)));
+        assert!(matches!(store.add_session_refs(user, user, s, &ids, 2), Err(StoreError::NotYourSession)));
+        assert!(matches!(store.lookup_for_session(user, user, s, &ids, 2), Err(StoreError::NotYourSession)));
+        assert!(matches!(store.commit_snapshot(user, user, s, "x", b"r", 2), Err(StoreError::NotYourSession)));
+        assert!(matches!(store.check_session_opener(user, user, s), Err(StoreError::NotYourSession)));
+        // Nor can the delegate use the owner's.
+        let own = store.add_session(user, b"k", 1, 100).expect("session");
+        assert!(matches!(store.keep_session(user, app, own, 2, 50), Err(StoreError::NotYourSession)));
+        assert!(matches!(store.check_session_opener(user, app, own), Err(StoreError::NotYourSession)));
+        // Its opener can.
+        store.keep_session(user, app, s, 2, 50).expect("renew");
+        store.check_session_opener(user, app, s).expect("opener");
+        store.add_session_refs(user, app, s, &ids, 3).expect("refs");
+        store.commit_snapshot(user, app, s, "snap", b"r", 4).expect("commit");
+        let snaps = store.snapshots(user).expect("list");
+        assert_eq!((snaps[0].writer, snaps[0].trusted, snaps[0].writer_name.as_str()), (app, false, "laptop"));
+    }
+
+    #[test]
+    fn the_owner_decides_whether_a_delegates_snapshots_count_as_its_own() {
+        let (_d, store, user, _host) = setup();
+        let app = delegate(&store, user, "appender", 5);
+        let own = store.add_session(user, b"k", 1, 100).expect("session");
+        store.commit_snapshot(user, user, own, "mine", b"r", 2).expect("commit");
+        let theirs = store.open_session(user, app, b"k", 2, 100).expect("session");
+        store.commit_snapshot(user, app, theirs, "theirs", b"r", 3).expect("commit");
+        let view = |store: &Store| -> Vec<(String, UserId, bool)> {
+            store.snapshots(user).expect("list").into_iter().map(|s| (s.id, s.writer, s.trusted)).collect()
+        };
+        assert_eq!(view(&store), [("mine".into(), user, true), ("theirs".into(), app, false)]);
+        // Another user cannot trust someone else's delegate.
+        store.add_token(&[7; 32], "bob", "user", None, None).expect("token");
+        let bob = store.redeem_token(&[7; 32], "pk", &[8; 32], 0).expect("redeem").expect("user").id;
+        assert!(!store.set_trusted(bob, app, true).expect("set"));
+        assert!(store.set_trusted(user, app, true).expect("set"));
+        assert_eq!(view(&store)[1], ("theirs".into(), app, true));
+        // Trusted from the invite on.
+        store.add_token(&[9; 32], "nas", "appender", None, Some(user)).expect("token");
+        store.trust_token(&[9; 32]).expect("trust");
+        store.redeem_token(&[9; 32], "pk", &[10; 32], 0).expect("redeem");
+        let trusted: Vec<bool> = store.delegates(user).expect("delegates").iter().map(|d| d.trusted).collect();
+        assert_eq!(trusted, [true, true]);
+    }
+
+    #[test]
+    fn prune_keeps_what_open_sessions_of_any_writer_reference() {
+        let (_d, store, user, host) = setup();
+        let app = delegate(&store, user, "appender", 5);
+        // The owner's snapshot holds 1 and 2; 3 is in its pack unreferenced.
+        let s0 = store.add_session(user, b"k", 1, 100).expect("session");
+        pack(&store, user, host, s0, 1, &[1, 2, 3], false);
+        store.add_session_refs(user, user, s0, &[id(1), id(2)], 2).expect("refs");
+        store.commit_snapshot(user, user, s0, "old", b"r", 2).expect("commit");
+        // A delegate's backup runs: it finds 1 through dedup, sends 2 as a reference and
+        // commits a pack holding 4.
+        let s = store.open_session(user, app, b"k", 3, 100).expect("session");
+        assert_eq!(store.lookup_for_session(user, app, s, &[id(1), id(9)], 3).expect("lookup"), [id(1)]);
+        store.add_session_refs(user, app, s, &[id(2)], 3).expect("refs");
+        pack(&store, user, host, s, 2, &[4], false);
+        // The owner forgets its snapshot and prunes, without waiting: only 3 goes.
+        assert_eq!(store.forget(user, &["old".into()]).expect("forget"), 1);
+        let (swept, _) = store.prune(user, 100, 4).expect("prune");
+        assert_eq!(swept.chunks_removed, 1);
+        // The delegate's references survived the prune and become its snapshot's.
+        store.add_session_refs(user, app, s, &[id(4)], 5).expect("refs");
+        store.commit_snapshot(user, app, s, "new", b"r", 5).expect("commit");
+        assert_eq!(store.snapshots(user).expect("list")[0].chunks, 3);
+        assert_eq!(store.prune(user, 100, 6).expect("prune").0.chunks_removed, 0);
+        // A session that stops renewing ends: what only it held goes at the next prune.
+        let s2 = store.open_session(user, app, b"k", 7, 10).expect("session");
+        pack(&store, user, host, s2, 3, &[5], false);
+        assert_eq!(store.prune(user, 100, 8).expect("prune").0.chunks_removed, 0);
+        assert_eq!(store.prune(user, 100, 11).expect("prune").0.chunks_removed, 1);
+    }
+
+    #[test]
+    fn a_version_4_catalog_gets_writers_openers_and_trust() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.db");
+        {
+            let conn = rusqlite::Connection::open(&path).expect("open");
+            conn.execute_batch(
+                "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 INSERT INTO meta VALUES ('schema', '4');
+                 CREATE TABLE tokens (hash BLOB PRIMARY KEY, role TEXT NOT NULL, used INTEGER NOT NULL DEFAULT 0,
+                                      name TEXT NOT NULL DEFAULT '', quota INTEGER, owner INTEGER);
+                 CREATE TABLE users (id INTEGER PRIMARY KEY, role TEXT NOT NULL, public_key TEXT NOT NULL,
+                                     device_key BLOB NOT NULL UNIQUE, created INTEGER NOT NULL,
+                                     name TEXT NOT NULL DEFAULT '', disabled INTEGER NOT NULL DEFAULT 0,
+                                     quota INTEGER, owner INTEGER);
+                 INSERT INTO users (id, role, public_key, device_key, created, name) VALUES (1, 'user', 'pk', x'01', 0, 'ann');
+                 INSERT INTO users (id, role, public_key, device_key, created, name, owner)
+                     VALUES (2, 'appender', 'pk', x'02', 0, 'laptop', 1);
+                 CREATE TABLE sessions (id INTEGER PRIMARY KEY, user INTEGER NOT NULL REFERENCES users(id),
+                                        wrapped_key BLOB NOT NULL, created INTEGER NOT NULL,
+                                        expires INTEGER NOT NULL DEFAULT 0);
+                 INSERT INTO sessions VALUES (7, 1, x'AA', 0, 0);
+                 INSERT INTO sessions VALUES (8, 1, x'AA', 0, 1000);
+                 CREATE TABLE snapshots (id TEXT PRIMARY KEY, user INTEGER NOT NULL REFERENCES users(id),
+                                         session INTEGER NOT NULL REFERENCES sessions(id),
+                                         record BLOB NOT NULL, created INTEGER NOT NULL);
+                 INSERT INTO snapshots VALUES ('old', 1, 7, x'00', 5);",
+            )
+            .expect("v4 schema");
+        }
+        let store = Store::open(&path).expect("upgrade");
+        let user = UserId(1);
+        // Snapshots from before were the owner's; sessions from before were opened by it.
+        let snaps = store.snapshots(user).expect("snapshots");
+        assert_eq!((snaps[0].writer, snaps[0].trusted), (user, true));
+        store.keep_session(user, user, 8, 1, 2000).expect("the owner renews its old session");
+        assert!(matches!(store.keep_session(user, UserId(2), 8, 1, 2000), Err(StoreError::NotYourSession)));
+        // Delegates start untrusted.
+        let delegates = store.delegates(user).expect("delegates");
+        assert_eq!((delegates[0].id, delegates[0].trusted), (UserId(2), false));
+        drop(store);
+        assert!(Store::open(&path).is_ok(), "reopening an upgraded catalog works");
     }
 
     #[test]
@@ -373,7 +652,7 @@ mod tests {
         let store = Store::open(&path).expect("upgrade");
         let user = UserId(1);
         // The old session exists and is closed; new ones work; snapshots tables exist.
-        assert!(matches!(store.keep_session(user, 7, 1, 10), Err(StoreError::SessionClosed)));
+        assert!(matches!(store.keep_session(user, user, 7, 1, 10), Err(StoreError::SessionClosed)));
         let s = store.add_session(user, b"k", 1, 100).expect("session");
         assert!(s > 7);
         assert!(store.snapshots(user).expect("snapshots").is_empty());

@@ -15,7 +15,7 @@ mod backup;
 mod events;
 mod repair;
 mod users;
-pub use backup::{SnapshotRow, Swept};
+pub use backup::{DelegateRow, SnapshotRow, Swept};
 pub use events::Event;
 pub use repair::{DegradedPack, Health};
 
@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS tokens (
     used INTEGER NOT NULL DEFAULT 0,
     name TEXT NOT NULL DEFAULT '',
     quota INTEGER,
-    owner INTEGER
+    owner INTEGER,
+    trusted INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS users (
     id INTEGER PRIMARY KEY,
@@ -55,14 +56,16 @@ CREATE TABLE IF NOT EXISTS users (
     name TEXT NOT NULL DEFAULT '',
     disabled INTEGER NOT NULL DEFAULT 0,
     quota INTEGER,
-    owner INTEGER
+    owner INTEGER,
+    trusted INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS sessions (
     id INTEGER PRIMARY KEY,
     user INTEGER NOT NULL REFERENCES users(id),
     wrapped_key BLOB NOT NULL,
     created INTEGER NOT NULL,
-    expires INTEGER NOT NULL DEFAULT 0
+    expires INTEGER NOT NULL DEFAULT 0,
+    opener INTEGER
 );
 CREATE TABLE IF NOT EXISTS packs (
     id BLOB PRIMARY KEY,
@@ -117,7 +120,8 @@ CREATE TABLE IF NOT EXISTS snapshots (
     user INTEGER NOT NULL REFERENCES users(id),
     session INTEGER NOT NULL REFERENCES sessions(id),
     record BLOB NOT NULL,
-    created INTEGER NOT NULL
+    created INTEGER NOT NULL,
+    writer INTEGER
 );
 CREATE INDEX IF NOT EXISTS snapshots_by_user ON snapshots(user, created);
 CREATE TABLE IF NOT EXISTS snapshot_chunks (
@@ -146,6 +150,7 @@ CREATE TABLE IF NOT EXISTS session_refs (
     chunk BLOB NOT NULL,
     PRIMARY KEY (session, chunk)
 );
+CREATE INDEX IF NOT EXISTS session_refs_by_chunk ON session_refs(user, chunk);
 ";
 
 /// Upgrades from older schema versions, in order.
@@ -170,11 +175,28 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // Hosts sign receipts for the shards they store; shards recorded before have none until
     // their host's backfill (see `receipts_wanted`). Lookups by (host, shard) check that a
     // shard is recorded once and deleted only when nothing references it.
+    // Who wrote a snapshot and who opened a session (a delegate's own id, `UserRow::me`), and
+    // whether the owner counts a delegate's snapshots as its own. Rows from before were the
+    // owner's. A catalog from before snapshots existed gets that table in its version 4 shape
+    // first, so the ALTER has something to alter.
     (
         4,
         "ALTER TABLE hosts ADD COLUMN receipt_key BLOB;
          ALTER TABLE shards ADD COLUMN receipt TEXT;
-         DROP INDEX IF EXISTS shards_by_host;",
+         DROP INDEX IF EXISTS shards_by_host;
+         CREATE TABLE IF NOT EXISTS snapshots (
+             id TEXT PRIMARY KEY,
+             user INTEGER NOT NULL REFERENCES users(id),
+             session INTEGER NOT NULL REFERENCES sessions(id),
+             record BLOB NOT NULL,
+             created INTEGER NOT NULL
+         );
+         ALTER TABLE snapshots ADD COLUMN writer INTEGER;
+         UPDATE snapshots SET writer = user;
+         ALTER TABLE sessions ADD COLUMN opener INTEGER;
+         UPDATE sessions SET opener = user;
+         ALTER TABLE users ADD COLUMN trusted INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE tokens ADD COLUMN trusted INTEGER NOT NULL DEFAULT 0;",
     ),
 ];
 
@@ -203,9 +225,13 @@ pub enum StoreError {
     /// A session is closed or expired.
     #[error("the write session expired (was the client paused for long?); run the command again")]
     SessionClosed,
-    /// Prune must wait for running writes.
+    /// Prune must wait for running writes (no longer returned: a sweep keeps what open
+    /// sessions reference instead of waiting for them).
     #[error("a backup or put of this user is still running (or was killed less than a session lifetime ago); retry when it has finished")]
     Busy,
+    /// The write session was opened by another account (the owner or another delegate).
+    #[error("this write session was opened by another account; a session is used only by the device that opened it, so open your own")]
+    NotYourSession,
     /// A catalog task could not run.
     #[error("a catalog task failed: {0}")]
     Task(String),
@@ -465,12 +491,27 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Starts a write session, open until `expires` unless kept alive.
+    /// Starts a write session of `user` opened by the user itself, open until `expires`
+    /// unless kept alive.
     pub fn add_session(&self, user: UserId, wrapped_key: &[u8], now: u64, expires: u64) -> Result<u64, StoreError> {
+        self.open_session(user, user, wrapped_key, now, expires)
+    }
+
+    /// Starts a write session on `user`'s data opened by `opener` (the caller's own id: the
+    /// user, or one of its delegates), open until `expires` unless kept alive. Only the
+    /// opener may use it.
+    pub fn open_session(
+        &self,
+        user: UserId,
+        opener: UserId,
+        wrapped_key: &[u8],
+        now: u64,
+        expires: u64,
+    ) -> Result<u64, StoreError> {
         let conn = self.conn();
         conn.execute(
-            "INSERT INTO sessions (user, wrapped_key, created, expires) VALUES (?1, ?2, ?3, ?4)",
-            params![user.0 as i64, wrapped_key, now as i64, expires as i64],
+            "INSERT INTO sessions (user, wrapped_key, created, expires, opener) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![user.0 as i64, wrapped_key, now as i64, expires as i64, opener.0 as i64],
         )?;
         Ok(conn.last_insert_rowid() as u64)
     }
@@ -651,9 +692,9 @@ impl Store {
         Ok(Some((row, key)))
     }
 
-    /// Removes every version of an object. Unless a write session of the user is open, the
-    /// chunks nothing references any more are dropped at once and packs left empty are
-    /// released for deletion from hosts; otherwise the next prune does it.
+    /// Removes every version of an object. The chunks nothing references any more (open
+    /// write sessions included) are dropped at once and packs left empty are released for
+    /// deletion from hosts.
     /// Returns (versions removed, packs released).
     pub fn remove_object(&self, user: UserId, name: &str, now: u64) -> Result<(u64, u64), StoreError> {
         let mut conn = self.conn();

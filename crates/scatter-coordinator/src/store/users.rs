@@ -11,6 +11,9 @@ use scatter_proto::api::UserEntry;
 
 use super::{Store, StoreError, UserRow};
 
+/// role, name, quota, owner, trusted of an unused invite.
+type InviteColumns = (String, String, Option<i64>, Option<i64>, bool);
+
 /// id, role, disabled, quota, owner.
 type UserColumns = (i64, String, bool, Option<i64>, Option<i64>);
 
@@ -31,6 +34,13 @@ impl Store {
         Ok(())
     }
 
+    /// Marks an invite's delegate as trusted by its owner from the start (see
+    /// [`Store::set_trusted`]).
+    pub fn trust_token(&self, hash: &[u8; 32]) -> Result<(), StoreError> {
+        self.conn().execute("UPDATE tokens SET trusted = 1 WHERE hash = ?1", [&hash[..]])?;
+        Ok(())
+    }
+
     /// Redeems a one-time token: creates the user and marks the token used, atomically.
     /// Returns `None` when the token is unknown or already used.
     pub fn redeem_token(
@@ -42,19 +52,19 @@ impl Store {
     ) -> Result<Option<UserRow>, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let invite: Option<(String, String, Option<i64>, Option<i64>)> = tx
+        let invite: Option<InviteColumns> = tx
             .query_row(
-                "SELECT role, name, quota, owner FROM tokens WHERE hash = ?1 AND used = 0",
+                "SELECT role, name, quota, owner, trusted FROM tokens WHERE hash = ?1 AND used = 0",
                 [&token_hash[..]],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()?;
-        let Some((role, name, quota, owner)) = invite else { return Ok(None) };
+        let Some((role, name, quota, owner, trusted)) = invite else { return Ok(None) };
         tx.execute("UPDATE tokens SET used = 1 WHERE hash = ?1", [&token_hash[..]])?;
         tx.execute(
-            "INSERT INTO users (role, public_key, device_key, created, name, quota, owner)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![role, public_key, &device_key[..], now as i64, name, quota, owner],
+            "INSERT INTO users (role, public_key, device_key, created, name, quota, owner, trusted)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![role, public_key, &device_key[..], now as i64, name, quota, owner, trusted],
         )?;
         let me = UserId(tx.last_insert_rowid() as u64);
         tx.commit()?;

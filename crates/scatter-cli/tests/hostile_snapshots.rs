@@ -1,0 +1,355 @@
+//! Hostile delegates against the owner's snapshots and sessions, with real processes: an
+//! appender's snapshots must not steer what the owner restores, recovers or keeps, and an
+//! appender's session must neither be run by another account nor hold up (or be undone by)
+//! the owner's prune.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use scatter_client::profile::Profile;
+
+mod common;
+use common::*;
+
+const THEIR_PASSPHRASE: &str = "their passphrase";
+
+/// Runs `scatter` with its own profile directory, bounded in time.
+fn run(config: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(EXE);
+    cmd.args(args)
+        .env("SCATTER_CONFIG", config)
+        .env("SCATTER_PASSPHRASE", THEIR_PASSPHRASE)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn scatter");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("scatter {args:?} did not finish within 300 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn ok(out: Output, what: &str) -> String {
+    assert!(out.status.success(), "{what} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Invites a write-only appender of u1's data (`extra` goes to `admin user add`) and sets it
+/// up in its own profile directory `name`; returns that directory.
+fn appender(env: &Env, name: &str, extra: &[&str]) -> PathBuf {
+    let mut args = vec!["admin", "user", "add", name, "--role", "appender", "--of", "u1"];
+    args.extend_from_slice(extra);
+    let token = env.ok(&args).trim().to_owned();
+    let wo = env.path(&format!("{name}.keys"));
+    let out = Command::new(EXE)
+        .args(["key", "export", "--write-only", "--output", s(&wo)])
+        .env("SCATTER_CONFIG", env.grid.client_dir())
+        .env("SCATTER_PASSPHRASE", env.grid.passphrase())
+        .env("SCATTER_EXPORT_PASSPHRASE", "moving")
+        .output()
+        .expect("export");
+    ok(out, "write-only export");
+    let dir = env.path(name);
+    ok(
+        run(
+            &dir,
+            &["init", "--coordinator", env.grid.url(), "--token", &token, "--import", s(&wo)],
+            &[("SCATTER_IMPORT_PASSPHRASE", "moving")],
+        ),
+        "appender init",
+    );
+    dir
+}
+
+/// The owner's snapshots as `scatter snapshots --json` lists them.
+fn snapshots(env: &Env) -> Vec<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).expect("JSON");
+    v.as_array().expect("a list").clone()
+}
+
+fn backup_id(out: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(out).expect("backup JSON");
+    v["snapshot_id"].as_str().expect("snapshot id").to_owned()
+}
+
+const OWNER_KEY: &str = "ssh-ed25519 AAAA-the-owners-key owner@home\n";
+const ATTACKER_KEY: &str = "ssh-ed25519 AAAA-the-attackers-key mallory@evil\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_appender_claiming_the_owners_host_and_paths_does_not_steer_latest_recover_or_parents() {
+    let env = grid(6).await;
+    let ssh = env.path("home/.ssh");
+    std::fs::create_dir_all(&ssh).expect("mkdir");
+    let keys = ssh.join("authorized_keys");
+    std::fs::write(&keys, OWNER_KEY).expect("write");
+    let first = backup_id(&env.ok(&["backup", s(&ssh), "--json"]));
+
+    // The appender runs on "the same machine" (same host name, same absolute path) and backs
+    // up its own authorized_keys: a snapshot claiming the owner's host and paths.
+    let laptop = appender(&env, "laptop", &[]);
+    std::fs::write(&keys, ATTACKER_KEY).expect("write");
+    let evil = backup_id(&ok(run(&laptop, &["backup", s(&ssh), "--json"], &[]), "appender backup"));
+
+    // The file is lost on the owner's machine; recover brings back the owner's version.
+    std::fs::remove_file(&keys).expect("rm");
+    let checked = env.scatter(&["check-local", s(&ssh)]);
+    let text = String::from_utf8_lossy(&checked.stdout);
+    assert!(
+        text.contains(&format!("Compared with snapshot {}", &first[..8])),
+        "check-local used another snapshot: {text}"
+    );
+    let recovered = env.scatter(&["recover", s(&ssh)]);
+    assert!(recovered.status.success(), "recover: {}", String::from_utf8_lossy(&recovered.stderr));
+    assert_eq!(std::fs::read_to_string(&keys).expect("recovered"), OWNER_KEY, "recover restored the appender's file");
+
+    // `restore latest` is the owner's too.
+    let target = env.path("restored");
+    env.ok(&["restore", "latest", "--target", s(&target)]);
+    let restored = target.join(keys.strip_prefix("/").expect("absolute"));
+    assert_eq!(std::fs::read_to_string(&restored).expect("restored"), OWNER_KEY);
+
+    // The owner's next backup compares against its own snapshot, not the appender's (whose
+    // tree could pass hostile chunk lists off as the owner's unchanged files).
+    let v: serde_json::Value = serde_json::from_str(&env.ok(&["backup", s(&ssh), "--json"])).expect("backup JSON");
+    assert_eq!(v["parent"], serde_json::Value::from(first.clone()), "{v}");
+
+    // The listing says who wrote what.
+    let list = snapshots(&env);
+    let by_id = |id: &str| list.iter().find(|x| x["id"] == id).cloned().expect("listed");
+    assert_eq!(by_id(&first)["writer"], "u1", "{list:#?}");
+    assert_eq!(by_id(&evil)["writer"], "u2", "{list:#?}");
+    assert_eq!(by_id(&evil)["writer_name"], "laptop", "{list:#?}");
+    assert_eq!(by_id(&evil)["trusted"], false, "{list:#?}");
+    assert_eq!(by_id(&first)["trusted"], true, "{list:#?}");
+    let text = env.ok(&["snapshots"]);
+    assert!(text.contains("laptop"), "the table names the writer: {text}");
+
+    // The appender's snapshot is still the owner's to restore, by id.
+    let theirs = env.path("theirs");
+    env.ok(&["restore", &evil[..8], "--target", s(&theirs)]);
+    assert_eq!(
+        std::fs::read_to_string(theirs.join(keys.strip_prefix("/").expect("absolute"))).expect("restored"),
+        ATTACKER_KEY
+    );
+
+    // Trust is the owner's choice, per delegate: once trusted, the laptop's newest snapshot is
+    // the latest; untrusted again, it is not.
+    std::fs::write(&keys, "laptop's newer key\n").expect("write");
+    let newer = backup_id(&ok(run(&laptop, &["backup", s(&ssh), "--json"], &[]), "appender backup"));
+    let out = env.ok(&["delegate", "ls", "--json"]);
+    assert!(out.contains("laptop"), "{out}");
+    env.ok(&["delegate", "trust", "u2"]);
+    let latest = env.path("latest-trusted");
+    env.ok(&["restore", "latest", "--target", s(&latest)]);
+    assert_eq!(
+        std::fs::read_to_string(latest.join(keys.strip_prefix("/").expect("absolute"))).expect("restored"),
+        "laptop's newer key\n"
+    );
+    assert!(snapshots(&env).iter().any(|x| x["id"] == newer && x["trusted"] == true));
+    env.ok(&["delegate", "untrust", "u2"]);
+    let latest = env.path("latest-untrusted");
+    env.ok(&["restore", "latest", "--target", s(&latest)]);
+    assert_eq!(
+        std::fs::read_to_string(latest.join(keys.strip_prefix("/").expect("absolute"))).expect("restored"),
+        OWNER_KEY
+    );
+    // A delegate cannot trust itself.
+    let out = run(&laptop, &["delegate", "trust", "u2"], &[]);
+    assert!(!out.status.success(), "an appender trusted itself");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only the owner"), "{out:?}");
+    assert!(snapshots(&env).iter().all(|x| x["writer"] == "u1" || x["trusted"] == false));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn appender_snapshots_do_not_evict_the_owners_under_a_forget_policy() {
+    let env = grid(6).await;
+    let dir = env.path("data");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("f"), "owner 1").expect("write");
+    let o1 = backup_id(&env.ok(&["backup", s(&dir), "--json"]));
+    std::fs::write(dir.join("f"), "owner 2").expect("write");
+    let o2 = backup_id(&env.ok(&["backup", s(&dir), "--json"]));
+    // Three appender snapshots of the same host and paths, all newer than the owner's.
+    let laptop = appender(&env, "laptop", &[]);
+    let mut theirs = Vec::new();
+    for i in 0..3 {
+        std::fs::write(dir.join("f"), format!("appender {i}")).expect("write");
+        theirs.push(backup_id(&ok(run(&laptop, &["backup", s(&dir), "--json"], &[]), "appender backup")));
+    }
+    env.ok(&["forget", "--keep-last", "2"]);
+    let left: Vec<String> = snapshots(&env).iter().filter_map(|x| x["id"].as_str().map(str::to_owned)).collect();
+    assert!(left.contains(&o1) && left.contains(&o2), "the owner's snapshots were evicted: {left:?}");
+    // The policy still applies to the appender's group, separately.
+    assert!(!left.contains(&theirs[0]), "the appender's oldest should be forgotten: {left:?}");
+    assert!(left.contains(&theirs[1]) && left.contains(&theirs[2]), "{left:?}");
+    assert_eq!(left.len(), 4, "{left:?}");
+
+    // An appender invited as trusted counts as the owner's from the start; only an appender
+    // can be.
+    let nas = appender(&env, "nas", &["--trusted"]);
+    let id = backup_id(&ok(run(&nas, &["backup", s(&dir), "--json"], &[]), "trusted appender backup"));
+    assert!(snapshots(&env).iter().any(|x| x["id"] == id && x["trusted"] == true && x["writer_name"] == "nas"));
+    let out = env.scatter(&["admin", "user", "add", "eve", "--role", "reader", "--of", "u1", "--trusted"]);
+    assert!(!out.status.success(), "a reader was invited as trusted");
+}
+
+/// Pauses a backup when it reaches a file whose name ends in `pause_here`, until released.
+struct Pause {
+    reached: AtomicBool,
+    released: AtomicBool,
+}
+
+impl scatter_client::Progress for Pause {
+    fn wants_total(&self) -> bool {
+        false
+    }
+    fn start(&self, _: u64) {}
+    fn advance(&self, _: u64) {}
+    fn item(&self, name: &str) {
+        if !name.ends_with("pause_here") {
+            return;
+        }
+        self.reached.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !self.released.load(Ordering::SeqCst) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+async fn wait_for(flag: &AtomicBool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !flag.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "{what} did not happen within 120 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prune_during_a_delegates_backup_keeps_what_that_backup_references() {
+    let env = grid(6).await;
+    // The owner stores a file; the appender's backup will find it through dedup.
+    let owner_dir = env.path("owner");
+    std::fs::create_dir_all(&owner_dir).expect("mkdir");
+    let shared = env.write_random("shared.bin", 20 << 20, 7);
+    std::fs::copy(&shared, owner_dir.join("shared.bin")).expect("copy");
+    let owners = backup_id(&env.ok(&["backup", s(&owner_dir), "--json"]));
+
+    let laptop = appender(&env, "laptop", &[]);
+    let src = env.path("laptop-data");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    std::fs::copy(&shared, src.join("a_shared.bin")).expect("copy");
+    let fresh = env.write_random("fresh.bin", 20 << 20, 8);
+    std::fs::copy(&fresh, src.join("b_fresh.bin")).expect("copy");
+    std::fs::write(src.join("c_pause_here"), "pause").expect("write");
+    let tail = env.write_random("tail.bin", 1 << 20, 9);
+    std::fs::copy(&tail, src.join("d_tail.bin")).expect("copy");
+
+    // The appender's backup runs in this process, so it can be held in the middle.
+    let profile = Profile::load(&laptop).expect("profile");
+    let keys = Profile::load_keys(&laptop, THEIR_PASSPHRASE).expect("keys");
+    let coord = profile.coordinator().expect("coordinator");
+    let hosts = coord.hosts().expect("hosts");
+    let pause = Arc::new(Pause { reached: AtomicBool::new(false), released: AtomicBool::new(false) });
+    let opts = scatter_client::backup::BackupOptions { paths: vec![src.clone()], ..Default::default() };
+    let running = {
+        let (pause, coord) = (pause.clone(), coord.clone());
+        tokio::spawn(async move { scatter_client::backup::backup(&coord, &keys, &opts, &hosts, pause).await })
+    };
+    wait_for(&pause.reached, "the appender's backup reaching its pause").await;
+    // Let the batches already walked go through dedup lookup and upload.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // Meanwhile the owner forgets its own snapshot and prunes: the prune must not wait for
+    // the appender, and must keep what the appender's open session found or uploaded.
+    env.ok(&["forget", &owners[..8]]);
+    let started = Instant::now();
+    let pruned = env.scatter(&["prune"]);
+    let waited = started.elapsed();
+    pause.released.store(true, Ordering::SeqCst);
+    assert!(pruned.status.success(), "prune during a delegate's backup: {}", String::from_utf8_lossy(&pruned.stderr));
+    assert!(waited < Duration::from_secs(30), "the prune waited {waited:?} for the delegate's backup");
+
+    let report = tokio::time::timeout(Duration::from_secs(240), running)
+        .await
+        .expect("the backup finishes")
+        .expect("the backup task")
+        .expect("the appender's backup succeeds after the prune");
+    // Another prune after the commit, then every byte comes back.
+    env.ok(&["prune"]);
+    let target = env.path("restored");
+    env.ok(&["restore", &report.snapshot[..8], "--target", s(&target)]);
+    let base = target.join(src.strip_prefix("/").expect("absolute"));
+    for (name, original) in [("a_shared.bin", &shared), ("b_fresh.bin", &fresh), ("d_tail.bin", &tail)] {
+        assert!(
+            std::fs::read(base.join(name)).expect("restored") == std::fs::read(original).expect("original"),
+            "{name} differs after the prune"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_belong_to_their_opener_and_a_renewed_one_does_not_block_prune() {
+    let env = grid(6).await;
+    let small = env.write_random("small", 1 << 20, 3);
+    env.put(&small, "something");
+    let laptop = appender(&env, "laptop", &[]);
+    let theirs = Profile::load(&laptop).expect("profile").coordinator().expect("coordinator");
+    let mine = Profile::load(&env.grid.client_dir()).expect("profile").coordinator().expect("coordinator");
+    let wrapped = Profile::load_keys(&laptop, THEIR_PASSPHRASE)
+        .expect("keys")
+        .write_keys()
+        .wrap(&scatter_core::crypto::DataKey::generate());
+    let session = theirs.create_session(&wrapped).await.expect("appender session").session;
+
+    // The owner cannot renew, close, fill or commit the appender's session.
+    assert!(mine.keep_session(session).await.is_err(), "the owner renewed the appender's session");
+    assert!(mine.close_session(session).await.is_err(), "the owner closed the appender's session");
+    assert!(mine.snapshot_refs(session, Vec::new()).await.is_err(), "the owner sent refs into it");
+    let commit = scatter_proto::api::CommitSnapshotRequest { session, id: "ab".repeat(32), record: "AAAA".into() };
+    assert!(mine.commit_snapshot(&commit).await.is_err(), "the owner committed into it");
+    // ... and the appender cannot touch the owner's.
+    let owners = mine.create_session(&wrapped).await.expect("owner session").session;
+    assert!(theirs.keep_session(owners).await.is_err(), "the appender renewed the owner's session");
+    assert!(theirs.close_session(owners).await.is_err(), "the appender closed the owner's session");
+    assert!(theirs.snapshot_refs(owners, Vec::new()).await.is_err(), "the appender sent refs into it");
+    mine.close_session(owners).await.expect("the owner closes its own session");
+    // The appender's session is still its own and open.
+    theirs.keep_session(session).await.expect("the appender renews its session");
+
+    // The appender renews forever (the grid's lease is 6 s); the owner's prune still runs.
+    let stop = Arc::new(AtomicBool::new(false));
+    let renewer = {
+        let (stop, theirs) = (stop.clone(), theirs.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let _ = theirs.keep_session(session).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let started = Instant::now();
+    let pruned = env.scatter(&["prune"]);
+    stop.store(true, Ordering::SeqCst);
+    let _ = renewer.await;
+    assert!(pruned.status.success(), "prune while a delegate renews: {}", String::from_utf8_lossy(&pruned.stderr));
+    assert!(started.elapsed() < Duration::from_secs(6), "the prune waited for the delegate's session");
+    env.get_and_compare("something", &small);
+}
