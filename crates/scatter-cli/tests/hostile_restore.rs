@@ -164,10 +164,7 @@ async fn appender_snapshot_cannot_escape_restore_target() {
     let before = outside.snapshot();
 
     let (source, key_mode) = appender(&env, "laptop");
-    ok(
-        run(&source, &["backup", utf8(&src), "--hostname", "evil\u{1b}[2J\nfake line"], &[]),
-        "appender backup",
-    );
+    ok(run(&source, &["backup", utf8(&src), "--hostname", "evil\u{1b}[2J\nfake line"], &[]), "appender backup");
 
     // The owner restores the source's snapshot.
 
@@ -189,8 +186,9 @@ async fn appender_snapshot_cannot_escape_restore_target() {
     let found = env.ok(&["find", "*.txt"]);
     assert_no_raw_controls(&found, "find");
     let json: serde_json::Value = serde_json::from_str(&env.ok(&["ls", "latest", "--json"])).expect("ls JSON");
-    assert!(json.as_array().is_some_and(|a| a.iter().any(|e| e["path"].as_str().is_some_and(|p| p.ends_with("/a\\xff")))));
-
+    assert!(json
+        .as_array()
+        .is_some_and(|a| a.iter().any(|e| e["path"].as_str().is_some_and(|p| p.ends_with("/a\\xff")))));
 
     // Again over the restored tree (everything already right), then over a tree where the
     // directories were replaced by symlinks to the outside folder: they are replaced, not
