@@ -235,9 +235,11 @@ fn node_json(path: &TreePath, n: &Node) -> serde_json::Value {
     )
 }
 
-/// A path given on the command line as a path inside a snapshot.
+/// A path given on the command line as a path inside a snapshot, as `ls` shows it (escaped
+/// names such as `caf\xe9` stand for their raw bytes).
 fn snapshot_path(given: &str) -> Result<TreePath> {
-    TreePath::parse(given.as_bytes()).map_err(|e| anyhow::anyhow!("`{given}` is not a path in a snapshot ({e})"))
+    TreePath::parse(&scatter_core::tree::unescape(given))
+        .map_err(|e| anyhow::anyhow!("`{given}` is not a path in a snapshot ({e})"))
 }
 
 pub async fn ls_snapshot(spec: &str, json: bool) -> Result<i32> {

@@ -210,6 +210,13 @@ async fn appender_snapshot_cannot_escape_restore_target() {
     env.ok(&["restore", &spec, "--target", utf8(&target2)]);
     outside.assert_untouched(&before, "a restore of a sub path");
     assert_restored(&target2.join("src"), &outside.dir, &latin1);
+    // A directory given by its name as `ls` shows it (escaped) restores under its raw bytes.
+    let target3 = env.path("restored3");
+    env.ok(&["restore", &format!("latest:{}/d\\xfe", utf8(&src)), "--target", utf8(&target3)]);
+    let deep = target3.join(name(b"d\xfe")).join(name(b"e\x80")).join(name(b"f\xc0"));
+    assert_eq!(std::fs::read(deep).expect("deep file restored by its escaped path"), b"deep file");
+    let ls = env.ok(&["ls", &format!("latest:{}/d\\xfe", utf8(&src))]);
+    assert!(ls.contains("/d\\xfe/e\\x80/f\\xc0"), "{ls}");
 
     // The exported key file was created readable by its owner only.
     assert_eq!(key_mode, 0o600, "key export wrote its file with mode {key_mode:o}");

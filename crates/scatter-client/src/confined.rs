@@ -76,7 +76,7 @@ impl Root {
         if rel.is_root() {
             return Ok(self.fd.as_fd());
         }
-        if !self.last.as_ref().is_some_and(|(p, _)| p == rel) {
+        if self.last.as_ref().is_none_or(|(p, _)| p != rel) {
             let mut cur: Option<OwnedFd> = None;
             for name in rel.components() {
                 let next = open_dir_at(cur.as_ref().map_or(self.fd.as_fd(), |f| f.as_fd()), name)?;

@@ -153,3 +153,37 @@ pub fn sync_fs(dir: &Path) -> Result<(), ClientError> {
     let d = std::fs::File::open(dir).map_err(ClientError::io(dir))?;
     rustix::fs::syncfs(&d).map_err(|e| ClientError::io(dir)(e.into()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn temporary_names_fit_in_one_name() {
+        assert_eq!(partial_name(b"a\xff"), b".a\xff.scatter-partial".to_vec());
+        let long = vec![b'x'; 255];
+        assert_eq!(partial_name(&long).len(), 255);
+    }
+
+    #[test]
+    fn never_writes_through_a_planted_symlink() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (t, outside) = (tmp.path().join("t"), tmp.path().join("outside"));
+        std::fs::create_dir_all(&t).expect("mkdir");
+        std::fs::write(&outside, b"original").expect("write");
+        // Both the temporary name and the final name point outside.
+        let tmp_name = std::ffi::OsStr::from_bytes(b".f\xff.scatter-partial");
+        std::os::unix::fs::symlink(&outside, t.join(tmp_name)).expect("symlink");
+        let dest = t.join(std::ffi::OsStr::from_bytes(b"f\xff"));
+        std::os::unix::fs::symlink(&outside, &dest).expect("symlink");
+        let dir = std::fs::File::open(&t).expect("open");
+        let mut f = PartialFile::create_at(dir.as_fd(), b"f\xff", dest.clone()).expect("create");
+        f.write(b"restored").expect("write");
+        f.commit().expect("commit");
+        assert_eq!(std::fs::read(&outside).expect("outside"), b"original");
+        assert!(std::fs::symlink_metadata(&dest).expect("dest").is_file());
+        assert_eq!(std::fs::read(&dest).expect("dest"), b"restored");
+        assert!(!t.join(tmp_name).exists() && std::fs::symlink_metadata(t.join(tmp_name)).is_err());
+    }
+}

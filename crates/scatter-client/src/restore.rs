@@ -65,7 +65,8 @@ pub struct RestoreReport {
 /// An entry to put back: its path below the directory restored into, and the snapshot's node.
 pub type Entry = (TreePath, Node);
 
-/// Lists what a restore of `snapshot[:path]` writes below its target, with `include` globs
+/// Lists what a restore of `snapshot[:path]` writes below its target (`path` as `ls` shows
+/// it: escaped names such as `caf\xe9` stand for their raw bytes), with `include` globs
 /// (matched against the entry's path, or any of its ancestors). A selected entry is restored
 /// under its own name directly below the target, as restic does; without a path, the whole
 /// snapshot is, under its absolute paths.
@@ -77,7 +78,7 @@ pub async fn plan_restore(
 ) -> Result<Vec<Entry>, ClientError> {
     let root = snap.snapshot.tree_id();
     let given = path.unwrap_or("/");
-    let sel = TreePath::parse(given.as_bytes()).map_err(|e| {
+    let sel = TreePath::parse(&scatter_core::tree::unescape(given)).map_err(|e| {
         ClientError::Invalid(format!("`{given}` is not a path in a snapshot ({e}); give it as `ls` shows it"))
     })?;
     let mut entries = match (trees.lookup(root, &sel).await?, sel.file_name()) {

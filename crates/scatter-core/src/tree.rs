@@ -302,6 +302,48 @@ pub fn escape(bytes: &[u8]) -> String {
     out
 }
 
+/// The bytes `text` stands for when it was written as [`escape`] shows names, so a path
+/// printed by `ls` can be given back on the command line: `\\`, `\t`, `\n`, `\r`, `\xNN`
+/// and `\u{N..}` are decoded; any other backslash is kept as it is.
+pub fn unescape(text: &str) -> Vec<u8> {
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let rest = &text[i..];
+        let (bytes, used): (Vec<u8>, usize) = if !rest.starts_with('\\') {
+            let c = rest.chars().next().map_or(1, char::len_utf8);
+            (b[i..i + c].to_vec(), c)
+        } else if rest.starts_with("\\\\") {
+            (vec![b'\\'], 2)
+        } else if let Some(c) =
+            [("\\t", b'\t'), ("\\n", b'\n'), ("\\r", b'\r')].iter().find(|(e, _)| rest.starts_with(e))
+        {
+            (vec![c.1], 2)
+        } else if let Some(v) = rest.strip_prefix("\\x").and_then(|r| r.get(..2)).and_then(hex_number).map(|v| v as u8)
+        {
+            (vec![v], 4)
+        } else if let Some((c, len)) = rest
+            .strip_prefix("\\u{")
+            .and_then(|r| r.split_once('}'))
+            .and_then(|(h, _)| hex_number(h).and_then(char::from_u32).map(|c| (c, h.len() + 4)))
+        {
+            (c.to_string().into_bytes(), len)
+        } else {
+            (vec![b'\\'], 1)
+        };
+        out.extend_from_slice(&bytes);
+        i += used;
+    }
+    out
+}
+
+/// `h` as a hexadecimal number of 1 to 6 digits (nothing else: no sign, no spaces).
+fn hex_number(h: &str) -> Option<u32> {
+    let digits = (1..=6).contains(&h.len()) && h.bytes().all(|c| c.is_ascii_hexdigit());
+    digits.then(|| u32::from_str_radix(h, 16).ok()).flatten()
+}
+
 /// Characters that change how the text around them shows without showing themselves.
 fn is_invisible(c: char) -> bool {
     matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}' | '\u{061c}')
@@ -383,6 +425,18 @@ mod tests {
         assert_eq!(escape(b"a\\xff"), "a\\\\xff");
         assert_eq!(escape("\u{202e}txt.exe\u{85}".as_bytes()), "\\u{202e}txt.exe\\u{0085}");
         assert_eq!(escape(b"\xe2\x82"), "\\xe2\\x82");
+    }
+
+    #[test]
+    fn unescape_inverts_escape() {
+        for raw in
+            [&b"a\xff"[..], b"x\x1b[2J\nfake\x07", b"a\\xff", "\u{202e}t\u{85}é".as_bytes(), b"\xe2\x82", b"\t\r"]
+        {
+            assert_eq!(unescape(&escape(raw)), raw, "{}", escape(raw));
+        }
+        // A lone backslash that starts no escape stays.
+        assert_eq!(unescape("a\\b\\x4"), b"a\\b\\x4");
+        assert_eq!(unescape("\\x+f\\u{+1}"), b"\\x+f\\u{+1}");
     }
 
     #[test]
