@@ -230,6 +230,8 @@ async fn recover_and_check_local_stay_under_snapshot_paths() {
     let latin1 = std::fs::read(src.join(name(LATIN1))).expect("latin1");
     std::fs::create_dir(src.join("sub")).expect("mkdir sub");
     std::fs::write(src.join("sub").join("only-here.txt"), b"sub file").expect("write");
+    std::fs::create_dir_all(src.join("sub2/inner")).expect("mkdir sub2");
+    std::fs::write(src.join("sub2/inner/deep.txt"), b"deep").expect("write");
     let before = outside.snapshot();
 
     let (source, _) = appender(&env, "laptop");
@@ -264,4 +266,17 @@ async fn recover_and_check_local_stay_under_snapshot_paths() {
     assert!(std::fs::symlink_metadata(src.join("sub")).expect("sub").is_dir());
     assert_eq!(std::fs::read(src.join("sub").join("only-here.txt")).expect("sub file"), b"sub file");
     assert_restored(&src, &outside.dir, &latin1);
+
+    // A path below a lost directory: the directories on the way are recovered too.
+    std::fs::remove_dir_all(src.join("sub2")).expect("rm");
+    let deep = src.join("sub2/inner/deep.txt");
+    env.ok(&["recover", utf8(&deep), "--snapshot", "latest"]);
+    assert_eq!(std::fs::read(&deep).expect("deep recovered"), b"deep");
+    // A path the user gives that now leads through a symlink: nothing is written through it.
+    std::fs::remove_dir_all(src.join("sub2")).expect("rm");
+    std::os::unix::fs::symlink(&outside.dir, src.join("sub2")).expect("plant symlink");
+    let out = env.scatter(&["recover", utf8(&deep), "--snapshot", "latest"]);
+    outside.assert_untouched(&before, "recover of a path through a symlink");
+    assert!(out.status.success(), "recover failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::symlink_metadata(src.join("sub2")).expect("sub2").file_type().is_symlink());
 }

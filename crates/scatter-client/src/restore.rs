@@ -380,8 +380,9 @@ pub struct Finding {
     pub state: LocalState,
     /// The snapshot's entry (absent for new files).
     pub node: Option<Node>,
-    /// The folder `path` is checked (and recovered) below: the parent of the backed-up path
-    /// it belongs to. Nothing outside it is read or written for this finding.
+    /// The folder `path` is checked (and recovered) below: the parent of the snapshot's
+    /// backed-up path it lies in. Nothing outside it is read or written for this finding,
+    /// and no symlink below it is followed.
     pub base: TreePath,
 }
 
@@ -404,7 +405,7 @@ pub async fn check_local(
         Some(p) => vec![p.as_os_str().as_bytes().to_vec()],
         None => snap.snapshot.paths.iter().map(|p| p.as_bytes().to_vec()).collect(),
     };
-    let mut groups: Vec<(TreePath, Vec<(TreePath, Node)>)> = Vec::new();
+    let mut groups: Vec<(TreePath, usize, Vec<(TreePath, Node)>)> = Vec::new();
     for s in &scope {
         let not_in = || {
             ClientError::Invalid(format!(
@@ -414,7 +415,31 @@ pub async fn check_local(
             ))
         };
         let sel = TreePath::parse(s).map_err(|_| not_in())?;
+        // Only what lies below one of the snapshot's own backed-up paths is looked at, from
+        // the folder holding that path down, without following a symlink below it (even one
+        // inside a path the user gave).
+        let covering = snap
+            .snapshot
+            .paths
+            .iter()
+            .filter_map(|sp| TreePath::parse(sp.as_bytes()).ok())
+            .filter(|sp| sel.starts_with(sp))
+            .max_by_key(TreePath::depth)
+            .ok_or_else(not_in)?;
+        let base = covering.split_last().map(|(p, _)| p).unwrap_or_default();
+        // The directories between that folder and the given path come first, so a missing
+        // one is found (and recovered) like any other; only the given path's own entries are
+        // compared in full (their siblings are not reported as new).
         let mut entries = Vec::new();
+        let mut on_the_way = sel.split_last().map(|(p, _)| p);
+        while let Some(dir) = on_the_way.filter(|d| d.starts_with(&covering)) {
+            if let Ok(Some(node)) = trees.lookup(root, &dir).await {
+                entries.push((dir.clone(), node));
+            }
+            on_the_way = dir.split_last().map(|(p, _)| p);
+        }
+        entries.reverse();
+        let ancestors = entries.len();
         match trees.lookup(root, &sel).await {
             Ok(Some(node)) => {
                 entries.push((sel.clone(), node.clone()));
@@ -425,14 +450,14 @@ pub async fn check_local(
             Ok(None) => entries.extend(trees.walk(root, &TreePath::root()).await?),
             Err(_) => return Err(not_in()),
         }
-        let base = sel.split_last().map(|(p, _)| p).unwrap_or_default();
-        groups.push((base, entries));
+        groups.push((base, ancestors, entries));
     }
-    progress.start(groups.iter().flat_map(|(_, e)| e).map(|(_, n)| n.size).sum());
+    progress.start(groups.iter().flat_map(|(_, _, e)| e).map(|(_, n)| n.size).sum());
     let dedup = keys.write_keys().dedup_key();
     let mut findings = Vec::new();
-    for (base, entries) in groups {
+    for (base, ancestors, entries) in groups {
         let snapshot_paths: HashSet<&TreePath> = entries.iter().map(|(p, _)| p).collect();
+        let ancestors: HashSet<&TreePath> = entries[..ancestors].iter().map(|(p, _)| p).collect();
         // A missing folder holding the backed-up path: everything is missing.
         let mut root_dir = Root::open(&live_path(&base)).ok();
         let mut gone: Vec<TreePath> = Vec::new();
@@ -481,6 +506,8 @@ pub async fn check_local(
                     if is != FileType::Directory {
                         gone.push(rel.clone());
                         Some(LocalState::Modified)
+                    } else if ancestors.contains(p) {
+                        None
                     } else {
                         let listed = confined::open_dir_at(dir, name).and_then(|d| list_names(d.as_fd()));
                         for child in listed.unwrap_or_default() {
