@@ -405,7 +405,7 @@ pub async fn check_local(
         Some(p) => vec![p.as_os_str().as_bytes().to_vec()],
         None => snap.snapshot.paths.iter().map(|p| p.as_bytes().to_vec()).collect(),
     };
-    let mut groups: Vec<(TreePath, usize, Vec<(TreePath, Node)>)> = Vec::new();
+    let mut groups: Vec<(TreePath, usize, Vec<Entry>)> = Vec::new();
     for s in &scope {
         let not_in = || {
             ClientError::Invalid(format!(
