@@ -263,6 +263,8 @@ pub enum Change {
 pub async fn diff(trees: &mut Trees, a: ChunkId, b: ChunkId) -> Result<Vec<(TreePath, Change)>, ClientError> {
     let mut out = Vec::new();
     let mut stack = vec![(TreePath::root(), Some(a), Some(b))];
+    // Directories compared so far: one subtree can be referenced many times over.
+    let mut visited = 0usize;
     while let Some((prefix, a, b)) = stack.pop() {
         if a == b {
             continue;
@@ -300,7 +302,8 @@ pub async fn diff(trees: &mut Trees, a: ChunkId, b: ChunkId) -> Result<Vec<(Tree
             }
             let (sa, sb) = (na.and_then(Node::subtree), nb.and_then(Node::subtree));
             if (sa.is_some() || sb.is_some()) && sa != sb {
-                if path.depth() > MAX_DEPTH || out.len() > MAX_ENTRIES {
+                visited += 1;
+                if path.depth() > MAX_DEPTH || out.len() + visited > MAX_ENTRIES {
                     return Err(ClientError::Unrecoverable(format!(
                         "the difference below `{}` is deeper than {MAX_DEPTH} directories or longer than \
                          {MAX_ENTRIES} entries; the snapshot is damaged or hostile",
