@@ -4,6 +4,8 @@
 //! Exit codes: 0 done; 3 done, but something needs attention (files that could not be read
 //! during a backup, missing or corrupt files found by check-local); 1 failed.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -16,7 +18,7 @@ use scatter_client::restore::{self, LocalState};
 use scatter_client::snapshots::{self, SnapshotInfo, Trees};
 use scatter_client::upload::Redundancy;
 use scatter_core::retention::Policy;
-use scatter_core::tree::{Node, NodeKind};
+use scatter_core::tree::{escape, Node, NodeKind, TreePath};
 use scatter_core::ByteSize;
 
 use crate::{load, mb_per_s, passphrase, Bar};
@@ -87,8 +89,11 @@ pub async fn backup(a: BackupArgs) -> Result<i32> {
     drop(bar);
     let s = &r.summary;
     if a.json {
-        let errors: Vec<_> =
-            r.errors.iter().map(|(p, e)| serde_json::json!({"path": p.to_string_lossy(), "error": e})).collect();
+        let errors: Vec<_> = r
+            .errors
+            .iter()
+            .map(|(p, e)| path_json(p.as_os_str().as_bytes(), serde_json::json!({"error": e})))
+            .collect();
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
@@ -109,7 +114,7 @@ pub async fn backup(a: BackupArgs) -> Result<i32> {
         );
     } else {
         for (path, e) in &r.errors {
-            eprintln!("warning: {} could not be read ({e}); it is not in the snapshot", path.display());
+            eprintln!("warning: {} could not be read ({e}); it is not in the snapshot", shown(path));
         }
         println!(
             "Files: {} new, {} changed, {} unmodified; {} dirs; {} in total, {} read, {} new ({} uploaded with redundancy).",
@@ -177,11 +182,11 @@ pub async fn list(path: Option<String>, tag: Option<String>, json: bool) -> Resu
             "{:<9} {:<20} {:<16} {:<12} {:<12} {:>10}  {}",
             format!("{}{}", s.short_id(), if s.trusted { "" } else { "!" }),
             time_text(s.snapshot.time_ns),
-            s.snapshot.hostname,
-            s.writer_label(),
-            s.snapshot.tags.join(","),
+            escape(s.snapshot.hostname.as_bytes()),
+            escape(s.writer_label().as_bytes()),
+            escape(s.snapshot.tags.join(",").as_bytes()),
             ByteSize(s.snapshot.summary.total_bytes).to_string(),
-            s.snapshot.paths.join(" ")
+            escape(s.snapshot.paths.join(" ").as_bytes())
         );
     }
     println!("{} snapshot(s)", shown.len());
@@ -208,13 +213,43 @@ fn kind_char(n: &Node) -> char {
     }
 }
 
-fn node_json(path: &str, n: &Node) -> serde_json::Value {
+/// A path (raw bytes) as JSON fields added to `fields`: `path` is exactly the path when it is
+/// valid UTF-8 (JSON's own escaping keeps control characters harmless); otherwise it is the
+/// escaped form that text output shows (`\xNN` for each byte that is not UTF-8, a backslash
+/// doubled), and `path_base64` holds the exact bytes.
+fn path_json(bytes: &[u8], mut fields: serde_json::Value) -> serde_json::Value {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => fields["path"] = text.into(),
+        Err(_) => {
+            fields["path"] = escape(bytes).into();
+            fields["path_base64"] = scatter_client::snapshots::base64(bytes).into();
+        }
+    }
+    fields
+}
+
+/// A local path for a message, escaped.
+fn shown(path: &Path) -> String {
+    escape(path.as_os_str().as_bytes())
+}
+
+fn node_json(path: &TreePath, n: &Node) -> serde_json::Value {
     let kind = match n.kind {
         NodeKind::File { .. } => "file",
         NodeKind::Dir { .. } => "dir",
         NodeKind::Symlink { .. } => "symlink",
     };
-    serde_json::json!({"path": path, "type": kind, "size": n.size, "mode": n.mode, "mtime": rfc3339(n.mtime_ns), "uid": n.uid, "gid": n.gid})
+    path_json(
+        &path.to_absolute_bytes(),
+        serde_json::json!({"type": kind, "size": n.size, "mode": n.mode, "mtime": rfc3339(n.mtime_ns), "uid": n.uid, "gid": n.gid}),
+    )
+}
+
+/// A path given on the command line as a path inside a snapshot, as `ls` shows it (escaped
+/// names such as `caf\xe9` stand for their raw bytes).
+fn snapshot_path(given: &str) -> Result<TreePath> {
+    TreePath::parse(&scatter_core::tree::unescape(given))
+        .map_err(|e| anyhow::anyhow!("`{given}` is not a path in a snapshot ({e})"))
 }
 
 pub async fn ls_snapshot(spec: &str, json: bool) -> Result<i32> {
@@ -223,9 +258,9 @@ pub async fn ls_snapshot(spec: &str, json: bool) -> Result<i32> {
     let snap = snapshots::resolve(&all, s)?;
     let mut trees = Trees::new(Fetcher::new(&coord, &coord.hosts()?, &keys));
     let root = snap.snapshot.tree_id();
-    let clean = format!("/{}", path.unwrap_or("").trim_matches('/'));
+    let clean = snapshot_path(path.unwrap_or("/"))?;
     let entries = match trees.lookup(root, &clean).await? {
-        None => trees.walk(root, "").await?,
+        None => trees.walk(root, &TreePath::root()).await?,
         Some(node) => {
             let mut v = vec![(clean.clone(), node.clone())];
             if let Some(sub) = node.subtree() {
@@ -239,7 +274,7 @@ pub async fn ls_snapshot(spec: &str, json: bool) -> Result<i32> {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         for (p, n) in &entries {
-            println!("{}{:04o} {:>12}  {}  {p}", kind_char(n), n.mode, n.size, time_text(n.mtime_ns));
+            println!("{}{:04o} {:>12}  {}  {}", kind_char(n), n.mode, n.size, time_text(n.mtime_ns), p.display());
         }
     }
     Ok(0)
@@ -251,7 +286,8 @@ pub async fn diff(a: &str, b: &str, json: bool) -> Result<i32> {
     let mut trees = Trees::new(Fetcher::new(&coord, &coord.hosts()?, &keys));
     let changes = snapshots::diff(&mut trees, sa.snapshot.tree_id(), sb.snapshot.tree_id()).await?;
     if json {
-        let v: Vec<_> = changes.iter().map(|(p, c)| serde_json::json!({"path": p, "change": c})).collect();
+        let v: Vec<_> =
+            changes.iter().map(|(p, c)| path_json(&p.to_absolute_bytes(), serde_json::json!({"change": c}))).collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         for (p, c) in &changes {
@@ -261,7 +297,7 @@ pub async fn diff(a: &str, b: &str, json: bool) -> Result<i32> {
                 snapshots::Change::Modified => 'M',
                 snapshots::Change::Metadata => 'U',
             };
-            println!("{mark}    {p}");
+            println!("{mark}    {}", p.display());
         }
         println!("{} change(s) from {} to {}", changes.len(), sa.short_id(), sb.short_id());
     }
@@ -274,8 +310,10 @@ pub async fn find(pattern: &str, json: bool) -> Result<i32> {
     let mut trees = Trees::new(Fetcher::new(&coord, &coord.hosts()?, &keys));
     let mut hits = Vec::new();
     for s in &all {
-        for (p, n) in trees.walk(s.snapshot.tree_id(), "").await? {
-            if glob.is_match(&p) || glob.is_match(n.display_name()) {
+        for (p, n) in trees.walk(s.snapshot.tree_id(), &TreePath::root()).await? {
+            let abs = p.to_absolute_bytes();
+            if glob.is_match(Path::new(OsStr::from_bytes(&abs))) || glob.is_match(Path::new(OsStr::from_bytes(&n.name)))
+            {
                 hits.push((s, p, n));
             }
         }
@@ -292,7 +330,7 @@ pub async fn find(pattern: &str, json: bool) -> Result<i32> {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         for (s, p, n) in &hits {
-            println!("{}  {}{:04o} {:>12}  {p}", s.short_id(), kind_char(n), n.mode, n.size);
+            println!("{}  {}{:04o} {:>12}  {}", s.short_id(), kind_char(n), n.mode, n.size, p.display());
         }
         println!("{} match(es) in {} snapshot(s)", hits.len(), all.len());
     }
@@ -311,15 +349,15 @@ pub async fn restore(
     let snap = snapshots::resolve(&all, s)?;
     let fetcher = Fetcher::new(&coord, &hosts(&coord, None, limit_download)?, &keys);
     let mut trees = Trees::new(fetcher.clone());
-    std::fs::create_dir_all(target).with_context(|| format!("cannot create {}", target.display()))?;
-    let entries = restore::plan_restore(&mut trees, snap, path, target, include).await?;
+    std::fs::create_dir_all(target).with_context(|| format!("cannot create {}", shown(target)))?;
+    let entries = restore::plan_restore(&mut trees, snap, path, include).await?;
     if entries.is_empty() {
         bail!("nothing in snapshot {} matches; check the path and --include patterns", snap.short_id());
     }
     let bar = Bar::new();
-    let r = restore::restore_entries(&fetcher, &keys, entries, &bar).await?;
+    let r = restore::restore_entries(&fetcher, &keys, target, entries, &bar).await?;
     drop(bar);
-    report_restore(&r, json, &format!("Restored snapshot {} to {}", snap.short_id(), target.display()))?;
+    report_restore(&r, json, &format!("Restored snapshot {} to {}", snap.short_id(), shown(target)))?;
     Ok(0)
 }
 
@@ -329,7 +367,7 @@ fn report_restore(r: &restore::RestoreReport, json: bool, what: &str) -> Result<
         return Ok(());
     }
     for (p, w) in &r.warnings {
-        eprintln!("warning: {}: {w}", p.display());
+        eprintln!("warning: {p}: {w}");
     }
     for (host, shard, problem) in &r.fetch.bad_shards {
         eprintln!("warning: shard {shard} on host {host} is bad ({problem}); reported to the coordinator");
@@ -353,7 +391,7 @@ fn report_restore(r: &restore::RestoreReport, json: bool, what: &str) -> Result<
 }
 
 fn absolute(path: Option<PathBuf>) -> Result<Option<PathBuf>> {
-    path.map(|p| std::path::absolute(&p).with_context(|| format!("bad path {}", p.display()))).transpose()
+    path.map(|p| std::path::absolute(&p).with_context(|| format!("bad path {}", shown(&p)))).transpose()
 }
 
 pub async fn check_local(path: Option<PathBuf>, snapshot: Option<String>, json: bool) -> Result<i32> {
@@ -366,7 +404,11 @@ pub async fn check_local(path: Option<PathBuf>, snapshot: Option<String>, json: 
     drop(bar);
     let lost = findings.iter().filter(|f| matches!(f.state, LocalState::Missing | LocalState::Corrupt)).count();
     if json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"snapshot": snap.id, "findings": findings}))?);
+        let v: Vec<_> = findings
+            .iter()
+            .map(|f| path_json(&f.path.to_absolute_bytes(), serde_json::json!({"state": f.state})))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"snapshot": snap.id, "findings": v}))?);
     } else {
         for f in &findings {
             let word = match f.state {
@@ -395,28 +437,16 @@ pub async fn recover(path: Option<PathBuf>, snapshot: Option<String>, force: boo
     let fetcher = Fetcher::new(&coord, &coord.hosts()?, &keys);
     let mut trees = Trees::new(fetcher.clone());
     let findings = restore::check_local(&mut trees, &keys, snap, path.as_deref(), &scatter_client::NoProgress).await?;
-    let mut entries = Vec::new();
-    let mut kept = 0;
-    for f in findings {
-        let wanted = match f.state {
-            LocalState::Missing | LocalState::Corrupt => true,
-            LocalState::Modified => force,
-            LocalState::New => false,
-        };
-        match (wanted, f.node) {
-            (true, Some(node)) => entries.push((f.path, node)),
-            _ if f.state == LocalState::Modified => kept += 1,
-            _ => {}
-        }
-    }
-    if entries.is_empty() {
+    let wanted =
+        |s: LocalState| matches!(s, LocalState::Missing | LocalState::Corrupt) || (force && s == LocalState::Modified);
+    if !findings.iter().any(|f| wanted(f.state) && f.node.is_some()) {
         if !json {
             println!("Nothing is missing or corrupt compared with snapshot {}.", snap.short_id());
         }
         return Ok(0);
     }
     let bar = Bar::new();
-    let r = restore::restore_entries(&fetcher, &keys, entries, &bar).await?;
+    let (r, kept) = restore::recover(&fetcher, &keys, findings, force, &bar).await?;
     drop(bar);
     report_restore(&r, json, &format!("Recovered from snapshot {}", snap.short_id()))?;
     if kept > 0 && !json {
@@ -453,7 +483,7 @@ pub async fn forget(
                 if dry_run { "would remove" } else { "remove" },
                 s.short_id(),
                 time_text(s.snapshot.time_ns),
-                s.snapshot.paths.join(" ")
+                escape(s.snapshot.paths.join(" ").as_bytes())
             );
         }
     }

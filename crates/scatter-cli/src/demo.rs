@@ -106,17 +106,12 @@ pub async fn run(keep: bool) -> Result<()> {
     let fetcher = Fetcher::new(&coord, &hosts, &keys);
     let mut trees = Trees::new(fetcher.clone());
     let findings = restore::check_local(&mut trees, &keys, snap, Some(&source), &NoProgress).await?;
-    let lost: Vec<_> = findings
-        .into_iter()
-        .filter(|f| matches!(f.state, LocalState::Missing | LocalState::Corrupt))
-        .filter_map(|f| {
-            println!("   {:<8} {}", format!("{:?}", f.state).to_lowercase(), f.path.display());
-            f.node.map(|n| (f.path, n))
-        })
-        .collect();
+    for f in findings.iter().filter(|f| matches!(f.state, LocalState::Missing | LocalState::Corrupt)) {
+        println!("   {:<8} {}", format!("{:?}", f.state).to_lowercase(), f.path.display());
+    }
 
     println!("5. scatter recover: fetching exactly those files from the 4 remaining hosts...");
-    let r = restore::restore_entries(&fetcher, &keys, lost, &NoProgress).await?;
+    let (r, _) = restore::recover(&fetcher, &keys, findings, false, &NoProgress).await?;
     println!(
         "   {} files ({}) recovered in {:.1} s, {} packs rebuilt from parity",
         r.files_restored,

@@ -14,6 +14,7 @@ use scatter_cli::grid::{Grid, GridOptions};
 use scatter_client::profile::{self, Profile};
 use scatter_client::upload::Redundancy;
 use scatter_client::{ClientError, Progress};
+use scatter_core::tree::escape;
 use scatter_core::ByteSize;
 
 /// jemalloc instead of glibc's malloc. The data path allocates 1-16 MiB buffers on some
@@ -875,7 +876,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
                 println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "objects": v }))?);
             } else {
                 for (n, o) in rows {
-                    println!("{:>12}  v{:<3} {n}", ByteSize(o.size).to_string(), o.version);
+                    println!("{:>12}  v{:<3} {}", ByteSize(o.size).to_string(), o.version, escape(n.as_bytes()));
                 }
             }
         }
@@ -924,10 +925,21 @@ async fn run(cmd: Cmd) -> Result<i32> {
             let pass = passphrase(false)?;
             let transport = secret("SCATTER_EXPORT_PASSPHRASE", "Passphrase to protect the export: ", true)?;
             let bytes = profile::export_keys(&dir, &pass, &transport, write_only)?;
-            if output.exists() {
-                bail!("{} exists; pick another --output", output.display());
+            // Created readable by its owner only, never briefly readable by others; an
+            // existing file is not touched.
+            let mut file = {
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&output)
             }
-            std::fs::write(&output, bytes).with_context(|| format!("cannot write {}", output.display()))?;
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => {
+                    anyhow::anyhow!("{} exists; pick another --output", output.display())
+                }
+                _ => anyhow::anyhow!("cannot create {} ({e}); pick another --output", output.display()),
+            })?;
+            std::io::Write::write_all(&mut file, &bytes)
+                .and_then(|()| file.sync_all())
+                .with_context(|| format!("cannot write {}", output.display()))?;
             println!(
                 "Wrote {}keys to {}; on the other machine: scatter init --coordinator URL --token TOKEN --import {}",
                 if write_only { "write-only " } else { "" },
@@ -946,9 +958,9 @@ async fn run(cmd: Cmd) -> Result<i32> {
                     println!(
                         "{}  {:<8} {:<22} {}",
                         backups::time_text(t.saturating_mul(1_000_000_000)),
-                        e["actor"].as_str().unwrap_or("?"),
-                        e["action"].as_str().unwrap_or("?"),
-                        e["detail"].as_str().unwrap_or("")
+                        escape(e["actor"].as_str().unwrap_or("?").as_bytes()),
+                        escape(e["action"].as_str().unwrap_or("?").as_bytes()),
+                        escape(e["detail"].as_str().unwrap_or("").as_bytes())
                     );
                 }
             }

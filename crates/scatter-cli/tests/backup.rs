@@ -158,7 +158,7 @@ async fn trees_are_stored_in_packs_of_their_own() {
     let root = all[0].snapshot.tree_id();
     let mut trees = scatter_client::snapshots::Trees::new(scatter_client::fetch::Fetcher::new(&coord, &hosts, &keys));
     let (mut tree_ids, mut data_ids) = (vec![root], Vec::new());
-    for (_, node) in trees.walk(root, "").await.expect("walk") {
+    for (_, node) in trees.walk(root, &scatter_core::tree::TreePath::root()).await.expect("walk") {
         match node.kind {
             NodeKind::Dir { subtree } => tree_ids.push(scatter_core::ChunkId::from_bytes(subtree)),
             NodeKind::File { chunks } => {

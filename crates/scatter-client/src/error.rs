@@ -42,6 +42,16 @@ pub enum ClientError {
         /// What failed.
         source: std::io::Error,
     },
+    /// Writing (or reading) below a restore target failed; the path is escaped for display.
+    #[error("cannot {action} {path}: {source}")]
+    Target {
+        /// What was being done, e.g. "create the directory".
+        action: &'static str,
+        /// The path, escaped (it may hold names from a snapshot).
+        path: String,
+        /// What failed.
+        source: std::io::Error,
+    },
     /// Stored data is damaged beyond what redundancy can fix, or inconsistent.
     #[error("stored data could not be recovered: {0}")]
     Unrecoverable(String),
@@ -58,5 +68,10 @@ impl ClientError {
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ClientError {
         let path = path.into();
         move |source| ClientError::Io { path, source }
+    }
+
+    /// An I/O error below a restore target; `path` is already escaped for display.
+    pub fn target(action: &'static str, path: &str, source: std::io::Error) -> ClientError {
+        ClientError::Target { action, path: path.to_owned(), source }
     }
 }

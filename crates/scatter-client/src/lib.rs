@@ -12,6 +12,7 @@
 pub mod backup;
 pub mod buffers;
 pub mod check;
+pub mod confined;
 pub mod coordinator;
 pub mod error;
 pub mod fetch;

@@ -9,9 +9,12 @@
 
 use std::io::Write;
 use std::num::NonZeroU64;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{fadvise, Advice};
+use rustix::fs::{fadvise, Advice, Mode, OFlags};
+use scatter_core::tree::escape;
 
 use crate::ClientError;
 
@@ -24,9 +27,14 @@ pub const PARTIAL_SUFFIX: &str = ".scatter-partial";
 /// then waits for all of it; and every restored byte would take a fresh page-cache page.
 pub const WRITEBACK_EVERY: u64 = 8 << 20;
 
-/// An output file being written.
+/// An output file being written: a temporary file in the destination's directory, created
+/// and renamed relative to that directory's handle (never through a path that could lead
+/// elsewhere by the time it is used).
 pub struct PartialFile {
-    tmp: PathBuf,
+    dir: OwnedFd,
+    /// The temporary name; empty once renamed into place.
+    tmp: Vec<u8>,
+    name: Vec<u8>,
     dest: PathBuf,
     file: Option<std::fs::File>,
     written: u64,
@@ -35,13 +43,43 @@ pub struct PartialFile {
 }
 
 impl PartialFile {
-    /// Creates `.NAME.scatter-partial` next to `dest`.
+    /// Creates `.NAME.scatter-partial` next to `dest` (a path the user gave; its directory
+    /// is opened once, following symlinks as the user would), readable as the umask allows.
     pub fn create(dest: &Path) -> Result<Self, ClientError> {
-        let dir = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let base = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "output".into());
-        let tmp = dir.join(format!(".{base}{PARTIAL_SUFFIX}"));
-        let file = std::fs::File::create(&tmp).map_err(ClientError::io(&tmp))?;
-        Ok(Self { tmp, dest: dest.to_owned(), file: Some(file), written: 0, window: (0, 0) })
+        let (dir, name) = crate::confined::open_parent(dest).map_err(ClientError::io(dest))?;
+        Self::create_in(dir, &name, dest.to_owned(), 0o666)
+    }
+
+    /// Creates the temporary file for `name` in the directory `dir`, with mode 0600 until
+    /// the caller applies the final mode; `dest` is the path reports show.
+    pub fn create_at(dir: BorrowedFd<'_>, name: &[u8], dest: PathBuf) -> Result<Self, ClientError> {
+        let dir = dir.try_clone_to_owned().map_err(ClientError::io(&dest))?;
+        Self::create_in(dir, name, dest, 0o600)
+    }
+
+    fn create_in(dir: OwnedFd, name: &[u8], dest: PathBuf, mode: u32) -> Result<Self, ClientError> {
+        let tmp = partial_name(name);
+        let fail = |e: std::io::Error| ClientError::target("create the temporary file for", &show(&dest), e);
+        // A leftover of an earlier run (or anything planted under the name) goes first; the
+        // new file is created exclusively and never through a symlink.
+        crate::confined::remove_at(dir.as_fd(), &tmp).map_err(fail)?;
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd =
+            rustix::fs::openat(&dir, tmp.as_slice(), flags, Mode::from_raw_mode(mode)).map_err(|e| fail(e.into()))?;
+        Ok(Self {
+            dir,
+            tmp,
+            name: name.to_vec(),
+            dest,
+            file: Some(std::fs::File::from(fd)),
+            written: 0,
+            window: (0, 0),
+        })
+    }
+
+    /// The file being written (to apply metadata through it before it is renamed).
+    pub fn file(&self) -> Option<&std::fs::File> {
+        self.file.as_ref()
     }
 
     /// Appends `data` to the file.
@@ -49,8 +87,8 @@ impl PartialFile {
         let file = self
             .file
             .as_mut()
-            .ok_or_else(|| ClientError::io(&self.tmp)(std::io::Error::other("the file was already committed")))?;
-        file.write_all(data).map_err(ClientError::io(&self.tmp))?;
+            .ok_or_else(|| ClientError::io(&self.dest)(std::io::Error::other("the file was already committed")))?;
+        file.write_all(data).map_err(|e| ClientError::target("write", &show(&self.dest), e))?;
         self.written += data.len() as u64;
         let (start, end) = self.window;
         if self.written - end >= WRITEBACK_EVERY {
@@ -76,10 +114,12 @@ impl PartialFile {
 
     fn finish(mut self, sync: bool) -> Result<(), ClientError> {
         if let (Some(f), true) = (self.file.take(), sync) {
-            f.sync_all().map_err(ClientError::io(&self.tmp))?;
+            f.sync_all().map_err(|e| ClientError::target("sync", &show(&self.dest), e))?;
         }
-        std::fs::rename(&self.tmp, &self.dest).map_err(ClientError::io(&self.dest))?;
-        self.tmp = PathBuf::new();
+        // `renameat` replaces a symlink at the destination, never what it points to.
+        rustix::fs::renameat(&self.dir, self.tmp.as_slice(), &self.dir, self.name.as_slice())
+            .map_err(|e| ClientError::target("move into place", &show(&self.dest), e.into()))?;
+        self.tmp.clear();
         Ok(())
     }
 
@@ -91,14 +131,59 @@ impl PartialFile {
 
 impl Drop for PartialFile {
     fn drop(&mut self) {
-        if !self.tmp.as_os_str().is_empty() {
-            let _ = std::fs::remove_file(&self.tmp);
+        if !self.tmp.is_empty() {
+            let _ = rustix::fs::unlinkat(&self.dir, self.tmp.as_slice(), rustix::fs::AtFlags::empty());
         }
     }
+}
+
+/// The temporary name for `name`: `.NAME.scatter-partial`, with NAME cut short when the
+/// whole would exceed the 255-byte limit of a name.
+pub fn partial_name(name: &[u8]) -> Vec<u8> {
+    let keep = name.len().min(255 - 1 - PARTIAL_SUFFIX.len());
+    [b".", &name[..keep], PARTIAL_SUFFIX.as_bytes()].concat()
+}
+
+fn show(path: &Path) -> String {
+    escape(path.as_os_str().as_bytes())
 }
 
 /// Flushes every written file of the file system holding `dir` to disk (`syncfs`).
 pub fn sync_fs(dir: &Path) -> Result<(), ClientError> {
     let d = std::fs::File::open(dir).map_err(ClientError::io(dir))?;
     rustix::fs::syncfs(&d).map_err(|e| ClientError::io(dir)(e.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn temporary_names_fit_in_one_name() {
+        assert_eq!(partial_name(b"a\xff"), b".a\xff.scatter-partial".to_vec());
+        let long = vec![b'x'; 255];
+        assert_eq!(partial_name(&long).len(), 255);
+    }
+
+    #[test]
+    fn never_writes_through_a_planted_symlink() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (t, outside) = (tmp.path().join("t"), tmp.path().join("outside"));
+        std::fs::create_dir_all(&t).expect("mkdir");
+        std::fs::write(&outside, b"original").expect("write");
+        // Both the temporary name and the final name point outside.
+        let tmp_name = std::ffi::OsStr::from_bytes(b".f\xff.scatter-partial");
+        std::os::unix::fs::symlink(&outside, t.join(tmp_name)).expect("symlink");
+        let dest = t.join(std::ffi::OsStr::from_bytes(b"f\xff"));
+        std::os::unix::fs::symlink(&outside, &dest).expect("symlink");
+        let dir = std::fs::File::open(&t).expect("open");
+        let mut f = PartialFile::create_at(dir.as_fd(), b"f\xff", dest.clone()).expect("create");
+        f.write(b"restored").expect("write");
+        f.commit().expect("commit");
+        assert_eq!(std::fs::read(&outside).expect("outside"), b"original");
+        assert!(std::fs::symlink_metadata(&dest).expect("dest").is_file());
+        assert_eq!(std::fs::read(&dest).expect("dest"), b"restored");
+        assert!(!t.join(tmp_name).exists() && std::fs::symlink_metadata(t.join(tmp_name)).is_err());
+    }
 }

@@ -1,15 +1,24 @@
 //! Getting files back: `restore` into a directory, and the recovery event — `check-local`
 //! compares live files with a snapshot, `recover` puts back exactly what was lost.
 //!
+//! Everything is written below one directory (the target, or for `recover` the folder holding
+//! a path the snapshot backed up) through [`crate::confined::Root`]: names are the snapshot's
+//! raw bytes, every directory is opened without following symlinks, and a symlink where the
+//! snapshot has a directory is replaced, never descended into. A snapshot from a write-only
+//! source is not trusted to be honest; whatever it holds, nothing is written outside.
+//!
 //! Files are written under a temporary name and renamed into place once complete, so a file
 //! under its final name is always whole. A file already present with the snapshot's content
-//! (same size and the same chunk ids when re-chunked) is not fetched again, which is also how
-//! an interrupted restore resumes. Metadata (mode, owner when permitted, mtime, xattrs) is
-//! applied after content; directories last, deepest first, so their mtimes stick. Files are
-//! not fsynced one by one: one `syncfs` per file system at the end makes them durable before
-//! the restore reports success.
+//! (same size and the same chunk ids when re-chunked, and no other hard link to it) is not
+//! fetched again, which is also how an interrupted restore resumes. Metadata (mode, owner when
+//! permitted, mtime, xattrs) is applied through a handle of the entry itself after content;
+//! directories last, deepest first, so their mtimes stick. Files are not fsynced one by one:
+//! one `syncfs` per file system at the end makes them durable before the restore reports
+//! success.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -18,11 +27,13 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use globset::{Glob, GlobSetBuilder};
+use rustix::fs::{AtFlags, FileType, Gid, Timespec, Timestamps, Uid, XattrFlags, UTIME_OMIT};
 use scatter_core::crypto::DedupKey;
 use scatter_core::keys::UserKeys;
-use scatter_core::tree::{Node, NodeKind};
+use scatter_core::tree::{Node, NodeKind, TreePath};
 use serde::Serialize;
 
+use crate::confined::{self, Root};
 use crate::fetch::{FetchReport, Fetcher};
 use crate::partial::PartialFile;
 use crate::snapshots::{SnapshotInfo, Trees};
@@ -41,8 +52,8 @@ pub struct RestoreReport {
     pub symlinks: u64,
     /// Bytes written.
     pub bytes_written: u64,
-    /// Metadata that could not be applied (path, why); content is complete regardless.
-    pub warnings: Vec<(PathBuf, String)>,
+    /// Entries or metadata that could not be put back (path escaped for display, why).
+    pub warnings: Vec<(String, String)>,
     /// Packs rebuilt from parity, bad shards and unreachable hosts met on the way.
     #[serde(skip)]
     pub fetch: FetchReport,
@@ -51,32 +62,35 @@ pub struct RestoreReport {
     pub elapsed: Duration,
 }
 
-/// An entry to put back at `dest`.
-pub type Entry = (PathBuf, Node);
+/// An entry to put back: its path below the directory restored into, and the snapshot's node.
+pub type Entry = (TreePath, Node);
 
-/// Lists what a restore of `snapshot[:path]` writes below `target`, with `include` globs
-/// (matched against the entry's path in the snapshot, or any of its ancestors).
+/// Lists what a restore of `snapshot[:path]` writes below its target (`path` as `ls` shows
+/// it: escaped names such as `caf\xe9` stand for their raw bytes), with `include` globs
+/// (matched against the entry's path, or any of its ancestors). A selected entry is restored
+/// under its own name directly below the target, as restic does; without a path, the whole
+/// snapshot is, under its absolute paths.
 pub async fn plan_restore(
     trees: &mut Trees,
     snap: &SnapshotInfo,
     path: Option<&str>,
-    target: &Path,
     include: &[String],
 ) -> Result<Vec<Entry>, ClientError> {
     let root = snap.snapshot.tree_id();
-    let path = path.unwrap_or("/");
-    let clean = format!("/{}", path.trim_matches('/'));
-    let mut entries = match trees.lookup(root, &clean).await? {
-        None => trees.walk(root, "").await?,
-        Some(node) => {
-            let base = clean.rsplit_once('/').map(|(a, _)| a).unwrap_or("");
-            let mut v = vec![(clean.clone(), node.clone())];
+    let given = path.unwrap_or("/");
+    let sel = TreePath::parse(&scatter_core::tree::unescape(given)).map_err(|e| {
+        ClientError::Invalid(format!("`{given}` is not a path in a snapshot ({e}); give it as `ls` shows it"))
+    })?;
+    let mut entries = match (trees.lookup(root, &sel).await?, sel.file_name()) {
+        (Some(node), Some(name)) => {
+            let top = TreePath::root().join(name).map_err(|e| ClientError::Invalid(e.to_string()))?;
+            let mut v = vec![(top.clone(), node.clone())];
             if let Some(sub) = node.subtree() {
-                v.extend(trees.walk(sub, &clean).await?);
+                v.extend(trees.walk(sub, &top).await?);
             }
-            // Restore relative to the parent of the selected entry, as restic does.
-            v.into_iter().map(|(p, n)| (p[base.len()..].to_owned(), n)).collect()
+            v
         }
+        _ => trees.walk(root, &TreePath::root()).await?,
     };
     if !include.is_empty() {
         let mut b = GlobSetBuilder::new();
@@ -84,87 +98,115 @@ pub async fn plan_restore(
             b.add(Glob::new(p).map_err(|e| ClientError::Invalid(format!("include pattern `{p}`: {e}")))?);
         }
         let set = b.build().map_err(|e| ClientError::Invalid(format!("include patterns: {e}")))?;
-        let hit = |p: &str| {
-            let mut cur = Path::new(p);
-            loop {
-                if set.is_match(cur) || cur.file_name().is_some_and(|n| set.is_match(n)) {
+        let hit = |p: &TreePath| {
+            let mut cur = p.clone();
+            while let Some((parent, name)) = cur.split_last() {
+                let abs = cur.to_absolute_bytes();
+                if set.is_match(Path::new(OsStr::from_bytes(&abs))) || set.is_match(Path::new(OsStr::from_bytes(name)))
+                {
                     return true;
                 }
-                match cur.parent() {
-                    Some(parent) if parent != Path::new("/") && !parent.as_os_str().is_empty() => cur = parent,
-                    _ => return false,
-                }
-            }
-        };
-        let kept: Vec<String> = entries.iter().filter(|(p, _)| hit(p)).map(|(p, _)| p.clone()).collect();
-        // Keep the directories that lead to kept entries too, for their metadata.
-        let mut needed: HashSet<String> = HashSet::new();
-        for p in &kept {
-            let mut cur = Path::new(p.as_str());
-            while let Some(parent) = cur.parent() {
-                needed.insert(parent.to_string_lossy().into_owned());
                 cur = parent;
             }
-            needed.insert(p.clone());
+            false
+        };
+        // Keep the directories that lead to kept entries too, for their metadata.
+        let mut needed: HashSet<TreePath> = HashSet::new();
+        for (p, _) in entries.iter().filter(|(p, _)| hit(p)) {
+            let mut cur = p.clone();
+            while let Some((parent, _)) = cur.split_last() {
+                if !needed.insert(cur) {
+                    break;
+                }
+                cur = parent;
+            }
         }
         entries.retain(|(p, _)| needed.contains(p));
     }
-    Ok(entries.into_iter().map(|(p, n)| (target.join(p.trim_start_matches('/')), n)).collect())
+    Ok(entries)
 }
 
-/// Writes `entries` (directories, then content, then metadata), skipping files whose
-/// content is already right.
+/// Writes `entries` below the directory `target` (directories, then content, then metadata),
+/// skipping files whose content is already right. Nothing is written outside `target`: see
+/// the module documentation.
 pub async fn restore_entries(
     fetcher: &Arc<Fetcher>,
     keys: &UserKeys,
+    target: &Path,
     entries: Vec<Entry>,
     progress: &dyn Progress,
 ) -> Result<RestoreReport, ClientError> {
     let started = Instant::now();
     let dedup = keys.write_keys().dedup_key();
     let mut report = RestoreReport::default();
-    for (dest, node) in &entries {
-        if node.subtree().is_some() {
-            // Something else where the snapshot has a directory is replaced by it.
-            if std::fs::symlink_metadata(dest).is_ok_and(|m| !m.is_dir()) {
-                remove_any(dest).map_err(ClientError::io(dest))?;
-            }
-            std::fs::create_dir_all(dest).map_err(ClientError::io(dest))?;
+    let mut root = Root::open(target)?;
+    let mut skipped: Vec<TreePath> = Vec::new();
+
+    // Directories, parents first (the order of a walk and of sorted paths): something else
+    // where the snapshot has a directory is replaced by one.
+    for (rel, node) in &entries {
+        let (Some(_), Some((parent, name))) = (node.subtree(), rel.split_last()) else { continue };
+        if skipped.iter().any(|s| rel.starts_with(s)) {
+            continue;
         }
+        let dir = match root.dir(&parent) {
+            Ok(d) => d,
+            Err(e) => {
+                report.warnings.push(not_a_dir(&root, rel, &parent, &e));
+                skipped.push(rel.clone());
+                continue;
+            }
+        };
+        confined::ensure_dir_at(dir, name)
+            .map_err(|e| ClientError::target("create the directory", &root.display(rel), e))?;
     }
-    // Files: decide what to fetch.
+    root.forget();
+
+    // Files and symlinks: decide what to fetch.
     let mut to_fetch: Vec<&Entry> = Vec::new();
-    for e @ (dest, node) in &entries {
+    for e @ (rel, node) in &entries {
+        let Some((parent, name)) = rel.split_last() else { continue };
+        if node.subtree().is_some() || skipped.iter().any(|s| rel.starts_with(s)) {
+            continue;
+        }
+        let shown = root.display(rel);
+        let dir = match root.dir(&parent) {
+            Ok(d) => d,
+            Err(err) => {
+                report.warnings.push(not_a_dir(&root, rel, &parent, &err));
+                continue;
+            }
+        };
         match &node.kind {
             NodeKind::File { .. } => {
-                if let Some(parent) = dest.parent() {
-                    std::fs::create_dir_all(parent).map_err(ClientError::io(parent))?;
-                }
-                let d = dest.clone();
-                let n = node.clone();
-                let dk = dedup.clone();
-                let same = tokio::task::spawn_blocking(move || has_content(&d, &n, &dk)).await.unwrap_or(false);
-                if same {
-                    report.files_unchanged += 1;
-                    apply_meta(dest, node, &mut report.warnings);
-                } else {
-                    to_fetch.push(e);
+                // A file with another hard link is replaced rather than kept: the other link
+                // could lie outside the target, and metadata is applied to a kept file in place.
+                let existing = confined::open_file_at(dir, name)
+                    .ok()
+                    .flatten()
+                    .filter(|f| f.metadata().is_ok_and(|m| m.nlink() == 1));
+                let same = match existing {
+                    None => None,
+                    Some(f) => {
+                        let (n, dk) = (node.clone(), dedup.clone());
+                        tokio::task::spawn_blocking(move || has_content(&f, &n, &dk).then_some(f)).await.ok().flatten()
+                    }
+                };
+                match same {
+                    Some(file) => {
+                        report.files_unchanged += 1;
+                        apply_meta(file.as_fd(), node, &shown, &mut report.warnings);
+                    }
+                    None => to_fetch.push(e),
                 }
             }
             NodeKind::Symlink { target } => {
-                if let Some(parent) = dest.parent() {
-                    std::fs::create_dir_all(parent).map_err(ClientError::io(parent))?;
+                let changed = confined::symlink_at(dir, name, target)
+                    .map_err(|err| ClientError::target("create the symlink", &shown, err))?;
+                if changed {
+                    apply_link_meta(dir, name, node, &shown, &mut report.warnings);
+                    report.symlinks += 1;
                 }
-                let target = Path::new(std::ffi::OsStr::from_bytes(target));
-                if std::fs::read_link(dest).is_ok_and(|t| t == target) {
-                    continue;
-                }
-                if std::fs::symlink_metadata(dest).is_ok() {
-                    remove_any(dest).map_err(ClientError::io(dest))?;
-                }
-                std::os::unix::fs::symlink(target, dest).map_err(ClientError::io(dest))?;
-                apply_meta(dest, node, &mut report.warnings);
-                report.symlinks += 1;
             }
             NodeKind::Dir { .. } => {}
         }
@@ -175,12 +217,23 @@ pub async fn restore_entries(
     let wanted: Vec<_> = to_fetch.iter().flat_map(|(_, n)| n.chunk_ids().map(|(id, len)| (id, Some(len)))).collect();
     let mut stream = fetcher.stream(wanted);
     let mut pending: Vec<Vec<u8>> = Vec::new();
-    for (dest, node) in &to_fetch {
-        progress.item(&dest.to_string_lossy());
-        if std::fs::symlink_metadata(dest).is_ok_and(|m| m.is_dir()) {
-            remove_any(dest).map_err(ClientError::io(dest))?;
+    let mut file_systems: Vec<(u64, OwnedFd)> = Vec::new();
+    for (rel, node) in &to_fetch {
+        let shown = root.display(rel);
+        progress.item(&shown);
+        let Some((parent, name)) = rel.split_last() else { continue };
+        let dest = root.join(rel);
+        let dir = root.dir(&parent).map_err(|e| ClientError::target("open the directory of", &shown, e))?;
+        if confined::stat_at(dir, name).ok().flatten().is_some_and(|st| confined::kind(&st) == FileType::Directory) {
+            confined::remove_at(dir, name).map_err(|e| ClientError::target("replace the directory", &shown, e))?;
         }
-        let mut out = PartialFile::create(dest)?;
+        let dev = rustix::fs::fstat(dir).map(|st| st.st_dev).unwrap_or(0);
+        if !file_systems.iter().any(|(d, _)| *d == dev) {
+            if let Ok(fd) = dir.try_clone_to_owned() {
+                file_systems.push((dev, fd));
+            }
+        }
+        let mut out = PartialFile::create_at(dir, name, dest)?;
         let mut written = 0u64;
         for _ in 0..node.chunk_ids().count() {
             if pending.is_empty() {
@@ -197,62 +250,56 @@ pub async fn restore_entries(
         }
         if written != node.size {
             return Err(ClientError::Unrecoverable(format!(
-                "{}: {written} bytes were recovered but the snapshot records {}",
-                dest.display(),
+                "{shown}: {written} bytes were recovered but the snapshot records {}",
                 node.size
             )));
         }
+        if let Some(f) = out.file() {
+            apply_meta(f.as_fd(), node, &shown, &mut report.warnings);
+        }
         out.commit_unsynced()?;
-        apply_meta(dest, node, &mut report.warnings);
         report.files_restored += 1;
         report.bytes_written += written;
     }
     // Directories last, deepest first, so writing inside them does not move their mtime.
-    let mut dirs: Vec<&Entry> = entries.iter().filter(|(_, n)| n.subtree().is_some()).collect();
-    dirs.sort_by_key(|(d, _)| std::cmp::Reverse(d.components().count()));
-    for (dest, node) in dirs {
-        apply_meta(dest, node, &mut report.warnings);
-        report.dirs += 1;
+    let mut dirs: Vec<&Entry> =
+        entries.iter().filter(|(p, n)| n.subtree().is_some() && !skipped.iter().any(|s| p.starts_with(s))).collect();
+    dirs.sort_by_key(|(d, _)| std::cmp::Reverse(d.depth()));
+    for (rel, node) in dirs {
+        match root.dir(rel) {
+            Ok(fd) => {
+                let fd = fd.try_clone_to_owned().map_err(|e| ClientError::target("open", &root.display(rel), e))?;
+                apply_meta(fd.as_fd(), node, &root.display(rel), &mut report.warnings);
+                report.dirs += 1;
+            }
+            Err(e) => report.warnings.push((root.display(rel), format!("not a directory any more ({e})"))),
+        }
     }
     // One sync for all files instead of one per file (10,000 small files would otherwise cost
     // 10,000 fsyncs). Until it returns nothing is reported done; a restore cut short by a
     // crash is simply run again, and files whose content is not right are fetched again.
-    let mut synced: Vec<&Path> = Vec::new();
-    for (dest, _) in &to_fetch {
-        let dir = dest.parent().unwrap_or(Path::new("/"));
-        if !synced.iter().any(|d| same_fs(d, dir)) {
-            crate::partial::sync_fs(dir)?;
-            synced.push(dir);
-        }
+    for (_, fd) in &file_systems {
+        rustix::fs::syncfs(fd).map_err(|e| ClientError::target("sync", &root.display(&TreePath::root()), e.into()))?;
     }
     report.fetch = fetcher.report();
     report.elapsed = started.elapsed();
     Ok(report)
 }
 
-fn same_fs(a: &Path, b: &Path) -> bool {
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(x), Ok(y)) => x.dev() == y.dev(),
-        _ => false,
-    }
+fn not_a_dir(root: &Root, rel: &TreePath, parent: &TreePath, e: &std::io::Error) -> (String, String) {
+    (
+        root.display(rel),
+        format!("not restored: {} is not a directory here ({e}); it was left as it is", root.display(parent)),
+    )
 }
 
-fn remove_any(path: &Path) -> std::io::Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
-        Ok(_) => std::fs::remove_file(path),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// Whether the regular file at `path` holds exactly `node`'s content (re-chunked and hashed).
-pub fn has_content(path: &Path, node: &Node, dedup: &DedupKey) -> bool {
-    let Ok(meta) = std::fs::symlink_metadata(path) else { return false };
+/// Whether the open regular file `file` holds exactly `node`'s content (re-chunked and
+/// hashed).
+pub fn has_content(file: &std::fs::File, node: &Node, dedup: &DedupKey) -> bool {
+    let Ok(meta) = file.metadata() else { return false };
     if !meta.is_file() || meta.len() != node.size {
         return false;
     }
-    let Ok(file) = std::fs::File::open(path) else { return false };
     let mut want = node.chunk_ids();
     for chunk in scatter_core::chunker::chunks(file) {
         let Ok(chunk) = chunk else { return false };
@@ -264,37 +311,49 @@ pub fn has_content(path: &Path, node: &Node, dedup: &DedupKey) -> bool {
     want.next().is_none()
 }
 
-/// Applies mode, owner (when permitted), xattrs and mtime; failures become warnings.
-fn apply_meta(path: &Path, node: &Node, warnings: &mut Vec<(PathBuf, String)>) {
-    use std::os::unix::fs::PermissionsExt;
-    let is_link = matches!(node.kind, NodeKind::Symlink { .. });
+fn mtime(node: &Node) -> Timestamps {
+    Timestamps {
+        last_access: Timespec { tv_sec: 0, tv_nsec: UTIME_OMIT },
+        last_modification: Timespec {
+            tv_sec: node.mtime_ns.div_euclid(1_000_000_000),
+            tv_nsec: node.mtime_ns.rem_euclid(1_000_000_000) as _,
+        },
+    }
+}
+
+/// Applies owner (when permitted), mode, xattrs and mtime through the entry's own handle;
+/// failures become warnings.
+fn apply_meta(fd: BorrowedFd<'_>, node: &Node, shown: &str, warnings: &mut Vec<(String, String)>) {
     // Ownership only when running as root, or when it is already ours (nothing to change).
-    if let Err(e) = std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid)) {
-        if e.raw_os_error() != Some(1) {
-            warnings.push((path.to_owned(), format!("owner: {e}")));
+    // Before the mode: a change of owner clears set-id bits.
+    if let Err(e) = rustix::fs::fchown(fd, Some(Uid::from_raw(node.uid)), Some(Gid::from_raw(node.gid))) {
+        if e != rustix::io::Errno::PERM {
+            warnings.push((shown.to_owned(), format!("owner: {e}")));
         }
     }
-    if !is_link {
-        if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode)) {
-            warnings.push((path.to_owned(), format!("mode: {e}")));
-        }
-        for (name, value) in &node.xattrs {
-            if let Err(e) = xattr::set(path, std::ffi::OsStr::from_bytes(name), value) {
-                warnings.push((path.to_owned(), format!("xattr {}: {e}", String::from_utf8_lossy(name))));
-            }
+    if let Err(e) = rustix::fs::fchmod(fd, rustix::fs::Mode::from_raw_mode(node.mode & 0o7777)) {
+        warnings.push((shown.to_owned(), format!("mode: {e}")));
+    }
+    for (name, value) in &node.xattrs {
+        if let Err(e) = rustix::fs::fsetxattr(fd, name.as_slice(), value, XattrFlags::empty()) {
+            warnings.push((shown.to_owned(), format!("xattr {}: {e}", scatter_core::tree::escape(name))));
         }
     }
-    let mtime = filetime::FileTime::from_unix_time(
-        node.mtime_ns.div_euclid(1_000_000_000),
-        node.mtime_ns.rem_euclid(1_000_000_000) as u32,
-    );
-    let set = if is_link {
-        filetime::set_symlink_file_times(path, mtime, mtime)
-    } else {
-        filetime::set_file_mtime(path, mtime)
-    };
-    if let Err(e) = set {
-        warnings.push((path.to_owned(), format!("mtime: {e}")));
+    if let Err(e) = rustix::fs::futimens(fd, &mtime(node)) {
+        warnings.push((shown.to_owned(), format!("mtime: {e}")));
+    }
+}
+
+/// Owner and mtime of the symlink `name` in `dir` itself (a symlink has no mode of its own).
+fn apply_link_meta(dir: BorrowedFd<'_>, name: &[u8], node: &Node, shown: &str, warnings: &mut Vec<(String, String)>) {
+    let owner = (Some(Uid::from_raw(node.uid)), Some(Gid::from_raw(node.gid)));
+    if let Err(e) = rustix::fs::chownat(dir, name, owner.0, owner.1, AtFlags::SYMLINK_NOFOLLOW) {
+        if e != rustix::io::Errno::PERM {
+            warnings.push((shown.to_owned(), format!("owner: {e}")));
+        }
+    }
+    if let Err(e) = rustix::fs::utimensat(dir, name, &mtime(node), AtFlags::SYMLINK_NOFOLLOW) {
+        warnings.push((shown.to_owned(), format!("mtime: {e}")));
     }
 }
 
@@ -313,18 +372,27 @@ pub enum LocalState {
 }
 
 /// One finding of `check-local`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Finding {
-    /// The live path.
-    pub path: PathBuf,
+    /// The live path (absolute, raw bytes; show it with [`TreePath::display`]).
+    pub path: TreePath,
     /// What is wrong.
     pub state: LocalState,
     /// The snapshot's entry (absent for new files).
-    #[serde(skip)]
     pub node: Option<Node>,
+    /// The folder `path` is checked (and recovered) below: the parent of the snapshot's
+    /// backed-up path it lies in. Nothing outside it is read or written for this finding,
+    /// and no symlink below it is followed.
+    pub base: TreePath,
 }
 
-/// Compares the live files below `path` (default: all the snapshot's paths) with `snap`.
+/// `path` (a path inside a snapshot, absolute) as a live path.
+pub fn live_path(path: &TreePath) -> PathBuf {
+    Path::new("/").join(OsStr::from_bytes(path.as_bytes()))
+}
+
+/// Compares the live files below `path` (default: all the snapshot's paths) with `snap`,
+/// without following a symlink below the folder holding each backed-up path.
 pub async fn check_local(
     trees: &mut Trees,
     keys: &UserKeys,
@@ -333,90 +401,204 @@ pub async fn check_local(
     progress: &dyn Progress,
 ) -> Result<Vec<Finding>, ClientError> {
     let root = snap.snapshot.tree_id();
-    let scope: Vec<String> = match path {
-        Some(p) => vec![p.to_string_lossy().into_owned()],
-        None => snap.snapshot.paths.clone(),
+    let scope: Vec<Vec<u8>> = match path {
+        Some(p) => vec![p.as_os_str().as_bytes().to_vec()],
+        None => snap.snapshot.paths.iter().map(|p| p.as_bytes().to_vec()).collect(),
     };
-    let mut entries: Vec<(String, Node)> = Vec::new();
+    let mut groups: Vec<(TreePath, usize, Vec<Entry>)> = Vec::new();
     for s in &scope {
-        let clean = format!("/{}", s.trim_matches('/'));
-        match trees.lookup(root, &clean).await {
+        let not_in = || {
+            ClientError::Invalid(format!(
+                "{} is not in snapshot {}; pick another with --snapshot",
+                scatter_core::tree::escape(s),
+                snap.short_id()
+            ))
+        };
+        let sel = TreePath::parse(s).map_err(|_| not_in())?;
+        // Only what lies below one of the snapshot's own backed-up paths is looked at, from
+        // the folder holding that path down, without following a symlink below it (even one
+        // inside a path the user gave).
+        let covering = snap
+            .snapshot
+            .paths
+            .iter()
+            .filter_map(|sp| TreePath::parse(sp.as_bytes()).ok())
+            .filter(|sp| sel.starts_with(sp))
+            .max_by_key(TreePath::depth)
+            .ok_or_else(not_in)?;
+        let base = covering.split_last().map(|(p, _)| p).unwrap_or_default();
+        // The directories between that folder and the given path come first, so a missing
+        // one is found (and recovered) like any other; only the given path's own entries are
+        // compared in full (their siblings are not reported as new).
+        let mut entries = Vec::new();
+        let mut on_the_way = sel.split_last().map(|(p, _)| p);
+        while let Some(dir) = on_the_way.filter(|d| d.starts_with(&covering)) {
+            if let Ok(Some(node)) = trees.lookup(root, &dir).await {
+                entries.push((dir.clone(), node));
+            }
+            on_the_way = dir.split_last().map(|(p, _)| p);
+        }
+        entries.reverse();
+        let ancestors = entries.len();
+        match trees.lookup(root, &sel).await {
             Ok(Some(node)) => {
-                entries.push((clean.clone(), node.clone()));
+                entries.push((sel.clone(), node.clone()));
                 if let Some(sub) = node.subtree() {
-                    entries.extend(trees.walk(sub, &clean).await?);
+                    entries.extend(trees.walk(sub, &sel).await?);
                 }
             }
-            Ok(None) => entries.extend(trees.walk(root, "").await?),
-            Err(_) => {
-                return Err(ClientError::Invalid(format!(
-                    "{s} is not in snapshot {}; pick another with --snapshot",
-                    snap.short_id()
-                )))
-            }
+            Ok(None) => entries.extend(trees.walk(root, &TreePath::root()).await?),
+            Err(_) => return Err(not_in()),
         }
+        groups.push((base, ancestors, entries));
     }
-    progress.start(entries.iter().map(|(_, n)| n.size).sum());
+    progress.start(groups.iter().flat_map(|(_, _, e)| e).map(|(_, n)| n.size).sum());
     let dedup = keys.write_keys().dedup_key();
-    let snapshot_paths: HashSet<&str> = entries.iter().map(|(p, _)| p.as_str()).collect();
     let mut findings = Vec::new();
-    let mut missing_dirs: Vec<PathBuf> = Vec::new();
-    for (p, node) in &entries {
-        let live = PathBuf::from(p);
-        if missing_dirs.iter().any(|d| live.starts_with(d)) {
-            findings.push(Finding { path: live, state: LocalState::Missing, node: Some(node.clone()) });
-            continue;
-        }
-        let meta = match std::fs::symlink_metadata(&live) {
-            Ok(m) => m,
-            Err(_) => {
-                if node.subtree().is_some() {
-                    missing_dirs.push(live.clone());
-                }
-                findings.push(Finding { path: live, state: LocalState::Missing, node: Some(node.clone()) });
+    for (base, ancestors, entries) in groups {
+        let snapshot_paths: HashSet<&TreePath> = entries.iter().map(|(p, _)| p).collect();
+        let ancestors: HashSet<&TreePath> = entries[..ancestors].iter().map(|(p, _)| p).collect();
+        // A missing folder holding the backed-up path: everything is missing.
+        let mut root_dir = Root::open(&live_path(&base)).ok();
+        let mut gone: Vec<TreePath> = Vec::new();
+        for (p, node) in &entries {
+            let finding = |state| Finding { path: p.clone(), state, node: Some(node.clone()), base: base.clone() };
+            let rel = p.strip_prefix(&base).unwrap_or_default();
+            let Some((parent, name)) = rel.split_last() else { continue };
+            if gone.iter().any(|d| rel.starts_with(d)) {
+                findings.push(finding(LocalState::Missing));
                 continue;
             }
-        };
-        let state = match &node.kind {
-            NodeKind::File { .. } => {
-                progress.item(p);
-                let mtime = meta.mtime().saturating_mul(1_000_000_000).saturating_add(meta.mtime_nsec());
-                if !meta.is_file() || meta.len() != node.size || mtime != node.mtime_ns {
-                    Some(LocalState::Modified)
-                } else {
-                    let (l, n, d) = (live.clone(), node.clone(), dedup.clone());
-                    let same = tokio::task::spawn_blocking(move || has_content(&l, &n, &d)).await.unwrap_or(false);
-                    progress.advance(node.size);
-                    (!same).then_some(LocalState::Corrupt)
+            let looked = match root_dir.as_mut() {
+                Some(r) => r.dir(&parent).and_then(|d| Ok(confined::stat_at(d, name)?.map(|st| (st, d)))),
+                None => Ok(None),
+            };
+            // A folder on the way that is not a directory any more (reported itself) hides
+            // what the snapshot had below it: missing, and never looked up through a symlink.
+            let Ok(Some((st, dir))) = looked else {
+                if node.subtree().is_some() {
+                    gone.push(rel.clone());
                 }
-            }
-            NodeKind::Dir { .. } => {
-                if !meta.is_dir() {
-                    Some(LocalState::Modified)
-                } else {
-                    for e in std::fs::read_dir(&live).into_iter().flatten().flatten() {
-                        let child = e.path();
-                        let name = child.to_string_lossy();
-                        if !snapshot_paths.contains(name.as_ref())
-                            && !e.file_name().as_bytes().ends_with(crate::partial::PARTIAL_SUFFIX.as_bytes())
-                        {
-                            findings.push(Finding { path: child.clone(), state: LocalState::New, node: None });
-                        }
+                findings.push(finding(LocalState::Missing));
+                continue;
+            };
+            let is = confined::kind(&st);
+            let state = match &node.kind {
+                NodeKind::File { .. } => {
+                    progress.item(&p.display());
+                    let mtime = st.st_mtime.saturating_mul(1_000_000_000).saturating_add(st.st_mtime_nsec as i64);
+                    if is != FileType::RegularFile || st.st_size as u64 != node.size || mtime != node.mtime_ns {
+                        Some(LocalState::Modified)
+                    } else {
+                        let file = confined::open_file_at(dir, name).ok().flatten();
+                        let same = match file {
+                            None => false,
+                            Some(f) => {
+                                let (n, d) = (node.clone(), dedup.clone());
+                                tokio::task::spawn_blocking(move || has_content(&f, &n, &d)).await.unwrap_or(false)
+                            }
+                        };
+                        progress.advance(node.size);
+                        (!same).then_some(LocalState::Corrupt)
                     }
-                    None
                 }
+                NodeKind::Dir { .. } => {
+                    if is != FileType::Directory {
+                        gone.push(rel.clone());
+                        Some(LocalState::Modified)
+                    } else if ancestors.contains(p) {
+                        None
+                    } else {
+                        let listed = confined::open_dir_at(dir, name).and_then(|d| list_names(d.as_fd()));
+                        for child in listed.unwrap_or_default() {
+                            let Ok(live) = p.join(&child) else { continue };
+                            if !snapshot_paths.contains(&live)
+                                && !child.ends_with(crate::partial::PARTIAL_SUFFIX.as_bytes())
+                            {
+                                findings.push(Finding {
+                                    path: live,
+                                    state: LocalState::New,
+                                    node: None,
+                                    base: base.clone(),
+                                });
+                            }
+                        }
+                        None
+                    }
+                }
+                NodeKind::Symlink { target } => {
+                    let same = is == FileType::Symlink
+                        && rustix::fs::readlinkat(dir, name, Vec::new())
+                            .is_ok_and(|t| t.as_bytes() == target.as_slice());
+                    (!same).then_some(LocalState::Modified)
+                }
+            };
+            if let Some(state) = state {
+                findings.push(finding(state));
             }
-            NodeKind::Symlink { target } => {
-                let same = std::fs::read_link(&live).is_ok_and(|t| t.as_os_str().as_bytes() == target.as_slice());
-                (!same).then_some(LocalState::Modified)
-            }
-        };
-        if let Some(state) = state {
-            findings.push(Finding { path: live, state, node: Some(node.clone()) });
         }
     }
     findings.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(findings)
+}
+
+fn list_names(dir: BorrowedFd<'_>) -> std::io::Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    let mut entries = rustix::fs::Dir::read_from(dir)?;
+    while let Some(e) = entries.read() {
+        let name = e?.file_name().to_bytes().to_vec();
+        if name != b"." && name != b".." {
+            out.push(name);
+        }
+    }
+    Ok(out)
+}
+
+/// Puts back what `findings` (from [`check_local`]) report missing or corrupt, and with
+/// `force` what was modified too; each below the folder it was checked in, without
+/// following a symlink there. Returns the report and how many modified entries were kept.
+pub async fn recover(
+    fetcher: &Arc<Fetcher>,
+    keys: &UserKeys,
+    findings: Vec<Finding>,
+    force: bool,
+    progress: &dyn Progress,
+) -> Result<(RestoreReport, usize), ClientError> {
+    let mut groups: BTreeMap<TreePath, Vec<Entry>> = BTreeMap::new();
+    let mut kept = 0;
+    for f in findings {
+        let wanted = match f.state {
+            LocalState::Missing | LocalState::Corrupt => true,
+            LocalState::Modified => force,
+            LocalState::New => false,
+        };
+        match (wanted, f.node) {
+            (true, Some(node)) => {
+                let rel = f.path.strip_prefix(&f.base).unwrap_or_default();
+                groups.entry(f.base).or_default().push((rel, node));
+            }
+            _ if f.state == LocalState::Modified => kept += 1,
+            _ => {}
+        }
+    }
+    let started = Instant::now();
+    let mut total = RestoreReport::default();
+    for (base, mut entries) in groups {
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let dir = live_path(&base);
+        // The folder holding a backed-up path is where the snapshot says it was.
+        std::fs::create_dir_all(&dir).map_err(ClientError::io(&dir))?;
+        let r = restore_entries(fetcher, keys, &dir, entries, progress).await?;
+        total.files_restored += r.files_restored;
+        total.files_unchanged += r.files_unchanged;
+        total.dirs += r.dirs;
+        total.symlinks += r.symlinks;
+        total.bytes_written += r.bytes_written;
+        total.warnings.extend(r.warnings);
+        total.fetch = r.fetch;
+    }
+    total.elapsed = started.elapsed();
+    Ok((total, kept))
 }
 
 /// Picks the snapshot `check-local`/`recover` compare with: `spec` if given, else the newest
@@ -440,7 +622,10 @@ pub fn pick_for_path<'a>(
         .or_else(|| all.iter().rev().find(|s| covers(s)))
         .ok_or_else(|| {
             ClientError::Invalid(match path {
-                Some(p) => format!("no snapshot covers {}; back it up first, or pick one with --snapshot", p.display()),
+                Some(p) => format!(
+                    "no snapshot covers {}; back it up first, or pick one with --snapshot",
+                    scatter_core::tree::escape(p.as_os_str().as_bytes())
+                ),
                 None => "there are no snapshots yet; run `scatter backup PATH` first".into(),
             })
         })

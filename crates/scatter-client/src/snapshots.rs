@@ -16,7 +16,7 @@ use futures::StreamExt;
 use scatter_core::keys::UserKeys;
 use scatter_core::retention::{self, Policy};
 use scatter_core::snapshot::{Snapshot, SNAPSHOT_CONTEXT};
-use scatter_core::tree::{Node, Tree};
+use scatter_core::tree::{Node, Tree, TreePath};
 use scatter_core::{ChunkId, UserId};
 
 use crate::coordinator::Coordinator;
@@ -118,6 +118,11 @@ pub fn resolve<'a>(all: &'a [SnapshotInfo], spec: &str) -> Result<&'a SnapshotIn
     }
 }
 
+/// `bytes` in standard base64 (how JSON output carries a path that is not UTF-8).
+pub fn base64(bytes: &[u8]) -> String {
+    B64.encode(bytes)
+}
+
 /// Splits `SNAPSHOT[:PATH]`.
 pub fn split_spec(spec: &str) -> (&str, Option<&str>) {
     match spec.split_once(':') {
@@ -125,6 +130,13 @@ pub fn split_spec(spec: &str) -> (&str, Option<&str>) {
         None => (spec, None),
     }
 }
+
+/// The deepest directory nesting a walk accepts: a Linux path (4096 bytes) holds at most
+/// 2048 components.
+pub const MAX_DEPTH: usize = 2048;
+
+/// The most entries one walk returns (each costs a few hundred bytes of memory).
+pub const MAX_ENTRIES: usize = 20_000_000;
 
 /// Loads trees through a fetcher, caching them.
 pub struct Trees {
@@ -189,37 +201,54 @@ impl Trees {
         Ok(tree)
     }
 
-    /// The node at `path` (components separated by `/`, leading `/` optional) below the
-    /// tree `root`; `None` for the root itself.
-    pub async fn lookup(&mut self, root: ChunkId, path: &str) -> Result<Option<Node>, ClientError> {
+    /// The node at `path` below the tree `root`; `None` for the root itself.
+    pub async fn lookup(&mut self, root: ChunkId, path: &TreePath) -> Result<Option<Node>, ClientError> {
         let mut tree = self.get(root).await?;
         let mut node: Option<Node> = None;
-        for part in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
+        for part in path.components() {
             if let Some(n) = &node {
                 let sub = n.subtree().ok_or_else(|| {
-                    ClientError::Invalid(format!("`{path}`: {} is not a directory", n.display_name()))
+                    ClientError::Invalid(format!("`{}`: {} is not a directory", path.display(), n.display_name()))
                 })?;
                 tree = self.get(sub).await?;
             }
             node = Some(
-                tree.get(part.as_bytes())
+                tree.get(part)
                     .cloned()
-                    .ok_or_else(|| ClientError::Invalid(format!("`{path}` is not in the snapshot")))?,
+                    .ok_or_else(|| ClientError::Invalid(format!("`{}` is not in the snapshot", path.display())))?,
             );
         }
         Ok(node)
     }
 
-    /// Every entry below `root`, depth first, with its path relative to `root`.
-    pub async fn walk(&mut self, root: ChunkId, prefix: &str) -> Result<Vec<(String, Node)>, ClientError> {
+    /// Every entry below `root`, depth first (a directory before its entries, the entries of
+    /// one directory together), with its path: `prefix` followed by the names from `root`.
+    /// Names stay raw bytes. A tree deeper than [`MAX_DEPTH`] or holding more than
+    /// [`MAX_ENTRIES`] entries (a hostile snapshot can reuse one subtree many times over) is
+    /// refused.
+    pub async fn walk(&mut self, root: ChunkId, prefix: &TreePath) -> Result<Vec<(TreePath, Node)>, ClientError> {
         let mut out = Vec::new();
-        let mut stack = vec![(prefix.trim_end_matches('/').to_owned(), root)];
+        let mut stack = vec![(prefix.clone(), root)];
         while let Some((dir, id)) = stack.pop() {
             let tree = self.get_ahead(id).await?;
+            if out.len() + tree.nodes.len() > MAX_ENTRIES {
+                return Err(ClientError::Invalid(format!(
+                    "`{}` holds more than {MAX_ENTRIES} entries, more than one restore or listing handles; \
+                     give a part of it (SNAPSHOT:PATH)",
+                    prefix.display()
+                )));
+            }
             let mut subdirs = Vec::new();
             for n in &tree.nodes {
-                let path = format!("{dir}/{}", n.display_name());
+                let path = dir.join(&n.name).map_err(|e| ClientError::Unrecoverable(format!("tree {id}: {e}")))?;
                 if let Some(sub) = n.subtree() {
+                    if path.depth() > MAX_DEPTH {
+                        return Err(ClientError::Unrecoverable(format!(
+                            "`{}` is nested more than {MAX_DEPTH} directories deep, deeper than any real \
+                             file system path; the snapshot is damaged or hostile",
+                            dir.display()
+                        )));
+                    }
                     subdirs.push((path.clone(), sub));
                 }
                 out.push((path, n.clone()));
@@ -275,9 +304,11 @@ pub enum Change {
 
 /// The entries that differ between the trees `a` and `b`; identical subtrees are skipped
 /// without being read.
-pub async fn diff(trees: &mut Trees, a: ChunkId, b: ChunkId) -> Result<Vec<(String, Change)>, ClientError> {
+pub async fn diff(trees: &mut Trees, a: ChunkId, b: ChunkId) -> Result<Vec<(TreePath, Change)>, ClientError> {
     let mut out = Vec::new();
-    let mut stack = vec![(String::new(), Some(a), Some(b))];
+    let mut stack = vec![(TreePath::root(), Some(a), Some(b))];
+    // Directories compared so far: one subtree can be referenced many times over.
+    let mut visited = 0usize;
     while let Some((prefix, a, b)) = stack.pop() {
         if a == b {
             continue;
@@ -296,7 +327,7 @@ pub async fn diff(trees: &mut Trees, a: ChunkId, b: ChunkId) -> Result<Vec<(Stri
         names.sort_unstable();
         names.dedup();
         for name in names {
-            let path = format!("{prefix}/{}", String::from_utf8_lossy(name));
+            let path = prefix.join(name).map_err(|e| ClientError::Unrecoverable(format!("a tree: {e}")))?;
             let (na, nb) = (ta.get(name), tb.get(name));
             match (na, nb) {
                 (Some(_), None) => out.push((path.clone(), Change::Removed)),
@@ -315,6 +346,14 @@ pub async fn diff(trees: &mut Trees, a: ChunkId, b: ChunkId) -> Result<Vec<(Stri
             }
             let (sa, sb) = (na.and_then(Node::subtree), nb.and_then(Node::subtree));
             if (sa.is_some() || sb.is_some()) && sa != sb {
+                visited += 1;
+                if path.depth() > MAX_DEPTH || out.len() + visited > MAX_ENTRIES {
+                    return Err(ClientError::Unrecoverable(format!(
+                        "the difference below `{}` is deeper than {MAX_DEPTH} directories or longer than \
+                         {MAX_ENTRIES} entries; the snapshot is damaged or hostile",
+                        prefix.display()
+                    )));
+                }
                 stack.push((path, sa, sb));
             }
         }

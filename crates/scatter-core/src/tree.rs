@@ -93,9 +93,10 @@ impl Node {
         }
     }
 
-    /// The name for display (lossy for names that are not UTF-8).
+    /// The name for display, escaped by [`escape`]: never a path to open, since two names
+    /// can display alike only if they are equal.
     pub fn display_name(&self) -> String {
-        String::from_utf8_lossy(&self.name).into_owned()
+        escape(&self.name)
     }
 }
 
@@ -159,6 +160,193 @@ impl Tree {
 /// directory it is restored into.
 pub fn is_component(name: &[u8]) -> bool {
     !name.is_empty() && name != b"." && name != b".." && !name.contains(&b'/') && !name.contains(&0)
+}
+
+/// A path inside a snapshot tree, or below a restore target: components that each pass
+/// [`is_component`], as raw bytes joined by `/`, without a leading `/`; empty for the root.
+/// Built only through [`TreePath::parse`] and [`TreePath::join`], so it can never name `..`,
+/// an absolute path, or anything but the entry it was made from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TreePath(Vec<u8>);
+
+impl TreePath {
+    /// The root (no components).
+    pub fn root() -> Self {
+        Self(Vec::new())
+    }
+
+    /// Parses `/`-separated bytes; empty and `.` components are skipped, a leading `/` is
+    /// optional, and `..` or NUL are refused.
+    pub fn parse(bytes: &[u8]) -> Result<Self, TreeError> {
+        let mut out = Self::root();
+        for part in bytes.split(|b| *b == b'/').filter(|p| !p.is_empty() && *p != b".") {
+            out = out.join(part)?;
+        }
+        Ok(out)
+    }
+
+    /// This path with one more component, which must pass [`is_component`].
+    pub fn join(&self, name: &[u8]) -> Result<Self, TreeError> {
+        if !is_component(name) {
+            return Err(TreeError::Invalid("a name is empty, `.`, `..` or contains `/` or NUL"));
+        }
+        let mut v = Vec::with_capacity(self.0.len() + 1 + name.len());
+        v.extend_from_slice(&self.0);
+        if !v.is_empty() {
+            v.push(b'/');
+        }
+        v.extend_from_slice(name);
+        Ok(Self(v))
+    }
+
+    /// Whether this is the root.
+    pub fn is_root(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The components, outermost first.
+    pub fn components(&self) -> impl Iterator<Item = &[u8]> {
+        self.0.split(|b| *b == b'/').filter(|p| !p.is_empty())
+    }
+
+    /// How many components there are.
+    pub fn depth(&self) -> usize {
+        self.components().count()
+    }
+
+    /// The parent and the last component; `None` for the root.
+    pub fn split_last(&self) -> Option<(TreePath, &[u8])> {
+        if self.0.is_empty() {
+            return None;
+        }
+        Some(match self.0.iter().rposition(|b| *b == b'/') {
+            Some(i) => (Self(self.0[..i].to_vec()), &self.0[i + 1..]),
+            None => (Self::root(), &self.0[..]),
+        })
+    }
+
+    /// The last component; `None` for the root.
+    pub fn file_name(&self) -> Option<&[u8]> {
+        self.split_last().map(|(_, n)| n)
+    }
+
+    /// Whether `base` is this path or one of its ancestors (component by component).
+    pub fn starts_with(&self, base: &TreePath) -> bool {
+        base.0.is_empty() || (self.0.starts_with(&base.0) && matches!(self.0.get(base.0.len()), None | Some(b'/')))
+    }
+
+    /// This path relative to `base`, if it lies below (or is) `base`.
+    pub fn strip_prefix(&self, base: &TreePath) -> Option<TreePath> {
+        if !self.starts_with(base) {
+            return None;
+        }
+        let rest = &self.0[base.0.len()..];
+        Some(Self(rest.strip_prefix(b"/").unwrap_or(rest).to_vec()))
+    }
+
+    /// `base` followed by this path's components.
+    pub fn under(&self, base: &TreePath) -> TreePath {
+        match (base.0.is_empty(), self.0.is_empty()) {
+            (true, _) => self.clone(),
+            (false, true) => base.clone(),
+            (false, false) => Self([&base.0[..], b"/", &self.0[..]].concat()),
+        }
+    }
+
+    /// The raw bytes, components joined by `/`, without a leading `/`.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The absolute form (`/` + the raw bytes), as a path inside the snapshot.
+    pub fn to_absolute_bytes(&self) -> Vec<u8> {
+        [b"/", &self.0[..]].concat()
+    }
+
+    /// The absolute form for display, escaped by [`escape`].
+    pub fn display(&self) -> String {
+        escape(&self.to_absolute_bytes())
+    }
+}
+
+/// Text for showing `bytes` (a name or path read from a snapshot) on a terminal or in a log.
+/// Valid UTF-8 is kept as it is, except: a backslash is doubled; tab, newline and carriage
+/// return become `\t`, `\n`, `\r`; other control characters, and the invisible characters
+/// that reorder or hide text (bidirectional controls, zero-width characters, line and
+/// paragraph separators), become `\xNN` (ASCII) or `\u{NNNN}`; every byte that is not part of
+/// valid UTF-8 becomes `\xNN`. So the result is one line that cannot move the cursor, change
+/// colours or fake output, and different inputs always give different text.
+pub fn escape(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\t' => out.push_str("\\t"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                c if c.is_ascii_control() => {
+                    let _ = write!(out, "\\x{:02x}", c as u32);
+                }
+                c if c.is_control() || is_invisible(c) => {
+                    let _ = write!(out, "\\u{{{:04x}}}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
+}
+
+/// The bytes `text` stands for when it was written as [`escape`] shows names, so a path
+/// printed by `ls` can be given back on the command line: `\\`, `\t`, `\n`, `\r`, `\xNN`
+/// and `\u{N..}` are decoded; any other backslash is kept as it is.
+pub fn unescape(text: &str) -> Vec<u8> {
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let rest = &text[i..];
+        let (bytes, used): (Vec<u8>, usize) = if !rest.starts_with('\\') {
+            let c = rest.chars().next().map_or(1, char::len_utf8);
+            (b[i..i + c].to_vec(), c)
+        } else if rest.starts_with("\\\\") {
+            (vec![b'\\'], 2)
+        } else if let Some(c) =
+            [("\\t", b'\t'), ("\\n", b'\n'), ("\\r", b'\r')].iter().find(|(e, _)| rest.starts_with(e))
+        {
+            (vec![c.1], 2)
+        } else if let Some(v) = rest.strip_prefix("\\x").and_then(|r| r.get(..2)).and_then(hex_number).map(|v| v as u8)
+        {
+            (vec![v], 4)
+        } else if let Some((c, len)) = rest
+            .strip_prefix("\\u{")
+            .and_then(|r| r.split_once('}'))
+            .and_then(|(h, _)| hex_number(h).and_then(char::from_u32).map(|c| (c, h.len() + 4)))
+        {
+            (c.to_string().into_bytes(), len)
+        } else {
+            (vec![b'\\'], 1)
+        };
+        out.extend_from_slice(&bytes);
+        i += used;
+    }
+    out
+}
+
+/// `h` as a hexadecimal number of 1 to 6 digits (nothing else: no sign, no spaces).
+fn hex_number(h: &str) -> Option<u32> {
+    let digits = (1..=6).contains(&h.len()) && h.bytes().all(|c| c.is_ascii_hexdigit());
+    digits.then(|| u32::from_str_radix(h, 16).ok()).flatten()
+}
+
+/// Characters that change how the text around them shows without showing themselves.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}' | '\u{061c}')
 }
 
 #[cfg(test)]
@@ -225,5 +413,48 @@ mod tests {
         let mut long = bytes;
         long.push(0);
         assert!(Tree::decode(&long).is_err());
+    }
+
+    #[test]
+    fn escape_keeps_text_and_shows_everything_else() {
+        assert_eq!(escape("plain é 名前.txt".as_bytes()), "plain é 名前.txt");
+        assert_eq!(escape(b"a\xff"), "a\\xff");
+        assert_eq!(escape("a\u{fffd}".as_bytes()), "a\u{fffd}");
+        assert_ne!(escape(b"a\xff"), escape("a\u{fffd}".as_bytes()));
+        assert_eq!(escape(b"x\x1b[2J\nfake\x07"), "x\\x1b[2J\\nfake\\x07");
+        assert_eq!(escape(b"a\\xff"), "a\\\\xff");
+        assert_eq!(escape("\u{202e}txt.exe\u{85}".as_bytes()), "\\u{202e}txt.exe\\u{0085}");
+        assert_eq!(escape(b"\xe2\x82"), "\\xe2\\x82");
+    }
+
+    #[test]
+    fn unescape_inverts_escape() {
+        for raw in
+            [&b"a\xff"[..], b"x\x1b[2J\nfake\x07", b"a\\xff", "\u{202e}t\u{85}é".as_bytes(), b"\xe2\x82", b"\t\r"]
+        {
+            assert_eq!(unescape(&escape(raw)), raw, "{}", escape(raw));
+        }
+        // A lone backslash that starts no escape stays.
+        assert_eq!(unescape("a\\b\\x4"), b"a\\b\\x4");
+        assert_eq!(unescape("\\x+f\\u{+1}"), b"\\x+f\\u{+1}");
+    }
+
+    #[test]
+    fn tree_paths_hold_only_safe_components() {
+        let p = TreePath::parse(b"/home//./ann/caf\xe9/").expect("valid");
+        assert_eq!(p.as_bytes(), b"home/ann/caf\xe9");
+        assert_eq!(p.depth(), 3);
+        assert_eq!(p.display(), "/home/ann/caf\\xe9");
+        let (parent, name) = p.split_last().expect("not root");
+        assert_eq!((parent.as_bytes(), name), (&b"home/ann"[..], &b"caf\xe9"[..]));
+        for bad in [&b"/a/../b"[..], b"..", b"a\0b"] {
+            assert!(TreePath::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(p.join(b"..").is_err() && p.join(b"a/b").is_err() && p.join(b"").is_err());
+        let home = TreePath::parse(b"home").expect("valid");
+        assert!(p.starts_with(&home) && !p.starts_with(&TreePath::parse(b"hom").expect("valid")));
+        assert_eq!(p.strip_prefix(&home).map(|r| r.as_bytes().to_vec()), Some(b"ann/caf\xe9".to_vec()));
+        assert_eq!(p.strip_prefix(&home).map(|r| r.under(&home)), Some(p.clone()));
+        assert!(TreePath::root().split_last().is_none() && TreePath::root().is_root());
     }
 }
