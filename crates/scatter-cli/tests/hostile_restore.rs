@@ -104,7 +104,11 @@ fn craft_source(env: &Env, outside: &Path) -> PathBuf {
 fn appender(env: &Env, label: &str) -> (PathBuf, u32) {
     let url = env.grid.url().to_owned();
     let wo = env.path(&format!("{label}.keys"));
-    let token = env.ok(&["admin", "user", "add", label, "--role", "appender", "--of", "u1"]).trim().to_owned();
+    // Trusted: the write-only source is the machine being backed up, so its snapshots are
+    // the owner's `latest` (an untrusted one is only restored by id); a compromised source
+    // must still not reach outside the target.
+    let token =
+        env.ok(&["admin", "user", "add", label, "--role", "appender", "--of", "u1", "--trusted"]).trim().to_owned();
     let out = Command::new(EXE)
         .args(["key", "export", "--write-only", "--output", utf8(&wo)])
         .env("SCATTER_CONFIG", env.grid.client_dir())
