@@ -410,27 +410,26 @@ fn coordinator_key(env: &Env) -> ed25519_dalek::VerifyingKey {
     SigningKey::from_bytes(&seed).verifying_key()
 }
 
-/// Receipts from hosts are what let a pack in: a receipt a host signed for one upload
-/// cannot be presented again for a shard deleted since, nor by another account.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_receipt_is_accepted_once_and_only_from_its_placement() {
-    let env = grid(6).await;
-    let eve = Attacker::invite(&env, &["eve"]).await;
-    let session = eve.session().await;
+/// A placement of 4+2 shards `ids` of 4 KiB.
+fn placement(ids: &[ShardId]) -> PlaceRequest {
+    PlaceRequest {
+        shard_size: 4096,
+        shards: ids.iter().enumerate().map(|(i, s)| ShardToPlace { index: i as u8, shard: *s }).collect(),
+        exclude: vec![],
+    }
+}
+
+/// Places and uploads by hand a real 4+2 pack of 4 KiB shards (their bytes drawn from
+/// `seed`) as `who`; returns the shard ids and what a commit of them names.
+async fn upload_pack(env: &Env, who: &Attacker, seed: u8) -> (Vec<ShardId>, Vec<StoredShard>) {
     let fp = env.grid.profile().fingerprint().expect("profile").expect("TLS");
     let hosts_http = scatter_net::http_client(Some(fp), scatter_net::Peer::Host)
         .timeout(Duration::from_secs(30))
         .build()
         .expect("client");
-    // A real 4+2 pack, uploaded by hand.
-    let shards: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i; 4096]).collect();
+    let shards: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i ^ seed; 4096]).collect();
     let ids: Vec<ShardId> = shards.iter().map(|s| ShardId::of(s)).collect();
-    let place = PlaceRequest {
-        shard_size: 4096,
-        shards: ids.iter().enumerate().map(|(i, s)| ShardToPlace { index: i as u8, shard: *s }).collect(),
-        exclude: vec![],
-    };
-    let (status, body) = eve.post("/v1/packs/place", &place).await;
+    let (status, body) = who.post("/v1/packs/place", &placement(&ids)).await;
     assert_eq!(status, 200, "{body}");
     let placed: PlaceResponse = serde_json::from_value(body).expect("placement");
     let mut stored = Vec::new();
@@ -448,6 +447,48 @@ async fn a_receipt_is_accepted_once_and_only_from_its_placement() {
         stored.push(StoredShard { index: t.index, shard: ids[i], host: t.host, receipt: reply.receipt });
     }
     stored.sort_by_key(|s| s.index);
+    (ids, stored)
+}
+
+/// A repack moves only the chunks a prune assigned to it, even for an account with the
+/// delete right and real receipts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repack_moves_only_what_the_prune_assigned() {
+    let env = grid(6).await;
+    let file = env.write_random("victim", 2 << 20, 9);
+    env.put(&file, "victim");
+    let chunks = catalog(&env).chunks;
+    // An account with the delete right, real shards and real receipts, but no prune that
+    // assigned it anything to move.
+    let eve = Attacker::invite(&env, &["eve"]).await;
+    let session = eve.session().await;
+    let (ids, stored) = upload_pack(&env, &eve, 2).await;
+    let commit = CommitPackRequest {
+        pack: PackId::of_shards(&ids),
+        session,
+        size: 4 * 4096,
+        k: 4,
+        m: 2,
+        shard_size: 4096,
+        shards: stored,
+        chunks: chunks.iter().map(|c| ChunkEntry { id: *c, offset: 0, len: 16 }).collect(),
+        relocate: true,
+    };
+    let (status, body) = eve.post("/v1/packs/commit", &commit).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["error"].as_str().unwrap_or_default().contains("prune"), "{body}");
+    env.get_and_compare("victim", &file);
+}
+
+/// Receipts from hosts are what let a pack in: a receipt a host signed for one upload
+/// cannot be presented again for a shard deleted since, nor by another account.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_receipt_is_accepted_once_and_only_from_its_placement() {
+    let env = grid(6).await;
+    let eve = Attacker::invite(&env, &["eve"]).await;
+    let session = eve.session().await;
+    let (ids, stored) = upload_pack(&env, &eve, 1).await;
+    let place = placement(&ids);
     let commit = |session: u64, stored: Vec<StoredShard>| CommitPackRequest {
         pack: PackId::of_shards(&ids),
         session,

@@ -84,6 +84,8 @@ pub(crate) struct Shared {
     pub orphan_grace: Duration,
     pub request_times: scatter_proto::metrics::RequestTimes,
     pub reservations: std::sync::Mutex<api::Reservations>,
+    /// Chunks prunes assigned for repacking, per user.
+    pub relocations: std::sync::Mutex<api::RelocationPlans>,
     /// Checks of shards clients reported bad.
     pub report_checks: audit::ReportChecks,
     pub http: reqwest::Client,
@@ -204,6 +206,7 @@ pub async fn run(
         request_times: Default::default(),
         reservations: Default::default(),
         report_checks: Default::default(),
+        relocations: Default::default(),
         http: scatter_net::http_client(fingerprint, scatter_net::Peer::Host)
             .timeout(Duration::from_secs(30))
             .build()

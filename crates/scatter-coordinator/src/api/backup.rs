@@ -108,6 +108,7 @@ pub(super) async fn prune(State(sh): S, headers: HeaderMap, Body(req): Body<Prun
     }
     let (swept, candidates) = db(&sh, move |s| s.prune(u.id, req.max_unused_percent, now())).await?;
     tracing::info!(user = %u.id, chunks = swept.chunks_removed, packs = swept.packs_released, "prune swept");
+    super::plan_relocations(&sh, u.id, candidates.iter().flat_map(|(_, _, _, chunks)| chunks.iter().copied()));
     Ok(Json(PruneResponse {
         chunks_removed: swept.chunks_removed,
         bytes_removed: swept.bytes_removed,
