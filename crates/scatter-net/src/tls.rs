@@ -392,16 +392,21 @@ struct CoordinatorUsage;
 
 impl webpki::ExtendedKeyUsageValidator for CoordinatorUsage {
     fn validate(&self, iter: webpki::KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
-        let (mut server, mut coordinator) = (false, false);
+        let (mut server, mut coordinator, mut present) = (false, false, Vec::new());
         for id in iter {
-            let oid: Vec<u64> = id?.to_decoded_oid().into_iter().map(|a| a as u64).collect();
-            server |= oid == SERVER_AUTH;
-            coordinator |= oid == COORDINATOR_USAGE;
+            let oid = id?.to_decoded_oid();
+            let arcs: Vec<u64> = oid.iter().map(|&a| a as u64).collect();
+            server |= arcs == SERVER_AUTH;
+            coordinator |= arcs == COORDINATOR_USAGE;
+            present.push(oid);
         }
         if server && coordinator {
             Ok(())
         } else {
-            Err(webpki::Error::RequiredEkuNotFound)
+            Err(webpki::Error::RequiredEkuNotFoundContext(webpki::RequiredEkuNotFoundContext {
+                required: webpki::KeyUsage::server_auth(),
+                present,
+            }))
         }
     }
 }
