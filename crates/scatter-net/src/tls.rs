@@ -39,12 +39,15 @@ use sha2::{Digest, Sha256};
 /// The name in the coordinator's certificate, and only in its certificate.
 pub const COORDINATOR_NAME: &str = "coordinator.scatter.internal";
 
-/// The extended key usage (OID 2.25.293518461722375419, a private arc) that marks the
+/// The extended key usage (OID 2.25.1548214034, a private arc) that marks the
 /// coordinator's certificate: [`Authority::issue`] never puts it in a host's.
-pub const COORDINATOR_USAGE: &[u64] = &[2, 25, 293_518_461_722_375_419];
+pub const COORDINATOR_USAGE: &[u64] = &[2, 25, 1_548_214_034];
 
-/// The id-kp-serverAuth purpose (1.3.6.1.5.5.7.3.1).
-const SERVER_AUTH: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 3, 1];
+/// [`COORDINATOR_USAGE`] in DER (the OID's contents octets).
+const COORDINATOR_USAGE_DER: &[u8] = &[0x69, 0x85, 0xe2, 0x9f, 0xbe, 0x12];
+
+/// The id-kp-serverAuth purpose (1.3.6.1.5.5.7.3.1) in DER.
+const SERVER_AUTH_DER: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
 
 /// The domain under which no host may be certified.
 const RESERVED_DOMAIN: &str = "scatter.internal";
@@ -392,20 +395,20 @@ struct CoordinatorUsage;
 
 impl webpki::ExtendedKeyUsageValidator for CoordinatorUsage {
     fn validate(&self, iter: webpki::KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
-        let (mut server, mut coordinator, mut present) = (false, false, Vec::new());
+        // Compared as encoded: webpki's own decoding of OID arcs is wrong for arcs of more
+        // than one byte.
+        let (mut server, mut coordinator) = (false, false);
         for id in iter {
-            let oid = id?.to_decoded_oid();
-            let arcs: Vec<u64> = oid.iter().map(|&a| a as u64).collect();
-            server |= arcs == SERVER_AUTH;
-            coordinator |= arcs == COORDINATOR_USAGE;
-            present.push(oid);
+            let id = id?;
+            server |= id == webpki::KeyPurposeId::new(SERVER_AUTH_DER);
+            coordinator |= id == webpki::KeyPurposeId::new(COORDINATOR_USAGE_DER);
         }
         if server && coordinator {
             Ok(())
         } else {
             Err(webpki::Error::RequiredEkuNotFoundContext(webpki::RequiredEkuNotFoundContext {
-                required: webpki::KeyUsage::server_auth(),
-                present,
+                required: webpki::KeyUsage::required(COORDINATOR_USAGE_DER),
+                present: Vec::new(),
             }))
         }
     }
@@ -417,13 +420,13 @@ fn require_coordinator_usage(
     ca: &CertificateDer<'_>,
     now: UnixTime,
 ) -> Result<(), rustls::Error> {
-    let refused = || {
-        rustls::Error::General(
-            "the server's certificate is not the coordinator's (it may be a host's); check the coordinator URL".into(),
-        )
+    let refused = |e: webpki::Error| {
+        rustls::Error::General(format!(
+            "the server's certificate is not the coordinator's (it may be a host's: {e:?}); check the coordinator URL"
+        ))
     };
-    let anchor = webpki::anchor_from_trusted_cert(ca).map_err(|_| refused())?;
-    let leaf = webpki::EndEntityCert::try_from(leaf).map_err(|_| refused())?;
+    let anchor = webpki::anchor_from_trusted_cert(ca).map_err(refused)?;
+    let leaf = webpki::EndEntityCert::try_from(leaf).map_err(refused)?;
     leaf.verify_for_usage(
         provider().signature_verification_algorithms.all,
         &[anchor],
@@ -434,7 +437,7 @@ fn require_coordinator_usage(
         None,
     )
     .map(|_| ())
-    .map_err(|_| refused())
+    .map_err(refused)
 }
 
 impl ServerCertVerifier for PinnedCa {
@@ -491,4 +494,58 @@ pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     f.write_all(contents)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The contents octets of an OID.
+    fn der(arcs: &[u64]) -> Vec<u8> {
+        let mut out = vec![(arcs[0] * 40 + arcs[1]) as u8];
+        for &a in &arcs[2..] {
+            let mut groups = vec![(a & 0x7f) as u8];
+            let mut rest = a >> 7;
+            while rest > 0 {
+                groups.push(0x80 | (rest & 0x7f) as u8);
+                rest >>= 7;
+            }
+            out.extend(groups.iter().rev());
+        }
+        out
+    }
+
+    #[test]
+    fn the_usage_oids_are_encoded_right() {
+        assert_eq!(der(COORDINATOR_USAGE), COORDINATOR_USAGE_DER);
+        assert_eq!(der(&[1, 3, 6, 1, 5, 5, 7, 3, 1]), SERVER_AUTH_DER);
+    }
+
+    #[test]
+    fn host_names_are_plain_and_outside_the_coordinators_domain() {
+        for ok in ["203.0.113.7", "[2001:db8::1]", "2001:db8::1", "host-1.example.org", "Storage.Example"] {
+            assert!(check_host_name(ok).is_ok(), "{ok}");
+        }
+        assert_eq!(check_host_name("Storage.Example").ok().as_deref(), Some("storage.example"));
+        for bad in [
+            "",
+            "*.scatter.internal",
+            "*.example.org",
+            "a.*.org",
+            "host.example.",
+            ".example",
+            "a..b",
+            "-a.example",
+            "a-.example",
+            "under_score.example",
+            "hôte.example",
+            "1.2.3",
+            &"a".repeat(64),
+        ] {
+            assert!(matches!(check_host_name(bad), Err(TlsError::BadName(_))), "{bad}");
+        }
+        for reserved in ["scatter.internal", "coordinator.scatter.internal", "COORDINATOR.Scatter.Internal", "x.y.scatter.internal"] {
+            assert!(matches!(check_host_name(reserved), Err(TlsError::Reserved(_))), "{reserved}");
+        }
+    }
 }
