@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use common::{grid, grid_with, shard_files, Env, EXE};
 use ed25519_dalek::SigningKey;
 use scatter_core::{HostId, ShardId};
-use scatter_proto::api::{GRANT_HEADER, HostCertRequest, InviteRequest, JoinRequest, JoinResponse};
+use scatter_proto::api::{HostCertRequest, InviteRequest, JoinRequest, JoinResponse, GRANT_HEADER};
 use scatter_proto::{Grant, Op};
 
 fn now() -> u64 {
@@ -392,7 +392,8 @@ async fn trickling_uploads_do_not_starve_readers() {
 
     // The trickling uploads were cut off and refused, and stored nothing.
     for t in tricklers {
-        let ended = tokio::time::timeout(Duration::from_secs(60), t).await.expect("a trickling upload was never cut off");
+        let ended =
+            tokio::time::timeout(Duration::from_secs(60), t).await.expect("a trickling upload was never cut off");
         if let Ok(status) = ended.expect("task") {
             assert!(!status.is_success(), "a trickling upload was accepted: {status}");
         }

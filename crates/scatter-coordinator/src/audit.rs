@@ -51,12 +51,14 @@ pub(crate) async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::Store
             .send()
             .await;
         let verdict = match resp {
-            Ok(r) if r.status().is_success() => match scatter_net::limits::read_response(r, MAX_PROOF, proof_rate).await {
-                Ok(proof) => {
-                    scatter_core::audit::verify(&shard, start, len, &proof).map(|_| ()).map_err(|e| e.to_string())
+            Ok(r) if r.status().is_success() => {
+                match scatter_net::limits::read_response(r, MAX_PROOF, proof_rate).await {
+                    Ok(proof) => {
+                        scatter_core::audit::verify(&shard, start, len, &proof).map(|_| ()).map_err(|e| e.to_string())
+                    }
+                    Err(e) => Err(format!("proof transfer failed: {e}")),
                 }
-                Err(e) => Err(format!("proof transfer failed: {e}")),
-            },
+            }
             Ok(r) if r.status().is_server_error() => continue, // the host is struggling, not lying
             Ok(r) => Err(format!("answered {}", r.status())),
             Err(e) if e.is_connect() || e.is_timeout() => continue, // offline: heartbeats handle that

@@ -203,7 +203,12 @@ impl Authority {
         self.sign(&names, public_key, false)
     }
 
-    fn sign(&self, names: &[String], public_key: &[u8], coordinator: bool) -> Result<CertificateDer<'static>, TlsError> {
+    fn sign(
+        &self,
+        names: &[String],
+        public_key: &[u8],
+        coordinator: bool,
+    ) -> Result<CertificateDer<'static>, TlsError> {
         if public_key.len() != 65 || public_key[0] != 4 {
             return Err(TlsError::BadPublicKey);
         }
@@ -452,7 +457,13 @@ impl ServerCertVerifier for PinnedCa {
         // The leaf is signed by the CA directly: intermediates are not passed on, so a chain
         // through some other certificate the server sends cannot be built.
         let (verifier, ca) = self.verifier(intermediates)?;
-        let verified = verifier.verify_server_cert(end_entity, &[], self.name.as_ref().unwrap_or(server_name), ocsp_response, now)?;
+        let verified = verifier.verify_server_cert(
+            end_entity,
+            &[],
+            self.name.as_ref().unwrap_or(server_name),
+            ocsp_response,
+            now,
+        )?;
         if self.name.is_some() {
             require_coordinator_usage(end_entity, &ca, now)?;
         }
@@ -544,7 +555,9 @@ mod tests {
         ] {
             assert!(matches!(check_host_name(bad), Err(TlsError::BadName(_))), "{bad}");
         }
-        for reserved in ["scatter.internal", "coordinator.scatter.internal", "COORDINATOR.Scatter.Internal", "x.y.scatter.internal"] {
+        for reserved in
+            ["scatter.internal", "coordinator.scatter.internal", "COORDINATOR.Scatter.Internal", "x.y.scatter.internal"]
+        {
             assert!(matches!(check_host_name(reserved), Err(TlsError::Reserved(_))), "{reserved}");
         }
     }

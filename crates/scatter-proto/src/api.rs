@@ -95,11 +95,27 @@ pub struct HeartbeatRequest {
     pub refused_grants: u64,
     /// What the first of them were (at most [`MAX_REFUSALS`]), for the audit trail.
     #[serde(default)]
+    #[serde(deserialize_with = "crate::bounded::refusals")]
     pub refusals: Vec<String>,
 }
 
 /// How many refusals a heartbeat describes; the rest are only counted.
 pub const MAX_REFUSALS: usize = 16;
+
+/// The most shards a host's inventory lists (a 64 MiB request body holds about 800 000).
+pub const MAX_INVENTORY: usize = 1_000_000;
+
+/// The most ids one lookup, locate, snapshot reference or forget request lists.
+pub const MAX_IDS: usize = 100_000;
+
+/// The most shards a pack has (indices are bytes).
+pub const MAX_SHARDS: usize = 256;
+
+/// The most hosts one request names.
+pub const MAX_HOSTS: usize = 100_000;
+
+/// The most chunks an object or a pack lists (a 64 MiB request body holds about 950 000).
+pub const MAX_LIST: usize = 1_000_000;
 
 /// A host's shard inventory, sent every few heartbeats for reconciliation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -109,6 +125,7 @@ pub struct InventoryRequest {
     /// Its secret from the join.
     pub host_secret: String,
     /// Every intact shard it holds, with its age in seconds.
+    #[serde(deserialize_with = "crate::bounded::inventory")]
     pub shards: Vec<(ShardId, u64)>,
 }
 
@@ -222,6 +239,7 @@ pub struct StatusResponse {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LookupChunksRequest {
     /// Chunk ids.
+    #[serde(deserialize_with = "crate::bounded::ids")]
     pub ids: Vec<ChunkId>,
 }
 
@@ -263,6 +281,7 @@ pub struct SnapshotRefsRequest {
     /// The backup's session.
     pub session: u64,
     /// Chunk ids (file content and trees).
+    #[serde(deserialize_with = "crate::bounded::ids")]
     pub chunks: Vec<ChunkId>,
 }
 
@@ -305,6 +324,7 @@ pub struct SnapshotsResponse {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ForgetRequest {
     /// Full snapshot ids.
+    #[serde(deserialize_with = "crate::bounded::ids")]
     pub ids: Vec<String>,
 }
 
@@ -354,9 +374,11 @@ pub struct PlaceRequest {
     /// Bytes per shard.
     pub shard_size: u64,
     /// The shards to place, by index, with their ids.
+    #[serde(deserialize_with = "crate::bounded::shards")]
     pub shards: Vec<ShardToPlace>,
     /// Hosts that must not be chosen (already used for this pack, or failing).
     #[serde(default)]
+    #[serde(deserialize_with = "crate::bounded::hosts")]
     pub exclude: Vec<HostId>,
 }
 
@@ -405,8 +427,10 @@ pub struct CommitPackRequest {
     /// Bytes per shard.
     pub shard_size: u64,
     /// Where every shard is stored.
+    #[serde(deserialize_with = "crate::bounded::shards")]
     pub shards: Vec<StoredShard>,
     /// Where each chunk lies in the pack.
+    #[serde(deserialize_with = "crate::bounded::list")]
     pub chunks: Vec<ChunkEntry>,
     /// A repack: chunks already stored move here (their old packs are released once empty)
     /// instead of keeping their first location; chunks no longer stored are not revived.
@@ -449,6 +473,7 @@ pub struct CommitObjectRequest {
     pub manifest: String,
     /// Every chunk the object references, so the coordinator can count references without
     /// reading the manifest.
+    #[serde(deserialize_with = "crate::bounded::list")]
     pub chunks: Vec<ChunkId>,
 }
 
@@ -504,6 +529,7 @@ pub struct RemoveResponse {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LocateRequest {
     /// Chunk ids.
+    #[serde(deserialize_with = "crate::bounded::ids")]
     pub chunks: Vec<ChunkId>,
 }
 

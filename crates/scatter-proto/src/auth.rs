@@ -61,7 +61,9 @@ pub enum AuthError {
     #[error("the request's credential is malformed; run a current scatter client")]
     Malformed,
     /// A credential of an earlier version of the format.
-    #[error("the request's credential is from an older scatter client; upgrade the client to the coordinator's version")]
+    #[error(
+        "the request's credential is from an older scatter client; upgrade the client to the coordinator's version"
+    )]
     OldFormat,
     /// The signature does not verify with the user's device key for this request.
     #[error("the request's credential is not signed by this user's device key for this request; run `scatter init` again if this persists")]
@@ -296,10 +298,7 @@ mod tests {
         let text = c.sign(&key(1), &GRID, REQ).expect("sign");
         let vk = key(1).verifying_key();
         let verify = |req: Request<'_>, grid: &[u8; 32], now| Credential::verify(&text, &vk, grid, req, now);
-        assert_eq!(
-            Credential::verify(&text, &key(2).verifying_key(), &GRID, REQ, 1_000),
-            Err(AuthError::BadSignature)
-        );
+        assert_eq!(Credential::verify(&text, &key(2).verifying_key(), &GRID, REQ, 1_000), Err(AuthError::BadSignature));
         assert_eq!(verify(REQ, &[0; 32], 1_000), Err(AuthError::BadSignature));
         for other in [
             Request { method: "GET", target: REQ.target },

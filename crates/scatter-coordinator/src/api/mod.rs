@@ -132,11 +132,10 @@ pub(crate) async fn db<T: Send + 'static>(
 /// The user whose credential the request gate verified (signature for this request, grid,
 /// expiry, first use, body), once the account is found enabled.
 pub(crate) async fn user(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<UserRow, ApiError> {
-    let id = headers
-        .get(guard::VERIFIED)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| guard::open(shared, v))
-        .ok_or_else(|| ApiError::Unauthorized("this request needs your credentials; run `scatter init` first".into()))?;
+    let id =
+        headers.get(guard::VERIFIED).and_then(|v| v.to_str().ok()).and_then(|v| guard::open(shared, v)).ok_or_else(
+            || ApiError::Unauthorized("this request needs your credentials; run `scatter init` first".into()),
+        )?;
     let u = db(shared, move |s| s.user_with_key(id)).await?.map(|(u, _)| u).ok_or_else(|| {
         ApiError::Unauthorized("this device is not registered with this coordinator; run `scatter init` again".into())
     })?;
