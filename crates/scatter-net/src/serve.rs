@@ -30,6 +30,9 @@ pub const MAX_CONNECTIONS: usize = 1024;
 /// peer cannot take every connection.
 pub const MAX_CONNECTIONS_PER_PEER: usize = 256;
 
+/// Requests at once on one HTTP/2 connection.
+const MAX_STREAMS: u32 = 64;
+
 /// The key connections are counted under: the address, or for IPv6 its /64 network (one
 /// machine often holds a whole /64).
 pub fn peer_key(ip: IpAddr) -> IpAddr {
@@ -94,7 +97,7 @@ pub async fn serve(
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let mut builder = Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(HANDSHAKE_TIMEOUT);
-    builder.http2().timer(TokioTimer::new());
+    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(MAX_STREAMS);
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     let connections: Arc<Mutex<Connections>> = Default::default();

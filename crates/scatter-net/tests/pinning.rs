@@ -61,7 +61,10 @@ async fn pinned_client_accepts_its_grid_and_refuses_others() {
         "other.scatter.internal".into(),
         "scatter.internal".into(),
     ] {
-        assert!(a.issue(&[name.clone()], LeafKey::generate().expect("key").public_key()).is_err(), "{name}");
+        assert!(
+            a.issue(std::slice::from_ref(&name), LeafKey::generate().expect("key").public_key()).is_err(),
+            "{name}"
+        );
         assert!(a.issue(&["10.0.0.1".into(), name.clone()], LeafKey::generate().expect("key").public_key()).is_err());
     }
 

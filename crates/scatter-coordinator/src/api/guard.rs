@@ -262,7 +262,8 @@ async fn read_body(
         .map_err(|_| ApiError::Busy("the coordinator is receiving too many large requests; retry in a minute".into()))?
         .map_err(|_| ApiError::Internal("the body budget is closed".into()))?;
     let rate = MinRate::new(BODY_GRACE, BODY_MIN_RATE);
-    let mut out = Vec::with_capacity(want);
+    // Room for what is declared; a body of unknown length grows as it arrives.
+    let mut out = Vec::with_capacity(declared.map(|n| n as usize).unwrap_or(0).min(want));
     let mut stream = body.into_data_stream();
     loop {
         let next = tokio::time::timeout_at(rate.deadline(out.len() as u64), stream.next())
