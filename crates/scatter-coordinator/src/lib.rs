@@ -93,6 +93,8 @@ pub(crate) struct Shared {
     pub failures: api::guard::Failures,
     /// Room for request bodies in flight, in KiB.
     pub body_budget: tokio::sync::Semaphore,
+    /// Of that, room for bodies of requests without a verified user, in KiB.
+    pub open_body_budget: tokio::sync::Semaphore,
     /// Seals the verified user between the request gate and the handlers; never leaves the
     /// process.
     pub verdict_key: [u8; 32],
@@ -218,6 +220,7 @@ pub async fn run(
         replay: std::sync::Mutex::new(scatter_proto::auth::ReplayCache::new(api::guard::REPLAY_CAPACITY)),
         failures: Default::default(),
         body_budget: tokio::sync::Semaphore::new(api::guard::BODY_BUDGET >> 10),
+        open_body_budget: tokio::sync::Semaphore::new(api::guard::OPEN_BODY_BUDGET >> 10),
         verdict_key: {
             let mut k = [0u8; 32];
             rand::rngs::OsRng.fill_bytes(&mut k);

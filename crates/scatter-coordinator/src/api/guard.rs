@@ -48,6 +48,9 @@ pub(crate) const LARGE: usize = 64 << 20;
 
 /// Bytes of request bodies held at once, over every request: beyond it, large bodies wait.
 pub(crate) const BODY_BUDGET: usize = 128 << 20;
+/// Of those, bytes of bodies of unauthenticated requests (one host inventory at most): what
+/// anyone who can connect can make the coordinator hold.
+pub(crate) const OPEN_BODY_BUDGET: usize = LARGE;
 /// How long a request waits for room in the budget before it is told to retry.
 const BUDGET_WAIT: Duration = Duration::from_secs(30);
 /// A body must keep up this rate after [`BODY_GRACE`].
@@ -153,8 +156,8 @@ pub(crate) async fn guard(State(sh): State<Arc<Shared>>, mut req: Request, next:
     resp
 }
 
-/// Room taken in the body budget.
-type Room<'a> = Option<tokio::sync::SemaphorePermit<'a>>;
+/// Room taken in the body budgets.
+type Room<'a> = Option<(Option<tokio::sync::SemaphorePermit<'a>>, tokio::sync::SemaphorePermit<'a>)>;
 
 /// Steps 2 and 3: the credential, then the body.
 async fn check(sh: &Arc<Shared>, req: Request) -> Result<(Request, Room<'_>), ApiError> {
@@ -180,7 +183,7 @@ async fn check(sh: &Arc<Shared>, req: Request) -> Result<(Request, Room<'_>), Ap
         .map(|v| v.to_str().ok().and_then(|v| v.parse::<u64>().ok()))
         .map(|v| v.ok_or_else(|| ApiError::BadRequest("the Content-Length header is not a number".into())))
         .transpose()?;
-    let (bytes, room) = read_body(sh, body, declared, limit).await?;
+    let (bytes, room) = read_body(sh, body, declared, limit, verified.is_some()).await?;
     if let Some(c) = verified {
         c.check_body(&bytes).map_err(|e| ApiError::Unauthorized(e.to_string()))?;
         let sealed = HeaderValue::from_str(&seal(sh, c.user))
@@ -235,12 +238,14 @@ async fn credential(
     }
 }
 
-/// Reads a body of at most `limit` bytes, out of the shared budget, at the minimum rate.
+/// Reads a body of at most `limit` bytes, out of the shared budget (and, for a request with no
+/// verified user, the smaller budget of such requests), at the minimum rate.
 async fn read_body(
     sh: &Shared,
     body: Body,
     declared: Option<u64>,
     limit: usize,
+    authenticated: bool,
 ) -> Result<(Vec<u8>, Room<'_>), ApiError> {
     let too_large = || {
         ApiError::TooLarge(format!(
@@ -257,10 +262,17 @@ async fn read_body(
     // Room for what is declared, or for the most the route takes.
     let want = declared.map(|n| n as usize).unwrap_or(limit).min(limit);
     let permits = u32::try_from(want.div_ceil(1024)).unwrap_or(u32::MAX);
-    let room = tokio::time::timeout(BUDGET_WAIT, sh.body_budget.acquire_many(permits))
-        .await
-        .map_err(|_| ApiError::Busy("the coordinator is receiving too many large requests; retry in a minute".into()))?
-        .map_err(|_| ApiError::Internal("the body budget is closed".into()))?;
+    let busy = || ApiError::Busy("the coordinator is receiving too many large requests; retry in a minute".into());
+    let closed = |_| ApiError::Internal("the body budget is closed".into());
+    let room = tokio::time::timeout(BUDGET_WAIT, async {
+        let open = match authenticated {
+            true => None,
+            false => Some(sh.open_body_budget.acquire_many(permits).await.map_err(closed)?),
+        };
+        Ok::<_, ApiError>((open, sh.body_budget.acquire_many(permits).await.map_err(closed)?))
+    })
+    .await
+    .map_err(|_| busy())??;
     let rate = MinRate::new(BODY_GRACE, BODY_MIN_RATE);
     // Room for what is declared; a body of unknown length grows as it arrives.
     let mut out = Vec::with_capacity(declared.map(|n| n as usize).unwrap_or(0).min(want));
