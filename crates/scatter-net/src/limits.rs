@@ -63,3 +63,19 @@ pub async fn read_response(resp: reqwest::Response, limit: u64, rate: MinRate) -
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deadline_moves_with_the_bytes_received() {
+        let rate = MinRate::new(Duration::from_secs(10), 1_000);
+        let start = rate.deadline(0);
+        assert_eq!(rate.deadline(1_000) - start, Duration::from_secs(1));
+        assert_eq!(rate.deadline(60_000) - start, Duration::from_secs(60));
+        // A zero rate is taken as one byte a second, not a division by zero.
+        let slowest = MinRate::new(Duration::ZERO, 0);
+        assert_eq!(slowest.deadline(5) - slowest.deadline(0), Duration::from_secs(5));
+    }
+}
