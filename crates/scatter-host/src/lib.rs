@@ -144,7 +144,8 @@ impl Drop for PeerSlot<'_> {
     fn drop(&mut self) {
         drop(self.permit.take());
         let mut map = self.shared.peer_writes.lock().unwrap_or_else(|p| p.into_inner());
-        // Only the map and this slot hold the semaphore: nobody else uses or waits for it.
+        // Only the map and this slot hold the semaphore: nobody else uses or waits for it (a
+        // permit and a pending acquisition each hold it too).
         if Arc::strong_count(&self.slots) == 2 {
             map.remove(&self.peer);
         }
@@ -179,8 +180,9 @@ impl Shared {
                             .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(api::UPLOADS_PER_PEER)))
                             .clone()
                     };
-                    let mut slot = PeerSlot { shared: self, peer, slots: slots.clone(), permit: None };
-                    slot.permit = Some(slots.acquire_owned().await.map_err(|_| NoSlot::ShuttingDown)?);
+                    // The slot exists while it waits, so that a wait given up still tidies the map.
+                    let mut slot = PeerSlot { shared: self, peer, slots, permit: None };
+                    slot.permit = Some(slot.slots.clone().acquire_owned().await.map_err(|_| NoSlot::ShuttingDown)?);
                     Some(slot)
                 }
                 None => None,
