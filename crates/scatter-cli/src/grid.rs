@@ -266,6 +266,11 @@ impl Grid {
         self.hosts[i].as_ref().map(|c| c.id())
     }
 
+    /// The process id of the coordinator, while it runs (to read its memory use, say).
+    pub fn coordinator_pid(&self) -> Option<u32> {
+        self.coordinator.as_ref().map(|c| c.id())
+    }
+
     /// Whether host `i` is running.
     pub fn host_running(&self, i: usize) -> bool {
         self.hosts[i].is_some()

@@ -14,7 +14,7 @@ use common::{grid, shard_files, Env};
 use ed25519_dalek::SigningKey;
 use scatter_core::{ChunkId, HostId, PackId, ShardId, UserId};
 use scatter_proto::api::*;
-use scatter_proto::auth::Credential;
+use scatter_proto::auth::{Credential, Request};
 use scatter_proto::{Receipt, SignedGrant, SignedReceipt};
 
 fn now() -> u64 {
@@ -55,20 +55,23 @@ impl Attacker {
         Self { user: reg.user_id, key, http, base, grid: fp.0 }
     }
 
-    /// Sends a signed request; returns the status and the JSON body.
+    /// Sends a request with a credential made for it (as a stock client would); returns the
+    /// status and the JSON body.
     async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<serde_json::Value>,
     ) -> (u16, serde_json::Value) {
-        let cred = Credential { user: self.user, expires: now() + 60 }.sign(&self.key, &self.grid);
+        let bytes = body.map(|b| serde_json::to_vec(&b).expect("json")).unwrap_or_default();
+        let target = Request { method: method.as_str(), target: path };
+        let cred = Credential::new(self.user, now() + 60, &bytes).sign(&self.key, &self.grid, target).expect("sign");
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.base))
             .header("authorization", format!("Scatter {cred}"));
-        if let Some(b) = body {
-            req = req.json(&b);
+        if !bytes.is_empty() {
+            req = req.header("content-type", "application/json").body(bytes);
         }
         let resp = req.send().await.expect("request");
         let status = resp.status().as_u16();

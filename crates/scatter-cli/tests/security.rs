@@ -11,7 +11,7 @@ use common::{grid, grid_with, shard_files, Env, EXE};
 use ed25519_dalek::SigningKey;
 use scatter_core::{HostId, ShardId, UserId};
 use scatter_proto::api::GRANT_HEADER;
-use scatter_proto::auth::Credential;
+use scatter_proto::auth::{Credential, Request};
 use scatter_proto::{Grant, Op};
 
 fn now() -> u64 {
@@ -199,7 +199,8 @@ async fn the_coordinator_refuses_bad_credentials_and_hostile_bodies() {
     };
     let stranger = SigningKey::from_bytes(&[5; 32]);
     let cred = |key: &SigningKey, user: UserId, expires: u64, grid: [u8; 32]| {
-        format!("Scatter {}", Credential { user, expires }.sign(key, &grid))
+        let req = Request { method: "GET", target: "/v1/status" };
+        format!("Scatter {}", Credential::new(user, expires, b"").sign(key, &grid, req).expect("sign"))
     };
     let cases = [
         ("no credential", None, "run `scatter init`"),

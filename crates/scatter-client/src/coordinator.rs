@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use scatter_core::{ChunkId, UserId};
 use scatter_proto::api::*;
-use scatter_proto::auth::{Credential, LIFETIME};
+use scatter_proto::auth::{Credential, Request, LIFETIME};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -27,33 +27,28 @@ pub struct Coordinator {
     ca: Option<scatter_net::Fingerprint>,
 }
 
-/// Signs this device's request credentials, and reuses each for most of its lifetime.
+/// Signs this device's request credentials: a new one for every request, bound to its
+/// method, path and query, and body.
 pub struct Signer {
     user: UserId,
     key: ed25519_dalek::SigningKey,
     grid: [u8; 32],
-    current: Mutex<Option<(String, u64)>>,
 }
 
 impl Signer {
     /// Signs as `user` with the device key `key` on the grid with CA `ca`.
     pub fn new(user: UserId, key: ed25519_dalek::SigningKey, ca: Option<scatter_net::Fingerprint>) -> Self {
-        Self { user, key, grid: ca.map(|fp| fp.0).unwrap_or([0; 32]), current: Mutex::new(None) }
+        Self { user, key, grid: ca.map(|fp| fp.0).unwrap_or([0; 32]) }
     }
 
-    /// A credential valid for at least another minute.
-    fn credential(&self) -> String {
+    /// The `Authorization` value for one request.
+    fn credential(&self, method: &str, target: &str, body: &[u8]) -> Result<String, ClientError> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        match &*current {
-            Some((text, expires)) if *expires > now + 60 => text.clone(),
-            _ => {
-                let c = Credential { user: self.user, expires: now + LIFETIME };
-                let text = c.sign(&self.key, &self.grid);
-                *current = Some((text.clone(), c.expires));
-                text
-            }
-        }
+        let c = Credential::new(self.user, now + LIFETIME, body);
+        let text = c
+            .sign(&self.key, &self.grid, Request { method, target })
+            .map_err(|_| ClientError::Invalid(format!("no credential can be made for {method} {target:.80}")))?;
+        Ok(format!("Scatter {text}"))
     }
 }
 
@@ -87,12 +82,22 @@ impl Coordinator {
     }
 
     async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, ClientError> {
-        let req = match &self.auth {
-            Some(signer) => req.header(reqwest::header::AUTHORIZATION, format!("Scatter {}", signer.credential())),
-            None => req,
-        };
-        let resp = req
-            .send()
+        let mut req = req.build().map_err(|e| ClientError::Invalid(format!("the request cannot be made: {e}")))?;
+        if let Some(signer) = &self.auth {
+            let url = req.url();
+            let target = match url.query() {
+                Some(q) => format!("{}?{q}", url.path()),
+                None => url.path().to_owned(),
+            };
+            let body = req.body().and_then(|b| b.as_bytes()).unwrap_or_default();
+            let value = signer.credential(req.method().as_str(), &target, body)?;
+            let value = reqwest::header::HeaderValue::from_str(&value)
+                .map_err(|_| ClientError::Invalid("the credential is not a valid header value".into()))?;
+            req.headers_mut().insert(reqwest::header::AUTHORIZATION, value);
+        }
+        let resp = self
+            .http
+            .execute(req)
             .await
             .map_err(|e| ClientError::Unreachable { url: self.base.clone(), reason: root_cause(&e) })?;
         let status = resp.status();
@@ -118,7 +123,15 @@ impl Coordinator {
     }
 
     async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
-        self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
+        // Serialized here, not by reqwest, so that the credential can be bound to the bytes.
+        let body = serde_json::to_vec(body)
+            .map_err(|e| ClientError::Invalid(format!("the request for {path} cannot be encoded: {e}")))?;
+        let req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        self.send(req).await
     }
 
     /// Redeems an invite: registers the user's age public key and this device's Ed25519 key.

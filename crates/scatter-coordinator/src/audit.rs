@@ -25,6 +25,9 @@ use crate::{now, Shared};
 const AUDITS_PER_PASS: usize = 4;
 /// Bytes proven per audit.
 const RANGE: u64 = 4096;
+/// The largest proof read from a host: the range, with a Bao tree's hashes for a shard of up
+/// to 64 GiB (far more than any proof of [`RANGE`] bytes needs).
+const MAX_PROOF: u64 = 64 << 10;
 
 /// Reported shards being checked: at most [`REPORT_CHECKS`] at once, each (host, shard)
 /// once at a time; reports beyond that are dropped (the audits and the next read find
@@ -130,6 +133,9 @@ pub(crate) async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::Store
         let len = RANGE.min(size);
         let start = rand::thread_rng().gen_range(0..=size - len);
         let grant = Grant { host, shard, op: Op::Get, max_size: size, expires: now() + 60 }.sign(&shared.signing);
+        // A host answering slower than this after a few seconds is struggling or stalling.
+        const PROOF_RATE_BYTES: u64 = 4 << 10;
+        let proof_rate = scatter_net::limits::MinRate::new(Duration::from_secs(5), PROOF_RATE_BYTES);
         let resp = shared
             .http
             .get(format!("{}/shards/{shard}/proof?start={start}&len={len}", row.address))
@@ -138,12 +144,14 @@ pub(crate) async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::Store
             .send()
             .await;
         let verdict = match resp {
-            Ok(r) if r.status().is_success() => match r.bytes().await {
-                Ok(proof) => {
-                    scatter_core::audit::verify(&shard, start, len, &proof).map(|_| ()).map_err(|e| e.to_string())
+            Ok(r) if r.status().is_success() => {
+                match scatter_net::limits::read_response(r, MAX_PROOF, proof_rate).await {
+                    Ok(proof) => {
+                        scatter_core::audit::verify(&shard, start, len, &proof).map(|_| ()).map_err(|e| e.to_string())
+                    }
+                    Err(e) => Err(format!("proof transfer failed: {e}")),
                 }
-                Err(e) => Err(format!("proof transfer failed: {e}")),
-            },
+            }
             Ok(r) if r.status().is_server_error() => continue, // the host is struggling, not lying
             Ok(r) => Err(format!("answered {}", r.status())),
             Err(e) if e.is_connect() || e.is_timeout() => continue, // offline: heartbeats handle that

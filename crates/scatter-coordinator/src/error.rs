@@ -58,6 +58,12 @@ pub enum ApiError {
     /// The request must wait for other work of the same user to finish.
     #[error("{0}")]
     Busy(String),
+    /// The peer failed to authenticate too often lately.
+    #[error("{0}")]
+    Throttled(String),
+    /// The request body arrived below the minimum rate.
+    #[error("{0}")]
+    TooSlow(String),
     /// Something failed inside the coordinator.
     #[error("the coordinator failed internally ({0}); see its log, then retry")]
     Internal(String),
@@ -94,6 +100,8 @@ impl ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Busy(_) => (StatusCode::LOCKED, "busy"),
             ApiError::Quota(_) => (StatusCode::INSUFFICIENT_STORAGE, "quota"),
+            ApiError::Throttled(_) => (StatusCode::TOO_MANY_REQUESTS, "throttled"),
+            ApiError::TooSlow(_) => (StatusCode::REQUEST_TIMEOUT, "too_slow"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -91,6 +91,17 @@ pub(crate) struct Shared {
     pub http: reqwest::Client,
     /// The grid CA (none with `--insecure`): signs host certificates.
     pub authority: Option<scatter_net::tls::Authority>,
+    /// Credentials accepted and not yet expired: each is accepted once.
+    pub replay: std::sync::Mutex<scatter_proto::auth::ReplayCache>,
+    /// Recent authentication failures per peer.
+    pub failures: api::guard::Failures,
+    /// Room for request bodies in flight, in KiB.
+    pub body_budget: tokio::sync::Semaphore,
+    /// Of that, room for bodies of requests without a verified user, in KiB.
+    pub open_body_budget: tokio::sync::Semaphore,
+    /// Seals the verified user between the request gate and the handlers; never leaves the
+    /// process.
+    pub verdict_key: [u8; 32],
 }
 
 impl Shared {
@@ -212,6 +223,15 @@ pub async fn run(
             .build()
             .map_err(|e| CoordinatorError::Serve(std::io::Error::other(e)))?,
         authority,
+        replay: std::sync::Mutex::new(scatter_proto::auth::ReplayCache::new(api::guard::REPLAY_CAPACITY)),
+        failures: Default::default(),
+        body_budget: tokio::sync::Semaphore::new(api::guard::BODY_BUDGET >> 10),
+        open_body_budget: tokio::sync::Semaphore::new(api::guard::OPEN_BODY_BUDGET >> 10),
+        verdict_key: {
+            let mut k = [0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut k);
+            k
+        },
     });
     write_private(&config.data_dir.join("url"), format!("{url}\n").as_bytes())?;
     match fingerprint {

@@ -204,9 +204,12 @@ async fn fetch(shared: &Shared, host: &HostRow, shard: &ShardId, size: u64) -> R
     if !resp.status().is_success() {
         return Err(format!("status {}", resp.status()));
     }
-    let body = resp.bytes().await.map_err(|e| e.to_string())?;
+    // Exactly one shard's bytes are expected; a host cannot make the coordinator hold more,
+    // nor hold a repair open by trickling them.
+    let rate = scatter_net::limits::MinRate::new(Duration::from_secs(10), 64 << 10);
+    let body = scatter_net::limits::read_response(resp, size, rate).await.map_err(|e| e.to_string())?;
     if ShardId::of(&body) != *shard {
         return Err("bytes do not match the shard's hash".into());
     }
-    Ok(body.to_vec())
+    Ok(body)
 }

@@ -22,6 +22,18 @@ use crate::Shared;
 pub use scatter_proto::api::MAX_SHARD;
 /// Transfers served at once; bounds the memory that shards in flight take.
 pub(crate) const CONCURRENT_TRANSFERS: usize = 8;
+/// Of those, uploads at once: the others are left to reads, which hold a slot only while the
+/// disk is read, never while the network is, so slow uploads cannot starve readers.
+pub(crate) const CONCURRENT_UPLOADS: usize = 6;
+/// Uploads one peer (an address, or an IPv6 /64) may run at once.
+pub(crate) const UPLOADS_PER_PEER: usize = 4;
+/// How long an upload waits for its slots before it is refused with a request to retry.
+pub(crate) const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+/// An upload must keep up this rate (bytes per second) once [`UPLOAD_GRACE`] has passed,
+/// counted from when it got its slot; one that falls behind is cut off and stores nothing.
+pub(crate) const MIN_UPLOAD_RATE: u64 = 16 << 10;
+/// Time an upload gets before [`MIN_UPLOAD_RATE`] applies.
+pub(crate) const UPLOAD_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -66,6 +78,10 @@ enum Refusal {
     Grant(GrantError),
     Shard(ShardError),
     Bad(String),
+    /// The upload fell below the minimum rate.
+    Slow(String),
+    /// No slot came free in time.
+    Busy(String),
 }
 
 impl IntoResponse for Refusal {
@@ -73,6 +89,8 @@ impl IntoResponse for Refusal {
         let (status, code, msg) = match self {
             Refusal::Grant(e) => (StatusCode::FORBIDDEN, "grant", format!("refused: {e}")),
             Refusal::Bad(m) => (StatusCode::BAD_REQUEST, "bad_request", m),
+            Refusal::Slow(m) => (StatusCode::REQUEST_TIMEOUT, "too_slow", m),
+            Refusal::Busy(m) => (StatusCode::SERVICE_UNAVAILABLE, "busy", m),
             Refusal::Shard(e) => {
                 let (s, c) = match &e {
                     ShardError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
@@ -160,12 +178,14 @@ async fn drain(body: Body) {
 async fn store(
     State(sh): State<Arc<Shared>>,
     Path(raw): Path<String>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<StoredResponse>), Refusal> {
+    let peer = peer.map(|p| scatter_net::serve::peer_key(p.0 .0.ip()));
     match admit(&sh, &raw, &headers) {
         Ok((id, declared, grant)) => {
-            receive(&sh, id, declared, body).await?;
+            receive(&sh, peer, id, declared, body).await?;
             Ok((StatusCode::CREATED, Json(StoredResponse { receipt: sh.receipt(id, declared, grant) })))
         }
         Err(refusal) => {
@@ -202,14 +222,37 @@ fn admit(sh: &Shared, raw: &str, headers: &HeaderMap) -> Result<(ShardId, u64, [
 }
 
 /// Receives an admitted upload; nothing is visible unless all of it arrived and hashes to `id`.
-async fn receive(sh: &Shared, id: ShardId, declared: u64, body: Body) -> Result<(), Refusal> {
-    let _transfer = sh.transfer().await.ok_or_else(|| Refusal::Bad("the host is shutting down".into()))?;
+/// Takes an upload slot of `peer` first (see [`Shared::upload`]), then must keep up
+/// [`MIN_UPLOAD_RATE`] after [`UPLOAD_GRACE`].
+async fn receive(
+    sh: &Shared,
+    peer: Option<std::net::IpAddr>,
+    id: ShardId,
+    declared: u64,
+    body: Body,
+) -> Result<(), Refusal> {
+    let _upload = sh.upload(peer).await.map_err(|e| match e {
+        crate::NoSlot::ShuttingDown => Refusal::Bad("the host is shutting down".into()),
+        crate::NoSlot::Busy => Refusal::Busy(format!(
+            "every upload slot stayed taken for {} s (this peer may run {UPLOADS_PER_PEER} at once); retry",
+            SLOT_WAIT.as_secs()
+        )),
+    })?;
     let cut_short =
         || Refusal::Bad("the upload was cut short or is larger than its Content-Length; nothing was stored".into());
+    let rate = scatter_net::limits::MinRate::new(UPLOAD_GRACE, MIN_UPLOAD_RATE);
     // Collected straight into an aligned buffer, the one copy before the disk.
     let mut data = AlignedBuf::with_limit(declared as usize);
     let mut stream = body.into_data_stream();
-    while let Some(frame) = stream.next().await {
+    loop {
+        let Ok(frame) = tokio::time::timeout_at(rate.deadline(data.len() as u64), stream.next()).await else {
+            tracing::warn!(shard = %id, received = data.len(), declared, "an upload fell below the minimum rate; cut off");
+            return Err(Refusal::Slow(format!(
+                "the upload arrived slower than {} KiB/s; nothing was stored",
+                MIN_UPLOAD_RATE >> 10
+            )));
+        };
+        let Some(frame) = frame else { break };
         if !data.extend(&frame.map_err(|_| cut_short())?) {
             return Err(cut_short());
         }

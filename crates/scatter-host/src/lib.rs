@@ -101,6 +101,10 @@ pub(crate) struct Shared {
     pub store: Arc<DiskStore>,
     /// Shard transfers running at once: taken through [`Shared::transfer`].
     uploads: tokio::sync::Semaphore,
+    /// Uploads running at once, fewer than the transfer slots: reads always find a slot.
+    writes: tokio::sync::Semaphore,
+    /// Uploads each peer may run at once (see [`scatter_net::serve::peer_key`]).
+    peer_writes: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, Arc<tokio::sync::Semaphore>>>,
     pub request_times: scatter_proto::metrics::RequestTimes,
     /// Grant refusals since the last heartbeat: how many, and the first few.
     pub refusals: std::sync::Mutex<(u64, Vec<String>)>,
@@ -123,11 +127,74 @@ impl Drop for Transfer<'_> {
     }
 }
 
+/// An upload under way: its transfer slot, and its share of the upload slots (in all and of
+/// its peer).
+pub(crate) struct Upload<'a> {
+    _transfer: Transfer<'a>,
+    _write: tokio::sync::SemaphorePermit<'a>,
+    _peer: Option<PeerSlot<'a>>,
+}
+
+/// One of a peer's upload slots; the peer's entry goes once it holds and waits for none.
+struct PeerSlot<'a> {
+    shared: &'a Shared,
+    peer: std::net::IpAddr,
+    slots: Arc<tokio::sync::Semaphore>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Drop for PeerSlot<'_> {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        let mut map = self.shared.peer_writes.lock().unwrap_or_else(|p| p.into_inner());
+        // Only the map and this slot hold the semaphore: nobody else uses or waits for it (a
+        // permit and a pending acquisition each hold it too).
+        if Arc::strong_count(&self.slots) == 2 {
+            map.remove(&self.peer);
+        }
+    }
+}
+
+/// Why an upload got no slot.
+pub(crate) enum NoSlot {
+    /// The host is shutting down.
+    ShuttingDown,
+    /// The slots stayed taken for [`api::SLOT_WAIT`].
+    Busy,
+}
+
 impl Shared {
     /// Waits for a transfer slot; `None` when the host is shutting down.
     pub async fn transfer(&self) -> Option<Transfer<'_>> {
         let slot = self.uploads.acquire().await.ok()?;
         Some(Transfer { shared: self, _slot: slot })
+    }
+
+    /// Waits (up to [`api::SLOT_WAIT`]) for an upload slot of `peer`, an upload slot, then a
+    /// transfer slot: a peer holds at most [`api::UPLOADS_PER_PEER`] uploads, and uploads
+    /// at most [`api::CONCURRENT_UPLOADS`] of the transfer slots.
+    pub async fn upload(&self, peer: Option<std::net::IpAddr>) -> Result<Upload<'_>, NoSlot> {
+        let wait = async {
+            let peer_slot = match peer {
+                Some(peer) => {
+                    let slots = {
+                        let mut map = self.peer_writes.lock().unwrap_or_else(|p| p.into_inner());
+                        map.entry(peer)
+                            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(api::UPLOADS_PER_PEER)))
+                            .clone()
+                    };
+                    // The slot exists while it waits, so that a wait given up still tidies the map.
+                    let mut slot = PeerSlot { shared: self, peer, slots, permit: None };
+                    slot.permit = Some(slot.slots.clone().acquire_owned().await.map_err(|_| NoSlot::ShuttingDown)?);
+                    Some(slot)
+                }
+                None => None,
+            };
+            let write = self.writes.acquire().await.map_err(|_| NoSlot::ShuttingDown)?;
+            let transfer = self.transfer().await.ok_or(NoSlot::ShuttingDown)?;
+            Ok(Upload { _transfer: transfer, _write: write, _peer: peer_slot })
+        };
+        tokio::time::timeout(api::SLOT_WAIT, wait).await.map_err(|_| NoSlot::Busy)?
     }
 
     /// Whether shards are being transferred, or were within the last `quiet`.
@@ -454,6 +521,8 @@ pub async fn run(
         receipt_key,
         store: Arc::new(store),
         uploads: tokio::sync::Semaphore::new(api::CONCURRENT_TRANSFERS),
+        writes: tokio::sync::Semaphore::new(api::CONCURRENT_UPLOADS),
+        peer_writes: Default::default(),
         request_times: Default::default(),
         refusals: Default::default(),
         started: std::time::Instant::now(),

@@ -2,6 +2,7 @@
 //! configurations that trust only that CA ([`tls::client_config`]), HTTP clients built on them
 //! ([`http_client`]) and the server loop coordinator and hosts share ([`serve::serve`]).
 
+pub mod limits;
 pub mod serve;
 pub mod tls;
 pub mod token;

@@ -11,10 +11,14 @@
 //! it for the name being dialled: first contact is authenticated, not trust-on-first-use, and
 //! nothing but the fingerprint has to be stored.
 //!
-//! The coordinator's certificate names only [`COORDINATOR_NAME`], and hosts can never obtain a
-//! certificate for it: a connection to the coordinator is verified against that name, whatever
-//! address was dialled, so a host of the grid cannot pass itself off as the coordinator. Hosts
-//! are verified against the address they are dialled at.
+//! The coordinator's certificate names only [`COORDINATOR_NAME`] and carries, next to the
+//! usual server-authentication purpose, an extended key usage of its own
+//! ([`COORDINATOR_USAGE`]) that the CA puts in no other certificate. A client talking to the
+//! coordinator requires both, whatever address it dialled: a host's certificate — any host
+//! certificate this CA ever signed, including ones issued before names were restricted — lacks
+//! the usage and is refused. Hosts are certified only for an IP address or a plain DNS name
+//! outside `scatter.internal` ([`check_host_name`]), and are verified against the address
+//! they are dialled at.
 
 use std::fmt;
 use std::path::Path;
@@ -34,6 +38,19 @@ use sha2::{Digest, Sha256};
 
 /// The name in the coordinator's certificate, and only in its certificate.
 pub const COORDINATOR_NAME: &str = "coordinator.scatter.internal";
+
+/// The extended key usage (OID 2.25.1548214034, a private arc) that marks the
+/// coordinator's certificate: [`Authority::issue`] never puts it in a host's.
+pub const COORDINATOR_USAGE: &[u64] = &[2, 25, 1_548_214_034];
+
+/// [`COORDINATOR_USAGE`] in DER (the OID's contents octets).
+const COORDINATOR_USAGE_DER: &[u8] = &[0x69, 0x85, 0xe2, 0x9f, 0xbe, 0x12];
+
+/// The id-kp-serverAuth purpose (1.3.6.1.5.5.7.3.1) in DER.
+const SERVER_AUTH_DER: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
+
+/// The domain under which no host may be certified.
+const RESERVED_DOMAIN: &str = "scatter.internal";
 
 /// Which kind of server a client connects to; it decides the name the certificate must carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,8 +83,11 @@ pub enum TlsError {
     #[error("the public key is not an uncompressed ECDSA P-256 point (65 bytes, starting with 4)")]
     BadPublicKey,
     /// A name is neither an IP address nor a DNS name.
-    #[error("`{0}` cannot be put in a certificate (expected an IP address or a DNS name)")]
+    #[error("`{0}` cannot be put in a certificate (expected an IP address or a DNS name of letters, digits, hyphens and dots, without wildcards)")]
     BadName(String),
+    /// A host asked for a name under `scatter.internal`, which only the coordinator may have.
+    #[error("`{0}` cannot be put in a host's certificate: names under scatter.internal are the coordinator's; give the host an IP address or another DNS name")]
+    Reserved(String),
     /// rcgen or rustls refused (should not happen with the parameters used here).
     #[error("TLS setup failed: {0}")]
     Setup(String),
@@ -173,36 +193,76 @@ impl Authority {
     }
 
     /// Signs a host's server certificate for `names` over a P-256 public key in raw (SEC1
-    /// uncompressed) form. The coordinator's name is refused.
+    /// uncompressed) form. Every name must pass [`check_host_name`]; the certificate never
+    /// carries [`COORDINATOR_USAGE`].
     pub fn issue(&self, names: &[String], public_key: &[u8]) -> Result<CertificateDer<'static>, TlsError> {
-        if let Some(n) = names.iter().find(|n| n.trim_end_matches('.').eq_ignore_ascii_case(COORDINATOR_NAME)) {
-            return Err(TlsError::BadName(n.clone()));
+        let names = names.iter().map(|n| check_host_name(n)).collect::<Result<Vec<_>, _>>()?;
+        if names.is_empty() {
+            return Err(TlsError::BadName(String::new()));
         }
-        self.sign(names, public_key)
+        self.sign(&names, public_key, false)
     }
 
-    fn sign(&self, names: &[String], public_key: &[u8]) -> Result<CertificateDer<'static>, TlsError> {
+    fn sign(
+        &self,
+        names: &[String],
+        public_key: &[u8],
+        coordinator: bool,
+    ) -> Result<CertificateDer<'static>, TlsError> {
         if public_key.len() != 65 || public_key[0] != 4 {
             return Err(TlsError::BadPublicKey);
         }
         let key = RawP256(public_key.to_vec());
-        Ok(leaf_params(names)?.signed_by(&key, &self.issuer).map_err(setup)?.der().clone())
+        Ok(leaf_params(names, coordinator)?.signed_by(&key, &self.issuer).map_err(setup)?.der().clone())
     }
 
     /// A server configuration for the coordinator itself: a fresh key and a leaf for
-    /// [`COORDINATOR_NAME`].
+    /// [`COORDINATOR_NAME`] with [`COORDINATOR_USAGE`].
     pub fn coordinator_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         let key = LeafKey::generate()?;
-        let leaf = self.sign(&[COORDINATOR_NAME.to_owned()], key.public_key())?;
+        let leaf = self.sign(&[COORDINATOR_NAME.to_owned()], key.public_key(), true)?;
         key.server_config(leaf, self.cert.clone())
     }
 }
 
-fn leaf_params(names: &[String]) -> Result<CertificateParams, TlsError> {
+/// Checks a name a host asks to be certified for, and returns it in canonical form (lower
+/// case): an IP address, or a DNS name of letters, digits and hyphens in dot-separated labels
+/// (no wildcard, no empty label, no trailing dot), not `scatter.internal` or under it.
+pub fn check_host_name(name: &str) -> Result<String, TlsError> {
+    let bare = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')).unwrap_or(name);
+    if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+        return Ok(ip.to_string());
+    }
+    let bad = || TlsError::BadName(name.chars().take(255).collect());
+    let lower = name.to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    if lower.is_empty() || lower.len() > 253 || !lower.split('.').all(label_ok) {
+        return Err(bad());
+    }
+    // All-numeric names are IP addresses in some parsers and DNS names in others.
+    if lower.rsplit('.').next().is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit())) {
+        return Err(bad());
+    }
+    if lower == RESERVED_DOMAIN || lower.ends_with(&format!(".{RESERVED_DOMAIN}")) {
+        return Err(TlsError::Reserved(lower));
+    }
+    Ok(lower)
+}
+
+fn leaf_params(names: &[String], coordinator: bool) -> Result<CertificateParams, TlsError> {
     let mut params = CertificateParams::new(names.to_vec()).map_err(|_| TlsError::BadName(names.join(", ")))?;
     params.distinguished_name = DistinguishedName::new();
     params.distinguished_name.push(DnType::CommonName, names.first().cloned().unwrap_or_default());
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    if coordinator {
+        params.extended_key_usages.push(ExtendedKeyUsagePurpose::Other(COORDINATOR_USAGE.to_vec()));
+    }
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.use_authority_key_identifier_extension = true;
     let now = time::OffsetDateTime::now_utc();
@@ -300,17 +360,22 @@ pub fn client_config(fingerprint: Fingerprint, peer: Peer) -> rustls::ClientConf
 
 /// Verifies servers against the CA whose fingerprint is pinned. The CA certificate itself comes
 /// from the server's chain the first time and is kept for later handshakes; the usual WebPKI
-/// checks (signature, validity, name, key usage) are then done with it as the only root.
+/// checks (signature, validity, name, key usage) are then done with it as the only root. For
+/// the coordinator, the leaf must also carry [`COORDINATOR_USAGE`].
 #[derive(Debug)]
 struct PinnedCa {
     fingerprint: Fingerprint,
-    /// The name to verify instead of the dialled one (the coordinator's).
+    /// The name to verify instead of the dialled one (the coordinator's); set for the
+    /// coordinator only.
     name: Option<ServerName<'static>>,
-    inner: OnceLock<Arc<WebPkiServerVerifier>>,
+    inner: OnceLock<(Arc<WebPkiServerVerifier>, CertificateDer<'static>)>,
 }
 
 impl PinnedCa {
-    fn verifier(&self, presented: &[CertificateDer<'_>]) -> Result<Arc<WebPkiServerVerifier>, rustls::Error> {
+    fn verifier(
+        &self,
+        presented: &[CertificateDer<'_>],
+    ) -> Result<(Arc<WebPkiServerVerifier>, CertificateDer<'static>), rustls::Error> {
         if let Some(v) = self.inner.get() {
             return Ok(v.clone());
         }
@@ -325,8 +390,59 @@ impl PinnedCa {
         let v = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
             .build()
             .map_err(|e| rustls::Error::General(e.to_string()))?;
-        Ok(self.inner.get_or_init(|| v).clone())
+        Ok(self.inner.get_or_init(|| (v, ca.clone().into_owned())).clone())
     }
+}
+
+/// Accepts a certificate only when its extended key usages include both server
+/// authentication and [`COORDINATOR_USAGE`].
+struct CoordinatorUsage;
+
+impl webpki::ExtendedKeyUsageValidator for CoordinatorUsage {
+    fn validate(&self, iter: webpki::KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
+        // Compared as encoded: webpki's own decoding of OID arcs is wrong for arcs of more
+        // than one byte.
+        let (mut server, mut coordinator) = (false, false);
+        for id in iter {
+            let id = id?;
+            server |= id == webpki::KeyPurposeId::new(SERVER_AUTH_DER);
+            coordinator |= id == webpki::KeyPurposeId::new(COORDINATOR_USAGE_DER);
+        }
+        if server && coordinator {
+            Ok(())
+        } else {
+            Err(webpki::Error::RequiredEkuNotFoundContext(webpki::RequiredEkuNotFoundContext {
+                required: webpki::KeyUsage::required(COORDINATOR_USAGE_DER),
+                present: Vec::new(),
+            }))
+        }
+    }
+}
+
+/// Checks that `leaf`, signed by `ca`, is the coordinator's certificate and not a host's.
+fn require_coordinator_usage(
+    leaf: &CertificateDer<'_>,
+    ca: &CertificateDer<'_>,
+    now: UnixTime,
+) -> Result<(), rustls::Error> {
+    let refused = |e: webpki::Error| {
+        rustls::Error::General(format!(
+            "the server's certificate is not the coordinator's (it may be a host's: {e:?}); check the coordinator URL"
+        ))
+    };
+    let anchor = webpki::anchor_from_trusted_cert(ca).map_err(refused)?;
+    let leaf = webpki::EndEntityCert::try_from(leaf).map_err(refused)?;
+    leaf.verify_for_usage(
+        provider().signature_verification_algorithms.all,
+        &[anchor],
+        &[],
+        now,
+        CoordinatorUsage,
+        None,
+        None,
+    )
+    .map(|_| ())
+    .map_err(refused)
 }
 
 impl ServerCertVerifier for PinnedCa {
@@ -340,8 +456,18 @@ impl ServerCertVerifier for PinnedCa {
     ) -> Result<ServerCertVerified, rustls::Error> {
         // The leaf is signed by the CA directly: intermediates are not passed on, so a chain
         // through some other certificate the server sends cannot be built.
-        let name = self.name.as_ref().unwrap_or(server_name);
-        self.verifier(intermediates)?.verify_server_cert(end_entity, &[], name, ocsp_response, now)
+        let (verifier, ca) = self.verifier(intermediates)?;
+        let verified = verifier.verify_server_cert(
+            end_entity,
+            &[],
+            self.name.as_ref().unwrap_or(server_name),
+            ocsp_response,
+            now,
+        )?;
+        if self.name.is_some() {
+            require_coordinator_usage(end_entity, &ca, now)?;
+        }
+        Ok(verified)
     }
 
     fn verify_tls12_signature(
@@ -379,4 +505,60 @@ pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     f.write_all(contents)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The contents octets of an OID.
+    fn der(arcs: &[u64]) -> Vec<u8> {
+        let mut out = vec![(arcs[0] * 40 + arcs[1]) as u8];
+        for &a in &arcs[2..] {
+            let mut groups = vec![(a & 0x7f) as u8];
+            let mut rest = a >> 7;
+            while rest > 0 {
+                groups.push(0x80 | (rest & 0x7f) as u8);
+                rest >>= 7;
+            }
+            out.extend(groups.iter().rev());
+        }
+        out
+    }
+
+    #[test]
+    fn the_usage_oids_are_encoded_right() {
+        assert_eq!(der(COORDINATOR_USAGE), COORDINATOR_USAGE_DER);
+        assert_eq!(der(&[1, 3, 6, 1, 5, 5, 7, 3, 1]), SERVER_AUTH_DER);
+    }
+
+    #[test]
+    fn host_names_are_plain_and_outside_the_coordinators_domain() {
+        for ok in ["203.0.113.7", "[2001:db8::1]", "2001:db8::1", "host-1.example.org", "Storage.Example"] {
+            assert!(check_host_name(ok).is_ok(), "{ok}");
+        }
+        assert_eq!(check_host_name("Storage.Example").ok().as_deref(), Some("storage.example"));
+        for bad in [
+            "",
+            "*.scatter.internal",
+            "*.example.org",
+            "a.*.org",
+            "host.example.",
+            ".example",
+            "a..b",
+            "-a.example",
+            "a-.example",
+            "under_score.example",
+            "hôte.example",
+            "1.2.3",
+            &"a".repeat(64),
+        ] {
+            assert!(matches!(check_host_name(bad), Err(TlsError::BadName(_))), "{bad}");
+        }
+        for reserved in
+            ["scatter.internal", "coordinator.scatter.internal", "COORDINATOR.Scatter.Internal", "x.y.scatter.internal"]
+        {
+            assert!(matches!(check_host_name(reserved), Err(TlsError::Reserved(_))), "{reserved}");
+        }
+    }
 }

@@ -51,8 +51,21 @@ async fn pinned_client_accepts_its_grid_and_refuses_others() {
     assert_eq!(get(a.fingerprint(), &host).await.expect("host"), "ok");
     // A host cannot pass itself off as the coordinator, nor obtain a certificate that would.
     get_as(a.fingerprint(), Peer::Coordinator, &host).await.expect_err("host posing as coordinator");
-    for name in [COORDINATOR_NAME.to_owned(), format!("{COORDINATOR_NAME}."), COORDINATOR_NAME.to_uppercase()] {
-        assert!(a.issue(&[name], LeafKey::generate().expect("key").public_key()).is_err());
+    for name in [
+        COORDINATOR_NAME.to_owned(),
+        format!("{COORDINATOR_NAME}."),
+        COORDINATOR_NAME.to_uppercase(),
+        "*.scatter.internal".into(),
+        "*.internal".into(),
+        "*".into(),
+        "other.scatter.internal".into(),
+        "scatter.internal".into(),
+    ] {
+        assert!(
+            a.issue(std::slice::from_ref(&name), LeafKey::generate().expect("key").public_key()).is_err(),
+            "{name}"
+        );
+        assert!(a.issue(&["10.0.0.1".into(), name.clone()], LeafKey::generate().expect("key").public_key()).is_err());
     }
 
     // Another grid's server is refused.
@@ -75,6 +88,52 @@ async fn pinned_client_accepts_its_grid_and_refuses_others() {
     // Plain HTTP is refused by a pinned client.
     let plain = coord.replace("https://", "http://");
     get_as(a.fingerprint(), Peer::Coordinator, &plain).await.expect_err("plain http");
+}
+
+/// The CA of `dir` as rcgen sees it, to sign what [`Authority::issue`] would refuse: the
+/// certificates a host may hold from before names were restricted.
+fn raw_issuer(dir: &std::path::Path) -> rcgen::Issuer<'static, rcgen::KeyPair> {
+    let key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(dir.join("ca.key")).expect("key")).expect("key");
+    let mut params = rcgen::CertificateParams::default();
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::OrganizationName, "Scatter grid");
+    dn.push(rcgen::DnType::CommonName, "Scatter grid CA");
+    params.distinguished_name = dn;
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    rcgen::Issuer::new(params, key)
+}
+
+#[tokio::test]
+async fn no_certificate_signed_for_a_host_passes_for_the_coordinator() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ca = Authority::load_or_create(dir.path()).expect("ca");
+    let issuer = raw_issuer(dir.path());
+    // Host certificates as an older coordinator signed them: server authentication only, for
+    // names under scatter.internal (a wildcard, or the coordinator's own name in another case).
+    for name in ["*.scatter.internal", COORDINATOR_NAME, "Coordinator.Scatter.Internal"] {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).expect("params");
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        let leaf = params.signed_by(&key, &issuer).expect("sign").der().clone();
+        let config = {
+            let der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+            let mut c = rustls::ServerConfig::builder_with_provider(scatter_net::tls::provider())
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .expect("tls 1.3")
+                .with_no_client_auth()
+                .with_single_cert(vec![leaf, ca.cert().clone()], der)
+                .expect("config");
+            c.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Arc::new(c)
+        };
+        let (url, _stop) = server(config).await;
+        let err = get_as(ca.fingerprint(), Peer::Coordinator, &url).await.expect_err(name);
+        assert!(err.contains("not the coordinator's"), "{name}: {err}");
+    }
+    // The coordinator's own certificate passes.
+    let (url, _stop) = server(ca.coordinator_config().expect("config")).await;
+    assert_eq!(get_as(ca.fingerprint(), Peer::Coordinator, &url).await.expect("coordinator"), "ok");
 }
 
 #[test]

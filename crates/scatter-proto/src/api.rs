@@ -100,6 +100,7 @@ pub struct HeartbeatRequest {
     pub refused_grants: u64,
     /// What the first of them were (at most [`MAX_REFUSALS`]), for the audit trail.
     #[serde(default)]
+    #[serde(deserialize_with = "crate::bounded::refusals")]
     pub refusals: Vec<String>,
     /// The public half (Ed25519, hex) of the host's receipt key: registered by the first
     /// heartbeat that carries it if the host joined before receipts existed.
@@ -110,6 +111,21 @@ pub struct HeartbeatRequest {
 /// How many refusals a heartbeat describes; the rest are only counted.
 pub const MAX_REFUSALS: usize = 16;
 
+/// The most shards a host's inventory lists (a 64 MiB request body holds about 800 000).
+pub const MAX_INVENTORY: usize = 1_000_000;
+
+/// The most ids one lookup, locate, snapshot reference or forget request lists.
+pub const MAX_IDS: usize = 100_000;
+
+/// The most shards a pack has (indices are bytes).
+pub const MAX_SHARDS: usize = 256;
+
+/// The most hosts one request names.
+pub const MAX_HOSTS: usize = 100_000;
+
+/// The most chunks an object or a pack lists (a 64 MiB request body holds about 950 000).
+pub const MAX_LIST: usize = 1_000_000;
+
 /// A host's shard inventory, sent every few heartbeats for reconciliation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InventoryRequest {
@@ -118,6 +134,7 @@ pub struct InventoryRequest {
     /// Its secret from the join.
     pub host_secret: String,
     /// Every intact shard it holds, with its age in seconds.
+    #[serde(deserialize_with = "crate::bounded::inventory")]
     pub shards: Vec<(ShardId, u64)>,
 }
 
@@ -257,6 +274,7 @@ pub struct StatusResponse {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LookupChunksRequest {
     /// Chunk ids.
+    #[serde(deserialize_with = "crate::bounded::ids")]
     pub ids: Vec<ChunkId>,
     /// The caller's open write session, if the hits are about to be referenced: they are
     /// recorded as its references, so a prune keeps them while it runs. Older clients omit it.
@@ -303,6 +321,7 @@ pub struct SnapshotRefsRequest {
     /// The backup's session.
     pub session: u64,
     /// Chunk ids (file content and trees).
+    #[serde(deserialize_with = "crate::bounded::ids")]
     pub chunks: Vec<ChunkId>,
 }
 
@@ -361,6 +380,7 @@ pub struct SnapshotsResponse {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ForgetRequest {
     /// Full snapshot ids.
+    #[serde(deserialize_with = "crate::bounded::ids")]
     pub ids: Vec<String>,
 }
 
@@ -410,9 +430,11 @@ pub struct PlaceRequest {
     /// Bytes per shard.
     pub shard_size: u64,
     /// The shards to place, by index, with their ids.
+    #[serde(deserialize_with = "crate::bounded::shards")]
     pub shards: Vec<ShardToPlace>,
     /// Hosts that must not be chosen (already used for this pack, or failing).
     #[serde(default)]
+    #[serde(deserialize_with = "crate::bounded::hosts")]
     pub exclude: Vec<HostId>,
 }
 
@@ -461,8 +483,10 @@ pub struct CommitPackRequest {
     /// Bytes per shard.
     pub shard_size: u64,
     /// Where every shard is stored.
+    #[serde(deserialize_with = "crate::bounded::shards")]
     pub shards: Vec<StoredShard>,
     /// Where each chunk lies in the pack.
+    #[serde(deserialize_with = "crate::bounded::list")]
     pub chunks: Vec<ChunkEntry>,
     /// A repack: chunks already stored move here (their old packs are released once empty)
     /// instead of keeping their first location; chunks no longer stored are not revived.
@@ -507,6 +531,7 @@ pub struct CommitObjectRequest {
     pub manifest: String,
     /// Every chunk the object references, so the coordinator can count references without
     /// reading the manifest.
+    #[serde(deserialize_with = "crate::bounded::list")]
     pub chunks: Vec<ChunkId>,
 }
 
@@ -562,6 +587,7 @@ pub struct RemoveResponse {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LocateRequest {
     /// Chunk ids.
+    #[serde(deserialize_with = "crate::bounded::ids")]
     pub chunks: Vec<ChunkId>,
 }
 

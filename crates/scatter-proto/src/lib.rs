@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod auth;
+mod bounded;
 pub mod grant;
 pub mod metrics;
 pub mod receipt;

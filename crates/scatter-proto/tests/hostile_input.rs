@@ -4,7 +4,7 @@
 use ed25519_dalek::SigningKey;
 use proptest::prelude::*;
 use scatter_core::{HostId, ShardId, UserId};
-use scatter_proto::auth::Credential;
+use scatter_proto::auth::{Credential, Request};
 use scatter_proto::{Grant, Op, Receipt, SignedGrant, SignedReceipt};
 
 fn key() -> SigningKey {
@@ -45,19 +45,59 @@ proptest! {
     }
 
     #[test]
-    fn random_credentials_are_refused(text in ".{0,200}") {
-        prop_assert!(Credential::verify(&text, &key().verifying_key(), &[0; 32], 1_000).is_err());
+    fn random_credentials_are_refused(text in ".{0,300}") {
+        prop_assert!(Credential::verify(&text, &key().verifying_key(), &[0; 32], REQ, 1_000).is_err());
     }
 
     #[test]
-    fn mutated_credentials_are_refused(
-        text in mutate(Credential { user: UserId(4), expires: 1_100 }.sign(&key(), &[0; 32]))
-    ) {
-        let valid = Credential { user: UserId(4), expires: 1_100 }.sign(&key(), &[0; 32]);
+    fn mutated_credentials_are_refused(text in mutate(valid_credential())) {
         // Whitespace around a credential is not part of it (header values are trimmed), so a
         // mutation that only adds some is the same credential.
-        prop_assume!(text.trim() != valid);
-        prop_assert!(Credential::verify(&text, &key().verifying_key(), &[0; 32], 1_000).is_err());
+        prop_assume!(text.trim() != valid_credential());
+        prop_assert!(Credential::verify(&text, &key().verifying_key(), &[0; 32], REQ, 1_000).is_err());
+    }
+
+    #[test]
+    fn credentials_verify_for_their_own_request_and_body_only(
+        method in "[A-Z]{0,8}",
+        target in "/[ -~]{0,80}",
+        body in proptest::collection::vec(any::<u8>(), 0..200),
+    ) {
+        let c = Credential::peek(&valid_credential()).expect("decodes");
+        prop_assert_eq!(c, fixed());
+        let vk = key().verifying_key();
+        let text = valid_credential();
+        let same = method == REQ.method && target == REQ.target;
+        let verified = Credential::verify(&text, &vk, &[0; 32], Request { method: &method, target: &target }, 1_000);
+        prop_assert_eq!(verified.is_ok(), same);
+        prop_assert_eq!(c.check_body(&body).is_ok(), body == BODY);
+    }
+}
+
+const REQ: Request<'static> = Request { method: "POST", target: "/v1/snapshots/refs" };
+const BODY: &[u8] = b"{\"session\":1,\"chunks\":[]}";
+
+/// One fixed credential, made for [`REQ`] with [`BODY`].
+fn fixed() -> Credential {
+    Credential { user: UserId(4), expires: 1_100, nonce: [7; 16], body_hash: *blake3::hash(BODY).as_bytes() }
+}
+
+fn valid_credential() -> String {
+    fixed().sign(&key(), &[0; 32], REQ).expect("sign")
+}
+
+proptest! {
+    #[test]
+    fn request_lists_longer_than_their_bound_are_refused(extra in 1usize..50) {
+        let heartbeat = |n: usize| {
+            let refusals = vec!["\"refused\""; n].join(",");
+            format!(
+                r#"{{"host_id":1,"host_secret":"s","address":"https://a","capacity":1,"used":0,"free":0,"refused_grants":0,"refusals":[{refusals}]}}"#
+            )
+        };
+        let max = scatter_proto::api::MAX_REFUSALS;
+        prop_assert!(serde_json::from_str::<scatter_proto::api::HeartbeatRequest>(&heartbeat(max)).is_ok());
+        prop_assert!(serde_json::from_str::<scatter_proto::api::HeartbeatRequest>(&heartbeat(max + extra)).is_err());
     }
 
     #[test]

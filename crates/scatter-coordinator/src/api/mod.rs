@@ -25,6 +25,7 @@ use crate::{now, secret_hash, Shared};
 
 mod admin;
 mod backup;
+pub(crate) mod guard;
 
 type S = State<Arc<Shared>>;
 type ApiResult<T> = Result<Json<T>, ApiError>;
@@ -39,8 +40,9 @@ const RESERVATION_TTL: Duration = Duration::from_secs(600);
 const MAX_RESERVED_SHARDS: usize = 256;
 /// Most bytes one account may have placed and not yet committed.
 const MAX_RESERVED_BYTES: u64 = 1 << 30;
-/// Largest request body (an object commit lists every chunk of a file).
-const MAX_BODY: usize = 64 << 20;
+/// Largest request body (an object commit lists every chunk of a file); each route has its
+/// own, smaller or equal, limit in [`guard::route`].
+const MAX_BODY: usize = guard::LARGE;
 /// Largest number of ids in one lookup or locate.
 const MAX_IDS: usize = 100_000;
 
@@ -130,7 +132,9 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/admin/users/remove", post(admin::remove_user))
         .route("/v1/admin/events", get(admin::events))
         .route("/metrics", get(crate::metrics::metrics))
+        // The gate has read the body already, within the route's limit (guard::route).
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), guard::guard))
         .layer(axum::middleware::from_fn_with_state(shared.clone(), timed))
         .with_state(shared)
 }
@@ -181,35 +185,16 @@ pub(crate) async fn db<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
-/// The user a request's signed credential names, once the signature, grid and expiry check.
+/// The user whose credential the request gate verified (signature for this request, grid,
+/// expiry, first use, body), once the account is found enabled.
 pub(crate) async fn user(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<UserRow, ApiError> {
-    use scatter_proto::auth::Credential;
-    let text = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Scatter "))
-        .ok_or_else(|| ApiError::Unauthorized("this request needs your credentials; run `scatter init` first".into()))?
-        .to_owned();
-    let claimed = Credential::peek(&text).map_err(|e| ApiError::Unauthorized(e.to_string()))?;
-    let found = db(shared, move |s| s.user_with_key(claimed.user)).await?;
-    let verified = found.ok_or(None).and_then(|(u, key)| {
-        let key = <[u8; 32]>::try_from(key.as_slice())
-            .ok()
-            .and_then(|k| ed25519_dalek::VerifyingKey::from_bytes(&k).ok())
-            .ok_or(None)?;
-        Credential::verify(&text, &key, &shared.grid_id(), now()).map(|_| u).map_err(Some)
-    });
-    let u = match verified {
-        Ok(u) => u,
-        Err(why) => {
-            let reason = why.as_ref().map(|e| e.to_string()).unwrap_or_else(|| "unknown user or device key".into());
-            event(shared, claimed.user.to_string(), "auth.refused", reason).await;
-            return Err(ApiError::Unauthorized(match why {
-                Some(e) => e.to_string(),
-                None => "this device is not registered with this coordinator; run `scatter init` again".into(),
-            }));
-        }
-    };
+    let id =
+        headers.get(guard::VERIFIED).and_then(|v| v.to_str().ok()).and_then(|v| guard::open(shared, v)).ok_or_else(
+            || ApiError::Unauthorized("this request needs your credentials; run `scatter init` first".into()),
+        )?;
+    let u = db(shared, move |s| s.user_with_key(id)).await?.map(|(u, _)| u).ok_or_else(|| {
+        ApiError::Unauthorized("this device is not registered with this coordinator; run `scatter init` again".into())
+    })?;
     if u.disabled {
         event(shared, u.me.to_string(), "auth.refused", "account disabled".into()).await;
         return Err(ApiError::Forbidden("this account is disabled; ask the grid's admin".into()));

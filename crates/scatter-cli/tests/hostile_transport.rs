@@ -1,0 +1,418 @@
+//! Hostile transport (issue 13, attacks 5 and 7), with real processes and real TLS on
+//! 127.0.0.1: a host cannot get a certificate that passes for the coordinator, a captured
+//! credential is good for one request only, unauthenticated floods do not exhaust the
+//! coordinator's memory, and uploads trickling in do not starve a host's readers.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{grid, grid_with, shard_files, Env, EXE};
+use ed25519_dalek::SigningKey;
+use scatter_core::{HostId, ShardId};
+use scatter_proto::api::{HostCertRequest, InviteRequest, JoinRequest, JoinResponse, GRANT_HEADER};
+use scatter_proto::{Grant, Op};
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs()
+}
+
+fn fingerprint(env: &Env) -> scatter_net::Fingerprint {
+    env.grid.profile().fingerprint().expect("profile").expect("a TLS grid")
+}
+
+fn client(env: &Env, peer: scatter_net::Peer) -> reqwest::Client {
+    scatter_net::http_client(Some(fingerprint(env)), peer).timeout(Duration::from_secs(120)).build().expect("client")
+}
+
+/// A grid with no hosts: enough for everything that only talks to the coordinator.
+async fn coordinator_only() -> Env {
+    grid_with(0, scatter_cli::grid::GridOptions { passphrase: "test passphrase".into(), ..Default::default() }).await
+}
+
+/// Serves every request with `answer`, over TLS with `config`, on a free port; returns the URL
+/// and the requests seen (method, path with query, authorization header, body).
+type Seen = Arc<Mutex<Vec<(String, String, Option<String>, Vec<u8>)>>>;
+
+async fn fake_server(config: Arc<rustls::ServerConfig>) -> (String, Seen, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("https://{}", listener.local_addr().expect("addr"));
+    let seen: Seen = Default::default();
+    let log = seen.clone();
+    let router = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let log = log.clone();
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+            let auth = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let target = parts.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
+            log.lock().expect("lock").push((parts.method.to_string(), target, auth, body.to_vec()));
+            (axum::http::StatusCode::SERVICE_UNAVAILABLE, "{\"code\":\"busy\",\"error\":\"try later\"}")
+        }
+    });
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(scatter_net::serve::serve(listener, router, Some(config), async move {
+        let _ = rx.await;
+    }));
+    (url, seen, tx)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_host_certificate_passes_for_the_coordinator() {
+    let env = coordinator_only().await;
+    let base = env.grid.url().to_owned();
+    let http = client(&env, scatter_net::Peer::Coordinator);
+    let join_token = std::fs::read_to_string(env.grid.coordinator_dir().join("join-token")).expect("token");
+    let ca_pem = std::fs::read_to_string(env.grid.coordinator_dir().join("ca.crt")).expect("ca");
+    let ca = scatter_net::tls::parse_pem_cert(&ca_pem).expect("ca cert");
+
+    let (mut certified, mut posed) = (Vec::new(), Vec::new());
+    let hostile = [
+        "https://*.scatter.internal:7100",
+        "https://*.internal:7100",
+        "https://coordinator.scatter.internal.:7100",
+        "https://Coordinator.Scatter.Internal:7100",
+        "https://x.scatter.internal:7100",
+        "https://scatter.internal:7100",
+        "https://127.0.0.1:7100",
+    ];
+    for address in hostile {
+        // A host joins with the hostile address (or is refused already)...
+        let join = JoinRequest {
+            join_token: join_token.trim().to_owned(),
+            address: address.into(),
+            zone: "z".into(),
+            capacity: scatter_core::ByteSize(1 << 30),
+            receipt_key: None,
+        };
+        let resp = http.post(format!("{base}/v1/hosts/join")).json(&join).send().await.expect("join");
+        if !resp.status().is_success() {
+            continue;
+        }
+        let joined: JoinResponse = resp.json().await.expect("join answer");
+        // ...and asks for a certificate for it.
+        let key = scatter_net::tls::LeafKey::generate().expect("key");
+        let req = HostCertRequest {
+            host_id: joined.host_id,
+            host_secret: joined.host_secret,
+            address: address.into(),
+            public_key: hex::encode(key.public_key()),
+        };
+        let resp = http.post(format!("{base}/v1/hosts/cert")).json(&req).send().await.expect("cert");
+        if !resp.status().is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            assert!(!address.contains("127.0.0.1"), "a plain IP address was refused: {text}");
+            assert!(text.contains("cannot be put in a"), "{address}: {text}");
+            continue;
+        }
+        let cert: scatter_proto::api::HostCertResponse = resp.json().await.expect("cert answer");
+        let leaf = scatter_net::tls::parse_pem_cert(&cert.certificate).expect("leaf");
+        certified.push(address);
+        // Whatever it was certified for, the host serves with it and poses as the coordinator.
+        let (url, seen, _stop) = fake_server(key.server_config(leaf, ca.clone()).expect("config")).await;
+        let answered = http.get(format!("{url}/v1/status")).send().await;
+        if answered.is_ok() || !seen.lock().expect("lock").is_empty() {
+            posed.push(address);
+        }
+    }
+    // Only the plain IP address may be certified, and even that host is no coordinator.
+    assert_eq!(certified, vec!["https://127.0.0.1:7100"], "hosts were certified for these names");
+    assert!(posed.is_empty(), "hosts passed for the coordinator with certificates for {posed:?}");
+}
+
+/// Runs `scatter ARGS` with the profile in `config`, bounded in time.
+fn scatter_in(config: &std::path::Path, args: &[&str], passphrase: &str) -> std::process::Output {
+    let mut child = std::process::Command::new(EXE)
+        .args(args)
+        .env("SCATTER_CONFIG", config)
+        .env("SCATTER_PASSPHRASE", passphrase)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn scatter");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("scatter {args:?} did not finish within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_captured_credential_is_good_for_its_one_request_only() {
+    let env = coordinator_only().await;
+    let base = env.grid.url().to_owned();
+    // A credential captured in flight: a real client talks to an impostor that has a
+    // coordinator certificate (the test holds the CA key; an attacker would need some other
+    // way to see the traffic, such as a TLS-terminating proxy or the client's machine).
+    let authority = scatter_net::tls::Authority::load_or_create(&env.grid.coordinator_dir()).expect("ca");
+    let (fake, seen, _stop) = fake_server(authority.coordinator_config().expect("config")).await;
+    let copy = env.path("captured-client");
+    std::fs::create_dir_all(&copy).expect("dir");
+    for f in std::fs::read_dir(env.grid.client_dir()).expect("client dir").flatten() {
+        if f.path().is_file() {
+            std::fs::copy(f.path(), copy.join(f.file_name())).expect("copy");
+        }
+    }
+    let profile = std::fs::read_to_string(copy.join("profile.toml")).expect("profile");
+    std::fs::write(copy.join("profile.toml"), profile.replace(&base, &fake)).expect("profile");
+    // The same command twice: two credentials for the same request.
+    for _ in 0..2 {
+        let out = scatter_in(&copy, &["ls"], env.grid.passphrase());
+        assert!(!out.status.success(), "the impostor answered nothing useful");
+    }
+    let captured: Vec<_> = seen.lock().expect("lock").iter().filter(|r| r.2.is_some()).cloned().collect();
+    assert_eq!(captured.len(), 2, "captured {captured:?}");
+    let (method, target, _, body) = captured[0].clone();
+    assert_eq!((&captured[1].0, &captured[1].1, &captured[1].3), (&method, &target, &body));
+    let (first, second) = (captured[0].2.clone().expect("auth"), captured[1].2.clone().expect("auth"));
+
+    let http = client(&env, scatter_net::Peer::Coordinator);
+    let send = |auth: &str, method: &str, target: &str, body: Vec<u8>| {
+        http.request(method.parse().expect("method"), format!("{base}{target}"))
+            .header("authorization", auth)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let refused = |status: reqwest::StatusCode, text: &str, what: &str, needle: &str| {
+        assert_eq!(status.as_u16(), 401, "{what}: {status} {text}");
+        assert!(text.contains(needle), "{what}: {text}");
+    };
+    // Replayed for another purpose: an admin invite, another path, another query.
+    let invite =
+        InviteRequest { name: "mallory".into(), role: "admin".into(), quota: None, owner: None, trusted: false };
+    let invite = serde_json::to_vec(&invite).expect("json");
+    let other_query = if target.contains('?') { format!("{target}x") } else { format!("{target}?prefix=x") };
+    for (m, t, b) in [
+        ("POST", "/v1/admin/users", invite.clone()),
+        ("GET", "/v1/admin/users", Vec::new()),
+        ("GET", "/v1/status", Vec::new()),
+        (method.as_str(), other_query.as_str(), body.clone()),
+    ] {
+        let resp = send(&first, m, t, b).await.expect("request");
+        let status = resp.status();
+        refused(status, &resp.text().await.unwrap_or_default(), &format!("{m} {t}"), "not signed");
+    }
+    // The request it was made for goes through once (it is the user's own, delivered late),
+    // and never again.
+    let once = send(&first, &method, &target, body.clone()).await.expect("request");
+    assert!(once.status().is_success(), "the captured request itself: {}", once.status());
+    let again = send(&first, &method, &target, body.clone()).await.expect("request");
+    let status = again.status();
+    refused(status, &again.text().await.unwrap_or_default(), "the same request replayed", "already been used");
+    // With another body, the credential is refused, and spent: the attacker gets one try.
+    let tampered = send(&second, &method, &target, b"{\"tampered\":1}".to_vec()).await.expect("request");
+    let status = tampered.status();
+    refused(status, &tampered.text().await.unwrap_or_default(), "another body", "not the one its credential");
+    let after = send(&second, &method, &target, body.clone()).await.expect("request");
+    let status = after.status();
+    refused(status, &after.text().await.unwrap_or_default(), "after a tampered try", "already been used");
+
+    // No admin was invited along the way.
+    let users = env.ok(&["admin", "user", "ls"]);
+    assert!(!users.contains("mallory"), "{users}");
+
+    // A credential in the old format is refused with a sentence that says what to do.
+    let old = old_format_credential(&env);
+    let resp = http.get(format!("{base}/v1/status")).header("authorization", old).send().await.expect("request");
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    assert_eq!(status.as_u16(), 401, "an old-format credential: {status} {text}");
+    assert!(text.contains("older scatter client"), "{text}");
+
+    // Guessing is throttled: after a burst of failures the address gets 429, before any
+    // credential is checked.
+    let mut throttled = false;
+    for i in 0..80 {
+        let resp = http
+            .get(format!("{base}/v1/status"))
+            .header("authorization", format!("Scatter {}", "A".repeat(100 + i)))
+            .send()
+            .await
+            .expect("request");
+        if resp.status().as_u16() == 429 {
+            throttled = true;
+            break;
+        }
+    }
+    assert!(throttled, "80 failed authentications in a row were never throttled");
+}
+
+/// A credential as clients before version 2 made them: `SAU1 | user | expires | signature`.
+fn old_format_credential(env: &Env) -> String {
+    use base64::Engine;
+    let profile = env.grid.profile();
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(&profile.device_key, &mut seed).expect("device key");
+    let key = SigningKey::from_bytes(&seed);
+    let expires = now() + 120;
+    let mut signed = b"SAU1".to_vec();
+    signed.extend_from_slice(&fingerprint(env).0);
+    signed.extend_from_slice(&profile.user_id.0.to_be_bytes());
+    signed.extend_from_slice(&expires.to_be_bytes());
+    let sig = ed25519_dalek::Signer::sign(&key, &signed);
+    let mut raw = b"SAU1".to_vec();
+    raw.extend_from_slice(&profile.user_id.0.to_be_bytes());
+    raw.extend_from_slice(&expires.to_be_bytes());
+    raw.extend_from_slice(&sig.to_bytes());
+    format!("Scatter {}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw))
+}
+
+/// The peak resident memory of a process (VmHWM), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM");
+    let kib: u64 = line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("a number");
+    kib * 1024
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_unauthenticated_bodies_do_not_exhaust_the_coordinator() {
+    let env = coordinator_only().await;
+    let base = env.grid.url().to_owned();
+    let pid = env.grid.coordinator_pid().expect("coordinator runs");
+    let before = peak_rss(pid);
+    let http = client(&env, scatter_net::Peer::Coordinator);
+    let body = bytes::Bytes::from(vec![b' '; 64 << 20]);
+    let garbage = format!("Scatter {}", "A".repeat(176));
+    let targets: [(&str, Option<&str>); 6] = [
+        ("/v1/hosts/join", None),
+        ("/v1/users/register", None),
+        ("/v1/hosts/inventory", None),
+        ("/v1/hosts/heartbeat", None),
+        ("/v1/objects/commit", None),
+        ("/v1/snapshots/refs", Some(garbage.as_str())),
+    ];
+    let mut attackers = Vec::new();
+    for i in 0..16usize {
+        let (path, auth) = targets[i % targets.len()];
+        let (http, url, body, auth) = (http.clone(), format!("{base}{path}"), body.clone(), auth.map(str::to_owned));
+        attackers.push(tokio::spawn(async move {
+            for round in 0..2 {
+                let mut req = http.post(&url).header("content-type", "application/json");
+                if let Some(a) = &auth {
+                    req = req.header("authorization", a);
+                }
+                // Half declare their length, half stream it in chunks without one.
+                req = if (i + round) % 2 == 0 {
+                    req.body(body.clone())
+                } else {
+                    let parts: Vec<Result<bytes::Bytes, std::io::Error>> =
+                        (0..64).map(|k| Ok(body.slice(k << 20..(k + 1) << 20))).collect();
+                    req.body(reqwest::Body::wrap_stream(futures::stream::iter(parts)))
+                };
+                let _ = req.send().await;
+            }
+        }));
+    }
+    for a in attackers {
+        tokio::time::timeout(Duration::from_secs(240), a).await.expect("attackers finish").expect("task");
+    }
+    let peak = peak_rss(pid);
+    eprintln!("the coordinator's peak memory: {} MiB before the flood, {} MiB after", before >> 20, peak >> 20);
+    assert!(peak < 300 << 20, "the coordinator's peak memory went from {} MiB to {} MiB", before >> 20, peak >> 20);
+    // Unauthenticated requests are small: 64 KiB is already refused, unread.
+    let resp = http
+        .post(format!("{base}/v1/users/register"))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 64 << 10])
+        .send()
+        .await
+        .expect("request");
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    assert_eq!(status.as_u16(), 413, "{text}");
+    assert!(text.contains("larger than this request takes"), "{text}");
+    // And it still serves its users.
+    env.ok(&["ls"]);
+}
+
+/// The coordinator's grant-signing key, read from its data directory (what a forger lacks).
+fn coordinator_key(env: &Env) -> SigningKey {
+    let text = std::fs::read_to_string(env.grid.coordinator_dir().join("coordinator.key")).expect("key");
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut seed).expect("hex");
+    SigningKey::from_bytes(&seed)
+}
+
+fn host(env: &Env, i: usize) -> (HostId, String) {
+    let id: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.grid.host_dir(i).join("host.json")).expect("host.json"))
+            .expect("json");
+    let url = std::fs::read_to_string(env.grid.host_dir(i).join("url")).expect("url");
+    (HostId(id["host_id"].as_u64().expect("id")), url.trim().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trickling_uploads_do_not_starve_readers() {
+    let env = grid(6).await;
+    let file = env.write_random("victim", 300_000, 11);
+    env.put(&file, "victim");
+    let http = client(&env, scatter_net::Peer::Host);
+    let key = coordinator_key(&env);
+    let before: Vec<usize> = (0..6).map(|i| shard_files(&env.grid.host_dir(i)).len()).collect();
+
+    // Twelve uploads per host, each declaring 1 MiB and sending a byte every two seconds: more
+    // than every transfer slot a host has.
+    let mut tricklers = Vec::new();
+    for i in 0..6 {
+        let (h, url) = host(&env, i);
+        for n in 0..12u32 {
+            let shard = ShardId::of(format!("trickle {i} {n}").as_bytes());
+            let grant = Grant { host: h, shard, op: Op::Put, max_size: 1 << 20, expires: now() + 600 }.sign(&key).0;
+            let slow = futures::stream::unfold(0u32, |sent| async move {
+                if sent >= 1 << 20 {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                Some((Ok::<_, std::io::Error>(vec![0u8]), sent + 1))
+            });
+            let req = http
+                .put(format!("{url}/shards/{shard}"))
+                .header(GRANT_HEADER, grant)
+                .header("content-length", (1u32 << 20).to_string())
+                .body(reqwest::Body::wrap_stream(slow));
+            tricklers.push(tokio::spawn(async move { req.send().await.map(|r| r.status()) }));
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // A reader still gets its file, within a bound.
+    let started = Instant::now();
+    let out = env.path("victim.out");
+    let mut child = std::process::Command::new(EXE)
+        .args(["get", "victim", "--output", out.to_str().expect("utf-8")])
+        .env("SCATTER_CONFIG", env.grid.client_dir())
+        .env("SCATTER_PASSPHRASE", env.grid.passphrase())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let bound = Duration::from_secs(45);
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > bound {
+            let _ = child.kill();
+            panic!("`scatter get` did not finish within {bound:?} while uploads trickled in");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = child.wait_with_output().expect("output");
+    assert!(got.status.success(), "get failed: {}", String::from_utf8_lossy(&got.stderr));
+    assert!(std::fs::read(&out).expect("out") == std::fs::read(&file).expect("in"), "victim differs");
+
+    // The trickling uploads were cut off and refused, and stored nothing.
+    for t in tricklers {
+        let ended =
+            tokio::time::timeout(Duration::from_secs(60), t).await.expect("a trickling upload was never cut off");
+        if let Ok(status) = ended.expect("task") {
+            assert!(!status.is_success(), "a trickling upload was accepted: {status}");
+        }
+    }
+    let after: Vec<usize> = (0..6).map(|i| shard_files(&env.grid.host_dir(i)).len()).collect();
+    assert_eq!(before, after, "trickling uploads left shards behind");
+}

@@ -1,0 +1,325 @@
+//! The gate every request passes before its handler.
+//!
+//! In order, and before a byte of the body is read:
+//! 1. a peer that failed to authenticate too often lately gets 429 ([`Failures`]);
+//! 2. a route that needs a user's credential gets it checked from the headers alone: the
+//!    signature over grid, method, path with query and the body's hash, the expiry, and that
+//!    it was never accepted before ([`scatter_proto::auth`]);
+//! 3. the body is read up to the route's limit ([`route`]), out of a budget shared by every
+//!    request in flight, at a minimum rate after a grace period, and for an authenticated
+//!    request compared with the hash the credential was signed for.
+//!
+//! The handler then finds the verified user in [`VERIFIED`], a header this gate removes from
+//! every incoming request and sets only after the checks, sealed with a key that never leaves
+//! the process: a handler reached some other way sees no user.
+//! Every 401 answered, by this gate or by a handler (wrong host secret, join token or invite),
+//! counts as a failure of the peer.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use scatter_core::UserId;
+use scatter_net::limits::MinRate;
+use scatter_proto::auth::{AuthError, Credential, Request as Signed};
+
+use super::{db, event};
+use crate::error::ApiError;
+use crate::{now, Shared};
+
+/// The header carrying the verified user from this gate to the handler.
+pub(crate) const VERIFIED: &str = "scatter-verified-user";
+
+/// Bodies of requests that are a few fields (joins, heartbeats, sessions, admin calls).
+const SMALL: usize = 16 << 10;
+/// Bodies with a short list (a placement's shards and excluded hosts, a heartbeat's refusals).
+const MEDIUM: usize = 256 << 10;
+/// Bodies with long lists of ids (lookups, locates, snapshot references, forgets).
+const LISTS: usize = 16 << 20;
+/// The largest bodies (an object's every chunk, a pack's chunks, a host's inventory).
+pub(crate) const LARGE: usize = 64 << 20;
+
+/// Bytes of request bodies held at once, over every request: beyond it, large bodies wait.
+pub(crate) const BODY_BUDGET: usize = 128 << 20;
+/// Of those, bytes of bodies of unauthenticated requests (one host inventory at most): what
+/// anyone who can connect can make the coordinator hold.
+pub(crate) const OPEN_BODY_BUDGET: usize = LARGE;
+/// How long a request waits for room in the budget before it is told to retry.
+const BUDGET_WAIT: Duration = Duration::from_secs(30);
+/// A body must keep up this rate after [`BODY_GRACE`].
+const BODY_MIN_RATE: u64 = 64 << 10;
+/// Time a body gets before [`BODY_MIN_RATE`] applies.
+const BODY_GRACE: Duration = Duration::from_secs(10);
+
+/// Failed authentications a peer may have in [`FAILURE_WINDOW`] before it is refused.
+const MAX_FAILURES: u32 = 30;
+/// The window failures are counted in; a refused peer may try again once it ends.
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Peers whose failures are tracked at once; beyond that the oldest windows are dropped.
+const MAX_TRACKED: usize = 65_536;
+/// Live credentials remembered against replay (about 80 bytes each).
+pub(crate) const REPLAY_CAPACITY: usize = 1 << 18;
+
+/// The largest body a route takes, and whether it needs a user's credential.
+pub(crate) fn route(path: &str) -> (usize, bool) {
+    match path {
+        "/health" | "/metrics" => (0, false),
+        "/v1/hosts/join" | "/v1/hosts/cert" | "/v1/users/register" => (SMALL, false),
+        "/v1/hosts/heartbeat" => (MEDIUM, false),
+        // By shard count: MAX_INVENTORY entries of about 80 bytes.
+        "/v1/hosts/inventory" => (LARGE, false),
+        "/v1/objects/commit" | "/v1/packs/commit" => (LARGE, true),
+        "/v1/chunks/lookup" | "/v1/chunks/locate" | "/v1/snapshots/refs" | "/v1/snapshots/forget" => (LISTS, true),
+        // A sealed record of up to 1 MiB, in base64.
+        "/v1/snapshots/commit" => (2 << 20, true),
+        "/v1/packs/place" => (MEDIUM, true),
+        _ => (SMALL, true),
+    }
+}
+
+/// Recent authentication failures per peer.
+#[derive(Default)]
+pub(crate) struct Failures(Mutex<HashMap<IpAddr, (u32, Instant)>>);
+
+impl Failures {
+    /// Whether `peer` failed too often in its current window.
+    fn blocked(&self, peer: IpAddr) -> bool {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&peer).is_some_and(|(n, since)| *n >= MAX_FAILURES && since.elapsed() < FAILURE_WINDOW)
+    }
+
+    /// Counts a failure of `peer`.
+    fn record(&self, peer: IpAddr) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_TRACKED && !map.contains_key(&peer) {
+            map.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
+            if map.len() >= MAX_TRACKED {
+                // Every window is live: forget the oldest rather than grow.
+                if let Some(oldest) = map.iter().min_by_key(|(_, (_, since))| *since).map(|(ip, _)| *ip) {
+                    map.remove(&oldest);
+                }
+            }
+        }
+        let entry = map.entry(peer).or_insert((0, Instant::now()));
+        if entry.1.elapsed() >= FAILURE_WINDOW {
+            *entry = (0, Instant::now());
+        }
+        entry.0 = entry.0.saturating_add(1);
+    }
+}
+
+/// The sealed value of [`VERIFIED`] for `user`.
+fn seal(sh: &Shared, user: UserId) -> String {
+    let mac = blake3::keyed_hash(&sh.verdict_key, &user.0.to_be_bytes());
+    format!("{}.{}", user.0, mac.to_hex())
+}
+
+/// The user a sealed [`VERIFIED`] value names, if the seal is this process's.
+pub(crate) fn open(sh: &Shared, value: &str) -> Option<UserId> {
+    let (user, mac) = value.split_once('.')?;
+    let user = UserId(user.parse().ok()?);
+    let expected = blake3::keyed_hash(&sh.verdict_key, &user.0.to_be_bytes());
+    // blake3::Hash compares in constant time.
+    (blake3::Hash::from_hex(mac).ok()? == expected).then_some(user)
+}
+
+fn refuse(e: ApiError) -> Response {
+    e.into_response()
+}
+
+/// The gate (see the module documentation).
+pub(crate) async fn guard(State(sh): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
+    req.headers_mut().remove(VERIFIED);
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| scatter_net::serve::peer_key(c.0.ip()));
+    if peer.is_some_and(|p| sh.failures.blocked(p)) {
+        return refuse(ApiError::Throttled(
+            "too many failed authentications from this address; wait a minute and check the credentials".into(),
+        ));
+    }
+    let resp = match check(&sh, req).await {
+        // The body's share of the budget is held until the handler is done with it.
+        Ok((req, _room)) => next.run(req).await,
+        Err(e) => refuse(e),
+    };
+    if resp.status() == StatusCode::UNAUTHORIZED {
+        if let Some(p) = peer {
+            sh.failures.record(p);
+        }
+    }
+    resp
+}
+
+/// Room taken in the body budgets.
+type Room<'a> = Option<(Option<tokio::sync::SemaphorePermit<'a>>, tokio::sync::SemaphorePermit<'a>)>;
+
+/// Steps 2 and 3: the credential, then the body.
+async fn check(sh: &Arc<Shared>, req: Request) -> Result<(Request, Room<'_>), ApiError> {
+    let Some(path) = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()) else {
+        // No such route: the router answers 404 without reading anything.
+        return Ok((req, None));
+    };
+    let (limit, needs_user) = route(&path);
+    let verified = match needs_user {
+        true => {
+            // Taken out first: a request (its body) cannot be shared across an await.
+            let auth = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let method = req.method().as_str().to_owned();
+            let target = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
+            Some(credential(sh, auth, method, target).await?)
+        }
+        false => None,
+    };
+    let (mut parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .map(|v| v.to_str().ok().and_then(|v| v.parse::<u64>().ok()))
+        .map(|v| v.ok_or_else(|| ApiError::BadRequest("the Content-Length header is not a number".into())))
+        .transpose()?;
+    let (bytes, room) = read_body(sh, body, declared, limit, verified.is_some()).await?;
+    if let Some(c) = verified {
+        c.check_body(&bytes).map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+        let sealed = HeaderValue::from_str(&seal(sh, c.user))
+            .map_err(|_| ApiError::Internal("the verified user cannot be put in a header".into()))?;
+        parts.headers.insert(VERIFIED, sealed);
+    }
+    Ok((Request::from_parts(parts, Body::from(bytes)), room))
+}
+
+/// Checks the request's credential against its headers, method and target, and records it as
+/// used. The body is compared later, once read.
+async fn credential(
+    sh: &Arc<Shared>,
+    auth: Option<String>,
+    method: String,
+    target: String,
+) -> Result<Credential, ApiError> {
+    let text = auth
+        .as_deref()
+        .and_then(|v| v.strip_prefix("Scatter "))
+        .ok_or_else(|| ApiError::Unauthorized("this request needs your credentials; run `scatter init` first".into()))?
+        .to_owned();
+    let claimed = Credential::peek(&text).map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+    let found = db(sh, move |s| s.user_with_key(claimed.user)).await?;
+    let grid = sh.grid_id();
+    let verified = found.ok_or(None).and_then(|(_, key)| {
+        let key = <[u8; 32]>::try_from(key.as_slice())
+            .ok()
+            .and_then(|k| ed25519_dalek::VerifyingKey::from_bytes(&k).ok())
+            .ok_or(None)?;
+        Credential::verify(&text, &key, &grid, Signed { method: &method, target: &target }, now()).map_err(Some)
+    });
+    let c = match verified {
+        Ok(c) => c,
+        Err(why) => {
+            let reason = why.as_ref().map(|e| e.to_string()).unwrap_or_else(|| "unknown user or device key".into());
+            event(sh, claimed.user.to_string(), "auth.refused", format!("{method} {target:.100}: {reason}")).await;
+            return Err(ApiError::Unauthorized(match why {
+                Some(e) => e.to_string(),
+                None => "this device is not registered with this coordinator; run `scatter init` again".into(),
+            }));
+        }
+    };
+    let admitted = sh.replay.lock().unwrap_or_else(|p| p.into_inner()).admit(&c, now());
+    match admitted {
+        Ok(()) => Ok(c),
+        Err(AuthError::Busy) => Err(ApiError::Busy(AuthError::Busy.to_string())),
+        Err(e) => {
+            event(sh, c.user.to_string(), "auth.refused", format!("{method} {target:.100}: {e}")).await;
+            Err(ApiError::Unauthorized(e.to_string()))
+        }
+    }
+}
+
+/// Reads a body of at most `limit` bytes, out of the shared budget (and, for a request with no
+/// verified user, the smaller budget of such requests), at the minimum rate.
+async fn read_body(
+    sh: &Shared,
+    body: Body,
+    declared: Option<u64>,
+    limit: usize,
+    authenticated: bool,
+) -> Result<(Vec<u8>, Room<'_>), ApiError> {
+    let too_large = || {
+        ApiError::TooLarge(format!(
+            "the request body is larger than this request takes ({} KiB); split the request",
+            limit >> 10
+        ))
+    };
+    match declared {
+        Some(0) => return Ok((Vec::new(), None)),
+        Some(n) if n > limit as u64 => return Err(too_large()),
+        None if limit == 0 => return Ok((Vec::new(), None)),
+        _ => {}
+    }
+    // Room for what is declared, or for the most the route takes.
+    let want = declared.map(|n| n as usize).unwrap_or(limit).min(limit);
+    let permits = u32::try_from(want.div_ceil(1024)).unwrap_or(u32::MAX);
+    let busy = || ApiError::Busy("the coordinator is receiving too many large requests; retry in a minute".into());
+    let closed = |_| ApiError::Internal("the body budget is closed".into());
+    let room = tokio::time::timeout(BUDGET_WAIT, async {
+        let open = match authenticated {
+            true => None,
+            false => Some(sh.open_body_budget.acquire_many(permits).await.map_err(closed)?),
+        };
+        Ok::<_, ApiError>((open, sh.body_budget.acquire_many(permits).await.map_err(closed)?))
+    })
+    .await
+    .map_err(|_| busy())??;
+    let rate = MinRate::new(BODY_GRACE, BODY_MIN_RATE);
+    // Room for what is declared; a body of unknown length grows as it arrives.
+    let mut out = Vec::with_capacity(declared.map(|n| n as usize).unwrap_or(0).min(want));
+    let mut stream = body.into_data_stream();
+    loop {
+        let next = tokio::time::timeout_at(rate.deadline(out.len() as u64), stream.next())
+            .await
+            .map_err(|_| ApiError::TooSlow("the request body arrived too slowly; check the network".into()))?;
+        match next {
+            None => break,
+            Some(Err(_)) => return Err(ApiError::BadRequest("the request body was cut short".into())),
+            Some(Ok(chunk)) => {
+                if out.len() + chunk.len() > want {
+                    return Err(too_large());
+                }
+                out.extend_from_slice(&chunk);
+            }
+        }
+    }
+    Ok((out, Some(room)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_block_a_peer_after_the_limit_only() {
+        let f = Failures::default();
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().expect("ip"), "192.0.2.2".parse().expect("ip"));
+        for _ in 0..MAX_FAILURES - 1 {
+            f.record(a);
+        }
+        assert!(!f.blocked(a));
+        f.record(a);
+        assert!(f.blocked(a));
+        assert!(!f.blocked(b));
+    }
+
+    #[test]
+    fn every_route_has_a_limit_and_unauthenticated_ones_are_small() {
+        for path in ["/v1/hosts/join", "/v1/hosts/cert", "/v1/users/register", "/v1/hosts/heartbeat"] {
+            let (limit, user) = route(path);
+            assert!(!user && limit <= MEDIUM, "{path}");
+        }
+        assert_eq!(route("/v1/sessions/keepalive"), (SMALL, true));
+        assert_eq!(route("/v1/admin/users"), (SMALL, true));
+        assert!(route("/v1/objects/commit").1);
+    }
+}
