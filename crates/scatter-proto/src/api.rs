@@ -153,7 +153,7 @@ pub struct InventoryResponse {
 }
 
 /// Most receipts asked for in one inventory answer (and sent in one request).
-pub const MAX_RECEIPTS: usize = 1024;
+pub const MAX_RECEIPTS: usize = 512;
 
 /// `POST /v1/hosts/receipts`: receipts for shards stored before receipts existed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -163,6 +163,7 @@ pub struct ReceiptsRequest {
     /// Its secret from the join.
     pub host_secret: String,
     /// At most [`MAX_RECEIPTS`] receipts, answering no grant.
+    #[serde(deserialize_with = "crate::bounded::receipts")]
     pub receipts: Vec<SignedReceipt>,
 }
 

@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 
 use serde::de::{Deserialize, Deserializer, Error, SeqAccess, Visitor};
 
-use crate::api::{MAX_HOSTS, MAX_IDS, MAX_INVENTORY, MAX_LIST, MAX_REFUSALS, MAX_SHARDS};
+use crate::api::{MAX_HOSTS, MAX_IDS, MAX_INVENTORY, MAX_LIST, MAX_RECEIPTS, MAX_REFUSALS, MAX_SHARDS};
 
 /// Decodes a list of at most `max` items.
 fn up_to<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D, max: usize) -> Result<Vec<T>, D::Error> {
@@ -54,6 +54,8 @@ bounded! {
     hosts = MAX_HOSTS;
     /// An object's or a pack's chunks.
     list = MAX_LIST;
+    /// A host's backfilled receipts.
+    receipts = MAX_RECEIPTS;
 }
 
 #[cfg(test)]

@@ -72,7 +72,8 @@ pub(crate) fn route(path: &str) -> (usize, bool) {
     match path {
         "/health" | "/metrics" => (0, false),
         "/v1/hosts/join" | "/v1/hosts/cert" | "/v1/users/register" => (SMALL, false),
-        "/v1/hosts/heartbeat" => (MEDIUM, false),
+        // A receipts backfill: MAX_RECEIPTS of about 210 bytes.
+        "/v1/hosts/heartbeat" | "/v1/hosts/receipts" => (MEDIUM, false),
         // By shard count: MAX_INVENTORY entries of about 80 bytes.
         "/v1/hosts/inventory" => (LARGE, false),
         "/v1/objects/commit" | "/v1/packs/commit" => (LARGE, true),
