@@ -64,13 +64,12 @@ pub(crate) fn check_report(
     let sh = shared.clone();
     tokio::spawn(async move {
         let _slot = slot;
-        let verdict = check_whole(&sh, host, &shard, size).await;
-        if let Some(intact) = verdict {
-            if !intact {
-                tracing::warn!(%host, %shard, "a reported shard failed the coordinator's check; it will be rebuilt");
-            }
+        // Only a failure is recorded: passes on request would let a host and a reader in
+        // league pad the host's audit record against the share of failures that disqualifies.
+        if check_whole(&sh, host, &shard, size).await == Some(false) {
+            tracing::warn!(%host, %shard, "a reported shard failed the coordinator's check; it will be rebuilt");
             let s2 = sh.clone();
-            let res = tokio::task::spawn_blocking(move || s2.store.record_audit(host, &pack, index, intact)).await;
+            let res = tokio::task::spawn_blocking(move || s2.store.record_audit(host, &pack, index, false)).await;
             if !matches!(res, Ok(Ok(_))) {
                 tracing::warn!(%host, %shard, "could not record the check of a reported shard");
             }
