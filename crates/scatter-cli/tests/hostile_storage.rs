@@ -556,3 +556,40 @@ async fn shards_recorded_before_receipts_are_backfilled() {
     }
     env.get_and_compare("old", &file);
 }
+
+/// Attack: an appender holds the dedup key, so it can store garbage under the chunk ids of
+/// data the owner will back up, uploaded for real (with receipts). Before, the owner's next
+/// put found those ids "already stored", uploaded nothing, and its data could not be read
+/// back. Now only chunks of the owner and of delegates it trusts are deduplicated against,
+/// and the owner's copy takes the id over.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_appender_cannot_plant_chunks_the_owner_deduplicates_against() {
+    let env = grid(6).await;
+    let file = env.write_random("future", 3 << 20, 10);
+    // The ids the owner's data will have (the appender computes them with its dedup key; the
+    // test borrows them from a put the owner then removes).
+    env.put(&file, "probe");
+    let ids = catalog(&env).chunks;
+    env.ok(&["rm", "probe"]);
+    assert!(catalog(&env).chunks.is_empty(), "the probe's chunks are gone");
+
+    let nas = Attacker::invite(&env, &["nas", "--role", "appender", "--of", "u1"]).await;
+    let session = nas.session().await;
+    let (shards, stored) = upload_pack(&env, &nas, 3).await;
+    let planted = CommitPackRequest {
+        pack: PackId::of_shards(&shards),
+        session,
+        size: 4 * 4096,
+        k: 4,
+        m: 2,
+        shard_size: 4096,
+        shards: stored,
+        chunks: ids.iter().map(|c| ChunkEntry { id: *c, offset: 0, len: 64 }).collect(),
+        relocate: false,
+    };
+    let (status, body) = nas.post("/v1/packs/commit", &planted).await;
+    assert_eq!(status, 200, "an appender may store packs of its own: {body}");
+
+    env.put(&file, "real");
+    env.get_and_compare("real", &file);
+}

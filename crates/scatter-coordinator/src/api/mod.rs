@@ -561,7 +561,7 @@ async fn lookup_chunks(
     check_ids(req.ids.len())?;
     let known = match req.session {
         Some(session) => db(&sh, move |s| s.lookup_for_session(u.id, u.me, session, &req.ids, now())).await?,
-        None => db(&sh, move |s| s.known_chunks(u.id, &req.ids)).await?,
+        None => db(&sh, move |s| s.known_chunks(u.id, u.me, &req.ids)).await?,
     };
     Ok(Json(LookupChunksResponse { known }))
 }

@@ -168,8 +168,9 @@ impl Store {
         }
     }
 
-    /// Which of `ids` the user stores, recording the hits as references of the open
-    /// `session` (opened by `me`), so a prune keeps them until the session commits or ends.
+    /// Which of `ids` the user stores in chunks `me` may build on (see
+    /// [`super::trusted_writers`]), recording the hits as references of the open `session`
+    /// (opened by `me`), so a prune keeps them until the session commits or ends.
     pub fn lookup_for_session(
         &self,
         user: UserId,
@@ -182,13 +183,13 @@ impl Store {
         let tx = conn.transaction()?;
         require_open(&tx, user, me, session, now)?;
         let u = user.0 as i64;
+        let trusted = super::trusted_writers(&tx, user, me)?;
         let mut known = Vec::new();
         {
-            let mut exists = tx.prepare_cached("SELECT 1 FROM chunks WHERE user = ?1 AND id = ?2")?;
             let mut insert =
                 tx.prepare_cached("INSERT OR IGNORE INTO session_refs (session, user, chunk) VALUES (?1, ?2, ?3)")?;
             for id in ids {
-                if exists.exists(params![u, &id.as_bytes()[..]])? {
+                if super::chunk_writer(&tx, user, id)?.is_some_and(|w| trusted.contains(&w)) {
                     insert.execute(params![session as i64, u, &id.as_bytes()[..]])?;
                     known.push(*id);
                 }

@@ -517,12 +517,15 @@ impl Store {
     }
 
     /// Which of `ids` the user stores in live packs.
-    pub fn known_chunks(&self, user: UserId, ids: &[ChunkId]) -> Result<Vec<ChunkId>, StoreError> {
+    ///
+    /// Only chunks written by someone `me` may build on count (see [`trusted_writers`]): a
+    /// chunk an untrusted delegate wrote may hold anything under its id.
+    pub fn known_chunks(&self, user: UserId, me: UserId, ids: &[ChunkId]) -> Result<Vec<ChunkId>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached("SELECT 1 FROM chunks WHERE user = ?1 AND id = ?2")?;
+        let trusted = trusted_writers(&conn, user, me)?;
         let mut known = Vec::new();
         for id in ids {
-            if stmt.exists(params![user.0 as i64, &id.as_bytes()[..]])? {
+            if chunk_writer(&conn, user, id)?.is_some_and(|w| trusted.contains(&w)) {
                 known.push(*id);
             }
         }
@@ -558,6 +561,12 @@ impl Store {
             // The same pack committed twice (a retried request): nothing more to do.
             return Ok(());
         }
+        let writer: i64 = tx.query_row(
+            "SELECT COALESCE(opener, user) FROM sessions WHERE id = ?1",
+            [p.session as i64],
+            |r| r.get(0),
+        )?;
+        let owners = trusted_writers(&tx, p.user, p.user)?;
         let mut emptied: Vec<Vec<u8>> = Vec::new();
         for s in p.shards {
             let taken: bool = tx
@@ -592,10 +601,21 @@ impl Store {
                     emptied.push(old);
                 }
             } else {
-                tx.execute(
+                let inserted = tx.execute(
                     "INSERT OR IGNORE INTO chunks (user, id, pack, off, len) VALUES (?1, ?2, ?3, ?4, ?5)",
                     params![u, id, pack, c.offset as i64, c.len as i64],
                 )?;
+                // A chunk an untrusted delegate wrote first gives way to the same id written
+                // by the owner or a trusted delegate: the first could be anything.
+                if inserted == 0
+                    && owners.contains(&writer)
+                    && chunk_writer(&tx, p.user, &c.id)?.is_some_and(|w| !owners.contains(&w))
+                {
+                    tx.execute(
+                        "UPDATE chunks SET pack = ?3, off = ?4, len = ?5 WHERE user = ?1 AND id = ?2",
+                        params![u, id, pack, c.offset as i64, c.len as i64],
+                    )?;
+                }
             }
         }
         for old in emptied {
@@ -826,6 +846,35 @@ impl Store {
         tx.commit()?;
         Ok(())
     }
+}
+
+/// Who wrote the pack `user`'s chunk `id` lies in (the opener of its session), if stored.
+pub(crate) fn chunk_writer(conn: &Connection, user: UserId, id: &ChunkId) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT COALESCE(s.opener, s.user) FROM chunks c JOIN packs p ON p.id = c.pack
+             JOIN sessions s ON s.id = p.session WHERE c.user = ?1 AND c.id = ?2",
+        )?
+        .query_row(params![user.0 as i64, &id.as_bytes()[..]], |r| r.get(0))
+        .optional()?)
+}
+
+/// The writers whose chunks `me`, working on `user`'s data, may build on (deduplicate
+/// against): the owner, `me` itself, and the delegates the owner trusts. An untrusted
+/// delegate holds the dedup key, so it can store garbage under the id of a chunk the owner
+/// has not stored yet; nobody else deduplicates against that.
+pub(crate) fn trusted_writers(
+    conn: &Connection,
+    user: UserId,
+    me: UserId,
+) -> Result<std::collections::HashSet<i64>, StoreError> {
+    let mut set: std::collections::HashSet<i64> = conn
+        .prepare_cached("SELECT id FROM users WHERE owner = ?1 AND trusted = 1")?
+        .query_map([user.0 as i64], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    set.insert(user.0 as i64);
+    set.insert(me.0 as i64);
+    Ok(set)
 }
 
 /// Runs one migration, statement by statement. A statement on a table this catalog does not
