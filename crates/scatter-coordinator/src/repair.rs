@@ -132,7 +132,12 @@ async fn repair(shared: &Arc<Shared>, hosts: &[HostRow], cutoff: u64, pack: &Deg
         .map_err(|e| e.to_string())?;
 
     // Targets: online hosts with room that hold no healthy shard of this pack.
-    let used: HashSet<HostId> = good.iter().map(|(_, _, h, _)| *h).collect();
+    let mut used: HashSet<HostId> = good.iter().map(|(_, _, h, _)| *h).collect();
+    // A host where another pack already records one of these shards cannot take it again (a
+    // (host, shard) pair is recorded once): leaving it out keeps a tenant who stored the same
+    // bytes there from blocking this repair.
+    let (id, hashes): (_, Vec<ShardId>) = (pack.id, bad.iter().map(|(_, shard, _, _)| *shard).collect());
+    used.extend(blocking(shared, move |s| s.hosts_holding(&id, &hashes)).await.map_err(|e| e.to_string())?);
     let candidates: Vec<_> =
         crate::api::candidates(shared, hosts).into_iter().filter(|c| !used.contains(&c.host)).collect();
     let placed: Vec<&str> = good.iter().filter_map(|(_, _, h, _)| host(*h)).map(|h| h.zone.as_str()).collect();

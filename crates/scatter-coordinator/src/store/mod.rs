@@ -88,6 +88,7 @@ CREATE TABLE IF NOT EXISTS shards (
     PRIMARY KEY (pack, idx)
 );
 CREATE INDEX IF NOT EXISTS shards_by_host ON shards(host, hash);
+CREATE INDEX IF NOT EXISTS shards_by_hash ON shards(hash);
 CREATE TABLE IF NOT EXISTS chunks (
     user INTEGER NOT NULL,
     id BLOB NOT NULL,
@@ -561,11 +562,10 @@ impl Store {
             // The same pack committed twice (a retried request): nothing more to do.
             return Ok(());
         }
-        let writer: i64 = tx.query_row(
-            "SELECT COALESCE(opener, user) FROM sessions WHERE id = ?1",
-            [p.session as i64],
-            |r| r.get(0),
-        )?;
+        let writer: i64 =
+            tx.query_row("SELECT COALESCE(opener, user) FROM sessions WHERE id = ?1", [p.session as i64], |r| {
+                r.get(0)
+            })?;
         let owners = trusted_writers(&tx, p.user, p.user)?;
         let mut emptied: Vec<Vec<u8>> = Vec::new();
         for s in p.shards {

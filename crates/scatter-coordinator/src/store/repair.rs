@@ -309,6 +309,22 @@ impl Store {
         Ok(marked)
     }
 
+    /// Hosts where a pack other than `pack` records any of `shards`.
+    pub fn hosts_holding(&self, pack: &PackId, shards: &[ShardId]) -> Result<Vec<HostId>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT DISTINCT host FROM shards WHERE hash = ?1 AND pack != ?2")?;
+        let mut hosts = Vec::new();
+        for shard in shards {
+            let rows = stmt.query_map(params![&shard.as_bytes()[..], &pack.as_bytes()[..]], |r| {
+                Ok(HostId(r.get::<_, i64>(0)? as u64))
+            })?;
+            for h in rows {
+                hosts.push(h?);
+            }
+        }
+        Ok(hosts)
+    }
+
     /// Up to `limit` shards the catalog places on `host` without a receipt (recorded before
     /// receipts existed), for the host to backfill.
     pub fn receipts_wanted(&self, host: HostId, limit: usize) -> Result<Vec<ShardId>, StoreError> {
@@ -423,6 +439,15 @@ mod tests {
         commit(&store, user, host, session, 1, 7).expect("first");
         assert!(matches!(commit(&store, user, host, session, 2, 7), Err(StoreError::ShardTaken(h)) if h == host));
         assert!(!store.pack_exists(&PackId::from_bytes([2; 32])).expect("exists"), "nothing of it was recorded");
+    }
+
+    #[test]
+    fn repair_leaves_out_hosts_where_another_pack_records_the_shard() {
+        let (_d, store, user, host, session) = setup();
+        commit(&store, user, host, session, 1, 7).expect("commit");
+        let shard = ShardId::from_bytes([7; 32]);
+        assert!(store.hosts_holding(&PackId::from_bytes([1; 32]), &[shard]).expect("holding").is_empty());
+        assert_eq!(store.hosts_holding(&PackId::from_bytes([2; 32]), &[shard]).expect("holding"), vec![host]);
     }
 
     #[test]
