@@ -350,9 +350,13 @@ pub async fn restore(
     let fetcher = Fetcher::new(&coord, &hosts(&coord, None, limit_download)?, &keys);
     let mut trees = Trees::new(fetcher.clone());
     std::fs::create_dir_all(target).with_context(|| format!("cannot create {}", shown(target)))?;
-    let entries = restore::plan_restore(&mut trees, snap, path, include).await?;
+    let mut entries = restore::plan_restore(&mut trees, snap, path, include).await?;
     if entries.is_empty() {
         bail!("nothing in snapshot {} matches; check the path and --include patterns", snap.short_id());
+    }
+    if !snap.trusted {
+        // Written by a delegate the owner does not trust: its metadata could grant privileges.
+        restore::distrust_metadata(entries.iter_mut().map(|(_, node)| node));
     }
     let bar = Bar::new();
     let r = restore::restore_entries(&fetcher, &keys, target, entries, &bar).await?;
@@ -446,7 +450,7 @@ pub async fn recover(path: Option<PathBuf>, snapshot: Option<String>, force: boo
         return Ok(0);
     }
     let bar = Bar::new();
-    let (r, kept) = restore::recover(&fetcher, &keys, findings, force, &bar).await?;
+    let (r, kept) = restore::recover(&fetcher, &keys, findings, force, snap.trusted, &bar).await?;
     drop(bar);
     report_restore(&r, json, &format!("Recovered from snapshot {}", snap.short_id()))?;
     if kept > 0 && !json {

@@ -111,7 +111,7 @@ pub async fn run(keep: bool) -> Result<()> {
     }
 
     println!("5. scatter recover: fetching exactly those files from the 4 remaining hosts...");
-    let (r, _) = restore::recover(&fetcher, &keys, findings, false, &NoProgress).await?;
+    let (r, _) = restore::recover(&fetcher, &keys, findings, false, true, &NoProgress).await?;
     println!(
         "   {} files ({}) recovered in {:.1} s, {} packs rebuilt from parity",
         r.files_restored,

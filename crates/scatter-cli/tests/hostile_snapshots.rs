@@ -353,3 +353,48 @@ async fn sessions_belong_to_their_opener_and_a_renewed_one_does_not_block_prune(
     assert!(started.elapsed() < Duration::from_secs(6), "the prune waited for the delegate's session");
     env.get_and_compare("something", &small);
 }
+
+/// Attack: an untrusted appender backs up a set-user-id file (and, where the file system
+/// allows, a `trusted.*` attribute); the owner restores that snapshot by id, possibly as
+/// root. Before, the restored file kept its set-user-id bit (a root shell in the target
+/// when the snapshot said root). Now an untrusted writer's metadata grants nothing: set-id
+/// bits and privileged attributes are dropped and the files are the restorer's, while a
+/// trusted writer's are restored as recorded.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_untrusted_snapshot_restores_without_privileges() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let env = grid(6).await;
+    let dir = env.path("setid");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let tool = dir.join("tool");
+    std::fs::write(&tool, "#!/bin/sh\n").expect("write");
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o4755)).expect("chmod");
+    let tagged = xattr::set(&tool, "trusted.scatter-test", b"x").is_ok();
+    let laptop = appender(&env, "laptop", &[]);
+    let id = backup_id(&ok(run(&laptop, &["backup", s(&dir), "--json"], &[]), "appender backup"));
+
+    let target = env.path("restored");
+    env.ok(&["restore", &id, "--target", s(&target)]);
+    let restored = target.join(tool.strip_prefix("/").expect("absolute"));
+    let meta = std::fs::metadata(&restored).expect("restored");
+    assert_eq!(meta.mode() & 0o7777, 0o755, "set-user-id dropped, permissions kept");
+    assert_eq!(meta.uid(), own_uid(), "the restorer owns it");
+    if tagged {
+        assert!(xattr::get(&restored, "trusted.scatter-test").ok().flatten().is_none(), "trusted.* dropped");
+    }
+
+    // Trusted, the same snapshot restores as recorded.
+    let delegates: serde_json::Value = serde_json::from_str(&env.ok(&["delegate", "ls", "--json"])).expect("json");
+    let who = delegates[0]["id"].as_str().map(str::to_owned).unwrap_or_else(|| delegates[0]["id"].to_string());
+    env.ok(&["delegate", "trust", &who]);
+    let target2 = env.path("restored-trusted");
+    env.ok(&["restore", &id, "--target", s(&target2)]);
+    let meta = std::fs::metadata(target2.join(tool.strip_prefix("/").expect("absolute"))).expect("restored");
+    assert_eq!(meta.mode() & 0o7777, 0o4755);
+}
+
+/// The uid this test runs as: the owner of a file it just made.
+fn own_uid() -> u32 {
+    let probe = tempfile::NamedTempFile::new().expect("probe");
+    std::os::unix::fs::MetadataExt::uid(&probe.as_file().metadata().expect("meta"))
+}

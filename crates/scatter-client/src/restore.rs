@@ -321,6 +321,21 @@ fn mtime(node: &Node) -> Timestamps {
     }
 }
 
+/// Takes from `entries` the metadata that would grant privileges if a snapshot of someone
+/// the owner does not trust were restored as root: set-user-id, set-group-id and sticky bits,
+/// `security.*` and `trusted.*` extended attributes (file capabilities among them), and the
+/// owner and group (the files become the restoring user's). Names, content, permissions and
+/// times are kept.
+pub fn distrust_metadata<'a>(nodes: impl Iterator<Item = &'a mut Node>) {
+    let (uid, gid) = (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw());
+    for node in nodes {
+        node.mode &= !0o7000;
+        node.xattrs.retain(|(name, _)| !name.starts_with(b"security.") && !name.starts_with(b"trusted."));
+        node.uid = uid;
+        node.gid = gid;
+    }
+}
+
 /// Applies owner (when permitted), mode, xattrs and mtime through the entry's own handle;
 /// failures become warnings.
 fn apply_meta(fd: BorrowedFd<'_>, node: &Node, shown: &str, warnings: &mut Vec<(String, String)>) {
@@ -557,13 +572,20 @@ fn list_names(dir: BorrowedFd<'_>) -> std::io::Result<Vec<Vec<u8>>> {
 /// Puts back what `findings` (from [`check_local`]) report missing or corrupt, and with
 /// `force` what was modified too; each below the folder it was checked in, without
 /// following a symlink there. Returns the report and how many modified entries were kept.
+///
+/// With `trusted` false (the snapshot's writer is a delegate the owner does not trust), the
+/// metadata that could grant privileges is dropped first ([`distrust_metadata`]).
 pub async fn recover(
     fetcher: &Arc<Fetcher>,
     keys: &UserKeys,
-    findings: Vec<Finding>,
+    mut findings: Vec<Finding>,
     force: bool,
+    trusted: bool,
     progress: &dyn Progress,
 ) -> Result<(RestoreReport, usize), ClientError> {
+    if !trusted {
+        distrust_metadata(findings.iter_mut().filter_map(|f| f.node.as_mut()));
+    }
     let mut groups: BTreeMap<TreePath, Vec<Entry>> = BTreeMap::new();
     let mut kept = 0;
     for f in findings {
