@@ -774,17 +774,13 @@ async fn commit_object(
     db(&sh, move |s| s.check_session_opener(u.id, u.me, req.session)).await?;
     check_name(&req.name)?;
     let manifest = decode_b64("manifest", &req.manifest)?;
-    if u.role == "appender" {
-        let name = req.name.clone();
-        if db(&sh, move |s| s.get_object(u.id, &name)).await?.is_some() {
-            return Err(ApiError::Forbidden(
-                "an appender may add new objects but not overwrite one that exists; pick a new name".into(),
-            ));
-        }
-    }
-    let version =
-        db(&sh, move |s| s.commit_object(u.id, &req.name, req.session, &manifest, req.size, &req.chunks, now()))
-            .await?;
+    // An appender adds, never overwrites: checked inside the commit's transaction, so it
+    // cannot race the owner's commit of the same name.
+    let first_only = u.role == "appender";
+    let version = db(&sh, move |s| {
+        s.commit_object(u.id, &req.name, req.session, &manifest, req.size, &req.chunks, first_only, now())
+    })
+    .await?;
     Ok(Json(CommitObjectResponse { version }))
 }
 

@@ -431,6 +431,15 @@ mod tests {
     }
 
     #[test]
+    fn an_appenders_commit_never_adds_a_version_to_a_name_that_exists() {
+        let (_d, store, user, _host) = setup();
+        let session = store.add_session(user, b"k", 0, 100).expect("session");
+        assert_eq!(store.commit_object(user, "n", session, b"m", 1, &[], true, 1).expect("first"), 1);
+        assert!(matches!(store.commit_object(user, "n", session, b"m", 1, &[], true, 2), Err(StoreError::NameTaken)));
+        assert_eq!(store.commit_object(user, "n", session, b"m", 1, &[], false, 3).expect("owner"), 2);
+    }
+
+    #[test]
     fn snapshot_references_keep_chunks_and_forget_frees_them() {
         let (_d, store, user, host) = setup();
         let s = store.add_session(user, b"k", 1, 100).expect("session");

@@ -212,6 +212,9 @@ pub enum StoreError {
         "the catalog has schema version {0}, newer than this build understands ({SCHEMA_VERSION}); upgrade scatter"
     )]
     TooNew(i64),
+    /// An appender's object would overwrite one that exists.
+    #[error("an appender may add new objects but not overwrite one that exists; pick a new name")]
+    NameTaken,
     /// A pack names a shard that is already recorded on that host (another pack's).
     #[error("the pack names a shard that is already stored on host {0} for another pack; a shard is recorded once")]
     ShardTaken(HostId),
@@ -630,6 +633,7 @@ impl Store {
     }
 
     /// Makes an object version visible, after checking every chunk it references is stored.
+    /// With `first_only` (an appender's commit) it fails if the name has a version already.
     #[allow(clippy::too_many_arguments)]
     pub fn commit_object(
         &self,
@@ -639,6 +643,7 @@ impl Store {
         manifest: &[u8],
         size: u64,
         chunks: &[ChunkId],
+        first_only: bool,
         now: u64,
     ) -> Result<u64, StoreError> {
         let mut conn = self.conn();
@@ -666,6 +671,9 @@ impl Store {
             params![user.0 as i64, name],
             |r| r.get::<_, i64>(0),
         )? as u64;
+        if first_only && version > 1 {
+            return Err(StoreError::NameTaken);
+        }
         tx.execute(
             "INSERT INTO objects (user, name, version, session, manifest, size, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![user.0 as i64, name, version as i64, session as i64, manifest, size as i64, now as i64],
