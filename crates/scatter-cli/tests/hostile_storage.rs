@@ -10,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
-use common::{grid, shard_files, Env};
+use common::{coordinator_key, fingerprint, grid, host, shard_files, Env};
 use ed25519_dalek::SigningKey;
 use scatter_core::{ChunkId, HostId, PackId, ShardId, UserId};
 use scatter_proto::api::*;
@@ -37,7 +37,7 @@ impl Attacker {
         let mut all = vec!["admin", "user", "add"];
         all.extend_from_slice(args);
         let token = env.ok(&all).trim().to_owned();
-        let fp = env.grid.profile().fingerprint().expect("profile").expect("a TLS grid");
+        let fp = fingerprint(env);
         let http = scatter_net::http_client(Some(fp), scatter_net::Peer::Coordinator)
             .timeout(Duration::from_secs(30))
             .build()
@@ -129,14 +129,8 @@ fn catalog(env: &Env) -> Catalog {
 
 /// The data folder of the host with id `id` (hosts join in any order).
 fn host_dir(env: &Env, id: HostId) -> std::path::PathBuf {
-    (0..env.grid.host_count())
-        .map(|i| env.grid.host_dir(i))
-        .find(|d| {
-            let json: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(d.join("host.json")).expect("host.json")).expect("json");
-            json["host_id"].as_u64() == Some(id.0)
-        })
-        .expect("a host with this id")
+    let i = (0..env.grid.host_count()).find(|i| host(env, *i).0 == id).expect("a host with this id");
+    env.grid.host_dir(i)
 }
 
 /// Every shard file on every host.
@@ -399,18 +393,11 @@ async fn placements_without_uploads_cannot_fill_the_grid_or_dodge_the_quota() {
     assert!(body["error"].as_str().unwrap_or_default().contains("quota"), "{body}");
 
     // A put grant lapses with its reservation (10 minutes), not an hour later.
-    let key = coordinator_key(&env);
+    let key = coordinator_key(&env).verifying_key();
     for t in placed.targets {
         let g = SignedGrant::open(&t.grant, &key).expect("a grant of this coordinator");
         assert!(g.expires <= now() + 600, "a put grant lives until {} (now {})", g.expires, now());
     }
-}
-
-fn coordinator_key(env: &Env) -> ed25519_dalek::VerifyingKey {
-    let text = std::fs::read_to_string(env.grid.coordinator_dir().join("coordinator.key")).expect("key");
-    let mut seed = [0u8; 32];
-    hex::decode_to_slice(text.trim(), &mut seed).expect("hex");
-    SigningKey::from_bytes(&seed).verifying_key()
 }
 
 /// A placement of 4+2 shards `ids` of 4 KiB.
@@ -425,7 +412,7 @@ fn placement(ids: &[ShardId]) -> PlaceRequest {
 /// Places and uploads by hand a real 4+2 pack of 4 KiB shards (their bytes drawn from
 /// `seed`) as `who`; returns the shard ids and what a commit of them names.
 async fn upload_pack(env: &Env, who: &Attacker, seed: u8) -> (Vec<ShardId>, Vec<StoredShard>) {
-    let fp = env.grid.profile().fingerprint().expect("profile").expect("TLS");
+    let fp = fingerprint(env);
     let hosts_http = scatter_net::http_client(Some(fp), scatter_net::Peer::Host)
         .timeout(Duration::from_secs(30))
         .build()
@@ -453,6 +440,27 @@ async fn upload_pack(env: &Env, who: &Attacker, seed: u8) -> (Vec<ShardId>, Vec<
     (ids, stored)
 }
 
+/// The commit of a pack [`upload_pack`] stored, claiming `chunks` (64 bytes each at its start).
+fn uploaded_pack(
+    session: u64,
+    ids: &[ShardId],
+    stored: Vec<StoredShard>,
+    chunks: &[ChunkId],
+    relocate: bool,
+) -> CommitPackRequest {
+    CommitPackRequest {
+        pack: PackId::of_shards(ids),
+        session,
+        size: 4 * 4096,
+        k: 4,
+        m: 2,
+        shard_size: 4096,
+        shards: stored,
+        chunks: chunks.iter().map(|c| ChunkEntry { id: *c, offset: 0, len: 64 }).collect(),
+        relocate,
+    }
+}
+
 /// A repack moves only the chunks a prune assigned to it, even for an account with the
 /// delete right and real receipts.
 #[tokio::test(flavor = "multi_thread")]
@@ -466,17 +474,7 @@ async fn a_repack_moves_only_what_the_prune_assigned() {
     let eve = Attacker::invite(&env, &["eve"]).await;
     let session = eve.session().await;
     let (ids, stored) = upload_pack(&env, &eve, 2).await;
-    let commit = CommitPackRequest {
-        pack: PackId::of_shards(&ids),
-        session,
-        size: 4 * 4096,
-        k: 4,
-        m: 2,
-        shard_size: 4096,
-        shards: stored,
-        chunks: chunks.iter().map(|c| ChunkEntry { id: *c, offset: 0, len: 16 }).collect(),
-        relocate: true,
-    };
+    let commit = uploaded_pack(session, &ids, stored, &chunks, true);
     let (status, body) = eve.post("/v1/packs/commit", &commit).await;
     assert_eq!(status, 403, "{body}");
     assert!(body["error"].as_str().unwrap_or_default().contains("prune"), "{body}");
@@ -492,17 +490,7 @@ async fn a_receipt_is_accepted_once_and_only_from_its_placement() {
     let session = eve.session().await;
     let (ids, stored) = upload_pack(&env, &eve, 1).await;
     let place = placement(&ids);
-    let commit = |session: u64, stored: Vec<StoredShard>| CommitPackRequest {
-        pack: PackId::of_shards(&ids),
-        session,
-        size: 4 * 4096,
-        k: 4,
-        m: 2,
-        shard_size: 4096,
-        shards: stored,
-        chunks: vec![],
-        relocate: false,
-    };
+    let commit = |session: u64, stored: Vec<StoredShard>| uploaded_pack(session, &ids, stored, &[], false);
     // Another account cannot use these receipts.
     let other = Attacker::invite(&env, &["other"]).await;
     let other_session = other.session().await;
@@ -576,17 +564,7 @@ async fn an_appender_cannot_plant_chunks_the_owner_deduplicates_against() {
     let nas = Attacker::invite(&env, &["nas", "--role", "appender", "--of", "u1"]).await;
     let session = nas.session().await;
     let (shards, stored) = upload_pack(&env, &nas, 3).await;
-    let planted = CommitPackRequest {
-        pack: PackId::of_shards(&shards),
-        session,
-        size: 4 * 4096,
-        k: 4,
-        m: 2,
-        shard_size: 4096,
-        shards: stored,
-        chunks: ids.iter().map(|c| ChunkEntry { id: *c, offset: 0, len: 64 }).collect(),
-        relocate: false,
-    };
+    let planted = uploaded_pack(session, &shards, stored, &ids, false);
     let (status, body) = nas.post("/v1/packs/commit", &planted).await;
     assert_eq!(status, 200, "an appender may store packs of its own: {body}");
 

@@ -8,18 +8,14 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{grid, grid_with, shard_files, Env, EXE};
+use common::{coordinator_key, fingerprint, grid, grid_with, host, shard_files, Env, EXE};
 use ed25519_dalek::SigningKey;
-use scatter_core::{HostId, ShardId};
+use scatter_core::ShardId;
 use scatter_proto::api::{HostCertRequest, InviteRequest, JoinRequest, JoinResponse, GRANT_HEADER};
 use scatter_proto::{Grant, Op};
 
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs()
-}
-
-fn fingerprint(env: &Env) -> scatter_net::Fingerprint {
-    env.grid.profile().fingerprint().expect("profile").expect("a TLS grid")
 }
 
 fn client(env: &Env, peer: scatter_net::Peer) -> reqwest::Client {
@@ -330,22 +326,6 @@ async fn large_unauthenticated_bodies_do_not_exhaust_the_coordinator() {
     assert!(text.contains("larger than this request takes"), "{text}");
     // And it still serves its users.
     env.ok(&["ls"]);
-}
-
-/// The coordinator's grant-signing key, read from its data directory (what a forger lacks).
-fn coordinator_key(env: &Env) -> SigningKey {
-    let text = std::fs::read_to_string(env.grid.coordinator_dir().join("coordinator.key")).expect("key");
-    let mut seed = [0u8; 32];
-    hex::decode_to_slice(text.trim(), &mut seed).expect("hex");
-    SigningKey::from_bytes(&seed)
-}
-
-fn host(env: &Env, i: usize) -> (HostId, String) {
-    let id: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(env.grid.host_dir(i).join("host.json")).expect("host.json"))
-            .expect("json");
-    let url = std::fs::read_to_string(env.grid.host_dir(i).join("url")).expect("url");
-    (HostId(id["host_id"].as_u64().expect("id")), url.trim().to_owned())
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{grid, grid_with, shard_files, Env, EXE};
+use common::{coordinator_key, fingerprint, grid, grid_with, host, shard_files, EXE};
 use ed25519_dalek::SigningKey;
 use scatter_core::{HostId, ShardId, UserId};
 use scatter_proto::api::GRANT_HEADER;
@@ -16,26 +16,6 @@ use scatter_proto::{Grant, Op};
 
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs()
-}
-
-fn fingerprint(env: &Env) -> scatter_net::Fingerprint {
-    env.grid.profile().fingerprint().expect("profile").expect("a TLS grid")
-}
-
-/// The coordinator's grant-signing key, read from its data directory (what a forger lacks).
-fn coordinator_key(env: &Env) -> SigningKey {
-    let text = std::fs::read_to_string(env.grid.coordinator_dir().join("coordinator.key")).expect("key");
-    let mut seed = [0u8; 32];
-    hex::decode_to_slice(text.trim(), &mut seed).expect("hex");
-    SigningKey::from_bytes(&seed)
-}
-
-fn host(env: &Env, i: usize) -> (HostId, String) {
-    let id: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(env.grid.host_dir(i).join("host.json")).expect("host.json"))
-            .expect("json");
-    let url = std::fs::read_to_string(env.grid.host_dir(i).join("url")).expect("url");
-    (HostId(id["host_id"].as_u64().expect("id")), url.trim().to_owned())
 }
 
 fn grant(key: &SigningKey, host: HostId, shard: ShardId, op: Op, max_size: u64, expires: u64) -> String {

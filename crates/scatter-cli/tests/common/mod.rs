@@ -107,3 +107,25 @@ pub fn shard_files(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// The grid CA's fingerprint, from the grid user's profile.
+pub fn fingerprint(env: &Env) -> scatter_net::Fingerprint {
+    env.grid.profile().fingerprint().expect("profile").expect("a TLS grid")
+}
+
+/// The coordinator's grant-signing key, read from its data directory (what a forger lacks).
+pub fn coordinator_key(env: &Env) -> ed25519_dalek::SigningKey {
+    let text = std::fs::read_to_string(env.grid.coordinator_dir().join("coordinator.key")).expect("key");
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut seed).expect("hex");
+    ed25519_dalek::SigningKey::from_bytes(&seed)
+}
+
+/// Host `i`'s id and address, as it saved them.
+pub fn host(env: &Env, i: usize) -> (scatter_core::HostId, String) {
+    let id: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.grid.host_dir(i).join("host.json")).expect("host.json"))
+            .expect("json");
+    let url = std::fs::read_to_string(env.grid.host_dir(i).join("url")).expect("url");
+    (scatter_core::HostId(id["host_id"].as_u64().expect("id")), url.trim().to_owned())
+}
