@@ -8,7 +8,6 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 mod common;
 use common::*;
@@ -27,21 +26,6 @@ fn name(bytes: &[u8]) -> &Path {
 
 fn utf8(p: &Path) -> &str {
     p.to_str().expect("test paths are UTF-8")
-}
-
-/// Runs `scatter` with its own profile directory.
-fn run(config: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(EXE);
-    cmd.args(args).env("SCATTER_CONFIG", config).env("SCATTER_PASSPHRASE", "their passphrase");
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run scatter")
-}
-
-fn ok(out: Output, what: &str) -> String {
-    assert!(out.status.success(), "{what} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A folder outside every target, with a file and a known mode; `snapshot` reads it back.
@@ -99,34 +83,14 @@ fn craft_source(env: &Env, outside: &Path) -> PathBuf {
     src
 }
 
-/// Sets up an appender (write-only source of u1) with its own profile; returns its config dir
-/// and the mode `key export` gave the exported key file.
-fn appender(env: &Env, label: &str) -> (PathBuf, u32) {
-    let url = env.grid.url().to_owned();
-    let wo = env.path(&format!("{label}.keys"));
-    // Trusted: the write-only source is the machine being backed up, so its snapshots are
-    // the owner's `latest` (an untrusted one is only restored by id); a compromised source
-    // must still not reach outside the target.
-    let token =
-        env.ok(&["admin", "user", "add", label, "--role", "appender", "--of", "u1", "--trusted"]).trim().to_owned();
-    let out = Command::new(EXE)
-        .args(["key", "export", "--write-only", "--output", utf8(&wo)])
-        .env("SCATTER_CONFIG", env.grid.client_dir())
-        .env("SCATTER_PASSPHRASE", env.grid.passphrase())
-        .env("SCATTER_EXPORT_PASSPHRASE", "moving")
-        .output()
-        .expect("export");
-    ok(out, "export");
-    let mode = std::fs::metadata(&wo).expect("exported").mode() & 0o777;
-    let cfg = env.path(label);
-    ok(
-        run(
-            &cfg,
-            &["init", "--coordinator", &url, "--token", &token, "--import", utf8(&wo)],
-            &[("SCATTER_IMPORT_PASSPHRASE", "moving")],
-        ),
-        "appender init",
-    );
+/// Sets up a trusted appender (write-only source of u1) with its own profile; returns its
+/// config dir and the mode `key export` gave the exported key file. Trusted: the write-only
+/// source is the machine being backed up, so its snapshots are the owner's `latest` (an
+/// untrusted one is only restored by id); a compromised source must still not reach outside
+/// the target.
+fn trusted_appender(env: &Env, label: &str) -> (PathBuf, u32) {
+    let cfg = appender(env, label, &["--trusted"]);
+    let mode = std::fs::metadata(env.path(&format!("{label}.keys"))).expect("exported").mode() & 0o777;
     (cfg, mode)
 }
 
@@ -167,7 +131,7 @@ async fn appender_snapshot_cannot_escape_restore_target() {
     let latin1 = std::fs::read(src.join(name(LATIN1))).expect("latin1");
     let before = outside.snapshot();
 
-    let (source, key_mode) = appender(&env, "laptop");
+    let (source, key_mode) = trusted_appender(&env, "laptop");
     ok(run(&source, &["backup", utf8(&src), "--hostname", "evil\u{1b}[2J\nfake line"], &[]), "appender backup");
 
     // The owner restores the source's snapshot.
@@ -238,7 +202,7 @@ async fn recover_and_check_local_stay_under_snapshot_paths() {
     std::fs::write(src.join("sub2/inner/deep.txt"), b"deep").expect("write");
     let before = outside.snapshot();
 
-    let (source, _) = appender(&env, "laptop");
+    let (source, _) = trusted_appender(&env, "laptop");
     ok(run(&source, &["backup", utf8(&src)], &[]), "appender backup");
 
     // The colliding pair is lost, and `sub` is replaced by a symlink to the outside folder.

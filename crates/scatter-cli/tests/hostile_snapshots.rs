@@ -3,8 +3,7 @@
 //! appender's session must neither be run by another account nor hold up (or be undone by)
 //! the owner's prune.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,67 +13,8 @@ use scatter_client::profile::Profile;
 mod common;
 use common::*;
 
-const THEIR_PASSPHRASE: &str = "their passphrase";
-
-/// Runs `scatter` with its own profile directory, bounded in time.
-fn run(config: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(EXE);
-    cmd.args(args)
-        .env("SCATTER_CONFIG", config)
-        .env("SCATTER_PASSPHRASE", THEIR_PASSPHRASE)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawn scatter");
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            return child.wait_with_output().expect("output");
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("scatter {args:?} did not finish within 300 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn ok(out: Output, what: &str) -> String {
-    assert!(out.status.success(), "{what} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
-}
-
-/// Invites a write-only appender of u1's data (`extra` goes to `admin user add`) and sets it
-/// up in its own profile directory `name`; returns that directory.
-fn appender(env: &Env, name: &str, extra: &[&str]) -> PathBuf {
-    let mut args = vec!["admin", "user", "add", name, "--role", "appender", "--of", "u1"];
-    args.extend_from_slice(extra);
-    let token = env.ok(&args).trim().to_owned();
-    let wo = env.path(&format!("{name}.keys"));
-    let out = Command::new(EXE)
-        .args(["key", "export", "--write-only", "--output", s(&wo)])
-        .env("SCATTER_CONFIG", env.grid.client_dir())
-        .env("SCATTER_PASSPHRASE", env.grid.passphrase())
-        .env("SCATTER_EXPORT_PASSPHRASE", "moving")
-        .output()
-        .expect("export");
-    ok(out, "write-only export");
-    let dir = env.path(name);
-    ok(
-        run(
-            &dir,
-            &["init", "--coordinator", env.grid.url(), "--token", &token, "--import", s(&wo)],
-            &[("SCATTER_IMPORT_PASSPHRASE", "moving")],
-        ),
-        "appender init",
-    );
-    dir
 }
 
 /// The owner's snapshots as `scatter snapshots --json` lists them.

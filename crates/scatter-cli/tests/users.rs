@@ -1,26 +1,10 @@
 //! Users and rights, with real processes: invites, quotas, disabling, readers and write-only
 //! appenders, key export and passphrase change.
 
-use std::path::Path;
 use std::process::{Command, Output};
 
 mod common;
 use common::*;
-
-/// Runs `scatter` with its own profile directory and environment.
-fn run(config: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(EXE);
-    cmd.args(args).env("SCATTER_CONFIG", config).env("SCATTER_PASSPHRASE", "their passphrase");
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run scatter")
-}
-
-fn ok(out: Output, what: &str) -> String {
-    assert!(out.status.success(), "{what} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn refused(out: Output, what: &str, needle: &str) {
     let err = String::from_utf8_lossy(&out.stderr);

@@ -38,25 +38,7 @@ impl Env {
     }
 
     pub fn scatter_with(&self, args: &[&str], passphrase: &str) -> Output {
-        let mut child = Command::new(EXE)
-            .args(args)
-            .env("SCATTER_CONFIG", self.grid.client_dir())
-            .env("SCATTER_PASSPHRASE", passphrase)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn scatter");
-        let deadline = std::time::Instant::now() + Duration::from_secs(300);
-        loop {
-            if child.try_wait().expect("wait").is_some() {
-                return child.wait_with_output().expect("output");
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("scatter {args:?} did not finish within 300 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        run_with(&self.grid.client_dir(), passphrase, args, &[])
     }
 
     pub fn ok(&self, args: &[&str]) -> String {
@@ -128,4 +110,64 @@ pub fn host(env: &Env, i: usize) -> (scatter_core::HostId, String) {
             .expect("json");
     let url = std::fs::read_to_string(env.grid.host_dir(i).join("url")).expect("url");
     (scatter_core::HostId(id["host_id"].as_u64().expect("id")), url.trim().to_owned())
+}
+
+/// The passphrase of the other accounts tests set up with [`run`].
+pub const THEIR_PASSPHRASE: &str = "their passphrase";
+
+/// Runs `scatter ARGS` with its own profile directory, [`THEIR_PASSPHRASE`] and `vars`,
+/// bounded in time.
+pub fn run(config: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
+    run_with(config, THEIR_PASSPHRASE, args, vars)
+}
+
+fn run_with(config: &Path, passphrase: &str, args: &[&str], vars: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(EXE);
+    cmd.args(args)
+        .env("SCATTER_CONFIG", config)
+        .env("SCATTER_PASSPHRASE", passphrase)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn scatter");
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("scatter {args:?} did not finish within 300 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The stdout of a command that must succeed.
+pub fn ok(out: Output, what: &str) -> String {
+    assert!(out.status.success(), "{what} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Sets up an appender (a write-only source of u1) invited with `extra` options, with its
+/// own profile directory `env.path(name)`, from keys exported to `env.path("NAME.keys")`.
+pub fn appender(env: &Env, name: &str, extra: &[&str]) -> PathBuf {
+    let mut args = vec!["admin", "user", "add", name, "--role", "appender", "--of", "u1"];
+    args.extend_from_slice(extra);
+    let token = env.ok(&args).trim().to_owned();
+    let wo = env.path(&format!("{name}.keys"));
+    let wo_s = wo.to_str().expect("utf-8 path");
+    let export = run_with(
+        &env.grid.client_dir(),
+        env.grid.passphrase(),
+        &["key", "export", "--write-only", "--output", wo_s],
+        &[("SCATTER_EXPORT_PASSPHRASE", "moving")],
+    );
+    ok(export, "write-only export");
+    let dir = env.path(name);
+    let init = ["init", "--coordinator", env.grid.url(), "--token", &token, "--import", wo_s];
+    ok(run(&dir, &init, &[("SCATTER_IMPORT_PASSPHRASE", "moving")]), "appender init");
+    dir
 }
