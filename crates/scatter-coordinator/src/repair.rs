@@ -168,7 +168,7 @@ async fn repair(shared: &Arc<Shared>, hosts: &[HostRow], cutoff: u64, pack: &Deg
         }
         // The shard moves only with the new host's receipt for exactly this upload.
         let receipt = read_receipt(resp).await?;
-        crate::api::check_receipt(row, &receipt, shard, pack.shard_size, &grant_hash)
+        crate::api::check_receipt(new, row.receipt_key, &receipt, shard, pack.shard_size, &grant_hash)
             .map_err(|why| format!("host {new} stored a repaired shard but its receipt is not valid: {why}"))?;
         let (id, index, old) = (pack.id, *index, *old);
         if blocking(shared, move |s| s.move_shard(&id, index, old, new, &receipt.0, now()))

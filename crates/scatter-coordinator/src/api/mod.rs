@@ -320,17 +320,21 @@ fn parse_receipt_key(hex_key: &str) -> Result<[u8; 32], ApiError> {
 
 /// Checks a receipt against a host's registered receipt key.
 pub(crate) fn check_receipt(
-    host: &crate::store::HostRow,
+    host: HostId,
+    key: Option<[u8; 32]>,
     receipt: &scatter_proto::SignedReceipt,
     shard: &ShardId,
     size: u64,
     grant: &[u8; 32],
 ) -> Result<scatter_proto::Receipt, String> {
-    let key = host
-        .receipt_key
-        .and_then(|k| ed25519_dalek::VerifyingKey::from_bytes(&k).ok())
-        .ok_or_else(|| format!("host {} has registered no receipt key yet (it runs an older scatter)", host.id))?;
-    receipt.check(&key, host.id, shard, size, grant).map_err(|e| e.to_string())
+    let key = receipt_verifier(key)
+        .ok_or_else(|| format!("host {host} has registered no receipt key yet (it runs an older scatter)"))?;
+    receipt.check(&key, host, shard, size, grant).map_err(|e| e.to_string())
+}
+
+/// A registered receipt key as a verifying key.
+fn receipt_verifier(key: Option<[u8; 32]>) -> Option<ed25519_dalek::VerifyingKey> {
+    key.and_then(|k| ed25519_dalek::VerifyingKey::from_bytes(&k).ok())
 }
 
 /// Checks a host's secret against the hash stored at join.
@@ -389,15 +393,9 @@ async fn backfill_receipts(State(sh): S, Body(req): Body<ReceiptsRequest>) -> Ap
         return Err(ApiError::BadRequest(format!("at most {MAX_RECEIPTS} receipts per request")));
     }
     let host = req.host_id;
-    let row = db(&sh, |s| s.hosts())
-        .await?
-        .into_iter()
-        .find(|h| h.id == host)
-        .ok_or_else(|| ApiError::NotFound(format!("host {host} is not registered")))?;
-    let key = row
-        .receipt_key
-        .and_then(|k| ed25519_dalek::VerifyingKey::from_bytes(&k).ok())
-        .ok_or_else(|| ApiError::BadRequest("register the host's receipt key (with a heartbeat) first".into()))?;
+    let key = receipt_verifier(db(&sh, move |s| s.receipt_key(host)).await?).ok_or_else(|| {
+        ApiError::BadRequest("the host has no receipt key registered; it registers one with its next heartbeat".into())
+    })?;
     let checked: Vec<(ShardId, u64, String)> = req
         .receipts
         .into_iter()
@@ -652,7 +650,8 @@ async fn place(State(sh): S, headers: HeaderMap, Body(req): Body<PlaceRequest>) 
 /// reservations are used up whether or not the rest of the commit succeeds, so a receipt
 /// is accepted once.
 async fn check_receipts(sh: &Arc<Shared>, u: &UserRow, req: &CommitPackRequest) -> Result<(), ApiError> {
-    let hosts = db(sh, |s| s.hosts()).await?;
+    let ids: Vec<HostId> = req.shards.iter().map(|s| s.host).collect();
+    let keys = db(sh, move |s| ids.iter().map(|h| s.receipt_key(*h)).collect::<Result<Vec<_>, _>>()).await?;
     let reserved: Vec<Option<Reservation>> = {
         let mut reservations = sh.reservations.lock().unwrap_or_else(|p| p.into_inner());
         reserved_by_host(&mut reservations);
@@ -665,7 +664,7 @@ async fn check_receipts(sh: &Arc<Shared>, u: &UserRow, req: &CommitPackRequest) 
             .collect()
     };
     let mut refused = Vec::new();
-    for (s, r) in req.shards.iter().zip(reserved) {
+    for ((s, r), key) in req.shards.iter().zip(reserved).zip(keys) {
         let Some(r) = r else {
             refused.push(format!(
                 "shard {} on host {} was not placed for this account (or the placement lapsed)",
@@ -673,11 +672,7 @@ async fn check_receipts(sh: &Arc<Shared>, u: &UserRow, req: &CommitPackRequest) 
             ));
             continue;
         };
-        let Some(host) = hosts.iter().find(|h| h.id == s.host) else {
-            refused.push(format!("host {} is not registered", s.host));
-            continue;
-        };
-        if let Err(why) = check_receipt(host, &s.receipt, &s.shard, req.shard_size, &r.grant) {
+        if let Err(why) = check_receipt(s.host, key, &s.receipt, &s.shard, req.shard_size, &r.grant) {
             refused.push(format!("shard {} on host {}: {why}", s.index, s.host));
         }
     }

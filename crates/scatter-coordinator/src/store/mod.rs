@@ -452,6 +452,17 @@ impl Store {
         }
     }
 
+    /// A host's registered receipt key, if the host exists and has registered one. One row by
+    /// its key: commits check receipts without the aggregates of [`Self::hosts`].
+    pub fn receipt_key(&self, id: HostId) -> Result<Option<[u8; 32]>, StoreError> {
+        let conn = self.conn();
+        let key: Option<Option<Vec<u8>>> = conn
+            .prepare_cached("SELECT receipt_key FROM hosts WHERE id = ?1")?
+            .query_row([id.0 as i64], |r| r.get(0))
+            .optional()?;
+        Ok(key.flatten().map(blob32).transpose()?)
+    }
+
     /// Sets a host's administrative state; false if there is no such host.
     pub fn set_host_state(&self, id: HostId, state: &str) -> Result<bool, StoreError> {
         Ok(self.conn().execute("UPDATE hosts SET state = ?2 WHERE id = ?1", params![id.0 as i64, state])? > 0)
