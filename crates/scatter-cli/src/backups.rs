@@ -35,7 +35,9 @@ pub struct BackupArgs {
     pub one_file_system: bool,
     pub hostname: Option<String>,
     pub force: bool,
-    pub redundancy: Redundancy,
+    pub code: CodeArgs,
+    /// Conditions on hosts, over the user's stored policy.
+    pub policy: scatter_proto::api::Policy,
     pub limit_upload: Option<ByteSize>,
     pub json: bool,
 }
@@ -65,6 +67,30 @@ fn rfc3339(ns: i64) -> String {
     format!("{}T{}.{:09}Z", &t[..10], &t[11..], ns.rem_euclid(1_000_000_000))
 }
 
+/// The erasure code of new packs: `--data`/`--parity`, or else the grid's default, which
+/// follows its durability rule.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct CodeArgs {
+    /// Data shards per pack (k; default: the grid's, e.g. 4).
+    #[arg(long = "data")]
+    pub k: Option<u8>,
+    /// Parity shards per pack (m; default: the grid's, e.g. 2): what the grid's durability
+    /// rule allows to lose.
+    #[arg(long = "parity")]
+    pub m: Option<u8>,
+}
+
+impl CodeArgs {
+    /// The code to use: what was asked, the rest from the grid.
+    pub async fn resolve(&self, coord: &scatter_client::coordinator::Coordinator) -> Result<Redundancy> {
+        if let (Some(k), Some(m)) = (self.k, self.m) {
+            return Ok(Redundancy { k, m });
+        }
+        let grid = coord.grid().await?;
+        Ok(Redundancy { k: self.k.unwrap_or(grid.data), m: self.m.unwrap_or(grid.parity) })
+    }
+}
+
 pub async fn backup(a: BackupArgs) -> Result<i32> {
     let (dir, p) = load()?;
     let keys = scatter_client::profile::Profile::load_keys(&dir, &passphrase(false)?)?;
@@ -78,12 +104,14 @@ pub async fn backup(a: BackupArgs) -> Result<i32> {
         tags: a.tags,
         excludes,
         one_file_system: a.one_file_system,
-        redundancy: a.redundancy,
+        redundancy: Redundancy::default(),
+        policy: a.policy,
         hostname: a.hostname,
         force: a.force,
     };
-    let bar = Arc::new(Bar::new());
     let coord = p.coordinator()?;
+    let opts = BackupOptions { redundancy: a.code.resolve(&coord).await?, ..opts };
+    let bar = Arc::new(Bar::new());
     let r = scatter_client::backup::backup(&coord, &keys, &opts, &hosts(&coord, a.limit_upload, None)?, bar.clone())
         .await?;
     drop(bar);
@@ -493,7 +521,16 @@ pub async fn forget(
     }
     let removed = if dry_run { 0 } else { coord.forget(doomed.iter().map(|s| s.id.clone()).collect()).await? };
     let pruned = if prune_after && !dry_run {
-        Some(scatter_client::prune::prune(&coord, &keys, &coord.hosts()?, max_unused, Redundancy::default()).await?)
+        Some(
+            scatter_client::prune::prune(
+                &coord,
+                &keys,
+                &coord.hosts()?,
+                max_unused,
+                CodeArgs::default().resolve(&coord).await?,
+            )
+            .await?,
+        )
     } else {
         None
     };
@@ -529,7 +566,14 @@ pub async fn prune(max_unused: u8, json: bool) -> Result<i32> {
     let (dir, p) = load()?;
     let keys = scatter_client::profile::Profile::load_keys(&dir, &passphrase(false)?)?;
     let coord = p.coordinator()?;
-    let r = scatter_client::prune::prune(&coord, &keys, &coord.hosts()?, max_unused, Redundancy::default()).await?;
+    let r = scatter_client::prune::prune(
+        &coord,
+        &keys,
+        &coord.hosts()?,
+        max_unused,
+        CodeArgs::default().resolve(&coord).await?,
+    )
+    .await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {

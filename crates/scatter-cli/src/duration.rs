@@ -1,4 +1,4 @@
-//! Human durations for flags: `500ms`, `4s`, `10m`, `1h`.
+//! Human durations for flags: `500ms`, `4s`, `10m`, `1h`, `30d`.
 
 use std::time::Duration;
 
@@ -13,7 +13,8 @@ pub fn parse(s: &str) -> Result<Duration, String> {
         "s" | "" => Duration::from_secs(n),
         "m" => Duration::from_secs(n * 60),
         "h" => Duration::from_secs(n * 3600),
-        _ => return Err(format!("`{s}` has an unknown unit; use ms, s, m or h")),
+        "d" => Duration::from_secs(n * 86_400),
+        _ => return Err(format!("`{s}` has an unknown unit; use ms, s, m, h or d")),
     };
     if d.is_zero() {
         return Err("a duration must be greater than zero".into());
@@ -30,6 +31,7 @@ mod tests {
         assert_eq!(parse("4s"), Ok(Duration::from_secs(4)));
         assert_eq!(parse("10m"), Ok(Duration::from_secs(600)));
         assert_eq!(parse("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse("2d"), Ok(Duration::from_secs(172_800)));
         assert!(parse("0s").is_err());
         assert!(parse("4 parsecs").is_err());
         assert!(parse("").is_err());

@@ -1,5 +1,7 @@
 //! Support for the `scatter` binary that tests share: a launcher for local grids of real
-//! `scatter` processes ([`grid`]) and human durations ([`duration`]).
+//! `scatter` processes ([`grid`]), human durations ([`duration`]), and prices, dates and
+//! placement policies on the command line ([`terms`]).
 
 pub mod duration;
 pub mod grid;
+pub mod terms;

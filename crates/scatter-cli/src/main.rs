@@ -8,11 +8,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use backups::CodeArgs;
 use clap::{Parser, Subcommand};
 use scatter_cli::duration;
 use scatter_cli::grid::{Grid, GridOptions};
+use scatter_cli::terms::PolicyArgs;
 use scatter_client::profile::{self, Profile};
-use scatter_client::upload::Redundancy;
 use scatter_client::{ClientError, Progress};
 use scatter_core::tree::escape;
 use scatter_core::ByteSize;
@@ -71,6 +72,13 @@ enum Cmd {
         /// and metadata. Only for a grid on one machine or behind a TLS-terminating proxy.
         #[arg(long)]
         insecure: bool,
+        /// How many hosts (failure domains) every pack must survive losing (default: by the
+        /// grid's size: 0 below 3 hosts, 1 up to 5, 2 from 6).
+        #[arg(long, value_parser = clap::value_parser!(u8).range(0..=16))]
+        tolerate: Option<u8>,
+        /// Give no new data to a host whose offered period (--until) ends sooner than this.
+        #[arg(long, default_value = "7d", value_parser = duration::parse)]
+        period_margin: Duration,
     },
     /// Run a storage host that offers disk space to the grid.
     Host {
@@ -140,12 +148,10 @@ enum Cmd {
         /// Name to store it under (default: the file's name).
         #[arg(long)]
         name: Option<String>,
-        /// Data shards per pack (k).
-        #[arg(long = "data", default_value_t = 4)]
-        k: u8,
-        /// Parity shards per pack (m): how many hosts may be lost.
-        #[arg(long = "parity", default_value_t = 2)]
-        m: u8,
+        #[command(flatten)]
+        code: CodeArgs,
+        #[command(flatten)]
+        policy: PolicyArgs,
     },
     /// Fetch a stored file.
     Get {
@@ -187,12 +193,10 @@ enum Cmd {
         /// Re-read every file instead of trusting size, mtime and inode.
         #[arg(long)]
         force: bool,
-        /// Data shards per pack (k).
-        #[arg(long = "data", default_value_t = 4)]
-        k: u8,
-        /// Parity shards per pack (m).
-        #[arg(long = "parity", default_value_t = 2)]
-        m: u8,
+        #[command(flatten)]
+        code: CodeArgs,
+        #[command(flatten)]
+        policy: PolicyArgs,
         /// Cap the upload rate, e.g. 10MiB (per second).
         #[arg(long)]
         limit_upload: Option<ByteSize>,
@@ -646,8 +650,8 @@ async fn run(cmd: Cmd) -> Result<i32> {
             one_file_system,
             hostname,
             force,
-            k,
-            m,
+            code,
+            policy,
             limit_upload,
             json,
         } => {
@@ -659,7 +663,8 @@ async fn run(cmd: Cmd) -> Result<i32> {
                 one_file_system,
                 hostname,
                 force,
-                redundancy: Redundancy { k, m },
+                code,
+                policy: policy.policy(),
                 limit_upload,
                 json,
             })
@@ -742,6 +747,8 @@ async fn run(cmd: Cmd) -> Result<i32> {
             checker_interval,
             orphan_grace,
             insecure,
+            tolerate,
+            period_margin,
         } => {
             let listener = bind(&listen).await?;
             let config = scatter_coordinator::Config {
@@ -752,6 +759,8 @@ async fn run(cmd: Cmd) -> Result<i32> {
                 checker_interval,
                 orphan_grace,
                 insecure,
+                tolerate,
+                period_margin,
             };
             scatter_coordinator::run(config, listener, shutdown_signal()).await?;
         }
@@ -792,7 +801,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
             );
             println!("Keep your passphrase safe: without it, nobody (not even the grid's admin) can read your data.");
         }
-        Cmd::Put { file, name, k, m } => {
+        Cmd::Put { file, name, code, policy } => {
             let (dir, p) = load()?;
             let keys = Profile::load_keys(&dir, &passphrase(false)?)?;
             let name = match name {
@@ -803,23 +812,28 @@ async fn run(cmd: Cmd) -> Result<i32> {
                     .with_context(|| format!("{} has no file name; pass --name", file.display()))?,
             };
             let bar = Bar::new();
+            let coord = p.coordinator()?;
+            let redundancy = code.resolve(&coord).await?;
             let r = scatter_client::put::put_file(
-                &p.coordinator()?,
+                &coord,
                 keys.write_keys(),
                 &file,
                 &name,
-                Redundancy { k, m },
+                redundancy,
+                policy.policy(),
                 &bar,
             )
             .await?;
             drop(bar);
             println!(
-                "Stored {name} (version {}): {}, {} chunks ({} new) in {} packs, {k}+{m} over distinct hosts, {:.1} MB/s.",
+                "Stored {name} (version {}): {}, {} chunks ({} new) in {} packs, coded {}+{} over the grid's hosts, {:.1} MB/s.",
                 r.version,
                 ByteSize(r.size),
                 r.chunks,
                 r.new_chunks,
                 r.packs,
+                redundancy.k,
+                redundancy.m,
                 mb_per_s(r.size, r.elapsed)
             );
         }

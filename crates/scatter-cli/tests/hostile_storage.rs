@@ -233,6 +233,10 @@ async fn shards_no_host_received_cannot_disqualify_hosts() {
                 shard_size: 64,
                 shards: fake.iter().enumerate().map(|(i, (s, _))| ShardToPlace { index: i as u8, shard: *s }).collect(),
                 exclude: vec![],
+                k: 4,
+                m: 2,
+                placed: vec![],
+                policy: Default::default(),
             };
             let (status, placed) = eve.post("/v1/packs/place", &place).await;
             assert_eq!(status, 200, "{placed}");
@@ -360,6 +364,10 @@ async fn placements_without_uploads_cannot_fill_the_grid_or_dodge_the_quota() {
             .map(|i| ShardToPlace { index: i, shard: ShardId::of(format!("{n}-{i}").as_bytes()) })
             .collect(),
         exclude: vec![],
+        k: 4,
+        m: 2,
+        placed: vec![],
+        policy: Default::default(),
     };
     let mut granted = 0;
     for n in 0..400 {
@@ -384,6 +392,10 @@ async fn placements_without_uploads_cannot_fill_the_grid_or_dodge_the_quota() {
             .map(|i| ShardToPlace { index: i, shard: ShardId::of(format!("q{n}-{i}").as_bytes()) })
             .collect(),
         exclude: vec![],
+        k: 4,
+        m: 2,
+        placed: vec![],
+        policy: Default::default(),
     };
     let (status, body) = small.post("/v1/packs/place", &place(0)).await;
     assert_eq!(status, 200, "{body}");
@@ -406,6 +418,10 @@ fn placement(ids: &[ShardId]) -> PlaceRequest {
         shard_size: 4096,
         shards: ids.iter().enumerate().map(|(i, s)| ShardToPlace { index: i as u8, shard: *s }).collect(),
         exclude: vec![],
+        k: 4,
+        m: 2,
+        placed: vec![],
+        policy: Default::default(),
     }
 }
 

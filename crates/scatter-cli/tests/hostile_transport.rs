@@ -81,6 +81,7 @@ async fn no_host_certificate_passes_for_the_coordinator() {
             zone: "z".into(),
             capacity: scatter_core::ByteSize(1 << 30),
             receipt_key: None,
+            terms: Default::default(),
         };
         let resp = http.post(format!("{base}/v1/hosts/join")).json(&join).send().await.expect("join");
         if !resp.status().is_success() {

@@ -64,6 +64,8 @@ pub struct BackupOptions {
     pub one_file_system: bool,
     /// Redundancy of new packs.
     pub redundancy: Redundancy,
+    /// Conditions on the hosts the data goes to, over the user's stored policy.
+    pub policy: scatter_proto::api::Policy,
     /// Host name to record (default: this machine's).
     pub hostname: Option<String>,
     /// Read every file even if the parent snapshot says it is unchanged.
@@ -188,7 +190,8 @@ pub async fn backup(
     }
 
     let session = Session::open(coord, keys.write_keys()).await?;
-    let mut uploader = Uploader::new(coord, hosts, session.id, session.key.clone(), opts.redundancy, false)?;
+    let mut uploader =
+        Uploader::new(coord, hosts, session.id, session.key.clone(), opts.redundancy, opts.policy.clone(), false)?;
     let (tx, mut rx) = mpsc::channel::<Batch>(2);
     let walker = {
         let mut w = Walker {

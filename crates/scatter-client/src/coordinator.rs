@@ -154,6 +154,11 @@ impl Coordinator {
         self.send(self.http.get(format!("{}/v1/status", self.base))).await
     }
 
+    /// The grid's durability rule and the code new data uses by default.
+    pub async fn grid(&self) -> Result<GridInfo, ClientError> {
+        self.send(self.http.get(format!("{}/v1/grid", self.base))).await
+    }
+
     /// Starts a write session with a wrapped data key.
     pub async fn create_session(&self, wrapped_key: &[u8]) -> Result<CreateSessionResponse, ClientError> {
         self.post("/v1/sessions", &CreateSessionRequest { wrapped_key: B64.encode(wrapped_key) }).await

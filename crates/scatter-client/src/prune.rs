@@ -71,7 +71,8 @@ pub async fn prune(
     }
     let fetcher = Fetcher::new(coord, hosts, keys);
     let session = Session::open(coord, keys.write_keys()).await?;
-    let mut uploader = Uploader::new(coord, hosts, session.id, session.key.clone(), redundancy, true)?;
+    let mut uploader =
+        Uploader::new(coord, hosts, session.id, session.key.clone(), redundancy, Default::default(), true)?;
     for candidate in &swept.repack {
         let ids: Vec<_> = candidate.chunks.iter().map(|id| (*id, None)).collect();
         let mut chunks = fetcher.stream(ids.clone());

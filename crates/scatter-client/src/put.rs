@@ -59,6 +59,7 @@ pub async fn put_file(
     path: &Path,
     name: &str,
     redundancy: Redundancy,
+    policy: scatter_proto::api::Policy,
     progress: &dyn Progress,
 ) -> Result<PutReport, ClientError> {
     let started = Instant::now();
@@ -72,7 +73,8 @@ pub async fn put_file(
     progress.start(meta.len());
 
     let session = Session::open(coord, keys).await?;
-    let mut uploader = Uploader::new(coord, &coord.hosts()?, session.id, session.key.clone(), redundancy, false)?;
+    let mut uploader =
+        Uploader::new(coord, &coord.hosts()?, session.id, session.key.clone(), redundancy, policy, false)?;
 
     // Read, chunk and hash on a thread of its own.
     let (chunk_tx, mut chunk_rx) = mpsc::channel::<Result<Vec<(ChunkId, Vec<u8>)>, ClientError>>(2);

@@ -115,8 +115,10 @@ impl Uploader {
         session: u64,
         key: Arc<DataKey>,
         redundancy: Redundancy,
+        policy: Policy,
         relocate: bool,
     ) -> Result<Self, ClientError> {
+        let policy = Arc::new(policy);
         scatter_core::erasure::check_redundancy(redundancy.k, redundancy.m)
             .map_err(|e| ClientError::Invalid(e.to_string()))?;
         let (tx, mut rx) = mpsc::channel::<PackJob>(1);
@@ -133,7 +135,7 @@ impl Uploader {
                         next = rx.recv(), if running.len() < PACKS_IN_FLIGHT => match next {
                             Some((bytes, entries)) => {
                                 running.spawn(store_pack(
-                                    coord.clone(), hosts.clone(), buffers.clone(), session, redundancy, bytes, entries, relocate,
+                                    coord.clone(), hosts.clone(), buffers.clone(), session, redundancy, policy.clone(), bytes, entries, relocate,
                                 ));
                             }
                             None => break,
@@ -302,6 +304,7 @@ async fn store_pack(
     buffers: PackBuffers,
     session: u64,
     r: Redundancy,
+    policy: Arc<Policy>,
     bytes: Vec<u8>,
     chunks: Vec<ChunkEntry>,
     relocate: bool,
@@ -346,12 +349,14 @@ async fn store_pack(
         if round > 0 {
             replaced += pending.len();
         }
-        let mut exclude: Vec<HostId> = placed.iter().flatten().map(|(h, _)| *h).collect();
-        exclude.extend(&failed_hosts);
         let place = PlaceRequest {
             shard_size: layout.shard_size,
             shards: pending.iter().map(|&i| ShardToPlace { index: i as u8, shard: ids[i] }).collect(),
-            exclude,
+            exclude: failed_hosts.clone(),
+            k: r.k,
+            m: r.m,
+            placed: placed.iter().flatten().map(|(h, _)| *h).collect(),
+            policy: Policy::clone(&policy),
         };
         let targets = stats::time_async(Stage::Commit, 0, place_waiting(&coord, &place)).await?;
         let uploads = targets.targets.into_iter().map(|t| {

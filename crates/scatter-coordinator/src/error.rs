@@ -25,27 +25,14 @@ pub enum ApiError {
     /// The request is malformed.
     #[error("{0}")]
     BadRequest(String),
-    /// Not enough hosts to place a pack.
-    #[error("{needed} distinct hosts with room for a {shard_size}-byte shard are needed, but only {available} are available; add hosts or lower --data/--parity")]
-    TooFewHosts {
-        /// Hosts needed.
-        needed: usize,
-        /// Hosts eligible.
-        available: usize,
-        /// Shard size.
-        shard_size: u64,
-    },
+    /// The pack's shards cannot all be placed under the grid's durability rule and the
+    /// caller's policy; the sentence says which limit bound it.
+    #[error("{0}")]
+    TooFewHosts(String),
     /// Not enough hosts answer right now, but enough would with those whose heartbeats are
     /// late (suspect): worth retrying in a few seconds.
-    #[error("{needed} distinct hosts with room are needed but only {available} answer right now ({late} late with their heartbeats); retry in a few seconds")]
-    HostsLate {
-        /// Hosts needed.
-        needed: usize,
-        /// Hosts eligible now.
-        available: usize,
-        /// Hosts that would be eligible but are suspect.
-        late: usize,
-    },
+    #[error("{0} ({1} host(s) are late with their heartbeats); retry in a few seconds")]
+    HostsLate(String, usize),
     /// The request conflicts with the catalog's state.
     #[error("{0}")]
     Conflict(String),
@@ -96,8 +83,8 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-            ApiError::TooFewHosts { .. } => (StatusCode::SERVICE_UNAVAILABLE, "too_few_hosts"),
-            ApiError::HostsLate { .. } => (StatusCode::SERVICE_UNAVAILABLE, HOSTS_LATE),
+            ApiError::TooFewHosts(_) => (StatusCode::SERVICE_UNAVAILABLE, "too_few_hosts"),
+            ApiError::HostsLate(..) => (StatusCode::SERVICE_UNAVAILABLE, HOSTS_LATE),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Busy(_) => (StatusCode::LOCKED, "busy"),
             ApiError::Quota(_) => (StatusCode::INSUFFICIENT_STORAGE, "quota"),

@@ -6,11 +6,13 @@
 
 mod api;
 mod audit;
+pub mod durability;
 pub mod error;
 mod gc;
 mod metrics;
 pub mod placement;
 mod repair;
+pub mod reputation;
 pub mod store;
 
 use std::path::{Path, PathBuf};
@@ -42,6 +44,11 @@ pub struct Config {
     pub orphan_grace: Duration,
     /// Serve plain HTTP instead of TLS (tests on one machine, or behind a TLS proxy).
     pub insecure: bool,
+    /// f: failure domains every pack must survive losing; `None` follows the grid's size
+    /// (see [`durability::auto_tolerance`]).
+    pub tolerate: Option<u8>,
+    /// No data goes to a host whose offered period ends sooner than this.
+    pub period_margin: Duration,
 }
 
 /// Why the coordinator could not start or stopped.
@@ -82,6 +89,8 @@ pub(crate) struct Shared {
     pub session_ttl: Duration,
     pub checker_interval: Duration,
     pub orphan_grace: Duration,
+    pub tolerate: Option<u8>,
+    pub period_margin: Duration,
     pub request_times: scatter_proto::metrics::RequestTimes,
     pub reservations: std::sync::Mutex<api::Reservations>,
     /// Chunks prunes assigned for repacking, per user.
@@ -214,6 +223,8 @@ pub async fn run(
         session_ttl: config.session_ttl,
         checker_interval: config.checker_interval,
         orphan_grace: config.orphan_grace,
+        tolerate: config.tolerate,
+        period_margin: config.period_margin,
         request_times: Default::default(),
         reservations: Default::default(),
         report_checks: Default::default(),

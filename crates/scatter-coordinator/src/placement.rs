@@ -1,21 +1,24 @@
 //! Choosing hosts for the shards of a pack.
 //!
 //! Rules, in order:
-//! 1. every shard of a pack goes to a distinct host, and only hosts with room are eligible;
-//! 2. shards are spread over zones: no zone gets more than ⌈(k+m) / zones⌉ of a pack's shards
-//!    while other zones still have eligible hosts (shards a pack already has count too, for
-//!    repair). With 4+2 over three zones that is two per zone, so losing any one zone loses
-//!    at most m = 2 shards and the pack survives. In general a pack survives the loss of a
-//!    zone when ⌈(k+m) / zones⌉ ≤ m; with fewer zones than that needs, the spread is as even
-//!    as the hosts allow;
-//! 3. among the hosts the spread allows, hosts are drawn without replacement with probability
-//!    proportional to their free space (Efraimidis–Spirakis weighted sampling), so hosts of
-//!    very different sizes fill in proportion and a nearly full host is rarely chosen.
+//! 1. only hosts with room for the shard are eligible, and one host never gets two shards
+//!    with the same bytes (a host stores a shard once);
+//! 2. the durability rule (see [`crate::durability`]): no failure domain holds more than
+//!    `per_domain` shards of the pack and no zone more than `per_zone`, counting the shards
+//!    the pack already has (repair, re-placement). Both are hard limits: when they cannot be
+//!    met the placement fails and says which one bound it;
+//! 3. among the hosts the rule allows, the cheapest first, then the one with the most room
+//!    left (counting what this placement gave it), ties broken at random. Filling by room
+//!    left is water-filling: small hosts are used while big ones catch up, so a grid of
+//!    unequal hosts fills to the bound the rule allows instead of stalling when its small
+//!    hosts are full.
 
 use std::collections::HashMap;
 
 use rand::Rng;
-use scatter_core::HostId;
+use scatter_core::{HostId, ShardId};
+
+use crate::store::Domain;
 
 /// A host that could take a shard.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,66 +27,123 @@ pub struct Candidate {
     pub host: HostId,
     /// Bytes it can still take.
     pub free: u64,
-    /// Its failure domain.
+    /// Its zone.
     pub zone: String,
+    /// Its failure domain.
+    pub domain: Domain,
+    /// What it asks per GiB-month (millionths).
+    pub price: u64,
 }
 
-/// Not enough eligible hosts.
+/// The rule's limits for one pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Shards of the pack one failure domain may hold.
+    pub per_domain: usize,
+    /// Shards of the pack one zone may hold.
+    pub per_zone: usize,
+}
+
+/// A shard of the pack that is already placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held<'a> {
+    /// Its host.
+    pub host: HostId,
+    /// That host's domain.
+    pub domain: Domain,
+    /// That host's zone.
+    pub zone: &'a str,
+}
+
+/// The shards could not all be placed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{needed} distinct hosts are needed but only {available} can take a shard")]
-pub struct NotEnoughHosts {
-    /// Hosts needed.
+#[error("{why}")]
+pub struct Unplaceable {
+    /// Shards asked for.
     pub needed: usize,
-    /// Hosts eligible.
-    pub available: usize,
+    /// Shards that could have been placed.
+    pub placed: usize,
+    /// Which limit stopped it, in a sentence.
+    pub why: String,
 }
 
-/// Picks `n` distinct hosts with at least `shard_size` free, spread over zones, weighted by
-/// free space. `placed` lists the zones of shards the pack already has (repair).
+/// Picks a host for each of `shards` (each `shard_size` bytes), by the rules above.
 pub fn choose(
     candidates: &[Candidate],
-    n: usize,
+    shards: &[ShardId],
     shard_size: u64,
-    placed: &[&str],
+    held: &[Held<'_>],
+    limits: Limits,
     rng: &mut impl Rng,
-) -> Result<Vec<HostId>, NotEnoughHosts> {
-    let mut keyed: Vec<(f64, &Candidate)> = candidates
-        .iter()
-        .filter(|c| c.free >= shard_size.max(1))
-        .map(|c| {
-            let u: f64 = rng.gen_range(f64::MIN_POSITIVE..1.0);
-            (u.powf(1.0 / c.free as f64), c)
-        })
-        .collect();
-    if keyed.len() < n {
-        return Err(NotEnoughHosts { needed: n, available: keyed.len() });
-    }
-    keyed.sort_by(|a, b| b.0.total_cmp(&a.0));
+) -> Result<Vec<HostId>, Unplaceable> {
+    let mut per_domain: HashMap<Domain, usize> = HashMap::new();
     let mut per_zone: HashMap<&str, usize> = HashMap::new();
-    for z in placed {
-        *per_zone.entry(z).or_default() += 1;
+    for h in held {
+        *per_domain.entry(h.domain).or_default() += 1;
+        *per_zone.entry(h.zone).or_default() += 1;
     }
-    for (_, c) in &keyed {
-        per_zone.entry(c.zone.as_str()).or_default();
+    // Room left per candidate, and a random key per candidate for ties.
+    let mut left: Vec<u64> = candidates.iter().map(|c| c.free).collect();
+    let ties: Vec<u64> = candidates.iter().map(|_| rng.gen()).collect();
+    let mut given: Vec<(HostId, ShardId)> = Vec::with_capacity(shards.len());
+    let mut chosen = Vec::with_capacity(shards.len());
+    for shard in shards {
+        let best = (0..candidates.len())
+            .filter(|&i| {
+                let c = &candidates[i];
+                left[i] >= shard_size.max(1)
+                    && per_domain.get(&c.domain).copied().unwrap_or(0) < limits.per_domain
+                    && per_zone.get(c.zone.as_str()).copied().unwrap_or(0) < limits.per_zone
+                    && !given.contains(&(c.host, *shard))
+            })
+            .min_by_key(|&i| (candidates[i].price, std::cmp::Reverse(left[i]), ties[i]));
+        let Some(i) = best else {
+            return Err(Unplaceable {
+                needed: shards.len(),
+                placed: chosen.len(),
+                why: why_not(candidates, shard_size, held, limits, shards.len(), chosen.len()),
+            });
+        };
+        let c = &candidates[i];
+        left[i] -= shard_size;
+        *per_domain.entry(c.domain).or_default() += 1;
+        *per_zone.entry(c.zone.as_str()).or_default() += 1;
+        given.push((c.host, *shard));
+        chosen.push(c.host);
     }
-    let cap = (n + placed.len()).div_ceil(per_zone.len().max(1));
-    let mut chosen: Vec<&Candidate> = Vec::with_capacity(n);
-    // First pass honours the per-zone cap; a second fills up from any zone if the cap left
-    // shards without a host (too few zones or hosts).
-    for capped in [true, false] {
-        for (_, c) in &keyed {
-            if chosen.len() == n {
-                break;
-            }
-            let count = per_zone.get(c.zone.as_str()).copied().unwrap_or(0);
-            if chosen.iter().any(|x| x.host == c.host) || (capped && count >= cap) {
-                continue;
-            }
-            *per_zone.entry(c.zone.as_str()).or_default() += 1;
-            chosen.push(c);
-        }
+    Ok(chosen)
+}
+
+/// Says which limit left shards without a host.
+fn why_not(
+    candidates: &[Candidate],
+    shard_size: u64,
+    held: &[Held<'_>],
+    limits: Limits,
+    needed: usize,
+    placed: usize,
+) -> String {
+    let roomy: Vec<&Candidate> = candidates.iter().filter(|c| c.free >= shard_size.max(1)).collect();
+    let mut domains: Vec<Domain> = roomy.iter().map(|c| c.domain).collect();
+    domains.sort_unstable();
+    domains.dedup();
+    let mut zones: Vec<&str> = roomy.iter().map(|c| c.zone.as_str()).collect();
+    zones.sort_unstable();
+    zones.dedup();
+    let total = needed + held.len();
+    let head = format!(
+        "{placed} of the {needed} shards could be placed: a pack of {total} shards may have at most {} in one failure domain (host or operator) and {} in one zone",
+        limits.per_domain, limits.per_zone
+    );
+    if roomy.is_empty() {
+        return format!("{head}, and no host that may take it has room for a {}-byte shard", shard_size);
     }
-    Ok(chosen.into_iter().map(|c| c.host).collect())
+    format!(
+        "{head}, and the hosts with room for a {shard_size}-byte shard are {} host(s) in {} failure domain(s) and {} zone(s)",
+        roomy.len(),
+        domains.len(),
+        zones.len()
+    )
 }
 
 #[cfg(test)]
@@ -91,62 +151,119 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
 
-    fn c(id: u64, free: u64) -> Candidate {
-        Candidate { host: HostId(id), free, zone: format!("z{}", id % 3) }
+    fn c(id: u64, free: u64, zone: &str) -> Candidate {
+        Candidate { host: HostId(id), free, zone: zone.into(), domain: Domain::Host(HostId(id)), price: 0 }
+    }
+
+    fn ids(n: u8) -> Vec<ShardId> {
+        (0..n).map(|i| ShardId::of(&[i])).collect()
+    }
+
+    fn rng() -> rand::rngs::StdRng {
+        rand::rngs::StdRng::seed_from_u64(7)
+    }
+
+    fn count<T: PartialEq>(v: &[T], x: &T) -> usize {
+        v.iter().filter(|y| *y == x).count()
     }
 
     #[test]
-    fn shards_spread_over_zones_so_a_zone_loss_is_survived() {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-        // Nine hosts in three zones, zone z0 much bigger: still at most two shards per zone.
-        let cands: Vec<_> = (0..9).map(|i| c(i, if i % 3 == 0 { 100_000 } else { 1000 })).collect();
-        for _ in 0..200 {
-            let got = choose(&cands, 6, 10, &[], &mut rng).expect("enough");
-            for z in 0..3 {
-                let n = got.iter().filter(|h| h.0 % 3 == z).count();
-                assert_eq!(n, 2, "zone z{z} got {n} of 6 shards");
-            }
+    fn three_hosts_take_two_shards_each_and_never_more() {
+        let cands: Vec<_> = (1..=3).map(|i| c(i, 1000, "z")).collect();
+        let got = choose(&cands, &ids(6), 10, &[], Limits { per_domain: 2, per_zone: 6 }, &mut rng()).expect("fits");
+        for h in 1..=3 {
+            assert_eq!(count(&got, &HostId(h)), 2, "{got:?}");
+        }
+        let err = choose(&cands, &ids(7), 10, &[], Limits { per_domain: 2, per_zone: 7 }, &mut rng())
+            .expect_err("seven do not fit");
+        assert_eq!((err.needed, err.placed), (7, 6));
+        assert!(err.why.contains("at most 2 in one failure domain"), "{}", err.why);
+    }
+
+    #[test]
+    fn one_operator_is_one_domain() {
+        // Five "hosts" of one operator and one independent host: the operator may hold two.
+        let mut cands: Vec<_> = (1..=5).map(|i| Candidate { domain: Domain::Operator(9), ..c(i, 1000, "z") }).collect();
+        cands.push(c(6, 1000, "z"));
+        let err = choose(&cands, &ids(6), 10, &[], Limits { per_domain: 2, per_zone: 6 }, &mut rng())
+            .expect_err("only two domains");
+        assert_eq!(err.placed, 4);
+    }
+
+    #[test]
+    fn zones_are_a_hard_limit_and_held_shards_count() {
+        // Three zones, z0 much bigger: two shards per zone, even though z0 has the room.
+        let cands: Vec<_> =
+            (0..9).map(|i| c(i, if i % 3 == 0 { 100_000 } else { 1000 }, ["z0", "z1", "z2"][i as usize % 3])).collect();
+        let limits = Limits { per_domain: 1, per_zone: 2 };
+        let got = choose(&cands, &ids(6), 10, &[], limits, &mut rng()).expect("fits");
+        for z in 0..3 {
+            assert_eq!(got.iter().filter(|h| h.0 % 3 == z).count(), 2, "zone z{z}: {got:?}");
         }
         // Repair: a pack with two shards in z0 and one in z1 gets its three missing ones
-        // outside z0.
-        let got = choose(&cands, 3, 10, &["z0", "z0", "z1"], &mut rng).expect("enough");
-        assert!(got.iter().all(|h| h.0 % 3 != 0), "{got:?}");
-        // One zone only: the cap gives way instead of failing.
-        let one: Vec<_> = (0..6).map(|i| Candidate { host: HostId(i), free: 100, zone: "a".into() }).collect();
-        assert_eq!(choose(&one, 6, 10, &[], &mut rng).expect("enough").len(), 6);
+        // outside z0, and none on the hosts that hold its shards.
+        let held = [
+            Held { host: HostId(0), domain: Domain::Host(HostId(0)), zone: "z0" },
+            Held { host: HostId(3), domain: Domain::Host(HostId(3)), zone: "z0" },
+            Held { host: HostId(1), domain: Domain::Host(HostId(1)), zone: "z1" },
+        ];
+        let got = choose(&cands, &ids(3), 10, &held, limits, &mut rng()).expect("fits");
+        assert!(got.iter().all(|h| h.0 % 3 != 0 && h.0 != 1), "{got:?}");
+        // When the small zones are full the placement fails instead of crowding z0.
+        let full: Vec<_> =
+            cands.iter().map(|x| Candidate { free: if x.host.0 % 3 == 0 { x.free } else { 5 }, ..x.clone() }).collect();
+        let err = choose(&full, &ids(6), 10, &[], limits, &mut rng()).expect_err("zone rule");
+        assert_eq!(err.placed, 2);
     }
 
     #[test]
-    fn hosts_are_distinct_and_have_room() {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        let cands: Vec<_> = (0..8).map(|i| c(i, if i == 3 { 10 } else { 1000 })).collect();
-        for _ in 0..200 {
-            let mut got = choose(&cands, 6, 100, &[], &mut rng).expect("enough hosts");
-            assert!(!got.contains(&HostId(3)), "a host without room was chosen");
-            got.sort();
-            got.dedup();
-            assert_eq!(got.len(), 6);
+    fn the_cheapest_then_the_roomiest_hosts_are_chosen() {
+        let mut cands: Vec<_> = (1..=8).map(|i| c(i, 1000 * i, "z")).collect();
+        cands[0].price = 0; // host 1: cheap but small
+        for x in &mut cands[1..] {
+            x.price = 5;
         }
+        let got = choose(&cands, &ids(3), 10, &[], Limits { per_domain: 1, per_zone: 6 }, &mut rng()).expect("fits");
+        assert_eq!(got, [HostId(1), HostId(8), HostId(7)]);
     }
 
     #[test]
-    fn too_few_hosts_says_how_many() {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        let cands = [c(1, 1000), c(2, 1000), c(3, 5)];
-        assert_eq!(choose(&cands, 6, 100, &[], &mut rng), Err(NotEnoughHosts { needed: 6, available: 2 }));
+    fn identical_shards_go_to_different_hosts() {
+        let cands: Vec<_> = (1..=3).map(|i| c(i, 1000, "z")).collect();
+        let same = vec![ShardId::of(b"zeros"); 3];
+        let got = choose(&cands, &same, 10, &[], Limits { per_domain: 3, per_zone: 3 }, &mut rng()).expect("fits");
+        let mut hosts = got.clone();
+        hosts.sort();
+        hosts.dedup();
+        assert_eq!(hosts.len(), 3, "{got:?}");
     }
 
-    #[test]
-    fn bigger_hosts_are_chosen_more_often() {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(2);
-        let cands = [c(1, 10_000), c(2, 1_000), c(3, 1_000), c(4, 1_000)];
-        let mut big = 0;
-        for _ in 0..2000 {
-            if choose(&cands, 1, 1, &[], &mut rng).expect("enough")[0] == HostId(1) {
-                big += 1;
+    /// Puts of equal packs until one is refused; returns the raw bytes placed.
+    fn fill(sizes: &[u64], shard: u64, limits: Limits) -> u64 {
+        let mut cands: Vec<_> = sizes.iter().enumerate().map(|(i, &s)| c(i as u64, s, "z")).collect();
+        let mut rng = rng();
+        let mut placed = 0;
+        let mut n = 0u32;
+        loop {
+            let shards: Vec<ShardId> = (0..6).map(|i| ShardId::of(&[n.to_le_bytes(), [i; 4]].concat())).collect();
+            let Ok(got) = choose(&cands, &shards, shard, &[], limits, &mut rng) else { return placed };
+            for h in got {
+                cands[h.0 as usize].free -= shard;
+                placed += shard;
             }
+            n += 1;
         }
-        // 10/13 of the weight: expect ~1540 of 2000.
-        assert!((1350..1700).contains(&big), "big host chosen {big} times");
+    }
+
+    #[test]
+    fn unequal_hosts_fill_to_the_rules_bound() {
+        const MIB: u64 = 1 << 20;
+        let sizes: Vec<u64> = [32, 32, 64, 64, 128, 128, 256].iter().map(|s| s * MIB).collect();
+        // 8 MiB files as 4+2 packs: 2 MiB shards, one per host (f = 2). Bound: 384 MiB raw.
+        let raw = fill(&sizes, 2 * MIB, Limits { per_domain: 1, per_zone: 6 });
+        assert!(raw * 100 >= 384 * MIB * 97, "filled {} MiB of 384", raw / MIB);
+        // f = 1 on 1:1:1:3 hosts: the big one takes a third of every pack.
+        let raw = fill(&[100 * MIB, 100 * MIB, 100 * MIB, 300 * MIB], 2 * MIB, Limits { per_domain: 2, per_zone: 6 });
+        assert!(raw * 100 >= 450 * MIB * 97, "filled {} MiB of 450", raw / MIB);
     }
 }

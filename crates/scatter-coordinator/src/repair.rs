@@ -13,7 +13,7 @@
 //! capacity below what it holds has shards marked `surplus` (readable, not counted) until
 //! the excess has moved.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +22,8 @@ use scatter_core::{HostId, ShardId};
 use scatter_proto::api::GRANT_HEADER;
 use scatter_proto::{Grant, Op};
 
-use crate::store::{DegradedPack, HostRow};
+use crate::placement::{Held, Limits};
+use crate::store::{DegradedPack, Domain, HostRow};
 use crate::{now, Shared};
 
 /// Packs repaired per pass at most.
@@ -59,12 +60,25 @@ async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {
     let hosts = blocking(shared, |s| s.hosts()).await?;
     retire_drained(shared, &hosts).await?;
     shrink(shared, &hosts).await?;
+    let (f, _, _) = crate::api::place::tolerance(shared, &hosts);
+    let degraded = packs.len();
     for pack in packs {
-        match repair(shared, &hosts, cutoff, &pack).await {
+        match repair(shared, &hosts, cutoff, &pack, f).await {
             Ok(n) => {
                 tracing::info!(pack = %pack.id, shards = n, healthy_before = pack.healthy, "pack repaired");
             }
             Err(e) => tracing::warn!(pack = %pack.id, error = %e, "pack could not be repaired now"),
+        }
+    }
+    // With repair done, packs placed under a looser rule (a smaller grid) are re-spread.
+    if degraded < PACKS_PER_PASS {
+        let crowded = blocking(shared, move |s| s.crowded_packs(f, PACKS_PER_PASS - degraded)).await?;
+        for pack in crowded {
+            match repair(shared, &hosts, cutoff, &pack, f).await {
+                Ok(n) if n > 0 => tracing::info!(pack = %pack.id, shards = n, tolerate = f, "pack re-spread"),
+                Ok(_) => {}
+                Err(e) => tracing::debug!(pack = %pack.id, error = %e, "pack could not be re-spread now"),
+            }
         }
     }
     Ok(())
@@ -97,8 +111,16 @@ async fn retire_drained(shared: &Arc<Shared>, hosts: &[HostRow]) -> Result<(), c
     Ok(())
 }
 
-/// Repairs one pack; returns how many shards were rebuilt and stored.
-async fn repair(shared: &Arc<Shared>, hosts: &[HostRow], cutoff: u64, pack: &DegradedPack) -> Result<usize, String> {
+/// Repairs one pack under tolerance `f`: rebuilds its unhealthy shards, and the shards one
+/// failure domain holds beyond what the rule allows, and stores them where the rule allows.
+/// Returns how many shards were stored.
+async fn repair(
+    shared: &Arc<Shared>,
+    hosts: &[HostRow],
+    cutoff: u64,
+    pack: &DegradedPack,
+    f: u8,
+) -> Result<usize, String> {
     let host = |id: HostId| hosts.iter().find(|h| h.id == id);
     let layout = Layout { size: pack.size, k: pack.k, m: pack.m, shard_size: pack.shard_size };
     let k = pack.k as usize;
@@ -106,6 +128,20 @@ async fn repair(shared: &Arc<Shared>, hosts: &[HostRow], cutoff: u64, pack: &Deg
         pack.shards.iter().partition(|(_, _, h, state)| healthy(host(*h), state, cutoff));
     if good.len() < k {
         return Err(format!("only {} of {} shards are healthy; waiting for hosts to come back", good.len(), k));
+    }
+    // A code too weak for f (older packs) keeps one shard per domain: the best it can do.
+    let per_domain = crate::durability::per_domain(pack.k, pack.m, f).unwrap_or(1);
+    let mut in_domain: HashMap<Domain, usize> = HashMap::new();
+    let (keep, crowded): (Vec<_>, Vec<_>) = good.iter().partition(|(_, _, h, _)| {
+        let Some(row) = host(*h) else { return true };
+        let n = in_domain.entry(row.domain()).or_default();
+        *n += 1;
+        *n <= per_domain
+    });
+    // Missing shards first: they are what endangers the pack.
+    let moving: Vec<&(u8, ShardId, HostId, String)> = bad.iter().copied().chain(crowded.iter().copied()).collect();
+    if moving.is_empty() {
+        return Ok(0);
     }
     // Fetch k verified shards (data shards first: they are what readers use).
     let mut have: Vec<Option<Vec<u8>>> = vec![None; layout.total()];
@@ -131,21 +167,47 @@ async fn repair(shared: &Arc<Shared>, hosts: &[HostRow], cutoff: u64, pack: &Deg
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
 
-    // Targets: online hosts with room that hold no healthy shard of this pack.
-    let mut used: HashSet<HostId> = good.iter().map(|(_, _, h, _)| *h).collect();
     // A host where another pack already records one of these shards cannot take it again (a
     // (host, shard) pair is recorded once): leaving it out keeps a tenant who stored the same
-    // bytes there from blocking this repair.
-    let (id, hashes): (_, Vec<ShardId>) = (pack.id, bad.iter().map(|(_, shard, _, _)| *shard).collect());
-    used.extend(blocking(shared, move |s| s.hosts_holding(&id, &hashes)).await.map_err(|e| e.to_string())?);
+    // bytes there from blocking this repair. Hosts of the shards that move are left out too.
+    let (id, hashes): (_, Vec<ShardId>) = (pack.id, moving.iter().map(|(_, shard, _, _)| *shard).collect());
+    let mut unusable: HashSet<HostId> = blocking(shared, move |s| s.hosts_holding(&id, &hashes))
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .collect();
+    unusable.extend(moving.iter().map(|(_, _, h, _)| *h));
     let candidates: Vec<_> =
-        crate::api::candidates(shared, hosts).into_iter().filter(|c| !used.contains(&c.host)).collect();
-    let placed: Vec<&str> = good.iter().filter_map(|(_, _, h, _)| host(*h)).map(|h| h.zone.as_str()).collect();
-    let mut targets =
-        crate::placement::choose(&candidates, bad.len(), pack.shard_size, &placed, &mut rand::thread_rng())
-            .map_err(|e| e.to_string())?;
+        crate::api::candidates(shared, hosts).into_iter().filter(|c| !unusable.contains(&c.host)).collect();
+    let held: Vec<Held<'_>> = keep
+        .iter()
+        .filter_map(|(_, _, h, _)| host(*h))
+        .map(|h| Held { host: h.id, domain: h.domain(), zone: h.zone.as_str() })
+        .collect();
+    let mut zones: Vec<&str> = candidates.iter().map(|c| c.zone.as_str()).chain(held.iter().map(|h| h.zone)).collect();
+    zones.sort_unstable();
+    zones.dedup();
+    let limits = Limits { per_domain, per_zone: crate::durability::per_zone(layout.total(), zones.len()) };
+    let ids: Vec<ShardId> = moving.iter().map(|(_, shard, _, _)| *shard).collect();
+    // Place as many as the rule allows now: a pack missing two shards is better off with one
+    // rebuilt than none.
+    let targets =
+        match crate::placement::choose(&candidates, &ids, pack.shard_size, &held, limits, &mut rand::thread_rng()) {
+            Ok(t) => t,
+            Err(e) if e.placed > 0 => crate::placement::choose(
+                &candidates,
+                &ids[..e.placed],
+                pack.shard_size,
+                &held,
+                limits,
+                &mut rand::thread_rng(),
+            )
+            .map_err(|e| e.why)?,
+            Err(e) => return Err(e.why),
+        };
+    let mut targets: Vec<HostId> = targets.into_iter().rev().collect();
     let mut repaired = 0;
-    for (index, shard, old, _) in bad {
+    for (index, shard, old, _) in moving {
         let Some(new) = targets.pop() else { break };
         let Some(row) = host(new) else { continue };
         let bytes = rebuilt.shard(*index as usize).to_vec();

@@ -13,8 +13,8 @@ use std::time::Duration;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use scatter_core::{ByteSize, HostId, ShardId};
 use scatter_proto::api::{
-    ErrorBody, HeartbeatRequest, HostCertRequest, HostCertResponse, InventoryRequest, InventoryResponse, JoinRequest,
-    JoinResponse, ReceiptsRequest,
+    ErrorBody, HeartbeatRequest, HostCertRequest, HostCertResponse, HostTerms, InventoryRequest, InventoryResponse,
+    JoinRequest, JoinResponse, ReceiptsRequest,
 };
 use scatter_proto::receipt::{Receipt, SignedReceipt, NO_GRANT};
 use serde::{Deserialize, Serialize};
@@ -268,6 +268,7 @@ async fn join(
         zone: config.zone.clone(),
         capacity: config.capacity,
         receipt_key: Some(hex::encode(receipt_key.verifying_key().to_bytes())),
+        terms: HostTerms::default(),
     };
     let url = format!("{}/v1/hosts/join", config.coordinator);
     let mut last = String::new();
@@ -377,6 +378,8 @@ async fn heartbeats(config: Config, shared: Arc<Shared>, secret: String, address
             used: ByteSize(shared.store.used()),
             free: ByteSize(free),
             receipt_key: Some(hex::encode(shared.receipt_key.verifying_key().to_bytes())),
+            terms: HostTerms::default(),
+            served: 0,
         };
         match http.post(&url).json(&req).send().await {
             Ok(r) if r.status().is_success() => {}

@@ -44,7 +44,92 @@ pub struct JoinRequest {
     /// receipts for shards it stores.
     #[serde(default)]
     pub receipt_key: Option<String>,
+    /// The terms it offers.
+    #[serde(default)]
+    pub terms: HostTerms,
 }
+
+/// The terms a host offers, declared at join and with every heartbeat (they may change
+/// across restarts). Prices are in millionths of the grid's currency unit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostTerms {
+    /// Price per GiB-month stored.
+    #[serde(default)]
+    pub price: u64,
+    /// Price per GiB served.
+    #[serde(default)]
+    pub egress_price: u64,
+    /// Declared bandwidth, bytes per second (0: not declared).
+    #[serde(default)]
+    pub bandwidth: u64,
+    /// Unix time the period it offers ends (none: open-ended).
+    #[serde(default)]
+    pub until: Option<u64>,
+}
+
+/// A host's reputation score (0–100) and its parts (percentages), from what the coordinator
+/// measured: see the coordinator's `reputation` module.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReputationParts {
+    /// The score: the product of the parts.
+    pub score: u8,
+    /// Audits passed, smoothed.
+    pub audits: u8,
+    /// Share of its life it was heard from.
+    pub uptime: u8,
+    /// Age, up to 30 days.
+    pub age: u8,
+    /// One minus the share of its shards that had to be rebuilt because of it.
+    pub repairs: u8,
+}
+
+/// What a user asks of the hosts their data goes to. Every condition is optional; a
+/// per-command policy overrides the user's stored one condition by condition.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    /// Highest price per GiB-month (millionths) a host may ask.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_price: Option<u64>,
+    /// Zones data may go to (empty: any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(deserialize_with = "crate::bounded::zones")]
+    pub zones: Vec<String>,
+    /// Zones data must not go to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(deserialize_with = "crate::bounded::zones")]
+    pub exclude_zones: Vec<String>,
+    /// Lowest reputation score (0–100) a host must have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_reputation: Option<u8>,
+    /// Shortest remaining offered period, in seconds, a host must have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_period_secs: Option<u64>,
+}
+
+impl Policy {
+    /// This policy with every condition `over` sets replacing this one's.
+    pub fn overridden_by(&self, over: &Policy) -> Policy {
+        Policy {
+            max_price: over.max_price.or(self.max_price),
+            zones: if over.zones.is_empty() { self.zones.clone() } else { over.zones.clone() },
+            exclude_zones: if over.exclude_zones.is_empty() {
+                self.exclude_zones.clone()
+            } else {
+                over.exclude_zones.clone()
+            },
+            min_reputation: over.min_reputation.or(self.min_reputation),
+            min_period_secs: over.min_period_secs.or(self.min_period_secs),
+        }
+    }
+
+    /// Whether it asks for nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == Policy::default()
+    }
+}
+
+/// Zones a policy names, at most.
+pub const MAX_ZONES: usize = 64;
 
 /// The coordinator's answer to a join.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -106,6 +191,13 @@ pub struct HeartbeatRequest {
     /// heartbeat that carries it if the host joined before receipts existed.
     #[serde(default)]
     pub receipt_key: Option<String>,
+    /// The terms it offers now.
+    #[serde(default)]
+    pub terms: HostTerms,
+    /// Shard bytes it served to readers since the last heartbeat (a claim: counted, not
+    /// trusted for anything but the record).
+    #[serde(default)]
+    pub served: u64,
 }
 
 /// How many refusals a heartbeat describes; the rest are only counted.
@@ -255,6 +347,30 @@ pub struct HostInfo {
     /// Audits failed.
     #[serde(default)]
     pub audits_failed: u64,
+    /// Its failure domain (`host N`, or `operator NAME` when one operator's hosts count as one).
+    #[serde(default)]
+    pub domain: String,
+    /// The terms it offers.
+    #[serde(default)]
+    pub terms: HostTerms,
+    /// Its reputation, with the parts it is made of.
+    #[serde(default)]
+    pub reputation: ReputationParts,
+    /// Seconds it was heard from, of its life.
+    #[serde(default)]
+    pub online_secs: u64,
+    /// Unix time it joined.
+    #[serde(default)]
+    pub joined: u64,
+    /// Shards rebuilt because it lost or damaged them.
+    #[serde(default)]
+    pub repairs_caused: u64,
+    /// Bytes per second the coordinator measured reading from it (0: not yet).
+    #[serde(default)]
+    pub measured_bandwidth: u64,
+    /// Bytes it reports having served.
+    #[serde(default)]
+    pub served_bytes: u64,
 }
 
 /// `POST /v1/admin/hosts/drain` and `/v1/admin/hosts/disable`.
@@ -269,6 +385,29 @@ pub struct HostRequest {
 pub struct StatusResponse {
     /// Every registered host.
     pub hosts: Vec<HostInfo>,
+    /// The grid's durability rule and how well packs meet it.
+    #[serde(default)]
+    pub grid: GridInfo,
+}
+
+/// The grid's durability rule: every pack must survive the loss of any `tolerate` failure
+/// domains, so no domain holds more than ⌊m / tolerate⌋ shards of a pack.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GridInfo {
+    /// f: failure domains any pack must survive losing.
+    pub tolerate: u8,
+    /// Whether f follows the grid's size (the admin did not set it).
+    pub auto: bool,
+    /// Failure domains with hosts that take data.
+    pub domains: usize,
+    /// The code new data uses when a command does not choose one.
+    pub data: u8,
+    /// Parity shards of that code.
+    pub parity: u8,
+    /// The fewest domain losses any live pack survives now (none: no packs).
+    pub lowest_tolerance: Option<u32>,
+    /// Packs whose spread does not meet the rule yet (being re-spread in the background).
+    pub crowded_packs: u64,
 }
 
 /// Which of these chunks does the user already store?
@@ -433,10 +572,22 @@ pub struct PlaceRequest {
     /// The shards to place, by index, with their ids.
     #[serde(deserialize_with = "crate::bounded::shards")]
     pub shards: Vec<ShardToPlace>,
-    /// Hosts that must not be chosen (already used for this pack, or failing).
+    /// Hosts that must not be chosen (their upload failed).
     #[serde(default)]
     #[serde(deserialize_with = "crate::bounded::hosts")]
     pub exclude: Vec<HostId>,
+    /// Data shards of the pack (its code, with `m`): the durability rule depends on it.
+    pub k: u8,
+    /// Parity shards of the pack.
+    pub m: u8,
+    /// Hosts that already hold the pack's other shards, once per shard (re-placement after
+    /// a failed upload): the rule counts them.
+    #[serde(default)]
+    #[serde(deserialize_with = "crate::bounded::hosts")]
+    pub placed: Vec<HostId>,
+    /// Conditions on the hosts, over the user's stored policy.
+    #[serde(default)]
+    pub policy: Policy,
 }
 
 /// One shard to place.

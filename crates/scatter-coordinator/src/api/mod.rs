@@ -26,6 +26,7 @@ use crate::{now, secret_hash, Shared};
 mod admin;
 mod backup;
 pub(crate) mod guard;
+pub(crate) mod place;
 
 type S = State<Arc<Shared>>;
 type ApiResult<T> = Result<Json<T>, ApiError>;
@@ -58,6 +59,8 @@ pub(crate) struct Reservation {
     pub grant: [u8; 32],
     /// When it was made; it lapses after [`RESERVATION_TTL`].
     pub at: Instant,
+    /// Shards of its pack one failure domain may hold, as the rule stood at placement.
+    pub per_domain: usize,
 }
 
 /// Shards placed but not yet committed, by (host, shard): counted against hosts' free space
@@ -109,7 +112,9 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/sessions", post(create_session))
         .route("/v1/chunks/lookup", post(lookup_chunks))
         .route("/v1/chunks/locate", post(locate))
-        .route("/v1/packs/place", post(place))
+        .route("/v1/packs/place", post(place::place))
+        .route("/v1/grid", get(place::grid))
+        .route("/v1/policy", get(place::policy).put(place::set_policy))
         .route("/v1/packs/commit", post(commit_pack))
         .route("/v1/objects", get(list_objects))
         .route("/v1/objects/commit", post(commit_object))
@@ -459,20 +464,32 @@ async fn register(State(sh): S, Body(req): Body<RegisterRequest>) -> ApiResult<R
     Ok(Json(RegisterResponse { user_id: user.me, role: user.role }))
 }
 
-/// Online hosts with the bytes each can still take, after `reserved` placements.
+/// Hosts that may take new data now, with the bytes each can still take after `reserved`
+/// placements: online, active, and offering a period that lasts beyond the margin.
 fn room(sh: &Shared, hosts: &[crate::store::HostRow], reserved: &HashMap<HostId, u64>) -> Vec<Candidate> {
     hosts
         .iter()
-        .filter(|h| host_state(sh, h) == HostState::Online)
+        .filter(|h| host_state(sh, h) == HostState::Online && period_lasts(h, sh.period_margin.as_secs()))
         .map(|h| {
             let r = reserved.get(&h.id).copied().unwrap_or(0);
             let by_capacity = h.capacity.saturating_sub(h.catalog_used.max(h.reported_used) + r);
-            Candidate { host: h.id, free: by_capacity.min(h.free.saturating_sub(r)), zone: h.zone.clone() }
+            Candidate {
+                host: h.id,
+                free: by_capacity.min(h.free.saturating_sub(r)),
+                zone: h.zone.clone(),
+                domain: h.domain(),
+                price: h.terms.price,
+            }
         })
         .collect()
 }
 
-/// Online hosts with room, counting shards placed but not yet committed.
+/// Whether a host's offered period lasts at least `secs` more.
+pub(crate) fn period_lasts(h: &crate::store::HostRow, secs: u64) -> bool {
+    h.terms.until.is_none_or(|until| until >= now().saturating_add(secs))
+}
+
+/// Online hosts that may take data, with room, counting shards placed but not yet committed.
 pub(crate) fn candidates(sh: &Shared, hosts: &[crate::store::HostRow]) -> Vec<Candidate> {
     let reserved = reserved_by_host(&mut sh.reservations.lock().unwrap_or_else(|p| p.into_inner()));
     room(sh, hosts, &reserved)
@@ -509,23 +526,40 @@ pub(crate) fn host_state(sh: &Shared, h: &crate::store::HostRow) -> HostState {
 async fn status(State(sh): S, headers: HeaderMap) -> ApiResult<StatusResponse> {
     user(&sh, &headers).await?;
     let hosts = db(&sh, |s| s.hosts()).await?;
-    Ok(Json(StatusResponse {
-        hosts: hosts
-            .into_iter()
-            .map(|h| HostInfo {
-                id: h.id,
-                state: host_state(&sh, &h),
-                shards: h.shards,
-                last_seen: h.last_seen,
-                audits_passed: h.audits_passed,
-                audits_failed: h.audits_failed,
-                address: h.address,
-                zone: h.zone,
-                capacity: h.capacity,
-                used: h.catalog_used.max(h.reported_used),
-            })
-            .collect(),
-    }))
+    let grid = place::grid_info(&sh, &hosts, true).await?;
+    Ok(Json(StatusResponse { hosts: hosts.iter().map(|h| host_info(&sh, h)).collect(), grid }))
+}
+
+/// A host as `status` and `admin host ls` show it.
+fn host_info(sh: &Shared, h: &crate::store::HostRow) -> HostInfo {
+    HostInfo {
+        id: h.id,
+        state: host_state(sh, h),
+        shards: h.shards,
+        last_seen: h.last_seen,
+        audits_passed: h.audits_passed,
+        audits_failed: h.audits_failed,
+        address: h.address.clone(),
+        zone: h.zone.clone(),
+        capacity: h.capacity,
+        used: h.catalog_used.max(h.reported_used),
+        domain: match h.domain() {
+            crate::store::Domain::Host(id) => format!("host {id}"),
+            crate::store::Domain::Operator(op) => format!("operator {op}"),
+        },
+        terms: HostTerms {
+            price: h.terms.price,
+            egress_price: h.terms.egress_price,
+            bandwidth: h.terms.bandwidth,
+            until: h.terms.until,
+        },
+        reputation: crate::reputation::of(h, now()),
+        online_secs: h.record.online_secs,
+        joined: h.record.joined,
+        repairs_caused: h.record.repairs_caused,
+        measured_bandwidth: h.record.measured_bandwidth,
+        served_bytes: h.record.served_bytes,
+    }
 }
 
 async fn create_session(
@@ -564,92 +598,12 @@ async fn lookup_chunks(
     Ok(Json(LookupChunksResponse { known }))
 }
 
-async fn place(State(sh): S, headers: HeaderMap, Body(req): Body<PlaceRequest>) -> ApiResult<PlaceResponse> {
-    let u = caller(&sh, &headers, Right::Add).await?;
-    if req.shards.is_empty() || req.shards.len() > 64 || req.shard_size == 0 || req.shard_size > MAX_SHARD {
-        return Err(ApiError::BadRequest(format!(
-            "a placement needs 1 to 64 shards of 1 byte to {}",
-            ByteSize(MAX_SHARD)
-        )));
-    }
-    if req.exclude.len() > 1024 {
-        return Err(ApiError::BadRequest("at most 1024 hosts may be excluded".into()));
-    }
-    let adding = req.shard_size * req.shards.len() as u64;
-    let used = match u.quota {
-        Some(_) => db(&sh, move |s| s.usage(u.id)).await?,
-        None => 0,
-    };
-    let hosts = db(&sh, |s| s.hosts()).await?;
-    let expires = now() + RESERVATION_TTL.as_secs();
-    let mut reservations = sh.reservations.lock().unwrap_or_else(|p| p.into_inner());
-    let reserved = reserved_by_host(&mut reservations);
-    // What the caller has placed and not committed counts: against its share of the grid
-    // (so placements without uploads cannot fill it for everyone) and against the quota.
-    let (mine, mine_bytes) =
-        reservations.values().filter(|r| r.caller == u.me).fold((0usize, 0u64), |(n, b), r| (n + 1, b + r.bytes));
-    if mine + req.shards.len() > MAX_RESERVED_SHARDS || mine_bytes + adding > MAX_RESERVED_BYTES {
-        return Err(ApiError::Busy(format!(
-            "this account has {mine} shards ({}) placed and not yet committed; commit or wait {} s for them to lapse",
-            ByteSize(mine_bytes),
-            RESERVATION_TTL.as_secs()
-        )));
-    }
-    if let Some(quota) = u.quota {
-        let pending: u64 = reservations.values().filter(|r| r.owner == u.id).map(|r| r.bytes).sum();
-        if used + pending + adding > quota {
-            return Err(ApiError::Quota(format!(
-                "the quota is exhausted: {} of {} used on hosts (with redundancy), {} more being uploaded, and this pack needs {} more; remove data or ask the grid's admin for more",
-                ByteSize(used),
-                ByteSize(quota),
-                ByteSize(pending),
-                ByteSize(adding)
-            )));
-        }
-    }
-    let candidates: Vec<Candidate> =
-        room(&sh, &hosts, &reserved).into_iter().filter(|c| !req.exclude.contains(&c.host)).collect();
-    let placed: Vec<&str> = hosts.iter().filter(|h| req.exclude.contains(&h.id)).map(|h| h.zone.as_str()).collect();
-    let chosen = placement::choose(&candidates, req.shards.len(), req.shard_size, &placed, &mut rand::thread_rng())
-        .map_err(|e| {
-            // Hosts a heartbeat or two late (busy disks, a slow network) get no new shards for
-            // now; when they would make up the difference the client should wait, not fail.
-            let late = hosts
-                .iter()
-                .filter(|h| host_state(&sh, h) == HostState::Suspect && !req.exclude.contains(&h.id))
-                .count();
-            if e.available + late >= e.needed {
-                ApiError::HostsLate { needed: e.needed, available: e.available, late }
-            } else {
-                ApiError::TooFewHosts { needed: e.needed, available: e.available, shard_size: req.shard_size }
-            }
-        })?;
-    if chosen.iter().zip(&req.shards).any(|(h, s)| reservations.get(&(*h, s.shard)).is_some_and(|r| r.caller != u.me)) {
-        return Err(ApiError::Conflict("another account is uploading the same shard to the same host".into()));
-    }
-    let mut targets = Vec::with_capacity(chosen.len());
-    for (shard, host) in req.shards.iter().zip(chosen) {
-        let address = hosts.iter().find(|h| h.id == host).map(|h| h.address.clone()).unwrap_or_default();
-        let grant =
-            Grant { host, shard: shard.shard, op: Op::Put, max_size: req.shard_size, expires }.sign(&sh.signing);
-        let reservation = Reservation {
-            caller: u.me,
-            owner: u.id,
-            bytes: req.shard_size,
-            grant: scatter_proto::receipt::grant_hash(&grant),
-            at: Instant::now(),
-        };
-        reservations.insert((host, shard.shard), reservation);
-        targets.push(Target { index: shard.index, host, address, grant });
-    }
-    Ok(Json(PlaceResponse { targets }))
-}
-
 /// Checks that every shard of a pack commit was placed for the caller and that its host
 /// signed a receipt answering that placement's grant, with the shard's id and size. The
 /// reservations are used up whether or not the rest of the commit succeeds, so a receipt
-/// is accepted once.
-async fn check_receipts(sh: &Arc<Shared>, u: &UserRow, req: &CommitPackRequest) -> Result<(), ApiError> {
+/// is accepted once. Returns the most shards one failure domain may hold under the rule as
+/// it stood when they were placed.
+async fn check_receipts(sh: &Arc<Shared>, u: &UserRow, req: &CommitPackRequest) -> Result<usize, ApiError> {
     let ids: Vec<HostId> = req.shards.iter().map(|s| s.host).collect();
     let keys = db(sh, move |s| ids.iter().map(|h| s.receipt_key(*h)).collect::<Result<Vec<_>, _>>()).await?;
     let reserved: Vec<Option<Reservation>> = {
@@ -664,6 +618,7 @@ async fn check_receipts(sh: &Arc<Shared>, u: &UserRow, req: &CommitPackRequest) 
             .collect()
     };
     let mut refused = Vec::new();
+    let mut per_domain = usize::MAX;
     for ((s, r), key) in req.shards.iter().zip(reserved).zip(keys) {
         let Some(r) = r else {
             refused.push(format!(
@@ -672,12 +627,13 @@ async fn check_receipts(sh: &Arc<Shared>, u: &UserRow, req: &CommitPackRequest) 
             ));
             continue;
         };
+        per_domain = per_domain.min(r.per_domain);
         if let Err(why) = check_receipt(s.host, key, &s.receipt, &s.shard, req.shard_size, &r.grant) {
             refused.push(format!("shard {} on host {}: {why}", s.index, s.host));
         }
     }
     if refused.is_empty() {
-        return Ok(());
+        return Ok(per_domain);
     }
     event(sh, u.me.to_string(), "pack.refused", refused.join("; ").chars().take(500).collect()).await;
     Err(ApiError::Forbidden(format!(
@@ -699,17 +655,11 @@ async fn commit_pack(
     let mut indices: Vec<u8> = req.shards.iter().map(|s| s.index).collect();
     indices.sort_unstable();
     indices.dedup();
-    let mut hosts: Vec<HostId> = req.shards.iter().map(|s| s.host).collect();
-    hosts.sort_unstable();
-    hosts.dedup();
     if req.shards.len() != total || indices.len() != total || indices.last() != Some(&((total - 1) as u8)) {
         return Err(ApiError::BadRequest(format!(
             "a {}+{} pack needs exactly one shard per index 0..{total}",
             req.k, req.m
         )));
-    }
-    if hosts.len() != total {
-        return Err(ApiError::BadRequest("every shard of a pack must be on a distinct host".into()));
     }
     let padded = req.shard_size.checked_mul(req.k as u64);
     if padded.is_none_or(|p| p < req.size)
@@ -728,7 +678,10 @@ async fn commit_pack(
         // A retried commit (its answer was lost): nothing more to record.
         return Ok(Json(serde_json::json!({})));
     }
-    check_receipts(&sh, &u, &req).await?;
+    let per_domain = check_receipts(&sh, &u, &req).await?;
+    let hosts: Vec<HostId> = req.shards.iter().map(|s| s.host).collect();
+    let domains = db(&sh, move |s| hosts.iter().map(|h| s.host_domain(*h)).collect::<Result<Vec<_>, _>>()).await?;
+    place::check_spread(&req.shards, &domains, per_domain)?;
     if req.relocate {
         take_relocations(&sh, u.id, &req.chunks)?;
     }

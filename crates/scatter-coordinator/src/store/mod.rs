@@ -19,7 +19,7 @@ pub use backup::{DelegateRow, SnapshotRow, Swept};
 pub use events::Event;
 pub use repair::{DegradedPack, Health};
 
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -36,7 +36,27 @@ CREATE TABLE IF NOT EXISTS hosts (
     state TEXT NOT NULL DEFAULT 'active',
     audits_passed INTEGER NOT NULL DEFAULT 0,
     audits_failed INTEGER NOT NULL DEFAULT 0,
-    receipt_key BLOB
+    receipt_key BLOB,
+    operator INTEGER,
+    price INTEGER NOT NULL DEFAULT 0,
+    egress_price INTEGER NOT NULL DEFAULT 0,
+    bandwidth INTEGER NOT NULL DEFAULT 0,
+    until INTEGER,
+    online_secs INTEGER NOT NULL DEFAULT 0,
+    served_bytes INTEGER NOT NULL DEFAULT 0,
+    repairs_caused INTEGER NOT NULL DEFAULT 0,
+    measured_bandwidth INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS operators (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    token_hash BLOB NOT NULL UNIQUE,
+    independent INTEGER NOT NULL DEFAULT 0,
+    created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS policies (
+    user INTEGER PRIMARY KEY REFERENCES users(id),
+    policy TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS tokens (
     hash BLOB PRIMARY KEY,
@@ -199,6 +219,20 @@ const MIGRATIONS: &[(i64, &str)] = &[
          ALTER TABLE users ADD COLUMN trusted INTEGER NOT NULL DEFAULT 0;
          ALTER TABLE tokens ADD COLUMN trusted INTEGER NOT NULL DEFAULT 0;",
     ),
+    // Placement by fit: who runs a host (its failure domain), the terms it offers, and its
+    // measured record. Hosts from before joined with the grid's own token: no operator.
+    (
+        5,
+        "ALTER TABLE hosts ADD COLUMN operator INTEGER;
+         ALTER TABLE hosts ADD COLUMN price INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE hosts ADD COLUMN egress_price INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE hosts ADD COLUMN bandwidth INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE hosts ADD COLUMN until INTEGER;
+         ALTER TABLE hosts ADD COLUMN online_secs INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE hosts ADD COLUMN served_bytes INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE hosts ADD COLUMN repairs_caused INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE hosts ADD COLUMN measured_bandwidth INTEGER NOT NULL DEFAULT 0;",
+    ),
 ];
 
 /// A catalog failure.
@@ -274,6 +308,62 @@ pub struct HostRow {
     pub audits_failed: u64,
     /// The public half of its receipt key, once registered.
     pub receipt_key: Option<[u8; 32]>,
+    /// Who runs it: `None` for hosts joined with the grid's own join token (the admin's),
+    /// else the operator whose invite it joined with, and whether the admin declared that
+    /// operator's hosts independent of each other.
+    pub operator: Option<(u64, bool)>,
+    /// What it offers.
+    pub terms: Terms,
+    /// What the coordinator measured of it.
+    pub record: Record,
+}
+
+impl HostRow {
+    /// Its failure domain: hosts of one operator fail together (one party, one domain)
+    /// unless the admin declared them independent; the admin's own hosts are each their own.
+    pub fn domain(&self) -> Domain {
+        match self.operator {
+            Some((op, false)) => Domain::Operator(op),
+            _ => Domain::Host(self.id),
+        }
+    }
+}
+
+/// A failure domain: the unit the durability rule counts a pack's shards per.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Domain {
+    /// One host on its own.
+    Host(HostId),
+    /// Every host of one operator.
+    Operator(u64),
+}
+
+/// The terms a host offers, as it declares them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Terms {
+    /// Price per GiB-month stored, in millionths of the grid's currency unit.
+    pub price: u64,
+    /// Price per GiB served, in millionths.
+    pub egress_price: u64,
+    /// Declared bandwidth, bytes per second (0: not declared).
+    pub bandwidth: u64,
+    /// Unix time the period it offers ends, if it is limited.
+    pub until: Option<u64>,
+}
+
+/// What the coordinator measured of a host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Record {
+    /// Unix time it joined.
+    pub joined: u64,
+    /// Seconds it was heard from (heartbeats within the offline grace of each other).
+    pub online_secs: u64,
+    /// Bytes it served, as it reports them (a claim).
+    pub served_bytes: u64,
+    /// Shards rebuilt because it lost or damaged them.
+    pub repairs_caused: u64,
+    /// Bytes per second the coordinator read from it, smoothed (0: never measured).
+    pub measured_bandwidth: u64,
 }
 
 /// A user as stored.
@@ -463,6 +553,81 @@ impl Store {
         Ok(key.flatten().map(blob32).transpose()?)
     }
 
+    /// A host's failure domain, if the host is registered. One row by its key, for commits.
+    pub fn host_domain(&self, id: HostId) -> Result<Option<Domain>, StoreError> {
+        let conn = self.conn();
+        let row: Option<(Option<i64>, Option<i64>)> = conn
+            .prepare_cached(
+                "SELECT h.operator, o.independent FROM hosts h LEFT JOIN operators o ON o.id = h.operator WHERE h.id = ?1",
+            )?
+            .query_row([id.0 as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        Ok(row.map(|(op, independent)| match op {
+            Some(op) if independent.unwrap_or(0) == 0 => Domain::Operator(op as u64),
+            _ => Domain::Host(id),
+        }))
+    }
+
+    /// A user's stored placement policy.
+    pub fn policy(&self, user: UserId) -> Result<Option<scatter_proto::api::Policy>, StoreError> {
+        let text: Option<String> = self
+            .conn()
+            .query_row("SELECT policy FROM policies WHERE user = ?1", [user.0 as i64], |r| r.get(0))
+            .optional()?;
+        // The coordinator wrote it; an unreadable one is treated as none rather than failing
+        // every placement.
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    /// Stores (or with `None` clears) a user's placement policy.
+    pub fn set_policy(&self, user: UserId, policy: Option<&scatter_proto::api::Policy>) -> Result<(), StoreError> {
+        let conn = self.conn();
+        match policy {
+            Some(p) => {
+                let text = serde_json::to_string(p).map_err(|e| StoreError::Task(e.to_string()))?;
+                conn.execute(
+                    "INSERT INTO policies (user, policy) VALUES (?1, ?2)
+                     ON CONFLICT(user) DO UPDATE SET policy = excluded.policy",
+                    params![user.0 as i64, text],
+                )?;
+            }
+            None => {
+                conn.execute("DELETE FROM policies WHERE user = ?1", [user.0 as i64])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls `f(k, m, shards)` for every live pack, with each shard's host and whether its
+    /// state is `ok`.
+    pub fn pack_spreads(&self, mut f: impl FnMut(u8, u8, &[(HostId, bool)])) -> Result<(), StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT s.pack, p.k, p.m, s.host, s.state = 'ok' FROM shards s JOIN packs p ON p.id = s.pack
+             WHERE p.state = 'live' ORDER BY s.pack",
+        )?;
+        let mut rows = stmt.query([])?;
+        let mut current: Option<(Vec<u8>, u8, u8)> = None;
+        let mut shards = Vec::new();
+        while let Some(r) = rows.next()? {
+            let pack: Vec<u8> = r.get(0)?;
+            if current.as_ref().is_some_and(|(p, _, _)| *p != pack) {
+                if let Some((_, k, m)) = current.take() {
+                    f(k, m, &shards);
+                }
+                shards.clear();
+            }
+            if current.is_none() {
+                current = Some((pack, r.get(1)?, r.get(2)?));
+            }
+            shards.push((HostId(r.get::<_, i64>(3)? as u64), r.get::<_, bool>(4)?));
+        }
+        if let Some((_, k, m)) = current {
+            f(k, m, &shards);
+        }
+        Ok(())
+    }
+
     /// Sets a host's administrative state; false if there is no such host.
     pub fn set_host_state(&self, id: HostId, state: &str) -> Result<bool, StoreError> {
         Ok(self.conn().execute("UPDATE hosts SET state = ?2 WHERE id = ?1", params![id.0 as i64, state])? > 0)
@@ -483,8 +648,9 @@ impl Store {
             "SELECT h.id, h.address, h.zone, h.capacity, h.reported_used, h.free, h.last_seen,
                     COALESCE((SELECT SUM(p.shard_size) FROM shards s JOIN packs p ON p.id = s.pack WHERE s.host = h.id), 0),
                     h.state, (SELECT COUNT(*) FROM shards s WHERE s.host = h.id), h.audits_passed, h.audits_failed,
-                    h.receipt_key
-             FROM hosts h ORDER BY h.id",
+                    h.receipt_key, h.operator, o.independent, h.price, h.egress_price, h.bandwidth, h.until,
+                    h.joined, h.online_secs, h.served_bytes, h.repairs_caused, h.measured_bandwidth
+             FROM hosts h LEFT JOIN operators o ON o.id = h.operator ORDER BY h.id",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok(HostRow {
@@ -501,6 +667,23 @@ impl Store {
                 audits_passed: r.get::<_, i64>(10)? as u64,
                 audits_failed: r.get::<_, i64>(11)? as u64,
                 receipt_key: r.get::<_, Option<Vec<u8>>>(12)?.map(blob32).transpose()?,
+                operator: r
+                    .get::<_, Option<i64>>(13)?
+                    .map(|op| Ok::<_, rusqlite::Error>((op as u64, r.get::<_, Option<i64>>(14)?.unwrap_or(0) != 0)))
+                    .transpose()?,
+                terms: Terms {
+                    price: r.get::<_, i64>(15)? as u64,
+                    egress_price: r.get::<_, i64>(16)? as u64,
+                    bandwidth: r.get::<_, i64>(17)? as u64,
+                    until: r.get::<_, Option<i64>>(18)?.map(|u| u as u64),
+                },
+                record: Record {
+                    joined: r.get::<_, i64>(19)? as u64,
+                    online_secs: r.get::<_, i64>(20)? as u64,
+                    served_bytes: r.get::<_, i64>(21)? as u64,
+                    repairs_caused: r.get::<_, i64>(22)? as u64,
+                    measured_bandwidth: r.get::<_, i64>(23)? as u64,
+                },
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -78,6 +78,45 @@ impl Store {
         Ok(out)
     }
 
+    /// Live packs where one failure domain holds more than ⌊m / f⌋ (at least one) of the
+    /// shards, at most `limit`: the rule got stricter (the grid grew) since they were placed.
+    pub fn crowded_packs(&self, f: u8, limit: usize) -> Result<Vec<DegradedPack>, StoreError> {
+        if f == 0 {
+            return Ok(Vec::new());
+        }
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT p.id, p.size, p.k, p.m, p.shard_size FROM packs p
+             WHERE p.state = 'live' AND EXISTS (
+                 SELECT 1 FROM shards s JOIN hosts h ON h.id = s.host LEFT JOIN operators o ON o.id = h.operator
+                 WHERE s.pack = p.id
+                 GROUP BY CASE WHEN h.operator IS NOT NULL AND COALESCE(o.independent, 0) = 0
+                               THEN -h.operator ELSE h.id END
+                 HAVING COUNT(*) > MAX(p.m / ?1, 1))
+             ORDER BY p.created LIMIT ?2",
+        )?;
+        let rows = stmt
+            .query_map(params![f as i64, limit as i64], |r| {
+                let (k, m): (u8, u8) = (r.get(2)?, r.get(3)?);
+                Ok(DegradedPack {
+                    id: PackId::from_bytes(blob32(r.get(0)?)?),
+                    size: r.get::<_, i64>(1)? as u64,
+                    k,
+                    m,
+                    shard_size: r.get::<_, i64>(4)? as u64,
+                    healthy: k as usize + m as usize,
+                    shards: Vec::new(),
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut out = Vec::with_capacity(rows.len());
+        for mut p in rows {
+            p.shards = shards_of(&conn, &p.id)?;
+            out.push(p);
+        }
+        Ok(out)
+    }
+
     /// Live packs by health.
     pub fn health(&self, cutoff: u64) -> Result<Health, StoreError> {
         let conn = self.conn();

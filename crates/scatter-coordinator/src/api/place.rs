@@ -1,0 +1,290 @@
+//! Placement (`/v1/packs/place`), the grid's durability rule (`/v1/grid`) and users'
+//! placement policies (`/v1/policy`).
+//!
+//! A placement applies, in order: the hosts that may take data at all (online, active, with
+//! a period beyond the margin), the caller's policy (stored, overridden per request), then
+//! [`crate::placement::choose`] under the durability rule's limits. When nothing fits, the
+//! answer names the condition that could not be met.
+
+use super::*;
+use crate::durability;
+use crate::placement::{Held, Limits};
+use crate::store::{Domain, HostRow};
+
+/// f, whether it follows the grid's size, and the failure domains of online, active hosts.
+/// Counting only hosts that answer keeps writes and repair going while a host is down (a
+/// 6-host grid with one down stores at f = 1 instead of refusing); the packs written then
+/// are re-spread when it is back.
+pub(crate) fn tolerance(sh: &Shared, hosts: &[HostRow]) -> (u8, bool, usize) {
+    let mut domains: Vec<Domain> =
+        hosts.iter().filter(|h| host_state(sh, h) == HostState::Online).map(|h| h.domain()).collect();
+    domains.sort_unstable();
+    domains.dedup();
+    match sh.tolerate {
+        Some(f) => (f, false, domains.len()),
+        None => (durability::auto_tolerance(domains.len()), true, domains.len()),
+    }
+}
+
+/// Which condition of `policy` keeps host `h` out, if any.
+fn refused_by(policy: &Policy, h: &HostRow, reputation: u8) -> Option<&'static str> {
+    if policy.max_price.is_some_and(|max| h.terms.price > max) {
+        return Some("price above --max-price");
+    }
+    if !policy.zones.is_empty() && !policy.zones.contains(&h.zone) {
+        return Some("zone not among --zone");
+    }
+    if policy.exclude_zones.contains(&h.zone) {
+        return Some("zone excluded by --exclude-zone");
+    }
+    if policy.min_reputation.is_some_and(|min| reputation < min) {
+        return Some("reputation below --min-reputation");
+    }
+    if policy.min_period_secs.is_some_and(|secs| !period_lasts(h, secs)) {
+        return Some("offered period shorter than --min-period");
+    }
+    None
+}
+
+/// The hosts `policy` allows among `candidates`, or a sentence naming what excluded them all.
+fn allowed(policy: &Policy, hosts: &[HostRow], candidates: Vec<Candidate>) -> Result<Vec<Candidate>, ApiError> {
+    if policy.is_empty() {
+        return Ok(candidates);
+    }
+    let now = now();
+    let mut why: HashMap<&'static str, usize> = HashMap::new();
+    let total = candidates.len();
+    let kept: Vec<Candidate> = candidates
+        .into_iter()
+        .filter(|c| {
+            let Some(h) = hosts.iter().find(|h| h.id == c.host) else { return false };
+            match refused_by(policy, h, crate::reputation::of(h, now).score) {
+                Some(reason) => {
+                    *why.entry(reason).or_default() += 1;
+                    false
+                }
+                None => true,
+            }
+        })
+        .collect();
+    if kept.is_empty() && total > 0 {
+        let mut reasons: Vec<_> = why.into_iter().collect();
+        reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        let list: Vec<String> = reasons.iter().map(|(r, n)| format!("{r} ({n})")).collect();
+        return Err(ApiError::TooFewHosts(format!(
+            "no host meets the placement policy ({}): of {total} host(s) that take data, excluded by {}; relax the policy",
+            crate::api::place::describe(policy),
+            list.join(", ")
+        )));
+    }
+    Ok(kept)
+}
+
+/// A policy in a few words, for messages.
+pub(crate) fn describe(p: &Policy) -> String {
+    serde_json::to_string(p).unwrap_or_default()
+}
+
+/// The user's stored policy with the request's conditions over it.
+async fn policy_for(sh: &Arc<Shared>, u: &UserRow, over: &Policy) -> Result<Policy, ApiError> {
+    let owner = u.id;
+    let stored = db(sh, move |s| s.policy(owner)).await?.unwrap_or_default();
+    Ok(stored.overridden_by(over))
+}
+
+pub(super) async fn place(State(sh): S, headers: HeaderMap, Body(req): Body<PlaceRequest>) -> ApiResult<PlaceResponse> {
+    let u = caller(&sh, &headers, Right::Add).await?;
+    scatter_core::erasure::check_redundancy(req.k, req.m).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let total = req.k as usize + req.m as usize;
+    if req.shards.is_empty()
+        || req.shards.len() + req.placed.len() > total
+        || req.shard_size == 0
+        || req.shard_size > MAX_SHARD
+    {
+        return Err(ApiError::BadRequest(format!(
+            "a placement needs 1 to k+m shards (with those already placed) of 1 byte to {}",
+            ByteSize(MAX_SHARD)
+        )));
+    }
+    if req.exclude.len() > 1024 {
+        return Err(ApiError::BadRequest("at most 1024 hosts may be excluded".into()));
+    }
+    let adding = req.shard_size * req.shards.len() as u64;
+    let used = match u.quota {
+        Some(_) => db(&sh, move |s| s.usage(u.id)).await?,
+        None => 0,
+    };
+    let policy = policy_for(&sh, &u, &req.policy).await?;
+    let hosts = db(&sh, |s| s.hosts()).await?;
+    let (f, _, _) = tolerance(&sh, &hosts);
+    let per_domain = durability::per_domain(req.k, req.m, f).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let mut held = Vec::with_capacity(req.placed.len());
+    for id in &req.placed {
+        let h = hosts
+            .iter()
+            .find(|h| h.id == *id)
+            .ok_or_else(|| ApiError::BadRequest(format!("host {id} named as holding a shard is unknown")))?;
+        held.push(Held { host: h.id, domain: h.domain(), zone: h.zone.as_str() });
+    }
+    let expires = now() + RESERVATION_TTL.as_secs();
+    let mut reservations = sh.reservations.lock().unwrap_or_else(|p| p.into_inner());
+    let reserved = reserved_by_host(&mut reservations);
+    // What the caller has placed and not committed counts: against its share of the grid
+    // (so placements without uploads cannot fill it for everyone) and against the quota.
+    let (mine, mine_bytes) =
+        reservations.values().filter(|r| r.caller == u.me).fold((0usize, 0u64), |(n, b), r| (n + 1, b + r.bytes));
+    if mine + req.shards.len() > MAX_RESERVED_SHARDS || mine_bytes + adding > MAX_RESERVED_BYTES {
+        return Err(ApiError::Busy(format!(
+            "this account has {mine} shards ({}) placed and not yet committed; commit or wait {} s for them to lapse",
+            ByteSize(mine_bytes),
+            RESERVATION_TTL.as_secs()
+        )));
+    }
+    if let Some(quota) = u.quota {
+        let pending: u64 = reservations.values().filter(|r| r.owner == u.id).map(|r| r.bytes).sum();
+        if used + pending + adding > quota {
+            return Err(ApiError::Quota(format!(
+                "the quota is exhausted: {} of {} used on hosts (with redundancy), {} more being uploaded, and this pack needs {} more; remove data or ask the grid's admin for more",
+                ByteSize(used),
+                ByteSize(quota),
+                ByteSize(pending),
+                ByteSize(adding)
+            )));
+        }
+    }
+    let allowed = allowed(&policy, &hosts, room(&sh, &hosts, &reserved))?;
+    // The zones the pack may go to: of the hosts the policy allows, and of those holding it.
+    let mut zones: Vec<&str> = allowed.iter().map(|c| c.zone.as_str()).chain(held.iter().map(|h| h.zone)).collect();
+    zones.sort_unstable();
+    zones.dedup();
+    let limits = Limits { per_domain, per_zone: durability::per_zone(total, zones.len()) };
+    let candidates: Vec<Candidate> = allowed.into_iter().filter(|c| !req.exclude.contains(&c.host)).collect();
+    let ids: Vec<ShardId> = req.shards.iter().map(|s| s.shard).collect();
+    let chosen =
+        placement::choose(&candidates, &ids, req.shard_size, &held, limits, &mut rand::thread_rng()).map_err(|e| {
+            // Hosts a heartbeat or two late (busy disks, a slow network) get no new shards for
+            // now; when they might make up the difference the client should wait, not fail.
+            let late = hosts
+                .iter()
+                .filter(|h| host_state(&sh, h) == HostState::Suspect && !req.exclude.contains(&h.id))
+                .count();
+            let why = format!("{}; add hosts or free space, or relax the placement policy", e.why);
+            if late > 0 && e.placed + late * per_domain >= e.needed {
+                ApiError::HostsLate(why, late)
+            } else {
+                ApiError::TooFewHosts(why)
+            }
+        })?;
+    if chosen.iter().zip(&req.shards).any(|(h, s)| reservations.get(&(*h, s.shard)).is_some_and(|r| r.caller != u.me)) {
+        return Err(ApiError::Conflict("another account is uploading the same shard to the same host".into()));
+    }
+    let mut targets = Vec::with_capacity(chosen.len());
+    for (shard, host) in req.shards.iter().zip(chosen) {
+        let address = hosts.iter().find(|h| h.id == host).map(|h| h.address.clone()).unwrap_or_default();
+        let grant =
+            Grant { host, shard: shard.shard, op: Op::Put, max_size: req.shard_size, expires }.sign(&sh.signing);
+        let reservation = Reservation {
+            caller: u.me,
+            owner: u.id,
+            bytes: req.shard_size,
+            grant: scatter_proto::receipt::grant_hash(&grant),
+            at: Instant::now(),
+            per_domain,
+        };
+        reservations.insert((host, shard.shard), reservation);
+        targets.push(Target { index: shard.index, host, address, grant });
+    }
+    Ok(Json(PlaceResponse { targets }))
+}
+
+/// Checks a pack commit's spread against the rule as it stood when its shards were placed:
+/// no failure domain may hold more than `per_domain` of them (`domains[i]` is the domain of
+/// `shards[i]`'s host, if registered), and a host holds a shard once.
+pub(super) fn check_spread(
+    shards: &[StoredShard],
+    domains: &[Option<Domain>],
+    per_domain: usize,
+) -> Result<(), ApiError> {
+    let mut counts: HashMap<Domain, usize> = HashMap::new();
+    let mut pairs: Vec<(HostId, ShardId)> = Vec::with_capacity(shards.len());
+    for (s, domain) in shards.iter().zip(domains) {
+        let domain = domain.ok_or_else(|| {
+            ApiError::BadRequest(format!("shard {} names host {}, which is not registered", s.index, s.host))
+        })?;
+        let n = counts.entry(domain).or_default();
+        *n += 1;
+        if *n > per_domain {
+            return Err(ApiError::BadRequest(format!(
+                "the pack puts more than {per_domain} of its shards in one failure domain (with host {}), which the grid's durability rule does not allow; upload it again",
+                s.host
+            )));
+        }
+        if pairs.contains(&(s.host, s.shard)) {
+            return Err(ApiError::BadRequest("the pack puts two identical shards on one host".into()));
+        }
+        pairs.push((s.host, s.shard));
+    }
+    Ok(())
+}
+
+/// The grid's rule; with `spread`, also how live packs meet it (reads every shard's row).
+pub(crate) async fn grid_info(sh: &Arc<Shared>, hosts: &[HostRow], spread: bool) -> Result<GridInfo, ApiError> {
+    let (f, auto, domains) = tolerance(sh, hosts);
+    let (data, parity) = durability::default_code(f);
+    let mut info = GridInfo { tolerate: f, auto, domains, data, parity, lowest_tolerance: None, crowded_packs: 0 };
+    if spread {
+        let cutoff = now().saturating_sub(sh.offline_after.as_secs());
+        let by_host: HashMap<HostId, (Domain, bool)> =
+            hosts.iter().map(|h| (h.id, (h.domain(), h.state == "active" && h.last_seen >= cutoff))).collect();
+        let (lowest, crowded) = db(sh, move |s| {
+            let (mut lowest, mut crowded) = (None::<u32>, 0u64);
+            s.pack_spreads(|k, m, shards| {
+                let mut held: HashMap<Domain, usize> = HashMap::new();
+                let mut all: HashMap<Domain, usize> = HashMap::new();
+                for (host, ok) in shards {
+                    if let Some((domain, up)) = by_host.get(host) {
+                        *all.entry(*domain).or_default() += 1;
+                        if *ok && *up {
+                            *held.entry(*domain).or_default() += 1;
+                        }
+                    }
+                }
+                let held: Vec<usize> = held.into_values().collect();
+                let t = durability::tolerance(&held, k as usize).unwrap_or(0);
+                lowest = Some(lowest.map_or(t, |l: u32| l.min(t)));
+                let cap = durability::per_domain(k, m, f).unwrap_or(0);
+                if all.values().any(|&n| n > cap) {
+                    crowded += 1;
+                }
+            })?;
+            Ok((lowest, crowded))
+        })
+        .await?;
+        info.lowest_tolerance = lowest;
+        info.crowded_packs = crowded;
+    }
+    Ok(info)
+}
+
+pub(super) async fn grid(State(sh): S, headers: HeaderMap) -> ApiResult<GridInfo> {
+    user(&sh, &headers).await?;
+    let hosts = db(&sh, |s| s.hosts()).await?;
+    Ok(Json(grid_info(&sh, &hosts, false).await?))
+}
+
+pub(super) async fn policy(State(sh): S, headers: HeaderMap) -> ApiResult<Policy> {
+    let u = user(&sh, &headers).await?;
+    Ok(Json(db(&sh, move |s| s.policy(u.id)).await?.unwrap_or_default()))
+}
+
+pub(super) async fn set_policy(State(sh): S, headers: HeaderMap, Body(p): Body<Policy>) -> ApiResult<Policy> {
+    // The policy is the data owner's: delegates place under it but do not change it.
+    let u = caller(&sh, &headers, Right::Delete).await?;
+    if p.zones.iter().chain(&p.exclude_zones).any(|z| z.is_empty() || z.len() > 64) {
+        return Err(ApiError::BadRequest("zone names in a policy are 1 to 64 characters".into()));
+    }
+    let stored = p.clone();
+    db(&sh, move |s| s.set_policy(u.id, (!stored.is_empty()).then_some(&stored))).await?;
+    event(&sh, u.me.to_string(), "policy.set", describe(&p)).await;
+    Ok(Json(p))
+}
