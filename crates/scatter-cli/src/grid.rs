@@ -15,6 +15,8 @@ use scatter_proto::api::HostState;
 pub struct GridOptions {
     /// Capacity each host offers.
     pub capacity: String,
+    /// Capacities of the first hosts, when they differ from `capacity`.
+    pub capacities: Vec<String>,
     /// Zones hosts are spread over, round robin.
     pub zones: usize,
     /// Heartbeat period of hosts.
@@ -31,12 +33,15 @@ pub struct GridOptions {
     pub passphrase: String,
     /// Run without TLS (`--insecure` on every process).
     pub insecure: bool,
+    /// More flags for the coordinator (e.g. `--tolerate 1`).
+    pub coordinator_args: Vec<String>,
 }
 
 impl Default for GridOptions {
     fn default() -> Self {
         Self {
             capacity: "20GiB".into(),
+            capacities: Vec::new(),
             zones: 3,
             heartbeat: "1s".into(),
             offline_after: "4s".into(),
@@ -45,6 +50,7 @@ impl Default for GridOptions {
             orphan_grace: "20s".into(),
             passphrase: "scatter-dev".into(),
             insecure: false,
+            coordinator_args: Vec::new(),
         }
     }
 }
@@ -93,6 +99,7 @@ impl Grid {
     /// in `dir/client`) and waits until every host is online.
     pub async fn start(exe: &Path, dir: &Path, hosts: usize, opts: GridOptions) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let capacities = (0..hosts).map(|i| opts.capacities.get(i).cloned()).collect();
         let mut grid = Grid {
             exe: exe.to_owned(),
             dir: dir.to_owned(),
@@ -101,7 +108,7 @@ impl Grid {
             coordinator_listen: "127.0.0.1:0".into(),
             hosts: (0..hosts).map(|_| None).collect(),
             host_listen: vec!["127.0.0.1:0".into(); hosts],
-            capacities: vec![None; hosts],
+            capacities,
             url: String::new(),
             join_token: String::new(),
             profile: Profile {
@@ -180,24 +187,23 @@ impl Grid {
         let _ = std::fs::remove_file(dir.join("url"));
         let log = self.dir.join("coordinator.log");
         let dir_s = dir.to_string_lossy().into_owned();
-        let mut child = self.spawn(
-            &[
-                "coordinator",
-                "--data-dir",
-                &dir_s,
-                "--listen",
-                &self.coordinator_listen,
-                "--offline-after",
-                &self.opts.offline_after,
-                "--session-ttl",
-                &self.opts.session_ttl,
-                "--checker-interval",
-                &self.opts.checker_interval,
-                "--orphan-grace",
-                &self.opts.orphan_grace,
-            ],
-            &log,
-        )?;
+        let mut args = vec![
+            "coordinator",
+            "--data-dir",
+            &dir_s,
+            "--listen",
+            &self.coordinator_listen,
+            "--offline-after",
+            &self.opts.offline_after,
+            "--session-ttl",
+            &self.opts.session_ttl,
+            "--checker-interval",
+            &self.opts.checker_interval,
+            "--orphan-grace",
+            &self.opts.orphan_grace,
+        ];
+        args.extend(self.opts.coordinator_args.iter().map(String::as_str));
+        let mut child = self.spawn(&args, &log)?;
         self.url = wait_for_file(&dir.join("url"), &mut child, "coordinator", &log)?;
         self.coordinator_listen = listen_address(&self.url);
         self.coordinator = Some(child);

@@ -13,7 +13,7 @@
 //! policy). With 4+2 over three zones a whole zone can go.
 //!
 //! **f** is the admin's (`scatter coordinator --tolerate F`) or follows the grid's size: 0
-//! below 3 domains (nothing can be survived at 1.5× with fewer), 1 up to 5, 2 from 6.
+//! with one domain, 1 up to 5 (two domains need 2× to survive one loss: 2+2), 2 from 6.
 //!
 //! **Capacity.** With expansion e = (k+m)/k and a share s = ⌊m/f⌋/(k+m), a domain holds at
 //! most s of any pack, so with R more raw bytes stored a domain takes at most
@@ -28,16 +28,18 @@ const MAX_DEFAULT_TOLERANCE: u8 = 16;
 /// f for a grid of `domains` failure domains when the admin did not choose.
 pub fn auto_tolerance(domains: usize) -> u8 {
     match domains {
-        0..=2 => 0,
-        3..=5 => 1,
+        0..=1 => 0,
+        2..=5 => 1,
         _ => 2,
     }
 }
 
-/// The code new data uses by default under tolerance `f`: 4+2 (1.5×) up to f = 2, then
+/// The code new data uses by default under tolerance `f` on `domains` failure domains: 4+2
+/// (1.5×) wherever it fits, 2+2 (2×, a mirror's cost) on two domains, and beyond f = 2,
 /// 2f+f, which keeps 1.5× with one shard per domain.
-pub fn default_code(f: u8) -> (u8, u8) {
+pub fn default_code(f: u8, domains: usize) -> (u8, u8) {
     match f {
+        1 if domains == 2 => (2, 2),
         0..=2 => (4, 2),
         f => (2 * f.min(MAX_DEFAULT_TOLERANCE), f.min(MAX_DEFAULT_TOLERANCE)),
     }
@@ -198,7 +200,8 @@ mod tests {
         assert_eq!(per_zone(6, 3), 2);
         assert_eq!(per_zone(6, 4), 2);
         assert_eq!(per_zone(6, 1), 6);
-        assert_eq!((auto_tolerance(2), auto_tolerance(3), auto_tolerance(5), auto_tolerance(6)), (0, 1, 1, 2));
-        assert_eq!((default_code(1), default_code(2), default_code(4)), ((4, 2), (4, 2), (8, 4)));
+        assert_eq!((auto_tolerance(1), auto_tolerance(2), auto_tolerance(5), auto_tolerance(6)), (0, 1, 1, 2));
+        assert_eq!(default_code(1, 2), (2, 2));
+        assert_eq!((default_code(1, 3), default_code(2, 6), default_code(4, 12)), ((4, 2), (4, 2), (8, 4)));
     }
 }

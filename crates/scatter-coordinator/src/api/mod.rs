@@ -130,6 +130,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/delegates/trust", post(backup::trust))
         .route("/v1/prune", post(backup::prune))
         .route("/v1/admin/health", get(crate::metrics::health))
+        .route("/v1/admin/capacity", get(place::capacity))
         .route("/v1/admin/hosts/drain", post(admin::drain))
         .route("/v1/admin/hosts/disable", post(admin::disable_host))
         .route("/v1/admin/users", get(admin::users).post(admin::invite))

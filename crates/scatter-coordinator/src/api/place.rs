@@ -11,13 +11,17 @@ use crate::durability;
 use crate::placement::{Held, Limits};
 use crate::store::{Domain, HostRow};
 
-/// f, whether it follows the grid's size, and the failure domains of online, active hosts.
-/// Counting only hosts that answer keeps writes and repair going while a host is down (a
-/// 6-host grid with one down stores at f = 1 instead of refusing); the packs written then
-/// are re-spread when it is back.
+/// f, whether it follows the grid's size, and the failure domains of active hosts heard
+/// from within the offline grace. Counting only those keeps writes and repair going while
+/// a host is down (a 6-host grid with one down stores at f = 1 instead of refusing); the
+/// packs written then are re-spread when it is back. A host only late with its heartbeats
+/// still counts, so a put waits for it rather than lowering the rule.
 pub(crate) fn tolerance(sh: &Shared, hosts: &[HostRow]) -> (u8, bool, usize) {
-    let mut domains: Vec<Domain> =
-        hosts.iter().filter(|h| host_state(sh, h) == HostState::Online).map(|h| h.domain()).collect();
+    let mut domains: Vec<Domain> = hosts
+        .iter()
+        .filter(|h| matches!(host_state(sh, h), HostState::Online | HostState::Suspect))
+        .map(|h| h.domain())
+        .collect();
     domains.sort_unstable();
     domains.dedup();
     match sh.tolerate {
@@ -230,7 +234,7 @@ pub(super) fn check_spread(
 /// The grid's rule; with `spread`, also how live packs meet it (reads every shard's row).
 pub(crate) async fn grid_info(sh: &Arc<Shared>, hosts: &[HostRow], spread: bool) -> Result<GridInfo, ApiError> {
     let (f, auto, domains) = tolerance(sh, hosts);
-    let (data, parity) = durability::default_code(f);
+    let (data, parity) = durability::default_code(f, domains);
     let mut info = GridInfo { tolerate: f, auto, domains, data, parity, lowest_tolerance: None, crowded_packs: 0 };
     if spread {
         let cutoff = now().saturating_sub(sh.offline_after.as_secs());
@@ -287,4 +291,31 @@ pub(super) async fn set_policy(State(sh): S, headers: HeaderMap, Body(p): Body<P
     db(&sh, move |s| s.set_policy(u.id, (!stored.is_empty()).then_some(&stored))).await?;
     event(&sh, u.me.to_string(), "policy.set", describe(&p)).await;
     Ok(Json(p))
+}
+
+pub(super) async fn capacity(State(sh): S, headers: HeaderMap) -> ApiResult<CapacityResponse> {
+    let u = user(&sh, &headers).await?;
+    if u.role != "admin" {
+        return Err(ApiError::Forbidden("only the grid's admin sees its capacity".into()));
+    }
+    let hosts = db(&sh, |s| s.hosts()).await?;
+    let grid = grid_info(&sh, &hosts, false).await?;
+    let rooms: Vec<durability::Room<Domain, String>> = candidates(&sh, &hosts)
+        .into_iter()
+        .map(|c| durability::Room { domain: c.domain, zone: c.zone, free: c.free })
+        .collect();
+    let mut zones: Vec<&str> = rooms.iter().map(|r| r.zone.as_str()).collect();
+    zones.sort_unstable();
+    zones.dedup();
+    let n = grid.data as u64 + grid.parity as u64;
+    let per_domain = durability::per_domain(grid.data, grid.parity, grid.tolerate).unwrap_or(1) as u64;
+    let per_zone = durability::per_zone(n as usize, zones.len()) as u64;
+    let raw = durability::capacity(&rooms, (per_domain, n), (per_zone, n));
+    Ok(Json(CapacityResponse {
+        hosts: rooms.len(),
+        free: rooms.iter().map(|r| r.free).sum(),
+        raw,
+        user_data: (raw as u128 * grid.data as u128 / n.max(1) as u128) as u64,
+        grid,
+    }))
 }
