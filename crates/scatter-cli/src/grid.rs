@@ -35,6 +35,8 @@ pub struct GridOptions {
     pub insecure: bool,
     /// More flags for the coordinator (e.g. `--tolerate 1`).
     pub coordinator_args: Vec<String>,
+    /// More flags for each of the first hosts (e.g. `--price 2`).
+    pub host_args: Vec<Vec<String>>,
 }
 
 impl Default for GridOptions {
@@ -51,6 +53,7 @@ impl Default for GridOptions {
             passphrase: "scatter-dev".into(),
             insecure: false,
             coordinator_args: Vec::new(),
+            host_args: Vec::new(),
         }
     }
 }
@@ -233,26 +236,25 @@ impl Grid {
         let log = self.dir.join(format!("host-{i}.log"));
         let zone = format!("zone-{}", i % self.opts.zones.max(1));
         let dir_s = dir.to_string_lossy().into_owned();
-        let mut child = self.spawn(
-            &[
-                "host",
-                "--data-dir",
-                &dir_s,
-                "--listen",
-                &self.host_listen[i],
-                "--coordinator",
-                &self.url,
-                "--join-token",
-                &self.join_token,
-                "--capacity",
-                self.capacities[i].as_deref().unwrap_or(&self.opts.capacity),
-                "--zone",
-                &zone,
-                "--heartbeat",
-                &self.opts.heartbeat,
-            ],
-            &log,
-        )?;
+        let mut args = vec![
+            "host",
+            "--data-dir",
+            &dir_s,
+            "--listen",
+            &self.host_listen[i],
+            "--coordinator",
+            &self.url,
+            "--join-token",
+            &self.join_token,
+            "--capacity",
+            self.capacities[i].as_deref().unwrap_or(&self.opts.capacity),
+            "--zone",
+            &zone,
+            "--heartbeat",
+            &self.opts.heartbeat,
+        ];
+        args.extend(self.opts.host_args.get(i).into_iter().flatten().map(String::as_str));
+        let mut child = self.spawn(&args, &log)?;
         let url = wait_for_file(&dir.join("url"), &mut child, &format!("host {i}"), &log)?;
         self.host_listen[i] = listen_address(&url);
         self.hosts[i] = Some(child);

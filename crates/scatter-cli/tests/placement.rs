@@ -151,3 +151,62 @@ async fn packs_are_re_spread_when_the_grid_grows() {
     env.grid.kill_host(1);
     env.get_and_compare("data", &file);
 }
+
+/// Shards each host holds, by host index (host ids start at 1, in start order).
+fn shards_by_host(env: &Env) -> Vec<u64> {
+    let status: serde_json::Value = serde_json::from_str(&env.ok(&["status", "--json"])).expect("status JSON");
+    let mut hosts: Vec<(u64, u64)> = status["hosts"]
+        .as_array()
+        .expect("hosts")
+        .iter()
+        .map(|h| (h["id"].as_u64().unwrap_or(0), h["shards"].as_u64().unwrap_or(0)))
+        .collect();
+    hosts.sort_unstable();
+    hosts.into_iter().map(|(_, n)| n).collect()
+}
+
+/// Nine hosts in three zones (hosts 0, 3, 6 in zone-0 and so on); hosts 0–5 ask 1 per
+/// GiB-month, hosts 6–8 ask 9. With f = 2 a 4+2 pack needs six hosts, two per zone: the six
+/// cheap ones. Excluding zone-2 puts three shards in each other zone, expensive hosts
+/// included, and nothing in zone-2. A policy nobody meets is refused, naming the condition.
+#[tokio::test(flavor = "multi_thread")]
+async fn placement_policies_are_honoured() {
+    let opts = GridOptions {
+        passphrase: "test passphrase".into(),
+        host_args: (0..9).map(|i| vec!["--price".into(), if i < 6 { "1" } else { "9" }.into()]).collect(),
+        ..Default::default()
+    };
+    let env = grid_with(9, opts).await;
+    let cheap = env.write_random("cheap", 3 << 20, 1);
+    env.put(&cheap, "cheap");
+    let after = shards_by_host(&env);
+    assert!(after[..6].iter().all(|&n| n > 0) && after[6..].iter().all(|&n| n == 0), "cheapest first: {after:?}");
+
+    let before = after;
+    let away = env.write_random("away", 3 << 20, 2);
+    env.ok(&["put", away.to_str().expect("utf-8"), "--name", "away", "--exclude-zone", "zone-2"]);
+    let after = shards_by_host(&env);
+    for i in [2, 5, 8] {
+        assert_eq!(after[i], before[i], "host {i} is in the excluded zone: {after:?}");
+    }
+    assert!(after[6] > before[6] && after[7] > before[7], "two expensive hosts were needed: {after:?}");
+
+    // A stored policy applies to every put, and a per-put flag overrides it. (New bytes
+    // each time: a put of stored bytes places nothing.)
+    let fresh = env.write_random("fresh", 1 << 20, 3);
+    let fresh = fresh.to_str().expect("utf-8");
+    env.ok(&["policy", "set", "--max-price", "0.5"]);
+    assert!(env.ok(&["policy", "show"]).contains("max price 0.5"));
+    let err = env.fails(&["put", fresh, "--name", "fresh"]);
+    assert!(err.contains("no host meets the placement policy") && err.contains("price above --max-price (9)"), "{err}");
+    env.ok(&["policy", "clear"]);
+    let err = env.fails(&["put", fresh, "--name", "fresh", "--min-reputation", "100"]);
+    assert!(err.contains("reputation below --min-reputation"), "{err}");
+    let err = env.fails(&["put", fresh, "--name", "fresh", "--zone", "zone-1"]);
+    assert!(err.contains("3 of the 6 shards") && err.contains("failure domain"), "one zone of three hosts: {err}");
+    env.ok(&["policy", "set", "--max-price", "0.5"]);
+    env.ok(&["put", fresh, "--name", "fresh", "--max-price", "1"]);
+    assert!(shards_by_host(&env)[6..] == after[6..], "the override still kept to price 1");
+    env.get_and_compare("cheap", &cheap);
+    env.get_and_compare("away", &away);
+}

@@ -4,9 +4,9 @@
 //! 1. only hosts with room for the shard are eligible, and one host never gets two shards
 //!    with the same bytes (a host stores a shard once);
 //! 2. the durability rule (see [`crate::durability`]): no failure domain holds more than
-//!    `per_domain` shards of the pack and no zone more than `per_zone`, counting the shards
-//!    the pack already has (repair, re-placement). Both are hard limits: when they cannot be
-//!    met the placement fails and says which one bound it;
+//!    `per_domain` shards of the pack and no zone more than `per_zone` (see [`limits`]),
+//!    counting the shards the pack already has (repair, re-placement). Both are hard limits:
+//!    when they cannot be met the placement fails and says which one bound it;
 //! 3. among the hosts the rule allows, the cheapest first, then the one with the most room
 //!    left (counting what this placement gave it), ties broken at random. Filling by room
 //!    left is water-filling: small hosts are used while big ones catch up, so a grid of
@@ -65,6 +65,30 @@ pub struct Unplaceable {
     pub placed: usize,
     /// Which limit stopped it, in a sentence.
     pub why: String,
+}
+
+/// The rule's limits for a pack of `n` shards whose domains may hold `per_domain` each:
+/// zones capped by [`crate::durability::per_zone`] over the domains per zone among the
+/// hosts with room for a shard and the hosts already holding some.
+pub fn limits(n: usize, per_domain: usize, candidates: &[Candidate], shard_size: u64, held: &[Held<'_>]) -> Limits {
+    let mut domains: Vec<(&str, Domain)> = candidates
+        .iter()
+        .filter(|c| c.free >= shard_size.max(1))
+        .map(|c| (c.zone.as_str(), c.domain))
+        .chain(held.iter().map(|h| (h.zone, h.domain)))
+        .collect();
+    domains.sort_unstable();
+    domains.dedup();
+    let mut per_zone: Vec<usize> = Vec::new();
+    for (i, (zone, _)) in domains.iter().enumerate() {
+        if i == 0 || domains[i - 1].0 != *zone {
+            per_zone.push(0);
+        }
+        if let Some(n) = per_zone.last_mut() {
+            *n += 1;
+        }
+    }
+    Limits { per_domain, per_zone: crate::durability::per_zone(n, per_domain, &per_zone) }
 }
 
 /// Picks a host for each of `shards` (each `shard_size` bytes), by the rules above.
