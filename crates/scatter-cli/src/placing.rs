@@ -3,7 +3,7 @@
 //! and `scatter admin capacity`.
 
 use anyhow::Result;
-use scatter_cli::terms::{self, PolicyArgs};
+use scatter_cli::terms::PolicyArgs;
 use scatter_client::coordinator::Coordinator;
 use scatter_client::upload::Redundancy;
 use scatter_core::ByteSize;
@@ -60,12 +60,12 @@ pub async fn policy(coord: &Coordinator, cmd: PolicyCmd) -> Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&p)?);
             } else {
-                println!("Placement policy: {}", terms::describe(&p));
+                println!("Placement policy: {}", p);
             }
         }
         PolicyCmd::Set { policy } => {
             let p = coord.set_policy(&policy.policy()).await?;
-            println!("Placement policy: {}", terms::describe(&p));
+            println!("Placement policy: {}", p);
         }
         PolicyCmd::Clear => {
             coord.set_policy(&Policy::default()).await?;

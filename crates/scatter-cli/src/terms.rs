@@ -21,14 +21,7 @@ pub fn parse_price(s: &str) -> Result<u64, String> {
     whole.checked_mul(MICRO).and_then(|w| w.checked_add(frac)).ok_or_else(bad)
 }
 
-/// Formats millionths as a decimal amount with no trailing zeros: `1.25`, `0`, `3`.
-pub fn format_price(micro: u64) -> String {
-    let (whole, frac) = (micro / MICRO, micro % MICRO);
-    if frac == 0 {
-        return whole.to_string();
-    }
-    format!("{whole}.{}", format!("{frac:06}").trim_end_matches('0'))
-}
+pub use scatter_proto::api::format_price;
 
 /// Parses the end of an offered period: a UTC date (`2027-06-30`, the start of that day), a
 /// UTC time (`2027-06-30T12:00:00Z`), or a span from now (`+90d`, `+10m`). Returns Unix time.
@@ -139,31 +132,6 @@ impl PolicyArgs {
             min_reputation: self.min_reputation,
             min_period_secs: self.min_period.map(|d| d.as_secs()),
         }
-    }
-}
-
-/// A policy in one line, e.g. `max price 0.5, zones a b, min reputation 60`.
-pub fn describe(p: &Policy) -> String {
-    let mut parts = Vec::new();
-    if let Some(max) = p.max_price {
-        parts.push(format!("max price {}", format_price(max)));
-    }
-    if !p.zones.is_empty() {
-        parts.push(format!("zones {}", p.zones.join(" ")));
-    }
-    if !p.exclude_zones.is_empty() {
-        parts.push(format!("excluded zones {}", p.exclude_zones.join(" ")));
-    }
-    if let Some(r) = p.min_reputation {
-        parts.push(format!("min reputation {r}"));
-    }
-    if let Some(s) = p.min_period_secs {
-        parts.push(format!("min remaining period {}d", s / 86_400));
-    }
-    if parts.is_empty() {
-        "none (any host)".into()
-    } else {
-        parts.join(", ")
     }
 }
 

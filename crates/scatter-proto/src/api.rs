@@ -128,6 +128,52 @@ impl Policy {
     }
 }
 
+impl std::fmt::Display for Policy {
+    /// The policy in words, e.g. `max price 0.5, excluded zones eu-west, min reputation 60`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(max) = self.max_price {
+            parts.push(format!("max price {}", format_price(max)));
+        }
+        if !self.zones.is_empty() {
+            parts.push(format!("zones {}", self.zones.join(" ")));
+        }
+        if !self.exclude_zones.is_empty() {
+            parts.push(format!("excluded zones {}", self.exclude_zones.join(" ")));
+        }
+        if let Some(r) = self.min_reputation {
+            parts.push(format!("min reputation {r}"));
+        }
+        if let Some(s) = self.min_period_secs {
+            parts.push(format!("min remaining period {}", crate::api::format_span(s)));
+        }
+        if parts.is_empty() {
+            f.write_str("none (any host)")
+        } else {
+            f.write_str(&parts.join(", "))
+        }
+    }
+}
+
+/// Formats a price in millionths as a decimal amount with no trailing zeros: `1.25`, `3`.
+pub fn format_price(micro: u64) -> String {
+    let (whole, frac) = (micro / 1_000_000, micro % 1_000_000);
+    if frac == 0 {
+        return whole.to_string();
+    }
+    format!("{whole}.{}", format!("{frac:06}").trim_end_matches('0'))
+}
+
+/// Formats seconds as the largest whole unit: `90d`, `36h`, `10m`, `45s`.
+pub fn format_span(secs: u64) -> String {
+    match secs {
+        s if s >= 86_400 && s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s >= 3600 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 /// Zones a policy names, at most.
 pub const MAX_ZONES: usize = 64;
 

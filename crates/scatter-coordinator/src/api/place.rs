@@ -77,16 +77,11 @@ fn allowed(policy: &Policy, hosts: &[HostRow], candidates: Vec<Candidate>) -> Re
         let list: Vec<String> = reasons.iter().map(|(r, n)| format!("{r} ({n})")).collect();
         return Err(ApiError::TooFewHosts(format!(
             "no host meets the placement policy ({}): of {total} host(s) that take data, excluded by {}; relax the policy",
-            crate::api::place::describe(policy),
+            policy,
             list.join(", ")
         )));
     }
     Ok(kept)
-}
-
-/// A policy in a few words, for messages.
-pub(crate) fn describe(p: &Policy) -> String {
-    serde_json::to_string(p).unwrap_or_default()
 }
 
 /// The user's stored policy with the request's conditions over it.
@@ -305,7 +300,7 @@ pub(super) async fn set_policy(State(sh): S, headers: HeaderMap, Body(p): Body<P
     }
     let stored = p.clone();
     db(&sh, move |s| s.set_policy(u.id, (!stored.is_empty()).then_some(&stored))).await?;
-    event(&sh, u.me.to_string(), "policy.set", describe(&p)).await;
+    event(&sh, u.me.to_string(), "policy.set", p.to_string()).await;
     Ok(Json(p))
 }
 
