@@ -29,7 +29,7 @@ pub(crate) enum OperatorCmd {
         /// The operator's name.
         name: String,
         /// yes or no.
-        #[arg(value_parser = yes_no)]
+        #[arg(value_parser = yes_no, action = clap::ArgAction::Set)]
         independent: bool,
     },
 }
