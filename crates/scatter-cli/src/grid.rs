@@ -31,6 +31,11 @@ pub struct GridOptions {
     pub passphrase: String,
     /// Run without TLS (`--insecure` on every process).
     pub insecure: bool,
+    /// More flags for the coordinator, e.g. `--period-margin 5s`.
+    pub coordinator_flags: Vec<String>,
+    /// More flags for host `i` (e.g. its terms: `--price 0.5 --until +1h`); hosts beyond the
+    /// list get none.
+    pub host_flags: Vec<Vec<String>>,
 }
 
 impl Default for GridOptions {
@@ -45,6 +50,8 @@ impl Default for GridOptions {
             orphan_grace: "20s".into(),
             passphrase: "scatter-dev".into(),
             insecure: false,
+            coordinator_flags: Vec::new(),
+            host_flags: Vec::new(),
         }
     }
 }
@@ -60,6 +67,8 @@ pub struct Grid {
     host_listen: Vec<String>,
     /// Capacity per host when it differs from the options'.
     capacities: Vec<Option<String>>,
+    /// Join token and extra flags of hosts added with [`Grid::add_host`].
+    added: Vec<Option<(String, Vec<String>)>>,
     url: String,
     join_token: String,
     profile: Profile,
@@ -102,6 +111,7 @@ impl Grid {
             hosts: (0..hosts).map(|_| None).collect(),
             host_listen: vec!["127.0.0.1:0".into(); hosts],
             capacities: vec![None; hosts],
+            added: vec![None; hosts],
             url: String::new(),
             join_token: String::new(),
             profile: Profile {
@@ -195,7 +205,10 @@ impl Grid {
                 &self.opts.checker_interval,
                 "--orphan-grace",
                 &self.opts.orphan_grace,
-            ],
+            ]
+            .into_iter()
+            .chain(self.opts.coordinator_flags.iter().map(String::as_str))
+            .collect::<Vec<_>>(),
             &log,
         )?;
         self.url = wait_for_file(&dir.join("url"), &mut child, "coordinator", &log)?;
@@ -219,6 +232,19 @@ impl Grid {
         self.start_host(i)
     }
 
+    /// Starts one more host, joined with `join_token` (an operator's, say) and started with
+    /// the extra `flags`, and waits until it is online. Returns its index.
+    pub async fn add_host(&mut self, join_token: &str, flags: &[&str]) -> Result<usize> {
+        let i = self.hosts.len();
+        self.hosts.push(None);
+        self.host_listen.push("127.0.0.1:0".into());
+        self.capacities.push(None);
+        self.added.push(Some((join_token.to_owned(), flags.iter().map(|f| f.to_string()).collect())));
+        self.start_host(i)?;
+        let online = self.wait_online(i + 1, Duration::from_secs(30)).await;
+        online.map(|()| i)
+    }
+
     /// Starts (or restarts, on the same address) host `i`.
     pub fn start_host(&mut self, i: usize) -> Result<()> {
         let dir = self.host_dir(i);
@@ -227,6 +253,11 @@ impl Grid {
         let log = self.dir.join(format!("host-{i}.log"));
         let zone = format!("zone-{}", i % self.opts.zones.max(1));
         let dir_s = dir.to_string_lossy().into_owned();
+        let (token, added_flags) = match &self.added[i] {
+            Some((token, flags)) => (token.as_str(), flags.as_slice()),
+            None => (self.join_token.as_str(), &[][..]),
+        };
+        let flags = self.opts.host_flags.get(i).map(Vec::as_slice).unwrap_or_default();
         let mut child = self.spawn(
             &[
                 "host",
@@ -237,14 +268,17 @@ impl Grid {
                 "--coordinator",
                 &self.url,
                 "--join-token",
-                &self.join_token,
+                token,
                 "--capacity",
                 self.capacities[i].as_deref().unwrap_or(&self.opts.capacity),
                 "--zone",
                 &zone,
                 "--heartbeat",
                 &self.opts.heartbeat,
-            ],
+            ]
+            .into_iter()
+            .chain(flags.iter().chain(added_flags).map(String::as_str))
+            .collect::<Vec<_>>(),
             &log,
         )?;
         let url = wait_for_file(&dir.join("url"), &mut child, &format!("host {i}"), &log)?;
