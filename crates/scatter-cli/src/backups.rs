@@ -21,6 +21,7 @@ use scatter_core::retention::Policy;
 use scatter_core::tree::{escape, Node, NodeKind, TreePath};
 use scatter_core::ByteSize;
 
+use crate::placing::CodeArgs;
 use crate::{load, mb_per_s, passphrase, Bar};
 
 /// Exit code for "done, but look at what was reported".
@@ -65,30 +66,6 @@ pub fn time_text(ns: i64) -> String {
 fn rfc3339(ns: i64) -> String {
     let t = time_text(ns);
     format!("{}T{}.{:09}Z", &t[..10], &t[11..], ns.rem_euclid(1_000_000_000))
-}
-
-/// The erasure code of new packs: `--data`/`--parity`, or else the grid's default, which
-/// follows its durability rule.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct CodeArgs {
-    /// Data shards per pack (k; default: the grid's, e.g. 4).
-    #[arg(long = "data")]
-    pub k: Option<u8>,
-    /// Parity shards per pack (m; default: the grid's, e.g. 2): what the grid's durability
-    /// rule allows to lose.
-    #[arg(long = "parity")]
-    pub m: Option<u8>,
-}
-
-impl CodeArgs {
-    /// The code to use: what was asked, the rest from the grid.
-    pub async fn resolve(&self, coord: &scatter_client::coordinator::Coordinator) -> Result<Redundancy> {
-        if let (Some(k), Some(m)) = (self.k, self.m) {
-            return Ok(Redundancy { k, m });
-        }
-        let grid = coord.grid().await?;
-        Ok(Redundancy { k: self.k.unwrap_or(grid.data), m: self.m.unwrap_or(grid.parity) })
-    }
 }
 
 pub async fn backup(a: BackupArgs) -> Result<i32> {

@@ -15,6 +15,8 @@ use scatter_proto::api::HostState;
 pub struct GridOptions {
     /// Capacity each host offers.
     pub capacity: String,
+    /// Capacities of the first hosts, when they differ from `capacity`.
+    pub capacities: Vec<String>,
     /// Zones hosts are spread over, round robin.
     pub zones: usize,
     /// Heartbeat period of hosts.
@@ -31,17 +33,17 @@ pub struct GridOptions {
     pub passphrase: String,
     /// Run without TLS (`--insecure` on every process).
     pub insecure: bool,
-    /// More flags for the coordinator, e.g. `--period-margin 5s`.
-    pub coordinator_flags: Vec<String>,
-    /// More flags for host `i` (e.g. its terms: `--price 0.5 --until +1h`); hosts beyond the
-    /// list get none.
-    pub host_flags: Vec<Vec<String>>,
+    /// More flags for the coordinator (e.g. `--tolerate 1`).
+    pub coordinator_args: Vec<String>,
+    /// More flags for each of the first hosts (e.g. `--price 2`).
+    pub host_args: Vec<Vec<String>>,
 }
 
 impl Default for GridOptions {
     fn default() -> Self {
         Self {
             capacity: "20GiB".into(),
+            capacities: Vec::new(),
             zones: 3,
             heartbeat: "1s".into(),
             offline_after: "4s".into(),
@@ -50,8 +52,8 @@ impl Default for GridOptions {
             orphan_grace: "20s".into(),
             passphrase: "scatter-dev".into(),
             insecure: false,
-            coordinator_flags: Vec::new(),
-            host_flags: Vec::new(),
+            coordinator_args: Vec::new(),
+            host_args: Vec::new(),
         }
     }
 }
@@ -102,6 +104,7 @@ impl Grid {
     /// in `dir/client`) and waits until every host is online.
     pub async fn start(exe: &Path, dir: &Path, hosts: usize, opts: GridOptions) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let capacities = (0..hosts).map(|i| opts.capacities.get(i).cloned()).collect();
         let mut grid = Grid {
             exe: exe.to_owned(),
             dir: dir.to_owned(),
@@ -110,7 +113,7 @@ impl Grid {
             coordinator_listen: "127.0.0.1:0".into(),
             hosts: (0..hosts).map(|_| None).collect(),
             host_listen: vec!["127.0.0.1:0".into(); hosts],
-            capacities: vec![None; hosts],
+            capacities,
             added: vec![None; hosts],
             url: String::new(),
             join_token: String::new(),
@@ -190,27 +193,23 @@ impl Grid {
         let _ = std::fs::remove_file(dir.join("url"));
         let log = self.dir.join("coordinator.log");
         let dir_s = dir.to_string_lossy().into_owned();
-        let mut child = self.spawn(
-            &[
-                "coordinator",
-                "--data-dir",
-                &dir_s,
-                "--listen",
-                &self.coordinator_listen,
-                "--offline-after",
-                &self.opts.offline_after,
-                "--session-ttl",
-                &self.opts.session_ttl,
-                "--checker-interval",
-                &self.opts.checker_interval,
-                "--orphan-grace",
-                &self.opts.orphan_grace,
-            ]
-            .into_iter()
-            .chain(self.opts.coordinator_flags.iter().map(String::as_str))
-            .collect::<Vec<_>>(),
-            &log,
-        )?;
+        let mut args = vec![
+            "coordinator",
+            "--data-dir",
+            &dir_s,
+            "--listen",
+            &self.coordinator_listen,
+            "--offline-after",
+            &self.opts.offline_after,
+            "--session-ttl",
+            &self.opts.session_ttl,
+            "--checker-interval",
+            &self.opts.checker_interval,
+            "--orphan-grace",
+            &self.opts.orphan_grace,
+        ];
+        args.extend(self.opts.coordinator_args.iter().map(String::as_str));
+        let mut child = self.spawn(&args, &log)?;
         self.url = wait_for_file(&dir.join("url"), &mut child, "coordinator", &log)?;
         self.coordinator_listen = listen_address(&self.url);
         self.coordinator = Some(child);
@@ -253,34 +252,26 @@ impl Grid {
         let log = self.dir.join(format!("host-{i}.log"));
         let zone = format!("zone-{}", i % self.opts.zones.max(1));
         let dir_s = dir.to_string_lossy().into_owned();
-        let (token, added_flags) = match &self.added[i] {
-            Some((token, flags)) => (token.as_str(), flags.as_slice()),
-            None => (self.join_token.as_str(), &[][..]),
-        };
-        let flags = self.opts.host_flags.get(i).map(Vec::as_slice).unwrap_or_default();
-        let mut child = self.spawn(
-            &[
-                "host",
-                "--data-dir",
-                &dir_s,
-                "--listen",
-                &self.host_listen[i],
-                "--coordinator",
-                &self.url,
-                "--join-token",
-                token,
-                "--capacity",
-                self.capacities[i].as_deref().unwrap_or(&self.opts.capacity),
-                "--zone",
-                &zone,
-                "--heartbeat",
-                &self.opts.heartbeat,
-            ]
-            .into_iter()
-            .chain(flags.iter().chain(added_flags).map(String::as_str))
-            .collect::<Vec<_>>(),
-            &log,
-        )?;
+        let mut args = vec![
+            "host",
+            "--data-dir",
+            &dir_s,
+            "--listen",
+            &self.host_listen[i],
+            "--coordinator",
+            &self.url,
+            "--join-token",
+            self.added[i].as_ref().map(|(token, _)| token.as_str()).unwrap_or(&self.join_token),
+            "--capacity",
+            self.capacities[i].as_deref().unwrap_or(&self.opts.capacity),
+            "--zone",
+            &zone,
+            "--heartbeat",
+            &self.opts.heartbeat,
+        ];
+        args.extend(self.opts.host_args.get(i).into_iter().flatten().map(String::as_str));
+        args.extend(self.added[i].iter().flat_map(|(_, flags)| flags).map(String::as_str));
+        let mut child = self.spawn(&args, &log)?;
         let url = wait_for_file(&dir.join("url"), &mut child, &format!("host {i}"), &log)?;
         self.host_listen[i] = listen_address(&url);
         self.hosts[i] = Some(child);

@@ -3,14 +3,15 @@
 mod backups;
 mod demo;
 mod operators;
+mod placing;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use backups::CodeArgs;
 use clap::{Parser, Subcommand};
+use placing::CodeArgs;
 use scatter_cli::duration;
 use scatter_cli::grid::{Grid, GridOptions};
 use scatter_cli::terms::PolicyArgs;
@@ -74,7 +75,7 @@ enum Cmd {
         #[arg(long)]
         insecure: bool,
         /// How many hosts (failure domains) every pack must survive losing (default: by the
-        /// grid's size: 0 below 3 hosts, 1 up to 5, 2 from 6).
+        /// grid's size: 0 with one host, 1 up to 5, 2 from 6).
         #[arg(long, value_parser = clap::value_parser!(u8).range(0..=16))]
         tolerate: Option<u8>,
         /// Give no new data to a host whose offered period (--until) ends sooner than this.
@@ -137,6 +138,11 @@ enum Cmd {
     Key {
         #[command(subcommand)]
         command: KeyCmd,
+    },
+    /// The conditions the hosts your data goes to must meet (price, zones, reputation, period).
+    Policy {
+        #[command(subcommand)]
+        command: placing::PolicyCmd,
     },
     /// The readers and appenders of your data, and whether you trust their snapshots as
     /// your own (for `latest`, recover, check-local and backup parents).
@@ -395,6 +401,12 @@ enum AdminCmd {
     },
     /// The grid's data health: packs with all k+m shards healthy, degraded, lost, and repair.
     Health {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// How much more user data the grid can take under its durability rule.
+    Capacity {
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -936,6 +948,20 @@ async fn run(cmd: Cmd) -> Result<i32> {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
                 print_hosts(&s.hosts);
+                println!("{}", placing::describe_grid(&s.grid));
+            }
+        }
+        Cmd::Policy { command } => {
+            let (_, p) = load()?;
+            placing::policy(&p.coordinator()?, command).await?;
+        }
+        Cmd::Admin { command: AdminCmd::Capacity { json } } => {
+            let (_, p) = load()?;
+            let c = p.coordinator()?.capacity().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&c)?);
+            } else {
+                placing::print_capacity(&c);
             }
         }
         Cmd::Admin { command: AdminCmd::Host { command: HostCmd::Ls { json } } } => {

@@ -213,8 +213,11 @@ async fn chaos() {
                     })
                     .cloned()
                     .collect();
+                let log = std::fs::read_to_string(env.path("grid/coordinator.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().filter(|l| l.contains("repair") || l.contains("WARN")).collect();
                 panic!(
-                    "seed {seed}: not back at full redundancy 150 s after the faults stopped: {h}; faults {faults:?}; unreadable: {unreadable:?}"
+                    "seed {seed}: not back at full redundancy 150 s after the faults stopped: {h}; faults {faults:?}; unreadable: {unreadable:?}\ncoordinator log (repair and warnings, last 20):\n{}",
+                    tail[tail.len().saturating_sub(20)..].join("\n")
                 );
             }
         }

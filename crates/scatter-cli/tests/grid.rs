@@ -126,8 +126,13 @@ async fn errors_are_one_clear_sentence() {
     let mut env = grid(4).await;
     let file = env.write_random("data", 1000, 1);
 
-    let err = env.fails(&["put", file.to_str().expect("utf-8")]);
-    assert!(err.contains("6 distinct hosts") && err.contains("only 4"), "too few hosts: {err}");
+    // 4+1 survives one lost shard, so at f = 1 (4 hosts) each host may hold one: five are
+    // needed. The refusal says which limit bound it.
+    let err = env.fails(&["put", file.to_str().expect("utf-8"), "--data", "4", "--parity", "1"]);
+    assert!(
+        err.contains("4 of the 5 shards") && err.contains("at most 1 in one failure domain"),
+        "too few hosts: {err}"
+    );
 
     env.ok(&["put", file.to_str().expect("utf-8"), "--data", "2", "--parity", "1"]);
     let err = env.fails(&["get", "nope", "--output", env.path("x").to_str().expect("utf-8")]);

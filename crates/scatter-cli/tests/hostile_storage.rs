@@ -587,3 +587,48 @@ async fn an_appender_cannot_plant_chunks_the_owner_deduplicates_against() {
     env.put(&file, "real");
     env.get_and_compare("real", &file);
 }
+
+/// Attack: crowd a pack onto few hosts. Placed as a 1+5 pack (which may put two shards on a
+/// host at f = 2) on three hosts, then committed as 4+2, the pack would survive the loss of
+/// one host on a grid that promises two. Before the commit checked the code its shards were
+/// placed for, it was recorded.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pack_cannot_be_crowded_by_placing_it_under_another_code() {
+    let env = grid(6).await;
+    let eve = Attacker::invite(&env, &["eve"]).await;
+    let session = eve.session().await;
+    let shards: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i ^ 0x5a; 4096]).collect();
+    let ids: Vec<ShardId> = shards.iter().map(|s| ShardId::of(s)).collect();
+    let status: StatusResponse = serde_json::from_str(&env.ok(&["status", "--json"])).expect("status");
+    let mut place = placement(&ids);
+    (place.k, place.m) = (1, 5);
+    place.exclude = status.hosts.iter().skip(3).map(|h| h.id).collect();
+    let (status, body) = eve.post("/v1/packs/place", &place).await;
+    assert_eq!(status, 200, "{body}");
+    let placed: PlaceResponse = serde_json::from_value(body).expect("placement");
+    let mut hosts: Vec<HostId> = placed.targets.iter().map(|t| t.host).collect();
+    hosts.sort();
+    hosts.dedup();
+    assert_eq!(hosts.len(), 3, "two shards per host, as a 1+5 pack may have");
+    let http = scatter_net::http_client(Some(fingerprint(&env)), scatter_net::Peer::Host)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let mut stored = Vec::new();
+    for t in &placed.targets {
+        let i = t.index as usize;
+        let resp = http
+            .put(format!("{}/shards/{}", t.address, ids[i]))
+            .header(GRANT_HEADER, &t.grant.0)
+            .body(shards[i].clone())
+            .send()
+            .await
+            .expect("upload");
+        let reply: StoredResponse = resp.json().await.expect("a receipt");
+        stored.push(StoredShard { index: t.index, shard: ids[i], host: t.host, receipt: reply.receipt });
+    }
+    stored.sort_by_key(|s| s.index);
+    let (status, body) = eve.post("/v1/packs/commit", &uploaded_pack(session, &ids, stored, &[], false)).await;
+    assert_eq!(status, 403, "a 4+2 pack two shards to a host at f = 2 was recorded: {body}");
+    assert!(body["error"].as_str().unwrap_or_default().contains("placed for a 1+5 pack"), "{body}");
+}

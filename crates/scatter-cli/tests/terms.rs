@@ -57,12 +57,12 @@ async fn a_host_whose_period_ends_is_drained_in_time_and_retired_without_loss() 
     // Six hosts ask a little; the seventh asks nothing for 40 s, so it is the cheapest and
     // every pack puts a shard on it while its period lasts. It declares 256 KiB/s, so the
     // coordinator starts its drain well before the end (twice the time its bytes take).
-    let mut host_flags = vec![flags(&["--price", "0.01"]); 6];
-    host_flags.push(flags(&["--until", "+40s", "--bandwidth", "256KiB"]));
+    let mut host_args = vec![flags(&["--price", "0.01"]); 6];
+    host_args.push(flags(&["--until", "+40s", "--bandwidth", "256KiB"]));
     let opts = GridOptions {
         passphrase: "test passphrase".into(),
-        coordinator_flags: flags(&["--period-margin", "5s"]),
-        host_flags,
+        coordinator_args: flags(&["--period-margin", "5s"]),
+        host_args,
         ..Default::default()
     };
     let mut env = grid_with(7, opts).await;
@@ -132,11 +132,11 @@ async fn a_host_whose_period_ends_is_drained_in_time_and_retired_without_loss() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn terms_reputation_and_operators_are_shown() {
-    let mut host_flags =
+    let mut host_args =
         vec![flags(&["--price", "0.5", "--egress-price", "0.02", "--bandwidth", "100MiB", "--until", "2099-01-01"])];
-    host_flags.resize(4, Vec::new());
+    host_args.resize(4, Vec::new());
     // One zone: four hosts over three zones would leave a lost shard nowhere to go.
-    let opts = GridOptions { passphrase: "test passphrase".into(), host_flags, zones: 1, ..Default::default() };
+    let opts = GridOptions { passphrase: "test passphrase".into(), host_args, zones: 1, ..Default::default() };
     let mut env = grid_with(4, opts).await;
 
     // Terms as declared, reputation with its parts, and time online counted from heartbeats.

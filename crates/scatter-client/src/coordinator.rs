@@ -159,6 +159,21 @@ impl Coordinator {
         self.send(self.http.get(format!("{}/v1/grid", self.base))).await
     }
 
+    /// How much more the grid can take under its durability rule (admins).
+    pub async fn capacity(&self) -> Result<CapacityResponse, ClientError> {
+        self.send(self.http.get(format!("{}/v1/admin/capacity", self.base))).await
+    }
+
+    /// The caller's stored placement policy.
+    pub async fn policy(&self) -> Result<Policy, ClientError> {
+        self.send(self.http.get(format!("{}/v1/policy", self.base))).await
+    }
+
+    /// Stores the caller's placement policy (an empty one clears it).
+    pub async fn set_policy(&self, policy: &Policy) -> Result<Policy, ClientError> {
+        self.send(self.http.put(format!("{}/v1/policy", self.base)).json(policy)).await
+    }
+
     /// Starts a write session with a wrapped data key.
     pub async fn create_session(&self, wrapped_key: &[u8]) -> Result<CreateSessionResponse, ClientError> {
         self.post("/v1/sessions", &CreateSessionRequest { wrapped_key: B64.encode(wrapped_key) }).await

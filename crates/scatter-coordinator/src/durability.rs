@@ -8,12 +8,15 @@
 //! one host) and 1 at f = 2. A domain may hold several shards of a pack: each is stored,
 //! receipted, audited and repaired on its own, so the unit of placement stays the shard.
 //!
-//! **The zone rule** is enforced with it: no zone holds more than ⌈(k+m) / zones⌉ shards of
-//! a pack, counting the zones of the hosts that may take the pack (online, meeting the
-//! policy). With 4+2 over three zones a whole zone can go.
+//! **The zone rule** is enforced with it: a pack is spread over zones as evenly as the hosts
+//! that can take it allow. The limit per zone is the smallest c such that zones capped at c
+//! (and each at what its domains may hold) still take the whole pack: ⌈(k+m) / zones⌉ when
+//! zones are balanced, so with 4+2 over three zones a whole zone can go; more when a zone
+//! has too few hosts, so a grid with a thin zone still writes and repairs (every pack keeps
+//! its f) instead of leaving packs degraded to honour a spread it cannot have.
 //!
 //! **f** is the admin's (`scatter coordinator --tolerate F`) or follows the grid's size: 0
-//! below 3 domains (nothing can be survived at 1.5× with fewer), 1 up to 5, 2 from 6.
+//! with one domain, 1 up to 5 (two domains need 2× to survive one loss: 2+2), 2 from 6.
 //!
 //! **Capacity.** With expansion e = (k+m)/k and a share s = ⌊m/f⌋/(k+m), a domain holds at
 //! most s of any pack, so with R more raw bytes stored a domain takes at most
@@ -28,16 +31,18 @@ const MAX_DEFAULT_TOLERANCE: u8 = 16;
 /// f for a grid of `domains` failure domains when the admin did not choose.
 pub fn auto_tolerance(domains: usize) -> u8 {
     match domains {
-        0..=2 => 0,
-        3..=5 => 1,
+        0..=1 => 0,
+        2..=5 => 1,
         _ => 2,
     }
 }
 
-/// The code new data uses by default under tolerance `f`: 4+2 (1.5×) up to f = 2, then
+/// The code new data uses by default under tolerance `f` on `domains` failure domains: 4+2
+/// (1.5×) wherever it fits, 2+2 (2×, a mirror's cost) on two domains, and beyond f = 2,
 /// 2f+f, which keeps 1.5× with one shard per domain.
-pub fn default_code(f: u8) -> (u8, u8) {
+pub fn default_code(f: u8, domains: usize) -> (u8, u8) {
     match f {
+        1 if domains == 2 => (2, 2),
         0..=2 => (4, 2),
         f => (2 * f.min(MAX_DEFAULT_TOLERANCE), f.min(MAX_DEFAULT_TOLERANCE)),
     }
@@ -68,10 +73,13 @@ pub fn per_domain(k: u8, m: u8, f: u8) -> Result<usize, CodeTooWeak> {
     }
 }
 
-/// How many shards of an `n`-shard pack one zone may hold when the pack may go to `zones`
-/// zones.
-pub fn per_zone(n: usize, zones: usize) -> usize {
-    n.div_ceil(zones.max(1))
+/// How many shards of an `n`-shard pack one zone may hold: the smallest c with which the
+/// zones still take all `n`, when zone z has `domains[z]` failure domains that may take the
+/// pack, each holding at most `per_domain`. With balanced zones that is ⌈n / zones⌉.
+pub fn per_zone(n: usize, per_domain: usize, domains: &[usize]) -> usize {
+    (n.div_ceil(domains.len().max(1))..=n)
+        .find(|&c| domains.iter().map(|&d| c.min(d * per_domain)).sum::<usize>() >= n)
+        .unwrap_or(n)
 }
 
 /// How many domain losses a pack survives: `held` is how many healthy shards each domain
@@ -195,10 +203,14 @@ mod tests {
         assert_eq!(per_domain(4, 2, 0), Ok(6));
         assert_eq!(per_domain(4, 2, 3), Err(CodeTooWeak { k: 4, m: 2, f: 3 }));
         assert_eq!(per_domain(6, 3, 3), Ok(1));
-        assert_eq!(per_zone(6, 3), 2);
-        assert_eq!(per_zone(6, 4), 2);
-        assert_eq!(per_zone(6, 1), 6);
-        assert_eq!((auto_tolerance(2), auto_tolerance(3), auto_tolerance(5), auto_tolerance(6)), (0, 1, 1, 2));
-        assert_eq!((default_code(1), default_code(2), default_code(4)), ((4, 2), (4, 2), (8, 4)));
+        assert_eq!(per_zone(6, 1, &[3, 3, 2]), 2, "balanced enough: a zone can go");
+        assert_eq!(per_zone(6, 1, &[3, 3, 2, 1]), 2);
+        assert_eq!(per_zone(6, 1, &[3, 3, 1]), 3, "a thin zone takes one, the others three");
+        assert_eq!(per_zone(6, 2, &[1, 1, 1]), 2);
+        assert_eq!(per_zone(6, 1, &[6]), 6);
+        assert_eq!(per_zone(6, 1, &[2, 2]), 6, "too few domains: the domain rule refuses");
+        assert_eq!((auto_tolerance(1), auto_tolerance(2), auto_tolerance(5), auto_tolerance(6)), (0, 1, 1, 2));
+        assert_eq!(default_code(1, 2), (2, 2));
+        assert_eq!((default_code(1, 3), default_code(2, 6), default_code(4, 12)), ((4, 2), (4, 2), (8, 4)));
     }
 }

@@ -92,6 +92,13 @@ pub(crate) struct Shared {
     pub orphan_grace: Duration,
     pub tolerate: Option<u8>,
     pub period_margin: Duration,
+    /// How live packs meet the rule (lowest tolerance, crowded packs) as `status` last
+    /// computed it, reading every shard's row: kept for a checker interval, dropped when a
+    /// pack is committed or a shard moves.
+    pub spread: std::sync::Mutex<Option<(std::time::Instant, Option<u32>, u64)>>,
+    /// The tolerance of the last repair pass, whether packs placed under a looser rule may
+    /// remain (looking for them reads every shard's row, so only then), and passes counted.
+    pub respread: std::sync::Mutex<(u8, bool, u32)>,
     pub request_times: scatter_proto::metrics::RequestTimes,
     pub reservations: std::sync::Mutex<api::Reservations>,
     /// Chunks prunes assigned for repacking, per user.
@@ -226,6 +233,8 @@ pub async fn run(
         orphan_grace: config.orphan_grace,
         tolerate: config.tolerate,
         period_margin: config.period_margin,
+        spread: Default::default(),
+        respread: std::sync::Mutex::new((0, true, 0)),
         request_times: Default::default(),
         reservations: Default::default(),
         report_checks: Default::default(),

@@ -4,9 +4,9 @@
 //! 1. only hosts with room for the shard are eligible, and one host never gets two shards
 //!    with the same bytes (a host stores a shard once);
 //! 2. the durability rule (see [`crate::durability`]): no failure domain holds more than
-//!    `per_domain` shards of the pack and no zone more than `per_zone`, counting the shards
-//!    the pack already has (repair, re-placement). Both are hard limits: when they cannot be
-//!    met the placement fails and says which one bound it;
+//!    `per_domain` shards of the pack and no zone more than `per_zone` (see [`limits`]),
+//!    counting the shards the pack already has (repair, re-placement). Both are hard limits:
+//!    when they cannot be met the placement fails and says which one bound it;
 //! 3. among the hosts the rule allows, the cheapest first, then the one with the most room
 //!    left (counting what this placement gave it), ties broken at random. Filling by room
 //!    left is water-filling: small hosts are used while big ones catch up, so a grid of
@@ -65,6 +65,30 @@ pub struct Unplaceable {
     pub placed: usize,
     /// Which limit stopped it, in a sentence.
     pub why: String,
+}
+
+/// The rule's limits for a pack of `n` shards whose domains may hold `per_domain` each:
+/// zones capped by [`crate::durability::per_zone`] over the domains per zone among the
+/// hosts with room for a shard and the hosts already holding some.
+pub fn limits(n: usize, per_domain: usize, candidates: &[Candidate], shard_size: u64, held: &[Held<'_>]) -> Limits {
+    let mut domains: Vec<(&str, Domain)> = candidates
+        .iter()
+        .filter(|c| c.free >= shard_size.max(1))
+        .map(|c| (c.zone.as_str(), c.domain))
+        .chain(held.iter().map(|h| (h.zone, h.domain)))
+        .collect();
+    domains.sort_unstable();
+    domains.dedup();
+    let mut per_zone: Vec<usize> = Vec::new();
+    for (i, (zone, _)) in domains.iter().enumerate() {
+        if i == 0 || domains[i - 1].0 != *zone {
+            per_zone.push(0);
+        }
+        if let Some(n) = per_zone.last_mut() {
+            *n += 1;
+        }
+    }
+    Limits { per_domain, per_zone: crate::durability::per_zone(n, per_domain, &per_zone) }
 }
 
 /// Picks a host for each of `shards` (each `shard_size` bytes), by the rules above.
@@ -238,32 +262,42 @@ mod tests {
         assert_eq!(hosts.len(), 3, "{got:?}");
     }
 
-    /// Puts of equal packs until one is refused; returns the raw bytes placed.
-    fn fill(sizes: &[u64], shard: u64, limits: Limits) -> u64 {
+    /// Puts of equal packs of `n` shards until one is refused; returns the packs placed.
+    fn fill(sizes: &[u64], n: u8, shard: u64, limits: Limits) -> u64 {
         let mut cands: Vec<_> = sizes.iter().enumerate().map(|(i, &s)| c(i as u64, s, "z")).collect();
         let mut rng = rng();
-        let mut placed = 0;
-        let mut n = 0u32;
+        let mut packs = 0u32;
         loop {
-            let shards: Vec<ShardId> = (0..6).map(|i| ShardId::of(&[n.to_le_bytes(), [i; 4]].concat())).collect();
-            let Ok(got) = choose(&cands, &shards, shard, &[], limits, &mut rng) else { return placed };
+            let shards: Vec<ShardId> = (0..n).map(|i| ShardId::of(&[packs.to_le_bytes(), [i; 4]].concat())).collect();
+            let Ok(got) = choose(&cands, &shards, shard, &[], limits, &mut rng) else { return packs as u64 };
             for h in got {
                 cands[h.0 as usize].free -= shard;
-                placed += shard;
             }
-            n += 1;
+            packs += 1;
         }
     }
 
     #[test]
     fn unequal_hosts_fill_to_the_rules_bound() {
         const MIB: u64 = 1 << 20;
+        // Sealing and alignment make a shard of an 8 MiB pack a little more than an eighth
+        // or a quarter of it.
+        const OVER: u64 = 128;
         let sizes: Vec<u64> = [32, 32, 64, 64, 128, 128, 256].iter().map(|s| s * MIB).collect();
-        // 8 MiB files as 4+2 packs: 2 MiB shards, one per host (f = 2). Bound: 384 MiB raw.
-        let raw = fill(&sizes, 2 * MIB, Limits { per_domain: 1, per_zone: 6 });
-        assert!(raw * 100 >= 384 * MIB * 97, "filled {} MiB of 384", raw / MIB);
-        // f = 1 on 1:1:1:3 hosts: the big one takes a third of every pack.
-        let raw = fill(&[100 * MIB, 100 * MIB, 100 * MIB, 300 * MIB], 2 * MIB, Limits { per_domain: 2, per_zone: 6 });
-        assert!(raw * 100 >= 450 * MIB * 97, "filled {} MiB of 450", raw / MIB);
+        // The bound is 384 MiB raw, 32 packs of 8 MiB (f = 2: a sixth of each pack per host)
+        // and the overhead makes the 32nd not fit. 4+2 (2 MiB shards, one per host): 30,
+        // the most that fits when the small hosts take 15 shards each; 8+4 (two per host):
+        // 31, the ceiling.
+        assert_eq!(fill(&sizes, 6, 2 * MIB + OVER, Limits { per_domain: 1, per_zone: 6 }), 30);
+        assert_eq!(fill(&sizes, 12, MIB + OVER, Limits { per_domain: 2, per_zone: 12 }), 31);
+        // f = 1 on 1:1:1:3 hosts: the big one takes a third of every pack. Bound: 450 MiB
+        // raw; with the small hosts at 49 shards each, 36 packs is the most that fits.
+        let packs = fill(
+            &[100 * MIB, 100 * MIB, 100 * MIB, 300 * MIB],
+            6,
+            2 * MIB + OVER,
+            Limits { per_domain: 2, per_zone: 6 },
+        );
+        assert_eq!(packs, 36);
     }
 }

@@ -22,12 +22,15 @@ use scatter_core::{HostId, ShardId};
 use scatter_proto::api::GRANT_HEADER;
 use scatter_proto::{Grant, Op};
 
-use crate::placement::{Held, Limits};
+use crate::placement::Held;
 use crate::store::{DegradedPack, Domain, HostRow};
 use crate::{now, Shared};
 
 /// Packs repaired per pass at most.
 pub(crate) const PACKS_PER_PASS: usize = 16;
+
+/// Passes between searches for packs to re-spread when nothing asked for one.
+const RESPREAD_EVERY: u32 = 20;
 
 pub(crate) async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
     loop {
@@ -76,8 +79,22 @@ async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {
         }
     }
     // With repair done, packs placed under a looser rule (a smaller grid) are re-spread.
-    if degraded < PACKS_PER_PASS {
-        let crowded = blocking(shared, move |s| s.crowded_packs(f, PACKS_PER_PASS - degraded)).await?;
+    // Finding them reads every shard's row, so it is done when the rule tightened, again
+    // while the last search found a full batch, and every RESPREAD_EVERY passes (for packs
+    // that could not move when last tried).
+    let look = {
+        let mut respread = shared.respread.lock().unwrap_or_else(|p| p.into_inner());
+        respread.2 = respread.2.wrapping_add(1);
+        if f > respread.0 || respread.2 % RESPREAD_EVERY == 0 {
+            respread.1 = true;
+        }
+        respread.0 = f;
+        respread.1
+    };
+    if degraded < PACKS_PER_PASS && look {
+        let limit = PACKS_PER_PASS - degraded;
+        let crowded = blocking(shared, move |s| s.crowded_packs(f, limit)).await?;
+        shared.respread.lock().unwrap_or_else(|p| p.into_inner()).1 = crowded.len() == limit;
         for pack in crowded {
             match repair(shared, &hosts, cutoff, &pack, f).await {
                 Ok(n) if n > 0 => tracing::info!(pack = %pack.id, shards = n, tolerate = f, "pack re-spread"),
@@ -189,10 +206,7 @@ async fn repair(
         .filter_map(|(_, _, h, _)| host(*h))
         .map(|h| Held { host: h.id, domain: h.domain(), zone: h.zone.as_str() })
         .collect();
-    let mut zones: Vec<&str> = candidates.iter().map(|c| c.zone.as_str()).chain(held.iter().map(|h| h.zone)).collect();
-    zones.sort_unstable();
-    zones.dedup();
-    let limits = Limits { per_domain, per_zone: crate::durability::per_zone(layout.total(), zones.len()) };
+    let limits = crate::placement::limits(layout.total(), per_domain, &candidates, pack.shard_size, &held);
     let ids: Vec<ShardId> = moving.iter().map(|(_, shard, _, _)| *shard).collect();
     // Place as many as the rule allows now: a pack missing two shards is better off with one
     // rebuilt than none.
@@ -243,6 +257,7 @@ async fn repair(
             .map_err(|e| e.to_string())?
         {
             repaired += 1;
+            crate::api::place::spread_changed(shared);
             // Only a shard an active host lost (its inventory lacks it, or it failed an audit
             // or a check) counts against that host. Draining, retiring, going offline, a
             // shrunk capacity (`surplus`) or a crowded pack are not the host failing what it

@@ -40,7 +40,7 @@ fn stages(c: &mut Criterion) {
             p.finish()
         })
     });
-    for (k, m) in [(4u8, 2u8), (10, 4)] {
+    for (k, m) in [(4u8, 2u8), (8, 4), (10, 4)] {
         let mut rng = rand::rngs::StdRng::seed_from_u64(2);
         g.bench_with_input(BenchmarkId::new("erasure encode", format!("{k}+{m}")), &(k, m), |b, &(k, m)| {
             b.iter(|| scatter_core::erasure::encode(input.clone(), k, m, &mut rng))

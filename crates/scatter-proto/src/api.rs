@@ -411,6 +411,22 @@ pub struct GridInfo {
     pub crowded_packs: u64,
 }
 
+/// `GET /v1/admin/capacity`: how much more the grid can take under its durability rule.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapacityResponse {
+    /// The rule it was computed under.
+    pub grid: GridInfo,
+    /// Hosts that take data now (online, active, with a period beyond the margin).
+    pub hosts: usize,
+    /// Their free bytes, in all.
+    pub free: u64,
+    /// Raw bytes (with redundancy) the rule lets them take: no failure domain or zone more
+    /// than its share of any pack.
+    pub raw: u64,
+    /// User data that is: `raw` divided by the default code's expansion.
+    pub user_data: u64,
+}
+
 /// Which of these chunks does the user already store?
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LookupChunksRequest {

@@ -59,6 +59,8 @@ pub(crate) struct Reservation {
     pub grant: [u8; 32],
     /// When it was made; it lapses after [`RESERVATION_TTL`].
     pub at: Instant,
+    /// The code (k, m) of the pack it was placed for: a commit must name the same.
+    pub code: (u8, u8),
     /// Shards of its pack one failure domain may hold, as the rule stood at placement.
     pub per_domain: usize,
 }
@@ -130,6 +132,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/delegates/trust", post(backup::trust))
         .route("/v1/prune", post(backup::prune))
         .route("/v1/admin/health", get(crate::metrics::health))
+        .route("/v1/admin/capacity", get(place::capacity))
         .route("/v1/admin/hosts/drain", post(admin::drain))
         .route("/v1/admin/hosts/disable", post(admin::disable_host))
         .route("/v1/admin/users", get(admin::users).post(admin::invite))
@@ -680,6 +683,13 @@ async fn check_receipts(sh: &Arc<Shared>, u: &UserRow, req: &CommitPackRequest) 
             continue;
         };
         per_domain = per_domain.min(r.per_domain);
+        if r.code != (req.k, req.m) {
+            refused.push(format!(
+                "shard {} was placed for a {}+{} pack, not {}+{}",
+                s.index, r.code.0, r.code.1, req.k, req.m
+            ));
+            continue;
+        }
         if let Err(why) = check_receipt(s.host, key, &s.receipt, &s.shard, req.shard_size, &r.grant) {
             refused.push(format!("shard {} on host {}: {why}", s.index, s.host));
         }
@@ -755,6 +765,7 @@ async fn commit_pack(
         )
     })
     .await?;
+    place::spread_changed(&sh);
     Ok(Json(serde_json::json!({})))
 }
 

@@ -8,16 +8,20 @@
 
 use super::*;
 use crate::durability;
-use crate::placement::{Held, Limits};
+use crate::placement::Held;
 use crate::store::{Domain, HostRow};
 
-/// f, whether it follows the grid's size, and the failure domains of online, active hosts.
-/// Counting only hosts that answer keeps writes and repair going while a host is down (a
-/// 6-host grid with one down stores at f = 1 instead of refusing); the packs written then
-/// are re-spread when it is back.
+/// f, whether it follows the grid's size, and the failure domains of active hosts heard
+/// from within the offline grace. Counting only those keeps writes and repair going while
+/// a host is down (a 6-host grid with one down stores at f = 1 instead of refusing); the
+/// packs written then are re-spread when it is back. A host only late with its heartbeats
+/// still counts, so a put waits for it rather than lowering the rule.
 pub(crate) fn tolerance(sh: &Shared, hosts: &[HostRow]) -> (u8, bool, usize) {
-    let mut domains: Vec<Domain> =
-        hosts.iter().filter(|h| host_state(sh, h) == HostState::Online).map(|h| h.domain()).collect();
+    let mut domains: Vec<Domain> = hosts
+        .iter()
+        .filter(|h| matches!(host_state(sh, h), HostState::Online | HostState::Suspect))
+        .map(|h| h.domain())
+        .collect();
     domains.sort_unstable();
     domains.dedup();
     match sh.tolerate {
@@ -153,12 +157,8 @@ pub(super) async fn place(State(sh): S, headers: HeaderMap, Body(req): Body<Plac
         }
     }
     let allowed = allowed(&policy, &hosts, room(&sh, &hosts, &reserved))?;
-    // The zones the pack may go to: of the hosts the policy allows, and of those holding it.
-    let mut zones: Vec<&str> = allowed.iter().map(|c| c.zone.as_str()).chain(held.iter().map(|h| h.zone)).collect();
-    zones.sort_unstable();
-    zones.dedup();
-    let limits = Limits { per_domain, per_zone: durability::per_zone(total, zones.len()) };
     let candidates: Vec<Candidate> = allowed.into_iter().filter(|c| !req.exclude.contains(&c.host)).collect();
+    let limits = placement::limits(total, per_domain, &candidates, req.shard_size, &held);
     let ids: Vec<ShardId> = req.shards.iter().map(|s| s.shard).collect();
     let chosen =
         placement::choose(&candidates, &ids, req.shard_size, &held, limits, &mut rand::thread_rng()).map_err(|e| {
@@ -189,6 +189,7 @@ pub(super) async fn place(State(sh): S, headers: HeaderMap, Body(req): Body<Plac
             bytes: req.shard_size,
             grant: scatter_proto::receipt::grant_hash(&grant),
             at: Instant::now(),
+            code: (req.k, req.m),
             per_domain,
         };
         reservations.insert((host, shard.shard), reservation);
@@ -230,40 +231,59 @@ pub(super) fn check_spread(
 /// The grid's rule; with `spread`, also how live packs meet it (reads every shard's row).
 pub(crate) async fn grid_info(sh: &Arc<Shared>, hosts: &[HostRow], spread: bool) -> Result<GridInfo, ApiError> {
     let (f, auto, domains) = tolerance(sh, hosts);
-    let (data, parity) = durability::default_code(f);
+    let (data, parity) = durability::default_code(f, domains);
     let mut info = GridInfo { tolerate: f, auto, domains, data, parity, lowest_tolerance: None, crowded_packs: 0 };
     if spread {
-        let cutoff = now().saturating_sub(sh.offline_after.as_secs());
-        let by_host: HashMap<HostId, (Domain, bool)> =
-            hosts.iter().map(|h| (h.id, (h.domain(), h.state == "active" && h.last_seen >= cutoff))).collect();
-        let (lowest, crowded) = db(sh, move |s| {
-            let (mut lowest, mut crowded) = (None::<u32>, 0u64);
-            s.pack_spreads(|k, m, shards| {
-                let mut held: HashMap<Domain, usize> = HashMap::new();
-                let mut all: HashMap<Domain, usize> = HashMap::new();
-                for (host, ok) in shards {
-                    if let Some((domain, up)) = by_host.get(host) {
-                        *all.entry(*domain).or_default() += 1;
-                        if *ok && *up {
-                            *held.entry(*domain).or_default() += 1;
-                        }
-                    }
-                }
-                let held: Vec<usize> = held.into_values().collect();
-                let t = durability::tolerance(&held, k as usize).unwrap_or(0);
-                lowest = Some(lowest.map_or(t, |l: u32| l.min(t)));
-                let cap = durability::per_domain(k, m, f).unwrap_or(0);
-                if all.values().any(|&n| n > cap) {
-                    crowded += 1;
-                }
-            })?;
-            Ok((lowest, crowded))
-        })
-        .await?;
+        let cached = *sh.spread.lock().unwrap_or_else(|p| p.into_inner());
+        let (lowest, crowded) = match cached {
+            Some((at, lowest, crowded)) if at.elapsed() < sh.checker_interval => (lowest, crowded),
+            _ => {
+                let (lowest, crowded) = pack_spread(sh, hosts, f).await?;
+                *sh.spread.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), lowest, crowded));
+                (lowest, crowded)
+            }
+        };
         info.lowest_tolerance = lowest;
         info.crowded_packs = crowded;
     }
     Ok(info)
+}
+
+/// The fewest domain losses any live pack survives now, and how many packs one domain holds
+/// more of than the rule at `f` allows. Reads every shard's row.
+async fn pack_spread(sh: &Arc<Shared>, hosts: &[HostRow], f: u8) -> Result<(Option<u32>, u64), ApiError> {
+    let cutoff = now().saturating_sub(sh.offline_after.as_secs());
+    let by_host: HashMap<HostId, (Domain, bool)> =
+        hosts.iter().map(|h| (h.id, (h.domain(), h.state == "active" && h.last_seen >= cutoff))).collect();
+    db(sh, move |s| {
+        let (mut lowest, mut crowded) = (None::<u32>, 0u64);
+        s.pack_spreads(|k, m, shards| {
+            let mut held: HashMap<Domain, usize> = HashMap::new();
+            let mut all: HashMap<Domain, usize> = HashMap::new();
+            for (host, ok) in shards {
+                if let Some((domain, up)) = by_host.get(host) {
+                    *all.entry(*domain).or_default() += 1;
+                    if *ok && *up {
+                        *held.entry(*domain).or_default() += 1;
+                    }
+                }
+            }
+            let held: Vec<usize> = held.into_values().collect();
+            let t = durability::tolerance(&held, k as usize).unwrap_or(0);
+            lowest = Some(lowest.map_or(t, |l: u32| l.min(t)));
+            let cap = durability::per_domain(k, m, f).unwrap_or(1);
+            if all.values().any(|&n| n > cap) {
+                crowded += 1;
+            }
+        })?;
+        Ok((lowest, crowded))
+    })
+    .await
+}
+
+/// Drops `status`'s view of how packs meet the rule: packs or shards changed.
+pub(crate) fn spread_changed(sh: &Shared) {
+    *sh.spread.lock().unwrap_or_else(|p| p.into_inner()) = None;
 }
 
 pub(super) async fn grid(State(sh): S, headers: HeaderMap) -> ApiResult<GridInfo> {
@@ -287,4 +307,28 @@ pub(super) async fn set_policy(State(sh): S, headers: HeaderMap, Body(p): Body<P
     db(&sh, move |s| s.set_policy(u.id, (!stored.is_empty()).then_some(&stored))).await?;
     event(&sh, u.me.to_string(), "policy.set", describe(&p)).await;
     Ok(Json(p))
+}
+
+pub(super) async fn capacity(State(sh): S, headers: HeaderMap) -> ApiResult<CapacityResponse> {
+    let u = user(&sh, &headers).await?;
+    if u.role != "admin" {
+        return Err(ApiError::Forbidden("only the grid's admin sees its capacity".into()));
+    }
+    let hosts = db(&sh, |s| s.hosts()).await?;
+    let grid = grid_info(&sh, &hosts, false).await?;
+    let cands = candidates(&sh, &hosts);
+    let n = grid.data as u64 + grid.parity as u64;
+    let per_domain = durability::per_domain(grid.data, grid.parity, grid.tolerate).unwrap_or(1);
+    let per_zone = placement::limits(n as usize, per_domain, &cands, 1, &[]).per_zone as u64;
+    let per_domain = per_domain as u64;
+    let rooms: Vec<durability::Room<Domain, String>> =
+        cands.into_iter().map(|c| durability::Room { domain: c.domain, zone: c.zone, free: c.free }).collect();
+    let raw = durability::capacity(&rooms, (per_domain, n), (per_zone, n));
+    Ok(Json(CapacityResponse {
+        hosts: rooms.len(),
+        free: rooms.iter().map(|r| r.free).sum(),
+        raw,
+        user_data: (raw as u128 * grid.data as u128 / n.max(1) as u128) as u64,
+        grid,
+    }))
 }

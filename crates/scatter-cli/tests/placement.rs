@@ -1,0 +1,212 @@
+//! Placement by fit, end to end on grids of real processes: small grids store at 1.5× with
+//! several shards per host and survive any one host; unequal hosts fill to the bound the
+//! durability rule allows and survive losing the two largest.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use scatter_cli::grid::GridOptions;
+
+/// `status --json`'s grid section.
+fn grid_info(env: &Env) -> serde_json::Value {
+    let status: serde_json::Value = serde_json::from_str(&env.ok(&["status", "--json"])).expect("status JSON");
+    status["grid"].clone()
+}
+
+/// Bytes the catalog places on hosts, in all.
+fn stored(env: &Env) -> u64 {
+    let status: serde_json::Value = serde_json::from_str(&env.ok(&["status", "--json"])).expect("status JSON");
+    status["hosts"].as_array().expect("hosts").iter().map(|h| h["used"].as_u64().unwrap_or(0)).sum()
+}
+
+/// A grid of `n` hosts with default settings stores at 1.5× (4+2, two shards per host at
+/// most), reports f = 1, and every file comes back with any one host killed.
+async fn small_grid(n: usize) {
+    let mut env = grid(n).await;
+    let big = env.write_random("big", 6 << 20, n as u64);
+    let small = env.write_random("small", 100_000, 100 + n as u64);
+    env.put(&big, "big");
+    env.put(&small, "small");
+    let g = grid_info(&env);
+    assert_eq!((g["tolerate"].as_u64(), g["data"].as_u64(), g["parity"].as_u64()), (Some(1), Some(4), Some(2)), "{g}");
+    assert_eq!(g["lowest_tolerance"].as_u64(), Some(1), "every pack survives one host: {g}");
+    // 1.5× plus padding of the last shard and sealing: well under 1.6×.
+    let raw = stored(&env);
+    let user = (6 << 20) + 100_000u64;
+    assert!(raw * 10 >= user * 15 && raw * 100 <= user * 160, "{raw} bytes stored for {user}");
+    let text = env.ok(&["status"]);
+    assert!(text.contains("survives the loss of any 1 host"), "{text}");
+    for victim in 0..n {
+        env.grid.kill_host(victim);
+        env.get_and_compare("big", &big);
+        env.get_and_compare("small", &small);
+        env.grid.start_host(victim).expect("host restarts");
+        env.grid.wait_online(n, Duration::from_secs(30)).await.expect("back online");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_hosts_store_at_one_and_a_half_and_survive_any_one() {
+    small_grid(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn four_hosts_store_at_one_and_a_half_and_survive_any_one() {
+    small_grid(4).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn five_hosts_store_at_one_and_a_half_and_survive_any_one() {
+    small_grid(5).await;
+}
+
+/// Hosts of 32, 32, 64, 64, 128, 128 and 256 MiB in one zone (f = 2 by size): the rule lets
+/// no host hold more than a sixth of any pack, so the grid takes 384 MiB with redundancy,
+/// 256 MiB of user data. Puts of 8 MiB files coded 8+4 (two 1 MiB shards per host) go on
+/// until the 32nd, which cannot fit: 32 files are the whole bound, and sealing adds a few
+/// bytes to each. So 31 files (248 MiB, 96.9% of the bound) is the most any placement can
+/// store here; with 4+2's 2 MiB shards it is 30, as the small hosts then take 15 shards.
+/// No host exceeds what it offers, and with the two largest hosts killed everything
+/// restores.
+#[tokio::test(flavor = "multi_thread")]
+async fn unequal_hosts_fill_to_the_rules_bound() {
+    const MIB: u64 = 1 << 20;
+    let sizes = [32u64, 32, 64, 64, 128, 128, 256];
+    let opts = GridOptions {
+        passphrase: "test passphrase".into(),
+        zones: 1,
+        capacities: sizes.iter().map(|s| format!("{s}MiB")).collect(),
+        ..Default::default()
+    };
+    let mut env = grid_with(sizes.len(), opts).await;
+    let cap: serde_json::Value =
+        serde_json::from_str(&env.ok(&["admin", "capacity", "--json"])).expect("capacity JSON");
+    assert_eq!(cap["user_data"].as_u64(), Some(256 * MIB), "{cap}");
+    assert_eq!(cap["raw"].as_u64(), Some(384 * MIB), "{cap}");
+    let text = env.ok(&["admin", "capacity"]);
+    assert!(text.contains("256.0 MiB of user data"), "{text}");
+
+    let mut files = Vec::new();
+    let refusal = loop {
+        let n = files.len();
+        assert!(n < 40, "more was accepted than the rule allows");
+        let file = env.write_random(&format!("f{n}"), 8 << 20, 1000 + n as u64);
+        let name = format!("f{n}");
+        let out = env.scatter(&["put", file.to_str().expect("utf-8"), "--name", &name, "--data", "8", "--parity", "4"]);
+        if !out.status.success() {
+            break String::from_utf8_lossy(&out.stderr).into_owned();
+        }
+        files.push(file);
+    };
+    assert!(refusal.contains("failure domain") && !refusal.contains("panicked"), "{refusal}");
+    let raw = stored(&env);
+    assert_eq!(files.len(), 31, "files of 8 MiB that fit (raw {} MiB of 384)", raw / MIB);
+    assert!(raw >= 372 * MIB, "raw fill {} MiB of 384", raw / MIB);
+    let status: serde_json::Value = serde_json::from_str(&env.ok(&["status", "--json"])).expect("status JSON");
+    for h in status["hosts"].as_array().expect("hosts") {
+        assert!(h["used"].as_u64() <= h["capacity"].as_u64(), "a host holds more than it offers: {h}");
+    }
+    // The two largest (hosts 5 and 6) go; everything restores bit for bit.
+    env.grid.kill_host(6);
+    env.grid.kill_host(5);
+    for (n, file) in files.iter().enumerate() {
+        env.get_and_compare(&format!("f{n}"), file);
+    }
+}
+
+/// A grid that grows past five hosts tightens its rule from f = 1 to f = 2, and packs
+/// placed two to a host are re-spread in the background until every one tolerates two.
+#[tokio::test(flavor = "multi_thread")]
+async fn packs_are_re_spread_when_the_grid_grows() {
+    let mut env = grid(7).await;
+    // Start with four of the seven: f = 1, two shards per host.
+    for i in 4..7 {
+        env.grid.kill_host(i);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while grid_info(&env)["domains"].as_u64() != Some(4) {
+        assert!(std::time::Instant::now() < deadline, "the stopped hosts never went offline");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let file = env.write_random("data", 3 << 20, 5);
+    env.put(&file, "data");
+    assert_eq!(grid_info(&env)["lowest_tolerance"].as_u64(), Some(1));
+    for i in 4..7 {
+        env.grid.start_host(i).expect("host restarts");
+    }
+    env.grid.wait_online(7, Duration::from_secs(30)).await.expect("online");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let g = grid_info(&env);
+        if g["tolerate"].as_u64() == Some(2) && g["lowest_tolerance"].as_u64() == Some(2) && g["crowded_packs"] == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "packs were not re-spread: {g}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Any two hosts may go now.
+    env.grid.kill_host(0);
+    env.grid.kill_host(1);
+    env.get_and_compare("data", &file);
+}
+
+/// Shards each host holds, by host index (host ids start at 1, in start order).
+fn shards_by_host(env: &Env) -> Vec<u64> {
+    let status: serde_json::Value = serde_json::from_str(&env.ok(&["status", "--json"])).expect("status JSON");
+    let mut hosts: Vec<(u64, u64)> = status["hosts"]
+        .as_array()
+        .expect("hosts")
+        .iter()
+        .map(|h| (h["id"].as_u64().unwrap_or(0), h["shards"].as_u64().unwrap_or(0)))
+        .collect();
+    hosts.sort_unstable();
+    hosts.into_iter().map(|(_, n)| n).collect()
+}
+
+/// Nine hosts in three zones (hosts 0, 3, 6 in zone-0 and so on); hosts 0–5 ask 1 per
+/// GiB-month, hosts 6–8 ask 9. With f = 2 a 4+2 pack needs six hosts, two per zone: the six
+/// cheap ones. Excluding zone-2 puts three shards in each other zone, expensive hosts
+/// included, and nothing in zone-2. A policy nobody meets is refused, naming the condition.
+#[tokio::test(flavor = "multi_thread")]
+async fn placement_policies_are_honoured() {
+    let opts = GridOptions {
+        passphrase: "test passphrase".into(),
+        host_args: (0..9).map(|i| vec!["--price".into(), if i < 6 { "1" } else { "9" }.into()]).collect(),
+        ..Default::default()
+    };
+    let env = grid_with(9, opts).await;
+    let cheap = env.write_random("cheap", 3 << 20, 1);
+    env.put(&cheap, "cheap");
+    let after = shards_by_host(&env);
+    assert!(after[..6].iter().all(|&n| n > 0) && after[6..].iter().all(|&n| n == 0), "cheapest first: {after:?}");
+
+    let before = after;
+    let away = env.write_random("away", 3 << 20, 2);
+    env.ok(&["put", away.to_str().expect("utf-8"), "--name", "away", "--exclude-zone", "zone-2"]);
+    let after = shards_by_host(&env);
+    for i in [2, 5, 8] {
+        assert_eq!(after[i], before[i], "host {i} is in the excluded zone: {after:?}");
+    }
+    assert!(after[6] > before[6] && after[7] > before[7], "two expensive hosts were needed: {after:?}");
+
+    // A stored policy applies to every put, and a per-put flag overrides it. (New bytes
+    // each time: a put of stored bytes places nothing.)
+    let fresh = env.write_random("fresh", 1 << 20, 3);
+    let fresh = fresh.to_str().expect("utf-8");
+    env.ok(&["policy", "set", "--max-price", "0.5"]);
+    assert!(env.ok(&["policy", "show"]).contains("max price 0.5"));
+    let err = env.fails(&["put", fresh, "--name", "fresh"]);
+    assert!(err.contains("no host meets the placement policy") && err.contains("price above --max-price (9)"), "{err}");
+    env.ok(&["policy", "clear"]);
+    let err = env.fails(&["put", fresh, "--name", "fresh", "--min-reputation", "100"]);
+    assert!(err.contains("reputation below --min-reputation"), "{err}");
+    let err = env.fails(&["put", fresh, "--name", "fresh", "--zone", "zone-1"]);
+    assert!(err.contains("3 of the 6 shards") && err.contains("failure domain"), "one zone of three hosts: {err}");
+    env.ok(&["policy", "set", "--max-price", "0.5"]);
+    env.ok(&["put", fresh, "--name", "fresh", "--max-price", "1"]);
+    assert!(shards_by_host(&env)[6..] == after[6..], "the override still kept to price 1");
+    env.get_and_compare("cheap", &cheap);
+    env.get_and_compare("away", &away);
+}
