@@ -69,6 +69,8 @@ pub struct Grid {
     host_listen: Vec<String>,
     /// Capacity per host when it differs from the options'.
     capacities: Vec<Option<String>>,
+    /// Join token and extra flags of hosts added with [`Grid::add_host`].
+    added: Vec<Option<(String, Vec<String>)>>,
     url: String,
     join_token: String,
     profile: Profile,
@@ -112,6 +114,7 @@ impl Grid {
             hosts: (0..hosts).map(|_| None).collect(),
             host_listen: vec!["127.0.0.1:0".into(); hosts],
             capacities,
+            added: vec![None; hosts],
             url: String::new(),
             join_token: String::new(),
             profile: Profile {
@@ -228,6 +231,19 @@ impl Grid {
         self.start_host(i)
     }
 
+    /// Starts one more host, joined with `join_token` (an operator's, say) and started with
+    /// the extra `flags`, and waits until it is online. Returns its index.
+    pub async fn add_host(&mut self, join_token: &str, flags: &[&str]) -> Result<usize> {
+        let i = self.hosts.len();
+        self.hosts.push(None);
+        self.host_listen.push("127.0.0.1:0".into());
+        self.capacities.push(None);
+        self.added.push(Some((join_token.to_owned(), flags.iter().map(|f| f.to_string()).collect())));
+        self.start_host(i)?;
+        let online = self.wait_online(i + 1, Duration::from_secs(30)).await;
+        online.map(|()| i)
+    }
+
     /// Starts (or restarts, on the same address) host `i`.
     pub fn start_host(&mut self, i: usize) -> Result<()> {
         let dir = self.host_dir(i);
@@ -245,7 +261,7 @@ impl Grid {
             "--coordinator",
             &self.url,
             "--join-token",
-            &self.join_token,
+            self.added[i].as_ref().map(|(token, _)| token.as_str()).unwrap_or(&self.join_token),
             "--capacity",
             self.capacities[i].as_deref().unwrap_or(&self.opts.capacity),
             "--zone",
@@ -254,6 +270,7 @@ impl Grid {
             &self.opts.heartbeat,
         ];
         args.extend(self.opts.host_args.get(i).into_iter().flatten().map(String::as_str));
+        args.extend(self.added[i].iter().flat_map(|(_, flags)| flags).map(String::as_str));
         let mut child = self.spawn(&args, &log)?;
         let url = wait_for_file(&dir.join("url"), &mut child, &format!("host {i}"), &log)?;
         self.host_listen[i] = listen_address(&url);

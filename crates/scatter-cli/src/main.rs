@@ -2,6 +2,7 @@
 
 mod backups;
 mod demo;
+mod operators;
 mod placing;
 
 use std::io::IsTerminal;
@@ -111,6 +112,8 @@ enum Cmd {
         /// and metadata. Only for a grid on one machine or behind a TLS-terminating proxy.
         #[arg(long)]
         insecure: bool,
+        #[command(flatten)]
+        terms: scatter_cli::terms::HostTermsArgs,
     },
     /// Create your keys, register with a coordinator and write a profile.
     Init {
@@ -390,6 +393,11 @@ enum AdminCmd {
     Host {
         #[command(subcommand)]
         command: HostCmd,
+    },
+    /// Operators: parties that run hosts; each operator's hosts count as one failure domain.
+    Operator {
+        #[command(subcommand)]
+        command: operators::OperatorCmd,
     },
     /// The grid's data health: packs with all k+m shards healthy, degraded, lost, and repair.
     Health {
@@ -776,7 +784,18 @@ async fn run(cmd: Cmd) -> Result<i32> {
             };
             scatter_coordinator::run(config, listener, shutdown_signal()).await?;
         }
-        Cmd::Host { data_dir, listen, coordinator, join_token, capacity, zone, heartbeat, public_url, insecure } => {
+        Cmd::Host {
+            data_dir,
+            listen,
+            coordinator,
+            join_token,
+            capacity,
+            zone,
+            heartbeat,
+            public_url,
+            insecure,
+            terms,
+        } => {
             let listener = bind(&listen).await?;
             let coordinator = coordinator.trim_end_matches('/').to_owned();
             let config = scatter_host::Config {
@@ -788,6 +807,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
                 heartbeat,
                 public_url,
                 insecure,
+                terms: terms.terms(),
             };
             scatter_host::run(config, listener, shutdown_signal()).await?;
         }
@@ -1067,6 +1087,10 @@ async fn run(cmd: Cmd) -> Result<i32> {
             p.coordinator()?.drain(host).await?;
             println!("Host {host} is draining: its shards are rebuilt on other hosts while it keeps serving them; it is retired once empty (`scatter admin host ls`).");
         }
+        Cmd::Admin { command: AdminCmd::Operator { command } } => {
+            let (_, p) = load()?;
+            operators::run(&p.coordinator()?, &p.coordinator, command).await?;
+        }
         Cmd::Admin { command: AdminCmd::Health { json } } => {
             let (_, p) = load()?;
             let h = p.coordinator()?.admin_health().await?;
@@ -1091,16 +1115,30 @@ async fn run(cmd: Cmd) -> Result<i32> {
     Ok(0)
 }
 
-/// The hosts table of `status` and `admin host ls`.
+/// The hosts table of `status` and `admin host ls`: state, space, terms and reputation
+/// (`--json` has the parts of the score and the measured record).
 fn print_hosts(hosts: &[scatter_proto::api::HostInfo]) {
+    use scatter_cli::terms::{format_price, format_time};
     println!(
-        "{:<5} {:<12} {:<10} {:>12} {:>12} {:>8} {:>10} {:>13}  address",
-        "id", "state", "zone", "capacity", "used", "shards", "last seen", "audits ok/bad"
+        "{:<5} {:<12} {:<10} {:>12} {:>12} {:>8} {:>10} {:>13} {:>5} {:>9} {:>9} {:>11} {:<20}  address",
+        "id",
+        "state",
+        "zone",
+        "capacity",
+        "used",
+        "shards",
+        "last seen",
+        "audits ok/bad",
+        "score",
+        "price",
+        "egress",
+        "bandwidth",
+        "until"
     );
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     for h in hosts {
         println!(
-            "{:<5} {:<12} {:<10} {:>12} {:>12} {:>8} {:>9}s {:>13}  {}",
+            "{:<5} {:<12} {:<10} {:>12} {:>12} {:>8} {:>9}s {:>13} {:>5} {:>9} {:>9} {:>11} {:<20}  {}",
             h.id.to_string(),
             h.state.to_string(),
             h.zone,
@@ -1109,6 +1147,14 @@ fn print_hosts(hosts: &[scatter_proto::api::HostInfo]) {
             h.shards,
             now.saturating_sub(h.last_seen),
             format!("{}/{}", h.audits_passed, h.audits_failed),
+            h.reputation.score,
+            format_price(h.terms.price),
+            format_price(h.terms.egress_price),
+            match h.terms.bandwidth {
+                0 => "-".to_owned(),
+                b => format!("{}/s", ByteSize(b)),
+            },
+            h.terms.until.map(format_time).unwrap_or_else(|| "-".into()),
             h.address
         );
     }

@@ -102,6 +102,39 @@ pub fn format_time(t: u64) -> String {
     format!("{y:04}-{m:02}-{:02} {:02}:{:02} UTC", days + 1, secs / 3600, secs % 3600 / 60)
 }
 
+/// The terms `scatter host` offers, sent to the coordinator at join and with every
+/// heartbeat (the coordinator keeps the latest).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct HostTermsArgs {
+    /// Price asked per GiB-month stored, in the grid's currency (e.g. 0.5; default 0).
+    #[arg(long, value_parser = parse_price)]
+    pub price: Option<u64>,
+    /// Price asked per GiB served to readers (default 0).
+    #[arg(long, value_parser = parse_price)]
+    pub egress_price: Option<u64>,
+    /// Bandwidth offered, per second, e.g. 100MiB; once the coordinator has measured the
+    /// host's reads it goes by its measurement instead.
+    #[arg(long)]
+    pub bandwidth: Option<scatter_core::ByteSize>,
+    /// End of the period offered: 2027-06-30, 2027-06-30T12:00:00Z (UTC), or a span from
+    /// this start such as +90d. The coordinator moves its data off in time and retires it by
+    /// then (at that time whatever it holds); from then on it stores no new shards.
+    #[arg(long, value_parser = parse_until)]
+    pub until: Option<u64>,
+}
+
+impl HostTermsArgs {
+    /// The terms as the API carries them.
+    pub fn terms(&self) -> scatter_proto::api::HostTerms {
+        scatter_proto::api::HostTerms {
+            price: self.price.unwrap_or(0),
+            egress_price: self.egress_price.unwrap_or(0),
+            bandwidth: self.bandwidth.map(|b| b.0).unwrap_or(0),
+            until: self.until,
+        }
+    }
+}
+
 /// The conditions on hosts a command can ask for (over the user's stored policy).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct PolicyArgs {

@@ -255,6 +255,23 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Registers an operator; returns it with the join token for its hosts (admins only).
+    pub async fn add_operator(&self, req: &OperatorRequest) -> Result<OperatorResponse, ClientError> {
+        self.post("/v1/admin/operators", req).await
+    }
+
+    /// Every operator, with its hosts count (admins only).
+    pub async fn operators(&self) -> Result<Vec<OperatorEntry>, ClientError> {
+        self.send(self.http.get(format!("{}/v1/admin/operators", self.base))).await
+    }
+
+    /// Declares whether an operator's hosts are separate failure domains (admins only).
+    pub async fn set_operator_independent(&self, name: &str, independent: bool) -> Result<(), ClientError> {
+        let req = OperatorIndependentRequest { name: name.into(), independent };
+        let _: serde_json::Value = self.post("/v1/admin/operators/independent", &req).await?;
+        Ok(())
+    }
+
     /// The grid's data health (admins only).
     pub async fn admin_health(&self) -> Result<serde_json::Value, ClientError> {
         self.send(self.http.get(format!("{}/v1/admin/health", self.base))).await

@@ -86,6 +86,7 @@ async fn check_whole(shared: &Arc<Shared>, host: HostId, shard: &ShardId, size: 
     let sh = shared.clone();
     let hosts = tokio::task::spawn_blocking(move || sh.store.hosts()).await.ok()?.ok()?;
     let row: &HostRow = hosts.iter().find(|h| h.id == host)?;
+    let started = std::time::Instant::now();
     let grant = Grant { host, shard: *shard, op: Op::Get, max_size: size, expires: now() + 60 }.sign(&shared.signing);
     let mut resp = shared
         .http
@@ -110,7 +111,27 @@ async fn check_whole(shared: &Arc<Shared>, host: HostId, shard: &ShardId, size: 
         }
         hasher.update(&piece);
     }
+    note_bandwidth(shared, host, read, started.elapsed()).await;
     Some(read == size && hasher.finalize().as_bytes() == shard.as_bytes())
+}
+
+/// Smallest read that says anything about a host's bandwidth: below it, latency dominates.
+const MIN_BANDWIDTH_SAMPLE: u64 = 64 << 10;
+
+/// Folds a whole-shard read of `bytes` from `host` that took `took` into the host's
+/// measured bandwidth (reads below [`MIN_BANDWIDTH_SAMPLE`] are ignored). The figure is the
+/// coordinator's own measurement, unlike what the host declares; a failure to record it is
+/// logged only.
+pub(crate) async fn note_bandwidth(shared: &Arc<Shared>, host: HostId, bytes: u64, took: Duration) {
+    if bytes < MIN_BANDWIDTH_SAMPLE {
+        return;
+    }
+    let sample = (bytes as f64 / took.as_secs_f64().max(1e-6)) as u64;
+    let sh = shared.clone();
+    let res = tokio::task::spawn_blocking(move || sh.store.record_bandwidth(host, sample)).await;
+    if !matches!(res, Ok(Ok(()))) {
+        tracing::debug!(%host, "could not record a bandwidth sample");
+    }
 }
 
 /// Runs one round of audits.

@@ -10,6 +10,7 @@ pub mod durability;
 pub mod error;
 mod gc;
 mod metrics;
+pub mod period;
 pub mod placement;
 mod repair;
 pub mod reputation;

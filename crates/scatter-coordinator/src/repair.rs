@@ -27,7 +27,7 @@ use crate::store::{DegradedPack, Domain, HostRow};
 use crate::{now, Shared};
 
 /// Packs repaired per pass at most.
-const PACKS_PER_PASS: usize = 16;
+pub(crate) const PACKS_PER_PASS: usize = 16;
 
 /// Passes between searches for packs to re-spread when nothing asked for one.
 const RESPREAD_EVERY: u32 = 20;
@@ -60,7 +60,12 @@ async fn blocking<T: Send + 'static>(
 async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {
     let cutoff = now().saturating_sub(shared.offline_after.as_secs());
     let packs = blocking(shared, move |s| s.degraded_packs(cutoff, PACKS_PER_PASS)).await?;
-    let hosts = blocking(shared, |s| s.hosts()).await?;
+    let mut hosts = blocking(shared, |s| s.hosts()).await?;
+    // Hosts whose period ends are drained or retired first, and the rest of the pass sees
+    // their new state (a host just set draining must not receive a repaired shard).
+    if crate::period::pass(shared, &hosts).await? {
+        hosts = blocking(shared, |s| s.hosts()).await?;
+    }
     retire_drained(shared, &hosts).await?;
     shrink(shared, &hosts).await?;
     let (f, _, _) = crate::api::place::tolerance(shared, &hosts);
@@ -221,7 +226,7 @@ async fn repair(
         };
     let mut targets: Vec<HostId> = targets.into_iter().rev().collect();
     let mut repaired = 0;
-    for (index, shard, old, _) in moving {
+    for (index, shard, old, state) in moving {
         let Some(new) = targets.pop() else { break };
         let Some(row) = host(new) else { continue };
         let bytes = rebuilt.shard(*index as usize).to_vec();
@@ -253,6 +258,13 @@ async fn repair(
         {
             repaired += 1;
             crate::api::place::spread_changed(shared);
+            // Only a shard an active host lost (its inventory lacks it, or it failed an audit
+            // or a check) counts against that host. Draining, retiring, going offline, a
+            // shrunk capacity (`surplus`) or a crowded pack are not the host failing what it
+            // promised, and disabled or disqualified hosts answer for it in their state.
+            if state == "lost" && host(old).is_some_and(|h| h.state == "active") {
+                blocking(shared, move |s| s.count_repair_caused(old)).await.map_err(|e| e.to_string())?;
+            }
         }
     }
     Ok(repaired)
@@ -272,7 +284,8 @@ async fn read_receipt(mut resp: reqwest::Response) -> Result<scatter_proto::Sign
         .map_err(|_| "the host sent no readable receipt".into())
 }
 
-async fn fetch(shared: &Shared, host: &HostRow, shard: &ShardId, size: u64) -> Result<Vec<u8>, String> {
+async fn fetch(shared: &Arc<Shared>, host: &HostRow, shard: &ShardId, size: u64) -> Result<Vec<u8>, String> {
+    let started = std::time::Instant::now();
     let grant =
         Grant { host: host.id, shard: *shard, op: Op::Get, max_size: size, expires: now() + 600 }.sign(&shared.signing);
     let resp = shared
@@ -290,6 +303,7 @@ async fn fetch(shared: &Shared, host: &HostRow, shard: &ShardId, size: u64) -> R
     // nor hold a repair open by trickling them.
     let rate = scatter_net::limits::MinRate::new(Duration::from_secs(10), 64 << 10);
     let body = scatter_net::limits::read_response(resp, size, rate).await.map_err(|e| e.to_string())?;
+    crate::audit::note_bandwidth(shared, host.id, body.len() as u64, started.elapsed()).await;
     if ShardId::of(&body) != *shard {
         return Err("bytes do not match the shard's hash".into());
     }

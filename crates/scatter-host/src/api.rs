@@ -82,6 +82,8 @@ enum Refusal {
     Slow(String),
     /// No slot came free in time.
     Busy(String),
+    /// The period the host offered is over: it takes no new shards.
+    PeriodOver(String),
 }
 
 impl IntoResponse for Refusal {
@@ -91,6 +93,7 @@ impl IntoResponse for Refusal {
             Refusal::Bad(m) => (StatusCode::BAD_REQUEST, "bad_request", m),
             Refusal::Slow(m) => (StatusCode::REQUEST_TIMEOUT, "too_slow", m),
             Refusal::Busy(m) => (StatusCode::SERVICE_UNAVAILABLE, "busy", m),
+            Refusal::PeriodOver(m) => (StatusCode::FORBIDDEN, "period_over", m),
             Refusal::Shard(e) => {
                 let (s, c) = match &e {
                     ShardError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
@@ -200,6 +203,12 @@ async fn store(
 fn admit(sh: &Shared, raw: &str, headers: &HeaderMap) -> Result<(ShardId, u64, [u8; 32]), Refusal> {
     let id = shard_id(raw)?;
     let grant = check_grant(sh, headers, &id, Op::Put)?;
+    if sh.period_over() {
+        return Err(Refusal::PeriodOver(
+            "this host's offered period (--until) is over: it stores no new shards; the coordinator places them elsewhere"
+                .into(),
+        ));
+    }
     let grant_hash = headers
         .get(GRANT_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -286,6 +295,8 @@ async fn read(State(sh): State<Arc<Shared>>, Path(raw): Path<String>, headers: H
     let store = sh.store.clone();
     let partial = range.is_some();
     let bytes = blocking(move || store.read(&id, range)).await?;
+    // What it served, for the coordinator's record (see `heartbeats`).
+    sh.served.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
     let status = if partial { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
     Ok((status, bytes).into_response())
 }

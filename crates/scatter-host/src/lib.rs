@@ -41,6 +41,9 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Accept a plain-HTTP coordinator and serve plain HTTP.
     pub insecure: bool,
+    /// The terms offered: prices, declared bandwidth, and the end of the period (after which
+    /// the host refuses new shards). Sent at join and with every heartbeat.
+    pub terms: HostTerms,
 }
 
 /// Why the host could not start or stopped.
@@ -111,6 +114,10 @@ pub(crate) struct Shared {
     /// When the process started, and milliseconds after that when a transfer last ended.
     started: std::time::Instant,
     last_transfer_ms: std::sync::atomic::AtomicU64,
+    /// Unix time the offered period ends: uploads are refused from then on.
+    pub until: Option<u64>,
+    /// Shard bytes served to readers since the last heartbeat that reached the coordinator.
+    pub served: std::sync::atomic::AtomicU64,
 }
 
 /// A shard transfer under way: holds one of the [`api::CONCURRENT_TRANSFERS`] slots, and
@@ -206,8 +213,12 @@ impl Shared {
     /// A receipt for `shard` of `size` bytes, durable here, answering the grant hashed to
     /// `grant` ([`NO_GRANT`] for a backfill).
     pub fn receipt(&self, shard: ShardId, size: u64, grant: [u8; 32]) -> SignedReceipt {
-        let time = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        Receipt { host: self.id, shard, size, time, grant }.sign(&self.receipt_key)
+        Receipt { host: self.id, shard, size, time: unix_now(), grant }.sign(&self.receipt_key)
+    }
+
+    /// Whether the offered period is over (no new shards from then on).
+    pub fn period_over(&self) -> bool {
+        self.until.is_some_and(|until| unix_now() >= until)
     }
 
     /// Notes a refused grant for the coordinator's audit trail.
@@ -218,6 +229,10 @@ impl Shared {
             r.1.push(what);
         }
     }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> HostError + '_ {
@@ -268,7 +283,7 @@ async fn join(
         zone: config.zone.clone(),
         capacity: config.capacity,
         receipt_key: Some(hex::encode(receipt_key.verifying_key().to_bytes())),
-        terms: HostTerms::default(),
+        terms: config.terms.clone(),
     };
     let url = format!("{}/v1/hosts/join", config.coordinator);
     let mut last = String::new();
@@ -368,6 +383,7 @@ async fn heartbeats(config: Config, shared: Arc<Shared>, secret: String, address
         let free = tokio::task::spawn_blocking(move || store.disk_free()).await.unwrap_or(0);
         let (refused_grants, refusals) =
             std::mem::take(&mut *shared.refusals.lock().unwrap_or_else(|p| p.into_inner()));
+        let served = shared.served.swap(0, std::sync::atomic::Ordering::Relaxed);
         let req = HeartbeatRequest {
             refused_grants,
             refusals,
@@ -378,13 +394,23 @@ async fn heartbeats(config: Config, shared: Arc<Shared>, secret: String, address
             used: ByteSize(shared.store.used()),
             free: ByteSize(free),
             receipt_key: Some(hex::encode(shared.receipt_key.verifying_key().to_bytes())),
-            terms: HostTerms::default(),
-            served: 0,
+            terms: config.terms.clone(),
+            served,
         };
-        match http.post(&url).json(&req).send().await {
-            Ok(r) if r.status().is_success() => {}
-            Ok(r) => tracing::warn!(status = %r.status(), "the coordinator refused a heartbeat"),
-            Err(e) => tracing::warn!(error = %e, "heartbeat failed; the coordinator is unreachable"),
+        let sent = match http.post(&url).json(&req).send().await {
+            Ok(r) if r.status().is_success() => true,
+            Ok(r) => {
+                tracing::warn!(status = %r.status(), "the coordinator refused a heartbeat");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "heartbeat failed; the coordinator is unreachable");
+                false
+            }
+        };
+        if !sent {
+            // Counted again with the next heartbeat (whose gap then covers it).
+            shared.served.fetch_add(served, std::sync::atomic::Ordering::Relaxed);
         }
         tokio::time::sleep(config.heartbeat).await;
     }
@@ -530,6 +556,8 @@ pub async fn run(
         refusals: Default::default(),
         started: std::time::Instant::now(),
         last_transfer_ms: Default::default(),
+        until: config.terms.until,
+        served: Default::default(),
     });
     tracing::info!(host = %shared.id, %address, used = shared.store.used(), "host serving");
     write_private(&config.data_dir.join("url"), format!("{address}\n").as_bytes())?;

@@ -393,7 +393,8 @@ pub struct HostInfo {
     /// Audits failed.
     #[serde(default)]
     pub audits_failed: u64,
-    /// Its failure domain (`host N`, or `operator NAME` when one operator's hosts count as one).
+    /// Its failure domain: `host N`, or `operator N` (the operator's id) when one operator's
+    /// hosts count as one.
     #[serde(default)]
     pub domain: String,
     /// The terms it offers.
@@ -961,4 +962,51 @@ pub struct UserEntry {
 pub struct UserRequest {
     /// The user.
     pub user: UserId,
+}
+
+/// `POST /v1/admin/operators`: register an operator, a party that runs hosts. Its hosts
+/// join with the token the answer carries and count as one failure domain.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OperatorRequest {
+    /// A name for the admin's listings (unique).
+    pub name: String,
+    /// Whether its hosts fail independently of each other (each its own failure domain).
+    #[serde(default)]
+    pub independent: bool,
+}
+
+/// The new operator, with the join token its hosts use.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OperatorResponse {
+    /// Its id (the `N` of `operator N` in host listings).
+    pub id: u64,
+    /// Its name.
+    pub name: String,
+    /// The join token for its hosts (`scatter host --join-token`); shown once, stored hashed.
+    pub token: String,
+}
+
+/// One operator, for `scatter admin operator ls`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OperatorEntry {
+    /// Its id.
+    pub id: u64,
+    /// Its name.
+    pub name: String,
+    /// Whether its hosts count as separate failure domains.
+    pub independent: bool,
+    /// Unix time it was registered.
+    pub created: u64,
+    /// Hosts that joined with its token.
+    pub hosts: u64,
+}
+
+/// `POST /v1/admin/operators/independent`: whether an operator's hosts count as separate
+/// failure domains (true) or as one (false, the default).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OperatorIndependentRequest {
+    /// The operator's name.
+    pub name: String,
+    /// Independent or not.
+    pub independent: bool,
 }

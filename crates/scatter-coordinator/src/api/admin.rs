@@ -1,4 +1,4 @@
-//! Administration (`/v1/admin/*`, admins only): invites, users, and host states.
+//! Administration (`/v1/admin/*`, admins only): invites, users, host states, and operators.
 
 use super::*;
 
@@ -129,6 +129,52 @@ pub(super) async fn disable_host(
     Body(req): Body<HostRequest>,
 ) -> ApiResult<serde_json::Value> {
     set_host(&sh, &headers, req.host, "disabled").await?;
+    Ok(Json(serde_json::json!({})))
+}
+
+/// Registers an operator and answers with the join token for its hosts. The token is made
+/// and kept like an invite: random, shown once, stored only as its hash.
+pub(super) async fn add_operator(
+    State(sh): S,
+    headers: HeaderMap,
+    Body(req): Body<OperatorRequest>,
+) -> ApiResult<OperatorResponse> {
+    let admin = caller(&sh, &headers, Right::Admin).await?;
+    let name = req.name.trim().to_owned();
+    if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest("an operator's name is 1 to 64 printable characters".into()));
+    }
+    let secret = format!("sct_{}", random_secret());
+    let hash = secret_hash(&secret);
+    let (n, independent) = (name.clone(), req.independent);
+    let id = db(&sh, move |s| s.add_operator(&n, &hash, independent, now())).await?.ok_or_else(|| {
+        ApiError::Conflict(format!("an operator named `{name}` exists; `scatter admin operator ls` lists them"))
+    })?;
+    let detail = format!("{name} (operator {id}){}", if independent { ", independent hosts" } else { "" });
+    event(&sh, admin.me.to_string(), "operator.added", detail).await;
+    Ok(Json(OperatorResponse { id, name, token: sh.token(&secret) }))
+}
+
+pub(super) async fn operators(State(sh): S, headers: HeaderMap) -> ApiResult<Vec<OperatorEntry>> {
+    caller(&sh, &headers, Right::Admin).await?;
+    Ok(Json(db(&sh, |s| s.operators()).await?))
+}
+
+/// Declares whether an operator's hosts fail independently. Packs placed while they counted
+/// as one domain stay valid; packs placed while independent are re-spread by the repairer
+/// when they now hold too much of one domain.
+pub(super) async fn operator_independent(
+    State(sh): S,
+    headers: HeaderMap,
+    Body(req): Body<OperatorIndependentRequest>,
+) -> ApiResult<serde_json::Value> {
+    let admin = caller(&sh, &headers, Right::Admin).await?;
+    let (name, independent) = (req.name.clone(), req.independent);
+    let id = db(&sh, move |s| s.set_operator_independent(&name, independent)).await?.ok_or_else(|| {
+        ApiError::NotFound(format!("there is no operator `{}`; `scatter admin operator ls` lists them", req.name))
+    })?;
+    let detail = format!("{} (operator {id}) {}", req.name, if independent { "independent" } else { "one domain" });
+    event(&sh, admin.me.to_string(), "operator.independent", detail).await;
     Ok(Json(serde_json::json!({})))
 }
 

@@ -139,6 +139,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/admin/users/disable", post(admin::disable_user))
         .route("/v1/admin/users/remove", post(admin::remove_user))
         .route("/v1/admin/events", get(admin::events))
+        .route("/v1/admin/operators", get(admin::operators).post(admin::add_operator))
+        .route("/v1/admin/operators/independent", post(admin::operator_independent))
         .route("/metrics", get(crate::metrics::metrics))
         // The gate has read the body already, within the route's limit (guard::route).
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -291,12 +293,23 @@ fn token_secret(token: &str) -> String {
 }
 
 async fn join(State(sh): S, Body(req): Body<JoinRequest>) -> ApiResult<JoinResponse> {
-    if !bool::from(secret_hash(&token_secret(&req.join_token)).ct_eq(&sh.join_token_hash)) {
-        event(&sh, "unknown".into(), "host.join_refused", format!("wrong join token from {}", req.address)).await;
-        return Err(ApiError::Unauthorized(
-            "the join token is wrong; copy it from the coordinator's data directory (join-token)".into(),
-        ));
-    }
+    // The grid's own token (the admin's machines, each its own failure domain), else an
+    // operator's (its hosts are one domain): both compared in constant time.
+    let token_hash = secret_hash(&token_secret(&req.join_token));
+    let operator = if bool::from(token_hash.ct_eq(&sh.join_token_hash)) {
+        None
+    } else {
+        match db(&sh, move |s| s.operator_by_token(&token_hash)).await? {
+            Some(op) => Some(op),
+            None => {
+                event(&sh, "unknown".into(), "host.join_refused", format!("wrong join token from {}", req.address))
+                    .await;
+                return Err(ApiError::Unauthorized(
+                    "the join token is wrong; copy it from the coordinator's data directory (join-token), or ask the admin for an operator's token (scatter admin operator add)".into(),
+                ));
+            }
+        }
+    };
     check_address(&req.address)?;
     if req.zone.is_empty() || req.zone.len() > 64 {
         return Err(ApiError::BadRequest("the zone label must be 1 to 64 characters".into()));
@@ -304,15 +317,39 @@ async fn join(State(sh): S, Body(req): Body<JoinRequest>) -> ApiResult<JoinRespo
     let receipt_key = req.receipt_key.as_deref().map(parse_receipt_key).transpose()?;
     let secret = random_secret();
     let hash = secret_hash(&secret);
+    let terms = terms_of(&req.terms);
     let (address, zone, capacity) = (req.address.clone(), req.zone.clone(), req.capacity.0);
-    let host_id = db(&sh, move |s| s.add_host(&hash, &address, &zone, capacity, receipt_key.as_ref(), now())).await?;
-    event(&sh, host_id.to_string(), "host.joined", format!("{} in zone {}, {}", req.address, req.zone, req.capacity))
-        .await;
+    let host_id = db(&sh, move |s| {
+        let host = crate::store::NewHost {
+            secret_hash: &hash,
+            address: &address,
+            zone: &zone,
+            capacity,
+            receipt_key: receipt_key.as_ref(),
+            operator,
+            terms: &terms,
+        };
+        s.join_host(&host, now())
+    })
+    .await?;
+    let by = operator.map(|op| format!(", run by operator {op}")).unwrap_or_default();
+    event(
+        &sh,
+        host_id.to_string(),
+        "host.joined",
+        format!("{} in zone {}, {}{by}", req.address, req.zone, req.capacity),
+    )
+    .await;
     Ok(Json(JoinResponse {
         host_id,
         host_secret: secret,
         coordinator_key: hex::encode(sh.signing.verifying_key().to_bytes()),
     }))
+}
+
+/// Terms as a host sent them, as the catalog keeps them.
+fn terms_of(t: &HostTerms) -> crate::store::Terms {
+    crate::store::Terms { price: t.price, egress_price: t.egress_price, bandwidth: t.bandwidth, until: t.until }
 }
 
 /// A host's receipt key as sent (hex Ed25519 public key).
@@ -435,7 +472,22 @@ async fn heartbeat(State(sh): S, Body(req): Body<HeartbeatRequest>) -> ApiResult
             event(&sh, host.to_string(), "host.receipt_key_changed", "receipts from now on use a new key".into()).await;
         }
     }
-    db(&sh, move |s| s.heartbeat(req.host_id, &req.address, req.capacity.0, req.used.0, req.free.0, now())).await?;
+    // The terms are the host's latest word (see the store's `hosts` module: states decided
+    // from earlier terms stand); what it served is a claim, capped by the gap.
+    let grace = sh.offline_after.as_secs();
+    db(&sh, move |s| {
+        let terms = terms_of(&req.terms);
+        let beat = crate::store::Beat {
+            address: &req.address,
+            capacity: req.capacity.0,
+            used: req.used.0,
+            free: req.free.0,
+            terms: &terms,
+            served: req.served,
+        };
+        s.heartbeat(req.host_id, &beat, grace, now())
+    })
+    .await?;
     Ok(Json(serde_json::json!({})))
 }
 

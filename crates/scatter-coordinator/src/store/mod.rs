@@ -13,10 +13,13 @@ use scatter_proto::api::{ChunkEntry, StoredShard};
 
 mod backup;
 mod events;
+mod hosts;
+mod operators;
 mod repair;
 mod users;
 pub use backup::{DelegateRow, SnapshotRow, Swept};
 pub use events::Event;
+pub use hosts::{Beat, NewHost, MAX_SERVED_PER_SEC};
 pub use repair::{DegradedPack, Health};
 
 const SCHEMA_VERSION: i64 = 6;
@@ -490,7 +493,8 @@ impl Store {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a new host.
+    /// Registers a new host joined with the grid's own token, offering no terms (see
+    /// [`Store::join_host`]).
     pub fn add_host(
         &self,
         secret_hash: &[u8; 32],
@@ -500,30 +504,9 @@ impl Store {
         receipt_key: Option<&[u8; 32]>,
         now: u64,
     ) -> Result<HostId, StoreError> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO hosts (secret_hash, address, zone, capacity, last_seen, joined, receipt_key)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
-            params![&secret_hash[..], address, zone, capacity as i64, now as i64, receipt_key.map(|k| &k[..])],
-        )?;
-        Ok(HostId(conn.last_insert_rowid() as u64))
-    }
-
-    /// Records a heartbeat.
-    pub fn heartbeat(
-        &self,
-        id: HostId,
-        address: &str,
-        capacity: u64,
-        used: u64,
-        free: u64,
-        now: u64,
-    ) -> Result<(), StoreError> {
-        self.conn().execute(
-            "UPDATE hosts SET address = ?2, capacity = ?3, reported_used = ?4, free = ?5, last_seen = ?6 WHERE id = ?1",
-            params![id.0 as i64, address, capacity as i64, used as i64, free as i64, now as i64],
-        )?;
-        Ok(())
+        let terms = Terms::default();
+        let host = NewHost { secret_hash, address, zone, capacity, receipt_key, operator: None, terms: &terms };
+        self.join_host(&host, now)
     }
 
     /// Registers a host's receipt key; returns whether it differs from the one registered
