@@ -345,7 +345,8 @@ async fn trickling_uploads_do_not_starve_readers() {
         let (h, url) = host(&env, i);
         for n in 0..12u32 {
             let shard = ShardId::of(format!("trickle {i} {n}").as_bytes());
-            let grant = Grant { host: h, shard, op: Op::Put, max_size: 1 << 20, expires: now() + 600 }.sign(&key).0;
+            let grant =
+                Grant { host: h, shard, op: Op::Put, max_size: 1 << 20, expires: now() + 600, nonce: 0 }.sign(&key).0;
             let slow = futures::stream::unfold(0u32, |sent| async move {
                 if sent >= 1 << 20 {
                     return None;

@@ -19,7 +19,7 @@ fn now() -> u64 {
 }
 
 fn grant(key: &SigningKey, host: HostId, shard: ShardId, op: Op, max_size: u64, expires: u64) -> String {
-    Grant { host, shard, op, max_size, expires }.sign(key).0
+    Grant { host, shard, op, max_size, expires, nonce: 0 }.sign(key).0
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -102,8 +102,9 @@ async fn a_host_whose_period_ends_is_drained_in_time_and_retired_without_loss() 
     let (id, url) = host(&env, 6);
     let data = vec![5u8; 70_000];
     let shard = ShardId::of(&data);
-    let grant =
-        Grant { host: id, shard, op: Op::Put, max_size: 1 << 20, expires: now() + 300 }.sign(&coordinator_key(&env)).0;
+    let grant = Grant { host: id, shard, op: Op::Put, max_size: 1 << 20, expires: now() + 300, nonce: 0 }
+        .sign(&coordinator_key(&env))
+        .0;
     let http = scatter_net::http_client(Some(fingerprint(&env)), scatter_net::Peer::Host)
         .timeout(Duration::from_secs(20))
         .build()

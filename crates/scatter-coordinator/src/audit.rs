@@ -87,7 +87,8 @@ async fn check_whole(shared: &Arc<Shared>, host: HostId, shard: &ShardId, size: 
     let hosts = tokio::task::spawn_blocking(move || sh.store.hosts()).await.ok()?.ok()?;
     let row: &HostRow = hosts.iter().find(|h| h.id == host)?;
     let started = std::time::Instant::now();
-    let grant = Grant { host, shard: *shard, op: Op::Get, max_size: size, expires: now() + 60 }.sign(&shared.signing);
+    let grant =
+        Grant { host, shard: *shard, op: Op::Get, max_size: size, expires: now() + 60, nonce: 0 }.sign(&shared.signing);
     let mut resp = shared
         .http
         .get(format!("{}/shards/{shard}", row.address))
@@ -152,7 +153,8 @@ pub(crate) async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::Store
         let Some(row) = hosts.iter().find(|h| h.id == host) else { continue };
         let len = RANGE.min(size);
         let start = rand::thread_rng().gen_range(0..=size - len);
-        let grant = Grant { host, shard, op: Op::Get, max_size: size, expires: now() + 60 }.sign(&shared.signing);
+        let grant =
+            Grant { host, shard, op: Op::Get, max_size: size, expires: now() + 60, nonce: 0 }.sign(&shared.signing);
         // A host answering slower than this after a few seconds is struggling or stalling.
         const PROOF_RATE_BYTES: u64 = 4 << 10;
         let proof_rate = scatter_net::limits::MinRate::new(Duration::from_secs(5), PROOF_RATE_BYTES);

@@ -46,7 +46,8 @@ async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {
             continue;
         }
         let Some(h) = hosts.iter().find(|h| h.id == host) else { continue };
-        let grant = Grant { host, shard, op: Op::Delete, max_size: 0, expires: now() + 600 }.sign(&shared.signing);
+        let grant =
+            Grant { host, shard, op: Op::Delete, max_size: 0, expires: now() + 600, nonce: 0 }.sign(&shared.signing);
         let res =
             shared.http.delete(format!("{}/shards/{shard}", h.address)).header(GRANT_HEADER, grant.0).send().await;
         match res {
@@ -72,7 +73,8 @@ async fn delete_orphans(shared: &Arc<Shared>) -> Result<(), crate::store::StoreE
     let hosts = tokio::task::spawn_blocking(move || sh.store.hosts()).await.unwrap_or_else(|_| Ok(Vec::new()))?;
     for (host, shard) in todo {
         let Some(h) = hosts.iter().find(|h| h.id == host) else { continue };
-        let grant = Grant { host, shard, op: Op::Delete, max_size: 0, expires: now() + 600 }.sign(&shared.signing);
+        let grant =
+            Grant { host, shard, op: Op::Delete, max_size: 0, expires: now() + 600, nonce: 0 }.sign(&shared.signing);
         let res =
             shared.http.delete(format!("{}/shards/{shard}", h.address)).header(GRANT_HEADER, grant.0).send().await;
         if let Ok(r) = res {

@@ -233,8 +233,15 @@ async fn repair(
         if ShardId::of(&bytes) != *shard {
             return Err(format!("rebuilt shard {index} does not match its id; the catalog or a shard is damaged"));
         }
-        let grant = Grant { host: new, shard: *shard, op: Op::Put, max_size: pack.shard_size, expires: now() + 600 }
-            .sign(&shared.signing);
+        let grant = Grant {
+            host: new,
+            shard: *shard,
+            op: Op::Put,
+            max_size: pack.shard_size,
+            expires: now() + 600,
+            nonce: rand::random(),
+        }
+        .sign(&shared.signing);
         let grant_hash = scatter_proto::receipt::grant_hash(&grant);
         let resp = shared
             .http
@@ -286,8 +293,8 @@ async fn read_receipt(mut resp: reqwest::Response) -> Result<scatter_proto::Sign
 
 async fn fetch(shared: &Arc<Shared>, host: &HostRow, shard: &ShardId, size: u64) -> Result<Vec<u8>, String> {
     let started = std::time::Instant::now();
-    let grant =
-        Grant { host: host.id, shard: *shard, op: Op::Get, max_size: size, expires: now() + 600 }.sign(&shared.signing);
+    let grant = Grant { host: host.id, shard: *shard, op: Op::Get, max_size: size, expires: now() + 600, nonce: 0 }
+        .sign(&shared.signing);
     let resp = shared
         .http
         .get(format!("{}/shards/{shard}", host.address))

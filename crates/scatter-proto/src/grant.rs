@@ -4,18 +4,20 @@
 //! coordinator on the data path. Encoding (big-endian integers), then base64url:
 //!
 //! ```text
-//! "SGR1" | host u64 | shard id [32] | op u8 | max size u64 | expires (unix s) u64 | Ed25519 signature [64]
+//! "SGR2" | host u64 | shard id [32] | op u8 | max size u64 | expires (unix s) u64 | nonce u64 | Ed25519 signature [64]
 //! ```
 //!
-//! The signature covers everything before it.
+//! The signature covers everything before it. The nonce makes every put grant unique (Ed25519
+//! signatures are deterministic): a receipt answers exactly one placement, even one made
+//! again for the same host and shard within the same second.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use scatter_core::{HostId, ShardId};
 
-const MAGIC: &[u8; 4] = b"SGR1";
-const BODY_LEN: usize = 4 + 8 + 32 + 1 + 8 + 8;
+const MAGIC: &[u8; 4] = b"SGR2";
+const BODY_LEN: usize = 4 + 8 + 32 + 1 + 8 + 8 + 8;
 const LEN: usize = BODY_LEN + 64;
 
 /// What a grant allows.
@@ -53,6 +55,8 @@ pub struct Grant {
     pub max_size: u64,
     /// Unix time (seconds) after which the grant is void.
     pub expires: u64,
+    /// Makes the grant unique where that matters (put grants draw it at random; 0 elsewhere).
+    pub nonce: u64,
 }
 
 /// Why a grant was refused.
@@ -92,6 +96,7 @@ impl Grant {
         b[44] = self.op as u8;
         b[45..53].copy_from_slice(&self.max_size.to_be_bytes());
         b[53..61].copy_from_slice(&self.expires.to_be_bytes());
+        b[61..69].copy_from_slice(&self.nonce.to_be_bytes());
         b
     }
 
@@ -135,6 +140,7 @@ impl SignedGrant {
             op: Op::from_u8(body[44]).ok_or(GrantError::Malformed)?,
             max_size: u64_at(45),
             expires: u64_at(53),
+            nonce: u64_at(61),
         })
     }
 
@@ -173,7 +179,7 @@ mod tests {
     }
 
     fn grant() -> Grant {
-        Grant { host: HostId(3), shard: ShardId::of(b"s"), op: Op::Put, max_size: 100, expires: 1000 }
+        Grant { host: HostId(3), shard: ShardId::of(b"s"), op: Op::Put, max_size: 100, expires: 1000, nonce: 0 }
     }
 
     #[test]

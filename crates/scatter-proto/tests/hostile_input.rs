@@ -12,7 +12,7 @@ fn key() -> SigningKey {
 }
 
 fn valid_grant() -> String {
-    Grant { host: HostId(1), shard: ShardId::from_bytes([2; 32]), op: Op::Put, max_size: 10, expires: 2_000 }
+    Grant { host: HostId(1), shard: ShardId::from_bytes([2; 32]), op: Op::Put, max_size: 10, expires: 2_000, nonce: 0 }
         .sign(&key())
         .0
 }

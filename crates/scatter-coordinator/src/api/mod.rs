@@ -861,7 +861,8 @@ async fn locate(State(sh): S, headers: HeaderMap, Body(req): Body<LocateRequest>
                         host,
                         address: h.map(|h| h.address.clone()).unwrap_or_default(),
                         online: (state == "ok" || state == "surplus") && h.is_some_and(|h| is_online(&sh, h.last_seen)),
-                        grant: Grant { host, shard, op: Op::Get, max_size: p.shard_size, expires }.sign(&sh.signing),
+                        grant: Grant { host, shard, op: Op::Get, max_size: p.shard_size, expires, nonce: 0 }
+                            .sign(&sh.signing),
                     }
                 })
                 .collect(),

@@ -177,7 +177,8 @@ pub(super) async fn place(State(sh): S, headers: HeaderMap, Body(req): Body<Plac
     for (shard, host) in req.shards.iter().zip(chosen) {
         let address = hosts.iter().find(|h| h.id == host).map(|h| h.address.clone()).unwrap_or_default();
         let grant =
-            Grant { host, shard: shard.shard, op: Op::Put, max_size: req.shard_size, expires }.sign(&sh.signing);
+            Grant { host, shard: shard.shard, op: Op::Put, max_size: req.shard_size, expires, nonce: rand::random() }
+                .sign(&sh.signing);
         let reservation = Reservation {
             caller: u.me,
             owner: u.id,
