@@ -632,3 +632,19 @@ async fn a_pack_cannot_be_crowded_by_placing_it_under_another_code() {
     assert_eq!(status, 403, "a 4+2 pack two shards to a host at f = 2 was recorded: {body}");
     assert!(body["error"].as_str().unwrap_or_default().contains("placed for a 1+5 pack"), "{body}");
 }
+
+/// Placements live in the catalog: a coordinator restarted between a placement and its
+/// commit (a crash, an upgrade) still records the pack. Before, placements lived in the
+/// coordinator's memory and the commit was refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn placements_survive_a_coordinator_restart() {
+    let mut env = grid(6).await;
+    let eve = Attacker::invite(&env, &["eve"]).await;
+    let session = eve.session().await;
+    let (ids, stored) = upload_pack(&env, &eve, 3).await;
+    env.grid.kill_coordinator();
+    env.grid.start_coordinator().expect("coordinator restarts");
+    let commit = uploaded_pack(session, &ids, stored, &[], false);
+    let (status, body) = eve.post("/v1/packs/commit", &commit).await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -14,6 +14,7 @@ pub mod period;
 pub mod placement;
 mod repair;
 pub mod reputation;
+mod room;
 pub mod store;
 
 use std::path::{Path, PathBuf};
@@ -100,7 +101,6 @@ pub(crate) struct Shared {
     /// remain (looking for them reads every shard's row, so only then), and passes counted.
     pub respread: std::sync::Mutex<(u8, bool, u32)>,
     pub request_times: scatter_proto::metrics::RequestTimes,
-    pub reservations: std::sync::Mutex<api::Reservations>,
     /// Chunks prunes assigned for repacking, per user.
     pub relocations: std::sync::Mutex<api::RelocationPlans>,
     /// Checks of shards clients reported bad.
@@ -236,7 +236,6 @@ pub async fn run(
         spread: Default::default(),
         respread: std::sync::Mutex::new((0, true, 0)),
         request_times: Default::default(),
-        reservations: Default::default(),
         report_checks: Default::default(),
         relocations: Default::default(),
         http: scatter_net::http_client(fingerprint, scatter_net::Peer::Host)

@@ -38,7 +38,7 @@ pub(crate) async fn metrics(State(sh): State<Arc<Shared>>) -> Result<String, Api
     let hosts = db(&sh, |s| s.hosts()).await?;
     let mut by_state: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
     for x in &hosts {
-        *by_state.entry(crate::api::host_state(&sh, x).to_string()).or_default() += 1;
+        *by_state.entry(crate::room::host_state(&sh, x).to_string()).or_default() += 1;
     }
     let states: String =
         by_state.iter().map(|(state, n)| format!("scatter_hosts{{state=\"{state}\"}} {n}\n")).collect();

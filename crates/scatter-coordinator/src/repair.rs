@@ -68,7 +68,7 @@ async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {
     }
     retire_drained(shared, &hosts).await?;
     shrink(shared, &hosts).await?;
-    let (f, _, _) = crate::api::place::tolerance(shared, &hosts);
+    let (f, _, _) = crate::room::tolerance(shared, &hosts);
     let degraded = packs.len();
     for pack in packs {
         match repair(shared, &hosts, cutoff, &pack, f).await {
@@ -199,8 +199,11 @@ async fn repair(
         .into_iter()
         .collect();
     unusable.extend(moving.iter().map(|(_, _, h, _)| *h));
-    let candidates: Vec<_> =
-        crate::api::candidates(shared, hosts).into_iter().filter(|c| !unusable.contains(&c.host)).collect();
+    let candidates: Vec<_> = {
+        let (sh, hosts) = (shared.clone(), hosts.to_vec());
+        blocking(shared, move |s| crate::room::candidates(&sh, s, &hosts)).await.map_err(|e| e.to_string())?
+    };
+    let candidates: Vec<_> = candidates.into_iter().filter(|c| !unusable.contains(&c.host)).collect();
     let held: Vec<Held<'_>> = keep
         .iter()
         .filter_map(|(_, _, h, _)| host(*h))

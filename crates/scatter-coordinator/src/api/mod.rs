@@ -33,41 +33,11 @@ type ApiResult<T> = Result<Json<T>, ApiError>;
 
 /// How long read grants handed to clients stay valid.
 const GRANT_TTL: Duration = Duration::from_secs(3600);
-/// How long placed-but-uncommitted shards count against a host's free space and their
-/// user's quota; put grants expire with them.
-const RESERVATION_TTL: Duration = Duration::from_secs(600);
-/// Most shards one account may have placed and not yet committed: a client keeps two packs
-/// in flight, so this is far above need and far below what would fill a grid.
-const MAX_RESERVED_SHARDS: usize = 256;
-/// Most bytes one account may have placed and not yet committed.
-const MAX_RESERVED_BYTES: u64 = 1 << 30;
 /// Largest request body (an object commit lists every chunk of a file); each route has its
 /// own, smaller or equal, limit in [`guard::route`].
 const MAX_BODY: usize = guard::LARGE;
 /// Largest number of ids in one lookup or locate.
 const MAX_IDS: usize = 100_000;
-
-/// A shard placed but not yet committed.
-pub(crate) struct Reservation {
-    /// The account that asked for the placement, and alone may commit it.
-    pub caller: UserId,
-    /// Whose quota it counts against.
-    pub owner: UserId,
-    /// Bytes it takes on its host.
-    pub bytes: u64,
-    /// BLAKE3 of the put grant issued for it, which the host's receipt must answer.
-    pub grant: [u8; 32],
-    /// When it was made; it lapses after [`RESERVATION_TTL`].
-    pub at: Instant,
-    /// The code (k, m) of the pack it was placed for: a commit must name the same.
-    pub code: (u8, u8),
-    /// Shards of its pack one failure domain may hold, as the rule stood at placement.
-    pub per_domain: usize,
-}
-
-/// Shards placed but not yet committed, by (host, shard): counted against hosts' free space
-/// and users' quotas, and what a pack commit's receipts are checked against.
-pub(crate) type Reservations = HashMap<(HostId, ShardId), Reservation>;
 
 /// How long the chunks a prune assigned for repacking may be relocated.
 const RELOCATION_TTL: Duration = Duration::from_secs(3600);
@@ -519,65 +489,6 @@ async fn register(State(sh): S, Body(req): Body<RegisterRequest>) -> ApiResult<R
     Ok(Json(RegisterResponse { user_id: user.me, role: user.role }))
 }
 
-/// Hosts that may take new data now, with the bytes each can still take after `reserved`
-/// placements: online, active, and offering a period that lasts beyond the margin.
-fn room(sh: &Shared, hosts: &[crate::store::HostRow], reserved: &HashMap<HostId, u64>) -> Vec<Candidate> {
-    hosts
-        .iter()
-        .filter(|h| host_state(sh, h) == HostState::Online && period_lasts(h, sh.period_margin.as_secs()))
-        .map(|h| {
-            let r = reserved.get(&h.id).copied().unwrap_or(0);
-            let by_capacity = h.capacity.saturating_sub(h.catalog_used.max(h.reported_used) + r);
-            Candidate {
-                host: h.id,
-                free: by_capacity.min(h.free.saturating_sub(r)),
-                zone: h.zone.clone(),
-                domain: h.domain(),
-                price: h.terms.price,
-            }
-        })
-        .collect()
-}
-
-/// Whether a host's offered period lasts at least `secs` more.
-pub(crate) fn period_lasts(h: &crate::store::HostRow, secs: u64) -> bool {
-    h.terms.until.is_none_or(|until| until >= now().saturating_add(secs))
-}
-
-/// Online hosts that may take data, with room, counting shards placed but not yet committed.
-pub(crate) fn candidates(sh: &Shared, hosts: &[crate::store::HostRow]) -> Vec<Candidate> {
-    let reserved = reserved_by_host(&mut sh.reservations.lock().unwrap_or_else(|p| p.into_inner()));
-    room(sh, hosts, &reserved)
-}
-
-/// Drops stale reservations and sums the rest per host.
-fn reserved_by_host(reservations: &mut Reservations) -> HashMap<HostId, u64> {
-    reservations.retain(|_, r| r.at.elapsed() < RESERVATION_TTL);
-    let mut reserved: HashMap<HostId, u64> = HashMap::new();
-    for ((host, _), r) in reservations.iter() {
-        *reserved.entry(*host).or_default() += r.bytes;
-    }
-    reserved
-}
-
-fn is_online(sh: &Shared, last_seen: u64) -> bool {
-    now().saturating_sub(last_seen) <= sh.offline_after.as_secs()
-}
-
-/// A host's state: administrative first, then by how long ago it was heard from.
-pub(crate) fn host_state(sh: &Shared, h: &crate::store::HostRow) -> HostState {
-    let silent = now().saturating_sub(h.last_seen);
-    match h.state.as_str() {
-        "retired" => HostState::Retired,
-        "disqualified" => HostState::Disqualified,
-        "disabled" => HostState::Disabled,
-        "draining" => HostState::Draining,
-        _ if silent > sh.offline_after.as_secs() => HostState::Offline,
-        _ if silent * 2 > sh.offline_after.as_secs() => HostState::Suspect,
-        _ => HostState::Online,
-    }
-}
-
 async fn status(State(sh): S, headers: HeaderMap) -> ApiResult<StatusResponse> {
     user(&sh, &headers).await?;
     let hosts = db(&sh, |s| s.hosts()).await?;
@@ -589,7 +500,7 @@ async fn status(State(sh): S, headers: HeaderMap) -> ApiResult<StatusResponse> {
 fn host_info(sh: &Shared, h: &crate::store::HostRow) -> HostInfo {
     HostInfo {
         id: h.id,
-        state: host_state(sh, h),
+        state: crate::room::host_state(sh, h),
         shards: h.shards,
         last_seen: h.last_seen,
         audits_passed: h.audits_passed,
@@ -661,17 +572,9 @@ async fn lookup_chunks(
 async fn check_receipts(sh: &Arc<Shared>, u: &UserRow, req: &CommitPackRequest) -> Result<usize, ApiError> {
     let ids: Vec<HostId> = req.shards.iter().map(|s| s.host).collect();
     let keys = db(sh, move |s| ids.iter().map(|h| s.receipt_key(*h)).collect::<Result<Vec<_>, _>>()).await?;
-    let reserved: Vec<Option<Reservation>> = {
-        let mut reservations = sh.reservations.lock().unwrap_or_else(|p| p.into_inner());
-        reserved_by_host(&mut reservations);
-        req.shards
-            .iter()
-            .map(|s| match reservations.get(&(s.host, s.shard)) {
-                Some(r) if r.caller == u.me => reservations.remove(&(s.host, s.shard)),
-                _ => None,
-            })
-            .collect()
-    };
+    let caller = u.me;
+    let pairs: Vec<(HostId, ShardId)> = req.shards.iter().map(|s| (s.host, s.shard)).collect();
+    let reserved = db(sh, move |s| s.take_reservations(caller, &pairs, now())).await?;
     let mut refused = Vec::new();
     let mut per_domain = usize::MAX;
     for ((s, r), key) in req.shards.iter().zip(reserved).zip(keys) {
@@ -860,7 +763,8 @@ async fn locate(State(sh): S, headers: HeaderMap, Body(req): Body<LocateRequest>
                         shard,
                         host,
                         address: h.map(|h| h.address.clone()).unwrap_or_default(),
-                        online: (state == "ok" || state == "surplus") && h.is_some_and(|h| is_online(&sh, h.last_seen)),
+                        online: (state == "ok" || state == "surplus")
+                            && h.is_some_and(|h| crate::room::is_online(&sh, h.last_seen)),
                         grant: Grant { host, shard, op: Op::Get, max_size: p.shard_size, expires, nonce: 0 }
                             .sign(&sh.signing),
                     }

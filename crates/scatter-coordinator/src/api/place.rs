@@ -9,26 +9,8 @@
 use super::*;
 use crate::durability;
 use crate::placement::Held;
-use crate::store::{Domain, HostRow};
-
-/// f, whether it follows the grid's size, and the failure domains of active hosts heard
-/// from within the offline grace. Counting only those keeps writes and repair going while
-/// a host is down (a 6-host grid with one down stores at f = 1 instead of refusing); the
-/// packs written then are re-spread when it is back. A host only late with its heartbeats
-/// still counts, so a put waits for it rather than lowering the rule.
-pub(crate) fn tolerance(sh: &Shared, hosts: &[HostRow]) -> (u8, bool, usize) {
-    let mut domains: Vec<Domain> = hosts
-        .iter()
-        .filter(|h| matches!(host_state(sh, h), HostState::Online | HostState::Suspect))
-        .map(|h| h.domain())
-        .collect();
-    domains.sort_unstable();
-    domains.dedup();
-    match sh.tolerate {
-        Some(f) => (f, false, domains.len()),
-        None => (durability::auto_tolerance(domains.len()), true, domains.len()),
-    }
-}
+use crate::room::{host_state, period_lasts, tolerance, MAX_RESERVED_BYTES, MAX_RESERVED_SHARDS, RESERVATION_TTL};
+use crate::store::{Domain, HostRow, Reservation, ReserveError};
 
 /// Which condition of `policy` keeps host `h` out, if any.
 fn refused_by(policy: &Policy, h: &HostRow, reputation: u8) -> Option<&'static str> {
@@ -108,7 +90,6 @@ pub(super) async fn place(State(sh): S, headers: HeaderMap, Body(req): Body<Plac
     if req.exclude.len() > 1024 {
         return Err(ApiError::BadRequest("at most 1024 hosts may be excluded".into()));
     }
-    let adding = req.shard_size * req.shards.len() as u64;
     let used = match u.quota {
         Some(_) => db(&sh, move |s| s.usage(u.id)).await?,
         None => 0,
@@ -117,21 +98,72 @@ pub(super) async fn place(State(sh): S, headers: HeaderMap, Body(req): Body<Plac
     let hosts = db(&sh, |s| s.hosts()).await?;
     let (f, _, _) = tolerance(&sh, &hosts);
     let per_domain = durability::per_domain(req.k, req.m, f).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let mut held = Vec::with_capacity(req.placed.len());
     for id in &req.placed {
-        let h = hosts
-            .iter()
-            .find(|h| h.id == *id)
-            .ok_or_else(|| ApiError::BadRequest(format!("host {id} named as holding a shard is unknown")))?;
-        held.push(Held { host: h.id, domain: h.domain(), zone: h.zone.as_str() });
+        if !hosts.iter().any(|h| h.id == *id) {
+            return Err(ApiError::BadRequest(format!("host {id} named as holding a shard is unknown")));
+        }
     }
-    let expires = now() + RESERVATION_TTL.as_secs();
-    let mut reservations = sh.reservations.lock().unwrap_or_else(|p| p.into_inner());
-    let reserved = reserved_by_host(&mut reservations);
-    // What the caller has placed and not committed counts: against its share of the grid
-    // (so placements without uploads cannot fill it for everyone) and against the quota.
-    let (mine, mine_bytes) =
-        reservations.values().filter(|r| r.caller == u.me).fold((0usize, 0u64), |(n, b), r| (n + 1, b + r.bytes));
+    let (caller_id, owner) = (u.me, u.id);
+    let decide = {
+        let sh = sh.clone();
+        move |reserved: &crate::store::Reserved| -> Result<(Vec<Reservation>, Vec<Target>), ApiError> {
+            let targets = choose_targets(&sh, &u, &req, &hosts, &policy, reserved, used, per_domain)?;
+            let expires = now() + RESERVATION_TTL.as_secs();
+            Ok(targets
+                .into_iter()
+                .map(|(index, shard, host, address)| {
+                    let grant =
+                        Grant { host, shard, op: Op::Put, max_size: req.shard_size, expires, nonce: rand::random() }
+                            .sign(&sh.signing);
+                    let reservation = Reservation {
+                        host,
+                        shard,
+                        caller: u.me,
+                        owner: u.id,
+                        bytes: req.shard_size,
+                        grant: scatter_proto::receipt::grant_hash(&grant),
+                        code: (req.k, req.m),
+                        per_domain,
+                        expires,
+                    };
+                    (reservation, Target { index, host, address, grant })
+                })
+                .unzip())
+        }
+    };
+    let placed = {
+        let sh = sh.clone();
+        tokio::task::spawn_blocking(move || sh.store.reserve(caller_id, owner, now(), decide))
+            .await
+            .map_err(|e| ApiError::Internal(format!("a catalog task failed: {e}")))?
+    };
+    match placed {
+        Ok(targets) => Ok(Json(PlaceResponse { targets })),
+        Err(ReserveError::Refused(e)) => Err(e),
+        Err(ReserveError::Conflict) => {
+            Err(ApiError::Conflict("another account is uploading the same shard to the same host".into()))
+        }
+        Err(ReserveError::Store(e)) => Err(e.into()),
+    }
+}
+
+/// The hosts for a placement, as (index, shard, host, address), given what is reserved: the
+/// caller's caps and quota first, then the policy, then the durability rule.
+#[allow(clippy::too_many_arguments)]
+fn choose_targets(
+    sh: &Shared,
+    u: &UserRow,
+    req: &PlaceRequest,
+    hosts: &[HostRow],
+    policy: &Policy,
+    reserved: &crate::store::Reserved,
+    used: u64,
+    per_domain: usize,
+) -> Result<Vec<(u8, ShardId, HostId, String)>, ApiError> {
+    let adding = req.shard_size * req.shards.len() as u64;
+    // What the caller has placed and not committed counts: against its share of the grid (so
+    // placements without uploads cannot fill it for everyone) and against the quota.
+    let (mine, mine_bytes) = reserved.caller;
     if mine + req.shards.len() > MAX_RESERVED_SHARDS || mine_bytes + adding > MAX_RESERVED_BYTES {
         return Err(ApiError::Busy(format!(
             "this account has {mine} shards ({}) placed and not yet committed; commit or wait {} s for them to lapse",
@@ -139,29 +171,34 @@ pub(super) async fn place(State(sh): S, headers: HeaderMap, Body(req): Body<Plac
             RESERVATION_TTL.as_secs()
         )));
     }
-    if let Some(quota) = u.quota {
-        let pending: u64 = reservations.values().filter(|r| r.owner == u.id).map(|r| r.bytes).sum();
-        if used + pending + adding > quota {
-            return Err(ApiError::Quota(format!(
-                "the quota is exhausted: {} of {} used on hosts (with redundancy), {} more being uploaded, and this pack needs {} more; remove data or ask the grid's admin for more",
-                ByteSize(used),
-                ByteSize(quota),
-                ByteSize(pending),
-                ByteSize(adding)
-            )));
-        }
+    if u.quota.is_some_and(|quota| used + reserved.owner + adding > quota) {
+        return Err(ApiError::Quota(format!(
+            "the quota is exhausted: {} of {} used on hosts (with redundancy), {} more being uploaded, and this pack needs {} more; remove data or ask the grid's admin for more",
+            ByteSize(used),
+            ByteSize(u.quota.unwrap_or(0)),
+            ByteSize(reserved.owner),
+            ByteSize(adding)
+        )));
     }
-    let allowed = allowed(&policy, &hosts, room(&sh, &hosts, &reserved))?;
+    let held: Vec<Held<'_>> = req
+        .placed
+        .iter()
+        .filter_map(|id| hosts.iter().find(|h| h.id == *id))
+        .map(|h| Held { host: h.id, domain: h.domain(), zone: h.zone.as_str() })
+        .collect();
+    let allowed = allowed(policy, hosts, crate::room::room(sh, hosts, &reserved.by_host))?;
     let candidates: Vec<Candidate> = allowed.into_iter().filter(|c| !req.exclude.contains(&c.host)).collect();
+    let total = req.k as usize + req.m as usize;
     let limits = placement::limits(total, per_domain, &candidates, req.shard_size, &held);
     let ids: Vec<ShardId> = req.shards.iter().map(|s| s.shard).collect();
     let chosen =
         placement::choose(&candidates, &ids, req.shard_size, &held, limits, &mut rand::thread_rng()).map_err(|e| {
-            // Hosts a heartbeat or two late (busy disks, a slow network) get no new shards for
-            // now; when they might make up the difference the client should wait, not fail.
+            // Hosts a heartbeat or two late (busy disks, a slow network) get no new shards
+            // for now; when they might make up the difference the client should wait, not
+            // fail.
             let late = hosts
                 .iter()
-                .filter(|h| host_state(&sh, h) == HostState::Suspect && !req.exclude.contains(&h.id))
+                .filter(|h| host_state(sh, h) == HostState::Suspect && !req.exclude.contains(&h.id))
                 .count();
             let why = format!("{}; add hosts or free space, or relax the placement policy", e.why);
             if late > 0 && e.placed + late * per_domain >= e.needed {
@@ -170,28 +207,15 @@ pub(super) async fn place(State(sh): S, headers: HeaderMap, Body(req): Body<Plac
                 ApiError::TooFewHosts(why)
             }
         })?;
-    if chosen.iter().zip(&req.shards).any(|(h, s)| reservations.get(&(*h, s.shard)).is_some_and(|r| r.caller != u.me)) {
-        return Err(ApiError::Conflict("another account is uploading the same shard to the same host".into()));
-    }
-    let mut targets = Vec::with_capacity(chosen.len());
-    for (shard, host) in req.shards.iter().zip(chosen) {
-        let address = hosts.iter().find(|h| h.id == host).map(|h| h.address.clone()).unwrap_or_default();
-        let grant =
-            Grant { host, shard: shard.shard, op: Op::Put, max_size: req.shard_size, expires, nonce: rand::random() }
-                .sign(&sh.signing);
-        let reservation = Reservation {
-            caller: u.me,
-            owner: u.id,
-            bytes: req.shard_size,
-            grant: scatter_proto::receipt::grant_hash(&grant),
-            at: Instant::now(),
-            code: (req.k, req.m),
-            per_domain,
-        };
-        reservations.insert((host, shard.shard), reservation);
-        targets.push(Target { index: shard.index, host, address, grant });
-    }
-    Ok(Json(PlaceResponse { targets }))
+    Ok(req
+        .shards
+        .iter()
+        .zip(chosen)
+        .map(|(s, host)| {
+            let address = hosts.iter().find(|h| h.id == host).map(|h| h.address.clone()).unwrap_or_default();
+            (s.index, s.shard, host, address)
+        })
+        .collect())
 }
 
 /// Checks a pack commit's spread against the rule as it stood when its shards were placed:
@@ -312,7 +336,11 @@ pub(super) async fn capacity(State(sh): S, headers: HeaderMap) -> ApiResult<Capa
     }
     let hosts = db(&sh, |s| s.hosts()).await?;
     let grid = grid_info(&sh, &hosts, false).await?;
-    let cands = candidates(&sh, &hosts);
+    let cands = {
+        let hosts = hosts.clone();
+        let sh2 = sh.clone();
+        db(&sh, move |s| crate::room::candidates(&sh2, s, &hosts)).await?
+    };
     let n = grid.data as u64 + grid.parity as u64;
     let per_domain = durability::per_domain(grid.data, grid.parity, grid.tolerate).unwrap_or(1);
     let per_zone = placement::limits(n as usize, per_domain, &cands, 1, &[]).per_zone as u64;

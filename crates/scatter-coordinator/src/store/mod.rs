@@ -16,13 +16,15 @@ mod events;
 mod hosts;
 mod operators;
 mod repair;
+mod reservations;
 mod users;
 pub use backup::{DelegateRow, SnapshotRow, Swept};
 pub use events::Event;
 pub use hosts::{Beat, NewHost, MAX_SERVED_PER_SEC};
 pub use repair::{DegradedPack, Health};
+pub use reservations::{Reservation, ReserveError, Reserved};
 
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -57,6 +59,21 @@ CREATE TABLE IF NOT EXISTS operators (
     independent INTEGER NOT NULL DEFAULT 0,
     created INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS reservations (
+    host INTEGER NOT NULL,
+    shard BLOB NOT NULL,
+    caller INTEGER NOT NULL,
+    owner INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    grant_hash BLOB NOT NULL,
+    k INTEGER NOT NULL,
+    m INTEGER NOT NULL,
+    per_domain INTEGER NOT NULL,
+    expires INTEGER NOT NULL,
+    PRIMARY KEY (host, shard)
+);
+CREATE INDEX IF NOT EXISTS reservations_by_caller ON reservations(caller);
+CREATE INDEX IF NOT EXISTS reservations_by_owner ON reservations(owner);
 CREATE TABLE IF NOT EXISTS policies (
     user INTEGER PRIMARY KEY REFERENCES users(id),
     policy TEXT NOT NULL
@@ -177,7 +194,8 @@ CREATE TABLE IF NOT EXISTS session_refs (
 CREATE INDEX IF NOT EXISTS session_refs_by_chunk ON session_refs(user, chunk);
 ";
 
-/// Upgrades from older schema versions, in order.
+/// Upgrades from older schema versions, in order. Version 7 (reservations in the catalog)
+/// only adds a table, which [`SCHEMA`] creates.
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, "ALTER TABLE sessions ADD COLUMN expires INTEGER NOT NULL DEFAULT 0;"),
     (

@@ -1,0 +1,94 @@
+//! Which hosts may take data now, and how much: one home for the HTTP layer (placement,
+//! status, capacity) and the background work (repair, re-spread), so they cannot disagree.
+//!
+//! A host takes data when it is online (heard from within half the offline grace), active,
+//! and offers a period that lasts beyond the margin. Its room is what it offers minus what
+//! it holds (the catalog's count or its own, whichever is more) minus what is reserved on it
+//! (placed, not yet committed), and never more than its disk's free space.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use scatter_core::HostId;
+use scatter_proto::api::HostState;
+
+use crate::durability;
+use crate::placement::Candidate;
+use crate::store::{Domain, HostRow, Store, StoreError};
+use crate::{now, Shared};
+
+/// How long placed-but-uncommitted shards count against a host's room and their owner's
+/// quota; put grants expire with them.
+pub const RESERVATION_TTL: Duration = Duration::from_secs(600);
+/// Most shards one account may have placed and not yet committed: a client keeps two packs
+/// in flight, so this is far above need and far below what would fill a grid.
+pub const MAX_RESERVED_SHARDS: usize = 256;
+/// Most bytes one account may have placed and not yet committed.
+pub const MAX_RESERVED_BYTES: u64 = 1 << 30;
+
+/// Whether a heartbeat at `last_seen` is within the offline grace.
+pub fn is_online(sh: &Shared, last_seen: u64) -> bool {
+    now().saturating_sub(last_seen) <= sh.offline_after.as_secs()
+}
+
+/// A host's state: administrative first, then by how long ago it was heard from.
+pub fn host_state(sh: &Shared, h: &HostRow) -> HostState {
+    let silent = now().saturating_sub(h.last_seen);
+    match h.state.as_str() {
+        "retired" => HostState::Retired,
+        "disqualified" => HostState::Disqualified,
+        "disabled" => HostState::Disabled,
+        "draining" => HostState::Draining,
+        _ if silent > sh.offline_after.as_secs() => HostState::Offline,
+        _ if silent * 2 > sh.offline_after.as_secs() => HostState::Suspect,
+        _ => HostState::Online,
+    }
+}
+
+/// Whether a host's offered period lasts at least `secs` more.
+pub fn period_lasts(h: &HostRow, secs: u64) -> bool {
+    h.terms.until.is_none_or(|until| until >= now().saturating_add(secs))
+}
+
+/// Hosts that may take data now, with the bytes each can still take after `reserved`.
+pub fn room(sh: &Shared, hosts: &[HostRow], reserved: &HashMap<HostId, u64>) -> Vec<Candidate> {
+    hosts
+        .iter()
+        .filter(|h| host_state(sh, h) == HostState::Online && period_lasts(h, sh.period_margin.as_secs()))
+        .map(|h| {
+            let r = reserved.get(&h.id).copied().unwrap_or(0);
+            let by_capacity = h.capacity.saturating_sub(h.catalog_used.max(h.reported_used) + r);
+            Candidate {
+                host: h.id,
+                free: by_capacity.min(h.free.saturating_sub(r)),
+                zone: h.zone.clone(),
+                domain: h.domain(),
+                price: h.terms.price,
+            }
+        })
+        .collect()
+}
+
+/// [`room`], with what the catalog has reserved. Runs on the catalog's thread.
+pub fn candidates(sh: &Shared, store: &Store, hosts: &[HostRow]) -> Result<Vec<Candidate>, StoreError> {
+    Ok(room(sh, hosts, &store.reserved_by_host(now())?))
+}
+
+/// f, whether it follows the grid's size, and the failure domains of active hosts heard
+/// from within the offline grace. Counting only those keeps writes and repair going while
+/// a host is down (a 6-host grid with one down stores at f = 1 instead of refusing); the
+/// packs written then are re-spread when it is back. A host only late with its heartbeats
+/// still counts, so a put waits for it rather than lowering the rule.
+pub fn tolerance(sh: &Shared, hosts: &[HostRow]) -> (u8, bool, usize) {
+    let mut domains: Vec<Domain> = hosts
+        .iter()
+        .filter(|h| matches!(host_state(sh, h), HostState::Online | HostState::Suspect))
+        .map(|h| h.domain())
+        .collect();
+    domains.sort_unstable();
+    domains.dedup();
+    match sh.tolerate {
+        Some(f) => (f, false, domains.len()),
+        None => (durability::auto_tolerance(domains.len()), true, domains.len()),
+    }
+}

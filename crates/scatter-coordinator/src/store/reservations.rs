@@ -1,0 +1,236 @@
+//! Reservations: shards placed and not yet committed. They count against their hosts' room
+//! and their owner's quota, and a pack commit is checked against them (each is used once).
+//! They live in the catalog, not in one process's memory, so a coordinator restart does not
+//! lose the uploads under way and several coordinators can share them.
+
+use std::collections::HashMap;
+
+use rusqlite::{params, OptionalExtension, Transaction};
+use scatter_core::{HostId, ShardId, UserId};
+
+use super::{blob32, Store, StoreError};
+
+/// A shard placed for an account and not yet committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    /// The host it was placed on.
+    pub host: HostId,
+    /// The shard.
+    pub shard: ShardId,
+    /// The account that asked for the placement, and alone may commit it.
+    pub caller: UserId,
+    /// Whose quota it counts against.
+    pub owner: UserId,
+    /// Bytes it takes on its host.
+    pub bytes: u64,
+    /// BLAKE3 of the put grant issued for it, which the host's receipt must answer.
+    pub grant: [u8; 32],
+    /// The code (k, m) of the pack it was placed for: a commit must name the same.
+    pub code: (u8, u8),
+    /// Shards of its pack one failure domain may hold, as the rule stood at placement.
+    pub per_domain: usize,
+    /// Unix time it lapses.
+    pub expires: u64,
+}
+
+/// What is reserved now, as a placement needs to know it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reserved {
+    /// Bytes reserved per host.
+    pub by_host: HashMap<HostId, u64>,
+    /// Shards and bytes the caller has reserved.
+    pub caller: (usize, u64),
+    /// Bytes reserved against the owner's quota.
+    pub owner: u64,
+}
+
+/// Why a placement was not recorded.
+#[derive(Debug)]
+pub enum ReserveError<E> {
+    /// The placement decided against it.
+    Refused(E),
+    /// Another account has a live reservation of the same shard on the same host.
+    Conflict,
+    /// The catalog failed.
+    Store(StoreError),
+}
+
+impl<E> From<rusqlite::Error> for ReserveError<E> {
+    fn from(e: rusqlite::Error) -> Self {
+        ReserveError::Store(e.into())
+    }
+}
+
+fn lapse(tx: &Transaction<'_>, now: u64) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM reservations WHERE expires <= ?1", [now as i64])?;
+    Ok(())
+}
+
+fn by_host(tx: &Transaction<'_>) -> rusqlite::Result<HashMap<HostId, u64>> {
+    let mut stmt = tx.prepare_cached("SELECT host, SUM(bytes) FROM reservations GROUP BY host")?;
+    let rows = stmt.query_map([], |r| Ok((HostId(r.get::<_, i64>(0)? as u64), r.get::<_, i64>(1)? as u64)))?;
+    rows.collect()
+}
+
+impl Store {
+    /// Bytes reserved per host, lapsed reservations dropped first.
+    pub fn reserved_by_host(&self, now: u64) -> Result<HashMap<HostId, u64>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        lapse(&tx, now)?;
+        let out = by_host(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Places shards in one transaction: drops lapsed reservations, hands `decide` what is
+    /// reserved (per host, by `caller`, against `owner`'s quota), and records the
+    /// reservations it returns (with whatever else it returns, handed back). A (host, shard)
+    /// another account holds a live reservation of is a conflict; one the caller holds is
+    /// replaced.
+    pub fn reserve<T, E>(
+        &self,
+        caller: UserId,
+        owner: UserId,
+        now: u64,
+        decide: impl FnOnce(&Reserved) -> Result<(Vec<Reservation>, T), E>,
+    ) -> Result<T, ReserveError<E>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        lapse(&tx, now)?;
+        let count = |sql: &str, who: UserId| -> rusqlite::Result<(i64, i64)> {
+            tx.query_row(sql, [who.0 as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+        };
+        let (n, bytes) = count("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM reservations WHERE caller = ?1", caller)?;
+        let (_, quota) = count("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM reservations WHERE owner = ?1", owner)?;
+        let reserved = Reserved { by_host: by_host(&tx)?, caller: (n as usize, bytes as u64), owner: quota as u64 };
+        let (new, out) = decide(&reserved).map_err(ReserveError::Refused)?;
+        for r in &new {
+            let holder: Option<i64> = tx
+                .prepare_cached("SELECT caller FROM reservations WHERE host = ?1 AND shard = ?2")?
+                .query_row(params![r.host.0 as i64, &r.shard.as_bytes()[..]], |row| row.get(0))
+                .optional()?;
+            if holder.is_some_and(|h| h as u64 != r.caller.0) {
+                return Err(ReserveError::Conflict);
+            }
+            tx.execute(
+                "INSERT INTO reservations (host, shard, caller, owner, bytes, grant_hash, k, m, per_domain, expires)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (host, shard) DO UPDATE SET owner = excluded.owner, bytes = excluded.bytes,
+                     grant_hash = excluded.grant_hash, k = excluded.k, m = excluded.m,
+                     per_domain = excluded.per_domain, expires = excluded.expires",
+                params![
+                    r.host.0 as i64,
+                    &r.shard.as_bytes()[..],
+                    r.caller.0 as i64,
+                    r.owner.0 as i64,
+                    r.bytes as i64,
+                    &r.grant[..],
+                    r.code.0,
+                    r.code.1,
+                    r.per_domain as i64,
+                    r.expires as i64
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Uses up `caller`'s live reservations of these (host, shard) pairs: each is returned
+    /// once and deleted; `None` where the caller holds none.
+    pub fn take_reservations(
+        &self,
+        caller: UserId,
+        keys: &[(HostId, ShardId)],
+        now: u64,
+    ) -> Result<Vec<Option<Reservation>>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        lapse(&tx, now)?;
+        let mut out = Vec::with_capacity(keys.len());
+        for (host, shard) in keys {
+            let row = tx
+                .prepare_cached(
+                    "SELECT owner, bytes, grant_hash, k, m, per_domain, expires FROM reservations
+                     WHERE host = ?1 AND shard = ?2 AND caller = ?3",
+                )?
+                .query_row(params![host.0 as i64, &shard.as_bytes()[..], caller.0 as i64], |r| {
+                    Ok(Reservation {
+                        host: *host,
+                        shard: *shard,
+                        caller,
+                        owner: UserId(r.get::<_, i64>(0)? as u64),
+                        bytes: r.get::<_, i64>(1)? as u64,
+                        grant: blob32(r.get(2)?)?,
+                        code: (r.get(3)?, r.get(4)?),
+                        per_domain: r.get::<_, i64>(5)? as usize,
+                        expires: r.get::<_, i64>(6)? as u64,
+                    })
+                })
+                .optional()?;
+            if row.is_some() {
+                tx.execute(
+                    "DELETE FROM reservations WHERE host = ?1 AND shard = ?2",
+                    params![host.0 as i64, &shard.as_bytes()[..]],
+                )?;
+            }
+            out.push(row);
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(host: u64, shard: u8, caller: u64, expires: u64) -> Reservation {
+        Reservation {
+            host: HostId(host),
+            shard: ShardId::of(&[shard]),
+            caller: UserId(caller),
+            owner: UserId(caller),
+            bytes: 100,
+            grant: [shard; 32],
+            code: (4, 2),
+            per_domain: 1,
+            expires,
+        }
+    }
+
+    #[test]
+    fn reservations_count_lapse_conflict_and_are_used_once() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open(&dir.path().join("c.db")).expect("open");
+        let placed = store
+            .reserve(UserId(1), UserId(1), 10, |seen| {
+                assert_eq!(*seen, Reserved::default());
+                Ok::<_, ()>((vec![r(1, 1, 1, 100), r(2, 2, 1, 100)], "placed"))
+            })
+            .expect("reserve");
+        assert_eq!(placed, "placed");
+        store
+            .reserve(UserId(1), UserId(1), 20, |seen| {
+                assert_eq!((seen.caller, seen.owner, seen.by_host[&HostId(1)]), ((2, 200), 200, 100));
+                Ok::<_, ()>((vec![], ()))
+            })
+            .expect("look");
+        // Another account cannot reserve the same shard on the same host while it lives.
+        let clash = store.reserve(UserId(2), UserId(2), 30, |_| Ok::<_, ()>((vec![r(1, 1, 2, 100)], ())));
+        assert!(matches!(clash, Err(ReserveError::Conflict)));
+        let refused = store.reserve(UserId(2), UserId(2), 30, |_| Err::<(Vec<Reservation>, ()), _>("no"));
+        assert!(matches!(refused, Err(ReserveError::Refused("no"))));
+        // Used once, by its caller only.
+        let keys = [(HostId(1), ShardId::of(&[1])), (HostId(2), ShardId::of(&[2]))];
+        assert_eq!(store.take_reservations(UserId(2), &keys, 40).expect("take"), vec![None, None]);
+        let got = store.take_reservations(UserId(1), &keys, 40).expect("take");
+        assert_eq!(got, vec![Some(r(1, 1, 1, 100)), Some(r(2, 2, 1, 100))]);
+        assert_eq!(store.take_reservations(UserId(1), &keys, 40).expect("again"), vec![None, None]);
+        // They lapse.
+        store.reserve(UserId(1), UserId(1), 50, |_| Ok::<_, ()>((vec![r(3, 3, 1, 60)], ()))).expect("reserve");
+        assert_eq!(store.reserved_by_host(59).expect("sum").get(&HostId(3)), Some(&100));
+        assert!(store.reserved_by_host(60).expect("sum").is_empty());
+    }
+}
