@@ -68,9 +68,7 @@ pub(crate) fn check_report(
         // league pad the host's audit record against the share of failures that disqualifies.
         if check_whole(&sh, host, &shard, size).await == Some(false) {
             tracing::warn!(%host, %shard, "a reported shard failed the coordinator's check; it will be rebuilt");
-            let s2 = sh.clone();
-            let res = tokio::task::spawn_blocking(move || s2.store.record_audit(host, &pack, index, false)).await;
-            if !matches!(res, Ok(Ok(_))) {
+            if sh.catalog(move |s| s.record_audit(host, &pack, index, false)).await.is_err() {
                 tracing::warn!(%host, %shard, "could not record the check of a reported shard");
             }
         }
@@ -83,8 +81,7 @@ pub(crate) fn check_report(
 /// host lacks it or serves other bytes, `None` the host could not be asked (offline or
 /// struggling: heartbeats deal with that).
 async fn check_whole(shared: &Arc<Shared>, host: HostId, shard: &ShardId, size: u64) -> Option<bool> {
-    let sh = shared.clone();
-    let hosts = tokio::task::spawn_blocking(move || sh.store.hosts()).await.ok()?.ok()?;
+    let hosts = shared.catalog(|s| s.hosts()).await.ok()?;
     let row: &HostRow = hosts.iter().find(|h| h.id == host)?;
     let started = std::time::Instant::now();
     let grant =
@@ -128,9 +125,7 @@ pub(crate) async fn note_bandwidth(shared: &Arc<Shared>, host: HostId, bytes: u6
         return;
     }
     let sample = (bytes as f64 / took.as_secs_f64().max(1e-6)) as u64;
-    let sh = shared.clone();
-    let res = tokio::task::spawn_blocking(move || sh.store.record_bandwidth(host, sample)).await;
-    if !matches!(res, Ok(Ok(()))) {
+    if shared.catalog(move |s| s.record_bandwidth(host, sample)).await.is_err() {
         tracing::debug!(%host, "could not record a bandwidth sample");
     }
 }
@@ -138,17 +133,11 @@ pub(crate) async fn note_bandwidth(shared: &Arc<Shared>, host: HostId, bytes: u6
 /// Runs one round of audits.
 pub(crate) async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {
     let cutoff = now().saturating_sub(shared.offline_after.as_secs());
-    let sh = shared.clone();
-    let targets = tokio::task::spawn_blocking(move || sh.store.audit_targets(cutoff, AUDITS_PER_PASS))
-        .await
-        .map_err(|e| crate::store::StoreError::Task(e.to_string()))??;
+    let targets = shared.catalog(move |s| s.audit_targets(cutoff, AUDITS_PER_PASS)).await?;
     if targets.is_empty() {
         return Ok(());
     }
-    let sh = shared.clone();
-    let hosts = tokio::task::spawn_blocking(move || sh.store.hosts())
-        .await
-        .map_err(|e| crate::store::StoreError::Task(e.to_string()))??;
+    let hosts = shared.catalog(|s| s.hosts()).await?;
     for (host, pack, index, shard, size) in targets {
         let Some(row) = hosts.iter().find(|h| h.id == host) else { continue };
         let len = RANGE.min(size);
@@ -183,10 +172,7 @@ pub(crate) async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::Store
         if let Err(why) = &verdict {
             tracing::warn!(%host, %shard, %why, "audit failed; the shard will be rebuilt elsewhere");
         }
-        let sh = shared.clone();
-        let disqualified = tokio::task::spawn_blocking(move || sh.store.record_audit(host, &pack, index, passed))
-            .await
-            .map_err(|e| crate::store::StoreError::Task(e.to_string()))??;
+        let disqualified = shared.catalog(move |s| s.record_audit(host, &pack, index, passed)).await?;
         if disqualified {
             tracing::warn!(%host, "host disqualified after failed audits; its shards are repaired elsewhere");
         }

@@ -29,20 +29,15 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Recei
 
 async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {
     delete_orphans(shared).await?;
-    let sh = shared.clone();
-    let todo = tokio::task::spawn_blocking(move || sh.store.shards_to_delete(BATCH))
-        .await
-        .unwrap_or_else(|_| Ok(Vec::new()))?;
+    let todo = shared.catalog(|s| s.shards_to_delete(BATCH)).await?;
     if todo.is_empty() {
         return Ok(());
     }
-    let sh = shared.clone();
-    let hosts = tokio::task::spawn_blocking(move || sh.store.hosts()).await.unwrap_or_else(|_| Ok(Vec::new()))?;
+    let hosts = shared.catalog(|s| s.hosts()).await?;
     for (pack, index, shard, host, still_needed) in todo {
         if still_needed {
             // Another pack places the same shard on this host: forget the row, keep the bytes.
-            let sh = shared.clone();
-            tokio::task::spawn_blocking(move || sh.store.shard_deleted(&pack, index)).await.unwrap_or(Ok(()))?;
+            shared.catalog(move |s| s.shard_deleted(&pack, index)).await?;
             continue;
         }
         let Some(h) = hosts.iter().find(|h| h.id == host) else { continue };
@@ -52,8 +47,7 @@ async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {
             shared.http.delete(format!("{}/shards/{shard}", h.address)).header(GRANT_HEADER, grant.0).send().await;
         match res {
             Ok(r) if r.status().is_success() || r.status() == reqwest::StatusCode::NOT_FOUND => {
-                let sh = shared.clone();
-                tokio::task::spawn_blocking(move || sh.store.shard_deleted(&pack, index)).await.unwrap_or(Ok(()))?;
+                shared.catalog(move |s| s.shard_deleted(&pack, index)).await?;
             }
             Ok(r) => tracing::debug!(%host, %shard, status = %r.status(), "host refused a delete"),
             Err(e) => tracing::debug!(%host, %shard, error = %e, "host unreachable for a delete"),
@@ -64,13 +58,11 @@ async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {
 
 /// Deletes shard copies left on hosts after repair moved their shard elsewhere.
 async fn delete_orphans(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {
-    let sh = shared.clone();
-    let todo = tokio::task::spawn_blocking(move || sh.store.orphans(BATCH)).await.unwrap_or_else(|_| Ok(Vec::new()))?;
+    let todo = shared.catalog(|s| s.orphans(BATCH)).await?;
     if todo.is_empty() {
         return Ok(());
     }
-    let sh = shared.clone();
-    let hosts = tokio::task::spawn_blocking(move || sh.store.hosts()).await.unwrap_or_else(|_| Ok(Vec::new()))?;
+    let hosts = shared.catalog(|s| s.hosts()).await?;
     for (host, shard) in todo {
         let Some(h) = hosts.iter().find(|h| h.id == host) else { continue };
         let grant =
@@ -79,8 +71,7 @@ async fn delete_orphans(shared: &Arc<Shared>) -> Result<(), crate::store::StoreE
             shared.http.delete(format!("{}/shards/{shard}", h.address)).header(GRANT_HEADER, grant.0).send().await;
         if let Ok(r) = res {
             if r.status().is_success() || r.status() == reqwest::StatusCode::NOT_FOUND {
-                let sh = shared.clone();
-                tokio::task::spawn_blocking(move || sh.store.orphan_deleted(host, &shard)).await.unwrap_or(Ok(()))?;
+                shared.catalog(move |s| s.orphan_deleted(host, &shard)).await?;
             }
         }
     }

@@ -122,6 +122,16 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Runs a catalog call on the blocking pool: the one way async code reaches the catalog
+    /// (its calls block on SQLite). A call that panicked is an error, never "nothing to do".
+    pub async fn catalog<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Store) -> Result<T, store::StoreError> + Send + 'static,
+    ) -> Result<T, store::StoreError> {
+        let sh = self.clone();
+        tokio::task::spawn_blocking(move || f(&sh.store)).await.map_err(|e| store::StoreError::Task(e.to_string()))?
+    }
+
     /// What request credentials are bound to: the CA fingerprint, zeros without TLS.
     pub fn grid_id(&self) -> [u8; 32] {
         self.authority.as_ref().map(|a| a.fingerprint().0).unwrap_or([0; 32])

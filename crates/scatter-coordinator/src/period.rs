@@ -71,7 +71,7 @@ pub(crate) async fn pass(shared: &Arc<Shared>, hosts: &[HostRow]) -> Result<bool
             Step::Retire => (&["active", "draining"], "retired"),
             Step::Drain { .. } => (&["active"], "draining"),
         };
-        if !blocking(shared, move |s| s.change_host_state(id, from, to)).await? {
+        if !shared.catalog(move |s| s.change_host_state(id, from, to)).await? {
             continue;
         }
         changed = true;
@@ -95,14 +95,6 @@ pub(crate) async fn pass(shared: &Arc<Shared>, hosts: &[HostRow]) -> Result<bool
         crate::api::event(shared, "coordinator".into(), action, detail).await;
     }
     Ok(changed)
-}
-
-async fn blocking<T: Send + 'static>(
-    shared: &Arc<Shared>,
-    f: impl FnOnce(&crate::store::Store) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    let sh = shared.clone();
-    tokio::task::spawn_blocking(move || f(&sh.store)).await.map_err(|e| StoreError::Task(e.to_string()))?
 }
 
 #[cfg(test)]

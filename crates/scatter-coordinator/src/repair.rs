@@ -47,24 +47,14 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Recei
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    shared: &Arc<Shared>,
-    f: impl FnOnce(&crate::store::Store) -> Result<T, crate::store::StoreError> + Send + 'static,
-) -> Result<T, crate::store::StoreError> {
-    let sh = shared.clone();
-    tokio::task::spawn_blocking(move || f(&sh.store))
-        .await
-        .map_err(|e| crate::store::StoreError::Task(e.to_string()))?
-}
-
 async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {
     let cutoff = now().saturating_sub(shared.offline_after.as_secs());
-    let packs = blocking(shared, move |s| s.degraded_packs(cutoff, PACKS_PER_PASS)).await?;
-    let mut hosts = blocking(shared, |s| s.hosts()).await?;
+    let packs = shared.catalog(move |s| s.degraded_packs(cutoff, PACKS_PER_PASS)).await?;
+    let mut hosts = shared.catalog(|s| s.hosts()).await?;
     // Hosts whose period ends are drained or retired first, and the rest of the pass sees
     // their new state (a host just set draining must not receive a repaired shard).
     if crate::period::pass(shared, &hosts).await? {
-        hosts = blocking(shared, |s| s.hosts()).await?;
+        hosts = shared.catalog(|s| s.hosts()).await?;
     }
     retire_drained(shared, &hosts).await?;
     shrink(shared, &hosts).await?;
@@ -93,7 +83,7 @@ async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {
     };
     if degraded < PACKS_PER_PASS && look {
         let limit = PACKS_PER_PASS - degraded;
-        let crowded = blocking(shared, move |s| s.crowded_packs(f, limit)).await?;
+        let crowded = shared.catalog(move |s| s.crowded_packs(f, limit)).await?;
         shared.respread.lock().unwrap_or_else(|p| p.into_inner()).1 = crowded.len() == limit;
         for pack in crowded {
             match repair(shared, &hosts, cutoff, &pack, f).await {
@@ -115,7 +105,7 @@ fn healthy(host: Option<&HostRow>, state: &str, cutoff: u64) -> bool {
 async fn shrink(shared: &Arc<Shared>, hosts: &[HostRow]) -> Result<(), crate::store::StoreError> {
     for h in hosts.iter().filter(|h| h.state == "active" && h.catalog_used > h.capacity) {
         let (id, excess) = (h.id, h.catalog_used - h.capacity);
-        let marked = blocking(shared, move |s| s.mark_surplus(id, excess)).await?;
+        let marked = shared.catalog(move |s| s.mark_surplus(id, excess)).await?;
         if marked > 0 {
             tracing::info!(host = %id, shards = marked, excess, "host holds more than it offers; moving the surplus");
         }
@@ -127,7 +117,7 @@ async fn shrink(shared: &Arc<Shared>, hosts: &[HostRow]) -> Result<(), crate::st
 async fn retire_drained(shared: &Arc<Shared>, hosts: &[HostRow]) -> Result<(), crate::store::StoreError> {
     for h in hosts.iter().filter(|h| h.state == "draining" && h.shards == 0) {
         let id = h.id;
-        blocking(shared, move |s| s.set_host_state(id, "retired")).await?;
+        shared.catalog(move |s| s.set_host_state(id, "retired")).await?;
         tracing::info!(host = %id, "host drained and retired: it holds no shard any more");
     }
     Ok(())
@@ -193,15 +183,12 @@ async fn repair(
     // (host, shard) pair is recorded once): leaving it out keeps a tenant who stored the same
     // bytes there from blocking this repair. Hosts of the shards that move are left out too.
     let (id, hashes): (_, Vec<ShardId>) = (pack.id, moving.iter().map(|(_, shard, _, _)| *shard).collect());
-    let mut unusable: HashSet<HostId> = blocking(shared, move |s| s.hosts_holding(&id, &hashes))
-        .await
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .collect();
+    let mut unusable: HashSet<HostId> =
+        shared.catalog(move |s| s.hosts_holding(&id, &hashes)).await.map_err(|e| e.to_string())?.into_iter().collect();
     unusable.extend(moving.iter().map(|(_, _, h, _)| *h));
     let candidates: Vec<_> = {
         let (sh, hosts) = (shared.clone(), hosts.to_vec());
-        blocking(shared, move |s| crate::room::candidates(&sh, s, &hosts)).await.map_err(|e| e.to_string())?
+        shared.catalog(move |s| crate::room::candidates(&sh, s, &hosts)).await.map_err(|e| e.to_string())?
     };
     let candidates: Vec<_> = candidates.into_iter().filter(|c| !unusable.contains(&c.host)).collect();
     let held: Vec<Held<'_>> = keep
@@ -262,7 +249,8 @@ async fn repair(
         crate::api::check_receipt(new, row.receipt_key, &receipt, shard, pack.shard_size, &grant_hash)
             .map_err(|why| format!("host {new} stored a repaired shard but its receipt is not valid: {why}"))?;
         let (id, index, old) = (pack.id, *index, *old);
-        if blocking(shared, move |s| s.move_shard(&id, index, old, new, &receipt.0, now()))
+        if shared
+            .catalog(move |s| s.move_shard(&id, index, old, new, &receipt.0, now()))
             .await
             .map_err(|e| e.to_string())?
         {
@@ -273,7 +261,7 @@ async fn repair(
             // shrunk capacity (`surplus`) or a crowded pack are not the host failing what it
             // promised, and disabled or disqualified hosts answer for it in their state.
             if state == "lost" && host(old).is_some_and(|h| h.state == "active") {
-                blocking(shared, move |s| s.count_repair_caused(old)).await.map_err(|e| e.to_string())?;
+                shared.catalog(move |s| s.count_repair_caused(old)).await.map_err(|e| e.to_string())?;
             }
         }
     }

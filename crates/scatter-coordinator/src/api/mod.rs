@@ -158,11 +158,7 @@ pub(crate) async fn db<T: Send + 'static>(
     shared: &Arc<Shared>,
     f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let shared = shared.clone();
-    tokio::task::spawn_blocking(move || f(&shared.store))
-        .await
-        .map_err(|e| ApiError::Internal(format!("catalog task failed: {e}")))?
-        .map_err(ApiError::from)
+    shared.catalog(f).await.map_err(ApiError::from)
 }
 
 /// The user whose credential the request gate verified (signature for this request, grid,
@@ -185,9 +181,7 @@ pub(crate) async fn user(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<Us
 /// Records a security event; a failure to record is logged, never fatal to the request.
 pub(crate) async fn event(sh: &Arc<Shared>, actor: String, action: &'static str, detail: String) {
     tracing::info!(%actor, action, %detail, "event");
-    let sh = sh.clone();
-    let res = tokio::task::spawn_blocking(move || sh.store.record_event(now(), &actor, action, &detail)).await;
-    if !matches!(res, Ok(Ok(()))) {
+    if sh.catalog(move |s| s.record_event(now(), &actor, action, &detail)).await.is_err() {
         tracing::warn!(action, "could not record an event in the catalog");
     }
 }

@@ -131,12 +131,7 @@ pub(super) async fn place(State(sh): S, headers: HeaderMap, Body(req): Body<Plac
                 .unzip())
         }
     };
-    let placed = {
-        let sh = sh.clone();
-        tokio::task::spawn_blocking(move || sh.store.reserve(caller_id, owner, now(), decide))
-            .await
-            .map_err(|e| ApiError::Internal(format!("a catalog task failed: {e}")))?
-    };
+    let placed = sh.catalog(move |s| Ok(s.reserve(caller_id, owner, now(), decide))).await?;
     match placed {
         Ok(targets) => Ok(Json(PlaceResponse { targets })),
         Err(ReserveError::Refused(e)) => Err(e),
