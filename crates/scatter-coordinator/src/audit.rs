@@ -15,8 +15,6 @@ use std::time::Duration;
 
 use rand::Rng;
 use scatter_core::{HostId, PackId, ShardId};
-use scatter_proto::api::GRANT_HEADER;
-use scatter_proto::{Grant, Op};
 
 use crate::store::HostRow;
 use crate::{now, Shared};
@@ -83,34 +81,11 @@ pub(crate) fn check_report(
 async fn check_whole(shared: &Arc<Shared>, host: HostId, shard: &ShardId, size: u64) -> Option<bool> {
     let hosts = shared.catalog(|s| s.hosts()).await.ok()?;
     let row: &HostRow = hosts.iter().find(|h| h.id == host)?;
-    let started = std::time::Instant::now();
-    let grant =
-        Grant { host, shard: *shard, op: Op::Get, max_size: size, expires: now() + 60, nonce: 0 }.sign(&shared.signing);
-    let mut resp = shared
-        .http
-        .get(format!("{}/shards/{shard}", row.address))
-        .header(GRANT_HEADER, grant.0)
-        .timeout(Duration::from_secs(120))
-        .send()
-        .await
-        .ok()?;
-    if resp.status().is_server_error() {
-        return None;
+    match crate::shards::read(shared, row, shard, size).await {
+        crate::shards::Answer::Ok(_) => Some(true),
+        crate::shards::Answer::Wrong(_) => Some(false),
+        crate::shards::Answer::Unreachable(_) => None,
     }
-    if !resp.status().is_success() {
-        return Some(false);
-    }
-    let mut hasher = blake3::Hasher::new();
-    let mut read = 0u64;
-    while let Some(piece) = resp.chunk().await.ok()? {
-        read += piece.len() as u64;
-        if read > size {
-            return Some(false);
-        }
-        hasher.update(&piece);
-    }
-    note_bandwidth(shared, host, read, started.elapsed()).await;
-    Some(read == size && hasher.finalize().as_bytes() == shard.as_bytes())
 }
 
 /// Smallest read that says anything about a host's bandwidth: below it, latency dominates.
@@ -142,31 +117,13 @@ pub(crate) async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::Store
         let Some(row) = hosts.iter().find(|h| h.id == host) else { continue };
         let len = RANGE.min(size);
         let start = rand::thread_rng().gen_range(0..=size - len);
-        let grant =
-            Grant { host, shard, op: Op::Get, max_size: size, expires: now() + 60, nonce: 0 }.sign(&shared.signing);
-        // A host answering slower than this after a few seconds is struggling or stalling.
-        const PROOF_RATE_BYTES: u64 = 4 << 10;
-        let proof_rate = scatter_net::limits::MinRate::new(Duration::from_secs(5), PROOF_RATE_BYTES);
-        let resp = shared
-            .http
-            .get(format!("{}/shards/{shard}/proof?start={start}&len={len}", row.address))
-            .header(GRANT_HEADER, grant.0)
-            .timeout(Duration::from_secs(30))
-            .send()
-            .await;
-        let verdict = match resp {
-            Ok(r) if r.status().is_success() => {
-                match scatter_net::limits::read_response(r, MAX_PROOF, proof_rate).await {
-                    Ok(proof) => {
-                        scatter_core::audit::verify(&shard, start, len, &proof).map(|_| ()).map_err(|e| e.to_string())
-                    }
-                    Err(e) => Err(format!("proof transfer failed: {e}")),
-                }
+        let verdict = match crate::shards::proof(shared, row, &shard, size, (start, len), MAX_PROOF).await {
+            crate::shards::Answer::Ok(proof) => {
+                scatter_core::audit::verify(&shard, start, len, &proof).map(|_| ()).map_err(|e| e.to_string())
             }
-            Ok(r) if r.status().is_server_error() => continue, // the host is struggling, not lying
-            Ok(r) => Err(format!("answered {}", r.status())),
-            Err(e) if e.is_connect() || e.is_timeout() => continue, // offline: heartbeats handle that
-            Err(e) => Err(e.to_string()),
+            crate::shards::Answer::Wrong(why) => Err(why),
+            // The host is offline or struggling, not lying: heartbeats deal with that.
+            crate::shards::Answer::Unreachable(_) => continue,
         };
         let passed = verdict.is_ok();
         if let Err(why) = &verdict {

@@ -7,10 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use scatter_proto::api::GRANT_HEADER;
-use scatter_proto::{Grant, Op};
-
-use crate::{now, Shared};
+use crate::Shared;
 
 const INTERVAL: Duration = Duration::from_secs(2);
 const BATCH: usize = 256;
@@ -41,16 +38,8 @@ async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {
             continue;
         }
         let Some(h) = hosts.iter().find(|h| h.id == host) else { continue };
-        let grant =
-            Grant { host, shard, op: Op::Delete, max_size: 0, expires: now() + 600, nonce: 0 }.sign(&shared.signing);
-        let res =
-            shared.http.delete(format!("{}/shards/{shard}", h.address)).header(GRANT_HEADER, grant.0).send().await;
-        match res {
-            Ok(r) if r.status().is_success() || r.status() == reqwest::StatusCode::NOT_FOUND => {
-                shared.catalog(move |s| s.shard_deleted(&pack, index)).await?;
-            }
-            Ok(r) => tracing::debug!(%host, %shard, status = %r.status(), "host refused a delete"),
-            Err(e) => tracing::debug!(%host, %shard, error = %e, "host unreachable for a delete"),
+        if crate::shards::delete(shared, h, &shard).await {
+            shared.catalog(move |s| s.shard_deleted(&pack, index)).await?;
         }
     }
     Ok(())
@@ -65,14 +54,8 @@ async fn delete_orphans(shared: &Arc<Shared>) -> Result<(), crate::store::StoreE
     let hosts = shared.catalog(|s| s.hosts()).await?;
     for (host, shard) in todo {
         let Some(h) = hosts.iter().find(|h| h.id == host) else { continue };
-        let grant =
-            Grant { host, shard, op: Op::Delete, max_size: 0, expires: now() + 600, nonce: 0 }.sign(&shared.signing);
-        let res =
-            shared.http.delete(format!("{}/shards/{shard}", h.address)).header(GRANT_HEADER, grant.0).send().await;
-        if let Ok(r) = res {
-            if r.status().is_success() || r.status() == reqwest::StatusCode::NOT_FOUND {
-                shared.catalog(move |s| s.orphan_deleted(host, &shard)).await?;
-            }
+        if crate::shards::delete(shared, h, &shard).await {
+            shared.catalog(move |s| s.orphan_deleted(host, &shard)).await?;
         }
     }
     Ok(())

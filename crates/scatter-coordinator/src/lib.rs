@@ -15,6 +15,7 @@ pub mod placement;
 mod repair;
 pub mod reputation;
 mod room;
+mod shards;
 pub mod store;
 
 use std::path::{Path, PathBuf};

@@ -15,12 +15,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use scatter_core::erasure::Layout;
 use scatter_core::{HostId, ShardId};
-use scatter_proto::api::GRANT_HEADER;
-use scatter_proto::{Grant, Op};
 
 use crate::placement::Held;
 use crate::store::{DegradedPack, Domain, HostRow};
@@ -163,7 +160,7 @@ async fn repair(
             break;
         }
         let Some(row) = host(*h) else { continue };
-        match fetch(shared, row, shard, pack.shard_size).await {
+        match crate::shards::read(shared, row, shard, pack.shard_size).await.into_result() {
             Ok(bytes) => {
                 have[*index as usize] = Some(bytes);
                 count += 1;
@@ -223,31 +220,8 @@ async fn repair(
         if ShardId::of(&bytes) != *shard {
             return Err(format!("rebuilt shard {index} does not match its id; the catalog or a shard is damaged"));
         }
-        let grant = Grant {
-            host: new,
-            shard: *shard,
-            op: Op::Put,
-            max_size: pack.shard_size,
-            expires: now() + 600,
-            nonce: rand::random(),
-        }
-        .sign(&shared.signing);
-        let grant_hash = scatter_proto::receipt::grant_hash(&grant);
-        let resp = shared
-            .http
-            .put(format!("{}/shards/{shard}", row.address))
-            .header(GRANT_HEADER, grant.0)
-            .body(bytes)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if !resp.status().is_success() {
-            return Err(format!("host {new} refused a repaired shard ({})", resp.status()));
-        }
         // The shard moves only with the new host's receipt for exactly this upload.
-        let receipt = read_receipt(resp).await?;
-        crate::api::check_receipt(new, row.receipt_key, &receipt, shard, pack.shard_size, &grant_hash)
-            .map_err(|why| format!("host {new} stored a repaired shard but its receipt is not valid: {why}"))?;
+        let receipt = crate::shards::put(shared, row, shard, bytes).await?;
         let (id, index, old) = (pack.id, *index, *old);
         if shared
             .catalog(move |s| s.move_shard(&id, index, old, new, &receipt.0, now()))
@@ -266,44 +240,4 @@ async fn repair(
         }
     }
     Ok(repaired)
-}
-
-/// The receipt in a host's answer to a shard upload, read up to a few KiB.
-async fn read_receipt(mut resp: reqwest::Response) -> Result<scatter_proto::SignedReceipt, String> {
-    let mut body = Vec::new();
-    while let Some(piece) = resp.chunk().await.map_err(|e| e.to_string())? {
-        if body.len() + piece.len() > 4096 {
-            return Err("the host's answer to an upload is too long".into());
-        }
-        body.extend_from_slice(&piece);
-    }
-    serde_json::from_slice::<scatter_proto::api::StoredResponse>(&body)
-        .map(|r| r.receipt)
-        .map_err(|_| "the host sent no readable receipt".into())
-}
-
-async fn fetch(shared: &Arc<Shared>, host: &HostRow, shard: &ShardId, size: u64) -> Result<Vec<u8>, String> {
-    let started = std::time::Instant::now();
-    let grant = Grant { host: host.id, shard: *shard, op: Op::Get, max_size: size, expires: now() + 600, nonce: 0 }
-        .sign(&shared.signing);
-    let resp = shared
-        .http
-        .get(format!("{}/shards/{shard}", host.address))
-        .header(GRANT_HEADER, grant.0)
-        .timeout(Duration::from_secs(60))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if !resp.status().is_success() {
-        return Err(format!("status {}", resp.status()));
-    }
-    // Exactly one shard's bytes are expected; a host cannot make the coordinator hold more,
-    // nor hold a repair open by trickling them.
-    let rate = scatter_net::limits::MinRate::new(Duration::from_secs(10), 64 << 10);
-    let body = scatter_net::limits::read_response(resp, size, rate).await.map_err(|e| e.to_string())?;
-    crate::audit::note_bandwidth(shared, host.id, body.len() as u64, started.elapsed()).await;
-    if ShardId::of(&body) != *shard {
-        return Err("bytes do not match the shard's hash".into());
-    }
-    Ok(body)
 }
