@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::store::{HostRow, StoreError};
+use crate::store::{HostRow, Standing, StoreError};
 use crate::{now, Shared};
 
 /// Read speed assumed for a host that was never measured and declared none: slow on
@@ -49,9 +49,9 @@ pub enum Step {
 pub fn step(h: &HostRow, now: u64, checker: Duration) -> Option<Step> {
     let until = h.terms.until?;
     if now >= until {
-        return matches!(h.state.as_str(), "active" | "draining").then_some(Step::Retire);
+        return matches!(h.state, Standing::Active | Standing::Draining).then_some(Step::Retire);
     }
-    if h.state != "active" {
+    if h.state != Standing::Active {
         return None;
     }
     let per_pass = crate::repair::PACKS_PER_PASS as u64;
@@ -67,9 +67,9 @@ pub(crate) async fn pass(shared: &Arc<Shared>, hosts: &[HostRow]) -> Result<bool
     for h in hosts {
         let (id, until) = (h.id, h.terms.until.unwrap_or(0));
         let Some(step) = step(h, now, shared.checker_interval) else { continue };
-        let (from, to): (&'static [&'static str], _) = match step {
-            Step::Retire => (&["active", "draining"], "retired"),
-            Step::Drain { .. } => (&["active"], "draining"),
+        let (from, to): (&'static [Standing], _) = match step {
+            Step::Retire => (&[Standing::Active, Standing::Draining], Standing::Retired),
+            Step::Drain { .. } => (&[Standing::Active], Standing::Draining),
         };
         if !shared.catalog(move |s| s.change_host_state(id, from, to)).await? {
             continue;
@@ -103,7 +103,7 @@ mod tests {
     use crate::store::{Record, Terms};
     use scatter_core::HostId;
 
-    fn host(state: &str, until: Option<u64>, bytes: u64, shards: u64) -> HostRow {
+    fn host(state: Standing, until: Option<u64>, bytes: u64, shards: u64) -> HostRow {
         HostRow {
             id: HostId(1),
             address: String::new(),
@@ -113,7 +113,7 @@ mod tests {
             free: 0,
             last_seen: 0,
             catalog_used: bytes,
-            state: state.into(),
+            state,
             shards,
             audits_passed: 0,
             audits_failed: 0,
@@ -129,18 +129,18 @@ mod tests {
         let check = Duration::from_secs(2);
         // 10 MiB at the fallback 1 MiB/s: a lead of 2 × 10 s + 2 × 2 s.
         let h = |state, until| host(state, until, 10 * MIB, 3);
-        assert_eq!(step(&h("active", None), 1000, check), None, "no period, nothing to do");
-        assert_eq!(step(&h("active", Some(1025)), 1000, check), None, "25 s left, 24 s needed");
-        assert_eq!(step(&h("active", Some(1024)), 1000, check), Some(Step::Drain { lead: 24 }));
-        assert_eq!(step(&h("draining", Some(1010)), 1000, check), None, "already draining");
-        for state in ["active", "draining"] {
+        assert_eq!(step(&h(Standing::Active, None), 1000, check), None, "no period, nothing to do");
+        assert_eq!(step(&h(Standing::Active, Some(1025)), 1000, check), None, "25 s left, 24 s needed");
+        assert_eq!(step(&h(Standing::Active, Some(1024)), 1000, check), Some(Step::Drain { lead: 24 }));
+        assert_eq!(step(&h(Standing::Draining, Some(1010)), 1000, check), None, "already draining");
+        for state in [Standing::Active, Standing::Draining] {
             assert_eq!(step(&h(state, Some(1000)), 1000, check), Some(Step::Retire), "{state} at its end");
         }
-        for state in ["retired", "disabled", "disqualified"] {
+        for state in [Standing::Retired, Standing::Disabled, Standing::Disqualified] {
             assert_eq!(step(&h(state, Some(900)), 1000, check), None, "{state} stays {state}");
         }
         // A host that measured faster is drained later.
-        let mut fast = h("active", Some(1010));
+        let mut fast = h(Standing::Active, Some(1010));
         fast.record.measured_bandwidth = 100 * MIB;
         assert_eq!(step(&fast, 1000, check), None, "lead 2 × 2 s + 2 × 2 s, 10 s left");
     }

@@ -20,7 +20,7 @@ use scatter_core::erasure::Layout;
 use scatter_core::{HostId, ShardId};
 
 use crate::placement::Held;
-use crate::store::{DegradedPack, Domain, HostRow};
+use crate::store::{DegradedPack, Domain, HostRow, Standing};
 use crate::{now, Shared};
 
 /// Packs repaired per pass at most.
@@ -94,13 +94,13 @@ async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {
 }
 
 fn healthy(host: Option<&HostRow>, state: &str, cutoff: u64) -> bool {
-    state == "ok" && host.is_some_and(|h| h.last_seen >= cutoff && h.state == "active")
+    state == "ok" && host.is_some_and(|h| h.last_seen >= cutoff && h.state == Standing::Active)
 }
 
 /// A host holding more than it now offers (it restarted with a smaller `--capacity`) has
 /// its surplus marked for moving.
 async fn shrink(shared: &Arc<Shared>, hosts: &[HostRow]) -> Result<(), crate::store::StoreError> {
-    for h in hosts.iter().filter(|h| h.state == "active" && h.catalog_used > h.capacity) {
+    for h in hosts.iter().filter(|h| h.state == Standing::Active && h.catalog_used > h.capacity) {
         let (id, excess) = (h.id, h.catalog_used - h.capacity);
         let marked = shared.catalog(move |s| s.mark_surplus(id, excess)).await?;
         if marked > 0 {
@@ -112,9 +112,9 @@ async fn shrink(shared: &Arc<Shared>, hosts: &[HostRow]) -> Result<(), crate::st
 
 /// A draining host whose every shard has moved is retired.
 async fn retire_drained(shared: &Arc<Shared>, hosts: &[HostRow]) -> Result<(), crate::store::StoreError> {
-    for h in hosts.iter().filter(|h| h.state == "draining" && h.shards == 0) {
+    for h in hosts.iter().filter(|h| h.state == Standing::Draining && h.shards == 0) {
         let id = h.id;
-        shared.catalog(move |s| s.set_host_state(id, "retired")).await?;
+        shared.catalog(move |s| s.set_host_state(id, Standing::Retired)).await?;
         tracing::info!(host = %id, "host drained and retired: it holds no shard any more");
     }
     Ok(())
@@ -234,7 +234,7 @@ async fn repair(
             // or a check) counts against that host. Draining, retiring, going offline, a
             // shrunk capacity (`surplus`) or a crowded pack are not the host failing what it
             // promised, and disabled or disqualified hosts answer for it in their state.
-            if state == "lost" && host(old).is_some_and(|h| h.state == "active") {
+            if state == "lost" && host(old).is_some_and(|h| h.state == Standing::Active) {
                 shared.catalog(move |s| s.count_repair_caused(old)).await.map_err(|e| e.to_string())?;
             }
         }

@@ -52,7 +52,7 @@ mod tests {
             free: 0,
             last_seen: 0,
             catalog_used: 0,
-            state: "active".into(),
+            state: crate::store::Standing::Active,
             shards,
             audits_passed: passed,
             audits_failed: failed,

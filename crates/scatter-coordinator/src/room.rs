@@ -14,7 +14,7 @@ use scatter_proto::api::HostState;
 
 use crate::durability;
 use crate::placement::Candidate;
-use crate::store::{Domain, HostRow, Store, StoreError};
+use crate::store::{Domain, HostRow, Standing, Store, StoreError};
 use crate::{now, Shared};
 
 /// How long placed-but-uncommitted shards count against a host's room and their owner's
@@ -34,14 +34,14 @@ pub fn is_online(sh: &Shared, last_seen: u64) -> bool {
 /// A host's state: administrative first, then by how long ago it was heard from.
 pub fn host_state(sh: &Shared, h: &HostRow) -> HostState {
     let silent = now().saturating_sub(h.last_seen);
-    match h.state.as_str() {
-        "retired" => HostState::Retired,
-        "disqualified" => HostState::Disqualified,
-        "disabled" => HostState::Disabled,
-        "draining" => HostState::Draining,
-        _ if silent > sh.offline_after.as_secs() => HostState::Offline,
-        _ if silent * 2 > sh.offline_after.as_secs() => HostState::Suspect,
-        _ => HostState::Online,
+    match h.state {
+        Standing::Retired => HostState::Retired,
+        Standing::Disqualified => HostState::Disqualified,
+        Standing::Disabled => HostState::Disabled,
+        Standing::Draining => HostState::Draining,
+        Standing::Active if silent > sh.offline_after.as_secs() => HostState::Offline,
+        Standing::Active if silent * 2 > sh.offline_after.as_secs() => HostState::Suspect,
+        Standing::Active => HostState::Online,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Administration (`/v1/admin/*`, admins only): invites, users, host states, and operators.
 
 use super::*;
+use crate::store::Standing;
 
 const ROLES: [&str; 4] = ["admin", "user", "reader", "appender"];
 
@@ -105,7 +106,7 @@ async fn on_user(
 }
 
 /// Sets a host's administrative state (`draining` or `disabled`).
-async fn set_host(sh: &Arc<Shared>, headers: &HeaderMap, host: HostId, state: &'static str) -> Result<(), ApiError> {
+async fn set_host(sh: &Arc<Shared>, headers: &HeaderMap, host: HostId, state: Standing) -> Result<(), ApiError> {
     let admin = caller(sh, headers, Right::Admin).await?;
     if !db(sh, move |s| s.set_host_state(host, state)).await? {
         return Err(ApiError::NotFound(format!("there is no host {host}; `scatter status` lists them")));
@@ -119,7 +120,7 @@ pub(super) async fn drain(
     headers: HeaderMap,
     Body(req): Body<HostRequest>,
 ) -> ApiResult<serde_json::Value> {
-    set_host(&sh, &headers, req.host, "draining").await?;
+    set_host(&sh, &headers, req.host, Standing::Draining).await?;
     Ok(Json(serde_json::json!({})))
 }
 
@@ -128,7 +129,7 @@ pub(super) async fn disable_host(
     headers: HeaderMap,
     Body(req): Body<HostRequest>,
 ) -> ApiResult<serde_json::Value> {
-    set_host(&sh, &headers, req.host, "disabled").await?;
+    set_host(&sh, &headers, req.host, Standing::Disabled).await?;
     Ok(Json(serde_json::json!({})))
 }
 

@@ -268,8 +268,10 @@ pub(crate) async fn grid_info(sh: &Arc<Shared>, hosts: &[HostRow], spread: bool)
 /// more of than the rule at `f` allows. Reads every shard's row.
 async fn pack_spread(sh: &Arc<Shared>, hosts: &[HostRow], f: u8) -> Result<(Option<u32>, u64), ApiError> {
     let cutoff = now().saturating_sub(sh.offline_after.as_secs());
-    let by_host: HashMap<HostId, (Domain, bool)> =
-        hosts.iter().map(|h| (h.id, (h.domain(), h.state == "active" && h.last_seen >= cutoff))).collect();
+    let by_host: HashMap<HostId, (Domain, bool)> = hosts
+        .iter()
+        .map(|h| (h.id, (h.domain(), h.state == crate::store::Standing::Active && h.last_seen >= cutoff)))
+        .collect();
     db(sh, move |s| {
         let (mut lowest, mut crowded) = (None::<u32>, 0u64);
         s.pack_spreads(|k, m, shards| {

@@ -667,7 +667,11 @@ mod tests {
         assert!(s > 7);
         assert!(store.snapshots(user).expect("snapshots").is_empty());
         let hosts = store.hosts().expect("hosts");
-        assert_eq!((hosts[0].state.as_str(), hosts[0].audits_passed), ("active", 0), "new host columns have defaults");
+        assert_eq!(
+            (hosts[0].state, hosts[0].audits_passed),
+            (crate::store::Standing::Active, 0),
+            "new host columns have defaults"
+        );
         drop(store);
         assert!(Store::open(&path).is_ok(), "reopening an upgraded catalog works");
     }

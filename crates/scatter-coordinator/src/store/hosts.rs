@@ -10,7 +10,7 @@
 use rusqlite::{params, OptionalExtension};
 use scatter_core::HostId;
 
-use super::{Store, StoreError, Terms};
+use super::{Standing, Store, StoreError, Terms};
 
 /// Most bytes per second of the gap since its last heartbeat a host may claim to have
 /// served: more than any host serves (10 GiB/s), so only a nonsensical claim is cut.
@@ -145,11 +145,11 @@ impl Store {
     /// Sets a host's state to `to` if it is in one of the states `from`; returns whether it
     /// changed. The check and the change are one statement, so a state an admin set in the
     /// meantime is not overwritten.
-    pub fn change_host_state(&self, id: HostId, from: &[&str], to: &str) -> Result<bool, StoreError> {
+    pub fn change_host_state(&self, id: HostId, from: &[Standing], to: Standing) -> Result<bool, StoreError> {
         let conn = self.conn();
-        let current: Option<String> =
+        let current: Option<Standing> =
             conn.query_row("SELECT state FROM hosts WHERE id = ?1", [id.0 as i64], |r| r.get(0)).optional()?;
-        let Some(current) = current.filter(|c| from.contains(&c.as_str())) else { return Ok(false) };
+        let Some(current) = current.filter(|c| from.contains(c)) else { return Ok(false) };
         Ok(conn
             .execute("UPDATE hosts SET state = ?3 WHERE id = ?1 AND state = ?2", params![id.0 as i64, current, to])?
             > 0)
@@ -242,11 +242,13 @@ mod tests {
     #[test]
     fn state_changes_only_from_the_states_named() {
         let (_d, store, id) = store();
-        assert!(store.change_host_state(id, &["active"], "draining").expect("drain"));
-        assert!(!store.change_host_state(id, &["active"], "draining").expect("again"));
-        assert!(store.set_host_state(id, "disabled").expect("admin"));
-        assert!(!store.change_host_state(id, &["active", "draining"], "retired").expect("retire"));
-        assert_eq!(row(&store).state, "disabled");
-        assert!(!store.change_host_state(HostId(99), &["active"], "retired").expect("no host"));
+        assert!(store.change_host_state(id, &[Standing::Active], Standing::Draining).expect("drain"));
+        assert!(!store.change_host_state(id, &[Standing::Active], Standing::Draining).expect("again"));
+        assert!(store.set_host_state(id, Standing::Disabled).expect("admin"));
+        assert!(!store
+            .change_host_state(id, &[Standing::Active, Standing::Draining], Standing::Retired)
+            .expect("retire"));
+        assert_eq!(row(&store).state, Standing::Disabled);
+        assert!(!store.change_host_state(HostId(99), &[Standing::Active], Standing::Retired).expect("no host"));
     }
 }

@@ -318,9 +318,8 @@ pub struct HostRow {
     pub last_seen: u64,
     /// Bytes of shards the catalog places on it.
     pub catalog_used: u64,
-    /// `active`, `draining` (its shards are being moved off), `retired`, or `disqualified`
-    /// (failed audits: treated as lost).
-    pub state: String,
+    /// Its administrative standing.
+    pub state: Standing,
     /// Shards the catalog places on it.
     pub shards: u64,
     /// Audits it passed.
@@ -347,6 +346,64 @@ impl HostRow {
             Some((op, false)) => Domain::Operator(op),
             _ => Domain::Host(self.id),
         }
+    }
+}
+
+/// A host's administrative standing (the catalog's `hosts.state`); whether it is online
+/// comes from its heartbeats on top (see `room::host_state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Standing {
+    /// Takes and serves data.
+    Active,
+    /// Its shards are being moved off while it still serves them; retired once empty.
+    Draining,
+    /// Out of the grid: holds nothing the catalog counts.
+    Retired,
+    /// Failed too many audits: treated as lost.
+    Disqualified,
+    /// Stopped by the admin: treated as lost until enabled.
+    Disabled,
+}
+
+impl Standing {
+    /// The name kept in the catalog and shown to people.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Standing::Active => "active",
+            Standing::Draining => "draining",
+            Standing::Retired => "retired",
+            Standing::Disqualified => "disqualified",
+            Standing::Disabled => "disabled",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "active" => Standing::Active,
+            "draining" => Standing::Draining,
+            "retired" => Standing::Retired,
+            "disqualified" => Standing::Disqualified,
+            "disabled" => Standing::Disabled,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for Standing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl rusqlite::types::ToSql for Standing {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl rusqlite::types::FromSql for Standing {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        Standing::parse(v.as_str()?).ok_or(rusqlite::types::FromSqlError::InvalidType)
     }
 }
 
@@ -630,7 +687,7 @@ impl Store {
     }
 
     /// Sets a host's administrative state; false if there is no such host.
-    pub fn set_host_state(&self, id: HostId, state: &str) -> Result<bool, StoreError> {
+    pub fn set_host_state(&self, id: HostId, state: Standing) -> Result<bool, StoreError> {
         Ok(self.conn().execute("UPDATE hosts SET state = ?2 WHERE id = ?1", params![id.0 as i64, state])? > 0)
     }
 

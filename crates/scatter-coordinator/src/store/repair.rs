@@ -501,7 +501,7 @@ mod tests {
             assert!(!store.record_audit(host, &pack, 0, false).expect("audit"));
         }
         let h = store.hosts().expect("hosts").remove(0);
-        assert_eq!((h.audits_failed, h.state.as_str()), (0, "active"));
+        assert_eq!((h.audits_failed, h.state), (0, crate::store::Standing::Active));
         assert_eq!(store.receipts_wanted(host, 10).expect("wanted"), vec![ShardId::from_bytes([7; 32])]);
         // A backfilled receipt must state the shard's size.
         let shard = ShardId::from_bytes([7; 32]);
