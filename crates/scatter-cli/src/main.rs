@@ -460,8 +460,8 @@ enum UserCmd {
         name: String,
         /// admin, user, reader (reads one user's data) or appender (adds to one user's data,
         /// cannot read, overwrite or delete).
-        #[arg(long, default_value = "user")]
-        role: String,
+        #[arg(long, default_value = "user", value_parser = parse_role)]
+        role: scatter_proto::api::Role,
         /// Bytes on hosts (with redundancy) the user may take, e.g. 100GiB.
         #[arg(long)]
         quota: Option<ByteSize>,
@@ -605,6 +605,15 @@ fn secret(var: &str, prompt: &str, confirm: bool) -> Result<String> {
         bail!("the two passphrases differ; try again");
     }
     Ok(p)
+}
+
+/// A role on the command line.
+fn parse_role(s: &str) -> Result<scatter_proto::api::Role, String> {
+    use scatter_proto::api::Role;
+    Role::parse(s).ok_or_else(|| {
+        let all: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+        format!("`{s}` is not a role; use one of {}", all.join(", "))
+    })
 }
 
 fn load() -> Result<(PathBuf, Profile)> {

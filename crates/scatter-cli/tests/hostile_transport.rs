@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use common::{coordinator_key, fingerprint, grid, grid_with, host, shard_files, Env, EXE};
 use ed25519_dalek::SigningKey;
 use scatter_core::ShardId;
-use scatter_proto::api::{HostCertRequest, InviteRequest, JoinRequest, JoinResponse, GRANT_HEADER};
+use scatter_proto::api::{HostCertRequest, InviteRequest, JoinRequest, JoinResponse, Role, GRANT_HEADER};
 use scatter_proto::{Grant, Op};
 
 fn now() -> u64 {
@@ -181,8 +181,7 @@ async fn a_captured_credential_is_good_for_its_one_request_only() {
         assert!(text.contains(needle), "{what}: {text}");
     };
     // Replayed for another purpose: an admin invite, another path, another query.
-    let invite =
-        InviteRequest { name: "mallory".into(), role: "admin".into(), quota: None, owner: None, trusted: false };
+    let invite = InviteRequest { name: "mallory".into(), role: Role::Admin, quota: None, owner: None, trusted: false };
     let invite = serde_json::to_vec(&invite).expect("json");
     let other_query = if target.contains('?') { format!("{target}x") } else { format!("{target}?prefix=x") };
     for (m, t, b) in [

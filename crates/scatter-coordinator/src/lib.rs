@@ -205,7 +205,7 @@ fn open_data_dir(
     let admin_path = dir.join("admin-token");
     if !admin_path.exists() {
         let token = random_token();
-        store.add_token(&secret_hash(&token), "admin", "admin", None, None)?;
+        store.add_token(&secret_hash(&token), "admin", scatter_proto::api::Role::Admin, None, None)?;
         write_private(&admin_path, token.as_bytes())?;
     }
     token_file(&admin_path, ca)?;

@@ -323,13 +323,58 @@ pub struct RegisterRequest {
     pub device_key: String,
 }
 
+/// What an account may do. On the wire and in the catalog, its lowercase name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything, on the whole grid.
+    Admin,
+    /// Its own data: store, read, remove.
+    User,
+    /// Reads one user's data (a delegate).
+    Reader,
+    /// Adds to one user's data, never reads or removes it (a delegate).
+    Appender,
+}
+
+impl Role {
+    /// Every role, for messages.
+    pub const ALL: [Role; 4] = [Role::Admin, Role::User, Role::Reader, Role::Appender];
+
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::User => "user",
+            Role::Reader => "reader",
+            Role::Appender => "appender",
+        }
+    }
+
+    /// The role of a name, if it is one.
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// Whether it works on another user's data (readers and appenders).
+    pub fn is_delegate(self) -> bool {
+        matches!(self, Role::Reader | Role::Appender)
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The coordinator's answer to a registration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RegisterResponse {
     /// The new user's id.
     pub user_id: UserId,
-    /// The user's role (`admin` or `user`).
-    pub role: String,
+    /// The user's role.
+    pub role: Role,
 }
 
 /// Availability of a host as the coordinator sees it.
@@ -891,8 +936,8 @@ pub struct ReportShardRequest {
 pub struct InviteRequest {
     /// A name for the admin's listings.
     pub name: String,
-    /// `admin`, `user`, `reader` or `appender`.
-    pub role: String,
+    /// What the invited account may do.
+    pub role: Role,
     /// Bytes on hosts (with redundancy) the user may take.
     #[serde(default)]
     pub quota: Option<u64>,
@@ -912,8 +957,8 @@ pub struct DelegateEntry {
     pub id: UserId,
     /// Its name.
     pub name: String,
-    /// `reader` or `appender`.
-    pub role: String,
+    /// Reader or appender.
+    pub role: Role,
     /// Whether its requests are refused.
     pub disabled: bool,
     /// Whether its snapshots count as the owner's own.
@@ -946,7 +991,7 @@ pub struct UserEntry {
     /// Name.
     pub name: String,
     /// Role.
-    pub role: String,
+    pub role: Role,
     /// Whether its requests are refused.
     pub disabled: bool,
     /// Quota on hosts, if any.

@@ -3,22 +3,16 @@
 use super::*;
 use crate::store::Standing;
 
-const ROLES: [&str; 4] = ["admin", "user", "reader", "appender"];
-
 pub(super) async fn invite(
     State(sh): S,
     headers: HeaderMap,
     Body(req): Body<InviteRequest>,
 ) -> ApiResult<InviteResponse> {
     let admin = caller(&sh, &headers, Right::Admin).await?;
-    if !ROLES.contains(&req.role.as_str()) {
-        return Err(ApiError::BadRequest(format!("`{}` is not a role; use one of {}", req.role, ROLES.join(", "))));
-    }
     if req.name.is_empty() || req.name.len() > 64 {
         return Err(ApiError::BadRequest("a user name is 1 to 64 characters".into()));
     }
-    let delegate = matches!(req.role.as_str(), "reader" | "appender");
-    match (delegate, req.owner) {
+    match (req.role.is_delegate(), req.owner) {
         (true, None) => {
             return Err(ApiError::BadRequest(format!(
                 "a {} works on another user's data: say whose with --of USER",
@@ -39,15 +33,15 @@ pub(super) async fn invite(
     }
     let secret = format!("sct_{}", random_secret());
     let hash = secret_hash(&secret);
-    let (name, role) = (req.name.clone(), req.role.clone());
-    if req.trusted && req.role != "appender" {
+    let (name, role) = (req.name.clone(), req.role);
+    if req.trusted && req.role != Role::Appender {
         return Err(ApiError::BadRequest(
             "only an appender writes snapshots to trust; leave out --trusted for other roles".into(),
         ));
     }
     let trusted = req.trusted;
     db(&sh, move |s| {
-        s.add_token(&hash, &name, &role, req.quota, req.owner)?;
+        s.add_token(&hash, &name, role, req.quota, req.owner)?;
         if trusted {
             s.trust_token(&hash)?;
         }

@@ -153,7 +153,7 @@ pub(super) async fn trust(
 /// someone else's): only an owner manages its delegates.
 async fn owner(sh: &Arc<Shared>, headers: &HeaderMap) -> Result<UserRow, ApiError> {
     let u = user(sh, headers).await?;
-    if u.me != u.id || !matches!(u.role.as_str(), "user" | "admin") {
+    if u.me != u.id || u.role.is_delegate() {
         event(sh, u.me.to_string(), "auth.forbidden", format!("role {} asked to manage delegates", u.role)).await;
         return Err(ApiError::Forbidden(format!(
             "only the owner of the data manages its delegates and whom it trusts; your role `{}` works on another user's data",

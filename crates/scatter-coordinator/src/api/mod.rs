@@ -201,12 +201,11 @@ pub(crate) enum Right {
 
 /// Fails unless the caller's role grants `right`.
 pub(crate) fn require(u: &UserRow, right: Right) -> Result<(), ApiError> {
-    let ok = match (u.role.as_str(), right) {
-        ("admin", _) => true,
-        ("user", r) => r != Right::Admin,
-        ("reader", r) => r == Right::Read,
-        ("appender", r) => r == Right::Add,
-        _ => false,
+    let ok = match u.role {
+        Role::Admin => true,
+        Role::User => right != Right::Admin,
+        Role::Reader => right == Right::Read,
+        Role::Appender => right == Right::Add,
     };
     if ok {
         return Ok(());
@@ -684,7 +683,7 @@ async fn commit_object(
     let manifest = decode_b64("manifest", &req.manifest)?;
     // An appender adds, never overwrites: checked inside the commit's transaction, so it
     // cannot race the owner's commit of the same name.
-    let first_only = u.role == "appender";
+    let first_only = u.role == Role::Appender;
     let version = db(&sh, move |s| {
         s.commit_object(u.id, &req.name, req.session, &manifest, req.size, &req.chunks, first_only, now())
     })

@@ -328,7 +328,7 @@ pub(super) async fn set_policy(State(sh): S, headers: HeaderMap, Body(p): Body<P
 
 pub(super) async fn capacity(State(sh): S, headers: HeaderMap) -> ApiResult<CapacityResponse> {
     let u = user(&sh, &headers).await?;
-    if u.role != "admin" {
+    if u.role != Role::Admin {
         return Err(ApiError::Forbidden("only the grid's admin sees its capacity".into()));
     }
     let hosts = db(&sh, |s| s.hosts()).await?;

@@ -51,8 +51,8 @@ pub struct DelegateRow {
     pub id: UserId,
     /// Its name.
     pub name: String,
-    /// `reader` or `appender`.
-    pub role: String,
+    /// Reader or appender.
+    pub role: scatter_proto::api::Role,
     /// Whether its requests are refused.
     pub disabled: bool,
     /// Whether the owner counts its snapshots as its own.
@@ -304,7 +304,7 @@ impl Store {
             Ok(DelegateRow {
                 id: UserId(r.get::<_, i64>(0)? as u64),
                 name: r.get(1)?,
-                role: r.get(2)?,
+                role: super::users::role(r.get(2)?)?,
                 disabled: r.get(3)?,
                 trusted: r.get(4)?,
             })
@@ -390,6 +390,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use scatter_proto::api::Role;
     use scatter_proto::api::{ChunkEntry, StoredShard};
 
     use crate::store::NewPack;
@@ -397,7 +398,7 @@ mod tests {
     fn setup() -> (tempfile::TempDir, Store, UserId, scatter_core::HostId) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("c.db")).expect("open");
-        store.add_token(&[1; 32], "ann", "user", None, None).expect("token");
+        store.add_token(&[1; 32], "ann", Role::User, None, None).expect("token");
         let user = store.redeem_token(&[1; 32], "pk", &[2; 32], 0).expect("redeem").expect("user").id;
         let host = store.add_host(&[3; 32], "http://127.0.0.1:1", "z", 1 << 30, None, 0).expect("host");
         (dir, store, user, host)
@@ -501,7 +502,7 @@ mod tests {
     }
 
     /// A delegate (`reader` or `appender`) of `owner`, registered with token and key `n`.
-    fn delegate(store: &Store, owner: UserId, role: &str, n: u8) -> UserId {
+    fn delegate(store: &Store, owner: UserId, role: scatter_proto::api::Role, n: u8) -> UserId {
         store.add_token(&[n; 32], "laptop", role, None, Some(owner)).expect("token");
         store.redeem_token(&[n; 32], "pk", &[n + 100; 32], 0).expect("redeem").expect("user").me
     }
@@ -509,7 +510,7 @@ mod tests {
     #[test]
     fn sessions_belong_to_their_opener() {
         let (_d, store, user, host) = setup();
-        let app = delegate(&store, user, "appender", 5);
+        let app = delegate(&store, user, Role::Appender, 5);
         let s = store.open_session(user, app, b"k", 1, 100).expect("session");
         pack(&store, user, host, s, 1, &[10], false);
         let ids = [id(10)];
@@ -536,7 +537,7 @@ mod tests {
     #[test]
     fn the_owner_decides_whether_a_delegates_snapshots_count_as_its_own() {
         let (_d, store, user, _host) = setup();
-        let app = delegate(&store, user, "appender", 5);
+        let app = delegate(&store, user, Role::Appender, 5);
         let own = store.add_session(user, b"k", 1, 100).expect("session");
         store.commit_snapshot(user, user, own, "mine", b"r", 2).expect("commit");
         let theirs = store.open_session(user, app, b"k", 2, 100).expect("session");
@@ -546,13 +547,13 @@ mod tests {
         };
         assert_eq!(view(&store), [("mine".into(), user, true), ("theirs".into(), app, false)]);
         // Another user cannot trust someone else's delegate.
-        store.add_token(&[7; 32], "bob", "user", None, None).expect("token");
+        store.add_token(&[7; 32], "bob", Role::User, None, None).expect("token");
         let bob = store.redeem_token(&[7; 32], "pk", &[8; 32], 0).expect("redeem").expect("user").id;
         assert!(!store.set_trusted(bob, app, true).expect("set"));
         assert!(store.set_trusted(user, app, true).expect("set"));
         assert_eq!(view(&store)[1], ("theirs".into(), app, true));
         // Trusted from the invite on.
-        store.add_token(&[9; 32], "nas", "appender", None, Some(user)).expect("token");
+        store.add_token(&[9; 32], "nas", Role::Appender, None, Some(user)).expect("token");
         store.trust_token(&[9; 32]).expect("trust");
         store.redeem_token(&[9; 32], "pk", &[10; 32], 0).expect("redeem");
         let trusted: Vec<bool> = store.delegates(user).expect("delegates").iter().map(|d| d.trusted).collect();
@@ -562,7 +563,7 @@ mod tests {
     #[test]
     fn prune_keeps_what_open_sessions_of_any_writer_reference() {
         let (_d, store, user, host) = setup();
-        let app = delegate(&store, user, "appender", 5);
+        let app = delegate(&store, user, Role::Appender, 5);
         // The owner's snapshot holds 1 and 2; 3 is in its pack unreferenced.
         let s0 = store.add_session(user, b"k", 1, 100).expect("session");
         pack(&store, user, host, s0, 1, &[1, 2, 3], false);

@@ -452,8 +452,8 @@ pub struct UserRow {
     pub id: UserId,
     /// The caller's own id.
     pub me: UserId,
-    /// Role name: `admin`, `user`, `reader` or `appender`.
-    pub role: String,
+    /// What it may do.
+    pub role: scatter_proto::api::Role,
     /// Requests fail while set.
     pub disabled: bool,
     /// Bytes of packs the data user may store, if limited.

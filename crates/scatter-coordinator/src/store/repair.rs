@@ -432,6 +432,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use scatter_core::UserId;
+    use scatter_proto::api::Role;
     use scatter_proto::api::StoredShard;
     use scatter_proto::SignedReceipt;
 
@@ -441,7 +442,7 @@ mod tests {
     fn setup() -> (tempfile::TempDir, Store, UserId, HostId, u64) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("c.db")).expect("open");
-        store.add_token(&[1; 32], "ann", "user", None, None).expect("token");
+        store.add_token(&[1; 32], "ann", Role::User, None, None).expect("token");
         let user = store.redeem_token(&[1; 32], "pk", &[2; 32], 0).expect("redeem").expect("user").id;
         let host = store.add_host(&[3; 32], "http://127.0.0.1:1", "z", 1 << 30, None, 0).expect("host");
         let session = store.add_session(user, b"k", 0, 100).expect("session");

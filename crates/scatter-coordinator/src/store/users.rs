@@ -7,9 +7,20 @@
 
 use rusqlite::{params, OptionalExtension};
 use scatter_core::UserId;
-use scatter_proto::api::UserEntry;
+use scatter_proto::api::{Role, UserEntry};
 
 use super::{Store, StoreError, UserRow};
+
+/// A role as the catalog keeps it (its name); an unknown name is a damaged catalog.
+pub(super) fn role(name: String) -> rusqlite::Result<Role> {
+    Role::parse(&name).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            format!("unknown role `{name}`").into(),
+        )
+    })
+}
 
 /// role, name, quota, owner, trusted of an unused invite.
 type InviteColumns = (String, String, Option<i64>, Option<i64>, bool);
@@ -23,13 +34,13 @@ impl Store {
         &self,
         hash: &[u8; 32],
         name: &str,
-        role: &str,
+        role: Role,
         quota: Option<u64>,
         owner: Option<UserId>,
     ) -> Result<(), StoreError> {
         self.conn().execute(
             "INSERT OR IGNORE INTO tokens (hash, role, name, quota, owner) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![&hash[..], role, name, quota.map(|q| q as i64), owner.map(|o| o.0 as i64)],
+            params![&hash[..], role.as_str(), name, quota.map(|q| q as i64), owner.map(|o| o.0 as i64)],
         )?;
         Ok(())
     }
@@ -66,6 +77,7 @@ impl Store {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![role, public_key, &device_key[..], now as i64, name, quota, owner, trusted],
         )?;
+        let role = self::role(role)?;
         let me = UserId(tx.last_insert_rowid() as u64);
         tx.commit()?;
         Ok(Some(UserRow {
@@ -99,7 +111,7 @@ impl Store {
         let user = UserRow {
             id: UserId(owner.unwrap_or(me) as u64),
             me: UserId(me as u64),
-            role,
+            role: self::role(role)?,
             disabled,
             quota: quota.map(|q| q as u64),
         };
@@ -118,7 +130,7 @@ impl Store {
             Ok(UserEntry {
                 id: UserId(r.get::<_, i64>(0)? as u64),
                 name: r.get(1)?,
-                role: r.get(2)?,
+                role: role(r.get(2)?)?,
                 disabled: r.get(3)?,
                 quota: r.get::<_, Option<i64>>(4)?.map(|q| q as u64),
                 owner: r.get::<_, Option<i64>>(5)?.map(|o| UserId(o as u64)),
