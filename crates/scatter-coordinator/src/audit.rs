@@ -66,7 +66,7 @@ pub(crate) fn check_report(
         // league pad the host's audit record against the share of failures that disqualifies.
         if check_whole(&sh, host, &shard, size).await == Some(false) {
             tracing::warn!(%host, %shard, "a reported shard failed the coordinator's check; it will be rebuilt");
-            if sh.catalog(move |s| s.record_audit(host, &pack, index, false)).await.is_err() {
+            if sh.catalog(move |s| s.record_audit(host, &pack, index, false, None, now())).await.is_err() {
                 tracing::warn!(%host, %shard, "could not record the check of a reported shard");
             }
         }
@@ -106,7 +106,7 @@ pub(crate) async fn note_bandwidth(shared: &Arc<Shared>, host: HostId, bytes: u6
 }
 
 /// Runs one round of audits.
-pub(crate) async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {
+pub(crate) async fn pass(shared: &Arc<Shared>, fence: &crate::store::Fence) -> Result<(), crate::store::StoreError> {
     let cutoff = now().saturating_sub(shared.offline_after.as_secs());
     let targets = shared.catalog(move |s| s.audit_targets(cutoff, AUDITS_PER_PASS)).await?;
     if targets.is_empty() {
@@ -129,7 +129,9 @@ pub(crate) async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::Store
         if let Err(why) = &verdict {
             tracing::warn!(%host, %shard, %why, "audit failed; the shard will be rebuilt elsewhere");
         }
-        let disqualified = shared.catalog(move |s| s.record_audit(host, &pack, index, passed)).await?;
+        let fence = fence.clone();
+        let disqualified =
+            shared.catalog(move |s| s.record_audit(host, &pack, index, passed, Some(&fence), now())).await?;
         if disqualified {
             tracing::warn!(%host, "host disqualified after failed audits; its shards are repaired elsewhere");
         }

@@ -7,15 +7,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::Shared;
+use crate::store::Fence;
+use crate::{now, Shared};
 
 const INTERVAL: Duration = Duration::from_secs(2);
 const BATCH: usize = 256;
+/// How long the deleter's lease lasts past its last write.
+const LEASE_TTL: Duration = Duration::from_secs(10);
 
 pub(crate) async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
     loop {
-        if let Err(e) = pass(&shared).await {
-            tracing::warn!(error = %e, "deleting released shards failed; will retry");
+        // One coordinator at a time deletes; a dead holder's lease lapses in seconds.
+        if let Some(fence) = shared.lease("deleter", LEASE_TTL).await {
+            if let Err(e) = pass(&shared, &fence).await {
+                tracing::warn!(error = %e, "deleting released shards failed; will retry");
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(INTERVAL) => {}
@@ -24,8 +30,8 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Recei
     }
 }
 
-async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {
-    delete_orphans(shared).await?;
+async fn pass(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::StoreError> {
+    delete_orphans(shared, fence).await?;
     let todo = shared.catalog(|s| s.shards_to_delete(BATCH)).await?;
     if todo.is_empty() {
         return Ok(());
@@ -34,19 +40,25 @@ async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {
     for (pack, index, shard, host, still_needed) in todo {
         if still_needed {
             // Another pack places the same shard on this host: forget the row, keep the bytes.
-            shared.catalog(move |s| s.shard_deleted(&pack, index)).await?;
+            {
+                let fence = fence.clone();
+                shared.catalog(move |s| s.shard_deleted(&pack, index, Some(&fence), now())).await?;
+            }
             continue;
         }
         let Some(h) = hosts.iter().find(|h| h.id == host) else { continue };
         if crate::shards::delete(shared, h, &shard).await {
-            shared.catalog(move |s| s.shard_deleted(&pack, index)).await?;
+            {
+                let fence = fence.clone();
+                shared.catalog(move |s| s.shard_deleted(&pack, index, Some(&fence), now())).await?;
+            }
         }
     }
     Ok(())
 }
 
 /// Deletes shard copies left on hosts after repair moved their shard elsewhere.
-async fn delete_orphans(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {
+async fn delete_orphans(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::StoreError> {
     let todo = shared.catalog(|s| s.orphans(BATCH)).await?;
     if todo.is_empty() {
         return Ok(());
@@ -55,7 +67,10 @@ async fn delete_orphans(shared: &Arc<Shared>) -> Result<(), crate::store::StoreE
     for (host, shard) in todo {
         let Some(h) = hosts.iter().find(|h| h.id == host) else { continue };
         if crate::shards::delete(shared, h, &shard).await {
-            shared.catalog(move |s| s.orphan_deleted(host, &shard)).await?;
+            {
+                let fence = fence.clone();
+                shared.catalog(move |s| s.orphan_deleted(host, &shard, Some(&fence), now())).await?;
+            }
         }
     }
     Ok(())

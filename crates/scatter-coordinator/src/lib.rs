@@ -94,6 +94,9 @@ pub(crate) struct Shared {
     pub orphan_grace: Duration,
     pub tolerate: Option<u8>,
     pub period_margin: Duration,
+    /// This process among the coordinators sharing the catalog: the holder of the leases
+    /// on background jobs it runs.
+    pub instance: String,
     /// How live packs meet the rule (lowest tolerance, crowded packs) as `status` last
     /// computed it, reading every shard's row: kept for a checker interval, dropped when a
     /// pack is committed or a shard moves.
@@ -131,6 +134,19 @@ impl Shared {
     ) -> Result<T, store::StoreError> {
         let sh = self.clone();
         tokio::task::spawn_blocking(move || f(&sh.store)).await.map_err(|e| store::StoreError::Task(e.to_string()))?
+    }
+
+    /// Takes (or renews) the lease on background job `job` for this process, for `ttl`:
+    /// `None` while another coordinator holds it.
+    pub async fn lease(self: &Arc<Self>, job: &'static str, ttl: Duration) -> Option<store::Fence> {
+        let holder = self.instance.clone();
+        match self.catalog(move |s| s.acquire_lease(job, &holder, now(), ttl.as_secs().max(1))).await {
+            Ok(fence) => fence,
+            Err(e) => {
+                tracing::warn!(job, error = %e, "could not take the lease on a background job; will retry");
+                None
+            }
+        }
     }
 
     /// What request credentials are bound to: the CA fingerprint, zeros without TLS.
@@ -244,6 +260,11 @@ pub async fn run(
         orphan_grace: config.orphan_grace,
         tolerate: config.tolerate,
         period_margin: config.period_margin,
+        instance: {
+            let mut b = [0u8; 16];
+            rand::rngs::OsRng.fill_bytes(&mut b);
+            hex::encode(b)
+        },
         spread: Default::default(),
         respread: std::sync::Mutex::new((0, true, 0)),
         request_times: Default::default(),
@@ -274,10 +295,15 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let gc = tokio::spawn(gc::run(shared.clone(), stop_rx.clone()));
     let repairer = tokio::spawn(repair::run(shared.clone(), stop_rx));
-    let served = scatter_net::serve::serve(listener, api::router(shared), tls, shutdown).await;
+    let served = scatter_net::serve::serve(listener, api::router(shared.clone()), tls, shutdown).await;
     let _ = stop_tx.send(true);
     let _ = gc.await;
     let _ = repairer.await;
+    // Hand the background jobs over at once rather than when the leases lapse.
+    let holder = shared.instance.clone();
+    if let Err(e) = shared.catalog(move |s| s.release_leases(&holder)).await {
+        tracing::warn!(error = %e, "could not release the leases on background jobs; they lapse by themselves");
+    }
     served.map_err(CoordinatorError::Serve)
 }
 

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::store::{HostRow, Standing, StoreError};
+use crate::store::{Fence, HostRow, Standing, StoreError};
 use crate::{now, Shared};
 
 /// Read speed assumed for a host that was never measured and declared none: slow on
@@ -61,7 +61,7 @@ pub fn step(h: &HostRow, now: u64, checker: Duration) -> Option<Step> {
 
 /// Drains hosts whose period ends within their lead and retires those whose period is
 /// over. Returns whether a host's state changed.
-pub(crate) async fn pass(shared: &Arc<Shared>, hosts: &[HostRow]) -> Result<bool, StoreError> {
+pub(crate) async fn pass(shared: &Arc<Shared>, hosts: &[HostRow], fence: &Fence) -> Result<bool, StoreError> {
     let now = now();
     let mut changed = false;
     for h in hosts {
@@ -71,7 +71,8 @@ pub(crate) async fn pass(shared: &Arc<Shared>, hosts: &[HostRow]) -> Result<bool
             Step::Retire => (&[Standing::Active, Standing::Draining], Standing::Retired),
             Step::Drain { .. } => (&[Standing::Active], Standing::Draining),
         };
-        if !shared.catalog(move |s| s.change_host_state(id, from, to)).await? {
+        let fence = fence.clone();
+        if !shared.catalog(move |s| s.change_host_state(id, from, to, Some(&fence), now)).await? {
             continue;
         }
         changed = true;

@@ -20,11 +20,14 @@ use scatter_core::erasure::Layout;
 use scatter_core::{HostId, ShardId};
 
 use crate::placement::Held;
-use crate::store::{DegradedPack, Domain, HostRow, Standing};
+use crate::store::{DegradedPack, Domain, Fence, HostRow, ShardMove, Standing};
 use crate::{now, Shared};
 
 /// Packs repaired per pass at most.
 pub(crate) const PACKS_PER_PASS: usize = 16;
+
+/// How much longer than two checker intervals a lease on the checker lasts.
+const LEASE_SLACK: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Passes between searches for packs to re-spread when nothing asked for one.
 const RESPREAD_EVERY: u32 = 20;
@@ -35,30 +38,33 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Recei
             _ = tokio::time::sleep(shared.checker_interval) => {}
             _ = stop.changed() => return,
         }
-        if let Err(e) = crate::audit::pass(&shared).await {
+        // One coordinator at a time runs the checker; the lease outlives a pass and a
+        // dead holder's is taken over once it lapses.
+        let Some(fence) = shared.lease("checker", shared.checker_interval * 2 + LEASE_SLACK).await else { continue };
+        if let Err(e) = crate::audit::pass(&shared, &fence).await {
             tracing::warn!(error = %e, "audit pass failed; will retry");
         }
-        if let Err(e) = pass(&shared).await {
+        if let Err(e) = pass(&shared, &fence).await {
             tracing::warn!(error = %e, "repair pass failed; will retry");
         }
     }
 }
 
-async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {
+async fn pass(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::StoreError> {
     let cutoff = now().saturating_sub(shared.offline_after.as_secs());
     let packs = shared.catalog(move |s| s.degraded_packs(cutoff, PACKS_PER_PASS)).await?;
     let mut hosts = shared.catalog(|s| s.hosts()).await?;
     // Hosts whose period ends are drained or retired first, and the rest of the pass sees
     // their new state (a host just set draining must not receive a repaired shard).
-    if crate::period::pass(shared, &hosts).await? {
+    if crate::period::pass(shared, &hosts, fence).await? {
         hosts = shared.catalog(|s| s.hosts()).await?;
     }
-    retire_drained(shared, &hosts).await?;
-    shrink(shared, &hosts).await?;
+    retire_drained(shared, &hosts, fence).await?;
+    shrink(shared, &hosts, fence).await?;
     let (f, _, _) = crate::room::tolerance(shared, &hosts);
     let degraded = packs.len();
     for pack in packs {
-        match repair(shared, &hosts, cutoff, &pack, f).await {
+        match repair(shared, &hosts, cutoff, &pack, f, fence).await {
             Ok(n) => {
                 tracing::info!(pack = %pack.id, shards = n, healthy_before = pack.healthy, "pack repaired");
             }
@@ -83,7 +89,7 @@ async fn pass(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {
         let crowded = shared.catalog(move |s| s.crowded_packs(f, limit)).await?;
         shared.respread.lock().unwrap_or_else(|p| p.into_inner()).1 = crowded.len() == limit;
         for pack in crowded {
-            match repair(shared, &hosts, cutoff, &pack, f).await {
+            match repair(shared, &hosts, cutoff, &pack, f, fence).await {
                 Ok(n) if n > 0 => tracing::info!(pack = %pack.id, shards = n, tolerate = f, "pack re-spread"),
                 Ok(_) => {}
                 Err(e) => tracing::debug!(pack = %pack.id, error = %e, "pack could not be re-spread now"),
@@ -99,10 +105,11 @@ fn healthy(host: Option<&HostRow>, state: &str, cutoff: u64) -> bool {
 
 /// A host holding more than it now offers (it restarted with a smaller `--capacity`) has
 /// its surplus marked for moving.
-async fn shrink(shared: &Arc<Shared>, hosts: &[HostRow]) -> Result<(), crate::store::StoreError> {
+async fn shrink(shared: &Arc<Shared>, hosts: &[HostRow], fence: &Fence) -> Result<(), crate::store::StoreError> {
     for h in hosts.iter().filter(|h| h.state == Standing::Active && h.catalog_used > h.capacity) {
         let (id, excess) = (h.id, h.catalog_used - h.capacity);
-        let marked = shared.catalog(move |s| s.mark_surplus(id, excess)).await?;
+        let fence = fence.clone();
+        let marked = shared.catalog(move |s| s.mark_surplus(id, excess, Some(&fence), now())).await?;
         if marked > 0 {
             tracing::info!(host = %id, shards = marked, excess, "host holds more than it offers; moving the surplus");
         }
@@ -111,10 +118,20 @@ async fn shrink(shared: &Arc<Shared>, hosts: &[HostRow]) -> Result<(), crate::st
 }
 
 /// A draining host whose every shard has moved is retired.
-async fn retire_drained(shared: &Arc<Shared>, hosts: &[HostRow]) -> Result<(), crate::store::StoreError> {
+async fn retire_drained(
+    shared: &Arc<Shared>,
+    hosts: &[HostRow],
+    fence: &Fence,
+) -> Result<(), crate::store::StoreError> {
     for h in hosts.iter().filter(|h| h.state == Standing::Draining && h.shards == 0) {
         let id = h.id;
-        shared.catalog(move |s| s.set_host_state(id, Standing::Retired)).await?;
+        let fence = fence.clone();
+        let retired = move |s: &crate::store::Store| {
+            s.change_host_state(id, &[Standing::Draining], Standing::Retired, Some(&fence), now())
+        };
+        if !shared.catalog(retired).await? {
+            continue;
+        }
         tracing::info!(host = %id, "host drained and retired: it holds no shard any more");
     }
     Ok(())
@@ -129,6 +146,7 @@ async fn repair(
     cutoff: u64,
     pack: &DegradedPack,
     f: u8,
+    fence: &Fence,
 ) -> Result<usize, String> {
     let host = |id: HostId| hosts.iter().find(|h| h.id == id);
     let layout = Layout { size: pack.size, k: pack.k, m: pack.m, shard_size: pack.shard_size };
@@ -224,7 +242,13 @@ async fn repair(
         let receipt = crate::shards::put(shared, row, shard, bytes).await?;
         let (id, index, old) = (pack.id, *index, *old);
         if shared
-            .catalog(move |s| s.move_shard(&id, index, old, new, &receipt.0, now()))
+            .catalog({
+                let fence = fence.clone();
+                move |s| {
+                    let m = ShardMove { pack: &id, index, from: old, to: new, receipt: &receipt.0 };
+                    s.move_shard(m, now(), Some(&fence))
+                }
+            })
             .await
             .map_err(|e| e.to_string())?
         {

@@ -10,7 +10,7 @@
 use rusqlite::{params, OptionalExtension};
 use scatter_core::HostId;
 
-use super::{Standing, Store, StoreError, Terms};
+use super::{Fence, Standing, Store, StoreError, Terms};
 
 /// Most bytes per second of the gap since its last heartbeat a host may claim to have
 /// served: more than any host serves (10 GiB/s), so only a nonsensical claim is cut.
@@ -145,14 +145,29 @@ impl Store {
     /// Sets a host's state to `to` if it is in one of the states `from`; returns whether it
     /// changed. The check and the change are one statement, so a state an admin set in the
     /// meantime is not overwritten.
-    pub fn change_host_state(&self, id: HostId, from: &[Standing], to: Standing) -> Result<bool, StoreError> {
-        let conn = self.conn();
+    pub fn change_host_state(
+        &self,
+        id: HostId,
+        from: &[Standing],
+        to: Standing,
+        fence: Option<&Fence>,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        super::leases::check(&tx, fence, now)?;
         let current: Option<Standing> =
-            conn.query_row("SELECT state FROM hosts WHERE id = ?1", [id.0 as i64], |r| r.get(0)).optional()?;
-        let Some(current) = current.filter(|c| from.contains(c)) else { return Ok(false) };
-        Ok(conn
-            .execute("UPDATE hosts SET state = ?3 WHERE id = ?1 AND state = ?2", params![id.0 as i64, current, to])?
-            > 0)
+            tx.query_row("SELECT state FROM hosts WHERE id = ?1", [id.0 as i64], |r| r.get(0)).optional()?;
+        let changed = match current.filter(|c| from.contains(c)) {
+            Some(current) => tx.execute(
+                "UPDATE hosts SET state = ?3 WHERE id = ?1 AND state = ?2",
+                params![id.0 as i64, current, to],
+            )?,
+            None => 0,
+        };
+        // Committed either way: the fence check renewed the lease.
+        tx.commit()?;
+        Ok(changed > 0)
     }
 }
 
@@ -242,13 +257,15 @@ mod tests {
     #[test]
     fn state_changes_only_from_the_states_named() {
         let (_d, store, id) = store();
-        assert!(store.change_host_state(id, &[Standing::Active], Standing::Draining).expect("drain"));
-        assert!(!store.change_host_state(id, &[Standing::Active], Standing::Draining).expect("again"));
+        assert!(store.change_host_state(id, &[Standing::Active], Standing::Draining, None, 0).expect("drain"));
+        assert!(!store.change_host_state(id, &[Standing::Active], Standing::Draining, None, 0).expect("again"));
         assert!(store.set_host_state(id, Standing::Disabled).expect("admin"));
         assert!(!store
-            .change_host_state(id, &[Standing::Active, Standing::Draining], Standing::Retired)
+            .change_host_state(id, &[Standing::Active, Standing::Draining], Standing::Retired, None, 0)
             .expect("retire"));
         assert_eq!(row(&store).state, Standing::Disabled);
-        assert!(!store.change_host_state(HostId(99), &[Standing::Active], Standing::Retired).expect("no host"));
+        assert!(!store
+            .change_host_state(HostId(99), &[Standing::Active], Standing::Retired, None, 0)
+            .expect("no host"));
     }
 }

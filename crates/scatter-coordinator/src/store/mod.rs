@@ -14,6 +14,7 @@ use scatter_proto::api::{ChunkEntry, StoredShard};
 mod backup;
 mod events;
 mod hosts;
+mod leases;
 mod operators;
 mod repair;
 mod reservations;
@@ -21,7 +22,8 @@ mod users;
 pub use backup::{DelegateRow, SnapshotRow, Swept};
 pub use events::Event;
 pub use hosts::{Beat, NewHost, MAX_SERVED_PER_SEC};
-pub use repair::{DegradedPack, Health};
+pub use leases::Fence;
+pub use repair::{DegradedPack, Health, ShardMove};
 pub use reservations::{Reservation, ReserveError, Reserved};
 
 const SCHEMA_VERSION: i64 = 7;
@@ -74,6 +76,12 @@ CREATE TABLE IF NOT EXISTS reservations (
 );
 CREATE INDEX IF NOT EXISTS reservations_by_caller ON reservations(caller);
 CREATE INDEX IF NOT EXISTS reservations_by_owner ON reservations(owner);
+CREATE TABLE IF NOT EXISTS leases (
+    job TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    token INTEGER NOT NULL,
+    expires INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS policies (
     user INTEGER PRIMARY KEY REFERENCES users(id),
     policy TEXT NOT NULL
@@ -297,6 +305,10 @@ pub enum StoreError {
     /// The snapshot id is taken.
     #[error("a snapshot with this id exists already")]
     SnapshotExists,
+    /// A background job's lease passed to another coordinator (or lapsed): it must not
+    /// record anything more from the pass it was in.
+    #[error("the lease on the {0} job is held elsewhere now; this pass stops")]
+    Fenced(&'static str),
 }
 
 /// A registered host as stored.
@@ -1095,9 +1107,10 @@ impl Store {
     }
 
     /// Forgets a deleted shard, and its pack once no shard is left.
-    pub fn shard_deleted(&self, pack: &PackId, index: u8) -> Result<(), StoreError> {
+    pub fn shard_deleted(&self, pack: &PackId, index: u8, fence: Option<&Fence>, now: u64) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        leases::check(&tx, fence, now)?;
         tx.execute("DELETE FROM shards WHERE pack = ?1 AND idx = ?2", params![&pack.as_bytes()[..], index])?;
         tx.execute(
             "DELETE FROM packs WHERE id = ?1 AND state = 'deleting' AND NOT EXISTS (SELECT 1 FROM shards WHERE pack = ?1)",

@@ -8,6 +8,7 @@
 use rusqlite::{params, OptionalExtension};
 use scatter_core::{HostId, PackId, ShardId};
 
+use super::leases::{self, Fence};
 use super::{blob32, shards_of, Store, StoreError};
 
 /// A pack with fewer than k+m healthy shards.
@@ -27,6 +28,21 @@ pub struct DegradedPack {
     pub healthy: usize,
     /// Every shard: (index, id, host, state).
     pub shards: Vec<(u8, ShardId, HostId, String)>,
+}
+
+/// A shard moving from one host to another (repair, drain, re-spread).
+#[derive(Debug, Clone, Copy)]
+pub struct ShardMove<'a> {
+    /// Its pack.
+    pub pack: &'a PackId,
+    /// Its index in the pack.
+    pub index: u8,
+    /// The host the catalog places it on now.
+    pub from: HostId,
+    /// The host that stored its rebuilt copy.
+    pub to: HostId,
+    /// That host's receipt for the copy (checked by the caller).
+    pub receipt: &'a str,
 }
 
 /// Packs by health.
@@ -141,17 +157,11 @@ impl Store {
     /// Moves shard `index` of `pack` from `old` to `new` (where its rebuilt copy is now
     /// durable, as `receipt`, checked by the caller, says) if it is still on `old`; the copy
     /// left on `old` is queued for deletion.
-    pub fn move_shard(
-        &self,
-        pack: &PackId,
-        index: u8,
-        old: HostId,
-        new: HostId,
-        receipt: &str,
-        now: u64,
-    ) -> Result<bool, StoreError> {
+    pub fn move_shard(&self, m: ShardMove<'_>, now: u64, fence: Option<&Fence>) -> Result<bool, StoreError> {
+        let ShardMove { pack, index, from: old, to: new, receipt } = m;
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        leases::check(&tx, fence, now)?;
         let hash: Option<Vec<u8>> = tx
             .query_row(
                 "SELECT hash FROM shards s JOIN packs p ON p.id = s.pack
@@ -284,9 +294,18 @@ impl Store {
     /// `DISQUALIFY_AFTER` counted audits and more than a tenth of all, it is disqualified: its
     /// shards stop counting and are rebuilt elsewhere. Returns whether the host was
     /// disqualified now.
-    pub fn record_audit(&self, host: HostId, pack: &PackId, index: u8, passed: bool) -> Result<bool, StoreError> {
+    pub fn record_audit(
+        &self,
+        host: HostId,
+        pack: &PackId,
+        index: u8,
+        passed: bool,
+        fence: Option<&Fence>,
+        now: u64,
+    ) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        leases::check(&tx, fence, now)?;
         let h = host.0 as i64;
         if passed {
             tx.execute("UPDATE hosts SET audits_passed = audits_passed + 1 WHERE id = ?1", [h])?;
@@ -318,9 +337,10 @@ impl Store {
     /// its capacity). Surplus shards stay readable but stop counting as healthy, so repair
     /// rebuilds them elsewhere and the host's copies are deleted afterwards. Returns how many
     /// were marked.
-    pub fn mark_surplus(&self, host: HostId, excess: u64) -> Result<u64, StoreError> {
+    pub fn mark_surplus(&self, host: HostId, excess: u64, fence: Option<&Fence>, now: u64) -> Result<u64, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        leases::check(&tx, fence, now)?;
         let already: i64 = tx.query_row(
             "SELECT COALESCE(SUM(p.shard_size), 0) FROM shards s JOIN packs p ON p.id = s.pack
              WHERE s.host = ?1 AND s.state = 'surplus'",
@@ -420,11 +440,18 @@ impl Store {
     }
 
     /// Forgets an orphan its host has deleted.
-    pub fn orphan_deleted(&self, host: HostId, shard: &ShardId) -> Result<(), StoreError> {
-        self.conn().execute(
-            "DELETE FROM orphans WHERE host = ?1 AND hash = ?2",
-            params![host.0 as i64, &shard.as_bytes()[..]],
-        )?;
+    pub fn orphan_deleted(
+        &self,
+        host: HostId,
+        shard: &ShardId,
+        fence: Option<&Fence>,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        leases::check(&tx, fence, now)?;
+        tx.execute("DELETE FROM orphans WHERE host = ?1 AND hash = ?2", params![host.0 as i64, &shard.as_bytes()[..]])?;
+        tx.commit()?;
         Ok(())
     }
 }
@@ -499,7 +526,7 @@ mod tests {
         drop(conn);
         let pack = PackId::from_bytes([1; 32]);
         for _ in 0..5 {
-            assert!(!store.record_audit(host, &pack, 0, false).expect("audit"));
+            assert!(!store.record_audit(host, &pack, 0, false, None, 0).expect("audit"));
         }
         let h = store.hosts().expect("hosts").remove(0);
         assert_eq!((h.audits_failed, h.state), (0, crate::store::Standing::Active));
@@ -513,7 +540,8 @@ mod tests {
         let conn = store.conn();
         conn.execute("UPDATE shards SET state = 'ok'", []).expect("sql");
         drop(conn);
-        let disqualified = (0..DISQUALIFY_AFTER).map(|_| store.record_audit(host, &pack, 0, false).expect("audit"));
+        let disqualified =
+            (0..DISQUALIFY_AFTER).map(|_| store.record_audit(host, &pack, 0, false, None, 0).expect("audit"));
         assert_eq!(disqualified.last(), Some(true));
     }
 
