@@ -186,8 +186,9 @@ impl Store {
         let trusted = super::trusted_writers(&tx, user, me)?;
         let mut known = Vec::new();
         {
-            let mut insert =
-                tx.prepare_cached("INSERT OR IGNORE INTO session_refs (session, user, chunk) VALUES (?1, ?2, ?3)")?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO session_refs (session, user, chunk) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            )?;
             for id in ids {
                 if super::chunk_writer(&tx, user, id)?.is_some_and(|w| trusted.contains(&w)) {
                     insert.execute(params![session as i64, u, &id.as_bytes()[..]])?;
@@ -216,8 +217,9 @@ impl Store {
         let mut missing = 0;
         {
             let mut exists = tx.prepare_cached("SELECT 1 FROM chunks WHERE user = ?1 AND id = ?2")?;
-            let mut insert =
-                tx.prepare_cached("INSERT OR IGNORE INTO session_refs (session, user, chunk) VALUES (?1, ?2, ?3)")?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO session_refs (session, user, chunk) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            )?;
             for id in ids {
                 if !exists.exists(params![u, &id.as_bytes()[..]])? {
                     missing += 1;

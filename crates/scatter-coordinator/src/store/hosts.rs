@@ -62,10 +62,10 @@ impl Store {
     /// Registers a new host with its operator and terms.
     pub fn join_host(&self, h: &NewHost<'_>, now: u64) -> Result<HostId, StoreError> {
         let conn = self.conn();
-        conn.execute(
+        let id: i64 = conn.query_row(
             "INSERT INTO hosts (secret_hash, address, zone, capacity, last_seen, joined, receipt_key, operator,
                                 price, egress_price, bandwidth, until)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id",
             params![
                 &h.secret_hash[..],
                 h.address,
@@ -79,8 +79,9 @@ impl Store {
                 db_int(h.terms.bandwidth),
                 h.terms.until.map(db_int),
             ],
+            |r| r.get(0),
         )?;
-        Ok(HostId(conn.last_insert_rowid() as u64))
+        Ok(HostId(id as u64))
     }
 
     /// Records a heartbeat: the host's report and terms, and its record. The gap since the

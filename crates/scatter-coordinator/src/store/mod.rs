@@ -2,7 +2,10 @@
 //!
 //! Every write that makes data visible (a pack and its shards and chunks; an object and its
 //! chunk references) is one transaction. The SQL is kept portable (no SQLite-only syntax
-//! beyond `INSERT OR IGNORE`/`ON CONFLICT`) so a PostgreSQL store can follow.
+//! `ON CONFLICT`, `RETURNING` and `CASE` rather than SQLite's `INSERT OR IGNORE/REPLACE`,
+//! `last_insert_rowid` or two-argument `MAX`), so a PostgreSQL store can follow. What still
+//! differs: the DDL (`INTEGER PRIMARY KEY` and `BLOB`), a column named `user` (reserved in
+//! PostgreSQL: quote it or rename it there), and snapshots listed in `rowid` order.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -570,7 +573,10 @@ impl Store {
             None => {}
         }
         conn.execute_batch(SCHEMA)?;
-        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?1)", [SCHEMA_VERSION.to_string()])?;
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [SCHEMA_VERSION.to_string()],
+        )?;
         Ok(Self { conn: Mutex::new(conn) })
     }
 
@@ -777,11 +783,12 @@ impl Store {
         expires: u64,
     ) -> Result<u64, StoreError> {
         let conn = self.conn();
-        conn.execute(
-            "INSERT INTO sessions (user, wrapped_key, created, expires, opener) VALUES (?1, ?2, ?3, ?4, ?5)",
+        let id: i64 = conn.query_row(
+            "INSERT INTO sessions (user, wrapped_key, created, expires, opener) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
             params![user.0 as i64, wrapped_key, now as i64, expires as i64, opener.0 as i64],
+            |r| r.get(0),
         )?;
-        Ok(conn.last_insert_rowid() as u64)
+        Ok(id as u64)
     }
 
     /// Which of `ids` the user stores in live packs.
@@ -812,8 +819,8 @@ impl Store {
             return Err(StoreError::BadReference);
         }
         let inserted = tx.execute(
-            "INSERT OR IGNORE INTO packs (id, user, session, size, k, m, shard_size, state, created)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'live', ?8)",
+            "INSERT INTO packs (id, user, session, size, k, m, shard_size, state, created)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'live', ?8) ON CONFLICT DO NOTHING",
             params![
                 &p.id.as_bytes()[..],
                 p.user.0 as i64,
@@ -869,7 +876,7 @@ impl Store {
                 }
             } else {
                 let inserted = tx.execute(
-                    "INSERT OR IGNORE INTO chunks (user, id, pack, off, len) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO chunks (user, id, pack, off, len) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
                     params![u, id, pack, c.offset as i64, c.len as i64],
                 )?;
                 // A chunk an untrusted delegate wrote first gives way to the same id written
@@ -938,14 +945,16 @@ impl Store {
         if first_only && version > 1 {
             return Err(StoreError::NameTaken);
         }
-        tx.execute(
-            "INSERT INTO objects (user, name, version, session, manifest, size, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        let object: i64 = tx.query_row(
+            "INSERT INTO objects (user, name, version, session, manifest, size, created)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
             params![user.0 as i64, name, version as i64, session as i64, manifest, size as i64, now as i64],
+            |r| r.get(0),
         )?;
-        let object = tx.last_insert_rowid();
         {
-            let mut stmt =
-                tx.prepare_cached("INSERT OR IGNORE INTO object_chunks (object, user, chunk) VALUES (?1, ?2, ?3)")?;
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO object_chunks (object, user, chunk) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            )?;
             for c in chunks {
                 stmt.execute(params![object, user.0 as i64, &c.as_bytes()[..]])?;
             }

@@ -24,11 +24,12 @@ impl Store {
         if tx.prepare("SELECT 1 FROM operators WHERE name = ?1")?.exists([name])? {
             return Ok(None);
         }
-        tx.execute(
-            "INSERT INTO operators (name, token_hash, independent, created) VALUES (?1, ?2, ?3, ?4)",
+        let id: i64 = tx.query_row(
+            "INSERT INTO operators (name, token_hash, independent, created) VALUES (?1, ?2, ?3, ?4) RETURNING id",
             params![name, &token_hash[..], independent, now as i64],
+            |r| r.get(0),
         )?;
-        let id = tx.last_insert_rowid() as u64;
+        let id = id as u64;
         tx.commit()?;
         Ok(Some(id))
     }

@@ -108,7 +108,7 @@ impl Store {
                  WHERE s.pack = p.id
                  GROUP BY CASE WHEN h.operator IS NOT NULL AND COALESCE(o.independent, 0) = 0
                                THEN -h.operator ELSE h.id END
-                 HAVING COUNT(*) > MAX(p.m / ?1, 1))
+                 HAVING COUNT(*) > CASE WHEN p.m / ?1 > 1 THEN p.m / ?1 ELSE 1 END)
              ORDER BY p.created LIMIT ?2",
         )?;
         let rows = stmt
@@ -188,13 +188,13 @@ impl Store {
         for (key, add) in [("shards_repaired", 1), ("bytes_repaired", size)] {
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES (?1, ?2)
-                 ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + ?2",
+                 ON CONFLICT(key) DO UPDATE SET value = CAST(CAST(value AS BIGINT) + ?2 AS TEXT)",
                 params![key, add],
             )?;
         }
         if old != new {
             tx.execute(
-                "INSERT OR IGNORE INTO orphans (host, hash, since) VALUES (?1, ?2, ?3)",
+                "INSERT INTO orphans (host, hash, since) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
                 params![old.0 as i64, hash, now as i64],
             )?;
         }
@@ -240,8 +240,8 @@ impl Store {
         let mut orphaned = 0;
         {
             let mut known = tx.prepare_cached("SELECT 1 FROM shards WHERE host = ?1 AND hash = ?2")?;
-            let mut insert =
-                tx.prepare_cached("INSERT OR IGNORE INTO orphans (host, hash, since) VALUES (?1, ?2, ?3)")?;
+            let mut insert = tx
+                .prepare_cached("INSERT INTO orphans (host, hash, since) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING")?;
             for (id, age) in inventory {
                 if *age >= grace && !known.exists(params![h, &id.as_bytes()[..]])? {
                     orphaned += insert.execute(params![h, &id.as_bytes()[..], now as i64])? as u64;

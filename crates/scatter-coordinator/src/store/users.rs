@@ -39,7 +39,7 @@ impl Store {
         owner: Option<UserId>,
     ) -> Result<(), StoreError> {
         self.conn().execute(
-            "INSERT OR IGNORE INTO tokens (hash, role, name, quota, owner) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO tokens (hash, role, name, quota, owner) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
             params![&hash[..], role.as_str(), name, quota.map(|q| q as i64), owner.map(|o| o.0 as i64)],
         )?;
         Ok(())
@@ -72,13 +72,14 @@ impl Store {
             .optional()?;
         let Some((role, name, quota, owner, trusted)) = invite else { return Ok(None) };
         tx.execute("UPDATE tokens SET used = 1 WHERE hash = ?1", [&token_hash[..]])?;
-        tx.execute(
+        let me: i64 = tx.query_row(
             "INSERT INTO users (role, public_key, device_key, created, name, quota, owner, trusted)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
             params![role, public_key, &device_key[..], now as i64, name, quota, owner, trusted],
+            |r| r.get(0),
         )?;
         let role = self::role(role)?;
-        let me = UserId(tx.last_insert_rowid() as u64);
+        let me = UserId(me as u64);
         tx.commit()?;
         Ok(Some(UserRow {
             id: owner.map(|o| UserId(o as u64)).unwrap_or(me),
