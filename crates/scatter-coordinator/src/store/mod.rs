@@ -140,6 +140,7 @@ CREATE TABLE IF NOT EXISTS shards (
 );
 CREATE INDEX IF NOT EXISTS shards_by_host ON shards(host, hash);
 CREATE INDEX IF NOT EXISTS shards_by_hash ON shards(hash);
+CREATE INDEX IF NOT EXISTS shards_not_ok ON shards(pack) WHERE state != 'ok';
 CREATE TABLE IF NOT EXISTS chunks (
     user INTEGER NOT NULL,
     id BLOB NOT NULL,

@@ -66,11 +66,17 @@ const HEALTHY: &str = "(SELECT COUNT(*) FROM shards s JOIN hosts h ON h.id = s.h
 
 impl Store {
     /// Up to `limit` live packs with fewer than k+m healthy shards, most endangered first.
+    /// Only packs with a shard not `ok` or on a host that is not active and heard from are
+    /// looked at (by index), so a pass costs what is damaged, not what is stored.
     pub fn degraded_packs(&self, cutoff: u64, limit: usize) -> Result<Vec<DegradedPack>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
             "SELECT p.id, p.size, p.k, p.m, p.shard_size, {HEALTHY} AS healthy FROM packs p
-             WHERE p.state = 'live' AND {HEALTHY} < p.k + p.m
+             WHERE p.id IN (SELECT s.pack FROM shards s WHERE s.state != 'ok'
+                            UNION
+                            SELECT s.pack FROM shards s
+                            WHERE s.host IN (SELECT id FROM hosts WHERE state != 'active' OR last_seen < ?1))
+               AND p.state = 'live' AND {HEALTHY} < p.k + p.m
              ORDER BY healthy - p.k, p.created LIMIT ?2"
         ))?;
         let rows = stmt
