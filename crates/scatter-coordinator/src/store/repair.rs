@@ -64,19 +64,23 @@ pub const DISQUALIFY_AFTER: i64 = 3;
 const HEALTHY: &str = "(SELECT COUNT(*) FROM shards s JOIN hosts h ON h.id = s.host
                         WHERE s.pack = p.id AND s.state = 'ok' AND h.last_seen >= ?1 AND h.state = 'active')";
 
+/// Packs that may be damaged: a shard not `ok`, or on a host that is not active or not heard
+/// from since `?1`. Found by index (the partial index on shards not ok, shards by host), so
+/// what it costs grows with the damage, not with the catalog.
+const DAMAGED: &str = "(SELECT s.pack FROM shards s WHERE s.state != 'ok'
+                        UNION
+                        SELECT s.pack FROM shards s
+                        WHERE s.host IN (SELECT id FROM hosts WHERE state != 'active' OR last_seen < ?1))";
+
 impl Store {
     /// Up to `limit` live packs with fewer than k+m healthy shards, most endangered first.
-    /// Only packs with a shard not `ok` or on a host that is not active and heard from are
-    /// looked at (by index), so a pass costs what is damaged, not what is stored.
+    /// Only packs that may be damaged ([`DAMAGED`]) are looked at, so a pass costs what is
+    /// damaged, not what is stored.
     pub fn degraded_packs(&self, cutoff: u64, limit: usize) -> Result<Vec<DegradedPack>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
             "SELECT p.id, p.size, p.k, p.m, p.shard_size, {HEALTHY} AS healthy FROM packs p
-             WHERE p.id IN (SELECT s.pack FROM shards s WHERE s.state != 'ok'
-                            UNION
-                            SELECT s.pack FROM shards s
-                            WHERE s.host IN (SELECT id FROM hosts WHERE state != 'active' OR last_seen < ?1))
-               AND p.state = 'live' AND {HEALTHY} < p.k + p.m
+             WHERE p.id IN {DAMAGED} AND p.state = 'live' AND {HEALTHY} < p.k + p.m
              ORDER BY healthy - p.k, p.created LIMIT ?2"
         ))?;
         let rows = stmt
@@ -139,24 +143,28 @@ impl Store {
         Ok(out)
     }
 
-    /// Live packs by health.
+    /// Live packs by health. Only packs that may be damaged (see [`DAMAGED`]) are looked at
+    /// shard by shard; the rest are counted.
     pub fn health(&self, cutoff: u64) -> Result<Health, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(&format!("SELECT p.k, p.m, {HEALTHY} FROM packs p WHERE p.state = 'live'"))?;
-        let mut h = Health::default();
+        let total: i64 = conn.query_row("SELECT COUNT(*) FROM packs WHERE state = 'live'", [], |r| r.get(0))?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT p.k, p.m, {HEALTHY} FROM packs p WHERE p.id IN {DAMAGED} AND p.state = 'live'"
+        ))?;
+        let mut h = Health { packs_total: total as u64, ..Health::default() };
         let rows =
             stmt.query_map([cutoff as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))?;
         for row in rows {
             let (k, m, healthy) = row?;
-            h.packs_total += 1;
             if healthy >= k + m {
-                h.packs_full += 1;
+                continue;
             } else if healthy >= k {
                 h.packs_degraded += 1;
             } else {
                 h.packs_lost += 1;
             }
         }
+        h.packs_full = h.packs_total.saturating_sub(h.packs_degraded + h.packs_lost);
         Ok(h)
     }
 
