@@ -55,7 +55,9 @@ CREATE TABLE IF NOT EXISTS hosts (
     online_secs INTEGER NOT NULL DEFAULT 0,
     served_bytes INTEGER NOT NULL DEFAULT 0,
     repairs_caused INTEGER NOT NULL DEFAULT 0,
-    measured_bandwidth INTEGER NOT NULL DEFAULT 0
+    measured_bandwidth INTEGER NOT NULL DEFAULT 0,
+    held_shards INTEGER NOT NULL DEFAULT 0,
+    held_bytes INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS operators (
     id INTEGER PRIMARY KEY,
@@ -206,8 +208,8 @@ CREATE TABLE IF NOT EXISTS session_refs (
 CREATE INDEX IF NOT EXISTS session_refs_by_chunk ON session_refs(user, chunk);
 ";
 
-/// Upgrades from older schema versions, in order. Version 7 (reservations in the catalog)
-/// only adds a table, which [`SCHEMA`] creates.
+/// Upgrades from older schema versions, in order. Tables new in a version (reservations and
+/// leases in 7) are created by [`SCHEMA`].
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, "ALTER TABLE sessions ADD COLUMN expires INTEGER NOT NULL DEFAULT 0;"),
     (
@@ -265,6 +267,17 @@ const MIGRATIONS: &[(i64, &str)] = &[
          ALTER TABLE hosts ADD COLUMN served_bytes INTEGER NOT NULL DEFAULT 0;
          ALTER TABLE hosts ADD COLUMN repairs_caused INTEGER NOT NULL DEFAULT 0;
          ALTER TABLE hosts ADD COLUMN measured_bandwidth INTEGER NOT NULL DEFAULT 0;",
+    ),
+    // What each host holds is kept as counters, updated with every shard row, instead of
+    // summed over all shards for every placement.
+    (
+        6,
+        "ALTER TABLE hosts ADD COLUMN held_shards INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE hosts ADD COLUMN held_bytes INTEGER NOT NULL DEFAULT 0;
+         UPDATE hosts SET
+             held_shards = (SELECT COUNT(*) FROM shards s WHERE s.host = hosts.id),
+             held_bytes = COALESCE((SELECT SUM(p.shard_size) FROM shards s JOIN packs p ON p.id = s.pack
+                                    WHERE s.host = hosts.id), 0);",
     ),
 ];
 
@@ -541,6 +554,14 @@ pub struct Store {
     conn: Mutex<Connection>,
 }
 
+/// Counts `shards` shard rows of `bytes` more (or fewer) on `host`, in the caller's
+/// transaction: every change to the shard rows goes with one.
+fn held(conn: &Connection, host: HostId, shards: i64, bytes: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE hosts SET held_shards = held_shards + ?2, held_bytes = held_bytes + ?3 WHERE id = ?1")?
+        .execute(params![host.0 as i64, shards, bytes])?;
+    Ok(())
+}
+
 fn blob32(v: Vec<u8>) -> rusqlite::Result<[u8; 32]> {
     v.try_into().map_err(|_| rusqlite::Error::InvalidColumnType(0, "id".into(), rusqlite::types::Type::Blob))
 }
@@ -722,9 +743,8 @@ impl Store {
     pub fn hosts(&self) -> Result<Vec<HostRow>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT h.id, h.address, h.zone, h.capacity, h.reported_used, h.free, h.last_seen,
-                    COALESCE((SELECT SUM(p.shard_size) FROM shards s JOIN packs p ON p.id = s.pack WHERE s.host = h.id), 0),
-                    h.state, (SELECT COUNT(*) FROM shards s WHERE s.host = h.id), h.audits_passed, h.audits_failed,
+            "SELECT h.id, h.address, h.zone, h.capacity, h.reported_used, h.free, h.last_seen, h.held_bytes,
+                    h.state, h.held_shards, h.audits_passed, h.audits_failed,
                     h.receipt_key, h.operator, o.independent, h.price, h.egress_price, h.bandwidth, h.until,
                     h.joined, h.online_secs, h.served_bytes, h.repairs_caused, h.measured_bandwidth
              FROM hosts h LEFT JOIN operators o ON o.id = h.operator ORDER BY h.id",
@@ -860,6 +880,7 @@ impl Store {
                 }
                 e => e.into(),
             })?;
+            held(&tx, s.host, 1, p.shard_size as i64)?;
         }
         for c in p.chunks {
             let (u, id, pack) = (p.user.0 as i64, &c.id.as_bytes()[..], &p.id.as_bytes()[..]);
@@ -1121,7 +1142,17 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         leases::check(&tx, fence, now)?;
-        tx.execute("DELETE FROM shards WHERE pack = ?1 AND idx = ?2", params![&pack.as_bytes()[..], index])?;
+        let row: Option<(i64, i64)> = tx
+            .query_row(
+                "SELECT s.host, p.shard_size FROM shards s JOIN packs p ON p.id = s.pack WHERE s.pack = ?1 AND s.idx = ?2",
+                params![&pack.as_bytes()[..], index],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if let Some((host, size)) = row {
+            tx.execute("DELETE FROM shards WHERE pack = ?1 AND idx = ?2", params![&pack.as_bytes()[..], index])?;
+            held(&tx, HostId(host as u64), -1, -size)?;
+        }
         tx.execute(
             "DELETE FROM packs WHERE id = ?1 AND state = 'deleting' AND NOT EXISTS (SELECT 1 FROM shards WHERE pack = ?1)",
             [&pack.as_bytes()[..]],

@@ -199,6 +199,10 @@ impl Store {
         // Totals survive restarts: they live in the catalog, counted in the same transaction.
         let size: i64 =
             tx.query_row("SELECT shard_size FROM packs WHERE id = ?1", [&pack.as_bytes()[..]], |r| r.get(0))?;
+        if old != new {
+            super::held(&tx, old, -1, -size)?;
+            super::held(&tx, new, 1, size)?;
+        }
         for (key, add) in [("shards_repaired", 1), ("bytes_repaired", size)] {
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES (?1, ?2)
@@ -488,6 +492,25 @@ mod tests {
         let host = store.add_host(&[3; 32], "http://127.0.0.1:1", "z", 1 << 30, None, 0).expect("host");
         let session = store.add_session(user, b"k", 0, 100).expect("session");
         (dir, store, user, host, session)
+    }
+
+    #[test]
+    fn what_a_host_holds_is_counted_with_every_shard_row() {
+        let (_dir, store, user, host, session) = setup();
+        let other = store.add_host(&[4; 32], "http://127.0.0.1:2", "z", 1 << 30, None, 0).expect("host");
+        let held = |id: HostId| {
+            let h = store.hosts().expect("hosts").into_iter().find(|h| h.id == id).expect("host");
+            (h.shards, h.catalog_used)
+        };
+        commit(&store, user, host, session, 1, 1).expect("commit");
+        commit(&store, user, host, session, 2, 2).expect("commit");
+        assert_eq!((held(host), held(other)), ((2, 128), (0, 0)));
+        let m = ShardMove { pack: &PackId::from_bytes([1; 32]), index: 0, from: host, to: other, receipt: "r" };
+        assert!(store.move_shard(m, 2, None).expect("move"));
+        assert_eq!((held(host), held(other)), ((1, 64), (1, 64)));
+        store.shard_deleted(&PackId::from_bytes([2; 32]), 0, None, 3).expect("delete");
+        store.shard_deleted(&PackId::from_bytes([2; 32]), 0, None, 3).expect("a second delete changes nothing");
+        assert_eq!((held(host), held(other)), ((0, 0), (1, 64)));
     }
 
     fn commit(store: &Store, user: UserId, host: HostId, session: u64, pack: u8, shard: u8) -> Result<(), StoreError> {
