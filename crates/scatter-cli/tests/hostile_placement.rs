@@ -82,20 +82,20 @@ fn place(shards: &[ShardId], size: u64, policy: Policy) -> PlaceRequest {
     }
 }
 
-/// Attack: the owner allows only zone-2; its appender sends a per-request policy that names
-/// every zone (or excludes some other zone, or allows any price), so the owner's data and
-/// quota go to hosts the owner ruled out. A delegate's conditions may only narrow the
-/// owner's policy.
+/// Attack: the owner rules out zone-0 and zone-1; its appender sends a per-request policy
+/// that excludes some other zone (replacing the owner's exclusions) or names every zone, so
+/// the owner's data and quota go to hosts the owner ruled out. A delegate's conditions may
+/// only narrow the owner's policy.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_delegate_cannot_loosen_the_owners_placement_policy() {
     let env = grid(3).await; // zones round robin: host i in zone-(i % 3)
-    env.ok(&["policy", "set", "--zone", "zone-2", "--max-price", "5"]);
+    env.ok(&["policy", "set", "--exclude-zone", "zone-0", "--exclude-zone", "zone-1"]);
     let allowed: HostId = host(&env, 2).0;
     let nas = Attacker::invite(&env, &["nas", "--role", "appender", "--of", "u1"]).await;
+    let every = vec!["zone-0".into(), "zone-1".into(), "zone-2".into()];
     let loosened = [
-        Policy { zones: vec!["zone-0".into(), "zone-1".into(), "zone-2".into()], ..Default::default() },
-        Policy { exclude_zones: vec!["nowhere".into()], zones: vec!["zone-0".into()], ..Default::default() },
-        Policy { max_price: Some(u64::MAX), zones: vec!["zone-1".into()], ..Default::default() },
+        Policy { exclude_zones: vec!["nowhere".into()], ..Default::default() },
+        Policy { zones: every, exclude_zones: vec!["nowhere".into()], ..Default::default() },
     ];
     for (n, policy) in loosened.into_iter().enumerate() {
         // Six shards need all three hosts (two each at f = 1): only the owner's policy
@@ -113,20 +113,9 @@ async fn a_delegate_cannot_loosen_the_owners_placement_policy() {
         let placed: PlaceResponse = serde_json::from_value(body).expect("placement");
         assert!(placed.targets.iter().all(|t| t.host == allowed), "{policy:?}: {:?}", placed.targets);
     }
-    // The owner itself still overrides its own policy for one run.
+    // The owner itself still overrides its own policy for one run (4+2 needs all three).
     let file = env.write_random("mine", 64 << 10, 3);
-    env.ok(&[
-        "put",
-        file.to_str().expect("utf-8"),
-        "--name",
-        "mine",
-        "--zone",
-        "zone-0",
-        "--zone",
-        "zone-1",
-        "--zone",
-        "zone-2",
-    ]);
+    env.ok(&["put", file.to_str().expect("utf-8"), "--name", "mine", "--exclude-zone", "elsewhere"]);
 }
 
 /// Attack: eve learns the id of a shard alice is about to place (ids are not secrets: hosts
