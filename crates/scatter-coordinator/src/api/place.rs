@@ -139,9 +139,6 @@ pub(super) async fn place(State(sh): S, headers: HeaderMap, Body(req): Body<Plac
     match placed {
         Ok(targets) => Ok(Json(PlaceResponse { targets })),
         Err(ReserveError::Refused(e)) => Err(e),
-        Err(ReserveError::Conflict) => {
-            Err(ApiError::Conflict("another account is uploading the same shard to the same host".into()))
-        }
         Err(ReserveError::Store(e)) => Err(e.into()),
     }
 }
