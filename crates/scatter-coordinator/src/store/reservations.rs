@@ -194,7 +194,7 @@ mod tests {
     }
 
     #[test]
-    fn reservations_count_lapse_conflict_and_are_used_once() {
+    fn reservations_count_lapse_are_no_claim_and_are_used_once() {
         let dir = tempfile::tempdir().expect("tmp");
         let store = Store::open(&dir.path().join("c.db")).expect("open");
         let placed = store
@@ -227,5 +227,36 @@ mod tests {
         store.reserve(UserId(1), UserId(1), 50, |_| Ok::<_, ()>((vec![r(3, 3, 1, 60)], ()))).expect("reserve");
         assert_eq!(store.reserved_by_host(59).expect("sum").get(&HostId(3)), Some(&100));
         assert!(store.reserved_by_host(60).expect("sum").is_empty());
+    }
+
+    #[test]
+    fn a_version_7_catalog_keeps_its_reservations() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("c.db");
+        drop(Store::open(&path).expect("open"));
+        // The version 7 table: one reservation per (host, shard).
+        let conn = rusqlite::Connection::open(&path).expect("sqlite");
+        conn.execute_batch(
+            "DROP TABLE reservations;
+             CREATE TABLE reservations (host INTEGER NOT NULL, shard BLOB NOT NULL, caller INTEGER NOT NULL,
+                 owner INTEGER NOT NULL, bytes INTEGER NOT NULL, grant_hash BLOB NOT NULL, k INTEGER NOT NULL,
+                 m INTEGER NOT NULL, per_domain INTEGER NOT NULL, expires INTEGER NOT NULL,
+                 PRIMARY KEY (host, shard));
+             CREATE INDEX reservations_by_caller ON reservations(caller);
+             UPDATE meta SET value = '7' WHERE key = 'schema';",
+        )
+        .expect("downgrade");
+        let old = r(1, 1, 1, 100);
+        conn.execute(
+            "INSERT INTO reservations VALUES (1, ?1, 1, 1, 100, ?2, 4, 2, 1, 100)",
+            params![&old.shard.as_bytes()[..], &old.grant[..]],
+        )
+        .expect("row");
+        drop(conn);
+        let store = Store::open(&path).expect("migrates");
+        store.reserve(UserId(2), UserId(2), 10, |_| Ok::<_, ()>((vec![r(1, 1, 2, 100)], ()))).expect("no claim");
+        let key = [(HostId(1), ShardId::of(&[1]))];
+        assert_eq!(store.take_reservations(UserId(1), &key, 20).expect("take"), vec![Some(old)]);
+        assert_eq!(store.take_reservations(UserId(2), &key, 20).expect("take"), vec![Some(r(1, 1, 2, 100))]);
     }
 }
