@@ -351,7 +351,7 @@ pub(super) async fn capacity(State(sh): S, headers: HeaderMap) -> ApiResult<Capa
     let raw = durability::capacity(&rooms, (per_domain, n), (per_zone, n));
     Ok(Json(CapacityResponse {
         hosts: rooms.len(),
-        free: rooms.iter().map(|r| r.free).sum(),
+        free: rooms.iter().fold(0u64, |sum, r| sum.saturating_add(r.free)),
         raw,
         user_data: (raw as u128 * grid.data as u128 / n.max(1) as u128) as u64,
         grid,
