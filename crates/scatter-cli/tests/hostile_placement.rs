@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{fingerprint, grid, host, Env};
 use ed25519_dalek::SigningKey;
-use scatter_core::{HostId, ShardId, UserId};
+use scatter_core::{ByteSize, HostId, ShardId, UserId};
 use scatter_proto::api::*;
 use scatter_proto::auth::{Credential, Request};
 
@@ -133,4 +133,63 @@ async fn placing_anothers_shard_id_blocks_nothing() {
     assert_eq!(status, 200, "{body}");
     let (status, body) = alice.post("/v1/packs/place", &place(&[shard], 1 << 20, Policy::default())).await;
     assert_eq!(status, 200, "eve's placements blocked alice's: {body}");
+}
+
+/// Attack: an operator (one failure domain, however many hosts) joins two hosts that
+/// declare zones of their own. Counted as a domain in each zone, it made the zone cap so
+/// tight (two of six shards per zone, while it may hold only two in all) that no 4+2 pack
+/// could be placed on a grid whose own hosts share one zone: every upload failed.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_declaring_zones_cannot_stop_placement() {
+    let env = common::grid_with(
+        3,
+        scatter_cli::grid::GridOptions { zones: 1, passphrase: "test passphrase".into(), ..Default::default() },
+    )
+    .await;
+    let alice = Attacker::invite(&env, &["alice"]).await;
+    let ids: Vec<ShardId> = (0..6u8).map(|i| ShardId::of(&[7, i])).collect();
+    let (status, body) = alice.post("/v1/packs/place", &place(&ids, 1 << 20, Policy::default())).await;
+    assert_eq!(status, 200, "before the operator: {body}");
+
+    let token = env.ok(&["admin", "operator", "add", "acme"]).trim().to_owned();
+    let http = scatter_net::http_client(Some(fingerprint(&env)), scatter_net::Peer::Coordinator)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let mut fakes = Vec::new();
+    for zone in ["x", "y"] {
+        let join = JoinRequest {
+            join_token: token.clone(),
+            address: format!("https://127.0.0.1:{}", if zone == "x" { 9 } else { 10 }),
+            zone: zone.into(),
+            capacity: ByteSize(1 << 40),
+            receipt_key: None,
+            terms: HostTerms::default(),
+        };
+        let resp = http.post(format!("{}/v1/hosts/join", env.grid.url())).json(&join).send().await.expect("join");
+        assert!(resp.status().is_success(), "join: {}", resp.text().await.unwrap_or_default());
+        let joined: JoinResponse = resp.json().await.expect("join reply");
+        let beat = HeartbeatRequest {
+            host_id: joined.host_id,
+            host_secret: joined.host_secret,
+            address: join.address,
+            capacity: ByteSize(1 << 40),
+            used: ByteSize(0),
+            free: ByteSize(1 << 40),
+            refused_grants: 0,
+            refusals: vec![],
+            receipt_key: None,
+            terms: HostTerms::default(),
+            served: 0,
+        };
+        let resp = http.post(format!("{}/v1/hosts/heartbeat", env.grid.url())).json(&beat).send().await.expect("beat");
+        assert!(resp.status().is_success(), "heartbeat: {}", resp.text().await.unwrap_or_default());
+        fakes.push(joined.host_id);
+    }
+    let ids: Vec<ShardId> = (0..6u8).map(|i| ShardId::of(&[8, i])).collect();
+    let (status, body) = alice.post("/v1/packs/place", &place(&ids, 1 << 20, Policy::default())).await;
+    assert_eq!(status, 200, "the operator's zones stopped placement: {body}");
+    let placed: PlaceResponse = serde_json::from_value(body).expect("placement");
+    let held = placed.targets.iter().filter(|t| fakes.contains(&t.host)).count();
+    assert!(held <= 2, "one domain holds {held} of a 4+2 pack at f = 1: {:?}", placed.targets);
 }
