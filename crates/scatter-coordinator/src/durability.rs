@@ -123,7 +123,8 @@ pub fn capacity<D: Ord + Clone, Z: Ord + Clone>(
     // Free bytes per zone, per domain within it.
     let mut zones: BTreeMap<Z, BTreeMap<D, u64>> = BTreeMap::new();
     for h in hosts {
-        *zones.entry(h.zone.clone()).or_default().entry(h.domain.clone()).or_default() += h.free;
+        let free = zones.entry(h.zone.clone()).or_default().entry(h.domain.clone()).or_default();
+        *free = free.saturating_add(h.free);
     }
     // Exact rational arithmetic, everything scaled by both denominators: rounding a share
     // down would make feasibility jump back and forth at byte granularity.
@@ -141,7 +142,8 @@ pub fn capacity<D: Ord + Clone, Z: Ord + Clone>(
         usable >= r * dd * zd
     };
     // usable(r) / r never grows with r, so the feasible r form a range from 0.
-    let (mut lo, mut hi) = (0u64, hosts.iter().map(|h| h.free).sum::<u64>());
+    // Hosts declare what they offer: sums saturate rather than wrap.
+    let (mut lo, mut hi) = (0u64, hosts.iter().fold(0u64, |sum, h| sum.saturating_add(h.free)));
     while lo < hi {
         let mid = lo + (hi - lo).div_ceil(2);
         if feasible(mid) {
@@ -184,6 +186,19 @@ mod tests {
         let mut two: Vec<_> = (0..3).map(|i| Room { domain: i, zone: "a", free: 10 }).collect();
         two.extend((3..6).map(|i| Room { domain: i, zone: "b", free: 1000 }));
         assert_eq!(capacity(&two, (1, 6), (3, 6)), 60);
+    }
+
+    #[test]
+    fn hosts_claiming_exabytes_do_not_overflow_the_capacity() {
+        // A host offers what it likes and the catalog keeps up to i64::MAX: three such hosts
+        // (or three of one operator, one domain) must not wrap the sums, which panicked in
+        // debug builds and reported a nearly full grid in release ones.
+        let big = i64::MAX as u64;
+        let three: Vec<_> = (0..3).map(|i| Room { domain: i, zone: "z", free: big }).collect();
+        assert_eq!(capacity(&three, (2, 6), (1, 1)), u64::MAX, "saturates");
+        let mut one_op: Vec<_> = (0..3).map(|_| Room { domain: 0, zone: "z", free: big }).collect();
+        one_op.extend((1..3).map(|i| Room { domain: i, zone: "z", free: 100 }));
+        assert_eq!(capacity(&one_op, (2, 6), (1, 1)), 300, "the small domains bound it");
     }
 
     #[test]

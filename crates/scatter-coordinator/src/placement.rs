@@ -68,27 +68,93 @@ pub struct Unplaceable {
 }
 
 /// The rule's limits for a pack of `n` shards whose domains may hold `per_domain` each:
-/// zones capped by [`crate::durability::per_zone`] over the domains per zone among the
-/// hosts with room for a shard and the hosts already holding some.
+/// zones capped at the smallest c with which zones capped at c still take the whole pack
+/// from the domains among the hosts with room for a shard and the hosts already holding
+/// some (see [`zone_cap`]).
 pub fn limits(n: usize, per_domain: usize, candidates: &[Candidate], shard_size: u64, held: &[Held<'_>]) -> Limits {
-    let mut domains: Vec<(&str, Domain)> = candidates
+    let mut pairs: Vec<(&str, Domain)> = candidates
         .iter()
         .filter(|c| c.free >= shard_size.max(1))
         .map(|c| (c.zone.as_str(), c.domain))
         .chain(held.iter().map(|h| (h.zone, h.domain)))
         .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    Limits { per_domain, per_zone: zone_cap(n, per_domain, &pairs) }
+}
+
+/// The smallest c such that `n` shards fit when each zone takes at most c and each domain
+/// at most `per_domain` in all, a domain's shards going to any zone it has hosts in
+/// (`pairs`: the (zone, domain) pairs with a host). A domain with hosts in several zones
+/// counts once, not once per zone: counted per zone, one operator declaring many zones
+/// made the cap so tight that nothing could be placed. Without a c that fits, `n` (the
+/// domain rule then refuses). Found by max flow (source → domain → zone → sink), raising c
+/// from ⌈n / zones⌉ while the flow falls short; at most `n` augmenting paths in all.
+pub fn zone_cap(n: usize, per_domain: usize, pairs: &[(&str, Domain)]) -> usize {
+    let mut zones: Vec<&str> = pairs.iter().map(|p| p.0).collect();
+    zones.sort_unstable();
+    zones.dedup();
+    let mut domains: Vec<Domain> = pairs.iter().map(|p| p.1).collect();
     domains.sort_unstable();
     domains.dedup();
-    let mut per_zone: Vec<usize> = Vec::new();
-    for (i, (zone, _)) in domains.iter().enumerate() {
-        if i == 0 || domains[i - 1].0 != *zone {
-            per_zone.push(0);
-        }
-        if let Some(n) = per_zone.last_mut() {
-            *n += 1;
-        }
+    // Nodes: 0 source, 1 sink, then domains, then zones. Edge i's reverse is i ^ 1.
+    let (source, sink, d0, z0) = (0, 1, 2, 2 + domains.len());
+    let mut to: Vec<usize> = Vec::new();
+    let mut cap: Vec<usize> = Vec::new();
+    let mut adj: Vec<Vec<usize>> = vec![Vec::new(); z0 + zones.len()];
+    let mut edge = |a: usize, b: usize, c: usize, to: &mut Vec<usize>, cap: &mut Vec<usize>| {
+        adj[a].push(to.len());
+        to.push(b);
+        cap.push(c);
+        adj[b].push(to.len());
+        to.push(a);
+        cap.push(0);
+    };
+    for i in 0..domains.len() {
+        edge(source, d0 + i, per_domain, &mut to, &mut cap);
     }
-    Limits { per_domain, per_zone: crate::durability::per_zone(n, per_domain, &per_zone) }
+    for (zone, domain) in pairs {
+        let (d, z) = (domains.binary_search(domain).unwrap_or(0), zones.binary_search(zone).unwrap_or(0));
+        edge(d0 + d, z0 + z, per_domain, &mut to, &mut cap);
+    }
+    let mut sinks = Vec::with_capacity(zones.len());
+    let mut c = n.div_ceil(zones.len().max(1));
+    for z in 0..zones.len() {
+        sinks.push(to.len());
+        edge(z0 + z, sink, c, &mut to, &mut cap);
+    }
+    let mut flow = 0;
+    while flow < n {
+        // One augmenting path of one shard, by breadth-first search.
+        let mut via: Vec<Option<usize>> = vec![None; adj.len()];
+        let mut queue = std::collections::VecDeque::from([source]);
+        while let Some(u) = queue.pop_front() {
+            for &e in &adj[u] {
+                if cap[e] > 0 && to[e] != source && via[to[e]].is_none() {
+                    via[to[e]] = Some(e);
+                    queue.push_back(to[e]);
+                }
+            }
+        }
+        if via[sink].is_none() {
+            if c >= n {
+                return n;
+            }
+            c += 1;
+            for &e in &sinks {
+                cap[e] += 1;
+            }
+            continue;
+        }
+        let mut v = sink;
+        while let Some(e) = via[v] {
+            cap[e] -= 1;
+            cap[e ^ 1] += 1;
+            v = to[e ^ 1];
+        }
+        flow += 1;
+    }
+    c
 }
 
 /// Picks a host for each of `shards` (each `shard_size` bytes), by the rules above.
@@ -238,6 +304,23 @@ mod tests {
             cands.iter().map(|x| Candidate { free: if x.host.0 % 3 == 0 { x.free } else { 5 }, ..x.clone() }).collect();
         let err = choose(&full, &ids(6), 10, &[], limits, &mut rng()).expect_err("zone rule");
         assert_eq!(err.placed, 2);
+    }
+
+    #[test]
+    fn an_operator_in_many_zones_counts_once() {
+        // Three hosts in zone a, and one operator (one domain) with hosts in zones x and y:
+        // it may hold two shards in all, so zone a must take four.
+        let mut cands: Vec<_> = (1..=3).map(|i| c(i, 1000, "a")).collect();
+        cands.push(Candidate { domain: Domain::Operator(9), ..c(4, 100_000, "x") });
+        cands.push(Candidate { domain: Domain::Operator(9), ..c(5, 100_000, "y") });
+        let limits = limits(6, 2, &cands, 10, &[]);
+        assert_eq!(limits, Limits { per_domain: 2, per_zone: 4 });
+        let got = choose(&cands, &ids(6), 10, &[], limits, &mut rng()).expect("fits");
+        assert!(got.iter().filter(|h| h.0 >= 4).count() <= 2, "{got:?}");
+        // Balanced zones still get ⌈n / zones⌉; too few domains, n.
+        let three: Vec<_> = (0..9).map(|i| c(i, 1000, ["z0", "z1", "z2"][i as usize % 3])).collect();
+        assert_eq!(super::limits(6, 1, &three, 10, &[]).per_zone, 2);
+        assert_eq!(super::limits(6, 1, &three[..4], 10, &[]).per_zone, 6);
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! placement policies (`/v1/policy`).
 //!
 //! A placement applies, in order: the hosts that may take data at all (online, active, with
-//! a period beyond the margin), the caller's policy (stored, overridden per request), then
-//! [`crate::placement::choose`] under the durability rule's limits. When nothing fits, the
-//! answer names the condition that could not be met.
+//! a period beyond the margin), the owner's policy (stored, overridden per request; a
+//! delegate's conditions only narrow it), then [`crate::placement::choose`] under the
+//! durability rule's limits. When nothing fits, the answer names the condition that could
+//! not be met.
 
 use super::*;
 use crate::durability;
@@ -66,11 +67,14 @@ fn allowed(policy: &Policy, hosts: &[HostRow], candidates: Vec<Candidate>) -> Re
     Ok(kept)
 }
 
-/// The user's stored policy with the request's conditions over it.
-async fn policy_for(sh: &Arc<Shared>, u: &UserRow, over: &Policy) -> Result<Policy, ApiError> {
+/// The policies a placement must meet: the owner's stored policy with the request's
+/// conditions over it and, for a delegate, the stored policy as well. The policy is the
+/// owner's: a delegate's conditions may narrow it for one run, never loosen it.
+async fn policies_for(sh: &Arc<Shared>, u: &UserRow, over: &Policy) -> Result<Vec<Policy>, ApiError> {
     let owner = u.id;
     let stored = db(sh, move |s| s.policy(owner)).await?.unwrap_or_default();
-    Ok(stored.overridden_by(over))
+    let mine = stored.overridden_by(over);
+    Ok(if u.me == u.id { vec![mine] } else { vec![stored, mine] })
 }
 
 pub(super) async fn place(State(sh): S, headers: HeaderMap, Body(req): Body<PlaceRequest>) -> ApiResult<PlaceResponse> {
@@ -94,7 +98,7 @@ pub(super) async fn place(State(sh): S, headers: HeaderMap, Body(req): Body<Plac
         Some(_) => db(&sh, move |s| s.usage(u.id)).await?,
         None => 0,
     };
-    let policy = policy_for(&sh, &u, &req.policy).await?;
+    let policies = policies_for(&sh, &u, &req.policy).await?;
     let hosts = db(&sh, |s| s.hosts()).await?;
     let (f, _, _) = tolerance(&sh, &hosts);
     let per_domain = durability::per_domain(req.k, req.m, f).map_err(|e| ApiError::BadRequest(e.to_string()))?;
@@ -107,7 +111,7 @@ pub(super) async fn place(State(sh): S, headers: HeaderMap, Body(req): Body<Plac
     let decide = {
         let sh = sh.clone();
         move |reserved: &crate::store::Reserved| -> Result<(Vec<Reservation>, Vec<Target>), ApiError> {
-            let targets = choose_targets(&sh, &u, &req, &hosts, &policy, reserved, used, per_domain)?;
+            let targets = choose_targets(&sh, &u, &req, &hosts, &policies, reserved, used, per_domain)?;
             let expires = now() + RESERVATION_TTL.as_secs();
             Ok(targets
                 .into_iter()
@@ -135,22 +139,19 @@ pub(super) async fn place(State(sh): S, headers: HeaderMap, Body(req): Body<Plac
     match placed {
         Ok(targets) => Ok(Json(PlaceResponse { targets })),
         Err(ReserveError::Refused(e)) => Err(e),
-        Err(ReserveError::Conflict) => {
-            Err(ApiError::Conflict("another account is uploading the same shard to the same host".into()))
-        }
         Err(ReserveError::Store(e)) => Err(e.into()),
     }
 }
 
 /// The hosts for a placement, as (index, shard, host, address), given what is reserved: the
-/// caller's caps and quota first, then the policy, then the durability rule.
+/// caller's caps and quota first, then the policies, then the durability rule.
 #[allow(clippy::too_many_arguments)]
 fn choose_targets(
     sh: &Shared,
     u: &UserRow,
     req: &PlaceRequest,
     hosts: &[HostRow],
-    policy: &Policy,
+    policies: &[Policy],
     reserved: &crate::store::Reserved,
     used: u64,
     per_domain: usize,
@@ -181,8 +182,11 @@ fn choose_targets(
         .filter_map(|id| hosts.iter().find(|h| h.id == *id))
         .map(|h| Held { host: h.id, domain: h.domain(), zone: h.zone.as_str() })
         .collect();
-    let allowed = allowed(policy, hosts, crate::room::room(sh, hosts, &reserved.by_host))?;
-    let candidates: Vec<Candidate> = allowed.into_iter().filter(|c| !req.exclude.contains(&c.host)).collect();
+    let mut allowed_hosts = crate::room::room(sh, hosts, &reserved.by_host);
+    for policy in policies {
+        allowed_hosts = allowed(policy, hosts, allowed_hosts)?;
+    }
+    let candidates: Vec<Candidate> = allowed_hosts.into_iter().filter(|c| !req.exclude.contains(&c.host)).collect();
     let total = req.k as usize + req.m as usize;
     let limits = placement::limits(total, per_domain, &candidates, req.shard_size, &held);
     let ids: Vec<ShardId> = req.shards.iter().map(|s| s.shard).collect();
@@ -347,7 +351,7 @@ pub(super) async fn capacity(State(sh): S, headers: HeaderMap) -> ApiResult<Capa
     let raw = durability::capacity(&rooms, (per_domain, n), (per_zone, n));
     Ok(Json(CapacityResponse {
         hosts: rooms.len(),
-        free: rooms.iter().map(|r| r.free).sum(),
+        free: rooms.iter().fold(0u64, |sum, r| sum.saturating_add(r.free)),
         raw,
         user_data: (raw as u128 * grid.data as u128 / n.max(1) as u128) as u64,
         grid,

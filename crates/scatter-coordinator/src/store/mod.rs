@@ -29,7 +29,7 @@ pub use leases::Fence;
 pub use repair::{DegradedPack, Health, ShardMove};
 pub use reservations::{Reservation, ReserveError, Reserved};
 
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -77,7 +77,7 @@ CREATE TABLE IF NOT EXISTS reservations (
     m INTEGER NOT NULL,
     per_domain INTEGER NOT NULL,
     expires INTEGER NOT NULL,
-    PRIMARY KEY (host, shard)
+    PRIMARY KEY (host, shard, caller)
 );
 CREATE INDEX IF NOT EXISTS reservations_by_caller ON reservations(caller);
 CREATE INDEX IF NOT EXISTS reservations_by_owner ON reservations(owner);
@@ -278,6 +278,27 @@ const MIGRATIONS: &[(i64, &str)] = &[
              held_shards = (SELECT COUNT(*) FROM shards s WHERE s.host = hosts.id),
              held_bytes = COALESCE((SELECT SUM(p.shard_size) FROM shards s JOIN packs p ON p.id = s.pack
                                     WHERE s.host = hosts.id), 0);",
+    ),
+    // A reservation is no claim on its (host, shard): several accounts may have placed the
+    // same shard id on a host (only one can commit it), so the key names the caller.
+    (
+        7,
+        "ALTER TABLE reservations RENAME TO reservations_v7;
+         CREATE TABLE reservations (
+             host INTEGER NOT NULL,
+             shard BLOB NOT NULL,
+             caller INTEGER NOT NULL,
+             owner INTEGER NOT NULL,
+             bytes INTEGER NOT NULL,
+             grant_hash BLOB NOT NULL,
+             k INTEGER NOT NULL,
+             m INTEGER NOT NULL,
+             per_domain INTEGER NOT NULL,
+             expires INTEGER NOT NULL,
+             PRIMARY KEY (host, shard, caller)
+         );
+         INSERT INTO reservations SELECT * FROM reservations_v7;
+         DROP TABLE IF EXISTS reservations_v7",
     ),
 ];
 

@@ -49,8 +49,6 @@ pub struct Reserved {
 pub enum ReserveError<E> {
     /// The placement decided against it.
     Refused(E),
-    /// Another account has a live reservation of the same shard on the same host.
-    Conflict,
     /// The catalog failed.
     Store(StoreError),
 }
@@ -86,8 +84,10 @@ impl Store {
     /// Places shards in one transaction: drops lapsed reservations, hands `decide` what is
     /// reserved (per host, by `caller`, against `owner`'s quota), and records the
     /// reservations it returns (with whatever else it returns, handed back). A (host, shard)
-    /// another account holds a live reservation of is a conflict; one the caller holds is
-    /// replaced.
+    /// the caller holds a live reservation of is replaced. Another account's reservation of
+    /// the same (host, shard) is no obstacle: a reservation is no claim (anyone can name a
+    /// shard id), only a commit with the host's receipt is, and a shard is recorded on a
+    /// host once.
     pub fn reserve<T, E>(
         &self,
         caller: UserId,
@@ -106,17 +106,10 @@ impl Store {
         let reserved = Reserved { by_host: by_host(&tx)?, caller: (n as usize, bytes as u64), owner: quota as u64 };
         let (new, out) = decide(&reserved).map_err(ReserveError::Refused)?;
         for r in &new {
-            let holder: Option<i64> = tx
-                .prepare_cached("SELECT caller FROM reservations WHERE host = ?1 AND shard = ?2")?
-                .query_row(params![r.host.0 as i64, &r.shard.as_bytes()[..]], |row| row.get(0))
-                .optional()?;
-            if holder.is_some_and(|h| h as u64 != r.caller.0) {
-                return Err(ReserveError::Conflict);
-            }
             tx.execute(
                 "INSERT INTO reservations (host, shard, caller, owner, bytes, grant_hash, k, m, per_domain, expires)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                 ON CONFLICT (host, shard) DO UPDATE SET owner = excluded.owner, bytes = excluded.bytes,
+                 ON CONFLICT (host, shard, caller) DO UPDATE SET owner = excluded.owner, bytes = excluded.bytes,
                      grant_hash = excluded.grant_hash, k = excluded.k, m = excluded.m,
                      per_domain = excluded.per_domain, expires = excluded.expires",
                 params![
@@ -171,8 +164,8 @@ impl Store {
                 .optional()?;
             if row.is_some() {
                 tx.execute(
-                    "DELETE FROM reservations WHERE host = ?1 AND shard = ?2",
-                    params![host.0 as i64, &shard.as_bytes()[..]],
+                    "DELETE FROM reservations WHERE host = ?1 AND shard = ?2 AND caller = ?3",
+                    params![host.0 as i64, &shard.as_bytes()[..], caller.0 as i64],
                 )?;
             }
             out.push(row);
@@ -201,7 +194,7 @@ mod tests {
     }
 
     #[test]
-    fn reservations_count_lapse_conflict_and_are_used_once() {
+    fn reservations_count_lapse_are_no_claim_and_are_used_once() {
         let dir = tempfile::tempdir().expect("tmp");
         let store = Store::open(&dir.path().join("c.db")).expect("open");
         let placed = store
@@ -217,9 +210,11 @@ mod tests {
                 Ok::<_, ()>((vec![], ()))
             })
             .expect("look");
-        // Another account cannot reserve the same shard on the same host while it lives.
-        let clash = store.reserve(UserId(2), UserId(2), 30, |_| Ok::<_, ()>((vec![r(1, 1, 2, 100)], ())));
-        assert!(matches!(clash, Err(ReserveError::Conflict)));
+        // Another account may place the same shard on the same host: its reservation is its
+        // own, and using it leaves the first account's in place.
+        store.reserve(UserId(2), UserId(2), 30, |_| Ok::<_, ()>((vec![r(1, 1, 2, 100)], ()))).expect("no claim");
+        let theirs = store.take_reservations(UserId(2), &[(HostId(1), ShardId::of(&[1]))], 35).expect("take");
+        assert_eq!(theirs, vec![Some(r(1, 1, 2, 100))]);
         let refused = store.reserve(UserId(2), UserId(2), 30, |_| Err::<(Vec<Reservation>, ()), _>("no"));
         assert!(matches!(refused, Err(ReserveError::Refused("no"))));
         // Used once, by its caller only.
@@ -232,5 +227,36 @@ mod tests {
         store.reserve(UserId(1), UserId(1), 50, |_| Ok::<_, ()>((vec![r(3, 3, 1, 60)], ()))).expect("reserve");
         assert_eq!(store.reserved_by_host(59).expect("sum").get(&HostId(3)), Some(&100));
         assert!(store.reserved_by_host(60).expect("sum").is_empty());
+    }
+
+    #[test]
+    fn a_version_7_catalog_keeps_its_reservations() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("c.db");
+        drop(Store::open(&path).expect("open"));
+        // The version 7 table: one reservation per (host, shard).
+        let conn = rusqlite::Connection::open(&path).expect("sqlite");
+        conn.execute_batch(
+            "DROP TABLE reservations;
+             CREATE TABLE reservations (host INTEGER NOT NULL, shard BLOB NOT NULL, caller INTEGER NOT NULL,
+                 owner INTEGER NOT NULL, bytes INTEGER NOT NULL, grant_hash BLOB NOT NULL, k INTEGER NOT NULL,
+                 m INTEGER NOT NULL, per_domain INTEGER NOT NULL, expires INTEGER NOT NULL,
+                 PRIMARY KEY (host, shard));
+             CREATE INDEX reservations_by_caller ON reservations(caller);
+             UPDATE meta SET value = '7' WHERE key = 'schema';",
+        )
+        .expect("downgrade");
+        let old = r(1, 1, 1, 100);
+        conn.execute(
+            "INSERT INTO reservations VALUES (1, ?1, 1, 1, 100, ?2, 4, 2, 1, 100)",
+            params![&old.shard.as_bytes()[..], &old.grant[..]],
+        )
+        .expect("row");
+        drop(conn);
+        let store = Store::open(&path).expect("migrates");
+        store.reserve(UserId(2), UserId(2), 10, |_| Ok::<_, ()>((vec![r(1, 1, 2, 100)], ()))).expect("no claim");
+        let key = [(HostId(1), ShardId::of(&[1]))];
+        assert_eq!(store.take_reservations(UserId(1), &key, 20).expect("take"), vec![Some(old)]);
+        assert_eq!(store.take_reservations(UserId(2), &key, 20).expect("take"), vec![Some(r(1, 1, 2, 100))]);
     }
 }
