@@ -39,12 +39,13 @@ fn allowed(policy: &Policy, hosts: &[HostRow], candidates: Vec<Candidate>) -> Re
         return Ok(candidates);
     }
     let now = now();
+    let by_id: HashMap<HostId, &HostRow> = hosts.iter().map(|h| (h.id, h)).collect();
     let mut why: HashMap<&'static str, usize> = HashMap::new();
     let total = candidates.len();
     let kept: Vec<Candidate> = candidates
         .into_iter()
         .filter(|c| {
-            let Some(h) = hosts.iter().find(|h| h.id == c.host) else { return false };
+            let Some(h) = by_id.get(&c.host) else { return false };
             match refused_by(policy, h, crate::reputation::of(h, now).score) {
                 Some(reason) => {
                     *why.entry(reason).or_default() += 1;
