@@ -4,70 +4,12 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use common::attacker::Attacker;
 use common::{fingerprint, grid, host, Env};
-use ed25519_dalek::SigningKey;
-use scatter_core::{ByteSize, HostId, ShardId, UserId};
+use scatter_core::{ByteSize, HostId, ShardId};
 use scatter_proto::api::*;
-use scatter_proto::auth::{Credential, Request};
-
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs()
-}
-
-/// An account driven by hand-made API requests signed with its own device key: what an
-/// attacker with a stock invite can send.
-struct Attacker {
-    user: UserId,
-    key: SigningKey,
-    http: reqwest::Client,
-    base: String,
-    grid: [u8; 32],
-}
-
-impl Attacker {
-    /// Invites an account with `args` (`admin user add NAME ...`) and registers it.
-    async fn invite(env: &Env, args: &[&str]) -> Self {
-        let mut all = vec!["admin", "user", "add"];
-        all.extend_from_slice(args);
-        let token = env.ok(&all).trim().to_owned();
-        let fp = fingerprint(env);
-        let http = scatter_net::http_client(Some(fp), scatter_net::Peer::Coordinator)
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("client");
-        let key = SigningKey::generate(&mut rand::rngs::OsRng);
-        let base = env.grid.url().to_owned();
-        let reg = RegisterRequest {
-            token,
-            public_key: "age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq".into(),
-            device_key: hex::encode(key.verifying_key().to_bytes()),
-        };
-        let resp = http.post(format!("{base}/v1/users/register")).json(&reg).send().await.expect("register");
-        assert!(resp.status().is_success(), "register: {}", resp.text().await.unwrap_or_default());
-        let reg: RegisterResponse = resp.json().await.expect("register reply");
-        Self { user: reg.user_id, key, http, base, grid: fp.0 }
-    }
-
-    /// Sends a signed POST (as a stock client would); returns the status and the JSON body.
-    async fn post<T: serde::Serialize>(&self, path: &str, body: &T) -> (u16, serde_json::Value) {
-        let bytes = serde_json::to_vec(body).expect("json");
-        let target = Request { method: "POST", target: path };
-        let cred = Credential::new(self.user, now() + 60, &bytes).sign(&self.key, &self.grid, target).expect("sign");
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("authorization", format!("Scatter {cred}"))
-            .header("content-type", "application/json")
-            .body(bytes)
-            .send()
-            .await
-            .expect("request");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
-    }
-}
 
 /// A placement of `shards` (at indices 0..) of a 4+2 pack, `size` bytes each.
 fn place(shards: &[ShardId], size: u64, policy: Policy) -> PlaceRequest {

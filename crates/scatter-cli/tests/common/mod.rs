@@ -2,6 +2,8 @@
 //! `scatter` commands against it, bounded in time.
 #![allow(dead_code)]
 
+pub mod attacker;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! retired) and has sent a heartbeat since the cutoff the caller passes (now minus the
 //! offline grace).
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 use scatter_core::{HostId, PackId, ShardId};
 
 use super::leases::{self, Fence};
@@ -72,6 +72,33 @@ const DAMAGED: &str = "(SELECT s.pack FROM shards s WHERE s.state != 'ok'
                         SELECT s.pack FROM shards s
                         WHERE s.host IN (SELECT id FROM hosts WHERE state != 'active' OR last_seen < ?1))";
 
+/// Packs selected as (id, size, k, m, shard size, healthy shards), each with its shards.
+fn with_shards(
+    conn: &Connection,
+    stmt: &mut rusqlite::Statement<'_>,
+    params: impl rusqlite::Params,
+) -> Result<Vec<DegradedPack>, StoreError> {
+    let rows = stmt
+        .query_map(params, |r| {
+            Ok(DegradedPack {
+                id: PackId::from_bytes(blob32(r.get(0)?)?),
+                size: r.get::<_, i64>(1)? as u64,
+                k: r.get(2)?,
+                m: r.get(3)?,
+                shard_size: r.get::<_, i64>(4)? as u64,
+                healthy: r.get::<_, i64>(5)? as usize,
+                shards: Vec::new(),
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut out = Vec::with_capacity(rows.len());
+    for mut p in rows {
+        p.shards = shards_of(conn, &p.id)?;
+        out.push(p);
+    }
+    Ok(out)
+}
+
 impl Store {
     /// Up to `limit` live packs with fewer than k+m healthy shards, most endangered first.
     /// Only packs that may be damaged ([`DAMAGED`]) are looked at, so a pass costs what is
@@ -83,25 +110,7 @@ impl Store {
              WHERE p.id IN {DAMAGED} AND p.state = 'live' AND {HEALTHY} < p.k + p.m
              ORDER BY healthy - p.k, p.created LIMIT ?2"
         ))?;
-        let rows = stmt
-            .query_map(params![cutoff as i64, limit as i64], |r| {
-                Ok(DegradedPack {
-                    id: PackId::from_bytes(blob32(r.get(0)?)?),
-                    size: r.get::<_, i64>(1)? as u64,
-                    k: r.get(2)?,
-                    m: r.get(3)?,
-                    shard_size: r.get::<_, i64>(4)? as u64,
-                    healthy: r.get::<_, i64>(5)? as usize,
-                    shards: Vec::new(),
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut out = Vec::with_capacity(rows.len());
-        for mut p in rows {
-            p.shards = shards_of(&conn, &p.id)?;
-            out.push(p);
-        }
-        Ok(out)
+        with_shards(&conn, &mut stmt, params![cutoff as i64, limit as i64])
     }
 
     /// Live packs where one failure domain holds more than ⌊m / f⌋ (at least one) of the
@@ -112,7 +121,7 @@ impl Store {
         }
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT p.id, p.size, p.k, p.m, p.shard_size FROM packs p
+            "SELECT p.id, p.size, p.k, p.m, p.shard_size, p.k + p.m FROM packs p
              WHERE p.state = 'live' AND EXISTS (
                  SELECT 1 FROM shards s JOIN hosts h ON h.id = s.host LEFT JOIN operators o ON o.id = h.operator
                  WHERE s.pack = p.id
@@ -121,26 +130,7 @@ impl Store {
                  HAVING COUNT(*) > CASE WHEN p.m / ?1 > 1 THEN p.m / ?1 ELSE 1 END)
              ORDER BY p.created LIMIT ?2",
         )?;
-        let rows = stmt
-            .query_map(params![f as i64, limit as i64], |r| {
-                let (k, m): (u8, u8) = (r.get(2)?, r.get(3)?);
-                Ok(DegradedPack {
-                    id: PackId::from_bytes(blob32(r.get(0)?)?),
-                    size: r.get::<_, i64>(1)? as u64,
-                    k,
-                    m,
-                    shard_size: r.get::<_, i64>(4)? as u64,
-                    healthy: k as usize + m as usize,
-                    shards: Vec::new(),
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut out = Vec::with_capacity(rows.len());
-        for mut p in rows {
-            p.shards = shards_of(&conn, &p.id)?;
-            out.push(p);
-        }
-        Ok(out)
+        with_shards(&conn, &mut stmt, params![f as i64, limit as i64])
     }
 
     /// Live packs by health. Only packs that may be damaged (see [`DAMAGED`]) are looked at

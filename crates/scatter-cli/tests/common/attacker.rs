@@ -1,0 +1,88 @@
+//! An account driven by hand-made API requests, for the hostile tests: what an attacker
+//! with a stock invite can send, signed with its own device key.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use ed25519_dalek::SigningKey;
+use scatter_core::UserId;
+use scatter_proto::api::{CreateSessionRequest, RegisterRequest, RegisterResponse};
+use scatter_proto::auth::{Credential, Request};
+
+use super::{fingerprint, Env};
+
+/// Unix time now.
+pub fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs()
+}
+
+/// An account driven by hand-made API requests signed with its own device key: what an
+/// attacker with a stock invite can send.
+pub struct Attacker {
+    pub user: UserId,
+    key: SigningKey,
+    http: reqwest::Client,
+    base: String,
+    grid: [u8; 32],
+}
+
+impl Attacker {
+    /// Invites an account with `args` (`admin user add NAME ...`) and registers it.
+    pub async fn invite(env: &Env, args: &[&str]) -> Self {
+        let mut all = vec!["admin", "user", "add"];
+        all.extend_from_slice(args);
+        let token = env.ok(&all).trim().to_owned();
+        let fp = fingerprint(env);
+        let http = scatter_net::http_client(Some(fp), scatter_net::Peer::Coordinator)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client");
+        let key = SigningKey::generate(&mut rand::rngs::OsRng);
+        let base = env.grid.url().to_owned();
+        let reg = RegisterRequest {
+            token,
+            public_key: "age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq".into(),
+            device_key: hex::encode(key.verifying_key().to_bytes()),
+        };
+        let resp = http.post(format!("{base}/v1/users/register")).json(&reg).send().await.expect("register");
+        assert!(resp.status().is_success(), "register: {}", resp.text().await.unwrap_or_default());
+        let reg: RegisterResponse = resp.json().await.expect("register reply");
+        Self { user: reg.user_id, key, http, base, grid: fp.0 }
+    }
+
+    /// Sends a request with a credential made for it (as a stock client would); returns the
+    /// status and the JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let bytes = body.map(|b| serde_json::to_vec(&b).expect("json")).unwrap_or_default();
+        let target = Request { method: method.as_str(), target: path };
+        let cred = Credential::new(self.user, now() + 60, &bytes).sign(&self.key, &self.grid, target).expect("sign");
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("authorization", format!("Scatter {cred}"));
+        if !bytes.is_empty() {
+            req = req.header("content-type", "application/json").body(bytes);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// A signed POST of `body` as JSON.
+    pub async fn post<T: serde::Serialize>(&self, path: &str, body: &T) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::POST, path, Some(serde_json::to_value(body).expect("json"))).await
+    }
+
+    /// Opens a write session (with a key nobody can unwrap).
+    pub async fn session(&self) -> u64 {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(b"not a wrapped key");
+        let (status, body) = self.post("/v1/sessions", &CreateSessionRequest { wrapped_key: b64 }).await;
+        assert_eq!(status, 200, "session: {body}");
+        body["session"].as_u64().expect("session id")
+    }
+}
