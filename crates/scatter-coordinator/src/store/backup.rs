@@ -15,10 +15,10 @@
 //! writer the same way, at commit, from the caller's credential (never from the sealed
 //! record, which the writer chooses).
 
-use rusqlite::{params, OptionalExtension, Transaction};
 use scatter_core::{ChunkId, PackId, UserId};
 
-use super::{blob32, Store, StoreError};
+use super::sql::Sql;
+use super::{Store, StoreError};
 
 /// A stored snapshot, still sealed.
 #[derive(Debug, Clone)]
@@ -75,7 +75,7 @@ pub struct Swept {
 /// What open sessions (of the user or of any delegate) may still reference is kept: their
 /// recorded references (dedup hits and snapshot refs) and the chunks of packs they
 /// committed. References of sessions that ended without a commit are dropped.
-pub(super) fn sweep(tx: &Transaction<'_>, user: UserId, now: u64) -> Result<Swept, StoreError> {
+pub(super) fn sweep(tx: &Sql<'_>, user: UserId, now: u64) -> Result<Swept, StoreError> {
     let (u, now) = (user.0 as i64, now as i64);
     tx.execute(
         "DELETE FROM session_refs WHERE user = ?1
@@ -90,7 +90,7 @@ pub(super) fn sweep(tx: &Transaction<'_>, user: UserId, now: u64) -> Result<Swep
         AND NOT EXISTS (SELECT 1 FROM packs p JOIN sessions s ON s.id = p.session
                         WHERE p.id = chunks.pack AND s.expires > ?2)";
     let (count, bytes): (i64, i64) = tx.query_row(
-        &format!("SELECT COUNT(*), COALESCE(SUM(len), 0) FROM chunks WHERE {unreferenced}"),
+        &format!("SELECT COUNT(*), CAST(COALESCE(SUM(len), 0) AS BIGINT) FROM chunks WHERE {unreferenced}"),
         params![u, now],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
@@ -98,7 +98,7 @@ pub(super) fn sweep(tx: &Transaction<'_>, user: UserId, now: u64) -> Result<Swep
     let released = tx.execute(
         "UPDATE packs SET state = 'deleting'
          WHERE user = ?1 AND state = 'live' AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.pack = packs.id)",
-        [u],
+        params![u],
     )?;
     Ok(Swept { chunks_removed: count as u64, bytes_removed: bytes as u64, packs_released: released as u64 })
 }
@@ -106,14 +106,12 @@ pub(super) fn sweep(tx: &Transaction<'_>, user: UserId, now: u64) -> Result<Swep
 /// Fails unless `session` is an open session on `user`'s data opened by `me`: with
 /// [`StoreError::NotYourSession`] when another account opened it, else
 /// [`StoreError::SessionClosed`].
-fn require_open(tx: &Transaction<'_>, user: UserId, me: UserId, session: u64, now: u64) -> Result<(), StoreError> {
-    let row: Option<(i64, i64)> = tx
-        .query_row(
-            "SELECT COALESCE(opener, user), expires FROM sessions WHERE id = ?1 AND user = ?2",
-            params![session as i64, user.0 as i64],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
+fn require_open(tx: &Sql<'_>, user: UserId, me: UserId, session: u64, now: u64) -> Result<(), StoreError> {
+    let row: Option<(i64, i64)> = tx.query_opt(
+        "SELECT COALESCE(opener, user), expires FROM sessions WHERE id = ?1 AND user = ?2",
+        params![session as i64, user.0 as i64],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     match row {
         Some((opener, _)) if opener != me.0 as i64 => Err(StoreError::NotYourSession),
         Some((_, expires)) if expires > now as i64 => Ok(()),
@@ -132,40 +130,36 @@ impl Store {
         now: u64,
         expires: u64,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        require_open(&tx, user, me, session, now)?;
-        tx.execute("UPDATE sessions SET expires = ?2 WHERE id = ?1", params![session as i64, expires as i64])?;
-        tx.commit()?;
-        Ok(())
+        self.write(|tx| {
+            require_open(tx, user, me, session, now)?;
+            tx.execute("UPDATE sessions SET expires = ?2 WHERE id = ?1", params![session as i64, expires as i64])?;
+            Ok(())
+        })
     }
 
     /// Ends a session opened by `me` (its key stays: packs sealed with it still need it);
     /// fails if another account opened it. Ending an ended session does nothing.
     pub fn close_session(&self, user: UserId, me: UserId, session: u64) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        match require_open(&tx, user, me, session, 0) {
-            Ok(()) | Err(StoreError::SessionClosed) => {}
-            Err(e) => return Err(e),
-        }
-        tx.execute(
-            "UPDATE sessions SET expires = 0 WHERE id = ?1 AND user = ?2 AND COALESCE(opener, user) = ?3",
-            params![session as i64, user.0 as i64, me.0 as i64],
-        )?;
-        tx.commit()?;
-        Ok(())
+        self.write(|tx| {
+            match require_open(tx, user, me, session, 0) {
+                Ok(()) | Err(StoreError::SessionClosed) => {}
+                Err(e) => return Err(e),
+            }
+            tx.execute(
+                "UPDATE sessions SET expires = 0 WHERE id = ?1 AND user = ?2 AND COALESCE(opener, user) = ?3",
+                params![session as i64, user.0 as i64, me.0 as i64],
+            )?;
+            Ok(())
+        })
     }
 
     /// Fails unless `session` on `user`'s data was opened by `me` (open or not): what a pack
     /// or object commit checks before writing under a session.
     pub fn check_session_opener(&self, user: UserId, me: UserId, session: u64) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        match require_open(&tx, user, me, session, 0) {
+        self.write(|tx| match require_open(tx, user, me, session, 0) {
             Ok(()) | Err(StoreError::SessionClosed) => Ok(()),
             Err(e) => Err(e),
-        }
+        })
     }
 
     /// Which of `ids` the user stores in chunks `me` may build on (see
@@ -179,25 +173,23 @@ impl Store {
         ids: &[ChunkId],
         now: u64,
     ) -> Result<Vec<ChunkId>, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        require_open(&tx, user, me, session, now)?;
-        let u = user.0 as i64;
-        let trusted = super::trusted_writers(&tx, user, me)?;
-        let mut known = Vec::new();
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO session_refs (session, user, chunk) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-            )?;
-            for id in ids {
-                if super::chunk_writer(&tx, user, id)?.is_some_and(|w| trusted.contains(&w)) {
-                    insert.execute(params![session as i64, u, &id.as_bytes()[..]])?;
-                    known.push(*id);
+        self.write(|tx| {
+            require_open(tx, user, me, session, now)?;
+            let u = user.0 as i64;
+            let trusted = super::trusted_writers(tx, user, me)?;
+            let mut known = Vec::new();
+            {
+                let insert =
+                    "INSERT INTO session_refs (session, user, chunk) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
+                for id in ids {
+                    if super::chunk_writer(tx, user, id)?.is_some_and(|w| trusted.contains(&w)) {
+                        tx.execute(insert, params![session as i64, u, &id.as_bytes()[..]])?;
+                        known.push(*id);
+                    }
                 }
             }
-        }
-        tx.commit()?;
-        Ok(known)
+            Ok(known)
+        })
     }
 
     /// Records chunks a snapshot of the open `session` will reference; fails, recording
@@ -210,29 +202,27 @@ impl Store {
         ids: &[ChunkId],
         now: u64,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let u = user.0 as i64;
-        require_open(&tx, user, me, session, now)?;
-        let mut missing = 0;
-        {
-            let mut exists = tx.prepare_cached("SELECT 1 FROM chunks WHERE user = ?1 AND id = ?2")?;
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO session_refs (session, user, chunk) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-            )?;
-            for id in ids {
-                if !exists.exists(params![u, &id.as_bytes()[..]])? {
-                    missing += 1;
-                    continue;
+        self.write(|tx| {
+            let u = user.0 as i64;
+            require_open(tx, user, me, session, now)?;
+            let mut missing = 0;
+            {
+                let exists = "SELECT 1 FROM chunks WHERE user = ?1 AND id = ?2";
+                let insert =
+                    "INSERT INTO session_refs (session, user, chunk) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
+                for id in ids {
+                    if !tx.exists(exists, params![u, &id.as_bytes()[..]])? {
+                        missing += 1;
+                        continue;
+                    }
+                    tx.execute(insert, params![session as i64, u, &id.as_bytes()[..]])?;
                 }
-                insert.execute(params![session as i64, u, &id.as_bytes()[..]])?;
             }
-        }
-        if missing > 0 {
-            return Err(StoreError::MissingChunks(missing));
-        }
-        tx.commit()?;
-        Ok(())
+            if missing > 0 {
+                return Err(StoreError::MissingChunks(missing));
+            }
+            Ok(())
+        })
     }
 
     /// Makes a snapshot of `user`'s data, written by `me` (the owner or a delegate), visible
@@ -247,102 +237,108 @@ impl Store {
         record: &[u8],
         now: u64,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let u = user.0 as i64;
-        require_open(&tx, user, me, session, now)?;
-        if tx.prepare("SELECT 1 FROM snapshots WHERE id = ?1")?.exists([id])? {
-            return Err(StoreError::SnapshotExists);
-        }
-        tx.execute(
-            "INSERT INTO snapshots (id, user, session, record, created, writer) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![id, u, session as i64, record, now as i64, me.0 as i64],
-        )?;
-        tx.execute(
-            "INSERT INTO snapshot_chunks (snapshot, user, chunk) SELECT ?1, user, chunk FROM session_refs WHERE session = ?2",
-            params![id, session as i64],
-        )?;
-        tx.execute("DELETE FROM session_refs WHERE session = ?1", [session as i64])?;
-        tx.execute("UPDATE sessions SET expires = 0 WHERE id = ?1", [session as i64])?;
-        tx.commit()?;
-        Ok(())
+        self.write(|tx| {
+            let u = user.0 as i64;
+            require_open(tx, user, me, session, now)?;
+            if tx.exists("SELECT 1 FROM snapshots WHERE id = ?1", params![id])? {
+                return Err(StoreError::SnapshotExists);
+            }
+            tx.execute(
+                "INSERT INTO snapshots (id, user, session, record, created, writer, seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, (SELECT COALESCE(MAX(seq), 0) + 1 FROM snapshots))",
+                params![id, u, session as i64, record, now as i64, me.0 as i64],
+            )?;
+            tx.execute(
+                "INSERT INTO snapshot_chunks (snapshot, user, chunk) SELECT ?1, user, chunk FROM session_refs WHERE session = ?2",
+                params![id, session as i64],
+            )?;
+            tx.execute("DELETE FROM session_refs WHERE session = ?1", params![session as i64])?;
+            tx.execute("UPDATE sessions SET expires = 0 WHERE id = ?1", params![session as i64])?;
+            Ok(())
+        })
     }
 
     /// The user's snapshots in commit order (the coordinator's clock, not the time the
     /// sealed record claims), oldest first, with their writers.
     pub fn snapshots(&self, user: UserId) -> Result<Vec<SnapshotRow>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT s.id, s.created, s.session, k.wrapped_key, s.record,
-                    (SELECT COUNT(*) FROM snapshot_chunks sc WHERE sc.snapshot = s.id),
-                    COALESCE(s.writer, s.user), COALESCE(w.name, ''),
-                    COALESCE(s.writer, s.user) = s.user OR COALESCE(w.trusted, 0) <> 0
-             FROM snapshots s JOIN sessions k ON k.id = s.session
-                  LEFT JOIN users w ON w.id = COALESCE(s.writer, s.user)
-             WHERE s.user = ?1 ORDER BY s.created, s.rowid",
-        )?;
-        let rows = stmt.query_map([user.0 as i64], |r| {
-            Ok(SnapshotRow {
-                id: r.get(0)?,
-                created: r.get::<_, i64>(1)? as u64,
-                session: r.get::<_, i64>(2)? as u64,
-                wrapped_key: r.get(3)?,
-                record: r.get(4)?,
-                chunks: r.get::<_, i64>(5)? as u64,
-                writer: UserId(r.get::<_, i64>(6)? as u64),
-                writer_name: r.get(7)?,
-                trusted: r.get(8)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.read(|conn| {
+            let rows = conn.query_map(
+                "SELECT s.id, s.created, s.session, k.wrapped_key, s.record,
+                        (SELECT COUNT(*) FROM snapshot_chunks sc WHERE sc.snapshot = s.id),
+                        COALESCE(s.writer, s.user), COALESCE(w.name, ''),
+                        COALESCE(s.writer, s.user) = s.user OR COALESCE(w.trusted, 0) <> 0
+                 FROM snapshots s JOIN sessions k ON k.id = s.session
+                      LEFT JOIN users w ON w.id = COALESCE(s.writer, s.user)
+                 WHERE s.user = ?1 ORDER BY s.created, s.seq",
+                params![user.0 as i64],
+                |r| {
+                    Ok(SnapshotRow {
+                        id: r.get(0)?,
+                        created: r.get::<i64>(1)? as u64,
+                        session: r.get::<i64>(2)? as u64,
+                        wrapped_key: r.get(3)?,
+                        record: r.get(4)?,
+                        chunks: r.get::<i64>(5)? as u64,
+                        writer: UserId(r.get::<i64>(6)? as u64),
+                        writer_name: r.get(7)?,
+                        trusted: r.get(8)?,
+                    })
+                },
+            )?;
+            Ok(rows)
+        })
     }
 
     /// The readers and appenders of `owner`'s data.
     pub fn delegates(&self, owner: UserId) -> Result<Vec<DelegateRow>, StoreError> {
-        let conn = self.conn();
-        let mut stmt =
-            conn.prepare("SELECT id, name, role, disabled, trusted FROM users WHERE owner = ?1 ORDER BY id")?;
-        let rows = stmt.query_map([owner.0 as i64], |r| {
-            Ok(DelegateRow {
-                id: UserId(r.get::<_, i64>(0)? as u64),
-                name: r.get(1)?,
-                role: super::users::role(r.get(2)?)?,
-                disabled: r.get(3)?,
-                trusted: r.get(4)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.read(|conn| {
+            let rows = conn.query_map(
+                "SELECT id, name, role, disabled, trusted FROM users WHERE owner = ?1 ORDER BY id",
+                params![owner.0 as i64],
+                |r| {
+                    Ok(DelegateRow {
+                        id: UserId(r.get::<i64>(0)? as u64),
+                        name: r.get(1)?,
+                        role: super::users::role(r.get(2)?)?,
+                        disabled: r.get(3)?,
+                        trusted: r.get(4)?,
+                    })
+                },
+            )?;
+            Ok(rows)
+        })
     }
 
     /// Sets whether `owner` counts `delegate`'s snapshots as its own; false if `delegate` is
     /// no delegate of `owner`.
     pub fn set_trusted(&self, owner: UserId, delegate: UserId, trusted: bool) -> Result<bool, StoreError> {
-        let n = self.conn().execute(
-            "UPDATE users SET trusted = ?3 WHERE id = ?2 AND owner = ?1",
-            params![owner.0 as i64, delegate.0 as i64, trusted],
-        )?;
+        let n = self.write(|c| {
+            Ok(c.execute(
+                "UPDATE users SET trusted = ?3 WHERE id = ?2 AND owner = ?1",
+                params![owner.0 as i64, delegate.0 as i64, trusted],
+            )?)
+        })?;
         Ok(n > 0)
     }
 
     /// Drops snapshots of the user (unknown ids are ignored). Returns how many went.
     pub fn forget(&self, user: UserId, ids: &[String]) -> Result<u64, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let mut removed = 0;
-        for id in ids {
-            let mine: Option<i64> = tx
-                .query_row("SELECT 1 FROM snapshots WHERE id = ?1 AND user = ?2", params![id, user.0 as i64], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            if mine.is_none() {
-                continue;
+        self.write(|tx| {
+            let mut removed = 0;
+            for id in ids {
+                let mine: Option<i64> = tx.query_opt(
+                    "SELECT 1 FROM snapshots WHERE id = ?1 AND user = ?2",
+                    params![id, user.0 as i64],
+                    |r| r.get(0),
+                )?;
+                if mine.is_none() {
+                    continue;
+                }
+                tx.execute("DELETE FROM snapshot_chunks WHERE snapshot = ?1", params![id])?;
+                removed += tx.execute("DELETE FROM snapshots WHERE id = ?1", params![id])? as u64;
             }
-            tx.execute("DELETE FROM snapshot_chunks WHERE snapshot = ?1", [id])?;
-            removed += tx.execute("DELETE FROM snapshots WHERE id = ?1", [id])? as u64;
-        }
-        tx.commit()?;
-        Ok(removed)
+            Ok(removed)
+        })
     }
 
     /// Sweeps the user's unreferenced chunks (see [`sweep`]; it never waits for open
@@ -355,37 +351,41 @@ impl Store {
         max_unused_percent: u8,
         now: u64,
     ) -> Result<(Swept, Vec<(PackId, u64, u64, Vec<ChunkId>)>), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let swept = sweep(&tx, user, now)?;
-        let u = user.0 as i64;
-        let mut candidates = Vec::new();
-        {
-            let mut stmt = tx.prepare(
-                "SELECT p.id, p.size, SUM(c.len) FROM packs p JOIN chunks c ON c.pack = p.id
-                 WHERE p.user = ?1 AND p.state = 'live'
-                 GROUP BY p.id, p.size
-                 HAVING (p.size - SUM(c.len)) * 100 >= p.size * ?2",
-            )?;
-            let rows = stmt.query_map(params![u, i64::from(max_unused_percent.min(100))], |r| {
-                Ok((PackId::from_bytes(blob32(r.get(0)?)?), r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64))
-            })?;
-            for row in rows {
-                candidates.push(row?);
+        self.write(|tx| {
+            let swept = sweep(tx, user, now)?;
+            let u = user.0 as i64;
+            let mut candidates = Vec::new();
+            {
+                let rows = tx.query_map(
+                    "SELECT p.id, p.size, CAST(SUM(c.len) AS BIGINT) FROM packs p JOIN chunks c ON c.pack = p.id
+                     WHERE p.user = ?1 AND p.state = 'live'
+                     GROUP BY p.id, p.size
+                     HAVING (p.size - SUM(c.len)) * 100 >= p.size * ?2",
+                    params![u, i64::from(max_unused_percent.min(100))],
+                    |r| {
+                        Ok((
+                            PackId::from_bytes(r.get::<[u8; 32]>(0)?),
+                            r.get::<i64>(1)? as u64,
+                            r.get::<i64>(2)? as u64,
+                        ))
+                    },
+                )?;
+                for row in rows {
+                    candidates.push(row);
+                }
             }
-        }
-        let mut out = Vec::with_capacity(candidates.len());
-        {
-            let mut stmt = tx.prepare_cached("SELECT id FROM chunks WHERE pack = ?1 ORDER BY off")?;
-            for (pack, size, live) in candidates {
-                let ids = stmt
-                    .query_map([&pack.as_bytes()[..]], |r| Ok(ChunkId::from_bytes(blob32(r.get(0)?)?)))?
-                    .collect::<Result<Vec<_>, _>>()?;
-                out.push((pack, size, live, ids));
+            let mut out = Vec::with_capacity(candidates.len());
+            {
+                let stmt = "SELECT id FROM chunks WHERE pack = ?1 ORDER BY off";
+                for (pack, size, live) in candidates {
+                    let ids = tx.query_map(stmt, params![&pack.as_bytes()[..]], |r| {
+                        Ok(ChunkId::from_bytes(r.get::<[u8; 32]>(0)?))
+                    })?;
+                    out.push((pack, size, live, ids));
+                }
             }
-        }
-        tx.commit()?;
-        Ok((swept, out))
+            Ok((swept, out))
+        })
     }
 }
 
@@ -397,9 +397,8 @@ mod tests {
 
     use crate::store::NewPack;
 
-    fn setup() -> (tempfile::TempDir, Store, UserId, scatter_core::HostId) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("c.db")).expect("open");
+    fn setup() -> (crate::store::testing::Guard, Store, UserId, scatter_core::HostId) {
+        let (dir, store) = crate::store::testing::catalog();
         store.add_token(&[1; 32], "ann", Role::User, None, None).expect("token");
         let user = store.redeem_token(&[1; 32], "pk", &[2; 32], 0).expect("redeem").expect("user").id;
         let host = store.add_host(&[3; 32], "http://127.0.0.1:1", "z", 1 << 30, None, 0).expect("host");
@@ -433,70 +432,73 @@ mod tests {
             .expect("commit pack");
     }
 
-    #[test]
-    fn an_appenders_commit_never_adds_a_version_to_a_name_that_exists() {
-        let (_d, store, user, _host) = setup();
-        let session = store.add_session(user, b"k", 0, 100).expect("session");
-        assert_eq!(store.commit_object(user, "n", session, b"m", 1, &[], true, 1).expect("first"), 1);
-        assert!(matches!(store.commit_object(user, "n", session, b"m", 1, &[], true, 2), Err(StoreError::NameTaken)));
-        assert_eq!(store.commit_object(user, "n", session, b"m", 1, &[], false, 3).expect("owner"), 2);
+    crate::store::testing::conformance! {
+        fn an_appenders_commit_never_adds_a_version_to_a_name_that_exists() {
+            let (_d, store, user, _host) = setup();
+            let session = store.add_session(user, b"k", 0, 100).expect("session");
+            assert_eq!(store.commit_object(user, "n", session, b"m", 1, &[], true, 1).expect("first"), 1);
+            assert!(matches!(store.commit_object(user, "n", session, b"m", 1, &[], true, 2), Err(StoreError::NameTaken)));
+            assert_eq!(store.commit_object(user, "n", session, b"m", 1, &[], false, 3).expect("owner"), 2);
+        }
     }
 
-    #[test]
-    fn snapshot_references_keep_chunks_and_forget_frees_them() {
-        let (_d, store, user, host) = setup();
-        let s = store.add_session(user, b"k", 1, 100).expect("session");
-        pack(&store, user, host, s, 1, &[10, 11, 12, 13], false);
-        // Refs to a chunk that is not stored are refused.
-        assert!(matches!(
-            store.add_session_refs(user, user, s, &[ChunkId::from_bytes([99; 32])], 2),
-            Err(StoreError::MissingChunks(1))
-        ));
-        let refs: Vec<ChunkId> = [10u8, 11].iter().map(|b| ChunkId::from_bytes([*b; 32])).collect();
-        store.add_session_refs(user, user, s, &refs, 2).expect("refs");
-        // While the session is open, prune runs but keeps everything of the session's pack.
-        let (swept, _) = store.prune(user, 20, 2).expect("prune while a session is open");
-        assert_eq!(swept.chunks_removed, 0);
-        store.commit_snapshot(user, user, s, "snap1", b"rec", 3).expect("commit");
-        assert!(matches!(store.commit_snapshot(user, user, s, "snap2", b"rec", 3), Err(StoreError::SessionClosed)));
-        let snaps = store.snapshots(user).expect("list");
-        assert_eq!((snaps.len(), snaps[0].chunks), (1, 2));
+    crate::store::testing::conformance! {
+        fn snapshot_references_keep_chunks_and_forget_frees_them() {
+            let (_d, store, user, host) = setup();
+            let s = store.add_session(user, b"k", 1, 100).expect("session");
+            pack(&store, user, host, s, 1, &[10, 11, 12, 13], false);
+            // Refs to a chunk that is not stored are refused.
+            assert!(matches!(
+                store.add_session_refs(user, user, s, &[ChunkId::from_bytes([99; 32])], 2),
+                Err(StoreError::MissingChunks(1))
+            ));
+            let refs: Vec<ChunkId> = [10u8, 11].iter().map(|b| ChunkId::from_bytes([*b; 32])).collect();
+            store.add_session_refs(user, user, s, &refs, 2).expect("refs");
+            // While the session is open, prune runs but keeps everything of the session's pack.
+            let (swept, _) = store.prune(user, 20, 2).expect("prune while a session is open");
+            assert_eq!(swept.chunks_removed, 0);
+            store.commit_snapshot(user, user, s, "snap1", b"rec", 3).expect("commit");
+            assert!(matches!(store.commit_snapshot(user, user, s, "snap2", b"rec", 3), Err(StoreError::SessionClosed)));
+            let snaps = store.snapshots(user).expect("list");
+            assert_eq!((snaps.len(), snaps[0].chunks), (1, 2));
 
-        // 12 and 13 are unreferenced: swept; the pack is half empty and offered for repack.
-        let (swept, repack) = store.prune(user, 20, 4).expect("prune");
-        assert_eq!((swept.chunks_removed, swept.packs_released), (2, 0));
-        assert_eq!(repack.len(), 1);
-        assert_eq!(repack[0].3, refs);
+            // 12 and 13 are unreferenced: swept; the pack is half empty and offered for repack.
+            let (swept, repack) = store.prune(user, 20, 4).expect("prune");
+            assert_eq!((swept.chunks_removed, swept.packs_released), (2, 0));
+            assert_eq!(repack.len(), 1);
+            assert_eq!(repack[0].3, refs);
 
-        // A repack moves the live chunks and releases the old pack.
-        let s2 = store.add_session(user, b"k2", 5, 100).expect("session");
-        pack(&store, user, host, s2, 2, &[10, 11, 77], true);
-        store.close_session(user, user, s2).expect("close");
-        let (_, repack) = store.prune(user, 20, 6).expect("prune");
-        assert_eq!(repack.len(), 1, "77 was not revived, so a third of the new pack is unused");
-        assert_eq!(repack[0].0, PackId::from_bytes([2; 32]));
-        let (located, _, _) = store.locate(user, &refs).expect("locate");
-        assert!(located.iter().all(|(_, p, _, _)| *p == PackId::from_bytes([2; 32])));
-        let to_delete = store.shards_to_delete(10).expect("deleting");
-        assert_eq!(to_delete.len(), 1, "the old pack is released");
+            // A repack moves the live chunks and releases the old pack.
+            let s2 = store.add_session(user, b"k2", 5, 100).expect("session");
+            pack(&store, user, host, s2, 2, &[10, 11, 77], true);
+            store.close_session(user, user, s2).expect("close");
+            let (_, repack) = store.prune(user, 20, 6).expect("prune");
+            assert_eq!(repack.len(), 1, "77 was not revived, so a third of the new pack is unused");
+            assert_eq!(repack[0].0, PackId::from_bytes([2; 32]));
+            let (located, _, _) = store.locate(user, &refs).expect("locate");
+            assert!(located.iter().all(|(_, p, _, _)| *p == PackId::from_bytes([2; 32])));
+            let to_delete = store.shards_to_delete(10).expect("deleting");
+            assert_eq!(to_delete.len(), 1, "the old pack is released");
 
-        assert_eq!(store.forget(user, &["snap1".into(), "nope".into()]).expect("forget"), 1);
-        let (swept, _) = store.prune(user, 20, 7).expect("prune");
-        assert_eq!((swept.chunks_removed, swept.packs_released), (2, 1));
+            assert_eq!(store.forget(user, &["snap1".into(), "nope".into()]).expect("forget"), 1);
+            let (swept, _) = store.prune(user, 20, 7).expect("prune");
+            assert_eq!((swept.chunks_removed, swept.packs_released), (2, 1));
+        }
     }
 
-    #[test]
-    fn expired_sessions_lose_their_refs() {
-        let (_d, store, user, host) = setup();
-        let s = store.add_session(user, b"k", 1, 10).expect("session");
-        pack(&store, user, host, s, 1, &[1, 2], false);
-        store.add_session_refs(user, user, s, &[ChunkId::from_bytes([1; 32])], 2).expect("refs");
-        assert!(store.keep_session(user, user, s, 5, 20).is_ok());
-        let (swept, _) = store.prune(user, 20, 15).expect("prune while open");
-        assert_eq!(swept.chunks_removed, 0, "an open session's pack and refs are kept");
-        let (swept, _) = store.prune(user, 20, 21).expect("prune after expiry");
-        assert_eq!(swept.chunks_removed, 2);
-        assert!(matches!(store.keep_session(user, user, s, 22, 40), Err(StoreError::SessionClosed)));
+    crate::store::testing::conformance! {
+        fn expired_sessions_lose_their_refs() {
+            let (_d, store, user, host) = setup();
+            let s = store.add_session(user, b"k", 1, 10).expect("session");
+            pack(&store, user, host, s, 1, &[1, 2], false);
+            store.add_session_refs(user, user, s, &[ChunkId::from_bytes([1; 32])], 2).expect("refs");
+            assert!(store.keep_session(user, user, s, 5, 20).is_ok());
+            let (swept, _) = store.prune(user, 20, 15).expect("prune while open");
+            assert_eq!(swept.chunks_removed, 0, "an open session's pack and refs are kept");
+            let (swept, _) = store.prune(user, 20, 21).expect("prune after expiry");
+            assert_eq!(swept.chunks_removed, 2);
+            assert!(matches!(store.keep_session(user, user, s, 22, 40), Err(StoreError::SessionClosed)));
+        }
     }
 
     fn id(b: u8) -> ChunkId {
@@ -509,88 +511,91 @@ mod tests {
         store.redeem_token(&[n; 32], "pk", &[n + 100; 32], 0).expect("redeem").expect("user").me
     }
 
-    #[test]
-    fn sessions_belong_to_their_opener() {
-        let (_d, store, user, host) = setup();
-        let app = delegate(&store, user, Role::Appender, 5);
-        let s = store.open_session(user, app, b"k", 1, 100).expect("session");
-        pack(&store, user, host, s, 1, &[10], false);
-        let ids = [id(10)];
-        // The owner can neither renew, close, fill nor commit its delegate's session.
-        assert!(matches!(store.keep_session(user, user, s, 2, 50), Err(StoreError::NotYourSession)));
-        assert!(matches!(store.close_session(user, user, s), Err(StoreError::NotYourSession)));
-        assert!(matches!(store.add_session_refs(user, user, s, &ids, 2), Err(StoreError::NotYourSession)));
-        assert!(matches!(store.lookup_for_session(user, user, s, &ids, 2), Err(StoreError::NotYourSession)));
-        assert!(matches!(store.commit_snapshot(user, user, s, "x", b"r", 2), Err(StoreError::NotYourSession)));
-        assert!(matches!(store.check_session_opener(user, user, s), Err(StoreError::NotYourSession)));
-        // Nor can the delegate use the owner's.
-        let own = store.add_session(user, b"k", 1, 100).expect("session");
-        assert!(matches!(store.keep_session(user, app, own, 2, 50), Err(StoreError::NotYourSession)));
-        assert!(matches!(store.check_session_opener(user, app, own), Err(StoreError::NotYourSession)));
-        // Its opener can.
-        store.keep_session(user, app, s, 2, 50).expect("renew");
-        store.check_session_opener(user, app, s).expect("opener");
-        store.add_session_refs(user, app, s, &ids, 3).expect("refs");
-        store.commit_snapshot(user, app, s, "snap", b"r", 4).expect("commit");
-        let snaps = store.snapshots(user).expect("list");
-        assert_eq!((snaps[0].writer, snaps[0].trusted, snaps[0].writer_name.as_str()), (app, false, "laptop"));
+    crate::store::testing::conformance! {
+        fn sessions_belong_to_their_opener() {
+            let (_d, store, user, host) = setup();
+            let app = delegate(&store, user, Role::Appender, 5);
+            let s = store.open_session(user, app, b"k", 1, 100).expect("session");
+            pack(&store, user, host, s, 1, &[10], false);
+            let ids = [id(10)];
+            // The owner can neither renew, close, fill nor commit its delegate's session.
+            assert!(matches!(store.keep_session(user, user, s, 2, 50), Err(StoreError::NotYourSession)));
+            assert!(matches!(store.close_session(user, user, s), Err(StoreError::NotYourSession)));
+            assert!(matches!(store.add_session_refs(user, user, s, &ids, 2), Err(StoreError::NotYourSession)));
+            assert!(matches!(store.lookup_for_session(user, user, s, &ids, 2), Err(StoreError::NotYourSession)));
+            assert!(matches!(store.commit_snapshot(user, user, s, "x", b"r", 2), Err(StoreError::NotYourSession)));
+            assert!(matches!(store.check_session_opener(user, user, s), Err(StoreError::NotYourSession)));
+            // Nor can the delegate use the owner's.
+            let own = store.add_session(user, b"k", 1, 100).expect("session");
+            assert!(matches!(store.keep_session(user, app, own, 2, 50), Err(StoreError::NotYourSession)));
+            assert!(matches!(store.check_session_opener(user, app, own), Err(StoreError::NotYourSession)));
+            // Its opener can.
+            store.keep_session(user, app, s, 2, 50).expect("renew");
+            store.check_session_opener(user, app, s).expect("opener");
+            store.add_session_refs(user, app, s, &ids, 3).expect("refs");
+            store.commit_snapshot(user, app, s, "snap", b"r", 4).expect("commit");
+            let snaps = store.snapshots(user).expect("list");
+            assert_eq!((snaps[0].writer, snaps[0].trusted, snaps[0].writer_name.as_str()), (app, false, "laptop"));
+        }
     }
 
-    #[test]
-    fn the_owner_decides_whether_a_delegates_snapshots_count_as_its_own() {
-        let (_d, store, user, _host) = setup();
-        let app = delegate(&store, user, Role::Appender, 5);
-        let own = store.add_session(user, b"k", 1, 100).expect("session");
-        store.commit_snapshot(user, user, own, "mine", b"r", 2).expect("commit");
-        let theirs = store.open_session(user, app, b"k", 2, 100).expect("session");
-        store.commit_snapshot(user, app, theirs, "theirs", b"r", 3).expect("commit");
-        let view = |store: &Store| -> Vec<(String, UserId, bool)> {
-            store.snapshots(user).expect("list").into_iter().map(|s| (s.id, s.writer, s.trusted)).collect()
-        };
-        assert_eq!(view(&store), [("mine".into(), user, true), ("theirs".into(), app, false)]);
-        // Another user cannot trust someone else's delegate.
-        store.add_token(&[7; 32], "bob", Role::User, None, None).expect("token");
-        let bob = store.redeem_token(&[7; 32], "pk", &[8; 32], 0).expect("redeem").expect("user").id;
-        assert!(!store.set_trusted(bob, app, true).expect("set"));
-        assert!(store.set_trusted(user, app, true).expect("set"));
-        assert_eq!(view(&store)[1], ("theirs".into(), app, true));
-        // Trusted from the invite on.
-        store.add_token(&[9; 32], "nas", Role::Appender, None, Some(user)).expect("token");
-        store.trust_token(&[9; 32]).expect("trust");
-        store.redeem_token(&[9; 32], "pk", &[10; 32], 0).expect("redeem");
-        let trusted: Vec<bool> = store.delegates(user).expect("delegates").iter().map(|d| d.trusted).collect();
-        assert_eq!(trusted, [true, true]);
+    crate::store::testing::conformance! {
+        fn the_owner_decides_whether_a_delegates_snapshots_count_as_its_own() {
+            let (_d, store, user, _host) = setup();
+            let app = delegate(&store, user, Role::Appender, 5);
+            let own = store.add_session(user, b"k", 1, 100).expect("session");
+            store.commit_snapshot(user, user, own, "mine", b"r", 2).expect("commit");
+            let theirs = store.open_session(user, app, b"k", 2, 100).expect("session");
+            store.commit_snapshot(user, app, theirs, "theirs", b"r", 3).expect("commit");
+            let view = |store: &Store| -> Vec<(String, UserId, bool)> {
+                store.snapshots(user).expect("list").into_iter().map(|s| (s.id, s.writer, s.trusted)).collect()
+            };
+            assert_eq!(view(&store), [("mine".into(), user, true), ("theirs".into(), app, false)]);
+            // Another user cannot trust someone else's delegate.
+            store.add_token(&[7; 32], "bob", Role::User, None, None).expect("token");
+            let bob = store.redeem_token(&[7; 32], "pk", &[8; 32], 0).expect("redeem").expect("user").id;
+            assert!(!store.set_trusted(bob, app, true).expect("set"));
+            assert!(store.set_trusted(user, app, true).expect("set"));
+            assert_eq!(view(&store)[1], ("theirs".into(), app, true));
+            // Trusted from the invite on.
+            store.add_token(&[9; 32], "nas", Role::Appender, None, Some(user)).expect("token");
+            store.trust_token(&[9; 32]).expect("trust");
+            store.redeem_token(&[9; 32], "pk", &[10; 32], 0).expect("redeem");
+            let trusted: Vec<bool> = store.delegates(user).expect("delegates").iter().map(|d| d.trusted).collect();
+            assert_eq!(trusted, [true, true]);
+        }
     }
 
-    #[test]
-    fn prune_keeps_what_open_sessions_of_any_writer_reference() {
-        let (_d, store, user, host) = setup();
-        let app = delegate(&store, user, Role::Appender, 5);
-        // The owner's snapshot holds 1 and 2; 3 is in its pack unreferenced.
-        let s0 = store.add_session(user, b"k", 1, 100).expect("session");
-        pack(&store, user, host, s0, 1, &[1, 2, 3], false);
-        store.add_session_refs(user, user, s0, &[id(1), id(2)], 2).expect("refs");
-        store.commit_snapshot(user, user, s0, "old", b"r", 2).expect("commit");
-        // A delegate's backup runs: it finds 1 through dedup, sends 2 as a reference and
-        // commits a pack holding 4.
-        let s = store.open_session(user, app, b"k", 3, 100).expect("session");
-        assert_eq!(store.lookup_for_session(user, app, s, &[id(1), id(9)], 3).expect("lookup"), [id(1)]);
-        store.add_session_refs(user, app, s, &[id(2)], 3).expect("refs");
-        pack(&store, user, host, s, 2, &[4], false);
-        // The owner forgets its snapshot and prunes, without waiting: only 3 goes.
-        assert_eq!(store.forget(user, &["old".into()]).expect("forget"), 1);
-        let (swept, _) = store.prune(user, 100, 4).expect("prune");
-        assert_eq!(swept.chunks_removed, 1);
-        // The delegate's references survived the prune and become its snapshot's.
-        store.add_session_refs(user, app, s, &[id(4)], 5).expect("refs");
-        store.commit_snapshot(user, app, s, "new", b"r", 5).expect("commit");
-        assert_eq!(store.snapshots(user).expect("list")[0].chunks, 3);
-        assert_eq!(store.prune(user, 100, 6).expect("prune").0.chunks_removed, 0);
-        // A session that stops renewing ends: what only it held goes at the next prune.
-        let s2 = store.open_session(user, app, b"k", 7, 10).expect("session");
-        pack(&store, user, host, s2, 3, &[5], false);
-        assert_eq!(store.prune(user, 100, 8).expect("prune").0.chunks_removed, 0);
-        assert_eq!(store.prune(user, 100, 11).expect("prune").0.chunks_removed, 1);
+    crate::store::testing::conformance! {
+        fn prune_keeps_what_open_sessions_of_any_writer_reference() {
+            let (_d, store, user, host) = setup();
+            let app = delegate(&store, user, Role::Appender, 5);
+            // The owner's snapshot holds 1 and 2; 3 is in its pack unreferenced.
+            let s0 = store.add_session(user, b"k", 1, 100).expect("session");
+            pack(&store, user, host, s0, 1, &[1, 2, 3], false);
+            store.add_session_refs(user, user, s0, &[id(1), id(2)], 2).expect("refs");
+            store.commit_snapshot(user, user, s0, "old", b"r", 2).expect("commit");
+            // A delegate's backup runs: it finds 1 through dedup, sends 2 as a reference and
+            // commits a pack holding 4.
+            let s = store.open_session(user, app, b"k", 3, 100).expect("session");
+            assert_eq!(store.lookup_for_session(user, app, s, &[id(1), id(9)], 3).expect("lookup"), [id(1)]);
+            store.add_session_refs(user, app, s, &[id(2)], 3).expect("refs");
+            pack(&store, user, host, s, 2, &[4], false);
+            // The owner forgets its snapshot and prunes, without waiting: only 3 goes.
+            assert_eq!(store.forget(user, &["old".into()]).expect("forget"), 1);
+            let (swept, _) = store.prune(user, 100, 4).expect("prune");
+            assert_eq!(swept.chunks_removed, 1);
+            // The delegate's references survived the prune and become its snapshot's.
+            store.add_session_refs(user, app, s, &[id(4)], 5).expect("refs");
+            store.commit_snapshot(user, app, s, "new", b"r", 5).expect("commit");
+            assert_eq!(store.snapshots(user).expect("list")[0].chunks, 3);
+            assert_eq!(store.prune(user, 100, 6).expect("prune").0.chunks_removed, 0);
+            // A session that stops renewing ends: what only it held goes at the next prune.
+            let s2 = store.open_session(user, app, b"k", 7, 10).expect("session");
+            pack(&store, user, host, s2, 3, &[5], false);
+            assert_eq!(store.prune(user, 100, 8).expect("prune").0.chunks_removed, 0);
+            assert_eq!(store.prune(user, 100, 11).expect("prune").0.chunks_removed, 1);
+        }
     }
 
     #[test]

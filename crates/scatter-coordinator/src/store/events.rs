@@ -1,8 +1,6 @@
 //! The audit trail: security-relevant events with who, when and what, for `scatter admin
 //! events`. The newest [`KEEP`] are kept, so refused requests cannot fill the disk.
 
-use rusqlite::params;
-
 use super::{Store, StoreError};
 
 /// Events kept.
@@ -24,24 +22,25 @@ pub struct Event {
 impl Store {
     /// Records an event.
     pub fn record_event(&self, time: u64, actor: &str, action: &str, detail: &str) -> Result<(), StoreError> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO events (time, actor, action, detail) VALUES (?1, ?2, ?3, ?4)",
-            params![time as i64, actor, action, detail],
-        )?;
-        conn.execute("DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?1", [KEEP])?;
-        Ok(())
+        self.write(|conn| {
+            conn.execute(
+                "INSERT INTO events (time, actor, action, detail) VALUES (?1, ?2, ?3, ?4)",
+                params![time as i64, actor, action, detail],
+            )?;
+            conn.execute("DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?1", params![KEEP])?;
+            Ok(())
+        })
     }
 
     /// The newest `limit` events, oldest first.
     pub fn events(&self, limit: usize) -> Result<Vec<Event>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT time, actor, action, detail FROM (SELECT * FROM events ORDER BY id DESC LIMIT ?1) ORDER BY id",
-        )?;
-        let rows = stmt.query_map([limit as i64], |r| {
-            Ok(Event { time: r.get::<_, i64>(0)? as u64, actor: r.get(1)?, action: r.get(2)?, detail: r.get(3)? })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.read(|conn| {
+            let rows = conn.query_map(
+                "SELECT time, actor, action, detail FROM (SELECT * FROM events ORDER BY id DESC LIMIT ?1) ORDER BY id",
+                params![limit as i64],
+                |r| Ok(Event { time: r.get::<i64>(0)? as u64, actor: r.get(1)?, action: r.get(2)?, detail: r.get(3)? }),
+            )?;
+            Ok(rows)
+        })
     }
 }

@@ -8,11 +8,16 @@
 //! PostgreSQL: quote it or rename it there), and snapshots listed in `rowid` order.
 
 use std::path::Path;
-use std::sync::Mutex;
 
-use rusqlite::{params, Connection, OptionalExtension};
 use scatter_core::{ChunkId, HostId, PackId, ShardId, UserId};
 use scatter_proto::api::{ChunkEntry, StoredShard};
+
+/// A statement's parameters, bound in order to `?1`, `?2`, ….
+macro_rules! params {
+    ($($p:expr),* $(,)?) => {
+        &[$(&$p as &dyn $crate::store::sql::Param),*] as &[&dyn $crate::store::sql::Param]
+    };
+}
 
 mod backup;
 mod events;
@@ -21,6 +26,9 @@ mod leases;
 mod operators;
 mod repair;
 mod reservations;
+pub mod sql;
+#[cfg(test)]
+pub(crate) mod testing;
 mod users;
 pub use backup::{DelegateRow, SnapshotRow, Swept};
 pub use events::Event;
@@ -28,8 +36,9 @@ pub use hosts::{Beat, NewHost, MAX_SERVED_PER_SEC};
 pub use leases::Fence;
 pub use repair::{DegradedPack, Health, ShardMove};
 pub use reservations::{Reservation, ReserveError, Reserved};
+use sql::{Backend, Sql, SqlError};
 
-const SCHEMA_VERSION: i64 = 8;
+const SCHEMA_VERSION: i64 = 9;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -87,10 +96,6 @@ CREATE TABLE IF NOT EXISTS leases (
     token INTEGER NOT NULL,
     expires INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS policies (
-    user INTEGER PRIMARY KEY REFERENCES users(id),
-    policy TEXT NOT NULL
-);
 CREATE TABLE IF NOT EXISTS tokens (
     hash BLOB PRIMARY KEY,
     role TEXT NOT NULL,
@@ -111,6 +116,10 @@ CREATE TABLE IF NOT EXISTS users (
     quota INTEGER,
     owner INTEGER,
     trusted INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS policies (
+    user INTEGER PRIMARY KEY REFERENCES users(id),
+    policy TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS sessions (
     id INTEGER PRIMARY KEY,
@@ -176,7 +185,8 @@ CREATE TABLE IF NOT EXISTS snapshots (
     session INTEGER NOT NULL REFERENCES sessions(id),
     record BLOB NOT NULL,
     created INTEGER NOT NULL,
-    writer INTEGER
+    writer INTEGER,
+    seq INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS snapshots_by_user ON snapshots(user, created);
 CREATE TABLE IF NOT EXISTS snapshot_chunks (
@@ -300,14 +310,24 @@ const MIGRATIONS: &[(i64, &str)] = &[
          INSERT INTO reservations SELECT * FROM reservations_v7;
          DROP TABLE IF EXISTS reservations_v7",
     ),
+    // Snapshots taken in one second keep the order they were recorded in, without SQLite's
+    // `rowid` (which PostgreSQL has not).
+    (
+        8,
+        "ALTER TABLE snapshots ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+         UPDATE snapshots SET seq = rowid",
+    ),
 ];
 
 /// A catalog failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// SQLite reported an error.
+    /// The database (SQLite or PostgreSQL) reported an error.
     #[error("catalog database error: {0}")]
-    Sql(#[from] rusqlite::Error),
+    Sql(#[from] SqlError),
+    /// The catalog's address is not one the coordinator can use.
+    #[error("the catalog address is not usable: {0}; give a path for SQLite or postgresql://USER@HOST:PORT/DATABASE")]
+    Address(String),
     /// The file was made by a newer Scatter.
     #[error(
         "the catalog has schema version {0}, newer than this build understands ({SCHEMA_VERSION}); upgrade scatter"
@@ -445,15 +465,16 @@ impl std::fmt::Display for Standing {
     }
 }
 
-impl rusqlite::types::ToSql for Standing {
-    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        Ok(self.as_str().into())
+impl sql::Param for Standing {
+    fn value(&self) -> sql::Value {
+        sql::Value::Text(self.as_str().to_owned())
     }
 }
 
-impl rusqlite::types::FromSql for Standing {
-    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
-        Standing::parse(v.as_str()?).ok_or(rusqlite::types::FromSqlError::InvalidType)
+impl sql::FromValue for Standing {
+    fn from_value(v: &sql::Value, i: usize) -> Result<Self, SqlError> {
+        let name = String::from_value(v, i)?;
+        Standing::parse(&name).ok_or(SqlError::Type(i, format!("the host state `{name}`")))
     }
 }
 
@@ -572,61 +593,122 @@ pub struct NewPack<'a> {
 
 /// The catalog.
 pub struct Store {
-    conn: Mutex<Connection>,
+    db: Backend,
+}
+
+impl sql::Retry for StoreError {
+    fn conflict(&self) -> bool {
+        matches!(self, StoreError::Sql(e) if sql::Retry::conflict(e))
+    }
 }
 
 /// Counts `shards` shard rows of `bytes` more (or fewer) on `host`, in the caller's
 /// transaction: every change to the shard rows goes with one.
-fn held(conn: &Connection, host: HostId, shards: i64, bytes: i64) -> rusqlite::Result<()> {
-    conn.prepare_cached("UPDATE hosts SET held_shards = held_shards + ?2, held_bytes = held_bytes + ?3 WHERE id = ?1")?
-        .execute(params![host.0 as i64, shards, bytes])?;
+fn held(conn: &Sql<'_>, host: HostId, shards: i64, bytes: i64) -> Result<(), SqlError> {
+    conn.execute(
+        "UPDATE hosts SET held_shards = held_shards + ?2, held_bytes = held_bytes + ?3 WHERE id = ?1",
+        params![host.0 as i64, shards, bytes],
+    )?;
     Ok(())
 }
 
-fn blob32(v: Vec<u8>) -> rusqlite::Result<[u8; 32]> {
-    v.try_into().map_err(|_| rusqlite::Error::InvalidColumnType(0, "id".into(), rusqlite::types::Type::Blob))
-}
+/// Connections a coordinator opens to PostgreSQL at most.
+const POSTGRES_CONNECTIONS: usize = 16;
+
+/// Serializes schema creation and upgrades among coordinators starting on one PostgreSQL
+/// database (a transaction-scoped advisory lock; the number is arbitrary but fixed).
+const SCHEMA_LOCK: i64 = 0x5343_4154_5445_5201;
 
 impl Store {
-    /// Opens (creating if needed) the catalog at `path`.
+    /// Opens (creating if needed) the catalog at `path`: a SQLite file, or a PostgreSQL
+    /// database when `path` is a `postgresql://` or `postgres://` URL.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        let has_meta: bool =
-            conn.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'")?.exists([])?;
-        let version: Option<i64> = if has_meta {
-            conn.query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get::<_, String>(0))
-                .optional()?
-                .and_then(|v| v.parse().ok())
-        } else {
-            None
-        };
-        match version {
-            Some(v) if v > SCHEMA_VERSION => return Err(StoreError::TooNew(v)),
-            Some(v) => {
-                for (from, sql) in MIGRATIONS {
-                    if *from >= v {
-                        migrate(&conn, sql)?;
-                    }
-                }
-            }
-            None => {}
+        let text = path.to_string_lossy();
+        if text.starts_with("postgresql://") || text.starts_with("postgres://") {
+            return Self::open_postgres(&text);
         }
-        conn.execute_batch(SCHEMA)?;
-        conn.execute(
-            "INSERT INTO meta (key, value) VALUES ('schema', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            [SCHEMA_VERSION.to_string()],
-        )?;
-        Ok(Self { conn: Mutex::new(conn) })
+        let writer = sql::open_lite(path)?;
+        let db = Backend::Lite(sql::Lite {
+            writer: std::sync::Mutex::new(writer),
+            readers: Default::default(),
+            path: path.to_owned(),
+        });
+        let store = Self { db };
+        store.init()?;
+        Ok(store)
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll
-        // back on drop), so a poisoned lock is safe to reuse.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    /// Opens (creating the schema if needed) a catalog in the PostgreSQL database at `url`
+    /// (`postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE`, libpq's URL form).
+    pub fn open_postgres(url: &str) -> Result<Self, StoreError> {
+        let config: postgres::Config = url.parse().map_err(|e: postgres::Error| StoreError::Address(e.to_string()))?;
+        let store = Self { db: Backend::Pg(sql::Pool::new(config, POSTGRES_CONNECTIONS)) };
+        store.init()?;
+        Ok(store)
+    }
+
+    /// Which back end holds the catalog, for logs: `sqlite` or `postgresql`.
+    pub fn backend(&self) -> &'static str {
+        match self.db {
+            Backend::Lite(_) => "sqlite",
+            Backend::Pg(_) => "postgresql",
+        }
+    }
+
+    /// Creates the schema, or upgrades it from the version it has.
+    fn init(&self) -> Result<(), StoreError> {
+        self.write(|c| {
+            let has_meta = if c.is_postgres() {
+                c.execute("SELECT pg_advisory_xact_lock(?1)", params![SCHEMA_LOCK])?;
+                c.exists("SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'meta'", params![])?
+            } else {
+                c.exists("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'", params![])?
+            };
+            let version: Option<i64> = if has_meta {
+                c.query_opt("SELECT value FROM meta WHERE key = 'schema'", params![], |r| r.get::<String>(0))?
+                    .and_then(|v| v.parse().ok())
+            } else {
+                None
+            };
+            match version {
+                Some(v) if v > SCHEMA_VERSION => return Err(StoreError::TooNew(v)),
+                Some(v) => {
+                    for (from, sql) in MIGRATIONS {
+                        if *from >= v {
+                            migrate(c, sql)?;
+                        }
+                    }
+                }
+                None => {}
+            }
+            match c.is_postgres() {
+                true => c.batch(&sql::postgres_ddl(SCHEMA))?,
+                false => c.batch(SCHEMA)?,
+            }
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![SCHEMA_VERSION.to_string()],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Runs `f` in one write transaction (retried from the start when PostgreSQL aborts it
+    /// for a conflict with another), committing what it returns `Ok` for.
+    fn write<T>(&self, f: impl FnMut(&Sql<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.db.write(f)
+    }
+
+    /// Runs `f` on a consistent snapshot of the catalog, beside any write.
+    fn read<T>(&self, f: impl FnMut(&Sql<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.db.read(f)
+    }
+
+    /// Raw statements for tests that plant what older catalogs or other parties could have
+    /// left behind.
+    #[cfg(test)]
+    pub(crate) fn conn(&self) -> testing::Raw<'_> {
+        testing::Raw(self)
     }
 
     /// Registers a new host joined with the grid's own token, offering no terms (see
@@ -648,51 +730,47 @@ impl Store {
     /// Registers a host's receipt key; returns whether it differs from the one registered
     /// before (none, for a host that joined before receipts existed, does not count).
     pub fn set_receipt_key(&self, id: HostId, key: &[u8; 32]) -> Result<bool, StoreError> {
-        let conn = self.conn();
-        let old: Option<Option<Vec<u8>>> =
-            conn.query_row("SELECT receipt_key FROM hosts WHERE id = ?1", [id.0 as i64], |r| r.get(0)).optional()?;
-        match old {
-            Some(Some(old)) if old == key[..] => Ok(false),
-            Some(old) => {
-                conn.execute("UPDATE hosts SET receipt_key = ?2 WHERE id = ?1", params![id.0 as i64, &key[..]])?;
-                Ok(old.is_some())
+        self.write(|conn| {
+            let old: Option<Option<Vec<u8>>> =
+                conn.query_opt("SELECT receipt_key FROM hosts WHERE id = ?1", params![id.0 as i64], |r| r.get(0))?;
+            match old {
+                Some(Some(old)) if old == key[..] => Ok(false),
+                Some(old) => {
+                    conn.execute("UPDATE hosts SET receipt_key = ?2 WHERE id = ?1", params![id.0 as i64, &key[..]])?;
+                    Ok(old.is_some())
+                }
+                None => Ok(false),
             }
-            None => Ok(false),
-        }
+        })
     }
 
     /// A host's registered receipt key, if the host exists and has registered one. One row by
     /// its key: commits check receipts without the aggregates of [`Self::hosts`].
     pub fn receipt_key(&self, id: HostId) -> Result<Option<[u8; 32]>, StoreError> {
-        let conn = self.conn();
-        let key: Option<Option<Vec<u8>>> = conn
-            .prepare_cached("SELECT receipt_key FROM hosts WHERE id = ?1")?
-            .query_row([id.0 as i64], |r| r.get(0))
-            .optional()?;
-        Ok(key.flatten().map(blob32).transpose()?)
+        self.read(|conn| {
+            let key: Option<Option<[u8; 32]>> =
+                conn.query_opt("SELECT receipt_key FROM hosts WHERE id = ?1", params![id.0 as i64], |r| r.get(0))?;
+            Ok(key.flatten())
+        })
     }
 
     /// A host's failure domain, if the host is registered. One row by its key, for commits.
     pub fn host_domain(&self, id: HostId) -> Result<Option<Domain>, StoreError> {
-        let conn = self.conn();
-        let row: Option<(Option<i64>, Option<i64>)> = conn
-            .prepare_cached(
-                "SELECT h.operator, o.independent FROM hosts h LEFT JOIN operators o ON o.id = h.operator WHERE h.id = ?1",
-            )?
-            .query_row([id.0 as i64], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        Ok(row.map(|(op, independent)| match op {
-            Some(op) if independent.unwrap_or(0) == 0 => Domain::Operator(op as u64),
-            _ => Domain::Host(id),
-        }))
+        self.read(|conn| {
+            let row: Option<(Option<i64>, Option<i64>)> = conn
+                .query_opt("SELECT h.operator, o.independent FROM hosts h LEFT JOIN operators o ON o.id = h.operator WHERE h.id = ?1", params![id.0 as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(row.map(|(op, independent)| match op {
+                Some(op) if independent.unwrap_or(0) == 0 => Domain::Operator(op as u64),
+                _ => Domain::Host(id),
+            }))
+        })
     }
 
     /// A user's stored placement policy.
     pub fn policy(&self, user: UserId) -> Result<Option<scatter_proto::api::Policy>, StoreError> {
-        let text: Option<String> = self
-            .conn()
-            .query_row("SELECT policy FROM policies WHERE user = ?1", [user.0 as i64], |r| r.get(0))
-            .optional()?;
+        let text: Option<String> = self.read(|c| {
+            Ok(c.query_opt("SELECT policy FROM policies WHERE user = ?1", params![user.0 as i64], |r| r.get(0))?)
+        })?;
         // The coordinator wrote it; an unreadable one is treated as none rather than failing
         // every placement.
         Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
@@ -700,111 +778,118 @@ impl Store {
 
     /// Stores (or with `None` clears) a user's placement policy.
     pub fn set_policy(&self, user: UserId, policy: Option<&scatter_proto::api::Policy>) -> Result<(), StoreError> {
-        let conn = self.conn();
-        match policy {
-            Some(p) => {
-                let text = serde_json::to_string(p).map_err(|e| StoreError::Task(e.to_string()))?;
-                conn.execute(
-                    "INSERT INTO policies (user, policy) VALUES (?1, ?2)
-                     ON CONFLICT(user) DO UPDATE SET policy = excluded.policy",
-                    params![user.0 as i64, text],
-                )?;
+        self.write(|conn| {
+            match policy {
+                Some(p) => {
+                    let text = serde_json::to_string(p).map_err(|e| StoreError::Task(e.to_string()))?;
+                    conn.execute(
+                        "INSERT INTO policies (user, policy) VALUES (?1, ?2)
+                         ON CONFLICT(user) DO UPDATE SET policy = excluded.policy",
+                        params![user.0 as i64, text],
+                    )?;
+                }
+                None => {
+                    conn.execute("DELETE FROM policies WHERE user = ?1", params![user.0 as i64])?;
+                }
             }
-            None => {
-                conn.execute("DELETE FROM policies WHERE user = ?1", [user.0 as i64])?;
-            }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Calls `f(k, m, shards)` for every live pack, with each shard's host and whether its
     /// state is `ok`.
     pub fn pack_spreads(&self, mut f: impl FnMut(u8, u8, &[(HostId, bool)])) -> Result<(), StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT s.pack, p.k, p.m, s.host, s.state = 'ok' FROM shards s JOIN packs p ON p.id = s.pack
-             WHERE p.state = 'live' ORDER BY s.pack",
-        )?;
-        let mut rows = stmt.query([])?;
-        let mut current: Option<(Vec<u8>, u8, u8)> = None;
-        let mut shards = Vec::new();
-        while let Some(r) = rows.next()? {
-            let pack: Vec<u8> = r.get(0)?;
-            if current.as_ref().is_some_and(|(p, _, _)| *p != pack) {
-                if let Some((_, k, m)) = current.take() {
-                    f(k, m, &shards);
-                }
-                shards.clear();
+        self.read(|conn| {
+            let mut current: Option<(Vec<u8>, u8, u8)> = None;
+            let mut shards = Vec::new();
+            conn.each(
+                "SELECT s.pack, p.k, p.m, s.host, s.state = 'ok' FROM shards s JOIN packs p ON p.id = s.pack
+                 WHERE p.state = 'live' ORDER BY s.pack",
+                params![],
+                |r| {
+                    let pack: Vec<u8> = r.get(0)?;
+                    if current.as_ref().is_some_and(|(p, _, _)| *p != pack) {
+                        if let Some((_, k, m)) = current.take() {
+                            f(k, m, &shards);
+                        }
+                        shards.clear();
+                    }
+                    if current.is_none() {
+                        current = Some((pack, r.get(1)?, r.get(2)?));
+                    }
+                    shards.push((HostId(r.get::<i64>(3)? as u64), r.get::<bool>(4)?));
+                    Ok(())
+                },
+            )?;
+            if let Some((_, k, m)) = current {
+                f(k, m, &shards);
             }
-            if current.is_none() {
-                current = Some((pack, r.get(1)?, r.get(2)?));
-            }
-            shards.push((HostId(r.get::<_, i64>(3)? as u64), r.get::<_, bool>(4)?));
-        }
-        if let Some((_, k, m)) = current {
-            f(k, m, &shards);
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Sets a host's administrative state; false if there is no such host.
     pub fn set_host_state(&self, id: HostId, state: Standing) -> Result<bool, StoreError> {
-        Ok(self.conn().execute("UPDATE hosts SET state = ?2 WHERE id = ?1", params![id.0 as i64, state])? > 0)
+        Ok(self.write(|c| Ok(c.execute("UPDATE hosts SET state = ?2 WHERE id = ?1", params![id.0 as i64, state])?))?
+            > 0)
     }
 
     /// The hash of a host's secret, if the host is registered.
     pub fn host_secret_hash(&self, id: HostId) -> Result<Option<[u8; 32]>, StoreError> {
-        let conn = self.conn();
-        let row: Option<Vec<u8>> =
-            conn.query_row("SELECT secret_hash FROM hosts WHERE id = ?1", [id.0 as i64], |r| r.get(0)).optional()?;
-        Ok(row.map(blob32).transpose()?)
+        self.read(|conn| {
+            let row: Option<[u8; 32]> =
+                conn.query_opt("SELECT secret_hash FROM hosts WHERE id = ?1", params![id.0 as i64], |r| r.get(0))?;
+            Ok(row)
+        })
     }
 
     /// Every host, with the bytes the catalog places on it.
     pub fn hosts(&self) -> Result<Vec<HostRow>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT h.id, h.address, h.zone, h.capacity, h.reported_used, h.free, h.last_seen, h.held_bytes,
-                    h.state, h.held_shards, h.audits_passed, h.audits_failed,
-                    h.receipt_key, h.operator, o.independent, h.price, h.egress_price, h.bandwidth, h.until,
-                    h.joined, h.online_secs, h.served_bytes, h.repairs_caused, h.measured_bandwidth
-             FROM hosts h LEFT JOIN operators o ON o.id = h.operator ORDER BY h.id",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(HostRow {
-                id: HostId(r.get::<_, i64>(0)? as u64),
-                address: r.get(1)?,
-                zone: r.get(2)?,
-                capacity: r.get::<_, i64>(3)? as u64,
-                reported_used: r.get::<_, i64>(4)? as u64,
-                free: r.get::<_, i64>(5)? as u64,
-                last_seen: r.get::<_, i64>(6)? as u64,
-                catalog_used: r.get::<_, i64>(7)? as u64,
-                state: r.get(8)?,
-                shards: r.get::<_, i64>(9)? as u64,
-                audits_passed: r.get::<_, i64>(10)? as u64,
-                audits_failed: r.get::<_, i64>(11)? as u64,
-                receipt_key: r.get::<_, Option<Vec<u8>>>(12)?.map(blob32).transpose()?,
-                operator: r
-                    .get::<_, Option<i64>>(13)?
-                    .map(|op| Ok::<_, rusqlite::Error>((op as u64, r.get::<_, Option<i64>>(14)?.unwrap_or(0) != 0)))
-                    .transpose()?,
-                terms: Terms {
-                    price: r.get::<_, i64>(15)? as u64,
-                    egress_price: r.get::<_, i64>(16)? as u64,
-                    bandwidth: r.get::<_, i64>(17)? as u64,
-                    until: r.get::<_, Option<i64>>(18)?.map(|u| u as u64),
+        self.read(|conn| {
+            let rows = conn.query_map(
+                "SELECT h.id, h.address, h.zone, h.capacity, h.reported_used, h.free, h.last_seen, h.held_bytes,
+                        h.state, h.held_shards, h.audits_passed, h.audits_failed,
+                        h.receipt_key, h.operator, o.independent, h.price, h.egress_price, h.bandwidth, h.until,
+                        h.joined, h.online_secs, h.served_bytes, h.repairs_caused, h.measured_bandwidth
+                 FROM hosts h LEFT JOIN operators o ON o.id = h.operator ORDER BY h.id",
+                params![],
+                |r| {
+                    Ok(HostRow {
+                        id: HostId(r.get::<i64>(0)? as u64),
+                        address: r.get(1)?,
+                        zone: r.get(2)?,
+                        capacity: r.get::<i64>(3)? as u64,
+                        reported_used: r.get::<i64>(4)? as u64,
+                        free: r.get::<i64>(5)? as u64,
+                        last_seen: r.get::<i64>(6)? as u64,
+                        catalog_used: r.get::<i64>(7)? as u64,
+                        state: r.get(8)?,
+                        shards: r.get::<i64>(9)? as u64,
+                        audits_passed: r.get::<i64>(10)? as u64,
+                        audits_failed: r.get::<i64>(11)? as u64,
+                        receipt_key: r.get(12)?,
+                        operator: r
+                            .get::<Option<i64>>(13)?
+                            .map(|op| Ok::<_, SqlError>((op as u64, r.get::<Option<i64>>(14)?.unwrap_or(0) != 0)))
+                            .transpose()?,
+                        terms: Terms {
+                            price: r.get::<i64>(15)? as u64,
+                            egress_price: r.get::<i64>(16)? as u64,
+                            bandwidth: r.get::<i64>(17)? as u64,
+                            until: r.get::<Option<i64>>(18)?.map(|u| u as u64),
+                        },
+                        record: Record {
+                            joined: r.get::<i64>(19)? as u64,
+                            online_secs: r.get::<i64>(20)? as u64,
+                            served_bytes: r.get::<i64>(21)? as u64,
+                            repairs_caused: r.get::<i64>(22)? as u64,
+                            measured_bandwidth: r.get::<i64>(23)? as u64,
+                        },
+                    })
                 },
-                record: Record {
-                    joined: r.get::<_, i64>(19)? as u64,
-                    online_secs: r.get::<_, i64>(20)? as u64,
-                    served_bytes: r.get::<_, i64>(21)? as u64,
-                    repairs_caused: r.get::<_, i64>(22)? as u64,
-                    measured_bandwidth: r.get::<_, i64>(23)? as u64,
-                },
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            )?;
+            Ok(rows)
+        })
     }
 
     /// Starts a write session of `user` opened by the user itself, open until `expires`
@@ -824,13 +909,14 @@ impl Store {
         now: u64,
         expires: u64,
     ) -> Result<u64, StoreError> {
-        let conn = self.conn();
-        let id: i64 = conn.query_row(
-            "INSERT INTO sessions (user, wrapped_key, created, expires, opener) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
-            params![user.0 as i64, wrapped_key, now as i64, expires as i64, opener.0 as i64],
-            |r| r.get(0),
-        )?;
-        Ok(id as u64)
+        self.write(|conn| {
+            let id: i64 = conn.query_row(
+                "INSERT INTO sessions (user, wrapped_key, created, expires, opener) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+                params![user.0 as i64, wrapped_key, now as i64, expires as i64, opener.0 as i64],
+                |r| r.get(0),
+            )?;
+            Ok(id as u64)
+        })
     }
 
     /// Which of `ids` the user stores in live packs.
@@ -838,112 +924,109 @@ impl Store {
     /// Only chunks written by someone `me` may build on count (see [`trusted_writers`]): a
     /// chunk an untrusted delegate wrote may hold anything under its id.
     pub fn known_chunks(&self, user: UserId, me: UserId, ids: &[ChunkId]) -> Result<Vec<ChunkId>, StoreError> {
-        let conn = self.conn();
-        let trusted = trusted_writers(&conn, user, me)?;
-        let mut known = Vec::new();
-        for id in ids {
-            if chunk_writer(&conn, user, id)?.is_some_and(|w| trusted.contains(&w)) {
-                known.push(*id);
+        self.read(|conn| {
+            let trusted = trusted_writers(conn, user, me)?;
+            let mut known = Vec::new();
+            for id in ids {
+                if chunk_writer(conn, user, id)?.is_some_and(|w| trusted.contains(&w)) {
+                    known.push(*id);
+                }
             }
-        }
-        Ok(known)
+            Ok(known)
+        })
     }
 
     /// Records a pack whose shards are durable, with its shards and chunks, in one
     /// transaction. Chunks already stored elsewhere keep their first location.
     pub fn commit_pack(&self, p: &NewPack<'_>, now: u64) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let session_ok: bool = tx
-            .prepare("SELECT 1 FROM sessions WHERE id = ?1 AND user = ?2")?
-            .exists(params![p.session as i64, p.user.0 as i64])?;
-        if !session_ok {
-            return Err(StoreError::BadReference);
-        }
-        let inserted = tx.execute(
-            "INSERT INTO packs (id, user, session, size, k, m, shard_size, state, created)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'live', ?8) ON CONFLICT DO NOTHING",
-            params![
-                &p.id.as_bytes()[..],
-                p.user.0 as i64,
-                p.session as i64,
-                p.size as i64,
-                p.k,
-                p.m,
-                p.shard_size as i64,
-                now as i64
-            ],
-        )?;
-        if inserted == 0 {
-            // The same pack committed twice (a retried request): nothing more to do.
-            return Ok(());
-        }
-        let writer: i64 =
-            tx.query_row("SELECT COALESCE(opener, user) FROM sessions WHERE id = ?1", [p.session as i64], |r| {
-                r.get(0)
-            })?;
-        let owners = trusted_writers(&tx, p.user, p.user)?;
-        let mut emptied: Vec<Vec<u8>> = Vec::new();
-        for s in p.shards {
-            let taken: bool = tx
-                .prepare_cached("SELECT 1 FROM shards WHERE host = ?1 AND hash = ?2")?
-                .exists(params![s.host.0 as i64, &s.shard.as_bytes()[..]])?;
-            if taken {
-                return Err(StoreError::ShardTaken(s.host));
+        self.write(|tx| {
+            let session_ok: bool = tx
+                .exists("SELECT 1 FROM sessions WHERE id = ?1 AND user = ?2", params![p.session as i64, p.user.0 as i64])?;
+            if !session_ok {
+                return Err(StoreError::BadReference);
             }
-            tx.execute(
-                "INSERT INTO shards (pack, idx, hash, host, state, receipt) VALUES (?1, ?2, ?3, ?4, 'ok', ?5)",
-                params![&p.id.as_bytes()[..], s.index, &s.shard.as_bytes()[..], s.host.0 as i64, &s.receipt.0],
-            )
-            .map_err(|e| match e {
-                rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
-                    StoreError::BadReference
+            let inserted = tx.execute(
+                "INSERT INTO packs (id, user, session, size, k, m, shard_size, state, created)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'live', ?8) ON CONFLICT DO NOTHING",
+                params![
+                    &p.id.as_bytes()[..],
+                    p.user.0 as i64,
+                    p.session as i64,
+                    p.size as i64,
+                    p.k,
+                    p.m,
+                    p.shard_size as i64,
+                    now as i64
+                ],
+            )?;
+            if inserted == 0 {
+                // The same pack committed twice (a retried request): nothing more to do.
+                return Ok(());
+            }
+            let writer: i64 =
+                tx.query_row("SELECT COALESCE(opener, user) FROM sessions WHERE id = ?1", params![p.session as i64], |r| {
+                    r.get(0)
+                })?;
+            let owners = trusted_writers(tx, p.user, p.user)?;
+            let mut emptied: Vec<Vec<u8>> = Vec::new();
+            for s in p.shards {
+                let taken: bool = tx
+                    .exists("SELECT 1 FROM shards WHERE host = ?1 AND hash = ?2", params![s.host.0 as i64, &s.shard.as_bytes()[..]])?;
+                if taken {
+                    return Err(StoreError::ShardTaken(s.host));
                 }
-                e => e.into(),
-            })?;
-            held(&tx, s.host, 1, p.shard_size as i64)?;
-        }
-        for c in p.chunks {
-            let (u, id, pack) = (p.user.0 as i64, &c.id.as_bytes()[..], &p.id.as_bytes()[..]);
-            if p.relocate {
-                let old: Option<Vec<u8>> = tx
-                    .query_row("SELECT pack FROM chunks WHERE user = ?1 AND id = ?2", params![u, id], |r| r.get(0))
-                    .optional()?;
-                let Some(old) = old else { continue };
                 tx.execute(
-                    "UPDATE chunks SET pack = ?3, off = ?4, len = ?5 WHERE user = ?1 AND id = ?2",
-                    params![u, id, pack, c.offset as i64, c.len as i64],
-                )?;
-                if !emptied.contains(&old) {
-                    emptied.push(old);
-                }
-            } else {
-                let inserted = tx.execute(
-                    "INSERT INTO chunks (user, id, pack, off, len) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
-                    params![u, id, pack, c.offset as i64, c.len as i64],
-                )?;
-                // A chunk an untrusted delegate wrote first gives way to the same id written
-                // by the owner or a trusted delegate: the first could be anything.
-                if inserted == 0
-                    && owners.contains(&writer)
-                    && chunk_writer(&tx, p.user, &c.id)?.is_some_and(|w| !owners.contains(&w))
-                {
+                    "INSERT INTO shards (pack, idx, hash, host, state, receipt) VALUES (?1, ?2, ?3, ?4, 'ok', ?5)",
+                    params![&p.id.as_bytes()[..], s.index, &s.shard.as_bytes()[..], s.host.0 as i64, &s.receipt.0],
+                )
+                .map_err(|e| match e {
+                    e if e.is_constraint() => {
+                        StoreError::BadReference
+                    }
+                    e => e.into(),
+                })?;
+                held(tx, s.host, 1, p.shard_size as i64)?;
+            }
+            for c in p.chunks {
+                let (u, id, pack) = (p.user.0 as i64, &c.id.as_bytes()[..], &p.id.as_bytes()[..]);
+                if p.relocate {
+                    let old: Option<Vec<u8>> = tx
+                        .query_opt("SELECT pack FROM chunks WHERE user = ?1 AND id = ?2", params![u, id], |r| r.get(0))?;
+                    let Some(old) = old else { continue };
                     tx.execute(
                         "UPDATE chunks SET pack = ?3, off = ?4, len = ?5 WHERE user = ?1 AND id = ?2",
                         params![u, id, pack, c.offset as i64, c.len as i64],
                     )?;
+                    if !emptied.contains(&old) {
+                        emptied.push(old);
+                    }
+                } else {
+                    let inserted = tx.execute(
+                        "INSERT INTO chunks (user, id, pack, off, len) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+                        params![u, id, pack, c.offset as i64, c.len as i64],
+                    )?;
+                    // A chunk an untrusted delegate wrote first gives way to the same id written
+                    // by the owner or a trusted delegate: the first could be anything.
+                    if inserted == 0
+                        && owners.contains(&writer)
+                        && chunk_writer(tx, p.user, &c.id)?.is_some_and(|w| !owners.contains(&w))
+                    {
+                        tx.execute(
+                            "UPDATE chunks SET pack = ?3, off = ?4, len = ?5 WHERE user = ?1 AND id = ?2",
+                            params![u, id, pack, c.offset as i64, c.len as i64],
+                        )?;
+                    }
                 }
             }
-        }
-        for old in emptied {
-            tx.execute(
-                "UPDATE packs SET state = 'deleting'
-                 WHERE id = ?1 AND state = 'live' AND NOT EXISTS (SELECT 1 FROM chunks WHERE pack = ?1)",
-                [&old],
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
+            for old in emptied {
+                tx.execute(
+                    "UPDATE packs SET state = 'deleting'
+                     WHERE id = ?1 AND state = 'live' AND NOT EXISTS (SELECT 1 FROM chunks WHERE pack = ?1)",
+                    params![&old],
+                )?;
+            }
+            Ok(())
+        })
     }
 
     /// Makes an object version visible, after checking every chunk it references is stored.
@@ -960,80 +1043,79 @@ impl Store {
         first_only: bool,
         now: u64,
     ) -> Result<u64, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let session_ok = tx
-            .prepare("SELECT 1 FROM sessions WHERE id = ?1 AND user = ?2")?
-            .exists(params![session as i64, user.0 as i64])?;
-        if !session_ok {
-            return Err(StoreError::BadReference);
-        }
-        let mut missing = 0;
-        {
-            let mut stmt = tx.prepare_cached("SELECT 1 FROM chunks WHERE user = ?1 AND id = ?2")?;
-            for c in chunks {
-                if !stmt.exists(params![user.0 as i64, &c.as_bytes()[..]])? {
-                    missing += 1;
+        self.write(|tx| {
+            let session_ok = tx
+                .exists("SELECT 1 FROM sessions WHERE id = ?1 AND user = ?2", params![session as i64, user.0 as i64])?;
+            if !session_ok {
+                return Err(StoreError::BadReference);
+            }
+            let mut missing = 0;
+            {
+                let stmt = "SELECT 1 FROM chunks WHERE user = ?1 AND id = ?2";
+                for c in chunks {
+                    if !tx.exists(stmt, params![user.0 as i64, &c.as_bytes()[..]])? {
+                        missing += 1;
+                    }
                 }
             }
-        }
-        if missing > 0 {
-            return Err(StoreError::MissingChunks(missing));
-        }
-        let version: u64 = tx.query_row(
-            "SELECT COALESCE(MAX(version), 0) + 1 FROM objects WHERE user = ?1 AND name = ?2",
-            params![user.0 as i64, name],
-            |r| r.get::<_, i64>(0),
-        )? as u64;
-        if first_only && version > 1 {
-            return Err(StoreError::NameTaken);
-        }
-        let object: i64 = tx.query_row(
-            "INSERT INTO objects (user, name, version, session, manifest, size, created)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
-            params![user.0 as i64, name, version as i64, session as i64, manifest, size as i64, now as i64],
-            |r| r.get(0),
-        )?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO object_chunks (object, user, chunk) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-            )?;
-            for c in chunks {
-                stmt.execute(params![object, user.0 as i64, &c.as_bytes()[..]])?;
+            if missing > 0 {
+                return Err(StoreError::MissingChunks(missing));
             }
-        }
-        tx.commit()?;
-        Ok(version)
+            let version: u64 = tx.query_row(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM objects WHERE user = ?1 AND name = ?2",
+                params![user.0 as i64, name],
+                |r| r.get::<i64>(0),
+            )? as u64;
+            if first_only && version > 1 {
+                return Err(StoreError::NameTaken);
+            }
+            let object: i64 = tx.query_row(
+                "INSERT INTO objects (user, name, version, session, manifest, size, created)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+                params![user.0 as i64, name, version as i64, session as i64, manifest, size as i64, now as i64],
+                |r| r.get(0),
+            )?;
+            {
+                let stmt = "INSERT INTO object_chunks (object, user, chunk) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
+                for c in chunks {
+                    tx.execute(stmt, params![object, user.0 as i64, &c.as_bytes()[..]])?;
+                }
+            }
+            Ok(version)
+        })
     }
 
     /// The latest version of every object whose name starts with `prefix`.
     pub fn list_objects(&self, user: UserId, prefix: &str) -> Result<Vec<ObjectRow>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT name, version, session, x'', size, created FROM objects o
-             WHERE user = ?1 AND substr(name, 1, length(?2)) = ?2
-               AND version = (SELECT MAX(version) FROM objects WHERE user = o.user AND name = o.name)
-             ORDER BY name",
-        )?;
-        let rows = stmt.query_map(params![user.0 as i64, prefix], object_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.read(|conn| {
+            let rows = conn.query_map(
+                "SELECT name, version, session, NULL, size, created FROM objects o
+                 WHERE user = ?1 AND substr(name, 1, length(?2)) = ?2
+                   AND version = (SELECT MAX(version) FROM objects WHERE user = o.user AND name = o.name)
+                 ORDER BY name",
+                params![user.0 as i64, prefix],
+                object_row,
+            )?;
+            Ok(rows)
+        })
     }
 
     /// The latest version of one object.
     pub fn get_object(&self, user: UserId, name: &str) -> Result<Option<(ObjectRow, Vec<u8>)>, StoreError> {
-        let conn = self.conn();
-        let row = conn
-            .query_row(
+        self.read(|conn| {
+            let row = conn.query_opt(
                 "SELECT name, version, session, manifest, size, created FROM objects
-                 WHERE user = ?1 AND name = ?2 ORDER BY version DESC LIMIT 1",
+                     WHERE user = ?1 AND name = ?2 ORDER BY version DESC LIMIT 1",
                 params![user.0 as i64, name],
                 object_row,
-            )
-            .optional()?;
-        let Some(row) = row else { return Ok(None) };
-        let key: Vec<u8> =
-            conn.query_row("SELECT wrapped_key FROM sessions WHERE id = ?1", [row.session as i64], |r| r.get(0))?;
-        Ok(Some((row, key)))
+            )?;
+            let Some(row) = row else { return Ok(None) };
+            let key: Vec<u8> =
+                conn.query_row("SELECT wrapped_key FROM sessions WHERE id = ?1", params![row.session as i64], |r| {
+                    r.get(0)
+                })?;
+            Ok(Some((row, key)))
+        })
     }
 
     /// Removes every version of an object. The chunks nothing references any more (open
@@ -1041,21 +1123,20 @@ impl Store {
     /// deletion from hosts.
     /// Returns (versions removed, packs released).
     pub fn remove_object(&self, user: UserId, name: &str, now: u64) -> Result<(u64, u64), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let u = user.0 as i64;
-        tx.execute(
-            "DELETE FROM object_chunks WHERE object IN (SELECT id FROM objects WHERE user = ?1 AND name = ?2)",
-            params![u, name],
-        )?;
-        let versions = tx.execute("DELETE FROM objects WHERE user = ?1 AND name = ?2", params![u, name])? as u64;
-        let released = match backup::sweep(&tx, user, now) {
-            Ok(swept) => swept.packs_released,
-            Err(StoreError::Busy) => 0,
-            Err(e) => return Err(e),
-        };
-        tx.commit()?;
-        Ok((versions, released))
+        self.write(|tx| {
+            let u = user.0 as i64;
+            tx.execute(
+                "DELETE FROM object_chunks WHERE object IN (SELECT id FROM objects WHERE user = ?1 AND name = ?2)",
+                params![u, name],
+            )?;
+            let versions = tx.execute("DELETE FROM objects WHERE user = ?1 AND name = ?2", params![u, name])? as u64;
+            let released = match backup::sweep(tx, user, now) {
+                Ok(swept) => swept.packs_released,
+                Err(StoreError::Busy) => 0,
+                Err(e) => return Err(e),
+            };
+            Ok((versions, released))
+        })
     }
 
     /// Locations of the user's chunks, with their packs, shards and session keys.
@@ -1065,52 +1146,54 @@ impl Store {
         user: UserId,
         ids: &[ChunkId],
     ) -> Result<(Vec<(ChunkId, PackId, u64, u64)>, Vec<PackRow>, Vec<(u64, Vec<u8>)>), StoreError> {
-        let conn = self.conn();
-        let mut chunks = Vec::new();
-        let mut packs: Vec<PackRow> = Vec::new();
-        let mut sessions: Vec<(u64, Vec<u8>)> = Vec::new();
-        let mut chunk_stmt = conn.prepare_cached("SELECT pack, off, len FROM chunks WHERE user = ?1 AND id = ?2")?;
-        for id in ids {
-            let row = chunk_stmt
-                .query_row(params![user.0 as i64, &id.as_bytes()[..]], |r| {
-                    Ok((blob32(r.get(0)?)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64))
-                })
-                .optional()?;
-            let Some((pack, off, len)) = row else { continue };
-            let pack = PackId::from_bytes(pack);
-            chunks.push((*id, pack, off, len));
-            if packs.iter().any(|p| p.id == pack) {
-                continue;
+        self.read(|conn| {
+            let mut chunks = Vec::new();
+            let mut packs: Vec<PackRow> = Vec::new();
+            let mut sessions: Vec<(u64, Vec<u8>)> = Vec::new();
+            let chunk_stmt = "SELECT pack, off, len FROM chunks WHERE user = ?1 AND id = ?2";
+            for id in ids {
+                let row = conn.query_opt(chunk_stmt, params![user.0 as i64, &id.as_bytes()[..]], |r| {
+                    Ok((r.get::<[u8; 32]>(0)?, r.get::<i64>(1)? as u64, r.get::<i64>(2)? as u64))
+                })?;
+                let Some((pack, off, len)) = row else { continue };
+                let pack = PackId::from_bytes(pack);
+                chunks.push((*id, pack, off, len));
+                if packs.iter().any(|p| p.id == pack) {
+                    continue;
+                }
+                let mut p = conn.query_row(
+                    "SELECT session, size, k, m, shard_size FROM packs WHERE id = ?1",
+                    params![&pack.as_bytes()[..]],
+                    |r| {
+                        Ok(PackRow {
+                            id: pack,
+                            session: r.get::<i64>(0)? as u64,
+                            size: r.get::<i64>(1)? as u64,
+                            k: r.get(2)?,
+                            m: r.get(3)?,
+                            shard_size: r.get::<i64>(4)? as u64,
+                            shards: Vec::new(),
+                        })
+                    },
+                )?;
+                p.shards = shards_of(conn, &pack)?;
+                if !sessions.iter().any(|(s, _)| *s == p.session) {
+                    let key = conn.query_row(
+                        "SELECT wrapped_key FROM sessions WHERE id = ?1",
+                        params![p.session as i64],
+                        |r| r.get(0),
+                    )?;
+                    sessions.push((p.session, key));
+                }
+                packs.push(p);
             }
-            let mut p = conn.query_row(
-                "SELECT session, size, k, m, shard_size FROM packs WHERE id = ?1",
-                [&pack.as_bytes()[..]],
-                |r| {
-                    Ok(PackRow {
-                        id: pack,
-                        session: r.get::<_, i64>(0)? as u64,
-                        size: r.get::<_, i64>(1)? as u64,
-                        k: r.get(2)?,
-                        m: r.get(3)?,
-                        shard_size: r.get::<_, i64>(4)? as u64,
-                        shards: Vec::new(),
-                    })
-                },
-            )?;
-            p.shards = shards_of(&conn, &pack)?;
-            if !sessions.iter().any(|(s, _)| *s == p.session) {
-                let key =
-                    conn.query_row("SELECT wrapped_key FROM sessions WHERE id = ?1", [p.session as i64], |r| r.get(0))?;
-                sessions.push((p.session, key));
-            }
-            packs.push(p);
-        }
-        Ok((chunks, packs, sessions))
+            Ok((chunks, packs, sessions))
+        })
     }
 
     /// Whether a pack with this id is recorded (for anyone).
     pub fn pack_exists(&self, pack: &PackId) -> Result<bool, StoreError> {
-        Ok(self.conn().prepare_cached("SELECT 1 FROM packs WHERE id = ?1")?.exists([&pack.as_bytes()[..]])?)
+        self.read(|c| Ok(c.exists("SELECT 1 FROM packs WHERE id = ?1", params![&pack.as_bytes()[..]])?))
     }
 
     /// Where the user's live packs place `shard` on `host`: (pack, index, shard size).
@@ -1120,16 +1203,15 @@ impl Store {
         host: HostId,
         shard: &ShardId,
     ) -> Result<Option<(PackId, u8, u64)>, StoreError> {
-        let conn = self.conn();
-        let row = conn
-            .query_row(
+        self.read(|conn| {
+            let row = conn.query_opt(
                 "SELECT s.pack, s.idx, p.shard_size FROM shards s JOIN packs p ON p.id = s.pack
-                 WHERE s.host = ?1 AND s.hash = ?2 AND p.user = ?3 AND p.state = 'live' AND s.state = 'ok'",
+                     WHERE s.host = ?1 AND s.hash = ?2 AND p.user = ?3 AND p.state = 'live' AND s.state = 'ok'",
                 params![host.0 as i64, &shard.as_bytes()[..], user.0 as i64],
-                |r| Ok((blob32(r.get(0)?)?, r.get::<_, u8>(1)?, r.get::<_, i64>(2)? as u64)),
-            )
-            .optional()?;
-        Ok(row.map(|(p, i, size)| (PackId::from_bytes(p), i, size)))
+                |r| Ok((r.get::<[u8; 32]>(0)?, r.get::<u8>(1)?, r.get::<i64>(2)? as u64)),
+            )?;
+            Ok(row.map(|(p, i, size)| (PackId::from_bytes(p), i, size)))
+        })
     }
 
     /// Shards of released packs still to delete from hosts: (pack, index, shard, host, and
@@ -1138,60 +1220,59 @@ impl Store {
     /// before receipts may hold such pairs; a shard is deleted only when nothing needs it.
     #[allow(clippy::type_complexity)]
     pub fn shards_to_delete(&self, limit: usize) -> Result<Vec<(PackId, u8, ShardId, HostId, bool)>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT s.pack, s.idx, s.hash, s.host,
-                    EXISTS (SELECT 1 FROM shards s2 JOIN packs p2 ON p2.id = s2.pack
-                            WHERE s2.host = s.host AND s2.hash = s.hash AND p2.state != 'deleting')
-             FROM shards s JOIN packs p ON p.id = s.pack
-             WHERE p.state = 'deleting' LIMIT ?1",
-        )?;
-        let rows = stmt.query_map([limit as i64], |r| {
-            Ok((
-                PackId::from_bytes(blob32(r.get(0)?)?),
-                r.get(1)?,
-                ShardId::from_bytes(blob32(r.get(2)?)?),
-                HostId(r.get::<_, i64>(3)? as u64),
-                r.get(4)?,
-            ))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.read(|conn| {
+            let rows = conn.query_map(
+                "SELECT s.pack, s.idx, s.hash, s.host,
+                        EXISTS (SELECT 1 FROM shards s2 JOIN packs p2 ON p2.id = s2.pack
+                                WHERE s2.host = s.host AND s2.hash = s.hash AND p2.state != 'deleting')
+                 FROM shards s JOIN packs p ON p.id = s.pack
+                 WHERE p.state = 'deleting' LIMIT ?1",
+                params![limit as i64],
+                |r| {
+                    Ok((
+                        PackId::from_bytes(r.get::<[u8; 32]>(0)?),
+                        r.get(1)?,
+                        ShardId::from_bytes(r.get::<[u8; 32]>(2)?),
+                        HostId(r.get::<i64>(3)? as u64),
+                        r.get(4)?,
+                    ))
+                },
+            )?;
+            Ok(rows)
+        })
     }
 
     /// Forgets a deleted shard, and its pack once no shard is left.
     pub fn shard_deleted(&self, pack: &PackId, index: u8, fence: Option<&Fence>, now: u64) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        leases::check(&tx, fence, now)?;
-        let row: Option<(i64, i64)> = tx
-            .query_row(
-                "SELECT s.host, p.shard_size FROM shards s JOIN packs p ON p.id = s.pack WHERE s.pack = ?1 AND s.idx = ?2",
-                params![&pack.as_bytes()[..], index],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        if let Some((host, size)) = row {
-            tx.execute("DELETE FROM shards WHERE pack = ?1 AND idx = ?2", params![&pack.as_bytes()[..], index])?;
-            held(&tx, HostId(host as u64), -1, -size)?;
-        }
-        tx.execute(
-            "DELETE FROM packs WHERE id = ?1 AND state = 'deleting' AND NOT EXISTS (SELECT 1 FROM shards WHERE pack = ?1)",
-            [&pack.as_bytes()[..]],
-        )?;
-        tx.commit()?;
-        Ok(())
+        self.write(|tx| {
+            leases::check(tx, fence, now)?;
+            let row: Option<(i64, i64)> = tx
+                .query_opt(
+                    "SELECT s.host, p.shard_size FROM shards s JOIN packs p ON p.id = s.pack WHERE s.pack = ?1 AND s.idx = ?2",
+                    params![&pack.as_bytes()[..], index],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+            if let Some((host, size)) = row {
+                tx.execute("DELETE FROM shards WHERE pack = ?1 AND idx = ?2", params![&pack.as_bytes()[..], index])?;
+                held(tx, HostId(host as u64), -1, -size)?;
+            }
+            tx.execute(
+                "DELETE FROM packs WHERE id = ?1 AND state = 'deleting' AND NOT EXISTS (SELECT 1 FROM shards WHERE pack = ?1)",
+                params![&pack.as_bytes()[..]],
+            )?;
+            Ok(())
+        })
     }
 }
 
 /// Who wrote the pack `user`'s chunk `id` lies in (the opener of its session), if stored.
-pub(crate) fn chunk_writer(conn: &Connection, user: UserId, id: &ChunkId) -> Result<Option<i64>, StoreError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT COALESCE(s.opener, s.user) FROM chunks c JOIN packs p ON p.id = c.pack
+pub(crate) fn chunk_writer(conn: &Sql<'_>, user: UserId, id: &ChunkId) -> Result<Option<i64>, StoreError> {
+    Ok(conn.query_opt(
+        "SELECT COALESCE(s.opener, s.user) FROM chunks c JOIN packs p ON p.id = c.pack
              JOIN sessions s ON s.id = p.session WHERE c.user = ?1 AND c.id = ?2",
-        )?
-        .query_row(params![user.0 as i64, &id.as_bytes()[..]], |r| r.get(0))
-        .optional()?)
+        params![user.0 as i64, &id.as_bytes()[..]],
+        |r| r.get(0),
+    )?)
 }
 
 /// The writers whose chunks `me`, working on `user`'s data, may build on (deduplicate
@@ -1199,14 +1280,14 @@ pub(crate) fn chunk_writer(conn: &Connection, user: UserId, id: &ChunkId) -> Res
 /// delegate holds the dedup key, so it can store garbage under the id of a chunk the owner
 /// has not stored yet; nobody else deduplicates against that.
 pub(crate) fn trusted_writers(
-    conn: &Connection,
+    conn: &Sql<'_>,
     user: UserId,
     me: UserId,
 ) -> Result<std::collections::HashSet<i64>, StoreError> {
     let mut set: std::collections::HashSet<i64> = conn
-        .prepare_cached("SELECT id FROM users WHERE owner = ?1 AND trusted = 1")?
-        .query_map([user.0 as i64], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+        .query_map("SELECT id FROM users WHERE owner = ?1 AND trusted = 1", params![user.0 as i64], |r| r.get(0))?
+        .into_iter()
+        .collect();
     set.insert(user.0 as i64);
     set.insert(me.0 as i64);
     Ok(set)
@@ -1214,32 +1295,38 @@ pub(crate) fn trusted_writers(
 
 /// Runs one migration, statement by statement. A statement on a table this catalog does not
 /// have yet is skipped: the table is created afterwards from [`SCHEMA`], already in its
-/// current form.
-fn migrate(conn: &Connection, sql: &str) -> Result<(), StoreError> {
+/// current form. (Only SQLite catalogs are older than PostgreSQL support.)
+fn migrate(conn: &Sql<'_>, sql: &str) -> Result<(), StoreError> {
     for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-        match conn.execute_batch(statement) {
-            Err(rusqlite::Error::SqliteFailure(_, Some(msg))) if msg.starts_with("no such table") => {}
+        let statement = match conn.is_postgres() {
+            true => sql::postgres_ddl(statement),
+            false => statement.to_owned(),
+        };
+        match conn.batch(&statement) {
+            Err(SqlError::Sqlite(rusqlite::Error::SqliteFailure(_, Some(msg)))) if msg.starts_with("no such table") => {
+            }
             other => other?,
         }
     }
     Ok(())
 }
 
-fn object_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRow> {
+fn object_row(r: &sql::Row) -> Result<ObjectRow, SqlError> {
     Ok(ObjectRow {
         name: r.get(0)?,
-        version: r.get::<_, i64>(1)? as u64,
-        session: r.get::<_, i64>(2)? as u64,
-        manifest: r.get(3)?,
-        size: r.get::<_, i64>(4)? as u64,
-        created: r.get::<_, i64>(5)? as u64,
+        version: r.get::<i64>(1)? as u64,
+        session: r.get::<i64>(2)? as u64,
+        manifest: r.get::<Option<Vec<u8>>>(3)?.unwrap_or_default(),
+        size: r.get::<i64>(4)? as u64,
+        created: r.get::<i64>(5)? as u64,
     })
 }
 
-fn shards_of(conn: &Connection, pack: &PackId) -> Result<Vec<(u8, ShardId, HostId, String)>, StoreError> {
-    let mut stmt = conn.prepare_cached("SELECT idx, hash, host, state FROM shards WHERE pack = ?1 ORDER BY idx")?;
-    let rows = stmt.query_map([&pack.as_bytes()[..]], |r| {
-        Ok((r.get(0)?, ShardId::from_bytes(blob32(r.get(1)?)?), HostId(r.get::<_, i64>(2)? as u64), r.get(3)?))
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+fn shards_of(conn: &Sql<'_>, pack: &PackId) -> Result<Vec<(u8, ShardId, HostId, String)>, StoreError> {
+    let rows = conn.query_map(
+        "SELECT idx, hash, host, state FROM shards WHERE pack = ?1 ORDER BY idx",
+        params![&pack.as_bytes()[..]],
+        |r| Ok((r.get(0)?, ShardId::from_bytes(r.get::<[u8; 32]>(1)?), HostId(r.get::<i64>(2)? as u64), r.get(3)?)),
+    )?;
+    Ok(rows)
 }

@@ -5,11 +5,11 @@
 //! retired) and has sent a heartbeat since the cutoff the caller passes (now minus the
 //! offline grace).
 
-use rusqlite::{params, Connection, OptionalExtension};
 use scatter_core::{HostId, PackId, ShardId};
 
 use super::leases::{self, Fence};
-use super::{blob32, shards_of, Store, StoreError};
+use super::sql::Sql;
+use super::{shards_of, Store, StoreError};
 
 /// A pack with fewer than k+m healthy shards.
 #[derive(Debug, Clone)]
@@ -73,24 +73,18 @@ const DAMAGED: &str = "(SELECT s.pack FROM shards s WHERE s.state != 'ok'
                         WHERE s.host IN (SELECT id FROM hosts WHERE state != 'active' OR last_seen < ?1))";
 
 /// Packs selected as (id, size, k, m, shard size, healthy shards), each with its shards.
-fn with_shards(
-    conn: &Connection,
-    stmt: &mut rusqlite::Statement<'_>,
-    params: impl rusqlite::Params,
-) -> Result<Vec<DegradedPack>, StoreError> {
-    let rows = stmt
-        .query_map(params, |r| {
-            Ok(DegradedPack {
-                id: PackId::from_bytes(blob32(r.get(0)?)?),
-                size: r.get::<_, i64>(1)? as u64,
-                k: r.get(2)?,
-                m: r.get(3)?,
-                shard_size: r.get::<_, i64>(4)? as u64,
-                healthy: r.get::<_, i64>(5)? as usize,
-                shards: Vec::new(),
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+fn with_shards(conn: &Sql<'_>, sql: &str, params: &[&dyn super::sql::Param]) -> Result<Vec<DegradedPack>, StoreError> {
+    let rows = conn.query_map(sql, params, |r| {
+        Ok(DegradedPack {
+            id: PackId::from_bytes(r.get::<[u8; 32]>(0)?),
+            size: r.get::<i64>(1)? as u64,
+            k: r.get(2)?,
+            m: r.get(3)?,
+            shard_size: r.get::<i64>(4)? as u64,
+            healthy: r.get::<i64>(5)? as usize,
+            shards: Vec::new(),
+        })
+    })?;
     let mut out = Vec::with_capacity(rows.len());
     for mut p in rows {
         p.shards = shards_of(conn, &p.id)?;
@@ -104,13 +98,14 @@ impl Store {
     /// Only packs that may be damaged ([`DAMAGED`]) are looked at, so a pass costs what is
     /// damaged, not what is stored.
     pub fn degraded_packs(&self, cutoff: u64, limit: usize) -> Result<Vec<DegradedPack>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT p.id, p.size, p.k, p.m, p.shard_size, {HEALTHY} AS healthy FROM packs p
-             WHERE p.id IN {DAMAGED} AND p.state = 'live' AND {HEALTHY} < p.k + p.m
-             ORDER BY healthy - p.k, p.created LIMIT ?2"
-        ))?;
-        with_shards(&conn, &mut stmt, params![cutoff as i64, limit as i64])
+        self.read(|conn| {
+            let stmt = &format!(
+                "SELECT p.id, p.size, p.k, p.m, p.shard_size, {HEALTHY} AS healthy FROM packs p
+                 WHERE p.id IN {DAMAGED} AND p.state = 'live' AND {HEALTHY} < p.k + p.m
+                 ORDER BY healthy - p.k, p.created LIMIT ?2"
+            );
+            with_shards(conn, stmt, params![cutoff as i64, limit as i64])
+        })
     }
 
     /// Live packs where one failure domain holds more than ⌊m / f⌋ (at least one) of the
@@ -119,43 +114,42 @@ impl Store {
         if f == 0 {
             return Ok(Vec::new());
         }
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT p.id, p.size, p.k, p.m, p.shard_size, p.k + p.m FROM packs p
-             WHERE p.state = 'live' AND EXISTS (
-                 SELECT 1 FROM shards s JOIN hosts h ON h.id = s.host LEFT JOIN operators o ON o.id = h.operator
-                 WHERE s.pack = p.id
-                 GROUP BY CASE WHEN h.operator IS NOT NULL AND COALESCE(o.independent, 0) = 0
-                               THEN -h.operator ELSE h.id END
-                 HAVING COUNT(*) > CASE WHEN p.m / ?1 > 1 THEN p.m / ?1 ELSE 1 END)
-             ORDER BY p.created LIMIT ?2",
-        )?;
-        with_shards(&conn, &mut stmt, params![f as i64, limit as i64])
+        self.read(|conn| {
+            let stmt = "SELECT p.id, p.size, p.k, p.m, p.shard_size, p.k + p.m FROM packs p
+                 WHERE p.state = 'live' AND EXISTS (
+                     SELECT 1 FROM shards s JOIN hosts h ON h.id = s.host LEFT JOIN operators o ON o.id = h.operator
+                     WHERE s.pack = p.id
+                     GROUP BY CASE WHEN h.operator IS NOT NULL AND COALESCE(o.independent, 0) = 0
+                                   THEN -h.operator ELSE h.id END
+                     HAVING COUNT(*) > CASE WHEN p.m / ?1 > 1 THEN p.m / ?1 ELSE 1 END)
+                 ORDER BY p.created LIMIT ?2";
+            with_shards(conn, stmt, params![f as i64, limit as i64])
+        })
     }
 
     /// Live packs by health. Only packs that may be damaged (see [`DAMAGED`]) are looked at
     /// shard by shard; the rest are counted.
     pub fn health(&self, cutoff: u64) -> Result<Health, StoreError> {
-        let conn = self.conn();
-        let total: i64 = conn.query_row("SELECT COUNT(*) FROM packs WHERE state = 'live'", [], |r| r.get(0))?;
-        let mut stmt = conn.prepare(&format!(
-            "SELECT p.k, p.m, {HEALTHY} FROM packs p WHERE p.id IN {DAMAGED} AND p.state = 'live'"
-        ))?;
-        let mut h = Health { packs_total: total as u64, ..Health::default() };
-        let rows =
-            stmt.query_map([cutoff as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))?;
-        for row in rows {
-            let (k, m, healthy) = row?;
-            if healthy >= k + m {
-                continue;
-            } else if healthy >= k {
-                h.packs_degraded += 1;
-            } else {
-                h.packs_lost += 1;
+        self.read(|conn| {
+            let total: i64 =
+                conn.query_row("SELECT COUNT(*) FROM packs WHERE state = 'live'", params![], |r| r.get(0))?;
+            let stmt = &format!("SELECT p.k, p.m, {HEALTHY} FROM packs p WHERE p.id IN {DAMAGED} AND p.state = 'live'");
+            let mut h = Health { packs_total: total as u64, ..Health::default() };
+            let rows = conn.query_map(stmt, params![cutoff as i64], |r| {
+                Ok((r.get::<i64>(0)?, r.get::<i64>(1)?, r.get::<i64>(2)?))
+            })?;
+            for (k, m, healthy) in rows {
+                if healthy >= k + m {
+                    continue;
+                } else if healthy >= k {
+                    h.packs_degraded += 1;
+                } else {
+                    h.packs_lost += 1;
+                }
             }
-        }
-        h.packs_full = h.packs_total.saturating_sub(h.packs_degraded + h.packs_lost);
-        Ok(h)
+            h.packs_full = h.packs_total.saturating_sub(h.packs_degraded + h.packs_lost);
+            Ok(h)
+        })
     }
 
     /// Moves shard `index` of `pack` from `old` to `new` (where its rebuilt copy is now
@@ -163,51 +157,48 @@ impl Store {
     /// left on `old` is queued for deletion.
     pub fn move_shard(&self, m: ShardMove<'_>, now: u64, fence: Option<&Fence>) -> Result<bool, StoreError> {
         let ShardMove { pack, index, from: old, to: new, receipt } = m;
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        leases::check(&tx, fence, now)?;
-        let hash: Option<Vec<u8>> = tx
-            .query_row(
+        self.write(|tx| {
+            leases::check(tx, fence, now)?;
+            let hash: Option<Vec<u8>> = tx.query_opt(
                 "SELECT hash FROM shards s JOIN packs p ON p.id = s.pack
-                 WHERE s.pack = ?1 AND s.idx = ?2 AND s.host = ?3 AND p.state = 'live'",
+                     WHERE s.pack = ?1 AND s.idx = ?2 AND s.host = ?3 AND p.state = 'live'",
                 params![&pack.as_bytes()[..], index, old.0 as i64],
                 |r| r.get(0),
-            )
-            .optional()?;
-        let Some(hash) = hash else { return Ok(false) };
-        if old != new
-            && tx
-                .prepare_cached("SELECT 1 FROM shards WHERE host = ?1 AND hash = ?2")?
-                .exists(params![new.0 as i64, hash])?
-        {
-            return Err(StoreError::ShardTaken(new));
-        }
-        tx.execute(
-            "UPDATE shards SET host = ?3, state = 'ok', receipt = ?4 WHERE pack = ?1 AND idx = ?2",
-            params![&pack.as_bytes()[..], index, new.0 as i64, receipt],
-        )?;
-        // Totals survive restarts: they live in the catalog, counted in the same transaction.
-        let size: i64 =
-            tx.query_row("SELECT shard_size FROM packs WHERE id = ?1", [&pack.as_bytes()[..]], |r| r.get(0))?;
-        if old != new {
-            super::held(&tx, old, -1, -size)?;
-            super::held(&tx, new, 1, size)?;
-        }
-        for (key, add) in [("shards_repaired", 1), ("bytes_repaired", size)] {
-            tx.execute(
-                "INSERT INTO meta (key, value) VALUES (?1, ?2)
-                 ON CONFLICT(key) DO UPDATE SET value = CAST(CAST(value AS BIGINT) + ?2 AS TEXT)",
-                params![key, add],
             )?;
-        }
-        if old != new {
+            let Some(hash) = hash else { return Ok(false) };
+            if old != new
+                && tx.exists("SELECT 1 FROM shards WHERE host = ?1 AND hash = ?2", params![new.0 as i64, hash])?
+            {
+                return Err(StoreError::ShardTaken(new));
+            }
             tx.execute(
-                "INSERT INTO orphans (host, hash, since) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-                params![old.0 as i64, hash, now as i64],
+                "UPDATE shards SET host = ?3, state = 'ok', receipt = ?4 WHERE pack = ?1 AND idx = ?2",
+                params![&pack.as_bytes()[..], index, new.0 as i64, receipt],
             )?;
-        }
-        tx.commit()?;
-        Ok(true)
+            // Totals survive restarts: they live in the catalog, counted in the same transaction.
+            let size: i64 =
+                tx.query_row("SELECT shard_size FROM packs WHERE id = ?1", params![&pack.as_bytes()[..]], |r| {
+                    r.get(0)
+                })?;
+            if old != new {
+                super::held(tx, old, -1, -size)?;
+                super::held(tx, new, 1, size)?;
+            }
+            for (key, add) in [("shards_repaired", 1), ("bytes_repaired", size)] {
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                     ON CONFLICT(key) DO UPDATE SET value = CAST(CAST(meta.value AS BIGINT) + ?3 AS TEXT)",
+                    params![key, add.to_string(), add],
+                )?;
+            }
+            if old != new {
+                tx.execute(
+                    "INSERT INTO orphans (host, hash, since) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                    params![old.0 as i64, hash, now as i64],
+                )?;
+            }
+            Ok(true)
+        })
     }
 
     /// Reconciles a host's inventory with the catalog, in one transaction: shards the catalog
@@ -223,76 +214,75 @@ impl Store {
         grace: u64,
         now: u64,
     ) -> Result<(u64, u64), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let h = host.0 as i64;
-        let held: std::collections::HashSet<ShardId> = inventory.iter().map(|(id, _)| *id).collect();
-        let expected: Vec<(Vec<u8>, u8, ShardId)> = tx
-            .prepare(
+        self.write(|tx| {
+            let h = host.0 as i64;
+            let held: std::collections::HashSet<ShardId> = inventory.iter().map(|(id, _)| *id).collect();
+            let expected: Vec<(Vec<u8>, u8, ShardId)> = tx.query_map(
                 "SELECT s.pack, s.idx, s.hash FROM shards s JOIN packs p ON p.id = s.pack
-                 WHERE s.host = ?1 AND s.state = 'ok' AND p.state = 'live' AND p.created < ?2",
-            )?
-            .query_map(params![h, settled as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?, ShardId::from_bytes(blob32(r.get(2)?)?)))
-            })?
-            .collect::<Result<_, _>>()?;
-        let mut lost = 0;
-        for (pack, idx, hash) in expected {
-            if !held.contains(&hash) {
-                lost += tx.execute(
-                    "UPDATE shards SET state = 'lost' WHERE pack = ?1 AND idx = ?2 AND host = ?3",
-                    params![pack, idx, h],
-                )? as u64;
-            }
-        }
-        let mut orphaned = 0;
-        {
-            let mut known = tx.prepare_cached("SELECT 1 FROM shards WHERE host = ?1 AND hash = ?2")?;
-            let mut insert = tx
-                .prepare_cached("INSERT INTO orphans (host, hash, since) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING")?;
-            for (id, age) in inventory {
-                if *age >= grace && !known.exists(params![h, &id.as_bytes()[..]])? {
-                    orphaned += insert.execute(params![h, &id.as_bytes()[..], now as i64])? as u64;
+                     WHERE s.host = ?1 AND s.state = 'ok' AND p.state = 'live' AND p.created < ?2",
+                params![h, settled as i64],
+                |r| Ok((r.get(0)?, r.get(1)?, ShardId::from_bytes(r.get::<[u8; 32]>(2)?))),
+            )?;
+            let mut lost = 0;
+            for (pack, idx, hash) in expected {
+                if !held.contains(&hash) {
+                    lost += tx.execute(
+                        "UPDATE shards SET state = 'lost' WHERE pack = ?1 AND idx = ?2 AND host = ?3",
+                        params![pack, idx, h],
+                    )? as u64;
                 }
             }
-        }
-        tx.commit()?;
-        Ok((lost, orphaned))
+            let mut orphaned = 0;
+            {
+                let known = "SELECT 1 FROM shards WHERE host = ?1 AND hash = ?2";
+                let insert = "INSERT INTO orphans (host, hash, since) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
+                for (id, age) in inventory {
+                    if *age >= grace && !tx.exists(known, params![h, &id.as_bytes()[..]])? {
+                        orphaned += tx.execute(insert, params![h, &id.as_bytes()[..], now as i64])? as u64;
+                    }
+                }
+            }
+            Ok((lost, orphaned))
+        })
     }
 
     /// Up to `n` shards to audit: on active hosts heard from since `cutoff`, fewest audits
     /// first, one random healthy shard each: (host, pack, index, shard, shard size).
     #[allow(clippy::type_complexity)]
     pub fn audit_targets(&self, cutoff: u64, n: usize) -> Result<Vec<(HostId, PackId, u8, ShardId, u64)>, StoreError> {
-        let conn = self.conn();
-        let hosts: Vec<i64> = conn
-            .prepare(
+        self.read(|conn| {
+            let hosts: Vec<i64> = conn.query_map(
                 "SELECT id FROM hosts WHERE state = 'active' AND last_seen >= ?1
-                 ORDER BY audits_passed + audits_failed, random() LIMIT ?2",
-            )?
-            .query_map(params![cutoff as i64, n as i64], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        let mut out = Vec::new();
-        let mut pick = conn.prepare_cached(
-            "SELECT s.pack, s.idx, s.hash, p.shard_size FROM shards s JOIN packs p ON p.id = s.pack
-             WHERE s.host = ?1 AND s.state = 'ok' AND p.state = 'live' ORDER BY random() LIMIT 1",
-        )?;
-        for h in hosts {
-            let row = pick
-                .query_row([h], |r| {
+                     ORDER BY audits_passed + audits_failed, random() LIMIT ?2",
+                params![cutoff as i64, n as i64],
+                |r| r.get(0),
+            )?;
+            let mut out = Vec::new();
+            // A random point in the host's shard ids, and the first healthy shard from there
+            // (wrapping round): found through the index on (host, hash), not by sorting all
+            // of the host's shards.
+            let from = "SELECT s.pack, s.idx, s.hash, p.shard_size FROM shards s JOIN packs p ON p.id = s.pack
+                 WHERE s.host = ?1 AND s.hash >= ?2 AND s.state = 'ok' AND p.state = 'live' ORDER BY s.hash LIMIT 1";
+            for h in hosts {
+                let start: [u8; 32] = rand::random();
+                let start = match conn.exists(from, params![h, start])? {
+                    true => start,
+                    false => [0; 32],
+                };
+                let row = conn.query_opt(from, params![h, start], |r| {
                     Ok((
-                        PackId::from_bytes(blob32(r.get(0)?)?),
-                        r.get::<_, u8>(1)?,
-                        ShardId::from_bytes(blob32(r.get(2)?)?),
-                        r.get::<_, i64>(3)? as u64,
+                        PackId::from_bytes(r.get::<[u8; 32]>(0)?),
+                        r.get::<u8>(1)?,
+                        ShardId::from_bytes(r.get::<[u8; 32]>(2)?),
+                        r.get::<i64>(3)? as u64,
                     ))
-                })
-                .optional()?;
-            if let Some((pack, idx, shard, size)) = row {
-                out.push((HostId(h as u64), pack, idx, shard, size));
+                })?;
+                if let Some((pack, idx, shard, size)) = row {
+                    out.push((HostId(h as u64), pack, idx, shard, size));
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Records an audit. A failed one marks the shard lost (so it is repaired). It counts
@@ -311,34 +301,30 @@ impl Store {
         fence: Option<&Fence>,
         now: u64,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        leases::check(&tx, fence, now)?;
-        let h = host.0 as i64;
-        if passed {
-            tx.execute("UPDATE hosts SET audits_passed = audits_passed + 1 WHERE id = ?1", [h])?;
-            tx.commit()?;
-            return Ok(false);
-        }
-        let receipted: bool = tx
-            .prepare_cached("SELECT 1 FROM shards WHERE pack = ?1 AND idx = ?2 AND host = ?3 AND receipt IS NOT NULL")?
-            .exists(params![&pack.as_bytes()[..], index, h])?;
-        tx.execute(
-            "UPDATE shards SET state = 'lost' WHERE pack = ?1 AND idx = ?2 AND host = ?3",
-            params![&pack.as_bytes()[..], index, h],
-        )?;
-        if !receipted {
-            tx.commit()?;
-            return Ok(false);
-        }
-        tx.execute("UPDATE hosts SET audits_failed = audits_failed + 1 WHERE id = ?1", [h])?;
-        let disqualified = tx.execute(
-            "UPDATE hosts SET state = 'disqualified'
-             WHERE id = ?1 AND state = 'active' AND audits_failed >= ?2 AND audits_failed * 10 > audits_passed + audits_failed",
-            params![h, DISQUALIFY_AFTER],
-        )? > 0;
-        tx.commit()?;
-        Ok(disqualified)
+        self.write(|tx| {
+            leases::check(tx, fence, now)?;
+            let h = host.0 as i64;
+            if passed {
+                tx.execute("UPDATE hosts SET audits_passed = audits_passed + 1 WHERE id = ?1", params![h])?;
+                return Ok(false);
+            }
+            let receipted: bool = tx
+                .exists("SELECT 1 FROM shards WHERE pack = ?1 AND idx = ?2 AND host = ?3 AND receipt IS NOT NULL", params![&pack.as_bytes()[..], index, h])?;
+            tx.execute(
+                "UPDATE shards SET state = 'lost' WHERE pack = ?1 AND idx = ?2 AND host = ?3",
+                params![&pack.as_bytes()[..], index, h],
+            )?;
+            if !receipted {
+                return Ok(false);
+            }
+            tx.execute("UPDATE hosts SET audits_failed = audits_failed + 1 WHERE id = ?1", params![h])?;
+            let disqualified = tx.execute(
+                "UPDATE hosts SET state = 'disqualified'
+                 WHERE id = ?1 AND state = 'active' AND audits_failed >= ?2 AND audits_failed * 10 > audits_passed + audits_failed",
+                params![h, DISQUALIFY_AFTER],
+            )? > 0;
+            Ok(disqualified)
+        })
     }
 
     /// Marks shards of `host` as surplus until `excess` bytes are covered (a host that shrank
@@ -346,105 +332,104 @@ impl Store {
     /// rebuilds them elsewhere and the host's copies are deleted afterwards. Returns how many
     /// were marked.
     pub fn mark_surplus(&self, host: HostId, excess: u64, fence: Option<&Fence>, now: u64) -> Result<u64, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        leases::check(&tx, fence, now)?;
-        let already: i64 = tx.query_row(
-            "SELECT COALESCE(SUM(p.shard_size), 0) FROM shards s JOIN packs p ON p.id = s.pack
-             WHERE s.host = ?1 AND s.state = 'surplus'",
-            [host.0 as i64],
-            |r| r.get(0),
-        )?;
-        let mut left = excess.saturating_sub(already as u64);
-        let rows: Vec<(Vec<u8>, u8, i64)> = tx
-            .prepare(
+        self.write(|tx| {
+            leases::check(tx, fence, now)?;
+            let already: i64 = tx.query_row(
+                "SELECT CAST(COALESCE(SUM(p.shard_size), 0) AS BIGINT) FROM shards s JOIN packs p ON p.id = s.pack
+                 WHERE s.host = ?1 AND s.state = 'surplus'",
+                params![host.0 as i64],
+                |r| r.get(0),
+            )?;
+            let mut left = excess.saturating_sub(already as u64);
+            let rows: Vec<(Vec<u8>, u8, i64)> = tx.query_map(
                 "SELECT s.pack, s.idx, p.shard_size FROM shards s JOIN packs p ON p.id = s.pack
-                 WHERE s.host = ?1 AND s.state = 'ok' AND p.state = 'live' ORDER BY random()",
-            )?
-            .query_map([host.0 as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<Result<_, _>>()?;
-        let mut marked = 0;
-        for (pack, idx, size) in rows {
-            if left == 0 {
-                break;
+                     WHERE s.host = ?1 AND s.state = 'ok' AND p.state = 'live' ORDER BY random()",
+                params![host.0 as i64],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            let mut marked = 0;
+            for (pack, idx, size) in rows {
+                if left == 0 {
+                    break;
+                }
+                tx.execute("UPDATE shards SET state = 'surplus' WHERE pack = ?1 AND idx = ?2", params![pack, idx])?;
+                left = left.saturating_sub(size as u64);
+                marked += 1;
             }
-            tx.execute("UPDATE shards SET state = 'surplus' WHERE pack = ?1 AND idx = ?2", params![pack, idx])?;
-            left = left.saturating_sub(size as u64);
-            marked += 1;
-        }
-        tx.commit()?;
-        Ok(marked)
+            Ok(marked)
+        })
     }
 
     /// Hosts where a pack other than `pack` records any of `shards`.
     pub fn hosts_holding(&self, pack: &PackId, shards: &[ShardId]) -> Result<Vec<HostId>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached("SELECT DISTINCT host FROM shards WHERE hash = ?1 AND pack != ?2")?;
-        let mut hosts = Vec::new();
-        for shard in shards {
-            let rows = stmt.query_map(params![&shard.as_bytes()[..], &pack.as_bytes()[..]], |r| {
-                Ok(HostId(r.get::<_, i64>(0)? as u64))
-            })?;
-            for h in rows {
-                hosts.push(h?);
+        self.read(|conn| {
+            let stmt = "SELECT DISTINCT host FROM shards WHERE hash = ?1 AND pack != ?2";
+            let mut hosts = Vec::new();
+            for shard in shards {
+                let rows = conn.query_map(stmt, params![&shard.as_bytes()[..], &pack.as_bytes()[..]], |r| {
+                    Ok(HostId(r.get::<i64>(0)? as u64))
+                })?;
+                for h in rows {
+                    hosts.push(h);
+                }
             }
-        }
-        Ok(hosts)
+            Ok(hosts)
+        })
     }
 
     /// Up to `limit` shards the catalog places on `host` without a receipt (recorded before
     /// receipts existed), for the host to backfill.
     pub fn receipts_wanted(&self, host: HostId, limit: usize) -> Result<Vec<ShardId>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached("SELECT hash FROM shards WHERE host = ?1 AND receipt IS NULL LIMIT ?2")?;
-        let rows =
-            stmt.query_map(params![host.0 as i64, limit as i64], |r| Ok(ShardId::from_bytes(blob32(r.get(0)?)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.read(|conn| {
+            let stmt = "SELECT hash FROM shards WHERE host = ?1 AND receipt IS NULL LIMIT ?2";
+            let rows = conn.query_map(stmt, params![host.0 as i64, limit as i64], |r| {
+                Ok(ShardId::from_bytes(r.get::<[u8; 32]>(0)?))
+            })?;
+            Ok(rows)
+        })
     }
 
     /// Records backfilled receipts (signatures checked by the caller) for shards on `host`
     /// that have none, where the size the receipt states is the shard's; returns how many
     /// were recorded.
     pub fn record_receipts(&self, host: HostId, receipts: &[(ShardId, u64, String)]) -> Result<u64, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let mut n = 0;
-        {
-            let mut stmt = tx.prepare_cached(
-                "UPDATE shards SET receipt = ?3 WHERE host = ?1 AND hash = ?2 AND receipt IS NULL
-                   AND pack IN (SELECT id FROM packs WHERE shard_size = ?4)",
-            )?;
-            for (shard, size, receipt) in receipts {
-                n += stmt.execute(params![host.0 as i64, &shard.as_bytes()[..], receipt, *size as i64])? as u64;
+        self.write(|tx| {
+            let mut n = 0;
+            {
+                let stmt = "UPDATE shards SET receipt = ?3 WHERE host = ?1 AND hash = ?2 AND receipt IS NULL
+                       AND pack IN (SELECT id FROM packs WHERE shard_size = ?4)";
+                for (shard, size, receipt) in receipts {
+                    n += tx.execute(stmt, params![host.0 as i64, &shard.as_bytes()[..], receipt, *size as i64])? as u64;
+                }
             }
-        }
-        tx.commit()?;
-        Ok(n)
+            Ok(n)
+        })
     }
 
     /// Shards repaired and their bytes, since the catalog was created.
     pub fn repair_totals(&self) -> Result<(u64, u64), StoreError> {
-        let conn = self.conn();
-        let get = |key: &str| -> Result<u64, StoreError> {
-            let v: Option<String> =
-                conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?;
-            Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
-        };
-        Ok((get("shards_repaired")?, get("bytes_repaired")?))
+        self.read(|conn| {
+            let get = |key: &str| -> Result<u64, StoreError> {
+                let v: Option<String> =
+                    conn.query_opt("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0))?;
+                Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
+            };
+            Ok((get("shards_repaired")?, get("bytes_repaired")?))
+        })
     }
 
     /// Shard copies hosts should no longer keep: (host, shard). A copy that a live shard row
     /// still places on that host is never listed.
     pub fn orphans(&self, limit: usize) -> Result<Vec<(HostId, ShardId)>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT o.host, o.hash FROM orphans o
-             WHERE NOT EXISTS (SELECT 1 FROM shards s WHERE s.host = o.host AND s.hash = o.hash) LIMIT ?1",
-        )?;
-        let rows = stmt.query_map([limit as i64], |r| {
-            Ok((HostId(r.get::<_, i64>(0)? as u64), ShardId::from_bytes(blob32(r.get(1)?)?)))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.read(|conn| {
+            let rows = conn.query_map(
+                "SELECT o.host, o.hash FROM orphans o
+                 WHERE NOT EXISTS (SELECT 1 FROM shards s WHERE s.host = o.host AND s.hash = o.hash) LIMIT ?1",
+                params![limit as i64],
+                |r| Ok((HostId(r.get::<i64>(0)? as u64), ShardId::from_bytes(r.get::<[u8; 32]>(1)?))),
+            )?;
+            Ok(rows)
+        })
     }
 
     /// Forgets an orphan its host has deleted.
@@ -455,12 +440,14 @@ impl Store {
         fence: Option<&Fence>,
         now: u64,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        leases::check(&tx, fence, now)?;
-        tx.execute("DELETE FROM orphans WHERE host = ?1 AND hash = ?2", params![host.0 as i64, &shard.as_bytes()[..]])?;
-        tx.commit()?;
-        Ok(())
+        self.write(|tx| {
+            leases::check(tx, fence, now)?;
+            tx.execute(
+                "DELETE FROM orphans WHERE host = ?1 AND hash = ?2",
+                params![host.0 as i64, &shard.as_bytes()[..]],
+            )?;
+            Ok(())
+        })
     }
 }
 
@@ -474,9 +461,8 @@ mod tests {
     use super::*;
     use crate::store::NewPack;
 
-    fn setup() -> (tempfile::TempDir, Store, UserId, HostId, u64) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("c.db")).expect("open");
+    fn setup() -> (crate::store::testing::Guard, Store, UserId, HostId, u64) {
+        let (dir, store) = crate::store::testing::catalog();
         store.add_token(&[1; 32], "ann", Role::User, None, None).expect("token");
         let user = store.redeem_token(&[1; 32], "pk", &[2; 32], 0).expect("redeem").expect("user").id;
         let host = store.add_host(&[3; 32], "http://127.0.0.1:1", "z", 1 << 30, None, 0).expect("host");
@@ -484,23 +470,24 @@ mod tests {
         (dir, store, user, host, session)
     }
 
-    #[test]
-    fn what_a_host_holds_is_counted_with_every_shard_row() {
-        let (_dir, store, user, host, session) = setup();
-        let other = store.add_host(&[4; 32], "http://127.0.0.1:2", "z", 1 << 30, None, 0).expect("host");
-        let held = |id: HostId| {
-            let h = store.hosts().expect("hosts").into_iter().find(|h| h.id == id).expect("host");
-            (h.shards, h.catalog_used)
-        };
-        commit(&store, user, host, session, 1, 1).expect("commit");
-        commit(&store, user, host, session, 2, 2).expect("commit");
-        assert_eq!((held(host), held(other)), ((2, 128), (0, 0)));
-        let m = ShardMove { pack: &PackId::from_bytes([1; 32]), index: 0, from: host, to: other, receipt: "r" };
-        assert!(store.move_shard(m, 2, None).expect("move"));
-        assert_eq!((held(host), held(other)), ((1, 64), (1, 64)));
-        store.shard_deleted(&PackId::from_bytes([2; 32]), 0, None, 3).expect("delete");
-        store.shard_deleted(&PackId::from_bytes([2; 32]), 0, None, 3).expect("a second delete changes nothing");
-        assert_eq!((held(host), held(other)), ((0, 0), (1, 64)));
+    crate::store::testing::conformance! {
+        fn what_a_host_holds_is_counted_with_every_shard_row() {
+            let (_dir, store, user, host, session) = setup();
+            let other = store.add_host(&[4; 32], "http://127.0.0.1:2", "z", 1 << 30, None, 0).expect("host");
+            let held = |id: HostId| {
+                let h = store.hosts().expect("hosts").into_iter().find(|h| h.id == id).expect("host");
+                (h.shards, h.catalog_used)
+            };
+            commit(&store, user, host, session, 1, 1).expect("commit");
+            commit(&store, user, host, session, 2, 2).expect("commit");
+            assert_eq!((held(host), held(other)), ((2, 128), (0, 0)));
+            let m = ShardMove { pack: &PackId::from_bytes([1; 32]), index: 0, from: host, to: other, receipt: "r" };
+            assert!(store.move_shard(m, 2, None).expect("move"));
+            assert_eq!((held(host), held(other)), ((1, 64), (1, 64)));
+            store.shard_deleted(&PackId::from_bytes([2; 32]), 0, None, 3).expect("delete");
+            store.shard_deleted(&PackId::from_bytes([2; 32]), 0, None, 3).expect("a second delete changes nothing");
+            assert_eq!((held(host), held(other)), ((0, 0), (1, 64)));
+        }
     }
 
     fn commit(store: &Store, user: UserId, host: HostId, session: u64, pack: u8, shard: u8) -> Result<(), StoreError> {
@@ -527,71 +514,72 @@ mod tests {
         )
     }
 
-    #[test]
-    fn a_shard_is_recorded_once_per_host() {
-        let (_d, store, user, host, session) = setup();
-        commit(&store, user, host, session, 1, 7).expect("first");
-        assert!(matches!(commit(&store, user, host, session, 2, 7), Err(StoreError::ShardTaken(h)) if h == host));
-        assert!(!store.pack_exists(&PackId::from_bytes([2; 32])).expect("exists"), "nothing of it was recorded");
-    }
-
-    #[test]
-    fn repair_leaves_out_hosts_where_another_pack_records_the_shard() {
-        let (_d, store, user, host, session) = setup();
-        commit(&store, user, host, session, 1, 7).expect("commit");
-        let shard = ShardId::from_bytes([7; 32]);
-        assert!(store.hosts_holding(&PackId::from_bytes([1; 32]), &[shard]).expect("holding").is_empty());
-        assert_eq!(store.hosts_holding(&PackId::from_bytes([2; 32]), &[shard]).expect("holding"), vec![host]);
-    }
-
-    #[test]
-    fn only_failures_of_receipted_shards_count_against_the_host() {
-        let (_d, store, user, host, session) = setup();
-        commit(&store, user, host, session, 1, 7).expect("commit");
-        let conn = store.conn();
-        conn.execute("UPDATE shards SET receipt = NULL", []).expect("sql");
-        drop(conn);
-        let pack = PackId::from_bytes([1; 32]);
-        for _ in 0..5 {
-            assert!(!store.record_audit(host, &pack, 0, false, None, 0).expect("audit"));
+    crate::store::testing::conformance! {
+        fn a_shard_is_recorded_once_per_host() {
+            let (_d, store, user, host, session) = setup();
+            commit(&store, user, host, session, 1, 7).expect("first");
+            assert!(matches!(commit(&store, user, host, session, 2, 7), Err(StoreError::ShardTaken(h)) if h == host));
+            assert!(!store.pack_exists(&PackId::from_bytes([2; 32])).expect("exists"), "nothing of it was recorded");
         }
-        let h = store.hosts().expect("hosts").remove(0);
-        assert_eq!((h.audits_failed, h.state), (0, crate::store::Standing::Active));
-        assert_eq!(store.receipts_wanted(host, 10).expect("wanted"), vec![ShardId::from_bytes([7; 32])]);
-        // A backfilled receipt must state the shard's size.
-        let shard = ShardId::from_bytes([7; 32]);
-        assert_eq!(store.record_receipts(host, &[(shard, 65, "r".into())]).expect("record"), 0);
-        assert_eq!(store.record_receipts(host, &[(shard, 64, "r".into())]).expect("record"), 1);
-        assert!(store.receipts_wanted(host, 10).expect("wanted").is_empty());
-        // Now failures count, and enough of them disqualify.
-        let conn = store.conn();
-        conn.execute("UPDATE shards SET state = 'ok'", []).expect("sql");
-        drop(conn);
-        let disqualified =
-            (0..DISQUALIFY_AFTER).map(|_| store.record_audit(host, &pack, 0, false, None, 0).expect("audit"));
-        assert_eq!(disqualified.last(), Some(true));
     }
 
-    #[test]
-    fn a_shard_another_pack_still_places_is_not_deleted_from_its_host() {
-        let (_d, store, user, host, session) = setup();
-        commit(&store, user, host, session, 1, 7).expect("commit");
-        // A catalog from before receipts may hold the same (host, shard) in two packs.
-        let conn = store.conn();
-        conn.execute(
-            "INSERT INTO packs (id, user, session, size, k, m, shard_size, state, created)
-             VALUES (?1, ?2, ?3, 10, 1, 0, 64, 'deleting', 1)",
-            params![&[2u8; 32][..], user.0 as i64, session as i64],
-        )
-        .expect("sql");
-        conn.execute(
-            "INSERT INTO shards (pack, idx, hash, host, state) VALUES (?1, 0, ?2, ?3, 'ok')",
-            params![&[2u8; 32][..], &[7u8; 32][..], host.0 as i64],
-        )
-        .expect("sql");
-        drop(conn);
-        let todo = store.shards_to_delete(10).expect("to delete");
-        assert_eq!(todo.len(), 1);
-        assert!(todo[0].4, "pack 1 still needs the shard: only the row goes");
+    crate::store::testing::conformance! {
+        fn repair_leaves_out_hosts_where_another_pack_records_the_shard() {
+            let (_d, store, user, host, session) = setup();
+            commit(&store, user, host, session, 1, 7).expect("commit");
+            let shard = ShardId::from_bytes([7; 32]);
+            assert!(store.hosts_holding(&PackId::from_bytes([1; 32]), &[shard]).expect("holding").is_empty());
+            assert_eq!(store.hosts_holding(&PackId::from_bytes([2; 32]), &[shard]).expect("holding"), vec![host]);
+        }
+    }
+
+    crate::store::testing::conformance! {
+        fn only_failures_of_receipted_shards_count_against_the_host() {
+            let (_d, store, user, host, session) = setup();
+            commit(&store, user, host, session, 1, 7).expect("commit");
+            let conn = store.conn();
+            conn.execute("UPDATE shards SET receipt = NULL", params![]).expect("sql");
+            let pack = PackId::from_bytes([1; 32]);
+            for _ in 0..5 {
+                assert!(!store.record_audit(host, &pack, 0, false, None, 0).expect("audit"));
+            }
+            let h = store.hosts().expect("hosts").remove(0);
+            assert_eq!((h.audits_failed, h.state), (0, crate::store::Standing::Active));
+            assert_eq!(store.receipts_wanted(host, 10).expect("wanted"), vec![ShardId::from_bytes([7; 32])]);
+            // A backfilled receipt must state the shard's size.
+            let shard = ShardId::from_bytes([7; 32]);
+            assert_eq!(store.record_receipts(host, &[(shard, 65, "r".into())]).expect("record"), 0);
+            assert_eq!(store.record_receipts(host, &[(shard, 64, "r".into())]).expect("record"), 1);
+            assert!(store.receipts_wanted(host, 10).expect("wanted").is_empty());
+            // Now failures count, and enough of them disqualify.
+            let conn = store.conn();
+            conn.execute("UPDATE shards SET state = 'ok'", params![]).expect("sql");
+            let disqualified =
+                (0..DISQUALIFY_AFTER).map(|_| store.record_audit(host, &pack, 0, false, None, 0).expect("audit"));
+            assert_eq!(disqualified.last(), Some(true));
+        }
+    }
+
+    crate::store::testing::conformance! {
+        fn a_shard_another_pack_still_places_is_not_deleted_from_its_host() {
+            let (_d, store, user, host, session) = setup();
+            commit(&store, user, host, session, 1, 7).expect("commit");
+            // A catalog from before receipts may hold the same (host, shard) in two packs.
+            let conn = store.conn();
+            conn.execute(
+                "INSERT INTO packs (id, user, session, size, k, m, shard_size, state, created)
+                 VALUES (?1, ?2, ?3, 10, 1, 0, 64, 'deleting', 1)",
+                params![&[2u8; 32][..], user.0 as i64, session as i64],
+            )
+            .expect("sql");
+            conn.execute(
+                "INSERT INTO shards (pack, idx, hash, host, state) VALUES (?1, 0, ?2, ?3, 'ok')",
+                params![&[2u8; 32][..], &[7u8; 32][..], host.0 as i64],
+            )
+            .expect("sql");
+            let todo = store.shards_to_delete(10).expect("to delete");
+            assert_eq!(todo.len(), 1);
+            assert!(todo[0].4, "pack 1 still needs the shard: only the row goes");
+        }
     }
 }

@@ -5,10 +5,10 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{params, OptionalExtension, Transaction};
 use scatter_core::{HostId, ShardId, UserId};
 
-use super::{blob32, Store, StoreError};
+use super::sql::{Sql, SqlError};
+use super::{Store, StoreError};
 
 /// A shard placed for an account and not yet committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,32 +53,39 @@ pub enum ReserveError<E> {
     Store(StoreError),
 }
 
-impl<E> From<rusqlite::Error> for ReserveError<E> {
-    fn from(e: rusqlite::Error) -> Self {
+impl<E> super::sql::Retry for ReserveError<E> {
+    fn conflict(&self) -> bool {
+        matches!(self, ReserveError::Store(e) if super::sql::Retry::conflict(e))
+    }
+}
+
+impl<E> From<SqlError> for ReserveError<E> {
+    fn from(e: SqlError) -> Self {
         ReserveError::Store(e.into())
     }
 }
 
-fn lapse(tx: &Transaction<'_>, now: u64) -> rusqlite::Result<()> {
-    tx.execute("DELETE FROM reservations WHERE expires <= ?1", [now as i64])?;
+fn lapse(tx: &Sql<'_>, now: u64) -> Result<(), SqlError> {
+    tx.execute("DELETE FROM reservations WHERE expires <= ?1", params![now as i64])?;
     Ok(())
 }
 
-fn by_host(tx: &Transaction<'_>) -> rusqlite::Result<HashMap<HostId, u64>> {
-    let mut stmt = tx.prepare_cached("SELECT host, SUM(bytes) FROM reservations GROUP BY host")?;
-    let rows = stmt.query_map([], |r| Ok((HostId(r.get::<_, i64>(0)? as u64), r.get::<_, i64>(1)? as u64)))?;
-    rows.collect()
+fn by_host(tx: &Sql<'_>) -> Result<HashMap<HostId, u64>, SqlError> {
+    let rows =
+        tx.query_map("SELECT host, CAST(SUM(bytes) AS BIGINT) FROM reservations GROUP BY host", params![], |r| {
+            Ok((HostId(r.get::<i64>(0)? as u64), r.get::<i64>(1)? as u64))
+        })?;
+    Ok(rows.into_iter().collect())
 }
 
 impl Store {
     /// Bytes reserved per host, lapsed reservations dropped first.
     pub fn reserved_by_host(&self, now: u64) -> Result<HashMap<HostId, u64>, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        lapse(&tx, now)?;
-        let out = by_host(&tx)?;
-        tx.commit()?;
-        Ok(out)
+        self.write(|tx| {
+            lapse(tx, now)?;
+            let out = by_host(tx)?;
+            Ok(out)
+        })
     }
 
     /// Places shards in one transaction: drops lapsed reservations, hands `decide` what is
@@ -93,41 +100,47 @@ impl Store {
         caller: UserId,
         owner: UserId,
         now: u64,
-        decide: impl FnOnce(&Reserved) -> Result<(Vec<Reservation>, T), E>,
+        mut decide: impl FnMut(&Reserved) -> Result<(Vec<Reservation>, T), E>,
     ) -> Result<T, ReserveError<E>> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        lapse(&tx, now)?;
-        let count = |sql: &str, who: UserId| -> rusqlite::Result<(i64, i64)> {
-            tx.query_row(sql, [who.0 as i64], |r| Ok((r.get(0)?, r.get(1)?)))
-        };
-        let (n, bytes) = count("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM reservations WHERE caller = ?1", caller)?;
-        let (_, quota) = count("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM reservations WHERE owner = ?1", owner)?;
-        let reserved = Reserved { by_host: by_host(&tx)?, caller: (n as usize, bytes as u64), owner: quota as u64 };
-        let (new, out) = decide(&reserved).map_err(ReserveError::Refused)?;
-        for r in &new {
-            tx.execute(
-                "INSERT INTO reservations (host, shard, caller, owner, bytes, grant_hash, k, m, per_domain, expires)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                 ON CONFLICT (host, shard, caller) DO UPDATE SET owner = excluded.owner, bytes = excluded.bytes,
-                     grant_hash = excluded.grant_hash, k = excluded.k, m = excluded.m,
-                     per_domain = excluded.per_domain, expires = excluded.expires",
-                params![
-                    r.host.0 as i64,
-                    &r.shard.as_bytes()[..],
-                    r.caller.0 as i64,
-                    r.owner.0 as i64,
-                    r.bytes as i64,
-                    &r.grant[..],
-                    r.code.0,
-                    r.code.1,
-                    r.per_domain as i64,
-                    r.expires as i64
-                ],
+        // `decide` runs again if PostgreSQL has the transaction start over.
+        self.db.write(|tx| {
+            lapse(tx, now)?;
+            let count = |sql: &str, who: UserId| -> Result<(i64, i64), SqlError> {
+                tx.query_row(sql, params![who.0 as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+            };
+            let (n, bytes) = count(
+                "SELECT COUNT(*), CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM reservations WHERE caller = ?1",
+                caller,
             )?;
-        }
-        tx.commit()?;
-        Ok(out)
+            let (_, quota) = count(
+                "SELECT COUNT(*), CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM reservations WHERE owner = ?1",
+                owner,
+            )?;
+            let reserved = Reserved { by_host: by_host(tx)?, caller: (n as usize, bytes as u64), owner: quota as u64 };
+            let (new, out) = decide(&reserved).map_err(ReserveError::Refused)?;
+            for r in &new {
+                tx.execute(
+                    "INSERT INTO reservations (host, shard, caller, owner, bytes, grant_hash, k, m, per_domain, expires)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                     ON CONFLICT (host, shard, caller) DO UPDATE SET owner = excluded.owner, bytes = excluded.bytes,
+                         grant_hash = excluded.grant_hash, k = excluded.k, m = excluded.m,
+                         per_domain = excluded.per_domain, expires = excluded.expires",
+                    params![
+                        r.host.0 as i64,
+                        &r.shard.as_bytes()[..],
+                        r.caller.0 as i64,
+                        r.owner.0 as i64,
+                        r.bytes as i64,
+                        &r.grant[..],
+                        r.code.0,
+                        r.code.1,
+                        r.per_domain as i64,
+                        r.expires as i64
+                    ],
+                )?;
+            }
+            Ok(out)
+        })
     }
 
     /// Uses up `caller`'s live reservations of these (host, shard) pairs: each is returned
@@ -138,40 +151,38 @@ impl Store {
         keys: &[(HostId, ShardId)],
         now: u64,
     ) -> Result<Vec<Option<Reservation>>, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        lapse(&tx, now)?;
-        let mut out = Vec::with_capacity(keys.len());
-        for (host, shard) in keys {
-            let row = tx
-                .prepare_cached(
+        self.write(|tx| {
+            lapse(tx, now)?;
+            let mut out = Vec::with_capacity(keys.len());
+            for (host, shard) in keys {
+                let row = tx.query_opt(
                     "SELECT owner, bytes, grant_hash, k, m, per_domain, expires FROM reservations
-                     WHERE host = ?1 AND shard = ?2 AND caller = ?3",
-                )?
-                .query_row(params![host.0 as i64, &shard.as_bytes()[..], caller.0 as i64], |r| {
-                    Ok(Reservation {
-                        host: *host,
-                        shard: *shard,
-                        caller,
-                        owner: UserId(r.get::<_, i64>(0)? as u64),
-                        bytes: r.get::<_, i64>(1)? as u64,
-                        grant: blob32(r.get(2)?)?,
-                        code: (r.get(3)?, r.get(4)?),
-                        per_domain: r.get::<_, i64>(5)? as usize,
-                        expires: r.get::<_, i64>(6)? as u64,
-                    })
-                })
-                .optional()?;
-            if row.is_some() {
-                tx.execute(
-                    "DELETE FROM reservations WHERE host = ?1 AND shard = ?2 AND caller = ?3",
+                         WHERE host = ?1 AND shard = ?2 AND caller = ?3",
                     params![host.0 as i64, &shard.as_bytes()[..], caller.0 as i64],
+                    |r| {
+                        Ok(Reservation {
+                            host: *host,
+                            shard: *shard,
+                            caller,
+                            owner: UserId(r.get::<i64>(0)? as u64),
+                            bytes: r.get::<i64>(1)? as u64,
+                            grant: r.get::<[u8; 32]>(2)?,
+                            code: (r.get(3)?, r.get(4)?),
+                            per_domain: r.get::<i64>(5)? as usize,
+                            expires: r.get::<i64>(6)? as u64,
+                        })
+                    },
                 )?;
+                if row.is_some() {
+                    tx.execute(
+                        "DELETE FROM reservations WHERE host = ?1 AND shard = ?2 AND caller = ?3",
+                        params![host.0 as i64, &shard.as_bytes()[..], caller.0 as i64],
+                    )?;
+                }
+                out.push(row);
             }
-            out.push(row);
-        }
-        tx.commit()?;
-        Ok(out)
+            Ok(out)
+        })
     }
 }
 
@@ -193,40 +204,40 @@ mod tests {
         }
     }
 
-    #[test]
-    fn reservations_count_lapse_are_no_claim_and_are_used_once() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let store = Store::open(&dir.path().join("c.db")).expect("open");
-        let placed = store
-            .reserve(UserId(1), UserId(1), 10, |seen| {
-                assert_eq!(*seen, Reserved::default());
-                Ok::<_, ()>((vec![r(1, 1, 1, 100), r(2, 2, 1, 100)], "placed"))
-            })
-            .expect("reserve");
-        assert_eq!(placed, "placed");
-        store
-            .reserve(UserId(1), UserId(1), 20, |seen| {
-                assert_eq!((seen.caller, seen.owner, seen.by_host[&HostId(1)]), ((2, 200), 200, 100));
-                Ok::<_, ()>((vec![], ()))
-            })
-            .expect("look");
-        // Another account may place the same shard on the same host: its reservation is its
-        // own, and using it leaves the first account's in place.
-        store.reserve(UserId(2), UserId(2), 30, |_| Ok::<_, ()>((vec![r(1, 1, 2, 100)], ()))).expect("no claim");
-        let theirs = store.take_reservations(UserId(2), &[(HostId(1), ShardId::of(&[1]))], 35).expect("take");
-        assert_eq!(theirs, vec![Some(r(1, 1, 2, 100))]);
-        let refused = store.reserve(UserId(2), UserId(2), 30, |_| Err::<(Vec<Reservation>, ()), _>("no"));
-        assert!(matches!(refused, Err(ReserveError::Refused("no"))));
-        // Used once, by its caller only.
-        let keys = [(HostId(1), ShardId::of(&[1])), (HostId(2), ShardId::of(&[2]))];
-        assert_eq!(store.take_reservations(UserId(2), &keys, 40).expect("take"), vec![None, None]);
-        let got = store.take_reservations(UserId(1), &keys, 40).expect("take");
-        assert_eq!(got, vec![Some(r(1, 1, 1, 100)), Some(r(2, 2, 1, 100))]);
-        assert_eq!(store.take_reservations(UserId(1), &keys, 40).expect("again"), vec![None, None]);
-        // They lapse.
-        store.reserve(UserId(1), UserId(1), 50, |_| Ok::<_, ()>((vec![r(3, 3, 1, 60)], ()))).expect("reserve");
-        assert_eq!(store.reserved_by_host(59).expect("sum").get(&HostId(3)), Some(&100));
-        assert!(store.reserved_by_host(60).expect("sum").is_empty());
+    crate::store::testing::conformance! {
+        fn reservations_count_lapse_are_no_claim_and_are_used_once() {
+            let (_dir, store) = crate::store::testing::catalog();
+            let placed = store
+                .reserve(UserId(1), UserId(1), 10, |seen| {
+                    assert_eq!(*seen, Reserved::default());
+                    Ok::<_, ()>((vec![r(1, 1, 1, 100), r(2, 2, 1, 100)], "placed"))
+                })
+                .expect("reserve");
+            assert_eq!(placed, "placed");
+            store
+                .reserve(UserId(1), UserId(1), 20, |seen| {
+                    assert_eq!((seen.caller, seen.owner, seen.by_host[&HostId(1)]), ((2, 200), 200, 100));
+                    Ok::<_, ()>((vec![], ()))
+                })
+                .expect("look");
+            // Another account may place the same shard on the same host: its reservation is its
+            // own, and using it leaves the first account's in place.
+            store.reserve(UserId(2), UserId(2), 30, |_| Ok::<_, ()>((vec![r(1, 1, 2, 100)], ()))).expect("no claim");
+            let theirs = store.take_reservations(UserId(2), &[(HostId(1), ShardId::of(&[1]))], 35).expect("take");
+            assert_eq!(theirs, vec![Some(r(1, 1, 2, 100))]);
+            let refused = store.reserve(UserId(2), UserId(2), 30, |_| Err::<(Vec<Reservation>, ()), _>("no"));
+            assert!(matches!(refused, Err(ReserveError::Refused("no"))));
+            // Used once, by its caller only.
+            let keys = [(HostId(1), ShardId::of(&[1])), (HostId(2), ShardId::of(&[2]))];
+            assert_eq!(store.take_reservations(UserId(2), &keys, 40).expect("take"), vec![None, None]);
+            let got = store.take_reservations(UserId(1), &keys, 40).expect("take");
+            assert_eq!(got, vec![Some(r(1, 1, 1, 100)), Some(r(2, 2, 1, 100))]);
+            assert_eq!(store.take_reservations(UserId(1), &keys, 40).expect("again"), vec![None, None]);
+            // They lapse.
+            store.reserve(UserId(1), UserId(1), 50, |_| Ok::<_, ()>((vec![r(3, 3, 1, 60)], ()))).expect("reserve");
+            assert_eq!(store.reserved_by_host(59).expect("sum").get(&HostId(3)), Some(&100));
+            assert!(store.reserved_by_host(60).expect("sum").is_empty());
+        }
     }
 
     #[test]
@@ -243,13 +254,14 @@ mod tests {
                  m INTEGER NOT NULL, per_domain INTEGER NOT NULL, expires INTEGER NOT NULL,
                  PRIMARY KEY (host, shard));
              CREATE INDEX reservations_by_caller ON reservations(caller);
+             ALTER TABLE snapshots DROP COLUMN seq;
              UPDATE meta SET value = '7' WHERE key = 'schema';",
         )
         .expect("downgrade");
         let old = r(1, 1, 1, 100);
         conn.execute(
             "INSERT INTO reservations VALUES (1, ?1, 1, 1, 100, ?2, 4, 2, 1, 100)",
-            params![&old.shard.as_bytes()[..], &old.grant[..]],
+            rusqlite::params![&old.shard.as_bytes()[..], &old.grant[..]],
         )
         .expect("row");
         drop(conn);

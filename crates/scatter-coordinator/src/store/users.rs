@@ -5,21 +5,14 @@
 //! Redeeming it registers the caller's age public key and the Ed25519 device key its requests
 //! are signed with.
 
-use rusqlite::{params, OptionalExtension};
 use scatter_core::UserId;
 use scatter_proto::api::{Role, UserEntry};
 
 use super::{Store, StoreError, UserRow};
 
 /// A role as the catalog keeps it (its name); an unknown name is a damaged catalog.
-pub(super) fn role(name: String) -> rusqlite::Result<Role> {
-    Role::parse(&name).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            0,
-            rusqlite::types::Type::Text,
-            format!("unknown role `{name}`").into(),
-        )
-    })
+pub(super) fn role(name: String) -> Result<Role, super::sql::SqlError> {
+    Role::parse(&name).ok_or_else(|| super::sql::SqlError::Type(0, format!("the role `{name}`")))
 }
 
 /// role, name, quota, owner, trusted of an unused invite.
@@ -38,17 +31,19 @@ impl Store {
         quota: Option<u64>,
         owner: Option<UserId>,
     ) -> Result<(), StoreError> {
-        self.conn().execute(
+        self.write(|c| {
+            Ok(c.execute(
             "INSERT INTO tokens (hash, role, name, quota, owner) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
             params![&hash[..], role.as_str(), name, quota.map(|q| q as i64), owner.map(|o| o.0 as i64)],
-        )?;
+        )?)
+        })?;
         Ok(())
     }
 
     /// Marks an invite's delegate as trusted by its owner from the start (see
     /// [`Store::set_trusted`]).
     pub fn trust_token(&self, hash: &[u8; 32]) -> Result<(), StoreError> {
-        self.conn().execute("UPDATE tokens SET trusted = 1 WHERE hash = ?1", [&hash[..]])?;
+        self.write(|c| Ok(c.execute("UPDATE tokens SET trusted = 1 WHERE hash = ?1", params![&hash[..]])?))?;
         Ok(())
     }
 
@@ -61,125 +56,122 @@ impl Store {
         device_key: &[u8; 32],
         now: u64,
     ) -> Result<Option<UserRow>, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let invite: Option<InviteColumns> = tx
-            .query_row(
+        self.write(|tx| {
+            let invite: Option<InviteColumns> = tx.query_opt(
                 "SELECT role, name, quota, owner, trusted FROM tokens WHERE hash = ?1 AND used = 0",
-                [&token_hash[..]],
+                params![&token_hash[..]],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
-            .optional()?;
-        let Some((role, name, quota, owner, trusted)) = invite else { return Ok(None) };
-        tx.execute("UPDATE tokens SET used = 1 WHERE hash = ?1", [&token_hash[..]])?;
-        let me: i64 = tx.query_row(
-            "INSERT INTO users (role, public_key, device_key, created, name, quota, owner, trusted)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
-            params![role, public_key, &device_key[..], now as i64, name, quota, owner, trusted],
-            |r| r.get(0),
-        )?;
-        let role = self::role(role)?;
-        let me = UserId(me as u64);
-        tx.commit()?;
-        Ok(Some(UserRow {
-            id: owner.map(|o| UserId(o as u64)).unwrap_or(me),
-            me,
-            role,
-            disabled: false,
-            quota: quota.map(|q| q as u64),
-        }))
+            )?;
+            let Some((role, name, quota, owner, trusted)) = invite else { return Ok(None) };
+            tx.execute("UPDATE tokens SET used = 1 WHERE hash = ?1", params![&token_hash[..]])?;
+            let me: i64 = tx.query_row(
+                "INSERT INTO users (role, public_key, device_key, created, name, quota, owner, trusted)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
+                params![role, public_key, &device_key[..], now as i64, name, quota, owner, trusted],
+                |r| r.get(0),
+            )?;
+            let role = self::role(role)?;
+            let me = UserId(me as u64);
+            Ok(Some(UserRow {
+                id: owner.map(|o| UserId(o as u64)).unwrap_or(me),
+                me,
+                role,
+                disabled: false,
+                quota: quota.map(|q| q as u64),
+            }))
+        })
     }
 
     /// User `me` and its device key. For a reader or appender, `id` is the user whose data
     /// it works on, and the quota is that user's.
     pub fn user_with_key(&self, me: UserId) -> Result<Option<(UserRow, Vec<u8>)>, StoreError> {
-        let conn = self.conn();
-        let row: Option<(UserColumns, Vec<u8>)> = conn
-            .query_row(
+        self.read(|conn| {
+            let row: Option<(UserColumns, Vec<u8>)> = conn.query_opt(
                 "SELECT id, role, disabled, quota, owner, device_key FROM users WHERE id = ?1",
-                [me.0 as i64],
+                params![me.0 as i64],
                 |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?), r.get(5)?)),
-            )
-            .optional()?;
-        let Some(((me, role, mut disabled, mut quota, owner), device_key)) = row else { return Ok(None) };
-        if let Some(o) = owner {
-            // The owner's state governs its data: a disabled owner disables its delegates.
-            let (owner_disabled, owner_quota): (bool, Option<i64>) =
-                conn.query_row("SELECT disabled, quota FROM users WHERE id = ?1", [o], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            disabled |= owner_disabled;
-            quota = owner_quota;
-        }
-        let user = UserRow {
-            id: UserId(owner.unwrap_or(me) as u64),
-            me: UserId(me as u64),
-            role: self::role(role)?,
-            disabled,
-            quota: quota.map(|q| q as u64),
-        };
-        Ok(Some((user, device_key)))
+            )?;
+            let Some(((me, role, mut disabled, mut quota, owner), device_key)) = row else { return Ok(None) };
+            if let Some(o) = owner {
+                // The owner's state governs its data: a disabled owner disables its delegates.
+                let (owner_disabled, owner_quota): (bool, Option<i64>) =
+                    conn.query_row("SELECT disabled, quota FROM users WHERE id = ?1", params![o], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?;
+                disabled |= owner_disabled;
+                quota = owner_quota;
+            }
+            let user = UserRow {
+                id: UserId(owner.unwrap_or(me) as u64),
+                me: UserId(me as u64),
+                role: self::role(role)?,
+                disabled,
+                quota: quota.map(|q| q as u64),
+            };
+            Ok(Some((user, device_key)))
+        })
     }
 
     /// Every user with its usage.
     pub fn users(&self) -> Result<Vec<UserEntry>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT u.id, u.name, u.role, u.disabled, u.quota, u.owner,
-                    COALESCE((SELECT SUM(shard_size * (k + m)) FROM packs p WHERE p.user = u.id AND p.state = 'live'), 0)
-             FROM users u ORDER BY u.id",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(UserEntry {
-                id: UserId(r.get::<_, i64>(0)? as u64),
-                name: r.get(1)?,
-                role: role(r.get(2)?)?,
-                disabled: r.get(3)?,
-                quota: r.get::<_, Option<i64>>(4)?.map(|q| q as u64),
-                owner: r.get::<_, Option<i64>>(5)?.map(|o| UserId(o as u64)),
-                used: r.get::<_, i64>(6)? as u64,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.read(|conn| {
+            let rows = conn.query_map("SELECT u.id, u.name, u.role, u.disabled, u.quota, u.owner,
+                        CAST(COALESCE((SELECT SUM(shard_size * (k + m)) FROM packs p WHERE p.user = u.id AND p.state = 'live'), 0) AS BIGINT)
+                 FROM users u ORDER BY u.id", params![], |r| {
+                Ok(UserEntry {
+                    id: UserId(r.get::<i64>(0)? as u64),
+                    name: r.get(1)?,
+                    role: role(r.get(2)?)?,
+                    disabled: r.get(3)?,
+                    quota: r.get::<Option<i64>>(4)?.map(|q| q as u64),
+                    owner: r.get::<Option<i64>>(5)?.map(|o| UserId(o as u64)),
+                    used: r.get::<i64>(6)? as u64,
+                })
+            })?;
+            Ok(rows)
+        })
     }
 
     /// Whether a user exists.
     pub fn user_exists(&self, id: UserId) -> Result<bool, StoreError> {
-        Ok(self.conn().prepare("SELECT 1 FROM users WHERE id = ?1")?.exists([id.0 as i64])?)
+        self.read(|c| Ok(c.exists("SELECT 1 FROM users WHERE id = ?1", params![id.0 as i64])?))
     }
 
     /// Bytes the user's live packs take on hosts (with redundancy): what quotas count.
     pub fn usage(&self, id: UserId) -> Result<u64, StoreError> {
-        let used: i64 = self.conn().query_row(
-            "SELECT COALESCE(SUM(shard_size * (k + m)), 0) FROM packs WHERE user = ?1 AND state = 'live'",
-            [id.0 as i64],
+        let used: i64 = self.read(|c| Ok(c.query_row(
+            "SELECT CAST(COALESCE(SUM(shard_size * (k + m)), 0) AS BIGINT) FROM packs WHERE user = ?1 AND state = 'live'",
+            params![id.0 as i64],
             |r| r.get(0),
-        )?;
+        )?))?;
         Ok(used as u64)
     }
 
     /// Disables (or enables) a user; false if there is no such user.
     pub fn set_disabled(&self, id: UserId, disabled: bool) -> Result<bool, StoreError> {
-        Ok(self.conn().execute("UPDATE users SET disabled = ?2 WHERE id = ?1", params![id.0 as i64, disabled])? > 0)
+        Ok(self.write(|c| {
+            Ok(c.execute("UPDATE users SET disabled = ?2 WHERE id = ?1", params![id.0 as i64, disabled])?)
+        })? > 0)
     }
 
     /// Removes a user's access and data: it is disabled, its objects and snapshots are
     /// dropped, and (unless one of its writes is still open) its packs are released for
     /// deletion from hosts. Returns false if there is no such user.
     pub fn remove_user(&self, id: UserId, now: u64) -> Result<bool, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let u = id.0 as i64;
-        if tx.execute("UPDATE users SET disabled = 1 WHERE id = ?1 OR owner = ?1", [u])? == 0 {
-            return Ok(false);
-        }
-        tx.execute("DELETE FROM object_chunks WHERE user = ?1", [u])?;
-        tx.execute("DELETE FROM objects WHERE user = ?1", [u])?;
-        tx.execute("DELETE FROM snapshot_chunks WHERE user = ?1", [u])?;
-        tx.execute("DELETE FROM snapshots WHERE user = ?1", [u])?;
-        match super::backup::sweep(&tx, id, now) {
-            Ok(_) | Err(StoreError::Busy) => {}
-            Err(e) => return Err(e),
-        }
-        tx.commit()?;
-        Ok(true)
+        self.write(|tx| {
+            let u = id.0 as i64;
+            if tx.execute("UPDATE users SET disabled = 1 WHERE id = ?1 OR owner = ?1", params![u])? == 0 {
+                return Ok(false);
+            }
+            tx.execute("DELETE FROM object_chunks WHERE user = ?1", params![u])?;
+            tx.execute("DELETE FROM objects WHERE user = ?1", params![u])?;
+            tx.execute("DELETE FROM snapshot_chunks WHERE user = ?1", params![u])?;
+            tx.execute("DELETE FROM snapshots WHERE user = ?1", params![u])?;
+            match super::backup::sweep(tx, id, now) {
+                Ok(_) | Err(StoreError::Busy) => {}
+                Err(e) => return Err(e),
+            }
+            Ok(true)
+        })
     }
 }

@@ -1,0 +1,729 @@
+//! The two catalog back ends under one SQL surface: SQLite (embedded, the default) and
+//! PostgreSQL (shared by several coordinators).
+//!
+//! The store's SQL is written once, in the dialect both accept (`?N` parameters, `ON
+//! CONFLICT`, `RETURNING`, `CASE`, `CAST(SUM(..) AS BIGINT)`), and handed to either back end
+//! through [`Sql`]. For PostgreSQL two lexical differences are bridged here, once per
+//! statement and cached: `?N` becomes `$N`, and the column name `user` (reserved there) is
+//! quoted. The schema's types are mapped when it is created (see [`postgres_ddl`]).
+//!
+//! Values cross as [`Value`]s: integers, text, bytes and NULL, the four kinds the catalog
+//! stores. Rows are read whole, so a statement never holds its connection while the caller
+//! runs another.
+//!
+//! Every write is a transaction: SQLite's are serial (one writer connection); PostgreSQL's
+//! run `SERIALIZABLE` and are retried when the database aborts one for a conflict, so the
+//! store's logic sees the same guarantees on both. Reads run on their own connections
+//! (SQLite's WAL readers, PostgreSQL's pool) and never wait behind a write.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+/// One value in or out of the catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    /// SQL NULL.
+    Null,
+    /// A 64-bit integer (booleans are 0 and 1).
+    Int(i64),
+    /// UTF-8 text.
+    Text(String),
+    /// Bytes.
+    Blob(Vec<u8>),
+}
+
+/// A catalog back end's failure.
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    /// SQLite reported an error.
+    #[error("{0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL reported an error (or the connection to it failed).
+    #[error("{}", postgres_message(.0))]
+    Postgres(#[from] postgres::Error),
+    /// A query that must return a row returned none.
+    #[error("a row the catalog must hold is missing")]
+    NoRow,
+    /// A column held a value of another kind than the store expects: a damaged catalog.
+    #[error("column {0} holds {1}, not what the catalog stores there")]
+    Type(usize, String),
+    /// No connection to PostgreSQL came free in time.
+    #[error("no catalog connection came free within {0:?}; the catalog is overloaded or unreachable")]
+    Exhausted(Duration),
+}
+
+fn postgres_message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("PostgreSQL: {} ({})", db.message(), db.code().code()),
+        None => format!("PostgreSQL: {e}"),
+    }
+}
+
+impl SqlError {
+    /// Whether a uniqueness or foreign-key constraint refused the statement.
+    pub fn is_constraint(&self) -> bool {
+        match self {
+            SqlError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => {
+                f.code == rusqlite::ErrorCode::ConstraintViolation
+            }
+            SqlError::Postgres(e) => e.code().is_some_and(|c| c.code().starts_with("23")),
+            _ => false,
+        }
+    }
+
+    /// Whether PostgreSQL aborted the transaction for a conflict with another (serialization
+    /// failure or deadlock): running it again is the remedy.
+    fn is_conflict(&self) -> bool {
+        match self {
+            SqlError::Postgres(e) => e.code().is_some_and(|c| {
+                *c == postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
+                    || *c == postgres::error::SqlState::T_R_DEADLOCK_DETECTED
+            }),
+            _ => false,
+        }
+    }
+}
+
+/// Something that can be bound as a statement parameter.
+pub trait Param {
+    /// The value bound.
+    fn value(&self) -> Value;
+}
+
+macro_rules! int_param {
+    ($($t:ty),*) => {$(
+        impl Param for $t {
+            fn value(&self) -> Value {
+                Value::Int(*self as i64)
+            }
+        }
+    )*};
+}
+int_param!(i64, i32, u8, u32);
+
+impl Param for bool {
+    fn value(&self) -> Value {
+        Value::Int(i64::from(*self))
+    }
+}
+impl Param for str {
+    fn value(&self) -> Value {
+        Value::Text(self.to_owned())
+    }
+}
+impl Param for String {
+    fn value(&self) -> Value {
+        Value::Text(self.clone())
+    }
+}
+impl Param for [u8] {
+    fn value(&self) -> Value {
+        Value::Blob(self.to_vec())
+    }
+}
+impl Param for Vec<u8> {
+    fn value(&self) -> Value {
+        Value::Blob(self.clone())
+    }
+}
+impl<const N: usize> Param for [u8; N] {
+    fn value(&self) -> Value {
+        Value::Blob(self.to_vec())
+    }
+}
+impl<T: Param> Param for Option<T> {
+    fn value(&self) -> Value {
+        self.as_ref().map_or(Value::Null, Param::value)
+    }
+}
+impl<T: Param + ?Sized> Param for &T {
+    fn value(&self) -> Value {
+        (**self).value()
+    }
+}
+impl Param for Value {
+    fn value(&self) -> Value {
+        self.clone()
+    }
+}
+
+/// A value the store reads out of a column.
+pub trait FromValue: Sized {
+    /// Converts column `i`'s value, or says why it cannot.
+    fn from_value(v: &Value, i: usize) -> Result<Self, SqlError>;
+}
+
+fn wrong(v: &Value, i: usize) -> SqlError {
+    let kind = match v {
+        Value::Null => "NULL".to_owned(),
+        Value::Int(n) => format!("the integer {n}"),
+        Value::Text(_) => "text".to_owned(),
+        Value::Blob(b) => format!("{} bytes", b.len()),
+    };
+    SqlError::Type(i, kind)
+}
+
+impl FromValue for i64 {
+    fn from_value(v: &Value, i: usize) -> Result<Self, SqlError> {
+        match v {
+            Value::Int(n) => Ok(*n),
+            _ => Err(wrong(v, i)),
+        }
+    }
+}
+
+macro_rules! int_from {
+    ($($t:ty),*) => {$(
+        impl FromValue for $t {
+            fn from_value(v: &Value, i: usize) -> Result<Self, SqlError> {
+                <$t>::try_from(i64::from_value(v, i)?).map_err(|_| wrong(v, i))
+            }
+        }
+    )*};
+}
+int_from!(u8, u32, u64, usize);
+
+impl FromValue for bool {
+    fn from_value(v: &Value, i: usize) -> Result<Self, SqlError> {
+        Ok(i64::from_value(v, i)? != 0)
+    }
+}
+impl FromValue for String {
+    fn from_value(v: &Value, i: usize) -> Result<Self, SqlError> {
+        match v {
+            Value::Text(s) => Ok(s.clone()),
+            _ => Err(wrong(v, i)),
+        }
+    }
+}
+impl FromValue for Vec<u8> {
+    fn from_value(v: &Value, i: usize) -> Result<Self, SqlError> {
+        match v {
+            Value::Blob(b) => Ok(b.clone()),
+            _ => Err(wrong(v, i)),
+        }
+    }
+}
+impl<const N: usize> FromValue for [u8; N] {
+    fn from_value(v: &Value, i: usize) -> Result<Self, SqlError> {
+        match v {
+            Value::Blob(b) => b.as_slice().try_into().map_err(|_| wrong(v, i)),
+            _ => Err(wrong(v, i)),
+        }
+    }
+}
+impl<T: FromValue> FromValue for Option<T> {
+    fn from_value(v: &Value, i: usize) -> Result<Self, SqlError> {
+        match v {
+            Value::Null => Ok(None),
+            v => T::from_value(v, i).map(Some),
+        }
+    }
+}
+
+/// One row of a result.
+#[derive(Debug)]
+pub struct Row(Vec<Value>);
+
+impl Row {
+    /// Column `i`, converted.
+    pub fn get<T: FromValue>(&self, i: usize) -> Result<T, SqlError> {
+        T::from_value(self.0.get(i).unwrap_or(&Value::Null), i)
+    }
+}
+
+/// A connection inside one transaction (or one read): what the store's queries run on.
+pub struct Sql<'a>(Conn<'a>);
+
+enum Conn<'a> {
+    Lite(&'a rusqlite::Connection),
+    Pg(RefCell<PgTx<'a>>),
+}
+
+struct PgTx<'a> {
+    tx: postgres::Transaction<'a>,
+    prepared: &'a mut HashMap<String, postgres::Statement>,
+}
+
+impl PgTx<'_> {
+    fn statement(&mut self, sql: &str) -> Result<postgres::Statement, SqlError> {
+        if let Some(s) = self.prepared.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.tx.prepare(&to_postgres(sql))?;
+        self.prepared.insert(sql.to_owned(), s.clone());
+        Ok(s)
+    }
+}
+
+impl Sql<'_> {
+    /// Runs a statement; returns the rows it changed.
+    pub fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<usize, SqlError> {
+        match &self.0 {
+            Conn::Lite(c) => Ok(c.prepare_cached(sql)?.execute(rusqlite::params_from_iter(values(params)))?),
+            Conn::Pg(c) => {
+                let mut c = c.borrow_mut();
+                let stmt = c.statement(sql)?;
+                let vals = values(params);
+                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = vals.iter().map(|v| v as _).collect();
+                Ok(c.tx.execute(&stmt, &refs)? as usize)
+            }
+        }
+    }
+
+    /// Runs a query and hands each row to `f`, in order, as it comes.
+    pub fn each(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        mut f: impl FnMut(&Row) -> Result<(), SqlError>,
+    ) -> Result<(), SqlError> {
+        match &self.0 {
+            Conn::Lite(c) => {
+                let mut stmt = c.prepare_cached(sql)?;
+                let n = stmt.column_count();
+                let mut rows = stmt.query(rusqlite::params_from_iter(values(params)))?;
+                while let Some(r) = rows.next()? {
+                    f(&lite_row(r, n)?)?;
+                }
+                Ok(())
+            }
+            Conn::Pg(c) => {
+                let mut c = c.borrow_mut();
+                let stmt = c.statement(sql)?;
+                let vals = values(params);
+                let mut rows = c.tx.query_raw(&stmt, vals.iter())?;
+                while let Some(r) = postgres::fallible_iterator::FallibleIterator::next(&mut rows)? {
+                    f(&pg_row(&r)?)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Every row of a query, each converted by `f`.
+    pub fn query_map<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        mut f: impl FnMut(&Row) -> Result<T, SqlError>,
+    ) -> Result<Vec<T>, SqlError> {
+        let mut out = Vec::new();
+        self.each(sql, params, |r| {
+            out.push(f(r)?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// The first row of a query, if any, converted by `f`.
+    pub fn query_opt<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        f: impl FnOnce(&Row) -> Result<T, SqlError>,
+    ) -> Result<Option<T>, SqlError> {
+        let mut first = None;
+        self.each(sql, params, |r| {
+            if first.is_none() {
+                first = Some(Row(r.0.clone()));
+            }
+            Ok(())
+        })?;
+        first.as_ref().map(f).transpose()
+    }
+
+    /// The first row of a query, which must exist, converted by `f`.
+    pub fn query_row<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        f: impl FnOnce(&Row) -> Result<T, SqlError>,
+    ) -> Result<T, SqlError> {
+        self.query_opt(sql, params, f)?.ok_or(SqlError::NoRow)
+    }
+
+    /// Whether a query returns a row.
+    pub fn exists(&self, sql: &str, params: &[&dyn Param]) -> Result<bool, SqlError> {
+        Ok(self.query_opt(sql, params, |_| Ok(()))?.is_some())
+    }
+
+    /// Runs several statements without parameters (schema changes).
+    pub fn batch(&self, sql: &str) -> Result<(), SqlError> {
+        match &self.0 {
+            Conn::Lite(c) => Ok(c.execute_batch(sql)?),
+            Conn::Pg(c) => Ok(c.borrow_mut().tx.batch_execute(&to_postgres(sql))?),
+        }
+    }
+
+    /// Which back end this is: a few statements (schema inspection) differ.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.0, Conn::Pg(_))
+    }
+}
+
+fn values(params: &[&dyn Param]) -> Vec<Value> {
+    params.iter().map(|p| p.value()).collect()
+}
+
+fn lite_row(r: &rusqlite::Row<'_>, n: usize) -> Result<Row, SqlError> {
+    use rusqlite::types::ValueRef;
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        out.push(match r.get_ref(i)? {
+            ValueRef::Null => Value::Null,
+            ValueRef::Integer(n) => Value::Int(n),
+            ValueRef::Real(f) => return Err(SqlError::Type(i, format!("the real number {f}"))),
+            ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+            ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+        });
+    }
+    Ok(Row(out))
+}
+
+fn pg_row(r: &postgres::Row) -> Result<Row, SqlError> {
+    use postgres::types::Type;
+    let mut out = Vec::with_capacity(r.len());
+    for (i, col) in r.columns().iter().enumerate() {
+        let ty = col.type_();
+        let v = if *ty == Type::INT8 {
+            r.try_get::<_, Option<i64>>(i)?.map(Value::Int)
+        } else if *ty == Type::INT4 {
+            r.try_get::<_, Option<i32>>(i)?.map(|n| Value::Int(n.into()))
+        } else if *ty == Type::INT2 {
+            r.try_get::<_, Option<i16>>(i)?.map(|n| Value::Int(n.into()))
+        } else if *ty == Type::BOOL {
+            r.try_get::<_, Option<bool>>(i)?.map(|b| Value::Int(b.into()))
+        } else if *ty == Type::BYTEA {
+            r.try_get::<_, Option<Vec<u8>>>(i)?.map(Value::Blob)
+        } else if [Type::TEXT, Type::VARCHAR, Type::BPCHAR, Type::NAME].contains(ty) {
+            r.try_get::<_, Option<String>>(i)?.map(Value::Text)
+        } else {
+            // NUMERIC (PostgreSQL's SUM of BIGINT) and the rest: the store casts instead.
+            return Err(SqlError::Type(i, format!("a value of type {ty} (cast it to BIGINT in the query)")));
+        };
+        out.push(v.unwrap_or(Value::Null));
+    }
+    Ok(Row(out))
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match self {
+            Value::Null => ValueRef::Null,
+            Value::Int(n) => ValueRef::Integer(*n),
+            Value::Text(s) => ValueRef::Text(s.as_bytes()),
+            Value::Blob(b) => ValueRef::Blob(b),
+        }))
+    }
+}
+
+/// Binds to whatever type PostgreSQL inferred for the parameter: an integer goes out as
+/// the integer width the column has, so the store need not know them.
+impl postgres::types::ToSql for Value {
+    fn to_sql(
+        &self,
+        ty: &postgres::types::Type,
+        out: &mut postgres::types::private::BytesMut,
+    ) -> Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        use postgres::types::Type;
+        match self {
+            Value::Null => Ok(postgres::types::IsNull::Yes),
+            Value::Int(n) if *ty == Type::INT8 => n.to_sql(ty, out),
+            Value::Int(n) if *ty == Type::INT4 => i32::try_from(*n)?.to_sql(ty, out),
+            Value::Int(n) if *ty == Type::INT2 => i16::try_from(*n)?.to_sql(ty, out),
+            Value::Int(n) if *ty == Type::BOOL => (*n != 0).to_sql(ty, out),
+            Value::Int(n) => n.to_string().to_sql(ty, out),
+            Value::Text(s) => s.to_sql(ty, out),
+            Value::Blob(b) => b.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(ty: &postgres::types::Type) -> bool {
+        use postgres::types::Type;
+        [Type::INT8, Type::INT4, Type::INT2, Type::BOOL, Type::TEXT, Type::VARCHAR, Type::BPCHAR, Type::BYTEA]
+            .contains(ty)
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
+/// A statement in PostgreSQL's spelling: `$N` parameters and `user` quoted. String literals
+/// are copied untouched.
+pub fn to_postgres(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut chars = sql.char_indices().peekable();
+    let mut in_literal = false;
+    while let Some((i, c)) = chars.next() {
+        if in_literal {
+            out.push(c);
+            in_literal = c != '\'';
+            continue;
+        }
+        match c {
+            '\'' => {
+                in_literal = true;
+                out.push(c);
+            }
+            '?' => {
+                out.push('$');
+                // An unnumbered `?` is not used by the store; numbered ones keep their number.
+            }
+            c if c.is_ascii_alphabetic() || c == '_' => {
+                let start = i;
+                let mut end = i + c.len_utf8();
+                while let Some(&(j, d)) = chars.peek() {
+                    if d.is_ascii_alphanumeric() || d == '_' {
+                        end = j + d.len_utf8();
+                        chars.next();
+                    } else {
+                        break;
+                    }
+                }
+                let word = &sql[start..end];
+                if word == "user" {
+                    out.push_str("\"user\"");
+                } else {
+                    out.push_str(word);
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The schema in PostgreSQL's types: 64-bit integers, identity keys, bytea.
+pub fn postgres_ddl(sql: &str) -> String {
+    sql.replace("INTEGER PRIMARY KEY", "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY")
+        .replace("INTEGER", "BIGINT")
+        .replace("BLOB", "BYTEA")
+}
+
+/// Where the catalog lives.
+pub(super) enum Backend {
+    Lite(Lite),
+    Pg(Pool),
+}
+
+/// SQLite: one writer, and readers beside it (WAL lets them read while it writes).
+pub(super) struct Lite {
+    pub(super) writer: Mutex<rusqlite::Connection>,
+    pub(super) readers: Mutex<Vec<rusqlite::Connection>>,
+    pub(super) path: std::path::PathBuf,
+}
+
+/// Opens a SQLite connection to the catalog file with the store's settings.
+pub(super) fn open_lite(path: &std::path::Path) -> Result<rusqlite::Connection, SqlError> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.set_prepared_statement_cache_capacity(128);
+    Ok(conn)
+}
+
+/// Idle readers kept per SQLite catalog.
+const READERS: usize = 8;
+
+/// Connections to PostgreSQL, opened on demand up to a bound and reopened after a failure
+/// (a restarted server): a broken connection is dropped when it is handed back.
+pub(super) struct Pool {
+    config: postgres::Config,
+    idle: Mutex<(Vec<PgConn>, usize)>,
+    freed: Condvar,
+    max: usize,
+}
+
+struct PgConn {
+    client: postgres::Client,
+    prepared: HashMap<String, postgres::Statement>,
+}
+
+/// How long a request waits for a free PostgreSQL connection.
+const POOL_WAIT: Duration = Duration::from_secs(10);
+
+impl Pool {
+    pub(super) fn new(config: postgres::Config, max: usize) -> Self {
+        Self { config, idle: Mutex::new((Vec::new(), 0)), freed: Condvar::new(), max }
+    }
+
+    fn take(&self) -> Result<PgConn, SqlError> {
+        let deadline = std::time::Instant::now() + POOL_WAIT;
+        let mut guard = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            while let Some(c) = guard.0.pop() {
+                if !c.client.is_closed() {
+                    return Ok(c);
+                }
+                guard.1 -= 1;
+            }
+            if guard.1 < self.max {
+                guard.1 += 1;
+                drop(guard);
+                return match self.config.connect(postgres::NoTls) {
+                    Ok(client) => Ok(PgConn { client, prepared: HashMap::new() }),
+                    Err(e) => {
+                        self.idle.lock().unwrap_or_else(|p| p.into_inner()).1 -= 1;
+                        self.freed.notify_one();
+                        Err(e.into())
+                    }
+                };
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(SqlError::Exhausted(POOL_WAIT));
+            }
+            guard = self.freed.wait_timeout(guard, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+
+    fn give(&self, c: PgConn, healthy: bool) {
+        let mut guard = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if healthy && !c.client.is_closed() {
+            guard.0.push(c);
+        } else {
+            guard.1 -= 1;
+        }
+        drop(guard);
+        self.freed.notify_one();
+    }
+}
+
+/// Attempts at a PostgreSQL transaction aborted by conflicts before giving up.
+const ATTEMPTS: u32 = 12;
+
+/// Whether a store error is a back end's conflict that a rerun resolves.
+pub(super) trait Retry {
+    /// The back end aborted the transaction for a conflict.
+    fn conflict(&self) -> bool;
+}
+
+impl Backend {
+    /// Runs `f` in a write transaction, committing what it returns `Ok` for.
+    pub(super) fn write<T, E: From<SqlError> + Retry>(
+        &self,
+        mut f: impl FnMut(&Sql<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        match self {
+            Backend::Lite(l) => {
+                let mut conn = l.writer.lock().unwrap_or_else(|p| p.into_inner());
+                let tx =
+                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(SqlError::from)?;
+                let out = f(&Sql(Conn::Lite(&tx)))?;
+                tx.commit().map_err(SqlError::from)?;
+                Ok(out)
+            }
+            Backend::Pg(pool) => pg_run(pool, postgres::IsolationLevel::Serializable, false, &mut f),
+        }
+    }
+
+    /// Runs `f` on a consistent snapshot, without writing.
+    pub(super) fn read<T, E: From<SqlError> + Retry>(
+        &self,
+        mut f: impl FnMut(&Sql<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        match self {
+            Backend::Lite(l) => {
+                let taken = l.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                let mut conn = match taken {
+                    Some(c) => c,
+                    None => open_lite(&l.path)?,
+                };
+                let out = (|| {
+                    let tx = conn.transaction().map_err(SqlError::from)?;
+                    let out = f(&Sql(Conn::Lite(&tx)))?;
+                    tx.commit().map_err(SqlError::from)?;
+                    Ok(out)
+                })();
+                let mut idle = l.readers.lock().unwrap_or_else(|p| p.into_inner());
+                if idle.len() < READERS {
+                    idle.push(conn);
+                }
+                out
+            }
+            Backend::Pg(pool) => pg_run(pool, postgres::IsolationLevel::RepeatableRead, true, &mut f),
+        }
+    }
+}
+
+fn pg_run<T, E: From<SqlError> + Retry>(
+    pool: &Pool,
+    level: postgres::IsolationLevel,
+    read_only: bool,
+    f: &mut impl FnMut(&Sql<'_>) -> Result<T, E>,
+) -> Result<T, E> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut conn = pool.take()?;
+        let PgConn { client, prepared } = &mut conn;
+        let result = (|| {
+            let tx = client
+                .build_transaction()
+                .isolation_level(level)
+                .read_only(read_only)
+                .start()
+                .map_err(SqlError::from)?;
+            let sql = Sql(Conn::Pg(RefCell::new(PgTx { tx, prepared })));
+            let out = f(&sql)?;
+            let Conn::Pg(c) = sql.0 else { unreachable!("built as PostgreSQL above") };
+            c.into_inner().tx.commit().map_err(SqlError::from)?;
+            Ok(out)
+        })();
+        // A failed statement leaves the prepared cache valid; a lost connection is replaced.
+        let healthy = !conn.client.is_closed();
+        pool.give(conn, healthy);
+        match result {
+            Err(e) if E::conflict(&e) && attempt < ATTEMPTS => {
+                let backoff = 2u64.pow(attempt.min(7)) + rand::random::<u64>() % 8;
+                std::thread::sleep(Duration::from_millis(backoff));
+            }
+            other => return other,
+        }
+    }
+}
+
+impl Retry for SqlError {
+    fn conflict(&self) -> bool {
+        self.is_conflict()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_are_spelled_for_postgres() {
+        assert_eq!(
+            to_postgres("SELECT id FROM packs WHERE user = ?1 AND name = 'user?' AND p.user = ?12"),
+            "SELECT id FROM packs WHERE \"user\" = $1 AND name = 'user?' AND p.\"user\" = $12"
+        );
+        assert_eq!(to_postgres("SELECT users.id, user_id FROM users"), "SELECT users.id, user_id FROM users");
+        assert_eq!(to_postgres("'it''s' ?1"), "'it''s' $1");
+    }
+
+    #[test]
+    fn the_schema_gets_postgres_types() {
+        assert_eq!(
+            postgres_ddl("id INTEGER PRIMARY KEY, n INTEGER NOT NULL, b BLOB"),
+            "id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, n BIGINT NOT NULL, b BYTEA"
+        );
+    }
+
+    #[test]
+    fn values_convert_with_range_checks() {
+        assert_eq!(u8::from_value(&Value::Int(7), 0).expect("fits"), 7);
+        assert!(u8::from_value(&Value::Int(300), 0).is_err());
+        assert!(u64::from_value(&Value::Int(-1), 0).is_err());
+        assert!(String::from_value(&Value::Int(1), 0).is_err());
+        assert_eq!(Option::<i64>::from_value(&Value::Null, 0).expect("null"), None);
+        assert!(<[u8; 32]>::from_value(&Value::Blob(vec![0; 31]), 0).is_err());
+        assert!(bool::from_value(&Value::Int(1), 0).expect("int"));
+    }
+}
