@@ -51,6 +51,11 @@ enum Cmd {
         /// Directory for the catalog, keys and tokens (created on first start).
         #[arg(long)]
         data_dir: PathBuf,
+        /// Keep the catalog in PostgreSQL (postgresql://USER:PASSWORD@HOST:PORT/DATABASE),
+        /// shared by any number of coordinators, instead of catalog.db in --data-dir. Read
+        /// from SCATTER_CATALOG when not given, which keeps a password off the command line.
+        #[arg(long, env = "SCATTER_CATALOG", hide_env_values = true)]
+        catalog: Option<String>,
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:7000")]
         listen: String,
@@ -769,6 +774,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
         }
         Cmd::Coordinator {
             data_dir,
+            catalog,
             listen,
             offline_after,
             public_url,
@@ -782,6 +788,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
             let listener = bind(&listen).await?;
             let config = scatter_coordinator::Config {
                 data_dir,
+                catalog,
                 offline_after,
                 public_url,
                 session_ttl,

@@ -31,8 +31,12 @@ use crate::store::Store;
 /// How the coordinator runs.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Holds the catalog, the signing key, the tokens and the URL file.
+    /// Holds the signing key, the CA, the tokens, the URL file and (unless `catalog` names
+    /// another) the catalog.
     pub data_dir: PathBuf,
+    /// The catalog: a `postgresql://` URL shared by several coordinators, or by default
+    /// the SQLite file `catalog.db` in the data directory.
+    pub catalog: Option<String>,
     /// A host is offline once it has not sent a heartbeat for this long.
     pub offline_after: Duration,
     /// The URL clients and hosts should use; by default derived from the listening address.
@@ -76,6 +80,18 @@ pub enum CoordinatorError {
     /// The catalog could not be opened.
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    /// The catalog belongs to a grid with other keys than this data directory's.
+    #[error(
+        "the catalog belongs to a grid whose {what} is {recorded}, not this data directory's; \
+         every coordinator of a grid needs the same ca.crt, ca.key, coordinator.key and join-token \
+         (copy them from the first coordinator's data directory)"
+    )]
+    OtherGrid {
+        /// Which key differs.
+        what: String,
+        /// What the catalog recorded.
+        recorded: String,
+    },
     /// The certificate authority could not be loaded or used.
     #[error(transparent)]
     Tls(#[from] scatter_net::tls::TlsError),
@@ -194,13 +210,18 @@ fn token_file(path: &Path, ca: Option<scatter_net::Fingerprint>) -> Result<Strin
     Ok(token.secret().to_owned())
 }
 
-/// Opens the data directory, creating the catalog, signing key and tokens on first start.
+/// Opens the data directory and the catalog, creating the catalog, signing key and tokens
+/// on first start. Blocks (on the catalog).
 fn open_data_dir(
     dir: &Path,
+    catalog: Option<&str>,
     ca: Option<scatter_net::Fingerprint>,
 ) -> Result<(Store, SigningKey, [u8; 32]), CoordinatorError> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let store = Store::open(&dir.join("catalog.db"))?;
+    let store = match catalog {
+        Some(location) => Store::connect(location)?,
+        None => Store::open(&dir.join("catalog.db"))?,
+    };
     let key_path = dir.join("coordinator.key");
     let signing = if key_path.exists() {
         let text = std::fs::read_to_string(&key_path).map_err(io_err(&key_path))?;
@@ -225,6 +246,16 @@ fn open_data_dir(
         write_private(&admin_path, token.as_bytes())?;
     }
     token_file(&admin_path, ca)?;
+    let mut identity = vec![
+        ("grant signing key", hex::encode(signing.verifying_key().as_bytes())),
+        ("join token", hex::encode(secret_hash(&join))),
+    ];
+    if let Some(ca) = ca {
+        identity.push(("CA", ca.to_string()));
+    }
+    if let Some((what, recorded)) = store.claim_grid(&identity)? {
+        return Err(CoordinatorError::OtherGrid { what, recorded });
+    }
     Ok((store, signing, secret_hash(&join)))
 }
 
@@ -242,7 +273,11 @@ pub async fn run(
         false => Some(scatter_net::tls::Authority::load_or_create(&config.data_dir)?),
     };
     let fingerprint = authority.as_ref().map(|a| a.fingerprint());
-    let (store, signing, join_token_hash) = open_data_dir(&config.data_dir, fingerprint)?;
+    let (dir, catalog) = (config.data_dir.clone(), config.catalog.clone());
+    let (store, signing, join_token_hash) =
+        tokio::task::spawn_blocking(move || open_data_dir(&dir, catalog.as_deref(), fingerprint))
+            .await
+            .map_err(|e| CoordinatorError::Store(store::StoreError::Task(e.to_string())))??;
     let tls = authority.as_ref().map(|a| a.coordinator_config()).transpose()?;
     let addr = listener.local_addr().map_err(CoordinatorError::Serve)?;
     let url = config.public_url.clone().unwrap_or_else(|| {
@@ -288,9 +323,11 @@ pub async fn run(
     write_private(&config.data_dir.join("url"), format!("{url}\n").as_bytes())?;
     match fingerprint {
         Some(fp) => {
-            tracing::info!(%url, data_dir = %config.data_dir.display(), ca = %fp, "coordinator listening (TLS)")
+            tracing::info!(%url, data_dir = %config.data_dir.display(), catalog = shared.store.backend(), ca = %fp, "coordinator listening (TLS)")
         }
-        None => tracing::info!(%url, data_dir = %config.data_dir.display(), "coordinator listening (plain HTTP)"),
+        None => {
+            tracing::info!(%url, data_dir = %config.data_dir.display(), catalog = shared.store.backend(), "coordinator listening (plain HTTP)")
+        }
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let gc = tokio::spawn(gc::run(shared.clone(), stop_rx.clone()));

@@ -612,6 +612,11 @@ fn held(conn: &Sql<'_>, host: HostId, shards: i64, bytes: i64) -> Result<(), Sql
     Ok(())
 }
 
+/// Whether a catalog location names a PostgreSQL database rather than a SQLite file.
+pub fn is_postgres_url(location: &str) -> bool {
+    location.starts_with("postgresql://") || location.starts_with("postgres://")
+}
+
 /// Connections a coordinator opens to PostgreSQL at most.
 const POSTGRES_CONNECTIONS: usize = 16;
 
@@ -620,13 +625,17 @@ const POSTGRES_CONNECTIONS: usize = 16;
 const SCHEMA_LOCK: i64 = 0x5343_4154_5445_5201;
 
 impl Store {
-    /// Opens (creating if needed) the catalog at `path`: a SQLite file, or a PostgreSQL
-    /// database when `path` is a `postgresql://` or `postgres://` URL.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let text = path.to_string_lossy();
-        if text.starts_with("postgresql://") || text.starts_with("postgres://") {
-            return Self::open_postgres(&text);
+    /// Opens (creating if needed) the catalog at `location`: a PostgreSQL database when it
+    /// is a `postgresql://` or `postgres://` URL, else a SQLite file at that path.
+    pub fn connect(location: &str) -> Result<Self, StoreError> {
+        match is_postgres_url(location) {
+            true => Self::open_postgres(location),
+            false => Self::open(Path::new(location)),
         }
+    }
+
+    /// Opens (creating if needed) the SQLite catalog file at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
         let writer = sql::open_lite(path)?;
         let db = Backend::Lite(sql::Lite {
             writer: std::sync::Mutex::new(writer),
@@ -690,6 +699,28 @@ impl Store {
                 params![SCHEMA_VERSION.to_string()],
             )?;
             Ok(())
+        })
+    }
+
+    /// Records, on a catalog's first start, which grid it belongs to: `(name, value)` pairs
+    /// such as the grant-signing key and the CA fingerprint. Returns the first pair whose
+    /// recorded value differs, with that value: a coordinator started with another grid's
+    /// keys on this catalog.
+    pub fn claim_grid(&self, identity: &[(&str, String)]) -> Result<Option<(String, String)>, StoreError> {
+        self.write(|c| {
+            for (name, value) in identity {
+                let key = format!("grid.{name}");
+                c.execute(
+                    "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+                    params![key, value],
+                )?;
+                let recorded: String =
+                    c.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0))?;
+                if recorded != *value {
+                    return Ok(Some((name.to_string(), recorded)));
+                }
+            }
+            Ok(None)
         })
     }
 

@@ -32,7 +32,7 @@ fn server() -> &'static scatter_pgtest::TestPg {
 /// A fresh, empty catalog on the back end of the running test.
 pub fn catalog() -> (Guard, Store) {
     let (guard, location) = location();
-    let store = Store::open(std::path::Path::new(&location)).expect("open the catalog");
+    let store = Store::connect(&location).expect("open the catalog");
     (guard, store)
 }
 
