@@ -216,6 +216,11 @@ impl Grid {
         Ok(())
     }
 
+    /// Extra flags the coordinator starts with from its next start on.
+    pub fn set_coordinator_args(&mut self, args: &[&str]) {
+        self.opts.coordinator_args = args.iter().map(|a| a.to_string()).collect();
+    }
+
     /// Kills the coordinator with SIGKILL.
     pub fn kill_coordinator(&mut self) {
         if let Some(mut c) = self.coordinator.take() {

@@ -1,6 +1,7 @@
 //! The `scatter` binary: parses the command line, sets up logging, and calls the libraries.
 
 mod backups;
+mod catalog;
 mod demo;
 mod operators;
 mod placing;
@@ -354,6 +355,12 @@ enum Cmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Move a coordinator's catalog to a file and back: from SQLite to PostgreSQL, or a
+    /// logical backup of either.
+    Catalog {
+        #[command(subcommand)]
+        command: catalog::CatalogCmd,
     },
     /// Grid administration (admins only).
     Admin {
@@ -1126,6 +1133,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
             }
         }
         Cmd::Dev { hosts, data_dir } => dev(hosts, &data_dir).await?,
+        Cmd::Catalog { command } => tokio::task::spawn_blocking(move || catalog::run(command)).await??,
         Cmd::Demo { keep } => demo::run(keep).await?,
     }
     Ok(0)

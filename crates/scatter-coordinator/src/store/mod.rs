@@ -29,6 +29,7 @@ mod reservations;
 pub mod sql;
 #[cfg(test)]
 pub(crate) mod testing;
+mod transfer;
 mod users;
 pub use backup::{DelegateRow, SnapshotRow, Swept};
 pub use events::Event;
@@ -37,6 +38,7 @@ pub use leases::Fence;
 pub use repair::{DegradedPack, Health, ShardMove};
 pub use reservations::{Reservation, ReserveError, Reserved};
 use sql::{Backend, Sql, SqlError};
+pub use transfer::{Moved, TransferError};
 
 const SCHEMA_VERSION: i64 = 9;
 
