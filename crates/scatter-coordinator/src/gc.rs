@@ -12,22 +12,14 @@ use crate::{now, Shared};
 
 const INTERVAL: Duration = Duration::from_secs(2);
 const BATCH: usize = 256;
-/// How long the deleter's lease lasts past its last write.
-const LEASE_TTL: Duration = Duration::from_secs(10);
 
-pub(crate) async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    loop {
-        // One coordinator at a time deletes; a dead holder's lease lapses in seconds.
-        if let Some(fence) = shared.lease("deleter", LEASE_TTL).await {
-            if let Err(e) = pass(&shared, &fence).await {
-                tracing::warn!(error = %e, "deleting released shards failed; will retry");
-            }
+pub(crate) async fn run(shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<bool>) {
+    crate::jobs::run(shared, "deleter", INTERVAL, stop, |shared, fence| async move {
+        if let Err(e) = pass(&shared, &fence).await {
+            tracing::warn!(error = %e, "deleting released shards failed; will retry");
         }
-        tokio::select! {
-            _ = tokio::time::sleep(INTERVAL) => {}
-            _ = stop.changed() => return,
-        }
-    }
+    })
+    .await
 }
 
 async fn pass(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::StoreError> {

@@ -9,6 +9,7 @@ mod audit;
 pub mod durability;
 pub mod error;
 mod gc;
+mod jobs;
 mod metrics;
 pub mod period;
 pub mod placement;
@@ -80,6 +81,15 @@ pub enum CoordinatorError {
     /// The catalog could not be opened.
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    /// Another coordinator runs on this data directory.
+    #[error(
+        "another coordinator is running on {0} (it holds the lock on its `lock` file); stop it first, \
+         or give this one its own --data-dir (several coordinators share a PostgreSQL --catalog, not a data directory)"
+    )]
+    Busy(PathBuf),
+    /// `--catalog` named something other than a PostgreSQL database.
+    #[error("--catalog takes a postgresql:// URL; the SQLite catalog is always catalog.db in --data-dir")]
+    NotPostgres,
     /// The catalog belongs to a grid with other keys than this data directory's.
     #[error(
         "the catalog belongs to a grid whose {what} is {recorded}, not this data directory's; \
@@ -102,6 +112,8 @@ pub enum CoordinatorError {
 
 pub(crate) struct Shared {
     pub store: Store,
+    /// The data directory's lock, held while the process runs.
+    pub _lock: std::fs::File,
     pub signing: SigningKey,
     pub join_token_hash: [u8; 32],
     pub offline_after: Duration,
@@ -153,7 +165,7 @@ impl Shared {
     }
 
     /// Takes (or renews) the lease on background job `job` for this process, for `ttl`:
-    /// `None` while another coordinator holds it.
+    /// `None` while another coordinator holds it (see [`jobs`]).
     pub async fn lease(self: &Arc<Self>, job: &'static str, ttl: Duration) -> Option<store::Fence> {
         let holder = self.instance.clone();
         match self.catalog(move |s| s.acquire_lease(job, &holder, now(), ttl.as_secs().max(1))).await {
@@ -210,16 +222,37 @@ fn token_file(path: &Path, ca: Option<scatter_net::Fingerprint>) -> Result<Strin
     Ok(token.secret().to_owned())
 }
 
+/// Takes the data directory's lock (a file locked for as long as it is open): one
+/// coordinator per data directory.
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File, CoordinatorError> {
+    let path = dir.join("lock");
+    let file =
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err(&path))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        .map_err(|_| CoordinatorError::Busy(dir.to_owned()))?;
+    Ok(file)
+}
+
+/// What a coordinator opens at start: its data directory (locked) and the catalog.
+struct Opened {
+    store: Store,
+    signing: SigningKey,
+    join_token_hash: [u8; 32],
+    lock: std::fs::File,
+}
+
 /// Opens the data directory and the catalog, creating the catalog, signing key and tokens
 /// on first start. Blocks (on the catalog).
 fn open_data_dir(
     dir: &Path,
     catalog: Option<&str>,
     ca: Option<scatter_net::Fingerprint>,
-) -> Result<(Store, SigningKey, [u8; 32]), CoordinatorError> {
+) -> Result<Opened, CoordinatorError> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let lock = lock_data_dir(dir)?;
     let store = match catalog {
-        Some(location) => Store::connect(location)?,
+        Some(url) if store::is_postgres_url(url) => Store::open_postgres(url)?,
+        Some(_) => return Err(CoordinatorError::NotPostgres),
         None => Store::open(&dir.join("catalog.db"))?,
     };
     let key_path = dir.join("coordinator.key");
@@ -256,7 +289,7 @@ fn open_data_dir(
     if let Some((what, recorded)) = store.claim_grid(&identity)? {
         return Err(CoordinatorError::OtherGrid { what, recorded });
     }
-    Ok((store, signing, secret_hash(&join)))
+    Ok(Opened { store, signing, join_token_hash: secret_hash(&join), lock })
 }
 
 /// Serves the coordinator on `listener` until `shutdown` resolves.
@@ -274,7 +307,7 @@ pub async fn run(
     };
     let fingerprint = authority.as_ref().map(|a| a.fingerprint());
     let (dir, catalog) = (config.data_dir.clone(), config.catalog.clone());
-    let (store, signing, join_token_hash) =
+    let Opened { store, signing, join_token_hash, lock } =
         tokio::task::spawn_blocking(move || open_data_dir(&dir, catalog.as_deref(), fingerprint))
             .await
             .map_err(|e| CoordinatorError::Store(store::StoreError::Task(e.to_string())))??;
@@ -287,6 +320,7 @@ pub async fn run(
     });
     let shared = Arc::new(Shared {
         store,
+        _lock: lock,
         signing,
         join_token_hash,
         offline_after: config.offline_after,

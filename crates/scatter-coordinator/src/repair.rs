@@ -26,28 +26,20 @@ use crate::{now, Shared};
 /// Packs repaired per pass at most.
 pub(crate) const PACKS_PER_PASS: usize = 16;
 
-/// How much longer than two checker intervals a lease on the checker lasts.
-const LEASE_SLACK: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// Passes between searches for packs to re-spread when nothing asked for one.
 const RESPREAD_EVERY: u32 = 20;
 
-pub(crate) async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(shared.checker_interval) => {}
-            _ = stop.changed() => return,
-        }
-        // One coordinator at a time runs the checker; the lease outlives a pass and a
-        // dead holder's is taken over once it lapses.
-        let Some(fence) = shared.lease("checker", shared.checker_interval * 2 + LEASE_SLACK).await else { continue };
+pub(crate) async fn run(shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<bool>) {
+    let every = shared.checker_interval;
+    crate::jobs::run(shared, "checker", every, stop, |shared, fence| async move {
         if let Err(e) = crate::audit::pass(&shared, &fence).await {
             tracing::warn!(error = %e, "audit pass failed; will retry");
         }
         if let Err(e) = pass(&shared, &fence).await {
             tracing::warn!(error = %e, "repair pass failed; will retry");
         }
-    }
+    })
+    .await
 }
 
 async fn pass(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::StoreError> {

@@ -228,7 +228,15 @@ async fn credential(
             }));
         }
     };
-    let admitted = sh.replay.lock().unwrap_or_else(|p| p.into_inner()).admit(&c, now());
+    let mut admitted = sh.replay.lock().unwrap_or_else(|p| p.into_inner()).admit(&c, now());
+    // Coordinators sharing a catalog record what they admitted there too, or a credential
+    // used on one could be replayed on another.
+    if admitted.is_ok() && sh.store.is_shared() {
+        let (user, nonce, expires) = (c.user, c.nonce, c.expires);
+        if !db(sh, move |s| s.first_use(user, &nonce, expires, now())).await? {
+            admitted = Err(AuthError::Replayed);
+        }
+    }
     match admitted {
         Ok(()) => Ok(c),
         Err(AuthError::Busy) => Err(ApiError::Busy(AuthError::Busy.to_string())),

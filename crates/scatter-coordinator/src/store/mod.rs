@@ -92,6 +92,13 @@ CREATE TABLE IF NOT EXISTS reservations (
 );
 CREATE INDEX IF NOT EXISTS reservations_by_caller ON reservations(caller);
 CREATE INDEX IF NOT EXISTS reservations_by_owner ON reservations(owner);
+CREATE TABLE IF NOT EXISTS replays (
+    user INTEGER NOT NULL,
+    nonce BLOB NOT NULL,
+    expires INTEGER NOT NULL,
+    PRIMARY KEY (user, nonce)
+);
+CREATE INDEX IF NOT EXISTS replays_by_expiry ON replays(expires);
 CREATE TABLE IF NOT EXISTS leases (
     job TEXT PRIMARY KEY,
     holder TEXT NOT NULL,
@@ -656,6 +663,29 @@ impl Store {
         let store = Self { db: Backend::Pg(sql::Pool::new(config, POSTGRES_CONNECTIONS)) };
         store.init()?;
         Ok(store)
+    }
+
+    /// Whether several coordinators may share this catalog (PostgreSQL): what one process
+    /// keeps in memory for itself (credentials seen) must then be recorded here too.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.db, Backend::Pg(_))
+    }
+
+    /// Records a request credential (its account and nonce) as used, until it expires;
+    /// false if any coordinator sharing the catalog recorded it before: a replay. Credentials
+    /// expired at `now` are forgotten now and then.
+    pub fn first_use(&self, user: UserId, nonce: &[u8], expires: u64, now: u64) -> Result<bool, StoreError> {
+        let sweep = rand::random::<u8>() == 0;
+        self.db.statement(|c| {
+            if sweep {
+                c.execute("DELETE FROM replays WHERE expires <= ?1", params![now as i64])?;
+            }
+            let n = c.execute(
+                "INSERT INTO replays (user, nonce, expires) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                params![user.0 as i64, nonce, expires as i64],
+            )?;
+            Ok(n == 1)
+        })
     }
 
     /// Which back end holds the catalog, for logs: `sqlite` or `postgresql`.

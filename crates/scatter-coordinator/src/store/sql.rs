@@ -636,7 +636,21 @@ impl Backend {
                 tx.commit().map_err(SqlError::from)?;
                 Ok(out)
             }
-            Backend::Pg(pool) => pg_run(pool, postgres::IsolationLevel::Serializable, false, &mut f),
+            Backend::Pg(pool) => pg_run(pool, postgres::IsolationLevel::Serializable, Mode::Write, &mut f),
+        }
+    }
+
+    /// Runs `f`, a few statements each atomic on its own, where losing the last moments of
+    /// them in a database crash is acceptable (records of credentials seen): PostgreSQL's
+    /// READ COMMITTED without waiting for the commit to reach disk, so they neither conflict
+    /// with transactions nor wait for a flush. On SQLite, a write transaction.
+    pub(super) fn statement<T, E: From<SqlError> + Retry>(
+        &self,
+        mut f: impl FnMut(&Sql<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        match self {
+            Backend::Lite(_) => self.write(f),
+            Backend::Pg(pool) => pg_run(pool, postgres::IsolationLevel::ReadCommitted, Mode::Relaxed, &mut f),
         }
     }
 
@@ -664,15 +678,26 @@ impl Backend {
                 }
                 out
             }
-            Backend::Pg(pool) => pg_run(pool, postgres::IsolationLevel::RepeatableRead, true, &mut f),
+            Backend::Pg(pool) => pg_run(pool, postgres::IsolationLevel::RepeatableRead, Mode::Read, &mut f),
         }
     }
+}
+
+/// What a PostgreSQL transaction may do.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Read only.
+    Read,
+    /// Write, durably.
+    Write,
+    /// Write without waiting for the flush (`synchronous_commit = off`).
+    Relaxed,
 }
 
 fn pg_run<T, E: From<SqlError> + Retry>(
     pool: &Pool,
     level: postgres::IsolationLevel,
-    read_only: bool,
+    mode: Mode,
     f: &mut impl FnMut(&Sql<'_>) -> Result<T, E>,
 ) -> Result<T, E> {
     let mut attempt = 0;
@@ -680,9 +705,12 @@ fn pg_run<T, E: From<SqlError> + Retry>(
         attempt += 1;
         let mut conn = pool.take()?;
         let PgConn { client, prepared } = &mut conn;
-        let outcome = match client.build_transaction().isolation_level(level).read_only(read_only).start() {
+        let outcome = match client.build_transaction().isolation_level(level).read_only(mode == Mode::Read).start() {
             Err(e) => Err(SqlError::from(e)),
-            Ok(tx) => Ok((|| {
+            Ok(mut tx) => Ok((|| {
+                if mode == Mode::Relaxed {
+                    tx.batch_execute("SET LOCAL synchronous_commit TO OFF").map_err(SqlError::from)?;
+                }
                 let sql = Sql(Conn::Pg(RefCell::new(PgTx { tx, prepared })));
                 let out = f(&sql)?;
                 let Conn::Pg(c) = sql.0 else { unreachable!("built as PostgreSQL above") };
