@@ -20,7 +20,7 @@ use scatter_core::erasure::Layout;
 use scatter_core::{HostId, ShardId};
 
 use crate::placement::Held;
-use crate::store::{DegradedPack, Domain, Fence, HostRow, ShardMove, Standing};
+use crate::store::{DegradedPack, Domain, Fence, HostRow, ShardMove, ShardState, Standing};
 use crate::{now, Shared};
 
 /// Packs repaired per pass at most.
@@ -91,8 +91,11 @@ async fn pass(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::S
     Ok(())
 }
 
-fn healthy(host: Option<&HostRow>, state: &str, cutoff: u64) -> bool {
-    state == "ok" && host.is_some_and(|h| h.last_seen >= cutoff && h.state == Standing::Active)
+/// A pack's shard as the catalog places it: (index, id, host, state).
+type ShardRow = (u8, ShardId, HostId, ShardState);
+
+fn healthy(host: Option<&HostRow>, state: ShardState, cutoff: u64) -> bool {
+    state == ShardState::Ok && host.is_some_and(|h| h.last_seen >= cutoff && h.state == Standing::Active)
 }
 
 /// A host holding more than it now offers (it restarted with a smaller `--capacity`) has
@@ -143,22 +146,22 @@ async fn repair(
     let host = |id: HostId| hosts.iter().find(|h| h.id == id);
     let layout = Layout { size: pack.size, k: pack.k, m: pack.m, shard_size: pack.shard_size };
     let k = pack.k as usize;
-    let (good, bad): (Vec<_>, Vec<_>) =
-        pack.shards.iter().partition(|(_, _, h, state)| healthy(host(*h), state, cutoff));
+    let (good, bad): (Vec<&ShardRow>, Vec<&ShardRow>) =
+        pack.shards.iter().partition(|(_, _, h, state)| healthy(host(*h), *state, cutoff));
     if good.len() < k {
         return Err(format!("only {} of {} shards are healthy; waiting for hosts to come back", good.len(), k));
     }
     // A code too weak for f (older packs) keeps one shard per domain: the best it can do.
     let per_domain = crate::durability::per_domain(pack.k, pack.m, f).unwrap_or(1);
     let mut in_domain: HashMap<Domain, usize> = HashMap::new();
-    let (keep, crowded): (Vec<_>, Vec<_>) = good.iter().partition(|(_, _, h, _)| {
+    let (keep, crowded): (Vec<&ShardRow>, Vec<&ShardRow>) = good.iter().copied().partition(|(_, _, h, _)| {
         let Some(row) = host(*h) else { return true };
         let n = in_domain.entry(row.domain()).or_default();
         *n += 1;
         *n <= per_domain
     });
     // Missing shards first: they are what endangers the pack.
-    let moving: Vec<&(u8, ShardId, HostId, String)> = bad.iter().copied().chain(crowded.iter().copied()).collect();
+    let moving: Vec<&ShardRow> = bad.iter().chain(&crowded).copied().collect();
     if moving.is_empty() {
         return Ok(0);
     }
@@ -250,7 +253,7 @@ async fn repair(
             // or a check) counts against that host. Draining, retiring, going offline, a
             // shrunk capacity (`surplus`) or a crowded pack are not the host failing what it
             // promised, and disabled or disqualified hosts answer for it in their state.
-            if state == "lost" && host(old).is_some_and(|h| h.state == Standing::Active) {
+            if *state == ShardState::Lost && host(old).is_some_and(|h| h.state == Standing::Active) {
                 shared.catalog(move |s| s.count_repair_caused(old)).await.map_err(|e| e.to_string())?;
             }
         }

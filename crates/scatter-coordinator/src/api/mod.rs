@@ -20,7 +20,7 @@ use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
 use crate::placement::{self, Candidate};
-use crate::store::{NewPack, Store, StoreError, UserRow};
+use crate::store::{NewPack, ShardState, Store, StoreError, UserRow};
 use crate::{now, secret_hash, Shared};
 
 mod admin;
@@ -756,7 +756,7 @@ async fn locate(State(sh): S, headers: HeaderMap, Body(req): Body<LocateRequest>
                         shard,
                         host,
                         address: h.map(|h| h.address.clone()).unwrap_or_default(),
-                        online: (state == "ok" || state == "surplus")
+                        online: (state == ShardState::Ok || state == ShardState::Surplus)
                             && h.is_some_and(|h| crate::room::is_online(&sh, h.last_seen)),
                         grant: Grant { host, shard, op: Op::Get, max_size: p.shard_size, expires, nonce: 0 }
                             .sign(&sh.signing),

@@ -487,6 +487,45 @@ impl sql::FromValue for Standing {
     }
 }
 
+/// What the catalog knows of one shard of a pack (the catalog's `shards.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ShardState {
+    /// Stored on its host as far as the catalog knows.
+    Ok,
+    /// Its host lost or damaged it (inventory, audit or a verified report): to be rebuilt.
+    Lost,
+    /// Readable but not counted: its host holds more than it now offers, so it moves.
+    Surplus,
+}
+
+impl ShardState {
+    /// The name kept in the catalog.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShardState::Ok => "ok",
+            ShardState::Lost => "lost",
+            ShardState::Surplus => "surplus",
+        }
+    }
+}
+
+impl sql::Param for ShardState {
+    fn value(&self) -> sql::Value {
+        sql::Value::Text(self.as_str().to_owned())
+    }
+}
+
+impl sql::FromValue for ShardState {
+    fn from_value(v: &sql::Value, i: usize) -> Result<Self, SqlError> {
+        match String::from_value(v, i)?.as_str() {
+            "ok" => Ok(ShardState::Ok),
+            "lost" => Ok(ShardState::Lost),
+            "surplus" => Ok(ShardState::Surplus),
+            other => Err(SqlError::Type(i, format!("the shard state `{other}`"))),
+        }
+    }
+}
+
 /// A failure domain: the unit the durability rule counts a pack's shards per.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Domain {
@@ -556,7 +595,7 @@ pub struct PackRow {
     /// Bytes per shard.
     pub shard_size: u64,
     /// Its shards: (index, id, host, state).
-    pub shards: Vec<(u8, ShardId, HostId, String)>,
+    pub shards: Vec<(u8, ShardId, HostId, ShardState)>,
 }
 
 /// A stored object version.
@@ -1385,7 +1424,7 @@ fn object_row(r: &sql::Row) -> Result<ObjectRow, SqlError> {
     })
 }
 
-fn shards_of(conn: &Sql<'_>, pack: &PackId) -> Result<Vec<(u8, ShardId, HostId, String)>, StoreError> {
+fn shards_of(conn: &Sql<'_>, pack: &PackId) -> Result<Vec<(u8, ShardId, HostId, ShardState)>, StoreError> {
     let rows = conn.query_map(
         "SELECT idx, hash, host, state FROM shards WHERE pack = ?1 ORDER BY idx",
         params![&pack.as_bytes()[..]],

@@ -9,7 +9,7 @@ use scatter_core::{HostId, PackId, ShardId};
 
 use super::leases::{self, Fence};
 use super::sql::Sql;
-use super::{shards_of, Store, StoreError};
+use super::{shards_of, ShardState, Store, StoreError};
 
 /// A pack with fewer than k+m healthy shards.
 #[derive(Debug, Clone)]
@@ -27,7 +27,7 @@ pub struct DegradedPack {
     /// Healthy shards.
     pub healthy: usize,
     /// Every shard: (index, id, host, state).
-    pub shards: Vec<(u8, ShardId, HostId, String)>,
+    pub shards: Vec<(u8, ShardId, HostId, ShardState)>,
 }
 
 /// A shard moving from one host to another (repair, drain, re-spread).
