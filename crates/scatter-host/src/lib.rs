@@ -416,12 +416,27 @@ async fn heartbeats(config: Config, shared: Arc<Shared>, secret: String, address
     }
 }
 
+/// Inventories between two full ones; in between, only what changed is sent.
+const ROUNDS_PER_FULL: u32 = 60;
+
+/// What the coordinator acknowledged of this host's shards, for the next change list.
+struct Acked {
+    /// The acknowledgement the next inventory names as `since`.
+    ack: u64,
+    /// The shards held as of it (less those it left pending).
+    shards: std::collections::HashSet<ShardId>,
+    /// Change lists sent since the last full inventory.
+    rounds: u32,
+}
+
 /// Scrubs and sends the inventory every [`BEATS_PER_INVENTORY`] heartbeat intervals, from
-/// the first one on.
+/// the first one on: in full at start and every [`ROUNDS_PER_FULL`] rounds, else what
+/// changed since the last one acknowledged.
 async fn inventories(config: Config, shared: Arc<Shared>, secret: String, http: reqwest::Client) {
     let mut scrub_from = 0usize;
+    let mut acked = None;
     loop {
-        scrub_from = report_inventory(&config, &shared, &secret, &http, scrub_from).await;
+        scrub_from = report_inventory(&config, &shared, &secret, &http, scrub_from, &mut acked).await;
         tokio::time::sleep(config.heartbeat * BEATS_PER_INVENTORY).await;
     }
 }
@@ -435,6 +450,7 @@ async fn report_inventory(
     secret: &str,
     http: &reqwest::Client,
     scrub_from: usize,
+    acked: &mut Option<Acked>,
 ) -> usize {
     let sh = shared.clone();
     let scanned = tokio::task::spawn_blocking(move || {
@@ -449,10 +465,34 @@ async fn report_inventory(
         }
         Err(_) => return scrub_from,
     };
-    let req = InventoryRequest { host_id: shared.id, host_secret: secret.to_owned(), shards };
+    let held: std::collections::HashSet<ShardId> = shards.iter().map(|(id, _)| *id).collect();
+    let (host_id, host_secret) = (shared.id, secret.to_owned());
+    let req = match acked.as_ref().filter(|a| a.rounds < ROUNDS_PER_FULL) {
+        Some(a) => InventoryRequest {
+            host_id,
+            host_secret,
+            shards: shards.into_iter().filter(|(id, _)| !a.shards.contains(id)).collect(),
+            since: Some(a.ack),
+            removed: a.shards.iter().filter(|id| !held.contains(id)).copied().collect(),
+        },
+        None => InventoryRequest { host_id, host_secret, shards, since: None, removed: Vec::new() },
+    };
+    let rounds = match req.since {
+        Some(_) => acked.as_ref().map_or(0, |a| a.rounds + 1),
+        None => 0,
+    };
     match http.post(format!("{}/v1/hosts/inventory", config.coordinator)).json(&req).send().await {
         Ok(r) if r.status().is_success() => {
             if let Ok(res) = r.json::<InventoryResponse>().await {
+                // Without an acknowledgement (a change list that did not follow the last one,
+                // or a coordinator from before change lists) the next inventory is full.
+                *acked = res.ack.map(|ack| {
+                    let mut shards = held;
+                    for id in &res.pending {
+                        shards.remove(id);
+                    }
+                    Acked { ack, shards, rounds }
+                });
                 if res.lost + res.orphaned > 0 {
                     tracing::info!(lost = res.lost, orphaned = res.orphaned, "inventory reconciled");
                 }

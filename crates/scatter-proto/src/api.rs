@@ -264,16 +264,26 @@ pub const MAX_HOSTS: usize = 100_000;
 /// The most chunks an object or a pack lists (a 64 MiB request body holds about 950 000).
 pub const MAX_LIST: usize = 1_000_000;
 
-/// A host's shard inventory, sent every few heartbeats for reconciliation.
+/// A host's shard inventory, sent every few heartbeats for reconciliation: in full now and
+/// then, and in between as what changed since the last one the coordinator acknowledged,
+/// so that what a round costs follows the changes, not what the host holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InventoryRequest {
     /// Which host.
     pub host_id: HostId,
     /// Its secret from the join.
     pub host_secret: String,
-    /// Every intact shard it holds, with its age in seconds.
+    /// Every intact shard it holds, with its age in seconds; with `since`, only the shards
+    /// added since that inventory (and those the coordinator left pending).
     #[serde(deserialize_with = "crate::bounded::inventory")]
     pub shards: Vec<(ShardId, u64)>,
+    /// The acknowledgement ([`InventoryResponse::ack`]) of the inventory this one changes;
+    /// none for a full inventory.
+    #[serde(default)]
+    pub since: Option<u64>,
+    /// With `since`: the shards held then and not now (deleted, or found corrupt).
+    #[serde(default, deserialize_with = "crate::bounded::inventory")]
+    pub removed: Vec<ShardId>,
 }
 
 /// What the coordinator made of an inventory.
@@ -288,6 +298,15 @@ pub struct InventoryResponse {
     /// `POST /v1/hosts/receipts`.
     #[serde(default)]
     pub receipts_wanted: Vec<ShardId>,
+    /// What the next inventory may name as `since` to send only what changed; none when a
+    /// change-only inventory did not follow the one acknowledged last (the host then sends a
+    /// full one).
+    #[serde(default)]
+    pub ack: Option<u64>,
+    /// Added shards too young to judge (an upload may be about to commit them): the host
+    /// lists them again next time.
+    #[serde(default)]
+    pub pending: Vec<ShardId>,
 }
 
 /// Most receipts asked for in one inventory answer (and sent in one request).

@@ -384,12 +384,23 @@ async fn inventory(State(sh): S, Body(req): Body<InventoryRequest>) -> ApiResult
     let grace = sh.orphan_grace.as_secs();
     let settled = now().saturating_sub((grace / 6).max(10));
     let host = req.host_id;
-    let (lost, orphaned) = db(&sh, move |s| s.reconcile(host, &req.shards, settled, grace, now())).await?;
-    if lost + orphaned > 0 {
+    let done = db(&sh, move |s| match req.since {
+        Some(since) => s.reconcile_changes(host, since, &req.shards, &req.removed, settled, grace, now()),
+        None => s.reconcile(host, &req.shards, settled, grace, now()),
+    })
+    .await?;
+    if done.lost + done.orphaned > 0 {
+        let (lost, orphaned) = (done.lost, done.orphaned);
         tracing::warn!(%host, lost, orphaned, "inventory differs from the catalog; lost shards will be repaired");
     }
     let receipts_wanted = db(&sh, move |s| s.receipts_wanted(host, MAX_RECEIPTS)).await?;
-    Ok(Json(InventoryResponse { lost, orphaned, receipts_wanted }))
+    Ok(Json(InventoryResponse {
+        lost: done.lost,
+        orphaned: done.orphaned,
+        receipts_wanted,
+        ack: done.ack,
+        pending: done.pending,
+    }))
 }
 
 /// Receipts a host signs for shards recorded before receipts existed. Each must verify with

@@ -35,12 +35,12 @@ pub use backup::{DelegateRow, SnapshotRow, Swept};
 pub use events::Event;
 pub use hosts::{Beat, NewHost, MAX_SERVED_PER_SEC};
 pub use leases::Fence;
-pub use repair::{DegradedPack, Health, ShardMove};
+pub use repair::{DegradedPack, Health, Reconciled, ShardMove};
 pub use reservations::{Reservation, ReserveError, Reserved};
 use sql::{Backend, Sql, SqlError};
 pub use transfer::{Moved, TransferError};
 
-const SCHEMA_VERSION: i64 = 9;
+const SCHEMA_VERSION: i64 = 10;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -68,7 +68,8 @@ CREATE TABLE IF NOT EXISTS hosts (
     repairs_caused INTEGER NOT NULL DEFAULT 0,
     measured_bandwidth INTEGER NOT NULL DEFAULT 0,
     held_shards INTEGER NOT NULL DEFAULT 0,
-    held_bytes INTEGER NOT NULL DEFAULT 0
+    held_bytes INTEGER NOT NULL DEFAULT 0,
+    inventory_ack INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS operators (
     id INTEGER PRIMARY KEY,
@@ -326,6 +327,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
         "ALTER TABLE snapshots ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
          UPDATE snapshots SET seq = rowid",
     ),
+    // Hosts send what changed since the inventory the coordinator acknowledged last.
+    (9, "ALTER TABLE hosts ADD COLUMN inventory_ack INTEGER NOT NULL DEFAULT 0"),
 ];
 
 /// A catalog failure.
@@ -1397,7 +1400,7 @@ pub(crate) fn trusted_writers(
 
 /// Runs one migration, statement by statement. A statement on a table this catalog does not
 /// have yet is skipped: the table is created afterwards from [`SCHEMA`], already in its
-/// current form. (Only SQLite catalogs are older than PostgreSQL support.)
+/// current form; so is adding a column that is there already (the statement ran before). (Only SQLite catalogs are older than PostgreSQL support.)
 fn migrate(conn: &Sql<'_>, sql: &str) -> Result<(), StoreError> {
     for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
         let statement = match conn.is_postgres() {
@@ -1405,8 +1408,8 @@ fn migrate(conn: &Sql<'_>, sql: &str) -> Result<(), StoreError> {
             false => statement.to_owned(),
         };
         match conn.batch(&statement) {
-            Err(SqlError::Sqlite(rusqlite::Error::SqliteFailure(_, Some(msg)))) if msg.starts_with("no such table") => {
-            }
+            Err(SqlError::Sqlite(rusqlite::Error::SqliteFailure(_, Some(msg))))
+                if msg.starts_with("no such table") || msg.starts_with("duplicate column name") => {}
             other => other?,
         }
     }

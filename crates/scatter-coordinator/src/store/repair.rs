@@ -72,6 +72,59 @@ const DAMAGED: &str = "(SELECT s.pack FROM shards s WHERE s.state != 'ok'
                         SELECT s.pack FROM shards s
                         WHERE s.host IN (SELECT id FROM hosts WHERE state != 'active' OR last_seen < ?1))";
 
+/// What an inventory changed in the catalog.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Shards marked lost: the catalog places them on the host, which lacks them.
+    pub lost: u64,
+    /// Shards the host holds that nothing places there: queued for deletion.
+    pub orphaned: u64,
+    /// Unknown shards too young to judge: the host lists them again.
+    pub pending: Vec<ShardId>,
+    /// The acknowledgement the host's next change list names; none if it must send all.
+    pub ack: Option<u64>,
+}
+
+/// Marks the shards `gone` from host `h` lost where the catalog places them there in live
+/// packs settled before `settled`.
+fn mark_lost(tx: &Sql<'_>, h: i64, gone: &[ShardId], settled: u64) -> Result<u64, StoreError> {
+    let mut lost = 0;
+    for id in gone {
+        lost += tx.execute(
+            "UPDATE shards SET state = 'lost' WHERE host = ?1 AND hash = ?2 AND state = 'ok'
+             AND pack IN (SELECT id FROM packs WHERE state = 'live' AND created < ?3)",
+            params![h, id.as_bytes(), settled as i64],
+        )? as u64;
+    }
+    Ok(lost)
+}
+
+/// Shards host `h` holds that no shard row places there: orphans once `grace` old, pending
+/// before.
+fn note_unknown(
+    tx: &Sql<'_>,
+    h: i64,
+    held: &[(ShardId, u64)],
+    grace: u64,
+    now: u64,
+    out: &mut Reconciled,
+) -> Result<(), StoreError> {
+    for (id, age) in held {
+        if tx.exists("SELECT 1 FROM shards WHERE host = ?1 AND hash = ?2", params![h, id.as_bytes()])? {
+            continue;
+        }
+        if *age >= grace {
+            out.orphaned += tx.execute(
+                "INSERT INTO orphans (host, hash, since) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                params![h, id.as_bytes(), now as i64],
+            )? as u64;
+        } else {
+            out.pending.push(*id);
+        }
+    }
+    Ok(())
+}
+
 /// Packs selected as (id, size, k, m, shard size, healthy shards), each with its shards.
 fn with_shards(conn: &Sql<'_>, sql: &str, params: &[&dyn super::sql::Param]) -> Result<Vec<DegradedPack>, StoreError> {
     let rows = conn.query_map(sql, params, |r| {
@@ -100,9 +153,10 @@ impl Store {
     pub fn degraded_packs(&self, cutoff: u64, limit: usize) -> Result<Vec<DegradedPack>, StoreError> {
         self.read(|conn| {
             let stmt = &format!(
-                "SELECT p.id, p.size, p.k, p.m, p.shard_size, {HEALTHY} AS healthy FROM packs p
-                 WHERE p.id IN {DAMAGED} AND p.state = 'live' AND {HEALTHY} < p.k + p.m
-                 ORDER BY healthy - p.k, p.created LIMIT ?2"
+                "SELECT id, size, k, m, shard_size, healthy FROM (
+                     SELECT p.id, p.size, p.k, p.m, p.shard_size, p.created, {HEALTHY} AS healthy FROM packs p
+                     WHERE p.id IN {DAMAGED} AND p.state = 'live') AS d
+                 WHERE healthy < k + m ORDER BY healthy - k, created LIMIT ?2"
             );
             with_shards(conn, stmt, params![cutoff as i64, limit as i64])
         })
@@ -201,11 +255,11 @@ impl Store {
         })
     }
 
-    /// Reconciles a host's inventory with the catalog, in one transaction: shards the catalog
-    /// places on the host (in packs older than `settled`) that the host lacks are marked
-    /// `lost`, so repair rebuilds them; shards the host holds that no shard row places there,
-    /// older than `grace` seconds (a put may still be about to commit them), become orphans
-    /// for the deleter. Returns (lost, orphaned).
+    /// Reconciles a host's full inventory with the catalog, in one transaction: shards the
+    /// catalog places on the host (in packs older than `settled`) that the host lacks are
+    /// marked `lost`, so repair rebuilds them; shards the host holds that no shard row places
+    /// there, older than `grace` seconds (a put may still be about to commit them), become
+    /// orphans for the deleter, and younger ones are pending. Acknowledges the inventory.
     pub fn reconcile(
         &self,
         host: HostId,
@@ -213,36 +267,60 @@ impl Store {
         settled: u64,
         grace: u64,
         now: u64,
-    ) -> Result<(u64, u64), StoreError> {
+    ) -> Result<Reconciled, StoreError> {
         self.write(|tx| {
             let h = host.0 as i64;
             let held: std::collections::HashSet<ShardId> = inventory.iter().map(|(id, _)| *id).collect();
-            let expected: Vec<(Vec<u8>, u8, ShardId)> = tx.query_map(
-                "SELECT s.pack, s.idx, s.hash FROM shards s JOIN packs p ON p.id = s.pack
+            let expected: Vec<ShardId> = tx.query_map(
+                "SELECT s.hash FROM shards s JOIN packs p ON p.id = s.pack
                      WHERE s.host = ?1 AND s.state = 'ok' AND p.state = 'live' AND p.created < ?2",
                 params![h, settled as i64],
-                |r| Ok((r.get(0)?, r.get(1)?, ShardId::from_bytes(r.get::<[u8; 32]>(2)?))),
+                |r| Ok(ShardId::from_bytes(r.get::<[u8; 32]>(0)?)),
             )?;
-            let mut lost = 0;
-            for (pack, idx, hash) in expected {
-                if !held.contains(&hash) {
-                    lost += tx.execute(
-                        "UPDATE shards SET state = 'lost' WHERE pack = ?1 AND idx = ?2 AND host = ?3",
-                        params![pack, idx, h],
-                    )? as u64;
-                }
-            }
-            let mut orphaned = 0;
-            {
-                let known = "SELECT 1 FROM shards WHERE host = ?1 AND hash = ?2";
-                let insert = "INSERT INTO orphans (host, hash, since) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
-                for (id, age) in inventory {
-                    if *age >= grace && !tx.exists(known, params![h, &id.as_bytes()[..]])? {
-                        orphaned += tx.execute(insert, params![h, &id.as_bytes()[..], now as i64])? as u64;
-                    }
-                }
-            }
-            Ok((lost, orphaned))
+            let gone: Vec<ShardId> = expected.into_iter().filter(|id| !held.contains(id)).collect();
+            let mut out = Reconciled { lost: mark_lost(tx, h, &gone, settled)?, ..Reconciled::default() };
+            note_unknown(tx, h, inventory, grace, now, &mut out)?;
+            out.ack = Some(tx.query_row(
+                "UPDATE hosts SET inventory_ack = inventory_ack + 1 WHERE id = ?1 RETURNING inventory_ack",
+                params![h],
+                |r| r.get(0),
+            )?);
+            Ok(out)
+        })
+    }
+
+    /// Reconciles what changed on a host since the inventory acknowledged as `since`: the
+    /// `removed` shards the catalog places there (in settled packs) are marked lost, the
+    /// `added` ones it does not know become orphans or pending as in [`Self::reconcile`].
+    /// What it costs follows the changes. `ack` is none when `since` is not the last
+    /// acknowledgement (a change list missed, or the host restarted): nothing is recorded
+    /// and the host must send a full inventory.
+    #[allow(clippy::too_many_arguments)]
+    pub fn reconcile_changes(
+        &self,
+        host: HostId,
+        since: u64,
+        added: &[(ShardId, u64)],
+        removed: &[ShardId],
+        settled: u64,
+        grace: u64,
+        now: u64,
+    ) -> Result<Reconciled, StoreError> {
+        self.write(|tx| {
+            let h = host.0 as i64;
+            let Some(ack) = tx.query_opt(
+                "UPDATE hosts SET inventory_ack = inventory_ack + 1 WHERE id = ?1 AND inventory_ack = ?2
+                 RETURNING inventory_ack",
+                params![h, since as i64],
+                |r| r.get(0),
+            )?
+            else {
+                return Ok(Reconciled::default());
+            };
+            let mut out =
+                Reconciled { lost: mark_lost(tx, h, removed, settled)?, ack: Some(ack), ..Reconciled::default() };
+            note_unknown(tx, h, added, grace, now, &mut out)?;
+            Ok(out)
         })
     }
 
@@ -468,6 +546,38 @@ mod tests {
         let host = store.add_host(&[3; 32], "http://127.0.0.1:1", "z", 1 << 30, None, 0).expect("host");
         let session = store.add_session(user, b"k", 0, 100).expect("session");
         (dir, store, user, host, session)
+    }
+
+    crate::store::testing::conformance! {
+        fn inventories_reconcile_in_full_then_by_changes_since_the_last_acknowledged() {
+            let (_dir, store, user, host, session) = setup();
+            commit(&store, user, host, session, 1, 7).expect("commit");
+            commit(&store, user, host, session, 2, 8).expect("commit");
+            let (kept, gone) = (ShardId::from_bytes([7; 32]), ShardId::from_bytes([8; 32]));
+            let (young, old) = (ShardId::from_bytes([20; 32]), ShardId::from_bytes([21; 32]));
+            // Packs are settled at 10; the grace for unknown shards is 60 s.
+            let full = store.reconcile(host, &[(kept, 500), (gone, 500), (young, 5)], 10, 60, 1000).expect("full");
+            assert_eq!(full, Reconciled { lost: 0, orphaned: 0, pending: vec![young], ack: Some(1) });
+            // Then only what changed: one shard went, the young one is listed again, now old
+            // enough, and one more unknown shard appears.
+            let changes = store
+                .reconcile_changes(host, 1, &[(young, 70), (old, 100)], &[gone], 10, 60, 1100)
+                .expect("changes");
+            assert_eq!((changes.lost, changes.orphaned, changes.ack), (1, 2, Some(2)));
+            assert!(changes.pending.is_empty());
+            let degraded = |store: &Store| -> Vec<(PackId, Vec<ShardState>)> {
+                let packs = store.degraded_packs(0, 10).expect("degraded");
+                packs.into_iter().map(|p| (p.id, p.shards.iter().map(|s| s.3).collect())).collect()
+            };
+            assert_eq!(degraded(&store), [(PackId::from_bytes([2; 32]), vec![ShardState::Lost])]);
+            // A change list that does not follow the last acknowledgement records nothing.
+            let stale = store.reconcile_changes(host, 1, &[], &[kept], 10, 60, 1200).expect("stale");
+            assert_eq!(stale, Reconciled::default());
+            assert_eq!(degraded(&store).len(), 1, "the stale list marked nothing");
+            // Removing a shard of a pack committed after `settled` marks nothing yet.
+            let fresh = store.reconcile_changes(host, 2, &[], &[kept], 0, 60, 1300).expect("fresh");
+            assert_eq!((fresh.lost, fresh.ack), (0, Some(3)));
+        }
     }
 
     crate::store::testing::conformance! {

@@ -254,7 +254,6 @@ mod tests {
                  m INTEGER NOT NULL, per_domain INTEGER NOT NULL, expires INTEGER NOT NULL,
                  PRIMARY KEY (host, shard));
              CREATE INDEX reservations_by_caller ON reservations(caller);
-             ALTER TABLE snapshots DROP COLUMN seq;
              UPDATE meta SET value = '7' WHERE key = 'schema';",
         )
         .expect("downgrade");
