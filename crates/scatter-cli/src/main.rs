@@ -90,9 +90,11 @@ enum Cmd {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: String,
-        /// The coordinator's URL (its data directory's `url` file).
+        /// The coordinator's URL (its data directory's `url` file), or the URLs of several
+        /// coordinators sharing the catalog, separated by commas: the host uses whichever
+        /// answers.
         #[arg(long)]
-        coordinator: String,
+        coordinator: scatter_net::CoordinatorUrls,
         /// The grid's join token (the coordinator's `join-token` file).
         #[arg(long, env = "SCATTER_JOIN_TOKEN", hide_env_values = true)]
         join_token: String,
@@ -806,7 +808,6 @@ async fn run(cmd: Cmd) -> Result<i32> {
             terms,
         } => {
             let listener = bind(&listen).await?;
-            let coordinator = coordinator.trim_end_matches('/').to_owned();
             let config = scatter_host::Config {
                 data_dir,
                 coordinator,
