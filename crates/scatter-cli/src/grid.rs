@@ -73,7 +73,8 @@ pub struct Grid {
     added: Vec<Option<(String, Vec<String>)>>,
     url: String,
     join_token: String,
-    profile: Profile,
+    /// Set by [`Grid::start`] once the first user is registered.
+    profile: Option<Profile>,
 }
 
 fn wait_for_file(path: &Path, child: &mut Child, what: &str, log: &Path) -> Result<String> {
@@ -117,20 +118,17 @@ impl Grid {
             added: vec![None; hosts],
             url: String::new(),
             join_token: String::new(),
-            profile: Profile {
-                coordinator: String::new(),
-                user_id: scatter_core::UserId(0),
-                device_key: String::new(),
-                ca: None,
-            },
+            profile: None,
         };
         grid.start_coordinator()?;
         let cdir = grid.coordinator_dir();
         grid.join_token = std::fs::read_to_string(cdir.join("join-token"))?.trim().to_owned();
         let admin = std::fs::read_to_string(cdir.join("admin-token"))?;
         let insecure = grid.opts.insecure;
-        grid.profile =
-            profile::init(&grid.client_dir(), &grid.url, admin.trim(), &grid.opts.passphrase, None, insecure).await?;
+        let urls = grid.url.parse().with_context(|| format!("the coordinator wrote a bad URL: {}", grid.url))?;
+        let client = grid.client_dir();
+        let registered = profile::init(&client, &urls, admin.trim(), &grid.opts.passphrase, None, insecure).await?;
+        grid.profile = Some(registered);
         for i in 0..hosts {
             grid.start_host(i)?;
         }
@@ -145,7 +143,7 @@ impl Grid {
 
     /// The first user's profile.
     pub fn profile(&self) -> &Profile {
-        &self.profile
+        self.profile.as_ref().expect("Grid::start registers the first user before it returns")
     }
 
     /// The first user's configuration directory (use as `SCATTER_CONFIG`).
@@ -303,7 +301,7 @@ impl Grid {
 
     /// Waits until the coordinator reports at least `n` hosts online.
     pub async fn wait_online(&self, n: usize, timeout: Duration) -> Result<()> {
-        let coord = self.profile.coordinator()?;
+        let coord = self.profile().coordinator()?;
         let deadline = Instant::now() + timeout;
         loop {
             let online = match coord.status().await {

@@ -119,9 +119,10 @@ enum Cmd {
     },
     /// Create your keys, register with a coordinator and write a profile.
     Init {
-        /// The coordinator's URL.
+        /// The coordinator's URL, or the URLs of several coordinators sharing the catalog,
+        /// separated by commas: the client uses whichever answers (kept in the profile).
         #[arg(long)]
-        coordinator: String,
+        coordinator: scatter_net::CoordinatorUrls,
         /// An invite token (`scatter admin user add`), or the coordinator's `admin-token` for
         /// the first user.
         #[arg(long, env = "SCATTER_TOKEN", hide_env_values = true)]
