@@ -57,9 +57,11 @@ enum Cmd {
         /// A host is offline once it missed heartbeats for this long.
         #[arg(long, default_value = "30s", value_parser = duration::parse)]
         offline_after: Duration,
-        /// URL to advertise to hosts and clients (default: derived from --listen).
+        /// URL to advertise to hosts and clients (default: derived from --listen); several,
+        /// separated by commas, when coordinators share the catalog (written to the `url`
+        /// file for `--coordinator`).
         #[arg(long)]
-        public_url: Option<String>,
+        public_url: Option<scatter_net::CoordinatorUrls>,
         /// A write session (put, backup) not kept alive for this long is over; prune waits
         /// for open sessions, so this bounds how long a killed backup holds prune off.
         #[arg(long, default_value = "60s", value_parser = duration::parse)]
