@@ -37,6 +37,9 @@ pub struct GridOptions {
     pub coordinator_args: Vec<String>,
     /// More flags for each of the first hosts (e.g. `--price 2`).
     pub host_args: Vec<Vec<String>>,
+    /// URLs of other coordinators, listed before this grid's own in every host's
+    /// `--coordinator` (one nobody listens on, say, to see hosts fail over past it).
+    pub other_coordinators: Vec<String>,
 }
 
 impl Default for GridOptions {
@@ -54,6 +57,7 @@ impl Default for GridOptions {
             insecure: false,
             coordinator_args: Vec::new(),
             host_args: Vec::new(),
+            other_coordinators: Vec::new(),
         }
     }
 }
@@ -250,6 +254,8 @@ impl Grid {
         let log = self.dir.join(format!("host-{i}.log"));
         let zone = format!("zone-{}", i % self.opts.zones.max(1));
         let dir_s = dir.to_string_lossy().into_owned();
+        let coordinators =
+            self.opts.other_coordinators.iter().chain([&self.url]).cloned().collect::<Vec<_>>().join(",");
         let mut args = vec![
             "host",
             "--data-dir",
@@ -257,7 +263,7 @@ impl Grid {
             "--listen",
             &self.host_listen[i],
             "--coordinator",
-            &self.url,
+            &coordinators,
             "--join-token",
             self.added[i].as_ref().map(|(token, _)| token.as_str()).unwrap_or(&self.join_token),
             "--capacity",
