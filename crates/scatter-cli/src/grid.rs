@@ -37,6 +37,9 @@ pub struct GridOptions {
     pub coordinator_args: Vec<String>,
     /// More flags for each of the first hosts (e.g. `--price 2`).
     pub host_args: Vec<Vec<String>>,
+    /// URLs of other coordinators, listed before this grid's own in every host's
+    /// `--coordinator` (one nobody listens on, say, to see hosts fail over past it).
+    pub other_coordinators: Vec<String>,
 }
 
 impl Default for GridOptions {
@@ -54,6 +57,7 @@ impl Default for GridOptions {
             insecure: false,
             coordinator_args: Vec::new(),
             host_args: Vec::new(),
+            other_coordinators: Vec::new(),
         }
     }
 }
@@ -73,7 +77,8 @@ pub struct Grid {
     added: Vec<Option<(String, Vec<String>)>>,
     url: String,
     join_token: String,
-    profile: Profile,
+    /// Set by [`Grid::start`] once the first user is registered.
+    profile: Option<Profile>,
 }
 
 fn wait_for_file(path: &Path, child: &mut Child, what: &str, log: &Path) -> Result<String> {
@@ -117,20 +122,17 @@ impl Grid {
             added: vec![None; hosts],
             url: String::new(),
             join_token: String::new(),
-            profile: Profile {
-                coordinator: String::new(),
-                user_id: scatter_core::UserId(0),
-                device_key: String::new(),
-                ca: None,
-            },
+            profile: None,
         };
         grid.start_coordinator()?;
         let cdir = grid.coordinator_dir();
         grid.join_token = std::fs::read_to_string(cdir.join("join-token"))?.trim().to_owned();
         let admin = std::fs::read_to_string(cdir.join("admin-token"))?;
         let insecure = grid.opts.insecure;
-        grid.profile =
-            profile::init(&grid.client_dir(), &grid.url, admin.trim(), &grid.opts.passphrase, None, insecure).await?;
+        let urls = grid.url.parse().with_context(|| format!("the coordinator wrote a bad URL: {}", grid.url))?;
+        let client = grid.client_dir();
+        let registered = profile::init(&client, &urls, admin.trim(), &grid.opts.passphrase, None, insecure).await?;
+        grid.profile = Some(registered);
         for i in 0..hosts {
             grid.start_host(i)?;
         }
@@ -145,7 +147,7 @@ impl Grid {
 
     /// The first user's profile.
     pub fn profile(&self) -> &Profile {
-        &self.profile
+        self.profile.as_ref().expect("Grid::start registers the first user before it returns")
     }
 
     /// The first user's configuration directory (use as `SCATTER_CONFIG`).
@@ -257,6 +259,8 @@ impl Grid {
         let log = self.dir.join(format!("host-{i}.log"));
         let zone = format!("zone-{}", i % self.opts.zones.max(1));
         let dir_s = dir.to_string_lossy().into_owned();
+        let coordinators =
+            self.opts.other_coordinators.iter().chain([&self.url]).cloned().collect::<Vec<_>>().join(",");
         let mut args = vec![
             "host",
             "--data-dir",
@@ -264,7 +268,7 @@ impl Grid {
             "--listen",
             &self.host_listen[i],
             "--coordinator",
-            &self.url,
+            &coordinators,
             "--join-token",
             self.added[i].as_ref().map(|(token, _)| token.as_str()).unwrap_or(&self.join_token),
             "--capacity",
@@ -308,7 +312,7 @@ impl Grid {
 
     /// Waits until the coordinator reports at least `n` hosts online.
     pub async fn wait_online(&self, n: usize, timeout: Duration) -> Result<()> {
-        let coord = self.profile.coordinator()?;
+        let coord = self.profile().coordinator()?;
         let deadline = Instant::now() + timeout;
         loop {
             let online = match coord.status().await {

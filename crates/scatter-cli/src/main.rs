@@ -63,9 +63,11 @@ enum Cmd {
         /// A host is offline once it missed heartbeats for this long.
         #[arg(long, default_value = "30s", value_parser = duration::parse)]
         offline_after: Duration,
-        /// URL to advertise to hosts and clients (default: derived from --listen).
+        /// URL to advertise to hosts and clients (default: derived from --listen); several,
+        /// separated by commas, when coordinators share the catalog (written to the `url`
+        /// file for `--coordinator`).
         #[arg(long)]
-        public_url: Option<String>,
+        public_url: Option<scatter_net::CoordinatorUrls>,
         /// A write session (put, backup) not kept alive for this long is over; prune waits
         /// for open sessions, so this bounds how long a killed backup holds prune off.
         #[arg(long, default_value = "60s", value_parser = duration::parse)]
@@ -96,9 +98,11 @@ enum Cmd {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: String,
-        /// The coordinator's URL (its data directory's `url` file).
+        /// The coordinator's URL (its data directory's `url` file), or the URLs of several
+        /// coordinators sharing the catalog, separated by commas: the host uses whichever
+        /// answers.
         #[arg(long)]
-        coordinator: String,
+        coordinator: scatter_net::CoordinatorUrls,
         /// The grid's join token (the coordinator's `join-token` file).
         #[arg(long, env = "SCATTER_JOIN_TOKEN", hide_env_values = true)]
         join_token: String,
@@ -123,9 +127,10 @@ enum Cmd {
     },
     /// Create your keys, register with a coordinator and write a profile.
     Init {
-        /// The coordinator's URL.
+        /// The coordinator's URL, or the URLs of several coordinators sharing the catalog,
+        /// separated by commas: the client uses whichever answers (kept in the profile).
         #[arg(long)]
-        coordinator: String,
+        coordinator: scatter_net::CoordinatorUrls,
         /// An invite token (`scatter admin user add`), or the coordinator's `admin-token` for
         /// the first user.
         #[arg(long, env = "SCATTER_TOKEN", hide_env_values = true)]
@@ -820,7 +825,6 @@ async fn run(cmd: Cmd) -> Result<i32> {
             terms,
         } => {
             let listener = bind(&listen).await?;
-            let coordinator = coordinator.trim_end_matches('/').to_owned();
             let config = scatter_host::Config {
                 data_dir,
                 coordinator,

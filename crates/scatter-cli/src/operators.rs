@@ -42,8 +42,8 @@ fn yes_no(s: &str) -> Result<bool, String> {
     }
 }
 
-/// Runs an operator command against the coordinator `coord` (at `url`).
-pub(crate) async fn run(coord: &Coordinator, url: &str, command: OperatorCmd) -> Result<()> {
+/// Runs an operator command against the coordinator `coord` (at `url`, one or several).
+pub(crate) async fn run(coord: &Coordinator, url: &scatter_net::CoordinatorUrls, command: OperatorCmd) -> Result<()> {
     match command {
         OperatorCmd::Add { name, independent } => {
             let op = coord.add_operator(&OperatorRequest { name, independent }).await?;

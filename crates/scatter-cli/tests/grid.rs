@@ -233,3 +233,49 @@ async fn a_put_waits_for_a_late_host() {
     assert!(resume.join().is_ok_and(|s| s.is_ok_and(|s| s.success())), "host 0 resumed");
     env.get_and_compare("data", &file);
 }
+
+/// Several coordinator URLs: hosts and a client (initialised through the CLI) are given a
+/// URL nobody listens on before the real one; they fail over past it for everything (join,
+/// certificate, heartbeats; register, put, get), and with no live URL at all the client
+/// says which URLs it tried.
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_and_hosts_fail_over_past_a_dead_coordinator() {
+    let started = std::time::Instant::now();
+    // A port nobody listens on: bound, then released.
+    let dead_url = || {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("https://{}", listener.local_addr().expect("addr"))
+    };
+    let dead = dead_url();
+    let opts = scatter_cli::grid::GridOptions {
+        passphrase: "test passphrase".into(),
+        other_coordinators: vec![dead.clone()],
+        ..Default::default()
+    };
+    // Every host is started with `--coordinator DEAD,REAL`, tries DEAD first, and comes
+    // online (join, certificate and heartbeats go to REAL).
+    let env = grid_with(3, opts).await;
+
+    let token = env.ok(&["admin", "user", "add", "bob"]).trim().to_owned();
+    let bob = env.path("bob");
+    let both = format!("{dead},{}", env.grid.url());
+    ok(run(&bob, &["init", "--coordinator", &both, "--token", &token], &[]), "init with a dead URL first");
+    let profile = std::fs::read_to_string(bob.join("profile.toml")).expect("profile");
+    assert!(profile.contains(&format!("coordinator = [\"{dead}\", \"{}\"]", env.grid.url())), "{profile}");
+    let file = env.write_random("data", 3 << 20, 11);
+    let file_s = file.to_str().expect("utf-8");
+    ok(run(&bob, &["put", file_s, "--name", "data"], &[]), "put with a dead URL first");
+    let out = env.path("data.out");
+    ok(run(&bob, &["get", "data", "--output", out.to_str().expect("utf-8")], &[]), "get with a dead URL first");
+    assert!(std::fs::read(&out).expect("output") == std::fs::read(&file).expect("input"), "data differs");
+
+    // Only dead URLs: one sentence naming each, and what to do.
+    let other = dead_url();
+    std::fs::write(bob.join("profile.toml"), profile.replace(env.grid.url(), &other)).expect("profile");
+    let out = run(&bob, &["ls"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "ls with no live coordinator succeeded");
+    assert!(err.contains("no coordinator can be reached") && err.contains(&dead) && err.contains(&other), "{err}");
+    assert!(err.contains("URLs in your profile"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(120), "took {:?}", started.elapsed());
+}

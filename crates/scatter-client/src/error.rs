@@ -8,14 +8,13 @@ use std::path::PathBuf;
 /// A client operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The coordinator could not be reached at all.
-    #[error("the coordinator at {url} cannot be reached ({reason}); check that it is running and the URL in your profile is right")]
-    Unreachable {
-        /// Its URL.
-        url: String,
-        /// The transport error.
-        reason: String,
-    },
+    /// No coordinator could be reached (each URL tried, with its reason).
+    #[error("{0}; check that a coordinator is running and the URLs in your profile are right")]
+    Unreachable(scatter_net::failover::Unreachable),
+    /// A request that is not safe to repeat may have been done by a coordinator that failed
+    /// before answering; it was sent to no other.
+    #[error("{0}; check what was done (`scatter ls`, `scatter snapshots`) before running the command again")]
+    Interrupted(scatter_net::failover::Interrupted),
     /// The coordinator answered with an error.
     #[error("{message}")]
     Api {

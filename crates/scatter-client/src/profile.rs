@@ -1,9 +1,9 @@
 //! The user's profile and key file, under `SCATTER_CONFIG` (default `~/.config/scatter`).
 //!
-//! - `profile.toml`: coordinator URL, grid CA fingerprint, user id and this device's Ed25519
-//!   key, which signs request credentials (mode 0600, like `~/.ssh/id_ed25519`; it lets this
-//!   machine act as the user with the coordinator, but reads no data: that needs the
-//!   passphrase);
+//! - `profile.toml`: the coordinators' URLs (one as a string, several as an array), grid CA
+//!   fingerprint, user id and this device's Ed25519 key, which signs request credentials
+//!   (mode 0600, like `~/.ssh/id_ed25519`; it lets this machine act as the user with the
+//!   coordinator, but reads no data: that needs the passphrase);
 //! - `keys.age`: the key set, encrypted under the passphrase (see [`scatter_core::keys`]).
 
 use std::path::{Path, PathBuf};
@@ -18,8 +18,9 @@ use crate::ClientError;
 /// What the client knows about its grid and user.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Profile {
-    /// The coordinator's URL.
-    pub coordinator: String,
+    /// The URLs of the grid's coordinators, in the order to try them. Profiles from before
+    /// there could be several hold one URL as a string, which still reads.
+    pub coordinator: scatter_net::CoordinatorUrls,
     /// This user's id.
     pub user_id: UserId,
     /// This device's Ed25519 signing key (hex), which signs request credentials.
@@ -98,16 +99,14 @@ impl Profile {
 /// Refuses to overwrite an existing key file.
 pub async fn init(
     dir: &Path,
-    coordinator: &str,
+    coordinator: &scatter_net::CoordinatorUrls,
     token: &str,
     passphrase: &str,
     imported: Option<UserKeys>,
     insecure: bool,
 ) -> Result<Profile, ClientError> {
     let token: scatter_net::Token = token.parse().map_err(|e| ClientError::Invalid(format!("{e}")))?;
-    let coordinator = coordinator.trim_end_matches('/').to_owned();
-    let ca =
-        scatter_net::check_mode(&coordinator, token.ca(), insecure).map_err(|e| ClientError::Invalid(e.to_string()))?;
+    let ca = coordinator.check_mode(token.ca(), insecure).map_err(|e| ClientError::Invalid(e.to_string()))?;
     if passphrase.is_empty() {
         return Err(ClientError::Invalid("the passphrase must not be empty".into()));
     }
@@ -122,12 +121,12 @@ pub async fn init(
     let keys = imported.unwrap_or_else(UserKeys::generate);
     let key_file = keys.to_key_file(passphrase, KEY_FILE_WORK_FACTOR);
     let device = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
-    let reg = Coordinator::new(&coordinator, ca, None)?
+    let reg = Coordinator::new(coordinator, ca, None)?
         .register(token.secret(), &keys.write_keys().public_key(), &device.verifying_key())
         .await?;
     write_private(&key_path, &key_file)?;
     let profile = Profile {
-        coordinator,
+        coordinator: coordinator.clone(),
         user_id: reg.user_id,
         device_key: hex::encode(device.to_bytes()),
         ca: ca.map(|fp| fp.to_string()),
@@ -156,4 +155,27 @@ pub fn export_keys(dir: &Path, passphrase: &str, transport: &str, write_only: bo
     let keys = Profile::load_keys(dir, passphrase)?;
     let keys = if write_only { keys.write_only() } else { keys };
     Ok(keys.to_key_file(transport, KEY_FILE_WORK_FACTOR))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+    #[test]
+    fn profiles_with_one_url_still_read_and_several_round_trip() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let old = format!("coordinator = \"https://a:7000\"\nuser_id = 1\ndevice_key = \"{KEY}\"\n");
+        std::fs::write(dir.path().join("profile.toml"), &old).expect("write");
+        let p = Profile::load(dir.path()).expect("an old profile reads");
+        assert_eq!(p.coordinator.as_slice(), ["https://a:7000"]);
+        assert_eq!(toml::to_string(&p).expect("toml"), old, "one URL is written as before");
+
+        let p = Profile { coordinator: "https://a:7000,https://b:7000".parse().expect("urls"), ..p };
+        let text = toml::to_string(&p).expect("toml");
+        assert!(text.contains(r#"coordinator = ["https://a:7000", "https://b:7000"]"#), "{text}");
+        std::fs::write(dir.path().join("profile.toml"), &text).expect("write");
+        assert_eq!(Profile::load(dir.path()).expect("reads").coordinator, p.coordinator);
+    }
 }

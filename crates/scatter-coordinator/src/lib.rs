@@ -40,8 +40,10 @@ pub struct Config {
     pub catalog: Option<String>,
     /// A host is offline once it has not sent a heartbeat for this long.
     pub offline_after: Duration,
-    /// The URL clients and hosts should use; by default derived from the listening address.
-    pub public_url: Option<String>,
+    /// The URL clients and hosts should use, or the URLs of all the coordinators sharing the
+    /// catalog; by default derived from the listening address. Written to the `url` file
+    /// (several separated by commas, as `--coordinator` takes them).
+    pub public_url: Option<scatter_net::CoordinatorUrls>,
     /// How long a write session stays open without a keepalive; a killed backup holds off
     /// prune for at most this long.
     pub session_ttl: Duration,
@@ -313,7 +315,7 @@ pub async fn run(
             .map_err(|e| CoordinatorError::Store(store::StoreError::Task(e.to_string())))??;
     let tls = authority.as_ref().map(|a| a.coordinator_config()).transpose()?;
     let addr = listener.local_addr().map_err(CoordinatorError::Serve)?;
-    let url = config.public_url.clone().unwrap_or_else(|| {
+    let url = config.public_url.as_ref().map(|u| u.to_string()).unwrap_or_else(|| {
         let ip = if addr.ip().is_unspecified() { "127.0.0.1".parse().expect("literal IP") } else { addr.ip() };
         let scheme = if config.insecure { "http" } else { "https" };
         format!("{scheme}://{}", std::net::SocketAddr::new(ip, addr.port()))

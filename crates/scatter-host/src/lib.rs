@@ -2,6 +2,15 @@
 //! and delete to holders of a coordinator-signed grant, enforces its offered capacity, and
 //! heartbeats to the coordinator. [`run`] joins the grid on first start and serves until
 //! shutdown.
+//!
+//! A host may be given the URLs of several coordinators sharing the catalog: every call goes
+//! to the one that answered last and fails over to the next on a connection-level failure
+//! (see [`scatter_net::failover`]). All of a host's calls are safe to send again after they
+//! may have reached a coordinator that died ([`Repeat::Safe`]): heartbeats, inventories and
+//! receipts report state, and a certificate request gets one more certificate. A join sent
+//! again can register a second host row if the first one's answer was lost: that row never
+//! heartbeats, holds nothing and shows as offline, as a join retried against one coordinator
+//! always could.
 
 mod api;
 pub mod store;
@@ -12,6 +21,7 @@ use std::time::Duration;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use scatter_core::{ByteSize, HostId, ShardId};
+use scatter_net::failover::{Failover, Failure, Repeat};
 use scatter_proto::api::{
     ErrorBody, HeartbeatRequest, HostCertRequest, HostCertResponse, HostTerms, InventoryRequest, InventoryResponse,
     JoinRequest, JoinResponse, ReceiptsRequest,
@@ -27,8 +37,8 @@ use crate::store::DiskStore;
 pub struct Config {
     /// Where shards and the host's identity live.
     pub data_dir: PathBuf,
-    /// The coordinator's URL.
-    pub coordinator: String,
+    /// The URLs of the grid's coordinators (one, or several sharing the catalog).
+    pub coordinator: scatter_net::CoordinatorUrls,
     /// The grid's join token (used on first start only).
     pub join_token: String,
     /// Bytes offered to the grid.
@@ -60,14 +70,9 @@ pub enum HostError {
     /// The identity file is damaged.
     #[error("{0} is damaged; move it away to join the grid again as a new host")]
     Damaged(PathBuf),
-    /// The coordinator could not be reached.
-    #[error("the coordinator at {url} cannot be reached ({reason}); check that it runs and the URL is right")]
-    Unreachable {
-        /// Its URL.
-        url: String,
-        /// Why.
-        reason: String,
-    },
+    /// No coordinator could be reached (each URL tried, with its reason).
+    #[error("{0}; check that a coordinator runs and the URLs are right")]
+    Unreachable(Failure<reqwest::Error>),
     /// The coordinator refused to let this host join.
     #[error("the coordinator refused the join: {0}")]
     Refused(String),
@@ -268,12 +273,16 @@ fn receipt_key(dir: &Path) -> Result<SigningKey, HostError> {
     }
 }
 
+/// Times a join is tried, 500 ms apart, while no coordinator is up yet (every URL
+/// unreachable, or answering a server error).
+const JOIN_ATTEMPTS: u32 = 20;
+
 /// Joins the grid with `token` and saves the identity.
 async fn join(
     config: &Config,
     token: &scatter_net::Token,
     address: &str,
-    http: &reqwest::Client,
+    coordinators: &Failover,
     receipt_key: &SigningKey,
 ) -> Result<Identity, HostError> {
     let path = config.data_dir.join("host.json");
@@ -285,16 +294,14 @@ async fn join(
         receipt_key: Some(hex::encode(receipt_key.verifying_key().to_bytes())),
         terms: config.terms.clone(),
     };
-    let url = format!("{}/v1/hosts/join", config.coordinator);
-    let mut last = String::new();
-    for attempt in 0..20 {
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        match http.post(&url).json(&req).send().await {
-            Ok(r) if r.status().is_success() => {
+    let mut attempts = 0;
+    loop {
+        let sent =
+            coordinators.send(Repeat::Safe, |http, base| http.post(format!("{base}/v1/hosts/join")).json(&req).build());
+        let failed = match sent.await {
+            Ok(reply) if reply.response.status().is_success() => {
                 let j: JoinResponse =
-                    r.json().await.map_err(|e| HostError::Refused(format!("unreadable answer: {e}")))?;
+                    reply.response.json().await.map_err(|e| HostError::Refused(format!("unreadable answer: {e}")))?;
                 let id = Identity {
                     host_id: j.host_id,
                     host_secret: j.host_secret,
@@ -302,22 +309,26 @@ async fn join(
                     ca: token.ca().map(|fp| fp.to_string()),
                 };
                 write_private(&path, &serde_json::to_vec_pretty(&id).map_err(|e| HostError::Refused(e.to_string()))?)?;
-                tracing::info!(host = %id.host_id, "joined the grid");
+                tracing::info!(host = %id.host_id, coordinator = %reply.url, "joined the grid");
                 return Ok(id);
             }
-            Ok(r) => {
-                let status = r.status();
-                let body: Option<ErrorBody> = r.json().await.ok();
+            Ok(reply) => {
+                let status = reply.response.status();
+                let body: Option<ErrorBody> = reply.response.json().await.ok();
                 let msg = body.map(|b| b.error).unwrap_or_else(|| status.to_string());
                 if status.is_client_error() {
                     return Err(HostError::Refused(msg));
                 }
-                last = msg;
+                HostError::Refused(msg)
             }
-            Err(e) => last = e.to_string(),
+            Err(e) => HostError::Unreachable(e),
+        };
+        attempts += 1;
+        if attempts == JOIN_ATTEMPTS {
+            return Err(failed);
         }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    Err(HostError::Unreachable { url: config.coordinator.clone(), reason: last })
 }
 
 fn write_private(path: &Path, contents: &[u8]) -> Result<(), HostError> {
@@ -327,11 +338,10 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<(), HostError> {
 /// Has the grid CA certify a new key for `address`; returns the TLS configuration to serve
 /// with. The key never leaves this process.
 async fn certify(
-    config: &Config,
     identity: &Identity,
     fingerprint: scatter_net::Fingerprint,
     address: &str,
-    http: &reqwest::Client,
+    coordinators: &Failover,
 ) -> Result<Arc<rustls::ServerConfig>, HostError> {
     let tls = |e: &dyn std::fmt::Display| HostError::Tls(e.to_string());
     let key = scatter_net::tls::LeafKey::generate().map_err(|e| tls(&e))?;
@@ -341,12 +351,11 @@ async fn certify(
         address: address.to_owned(),
         public_key: hex::encode(key.public_key()),
     };
-    let url = format!("{}/v1/hosts/cert", config.coordinator);
-    let resp =
-        http.post(&url).json(&req).send().await.map_err(|e| HostError::Unreachable {
-            url: config.coordinator.clone(),
-            reason: scatter_net::root_cause(&e),
-        })?;
+    let resp = coordinators
+        .send(Repeat::Safe, |http, base| http.post(format!("{base}/v1/hosts/cert")).json(&req).build())
+        .await
+        .map_err(HostError::Unreachable)?
+        .response;
     if !resp.status().is_success() {
         let status = resp.status();
         let body: Option<ErrorBody> = resp.json().await.ok();
@@ -376,8 +385,7 @@ const QUIET: Duration = Duration::from_secs(2);
 /// Heartbeats, every `config.heartbeat`. They run apart from the scrub and inventory (see
 /// [`inventories`]): a scrub reads hundreds of MiB, and on a busy disk that took long enough
 /// to make the host miss heartbeats and be taken for suspect.
-async fn heartbeats(config: Config, shared: Arc<Shared>, secret: String, address: String, http: reqwest::Client) {
-    let url = format!("{}/v1/hosts/heartbeat", config.coordinator);
+async fn heartbeats(config: Config, shared: Arc<Shared>, secret: String, address: String, coordinators: Arc<Failover>) {
     loop {
         let store = shared.store.clone();
         let free = tokio::task::spawn_blocking(move || store.disk_free()).await.unwrap_or(0);
@@ -397,10 +405,12 @@ async fn heartbeats(config: Config, shared: Arc<Shared>, secret: String, address
             terms: config.terms.clone(),
             served,
         };
-        let sent = match http.post(&url).json(&req).send().await {
-            Ok(r) if r.status().is_success() => true,
+        let beat = coordinators
+            .send(Repeat::Safe, |http, base| http.post(format!("{base}/v1/hosts/heartbeat")).json(&req).build());
+        let sent = match beat.await {
+            Ok(r) if r.response.status().is_success() => true,
             Ok(r) => {
-                tracing::warn!(status = %r.status(), "the coordinator refused a heartbeat");
+                tracing::warn!(status = %r.response.status(), coordinator = %r.url, "the coordinator refused a heartbeat");
                 false
             }
             Err(e) => {
@@ -432,12 +442,12 @@ struct Acked {
 /// Scrubs and sends the inventory every [`BEATS_PER_INVENTORY`] heartbeat intervals, from
 /// the first one on: in full at start and every [`ROUNDS_PER_FULL`] rounds, else what
 /// changed since the last one acknowledged.
-async fn inventories(config: Config, shared: Arc<Shared>, secret: String, http: reqwest::Client) {
+async fn inventories(shared: Arc<Shared>, heartbeat: Duration, secret: String, coordinators: Arc<Failover>) {
     let mut scrub_from = 0usize;
     let mut acked = None;
     loop {
-        scrub_from = report_inventory(&config, &shared, &secret, &http, scrub_from, &mut acked).await;
-        tokio::time::sleep(config.heartbeat * BEATS_PER_INVENTORY).await;
+        scrub_from = report_inventory(&shared, &secret, &coordinators, scrub_from, &mut acked).await;
+        tokio::time::sleep(heartbeat * BEATS_PER_INVENTORY).await;
     }
 }
 
@@ -445,10 +455,9 @@ async fn inventories(config: Config, shared: Arc<Shared>, secret: String, http: 
 /// the inventory so the coordinator can mark missing shards lost and unknown ones orphaned.
 /// Returns where the next scrub starts.
 async fn report_inventory(
-    config: &Config,
     shared: &Arc<Shared>,
     secret: &str,
-    http: &reqwest::Client,
+    coordinators: &Failover,
     scrub_from: usize,
     acked: &mut Option<Acked>,
 ) -> usize {
@@ -481,9 +490,13 @@ async fn report_inventory(
         Some(_) => acked.as_ref().map_or(0, |a| a.rounds + 1),
         None => 0,
     };
-    match http.post(format!("{}/v1/hosts/inventory", config.coordinator)).json(&req).send().await {
-        Ok(r) if r.status().is_success() => {
-            if let Ok(res) = r.json::<InventoryResponse>().await {
+    // Safe to repeat on another coordinator: a change list that reached one already no longer
+    // follows the last acknowledgement, so it is refused and a full inventory follows.
+    let sent = coordinators
+        .send(Repeat::Safe, |http, base| http.post(format!("{base}/v1/hosts/inventory")).json(&req).build());
+    match sent.await {
+        Ok(r) if r.response.status().is_success() => {
+            if let Ok(res) = r.response.json::<InventoryResponse>().await {
                 // Without an acknowledgement (a change list that did not follow the last one,
                 // or a coordinator from before change lists) the next inventory is full.
                 *acked = res.ack.map(|ack| {
@@ -497,11 +510,13 @@ async fn report_inventory(
                     tracing::info!(lost = res.lost, orphaned = res.orphaned, "inventory reconciled");
                 }
                 if !res.receipts_wanted.is_empty() {
-                    send_receipts(config, shared, secret, http, res.receipts_wanted).await;
+                    send_receipts(shared, secret, coordinators, res.receipts_wanted).await;
                 }
             }
         }
-        Ok(r) => tracing::warn!(status = %r.status(), "the coordinator refused the inventory"),
+        Ok(r) => {
+            tracing::warn!(status = %r.response.status(), coordinator = %r.url, "the coordinator refused the inventory")
+        }
         Err(e) => tracing::debug!(error = %e, "inventory not sent; the coordinator is unreachable"),
     }
     next
@@ -510,13 +525,7 @@ async fn report_inventory(
 /// Signs receipts for the shards the coordinator asks about that this host holds (shards
 /// stored before receipts existed) and sends them. Their bytes are not re-read here: the
 /// scrub re-hashes every shard in turn, and audits check what a receipt claims.
-async fn send_receipts(
-    config: &Config,
-    shared: &Arc<Shared>,
-    secret: &str,
-    http: &reqwest::Client,
-    wanted: Vec<ShardId>,
-) {
+async fn send_receipts(shared: &Arc<Shared>, secret: &str, coordinators: &Failover, wanted: Vec<ShardId>) {
     let sh = shared.clone();
     let receipts = tokio::task::spawn_blocking(move || {
         wanted
@@ -532,11 +541,15 @@ async fn send_receipts(
     }
     let n = receipts.len();
     let req = ReceiptsRequest { host_id: shared.id, host_secret: secret.to_owned(), receipts };
-    match http.post(format!("{}/v1/hosts/receipts", config.coordinator)).json(&req).send().await {
-        Ok(r) if r.status().is_success() => {
+    let sent =
+        coordinators.send(Repeat::Safe, |http, base| http.post(format!("{base}/v1/hosts/receipts")).json(&req).build());
+    match sent.await {
+        Ok(r) if r.response.status().is_success() => {
             tracing::info!(receipts = n, "receipts sent for shards stored before receipts")
         }
-        Ok(r) => tracing::warn!(status = %r.status(), "the coordinator refused the receipts"),
+        Ok(r) => {
+            tracing::warn!(status = %r.response.status(), coordinator = %r.url, "the coordinator refused the receipts")
+        }
         Err(e) => tracing::debug!(error = %e, "receipts not sent; the coordinator is unreachable"),
     }
 }
@@ -556,7 +569,7 @@ pub async fn run(
         Some(id) => id.ca.as_deref().map(|s| s.parse()).transpose().map_err(|_| HostError::Damaged(id_path.clone()))?,
         None => token.ca(),
     };
-    let fingerprint = scatter_net::check_mode(&config.coordinator, ca, config.insecure)?;
+    let fingerprint = config.coordinator.check_mode(ca, config.insecure)?;
     if fingerprint.is_none() {
         tracing::warn!("{}", scatter_net::INSECURE_WARNING);
     }
@@ -568,15 +581,17 @@ pub async fn run(
     });
     let http = scatter_net::http_client(fingerprint, scatter_net::Peer::Coordinator)
         .timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(5))
         .build()
         .map_err(|e| HostError::Serve(std::io::Error::other(e)))?;
+    let coordinators = Arc::new(Failover::new(http, config.coordinator.clone()));
     let receipt_key = receipt_key(&config.data_dir)?;
     let identity = match stored {
         Some(id) => id,
-        None => join(&config, &token, &address, &http, &receipt_key).await?,
+        None => join(&config, &token, &address, &coordinators, &receipt_key).await?,
     };
     let tls = match fingerprint {
-        Some(fp) => Some(certify(&config, &identity, fp, &address, &http).await?),
+        Some(fp) => Some(certify(&identity, fp, &address, &coordinators).await?),
         None => None,
     };
     let mut key = [0u8; 32];
@@ -602,8 +617,8 @@ pub async fn run(
     tracing::info!(host = %shared.id, %address, used = shared.store.used(), "host serving");
     write_private(&config.data_dir.join("url"), format!("{address}\n").as_bytes())?;
     let inventory =
-        tokio::spawn(inventories(config.clone(), shared.clone(), identity.host_secret.clone(), http.clone()));
-    let beat = tokio::spawn(heartbeats(config.clone(), shared.clone(), identity.host_secret, address, http));
+        tokio::spawn(inventories(shared.clone(), config.heartbeat, identity.host_secret.clone(), coordinators.clone()));
+    let beat = tokio::spawn(heartbeats(config.clone(), shared.clone(), identity.host_secret, address, coordinators));
     let served = scatter_net::serve::serve(listener, api::router(shared), tls, shutdown).await;
     beat.abort();
     inventory.abort();

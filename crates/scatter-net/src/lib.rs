@@ -1,12 +1,15 @@
 //! Scatter's transport layer: the grid's certificate authority ([`tls::Authority`]), TLS
 //! configurations that trust only that CA ([`tls::client_config`]), HTTP clients built on them
-//! ([`http_client`]) and the server loop coordinator and hosts share ([`serve::serve`]).
+//! ([`http_client`]), the server loop coordinator and hosts share ([`serve::serve`]), and the
+//! way clients and hosts reach one of several coordinators ([`failover`]).
 
+pub mod failover;
 pub mod limits;
 pub mod serve;
 pub mod tls;
 pub mod token;
 
+pub use failover::CoordinatorUrls;
 pub use tls::{write_private, Fingerprint, Peer};
 pub use token::Token;
 
