@@ -99,10 +99,14 @@ impl Store {
     /// damaged, not what is stored.
     pub fn degraded_packs(&self, cutoff: u64, limit: usize) -> Result<Vec<DegradedPack>, StoreError> {
         self.read(|conn| {
+            // PostgreSQL takes an output column's name in ORDER BY only on its own, not in an
+            // expression such as `healthy - k`: the count is a column of a subquery instead.
             let stmt = &format!(
-                "SELECT p.id, p.size, p.k, p.m, p.shard_size, {HEALTHY} AS healthy FROM packs p
-                 WHERE p.id IN {DAMAGED} AND p.state = 'live' AND {HEALTHY} < p.k + p.m
-                 ORDER BY healthy - p.k, p.created LIMIT ?2"
+                "SELECT id, size, k, m, shard_size, healthy FROM (
+                     SELECT p.id, p.size, p.k, p.m, p.shard_size, p.created, {HEALTHY} AS healthy FROM packs p
+                     WHERE p.id IN {DAMAGED} AND p.state = 'live') AS d
+                 WHERE healthy < k + m
+                 ORDER BY healthy - k, created LIMIT ?2"
             );
             with_shards(conn, stmt, params![cutoff as i64, limit as i64])
         })

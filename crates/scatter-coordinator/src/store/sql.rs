@@ -6,6 +6,9 @@
 //! through [`Sql`]. For PostgreSQL two lexical differences are bridged here, once per
 //! statement and cached: `?N` becomes `$N`, and the column name `user` (reserved there) is
 //! quoted. The schema's types are mapped when it is created (see [`postgres_ddl`]).
+//! PostgreSQL is stricter in two more ways the SQL must respect: a subquery in FROM needs
+//! an alias, and ORDER BY takes an output column's alias only on its own, not inside an
+//! expression (`ORDER BY healthy - k` needs `healthy` to be a column of a subquery).
 //!
 //! Values cross as [`Value`]s: integers, text, bytes and NULL, the four kinds the catalog
 //! stores. Rows are read whole, so a statement never holds its connection while the caller
