@@ -20,6 +20,8 @@ macro_rules! params {
 }
 
 mod backup;
+#[cfg(test)]
+mod conformance;
 mod events;
 mod hosts;
 mod leases;
