@@ -1,11 +1,12 @@
-//! The catalog: an embedded SQLite file behind one type.
+//! The catalog: SQLite embedded in the coordinator's data directory, or PostgreSQL shared by several
+//! coordinators, behind one type.
 //!
 //! Every write that makes data visible (a pack and its shards and chunks; an object and its
 //! chunk references) is one transaction. The SQL is kept portable (no SQLite-only syntax
 //! `ON CONFLICT`, `RETURNING` and `CASE` rather than SQLite's `INSERT OR IGNORE/REPLACE`,
-//! `last_insert_rowid` or two-argument `MAX`), so a PostgreSQL store can follow. What still
-//! differs: the DDL (`INTEGER PRIMARY KEY` and `BLOB`), a column named `user` (reserved in
-//! PostgreSQL: quote it or rename it there), and snapshots listed in `rowid` order.
+//! `last_insert_rowid` or two-argument `MAX`), and runs on SQLite or PostgreSQL through
+//! [`sql`], which bridges what still differs: the DDL's types, `?N` parameters and a column
+//! named `user` (reserved in PostgreSQL).
 
 use std::path::Path;
 
@@ -20,6 +21,8 @@ macro_rules! params {
 }
 
 mod backup;
+#[cfg(test)]
+mod conformance;
 mod events;
 mod hosts;
 mod leases;

@@ -1,0 +1,686 @@
+//! The conformance suite: the catalog operations no other store test covers, each run on
+//! both back ends (see [`super::testing`]) against a small catalog, with the values where
+//! SQLite and PostgreSQL tend to differ: the order of results, NULLs, empty results, sizes
+//! past 32 bits, byte strings, text with quotes and non-ASCII, booleans, limits, and the
+//! `user` columns.
+
+use scatter_core::{ChunkId, HostId, PackId, ShardId, UserId};
+use scatter_proto::api::{ChunkEntry, Policy, Role, StoredShard};
+use scatter_proto::SignedReceipt;
+
+use super::testing::{catalog, conformance};
+use super::{DegradedPack, NewHost, NewPack, ShardMove, ShardState, Standing, Store, StoreError, Terms};
+
+const GIB: u64 = 1 << 30;
+
+/// A user registered with invite `[n; 32]` and device key `[255 - n; 32]`: its own id.
+fn user(store: &Store, n: u8, name: &str, role: Role, quota: Option<u64>, owner: Option<UserId>) -> UserId {
+    store.add_token(&[n; 32], name, role, quota, owner).expect("token");
+    store.redeem_token(&[n; 32], "age1pk", &[255 - n; 32], 0).expect("redeem").expect("unused token").me
+}
+
+/// A host with secret hash `[n; 32]` offering 3 TiB, heard from at `now`.
+fn host(store: &Store, n: u8, now: u64) -> HostId {
+    store.add_host(&[n; 32], &format!("http://127.0.0.1:{n}"), "z", 3 << 40, None, now).expect("host")
+}
+
+fn pid(n: u8) -> PackId {
+    PackId::from_bytes([n; 32])
+}
+
+fn cid(n: u8) -> ChunkId {
+    ChunkId::from_bytes([n; 32])
+}
+
+/// Shard `idx` of pack `pack` (bytes from 0x00 to 0xff).
+fn sid(pack: u8, idx: u8) -> ShardId {
+    let mut b = [0xff; 32];
+    b[0] = pack;
+    b[1] = idx;
+    b[2] = 0;
+    ShardId::from_bytes(b)
+}
+
+/// A pack to commit: shard `i` on `hosts[i]`, the first `k` of them data shards.
+struct Pack<'a> {
+    n: u8,
+    k: u8,
+    hosts: &'a [HostId],
+    shard_size: u64,
+    chunks: &'a [u8],
+}
+
+impl<'a> Pack<'a> {
+    fn new(n: u8, k: u8, hosts: &'a [HostId]) -> Self {
+        Self { n, k, hosts, shard_size: 64, chunks: &[] }
+    }
+
+    fn shard_size(self, shard_size: u64) -> Self {
+        Self { shard_size, ..self }
+    }
+
+    fn chunks(self, chunks: &'a [u8]) -> Self {
+        Self { chunks, ..self }
+    }
+
+    fn commit(&self, store: &Store, user: UserId, session: u64, now: u64) {
+        let shards: Vec<StoredShard> = (0..)
+            .zip(self.hosts)
+            .map(|(i, h)| StoredShard {
+                index: i,
+                shard: sid(self.n, i),
+                host: *h,
+                receipt: SignedReceipt(format!("r{i}")),
+            })
+            .collect();
+        let chunks: Vec<ChunkEntry> =
+            (0..).zip(self.chunks).map(|(i, c)| ChunkEntry { id: cid(*c), offset: i * 10, len: 10 }).collect();
+        let m = u8::try_from(self.hosts.len()).expect("few hosts") - self.k;
+        let p = NewPack {
+            id: pid(self.n),
+            user,
+            session,
+            size: self.shard_size * u64::from(self.k),
+            k: self.k,
+            m,
+            shard_size: self.shard_size,
+            shards: &shards,
+            chunks: &chunks,
+            relocate: false,
+        };
+        store.commit_pack(&p, now).expect("commit pack");
+    }
+}
+
+fn set_pack_state(store: &Store, n: u8, state: &str) {
+    store
+        .conn()
+        .execute("UPDATE packs SET state = ?2 WHERE id = ?1", params![&pid(n).as_bytes()[..], state])
+        .expect("sql");
+}
+
+fn set_shard_state(store: &Store, n: u8, idx: u8, state: &str) {
+    store
+        .conn()
+        .execute(
+            "UPDATE shards SET state = ?3 WHERE pack = ?1 AND idx = ?2",
+            params![&pid(n).as_bytes()[..], idx, state],
+        )
+        .expect("sql");
+}
+
+/// A pack as (id, size, k, m, shard size, healthy, shards as (index, host, state)).
+type PackView<'a> = (PackId, u64, u8, u8, u64, usize, Vec<(u8, HostId, &'a str)>);
+
+/// A user as listed: (id, name, role, disabled, quota, owner, bytes used).
+type UserView = (UserId, String, Role, bool, Option<u64>, Option<UserId>, u64);
+
+fn view(packs: &[DegradedPack]) -> Vec<PackView<'_>> {
+    packs
+        .iter()
+        .map(|p| {
+            let shards = p.shards.iter().map(|(i, s, h, st)| {
+                assert_eq!(*s, sid(p.id.as_bytes()[0], *i), "the shard ids come back intact");
+                (*i, *h, st.as_str())
+            });
+            (p.id, p.size, p.k, p.m, p.shard_size, p.healthy, shards.collect())
+        })
+        .collect()
+}
+
+conformance! {
+    fn a_catalog_keeps_the_first_grid_identity_it_is_given() {
+        let (_guard, location) = crate::store::testing::location();
+        let ours = [("signing", "ed25519:0a'b\"c ?1".to_owned()), ("ca", "sha256:é€ ünïcødé".to_owned())];
+        {
+            let store = Store::connect(&location).expect("open");
+            assert_eq!(store.claim_grid(&ours).expect("claim"), None, "the first start records it");
+            assert_eq!(store.claim_grid(&ours).expect("claim"), None, "the same keys again");
+            assert_eq!(store.claim_grid(&[]).expect("claim"), None);
+        }
+        let store = Store::connect(&location).expect("reopen");
+        assert_eq!(store.claim_grid(&ours).expect("claim"), None, "kept across restarts");
+        let other_ca = [("signing", ours[0].1.clone()), ("ca", "sha256:other".to_owned())];
+        assert_eq!(store.claim_grid(&other_ca).expect("claim"), Some(("ca".to_owned(), ours[1].1.clone())));
+        let both = [("signing", "x".to_owned()), ("ca", "y".to_owned())];
+        assert_eq!(
+            store.claim_grid(&both).expect("claim"),
+            Some(("signing".to_owned(), ours[0].1.clone())),
+            "the first pair that differs"
+        );
+        // A pair named later is recorded then, and kept from then on.
+        let more = [("signing", ours[0].1.clone()), ("extra", "1".to_owned())];
+        assert_eq!(store.claim_grid(&more).expect("claim"), None);
+        assert_eq!(
+            store.claim_grid(&[("extra", "2".to_owned())]).expect("claim"),
+            Some(("extra".to_owned(), "1".to_owned()))
+        );
+    }
+
+    fn events_are_the_newest_oldest_first_with_their_text_intact() {
+        let (_guard, store) = catalog();
+        assert!(store.events(10).expect("events").is_empty());
+        let detail = "name 'Ann O''Brien' \"quoted\" — ünïcødé ✓ ?1 $1 user";
+        store.record_event(5_000_000_000, "u1", "user.invited", detail).expect("record");
+        store.record_event(5_000_000_001, "h2", "host.joined", "").expect("record");
+        store.record_event(5_000_000_001, "unknown", "auth.refused", "bad signature").expect("record");
+        let events = |limit| -> Vec<(u64, String, String, String)> {
+            let events = store.events(limit).expect("events");
+            events.into_iter().map(|e| (e.time, e.actor, e.action, e.detail)).collect()
+        };
+        let all = events(10);
+        assert_eq!(
+            all,
+            [
+                (5_000_000_000, "u1".into(), "user.invited".into(), detail.into()),
+                (5_000_000_001, "h2".into(), "host.joined".into(), String::new()),
+                (5_000_000_001, "unknown".into(), "auth.refused".into(), "bad signature".into()),
+            ]
+        );
+        assert_eq!(events(2), all[1..], "the newest two, oldest first");
+        assert!(events(0).is_empty());
+        // Only the newest KEEP are kept: the first made to look KEEP events older goes.
+        store
+            .conn()
+            .execute("UPDATE events SET id = id - ?1 WHERE action = 'user.invited'", params![crate::store::events::KEEP])
+            .expect("sql");
+        store.record_event(5_000_000_002, "u1", "user.removed", "").expect("record");
+        let actions: Vec<String> = events(10).into_iter().map(|e| e.2).collect();
+        assert_eq!(actions, ["host.joined", "auth.refused", "user.removed"]);
+    }
+
+    fn users_are_listed_with_their_rights_quotas_and_usage() {
+        let (_guard, store) = catalog();
+        let name = "Ann O'Brien «ü» \"x\"";
+        let ann = user(&store, 1, name, Role::User, Some(5 << 40), None);
+        let bob = user(&store, 2, "bob", Role::Admin, None, None);
+        let reader = user(&store, 3, "laptop", Role::Reader, None, Some(ann));
+        assert!(store.user_exists(ann).expect("exists") && store.user_exists(reader).expect("exists"));
+        assert!(!store.user_exists(UserId(999)).expect("exists"));
+
+        let (row, key) = store.user_with_key(reader).expect("sql").expect("reader");
+        assert_eq!(
+            (row.id, row.me, row.role, row.disabled, row.quota),
+            (ann, reader, Role::Reader, false, Some(5 << 40)),
+            "a delegate works on its owner's data, under the owner's quota"
+        );
+        assert_eq!(key, [0xfc; 32]);
+        let (row, key) = store.user_with_key(ann).expect("sql").expect("ann");
+        assert_eq!((row.id, row.me, row.role, row.quota, key), (ann, ann, Role::User, Some(5 << 40), vec![0xfe; 32]));
+        let (row, _) = store.user_with_key(bob).expect("sql").expect("bob");
+        assert_eq!((row.id, row.role, row.quota), (bob, Role::Admin, None));
+        assert!(store.user_with_key(UserId(999)).expect("sql").is_none());
+
+        // Usage counts all k+m shards of live packs, past 32 bits.
+        let hosts: Vec<HostId> = (1..=3).map(|n| host(&store, n, 0)).collect();
+        let s = store.add_session(ann, b"k", 0, 100).expect("session");
+        Pack::new(1, 2, &hosts).shard_size(6 * GIB).commit(&store, ann, s, 1);
+        Pack::new(2, 1, &hosts[..1]).shard_size(GIB).commit(&store, ann, s, 1);
+        assert_eq!(store.usage(ann).expect("usage"), 19 * GIB);
+        set_pack_state(&store, 2, "deleting");
+        assert_eq!(store.usage(ann).expect("usage"), 18 * GIB, "a released pack no longer counts");
+        assert_eq!(store.usage(bob).expect("usage"), 0);
+        assert_eq!(store.usage(reader).expect("usage"), 0, "a delegate's writes count for its owner");
+        assert_eq!(store.usage(UserId(999)).expect("usage"), 0);
+
+        let users = |store: &Store| -> Vec<UserView> {
+            let users = store.users().expect("users");
+            users.into_iter().map(|u| (u.id, u.name, u.role, u.disabled, u.quota, u.owner, u.used)).collect()
+        };
+        assert_eq!(
+            users(&store),
+            [
+                (ann, name.to_owned(), Role::User, false, Some(5 << 40), None, 18 * GIB),
+                (bob, "bob".to_owned(), Role::Admin, false, None, None, 0),
+                (reader, "laptop".to_owned(), Role::Reader, false, None, Some(ann), 0),
+            ]
+        );
+
+        // The owner's state governs its delegates; a delegate's own does not touch the owner.
+        let disabled = |id| store.user_with_key(id).expect("sql").expect("user").0.disabled;
+        assert!(store.set_disabled(ann, true).expect("disable"));
+        assert!(disabled(ann) && disabled(reader) && !disabled(bob));
+        let listed: Vec<bool> = users(&store).iter().map(|u| u.3).collect();
+        assert_eq!(listed, [true, false, false]);
+        assert!(store.set_disabled(ann, false).expect("enable"));
+        assert!(!disabled(ann) && !disabled(reader));
+        assert!(store.set_disabled(reader, true).expect("disable"));
+        assert!(!disabled(ann) && disabled(reader));
+        assert!(!store.set_disabled(UserId(999), true).expect("no such user"));
+    }
+
+    fn removing_a_user_drops_its_data_and_disables_its_delegates() {
+        let (_guard, store) = catalog();
+        let ann = user(&store, 1, "ann", Role::User, None, None);
+        let nas = user(&store, 2, "nas", Role::Appender, None, Some(ann));
+        let bob = user(&store, 3, "bob", Role::User, None, None);
+        let h = host(&store, 1, 0);
+        let s = store.add_session(ann, b"k", 0, 100).expect("session");
+        Pack::new(1, 1, &[h]).chunks(&[1, 2]).commit(&store, ann, s, 1);
+        store.commit_object(ann, "a", s, b"m", 10, &[cid(1)], false, 2).expect("object");
+        store.add_session_refs(ann, ann, s, &[cid(2)], 2).expect("refs");
+        store.commit_snapshot(ann, ann, s, "snap", b"r", 3).expect("snapshot");
+        // Bob stores the same chunk ids under the same name.
+        let sb = store.add_session(bob, b"k", 0, 100).expect("session");
+        Pack::new(2, 1, &[h]).chunks(&[1]).commit(&store, bob, sb, 1);
+        store.commit_object(bob, "a", sb, b"m", 10, &[cid(1)], false, 2).expect("object");
+
+        assert!(store.remove_user(ann, 200).expect("remove"));
+        let disabled = |id| store.user_with_key(id).expect("sql").expect("user").0.disabled;
+        assert!(disabled(ann) && disabled(nas) && !disabled(bob));
+        assert!(store.user_exists(ann).expect("exists"), "disabled, not forgotten");
+        assert!(store.list_objects(ann, "").expect("list").is_empty());
+        assert!(store.get_object(ann, "a").expect("get").is_none());
+        assert!(store.snapshots(ann).expect("snapshots").is_empty());
+        assert_eq!(store.usage(ann).expect("usage"), 0, "its packs are released");
+        let deleting: Vec<PackId> = store.shards_to_delete(10).expect("to delete").iter().map(|d| d.0).collect();
+        assert_eq!(deleting, [pid(1)]);
+
+        assert_eq!(store.get_object(bob, "a").expect("get").expect("bob's").0.version, 1);
+        assert_eq!(store.usage(bob).expect("usage"), 64);
+        assert_eq!(store.known_chunks(bob, bob, &[cid(1), cid(2)]).expect("known"), [cid(1)]);
+        assert!(!store.remove_user(UserId(999), 201).expect("no such user"));
+    }
+
+    fn a_policy_is_stored_replaced_and_cleared() {
+        let (_guard, store) = catalog();
+        let ann = user(&store, 1, "ann", Role::User, None, None);
+        let bob = user(&store, 2, "bob", Role::User, None, None);
+        assert_eq!(store.policy(ann).expect("policy"), None);
+        let p = Policy {
+            max_price: Some(u64::MAX - 1),
+            zones: vec!["eu-west".into(), "zürich".into(), "o'hare \"t1\"".into()],
+            exclude_zones: vec!["us-?1".into()],
+            min_reputation: Some(80),
+            min_period_secs: Some(30 * 86_400),
+        };
+        store.set_policy(ann, Some(&p)).expect("set");
+        assert_eq!(store.policy(ann).expect("policy"), Some(p.clone()));
+        assert_eq!(store.policy(bob).expect("policy"), None, "per user");
+        let narrower = Policy { zones: vec!["ap".into()], ..Policy::default() };
+        store.set_policy(ann, Some(&narrower)).expect("replace");
+        assert_eq!(store.policy(ann).expect("policy"), Some(narrower));
+        store.set_policy(bob, Some(&Policy::default())).expect("set");
+        assert_eq!(store.policy(bob).expect("policy"), Some(Policy::default()));
+        store.set_policy(ann, None).expect("clear");
+        assert_eq!(store.policy(ann).expect("policy"), None);
+        store.set_policy(ann, None).expect("clearing nothing");
+        assert!(store.set_policy(UserId(999), Some(&p)).is_err(), "no policy for a user that does not exist");
+        // An unreadable stored policy counts as none.
+        store.conn().execute("UPDATE policies SET policy = '{not json' WHERE user = ?1", params![bob.0 as i64]).expect("sql");
+        assert_eq!(store.policy(bob).expect("policy"), None);
+    }
+
+    fn hosts_keep_their_secret_hash_and_receipt_key() {
+        let (_guard, store) = catalog();
+        let a = store.add_host(&[0xff; 32], "http://[::1]:7", "zone 'ü'", 3 << 40, None, 0).expect("host");
+        let b = store.add_host(&[0; 32], "http://127.0.0.1:8", "z", 1, Some(&[0x80; 32]), 0).expect("host");
+        assert_eq!(store.host_secret_hash(a).expect("hash"), Some([0xff; 32]));
+        assert_eq!(store.host_secret_hash(b).expect("hash"), Some([0; 32]));
+        assert_eq!(store.host_secret_hash(HostId(999)).expect("hash"), None);
+        assert_eq!(store.receipt_key(a).expect("key"), None, "joined without one");
+        assert_eq!(store.receipt_key(b).expect("key"), Some([0x80; 32]));
+        assert_eq!(store.receipt_key(HostId(999)).expect("key"), None);
+
+        let mut k1 = [0u8; 32];
+        k1[31] = 0xff;
+        assert!(!store.set_receipt_key(a, &k1).expect("set"), "a first key replaces none");
+        assert_eq!(store.receipt_key(a).expect("key"), Some(k1));
+        assert!(!store.set_receipt_key(a, &k1).expect("set"), "the same key again");
+        assert!(store.set_receipt_key(a, &[7; 32]).expect("set"), "another key");
+        assert_eq!(store.receipt_key(a).expect("key"), Some([7; 32]));
+        assert_eq!(store.receipt_key(b).expect("key"), Some([0x80; 32]), "per host");
+        assert!(!store.set_receipt_key(HostId(999), &k1).expect("set"));
+        assert_eq!(store.receipt_key(HostId(999)).expect("key"), None, "no row made");
+        let hosts = store.hosts().expect("hosts");
+        let listed: Vec<_> = hosts.iter().map(|h| (h.id, h.zone.as_str(), h.capacity, h.receipt_key)).collect();
+        assert_eq!(listed, [(a, "zone 'ü'", 3 << 40, Some([7; 32])), (b, "z", 1, Some([0x80; 32]))]);
+    }
+
+    fn objects_are_listed_by_prefix_read_and_removed() {
+        let (_guard, store) = catalog();
+        let ann = user(&store, 1, "ann", Role::User, None, None);
+        let bob = user(&store, 2, "bob", Role::User, None, None);
+        let h = host(&store, 1, 0);
+        let wrapped = b"wrapped \x00\xff key".to_vec();
+        let s = store.add_session(ann, &wrapped, 0, 100).expect("session");
+        Pack::new(1, 1, &[h]).chunks(&[1, 2]).commit(&store, ann, s, 1);
+        Pack::new(2, 1, &[h]).chunks(&[3]).commit(&store, ann, s, 1);
+        let big = 6 * GIB + 1;
+        assert_eq!(store.commit_object(ann, "docs/b", s, b"m1", 1, &[cid(1)], false, 10).expect("commit"), 1);
+        assert_eq!(store.commit_object(ann, "docs/b", s, b"m\x00\xff", big, &[cid(1), cid(2)], false, 11).expect("commit"), 2);
+        for name in ["docs/ü'x", "docs%_/c", "Zeta", "doc"] {
+            assert_eq!(store.commit_object(ann, name, s, b"m", 0, &[cid(3)], false, 12).expect("commit"), 1);
+        }
+        let sb = store.add_session(bob, b"k", 0, 100).expect("session");
+        store.commit_object(bob, "docs/bob", sb, b"m", 0, &[], false, 12).expect("commit");
+        assert!(matches!(
+            store.commit_object(ann, "x", s, b"m", 0, &[cid(3), cid(9)], false, 13),
+            Err(StoreError::MissingChunks(1))
+        ));
+        assert!(matches!(store.commit_object(ann, "x", sb, b"m", 0, &[], false, 13), Err(StoreError::BadReference)));
+
+        let names = |prefix: &str| -> Vec<String> {
+            store.list_objects(ann, prefix).expect("list").into_iter().map(|o| o.name).collect()
+        };
+        assert_eq!(names(""), ["Zeta", "doc", "docs%_/c", "docs/b", "docs/ü'x"], "the latest versions, by name (bytes)");
+        assert_eq!(names("docs"), ["docs%_/c", "docs/b", "docs/ü'x"]);
+        assert_eq!(names("docs%"), ["docs%_/c"], "a prefix has no wildcards");
+        assert_eq!(names("docs/ü"), ["docs/ü'x"], "a prefix ending in a multibyte character");
+        assert_eq!(names("docs/ü'x"), ["docs/ü'x"], "a whole name");
+        assert!(names("docs/ü'xy").is_empty());
+        assert!(names("zeta").is_empty(), "case counts");
+        let listed = store.list_objects(ann, "docs/b").expect("list");
+        let o = &listed[0];
+        assert_eq!((listed.len(), o.version, o.session, o.size, o.created), (1, 2, s, big, 11));
+        assert!(o.manifest.is_empty(), "listings carry no manifests");
+
+        let (o, key) = store.get_object(ann, "docs/b").expect("get").expect("stored");
+        assert_eq!((o.name.as_str(), o.version, o.size, o.created, o.manifest), ("docs/b", 2, big, 11, b"m\x00\xff".to_vec()));
+        assert_eq!(key, wrapped);
+        assert!(store.get_object(bob, "docs/b").expect("get").is_none(), "per user");
+        assert!(store.get_object(ann, "docs/").expect("get").is_none(), "names are exact");
+
+        // Removing every version frees chunks 1 and 2 (the session has ended), and with them
+        // pack 1; pack 2 holds chunk 3, still used.
+        assert_eq!(store.remove_object(ann, "docs/b", 200).expect("remove"), (2, 1));
+        assert!(store.get_object(ann, "docs/b").expect("get").is_none());
+        assert_eq!(names("docs"), ["docs%_/c", "docs/ü'x"]);
+        assert_eq!(store.remove_object(ann, "docs/b", 201).expect("remove"), (0, 0));
+        let deleting: Vec<PackId> = store.shards_to_delete(10).expect("to delete").iter().map(|d| d.0).collect();
+        assert_eq!(deleting, [pid(1)]);
+        assert_eq!(store.remove_object(ann, "docs/ü'x", 202).expect("remove"), (1, 0));
+        assert_eq!(store.list_objects(bob, "").expect("list").len(), 1);
+    }
+
+    fn known_chunks_are_those_of_writers_the_caller_may_build_on() {
+        let (_guard, store) = catalog();
+        let ann = user(&store, 1, "ann", Role::User, None, None);
+        let app = user(&store, 2, "laptop", Role::Appender, None, Some(ann));
+        store.add_token(&[3; 32], "nas", Role::Appender, None, Some(ann)).expect("token");
+        store.trust_token(&[3; 32]).expect("trust");
+        let nas = store.redeem_token(&[3; 32], "age1pk", &[252; 32], 0).expect("redeem").expect("user").me;
+        let bob = user(&store, 4, "bob", Role::User, None, None);
+        let h = host(&store, 1, 0);
+        let own = store.add_session(ann, b"k", 0, 100).expect("session");
+        Pack::new(1, 1, &[h]).chunks(&[1]).commit(&store, ann, own, 1);
+        let theirs = store.open_session(ann, app, b"k", 0, 100).expect("session");
+        Pack::new(2, 1, &[h]).chunks(&[2]).commit(&store, ann, theirs, 1);
+        let trusted = store.open_session(ann, nas, b"k", 0, 100).expect("session");
+        Pack::new(3, 1, &[h]).chunks(&[3]).commit(&store, ann, trusted, 1);
+        let bobs = store.add_session(bob, b"k", 0, 100).expect("session");
+        Pack::new(4, 1, &[h]).chunks(&[4]).commit(&store, bob, bobs, 1);
+
+        let known = |user, me, ids: &[u8]| -> Vec<ChunkId> {
+            let ids: Vec<ChunkId> = ids.iter().map(|i| cid(*i)).collect();
+            store.known_chunks(user, me, &ids).expect("known")
+        };
+        assert_eq!(known(ann, ann, &[4, 3, 2, 1, 9]), [cid(3), cid(1)], "in the order asked; not the untrusted delegate's");
+        assert_eq!(known(ann, app, &[1, 2, 3]), [cid(1), cid(2), cid(3)], "a delegate builds on its own");
+        assert_eq!(known(ann, nas, &[1, 2, 3]), [cid(1), cid(3)]);
+        assert_eq!(known(bob, bob, &[1, 4]), [cid(4)], "per user");
+        assert!(known(ann, ann, &[]).is_empty());
+        assert!(store.set_trusted(ann, app, true).expect("trust"));
+        assert_eq!(known(ann, ann, &[2]), [cid(2)]);
+    }
+
+    fn shard_of_user_finds_the_users_healthy_shards_on_a_host() {
+        let (_guard, store) = catalog();
+        let ann = user(&store, 1, "ann", Role::User, None, None);
+        let bob = user(&store, 2, "bob", Role::User, None, None);
+        let hosts = [host(&store, 1, 0), host(&store, 2, 0), host(&store, 3, 0)];
+        let s = store.add_session(ann, b"k", 0, 100).expect("session");
+        Pack::new(1, 2, &hosts).shard_size(5 * GIB).commit(&store, ann, s, 1);
+        Pack::new(2, 1, &hosts[..1]).commit(&store, ann, s, 1);
+        let of = |user, host, shard| store.shard_of_user(user, host, &shard).expect("shard");
+        assert_eq!(of(ann, hosts[0], sid(1, 0)), Some((pid(1), 0, 5 * GIB)));
+        assert_eq!(of(ann, hosts[2], sid(1, 2)), Some((pid(1), 2, 5 * GIB)));
+        assert_eq!(of(ann, hosts[1], sid(1, 0)), None, "another host");
+        assert_eq!(of(bob, hosts[0], sid(1, 0)), None, "another user");
+        assert_eq!(of(ann, hosts[0], sid(9, 0)), None, "no such shard");
+        set_shard_state(&store, 1, 1, "lost");
+        assert_eq!(of(ann, hosts[1], sid(1, 1)), None, "a lost shard");
+        set_pack_state(&store, 2, "deleting");
+        assert_eq!(of(ann, hosts[0], sid(2, 0)), None, "a released pack");
+        assert_eq!(of(ann, hosts[0], sid(1, 0)), Some((pid(1), 0, 5 * GIB)));
+    }
+
+    fn health_and_degraded_packs_put_the_most_endangered_first() {
+        let (_guard, store) = catalog();
+        assert_eq!(
+            (store.health(500).expect("health").packs_total, store.degraded_packs(500, 10).expect("degraded").len()),
+            (0, 0)
+        );
+        let ann = user(&store, 1, "ann", Role::User, None, None);
+        // 1 to 3 healthy, 4 silent since 100, 5 draining.
+        let h: Vec<HostId> = (1..=5).map(|n| host(&store, n, if n == 4 { 100 } else { 1000 })).collect();
+        assert!(store.set_host_state(h[4], Standing::Draining).expect("drain"));
+        let s = store.add_session(ann, b"k", 0, 10_000).expect("session");
+        Pack::new(1, 2, &[h[0], h[1], h[2]]).commit(&store, ann, s, 5);
+        Pack::new(2, 2, &[h[0], h[1], h[3]]).shard_size(5 * GIB).commit(&store, ann, s, 20);
+        Pack::new(3, 1, &[h[0], h[3], h[4]]).commit(&store, ann, s, 10);
+        Pack::new(4, 3, &[h[0], h[3], h[4], h[1]]).commit(&store, ann, s, 40);
+        Pack::new(5, 1, &[h[1], h[2]]).commit(&store, ann, s, 30);
+        set_shard_state(&store, 5, 1, "lost");
+        Pack::new(6, 1, &[h[3]]).commit(&store, ann, s, 1);
+        set_pack_state(&store, 6, "deleting");
+
+        let health = store.health(500).expect("health");
+        assert_eq!((health.packs_total, health.packs_full, health.packs_degraded, health.packs_lost), (5, 1, 3, 1));
+        let degraded = store.degraded_packs(500, 10).expect("degraded");
+        assert_eq!(
+            view(&degraded),
+            [
+                (pid(4), 192, 3, 1, 64, 2, vec![(0, h[0], "ok"), (1, h[3], "ok"), (2, h[4], "ok"), (3, h[1], "ok")]),
+                (pid(3), 64, 1, 2, 64, 1, vec![(0, h[0], "ok"), (1, h[3], "ok"), (2, h[4], "ok")]),
+                (pid(2), 10 * GIB, 2, 1, 5 * GIB, 2, vec![(0, h[0], "ok"), (1, h[1], "ok"), (2, h[3], "ok")]),
+                (pid(5), 64, 1, 1, 64, 1, vec![(0, h[1], "ok"), (1, h[2], "lost")]),
+            ],
+            "lost first, then by margin over k, then oldest"
+        );
+        let ids: Vec<PackId> = store.degraded_packs(500, 2).expect("degraded").iter().map(|p| p.id).collect();
+        assert_eq!(ids, [pid(4), pid(3)]);
+        assert!(store.degraded_packs(500, 0).expect("degraded").is_empty());
+        // With host 4 counted as heard from, pack 2 is whole again.
+        let health = store.health(100).expect("health");
+        assert_eq!((health.packs_full, health.packs_degraded, health.packs_lost), (2, 3, 0));
+    }
+
+    fn crowded_packs_are_those_a_failure_domain_holds_too_much_of() {
+        let (_guard, store) = catalog();
+        let ann = user(&store, 1, "ann", Role::User, None, None);
+        let acme = store.add_operator("acme", &[1; 32], false, 0).expect("add").expect("new");
+        let solo = store.add_operator("solo «ü»", &[2; 32], true, 0).expect("add").expect("new");
+        let terms = Terms::default();
+        let join = |n: u8, operator| {
+            let h = NewHost {
+                secret_hash: &[n; 32],
+                address: "http://127.0.0.1:1",
+                zone: "z",
+                capacity: 3 << 40,
+                receipt_key: None,
+                operator,
+                terms: &terms,
+            };
+            store.join_host(&h, 0).expect("join")
+        };
+        let a: Vec<HostId> = (1..=3).map(|n| join(n, Some(acme))).collect();
+        let b: Vec<HostId> = (4..=5).map(|n| join(n, Some(solo))).collect();
+        let c: Vec<HostId> = (6..=7).map(|n| join(n, None)).collect();
+        let s = store.add_session(ann, b"k", 0, 100).expect("session");
+        // acme holds 2 of 2+2: crowded only when the rule allows one per domain.
+        Pack::new(1, 2, &[a[0], a[1], c[0], c[1]]).commit(&store, ann, s, 10);
+        // An independent operator's hosts are each their own domain.
+        Pack::new(2, 2, &[b[0], b[1], c[0]]).commit(&store, ann, s, 1);
+        // acme holds all of 1+2.
+        Pack::new(3, 1, &a).commit(&store, ann, s, 5);
+        Pack::new(4, 1, &a).shard_size(128).commit(&store, ann, s, 0);
+        set_pack_state(&store, 4, "deleting");
+
+        let crowded = |f, limit| -> Vec<PackId> {
+            store.crowded_packs(f, limit).expect("crowded").iter().map(|p| p.id).collect()
+        };
+        assert_eq!(crowded(1, 10), [pid(3)], "m / 1 = 2 per domain");
+        assert_eq!(crowded(2, 10), [pid(3), pid(1)], "m / 2 = 1 per domain, oldest first");
+        assert_eq!(crowded(2, 1), [pid(3)]);
+        assert!(crowded(0, 10).is_empty(), "no rule without domains");
+        let listed = store.crowded_packs(2, 10).expect("crowded");
+        assert_eq!(
+            view(&listed)[1],
+            (pid(1), 128, 2, 2, 64, 4, vec![(0, a[0], "ok"), (1, a[1], "ok"), (2, c[0], "ok"), (3, c[1], "ok")])
+        );
+        assert_eq!(store.set_operator_independent("acme", true).expect("set"), Some(acme));
+        assert!(crowded(2, 10).is_empty(), "acme's hosts are each their own domain now");
+    }
+
+    fn pack_spreads_report_each_live_pack_once_with_its_shards() {
+        let (_guard, store) = catalog();
+        let mut seen = Vec::new();
+        store.pack_spreads(|k, m, shards| seen.push((k, m, shards.to_vec()))).expect("spreads");
+        assert!(seen.is_empty());
+        let ann = user(&store, 1, "ann", Role::User, None, None);
+        let h: Vec<HostId> = (1..=3).map(|n| host(&store, n, 0)).collect();
+        let s = store.add_session(ann, b"k", 0, 100).expect("session");
+        Pack::new(0xff, 2, &h).commit(&store, ann, s, 1);
+        set_shard_state(&store, 0xff, 2, "lost");
+        Pack::new(0x01, 1, &h[1..2]).commit(&store, ann, s, 1);
+        Pack::new(0x80, 1, &h[..2]).commit(&store, ann, s, 1);
+        set_shard_state(&store, 0x80, 0, "surplus");
+        Pack::new(0x7f, 1, &h[..1]).commit(&store, ann, s, 1);
+        set_pack_state(&store, 0x7f, "deleting");
+        store
+            .pack_spreads(|k, m, shards| {
+                let mut shards = shards.to_vec();
+                shards.sort();
+                seen.push((k, m, shards));
+            })
+            .expect("spreads");
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                (1, 0, vec![(h[1], true)]),
+                (1, 1, vec![(h[0], false), (h[1], true)]),
+                (2, 1, vec![(h[0], true), (h[1], true), (h[2], false)]),
+            ]
+        );
+    }
+
+    fn audit_targets_are_healthy_shards_on_hosts_audited_least() {
+        let (_guard, store) = catalog();
+        assert!(store.audit_targets(500, 10).expect("targets").is_empty());
+        let ann = user(&store, 1, "ann", Role::User, None, None);
+        // 3 is silent, 4 draining, 5 holds only a lost shard, 6 holds nothing.
+        let h: Vec<HostId> = (1..=6).map(|n| host(&store, n, if n == 3 { 100 } else { 1000 })).collect();
+        assert!(store.set_host_state(h[3], Standing::Draining).expect("drain"));
+        let s = store.add_session(ann, b"k", 0, 100).expect("session");
+        Pack::new(0x10, 1, &h[..5]).shard_size(5 * GIB).commit(&store, ann, s, 1);
+        set_shard_state(&store, 0x10, 4, "lost");
+        Pack::new(0x90, 1, &h[..1]).commit(&store, ann, s, 1);
+        Pack::new(0x50, 1, &h[..1]).commit(&store, ann, s, 1);
+        set_shard_state(&store, 0x50, 0, "lost");
+        Pack::new(0xf0, 1, &h[..1]).commit(&store, ann, s, 1);
+        set_pack_state(&store, 0xf0, "deleting");
+        let audit = |host, times| {
+            for _ in 0..times {
+                store.record_audit(host, &pid(0x10), 0, true, None, 0).expect("audit");
+            }
+        };
+        audit(h[1], 1);
+        audit(h[4], 2);
+        audit(h[5], 2);
+
+        let targets = store.audit_targets(500, 10).expect("targets");
+        let hosts: Vec<HostId> = targets.iter().map(|t| t.0).collect();
+        assert_eq!(hosts, [h[0], h[1]], "fewest audits first; only hosts with a healthy shard");
+        assert_eq!(targets[1], (h[1], pid(0x10), 1, sid(0x10, 1), 5 * GIB));
+        assert_eq!(store.audit_targets(500, 1).expect("targets").len(), 1);
+        assert!(store.audit_targets(500, 0).expect("targets").is_empty());
+        assert!(store.audit_targets(5000, 10).expect("targets").is_empty(), "nobody heard from since");
+        // Host 1's shard is picked at random among its healthy ones.
+        let mut picked = std::collections::BTreeSet::new();
+        for _ in 0..64 {
+            let t = store.audit_targets(500, 1).expect("targets").remove(0);
+            assert_eq!(t.0, h[0]);
+            assert!(
+                [(pid(0x10), sid(0x10, 0), 5 * GIB), (pid(0x90), sid(0x90, 0), 64)].contains(&(t.1, t.3, t.4)),
+                "{t:?}"
+            );
+            picked.insert(t.1);
+        }
+        assert_eq!(picked.len(), 2, "both healthy shards come up");
+    }
+
+    fn surplus_is_marked_until_the_excess_is_covered() {
+        let (_guard, store) = catalog();
+        let ann = user(&store, 1, "ann", Role::User, None, None);
+        let h = [host(&store, 1, 1000), host(&store, 2, 1000)];
+        let s = store.add_session(ann, b"k", 0, 100).expect("session");
+        for n in 1..=3 {
+            Pack::new(n, 1, &h).shard_size(5 * GIB).commit(&store, ann, s, 1);
+        }
+        assert_eq!(store.mark_surplus(h[0], 6 * GIB, None, 2).expect("mark"), 2, "two 5 GiB shards cover 6 GiB");
+        assert_eq!(store.mark_surplus(h[0], 6 * GIB, None, 3).expect("mark"), 0, "10 GiB already marked");
+        assert_eq!(store.mark_surplus(h[0], 12 * GIB, None, 4).expect("mark"), 1);
+        assert_eq!(store.mark_surplus(h[0], 100 * GIB, None, 5).expect("mark"), 0, "nothing left to mark");
+        assert_eq!(store.mark_surplus(h[1], 0, None, 5).expect("mark"), 0);
+        assert_eq!(store.mark_surplus(HostId(999), GIB, None, 5).expect("mark"), 0);
+        // Surplus shards stay readable but stop counting as healthy.
+        let health = store.health(500).expect("health");
+        assert_eq!((health.packs_total, health.packs_degraded), (3, 3));
+        let degraded = store.degraded_packs(500, 10).expect("degraded");
+        assert!(degraded.iter().all(|p| p.healthy == 1 && p.shards[0].3 == ShardState::Surplus && p.shards[1].3 == ShardState::Ok));
+        assert_eq!(store.shard_of_user(ann, h[1], &sid(1, 1)).expect("shard"), Some((pid(1), 1, 5 * GIB)));
+    }
+
+    fn reconcile_moves_and_orphans_are_recorded_and_counted() {
+        let (_guard, store) = catalog();
+        assert_eq!(store.repair_totals().expect("totals"), (0, 0));
+        assert!(store.orphans(10).expect("orphans").is_empty());
+        let ann = user(&store, 1, "ann", Role::User, None, None);
+        let h = [host(&store, 1, 0), host(&store, 2, 0), host(&store, 3, 0)];
+        let s = store.add_session(ann, b"k", 0, 1000).expect("session");
+        Pack::new(1, 1, &h[..2]).shard_size(5 * GIB).commit(&store, ann, s, 10);
+        Pack::new(2, 1, &h[..1]).commit(&store, ann, s, 50);
+        let (x, y) = (sid(0xa0, 0), sid(0xb0, 0));
+
+        // Host 1 lacks pack 1's shard (settled) and pack 2's (too new to judge); it holds x,
+        // old enough to be an orphan, and y, which a put may still commit.
+        let inventory = [(x, 1000), (y, 5)];
+        let counts = |r: crate::store::Reconciled| (r.lost, r.orphaned, r.pending);
+        assert_eq!(counts(store.reconcile(h[0], &inventory, 30, 60, 100).expect("reconcile")), (1, 1, vec![y]));
+        let again = store.reconcile(h[0], &inventory, 30, 60, 101).expect("reconcile");
+        assert_eq!(counts(again), (0, 0, vec![y]), "nothing new");
+        assert_eq!(store.degraded_packs(0, 10).expect("degraded")[0].shards[0].3, ShardState::Lost);
+        assert_eq!(store.orphans(10).expect("orphans"), [(h[0], x)]);
+        // A shard the catalog places on the host is no orphan, however old.
+        assert_eq!(counts(store.reconcile(h[1], &[(sid(1, 1), 1000)], 30, 60, 102).expect("reconcile")), (0, 0, vec![]));
+
+        // Repair moves pack 1's shards; the copies left behind become orphans.
+        let moved = |index, from, to| {
+            let m = ShardMove { pack: &pid(1), index, from, to, receipt: "r'ü" };
+            store.move_shard(m, 110, None).expect("move")
+        };
+        assert!(moved(0, h[0], h[2]));
+        assert_eq!(store.repair_totals().expect("totals"), (1, 5 * GIB));
+        assert!(!moved(0, h[0], h[2]), "no longer on host 1");
+        assert!(moved(1, h[1], h[0]));
+        assert_eq!(store.repair_totals().expect("totals"), (2, 10 * GIB), "past 32 bits");
+        let mut orphans = store.orphans(10).expect("orphans");
+        orphans.sort();
+        assert_eq!(orphans, [(h[0], sid(1, 0)), (h[0], x), (h[1], sid(1, 1))]);
+        assert_eq!(store.orphans(2).expect("orphans").len(), 2);
+        // Moved back onto host 1, shard 0 is placed there again: no orphan there any more.
+        assert!(moved(0, h[2], h[0]));
+        let mut orphans = store.orphans(10).expect("orphans");
+        orphans.sort();
+        assert_eq!(orphans, [(h[0], x), (h[1], sid(1, 1)), (h[2], sid(1, 0))]);
+        assert_eq!(store.repair_totals().expect("totals"), (3, 15 * GIB));
+
+        store.orphan_deleted(h[0], &x, None, 120).expect("deleted");
+        store.orphan_deleted(h[0], &y, None, 120).expect("not an orphan: nothing to do");
+        let mut orphans = store.orphans(10).expect("orphans");
+        orphans.sort();
+        assert_eq!(orphans, [(h[1], sid(1, 1)), (h[2], sid(1, 0))]);
+    }
+}
