@@ -534,6 +534,8 @@ fn main() {
     let filter = cli.log_level.clone().unwrap_or_else(|| if service { "info" } else { "warn" }.into());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()))
+        // Colour only for a person at a terminal, not in log files.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

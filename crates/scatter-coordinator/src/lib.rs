@@ -235,23 +235,20 @@ fn lock_data_dir(dir: &Path) -> Result<std::fs::File, CoordinatorError> {
     Ok(file)
 }
 
-/// What a coordinator opens at start: its data directory (locked) and the catalog.
+/// What a coordinator opens at start: the catalog and the keys in its data directory.
 struct Opened {
     store: Store,
     signing: SigningKey,
     join_token_hash: [u8; 32],
-    lock: std::fs::File,
 }
 
-/// Opens the data directory and the catalog, creating the catalog, signing key and tokens
-/// on first start. Blocks (on the catalog).
+/// Opens the (locked) data directory and the catalog, creating the catalog, signing key and
+/// tokens on first start. Blocks (on the catalog).
 fn open_data_dir(
     dir: &Path,
     catalog: Option<&str>,
     ca: Option<scatter_net::Fingerprint>,
 ) -> Result<Opened, CoordinatorError> {
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let lock = lock_data_dir(dir)?;
     let store = match catalog {
         Some(url) if store::is_postgres_url(url) => Store::open_postgres(url)?,
         Some(_) => return Err(CoordinatorError::NotPostgres),
@@ -274,13 +271,8 @@ fn open_data_dir(
         write_private(&join_path, random_token().as_bytes())?;
     }
     let join = token_file(&join_path, ca)?;
-    let admin_path = dir.join("admin-token");
-    if !admin_path.exists() {
-        let token = random_token();
-        store.add_token(&secret_hash(&token), "admin", scatter_proto::api::Role::Admin, None, None)?;
-        write_private(&admin_path, token.as_bytes())?;
-    }
-    token_file(&admin_path, ca)?;
+    // Before anything is written to the catalog: a coordinator with another grid's keys (a
+    // new data directory pointed at a shared catalog) must not register an admin token there.
     let mut identity = vec![
         ("grant signing key", hex::encode(signing.verifying_key().as_bytes())),
         ("join token", hex::encode(secret_hash(&join))),
@@ -291,7 +283,14 @@ fn open_data_dir(
     if let Some((what, recorded)) = store.claim_grid(&identity)? {
         return Err(CoordinatorError::OtherGrid { what, recorded });
     }
-    Ok(Opened { store, signing, join_token_hash: secret_hash(&join), lock })
+    let admin_path = dir.join("admin-token");
+    if !admin_path.exists() {
+        let token = random_token();
+        store.add_token(&secret_hash(&token), "admin", scatter_proto::api::Role::Admin, None, None)?;
+        write_private(&admin_path, token.as_bytes())?;
+    }
+    token_file(&admin_path, ca)?;
+    Ok(Opened { store, signing, join_token_hash: secret_hash(&join) })
 }
 
 /// Serves the coordinator on `listener` until `shutdown` resolves.
@@ -300,6 +299,10 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), CoordinatorError> {
+    // The folder first (the CA is written into it on a first start), then its lock, before
+    // anything in it is read or written.
+    std::fs::create_dir_all(&config.data_dir).map_err(io_err(&config.data_dir))?;
+    let lock = lock_data_dir(&config.data_dir)?;
     let authority = match config.insecure {
         true => {
             tracing::warn!("{}", scatter_net::INSECURE_WARNING);
@@ -309,7 +312,7 @@ pub async fn run(
     };
     let fingerprint = authority.as_ref().map(|a| a.fingerprint());
     let (dir, catalog) = (config.data_dir.clone(), config.catalog.clone());
-    let Opened { store, signing, join_token_hash, lock } =
+    let Opened { store, signing, join_token_hash } =
         tokio::task::spawn_blocking(move || open_data_dir(&dir, catalog.as_deref(), fingerprint))
             .await
             .map_err(|e| CoordinatorError::Store(store::StoreError::Task(e.to_string())))??;

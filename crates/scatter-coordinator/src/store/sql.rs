@@ -617,6 +617,18 @@ impl Pool {
     }
 }
 
+/// PostgreSQL's synchronous client runs a runtime of its own to close a connection, which
+/// panics on a thread that drives async tasks (the coordinator drops its store there at
+/// shutdown): connections are closed on a thread of their own.
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let idle = std::mem::take(&mut self.idle.get_mut().unwrap_or_else(|p| p.into_inner()).0);
+        if !idle.is_empty() {
+            let _ = std::thread::spawn(move || drop(idle)).join();
+        }
+    }
+}
+
 /// Attempts at a PostgreSQL transaction aborted by conflicts before giving up.
 const ATTEMPTS: u32 = 12;
 
