@@ -66,7 +66,7 @@ impl From<StoreError> for ApiError {
             | StoreError::ShardTaken(_) => ApiError::Conflict(e.to_string()),
             StoreError::Busy => ApiError::Busy(e.to_string()),
             StoreError::NameTaken => ApiError::Forbidden(e.to_string()),
-            StoreError::NotYourSession => ApiError::Forbidden(e.to_string()),
+            StoreError::NotYourSession | StoreError::NotPlanned => ApiError::Forbidden(e.to_string()),
             e => {
                 tracing::error!(error = %e, "catalog error");
                 ApiError::Internal(e.to_string())

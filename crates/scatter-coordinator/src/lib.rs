@@ -135,8 +135,6 @@ pub(crate) struct Shared {
     /// remain (looking for them reads every shard's row, so only then), and passes counted.
     pub respread: std::sync::Mutex<(u8, bool, u32)>,
     pub request_times: scatter_proto::metrics::RequestTimes,
-    /// Chunks prunes assigned for repacking, per user.
-    pub relocations: std::sync::Mutex<api::RelocationPlans>,
     /// Checks of shards clients reported bad.
     pub report_checks: audit::ReportChecks,
     pub http: reqwest::Client,
@@ -343,7 +341,6 @@ pub async fn run(
         respread: std::sync::Mutex::new((0, true, 0)),
         request_times: Default::default(),
         report_checks: Default::default(),
-        relocations: Default::default(),
         http: scatter_net::http_client(fingerprint, scatter_net::Peer::Host)
             .timeout(Duration::from_secs(30))
             .build()

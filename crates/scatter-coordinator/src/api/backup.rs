@@ -101,14 +101,19 @@ pub(super) async fn forget(
     Ok(Json(ForgetResponse { removed }))
 }
 
+/// How long the chunks a prune assigned for repacking may be relocated.
+const RELOCATION_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
 pub(super) async fn prune(State(sh): S, headers: HeaderMap, Body(req): Body<PruneRequest>) -> ApiResult<PruneResponse> {
     let u = caller(&sh, &headers, Right::Delete).await?;
     if req.max_unused_percent > 100 {
         return Err(ApiError::BadRequest("max_unused_percent is a percentage (0 to 100)".into()));
     }
-    let (swept, candidates) = db(&sh, move |s| s.prune(u.id, req.max_unused_percent, now())).await?;
+    // The chunks of the packs it finds may be relocated (by the repack that follows) for an
+    // hour, each once: recorded in the catalog, so any coordinator takes the repack.
+    let until = now() + RELOCATION_TTL.as_secs();
+    let (swept, candidates) = db(&sh, move |s| s.prune(u.id, req.max_unused_percent, now(), until)).await?;
     tracing::info!(user = %u.id, chunks = swept.chunks_removed, packs = swept.packs_released, "prune swept");
-    super::plan_relocations(&sh, u.id, candidates.iter().flat_map(|(_, _, _, chunks)| chunks.iter().copied()));
     Ok(Json(PruneResponse {
         chunks_removed: swept.chunks_removed,
         bytes_removed: swept.bytes_removed,

@@ -39,38 +39,6 @@ const MAX_BODY: usize = guard::LARGE;
 /// Largest number of ids in one lookup or locate.
 const MAX_IDS: usize = 100_000;
 
-/// How long the chunks a prune assigned for repacking may be relocated.
-const RELOCATION_TTL: Duration = Duration::from_secs(3600);
-
-/// Chunks each user's last prunes assigned for repacking, and when: a relocation may move
-/// only these (and each once).
-pub(crate) type RelocationPlans = HashMap<UserId, (std::collections::HashSet<scatter_core::ChunkId>, Instant)>;
-
-/// Adds the chunks a prune of `user` assigned for repacking to what its relocations may move.
-pub(crate) fn plan_relocations(sh: &Shared, user: UserId, chunks: impl Iterator<Item = scatter_core::ChunkId>) {
-    let mut plans = sh.relocations.lock().unwrap_or_else(|p| p.into_inner());
-    plans.retain(|_, (_, at)| at.elapsed() < RELOCATION_TTL);
-    let plan = plans.entry(user).or_insert_with(|| (Default::default(), Instant::now()));
-    plan.0.extend(chunks);
-    plan.1 = Instant::now();
-}
-
-/// Takes `chunks` out of `user`'s relocation plan if every one of them is in it.
-fn take_relocations(sh: &Shared, user: UserId, chunks: &[ChunkEntry]) -> Result<(), ApiError> {
-    let mut plans = sh.relocations.lock().unwrap_or_else(|p| p.into_inner());
-    plans.retain(|_, (_, at)| at.elapsed() < RELOCATION_TTL);
-    let planned = plans.get_mut(&user).filter(|(plan, _)| chunks.iter().all(|c| plan.contains(&c.id)));
-    let Some((plan, _)) = planned else {
-        return Err(ApiError::Forbidden(
-            "a repack may move only the chunks the last prune assigned to it (within an hour); run prune again".into(),
-        ));
-    };
-    for c in chunks {
-        plan.remove(&c.id);
-    }
-    Ok(())
-}
-
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
@@ -651,9 +619,6 @@ async fn commit_pack(
     let hosts: Vec<HostId> = req.shards.iter().map(|s| s.host).collect();
     let domains = db(&sh, move |s| hosts.iter().map(|h| s.host_domain(*h)).collect::<Result<Vec<_>, _>>()).await?;
     place::check_spread(&req.shards, &domains, per_domain)?;
-    if req.relocate {
-        take_relocations(&sh, u.id, &req.chunks)?;
-    }
     db(&sh, move |s| {
         s.commit_pack(
             &NewPack {

@@ -350,10 +350,12 @@ impl Store {
         user: UserId,
         max_unused_percent: u8,
         now: u64,
+        plan_until: u64,
     ) -> Result<(Swept, Vec<(PackId, u64, u64, Vec<ChunkId>)>), StoreError> {
         self.write(|tx| {
             let swept = sweep(tx, user, now)?;
             let u = user.0 as i64;
+            tx.execute("DELETE FROM relocations WHERE user = ?1 AND expires <= ?2", params![u, now as i64])?;
             let mut candidates = Vec::new();
             {
                 let rows = tx.query_map(
@@ -381,6 +383,14 @@ impl Store {
                     let ids = tx.query_map(stmt, params![&pack.as_bytes()[..]], |r| {
                         Ok(ChunkId::from_bytes(r.get::<[u8; 32]>(0)?))
                     })?;
+                    // What the repack that follows may move (see `commit_pack`'s relocate).
+                    for id in &ids {
+                        tx.execute(
+                            "INSERT INTO relocations (user, chunk, expires) VALUES (?1, ?2, ?3)
+                             ON CONFLICT (user, chunk) DO UPDATE SET expires = excluded.expires",
+                            params![u, id.as_bytes(), plan_until as i64],
+                        )?;
+                    }
                     out.push((pack, size, live, ids));
                 }
             }
@@ -406,6 +416,19 @@ mod tests {
     }
 
     fn pack(store: &Store, user: UserId, host: scatter_core::HostId, session: u64, n: u8, ids: &[u8], relocate: bool) {
+        pack_sized(store, user, host, session, (n, ids.len() as u64 * 10), ids, relocate).expect("commit pack");
+    }
+
+    /// Commits pack `n` of `size` bytes holding chunks `ids`.
+    fn pack_sized(
+        store: &Store,
+        user: UserId,
+        host: scatter_core::HostId,
+        session: u64,
+        (n, size): (u8, u64),
+        ids: &[u8],
+        relocate: bool,
+    ) -> Result<(), StoreError> {
         let chunks: Vec<ChunkEntry> = ids
             .iter()
             .enumerate()
@@ -413,23 +436,21 @@ mod tests {
             .collect();
         let receipt = scatter_proto::SignedReceipt(String::new());
         let shards = [StoredShard { index: 0, shard: scatter_core::ShardId::from_bytes([n; 32]), host, receipt }];
-        store
-            .commit_pack(
-                &NewPack {
-                    id: PackId::from_bytes([n; 32]),
-                    user,
-                    session,
-                    size: ids.len() as u64 * 10,
-                    k: 1,
-                    m: 0,
-                    shard_size: 64,
-                    shards: &shards,
-                    chunks: &chunks,
-                    relocate,
-                },
-                1,
-            )
-            .expect("commit pack");
+        store.commit_pack(
+            &NewPack {
+                id: PackId::from_bytes([n; 32]),
+                user,
+                session,
+                size,
+                k: 1,
+                m: 0,
+                shard_size: 64,
+                shards: &shards,
+                chunks: &chunks,
+                relocate,
+            },
+            1,
+        )
     }
 
     crate::store::testing::conformance! {
@@ -455,7 +476,7 @@ mod tests {
             let refs: Vec<ChunkId> = [10u8, 11].iter().map(|b| ChunkId::from_bytes([*b; 32])).collect();
             store.add_session_refs(user, user, s, &refs, 2).expect("refs");
             // While the session is open, prune runs but keeps everything of the session's pack.
-            let (swept, _) = store.prune(user, 20, 2).expect("prune while a session is open");
+            let (swept, _) = store.prune(user, 20, 2, 2 + 3600).expect("prune while a session is open");
             assert_eq!(swept.chunks_removed, 0);
             store.commit_snapshot(user, user, s, "snap1", b"rec", 3).expect("commit");
             assert!(matches!(store.commit_snapshot(user, user, s, "snap2", b"rec", 3), Err(StoreError::SessionClosed)));
@@ -463,16 +484,22 @@ mod tests {
             assert_eq!((snaps.len(), snaps[0].chunks), (1, 2));
 
             // 12 and 13 are unreferenced: swept; the pack is half empty and offered for repack.
-            let (swept, repack) = store.prune(user, 20, 4).expect("prune");
+            let (swept, repack) = store.prune(user, 20, 4, 4 + 3600).expect("prune");
             assert_eq!((swept.chunks_removed, swept.packs_released), (2, 0));
             assert_eq!(repack.len(), 1);
             assert_eq!(repack[0].3, refs);
 
             // A repack moves the live chunks and releases the old pack.
             let s2 = store.add_session(user, b"k2", 5, 100).expect("session");
-            pack(&store, user, host, s2, 2, &[10, 11, 77], true);
+            // It may move only what the prune assigned: 77 was not.
+            let unplanned = pack_sized(&store, user, host, s2, (2, 30), &[10, 11, 77], true);
+            assert!(matches!(unplanned, Err(StoreError::NotPlanned)), "{unplanned:?}");
+            assert!(!store.pack_exists(&PackId::from_bytes([2; 32])).expect("exists"), "nothing of it recorded");
+            pack_sized(&store, user, host, s2, (2, 30), &[10, 11], true).expect("repack");
+            let moved_again = pack_sized(&store, user, host, s2, (3, 20), &[10, 11], true);
+            assert!(matches!(moved_again, Err(StoreError::NotPlanned)), "each planned chunk moves once");
             store.close_session(user, user, s2).expect("close");
-            let (_, repack) = store.prune(user, 20, 6).expect("prune");
+            let (_, repack) = store.prune(user, 20, 6, 6 + 3600).expect("prune");
             assert_eq!(repack.len(), 1, "77 was not revived, so a third of the new pack is unused");
             assert_eq!(repack[0].0, PackId::from_bytes([2; 32]));
             let (located, _, _) = store.locate(user, &refs).expect("locate");
@@ -481,7 +508,7 @@ mod tests {
             assert_eq!(to_delete.len(), 1, "the old pack is released");
 
             assert_eq!(store.forget(user, &["snap1".into(), "nope".into()]).expect("forget"), 1);
-            let (swept, _) = store.prune(user, 20, 7).expect("prune");
+            let (swept, _) = store.prune(user, 20, 7, 7 + 3600).expect("prune");
             assert_eq!((swept.chunks_removed, swept.packs_released), (2, 1));
         }
     }
@@ -493,9 +520,9 @@ mod tests {
             pack(&store, user, host, s, 1, &[1, 2], false);
             store.add_session_refs(user, user, s, &[ChunkId::from_bytes([1; 32])], 2).expect("refs");
             assert!(store.keep_session(user, user, s, 5, 20).is_ok());
-            let (swept, _) = store.prune(user, 20, 15).expect("prune while open");
+            let (swept, _) = store.prune(user, 20, 15, 15 + 3600).expect("prune while open");
             assert_eq!(swept.chunks_removed, 0, "an open session's pack and refs are kept");
-            let (swept, _) = store.prune(user, 20, 21).expect("prune after expiry");
+            let (swept, _) = store.prune(user, 20, 21, 21 + 3600).expect("prune after expiry");
             assert_eq!(swept.chunks_removed, 2);
             assert!(matches!(store.keep_session(user, user, s, 22, 40), Err(StoreError::SessionClosed)));
         }
@@ -583,18 +610,18 @@ mod tests {
             pack(&store, user, host, s, 2, &[4], false);
             // The owner forgets its snapshot and prunes, without waiting: only 3 goes.
             assert_eq!(store.forget(user, &["old".into()]).expect("forget"), 1);
-            let (swept, _) = store.prune(user, 100, 4).expect("prune");
+            let (swept, _) = store.prune(user, 100, 4, 4 + 3600).expect("prune");
             assert_eq!(swept.chunks_removed, 1);
             // The delegate's references survived the prune and become its snapshot's.
             store.add_session_refs(user, app, s, &[id(4)], 5).expect("refs");
             store.commit_snapshot(user, app, s, "new", b"r", 5).expect("commit");
             assert_eq!(store.snapshots(user).expect("list")[0].chunks, 3);
-            assert_eq!(store.prune(user, 100, 6).expect("prune").0.chunks_removed, 0);
+            assert_eq!(store.prune(user, 100, 6, 6 + 3600).expect("prune").0.chunks_removed, 0);
             // A session that stops renewing ends: what only it held goes at the next prune.
             let s2 = store.open_session(user, app, b"k", 7, 10).expect("session");
             pack(&store, user, host, s2, 3, &[5], false);
-            assert_eq!(store.prune(user, 100, 8).expect("prune").0.chunks_removed, 0);
-            assert_eq!(store.prune(user, 100, 11).expect("prune").0.chunks_removed, 1);
+            assert_eq!(store.prune(user, 100, 8, 8 + 3600).expect("prune").0.chunks_removed, 0);
+            assert_eq!(store.prune(user, 100, 11, 11 + 3600).expect("prune").0.chunks_removed, 1);
         }
     }
 

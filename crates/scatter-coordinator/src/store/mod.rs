@@ -96,6 +96,12 @@ CREATE TABLE IF NOT EXISTS reservations (
 );
 CREATE INDEX IF NOT EXISTS reservations_by_caller ON reservations(caller);
 CREATE INDEX IF NOT EXISTS reservations_by_owner ON reservations(owner);
+CREATE TABLE IF NOT EXISTS relocations (
+    user INTEGER NOT NULL,
+    chunk BLOB NOT NULL,
+    expires INTEGER NOT NULL,
+    PRIMARY KEY (user, chunk)
+);
 CREATE TABLE IF NOT EXISTS replays (
     user INTEGER NOT NULL,
     nonce BLOB NOT NULL,
@@ -378,6 +384,9 @@ pub enum StoreError {
     /// The snapshot id is taken.
     #[error("a snapshot with this id exists already")]
     SnapshotExists,
+    /// A repack names chunks the last prune did not assign to it.
+    #[error("a repack may move only the chunks the last prune assigned to it (within an hour); run prune again")]
+    NotPlanned,
     /// A background job's lease passed to another coordinator (or lapsed): it must not
     /// record anything more from the pass it was in.
     #[error("the lease on the {0} job is held elsewhere now; this pass stops")]
@@ -1098,6 +1107,14 @@ impl Store {
             for c in p.chunks {
                 let (u, id, pack) = (p.user.0 as i64, &c.id.as_bytes()[..], &p.id.as_bytes()[..]);
                 if p.relocate {
+                    // Each chunk a prune assigned moves once; anything else fails the commit.
+                    let planned = tx.execute(
+                        "DELETE FROM relocations WHERE user = ?1 AND chunk = ?2 AND expires > ?3",
+                        params![u, id, now as i64],
+                    )?;
+                    if planned == 0 {
+                        return Err(StoreError::NotPlanned);
+                    }
                     let old: Option<Vec<u8>> = tx
                         .query_opt("SELECT pack FROM chunks WHERE user = ?1 AND id = ?2", params![u, id], |r| r.get(0))?;
                     let Some(old) = old else { continue };

@@ -16,8 +16,9 @@ use super::{Store, StoreError, SCHEMA_VERSION};
 /// The header's format name.
 const FORMAT: &str = "scatter-catalog";
 
-/// Every table, parents before children. Leases and the credentials seen (`replays`) are
-/// left out: they belong to the coordinators running on the source.
+/// Every table, parents before children. Leases, the credentials seen (`replays`) and the
+/// chunks prunes assigned for repacking (`relocations`, an hour's worth) are left out: they
+/// belong to the coordinators and clients running on the source.
 const TABLES: &[&str] = &[
     "meta",
     "operators",
