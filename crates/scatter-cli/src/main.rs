@@ -960,7 +960,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
             let keys = Profile::load_keys(&dir, &passphrase(false)?)?;
             let r =
                 p.coordinator()?.remove(&keys.write_keys().name_key().encrypt(&name)).await.map_err(|e| match e {
-                    ClientError::Api { code, .. } if code == "not_found" => {
+                    ClientError::Api { code: scatter_proto::api::ErrorCode::NotFound, .. } => {
                         anyhow::anyhow!("no object named `{name}` is stored; `scatter ls` lists what is")
                     }
                     e => e.into(),

@@ -26,7 +26,7 @@ use scatter_core::keys::UserKeys;
 use scatter_core::snapshot::{Snapshot, Summary, SNAPSHOT_CONTEXT};
 use scatter_core::tree::{Node, NodeKind, Tree};
 use scatter_core::ChunkId;
-use scatter_proto::api::CommitSnapshotRequest;
+use scatter_proto::api::{CommitSnapshotRequest, ErrorCode};
 use tokio::sync::mpsc;
 
 use crate::coordinator::Coordinator;
@@ -173,7 +173,7 @@ pub async fn backup(
     if keys.can_read() && !opts.force {
         let all = match snapshots::list(coord, keys).await {
             Ok(all) => all,
-            Err(ClientError::Api { code, .. }) if code == "forbidden" => Vec::new(),
+            Err(ClientError::Api { code: ErrorCode::Forbidden, .. }) => Vec::new(),
             Err(e) => return Err(e),
         };
         parent = all

@@ -163,7 +163,7 @@ impl Coordinator {
         if status.is_success() {
             return resp.json().await.map_err(|e| ClientError::Api {
                 status: status.as_u16(),
-                code: "bad_reply".into(),
+                code: ErrorCode::BadReply,
                 message: format!("the coordinator sent an unreadable reply ({e}); is {base} a Scatter coordinator?"),
             });
         }
@@ -172,7 +172,7 @@ impl Coordinator {
             Some(b) => ClientError::Api { status: status.as_u16(), code: b.code, message: b.error },
             None => ClientError::Api {
                 status: status.as_u16(),
-                code: "http".into(),
+                code: ErrorCode::Http,
                 message: format!("the coordinator answered {status}; is {base} a Scatter coordinator?"),
             },
         })

@@ -21,7 +21,7 @@ pub enum ClientError {
         /// HTTP status.
         status: u16,
         /// Machine-readable code.
-        code: String,
+        code: scatter_proto::api::ErrorCode,
         /// The coordinator's sentence.
         message: String,
     },

@@ -10,6 +10,7 @@ use base64::Engine;
 use futures::StreamExt;
 use scatter_core::keys::UserKeys;
 use scatter_core::manifest::Manifest;
+use scatter_proto::api::ErrorCode;
 
 use crate::coordinator::Coordinator;
 use crate::fetch::{FetchReport, Fetcher};
@@ -40,7 +41,7 @@ pub async fn get_file(
 ) -> Result<GetReport, ClientError> {
     let started = Instant::now();
     let object = coord.object(&keys.write_keys().name_key().encrypt(name)).await.map_err(|e| match e {
-        ClientError::Api { code, .. } if code == "not_found" => {
+        ClientError::Api { code: ErrorCode::NotFound, .. } => {
             ClientError::Invalid(format!("no object named `{name}` is stored; `scatter ls` lists what is"))
         }
         e => e,

@@ -171,7 +171,7 @@ async fn refusal(resp: reqwest::Response) -> TransferError {
     let status = resp.status();
     let body: Option<ErrorBody> = resp.json().await.ok();
     match body {
-        Some(b) if b.code == "corrupt" => TransferError::Corrupt(b.error),
+        Some(b) if b.code == scatter_proto::api::ErrorCode::Corrupt => TransferError::Corrupt(b.error),
         Some(b) => TransferError::Refused(b.error),
         None => TransferError::Refused(status.to_string()),
     }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use scatter_core::keys::UserKeys;
+use scatter_proto::api::ErrorCode;
 use serde::Serialize;
 
 use crate::coordinator::Coordinator;
@@ -48,7 +49,9 @@ pub async fn prune(
     let started = Instant::now();
     let swept = loop {
         match coord.prune(max_unused_percent).await {
-            Err(ClientError::Api { code, message, .. }) if code == "busy" && started.elapsed() < WAIT_FOR_WRITERS => {
+            Err(ClientError::Api { code, message, .. })
+                if code == ErrorCode::Busy && started.elapsed() < WAIT_FOR_WRITERS =>
+            {
                 tracing::info!(reason = %message, "waiting for running writes before pruning");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }

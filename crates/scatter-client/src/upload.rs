@@ -283,7 +283,7 @@ async fn place_waiting(coord: &Coordinator, place: &PlaceRequest) -> Result<Plac
     loop {
         match coord.place(place).await {
             Err(ClientError::Api { code, message, .. })
-                if code == HOSTS_LATE && started.elapsed() < WAIT_FOR_LATE_HOSTS =>
+                if code == ErrorCode::HostsLate && started.elapsed() < WAIT_FOR_LATE_HOSTS =>
             {
                 if !std::mem::replace(&mut warned, true) {
                     tracing::warn!(%message, "waiting for hosts");

@@ -6,7 +6,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use scatter_proto::api::{ErrorBody, HOSTS_LATE};
+use scatter_proto::api::{ErrorBody, ErrorCode};
 
 use crate::store::StoreError;
 
@@ -76,21 +76,21 @@ impl From<StoreError> for ApiError {
 }
 
 impl ApiError {
-    fn parts(&self) -> (StatusCode, &'static str) {
+    fn parts(&self) -> (StatusCode, ErrorCode) {
         match self {
-            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-            ApiError::TooFewHosts(_) => (StatusCode::SERVICE_UNAVAILABLE, "too_few_hosts"),
-            ApiError::HostsLate(..) => (StatusCode::SERVICE_UNAVAILABLE, HOSTS_LATE),
-            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            ApiError::Busy(_) => (StatusCode::LOCKED, "busy"),
-            ApiError::Quota(_) => (StatusCode::INSUFFICIENT_STORAGE, "quota"),
-            ApiError::Throttled(_) => (StatusCode::TOO_MANY_REQUESTS, "throttled"),
-            ApiError::TooSlow(_) => (StatusCode::REQUEST_TIMEOUT, "too_slow"),
-            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge),
+            ApiError::TooFewHosts(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::TooFewHosts),
+            ApiError::HostsLate(..) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::HostsLate),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, ErrorCode::Conflict),
+            ApiError::Busy(_) => (StatusCode::LOCKED, ErrorCode::Busy),
+            ApiError::Quota(_) => (StatusCode::INSUFFICIENT_STORAGE, ErrorCode::Quota),
+            ApiError::Throttled(_) => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::Throttled),
+            ApiError::TooSlow(_) => (StatusCode::REQUEST_TIMEOUT, ErrorCode::TooSlow),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
         }
     }
 }
@@ -98,6 +98,6 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
-        (status, Json(ErrorBody { code: code.into(), error: self.to_string() })).into_response()
+        (status, Json(ErrorBody { code, error: self.to_string() })).into_response()
     }
 }

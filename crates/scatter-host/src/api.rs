@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use futures::StreamExt;
 use scatter_core::ShardId;
 use scatter_disk::AlignedBuf;
-use scatter_proto::api::{ErrorBody, StoredResponse, GRANT_HEADER};
+use scatter_proto::api::{ErrorBody, ErrorCode, StoredResponse, GRANT_HEADER};
 use scatter_proto::{GrantError, Op, SignedGrant};
 
 use crate::store::ShardError;
@@ -89,24 +89,26 @@ enum Refusal {
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         let (status, code, msg) = match self {
-            Refusal::Grant(e) => (StatusCode::FORBIDDEN, "grant", format!("refused: {e}")),
-            Refusal::Bad(m) => (StatusCode::BAD_REQUEST, "bad_request", m),
-            Refusal::Slow(m) => (StatusCode::REQUEST_TIMEOUT, "too_slow", m),
-            Refusal::Busy(m) => (StatusCode::SERVICE_UNAVAILABLE, "busy", m),
-            Refusal::PeriodOver(m) => (StatusCode::FORBIDDEN, "period_over", m),
+            Refusal::Grant(e) => (StatusCode::FORBIDDEN, ErrorCode::Grant, format!("refused: {e}")),
+            Refusal::Bad(m) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest, m),
+            Refusal::Slow(m) => (StatusCode::REQUEST_TIMEOUT, ErrorCode::TooSlow, m),
+            Refusal::Busy(m) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Busy, m),
+            Refusal::PeriodOver(m) => (StatusCode::FORBIDDEN, ErrorCode::PeriodOver, m),
             Refusal::Shard(e) => {
                 let (s, c) = match &e {
-                    ShardError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-                    ShardError::Corrupt(_) => (StatusCode::CONFLICT, "corrupt"),
-                    ShardError::HashMismatch(_) => (StatusCode::BAD_REQUEST, "hash_mismatch"),
-                    ShardError::Full { .. } | ShardError::DiskFull => (StatusCode::INSUFFICIENT_STORAGE, "full"),
-                    ShardError::BadRange { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "bad_range"),
-                    ShardError::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, "io"),
+                    ShardError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+                    ShardError::Corrupt(_) => (StatusCode::CONFLICT, ErrorCode::Corrupt),
+                    ShardError::HashMismatch(_) => (StatusCode::BAD_REQUEST, ErrorCode::HashMismatch),
+                    ShardError::Full { .. } | ShardError::DiskFull => {
+                        (StatusCode::INSUFFICIENT_STORAGE, ErrorCode::Full)
+                    }
+                    ShardError::BadRange { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, ErrorCode::BadRange),
+                    ShardError::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Io),
                 };
                 (s, c, e.to_string())
             }
         };
-        (status, Json(ErrorBody { code: code.into(), error: msg })).into_response()
+        (status, Json(ErrorBody { code, error: msg })).into_response()
     }
 }
 

@@ -459,7 +459,7 @@ mod tests {
             assert_eq!((&reply.url, reply.response.status()), (first, status));
             if status == StatusCode::SERVICE_UNAVAILABLE {
                 let e: ErrorBody = reply.response.json().await.expect("the body is still there");
-                assert_eq!(e.code, "too_few_hosts");
+                assert_eq!(e.code, scatter_proto::api::ErrorCode::TooFewHosts);
             }
         }
         assert_eq!(live_hits.load(Ordering::SeqCst), 0);

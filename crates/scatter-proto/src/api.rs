@@ -13,9 +13,97 @@ use crate::receipt::SignedReceipt;
 /// Header a client sends grants in, to hosts.
 pub const GRANT_HEADER: &str = "scatter-grant";
 
-/// Error code of a placement that fails only because hosts are late with their heartbeats:
-/// the client waits and asks again.
-pub const HOSTS_LATE: &str = "hosts_late";
+/// What went wrong, for programs: the stable code of every error reply (as snake_case text
+/// on the wire), from the coordinator and hosts alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// No valid credential (or host secret).
+    Unauthorized,
+    /// The caller's role does not allow it.
+    Forbidden,
+    /// No such thing.
+    NotFound,
+    /// The request is malformed.
+    BadRequest,
+    /// The request body is larger than this request takes.
+    TooLarge,
+    /// Not enough hosts can take the data.
+    TooFewHosts,
+    /// A placement failed only because hosts are late with their heartbeats: wait and ask
+    /// again.
+    HostsLate,
+    /// The request conflicts with what is recorded.
+    Conflict,
+    /// Something else must finish first; retry.
+    Busy,
+    /// The user's quota is used up.
+    Quota,
+    /// Too many failures from this peer; wait.
+    Throttled,
+    /// The request was sent too slowly.
+    TooSlow,
+    /// The server failed.
+    Internal,
+    /// A host refused the grant.
+    Grant,
+    /// The host's offered period is over.
+    PeriodOver,
+    /// The shard a host holds is damaged.
+    Corrupt,
+    /// Bytes sent to a host do not hash to the shard id.
+    HashMismatch,
+    /// A host's offered space or disk is full.
+    Full,
+    /// A range outside the shard.
+    BadRange,
+    /// A host's disk failed.
+    Io,
+    /// (Client side) an error reply that could not be read.
+    BadReply,
+    /// (Client side) an HTTP error without a reply body.
+    Http,
+    /// A code this build does not know (from a newer peer).
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorCode {
+    /// The code as sent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::TooFewHosts => "too_few_hosts",
+            ErrorCode::HostsLate => "hosts_late",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::Busy => "busy",
+            ErrorCode::Quota => "quota",
+            ErrorCode::Throttled => "throttled",
+            ErrorCode::TooSlow => "too_slow",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Grant => "grant",
+            ErrorCode::PeriodOver => "period_over",
+            ErrorCode::Corrupt => "corrupt",
+            ErrorCode::HashMismatch => "hash_mismatch",
+            ErrorCode::Full => "full",
+            ErrorCode::BadRange => "bad_range",
+            ErrorCode::Io => "io",
+            ErrorCode::BadReply => "bad_reply",
+            ErrorCode::Http => "http",
+            ErrorCode::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Largest shard a host accepts, and so the most bytes a client takes from one shard read.
 pub const MAX_SHARD: u64 = 64 << 20;
@@ -23,8 +111,8 @@ pub const MAX_SHARD: u64 = 64 << 20;
 /// Every error reply, from coordinator and hosts alike.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorBody {
-    /// A stable machine-readable code (e.g. `too_few_hosts`, `not_found`, `corrupt`).
-    pub code: String,
+    /// A stable machine-readable code.
+    pub code: ErrorCode,
     /// One sentence: what happened and what to do.
     pub error: String,
 }
