@@ -95,12 +95,12 @@ pub(super) fn sweep(tx: &Sql<'_>, user: UserId, now: u64) -> Result<Swept, Store
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     tx.execute(&format!("DELETE FROM chunks WHERE {unreferenced}"), params![u, now])?;
-    let released = tx.execute(
-        "UPDATE packs SET state = 'deleting'
-         WHERE user = ?1 AND state = 'live' AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.pack = packs.id)",
+    let released = super::release_packs(
+        tx,
+        "user = ?1 AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.pack = packs.id)",
         params![u],
     )?;
-    Ok(Swept { chunks_removed: count as u64, bytes_removed: bytes as u64, packs_released: released as u64 })
+    Ok(Swept { chunks_removed: count as u64, bytes_removed: bytes as u64, packs_released: released })
 }
 
 /// Fails unless `session` is an open session on `user`'s data opened by `me`: with

@@ -92,11 +92,9 @@ impl<'a> Pack<'a> {
     }
 }
 
-fn set_pack_state(store: &Store, n: u8, state: &str) {
-    store
-        .conn()
-        .execute("UPDATE packs SET state = ?2 WHERE id = ?1", params![&pid(n).as_bytes()[..], state])
-        .expect("sql");
+/// Releases pack `n` for deletion the way the store does (its owner's usage with it).
+fn release_pack(store: &Store, n: u8) {
+    assert_eq!(store.conn().release(&pid(n)).expect("sql"), 1, "pack {n} was live");
 }
 
 fn set_shard_state(store: &Store, n: u8, idx: u8, state: &str) {
@@ -217,8 +215,9 @@ conformance! {
         Pack::new(1, 2, &hosts).shard_size(6 * GIB).commit(&store, ann, s, 1);
         Pack::new(2, 1, &hosts[..1]).shard_size(GIB).commit(&store, ann, s, 1);
         assert_eq!(store.usage(ann).expect("usage"), 19 * GIB);
-        set_pack_state(&store, 2, "deleting");
+        release_pack(&store, 2);
         assert_eq!(store.usage(ann).expect("usage"), 18 * GIB, "a released pack no longer counts");
+        assert_eq!(store.conn().usage_summed(ann).expect("sum"), 18 * GIB);
         assert_eq!(store.usage(bob).expect("usage"), 0);
         assert_eq!(store.usage(reader).expect("usage"), 0, "a delegate's writes count for its owner");
         assert_eq!(store.usage(UserId(999)).expect("usage"), 0);
@@ -273,6 +272,7 @@ conformance! {
         assert!(store.get_object(ann, "a").expect("get").is_none());
         assert!(store.snapshots(ann).expect("snapshots").is_empty());
         assert_eq!(store.usage(ann).expect("usage"), 0, "its packs are released");
+        assert_eq!(store.conn().usage_summed(ann).expect("sum"), 0);
         let deleting: Vec<PackId> = store.shards_to_delete(10).expect("to delete").iter().map(|d| d.0).collect();
         assert_eq!(deleting, [pid(1)]);
 
@@ -440,7 +440,7 @@ conformance! {
         assert_eq!(of(ann, hosts[0], sid(9, 0)), None, "no such shard");
         set_shard_state(&store, 1, 1, "lost");
         assert_eq!(of(ann, hosts[1], sid(1, 1)), None, "a lost shard");
-        set_pack_state(&store, 2, "deleting");
+        release_pack(&store, 2);
         assert_eq!(of(ann, hosts[0], sid(2, 0)), None, "a released pack");
         assert_eq!(of(ann, hosts[0], sid(1, 0)), Some((pid(1), 0, 5 * GIB)));
     }
@@ -463,7 +463,7 @@ conformance! {
         Pack::new(5, 1, &[h[1], h[2]]).commit(&store, ann, s, 30);
         set_shard_state(&store, 5, 1, "lost");
         Pack::new(6, 1, &[h[3]]).commit(&store, ann, s, 1);
-        set_pack_state(&store, 6, "deleting");
+        release_pack(&store, 6);
 
         let health = store.health(500).expect("health");
         assert_eq!((health.packs_total, health.packs_full, health.packs_degraded, health.packs_lost), (5, 1, 3, 1));
@@ -515,7 +515,7 @@ conformance! {
         // acme holds all of 1+2.
         Pack::new(3, 1, &a).commit(&store, ann, s, 5);
         Pack::new(4, 1, &a).shard_size(128).commit(&store, ann, s, 0);
-        set_pack_state(&store, 4, "deleting");
+        release_pack(&store, 4);
 
         let crowded = |f, limit| -> Vec<PackId> {
             store.crowded_packs(f, limit).expect("crowded").iter().map(|p| p.id).collect()
@@ -547,7 +547,7 @@ conformance! {
         Pack::new(0x80, 1, &h[..2]).commit(&store, ann, s, 1);
         set_shard_state(&store, 0x80, 0, "surplus");
         Pack::new(0x7f, 1, &h[..1]).commit(&store, ann, s, 1);
-        set_pack_state(&store, 0x7f, "deleting");
+        release_pack(&store, 0x7f);
         store
             .pack_spreads(|k, m, shards| {
                 let mut shards = shards.to_vec();
@@ -580,7 +580,7 @@ conformance! {
         Pack::new(0x50, 1, &h[..1]).commit(&store, ann, s, 1);
         set_shard_state(&store, 0x50, 0, "lost");
         Pack::new(0xf0, 1, &h[..1]).commit(&store, ann, s, 1);
-        set_pack_state(&store, 0xf0, "deleting");
+        release_pack(&store, 0xf0);
         let audit = |host, times| {
             for _ in 0..times {
                 store.record_audit(host, &pid(0x10), 0, true, None, 0).expect("audit");

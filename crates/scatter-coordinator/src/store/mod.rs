@@ -43,7 +43,7 @@ pub use reservations::{Reservation, ReserveError, Reserved};
 use sql::{Backend, Sql, SqlError};
 pub use transfer::{Moved, TransferError};
 
-const SCHEMA_VERSION: i64 = 10;
+const SCHEMA_VERSION: i64 = 11;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -134,7 +134,8 @@ CREATE TABLE IF NOT EXISTS users (
     disabled INTEGER NOT NULL DEFAULT 0,
     quota INTEGER,
     owner INTEGER,
-    trusted INTEGER NOT NULL DEFAULT 0
+    trusted INTEGER NOT NULL DEFAULT 0,
+    stored INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS policies (
     user INTEGER PRIMARY KEY REFERENCES users(id),
@@ -338,6 +339,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     // Hosts send what changed since the inventory the coordinator acknowledged last.
     (9, "ALTER TABLE hosts ADD COLUMN inventory_ack INTEGER NOT NULL DEFAULT 0"),
+    // What each user's live packs take on hosts is kept as a counter, updated with every
+    // pack that becomes live or is released, instead of summed for every placement.
+    (
+        10,
+        "ALTER TABLE users ADD COLUMN stored INTEGER NOT NULL DEFAULT 0;
+         UPDATE users SET stored = COALESCE((SELECT SUM(p.shard_size * (p.k + p.m)) FROM packs p
+                                             WHERE p.user = users.id AND p.state = 'live'), 0)",
+    ),
 ];
 
 /// A catalog failure.
@@ -673,6 +682,28 @@ fn held(conn: &Sql<'_>, host: HostId, shards: i64, bytes: i64) -> Result<(), Sql
         params![host.0 as i64, shards, bytes],
     )?;
     Ok(())
+}
+
+/// Counts `bytes` more (or fewer) in what `user`'s live packs take on hosts, in the caller's
+/// transaction: every pack that becomes live or is released goes with one.
+fn stored(conn: &Sql<'_>, user: i64, bytes: i64) -> Result<(), SqlError> {
+    conn.execute("UPDATE users SET stored = stored + ?2 WHERE id = ?1", params![user, bytes])?;
+    Ok(())
+}
+
+/// Releases live packs for deletion (`state = 'deleting'`): those `filter` (a condition on
+/// `packs`, with parameters `params`) selects, taking what they hold off their owners' usage.
+/// Returns how many.
+pub(crate) fn release_packs(conn: &Sql<'_>, filter: &str, params: &[&dyn sql::Param]) -> Result<u64, SqlError> {
+    let released: Vec<(i64, i64)> = conn.query_map(
+        &format!("UPDATE packs SET state = 'deleting' WHERE state = 'live' AND {filter} RETURNING user, shard_size * (k + m)"),
+        params,
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    for (user, bytes) in &released {
+        stored(conn, *user, -bytes)?;
+    }
+    Ok(released.len() as u64)
 }
 
 /// Whether a catalog location names a PostgreSQL database rather than a SQLite file.
@@ -1080,6 +1111,7 @@ impl Store {
                 // The same pack committed twice (a retried request): nothing more to do.
                 return Ok(());
             }
+            stored(tx, p.user.0 as i64, (p.shard_size * (u64::from(p.k) + u64::from(p.m))) as i64)?;
             let writer: i64 =
                 tx.query_row("SELECT COALESCE(opener, user) FROM sessions WHERE id = ?1", params![p.session as i64], |r| {
                     r.get(0)
@@ -1144,11 +1176,7 @@ impl Store {
                 }
             }
             for old in emptied {
-                tx.execute(
-                    "UPDATE packs SET state = 'deleting'
-                     WHERE id = ?1 AND state = 'live' AND NOT EXISTS (SELECT 1 FROM chunks WHERE pack = ?1)",
-                    params![&old],
-                )?;
+                release_packs(tx, "id = ?1 AND NOT EXISTS (SELECT 1 FROM chunks WHERE pack = ?1)", params![&old])?;
             }
             Ok(())
         })
@@ -1213,15 +1241,17 @@ impl Store {
     /// The latest version of every object whose name starts with `prefix`.
     pub fn list_objects(&self, user: UserId, prefix: &str) -> Result<Vec<ObjectRow>, StoreError> {
         self.read(|conn| {
-            let rows = conn.query_map(
-                "SELECT name, version, session, NULL, size, created FROM objects o
-                 WHERE user = ?1 AND substr(name, 1, length(?2)) = ?2
+            let latest = "SELECT name, version, session, NULL, size, created FROM objects o
+                 WHERE user = ?1 AND name >= ?2 {below}
                    AND version = (SELECT MAX(version) FROM objects WHERE user = o.user AND name = o.name)
-                 ORDER BY name",
-                params![user.0 as i64, prefix],
-                object_row,
-            )?;
-            Ok(rows)
+                 ORDER BY name";
+            let u = user.0 as i64;
+            Ok(match after_prefix(prefix) {
+                Some(end) => {
+                    conn.query_map(&latest.replace("{below}", "AND name < ?3"), params![u, prefix, end], object_row)?
+                }
+                None => conn.query_map(&latest.replace("{below}", ""), params![u, prefix], object_row)?,
+            })
         })
     }
 
@@ -1436,6 +1466,21 @@ fn migrate(conn: &Sql<'_>, sql: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The least string greater than every string starting with `prefix` (none for the empty
+/// prefix): names with a prefix are a range of the index on (user, name), as text compares
+/// by code point (byte order of UTF-8) on both back ends.
+fn after_prefix(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32);
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
 fn object_row(r: &sql::Row) -> Result<ObjectRow, SqlError> {
     Ok(ObjectRow {
         name: r.get(0)?,
@@ -1454,4 +1499,21 @@ fn shards_of(conn: &Sql<'_>, pack: &PackId) -> Result<Vec<(u8, ShardId, HostId, 
         |r| Ok((r.get(0)?, ShardId::from_bytes(r.get::<[u8; 32]>(1)?), HostId(r.get::<i64>(2)? as u64), r.get(3)?)),
     )?;
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::after_prefix;
+
+    #[test]
+    fn a_prefix_ends_below_the_next_string_in_code_point_order() {
+        assert_eq!(after_prefix(""), None);
+        assert_eq!(after_prefix("ab").as_deref(), Some("ac"));
+        assert_eq!(after_prefix("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(after_prefix("\u{10FFFF}"), None);
+        assert_eq!(after_prefix("x\u{D7FF}").as_deref(), Some("x\u{E000}"), "surrogates are no chars");
+        for name in ["ab", "ab/", "ab\u{10FFFF}zz", "abc\u{FFFF}"] {
+            assert!(name.starts_with("ab") && name < after_prefix("ab").expect("bound").as_str());
+        }
+    }
 }

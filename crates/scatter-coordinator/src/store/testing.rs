@@ -88,4 +88,22 @@ impl Raw<'_> {
     pub fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<usize, StoreError> {
         self.0.write(|c| Ok(c.execute(sql, params)?))
     }
+
+    /// Releases a live pack for deletion as the store does; returns how many were.
+    pub fn release(&self, pack: &scatter_core::PackId) -> Result<u64, StoreError> {
+        self.0.write(|c| Ok(super::release_packs(c, "id = ?1", params![pack.as_bytes()])?))
+    }
+
+    /// What the user's live packs take on hosts, summed from them: what the `stored`
+    /// counter must always equal.
+    pub fn usage_summed(&self, user: scatter_core::UserId) -> Result<u64, StoreError> {
+        let sum: i64 = self.0.read(|c| {
+            Ok(c.query_row(
+                "SELECT CAST(COALESCE(SUM(shard_size * (k + m)), 0) AS BIGINT) FROM packs WHERE user = ?1 AND state = 'live'",
+                params![user.0 as i64],
+                |r| r.get(0),
+            )?)
+        })?;
+        Ok(sum as u64)
+    }
 }

@@ -115,19 +115,23 @@ impl Store {
     /// Every user with its usage.
     pub fn users(&self) -> Result<Vec<UserEntry>, StoreError> {
         self.read(|conn| {
-            let rows = conn.query_map("SELECT u.id, u.name, u.role, u.disabled, u.quota, u.owner,
-                        CAST(COALESCE((SELECT SUM(shard_size * (k + m)) FROM packs p WHERE p.user = u.id AND p.state = 'live'), 0) AS BIGINT)
-                 FROM users u ORDER BY u.id", params![], |r| {
-                Ok(UserEntry {
-                    id: UserId(r.get::<i64>(0)? as u64),
-                    name: r.get(1)?,
-                    role: role(r.get(2)?)?,
-                    disabled: r.get(3)?,
-                    quota: r.get::<Option<i64>>(4)?.map(|q| q as u64),
-                    owner: r.get::<Option<i64>>(5)?.map(|o| UserId(o as u64)),
-                    used: r.get::<i64>(6)? as u64,
-                })
-            })?;
+            let rows = conn.query_map(
+                "SELECT u.id, u.name, u.role, u.disabled, u.quota, u.owner,
+u.stored
+                 FROM users u ORDER BY u.id",
+                params![],
+                |r| {
+                    Ok(UserEntry {
+                        id: UserId(r.get::<i64>(0)? as u64),
+                        name: r.get(1)?,
+                        role: role(r.get(2)?)?,
+                        disabled: r.get(3)?,
+                        quota: r.get::<Option<i64>>(4)?.map(|q| q as u64),
+                        owner: r.get::<Option<i64>>(5)?.map(|o| UserId(o as u64)),
+                        used: r.get::<i64>(6)? as u64,
+                    })
+                },
+            )?;
             Ok(rows)
         })
     }
@@ -139,12 +143,10 @@ impl Store {
 
     /// Bytes the user's live packs take on hosts (with redundancy): what quotas count.
     pub fn usage(&self, id: UserId) -> Result<u64, StoreError> {
-        let used: i64 = self.read(|c| Ok(c.query_row(
-            "SELECT CAST(COALESCE(SUM(shard_size * (k + m)), 0) AS BIGINT) FROM packs WHERE user = ?1 AND state = 'live'",
-            params![id.0 as i64],
-            |r| r.get(0),
-        )?))?;
-        Ok(used as u64)
+        // A counter kept with every pack that becomes live or is released (see `stored`).
+        let used: Option<i64> = self
+            .read(|c| Ok(c.query_opt("SELECT stored FROM users WHERE id = ?1", params![id.0 as i64], |r| r.get(0))?))?;
+        Ok(used.unwrap_or(0).max(0) as u64)
     }
 
     /// Disables (or enables) a user; false if there is no such user.
