@@ -270,37 +270,29 @@ pub(crate) async fn grid_info(sh: &Arc<Shared>, hosts: &[HostRow], spread: bool)
 }
 
 /// The fewest domain losses any live pack survives now, and how many packs one domain holds
-/// more of than the rule at `f` allows. Reads every shard's row.
+/// more of than the rule at `f` allows: from what each pack keeps of its spread, and the
+/// shards of the packs that may be damaged (so it costs what is damaged, not what is stored).
 async fn pack_spread(sh: &Arc<Shared>, hosts: &[HostRow], f: u8) -> Result<(Option<u32>, u64), ApiError> {
     let cutoff = now().saturating_sub(sh.offline_after.as_secs());
     let by_host: HashMap<HostId, (Domain, bool)> = hosts
         .iter()
         .map(|h| (h.id, (h.domain(), h.state == crate::store::Standing::Active && h.last_seen >= cutoff)))
         .collect();
-    db(sh, move |s| {
-        let (mut lowest, mut crowded) = (None::<u32>, 0u64);
-        s.pack_spreads(|k, m, shards| {
-            let mut held: HashMap<Domain, usize> = HashMap::new();
-            let mut all: HashMap<Domain, usize> = HashMap::new();
-            for (host, ok) in shards {
-                if let Some((domain, up)) = by_host.get(host) {
-                    *all.entry(*domain).or_default() += 1;
-                    if *ok && *up {
-                        *held.entry(*domain).or_default() += 1;
-                    }
+    let (mut lowest, crowded, damaged) = db(sh, move |s| s.spread_summary(f, cutoff)).await?;
+    for (k, _, shards) in damaged {
+        let mut held: HashMap<Domain, usize> = HashMap::new();
+        for (host, ok) in shards {
+            if let Some((domain, true)) = by_host.get(&host) {
+                if ok {
+                    *held.entry(*domain).or_default() += 1;
                 }
             }
-            let held: Vec<usize> = held.into_values().collect();
-            let t = durability::tolerance(&held, k as usize).unwrap_or(0);
-            lowest = Some(lowest.map_or(t, |l: u32| l.min(t)));
-            let cap = durability::per_domain(k, m, f).unwrap_or(1);
-            if all.values().any(|&n| n > cap) {
-                crowded += 1;
-            }
-        })?;
-        Ok((lowest, crowded))
-    })
-    .await
+        }
+        let held: Vec<usize> = held.into_values().collect();
+        let t = durability::tolerance(&held, k as usize).unwrap_or(0);
+        lowest = Some(lowest.map_or(t, |l| l.min(t)));
+    }
+    Ok((lowest, crowded))
 }
 
 /// Drops `status`'s view of how packs meet the rule: packs or shards changed.

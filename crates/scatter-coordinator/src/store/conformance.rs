@@ -533,37 +533,39 @@ conformance! {
         assert!(crowded(2, 10).is_empty(), "acme's hosts are each their own domain now");
     }
 
-    fn pack_spreads_report_each_live_pack_once_with_its_shards() {
+    fn the_spread_summary_reads_kept_spreads_and_only_damaged_packs_shards() {
         let (_guard, store) = catalog();
-        let mut seen = Vec::new();
-        store.pack_spreads(|k, m, shards| seen.push((k, m, shards.to_vec()))).expect("spreads");
-        assert!(seen.is_empty());
+        assert_eq!(store.spread_summary(1, 0).expect("summary"), (None, 0, vec![]));
         let ann = user(&store, 1, "ann", Role::User, None, None);
         let h: Vec<HostId> = (1..=3).map(|n| host(&store, n, 0)).collect();
         let s = store.add_session(ann, b"k", 0, 100).expect("session");
+        // 2+1 over three hosts: survives one loss; one shard lost, so it may be damaged.
         Pack::new(0xff, 2, &h).commit(&store, ann, s, 1);
         set_shard_state(&store, 0xff, 2, "lost");
-        Pack::new(0x01, 1, &h[1..2]).commit(&store, ann, s, 1);
+        // 1+1 on two hosts, one shard surplus: damaged too.
         Pack::new(0x80, 1, &h[..2]).commit(&store, ann, s, 1);
         set_shard_state(&store, 0x80, 0, "surplus");
-        Pack::new(0x7f, 1, &h[..1]).commit(&store, ann, s, 1);
+        // 1+1 with both shards on one host: survives nothing, and crowded at f = 1.
+        Pack::new(0x20, 1, &[h[0], h[0]]).commit(&store, ann, s, 1);
+        // Released packs do not count.
+        Pack::new(0x7f, 1, &[h[1], h[1]]).commit(&store, ann, s, 1);
         release_pack(&store, 0x7f);
-        store
-            .pack_spreads(|k, m, shards| {
-                let mut shards = shards.to_vec();
-                shards.sort();
-                seen.push((k, m, shards));
-            })
-            .expect("spreads");
-        seen.sort();
+        let (lowest, crowded, mut damaged) = store.spread_summary(1, 0).expect("summary");
+        for (_, _, shards) in &mut damaged {
+            shards.sort();
+        }
+        damaged.sort();
+        assert_eq!((lowest, crowded), (Some(0), 1));
         assert_eq!(
-            seen,
-            [
-                (1, 0, vec![(h[1], true)]),
-                (1, 1, vec![(h[0], false), (h[1], true)]),
-                (2, 1, vec![(h[0], true), (h[1], true), (h[2], false)]),
-            ]
+            damaged,
+            [(1, 1, vec![(h[0], false), (h[1], true)]), (2, 1, vec![(h[0], true), (h[1], true), (h[2], false)])]
         );
+        assert_eq!(store.spread_summary(0, 0).expect("summary").1, 0, "nothing is crowded at f = 0");
+        // Repair moves the doubled shard to its own host: spread and tolerance follow.
+        let m = ShardMove { pack: &pid(0x20), index: 1, from: h[0], to: h[2], receipt: "r" };
+        assert!(store.move_shard(m, 2, None).expect("move"));
+        let (lowest, crowded, _) = store.spread_summary(1, 0).expect("summary");
+        assert_eq!((lowest, crowded), (Some(1), 0));
     }
 
     fn audit_targets_are_healthy_shards_on_hosts_audited_least() {

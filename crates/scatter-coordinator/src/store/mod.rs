@@ -43,7 +43,7 @@ pub use reservations::{Reservation, ReserveError, Reserved};
 use sql::{Backend, Sql, SqlError};
 pub use transfer::{Moved, TransferError};
 
-const SCHEMA_VERSION: i64 = 11;
+const SCHEMA_VERSION: i64 = 12;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -158,8 +158,12 @@ CREATE TABLE IF NOT EXISTS packs (
     m INTEGER NOT NULL,
     shard_size INTEGER NOT NULL,
     state TEXT NOT NULL,
-    created INTEGER NOT NULL
+    created INTEGER NOT NULL,
+    spread INTEGER NOT NULL DEFAULT 0,
+    tolerance INTEGER NOT NULL DEFAULT 0
 );
+CREATE INDEX IF NOT EXISTS packs_crowded ON packs(spread) WHERE spread > 1;
+CREATE INDEX IF NOT EXISTS packs_tolerance ON packs(tolerance) WHERE state = 'live';
 CREATE TABLE IF NOT EXISTS shards (
     pack BLOB NOT NULL REFERENCES packs(id),
     idx INTEGER NOT NULL,
@@ -346,6 +350,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
         "ALTER TABLE users ADD COLUMN stored INTEGER NOT NULL DEFAULT 0;
          UPDATE users SET stored = COALESCE((SELECT SUM(p.shard_size * (p.k + p.m)) FROM packs p
                                              WHERE p.user = users.id AND p.state = 'live'), 0)",
+    ),
+    // How each pack's shards spread over failure domains is kept with it (see `spread`),
+    // so status and the re-spread search read an index instead of every shard. Packs from
+    // before are measured once when the catalog opens (see `Store::init`).
+    (
+        11,
+        "ALTER TABLE packs ADD COLUMN spread INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE packs ADD COLUMN tolerance INTEGER NOT NULL DEFAULT 0",
     ),
 ];
 
@@ -691,6 +703,33 @@ fn stored(conn: &Sql<'_>, user: i64, bytes: i64) -> Result<(), SqlError> {
     Ok(())
 }
 
+/// Measures how `pack`'s shards spread over failure domains (a host on its own, or all hosts
+/// of one operator not declared independent) and records it with the pack: the most shards
+/// one domain holds, and how many domains it survives losing with every shard intact. Runs
+/// in the transaction that places or moves a shard, so the two columns are always current.
+pub(crate) fn measure_spread(conn: &Sql<'_>, pack: &[u8]) -> Result<(), SqlError> {
+    let shards: Vec<i64> = conn.query_map(
+        "SELECT CASE WHEN h.operator IS NOT NULL AND COALESCE(o.independent, 0) = 0 THEN -h.operator ELSE h.id END
+         FROM shards s JOIN hosts h ON h.id = s.host LEFT JOIN operators o ON o.id = h.operator WHERE s.pack = ?1",
+        params![pack],
+        |r| r.get(0),
+    )?;
+    let k: Option<i64> = conn.query_opt("SELECT k FROM packs WHERE id = ?1", params![pack], |r| r.get(0))?;
+    let Some(k) = k else { return Ok(()) };
+    let mut per_domain: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
+    for domain in shards {
+        *per_domain.entry(domain).or_default() += 1;
+    }
+    let held: Vec<usize> = per_domain.into_values().collect();
+    let spread = held.iter().copied().max().unwrap_or(0);
+    let tolerance = crate::durability::tolerance(&held, k as usize).unwrap_or(0);
+    conn.execute(
+        "UPDATE packs SET spread = ?2, tolerance = ?3 WHERE id = ?1",
+        params![pack, spread as i64, i64::from(tolerance)],
+    )?;
+    Ok(())
+}
+
 /// Releases live packs for deletion (`state = 'deleting'`): those `filter` (a condition on
 /// `packs`, with parameters `params`) selects, taking what they hold off their owners' usage.
 /// Returns how many.
@@ -810,6 +849,13 @@ impl Store {
             match c.is_postgres() {
                 true => c.batch(&sql::postgres_ddl(SCHEMA))?,
                 false => c.batch(SCHEMA)?,
+            }
+            if version.is_some_and(|v| v <= 11) {
+                // Packs from before spreads were kept: measured once, here.
+                let packs: Vec<Vec<u8>> = c.query_map("SELECT id FROM packs WHERE spread = 0", params![], |r| r.get(0))?;
+                for pack in packs {
+                    measure_spread(c, &pack)?;
+                }
             }
             c.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -939,38 +985,6 @@ impl Store {
                 None => {
                     conn.execute("DELETE FROM policies WHERE user = ?1", params![user.0 as i64])?;
                 }
-            }
-            Ok(())
-        })
-    }
-
-    /// Calls `f(k, m, shards)` for every live pack, with each shard's host and whether its
-    /// state is `ok`.
-    pub fn pack_spreads(&self, mut f: impl FnMut(u8, u8, &[(HostId, bool)])) -> Result<(), StoreError> {
-        self.read(|conn| {
-            let mut current: Option<(Vec<u8>, u8, u8)> = None;
-            let mut shards = Vec::new();
-            conn.each(
-                "SELECT s.pack, p.k, p.m, s.host, s.state = 'ok' FROM shards s JOIN packs p ON p.id = s.pack
-                 WHERE p.state = 'live' ORDER BY s.pack",
-                params![],
-                |r| {
-                    let pack: Vec<u8> = r.get(0)?;
-                    if current.as_ref().is_some_and(|(p, _, _)| *p != pack) {
-                        if let Some((_, k, m)) = current.take() {
-                            f(k, m, &shards);
-                        }
-                        shards.clear();
-                    }
-                    if current.is_none() {
-                        current = Some((pack, r.get(1)?, r.get(2)?));
-                    }
-                    shards.push((HostId(r.get::<i64>(3)? as u64), r.get::<bool>(4)?));
-                    Ok(())
-                },
-            )?;
-            if let Some((_, k, m)) = current {
-                f(k, m, &shards);
             }
             Ok(())
         })
@@ -1136,6 +1150,7 @@ impl Store {
                 })?;
                 held(tx, s.host, 1, p.shard_size as i64)?;
             }
+            measure_spread(tx, &p.id.as_bytes()[..])?;
             for c in p.chunks {
                 let (u, id, pack) = (p.user.0 as i64, &c.id.as_bytes()[..], &p.id.as_bytes()[..]);
                 if p.relocate {

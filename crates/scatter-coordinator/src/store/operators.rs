@@ -78,6 +78,16 @@ impl Store {
                 conn.query_opt("SELECT id FROM operators WHERE name = ?1", params![name], |r| r.get(0))?;
             let Some(id) = id else { return Ok(None) };
             conn.execute("UPDATE operators SET independent = ?2 WHERE id = ?1", params![id, independent])?;
+            // Its hosts' packs now spread over other domains: measured again (an admin's
+            // rare act, as long as the operator's hosts hold shards).
+            let packs: Vec<Vec<u8>> = conn.query_map(
+                "SELECT DISTINCT s.pack FROM shards s JOIN hosts h ON h.id = s.host WHERE h.operator = ?1",
+                params![id],
+                |r| r.get(0),
+            )?;
+            for pack in packs {
+                super::measure_spread(conn, &pack)?;
+            }
             Ok(Some(id as u64))
         })
     }

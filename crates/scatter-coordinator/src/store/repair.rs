@@ -125,6 +125,12 @@ fn note_unknown(
     Ok(())
 }
 
+/// Live packs where one failure domain holds more than ⌊m / ?1⌋ (at least one) of the
+/// shards: `spread > max(⌊m/f⌋, 1)`, which for integers is `spread > 1 AND spread·f > m`.
+/// Found through the partial index on packs spread over fewer domains than shards.
+const CROWDED: &str = "SELECT p.id, p.size, p.k, p.m, p.shard_size, p.k + p.m FROM packs p
+                       WHERE p.spread > 1 AND p.spread * ?1 > p.m AND p.state = 'live'";
+
 /// Packs selected as (id, size, k, m, shard size, healthy shards), each with its shards.
 fn with_shards(conn: &Sql<'_>, sql: &str, params: &[&dyn super::sql::Param]) -> Result<Vec<DegradedPack>, StoreError> {
     let rows = conn.query_map(sql, params, |r| {
@@ -169,15 +175,41 @@ impl Store {
             return Ok(Vec::new());
         }
         self.read(|conn| {
-            let stmt = "SELECT p.id, p.size, p.k, p.m, p.shard_size, p.k + p.m FROM packs p
-                 WHERE p.state = 'live' AND EXISTS (
-                     SELECT 1 FROM shards s JOIN hosts h ON h.id = s.host LEFT JOIN operators o ON o.id = h.operator
-                     WHERE s.pack = p.id
-                     GROUP BY CASE WHEN h.operator IS NOT NULL AND COALESCE(o.independent, 0) = 0
-                                   THEN -h.operator ELSE h.id END
-                     HAVING COUNT(*) > CASE WHEN p.m / ?1 > 1 THEN p.m / ?1 ELSE 1 END)
-                 ORDER BY p.created LIMIT ?2";
-            with_shards(conn, stmt, params![f as i64, limit as i64])
+            with_shards(conn, &format!("{CROWDED} ORDER BY p.created LIMIT ?2"), params![f as i64, limit as i64])
+        })
+    }
+
+    /// How live packs meet the durability rule at tolerance `f`, for status, without reading
+    /// every shard: the fewest domain losses any pack would survive with all its shards
+    /// intact (kept with each pack), how many packs are crowded, and the packs that may be
+    /// damaged now (see [`DAMAGED`]), as (k, m, each shard's host and whether it is `ok`),
+    /// whose tolerance now depends on which hosts are up.
+    #[allow(clippy::type_complexity)]
+    pub fn spread_summary(
+        &self,
+        f: u8,
+        cutoff: u64,
+    ) -> Result<(Option<u32>, u64, Vec<(u8, u8, Vec<(HostId, bool)>)>), StoreError> {
+        self.read(|conn| {
+            let lowest: Option<i64> =
+                conn.query_row("SELECT MIN(tolerance) FROM packs WHERE state = 'live'", params![], |r| r.get(0))?;
+            let crowded: i64 = match f {
+                0 => 0,
+                f => conn.query_row(&format!("SELECT COUNT(*) FROM ({CROWDED}) AS c"), params![i64::from(f)], |r| {
+                    r.get(0)
+                })?,
+            };
+            let damaged = conn.query_map(
+                &format!("SELECT p.id, p.k, p.m FROM packs p WHERE p.id IN {DAMAGED} AND p.state = 'live'"),
+                params![cutoff as i64],
+                |r| Ok((PackId::from_bytes(r.get::<[u8; 32]>(0)?), r.get::<u8>(1)?, r.get::<u8>(2)?)),
+            )?;
+            let mut out = Vec::with_capacity(damaged.len());
+            for (pack, k, m) in damaged {
+                let shards = shards_of(conn, &pack)?.into_iter().map(|(_, _, h, s)| (h, s == ShardState::Ok)).collect();
+                out.push((k, m, shards));
+            }
+            Ok((lowest.map(|t| t.max(0) as u32), crowded.max(0) as u64, out))
         })
     }
 
@@ -237,6 +269,7 @@ impl Store {
             if old != new {
                 super::held(tx, old, -1, -size)?;
                 super::held(tx, new, 1, size)?;
+                super::measure_spread(tx, &pack.as_bytes()[..])?;
             }
             for (key, add) in [("shards_repaired", 1), ("bytes_repaired", size)] {
                 tx.execute(
