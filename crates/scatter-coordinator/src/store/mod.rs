@@ -135,7 +135,8 @@ CREATE TABLE IF NOT EXISTS users (
     quota INTEGER,
     owner INTEGER,
     trusted INTEGER NOT NULL DEFAULT 0,
-    stored INTEGER NOT NULL DEFAULT 0
+    stored INTEGER NOT NULL DEFAULT 0,
+    live_packs INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS policies (
     user INTEGER PRIMARY KEY REFERENCES users(id),
@@ -348,8 +349,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         10,
         "ALTER TABLE users ADD COLUMN stored INTEGER NOT NULL DEFAULT 0;
-         UPDATE users SET stored = COALESCE((SELECT SUM(p.shard_size * (p.k + p.m)) FROM packs p
-                                             WHERE p.user = users.id AND p.state = 'live'), 0)",
+         ALTER TABLE users ADD COLUMN live_packs INTEGER NOT NULL DEFAULT 0;
+         UPDATE users SET
+             stored = COALESCE((SELECT SUM(p.shard_size * (p.k + p.m)) FROM packs p
+                                WHERE p.user = users.id AND p.state = 'live'), 0),
+             live_packs = (SELECT COUNT(*) FROM packs p WHERE p.user = users.id AND p.state = 'live')",
     ),
     // How each pack's shards spread over failure domains is kept with it (see `spread`),
     // so status and the re-spread search read an index instead of every shard. Packs from
@@ -696,10 +700,14 @@ fn held(conn: &Sql<'_>, host: HostId, shards: i64, bytes: i64) -> Result<(), Sql
     Ok(())
 }
 
-/// Counts `bytes` more (or fewer) in what `user`'s live packs take on hosts, in the caller's
-/// transaction: every pack that becomes live or is released goes with one.
-fn stored(conn: &Sql<'_>, user: i64, bytes: i64) -> Result<(), SqlError> {
-    conn.execute("UPDATE users SET stored = stored + ?2 WHERE id = ?1", params![user, bytes])?;
+/// Counts `packs` live packs of `bytes` on hosts more (or fewer) for `user`, in the caller's
+/// transaction: every pack that becomes live or is released goes with one. (Per user, not
+/// per grid: one counter row for all would make every commit wait for the others.)
+fn stored(conn: &Sql<'_>, user: i64, packs: i64, bytes: i64) -> Result<(), SqlError> {
+    conn.execute(
+        "UPDATE users SET live_packs = live_packs + ?2, stored = stored + ?3 WHERE id = ?1",
+        params![user, packs, bytes],
+    )?;
     Ok(())
 }
 
@@ -740,7 +748,7 @@ pub(crate) fn release_packs(conn: &Sql<'_>, filter: &str, params: &[&dyn sql::Pa
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     for (user, bytes) in &released {
-        stored(conn, *user, -bytes)?;
+        stored(conn, *user, -1, -bytes)?;
     }
     Ok(released.len() as u64)
 }
@@ -1125,7 +1133,7 @@ impl Store {
                 // The same pack committed twice (a retried request): nothing more to do.
                 return Ok(());
             }
-            stored(tx, p.user.0 as i64, (p.shard_size * (u64::from(p.k) + u64::from(p.m))) as i64)?;
+            stored(tx, p.user.0 as i64, 1, (p.shard_size * (u64::from(p.k) + u64::from(p.m))) as i64)?;
             let writer: i64 =
                 tx.query_row("SELECT COALESCE(opener, user) FROM sessions WHERE id = ?1", params![p.session as i64], |r| {
                     r.get(0)

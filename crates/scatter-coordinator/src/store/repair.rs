@@ -218,7 +218,9 @@ impl Store {
     pub fn health(&self, cutoff: u64) -> Result<Health, StoreError> {
         self.read(|conn| {
             let total: i64 =
-                conn.query_row("SELECT COUNT(*) FROM packs WHERE state = 'live'", params![], |r| r.get(0))?;
+                conn.query_row("SELECT CAST(COALESCE(SUM(live_packs), 0) AS BIGINT) FROM users", params![], |r| {
+                    r.get(0)
+                })?;
             let stmt = &format!("SELECT p.k, p.m, {HEALTHY} FROM packs p WHERE p.id IN {DAMAGED} AND p.state = 'live'");
             let mut h = Health { packs_total: total as u64, ..Health::default() };
             let rows = conn.query_map(stmt, params![cutoff as i64], |r| {

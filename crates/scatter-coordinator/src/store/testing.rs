@@ -95,7 +95,7 @@ impl Raw<'_> {
     }
 
     /// What the user's live packs take on hosts, summed from them: what the `stored`
-    /// counter must always equal.
+    /// counter must always equal (and `live_packs` their number, see `health`).
     pub fn usage_summed(&self, user: scatter_core::UserId) -> Result<u64, StoreError> {
         let sum: i64 = self.0.read(|c| {
             Ok(c.query_row(
