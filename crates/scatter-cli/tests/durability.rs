@@ -211,3 +211,51 @@ async fn a_host_that_shrinks_has_its_surplus_moved_off() {
     wait_full(&env, Duration::from_secs(60)).await;
     env.get_and_compare("data", &file);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_go_on_with_a_host_down_and_full_redundancy_returns_with_it() {
+    // Six hosts ask for 4+2 at f = 2: one shard per host. One is down when the backup runs.
+    let mut env = grid(6).await;
+    env.grid.kill_host(5);
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    for i in 0..4u64 {
+        std::fs::rename(env.write_random("tmp", 3 << 20, 40 + i), src.join(format!("f{i}"))).expect("mv");
+    }
+    let out = env.scatter(&["backup", src.to_str().expect("utf-8"), "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "a backup with one of six hosts down failed: {stderr}");
+    assert!(stderr.contains("too few hosts are up for the grid's full redundancy"), "the user is told: {stderr}");
+    let id = serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json")["snapshot_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+
+    // The host returns: packs are re-spread to one shard per host again.
+    env.grid.start_host(5).expect("restart");
+    let started = Instant::now();
+    loop {
+        let status: serde_json::Value = serde_json::from_str(&env.ok(&["status", "--json"])).expect("status");
+        let grid = &status["grid"];
+        let h = health(&env);
+        if grid["tolerate"] == 2
+            && grid["crowded_packs"] == 0
+            && grid["lowest_tolerance"] == 2
+            && h["packs_full"] == h["packs_total"]
+        {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(180), "not re-spread: {grid} {h}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Any two hosts may go now.
+    env.grid.kill_host(0);
+    env.grid.kill_host(3);
+    let target = env.path("restored");
+    env.ok(&["restore", &id, "--target", target.to_str().expect("utf-8")]);
+    let restored = target.join(src.strip_prefix("/").expect("absolute"));
+    for i in 0..4 {
+        let name = format!("f{i}");
+        assert!(std::fs::read(src.join(&name)).expect("src") == std::fs::read(restored.join(&name)).expect("restored"));
+    }
+}

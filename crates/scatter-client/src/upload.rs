@@ -274,6 +274,16 @@ impl Drop for Uploader {
 /// How long a placement waits for hosts that are late with their heartbeats.
 const WAIT_FOR_LATE_HOSTS: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Says once per process that packs were stored with less redundancy than the grid asks.
+fn warn_reduced(survives: u8) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            "too few hosts are up for the grid's full redundancy: some data is stored to survive {survives} host loss(es) for now; the grid restores full redundancy as hosts return"
+        );
+    }
+}
+
 /// Asks for a placement, waiting (up to [`WAIT_FOR_LATE_HOSTS`]) while the coordinator says
 /// enough hosts would be there but some are late with their heartbeats: a host whose disk is
 /// busy for a few seconds should slow a backup down, not fail it.
@@ -359,6 +369,9 @@ async fn store_pack(
             policy: Policy::clone(&policy),
         };
         let targets = stats::time_async(Stage::Commit, 0, place_waiting(&coord, &place)).await?;
+        if let Some(survives) = targets.reduced_to {
+            warn_reduced(survives);
+        }
         let uploads = targets.targets.into_iter().map(|t| {
             let hosts = hosts.clone();
             let body = shard_bytes(t.index as usize);

@@ -819,6 +819,11 @@ pub struct ShardToPlace {
 pub struct PlaceResponse {
     /// One target per shard asked.
     pub targets: Vec<Target>,
+    /// Set when too few hosts were up to place as the grid's durability rule asks: the pack
+    /// survives the loss of this many failure domains (at least one) instead, until the
+    /// coordinator re-spreads it as hosts return.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reduced_to: Option<u8>,
 }
 
 /// A host chosen for one shard.

@@ -548,7 +548,7 @@ async fn check_receipts(sh: &Arc<Shared>, u: &UserRow, req: &CommitPackRequest) 
     let pairs: Vec<(HostId, ShardId)> = req.shards.iter().map(|s| (s.host, s.shard)).collect();
     let reserved = db(sh, move |s| s.take_reservations(caller, &pairs, now())).await?;
     let mut refused = Vec::new();
-    let mut per_domain = usize::MAX;
+    let mut per_domain = 0;
     for ((s, r), key) in req.shards.iter().zip(reserved).zip(keys) {
         let Some(r) = r else {
             refused.push(format!(
@@ -557,7 +557,10 @@ async fn check_receipts(sh: &Arc<Shared>, u: &UserRow, req: &CommitPackRequest) 
             ));
             continue;
         };
-        per_domain = per_domain.min(r.per_domain);
+        // The loosest rule any of its shards was placed under: placements settle for less
+        // (down to surviving one domain's loss) only when too few hosts are up, and choose
+        // every host themselves, so this is the spread the coordinator agreed to.
+        per_domain = per_domain.max(r.per_domain);
         if r.code != (req.k, req.m) {
             refused.push(format!(
                 "shard {} was placed for a {}+{} pack, not {}+{}",

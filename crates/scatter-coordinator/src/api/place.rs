@@ -11,7 +11,7 @@ use super::*;
 use crate::durability;
 use crate::placement::Held;
 use crate::room::{host_state, period_lasts, tolerance, MAX_RESERVED_BYTES, MAX_RESERVED_SHARDS, RESERVATION_TTL};
-use crate::store::{Domain, HostRow, Reservation, ReserveError};
+use crate::store::{Domain, HostRow, Reservation, ReserveError, Standing};
 
 /// Which condition of `policy` keeps host `h` out, if any.
 fn refused_by(policy: &Policy, h: &HostRow, reputation: u8) -> Option<&'static str> {
@@ -109,10 +109,31 @@ pub(super) async fn place(State(sh): S, headers: HeaderMap, Body(req): Body<Plac
         }
     }
     let (caller_id, owner) = (u.me, u.id);
+    let strict = per_domain;
+    let some_down = !req.exclude.is_empty()
+        || hosts.iter().any(|h| h.state == Standing::Active && host_state(&sh, h) != HostState::Online);
+    // The tolerance a placement had to settle for, if less than the grid's f.
+    let reduced = Arc::new(std::sync::Mutex::new(None::<u8>));
     let decide = {
         let sh = sh.clone();
+        let reduced = reduced.clone();
         move |reserved: &crate::store::Reserved| -> Result<(Vec<Reservation>, Vec<Target>), ApiError> {
-            let targets = choose_targets(&sh, &u, &req, &hosts, &policies, reserved, used, per_domain)?;
+            let (targets, per_domain) =
+                match choose_targets(&sh, &u, &req, &hosts, &policies, reserved, used, per_domain) {
+                    Ok(targets) => (targets, per_domain),
+                    // Too few hosts *up* for the grid's f (some are down, or the client could not
+                    // reach them): writes go on as long as every pack still survives one domain's
+                    // loss, recorded under-spread; re-spreading restores the rule as hosts return.
+                    // Full hosts or a narrow policy are no reason: those placements fail.
+                    Err(ApiError::TooFewHosts(why)) if f > 1 && some_down => {
+                        let relaxed = durability::per_domain(req.k, req.m, 1).unwrap_or(per_domain);
+                        let targets = choose_targets(&sh, &u, &req, &hosts, &policies, reserved, used, relaxed)
+                            .map_err(|_| ApiError::TooFewHosts(why))?;
+                        (targets, relaxed)
+                    }
+                    Err(e) => return Err(e),
+                };
+            *reduced.lock().unwrap_or_else(|p| p.into_inner()) = (per_domain > strict).then_some(1);
             let expires = now() + RESERVATION_TTL.as_secs();
             Ok(targets
                 .into_iter()
@@ -138,7 +159,13 @@ pub(super) async fn place(State(sh): S, headers: HeaderMap, Body(req): Body<Plac
     };
     let placed = sh.catalog(move |s| Ok(s.reserve(caller_id, owner, now(), decide))).await?;
     match placed {
-        Ok(targets) => Ok(Json(PlaceResponse { targets })),
+        Ok(targets) => {
+            let reduced_to = *reduced.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(t) = reduced_to {
+                tracing::info!(user = %owner, tolerate = f, survives = t, "too few hosts up: placed under-spread");
+            }
+            Ok(Json(PlaceResponse { targets, reduced_to }))
+        }
         Err(ReserveError::Refused(e)) => Err(e),
         Err(ReserveError::Store(e)) => Err(e.into()),
     }
