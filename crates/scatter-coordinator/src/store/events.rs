@@ -36,7 +36,7 @@ impl Store {
     pub fn events(&self, limit: usize) -> Result<Vec<Event>, StoreError> {
         self.read(|conn| {
             let rows = conn.query_map(
-                "SELECT time, actor, action, detail FROM (SELECT * FROM events ORDER BY id DESC LIMIT ?1) ORDER BY id",
+                "SELECT time, actor, action, detail FROM (SELECT * FROM events ORDER BY id DESC LIMIT ?1) AS e ORDER BY id",
                 params![limit as i64],
                 |r| Ok(Event { time: r.get::<i64>(0)? as u64, actor: r.get(1)?, action: r.get(2)?, detail: r.get(3)? }),
             )?;
