@@ -40,7 +40,7 @@ pub use reservations::{Reservation, ReserveError, Reserved};
 use sql::{Backend, Sql, SqlError};
 pub use transfer::{Moved, TransferError};
 
-const SCHEMA_VERSION: i64 = 9;
+const SCHEMA_VERSION: i64 = 10;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -173,7 +173,7 @@ CREATE INDEX IF NOT EXISTS chunks_by_pack ON chunks(pack);
 CREATE TABLE IF NOT EXISTS objects (
     id INTEGER PRIMARY KEY,
     user INTEGER NOT NULL REFERENCES users(id),
-    name TEXT NOT NULL,
+    name TEXT NOT NULL COLLATE BINARY,
     version INTEGER NOT NULL,
     session INTEGER NOT NULL REFERENCES sessions(id),
     manifest BLOB NOT NULL,
@@ -326,6 +326,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
         "ALTER TABLE snapshots ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
          UPDATE snapshots SET seq = rowid",
     ),
+];
+
+/// Upgrades of PostgreSQL catalogs only, after [`MIGRATIONS`] of the same version: what
+/// SQLite catalogs had from the start.
+const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
+    // Object names compare byte by byte, as in SQLite, so a prefix is a range of the index
+    // whatever the database's locale (list_objects), and listings come in one order.
+    (9, "ALTER TABLE objects ALTER COLUMN name TYPE TEXT COLLATE \"C\""),
 ];
 
 /// A catalog failure.
@@ -717,6 +725,11 @@ impl Store {
                     for (from, sql) in MIGRATIONS {
                         if *from >= v {
                             migrate(c, sql)?;
+                        }
+                    }
+                    for (from, sql) in POSTGRES_MIGRATIONS {
+                        if *from >= v && c.is_postgres() {
+                            c.batch(sql)?;
                         }
                     }
                 }
@@ -1148,17 +1161,31 @@ impl Store {
         })
     }
 
-    /// The latest version of every object whose name starts with `prefix`.
+    /// The latest version of every object whose name starts with `prefix`, in byte order.
+    ///
+    /// The names are a range of the (user, name, version) index: from `prefix` up to the
+    /// first string past every name that starts with it (`past_prefix`). Names compare
+    /// byte by byte on both back ends (SQLite's `BINARY`, PostgreSQL's `"C"` collation, see
+    /// the schema), which is what makes that range exactly the names with the prefix; a
+    /// listing reads the directory it lists, not every name the user has.
     pub fn list_objects(&self, user: UserId, prefix: &str) -> Result<Vec<ObjectRow>, StoreError> {
+        let past = past_prefix(prefix);
         self.read(|conn| {
-            let rows = conn.query_map(
-                "SELECT name, version, session, NULL, size, created FROM objects o
-                 WHERE user = ?1 AND substr(name, 1, length(?2)) = ?2
-                   AND version = (SELECT MAX(version) FROM objects WHERE user = o.user AND name = o.name)
-                 ORDER BY name",
-                params![user.0 as i64, prefix],
-                object_row,
-            )?;
+            let select = "SELECT name, version, session, NULL, size, created FROM objects o
+                 WHERE user = ?1 AND name >= ?2";
+            let latest = "version = (SELECT MAX(version) FROM objects WHERE user = o.user AND name = o.name)";
+            let rows = match &past {
+                Some(past) => conn.query_map(
+                    &format!("{select} AND name < ?3 AND {latest} ORDER BY name"),
+                    params![user.0 as i64, prefix, past],
+                    object_row,
+                )?,
+                None => conn.query_map(
+                    &format!("{select} AND {latest} ORDER BY name"),
+                    params![user.0 as i64, prefix],
+                    object_row,
+                )?,
+            };
             Ok(rows)
         })
     }
@@ -1328,6 +1355,26 @@ impl Store {
     }
 }
 
+/// The least string greater than every string that starts with `prefix` (in code point
+/// order, which is UTF-8's byte order): `prefix` with its last character moved to the next
+/// one, after dropping trailing U+10FFFF (which has none). `None` when there is no such
+/// string: every string at or above `prefix` then starts with it (the empty prefix, or one
+/// of U+10FFFF only).
+fn past_prefix(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match last {
+            '\u{D7FF}' => Some('\u{E000}'),
+            c => char::from_u32(c as u32 + 1),
+        };
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
 /// Who wrote the pack `user`'s chunk `id` lies in (the opener of its session), if stored.
 pub(crate) fn chunk_writer(conn: &Sql<'_>, user: UserId, id: &ChunkId) -> Result<Option<i64>, StoreError> {
     Ok(conn.query_opt(
@@ -1392,4 +1439,83 @@ fn shards_of(conn: &Sql<'_>, pack: &PackId) -> Result<Vec<(u8, ShardId, HostId, 
         |r| Ok((r.get(0)?, ShardId::from_bytes(r.get::<[u8; 32]>(1)?), HostId(r.get::<i64>(2)? as u64), r.get(3)?)),
     )?;
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use scatter_proto::api::Role;
+
+    use super::*;
+
+    crate::store::testing::conformance! {
+        fn a_prefix_lists_exactly_the_names_that_start_with_it() {
+            let (_dir, store) = testing::catalog();
+            store.add_token(&[1; 32], "ann", Role::User, None, None).expect("token");
+            let user = store.redeem_token(&[1; 32], "pk", &[2; 32], 0).expect("redeem").expect("user").id;
+            let session = store.add_session(user, b"k", 0, 100).expect("session");
+            let names = [
+                "a", "a/", "a/x", "a/y", "a/yy", "a-b/z", "a_b", "ab", "a.b", "b/c", "é/1", "\u{D7FF}/s", "\u{E000}/t",
+                "a\u{10FFFF}/q", "a\u{10FFFF}", "\u{10FFFF}", "\u{10FFFF}x", "Z", "",
+            ];
+            for name in names {
+                store.commit_object(user, name, session, b"m", 1, &[], false, 1).expect("commit");
+            }
+            // A second version: only the latest is listed.
+            assert_eq!(store.commit_object(user, "a/x", session, b"m", 2, &[], false, 2).expect("again"), 2);
+            for prefix in ["", "a", "a/", "a/y", "a-", "a\u{10FFFF}", "\u{10FFFF}", "\u{D7FF}", "é", "é/1", "z", "a/x/"] {
+                let listed: Vec<(String, u64)> = store
+                    .list_objects(user, prefix)
+                    .expect("list")
+                    .into_iter()
+                    .map(|o| (o.name, o.version))
+                    .collect();
+                let mut want: Vec<&str> = names.iter().copied().filter(|n| n.starts_with(prefix)).collect();
+                want.sort_unstable();
+                let want: Vec<(String, u64)> =
+                    want.into_iter().map(|n| (n.to_owned(), if n == "a/x" { 2 } else { 1 })).collect();
+                assert_eq!(listed, want, "prefix {prefix:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn past_prefix_is_the_least_string_above_the_prefixed_ones() {
+        assert_eq!(past_prefix("ab"), Some("ac".to_owned()));
+        assert_eq!(past_prefix("a\u{10FFFF}"), Some("b".to_owned()));
+        assert_eq!(past_prefix("\u{D7FF}"), Some("\u{E000}".to_owned()));
+        assert_eq!(past_prefix("\u{10FFFF}\u{10FFFF}"), None);
+        assert_eq!(past_prefix(""), None);
+    }
+
+    fn name_collation(store: &Store) -> Option<String> {
+        store
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT collation_name FROM information_schema.columns
+                     WHERE table_schema = current_schema() AND table_name = 'objects' AND column_name = 'name'",
+                    params![],
+                    |r| r.get::<Option<String>>(0),
+                )?)
+            })
+            .expect("the column")
+    }
+
+    #[test]
+    fn postgres_compares_object_names_bytewise_also_after_an_upgrade() {
+        testing::with_backend(true, || {
+            let (_guard, url) = testing::location();
+            let store = Store::connect(&url).expect("open");
+            assert_eq!(name_collation(&store).as_deref(), Some("C"));
+            // A version 9 catalog: names in another collation.
+            store
+                .conn()
+                .execute("ALTER TABLE objects ALTER COLUMN name TYPE TEXT COLLATE \"POSIX\"", params![])
+                .expect("sql");
+            store.conn().execute("UPDATE meta SET value = '9' WHERE key = 'schema'", params![]).expect("sql");
+            assert_eq!(name_collation(&store).as_deref(), Some("POSIX"));
+            drop(store);
+            let store = Store::connect(&url).expect("upgrade");
+            assert_eq!(name_collation(&store).as_deref(), Some("C"));
+        });
+    }
 }
