@@ -49,6 +49,8 @@ pub struct TestPg {
     run_as: Option<(u32, u32)>,
     server: Option<Child>,
     watchdog: Option<Child>,
+    /// Server settings (`name=value`) given after the test defaults, so they win.
+    settings: Vec<String>,
     /// Last field: removed after the server is stopped.
     dir: TempDir,
 }
@@ -58,6 +60,18 @@ impl TestPg {
     /// saying how to install PostgreSQL (`apt-get install postgresql`) if its binaries are
     /// not found.
     pub fn start() -> TestPg {
+        Self::start_with(&[])
+    }
+
+    /// [`TestPg::start`] with server settings (`name=value`, as `postgres -c` takes them)
+    /// over the test defaults, which favour speed over durability (`fsync=off`,
+    /// `synchronous_commit=off`, `full_page_writes=off`): a benchmark that wants a durable
+    /// server turns them back on here, and can size `shared_buffers` or `max_wal_size`.
+    pub fn start_with(settings: &[&str]) -> TestPg {
+        for s in settings {
+            assert!(s.contains('=') && !s.starts_with('='), "scatter-pgtest: a setting is `name=value`, not {s:?}");
+        }
+        let settings = settings.iter().map(|s| s.to_string()).collect();
         let bin = find_bin_dir();
         let run_as = if rustix::process::geteuid().is_root() { Some(postgres_user()) } else { None };
         let dir =
@@ -69,7 +83,7 @@ impl TestPg {
                     .unwrap_or_else(|e| panic!("scatter-pgtest: chown {} to the postgres user: {e}", path.display()));
             }
         }
-        let mut pg = TestPg { bin, port: 0, run_as, server: None, watchdog: None, dir };
+        let mut pg = TestPg { bin, port: 0, run_as, server: None, watchdog: None, settings, dir };
         pg.initdb();
         // From here on, a panic drops `pg`, which stops whatever server runs.
         for attempt in 1..=PORT_ATTEMPTS {
@@ -212,9 +226,11 @@ impl TestPg {
                 "full_page_writes=off",
                 "-c",
                 "max_connections=200",
-            ])
-            .stdout(log_out)
-            .stderr(log);
+            ]);
+        for setting in &self.settings {
+            cmd.arg("-c").arg(setting);
+        }
+        cmd.stdout(log_out).stderr(log);
         let server = cmd.spawn().unwrap_or_else(|e| {
             panic!("scatter-pgtest: run {}: {e}; {INSTALL_HINT}", self.bin.join("postgres").display())
         });

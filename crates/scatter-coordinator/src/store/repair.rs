@@ -583,6 +583,56 @@ mod tests {
         (dir, store, user, host, session)
     }
 
+    /// Commits pack `pack` coded `k`+`m` with shard i on `hosts[i]`, at `now`.
+    #[allow(clippy::too_many_arguments)]
+    fn commit_on(store: &Store, user: UserId, session: u64, pack: u8, k: u8, m: u8, hosts: &[HostId], now: u64) {
+        let shards: Vec<StoredShard> = hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| StoredShard {
+                index: i as u8,
+                shard: ShardId::from_bytes([pack * 16 + i as u8; 32]),
+                host: *h,
+                receipt: SignedReceipt("r".into()),
+            })
+            .collect();
+        let p = NewPack {
+            id: PackId::from_bytes([pack; 32]),
+            user,
+            session,
+            size: 10,
+            k,
+            m,
+            shard_size: 64,
+            shards: &shards,
+            chunks: &[],
+            relocate: false,
+        };
+        store.commit_pack(&p, now).expect("commit");
+    }
+
+    crate::store::testing::conformance! {
+        fn the_checker_finds_damaged_packs_most_endangered_first() {
+            let (_d, store, user, _, session) = setup();
+            let host = |n: u8, seen: u64| {
+                store.add_host(&[n; 32], &format!("http://127.0.0.1:{n}"), "z", 1 << 30, None, seen).expect("host")
+            };
+            let (on1, on2, off1, off2) = (host(10, 100), host(11, 100), host(12, 0), host(13, 0));
+            commit_on(&store, user, session, 1, 2, 1, &[on1, on2, off1], 1); // k healthy: degraded
+            commit_on(&store, user, session, 2, 1, 2, &[on1, off1, off2], 2); // k healthy: degraded, newer
+            commit_on(&store, user, session, 3, 1, 1, &[on1, on2], 3); // full
+            commit_on(&store, user, session, 4, 2, 1, &[on1, off1, off2], 4); // fewer than k: lost
+            let found = store.degraded_packs(50, 16).expect("degraded packs");
+            let order: Vec<(PackId, usize)> = found.iter().map(|p| (p.id, p.healthy)).collect();
+            let id = |n: u8| PackId::from_bytes([n; 32]);
+            assert_eq!(order, [(id(4), 1), (id(1), 2), (id(2), 1)]);
+            assert_eq!(found[0].shards.len(), 3);
+            assert_eq!(store.degraded_packs(50, 1).expect("limited").len(), 1);
+            let h = store.health(50).expect("health");
+            assert_eq!((h.packs_total, h.packs_full, h.packs_degraded, h.packs_lost), (4, 1, 2, 1));
+        }
+    }
+
     crate::store::testing::conformance! {
         fn inventories_reconcile_in_full_then_by_changes_since_the_last_acknowledged() {
             let (_dir, store, user, host, session) = setup();
