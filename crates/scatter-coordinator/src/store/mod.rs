@@ -1,5 +1,5 @@
-//! The catalog: SQLite embedded in the coordinator's data directory, or PostgreSQL shared by several
-//! coordinators, behind one type.
+//! The catalog: SQLite embedded in the coordinator's data directory, or PostgreSQL shared
+//! by several coordinators, behind one type.
 //!
 //! Every write that makes data visible (a pack and its shards and chunks; an object and its
 //! chunk references) is one transaction. The SQL is kept portable (no SQLite-only syntax
@@ -373,6 +373,9 @@ pub enum StoreError {
     /// The database (SQLite or PostgreSQL) reported an error.
     #[error("catalog database error: {0}")]
     Sql(#[from] SqlError),
+    /// The PostgreSQL catalog could not be reached (or refused the login) at start.
+    #[error("could not open the PostgreSQL catalog ({0}); check the --catalog URL (host, port, user, password, database) and that the server runs and accepts this user")]
+    Unreachable(String),
     /// The catalog's address is not one the coordinator can use.
     #[error("the catalog address is not usable: {0}; give a path for SQLite or postgresql://USER@HOST:PORT/DATABASE")]
     Address(String),
@@ -795,8 +798,24 @@ impl Store {
     pub fn open_postgres(url: &str) -> Result<Self, StoreError> {
         let config: postgres::Config = url.parse().map_err(|e: postgres::Error| StoreError::Address(e.to_string()))?;
         let store = Self { db: Backend::Pg(sql::Pool::new(config, POSTGRES_CONNECTIONS)) };
-        store.init()?;
-        Ok(store)
+        match store.init() {
+            Err(StoreError::Sql(SqlError::Postgres(e)))
+                if e.as_db_error()
+                    .is_none_or(|db| db.code().code().starts_with("28") || db.code().code() == "3D000") =>
+            {
+                {
+                    // The cause (refused, unknown host, bad password) is in the error's sources.
+                    let mut why = e.to_string();
+                    let mut source = std::error::Error::source(&e);
+                    while let Some(cause) = source {
+                        why = format!("{why}: {cause}");
+                        source = cause.source();
+                    }
+                    Err(StoreError::Unreachable(why))
+                }
+            }
+            other => other.map(|()| store),
+        }
     }
 
     /// Whether several coordinators may share this catalog (PostgreSQL): what one process
