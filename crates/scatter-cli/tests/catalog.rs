@@ -40,3 +40,40 @@ async fn a_grid_moves_its_catalog_from_sqlite_to_postgresql() {
     let listed = env.ok(&["ls"]);
     assert!(listed.contains("before") && listed.contains("after"), "{listed}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_coordinator_per_data_folder_and_a_missing_folder_is_created() {
+    let env = common::grid(1).await;
+    let dir = env.grid.coordinator_dir();
+    // A second coordinator on the running one's folder is refused, and changes nothing there.
+    let url_before = std::fs::read_to_string(dir.join("url")).expect("url");
+    let out = std::process::Command::new(common::EXE)
+        .args(["coordinator", "--data-dir", dir.to_str().expect("utf-8"), "--listen", "127.0.0.1:0"])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("another coordinator is running on"), "{err}");
+    assert_eq!(std::fs::read_to_string(dir.join("url")).expect("url"), url_before);
+
+    // A first start (with TLS) on a folder that does not exist yet creates it.
+    let fresh = env.path("new/nested/coordinator");
+    let log = env.path("fresh.log");
+    let mut child = std::process::Command::new(common::EXE)
+        .args(["coordinator", "--data-dir", fresh.to_str().expect("utf-8"), "--listen", "127.0.0.1:0"])
+        .stdout(std::fs::File::create(&log).expect("log"))
+        .stderr(std::fs::File::create(env.path("fresh.err")).expect("log"))
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !fresh.join("url").exists() {
+        let exited = child.try_wait().expect("wait");
+        assert!(exited.is_none(), "it exited: {}", std::fs::read_to_string(env.path("fresh.err")).unwrap_or_default());
+        assert!(std::time::Instant::now() < deadline, "no url within 30 s");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for file in ["ca.crt", "ca.key", "coordinator.key", "join-token", "admin-token", "catalog.db"] {
+        assert!(fresh.join(file).exists(), "{file} was created");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
