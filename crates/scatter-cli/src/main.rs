@@ -1136,6 +1136,14 @@ async fn run(cmd: Cmd) -> Result<i32> {
                     h["shards_repaired"],
                     ByteSize(h["bytes_repaired"].as_u64().unwrap_or(0))
                 );
+                // Why repair waits, as the checker's last pass found it.
+                for w in h["repair_waiting"].as_array().into_iter().flatten() {
+                    println!(
+                        "repair waits for {} pack(s): {}",
+                        w["packs"],
+                        escape(w["reason"].as_str().unwrap_or_default().as_bytes())
+                    );
+                }
             }
         }
         Cmd::Dev { hosts, data_dir } => dev(hosts, &data_dir).await?,

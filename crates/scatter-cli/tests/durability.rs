@@ -259,3 +259,35 @@ async fn writes_go_on_with_a_host_down_and_full_redundancy_returns_with_it() {
         assert!(std::fs::read(src.join(&name)).expect("src") == std::fs::read(restored.join(&name)).expect("restored"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_health_says_why_repair_waits() {
+    // Three hosts, 4+2 with two shards each: two hosts gone leave two shards of four needed.
+    let mut env = grid(3).await;
+    let file = env.write_random("data", 2 << 20, 21);
+    env.put(&file, "data");
+    env.grid.kill_host(1);
+    env.grid.kill_host(2);
+    let started = Instant::now();
+    let waiting = loop {
+        let h = health(&env);
+        if let Some(w) = h["repair_waiting"].as_array().filter(|w| !w.is_empty()) {
+            break w.clone();
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no reason given: {h}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(waiting[0]["reason"].as_str().is_some_and(|r| r.contains("waiting for hosts to come back")), "{waiting:?}");
+    assert!(waiting[0]["packs"].as_u64() >= Some(1), "{waiting:?}");
+    let text = env.ok(&["admin", "health"]);
+    assert!(text.contains("repair waits for") && text.contains("waiting for hosts to come back"), "{text}");
+    // Back: nothing waits any more.
+    env.grid.start_host(1).expect("restart");
+    env.grid.start_host(2).expect("restart");
+    wait_full(&env, Duration::from_secs(60)).await;
+    let started = Instant::now();
+    while health(&env)["repair_waiting"].as_array().is_some_and(|w| !w.is_empty()) {
+        assert!(started.elapsed() < Duration::from_secs(30), "the reasons stay after repair");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

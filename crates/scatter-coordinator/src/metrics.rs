@@ -20,7 +20,11 @@ pub(crate) async fn health(
     let cutoff = now().saturating_sub(sh.offline_after.as_secs());
     let h = db(&sh, move |s| s.health(cutoff)).await?;
     let (shards_repaired, bytes_repaired) = db(&sh, |s| s.repair_totals()).await?;
+    let waits = db(&sh, |s| s.repair_waits()).await?;
+    let waiting: Vec<serde_json::Value> =
+        waits.into_iter().map(|(reason, packs)| serde_json::json!({ "reason": reason, "packs": packs })).collect();
     Ok(Json(serde_json::json!({
+        "repair_waiting": waiting,
         "packs_total": h.packs_total,
         "packs_full": h.packs_full,
         "packs_degraded": h.packs_degraded,

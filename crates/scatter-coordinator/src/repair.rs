@@ -55,14 +55,25 @@ async fn pass(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::S
     shrink(shared, &hosts, fence).await?;
     let (f, _, _) = crate::room::tolerance(shared, &hosts);
     let degraded = packs.len();
+    let mut waits: HashMap<String, u64> = HashMap::new();
     for pack in packs {
         match repair(shared, &hosts, cutoff, &pack, f, fence).await {
             Ok(n) => {
                 tracing::info!(pack = %pack.id, shards = n, healthy_before = pack.healthy, "pack repaired");
             }
-            Err(e) => tracing::warn!(pack = %pack.id, error = %e, "pack could not be repaired now"),
+            Err(e) => {
+                tracing::warn!(pack = %pack.id, error = %e, "pack could not be repaired now");
+                *waits.entry(e).or_default() += 1;
+            }
         }
     }
+    // Why repair waits, for `admin health`: kept in the catalog, so whichever coordinator
+    // an admin asks can say it.
+    let mut waits: Vec<(String, u64)> = waits.into_iter().collect();
+    waits.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    waits.truncate(5);
+    let f2 = fence.clone();
+    shared.catalog(move |s| s.set_repair_waits(&waits, Some(&f2), now())).await?;
     // With repair done, packs placed under a looser rule (a smaller grid) are re-spread.
     // Finding them reads every shard's row, so it is done when the rule tightened, again
     // while the last search found a full batch, and every RESPREAD_EVERY passes (for packs

@@ -531,6 +531,29 @@ impl Store {
         })
     }
 
+    /// Records why the last checker pass left packs unrepaired: (reason, packs), replacing
+    /// what the pass before recorded (none: nothing waits).
+    pub fn set_repair_waits(&self, waits: &[(String, u64)], fence: Option<&Fence>, now: u64) -> Result<(), StoreError> {
+        let text = serde_json::to_string(waits).map_err(|e| StoreError::Task(e.to_string()))?;
+        self.write(|tx| {
+            leases::check(tx, fence, now)?;
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('repair_waits', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![text],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Why the last checker pass left packs unrepaired: (reason, packs), most packs first.
+    pub fn repair_waits(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let text: Option<String> = self
+            .read(|c| Ok(c.query_opt("SELECT value FROM meta WHERE key = 'repair_waits'", params![], |r| r.get(0))?))?;
+        // Written by the checker; an unreadable value reads as nothing waiting.
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default())
+    }
+
     /// Shard copies hosts should no longer keep: (host, shard). A copy that a live shard row
     /// still places on that host is never listed.
     pub fn orphans(&self, limit: usize) -> Result<Vec<(HostId, ShardId)>, StoreError> {
