@@ -21,6 +21,8 @@ macro_rules! params {
 }
 
 mod backup;
+#[cfg(feature = "bench")]
+mod bulk;
 #[cfg(test)]
 mod conformance;
 mod events;
@@ -35,6 +37,8 @@ pub(crate) mod testing;
 mod transfer;
 mod users;
 pub use backup::{DelegateRow, SnapshotRow, Swept};
+#[cfg(feature = "bench")]
+pub use bulk::{BulkObject, BulkPack};
 pub use events::Event;
 pub use hosts::{Beat, NewHost, MAX_SERVED_PER_SEC};
 pub use leases::Fence;

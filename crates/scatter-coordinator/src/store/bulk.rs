@@ -1,0 +1,313 @@
+//! Bulk loading, for benchmarks only (cargo feature `bench`): fills a catalog with many packs
+//! and objects per transaction, through the same SQL surface as every other write.
+//!
+//! What a load writes is what [`Store::commit_pack`] and [`Store::commit_object`] would have
+//! written for the same packs and objects (the same rows, columns and host counters), but
+//! it skips their checks: that the session exists and is the user's, that no host already
+//! records a shard, which writer a chunk stored twice keeps, that an object's chunks are
+//! stored, and which version an object gets (always 1: names must be new). It writes
+//! many rows per statement (multi-row `INSERT`s) and many packs per transaction, where a
+//! commit writes a row per statement and a transaction per pack. The caller vouches for the
+//! data being consistent; the benchmark builds it so.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use scatter_core::{ChunkId, HostId, PackId, ShardId, UserId};
+
+use super::sql::{Param, Sql, SqlError, Value};
+use super::{Store, StoreError};
+
+/// A pack with its shards and chunks, as a bulk load records it.
+pub struct BulkPack {
+    /// Id.
+    pub id: PackId,
+    /// The session it was written in (must be the user's).
+    pub session: u64,
+    /// Sealed size.
+    pub size: u64,
+    /// Data shards.
+    pub k: u8,
+    /// Parity shards.
+    pub m: u8,
+    /// Bytes per shard.
+    pub shard_size: u64,
+    /// Unix time of its commit.
+    pub created: u64,
+    /// Shards: (index, id, host, receipt).
+    pub shards: Vec<(u8, ShardId, HostId, String)>,
+    /// Chunks: (id, offset, sealed length).
+    pub chunks: Vec<(ChunkId, u64, u64)>,
+}
+
+/// An object (version 1 of a new name) and the chunks it references.
+pub struct BulkObject {
+    /// Encrypted name, new for the user.
+    pub name: String,
+    /// The session it was written in.
+    pub session: u64,
+    /// Sealed manifest.
+    pub manifest: Vec<u8>,
+    /// Plaintext size.
+    pub size: u64,
+    /// Unix time of its commit.
+    pub created: u64,
+    /// The chunks it references (stored, in this load or before).
+    pub chunks: Vec<ChunkId>,
+}
+
+/// Rows per `INSERT` at most: 1,000 rows of up to 8 values stay under both back ends' limits
+/// on parameters per statement (SQLite 32,766, PostgreSQL 65,535).
+const ROWS_PER_STATEMENT: usize = 1000;
+
+/// SQLite page cache for the load's transactions (KiB, as `PRAGMA cache_size` takes a
+/// negative number): a load's transaction touches far more pages than the store's default
+/// 2 MiB cache holds, and SQLite would spill them to the WAL over and over. Set back after.
+const LOAD_CACHE_KIB: i64 = 1 << 20;
+
+/// Inserts `rows` (each `width` values) with `head` (`INSERT INTO t (cols) VALUES`) and
+/// `tail` (an `ON CONFLICT` or `RETURNING` clause), many rows per statement; `each` gets the
+/// rows a `RETURNING` yields.
+fn insert_many(
+    tx: &Sql<'_>,
+    head: &str,
+    tail: &str,
+    width: usize,
+    rows: &[Value],
+    mut each: impl FnMut(&super::sql::Row) -> Result<(), SqlError>,
+) -> Result<(), SqlError> {
+    for batch in rows.chunks(width * ROWS_PER_STATEMENT) {
+        let mut sql = String::with_capacity(head.len() + tail.len() + batch.len() * 8);
+        sql.push_str(head);
+        for (i, _) in batch.iter().enumerate() {
+            let sep = match (i % width, i) {
+                (0, 0) => " (",
+                (0, _) => "), (",
+                _ => ", ",
+            };
+            let _ = write!(sql, "{sep}?{}", i + 1);
+        }
+        sql.push_str(") ");
+        sql.push_str(tail);
+        let params: Vec<&dyn Param> = batch.iter().map(|v| v as &dyn Param).collect();
+        tx.each(&sql, &params, &mut each)?;
+    }
+    Ok(())
+}
+
+fn blob(b: &[u8]) -> Value {
+    Value::Blob(b.to_vec())
+}
+
+impl Store {
+    /// Records `packs` (with shards, chunks and the hosts' counters) and `objects` (with
+    /// their chunk references) of `user` in one transaction, without the checks of a commit
+    /// (see the module). Benchmarks only.
+    #[doc(hidden)]
+    pub fn bulk_load(&self, user: UserId, packs: &[BulkPack], objects: &[BulkObject]) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let cache = match tx.is_postgres() {
+                true => None,
+                false => {
+                    let before: i64 = tx.query_row("PRAGMA cache_size", params![], |r| r.get(0))?;
+                    tx.batch(&format!("PRAGMA cache_size = -{LOAD_CACHE_KIB}"))?;
+                    Some(before)
+                }
+            };
+            let loaded = load(tx, user, packs, objects);
+            if let Some(before) = cache {
+                tx.batch(&format!("PRAGMA cache_size = {before}"))?;
+            }
+            loaded
+        })
+    }
+}
+
+fn load(tx: &Sql<'_>, user: UserId, packs: &[BulkPack], objects: &[BulkObject]) -> Result<(), StoreError> {
+    let u = Value::Int(user.0 as i64);
+    let mut rows = Vec::new();
+    for p in packs {
+        rows.extend([
+            blob(p.id.as_bytes()),
+            u.clone(),
+            Value::Int(p.session as i64),
+            Value::Int(p.size as i64),
+            Value::Int(p.k.into()),
+            Value::Int(p.m.into()),
+            Value::Int(p.shard_size as i64),
+            Value::Text("live".into()),
+            Value::Int(p.created as i64),
+        ]);
+    }
+    insert_many(
+        tx,
+        "INSERT INTO packs (id, user, session, size, k, m, shard_size, state, created) VALUES",
+        "",
+        9,
+        &rows,
+        |_| Ok(()),
+    )?;
+    rows.clear();
+    let mut held: HashMap<HostId, (i64, i64)> = HashMap::new();
+    for p in packs {
+        for (index, shard, host, receipt) in &p.shards {
+            rows.extend([
+                blob(p.id.as_bytes()),
+                Value::Int((*index).into()),
+                blob(shard.as_bytes()),
+                Value::Int(host.0 as i64),
+                Value::Text("ok".into()),
+                Value::Text(receipt.clone()),
+            ]);
+            let h = held.entry(*host).or_default();
+            h.0 += 1;
+            h.1 += p.shard_size as i64;
+        }
+    }
+    insert_many(tx, "INSERT INTO shards (pack, idx, hash, host, state, receipt) VALUES", "", 6, &rows, |_| Ok(()))?;
+    rows.clear();
+    for (host, (shards, bytes)) in held {
+        super::held(tx, host, shards, bytes)?;
+    }
+    for p in packs {
+        for (id, offset, len) in &p.chunks {
+            rows.extend([
+                u.clone(),
+                blob(id.as_bytes()),
+                blob(p.id.as_bytes()),
+                Value::Int(*offset as i64),
+                Value::Int(*len as i64),
+            ]);
+        }
+    }
+    insert_many(
+        tx,
+        "INSERT INTO chunks (user, id, pack, off, len) VALUES",
+        "ON CONFLICT DO NOTHING",
+        5,
+        &rows,
+        |_| Ok(()),
+    )?;
+    rows.clear();
+    for o in objects {
+        rows.extend([
+            u.clone(),
+            Value::Text(o.name.clone()),
+            Value::Int(1),
+            Value::Int(o.session as i64),
+            Value::Blob(o.manifest.clone()),
+            Value::Int(o.size as i64),
+            Value::Int(o.created as i64),
+        ]);
+    }
+    // The database numbers the objects; the names (new, so unique) say which is which.
+    let mut ids: HashMap<String, i64> = HashMap::with_capacity(objects.len());
+    insert_many(
+        tx,
+        "INSERT INTO objects (user, name, version, session, manifest, size, created) VALUES",
+        "RETURNING name, id",
+        7,
+        &rows,
+        |r| {
+            ids.insert(r.get(0)?, r.get(1)?);
+            Ok(())
+        },
+    )?;
+    rows.clear();
+    for o in objects {
+        let id = *ids.get(&o.name).ok_or(SqlError::NoRow)?;
+        for c in &o.chunks {
+            rows.extend([Value::Int(id), u.clone(), blob(c.as_bytes())]);
+        }
+    }
+    insert_many(
+        tx,
+        "INSERT INTO object_chunks (object, user, chunk) VALUES",
+        "ON CONFLICT DO NOTHING",
+        3,
+        &rows,
+        |_| Ok(()),
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use scatter_proto::api::{ChunkEntry, Role, StoredShard};
+    use scatter_proto::SignedReceipt;
+
+    use super::*;
+    use crate::store::{testing, NewPack};
+
+    /// A catalog with one user, a session and three hosts: (guard, store, user, session, hosts).
+    fn grid() -> (testing::Guard, Store, UserId, u64, Vec<HostId>) {
+        let (guard, store) = testing::catalog();
+        store.add_token(&[1; 32], "ann", Role::User, None, None).expect("token");
+        let user = store.redeem_token(&[1; 32], "pk", &[2; 32], 0).expect("redeem").expect("user").id;
+        let session = store.add_session(user, b"k", 0, 100).expect("session");
+        let hosts = (0..3u8)
+            .map(|i| store.add_host(&[i; 32], &format!("http://127.0.0.1:{i}"), "z", 1 << 30, None, 0).expect("host"))
+            .collect();
+        (guard, store, user, session, hosts)
+    }
+
+    /// The whole catalog as sorted export lines: equal for two catalogs holding the same rows.
+    fn rows(store: &Store) -> Vec<String> {
+        let mut out = Vec::new();
+        store.export(&mut out).expect("export");
+        let mut lines: Vec<String> = String::from_utf8(out).expect("utf-8").lines().map(str::to_owned).collect();
+        lines.sort();
+        lines
+    }
+
+    crate::store::testing::conformance! {
+        fn a_bulk_load_writes_what_commits_write() {
+            let (_a, committed, user, session, hosts) = grid();
+            let (_b, loaded, _, _, _) = grid();
+            let mut packs = Vec::new();
+            let mut objects = Vec::new();
+            for n in 0..3u8 {
+                let shards: Vec<(u8, ShardId, HostId, String)> =
+                    (0..3u8).map(|i| (i, ShardId::from_bytes([n * 8 + i; 32]), hosts[i as usize], format!("r{n}{i}"))).collect();
+                let chunks: Vec<(ChunkId, u64, u64)> = (0..2u8).map(|j| (ChunkId::from_bytes([100 + n * 8 + j; 32]), j as u64 * 10, 10)).collect();
+                let stored: Vec<StoredShard> = shards
+                    .iter()
+                    .map(|(i, s, h, r)| StoredShard { index: *i, shard: *s, host: *h, receipt: SignedReceipt(r.clone()) })
+                    .collect();
+                let entries: Vec<ChunkEntry> = chunks.iter().map(|(id, offset, len)| ChunkEntry { id: *id, offset: *offset, len: *len }).collect();
+                let pack = NewPack {
+                    id: PackId::from_bytes([200 + n; 32]),
+                    user,
+                    session,
+                    size: 20,
+                    k: 2,
+                    m: 1,
+                    shard_size: 10,
+                    shards: &stored,
+                    chunks: &entries,
+                    relocate: false,
+                };
+                committed.commit_pack(&pack, 5).expect("commit a pack");
+                let ids: Vec<ChunkId> = chunks.iter().map(|c| c.0).collect();
+                let name = format!("dir/{n}");
+                committed.commit_object(user, &name, session, b"manifest", 20, &ids, false, 6).expect("commit an object");
+                packs.push(BulkPack {
+                    id: pack.id,
+                    session,
+                    size: 20,
+                    k: 2,
+                    m: 1,
+                    shard_size: 10,
+                    created: 5,
+                    shards,
+                    chunks,
+                });
+                objects.push(BulkObject { name, session, manifest: b"manifest".to_vec(), size: 20, created: 6, chunks: ids });
+            }
+            loaded.bulk_load(user, &packs, &objects).expect("bulk load");
+            assert_eq!(rows(&loaded), rows(&committed));
+            let held: Vec<(u64, u64)> = loaded.hosts().expect("hosts").iter().map(|h| (h.shards, h.catalog_used)).collect();
+            assert_eq!(held, [(3, 30); 3]);
+        }
+    }
+}
