@@ -126,7 +126,18 @@ impl Store {
 fn load(tx: &Sql<'_>, user: UserId, packs: &[BulkPack], objects: &[BulkObject]) -> Result<(), StoreError> {
     let u = Value::Int(user.0 as i64);
     let mut rows = Vec::new();
+    let mut stored = 0i64;
     for p in packs {
+        // How the pack spreads, as `measure_spread` would record it: a bulk load's hosts are
+        // each their own failure domain (no operators).
+        let mut per_host: HashMap<HostId, usize> = HashMap::new();
+        for (_, _, host, _) in &p.shards {
+            *per_host.entry(*host).or_default() += 1;
+        }
+        let held: Vec<usize> = per_host.into_values().collect();
+        let spread = held.iter().copied().max().unwrap_or(0);
+        let tolerance = crate::durability::tolerance(&held, p.k as usize).unwrap_or(0);
+        stored += (p.shard_size * (u64::from(p.k) + u64::from(p.m))) as i64;
         rows.extend([
             blob(p.id.as_bytes()),
             u.clone(),
@@ -137,17 +148,20 @@ fn load(tx: &Sql<'_>, user: UserId, packs: &[BulkPack], objects: &[BulkObject]) 
             Value::Int(p.shard_size as i64),
             Value::Text("live".into()),
             Value::Int(p.created as i64),
+            Value::Int(spread as i64),
+            Value::Int(tolerance.into()),
         ]);
     }
     insert_many(
         tx,
-        "INSERT INTO packs (id, user, session, size, k, m, shard_size, state, created) VALUES",
+        "INSERT INTO packs (id, user, session, size, k, m, shard_size, state, created, spread, tolerance) VALUES",
         "",
-        9,
+        11,
         &rows,
         |_| Ok(()),
     )?;
     rows.clear();
+    super::stored(tx, user.0 as i64, packs.len() as i64, stored)?;
     let mut held: HashMap<HostId, (i64, i64)> = HashMap::new();
     for p in packs {
         for (index, shard, host, receipt) in &p.shards {
