@@ -126,7 +126,6 @@ impl Store {
 fn load(tx: &Sql<'_>, user: UserId, packs: &[BulkPack], objects: &[BulkObject]) -> Result<(), StoreError> {
     let u = Value::Int(user.0 as i64);
     let mut rows = Vec::new();
-    let mut stored = 0i64;
     for p in packs {
         // How the pack spreads, as `measure_spread` would record it: a bulk load's hosts are
         // each their own failure domain (no operators).
@@ -137,7 +136,6 @@ fn load(tx: &Sql<'_>, user: UserId, packs: &[BulkPack], objects: &[BulkObject]) 
         let held: Vec<usize> = per_host.into_values().collect();
         let spread = held.iter().copied().max().unwrap_or(0);
         let tolerance = crate::durability::tolerance(&held, p.k as usize).unwrap_or(0);
-        stored += (p.shard_size * (u64::from(p.k) + u64::from(p.m))) as i64;
         rows.extend([
             blob(p.id.as_bytes()),
             u.clone(),
@@ -161,7 +159,10 @@ fn load(tx: &Sql<'_>, user: UserId, packs: &[BulkPack], objects: &[BulkObject]) 
         |_| Ok(()),
     )?;
     rows.clear();
-    super::stored(tx, user.0 as i64, packs.len() as i64, stored)?;
+    for p in packs {
+        let bytes = (p.shard_size * (u64::from(p.k) + u64::from(p.m))) as i64;
+        super::stored(tx, user.0 as i64, &p.id.as_bytes()[..], 1, bytes)?;
+    }
     let mut held: HashMap<HostId, (i64, i64)> = HashMap::new();
     for p in packs {
         for (index, shard, host, receipt) in &p.shards {

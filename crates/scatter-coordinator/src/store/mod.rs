@@ -138,9 +138,14 @@ CREATE TABLE IF NOT EXISTS users (
     disabled INTEGER NOT NULL DEFAULT 0,
     quota INTEGER,
     owner INTEGER,
-    trusted INTEGER NOT NULL DEFAULT 0,
-    stored INTEGER NOT NULL DEFAULT 0,
-    live_packs INTEGER NOT NULL DEFAULT 0
+    trusted INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS usage_counts (
+    user INTEGER NOT NULL,
+    slot INTEGER NOT NULL,
+    packs INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (user, slot)
 );
 CREATE TABLE IF NOT EXISTS policies (
     user INTEGER PRIMARY KEY REFERENCES users(id),
@@ -350,16 +355,19 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     // Hosts send what changed since the inventory the coordinator acknowledged last.
     (9, "ALTER TABLE hosts ADD COLUMN inventory_ack INTEGER NOT NULL DEFAULT 0"),
-    // What each user's live packs take on hosts is kept as a counter, updated with every
-    // pack that becomes live or is released, instead of summed for every placement.
+    // What each user's live packs take on hosts is kept in counters (see `stored`), updated
+    // with every pack that becomes live or is released, instead of summed for every placement.
     (
         10,
-        "ALTER TABLE users ADD COLUMN stored INTEGER NOT NULL DEFAULT 0;
-         ALTER TABLE users ADD COLUMN live_packs INTEGER NOT NULL DEFAULT 0;
-         UPDATE users SET
-             stored = COALESCE((SELECT SUM(p.shard_size * (p.k + p.m)) FROM packs p
-                                WHERE p.user = users.id AND p.state = 'live'), 0),
-             live_packs = (SELECT COUNT(*) FROM packs p WHERE p.user = users.id AND p.state = 'live')",
+        "CREATE TABLE IF NOT EXISTS usage_counts (
+             user INTEGER NOT NULL,
+             slot INTEGER NOT NULL,
+             packs INTEGER NOT NULL DEFAULT 0,
+             bytes INTEGER NOT NULL DEFAULT 0,
+             PRIMARY KEY (user, slot)
+         );
+         INSERT INTO usage_counts (user, slot, packs, bytes)
+             SELECT user, 0, COUNT(*), SUM(shard_size * (k + m)) FROM packs WHERE state = 'live' GROUP BY user",
     ),
     // How each pack's shards spread over failure domains is kept with it (see `spread`),
     // so status and the re-spread search read an index instead of every shard. Packs from
@@ -709,13 +717,22 @@ fn held(conn: &Sql<'_>, host: HostId, shards: i64, bytes: i64) -> Result<(), Sql
     Ok(())
 }
 
-/// Counts `packs` live packs of `bytes` on hosts more (or fewer) for `user`, in the caller's
-/// transaction: every pack that becomes live or is released goes with one. (Per user, not
-/// per grid: one counter row for all would make every commit wait for the others.)
-fn stored(conn: &Sql<'_>, user: i64, packs: i64, bytes: i64) -> Result<(), SqlError> {
+/// Counter rows per user: a pack counts in the row its id's first byte picks, so commits of
+/// one user running at once (a backup's parallel packs, through several coordinators)
+/// rarely update the same row, which PostgreSQL's serializable transactions would make
+/// retry; reading a user's usage sums this many rows.
+const USAGE_SLOTS: u8 = 16;
+
+/// Counts `packs` live packs of `bytes` on hosts more (or fewer) for `user`, in the row that
+/// `pack` picks, in the caller's transaction: every pack that becomes live or is released
+/// goes with one.
+fn stored(conn: &Sql<'_>, user: i64, pack: &[u8], packs: i64, bytes: i64) -> Result<(), SqlError> {
+    let slot = pack.first().map_or(0, |b| b % USAGE_SLOTS);
     conn.execute(
-        "UPDATE users SET live_packs = live_packs + ?2, stored = stored + ?3 WHERE id = ?1",
-        params![user, packs, bytes],
+        "INSERT INTO usage_counts (user, slot, packs, bytes) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (user, slot) DO UPDATE SET packs = usage_counts.packs + excluded.packs,
+                                                bytes = usage_counts.bytes + excluded.bytes",
+        params![user, slot, packs, bytes],
     )?;
     Ok(())
 }
@@ -751,13 +768,15 @@ pub(crate) fn measure_spread(conn: &Sql<'_>, pack: &[u8]) -> Result<(), SqlError
 /// `packs`, with parameters `params`) selects, taking what they hold off their owners' usage.
 /// Returns how many.
 pub(crate) fn release_packs(conn: &Sql<'_>, filter: &str, params: &[&dyn sql::Param]) -> Result<u64, SqlError> {
-    let released: Vec<(i64, i64)> = conn.query_map(
-        &format!("UPDATE packs SET state = 'deleting' WHERE state = 'live' AND {filter} RETURNING user, shard_size * (k + m)"),
+    let released: Vec<(i64, Vec<u8>, i64)> = conn.query_map(
+        &format!(
+            "UPDATE packs SET state = 'deleting' WHERE state = 'live' AND {filter} RETURNING user, id, shard_size * (k + m)"
+        ),
         params,
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
-    for (user, bytes) in &released {
-        stored(conn, *user, -1, -bytes)?;
+    for (user, pack, bytes) in &released {
+        stored(conn, *user, pack, -1, -bytes)?;
     }
     Ok(released.len() as u64)
 }
@@ -1158,7 +1177,7 @@ impl Store {
                 // The same pack committed twice (a retried request): nothing more to do.
                 return Ok(());
             }
-            stored(tx, p.user.0 as i64, 1, (p.shard_size * (u64::from(p.k) + u64::from(p.m))) as i64)?;
+            stored(tx, p.user.0 as i64, &p.id.as_bytes()[..], 1, (p.shard_size * (u64::from(p.k) + u64::from(p.m))) as i64)?;
             let writer: i64 =
                 tx.query_row("SELECT COALESCE(opener, user) FROM sessions WHERE id = ?1", params![p.session as i64], |r| {
                     r.get(0)

@@ -290,7 +290,7 @@ impl Store {
     pub fn health(&self, cutoff: u64) -> Result<Health, StoreError> {
         self.read(|conn| {
             let total: i64 =
-                conn.query_row("SELECT CAST(COALESCE(SUM(live_packs), 0) AS BIGINT) FROM users", params![], |r| {
+                conn.query_row("SELECT CAST(COALESCE(SUM(packs), 0) AS BIGINT) FROM usage_counts", params![], |r| {
                     r.get(0)
                 })?;
             let mut h = Health { packs_total: total as u64, ..Health::default() };

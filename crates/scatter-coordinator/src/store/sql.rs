@@ -630,7 +630,7 @@ impl Drop for Pool {
 }
 
 /// Attempts at a PostgreSQL transaction aborted by conflicts before giving up.
-const ATTEMPTS: u32 = 12;
+const ATTEMPTS: u32 = 20;
 
 /// Whether a store error is a back end's conflict that a rerun resolves.
 pub(super) trait Retry {
@@ -746,8 +746,10 @@ fn pg_run<T, E: From<SqlError> + Retry>(
             }
             Err(e) => return Err(e.into()),
             Ok(Err(e)) if E::conflict(&e) && attempt < ATTEMPTS => {
-                let backoff = 2u64.pow(attempt.min(7)) + rand::random::<u64>() % 8;
-                std::thread::sleep(Duration::from_millis(backoff));
+                // Random within a window that doubles (to 256 ms): transactions that collided
+                // do not collide again in step.
+                let window = 2u64.pow(attempt.min(8));
+                std::thread::sleep(Duration::from_millis(1 + rand::random::<u64>() % window));
             }
             Ok(result) => return result,
         }

@@ -94,8 +94,8 @@ impl Raw<'_> {
         self.0.write(|c| Ok(super::release_packs(c, "id = ?1", params![pack.as_bytes()])?))
     }
 
-    /// What the user's live packs take on hosts, summed from them: what the `stored`
-    /// counter must always equal (and `live_packs` their number, see `health`).
+    /// What the user's live packs take on hosts, summed from them: what the usage counters
+    /// must always add up to (see `stored`).
     pub fn usage_summed(&self, user: scatter_core::UserId) -> Result<u64, StoreError> {
         let sum: i64 = self.0.read(|c| {
             Ok(c.query_row(

@@ -28,6 +28,7 @@ const TABLES: &[&str] = &[
     "policies",
     "sessions",
     "packs",
+    "usage_counts",
     "shards",
     "chunks",
     "objects",

@@ -117,7 +117,7 @@ impl Store {
         self.read(|conn| {
             let rows = conn.query_map(
                 "SELECT u.id, u.name, u.role, u.disabled, u.quota, u.owner,
-u.stored
+                        CAST(COALESCE((SELECT SUM(c.bytes) FROM usage_counts c WHERE c.user = u.id), 0) AS BIGINT)
                  FROM users u ORDER BY u.id",
                 params![],
                 |r| {
@@ -143,10 +143,15 @@ u.stored
 
     /// Bytes the user's live packs take on hosts (with redundancy): what quotas count.
     pub fn usage(&self, id: UserId) -> Result<u64, StoreError> {
-        // A counter kept with every pack that becomes live or is released (see `stored`).
-        let used: Option<i64> = self
-            .read(|c| Ok(c.query_opt("SELECT stored FROM users WHERE id = ?1", params![id.0 as i64], |r| r.get(0))?))?;
-        Ok(used.unwrap_or(0).max(0) as u64)
+        // Counters kept with every pack that becomes live or is released (see `stored`).
+        let used: i64 = self.read(|c| {
+            Ok(c.query_row(
+                "SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM usage_counts WHERE user = ?1",
+                params![id.0 as i64],
+                |r| r.get(0),
+            )?)
+        })?;
+        Ok(used.max(0) as u64)
     }
 
     /// Disables (or enables) a user; false if there is no such user.
