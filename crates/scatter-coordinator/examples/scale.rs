@@ -548,7 +548,7 @@ fn measure(store: &Store, grid: &Grid, quick: bool) -> BTreeMap<&'static str, St
         add("15 re-spread search: crowded_packs", took);
     }
     out.entry("10 checker: degraded_packs (16)").or_default().note = format!("{damaged} packs damaged");
-    out.entry("14 reconcile one host").or_default().note = format!("{shards} shards");
+    out.entry("14 reconcile one host (full inventory)").or_default().note = format!("{shards} shards");
     out
 }
 
