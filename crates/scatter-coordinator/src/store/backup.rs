@@ -70,6 +70,16 @@ pub struct Swept {
     pub packs_released: u64,
 }
 
+/// Chunks of user `?1` that nothing references at time `?2`: no object or snapshot, no
+/// reference an open session recorded, and not in a pack an open session committed.
+pub(super) const UNREFERENCED: &str = "user = ?1
+        AND NOT EXISTS (SELECT 1 FROM object_chunks oc WHERE oc.user = chunks.user AND oc.chunk = chunks.id)
+        AND NOT EXISTS (SELECT 1 FROM snapshot_chunks sc WHERE sc.user = chunks.user AND sc.chunk = chunks.id)
+        AND NOT EXISTS (SELECT 1 FROM session_refs sr JOIN sessions s ON s.id = sr.session
+                        WHERE sr.user = chunks.user AND sr.chunk = chunks.id AND s.expires > ?2)
+        AND NOT EXISTS (SELECT 1 FROM packs p JOIN sessions s ON s.id = p.session
+                        WHERE p.id = chunks.pack AND s.expires > ?2)";
+
 /// Drops the user's unreferenced chunks and releases packs left empty, inside `tx`.
 ///
 /// What open sessions (of the user or of any delegate) may still reference is kept: their
@@ -82,13 +92,7 @@ pub(super) fn sweep(tx: &Sql<'_>, user: UserId, now: u64) -> Result<Swept, Store
            AND session IN (SELECT id FROM sessions WHERE user = ?1 AND expires <= ?2)",
         params![u, now],
     )?;
-    let unreferenced = "user = ?1
-        AND NOT EXISTS (SELECT 1 FROM object_chunks oc WHERE oc.user = chunks.user AND oc.chunk = chunks.id)
-        AND NOT EXISTS (SELECT 1 FROM snapshot_chunks sc WHERE sc.user = chunks.user AND sc.chunk = chunks.id)
-        AND NOT EXISTS (SELECT 1 FROM session_refs sr JOIN sessions s ON s.id = sr.session
-                        WHERE sr.user = chunks.user AND sr.chunk = chunks.id AND s.expires > ?2)
-        AND NOT EXISTS (SELECT 1 FROM packs p JOIN sessions s ON s.id = p.session
-                        WHERE p.id = chunks.pack AND s.expires > ?2)";
+    let unreferenced = UNREFERENCED;
     let (count, bytes): (i64, i64) = tx.query_row(
         &format!("SELECT COUNT(*), CAST(COALESCE(SUM(len), 0) AS BIGINT) FROM chunks WHERE {unreferenced}"),
         params![u, now],

@@ -1347,16 +1347,36 @@ impl Store {
     pub fn remove_object(&self, user: UserId, name: &str, now: u64) -> Result<(u64, u64), StoreError> {
         self.write(|tx| {
             let u = user.0 as i64;
+            // Only the chunks the removed versions referenced can have lost their last
+            // reference: those are looked at, not every chunk of the user (prune does that).
+            let referenced: Vec<Vec<u8>> = tx.query_map(
+                "SELECT DISTINCT chunk FROM object_chunks
+                 WHERE object IN (SELECT id FROM objects WHERE user = ?1 AND name = ?2)",
+                params![u, name],
+                |r| r.get(0),
+            )?;
             tx.execute(
                 "DELETE FROM object_chunks WHERE object IN (SELECT id FROM objects WHERE user = ?1 AND name = ?2)",
                 params![u, name],
             )?;
             let versions = tx.execute("DELETE FROM objects WHERE user = ?1 AND name = ?2", params![u, name])? as u64;
-            let released = match backup::sweep(tx, user, now) {
-                Ok(swept) => swept.packs_released,
-                Err(StoreError::Busy) => 0,
-                Err(e) => return Err(e),
-            };
+            let mut emptied = std::collections::BTreeSet::new();
+            for chunk in referenced {
+                let packs: Vec<Vec<u8>> = tx.query_map(
+                    &format!("DELETE FROM chunks WHERE id = ?3 AND {} RETURNING pack", backup::UNREFERENCED),
+                    params![u, now as i64, chunk],
+                    |r| r.get(0),
+                )?;
+                emptied.extend(packs);
+            }
+            let mut released = 0;
+            for pack in emptied {
+                released += release_packs(
+                    tx,
+                    "id = ?1 AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.pack = packs.id)",
+                    params![pack],
+                )?;
+            }
             Ok((versions, released))
         })
     }
