@@ -288,13 +288,25 @@ impl Sql<'_> {
         params: &[&dyn Param],
         mut f: impl FnMut(&Row) -> Result<(), SqlError>,
     ) -> Result<(), SqlError> {
+        self.scan(sql, params, |r| f(r).map(|()| true))
+    }
+
+    /// Runs a query and hands rows to `f` until it returns false.
+    fn scan(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        mut f: impl FnMut(&Row) -> Result<bool, SqlError>,
+    ) -> Result<(), SqlError> {
         match &self.0 {
             Conn::Lite(c) => {
                 let mut stmt = c.prepare_cached(sql)?;
                 let n = stmt.column_count();
                 let mut rows = stmt.query(rusqlite::params_from_iter(values(params)))?;
                 while let Some(r) = rows.next()? {
-                    f(&lite_row(r, n)?)?;
+                    if !f(&lite_row(r, n)?)? {
+                        break;
+                    }
                 }
                 Ok(())
             }
@@ -304,7 +316,9 @@ impl Sql<'_> {
                 let vals = values(params);
                 let mut rows = c.tx.query_raw(&stmt, vals.iter())?;
                 while let Some(r) = postgres::fallible_iterator::FallibleIterator::next(&mut rows)? {
-                    f(&pg_row(&r)?)?;
+                    if !f(&pg_row(&r)?)? {
+                        break;
+                    }
                 }
                 Ok(())
             }
@@ -333,12 +347,11 @@ impl Sql<'_> {
         params: &[&dyn Param],
         f: impl FnOnce(&Row) -> Result<T, SqlError>,
     ) -> Result<Option<T>, SqlError> {
+        // The first row only: the rest are not read.
         let mut first = None;
-        self.each(sql, params, |r| {
-            if first.is_none() {
-                first = Some(Row(r.0.clone()));
-            }
-            Ok(())
+        self.scan(sql, params, |r| {
+            first = Some(Row(r.0.clone()));
+            Ok(false)
         })?;
         first.as_ref().map(f).transpose()
     }
