@@ -66,21 +66,21 @@ pub struct Coordinator {
 /// Signs this device's request credentials: a new one for every request, bound to its
 /// method, path and query, and body.
 pub struct Signer {
-    user: UserId,
+    device: DeviceId,
     key: ed25519_dalek::SigningKey,
     grid: [u8; 32],
 }
 
 impl Signer {
-    /// Signs as `user` with the device key `key` on the grid with CA `ca`.
-    pub fn new(user: UserId, key: ed25519_dalek::SigningKey, ca: Option<scatter_net::Fingerprint>) -> Self {
-        Self { user, key, grid: ca.map(|fp| fp.0).unwrap_or([0; 32]) }
+    /// Signs as `device` with its key `key` on the grid with CA `ca`.
+    pub fn new(device: DeviceId, key: ed25519_dalek::SigningKey, ca: Option<scatter_net::Fingerprint>) -> Self {
+        Self { device, key, grid: ca.map(|fp| fp.0).unwrap_or([0; 32]) }
     }
 
     /// The `Authorization` value for one request.
     fn credential(&self, method: &str, target: &str, body: &[u8]) -> Result<String, ClientError> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let c = Credential::new(self.user, now + LIFETIME, body);
+        let c = Credential::new(self.device, now + LIFETIME, body);
         let text = c
             .sign(&self.key, &self.grid, Request { method, target })
             .map_err(|_| ClientError::Invalid(format!("no credential can be made for {method} {target:.80}")))?;
@@ -199,13 +199,67 @@ impl Coordinator {
         token: &str,
         public_key: &str,
         device_key: &ed25519_dalek::VerifyingKey,
+        device_name: &str,
     ) -> Result<RegisterResponse, ClientError> {
         let req = RegisterRequest {
             token: token.into(),
             public_key: public_key.into(),
             device_key: hex::encode(device_key.to_bytes()),
+            device_name: device_name.into(),
         };
         self.post(Repeat::Unsafe, "/v1/users/register", &req).await
+    }
+
+    /// Registers this device with a recovery code, which signs the claim (the code itself is
+    /// not sent); returns the account and the key file kept for the code.
+    pub async fn recover(
+        &self,
+        code: &scatter_core::recovery::RecoveryCode,
+        device_key: &ed25519_dalek::VerifyingKey,
+        device_name: &str,
+    ) -> Result<RecoverResponse, ClientError> {
+        let time = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let grid = self.ca.map(|fp| fp.0).unwrap_or([0; 32]);
+        let claim = scatter_core::recovery::claim(&grid, device_key.as_bytes(), time);
+        let req = RecoverRequest {
+            verifier: hex::encode(code.verifier()),
+            signature: hex::encode(code.sign(&claim)),
+            time,
+            device_key: hex::encode(device_key.to_bytes()),
+            device_name: device_name.into(),
+        };
+        self.post(Repeat::Unsafe, "/v1/users/recover", &req).await
+    }
+
+    /// The caller's devices.
+    pub async fn devices(&self) -> Result<DevicesResponse, ClientError> {
+        self.get("/v1/devices", &[]).await
+    }
+
+    /// Revokes one of the caller's other devices.
+    pub async fn revoke_device(&self, device: DeviceId) -> Result<(), ClientError> {
+        let _: serde_json::Value = self.post(Repeat::Safe, "/v1/devices/revoke", &RevokeDeviceRequest { device }).await?;
+        Ok(())
+    }
+
+    /// The caller's recovery code, as kept for its devices.
+    pub async fn recovery_code(&self) -> Result<RecoveryCodeResponse, ClientError> {
+        self.get("/v1/recovery", &[]).await
+    }
+
+    /// Sets a new recovery code and the key file sealed to it (`replace`), or re-seals the key
+    /// file for the same code.
+    pub async fn set_recovery_code(&self, req: &RecoveryCodeRequest, replace: bool) -> Result<(), ClientError> {
+        let _: serde_json::Value = match replace {
+            true => self.call(Repeat::Safe, Method::PUT, "/v1/recovery", &[], Some(json("/v1/recovery", req)?)).await?,
+            false => self.post(Repeat::Safe, "/v1/recovery/escrow", req).await?,
+        };
+        Ok(())
+    }
+
+    /// A one-time token that adds a device to `user` (admins).
+    pub async fn device_invite(&self, user: UserId) -> Result<InviteResponse, ClientError> {
+        self.post(Repeat::Unsafe, "/v1/admin/users/device", &DeviceInviteRequest { user }).await
     }
 
     /// The grid's hosts.

@@ -165,7 +165,7 @@ impl Grid {
         let token = derived(b"invite", 0, 0);
         store.add_token(&token, "bench", Role::User, None, None).expect("add the invite");
         let key = device_key().verifying_key().to_bytes();
-        let user = store.redeem_token(&token, "age1bench", &key, t0).expect("redeem").expect("a fresh invite").id;
+        let user = store.redeem_token(&token, "age1bench", &key, "", t0).expect("redeem").expect("a fresh invite").id;
         let session = store.add_session(user, &[7; 60], t0, t0 + 10 * 365 * 86_400).expect("session");
         let hosts = (0..HOSTS)
             .map(|i| {

@@ -63,10 +63,14 @@ impl From<StoreError> for ApiError {
             | StoreError::BadReference
             | StoreError::SessionClosed
             | StoreError::SnapshotExists
-            | StoreError::ShardTaken(_) => ApiError::Conflict(e.to_string()),
+            | StoreError::ShardTaken(_)
+            | StoreError::DeviceTaken => ApiError::Conflict(e.to_string()),
             StoreError::Busy => ApiError::Busy(e.to_string()),
-            StoreError::NameTaken => ApiError::Forbidden(e.to_string()),
-            StoreError::NotYourSession | StoreError::NotPlanned => ApiError::Forbidden(e.to_string()),
+            StoreError::NameTaken
+            | StoreError::AccountDisabled
+            | StoreError::OtherKeys
+            | StoreError::NotYourSession
+            | StoreError::NotPlanned => ApiError::Forbidden(e.to_string()),
             e => {
                 tracing::error!(error = %e, "catalog error");
                 ApiError::Internal(e.to_string())

@@ -170,6 +170,14 @@ registry_id!(
     "u",
     "user id"
 );
+registry_id!(
+    /// A device of a user: the Ed25519 key its requests are signed with, numbered by the
+    /// coordinator when registered. A device registered before users could have several has
+    /// its user's id.
+    DeviceId,
+    "d",
+    "device id"
+);
 
 #[cfg(test)]
 mod tests {

@@ -74,6 +74,11 @@ impl WriteKeys {
         key
     }
 
+    /// The write root, for keys derived from it elsewhere in this crate.
+    pub(crate) fn root(&self) -> &[u8; 32] {
+        &self.root
+    }
+
     /// Wraps a session's data key to the user's public key.
     pub fn wrap(&self, key: &DataKey) -> Vec<u8> {
         age::encrypt(&self.recipient, key.as_bytes()).expect("age encrypts 32 bytes to an x25519 recipient")

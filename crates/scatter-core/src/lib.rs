@@ -13,10 +13,11 @@ pub mod keys;
 pub mod manifest;
 pub mod names;
 pub mod pack;
+pub mod recovery;
 pub mod retention;
 pub mod size;
 pub mod snapshot;
 pub mod tree;
 
-pub use ids::{ChunkId, HostId, PackId, ShardId, UserId};
+pub use ids::{ChunkId, DeviceId, HostId, PackId, ShardId, UserId};
 pub use size::ByteSize;

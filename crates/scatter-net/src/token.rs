@@ -1,8 +1,10 @@
-//! Join and invite tokens: a one-time secret and, on a TLS grid, the CA fingerprint that
-//! authenticates the coordinator on first contact.
+//! Join and invite tokens and recovery codes: a one-time secret and, on a TLS grid, the CA
+//! fingerprint that authenticates the coordinator on first contact.
 //!
 //! Text form: `sct_<64 hex secret>` on an `--insecure` grid, `sct_<64 hex secret>_<64 hex CA
 //! fingerprint>` otherwise. The coordinator stores only a hash of the `sct_<secret>` part.
+//! A recovery code has the same form with `scr_`: its secret never goes to the coordinator
+//! (see `scatter_core::recovery`), so it must never be mistaken for an invite.
 
 use std::fmt;
 use std::str::FromStr;
@@ -18,22 +20,41 @@ pub struct Token {
 
 /// Why a token does not parse.
 #[derive(Debug, thiserror::Error)]
-#[error("this is not a Scatter token (expected sct_ and 64 or 129 more characters, as printed by the coordinator); copy it again")]
+#[error("this is not a Scatter token (expected sct_ or scr_ and 64 or 129 more characters, as printed by scatter); copy it again")]
 pub struct BadToken;
 
 impl Token {
-    /// A token for `secret` (`sct_…`) on a grid whose CA has fingerprint `ca`.
+    /// A token for `secret` (`sct_…`, or `scr_…` for a recovery code) on a grid whose CA has
+    /// fingerprint `ca`.
     pub fn new(secret: &str, ca: Option<Fingerprint>) -> Result<Self, BadToken> {
-        let hex = secret.strip_prefix("sct_").ok_or(BadToken)?;
+        let hex = secret.strip_prefix("sct_").or_else(|| secret.strip_prefix("scr_")).ok_or(BadToken)?;
         if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(BadToken);
         }
         Ok(Self { secret: secret.to_owned(), ca })
     }
 
-    /// The secret part, the one the coordinator checks.
+    /// A recovery code with `secret` on a grid whose CA has fingerprint `ca`.
+    pub fn recovery(secret: &[u8; 32], ca: Option<Fingerprint>) -> Self {
+        Self { secret: format!("scr_{}", hex::encode(secret)), ca }
+    }
+
+    /// The secret part, the one the coordinator checks (of an invite or join token).
     pub fn secret(&self) -> &str {
         &self.secret
+    }
+
+    /// Whether this is a recovery code rather than an invite or join token.
+    pub fn is_recovery(&self) -> bool {
+        self.secret.starts_with("scr_")
+    }
+
+    /// The secret's 32 bytes.
+    pub fn secret_bytes(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        // `new` checked 64 hex digits.
+        hex::decode_to_slice(&self.secret[4..], &mut out).expect("a token's secret is 64 hex digits");
+        out
     }
 
     /// The grid CA's fingerprint, or `None` for a plain-HTTP grid.
@@ -108,6 +129,15 @@ mod tests {
         ] {
             assert!(bad.parse::<Token>().is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn recovery_codes_are_told_apart_from_invites() {
+        let code = Token::recovery(&[0xab; 32], Some(Fingerprint([1; 32])));
+        let parsed: Token = code.to_string().parse().expect("parse");
+        assert!(parsed.is_recovery() && parsed.to_string().starts_with("scr_"));
+        assert_eq!(parsed.secret_bytes(), [0xab; 32]);
+        assert!(!SECRET.parse::<Token>().expect("invite").is_recovery());
     }
 
     #[test]

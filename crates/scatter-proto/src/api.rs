@@ -4,7 +4,7 @@
 //! authenticate with `Authorization: Scatter <credential>` (see [`crate::auth`]); hosts send
 //! their secret in the body of their heartbeats. Shard bytes never pass through the coordinator.
 
-use scatter_core::{ByteSize, ChunkId, HostId, PackId, ShardId, UserId};
+use scatter_core::{ByteSize, ChunkId, DeviceId, HostId, PackId, ShardId, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::grant::SignedGrant;
@@ -428,6 +428,106 @@ pub struct RegisterRequest {
     pub public_key: String,
     /// This device's Ed25519 public key (hex), which signs its request credentials.
     pub device_key: String,
+    /// A name for this device in `scatter key devices` (e.g. the machine's host name).
+    #[serde(default)]
+    pub device_name: String,
+}
+
+/// `POST /v1/users/recover`: a new device registers with a recovery code, proven by a
+/// signature over [`scatter_core::recovery::claim`] (the code itself never leaves the user).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoverRequest {
+    /// The code's verifier (hex).
+    pub verifier: String,
+    /// The claim's signature (hex).
+    pub signature: String,
+    /// The claim's time (unix seconds).
+    pub time: u64,
+    /// This device's Ed25519 public key (hex).
+    pub device_key: String,
+    /// A name for this device.
+    #[serde(default)]
+    pub device_name: String,
+}
+
+/// The answer to a recovery: who the device now signs for, and the key file kept for the
+/// code (sealed to it, and under the passphrase inside).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoverResponse {
+    /// The account's id.
+    pub user_id: UserId,
+    /// The new device's id.
+    pub device_id: DeviceId,
+    /// The account's role.
+    pub role: Role,
+    /// The kept key file (base64), to open with the code and then the passphrase.
+    pub escrow: String,
+}
+
+/// One of the caller's devices (`GET /v1/devices`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceEntry {
+    /// Its id, for `scatter key revoke`.
+    pub id: DeviceId,
+    /// The name it registered with.
+    pub name: String,
+    /// When it registered (unix seconds).
+    pub created: u64,
+    /// When it was revoked, if it was.
+    pub revoked: Option<u64>,
+}
+
+/// The caller's devices, and which of them made the request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DevicesResponse {
+    /// Oldest first.
+    pub devices: Vec<DeviceEntry>,
+    /// The device that asked.
+    pub current: DeviceId,
+}
+
+/// `POST /v1/devices/revoke`: refuse one of the caller's devices from now on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevokeDeviceRequest {
+    /// The device.
+    pub device: DeviceId,
+}
+
+/// A recovery code as the coordinator keeps it for the user's devices: what checks it, and
+/// the recipient key files are sealed to, bound to the user's keys
+/// ([`scatter_core::recovery::binding`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoveryCodeInfo {
+    /// The code's verifier (hex).
+    pub verifier: String,
+    /// The age recipient (`age1…`).
+    pub recipient: String,
+    /// The binding MAC (hex).
+    pub binding: String,
+}
+
+/// `PUT /v1/recovery`: a new recovery code (voiding the old one) with the key file sealed to
+/// it; `POST /v1/recovery/escrow` re-seals the key file for the same code (`info` unchanged).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoveryCodeRequest {
+    /// The code.
+    pub info: RecoveryCodeInfo,
+    /// The key file sealed to the code's recipient (base64).
+    pub escrow: String,
+}
+
+/// `GET /v1/recovery`: the caller's recovery code, if it has one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoveryCodeResponse {
+    /// `None` before the first code, and once a code was used until a new one is made.
+    pub code: Option<RecoveryCodeInfo>,
+}
+
+/// `POST /v1/admin/users/device`: a one-time token that adds a device to an existing user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceInviteRequest {
+    /// The user.
+    pub user: UserId,
 }
 
 /// What an account may do. On the wire and in the catalog, its lowercase name.
@@ -480,6 +580,8 @@ impl std::fmt::Display for Role {
 pub struct RegisterResponse {
     /// The new user's id.
     pub user_id: UserId,
+    /// The new device's id, which signs its credentials.
+    pub device_id: DeviceId,
     /// The user's role.
     pub role: Role,
 }

@@ -7,13 +7,13 @@
 //! padding (176 characters):
 //!
 //! ```text
-//! "SAU2" | user u64 | expires (unix s) u64 | nonce [16] | body BLAKE3 [32] | Ed25519 signature [64]
+//! "SAU2" | device u64 | expires (unix s) u64 | nonce [16] | body BLAKE3 [32] | Ed25519 signature [64]
 //! ```
 //!
 //! The signature covers
 //!
 //! ```text
-//! "SAU2" | grid [32] | user | expires | nonce | body hash | method length u8 | method
+//! "SAU2" | grid [32] | device | expires | nonce | body hash | method length u8 | method
 //!        | target length u32 | target
 //! ```
 //!
@@ -34,7 +34,7 @@ use std::collections::{BinaryHeap, HashSet};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
-use scatter_core::UserId;
+use scatter_core::DeviceId;
 
 const MAGIC: &[u8; 4] = b"SAU2";
 const OLD_MAGICS: [&[u8; 4]; 1] = [b"SAU1"];
@@ -83,13 +83,17 @@ pub enum AuthError {
     /// The replay cache is full of live credentials.
     #[error("the coordinator is handling too many requests to remember them all; try again in a minute")]
     Busy,
+    /// The device was revoked by its user.
+    #[error("this device was revoked; run `scatter init` on it again (with an invite or the recovery code) if that was a mistake")]
+    Revoked,
 }
 
-/// What a credential asserts: "I am this user, until then, for this one request".
+/// What a credential asserts: "I am this device, until then, for this one request".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Credential {
-    /// The user (the row registered by this device, not the owner it may work for).
-    pub user: UserId,
+    /// The device that signs (a device registered before users had several has its user's
+    /// id; the coordinator finds its account).
+    pub device: DeviceId,
     /// Unix seconds after which it is refused.
     pub expires: u64,
     /// Random: makes every credential distinct, and keys the replay cache.
@@ -115,7 +119,7 @@ fn signed_bytes(grid: &[u8; 32], c: &Credential, req: Request<'_>) -> Result<Vec
     let mut m = Vec::with_capacity(4 + 32 + BODY_LEN + 5 + req.method.len() + req.target.len());
     m.extend_from_slice(MAGIC);
     m.extend_from_slice(grid);
-    m.extend_from_slice(&c.user.0.to_be_bytes());
+    m.extend_from_slice(&c.device.0.to_be_bytes());
     m.extend_from_slice(&c.expires.to_be_bytes());
     m.extend_from_slice(&c.nonce);
     m.extend_from_slice(&c.body_hash);
@@ -128,10 +132,10 @@ fn signed_bytes(grid: &[u8; 32], c: &Credential, req: Request<'_>) -> Result<Vec
 
 impl Credential {
     /// A new credential for a request with `body`, valid until `expires`, with a random nonce.
-    pub fn new(user: UserId, expires: u64, body: &[u8]) -> Self {
+    pub fn new(device: DeviceId, expires: u64, body: &[u8]) -> Self {
         let mut nonce = [0u8; NONCE_LEN];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
-        Self { user, expires, nonce, body_hash: *blake3::hash(body).as_bytes() }
+        Self { device, expires, nonce, body_hash: *blake3::hash(body).as_bytes() }
     }
 
     /// Signs the credential for `req` on `grid` with the device key.
@@ -139,7 +143,7 @@ impl Credential {
         let sig = key.sign(&signed_bytes(grid, self, req)?);
         let mut b = Vec::with_capacity(LEN);
         b.extend_from_slice(MAGIC);
-        b.extend_from_slice(&self.user.0.to_be_bytes());
+        b.extend_from_slice(&self.device.0.to_be_bytes());
         b.extend_from_slice(&self.expires.to_be_bytes());
         b.extend_from_slice(&self.nonce);
         b.extend_from_slice(&self.body_hash);
@@ -147,7 +151,7 @@ impl Credential {
         Ok(URL_SAFE_NO_PAD.encode(b))
     }
 
-    /// Reads the claims of a credential without checking it: the coordinator needs the user
+    /// Reads the claims of a credential without checking it: the coordinator needs the device
     /// to find the key to [`verify`](Self::verify) with.
     pub fn peek(text: &str) -> Result<Self, AuthError> {
         Ok(Self::decode(text)?.0)
@@ -176,7 +180,7 @@ impl Credential {
         body_hash.copy_from_slice(&b[20 + NONCE_LEN..BODY_LEN]);
         let mut sig = [0u8; 64];
         sig.copy_from_slice(&b[BODY_LEN..]);
-        let c = Self { user: UserId(u64_at(4)), expires: u64_at(12), nonce, body_hash };
+        let c = Self { device: DeviceId(u64_at(4)), expires: u64_at(12), nonce, body_hash };
         Ok((c, Signature::from_bytes(&sig)))
     }
 
@@ -214,7 +218,7 @@ impl Credential {
 
 /// The credentials accepted and not yet expired, so that each is accepted once.
 ///
-/// Keyed by user and nonce (the nonce alone is chosen by the signer; a credential's signature
+/// Keyed by device and nonce (the nonce alone is chosen by the signer; a credential's signature
 /// covers both). Bounded: beyond `capacity` live entries, new credentials are refused with
 /// [`AuthError::Busy`] until old ones expire, rather than forgetting one that could then be
 /// replayed. An entry costs about 80 bytes.
@@ -234,14 +238,14 @@ impl ReplayCache {
     /// Records a verified credential; refuses one seen before. Forgets credentials expired at
     /// `now` first (they are refused by their expiry from then on).
     pub fn admit(&mut self, c: &Credential, now: u64) -> Result<(), AuthError> {
-        while let Some(std::cmp::Reverse((expires, user, nonce))) = self.by_expiry.peek().copied() {
+        while let Some(std::cmp::Reverse((expires, device, nonce))) = self.by_expiry.peek().copied() {
             if expires > now {
                 break;
             }
             self.by_expiry.pop();
-            self.live.remove(&(user, nonce));
+            self.live.remove(&(device, nonce));
         }
-        let key = (c.user.0, c.nonce);
+        let key = (c.device.0, c.nonce);
         if self.live.contains(&key) {
             return Err(AuthError::Replayed);
         }
@@ -249,7 +253,7 @@ impl ReplayCache {
             return Err(AuthError::Busy);
         }
         self.live.insert(key);
-        self.by_expiry.push(std::cmp::Reverse((c.expires, c.user.0, c.nonce)));
+        self.by_expiry.push(std::cmp::Reverse((c.expires, c.device.0, c.nonce)));
         Ok(())
     }
 
@@ -276,7 +280,7 @@ mod tests {
     }
 
     fn credential(expires: u64, body: &[u8]) -> Credential {
-        Credential::new(UserId(7), expires, body)
+        Credential::new(DeviceId(7), expires, body)
     }
 
     #[test]
@@ -344,8 +348,8 @@ mod tests {
         assert_eq!(cache.admit(&a, 50), Ok(()));
         assert_eq!(cache.admit(&a, 50), Err(AuthError::Replayed));
         assert_eq!(cache.admit(&a, 99), Err(AuthError::Replayed));
-        // Another user's credential with the same nonce is another credential.
-        let other = Credential { user: UserId(8), ..a };
+        // Another device's credential with the same nonce is another credential.
+        let other = Credential { device: DeviceId(8), ..a };
         assert_eq!(cache.admit(&other, 50), Ok(()));
         // Full of live credentials: refuse rather than forget one.
         assert_eq!(cache.admit(&credential(200, b""), 50), Ok(()));

@@ -59,6 +59,26 @@ pub(super) async fn invite(
     Ok(Json(InviteResponse { token: sh.token(&secret) }))
 }
 
+/// `POST /v1/admin/users/device`: a one-time token that adds a device to an existing user
+/// (the new device brings the user's keys: a key export, or the recovery code).
+pub(super) async fn device_invite(
+    State(sh): S,
+    headers: HeaderMap,
+    Body(req): Body<DeviceInviteRequest>,
+) -> ApiResult<InviteResponse> {
+    let admin = caller(&sh, &headers, Right::Admin).await?;
+    let secret = format!("sct_{}", random_secret());
+    let hash = secret_hash(&secret);
+    let user = req.user;
+    if !db(&sh, move |s| s.add_device_token(&hash, user)).await? {
+        return Err(ApiError::NotFound(format!(
+            "there is no enabled user {user}; `scatter admin user ls` lists them"
+        )));
+    }
+    event(&sh, admin.me.to_string(), "device.invited", format!("for {user}")).await;
+    Ok(Json(InviteResponse { token: sh.token(&secret) }))
+}
+
 pub(super) async fn users(State(sh): S, headers: HeaderMap) -> ApiResult<Vec<UserEntry>> {
     caller(&sh, &headers, Right::Admin).await?;
     Ok(Json(db(&sh, |s| s.users()).await?))

@@ -26,7 +26,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use scatter_core::UserId;
+use scatter_core::DeviceId;
 use scatter_net::limits::MinRate;
 use scatter_proto::auth::{AuthError, Credential, Request as Signed};
 
@@ -34,7 +34,7 @@ use super::{db, event};
 use crate::error::ApiError;
 use crate::{now, Shared};
 
-/// The header carrying the verified user from this gate to the handler.
+/// The header carrying the verified device from this gate to the handler.
 pub(crate) const VERIFIED: &str = "scatter-verified-user";
 
 /// Bodies of requests that are a few fields (joins, heartbeats, sessions, admin calls).
@@ -71,7 +71,7 @@ pub(crate) const REPLAY_CAPACITY: usize = 1 << 18;
 pub(crate) fn route(path: &str) -> (usize, bool) {
     match path {
         "/health" | "/metrics" => (0, false),
-        "/v1/hosts/join" | "/v1/hosts/cert" | "/v1/users/register" => (SMALL, false),
+        "/v1/hosts/join" | "/v1/hosts/cert" | "/v1/users/register" | "/v1/users/recover" => (SMALL, false),
         // A receipts backfill: MAX_RECEIPTS of about 210 bytes.
         "/v1/hosts/heartbeat" | "/v1/hosts/receipts" => (MEDIUM, false),
         // By shard count: MAX_INVENTORY entries of about 80 bytes.
@@ -116,19 +116,19 @@ impl Failures {
     }
 }
 
-/// The sealed value of [`VERIFIED`] for `user`.
-fn seal(sh: &Shared, user: UserId) -> String {
-    let mac = blake3::keyed_hash(&sh.verdict_key, &user.0.to_be_bytes());
-    format!("{}.{}", user.0, mac.to_hex())
+/// The sealed value of [`VERIFIED`] for `device`.
+fn seal(sh: &Shared, device: DeviceId) -> String {
+    let mac = blake3::keyed_hash(&sh.verdict_key, &device.0.to_be_bytes());
+    format!("{}.{}", device.0, mac.to_hex())
 }
 
-/// The user a sealed [`VERIFIED`] value names, if the seal is this process's.
-pub(crate) fn open(sh: &Shared, value: &str) -> Option<UserId> {
-    let (user, mac) = value.split_once('.')?;
-    let user = UserId(user.parse().ok()?);
-    let expected = blake3::keyed_hash(&sh.verdict_key, &user.0.to_be_bytes());
+/// The device a sealed [`VERIFIED`] value names, if the seal is this process's.
+pub(crate) fn open(sh: &Shared, value: &str) -> Option<DeviceId> {
+    let (device, mac) = value.split_once('.')?;
+    let device = DeviceId(device.parse().ok()?);
+    let expected = blake3::keyed_hash(&sh.verdict_key, &device.0.to_be_bytes());
     // blake3::Hash compares in constant time.
-    (blake3::Hash::from_hex(mac).ok()? == expected).then_some(user)
+    (blake3::Hash::from_hex(mac).ok()? == expected).then_some(device)
 }
 
 fn refuse(e: ApiError) -> Response {
@@ -187,7 +187,7 @@ async fn check(sh: &Arc<Shared>, req: Request) -> Result<(Request, Room<'_>), Ap
     let (bytes, room) = read_body(sh, body, declared, limit, verified.is_some()).await?;
     if let Some(c) = verified {
         c.check_body(&bytes).map_err(|e| ApiError::Unauthorized(e.to_string()))?;
-        let sealed = HeaderValue::from_str(&seal(sh, c.user))
+        let sealed = HeaderValue::from_str(&seal(sh, c.device))
             .map_err(|_| ApiError::Internal("the verified user cannot be put in a header".into()))?;
         parts.headers.insert(VERIFIED, sealed);
     }
@@ -208,9 +208,12 @@ async fn credential(
         .ok_or_else(|| ApiError::Unauthorized("this request needs your credentials; run `scatter init` first".into()))?
         .to_owned();
     let claimed = Credential::peek(&text).map_err(|e| ApiError::Unauthorized(e.to_string()))?;
-    let found = db(sh, move |s| s.user_with_key(claimed.user)).await?;
+    let found = db(sh, move |s| s.device_login(claimed.device)).await?;
     let grid = sh.grid_id();
-    let verified = found.ok_or(None).and_then(|(_, key)| {
+    let verified = found.ok_or(None).and_then(|(_, key, revoked)| {
+        if revoked {
+            return Err(Some(AuthError::Revoked));
+        }
         let key = <[u8; 32]>::try_from(key.as_slice())
             .ok()
             .and_then(|k| ed25519_dalek::VerifyingKey::from_bytes(&k).ok())
@@ -220,8 +223,8 @@ async fn credential(
     let c = match verified {
         Ok(c) => c,
         Err(why) => {
-            let reason = why.as_ref().map(|e| e.to_string()).unwrap_or_else(|| "unknown user or device key".into());
-            event(sh, claimed.user.to_string(), "auth.refused", format!("{method} {target:.100}: {reason}")).await;
+            let reason = why.as_ref().map(|e| e.to_string()).unwrap_or_else(|| "unknown device".into());
+            event(sh, claimed.device.to_string(), "auth.refused", format!("{method} {target:.100}: {reason}")).await;
             return Err(ApiError::Unauthorized(match why {
                 Some(e) => e.to_string(),
                 None => "this device is not registered with this coordinator; run `scatter init` again".into(),
@@ -232,8 +235,8 @@ async fn credential(
     // Coordinators sharing a catalog record what they admitted there too, or a credential
     // used on one could be replayed on another.
     if admitted.is_ok() && sh.store.is_shared() {
-        let (user, nonce, expires) = (c.user, c.nonce, c.expires);
-        if !db(sh, move |s| s.first_use(user, &nonce, expires, now())).await? {
+        let (device, nonce, expires) = (c.device, c.nonce, c.expires);
+        if !db(sh, move |s| s.first_use(device, &nonce, expires, now())).await? {
             admitted = Err(AuthError::Replayed);
         }
     }
@@ -241,7 +244,7 @@ async fn credential(
         Ok(()) => Ok(c),
         Err(AuthError::Busy) => Err(ApiError::Busy(AuthError::Busy.to_string())),
         Err(e) => {
-            event(sh, c.user.to_string(), "auth.refused", format!("{method} {target:.100}: {e}")).await;
+            event(sh, c.device.to_string(), "auth.refused", format!("{method} {target:.100}: {e}")).await;
             Err(ApiError::Unauthorized(e.to_string()))
         }
     }
@@ -323,7 +326,7 @@ mod tests {
 
     #[test]
     fn every_route_has_a_limit_and_unauthenticated_ones_are_small() {
-        for path in ["/v1/hosts/join", "/v1/hosts/cert", "/v1/users/register", "/v1/hosts/heartbeat"] {
+        for path in ["/v1/hosts/join", "/v1/hosts/cert", "/v1/users/register", "/v1/users/recover", "/v1/hosts/heartbeat"] {
             let (limit, user) = route(path);
             assert!(!user && limit <= MEDIUM, "{path}");
         }

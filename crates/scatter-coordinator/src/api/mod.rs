@@ -25,6 +25,7 @@ use crate::{now, secret_hash, Shared};
 
 mod admin;
 mod backup;
+mod devices;
 pub(crate) mod guard;
 pub(crate) mod place;
 
@@ -48,6 +49,11 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/hosts/inventory", post(inventory))
         .route("/v1/hosts/receipts", post(backfill_receipts))
         .route("/v1/users/register", post(register))
+        .route("/v1/users/recover", post(devices::recover))
+        .route("/v1/devices", get(devices::list))
+        .route("/v1/devices/revoke", post(devices::revoke))
+        .route("/v1/recovery", get(devices::get_code).put(devices::set_code))
+        .route("/v1/recovery/escrow", post(devices::set_escrow))
         .route("/v1/status", get(status))
         .route("/v1/sessions", post(create_session))
         .route("/v1/chunks/lookup", post(lookup_chunks))
@@ -75,6 +81,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/admin/hosts/disable", post(admin::disable_host))
         .route("/v1/admin/users", get(admin::users).post(admin::invite))
         .route("/v1/admin/users/disable", post(admin::disable_user))
+        .route("/v1/admin/users/device", post(admin::device_invite))
         .route("/v1/admin/users/remove", post(admin::remove_user))
         .route("/v1/admin/events", get(admin::events))
         .route("/v1/admin/operators", get(admin::operators).post(admin::add_operator))
@@ -136,9 +143,13 @@ pub(crate) async fn user(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<Us
         headers.get(guard::VERIFIED).and_then(|v| v.to_str().ok()).and_then(|v| guard::open(shared, v)).ok_or_else(
             || ApiError::Unauthorized("this request needs your credentials; run `scatter init` first".into()),
         )?;
-    let u = db(shared, move |s| s.user_with_key(id)).await?.map(|(u, _)| u).ok_or_else(|| {
+    let (u, _, revoked) = db(shared, move |s| s.device_login(id)).await?.ok_or_else(|| {
         ApiError::Unauthorized("this device is not registered with this coordinator; run `scatter init` again".into())
     })?;
+    if revoked {
+        // Revoked after the gate let the request in: refused all the same.
+        return Err(devices::revoked());
+    }
     if u.disabled {
         event(shared, u.me.to_string(), "auth.refused", "account disabled".into()).await;
         return Err(ApiError::Forbidden("this account is disabled; ask the grid's admin".into()));
@@ -437,15 +448,11 @@ async fn register(State(sh): S, Body(req): Body<RegisterRequest>) -> ApiResult<R
     if !req.public_key.starts_with("age1") || req.public_key.len() > 128 {
         return Err(ApiError::BadRequest("the public key is not an age X25519 recipient (age1…)".into()));
     }
-    let mut device_key = [0u8; 32];
-    let valid = hex::decode_to_slice(&req.device_key, &mut device_key).is_ok()
-        && ed25519_dalek::VerifyingKey::from_bytes(&device_key).is_ok();
-    if !valid {
-        return Err(ApiError::BadRequest("the device key is not an Ed25519 public key in hex".into()));
-    }
+    let device_key = devices::device(&req.device_key, &req.device_name)?;
     let token_hash = secret_hash(&token_secret(&req.token));
-    let user =
-        db(&sh, move |s| s.redeem_token(&token_hash, &req.public_key, &device_key, now())).await?.ok_or_else(|| {
+    let user = db(&sh, move |s| s.redeem_token(&token_hash, &req.public_key, &device_key, &req.device_name, now()))
+        .await?
+        .ok_or_else(|| {
             ApiError::Unauthorized(
                 "the token is unknown or was already used; ask the grid's admin for a new one".into(),
             )
@@ -457,8 +464,8 @@ async fn register(State(sh): S, Body(req): Body<RegisterRequest>) -> ApiResult<R
             return Err(e);
         }
     };
-    event(&sh, user.me.to_string(), "user.registered", format!("role {}", user.role)).await;
-    Ok(Json(RegisterResponse { user_id: user.me, role: user.role }))
+    event(&sh, user.me.to_string(), "user.registered", format!("role {}, device {}", user.role, user.device)).await;
+    Ok(Json(RegisterResponse { user_id: user.me, device_id: user.device, role: user.role }))
 }
 
 async fn status(State(sh): S, headers: HeaderMap) -> ApiResult<StatusResponse> {

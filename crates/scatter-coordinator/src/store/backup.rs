@@ -414,7 +414,7 @@ mod tests {
     fn setup() -> (crate::store::testing::Guard, Store, UserId, scatter_core::HostId) {
         let (dir, store) = crate::store::testing::catalog();
         store.add_token(&[1; 32], "ann", Role::User, None, None).expect("token");
-        let user = store.redeem_token(&[1; 32], "pk", &[2; 32], 0).expect("redeem").expect("user").id;
+        let user = store.redeem_token(&[1; 32], "pk", &[2; 32], "", 0).expect("redeem").expect("user").id;
         let host = store.add_host(&[3; 32], "http://127.0.0.1:1", "z", 1 << 30, None, 0).expect("host");
         (dir, store, user, host)
     }
@@ -539,7 +539,7 @@ mod tests {
     /// A delegate (`reader` or `appender`) of `owner`, registered with token and key `n`.
     fn delegate(store: &Store, owner: UserId, role: scatter_proto::api::Role, n: u8) -> UserId {
         store.add_token(&[n; 32], "laptop", role, None, Some(owner)).expect("token");
-        store.redeem_token(&[n; 32], "pk", &[n + 100; 32], 0).expect("redeem").expect("user").me
+        store.redeem_token(&[n; 32], "pk", &[n + 100; 32], "", 0).expect("redeem").expect("user").me
     }
 
     crate::store::testing::conformance! {
@@ -584,14 +584,14 @@ mod tests {
             assert_eq!(view(&store), [("mine".into(), user, true), ("theirs".into(), app, false)]);
             // Another user cannot trust someone else's delegate.
             store.add_token(&[7; 32], "bob", Role::User, None, None).expect("token");
-            let bob = store.redeem_token(&[7; 32], "pk", &[8; 32], 0).expect("redeem").expect("user").id;
+            let bob = store.redeem_token(&[7; 32], "pk", &[8; 32], "", 0).expect("redeem").expect("user").id;
             assert!(!store.set_trusted(bob, app, true).expect("set"));
             assert!(store.set_trusted(user, app, true).expect("set"));
             assert_eq!(view(&store)[1], ("theirs".into(), app, true));
             // Trusted from the invite on.
             store.add_token(&[9; 32], "nas", Role::Appender, None, Some(user)).expect("token");
             store.trust_token(&[9; 32]).expect("trust");
-            store.redeem_token(&[9; 32], "pk", &[10; 32], 0).expect("redeem");
+            store.redeem_token(&[9; 32], "pk", &[10; 32], "", 0).expect("redeem");
             let trusted: Vec<bool> = store.delegates(user).expect("delegates").iter().map(|d| d.trusted).collect();
             assert_eq!(trusted, [true, true]);
         }

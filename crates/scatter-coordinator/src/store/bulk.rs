@@ -258,7 +258,7 @@ mod tests {
     fn grid() -> (testing::Guard, Store, UserId, u64, Vec<HostId>) {
         let (guard, store) = testing::catalog();
         store.add_token(&[1; 32], "ann", Role::User, None, None).expect("token");
-        let user = store.redeem_token(&[1; 32], "pk", &[2; 32], 0).expect("redeem").expect("user").id;
+        let user = store.redeem_token(&[1; 32], "pk", &[2; 32], "", 0).expect("redeem").expect("user").id;
         let session = store.add_session(user, b"k", 0, 100).expect("session");
         let hosts = (0..3u8)
             .map(|i| store.add_host(&[i; 32], &format!("http://127.0.0.1:{i}"), "z", 1 << 30, None, 0).expect("host"))

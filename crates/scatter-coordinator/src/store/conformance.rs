@@ -4,7 +4,7 @@
 //! past 32 bits, byte strings, text with quotes and non-ASCII, booleans, limits, and the
 //! `user` columns.
 
-use scatter_core::{ChunkId, HostId, PackId, ShardId, UserId};
+use scatter_core::{ChunkId, DeviceId, HostId, PackId, ShardId, UserId};
 use scatter_proto::api::{ChunkEntry, Policy, Role, StoredShard};
 use scatter_proto::SignedReceipt;
 
@@ -16,7 +16,14 @@ const GIB: u64 = 1 << 30;
 /// A user registered with invite `[n; 32]` and device key `[255 - n; 32]`: its own id.
 fn user(store: &Store, n: u8, name: &str, role: Role, quota: Option<u64>, owner: Option<UserId>) -> UserId {
     store.add_token(&[n; 32], name, role, quota, owner).expect("token");
-    store.redeem_token(&[n; 32], "age1pk", &[255 - n; 32], 0).expect("redeem").expect("unused token").me
+    store.redeem_token(&[n; 32], "age1pk", &[255 - n; 32], "", 0).expect("redeem").expect("unused token").me
+}
+
+/// The account `user` and its first device's key, as a request from that device finds them.
+fn login(store: &Store, user: UserId) -> (super::UserRow, Vec<u8>) {
+    let first = store.devices(user).expect("devices")[0].id;
+    let (row, key, _) = store.device_login(first).expect("sql").expect("a device");
+    (row, key)
 }
 
 /// A host with secret hash `[n; 32]` offering 3 TiB, heard from at `now`.
@@ -196,18 +203,18 @@ conformance! {
         assert!(store.user_exists(ann).expect("exists") && store.user_exists(reader).expect("exists"));
         assert!(!store.user_exists(UserId(999)).expect("exists"));
 
-        let (row, key) = store.user_with_key(reader).expect("sql").expect("reader");
+        let (row, key) = login(&store, reader);
         assert_eq!(
             (row.id, row.me, row.role, row.disabled, row.quota),
             (ann, reader, Role::Reader, false, Some(5 << 40)),
             "a delegate works on its owner's data, under the owner's quota"
         );
         assert_eq!(key, [0xfc; 32]);
-        let (row, key) = store.user_with_key(ann).expect("sql").expect("ann");
+        let (row, key) = login(&store, ann);
         assert_eq!((row.id, row.me, row.role, row.quota, key), (ann, ann, Role::User, Some(5 << 40), vec![0xfe; 32]));
-        let (row, _) = store.user_with_key(bob).expect("sql").expect("bob");
+        let (row, _) = login(&store, bob);
         assert_eq!((row.id, row.role, row.quota), (bob, Role::Admin, None));
-        assert!(store.user_with_key(UserId(999)).expect("sql").is_none());
+        assert!(store.device_login(DeviceId(999)).expect("sql").is_none());
 
         // Usage counts all k+m shards of live packs, past 32 bits.
         let hosts: Vec<HostId> = (1..=3).map(|n| host(&store, n, 0)).collect();
@@ -236,7 +243,7 @@ conformance! {
         );
 
         // The owner's state governs its delegates; a delegate's own does not touch the owner.
-        let disabled = |id| store.user_with_key(id).expect("sql").expect("user").0.disabled;
+        let disabled = |id| login(&store, id).0.disabled;
         assert!(store.set_disabled(ann, true).expect("disable"));
         assert!(disabled(ann) && disabled(reader) && !disabled(bob));
         let listed: Vec<bool> = users(&store).iter().map(|u| u.3).collect();
@@ -265,7 +272,7 @@ conformance! {
         store.commit_object(bob, "a", sb, b"m", 10, &[cid(1)], false, 2).expect("object");
 
         assert!(store.remove_user(ann, 200).expect("remove"));
-        let disabled = |id| store.user_with_key(id).expect("sql").expect("user").0.disabled;
+        let disabled = |id| login(&store, id).0.disabled;
         assert!(disabled(ann) && disabled(nas) && !disabled(bob));
         assert!(store.user_exists(ann).expect("exists"), "disabled, not forgotten");
         assert!(store.list_objects(ann, "").expect("list").is_empty());
@@ -399,7 +406,7 @@ conformance! {
         let app = user(&store, 2, "laptop", Role::Appender, None, Some(ann));
         store.add_token(&[3; 32], "nas", Role::Appender, None, Some(ann)).expect("token");
         store.trust_token(&[3; 32]).expect("trust");
-        let nas = store.redeem_token(&[3; 32], "age1pk", &[252; 32], 0).expect("redeem").expect("user").me;
+        let nas = store.redeem_token(&[3; 32], "age1pk", &[252; 32], "", 0).expect("redeem").expect("user").me;
         let bob = user(&store, 4, "bob", Role::User, None, None);
         let h = host(&store, 1, 0);
         let own = store.add_session(ann, b"k", 0, 100).expect("session");

@@ -25,6 +25,7 @@ mod backup;
 mod bulk;
 #[cfg(test)]
 mod conformance;
+mod devices;
 mod events;
 mod hosts;
 mod leases;
@@ -36,6 +37,8 @@ pub mod sql;
 pub(crate) mod testing;
 mod transfer;
 mod users;
+
+pub use devices::{has_recovery, RecoveryBinding};
 pub use backup::{DelegateRow, SnapshotRow, Swept};
 #[cfg(feature = "bench")]
 pub use bulk::{BulkObject, BulkPack};
@@ -47,7 +50,7 @@ pub use reservations::{Reservation, ReserveError, Reserved};
 use sql::{Backend, Sql, SqlError};
 pub use transfer::{Moved, TransferError};
 
-const SCHEMA_VERSION: i64 = 12;
+const SCHEMA_VERSION: i64 = 13;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -126,7 +129,8 @@ CREATE TABLE IF NOT EXISTS tokens (
     name TEXT NOT NULL DEFAULT '',
     quota INTEGER,
     owner INTEGER,
-    trusted INTEGER NOT NULL DEFAULT 0
+    trusted INTEGER NOT NULL DEFAULT 0,
+    device_of INTEGER
 );
 CREATE TABLE IF NOT EXISTS users (
     id INTEGER PRIMARY KEY,
@@ -139,6 +143,23 @@ CREATE TABLE IF NOT EXISTS users (
     quota INTEGER,
     owner INTEGER,
     trusted INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS devices (
+    id INTEGER PRIMARY KEY,
+    user INTEGER NOT NULL,
+    device_key BLOB NOT NULL UNIQUE,
+    name TEXT NOT NULL DEFAULT '',
+    created INTEGER NOT NULL,
+    revoked INTEGER
+);
+CREATE INDEX IF NOT EXISTS devices_by_user ON devices (user);
+CREATE TABLE IF NOT EXISTS recovery (
+    user INTEGER PRIMARY KEY,
+    verifier BLOB NOT NULL UNIQUE,
+    recipient TEXT NOT NULL,
+    binding BLOB NOT NULL,
+    escrow BLOB NOT NULL,
+    created INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS usage_counts (
     user INTEGER NOT NULL,
@@ -377,6 +398,23 @@ const MIGRATIONS: &[(i64, &str)] = &[
         "ALTER TABLE packs ADD COLUMN spread INTEGER NOT NULL DEFAULT 0;
          ALTER TABLE packs ADD COLUMN tolerance INTEGER NOT NULL DEFAULT 0",
     ),
+    // A user has devices (see `devices`); each account's device key becomes its first device,
+    // under the account's id, so profiles from before sign on as they did. `users.device_key`
+    // stays the key the account was created with (SQLite cannot drop a UNIQUE column without
+    // rebuilding a table others reference); authentication reads `devices` only.
+    (
+        12,
+        "ALTER TABLE tokens ADD COLUMN device_of INTEGER;
+         CREATE TABLE IF NOT EXISTS devices (
+             id INTEGER PRIMARY KEY,
+             user INTEGER NOT NULL,
+             device_key BLOB NOT NULL UNIQUE,
+             name TEXT NOT NULL DEFAULT '',
+             created INTEGER NOT NULL,
+             revoked INTEGER
+         );
+         INSERT INTO devices (id, user, device_key, created) SELECT id, id, device_key, created FROM users",
+    ),
 ];
 
 /// A catalog failure.
@@ -396,6 +434,15 @@ pub enum StoreError {
         "the catalog has schema version {0}, newer than this build understands ({SCHEMA_VERSION}); upgrade scatter"
     )]
     TooNew(i64),
+    /// A device invite was redeemed with keys other than its user's.
+    #[error("this device invite is for another user's keys; import that user's key file (`scatter key export` on one of its devices) or use its recovery code")]
+    OtherKeys,
+    /// The account is disabled.
+    #[error("this account is disabled; ask the grid's admin")]
+    AccountDisabled,
+    /// A device key is registered already.
+    #[error("this device key is registered already; run `scatter init` with a fresh profile")]
+    DeviceTaken,
     /// An appender's object would overwrite one that exists.
     #[error("an appender may add new objects but not overwrite one that exists; pick a new name")]
     NameTaken,
@@ -628,6 +675,8 @@ pub struct UserRow {
     pub id: UserId,
     /// The caller's own id.
     pub me: UserId,
+    /// The device the caller signs with.
+    pub device: scatter_core::DeviceId,
     /// What it may do.
     pub role: scatter_proto::api::Role,
     /// Requests fail while set.
@@ -847,10 +896,10 @@ impl Store {
         matches!(self.db, Backend::Pg(_))
     }
 
-    /// Records a request credential (its account and nonce) as used, until it expires;
+    /// Records a request credential (its device and nonce) as used, until it expires;
     /// false if any coordinator sharing the catalog recorded it before: a replay. Credentials
     /// expired at `now` are forgotten now and then.
-    pub fn first_use(&self, user: UserId, nonce: &[u8], expires: u64, now: u64) -> Result<bool, StoreError> {
+    pub fn first_use(&self, device: scatter_core::DeviceId, nonce: &[u8], expires: u64, now: u64) -> Result<bool, StoreError> {
         let sweep = rand::random::<u8>() == 0;
         self.db.statement(|c| {
             if sweep {
@@ -858,7 +907,7 @@ impl Store {
             }
             let n = c.execute(
                 "INSERT INTO replays (user, nonce, expires) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-                params![user.0 as i64, nonce, expires as i64],
+                params![device.0 as i64, nonce, expires as i64],
             )?;
             Ok(n == 1)
         })
@@ -901,6 +950,13 @@ impl Store {
             match c.is_postgres() {
                 true => c.batch(&sql::postgres_ddl(SCHEMA))?,
                 false => c.batch(SCHEMA)?,
+            }
+            if version.is_some_and(|v| v <= 12) && c.is_postgres() {
+                // Devices were given their accounts' ids: new ones are numbered after them.
+                c.execute(
+                    "SELECT setval(pg_get_serial_sequence('devices', 'id'), COALESCE(MAX(id), 0) + 1, false) FROM devices",
+                    params![],
+                )?;
             }
             if version.is_some_and(|v| v <= 11) {
                 // Packs from before spreads were kept: measured once, here.
@@ -1598,7 +1654,7 @@ mod tests {
         fn a_prefix_lists_exactly_the_names_that_start_with_it() {
             let (_dir, store) = testing::catalog();
             store.add_token(&[1; 32], "ann", Role::User, None, None).expect("token");
-            let user = store.redeem_token(&[1; 32], "pk", &[2; 32], 0).expect("redeem").expect("user").id;
+            let user = store.redeem_token(&[1; 32], "pk", &[2; 32], "", 0).expect("redeem").expect("user").id;
             let session = store.add_session(user, b"k", 0, 100).expect("session");
             let names = [
                 "a", "a/", "a/x", "a/y", "a/yy", "a-b/z", "a_b", "ab", "a.b", "b/c", "é/1", "\u{D7FF}/s", "\u{E000}/t",

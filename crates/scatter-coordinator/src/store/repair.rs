@@ -668,7 +668,7 @@ mod tests {
     fn setup() -> (crate::store::testing::Guard, Store, UserId, HostId, u64) {
         let (dir, store) = crate::store::testing::catalog();
         store.add_token(&[1; 32], "ann", Role::User, None, None).expect("token");
-        let user = store.redeem_token(&[1; 32], "pk", &[2; 32], 0).expect("redeem").expect("user").id;
+        let user = store.redeem_token(&[1; 32], "pk", &[2; 32], "", 0).expect("redeem").expect("user").id;
         let host = store.add_host(&[3; 32], "http://127.0.0.1:1", "z", 1 << 30, None, 0).expect("host");
         let session = store.add_session(user, b"k", 0, 100).expect("session");
         (dir, store, user, host, session)

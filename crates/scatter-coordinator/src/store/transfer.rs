@@ -25,6 +25,8 @@ const TABLES: &[&str] = &[
     "hosts",
     "tokens",
     "users",
+    "devices",
+    "recovery",
     "policies",
     "sessions",
     "packs",
@@ -301,7 +303,7 @@ mod tests {
 
     fn grid(store: &Store) {
         store.add_token(&[1; 32], "ann \"o'neil\" é", Role::User, Some(5 << 40), None).expect("token");
-        let user = store.redeem_token(&[1; 32], "age1pk", &[2; 32], 10).expect("redeem").expect("user").id;
+        let user = store.redeem_token(&[1; 32], "age1pk", &[2; 32], "", 10).expect("redeem").expect("user").id;
         let hosts: Vec<_> = (0..3)
             .map(|i| store.add_host(&[i; 32], "https://127.0.0.1:1", "z", 3 << 40, None, 10).expect("host"))
             .collect();

@@ -2,10 +2,10 @@
 //!
 //! An invite is a one-time token (stored only as its hash) carrying a name, a role, an
 //! optional quota and, for `reader` and `appender`, the user whose data it grants access to.
-//! Redeeming it registers the caller's age public key and the Ed25519 device key its requests
-//! are signed with.
+//! Redeeming it registers the caller's age public key and the Ed25519 key of its first device
+//! (see [`super::devices`]), which signs its requests.
 
-use scatter_core::UserId;
+use scatter_core::{DeviceId, UserId};
 use scatter_proto::api::{Role, UserEntry};
 
 use super::{Store, StoreError, UserRow};
@@ -18,8 +18,6 @@ pub(super) fn role(name: String) -> Result<Role, super::sql::SqlError> {
 /// role, name, quota, owner, trusted of an unused invite.
 type InviteColumns = (String, String, Option<i64>, Option<i64>, bool);
 
-/// id, role, disabled, quota, owner.
-type UserColumns = (i64, String, bool, Option<i64>, Option<i64>);
 
 impl Store {
     /// Records a one-time invite (by its hash).
@@ -47,69 +45,53 @@ impl Store {
         Ok(())
     }
 
-    /// Redeems a one-time token: creates the user and marks the token used, atomically.
-    /// Returns `None` when the token is unknown or already used.
+    /// Redeems a one-time token, atomically: marks it used and registers the device. An
+    /// invite creates the user; a device invite (see [`Store::add_device_token`]) adds the
+    /// device to its user, whose public key `public_key` must be. Returns `None` when the
+    /// token is unknown or already used.
     pub fn redeem_token(
         &self,
         token_hash: &[u8; 32],
         public_key: &str,
         device_key: &[u8; 32],
+        device_name: &str,
         now: u64,
     ) -> Result<Option<UserRow>, StoreError> {
         self.write(|tx| {
-            let invite: Option<InviteColumns> = tx.query_opt(
-                "SELECT role, name, quota, owner, trusted FROM tokens WHERE hash = ?1 AND used = 0",
+            let invite: Option<(InviteColumns, Option<i64>)> = tx.query_opt(
+                "SELECT role, name, quota, owner, trusted, device_of FROM tokens WHERE hash = ?1 AND used = 0",
                 params![&token_hash[..]],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?), r.get(5)?)),
             )?;
-            let Some((role, name, quota, owner, trusted)) = invite else { return Ok(None) };
+            let Some(((role, name, quota, owner, trusted), device_of)) = invite else { return Ok(None) };
             tx.execute("UPDATE tokens SET used = 1 WHERE hash = ?1", params![&token_hash[..]])?;
-            let me: i64 = tx.query_row(
-                "INSERT INTO users (role, public_key, device_key, created, name, quota, owner, trusted)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
-                params![role, public_key, &device_key[..], now as i64, name, quota, owner, trusted],
-                |r| r.get(0),
-            )?;
-            let role = self::role(role)?;
-            let me = UserId(me as u64);
-            Ok(Some(UserRow {
-                id: owner.map(|o| UserId(o as u64)).unwrap_or(me),
-                me,
-                role,
-                disabled: false,
-                quota: quota.map(|q| q as u64),
-            }))
+            let me = match device_of {
+                Some(user) => {
+                    let key: Option<String> =
+                        tx.query_opt("SELECT public_key FROM users WHERE id = ?1", params![user], |r| r.get(0))?;
+                    match key {
+                        Some(key) if key == public_key => user,
+                        Some(_) => return Err(StoreError::OtherKeys),
+                        None => return Ok(None),
+                    }
+                }
+                None => tx.query_row(
+                    "INSERT INTO users (role, public_key, device_key, created, name, quota, owner, trusted)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
+                    params![role, public_key, &device_key[..], now as i64, name, quota, owner, trusted],
+                    |r| r.get(0),
+                )?,
+            };
+            let device = super::devices::add_device(tx, UserId(me as u64), device_key, device_name, now)?;
+            Ok(super::devices::login(tx, device)?.map(|(user, _, _)| user))
         })
     }
 
-    /// User `me` and its device key. For a reader or appender, `id` is the user whose data
-    /// it works on, and the quota is that user's.
-    pub fn user_with_key(&self, me: UserId) -> Result<Option<(UserRow, Vec<u8>)>, StoreError> {
-        self.read(|conn| {
-            let row: Option<(UserColumns, Vec<u8>)> = conn.query_opt(
-                "SELECT id, role, disabled, quota, owner, device_key FROM users WHERE id = ?1",
-                params![me.0 as i64],
-                |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?), r.get(5)?)),
-            )?;
-            let Some(((me, role, mut disabled, mut quota, owner), device_key)) = row else { return Ok(None) };
-            if let Some(o) = owner {
-                // The owner's state governs its data: a disabled owner disables its delegates.
-                let (owner_disabled, owner_quota): (bool, Option<i64>) =
-                    conn.query_row("SELECT disabled, quota FROM users WHERE id = ?1", params![o], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })?;
-                disabled |= owner_disabled;
-                quota = owner_quota;
-            }
-            let user = UserRow {
-                id: UserId(owner.unwrap_or(me) as u64),
-                me: UserId(me as u64),
-                role: self::role(role)?,
-                disabled,
-                quota: quota.map(|q| q as u64),
-            };
-            Ok(Some((user, device_key)))
-        })
+    /// The account a device signs for, the device's public key, and whether it was revoked.
+    /// For a reader or appender, the row's `id` is the user whose data it works on, and the
+    /// quota is that user's.
+    pub fn device_login(&self, device: DeviceId) -> Result<Option<(UserRow, Vec<u8>, bool)>, StoreError> {
+        self.read(|conn| super::devices::login(conn, device))
     }
 
     /// Every user with its usage.

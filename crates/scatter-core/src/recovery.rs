@@ -1,0 +1,195 @@
+//! Recovery codes: how a user who lost every device gets their keys back with the passphrase.
+//!
+//! A recovery code is 32 random bytes, handed to the user once as a token (`sct_<hex>` and the
+//! grid CA's fingerprint). BLAKE3's KDF derives two keys from it, under separate contexts:
+//!
+//! - an Ed25519 key whose public half (the *verifier*) is all the coordinator keeps to check
+//!   the code: a new device proves it holds the code by signing a [`claim`], so the
+//!   coordinator never learns the code, not even when it is used;
+//! - an age X25519 identity whose public half (the *recipient*) the user's key file (itself
+//!   encrypted under the passphrase) is encrypted to: the *escrow* the coordinator keeps.
+//!
+//! So the coordinator's copy opens only with the code *and* the passphrase: whoever holds the
+//! catalog cannot try passphrases offline against it. Devices that do not hold the code (it is
+//! printed, not stored) re-seal the escrow after `key passwd` to the recipient the coordinator
+//! hands back, after checking its [`binding`]: a MAC under a key derived from the user's write
+//! root, which the coordinator does not have, so it cannot substitute a recipient of its own.
+
+use std::str::FromStr;
+
+use bech32::{ToBase32, Variant};
+use ed25519_dalek::Signer;
+use rand::RngCore;
+use zeroize::Zeroizing;
+
+use crate::keys::{KeyError, WriteKeys};
+
+const PROOF_CONTEXT: &str = "scatter 2026-11 recovery proof ed25519 v1";
+const ESCROW_CONTEXT: &str = "scatter 2026-11 recovery escrow x25519 v1";
+const BINDING_CONTEXT: &str = "scatter 2026-11 recovery binding v1";
+const CLAIM_MAGIC: &[u8; 4] = b"SRC1";
+/// The most bytes a sealed key file may have (a key file is under 1 KiB).
+pub const MAX_ESCROW: usize = 8 << 10;
+
+/// A recovery code's secret and the keys derived from it.
+pub struct RecoveryCode {
+    secret: Zeroizing<[u8; 32]>,
+}
+
+impl RecoveryCode {
+    /// A new random code.
+    pub fn generate() -> Self {
+        let mut secret = Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(&mut *secret);
+        Self { secret }
+    }
+
+    /// The code with this secret (from the token the user kept).
+    pub fn from_secret(secret: [u8; 32]) -> Self {
+        Self { secret: Zeroizing::new(secret) }
+    }
+
+    /// The secret, to print as a token.
+    pub fn secret(&self) -> &[u8; 32] {
+        &self.secret
+    }
+
+    fn proof_key(&self) -> ed25519_dalek::SigningKey {
+        ed25519_dalek::SigningKey::from_bytes(&blake3::derive_key(PROOF_CONTEXT, &*self.secret))
+    }
+
+    fn identity(&self) -> age::x25519::Identity {
+        let bytes = Zeroizing::new(blake3::derive_key(ESCROW_CONTEXT, &*self.secret));
+        // age builds identities only from their Bech32 text.
+        let text = Zeroizing::new(
+            bech32::encode("age-secret-key-", bytes.to_base32(), Variant::Bech32)
+                .expect("the age HRP is valid Bech32")
+                .to_uppercase(),
+        );
+        age::x25519::Identity::from_str(&text).expect("32 bytes in Bech32 are an age identity")
+    }
+
+    /// What the coordinator keeps to check the code: the proof key's public half.
+    pub fn verifier(&self) -> [u8; 32] {
+        self.proof_key().verifying_key().to_bytes()
+    }
+
+    /// The age recipient key files are sealed to for this code (`age1…`).
+    pub fn recipient(&self) -> String {
+        self.identity().to_public().to_string()
+    }
+
+    /// Signs a [`claim`] made with this code.
+    pub fn sign(&self, claim: &[u8]) -> [u8; 64] {
+        self.proof_key().sign(claim).to_bytes()
+    }
+
+    /// Opens an escrow made by [`seal`] for this code: the key file, still under the
+    /// passphrase.
+    pub fn open(&self, escrow: &[u8]) -> Result<Vec<u8>, KeyError> {
+        age::decrypt(&self.identity(), escrow)
+            .map_err(|_| KeyError::Corrupt("the kept key file does not open with this recovery code".into()))
+    }
+}
+
+impl std::fmt::Debug for RecoveryCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secret.
+        f.write_str("RecoveryCode(..)")
+    }
+}
+
+/// Seals a key file to a code's recipient (`age1…`), for the coordinator to keep.
+pub fn seal(key_file: &[u8], recipient: &str) -> Result<Vec<u8>, KeyError> {
+    let recipient = age::x25519::Recipient::from_str(recipient)
+        .map_err(|e| KeyError::Corrupt(format!("the recovery recipient is not an age key ({e})")))?;
+    age::encrypt(&recipient, key_file).map_err(|e| KeyError::Corrupt(e.to_string()))
+}
+
+/// What a new device signs with the code: the grid (its CA fingerprint, zeros without TLS),
+/// the device key it registers and the time, so a claim works on one grid, for one device,
+/// for a short while.
+pub fn claim(grid: &[u8; 32], device_key: &[u8; 32], time: u64) -> Vec<u8> {
+    let mut m = Vec::with_capacity(4 + 32 + 32 + 8);
+    m.extend_from_slice(CLAIM_MAGIC);
+    m.extend_from_slice(grid);
+    m.extend_from_slice(device_key);
+    m.extend_from_slice(&time.to_be_bytes());
+    m
+}
+
+/// Whether `signature` over `claim` was made with the code whose verifier is `verifier`.
+pub fn verify(verifier: &[u8; 32], claim: &[u8], signature: &[u8; 64]) -> bool {
+    let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(verifier) else { return false };
+    key.verify_strict(claim, &ed25519_dalek::Signature::from_bytes(signature)).is_ok()
+}
+
+/// The MAC that binds a code's verifier and recipient to the user: only holders of the
+/// user's keys (write-only ones included) can make or check it.
+pub fn binding(keys: &WriteKeys, verifier: &[u8; 32], recipient: &str) -> [u8; 32] {
+    let key = Zeroizing::new(blake3::derive_key(BINDING_CONTEXT, keys.root()));
+    let mut h = blake3::Hasher::new_keyed(&key);
+    h.update(verifier);
+    h.update(recipient.as_bytes());
+    *h.finalize().as_bytes()
+}
+
+/// Checks a [`binding`] in constant time.
+pub fn binding_holds(keys: &WriteKeys, verifier: &[u8; 32], recipient: &str, mac: &[u8]) -> bool {
+    let Ok(mac) = <[u8; 32]>::try_from(mac) else { return false };
+    // blake3::Hash compares in constant time.
+    blake3::Hash::from(binding(keys, verifier, recipient)) == blake3::Hash::from(mac)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::UserKeys;
+
+    #[test]
+    fn a_sealed_key_file_opens_with_its_code_only() {
+        let code = RecoveryCode::generate();
+        let escrow = seal(b"key file", &code.recipient()).expect("seal");
+        assert_eq!(code.open(&escrow).expect("opens"), b"key file");
+        assert!(RecoveryCode::generate().open(&escrow).is_err());
+        assert!(code.open(b"garbage").is_err());
+        assert!(seal(b"x", "age1nonsense").is_err());
+    }
+
+    #[test]
+    fn the_same_secret_derives_the_same_keys() {
+        let a = RecoveryCode::generate();
+        let b = RecoveryCode::from_secret(*a.secret());
+        assert_eq!(a.verifier(), b.verifier());
+        assert_eq!(a.recipient(), b.recipient());
+        assert_ne!(a.verifier(), RecoveryCode::generate().verifier());
+    }
+
+    #[test]
+    fn claims_verify_for_their_code_grid_device_and_time_only() {
+        let code = RecoveryCode::generate();
+        let (grid, device) = ([1u8; 32], [2u8; 32]);
+        let c = claim(&grid, &device, 100);
+        let sig = code.sign(&c);
+        assert!(verify(&code.verifier(), &c, &sig));
+        assert!(!verify(&RecoveryCode::generate().verifier(), &c, &sig));
+        assert!(!verify(&code.verifier(), &claim(&[0; 32], &device, 100), &sig));
+        assert!(!verify(&code.verifier(), &claim(&grid, &[3; 32], 100), &sig));
+        assert!(!verify(&code.verifier(), &claim(&grid, &device, 101), &sig));
+        let mut bad = sig;
+        bad[0] ^= 1;
+        assert!(!verify(&code.verifier(), &c, &bad));
+    }
+
+    #[test]
+    fn bindings_hold_only_for_the_users_keys_and_the_same_recipient() {
+        let keys = UserKeys::generate();
+        let code = RecoveryCode::generate();
+        let mac = binding(keys.write_keys(), &code.verifier(), &code.recipient());
+        assert!(binding_holds(keys.write_only().write_keys(), &code.verifier(), &code.recipient(), &mac));
+        let other = RecoveryCode::generate();
+        assert!(!binding_holds(keys.write_keys(), &code.verifier(), &other.recipient(), &mac));
+        assert!(!binding_holds(UserKeys::generate().write_keys(), &code.verifier(), &code.recipient(), &mac));
+        assert!(!binding_holds(keys.write_keys(), &code.verifier(), &code.recipient(), &mac[..31]));
+    }
+}
