@@ -58,15 +58,15 @@ pub async fn run(keep: bool) -> Result<()> {
     println!("Scatter demo in {}", dir.display());
     println!("1. Starting a local grid: 1 coordinator + {HOSTS} hosts in 3 zones (separate processes on 127.0.0.1)...");
     let mut grid = Grid::start(&exe, &dir.join("grid"), HOSTS, GridOptions::default()).await?;
-    let coord = grid.profile().coordinator()?;
+    let mut coord = grid.profile().coordinator()?;
     if let Some(ca) = &grid.profile().ca {
         println!(
             "   TLS 1.3 everywhere: the coordinator is the grid's CA (fingerprint {}…)",
             ca.get(..16).unwrap_or(ca)
         );
     }
-    let keys = scatter_client::profile::Profile::load_keys(&grid.client_dir(), grid.passphrase())?;
-    let hosts = coord.hosts()?;
+    let mut keys = scatter_client::profile::Profile::load_keys(&grid.client_dir(), grid.passphrase())?;
+    let mut hosts = coord.hosts()?;
 
     let source = dir.join("source");
     let files = sample_data(&source)?;
@@ -99,6 +99,14 @@ pub async fn run(keep: bool) -> Result<()> {
     println!("   ...and on the grid: hosts h1 and h4 killed with SIGKILL (kill -9).");
     grid.kill_host(0);
     grid.kill_host(3);
+    println!("   ...and the source's profile folder (its key file and device key) deleted as well.");
+    println!(
+        "   scatter init --token RECOVERY_CODE: a new device gets the keys back with the passphrase and recovery code."
+    );
+    grid.lose_and_recover_profile().await?;
+    coord = grid.profile().coordinator()?;
+    keys = scatter_client::profile::Profile::load_keys(&grid.client_dir(), grid.passphrase())?;
+    hosts = coord.hosts()?;
 
     println!("4. scatter check-local: comparing the live files with the snapshot...");
     let all = snapshots::list(&coord, &keys).await?;
@@ -136,7 +144,7 @@ pub async fn run(keep: bool) -> Result<()> {
         bail!("{} files came back different: {}", bad.len(), bad.join(", "));
     }
     println!(
-        "OK: all {} files ({}) are back and identical, with 2 of {HOSTS} hosts gone.",
+        "OK: all {} files ({}) are back and identical, with 2 of {HOSTS} hosts and the source's keys gone.",
         files.len(),
         ByteSize(total)
     );

@@ -79,6 +79,8 @@ pub struct Grid {
     join_token: String,
     /// Set by [`Grid::start`] once the first user is registered.
     profile: Option<Profile>,
+    /// That user's recovery code, while it is unused.
+    recovery_code: Option<String>,
 }
 
 fn wait_for_file(path: &Path, child: &mut Child, what: &str, log: &Path) -> Result<String> {
@@ -123,6 +125,7 @@ impl Grid {
             url: String::new(),
             join_token: String::new(),
             profile: None,
+            recovery_code: None,
         };
         grid.start_coordinator()?;
         let cdir = grid.coordinator_dir();
@@ -132,12 +135,33 @@ impl Grid {
         let urls = grid.url.parse().with_context(|| format!("the coordinator wrote a bad URL: {}", grid.url))?;
         let client = grid.client_dir();
         let registered = profile::init(&client, &urls, admin.trim(), &grid.opts.passphrase, None, insecure).await?;
-        grid.profile = Some(registered);
+        grid.recovery_code = match registered.code {
+            profile::CodeState::New(code) => Some(code),
+            _ => None,
+        };
+        grid.profile = Some(registered.profile);
         for i in 0..hosts {
             grid.start_host(i)?;
         }
         grid.wait_online(hosts, Duration::from_secs(30)).await?;
         Ok(grid)
+    }
+
+    /// The disaster of losing the source machine: deletes the client's profile folder (keys
+    /// and device key included), then gets everything back on a fresh one with the passphrase
+    /// and the recovery code alone. The new device is registered; its new code is kept.
+    pub async fn lose_and_recover_profile(&mut self) -> Result<()> {
+        let code = self.recovery_code.take().context("the grid's user has no recovery code")?;
+        let client = self.client_dir();
+        std::fs::remove_dir_all(&client).with_context(|| format!("cannot remove {}", client.display()))?;
+        let urls = self.url.parse().with_context(|| format!("the coordinator wrote a bad URL: {}", self.url))?;
+        let done = profile::init(&client, &urls, &code, &self.opts.passphrase, None, self.opts.insecure).await?;
+        anyhow::ensure!(done.keys_open, "the passphrase does not open the recovered key file");
+        if let profile::CodeState::New(code) = done.code {
+            self.recovery_code = Some(code);
+        }
+        self.profile = Some(done.profile);
+        Ok(())
     }
 
     /// The coordinator's URL.

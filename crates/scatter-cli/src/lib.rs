@@ -2,6 +2,7 @@
 //! `scatter` processes ([`grid`]), human durations ([`duration`]), and prices, dates and
 //! placement policies on the command line ([`terms`]).
 
+pub mod devices;
 pub mod duration;
 pub mod grid;
 pub mod terms;

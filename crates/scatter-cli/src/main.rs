@@ -131,8 +131,9 @@ enum Cmd {
         /// separated by commas: the client uses whichever answers (kept in the profile).
         #[arg(long)]
         coordinator: scatter_net::CoordinatorUrls,
-        /// An invite token (`scatter admin user add`), or the coordinator's `admin-token` for
-        /// the first user.
+        /// An invite token (`scatter admin user add`, or `scatter admin user device` for another
+        /// machine of an existing user), the coordinator's `admin-token` for the first user, or
+        /// your recovery code (`scr_…`) to get your keys back on a new machine.
         #[arg(long, env = "SCATTER_TOKEN", hide_env_values = true)]
         token: String,
         /// Use keys exported with `scatter key export` (another device of the same user, or a
@@ -145,7 +146,8 @@ enum Cmd {
         #[arg(long)]
         insecure: bool,
     },
-    /// Your keys: change the passphrase, export them for another machine.
+    /// Your keys and devices: change the passphrase, export the keys for another machine, list
+    /// and revoke devices, make a new recovery code.
     Key {
         #[command(subcommand)]
         command: KeyCmd,
@@ -435,6 +437,20 @@ enum KeyCmd {
     /// Re-encrypt your key file under a new passphrase (SCATTER_NEW_PASSPHRASE or a prompt);
     /// stored data is not touched.
     Passwd,
+    /// Your devices (machines registered for your account), with the one you are on marked.
+    Devices {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Refuse one of your devices from now on (a lost or retired machine).
+    Revoke {
+        /// The device's id, from `scatter key devices` (e.g. d4).
+        id: scatter_core::DeviceId,
+    },
+    /// Make a new recovery code (the old one stops working) and have the coordinator keep
+    /// your key file sealed to it.
+    RecoveryCode,
     /// Write your keys, encrypted under a transport passphrase (SCATTER_EXPORT_PASSPHRASE or a
     /// prompt), for `scatter init --import` on another machine.
     Export {
@@ -495,6 +511,12 @@ enum UserCmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// A one-time token that adds a machine to an existing user: it brings the user's keys
+    /// (`scatter init --import` of a `scatter key export`).
+    Device {
+        /// The user's id, e.g. u3.
+        id: scatter_core::UserId,
     },
     /// Refuse every request of a user from now on.
     Disable {
@@ -853,14 +875,9 @@ async fn run(cmd: Cmd) -> Result<i32> {
             if insecure {
                 eprintln!("warning: {}", scatter_net::INSECURE_WARNING);
             }
-            let p = profile::init(&dir, &coordinator, &token, &passphrase(true)?, imported, insecure).await?;
-            println!(
-                "Registered as user {} with {}; profile and keys are in {}.",
-                p.user_id,
-                p.coordinator,
-                dir.display()
-            );
-            println!("Keep your passphrase safe: without it, nobody (not even the grid's admin) can read your data.");
+            let recovering = token.trim().starts_with("scr_");
+            let done = profile::init(&dir, &coordinator, &token, &passphrase(!recovering)?, imported, insecure).await?;
+            print!("{}", scatter_cli::devices::initialized(&done, &dir));
         }
         Cmd::Put { file, name, code, policy } => {
             let (dir, p) = load()?;
@@ -1006,8 +1023,31 @@ async fn run(cmd: Cmd) -> Result<i32> {
             let dir = profile::config_dir();
             let old = passphrase(false)?;
             let new = secret("SCATTER_NEW_PASSPHRASE", "New passphrase: ", true)?;
-            profile::change_passphrase(&dir, &old, &new)?;
+            let code = profile::change_passphrase(&dir, &old, &new).await?;
             println!("The key file in {} is now encrypted under the new passphrase.", dir.display());
+            println!("{}", scatter_cli::devices::after_passwd(&code));
+        }
+        Cmd::Key { command: KeyCmd::Devices { json } } => {
+            let (_, p) = load()?;
+            let list = p.coordinator()?.devices().await?;
+            match json {
+                true => println!("{}", serde_json::to_string_pretty(&list.devices)?),
+                false => print!("{}", scatter_cli::devices::table(&list)),
+            }
+        }
+        Cmd::Key { command: KeyCmd::Revoke { id } } => {
+            let (_, p) = load()?;
+            p.coordinator()?.revoke_device(id).await?;
+            println!("Device {id} is revoked: its requests are refused from now on.");
+        }
+        Cmd::Key { command: KeyCmd::RecoveryCode } => {
+            let (dir, p) = load()?;
+            let pass = passphrase(false)?;
+            let keys = Profile::load_keys(&dir, &pass)?;
+            let key_file = std::fs::read(dir.join("keys.age"))
+                .with_context(|| format!("cannot read {}/keys.age", dir.display()))?;
+            let code = profile::new_code(&p, &keys, &key_file).await?;
+            print!("{}", scatter_cli::devices::new_code(&code));
         }
         Cmd::Key { command: KeyCmd::Export { output, write_only } } => {
             let dir = profile::config_dir();
@@ -1095,6 +1135,14 @@ async fn run(cmd: Cmd) -> Result<i32> {
                             );
                         }
                     }
+                }
+                UserCmd::Device { id } => {
+                    let t = coord.device_invite(id).await?;
+                    println!("{}", t.token);
+                    eprintln!(
+                        "One-time token adding a device to user {id}: on the new machine, `scatter init --token TOKEN --import FILE` \
+                         with the user's keys from `scatter key export` (or the user runs `scatter init` with the recovery code instead)."
+                    );
                 }
                 UserCmd::Disable { id } => {
                     coord.disable_user(id).await?;

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{coordinator_key, fingerprint, grid, grid_with, host, shard_files, EXE};
 use ed25519_dalek::SigningKey;
-use scatter_core::{HostId, ShardId, UserId};
+use scatter_core::{DeviceId, HostId, ShardId};
 use scatter_proto::api::GRANT_HEADER;
 use scatter_proto::auth::{Credential, Request};
 use scatter_proto::{Grant, Op};
@@ -169,7 +169,7 @@ async fn the_coordinator_refuses_bad_credentials_and_hostile_bodies() {
         .timeout(Duration::from_secs(30))
         .build()
         .expect("client");
-    let me = env.grid.profile().user_id;
+    let me = env.grid.profile().device();
     let status = |auth: Option<String>| {
         let mut req = http.get(format!("{base}/v1/status"));
         if let Some(a) = auth {
@@ -178,16 +178,16 @@ async fn the_coordinator_refuses_bad_credentials_and_hostile_bodies() {
         req.send()
     };
     let stranger = SigningKey::from_bytes(&[5; 32]);
-    let cred = |key: &SigningKey, user: UserId, expires: u64, grid: [u8; 32]| {
+    let cred = |key: &SigningKey, device: DeviceId, expires: u64, grid: [u8; 32]| {
         let req = Request { method: "GET", target: "/v1/status" };
-        format!("Scatter {}", Credential::new(user, expires, b"").sign(key, &grid, req).expect("sign"))
+        format!("Scatter {}", Credential::new(device, expires, b"").sign(key, &grid, req).expect("sign"))
     };
     let cases = [
         ("no credential", None, "run `scatter init`"),
         ("a bearer token", Some("Bearer sct_0123".to_owned()), "run `scatter init`"),
         ("garbage", Some("Scatter !!!".to_owned()), "malformed"),
         ("a stranger's key", Some(cred(&stranger, me, now() + 60, fp.0)), "not signed by this user"),
-        ("an unknown user", Some(cred(&stranger, UserId(999), now() + 60, fp.0)), "not registered"),
+        ("an unknown device", Some(cred(&stranger, DeviceId(999), now() + 60, fp.0)), "not registered"),
     ];
     for (what, auth, needle) in cases {
         let resp = status(auth).await.expect("request");

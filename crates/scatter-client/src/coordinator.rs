@@ -45,7 +45,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use reqwest::Method;
-use scatter_core::{ChunkId, UserId};
+use scatter_core::{ChunkId, DeviceId, UserId};
 use scatter_net::failover::{Failover, Failure, Repeat};
 use scatter_net::CoordinatorUrls;
 use scatter_proto::api::*;
@@ -238,7 +238,8 @@ impl Coordinator {
 
     /// Revokes one of the caller's other devices.
     pub async fn revoke_device(&self, device: DeviceId) -> Result<(), ClientError> {
-        let _: serde_json::Value = self.post(Repeat::Safe, "/v1/devices/revoke", &RevokeDeviceRequest { device }).await?;
+        let _: serde_json::Value =
+            self.post(Repeat::Safe, "/v1/devices/revoke", &RevokeDeviceRequest { device }).await?;
         Ok(())
     }
 

@@ -9,7 +9,9 @@
 use std::path::{Path, PathBuf};
 
 use scatter_core::keys::{UserKeys, KEY_FILE_WORK_FACTOR};
-use scatter_core::UserId;
+use scatter_core::recovery::{self, RecoveryCode};
+use scatter_core::{DeviceId, UserId};
+use scatter_proto::api::{RecoveryCodeInfo, RecoveryCodeRequest, Role};
 use serde::{Deserialize, Serialize};
 
 use crate::coordinator::{Coordinator, Signer};
@@ -23,6 +25,10 @@ pub struct Profile {
     pub coordinator: scatter_net::CoordinatorUrls,
     /// This user's id.
     pub user_id: UserId,
+    /// This device's id, which its credentials name; absent in profiles from before users
+    /// had several devices, whose device has the user's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<DeviceId>,
     /// This device's Ed25519 signing key (hex), which signs request credentials.
     pub device_key: String,
     /// The grid CA's fingerprint (hex), from the invite token; absent for a grid run with
@@ -37,6 +43,7 @@ impl std::fmt::Debug for Profile {
         f.debug_struct("Profile")
             .field("coordinator", &self.coordinator)
             .field("user_id", &self.user_id)
+            .field("device_id", &self.device_id)
             .field("ca", &self.ca)
             .finish_non_exhaustive()
     }
@@ -75,6 +82,11 @@ impl Profile {
         Ok(UserKeys::from_key_file(&bytes, passphrase)?)
     }
 
+    /// This device's id.
+    pub fn device(&self) -> DeviceId {
+        self.device_id.unwrap_or(DeviceId(self.user_id.0))
+    }
+
     /// The grid CA's fingerprint, if the grid uses TLS.
     pub fn fingerprint(&self) -> Result<Option<scatter_net::Fingerprint>, ClientError> {
         self.ca.as_deref().map(str::parse).transpose().map_err(|_| {
@@ -89,14 +101,49 @@ impl Profile {
             ClientError::Invalid("the device key in profile.toml is damaged; run `scatter init` again".into())
         })?;
         let ca = self.fingerprint()?;
-        let signer = Signer::new(self.user_id, ed25519_dalek::SigningKey::from_bytes(&seed), ca);
+        let signer = Signer::new(self.device(), ed25519_dalek::SigningKey::from_bytes(&seed), ca);
         Coordinator::new(&self.coordinator, ca, Some(std::sync::Arc::new(signer)))
     }
 }
 
-/// Creates a profile: new keys (or `imported` ones, e.g. another device's, or a write-only
-/// set for a backup source), registered with the coordinator, saved under `dir`.
-/// Refuses to overwrite an existing key file.
+/// What `init` did.
+#[derive(Debug)]
+pub struct Initialized {
+    /// The profile written.
+    pub profile: Profile,
+    /// The account's role.
+    pub role: Role,
+    /// Whether the keys came back from the coordinator with a recovery code.
+    pub recovered: bool,
+    /// Whether the passphrase opens the key file (false only after a recovery with a
+    /// passphrase other than the one the kept key file was sealed with).
+    pub keys_open: bool,
+    /// What became of the account's recovery code.
+    pub code: CodeState,
+}
+
+/// An account's recovery code after `init`, `key passwd` or `key recovery-code`.
+#[derive(Debug)]
+pub enum CodeState {
+    /// A new code: printed once, here (the token text).
+    New(String),
+    /// The code made on another device still holds (and now keeps this device's key file,
+    /// where that changed).
+    Kept,
+    /// The account has none and could not get one here (see the reason).
+    None(String),
+}
+
+/// This machine's name, for the device list.
+fn device_name() -> String {
+    rustix::system::uname().nodename().to_string_lossy().chars().take(64).collect()
+}
+
+/// Creates a profile and registers this device: with an invite (new keys, or `imported` ones,
+/// e.g. another device's, or a write-only set for a backup source), or with a recovery code
+/// (the keys come back from the coordinator, sealed to the code and under the passphrase).
+/// For an account that owns data, makes sure a recovery code exists. Refuses to overwrite an
+/// existing key file.
 pub async fn init(
     dir: &Path,
     coordinator: &scatter_net::CoordinatorUrls,
@@ -104,11 +151,14 @@ pub async fn init(
     passphrase: &str,
     imported: Option<UserKeys>,
     insecure: bool,
-) -> Result<Profile, ClientError> {
+) -> Result<Initialized, ClientError> {
     let token: scatter_net::Token = token.parse().map_err(|e| ClientError::Invalid(format!("{e}")))?;
     let ca = coordinator.check_mode(token.ca(), insecure).map_err(|e| ClientError::Invalid(e.to_string()))?;
     if passphrase.is_empty() {
         return Err(ClientError::Invalid("the passphrase must not be empty".into()));
+    }
+    if token.is_recovery() && imported.is_some() {
+        return Err(ClientError::Invalid("a recovery code brings the keys back by itself; leave out --import".into()));
     }
     let key_path = dir.join("keys.age");
     if key_path.exists() {
@@ -118,32 +168,119 @@ pub async fn init(
         )));
     }
     std::fs::create_dir_all(dir).map_err(ClientError::io(dir))?;
-    let keys = imported.unwrap_or_else(UserKeys::generate);
-    let key_file = keys.to_key_file(passphrase, KEY_FILE_WORK_FACTOR);
     let device = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
-    let reg = Coordinator::new(coordinator, ca, None)?
-        .register(token.secret(), &keys.write_keys().public_key(), &device.verifying_key())
-        .await?;
+    let open = Coordinator::new(coordinator, ca, None)?;
+    let (user_id, device_id, role, key_file, keys) = if token.is_recovery() {
+        let code = RecoveryCode::from_secret(token.secret_bytes());
+        let reply = open.recover(&code, &device.verifying_key(), &device_name()).await?;
+        let escrow = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &reply.escrow)
+            .map_err(|_| ClientError::Invalid("the coordinator sent a kept key file that is not base64".into()))?;
+        let key_file = code.open(&escrow)?;
+        // The code is spent now: the key file is saved even if this passphrase does not open
+        // it, so the right one still can.
+        let keys = UserKeys::from_key_file(&key_file, passphrase).ok();
+        (reply.user_id, reply.device_id, reply.role, key_file, keys)
+    } else {
+        let keys = imported.unwrap_or_else(UserKeys::generate);
+        let key_file = keys.to_key_file(passphrase, KEY_FILE_WORK_FACTOR);
+        let reply = open
+            .register(token.secret(), &keys.write_keys().public_key(), &device.verifying_key(), &device_name())
+            .await?;
+        (reply.user_id, reply.device_id, reply.role, key_file, Some(keys))
+    };
     write_private(&key_path, &key_file)?;
     let profile = Profile {
         coordinator: coordinator.clone(),
-        user_id: reg.user_id,
+        user_id,
+        device_id: Some(device_id),
         device_key: hex::encode(device.to_bytes()),
         ca: ca.map(|fp| fp.to_string()),
     };
     let text = toml::to_string(&profile).map_err(|e| ClientError::Invalid(e.to_string()))?;
     write_private(&dir.join("profile.toml"), text.as_bytes())?;
-    Ok(profile)
+    let code = match (&keys, role.has_recovery_code()) {
+        (_, false) => CodeState::None(format!("a {role} recovers through its owner, who can invite it again")),
+        (None, true) => CodeState::None(
+            "the passphrase given does not open the key file; run `scatter key recovery-code` with the right one"
+                .into(),
+        ),
+        (Some(keys), true) if !token.is_recovery() => {
+            // A device invite to an account with a code keeps that code.
+            match current_code(&profile, keys).await? {
+                Some(_) => CodeState::Kept,
+                None => CodeState::New(new_code(&profile, keys, &key_file).await?),
+            }
+        }
+        (Some(keys), true) => CodeState::New(new_code(&profile, keys, &key_file).await?),
+    };
+    Ok(Initialized { keys_open: keys.is_some(), profile, role, recovered: token.is_recovery(), code })
+}
+
+/// The account's recovery code as the coordinator keeps it, checked against the keys: a code
+/// whose binding does not hold was not made by a device of this user, and nothing is sealed
+/// to it.
+async fn current_code(profile: &Profile, keys: &UserKeys) -> Result<Option<(RecoveryCodeInfo, [u8; 32])>, ClientError> {
+    let Some(info) = profile.coordinator()?.recovery_code().await?.code else { return Ok(None) };
+    let mut verifier = [0u8; 32];
+    let mut mac = [0u8; 32];
+    let parsed = hex::decode_to_slice(&info.verifier, &mut verifier).is_ok()
+        && hex::decode_to_slice(&info.binding, &mut mac).is_ok();
+    if !parsed || !recovery::binding_holds(keys.write_keys(), &verifier, &info.recipient, &mac) {
+        return Err(ClientError::Invalid(
+            "the coordinator's record of your recovery code is not bound to your keys, so nothing was sealed to it; \
+             run `scatter key recovery-code` to make a new one, and tell the grid's admin"
+                .into(),
+        ));
+    }
+    Ok(Some((info, verifier)))
+}
+
+/// Makes a new recovery code for the account (voiding the one before) and has the coordinator
+/// keep `key_file` sealed to it; returns the code's token, to print once.
+pub async fn new_code(profile: &Profile, keys: &UserKeys, key_file: &[u8]) -> Result<String, ClientError> {
+    let code = RecoveryCode::generate();
+    let (verifier, recipient) = (code.verifier(), code.recipient());
+    let info = RecoveryCodeInfo {
+        verifier: hex::encode(verifier),
+        binding: hex::encode(recovery::binding(keys.write_keys(), &verifier, &recipient)),
+        recipient: recipient.clone(),
+    };
+    let escrow = recovery::seal(key_file, &recipient)?;
+    let req = RecoveryCodeRequest {
+        info,
+        escrow: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, escrow),
+    };
+    profile.coordinator()?.set_recovery_code(&req, true).await?;
+    Ok(scatter_net::Token::recovery(code.secret(), profile.fingerprint()?).to_string())
 }
 
 /// Re-encrypts the key file in `dir` under a new passphrase (the data keys do not change, so
-/// nothing stored needs re-encrypting).
-pub fn change_passphrase(dir: &Path, old: &str, new: &str) -> Result<(), ClientError> {
+/// nothing stored needs re-encrypting), and re-seals the copy the coordinator keeps for the
+/// recovery code, so the code opens it with the new passphrase.
+pub async fn change_passphrase(dir: &Path, old: &str, new: &str) -> Result<CodeState, ClientError> {
     if new.is_empty() {
         return Err(ClientError::Invalid("the new passphrase must not be empty".into()));
     }
     let keys = Profile::load_keys(dir, old)?;
-    write_private(&dir.join("keys.age"), &keys.to_key_file(new, KEY_FILE_WORK_FACTOR))
+    let key_file = keys.to_key_file(new, KEY_FILE_WORK_FACTOR);
+    write_private(&dir.join("keys.age"), &key_file)?;
+    let profile = Profile::load(dir)?;
+    let current = match current_code(&profile, &keys).await {
+        Err(ClientError::Api { code: scatter_proto::api::ErrorCode::Forbidden, message, .. }) => {
+            return Ok(CodeState::None(message))
+        }
+        other => other?,
+    };
+    let Some((info, _)) = current else {
+        return Ok(CodeState::None("this account has no recovery code; run `scatter key recovery-code`".into()));
+    };
+    let escrow = recovery::seal(&key_file, &info.recipient)?;
+    let req = RecoveryCodeRequest {
+        info,
+        escrow: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, escrow),
+    };
+    profile.coordinator()?.set_recovery_code(&req, false).await?;
+    Ok(CodeState::Kept)
 }
 
 /// The key set in `dir`, encrypted under a transport passphrase for another machine;

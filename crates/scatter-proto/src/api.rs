@@ -563,6 +563,12 @@ impl Role {
         Role::ALL.into_iter().find(|r| r.as_str() == s)
     }
 
+    /// Whether accounts of this role have a recovery code: those that own data (a delegate
+    /// recovers through its owner, who can invite it again).
+    pub fn has_recovery_code(self) -> bool {
+        matches!(self, Role::Admin | Role::User)
+    }
+
     /// Whether it works on another user's data (readers and appenders).
     pub fn is_delegate(self) -> bool {
         matches!(self, Role::Reader | Role::Appender)

@@ -3,7 +3,7 @@
 
 use ed25519_dalek::SigningKey;
 use proptest::prelude::*;
-use scatter_core::{HostId, ShardId, UserId};
+use scatter_core::{DeviceId, HostId, ShardId};
 use scatter_proto::auth::{Credential, Request};
 use scatter_proto::{Grant, Op, Receipt, SignedGrant, SignedReceipt};
 
@@ -79,7 +79,7 @@ const BODY: &[u8] = b"{\"session\":1,\"chunks\":[]}";
 
 /// One fixed credential, made for [`REQ`] with [`BODY`].
 fn fixed() -> Credential {
-    Credential { user: UserId(4), expires: 1_100, nonce: [7; 16], body_hash: *blake3::hash(BODY).as_bytes() }
+    Credential { device: DeviceId(4), expires: 1_100, nonce: [7; 16], body_hash: *blake3::hash(BODY).as_bytes() }
 }
 
 fn valid_credential() -> String {

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use ed25519_dalek::SigningKey;
-use scatter_core::UserId;
+use scatter_core::{DeviceId, UserId};
 use scatter_proto::api::{CreateSessionRequest, RegisterRequest, RegisterResponse};
 use scatter_proto::auth::{Credential, Request};
 
@@ -20,6 +20,7 @@ pub fn now() -> u64 {
 /// attacker with a stock invite can send.
 pub struct Attacker {
     pub user: UserId,
+    pub device: DeviceId,
     key: SigningKey,
     http: reqwest::Client,
     base: String,
@@ -43,11 +44,12 @@ impl Attacker {
             token,
             public_key: "age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq".into(),
             device_key: hex::encode(key.verifying_key().to_bytes()),
+            device_name: "attacker".into(),
         };
         let resp = http.post(format!("{base}/v1/users/register")).json(&reg).send().await.expect("register");
         assert!(resp.status().is_success(), "register: {}", resp.text().await.unwrap_or_default());
         let reg: RegisterResponse = resp.json().await.expect("register reply");
-        Self { user: reg.user_id, key, http, base, grid: fp.0 }
+        Self { user: reg.user_id, device: reg.device_id, key, http, base, grid: fp.0 }
     }
 
     /// Sends a request with a credential made for it (as a stock client would); returns the
@@ -60,7 +62,7 @@ impl Attacker {
     ) -> (u16, serde_json::Value) {
         let bytes = body.map(|b| serde_json::to_vec(&b).expect("json")).unwrap_or_default();
         let target = Request { method: method.as_str(), target: path };
-        let cred = Credential::new(self.user, now() + 60, &bytes).sign(&self.key, &self.grid, target).expect("sign");
+        let cred = Credential::new(self.device, now() + 60, &bytes).sign(&self.key, &self.grid, target).expect("sign");
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.base))

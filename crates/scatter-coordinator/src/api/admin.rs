@@ -71,9 +71,7 @@ pub(super) async fn device_invite(
     let hash = secret_hash(&secret);
     let user = req.user;
     if !db(&sh, move |s| s.add_device_token(&hash, user)).await? {
-        return Err(ApiError::NotFound(format!(
-            "there is no enabled user {user}; `scatter admin user ls` lists them"
-        )));
+        return Err(ApiError::NotFound(format!("there is no enabled user {user}; `scatter admin user ls` lists them")));
     }
     event(&sh, admin.me.to_string(), "device.invited", format!("for {user}")).await;
     Ok(Json(InviteResponse { token: sh.token(&secret) }))

@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 use super::{db, decode_b64, event, user, ApiResult, Body, S};
 use crate::error::ApiError;
+use crate::store::{RecoveryBinding, UserRow};
 use crate::{now, Shared};
-use crate::store::{has_recovery, RecoveryBinding, UserRow};
 
 /// How far a recovery claim's time may be from the coordinator's clock.
 const CLAIM_SKEW: u64 = 300;
@@ -57,7 +57,9 @@ pub(super) async fn recover(State(sh): S, Body(req): Body<RecoverRequest>) -> Ap
         ));
     }
     let claim = recovery::claim(&sh.grid_id(), &device_key, req.time);
-    let refused = |why: &str| ApiError::Unauthorized(format!("{why}; use the newest recovery code printed for this account (each works once), or ask the grid's admin for a device invite"));
+    let refused = |why: &str| {
+        ApiError::Unauthorized(format!("{why}; use the newest recovery code printed for this account (each works once), or ask the grid's admin for a device invite"))
+    };
     if !recovery::verify(&verifier, &claim, &signature) {
         event(&sh, "unknown".into(), "recovery.refused", "a claim that does not verify".into()).await;
         return Err(refused("this recovery code is not valid for this grid"));
@@ -103,7 +105,7 @@ pub(super) async fn revoke(
 /// The caller, if its account has a recovery code (owners of data, not delegates).
 async fn owner(sh: &Arc<Shared>, headers: &HeaderMap) -> Result<UserRow, ApiError> {
     let u = user(sh, headers).await?;
-    if !has_recovery(u.role) {
+    if !u.role.has_recovery_code() {
         return Err(ApiError::Forbidden(format!(
             "a {} has no recovery code: its owner invites a new one if this machine is lost",
             u.role
@@ -126,10 +128,7 @@ fn binding(info: &RecoveryCodeInfo) -> Result<RecoveryBinding, ApiError> {
 fn escrow(text: &str) -> Result<Vec<u8>, ApiError> {
     let escrow = decode_b64("escrow", text)?;
     if escrow.is_empty() || escrow.len() > recovery::MAX_ESCROW {
-        return Err(ApiError::BadRequest(format!(
-            "the kept key file must be 1 to {} bytes",
-            recovery::MAX_ESCROW
-        )));
+        return Err(ApiError::BadRequest(format!("the kept key file must be 1 to {} bytes", recovery::MAX_ESCROW)));
     }
     Ok(escrow)
 }

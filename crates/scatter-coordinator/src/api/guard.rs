@@ -326,7 +326,9 @@ mod tests {
 
     #[test]
     fn every_route_has_a_limit_and_unauthenticated_ones_are_small() {
-        for path in ["/v1/hosts/join", "/v1/hosts/cert", "/v1/users/register", "/v1/users/recover", "/v1/hosts/heartbeat"] {
+        for path in
+            ["/v1/hosts/join", "/v1/hosts/cert", "/v1/users/register", "/v1/users/recover", "/v1/hosts/heartbeat"]
+        {
             let (limit, user) = route(path);
             assert!(!user && limit <= MEDIUM, "{path}");
         }

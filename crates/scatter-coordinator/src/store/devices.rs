@@ -9,7 +9,7 @@
 //! recipient with its binding, and the escrow. Using the code removes it: a code works once.
 
 use scatter_core::{DeviceId, UserId};
-use scatter_proto::api::{DeviceEntry, Role};
+use scatter_proto::api::DeviceEntry;
 
 use super::sql::{Sql, SqlError};
 use super::{Store, StoreError, UserRow};
@@ -61,7 +61,9 @@ pub(super) fn login(conn: &Sql<'_>, device: DeviceId) -> Result<Option<(UserRow,
     if let Some(o) = owner {
         // The owner's state governs its data: a disabled owner disables its delegates.
         let (owner_disabled, owner_quota): (bool, Option<i64>) =
-            conn.query_row("SELECT disabled, quota FROM users WHERE id = ?1", params![o], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            conn.query_row("SELECT disabled, quota FROM users WHERE id = ?1", params![o], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
         disabled |= owner_disabled;
         quota = owner_quota;
     }
@@ -183,11 +185,10 @@ impl Store {
         now: u64,
     ) -> Result<Option<(UserRow, Vec<u8>)>, StoreError> {
         self.write(|tx| {
-            let found: Option<(i64, Vec<u8>)> = tx.query_opt(
-                "SELECT user, escrow FROM recovery WHERE verifier = ?1",
-                params![&verifier[..]],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
+            let found: Option<(i64, Vec<u8>)> =
+                tx.query_opt("SELECT user, escrow FROM recovery WHERE verifier = ?1", params![&verifier[..]], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
             let Some((user, escrow)) = found else { return Ok(None) };
             tx.execute("DELETE FROM recovery WHERE user = ?1", params![user])?;
             let device = add_device(tx, UserId(user as u64), device_key, device_name, now)?;
@@ -200,16 +201,11 @@ impl Store {
     }
 }
 
-/// Whether a role's accounts get recovery codes: those that own data (delegates recover
-/// through their owner, who can invite them again).
-pub fn has_recovery(role: Role) -> bool {
-    matches!(role, Role::Admin | Role::User)
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::testing::{catalog, conformance};
     use super::*;
+    use scatter_proto::api::Role;
 
     fn user(store: &Store, n: u8, role: Role, owner: Option<UserId>) -> UserRow {
         store.add_token(&[n; 32], "u", role, None, owner).expect("token");

@@ -38,10 +38,10 @@ pub(crate) mod testing;
 mod transfer;
 mod users;
 
-pub use devices::{has_recovery, RecoveryBinding};
 pub use backup::{DelegateRow, SnapshotRow, Swept};
 #[cfg(feature = "bench")]
 pub use bulk::{BulkObject, BulkPack};
+pub use devices::RecoveryBinding;
 pub use events::Event;
 pub use hosts::{Beat, NewHost, MAX_SERVED_PER_SEC};
 pub use leases::Fence;
@@ -899,7 +899,13 @@ impl Store {
     /// Records a request credential (its device and nonce) as used, until it expires;
     /// false if any coordinator sharing the catalog recorded it before: a replay. Credentials
     /// expired at `now` are forgotten now and then.
-    pub fn first_use(&self, device: scatter_core::DeviceId, nonce: &[u8], expires: u64, now: u64) -> Result<bool, StoreError> {
+    pub fn first_use(
+        &self,
+        device: scatter_core::DeviceId,
+        nonce: &[u8],
+        expires: u64,
+        now: u64,
+    ) -> Result<bool, StoreError> {
         let sweep = rand::random::<u8>() == 0;
         self.db.statement(|c| {
             if sweep {

@@ -18,7 +18,6 @@ pub(super) fn role(name: String) -> Result<Role, super::sql::SqlError> {
 /// role, name, quota, owner, trusted of an unused invite.
 type InviteColumns = (String, String, Option<i64>, Option<i64>, bool);
 
-
 impl Store {
     /// Records a one-time invite (by its hash).
     pub fn add_token(
