@@ -164,6 +164,11 @@ impl Grid {
         Ok(())
     }
 
+    /// The grid's user's recovery code, while it is unused.
+    pub fn recovery_code(&self) -> Option<&str> {
+        self.recovery_code.as_deref()
+    }
+
     /// The coordinator's URL.
     pub fn url(&self) -> &str {
         &self.url

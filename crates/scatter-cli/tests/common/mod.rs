@@ -123,7 +123,13 @@ pub fn run(config: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
     run_with(config, THEIR_PASSPHRASE, args, vars)
 }
 
-fn run_with(config: &Path, passphrase: &str, args: &[&str], vars: &[(&str, &str)]) -> Output {
+/// Runs `scatter ARGS` with `passphrase`, bounded in time.
+pub fn run_with_pass(config: &Path, passphrase: &str, args: &[&str]) -> Output {
+    run_with(config, passphrase, args, &[])
+}
+
+/// Runs `scatter ARGS` with `passphrase` and `vars`, bounded in time.
+pub fn run_with(config: &Path, passphrase: &str, args: &[&str], vars: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(EXE);
     cmd.args(args)
         .env("SCATTER_CONFIG", config)
