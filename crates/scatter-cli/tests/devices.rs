@@ -95,9 +95,10 @@ async fn the_passphrase_and_recovery_code_bring_back_a_lost_source() {
     let ids: Vec<&str> = devices.as_array().expect("list").iter().map(|d| d["id"].as_str().unwrap_or("")).collect();
     assert_eq!(ids.len(), 2, "{devices}");
     ok(run_with_pass(&stolen, &pass, &["snapshots"]), "the old device, before it is revoked");
-    let old = devices[0]["id"].to_string().trim_matches('"').to_owned();
+    let id = |i: usize| devices[i]["id"].as_str().unwrap_or_default().to_owned();
+    let old = id(0);
     assert!(env.ok(&["key", "devices"]).contains("this device"));
-    env.fails(&["key", "revoke", &devices[1]["id"].to_string().trim_matches('"').to_owned()]);
+    env.fails(&["key", "revoke", &id(1)]);
     env.ok(&["key", "revoke", &old]);
     let refused = run_with_pass(&stolen, &pass, &["snapshots"]);
     let err = String::from_utf8_lossy(&refused.stderr);
