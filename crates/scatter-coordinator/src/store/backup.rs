@@ -669,6 +669,14 @@ mod tests {
         // Delegates start untrusted.
         let delegates = store.delegates(user).expect("delegates");
         assert_eq!((delegates[0].id, delegates[0].trusted), (UserId(2), false));
+        // Each account's key became its first device, under its id: old profiles sign on.
+        let (ann, key, revoked) = store.device_login(scatter_core::DeviceId(1)).expect("sql").expect("device 1");
+        assert_eq!((ann.me, ann.device.0, key, revoked), (user, 1, vec![1], false));
+        let (laptop, _, _) = store.device_login(scatter_core::DeviceId(2)).expect("sql").expect("device 2");
+        assert_eq!((laptop.me, laptop.id), (UserId(2), user));
+        store.add_device_token(&[9; 32], user).expect("device invite");
+        let new = store.redeem_token(&[9; 32], "pk", &[3; 32], "new", 10).expect("redeem").expect("unused");
+        assert_eq!((new.me, new.device.0), (user, 3), "new devices are numbered after the old ones");
         drop(store);
         assert!(Store::open(&path).is_ok(), "reopening an upgraded catalog works");
     }
