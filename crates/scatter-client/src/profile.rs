@@ -204,14 +204,20 @@ pub async fn init(
             "the passphrase given does not open the key file; run `scatter key recovery-code` with the right one"
                 .into(),
         ),
-        (Some(keys), true) if !token.is_recovery() => {
-            // A device invite to an account with a code keeps that code.
-            match current_code(&profile, keys).await? {
-                Some(_) => CodeState::Kept,
-                None => CodeState::New(new_code(&profile, keys, &key_file).await?),
-            }
+        (Some(keys), true) => {
+            let made = async {
+                // A device invite to an account with a code keeps that code.
+                if !token.is_recovery() && current_code(&profile, keys).await?.is_some() {
+                    return Ok(CodeState::Kept);
+                }
+                Ok::<_, ClientError>(CodeState::New(new_code(&profile, keys, &key_file).await?))
+            };
+            // The device is registered and its profile written: a failure here must not
+            // read as a failed init.
+            made.await.unwrap_or_else(|e| {
+                CodeState::None(format!("it could not be made now ({e}); run `scatter key recovery-code`"))
+            })
         }
-        (Some(keys), true) => CodeState::New(new_code(&profile, keys, &key_file).await?),
     };
     Ok(Initialized { keys_open: keys.is_some(), profile, role, recovered: token.is_recovery(), code })
 }
@@ -264,17 +270,23 @@ pub async fn change_passphrase(dir: &Path, old: &str, new: &str) -> Result<CodeS
     let keys = Profile::load_keys(dir, old)?;
     let key_file = keys.to_key_file(new, KEY_FILE_WORK_FACTOR);
     write_private(&dir.join("keys.age"), &key_file)?;
+    // The key file is changed: what follows is reported, never a failure of the command.
+    Ok(reseal(dir, &keys, &key_file).await.unwrap_or_else(|e| match e {
+        ClientError::Api { code: scatter_proto::api::ErrorCode::Forbidden, message, .. } => CodeState::None(message),
+        e => CodeState::None(format!(
+            "the copy kept for your recovery code could not be re-sealed ({e}); it still opens with the old passphrase: \
+             run `scatter key passwd` again (with the new passphrase as old and new) or `scatter key recovery-code`"
+        )),
+    }))
+}
+
+/// Has the coordinator keep `key_file` sealed to the account's current recovery code.
+async fn reseal(dir: &Path, keys: &UserKeys, key_file: &[u8]) -> Result<CodeState, ClientError> {
     let profile = Profile::load(dir)?;
-    let current = match current_code(&profile, &keys).await {
-        Err(ClientError::Api { code: scatter_proto::api::ErrorCode::Forbidden, message, .. }) => {
-            return Ok(CodeState::None(message))
-        }
-        other => other?,
-    };
-    let Some((info, _)) = current else {
+    let Some((info, _)) = current_code(&profile, keys).await? else {
         return Ok(CodeState::None("this account has no recovery code; run `scatter key recovery-code`".into()));
     };
-    let escrow = recovery::seal(&key_file, &info.recipient)?;
+    let escrow = recovery::seal(key_file, &info.recipient)?;
     let req = RecoveryCodeRequest {
         info,
         escrow: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, escrow),

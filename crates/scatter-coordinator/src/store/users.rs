@@ -151,6 +151,8 @@ impl Store {
             if tx.execute("UPDATE users SET disabled = 1 WHERE id = ?1 OR owner = ?1", params![u])? == 0 {
                 return Ok(false);
             }
+            // Nothing is kept of its keys.
+            tx.execute("DELETE FROM recovery WHERE user = ?1", params![u])?;
             tx.execute("DELETE FROM object_chunks WHERE user = ?1", params![u])?;
             tx.execute("DELETE FROM objects WHERE user = ?1", params![u])?;
             tx.execute("DELETE FROM snapshot_chunks WHERE user = ?1", params![u])?;
