@@ -136,7 +136,7 @@ pub enum CodeState {
 
 /// This machine's name, for the device list.
 fn device_name() -> String {
-    rustix::system::uname().nodename().to_string_lossy().chars().take(64).collect()
+    gethostname::gethostname().to_string_lossy().chars().filter(|c| !c.is_control()).take(64).collect()
 }
 
 /// Creates a profile and registers this device: with an invite (new keys, or `imported` ones,
