@@ -514,6 +514,11 @@ pub struct RecoveryCodeRequest {
     pub info: RecoveryCodeInfo,
     /// The key file sealed to the code's recipient (base64).
     pub escrow: String,
+    /// The user's owner key (hex Ed25519 public key, derived from the user's keys): the
+    /// coordinator keeps the first it sees and refuses changes signed with another.
+    pub owner: String,
+    /// The owner key's signature (hex) over the change (see `scatter_core::recovery::change`).
+    pub proof: String,
 }
 
 /// `GET /v1/recovery`: the caller's recovery code, if it has one.

@@ -1,0 +1,64 @@
+//! The README's threat model rows for devices and recovery codes, tried as the attacker would,
+//! with real processes: a taken device (its profile folder without the passphrase), a spent
+//! code, a delegate, another tenant.
+
+use std::path::Path;
+
+use base64::Engine;
+use serde_json::json;
+
+mod common;
+use common::attacker::Attacker;
+use common::*;
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// `scatter init` with `token` in a fresh profile `dir`.
+fn init(env: &Env, dir: &Path, token: &str) -> std::process::Output {
+    run_with_pass(dir, env.grid.passphrase(), &["init", "--coordinator", env.grid.url(), "--token", token])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_taken_device_cannot_void_or_spoil_the_recovery_code() {
+    let env = grid(3).await;
+    let code = env.grid.recovery_code().expect("init printed a recovery code").to_owned();
+    // The laptop is taken: its device key works until revoked, but the passphrase is not on it.
+    let thief = Attacker::from_profile(&env, &env.grid.client_dir());
+    let (status, current) = thief.call(reqwest::Method::GET, "/v1/recovery", None).await;
+    assert_eq!(status, 200, "{current}");
+    let info = current["code"].clone();
+    assert!(info.is_object(), "the account has a code: {current}");
+
+    // Re-sealing garbage for the current code would spend the code on a key file that opens
+    // nothing; a code of the thief's own would void the user's. The thief signs the changes
+    // with keys of its own (it has none of the user's), or not at all.
+    let theirs = scatter_core::keys::UserKeys::generate();
+    let signed = |info: &serde_json::Value, escrow: &[u8]| {
+        let verifier =
+            <[u8; 32]>::try_from(hex::decode(info["verifier"].as_str().expect("hex")).expect("hex")).expect("32 bytes");
+        let grid = fingerprint(&env).0;
+        let recipient = info["recipient"].as_str().expect("recipient");
+        let change = scatter_core::recovery::change(&grid, thief.user.0, &verifier, recipient, escrow);
+        json!({
+            "info": info, "escrow": b64(escrow),
+            "owner": hex::encode(scatter_core::recovery::owner(theirs.write_keys())),
+            "proof": hex::encode(scatter_core::recovery::sign_change(theirs.write_keys(), &change)),
+        })
+    };
+    let (status, body) = thief.post("/v1/recovery/escrow", &json!({ "info": info, "escrow": b64(b"garbage") })).await;
+    assert!(status == 400 || status == 403, "an unsigned re-seal was taken: {body}");
+    let (status, body) = thief.post("/v1/recovery/escrow", &signed(&info, b"garbage")).await;
+    assert_eq!(status, 403, "a device without the keys re-sealed the kept key file: {body}");
+    let own = scatter_core::recovery::RecoveryCode::generate();
+    let mine = json!({
+        "verifier": hex::encode(own.verifier()), "recipient": own.recipient(), "binding": hex::encode([0u8; 32]),
+    });
+    let (status, body) = thief.call(reqwest::Method::PUT, "/v1/recovery", Some(signed(&mine, b"garbage"))).await;
+    assert_eq!(status, 403, "a device without the keys replaced the recovery code: {body}");
+
+    // The user's code still brings the keys back, with the passphrase.
+    let out = ok(init(&env, &env.path("new"), &code), "recovery after the attempts");
+    assert!(out.contains("Recovered your keys") && !out.contains("warning"), "{out}");
+}
