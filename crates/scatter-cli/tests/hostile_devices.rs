@@ -62,3 +62,37 @@ async fn a_taken_device_cannot_void_or_spoil_the_recovery_code() {
     let out = ok(init(&env, &env.path("new"), &code), "recovery after the attempts");
     assert!(out.contains("Recovered your keys") && !out.contains("warning"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_taken_device_cannot_lock_its_user_out_by_revoking_the_others() {
+    let env = grid(3).await;
+    let code = env.grid.recovery_code().expect("init printed a recovery code").to_owned();
+    let thief = Attacker::from_profile(&env, &env.grid.client_dir());
+    // The user gets the keys back on a new machine, to revoke the taken one from there.
+    let new = env.path("new");
+    ok(init(&env, &new, &code), "recovery");
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(run_with_pass(&new, env.grid.passphrase(), &["key", "devices", "--json"]), "devices"))
+            .expect("json");
+    let fresh = listed[1]["id"].as_u64().expect("the new device");
+
+    // The thief is faster, but holds the device key only: unsigned, or signed with keys of its
+    // own, its revocation of the new machine is refused.
+    let (status, body) = thief.post("/v1/devices/revoke", &json!({ "device": fresh })).await;
+    assert_eq!(status, 403, "a device without the keys revoked its user's other device: {body}");
+    let theirs = scatter_core::keys::UserKeys::generate();
+    let revocation = scatter_core::recovery::revocation(&fingerprint(&env).0, thief.user.0, fresh);
+    let forged = json!({
+        "device": fresh,
+        "owner": hex::encode(scatter_core::recovery::owner(theirs.write_keys())),
+        "proof": hex::encode(scatter_core::recovery::sign_change(theirs.write_keys(), &revocation)),
+    });
+    let (status, body) = thief.post("/v1/devices/revoke", &forged).await;
+    assert_eq!(status, 403, "{body}");
+
+    // The user, with the passphrase, revokes the taken device; the thief is refused from then on.
+    let taken = thief.device.0.to_string();
+    ok(run_with_pass(&new, env.grid.passphrase(), &["key", "revoke", &taken]), "revoke");
+    let (status, body) = thief.call(reqwest::Method::GET, "/v1/devices", None).await;
+    assert_eq!(status, 401, "{body}");
+}

@@ -17,9 +17,10 @@
 //!
 //! A new code or a re-sealed key file is also signed with the user's *owner key*, an Ed25519
 //! key derived from the write root whose public half the coordinator learns with the account's
-//! first code and checks every later change against ([`change`]): a device's signing key alone
-//! (a taken laptop, without the passphrase) can neither void the code nor spoil the kept key
-//! file it opens.
+//! first code and checks every later change against ([`change`]), and every revocation of a
+//! device ([`revocation`]): a device's signing key alone (a taken laptop, without the
+//! passphrase) can neither void the code, nor spoil the kept key file it opens, nor revoke the
+//! user's other devices.
 
 use std::str::FromStr;
 
@@ -36,6 +37,7 @@ const BINDING_CONTEXT: &str = "scatter 2026-11 recovery binding v1";
 const OWNER_CONTEXT: &str = "scatter 2026-11 recovery owner ed25519 v1";
 const CLAIM_MAGIC: &[u8; 4] = b"SRC1";
 const CHANGE_MAGIC: &[u8; 4] = b"SRO1";
+const REVOKE_MAGIC: &[u8; 4] = b"SRR1";
 /// The most bytes a sealed key file may have (a key file is under 1 KiB).
 pub const MAX_ESCROW: usize = 8 << 10;
 
@@ -167,7 +169,18 @@ pub fn change(grid: &[u8; 32], user: u64, verifier: &[u8; 32], recipient: &str, 
     m
 }
 
-/// Signs a [`change`] with the owner key of `keys`.
+/// What the owner key signs to revoke one of the user's devices: the grid, the user and the
+/// device. Revoking is final, so a replay does nothing more.
+pub fn revocation(grid: &[u8; 32], user: u64, device: u64) -> Vec<u8> {
+    let mut m = Vec::with_capacity(4 + 32 + 8 + 8);
+    m.extend_from_slice(REVOKE_MAGIC);
+    m.extend_from_slice(grid);
+    m.extend_from_slice(&user.to_be_bytes());
+    m.extend_from_slice(&device.to_be_bytes());
+    m
+}
+
+/// Signs a [`change`] or a [`revocation`] with the owner key of `keys`.
 pub fn sign_change(keys: &WriteKeys, change: &[u8]) -> [u8; 64] {
     owner_key(keys).sign(change).to_bytes()
 }

@@ -80,7 +80,9 @@ pub(super) async fn list(State(sh): S, headers: HeaderMap) -> ApiResult<DevicesR
     Ok(Json(DevicesResponse { devices: db(&sh, move |s| s.devices(me)).await?, current: u.device }))
 }
 
-/// `POST /v1/devices/revoke`: one of the caller's other devices is refused from now on.
+/// `POST /v1/devices/revoke`: one of the caller's other devices is refused from now on. Once
+/// the account has an owner key (see [`recovery`]), the revocation must be signed with it, so
+/// that a taken device cannot lock its user out.
 pub(super) async fn revoke(
     State(sh): S,
     headers: HeaderMap,
@@ -92,8 +94,27 @@ pub(super) async fn revoke(
             "this is the device making the request; revoke it from another device of yours".into(),
         ));
     }
+    let owner = match (&req.owner, &req.proof) {
+        (Some(owner), Some(proof)) => {
+            let owner = hex32("owner", owner)?;
+            let mut signature = [0u8; 64];
+            hex::decode_to_slice(proof, &mut signature)
+                .map_err(|_| ApiError::BadRequest("`proof` is not 64 bytes in hex".into()))?;
+            let revocation = recovery::revocation(&sh.grid_id(), u.me.0, req.device.0);
+            if !recovery::verify(&owner, &revocation, &signature) {
+                return Err(ApiError::Forbidden(
+                    "this revocation is not signed with the owner key it names; run it with scatter's own client"
+                        .into(),
+                ));
+            }
+            Some(owner)
+        }
+        (None, None) => None,
+        _ => return Err(ApiError::BadRequest("a revocation's `owner` and `proof` go together".into())),
+    };
     let (me, device) = (u.me, req.device);
-    if !db(&sh, move |s| s.revoke_device(me, device, now())).await? {
+    let revoked = db(&sh, move |s| s.revoke_device(me, device, owner.as_ref(), now())).await;
+    if !refused_unless_owner(&sh, &u, revoked).await? {
         return Err(ApiError::NotFound(format!(
             "you have no device {device} that is not revoked yet; `scatter key devices` lists them"
         )));
@@ -211,7 +232,7 @@ async fn refused_unless_owner<T>(sh: &Arc<Shared>, u: &UserRow, result: Result<T
             sh,
             u.me.to_string(),
             "recovery.refused",
-            format!("a change not signed with the account's keys, by device {}", u.device),
+            format!("a change or revocation not signed with the account's keys, by device {}", u.device),
         )
         .await;
     }

@@ -135,10 +135,25 @@ impl Store {
         })
     }
 
-    /// Revokes one of `user`'s devices at `now`; false if `user` has no such device, or it
-    /// was revoked already.
-    pub fn revoke_device(&self, user: UserId, device: DeviceId, now: u64) -> Result<bool, StoreError> {
+    /// Revokes one of `user`'s devices at `now`, for a revocation signed with `owner` (checked
+    /// by the caller), which must be the account's owner key once it has one
+    /// ([`StoreError::NotOwner`]); false if `user` has no such device, or it was revoked
+    /// already.
+    pub fn revoke_device(
+        &self,
+        user: UserId,
+        device: DeviceId,
+        owner: Option<&[u8; 32]>,
+        now: u64,
+    ) -> Result<bool, StoreError> {
         Ok(self.write(|c| {
+            let kept: Option<Option<Vec<u8>>> =
+                c.query_opt("SELECT owner_key FROM users WHERE id = ?1", params![user.0 as i64], |r| r.get(0))?;
+            if let Some(Some(key)) = kept {
+                if owner.is_none_or(|o| key.as_slice() != o) {
+                    return Err(StoreError::NotOwner);
+                }
+            }
             Ok(c.execute(
                 "UPDATE devices SET revoked = ?3 WHERE id = ?1 AND user = ?2 AND revoked IS NULL",
                 params![device.0 as i64, user.0 as i64, now as i64],
@@ -265,9 +280,9 @@ mod tests {
                        vec![(ann.device, "first", None), (second.device, "desk «ü»", None)]);
 
             // Bob cannot revoke ann's device; ann can, once.
-            assert!(!store.revoke_device(bob.me, second.device, 7).expect("revoke"));
-            assert!(store.revoke_device(ann.me, second.device, 7).expect("revoke"));
-            assert!(!store.revoke_device(ann.me, second.device, 8).expect("revoke"));
+            assert!(!store.revoke_device(bob.me, second.device, None, 7).expect("revoke"));
+            assert!(store.revoke_device(ann.me, second.device, None, 7).expect("revoke"));
+            assert!(!store.revoke_device(ann.me, second.device, None, 8).expect("revoke"));
             let (row, key, revoked) = store.device_login(second.device).expect("sql").expect("device");
             assert!(revoked && row.me == ann.me && key == vec![11; 32]);
             assert!(!store.device_login(ann.device).expect("sql").expect("device").2);
@@ -302,6 +317,11 @@ mod tests {
             assert!(store.recovery(ann.me).expect("recovery").is_none(), "a code works once");
             assert!(store.use_recovery(&[2; 32], &[42; 32], "x", 9).expect("use").is_none());
             assert_eq!(store.devices(ann.me).expect("devices").len(), 2);
+            // Once the account has an owner key, revoking a device needs it.
+            let third = store.devices(ann.me).expect("devices")[1].id;
+            assert!(matches!(store.revoke_device(ann.me, third, None, 9), Err(StoreError::NotOwner)));
+            assert!(matches!(store.revoke_device(ann.me, third, Some(&[8; 32]), 9), Err(StoreError::NotOwner)));
+            assert!(store.revoke_device(ann.me, third, Some(&[9; 32]), 9).expect("revoke"));
             // The owner key outlives the spent code: the next one needs it too.
             assert!(matches!(store.set_recovery(ann.me, &[8; 32], &code(4), b"x", 9), Err(StoreError::NotOwner)));
             store.set_recovery(ann.me, &[9; 32], &code(4), b"escrow 4", 9).expect("set");
