@@ -96,3 +96,40 @@ async fn a_taken_device_cannot_lock_its_user_out_by_revoking_the_others() {
     let (status, body) = thief.call(reqwest::Method::GET, "/v1/devices", None).await;
     assert_eq!(status, 401, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_code_registers_one_device_however_its_claims_are_raced_or_replayed() {
+    let env = grid(3).await;
+    let token: scatter_net::Token = env.grid.recovery_code().expect("a recovery code").parse().expect("token");
+    let code = scatter_core::recovery::RecoveryCode::from_secret(token.secret_bytes());
+    let fp = fingerprint(&env);
+    let http = scatter_net::http_client(Some(fp), scatter_net::Peer::Coordinator).build().expect("client");
+    let claim = |n: u8| {
+        let device = ed25519_dalek::SigningKey::from_bytes(&[n; 32]).verifying_key();
+        let time = common::attacker::now();
+        let claim = scatter_core::recovery::claim(&fp.0, device.as_bytes(), time);
+        json!({
+            "verifier": hex::encode(code.verifier()), "signature": hex::encode(code.sign(&claim)), "time": time,
+            "device_key": hex::encode(device.as_bytes()), "device_name": format!("racer {n}"),
+        })
+    };
+    let url = format!("{}/v1/users/recover", env.grid.url());
+    let send = |body: serde_json::Value| {
+        let (http, url) = (http.clone(), url.clone());
+        async move { http.post(url).json(&body).send().await.expect("recover").status().as_u16() }
+    };
+    // Eight claims of the same code for eight devices, at once: one device is registered.
+    let (first, rest) = (claim(1), (2..=8).map(claim).collect::<Vec<_>>());
+    let mut all = vec![tokio::spawn(send(first.clone()))];
+    all.extend(rest.into_iter().map(|c| tokio::spawn(send(c))));
+    let mut statuses = Vec::new();
+    for h in all {
+        statuses.push(h.await.expect("task"));
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 401), "{statuses:?}");
+    // A claim seen on the wire, replayed as it was: refused.
+    assert_eq!(send(first).await, 401);
+    let devices: serde_json::Value = serde_json::from_str(&env.ok(&["key", "devices", "--json"])).expect("json");
+    assert_eq!(devices.as_array().map(Vec::len), Some(2), "{devices}");
+}
