@@ -133,3 +133,25 @@ async fn one_code_registers_one_device_however_its_claims_are_raced_or_replayed(
     let devices: serde_json::Value = serde_json::from_str(&env.ok(&["key", "devices", "--json"])).expect("json");
     assert_eq!(devices.as_array().map(Vec::len), Some(2), "{devices}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_device_invite_dies_with_its_user() {
+    let env = grid(3).await;
+    let bob = Attacker::invite(&env, &["bob"]).await;
+    let user = bob.user.to_string();
+    let before = env.ok(&["admin", "user", "device", &user]).trim().to_owned();
+    env.ok(&["admin", "user", "rm", &user]);
+    // The invite handed out before the removal registers nothing.
+    let http =
+        scatter_net::http_client(Some(fingerprint(&env)), scatter_net::Peer::Coordinator).build().expect("client");
+    let device = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng).verifying_key();
+    let req = json!({
+        "token": before, "public_key": "age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq",
+        "device_key": hex::encode(device.as_bytes()), "device_name": "late",
+    });
+    let resp = http.post(format!("{}/v1/users/register", env.grid.url())).json(&req).send().await.expect("register");
+    let status = resp.status().as_u16();
+    assert!(status == 401 || status == 403, "a removed user's device invite registered a device: {status}");
+    // And no new one is made for it.
+    env.fails(&["admin", "user", "device", &user]);
+}

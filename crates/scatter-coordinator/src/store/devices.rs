@@ -289,6 +289,14 @@ mod tests {
             assert!(store.device_login(DeviceId(999)).expect("sql").is_none());
             assert_eq!(store.devices(ann.me).expect("devices")[1].revoked, Some(7));
             assert!(!store.add_device_token(&[14; 32], UserId(999)).expect("token"), "no such user");
+            // A device invite handed out before its user is disabled adds nothing, and one
+            // handed out before its user is removed is gone.
+            store.add_device_token(&[15; 32], bob.me).expect("device token");
+            store.add_device_token(&[16; 32], bob.me).expect("device token");
+            store.set_disabled(bob.me, true).expect("disable");
+            assert!(matches!(store.redeem_token(&[15; 32], "age1pk", &[15; 32], "x", 9), Err(StoreError::AccountDisabled)));
+            store.remove_user(bob.me, 9).expect("remove");
+            assert!(store.redeem_token(&[16; 32], "age1pk", &[16; 32], "x", 9).expect("redeem").is_none());
         }
     }
 
