@@ -1036,8 +1036,10 @@ async fn run(cmd: Cmd) -> Result<i32> {
             }
         }
         Cmd::Key { command: KeyCmd::Revoke { id } } => {
-            let (_, p) = load()?;
-            p.coordinator()?.revoke_device(id).await?;
+            let (dir, p) = load()?;
+            // Signed with the user's keys: a device's key alone does not revoke the others.
+            let keys = Profile::load_keys(&dir, &passphrase(false)?)?;
+            p.coordinator()?.revoke_device(p.user_id, id, &keys).await?;
             println!("Device {id} is revoked: its requests are refused from now on.");
         }
         Cmd::Key { command: KeyCmd::RecoveryCode } => {

@@ -236,10 +236,22 @@ impl Coordinator {
         self.get("/v1/devices", &[]).await
     }
 
-    /// Revokes one of the caller's other devices.
-    pub async fn revoke_device(&self, device: DeviceId) -> Result<(), ClientError> {
-        let _: serde_json::Value =
-            self.post(Repeat::Safe, "/v1/devices/revoke", &RevokeDeviceRequest { device }).await?;
+    /// Revokes one of the caller's other devices, with the revocation signed by the owner key
+    /// of `keys` (the user's), which the coordinator requires once the account has one.
+    pub async fn revoke_device(
+        &self,
+        user: UserId,
+        device: DeviceId,
+        keys: &scatter_core::keys::UserKeys,
+    ) -> Result<(), ClientError> {
+        let grid = self.ca.map(|fp| fp.0).unwrap_or([0; 32]);
+        let revocation = scatter_core::recovery::revocation(&grid, user.0, device.0);
+        let req = RevokeDeviceRequest {
+            device,
+            owner: Some(hex::encode(scatter_core::recovery::owner(keys.write_keys()))),
+            proof: Some(hex::encode(scatter_core::recovery::sign_change(keys.write_keys(), &revocation))),
+        };
+        let _: serde_json::Value = self.post(Repeat::Safe, "/v1/devices/revoke", &req).await?;
         Ok(())
     }
 

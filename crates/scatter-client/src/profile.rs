@@ -252,12 +252,28 @@ pub async fn new_code(profile: &Profile, keys: &UserKeys, key_file: &[u8]) -> Re
         recipient: recipient.clone(),
     };
     let escrow = recovery::seal(key_file, &recipient)?;
-    let req = RecoveryCodeRequest {
-        info,
-        escrow: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, escrow),
-    };
+    let req = change_request(profile, keys, info, &verifier, &escrow)?;
     profile.coordinator()?.set_recovery_code(&req, true).await?;
     Ok(scatter_net::Token::recovery(code.secret(), profile.fingerprint()?).to_string())
+}
+
+/// A change of the account's recovery code (a new code, or the key file re-sealed for it),
+/// signed with the owner key of `keys`, which the coordinator checks against the account's.
+fn change_request(
+    profile: &Profile,
+    keys: &UserKeys,
+    info: RecoveryCodeInfo,
+    verifier: &[u8; 32],
+    escrow: &[u8],
+) -> Result<RecoveryCodeRequest, ClientError> {
+    let grid = profile.fingerprint()?.map(|fp| fp.0).unwrap_or([0; 32]);
+    let change = recovery::change(&grid, profile.user_id.0, verifier, &info.recipient, escrow);
+    Ok(RecoveryCodeRequest {
+        owner: hex::encode(recovery::owner(keys.write_keys())),
+        proof: hex::encode(recovery::sign_change(keys.write_keys(), &change)),
+        info,
+        escrow: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, escrow),
+    })
 }
 
 /// Re-encrypts the key file in `dir` under a new passphrase (the data keys do not change, so
@@ -283,14 +299,11 @@ pub async fn change_passphrase(dir: &Path, old: &str, new: &str) -> Result<CodeS
 /// Has the coordinator keep `key_file` sealed to the account's current recovery code.
 async fn reseal(dir: &Path, keys: &UserKeys, key_file: &[u8]) -> Result<CodeState, ClientError> {
     let profile = Profile::load(dir)?;
-    let Some((info, _)) = current_code(&profile, keys).await? else {
+    let Some((info, verifier)) = current_code(&profile, keys).await? else {
         return Ok(CodeState::None("this account has no recovery code; run `scatter key recovery-code`".into()));
     };
     let escrow = recovery::seal(key_file, &info.recipient)?;
-    let req = RecoveryCodeRequest {
-        info,
-        escrow: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, escrow),
-    };
+    let req = change_request(&profile, keys, info, &verifier, &escrow)?;
     profile.coordinator()?.set_recovery_code(&req, false).await?;
     Ok(CodeState::Kept)
 }

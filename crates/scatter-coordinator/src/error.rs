@@ -69,6 +69,7 @@ impl From<StoreError> for ApiError {
             StoreError::NameTaken
             | StoreError::AccountDisabled
             | StoreError::OtherKeys
+            | StoreError::NotOwner
             | StoreError::NotYourSession
             | StoreError::NotPlanned => ApiError::Forbidden(e.to_string()),
             e => {

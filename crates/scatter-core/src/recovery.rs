@@ -14,6 +14,13 @@
 //! printed, not stored) re-seal the escrow after `key passwd` to the recipient the coordinator
 //! hands back, after checking its [`binding`]: a MAC under a key derived from the user's write
 //! root, which the coordinator does not have, so it cannot substitute a recipient of its own.
+//!
+//! A new code or a re-sealed key file is also signed with the user's *owner key*, an Ed25519
+//! key derived from the write root whose public half the coordinator learns with the account's
+//! first code and checks every later change against ([`change`]), and every revocation of a
+//! device ([`revocation`]): a device's signing key alone (a taken laptop, without the
+//! passphrase) can neither void the code, nor spoil the kept key file it opens, nor revoke the
+//! user's other devices.
 
 use std::str::FromStr;
 
@@ -27,7 +34,10 @@ use crate::keys::{KeyError, WriteKeys};
 const PROOF_CONTEXT: &str = "scatter 2026-11 recovery proof ed25519 v1";
 const ESCROW_CONTEXT: &str = "scatter 2026-11 recovery escrow x25519 v1";
 const BINDING_CONTEXT: &str = "scatter 2026-11 recovery binding v1";
+const OWNER_CONTEXT: &str = "scatter 2026-11 recovery owner ed25519 v1";
 const CLAIM_MAGIC: &[u8; 4] = b"SRC1";
+const CHANGE_MAGIC: &[u8; 4] = b"SRO1";
+const REVOKE_MAGIC: &[u8; 4] = b"SRR1";
 /// The most bytes a sealed key file may have (a key file is under 1 KiB).
 pub const MAX_ESCROW: usize = 8 << 10;
 
@@ -134,6 +144,47 @@ pub fn binding(keys: &WriteKeys, verifier: &[u8; 32], recipient: &str) -> [u8; 3
     *h.finalize().as_bytes()
 }
 
+fn owner_key(keys: &WriteKeys) -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&blake3::derive_key(OWNER_CONTEXT, keys.root()))
+}
+
+/// The user's owner key's public half: what the coordinator checks changes of the recovery
+/// code against. Only holders of the user's keys (write-only ones included) can sign for it.
+pub fn owner(keys: &WriteKeys) -> [u8; 32] {
+    owner_key(keys).verifying_key().to_bytes()
+}
+
+/// What the owner key signs to set a code or re-seal the key file kept for it: the grid (its CA
+/// fingerprint, zeros without TLS), the user, the code's verifier and recipient, and the
+/// escrow's hash.
+pub fn change(grid: &[u8; 32], user: u64, verifier: &[u8; 32], recipient: &str, escrow: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(4 + 32 + 8 + 32 + 32 + 32);
+    m.extend_from_slice(CHANGE_MAGIC);
+    m.extend_from_slice(grid);
+    m.extend_from_slice(&user.to_be_bytes());
+    m.extend_from_slice(verifier);
+    // Hashed, so the message has a fixed layout whatever the recipient's length.
+    m.extend_from_slice(blake3::hash(recipient.as_bytes()).as_bytes());
+    m.extend_from_slice(blake3::hash(escrow).as_bytes());
+    m
+}
+
+/// What the owner key signs to revoke one of the user's devices: the grid, the user and the
+/// device. Revoking is final, so a replay does nothing more.
+pub fn revocation(grid: &[u8; 32], user: u64, device: u64) -> Vec<u8> {
+    let mut m = Vec::with_capacity(4 + 32 + 8 + 8);
+    m.extend_from_slice(REVOKE_MAGIC);
+    m.extend_from_slice(grid);
+    m.extend_from_slice(&user.to_be_bytes());
+    m.extend_from_slice(&device.to_be_bytes());
+    m
+}
+
+/// Signs a [`change`] or a [`revocation`] with the owner key of `keys`.
+pub fn sign_change(keys: &WriteKeys, change: &[u8]) -> [u8; 64] {
+    owner_key(keys).sign(change).to_bytes()
+}
+
 /// Checks a [`binding`] in constant time.
 pub fn binding_holds(keys: &WriteKeys, verifier: &[u8; 32], recipient: &str, mac: &[u8]) -> bool {
     let Ok(mac) = <[u8; 32]>::try_from(mac) else { return false };
@@ -179,6 +230,22 @@ mod tests {
         let mut bad = sig;
         bad[0] ^= 1;
         assert!(!verify(&code.verifier(), &c, &bad));
+    }
+
+    #[test]
+    fn changes_verify_for_the_owner_key_and_their_content_only() {
+        let keys = UserKeys::generate();
+        let code = RecoveryCode::generate();
+        let c = change(&[1; 32], 7, &code.verifier(), &code.recipient(), b"escrow");
+        let sig = sign_change(keys.write_only().write_keys(), &c);
+        let owner = owner(keys.write_keys());
+        assert!(verify(&owner, &c, &sig), "write-only keys sign for the owner");
+        assert!(!verify(&super::owner(UserKeys::generate().write_keys()), &c, &sig));
+        assert!(!verify(&owner, &change(&[1; 32], 7, &code.verifier(), &code.recipient(), b"other"), &sig));
+        assert!(!verify(&owner, &change(&[1; 32], 8, &code.verifier(), &code.recipient(), b"escrow"), &sig));
+        assert!(!verify(&owner, &change(&[1; 32], 7, &code.verifier(), "age1x", b"escrow"), &sig));
+        // The owner key is not the proof key of any code, nor a device key.
+        assert_ne!(owner, code.verifier());
     }
 
     #[test]

@@ -491,6 +491,14 @@ pub struct DevicesResponse {
 pub struct RevokeDeviceRequest {
     /// The device.
     pub device: DeviceId,
+    /// The user's owner key (hex), as for a change of the recovery code: required once the
+    /// account has one, so a device's key alone cannot revoke the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// The owner key's signature (hex) over the revocation
+    /// (see `scatter_core::recovery::revocation`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<String>,
 }
 
 /// A recovery code as the coordinator keeps it for the user's devices: what checks it, and
@@ -514,6 +522,11 @@ pub struct RecoveryCodeRequest {
     pub info: RecoveryCodeInfo,
     /// The key file sealed to the code's recipient (base64).
     pub escrow: String,
+    /// The user's owner key (hex Ed25519 public key, derived from the user's keys): the
+    /// coordinator keeps the first it sees and refuses changes signed with another.
+    pub owner: String,
+    /// The owner key's signature (hex) over the change (see `scatter_core::recovery::change`).
+    pub proof: String,
 }
 
 /// `GET /v1/recovery`: the caller's recovery code, if it has one.

@@ -52,6 +52,27 @@ impl Attacker {
         Self { user: reg.user_id, device: reg.device_id, key, http, base, grid: fp.0 }
     }
 
+    /// The device of the profile in `dir`, driven by hand: what whoever takes that machine
+    /// can send without the passphrase.
+    pub fn from_profile(env: &Env, dir: &std::path::Path) -> Self {
+        let profile = scatter_client::profile::Profile::load(dir).expect("profile");
+        let mut seed = [0u8; 32];
+        hex::decode_to_slice(&profile.device_key, &mut seed).expect("device key");
+        let fp = fingerprint(env);
+        let http = scatter_net::http_client(Some(fp), scatter_net::Peer::Coordinator)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client");
+        Self {
+            user: profile.user_id,
+            device: profile.device(),
+            key: SigningKey::from_bytes(&seed),
+            http,
+            base: env.grid.url().to_owned(),
+            grid: fp.0,
+        }
+    }
+
     /// Sends a request with a credential made for it (as a stock client would); returns the
     /// status and the JSON body.
     pub async fn call(

@@ -80,7 +80,9 @@ pub(super) async fn list(State(sh): S, headers: HeaderMap) -> ApiResult<DevicesR
     Ok(Json(DevicesResponse { devices: db(&sh, move |s| s.devices(me)).await?, current: u.device }))
 }
 
-/// `POST /v1/devices/revoke`: one of the caller's other devices is refused from now on.
+/// `POST /v1/devices/revoke`: one of the caller's other devices is refused from now on. Once
+/// the account has an owner key (see [`recovery`]), the revocation must be signed with it, so
+/// that a taken device cannot lock its user out.
 pub(super) async fn revoke(
     State(sh): S,
     headers: HeaderMap,
@@ -92,8 +94,27 @@ pub(super) async fn revoke(
             "this is the device making the request; revoke it from another device of yours".into(),
         ));
     }
+    let owner = match (&req.owner, &req.proof) {
+        (Some(owner), Some(proof)) => {
+            let owner = hex32("owner", owner)?;
+            let mut signature = [0u8; 64];
+            hex::decode_to_slice(proof, &mut signature)
+                .map_err(|_| ApiError::BadRequest("`proof` is not 64 bytes in hex".into()))?;
+            let revocation = recovery::revocation(&sh.grid_id(), u.me.0, req.device.0);
+            if !recovery::verify(&owner, &revocation, &signature) {
+                return Err(ApiError::Forbidden(
+                    "this revocation is not signed with the owner key it names; run it with scatter's own client"
+                        .into(),
+                ));
+            }
+            Some(owner)
+        }
+        (None, None) => None,
+        _ => return Err(ApiError::BadRequest("a revocation's `owner` and `proof` go together".into())),
+    };
     let (me, device) = (u.me, req.device);
-    if !db(&sh, move |s| s.revoke_device(me, device, now())).await? {
+    let revoked = db(&sh, move |s| s.revoke_device(me, device, owner.as_ref(), now())).await;
+    if !refused_unless_owner(&sh, &u, revoked).await? {
         return Err(ApiError::NotFound(format!(
             "you have no device {device} that is not revoked yet; `scatter key devices` lists them"
         )));
@@ -125,6 +146,29 @@ fn binding(info: &RecoveryCodeInfo) -> Result<RecoveryBinding, ApiError> {
     })
 }
 
+/// The owner key a change of `user`'s recovery code is signed with, once its signature over
+/// the change is checked (whether it is the account's is the store's to say).
+fn signed_by(
+    sh: &Shared,
+    user: &UserRow,
+    req: &RecoveryCodeRequest,
+    code: &RecoveryBinding,
+    escrow: &[u8],
+) -> Result<[u8; 32], ApiError> {
+    let owner = hex32("owner", &req.owner)?;
+    let mut proof = [0u8; 64];
+    hex::decode_to_slice(&req.proof, &mut proof)
+        .map_err(|_| ApiError::BadRequest("`proof` is not 64 bytes in hex".into()))?;
+    let change = recovery::change(&sh.grid_id(), user.me.0, &code.verifier, &code.recipient, escrow);
+    if !recovery::verify(&owner, &change, &proof) {
+        return Err(ApiError::Forbidden(
+            "this change of the recovery code is not signed with the owner key it names; run it with scatter's own client"
+                .into(),
+        ));
+    }
+    Ok(owner)
+}
+
 fn escrow(text: &str) -> Result<Vec<u8>, ApiError> {
     let escrow = decode_b64("escrow", text)?;
     if escrow.is_empty() || escrow.len() > recovery::MAX_ESCROW {
@@ -153,8 +197,9 @@ pub(super) async fn set_code(
 ) -> ApiResult<serde_json::Value> {
     let u = owner(&sh, &headers).await?;
     let (code, escrow) = (binding(&req.info)?, escrow(&req.escrow)?);
+    let key = signed_by(&sh, &u, &req, &code, &escrow)?;
     let me = u.me;
-    db(&sh, move |s| s.set_recovery(me, &code, &escrow, now())).await?;
+    refused_unless_owner(&sh, &u, db(&sh, move |s| s.set_recovery(me, &key, &code, &escrow, now())).await).await?;
     event(&sh, u.me.to_string(), "recovery.replaced", format!("by device {}", u.device)).await;
     Ok(Json(serde_json::json!({})))
 }
@@ -168,14 +213,30 @@ pub(super) async fn set_escrow(
 ) -> ApiResult<serde_json::Value> {
     let u = owner(&sh, &headers).await?;
     let (code, escrow) = (binding(&req.info)?, escrow(&req.escrow)?);
+    let key = signed_by(&sh, &u, &req, &code, &escrow)?;
     let me = u.me;
-    if !db(&sh, move |s| s.set_escrow(me, &code.verifier, &escrow)).await? {
+    let set = db(&sh, move |s| s.set_escrow(me, &key, &code.verifier, &escrow)).await;
+    if !refused_unless_owner(&sh, &u, set).await? {
         return Err(ApiError::Conflict(
             "the recovery code changed meanwhile; run `scatter key recovery-code` to make a new one".into(),
         ));
     }
     event(&sh, u.me.to_string(), "recovery.resealed", format!("by device {}", u.device)).await;
     Ok(Json(serde_json::json!({})))
+}
+
+/// `result`, with a refusal for keys other than the account's recorded as a security event.
+async fn refused_unless_owner<T>(sh: &Arc<Shared>, u: &UserRow, result: Result<T, ApiError>) -> Result<T, ApiError> {
+    if let Err(ApiError::Forbidden(_)) = &result {
+        event(
+            sh,
+            u.me.to_string(),
+            "recovery.refused",
+            format!("a change or revocation not signed with the account's keys, by device {}", u.device),
+        )
+        .await;
+    }
+    result
 }
 
 /// Why a revoked device's request is refused, in the API's words.

@@ -7,6 +7,9 @@
 //! An owner may also have one recovery code, of which the catalog keeps only what checks it
 //! and the key file sealed to it (see [`scatter_core::recovery`]): the verifier, the
 //! recipient with its binding, and the escrow. Using the code removes it: a code works once.
+//! Only the holder of the user's keys changes the code or the escrow: every change is signed
+//! with the owner key, whose public half the account keeps from its first code on
+//! ([`check_owner`]); the caller checks the signature, the store that the key is the account's.
 
 use scatter_core::{DeviceId, UserId};
 use scatter_proto::api::DeviceEntry;
@@ -47,6 +50,21 @@ pub(super) fn add_device(
         |r| r.get(0),
     )?;
     Ok(DeviceId(id as u64))
+}
+
+/// Whether `owner` is `user`'s owner key: the one the account keeps, or, for an account that
+/// has none yet (its first code), the one it keeps from now on.
+fn check_owner(tx: &Sql<'_>, user: UserId, owner: &[u8; 32]) -> Result<(), StoreError> {
+    let kept: Option<Option<Vec<u8>>> =
+        tx.query_opt("SELECT owner_key FROM users WHERE id = ?1", params![user.0 as i64], |r| r.get(0))?;
+    match kept {
+        Some(Some(key)) if key.as_slice() == owner => Ok(()),
+        Some(None) => {
+            tx.execute("UPDATE users SET owner_key = ?2 WHERE id = ?1", params![user.0 as i64, &owner[..]])?;
+            Ok(())
+        }
+        _ => Err(StoreError::NotOwner),
+    }
 }
 
 /// See [`Store::device_login`].
@@ -117,10 +135,25 @@ impl Store {
         })
     }
 
-    /// Revokes one of `user`'s devices at `now`; false if `user` has no such device, or it
-    /// was revoked already.
-    pub fn revoke_device(&self, user: UserId, device: DeviceId, now: u64) -> Result<bool, StoreError> {
+    /// Revokes one of `user`'s devices at `now`, for a revocation signed with `owner` (checked
+    /// by the caller), which must be the account's owner key once it has one
+    /// ([`StoreError::NotOwner`]); false if `user` has no such device, or it was revoked
+    /// already.
+    pub fn revoke_device(
+        &self,
+        user: UserId,
+        device: DeviceId,
+        owner: Option<&[u8; 32]>,
+        now: u64,
+    ) -> Result<bool, StoreError> {
         Ok(self.write(|c| {
+            let kept: Option<Option<Vec<u8>>> =
+                c.query_opt("SELECT owner_key FROM users WHERE id = ?1", params![user.0 as i64], |r| r.get(0))?;
+            if let Some(Some(key)) = kept {
+                if owner.is_none_or(|o| key.as_slice() != o) {
+                    return Err(StoreError::NotOwner);
+                }
+            }
             Ok(c.execute(
                 "UPDATE devices SET revoked = ?3 WHERE id = ?1 AND user = ?2 AND revoked IS NULL",
                 params![device.0 as i64, user.0 as i64, now as i64],
@@ -128,15 +161,19 @@ impl Store {
         })? == 1)
     }
 
-    /// Sets `user`'s recovery code (voiding the one it had) and the key file sealed to it.
+    /// Sets `user`'s recovery code (voiding the one it had) and the key file sealed to it, for
+    /// a change signed with `owner` (checked by the caller); [`StoreError::NotOwner`] if that is
+    /// not the account's owner key.
     pub fn set_recovery(
         &self,
         user: UserId,
+        owner: &[u8; 32],
         code: &RecoveryBinding,
         escrow: &[u8],
         now: u64,
     ) -> Result<(), StoreError> {
         self.write(|c| {
+            check_owner(c, user, owner)?;
             c.execute("DELETE FROM recovery WHERE user = ?1", params![user.0 as i64])?;
             c.execute(
                 "INSERT INTO recovery (user, verifier, recipient, binding, escrow, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -164,9 +201,17 @@ impl Store {
     }
 
     /// Replaces the key file kept for `user`'s recovery code if that code is still `verifier`
-    /// (a device re-seals it after a passphrase change); false if the code changed since.
-    pub fn set_escrow(&self, user: UserId, verifier: &[u8; 32], escrow: &[u8]) -> Result<bool, StoreError> {
+    /// (a device re-seals it after a passphrase change), for a change signed with `owner` (see
+    /// [`Store::set_recovery`]); false if the code changed since.
+    pub fn set_escrow(
+        &self,
+        user: UserId,
+        owner: &[u8; 32],
+        verifier: &[u8; 32],
+        escrow: &[u8],
+    ) -> Result<bool, StoreError> {
         Ok(self.write(|c| {
+            check_owner(c, user, owner)?;
             Ok(c.execute(
                 "UPDATE recovery SET escrow = ?3 WHERE user = ?1 AND verifier = ?2",
                 params![user.0 as i64, &verifier[..], escrow],
@@ -235,15 +280,23 @@ mod tests {
                        vec![(ann.device, "first", None), (second.device, "desk «ü»", None)]);
 
             // Bob cannot revoke ann's device; ann can, once.
-            assert!(!store.revoke_device(bob.me, second.device, 7).expect("revoke"));
-            assert!(store.revoke_device(ann.me, second.device, 7).expect("revoke"));
-            assert!(!store.revoke_device(ann.me, second.device, 8).expect("revoke"));
+            assert!(!store.revoke_device(bob.me, second.device, None, 7).expect("revoke"));
+            assert!(store.revoke_device(ann.me, second.device, None, 7).expect("revoke"));
+            assert!(!store.revoke_device(ann.me, second.device, None, 8).expect("revoke"));
             let (row, key, revoked) = store.device_login(second.device).expect("sql").expect("device");
             assert!(revoked && row.me == ann.me && key == vec![11; 32]);
             assert!(!store.device_login(ann.device).expect("sql").expect("device").2);
             assert!(store.device_login(DeviceId(999)).expect("sql").is_none());
             assert_eq!(store.devices(ann.me).expect("devices")[1].revoked, Some(7));
             assert!(!store.add_device_token(&[14; 32], UserId(999)).expect("token"), "no such user");
+            // A device invite handed out before its user is disabled adds nothing, and one
+            // handed out before its user is removed is gone.
+            store.add_device_token(&[15; 32], bob.me).expect("device token");
+            store.add_device_token(&[16; 32], bob.me).expect("device token");
+            store.set_disabled(bob.me, true).expect("disable");
+            assert!(matches!(store.redeem_token(&[15; 32], "age1pk", &[15; 32], "x", 9), Err(StoreError::AccountDisabled)));
+            store.remove_user(bob.me, 9).expect("remove");
+            assert!(store.redeem_token(&[16; 32], "age1pk", &[16; 32], "x", 9).expect("redeem").is_none());
         }
     }
 
@@ -253,21 +306,33 @@ mod tests {
             let ann = user(&store, 1, Role::User, None);
             assert!(store.recovery(ann.me).expect("recovery").is_none());
             let code = |n: u8| RecoveryBinding { verifier: [n; 32], recipient: format!("age1r{n}"), binding: vec![n, 0, 0xff] };
-            store.set_recovery(ann.me, &code(1), b"escrow 1", 5).expect("set");
+            store.set_recovery(ann.me, &[9; 32], &code(1), b"escrow 1", 5).expect("set");
+            assert_eq!(store.recovery(ann.me).expect("recovery"), Some(code(1)));
+            // The first code's owner key is the account's: changes signed with another are refused.
+            assert!(matches!(store.set_recovery(ann.me, &[8; 32], &code(3), b"x", 6), Err(StoreError::NotOwner)));
+            assert!(matches!(store.set_escrow(ann.me, &[8; 32], &[1; 32], b"x"), Err(StoreError::NotOwner)));
             assert_eq!(store.recovery(ann.me).expect("recovery"), Some(code(1)));
             // A new code voids the old one.
-            store.set_recovery(ann.me, &code(2), b"escrow 2", 6).expect("set");
+            store.set_recovery(ann.me, &[9; 32], &code(2), b"escrow 2", 6).expect("set");
             assert_eq!(store.recovery(ann.me).expect("recovery"), Some(code(2)));
             assert!(store.use_recovery(&[1; 32], &[40; 32], "x", 7).expect("use").is_none(), "voided");
             // Re-sealing applies only to the current code.
-            assert!(!store.set_escrow(ann.me, &[1; 32], b"stale").expect("escrow"));
-            assert!(store.set_escrow(ann.me, &[2; 32], b"escrow 2b").expect("escrow"));
+            assert!(!store.set_escrow(ann.me, &[9; 32], &[1; 32], b"stale").expect("escrow"));
+            assert!(store.set_escrow(ann.me, &[9; 32], &[2; 32], b"escrow 2b").expect("escrow"));
 
             let (row, escrow) = store.use_recovery(&[2; 32], &[41; 32], "new laptop", 8).expect("use").expect("code");
             assert_eq!((row.me, escrow.as_slice()), (ann.me, &b"escrow 2b"[..]));
             assert!(store.recovery(ann.me).expect("recovery").is_none(), "a code works once");
             assert!(store.use_recovery(&[2; 32], &[42; 32], "x", 9).expect("use").is_none());
             assert_eq!(store.devices(ann.me).expect("devices").len(), 2);
+            // Once the account has an owner key, revoking a device needs it.
+            let third = store.devices(ann.me).expect("devices")[1].id;
+            assert!(matches!(store.revoke_device(ann.me, third, None, 9), Err(StoreError::NotOwner)));
+            assert!(matches!(store.revoke_device(ann.me, third, Some(&[8; 32]), 9), Err(StoreError::NotOwner)));
+            assert!(store.revoke_device(ann.me, third, Some(&[9; 32]), 9).expect("revoke"));
+            // The owner key outlives the spent code: the next one needs it too.
+            assert!(matches!(store.set_recovery(ann.me, &[8; 32], &code(4), b"x", 9), Err(StoreError::NotOwner)));
+            store.set_recovery(ann.me, &[9; 32], &code(4), b"escrow 4", 9).expect("set");
         }
     }
 }

@@ -50,7 +50,7 @@ pub use reservations::{Reservation, ReserveError, Reserved};
 use sql::{Backend, Sql, SqlError};
 pub use transfer::{Moved, TransferError};
 
-const SCHEMA_VERSION: i64 = 13;
+const SCHEMA_VERSION: i64 = 14;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -142,7 +142,8 @@ CREATE TABLE IF NOT EXISTS users (
     disabled INTEGER NOT NULL DEFAULT 0,
     quota INTEGER,
     owner INTEGER,
-    trusted INTEGER NOT NULL DEFAULT 0
+    trusted INTEGER NOT NULL DEFAULT 0,
+    owner_key BLOB
 );
 CREATE TABLE IF NOT EXISTS devices (
     id INTEGER PRIMARY KEY,
@@ -415,6 +416,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
          );
          INSERT INTO devices (id, user, device_key, created) SELECT id, id, device_key, created FROM users",
     ),
+    // The owner key changes of an account's recovery code are checked against (see
+    // `devices`): learnt with the account's next code.
+    (13, "ALTER TABLE users ADD COLUMN owner_key BLOB"),
 ];
 
 /// A catalog failure.
@@ -437,6 +441,9 @@ pub enum StoreError {
     /// A device invite was redeemed with keys other than its user's.
     #[error("this device invite is for another user's keys; import that user's key file (`scatter key export` on one of its devices) or use its recovery code")]
     OtherKeys,
+    /// A change of the recovery code was signed with keys other than the account's.
+    #[error("this change of the recovery code is not signed with this account's keys; run it on a device that holds them (with the passphrase)")]
+    NotOwner,
     /// The account is disabled.
     #[error("this account is disabled; ask the grid's admin")]
     AccountDisabled,

@@ -44,7 +44,7 @@ const TABLES: &[&str] = &[
 ];
 
 /// Tables whose `id` the database assigns: PostgreSQL's counters must pass the imported ids.
-const COUNTED: &[&str] = &["operators", "hosts", "users", "sessions", "objects", "events"];
+const COUNTED: &[&str] = &["operators", "hosts", "users", "devices", "sessions", "objects", "events"];
 
 /// What an export or import moved.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -269,7 +269,7 @@ impl Store {
 mod tests {
     use std::collections::BTreeMap;
 
-    use scatter_core::{ChunkId, PackId, ShardId};
+    use scatter_core::{ChunkId, PackId, ShardId, UserId};
     use scatter_proto::api::{ChunkEntry, Role, StoredShard};
 
     use super::*;
@@ -363,6 +363,10 @@ mod tests {
         // Ids the database assigns go on after the imported ones.
         let host = target.add_host(&[8; 32], "https://127.0.0.1:2", "z", 1, None, 20).expect("a new host");
         assert_eq!(host.0, 4);
+        // So do devices: a new machine registers after the import.
+        target.add_device_token(&[20; 32], UserId(1)).expect("device invite");
+        let device = target.redeem_token(&[20; 32], "age1pk", &[21; 32], "new", 20).expect("a new device");
+        assert!(device.expect("unused").device.0 > 1);
 
         let (_c, back) = open(false);
         let again = Store::connect(&back).expect("sqlite again");

@@ -66,10 +66,14 @@ impl Store {
             tx.execute("UPDATE tokens SET used = 1 WHERE hash = ?1", params![&token_hash[..]])?;
             let me = match device_of {
                 Some(user) => {
-                    let key: Option<String> =
-                        tx.query_opt("SELECT public_key FROM users WHERE id = ?1", params![user], |r| r.get(0))?;
-                    match key {
-                        Some(key) if key == public_key => user,
+                    let found: Option<(String, bool)> =
+                        tx.query_opt("SELECT public_key, disabled FROM users WHERE id = ?1", params![user], |r| {
+                            Ok((r.get(0)?, r.get(1)?))
+                        })?;
+                    match found {
+                        // Refused before the invite is spent.
+                        Some((_, true)) => return Err(StoreError::AccountDisabled),
+                        Some((key, false)) if key == public_key => user,
                         Some(_) => return Err(StoreError::OtherKeys),
                         None => return Ok(None),
                     }
@@ -142,8 +146,9 @@ impl Store {
         })? > 0)
     }
 
-    /// Removes a user's access and data: it is disabled, its objects and snapshots are
-    /// dropped, and (unless one of its writes is still open) its packs are released for
+    /// Removes a user's access and data: it is disabled (with its delegates), its recovery code
+    /// and unused invites for its devices and delegates are dropped, its objects and snapshots
+    /// are dropped, and (unless one of its writes is still open) its packs are released for
     /// deletion from hosts. Returns false if there is no such user.
     pub fn remove_user(&self, id: UserId, now: u64) -> Result<bool, StoreError> {
         self.write(|tx| {
@@ -151,8 +156,12 @@ impl Store {
             if tx.execute("UPDATE users SET disabled = 1 WHERE id = ?1 OR owner = ?1", params![u])? == 0 {
                 return Ok(false);
             }
-            // Nothing is kept of its keys.
+            // Nothing is kept of its keys, and no invite adds a device or a delegate to it.
             tx.execute("DELETE FROM recovery WHERE user = ?1", params![u])?;
+            tx.execute(
+                "DELETE FROM tokens WHERE used = 0 AND (owner = ?1 OR device_of = ?1 OR device_of IN (SELECT id FROM users WHERE owner = ?1))",
+                params![u],
+            )?;
             tx.execute("DELETE FROM object_chunks WHERE user = ?1", params![u])?;
             tx.execute("DELETE FROM objects WHERE user = ?1", params![u])?;
             tx.execute("DELETE FROM snapshot_chunks WHERE user = ?1", params![u])?;
