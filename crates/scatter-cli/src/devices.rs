@@ -94,7 +94,8 @@ pub fn table(list: &DevicesResponse) -> String {
             (None, true) => "this device".into(),
             (None, false) => "active".into(),
         };
-        let name: String = d.name.chars().take(24).collect();
+        // Whatever the coordinator sends, no terminal escapes reach the screen.
+        let name: String = d.name.chars().filter(|c| !c.is_control()).take(24).collect();
         let _ = writeln!(out, "{:<8} {:<24} {:<22} {}", d.id.to_string(), name, format_time(d.created), state);
     }
     out
