@@ -68,7 +68,11 @@ fn wait_clean(env: &Env, limit: Duration, what: &str) -> Duration {
         if left.is_empty() {
             return started.elapsed();
         }
-        assert!(started.elapsed() < limit, "{what}: {} uncommitted shard file(s) still on hosts after {limit:?}", left.len());
+        assert!(
+            started.elapsed() < limit,
+            "{what}: {} uncommitted shard file(s) still on hosts after {limit:?}",
+            left.len()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -118,6 +122,7 @@ async fn a_drain_that_cannot_finish_is_refused_with_the_figures() {
     let file = env.write_random("data", 8 << 20, 3);
     env.ok(&["put", file.to_str().expect("utf-8"), "--name", "data", "--data", "4", "--parity", "2"]);
     let err = env.fails(&["admin", "host", "drain", "h1"]);
+    eprintln!("refused: {err}");
     for part in ["host h1 holds", "5 host(s)", "free", "packs of 4+2 need 6 failure domains", "--force"] {
         assert!(err.contains(part), "`{part}` missing from: {err}");
     }
@@ -145,4 +150,5 @@ async fn a_drain_that_cannot_finish_is_refused_with_the_figures() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("draining anyway") && err.contains("instead of 2"), "{err}");
+    eprintln!("forced: {err}");
 }

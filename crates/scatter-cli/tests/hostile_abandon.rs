@@ -118,8 +118,11 @@ async fn abandoning_cannot_delete_or_disturb_anothers_shards() {
 
     // Eve's copies on hosts where neither alice nor the owner has that shard go promptly.
     let others: Vec<(HostId, ShardId)> = alices.iter().map(|s| (s.host, s.shard)).chain(owners.clone()).collect();
-    let eve_only: Vec<PathBuf> =
-        eves.iter().filter(|s| !others.contains(&(s.host, s.shard))).map(|s| shard_file(&env, s.host, &s.shard)).collect();
+    let eve_only: Vec<PathBuf> = eves
+        .iter()
+        .filter(|s| !others.contains(&(s.host, s.shard)))
+        .map(|s| shard_file(&env, s.host, &s.shard))
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(20);
     while eve_only.iter().any(|p| p.exists()) {
         assert!(Instant::now() < deadline, "eve's abandoned copies stayed on their hosts");
@@ -144,4 +147,17 @@ async fn abandoning_cannot_delete_or_disturb_anothers_shards() {
     let (status, body) = alice.post("/v1/packs/commit", &commit).await;
     assert_eq!(status, 200, "eve's abandon disturbed alice's placements: {body}");
     env.get_and_compare("owned", &file);
+}
+
+/// Attack: a tenant asks for a drain, forced, to push a host's shards around (or to make the
+/// coordinator weigh a drain for it): refused before anything is looked at or changed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_cannot_drain_a_host() {
+    let env = common::grid(3).await;
+    let eve = Attacker::invite(&env, &["eve"]).await;
+    let (h, _) = host(&env, 0);
+    let (status, body) = eve.post("/v1/admin/hosts/drain", &DrainRequest { host: h, force: true }).await;
+    assert_eq!(status, 403, "{body}");
+    let ls: serde_json::Value = serde_json::from_str(&env.ok(&["admin", "host", "ls", "--json"])).expect("JSON");
+    assert!(ls.as_array().expect("hosts").iter().all(|h| h["state"] == "online"), "{ls}");
 }

@@ -112,11 +112,7 @@ async fn set_host(sh: &Arc<Shared>, headers: &HeaderMap, host: HostId, state: St
 /// Drains a host: its shards are rebuilt elsewhere, then it is retired. Refused, with the
 /// figures, when the other hosts cannot take its shards under the grid's rule as it stands
 /// (failure domains, zones, room), unless forced; a forced drain says what stays degraded.
-pub(super) async fn drain(
-    State(sh): S,
-    headers: HeaderMap,
-    Body(req): Body<DrainRequest>,
-) -> ApiResult<DrainResponse> {
+pub(super) async fn drain(State(sh): S, headers: HeaderMap, Body(req): Body<DrainRequest>) -> ApiResult<DrainResponse> {
     caller(&sh, &headers, Right::Admin).await?;
     let hosts = db(&sh, |s| s.hosts()).await?;
     if !hosts.iter().any(|h| h.id == req.host) {
@@ -189,7 +185,7 @@ async fn drain_shortfall(sh: &Arc<Shared>, hosts: &[HostRow], host: HostId) -> R
     let unfit = |f: u8| -> Option<String> {
         let roomy: Vec<Candidate> =
             cands.iter().filter(|c| c.free > 0).map(|c| Candidate { free: u64::MAX >> 1, ..c.clone() }).collect();
-        held.iter().find_map(|&(k, m, _, _, _)| {
+        held.iter().find_map(|&(k, m, _, _)| {
             let n = k as usize + m as usize;
             let per_domain = crate::durability::per_domain(k, m, f).unwrap_or(1);
             let ids: Vec<ShardId> = (0..n).map(|i| ShardId::of(&[i as u8])).collect();

@@ -39,6 +39,10 @@ pub struct Reservation {
     pub expires: u64,
 }
 
+/// An upload given back, to delete from its host: (host, shard, hash of its put grant, when
+/// it was given back).
+pub type GivenBack = (HostId, ShardId, [u8; 32], u64);
+
 /// What is reserved now, as a placement needs to know it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reserved {
@@ -127,8 +131,8 @@ impl Store {
     /// deleter, so a killed client's shards go soon after its placements lapse. Writes only
     /// when something lapsed.
     pub fn lapse_reservations(&self, now: u64) -> Result<(), StoreError> {
-        let any = self
-            .read(|c| Ok(c.exists("SELECT 1 FROM reservations WHERE expires <= ?1", params![now as i64])?))?;
+        let any =
+            self.read(|c| Ok(c.exists("SELECT 1 FROM reservations WHERE expires <= ?1", params![now as i64])?))?;
         if any {
             self.write(|tx| Ok(lapse(tx, now)?))?;
         }
@@ -161,7 +165,7 @@ impl Store {
     /// Uploads given back, to delete from their hosts: (host, shard, put grant hash, since).
     /// One a pack has recorded since is left out (a commit after the give-back whose
     /// upload the host keeps anyway).
-    pub fn abandoned(&self, limit: usize) -> Result<Vec<(HostId, ShardId, [u8; 32], u64)>, StoreError> {
+    pub fn abandoned(&self, limit: usize) -> Result<Vec<GivenBack>, StoreError> {
         self.read(|c| {
             Ok(c.query_map(
                 "SELECT a.host, a.hash, a.grant_hash, a.since FROM abandoned a
