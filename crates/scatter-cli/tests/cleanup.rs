@@ -11,8 +11,13 @@ use std::time::{Duration, Instant};
 use common::{grid_with, host, shard_files, Env, EXE, THEIR_PASSPHRASE};
 use scatter_cli::grid::GridOptions;
 
-/// Shard files on hosts that the catalog does not place there: (host directory, file).
+/// Shard files on hosts that the catalog does not place there.
 fn unrecorded(env: &Env) -> Vec<PathBuf> {
+    unrecorded_on(env, &(0..env.grid.host_count()).collect::<Vec<_>>())
+}
+
+/// Shard files on hosts `which` (by index) that the catalog does not place there.
+fn unrecorded_on(env: &Env, which: &[usize]) -> Vec<PathBuf> {
     let db = rusqlite::Connection::open_with_flags(
         env.grid.coordinator_dir().join("catalog.db"),
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
@@ -25,7 +30,7 @@ fn unrecorded(env: &Env) -> Vec<PathBuf> {
         .map(|r| r.expect("row"))
         .collect();
     let mut out = Vec::new();
-    for i in 0..env.grid.host_count() {
+    for &i in which {
         let id = host(env, i).0 .0;
         for f in shard_files(&env.grid.host_dir(i)) {
             let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
@@ -106,6 +111,51 @@ async fn a_put_cut_short_leaves_no_shards_behind() {
     put_interrupted(&env, &bob, &big, "-KILL");
     let took = wait_clean(&env, Duration::from_secs(30), "after kill -9");
     eprintln!("after kill -9, hosts were clean in {took:?}");
+    env.get_and_compare("kept", &kept);
+}
+
+/// A put that fails because hosts die under it (four of six, so no pack can survive a host
+/// loss) gives its placements back: the hosts still up hold none of its uploads seconds
+/// later. (The dead hosts' copies wait for them, and after a restart for the orphan sweep:
+/// a restarted host cannot vouch for who wrote a file.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_put_failing_on_dead_hosts_leaves_nothing_on_the_others() {
+    let opts = GridOptions { orphan_grace: "1h".into(), passphrase: "test passphrase".into(), ..Default::default() };
+    let mut env = grid_with(6, opts).await;
+    let kept = env.write_random("kept", 3 << 20, 1);
+    env.put(&kept, "kept");
+    let big = env.write_random("big", 96 << 20, 2);
+    let mut child = Command::new(EXE)
+        .args(["put", big.to_str().expect("utf-8"), "--name", "doomed"])
+        .env("SCATTER_CONFIG", env.grid.client_dir())
+        .env("SCATTER_PASSPHRASE", env.grid.passphrase())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn put");
+    // Some of its uploads are on the hosts that stay up, not yet committed.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while unrecorded_on(&env, &[0, 1]).is_empty() {
+        assert!(child.try_wait().expect("wait").is_none(), "the put finished before hosts died");
+        assert!(Instant::now() < deadline, "the put uploaded nothing");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for i in 2..6 {
+        env.grid.kill_host(i);
+    }
+    let out = child.wait_with_output().expect("put ends");
+    assert!(!out.status.success(), "the put succeeded on two hosts");
+    eprintln!("the put failed: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or_default());
+    let started = Instant::now();
+    while !unrecorded_on(&env, &[0, 1]).is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(30), "the failed put's uploads stayed on the hosts up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("hosts up were clean {:?} after the put failed", started.elapsed());
+    for i in 2..6 {
+        env.grid.start_host(i).expect("host restarts");
+    }
+    env.grid.wait_online(6, Duration::from_secs(30)).await.expect("hosts back");
     env.get_and_compare("kept", &kept);
 }
 
