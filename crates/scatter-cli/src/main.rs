@@ -78,6 +78,10 @@ enum Cmd {
         /// Shards on hosts that the catalog does not know are deleted once this old.
         #[arg(long, default_value = "1h", value_parser = duration::parse)]
         orphan_grace: Duration,
+        /// How long a placement (and its put grants) waits for its commit; a killed client's
+        /// uploads are deleted from hosts soon after.
+        #[arg(long, default_value = "10m", value_parser = duration::parse)]
+        reservation_ttl: Duration,
         /// Plain HTTP instead of TLS: anyone on the network can read and alter tokens, grants
         /// and metadata. Only for a grid on one machine or behind a TLS-terminating proxy.
         #[arg(long)]
@@ -544,9 +548,14 @@ enum HostCmd {
         id: scatter_core::HostId,
     },
     /// Move every shard off a host (keeping full redundancy throughout), then retire it.
+    /// Refused when the other hosts cannot take its shards under the grid's rule.
     Drain {
         /// The host's id, e.g. h3 or 3.
         id: scatter_core::HostId,
+        /// Drain even if the other hosts cannot take its shards as the rule asks (a dying
+        /// host): what stays degraded is said.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -574,10 +583,16 @@ fn main() {
             // Services and `dev` handle Ctrl-C themselves and shut down cleanly.
             return run(cli.command).await;
         }
-        tokio::select! {
+        let r = tokio::select! {
             r = run(cli.command) => r,
             _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted; nothing half-done was made visible")),
+        };
+        if r.is_err() {
+            // Uploads cut short are given back, so hosts delete them now rather than after
+            // the coordinator's orphan grace; bounded, so a dead coordinator cannot hold us.
+            let _ = tokio::time::timeout(Duration::from_secs(15), scatter_client::upload::abandon_unsettled()).await;
         }
+        r
     });
     if show_stats {
         eprint!("{}", scatter_client::stats::report(started.elapsed()));
@@ -817,6 +832,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
             session_ttl,
             checker_interval,
             orphan_grace,
+            reservation_ttl,
             insecure,
             tolerate,
             period_margin,
@@ -830,6 +846,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
                 session_ttl,
                 checker_interval,
                 orphan_grace,
+                reservation_ttl,
                 insecure,
                 tolerate,
                 period_margin,
@@ -1161,10 +1178,13 @@ async fn run(cmd: Cmd) -> Result<i32> {
             p.coordinator()?.disable_host(host).await?;
             println!("Host {host} is disabled: it gets nothing new and its shards are rebuilt on other hosts.");
         }
-        Cmd::Admin { command: AdminCmd::Host { command: HostCmd::Drain { id: host } } } => {
+        Cmd::Admin { command: AdminCmd::Host { command: HostCmd::Drain { id: host, force } } } => {
             let (_, p) = load()?;
-            p.coordinator()?.drain(host).await?;
+            let warning = p.coordinator()?.drain(host, force).await?;
             println!("Host {host} is draining: its shards are rebuilt on other hosts while it keeps serving them; it is retired once empty (`scatter admin host ls`).");
+            if let Some(w) = warning {
+                eprintln!("warning: {w}");
+            }
         }
         Cmd::Admin { command: AdminCmd::Operator { command } } => {
             let (_, p) = load()?;

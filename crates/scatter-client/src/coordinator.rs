@@ -24,7 +24,8 @@
 //!   prune again"); reports of bad shards (hints the coordinator checks itself); and two whose
 //!   repeat leaves something that lapses by itself: a new session (an unused one ends after
 //!   the session TTL) and a placement (its reservation lapses with its grants, 10 minutes,
-//!   and counts against the caller's placement cap meanwhile, as any interrupted put's does).
+//!   and counts against the caller's placement cap meanwhile, as any interrupted put's does);
+//!   giving placements back (a repeat finds nothing more of the caller's to drop).
 //! - Unsafe: registering (the token is spent by the first: a repeat is refused, and the
 //!   device key registered then has no profile); object commits (a repeat adds a second
 //!   version); removing an object (a repeat answers "no object has this name");
@@ -343,10 +344,11 @@ impl Coordinator {
         Ok(r.removed)
     }
 
-    /// Starts draining a host (admins only).
-    pub async fn drain(&self, host: scatter_core::HostId) -> Result<(), ClientError> {
-        let _: serde_json::Value = self.post(Repeat::Safe, "/v1/admin/hosts/drain", &HostRequest { host }).await?;
-        Ok(())
+    /// Starts draining a host (admins only); refused when the other hosts cannot take its
+    /// shards, unless `force`. Returns what stays degraded, for a forced drain.
+    pub async fn drain(&self, host: scatter_core::HostId, force: bool) -> Result<Option<String>, ClientError> {
+        let r: DrainResponse = self.post(Repeat::Safe, "/v1/admin/hosts/drain", &DrainRequest { host, force }).await?;
+        Ok(r.warning)
     }
 
     /// Disables a host: it gets nothing new and its shards are rebuilt elsewhere (admins only).
@@ -433,6 +435,15 @@ impl Coordinator {
     /// Where to store a pack's shards.
     pub async fn place(&self, req: &PlaceRequest) -> Result<PlaceResponse, ClientError> {
         self.post(Repeat::Safe, "/v1/packs/place", req).await
+    }
+
+    /// Gives back placements this account will not commit (their upload failed or was
+    /// interrupted), so what they uploaded is deleted from hosts now. Returns how many of the
+    /// caller's were dropped.
+    pub async fn abandon(&self, shards: &[(scatter_core::HostId, scatter_core::ShardId)]) -> Result<u64, ClientError> {
+        let shards = shards.iter().map(|(host, shard)| PlacedShard { host: *host, shard: *shard }).collect();
+        let r: AbandonResponse = self.post(Repeat::Safe, "/v1/packs/abandon", &AbandonRequest { shards }).await?;
+        Ok(r.dropped)
     }
 
     /// Records a stored pack.

@@ -8,9 +8,15 @@
 //! erasure-codes them and uploads their shards to distinct hosts, up to [`PACKS_IN_FLIGHT`]
 //! at once, re-placing shards whose host fails. A pack is committed only once all its shards
 //! are durable; [`Uploader::finish`] flushes the last packs and waits for every commit.
+//!
+//! Placements that will not be committed are given back to the coordinator, which deletes
+//! what they uploaded from hosts at once instead of after the orphan grace: a failed pack's
+//! right away, the ones of a shard re-placed elsewhere once the pack is committed, and those
+//! of packs cut short when the run stops early by [`abandon_unsettled`] (the CLI calls it
+//! after an error or Ctrl-C). A client killed outright says nothing: its placements lapse.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use scatter_core::crypto::DataKey;
@@ -32,6 +38,46 @@ use crate::ClientError;
 pub const PACKS_IN_FLIGHT: usize = 2;
 /// Rounds of re-placement for shards whose host failed.
 const PLACEMENT_ROUNDS: usize = 4;
+
+/// Placements of one uploader not yet committed or given back.
+struct Unsettled {
+    coord: Coordinator,
+    placed: Mutex<HashSet<(HostId, ShardId)>>,
+}
+
+/// Every uploader's [`Unsettled`] until it finished, for [`abandon_unsettled`].
+static UNSETTLED: Mutex<Vec<Arc<Unsettled>>> = Mutex::new(Vec::new());
+
+impl Unsettled {
+    fn set(&self) -> std::sync::MutexGuard<'_, HashSet<(HostId, ShardId)>> {
+        self.placed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Gives back those of `pairs` still unsettled (best effort: what is not given back
+    /// lapses with its placement).
+    async fn give_back(&self, pairs: &[(HostId, ShardId)]) {
+        let todo: Vec<(HostId, ShardId)> = {
+            let mut set = self.set();
+            pairs.iter().copied().filter(|p| set.remove(p)).collect()
+        };
+        if todo.is_empty() {
+            return;
+        }
+        if let Err(e) = self.coord.abandon(&todo).await {
+            tracing::warn!(error = %e, placements = todo.len(), "could not give back placements; they lapse by themselves");
+        }
+    }
+}
+
+/// Gives back every placement this process made and did not commit, so their uploads are
+/// deleted from hosts now: for a run stopped early (an error, Ctrl-C). Best effort.
+pub async fn abandon_unsettled() {
+    let all: Vec<Arc<Unsettled>> = std::mem::take(&mut *UNSETTLED.lock().unwrap_or_else(|p| p.into_inner()));
+    for u in all {
+        let pairs: Vec<(HostId, ShardId)> = u.set().iter().copied().collect();
+        u.give_back(&pairs).await;
+    }
+}
 
 /// Redundancy of stored packs.
 #[derive(Debug, Clone, Copy)]
@@ -104,6 +150,7 @@ pub struct Uploader {
     tx: Option<mpsc::Sender<PackJob>>,
     task: Option<JoinHandle<Result<Vec<PackDone>, ClientError>>>,
     stats: UploadStats,
+    unsettled: Arc<Unsettled>,
 }
 
 impl Uploader {
@@ -123,7 +170,10 @@ impl Uploader {
             .map_err(|e| ClientError::Invalid(e.to_string()))?;
         let (tx, mut rx) = mpsc::channel::<PackJob>(1);
         let buffers = PackBuffers::new(redundancy);
+        let unsettled = Arc::new(Unsettled { coord: coord.clone(), placed: Mutex::new(HashSet::new()) });
+        UNSETTLED.lock().unwrap_or_else(|p| p.into_inner()).push(unsettled.clone());
         let task = {
+            let unsettled = unsettled.clone();
             let coord = coord.clone();
             let hosts = hosts.clone();
             let buffers = buffers.clone();
@@ -135,7 +185,7 @@ impl Uploader {
                         next = rx.recv(), if running.len() < PACKS_IN_FLIGHT => match next {
                             Some((bytes, entries)) => {
                                 running.spawn(store_pack(
-                                    coord.clone(), hosts.clone(), buffers.clone(), session, redundancy, policy.clone(), bytes, entries, relocate,
+                                    coord.clone(), hosts.clone(), buffers.clone(), unsettled.clone(), session, redundancy, policy.clone(), bytes, entries, relocate,
                                 ));
                             }
                             None => break,
@@ -163,6 +213,7 @@ impl Uploader {
             tx: Some(tx),
             task: Some(task),
             stats: UploadStats::default(),
+            unsettled,
         })
     }
 
@@ -254,6 +305,8 @@ impl Uploader {
             }
         }
         let done = self.wait().await?;
+        // Every placement is settled: nothing is left for `abandon_unsettled`.
+        UNSETTLED.lock().unwrap_or_else(|p| p.into_inner()).retain(|u| !Arc::ptr_eq(u, &self.unsettled));
         let mut stats = std::mem::take(&mut self.stats);
         stats.packs = done.len();
         stats.bytes_uploaded = done.iter().map(|d| d.bytes).sum();
@@ -306,12 +359,14 @@ async fn place_waiting(coord: &Coordinator, place: &PlaceRequest) -> Result<Plac
 }
 
 /// Erasure-codes one pack, stores every shard on a distinct host (re-placing shards whose
-/// host fails), then commits the pack.
+/// host fails), then commits the pack. Its placements that were not committed (all of them
+/// if it fails) are given back.
 #[allow(clippy::too_many_arguments)]
 async fn store_pack(
     coord: Coordinator,
     hosts: Hosts,
     buffers: PackBuffers,
+    unsettled: Arc<Unsettled>,
     session: u64,
     r: Redundancy,
     policy: Arc<Policy>,
@@ -347,6 +402,64 @@ async fn store_pack(
     };
 
     let total = layout.total();
+    // Every placement made for this pack, committed or not.
+    let mut mine: Vec<(HostId, ShardId)> = Vec::new();
+    let stored = upload_shards(&coord, &hosts, &unsettled, &mut mine, r, &policy, layout, &ids, shard_bytes).await;
+    let outcome = match stored {
+        Ok((stored, replaced)) => {
+            let hosts_by_index: Vec<HostId> = stored.iter().map(|(h, _)| *h).collect();
+            let commit = CommitPackRequest {
+                pack: pack_id,
+                session,
+                size,
+                k: r.k,
+                m: r.m,
+                shard_size: layout.shard_size,
+                shards: stored
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (host, receipt))| StoredShard { index: i as u8, shard: ids[i], host, receipt })
+                    .collect(),
+                chunks,
+                relocate,
+            };
+            let committed = stats::time_async(Stage::Commit, 0, coord.commit_pack(&commit)).await;
+            if committed.is_ok() {
+                // The committed placements are used up; the others (hosts that failed) go back.
+                let mut set = unsettled.set();
+                for s in &commit.shards {
+                    set.remove(&(s.host, s.shard));
+                }
+            }
+            committed.map(|()| PackDone {
+                id: pack_id,
+                hosts: hosts_by_index,
+                bytes: layout.shard_size * total as u64,
+                replaced,
+            })
+        }
+        Err(e) => Err(e),
+    };
+    unsettled.give_back(&mine).await;
+    outcome
+}
+
+/// Places and uploads every shard of a pack, re-placing those whose host fails (up to
+/// [`PLACEMENT_ROUNDS`]); every placement made is added to `mine` (and `unsettled`).
+/// Returns each shard's host and receipt by index, and how many shards were re-placed.
+#[allow(clippy::too_many_arguments)]
+async fn upload_shards(
+    coord: &Coordinator,
+    hosts: &Hosts,
+    unsettled: &Unsettled,
+    mine: &mut Vec<(HostId, ShardId)>,
+    r: Redundancy,
+    policy: &Policy,
+    layout: scatter_core::erasure::Layout,
+    ids: &[ShardId],
+    shard_bytes: impl Fn(usize) -> Bytes,
+) -> Result<(Vec<(HostId, SignedReceipt)>, usize), ClientError> {
+    let total = layout.total();
     let mut placed: Vec<Option<(HostId, SignedReceipt)>> = vec![None; total];
     let mut failed_hosts: Vec<HostId> = Vec::new();
     let mut errors: Vec<String> = Vec::new();
@@ -366,9 +479,17 @@ async fn store_pack(
             k: r.k,
             m: r.m,
             placed: placed.iter().flatten().map(|(h, _)| *h).collect(),
-            policy: Policy::clone(&policy),
+            policy: policy.clone(),
         };
-        let targets = stats::time_async(Stage::Commit, 0, place_waiting(&coord, &place)).await?;
+        let targets = stats::time_async(Stage::Commit, 0, place_waiting(coord, &place)).await?;
+        {
+            let mut set = unsettled.set();
+            for t in &targets.targets {
+                let pair = (t.host, ids[t.index as usize]);
+                set.insert(pair);
+                mine.push(pair);
+            }
+        }
         if let Some(survives) = targets.reduced_to {
             warn_reduced(survives);
         }
@@ -397,22 +518,5 @@ async fn store_pack(
     if stored.len() != total {
         return Err(ClientError::Upload(errors.join("; ")));
     }
-    let hosts_by_index: Vec<HostId> = stored.iter().map(|(h, _)| *h).collect();
-    let commit = CommitPackRequest {
-        pack: pack_id,
-        session,
-        size,
-        k: r.k,
-        m: r.m,
-        shard_size: layout.shard_size,
-        shards: stored
-            .into_iter()
-            .enumerate()
-            .map(|(i, (host, receipt))| StoredShard { index: i as u8, shard: ids[i], host, receipt })
-            .collect(),
-        chunks,
-        relocate,
-    };
-    stats::time_async(Stage::Commit, 0, coord.commit_pack(&commit)).await?;
-    Ok(PackDone { id: pack_id, hosts: hosts_by_index, bytes: layout.shard_size * total as u64, replaced })
+    Ok((stored, replaced))
 }

@@ -1,5 +1,6 @@
-//! The deleter: removes shards of released packs, and copies repair left behind, from their
-//! hosts, then forgets them.
+//! The deleter: removes shards of released packs, copies repair left behind, and uploads
+//! given back (placements abandoned by their client or lapsed), from their hosts, then
+//! forgets them.
 //!
 //! It runs in the background with a grant it signs itself, so a client that removes an
 //! object does not have to stay around, and a host that is offline now is retried later.
@@ -23,6 +24,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<
 }
 
 async fn pass(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::StoreError> {
+    delete_abandoned(shared, fence).await?;
     delete_orphans(shared, fence).await?;
     let todo = shared.catalog(|s| s.shards_to_delete(BATCH)).await?;
     if todo.is_empty() {
@@ -44,6 +46,36 @@ async fn pass(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::S
                 let fence = fence.clone();
                 shared.catalog(move |s| s.shard_deleted(&pack, index, Some(&fence), now())).await?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// Deletes what uploads given back left on hosts, each only where that upload alone wrote
+/// the host's copy (the host checks). Lapsed placements are given back first, so a killed
+/// client's uploads go seconds after their placements lapse. One the host keeps, or whose
+/// host stayed away past the orphan grace, is left to the orphan sweep.
+async fn delete_abandoned(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::StoreError> {
+    shared.catalog(|s| s.lapse_reservations(now())).await?;
+    let todo = shared.catalog(|s| s.abandoned(BATCH)).await?;
+    if todo.is_empty() {
+        return Ok(());
+    }
+    let hosts = shared.catalog(|s| s.hosts()).await?;
+    let grace = shared.orphan_grace.as_secs();
+    for (host, shard, grant, since) in todo {
+        let done = match hosts.iter().find(|h| h.id == host) {
+            None => true,
+            // An offline host is not waited for on every pass.
+            Some(h) if !crate::room::is_online(shared, h.last_seen) => now().saturating_sub(since) > grace,
+            Some(h) => match crate::shards::delete_if(shared, h, &shard, &grant).await {
+                crate::shards::Deleted::Gone | crate::shards::Deleted::Kept => true,
+                crate::shards::Deleted::Failed => now().saturating_sub(since) > grace,
+            },
+        };
+        if done {
+            let fence = fence.clone();
+            shared.catalog(move |s| s.abandoned_done(host, &shard, &grant, Some(&fence), now())).await?;
         }
     }
     Ok(())

@@ -52,6 +52,9 @@ pub struct Config {
     /// Shards a host holds that the catalog does not know are deleted once this old (an
     /// interrupted put leaves them; a running one commits well within it).
     pub orphan_grace: Duration,
+    /// How long a placement and its put grants wait for a commit (the CLI's default: 10
+    /// minutes); what a lapsed one uploaded is deleted from its host soon after.
+    pub reservation_ttl: Duration,
     /// Serve plain HTTP instead of TLS (tests on one machine, or behind a TLS proxy).
     pub insecure: bool,
     /// f: failure domains every pack must survive losing; `None` follows the grid's size
@@ -122,6 +125,7 @@ pub(crate) struct Shared {
     pub session_ttl: Duration,
     pub checker_interval: Duration,
     pub orphan_grace: Duration,
+    pub reservation_ttl: Duration,
     pub tolerate: Option<u8>,
     pub period_margin: Duration,
     /// This process among the coordinators sharing the catalog: the holder of the leases
@@ -330,6 +334,7 @@ pub async fn run(
         session_ttl: config.session_ttl,
         checker_interval: config.checker_interval,
         orphan_grace: config.orphan_grace,
+        reservation_ttl: config.reservation_ttl,
         tolerate: config.tolerate,
         period_margin: config.period_margin,
         instance: {

@@ -7,7 +7,6 @@
 //! (placed, not yet committed), and never more than its disk's free space.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use scatter_core::HostId;
 use scatter_proto::api::HostState;
@@ -17,9 +16,6 @@ use crate::placement::Candidate;
 use crate::store::{Domain, HostRow, Standing, Store, StoreError};
 use crate::{now, Shared};
 
-/// How long placed-but-uncommitted shards count against a host's room and their owner's
-/// quota; put grants expire with them.
-pub const RESERVATION_TTL: Duration = Duration::from_secs(600);
 /// Most shards one account may have placed and not yet committed: a client keeps two packs
 /// in flight, so this is far above need and far below what would fill a grid.
 pub const MAX_RESERVED_SHARDS: usize = 256;

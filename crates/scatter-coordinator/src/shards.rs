@@ -157,6 +157,44 @@ pub async fn put(
     Ok(receipt)
 }
 
+/// What a conditional delete came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    /// Deleted now, or not there.
+    Gone,
+    /// The host kept it: another upload wrote it too, or it cannot tell (it restarted, or
+    /// knows no conditional deletes).
+    Kept,
+    /// The host could not be asked or failed; try again later.
+    Failed,
+}
+
+/// Deletes `shard` from `host` only if the upload under the put grant whose hash is
+/// `put_grant` alone wrote the host's copy (see [`scatter_proto::Op::DeleteIf`]).
+pub async fn delete_if(shared: &Arc<Shared>, host: &HostRow, shard: &ShardId, put_grant: &[u8; 32]) -> Deleted {
+    let g = Grant::delete_if_written_by(host.id, *shard, put_grant, now() + GRANT_TTL).sign(&shared.signing);
+    let sent = shared
+        .http
+        .delete(format!("{}/shards/{shard}", host.address))
+        .header(GRANT_HEADER, g.0)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await;
+    match sent {
+        Ok(r) if r.status().is_success() || r.status() == reqwest::StatusCode::NOT_FOUND => Deleted::Gone,
+        // 403: a host from before conditional deletes refuses the grant as malformed.
+        Ok(r) if matches!(r.status(), reqwest::StatusCode::CONFLICT | reqwest::StatusCode::FORBIDDEN) => Deleted::Kept,
+        Ok(r) => {
+            tracing::debug!(host = %host.id, %shard, status = %r.status(), "host failed a conditional delete");
+            Deleted::Failed
+        }
+        Err(e) => {
+            tracing::debug!(host = %host.id, %shard, error = %e, "host unreachable for a conditional delete");
+            Deleted::Failed
+        }
+    }
+}
+
 /// Deletes `shard` from `host`: true once it is gone (deleted now, or not there).
 pub async fn delete(shared: &Arc<Shared>, host: &HostRow, shard: &ShardId) -> bool {
     let g = grant(host, shard, Op::Delete, 0).sign(&shared.signing);

@@ -104,6 +104,7 @@ impl IntoResponse for Refusal {
                     }
                     ShardError::BadRange { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, ErrorCode::BadRange),
                     ShardError::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Io),
+                    ShardError::Kept(_) => (StatusCode::CONFLICT, ErrorCode::Conflict),
                 };
                 (s, c, e.to_string())
             }
@@ -190,7 +191,7 @@ async fn store(
     let peer = peer.map(|p| scatter_net::serve::peer_key(p.0 .0.ip()));
     match admit(&sh, &raw, &headers) {
         Ok((id, declared, grant)) => {
-            receive(&sh, peer, id, declared, body).await?;
+            receive(&sh, peer, id, declared, grant, body).await?;
             Ok((StatusCode::CREATED, Json(StoredResponse { receipt: sh.receipt(id, declared, grant) })))
         }
         Err(refusal) => {
@@ -240,6 +241,7 @@ async fn receive(
     peer: Option<std::net::IpAddr>,
     id: ShardId,
     declared: u64,
+    grant: [u8; 32],
     body: Body,
 ) -> Result<(), Refusal> {
     let _upload = sh.upload(peer).await.map_err(|e| match e {
@@ -272,7 +274,7 @@ async fn receive(
         return Err(Refusal::Bad("the upload is shorter than its Content-Length; nothing was stored".into()));
     }
     let store = sh.store.clone();
-    blocking(move || store.put(id, data)).await
+    blocking(move || store.put(id, data, Some(grant))).await
 }
 
 /// Parses `bytes=START-END` (one range, inclusive end) into a half-open range.
@@ -303,14 +305,25 @@ async fn read(State(sh): State<Arc<Shared>>, Path(raw): Path<String>, headers: H
     Ok((status, bytes).into_response())
 }
 
+/// Deletes a shard under a delete grant, or under a conditional one ([`Op::DeleteIf`]) only
+/// if the named upload alone wrote it (409 otherwise: kept).
 async fn delete(
     State(sh): State<Arc<Shared>>,
     Path(raw): Path<String>,
     headers: HeaderMap,
 ) -> Result<StatusCode, Refusal> {
     let id = shard_id(&raw)?;
-    check_grant(&sh, &headers, &id, Op::Delete)?;
+    let conditional = headers
+        .get(GRANT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|g| SignedGrant(g.to_owned()).open(&sh.coordinator_key).ok())
+        .is_some_and(|g| g.op == Op::DeleteIf);
+    let grant = check_grant(&sh, &headers, &id, if conditional { Op::DeleteIf } else { Op::Delete })?;
     let store = sh.store.clone();
-    let existed = blocking(move || store.delete(&id)).await?;
+    let existed = blocking(move || match grant.written_by() {
+        Some(by) => store.delete_if_written_by(&id, &by),
+        None => store.delete(&id),
+    })
+    .await?;
     Ok(if existed { StatusCode::NO_CONTENT } else { StatusCode::NOT_FOUND })
 }

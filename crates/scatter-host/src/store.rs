@@ -10,9 +10,12 @@
 
 use bytes::Bytes;
 use scatter_disk::{AlignedBuf, DirectFile};
+use std::collections::HashMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use scatter_core::ShardId;
 
@@ -56,6 +59,10 @@ pub enum ShardError {
     /// Other I/O failure.
     #[error("disk I/O failed: {0}")]
     Io(std::io::Error),
+    /// A conditional delete found the copy written under another grant too, or could not
+    /// tell (written before this process started): the shard is kept.
+    #[error("shard {0} was kept: this host cannot tell that only the named upload wrote it")]
+    Kept(ShardId),
 }
 
 impl From<std::io::Error> for ShardError {
@@ -68,12 +75,32 @@ impl From<std::io::Error> for ShardError {
     }
 }
 
+/// How long a shard file's writers are remembered after its last upload. Put grants and the
+/// placements behind them lapse after 10 minutes, and the coordinator asks for an abandoned
+/// upload's deletion within seconds of that: an hour leaves room for a coordinator or a
+/// host that was away, and a copy whose writers are forgotten is simply kept (the orphan
+/// sweep deletes it later).
+const WRITERS_KEPT: Duration = Duration::from_secs(3600);
+/// Uploads of one file remembered at most; past that its writers count as unknown.
+const MAX_WRITERS: usize = 8;
+
+/// The put grants (hashes) of every upload that wrote a file since this process created it.
+#[derive(Debug)]
+struct Writers {
+    grants: Vec<[u8; 32]>,
+    last: Instant,
+}
+
 /// The shard files of one host.
 #[derive(Debug)]
 pub struct DiskStore {
     root: PathBuf,
     capacity: u64,
     used: AtomicU64,
+    /// Who wrote the files this process created, for conditional deletes: a file has an entry
+    /// only while every upload that wrote it is known. Also the lock that makes a rename of an
+    /// upload and a conditional delete of the same shard happen one after the other.
+    writers: Mutex<HashMap<ShardId, Writers>>,
 }
 
 impl DiskStore {
@@ -111,7 +138,7 @@ impl DiskStore {
                 }
             }
         }
-        Ok(Self { root: root.to_owned(), capacity, used: AtomicU64::new(used) })
+        Ok(Self { root: root.to_owned(), capacity, used: AtomicU64::new(used), writers: Mutex::new(HashMap::new()) })
     }
 
     /// Bytes of shards held.
@@ -198,10 +225,15 @@ impl DiskStore {
         self.path(id).exists()
     }
 
+    fn writers(&self) -> std::sync::MutexGuard<'_, HashMap<ShardId, Writers>> {
+        self.writers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Stores a shard whose bytes are `data`, after checking them against `id` and the room
     /// left: temp file (written around the page cache) → fsync → rename → fsync directory.
-    /// On any failure nothing is left behind.
-    pub fn put(&self, id: ShardId, mut data: AlignedBuf) -> Result<(), ShardError> {
+    /// On any failure nothing is left behind. `grant` is the hash of the put grant the upload
+    /// came under, remembered for conditional deletes ([`Self::delete_if_written_by`]).
+    pub fn put(&self, id: ShardId, mut data: AlignedBuf, grant: Option<[u8; 32]>) -> Result<(), ShardError> {
         if blake3::hash(data.as_slice()).as_bytes() != id.as_bytes() {
             return Err(ShardError::HashMismatch(id));
         }
@@ -217,15 +249,22 @@ impl DiskStore {
         file.finish()?.sync_all()?;
         let dest = self.path(&id);
         let dir = dest.parent().map(Path::to_owned).unwrap_or_else(|| self.root.clone());
-        let existed = dest.exists();
-        if let Err(e) = std::fs::rename(&tmp.0, &dest) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                return Err(e.into());
+        let existed = {
+            // Held from the existence check to the record of the writer: a conditional delete
+            // of this shard sees the file and its writers as one.
+            let mut writers = self.writers();
+            let existed = dest.exists();
+            if let Err(e) = std::fs::rename(&tmp.0, &dest) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    return Err(e.into());
+                }
+                // Its fan-out folder was removed behind the host's back: make it again.
+                std::fs::create_dir_all(&dir)?;
+                std::fs::rename(&tmp.0, &dest)?;
             }
-            // Its fan-out folder was removed behind the host's back: make it again.
-            std::fs::create_dir_all(&dir)?;
-            std::fs::rename(&tmp.0, &dest)?;
-        }
+            note_writer(&mut writers, id, existed, grant);
+            existed
+        };
         std::fs::File::open(&dir)?.sync_all()?;
         if !existed {
             self.used.fetch_add(len, Ordering::Relaxed);
@@ -268,6 +307,7 @@ impl DiskStore {
 
     fn quarantine(&self, id: &ShardId, path: &Path, len: u64) {
         let dest = self.root.join("quarantine").join(format!("{id}.{}", rand_suffix()));
+        self.writers().remove(id);
         if std::fs::rename(path, &dest).is_ok() {
             self.used.fetch_sub(len.min(self.used()), Ordering::Relaxed);
         }
@@ -276,6 +316,30 @@ impl DiskStore {
 
     /// Deletes a shard. Deleting an absent shard is not an error.
     pub fn delete(&self, id: &ShardId) -> Result<bool, ShardError> {
+        let mut writers = self.writers();
+        writers.remove(id);
+        self.remove(id)
+    }
+
+    /// Deletes a shard only if every upload that wrote its file came under the put grant whose
+    /// hash starts with `grant`, as this process saw them; otherwise keeps it
+    /// ([`ShardError::Kept`]). An absent shard is not an error (false). What the coordinator
+    /// uses for an abandoned upload: another account's upload of the same shard since, which
+    /// it may commit, keeps the file.
+    pub fn delete_if_written_by(&self, id: &ShardId, grant: &[u8; 16]) -> Result<bool, ShardError> {
+        let mut writers = self.writers();
+        if !self.path(id).exists() {
+            return Ok(false);
+        }
+        let only = writers.get(id).is_some_and(|w| w.grants.iter().all(|g| g[..16] == grant[..]));
+        if !only {
+            return Err(ShardError::Kept(*id));
+        }
+        writers.remove(id);
+        self.remove(id)
+    }
+
+    fn remove(&self, id: &ShardId) -> Result<bool, ShardError> {
         let path = self.path(id);
         let len = match std::fs::metadata(&path) {
             Ok(m) => m.len(),
@@ -301,6 +365,36 @@ impl DiskStore {
         f.read_exact(&mut b)?;
         f.seek(SeekFrom::Start(0))?;
         f.write_all(&[b[0] ^ 0xff])
+    }
+}
+
+/// Records an upload of `id` under `grant` (after its rename); `existed`: the file was there
+/// before. A file this process did not create, or written under an unknown grant, has
+/// unknown writers (no entry). Entries past [`WRITERS_KEPT`] are dropped now and then.
+fn note_writer(writers: &mut HashMap<ShardId, Writers>, id: ShardId, existed: bool, grant: Option<[u8; 32]>) {
+    let now = Instant::now();
+    match (existed, grant) {
+        (false, Some(g)) => {
+            writers.insert(id, Writers { grants: vec![g], last: now });
+        }
+        (true, Some(g)) => {
+            if let Some(w) = writers.get_mut(&id) {
+                if w.grants.len() < MAX_WRITERS {
+                    w.grants.push(g);
+                    w.last = now;
+                } else {
+                    writers.remove(&id);
+                }
+            }
+        }
+        (_, None) => {
+            writers.remove(&id);
+        }
+    }
+    // Forgetting old entries now and then bounds the map by the uploads of the last hour.
+    static PUTS: AtomicU64 = AtomicU64::new(0);
+    if PUTS.fetch_add(1, Ordering::Relaxed) % 1024 == 1023 {
+        writers.retain(|_, w| now.duration_since(w.last) < WRITERS_KEPT);
     }
 }
 
@@ -331,7 +425,7 @@ mod tests {
 
     fn put(s: &DiskStore, data: &[u8]) -> Result<ShardId, ShardError> {
         let id = ShardId::of(data);
-        s.put(id, buf(data))?;
+        s.put(id, buf(data), None)?;
         Ok(id)
     }
 
@@ -359,9 +453,35 @@ mod tests {
     fn wrong_bytes_are_not_stored() {
         let (d, s) = store(1 << 20);
         let id = ShardId::of(b"expected");
-        assert!(matches!(s.put(id, buf(b"other")), Err(ShardError::HashMismatch(_))));
+        assert!(matches!(s.put(id, buf(b"other"), None), Err(ShardError::HashMismatch(_))));
         assert!(!s.contains(&id));
         assert_eq!(std::fs::read_dir(d.path().join("tmp")).expect("tmp").count(), 0);
+    }
+
+    #[test]
+    fn a_conditional_delete_takes_only_a_copy_its_grant_alone_wrote() {
+        let (_d, s) = store(1 << 20);
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        let prefix = |g: [u8; 32]| -> [u8; 16] { g[..16].try_into().expect("16 bytes") };
+        // Written under a alone: deleted; then absent.
+        let id = ShardId::of(b"one");
+        s.put(id, buf(b"one"), Some(a)).expect("put");
+        assert!(matches!(s.delete_if_written_by(&id, &prefix(b)), Err(ShardError::Kept(_))));
+        assert!(s.delete_if_written_by(&id, &prefix(a)).expect("delete"));
+        assert!(!s.delete_if_written_by(&id, &prefix(a)).expect("absent"));
+        // Written under a, then b (another account's upload it may commit): kept for either.
+        s.put(id, buf(b"one"), Some(a)).expect("put");
+        s.put(id, buf(b"one"), Some(b)).expect("again");
+        assert!(matches!(s.delete_if_written_by(&id, &prefix(a)), Err(ShardError::Kept(_))));
+        assert!(matches!(s.delete_if_written_by(&id, &prefix(b)), Err(ShardError::Kept(_))));
+        assert!(s.contains(&id));
+        // A file from before this process (reopened): its writers are unknown, so it is kept.
+        let other = ShardId::of(b"two");
+        s.put(other, buf(b"two"), Some(a)).expect("put");
+        let again = DiskStore::open(&s.root, 1 << 20).expect("reopen");
+        assert!(matches!(again.delete_if_written_by(&other, &prefix(a)), Err(ShardError::Kept(_))));
+        again.put(other, buf(b"two"), Some(a)).expect("rewritten");
+        assert!(matches!(again.delete_if_written_by(&other, &prefix(a)), Err(ShardError::Kept(_))));
     }
 
     #[test]

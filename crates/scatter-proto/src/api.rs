@@ -700,6 +700,25 @@ pub struct HostRequest {
     pub host: HostId,
 }
 
+/// `POST /v1/admin/hosts/drain`: a drain is refused when the other hosts cannot take the
+/// host's shards under the grid's rule, unless forced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DrainRequest {
+    /// The host to drain.
+    pub host: HostId,
+    /// Drain even so (a dying host): what cannot move is said in the answer.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// The answer to a [`DrainRequest`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DrainResponse {
+    /// For a forced drain that cannot finish as the rule asks: what stays degraded, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
 /// `GET /v1/status`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusResponse {
@@ -933,6 +952,30 @@ pub struct ShardToPlace {
     pub index: u8,
     /// The shard's id (BLAKE3 of its bytes).
     pub shard: ShardId,
+}
+
+/// `POST /v1/packs/abandon`: placements the caller will not commit (its upload failed or
+/// was interrupted), given back so that what their uploads left is deleted from hosts now.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AbandonRequest {
+    /// The placements, as (host, shard); pairs the caller holds no placement of are ignored.
+    pub shards: Vec<PlacedShard>,
+}
+
+/// A shard placed on a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacedShard {
+    /// The host it was placed on.
+    pub host: HostId,
+    /// The shard.
+    pub shard: ShardId,
+}
+
+/// The answer to an [`AbandonRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AbandonResponse {
+    /// Placements of the caller's that were dropped.
+    pub dropped: u64,
 }
 
 /// Where each shard goes, with a put grant for it.

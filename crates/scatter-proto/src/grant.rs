@@ -10,6 +10,11 @@
 //! The signature covers everything before it. The nonce makes every put grant unique (Ed25519
 //! signatures are deterministic): a receipt answers exactly one placement, even one made
 //! again for the same host and shard within the same second.
+//!
+//! A conditional delete ([`Op::DeleteIf`]) carries, in place of the size and the nonce, the
+//! first 16 bytes of the hash of the put grant that alone may have written the host's copy
+//! (see [`Grant::delete_if_written_by`]). A host that does not know that op refuses it as
+//! malformed, so an older host never takes it for a plain delete.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -29,6 +34,9 @@ pub enum Op {
     Get = 2,
     /// Delete the shard.
     Delete = 3,
+    /// Delete the shard only if every upload that wrote the host's copy came under one put
+    /// grant ([`Grant::written_by`]); otherwise keep it.
+    DeleteIf = 4,
 }
 
 impl Op {
@@ -37,6 +45,7 @@ impl Op {
             1 => Some(Op::Put),
             2 => Some(Op::Get),
             3 => Some(Op::Delete),
+            4 => Some(Op::DeleteIf),
             _ => None,
         }
     }
@@ -88,6 +97,28 @@ pub enum GrantError {
 }
 
 impl Grant {
+    /// A grant to delete `shard` from `host` only if the host's copy was written under the
+    /// put grant whose hash is `put_grant` alone (see [`crate::receipt::grant_hash`]).
+    pub fn delete_if_written_by(host: HostId, shard: ShardId, put_grant: &[u8; 32], expires: u64) -> Self {
+        let half = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&put_grant[i..i + 8]);
+            u64::from_be_bytes(b)
+        };
+        Grant { host, shard, op: Op::DeleteIf, max_size: half(0), expires, nonce: half(8) }
+    }
+
+    /// For [`Op::DeleteIf`]: the first 16 bytes of the hash of the put grant the copy must
+    /// have been written under alone.
+    pub fn written_by(&self) -> Option<[u8; 16]> {
+        (self.op == Op::DeleteIf).then(|| {
+            let mut out = [0u8; 16];
+            out[..8].copy_from_slice(&self.max_size.to_be_bytes());
+            out[8..].copy_from_slice(&self.nonce.to_be_bytes());
+            out
+        })
+    }
+
     fn body(&self) -> [u8; BODY_LEN] {
         let mut b = [0u8; BODY_LEN];
         b[..4].copy_from_slice(MAGIC);
@@ -200,6 +231,16 @@ mod tests {
         assert_eq!(g.check(&vk, HostId(3), &ShardId::of(b"t"), Op::Put, 0), Err(GrantError::WrongShard));
         assert!(matches!(g.check(&vk, HostId(3), &s, Op::Delete, 0), Err(GrantError::WrongOp { .. })));
         assert_eq!(g.check(&vk, HostId(3), &s, Op::Put, 1001), Err(GrantError::Expired));
+    }
+
+    #[test]
+    fn a_conditional_delete_carries_its_put_grant() {
+        let k = key(1);
+        let put = [7u8; 32];
+        let g = Grant::delete_if_written_by(HostId(3), ShardId::of(b"s"), &put, 1000);
+        let opened = g.sign(&k).check(&k.verifying_key(), HostId(3), &ShardId::of(b"s"), Op::DeleteIf, 999);
+        assert_eq!(opened.map(|g| g.written_by()), Ok(Some([7u8; 16])));
+        assert_eq!(grant().written_by(), None);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Administration (`/v1/admin/*`, admins only): invites, users, host states, and operators.
 
 use super::*;
-use crate::store::Standing;
+use crate::store::{HostRow, Standing};
 
 pub(super) async fn invite(
     State(sh): S,
@@ -127,13 +127,103 @@ async fn set_host(sh: &Arc<Shared>, headers: &HeaderMap, host: HostId, state: St
     Ok(())
 }
 
-pub(super) async fn drain(
-    State(sh): S,
-    headers: HeaderMap,
-    Body(req): Body<HostRequest>,
-) -> ApiResult<serde_json::Value> {
+/// Drains a host: its shards are rebuilt elsewhere, then it is retired. Refused, with the
+/// figures, when the other hosts cannot take its shards under the grid's rule as it stands
+/// (failure domains, zones, room), unless forced; a forced drain says what stays degraded.
+pub(super) async fn drain(State(sh): S, headers: HeaderMap, Body(req): Body<DrainRequest>) -> ApiResult<DrainResponse> {
+    caller(&sh, &headers, Right::Admin).await?;
+    let hosts = db(&sh, |s| s.hosts()).await?;
+    if !hosts.iter().any(|h| h.id == req.host) {
+        return Err(ApiError::NotFound(format!("there is no host {}; `scatter status` lists them", req.host)));
+    }
+    let warning = match (drain_shortfall(&sh, &hosts, req.host).await?, req.force) {
+        (None, _) => None,
+        (Some(short), false) => return Err(ApiError::Conflict(format!("{}: add a host or use --force", short.why))),
+        (Some(short), true) => Some(match short.lowered_to {
+            Some(f) => format!(
+                "{}; draining anyway: its shards move to the hosts left, where their packs survive {f} host loss(es) instead of {} until hosts are added",
+                short.why, short.now
+            ),
+            None => format!(
+                "{}; draining anyway: packs with a shard on it stay degraded until hosts are added (`scatter admin health` says why repair waits)",
+                short.why
+            ),
+        }),
+    };
     set_host(&sh, &headers, req.host, Standing::Draining).await?;
-    Ok(Json(serde_json::json!({})))
+    if let Some(w) = &warning {
+        tracing::warn!(host = %req.host, "{w}");
+    }
+    Ok(Json(DrainResponse { warning }))
+}
+
+/// Why a drain cannot finish as the grid's rule asks.
+struct Shortfall {
+    /// The sentence, with the figures.
+    why: String,
+    /// The grid's tolerance now.
+    now: u8,
+    /// The lower tolerance the grid falls to without the host, if at that one every shard
+    /// can move (the repair then moves them, at less redundancy).
+    lowered_to: Option<u8>,
+}
+
+/// Whether the hosts that take data, without `host`, can take what it holds under the rule
+/// placement and repair apply (the grid's f now; failure domains, zones and room), as a
+/// sentence with the figures; `None` when they can (or it holds nothing).
+async fn drain_shortfall(sh: &Arc<Shared>, hosts: &[HostRow], host: HostId) -> Result<Option<Shortfall>, ApiError> {
+    let held = db(sh, move |s| s.held_by_code(host)).await?;
+    if held.is_empty() {
+        return Ok(None);
+    }
+    let rest: Vec<HostRow> = hosts.iter().filter(|h| h.id != host).cloned().collect();
+    let cands = {
+        let (sh2, rest) = (sh.clone(), rest.clone());
+        db(sh, move |s| crate::room::candidates(&sh2, s, &rest)).await?
+    };
+    let (now, _, _) = crate::room::tolerance(sh, hosts);
+    let (after, _, _) = crate::room::tolerance(sh, &rest);
+    let shards: u64 = held.iter().map(|h| h.2).sum();
+    let bytes: u64 = held.iter().map(|h| h.3).sum();
+    let free = cands.iter().fold(0u64, |sum, c| sum.saturating_add(c.free));
+    let zones = cands.iter().map(|c| c.zone.as_str()).collect::<std::collections::HashSet<_>>().len();
+    let domains = cands.iter().map(|c| c.domain).collect::<std::collections::HashSet<_>>().len();
+    let figures = format!(
+        "host {host} holds {shards} shard(s) ({}); without it {} host(s) in {zones} zone(s) ({domains} failure domain(s)) take data, with {} free",
+        ByteSize(bytes),
+        cands.len(),
+        ByteSize(free)
+    );
+    if free < bytes {
+        let why = format!("{figures}, less than the {} to move", ByteSize(bytes));
+        return Ok(Some(Shortfall { why, now, lowered_to: None }));
+    }
+    // Room is checked in all above; here, whether the hosts' domains and zones can hold a
+    // whole pack of each code at tolerance f (as repair places a moved shard).
+    let unfit = |f: u8| -> Option<String> {
+        let roomy: Vec<Candidate> =
+            cands.iter().filter(|c| c.free > 0).map(|c| Candidate { free: u64::MAX >> 1, ..c.clone() }).collect();
+        held.iter().find_map(|&(k, m, _, _)| {
+            let n = k as usize + m as usize;
+            let per_domain = crate::durability::per_domain(k, m, f).unwrap_or(1);
+            let ids: Vec<ShardId> = (0..n).map(|i| ShardId::of(&[i as u8])).collect();
+            let limits = placement::limits(n, per_domain, &roomy, 1, &[]);
+            let e = placement::choose(&roomy, &ids, 1, &[], limits, &mut rand::thread_rng()).err()?;
+            Some(if domains < n.div_ceil(per_domain) {
+                format!(
+                    "packs of {k}+{m} need {} failure domains (at most {per_domain} of their shards in each, to survive {f} host loss(es) as the grid does now)",
+                    n.div_ceil(per_domain)
+                )
+            } else {
+                format!("packs of {k}+{m} do not fit the zones left ({})", e.why)
+            })
+        })
+    };
+    Ok(unfit(now).map(|why| Shortfall {
+        why: format!("{figures}, and {why}"),
+        now,
+        lowered_to: (after < now && unfit(after).is_none()).then_some(after),
+    }))
 }
 
 pub(super) async fn disable_host(

@@ -62,6 +62,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/grid", get(place::grid))
         .route("/v1/policy", get(place::policy).put(place::set_policy))
         .route("/v1/packs/commit", post(commit_pack))
+        .route("/v1/packs/abandon", post(place::abandon))
         .route("/v1/objects", get(list_objects))
         .route("/v1/objects/commit", post(commit_object))
         .route("/v1/object", get(get_object).delete(remove_object))

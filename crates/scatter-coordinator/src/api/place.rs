@@ -10,7 +10,7 @@
 use super::*;
 use crate::durability;
 use crate::placement::Held;
-use crate::room::{host_state, period_lasts, tolerance, MAX_RESERVED_BYTES, MAX_RESERVED_SHARDS, RESERVATION_TTL};
+use crate::room::{host_state, period_lasts, tolerance, MAX_RESERVED_BYTES, MAX_RESERVED_SHARDS};
 use crate::store::{Domain, HostRow, Reservation, ReserveError, Standing};
 
 /// Which condition of `policy` keeps host `h` out, if any.
@@ -134,7 +134,7 @@ pub(super) async fn place(State(sh): S, headers: HeaderMap, Body(req): Body<Plac
                     Err(e) => return Err(e),
                 };
             *reduced.lock().unwrap_or_else(|p| p.into_inner()) = (per_domain > strict).then_some(1);
-            let expires = now() + RESERVATION_TTL.as_secs();
+            let expires = now() + sh.reservation_ttl.as_secs().max(1);
             Ok(targets
                 .into_iter()
                 .map(|(index, shard, host, address)| {
@@ -171,6 +171,31 @@ pub(super) async fn place(State(sh): S, headers: HeaderMap, Body(req): Body<Plac
     }
 }
 
+/// Most placements one request gives back: more than an account may hold at once.
+const MAX_ABANDON: usize = 4 * MAX_RESERVED_SHARDS;
+
+/// Gives back placements the caller will not commit (its upload failed or was interrupted):
+/// they stop counting against hosts and the quota, and what their uploads left is deleted
+/// from hosts where no pack and no one else's placement needs it. Only the caller's own
+/// placements are dropped; naming anyone else's (or a recorded shard) does nothing.
+pub(super) async fn abandon(
+    State(sh): S,
+    headers: HeaderMap,
+    Body(req): Body<AbandonRequest>,
+) -> ApiResult<AbandonResponse> {
+    let u = caller(&sh, &headers, Right::Add).await?;
+    if req.shards.len() > MAX_ABANDON {
+        return Err(ApiError::BadRequest(format!("at most {MAX_ABANDON} placements are given back at once")));
+    }
+    let keys: Vec<(HostId, ShardId)> = req.shards.iter().map(|s| (s.host, s.shard)).collect();
+    let me = u.me;
+    let dropped = db(&sh, move |s| s.abandon(me, &keys, now())).await?;
+    if dropped > 0 {
+        tracing::info!(user = %me, placements = dropped, "placements given back; their uploads will be deleted");
+    }
+    Ok(Json(AbandonResponse { dropped }))
+}
+
 /// The hosts for a placement, as (index, shard, host, address), given what is reserved: the
 /// caller's caps and quota first, then the policies, then the durability rule.
 #[allow(clippy::too_many_arguments)]
@@ -192,7 +217,7 @@ fn choose_targets(
         return Err(ApiError::Busy(format!(
             "this account has {mine} shards ({}) placed and not yet committed; commit or wait {} s for them to lapse",
             ByteSize(mine_bytes),
-            RESERVATION_TTL.as_secs()
+            sh.reservation_ttl.as_secs()
         )));
     }
     if u.quota.is_some_and(|quota| used + reserved.owner + adding > quota) {

@@ -58,6 +58,20 @@ fn db_int(v: u64) -> i64 {
 }
 
 impl Store {
+    /// What live packs keep on `host`, by code: (k, m, shards, bytes), for the check before
+    /// a drain.
+    pub fn held_by_code(&self, host: HostId) -> Result<Vec<(u8, u8, u64, u64)>, StoreError> {
+        self.read(|c| {
+            Ok(c.query_map(
+                "SELECT p.k, p.m, COUNT(*), CAST(SUM(p.shard_size) AS BIGINT)
+                 FROM shards s JOIN packs p ON p.id = s.pack
+                 WHERE s.host = ?1 AND p.state = 'live' GROUP BY p.k, p.m ORDER BY p.k, p.m",
+                params![host.0 as i64],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get::<i64>(2)? as u64, r.get::<i64>(3)? as u64)),
+            )?)
+        })
+    }
+
     /// Registers a new host with its operator and terms.
     pub fn join_host(&self, h: &NewHost<'_>, now: u64) -> Result<HostId, StoreError> {
         self.write(|conn| {

@@ -274,6 +274,15 @@ CREATE TABLE IF NOT EXISTS session_refs (
     PRIMARY KEY (session, chunk)
 );
 CREATE INDEX IF NOT EXISTS session_refs_by_chunk ON session_refs(user, chunk);
+-- Uploads given back (a placement abandoned by its client, or lapsed) that nothing else
+-- needs: the deleter asks their host to delete its copy if that upload alone wrote it.
+CREATE TABLE IF NOT EXISTS abandoned (
+    host INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    grant_hash BLOB NOT NULL,
+    since INTEGER NOT NULL,
+    PRIMARY KEY (host, hash, grant_hash)
+);
 ";
 
 /// Upgrades from older schema versions, in order. Tables new in a version (reservations and

@@ -2,6 +2,12 @@
 //! and their owner's quota, and a pack commit is checked against them (each is used once).
 //! They live in the catalog, not in one process's memory, so a coordinator restart does not
 //! lose the uploads under way and several coordinators can share them.
+//!
+//! A placement given back (its client abandons it, or it lapses) is not simply forgotten:
+//! what its upload may have left on the host is queued for deletion (`abandoned`) unless a
+//! pack records that shard there or someone else's live placement names it, and the host
+//! deletes its copy only if that upload alone wrote it (`Op::DeleteIf`). So a failed put
+//! leaves nothing on hosts for long, and no commit, now or later, loses its shard.
 
 use std::collections::HashMap;
 
@@ -32,6 +38,10 @@ pub struct Reservation {
     /// Unix time it lapses.
     pub expires: u64,
 }
+
+/// An upload given back, to delete from its host: (host, shard, hash of its put grant, when
+/// it was given back).
+pub type GivenBack = (HostId, ShardId, [u8; 32], u64);
 
 /// What is reserved now, as a placement needs to know it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -65,8 +75,37 @@ impl<E> From<SqlError> for ReserveError<E> {
     }
 }
 
+/// Drops lapsed reservations, giving back what their uploads may have left ([`give_back`]).
 fn lapse(tx: &Sql<'_>, now: u64) -> Result<(), SqlError> {
-    tx.execute("DELETE FROM reservations WHERE expires <= ?1", params![now as i64])?;
+    let gone: Vec<(i64, Vec<u8>, Vec<u8>)> = tx.query_map(
+        "DELETE FROM reservations WHERE expires <= ?1 RETURNING host, shard, grant_hash",
+        params![now as i64],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    for (host, shard, grant) in gone {
+        give_back(tx, host, &shard, &grant, now)?;
+    }
+    Ok(())
+}
+
+/// Queues the deletion of what the upload under put grant `grant` may have left of `shard`
+/// on `host`, unless a pack records that shard there (live: needed; released: the deleter's
+/// own) or anyone holds a live placement of it there (its upload may be the host's copy, and
+/// may still commit). Runs in the transaction that dropped the placement, so no commit slips
+/// between the check and the queueing; a placement made later comes with a grant of its own,
+/// and its upload makes the host keep the copy.
+fn give_back(tx: &Sql<'_>, host: i64, shard: &[u8], grant: &[u8], now: u64) -> Result<(), SqlError> {
+    let needed = tx.exists("SELECT 1 FROM shards WHERE host = ?1 AND hash = ?2", params![host, shard])?
+        || tx.exists(
+            "SELECT 1 FROM reservations WHERE host = ?1 AND shard = ?2 AND expires > ?3",
+            params![host, shard, now as i64],
+        )?;
+    if !needed {
+        tx.execute(
+            "INSERT INTO abandoned (host, hash, grant_hash, since) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+            params![host, shard, grant, now as i64],
+        )?;
+    }
     Ok(())
 }
 
@@ -85,6 +124,87 @@ impl Store {
             lapse(tx, now)?;
             let out = by_host(tx)?;
             Ok(out)
+        })
+    }
+
+    /// Drops lapsed reservations, queueing what their uploads left for deletion: for the
+    /// deleter, so a killed client's shards go soon after its placements lapse. Writes only
+    /// when something lapsed.
+    pub fn lapse_reservations(&self, now: u64) -> Result<(), StoreError> {
+        let any =
+            self.read(|c| Ok(c.exists("SELECT 1 FROM reservations WHERE expires <= ?1", params![now as i64])?))?;
+        if any {
+            self.write(|tx| Ok(lapse(tx, now)?))?;
+        }
+        Ok(())
+    }
+
+    /// Gives back `caller`'s live placements of these (host, shard) pairs (an upload it
+    /// abandoned): each is dropped, and what its upload may have left is queued for deletion
+    /// where nothing else needs it ([`give_back`]). Pairs the caller holds no placement of
+    /// are ignored: an account gives back only its own. Returns how many were dropped.
+    pub fn abandon(&self, caller: UserId, keys: &[(HostId, ShardId)], now: u64) -> Result<u64, StoreError> {
+        self.write(|tx| {
+            lapse(tx, now)?;
+            let mut dropped = 0;
+            for (host, shard) in keys {
+                let grant: Option<Vec<u8>> = tx.query_opt(
+                    "DELETE FROM reservations WHERE host = ?1 AND shard = ?2 AND caller = ?3 RETURNING grant_hash",
+                    params![host.0 as i64, &shard.as_bytes()[..], caller.0 as i64],
+                    |r| r.get(0),
+                )?;
+                if let Some(grant) = grant {
+                    give_back(tx, host.0 as i64, &shard.as_bytes()[..], &grant, now)?;
+                    dropped += 1;
+                }
+            }
+            Ok(dropped)
+        })
+    }
+
+    /// Uploads given back, to delete from their hosts: (host, shard, put grant hash, since).
+    /// One a pack has recorded since is left out (a commit after the give-back whose
+    /// upload the host keeps anyway).
+    pub fn abandoned(&self, limit: usize) -> Result<Vec<GivenBack>, StoreError> {
+        self.read(|c| {
+            Ok(c.query_map(
+                "SELECT a.host, a.hash, a.grant_hash, a.since FROM abandoned a
+                 WHERE NOT EXISTS (SELECT 1 FROM shards s WHERE s.host = a.host AND s.hash = a.hash) LIMIT ?1",
+                params![limit as i64],
+                |r| {
+                    Ok((
+                        HostId(r.get::<i64>(0)? as u64),
+                        ShardId::from_bytes(r.get::<[u8; 32]>(1)?),
+                        r.get::<[u8; 32]>(2)?,
+                        r.get::<i64>(3)? as u64,
+                    ))
+                },
+            )?)
+        })
+    }
+
+    /// Forgets an upload given back: its host deleted it, kept it, or it is left to the
+    /// orphan sweep; and any that a pack has recorded since.
+    pub fn abandoned_done(
+        &self,
+        host: HostId,
+        shard: &ShardId,
+        grant: &[u8; 32],
+        fence: Option<&super::Fence>,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| {
+            super::leases::check(tx, fence, now)?;
+            tx.execute(
+                "DELETE FROM abandoned WHERE host = ?1 AND hash = ?2 AND grant_hash = ?3",
+                params![host.0 as i64, &shard.as_bytes()[..], &grant[..]],
+            )?;
+            tx.execute(
+                "DELETE FROM abandoned WHERE EXISTS
+                     (SELECT 1 FROM shards s WHERE s.host = abandoned.host AND s.hash = abandoned.hash)",
+                params![],
+            )?;
+            Ok(())
         })
     }
 
@@ -237,6 +357,40 @@ mod tests {
             store.reserve(UserId(1), UserId(1), 50, |_| Ok::<_, ()>((vec![r(3, 3, 1, 60)], ()))).expect("reserve");
             assert_eq!(store.reserved_by_host(59).expect("sum").get(&HostId(3)), Some(&100));
             assert!(store.reserved_by_host(60).expect("sum").is_empty());
+        }
+    }
+
+    crate::store::testing::conformance! {
+        fn abandoned_placements_are_the_callers_own_and_freed_only_where_nothing_needs_them() {
+            let (_dir, store) = crate::store::testing::catalog();
+            let key = |h: u64, s: u8| (HostId(h), ShardId::of(&[s]));
+            let queued = |store: &Store| {
+                let mut v: Vec<_> = store.abandoned(100).expect("abandoned").into_iter().map(|(h, s, g, _)| (h, s, g[0])).collect();
+                v.sort();
+                v
+            };
+            // Alice places shard 1 on host 1 and shard 2 on host 2; eve places shard 1 on host 1 too.
+            store.reserve(UserId(1), UserId(1), 10, |_| Ok::<_, ()>((vec![r(1, 1, 1, 100), r(2, 2, 1, 100)], ()))).expect("alice");
+            let mut eves = r(1, 1, 2, 100);
+            eves.grant = [9; 32];
+            store.reserve(UserId(2), UserId(2), 10, |_| Ok::<_, ()>((vec![eves.clone()], ()))).expect("eve");
+            // Eve naming alice's placements drops nothing and queues nothing.
+            assert_eq!(store.abandon(UserId(2), &[key(2, 2)], 20).expect("abandon"), 0);
+            assert!(queued(&store).is_empty());
+            // Eve's own is dropped, but alice's placement of the same pair keeps the copy.
+            assert_eq!(store.abandon(UserId(2), &[key(1, 1), key(2, 2)], 20).expect("abandon"), 1);
+            assert!(queued(&store).is_empty());
+            assert_eq!(store.take_reservations(UserId(2), &[key(1, 1)], 20).expect("take"), vec![None]);
+            // Alice gives back shard 2: nothing else needs it, so its upload is queued.
+            assert_eq!(store.abandon(UserId(1), &[key(2, 2)], 20).expect("abandon"), 1);
+            assert_eq!(queued(&store), [(HostId(2), ShardId::of(&[2]), 2)]);
+            // Alice's placement of shard 1 lapses (a killed client): queued once the deleter looks.
+            store.lapse_reservations(99).expect("not yet");
+            assert_eq!(queued(&store).len(), 1);
+            store.lapse_reservations(100).expect("lapse");
+            assert_eq!(queued(&store), [(HostId(1), ShardId::of(&[1]), 1), (HostId(2), ShardId::of(&[2]), 2)]);
+            store.abandoned_done(HostId(2), &ShardId::of(&[2]), &[2; 32], None, 120).expect("done");
+            assert_eq!(queued(&store), [(HostId(1), ShardId::of(&[1]), 1)]);
         }
     }
 

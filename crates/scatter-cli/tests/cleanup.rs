@@ -1,0 +1,204 @@
+//! Writes that fail leave nothing on hosts for long, and a drain that cannot finish is
+//! refused with the figures, with real processes.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{grid_with, host, shard_files, Env, EXE, THEIR_PASSPHRASE};
+use scatter_cli::grid::GridOptions;
+
+/// Shard files on hosts that the catalog does not place there.
+fn unrecorded(env: &Env) -> Vec<PathBuf> {
+    unrecorded_on(env, &(0..env.grid.host_count()).collect::<Vec<_>>())
+}
+
+/// Shard files on hosts `which` (by index) that the catalog does not place there.
+fn unrecorded_on(env: &Env, which: &[usize]) -> Vec<PathBuf> {
+    let db = rusqlite::Connection::open_with_flags(
+        env.grid.coordinator_dir().join("catalog.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("catalog");
+    let mut stmt = db.prepare("SELECT host, hash FROM shards").expect("sql");
+    let recorded: HashSet<(u64, String)> = stmt
+        .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, hex::encode(r.get::<_, Vec<u8>>(1)?))))
+        .expect("sql")
+        .map(|r| r.expect("row"))
+        .collect();
+    let mut out = Vec::new();
+    for &i in which {
+        let id = host(env, i).0 .0;
+        for f in shard_files(&env.grid.host_dir(i)) {
+            let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+            if !recorded.contains(&(id, name)) {
+                out.push(f);
+            }
+        }
+    }
+    out
+}
+
+/// Starts `scatter put FILE` as the account whose profile is `profile`, stops it with
+/// `signal` once some of its shards are on hosts and not yet committed, and waits for it.
+fn put_interrupted(env: &Env, profile: &std::path::Path, file: &std::path::Path, signal: &str) {
+    let mut child = Command::new(EXE)
+        .args(["put", file.to_str().expect("utf-8"), "--name", "cut"])
+        .env("SCATTER_CONFIG", profile)
+        .env("SCATTER_PASSPHRASE", THEIR_PASSPHRASE)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn put");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while unrecorded(env).is_empty() {
+        assert!(child.try_wait().expect("wait").is_none(), "the put finished before it could be cut short");
+        assert!(Instant::now() < deadline, "the put uploaded nothing");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let sent = Command::new("kill").args([signal, &child.id().to_string()]).status().expect("kill");
+    assert!(sent.success());
+    let status = child.wait().expect("wait");
+    assert!(!status.success(), "the put was cut short, yet succeeded");
+}
+
+/// Waits until every shard file on the hosts is one the catalog records.
+fn wait_clean(env: &Env, limit: Duration, what: &str) -> Duration {
+    let started = Instant::now();
+    loop {
+        let left = unrecorded(env);
+        if left.is_empty() {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{what}: {} uncommitted shard file(s) still on hosts after {limit:?}",
+            left.len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A put cut short leaves no uncommitted shard on any host for long, while another user's
+/// object is intact: interrupted (Ctrl-C), the client gives its placements back and the
+/// coordinator deletes their uploads at once; killed outright, its placements lapse and
+/// their uploads are deleted just after. The orphan sweep (an hour here) plays no part.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_put_cut_short_leaves_no_shards_behind() {
+    let opts = GridOptions { orphan_grace: "1h".into(), passphrase: "test passphrase".into(), ..Default::default() };
+    let mut env = grid_with(6, opts).await;
+    let kept = env.write_random("kept", 3 << 20, 1);
+    env.put(&kept, "kept");
+    let token = env.ok(&["admin", "user", "add", "bob"]).trim().to_owned();
+    let bob = env.path("bob");
+    let url = env.grid.url().to_owned();
+    common::ok(common::run(&bob, &["init", "--coordinator", &url, "--token", &token], &[]), "bob init");
+    let big = env.write_random("big", 96 << 20, 2);
+
+    // Ctrl-C: placements given back, uploads gone within seconds (placements last 10 minutes).
+    put_interrupted(&env, &bob, &big, "-INT");
+    let took = wait_clean(&env, Duration::from_secs(10), "after Ctrl-C");
+    eprintln!("after Ctrl-C, hosts were clean in {took:?}");
+
+    // Killed: nothing is said; placements lapse (8 s here) and their uploads go just after.
+    env.grid.kill_coordinator();
+    env.grid.set_coordinator_args(&["--reservation-ttl", "8s"]);
+    env.grid.start_coordinator().expect("coordinator restarts");
+    env.grid.wait_online(6, Duration::from_secs(30)).await.expect("hosts back");
+    put_interrupted(&env, &bob, &big, "-KILL");
+    let took = wait_clean(&env, Duration::from_secs(30), "after kill -9");
+    eprintln!("after kill -9, hosts were clean in {took:?}");
+    env.get_and_compare("kept", &kept);
+}
+
+/// A put that fails because hosts die under it (four of six, so no pack can survive a host
+/// loss) gives its placements back: the hosts still up hold none of its uploads seconds
+/// later. (The dead hosts' copies wait for them, and after a restart for the orphan sweep:
+/// a restarted host cannot vouch for who wrote a file.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_put_failing_on_dead_hosts_leaves_nothing_on_the_others() {
+    let opts = GridOptions { orphan_grace: "1h".into(), passphrase: "test passphrase".into(), ..Default::default() };
+    let mut env = grid_with(6, opts).await;
+    let kept = env.write_random("kept", 3 << 20, 1);
+    env.put(&kept, "kept");
+    let big = env.write_random("big", 96 << 20, 2);
+    let mut child = Command::new(EXE)
+        .args(["put", big.to_str().expect("utf-8"), "--name", "doomed"])
+        .env("SCATTER_CONFIG", env.grid.client_dir())
+        .env("SCATTER_PASSPHRASE", env.grid.passphrase())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn put");
+    // Some of its uploads are on the hosts that stay up, not yet committed.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while unrecorded_on(&env, &[0, 1]).is_empty() {
+        assert!(child.try_wait().expect("wait").is_none(), "the put finished before hosts died");
+        assert!(Instant::now() < deadline, "the put uploaded nothing");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for i in 2..6 {
+        env.grid.kill_host(i);
+    }
+    let out = child.wait_with_output().expect("put ends");
+    assert!(!out.status.success(), "the put succeeded on two hosts");
+    eprintln!("the put failed: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or_default());
+    let started = Instant::now();
+    while !unrecorded_on(&env, &[0, 1]).is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(30), "the failed put's uploads stayed on the hosts up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("hosts up were clean {:?} after the put failed", started.elapsed());
+    for i in 2..6 {
+        env.grid.start_host(i).expect("host restarts");
+    }
+    env.grid.wait_online(6, Duration::from_secs(30)).await.expect("hosts back");
+    env.get_and_compare("kept", &kept);
+}
+
+fn hosts(env: &Env) -> serde_json::Value {
+    serde_json::from_str(&env.ok(&["admin", "host", "ls", "--json"])).expect("host ls is JSON")
+}
+
+/// On six hosts, 4+2 packs need all six failure domains (f = 2): draining one is refused
+/// with the figures. With a seventh host the drain is accepted and finishes; forced, a drain
+/// that cannot keep the rule goes ahead and says what it costs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drain_that_cannot_finish_is_refused_with_the_figures() {
+    let mut env = grid_with(6, GridOptions { passphrase: "test passphrase".into(), ..Default::default() }).await;
+    let file = env.write_random("data", 8 << 20, 3);
+    env.ok(&["put", file.to_str().expect("utf-8"), "--name", "data", "--data", "4", "--parity", "2"]);
+    let err = env.fails(&["admin", "host", "drain", "h1"]);
+    eprintln!("refused: {err}");
+    for part in ["host h1 holds", "5 host(s)", "free", "packs of 4+2 need 6 failure domains", "--force"] {
+        assert!(err.contains(part), "`{part}` missing from: {err}");
+    }
+    assert_eq!(hosts(&env)[0]["state"], "online", "a refused drain changed the host");
+
+    let token = std::fs::read_to_string(env.grid.coordinator_dir().join("join-token")).expect("join token");
+    env.grid.add_host(token.trim(), &[]).await.expect("a seventh host joins");
+    env.grid.wait_online(7, Duration::from_secs(30)).await.expect("seven hosts");
+    let out = env.ok(&["admin", "host", "drain", "h1"]);
+    assert!(out.contains("draining"), "{out}");
+    let started = Instant::now();
+    loop {
+        let h = hosts(&env);
+        if h[0]["state"] == "retired" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(90), "the drain did not finish: {h}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    env.get_and_compare("data", &file);
+
+    // Six hosts left again: refused, then forced, which says what it costs.
+    env.fails(&["admin", "host", "drain", "h2"]);
+    let out = env.scatter(&["admin", "host", "drain", "h2", "--force"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("draining anyway") && err.contains("instead of 2"), "{err}");
+    eprintln!("forced: {err}");
+}
