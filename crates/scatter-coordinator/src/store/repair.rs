@@ -163,17 +163,23 @@ fn mark_lost(tx: &Sql<'_>, h: i64, gone: &[ShardId], settled: u64) -> Result<u64
 }
 
 /// Shards host `h` holds that no shard row places there: orphans once `grace` old, pending
-/// before.
+/// before. `placed` is every shard the catalog places on the host, when the caller read them
+/// all; otherwise each shard is looked up.
 fn note_unknown(
     tx: &Sql<'_>,
     h: i64,
     held: &[(ShardId, u64)],
+    placed: Option<&std::collections::HashSet<ShardId>>,
     grace: u64,
     now: u64,
     out: &mut Reconciled,
 ) -> Result<(), StoreError> {
     for (id, age) in held {
-        if tx.exists("SELECT 1 FROM shards WHERE host = ?1 AND hash = ?2", params![h, id.as_bytes()])? {
+        let known = match placed {
+            Some(placed) => placed.contains(id),
+            None => tx.exists("SELECT 1 FROM shards WHERE host = ?1 AND hash = ?2", params![h, id.as_bytes()])?,
+        };
+        if known {
             continue;
         }
         if *age >= grace {
@@ -374,15 +380,26 @@ impl Store {
         self.write(|tx| {
             let h = host.0 as i64;
             let held: std::collections::HashSet<ShardId> = inventory.iter().map(|(id, _)| *id).collect();
-            let expected: Vec<ShardId> = tx.query_map(
-                "SELECT s.hash FROM shards s JOIN packs p ON p.id = s.pack
-                     WHERE s.host = ?1 AND s.state = 'ok' AND p.state = 'live' AND p.created < ?2",
+            // Every shard row on the host in one pass of its index, and whether the host must
+            // hold it by now; the inventory is compared in memory. (A lookup per inventory
+            // shard cost 0.5 s for a host of 6,000 shards on PostgreSQL.)
+            let mut placed = std::collections::HashSet::new();
+            let mut gone = Vec::new();
+            tx.each(
+                "SELECT s.hash, CASE WHEN s.state = 'ok' AND p.state = 'live' AND p.created < ?2 THEN 1 ELSE 0 END
+                 FROM shards s JOIN packs p ON p.id = s.pack WHERE s.host = ?1",
                 params![h, settled as i64],
-                |r| Ok(ShardId::from_bytes(r.get::<[u8; 32]>(0)?)),
+                |r| {
+                    let id = ShardId::from_bytes(r.get::<[u8; 32]>(0)?);
+                    if r.get::<i64>(1)? == 1 && !held.contains(&id) {
+                        gone.push(id);
+                    }
+                    placed.insert(id);
+                    Ok(())
+                },
             )?;
-            let gone: Vec<ShardId> = expected.into_iter().filter(|id| !held.contains(id)).collect();
             let mut out = Reconciled { lost: mark_lost(tx, h, &gone, settled)?, ..Reconciled::default() };
-            note_unknown(tx, h, inventory, grace, now, &mut out)?;
+            note_unknown(tx, h, inventory, Some(&placed), grace, now, &mut out)?;
             out.ack = Some(tx.query_row(
                 "UPDATE hosts SET inventory_ack = inventory_ack + 1 WHERE id = ?1 RETURNING inventory_ack",
                 params![h],
@@ -422,7 +439,7 @@ impl Store {
             };
             let mut out =
                 Reconciled { lost: mark_lost(tx, h, removed, settled)?, ack: Some(ack), ..Reconciled::default() };
-            note_unknown(tx, h, added, grace, now, &mut out)?;
+            note_unknown(tx, h, added, None, grace, now, &mut out)?;
             Ok(out)
         })
     }
