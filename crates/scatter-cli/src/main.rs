@@ -557,7 +557,7 @@ enum HostCmd {
 
 fn main() {
     let cli = Cli::parse();
-    let service = matches!(cli.command, Cmd::Coordinator { .. } | Cmd::Host { .. } | Cmd::Dev { .. });
+    let service = matches!(cli.command, Cmd::Coordinator { action: None, .. } | Cmd::Host { .. } | Cmd::Dev { .. });
     let filter = cli.log_level.clone().unwrap_or_else(|| if service { "info" } else { "warn" }.into());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()))

@@ -225,7 +225,6 @@ pub(crate) async fn take(shared: &Arc<Shared>, force: bool) -> Result<CatalogBac
             .http
             .put(format!("{}/catalog/{seq}/{i}", h.address))
             .timeout(PUT_TIMEOUT)
-            .header(reqwest::header::CONTENT_LENGTH, body.len())
             .body(body);
         async move {
             match req.send().await {
