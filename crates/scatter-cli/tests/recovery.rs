@@ -87,6 +87,13 @@ async fn a_lost_coordinator_is_rebuilt_from_catalog_backups_on_the_hosts() {
         http.get(format!("{}/metrics", env.grid.url())).send().await.expect("metrics").text().await.expect("text")
     };
     assert!(metrics.contains("scatter_catalog_backup_age_seconds "), "{metrics}");
+    // Hosts list and serve backups only with a proof of the recovery key.
+    let (_, host_url) = host(&env, 1);
+    let http = scatter_net::http_client(Some(fingerprint(&env)), scatter_net::Peer::Host).build().expect("client");
+    for path in ["/catalog".to_owned(), format!("/catalog/{seq}/1")] {
+        let r = http.get(format!("{host_url}{path}")).send().await.expect("host answers");
+        assert_eq!(r.status(), 403, "{path} without a proof");
+    }
 
     // Host 0 plants a "newer" backup that the grid did not sign.
     let forger = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
@@ -158,6 +165,12 @@ async fn a_lost_coordinator_is_rebuilt_from_catalog_backups_on_the_hosts() {
     env.ok(&["restore", third["snapshot_id"].as_str().expect("id"), "--target", s(&out)]);
     assert_eq!(tree(&out.join(src.strip_prefix("/").expect("absolute"))), tree(&src));
     let taken = env.ok(&["admin", "catalog-backup"]);
-    assert!(taken.contains(&format!("Catalog backup #{} ", seq + 1)), "sequence numbers go on: {taken}");
+    let next: u64 = taken
+        .trim_start_matches("Catalog backup #")
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no sequence number in {taken}"));
+    assert!(next > seq, "sequence numbers go on after a recovery: {taken}");
     println!("recovery test took {:?}", started.elapsed());
 }
