@@ -95,6 +95,13 @@ async fn a_lost_coordinator_is_rebuilt_from_catalog_backups_on_the_hosts() {
         assert_eq!(r.status(), 403, "{path} without a proof");
     }
 
+    // Data written after the last catalog backup: a snapshot the restored catalog will not
+    // know, whose shards must stay on the hosts (not be deleted as orphans).
+    std::fs::write(src.join("sub/late.txt"), vec![7u8; 300_000]).expect("write");
+    let late = json(&env.ok(&["backup", s(&src), "--json"]));
+    let late_at = Instant::now();
+    let shards_before: Vec<PathBuf> = (0..env.grid.host_count()).flat_map(|i| shard_files(&env.grid.host_dir(i))).collect();
+
     // Host 0 plants a "newer" backup that the grid did not sign.
     let forger = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
     let fake = BackupHeader {
@@ -153,7 +160,7 @@ async fn a_lost_coordinator_is_rebuilt_from_catalog_backups_on_the_hosts() {
     assert!(hosts.as_array().expect("hosts").iter().all(|h| h["state"] == "online"), "{hosts}");
     let list = json(&env.ok(&["snapshots", "--json"]));
     let listed: Vec<&str> = list.as_array().expect("array").iter().filter_map(|s| s["id"].as_str()).collect();
-    assert_eq!(listed, [ids[0].as_str(), ids[1].as_str()]);
+    assert_eq!(listed, [ids[0].as_str(), ids[1].as_str()], "the snapshot after the catalog backup ({late}) is rolled back");
     for (id, expected) in [(&ids[0], &copy1), (&ids[1], &copy2)] {
         let out = env.path(&format!("restore-{}", &id[..8]));
         env.ok(&["restore", &id[..8], "--target", s(&out)]);
@@ -172,5 +179,11 @@ async fn a_lost_coordinator_is_rebuilt_from_catalog_backups_on_the_hosts() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no sequence number in {taken}"));
     assert!(next > seq, "sequence numbers go on after a recovery: {taken}");
+
+    // Past the orphan grace (20 s here) and a few inventories: the rolled-back snapshot's
+    // shards are still on the hosts, since the catalog was recovered.
+    tokio::time::sleep(Duration::from_secs(32).saturating_sub(late_at.elapsed())).await;
+    let missing: Vec<&PathBuf> = shards_before.iter().filter(|p| !p.exists()).collect();
+    assert!(missing.is_empty(), "shards unknown to the recovered catalog were deleted: {missing:?}");
     println!("recovery test took {:?}", started.elapsed());
 }
