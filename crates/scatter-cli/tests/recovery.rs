@@ -180,6 +180,19 @@ async fn a_lost_coordinator_is_rebuilt_from_catalog_backups_on_the_hosts() {
         .unwrap_or_else(|| panic!("no sequence number in {taken}"));
     assert!(next > seq, "sequence numbers go on after a recovery: {taken}");
 
+    // A security-relevant change is backed up within seconds, without asking.
+    appender(&env, "source2", &[]);
+    env.ok(&["admin", "user", "disable", "u2"]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let h = json(&env.ok(&["admin", "health", "--json"]));
+        if h["catalog_backup"]["seq"].as_u64() > Some(next) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no catalog backup followed disabling a user: {h}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
     // Past the orphan grace (20 s here) and a few inventories: the rolled-back snapshot's
     // shards are still on the hosts, since the catalog was recovered.
     tokio::time::sleep(Duration::from_secs(32).saturating_sub(late_at.elapsed())).await;
