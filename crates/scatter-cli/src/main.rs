@@ -1284,7 +1284,8 @@ async fn dev(hosts: usize, dir: &Path) -> Result<()> {
 /// `scatter coordinator recover`: rebuilds the data directory, then says what to do and
 /// what the rollback to the backup undoes.
 async fn recover(data_dir: PathBuf, recovery_key: PathBuf, hosts: Vec<String>) -> Result<()> {
-    let opts = scatter_coordinator::recover::RecoverOptions { data_dir: data_dir.clone(), key_file: recovery_key, hosts };
+    let opts =
+        scatter_coordinator::recover::RecoverOptions { data_dir: data_dir.clone(), key_file: recovery_key, hosts };
     let r = scatter_coordinator::recover::recover(&opts).await?;
     for note in &r.notes {
         eprintln!("note: {note}");

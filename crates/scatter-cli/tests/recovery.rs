@@ -67,7 +67,8 @@ async fn a_lost_coordinator_is_rebuilt_from_catalog_backups_on_the_hosts() {
     std::fs::write(src.join("sub/new.txt"), b"written before the catalog backup").expect("write");
     let second = json(&env.ok(&["backup", s(&src), "--json"]));
     let copy2 = tree(&src);
-    let ids = [first["snapshot_id"].as_str().expect("id").to_owned(), second["snapshot_id"].as_str().expect("id").to_owned()];
+    let ids =
+        [first["snapshot_id"].as_str().expect("id").to_owned(), second["snapshot_id"].as_str().expect("id").to_owned()];
 
     // The recovery key was made at the first start; a backup is taken on request.
     let key_file = env.grid.coordinator_dir().join("recovery.key");
@@ -100,7 +101,8 @@ async fn a_lost_coordinator_is_rebuilt_from_catalog_backups_on_the_hosts() {
     std::fs::write(src.join("sub/late.txt"), vec![7u8; 300_000]).expect("write");
     let late = json(&env.ok(&["backup", s(&src), "--json"]));
     let late_at = Instant::now();
-    let shards_before: Vec<PathBuf> = (0..env.grid.host_count()).flat_map(|i| shard_files(&env.grid.host_dir(i))).collect();
+    let shards_before: Vec<PathBuf> =
+        (0..env.grid.host_count()).flat_map(|i| shard_files(&env.grid.host_dir(i))).collect();
 
     // Host 0 plants a "newer" backup that the grid did not sign.
     let forger = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
@@ -160,7 +162,11 @@ async fn a_lost_coordinator_is_rebuilt_from_catalog_backups_on_the_hosts() {
     assert!(hosts.as_array().expect("hosts").iter().all(|h| h["state"] == "online"), "{hosts}");
     let list = json(&env.ok(&["snapshots", "--json"]));
     let listed: Vec<&str> = list.as_array().expect("array").iter().filter_map(|s| s["id"].as_str()).collect();
-    assert_eq!(listed, [ids[0].as_str(), ids[1].as_str()], "the snapshot after the catalog backup ({late}) is rolled back");
+    assert_eq!(
+        listed,
+        [ids[0].as_str(), ids[1].as_str()],
+        "the snapshot after the catalog backup ({late}) is rolled back"
+    );
     for (id, expected) in [(&ids[0], &copy1), (&ids[1], &copy2)] {
         let out = env.path(&format!("restore-{}", &id[..8]));
         env.ok(&["restore", &id[..8], "--target", s(&out)]);

@@ -62,7 +62,9 @@ pub(crate) enum BackupFailed {
     #[error("no host is online to store a catalog backup; it is retried at the next interval")]
     NoHosts,
     /// The catalog is too large for backups on hosts.
-    #[error("the catalog is too large for backups on hosts ({0} bytes encrypted); move the grid to a PostgreSQL catalog")]
+    #[error(
+        "the catalog is too large for backups on hosts ({0} bytes encrypted); move the grid to a PostgreSQL catalog"
+    )]
     TooLarge(u64),
     /// Too few hosts stored their shard.
     #[error("only {stored} of {needed} hosts stored their shard of the catalog backup: {why}")]
@@ -108,7 +110,14 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Recei
 fn log(r: Result<CatalogBackupResponse, BackupFailed>) {
     match r {
         Ok(b) if b.taken => {
-            tracing::info!(seq = b.seq, bytes = b.size, k = b.k, m = b.m, hosts = b.hosts, "catalog backup stored on hosts")
+            tracing::info!(
+                seq = b.seq,
+                bytes = b.size,
+                k = b.k,
+                m = b.m,
+                hosts = b.hosts,
+                "catalog backup stored on hosts"
+            )
         }
         Ok(_) => tracing::debug!("catalog unchanged since its last backup"),
         Err(e) => tracing::warn!(error = %e, "catalog backup failed"),
@@ -221,11 +230,7 @@ pub(crate) async fn take(shared: &Arc<Shared>, force: bool) -> Result<CatalogBac
     .map_err(local)??;
     let (header, files) = files;
     let puts = hosts.iter().zip(files.into_iter().enumerate()).map(|(h, (i, body))| {
-        let req = shared
-            .http
-            .put(format!("{}/catalog/{seq}/{i}", h.address))
-            .timeout(PUT_TIMEOUT)
-            .body(body);
+        let req = shared.http.put(format!("{}/catalog/{seq}/{i}", h.address)).timeout(PUT_TIMEOUT).body(body);
         async move {
             match req.send().await {
                 Ok(r) if r.status().is_success() => Ok(()),

@@ -68,7 +68,9 @@ pub enum RecoverError {
     #[error("no complete catalog backup signed by this grid was found on the hosts given ({0}); name more of the grid's hosts with --host")]
     NoneFound(String),
     /// The backup does not open with this key.
-    #[error("catalog backup {0} does not open with this recovery key's age identity; use the grid's current recovery.key")]
+    #[error(
+        "catalog backup {0} does not open with this recovery key's age identity; use the grid's current recovery.key"
+    )]
     Decrypt(u64),
     /// Writing the new data directory failed.
     #[error("{path}: {source}")]
@@ -97,7 +99,13 @@ struct Host {
 }
 
 /// Asks `url` for `path` with a fresh proof of the recovery access key.
-async fn get(http: &reqwest::Client, key: &RecoveryKey, host: &Host, path: &str, limit: u64) -> Result<Vec<u8>, String> {
+async fn get(
+    http: &reqwest::Client,
+    key: &RecoveryKey,
+    host: &Host,
+    path: &str,
+    limit: u64,
+) -> Result<Vec<u8>, String> {
     let proof = cb::sign_proof(&key.access, host.id, path, unix_now());
     let resp = http
         .get(format!("{}{path}", host.url))
@@ -145,7 +153,8 @@ pub async fn recover(opts: &RecoverOptions) -> Result<Recovered, RecoverError> {
                 }
             },
             Ok(r) => {
-                notes.push(format!("{url} answered {} (not a scatter host with catalog backups?); skipped", r.status()));
+                notes
+                    .push(format!("{url} answered {} (not a scatter host with catalog backups?); skipped", r.status()));
                 continue;
             }
             Err(e) => {

@@ -170,7 +170,8 @@ impl RecoveryKey {
 
     /// Reads and parses a recovery key file.
     pub fn read(path: &Path) -> Result<Self, RecoveryError> {
-        let text = std::fs::read_to_string(path).map_err(|source| RecoveryError::Io { path: path.to_owned(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| RecoveryError::Io { path: path.to_owned(), source })?;
         Self::parse(&text).map_err(|what| RecoveryError::BadKeyFile { path: path.to_owned(), what })
     }
 }
@@ -335,11 +336,8 @@ pub fn content_hash(db: &Path) -> Result<[u8; 32], rusqlite::Error> {
     for table in tables.iter().filter(|t| !VOLATILE_TABLES.contains(&t.as_str())) {
         h.update(table.as_bytes());
         let mut stmt = conn.prepare(&format!("SELECT * FROM \"{}\"", table.replace('"', "\"\"")))?;
-        let skip: Vec<bool> = stmt
-            .column_names()
-            .iter()
-            .map(|c| VOLATILE_COLUMNS.contains(&(table.as_str(), *c)))
-            .collect();
+        let skip: Vec<bool> =
+            stmt.column_names().iter().map(|c| VOLATILE_COLUMNS.contains(&(table.as_str(), *c))).collect();
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             if table == "meta" {

@@ -24,8 +24,8 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use scatter_core::{ByteSize, HostId, ShardId};
 use scatter_net::failover::{Failover, Failure, Repeat};
 use scatter_proto::api::{
-    ErrorBody, HeartbeatRequest, HeartbeatResponse, HostCertRequest, HostCertResponse, HostTerms, InventoryRequest, InventoryResponse,
-    JoinRequest, JoinResponse, ReceiptsRequest,
+    ErrorBody, HeartbeatRequest, HeartbeatResponse, HostCertRequest, HostCertResponse, HostTerms, InventoryRequest,
+    InventoryResponse, JoinRequest, JoinResponse, ReceiptsRequest,
 };
 use scatter_proto::receipt::{Receipt, SignedReceipt, NO_GRANT};
 use serde::{Deserialize, Serialize};

@@ -326,7 +326,10 @@ mod tests {
         let mut tampered = signed.clone();
         tampered[40] ^= 1;
         assert_eq!(BackupHeader::open(&tampered, &key.verifying_key()), Err(BackupError::BadSignature));
-        assert!(matches!(BackupHeader::open(&signed[..signed.len() - 1], &key.verifying_key()), Err(BackupError::Malformed(_))));
+        assert!(matches!(
+            BackupHeader::open(&signed[..signed.len() - 1], &key.verifying_key()),
+            Err(BackupError::Malformed(_))
+        ));
         assert!(matches!(BackupHeader::open(b"SCB1", &key.verifying_key()), Err(BackupError::Malformed(_))));
     }
 
@@ -337,7 +340,10 @@ mod tests {
         let file = encode_shard(&signed, 1, &[1; 3]);
         let opened = open_shard(&file, &key.verifying_key()).expect("valid");
         assert_eq!((opened.index, opened.shard), (1, &[1u8; 3][..]));
-        assert_eq!(open_shard(&encode_shard(&signed, 2, &[1; 3]), &key.verifying_key()).err(), Some(BackupError::ShardHash(2)));
+        assert_eq!(
+            open_shard(&encode_shard(&signed, 2, &[1; 3]), &key.verifying_key()).err(),
+            Some(BackupError::ShardHash(2))
+        );
         assert!(open_shard(&encode_shard(&signed, 4, &[1; 3]), &key.verifying_key()).is_err());
         assert!(open_shard(&encode_shard(&signed, 1, &[1; 4]), &key.verifying_key()).is_err());
         let planted = header(4).sign(&SigningKey::from_bytes(&[9; 32]));

@@ -3,9 +3,9 @@
 //! request timings both services expose on `/metrics`, the credentials clients sign, and the receipts hosts sign for shards they hold.
 
 pub mod api;
-pub mod catalog_backup;
 pub mod auth;
 mod bounded;
+pub mod catalog_backup;
 pub mod grant;
 pub mod metrics;
 pub mod receipt;

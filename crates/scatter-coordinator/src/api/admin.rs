@@ -207,6 +207,7 @@ pub(super) async fn catalog_backup(State(sh): S, headers: HeaderMap) -> ApiResul
         }
         _ => ApiError::Internal(e.to_string()),
     })?;
-    event(&sh, admin.me.to_string(), "catalog.backup", format!("sequence {} on {} hosts", taken.seq, taken.hosts)).await;
+    event(&sh, admin.me.to_string(), "catalog.backup", format!("sequence {} on {} hosts", taken.seq, taken.hosts))
+        .await;
     Ok(Json(taken))
 }
