@@ -106,9 +106,10 @@ async fn a_lost_coordinator_is_rebuilt_from_catalog_backups_on_the_hosts() {
 
     // Host 0 plants a "newer" backup that the grid did not sign.
     let forger = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let seq_planted = seq + 100;
     let fake = BackupHeader {
         grid: fingerprint(&env).0,
-        seq: seq + 100,
+        seq: seq_planted,
         time: 4_000_000_000,
         hash: [0; 32],
         size: 4,
@@ -118,7 +119,7 @@ async fn a_lost_coordinator_is_rebuilt_from_catalog_backups_on_the_hosts() {
         shard_hashes: vec![*blake3::hash(b"evil").as_bytes(); 2],
     };
     let planted = cb::encode_shard(&fake.sign(&forger), 0, b"evil");
-    std::fs::write(env.grid.host_dir(0).join(format!("catalog/{:020}-000.cbk", seq + 100)), planted).expect("plant");
+    std::fs::write(env.grid.host_dir(0).join(format!("catalog/{seq_planted:020}-000.cbk")), planted).expect("plant");
 
     // The coordinator's machine is lost: kill -9, and its data folder is gone.
     env.grid.kill_coordinator();
@@ -204,5 +205,24 @@ async fn a_lost_coordinator_is_rebuilt_from_catalog_backups_on_the_hosts() {
     tokio::time::sleep(Duration::from_secs(32).saturating_sub(late_at.elapsed())).await;
     let missing: Vec<&PathBuf> = shards_before.iter().filter(|p| !p.exists()).collect();
     assert!(missing.is_empty(), "shards unknown to the recovered catalog were deleted: {missing:?}");
+
+    // A clean shutdown takes a last backup of what changed (an invite here).
+    env.ok(&["admin", "user", "add", "carol"]);
+    let last = json(&env.ok(&["admin", "health", "--json"]))["catalog_backup"]["seq"].as_u64().expect("seq");
+    let pid = env.grid.coordinator_pid().expect("running");
+    let term = Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill");
+    assert!(term.success());
+    let newest = |env: &Env| {
+        (0..env.grid.host_count())
+            .flat_map(|i| std::fs::read_dir(env.grid.host_dir(i).join("catalog")).into_iter().flatten().flatten())
+            .filter_map(|e| e.file_name().to_str()?.split('-').next()?.parse::<u64>().ok())
+            .filter(|seq| *seq < seq_planted)
+            .max()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while newest(&env) <= Some(last) {
+        assert!(Instant::now() < deadline, "no catalog backup at shutdown");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     println!("recovery test took {:?}", started.elapsed());
 }
