@@ -119,6 +119,10 @@ async fn a_lost_coordinator_is_rebuilt_from_catalog_backups_on_the_hosts() {
         shard_hashes: vec![*blake3::hash(b"evil").as_bytes(); 2],
     };
     let planted = cb::encode_shard(&fake.sign(&forger), 0, b"evil");
+    // Uploaded, it is refused: hosts store only what the grid signed.
+    let r = http.put(format!("{host_url}/catalog/{seq_planted}/0")).body(planted.clone()).send().await.expect("put");
+    assert_eq!(r.status(), 400, "an unsigned backup shard is refused");
+    assert!(!env.grid.host_dir(1).join(format!("catalog/{seq_planted:020}-000.cbk")).exists());
     std::fs::write(env.grid.host_dir(0).join(format!("catalog/{seq_planted:020}-000.cbk")), planted).expect("plant");
 
     // The coordinator's machine is lost: kill -9, and its data folder is gone.

@@ -235,12 +235,14 @@ pub(crate) async fn take(shared: &Arc<Shared>, force: bool) -> Result<CatalogBac
             match req.send().await {
                 Ok(r) if r.status().is_success() => Ok(()),
                 Ok(r) => {
+                    // A host's error is read bounded and cut short: it is only reported.
                     let status = r.status();
-                    let why = r
-                        .json::<scatter_proto::api::ErrorBody>()
-                        .await
-                        .map(|b| b.error)
-                        .unwrap_or_else(|_| status.to_string());
+                    let rate = scatter_net::limits::MinRate::new(Duration::from_secs(5), 1024);
+                    let body = scatter_net::limits::read_response(r, 16 << 10, rate).await.ok();
+                    let why = body
+                        .and_then(|b| serde_json::from_slice::<scatter_proto::api::ErrorBody>(&b).ok())
+                        .map(|b| b.error.chars().take(300).collect())
+                        .unwrap_or_else(|| status.to_string());
                     Err(format!("host {}: {why}", h.id))
                 }
                 Err(e) => Err(format!("host {}: {}", h.id, scatter_net::root_cause(&e))),

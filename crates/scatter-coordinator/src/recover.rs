@@ -87,6 +87,8 @@ pub enum RecoverError {
 
 /// Largest listing a host may answer with.
 const MAX_LISTING: u64 = 4 << 20;
+/// Largest other answer (a host id, an error).
+const SMALL_ANSWER: u64 = 16 << 10;
 
 fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
@@ -115,7 +117,12 @@ async fn get(
         .map_err(|e| format!("{} could not be reached: {}", host.url, scatter_net::root_cause(&e)))?;
     if !resp.status().is_success() {
         let status = resp.status();
-        let why = resp.json::<scatter_proto::api::ErrorBody>().await.map(|b| b.error).unwrap_or_default();
+        let body = read_response(resp, SMALL_ANSWER, MinRate::new(Duration::from_secs(10), 1024)).await;
+        let why = body
+            .ok()
+            .and_then(|b| serde_json::from_slice::<scatter_proto::api::ErrorBody>(&b).ok())
+            .map(|b| b.error.chars().take(300).collect::<String>())
+            .unwrap_or_default();
         return Err(format!("{} answered {status}: {why}", host.url));
     }
     read_response(resp, limit, MinRate::new(Duration::from_secs(10), 64 << 10))
@@ -145,13 +152,16 @@ pub async fn recover(opts: &RecoverOptions) -> Result<Recovered, RecoverError> {
     for url in &opts.hosts {
         let url = url.trim_end_matches('/').to_owned();
         let id = match http.get(format!("{url}/catalog/id")).send().await {
-            Ok(r) if r.status().is_success() => match r.json::<CatalogHostId>().await {
-                Ok(id) => id.host_id,
-                Err(e) => {
-                    notes.push(format!("{url} gave an unreadable answer ({e}); skipped"));
-                    continue;
+            Ok(r) if r.status().is_success() => {
+                let answer = read_response(r, SMALL_ANSWER, MinRate::new(Duration::from_secs(10), 1024)).await;
+                match answer.ok().and_then(|b| serde_json::from_slice::<CatalogHostId>(&b).ok()) {
+                    Some(id) => id.host_id,
+                    None => {
+                        notes.push(format!("{url} gave an unreadable answer to /catalog/id; skipped"));
+                        continue;
+                    }
                 }
-            },
+            }
             Ok(r) => {
                 notes
                     .push(format!("{url} answered {} (not a scatter host with catalog backups?); skipped", r.status()));
