@@ -264,10 +264,17 @@ pub fn ensure_key(
     match std::fs::read_to_string(&pub_path) {
         Ok(text) => RecoveryPub::parse(&text).map_err(|what| RecoveryError::BadKeyFile { path: pub_path, what }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = RecoveryKey::generate(signing_public, ca);
             let key_path = dir.join(KEY_FILE);
-            // The secret first: a public half without its secret would lock backups away.
-            scatter_net::write_private(&key_path, key.to_text().as_bytes()).map_err(io(&key_path))?;
+            // A secret without its public half (removed by mistake) is kept, never replaced.
+            let key = match key_path.exists() {
+                true => RecoveryKey::read(&key_path)?,
+                false => {
+                    let key = RecoveryKey::generate(signing_public, ca);
+                    // The secret first: a public half without its secret would lock backups away.
+                    scatter_net::write_private(&key_path, key.to_text().as_bytes()).map_err(io(&key_path))?;
+                    key
+                }
+            };
             let public = key.public();
             scatter_net::write_private(&pub_path, public.to_text().as_bytes()).map_err(io(&pub_path))?;
             Ok(public)
@@ -392,6 +399,18 @@ mod tests {
         assert!(RecoveryKey::parse(&format!("{text}access-key = 00\n")).is_err(), "a key twice");
         let no_ca: String = text.lines().filter(|l| !l.starts_with("ca-")).map(|l| format!("{l}\n")).collect();
         assert_eq!(RecoveryKey::parse(&no_ca).err(), Some("no `ca-fingerprint` line".to_owned()));
+    }
+
+    #[test]
+    fn the_key_is_made_once_and_a_lost_public_half_is_rebuilt_from_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let signing = SigningKey::from_bytes(&[1; 32]).verifying_key();
+        let made = ensure_key(dir.path(), signing, None).expect("made");
+        let secret = std::fs::read_to_string(dir.path().join(KEY_FILE)).expect("secret written");
+        assert_eq!(ensure_key(dir.path(), signing, None).expect("read").access, made.access);
+        std::fs::remove_file(dir.path().join(PUB_FILE)).expect("rm");
+        assert_eq!(ensure_key(dir.path(), signing, None).expect("rebuilt").access, made.access);
+        assert_eq!(std::fs::read_to_string(dir.path().join(KEY_FILE)).expect("secret"), secret, "never replaced");
     }
 
     #[test]

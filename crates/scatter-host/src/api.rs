@@ -1,6 +1,7 @@
 //! The host's shard API: `PUT`, `GET` (with `Range`) and `DELETE /shards/{id}`, and
 //! `GET /shards/{id}/proof?start=&len=` (a storage proof for audits), each allowed only by a
-//! grant in the `scatter-grant` header.
+//! grant in the `scatter-grant` header; and the catalog backup routes under `/catalog` (see
+//! [`crate::catalog`]), allowed by the grid's signature (store) or the recovery key's (read).
 
 use std::sync::Arc;
 

@@ -150,23 +150,44 @@ fn parse_key(hex_key: &str) -> Option<VerifyingKey> {
     VerifyingKey::from_bytes(&k).ok()
 }
 
+/// What to do with a recovery access key a coordinator sent.
+#[derive(Debug, PartialEq, Eq)]
+enum Learn {
+    /// The one already known: nothing.
+    Same,
+    /// The first: keep it.
+    First(VerifyingKey),
+    /// Another than the one known: refuse it.
+    Other,
+    /// Not a key.
+    Invalid,
+}
+
+fn learn(known: Option<VerifyingKey>, sent: &str) -> Learn {
+    match (known, parse_key(sent)) {
+        (_, None) => Learn::Invalid,
+        (None, Some(k)) => Learn::First(k),
+        (Some(k), Some(s)) if k == s => Learn::Same,
+        (Some(_), Some(_)) => Learn::Other,
+    }
+}
+
 /// Takes the recovery access key a coordinator sent, if the host has none yet; a different
 /// one is refused (see the module's documentation).
 pub(crate) fn learn_access_key(sh: &Shared, dir: &Path, sent: &str) {
-    let Some(key) = parse_key(sent) else {
-        tracing::warn!("the coordinator sent a recovery access key that is not an Ed25519 public key; ignored");
-        return;
-    };
     let mut known = sh.recovery_access.lock().unwrap_or_else(|p| p.into_inner());
-    match *known {
-        Some(k) if k == key => {}
-        Some(_) => tracing::warn!(
+    match learn(*known, sent) {
+        Learn::Same => {}
+        Learn::Invalid => {
+            tracing::warn!("the coordinator sent a recovery access key that is not an Ed25519 public key; ignored")
+        }
+        Learn::Other => tracing::warn!(
             file = %dir.join("recovery-access.pub").display(),
             "the coordinator sends another recovery access key than the one this host learned first; the first is kept \
              (a coordinator must not be able to take over access to catalog backups). If the grid's recovery key was \
              replaced on purpose, remove that file and restart the host"
         ),
-        None => {
+        Learn::First(key) => {
             let path = dir.join("recovery-access.pub");
             match scatter_net::write_private(&path, format!("{}\n", hex::encode(key.as_bytes())).as_bytes()) {
                 Ok(()) => {
@@ -323,6 +344,17 @@ pub(crate) async fn put(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_access_key_is_kept_and_another_refused() {
+        let a = ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key();
+        let b = ed25519_dalek::SigningKey::from_bytes(&[2; 32]).verifying_key();
+        let hex_a = hex::encode(a.as_bytes());
+        assert_eq!(learn(None, &hex_a), Learn::First(a));
+        assert_eq!(learn(Some(a), &hex_a), Learn::Same);
+        assert_eq!(learn(Some(b), &hex_a), Learn::Other);
+        assert_eq!(learn(None, "zz"), Learn::Invalid);
+    }
 
     #[test]
     fn keeps_the_newest_backups_and_counts_their_bytes() {

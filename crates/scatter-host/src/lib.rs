@@ -1,6 +1,6 @@
 //! Scatter's storage host: keeps shards as files on its own disk, serves store, ranged read
-//! and delete to holders of a coordinator-signed grant, enforces its offered capacity, and
-//! heartbeats to the coordinator. [`run`] joins the grid on first start and serves until
+//! and delete to holders of a coordinator-signed grant, enforces its offered capacity, keeps
+//! the coordinator's catalog backups ([`catalog`]), and heartbeats to the coordinator. [`run`] joins the grid on first start and serves until
 //! shutdown.
 //!
 //! A host may be given the URLs of several coordinators sharing the catalog: every call goes
