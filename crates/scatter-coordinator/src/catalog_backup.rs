@@ -137,6 +137,7 @@ pub(crate) async fn take(shared: &Arc<Shared>, force: bool) -> Result<CatalogBac
     let last_content = shared.catalog(|s| s.meta(META_CONTENT)).await.map_err(local)?;
     let sh = shared.clone();
     let dir = b.data_dir.clone();
+    let access = b.public.access.to_bytes();
     let snap = tokio::task::spawn_blocking(move || -> Result<Option<Snapshot>, BackupFailed> {
         let tmp = dir.join(".catalog-backup.tmp.db");
         let _ = std::fs::remove_file(&tmp);
@@ -145,7 +146,9 @@ pub(crate) async fn take(shared: &Arc<Shared>, force: bool) -> Result<CatalogBac
             if !sqlite {
                 return Err(BackupFailed::NotSqlite);
             }
-            let content = hex::encode(recovery::content_hash(&tmp).map_err(local)?);
+            // With the recovery key named: a new key is a reason for a new backup.
+            let content =
+                format!("{}:{}", hex::encode(recovery::content_hash(&tmp).map_err(local)?), hex::encode(access));
             if !force && last_content.as_deref() == Some(content.as_str()) {
                 return Ok(None);
             }
