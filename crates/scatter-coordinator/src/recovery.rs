@@ -1,5 +1,5 @@
-//! The grid recovery key, and what catalog backups are made of (see [`crate::catalog_backup`]
-//! for the job that takes them and [`recover`] for the way back).
+//! The grid recovery key, and what catalog backups are made of (the coordinator's
+//! `catalog_backup` job takes them; [`crate::recover`] is the way back).
 //!
 //! **The recovery key** (`recovery.key`, made at a SQLite coordinator's first start) holds an
 //! age X25519 identity, to which catalog backups are encrypted, and an Ed25519 "recovery
@@ -330,8 +330,8 @@ const VOLATILE_COLUMNS: &[(&str, &str)] = &[
     ("sessions", "expires"),
 ];
 
-/// A hash of what a catalog snapshot holds, less what changes all the time (see
-/// [`VOLATILE_COLUMNS`]) and the record of backups itself: equal hashes mean nothing worth
+/// A hash of what a catalog snapshot holds, less what changes all the time (heartbeat
+/// figures of hosts, leases, keepalives) and the record of backups itself: equal hashes mean nothing worth
 /// a new backup happened.
 pub fn content_hash(db: &Path) -> Result<[u8; 32], rusqlite::Error> {
     let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
