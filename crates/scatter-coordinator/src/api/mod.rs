@@ -712,6 +712,10 @@ async fn remove_object(State(sh): S, headers: HeaderMap, Query(q): Query<NameQue
     if versions == 0 {
         return Err(ApiError::NotFound("no object has this name; `scatter ls` lists what is stored".into()));
     }
+    if packs_released > 0 {
+        // As after a prune: the released shards go within seconds.
+        sh.backup_soon();
+    }
     Ok(Json(RemoveResponse { versions, packs_released }))
 }
 
