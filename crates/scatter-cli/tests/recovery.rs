@@ -147,13 +147,17 @@ async fn a_lost_coordinator_is_rebuilt_from_catalog_backups_on_the_hosts() {
     let err = String::from_utf8_lossy(&recover(&env, &target, &garbage).stderr).into_owned();
     assert!(err.contains("is not a Scatter recovery key file"), "{err}");
 
-    // The real key: the planted backup is refused and said so, the grid's own is restored.
+    // The real key, with one host down (4 of the 6 shards are needed): the planted backup
+    // is refused and said so, the grid's own is restored.
+    env.grid.kill_host(5);
     let out = recover(&env, &target, &offline_key);
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "recover failed: {stderr}");
     assert!(stdout.contains(&format!("Recovered catalog backup #{seq} ")), "{stdout}");
     assert!(stdout.contains("not in this catalog") && stdout.contains("kept for 7 days"), "{stdout}");
     assert!(stderr.contains("not signed by this grid"), "{stderr}");
+    assert!(stderr.contains("could not be reached"), "the dead host is named: {stderr}");
+    assert!(stdout.contains("from 5 host(s)"), "{stdout}");
     assert!(!target.join("recovery.key").exists(), "the master key is not written back");
     assert!(target.join("recovery.pub").exists() && target.join("ca.key").exists());
     let out = recover(&env, &target, &offline_key);
@@ -162,6 +166,7 @@ async fn a_lost_coordinator_is_rebuilt_from_catalog_backups_on_the_hosts() {
     // The same coordinator again, on the same port: hosts come back on their own, the
     // existing profile restores every snapshot bit for bit and backs up again.
     env.grid.start_coordinator().expect("the recovered coordinator starts");
+    env.grid.start_host(5).expect("the sixth host is back");
     env.grid.wait_online(6, Duration::from_secs(40)).await.expect("hosts reconnect");
     let hosts = json(&env.ok(&["admin", "host", "ls", "--json"]));
     assert!(hosts.as_array().expect("hosts").iter().all(|h| h["state"] == "online"), "{hosts}");
