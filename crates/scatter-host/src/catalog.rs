@@ -103,6 +103,26 @@ impl CatalogStore {
         }
     }
 
+    /// The signed header at the start of a backup shard file, read without the rest of it.
+    pub fn header(&self, seq: u64, index: u8) -> std::io::Result<Option<Vec<u8>>> {
+        use std::io::Read;
+        let mut f = match std::fs::File::open(self.dir.join(file_name(seq, index))) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut start = [0u8; 8];
+        if f.read_exact(&mut start).is_err() {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([start[4], start[5], start[6], start[7]]) as usize;
+        if len > cb::MAX_HEADER {
+            return Ok(None);
+        }
+        let mut header = vec![0u8; len];
+        Ok(f.read_exact(&mut header).ok().map(|()| header))
+    }
+
     /// Stores a (checked) backup shard durably, then deletes backups older than the newest
     /// [`KEEP_BACKUPS`].
     pub fn put(&self, seq: u64, index: u8, bytes: &[u8]) -> std::io::Result<()> {
@@ -260,13 +280,8 @@ pub(crate) async fn list(State(sh): State<Arc<Shared>>, headers: HeaderMap) -> R
         let mut out = Vec::new();
         for (seq, index, size) in store.list()?.into_iter().take(KEEP_BACKUPS * MAX_BACKUP_SHARDS) {
             // The header is what counts; a file too damaged to carry one is left out.
-            let Some(bytes) = store.read(seq, index)? else { continue };
-            if bytes.len() < 8 {
-                continue;
-            }
-            let len = u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
-            let Some(header) = bytes.get(8..8 + len) else { continue };
-            out.push(CatalogEntry { seq, index, size, header: cb::header_text(header) });
+            let Some(header) = store.header(seq, index)? else { continue };
+            out.push(CatalogEntry { seq, index, size, header: cb::header_text(&header) });
         }
         Ok(out)
     })
@@ -375,5 +390,10 @@ mod tests {
         assert_eq!(CatalogStore::open(dir.path()).expect("reopen").used(), 54);
         assert_eq!(s.read(5, 1).expect("read"), Some(vec![0; 4]));
         assert_eq!(s.read(1, 0).expect("read"), None);
+        // A listing reads only the header at the start of a file.
+        s.put(9, 0, b"SCS1\x00\x00\x00\x02hhrest").expect("put");
+        assert_eq!(s.header(9, 0).expect("header"), Some(b"hh".to_vec()));
+        s.put(9, 1, b"SCS1\xff\xff\xff\xff").expect("put");
+        assert_eq!(s.header(9, 1).expect("header"), None, "a header longer than any is not read");
     }
 }

@@ -40,6 +40,8 @@ pub const MAX_BACKUP_SHARD: u64 = 512 << 20;
 pub const KEEP_BACKUPS: usize = 3;
 /// How far an access proof's time may be from the host's clock, in seconds.
 pub const PROOF_WINDOW: u64 = 120;
+/// Longest signed header (k+m at [`MAX_BACKUP_SHARDS`]).
+pub const MAX_HEADER: usize = HEADER_FIXED + 32 * MAX_BACKUP_SHARDS + 64;
 /// Longest path an access proof names.
 const MAX_PROOF_PATH: usize = 256;
 
@@ -291,7 +293,7 @@ pub fn header_text(signed_header: &[u8]) -> String {
 
 /// Decodes a listing's header text (bounded).
 pub fn header_bytes(text: &str) -> Option<Vec<u8>> {
-    if text.len() > 2 * (HEADER_FIXED + 32 * MAX_BACKUP_SHARDS + 64) {
+    if text.len() > 2 * MAX_HEADER {
         return None;
     }
     URL_SAFE_NO_PAD.decode(text).ok()
