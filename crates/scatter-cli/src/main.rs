@@ -48,10 +48,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the coordinator: registry, catalog, placement and grants.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Coordinator {
+        #[command(subcommand)]
+        action: Option<CoordinatorCmd>,
         /// Directory for the catalog, keys and tokens (created on first start).
-        #[arg(long)]
-        data_dir: PathBuf,
+        #[arg(long, required = true)]
+        data_dir: Option<PathBuf>,
         /// Keep the catalog in PostgreSQL (postgresql://USER:PASSWORD@HOST:PORT/DATABASE),
         /// shared by any number of coordinators, instead of catalog.db in --data-dir. Read
         /// from SCATTER_CATALOG when not given, which keeps a password off the command line.
@@ -93,6 +96,10 @@ enum Cmd {
         /// Give no new data to a host whose offered period (--until) ends sooner than this.
         #[arg(long, default_value = "7d", value_parser = duration::parse)]
         period_margin: Duration,
+        /// Time between catalog backups on the hosts (taken only when the catalog changed;
+        /// also right after security-relevant changes and at shutdown). SQLite catalogs only.
+        #[arg(long, default_value = "5m", value_parser = duration::parse)]
+        catalog_backup_interval: Duration,
     },
     /// Run a storage host that offers disk space to the grid.
     Host {
@@ -397,6 +404,23 @@ enum Cmd {
 }
 
 #[derive(Subcommand)]
+enum CoordinatorCmd {
+    /// Rebuild a lost coordinator's data directory from the newest catalog backup on the
+    /// hosts, with the grid's recovery key (the recovery.key written at its first start).
+    Recover {
+        /// The new data directory (must be absent or empty).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The grid's recovery key file.
+        #[arg(long)]
+        recovery_key: PathBuf,
+        /// A host's URL (its data directory's `url` file); repeat for each host you know.
+        #[arg(long = "host", required = true)]
+        hosts: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum AdminCmd {
     /// The audit trail: registrations, invites, refused requests, host joins and state changes.
     Events {
@@ -428,6 +452,9 @@ enum AdminCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Take a catalog backup now and store it on the hosts (they are also taken every
+    /// --catalog-backup-interval, after security-relevant changes and at shutdown).
+    CatalogBackup,
     /// How much more user data the grid can take under its durability rule.
     Capacity {
         /// Print JSON.
@@ -561,7 +588,7 @@ enum HostCmd {
 
 fn main() {
     let cli = Cli::parse();
-    let service = matches!(cli.command, Cmd::Coordinator { .. } | Cmd::Host { .. } | Cmd::Dev { .. });
+    let service = matches!(cli.command, Cmd::Coordinator { action: None, .. } | Cmd::Host { .. } | Cmd::Dev { .. });
     let filter = cli.log_level.clone().unwrap_or_else(|| if service { "info" } else { "warn" }.into());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()))
@@ -823,7 +850,11 @@ async fn run(cmd: Cmd) -> Result<i32> {
         Cmd::Check { read_data, read_data_subset, json } => {
             return backups::check(read_data, read_data_subset, json).await
         }
+        Cmd::Coordinator { action: Some(CoordinatorCmd::Recover { data_dir, recovery_key, hosts }), .. } => {
+            recover(data_dir, recovery_key, hosts).await?;
+        }
         Cmd::Coordinator {
+            action: None,
             data_dir,
             catalog,
             listen,
@@ -836,9 +867,12 @@ async fn run(cmd: Cmd) -> Result<i32> {
             insecure,
             tolerate,
             period_margin,
+            catalog_backup_interval,
         } => {
+            let data_dir = data_dir.context("--data-dir is required")?;
             let listener = bind(&listen).await?;
             let config = scatter_coordinator::Config {
+                catalog_backup_interval,
                 data_dir,
                 catalog,
                 offline_after,
@@ -1206,6 +1240,17 @@ async fn run(cmd: Cmd) -> Result<i32> {
                     h["shards_repaired"],
                     ByteSize(h["bytes_repaired"].as_u64().unwrap_or(0))
                 );
+                match &h["catalog_backup"] {
+                    serde_json::Value::Null => {}
+                    b if b["seq"].is_null() => {
+                        println!("catalog backup: none yet (`scatter admin catalog-backup` takes one now)")
+                    }
+                    b => println!(
+                        "catalog backup: #{} taken {} ago",
+                        b["seq"],
+                        scatter_cli::terms::format_age(b["age_secs"].as_u64().unwrap_or(0))
+                    ),
+                }
                 // Why repair waits, as the checker's last pass found it.
                 for w in h["repair_waiting"].as_array().into_iter().flatten() {
                     println!(
@@ -1215,6 +1260,18 @@ async fn run(cmd: Cmd) -> Result<i32> {
                     );
                 }
             }
+        }
+        Cmd::Admin { command: AdminCmd::CatalogBackup } => {
+            let (_, p) = load()?;
+            let b = p.coordinator()?.catalog_backup().await?;
+            println!(
+                "Catalog backup #{} stored: {} encrypted, {}+{} over {} hosts.",
+                b.seq,
+                ByteSize(b.size),
+                b.k,
+                b.m,
+                b.hosts
+            );
         }
         Cmd::Dev { hosts, data_dir } => dev(hosts, &data_dir).await?,
         Cmd::Catalog { command } => tokio::task::spawn_blocking(move || catalog::run(command)).await??,
@@ -1291,5 +1348,34 @@ async fn dev(hosts: usize, dir: &Path) -> Result<()> {
     shutdown_signal().await;
     drop(grid);
     println!("Stopped.");
+    Ok(())
+}
+
+/// `scatter coordinator recover`: rebuilds the data directory, then says what to do and
+/// what the rollback to the backup undoes.
+async fn recover(data_dir: PathBuf, recovery_key: PathBuf, hosts: Vec<String>) -> Result<()> {
+    let opts =
+        scatter_coordinator::recover::RecoverOptions { data_dir: data_dir.clone(), key_file: recovery_key, hosts };
+    let r = scatter_coordinator::recover::recover(&opts).await?;
+    for note in &r.notes {
+        eprintln!("note: {note}");
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let age = scatter_cli::terms::format_age(now.saturating_sub(r.time));
+    println!(
+        "Recovered catalog backup #{} (taken {age} ago) from {} host(s) into {}.",
+        r.seq,
+        r.hosts_answered,
+        data_dir.display()
+    );
+    println!(
+        "The grid is back as it was {age} ago: data committed after that (new snapshots, puts) is not in this catalog. \
+         Its shards on hosts are kept for 7 days, not deleted; clients' next backups store that data again. \
+         Snapshots made after the backup are gone from the list; nothing security-relevant is undone (a backup follows each such change)."
+    );
+    println!(
+        "Next: start `scatter coordinator --data-dir {}` at the lost coordinator's URL and port; hosts, profiles and tokens keep working (same CA, fingerprint and signing key).",
+        data_dir.display()
+    );
     Ok(())
 }

@@ -407,6 +407,11 @@ impl Coordinator {
         self.get("/v1/admin/health", &[]).await
     }
 
+    /// Takes a catalog backup now (admins only).
+    pub async fn catalog_backup(&self) -> Result<scatter_proto::api::CatalogBackupResponse, ClientError> {
+        self.post(Repeat::Safe, "/v1/admin/catalog-backup", &serde_json::json!({})).await
+    }
+
     /// Sweeps unreferenced chunks; lists packs to repack.
     pub async fn prune(&self, max_unused_percent: u8) -> Result<PruneResponse, ClientError> {
         self.post(Repeat::Safe, "/v1/prune", &PruneRequest { max_unused_percent }).await

@@ -1,6 +1,6 @@
 //! Scatter's storage host: keeps shards as files on its own disk, serves store, ranged read
-//! and delete to holders of a coordinator-signed grant, enforces its offered capacity, and
-//! heartbeats to the coordinator. [`run`] joins the grid on first start and serves until
+//! and delete to holders of a coordinator-signed grant, enforces its offered capacity, keeps
+//! the coordinator's catalog backups ([`catalog`]), and heartbeats to the coordinator. [`run`] joins the grid on first start and serves until
 //! shutdown.
 //!
 //! A host may be given the URLs of several coordinators sharing the catalog: every call goes
@@ -13,6 +13,7 @@
 //! always could.
 
 mod api;
+pub mod catalog;
 pub mod store;
 
 use std::path::{Path, PathBuf};
@@ -23,8 +24,8 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use scatter_core::{ByteSize, HostId, ShardId};
 use scatter_net::failover::{Failover, Failure, Repeat};
 use scatter_proto::api::{
-    ErrorBody, HeartbeatRequest, HostCertRequest, HostCertResponse, HostTerms, InventoryRequest, InventoryResponse,
-    JoinRequest, JoinResponse, ReceiptsRequest,
+    ErrorBody, HeartbeatRequest, HeartbeatResponse, HostCertRequest, HostCertResponse, HostTerms, InventoryRequest,
+    InventoryResponse, JoinRequest, JoinResponse, ReceiptsRequest,
 };
 use scatter_proto::receipt::{Receipt, SignedReceipt, NO_GRANT};
 use serde::{Deserialize, Serialize};
@@ -123,6 +124,21 @@ pub(crate) struct Shared {
     pub until: Option<u64>,
     /// Shard bytes served to readers since the last heartbeat that reached the coordinator.
     pub served: std::sync::atomic::AtomicU64,
+    /// Catalog backup shards, apart from data shards.
+    pub catalog: Arc<catalog::CatalogStore>,
+    /// Catalog backup uploads at once (each is held in memory to be checked).
+    pub catalog_uploads: tokio::sync::Semaphore,
+    /// The grid's recovery access key, once learned from the coordinator.
+    pub recovery_access: std::sync::Mutex<Option<VerifyingKey>>,
+    /// The grid: its CA fingerprint, zeros on an `--insecure` grid (catalog backups name it).
+    pub grid: [u8; 32],
+}
+
+impl Shared {
+    /// Bytes held: data shards and catalog backup shards.
+    pub fn used(&self) -> u64 {
+        self.store.used() + self.catalog.used()
+    }
 }
 
 /// A shard transfer under way: holds one of the [`api::CONCURRENT_TRANSFERS`] slots, and
@@ -399,7 +415,7 @@ async fn heartbeats(config: Config, shared: Arc<Shared>, secret: String, address
             host_secret: secret.clone(),
             address: address.clone(),
             capacity: config.capacity,
-            used: ByteSize(shared.store.used()),
+            used: ByteSize(shared.used()),
             free: ByteSize(free),
             receipt_key: Some(hex::encode(shared.receipt_key.verifying_key().to_bytes())),
             terms: config.terms.clone(),
@@ -408,7 +424,13 @@ async fn heartbeats(config: Config, shared: Arc<Shared>, secret: String, address
         let beat = coordinators
             .send(Repeat::Safe, |http, base| http.post(format!("{base}/v1/hosts/heartbeat")).json(&req).build());
         let sent = match beat.await {
-            Ok(r) if r.response.status().is_success() => true,
+            Ok(r) if r.response.status().is_success() => {
+                let answer: HeartbeatResponse = r.response.json().await.unwrap_or_default();
+                if let Some(key) = answer.recovery_access_key {
+                    catalog::learn_access_key(&shared, &config.data_dir, &key);
+                }
+                true
+            }
             Ok(r) => {
                 tracing::warn!(status = %r.response.status(), coordinator = %r.url, "the coordinator refused a heartbeat");
                 false
@@ -599,6 +621,7 @@ pub async fn run(
     let coordinator_key = VerifyingKey::from_bytes(&key).map_err(|_| HostError::Damaged(id_path))?;
     let shard_dir = config.data_dir.clone();
     let store = DiskStore::open(&shard_dir, config.capacity.0).map_err(io_err(&shard_dir))?;
+    let backups = catalog::CatalogStore::open(&shard_dir).map_err(io_err(&shard_dir))?;
     let shared = Arc::new(Shared {
         id: identity.host_id,
         coordinator_key,
@@ -613,8 +636,12 @@ pub async fn run(
         last_transfer_ms: Default::default(),
         until: config.terms.until,
         served: Default::default(),
+        catalog: Arc::new(backups),
+        catalog_uploads: tokio::sync::Semaphore::new(1),
+        recovery_access: std::sync::Mutex::new(catalog::read_access_key(&config.data_dir)),
+        grid: fingerprint.map(|f| f.0).unwrap_or([0; 32]),
     });
-    tracing::info!(host = %shared.id, %address, used = shared.store.used(), "host serving");
+    tracing::info!(host = %shared.id, %address, used = shared.used(), "host serving");
     write_private(&config.data_dir.join("url"), format!("{address}\n").as_bytes())?;
     let inventory =
         tokio::spawn(inventories(shared.clone(), config.heartbeat, identity.host_secret.clone(), coordinators.clone()));

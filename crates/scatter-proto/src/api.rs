@@ -334,6 +334,35 @@ pub struct HeartbeatRequest {
     pub served: u64,
 }
 
+/// The coordinator's answer to a heartbeat.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    /// The public half (Ed25519, hex) of the grid's recovery access key: whoever proves they
+    /// hold it may list and read the catalog backups this host keeps. A host keeps the
+    /// first one it learns (see `scatter_host`); none from a coordinator without backups.
+    #[serde(default)]
+    pub recovery_access_key: Option<String>,
+}
+
+/// Answer of `POST /v1/admin/catalog-backup`: the backup just taken, or why none was.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CatalogBackupResponse {
+    /// Its sequence number.
+    pub seq: u64,
+    /// When it was taken (unix seconds).
+    pub time: u64,
+    /// Bytes encrypted (the catalog and keys).
+    pub size: u64,
+    /// Data shards.
+    pub k: u8,
+    /// Parity shards.
+    pub m: u8,
+    /// Hosts that stored a shard.
+    pub hosts: usize,
+    /// False when nothing changed since the last backup (that one still stands).
+    pub taken: bool,
+}
+
 /// How many refusals a heartbeat describes; the rest are only counted.
 pub const MAX_REFUSALS: usize = 16;
 

@@ -114,6 +114,8 @@ async fn on_user(
         return Err(ApiError::NotFound(format!("there is no user {user}; `scatter admin user ls` lists them")));
     }
     event(sh, admin.me.to_string(), action, user.to_string()).await;
+    // Security-relevant: a restored catalog must not bring the user back.
+    sh.backup_soon();
     Ok(Json(serde_json::json!({})))
 }
 
@@ -124,6 +126,8 @@ async fn set_host(sh: &Arc<Shared>, headers: &HeaderMap, host: HostId, state: St
         return Err(ApiError::NotFound(format!("there is no host {host}; `scatter status` lists them")));
     }
     event(sh, admin.me.to_string(), "host.state", format!("{host} {state}")).await;
+    // Security-relevant: a restored catalog must not bring a removed host back.
+    sh.backup_soon();
     Ok(())
 }
 
@@ -299,4 +303,19 @@ pub(super) async fn events(
     caller(&sh, &headers, Right::Admin).await?;
     let limit = q.limit.min(10_000);
     Ok(Json(db(&sh, move |s| s.events(limit)).await?))
+}
+
+/// Takes a catalog backup now (even when nothing changed since the last one).
+pub(super) async fn catalog_backup(State(sh): S, headers: HeaderMap) -> ApiResult<CatalogBackupResponse> {
+    let admin = caller(&sh, &headers, Right::Admin).await?;
+    let taken = crate::catalog_backup::take(&sh, true).await.map_err(|e| match e {
+        crate::catalog_backup::BackupFailed::NotSqlite => ApiError::BadRequest(e.to_string()),
+        crate::catalog_backup::BackupFailed::NoHosts | crate::catalog_backup::BackupFailed::TooFewStored { .. } => {
+            ApiError::TooFewHosts(e.to_string())
+        }
+        _ => ApiError::Internal(e.to_string()),
+    })?;
+    event(&sh, admin.me.to_string(), "catalog.backup", format!("sequence {} on {} hosts", taken.seq, taken.hosts))
+        .await;
+    Ok(Json(taken))
 }

@@ -77,6 +77,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/delegates/trust", post(backup::trust))
         .route("/v1/prune", post(backup::prune))
         .route("/v1/admin/health", get(crate::metrics::health))
+        .route("/v1/admin/catalog-backup", post(admin::catalog_backup))
         .route("/v1/admin/capacity", get(place::capacity))
         .route("/v1/admin/hosts/drain", post(admin::drain))
         .route("/v1/admin/hosts/disable", post(admin::disable_host))
@@ -361,8 +362,10 @@ async fn inventory(State(sh): S, Body(req): Body<InventoryRequest>) -> ApiResult
     check_host(&sh, req.host_id, &req.host_secret).await?;
     // A pack committed moments ago may have been listed before its upload finished: only
     // packs older than a settling time (a sixth of the orphan grace, at least 10 s) count.
-    let grace = sh.orphan_grace.as_secs();
-    let settled = now().saturating_sub((grace / 6).max(10));
+    // After a recovery, shards the restored catalog does not know are kept for a while:
+    // their owners' next backups record them again (see `RECOVERY_HOLD`).
+    let settled = now().saturating_sub((sh.orphan_grace.as_secs() / 6).max(10));
+    let grace = if sh.holding_orphans(now()) { u64::MAX } else { sh.orphan_grace.as_secs() };
     let host = req.host_id;
     let done = db(&sh, move |s| match req.since {
         Some(since) => s.reconcile_changes(host, since, &req.shards, &req.removed, settled, grace, now()),
@@ -410,7 +413,7 @@ async fn backfill_receipts(State(sh): S, Body(req): Body<ReceiptsRequest>) -> Ap
     Ok(Json(serde_json::json!({ "recorded": recorded })))
 }
 
-async fn heartbeat(State(sh): S, Body(req): Body<HeartbeatRequest>) -> ApiResult<serde_json::Value> {
+async fn heartbeat(State(sh): S, Body(req): Body<HeartbeatRequest>) -> ApiResult<HeartbeatResponse> {
     check_address(&req.address)?;
     check_host(&sh, req.host_id, &req.host_secret).await?;
     if req.refused_grants > 0 {
@@ -442,7 +445,9 @@ async fn heartbeat(State(sh): S, Body(req): Body<HeartbeatRequest>) -> ApiResult
         s.heartbeat(req.host_id, &beat, grace, now())
     })
     .await?;
-    Ok(Json(serde_json::json!({})))
+    // Hosts serve catalog backups to whoever proves they hold the recovery key.
+    let recovery_access_key = sh.backups.as_ref().map(|b| hex::encode(b.public.access.as_bytes()));
+    Ok(Json(HeartbeatResponse { recovery_access_key }))
 }
 
 async fn register(State(sh): S, Body(req): Body<RegisterRequest>) -> ApiResult<RegisterResponse> {
@@ -714,6 +719,10 @@ async fn remove_object(State(sh): S, headers: HeaderMap, Query(q): Query<NameQue
     let (versions, packs_released) = db(&sh, move |s| s.remove_object(u.id, &q.name, now())).await?;
     if versions == 0 {
         return Err(ApiError::NotFound("no object has this name; `scatter ls` lists what is stored".into()));
+    }
+    if packs_released > 0 {
+        // As after a prune: the released shards go within seconds.
+        sh.backup_soon();
     }
     Ok(Json(RemoveResponse { versions, packs_released }))
 }
