@@ -373,10 +373,14 @@ pub async fn run(
             })
         }
     };
-    let recovered_at = {
-        let got = store.meta("recovered_at")?;
-        got.and_then(|v| v.parse::<u64>().ok())
-    };
+    // On the blocking pool: PostgreSQL's client blocks (and must not run on the runtime).
+    let (store, recovered_at) = tokio::task::spawn_blocking(move || {
+        let got = store.meta("recovered_at");
+        (store, got)
+    })
+    .await
+    .map_err(|e| CoordinatorError::Store(store::StoreError::Task(e.to_string())))?;
+    let recovered_at = recovered_at?.and_then(|v| v.parse::<u64>().ok());
     let addr = listener.local_addr().map_err(CoordinatorError::Serve)?;
     let url = config.public_url.as_ref().map(|u| u.to_string()).unwrap_or_else(|| {
         let ip = if addr.ip().is_unspecified() { "127.0.0.1".parse().expect("literal IP") } else { addr.ip() };
