@@ -1,5 +1,16 @@
 //! The `scatter` binary: parses the command line, sets up logging, and calls the libraries.
 
+// Every `println!` and `print!` of this binary (these shadow std's, here and in the modules
+// below) goes through `stdout`, which ends the command quietly when stdout's reader went away
+// (`scatter ls | head -1`) where std's macros panic. Resetting SIGPIPE would need `unsafe`.
+macro_rules! println {
+    () => { $crate::stdout(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::stdout(format_args!("{}\n", format_args!($($arg)*))) };
+}
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::stdout(format_args!($($arg)*)) };
+}
+
 mod backups;
 mod catalog;
 mod demo;
@@ -604,6 +615,20 @@ fn main() {
             eprintln!("error: {}", chain(&e));
             std::process::exit(1);
         }
+    }
+}
+
+/// Writes to stdout. When its reader is gone (a closed pipe) the command ends at once with
+/// 141, what a process killed by SIGPIPE returns, saying nothing: nobody reads any more. Any
+/// other failure (a full disk) is one sentence and exit 1.
+fn stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if let Err(e) = std::io::stdout().lock().write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("error: cannot write the output ({e}); check where stdout goes");
+        std::process::exit(1);
     }
 }
 

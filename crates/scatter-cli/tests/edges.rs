@@ -1,0 +1,59 @@
+//! The rough edges a new user and an operator hit first, with real processes: a closed pipe,
+//! Ctrl-C, log flags, TLS settings that do not agree, hosts that come and go, and what
+//! commands report.
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::*;
+
+/// Waits for `child` at most `secs` seconds (killing it then) and returns its output.
+fn wait(mut child: Child, secs: u64, what: &str) -> Output {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what} did not finish within {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// `scatter ARGS` as the grid's user, not waited for.
+fn spawn(env: &Env, args: &[&str]) -> Child {
+    Command::new(EXE)
+        .args(args)
+        .env("SCATTER_CONFIG", env.grid.client_dir())
+        .env("SCATTER_PASSPHRASE", env.grid.passphrase())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn scatter")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reader_that_goes_away_ends_listings_quietly() {
+    let env = grid(3).await;
+    let data = env.path("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    for i in 0..20 {
+        std::fs::write(data.join(format!("f{i}")), format!("file {i}\n")).expect("write");
+    }
+    env.ok(&["backup", data.to_str().expect("utf-8")]);
+    env.put(&data.join("f1"), "one");
+
+    // `scatter ls latest | head -1`: the reader is gone before anything is written.
+    for args in [&["ls", "latest"][..], &["ls"], &["snapshots"], &["ls", "latest", "--json"]] {
+        let mut child = spawn(&env, args);
+        drop(child.stdout.take());
+        let out = wait(child, 30, "a listing into a closed pipe");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked") && !err.contains("error"), "{args:?} said: {err}");
+        // 141 is what a process killed by SIGPIPE returns; not 101 (a panic).
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {err}");
+    }
+}
+
