@@ -589,6 +589,15 @@ fn main() {
     };
     let started = std::time::Instant::now();
     let show_stats = cli.stats && !service;
+    let interrupted = match cli.command {
+        // Both are safe to rerun: packs are committed as they complete, and a restore skips
+        // the files already right.
+        Cmd::Backup { .. } => "interrupted; run the same backup again to resume: what was uploaded is not sent again",
+        Cmd::Restore { .. } => {
+            "interrupted; run the same restore again to resume: the files already restored are not fetched again"
+        }
+        _ => "interrupted; nothing half-done was made visible",
+    };
     let result = runtime.block_on(async {
         if service {
             // Services and `dev` handle Ctrl-C themselves and shut down cleanly.
@@ -596,7 +605,7 @@ fn main() {
         }
         let r = tokio::select! {
             r = run(cli.command) => r,
-            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted; nothing half-done was made visible")),
+            _ = tokio::signal::ctrl_c() => Err(Interrupted.into()),
         };
         if r.is_err() {
             // Uploads cut short are given back, so hosts delete them now rather than after
@@ -611,12 +620,29 @@ fn main() {
     match result {
         Ok(0) => {}
         Ok(code) => std::process::exit(code),
+        Err(e) if e.is::<Interrupted>() => {
+            eprintln!("{interrupted}");
+            // 128 + SIGINT, as shells report a command stopped by Ctrl-C.
+            std::process::exit(130);
+        }
         Err(e) => {
             eprintln!("error: {}", chain(&e));
             std::process::exit(1);
         }
     }
 }
+
+/// Ctrl-C stopped a client command.
+#[derive(Debug)]
+struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 /// Writes to stdout. When its reader is gone (a closed pipe) the command ends at once with
 /// 141, what a process killed by SIGPIPE returns, saying nothing: nobody reads any more. Any

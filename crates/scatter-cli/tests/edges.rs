@@ -57,3 +57,34 @@ async fn a_reader_that_goes_away_ends_listings_quietly() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_exits_130_and_says_a_rerun_resumes() {
+    let env = grid(3).await;
+    let data = env.path("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    for i in 0..4 {
+        env.write_random(&format!("data/f{i}"), 2 << 20, i);
+    }
+    let interrupt = |args: &[&str]| {
+        let child = spawn(&env, args);
+        // Long enough for the command to be at work (the rate limits keep it there).
+        std::thread::sleep(Duration::from_secs(3));
+        let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
+        assert!(kill.success());
+        let out = wait(child, 30, "an interrupted command");
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+
+    let (code, err) = interrupt(&["backup", data.to_str().expect("utf-8"), "--limit-upload", "256KiB"]);
+    assert_eq!(code, Some(130), "{err}");
+    assert!(err.contains("run the same backup again to resume"), "{err}");
+    assert!(!err.contains("error"), "{err}");
+    env.ok(&["backup", data.to_str().expect("utf-8")]);
+
+    let target = env.path("restored");
+    let (code, err) =
+        interrupt(&["restore", "latest", "--target", target.to_str().expect("utf-8"), "--limit-download", "256KiB"]);
+    assert_eq!(code, Some(130), "{err}");
+    assert!(err.contains("run the same restore again to resume"), "{err}");
+}
+
