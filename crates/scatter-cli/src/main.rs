@@ -46,8 +46,11 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 struct Cli {
     /// Log filter for stderr: error, warn, info, debug, trace, or per module
     /// (`scatter_coordinator=debug,info`). Default: info for services, warn for commands.
-    #[arg(long, global = true, env = "SCATTER_LOG")]
+    #[arg(long, global = true, env = "SCATTER_LOG", value_parser = scatter_cli::logging::parse_level)]
     log_level: Option<String>,
+    /// Log lines as text (coloured only on a terminal) or as one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "SCATTER_LOG_FORMAT")]
+    log_format: scatter_cli::logging::LogFormat,
     /// After a put, get, backup or restore, print on stderr how long each stage of the data
     /// path was busy and how many bytes it moved.
     #[arg(long, global = true)]
@@ -574,12 +577,15 @@ fn main() {
     let cli = Cli::parse();
     let service = matches!(cli.command, Cmd::Coordinator { .. } | Cmd::Host { .. } | Cmd::Dev { .. });
     let filter = cli.log_level.clone().unwrap_or_else(|| if service { "info" } else { "warn" }.into());
-    tracing_subscriber::fmt()
+    // Checked by clap (`parse_level`); the fallback is for the built-in defaults only.
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr);
+    match cli.log_format {
         // Colour only for a person at a terminal, not in log files.
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+        scatter_cli::logging::LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        scatter_cli::logging::LogFormat::Json => logs.json().with_ansi(false).init(),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

@@ -2,6 +2,7 @@
 //! Ctrl-C, log flags, TLS settings that do not agree, hosts that come and go, and what
 //! commands report.
 
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -86,5 +87,59 @@ async fn ctrl_c_exits_130_and_says_a_rerun_resumes() {
         interrupt(&["restore", "latest", "--target", target.to_str().expect("utf-8"), "--limit-download", "256KiB"]);
     assert_eq!(code, Some(130), "{err}");
     assert!(err.contains("run the same restore again to resume"), "{err}");
+}
+
+/// A coordinator alone in `dir` with `args`, its stderr in `dir.log`; returns it and its URL.
+fn coordinator(dir: &Path, args: &[&str]) -> (Child, String) {
+    let log = std::fs::File::create(dir.with_extension("log")).expect("log file");
+    let mut child = Command::new(EXE)
+        .args(["coordinator", "--data-dir", dir.to_str().expect("utf-8"), "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn coordinator");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(url) = std::fs::read_to_string(dir.join("url")) {
+            if url.ends_with('\n') {
+                return (child, url.trim().to_owned());
+            }
+        }
+        assert!(child.try_wait().expect("wait").is_none(), "the coordinator exited; see {}", dir.display());
+        assert!(Instant::now() < deadline, "the coordinator did not start within 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn log_flags_are_checked_and_logs_to_a_file_carry_no_colour() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (args, vars) in
+        [(&["--log-level", "verbose", "status"][..], &[][..]), (&["status"], &[("SCATTER_LOG", "loud")])]
+    {
+        let out = run(&dir.path().join("none"), args, vars);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?} {vars:?}: {err}");
+        assert!(err.contains("is not a log level"), "{err}");
+    }
+    let out = run(&dir.path().join("none"), &["--log-format", "xml", "status"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+
+    for (name, format) in [("text", "text"), ("json", "json")] {
+        let data = dir.path().join(name);
+        let (mut child, _) = coordinator(&data, &["--log-format", format]);
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+        let log = std::fs::read_to_string(data.with_extension("log")).expect("log");
+        assert!(!log.is_empty(), "{format}: nothing logged");
+        assert!(!log.contains('\x1b'), "{format}: colour codes in a log file: {log}");
+        if format == "json" {
+            for line in log.lines() {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+                assert!(v["level"].is_string(), "{line}");
+            }
+        }
+    }
 }
 
