@@ -946,11 +946,12 @@ async fn run(cmd: Cmd) -> Result<i32> {
                 }
                 None => None,
             };
+            let recovering = token.trim().starts_with("scr_");
+            let done = profile::init(&dir, &coordinator, &token, &passphrase(!recovering)?, imported, insecure).await?;
+            // After: an --insecure refused for a TLS grid's token is not warned about first.
             if insecure {
                 eprintln!("warning: {}", scatter_net::INSECURE_WARNING);
             }
-            let recovering = token.trim().starts_with("scr_");
-            let done = profile::init(&dir, &coordinator, &token, &passphrase(!recovering)?, imported, insecure).await?;
             print!("{}", scatter_cli::devices::initialized(&done, &dir));
         }
         Cmd::Put { file, name, code, policy } => {

@@ -143,3 +143,50 @@ fn log_flags_are_checked_and_logs_to_a_file_carry_no_colour() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_settings_that_disagree_are_refused_with_a_sentence() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("coordinator");
+
+    // A --public-url clients could not use is refused before anything is written.
+    for (args, needle) in [
+        (&["--public-url", "http://127.0.0.1:7000"][..], "is plain HTTP, but this coordinator serves TLS"),
+        (&["--insecure", "--public-url", "https://127.0.0.1:7000"], "is TLS, but this coordinator serves plain HTTP"),
+    ] {
+        let out = run(
+            &dir.path().join("none"),
+            &[&["coordinator", "--data-dir", data.to_str().expect("utf-8"), "--listen", "127.0.0.1:0"], args].concat(),
+            &[],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!data.join("url").exists());
+    }
+
+    let (mut child, url) = coordinator(&data, &[]);
+    let mode = |name: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(data.join(name)).expect("metadata").permissions().mode() & 0o777
+    };
+    assert_eq!((mode("ca.crt"), mode("ca.key")), (0o644, 0o600), "the certificate is public, the key is not");
+
+    // --insecure with a TLS grid's token: refused, with no warning about running without TLS.
+    let token = std::fs::read_to_string(data.join("admin-token")).expect("admin token").trim().to_owned();
+    let out = run(&dir.path().join("a"), &["init", "--coordinator", &url, "--token", &token, "--insecure"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("leave out --insecure") && !err.contains("WITHOUT TLS"), "{err}");
+
+    // A token of another grid (another CA fingerprint): the certificate is blamed, not a profile.
+    let parsed: scatter_net::Token = token.parse().expect("token");
+    let other = scatter_net::Token::new(parsed.secret(), Some(scatter_net::Fingerprint([7; 32]))).expect("token");
+    let out = run(&dir.path().join("b"), &["init", "--coordinator", &url, "--token", &other.to_string()], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("not from the grid in the token") && !err.contains("profile"), "{err}");
+
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+}
+
