@@ -421,15 +421,20 @@ enum AdminCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Users: invite, list, disable, remove.
+    /// Users: invite, list, disable, enable, set quotas, remove.
     User {
         #[command(subcommand)]
         command: UserCmd,
     },
-    /// Hosts: list them, or drain one.
+    /// Hosts: list them, drain, disable or enable one.
     Host {
         #[command(subcommand)]
         command: HostCmd,
+    },
+    /// Invites not used yet: list and revoke them.
+    Invite {
+        #[command(subcommand)]
+        command: InviteCmd,
     },
     /// Operators: parties that run hosts; each operator's hosts count as one failure domain.
     Operator {
@@ -513,9 +518,10 @@ enum UserCmd {
         /// cannot read, overwrite or delete).
         #[arg(long, default_value = "user", value_parser = parse_role)]
         role: scatter_proto::api::Role,
-        /// Bytes on hosts (with redundancy) the user may take, e.g. 100GiB.
-        #[arg(long)]
-        quota: Option<ByteSize>,
+        /// Bytes on hosts (with redundancy) the user may take, e.g. 100GiB (at least 1MiB,
+        /// with its unit).
+        #[arg(long, value_parser = parse_quota)]
+        quota: Option<u64>,
         /// For readers and appenders: whose data (e.g. u1).
         #[arg(long = "of")]
         owner: Option<scatter_core::UserId>,
@@ -546,6 +552,59 @@ enum UserCmd {
         /// The user's id, e.g. u3.
         id: scatter_core::UserId,
     },
+    /// Accept a disabled user's requests again.
+    Enable {
+        /// The user's id, e.g. u3.
+        id: scatter_core::UserId,
+    },
+    /// Set a user's quota (bytes on hosts, with redundancy), or `none` for no limit.
+    Quota {
+        /// The user's id, e.g. u3.
+        id: scatter_core::UserId,
+        /// e.g. 100GiB (at least 1MiB, with its unit), or `none`.
+        #[arg(value_parser = parse_quota_or_none)]
+        quota: QuotaArg,
+    },
+}
+
+/// A quota on the command line: a size, or `none`.
+#[derive(Clone, Copy)]
+struct QuotaArg(Option<u64>);
+
+/// A quota: a size with its unit, at least [`scatter_proto::api::MIN_QUOTA`]. A bare number
+/// would be bytes, which is never what is meant.
+fn parse_quota(s: &str) -> Result<u64, String> {
+    let min = ByteSize(scatter_proto::api::MIN_QUOTA);
+    if s.trim().ends_with(|c: char| c.is_ascii_digit()) {
+        return Err(format!("`{s}` has no unit; write e.g. 500MiB or 100GiB"));
+    }
+    let size: ByteSize = s.parse().map_err(|e| format!("{e}"))?;
+    if size.0 < min.0 {
+        return Err(format!("a quota below {min} cannot hold even one pack; give at least {min}"));
+    }
+    Ok(size.0)
+}
+
+fn parse_quota_or_none(s: &str) -> Result<QuotaArg, String> {
+    match s.trim() {
+        "none" => Ok(QuotaArg(None)),
+        _ => parse_quota(s).map(|q| QuotaArg(Some(q))),
+    }
+}
+
+#[derive(Subcommand)]
+enum InviteCmd {
+    /// The invites not used yet, with the id `rm` takes.
+    Ls {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an unused invite: its token is refused from now on.
+    Rm {
+        /// Its id from `scatter admin invite ls` (or a unique prefix, 6+ hex digits).
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -570,6 +629,13 @@ enum HostCmd {
         /// host): what stays degraded is said.
         #[arg(long)]
         force: bool,
+    },
+    /// Make a draining host active again (it keeps the shards not moved yet), or a disabled
+    /// one once repair has moved all its shards off (it comes back empty).
+    #[command(alias = "undrain")]
+    Enable {
+        /// The host's id, e.g. h3 or 3.
+        id: scatter_core::HostId,
     },
 }
 
@@ -1176,13 +1242,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
             let coord = p.coordinator()?;
             match command {
                 UserCmd::Add { name, role, quota, owner, trusted } => {
-                    let req = scatter_proto::api::InviteRequest {
-                        name: name.clone(),
-                        role,
-                        quota: quota.map(|q| q.0),
-                        owner,
-                        trusted,
-                    };
+                    let req = scatter_proto::api::InviteRequest { name: name.clone(), role, quota, owner, trusted };
                     let token = coord.invite(&req).await?;
                     println!("{token}");
                     eprintln!(
@@ -1205,7 +1265,11 @@ async fn run(cmd: Cmd) -> Result<i32> {
                                 u.id.to_string(),
                                 u.name,
                                 u.role,
-                                if u.disabled { "disabled" } else { "active" },
+                                match (u.removed, u.disabled) {
+                                    (true, _) => "removed",
+                                    (false, true) => "disabled",
+                                    (false, false) => "active",
+                                },
                                 ByteSize(u.used).to_string(),
                                 u.quota.map(|q| ByteSize(q).to_string()).unwrap_or_else(|| "-".into()),
                                 u.owner.map(|o| o.to_string()).unwrap_or_default()
@@ -1244,6 +1308,43 @@ async fn run(cmd: Cmd) -> Result<i32> {
                 eprintln!("warning: {w}");
             }
         }
+        Cmd::Admin { command: AdminCmd::Host { command: HostCmd::Enable { id: host } } } => {
+            let (_, p) = load()?;
+            let was = p.coordinator()?.enable_host(host).await?;
+            println!("Host {host} is active again (it was {was}): it takes new data.");
+        }
+        Cmd::Admin { command: AdminCmd::Invite { command } } => {
+            let (_, p) = load()?;
+            let coord = p.coordinator()?;
+            match command {
+                InviteCmd::Ls { json } => {
+                    let list = coord.invites().await?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&list)?);
+                    } else {
+                        println!("{:<12} {:<16} {:<9} {:>12}  for", "id", "name", "role", "quota");
+                        for i in list {
+                            let whose = match (i.device_of, i.owner) {
+                                (Some(u), _) => format!("a device of {u}"),
+                                (None, Some(o)) => format!("{o}'s data"),
+                                (None, None) => String::new(),
+                            };
+                            println!(
+                                "{:<12} {:<16} {:<9} {:>12}  {whose}",
+                                i.id,
+                                escape(i.name.as_bytes()),
+                                i.role,
+                                i.quota.map(|q| ByteSize(q).to_string()).unwrap_or_else(|| "-".into()),
+                            );
+                        }
+                    }
+                }
+                InviteCmd::Rm { id } => {
+                    let id = coord.remove_invite(&id).await?;
+                    println!("Invite {id} is revoked: its token is refused from now on.");
+                }
+            }
+        }
         Cmd::Admin { command: AdminCmd::Operator { command } } => {
             let (_, p) = load()?;
             operators::run(&p.coordinator()?, &p.coordinator, command).await?;
@@ -1271,6 +1372,17 @@ async fn run(cmd: Cmd) -> Result<i32> {
                         w["packs"],
                         escape(w["reason"].as_str().unwrap_or_default().as_bytes())
                     );
+                }
+                UserCmd::Enable { id } => {
+                    coord.enable_user(id).await?;
+                    println!("User {id} is enabled: its requests are accepted again.");
+                }
+                UserCmd::Quota { id, quota: QuotaArg(quota) } => {
+                    coord.set_quota(id, quota).await?;
+                    match quota {
+                        Some(q) => println!("User {id} may now take {} on hosts.", ByteSize(q)),
+                        None => println!("User {id} has no quota now."),
+                    }
                 }
             }
         }
