@@ -190,3 +190,48 @@ async fn tls_settings_that_disagree_are_refused_with_a_sentence() {
     child.wait().expect("wait");
 }
 
+/// Waits (up to 20 s) for an event `action` by `actor` in `admin events`.
+fn wait_for_event(env: &Env, actor: &str, action: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let events: serde_json::Value =
+            serde_json::from_str(&env.ok(&["admin", "events", "--json"])).expect("events JSON");
+        let seen = events.as_array().expect("events").iter().any(|e| e["actor"] == actor && e["action"] == action);
+        if seen {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no {action} event by {actor} within 20 s: {events}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hosts_going_offline_and_coming_back_leave_a_trace() {
+    let mut env = grid(3).await;
+    let (id, _) = host(&env, 2);
+    env.grid.kill_host(2);
+    wait_for_event(&env, &id.to_string(), "host.offline");
+    env.grid.start_host(2).expect("restart");
+    wait_for_event(&env, &id.to_string(), "host.online");
+    let log = std::fs::read_to_string(env.path("grid/coordinator.log")).expect("coordinator log");
+    assert!(log.contains("host.offline") && log.contains("host.online"), "{log}");
+
+    // A host that loses the coordinator says so once (not at every 1 s heartbeat), then that
+    // its heartbeats get through again.
+    let host_log = env.path("grid/host-0.log");
+    let failures = |text: &str| text.lines().filter(|l| l.contains("heartbeat failed")).count();
+    let before = failures(&std::fs::read_to_string(&host_log).expect("host log"));
+    env.grid.kill_coordinator();
+    std::thread::sleep(Duration::from_secs(6));
+    env.grid.start_coordinator().expect("coordinator restarts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let text = std::fs::read_to_string(&host_log).expect("host log");
+        if text.contains("heartbeats reach the coordinator again") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "the host never said it was back: {text}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(failures(&text) - before, 1, "{text}");
+}

@@ -13,6 +13,7 @@ mod jobs;
 mod metrics;
 pub mod period;
 pub mod placement;
+mod presence;
 mod repair;
 pub mod reputation;
 mod room;

@@ -433,8 +433,8 @@ async fn heartbeat(State(sh): S, Body(req): Body<HeartbeatRequest>) -> ApiResult
     }
     // The terms are the host's latest word (see the store's `hosts` module: states decided
     // from earlier terms stand); what it served is a claim, capped by the gap.
-    let grace = sh.offline_after.as_secs();
-    db(&sh, move |s| {
+    let (grace, host) = (sh.offline_after.as_secs(), req.host_id);
+    let gap = db(&sh, move |s| {
         let terms = terms_of(&req.terms);
         let beat = crate::store::Beat {
             address: &req.address,
@@ -447,6 +447,10 @@ async fn heartbeat(State(sh): S, Body(req): Body<HeartbeatRequest>) -> ApiResult
         s.heartbeat(req.host_id, &beat, grace, now())
     })
     .await?;
+    if gap > grace {
+        // It was offline (see `presence`, which says when a host goes).
+        event(&sh, host.to_string(), "host.online", format!("heard from again after {gap} s of silence")).await;
+    }
     Ok(Json(serde_json::json!({})))
 }
 
