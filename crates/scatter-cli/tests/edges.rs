@@ -186,6 +186,15 @@ async fn tls_settings_that_disagree_are_refused_with_a_sentence() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("not from the grid in the token") && !err.contains("profile"), "{err}");
 
+    // Liveness and readiness (the catalog answers), for load balancers and service managers.
+    let fp = parsed.ca().expect("a TLS grid's token");
+    let http = scatter_net::http_client(Some(fp), scatter_net::Peer::Coordinator).build().expect("client");
+    for (path, body) in [("/health", "ok"), ("/ready", "ready")] {
+        let reply = http.get(format!("{url}{path}")).send().await.expect(path);
+        assert_eq!(reply.status(), 200, "{path}");
+        assert_eq!(reply.text().await.expect("body"), body, "{path}");
+    }
+
     child.kill().expect("kill");
     child.wait().expect("wait");
 }

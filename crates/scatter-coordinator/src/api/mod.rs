@@ -37,12 +37,22 @@ const GRANT_TTL: Duration = Duration::from_secs(3600);
 /// Largest request body (an object commit lists every chunk of a file); each route has its
 /// own, smaller or equal, limit in [`guard::route`].
 const MAX_BODY: usize = guard::LARGE;
+/// `GET /ready`: 200 once the catalog answers, 503 while it does not (a PostgreSQL catalog
+/// down or unreachable), for load balancers; `/health` says only that the process serves.
+async fn ready(State(sh): S) -> (axum::http::StatusCode, &'static str) {
+    match sh.catalog(|s| s.user_exists(UserId(1))).await {
+        Ok(_) => (axum::http::StatusCode::OK, "ready"),
+        Err(_) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "the catalog does not answer"),
+    }
+}
+
 /// Largest number of ids in one lookup or locate.
 const MAX_IDS: usize = 100_000;
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
+        .route("/ready", get(ready))
         .route("/v1/hosts/join", post(join))
         .route("/v1/hosts/cert", post(host_cert))
         .route("/v1/hosts/heartbeat", post(heartbeat))
