@@ -115,11 +115,15 @@ pub async fn backup(a: BackupArgs) -> Result<i32> {
                 "bytes_uploaded": r.bytes_uploaded,
                 "seconds": r.elapsed.as_secs_f64(),
                 "errors": errors,
+                "skipped": r.skipped.iter().map(|(p, kind)| path_json(p.as_os_str().as_bytes(), serde_json::json!({"kind": kind}))).collect::<Vec<_>>(),
             }))?
         );
     } else {
         for (path, e) in &r.errors {
             eprintln!("warning: {} could not be read ({e}); it is not in the snapshot", shown(path));
+        }
+        for (path, kind) in &r.skipped {
+            eprintln!("note: {} is a {kind}, which a snapshot does not hold; skipped", shown(path));
         }
         println!(
             "Files: {} new, {} changed, {} unmodified; {} dirs; {} in total, {} read, {} new ({} uploaded with redundancy).",
@@ -518,6 +522,12 @@ pub async fn forget(
             serde_json::to_string_pretty(
                 &serde_json::json!({"removed": removed, "ids": ids, "dry_run": dry_run, "prune": pruned})
             )?
+        );
+    } else if dry_run {
+        println!(
+            "Would remove {} snapshot(s) and keep {}; nothing was removed (--dry-run).",
+            doomed.len(),
+            all.len() - doomed.len()
         );
     } else {
         println!("{removed} snapshot(s) removed, {} kept.", all.len() - doomed.len());

@@ -197,7 +197,7 @@ enum Cmd {
     Get {
         /// The name it was stored under.
         name: String,
-        /// Where to write it.
+        /// Where to write it (`-`: stdout).
         #[arg(long, short)]
         output: PathBuf,
     },
@@ -730,6 +730,16 @@ fn stdout(args: std::fmt::Arguments<'_>) {
     }
 }
 
+/// Copies `from` to stdout, ending quietly as [`stdout`] does when the reader is gone.
+fn copy_to_stdout(from: &mut impl std::io::Read) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match std::io::copy(from, &mut out).and_then(|_| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(141),
+        r => r.context("cannot write to stdout"),
+    }
+}
+
 /// The error and its causes as one line, without repeating a cause already in the message.
 fn chain(e: &anyhow::Error) -> String {
     let mut out = e.to_string();
@@ -1044,24 +1054,42 @@ async fn run(cmd: Cmd) -> Result<i32> {
             )
             .await?;
             drop(bar);
+            // Deduplicated chunks stay in the packs (and codes) they were stored in.
+            let coded = match r.codes.as_slice() {
+                [] => format!("coded {}+{}", redundancy.k, redundancy.m),
+                codes => {
+                    let each: Vec<String> = codes.iter().map(|((k, m), n)| format!("{k}+{m} ({n} pack(s))")).collect();
+                    format!("its packs coded {}", each.join(", "))
+                }
+            };
             println!(
-                "Stored {name} (version {}): {}, {} chunks ({} new) in {} packs, coded {}+{} over the grid's hosts, {:.1} MB/s.",
+                "Stored {name} (version {}): {}, {} chunks ({} new) in {} new pack(s), {coded} over the grid's hosts, {:.1} MB/s.",
                 r.version,
                 ByteSize(r.size),
                 r.chunks,
                 r.new_chunks,
                 r.packs,
-                redundancy.k,
-                redundancy.m,
                 mb_per_s(r.size, r.elapsed)
             );
         }
         Cmd::Get { name, output } => {
             let (dir, p) = load()?;
             let keys = Profile::load_keys(&dir, &passphrase(false)?)?;
+            // `-o -`: into a temporary file first, which the data path verifies whole before
+            // it is shown, then to stdout; the report goes to stderr.
+            let to_stdout = output.as_os_str() == "-";
+            let tmp = match to_stdout {
+                true => Some(tempfile::tempdir().context("cannot make a temporary directory for `-o -`; set TMPDIR")?),
+                false => None,
+            };
+            let path = tmp.as_ref().map(|t| t.path().join("object")).unwrap_or_else(|| output.clone());
             let bar = Bar::new();
-            let r = scatter_client::get::get_file(&p.coordinator()?, &keys, &name, &output, &bar).await?;
+            let r = scatter_client::get::get_file(&p.coordinator()?, &keys, &name, &path, &bar).await?;
             drop(bar);
+            if to_stdout {
+                let mut file = std::fs::File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
+                copy_to_stdout(&mut file)?;
+            }
             for (host, shard, problem) in &r.fetch.bad_shards {
                 eprintln!("warning: shard {shard} on host {host} is bad ({problem}); reported to the coordinator");
             }
@@ -1069,11 +1097,11 @@ async fn run(cmd: Cmd) -> Result<i32> {
                 let list: Vec<String> = r.fetch.unreachable_hosts.iter().map(|h| h.to_string()).collect();
                 eprintln!("warning: hosts {} were unreachable; data was rebuilt from the others", list.join(", "));
             }
-            println!(
+            let report = format!(
                 "Wrote {} ({}) to {}{}, {:.1} MB/s.",
                 name,
                 ByteSize(r.size),
-                output.display(),
+                if to_stdout { "stdout".into() } else { output.display().to_string() },
                 if r.fetch.reconstructed_packs > 0 {
                     format!(", {} packs rebuilt from parity", r.fetch.reconstructed_packs)
                 } else {
@@ -1081,6 +1109,10 @@ async fn run(cmd: Cmd) -> Result<i32> {
                 },
                 mb_per_s(r.size, r.elapsed)
             );
+            match to_stdout {
+                true => eprintln!("{report}"),
+                false => println!("{report}"),
+            }
         }
         Cmd::Ls { target: prefix, json } => {
             let (dir, p) = load()?;
@@ -1293,6 +1325,17 @@ async fn run(cmd: Cmd) -> Result<i32> {
                     coord.remove_user(id).await?;
                     println!("User {id} is removed; its data is deleted from the hosts in the background.");
                 }
+                UserCmd::Enable { id } => {
+                    coord.enable_user(id).await?;
+                    println!("User {id} is enabled: its requests are accepted again.");
+                }
+                UserCmd::Quota { id, quota: QuotaArg(quota) } => {
+                    coord.set_quota(id, quota).await?;
+                    match quota {
+                        Some(q) => println!("User {id} may now take {} on hosts.", ByteSize(q)),
+                        None => println!("User {id} has no quota now."),
+                    }
+                }
             }
         }
         Cmd::Admin { command: AdminCmd::Host { command: HostCmd::Disable { id: host } } } => {
@@ -1372,17 +1415,6 @@ async fn run(cmd: Cmd) -> Result<i32> {
                         w["packs"],
                         escape(w["reason"].as_str().unwrap_or_default().as_bytes())
                     );
-                }
-                UserCmd::Enable { id } => {
-                    coord.enable_user(id).await?;
-                    println!("User {id} is enabled: its requests are accepted again.");
-                }
-                UserCmd::Quota { id, quota: QuotaArg(quota) } => {
-                    coord.set_quota(id, quota).await?;
-                    match quota {
-                        Some(q) => println!("User {id} may now take {} on hosts.", ByteSize(q)),
-                        None => println!("User {id} has no quota now."),
-                    }
                 }
             }
         }

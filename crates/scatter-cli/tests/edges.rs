@@ -43,8 +43,36 @@ async fn a_reader_that_goes_away_ends_listings_quietly() {
     for i in 0..20 {
         std::fs::write(data.join(format!("f{i}")), format!("file {i}\n")).expect("write");
     }
+    // A FIFO and a socket are said to be skipped, not left out silently.
+    let fifo = Command::new("mkfifo").arg(data.join("fifo")).status().expect("mkfifo");
+    assert!(fifo.success());
+    let _socket = std::os::unix::net::UnixListener::bind(data.join("socket")).expect("socket");
+    let out = env.scatter(&["backup", data.to_str().expect("utf-8")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("fifo is a FIFO") && err.contains("socket is a socket"), "{err}");
     env.ok(&["backup", data.to_str().expect("utf-8")]);
     env.put(&data.join("f1"), "one");
+
+    // A put whose chunks are all stored already reports the code of the packs they are in,
+    // not the one it asked for.
+    let coded = env.write_random("coded", 50_000, 9);
+    let coded = coded.to_str().expect("utf-8");
+    env.ok(&["put", coded, "--name", "a", "--data", "2", "--parity", "1"]);
+    let out = env.ok(&["put", coded, "--name", "b"]);
+    assert!(out.contains("(0 new)") && out.contains("its packs coded 2+1 (1 pack(s))"), "{out}");
+
+    // A dry run says what it would do, not that it removed nothing.
+    let out = env.ok(&["forget", "--keep-last", "1", "--dry-run"]);
+    assert!(out.contains("Would remove 1 snapshot(s) and keep 1") && !out.contains("0 snapshot(s) removed"), "{out}");
+    let snapshots: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).expect("JSON");
+    assert_eq!(snapshots.as_array().map(Vec::len), Some(2), "a dry run removes nothing");
+
+    // `get -o -` writes to stdout (and its report to stderr), not to a file named `-`.
+    let out = env.scatter(&["get", "one", "-o", "-"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout, b"file 1\n");
+    assert!(!Path::new("-").exists());
 
     // `scatter ls latest | head -1`: the reader is gone before anything is written.
     for args in [&["ls", "latest"][..], &["ls"], &["snapshots"], &["ls", "latest", "--json"]] {
