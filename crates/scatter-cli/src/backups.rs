@@ -356,7 +356,8 @@ pub async fn restore(
     let (coord, keys, all) = open_snapshots().await?;
     let (s, path) = snapshots::split_spec(spec);
     let snap = snapshots::resolve(&all, s)?;
-    let fetcher = Fetcher::new(&coord, &hosts(&coord, None, limit_download)?, &keys);
+    let bar = Arc::new(Bar::new());
+    let fetcher = Fetcher::new(&coord, &hosts(&coord, None, limit_download)?.report_downloads(bar.clone()), &keys);
     let mut trees = Trees::new(fetcher.clone());
     std::fs::create_dir_all(target).with_context(|| format!("cannot create {}", shown(target)))?;
     let mut entries = restore::plan_restore(&mut trees, snap, path, include).await?;
@@ -367,9 +368,8 @@ pub async fn restore(
         // Written by a delegate the owner does not trust: its metadata could grant privileges.
         restore::distrust_metadata(entries.iter_mut().map(|(_, node)| node));
     }
-    let bar = Bar::new();
-    let r = restore::restore_entries(&fetcher, &keys, target, entries, &bar).await?;
-    drop(bar);
+    let r = restore::restore_entries(&fetcher, &keys, target, entries, &*bar).await?;
+    bar.finish();
     report_restore(&r, json, &format!("Restored snapshot {} to {}", snap.short_id(), shown(target)))?;
     Ok(0)
 }

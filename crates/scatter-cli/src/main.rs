@@ -19,6 +19,7 @@ mod placing;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -813,7 +814,16 @@ fn load() -> Result<(PathBuf, Profile)> {
 
 /// A progress bar on stderr when it is a terminal; nothing otherwise. It shows bytes, rate,
 /// ETA, and for backups and restores the files done and the current one.
-struct Bar(indicatif::ProgressBar, std::sync::atomic::AtomicU64);
+struct Bar {
+    bar: indicatif::ProgressBar,
+    /// Files started.
+    files: AtomicU64,
+    /// Bytes done (read, written or backed up).
+    done: AtomicU64,
+    /// Bytes downloaded since `start`: a restore shows the larger of the two (up to the
+    /// total), so it moves while a pack downloads rather than only once it is decoded.
+    downloaded: AtomicU64,
+}
 
 impl Bar {
     fn new() -> Self {
@@ -828,29 +838,51 @@ impl Bar {
             )
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
-        Self(bar, std::sync::atomic::AtomicU64::new(0))
+        Self { bar, files: AtomicU64::new(0), done: AtomicU64::new(0), downloaded: AtomicU64::new(0) }
+    }
+
+    fn show(&self) {
+        let total = self.bar.length().unwrap_or(0);
+        let downloaded = self.downloaded.load(Relaxed).min(total);
+        self.bar.set_position(self.done.load(Relaxed).max(downloaded));
+    }
+
+    /// Clears the bar (when a copy of it is still held elsewhere, so dropping would not).
+    fn finish(&self) {
+        self.bar.finish_and_clear();
     }
 }
 
 impl Progress for Bar {
     fn wants_total(&self) -> bool {
-        !self.0.is_hidden()
+        !self.bar.is_hidden()
     }
     fn start(&self, total: u64) {
-        self.0.set_length(total);
+        // What was downloaded before (a restore's trees) is not part of the total.
+        self.downloaded.store(0, Relaxed);
+        self.bar.set_length(total);
+        self.show();
     }
     fn advance(&self, n: u64) {
-        self.0.inc(n);
+        self.done.fetch_add(n, Relaxed);
+        self.show();
+    }
+    fn downloaded(&self, n: u64) {
+        self.downloaded.fetch_add(n, Relaxed);
+        // Not before `start`: a restore reads its trees first, and 0 B/0 B says nothing.
+        if self.bar.length().unwrap_or(0) > 0 {
+            self.show();
+        }
     }
     fn item(&self, name: &str) {
-        let n = self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        self.0.set_message(format!("{n} files  {name}"));
+        let n = self.files.fetch_add(1, Relaxed) + 1;
+        self.bar.set_message(format!("{n} files  {name}"));
     }
 }
 
 impl Drop for Bar {
     fn drop(&mut self) {
-        self.0.finish_and_clear();
+        self.finish();
     }
 }
 

@@ -272,3 +272,44 @@ async fn hosts_going_offline_and_coming_back_leave_a_trace() {
     };
     assert_eq!(failures(&text) - before, 1, "{text}");
 }
+
+/// Whether `shown` is a size as the bar prints it (`512.00 KiB`).
+fn is_size(shown: &str) -> bool {
+    matches!(shown.split_once(' '), Some((n, "B" | "KiB" | "MiB")) if n.parse::<f64>().is_ok())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_bar_moves_while_packs_download() {
+    let env = grid(3).await;
+    let data = env.path("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    env.write_random("data/big", 3 << 20, 5);
+    env.ok(&["backup", data.to_str().expect("utf-8")]);
+    // On a terminal (script(1) gives it one), slowed down to about 3 s.
+    let target = env.path("restored");
+    let command = format!("{EXE} restore latest --target {} --limit-download 1MiB", target.to_str().expect("utf-8"));
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("SCATTER_CONFIG", env.grid.client_dir())
+        .env("SCATTER_PASSPHRASE", env.grid.passphrase())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script");
+    let out = wait(out, 50, "a restore on a terminal");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    // The bar shows "DONE/TOTAL" (`1.25 MiB/3.00 MiB`): it moves as bytes arrive, not only
+    // once per decoded chunk (about 1 MiB each) after sitting at "0 B/3.00 MiB".
+    let between: std::collections::HashSet<String> = text
+        .split(['\r', '\n'])
+        .filter_map(|line| line.split_once("/3.00 MiB"))
+        .filter_map(|(before, _)| {
+            let words: Vec<&str> = before.split_whitespace().rev().take(2).collect();
+            let shown = words.into_iter().rev().collect::<Vec<_>>().join(" ");
+            (is_size(&shown) && shown != "0 B" && shown != "3.00 MiB").then_some(shown)
+        })
+        .collect();
+    assert!(between.len() >= 5, "the bar hardly moved ({between:?}): {text:?}");
+}
