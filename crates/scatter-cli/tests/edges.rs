@@ -313,3 +313,46 @@ async fn a_restore_bar_moves_while_packs_download() {
         .collect();
     assert!(between.len() >= 5, "the bar hardly moved ({between:?}): {text:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_bar_is_full_only_once_the_data_is_on_the_grid() {
+    use std::io::Read;
+    let env = grid(3).await;
+    let data = env.path("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    env.write_random("data/big", 3 << 20, 6);
+    // On a terminal (script(1) gives it one); uploads slowed down to several seconds, while
+    // reading takes milliseconds.
+    let command = format!("{EXE} backup {} --limit-upload 1MiB", data.to_str().expect("utf-8"));
+    let started = Instant::now();
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("SCATTER_CONFIG", env.grid.client_dir())
+        .env("SCATTER_PASSPHRASE", env.grid.passphrase())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("script");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        // When the bar first shows the whole 3 MiB done.
+        let (mut seen, mut full) = (Vec::new(), None);
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = stdout.read(&mut buf) {
+            seen.extend_from_slice(&buf[..n]);
+            if full.is_none() && String::from_utf8_lossy(&seen).contains("3.00 MiB/3.00 MiB") {
+                full = Some(Instant::now());
+            }
+        }
+        (full, String::from_utf8_lossy(&seen).into_owned())
+    });
+    let out = wait(child, 50, "a backup on a terminal");
+    let ended = Instant::now();
+    let (full, text) = reader.join().expect("reader");
+    assert!(out.status.success(), "{text}");
+    assert!(ended - started > Duration::from_secs(3), "too fast to tell: {text:?}");
+    // Full means stored: not "ETA 0s" for the seconds the upload still takes.
+    if let Some(full) = full {
+        assert!(ended - full < Duration::from_millis(1500), "full {:?} before the end: {text:?}", ended - full);
+    }
+}
