@@ -105,3 +105,33 @@ async fn admins_undo_what_they_did_and_nobody_else_can() {
     }
     assert!(events.contains("h1 active (was draining)"), "{events}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_disabled_host_comes_back_empty_once_repair_moved_its_shards() {
+    let env = grid(4).await;
+    let file = env.write_random("data", 200_000, 2);
+    env.put(&file, "data");
+    let hosts: serde_json::Value = serde_json::from_str(&env.ok(&["admin", "host", "ls", "--json"])).expect("JSON");
+    let host =
+        hosts.as_array().expect("hosts").iter().find(|h| h["shards"].as_u64() > Some(0)).expect("a host with shards");
+    let id = host["id"].as_u64().expect("id");
+    let h = format!("h{id}");
+    env.ok(&["admin", "host", "disable", &h]);
+    // The other three hosts can hold every shard of a 4+2 pack (two each): repair moves
+    // them, and only then is the host let back in.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    loop {
+        let hosts: serde_json::Value = serde_json::from_str(&env.ok(&["admin", "host", "ls", "--json"])).expect("JSON");
+        let left = hosts.as_array().expect("hosts").iter().find(|x| x["id"] == id).expect("host")["shards"].clone();
+        if left == 0 {
+            break;
+        }
+        refused(env.scatter(&["admin", "host", "enable", &h]), "enable too early", "not trusted again");
+        assert!(std::time::Instant::now() < deadline, "repair did not move the disabled host's shards: {left}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    env.ok(&["admin", "host", "enable", &h]);
+    assert_eq!(host_state(&env, id), "online");
+    env.get_and_compare("data", &file);
+    assert!(env.ok(&["admin", "events"]).contains(&format!("{h} active (was disabled)")));
+}
