@@ -14,6 +14,7 @@ mod jobs;
 mod metrics;
 pub mod period;
 pub mod placement;
+mod presence;
 pub mod recover;
 pub mod recovery;
 mod repair;
@@ -103,6 +104,18 @@ pub enum CoordinatorError {
          or give this one its own --data-dir (several coordinators share a PostgreSQL --catalog, not a data directory)"
     )]
     Busy(PathBuf),
+    /// `--public-url` names a scheme this coordinator does not serve.
+    #[error("--public-url {url} is {given}, but this coordinator serves {serves}; advertise its {scheme}:// URL")]
+    PublicUrl {
+        /// The URL given.
+        url: String,
+        /// What the URL is (plain HTTP or TLS).
+        given: &'static str,
+        /// What the coordinator serves.
+        serves: &'static str,
+        /// The scheme to use instead.
+        scheme: &'static str,
+    },
     /// `--catalog` named something other than a PostgreSQL database.
     #[error("--catalog takes a postgresql:// URL; the SQLite catalog is always catalog.db in --data-dir")]
     NotPostgres,
@@ -328,12 +341,29 @@ fn open_data_dir(
     Ok(Opened { store, signing, join_token_hash: secret_hash(&join) })
 }
 
+/// Refuses a `--public-url` that clients could not use: http on a TLS coordinator (it is
+/// written to `url` and handed out), or https on an `--insecure` one (its tokens carry no CA
+/// fingerprint to check a certificate by).
+fn check_public_url(urls: Option<&scatter_net::CoordinatorUrls>, insecure: bool) -> Result<(), CoordinatorError> {
+    let (scheme, serves, given) =
+        if insecure { ("http", "plain HTTP (--insecure)", "TLS") } else { ("https", "TLS", "plain HTTP") };
+    match urls
+        .into_iter()
+        .flat_map(|u| u.as_slice())
+        .find(|u| !u.to_ascii_lowercase().starts_with(&format!("{scheme}://")))
+    {
+        Some(url) => Err(CoordinatorError::PublicUrl { url: url.clone(), given, serves, scheme }),
+        None => Ok(()),
+    }
+}
+
 /// Serves the coordinator on `listener` until `shutdown` resolves.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), CoordinatorError> {
+    check_public_url(config.public_url.as_ref(), config.insecure)?;
     // The folder first (the CA is written into it on a first start), then its lock, before
     // anything in it is read or written.
     std::fs::create_dir_all(&config.data_dir).map_err(io_err(&config.data_dir))?;

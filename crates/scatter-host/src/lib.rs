@@ -402,6 +402,7 @@ const QUIET: Duration = Duration::from_secs(2);
 /// [`inventories`]): a scrub reads hundreds of MiB, and on a busy disk that took long enough
 /// to make the host miss heartbeats and be taken for suspect.
 async fn heartbeats(config: Config, shared: Arc<Shared>, secret: String, address: String, coordinators: Arc<Failover>) {
+    let mut outage = Outage::default();
     loop {
         let store = shared.store.clone();
         let free = tokio::task::spawn_blocking(move || store.disk_free()).await.unwrap_or(0);
@@ -423,28 +424,72 @@ async fn heartbeats(config: Config, shared: Arc<Shared>, secret: String, address
         };
         let beat = coordinators
             .send(Repeat::Safe, |http, base| http.post(format!("{base}/v1/hosts/heartbeat")).json(&req).build());
-        let sent = match beat.await {
+        let failure = match beat.await {
             Ok(r) if r.response.status().is_success() => {
                 let answer: HeartbeatResponse = r.response.json().await.unwrap_or_default();
                 if let Some(key) = answer.recovery_access_key {
                     catalog::learn_access_key(&shared, &config.data_dir, &key);
                 }
-                true
+                None
             }
-            Ok(r) => {
-                tracing::warn!(status = %r.response.status(), coordinator = %r.url, "the coordinator refused a heartbeat");
-                false
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "heartbeat failed; the coordinator is unreachable");
-                false
-            }
+            Ok(r) => Some(format!("the coordinator at {} refused a heartbeat ({})", r.url, r.response.status())),
+            Err(e) => Some(format!("heartbeat failed; the coordinator is unreachable ({e})")),
         };
-        if !sent {
+        let now = std::time::Instant::now();
+        match &failure {
+            None => {
+                if let Some(lasted) = outage.ended(now) {
+                    tracing::info!(after_secs = lasted.as_secs(), "heartbeats reach the coordinator again");
+                }
+            }
+            Some(why) => {
+                if let Some(lasted) = outage.failed(now) {
+                    match lasted.as_secs() {
+                        0 => tracing::warn!("{why}"),
+                        secs => tracing::warn!(for_secs = secs, "{why}; still failing"),
+                    }
+                }
+            }
+        }
+        if failure.is_some() {
             // Counted again with the next heartbeat (whose gap then covers it).
             shared.served.fetch_add(served, std::sync::atomic::Ordering::Relaxed);
         }
         tokio::time::sleep(config.heartbeat).await;
+    }
+}
+
+/// How often a host whose heartbeats fail says so again after the first time.
+const OUTAGE_REPEAT: Duration = Duration::from_secs(60);
+
+/// Failing heartbeats, so that an outage is logged when it starts, then at most every
+/// [`OUTAGE_REPEAT`] (not at every heartbeat), and its end once.
+#[derive(Default)]
+struct Outage {
+    /// When the first failed heartbeat of the outage was.
+    since: Option<std::time::Instant>,
+    /// When it was last logged.
+    said: Option<std::time::Instant>,
+}
+
+impl Outage {
+    /// A heartbeat failed at `now`: how long the outage lasts so far when it is time to say
+    /// so, else `None`.
+    fn failed(&mut self, now: std::time::Instant) -> Option<Duration> {
+        let since = *self.since.get_or_insert(now);
+        match self.said {
+            Some(t) if now.duration_since(t) < OUTAGE_REPEAT => None,
+            _ => {
+                self.said = Some(now);
+                Some(now.duration_since(since))
+            }
+        }
+    }
+
+    /// A heartbeat got through at `now`: how long the outage lasted, if there was one.
+    fn ended(&mut self, now: std::time::Instant) -> Option<Duration> {
+        self.said = None;
+        self.since.take().map(|since| now.duration_since(since))
     }
 }
 
@@ -650,4 +695,26 @@ pub async fn run(
     beat.abort();
     inventory.abort();
     served.map_err(HostError::Serve)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outage_is_said_when_it_starts_then_once_a_minute_and_its_end_once() {
+        let t0 = std::time::Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        let mut o = Outage::default();
+        assert_eq!(o.ended(at(0)), None, "no outage, nothing to say");
+        assert_eq!(o.failed(at(0)), Some(Duration::ZERO));
+        for s in [2, 4, 58] {
+            assert_eq!(o.failed(at(s)), None, "at {s} s");
+        }
+        assert_eq!(o.failed(at(61)), Some(Duration::from_secs(61)));
+        assert_eq!(o.failed(at(63)), None);
+        assert_eq!(o.ended(at(65)), Some(Duration::from_secs(65)));
+        assert_eq!(o.ended(at(67)), None, "said once");
+        assert_eq!(o.failed(at(70)), Some(Duration::ZERO), "a new outage is said at once");
+    }
 }

@@ -1305,6 +1305,10 @@ pub struct UserEntry {
     pub owner: Option<UserId>,
     /// Bytes its packs take on hosts.
     pub used: u64,
+    /// Removed with its data (`scatter admin user rm`): listed for the record, never enabled
+    /// again.
+    #[serde(default)]
+    pub removed: bool,
 }
 
 /// `POST /v1/admin/users/disable` and `/v1/admin/users/remove`.
@@ -1312,6 +1316,44 @@ pub struct UserEntry {
 pub struct UserRequest {
     /// The user.
     pub user: UserId,
+}
+
+/// The smallest quota: below it not even one pack fits (a bare number of bytes is a
+/// mistake, not a quota).
+pub const MIN_QUOTA: u64 = 1 << 20;
+
+/// `POST /v1/admin/users/quota`: a user's new quota.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QuotaRequest {
+    /// The user (not a reader or appender: their writes count against their owner's).
+    pub user: UserId,
+    /// Bytes on hosts (with redundancy), at least [`MIN_QUOTA`]; none for no limit.
+    pub quota: Option<u64>,
+}
+
+/// An unused invite, for `scatter admin invite ls`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InviteEntry {
+    /// The start of the hash of its token in hex: names it for `admin invite rm` without
+    /// telling the token.
+    pub id: String,
+    /// The name it gives the account.
+    pub name: String,
+    /// The role it gives.
+    pub role: Role,
+    /// The quota it gives, if any.
+    pub quota: Option<u64>,
+    /// For readers and appenders: whose data.
+    pub owner: Option<UserId>,
+    /// For a device invite: the user it adds a device to.
+    pub device_of: Option<UserId>,
+}
+
+/// `POST /v1/admin/invites/remove`: revokes an unused invite.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InviteIdRequest {
+    /// Its id (or a unique prefix of it, at least 6 hex digits).
+    pub id: String,
 }
 
 /// `POST /v1/admin/operators`: register an operator, a party that runs hosts. Its hosts

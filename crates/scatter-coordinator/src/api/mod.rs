@@ -37,12 +37,22 @@ const GRANT_TTL: Duration = Duration::from_secs(3600);
 /// Largest request body (an object commit lists every chunk of a file); each route has its
 /// own, smaller or equal, limit in [`guard::route`].
 const MAX_BODY: usize = guard::LARGE;
+/// `GET /ready`: 200 once the catalog answers, 503 while it does not (a PostgreSQL catalog
+/// down or unreachable), for load balancers; `/health` says only that the process serves.
+async fn ready(State(sh): S) -> (axum::http::StatusCode, &'static str) {
+    match sh.catalog(|s| s.user_exists(UserId(1))).await {
+        Ok(_) => (axum::http::StatusCode::OK, "ready"),
+        Err(_) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "the catalog does not answer"),
+    }
+}
+
 /// Largest number of ids in one lookup or locate.
 const MAX_IDS: usize = 100_000;
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
+        .route("/ready", get(ready))
         .route("/v1/hosts/join", post(join))
         .route("/v1/hosts/cert", post(host_cert))
         .route("/v1/hosts/heartbeat", post(heartbeat))
@@ -81,6 +91,11 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/admin/capacity", get(place::capacity))
         .route("/v1/admin/hosts/drain", post(admin::drain))
         .route("/v1/admin/hosts/disable", post(admin::disable_host))
+        .route("/v1/admin/hosts/enable", post(admin::enable_host))
+        .route("/v1/admin/invites", get(admin::invites))
+        .route("/v1/admin/invites/remove", post(admin::remove_invite))
+        .route("/v1/admin/users/enable", post(admin::enable_user))
+        .route("/v1/admin/users/quota", post(admin::set_quota))
         .route("/v1/admin/users", get(admin::users).post(admin::invite))
         .route("/v1/admin/users/disable", post(admin::disable_user))
         .route("/v1/admin/users/device", post(admin::device_invite))
@@ -431,8 +446,8 @@ async fn heartbeat(State(sh): S, Body(req): Body<HeartbeatRequest>) -> ApiResult
     }
     // The terms are the host's latest word (see the store's `hosts` module: states decided
     // from earlier terms stand); what it served is a claim, capped by the gap.
-    let grace = sh.offline_after.as_secs();
-    db(&sh, move |s| {
+    let (grace, host) = (sh.offline_after.as_secs(), req.host_id);
+    let gap = db(&sh, move |s| {
         let terms = terms_of(&req.terms);
         let beat = crate::store::Beat {
             address: &req.address,
@@ -445,6 +460,10 @@ async fn heartbeat(State(sh): S, Body(req): Body<HeartbeatRequest>) -> ApiResult
         s.heartbeat(req.host_id, &beat, grace, now())
     })
     .await?;
+    if gap > grace {
+        // It was offline (see `presence`, which says when a host goes).
+        event(&sh, host.to_string(), "host.online", format!("heard from again after {gap} s of silence")).await;
+    }
     // Hosts serve catalog backups to whoever proves they hold the recovery key.
     let recovery_access_key = sh.backups.as_ref().map(|b| hex::encode(b.public.access.as_bytes()));
     Ok(Json(HeartbeatResponse { recovery_access_key }))
