@@ -5,4 +5,5 @@
 pub mod devices;
 pub mod duration;
 pub mod grid;
+pub mod passphrase;
 pub mod terms;

@@ -41,6 +41,14 @@ struct Cli {
     /// path was busy and how many bytes it moved.
     #[arg(long, global = true)]
     stats: bool,
+    /// Read the passphrase from this file (one trailing newline is dropped) instead of
+    /// SCATTER_PASSPHRASE or a prompt.
+    #[arg(long, global = true, env = "SCATTER_PASSPHRASE_FILE", value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
+    /// Run this shell command and use what it prints as the passphrase (e.g. `pass show
+    /// scatter`); one trailing newline is dropped.
+    #[arg(long, global = true, env = "SCATTER_PASSPHRASE_COMMAND", value_name = "COMMAND")]
+    passphrase_command: Option<String>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -559,8 +567,21 @@ enum HostCmd {
     },
 }
 
+/// Where the passphrase comes from when a file or command was given (set once in `main`).
+static PASSPHRASE_SOURCE: std::sync::OnceLock<scatter_cli::passphrase::Source> = std::sync::OnceLock::new();
+
 fn main() {
     let cli = Cli::parse();
+    match scatter_cli::passphrase::Source::pick(cli.passphrase_file.clone(), cli.passphrase_command.clone()) {
+        Ok(Some(source)) => {
+            let _ = PASSPHRASE_SOURCE.set(source);
+        }
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    }
     let service = matches!(cli.command, Cmd::Coordinator { .. } | Cmd::Host { .. } | Cmd::Dev { .. });
     let filter = cli.log_level.clone().unwrap_or_else(|| if service { "info" } else { "warn" }.into());
     tracing_subscriber::fmt()
@@ -644,7 +665,12 @@ async fn bind(listen: &str) -> Result<tokio::net::TcpListener> {
         .with_context(|| format!("cannot listen on {listen}; pick a free address with --listen"))
 }
 
+/// The user's passphrase: from --passphrase-file or --passphrase-command (or their variables)
+/// when given, as restic prefers them over RESTIC_PASSWORD; else SCATTER_PASSPHRASE or a prompt.
 fn passphrase(confirm: bool) -> Result<String> {
+    if let Some(source) = PASSPHRASE_SOURCE.get() {
+        return source.read();
+    }
     secret("SCATTER_PASSPHRASE", "Passphrase: ", confirm)
 }
 
