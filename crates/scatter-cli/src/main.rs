@@ -207,8 +207,10 @@ enum Cmd {
     /// Back up files and directories as a new snapshot.
     Backup {
         /// Files and directories to back up.
-        #[arg(required = true)]
+        #[arg(required_unless_present_any = ["files_from", "files_from_verbatim", "files_from_raw"])]
         paths: Vec<PathBuf>,
+        #[command(flatten)]
+        habits: backups::BackupHabits,
         /// Tag the snapshot (repeatable).
         #[arg(long = "tag")]
         tags: Vec<String>,
@@ -755,6 +757,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
     match cmd {
         Cmd::Backup {
             paths,
+            habits,
             tags,
             excludes,
             exclude_files,
@@ -768,6 +771,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
         } => {
             return backups::backup(backups::BackupArgs {
                 paths,
+                habits,
                 tags,
                 excludes,
                 exclude_files,

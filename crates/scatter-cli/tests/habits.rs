@@ -12,6 +12,10 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
+fn json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
 /// Runs `scatter ARGS` as the grid's user without SCATTER_PASSPHRASE, with `vars`, stdin closed.
 fn without_passphrase(env: &Env, args: &[&str], vars: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(EXE);
@@ -69,4 +73,95 @@ async fn passphrase_from_a_file_or_a_command() {
 
     let out = without_passphrase(&env, &["ls", "--passphrase-file", s(&file), "--passphrase-command", "true"], &[]);
     one_sentence_failure(&out, "both a file and a command");
+}
+
+/// Every shard file on the grid's hosts.
+fn all_shards(env: &Env, hosts: usize) -> usize {
+    (0..hosts).map(|i| shard_files(&env.grid.host_dir(i)).len()).sum()
+}
+
+fn snapshot_count(env: &Env) -> usize {
+    json(&env.ok(&["snapshots", "--json"])).as_array().expect("array").len()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_counts_what_a_backup_adds_and_filters_apply() {
+    let env = grid(3).await;
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("sub")).expect("mkdir");
+    std::fs::create_dir_all(src.join("skip")).expect("mkdir");
+    std::fs::create_dir_all(src.join("cache")).expect("mkdir");
+    for (name, len, seed) in [("a.bin", 300_000, 1), ("sub/c.bin", 200_000, 2), ("big.bin", 2_000_000, 3)] {
+        std::fs::rename(env.write_random("tmp", len, seed), src.join(name)).expect("mv");
+    }
+    std::fs::write(src.join("b.txt"), b"small file").expect("write");
+    std::fs::write(src.join("skip/.nobackup"), b"").expect("write");
+    std::fs::write(src.join("skip/secret.txt"), b"do not back up").expect("write");
+    std::fs::write(src.join("cache/CACHEDIR.TAG"), b"Signature: 8a477f597d28d172789f06886806bc55\n").expect("write");
+    std::fs::write(src.join("cache/blob"), b"cached").expect("write");
+    let list = env.path("list");
+    std::fs::write(&list, format!("# what to back up\n\n{}\n", s(&src))).expect("write");
+    let flags = [
+        "--files-from",
+        s(&list),
+        "--exclude-if-present",
+        ".nobackup",
+        "--exclude-caches",
+        "--exclude-larger-than",
+        "1MB",
+        "--json",
+    ];
+    let backup = |dry: bool| {
+        let mut args = vec!["backup"];
+        args.extend_from_slice(&flags);
+        if dry {
+            args.push("--dry-run");
+        }
+        json(&env.ok(&args))
+    };
+
+    let shards = all_shards(&env, 3);
+    let dry = backup(true);
+    assert_eq!(dry["dry_run"], true);
+    assert!(dry["snapshot_id"].is_null(), "{dry}");
+    assert_eq!(snapshot_count(&env), 0, "a dry run commits nothing");
+    assert_eq!(all_shards(&env, 3), shards, "a dry run uploads nothing");
+    let real = backup(false);
+    // a.bin, b.txt, sub/c.bin and the two markers; big.bin and the marked dirs' files are out.
+    assert_eq!(real["files_new"], 5, "{real}");
+    for key in ["files_new", "files_changed", "files_unmodified", "dirs", "total_bytes", "bytes_new"] {
+        assert_eq!(dry[key], real[key], "{key}: dry run {dry} vs backup {real}");
+    }
+    assert!(real["bytes_new"].as_u64().expect("bytes") > 500_000, "{real}");
+
+    let listed = env.ok(&["ls", "latest"]);
+    assert!(listed.contains("skip/.nobackup") && listed.contains("cache/CACHEDIR.TAG"), "{listed}");
+    for gone in ["big.bin", "secret.txt", "cache/blob"] {
+        assert!(!listed.contains(gone), "{gone} should be left out: {listed}");
+    }
+
+    // A second round: one file changed, one new; the dry run predicts the backup exactly.
+    std::fs::write(src.join("b.txt"), b"small file, edited").expect("write");
+    std::fs::rename(env.write_random("tmp", 150_000, 4), src.join("sub/d.bin")).expect("mv");
+    let shards = all_shards(&env, 3);
+    let dry = backup(true);
+    assert_eq!((dry["files_new"].as_u64(), dry["files_changed"].as_u64()), (Some(1), Some(1)), "{dry}");
+    assert_eq!(dry["files_unmodified"], 4, "{dry}");
+    assert_eq!(snapshot_count(&env), 1);
+    assert_eq!(all_shards(&env, 3), shards, "a dry run uploads nothing");
+    let real = backup(false);
+    for key in ["files_new", "files_changed", "files_unmodified", "dirs", "total_bytes", "bytes_new"] {
+        assert_eq!(dry[key], real[key], "{key}: dry run {dry} vs backup {real}");
+    }
+    let new = real["bytes_new"].as_u64().expect("bytes");
+    assert!((150_000..200_000).contains(&new), "a new file and small trees: {real}");
+
+    let text = env.ok(&["backup", "--files-from", s(&list), "--dry-run"]);
+    assert!(text.starts_with("Dry run:") && text.contains("Nothing was uploaded"), "{text}");
+    let empty = env.path("empty-list");
+    std::fs::write(&empty, "# nothing\n").expect("write");
+    let err = env.fails(&["backup", "--files-from", s(&empty)]);
+    assert!(err.contains("lists no paths"), "{err}");
+    let err = env.fails(&["backup", "--files-from", s(&env.path("missing-list"))]);
+    assert!(err.contains("cannot read the list of paths"), "{err}");
 }
