@@ -267,13 +267,47 @@ async fn open_snapshots(
     Ok((coord, keys, all))
 }
 
-pub async fn list(path: Option<String>, tag: Option<String>, json: bool) -> Result<i32> {
+/// Which snapshots `snapshots` lists.
+pub struct Selection {
+    pub path: Option<String>,
+    pub tag: Option<String>,
+    /// Any of these hosts (all when empty).
+    pub hosts: Vec<String>,
+    /// Only the N newest of each host and path set, as restic's `--latest`.
+    pub latest: Option<usize>,
+}
+
+impl Selection {
+    /// The snapshots selected, in the order of `all` (oldest first).
+    fn apply<'a>(&self, all: &'a [SnapshotInfo]) -> Vec<&'a SnapshotInfo> {
+        let mut shown: Vec<&SnapshotInfo> = all
+            .iter()
+            .filter(|s| {
+                self.path.as_ref().is_none_or(|p| s.snapshot.paths.iter().any(|x| x == p.trim_end_matches('/')))
+            })
+            .filter(|s| self.tag.as_ref().is_none_or(|t| s.snapshot.tags.contains(t)))
+            .filter(|s| self.hosts.is_empty() || self.hosts.contains(&s.snapshot.hostname))
+            .collect();
+        if let Some(n) = self.latest {
+            let mut seen: std::collections::HashMap<(&str, &[String]), usize> = Default::default();
+            let mut keep = vec![false; shown.len()];
+            for (i, s) in shown.iter().enumerate().rev() {
+                let count = seen.entry((s.snapshot.hostname.as_str(), &s.snapshot.paths[..])).or_default();
+                if *count < n {
+                    *count += 1;
+                    keep[i] = true;
+                }
+            }
+            let mut k = keep.into_iter();
+            shown.retain(|_| k.next().unwrap_or(false));
+        }
+        shown
+    }
+}
+
+pub async fn list(selection: Selection, json: bool) -> Result<i32> {
     let (_, _, all) = open_snapshots().await?;
-    let shown: Vec<&SnapshotInfo> = all
-        .iter()
-        .filter(|s| path.as_ref().is_none_or(|p| s.snapshot.paths.iter().any(|x| x == p.trim_end_matches('/'))))
-        .filter(|s| tag.as_ref().is_none_or(|t| s.snapshot.tags.contains(t)))
-        .collect();
+    let shown = selection.apply(&all);
     if json {
         let v: Vec<_> = shown.iter().map(|s| snapshot_json(s)).collect();
         println!("{}", serde_json::to_string_pretty(&v)?);

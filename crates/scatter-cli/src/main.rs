@@ -248,6 +248,12 @@ enum Cmd {
         /// Only snapshots with this tag.
         #[arg(long)]
         tag: Option<String>,
+        /// Only snapshots of this host (repeatable: any of them).
+        #[arg(long = "host", value_name = "HOST")]
+        hosts: Vec<String>,
+        /// Only the N newest snapshots of each host and path set.
+        #[arg(long, value_name = "N")]
+        latest: Option<usize>,
         /// Print JSON (an array, as restic prints it).
         #[arg(long)]
         json: bool,
@@ -320,6 +326,9 @@ enum Cmd {
         /// Keep the N newest snapshots.
         #[arg(long, default_value_t = 0)]
         keep_last: u32,
+        /// Keep the newest snapshot of each of the last N hours.
+        #[arg(long, short = 'H', default_value_t = 0)]
+        keep_hourly: u32,
         /// Keep the newest snapshot of each of the last N days.
         #[arg(long, default_value_t = 0)]
         keep_daily: u32,
@@ -332,6 +341,13 @@ enum Cmd {
         /// Keep the newest snapshot of each of the last N years.
         #[arg(long, default_value_t = 0)]
         keep_yearly: u32,
+        /// Keep every snapshot newer than the newest one minus DURATION (restic's format:
+        /// 1y5m7d2h, `m` is months).
+        #[arg(long, value_name = "DURATION")]
+        keep_within: Option<scatter_core::retention::Within>,
+        /// Keep every snapshot with these tags (TAG[,TAG...]: all of them; repeatable: any list).
+        #[arg(long = "keep-tag", value_name = "TAGS")]
+        keep_tags: Vec<String>,
         /// Prune afterwards.
         #[arg(long)]
         prune: bool,
@@ -785,7 +801,9 @@ async fn run(cmd: Cmd) -> Result<i32> {
             })
             .await
         }
-        Cmd::Snapshots { path, tag, json } => return backups::list(path, tag, json).await,
+        Cmd::Snapshots { path, tag, hosts, latest, json } => {
+            return backups::list(backups::Selection { path, tag, hosts, latest }, json).await
+        }
         Cmd::Delegate { command } => {
             let (_, p) = load()?;
             let coord = p.coordinator()?;
@@ -831,10 +849,13 @@ async fn run(cmd: Cmd) -> Result<i32> {
         Cmd::Forget {
             ids,
             keep_last,
+            keep_hourly,
             keep_daily,
             keep_weekly,
             keep_monthly,
             keep_yearly,
+            keep_within,
+            keep_tags,
             prune,
             dry_run,
             max_unused,
@@ -842,10 +863,17 @@ async fn run(cmd: Cmd) -> Result<i32> {
         } => {
             let policy = scatter_core::retention::Policy {
                 last: keep_last,
+                hourly: keep_hourly,
                 daily: keep_daily,
                 weekly: keep_weekly,
                 monthly: keep_monthly,
                 yearly: keep_yearly,
+                within: keep_within,
+                tags: keep_tags
+                    .iter()
+                    .map(|l| l.split(',').map(str::trim).filter(|t| !t.is_empty()).map(String::from).collect())
+                    .filter(|l: &Vec<String>| !l.is_empty())
+                    .collect(),
             };
             return backups::forget(ids, policy, prune, dry_run, max_unused, json).await;
         }

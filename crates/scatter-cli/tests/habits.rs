@@ -165,3 +165,49 @@ async fn dry_run_counts_what_a_backup_adds_and_filters_apply() {
     let err = env.fails(&["backup", "--files-from", s(&env.path("missing-list"))]);
     assert!(err.contains("cannot read the list of paths"), "{err}");
 }
+
+fn ids(v: &serde_json::Value) -> Vec<String> {
+    v.as_array().expect("array").iter().map(|s| s["id"].as_str().expect("id").to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn snapshots_by_host_and_latest_and_forget_by_tag_hour_and_age() {
+    let env = grid(3).await;
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    std::fs::write(src.join("a"), b"a").expect("write");
+    let backup = |extra: &[&str]| {
+        let mut args = vec!["backup", s(&src), "--json"];
+        args.extend_from_slice(extra);
+        json(&env.ok(&args))["snapshot_id"].as_str().expect("id").to_owned()
+    };
+    let one = backup(&["--hostname", "alpha", "--tag", "keep", "--tag", "monthly"]);
+    let two = backup(&["--hostname", "alpha"]);
+    let three = backup(&["--hostname", "alpha"]);
+    let four = backup(&["--hostname", "beta"]);
+
+    let list = |args: &[&str]| {
+        let mut a = vec!["snapshots", "--json"];
+        a.extend_from_slice(args);
+        ids(&json(&env.ok(&a)))
+    };
+    assert_eq!(list(&["--host", "alpha"]), vec![one.clone(), two.clone(), three.clone()]);
+    assert_eq!(list(&["--host", "beta"]), vec![four.clone()]);
+    assert_eq!(list(&["--host", "alpha", "--host", "beta"]).len(), 4);
+    assert!(list(&["--host", "gamma"]).is_empty());
+    assert_eq!(list(&["--latest", "1"]), vec![three.clone(), four.clone()]);
+    assert_eq!(list(&["--host", "alpha", "--latest", "2"]), vec![two.clone(), three.clone()]);
+    let text = env.ok(&["snapshots", "--host", "beta"]);
+    assert!(text.contains("1 snapshot(s)") && text.contains("beta"), "{text}");
+
+    // All were taken within the last minutes: --keep-within keeps them all.
+    let dry = json(&env.ok(&["forget", "--keep-within", "1d", "--dry-run", "--json"]));
+    assert_eq!(dry["ids"].as_array().map(Vec::len), Some(0), "{dry}");
+    // --keep-tag needs every tag of a list: `keep,daily` matches nothing, `keep` matches one.
+    let dry = json(&env.ok(&["forget", "--keep-last", "1", "--keep-tag", "keep,daily", "--dry-run", "--json"]));
+    assert_eq!(dry["ids"], serde_json::json!([one, two]), "{dry}");
+    // Per host and path set: alpha keeps its newest (hourly 1) and the tagged one; beta its one.
+    let done = json(&env.ok(&["forget", "--keep-hourly", "1", "--keep-tag", "keep", "--json"]));
+    assert_eq!(done["ids"], serde_json::json!([two]), "{done}");
+    assert_eq!(list(&[]), vec![one, three, four]);
+}

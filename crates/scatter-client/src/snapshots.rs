@@ -277,8 +277,8 @@ pub fn to_forget<'a>(all: &'a [SnapshotInfo], policy: &Policy, group: bool) -> V
     }
     let mut out = Vec::new();
     for members in groups.values() {
-        let times: Vec<i64> = members.iter().map(|s| s.snapshot.time_ns).collect();
-        for (s, keep) in members.iter().zip(retention::apply(policy, &times)) {
+        let items: Vec<(i64, &[String])> = members.iter().map(|s| (s.snapshot.time_ns, &s.snapshot.tags[..])).collect();
+        for (s, keep) in members.iter().zip(retention::apply(policy, &items)) {
             if !keep {
                 out.push(*s);
             }
