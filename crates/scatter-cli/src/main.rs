@@ -420,6 +420,19 @@ enum Cmd {
         #[arg(long)]
         keep: bool,
     },
+    /// Print a shell completion script, e.g. `scatter completion bash >
+    /// ~/.local/share/bash-completion/completions/scatter`.
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff; `scatter man | man -l -`), or write one page per command
+    /// (scatter.1, scatter-backup.1, …) into a directory.
+    Man {
+        /// Write the pages into this directory (created if needed) instead of printing one.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -1277,6 +1290,24 @@ async fn run(cmd: Cmd) -> Result<i32> {
         Cmd::Dev { hosts, data_dir } => dev(hosts, &data_dir).await?,
         Cmd::Catalog { command } => tokio::task::spawn_blocking(move || catalog::run(command)).await??,
         Cmd::Demo { keep } => demo::run(keep).await?,
+        Cmd::Completion { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "scatter", &mut out);
+            std::io::Write::write_all(&mut std::io::stdout(), &out).context("cannot write to stdout")?;
+        }
+        Cmd::Man { dir: None } => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+                .render(&mut out)
+                .context("cannot render the man page")?;
+            std::io::Write::write_all(&mut std::io::stdout(), &out).context("cannot write to stdout")?;
+        }
+        Cmd::Man { dir: Some(dir) } => {
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), &dir))
+                .with_context(|| format!("cannot write man pages into {}; pick another --dir", dir.display()))?;
+            println!("Wrote the man pages into {}.", dir.display());
+        }
     }
     Ok(0)
 }

@@ -211,3 +211,41 @@ async fn snapshots_by_host_and_latest_and_forget_by_tag_hour_and_age() {
     assert_eq!(done["ids"], serde_json::json!([two]), "{done}");
     assert_eq!(list(&[]), vec![one, three, four]);
 }
+
+/// Runs `scatter ARGS` with no profile at all: completions and man pages need none.
+fn bare(args: &[&str]) -> Output {
+    Command::new(EXE)
+        .args(args)
+        .env("SCATTER_CONFIG", "/nonexistent/scatter-profile")
+        .env_remove("SCATTER_PASSPHRASE")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run scatter")
+}
+
+#[test]
+fn completions_and_man_pages() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bash = ok(bare(&["completion", "bash"]), "completion bash");
+    assert!(bash.contains("_scatter") && bash.contains("--exclude-if-present"), "bash completion");
+    let script = dir.path().join("scatter.bash");
+    std::fs::write(&script, &bash).expect("write");
+    let syntax = Command::new("bash").arg("-n").arg(&script).output().expect("bash -n");
+    assert!(syntax.status.success(), "bash completion syntax: {}", String::from_utf8_lossy(&syntax.stderr));
+    let zsh = ok(bare(&["completion", "zsh"]), "completion zsh");
+    assert!(zsh.starts_with("#compdef scatter"), "zsh completion");
+    let fish = ok(bare(&["completion", "fish"]), "completion fish");
+    assert!(fish.contains("complete -c scatter") && fish.contains("keep-within"), "fish completion");
+    assert!(!bare(&["completion", "tcsh"]).status.success(), "an unknown shell is refused");
+
+    let page = ok(bare(&["man"]), "man");
+    assert!(page.contains(".TH scatter") && page.contains("backup"), "man page: {page}");
+    let pages = dir.path().join("man1");
+    ok(bare(&["man", "--dir", s(&pages)]), "man --dir");
+    for name in ["scatter.1", "scatter-backup.1", "scatter-forget.1"] {
+        let text = std::fs::read_to_string(pages.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(text.contains(".TH"), "{name}");
+    }
+    let backup = std::fs::read_to_string(pages.join("scatter-backup.1")).expect("page");
+    assert!(backup.contains("dry\\-run"), "the backup page lists its flags");
+}
