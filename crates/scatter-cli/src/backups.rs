@@ -258,7 +258,7 @@ fn snapshot_json(s: &SnapshotInfo) -> serde_json::Value {
     })
 }
 
-async fn open_snapshots(
+pub(crate) async fn open_snapshots(
 ) -> Result<(scatter_client::coordinator::Coordinator, scatter_core::keys::UserKeys, Vec<SnapshotInfo>)> {
     let (dir, p) = load()?;
     let keys = scatter_client::profile::Profile::load_keys(&dir, &passphrase(false)?)?;

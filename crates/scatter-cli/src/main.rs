@@ -3,6 +3,7 @@
 mod backups;
 mod catalog;
 mod demo;
+mod inspect;
 mod operators;
 mod placing;
 
@@ -257,6 +258,43 @@ enum Cmd {
         /// Print JSON (an array, as restic prints it).
         #[arg(long)]
         json: bool,
+    },
+    /// Add, remove or set the tags of snapshots; their ids stay.
+    Tag {
+        /// Snapshots (`latest`, or 4+ hex digits of an id).
+        #[arg(required = true)]
+        snapshots: Vec<String>,
+        /// Add these tags (TAG[,TAG...]; repeatable).
+        #[arg(long, value_name = "TAGS")]
+        add: Vec<String>,
+        /// Remove these tags (TAG[,TAG...]; repeatable).
+        #[arg(long, value_name = "TAGS")]
+        remove: Vec<String>,
+        /// Replace all tags with these (TAG[,TAG...]; repeatable; `--set ""` clears them).
+        #[arg(long, value_name = "TAGS", conflicts_with_all = ["add", "remove"])]
+        set: Option<Vec<String>>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// How big snapshots are: as restored (files, bytes), or the distinct data they reference.
+    Stats {
+        /// Snapshots (default: all).
+        snapshots: Vec<String>,
+        /// restore-size: files and bytes a restore writes; raw-data: distinct chunks and
+        /// their bytes before encryption and redundancy.
+        #[arg(long, value_enum, default_value = "restore-size")]
+        mode: inspect::StatsMode,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write one file of a snapshot to stdout, verified as a restore verifies it.
+    Dump {
+        /// The snapshot (`latest`, or 4+ hex digits of an id).
+        snapshot: String,
+        /// The file's path in the snapshot, as `scatter ls` shows it.
+        path: String,
     },
     /// Show what changed between two snapshots.
     Diff {
@@ -853,6 +891,11 @@ async fn run(cmd: Cmd) -> Result<i32> {
             return backups::ls_snapshot(&t, json).await
         }
         Cmd::Diff { from, to, json } => return backups::diff(&from, &to, json).await,
+        Cmd::Tag { snapshots, add, remove, set, json } => {
+            return inspect::tag(&snapshots, inspect::TagChange { add, remove, set }, json).await
+        }
+        Cmd::Stats { snapshots, mode, json } => return inspect::stats(&snapshots, mode, json).await,
+        Cmd::Dump { snapshot, path } => return inspect::dump(&snapshot, &path).await,
         Cmd::Find { pattern, json } => return backups::find(&pattern, json).await,
         Cmd::Restore { snapshot, target, include, limit_download, json } => {
             return backups::restore(&snapshot, &target, &include, limit_download, json).await

@@ -249,3 +249,77 @@ fn completions_and_man_pages() {
     let backup = std::fs::read_to_string(pages.join("scatter-backup.1")).expect("page");
     assert!(backup.contains("dry\\-run"), "the backup page lists its flags");
 }
+
+fn tags_of(env: &Env, id: &str) -> Vec<String> {
+    let all = json(&env.ok(&["snapshots", "--json"]));
+    let s = all.as_array().expect("array").iter().find(|s| s["id"] == id).expect("listed");
+    s["tags"].as_array().expect("tags").iter().map(|t| t.as_str().expect("tag").to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tag_stats_and_dump() {
+    let env = grid(3).await;
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    let big = src.join("big.bin");
+    std::fs::rename(env.write_random("tmp", 400_000, 9), &big).expect("mv");
+    std::fs::write(src.join("note.txt"), b"a note\n").expect("write");
+    let first = json(&env.ok(&["backup", s(&src), "--json"]))["snapshot_id"].as_str().expect("id").to_owned();
+    let second = json(&env.ok(&["backup", s(&src), "--json"]))["snapshot_id"].as_str().expect("id").to_owned();
+
+    // dump: the bytes, verified; a directory or a missing path is one sentence.
+    // Read while it runs: 400 kB does not fit in a pipe's buffer.
+    let out = Command::new(EXE)
+        .args(["dump", "latest", s(&big)])
+        .env("SCATTER_CONFIG", env.grid.client_dir())
+        .env("SCATTER_PASSPHRASE", env.grid.passphrase())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run scatter dump");
+    assert!(out.status.success(), "dump: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout == std::fs::read(&big).expect("read"), "dump gives the file's bytes");
+    assert_eq!(env.ok(&["dump", &first[..8], s(&src.join("note.txt"))]), "a note\n");
+    for (path, words) in [(s(&src), "is not a file"), ("/no/such/file", "is not in the snapshot")] {
+        let out = env.scatter(&["dump", "latest", path]);
+        let err = one_sentence_failure(&out, "dump of a non-file");
+        assert!(err.contains(words), "{err}");
+    }
+
+    // stats: restore-size counts every snapshot's files; raw-data counts shared data once.
+    let one = json(&env.ok(&["stats", "latest", "--json"]));
+    assert_eq!((one["total_file_count"].as_u64(), one["total_size"].as_u64()), (Some(2), Some(400_007)), "{one}");
+    let both = json(&env.ok(&["stats", "--json"]));
+    assert_eq!(both["total_size"], 800_014, "{both}");
+    let raw_one = json(&env.ok(&["stats", "latest", "--mode", "raw-data", "--json"]));
+    let raw_both = json(&env.ok(&["stats", "--mode", "raw-data", "--json"]));
+    assert_eq!(raw_one["total_size"], raw_both["total_size"], "the same data: {raw_one} {raw_both}");
+    let raw = raw_one["total_size"].as_u64().expect("size");
+    assert!((400_007..420_000).contains(&raw), "file data plus small trees: {raw_one}");
+    assert!(env.ok(&["stats"]).contains("Total size"));
+
+    // tag: ids, order and `latest` stay.
+    assert!(env.ok(&["tag", &first[..8], "--add", "a,b"]).contains("1 snapshot(s) changed"));
+    assert_eq!(tags_of(&env, &first), ["a", "b"]);
+    let listed: Vec<String> = ids(&json(&env.ok(&["snapshots", "--json"])));
+    assert_eq!(listed, vec![first.clone(), second.clone()], "ids and order stay");
+    assert_eq!(ids(&json(&env.ok(&["snapshots", "--tag", "a", "--json"]))), vec![first.clone()]);
+    let out = env.ok(&["tag", "latest", "--add", "c"]);
+    assert!(out.contains(&second[..8]), "latest is still the newest: {out}");
+    env.ok(&["tag", &first[..8], &second[..8], "--remove", "a"]);
+    assert_eq!(tags_of(&env, &first), ["b"]);
+    assert_eq!(tags_of(&env, &second), ["c"]);
+    env.ok(&["tag", &first[..8], "--set", "x", "--set", "y"]);
+    assert_eq!(tags_of(&env, &first), ["x", "y"]);
+    assert!(env.ok(&["tag", &first[..8], "--set", "x,y"]).contains("0 snapshot(s) changed"));
+    env.ok(&["tag", &first[..8], "--set", ""]);
+    assert!(tags_of(&env, &first).is_empty());
+    let err = one_sentence_failure(&env.scatter(&["tag", "latest"]), "tag without a change");
+    assert!(err.contains("--add"), "{err}");
+    // The data is untouched: a retagged snapshot restores and checks.
+    let target = env.path("restored");
+    env.ok(&["restore", &first[..8], "--target", s(&target)]);
+    let back = target.join(big.strip_prefix("/").expect("absolute"));
+    assert!(std::fs::read(back).expect("restored") == std::fs::read(&big).expect("read"));
+    let check = env.ok(&["check"]);
+    assert!(check.contains("No errors"), "{check}");
+}

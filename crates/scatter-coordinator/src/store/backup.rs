@@ -325,6 +325,18 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// Replaces the sealed record of one of `user`'s snapshots; false if it has none of that
+    /// id. Id, commit time, order, writer, session and references stay.
+    pub fn replace_snapshot_record(&self, user: UserId, id: &str, record: &[u8]) -> Result<bool, StoreError> {
+        let n = self.write(|tx| {
+            Ok(tx.execute(
+                "UPDATE snapshots SET record = ?3 WHERE id = ?1 AND user = ?2",
+                params![id, user.0 as i64, record],
+            )?)
+        })?;
+        Ok(n > 0)
+    }
+
     /// Drops snapshots of the user (unknown ids are ignored). Returns how many went.
     pub fn forget(&self, user: UserId, ids: &[String]) -> Result<u64, StoreError> {
         self.write(|tx| {
