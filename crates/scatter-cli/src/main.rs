@@ -289,11 +289,12 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Write one file of a snapshot to stdout, verified as a restore verifies it.
+    /// Write a file of a snapshot to stdout, or a directory as a tar stream, verified as a
+    /// restore verifies it.
     Dump {
         /// The snapshot (`latest`, or 4+ hex digits of an id).
         snapshot: String,
-        /// The file's path in the snapshot, as `scatter ls` shows it.
+        /// The path in the snapshot, as `scatter ls` shows it (`/` for all of it).
         path: String,
     },
     /// Show what changed between two snapshots.
