@@ -637,21 +637,13 @@ enum HostCmd {
     },
 }
 
-/// Where the passphrase comes from when a file or command was given (set once in `main`).
-static PASSPHRASE_SOURCE: std::sync::OnceLock<scatter_cli::passphrase::Source> = std::sync::OnceLock::new();
+/// --passphrase-file and --passphrase-command (or their variables), set once in `main`; only
+/// looked at when a passphrase is needed, so `completion` or `status` run whatever they hold.
+static PASSPHRASE_FLAGS: std::sync::OnceLock<(Option<PathBuf>, Option<String>)> = std::sync::OnceLock::new();
 
 fn main() {
     let cli = Cli::parse();
-    match scatter_cli::passphrase::Source::pick(cli.passphrase_file.clone(), cli.passphrase_command.clone()) {
-        Ok(Some(source)) => {
-            let _ = PASSPHRASE_SOURCE.set(source);
-        }
-        Ok(None) => {}
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::exit(1);
-        }
-    }
+    let _ = PASSPHRASE_FLAGS.set((cli.passphrase_file.clone(), cli.passphrase_command.clone()));
     let service = matches!(cli.command, Cmd::Coordinator { .. } | Cmd::Host { .. } | Cmd::Dev { .. });
     let filter = cli.log_level.clone().unwrap_or_else(|| if service { "info" } else { "warn" }.into());
     tracing_subscriber::fmt()
@@ -738,8 +730,10 @@ async fn bind(listen: &str) -> Result<tokio::net::TcpListener> {
 /// The user's passphrase: from --passphrase-file or --passphrase-command (or their variables)
 /// when given, as restic prefers them over RESTIC_PASSWORD; else SCATTER_PASSPHRASE or a prompt.
 fn passphrase(confirm: bool) -> Result<String> {
-    if let Some(source) = PASSPHRASE_SOURCE.get() {
-        return source.read();
+    if let Some((file, command)) = PASSPHRASE_FLAGS.get() {
+        if let Some(source) = scatter_cli::passphrase::Source::pick(file.clone(), command.clone())? {
+            return source.read();
+        }
     }
     secret("SCATTER_PASSPHRASE", "Passphrase: ", confirm)
 }

@@ -73,6 +73,11 @@ async fn passphrase_from_a_file_or_a_command() {
 
     let out = without_passphrase(&env, &["ls", "--passphrase-file", s(&file), "--passphrase-command", "true"], &[]);
     one_sentence_failure(&out, "both a file and a command");
+    // Commands that need no passphrase do not run the command (restic's issue 2951).
+    let marker = env.path("ran");
+    let cmd = format!("touch {}; exit 1", s(&marker));
+    ok(without_passphrase(&env, &["status"], &[("SCATTER_PASSPHRASE_COMMAND", &cmd)]), "status");
+    assert!(!marker.exists(), "the passphrase command ran for a command that needs no passphrase");
 }
 
 /// Every shard file on the grid's hosts.

@@ -450,7 +450,11 @@ fn scan_size(roots: &[PathBuf], filter: &Filter) -> u64 {
         if meta.is_file() {
             total += meta.len();
         } else if meta.is_dir() {
+            let marker = filter.marker_in(&p).map(|m| m.name.clone());
             for e in std::fs::read_dir(&p).into_iter().flatten().flatten() {
+                if marker.as_ref().is_some_and(|m| *m != e.file_name()) {
+                    continue;
+                }
                 let path = e.path();
                 if let Ok(m) = std::fs::symlink_metadata(&path) {
                     if !filter.excludes(&path, &m, dev) {
