@@ -199,11 +199,15 @@ pub async fn backup(a: BackupArgs) -> Result<i32> {
                 "bytes_uploaded": r.bytes_uploaded,
                 "seconds": r.elapsed.as_secs_f64(),
                 "errors": errors,
+                "skipped": r.skipped.iter().map(|(p, kind)| path_json(p.as_os_str().as_bytes(), serde_json::json!({"kind": kind}))).collect::<Vec<_>>(),
             }))?
         );
     } else {
         for (path, e) in &r.errors {
             eprintln!("warning: {} could not be read ({e}); it is not in the snapshot", shown(path));
+        }
+        for (path, kind) in &r.skipped {
+            eprintln!("note: {} is a {kind}, which a snapshot does not hold; skipped", shown(path));
         }
         if dry_run {
             println!(
@@ -484,7 +488,8 @@ pub async fn restore(
     let (coord, keys, all) = open_snapshots().await?;
     let (s, path) = snapshots::split_spec(spec);
     let snap = snapshots::resolve(&all, s)?;
-    let fetcher = Fetcher::new(&coord, &hosts(&coord, None, limit_download)?, &keys);
+    let bar = Arc::new(Bar::new());
+    let fetcher = Fetcher::new(&coord, &hosts(&coord, None, limit_download)?.report_downloads(bar.clone()), &keys);
     let mut trees = Trees::new(fetcher.clone());
     std::fs::create_dir_all(target).with_context(|| format!("cannot create {}", shown(target)))?;
     let mut entries = restore::plan_restore(&mut trees, snap, path, include).await?;
@@ -495,9 +500,8 @@ pub async fn restore(
         // Written by a delegate the owner does not trust: its metadata could grant privileges.
         restore::distrust_metadata(entries.iter_mut().map(|(_, node)| node));
     }
-    let bar = Bar::new();
-    let r = restore::restore_entries(&fetcher, &keys, target, entries, &bar).await?;
-    drop(bar);
+    let r = restore::restore_entries(&fetcher, &keys, target, entries, &*bar).await?;
+    bar.finish();
     report_restore(&r, json, &format!("Restored snapshot {} to {}", snap.short_id(), shown(target)))?;
     Ok(0)
 }
@@ -650,6 +654,12 @@ pub async fn forget(
             serde_json::to_string_pretty(
                 &serde_json::json!({"removed": removed, "ids": ids, "dry_run": dry_run, "prune": pruned})
             )?
+        );
+    } else if dry_run {
+        println!(
+            "Would remove {} snapshot(s) and keep {}; nothing was removed (--dry-run).",
+            doomed.len(),
+            all.len() - doomed.len()
         );
     } else {
         println!("{removed} snapshot(s) removed, {} kept.", all.len() - doomed.len());

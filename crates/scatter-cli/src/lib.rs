@@ -1,9 +1,10 @@
 //! Support for the `scatter` binary that tests share: a launcher for local grids of real
-//! `scatter` processes ([`grid`]), human durations ([`duration`]), and prices, dates and
+//! `scatter` processes ([`grid`]), human durations ([`duration`]), logging flags ([`logging`]), and prices, dates and
 //! placement policies on the command line ([`terms`]).
 
 pub mod devices;
 pub mod duration;
 pub mod grid;
+pub mod logging;
 pub mod passphrase;
 pub mod terms;

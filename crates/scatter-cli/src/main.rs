@@ -1,5 +1,16 @@
 //! The `scatter` binary: parses the command line, sets up logging, and calls the libraries.
 
+// Every `println!` and `print!` of this binary (these shadow std's, here and in the modules
+// below) goes through `stdout`, which ends the command quietly when stdout's reader went away
+// (`scatter ls | head -1`) where std's macros panic. Resetting SIGPIPE would need `unsafe`.
+macro_rules! println {
+    () => { $crate::stdout(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::stdout(format_args!("{}\n", format_args!($($arg)*))) };
+}
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::stdout(format_args!($($arg)*)) };
+}
+
 mod backups;
 mod catalog;
 mod demo;
@@ -9,6 +20,7 @@ mod placing;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -36,8 +48,11 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 struct Cli {
     /// Log filter for stderr: error, warn, info, debug, trace, or per module
     /// (`scatter_coordinator=debug,info`). Default: info for services, warn for commands.
-    #[arg(long, global = true, env = "SCATTER_LOG")]
+    #[arg(long, global = true, env = "SCATTER_LOG", value_parser = scatter_cli::logging::parse_level)]
     log_level: Option<String>,
+    /// Log lines as text (coloured only on a terminal) or as one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "SCATTER_LOG_FORMAT")]
+    log_format: scatter_cli::logging::LogFormat,
     /// After a put, get, backup or restore, print on stderr how long each stage of the data
     /// path was busy and how many bytes it moved.
     #[arg(long, global = true)]
@@ -57,10 +72,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the coordinator: registry, catalog, placement and grants.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Coordinator {
+        #[command(subcommand)]
+        action: Option<CoordinatorCmd>,
         /// Directory for the catalog, keys and tokens (created on first start).
-        #[arg(long)]
-        data_dir: PathBuf,
+        #[arg(long, required = true)]
+        data_dir: Option<PathBuf>,
         /// Keep the catalog in PostgreSQL (postgresql://USER:PASSWORD@HOST:PORT/DATABASE),
         /// shared by any number of coordinators, instead of catalog.db in --data-dir. Read
         /// from SCATTER_CATALOG when not given, which keeps a password off the command line.
@@ -102,6 +120,10 @@ enum Cmd {
         /// Give no new data to a host whose offered period (--until) ends sooner than this.
         #[arg(long, default_value = "7d", value_parser = duration::parse)]
         period_margin: Duration,
+        /// Time between catalog backups on the hosts (taken only when the catalog changed;
+        /// also right after security-relevant changes and at shutdown). SQLite catalogs only.
+        #[arg(long, default_value = "5m", value_parser = duration::parse)]
+        catalog_backup_interval: Duration,
     },
     /// Run a storage host that offers disk space to the grid.
     Host {
@@ -192,7 +214,7 @@ enum Cmd {
     Get {
         /// The name it was stored under.
         name: String,
-        /// Where to write it.
+        /// Where to write it (`-`: stdout).
         #[arg(long, short)]
         output: PathBuf,
     },
@@ -475,6 +497,23 @@ enum Cmd {
 }
 
 #[derive(Subcommand)]
+enum CoordinatorCmd {
+    /// Rebuild a lost coordinator's data directory from the newest catalog backup on the
+    /// hosts, with the grid's recovery key (the recovery.key written at its first start).
+    Recover {
+        /// The new data directory (must be absent or empty).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The grid's recovery key file.
+        #[arg(long)]
+        recovery_key: PathBuf,
+        /// A host's URL (its data directory's `url` file); repeat for each host you know.
+        #[arg(long = "host", required = true)]
+        hosts: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum AdminCmd {
     /// The audit trail: registrations, invites, refused requests, host joins and state changes.
     Events {
@@ -485,15 +524,20 @@ enum AdminCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Users: invite, list, disable, remove.
+    /// Users: invite, list, disable, enable, set quotas, remove.
     User {
         #[command(subcommand)]
         command: UserCmd,
     },
-    /// Hosts: list them, or drain one.
+    /// Hosts: list them, drain, disable or enable one.
     Host {
         #[command(subcommand)]
         command: HostCmd,
+    },
+    /// Invites not used yet: list and revoke them.
+    Invite {
+        #[command(subcommand)]
+        command: InviteCmd,
     },
     /// Operators: parties that run hosts; each operator's hosts count as one failure domain.
     Operator {
@@ -506,6 +550,9 @@ enum AdminCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Take a catalog backup now and store it on the hosts (they are also taken every
+    /// --catalog-backup-interval, after security-relevant changes and at shutdown).
+    CatalogBackup,
     /// How much more user data the grid can take under its durability rule.
     Capacity {
         /// Print JSON.
@@ -577,9 +624,10 @@ enum UserCmd {
         /// cannot read, overwrite or delete).
         #[arg(long, default_value = "user", value_parser = parse_role)]
         role: scatter_proto::api::Role,
-        /// Bytes on hosts (with redundancy) the user may take, e.g. 100GiB.
-        #[arg(long)]
-        quota: Option<ByteSize>,
+        /// Bytes on hosts (with redundancy) the user may take, e.g. 100GiB (at least 1MiB,
+        /// with its unit).
+        #[arg(long, value_parser = parse_quota)]
+        quota: Option<u64>,
         /// For readers and appenders: whose data (e.g. u1).
         #[arg(long = "of")]
         owner: Option<scatter_core::UserId>,
@@ -610,6 +658,59 @@ enum UserCmd {
         /// The user's id, e.g. u3.
         id: scatter_core::UserId,
     },
+    /// Accept a disabled user's requests again.
+    Enable {
+        /// The user's id, e.g. u3.
+        id: scatter_core::UserId,
+    },
+    /// Set a user's quota (bytes on hosts, with redundancy), or `none` for no limit.
+    Quota {
+        /// The user's id, e.g. u3.
+        id: scatter_core::UserId,
+        /// e.g. 100GiB (at least 1MiB, with its unit), or `none`.
+        #[arg(value_parser = parse_quota_or_none)]
+        quota: QuotaArg,
+    },
+}
+
+/// A quota on the command line: a size, or `none`.
+#[derive(Clone, Copy)]
+struct QuotaArg(Option<u64>);
+
+/// A quota: a size with its unit, at least [`scatter_proto::api::MIN_QUOTA`]. A bare number
+/// would be bytes, which is never what is meant.
+fn parse_quota(s: &str) -> Result<u64, String> {
+    let min = ByteSize(scatter_proto::api::MIN_QUOTA);
+    if s.trim().ends_with(|c: char| c.is_ascii_digit()) {
+        return Err(format!("`{s}` has no unit; write e.g. 500MiB or 100GiB"));
+    }
+    let size: ByteSize = s.parse().map_err(|e| format!("{e}"))?;
+    if size.0 < min.0 {
+        return Err(format!("a quota below {min} cannot hold even one pack; give at least {min}"));
+    }
+    Ok(size.0)
+}
+
+fn parse_quota_or_none(s: &str) -> Result<QuotaArg, String> {
+    match s.trim() {
+        "none" => Ok(QuotaArg(None)),
+        _ => parse_quota(s).map(|q| QuotaArg(Some(q))),
+    }
+}
+
+#[derive(Subcommand)]
+enum InviteCmd {
+    /// The invites not used yet, with the id `rm` takes.
+    Ls {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an unused invite: its token is refused from now on.
+    Rm {
+        /// Its id from `scatter admin invite ls` (or a unique prefix, 6+ hex digits).
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -635,6 +736,13 @@ enum HostCmd {
         #[arg(long)]
         force: bool,
     },
+    /// Make a draining host active again (it keeps the shards not moved yet), or a disabled
+    /// one once repair has moved all its shards off (it comes back empty).
+    #[command(alias = "undrain")]
+    Enable {
+        /// The host's id, e.g. h3 or 3.
+        id: scatter_core::HostId,
+    },
 }
 
 /// --passphrase-file and --passphrase-command (or their variables), set once in `main`; only
@@ -644,14 +752,17 @@ static PASSPHRASE_FLAGS: std::sync::OnceLock<(Option<PathBuf>, Option<String>)> 
 fn main() {
     let cli = Cli::parse();
     let _ = PASSPHRASE_FLAGS.set((cli.passphrase_file.clone(), cli.passphrase_command.clone()));
-    let service = matches!(cli.command, Cmd::Coordinator { .. } | Cmd::Host { .. } | Cmd::Dev { .. });
+    let service = matches!(cli.command, Cmd::Coordinator { action: None, .. } | Cmd::Host { .. } | Cmd::Dev { .. });
     let filter = cli.log_level.clone().unwrap_or_else(|| if service { "info" } else { "warn" }.into());
-    tracing_subscriber::fmt()
+    // Checked by clap (`parse_level`); the fallback is for the built-in defaults only.
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr);
+    match cli.log_format {
         // Colour only for a person at a terminal, not in log files.
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+        scatter_cli::logging::LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        scatter_cli::logging::LogFormat::Json => logs.json().with_ansi(false).init(),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -661,6 +772,15 @@ fn main() {
     };
     let started = std::time::Instant::now();
     let show_stats = cli.stats && !service;
+    let interrupted = match cli.command {
+        // Both are safe to rerun: packs are committed as they complete, and a restore skips
+        // the files already right.
+        Cmd::Backup { .. } => "interrupted; run the same backup again to resume: what was uploaded is not sent again",
+        Cmd::Restore { .. } => {
+            "interrupted; run the same restore again to resume: the files already restored are not fetched again"
+        }
+        _ => "interrupted; nothing half-done was made visible",
+    };
     let result = runtime.block_on(async {
         if service {
             // Services and `dev` handle Ctrl-C themselves and shut down cleanly.
@@ -668,7 +788,7 @@ fn main() {
         }
         let r = tokio::select! {
             r = run(cli.command) => r,
-            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted; nothing half-done was made visible")),
+            _ = tokio::signal::ctrl_c() => Err(Interrupted.into()),
         };
         if r.is_err() {
             // Uploads cut short are given back, so hosts delete them now rather than after
@@ -683,10 +803,51 @@ fn main() {
     match result {
         Ok(0) => {}
         Ok(code) => std::process::exit(code),
+        Err(e) if e.is::<Interrupted>() => {
+            eprintln!("{interrupted}");
+            // 128 + SIGINT, as shells report a command stopped by Ctrl-C.
+            std::process::exit(130);
+        }
         Err(e) => {
             eprintln!("error: {}", chain(&e));
             std::process::exit(1);
         }
+    }
+}
+
+/// Ctrl-C stopped a client command.
+#[derive(Debug)]
+struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// Writes to stdout. When its reader is gone (a closed pipe) the command ends at once with
+/// 141, what a process killed by SIGPIPE returns, saying nothing: nobody reads any more. Any
+/// other failure (a full disk) is one sentence and exit 1.
+fn stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if let Err(e) = std::io::stdout().lock().write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("error: cannot write the output ({e}); check where stdout goes");
+        std::process::exit(1);
+    }
+}
+
+/// Copies `from` to stdout, ending quietly as [`stdout`] does when the reader is gone.
+fn copy_to_stdout(from: &mut impl std::io::Read) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match std::io::copy(from, &mut out).and_then(|_| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(141),
+        r => r.context("cannot write to stdout"),
     }
 }
 
@@ -770,7 +931,16 @@ fn load() -> Result<(PathBuf, Profile)> {
 
 /// A progress bar on stderr when it is a terminal; nothing otherwise. It shows bytes, rate,
 /// ETA, and for backups and restores the files done and the current one.
-struct Bar(indicatif::ProgressBar, std::sync::atomic::AtomicU64);
+struct Bar {
+    bar: indicatif::ProgressBar,
+    /// Files started.
+    files: AtomicU64,
+    /// Bytes done (read, written or backed up).
+    done: AtomicU64,
+    /// Bytes downloaded since `start`: a restore shows the larger of the two (up to the
+    /// total), so it moves while a pack downloads rather than only once it is decoded.
+    downloaded: AtomicU64,
+}
 
 impl Bar {
     fn new() -> Self {
@@ -785,29 +955,51 @@ impl Bar {
             )
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
-        Self(bar, std::sync::atomic::AtomicU64::new(0))
+        Self { bar, files: AtomicU64::new(0), done: AtomicU64::new(0), downloaded: AtomicU64::new(0) }
+    }
+
+    fn show(&self) {
+        let total = self.bar.length().unwrap_or(0);
+        let downloaded = self.downloaded.load(Relaxed).min(total);
+        self.bar.set_position(self.done.load(Relaxed).max(downloaded));
+    }
+
+    /// Clears the bar (when a copy of it is still held elsewhere, so dropping would not).
+    fn finish(&self) {
+        self.bar.finish_and_clear();
     }
 }
 
 impl Progress for Bar {
     fn wants_total(&self) -> bool {
-        !self.0.is_hidden()
+        !self.bar.is_hidden()
     }
     fn start(&self, total: u64) {
-        self.0.set_length(total);
+        // What was downloaded before (a restore's trees) is not part of the total.
+        self.downloaded.store(0, Relaxed);
+        self.bar.set_length(total);
+        self.show();
     }
     fn advance(&self, n: u64) {
-        self.0.inc(n);
+        self.done.fetch_add(n, Relaxed);
+        self.show();
+    }
+    fn downloaded(&self, n: u64) {
+        self.downloaded.fetch_add(n, Relaxed);
+        // Not before `start`: a restore reads its trees first, and 0 B/0 B says nothing.
+        if self.bar.length().unwrap_or(0) > 0 {
+            self.show();
+        }
     }
     fn item(&self, name: &str) {
-        let n = self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        self.0.set_message(format!("{n} files  {name}"));
+        let n = self.files.fetch_add(1, Relaxed) + 1;
+        self.bar.set_message(format!("{n} files  {name}"));
     }
 }
 
 impl Drop for Bar {
     fn drop(&mut self) {
-        self.0.finish_and_clear();
+        self.finish();
     }
 }
 
@@ -932,7 +1124,11 @@ async fn run(cmd: Cmd) -> Result<i32> {
         Cmd::Check { read_data, read_data_subset, json } => {
             return backups::check(read_data, read_data_subset, json).await
         }
+        Cmd::Coordinator { action: Some(CoordinatorCmd::Recover { data_dir, recovery_key, hosts }), .. } => {
+            recover(data_dir, recovery_key, hosts).await?;
+        }
         Cmd::Coordinator {
+            action: None,
             data_dir,
             catalog,
             listen,
@@ -945,9 +1141,12 @@ async fn run(cmd: Cmd) -> Result<i32> {
             insecure,
             tolerate,
             period_margin,
+            catalog_backup_interval,
         } => {
+            let data_dir = data_dir.context("--data-dir is required")?;
             let listener = bind(&listen).await?;
             let config = scatter_coordinator::Config {
+                catalog_backup_interval,
                 data_dir,
                 catalog,
                 offline_after,
@@ -998,11 +1197,12 @@ async fn run(cmd: Cmd) -> Result<i32> {
                 }
                 None => None,
             };
+            let recovering = token.trim().starts_with("scr_");
+            let done = profile::init(&dir, &coordinator, &token, &passphrase(!recovering)?, imported, insecure).await?;
+            // After: an --insecure refused for a TLS grid's token is not warned about first.
             if insecure {
                 eprintln!("warning: {}", scatter_net::INSECURE_WARNING);
             }
-            let recovering = token.trim().starts_with("scr_");
-            let done = profile::init(&dir, &coordinator, &token, &passphrase(!recovering)?, imported, insecure).await?;
             print!("{}", scatter_cli::devices::initialized(&done, &dir));
         }
         Cmd::Put { file, name, code, policy } => {
@@ -1029,24 +1229,42 @@ async fn run(cmd: Cmd) -> Result<i32> {
             )
             .await?;
             drop(bar);
+            // Deduplicated chunks stay in the packs (and codes) they were stored in.
+            let coded = match r.codes.as_slice() {
+                [] => format!("coded {}+{}", redundancy.k, redundancy.m),
+                codes => {
+                    let each: Vec<String> = codes.iter().map(|((k, m), n)| format!("{k}+{m} ({n} pack(s))")).collect();
+                    format!("its packs coded {}", each.join(", "))
+                }
+            };
             println!(
-                "Stored {name} (version {}): {}, {} chunks ({} new) in {} packs, coded {}+{} over the grid's hosts, {:.1} MB/s.",
+                "Stored {name} (version {}): {}, {} chunks ({} new) in {} new pack(s), {coded} over the grid's hosts, {:.1} MB/s.",
                 r.version,
                 ByteSize(r.size),
                 r.chunks,
                 r.new_chunks,
                 r.packs,
-                redundancy.k,
-                redundancy.m,
                 mb_per_s(r.size, r.elapsed)
             );
         }
         Cmd::Get { name, output } => {
             let (dir, p) = load()?;
             let keys = Profile::load_keys(&dir, &passphrase(false)?)?;
+            // `-o -`: into a temporary file first, which the data path verifies whole before
+            // it is shown, then to stdout; the report goes to stderr.
+            let to_stdout = output.as_os_str() == "-";
+            let tmp = match to_stdout {
+                true => Some(tempfile::tempdir().context("cannot make a temporary directory for `-o -`; set TMPDIR")?),
+                false => None,
+            };
+            let path = tmp.as_ref().map(|t| t.path().join("object")).unwrap_or_else(|| output.clone());
             let bar = Bar::new();
-            let r = scatter_client::get::get_file(&p.coordinator()?, &keys, &name, &output, &bar).await?;
+            let r = scatter_client::get::get_file(&p.coordinator()?, &keys, &name, &path, &bar).await?;
             drop(bar);
+            if to_stdout {
+                let mut file = std::fs::File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
+                copy_to_stdout(&mut file)?;
+            }
             for (host, shard, problem) in &r.fetch.bad_shards {
                 eprintln!("warning: shard {shard} on host {host} is bad ({problem}); reported to the coordinator");
             }
@@ -1054,11 +1272,11 @@ async fn run(cmd: Cmd) -> Result<i32> {
                 let list: Vec<String> = r.fetch.unreachable_hosts.iter().map(|h| h.to_string()).collect();
                 eprintln!("warning: hosts {} were unreachable; data was rebuilt from the others", list.join(", "));
             }
-            println!(
+            let report = format!(
                 "Wrote {} ({}) to {}{}, {:.1} MB/s.",
                 name,
                 ByteSize(r.size),
-                output.display(),
+                if to_stdout { "stdout".into() } else { output.display().to_string() },
                 if r.fetch.reconstructed_packs > 0 {
                     format!(", {} packs rebuilt from parity", r.fetch.reconstructed_packs)
                 } else {
@@ -1066,6 +1284,10 @@ async fn run(cmd: Cmd) -> Result<i32> {
                 },
                 mb_per_s(r.size, r.elapsed)
             );
+            match to_stdout {
+                true => eprintln!("{report}"),
+                false => println!("{report}"),
+            }
         }
         Cmd::Ls { target: prefix, json } => {
             let (dir, p) = load()?;
@@ -1227,13 +1449,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
             let coord = p.coordinator()?;
             match command {
                 UserCmd::Add { name, role, quota, owner, trusted } => {
-                    let req = scatter_proto::api::InviteRequest {
-                        name: name.clone(),
-                        role,
-                        quota: quota.map(|q| q.0),
-                        owner,
-                        trusted,
-                    };
+                    let req = scatter_proto::api::InviteRequest { name: name.clone(), role, quota, owner, trusted };
                     let token = coord.invite(&req).await?;
                     println!("{token}");
                     eprintln!(
@@ -1256,7 +1472,11 @@ async fn run(cmd: Cmd) -> Result<i32> {
                                 u.id.to_string(),
                                 u.name,
                                 u.role,
-                                if u.disabled { "disabled" } else { "active" },
+                                match (u.removed, u.disabled) {
+                                    (true, _) => "removed",
+                                    (false, true) => "disabled",
+                                    (false, false) => "active",
+                                },
                                 ByteSize(u.used).to_string(),
                                 u.quota.map(|q| ByteSize(q).to_string()).unwrap_or_else(|| "-".into()),
                                 u.owner.map(|o| o.to_string()).unwrap_or_default()
@@ -1280,6 +1500,17 @@ async fn run(cmd: Cmd) -> Result<i32> {
                     coord.remove_user(id).await?;
                     println!("User {id} is removed; its data is deleted from the hosts in the background.");
                 }
+                UserCmd::Enable { id } => {
+                    coord.enable_user(id).await?;
+                    println!("User {id} is enabled: its requests are accepted again.");
+                }
+                UserCmd::Quota { id, quota: QuotaArg(quota) } => {
+                    coord.set_quota(id, quota).await?;
+                    match quota {
+                        Some(q) => println!("User {id} may now take {} on hosts.", ByteSize(q)),
+                        None => println!("User {id} has no quota now."),
+                    }
+                }
             }
         }
         Cmd::Admin { command: AdminCmd::Host { command: HostCmd::Disable { id: host } } } => {
@@ -1293,6 +1524,43 @@ async fn run(cmd: Cmd) -> Result<i32> {
             println!("Host {host} is draining: its shards are rebuilt on other hosts while it keeps serving them; it is retired once empty (`scatter admin host ls`).");
             if let Some(w) = warning {
                 eprintln!("warning: {w}");
+            }
+        }
+        Cmd::Admin { command: AdminCmd::Host { command: HostCmd::Enable { id: host } } } => {
+            let (_, p) = load()?;
+            let was = p.coordinator()?.enable_host(host).await?;
+            println!("Host {host} is active again (it was {was}): it takes new data.");
+        }
+        Cmd::Admin { command: AdminCmd::Invite { command } } => {
+            let (_, p) = load()?;
+            let coord = p.coordinator()?;
+            match command {
+                InviteCmd::Ls { json } => {
+                    let list = coord.invites().await?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&list)?);
+                    } else {
+                        println!("{:<12} {:<16} {:<9} {:>12}  for", "id", "name", "role", "quota");
+                        for i in list {
+                            let whose = match (i.device_of, i.owner) {
+                                (Some(u), _) => format!("a device of {u}"),
+                                (None, Some(o)) => format!("{o}'s data"),
+                                (None, None) => String::new(),
+                            };
+                            println!(
+                                "{:<12} {:<16} {:<9} {:>12}  {whose}",
+                                i.id,
+                                escape(i.name.as_bytes()),
+                                i.role,
+                                i.quota.map(|q| ByteSize(q).to_string()).unwrap_or_else(|| "-".into()),
+                            );
+                        }
+                    }
+                }
+                InviteCmd::Rm { id } => {
+                    let id = coord.remove_invite(&id).await?;
+                    println!("Invite {id} is revoked: its token is refused from now on.");
+                }
             }
         }
         Cmd::Admin { command: AdminCmd::Operator { command } } => {
@@ -1315,6 +1583,17 @@ async fn run(cmd: Cmd) -> Result<i32> {
                     h["shards_repaired"],
                     ByteSize(h["bytes_repaired"].as_u64().unwrap_or(0))
                 );
+                match &h["catalog_backup"] {
+                    serde_json::Value::Null => {}
+                    b if b["seq"].is_null() => {
+                        println!("catalog backup: none yet (`scatter admin catalog-backup` takes one now)")
+                    }
+                    b => println!(
+                        "catalog backup: #{} taken {} ago",
+                        b["seq"],
+                        scatter_cli::terms::format_age(b["age_secs"].as_u64().unwrap_or(0))
+                    ),
+                }
                 // Why repair waits, as the checker's last pass found it.
                 for w in h["repair_waiting"].as_array().into_iter().flatten() {
                     println!(
@@ -1324,6 +1603,18 @@ async fn run(cmd: Cmd) -> Result<i32> {
                     );
                 }
             }
+        }
+        Cmd::Admin { command: AdminCmd::CatalogBackup } => {
+            let (_, p) = load()?;
+            let b = p.coordinator()?.catalog_backup().await?;
+            println!(
+                "Catalog backup #{} stored: {} encrypted, {}+{} over {} hosts.",
+                b.seq,
+                ByteSize(b.size),
+                b.k,
+                b.m,
+                b.hosts
+            );
         }
         Cmd::Dev { hosts, data_dir } => dev(hosts, &data_dir).await?,
         Cmd::Catalog { command } => tokio::task::spawn_blocking(move || catalog::run(command)).await??,
@@ -1418,5 +1709,34 @@ async fn dev(hosts: usize, dir: &Path) -> Result<()> {
     shutdown_signal().await;
     drop(grid);
     println!("Stopped.");
+    Ok(())
+}
+
+/// `scatter coordinator recover`: rebuilds the data directory, then says what to do and
+/// what the rollback to the backup undoes.
+async fn recover(data_dir: PathBuf, recovery_key: PathBuf, hosts: Vec<String>) -> Result<()> {
+    let opts =
+        scatter_coordinator::recover::RecoverOptions { data_dir: data_dir.clone(), key_file: recovery_key, hosts };
+    let r = scatter_coordinator::recover::recover(&opts).await?;
+    for note in &r.notes {
+        eprintln!("note: {note}");
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let age = scatter_cli::terms::format_age(now.saturating_sub(r.time));
+    println!(
+        "Recovered catalog backup #{} (taken {age} ago) from {} host(s) into {}.",
+        r.seq,
+        r.hosts_answered,
+        data_dir.display()
+    );
+    println!(
+        "The grid is back as it was {age} ago: data committed after that (new snapshots, puts) is not in this catalog. \
+         Its shards on hosts are kept for 7 days, not deleted; clients' next backups store that data again. \
+         Snapshots made after the backup are gone from the list; nothing security-relevant is undone (a backup follows each such change)."
+    );
+    println!(
+        "Next: start `scatter coordinator --data-dir {}` at the lost coordinator's URL and port; hosts, profiles and tokens keep working (same CA, fingerprint and signing key).",
+        data_dir.display()
+    );
     Ok(())
 }

@@ -86,6 +86,16 @@ fn days_from_epoch(y: u32, m: u32, d: u32) -> u64 {
     years + months + (d - 1) as u64
 }
 
+/// Formats a span of seconds for people: `42 s`, `7 min`, `3 h 5 min`, `2 d 4 h`.
+pub fn format_age(secs: u64) -> String {
+    match secs {
+        0..=119 => format!("{secs} s"),
+        120..=3599 => format!("{} min", secs / 60),
+        3600..=86_399 => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
+        _ => format!("{} d {} h", secs / 86_400, secs % 86_400 / 3600),
+    }
+}
+
 /// Formats Unix time as `YYYY-MM-DD HH:MM UTC`.
 pub fn format_time(t: u64) -> String {
     let (mut days, secs) = (t / 86_400, t % 86_400);

@@ -263,7 +263,7 @@ async fn clients_refuse_other_grids_and_plain_http_without_insecure() {
     };
     let out = run(&["init", "--coordinator", other.url(), "--token", token.trim()]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("not from this grid's CA"), "{err}");
+    assert!(!out.status.success() && err.contains("not from the grid in the token"), "{err}");
     assert!(!config.join("keys.age").exists(), "a refused init left keys behind");
 
     // Plain HTTP needs --insecure, and a TLS grid's token never goes over plain HTTP.

@@ -139,6 +139,8 @@ pub struct BackupReport {
     pub bytes_uploaded: u64,
     /// Entries that could not be read, with why; they are not in the snapshot.
     pub errors: Vec<(PathBuf, String)>,
+    /// FIFOs, sockets and devices, with which: a snapshot holds no such entry.
+    pub skipped: Vec<(PathBuf, &'static str)>,
     /// Wall time.
     pub elapsed: Duration,
     /// A dry run: `snapshot` is empty, nothing was uploaded, `summary.bytes_new` and
@@ -272,6 +274,8 @@ pub async fn backup(
     let session = Session::open(coord, keys.write_keys()).await?;
     let mut uploader =
         Uploader::new(coord, hosts, session.id, session.key.clone(), opts.redundancy, opts.policy.clone(), false)?;
+    // The bar counts what is on the grid, not what was read: reading runs ahead of uploads.
+    uploader.report_to(progress.clone());
     let (tx, mut rx) = mpsc::channel::<Batch>(2);
     let walker = spawn_walker(coord, keys, hosts, progress, roots, filter, parent.as_ref().map(|p| p.1), tx);
     let stored: Result<(), ClientError> = async {
@@ -325,6 +329,7 @@ pub async fn backup(
         new_chunks: stats.new_chunks,
         bytes_uploaded: stats.bytes_uploaded,
         errors: walker.errors,
+        skipped: walker.skipped,
         elapsed: started.elapsed(),
         dry_run: false,
     })
@@ -354,6 +359,7 @@ fn spawn_walker(
         refs: HashSet::new(),
         summary: Summary::default(),
         errors: Vec::new(),
+        skipped: Vec::new(),
     };
     tokio::task::spawn_blocking(move || {
         let root = w.walk_roots(&roots, parent_tree);
@@ -408,6 +414,7 @@ async fn dry_run(
         new_chunks,
         bytes_uploaded: 0,
         errors: walker.errors,
+        skipped: walker.skipped,
         elapsed: started.elapsed(),
         dry_run: true,
     })
@@ -481,6 +488,7 @@ struct Walker {
     refs: HashSet<ChunkId>,
     summary: Summary,
     errors: Vec<(PathBuf, String)>,
+    skipped: Vec<(PathBuf, &'static str)>,
 }
 
 /// The uploader stopped: its own error is reported instead.
@@ -585,7 +593,13 @@ impl Walker {
             });
         }
         if !ft.is_file() {
-            tracing::debug!(path = %path.display(), "skipping a device, socket or FIFO");
+            use std::os::unix::fs::FileTypeExt;
+            let kind = match () {
+                _ if ft.is_fifo() => "FIFO",
+                _ if ft.is_socket() => "socket",
+                _ => "device",
+            };
+            self.skipped.push((path.to_owned(), kind));
             return Ok(None);
         }
         let mut node = node_meta(name, &meta, NodeKind::File { chunks: Vec::new() }, path);
@@ -682,7 +696,6 @@ impl Walker {
             chunks.push((*id.as_bytes(), len as u32));
             size += len as u64;
             self.summary.bytes_read += len as u64;
-            self.progress.advance(len as u64);
             crate::stats::add(crate::stats::Stage::ReadChunk, started.elapsed(), len as u64);
             self.push(id, chunk.data, false)?;
             started = std::time::Instant::now();
@@ -706,6 +719,10 @@ impl Walker {
     /// Queues a file chunk or a tree for the uploader; a full batch is sent.
     fn push(&mut self, id: ChunkId, blob: Vec<u8>, tree: bool) -> Result<(), Stopped> {
         if !self.refs.insert(id) {
+            // Already in this snapshot; the uploader reports (see `report_to`) only the rest.
+            if !tree {
+                self.progress.advance(blob.len() as u64);
+            }
             return Ok(());
         }
         let (batch, bytes) = if tree { &mut self.tree_blobs } else { &mut self.data };

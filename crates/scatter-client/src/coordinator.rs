@@ -357,6 +357,38 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Makes a draining or disabled host active again; returns the state it was in (admins
+    /// only).
+    pub async fn enable_host(&self, host: scatter_core::HostId) -> Result<String, ClientError> {
+        let r: serde_json::Value = self.post(Repeat::Safe, "/v1/admin/hosts/enable", &HostRequest { host }).await?;
+        Ok(r["was"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Accepts a disabled user's requests again (admins only).
+    pub async fn enable_user(&self, user: scatter_core::UserId) -> Result<(), ClientError> {
+        let _: serde_json::Value = self.post(Repeat::Safe, "/v1/admin/users/enable", &UserRequest { user }).await?;
+        Ok(())
+    }
+
+    /// Sets or clears a user's quota (admins only).
+    pub async fn set_quota(&self, user: scatter_core::UserId, quota: Option<u64>) -> Result<(), ClientError> {
+        let _: serde_json::Value =
+            self.post(Repeat::Safe, "/v1/admin/users/quota", &QuotaRequest { user, quota }).await?;
+        Ok(())
+    }
+
+    /// The invites not used yet (admins only).
+    pub async fn invites(&self) -> Result<Vec<InviteEntry>, ClientError> {
+        self.get("/v1/admin/invites", &[]).await
+    }
+
+    /// Revokes the unused invite whose id starts with `id`; returns its full id (admins only).
+    pub async fn remove_invite(&self, id: &str) -> Result<String, ClientError> {
+        let r: serde_json::Value =
+            self.post(Repeat::Safe, "/v1/admin/invites/remove", &InviteIdRequest { id: id.to_owned() }).await?;
+        Ok(r["id"].as_str().unwrap_or(id).to_owned())
+    }
+
     /// Invites a user; returns the one-time token (admins only).
     pub async fn invite(&self, req: &InviteRequest) -> Result<String, ClientError> {
         let r: InviteResponse = self.post(Repeat::Unsafe, "/v1/admin/users", req).await?;
@@ -405,6 +437,11 @@ impl Coordinator {
     /// The grid's data health (admins only).
     pub async fn admin_health(&self) -> Result<serde_json::Value, ClientError> {
         self.get("/v1/admin/health", &[]).await
+    }
+
+    /// Takes a catalog backup now (admins only).
+    pub async fn catalog_backup(&self) -> Result<scatter_proto::api::CatalogBackupResponse, ClientError> {
+        self.post(Repeat::Safe, "/v1/admin/catalog-backup", &serde_json::json!({})).await
     }
 
     /// Sweeps unreferenced chunks; lists packs to repack.

@@ -44,6 +44,8 @@ pub struct Hosts {
     buffers: BufferPool,
     upload: Option<Arc<Limiter>>,
     download: Option<Arc<Limiter>>,
+    /// Told of every piece of shard bytes as it arrives (see [`Hosts::report_downloads`]).
+    observer: Option<Arc<dyn crate::Progress>>,
 }
 
 /// Caps a byte rate: each transfer reserves its share of time after the previous ones.
@@ -80,13 +82,20 @@ impl Hosts {
             .pool_max_idle_per_host(8)
             .build()
             .map_err(|e| crate::ClientError::Invalid(format!("HTTP client setup failed: {e}")))?;
-        Ok(Self { http, buffers: BufferPool::new(DOWNLOAD_BUFFERS), upload: None, download: None })
+        Ok(Self { http, buffers: BufferPool::new(DOWNLOAD_BUFFERS), upload: None, download: None, observer: None })
     }
 
     /// Caps upload and download rates (bytes per second) across all hosts.
     pub fn with_limits(mut self, upload: Option<u64>, download: Option<u64>) -> Self {
         self.upload = upload.map(Limiter::new);
         self.download = download.map(Limiter::new);
+        self
+    }
+
+    /// Tells `progress` ([`crate::Progress::downloaded`]) of shard bytes as they arrive, so
+    /// a bar moves while a pack downloads rather than only once it is decoded.
+    pub fn report_downloads(mut self, progress: Arc<dyn crate::Progress>) -> Self {
+        self.observer = Some(progress);
         self
     }
 
@@ -162,6 +171,9 @@ impl Hosts {
                 return Err(TransferError::Refused(format!("sent more than the {limit} bytes asked for")));
             }
             buf.extend_from_slice(&piece);
+            if let Some(o) = &self.observer {
+                o.downloaded(piece.len() as u64);
+            }
         }
         Ok(self.buffers.share(buf))
     }

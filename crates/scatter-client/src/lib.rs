@@ -44,6 +44,9 @@ pub trait Progress: Send + Sync {
     fn advance(&self, n: u64);
     /// Work moved on to `name` (a file being backed up or restored).
     fn item(&self, _name: &str) {}
+    /// `n` more bytes arrived from hosts, not decoded yet (see
+    /// [`crate::hosts::Hosts::report_downloads`]).
+    fn downloaded(&self, _n: u64) {}
 }
 
 /// A [`Progress`] that shows nothing.

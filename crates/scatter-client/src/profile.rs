@@ -139,6 +139,21 @@ fn device_name() -> String {
     gethostname::gethostname().to_string_lossy().chars().filter(|c| !c.is_control()).take(64).collect()
 }
 
+/// An unreachable coordinator at `init`, said for what it is then: there is no profile yet
+/// to check, and a certificate of another CA means the token and the URL are of two grids.
+fn at_init(e: ClientError) -> ClientError {
+    let ClientError::Unreachable(u) = e else { return e };
+    let urls: Vec<&str> = u.tried.iter().map(|a| a.url.as_str()).collect();
+    if u.tried.iter().all(|a| a.reason.contains(scatter_net::tls::NOT_GRID_CA)) {
+        return ClientError::Invalid(format!(
+            "the coordinator at {} has a certificate that is not from the grid in the token; \
+             check that the URL and the token come from the same grid",
+            urls.join(", ")
+        ));
+    }
+    ClientError::Invalid(format!("{u}; check that a coordinator is running there and that --coordinator is right"))
+}
+
 /// Creates a profile and registers this device: with an invite (new keys, or `imported` ones,
 /// e.g. another device's, or a write-only set for a backup source), or with a recovery code
 /// (the keys come back from the coordinator, sealed to the code and under the passphrase).
@@ -172,7 +187,7 @@ pub async fn init(
     let open = Coordinator::new(coordinator, ca, None)?;
     let (user_id, device_id, role, key_file, keys) = if token.is_recovery() {
         let code = RecoveryCode::from_secret(token.secret_bytes());
-        let reply = open.recover(&code, &device.verifying_key(), &device_name()).await?;
+        let reply = open.recover(&code, &device.verifying_key(), &device_name()).await.map_err(at_init)?;
         let escrow = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &reply.escrow)
             .map_err(|_| ClientError::Invalid("the coordinator sent a kept key file that is not base64".into()))?;
         let key_file = code.open(&escrow)?;
@@ -185,7 +200,8 @@ pub async fn init(
         let key_file = keys.to_key_file(passphrase, KEY_FILE_WORK_FACTOR);
         let reply = open
             .register(token.secret(), &keys.write_keys().public_key(), &device.verifying_key(), &device_name())
-            .await?;
+            .await
+            .map_err(at_init)?;
         (reply.user_id, reply.device_id, reply.role, key_file, Some(keys))
     };
     write_private(&key_path, &key_file)?;

@@ -48,6 +48,11 @@ pub struct PutReport {
     pub replaced_shards: usize,
     /// Hosts each new pack was placed on, by shard index.
     pub placements: Vec<(PackId, Vec<HostId>)>,
+    /// When chunks were stored before (deduplicated), the codes (k, m) of all the packs
+    /// holding the file, with how many packs have each: old packs keep the code they were
+    /// stored with. Empty when every chunk is new, or when they cannot be looked up (an
+    /// appender may not locate chunks).
+    pub codes: Vec<((u8, u8), usize)>,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -133,6 +138,8 @@ pub async fn put_file(
         let mut s = std::collections::HashSet::new();
         manifest.chunks.iter().map(|(id, _)| *id).filter(|id| s.insert(*id)).collect()
     };
+    let deduplicated = stats.new_chunks < chunk_ids.len();
+    let located = chunk_ids.clone();
     let sealed_manifest = session.key.seal(MANIFEST_CONTEXT, &manifest.encode());
     let version = coord
         .commit_object(&CommitObjectRequest {
@@ -144,7 +151,9 @@ pub async fn put_file(
         })
         .await?;
     session.close().await?;
+    let codes = if deduplicated { pack_codes(coord, located).await } else { Vec::new() };
     Ok(PutReport {
+        codes,
         version,
         size: manifest.size,
         chunks: manifest.chunks.len(),
@@ -155,4 +164,26 @@ pub async fn put_file(
         placements: stats.placements,
         elapsed: started.elapsed(),
     })
+}
+
+/// The codes of the packs holding `chunks`, with how many packs have each, most used first;
+/// empty if they cannot be located.
+async fn pack_codes(coord: &Coordinator, chunks: Vec<ChunkId>) -> Vec<((u8, u8), usize)> {
+    let mut packs = std::collections::HashMap::new();
+    for batch in chunks.chunks(4096) {
+        match coord.locate(batch.to_vec()).await {
+            Ok(r) => packs.extend(r.packs.into_iter().map(|p| (p.id, (p.k, p.m)))),
+            Err(e) => {
+                tracing::debug!(error = %e, "could not locate the chunks to report their codes");
+                return Vec::new();
+            }
+        }
+    }
+    let mut codes = std::collections::HashMap::new();
+    for code in packs.into_values() {
+        *codes.entry(code).or_insert(0usize) += 1;
+    }
+    let mut codes: Vec<_> = codes.into_iter().collect();
+    codes.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    codes
 }

@@ -32,7 +32,7 @@ use crate::buffers::BufferPool;
 use crate::coordinator::Coordinator;
 use crate::hosts::Hosts;
 use crate::stats::{self, Stage};
-use crate::ClientError;
+use crate::{ClientError, Progress};
 
 /// Packs being coded and uploaded at once.
 pub const PACKS_IN_FLIGHT: usize = 2;
@@ -133,7 +133,8 @@ struct PackDone {
     replaced: usize,
 }
 
-type PackJob = (Vec<u8>, Vec<ChunkEntry>);
+/// A pack to store, its chunks, and the plaintext bytes to report once it is stored.
+type PackJob = (Vec<u8>, Vec<ChunkEntry>, Option<(Arc<dyn Progress>, u64)>);
 
 /// Stores chunks in packs on the grid under one session's key.
 pub struct Uploader {
@@ -151,6 +152,10 @@ pub struct Uploader {
     task: Option<JoinHandle<Result<Vec<PackDone>, ClientError>>>,
     stats: UploadStats,
     unsettled: Arc<Unsettled>,
+    /// Told of file bytes once they are on the grid (see [`Uploader::report_to`]).
+    progress: Option<Arc<dyn Progress>>,
+    /// Plaintext bytes of the chunks in the data pack being filled.
+    plain: u64,
 }
 
 impl Uploader {
@@ -183,10 +188,17 @@ impl Uploader {
                 loop {
                     tokio::select! {
                         next = rx.recv(), if running.len() < PACKS_IN_FLIGHT => match next {
-                            Some((bytes, entries)) => {
-                                running.spawn(store_pack(
+                            Some((bytes, entries, report)) => {
+                                let stored = store_pack(
                                     coord.clone(), hosts.clone(), buffers.clone(), unsettled.clone(), session, redundancy, policy.clone(), bytes, entries, relocate,
-                                ));
+                                );
+                                running.spawn(async move {
+                                    let done = stored.await?;
+                                    if let Some((progress, plain)) = report {
+                                        progress.advance(plain);
+                                    }
+                                    Ok(done)
+                                });
                             }
                             None => break,
                         },
@@ -214,7 +226,16 @@ impl Uploader {
             task: Some(task),
             stats: UploadStats::default(),
             unsettled,
+            progress: None,
+            plain: 0,
         })
+    }
+
+    /// Reports the plaintext bytes of file chunks (not trees) to `progress` once they are
+    /// on the grid: at once for those stored before, when their pack is stored for the
+    /// others. A bar then shows what is backed up, not what was read.
+    pub fn report_to(&mut self, progress: Arc<dyn Progress>) {
+        self.progress = Some(progress);
     }
 
     /// Stores the chunks that are not stored yet. Returns the plaintext bytes that were new.
@@ -237,36 +258,46 @@ impl Uploader {
                 .into_iter()
                 .collect()
         };
+        let all: u64 = chunks.iter().map(|(_, d)| d.len() as u64).sum();
         let fresh: Vec<(ChunkId, Vec<u8>)> =
             chunks.into_iter().filter(|(id, _)| self.seen.insert(*id) && !known.contains(id)).collect();
+        let new_bytes: u64 = fresh.iter().map(|(_, d)| d.len() as u64).sum();
+        if let Some(p) = self.progress.as_ref().filter(|_| !trees) {
+            // Already on the grid.
+            p.advance(all - new_bytes);
+        }
         if fresh.is_empty() {
             return Ok(0);
         }
-        let new_bytes: u64 = fresh.iter().map(|(_, d)| d.len() as u64).sum();
         self.stats.new_chunks += fresh.len();
         self.stats.new_bytes += new_bytes;
         // Chunks are sealed straight into the pack being filled, on the blocking pool.
         let key = self.key.clone();
         let buffers = self.buffers.clone();
         let mut builder = std::mem::take(if trees { &mut self.trees } else { &mut self.builder });
-        let (builder, full) = tokio::task::spawn_blocking(move || {
+        let mut plain = if trees { 0 } else { self.plain };
+        let (builder, full, plain) = tokio::task::spawn_blocking(move || {
             stats::time(Stage::Seal, new_bytes, || {
                 let mut full = Vec::new();
                 for (id, data) in fresh {
                     if builder.would_overflow(data.len() + SEAL_OVERHEAD) {
                         let next = PackBuilder::with_buffer(buffers.packs.take(PACK_CAPACITY));
-                        full.push(std::mem::replace(&mut builder, next).finish());
+                        full.push((std::mem::replace(&mut builder, next).finish(), std::mem::take(&mut plain)));
                     }
                     builder.push_sealed(id, |buf| key.seal_chunk_into(&id, &data, buf));
+                    plain += data.len() as u64;
                 }
-                (builder, full)
+                (builder, full, plain)
             })
         })
         .await
         .map_err(|e| ClientError::Invalid(format!("sealing failed: {e}")))?;
         *(if trees { &mut self.trees } else { &mut self.builder }) = builder;
-        for pack in full {
-            self.send_pack(pack).await?;
+        if !trees {
+            self.plain = plain;
+        }
+        for (pack, plain) in full {
+            self.send_pack(pack, if trees { 0 } else { plain }).await?;
         }
         Ok(new_bytes)
     }
@@ -276,10 +307,12 @@ impl Uploader {
         self.seen.contains(id)
     }
 
-    async fn send_pack(&mut self, (bytes, entries): (Vec<u8>, Vec<PackEntry>)) -> Result<(), ClientError> {
+    /// Queues a pack for upload; `plain` file bytes are reported once it is stored.
+    async fn send_pack(&mut self, (bytes, entries): (Vec<u8>, Vec<PackEntry>), plain: u64) -> Result<(), ClientError> {
         let entries = entries.into_iter().map(|e| ChunkEntry { id: e.id, offset: e.offset, len: e.len }).collect();
+        let report = self.progress.clone().filter(|_| plain > 0).map(|p| (p, plain));
         let sent = match &self.tx {
-            Some(tx) => tx.send((bytes, entries)).await.is_ok(),
+            Some(tx) => tx.send((bytes, entries, report)).await.is_ok(),
             None => false,
         };
         if sent {
@@ -299,9 +332,10 @@ impl Uploader {
 
     /// Uploads the last partial pack and waits until every pack is committed.
     pub async fn finish(mut self) -> Result<UploadStats, ClientError> {
-        for last in [std::mem::take(&mut self.builder), std::mem::take(&mut self.trees)] {
+        let plain = std::mem::take(&mut self.plain);
+        for (last, plain) in [(std::mem::take(&mut self.builder), plain), (std::mem::take(&mut self.trees), 0)] {
             if !last.is_empty() {
-                self.send_pack(last.finish()).await?;
+                self.send_pack(last.finish(), plain).await?;
             }
         }
         let done = self.wait().await?;

@@ -42,7 +42,7 @@ use scatter_coordinator::placement::{self, Candidate};
 use scatter_coordinator::store::{
     Beat, BulkObject, BulkPack, HostRow, NewPack, Reservation, ReserveError, Standing, Store, Terms,
 };
-use scatter_core::{ChunkId, HostId, PackId, ShardId, UserId};
+use scatter_core::{ChunkId, DeviceId, HostId, PackId, ShardId, UserId};
 use scatter_proto::api::{ChunkEntry, LocateRequest, Role, StoredShard};
 use scatter_proto::auth::{Credential, Request};
 use scatter_proto::SignedReceipt;
@@ -142,6 +142,8 @@ fn receipt(n: u64, i: u8) -> String {
 /// A grid's fixed parts, as registered in a catalog.
 struct Grid {
     user: UserId,
+    /// The user's device, which signs the measured requests.
+    device: DeviceId,
     session: u64,
     hosts: Vec<HostId>,
     /// When the grid was made: hosts joined then, and offline hosts were last seen then.
@@ -165,7 +167,8 @@ impl Grid {
         let token = derived(b"invite", 0, 0);
         store.add_token(&token, "bench", Role::User, None, None).expect("add the invite");
         let key = device_key().verifying_key().to_bytes();
-        let user = store.redeem_token(&token, "age1bench", &key, "", t0).expect("redeem").expect("a fresh invite").id;
+        let row = store.redeem_token(&token, "age1bench", &key, "bench", t0).expect("redeem").expect("a fresh invite");
+        let (user, device) = (row.id, row.device);
         let session = store.add_session(user, &[7; 60], t0, t0 + 10 * 365 * 86_400).expect("session");
         let hosts = (0..HOSTS)
             .map(|i| {
@@ -175,7 +178,16 @@ impl Grid {
                 store.add_host(&secret, &address, &zone, 64 << 40, None, t0).expect("add a host")
             })
             .collect();
-        Grid { user, session, hosts, t0, filled: 0, committed: Mutex::new(Vec::new()), last_beat: AtomicU64::new(t0) }
+        Grid {
+            user,
+            device,
+            session,
+            hosts,
+            t0,
+            filled: 0,
+            committed: Mutex::new(Vec::new()),
+            last_beat: AtomicU64::new(t0),
+        }
     }
 
     fn online(&self) -> &[HostId] {
@@ -920,7 +932,7 @@ fn load(coordinators: &[Coordinator], grid: &Grid, secs: u64) -> (u64, u64, Stat
                     .build()
                     .expect("http client");
                 let base = coordinators[t % coordinators.len()].base.clone();
-                let (key, user, filled) = (key.clone(), grid.user, grid.filled);
+                let (key, device, filled) = (key.clone(), grid.device, grid.filled);
                 tokio::spawn(async move {
                     let mut rng = rand::rngs::StdRng::from_entropy();
                     let (mut errors, mut st) = (0u64, Stats::default());
@@ -937,7 +949,7 @@ fn load(coordinators: &[Coordinator], grid: &Grid, secs: u64) -> (u64, u64, Stat
                         };
                         let request = Request { method: method.as_str(), target: &target };
                         let started = Instant::now();
-                        let credential = Credential::new(user, unix_now() + 60, &body)
+                        let credential = Credential::new(device, unix_now() + 60, &body)
                             .sign(&key, &fingerprint.0, request)
                             .expect("sign a credential");
                         let mut req = http

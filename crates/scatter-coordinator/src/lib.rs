@@ -6,6 +6,7 @@
 
 mod api;
 mod audit;
+mod catalog_backup;
 pub mod durability;
 pub mod error;
 mod gc;
@@ -13,6 +14,9 @@ mod jobs;
 mod metrics;
 pub mod period;
 pub mod placement;
+mod presence;
+pub mod recover;
+pub mod recovery;
 mod repair;
 pub mod reputation;
 mod room;
@@ -62,7 +66,15 @@ pub struct Config {
     pub tolerate: Option<u8>,
     /// No data goes to a host whose offered period ends sooner than this.
     pub period_margin: Duration,
+    /// Time between catalog backups on hosts (taken only when something changed; also
+    /// soon after security-relevant changes and at clean shutdown). SQLite catalogs only.
+    pub catalog_backup_interval: Duration,
 }
+
+/// After `scatter coordinator recover`, shards on hosts that the restored catalog does not
+/// know are kept this long (not deleted as orphans): data written after the backup is
+/// re-uploaded by its owners' next backups meanwhile.
+pub const RECOVERY_HOLD: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Why the coordinator could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +104,18 @@ pub enum CoordinatorError {
          or give this one its own --data-dir (several coordinators share a PostgreSQL --catalog, not a data directory)"
     )]
     Busy(PathBuf),
+    /// `--public-url` names a scheme this coordinator does not serve.
+    #[error("--public-url {url} is {given}, but this coordinator serves {serves}; advertise its {scheme}:// URL")]
+    PublicUrl {
+        /// The URL given.
+        url: String,
+        /// What the URL is (plain HTTP or TLS).
+        given: &'static str,
+        /// What the coordinator serves.
+        serves: &'static str,
+        /// The scheme to use instead.
+        scheme: &'static str,
+    },
     /// `--catalog` named something other than a PostgreSQL database.
     #[error("--catalog takes a postgresql:// URL; the SQLite catalog is always catalog.db in --data-dir")]
     NotPostgres,
@@ -107,6 +131,9 @@ pub enum CoordinatorError {
         /// What the catalog recorded.
         recorded: String,
     },
+    /// The recovery key files could not be made or read.
+    #[error(transparent)]
+    Recovery(#[from] recovery::RecoveryError),
     /// The certificate authority could not be loaded or used.
     #[error(transparent)]
     Tls(#[from] scatter_net::tls::TlsError),
@@ -155,6 +182,10 @@ pub(crate) struct Shared {
     /// Seals the verified user between the request gate and the handlers; never leaves the
     /// process.
     pub verdict_key: [u8; 32],
+    /// Catalog backups (a SQLite catalog only).
+    pub backups: Option<catalog_backup::Backups>,
+    /// When this coordinator's catalog was restored from a backup, if it was.
+    pub recovered_at: Option<u64>,
 }
 
 impl Shared {
@@ -179,6 +210,21 @@ impl Shared {
                 None
             }
         }
+    }
+
+    /// Asks for a catalog backup soon (within about a second): call it after every
+    /// security-relevant change (a user removed or disabled, a host removed, a device
+    /// revoked, a recovery code voided), so that a restored catalog never undoes one.
+    pub fn backup_soon(&self) {
+        if let Some(b) = &self.backups {
+            b.soon.notify_one();
+        }
+    }
+
+    /// Whether shards unknown to the catalog must be kept for now: within
+    /// [`RECOVERY_HOLD`] of a recovery from a catalog backup.
+    pub fn holding_orphans(&self, now: u64) -> bool {
+        self.recovered_at.is_some_and(|t| now < t.saturating_add(RECOVERY_HOLD.as_secs()))
     }
 
     /// What request credentials are bound to: the CA fingerprint, zeros without TLS.
@@ -295,12 +341,29 @@ fn open_data_dir(
     Ok(Opened { store, signing, join_token_hash: secret_hash(&join) })
 }
 
+/// Refuses a `--public-url` that clients could not use: http on a TLS coordinator (it is
+/// written to `url` and handed out), or https on an `--insecure` one (its tokens carry no CA
+/// fingerprint to check a certificate by).
+fn check_public_url(urls: Option<&scatter_net::CoordinatorUrls>, insecure: bool) -> Result<(), CoordinatorError> {
+    let (scheme, serves, given) =
+        if insecure { ("http", "plain HTTP (--insecure)", "TLS") } else { ("https", "TLS", "plain HTTP") };
+    match urls
+        .into_iter()
+        .flat_map(|u| u.as_slice())
+        .find(|u| !u.to_ascii_lowercase().starts_with(&format!("{scheme}://")))
+    {
+        Some(url) => Err(CoordinatorError::PublicUrl { url: url.clone(), given, serves, scheme }),
+        None => Ok(()),
+    }
+}
+
 /// Serves the coordinator on `listener` until `shutdown` resolves.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), CoordinatorError> {
+    check_public_url(config.public_url.as_ref(), config.insecure)?;
     // The folder first (the CA is written into it on a first start), then its lock, before
     // anything in it is read or written.
     std::fs::create_dir_all(&config.data_dir).map_err(io_err(&config.data_dir))?;
@@ -319,6 +382,35 @@ pub async fn run(
             .await
             .map_err(|e| CoordinatorError::Store(store::StoreError::Task(e.to_string())))??;
     let tls = authority.as_ref().map(|a| a.coordinator_config()).transpose()?;
+    let backups = match shared_catalog(&config) {
+        true => None,
+        false => {
+            let public = recovery::ensure_key(&config.data_dir, signing.verifying_key(), fingerprint)?;
+            let key_path = config.data_dir.join(recovery::KEY_FILE);
+            if key_path.exists() {
+                tracing::warn!(
+                    "move {} offline (it is the grid's master key: it opens catalog backups, which hold the CA and signing keys); \
+                     without it a lost coordinator cannot be recovered",
+                    key_path.display()
+                );
+            }
+            Some(catalog_backup::Backups {
+                public,
+                interval: config.catalog_backup_interval,
+                data_dir: config.data_dir.clone(),
+                soon: tokio::sync::Notify::new(),
+                running: tokio::sync::Mutex::new(()),
+            })
+        }
+    };
+    // On the blocking pool: PostgreSQL's client blocks (and must not run on the runtime).
+    let (store, recovered_at) = tokio::task::spawn_blocking(move || {
+        let got = store.meta("recovered_at");
+        (store, got)
+    })
+    .await
+    .map_err(|e| CoordinatorError::Store(store::StoreError::Task(e.to_string())))?;
+    let recovered_at = recovered_at?.and_then(|v| v.parse::<u64>().ok());
     let addr = listener.local_addr().map_err(CoordinatorError::Serve)?;
     let url = config.public_url.as_ref().map(|u| u.to_string()).unwrap_or_else(|| {
         let ip = if addr.ip().is_unspecified() { "127.0.0.1".parse().expect("literal IP") } else { addr.ip() };
@@ -360,7 +452,15 @@ pub async fn run(
             rand::rngs::OsRng.fill_bytes(&mut k);
             k
         },
+        backups,
+        recovered_at,
     });
+    if let Some(t) = recovered_at.filter(|_| shared.holding_orphans(now())) {
+        tracing::warn!(
+            recovered_at = t,
+            "this catalog was restored from a backup: shards on hosts that it does not know are kept (not deleted) for 7 days after the recovery"
+        );
+    }
     write_private(&config.data_dir.join("url"), format!("{url}\n").as_bytes())?;
     match fingerprint {
         Some(fp) => {
@@ -372,17 +472,24 @@ pub async fn run(
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let gc = tokio::spawn(gc::run(shared.clone(), stop_rx.clone()));
-    let repairer = tokio::spawn(repair::run(shared.clone(), stop_rx));
+    let repairer = tokio::spawn(repair::run(shared.clone(), stop_rx.clone()));
+    let backup = tokio::spawn(catalog_backup::run(shared.clone(), stop_rx));
     let served = scatter_net::serve::serve(listener, api::router(shared.clone()), tls, shutdown).await;
     let _ = stop_tx.send(true);
     let _ = gc.await;
     let _ = repairer.await;
+    let _ = backup.await;
     // Hand the background jobs over at once rather than when the leases lapse.
     let holder = shared.instance.clone();
     if let Err(e) = shared.catalog(move |s| s.release_leases(&holder)).await {
         tracing::warn!(error = %e, "could not release the leases on background jobs; they lapse by themselves");
     }
     served.map_err(CoordinatorError::Serve)
+}
+
+/// Whether the catalog is PostgreSQL's (no catalog backups then).
+fn shared_catalog(config: &Config) -> bool {
+    config.catalog.is_some()
 }
 
 pub(crate) fn now() -> u64 {

@@ -32,7 +32,20 @@ pub(crate) async fn health(
         "repair_queue": h.packs_degraded + h.packs_lost,
         "shards_repaired": shards_repaired,
         "bytes_repaired": bytes_repaired,
+        "catalog_backup": catalog_backup(&sh).await,
     })))
+}
+
+/// The newest catalog backup: sequence, time and age; null without catalog backups
+/// (PostgreSQL), `{"seq": null}` before the first.
+async fn catalog_backup(sh: &Arc<Shared>) -> serde_json::Value {
+    if sh.backups.is_none() {
+        return serde_json::Value::Null;
+    }
+    match crate::catalog_backup::last(sh).await {
+        Some((seq, time)) => serde_json::json!({ "seq": seq, "time": time, "age_secs": now().saturating_sub(time) }),
+        None => serde_json::json!({ "seq": null }),
+    }
 }
 
 /// Prometheus text exposition: hosts by state, packs by health, repair, bytes stored.
@@ -50,6 +63,15 @@ pub(crate) async fn metrics(State(sh): State<Arc<Shared>>) -> Result<String, Api
     let passed: u64 = hosts.iter().map(|x| x.audits_passed).sum();
     let failed: u64 = hosts.iter().map(|x| x.audits_failed).sum();
     let (shards_repaired, bytes_repaired) = db(&sh, |s| s.repair_totals()).await?;
+    // The age of the newest catalog backup; -1 before the first (none at all on PostgreSQL).
+    let backup_age = match (&sh.backups, crate::catalog_backup::last(&sh).await) {
+        (None, _) => String::new(),
+        (Some(_), last) => format!(
+            "# HELP scatter_catalog_backup_age_seconds Age of the newest catalog backup on hosts (-1: none yet).\n\
+             # TYPE scatter_catalog_backup_age_seconds gauge\nscatter_catalog_backup_age_seconds {}\n",
+            last.map(|(_, t)| now().saturating_sub(t) as i64).unwrap_or(-1)
+        ),
+    };
     Ok(format!(
         "# HELP scatter_hosts Hosts by state.\n# TYPE scatter_hosts gauge\n\
          {states}\
@@ -64,7 +86,7 @@ pub(crate) async fn metrics(State(sh): State<Arc<Shared>>) -> Result<String, Api
          # HELP scatter_stored_bytes Shard bytes the catalog places on hosts.\n# TYPE scatter_stored_bytes gauge\n\
          scatter_stored_bytes {stored}\n\
          # HELP scatter_audits_total Audits by result.\n# TYPE scatter_audits_total counter\n\
-         scatter_audits_total{{result=\"passed\"}} {passed}\nscatter_audits_total{{result=\"failed\"}} {failed}\n{}",
+         scatter_audits_total{{result=\"passed\"}} {passed}\nscatter_audits_total{{result=\"failed\"}} {failed}\n{backup_age}{}",
         h.packs_full,
         h.packs_degraded,
         h.packs_lost,

@@ -31,12 +31,19 @@ const RESPREAD_EVERY: u32 = 20;
 
 pub(crate) async fn run(shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<bool>) {
     let every = shared.checker_interval;
-    crate::jobs::run(shared, "checker", every, stop, |shared, fence| async move {
-        if let Err(e) = crate::audit::pass(&shared, &fence).await {
-            tracing::warn!(error = %e, "audit pass failed; will retry");
-        }
-        if let Err(e) = pass(&shared, &fence).await {
-            tracing::warn!(error = %e, "repair pass failed; will retry");
+    let offline = Arc::new(crate::presence::Offline::default());
+    crate::jobs::run(shared, "checker", every, stop, move |shared, fence| {
+        let offline = offline.clone();
+        async move {
+            if let Err(e) = offline.pass(&shared).await {
+                tracing::warn!(error = %e, "could not look for hosts gone offline; will retry");
+            }
+            if let Err(e) = crate::audit::pass(&shared, &fence).await {
+                tracing::warn!(error = %e, "audit pass failed; will retry");
+            }
+            if let Err(e) = pass(&shared, &fence).await {
+                tracing::warn!(error = %e, "repair pass failed; will retry");
+            }
         }
     })
     .await

@@ -1,6 +1,7 @@
 //! The host's shard API: `PUT`, `GET` (with `Range`) and `DELETE /shards/{id}`, and
 //! `GET /shards/{id}/proof?start=&len=` (a storage proof for audits), each allowed only by a
-//! grant in the `scatter-grant` header.
+//! grant in the `scatter-grant` header; and the catalog backup routes under `/catalog` (see
+//! [`crate::catalog`]), allowed by the grid's signature (store) or the recovery key's (read).
 
 use std::sync::Arc;
 
@@ -40,6 +41,9 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/health", get(|| async { "ok" }))
         .route("/shards/{id}", get(read).put(store).delete(delete))
         .route("/shards/{id}/proof", get(proof))
+        .route("/catalog", get(crate::catalog::list))
+        .route("/catalog/id", get(crate::catalog::id))
+        .route("/catalog/{seq}/{index}", get(crate::catalog::fetch).put(crate::catalog::put))
         .route("/metrics", get(metrics))
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(shared.clone(), timed))
@@ -68,7 +72,7 @@ async fn metrics(State(sh): State<Arc<Shared>>) -> String {
         "# HELP scatter_host_used_bytes Shard bytes held.\n# TYPE scatter_host_used_bytes gauge\nscatter_host_used_bytes {}\n\
          # HELP scatter_host_capacity_bytes Bytes offered.\n# TYPE scatter_host_capacity_bytes gauge\nscatter_host_capacity_bytes {}\n\
          # HELP scatter_host_shards Shards held.\n# TYPE scatter_host_shards gauge\nscatter_host_shards {shards}\n{}",
-        sh.store.used(),
+        sh.used(),
         sh.store.capacity(),
         sh.request_times.render()
     )

@@ -1,6 +1,6 @@
 //! Scatter's storage host: keeps shards as files on its own disk, serves store, ranged read
-//! and delete to holders of a coordinator-signed grant, enforces its offered capacity, and
-//! heartbeats to the coordinator. [`run`] joins the grid on first start and serves until
+//! and delete to holders of a coordinator-signed grant, enforces its offered capacity, keeps
+//! the coordinator's catalog backups ([`catalog`]), and heartbeats to the coordinator. [`run`] joins the grid on first start and serves until
 //! shutdown.
 //!
 //! A host may be given the URLs of several coordinators sharing the catalog: every call goes
@@ -13,6 +13,7 @@
 //! always could.
 
 mod api;
+pub mod catalog;
 pub mod store;
 
 use std::path::{Path, PathBuf};
@@ -23,8 +24,8 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use scatter_core::{ByteSize, HostId, ShardId};
 use scatter_net::failover::{Failover, Failure, Repeat};
 use scatter_proto::api::{
-    ErrorBody, HeartbeatRequest, HostCertRequest, HostCertResponse, HostTerms, InventoryRequest, InventoryResponse,
-    JoinRequest, JoinResponse, ReceiptsRequest,
+    ErrorBody, HeartbeatRequest, HeartbeatResponse, HostCertRequest, HostCertResponse, HostTerms, InventoryRequest,
+    InventoryResponse, JoinRequest, JoinResponse, ReceiptsRequest,
 };
 use scatter_proto::receipt::{Receipt, SignedReceipt, NO_GRANT};
 use serde::{Deserialize, Serialize};
@@ -123,6 +124,21 @@ pub(crate) struct Shared {
     pub until: Option<u64>,
     /// Shard bytes served to readers since the last heartbeat that reached the coordinator.
     pub served: std::sync::atomic::AtomicU64,
+    /// Catalog backup shards, apart from data shards.
+    pub catalog: Arc<catalog::CatalogStore>,
+    /// Catalog backup uploads at once (each is held in memory to be checked).
+    pub catalog_uploads: tokio::sync::Semaphore,
+    /// The grid's recovery access key, once learned from the coordinator.
+    pub recovery_access: std::sync::Mutex<Option<VerifyingKey>>,
+    /// The grid: its CA fingerprint, zeros on an `--insecure` grid (catalog backups name it).
+    pub grid: [u8; 32],
+}
+
+impl Shared {
+    /// Bytes held: data shards and catalog backup shards.
+    pub fn used(&self) -> u64 {
+        self.store.used() + self.catalog.used()
+    }
 }
 
 /// A shard transfer under way: holds one of the [`api::CONCURRENT_TRANSFERS`] slots, and
@@ -386,6 +402,7 @@ const QUIET: Duration = Duration::from_secs(2);
 /// [`inventories`]): a scrub reads hundreds of MiB, and on a busy disk that took long enough
 /// to make the host miss heartbeats and be taken for suspect.
 async fn heartbeats(config: Config, shared: Arc<Shared>, secret: String, address: String, coordinators: Arc<Failover>) {
+    let mut outage = Outage::default();
     loop {
         let store = shared.store.clone();
         let free = tokio::task::spawn_blocking(move || store.disk_free()).await.unwrap_or(0);
@@ -399,7 +416,7 @@ async fn heartbeats(config: Config, shared: Arc<Shared>, secret: String, address
             host_secret: secret.clone(),
             address: address.clone(),
             capacity: config.capacity,
-            used: ByteSize(shared.store.used()),
+            used: ByteSize(shared.used()),
             free: ByteSize(free),
             receipt_key: Some(hex::encode(shared.receipt_key.verifying_key().to_bytes())),
             terms: config.terms.clone(),
@@ -407,22 +424,72 @@ async fn heartbeats(config: Config, shared: Arc<Shared>, secret: String, address
         };
         let beat = coordinators
             .send(Repeat::Safe, |http, base| http.post(format!("{base}/v1/hosts/heartbeat")).json(&req).build());
-        let sent = match beat.await {
-            Ok(r) if r.response.status().is_success() => true,
-            Ok(r) => {
-                tracing::warn!(status = %r.response.status(), coordinator = %r.url, "the coordinator refused a heartbeat");
-                false
+        let failure = match beat.await {
+            Ok(r) if r.response.status().is_success() => {
+                let answer: HeartbeatResponse = r.response.json().await.unwrap_or_default();
+                if let Some(key) = answer.recovery_access_key {
+                    catalog::learn_access_key(&shared, &config.data_dir, &key);
+                }
+                None
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "heartbeat failed; the coordinator is unreachable");
-                false
-            }
+            Ok(r) => Some(format!("the coordinator at {} refused a heartbeat ({})", r.url, r.response.status())),
+            Err(e) => Some(format!("heartbeat failed; the coordinator is unreachable ({e})")),
         };
-        if !sent {
+        let now = std::time::Instant::now();
+        match &failure {
+            None => {
+                if let Some(lasted) = outage.ended(now) {
+                    tracing::info!(after_secs = lasted.as_secs(), "heartbeats reach the coordinator again");
+                }
+            }
+            Some(why) => {
+                if let Some(lasted) = outage.failed(now) {
+                    match lasted.as_secs() {
+                        0 => tracing::warn!("{why}"),
+                        secs => tracing::warn!(for_secs = secs, "{why}; still failing"),
+                    }
+                }
+            }
+        }
+        if failure.is_some() {
             // Counted again with the next heartbeat (whose gap then covers it).
             shared.served.fetch_add(served, std::sync::atomic::Ordering::Relaxed);
         }
         tokio::time::sleep(config.heartbeat).await;
+    }
+}
+
+/// How often a host whose heartbeats fail says so again after the first time.
+const OUTAGE_REPEAT: Duration = Duration::from_secs(60);
+
+/// Failing heartbeats, so that an outage is logged when it starts, then at most every
+/// [`OUTAGE_REPEAT`] (not at every heartbeat), and its end once.
+#[derive(Default)]
+struct Outage {
+    /// When the first failed heartbeat of the outage was.
+    since: Option<std::time::Instant>,
+    /// When it was last logged.
+    said: Option<std::time::Instant>,
+}
+
+impl Outage {
+    /// A heartbeat failed at `now`: how long the outage lasts so far when it is time to say
+    /// so, else `None`.
+    fn failed(&mut self, now: std::time::Instant) -> Option<Duration> {
+        let since = *self.since.get_or_insert(now);
+        match self.said {
+            Some(t) if now.duration_since(t) < OUTAGE_REPEAT => None,
+            _ => {
+                self.said = Some(now);
+                Some(now.duration_since(since))
+            }
+        }
+    }
+
+    /// A heartbeat got through at `now`: how long the outage lasted, if there was one.
+    fn ended(&mut self, now: std::time::Instant) -> Option<Duration> {
+        self.said = None;
+        self.since.take().map(|since| now.duration_since(since))
     }
 }
 
@@ -599,6 +666,7 @@ pub async fn run(
     let coordinator_key = VerifyingKey::from_bytes(&key).map_err(|_| HostError::Damaged(id_path))?;
     let shard_dir = config.data_dir.clone();
     let store = DiskStore::open(&shard_dir, config.capacity.0).map_err(io_err(&shard_dir))?;
+    let backups = catalog::CatalogStore::open(&shard_dir).map_err(io_err(&shard_dir))?;
     let shared = Arc::new(Shared {
         id: identity.host_id,
         coordinator_key,
@@ -613,8 +681,12 @@ pub async fn run(
         last_transfer_ms: Default::default(),
         until: config.terms.until,
         served: Default::default(),
+        catalog: Arc::new(backups),
+        catalog_uploads: tokio::sync::Semaphore::new(1),
+        recovery_access: std::sync::Mutex::new(catalog::read_access_key(&config.data_dir)),
+        grid: fingerprint.map(|f| f.0).unwrap_or([0; 32]),
     });
-    tracing::info!(host = %shared.id, %address, used = shared.store.used(), "host serving");
+    tracing::info!(host = %shared.id, %address, used = shared.used(), "host serving");
     write_private(&config.data_dir.join("url"), format!("{address}\n").as_bytes())?;
     let inventory =
         tokio::spawn(inventories(shared.clone(), config.heartbeat, identity.host_secret.clone(), coordinators.clone()));
@@ -623,4 +695,26 @@ pub async fn run(
     beat.abort();
     inventory.abort();
     served.map_err(HostError::Serve)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outage_is_said_when_it_starts_then_once_a_minute_and_its_end_once() {
+        let t0 = std::time::Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        let mut o = Outage::default();
+        assert_eq!(o.ended(at(0)), None, "no outage, nothing to say");
+        assert_eq!(o.failed(at(0)), Some(Duration::ZERO));
+        for s in [2, 4, 58] {
+            assert_eq!(o.failed(at(s)), None, "at {s} s");
+        }
+        assert_eq!(o.failed(at(61)), Some(Duration::from_secs(61)));
+        assert_eq!(o.failed(at(63)), None);
+        assert_eq!(o.ended(at(65)), Some(Duration::from_secs(65)));
+        assert_eq!(o.ended(at(67)), None, "said once");
+        assert_eq!(o.failed(at(70)), Some(Duration::ZERO), "a new outage is said at once");
+    }
 }

@@ -361,6 +361,8 @@ mod tests {
         let mixed: CoordinatorUrls = "https://a:7000,http://b:7000".parse().expect("parses");
         assert!(matches!(mixed.check_mode(fp, false), Err(ModeError::Mismatch(u)) if u == "http://b:7000"));
         assert!(mixed.check_mode(None, true).is_err());
+        // --insecure on a TLS grid is refused, not warned about and then ignored.
+        assert!(matches!(both.check_mode(fp, true), Err(ModeError::NeedlessInsecure(u)) if u == "https://a:7000"));
     }
 
     #[test]

@@ -36,6 +36,10 @@ pub enum ModeError {
     /// A plain-HTTP URL with a TLS grid's token.
     #[error("{0} is plain HTTP, but the token is for a grid with TLS; use https://")]
     Mismatch(String),
+    /// `--insecure` with a TLS grid's URL and token: refused rather than warned about and
+    /// then ignored (TLS is used whatever the flag says).
+    #[error("{0} uses TLS and the token carries the grid's CA fingerprint to check it by; leave out --insecure, which is only for a grid run without TLS")]
+    NeedlessInsecure(String),
     /// Not a URL.
     #[error("`{0}` is not an http(s) URL (expected e.g. https://203.0.113.7:7000)")]
     NotUrl(String),
@@ -46,6 +50,7 @@ pub enum ModeError {
 pub fn check_mode(url: &str, ca: Option<Fingerprint>, insecure: bool) -> Result<Option<Fingerprint>, ModeError> {
     let scheme = reqwest::Url::parse(url).map(|u| u.scheme().to_owned()).map_err(|_| ModeError::NotUrl(url.into()))?;
     match (scheme.as_str(), ca) {
+        ("https", Some(_)) if insecure => Err(ModeError::NeedlessInsecure(url.into())),
         ("https", Some(fp)) => Ok(Some(fp)),
         ("https", None) => Err(ModeError::NoFingerprint(url.into())),
         ("http", Some(_)) => Err(ModeError::Mismatch(url.into())),

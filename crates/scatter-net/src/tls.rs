@@ -148,6 +148,10 @@ fn ca_params() -> CertificateParams {
     params
 }
 
+/// How a TLS connection refused for a certificate of another CA than the pinned one begins
+/// (what `scatter init` looks for to blame the token or the URL rather than the network).
+pub const NOT_GRID_CA: &str = "the server's certificate is not from this grid's CA";
+
 /// The grid's certificate authority, held by the coordinator.
 pub struct Authority {
     issuer: Issuer<'static, KeyPair>,
@@ -167,8 +171,18 @@ impl Authority {
             let cert = ca_params().self_signed(&key).map_err(setup)?;
             // The certificate first: a key without its certificate is regenerated next time,
             // a certificate without its key would be useless.
-            write_private(&cert_path, cert.pem().as_bytes()).map_err(io(&cert_path))?;
+            write_public(&cert_path, cert.pem().as_bytes()).map_err(io(&cert_path))?;
             write_private(&key_path, key.serialize_pem().as_bytes()).map_err(io(&key_path))?;
+        }
+        // The certificate is public, and a scraper running as its own user (Prometheus) must
+        // read it; grids made before were written 0600.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&cert_path).map_err(io(&cert_path))?.permissions().mode() & 0o777;
+            if mode != 0o644 {
+                std::fs::set_permissions(&cert_path, std::fs::Permissions::from_mode(0o644)).map_err(io(&cert_path))?;
+            }
         }
         let key_pem = std::fs::read_to_string(&key_path).map_err(io(&key_path))?;
         let key = KeyPair::from_pem(&key_pem).map_err(|_| TlsError::Damaged(key_path.clone()))?;
@@ -379,12 +393,10 @@ impl PinnedCa {
         if let Some(v) = self.inner.get() {
             return Ok(v.clone());
         }
-        let ca = presented.iter().find(|c| Fingerprint::of(c) == self.fingerprint).ok_or_else(|| {
-            rustls::Error::General(format!(
-                "the server's certificate is not from this grid's CA (fingerprint {})",
-                self.fingerprint
-            ))
-        })?;
+        let ca = presented
+            .iter()
+            .find(|c| Fingerprint::of(c) == self.fingerprint)
+            .ok_or_else(|| rustls::Error::General(format!("{NOT_GRID_CA} (fingerprint {})", self.fingerprint)))?;
         let mut roots = RootCertStore::empty();
         roots.add(ca.clone().into_owned()).map_err(|e| rustls::Error::General(format!("the grid CA: {e}")))?;
         let v = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
@@ -495,13 +507,29 @@ impl ServerCertVerifier for PinnedCa {
 
 /// Writes a file readable only by its owner, atomically (temp file, fsync, rename).
 pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    write_atomic(path, contents, 0o600)
+}
+
+/// Writes a file anyone may read (a certificate), atomically.
+pub fn write_public(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    write_atomic(path, contents, 0o644)
+}
+
+/// Writes `path` with `mode` (whatever the umask), atomically (temp file, fsync, rename).
+fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, mode & 0o600);
     let mut f = opts.open(&tmp)?;
+    #[cfg(unix)]
+    if mode != mode & 0o600 {
+        // Widened only once the file is ours (the umask would narrow a mode given to open).
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    }
     f.write_all(contents)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)
@@ -524,6 +552,21 @@ mod tests {
             out.extend(groups.iter().rev());
         }
         out
+    }
+
+    #[test]
+    fn the_ca_certificate_is_public_and_its_key_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mode =
+            |name: &str| std::fs::metadata(dir.path().join(name)).expect("metadata").permissions().mode() & 0o777;
+        Authority::load_or_create(dir.path()).expect("CA");
+        assert_eq!((mode("ca.crt"), mode("ca.key")), (0o644, 0o600));
+        // A certificate written 0600 by an older version is opened up on the next start.
+        let cert = dir.path().join("ca.crt");
+        std::fs::set_permissions(&cert, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        Authority::load_or_create(dir.path()).expect("CA again");
+        assert_eq!((mode("ca.crt"), mode("ca.key")), (0o644, 0o600));
     }
 
     #[test]

@@ -334,6 +334,35 @@ pub struct HeartbeatRequest {
     pub served: u64,
 }
 
+/// The coordinator's answer to a heartbeat.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    /// The public half (Ed25519, hex) of the grid's recovery access key: whoever proves they
+    /// hold it may list and read the catalog backups this host keeps. A host keeps the
+    /// first one it learns (see `scatter_host`); none from a coordinator without backups.
+    #[serde(default)]
+    pub recovery_access_key: Option<String>,
+}
+
+/// Answer of `POST /v1/admin/catalog-backup`: the backup just taken, or why none was.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CatalogBackupResponse {
+    /// Its sequence number.
+    pub seq: u64,
+    /// When it was taken (unix seconds).
+    pub time: u64,
+    /// Bytes encrypted (the catalog and keys).
+    pub size: u64,
+    /// Data shards.
+    pub k: u8,
+    /// Parity shards.
+    pub m: u8,
+    /// Hosts that stored a shard.
+    pub hosts: usize,
+    /// False when nothing changed since the last backup (that one still stands).
+    pub taken: bool,
+}
+
 /// How many refusals a heartbeat describes; the rest are only counted.
 pub const MAX_REFUSALS: usize = 16;
 
@@ -1286,6 +1315,10 @@ pub struct UserEntry {
     pub owner: Option<UserId>,
     /// Bytes its packs take on hosts.
     pub used: u64,
+    /// Removed with its data (`scatter admin user rm`): listed for the record, never enabled
+    /// again.
+    #[serde(default)]
+    pub removed: bool,
 }
 
 /// `POST /v1/admin/users/disable` and `/v1/admin/users/remove`.
@@ -1293,6 +1326,44 @@ pub struct UserEntry {
 pub struct UserRequest {
     /// The user.
     pub user: UserId,
+}
+
+/// The smallest quota: below it not even one pack fits (a bare number of bytes is a
+/// mistake, not a quota).
+pub const MIN_QUOTA: u64 = 1 << 20;
+
+/// `POST /v1/admin/users/quota`: a user's new quota.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QuotaRequest {
+    /// The user (not a reader or appender: their writes count against their owner's).
+    pub user: UserId,
+    /// Bytes on hosts (with redundancy), at least [`MIN_QUOTA`]; none for no limit.
+    pub quota: Option<u64>,
+}
+
+/// An unused invite, for `scatter admin invite ls`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InviteEntry {
+    /// The start of the hash of its token in hex: names it for `admin invite rm` without
+    /// telling the token.
+    pub id: String,
+    /// The name it gives the account.
+    pub name: String,
+    /// The role it gives.
+    pub role: Role,
+    /// The quota it gives, if any.
+    pub quota: Option<u64>,
+    /// For readers and appenders: whose data.
+    pub owner: Option<UserId>,
+    /// For a device invite: the user it adds a device to.
+    pub device_of: Option<UserId>,
+}
+
+/// `POST /v1/admin/invites/remove`: revokes an unused invite.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InviteIdRequest {
+    /// Its id (or a unique prefix of it, at least 6 hex digits).
+    pub id: String,
 }
 
 /// `POST /v1/admin/operators`: register an operator, a party that runs hosts. Its hosts

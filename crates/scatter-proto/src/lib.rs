@@ -5,6 +5,7 @@
 pub mod api;
 pub mod auth;
 mod bounded;
+pub mod catalog_backup;
 pub mod grant;
 pub mod metrics;
 pub mod receipt;

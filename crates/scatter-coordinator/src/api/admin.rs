@@ -39,15 +39,14 @@ pub(super) async fn invite(
             "only an appender writes snapshots to trust; leave out --trusted for other roles".into(),
         ));
     }
-    let trusted = req.trusted;
-    db(&sh, move |s| {
-        s.add_token(&hash, &name, role, req.quota, req.owner)?;
-        if trusted {
-            s.trust_token(&hash)?;
-        }
-        Ok(())
-    })
-    .await?;
+    check_quota(req.quota)?;
+    let (trusted, quota, owner) = (req.trusted, req.quota, req.owner);
+    if !db(&sh, move |s| s.add_invite(&hash, &name, role, quota, owner, trusted)).await? {
+        return Err(ApiError::Conflict(format!(
+            "the name `{}` is taken by a user or an unused invite; pick another (`scatter admin user ls`, `scatter admin invite ls`)",
+            req.name
+        )));
+    }
     let detail = format!(
         "{} as {}{}{}",
         req.name,
@@ -87,7 +86,7 @@ pub(super) async fn disable_user(
     headers: HeaderMap,
     Body(req): Body<UserRequest>,
 ) -> ApiResult<serde_json::Value> {
-    on_user(&sh, &headers, req.user, "user.disabled", move |s, u| s.set_disabled(u, true)).await
+    on_user(&sh, &headers, req.user, "user.disabled", String::new(), move |s, u| s.set_disabled(u, true)).await
 }
 
 pub(super) async fn remove_user(
@@ -95,25 +94,114 @@ pub(super) async fn remove_user(
     headers: HeaderMap,
     Body(req): Body<UserRequest>,
 ) -> ApiResult<serde_json::Value> {
-    on_user(&sh, &headers, req.user, "user.removed", move |s, u| s.remove_user(u, now())).await
+    on_user(&sh, &headers, req.user, "user.removed", String::new(), move |s, u| s.remove_user(u, now())).await
 }
 
-/// Applies `change` to another user (false from it: no such user) and records `action`.
+/// `POST /v1/admin/users/enable`: a disabled user's requests are accepted again (not a
+/// removed one's: its data and keys are gone).
+pub(super) async fn enable_user(
+    State(sh): S,
+    headers: HeaderMap,
+    Body(req): Body<UserRequest>,
+) -> ApiResult<serde_json::Value> {
+    on_user(&sh, &headers, req.user, "user.enabled", String::new(), move |s, u| s.set_disabled(u, false)).await
+}
+
+/// `POST /v1/admin/users/quota`: sets or clears a user's quota. Readers and appenders have
+/// none of their own: their writes count against their owner's.
+pub(super) async fn set_quota(
+    State(sh): S,
+    headers: HeaderMap,
+    Body(req): Body<QuotaRequest>,
+) -> ApiResult<serde_json::Value> {
+    caller(&sh, &headers, Right::Admin).await?;
+    check_quota(req.quota)?;
+    let user = req.user;
+    let owner = db(&sh, move |s| s.users()).await?.into_iter().find(|u| u.id == user).and_then(|u| u.owner);
+    if let Some(owner) = owner {
+        return Err(ApiError::BadRequest(format!(
+            "{user} works on {owner}'s data and counts against {owner}'s quota; set {owner}'s instead"
+        )));
+    }
+    let detail = match req.quota {
+        Some(q) => format!(" to {}", ByteSize(q)),
+        None => " cleared".into(),
+    };
+    on_user(&sh, &headers, user, "user.quota", detail, move |s, u| s.set_quota(u, req.quota)).await
+}
+
+/// Refuses a quota too small to be meant (a size given without its unit).
+fn check_quota(quota: Option<u64>) -> Result<(), ApiError> {
+    match quota {
+        Some(q) if q < MIN_QUOTA => Err(ApiError::BadRequest(format!(
+            "a quota of {} cannot hold even one pack; give at least {} (with its unit, e.g. 100GiB)",
+            ByteSize(q),
+            ByteSize(MIN_QUOTA)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// `GET /v1/admin/invites`: the invites not used yet.
+pub(super) async fn invites(State(sh): S, headers: HeaderMap) -> ApiResult<Vec<InviteEntry>> {
+    caller(&sh, &headers, Right::Admin).await?;
+    Ok(Json(db(&sh, |s| s.invites()).await?))
+}
+
+/// `POST /v1/admin/invites/remove`: revokes an unused invite, named by a unique prefix of
+/// its id.
+pub(super) async fn remove_invite(
+    State(sh): S,
+    headers: HeaderMap,
+    Body(req): Body<InviteIdRequest>,
+) -> ApiResult<serde_json::Value> {
+    let admin = caller(&sh, &headers, Right::Admin).await?;
+    let id = req.id.trim().to_owned();
+    if id.len() < 6 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::BadRequest(
+            "an invite's id is hex digits, at least 6 of them; `scatter admin invite ls` lists them".into(),
+        ));
+    }
+    let found = db(&sh, move |s| s.remove_invite(&id)).await?;
+    match found.as_slice() {
+        [] => Err(ApiError::NotFound(format!(
+            "no unused invite has id {}; `scatter admin invite ls` lists them",
+            req.id.trim()
+        ))),
+        [one] => {
+            event(&sh, admin.me.to_string(), "invite.revoked", format!("{} ({} {})", one.id, one.name, one.role)).await;
+            Ok(Json(serde_json::json!({ "id": one.id, "name": one.name })))
+        }
+        _ => Err(ApiError::BadRequest(format!(
+            "{} invites have ids starting {}; give more of the id",
+            found.len(),
+            req.id.trim()
+        ))),
+    }
+}
+
+/// Applies `change` to another user (false from it: no such user, or a removed one) and
+/// records `action` with `detail` after the user's id.
 async fn on_user(
     sh: &Arc<Shared>,
     headers: &HeaderMap,
     user: UserId,
     action: &'static str,
+    detail: String,
     change: impl FnOnce(&Store, UserId) -> Result<bool, StoreError> + Send + 'static,
 ) -> ApiResult<serde_json::Value> {
     let admin = caller(sh, headers, Right::Admin).await?;
     if user == admin.me {
-        return Err(ApiError::BadRequest("an admin cannot disable or remove itself; ask another admin".into()));
+        return Err(ApiError::BadRequest("an admin cannot change its own account; ask another admin".into()));
     }
     if !db(sh, move |s| change(s, user)).await? {
-        return Err(ApiError::NotFound(format!("there is no user {user}; `scatter admin user ls` lists them")));
+        return Err(ApiError::NotFound(format!(
+            "there is no user {user}, or it was removed with its data; `scatter admin user ls` lists them"
+        )));
     }
-    event(sh, admin.me.to_string(), action, user.to_string()).await;
+    event(sh, admin.me.to_string(), action, format!("{user}{detail}")).await;
+    // Security-relevant: a restored catalog must not undo it.
+    sh.backup_soon();
     Ok(Json(serde_json::json!({})))
 }
 
@@ -124,6 +212,8 @@ async fn set_host(sh: &Arc<Shared>, headers: &HeaderMap, host: HostId, state: St
         return Err(ApiError::NotFound(format!("there is no host {host}; `scatter status` lists them")));
     }
     event(sh, admin.me.to_string(), "host.state", format!("{host} {state}")).await;
+    // Security-relevant: a restored catalog must not bring a removed host back.
+    sh.backup_soon();
     Ok(())
 }
 
@@ -235,6 +325,49 @@ pub(super) async fn disable_host(
     Ok(Json(serde_json::json!({})))
 }
 
+/// `POST /v1/admin/hosts/enable`: a draining or disabled host is active again. A draining
+/// host was trusted all along: it keeps the shards not moved yet. A disabled host was not
+/// (it may have been compromised): it comes back only once repair has moved every shard the
+/// catalog had on it, so nothing it held counts again unchecked; it starts empty, and what
+/// is left on its disk is deleted as orphans.
+pub(super) async fn enable_host(
+    State(sh): S,
+    headers: HeaderMap,
+    Body(req): Body<HostRequest>,
+) -> ApiResult<serde_json::Value> {
+    let admin = caller(&sh, &headers, Right::Admin).await?;
+    let host = req.host;
+    let Some(row) = db(&sh, |s| s.hosts()).await?.into_iter().find(|h| h.id == host) else {
+        return Err(ApiError::NotFound(format!("there is no host {host}; `scatter status` lists them")));
+    };
+    match row.state {
+        Standing::Draining => {}
+        Standing::Disabled if row.shards == 0 => {}
+        Standing::Disabled => {
+            return Err(ApiError::Conflict(format!(
+                "host {host} was disabled and the catalog still has {} shard(s) on it that repair has not moved yet; \
+                 its shards are not trusted again, so enable it once `scatter admin host ls` shows none",
+                row.shards
+            )))
+        }
+        Standing::Active => return Err(ApiError::Conflict(format!("host {host} is already active"))),
+        other => {
+            return Err(ApiError::Conflict(format!(
+                "host {host} is {other}, for good; it can join again as a new host with a fresh data directory"
+            )))
+        }
+    }
+    let from = row.state;
+    let changed = db(&sh, move |s| s.change_host_state(host, &[from], Standing::Active, None, now())).await?;
+    if !changed {
+        return Err(ApiError::Conflict(format!(
+            "host {host} changed state meanwhile; look again with `scatter admin host ls`"
+        )));
+    }
+    event(&sh, admin.me.to_string(), "host.state", format!("{host} {} (was {from})", Standing::Active)).await;
+    Ok(Json(serde_json::json!({ "was": from.as_str() })))
+}
+
 /// Registers an operator and answers with the join token for its hosts. The token is made
 /// and kept like an invite: random, shown once, stored only as its hash.
 pub(super) async fn add_operator(
@@ -299,4 +432,19 @@ pub(super) async fn events(
     caller(&sh, &headers, Right::Admin).await?;
     let limit = q.limit.min(10_000);
     Ok(Json(db(&sh, move |s| s.events(limit)).await?))
+}
+
+/// Takes a catalog backup now (even when nothing changed since the last one).
+pub(super) async fn catalog_backup(State(sh): S, headers: HeaderMap) -> ApiResult<CatalogBackupResponse> {
+    let admin = caller(&sh, &headers, Right::Admin).await?;
+    let taken = crate::catalog_backup::take(&sh, true).await.map_err(|e| match e {
+        crate::catalog_backup::BackupFailed::NotSqlite => ApiError::BadRequest(e.to_string()),
+        crate::catalog_backup::BackupFailed::NoHosts | crate::catalog_backup::BackupFailed::TooFewStored { .. } => {
+            ApiError::TooFewHosts(e.to_string())
+        }
+        _ => ApiError::Internal(e.to_string()),
+    })?;
+    event(&sh, admin.me.to_string(), "catalog.backup", format!("sequence {} on {} hosts", taken.seq, taken.hosts))
+        .await;
+    Ok(Json(taken))
 }

@@ -135,6 +135,11 @@ pub(super) async fn prune(State(sh): S, headers: HeaderMap, Body(req): Body<Prun
     let until = now() + RELOCATION_TTL.as_secs();
     let (swept, candidates) = db(&sh, move |s| s.prune(u.id, req.max_unused_percent, now(), until)).await?;
     tracing::info!(user = %u.id, chunks = swept.chunks_removed, packs = swept.packs_released, "prune swept");
+    if swept.packs_released > 0 {
+        // Released packs' shards are deleted within seconds: a catalog restored from an
+        // older backup would list data that is gone.
+        sh.backup_soon();
+    }
     Ok(Json(PruneResponse {
         chunks_removed: swept.chunks_removed,
         bytes_removed: swept.bytes_removed,

@@ -70,6 +70,8 @@ pub(super) async fn recover(State(sh): S, Body(req): Body<RecoverRequest>) -> Ap
         return Err(refused("this recovery code is unknown, used or voided"));
     };
     event(&sh, user.me.to_string(), "recovery.used", format!("device {} ({:.64})", user.device, req.device_name)).await;
+    // A restored catalog must not make the spent code work again.
+    sh.backup_soon();
     Ok(Json(RecoverResponse { user_id: user.me, device_id: user.device, role: user.role, escrow: B64.encode(escrow) }))
 }
 
@@ -120,6 +122,8 @@ pub(super) async fn revoke(
         )));
     }
     event(&sh, u.me.to_string(), "device.revoked", device.to_string()).await;
+    // A restored catalog must not bring the device back.
+    sh.backup_soon();
     Ok(Json(serde_json::json!({})))
 }
 
@@ -201,6 +205,8 @@ pub(super) async fn set_code(
     let me = u.me;
     refused_unless_owner(&sh, &u, db(&sh, move |s| s.set_recovery(me, &key, &code, &escrow, now())).await).await?;
     event(&sh, u.me.to_string(), "recovery.replaced", format!("by device {}", u.device)).await;
+    // A restored catalog must not bring the voided code back.
+    sh.backup_soon();
     Ok(Json(serde_json::json!({})))
 }
 

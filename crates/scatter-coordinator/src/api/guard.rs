@@ -70,7 +70,7 @@ pub(crate) const REPLAY_CAPACITY: usize = 1 << 18;
 /// The largest body a route takes, and whether it needs a user's credential.
 pub(crate) fn route(path: &str) -> (usize, bool) {
     match path {
-        "/health" | "/metrics" => (0, false),
+        "/health" | "/ready" | "/metrics" => (0, false),
         "/v1/hosts/join" | "/v1/hosts/cert" | "/v1/users/register" | "/v1/users/recover" => (SMALL, false),
         // A receipts backfill: MAX_RECEIPTS of about 210 bytes.
         "/v1/hosts/heartbeat" | "/v1/hosts/receipts" => (MEDIUM, false),

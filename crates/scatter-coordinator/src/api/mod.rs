@@ -37,12 +37,22 @@ const GRANT_TTL: Duration = Duration::from_secs(3600);
 /// Largest request body (an object commit lists every chunk of a file); each route has its
 /// own, smaller or equal, limit in [`guard::route`].
 const MAX_BODY: usize = guard::LARGE;
+/// `GET /ready`: 200 once the catalog answers, 503 while it does not (a PostgreSQL catalog
+/// down or unreachable), for load balancers; `/health` says only that the process serves.
+async fn ready(State(sh): S) -> (axum::http::StatusCode, &'static str) {
+    match sh.catalog(|s| s.user_exists(UserId(1))).await {
+        Ok(_) => (axum::http::StatusCode::OK, "ready"),
+        Err(_) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "the catalog does not answer"),
+    }
+}
+
 /// Largest number of ids in one lookup or locate.
 const MAX_IDS: usize = 100_000;
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
+        .route("/ready", get(ready))
         .route("/v1/hosts/join", post(join))
         .route("/v1/hosts/cert", post(host_cert))
         .route("/v1/hosts/heartbeat", post(heartbeat))
@@ -78,9 +88,15 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/delegates/trust", post(backup::trust))
         .route("/v1/prune", post(backup::prune))
         .route("/v1/admin/health", get(crate::metrics::health))
+        .route("/v1/admin/catalog-backup", post(admin::catalog_backup))
         .route("/v1/admin/capacity", get(place::capacity))
         .route("/v1/admin/hosts/drain", post(admin::drain))
         .route("/v1/admin/hosts/disable", post(admin::disable_host))
+        .route("/v1/admin/hosts/enable", post(admin::enable_host))
+        .route("/v1/admin/invites", get(admin::invites))
+        .route("/v1/admin/invites/remove", post(admin::remove_invite))
+        .route("/v1/admin/users/enable", post(admin::enable_user))
+        .route("/v1/admin/users/quota", post(admin::set_quota))
         .route("/v1/admin/users", get(admin::users).post(admin::invite))
         .route("/v1/admin/users/disable", post(admin::disable_user))
         .route("/v1/admin/users/device", post(admin::device_invite))
@@ -362,8 +378,10 @@ async fn inventory(State(sh): S, Body(req): Body<InventoryRequest>) -> ApiResult
     check_host(&sh, req.host_id, &req.host_secret).await?;
     // A pack committed moments ago may have been listed before its upload finished: only
     // packs older than a settling time (a sixth of the orphan grace, at least 10 s) count.
-    let grace = sh.orphan_grace.as_secs();
-    let settled = now().saturating_sub((grace / 6).max(10));
+    // After a recovery, shards the restored catalog does not know are kept for a while:
+    // their owners' next backups record them again (see `RECOVERY_HOLD`).
+    let settled = now().saturating_sub((sh.orphan_grace.as_secs() / 6).max(10));
+    let grace = if sh.holding_orphans(now()) { u64::MAX } else { sh.orphan_grace.as_secs() };
     let host = req.host_id;
     let done = db(&sh, move |s| match req.since {
         Some(since) => s.reconcile_changes(host, since, &req.shards, &req.removed, settled, grace, now()),
@@ -411,7 +429,7 @@ async fn backfill_receipts(State(sh): S, Body(req): Body<ReceiptsRequest>) -> Ap
     Ok(Json(serde_json::json!({ "recorded": recorded })))
 }
 
-async fn heartbeat(State(sh): S, Body(req): Body<HeartbeatRequest>) -> ApiResult<serde_json::Value> {
+async fn heartbeat(State(sh): S, Body(req): Body<HeartbeatRequest>) -> ApiResult<HeartbeatResponse> {
     check_address(&req.address)?;
     check_host(&sh, req.host_id, &req.host_secret).await?;
     if req.refused_grants > 0 {
@@ -429,8 +447,8 @@ async fn heartbeat(State(sh): S, Body(req): Body<HeartbeatRequest>) -> ApiResult
     }
     // The terms are the host's latest word (see the store's `hosts` module: states decided
     // from earlier terms stand); what it served is a claim, capped by the gap.
-    let grace = sh.offline_after.as_secs();
-    db(&sh, move |s| {
+    let (grace, host) = (sh.offline_after.as_secs(), req.host_id);
+    let gap = db(&sh, move |s| {
         let terms = terms_of(&req.terms);
         let beat = crate::store::Beat {
             address: &req.address,
@@ -443,7 +461,13 @@ async fn heartbeat(State(sh): S, Body(req): Body<HeartbeatRequest>) -> ApiResult
         s.heartbeat(req.host_id, &beat, grace, now())
     })
     .await?;
-    Ok(Json(serde_json::json!({})))
+    if gap > grace {
+        // It was offline (see `presence`, which says when a host goes).
+        event(&sh, host.to_string(), "host.online", format!("heard from again after {gap} s of silence")).await;
+    }
+    // Hosts serve catalog backups to whoever proves they hold the recovery key.
+    let recovery_access_key = sh.backups.as_ref().map(|b| hex::encode(b.public.access.as_bytes()));
+    Ok(Json(HeartbeatResponse { recovery_access_key }))
 }
 
 async fn register(State(sh): S, Body(req): Body<RegisterRequest>) -> ApiResult<RegisterResponse> {
@@ -715,6 +739,10 @@ async fn remove_object(State(sh): S, headers: HeaderMap, Query(q): Query<NameQue
     let (versions, packs_released) = db(&sh, move |s| s.remove_object(u.id, &q.name, now())).await?;
     if versions == 0 {
         return Err(ApiError::NotFound("no object has this name; `scatter ls` lists what is stored".into()));
+    }
+    if packs_released > 0 {
+        // As after a prune: the released shards go within seconds.
+        sh.backup_soon();
     }
     Ok(Json(RemoveResponse { versions, packs_released }))
 }

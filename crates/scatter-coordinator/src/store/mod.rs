@@ -1017,6 +1017,32 @@ impl Store {
         })
     }
 
+    /// A value of the meta table (such as `catalog_backup.seq` or `recovered_at`).
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.read(|c| Ok(c.query_opt("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get::<String>(0))?))
+    }
+
+    /// Sets values of the meta table, in one transaction.
+    pub fn set_meta(&self, pairs: &[(&str, String)]) -> Result<(), StoreError> {
+        self.write(|c| {
+            for (key, value) in pairs {
+                c.execute(
+                    "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    params![key.to_string(), value],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Writes a consistent copy of a SQLite catalog to `path` (a new file) while the
+    /// catalog keeps serving (`VACUUM INTO`, on a connection of its own: it reads one
+    /// snapshot beside the writer and never blocks it). False for PostgreSQL, which is
+    /// backed up by its own means.
+    pub fn snapshot_into(&self, path: &Path) -> Result<bool, StoreError> {
+        Ok(self.db.vacuum_into(path)?)
+    }
+
     /// Runs `f` in one write transaction (retried from the start when PostgreSQL aborts it
     /// for a conflict with another), committing what it returns `Ok` for.
     fn write<T>(&self, f: impl FnMut(&Sql<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {

@@ -684,6 +684,18 @@ impl Backend {
         }
     }
 
+    /// Copies a SQLite catalog to `path` with `VACUUM INTO`; false for PostgreSQL.
+    pub(super) fn vacuum_into(&self, path: &std::path::Path) -> Result<bool, SqlError> {
+        match self {
+            Backend::Lite(l) => {
+                let conn = open_lite(&l.path)?;
+                conn.execute("VACUUM INTO ?1", rusqlite::params![path.to_string_lossy()])?;
+                Ok(true)
+            }
+            Backend::Pg(_) => Ok(false),
+        }
+    }
+
     /// Runs `f` on a consistent snapshot, without writing.
     pub(super) fn read<T, E: From<SqlError> + Retry>(
         &self,

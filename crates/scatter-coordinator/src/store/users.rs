@@ -6,7 +6,7 @@
 //! (see [`super::devices`]), which signs its requests.
 
 use scatter_core::{DeviceId, UserId};
-use scatter_proto::api::{Role, UserEntry};
+use scatter_proto::api::{InviteEntry, Role, UserEntry};
 
 use super::{Store, StoreError, UserRow};
 
@@ -17,6 +17,14 @@ pub(super) fn role(name: String) -> Result<Role, super::sql::SqlError> {
 
 /// role, name, quota, owner, trusted of an unused invite.
 type InviteColumns = (String, String, Option<i64>, Option<i64>, bool);
+
+/// `users.disabled` of a removed user (0 is active, 1 disabled): its data and keys are gone,
+/// it is refused like a disabled one and never enabled again. A value, not a new column, so
+/// every check of `disabled` (non-zero: refused) holds for removed users unchanged.
+const REMOVED: i64 = 2;
+
+/// Hex digits of an invite's id: the start of its token's hash.
+const INVITE_ID_LEN: usize = 12;
 
 impl Store {
     /// Records a one-time invite (by its hash).
@@ -35,6 +43,90 @@ impl Store {
         )?)
         })?;
         Ok(())
+    }
+
+    /// Records an invite (by its hash) unless its name is taken, by a user not removed or an
+    /// unused invite, checked and recorded at once; false when taken. `trusted` marks an
+    /// appender trusted by its owner from the start.
+    pub fn add_invite(
+        &self,
+        hash: &[u8; 32],
+        name: &str,
+        role: Role,
+        quota: Option<u64>,
+        owner: Option<UserId>,
+        trusted: bool,
+    ) -> Result<bool, StoreError> {
+        self.write(|c| {
+            let taken = c.exists(
+                "SELECT 1 FROM users WHERE name = ?1 AND disabled != ?2
+                 UNION ALL SELECT 1 FROM tokens WHERE name = ?1 AND used = 0 AND device_of IS NULL",
+                params![name, REMOVED],
+            )?;
+            if taken {
+                return Ok(false);
+            }
+            c.execute(
+                "INSERT INTO tokens (hash, role, name, quota, owner, trusted) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![&hash[..], role.as_str(), name, quota.map(|q| q as i64), owner.map(|o| o.0 as i64), trusted],
+            )?;
+            Ok(true)
+        })
+    }
+
+    /// Unused invites (device invites too), in no particular order.
+    pub fn invites(&self) -> Result<Vec<InviteEntry>, StoreError> {
+        self.read(|c| {
+            Ok(c.query_map(
+                "SELECT hash, role, name, quota, owner, device_of FROM tokens WHERE used = 0",
+                params![],
+                |r| {
+                    let hash: Vec<u8> = r.get(0)?;
+                    Ok(InviteEntry {
+                        id: hex::encode(&hash).chars().take(INVITE_ID_LEN).collect(),
+                        role: role(r.get(1)?)?,
+                        name: r.get(2)?,
+                        quota: r.get::<Option<i64>>(3)?.map(|q| q as u64),
+                        owner: r.get::<Option<i64>>(4)?.map(|o| UserId(o as u64)),
+                        device_of: r.get::<Option<i64>>(5)?.map(|o| UserId(o as u64)),
+                    })
+                },
+            )?)
+        })
+    }
+
+    /// Deletes the unused invite whose id starts with `prefix` when exactly one does; returns
+    /// the invites it matched (none deleted unless one).
+    pub fn remove_invite(&self, prefix: &str) -> Result<Vec<InviteEntry>, StoreError> {
+        let prefix = prefix.to_ascii_lowercase();
+        self.write(|c| {
+            let hashes: Vec<(Vec<u8>, String, String)> =
+                c.query_map("SELECT hash, role, name FROM tokens WHERE used = 0", params![], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?;
+            let mut found = Vec::new();
+            for (hash, role_name, name) in hashes.into_iter().filter(|(h, _, _)| hex::encode(h).starts_with(&prefix)) {
+                let id = hex::encode(&hash).chars().take(INVITE_ID_LEN).collect();
+                found.push((
+                    hash,
+                    InviteEntry { id, name, role: role(role_name)?, quota: None, owner: None, device_of: None },
+                ));
+            }
+            if let [(hash, _)] = found.as_slice() {
+                c.execute("DELETE FROM tokens WHERE hash = ?1 AND used = 0", params![&hash[..]])?;
+            }
+            Ok(found.into_iter().map(|(_, e)| e).collect())
+        })
+    }
+
+    /// Sets (or clears) the quota of a user that is not removed; false if there is none.
+    pub fn set_quota(&self, id: UserId, quota: Option<u64>) -> Result<bool, StoreError> {
+        Ok(self.write(|c| {
+            Ok(c.execute(
+                "UPDATE users SET quota = ?2 WHERE id = ?1 AND disabled != ?3",
+                params![id.0 as i64, quota.map(|q| q as i64), REMOVED],
+            )?)
+        })? > 0)
     }
 
     /// Marks an invite's delegate as trusted by its owner from the start (see
@@ -114,6 +206,7 @@ impl Store {
                         quota: r.get::<Option<i64>>(4)?.map(|q| q as u64),
                         owner: r.get::<Option<i64>>(5)?.map(|o| UserId(o as u64)),
                         used: r.get::<i64>(6)? as u64,
+                        removed: r.get::<i64>(3)? == REMOVED,
                     })
                 },
             )?;
@@ -139,21 +232,24 @@ impl Store {
         Ok(used.max(0) as u64)
     }
 
-    /// Disables (or enables) a user; false if there is no such user.
+    /// Disables (or enables) a user that is not removed; false if there is none.
     pub fn set_disabled(&self, id: UserId, disabled: bool) -> Result<bool, StoreError> {
         Ok(self.write(|c| {
-            Ok(c.execute("UPDATE users SET disabled = ?2 WHERE id = ?1", params![id.0 as i64, disabled])?)
+            Ok(c.execute(
+                "UPDATE users SET disabled = ?2 WHERE id = ?1 AND disabled != ?3",
+                params![id.0 as i64, disabled as i64, REMOVED],
+            )?)
         })? > 0)
     }
 
-    /// Removes a user's access and data: it is disabled (with its delegates), its recovery code
+    /// Removes a user's access and data: it is marked removed (with its delegates), its recovery code
     /// and unused invites for its devices and delegates are dropped, its objects and snapshots
     /// are dropped, and (unless one of its writes is still open) its packs are released for
     /// deletion from hosts. Returns false if there is no such user.
     pub fn remove_user(&self, id: UserId, now: u64) -> Result<bool, StoreError> {
         self.write(|tx| {
             let u = id.0 as i64;
-            if tx.execute("UPDATE users SET disabled = 1 WHERE id = ?1 OR owner = ?1", params![u])? == 0 {
+            if tx.execute("UPDATE users SET disabled = ?2 WHERE id = ?1 OR owner = ?1", params![u, REMOVED])? == 0 {
                 return Ok(false);
             }
             // Nothing is kept of its keys, and no invite adds a device or a delegate to it.

@@ -1,0 +1,281 @@
+//! Catalog backups: the SQLite catalog is never a single copy.
+//!
+//! Every `--catalog-backup-interval` (when something changed), soon after every
+//! security-relevant change ([`crate::Shared::backup_soon`]), at clean shutdown (bounded)
+//! and on an admin's request, the coordinator takes a consistent online snapshot of its
+//! catalog (`VACUUM INTO`), bundles it with the data directory's key files, encrypts the
+//! bundle to the grid recovery key (age), signs a header naming the grid, a strictly
+//! increasing sequence number, the time and the ciphertext's and shards' hashes, and
+//! stores one erasure-coded shard on each of as many online hosts as the code has shards.
+//! Hosts keep the newest few. See [`crate::recovery`] for the formats and the way back.
+//!
+//! "Changed" leaves out what moves all the time (heartbeats, leases, keepalives; see
+//! [`crate::recovery::content_hash`]), so an idle grid is not backed up every interval.
+//! A PostgreSQL catalog has no catalog backups: PostgreSQL is backed up by its own means.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use scatter_proto::api::CatalogBackupResponse;
+use scatter_proto::catalog_backup::{self as cb, BackupHeader, MAX_BACKUP_SHARD};
+
+use crate::recovery::{self, RecoveryPub, BUNDLE_FILES};
+use crate::{now, Shared};
+
+/// A change waits this long before its backup, so a burst of changes makes one backup.
+const SETTLE: Duration = Duration::from_secs(1);
+/// The first backup after start comes at most this late.
+const FIRST_AFTER: Duration = Duration::from_secs(60);
+/// How long the backup at shutdown may take.
+const AT_SHUTDOWN: Duration = Duration::from_secs(15);
+/// How long one host may take to store its shard.
+const PUT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Meta keys of the last backup.
+pub(crate) const META_SEQ: &str = "catalog_backup.seq";
+pub(crate) const META_SEQ_USED: &str = "catalog_backup.seq_used";
+pub(crate) const META_TIME: &str = "catalog_backup.time";
+pub(crate) const META_CONTENT: &str = "catalog_backup.content";
+
+/// What the backup job needs: present for a SQLite catalog only.
+pub(crate) struct Backups {
+    /// The recovery key's public halves.
+    pub public: RecoveryPub,
+    /// Time between backups (when something changed).
+    pub interval: Duration,
+    /// The data directory (key files, temp snapshots).
+    pub data_dir: PathBuf,
+    /// Woken by [`crate::Shared::backup_soon`].
+    pub soon: tokio::sync::Notify,
+    /// One backup at a time.
+    pub running: tokio::sync::Mutex<()>,
+}
+
+/// Why a backup was not taken.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BackupFailed {
+    /// This coordinator keeps no catalog backups (PostgreSQL catalog).
+    #[error("this coordinator's catalog is in PostgreSQL, which is backed up by its own means; there are no catalog backups")]
+    NotSqlite,
+    /// No host is online.
+    #[error("no host is online to store a catalog backup; it is retried at the next interval")]
+    NoHosts,
+    /// The catalog is too large for backups on hosts.
+    #[error(
+        "the catalog is too large for backups on hosts ({0} bytes encrypted); move the grid to a PostgreSQL catalog"
+    )]
+    TooLarge(u64),
+    /// Too few hosts stored their shard.
+    #[error("only {stored} of {needed} hosts stored their shard of the catalog backup: {why}")]
+    TooFewStored {
+        /// Stored.
+        stored: usize,
+        /// Needed at least (k).
+        needed: usize,
+        /// The hosts' errors.
+        why: String,
+    },
+    /// Reading, encrypting or coding failed.
+    #[error("taking a catalog backup failed: {0}")]
+    Local(String),
+}
+
+fn local(e: impl std::fmt::Display) -> BackupFailed {
+    BackupFailed::Local(e.to_string())
+}
+
+/// Runs the backup job until `stop` changes, then takes a last backup (bounded in time).
+pub(crate) async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let Some(b) = shared.backups.as_ref() else { return };
+    let mut wait = b.interval.min(FIRST_AFTER);
+    loop {
+        let soon = tokio::select! {
+            _ = tokio::time::sleep(wait) => false,
+            _ = b.soon.notified() => true,
+            _ = stop.changed() => break,
+        };
+        wait = b.interval;
+        if soon {
+            tokio::time::sleep(SETTLE).await;
+        }
+        log(take(&shared, false).await);
+    }
+    match tokio::time::timeout(AT_SHUTDOWN, take(&shared, false)).await {
+        Ok(r) => log(r),
+        Err(_) => tracing::warn!("the catalog backup at shutdown did not finish in time; the last one stands"),
+    }
+}
+
+fn log(r: Result<CatalogBackupResponse, BackupFailed>) {
+    match r {
+        Ok(b) if b.taken => {
+            tracing::info!(
+                seq = b.seq,
+                bytes = b.size,
+                k = b.k,
+                m = b.m,
+                hosts = b.hosts,
+                "catalog backup stored on hosts"
+            )
+        }
+        Ok(_) => tracing::debug!("catalog unchanged since its last backup"),
+        Err(e) => tracing::warn!(error = %e, "catalog backup failed"),
+    }
+}
+
+/// What the snapshot step produced.
+struct Snapshot {
+    bundle: Vec<u8>,
+    content: String,
+}
+
+/// Takes a backup now (unless nothing changed since the last one and `force` is false).
+pub(crate) async fn take(shared: &Arc<Shared>, force: bool) -> Result<CatalogBackupResponse, BackupFailed> {
+    let b = shared.backups.as_ref().ok_or(BackupFailed::NotSqlite)?;
+    let _one = b.running.lock().await;
+    let last_content = shared.catalog(|s| s.meta(META_CONTENT)).await.map_err(local)?;
+    let sh = shared.clone();
+    let dir = b.data_dir.clone();
+    let access = b.public.access.to_bytes();
+    let snap = tokio::task::spawn_blocking(move || -> Result<Option<Snapshot>, BackupFailed> {
+        let tmp = dir.join(".catalog-backup.tmp.db");
+        let _ = std::fs::remove_file(&tmp);
+        let made = sh.store.snapshot_into(&tmp).map_err(local);
+        let out = made.and_then(|sqlite| {
+            if !sqlite {
+                return Err(BackupFailed::NotSqlite);
+            }
+            // With the recovery key named: a new key is a reason for a new backup.
+            let content =
+                format!("{}:{}", hex::encode(recovery::content_hash(&tmp).map_err(local)?), hex::encode(access));
+            if !force && last_content.as_deref() == Some(content.as_str()) {
+                return Ok(None);
+            }
+            let mut files = vec![("catalog.db", std::fs::read(&tmp).map_err(local)?)];
+            for name in BUNDLE_FILES.iter().filter(|n| **n != "catalog.db") {
+                match std::fs::read(dir.join(name)) {
+                    Ok(bytes) => files.push((name, bytes)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(local(format!("{name}: {e}"))),
+                }
+            }
+            Ok(Some(Snapshot { bundle: recovery::encode_bundle(&files), content }))
+        });
+        let _ = std::fs::remove_file(&tmp);
+        out
+    })
+    .await
+    .map_err(local)??;
+    let Some(Snapshot { bundle, content }) = snap else {
+        let seq = shared.catalog(|s| s.meta(META_SEQ)).await.map_err(local)?.and_then(|v| v.parse().ok());
+        let time = shared.catalog(|s| s.meta(META_TIME)).await.map_err(local)?.and_then(|v| v.parse().ok());
+        return Ok(CatalogBackupResponse {
+            seq: seq.unwrap_or(0),
+            time: time.unwrap_or(0),
+            size: 0,
+            k: 0,
+            m: 0,
+            hosts: 0,
+            taken: false,
+        });
+    };
+
+    let hosts: Vec<_> = shared
+        .catalog(|s| s.hosts())
+        .await
+        .map_err(local)?
+        .into_iter()
+        .filter(|h| crate::room::host_state(shared, h) == scatter_proto::api::HostState::Online)
+        .take(cb::MAX_BACKUP_SHARDS)
+        .collect();
+    if hosts.is_empty() {
+        return Err(BackupFailed::NoHosts);
+    }
+    let f = shared.tolerate.unwrap_or_else(|| crate::durability::auto_tolerance(hosts.len()));
+    let (dk, dm) = crate::durability::default_code(f, hosts.len());
+    let (k, m) = recovery::backup_code(hosts.len(), dk, dm);
+
+    // A sequence number is used once, even by a backup that then fails.
+    let seq = {
+        let used = shared.catalog(|s| s.meta(META_SEQ_USED)).await.map_err(local)?;
+        let seq = used.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + 1;
+        shared.catalog(move |s| s.set_meta(&[(META_SEQ_USED, seq.to_string())])).await.map_err(local)?;
+        seq
+    };
+    let time = now();
+    let (recipient, grid, signing) = (b.public.recipient.clone(), shared.grid_id(), shared.signing.clone());
+    let files = tokio::task::spawn_blocking(move || -> Result<(BackupHeader, Vec<Vec<u8>>), BackupFailed> {
+        let ct = age::encrypt(&recipient, &bundle).map_err(local)?;
+        let size = ct.len() as u64;
+        if size / k as u64 + 64 * 1024 > MAX_BACKUP_SHARD {
+            return Err(BackupFailed::TooLarge(size));
+        }
+        let hash = *blake3::hash(&ct).as_bytes();
+        let shards = scatter_core::erasure::encode(ct, k, m, &mut rand::rngs::OsRng).map_err(local)?;
+        let n = k as usize + m as usize;
+        let header = BackupHeader {
+            grid,
+            seq,
+            time,
+            hash,
+            size,
+            k,
+            m,
+            shard_size: shards.layout.shard_size,
+            shard_hashes: (0..n).map(|i| *blake3::hash(shards.shard(i)).as_bytes()).collect(),
+        };
+        let signed = header.sign(&signing);
+        let files = (0..n).map(|i| cb::encode_shard(&signed, i as u8, shards.shard(i))).collect();
+        Ok((header, files))
+    })
+    .await
+    .map_err(local)??;
+    let (header, files) = files;
+    let puts = hosts.iter().zip(files.into_iter().enumerate()).map(|(h, (i, body))| {
+        let req = shared.http.put(format!("{}/catalog/{seq}/{i}", h.address)).timeout(PUT_TIMEOUT).body(body);
+        async move {
+            match req.send().await {
+                Ok(r) if r.status().is_success() => Ok(()),
+                Ok(r) => {
+                    // A host's error is read bounded and cut short: it is only reported.
+                    let status = r.status();
+                    let rate = scatter_net::limits::MinRate::new(Duration::from_secs(5), 1024);
+                    let body = scatter_net::limits::read_response(r, 16 << 10, rate).await.ok();
+                    let why = body
+                        .and_then(|b| serde_json::from_slice::<scatter_proto::api::ErrorBody>(&b).ok())
+                        .map(|b| b.error.chars().take(300).collect())
+                        .unwrap_or_else(|| status.to_string());
+                    Err(format!("host {}: {why}", h.id))
+                }
+                Err(e) => Err(format!("host {}: {}", h.id, scatter_net::root_cause(&e))),
+            }
+        }
+    });
+    let results = futures::future::join_all(puts).await;
+    let stored = results.iter().filter(|r| r.is_ok()).count();
+    let why: Vec<String> = results.into_iter().filter_map(Result::err).collect();
+    if stored < k as usize {
+        return Err(BackupFailed::TooFewStored { stored, needed: k as usize, why: why.join("; ") });
+    }
+    if !why.is_empty() {
+        tracing::warn!(seq, stored, failed = %why.join("; "), "some hosts did not store their catalog backup shard");
+    }
+    let (seq, time) = (header.seq, header.time);
+    shared
+        .catalog(move |s| {
+            s.set_meta(&[(META_SEQ, seq.to_string()), (META_TIME, time.to_string()), (META_CONTENT, content)])
+        })
+        .await
+        .map_err(local)?;
+    Ok(CatalogBackupResponse { seq, time, size: header.size, k, m, hosts: stored, taken: true })
+}
+
+/// The newest backup's sequence number and time, as recorded.
+pub(crate) async fn last(shared: &Arc<Shared>) -> Option<(u64, u64)> {
+    shared.backups.as_ref()?;
+    let read = |key: &'static str| async move {
+        shared.catalog(move |s| s.meta(key)).await.ok().flatten().and_then(|v| v.parse::<u64>().ok())
+    };
+    Some((read(META_SEQ).await?, read(META_TIME).await?))
+}

@@ -1,0 +1,399 @@
+//! Catalog backups: shards of the coordinator's encrypted catalog, kept apart from data
+//! shards under `DIR/catalog/` as `SEQ-INDEX.cbk` files (see
+//! [`scatter_proto::catalog_backup`] for their format).
+//!
+//! - `PUT /catalog/{seq}/{index}` stores one, if its header is signed by the grid's
+//!   grant-signing key (the key grants are checked with) and the bytes match it. The newest
+//!   [`KEEP_BACKUPS`] sequence numbers are kept, older files deleted.
+//! - `GET /catalog/id` names the host (what the proofs below are bound to).
+//! - `GET /catalog` and `GET /catalog/{seq}/{index}` list and serve them, only with a fresh
+//!   proof signed by the grid's recovery access key, which the host learned from the
+//!   coordinator: they are how a lost coordinator is rebuilt, without the catalog and
+//!   without the coordinator's grants.
+//!
+//! **The access key is learned once.** A host keeps the first recovery access key a
+//! coordinator sends (`DIR/recovery-access.pub`) and refuses to replace it silently: a
+//! hostile or compromised coordinator could otherwise swap in a key of its own and read (or
+//! let another read) every host's backup shards. They are encrypted to the recovery key, so
+//! that gains little, but the operator who holds the recovery key offline must be the only
+//! one able to collect them. A changed key is logged at every heartbeat; the operator
+//! accepts it by removing the file.
+//!
+//! Writes are atomic and durable (temp file, fsync, rename, fsync the folder) before the
+//! upload is acknowledged; a leftover temp file is removed at start.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use ed25519_dalek::VerifyingKey;
+use scatter_proto::api::{ErrorBody, ErrorCode};
+use scatter_proto::catalog_backup::{
+    self as cb, CatalogEntry, CatalogHostId, CatalogListing, KEEP_BACKUPS, MAX_BACKUP_SHARD, MAX_BACKUP_SHARDS,
+    RECOVERY_HEADER,
+};
+
+use crate::Shared;
+
+/// The backup shard files of one host.
+#[derive(Debug)]
+pub struct CatalogStore {
+    dir: PathBuf,
+    used: AtomicU64,
+    /// One write (and its pruning) at a time.
+    writing: std::sync::Mutex<()>,
+}
+
+fn file_name(seq: u64, index: u8) -> String {
+    format!("{seq:020}-{index:03}.cbk")
+}
+
+fn parse_name(name: &str) -> Option<(u64, u8)> {
+    let (seq, index) = name.strip_suffix(".cbk")?.split_once('-')?;
+    Some((seq.parse().ok()?, index.parse().ok()?))
+}
+
+impl CatalogStore {
+    /// Opens `root/catalog`, creating it, dropping leftover temp files and counting bytes.
+    pub fn open(root: &Path) -> std::io::Result<Self> {
+        let dir = root.join("catalog");
+        std::fs::create_dir_all(&dir)?;
+        let mut used = 0;
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if parse_name(&name).is_some() {
+                used += entry.metadata()?.len();
+            } else if name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(Self { dir, used: AtomicU64::new(used), writing: Default::default() })
+    }
+
+    /// Bytes of backup shards held.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Every backup shard held: sequence number, index and size, newest first.
+    pub fn list(&self) -> std::io::Result<Vec<(u64, u8, u64)>> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            if let Some((seq, index)) = parse_name(&entry.file_name().to_string_lossy()) {
+                out.push((seq, index, entry.metadata()?.len()));
+            }
+        }
+        out.sort_by(|a, b| b.cmp(a));
+        Ok(out)
+    }
+
+    /// One backup shard's file, if held.
+    pub fn read(&self, seq: u64, index: u8) -> std::io::Result<Option<Vec<u8>>> {
+        match std::fs::read(self.dir.join(file_name(seq, index))) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The signed header at the start of a backup shard file, read without the rest of it.
+    pub fn header(&self, seq: u64, index: u8) -> std::io::Result<Option<Vec<u8>>> {
+        use std::io::Read;
+        let mut f = match std::fs::File::open(self.dir.join(file_name(seq, index))) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut start = [0u8; 8];
+        if f.read_exact(&mut start).is_err() {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([start[4], start[5], start[6], start[7]]) as usize;
+        if len > cb::MAX_HEADER {
+            return Ok(None);
+        }
+        let mut header = vec![0u8; len];
+        Ok(f.read_exact(&mut header).ok().map(|()| header))
+    }
+
+    /// Stores a (checked) backup shard durably, then deletes backups older than the newest
+    /// [`KEEP_BACKUPS`].
+    pub fn put(&self, seq: u64, index: u8, bytes: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        let _writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        let name = file_name(seq, index);
+        let path = self.dir.join(&name);
+        let tmp = self.dir.join(format!(".{name}.{:016x}.tmp", rand::random::<u64>()));
+        let written = (|| {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()
+        })();
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        let old = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        std::fs::rename(&tmp, &path)?;
+        self.used.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.used.fetch_sub(old.min(self.used()), Ordering::Relaxed);
+        let held = self.list()?;
+        let mut seqs: Vec<u64> = held.iter().map(|(s, _, _)| *s).collect();
+        seqs.dedup();
+        if let Some(&oldest_kept) = seqs.get(KEEP_BACKUPS - 1) {
+            for (s, i, len) in held.iter().filter(|(s, _, _)| *s < oldest_kept) {
+                if std::fs::remove_file(self.dir.join(file_name(*s, *i))).is_ok() {
+                    self.used.fetch_sub((*len).min(self.used()), Ordering::Relaxed);
+                }
+            }
+        }
+        std::fs::File::open(&self.dir)?.sync_all()
+    }
+}
+
+/// The recovery access key a host learned, in `DIR/recovery-access.pub` (hex).
+pub(crate) fn read_access_key(dir: &Path) -> Option<VerifyingKey> {
+    let text = std::fs::read_to_string(dir.join("recovery-access.pub")).ok()?;
+    parse_key(text.trim())
+}
+
+fn parse_key(hex_key: &str) -> Option<VerifyingKey> {
+    let mut k = [0u8; 32];
+    hex::decode_to_slice(hex_key, &mut k).ok()?;
+    VerifyingKey::from_bytes(&k).ok()
+}
+
+/// What to do with a recovery access key a coordinator sent.
+#[derive(Debug, PartialEq, Eq)]
+enum Learn {
+    /// The one already known: nothing.
+    Same,
+    /// The first: keep it.
+    First(VerifyingKey),
+    /// Another than the one known: refuse it.
+    Other,
+    /// Not a key.
+    Invalid,
+}
+
+fn learn(known: Option<VerifyingKey>, sent: &str) -> Learn {
+    match (known, parse_key(sent)) {
+        (_, None) => Learn::Invalid,
+        (None, Some(k)) => Learn::First(k),
+        (Some(k), Some(s)) if k == s => Learn::Same,
+        (Some(_), Some(_)) => Learn::Other,
+    }
+}
+
+/// Takes the recovery access key a coordinator sent, if the host has none yet; a different
+/// one is refused (see the module's documentation).
+pub(crate) fn learn_access_key(sh: &Shared, dir: &Path, sent: &str) {
+    let mut known = sh.recovery_access.lock().unwrap_or_else(|p| p.into_inner());
+    match learn(*known, sent) {
+        Learn::Same => {}
+        Learn::Invalid => {
+            tracing::warn!("the coordinator sent a recovery access key that is not an Ed25519 public key; ignored")
+        }
+        Learn::Other => tracing::warn!(
+            file = %dir.join("recovery-access.pub").display(),
+            "the coordinator sends another recovery access key than the one this host learned first; the first is kept \
+             (a coordinator must not be able to take over access to catalog backups). If the grid's recovery key was \
+             replaced on purpose, remove that file and restart the host"
+        ),
+        Learn::First(key) => {
+            let path = dir.join("recovery-access.pub");
+            match scatter_net::write_private(&path, format!("{}\n", hex::encode(key.as_bytes())).as_bytes()) {
+                Ok(()) => {
+                    tracing::info!("learned the grid's recovery access key: catalog backups are served to its holder");
+                    *known = Some(key);
+                }
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "could not save the recovery access key"),
+            }
+        }
+    }
+}
+
+/// A catalog request refused.
+pub(crate) struct Refused(StatusCode, ErrorCode, String);
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        (self.0, Json(ErrorBody { code: self.1, error: self.2 })).into_response()
+    }
+}
+
+fn bad(msg: impl Into<String>) -> Refused {
+    Refused(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, msg.into())
+}
+
+fn io(e: impl std::fmt::Display) -> Refused {
+    Refused(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Io, format!("disk I/O failed: {e}"))
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Checks the recovery access proof of a listing or fetch of `path`.
+fn check_access(sh: &Shared, headers: &HeaderMap, path: &str) -> Result<(), Refused> {
+    let Some(key) = *sh.recovery_access.lock().unwrap_or_else(|p| p.into_inner()) else {
+        return Err(Refused(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "this host has not learned the grid's recovery key yet, so it serves no catalog backups".into(),
+        ));
+    };
+    let Some(proof) = headers.get(RECOVERY_HEADER).and_then(|v| v.to_str().ok()) else {
+        return Err(Refused(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "catalog backups are served only with a proof of the grid's recovery key".into(),
+        ));
+    };
+    cb::check_proof(proof, &key, sh.id, path, unix_now()).map_err(|e| {
+        tracing::warn!(path, error = %e, "refused a catalog backup request without a valid recovery proof");
+        Refused(StatusCode::FORBIDDEN, ErrorCode::Forbidden, format!("refused: {e}"))
+    })
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> Result<T, Refused> {
+    tokio::task::spawn_blocking(f).await.map_err(io)?.map_err(io)
+}
+
+/// `GET /catalog/id`.
+pub(crate) async fn id(State(sh): State<Arc<Shared>>) -> Json<CatalogHostId> {
+    Json(CatalogHostId { host_id: sh.id })
+}
+
+/// `GET /catalog`: the backup shards held, each with its signed header.
+pub(crate) async fn list(State(sh): State<Arc<Shared>>, headers: HeaderMap) -> Result<Json<CatalogListing>, Refused> {
+    check_access(&sh, &headers, "/catalog")?;
+    let store = sh.catalog.clone();
+    let entries = blocking(move || {
+        let mut out = Vec::new();
+        for (seq, index, size) in store.list()?.into_iter().take(KEEP_BACKUPS * MAX_BACKUP_SHARDS) {
+            // The header is what counts; a file too damaged to carry one is left out.
+            let Some(header) = store.header(seq, index)? else { continue };
+            out.push(CatalogEntry { seq, index, size, header: cb::header_text(&header) });
+        }
+        Ok(out)
+    })
+    .await?;
+    Ok(Json(CatalogListing { entries }))
+}
+
+/// `GET /catalog/{seq}/{index}`: one backup shard file.
+pub(crate) async fn fetch(
+    State(sh): State<Arc<Shared>>,
+    UrlPath((seq, index)): UrlPath<(u64, u8)>,
+    headers: HeaderMap,
+) -> Result<Vec<u8>, Refused> {
+    check_access(&sh, &headers, &format!("/catalog/{seq}/{index}"))?;
+    let store = sh.catalog.clone();
+    blocking(move || store.read(seq, index)).await?.ok_or_else(|| {
+        Refused(StatusCode::NOT_FOUND, ErrorCode::NotFound, format!("this host holds no shard {index} of backup {seq}"))
+    })
+}
+
+/// `PUT /catalog/{seq}/{index}`: stores a backup shard whose header the grid signed.
+pub(crate) async fn put(
+    State(sh): State<Arc<Shared>>,
+    UrlPath((seq, index)): UrlPath<(u64, u8)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, Refused> {
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or_else(|| bad("a catalog backup upload needs a Content-Length"))?;
+    if declared > MAX_BACKUP_SHARD {
+        return Err(bad(format!("a catalog backup shard is at most {MAX_BACKUP_SHARD} bytes")));
+    }
+    let used = sh.store.used() + sh.catalog.used();
+    if used + declared > sh.store.capacity() {
+        return Err(Refused(
+            StatusCode::INSUFFICIENT_STORAGE,
+            ErrorCode::Full,
+            format!("this host is full ({used} of {} bytes used)", sh.store.capacity()),
+        ));
+    }
+    // One at a time: each is held whole in memory to be checked before it is written.
+    let _slot = tokio::time::timeout(crate::api::SLOT_WAIT, sh.catalog_uploads.acquire())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| Refused(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Busy, "busy; retry".into()))?;
+    let allowed = crate::api::UPLOAD_GRACE + std::time::Duration::from_secs(declared / crate::api::MIN_UPLOAD_RATE);
+    let bytes = tokio::time::timeout(allowed, axum::body::to_bytes(body, declared as usize))
+        .await
+        .map_err(|_| Refused(StatusCode::REQUEST_TIMEOUT, ErrorCode::TooSlow, "the upload was too slow".into()))?
+        .map_err(|_| bad("the upload was cut short or is larger than its Content-Length"))?;
+    let (key, grid) = (sh.coordinator_key, sh.grid);
+    let bytes = tokio::task::spawn_blocking(move || {
+        let opened = cb::open_shard(&bytes, &key).map_err(|e| bad(e.to_string()))?;
+        if opened.header.seq != seq || opened.index != index {
+            return Err(bad("the URL names another backup shard than the body"));
+        }
+        if opened.header.grid != grid {
+            return Err(bad("the backup belongs to another grid"));
+        }
+        Ok(bytes)
+    })
+    .await
+    .map_err(io)?
+    .inspect_err(|e| tracing::warn!(seq, index, error = %e.2, "refused a catalog backup shard"))?;
+    let store = sh.catalog.clone();
+    blocking(move || store.put(seq, index, &bytes)).await?;
+    tracing::debug!(seq, index, "stored a catalog backup shard");
+    Ok(StatusCode::CREATED)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_access_key_is_kept_and_another_refused() {
+        let a = ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key();
+        let b = ed25519_dalek::SigningKey::from_bytes(&[2; 32]).verifying_key();
+        let hex_a = hex::encode(a.as_bytes());
+        assert_eq!(learn(None, &hex_a), Learn::First(a));
+        assert_eq!(learn(Some(a), &hex_a), Learn::Same);
+        assert_eq!(learn(Some(b), &hex_a), Learn::Other);
+        assert_eq!(learn(None, "zz"), Learn::Invalid);
+    }
+
+    #[test]
+    fn keeps_the_newest_backups_and_counts_their_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("catalog")).expect("dir");
+        std::fs::write(dir.path().join("catalog/.x.tmp"), b"half").expect("tmp");
+        let s = CatalogStore::open(dir.path()).expect("open");
+        assert!(!dir.path().join("catalog/.x.tmp").exists(), "a leftover temp file is removed");
+        for seq in 1..=5u64 {
+            s.put(seq, 0, &[0; 10]).expect("put");
+            s.put(seq, 1, &[0; 10]).expect("put");
+        }
+        let held: Vec<u64> = s.list().expect("list").iter().map(|(seq, _, _)| *seq).collect();
+        assert_eq!(held, vec![5, 5, 4, 4, 3, 3]);
+        assert_eq!(s.used(), 60);
+        s.put(5, 1, &[0; 4]).expect("replace");
+        assert_eq!(s.used(), 54);
+        assert_eq!(CatalogStore::open(dir.path()).expect("reopen").used(), 54);
+        assert_eq!(s.read(5, 1).expect("read"), Some(vec![0; 4]));
+        assert_eq!(s.read(1, 0).expect("read"), None);
+        // A listing reads only the header at the start of a file.
+        s.put(9, 0, b"SCS1\x00\x00\x00\x02hhrest").expect("put");
+        assert_eq!(s.header(9, 0).expect("header"), Some(b"hh".to_vec()));
+        s.put(9, 1, b"SCS1\xff\xff\xff\xff").expect("put");
+        assert_eq!(s.header(9, 1).expect("header"), None, "a header longer than any is not read");
+    }
+}
