@@ -30,6 +30,7 @@ pub const EXIT_ATTENTION: i32 = 3;
 /// What `scatter backup` was asked to do.
 pub struct BackupArgs {
     pub paths: Vec<PathBuf>,
+    pub habits: BackupHabits,
     pub tags: Vec<String>,
     pub excludes: Vec<String>,
     pub exclude_files: Vec<PathBuf>,
@@ -41,6 +42,73 @@ pub struct BackupArgs {
     pub policy: scatter_proto::api::Policy,
     pub limit_upload: Option<ByteSize>,
     pub json: bool,
+}
+
+/// The backup flags restic users know: where the paths come from, more ways to leave
+/// things out, and a dry run.
+#[derive(clap::Args, Debug, Default)]
+pub struct BackupHabits {
+    /// Read the paths to back up from FILE, one per line (empty lines and lines starting
+    /// with `#` are skipped; no glob expansion); repeatable, combines with PATHS.
+    #[arg(long = "files-from", value_name = "FILE")]
+    pub files_from: Vec<PathBuf>,
+    /// Like --files-from, but every non-empty line is a path exactly as written.
+    #[arg(long = "files-from-verbatim", value_name = "FILE")]
+    pub files_from_verbatim: Vec<PathBuf>,
+    /// Like --files-from, but paths are separated by NUL bytes (`find -print0`).
+    #[arg(long = "files-from-raw", value_name = "FILE")]
+    pub files_from_raw: Vec<PathBuf>,
+    /// Leave out the contents of a directory holding a file named NAME (keeping that file);
+    /// NAME:HEADER only when the file starts with HEADER. Repeatable.
+    #[arg(long = "exclude-if-present", value_name = "NAME[:HEADER]")]
+    pub exclude_if_present: Vec<String>,
+    /// Leave out cache directories marked with a CACHEDIR.TAG file (bford.info/cachedir).
+    #[arg(long)]
+    pub exclude_caches: bool,
+    /// Leave out files larger than SIZE, e.g. 100MiB.
+    #[arg(long, value_name = "SIZE")]
+    pub exclude_larger_than: Option<ByteSize>,
+    /// Only say what the backup would add (files new and changed, bytes not stored yet):
+    /// everything is read and looked up, nothing is uploaded or committed.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+}
+
+impl BackupHabits {
+    /// The paths listed in the --files-from* files.
+    fn listed_paths(&self) -> Result<Vec<PathBuf>> {
+        let read = |f: &PathBuf| {
+            std::fs::read(f).with_context(|| format!("cannot read the list of paths {}; fix the path", shown(f)))
+        };
+        let mut out = Vec::new();
+        for f in &self.files_from {
+            let bytes = read(f)?;
+            let before = out.len();
+            for line in bytes.split(|b| *b == b'\n') {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                let trimmed = line.trim_ascii();
+                if !trimmed.is_empty() && !trimmed.starts_with(b"#") {
+                    out.push(PathBuf::from(OsStr::from_bytes(trimmed)));
+                }
+            }
+            if out.len() == before {
+                bail!("{} lists no paths; write one path per line", shown(f));
+            }
+        }
+        for (files, sep) in [(&self.files_from_verbatim, b'\n'), (&self.files_from_raw, 0u8)] {
+            for f in files {
+                let bytes = read(f)?;
+                let before = out.len();
+                out.extend(
+                    bytes.split(|b| *b == sep).filter(|p| !p.is_empty()).map(|p| PathBuf::from(OsStr::from_bytes(p))),
+                );
+                if out.len() == before {
+                    bail!("{} lists no paths", shown(f));
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
 fn hosts(
@@ -76,8 +144,23 @@ pub async fn backup(a: BackupArgs) -> Result<i32> {
         let text = std::fs::read_to_string(f).with_context(|| format!("cannot read exclude file {}", f.display()))?;
         excludes.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from));
     }
+    let mut paths = a.paths;
+    paths.extend(a.habits.listed_paths()?);
+    let mut markers = a
+        .habits
+        .exclude_if_present
+        .iter()
+        .map(|m| scatter_client::backup::Marker::parse(m))
+        .collect::<Result<Vec<_>, _>>()?;
+    if a.habits.exclude_caches {
+        markers.push(scatter_client::backup::Marker::cachedir_tag());
+    }
+    let dry_run = a.habits.dry_run;
     let opts = BackupOptions {
-        paths: a.paths,
+        paths,
+        exclude_larger_than: a.habits.exclude_larger_than.map(|b| b.0),
+        exclude_if_present: markers,
+        dry_run,
         tags: a.tags,
         excludes,
         one_file_system: a.one_file_system,
@@ -102,7 +185,8 @@ pub async fn backup(a: BackupArgs) -> Result<i32> {
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
-                "snapshot_id": r.snapshot,
+                "dry_run": dry_run,
+                "snapshot_id": if dry_run { None } else { Some(&r.snapshot) },
                 "parent": r.parent,
                 "files_new": s.files_new,
                 "files_changed": s.files_changed,
@@ -124,6 +208,20 @@ pub async fn backup(a: BackupArgs) -> Result<i32> {
         }
         for (path, kind) in &r.skipped {
             eprintln!("note: {} is a {kind}, which a snapshot does not hold; skipped", shown(path));
+        }
+        if dry_run {
+            println!(
+                "Dry run: {} new, {} changed, {} unmodified files; {} dirs; {} in total, {} read; would add {} in {} chunks. Nothing was uploaded.",
+                s.files_new,
+                s.files_changed,
+                s.files_unmodified,
+                s.dirs,
+                ByteSize(s.total_bytes),
+                ByteSize(s.bytes_read),
+                ByteSize(s.bytes_new),
+                r.new_chunks
+            );
+            return Ok(if r.errors.is_empty() { 0 } else { EXIT_ATTENTION });
         }
         println!(
             "Files: {} new, {} changed, {} unmodified; {} dirs; {} in total, {} read, {} new ({} uploaded with redundancy).",
@@ -164,7 +262,7 @@ fn snapshot_json(s: &SnapshotInfo) -> serde_json::Value {
     })
 }
 
-async fn open_snapshots(
+pub(crate) async fn open_snapshots(
 ) -> Result<(scatter_client::coordinator::Coordinator, scatter_core::keys::UserKeys, Vec<SnapshotInfo>)> {
     let (dir, p) = load()?;
     let keys = scatter_client::profile::Profile::load_keys(&dir, &passphrase(false)?)?;
@@ -173,13 +271,47 @@ async fn open_snapshots(
     Ok((coord, keys, all))
 }
 
-pub async fn list(path: Option<String>, tag: Option<String>, json: bool) -> Result<i32> {
+/// Which snapshots `snapshots` lists.
+pub struct Selection {
+    pub path: Option<String>,
+    pub tag: Option<String>,
+    /// Any of these hosts (all when empty).
+    pub hosts: Vec<String>,
+    /// Only the N newest of each host and path set, as restic's `--latest`.
+    pub latest: Option<usize>,
+}
+
+impl Selection {
+    /// The snapshots selected, in the order of `all` (oldest first).
+    fn apply<'a>(&self, all: &'a [SnapshotInfo]) -> Vec<&'a SnapshotInfo> {
+        let mut shown: Vec<&SnapshotInfo> = all
+            .iter()
+            .filter(|s| {
+                self.path.as_ref().is_none_or(|p| s.snapshot.paths.iter().any(|x| x == p.trim_end_matches('/')))
+            })
+            .filter(|s| self.tag.as_ref().is_none_or(|t| s.snapshot.tags.contains(t)))
+            .filter(|s| self.hosts.is_empty() || self.hosts.contains(&s.snapshot.hostname))
+            .collect();
+        if let Some(n) = self.latest {
+            let mut seen: std::collections::HashMap<(&str, &[String]), usize> = Default::default();
+            let mut keep = vec![false; shown.len()];
+            for (i, s) in shown.iter().enumerate().rev() {
+                let count = seen.entry((s.snapshot.hostname.as_str(), &s.snapshot.paths[..])).or_default();
+                if *count < n {
+                    *count += 1;
+                    keep[i] = true;
+                }
+            }
+            let mut k = keep.into_iter();
+            shown.retain(|_| k.next().unwrap_or(false));
+        }
+        shown
+    }
+}
+
+pub async fn list(selection: Selection, json: bool) -> Result<i32> {
     let (_, _, all) = open_snapshots().await?;
-    let shown: Vec<&SnapshotInfo> = all
-        .iter()
-        .filter(|s| path.as_ref().is_none_or(|p| s.snapshot.paths.iter().any(|x| x == p.trim_end_matches('/'))))
-        .filter(|s| tag.as_ref().is_none_or(|t| s.snapshot.tags.contains(t)))
-        .collect();
+    let shown = selection.apply(&all);
     if json {
         let v: Vec<_> = shown.iter().map(|s| snapshot_json(s)).collect();
         println!("{}", serde_json::to_string_pretty(&v)?);

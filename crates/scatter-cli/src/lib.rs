@@ -6,4 +6,5 @@ pub mod devices;
 pub mod duration;
 pub mod grid;
 pub mod logging;
+pub mod passphrase;
 pub mod terms;

@@ -14,6 +14,7 @@ macro_rules! print {
 mod backups;
 mod catalog;
 mod demo;
+mod inspect;
 mod operators;
 mod placing;
 
@@ -56,6 +57,14 @@ struct Cli {
     /// path was busy and how many bytes it moved.
     #[arg(long, global = true)]
     stats: bool,
+    /// Read the passphrase from this file (one trailing newline is dropped) instead of
+    /// SCATTER_PASSPHRASE or a prompt.
+    #[arg(long, global = true, env = "SCATTER_PASSPHRASE_FILE", value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
+    /// Run this shell command and use what it prints as the passphrase (e.g. `pass show
+    /// scatter`); one trailing newline is dropped.
+    #[arg(long, global = true, env = "SCATTER_PASSPHRASE_COMMAND", value_name = "COMMAND")]
+    passphrase_command: Option<String>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -221,8 +230,10 @@ enum Cmd {
     /// Back up files and directories as a new snapshot.
     Backup {
         /// Files and directories to back up.
-        #[arg(required = true)]
+        #[arg(required_unless_present_any = ["files_from", "files_from_verbatim", "files_from_raw"])]
         paths: Vec<PathBuf>,
+        #[command(flatten)]
+        habits: backups::BackupHabits,
         /// Tag the snapshot (repeatable).
         #[arg(long = "tag")]
         tags: Vec<String>,
@@ -260,9 +271,53 @@ enum Cmd {
         /// Only snapshots with this tag.
         #[arg(long)]
         tag: Option<String>,
+        /// Only snapshots of this host (repeatable: any of them).
+        #[arg(long = "host", value_name = "HOST")]
+        hosts: Vec<String>,
+        /// Only the N newest snapshots of each host and path set.
+        #[arg(long, value_name = "N")]
+        latest: Option<usize>,
         /// Print JSON (an array, as restic prints it).
         #[arg(long)]
         json: bool,
+    },
+    /// Add, remove or set the tags of snapshots; their ids stay.
+    Tag {
+        /// Snapshots (`latest`, or 4+ hex digits of an id).
+        #[arg(required = true)]
+        snapshots: Vec<String>,
+        /// Add these tags (TAG[,TAG...]; repeatable).
+        #[arg(long, value_name = "TAGS")]
+        add: Vec<String>,
+        /// Remove these tags (TAG[,TAG...]; repeatable).
+        #[arg(long, value_name = "TAGS")]
+        remove: Vec<String>,
+        /// Replace all tags with these (TAG[,TAG...]; repeatable; `--set ""` clears them).
+        #[arg(long, value_name = "TAGS", conflicts_with_all = ["add", "remove"])]
+        set: Option<Vec<String>>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// How big snapshots are: as restored (files, bytes), or the distinct data they reference.
+    Stats {
+        /// Snapshots (default: all).
+        snapshots: Vec<String>,
+        /// restore-size: files and bytes a restore writes; raw-data: distinct chunks and
+        /// their bytes before encryption and redundancy.
+        #[arg(long, value_enum, default_value = "restore-size")]
+        mode: inspect::StatsMode,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a file of a snapshot to stdout, or a directory as a tar stream, verified as a
+    /// restore verifies it.
+    Dump {
+        /// The snapshot (`latest`, or 4+ hex digits of an id).
+        snapshot: String,
+        /// The path in the snapshot, as `scatter ls` shows it (`/` for all of it).
+        path: String,
     },
     /// Show what changed between two snapshots.
     Diff {
@@ -332,6 +387,9 @@ enum Cmd {
         /// Keep the N newest snapshots.
         #[arg(long, default_value_t = 0)]
         keep_last: u32,
+        /// Keep the newest snapshot of each of the last N hours.
+        #[arg(long, short = 'H', default_value_t = 0)]
+        keep_hourly: u32,
         /// Keep the newest snapshot of each of the last N days.
         #[arg(long, default_value_t = 0)]
         keep_daily: u32,
@@ -344,6 +402,13 @@ enum Cmd {
         /// Keep the newest snapshot of each of the last N years.
         #[arg(long, default_value_t = 0)]
         keep_yearly: u32,
+        /// Keep every snapshot newer than the newest one minus DURATION (restic's format:
+        /// 1y5m7d2h, `m` is months).
+        #[arg(long, value_name = "DURATION")]
+        keep_within: Option<scatter_core::retention::Within>,
+        /// Keep every snapshot with these tags (TAG[,TAG...]: all of them; repeatable: any list).
+        #[arg(long = "keep-tag", value_name = "TAGS")]
+        keep_tags: Vec<String>,
         /// Prune afterwards.
         #[arg(long)]
         prune: bool,
@@ -415,6 +480,19 @@ enum Cmd {
         /// Keep the demo's directory instead of deleting it.
         #[arg(long)]
         keep: bool,
+    },
+    /// Print a shell completion script, e.g. `scatter completion bash >
+    /// ~/.local/share/bash-completion/completions/scatter`.
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff; `scatter man | man -l -`), or write one page per command
+    /// (scatter.1, scatter-backup.1, …) into a directory.
+    Man {
+        /// Write the pages into this directory (created if needed) instead of printing one.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -667,8 +745,13 @@ enum HostCmd {
     },
 }
 
+/// --passphrase-file and --passphrase-command (or their variables), set once in `main`; only
+/// looked at when a passphrase is needed, so `completion` or `status` run whatever they hold.
+static PASSPHRASE_FLAGS: std::sync::OnceLock<(Option<PathBuf>, Option<String>)> = std::sync::OnceLock::new();
+
 fn main() {
     let cli = Cli::parse();
+    let _ = PASSPHRASE_FLAGS.set((cli.passphrase_file.clone(), cli.passphrase_command.clone()));
     let service = matches!(cli.command, Cmd::Coordinator { action: None, .. } | Cmd::Host { .. } | Cmd::Dev { .. });
     let filter = cli.log_level.clone().unwrap_or_else(|| if service { "info" } else { "warn" }.into());
     // Checked by clap (`parse_level`); the fallback is for the built-in defaults only.
@@ -805,7 +888,14 @@ async fn bind(listen: &str) -> Result<tokio::net::TcpListener> {
         .with_context(|| format!("cannot listen on {listen}; pick a free address with --listen"))
 }
 
+/// The user's passphrase: from --passphrase-file or --passphrase-command (or their variables)
+/// when given, as restic prefers them over RESTIC_PASSWORD; else SCATTER_PASSPHRASE or a prompt.
 fn passphrase(confirm: bool) -> Result<String> {
+    if let Some((file, command)) = PASSPHRASE_FLAGS.get() {
+        if let Some(source) = scatter_cli::passphrase::Source::pick(file.clone(), command.clone())? {
+            return source.read();
+        }
+    }
     secret("SCATTER_PASSPHRASE", "Passphrase: ", confirm)
 }
 
@@ -921,6 +1011,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
     match cmd {
         Cmd::Backup {
             paths,
+            habits,
             tags,
             excludes,
             exclude_files,
@@ -934,6 +1025,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
         } => {
             return backups::backup(backups::BackupArgs {
                 paths,
+                habits,
                 tags,
                 excludes,
                 exclude_files,
@@ -947,7 +1039,9 @@ async fn run(cmd: Cmd) -> Result<i32> {
             })
             .await
         }
-        Cmd::Snapshots { path, tag, json } => return backups::list(path, tag, json).await,
+        Cmd::Snapshots { path, tag, hosts, latest, json } => {
+            return backups::list(backups::Selection { path, tag, hosts, latest }, json).await
+        }
         Cmd::Delegate { command } => {
             let (_, p) = load()?;
             let coord = p.coordinator()?;
@@ -984,6 +1078,11 @@ async fn run(cmd: Cmd) -> Result<i32> {
             return backups::ls_snapshot(&t, json).await
         }
         Cmd::Diff { from, to, json } => return backups::diff(&from, &to, json).await,
+        Cmd::Tag { snapshots, add, remove, set, json } => {
+            return inspect::tag(&snapshots, inspect::TagChange { add, remove, set }, json).await
+        }
+        Cmd::Stats { snapshots, mode, json } => return inspect::stats(&snapshots, mode, json).await,
+        Cmd::Dump { snapshot, path } => return inspect::dump(&snapshot, &path).await,
         Cmd::Find { pattern, json } => return backups::find(&pattern, json).await,
         Cmd::Restore { snapshot, target, include, limit_download, json } => {
             return backups::restore(&snapshot, &target, &include, limit_download, json).await
@@ -993,10 +1092,13 @@ async fn run(cmd: Cmd) -> Result<i32> {
         Cmd::Forget {
             ids,
             keep_last,
+            keep_hourly,
             keep_daily,
             keep_weekly,
             keep_monthly,
             keep_yearly,
+            keep_within,
+            keep_tags,
             prune,
             dry_run,
             max_unused,
@@ -1004,10 +1106,17 @@ async fn run(cmd: Cmd) -> Result<i32> {
         } => {
             let policy = scatter_core::retention::Policy {
                 last: keep_last,
+                hourly: keep_hourly,
                 daily: keep_daily,
                 weekly: keep_weekly,
                 monthly: keep_monthly,
                 yearly: keep_yearly,
+                within: keep_within,
+                tags: keep_tags
+                    .iter()
+                    .map(|l| l.split(',').map(str::trim).filter(|t| !t.is_empty()).map(String::from).collect())
+                    .filter(|l: &Vec<String>| !l.is_empty())
+                    .collect(),
             };
             return backups::forget(ids, policy, prune, dry_run, max_unused, json).await;
         }
@@ -1510,6 +1619,24 @@ async fn run(cmd: Cmd) -> Result<i32> {
         Cmd::Dev { hosts, data_dir } => dev(hosts, &data_dir).await?,
         Cmd::Catalog { command } => tokio::task::spawn_blocking(move || catalog::run(command)).await??,
         Cmd::Demo { keep } => demo::run(keep).await?,
+        Cmd::Completion { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "scatter", &mut out);
+            std::io::Write::write_all(&mut std::io::stdout(), &out).context("cannot write to stdout")?;
+        }
+        Cmd::Man { dir: None } => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+                .render(&mut out)
+                .context("cannot render the man page")?;
+            std::io::Write::write_all(&mut std::io::stdout(), &out).context("cannot write to stdout")?;
+        }
+        Cmd::Man { dir: Some(dir) } => {
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), &dir))
+                .with_context(|| format!("cannot write man pages into {}; pick another --dir", dir.display()))?;
+            println!("Wrote the man pages into {}.", dir.display());
+        }
     }
     Ok(0)
 }

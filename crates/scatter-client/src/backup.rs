@@ -70,6 +70,58 @@ pub struct BackupOptions {
     pub hostname: Option<String>,
     /// Read every file even if the parent snapshot says it is unchanged.
     pub force: bool,
+    /// Leave out files larger than this many bytes.
+    pub exclude_larger_than: Option<u64>,
+    /// Markers, as restic's `--exclude-if-present NAME[:HEADER]`: a directory holding a file
+    /// of this name (starting with the header, when given) keeps only that file.
+    pub exclude_if_present: Vec<Marker>,
+    /// Walk, read and look up everything, but upload and commit nothing: the report says what
+    /// a backup would add.
+    pub dry_run: bool,
+}
+
+/// A file whose presence leaves the rest of its directory out of a backup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marker {
+    /// The file's name.
+    pub name: std::ffi::OsString,
+    /// The bytes the file must start with, if any.
+    pub header: Option<Vec<u8>>,
+}
+
+impl Marker {
+    /// `NAME` or `NAME:HEADER`, as restic writes them.
+    pub fn parse(spec: &str) -> Result<Self, ClientError> {
+        let (name, header) = match spec.split_once(':') {
+            Some((n, h)) => (n, Some(h.as_bytes().to_vec())),
+            None => (spec, None),
+        };
+        if name.is_empty() || name.contains('/') {
+            return Err(ClientError::Invalid(format!(
+                "`{spec}` is not a file name for --exclude-if-present; give a name such as .nobackup"
+            )));
+        }
+        Ok(Self { name: name.into(), header })
+    }
+
+    /// The marker of the Cache Directory Tagging Standard (`--exclude-caches`).
+    pub fn cachedir_tag() -> Self {
+        Self { name: "CACHEDIR.TAG".into(), header: Some(b"Signature: 8a477f597d28d172789f06886806bc55".to_vec()) }
+    }
+
+    /// Whether `dir` holds this marker.
+    fn is_in(&self, dir: &Path) -> bool {
+        let path = dir.join(&self.name);
+        match &self.header {
+            None => std::fs::symlink_metadata(&path).is_ok(),
+            Some(h) => {
+                let mut start = vec![0u8; h.len()];
+                std::fs::File::open(&path)
+                    .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut start))
+                    .is_ok_and(|()| start == *h)
+            }
+        }
+    }
 }
 
 /// What a backup did.
@@ -91,6 +143,9 @@ pub struct BackupReport {
     pub skipped: Vec<(PathBuf, &'static str)>,
     /// Wall time.
     pub elapsed: Duration,
+    /// A dry run: `snapshot` is empty, nothing was uploaded, `summary.bytes_new` and
+    /// `new_chunks` are what a backup would have added.
+    pub dry_run: bool,
 }
 
 /// Which entries a walk leaves out.
@@ -99,6 +154,8 @@ pub struct Filter {
     names: GlobSet,
     paths: GlobSet,
     one_file_system: bool,
+    larger_than: Option<u64>,
+    markers: Vec<Marker>,
 }
 
 impl Filter {
@@ -116,13 +173,31 @@ impl Filter {
             }
         }
         let build = |b: GlobSetBuilder| b.build().map_err(|e| ClientError::Invalid(format!("exclude patterns: {e}")));
-        Ok(Self { names: build(names)?, paths: build(paths)?, one_file_system })
+        Ok(Self { names: build(names)?, paths: build(paths)?, one_file_system, larger_than: None, markers: Vec::new() })
+    }
+
+    /// Also leaves out files larger than `max` bytes.
+    pub fn larger_than(self, max: Option<u64>) -> Self {
+        Self { larger_than: max, ..self }
+    }
+
+    /// Also leaves out what a directory holds besides one of these markers.
+    pub fn markers(self, markers: Vec<Marker>) -> Self {
+        Self { markers, ..self }
+    }
+
+    /// The marker `dir` holds, if any: then only that file of the directory is kept.
+    pub fn marker_in(&self, dir: &Path) -> Option<&Marker> {
+        self.markers.iter().find(|m| m.is_in(dir))
     }
 
     /// Whether `path` (with metadata `meta`, below a root on device `root_dev`) is left out.
     pub fn excludes(&self, path: &Path, meta: &std::fs::Metadata, root_dev: u64) -> bool {
         let name_hit = path.file_name().is_some_and(|n| self.names.is_match(n));
-        name_hit || self.paths.is_match(path) || (self.one_file_system && meta.is_dir() && meta.dev() != root_dev)
+        name_hit
+            || self.paths.is_match(path)
+            || (self.one_file_system && meta.is_dir() && meta.dev() != root_dev)
+            || (meta.is_file() && self.larger_than.is_some_and(|max| meta.len() > max))
     }
 }
 
@@ -162,7 +237,9 @@ pub async fn backup(
     let started = Instant::now();
     let time_ns =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
-    let filter = Filter::new(&opts.excludes, opts.one_file_system)?;
+    let filter = Filter::new(&opts.excludes, opts.one_file_system)?
+        .larger_than(opts.exclude_larger_than)
+        .markers(opts.exclude_if_present.clone());
     let roots = absolute_roots(&opts.paths)?;
     let hostname = opts.hostname.clone().unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
     let path_strings: Vec<String> = roots.iter().map(|p| p.to_string_lossy().into_owned()).collect();
@@ -191,34 +268,16 @@ pub async fn backup(
         std::thread::spawn(move || progress.start(scan_size(&roots, &filter)));
     }
 
+    if opts.dry_run {
+        return dry_run(coord, keys, hosts, progress, roots, filter, parent, started).await;
+    }
     let session = Session::open(coord, keys.write_keys()).await?;
     let mut uploader =
         Uploader::new(coord, hosts, session.id, session.key.clone(), opts.redundancy, opts.policy.clone(), false)?;
     // The bar counts what is on the grid, not what was read: reading runs ahead of uploads.
     uploader.report_to(progress.clone());
     let (tx, mut rx) = mpsc::channel::<Batch>(2);
-    let walker = {
-        let mut w = Walker {
-            tx: Some(tx),
-            dedup: keys.write_keys().dedup_key(),
-            filter,
-            trees: parent.as_ref().map(|_| Trees::new(Fetcher::new(coord, hosts, keys))),
-            runtime: tokio::runtime::Handle::current(),
-            progress: progress.clone(),
-            data: Default::default(),
-            tree_blobs: Default::default(),
-            refs: HashSet::new(),
-            summary: Summary::default(),
-            errors: Vec::new(),
-            skipped: Vec::new(),
-        };
-        let parent_tree = parent.as_ref().map(|p| p.1);
-        tokio::task::spawn_blocking(move || {
-            let root = w.walk_roots(&roots, parent_tree);
-            w.tx = None;
-            (root, w)
-        })
-    };
+    let walker = spawn_walker(coord, keys, hosts, progress, roots, filter, parent.as_ref().map(|p| p.1), tx);
     let stored: Result<(), ClientError> = async {
         while let Some(batch) = rx.recv().await {
             match batch {
@@ -272,6 +331,92 @@ pub async fn backup(
         errors: walker.errors,
         skipped: walker.skipped,
         elapsed: started.elapsed(),
+        dry_run: false,
+    })
+}
+
+/// Starts the directory walk on the blocking pool; it sends its chunks to `tx`.
+#[allow(clippy::too_many_arguments)]
+fn spawn_walker(
+    coord: &Coordinator,
+    keys: &UserKeys,
+    hosts: &Hosts,
+    progress: Arc<dyn Progress>,
+    roots: Vec<PathBuf>,
+    filter: Filter,
+    parent_tree: Option<ChunkId>,
+    tx: mpsc::Sender<Batch>,
+) -> tokio::task::JoinHandle<(Result<ChunkId, ClientError>, Walker)> {
+    let mut w = Walker {
+        tx: Some(tx),
+        dedup: keys.write_keys().dedup_key(),
+        filter,
+        trees: parent_tree.map(|_| Trees::new(Fetcher::new(coord, hosts, keys))),
+        runtime: tokio::runtime::Handle::current(),
+        progress,
+        data: Default::default(),
+        tree_blobs: Default::default(),
+        refs: HashSet::new(),
+        summary: Summary::default(),
+        errors: Vec::new(),
+        skipped: Vec::new(),
+    };
+    tokio::task::spawn_blocking(move || {
+        let root = w.walk_roots(&roots, parent_tree);
+        w.tx = None;
+        (root, w)
+    })
+}
+
+/// The walk of a backup, with every chunk looked up instead of uploaded: what is not stored
+/// yet is what the backup would add. No session is opened and nothing is committed.
+#[allow(clippy::too_many_arguments)]
+async fn dry_run(
+    coord: &Coordinator,
+    keys: &UserKeys,
+    hosts: &Hosts,
+    progress: Arc<dyn Progress>,
+    roots: Vec<PathBuf>,
+    filter: Filter,
+    parent: Option<(String, ChunkId)>,
+    started: Instant,
+) -> Result<BackupReport, ClientError> {
+    let (tx, mut rx) = mpsc::channel::<Batch>(2);
+    let walker = spawn_walker(coord, keys, hosts, progress, roots, filter, parent.as_ref().map(|p| p.1), tx);
+    let (mut new_chunks, mut new_bytes) = (0usize, 0u64);
+    let looked_up: Result<(), ClientError> = async {
+        while let Some(Batch::Data(chunks) | Batch::Trees(chunks)) = rx.recv().await {
+            // The walker sends each chunk once per run, so no chunk is counted twice.
+            let known: HashSet<ChunkId> =
+                coord.lookup_chunks(None, chunks.iter().map(|(id, _)| *id).collect()).await?.into_iter().collect();
+            for (id, data) in &chunks {
+                if !known.contains(id) {
+                    new_chunks += 1;
+                    new_bytes += data.len() as u64;
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = looked_up {
+        walker.abort();
+        return Err(e);
+    }
+    let (root, walker) = walker.await.map_err(|e| ClientError::Invalid(format!("the directory walk failed: {e}")))?;
+    root?;
+    let mut summary = walker.summary;
+    summary.bytes_new = new_bytes;
+    Ok(BackupReport {
+        snapshot: String::new(),
+        parent: parent.map(|p| p.0),
+        summary,
+        new_chunks,
+        bytes_uploaded: 0,
+        errors: walker.errors,
+        skipped: walker.skipped,
+        elapsed: started.elapsed(),
+        dry_run: true,
     })
 }
 
@@ -312,7 +457,11 @@ fn scan_size(roots: &[PathBuf], filter: &Filter) -> u64 {
         if meta.is_file() {
             total += meta.len();
         } else if meta.is_dir() {
+            let marker = filter.marker_in(&p).map(|m| m.name.clone());
             for e in std::fs::read_dir(&p).into_iter().flatten().flatten() {
+                if marker.as_ref().is_some_and(|m| *m != e.file_name()) {
+                    continue;
+                }
                 let path = e.path();
                 if let Ok(m) = std::fs::symlink_metadata(&path) {
                     if !filter.excludes(&path, &m, dev) {
@@ -498,6 +647,10 @@ impl Walker {
                 return Ok(None);
             }
         };
+        // A marked directory keeps only its marker, as restic does, so a restore shows why.
+        if let Some(marker) = self.filter.marker_in(path) {
+            entries.retain(|e| e.file_name() == marker.name);
+        }
         entries.sort_by_key(|e| e.file_name());
         let mut nodes = Vec::with_capacity(entries.len());
         for e in entries {

@@ -449,6 +449,13 @@ impl Coordinator {
         self.post(Repeat::Safe, "/v1/prune", &PruneRequest { max_unused_percent }).await
     }
 
+    /// Replaces the sealed record of snapshot `id` (same session key), keeping everything else.
+    pub async fn replace_snapshot_record(&self, id: &str, record: &[u8]) -> Result<(), ClientError> {
+        let req = ReplaceSnapshotRecordRequest { id: id.to_owned(), record: B64.encode(record) };
+        let _: serde_json::Value = self.post(Repeat::Safe, "/v1/snapshots/record", &req).await?;
+        Ok(())
+    }
+
     /// Which of these chunks are already stored. With the open write `session` that will
     /// reference them, the hits count as its references (a prune keeps them meanwhile).
     pub async fn lookup_chunks(&self, session: Option<u64>, ids: Vec<ChunkId>) -> Result<Vec<ChunkId>, ClientError> {

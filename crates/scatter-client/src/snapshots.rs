@@ -88,6 +88,34 @@ pub async fn list(coord: &Coordinator, keys: &UserKeys) -> Result<Vec<SnapshotIn
     Ok(out)
 }
 
+/// Gives snapshot `id` the tags `tags`. Its record is sealed again with the key of the
+/// session that wrote it and replaces the old one at the coordinator, so the id, commit time,
+/// order (`latest`, backup parents), writer and data references all stay; only the sealed
+/// record changes. Returns the record as it is now.
+pub async fn set_tags(
+    coord: &Coordinator,
+    keys: &UserKeys,
+    id: &str,
+    tags: Vec<String>,
+) -> Result<Snapshot, ClientError> {
+    let short = &id[..id.len().min(8)];
+    let entry = coord
+        .snapshots()
+        .await?
+        .into_iter()
+        .find(|e| e.id == id)
+        .ok_or_else(|| ClientError::Invalid(format!("snapshot {short} is gone; `scatter snapshots` lists them")))?;
+    let bad = |what: &str| ClientError::Unrecoverable(format!("snapshot {short} {what}"));
+    let wrapped = B64.decode(&entry.wrapped_key).map_err(|_| bad("has an unreadable key"))?;
+    let key = keys.unwrap(&wrapped)?;
+    let sealed = B64.decode(&entry.record).map_err(|_| bad("is not base64"))?;
+    let plain = key.open(SNAPSHOT_CONTEXT, &sealed).map_err(|_| bad("fails authentication"))?;
+    let mut snapshot = Snapshot::decode(&plain).map_err(|err| bad(&err.to_string()))?;
+    snapshot.tags = tags;
+    coord.replace_snapshot_record(id, &key.seal(SNAPSHOT_CONTEXT, &snapshot.encode())).await?;
+    Ok(snapshot)
+}
+
 /// Finds a snapshot by `latest` (the newest committed that counts as the owner's own) or a
 /// unique prefix of its id (any snapshot).
 pub fn resolve<'a>(all: &'a [SnapshotInfo], spec: &str) -> Result<&'a SnapshotInfo, ClientError> {
@@ -277,8 +305,8 @@ pub fn to_forget<'a>(all: &'a [SnapshotInfo], policy: &Policy, group: bool) -> V
     }
     let mut out = Vec::new();
     for members in groups.values() {
-        let times: Vec<i64> = members.iter().map(|s| s.snapshot.time_ns).collect();
-        for (s, keep) in members.iter().zip(retention::apply(policy, &times)) {
+        let items: Vec<(i64, &[String])> = members.iter().map(|s| (s.snapshot.time_ns, &s.snapshot.tags[..])).collect();
+        for (s, keep) in members.iter().zip(retention::apply(policy, &items)) {
             if !keep {
                 out.push(*s);
             }

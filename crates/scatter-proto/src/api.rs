@@ -860,6 +860,16 @@ pub struct CommitSnapshotRequest {
     pub record: String,
 }
 
+/// Replaces a snapshot's sealed record (new tags, say), keeping its id, commit time, writer,
+/// session and references: the record is sealed again with the same session key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplaceSnapshotRecordRequest {
+    /// The snapshot's id (64 hex digits).
+    pub id: String,
+    /// The new record, sealed with the snapshot's session key (base64).
+    pub record: String,
+}
+
 /// One stored snapshot, still sealed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SnapshotEntry {

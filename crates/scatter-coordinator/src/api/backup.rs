@@ -101,6 +101,27 @@ pub(super) async fn forget(
     Ok(Json(ForgetResponse { removed }))
 }
 
+/// A new sealed record for a snapshot of the caller's data (`scatter tag`). Only who may
+/// forget a snapshot may rewrite it; its writer, and so whether it is trusted, stays.
+pub(super) async fn replace_record(
+    State(sh): S,
+    headers: HeaderMap,
+    Body(req): Body<ReplaceSnapshotRecordRequest>,
+) -> ApiResult<serde_json::Value> {
+    let u = caller(&sh, &headers, Right::Delete).await?;
+    check_snapshot_id(&req.id)?;
+    let record = decode_b64("record", &req.record)?;
+    if record.len() > MAX_RECORD {
+        return Err(ApiError::BadRequest(format!("a snapshot record is at most {MAX_RECORD} bytes")));
+    }
+    let short = req.id[..8].to_owned();
+    if !db(&sh, move |s| s.replace_snapshot_record(u.id, &req.id, &record)).await? {
+        return Err(ApiError::NotFound(format!("no snapshot {short} of yours")));
+    }
+    tracing::info!(user = %u.id, snapshot = %short, "snapshot record replaced");
+    Ok(Json(serde_json::json!({})))
+}
+
 /// How long the chunks a prune assigned for repacking may be relocated.
 const RELOCATION_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 

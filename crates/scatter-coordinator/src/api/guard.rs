@@ -79,7 +79,7 @@ pub(crate) fn route(path: &str) -> (usize, bool) {
         "/v1/objects/commit" | "/v1/packs/commit" => (LARGE, true),
         "/v1/chunks/lookup" | "/v1/chunks/locate" | "/v1/snapshots/refs" | "/v1/snapshots/forget" => (LISTS, true),
         // A sealed record of up to 1 MiB, in base64.
-        "/v1/snapshots/commit" => (2 << 20, true),
+        "/v1/snapshots/commit" | "/v1/snapshots/record" => (2 << 20, true),
         "/v1/packs/place" | "/v1/packs/abandon" => (MEDIUM, true),
         _ => (SMALL, true),
     }

@@ -83,6 +83,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/snapshots/refs", post(backup::refs))
         .route("/v1/snapshots/commit", post(backup::commit))
         .route("/v1/snapshots/forget", post(backup::forget))
+        .route("/v1/snapshots/record", post(backup::replace_record))
         .route("/v1/delegates", get(backup::delegates))
         .route("/v1/delegates/trust", post(backup::trust))
         .route("/v1/prune", post(backup::prune))

@@ -325,6 +325,18 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// Replaces the sealed record of one of `user`'s snapshots; false if it has none of that
+    /// id. Id, commit time, order, writer, session and references stay.
+    pub fn replace_snapshot_record(&self, user: UserId, id: &str, record: &[u8]) -> Result<bool, StoreError> {
+        let n = self.write(|tx| {
+            Ok(tx.execute(
+                "UPDATE snapshots SET record = ?3 WHERE id = ?1 AND user = ?2",
+                params![id, user.0 as i64, record],
+            )?)
+        })?;
+        Ok(n > 0)
+    }
+
     /// Drops snapshots of the user (unknown ids are ignored). Returns how many went.
     pub fn forget(&self, user: UserId, ids: &[String]) -> Result<u64, StoreError> {
         self.write(|tx| {
@@ -567,6 +579,32 @@ mod tests {
             store.commit_snapshot(user, app, s, "snap", b"r", 4).expect("commit");
             let snaps = store.snapshots(user).expect("list");
             assert_eq!((snaps[0].writer, snaps[0].trusted, snaps[0].writer_name.as_str()), (app, false, "laptop"));
+        }
+    }
+
+    crate::store::testing::conformance! {
+        fn a_replaced_record_keeps_the_snapshots_place_writer_and_references() {
+            let (_d, store, user, host) = setup();
+            let app = delegate(&store, user, Role::Appender, 5);
+            let s = store.add_session(user, b"k", 1, 100).expect("session");
+            pack(&store, user, host, s, 1, &[10, 11], false);
+            store.add_session_refs(user, user, s, &[ChunkId::from_bytes([10; 32])], 2).expect("refs");
+            store.commit_snapshot(user, user, s, "first", b"old", 3).expect("commit");
+            let theirs = store.open_session(user, app, b"k", 4, 100).expect("session");
+            store.commit_snapshot(user, app, theirs, "second", b"r", 5).expect("commit");
+            assert!(store.replace_snapshot_record(user, "first", b"new").expect("replace"));
+            assert!(store.replace_snapshot_record(user, "second", b"new too").expect("replace"));
+            let snaps = store.snapshots(user).expect("list");
+            let view: Vec<_> =
+                snaps.iter().map(|r| (r.id.as_str(), r.record.as_slice(), r.created, r.chunks, r.writer)).collect();
+            assert_eq!(view, [("first", &b"new"[..], 3, 1, user), ("second", &b"new too"[..], 5, 0, app)]);
+            assert!(!snaps[1].trusted, "a rewritten delegate's snapshot stays untrusted");
+            // Unknown ids and other users' snapshots are not touched.
+            assert!(!store.replace_snapshot_record(user, "nope", b"x").expect("replace"));
+            store.add_token(&[7; 32], "bob", Role::User, None, None).expect("token");
+            let bob = store.redeem_token(&[7; 32], "pk", &[8; 32], "", 0).expect("redeem").expect("user").id;
+            assert!(!store.replace_snapshot_record(bob, "first", b"x").expect("replace"));
+            assert_eq!(store.snapshots(user).expect("list")[0].record, b"new");
         }
     }
 
