@@ -309,13 +309,42 @@ impl Selection {
     }
 }
 
-pub async fn list(selection: Selection, json: bool) -> Result<i32> {
+/// Why the newest snapshot that counts as the user's is older than `limit` at `now` (or
+/// there is none), for `snapshots --warn-older-than`; `None` when one is recent enough. Times
+/// are the coordinator's commit times, which a source's wrong clock cannot move.
+pub fn stale(shown: &[&SnapshotInfo], limit: std::time::Duration, now: u64) -> Option<String> {
+    let newest = shown.iter().filter(|s| s.trusted).map(|s| s.created).max();
+    let Some(newest) = newest else {
+        return Some("there is no snapshot of yours among those selected; check that backups run".into());
+    };
+    let age = now.saturating_sub(newest);
+    (age > limit.as_secs()).then(|| {
+        format!(
+            "the newest snapshot of yours among those selected was committed {} ago, longer than {}; check that backups run",
+            crate::duration::text(std::time::Duration::from_secs(age)),
+            crate::duration::text(limit)
+        )
+    })
+}
+
+/// `scatter snapshots`: lists the selected snapshots; with `warn_older_than`, warns and exits
+/// [`EXIT_ATTENTION`] when the newest one of the user's is older than that.
+pub async fn list(selection: Selection, warn_older_than: Option<std::time::Duration>, json: bool) -> Result<i32> {
     let (_, _, all) = open_snapshots().await?;
     let shown = selection.apply(&all);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let warning = warn_older_than.and_then(|limit| stale(&shown, limit, now));
+    let code = match &warning {
+        Some(why) => {
+            eprintln!("warning: {why}");
+            EXIT_ATTENTION
+        }
+        None => 0,
+    };
     if json {
         let v: Vec<_> = shown.iter().map(|s| snapshot_json(s)).collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(0);
+        return Ok(code);
     }
     println!("{:<9} {:<20} {:<16} {:<12} {:<12} {:>10}  paths", "id", "time (UTC)", "host", "writer", "tags", "size");
     for s in &shown {
@@ -337,7 +366,7 @@ pub async fn list(selection: Selection, json: bool) -> Result<i32> {
             "{untrusted} marked ! were written by delegates you do not trust: `latest`, recover, check-local and backup parents ignore them; restore one by its id, or `scatter delegate trust USER`."
         );
     }
-    Ok(0)
+    Ok(code)
 }
 
 /// Whether `ls` was given a snapshot (`latest`, or 4+ hex digits, optionally `:PATH`).

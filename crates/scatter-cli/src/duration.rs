@@ -22,9 +22,40 @@ pub fn parse(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A duration for messages, in its two largest units: `3d 4h`, `26h`, `5m 3s`, `12s`.
+pub fn text(d: Duration) -> String {
+    let secs = d.as_secs();
+    let units = [(86_400, "d"), (3600, "h"), (60, "m"), (1, "s")];
+    let parts: Vec<String> = units
+        .iter()
+        .scan(secs, |left, &(size, unit)| {
+            let n = *left / size;
+            *left %= size;
+            Some((n, unit))
+        })
+        .skip_while(|(n, _)| *n == 0)
+        .take(2)
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| format!("{n}{unit}"))
+        .collect();
+    if parts.is_empty() {
+        return "0s".into();
+    }
+    parts.join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn texts_show_the_two_largest_units() {
+        let t = |s| text(Duration::from_secs(s));
+        assert_eq!(
+            [t(0), t(12), t(303), t(3600), t(93_600), t(273_600), t(86_400 + 59)],
+            ["0s", "12s", "5m 3s", "1h", "1d 2h", "3d 4h", "1d"]
+        );
+    }
 
     #[test]
     fn parses_units_and_rejects_garbage() {

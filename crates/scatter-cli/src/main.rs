@@ -277,6 +277,10 @@ enum Cmd {
         /// Only the N newest snapshots of each host and path set.
         #[arg(long, value_name = "N")]
         latest: Option<usize>,
+        /// Warn and exit 3 when the newest of the snapshots selected that count as yours was
+        /// committed longer ago than this (e.g. 26h), or there is none: for monitoring.
+        #[arg(long, value_name = "DURATION", value_parser = scatter_cli::duration::parse)]
+        warn_older_than: Option<std::time::Duration>,
         /// Print JSON (an array, as restic prints it).
         #[arg(long)]
         json: bool,
@@ -1039,8 +1043,8 @@ async fn run(cmd: Cmd) -> Result<i32> {
             })
             .await
         }
-        Cmd::Snapshots { path, tag, hosts, latest, json } => {
-            return backups::list(backups::Selection { path, tag, hosts, latest }, json).await
+        Cmd::Snapshots { path, tag, hosts, latest, warn_older_than, json } => {
+            return backups::list(backups::Selection { path, tag, hosts, latest }, warn_older_than, json).await
         }
         Cmd::Delegate { command } => {
             let (_, p) = load()?;

@@ -205,6 +205,18 @@ async fn snapshots_by_host_and_latest_and_forget_by_tag_hour_and_age() {
     let text = env.ok(&["snapshots", "--host", "beta"]);
     assert!(text.contains("1 snapshot(s)") && text.contains("beta"), "{text}");
 
+    // Monitoring: a recent enough newest snapshot is fine; an old one, or none, exits 3.
+    env.ok(&["snapshots", "--warn-older-than", "1h"]);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    for args in
+        [&["snapshots", "--warn-older-than", "1s"][..], &["snapshots", "--host", "gamma", "--warn-older-than", "1h"]]
+    {
+        let out = env.scatter(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {err}");
+        assert!(err.contains("check that backups run"), "{args:?}: {err}");
+    }
+
     // All were taken within the last minutes: --keep-within keeps them all.
     let dry = json(&env.ok(&["forget", "--keep-within", "1d", "--dry-run", "--json"]));
     assert_eq!(dry["ids"].as_array().map(Vec::len), Some(0), "{dry}");
