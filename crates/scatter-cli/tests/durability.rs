@@ -64,6 +64,14 @@ async fn lost_hosts_are_repaired_so_further_losses_are_survived() {
     assert!(metrics.contains("scatter_packs{health=\"full\"}"), "{metrics}");
     assert!(metrics.contains("scatter_repaired_shards_total"), "{metrics}");
     assert!(metrics.contains("scatter_hosts{state=\"offline\"} 2"), "{metrics}");
+    // Per host too, so an alert can name the host; and the build.
+    assert!(metrics.contains("scatter_host_up{host=\"h1\",zone=\""), "{metrics}");
+    assert!(metrics.contains("scatter_host_used_bytes{host=\"h1\"}"), "{metrics}");
+    assert_eq!(metrics.matches(",state=\"offline\"} 0").count(), 2, "{metrics}");
+    assert!(
+        metrics.contains(&format!("scatter_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"))),
+        "{metrics}"
+    );
     assert!(metrics.contains("scatter_http_request_duration_seconds_count{route=\"/v1/packs/commit\"}"), "{metrics}");
     let host_url = std::fs::read_to_string(env.grid.host_dir(5).join("url")).expect("host url");
     let host_metrics = scrape(scatter_net::Peer::Host, format!("{}/metrics", host_url.trim())).await;

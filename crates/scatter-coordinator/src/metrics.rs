@@ -59,6 +59,7 @@ pub(crate) async fn metrics(State(sh): State<Arc<Shared>>) -> Result<String, Api
     }
     let states: String =
         by_state.iter().map(|(state, n)| format!("scatter_hosts{{state=\"{state}\"}} {n}\n")).collect();
+    let per_host = per_host(&sh, &hosts);
     let stored: u64 = hosts.iter().map(|x| x.catalog_used).sum();
     let passed: u64 = hosts.iter().map(|x| x.audits_passed).sum();
     let failed: u64 = hosts.iter().map(|x| x.audits_failed).sum();
@@ -86,13 +87,53 @@ pub(crate) async fn metrics(State(sh): State<Arc<Shared>>) -> Result<String, Api
          # HELP scatter_stored_bytes Shard bytes the catalog places on hosts.\n# TYPE scatter_stored_bytes gauge\n\
          scatter_stored_bytes {stored}\n\
          # HELP scatter_audits_total Audits by result.\n# TYPE scatter_audits_total counter\n\
-         scatter_audits_total{{result=\"passed\"}} {passed}\nscatter_audits_total{{result=\"failed\"}} {failed}\n{backup_age}{}",
+         scatter_audits_total{{result=\"passed\"}} {passed}\nscatter_audits_total{{result=\"failed\"}} {failed}\n{backup_age}{per_host}\
+         # HELP scatter_build_info The running build.\n# TYPE scatter_build_info gauge\n\
+         scatter_build_info{{version=\"{}\"}} 1\n{}",
         h.packs_full,
         h.packs_degraded,
         h.packs_lost,
         h.packs_degraded + h.packs_lost,
         shards_repaired,
         bytes_repaired,
+        env!("CARGO_PKG_VERSION"),
         sh.request_times.render(),
     ))
+}
+
+/// A Prometheus label value: backslashes, quotes and line breaks escaped (zones are the
+/// hosts' own words).
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// One series per host: whether it is up (with its zone and state), what it offers and
+/// holds, and its audits; so an operator can alert on one host, not only on counts. Each
+/// family's lines are one group, as the text format wants.
+fn per_host(sh: &Shared, hosts: &[crate::store::HostRow]) -> String {
+    type Family = (&'static str, &'static str, &'static str, fn(&crate::store::HostRow) -> u64);
+    let families: [Family; 5] = [
+        ("scatter_host_capacity_bytes", "gauge", "Bytes a host offers.", |x| x.capacity),
+        ("scatter_host_used_bytes", "gauge", "Bytes a host holds.", |x| x.catalog_used.max(x.reported_used)),
+        ("scatter_host_shards", "gauge", "Shards the catalog places on a host.", |x| x.shards),
+        ("scatter_host_audits_passed_total", "counter", "Audits a host passed.", |x| x.audits_passed),
+        ("scatter_host_audits_failed_total", "counter", "Audits a host failed.", |x| x.audits_failed),
+    ];
+    let mut out = String::from(
+        "# HELP scatter_host_up Whether a host is online (1) or not (0), with its zone and state.\n\
+         # TYPE scatter_host_up gauge\n",
+    );
+    for x in hosts {
+        let state = crate::room::host_state(sh, x).to_string();
+        let online = u8::from(state == "online");
+        out +=
+            &format!("scatter_host_up{{host=\"{}\",zone=\"{}\",state=\"{state}\"}} {online}\n", x.id, label(&x.zone));
+    }
+    for (name, kind, help, value) in families {
+        out += &format!("# HELP {name} {help}\n# TYPE {name} {kind}\n");
+        for x in hosts {
+            out += &format!("{name}{{host=\"{}\"}} {}\n", x.id, value(x));
+        }
+    }
+    out
 }
