@@ -193,15 +193,29 @@ pub(super) async fn get_code(State(sh): S, headers: HeaderMap) -> ApiResult<Reco
     Ok(Json(RecoveryCodeResponse { code }))
 }
 
+/// A change of the caller's recovery code, checked: the caller owns data, the code and the
+/// sealed key file are well formed, and the change is signed with the owner key it names.
+struct Change {
+    u: UserRow,
+    code: RecoveryBinding,
+    escrow: Vec<u8>,
+    key: [u8; 32],
+}
+
+async fn change(sh: &Arc<Shared>, headers: &HeaderMap, req: &RecoveryCodeRequest) -> Result<Change, ApiError> {
+    let u = owner(sh, headers).await?;
+    let (code, escrow) = (binding(&req.info)?, escrow(&req.escrow)?);
+    let key = signed_by(sh, &u, req, &code, &escrow)?;
+    Ok(Change { u, code, escrow, key })
+}
+
 /// `PUT /v1/recovery`: a new recovery code, voiding the one before.
 pub(super) async fn set_code(
     State(sh): S,
     headers: HeaderMap,
     Body(req): Body<RecoveryCodeRequest>,
 ) -> ApiResult<serde_json::Value> {
-    let u = owner(&sh, &headers).await?;
-    let (code, escrow) = (binding(&req.info)?, escrow(&req.escrow)?);
-    let key = signed_by(&sh, &u, &req, &code, &escrow)?;
+    let Change { u, code, escrow, key } = change(&sh, &headers, &req).await?;
     let me = u.me;
     refused_unless_owner(&sh, &u, db(&sh, move |s| s.set_recovery(me, &key, &code, &escrow, now())).await).await?;
     event(&sh, u.me.to_string(), "recovery.replaced", format!("by device {}", u.device)).await;
@@ -217,9 +231,7 @@ pub(super) async fn set_escrow(
     headers: HeaderMap,
     Body(req): Body<RecoveryCodeRequest>,
 ) -> ApiResult<serde_json::Value> {
-    let u = owner(&sh, &headers).await?;
-    let (code, escrow) = (binding(&req.info)?, escrow(&req.escrow)?);
-    let key = signed_by(&sh, &u, &req, &code, &escrow)?;
+    let Change { u, code, escrow, key } = change(&sh, &headers, &req).await?;
     let me = u.me;
     let set = db(&sh, move |s| s.set_escrow(me, &key, &code.verifier, &escrow)).await;
     if !refused_unless_owner(&sh, &u, set).await? {
