@@ -104,6 +104,9 @@ async fn dry_run_counts_what_a_backup_adds_and_filters_apply() {
     std::fs::write(src.join("skip/secret.txt"), b"do not back up").expect("write");
     std::fs::write(src.join("cache/CACHEDIR.TAG"), b"Signature: 8a477f597d28d172789f06886806bc55\n").expect("write");
     std::fs::write(src.join("cache/blob"), b"cached").expect("write");
+    std::fs::write(src.join("scratch.tmp"), b"left out by a glob").expect("write");
+    let fifo = std::process::Command::new("mkfifo").arg(src.join("pipe")).status().expect("mkfifo");
+    assert!(fifo.success());
     let list = env.path("list");
     std::fs::write(&list, format!("# what to back up\n\n{}\n", s(&src))).expect("write");
     let flags = [
@@ -114,6 +117,8 @@ async fn dry_run_counts_what_a_backup_adds_and_filters_apply() {
         "--exclude-caches",
         "--exclude-larger-than",
         "1MB",
+        "--exclude",
+        "*.tmp",
         "--json",
     ];
     let backup = |dry: bool| {
@@ -144,6 +149,16 @@ async fn dry_run_counts_what_a_backup_adds_and_filters_apply() {
     for gone in ["big.bin", "secret.txt", "cache/blob"] {
         assert!(!listed.contains(gone), "{gone} should be left out: {listed}");
     }
+    // What the backup left out, by any rule, is not "new" to check-local; a new file is.
+    let checked = json(&env.ok(&["check-local", s(&src), "--json"]));
+    assert_eq!(checked["findings"], serde_json::json!([]), "{checked}");
+    std::fs::write(src.join("skip/more.txt"), b"still behind the marker").expect("write");
+    std::fs::write(src.join("sub/fresh.txt"), b"new").expect("write");
+    let checked = json(&env.ok(&["check-local", s(&src), "--json"]));
+    let found = checked["findings"].as_array().expect("findings");
+    assert_eq!(found.len(), 1, "{checked}");
+    assert!(found[0]["path"].as_str().is_some_and(|p| p.ends_with("sub/fresh.txt")), "{checked}");
+    std::fs::remove_file(src.join("sub/fresh.txt")).expect("rm");
 
     // A second round: one file changed, one new; the dry run predicts the backup exactly.
     std::fs::write(src.join("b.txt"), b"small file, edited").expect("write");

@@ -10,7 +10,9 @@
 //! (packs are committed as they complete).
 
 use std::collections::HashSet;
-use std::os::unix::ffi::OsStrExt;
+use std::ffi::OsString;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,12 +25,13 @@ use rand::RngCore;
 use scatter_core::chunker::{Chunk, ChunkError};
 use scatter_core::crypto::DedupKey;
 use scatter_core::keys::UserKeys;
-use scatter_core::snapshot::{Snapshot, Summary, SNAPSHOT_CONTEXT};
+use scatter_core::snapshot::{Excluded, Snapshot, Summary, SNAPSHOT_CONTEXT};
 use scatter_core::tree::{Node, NodeKind, Tree};
 use scatter_core::ChunkId;
 use scatter_proto::api::{CommitSnapshotRequest, ErrorCode};
 use tokio::sync::mpsc;
 
+use crate::confined;
 use crate::coordinator::Coordinator;
 use crate::fetch::Fetcher;
 use crate::hosts::Hosts;
@@ -111,14 +114,22 @@ impl Marker {
 
     /// Whether `dir` holds this marker.
     fn is_in(&self, dir: &Path) -> bool {
-        let path = dir.join(&self.name);
+        let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC;
+        rustix::fs::open(dir, flags, rustix::fs::Mode::empty()).is_ok_and(|fd| self.is_at(fd.as_fd()))
+    }
+
+    /// Whether the open directory `dir` holds this marker (a symlink named like it does
+    /// not count when a header is required).
+    fn is_at(&self, dir: BorrowedFd<'_>) -> bool {
+        let name = self.name.as_bytes();
         match &self.header {
-            None => std::fs::symlink_metadata(&path).is_ok(),
+            None => confined::stat_at(dir, name).is_ok_and(|st| st.is_some()),
             Some(h) => {
                 let mut start = vec![0u8; h.len()];
-                std::fs::File::open(&path)
-                    .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut start))
-                    .is_ok_and(|()| start == *h)
+                confined::open_file_at(dir, name)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|mut f| std::io::Read::read_exact(&mut f, &mut start).is_ok_and(|()| start == *h))
             }
         }
     }
@@ -159,6 +170,16 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// The filter a backup run recorded in its snapshot.
+    pub fn recorded(rules: &Excluded) -> Result<Self, ClientError> {
+        let markers = rules
+            .markers
+            .iter()
+            .map(|(name, header)| Marker { name: OsString::from_vec(name.clone()), header: header.clone() })
+            .collect();
+        Ok(Self::new(&rules.patterns, rules.one_file_system)?.larger_than(rules.larger_than).markers(markers))
+    }
+
     /// Compiles exclude patterns.
     pub fn new(excludes: &[String], one_file_system: bool) -> Result<Self, ClientError> {
         let mut names = GlobSetBuilder::new();
@@ -191,13 +212,24 @@ impl Filter {
         self.markers.iter().find(|m| m.is_in(dir))
     }
 
+    /// The marker the open directory `dir` holds, if any.
+    pub fn marker_at(&self, dir: BorrowedFd<'_>) -> Option<&Marker> {
+        self.markers.iter().find(|m| m.is_at(dir))
+    }
+
     /// Whether `path` (with metadata `meta`, below a root on device `root_dev`) is left out.
     pub fn excludes(&self, path: &Path, meta: &std::fs::Metadata, root_dev: u64) -> bool {
-        let name_hit = path.file_name().is_some_and(|n| self.names.is_match(n));
-        name_hit
+        self.leaves_out(path, meta.is_dir(), meta.is_file().then(|| meta.len()), meta.dev() != root_dev)
+    }
+
+    /// Whether the entry at `path` is left out: a directory (`dir`) or a regular file of
+    /// `file_size` bytes, on another device than the backed-up path it lies in
+    /// (`other_device`).
+    pub fn leaves_out(&self, path: &Path, dir: bool, file_size: Option<u64>, other_device: bool) -> bool {
+        path.file_name().is_some_and(|n| self.names.is_match(n))
             || self.paths.is_match(path)
-            || (self.one_file_system && meta.is_dir() && meta.dev() != root_dev)
-            || (meta.is_file() && self.larger_than.is_some_and(|max| meta.len() > max))
+            || (self.one_file_system && dir && other_device)
+            || file_size.is_some_and(|len| self.larger_than.is_some_and(|max| len > max))
     }
 }
 
@@ -237,9 +269,14 @@ pub async fn backup(
     let started = Instant::now();
     let time_ns =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
-    let filter = Filter::new(&opts.excludes, opts.one_file_system)?
-        .larger_than(opts.exclude_larger_than)
-        .markers(opts.exclude_if_present.clone());
+    // The snapshot records the rules, and the walk applies exactly what it records.
+    let excluded = Excluded {
+        patterns: opts.excludes.clone(),
+        one_file_system: opts.one_file_system,
+        larger_than: opts.exclude_larger_than,
+        markers: opts.exclude_if_present.iter().map(|m| (m.name.as_bytes().to_vec(), m.header.clone())).collect(),
+    };
+    let filter = Filter::recorded(&excluded)?;
     let roots = absolute_roots(&opts.paths)?;
     let hostname = opts.hostname.clone().unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
     let path_strings: Vec<String> = roots.iter().map(|p| p.to_string_lossy().into_owned()).collect();
@@ -311,6 +348,7 @@ pub async fn backup(
         tree: *root.as_bytes(),
         parent: parent.as_ref().map(|p| p.0.clone()),
         summary: summary.clone(),
+        excluded,
     };
     let id = {
         let mut b = [0u8; 32];

@@ -27,12 +27,13 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use globset::{Glob, GlobSetBuilder};
-use rustix::fs::{AtFlags, FileType, Gid, Timespec, Timestamps, Uid, XattrFlags, UTIME_OMIT};
+use rustix::fs::{AtFlags, FileType, Gid, Stat, Timespec, Timestamps, Uid, XattrFlags, UTIME_OMIT};
 use scatter_core::crypto::DedupKey;
 use scatter_core::keys::UserKeys;
 use scatter_core::tree::{Node, NodeKind, TreePath};
 use serde::Serialize;
 
+use crate::backup::Filter;
 use crate::confined::{self, Root};
 use crate::fetch::{FetchReport, Fetcher};
 use crate::partial::PartialFile;
@@ -469,6 +470,7 @@ pub async fn check_local(
     }
     progress.start(groups.iter().flat_map(|(_, _, e)| e).map(|(_, n)| n.size).sum());
     let dedup = keys.write_keys().dedup_key();
+    let filter = Filter::recorded(&snap.snapshot.excluded)?;
     let mut findings = Vec::new();
     for (base, ancestors, entries) in groups {
         let snapshot_paths: HashSet<&TreePath> = entries.iter().map(|(p, _)| p).collect();
@@ -524,18 +526,9 @@ pub async fn check_local(
                     } else if ancestors.contains(p) {
                         None
                     } else {
-                        let listed = confined::open_dir_at(dir, name).and_then(|d| list_names(d.as_fd()));
-                        for child in listed.unwrap_or_default() {
-                            let Ok(live) = p.join(&child) else { continue };
-                            if !snapshot_paths.contains(&live)
-                                && !child.ends_with(crate::partial::PARTIAL_SUFFIX.as_bytes())
-                            {
-                                findings.push(Finding {
-                                    path: live,
-                                    state: LocalState::New,
-                                    node: None,
-                                    base: base.clone(),
-                                });
+                        if let Ok(live) = confined::open_dir_at(dir, name) {
+                            for path in new_entries(live.as_fd(), &st, p, &snapshot_paths, &filter) {
+                                findings.push(Finding { path, state: LocalState::New, node: None, base: base.clone() });
                             }
                         }
                         None
@@ -555,6 +548,43 @@ pub async fn check_local(
     }
     findings.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(findings)
+}
+
+/// What check-local calls new in the live directory `p` (open as `dir`, with status
+/// `dir_st`): the entries the snapshot does not have and the backup's rules would have kept.
+fn new_entries(
+    dir: BorrowedFd<'_>,
+    dir_st: &Stat,
+    p: &TreePath,
+    in_snapshot: &HashSet<&TreePath>,
+    filter: &Filter,
+) -> Vec<TreePath> {
+    // A marked directory keeps only its marker: nothing else in it is new.
+    if filter.marker_at(dir).is_some() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for child in list_names(dir).unwrap_or_default() {
+        let Ok(live) = p.join(&child) else { continue };
+        if in_snapshot.contains(&live) || child.ends_with(crate::partial::PARTIAL_SUFFIX.as_bytes()) {
+            continue;
+        }
+        let Ok(Some(st)) = confined::stat_at(dir, &child) else { continue };
+        let kind = confined::kind(&st);
+        let file_size = (kind == FileType::RegularFile).then_some(st.st_size as u64);
+        // FIFOs, sockets and devices are never backed up.
+        let kept = matches!(kind, FileType::RegularFile | FileType::Directory | FileType::Symlink)
+            && !filter.leaves_out(
+                &live_path(&live),
+                kind == FileType::Directory,
+                file_size,
+                st.st_dev != dir_st.st_dev,
+            );
+        if kept {
+            out.push(live);
+        }
+    }
+    out
 }
 
 fn list_names(dir: BorrowedFd<'_>) -> std::io::Result<Vec<Vec<u8>>> {

@@ -408,6 +408,7 @@ mod tests {
                 tree: [0; 32],
                 parent: None,
                 summary: Default::default(),
+                excluded: Default::default(),
             },
             writer: Some(UserId(writer)),
             writer_name: String::new(),

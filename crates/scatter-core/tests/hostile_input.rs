@@ -42,6 +42,7 @@ fn sample_snapshot() -> Vec<u8> {
         tree: [7; 32],
         parent: None,
         summary: Summary::default(),
+        excluded: Default::default(),
     }
     .encode()
 }
