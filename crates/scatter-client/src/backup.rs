@@ -219,7 +219,7 @@ impl Filter {
 
     /// Whether `path` (with metadata `meta`, below a root on device `root_dev`) is left out.
     pub fn excludes(&self, path: &Path, meta: &std::fs::Metadata, root_dev: u64) -> bool {
-        self.leaves_out(path, meta.is_dir(), meta.is_file().then(|| meta.len()), meta.dev() != root_dev)
+        self.leaves_out(path, meta.is_dir(), meta.is_file().then_some(meta.len()), meta.dev() != root_dev)
     }
 
     /// Whether the entry at `path` is left out: a directory (`dir`) or a regular file of
