@@ -244,6 +244,10 @@ impl Merged {
                 keys.join(", ")
             ));
         }
+        // Other errors (a flag given twice, say) are about the command line: clap says them.
+        if !matches!(err.kind(), ErrorKind::ValueValidation | ErrorKind::InvalidValue) {
+            return None;
+        }
         let ContextValue::String(arg) = err.get(ContextKind::InvalidArg)? else { return None };
         let key = flag_name(arg)?;
         if !self.from_file.iter().any(|k| k == key) {
@@ -256,7 +260,7 @@ impl Merged {
         let why = match (std::error::Error::source(err), err.get(ContextKind::ValidValue)) {
             (Some(cause), _) => cause.to_string(),
             (None, Some(ContextValue::Strings(valid))) => format!("expected one of {}", valid.join(", ")),
-            _ => err.kind().to_string(),
+            _ => "a value is needed".into(),
         };
         Some(format!("`{key}` in the config file {file}: {value} is refused: {why}"))
     }
@@ -447,6 +451,11 @@ mod tests {
         let e = cmd().try_get_matches_from(&m.args).expect_err("bad port");
         let said = m.explain(&e).expect("about the file");
         assert!(said.starts_with("`port` in the config file") && said.contains("`seven` is refused"), "{said}");
+        // A flag given twice on the command line is the command line's mistake.
+        let (_d, path) = file("data-dir = \"/srv\"\nzone = \"a\"\n", 0o644);
+        let m = merge_args(&path, &["--zone", "b", "--zone", "c"]).expect("merge");
+        let e = cmd().try_get_matches_from(&m.args).expect_err("twice");
+        assert_eq!(m.explain(&e), None);
         let (_d, path) = file("zone = \"a\"\n", 0o644);
         let m = merge_args(&path, &[]).expect("merge");
         let e = cmd().try_get_matches_from(&m.args).expect_err("no data dir");
