@@ -41,8 +41,9 @@ const CONFIG_FLAG: &str = "config";
 /// Long flags that are not settings, so not keys of a file.
 const NOT_SETTINGS: [&str; 4] = [CONFIG_FLAG, "check-config", "help", "version"];
 
-/// The command line with a service's config file merged in.
-#[derive(Debug, Clone, Default)]
+/// The command line with a service's config file merged in. Its `Debug` leaves the
+/// arguments out: they may hold secrets.
+#[derive(Clone, Default)]
 pub struct Merged {
     /// The arguments for clap: the command line followed by `--KEY=VALUE` for every setting
     /// of the file that neither the command line nor an environment variable gives.
@@ -51,6 +52,16 @@ pub struct Merged {
     pub file: Option<PathBuf>,
     /// The keys whose values were taken from the file.
     pub from_file: Vec<String>,
+}
+
+impl std::fmt::Debug for Merged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Merged")
+            .field("args", &format_args!("<{} arguments>", self.args.len()))
+            .field("file", &self.file)
+            .field("from_file", &self.from_file)
+            .finish()
+    }
 }
 
 /// Reads the config file named by `--config`, if the command line runs a service with one,
