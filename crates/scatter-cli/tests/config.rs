@@ -259,3 +259,37 @@ fn the_shipped_examples_parse_and_name_every_setting() {
     let err = refused(&["host", "--config", file.to_str().expect("utf-8"), "--check-config"]);
     assert!(err.contains("chmod 600"), "{err}");
 }
+
+#[test]
+fn the_systemd_units_pass_systemd_analyze_verify() {
+    if Command::new("systemd-analyze").arg("--version").output().map(|o| !o.status.success()).unwrap_or(true) {
+        eprintln!("skipped: systemd-analyze is not installed (apt-get install systemd)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let units = repo().join("contrib/systemd");
+    let mut paths = Vec::new();
+    // The templates as one instance; ExecStart= pointed at this build (the binary must exist).
+    for (name, as_name) in [
+        ("scatter-coordinator.service", "scatter-coordinator.service"),
+        ("scatter-host.service", "scatter-host.service"),
+        ("scatter-backup@.service", "scatter-backup@test.service"),
+        ("scatter-backup@.timer", "scatter-backup@test.timer"),
+    ] {
+        let text = std::fs::read_to_string(units.join(name)).expect("unit");
+        assert!(text.contains("/usr/local/bin/scatter ") || name.ends_with(".timer"), "{name}");
+        let path = dir.path().join(as_name);
+        std::fs::write(&path, text.replace("/usr/local/bin/scatter", common::EXE)).expect("write unit");
+        paths.push(path);
+    }
+    let out = Command::new("systemd-analyze").args(["verify", "--man=no"]).args(&paths).output().expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.trim().is_empty(), "systemd-analyze verify: {err}");
+    // Every service unit is confined the same basic way.
+    for name in ["scatter-coordinator.service", "scatter-host.service", "scatter-backup@.service"] {
+        let text = std::fs::read_to_string(units.join(name)).expect("unit");
+        for line in ["NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes", "StateDirectory="] {
+            assert!(text.lines().any(|l| l.starts_with(line)), "{name} lacks {line}");
+        }
+    }
+}
