@@ -112,7 +112,7 @@ fn read<'a>(path: &Path, service: &'a Command) -> Result<BTreeMap<String, (&'a A
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the config file {file}; check the path given to --config"))?;
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-        let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        let line = e.span().map(|s| text.bytes().take(s.start).filter(|b| *b == b'\n').count() + 1);
         let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
         anyhow!("the config file {file} is not valid TOML{at}: {}", e.message().trim().replace('\n', "; "))
     })?;
