@@ -40,6 +40,10 @@ pub struct GridOptions {
     /// URLs of other coordinators, listed before this grid's own in every host's
     /// `--coordinator` (one nobody listens on, say, to see hosts fail over past it).
     pub other_coordinators: Vec<String>,
+    /// Start the coordinator and the hosts with `--config FILE` alone: their settings (all
+    /// but `coordinator_args` and `host_args`, which stay flags) are written to
+    /// `coordinator.toml` and `host-N.toml` (mode 0600) in the grid's directory.
+    pub config_files: bool,
 }
 
 impl Default for GridOptions {
@@ -58,6 +62,7 @@ impl Default for GridOptions {
             coordinator_args: Vec::new(),
             host_args: Vec::new(),
             other_coordinators: Vec::new(),
+            config_files: false,
         }
     }
 }
@@ -99,6 +104,17 @@ fn wait_for_file(path: &Path, child: &mut Child, what: &str, log: &Path) -> Resu
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Writes `text` to `path`, readable by its owner only.
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    let mut file = open.open(path).with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// `HOST:PORT` of a URL, to restart a process on the same address.
@@ -204,11 +220,32 @@ impl Grid {
         self.hosts.len()
     }
 
-    fn spawn(&self, args: &[&str], log: &Path) -> Result<Child> {
+    /// Starts `scatter SERVICE SETTINGS EXTRA`, where `settings` are `--KEY VALUE` pairs: as
+    /// flags, or with [`GridOptions::config_files`] written to `NAME.toml` in the grid's
+    /// directory and given as `--config` alone.
+    fn spawn(&self, service: &str, name: &str, settings: &[&str], extra: &[&str], log: &Path) -> Result<Child> {
+        let mut args = vec![service.to_owned()];
+        if self.opts.config_files {
+            let mut table = toml::Table::new();
+            for pair in settings.chunks(2) {
+                if let [key, value] = pair {
+                    table.insert(key.trim_start_matches("--").to_owned(), toml::Value::from(*value));
+                }
+            }
+            if self.opts.insecure {
+                table.insert("insecure".into(), toml::Value::Boolean(true));
+            }
+            let path = self.dir.join(format!("{name}.toml"));
+            write_private(&path, &toml::to_string(&table)?)?;
+            args.extend(["--config".to_owned(), path.to_string_lossy().into_owned()]);
+        } else {
+            args.extend(settings.iter().map(|s| s.to_string()));
+            args.extend(self.opts.insecure.then(|| "--insecure".to_owned()));
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
         let out = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
         Command::new(&self.exe)
             .args(args)
-            .args(self.opts.insecure.then_some("--insecure"))
             .env("SCATTER_LOG", std::env::var("SCATTER_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
@@ -224,8 +261,7 @@ impl Grid {
         let _ = std::fs::remove_file(dir.join("url"));
         let log = self.dir.join("coordinator.log");
         let dir_s = dir.to_string_lossy().into_owned();
-        let mut args = vec![
-            "coordinator",
+        let args = [
             "--data-dir",
             &dir_s,
             "--listen",
@@ -239,8 +275,8 @@ impl Grid {
             "--orphan-grace",
             &self.opts.orphan_grace,
         ];
-        args.extend(self.opts.coordinator_args.iter().map(String::as_str));
-        let mut child = self.spawn(&args, &log)?;
+        let extra: Vec<&str> = self.opts.coordinator_args.iter().map(String::as_str).collect();
+        let mut child = self.spawn("coordinator", "coordinator", &args, &extra, &log)?;
         self.url = wait_for_file(&dir.join("url"), &mut child, "coordinator", &log)?;
         self.coordinator_listen = listen_address(&self.url);
         self.coordinator = Some(child);
@@ -290,8 +326,7 @@ impl Grid {
         let dir_s = dir.to_string_lossy().into_owned();
         let coordinators =
             self.opts.other_coordinators.iter().chain([&self.url]).cloned().collect::<Vec<_>>().join(",");
-        let mut args = vec![
-            "host",
+        let args = [
             "--data-dir",
             &dir_s,
             "--listen",
@@ -307,9 +342,9 @@ impl Grid {
             "--heartbeat",
             &self.opts.heartbeat,
         ];
-        args.extend(self.opts.host_args.get(i).into_iter().flatten().map(String::as_str));
-        args.extend(self.added[i].iter().flat_map(|(_, flags)| flags).map(String::as_str));
-        let mut child = self.spawn(&args, &log)?;
+        let mut extra: Vec<&str> = self.opts.host_args.get(i).into_iter().flatten().map(String::as_str).collect();
+        extra.extend(self.added[i].iter().flat_map(|(_, flags)| flags).map(String::as_str));
+        let mut child = self.spawn("host", &format!("host-{i}"), &args, &extra, &log)?;
         let url = wait_for_file(&dir.join("url"), &mut child, &format!("host {i}"), &log)?;
         self.host_listen[i] = listen_address(&url);
         self.hosts[i] = Some(child);

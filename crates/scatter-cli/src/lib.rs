@@ -1,7 +1,9 @@
 //! Support for the `scatter` binary that tests share: a launcher for local grids of real
-//! `scatter` processes ([`grid`]), human durations ([`duration`]), logging flags ([`logging`]), and prices, dates and
-//! placement policies on the command line ([`terms`]).
+//! `scatter` processes ([`grid`]), the services' config files ([`config`]), human durations
+//! ([`duration`]), logging flags ([`logging`]), and prices, dates and placement policies on
+//! the command line ([`terms`]).
 
+pub mod config;
 pub mod devices;
 pub mod duration;
 pub mod grid;

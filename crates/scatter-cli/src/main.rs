@@ -76,12 +76,23 @@ enum Cmd {
     Coordinator {
         #[command(subcommand)]
         action: Option<CoordinatorCmd>,
+        /// Read the settings from this TOML file: one key per long flag, spelled as the flag
+        /// (`data-dir = "/var/lib/scatter"`, `insecure = true`); flags and environment
+        /// variables win over it. A file holding a secret (a PostgreSQL password in `catalog`) must be mode 0600.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Check the settings (config file, environment and flags), print them with where each
+        /// one comes from (secrets hidden) and exit without starting.
+        #[arg(long)]
+        check_config: bool,
         /// Directory for the catalog, keys and tokens (created on first start).
         #[arg(long, required = true)]
         data_dir: Option<PathBuf>,
         /// Keep the catalog in PostgreSQL (postgresql://USER:PASSWORD@HOST:PORT/DATABASE),
         /// shared by any number of coordinators, instead of catalog.db in --data-dir. Read
         /// from SCATTER_CATALOG when not given, which keeps a password off the command line.
+        // `hide_env_values` marks a secret: a config file that sets it must be mode 0600
+        // (`scatter_cli::config`).
         #[arg(long, env = "SCATTER_CATALOG", hide_env_values = true)]
         catalog: Option<String>,
         /// Address to listen on.
@@ -127,6 +138,15 @@ enum Cmd {
     },
     /// Run a storage host that offers disk space to the grid.
     Host {
+        /// Read the settings from this TOML file: one key per long flag, spelled as the flag
+        /// (`data-dir = "/var/lib/scatter"`, `insecure = true`); flags and environment
+        /// variables win over it. A file holding a secret (`join-token`) must be mode 0600.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Check the settings (config file, environment and flags), print them with where each
+        /// one comes from (secrets hidden) and exit without starting.
+        #[arg(long)]
+        check_config: bool,
         /// Directory for shards and the host's identity.
         #[arg(long)]
         data_dir: PathBuf,
@@ -139,6 +159,8 @@ enum Cmd {
         #[arg(long)]
         coordinator: scatter_net::CoordinatorUrls,
         /// The grid's join token (the coordinator's `join-token` file).
+        // `hide_env_values` marks a secret: a config file that sets it must be mode 0600
+        // (`scatter_cli::config`).
         #[arg(long, env = "SCATTER_JOIN_TOKEN", hide_env_values = true)]
         join_token: String,
         /// Space offered to the grid, e.g. 500GiB.
@@ -753,8 +775,48 @@ enum HostCmd {
 /// looked at when a passphrase is needed, so `completion` or `status` run whatever they hold.
 static PASSPHRASE_FLAGS: std::sync::OnceLock<(Option<PathBuf>, Option<String>)> = std::sync::OnceLock::new();
 
+/// The command line, with a service's `--config` file merged in (see `scatter_cli::config`);
+/// exits 2 with one sentence when it or the file is wrong, and 0 after `--check-config`.
+fn parse_cli() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let merged = match scatter_cli::config::merge(&Cli::command(), std::env::args_os().collect()) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {}", chain(&e));
+            std::process::exit(2);
+        }
+    };
+    let matches = match Cli::command().try_get_matches_from(&merged.args) {
+        Ok(m) => m,
+        Err(e) => match merged.explain(&e) {
+            Some(said) => {
+                eprintln!("error: {said}");
+                std::process::exit(2);
+            }
+            None => e.exit(),
+        },
+    };
+    if let Some((name, sub)) = matches.subcommand() {
+        if scatter_cli::config::SERVICES.contains(&name) && sub.get_flag("check_config") {
+            let from = match &merged.file {
+                Some(f) => format!("config file {}", f.display()),
+                None => "no config file".into(),
+            };
+            println!("# scatter {name}: the settings it would run with ({from})");
+            let settings = scatter_cli::config::settings(&Cli::command(), name, sub, &merged.from_file);
+            let width = settings.iter().map(|s| s.key.len() + s.value.len()).max().unwrap_or(0) + 3;
+            for s in settings {
+                let line = format!("{} = {}", s.key, s.value);
+                println!("{line:width$} # {}", s.source);
+            }
+            std::process::exit(0);
+        }
+    }
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 fn main() {
-    let cli = Cli::parse();
+    let cli = parse_cli();
     let _ = PASSPHRASE_FLAGS.set((cli.passphrase_file.clone(), cli.passphrase_command.clone()));
     let service = matches!(cli.command, Cmd::Coordinator { action: None, .. } | Cmd::Host { .. } | Cmd::Dev { .. });
     let filter = cli.log_level.clone().unwrap_or_else(|| if service { "info" } else { "warn" }.into());
@@ -1133,6 +1195,8 @@ async fn run(cmd: Cmd) -> Result<i32> {
         }
         Cmd::Coordinator {
             action: None,
+            config,
+            check_config: _,
             data_dir,
             catalog,
             listen,
@@ -1150,6 +1214,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
             let data_dir = data_dir.context("--data-dir is required")?;
             let listener = bind(&listen).await?;
             let config = scatter_coordinator::Config {
+                config_file: config,
                 catalog_backup_interval,
                 data_dir,
                 catalog,
@@ -1166,6 +1231,8 @@ async fn run(cmd: Cmd) -> Result<i32> {
             scatter_coordinator::run(config, listener, shutdown_signal()).await?;
         }
         Cmd::Host {
+            config,
+            check_config: _,
             data_dir,
             listen,
             coordinator,
@@ -1179,6 +1246,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
         } => {
             let listener = bind(&listen).await?;
             let config = scatter_host::Config {
+                config_file: config,
                 data_dir,
                 coordinator,
                 join_token,

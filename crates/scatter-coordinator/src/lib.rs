@@ -36,6 +36,9 @@ use crate::store::Store;
 /// How the coordinator runs.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The config file these settings were read from (`--config`), if any; named in the
+    /// startup log line.
+    pub config_file: Option<PathBuf>,
     /// Holds the signing key, the CA, the tokens, the URL file and (unless `catalog` names
     /// another) the catalog.
     pub data_dir: PathBuf,
@@ -462,12 +465,13 @@ pub async fn run(
         );
     }
     write_private(&config.data_dir.join("url"), format!("{url}\n").as_bytes())?;
+    let config_file = config.config_file.as_ref().map_or_else(|| "none".into(), |f| f.display().to_string());
     match fingerprint {
         Some(fp) => {
-            tracing::info!(%url, data_dir = %config.data_dir.display(), catalog = shared.store.backend(), ca = %fp, "coordinator listening (TLS)")
+            tracing::info!(%url, data_dir = %config.data_dir.display(), catalog = shared.store.backend(), ca = %fp, config = %config_file, "coordinator listening (TLS)")
         }
         None => {
-            tracing::info!(%url, data_dir = %config.data_dir.display(), catalog = shared.store.backend(), "coordinator listening (plain HTTP)")
+            tracing::info!(%url, data_dir = %config.data_dir.display(), catalog = shared.store.backend(), config = %config_file, "coordinator listening (plain HTTP)")
         }
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

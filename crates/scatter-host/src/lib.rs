@@ -36,6 +36,9 @@ use crate::store::DiskStore;
 /// How a host runs.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The config file these settings were read from (`--config`), if any; named in the
+    /// startup log line.
+    pub config_file: Option<PathBuf>,
     /// Where shards and the host's identity live.
     pub data_dir: PathBuf,
     /// The URLs of the grid's coordinators (one, or several sharing the catalog).
@@ -686,7 +689,8 @@ pub async fn run(
         recovery_access: std::sync::Mutex::new(catalog::read_access_key(&config.data_dir)),
         grid: fingerprint.map(|f| f.0).unwrap_or([0; 32]),
     });
-    tracing::info!(host = %shared.id, %address, used = shared.used(), "host serving");
+    let config_file = config.config_file.as_ref().map_or_else(|| "none".into(), |f| f.display().to_string());
+    tracing::info!(host = %shared.id, %address, used = shared.used(), config = %config_file, "host serving");
     write_private(&config.data_dir.join("url"), format!("{address}\n").as_bytes())?;
     let inventory =
         tokio::spawn(inventories(shared.clone(), config.heartbeat, identity.host_secret.clone(), coordinators.clone()));
