@@ -327,13 +327,55 @@ pub fn stale(shown: &[&SnapshotInfo], limit: std::time::Duration, now: u64) -> O
     })
 }
 
+/// The Prometheus text `snapshots --metrics-file` writes for the profile in `profile`: the
+/// newest of the user's selected snapshots (commit time), how many are selected, when this
+/// was checked and, with a limit, whether the newest is stale.
+pub fn metrics_text(profile: &Path, shown: &[&SnapshotInfo], stale: Option<bool>, now: u64) -> String {
+    let label = profile.to_string_lossy().replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+    let label = format!("{{profile=\"{label}\"}}");
+    let mut out = String::new();
+    let mut metric = |name: &str, help: &str, value: u64| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name}{label} {value}\n"));
+    };
+    if let Some(newest) = shown.iter().filter(|s| s.trusted).map(|s| s.created).max() {
+        metric(
+            "scatter_backup_newest_snapshot_timestamp_seconds",
+            "Commit time of the newest selected snapshot of the user's (the coordinator's clock).",
+            newest,
+        );
+    }
+    metric("scatter_backup_snapshots", "Snapshots selected.", shown.len() as u64);
+    metric("scatter_backup_checked_timestamp_seconds", "When the snapshots were last listed.", now);
+    if let Some(stale) = stale {
+        metric(
+            "scatter_backup_stale",
+            "1 when the newest selected snapshot is older than --warn-older-than, or there is none.",
+            u64::from(stale),
+        );
+    }
+    out
+}
+
 /// `scatter snapshots`: lists the selected snapshots; with `warn_older_than`, warns and exits
-/// [`EXIT_ATTENTION`] when the newest one of the user's is older than that.
-pub async fn list(selection: Selection, warn_older_than: Option<std::time::Duration>, json: bool) -> Result<i32> {
+/// [`EXIT_ATTENTION`] when the newest one of the user's is older than that; with
+/// `metrics_file`, writes [`metrics_text`] there.
+pub async fn list(
+    selection: Selection,
+    warn_older_than: Option<std::time::Duration>,
+    metrics_file: Option<&Path>,
+    json: bool,
+) -> Result<i32> {
     let (_, _, all) = open_snapshots().await?;
     let shown = selection.apply(&all);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let warning = warn_older_than.and_then(|limit| stale(&shown, limit, now));
+    if let Some(file) = metrics_file {
+        let (dir, _) = load()?;
+        let text = metrics_text(&dir, &shown, warn_older_than.map(|_| warning.is_some()), now);
+        scatter_net::tls::write_public(file, text.as_bytes()).with_context(|| {
+            format!("cannot write the metrics file {}; check that its folder exists and is writable", self::shown(file))
+        })?;
+    }
     let code = match &warning {
         Some(why) => {
             eprintln!("warning: {why}");

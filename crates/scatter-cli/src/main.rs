@@ -303,6 +303,11 @@ enum Cmd {
         /// committed longer ago than this (e.g. 26h), or there is none: for monitoring.
         #[arg(long, value_name = "DURATION", value_parser = scatter_cli::duration::parse)]
         warn_older_than: Option<std::time::Duration>,
+        /// Also write, for node_exporter's textfile collector, the newest selected snapshot's
+        /// commit time, how many there are and (with --warn-older-than) whether it is stale,
+        /// in Prometheus' text format to this file (replaced atomically).
+        #[arg(long, value_name = "FILE")]
+        metrics_file: Option<PathBuf>,
         /// Print JSON (an array, as restic prints it).
         #[arg(long)]
         json: bool,
@@ -1105,8 +1110,9 @@ async fn run(cmd: Cmd) -> Result<i32> {
             })
             .await
         }
-        Cmd::Snapshots { path, tag, hosts, latest, warn_older_than, json } => {
-            return backups::list(backups::Selection { path, tag, hosts, latest }, warn_older_than, json).await
+        Cmd::Snapshots { path, tag, hosts, latest, warn_older_than, metrics_file, json } => {
+            let selection = backups::Selection { path, tag, hosts, latest };
+            return backups::list(selection, warn_older_than, metrics_file.as_deref(), json).await;
         }
         Cmd::Delegate { command } => {
             let (_, p) = load()?;

@@ -221,7 +221,25 @@ async fn snapshots_by_host_and_latest_and_forget_by_tag_hour_and_age() {
     assert!(text.contains("1 snapshot(s)") && text.contains("beta"), "{text}");
 
     // Monitoring: a recent enough newest snapshot is fine; an old one, or none, exits 3.
-    env.ok(&["snapshots", "--warn-older-than", "1h"]);
+    let prom = env.path("scatter.prom");
+    env.ok(&["snapshots", "--warn-older-than", "1h", "--metrics-file", s(&prom)]);
+    let metrics = std::fs::read_to_string(&prom).expect("metrics file");
+    let value = |name: &str| {
+        metrics.lines().find(|l| l.starts_with(&format!("{name}{{profile="))).and_then(|l| l.rsplit(' ').next())
+    };
+    assert_eq!(value("scatter_backup_stale"), Some("0"), "{metrics}");
+    assert_eq!(value("scatter_backup_snapshots"), Some("4"), "{metrics}");
+    let newest: u64 = value("scatter_backup_newest_snapshot_timestamp_seconds").expect("newest").parse().expect("int");
+    assert!(common::attacker::now().abs_diff(newest) < 600, "{metrics}");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&prom).expect("meta").permissions()) & 0o777,
+        0o644
+    );
+    env.scatter(&["snapshots", "--host", "gamma", "--warn-older-than", "1h", "--metrics-file", s(&prom)]);
+    let metrics = std::fs::read_to_string(&prom).expect("metrics file");
+    assert!(metrics.contains("} 1\n") && !metrics.contains("newest_snapshot"), "none is stale: {metrics}");
+    let err = env.fails(&["snapshots", "--metrics-file", s(&env.path("no/such/dir/x.prom"))]);
+    assert!(err.contains("cannot write the metrics file"), "{err}");
     std::thread::sleep(std::time::Duration::from_millis(2100));
     for args in
         [&["snapshots", "--warn-older-than", "1s"][..], &["snapshots", "--host", "gamma", "--warn-older-than", "1h"]]
