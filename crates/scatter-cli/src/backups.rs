@@ -589,9 +589,14 @@ fn report_restore(r: &restore::RestoreReport, json: bool, what: &str) -> Result<
         eprintln!("warning: shard {shard} on host {host} is bad ({problem}); reported to the coordinator");
     }
     println!(
-        "{what}: {} files written ({}), {} already right, {} dirs, {} symlinks in {:.1} s ({:.1} MB/s){}.",
+        "{what}: {} files written ({}{}), {} already right, {} dirs, {} symlinks in {:.1} s ({:.1} MB/s){}.",
         r.files_restored,
         ByteSize(r.bytes_written),
+        if r.bytes_resumed > 0 {
+            format!(", and {} an interrupted run had written, checked and kept", ByteSize(r.bytes_resumed))
+        } else {
+            String::new()
+        },
         r.files_unchanged,
         r.dirs,
         r.symlinks,

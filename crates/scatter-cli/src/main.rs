@@ -848,7 +848,7 @@ fn main() {
         // the files already right.
         Cmd::Backup { .. } => "interrupted; run the same backup again to resume: what was uploaded is not sent again",
         Cmd::Restore { .. } => {
-            "interrupted; run the same restore again to resume: the files already restored are not fetched again"
+            "interrupted; run the same restore again to resume: the files already restored are not fetched again, and the one cut short continues from what it holds"
         }
         _ => "interrupted; nothing half-done was made visible",
     };

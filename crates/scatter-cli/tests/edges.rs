@@ -356,3 +356,61 @@ async fn a_backup_bar_is_full_only_once_the_data_is_on_the_grid() {
         assert!(ended - full < Duration::from_millis(1500), "full {:?} before the end: {text:?}", ended - full);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_restore_continues_the_file_it_was_writing() {
+    let env = grid(3).await;
+    let data = env.path("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    // Four packs: the first ones arrive (and are written) while the last is on its way.
+    let size = 64u64 << 20;
+    let original = env.write_random("data/big", size as usize, 7);
+    env.ok(&["backup", data.to_str().expect("utf-8")]);
+    let target = env.path("restored");
+    let dir = target.join(data.strip_prefix("/").expect("absolute"));
+    let partial = dir.join(".big.scatter-partial");
+
+    // Interrupted once several MiB of the file are written.
+    let mut child =
+        spawn(&env, &["restore", "latest", "--target", target.to_str().expect("utf-8"), "--limit-download", "8MiB"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) < 6 << 20 {
+        assert!(Instant::now() < deadline, "the restore wrote too little within 60 s");
+        assert!(child.try_wait().expect("wait").is_none(), "the restore ended before it could be interrupted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
+    assert!(kill.success());
+    let out = wait(child, 30, "an interrupted restore");
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let kept = std::fs::metadata(&partial).expect("the partial file is kept for the rerun").len();
+    assert!(!dir.join("big").exists(), "a partial file is never visible under its name");
+
+    // Damage inside what was written: only the verified chunks before it are kept.
+    {
+        use std::io::{Seek, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(&partial).expect("open");
+        f.seek(std::io::SeekFrom::Start(kept - 1)).expect("seek");
+        f.write_all(&[0x55]).expect("write");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&env.ok(&["restore", "latest", "--target", target.to_str().expect("utf-8"), "--json"]))
+            .expect("json");
+    let resumed = report["bytes_resumed"].as_u64().expect("bytes_resumed");
+    assert!(resumed >= 2 << 20 && resumed < kept, "kept {kept}, resumed {resumed}: {report}");
+    assert_eq!(report["bytes_written"].as_u64(), Some(size - resumed), "{report}");
+    assert_eq!(std::fs::read(dir.join("big")).expect("restored"), std::fs::read(&original).expect("original"));
+    assert!(!partial.exists());
+
+    // A planted partial that is a symlink to elsewhere is neither read nor written through.
+    std::fs::remove_file(dir.join("big")).expect("rm");
+    let outside = env.path("outside");
+    std::fs::copy(&original, &outside).expect("cp");
+    std::os::unix::fs::symlink(&outside, &partial).expect("symlink");
+    let report: serde_json::Value =
+        serde_json::from_str(&env.ok(&["restore", "latest", "--target", target.to_str().expect("utf-8"), "--json"]))
+            .expect("json");
+    assert_eq!(report["bytes_resumed"].as_u64(), Some(0), "{report}");
+    assert_eq!(std::fs::read(&outside).expect("outside"), std::fs::read(&original).expect("original"));
+    assert_eq!(std::fs::read(dir.join("big")).expect("restored"), std::fs::read(&original).expect("original"));
+}

@@ -18,7 +18,8 @@ use scatter_core::tree::escape;
 
 use crate::ClientError;
 
-/// Suffix of temporary files; a rerun reuses (truncates) the same name.
+/// Suffix of temporary files. A restore's is kept when the restore is interrupted or fails,
+/// and a rerun continues it from its verified start ([`leftover_at`], [`PartialFile::resume`]).
 pub const PARTIAL_SUFFIX: &str = ".scatter-partial";
 
 /// Every this many bytes written, the writeback of the newest ones is started and the pages
@@ -40,6 +41,8 @@ pub struct PartialFile {
     written: u64,
     /// Where the last writeback window started, and where it ended.
     window: (u64, u64),
+    /// Left in place when dropped unfinished with something written, for a rerun to resume.
+    keep_unfinished: bool,
 }
 
 impl PartialFile {
@@ -47,17 +50,51 @@ impl PartialFile {
     /// is opened once, following symlinks as the user would), readable as the umask allows.
     pub fn create(dest: &Path) -> Result<Self, ClientError> {
         let (dir, name) = crate::confined::open_parent(dest).map_err(ClientError::io(dest))?;
-        Self::create_in(dir, &name, dest.to_owned(), 0o666)
+        Self::create_in(dir, &name, dest.to_owned(), 0o666, false)
     }
 
     /// Creates the temporary file for `name` in the directory `dir`, with mode 0600 until
-    /// the caller applies the final mode; `dest` is the path reports show.
+    /// the caller applies the final mode; `dest` is the path reports show. Dropped
+    /// unfinished (an interrupted or failed restore), it stays for a rerun to resume.
     pub fn create_at(dir: BorrowedFd<'_>, name: &[u8], dest: PathBuf) -> Result<Self, ClientError> {
         let dir = dir.try_clone_to_owned().map_err(ClientError::io(&dest))?;
-        Self::create_in(dir, name, dest, 0o600)
+        Self::create_in(dir, name, dest, 0o600, true)
     }
 
-    fn create_in(dir: OwnedFd, name: &[u8], dest: PathBuf, mode: u32) -> Result<Self, ClientError> {
+    /// Continues `file`, the temporary file for `name` in `dir` opened by [`leftover_at`],
+    /// after its first `keep` bytes (which the caller checked against what it restores); the
+    /// rest is cut off.
+    pub fn resume(
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        dest: PathBuf,
+        mut file: std::fs::File,
+        keep: u64,
+    ) -> Result<Self, ClientError> {
+        use std::io::Seek;
+        let fail = |e: std::io::Error| ClientError::target("continue the temporary file of", &show(&dest), e);
+        let dir = dir.try_clone_to_owned().map_err(fail)?;
+        file.set_len(keep).map_err(fail)?;
+        file.seek(std::io::SeekFrom::Start(keep)).map_err(fail)?;
+        Ok(Self {
+            dir,
+            tmp: partial_name(name),
+            name: name.to_vec(),
+            dest,
+            file: Some(file),
+            written: keep,
+            window: (keep, keep),
+            keep_unfinished: true,
+        })
+    }
+
+    fn create_in(
+        dir: OwnedFd,
+        name: &[u8],
+        dest: PathBuf,
+        mode: u32,
+        keep_unfinished: bool,
+    ) -> Result<Self, ClientError> {
         let tmp = partial_name(name);
         let fail = |e: std::io::Error| ClientError::target("create the temporary file for", &show(&dest), e);
         // A leftover of an earlier run (or anything planted under the name) goes first; the
@@ -74,6 +111,7 @@ impl PartialFile {
             file: Some(std::fs::File::from(fd)),
             written: 0,
             window: (0, 0),
+            keep_unfinished,
         })
     }
 
@@ -131,10 +169,27 @@ impl PartialFile {
 
 impl Drop for PartialFile {
     fn drop(&mut self) {
-        if !self.tmp.is_empty() {
+        if !self.tmp.is_empty() && !(self.keep_unfinished && self.written > 0) {
             let _ = rustix::fs::unlinkat(&self.dir, self.tmp.as_slice(), rustix::fs::AtFlags::empty());
         }
     }
+}
+
+/// Opens the temporary file an interrupted restore of `name` in `dir` left, to continue it:
+/// only a regular file of this user's with a single link, never through a symlink (so
+/// nothing planted under the name is read, or written through to elsewhere).
+pub fn leftover_at(dir: BorrowedFd<'_>, name: &[u8]) -> Option<std::fs::File> {
+    let flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let fd = rustix::fs::openat(dir, partial_name(name).as_slice(), flags, Mode::empty()).ok()?;
+    let st = rustix::fs::fstat(&fd).ok()?;
+    let ours = crate::confined::kind(&st) == rustix::fs::FileType::RegularFile
+        && st.st_nlink == 1
+        && st.st_uid == rustix::process::geteuid().as_raw();
+    if !ours {
+        return None;
+    }
+    rustix::fs::fcntl_setfl(&fd, OFlags::empty()).ok()?;
+    Some(std::fs::File::from(fd))
 }
 
 /// The temporary name for `name`: `.NAME.scatter-partial`, with NAME cut short when the
@@ -158,6 +213,44 @@ pub fn sync_fs(dir: &Path) -> Result<(), ClientError> {
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
+
+    #[test]
+    fn a_restore_keeps_what_it_wrote_for_a_rerun_and_a_get_does_not() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = std::fs::File::open(tmp.path()).expect("open");
+        let leftover = tmp.path().join(".f.scatter-partial");
+        let nothing = PartialFile::create_at(dir.as_fd(), b"f", tmp.path().join("f")).expect("create");
+        drop(nothing);
+        assert!(!leftover.exists(), "an empty leftover is of no use");
+        let mut f = PartialFile::create_at(dir.as_fd(), b"f", tmp.path().join("f")).expect("create");
+        f.write(b"first half").expect("write");
+        drop(f);
+        assert_eq!(std::fs::read(&leftover).expect("kept"), b"first half");
+        let file = leftover_at(dir.as_fd(), b"f").expect("ours");
+        let mut f = PartialFile::resume(dir.as_fd(), b"f", tmp.path().join("f"), file, 5).expect("resume");
+        f.write(b", second").expect("write");
+        f.commit().expect("commit");
+        assert_eq!(std::fs::read(tmp.path().join("f")).expect("f"), b"first, second");
+        assert!(!leftover.exists());
+
+        let mut g = PartialFile::create(&tmp.path().join("g")).expect("create");
+        g.write(b"half").expect("write");
+        drop(g);
+        assert!(!tmp.path().join(".g.scatter-partial").exists(), "a get starts afresh");
+    }
+
+    #[test]
+    fn a_planted_leftover_is_not_continued() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = std::fs::File::open(tmp.path()).expect("open");
+        std::fs::write(tmp.path().join("elsewhere"), b"x").expect("write");
+        std::os::unix::fs::symlink(tmp.path().join("elsewhere"), tmp.path().join(".s.scatter-partial")).expect("ln");
+        assert!(leftover_at(dir.as_fd(), b"s").is_none(), "a symlink");
+        std::fs::write(tmp.path().join(".h.scatter-partial"), b"x").expect("write");
+        std::fs::hard_link(tmp.path().join(".h.scatter-partial"), tmp.path().join("other")).expect("ln");
+        assert!(leftover_at(dir.as_fd(), b"h").is_none(), "a file with another link");
+        assert!(leftover_at(dir.as_fd(), b"none").is_none());
+    }
 
     #[test]
     fn temporary_names_fit_in_one_name() {

@@ -51,8 +51,10 @@ pub struct RestoreReport {
     pub dirs: u64,
     /// Symbolic links created.
     pub symlinks: u64,
-    /// Bytes written.
+    /// Bytes fetched and written by this run.
     pub bytes_written: u64,
+    /// Bytes of files an interrupted run had partly written, checked and kept.
+    pub bytes_resumed: u64,
     /// Entries or metadata that could not be put back (path escaped for display, why).
     pub warnings: Vec<(String, String)>,
     /// Packs rebuilt from parity, bad shards and unreachable hosts met on the way.
@@ -163,8 +165,8 @@ pub async fn restore_entries(
     }
     root.forget();
 
-    // Files and symlinks: decide what to fetch.
-    let mut to_fetch: Vec<&Entry> = Vec::new();
+    // Files and symlinks: decide what to fetch, and what an interrupted run already wrote.
+    let mut to_fetch: Vec<(&Entry, Option<Resumed>)> = Vec::new();
     for e @ (rel, node) in &entries {
         let Some((parent, name)) = rel.split_last() else { continue };
         if node.subtree().is_some() || skipped.iter().any(|s| rel.starts_with(s)) {
@@ -198,7 +200,16 @@ pub async fn restore_entries(
                         report.files_unchanged += 1;
                         apply_meta(file.as_fd(), node, &shown, &mut report.warnings);
                     }
-                    None => to_fetch.push(e),
+                    None => {
+                        let resumed = match crate::partial::leftover_at(dir, name) {
+                            None => None,
+                            Some(f) => {
+                                let (n, dk) = (node.clone(), dedup.clone());
+                                tokio::task::spawn_blocking(move || Resumed::check(f, &n, &dk)).await.ok().flatten()
+                            }
+                        };
+                        to_fetch.push((e, resumed));
+                    }
                 }
             }
             NodeKind::Symlink { target } => {
@@ -212,14 +223,18 @@ pub async fn restore_entries(
             NodeKind::Dir { .. } => {}
         }
     }
-    progress.start(to_fetch.iter().map(|(_, n)| n.size).sum());
+    progress.start(to_fetch.iter().map(|((_, n), r)| n.size - r.as_ref().map_or(0, |r| r.bytes)).sum());
 
-    // Content: one stream over every file's chunks, split back into files as it arrives.
-    let wanted: Vec<_> = to_fetch.iter().flat_map(|(_, n)| n.chunk_ids().map(|(id, len)| (id, Some(len)))).collect();
+    // Content: one stream over every file's chunks still to write, split back into files as
+    // it arrives.
+    let wanted: Vec<_> = to_fetch
+        .iter()
+        .flat_map(|((_, n), r)| n.chunk_ids().skip(r.as_ref().map_or(0, |r| r.chunks)).map(|(id, len)| (id, Some(len))))
+        .collect();
     let mut stream = fetcher.stream(wanted);
     let mut pending: Vec<Vec<u8>> = Vec::new();
     let mut file_systems: Vec<(u64, OwnedFd)> = Vec::new();
-    for (rel, node) in &to_fetch {
+    for ((rel, node), resumed) in to_fetch {
         let shown = root.display(rel);
         progress.item(&shown);
         let Some((parent, name)) = rel.split_last() else { continue };
@@ -234,9 +249,15 @@ pub async fn restore_entries(
                 file_systems.push((dev, fd));
             }
         }
-        let mut out = PartialFile::create_at(dir, name, dest)?;
-        let mut written = 0u64;
-        for _ in 0..node.chunk_ids().count() {
+        let (mut out, skip, mut written) = match resumed {
+            Some(r) => {
+                report.bytes_resumed += r.bytes;
+                (PartialFile::resume(dir, name, dest, r.file, r.bytes)?, r.chunks, r.bytes)
+            }
+            None => (PartialFile::create_at(dir, name, dest)?, 0, 0),
+        };
+        let kept = written;
+        for _ in skip..node.chunk_ids().count() {
             if pending.is_empty() {
                 pending = stream
                     .next()
@@ -260,7 +281,7 @@ pub async fn restore_entries(
         }
         out.commit_unsynced()?;
         report.files_restored += 1;
-        report.bytes_written += written;
+        report.bytes_written += written - kept;
     }
     // Directories last, deepest first, so writing inside them does not move their mtime.
     let mut dirs: Vec<&Entry> =
@@ -285,6 +306,34 @@ pub async fn restore_entries(
     report.fetch = fetcher.report();
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// The start of a file an interrupted restore left in its temporary file that holds the
+/// snapshot's first chunks exactly: kept, and only the rest is fetched.
+struct Resumed {
+    file: std::fs::File,
+    chunks: usize,
+    bytes: u64,
+}
+
+impl Resumed {
+    /// Re-chunks `file` and counts the leading chunks that are `node`'s own (by keyed hash);
+    /// `None` when not even the first is.
+    fn check(file: std::fs::File, node: &Node, dedup: &DedupKey) -> Option<Self> {
+        let (mut chunks, mut bytes) = (0, 0u64);
+        let mut want = node.chunk_ids();
+        for chunk in scatter_core::chunker::chunks(&file) {
+            let Ok(chunk) = chunk else { break };
+            match want.next() {
+                Some((id, len)) if len as usize == chunk.data.len() && dedup.chunk_id(&chunk.data) == id => {
+                    chunks += 1;
+                    bytes += len as u64;
+                }
+                _ => break,
+            }
+        }
+        (chunks > 0).then_some(Self { file, chunks, bytes })
+    }
 }
 
 fn not_a_dir(root: &Root, rel: &TreePath, parent: &TreePath, e: &std::io::Error) -> (String, String) {
