@@ -169,7 +169,8 @@ impl PartialFile {
 
 impl Drop for PartialFile {
     fn drop(&mut self) {
-        if !self.tmp.is_empty() && !(self.keep_unfinished && self.written > 0) {
+        let kept_for_rerun = self.keep_unfinished && self.written > 0;
+        if !self.tmp.is_empty() && !kept_for_rerun {
             let _ = rustix::fs::unlinkat(&self.dir, self.tmp.as_slice(), rustix::fs::AtFlags::empty());
         }
     }
