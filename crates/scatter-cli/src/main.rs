@@ -769,7 +769,13 @@ fn main() {
     let cli = Cli::parse();
     let _ = PASSPHRASE_FLAGS.set((cli.passphrase_file.clone(), cli.passphrase_command.clone()));
     let service = matches!(cli.command, Cmd::Coordinator { action: None, .. } | Cmd::Host { .. } | Cmd::Dev { .. });
-    let filter = cli.log_level.clone().unwrap_or_else(|| if service { "info" } else { "warn" }.into());
+    let filter = cli.log_level.clone().unwrap_or_else(|| match cli.command {
+        _ if service => "info".into(),
+        // fuser warns about calls a read-only file system leaves to the kernel's defaults,
+        // and about unmounting after `fusermount -u` did: nothing a user can act on.
+        Cmd::Mount { .. } => "warn,fuser=error".into(),
+        _ => "warn".into(),
+    });
     // Checked by clap (`parse_level`); the fallback is for the built-in defaults only.
     let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()))

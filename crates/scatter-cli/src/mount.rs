@@ -213,13 +213,20 @@ fn component(raw: &[u8]) -> Vec<u8> {
 
 /// `2026-11-30T00:12:03Z` for a Unix time.
 fn time_name(secs: u64) -> String {
-    let t = crate::backups::time_text(i64::try_from(secs).unwrap_or(i64::MAX / 1_000_000_000) * 1_000_000_000);
+    // A coordinator's time past the year 9999 is shown as then, not overflowed.
+    let t = crate::backups::time_text(secs.min(253_402_300_799) as i64 * 1_000_000_000);
     format!("{}T{}Z", &t[..10], &t[11..])
 }
 
+/// A Unix time in seconds from a coordinator (any value: never an overflow).
+fn unix_time(secs: u64) -> SystemTime {
+    UNIX_EPOCH.checked_add(Duration::from_secs(secs)).unwrap_or(UNIX_EPOCH)
+}
+
+/// A recorded mtime in nanoseconds (any value: never an overflow).
 fn system_time(ns: i64) -> SystemTime {
     if ns >= 0 {
-        UNIX_EPOCH + Duration::from_nanos(ns as u64)
+        UNIX_EPOCH.checked_add(Duration::from_nanos(ns as u64)).unwrap_or(UNIX_EPOCH)
     } else {
         UNIX_EPOCH.checked_sub(Duration::from_nanos(ns.unsigned_abs())).unwrap_or(UNIX_EPOCH)
     }
@@ -362,7 +369,7 @@ impl ScatterFs {
         t.push(Inode { meta: dir_meta(me, now), kind: Kind::Dir(Vec::new()) });
 
         let snap_inode = |s: &SnapshotInfo| Inode {
-            meta: dir_meta(me, UNIX_EPOCH + Duration::from_secs(s.created)),
+            meta: dir_meta(me, unix_time(s.created)),
             kind: Kind::Tree { tree: s.snapshot.tree_id(), trusted: s.trusted },
         };
         // Names by commit time, made unique (`-2`, `-3`) within a folder.
@@ -383,7 +390,7 @@ impl ScatterFs {
         for s in snapshots {
             let name = unique(&mut taken, time_name(s.created));
             if latest.as_deref() == Some(s.id.as_str()) {
-                let link = t.push(link_inode(me, &name, UNIX_EPOCH + Duration::from_secs(s.created)));
+                let link = t.push(link_inode(me, &name, unix_time(s.created)));
                 entries.push((b"latest".to_vec(), link));
             }
             entries.push((name.into_bytes(), t.push(snap_inode(s))));
@@ -404,7 +411,7 @@ impl ScatterFs {
             for s in list {
                 let name = unique(&mut taken, time_name(s.created));
                 if newest.as_deref() == Some(s.id.as_str()) {
-                    let link = t.push(link_inode(me, &name, UNIX_EPOCH + Duration::from_secs(s.created)));
+                    let link = t.push(link_inode(me, &name, unix_time(s.created)));
                     entries.push((b"latest".to_vec(), link));
                 }
                 entries.push((name.into_bytes(), t.push(snap_inode(s))));
@@ -484,7 +491,7 @@ impl ScatterFs {
                 uid: me.0,
                 gid: me.1,
                 size,
-                mtime: UNIX_EPOCH + Duration::from_secs(created),
+                mtime: unix_time(created),
             };
             entries.push((name, t.push(Inode { meta, kind: Kind::Object { name: full, chunks: OnceLock::new() } })));
         }
@@ -611,7 +618,10 @@ impl Filesystem for ScatterFs {
             return reply.error(Errno::ENOENT);
         }
         let found = match &dir.kind {
-            Kind::Dir(children) => children.iter().find(|(n, _)| n == name).map(|(_, c)| *c),
+            // Sorted by name when built.
+            Kind::Dir(children) => {
+                children.binary_search_by(|(n, _)| n.as_slice().cmp(name)).ok().map(|i| children[i].1)
+            }
             Kind::Tree { tree, trusted } => {
                 let tree = match self.tree(parent.0, *tree) {
                     Ok(t) => t,
@@ -692,6 +702,11 @@ impl Filesystem for ScatterFs {
                 reply.error(Errno::EIO)
             }
         }
+    }
+
+    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        // Nothing is ever written.
+        reply.ok();
     }
 
     fn release(

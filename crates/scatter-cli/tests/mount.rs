@@ -265,9 +265,23 @@ async fn a_mounted_snapshot_is_its_source_tree_and_refuses_writes() {
         std::fs::read(point.join("objects/docs/2026/object.bin")).expect("the object's pack is intact"),
         std::fs::read(&object).expect("input")
     );
+    // `fusermount -u` from outside ends it too, with 0.
+    let mut m = m;
+    let helper = if on_path("fusermount3") { "fusermount3" } else { "fusermount" };
+    let unmounted = Command::new(helper).arg("-u").arg(&point).status().expect("fusermount");
+    assert!(unmounted.success(), "fusermount -u");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let code = loop {
+        if let Some(status) = m.child.try_wait().expect("wait") {
+            break status.code();
+        }
+        assert!(Instant::now() < deadline, "scatter mount did not exit after fusermount -u");
+        std::thread::sleep(Duration::from_millis(50));
+    };
     let log = m.log();
+    assert_eq!(code, Some(0), "{log}");
     assert_eq!(log.matches("a file could not be read and verified").count(), 1, "logged once: {log}");
-    assert!(!log.contains("panicked"), "{log}");
+    assert!(!log.contains("panicked") && !log.contains("WARN fuser"), "{log}");
 }
 
 #[test]

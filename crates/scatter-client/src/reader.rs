@@ -10,7 +10,7 @@
 //! dropped first), plus what is in flight: the chunks of the reads being served and one
 //! prefetch window per sequential reader. Nothing ever holds a whole file.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -23,8 +23,6 @@ use crate::ClientError;
 pub const DEFAULT_BUDGET: u64 = 64 << 20;
 /// What a cached chunk costs beyond its bytes (the maps' entries, the `Arc`).
 const OVERHEAD: u64 = 128;
-/// Failed chunks remembered so that each is logged once.
-const FAILURES_KEPT: usize = 10_000;
 
 /// One file's content: its chunks in order with their plaintext lengths, and the size its
 /// record claims.
@@ -91,8 +89,6 @@ struct State {
     tick: u64,
     /// Chunks being fetched, shared by every read that wants them.
     pending: HashMap<ChunkId, Pending>,
-    /// Chunks that failed (logged once each).
-    failed: HashSet<ChunkId>,
 }
 
 impl State {
@@ -286,11 +282,8 @@ impl ChunkCache {
                         st.insert(id, d.clone(), self.budget);
                     }
                 }
-                Err(e) => {
-                    if st.failed.len() < FAILURES_KEPT && st.failed.insert(id) {
-                        tracing::error!(chunk = %id, error = %e, "a chunk could not be read and verified; reads of it fail with EIO");
-                    }
-                }
+                // The reader that wanted it reports the failure (once per file).
+                Err(e) => tracing::debug!(chunk = %id, error = %e, "a chunk could not be read and verified"),
             }
         }
     }
@@ -314,5 +307,22 @@ mod tests {
         assert_eq!(f.start_of(2), 15);
         assert!(!FileChunks::new(vec![(id(1), 10)], 11).consistent());
         assert!(FileChunks::new(Vec::new(), 0).consistent());
+    }
+
+    #[test]
+    fn the_least_recently_used_chunks_go_first_and_the_budget_holds() {
+        let id = |b: u8| ChunkId::from_bytes([b; 32]);
+        let budget = 3 * (100 + OVERHEAD);
+        let mut st = State::default();
+        for b in 1..=3 {
+            st.insert(id(b), Arc::new(vec![b; 100]), budget);
+        }
+        assert!(st.touch(&id(1)).is_some(), "1 is used again: 2 is now the oldest");
+        st.insert(id(4), Arc::new(vec![4; 100]), budget);
+        assert!(st.ready.contains_key(&id(1)) && !st.ready.contains_key(&id(2)));
+        assert!(st.used <= budget && st.ready.len() == st.order.len());
+        // A chunk larger than the whole budget is not kept, and pushes everything else out.
+        st.insert(id(5), Arc::new(vec![5; 1000]), budget);
+        assert_eq!((st.used, st.ready.len(), st.order.len()), (0, 0, 0));
     }
 }
