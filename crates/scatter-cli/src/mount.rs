@@ -52,6 +52,8 @@ const TTL: Duration = Duration::from_secs(300);
 const THREADS: usize = 4;
 /// Trees kept decoded (a few hundred bytes to a few MiB each).
 const TREES_KEPT: usize = 4096;
+/// Kernel read-ahead asked for.
+const READAHEAD: u32 = 1 << 20;
 /// The longest symlink target served (Linux's PATH_MAX, less its NUL).
 const MAX_LINK: usize = 4095;
 
@@ -611,6 +613,12 @@ impl ScatterFs {
 }
 
 impl Filesystem for ScatterFs {
+    fn init(&mut self, _req: &Request, config: &mut fuser::KernelConfig) -> std::io::Result<()> {
+        // Larger kernel read-ahead: fewer, larger reads per chunk (the kernel may cap it).
+        let _ = config.set_max_readahead(READAHEAD);
+        Ok(())
+    }
+
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let name = name.as_bytes();
         let Some(dir) = self.inode(parent) else { return reply.error(Errno::ENOENT) };

@@ -7,10 +7,12 @@
 //! verified is an error for the read that wanted it, never bytes.
 //!
 //! Memory: the cache holds at most its budget of plaintext (least recently used chunks are
-//! dropped first), plus what is in flight: the chunks of the reads being served and one
-//! prefetch window per sequential reader. Nothing ever holds a whole file.
+//! dropped first), plus what is in flight: the chunks of the reads being served (one read per
+//! caller thread) and prefetches, which together stay within half the budget (one window of
+//! at most 8 MiB is always allowed). Nothing ever holds a whole file.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -126,6 +128,9 @@ pub struct ChunkCache {
     budget: u64,
     /// Bytes a sequential reader fetches ahead of where it reads.
     ahead: u64,
+    /// Bytes being prefetched now, by all readers together: at most half the budget, so
+    /// many files read side by side cannot pile up fetches nobody waits for yet.
+    prefetching: AtomicU64,
     state: Mutex<State>,
 }
 
@@ -134,7 +139,7 @@ impl ChunkCache {
     pub fn new(fetcher: Arc<Fetcher>, budget: u64) -> Arc<Self> {
         // A quarter of the budget, and 8 MiB at most: about as far ahead as a restore reads.
         let ahead = (budget / 4).clamp(1 << 20, 8 << 20);
-        Arc::new(Self { fetcher, budget, ahead, state: Mutex::default() })
+        Arc::new(Self { fetcher, budget, ahead, prefetching: AtomicU64::new(0), state: Mutex::default() })
     }
 
     /// Bytes of plaintext cached now.
@@ -168,7 +173,7 @@ impl ChunkCache {
             return Ok(Vec::new());
         }
         let range = file.covering(offset, end);
-        let needed = self.start(&file.chunks[range.clone()]);
+        let needed = self.start(&file.chunks[range.clone()], false);
         if sequential {
             self.prefetch(file, range.end);
         }
@@ -207,23 +212,26 @@ impl ChunkCache {
         if window.is_empty() {
             return;
         }
-        let missing = {
+        let (missing, first_missing) = {
             let st = self.lock();
-            window.iter().filter(|(id, _)| !st.ready.contains_key(id) && !st.pending.contains_key(id)).count()
+            let absent = |id: &ChunkId| !st.ready.contains_key(id) && !st.pending.contains_key(id);
+            (window.iter().filter(|(id, _)| absent(id)).count(), absent(&window[0].0))
         };
-        let first_missing = {
-            let st = self.lock();
-            !st.ready.contains_key(&window[0].0) && !st.pending.contains_key(&window[0].0)
-        };
-        if first_missing || missing * 2 >= window.len() {
-            let _ = self.start(&window);
+        if !(first_missing || missing * 2 >= window.len()) {
+            return;
         }
+        let busy = self.prefetching.load(Ordering::Relaxed);
+        if busy > 0 && busy + bytes > self.budget / 2 {
+            return;
+        }
+        let _ = self.start(&window, true);
     }
 
     /// One future per wanted chunk, in order: cached ones at once, ones already on their way
     /// shared, the others fetched in one batch by a task of their own (so that the fetch goes
     /// on, and lands in the cache, even when nobody waits for it).
-    fn start(self: &Arc<Self>, wanted: &[(ChunkId, u32)]) -> Vec<Pending> {
+    /// `prefetch`: nobody waits for these yet; their bytes count in `prefetching` until done.
+    fn start(self: &Arc<Self>, wanted: &[(ChunkId, u32)], prefetch: bool) -> Vec<Pending> {
         let mut st = self.lock();
         let mut out: Vec<Option<Pending>> = Vec::with_capacity(wanted.len());
         let mut missing: Vec<(usize, ChunkId, u32)> = Vec::new();
@@ -261,9 +269,12 @@ impl ChunkCache {
                 mine.push((*id, one));
             }
             let me = self.clone();
+            let counted = if prefetch { missing.iter().map(|(_, _, len)| u64::from(*len)).sum() } else { 0 };
+            self.prefetching.fetch_add(counted, Ordering::Relaxed);
             tokio::spawn(async move {
                 let result = batch.await;
                 me.finish(mine, result);
+                me.prefetching.fetch_sub(counted, Ordering::Relaxed);
             });
         }
         out.into_iter().flatten().collect()
