@@ -135,6 +135,11 @@ fn rot_host(env: &Env, i: usize, min_len: u64) -> usize {
     files.len()
 }
 
+fn snapshot_id(backup_json: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(backup_json).expect("backup JSON");
+    v["snapshot_id"].as_str().expect("snapshot id").to_owned()
+}
+
 fn diff(a: &Path, b: &Path) -> std::process::Output {
     Command::new("diff").arg("-r").arg("--no-dereference").arg(a).arg(b).output().expect("diff runs")
 }
@@ -158,9 +163,19 @@ async fn a_mounted_snapshot_is_its_source_tree_and_refuses_writes() {
     std::fs::write(src.join("notes.txt"), "a few words\n").expect("notes");
     std::os::unix::fs::symlink("nested/deeper/deepest/leaf.bin", src.join("link")).expect("symlink");
     std::fs::set_permissions(src.join("notes.txt"), std::fs::Permissions::from_mode(0o640)).expect("chmod");
-    env.ok(&["backup", src.to_str().expect("utf-8")]);
+    let own_id = snapshot_id(&env.ok(&["backup", src.to_str().expect("utf-8"), "--json"]));
     let object = env.write_random("object.bin", 300_000, 12);
     env.put(&object, "docs/2026/object.bin");
+
+    // A write-only source (an untrusted appender) commits a newer snapshot with a hostile
+    // host name and a set-user-id file.
+    let evil = env.path("evil");
+    std::fs::create_dir_all(&evil).expect("mkdir");
+    std::fs::write(evil.join("tool"), "#!/bin/sh\n").expect("tool");
+    std::fs::set_permissions(evil.join("tool"), std::fs::Permissions::from_mode(0o4755)).expect("chmod");
+    let laptop = common::appender(&env, "laptop", &[]);
+    let args = ["backup", evil.to_str().expect("utf-8"), "--hostname", "../../etc", "--json"];
+    let evil_id = snapshot_id(&common::ok(common::run(&laptop, &args, &[]), "appender backup"));
 
     // A host rots: every shard on it has a flipped byte. Reads rebuild from the others.
     assert!(rot_host(&env, 0, 0) > 0, "host 0 holds shards");
@@ -205,20 +220,35 @@ async fn a_mounted_snapshot_is_its_source_tree_and_refuses_writes() {
     assert!(name.len() == 20 && name.starts_with("20") && name.ends_with('Z'), "{name}");
     assert!(point.join("snapshots").join(&name).join(rel).join("big.bin").is_file());
 
-    // hosts/HOST/TIME and ids/SHORT show the same tree.
-    let hosts: Vec<_> = std::fs::read_dir(point.join("hosts")).expect("hosts").flatten().collect();
-    assert_eq!(hosts.len(), 1, "one source host");
-    let by_host = hosts[0].path().join(&name).join(rel);
+    // hosts/HOST/TIME and ids/SHORT show the same tree. The hostile host name is one
+    // escaped component, and its untrusted snapshot is nobody's `latest`.
+    let mut hosts: Vec<String> = std::fs::read_dir(point.join("hosts"))
+        .expect("hosts")
+        .flatten()
+        .map(|e| e.file_name().into_string().expect("utf-8"))
+        .collect();
+    hosts.sort();
+    assert_eq!(hosts.len(), 2, "{hosts:?}");
+    assert!(hosts.contains(&"..\\x2f..\\x2fetc".to_owned()), "{hosts:?}");
+    assert!(!point.join("hosts/..\\x2f..\\x2fetc/latest").exists(), "an untrusted snapshot is not `latest`");
+    let own_host = point.join("hosts").join(hosts.iter().find(|h| !h.contains("x2f")).expect("own host"));
+    let by_host = own_host.join(&name).join(rel);
     assert_eq!(
         std::fs::read(by_host.join("big.bin")).expect("by host"),
         std::fs::read(src.join("big.bin")).expect("src")
     );
-    assert!(hosts[0].path().join("latest").is_symlink());
-    let ids: Vec<_> = std::fs::read_dir(point.join("ids")).expect("ids").flatten().collect();
-    assert_eq!(ids.len(), 1);
-    let id = ids[0].file_name().into_string().expect("utf-8");
-    assert!(id.len() == 8 && id.bytes().all(|c| c.is_ascii_hexdigit()), "{id}");
-    assert!(diff(&src, &ids[0].path().join(rel)).status.success(), "ids/{id} differs");
+    assert!(own_host.join("latest").is_symlink());
+    let ids: Vec<String> = std::fs::read_dir(point.join("ids"))
+        .expect("ids")
+        .flatten()
+        .map(|e| e.file_name().into_string().expect("utf-8"))
+        .collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(ids.iter().all(|id| id.len() == 8 && id.bytes().all(|c| c.is_ascii_hexdigit())), "{ids:?}");
+    assert!(diff(&src, &point.join("ids").join(&own_id[..8]).join(rel)).status.success(), "ids/ differs");
+    // The untrusted snapshot's set-user-id bit is not shown (nosuid anyway).
+    let tool = point.join("ids").join(&evil_id[..8]).join(evil.strip_prefix("/").expect("absolute")).join("tool");
+    assert_eq!(std::fs::metadata(&tool).expect("tool").mode() & 0o7777, 0o755);
 
     // Stored objects by name.
     assert_eq!(
