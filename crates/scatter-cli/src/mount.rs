@@ -124,16 +124,24 @@ pub async fn mount(mountpoint: &Path, cache: u64) -> Result<i32> {
     }
     let point = mountpoint.to_path_buf();
     let unmounted = tokio::task::spawn_blocking(move || unmounter.unmount()).await;
+    let mut wait = Duration::from_secs(10);
     if !matches!(unmounted, Ok(Ok(()))) {
         // Busy (a shell inside it, a file open): detach it now; the kernel lets go of it once
-        // the last user is gone.
+        // the last user is gone, and the process exit ends the session anyway.
         let lazy = tokio::process::Command::new("fusermount").arg("-u").arg("-z").arg(&point).status().await;
-        if !lazy.is_ok_and(|s| s.success()) {
-            tracing::warn!(mountpoint = %point.display(), "could not unmount; run `fusermount -u -z` on it");
+        if lazy.is_ok_and(|s| s.success()) {
+            eprintln!(
+                "{} was busy (something in it is open); it is detached and goes away once that closes",
+                point.display()
+            );
+        } else {
+            eprintln!("warning: could not unmount {}; run `fusermount -u -z {}`", point.display(), point.display());
         }
+        wait = Duration::from_secs(2);
     }
     // The session ends when the kernel lets go; bounded, the process exit ends it anyway.
-    let _ = tokio::time::timeout(Duration::from_secs(10), done_rx).await;
+    let _ = tokio::time::timeout(wait, done_rx).await;
+    eprintln!("unmounted {}", point.display());
     Ok(0)
 }
 
