@@ -223,8 +223,10 @@ fn component(raw: &[u8]) -> Vec<u8> {
 
 /// `2026-11-30T00:12:03Z` for a Unix time.
 fn time_name(secs: u64) -> String {
-    // A coordinator's time past the year 9999 is shown as then, not overflowed.
-    let t = crate::backups::time_text(secs.min(253_402_300_799) as i64 * 1_000_000_000);
+    // A coordinator's time past what nanoseconds in an i64 hold (the year 2262) is shown as
+    // that, not overflowed.
+    const LAST: u64 = (i64::MAX / 1_000_000_000) as u64;
+    let t = crate::backups::time_text(secs.min(LAST) as i64 * 1_000_000_000);
     format!("{}T{}Z", &t[..10], &t[11..])
 }
 
@@ -761,5 +763,32 @@ impl Filesystem for ScatterFs {
             }
         }
         reply.ok();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outside_names_become_one_component() {
+        assert_eq!(component(b"laptop"), b"laptop");
+        assert_eq!(component(b"../../etc"), b"..\\x2f..\\x2fetc");
+        assert_eq!(component(b".."), b"\\x2e\\x2e");
+        assert_eq!(component(b"."), b"\\x2e");
+        assert_eq!(component(b""), b"\\x00");
+        assert_eq!(component(b"a\0b"), b"a\\x00b");
+        for raw in [&b"a/b"[..], b"/", b"..", b"\0", b"x\n/y"] {
+            assert!(is_component(&component(raw)), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn times_never_overflow() {
+        assert_eq!(time_name(0), "1970-01-01T00:00:00Z");
+        assert_eq!(time_name(1_796_000_000), "2026-11-30T00:53:20Z");
+        assert_eq!(time_name(u64::MAX), "2262-04-11T23:47:16Z");
+        assert_eq!(unix_time(u64::MAX), UNIX_EPOCH);
+        assert!(system_time(i64::MIN) <= UNIX_EPOCH && system_time(i64::MAX) > UNIX_EPOCH);
     }
 }
