@@ -34,20 +34,26 @@ pub struct FileChunks {
     /// End offset of each chunk.
     ends: Vec<u64>,
     size: u64,
+    /// The chunks' lengths overflow a u64 (it would take billions of chunks: checked anyway).
+    overflow: bool,
 }
 
 impl FileChunks {
     /// A file of `chunks` whose record says it holds `size` bytes.
     pub fn new(chunks: Vec<(ChunkId, u32)>, size: u64) -> Self {
         let mut at = 0u64;
+        let mut overflow = false;
         let ends = chunks
             .iter()
             .map(|(_, len)| {
-                at = at.saturating_add(u64::from(*len));
+                at = at.checked_add(u64::from(*len)).unwrap_or_else(|| {
+                    overflow = true;
+                    u64::MAX
+                });
                 at
             })
             .collect();
-        Self { chunks, ends, size }
+        Self { chunks, ends, size, overflow }
     }
 
     /// The size the record claims.
@@ -58,7 +64,7 @@ impl FileChunks {
     /// Whether the chunks add up to the claimed size. When they do not (a damaged or hostile
     /// record) no read can be right; restore refuses such a file too.
     pub fn consistent(&self) -> bool {
-        self.ends.last().copied().unwrap_or(0) == self.size
+        !self.overflow && self.ends.last().copied().unwrap_or(0) == self.size
     }
 
     /// The chunks holding bytes `start..end` (`start < end <= size`): indices `i..j`.
@@ -190,7 +196,10 @@ impl ChunkCache {
             }
             let from = offset.saturating_sub(start) as usize;
             let to = (end - start).min(u64::from(want)) as usize;
-            out.extend_from_slice(&data[from..to]);
+            let part = data.get(from..to).ok_or_else(|| {
+                ClientError::Unrecoverable(format!("chunk {} does not hold bytes {from}..{to}", file.chunks[i].0))
+            })?;
+            out.extend_from_slice(part);
         }
         Ok(out)
     }
