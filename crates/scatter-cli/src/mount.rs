@@ -563,32 +563,6 @@ impl ScatterFs {
         Ok(tree)
     }
 
-    /// The entries of folder `ino` (without `.` and `..`): name, inode, type.
-    fn entries(&self, ino: u64, inode: &Inode) -> Result<Vec<(Vec<u8>, u64, FileType)>, Errno> {
-        match &inode.kind {
-            Kind::Dir(children) => {
-                let t = self.table.read().unwrap_or_else(|p| p.into_inner());
-                Ok(children.iter().filter_map(|(name, c)| t.get(*c).map(|n| (name.clone(), *c, n.meta.kind))).collect())
-            }
-            Kind::Tree { tree, trusted } => {
-                let tree = self.tree(ino, *tree)?;
-                let mut t = self.table.write().unwrap_or_else(|p| p.into_inner());
-                Ok(tree
-                    .nodes
-                    .iter()
-                    // Checked when the tree was decoded; checked again, as restore does.
-                    .filter(|n| is_component(&n.name))
-                    .map(|n| {
-                        let child = t.entry(ino, &n.name, || node_inode(n, *trusted, self.me));
-                        let kind = t.get(child).map(|c| c.meta.kind).unwrap_or(FileType::RegularFile);
-                        (n.name.clone(), child, kind)
-                    })
-                    .collect())
-            }
-            _ => Err(Errno::ENOTDIR),
-        }
-    }
-
     /// The content of a file inode, its object's manifest read the first time.
     fn chunks(&self, ino: u64, inode: &Inode) -> Result<Arc<FileChunks>, Errno> {
         let chunks = match &inode.kind {
@@ -749,18 +723,50 @@ impl Filesystem for ScatterFs {
         }
     }
 
+    /// Entry `k` of a folder (after `.` and `..`) has offset `k + 3`: the kernel asks again
+    /// from the last offset it took, and the reply goes on from there without walking what
+    /// was listed before (a folder of a million entries is listed in linear time).
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
         let Some(inode) = self.inode(ino) else { return reply.error(Errno::ENOENT) };
-        let entries = match self.entries(ino.0, &inode) {
-            Ok(e) => e,
-            Err(e) => return reply.error(e),
+        let tree = match &inode.kind {
+            Kind::Dir(_) => None,
+            Kind::Tree { tree, trusted } => match self.tree(ino.0, *tree) {
+                Ok(t) => Some((t, *trusted)),
+                Err(e) => return reply.error(e),
+            },
+            _ => return reply.error(Errno::ENOTDIR),
         };
-        let dots = [(b".".to_vec(), ino.0, FileType::Directory), (b"..".to_vec(), ino.0, FileType::Directory)];
-        let all = dots.into_iter().chain(entries);
-        for (i, (name, child, kind)) in all.enumerate().skip(usize::try_from(offset).unwrap_or(usize::MAX)) {
-            if reply.add(INodeNo(child), i as u64 + 1, kind, OsStr::from_bytes(&name)) {
-                break;
+        let mut next = usize::try_from(offset).unwrap_or(usize::MAX);
+        while next < 2 {
+            let name = if next == 0 { "." } else { ".." };
+            if reply.add(ino, next as u64 + 1, FileType::Directory, name) {
+                return reply.ok();
             }
+            next += 1;
+        }
+        let skip = next - 2;
+        match (&inode.kind, tree) {
+            (Kind::Dir(children), _) => {
+                let t = self.table.read().unwrap_or_else(|p| p.into_inner());
+                for (k, (name, child)) in children.iter().enumerate().skip(skip) {
+                    let kind = t.get(*child).map_or(FileType::RegularFile, |n| n.meta.kind);
+                    if reply.add(INodeNo(*child), k as u64 + 3, kind, OsStr::from_bytes(name)) {
+                        break;
+                    }
+                }
+            }
+            (_, Some((tree, trusted))) => {
+                let mut t = self.table.write().unwrap_or_else(|p| p.into_inner());
+                // Names were checked when the tree was decoded; checked again, as restore does.
+                for (k, n) in tree.nodes.iter().enumerate().skip(skip).filter(|(_, n)| is_component(&n.name)) {
+                    let child = t.entry(ino.0, &n.name, || node_inode(n, trusted, self.me));
+                    let kind = t.get(child).map_or(FileType::RegularFile, |c| c.meta.kind);
+                    if reply.add(INodeNo(child), k as u64 + 3, kind, OsStr::from_bytes(&n.name)) {
+                        break;
+                    }
+                }
+            }
+            _ => {}
         }
         reply.ok();
     }

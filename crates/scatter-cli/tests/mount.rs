@@ -159,6 +159,11 @@ async fn a_mounted_snapshot_is_its_source_tree_and_refuses_writes() {
     }
     write_random(&src.join("nested/deeper/deepest/leaf.bin"), 120_000, 10);
     write_random(&src.join("big.bin"), 6 << 20, 11);
+    // More entries than one readdir reply holds.
+    std::fs::create_dir_all(src.join("many")).expect("mkdir");
+    for i in 0..1500 {
+        std::fs::write(src.join(format!("many/entry-with-a-longish-name-{i:05}")), i.to_string()).expect("small");
+    }
     std::fs::write(src.join("empty"), b"").expect("empty");
     std::fs::write(src.join("notes.txt"), "a few words\n").expect("notes");
     std::os::unix::fs::symlink("nested/deeper/deepest/leaf.bin", src.join("link")).expect("symlink");
@@ -286,6 +291,7 @@ async fn a_mounted_snapshot_is_its_source_tree_and_refuses_writes() {
     let m = mount(&env, &point, "mount2").expect("mounted before");
     let mounted = point.join("snapshots/latest").join(rel);
     assert!(std::fs::read_dir(&mounted).expect("trees are intact").count() >= 5);
+    assert_eq!(std::fs::read_dir(mounted.join("many")).expect("many").count(), 1500);
     assert_eq!(std::fs::metadata(mounted.join("big.bin")).expect("stat").len(), 6 << 20);
     for _ in 0..2 {
         let e = std::fs::read(mounted.join("big.bin")).expect_err("big.bin cannot be verified");
