@@ -54,6 +54,9 @@ const THREADS: usize = 4;
 const TREES_KEPT: usize = 4096;
 /// Kernel read-ahead asked for.
 const READAHEAD: u32 = 1 << 20;
+/// The longest extended attribute name and value Linux takes.
+const XATTR_NAME_MAX: usize = 255;
+const XATTR_SIZE_MAX: usize = 65_536;
 /// The longest symlink target served (Linux's PATH_MAX, less its NUL).
 const MAX_LINK: usize = 4095;
 
@@ -253,6 +256,8 @@ struct Meta {
     gid: u32,
     size: u64,
     mtime: SystemTime,
+    /// Extended attributes as recorded (name, value).
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// What an inode is.
@@ -328,12 +333,20 @@ struct ScatterFs {
 }
 
 fn dir_meta(me: (u32, u32), mtime: SystemTime) -> Meta {
-    Meta { kind: FileType::Directory, perm: 0o555, uid: me.0, gid: me.1, size: 0, mtime }
+    Meta { kind: FileType::Directory, perm: 0o555, uid: me.0, gid: me.1, size: 0, mtime, xattrs: Vec::new() }
 }
 
 fn link_inode(me: (u32, u32), target: &str, mtime: SystemTime) -> Inode {
     Inode {
-        meta: Meta { kind: FileType::Symlink, perm: 0o777, uid: me.0, gid: me.1, size: target.len() as u64, mtime },
+        meta: Meta {
+            kind: FileType::Symlink,
+            perm: 0o777,
+            uid: me.0,
+            gid: me.1,
+            size: target.len() as u64,
+            mtime,
+            xattrs: Vec::new(),
+        },
         kind: Kind::Link(target.as_bytes().to_vec()),
     }
 }
@@ -352,7 +365,28 @@ fn node_inode(n: &Node, trusted: bool, me: (u32, u32)) -> Inode {
         }
         NodeKind::Symlink { target } => (Kind::Link(target.clone()), FileType::Symlink, target.len() as u64),
     };
-    Inode { meta: Meta { kind: ftype, perm: perm as u16, uid, gid, size, mtime }, kind }
+    // Names a kernel accepts only; of an untrusted writer, none that grants privileges
+    // (file capabilities live in `security.capability`), as its restore drops them.
+    let xattrs = n
+        .xattrs
+        .iter()
+        .filter(|(name, value)| {
+            !name.is_empty() && name.len() <= XATTR_NAME_MAX && !name.contains(&0) && value.len() <= XATTR_SIZE_MAX
+        })
+        .filter(|(name, _)| trusted || !(name.starts_with(b"security.") || name.starts_with(b"trusted.")))
+        .cloned()
+        .collect();
+    Inode { meta: Meta { kind: ftype, perm: perm as u16, uid, gid, size, mtime, xattrs }, kind }
+}
+
+/// An extended attribute's value (or a list of names): its size when `size` is 0, else the
+/// bytes if they fit.
+fn xattr_reply(bytes: &[u8], size: u32, reply: fuser::ReplyXattr) {
+    match u32::try_from(bytes.len()) {
+        Ok(len) if size == 0 => reply.size(len),
+        Ok(len) if len <= size => reply.data(bytes),
+        _ => reply.error(Errno::ERANGE),
+    }
 }
 
 /// Objects' names as a folder hierarchy.
@@ -504,6 +538,7 @@ impl ScatterFs {
                 gid: me.1,
                 size,
                 mtime: unix_time(created),
+                xattrs: Vec::new(),
             };
             entries.push((name, t.push(Inode { meta, kind: Kind::Object { name: full, chunks: OnceLock::new() } })));
         }
@@ -651,6 +686,24 @@ impl Filesystem for ScatterFs {
             Some(_) => reply.error(Errno::EINVAL),
             None => reply.error(Errno::ENOENT),
         }
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: fuser::ReplyXattr) {
+        let Some(inode) = self.inode(ino) else { return reply.error(Errno::ENOENT) };
+        match inode.meta.xattrs.iter().find(|(n, _)| n.as_slice() == name.as_bytes()) {
+            None => reply.error(Errno::ENODATA),
+            Some((_, value)) => xattr_reply(value, size, reply),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: fuser::ReplyXattr) {
+        let Some(inode) = self.inode(ino) else { return reply.error(Errno::ENOENT) };
+        let mut names = Vec::new();
+        for (name, _) in &inode.meta.xattrs {
+            names.extend_from_slice(name);
+            names.push(0);
+        }
+        xattr_reply(&names, size, reply);
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {

@@ -168,6 +168,7 @@ async fn a_mounted_snapshot_is_its_source_tree_and_refuses_writes() {
     std::fs::write(src.join("notes.txt"), "a few words\n").expect("notes");
     std::os::unix::fs::symlink("nested/deeper/deepest/leaf.bin", src.join("link")).expect("symlink");
     std::fs::set_permissions(src.join("notes.txt"), std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let tagged = xattr::set(src.join("notes.txt"), "user.scatter-test", b"a value").is_ok();
     let own_id = snapshot_id(&env.ok(&["backup", src.to_str().expect("utf-8"), "--json"]));
     let object = env.write_random("object.bin", 300_000, 12);
     env.put(&object, "docs/2026/object.bin");
@@ -213,6 +214,10 @@ async fn a_mounted_snapshot_is_its_source_tree_and_refuses_writes() {
         (a.mode() & 0o7777, a.len(), a.mtime(), a.mtime_nsec()),
         (b.mode() & 0o7777, b.len(), b.mtime(), b.mtime_nsec())
     );
+    if tagged {
+        let got = xattr::get(mounted.join("notes.txt"), "user.scatter-test").expect("getxattr");
+        assert_eq!(got.as_deref(), Some(&b"a value"[..]), "xattrs as recorded");
+    }
     assert_eq!(std::fs::metadata(mounted.join("empty")).expect("empty").len(), 0);
     assert_eq!(
         std::fs::read_link(mounted.join("link")).expect("link"),
