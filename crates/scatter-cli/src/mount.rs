@@ -131,8 +131,7 @@ pub async fn mount(mountpoint: &Path, cache: u64) -> Result<i32> {
     if !matches!(unmounted, Ok(Ok(()))) {
         // Busy (a shell inside it, a file open): detach it now; the kernel lets go of it once
         // the last user is gone, and the process exit ends the session anyway.
-        let lazy = tokio::process::Command::new("fusermount").arg("-u").arg("-z").arg(&point).status().await;
-        if lazy.is_ok_and(|s| s.success()) {
+        if lazy_unmount(&point).await {
             eprintln!(
                 "{} was busy (something in it is open); it is detached and goes away once that closes",
                 point.display()
@@ -146,6 +145,19 @@ pub async fn mount(mountpoint: &Path, cache: u64) -> Result<i32> {
     let _ = tokio::time::timeout(wait, done_rx).await;
     eprintln!("unmounted {}", point.display());
     Ok(0)
+}
+
+/// Detaches the mount at `point` even while it is in use: the FUSE helper (fusermount3, or
+/// fusermount of FUSE 2), or as root `umount -l`. Whether one of them did.
+async fn lazy_unmount(point: &Path) -> bool {
+    for (cmd, args) in [("fusermount3", ["-u", "-z"]), ("fusermount", ["-u", "-z"]), ("umount", ["-l", "--"])] {
+        let done =
+            tokio::process::Command::new(cmd).args(args).arg(point).stderr(std::process::Stdio::null()).status().await;
+        if done.is_ok_and(|s| s.success()) {
+            return true;
+        }
+    }
+    false
 }
 
 /// The mountpoint must be an existing, empty directory.
