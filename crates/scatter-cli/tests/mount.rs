@@ -18,10 +18,27 @@ const EROFS: i32 = 30;
 const EIO: i32 = 5;
 
 /// A `scatter mount` child: killed and its mount detached when dropped, whatever happened.
+/// A watchdog kills it after [`WATCHDOG`] too, so that a hung file system fails the test's
+/// file operations (the kernel answers ENOTCONN once the daemon is gone) instead of hanging.
 struct Mounted {
     child: Child,
     point: PathBuf,
     log: PathBuf,
+    /// Dropped with the guard: the watchdog stands down.
+    _watchdog: std::sync::mpsc::Sender<()>,
+}
+
+const WATCHDOG: Duration = Duration::from_secs(240);
+
+fn watchdog(pid: u32) -> std::sync::mpsc::Sender<()> {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(WATCHDOG) {
+            eprintln!("scatter mount (pid {pid}) still running after {WATCHDOG:?}: killing it");
+            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+        }
+    });
+    tx
 }
 
 impl Mounted {
@@ -93,7 +110,8 @@ fn mount(env: &Env, point: &Path, name: &str) -> Result<Mounted, String> {
         .stderr(std::fs::File::create(&log).expect("log"))
         .spawn()
         .expect("spawn scatter mount");
-    let mut m = Mounted { child, point: point.to_path_buf(), log };
+    let _watchdog = watchdog(child.id());
+    let mut m = Mounted { child, point: point.to_path_buf(), log, _watchdog };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if point.join("snapshots").is_dir() {
