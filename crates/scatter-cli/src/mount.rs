@@ -340,8 +340,6 @@ struct ScatterFs {
     next_fh: AtomicU64,
     /// Inodes whose failure was logged (once each).
     logged: Mutex<HashSet<u64>>,
-    /// The mounting user, owner of the mount's own folders and of untrusted snapshots' files.
-    me: (u32, u32),
 }
 
 fn dir_meta(me: (u32, u32), mtime: SystemTime) -> Meta {
@@ -364,8 +362,18 @@ fn link_inode(me: (u32, u32), target: &str, mtime: SystemTime) -> Inode {
 }
 
 /// A snapshot entry's inode; a snapshot not trusted loses set-id bits and its owner.
-fn node_inode(n: &Node, trusted: bool, me: (u32, u32)) -> Inode {
-    let (perm, uid, gid) = if trusted { (n.mode & 0o7777, n.uid, n.gid) } else { (n.mode & 0o777, me.0, me.1) };
+fn node_inode(n: &Node, trusted: bool) -> Inode {
+    // An untrusted writer's metadata loses what restore takes from it: set-id and sticky
+    // bits, `security.*` (file capabilities) and `trusted.*` attributes, owner and group.
+    let distrusted;
+    let n = if trusted {
+        n
+    } else {
+        let mut copy = n.clone();
+        scatter_client::restore::distrust_metadata(std::iter::once(&mut copy));
+        distrusted = copy;
+        &distrusted
+    };
     let mtime = system_time(n.mtime_ns);
     let (kind, ftype, size) = match &n.kind {
         NodeKind::File { .. } => {
@@ -377,18 +385,17 @@ fn node_inode(n: &Node, trusted: bool, me: (u32, u32)) -> Inode {
         }
         NodeKind::Symlink { target } => (Kind::Link(target.clone()), FileType::Symlink, target.len() as u64),
     };
-    // Names a kernel accepts only; of an untrusted writer, none that grants privileges
-    // (file capabilities live in `security.capability`), as its restore drops them.
+    // Only attributes a kernel can hand out.
     let xattrs = n
         .xattrs
         .iter()
         .filter(|(name, value)| {
             !name.is_empty() && name.len() <= XATTR_NAME_MAX && !name.contains(&0) && value.len() <= XATTR_SIZE_MAX
         })
-        .filter(|(name, _)| trusted || !(name.starts_with(b"security.") || name.starts_with(b"trusted.")))
         .cloned()
         .collect();
-    Inode { meta: Meta { kind: ftype, perm: perm as u16, uid, gid, size, mtime, xattrs }, kind }
+    let perm = (n.mode & 0o7777) as u16;
+    Inode { meta: Meta { kind: ftype, perm, uid: n.uid, gid: n.gid, size, mtime, xattrs }, kind }
 }
 
 /// An extended attribute's value (or a list of names): its size when `size` is 0, else the
@@ -528,7 +535,6 @@ impl ScatterFs {
             open: Mutex::default(),
             next_fh: AtomicU64::new(1),
             logged: Mutex::default(),
-            me,
         }
     }
 
@@ -668,7 +674,7 @@ impl Filesystem for ScatterFs {
                 };
                 tree.get(name).map(|n| {
                     let mut t = self.table.write().unwrap_or_else(|p| p.into_inner());
-                    t.entry(parent.0, name, || node_inode(n, *trusted, self.me))
+                    t.entry(parent.0, name, || node_inode(n, *trusted))
                 })
             }
             _ => return reply.error(Errno::ENOTDIR),
@@ -824,7 +830,7 @@ impl Filesystem for ScatterFs {
                 let mut t = self.table.write().unwrap_or_else(|p| p.into_inner());
                 // Names were checked when the tree was decoded; checked again, as restore does.
                 for (k, n) in tree.nodes.iter().enumerate().skip(skip).filter(|(_, n)| is_component(&n.name)) {
-                    let child = t.entry(ino.0, &n.name, || node_inode(n, trusted, self.me));
+                    let child = t.entry(ino.0, &n.name, || node_inode(n, trusted));
                     let kind = t.get(child).map_or(FileType::RegularFile, |c| c.meta.kind);
                     if reply.add(INodeNo(child), k as u64 + 3, kind, OsStr::from_bytes(&n.name)) {
                         break;
