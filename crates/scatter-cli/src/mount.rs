@@ -54,6 +54,9 @@ const THREADS: usize = 4;
 const TREES_KEPT: usize = 4096;
 /// Kernel read-ahead asked for.
 const READAHEAD: u32 = 1 << 20;
+/// The longest file name Linux takes: longer ones in a tree are not listed (no lookup could
+/// reach them, and one past the kernel's limit would fail the whole listing).
+const NAME_MAX: usize = 255;
 /// The longest extended attribute name and value Linux takes.
 const XATTR_NAME_MAX: usize = 255;
 const XATTR_SIZE_MAX: usize = 65_536;
@@ -221,19 +224,28 @@ async fn list_objects(coord: &Coordinator, keys: &UserKeys) -> Result<Vec<(Strin
 
 /// A name from outside a tree (a host name, a part of an object's name) as one path
 /// component: itself when it is one, else escaped as the CLI prints names, with `/` and
-/// dots escaped too.
+/// dots escaped too; one longer than [`NAME_MAX`] bytes is cut, with a hash of the whole
+/// name so that two long names stay apart.
 fn component(raw: &[u8]) -> Vec<u8> {
-    if is_component(raw) {
-        return raw.to_vec();
+    let mut name = if is_component(raw) {
+        raw.to_vec()
+    } else {
+        let mut e = escape(raw).replace('/', "\\x2f");
+        if !is_component(e.as_bytes()) {
+            e = e.replace('.', "\\x2e");
+        }
+        if e.is_empty() {
+            e = "\\x00".into();
+        }
+        e.into_bytes()
+    };
+    if name.len() > NAME_MAX {
+        let hash = blake3::hash(raw).to_hex();
+        name.truncate(NAME_MAX - 18);
+        name.extend_from_slice(b"..");
+        name.extend_from_slice(&hash.as_bytes()[..16]);
     }
-    let mut e = escape(raw).replace('/', "\\x2f");
-    if !is_component(e.as_bytes()) {
-        e = e.replace('.', "\\x2e");
-    }
-    if e.is_empty() {
-        e = "\\x00".into();
-    }
-    e.into_bytes()
+    name
 }
 
 /// `2026-11-30T00:12:03Z` for a Unix time.
@@ -487,14 +499,16 @@ impl ScatterFs {
         let hosts_dir = t.push(Inode { meta: dir_meta(me, now), kind: Kind::Dir(hosts) });
 
         // ids/
-        let mut short_count: HashMap<&str, usize> = HashMap::new();
+        let mut short_count: HashMap<String, usize> = HashMap::new();
+        // An id is 64 hex digits; one from a hostile coordinator may not even cut at 8 bytes.
+        let short = |s: &SnapshotInfo| s.id.get(..8).unwrap_or(&s.id).to_owned();
         for s in snapshots {
-            *short_count.entry(s.short_id()).or_default() += 1;
+            *short_count.entry(short(s)).or_default() += 1;
         }
         let mut ids = Vec::new();
         for s in snapshots {
             // Ids come from the coordinator: hex digits, or escaped like any outside name.
-            let id = if short_count.get(s.short_id()).copied().unwrap_or(0) > 1 { s.id.as_str() } else { s.short_id() };
+            let id = if short_count.get(&short(s)).copied().unwrap_or(0) > 1 { s.id.clone() } else { short(s) };
             ids.push((component(id.as_bytes()), t.push(snap_inode(s))));
         }
         ids.sort();
@@ -829,7 +843,13 @@ impl Filesystem for ScatterFs {
             (_, Some((tree, trusted))) => {
                 let mut t = self.table.write().unwrap_or_else(|p| p.into_inner());
                 // Names were checked when the tree was decoded; checked again, as restore does.
-                for (k, n) in tree.nodes.iter().enumerate().skip(skip).filter(|(_, n)| is_component(&n.name)) {
+                for (k, n) in tree
+                    .nodes
+                    .iter()
+                    .enumerate()
+                    .skip(skip)
+                    .filter(|(_, n)| is_component(&n.name) && n.name.len() <= NAME_MAX)
+                {
                     let child = t.entry(ino.0, &n.name, || node_inode(n, trusted));
                     let kind = t.get(child).map_or(FileType::RegularFile, |c| c.meta.kind);
                     if reply.add(INodeNo(child), k as u64 + 3, kind, OsStr::from_bytes(&n.name)) {
@@ -858,6 +878,10 @@ mod tests {
         for raw in [&b"a/b"[..], b"/", b"..", b"\0", b"x\n/y"] {
             assert!(is_component(&component(raw)), "{raw:?}");
         }
+        // Too long for a file name: cut, and told apart by a hash.
+        let (a, b) = (component(&[b'a'; 300]), component(&[b'a'; 301]));
+        assert!(a.len() == NAME_MAX && b.len() == NAME_MAX && a != b && is_component(&a));
+        assert!(component(&[b'/'; 300]).len() <= NAME_MAX);
     }
 
     #[test]
