@@ -15,6 +15,7 @@ mod backups;
 mod catalog;
 mod demo;
 mod inspect;
+mod mount;
 mod operators;
 mod placing;
 
@@ -349,6 +350,17 @@ enum Cmd {
         snapshot: String,
         /// The path in the snapshot, as `scatter ls` shows it (`/` for all of it).
         path: String,
+    },
+    /// Mount your snapshots and stored files as a read-only file system (FUSE) and serve it
+    /// until Ctrl-C, SIGTERM or `fusermount -u MOUNTPOINT`. Files are fetched as they are
+    /// read and verified as a restore verifies them.
+    Mount {
+        /// An empty directory to mount on.
+        mountpoint: PathBuf,
+        /// Verified file content kept in memory for reads (least recently used dropped
+        /// first), e.g. 64MiB.
+        #[arg(long, default_value = "64MiB")]
+        cache: ByteSize,
     },
     /// Show what changed between two snapshots.
     Diff {
@@ -824,7 +836,13 @@ fn main() {
     let cli = parse_cli();
     let _ = PASSPHRASE_FLAGS.set((cli.passphrase_file.clone(), cli.passphrase_command.clone()));
     let service = matches!(cli.command, Cmd::Coordinator { action: None, .. } | Cmd::Host { .. } | Cmd::Dev { .. });
-    let filter = cli.log_level.clone().unwrap_or_else(|| if service { "info" } else { "warn" }.into());
+    let filter = cli.log_level.clone().unwrap_or_else(|| match cli.command {
+        _ if service => "info".into(),
+        // fuser warns about calls a read-only file system leaves to the kernel's defaults,
+        // and about unmounting after `fusermount -u` did: nothing a user can act on.
+        Cmd::Mount { .. } => "warn,fuser=error".into(),
+        _ => "warn".into(),
+    });
     // Checked by clap (`parse_level`); the fallback is for the built-in defaults only.
     let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()))
@@ -852,8 +870,10 @@ fn main() {
         }
         _ => "interrupted; nothing half-done was made visible",
     };
+    // `mount` unmounts on Ctrl-C and SIGTERM itself, and then exits 0.
+    let own_signals = service || matches!(cli.command, Cmd::Mount { .. });
     let result = runtime.block_on(async {
-        if service {
+        if own_signals {
             // Services and `dev` handle Ctrl-C themselves and shut down cleanly.
             return run(cli.command).await;
         }
@@ -1155,6 +1175,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
         }
         Cmd::Stats { snapshots, mode, json } => return inspect::stats(&snapshots, mode, json).await,
         Cmd::Dump { snapshot, path } => return inspect::dump(&snapshot, &path).await,
+        Cmd::Mount { mountpoint, cache } => return mount::mount(&mountpoint, cache.0).await,
         Cmd::Find { pattern, json } => return backups::find(&pattern, json).await,
         Cmd::Restore { snapshot, target, include, limit_download, json } => {
             return backups::restore(&snapshot, &target, &include, limit_download, json).await

@@ -161,6 +161,25 @@ impl Fetcher {
         out.pop().ok_or_else(|| ClientError::Unrecoverable(format!("chunk {id} was not returned")))
     }
 
+    /// Fetches `wanted` (a few chunks: one locate call) and returns their plaintexts in order,
+    /// each decrypted and verified against its id and length as [`Self::stream`] does. For
+    /// random access (`scatter mount`), where a stream's read-ahead would be wasted.
+    pub async fn fetch(self: &Arc<Self>, wanted: &[Want]) -> Result<Vec<Vec<u8>>, ClientError> {
+        let runs = self.plan(wanted).await?;
+        let mut out = Vec::with_capacity(wanted.len());
+        for run in runs {
+            out.extend(self.fetch_run(run).await?);
+        }
+        if out.len() != wanted.len() {
+            return Err(ClientError::Unrecoverable(format!(
+                "{} chunks were asked for but {} came back",
+                wanted.len(),
+                out.len()
+            )));
+        }
+        Ok(out)
+    }
+
     /// Fetches `wanted` in order; each item is the plaintexts of a few consecutive chunks.
     /// Locating is lazy (batch by batch), fetching runs a few runs ahead, in a task of its own
     /// so that it goes on while the consumer writes.

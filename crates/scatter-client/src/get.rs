@@ -10,7 +10,7 @@ use base64::Engine;
 use futures::StreamExt;
 use scatter_core::keys::UserKeys;
 use scatter_core::manifest::Manifest;
-use scatter_proto::api::ErrorCode;
+use scatter_proto::api::{ErrorCode, ObjectResponse};
 
 use crate::coordinator::Coordinator;
 use crate::fetch::{FetchReport, Fetcher};
@@ -31,15 +31,13 @@ pub struct GetReport {
     pub elapsed: Duration,
 }
 
-/// Reads the latest version of `name` and writes it to `output`.
-pub async fn get_file(
+/// The latest version of the object `name` and its manifest, opened with `keys` (which must
+/// hold the private key) and authenticated.
+pub async fn open_manifest(
     coord: &Coordinator,
     keys: &UserKeys,
     name: &str,
-    output: &Path,
-    progress: &dyn Progress,
-) -> Result<GetReport, ClientError> {
-    let started = Instant::now();
+) -> Result<(ObjectResponse, Manifest), ClientError> {
     let object = coord.object(&keys.write_keys().name_key().encrypt(name)).await.map_err(|e| match e {
         ClientError::Api { code: ErrorCode::NotFound, .. } => {
             ClientError::Invalid(format!("no object named `{name}` is stored; `scatter ls` lists what is"))
@@ -53,6 +51,19 @@ pub async fn get_file(
     let manifest =
         Manifest::decode(&manifest_key.open(MANIFEST_CONTEXT, &sealed).map_err(|_| bad("fails authentication"))?)
             .map_err(|e| ClientError::Unrecoverable(e.to_string()))?;
+    Ok((object, manifest))
+}
+
+/// Reads the latest version of `name` and writes it to `output`.
+pub async fn get_file(
+    coord: &Coordinator,
+    keys: &UserKeys,
+    name: &str,
+    output: &Path,
+    progress: &dyn Progress,
+) -> Result<GetReport, ClientError> {
+    let started = Instant::now();
+    let (object, manifest) = open_manifest(coord, keys, name).await?;
     progress.start(manifest.size);
 
     let fetcher = Fetcher::new(coord, &coord.hosts()?, keys);

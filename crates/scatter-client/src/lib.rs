@@ -5,6 +5,7 @@
 //! - [`hosts`]: shard transfers to and from hosts;
 //! - [`put`] and [`get`]: the streaming pipelines (chunk → id → seal → pack → erasure-code →
 //!   upload → commit, and back);
+//! - [`reader`]: random access to file content through a bounded cache (`scatter mount`);
 //! - [`stats`]: per-stage busy time and bytes, for `--stats`.
 //!
 //! Libraries do not print: progress goes through the [`Progress`] trait.
@@ -22,6 +23,7 @@ pub mod partial;
 pub mod profile;
 pub mod prune;
 pub mod put;
+pub mod reader;
 pub mod restore;
 pub mod session;
 pub mod snapshots;
