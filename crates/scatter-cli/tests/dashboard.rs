@@ -1,8 +1,9 @@
 //! The web dashboard in a real headless browser (Debian's chromium through chromedriver),
 //! against a live grid of real processes: every page renders the grid's own data, an admin
 //! disables a user from the page and the CLI sees it, and the attacker's tries fail: a
-//! signed-out browser, a non-admin, a used login link, a missing or wrong CSRF token, a
-//! POST from another site, an expired session. A screenshot of each page is written under
+//! signed-out browser, a non-admin, a host operator beyond its host, a used login link, a
+//! missing or wrong CSRF token, a POST from another site, an expired session. An admin also
+//! drains a host from the page, and a host's operator sees that host. A screenshot of each page is written under
 //! `target/dashboard-screenshots/`.
 
 use std::path::PathBuf;
@@ -198,6 +199,38 @@ async fn the_dashboard_in_a_real_browser() {
         .expect("post");
     assert_eq!(resp.status(), 403);
 
+    // A host's operator signs in with the host's secret and sees that host alone.
+    let (h1, _) = host(&env, 0);
+    let host_dir = env.grid.host_dir(0);
+    let args = ["dashboard", "--host-dir", host_dir.to_str().expect("utf-8"), "--coordinator", env.grid.url()];
+    let operator_link = link(&env.path("nobody"), THEIR_PASSPHRASE, &args);
+    let operator = driver.browser(&profile("operator"), &[]);
+    operator.open(&operator_link);
+    operator.wait_for_path("/host");
+    let html = operator.source();
+    for fact in [format!("Host {h1}"), "online".into(), "audits".into(), "reputation".into(), "metering".into()] {
+        assert!(html.contains(&fact), "the host page lacks `{fact}`:\n{html}");
+    }
+    operator.screenshot(&shots.join("host-operator.png"));
+    let operator_csrf = csrf(&html);
+    for page in ["/grid", "/users", "/me"] {
+        operator.open(&format!("{base}{page}"));
+        operator.wait_for_text("shows that host only");
+    }
+    let c = operator.cookies().into_iter().find(|c| c["name"] == "scatter-session").expect("cookie");
+    let operator_cookie = format!("scatter-session={}", c["value"].as_str().expect("value"));
+    let resp = http
+        .post(format!("{base}/hosts/drain"))
+        .header("cookie", &operator_cookie)
+        .form(&[("host", "h2"), ("csrf", operator_csrf.as_str())])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), 403);
+    // A user's session does not see the host page.
+    bobs.open(&format!("{base}/host"));
+    bobs.wait_for_text("for a host's operator");
+
     // The admin's own session, without its CSRF token, with a wrong one, or from another
     // site: refused, and nothing changes.
     admin.open(&format!("{base}/users"));
@@ -237,6 +270,15 @@ async fn the_dashboard_in_a_real_browser() {
     bobs.open(&format!("{base}/me"));
     bobs.wait_for_path("/login");
     admin.screenshot(&shots.join("users-after-disable.png"));
+
+    // The admin drains a host from the page (as `scatter admin host drain` would).
+    let (h4, _) = host(&env, 3);
+    admin.open(&format!("{base}/hosts"));
+    admin.click(&format!("#drain-{h4}"));
+    admin.wait_for_text("is draining");
+    let hosts: serde_json::Value = serde_json::from_str(&env.ok(&["admin", "host", "ls", "--json"])).expect("JSON");
+    let state = hosts.as_array().expect("hosts").iter().find(|h| h["id"] == h4.0).expect("h4")["state"].clone();
+    assert!(state == "draining" || state == "retired", "{state}");
 
     // An expired session (signed in longer ago than the absolute limit) is refused.
     let catalog = rusqlite::Connection::open(env.grid.coordinator_dir().join("catalog.db")).expect("catalog");

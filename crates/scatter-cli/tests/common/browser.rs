@@ -177,8 +177,10 @@ impl Browser {
 
     /// The page's visible text.
     pub fn text(&self) -> String {
-        let body = self.find("body");
-        self.cmd("GET", &format!("element/{body}/text"), None).as_str().unwrap_or_default().to_owned()
+        // One script call rather than an element handle, which a navigation can make stale.
+        let script =
+            serde_json::json!({ "script": "return document.body ? document.body.innerText : '';", "args": [] });
+        self.cmd("POST", "execute/sync", Some(script)).as_str().unwrap_or_default().to_owned()
     }
 
     fn find(&self, css: &str) -> String {
