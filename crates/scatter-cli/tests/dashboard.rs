@@ -185,11 +185,12 @@ async fn the_dashboard_in_a_real_browser() {
     let resp = http
         .post(format!("{base}/users/disable"))
         .header("cookie", &bob_cookie)
-        .form(&[("user", "u3"), ("csrf", bob_csrf.as_str())])
+        .form(&[("user", "u1"), ("csrf", bob_csrf.as_str())])
         .send()
         .await
         .expect("post");
     assert_eq!(resp.status(), 403);
+    assert_eq!(user(&env, 1)["disabled"], false);
     let resp = http
         .post(format!("{base}/hosts/drain"))
         .header("cookie", &bob_cookie)
