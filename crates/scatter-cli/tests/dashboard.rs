@@ -329,3 +329,59 @@ fn plain_http_beyond_loopback_is_refused_at_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("go together"), "{err}");
 }
+
+/// An operator's certificate for 127.0.0.1 from a CA of its own (as a public CA would issue
+/// one): the chain and key as PEM files in `dir`, and the base64 SHA-256 of the key, which the
+/// test browser is told to trust (`--ignore-certificate-errors-spki-list`) as a browser
+/// trusts a public CA.
+fn operator_certificate(dir: &std::path::Path) -> (PathBuf, PathBuf, String) {
+    use base64::Engine;
+    use rcgen::PublicKeyData;
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(rcgen::DnType::CommonName, "Test operator CA");
+    let ca_cert = ca.self_signed(&ca_key).expect("CA");
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).expect("params");
+    let cert = leaf.signed_by(&key, &issuer).expect("leaf");
+    let (cert_path, key_path) = (dir.join("dashboard.crt"), dir.join("dashboard.key"));
+    std::fs::write(&cert_path, format!("{}{}", cert.pem(), ca_cert.pem())).expect("write the chain");
+    std::fs::write(&key_path, key.serialize_pem()).expect("write the key");
+    let spki = ring::digest::digest(&ring::digest::SHA256, &key.subject_public_key_info());
+    (cert_path, key_path, base64::engine::general_purpose::STANDARD.encode(spki.as_ref()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_over_tls_with_the_operators_certificate() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    let (cert, key, spki) = operator_certificate(certs.path());
+    let opts = scatter_cli::grid::GridOptions {
+        passphrase: "test passphrase".into(),
+        coordinator_args: vec![
+            "--dashboard".into(),
+            "127.0.0.1:0".into(),
+            "--dashboard-cert".into(),
+            cert.to_string_lossy().into_owned(),
+            "--dashboard-key".into(),
+            key.to_string_lossy().into_owned(),
+        ],
+        ..Default::default()
+    };
+    let env = grid_with(1, opts).await;
+    let base = dashboard_url(&env);
+    assert!(base.starts_with("https://127.0.0.1:"), "{base}");
+    let driver = browser::Driver::start(&env.path("chromedriver.log"));
+    let profile = env.path("browser");
+    std::fs::create_dir_all(&profile).expect("profile");
+    let admin = driver.browser(&profile, &[format!("--ignore-certificate-errors-spki-list={spki}")]);
+    admin.open(&link(&env.grid.client_dir(), env.grid.passphrase(), &["admin", "dashboard"]));
+    admin.wait_for_path("/grid");
+    assert!(admin.url().starts_with("https://"), "{}", admin.url());
+    assert!(admin.source().contains("live packs"));
+    let c = admin.cookies().into_iter().find(|c| c["name"] == "__Host-scatter-session").expect("the TLS cookie");
+    assert_eq!(c["secure"], true, "{c}");
+    assert_eq!(c["httpOnly"], true, "{c}");
+    admin.screenshot(&shots().join("grid-tls.png"));
+}
