@@ -93,6 +93,19 @@ async fn the_dashboard_in_a_real_browser() {
     ok(run(&bob, &["put", file.to_str().expect("utf-8"), "--name", "b"], &[]), "bob put");
     env.ok(&["admin", "user", "add", "carol"]);
 
+    // Charts need samples: the checker takes one every five checker intervals (10 s here).
+    let catalog = env.grid.coordinator_dir().join("catalog.db");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let db = rusqlite::Connection::open(&catalog).expect("catalog");
+        let n: i64 = db.query_row("SELECT COUNT(*) FROM samples", [], |r| r.get(0)).expect("samples");
+        if n >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the checker took {n} samples in 40 s");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))

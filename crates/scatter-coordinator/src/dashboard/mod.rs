@@ -1,6 +1,7 @@
 //! The web dashboard: server-rendered pages on a listener of their own, for admins (hosts,
-//! data health and repair, users, invites and devices, events, charts), and for every user
-//! (their usage, quota, snapshots and devices).
+//! data health and repair, users, invites and devices, events, charts), for every user
+//! (their usage, quota, snapshots and devices), and for a host's operator (that host's
+//! state, audits and reputation; signed in with the host's secret).
 //!
 //! **Serving.** The coordinator's own certificate names only `coordinator.scatter.internal`
 //! from the grid's CA, which no browser trusts. The dashboard therefore has its own
