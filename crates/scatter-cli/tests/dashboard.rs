@@ -73,7 +73,7 @@ async fn the_dashboard_in_a_real_browser() {
         coordinator_args: vec!["--dashboard".into(), "127.0.0.1:0".into()],
         ..Default::default()
     };
-    let env = grid_with(4, opts).await;
+    let mut env = grid_with(4, opts).await;
     let base = dashboard_url(&env);
     assert!(base.starts_with("http://127.0.0.1:"), "{base}");
     let shots = shots();
@@ -293,6 +293,23 @@ async fn the_dashboard_in_a_real_browser() {
     let hosts: serde_json::Value = serde_json::from_str(&env.ok(&["admin", "host", "ls", "--json"])).expect("JSON");
     let state = hosts.as_array().expect("hosts").iter().find(|h| h["id"] == h4.0).expect("h4")["state"].clone();
     assert!(state == "draining" || state == "retired", "{state}");
+
+    // Two hosts die: the grid page lists the packs in the repair queue and says why repair
+    // waits (one host left to take data cannot hold a 4+2 pack's shards).
+    env.grid.kill_host(1);
+    env.grid.kill_host(2);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        admin.open(&format!("{base}/grid"));
+        let html = admin.source();
+        if html.contains("<table id=\"repair-queue\">") && html.contains("<table id=\"repair-waits\">") {
+            assert!(html.contains(" on h") && html.contains("(shard "), "the shards not counted are named: {html}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the grid page never showed the repair queue and why it waits:\n{html}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    admin.screenshot(&shots.join("grid-degraded.png"));
 
     // An expired session (signed in longer ago than the absolute limit) is refused.
     let catalog = rusqlite::Connection::open(env.grid.coordinator_dir().join("catalog.db")).expect("catalog");

@@ -172,12 +172,25 @@ struct Figure {
     alarm: bool,
 }
 
+/// Packs of the repair queue listed on the grid page, most endangered first.
+const QUEUE_SHOWN: usize = 20;
+
+/// A pack in the repair queue.
+struct QueueLine {
+    pack: String,
+    healthy: String,
+    readable: bool,
+    size: String,
+    missing: String,
+}
+
 #[derive(Template)]
 #[template(path = "dashboard/grid.html")]
 struct GridPage {
     c: Chrome,
     figures: Vec<Figure>,
     waits: Vec<(String, u64)>,
+    queue: Vec<QueueLine>,
     states: Vec<(String, usize)>,
     charts: Vec<(&'static str, String)>,
     sampled: String,
@@ -195,6 +208,7 @@ pub(super) async fn grid(State(sh): Sh, h: HeaderMap) -> Response {
         let health = db(&sh, move |s| s.health(cutoff)).await?;
         let (shards, bytes) = db(&sh, |s| s.repair_totals()).await?;
         let waits = db(&sh, |s| s.repair_waits()).await?;
+        let queue = db(&sh, move |s| s.degraded_packs(cutoff, QUEUE_SHOWN)).await?;
         let hosts = db(&sh, |s| s.hosts()).await?;
         let since = now().saturating_sub(7 * 86_400);
         let mut samples = db(&sh, move |s| s.samples(since)).await?;
@@ -206,13 +220,38 @@ pub(super) async fn grid(State(sh): Sh, h: HeaderMap) -> Response {
                 None => "none yet".into(),
             },
         };
-        Ok::<_, ApiError>((health, shards, bytes, waits, hosts, samples, backup))
+        Ok::<_, ApiError>((health, shards, bytes, waits, queue, hosts, samples, backup))
     }
     .await;
-    let (health, shards, bytes, waits, hosts, samples, backup) = match got {
+    let (health, shards, bytes, waits, queue, hosts, samples, backup) = match got {
         Ok(g) => g,
         Err(e) => return fail(e),
     };
+    let queue = queue
+        .into_iter()
+        .map(|p| {
+            // As the catalog counts healthy shards: `ok`, on an active host heard from
+            // within the offline grace.
+            let missing: Vec<String> = p
+                .shards
+                .iter()
+                .filter_map(|(i, _, host, state)| {
+                    let row = hosts.iter().find(|x| x.id == *host);
+                    let counted = *state == crate::store::ShardState::Ok
+                        && row.is_some_and(|x| x.state == crate::store::Standing::Active && x.last_seen >= cutoff);
+                    let host_state = row.map(|x| crate::room::host_state(&sh, x).to_string()).unwrap_or_default();
+                    (!counted).then(|| format!("#{i} on {host} (shard {}, host {host_state})", state.as_str()))
+                })
+                .collect();
+            QueueLine {
+                pack: p.id.to_string().chars().take(16).collect(),
+                healthy: format!("{} of {}", p.healthy, p.k as usize + p.m as usize),
+                readable: p.healthy >= p.k as usize,
+                size: ByteSize(p.size).to_string(),
+                missing: missing.join(", "),
+            }
+        })
+        .collect();
     let mut states: BTreeMap<String, usize> = BTreeMap::new();
     for x in &hosts {
         *states.entry(crate::room::host_state(&sh, x).to_string()).or_default() += 1;
@@ -262,6 +301,7 @@ pub(super) async fn grid(State(sh): Sh, h: HeaderMap) -> Response {
         c: chrome(&v, "Grid", "/grid"),
         figures,
         waits,
+        queue,
         states: states.into_iter().collect(),
         charts,
         sampled,
