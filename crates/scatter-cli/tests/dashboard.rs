@@ -92,6 +92,8 @@ async fn the_dashboard_in_a_real_browser() {
     ok(run(&bob, &["init", "--coordinator", env.grid.url(), "--token", &token], &[]), "bob init");
     ok(run(&bob, &["put", file.to_str().expect("utf-8"), "--name", "b"], &[]), "bob put");
     env.ok(&["admin", "user", "add", "carol"]);
+    // A name is anyone's words: the page shows it as text, never as markup.
+    env.ok(&["admin", "user", "add", "<img src=x id=xss>"]);
 
     // Charts need samples: the checker takes one every five checker intervals (10 s here).
     let catalog = env.grid.coordinator_dir().join("catalog.db");
@@ -165,6 +167,9 @@ async fn the_dashboard_in_a_real_browser() {
         let name = page.trim_start_matches('/');
         admin.screenshot(&shots.join(format!("{name}.png")));
     }
+    admin.open(&format!("{base}/access"));
+    let html = admin.source();
+    assert!(html.contains("&lt;img src=x id=xss&gt;") && !html.contains("<img src=x"), "{html}");
     // Filters.
     admin.open(&format!("{base}/events?action=host.joined"));
     let text = admin.text();

@@ -825,3 +825,21 @@ pub(super) async fn host(State(sh): Sh, h: HeaderMap) -> Response {
         generated: time_text(now()),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_shown_in_utc() {
+        assert_eq!(time_text(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(time_text(1_796_083_200 + 3_723), "2026-12-01 01:02:03 UTC");
+    }
+
+    #[test]
+    fn text_is_escaped_in_pages() {
+        let html = Message { title: "t", text: "<script>alert(1)</script> & \"x\"" }.render().expect("render");
+        assert!(!html.contains("<script>alert"), "{html}");
+        assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62; &#38; &#34;x&#34;"), "{html}");
+    }
+}
