@@ -458,6 +458,9 @@ async fn logout(State(sh): State<Arc<Shared>>, h: HeaderMap, axum::Form(form): a
         if let Err(e) = db(&sh, move |s| s.end_dashboard_session(&hash)).await {
             return e.into_response();
         }
+        // As after a revocation: a catalog restored from an older backup must not bring the
+        // session back.
+        sh.backup_soon();
     }
     let secure = sh.dashboard.as_ref().is_some_and(|d| d.secure);
     let clear = match secure {
