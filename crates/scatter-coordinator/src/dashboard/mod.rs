@@ -331,7 +331,7 @@ pub(crate) async fn session(sh: &Arc<Shared>, h: &HeaderMap) -> Result<Option<Si
     };
     let _ = revoked;
     let me = user.me;
-    let name = db(sh, move |s| s.users()).await?.into_iter().find(|u| u.id == me).map(|u| u.name).unwrap_or_default();
+    let name = db(sh, move |s| s.user_name(me)).await?.unwrap_or_default();
     Ok(Some(Signed::User(Viewer { user, name, csrf: hex::encode(session.csrf), csrf_bytes: session.csrf })))
 }
 

@@ -248,6 +248,8 @@ mod tests {
             assert_eq!(store.redeem_dashboard_link(&[1; 32], &[2; 32], &[3; 32], 101).expect("sql"), Some(D1));
             assert_eq!(store.redeem_dashboard_link(&[1; 32], &[4; 32], &[3; 32], 102).expect("sql"), None, "used");
             assert!(store.dashboard_session(&[4; 32], 102, 60, 600).expect("sql").is_none());
+            assert_eq!(store.user_name(UserId(1)).expect("sql").as_deref(), Some("admin"));
+            assert_eq!(store.user_name(UserId(9)).expect("sql"), None);
             let s = store.dashboard_session(&[2; 32], 150, 60, 600).expect("sql").expect("open");
             assert_eq!((s.holder, s.csrf), (D1, [3; 32]));
             // A link past its expiry opens nothing.

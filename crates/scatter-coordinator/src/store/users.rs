@@ -214,6 +214,11 @@ impl Store {
         })
     }
 
+    /// A user's name, if the user exists (one row, for the dashboard's every page).
+    pub fn user_name(&self, id: UserId) -> Result<Option<String>, StoreError> {
+        self.read(|c| Ok(c.query_opt("SELECT name FROM users WHERE id = ?1", params![id.0 as i64], |r| r.get(0))?))
+    }
+
     /// Whether a user exists.
     pub fn user_exists(&self, id: UserId) -> Result<bool, StoreError> {
         self.read(|c| Ok(c.exists("SELECT 1 FROM users WHERE id = ?1", params![id.0 as i64])?))
