@@ -136,6 +136,20 @@ enum Cmd {
         /// also right after security-relevant changes and at shutdown). SQLite catalogs only.
         #[arg(long, default_value = "5m", value_parser = duration::parse)]
         catalog_backup_interval: Duration,
+        /// Serve the web dashboard on this address (e.g. 127.0.0.1:8443 for an SSH tunnel, or
+        /// 0.0.0.0:443 with --dashboard-cert/--dashboard-key). Plain HTTP only on loopback.
+        #[arg(long, value_name = "ADDR")]
+        dashboard: Option<std::net::SocketAddr>,
+        /// The dashboard's certificate chain (PEM), issued for the name people open it by.
+        #[arg(long, value_name = "FILE", requires = "dashboard")]
+        dashboard_cert: Option<PathBuf>,
+        /// The private key of --dashboard-cert (PEM).
+        #[arg(long, value_name = "FILE", requires = "dashboard")]
+        dashboard_key: Option<PathBuf>,
+        /// The dashboard's URL as people open it (login links point there), e.g.
+        /// https://grid.example.org; by default derived from --dashboard.
+        #[arg(long, value_name = "URL", requires = "dashboard")]
+        dashboard_url: Option<String>,
     },
     /// Run a storage host that offers disk space to the grid.
     Host {
@@ -503,6 +517,17 @@ enum Cmd {
         #[command(subcommand)]
         command: catalog::CatalogCmd,
     },
+    /// A one-time login link to the web dashboard (valid 5 minutes): your usage, quota,
+    /// snapshots and devices; with --host-dir, a host's state and audits for its operator.
+    Dashboard {
+        /// Sign in as the operator of the host with this data directory (its `host.json`),
+        /// instead of as your account.
+        #[arg(long, value_name = "DIR", requires = "coordinator")]
+        host_dir: Option<PathBuf>,
+        /// With --host-dir: the coordinator's URL (or URLs), as the host was started with.
+        #[arg(long)]
+        coordinator: Option<scatter_net::CoordinatorUrls>,
+    },
     /// Grid administration (admins only).
     Admin {
         #[command(subcommand)]
@@ -602,6 +627,8 @@ enum AdminCmd {
         #[arg(long)]
         json: bool,
     },
+    /// A one-time login link to the web dashboard (valid 5 minutes), signed in as you.
+    Dashboard,
 }
 
 #[derive(Subcommand)]
@@ -1237,8 +1264,18 @@ async fn run(cmd: Cmd) -> Result<i32> {
             tolerate,
             period_margin,
             catalog_backup_interval,
+            dashboard,
+            dashboard_cert,
+            dashboard_key,
+            dashboard_url,
         } => {
             let data_dir = data_dir.context("--data-dir is required")?;
+            let dashboard = dashboard.map(|listen| scatter_coordinator::dashboard::DashboardConfig {
+                listen,
+                cert: dashboard_cert,
+                key: dashboard_key,
+                public_url: dashboard_url,
+            });
             let listener = bind(&listen).await?;
             let config = scatter_coordinator::Config {
                 config_file: config,
@@ -1254,6 +1291,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
                 insecure,
                 tolerate,
                 period_margin,
+                dashboard,
             };
             scatter_coordinator::run(config, listener, shutdown_signal()).await?;
         }
@@ -1447,6 +1485,24 @@ async fn run(cmd: Cmd) -> Result<i32> {
         Cmd::Policy { command } => {
             let (_, p) = load()?;
             placing::policy(&p.coordinator()?, command).await?;
+        }
+        Cmd::Admin { command: AdminCmd::Dashboard } | Cmd::Dashboard { host_dir: None, .. } => {
+            let (_, p) = load()?;
+            let link = p.coordinator()?.dashboard_link().await?;
+            println!("{}", link.url);
+            eprintln!(
+                "Open this link in a browser within {} minutes; it signs you in once (the part after # never reaches a server or a log).",
+                link.expires_in / 60
+            );
+        }
+        Cmd::Dashboard { host_dir: Some(dir), coordinator } => {
+            let urls = coordinator.context("--host-dir needs --coordinator")?;
+            let link = scatter_host::dashboard_link(&dir, &urls).await?;
+            println!("{}", link.url);
+            eprintln!(
+                "Open this link in a browser within {} minutes; it signs you in once as the host's operator.",
+                link.expires_in / 60
+            );
         }
         Cmd::Admin { command: AdminCmd::Capacity { json } } => {
             let (_, p) = load()?;

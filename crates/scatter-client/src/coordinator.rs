@@ -434,6 +434,11 @@ impl Coordinator {
         Ok(())
     }
 
+    /// A one-time login link to the coordinator's web dashboard, for this account.
+    pub async fn dashboard_link(&self) -> Result<scatter_proto::api::DashboardLinkResponse, ClientError> {
+        self.post(Repeat::Safe, "/v1/dashboard/link", &serde_json::json!({})).await
+    }
+
     /// The grid's data health (admins only).
     pub async fn admin_health(&self) -> Result<serde_json::Value, ClientError> {
         self.get("/v1/admin/health", &[]).await

@@ -7,6 +7,7 @@
 mod api;
 mod audit;
 mod catalog_backup;
+pub mod dashboard;
 pub mod durability;
 pub mod error;
 mod gc;
@@ -72,6 +73,8 @@ pub struct Config {
     /// Time between catalog backups on hosts (taken only when something changed; also
     /// soon after security-relevant changes and at clean shutdown). SQLite catalogs only.
     pub catalog_backup_interval: Duration,
+    /// The web dashboard's own listener, if it is served (see [`dashboard`]).
+    pub dashboard: Option<dashboard::DashboardConfig>,
 }
 
 /// After `scatter coordinator recover`, shards on hosts that the restored catalog does not
@@ -143,6 +146,9 @@ pub enum CoordinatorError {
     /// Serving failed.
     #[error("serving HTTP failed: {0}")]
     Serve(std::io::Error),
+    /// The dashboard's settings cannot be served safely.
+    #[error(transparent)]
+    Dashboard(#[from] dashboard::DashboardError),
 }
 
 pub(crate) struct Shared {
@@ -189,6 +195,8 @@ pub(crate) struct Shared {
     pub backups: Option<catalog_backup::Backups>,
     /// When this coordinator's catalog was restored from a backup, if it was.
     pub recovered_at: Option<u64>,
+    /// The web dashboard this coordinator serves, if any: where login links point.
+    pub dashboard: Option<dashboard::Served>,
 }
 
 impl Shared {
@@ -367,6 +375,12 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), CoordinatorError> {
     check_public_url(config.public_url.as_ref(), config.insecure)?;
+    // Checked and bound before anything is written: a dashboard that cannot be served safely
+    // (plain HTTP beyond loopback, a certificate that does not load) stops the start.
+    let dashboard = match &config.dashboard {
+        Some(d) => Some(dashboard::bind(d).await?),
+        None => None,
+    };
     // The folder first (the CA is written into it on a first start), then its lock, before
     // anything in it is read or written.
     std::fs::create_dir_all(&config.data_dir).map_err(io_err(&config.data_dir))?;
@@ -457,6 +471,7 @@ pub async fn run(
         },
         backups,
         recovered_at,
+        dashboard: dashboard.as_ref().map(|d| d.served.clone()),
     });
     if let Some(t) = recovered_at.filter(|_| shared.holding_orphans(now())) {
         tracing::warn!(
@@ -477,9 +492,27 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let gc = tokio::spawn(gc::run(shared.clone(), stop_rx.clone()));
     let repairer = tokio::spawn(repair::run(shared.clone(), stop_rx.clone()));
-    let backup = tokio::spawn(catalog_backup::run(shared.clone(), stop_rx));
+    let backup = tokio::spawn(catalog_backup::run(shared.clone(), stop_rx.clone()));
+    let board = dashboard.map(|d| {
+        write_private(&config.data_dir.join("dashboard-url"), format!("{}\n", d.served.url).as_bytes())?;
+        tracing::info!(url = %d.served.url, tls = d.served.secure, "dashboard listening");
+        let mut stop = stop_rx.clone();
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        Ok::<_, CoordinatorError>(tokio::spawn(scatter_net::serve::serve(
+            d.listener,
+            dashboard::router(shared.clone()),
+            d.tls,
+            stopped,
+        )))
+    });
+    let board = board.transpose()?;
     let served = scatter_net::serve::serve(listener, api::router(shared.clone()), tls, shutdown).await;
     let _ = stop_tx.send(true);
+    if let Some(board) = board {
+        let _ = board.await;
+    }
     let _ = gc.await;
     let _ = repairer.await;
     let _ = backup.await;

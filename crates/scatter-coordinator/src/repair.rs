@@ -44,6 +44,9 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<
             if let Err(e) = pass(&shared, &fence).await {
                 tracing::warn!(error = %e, "repair pass failed; will retry");
             }
+            if let Err(e) = crate::dashboard::sample(&shared).await {
+                tracing::warn!(error = %e, "could not sample the grid's figures for the dashboard; will retry");
+            }
         }
     })
     .await

@@ -296,6 +296,38 @@ fn receipt_key(dir: &Path) -> Result<SigningKey, HostError> {
 /// unreachable, or answering a server error).
 const JOIN_ATTEMPTS: u32 = 20;
 
+/// A one-time login link to the coordinator's web dashboard for this host's operator (its
+/// state, audits and reputation), asked with the host's secret from `DIR/host.json`, over
+/// TLS pinned to the grid CA the host joined.
+pub async fn dashboard_link(
+    data_dir: &Path,
+    coordinator: &scatter_net::CoordinatorUrls,
+) -> Result<scatter_proto::api::DashboardLinkResponse, HostError> {
+    let path = data_dir.join("host.json");
+    let id = read_identity(&path)?.ok_or_else(|| HostError::Io {
+        path: path.clone(),
+        source: std::io::Error::new(std::io::ErrorKind::NotFound, "no host has joined with this data directory"),
+    })?;
+    let ca = id.ca.as_deref().map(|s| s.parse()).transpose().map_err(|_| HostError::Damaged(path.clone()))?;
+    let fingerprint = coordinator.check_mode(ca, ca.is_none())?;
+    let http = scatter_net::http_client(fingerprint, scatter_net::Peer::Coordinator)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| HostError::Serve(std::io::Error::other(e)))?;
+    let req = scatter_proto::api::HostDashboardRequest { host_id: id.host_id, host_secret: id.host_secret };
+    let coordinators = Failover::new(http, coordinator.clone());
+    let reply = coordinators
+        .send(Repeat::Safe, |http, base| http.post(format!("{base}/v1/hosts/dashboard")).json(&req).build())
+        .await
+        .map_err(HostError::Unreachable)?;
+    let status = reply.response.status();
+    if status.is_success() {
+        return reply.response.json().await.map_err(|e| HostError::Refused(format!("unreadable answer: {e}")));
+    }
+    let body: Option<ErrorBody> = reply.response.json().await.ok();
+    Err(HostError::Refused(body.map(|b| b.error).unwrap_or_else(|| status.to_string())))
+}
+
 /// Joins the grid with `token` and saves the identity.
 async fn join(
     config: &Config,

@@ -88,6 +88,14 @@ pub enum TlsError {
     /// A host asked for a name under `scatter.internal`, which only the coordinator may have.
     #[error("`{0}` cannot be put in a host's certificate: names under scatter.internal are the coordinator's; give the host an IP address or another DNS name")]
     Reserved(String),
+    /// A file given as a PEM certificate or key holds none.
+    #[error("{0} holds no PEM {1}; give the {1} in PEM form (-----BEGIN ...)")]
+    NotPem(std::path::PathBuf, &'static str),
+    /// A certificate and key that do not go together, or that rustls cannot use.
+    #[error(
+        "{0} cannot be served with that key ({1}); give the certificate chain and the private key that belong together"
+    )]
+    Mismatch(std::path::PathBuf, String),
     /// rcgen or rustls refused (should not happen with the parameters used here).
     #[error("TLS setup failed: {0}")]
     Setup(String),
@@ -237,6 +245,31 @@ impl Authority {
         let leaf = self.sign(&[COORDINATOR_NAME.to_owned()], key.public_key(), true)?;
         key.server_config(leaf, self.cert.clone())
     }
+}
+
+/// A server configuration from an operator's own certificate chain and private key (PEM
+/// files, as a public CA such as Let's Encrypt issues them): for the web dashboard, which
+/// browsers must accept without a warning, so not the grid CA's. HTTP/1.1 and HTTP/2, TLS
+/// 1.2 and 1.3 (what browsers speak).
+pub fn operator_server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    let read = |path: &Path| std::fs::read(path).map_err(|source| TlsError::Io { path: path.to_owned(), source });
+    let cert_pem = read(cert)?;
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .ok()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| TlsError::NotPem(cert.to_owned(), "certificate"))?;
+    let key_der =
+        PrivateKeyDer::from_pem_slice(&read(key)?).map_err(|_| TlsError::NotPem(key.to_owned(), "private key"))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(setup)?
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)
+        .map_err(|e| TlsError::Mismatch(cert.to_owned(), e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 /// Checks a name a host asks to be certified for, and returns it in canonical form (lower

@@ -1298,6 +1298,26 @@ pub struct InviteResponse {
     pub token: String,
 }
 
+/// `POST /v1/dashboard/link`: a one-time login link to the web dashboard for the caller.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DashboardLinkResponse {
+    /// The link to open in a browser: the dashboard's address, `/login`, and the one-time
+    /// token in the fragment (`#...`), which browsers never send to a server or in a Referer.
+    pub url: String,
+    /// Seconds the link stays valid (it is used once).
+    pub expires_in: u64,
+}
+
+/// `POST /v1/hosts/dashboard`: a login link for a host's operator, asked with the host's
+/// secret (as heartbeats are).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostDashboardRequest {
+    /// The host.
+    pub host_id: HostId,
+    /// Its secret, from its `host.json`.
+    pub host_secret: String,
+}
+
 /// One user, for `scatter admin user ls`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserEntry {

@@ -191,6 +191,21 @@ async fn on_user(
     change: impl FnOnce(&Store, UserId) -> Result<bool, StoreError> + Send + 'static,
 ) -> ApiResult<serde_json::Value> {
     let admin = caller(sh, headers, Right::Admin).await?;
+    change_user(sh, &admin, user, action, detail, change).await?;
+    Ok(Json(serde_json::json!({})))
+}
+
+/// What [`on_user`] does once the caller is known to be an admin: the API and the dashboard
+/// both change users through it.
+pub(crate) async fn change_user(
+    sh: &Arc<Shared>,
+    admin: &UserRow,
+    user: UserId,
+    action: &'static str,
+    detail: String,
+    change: impl FnOnce(&Store, UserId) -> Result<bool, StoreError> + Send + 'static,
+) -> Result<(), ApiError> {
+    require(admin, Right::Admin)?;
     if user == admin.me {
         return Err(ApiError::BadRequest("an admin cannot change its own account; ask another admin".into()));
     }
@@ -202,12 +217,18 @@ async fn on_user(
     event(sh, admin.me.to_string(), action, format!("{user}{detail}")).await;
     // Security-relevant: a restored catalog must not undo it.
     sh.backup_soon();
-    Ok(Json(serde_json::json!({})))
+    Ok(())
 }
 
 /// Sets a host's administrative state (`draining` or `disabled`).
 async fn set_host(sh: &Arc<Shared>, headers: &HeaderMap, host: HostId, state: Standing) -> Result<(), ApiError> {
     let admin = caller(sh, headers, Right::Admin).await?;
+    set_host_as(sh, &admin, host, state).await
+}
+
+/// [`set_host`] for a caller known already.
+async fn set_host_as(sh: &Arc<Shared>, admin: &UserRow, host: HostId, state: Standing) -> Result<(), ApiError> {
+    require(admin, Right::Admin)?;
     if !db(sh, move |s| s.set_host_state(host, state)).await? {
         return Err(ApiError::NotFound(format!("there is no host {host}; `scatter status` lists them")));
     }
@@ -221,7 +242,15 @@ async fn set_host(sh: &Arc<Shared>, headers: &HeaderMap, host: HostId, state: St
 /// figures, when the other hosts cannot take its shards under the grid's rule as it stands
 /// (failure domains, zones, room), unless forced; a forced drain says what stays degraded.
 pub(super) async fn drain(State(sh): S, headers: HeaderMap, Body(req): Body<DrainRequest>) -> ApiResult<DrainResponse> {
-    caller(&sh, &headers, Right::Admin).await?;
+    let admin = caller(&sh, &headers, Right::Admin).await?;
+    Ok(Json(drain_as(&sh, &admin, req).await?))
+}
+
+/// What [`drain`] does once the caller is known: the API and the dashboard both drain
+/// hosts through it.
+pub(crate) async fn drain_as(sh: &Arc<Shared>, admin: &UserRow, req: DrainRequest) -> Result<DrainResponse, ApiError> {
+    require(admin, Right::Admin)?;
+    let sh = sh.clone();
     let hosts = db(&sh, |s| s.hosts()).await?;
     if !hosts.iter().any(|h| h.id == req.host) {
         return Err(ApiError::NotFound(format!("there is no host {}; `scatter status` lists them", req.host)));
@@ -240,11 +269,11 @@ pub(super) async fn drain(State(sh): S, headers: HeaderMap, Body(req): Body<Drai
             ),
         }),
     };
-    set_host(&sh, &headers, req.host, Standing::Draining).await?;
+    set_host_as(&sh, admin, req.host, Standing::Draining).await?;
     if let Some(w) = &warning {
         tracing::warn!(host = %req.host, "{w}");
     }
-    Ok(Json(DrainResponse { warning }))
+    Ok(DrainResponse { warning })
 }
 
 /// Why a drain cannot finish as the grid's rule asks.

@@ -71,7 +71,9 @@ pub(crate) const REPLAY_CAPACITY: usize = 1 << 18;
 pub(crate) fn route(path: &str) -> (usize, bool) {
     match path {
         "/health" | "/ready" | "/metrics" => (0, false),
-        "/v1/hosts/join" | "/v1/hosts/cert" | "/v1/users/register" | "/v1/users/recover" => (SMALL, false),
+        "/v1/hosts/join" | "/v1/hosts/cert" | "/v1/users/register" | "/v1/users/recover" | "/v1/hosts/dashboard" => {
+            (SMALL, false)
+        }
         // A receipts backfill: MAX_RECEIPTS of about 210 bytes.
         "/v1/hosts/heartbeat" | "/v1/hosts/receipts" => (MEDIUM, false),
         // By shard count: MAX_INVENTORY entries of about 80 bytes.
@@ -91,13 +93,13 @@ pub(crate) struct Failures(Mutex<HashMap<IpAddr, (u32, Instant)>>);
 
 impl Failures {
     /// Whether `peer` failed too often in its current window.
-    fn blocked(&self, peer: IpAddr) -> bool {
+    pub(crate) fn blocked(&self, peer: IpAddr) -> bool {
         let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         map.get(&peer).is_some_and(|(n, since)| *n >= MAX_FAILURES && since.elapsed() < FAILURE_WINDOW)
     }
 
     /// Counts a failure of `peer`.
-    fn record(&self, peer: IpAddr) {
+    pub(crate) fn record(&self, peer: IpAddr) {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= MAX_TRACKED && !map.contains_key(&peer) {
             map.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);

@@ -23,7 +23,7 @@ use crate::placement::{self, Candidate};
 use crate::store::{NewPack, ShardState, Store, StoreError, UserRow};
 use crate::{now, secret_hash, Shared};
 
-mod admin;
+pub(crate) mod admin;
 mod backup;
 mod devices;
 pub(crate) mod guard;
@@ -104,6 +104,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/admin/events", get(admin::events))
         .route("/v1/admin/operators", get(admin::operators).post(admin::add_operator))
         .route("/v1/admin/operators/independent", post(admin::operator_independent))
+        .route("/v1/dashboard/link", post(crate::dashboard::link))
+        .route("/v1/hosts/dashboard", post(crate::dashboard::host_link))
         .route("/metrics", get(crate::metrics::metrics))
         // The gate has read the body already, within the route's limit (guard::route).
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -343,7 +345,7 @@ fn receipt_verifier(key: Option<[u8; 32]>) -> Option<ed25519_dalek::VerifyingKey
 }
 
 /// Checks a host's secret against the hash stored at join.
-async fn check_host(sh: &Arc<Shared>, id: HostId, secret: &str) -> Result<(), ApiError> {
+pub(crate) async fn check_host(sh: &Arc<Shared>, id: HostId, secret: &str) -> Result<(), ApiError> {
     // Only the one host's secret: a heartbeat must not cost an aggregate over every shard.
     let stored = db(sh, move |s| s.host_secret_hash(id)).await?;
     if !stored.is_some_and(|h| bool::from(secret_hash(secret).ct_eq(&h))) {
@@ -502,7 +504,7 @@ async fn status(State(sh): S, headers: HeaderMap) -> ApiResult<StatusResponse> {
 }
 
 /// A host as `status` and `admin host ls` show it.
-fn host_info(sh: &Shared, h: &crate::store::HostRow) -> HostInfo {
+pub(crate) fn host_info(sh: &Shared, h: &crate::store::HostRow) -> HostInfo {
     HostInfo {
         id: h.id,
         state: crate::room::host_state(sh, h),

@@ -25,6 +25,7 @@ mod backup;
 mod bulk;
 #[cfg(test)]
 mod conformance;
+mod dashboard;
 mod devices;
 mod events;
 mod hosts;
@@ -41,6 +42,7 @@ mod users;
 pub use backup::{DelegateRow, SnapshotRow, Swept};
 #[cfg(feature = "bench")]
 pub use bulk::{BulkObject, BulkPack};
+pub use dashboard::{DashboardSession, Holder, Sample};
 pub use devices::RecoveryBinding;
 pub use events::Event;
 pub use hosts::{Beat, NewHost, MAX_SERVED_PER_SEC};
@@ -282,6 +284,33 @@ CREATE TABLE IF NOT EXISTS abandoned (
     grant_hash BLOB NOT NULL,
     since INTEGER NOT NULL,
     PRIMARY KEY (host, hash, grant_hash)
+);
+-- The web dashboard (see `dashboard`): one-time login links and browser sessions, by the
+-- hashes of their secrets, and samples of the figures of the grid for its charts. A link or
+-- session belongs to a device (and its user) or to the operator of a host. (No apostrophes
+-- in these comments: the PostgreSQL bridge would read one as the start of a literal.)
+CREATE TABLE IF NOT EXISTS dashboard_links (
+    hash BLOB PRIMARY KEY,
+    device INTEGER,
+    host INTEGER,
+    expires INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dashboard_sessions (
+    hash BLOB PRIMARY KEY,
+    device INTEGER,
+    user INTEGER,
+    host INTEGER,
+    csrf BLOB NOT NULL,
+    created INTEGER NOT NULL,
+    seen INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dashboard_sessions_by_user ON dashboard_sessions(user);
+CREATE TABLE IF NOT EXISTS samples (
+    time INTEGER NOT NULL PRIMARY KEY,
+    stored INTEGER NOT NULL,
+    served INTEGER NOT NULL,
+    repaired_shards INTEGER NOT NULL,
+    degraded INTEGER NOT NULL
 );
 ";
 

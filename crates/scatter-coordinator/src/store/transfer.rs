@@ -18,7 +18,9 @@ const FORMAT: &str = "scatter-catalog";
 
 /// Every table, parents before children. Leases, the credentials seen (`replays`) and the
 /// chunks prunes assigned for repacking (`relocations`, an hour's worth) are left out: they
-/// belong to the coordinators and clients running on the source.
+/// belong to the coordinators and clients running on the source. So are the dashboard's
+/// login links and sessions (people sign in again) and its chart samples (history of the
+/// source grid's figures, which start again).
 const TABLES: &[&str] = &[
     "meta",
     "operators",

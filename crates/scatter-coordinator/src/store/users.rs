@@ -214,6 +214,11 @@ impl Store {
         })
     }
 
+    /// A user's name, if the user exists (one row, for the dashboard's every page).
+    pub fn user_name(&self, id: UserId) -> Result<Option<String>, StoreError> {
+        self.read(|c| Ok(c.query_opt("SELECT name FROM users WHERE id = ?1", params![id.0 as i64], |r| r.get(0))?))
+    }
+
     /// Whether a user exists.
     pub fn user_exists(&self, id: UserId) -> Result<bool, StoreError> {
         self.read(|c| Ok(c.exists("SELECT 1 FROM users WHERE id = ?1", params![id.0 as i64])?))
@@ -233,12 +238,17 @@ impl Store {
     }
 
     /// Disables (or enables) a user that is not removed; false if there is none.
+    /// Disabling ends the user's dashboard sessions in the same transaction.
     pub fn set_disabled(&self, id: UserId, disabled: bool) -> Result<bool, StoreError> {
         Ok(self.write(|c| {
-            Ok(c.execute(
+            let n = c.execute(
                 "UPDATE users SET disabled = ?2 WHERE id = ?1 AND disabled != ?3",
                 params![id.0 as i64, disabled as i64, REMOVED],
-            )?)
+            )?;
+            if disabled {
+                c.execute("DELETE FROM dashboard_sessions WHERE user = ?1", params![id.0 as i64])?;
+            }
+            Ok(n)
         })? > 0)
     }
 
@@ -252,6 +262,11 @@ impl Store {
             if tx.execute("UPDATE users SET disabled = ?2 WHERE id = ?1 OR owner = ?1", params![u, REMOVED])? == 0 {
                 return Ok(false);
             }
+            // Its dashboard sessions (and its delegates') end with it.
+            tx.execute(
+                "DELETE FROM dashboard_sessions WHERE user IN (SELECT id FROM users WHERE id = ?1 OR owner = ?1)",
+                params![u],
+            )?;
             // Nothing is kept of its keys, and no invite adds a device or a delegate to it.
             tx.execute("DELETE FROM recovery WHERE user = ?1", params![u])?;
             tx.execute(
