@@ -88,7 +88,13 @@ pub fn run(cmd: CatalogCmd) -> Result<()> {
             let store = open(&from, false)?;
             let moved = if file.as_os_str() == "-" {
                 let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-                store.export(&mut out)?
+                match store.export(&mut out).map_err(anyhow::Error::from).and_then(|m| {
+                    std::io::Write::flush(&mut out)?;
+                    Ok(m)
+                }) {
+                    Err(e) if crate::is_closed_pipe(&e) => std::process::exit(141),
+                    r => r?,
+                }
             } else {
                 export_to(&store, &file)?
             };

@@ -128,10 +128,8 @@ pub async fn dump(spec: &str, path: &str) -> Result<i32> {
         ),
     };
     match done.and_then(|()| out.flush().map_err(anyhow::Error::from)) {
-        // A closed reader (`| head`) wants no more: stop quietly.
-        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => {
-            Ok(0)
-        }
+        // A closed reader (`| head`) wants no more: stop quietly, with SIGPIPE's status.
+        Err(e) if crate::is_closed_pipe(&e) => Ok(141),
         Err(e) if e.downcast_ref::<std::io::Error>().is_some() => {
             Err(e.context("cannot write the dump to stdout; check where it goes"))
         }

@@ -959,6 +959,11 @@ fn stdout(args: std::fmt::Arguments<'_>) {
     }
 }
 
+/// Whether `e` is, or was caused by, stdout's reader going away.
+fn is_closed_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
 /// Copies `from` to stdout, ending quietly as [`stdout`] does when the reader is gone.
 fn copy_to_stdout(from: &mut impl std::io::Read) -> Result<()> {
     use std::io::Write;
@@ -1058,6 +1063,19 @@ struct Bar {
     /// Bytes downloaded since `start`: a restore shows the larger of the two (up to the
     /// total), so it moves while a pack downloads rather than only once it is decoded.
     downloaded: AtomicU64,
+    /// Whether the ETA is shown: only once something moved (with nothing done yet,
+    /// indicatif's estimate is "0s").
+    eta_shown: std::sync::atomic::AtomicBool,
+}
+
+/// The bar's layout, with or without the ETA.
+fn bar_style(eta: bool) -> indicatif::ProgressStyle {
+    let template = if eta {
+        "{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {wide_msg}"
+    } else {
+        "{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} {wide_msg}"
+    };
+    indicatif::ProgressStyle::with_template(template).unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
 }
 
 impl Bar {
@@ -1067,19 +1085,24 @@ impl Bar {
         } else {
             indicatif::ProgressBar::hidden()
         };
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {wide_msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        Self { bar, files: AtomicU64::new(0), done: AtomicU64::new(0), downloaded: AtomicU64::new(0) }
+        bar.set_style(bar_style(false));
+        Self {
+            bar,
+            files: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+            downloaded: AtomicU64::new(0),
+            eta_shown: Default::default(),
+        }
     }
 
     fn show(&self) {
         let total = self.bar.length().unwrap_or(0);
         let downloaded = self.downloaded.load(Relaxed).min(total);
-        self.bar.set_position(self.done.load(Relaxed).max(downloaded));
+        let position = self.done.load(Relaxed).max(downloaded);
+        if position > 0 && !self.eta_shown.swap(true, Relaxed) {
+            self.bar.set_style(bar_style(true));
+        }
+        self.bar.set_position(position);
     }
 
     /// Clears the bar (when a copy of it is still held elsewhere, so dropping would not).
@@ -1777,14 +1800,14 @@ async fn run(cmd: Cmd) -> Result<i32> {
         Cmd::Completion { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "scatter", &mut out);
-            std::io::Write::write_all(&mut std::io::stdout(), &out).context("cannot write to stdout")?;
+            copy_to_stdout(&mut out.as_slice())?;
         }
         Cmd::Man { dir: None } => {
             let mut out = Vec::new();
             clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
                 .render(&mut out)
                 .context("cannot render the man page")?;
-            std::io::Write::write_all(&mut std::io::stdout(), &out).context("cannot write to stdout")?;
+            copy_to_stdout(&mut out.as_slice())?;
         }
         Cmd::Man { dir: Some(dir) } => {
             std::fs::create_dir_all(&dir)

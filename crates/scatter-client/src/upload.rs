@@ -189,16 +189,11 @@ impl Uploader {
                     tokio::select! {
                         next = rx.recv(), if running.len() < PACKS_IN_FLIGHT => match next {
                             Some((bytes, entries, report)) => {
+                                let report = report.map(|(progress, plain)| PackProgress::new(progress, plain, redundancy));
                                 let stored = store_pack(
-                                    coord.clone(), hosts.clone(), buffers.clone(), unsettled.clone(), session, redundancy, policy.clone(), bytes, entries, relocate,
+                                    coord.clone(), hosts.clone(), buffers.clone(), unsettled.clone(), session, redundancy, policy.clone(), bytes, entries, relocate, report,
                                 );
-                                running.spawn(async move {
-                                    let done = stored.await?;
-                                    if let Some((progress, plain)) = report {
-                                        progress.advance(plain);
-                                    }
-                                    Ok(done)
-                                });
+                                running.spawn(stored);
                             }
                             None => break,
                         },
@@ -232,8 +227,9 @@ impl Uploader {
     }
 
     /// Reports the plaintext bytes of file chunks (not trees) to `progress` once they are
-    /// on the grid: at once for those stored before, when their pack is stored for the
-    /// others. A bar then shows what is backed up, not what was read.
+    /// on the grid: at once for those stored before, share by share as their pack's shards
+    /// are stored for the others (see [`PackProgress`]). A bar then shows what is backed up,
+    /// not what was read.
     pub fn report_to(&mut self, progress: Arc<dyn Progress>) {
         self.progress = Some(progress);
     }
@@ -396,6 +392,46 @@ async fn place_waiting(coord: &Coordinator, place: &PlaceRequest) -> Result<Plac
 /// host fails), then commits the pack. Its placements that were not committed (all of them
 /// if it fails) are given back.
 #[allow(clippy::too_many_arguments)]
+/// A pack's file bytes, told to a progress bar a share at a time as its shards are stored
+/// (a host's receipt means the shard is on its disk), the last share only once the pack is
+/// committed: the bar moves while a big pack uploads, and is full only when all of it is
+/// backed up.
+struct PackProgress {
+    progress: Arc<dyn Progress>,
+    plain: u64,
+    shards: u64,
+    stored: std::sync::atomic::AtomicU64,
+    told: std::sync::atomic::AtomicU64,
+}
+
+impl PackProgress {
+    fn new(progress: Arc<dyn Progress>, plain: u64, r: Redundancy) -> Self {
+        let shards = u64::from(r.k) + u64::from(r.m);
+        Self { progress, plain, shards, stored: Default::default(), told: Default::default() }
+    }
+
+    fn tell_up_to(&self, due: u64) {
+        let before = self.told.fetch_max(due, std::sync::atomic::Ordering::Relaxed);
+        if due > before {
+            self.progress.advance(due - before);
+        }
+    }
+
+    /// One more shard is stored (a shard placed again after a failure counts once more, but
+    /// never past the last share).
+    fn shard_stored(&self) {
+        let stored = self.stored.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let shares = stored.min(self.shards.saturating_sub(1));
+        self.tell_up_to((u128::from(self.plain) * u128::from(shares) / u128::from(self.shards.max(1))) as u64);
+    }
+
+    /// The pack is committed: all of it is backed up.
+    fn committed(&self) {
+        self.tell_up_to(self.plain);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn store_pack(
     coord: Coordinator,
     hosts: Hosts,
@@ -407,6 +443,7 @@ async fn store_pack(
     bytes: Vec<u8>,
     chunks: Vec<ChunkEntry>,
     relocate: bool,
+    report: Option<PackProgress>,
 ) -> Result<PackDone, ClientError> {
     let size = bytes.len() as u64;
     let parity_room = scatter_core::erasure::Layout::new(size, r.k, r.m)
@@ -438,7 +475,9 @@ async fn store_pack(
     let total = layout.total();
     // Every placement made for this pack, committed or not.
     let mut mine: Vec<(HostId, ShardId)> = Vec::new();
-    let stored = upload_shards(&coord, &hosts, &unsettled, &mut mine, r, &policy, layout, &ids, shard_bytes).await;
+    let stored =
+        upload_shards(&coord, &hosts, &unsettled, &mut mine, r, &policy, layout, &ids, shard_bytes, report.as_ref())
+            .await;
     let outcome = match stored {
         Ok((stored, replaced)) => {
             let hosts_by_index: Vec<HostId> = stored.iter().map(|(h, _)| *h).collect();
@@ -463,6 +502,9 @@ async fn store_pack(
                 let mut set = unsettled.set();
                 for s in &commit.shards {
                     set.remove(&(s.host, s.shard));
+                }
+                if let Some(p) = &report {
+                    p.committed();
                 }
             }
             committed.map(|()| PackDone {
@@ -492,6 +534,7 @@ async fn upload_shards(
     layout: scatter_core::erasure::Layout,
     ids: &[ShardId],
     shard_bytes: impl Fn(usize) -> Bytes,
+    report: Option<&PackProgress>,
 ) -> Result<(Vec<(HostId, SignedReceipt)>, usize), ClientError> {
     let total = layout.total();
     let mut placed: Vec<Option<(HostId, SignedReceipt)>> = vec![None; total];
@@ -534,6 +577,9 @@ async fn upload_shards(
             async move {
                 let len = body.len() as u64;
                 let res = stats::time_async(Stage::Upload, len, hosts.put(&t.address, &id, &t.grant, body)).await;
+                if let (Ok(_), Some(p)) = (&res, report) {
+                    p.shard_stored();
+                }
                 (t, res)
             }
         });
