@@ -215,3 +215,18 @@ async fn placement_policies_are_honoured() {
     env.get_and_compare("cheap", &cheap);
     env.get_and_compare("away", &away);
 }
+
+/// A full grid says so in sizes people read, and suggests what helps (more hosts or space,
+/// or freeing some), not a placement policy that is not the problem.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_grid_says_it_is_full_in_sizes() {
+    let opts =
+        GridOptions { passphrase: "test passphrase".into(), capacities: vec!["4MiB".into(); 3], ..Default::default() };
+    let env = grid_with(3, opts).await;
+    let file = env.write_random("big", 24 << 20, 3);
+    let out = env.scatter(&["put", file.to_str().expect("utf-8"), "--name", "big"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("the grid is full") && err.contains("MiB shard") && err.contains("free"), "{err}");
+    assert!(!err.contains("-byte") && !err.contains("placement policy") && !err.contains("panicked"), "{err}");
+}

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 
 use rand::Rng;
-use scatter_core::{HostId, ShardId};
+use scatter_core::{ByteSize, HostId, ShardId};
 
 use crate::store::Domain;
 
@@ -65,6 +65,8 @@ pub struct Unplaceable {
     pub placed: usize,
     /// Which limit stopped it, in a sentence.
     pub why: String,
+    /// Whether it is space: no host that may take a shard has room for one.
+    pub full: bool,
 }
 
 /// The rule's limits for a pack of `n` shards whose domains may hold `per_domain` each:
@@ -191,7 +193,8 @@ pub fn choose(
             return Err(Unplaceable {
                 needed: shards.len(),
                 placed: chosen.len(),
-                why: why_not(candidates, shard_size, held, limits, shards.len(), chosen.len()),
+                why: why_not(candidates, &left, shard_size, held, limits, shards.len(), chosen.len()),
+                full: !left.iter().any(|&l| l >= shard_size.max(1)),
             });
         };
         let c = &candidates[i];
@@ -204,16 +207,19 @@ pub fn choose(
     Ok(chosen)
 }
 
-/// Says which limit left shards without a host.
+/// Says which limit left shards without a host; `left` is each candidate's room after the
+/// shards given so far.
 fn why_not(
     candidates: &[Candidate],
+    left: &[u64],
     shard_size: u64,
     held: &[Held<'_>],
     limits: Limits,
     needed: usize,
     placed: usize,
 ) -> String {
-    let roomy: Vec<&Candidate> = candidates.iter().filter(|c| c.free >= shard_size.max(1)).collect();
+    let roomy: Vec<&Candidate> =
+        candidates.iter().zip(left).filter(|(_, &l)| l >= shard_size.max(1)).map(|(c, _)| c).collect();
     let mut domains: Vec<Domain> = roomy.iter().map(|c| c.domain).collect();
     domains.sort_unstable();
     domains.dedup();
@@ -225,11 +231,16 @@ fn why_not(
         "{placed} of the {needed} shards could be placed: a pack of {total} shards may have at most {} in one failure domain (host or operator) and {} in one zone",
         limits.per_domain, limits.per_zone
     );
+    let shard = ByteSize(shard_size);
     if roomy.is_empty() {
-        return format!("{head}, and no host that may take it has room for a {}-byte shard", shard_size);
+        let most = left.iter().copied().max().unwrap_or(0);
+        return format!(
+            "{head}, and the grid is full: no host that may take it has room for a {shard} shard (the most any has left is {})",
+            ByteSize(most)
+        );
     }
     format!(
-        "{head}, and the hosts with room for a {shard_size}-byte shard are {} host(s) in {} failure domain(s) and {} zone(s)",
+        "{head}, and the hosts with room for a {shard} shard are {} host(s) in {} failure domain(s) and {} zone(s)",
         roomy.len(),
         domains.len(),
         zones.len()

@@ -252,7 +252,11 @@ fn choose_targets(
                 .iter()
                 .filter(|h| host_state(sh, h) == HostState::Suspect && !req.exclude.contains(&h.id))
                 .count();
-            let why = format!("{}; add hosts or free space, or relax the placement policy", e.why);
+            let why = if e.full {
+                format!("{}; add hosts or capacity, or free space (`scatter forget` with `--prune`)", e.why)
+            } else {
+                format!("{}; add hosts in other failure domains or zones, or relax the placement policy", e.why)
+            };
             if late > 0 && e.placed + late * per_domain >= e.needed {
                 ApiError::HostsLate(why, late)
             } else {
