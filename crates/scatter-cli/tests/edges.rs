@@ -432,3 +432,43 @@ async fn an_interrupted_restore_continues_the_file_it_was_writing() {
     assert_eq!(std::fs::read(&outside).expect("outside"), std::fs::read(&original).expect("original"));
     assert_eq!(std::fs::read(dir.join("big")).expect("restored"), std::fs::read(&original).expect("original"));
 }
+
+/// A tmpfs of `size` mounted on `dir`, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Option<Self> {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", dir.to_str().expect("utf-8")])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Self(dir.to_owned()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").args(["-l", self.0.to_str().unwrap_or("")]).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_that_cannot_fit_says_so_before_fetching() {
+    let env = grid(3).await;
+    let data = env.path("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    env.write_random("data/big", 8 << 20, 8);
+    env.ok(&["backup", data.to_str().expect("utf-8")]);
+    let small = env.path("small");
+    let Some(_tmpfs) = Tmpfs::mount(&small, "4m") else {
+        eprintln!("skipping: cannot mount a tmpfs here (not root, or no mount permission)");
+        return;
+    };
+    let out = env.scatter(&["restore", "latest", "--target", small.to_str().expect("utf-8")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("4.0 MiB free") && err.contains("needs at least 8.0 MiB more"), "{err}");
+    assert!(!err.contains("scatter-partial") && !err.contains("os error"), "{err}");
+}

@@ -41,6 +41,18 @@ pub enum ClientError {
         /// What failed.
         source: std::io::Error,
     },
+    /// A restore or get needs more room than the file system it writes to has.
+    #[error(
+        "{path} has {free} free, and this needs at least {needed} more; free space there (or write elsewhere) and run the same command again: a restore continues where it stopped"
+    )]
+    NoRoom {
+        /// Where it writes, escaped for display.
+        path: String,
+        /// Bytes still to write.
+        needed: scatter_core::ByteSize,
+        /// Bytes free there.
+        free: scatter_core::ByteSize,
+    },
     /// Writing (or reading) below a restore target failed; the path is escaped for display.
     #[error("cannot {action} {path}: {source}")]
     Target {

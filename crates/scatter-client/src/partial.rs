@@ -126,7 +126,9 @@ impl PartialFile {
             .file
             .as_mut()
             .ok_or_else(|| ClientError::io(&self.dest)(std::io::Error::other("the file was already committed")))?;
-        file.write_all(data).map_err(|e| ClientError::target("write", &show(&self.dest), e))?;
+        if let Err(e) = file.write_all(data) {
+            return Err(write_error(&self.dest, self.dir.as_fd(), data.len() as u64, e));
+        }
         self.written += data.len() as u64;
         let (start, end) = self.window;
         if self.written - end >= WRITEBACK_EVERY {
@@ -173,6 +175,20 @@ impl Drop for PartialFile {
         if !self.tmp.is_empty() && !kept_for_rerun {
             let _ = rustix::fs::unlinkat(&self.dir, self.tmp.as_slice(), rustix::fs::AtFlags::empty());
         }
+    }
+}
+
+/// What a failed write of `len` more bytes to `dest` (in the directory `dir`) says: for a
+/// full file system, how much room there is; otherwise the error.
+fn write_error(dest: &Path, dir: BorrowedFd<'_>, len: u64, e: std::io::Error) -> ClientError {
+    if e.kind() != std::io::ErrorKind::StorageFull {
+        return ClientError::target("write", &show(dest), e);
+    }
+    let free = rustix::fs::fstatvfs(dir).map(|s| s.f_bavail.saturating_mul(s.f_frsize)).unwrap_or(0);
+    ClientError::NoRoom {
+        path: show(dest.parent().unwrap_or(dest)),
+        needed: scatter_core::ByteSize(len),
+        free: scatter_core::ByteSize(free),
     }
 }
 
@@ -238,6 +254,18 @@ mod tests {
         g.write(b"half").expect("write");
         drop(g);
         assert!(!tmp.path().join(".g.scatter-partial").exists(), "a get starts afresh");
+    }
+
+    #[test]
+    fn a_full_disk_is_said_with_sizes() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = std::fs::File::open(tmp.path()).expect("open");
+        let full = std::io::Error::from_raw_os_error(28);
+        let text = write_error(&tmp.path().join("f"), dir.as_fd(), 3 << 20, full).to_string();
+        assert!(text.contains("this needs at least 3.0 MiB more") && text.contains("free space there"), "{text}");
+        assert!(!text.contains("scatter-partial"), "{text}");
+        let other = write_error(&tmp.path().join("f"), dir.as_fd(), 1, std::io::Error::other("bad")).to_string();
+        assert!(other.starts_with("cannot write"), "{other}");
     }
 
     #[test]

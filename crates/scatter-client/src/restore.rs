@@ -223,7 +223,20 @@ pub async fn restore_entries(
             NodeKind::Dir { .. } => {}
         }
     }
-    progress.start(to_fetch.iter().map(|((_, n), r)| n.size - r.as_ref().map_or(0, |r| r.bytes)).sum());
+    let needed: u64 = to_fetch.iter().map(|((_, n), r)| n.size - r.as_ref().map_or(0, |r| r.bytes)).sum();
+    // Refused before anything is fetched when it cannot fit (on the target's file system;
+    // space freed by files it replaces is only freed once their new copy is written).
+    if let Ok(st) = rustix::fs::fstatvfs(root.fd()) {
+        let free = st.f_bavail.saturating_mul(st.f_frsize);
+        if needed > free {
+            return Err(ClientError::NoRoom {
+                path: root.display(&TreePath::root()),
+                needed: scatter_core::ByteSize(needed),
+                free: scatter_core::ByteSize(free),
+            });
+        }
+    }
+    progress.start(needed);
 
     // Content: one stream over every file's chunks still to write, split back into files as
     // it arrives.
