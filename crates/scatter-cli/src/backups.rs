@@ -820,3 +820,79 @@ pub async fn check(read_data: bool, subset: Option<String>, json: bool) -> Resul
     }
     Ok(if r.errors.is_empty() { 0 } else { 1 })
 }
+
+/// Refuses a `copy` into the profile it copies from, before any passphrase is asked for.
+pub fn copy_target_check(to: &Path) -> Result<()> {
+    let (from_dir, _) = load()?;
+    if std::fs::canonicalize(&from_dir).ok() == std::fs::canonicalize(to).ok() {
+        bail!("--to names the profile copied from; give another profile's folder");
+    }
+    Ok(())
+}
+
+/// `scatter copy`: the chosen snapshots (default: all of the user's own) into the profile in
+/// `to`, each unless a copy of it is there already.
+pub async fn copy(specs: &[String], to: &Path, to_passphrase: &str, code: CodeArgs, json: bool) -> Result<i32> {
+    use scatter_client::copy::{already_copied, copy_snapshot, Destination};
+    let dest_profile = scatter_client::profile::Profile::load(to)?;
+    let dest_keys = scatter_client::profile::Profile::load_keys(to, to_passphrase)
+        .with_context(|| format!("cannot open the keys of the destination profile {}", shown(to)))?;
+    let dest_coord = dest_profile.coordinator()?;
+    let dest_hosts = dest_coord.hosts()?;
+    let (coord, keys, all) = open_snapshots().await?;
+    let chosen: Vec<&SnapshotInfo> = if specs.is_empty() {
+        all.iter().filter(|s| s.trusted).collect()
+    } else {
+        specs.iter().map(|s| snapshots::resolve(&all, s)).collect::<Result<_, _>>()?
+    };
+    // What the destination holds already (a write-only destination cannot list: copy all).
+    let there = match snapshots::list(&dest_coord, &dest_keys).await {
+        Ok(there) => there,
+        Err(scatter_client::ClientError::Api { code: scatter_proto::api::ErrorCode::Forbidden, .. }) => Vec::new(),
+        Err(e) => return Err(e).context("cannot list the destination's snapshots"),
+    };
+    let dest = Destination {
+        coord: &dest_coord,
+        keys: &dest_keys,
+        hosts: &dest_hosts,
+        redundancy: code.resolve(&dest_coord).await?,
+        policy: Default::default(),
+    };
+    let fetcher = Fetcher::new(&coord, &coord.hosts()?, &keys);
+    let mut results = Vec::new();
+    let mut done: Vec<&str> = Vec::new();
+    for snap in chosen {
+        if done.contains(&snap.id.as_str()) {
+            continue;
+        }
+        done.push(&snap.id);
+        if already_copied(&snap.snapshot, &there) {
+            if !json {
+                println!("{}  already in the destination; skipped", snap.short_id());
+            }
+            results.push(serde_json::json!({"id": snap.id, "skipped": true}));
+            continue;
+        }
+        let bar = Bar::new();
+        let r = copy_snapshot(&fetcher, snap, &dest, &bar).await?;
+        drop(bar);
+        if !json {
+            println!(
+                "{}  copied as {} ({} new chunks, {} new, {} uploaded with redundancy)",
+                snap.short_id(),
+                &r.snapshot[..8],
+                r.new_chunks,
+                ByteSize(r.new_bytes),
+                ByteSize(r.bytes_uploaded)
+            );
+        }
+        results.push(serde_json::json!({
+            "id": snap.id, "copy": r.snapshot, "new_chunks": r.new_chunks,
+            "new_bytes": r.new_bytes, "bytes_uploaded": r.bytes_uploaded,
+        }));
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "snapshots": results }))?);
+    }
+    Ok(0)
+}

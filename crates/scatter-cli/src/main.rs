@@ -345,6 +345,25 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Copy snapshots into another profile (another account, or another grid), as restic's
+    /// `copy`: the data is read and checked here, then sealed again under the destination's
+    /// keys; snapshots already there are skipped.
+    Copy {
+        /// Snapshots (`latest`, or 4+ hex digits of an id; default: all of yours).
+        snapshots: Vec<String>,
+        /// The destination's profile folder (what SCATTER_CONFIG names for it).
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// A file holding the destination's passphrase (else SCATTER_TO_PASSPHRASE, or a
+        /// prompt).
+        #[arg(long, env = "SCATTER_TO_PASSPHRASE_FILE", value_name = "FILE")]
+        to_passphrase_file: Option<PathBuf>,
+        #[command(flatten)]
+        code: CodeArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// How big snapshots are: as restored (files, bytes), or the distinct data they reference.
     Stats {
         /// Snapshots (default: all).
@@ -1224,6 +1243,14 @@ async fn run(cmd: Cmd) -> Result<i32> {
             return inspect::tag(&snapshots, inspect::TagChange { add, remove, set }, json).await
         }
         Cmd::Stats { snapshots, mode, json } => return inspect::stats(&snapshots, mode, json).await,
+        Cmd::Copy { snapshots, to, to_passphrase_file, code, json } => {
+            backups::copy_target_check(&to)?;
+            let to_passphrase = match scatter_cli::passphrase::Source::pick(to_passphrase_file, None)? {
+                Some(source) => source.read()?,
+                None => secret("SCATTER_TO_PASSPHRASE", "Passphrase of the destination: ", false)?,
+            };
+            return backups::copy(&snapshots, &to, &to_passphrase, code, json).await;
+        }
         Cmd::Dump { snapshot, path } => return inspect::dump(&snapshot, &path).await,
         Cmd::Mount { mountpoint, cache } => return mount::mount(&mountpoint, cache.0).await,
         Cmd::Find { pattern, json } => return backups::find(&pattern, json).await,

@@ -395,3 +395,66 @@ async fn tag_stats_and_dump() {
     let check = env.ok(&["check"]);
     assert!(check.contains("No errors"), "{check}");
 }
+
+/// `scatter copy`, as restic's: snapshots into another account, sealed again under its keys,
+/// restored there bit for bit; a second run skips what is there.
+#[tokio::test(flavor = "multi_thread")]
+async fn copy_puts_snapshots_into_another_account() {
+    let env = grid(3).await;
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("deep/er")).expect("mkdir");
+    std::fs::rename(env.write_random("tmp", 3 << 20, 21), src.join("big.bin")).expect("mv");
+    std::fs::write(src.join("deep/er/note.txt"), b"a note").expect("write");
+    std::fs::copy(src.join("big.bin"), src.join("deep/same.bin")).expect("cp");
+    std::os::unix::fs::symlink("er/note.txt", src.join("deep/link")).expect("symlink");
+    env.ok(&["backup", s(&src), "--tag", "first"]);
+    std::fs::write(src.join("deep/er/note.txt"), b"a longer note").expect("write");
+    env.ok(&["backup", s(&src)]);
+
+    let token = env.ok(&["admin", "user", "add", "dora", "--role", "user"]).trim().to_owned();
+    let dora = env.path("dora");
+    ok(run(&dora, &["init", "--coordinator", env.grid.url(), "--token", &token], &[]), "dora init");
+    let copy = |vars: &[(&str, &str)]| {
+        let out = run_with(&env.grid.client_dir(), env.grid.passphrase(), &["copy", "--to", s(&dora), "--json"], vars);
+        json(&ok(out, "copy"))
+    };
+    let to = [("SCATTER_TO_PASSPHRASE", THEIR_PASSPHRASE)];
+    let first = copy(&to);
+    let copied = first["snapshots"].as_array().expect("snapshots");
+    assert_eq!(copied.len(), 2, "{first}");
+    assert!(copied.iter().all(|c| c["copy"].is_string()), "{first}");
+    // The two snapshots share most chunks; the second copy uploads only what changed.
+    assert!(copied[1]["new_bytes"].as_u64().expect("bytes") < 100_000, "{first}");
+
+    // Dora sees both, with their times, hosts, paths and tags, and restores them exactly.
+    let listed = json(&ok(run(&dora, &["snapshots", "--json"], &[]), "dora snapshots"));
+    let mine = json(&env.ok(&["snapshots", "--json"]));
+    for key in ["time", "hostname", "paths", "tags"] {
+        let theirs: Vec<_> = listed.as_array().expect("array").iter().map(|v| v[key].clone()).collect();
+        let ours: Vec<_> = mine.as_array().expect("array").iter().map(|v| v[key].clone()).collect();
+        assert_eq!(theirs, ours, "{key}");
+    }
+    let target = env.path("restored");
+    ok(run(&dora, &["restore", "latest", "--target", s(&target)], &[]), "dora restore");
+    let diff = Command::new("diff")
+        .args(["-r", "--no-dereference", s(&src), s(&target.join(src.strip_prefix("/").expect("absolute")))])
+        .output()
+        .expect("diff");
+    assert!(diff.status.success(), "{}", String::from_utf8_lossy(&diff.stdout));
+
+    // Again: nothing new.
+    let again = copy(&to);
+    assert!(again["snapshots"].as_array().expect("snapshots").iter().all(|c| c["skipped"] == true), "{again}");
+    // A wrong passphrase for the destination is one sentence.
+    let out = run_with(
+        &env.grid.client_dir(),
+        env.grid.passphrase(),
+        &["copy", "--to", s(&dora)],
+        &[("SCATTER_TO_PASSPHRASE", "wrong")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("destination") && !err.contains("panicked"), "{err}");
+    let err = env.fails(&["copy", "--to", s(&env.grid.client_dir())]);
+    assert!(err.contains("the profile copied from"), "{err}");
+}

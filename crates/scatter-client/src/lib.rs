@@ -15,6 +15,7 @@ pub mod buffers;
 pub mod check;
 pub mod confined;
 pub mod coordinator;
+pub mod copy;
 pub mod error;
 pub mod fetch;
 pub mod get;
