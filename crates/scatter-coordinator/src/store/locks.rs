@@ -38,6 +38,9 @@ CREATE TABLE IF NOT EXISTS lock_limits (
 );
 ";
 
+/// A hold row's `mode` and `lock_until`.
+type LockColumns = (Option<String>, Option<i64>);
+
 /// `holds.target` of a snapshot.
 const SNAPSHOT: &str = "snapshot";
 /// `holds.target` of an object version (`holds.id` is its `objects.id` as text).
@@ -328,14 +331,14 @@ impl Store {
     pub fn expire(&self, now: u64, limit: usize, fence: Option<&super::Fence>) -> Result<Expired, StoreError> {
         self.write(|tx| {
             super::leases::check(tx, fence, now)?;
-            let due: Vec<(String, String, i64, Option<String>, Option<i64>)> = tx.query_map(
+            let due: Vec<(String, String, i64, LockColumns)> = tx.query_map(
                 "SELECT target, id, user, mode, lock_until FROM holds
                  WHERE expires IS NOT NULL AND expires <= ?1 ORDER BY expires LIMIT ?2",
                 params![now as i64, limit as i64],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, (r.get(3)?, r.get(4)?))),
             )?;
             let mut done = Expired::default();
-            for (target, id, user, mode, until) in due {
+            for (target, id, user, (mode, until)) in due {
                 if !lock::due(lock_of(mode, until), Some(0), now) {
                     continue;
                 }
@@ -375,6 +378,7 @@ fn hold(mode: Option<String>, until: Option<i64>, expires: Option<i64>) -> Hold 
 
 /// The limits of `user`, in a transaction.
 pub(super) fn limits(c: &Sql<'_>, user: UserId) -> Result<LockLimits, StoreError> {
+    #[allow(clippy::type_complexity)]
     let row: Option<(Option<i64>, Option<i64>, Option<i64>, Option<String>)> = c.query_opt(
         "SELECT max_lock, max_delegate_lock, default_lock, default_mode FROM lock_limits WHERE user = ?1",
         params![user.0 as i64],
