@@ -702,7 +702,17 @@ pub async fn forget(
     } else {
         snapshots::to_forget(&all, &policy, true)
     };
+    // A policy passes over locked snapshots (the coordinator would refuse the whole
+    // request); ids given by hand are sent as they are, and refused if locked.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (locked, doomed): (Vec<&SnapshotInfo>, Vec<&SnapshotInfo>) = match ids.is_empty() {
+        true => doomed.into_iter().partition(|s| s.hold.lock_until.is_some_and(|t| t > now)),
+        false => (Vec::new(), doomed),
+    };
     if !json {
+        for s in &locked {
+            println!("keep {}  {}  ({})", s.short_id(), time_text(s.snapshot.time_ns), crate::locks::describe(&s.hold));
+        }
         for s in &doomed {
             println!(
                 "{} {}  {}  {}",

@@ -126,6 +126,14 @@ async fn a_governance_lock_is_lifted_by_an_admin_and_maxima_and_defaults_hold() 
         .to_owned();
     assert_eq!(json(&env.ok(&["snapshots", "--json"]))[0]["lock_mode"], "governance");
     assert!(env.fails(&["forget", &id]).contains("governance lock until"));
+    // A forget policy passes over it; a lock is extended, never shortened by its user.
+    let out = env.ok(&["forget", "--keep-tag", "none-has-it"]);
+    assert!(out.contains(&format!("keep {}", &id[..8])) && out.contains("0 snapshot(s) removed"), "{out}");
+    let before = json(&env.ok(&["snapshots", "--json"]))[0]["lock_until"].as_u64().expect("end");
+    assert!(env.fails(&["lock", &id[..8], "--keep-for", "10m"]).contains("governance lock until"));
+    env.ok(&["lock", &id[..8], "--keep-for", "2h"]);
+    let after = json(&env.ok(&["snapshots", "--json"]))[0]["lock_until"].as_u64().expect("end");
+    assert!(after >= before + 3000, "extended: {before} -> {after}");
     assert!(env.fails(&["admin", "lock", "lift", &id, "--reason", " "]).contains("say why"));
     env.ok(&["admin", "lock", "lift", &id, "--reason", "legal hold released"]);
     let events = env.ok(&["admin", "events"]);

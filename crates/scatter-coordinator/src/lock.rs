@@ -86,6 +86,8 @@ pub fn decide(
     if asked.keep_until.is_some() && asked.keep_for.is_some() {
         return Err(Refusal::Invalid("give either a lock end (--keep-until) or a lock length (--keep-for), not both"));
     }
+    let (max, who) =
+        if delegate { (limits.max_delegate_lock, "a delegate") } else { (limits.max_lock, "this account") };
     let until = match (asked.keep_until, asked.keep_for) {
         (Some(t), _) if t <= now => {
             return Err(Refusal::Invalid("the lock's end (--keep-until) is in the past"));
@@ -93,7 +95,8 @@ pub fn decide(
         (Some(t), _) => Some(t),
         (None, Some(0)) => return Err(Refusal::Invalid("a lock length must be greater than zero")),
         (None, Some(secs)) => Some(now.saturating_add(secs)),
-        (None, None) if limits.default_lock > 0 => Some(now.saturating_add(limits.default_lock)),
+        // The default never refuses a write: it is capped at the writer's maximum.
+        (None, None) if limits.default_lock > 0 => Some(now.saturating_add(limits.default_lock.min(max))),
         (None, None) => None,
     };
     let mode = asked.mode.unwrap_or(limits.default_mode);
@@ -102,8 +105,6 @@ pub fn decide(
     }
     let lock = until.map(|until| Lock { mode, until });
     if let Some(l) = lock {
-        let (max, who) =
-            if delegate { (limits.max_delegate_lock, "a delegate") } else { (limits.max_lock, "this account") };
         let asked = l.until - now;
         if asked > max {
             return Err(Refusal::TooLong { asked, max, who });
@@ -219,6 +220,10 @@ mod tests {
         assert_eq!(decide(&ask(None, None), &defaults, false, 10), Ok((lock(C, 40), None)));
         assert_eq!(decide(&ask(Some(5), None), &defaults, false, 10), Ok((lock(C, 15), None)));
         assert_eq!(decide(&ask(Some(5), Some(G)), &defaults, false, 10), Ok((lock(G, 15), None)));
+        // A default longer than a delegate may take is cut to its maximum, never refused.
+        let long = LockLimits { default_lock: 500, ..limits };
+        assert_eq!(decide(&ask(None, None), &long, true, 10), Ok((lock(G, 110), None)));
+        assert_eq!(decide(&ask(None, None), &long, false, 10), Ok((lock(G, 510), None)));
         // Expiry, never before the lock ends.
         let expiring = Retention { expire_after: Some(20), ..Default::default() };
         assert_eq!(decide(&expiring, &limits, false, 10), Ok((None, Some(30))));

@@ -198,13 +198,15 @@ async fn owner(sh: &Arc<Shared>, headers: &HeaderMap) -> Result<UserRow, ApiErro
 }
 
 /// `POST /v1/snapshots/lock`: extends the lock of one of the caller's snapshots (never
-/// shortens or weakens it), within the caller's maximum.
+/// shortens or weakens it), within the caller's maximum. Only who may remove data (the
+/// owner, an admin) extends locks: an appender's device could otherwise pin the owner's
+/// data for ever by extending again and again.
 pub(super) async fn extend_lock(
     State(sh): S,
     headers: HeaderMap,
     Body(req): Body<ExtendLockRequest>,
 ) -> ApiResult<serde_json::Value> {
-    let u = caller(&sh, &headers, Right::Add).await?;
+    let u = caller(&sh, &headers, Right::Delete).await?;
     check_snapshot_id(&req.id)?;
     let asked = Retention { keep_until: req.keep_until, keep_for: req.keep_for, mode: req.mode, expire_after: None };
     let (lock, _) = super::decide(&sh, &u, &asked).await?;
