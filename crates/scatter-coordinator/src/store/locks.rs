@@ -333,7 +333,8 @@ impl Store {
             super::leases::check(tx, fence, now)?;
             let due: Vec<(String, String, i64, LockColumns)> = tx.query_map(
                 "SELECT target, id, user, mode, lock_until FROM holds
-                 WHERE expires IS NOT NULL AND expires <= ?1 ORDER BY expires LIMIT ?2",
+                 WHERE expires IS NOT NULL AND expires <= ?1 AND (mode IS NULL OR lock_until <= ?1)
+                 ORDER BY expires LIMIT ?2",
                 params![now as i64, limit as i64],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, (r.get(3)?, r.get(4)?))),
             )?;
@@ -527,6 +528,32 @@ mod tests {
             assert_eq!(store.expire(40, 10, None).expect("expire"), Expired { snapshots: 0, objects: 1, packs_released: 1 });
             assert_eq!(store.object_holds(user).expect("holds").len(), 0);
         }
+    }
+
+    #[test]
+    fn locks_and_limits_travel_in_catalog_backups_and_exports() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("c.db")).expect("open");
+        store.add_token(&[1; 32], "ann", Role::User, None, None).expect("token");
+        let user = store.redeem_token(&[1; 32], "pk", &[2; 32], "", 0).expect("redeem").expect("user").id;
+        let s = store.add_session(user, b"k", 1, 1000).expect("session");
+        let lock = Some(Lock { mode: C, until: 100 });
+        store.commit_snapshot_held(user, user, s, "snap", b"r", (lock, Some(200)), 2).expect("commit");
+        store.set_lock_limits(user, Some(3600), None, None, None).expect("limits");
+        // A catalog backup is a copy of the whole SQLite file.
+        let copy = dir.path().join("backup.db");
+        assert!(store.snapshot_into(&copy).expect("backup"));
+        let restored = Store::open(&copy).expect("open the backup");
+        assert!(locked(restored.forget(user, &["snap".into()], 50)));
+        assert_eq!(restored.lock_limits(user).expect("limits").max_lock, 3600);
+        // So is `scatter catalog export`/`import`.
+        let mut out = Vec::new();
+        store.export(&mut out).expect("export");
+        let imported = Store::open(&dir.path().join("imported.db")).expect("open");
+        imported.import(&mut &out[..]).expect("import");
+        let holds = imported.snapshot_holds(user).expect("holds");
+        assert_eq!(holds["snap"], Hold { mode: Some(C), lock_until: Some(100), expires: Some(200) });
+        assert_eq!(imported.lock_limits(user).expect("limits").max_lock, 3600);
     }
 
     crate::store::testing::conformance! {
