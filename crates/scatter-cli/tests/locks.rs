@@ -184,6 +184,12 @@ async fn expiring_objects_go_on_time_and_free_their_shards_but_not_shared_chunks
     assert_eq!(shards(&env), base, "deduplicated: no new shards");
     let gone = env.write_random("gone", 2 << 20, 5);
     env.ok(&["put", s(&gone), "--name", "gone", "--expire-after", "3s"]);
+    let src = env.path("data");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    std::fs::copy(&gone, src.join("g")).expect("copy");
+    env.ok(&["backup", s(&src), "--expire-after", "3s"]);
+    let snaps = json(&env.ok(&["snapshots", "--json"]));
+    assert!(snaps[0]["expires"].as_u64().is_some(), "{snaps}");
     let with = shards(&env);
     assert!(with > base);
     let list = json(&env.ok(&["ls", "--json"]));
@@ -194,6 +200,10 @@ async fn expiring_objects_go_on_time_and_free_their_shards_but_not_shared_chunks
     wait_until(Duration::from_secs(30), "expired objects removed", || {
         let list = json(&env.ok(&["ls", "--json"]));
         list["objects"].as_array().map(Vec::len) == Some(1)
+    })
+    .await;
+    wait_until(Duration::from_secs(30), "the expired snapshot removed", || {
+        json(&env.ok(&["snapshots", "--json"])).as_array().is_some_and(Vec::is_empty)
     })
     .await;
     wait_until(Duration::from_secs(30), "their shards freed on hosts", || shards(&env) == base).await;
