@@ -41,6 +41,8 @@ pub struct BackupArgs {
     /// Conditions on hosts, over the user's stored policy.
     pub policy: scatter_proto::api::Policy,
     pub limit_upload: Option<ByteSize>,
+    /// Object lock and expiry asked for the snapshot.
+    pub retention: scatter_proto::api::Retention,
     pub json: bool,
 }
 
@@ -168,6 +170,7 @@ pub async fn backup(a: BackupArgs) -> Result<i32> {
         policy: a.policy,
         hostname: a.hostname,
         force: a.force,
+        retention: a.retention,
     };
     let coord = p.coordinator()?;
     let opts = BackupOptions { redundancy: a.code.resolve(&coord).await?, ..opts };
@@ -259,6 +262,9 @@ fn snapshot_json(s: &SnapshotInfo) -> serde_json::Value {
         "writer": s.writer.map(|w| w.to_string()),
         "writer_name": s.writer_name,
         "trusted": s.trusted,
+        "lock_mode": s.hold.mode,
+        "lock_until": s.hold.lock_until,
+        "expires": s.hold.expires,
     })
 }
 
@@ -400,6 +406,10 @@ pub async fn list(
             ByteSize(s.snapshot.summary.total_bytes).to_string(),
             escape(s.snapshot.paths.join(" ").as_bytes())
         );
+        let hold = crate::locks::describe(&s.hold);
+        if !hold.is_empty() {
+            println!("          {hold}");
+        }
     }
     println!("{} snapshot(s)", shown.len());
     let untrusted = shown.iter().filter(|s| !s.trusted).count();
@@ -697,7 +707,17 @@ pub async fn forget(
     } else {
         snapshots::to_forget(&all, &policy, true)
     };
+    // A policy passes over locked snapshots (the coordinator would refuse the whole
+    // request); ids given by hand are sent as they are, and refused if locked.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (locked, doomed): (Vec<&SnapshotInfo>, Vec<&SnapshotInfo>) = match ids.is_empty() {
+        true => doomed.into_iter().partition(|s| s.hold.lock_until.is_some_and(|t| t > now)),
+        false => (Vec::new(), doomed),
+    };
     if !json {
+        for s in &locked {
+            println!("keep {}  {}  ({})", s.short_id(), time_text(s.snapshot.time_ns), crate::locks::describe(&s.hold));
+        }
         for s in &doomed {
             println!(
                 "{} {}  {}  {}",

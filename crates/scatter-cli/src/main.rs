@@ -15,6 +15,7 @@ mod backups;
 mod catalog;
 mod demo;
 mod inspect;
+mod locks;
 mod mount;
 mod operators;
 mod placing;
@@ -246,6 +247,8 @@ enum Cmd {
         code: CodeArgs,
         #[command(flatten)]
         policy: PolicyArgs,
+        #[command(flatten)]
+        retention: locks::RetentionArgs,
     },
     /// Fetch a stored file.
     Get {
@@ -296,9 +299,18 @@ enum Cmd {
         /// Cap the upload rate, e.g. 10MiB (per second).
         #[arg(long)]
         limit_upload: Option<ByteSize>,
+        #[command(flatten)]
+        retention: locks::RetentionArgs,
         /// Print a JSON summary.
         #[arg(long)]
         json: bool,
+    },
+    /// Extend the lock of a snapshot (never shortens it; up to your maximum).
+    Lock {
+        /// The snapshot (`latest`, or 4+ hex digits of its id).
+        snapshot: String,
+        #[command(flatten)]
+        keep: locks::RetentionArgs,
     },
     /// List snapshots, oldest committed first, with who wrote each.
     Snapshots {
@@ -611,6 +623,11 @@ enum AdminCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Object locks and expiries: list them, lift a governance lock.
+    Lock {
+        #[command(subcommand)]
+        command: locks::AdminLockCmd,
+    },
     /// Users: invite, list, disable, enable, set quotas, remove.
     User {
         #[command(subcommand)]
@@ -751,6 +768,13 @@ enum UserCmd {
     Enable {
         /// The user's id, e.g. u3.
         id: scatter_core::UserId,
+    },
+    /// Set a user's lock maxima (its own, its delegates') and default lock.
+    Set {
+        /// The user's id, e.g. u3.
+        id: scatter_core::UserId,
+        #[command(flatten)]
+        limits: locks::LimitArgs,
     },
     /// Set a user's quota (bytes on hosts, with redundancy), or `none` for no limit.
     Quota {
@@ -1181,9 +1205,11 @@ async fn run(cmd: Cmd) -> Result<i32> {
             code,
             policy,
             limit_upload,
+            retention,
             json,
         } => {
             return backups::backup(backups::BackupArgs {
+                retention: retention.retention()?,
                 paths,
                 habits,
                 tags,
@@ -1392,7 +1418,17 @@ async fn run(cmd: Cmd) -> Result<i32> {
             }
             print!("{}", scatter_cli::devices::initialized(&done, &dir));
         }
-        Cmd::Put { file, name, code, policy } => {
+        Cmd::Lock { snapshot, keep } => {
+            let (coord, _, all) = backups::open_snapshots().await?;
+            let id = scatter_client::snapshots::resolve(&all, &snapshot)?.id.clone();
+            locks::extend(&coord, id, &keep).await?;
+        }
+        Cmd::Admin { command: AdminCmd::Lock { command } } => {
+            let (_, p) = load()?;
+            locks::admin(&p.coordinator()?, command).await?;
+        }
+        Cmd::Put { file, name, code, policy, retention } => {
+            let retention = retention.retention()?;
             let (dir, p) = load()?;
             let keys = Profile::load_keys(&dir, &passphrase(false)?)?;
             let name = match name {
@@ -1412,6 +1448,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
                 &name,
                 redundancy,
                 policy.policy(),
+                retention,
                 &bar,
             )
             .await?;
@@ -1498,12 +1535,21 @@ async fn run(cmd: Cmd) -> Result<i32> {
             if json {
                 let v: Vec<_> = rows
                     .iter()
-                    .map(|(n, o)| serde_json::json!({"name": n, "size": o.size, "version": o.version, "created": o.created}))
+                    .map(|(n, o)| {
+                        let mut v =
+                            serde_json::json!({"name": n, "size": o.size, "version": o.version, "created": o.created});
+                        if let (Some(v), serde_json::Value::Object(h)) = (v.as_object_mut(), locks::json(&o.hold)) {
+                            v.extend(h);
+                        }
+                        v
+                    })
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "objects": v }))?);
             } else {
                 for (n, o) in rows {
-                    println!("{:>12}  v{:<3} {}", ByteSize(o.size).to_string(), o.version, escape(n.as_bytes()));
+                    let hold = locks::describe(&o.hold);
+                    let hold = if hold.is_empty() { hold } else { format!("  [{hold}]") };
+                    println!("{:>12}  v{:<3} {}{hold}", ByteSize(o.size).to_string(), o.version, escape(n.as_bytes()));
                 }
             }
         }
@@ -1709,6 +1755,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
                     coord.enable_user(id).await?;
                     println!("User {id} is enabled: its requests are accepted again.");
                 }
+                UserCmd::Set { id, limits } => locks::set_limits(&coord, id, limits).await?,
                 UserCmd::Quota { id, quota: QuotaArg(quota) } => {
                     coord.set_quota(id, quota).await?;
                     match quota {

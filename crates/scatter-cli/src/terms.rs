@@ -42,7 +42,7 @@ pub fn parse_until(s: &str) -> Result<u64, String> {
 }
 
 /// `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM:SSZ` as Unix time.
-fn parse_utc(s: &str) -> Option<u64> {
+pub fn parse_utc(s: &str) -> Option<u64> {
     let (date, time) = match s.split_once('T') {
         Some((d, t)) => (d, Some(t.strip_suffix('Z')?)),
         None => (s, None),

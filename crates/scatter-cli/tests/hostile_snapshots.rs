@@ -262,7 +262,12 @@ async fn sessions_belong_to_their_opener_and_a_renewed_one_does_not_block_prune(
     assert!(mine.keep_session(session).await.is_err(), "the owner renewed the appender's session");
     assert!(mine.close_session(session).await.is_err(), "the owner closed the appender's session");
     assert!(mine.snapshot_refs(session, Vec::new()).await.is_err(), "the owner sent refs into it");
-    let commit = scatter_proto::api::CommitSnapshotRequest { session, id: "ab".repeat(32), record: "AAAA".into() };
+    let commit = scatter_proto::api::CommitSnapshotRequest {
+        session,
+        id: "ab".repeat(32),
+        record: "AAAA".into(),
+        retention: Default::default(),
+    };
     assert!(mine.commit_snapshot(&commit).await.is_err(), "the owner committed into it");
     // ... and the appender cannot touch the owner's.
     let owners = mine.create_session(&wrapped).await.expect("owner session").session;

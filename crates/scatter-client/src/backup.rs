@@ -81,6 +81,8 @@ pub struct BackupOptions {
     /// Walk, read and look up everything, but upload and commit nothing: the report says what
     /// a backup would add.
     pub dry_run: bool,
+    /// Object lock and expiry asked for the snapshot (the coordinator decides and enforces).
+    pub retention: scatter_proto::api::Retention,
 }
 
 /// A file whose presence leaves the rest of its directory out of a backup.
@@ -357,7 +359,12 @@ pub async fn backup(
     };
     let record = session.key.seal(SNAPSHOT_CONTEXT, &snapshot.encode());
     coord
-        .commit_snapshot(&CommitSnapshotRequest { session: session.id, id: id.clone(), record: B64.encode(record) })
+        .commit_snapshot(&CommitSnapshotRequest {
+            session: session.id,
+            id: id.clone(),
+            record: B64.encode(record),
+            retention: opts.retention.clone(),
+        })
         .await?;
     drop(session);
     Ok(BackupReport {

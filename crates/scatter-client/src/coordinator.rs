@@ -411,6 +411,33 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Every lock and expiry the coordinator holds, of one user or all (admins only).
+    pub async fn locks(&self, user: Option<scatter_core::UserId>) -> Result<Vec<LockEntry>, ClientError> {
+        match user {
+            Some(u) => self.get("/v1/admin/locks", &[("user", &u.0.to_string())]).await,
+            None => self.get("/v1/admin/locks", &[]).await,
+        }
+    }
+
+    /// Lifts a governance lock, with a reason for the events (admins only; a compliance
+    /// lock is refused).
+    pub async fn lift_lock(&self, req: &LiftLockRequest) -> Result<(), ClientError> {
+        let _: serde_json::Value = self.post(Repeat::Safe, "/v1/admin/locks/lift", req).await?;
+        Ok(())
+    }
+
+    /// Sets a user's lock maxima and default lock; returns them as they now apply (admins
+    /// only).
+    pub async fn set_lock_limits(&self, req: &LockLimitsRequest) -> Result<LockLimits, ClientError> {
+        self.post(Repeat::Safe, "/v1/admin/users/locks", req).await
+    }
+
+    /// Extends the lock of one of your snapshots.
+    pub async fn extend_lock(&self, req: &ExtendLockRequest) -> Result<(), ClientError> {
+        let _: serde_json::Value = self.post(Repeat::Safe, "/v1/snapshots/lock", req).await?;
+        Ok(())
+    }
+
     /// Removes a user and its data (admins only).
     pub async fn remove_user(&self, user: scatter_core::UserId) -> Result<(), ClientError> {
         let _: serde_json::Value = self.post(Repeat::Unsafe, "/v1/admin/users/remove", &UserRequest { user }).await?;

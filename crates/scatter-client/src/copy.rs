@@ -117,7 +117,13 @@ pub async fn copy_snapshot(
     };
     let sealed = session.key.seal(SNAPSHOT_CONTEXT, &record.encode());
     dest.coord
-        .commit_snapshot(&CommitSnapshotRequest { session: session.id, id: id.clone(), record: B64.encode(sealed) })
+        .commit_snapshot(&CommitSnapshotRequest {
+            session: session.id,
+            id: id.clone(),
+            record: B64.encode(sealed),
+            // The destination's own rules (its user's default lock, if any) apply.
+            retention: Default::default(),
+        })
         .await?;
     Ok(CopyReport {
         snapshot: id,

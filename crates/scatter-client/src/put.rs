@@ -57,7 +57,9 @@ pub struct PutReport {
     pub elapsed: Duration,
 }
 
-/// Stores the file at `path` under `name`.
+/// Stores the file at `path` under `name`, asking the coordinator for `retention` (object
+/// lock and expiry).
+#[allow(clippy::too_many_arguments)]
 pub async fn put_file(
     coord: &Coordinator,
     keys: &WriteKeys,
@@ -65,6 +67,7 @@ pub async fn put_file(
     name: &str,
     redundancy: Redundancy,
     policy: scatter_proto::api::Policy,
+    retention: scatter_proto::api::Retention,
     progress: &dyn Progress,
 ) -> Result<PutReport, ClientError> {
     let started = Instant::now();
@@ -148,6 +151,7 @@ pub async fn put_file(
             size: manifest.size,
             manifest: B64.encode(sealed_manifest),
             chunks: chunk_ids,
+            retention,
         })
         .await?;
     session.close().await?;

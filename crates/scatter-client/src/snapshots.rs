@@ -40,6 +40,8 @@ pub struct SnapshotInfo {
     /// Whether it counts as the owner's own: written by the owner, or by a delegate the
     /// owner trusts.
     pub trusted: bool,
+    /// The object lock and expiry the coordinator holds it under.
+    pub hold: scatter_proto::api::Hold,
 }
 
 impl SnapshotInfo {
@@ -81,6 +83,7 @@ pub async fn list(coord: &Coordinator, keys: &UserKeys) -> Result<Vec<SnapshotIn
             writer: e.writer,
             writer_name: e.writer_name,
             trusted: e.trusted,
+            hold: e.hold,
         });
     }
     // The coordinator lists in commit order; a stable sort keeps its order within a second.
@@ -413,6 +416,7 @@ mod tests {
             writer: Some(UserId(writer)),
             writer_name: String::new(),
             trusted,
+            hold: Default::default(),
         }
     }
 

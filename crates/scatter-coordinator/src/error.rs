@@ -71,7 +71,8 @@ impl From<StoreError> for ApiError {
             | StoreError::OtherKeys
             | StoreError::NotOwner
             | StoreError::NotYourSession
-            | StoreError::NotPlanned => ApiError::Forbidden(e.to_string()),
+            | StoreError::NotPlanned
+            | StoreError::Locked { .. } => ApiError::Forbidden(e.to_string()),
             e => {
                 tracing::error!(error = %e, "catalog error");
                 ApiError::Internal(e.to_string())

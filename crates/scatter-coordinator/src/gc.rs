@@ -2,6 +2,10 @@
 //! given back (placements abandoned by their client or lapsed), from their hosts, then
 //! forgets them.
 //!
+//! Each pass first removes what expired (`--expire-after`) once its lock, if any, ended
+//! (see `store::locks`): what only it referenced is released, and its shards go in the
+//! same pass.
+//!
 //! It runs in the background with a grant it signs itself, so a client that removes an
 //! object does not have to stay around, and a host that is offline now is retried later.
 
@@ -24,6 +28,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<
 }
 
 async fn pass(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::StoreError> {
+    expire(shared, fence).await?;
     delete_abandoned(shared, fence).await?;
     delete_orphans(shared, fence).await?;
     let todo = shared.catalog(|s| s.shards_to_delete(BATCH)).await?;
@@ -95,6 +100,23 @@ async fn delete_orphans(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate
                 let fence = fence.clone();
                 shared.catalog(move |s| s.orphan_deleted(host, &shard, Some(&fence), now())).await?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// Removes snapshots and objects whose expiry passed (and whose lock ended).
+async fn expire(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::StoreError> {
+    let fence = fence.clone();
+    let done = shared.catalog(move |s| s.expire(now(), BATCH, Some(&fence))).await?;
+    if done != crate::store::Expired::default() {
+        let detail = format!(
+            "{} snapshot(s), {} object version(s); {} pack(s) released",
+            done.snapshots, done.objects, done.packs_released
+        );
+        crate::api::event(shared, "coordinator".into(), "data.expired", detail).await;
+        if done.packs_released > 0 {
+            shared.backup_soon();
         }
     }
     Ok(())

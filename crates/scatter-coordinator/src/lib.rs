@@ -12,6 +12,7 @@ pub mod durability;
 pub mod error;
 mod gc;
 mod jobs;
+pub mod lock;
 mod metrics;
 pub mod period;
 pub mod placement;

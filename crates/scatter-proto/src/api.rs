@@ -858,6 +858,10 @@ pub struct CommitSnapshotRequest {
     pub id: String,
     /// The snapshot record sealed with the session's data key (base64).
     pub record: String,
+    /// Object lock and expiry asked for (`--keep-for`, `--expire-after`); the coordinator
+    /// applies the user's default lock when none is asked for.
+    #[serde(default, skip_serializing_if = "Retention::is_empty")]
+    pub retention: Retention,
 }
 
 /// Replaces a snapshot's sealed record (new tags, say), keeping its id, commit time, writer,
@@ -897,6 +901,9 @@ pub struct SnapshotEntry {
     /// Older coordinators, which did not tell writers apart, omit it: true.
     #[serde(default = "yes")]
     pub trusted: bool,
+    /// The object lock and expiry the coordinator holds it under.
+    #[serde(default, skip_serializing_if = "Hold::is_empty")]
+    pub hold: Hold,
 }
 
 fn yes() -> bool {
@@ -1108,6 +1115,10 @@ pub struct CommitObjectRequest {
     /// reading the manifest.
     #[serde(deserialize_with = "crate::bounded::list")]
     pub chunks: Vec<ChunkId>,
+    /// Object lock and expiry asked for (`--keep-for`, `--expire-after`); the coordinator
+    /// applies the user's default lock when none is asked for.
+    #[serde(default, skip_serializing_if = "Retention::is_empty")]
+    pub retention: Retention,
 }
 
 /// The committed object's version.
@@ -1128,6 +1139,10 @@ pub struct ObjectInfo {
     pub size: u64,
     /// Unix time of the put.
     pub created: u64,
+    /// The object lock and expiry the coordinator holds it under (the latest-ending lock
+    /// over its versions, the latest version's expiry).
+    #[serde(default, skip_serializing_if = "Hold::is_empty")]
+    pub hold: Hold,
 }
 
 /// `GET /v1/objects`.
@@ -1431,4 +1446,190 @@ pub struct OperatorIndependentRequest {
     pub name: String,
     /// Independent or not.
     pub independent: bool,
+}
+
+// ---- Object lock and expiry (`--keep-for`, `--keep-until`, `--expire-after`) ----
+
+/// How an object lock may be lifted before it ends (as S3 Object Lock's modes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockMode {
+    /// An admin may lift it (`scatter admin lock lift`), recorded in the events.
+    Governance,
+    /// Nobody may shorten or lift it, not even an admin; it may be extended.
+    Compliance,
+}
+
+impl LockMode {
+    /// Its name, as the catalog and the CLI write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockMode::Governance => "governance",
+            LockMode::Compliance => "compliance",
+        }
+    }
+
+    /// The mode of a name written by [`LockMode::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "governance" => Some(LockMode::Governance),
+            "compliance" => Some(LockMode::Compliance),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for LockMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a put or backup asks the coordinator to hold its new data under. The coordinator
+/// decides the times on its own clock and checks them against the user's maxima.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    /// Lock until this Unix time (`--keep-until`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_until: Option<u64>,
+    /// Lock for this many seconds from the commit (`--keep-for`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_for: Option<u64>,
+    /// The lock's mode (default: the user's default mode, else governance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<LockMode>,
+    /// Remove the data this many seconds after the commit (`--expire-after`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expire_after: Option<u64>,
+}
+
+impl Retention {
+    /// Whether nothing is asked for (the user's default lock applies).
+    pub fn is_empty(&self) -> bool {
+        *self == Retention::default()
+    }
+}
+
+/// The lock and expiry a snapshot or object is held under, as the coordinator records them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    /// The lock's mode, while it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<LockMode>,
+    /// Unix time the lock ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_until: Option<u64>,
+    /// Unix time the coordinator removes the data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u64>,
+}
+
+impl Hold {
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == Hold::default()
+    }
+}
+
+/// What a lock is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockTarget {
+    /// A snapshot (by its id).
+    Snapshot,
+    /// An object (every version of a name).
+    Object,
+}
+
+/// `GET /v1/admin/locks`: one lock or expiry the coordinator holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LockEntry {
+    /// Whose data.
+    pub user: UserId,
+    /// What it is on.
+    pub target: LockTarget,
+    /// The snapshot id, or the object's version id in the catalog.
+    pub id: String,
+    /// Its lock and expiry.
+    pub hold: Hold,
+}
+
+/// `POST /v1/admin/locks/lift`: lifts a governance lock (never a compliance one).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LiftLockRequest {
+    /// What the lock is on.
+    pub target: LockTarget,
+    /// The snapshot id, or the object version's id (as `scatter admin lock ls` lists them).
+    pub id: String,
+    /// Why, for the events.
+    pub reason: String,
+}
+
+/// `POST /v1/snapshots/lock`: extends the lock of one of the caller's snapshots (a lock is
+/// never shortened this way; the end is checked against the caller's maximum).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ExtendLockRequest {
+    /// The snapshot id (64 hex digits).
+    pub id: String,
+    /// The new end, as Unix time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_until: Option<u64>,
+    /// Or the new length, in seconds from now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_for: Option<u64>,
+    /// The mode (a governance lock may become compliance, never the reverse).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<LockMode>,
+}
+
+/// `POST /v1/admin/users/locks`: a user's lock maxima and default lock. `None` leaves a
+/// setting as it is; a zero duration clears it (back to the grid's default maximum, or no
+/// default lock).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LockLimitsRequest {
+    /// The user (an owner: its delegates' maxima are set with it).
+    pub user: UserId,
+    /// Longest lock, in seconds, the user may take.
+    #[serde(default)]
+    pub max_lock: Option<u64>,
+    /// Longest lock, in seconds, its readers' and appenders' writes may take.
+    #[serde(default)]
+    pub max_delegate_lock: Option<u64>,
+    /// Lock every new snapshot and object for this many seconds unless the put or backup
+    /// asks otherwise.
+    #[serde(default)]
+    pub default_lock: Option<u64>,
+    /// The default lock's mode.
+    #[serde(default)]
+    pub default_mode: Option<LockMode>,
+}
+
+/// A user's lock maxima and default lock, as the coordinator applies them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockLimits {
+    /// Longest lock, in seconds, the user may take.
+    pub max_lock: u64,
+    /// Longest lock, in seconds, its delegates may take.
+    pub max_delegate_lock: u64,
+    /// Default lock, in seconds (0: none).
+    pub default_lock: u64,
+    /// The default lock's mode.
+    pub default_mode: LockMode,
+}
+
+/// The longest lock a user may take unless an admin sets another: one year.
+pub const DEFAULT_MAX_LOCK: u64 = 365 * 86_400;
+/// The longest lock a delegate (reader, appender) may take unless an admin sets another:
+/// 30 days, so a stolen device cannot pin junk for long.
+pub const DEFAULT_MAX_DELEGATE_LOCK: u64 = 30 * 86_400;
+
+impl Default for LockLimits {
+    fn default() -> Self {
+        LockLimits {
+            max_lock: DEFAULT_MAX_LOCK,
+            max_delegate_lock: DEFAULT_MAX_DELEGATE_LOCK,
+            default_lock: 0,
+            default_mode: LockMode::Governance,
+        }
+    }
 }

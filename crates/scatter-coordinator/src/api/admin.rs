@@ -477,3 +477,80 @@ pub(super) async fn catalog_backup(State(sh): S, headers: HeaderMap) -> ApiResul
         .await;
     Ok(Json(taken))
 }
+
+/// `GET /v1/admin/locks?user=N`: every lock and expiry the coordinator holds (of one user).
+pub(super) async fn locks(State(sh): S, headers: HeaderMap, Query(q): Query<LocksQuery>) -> ApiResult<Vec<LockEntry>> {
+    caller(&sh, &headers, Right::Admin).await?;
+    let user = q.user.map(UserId);
+    Ok(Json(db(&sh, move |s| s.holds(user)).await?))
+}
+
+#[derive(Deserialize)]
+pub(super) struct LocksQuery {
+    user: Option<u64>,
+}
+
+/// `POST /v1/admin/locks/lift`: lifts a governance lock, recorded with its reason as an
+/// event; a compliance lock in force is refused (nobody may lift it).
+pub(super) async fn lift_lock(
+    State(sh): S,
+    headers: HeaderMap,
+    Body(req): Body<LiftLockRequest>,
+) -> ApiResult<serde_json::Value> {
+    let admin = caller(&sh, &headers, Right::Admin).await?;
+    let reason: String = req.reason.trim().chars().take(200).collect();
+    if reason.is_empty() {
+        return Err(ApiError::BadRequest("say why the lock is lifted (--reason): it goes into the events".into()));
+    }
+    let (target, id) = (req.target, req.id.clone());
+    let lifted = match db(&sh, move |s| s.lift_lock(target, &id, now())).await {
+        Err(e) => {
+            event(&sh, admin.me.to_string(), "lock.lift_refused", format!("{target:?} {}: {e}", req.id).to_lowercase())
+                .await;
+            return Err(e);
+        }
+        Ok(l) => l,
+    };
+    let Some((user, lock)) = lifted else {
+        return Err(ApiError::NotFound(format!(
+            "nothing with id {} is locked; `scatter admin lock ls` lists locks",
+            req.id
+        )));
+    };
+    let was =
+        lock.map(|l| format!("{} until {}", l.mode, crate::lock::utc(l.until))).unwrap_or_else(|| "no lock".into());
+    let detail = format!("{:?} {} of {user} ({was}): {reason}", req.target, req.id).to_lowercase();
+    event(&sh, admin.me.to_string(), "lock.lifted", detail).await;
+    sh.backup_soon();
+    Ok(Json(serde_json::json!({})))
+}
+
+/// `POST /v1/admin/users/locks`: a user's lock maxima (its own, its delegates') and default
+/// lock.
+pub(super) async fn set_lock_limits(
+    State(sh): S,
+    headers: HeaderMap,
+    Body(req): Body<LockLimitsRequest>,
+) -> ApiResult<LockLimits> {
+    caller(&sh, &headers, Right::Admin).await?;
+    let user = req.user;
+    let owner = db(&sh, move |s| s.users()).await?.into_iter().find(|u| u.id == user).and_then(|u| u.owner);
+    if let Some(owner) = owner {
+        return Err(ApiError::BadRequest(format!(
+            "{user} works on {owner}'s data and takes {owner}'s delegate maximum; set {owner}'s (--max-delegate-lock)"
+        )));
+    }
+    let detail = format!(
+        "{}{}{}{}",
+        req.max_lock.map(|v| format!(" max-lock {v}s")).unwrap_or_default(),
+        req.max_delegate_lock.map(|v| format!(" max-delegate-lock {v}s")).unwrap_or_default(),
+        req.default_lock.map(|v| format!(" default-lock {v}s")).unwrap_or_default(),
+        req.default_mode.map(|m| format!(" default-mode {m}")).unwrap_or_default(),
+    );
+    let r = req.clone();
+    let _: Json<serde_json::Value> = on_user(&sh, &headers, user, "user.locks", detail, move |s, u| {
+        s.set_lock_limits(u, r.max_lock, r.max_delegate_lock, r.default_lock, r.default_mode)
+    })
+    .await?;
+    Ok(Json(db(&sh, move |s| s.lock_limits(user)).await?))
+}

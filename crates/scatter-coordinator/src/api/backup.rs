@@ -60,7 +60,8 @@ pub(super) async fn commit(
         return Err(ApiError::BadRequest(format!("a snapshot record is at most {MAX_RECORD} bytes")));
     }
     let short = req.id[..8].to_owned();
-    db(&sh, move |s| s.commit_snapshot(u.id, u.me, req.session, &req.id, &record, now())).await?;
+    let hold = super::retention(&sh, &u, &req.retention).await?;
+    db(&sh, move |s| s.commit_snapshot_held(u.id, u.me, req.session, &req.id, &record, hold, now())).await?;
     tracing::info!(user = %u.id, writer = %u.me, snapshot = %short, "snapshot committed");
     Ok(Json(serde_json::json!({})))
 }
@@ -68,10 +69,12 @@ pub(super) async fn commit(
 pub(super) async fn list(State(sh): S, headers: HeaderMap) -> ApiResult<SnapshotsResponse> {
     let u = caller(&sh, &headers, Right::Read).await?;
     let rows = db(&sh, move |s| s.snapshots(u.id)).await?;
+    let mut holds = db(&sh, move |s| s.snapshot_holds(u.id)).await?;
     Ok(Json(SnapshotsResponse {
         snapshots: rows
             .into_iter()
             .map(|r| SnapshotEntry {
+                hold: holds.remove(&r.id).unwrap_or_default(),
                 id: r.id,
                 created: r.created,
                 session: r.session,
@@ -96,7 +99,7 @@ pub(super) async fn forget(
     for id in &req.ids {
         check_snapshot_id(id)?;
     }
-    let removed = db(&sh, move |s| s.forget(u.id, &req.ids)).await?;
+    let removed = db(&sh, move |s| s.forget(u.id, &req.ids, now())).await?;
     tracing::info!(user = %u.id, removed, "snapshots forgotten");
     Ok(Json(ForgetResponse { removed }))
 }
@@ -115,7 +118,7 @@ pub(super) async fn replace_record(
         return Err(ApiError::BadRequest(format!("a snapshot record is at most {MAX_RECORD} bytes")));
     }
     let short = req.id[..8].to_owned();
-    if !db(&sh, move |s| s.replace_snapshot_record(u.id, &req.id, &record)).await? {
+    if !db(&sh, move |s| s.replace_snapshot_record(u.id, &req.id, &record, now())).await? {
         return Err(ApiError::NotFound(format!("no snapshot {short} of yours")));
     }
     tracing::info!(user = %u.id, snapshot = %short, "snapshot record replaced");
@@ -192,4 +195,29 @@ async fn owner(sh: &Arc<Shared>, headers: &HeaderMap) -> Result<UserRow, ApiErro
         )));
     }
     Ok(u)
+}
+
+/// `POST /v1/snapshots/lock`: extends the lock of one of the caller's snapshots (never
+/// shortens or weakens it), within the caller's maximum. Only who may remove data (the
+/// owner, an admin) extends locks: an appender's device could otherwise pin the owner's
+/// data for ever by extending again and again.
+pub(super) async fn extend_lock(
+    State(sh): S,
+    headers: HeaderMap,
+    Body(req): Body<ExtendLockRequest>,
+) -> ApiResult<serde_json::Value> {
+    let u = caller(&sh, &headers, Right::Delete).await?;
+    check_snapshot_id(&req.id)?;
+    let asked = Retention { keep_until: req.keep_until, keep_for: req.keep_for, mode: req.mode, expire_after: None };
+    let (lock, _) = super::decide(&sh, &u, &asked).await?;
+    let Some(lock) = lock else {
+        return Err(ApiError::BadRequest("say how long to lock it: --keep-for or --keep-until".into()));
+    };
+    let id = req.id.clone();
+    if !db(&sh, move |s| s.extend_lock(u.id, &id, lock, now())).await? {
+        return Err(ApiError::NotFound(format!("no snapshot {} of yours", &req.id[..8])));
+    }
+    let detail = format!("snapshot {} of {}: {} until {}", &req.id[..8], u.id, lock.mode, crate::lock::utc(lock.until));
+    event(&sh, u.me.to_string(), "lock.extended", detail).await;
+    Ok(Json(serde_json::json!({})))
 }

@@ -84,6 +84,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/snapshots/commit", post(backup::commit))
         .route("/v1/snapshots/forget", post(backup::forget))
         .route("/v1/snapshots/record", post(backup::replace_record))
+        .route("/v1/snapshots/lock", post(backup::extend_lock))
+        .route("/v1/admin/locks", get(admin::locks))
+        .route("/v1/admin/locks/lift", post(admin::lift_lock))
+        .route("/v1/admin/users/locks", post(admin::set_lock_limits))
         .route("/v1/delegates", get(backup::delegates))
         .route("/v1/delegates/trust", post(backup::trust))
         .route("/v1/prune", post(backup::prune))
@@ -698,8 +702,9 @@ async fn commit_object(
     // An appender adds, never overwrites: checked inside the commit's transaction, so it
     // cannot race the owner's commit of the same name.
     let first_only = u.role == Role::Appender;
+    let hold = retention(&sh, &u, &req.retention).await?;
     let version = db(&sh, move |s| {
-        s.commit_object(u.id, &req.name, req.session, &manifest, req.size, &req.chunks, first_only, now())
+        s.commit_object_held(u.id, &req.name, req.session, &manifest, req.size, &req.chunks, first_only, hold, now())
     })
     .await?;
     Ok(Json(CommitObjectResponse { version }))
@@ -717,13 +722,52 @@ struct NameQuery {
 }
 
 fn info(row: &crate::store::ObjectRow) -> ObjectInfo {
-    ObjectInfo { name: row.name.clone(), version: row.version, size: row.size, created: row.created }
+    ObjectInfo {
+        name: row.name.clone(),
+        version: row.version,
+        size: row.size,
+        created: row.created,
+        hold: Hold::default(),
+    }
+}
+
+/// The lock and expiry a commit by `u` gets: what it asked for, else its owner's default
+/// lock, within the owner's maxima (the delegates' maximum for a reader or appender).
+async fn decide(
+    sh: &Arc<Shared>,
+    u: &UserRow,
+    asked: &Retention,
+) -> Result<(Option<crate::lock::Lock>, Option<u64>), ApiError> {
+    let owner = u.id;
+    let limits = db(sh, move |s| s.lock_limits(owner)).await?;
+    crate::lock::decide(asked, &limits, u.role.is_delegate(), now()).map_err(|e| match e {
+        crate::lock::Refusal::TooLong { .. } => ApiError::Forbidden(e.to_string()),
+        e => ApiError::BadRequest(e.to_string()),
+    })
+}
+
+/// [`decide`], with a refusal recorded as an event (a stolen device pinning data shows).
+pub(crate) async fn retention(
+    sh: &Arc<Shared>,
+    u: &UserRow,
+    asked: &Retention,
+) -> Result<(Option<crate::lock::Lock>, Option<u64>), ApiError> {
+    match decide(sh, u, asked).await {
+        Err(ApiError::Forbidden(why)) => {
+            event(sh, u.me.to_string(), "lock.refused", why.clone()).await;
+            Err(ApiError::Forbidden(why))
+        }
+        other => other,
+    }
 }
 
 async fn list_objects(State(sh): S, headers: HeaderMap, Query(q): Query<PrefixQuery>) -> ApiResult<ListResponse> {
     let u = caller(&sh, &headers, Right::Read).await?;
     let rows = db(&sh, move |s| s.list_objects(u.id, &q.prefix)).await?;
-    Ok(Json(ListResponse { objects: rows.iter().map(info).collect() }))
+    let mut holds = db(&sh, move |s| s.object_holds(u.id)).await?;
+    let objects =
+        rows.iter().map(|r| ObjectInfo { hold: holds.remove(&r.name).unwrap_or_default(), ..info(r) }).collect();
+    Ok(Json(ListResponse { objects }))
 }
 
 async fn get_object(State(sh): S, headers: HeaderMap, Query(q): Query<NameQuery>) -> ApiResult<ObjectResponse> {

@@ -17,8 +17,15 @@
 
 use scatter_core::{ChunkId, PackId, UserId};
 
+use scatter_proto::api::LockTarget;
+
 use super::sql::Sql;
 use super::{Store, StoreError};
+
+/// A snapshot id's first 8 digits, for messages.
+fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
 
 /// A stored snapshot, still sealed.
 #[derive(Debug, Clone)]
@@ -241,6 +248,22 @@ impl Store {
         record: &[u8],
         now: u64,
     ) -> Result<(), StoreError> {
+        self.commit_snapshot_held(user, me, session, id, record, (None, None), now)
+    }
+
+    /// [`Store::commit_snapshot`], recording the snapshot's lock and expiry in the same
+    /// transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub fn commit_snapshot_held(
+        &self,
+        user: UserId,
+        me: UserId,
+        session: u64,
+        id: &str,
+        record: &[u8],
+        hold: (Option<crate::lock::Lock>, Option<u64>),
+        now: u64,
+    ) -> Result<(), StoreError> {
         self.write(|tx| {
             let u = user.0 as i64;
             require_open(tx, user, me, session, now)?;
@@ -258,6 +281,7 @@ impl Store {
             )?;
             tx.execute("DELETE FROM session_refs WHERE session = ?1", params![session as i64])?;
             tx.execute("UPDATE sessions SET expires = 0 WHERE id = ?1", params![session as i64])?;
+            super::locks::record(tx, LockTarget::Snapshot, id, user, hold.0, hold.1)?;
             Ok(())
         })
     }
@@ -327,8 +351,10 @@ impl Store {
 
     /// Replaces the sealed record of one of `user`'s snapshots; false if it has none of that
     /// id. Id, commit time, order, writer, session and references stay.
-    pub fn replace_snapshot_record(&self, user: UserId, id: &str, record: &[u8]) -> Result<bool, StoreError> {
+    /// Refused while a lock holds the snapshot: the record is what makes it readable.
+    pub fn replace_snapshot_record(&self, user: UserId, id: &str, record: &[u8], now: u64) -> Result<bool, StoreError> {
         let n = self.write(|tx| {
+            super::locks::check(tx, LockTarget::Snapshot, id, &format!("snapshot {}", short(id)), now)?;
             Ok(tx.execute(
                 "UPDATE snapshots SET record = ?3 WHERE id = ?1 AND user = ?2",
                 params![id, user.0 as i64, record],
@@ -338,7 +364,8 @@ impl Store {
     }
 
     /// Drops snapshots of the user (unknown ids are ignored). Returns how many went.
-    pub fn forget(&self, user: UserId, ids: &[String]) -> Result<u64, StoreError> {
+    /// Refused, dropping none, if a lock in force at `now` holds any of them.
+    pub fn forget(&self, user: UserId, ids: &[String], now: u64) -> Result<u64, StoreError> {
         self.write(|tx| {
             let mut removed = 0;
             for id in ids {
@@ -350,6 +377,8 @@ impl Store {
                 if mine.is_none() {
                     continue;
                 }
+                super::locks::check(tx, LockTarget::Snapshot, id, &format!("snapshot {}", short(id)), now)?;
+                super::locks::forget(tx, LockTarget::Snapshot, id)?;
                 tx.execute("DELETE FROM snapshot_chunks WHERE snapshot = ?1", params![id])?;
                 removed += tx.execute("DELETE FROM snapshots WHERE id = ?1", params![id])? as u64;
             }
@@ -375,11 +404,15 @@ impl Store {
             let mut candidates = Vec::new();
             {
                 let rows = tx.query_map(
-                    "SELECT p.id, p.size, CAST(SUM(c.len) AS BIGINT) FROM packs p JOIN chunks c ON c.pack = p.id
-                     WHERE p.user = ?1 AND p.state = 'live'
-                     GROUP BY p.id, p.size
-                     HAVING (p.size - SUM(c.len)) * 100 >= p.size * ?2",
-                    params![u, i64::from(max_unused_percent.min(100))],
+                    &format!(
+                        "SELECT p.id, p.size, CAST(SUM(c.len) AS BIGINT) FROM packs p JOIN chunks c ON c.pack = p.id
+                         WHERE p.user = ?1 AND p.state = 'live'
+                           AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.pack = p.id AND {})
+                         GROUP BY p.id, p.size
+                         HAVING (p.size - SUM(c.len)) * 100 >= p.size * ?2",
+                        super::locks::locked_chunk("?3")
+                    ),
+                    params![u, i64::from(max_unused_percent.min(100)), now as i64],
                     |r| {
                         Ok((
                             PackId::from_bytes(r.get::<[u8; 32]>(0)?),
@@ -523,7 +556,7 @@ mod tests {
             let to_delete = store.shards_to_delete(10).expect("deleting");
             assert_eq!(to_delete.len(), 1, "the old pack is released");
 
-            assert_eq!(store.forget(user, &["snap1".into(), "nope".into()]).expect("forget"), 1);
+            assert_eq!(store.forget(user, &["snap1".into(), "nope".into()], 0).expect("forget"), 1);
             let (swept, _) = store.prune(user, 20, 7, 7 + 3600).expect("prune");
             assert_eq!((swept.chunks_removed, swept.packs_released), (2, 1));
         }
@@ -592,18 +625,18 @@ mod tests {
             store.commit_snapshot(user, user, s, "first", b"old", 3).expect("commit");
             let theirs = store.open_session(user, app, b"k", 4, 100).expect("session");
             store.commit_snapshot(user, app, theirs, "second", b"r", 5).expect("commit");
-            assert!(store.replace_snapshot_record(user, "first", b"new").expect("replace"));
-            assert!(store.replace_snapshot_record(user, "second", b"new too").expect("replace"));
+            assert!(store.replace_snapshot_record(user, "first", b"new", 0).expect("replace"));
+            assert!(store.replace_snapshot_record(user, "second", b"new too", 0).expect("replace"));
             let snaps = store.snapshots(user).expect("list");
             let view: Vec<_> =
                 snaps.iter().map(|r| (r.id.as_str(), r.record.as_slice(), r.created, r.chunks, r.writer)).collect();
             assert_eq!(view, [("first", &b"new"[..], 3, 1, user), ("second", &b"new too"[..], 5, 0, app)]);
             assert!(!snaps[1].trusted, "a rewritten delegate's snapshot stays untrusted");
             // Unknown ids and other users' snapshots are not touched.
-            assert!(!store.replace_snapshot_record(user, "nope", b"x").expect("replace"));
+            assert!(!store.replace_snapshot_record(user, "nope", b"x", 0).expect("replace"));
             store.add_token(&[7; 32], "bob", Role::User, None, None).expect("token");
             let bob = store.redeem_token(&[7; 32], "pk", &[8; 32], "", 0).expect("redeem").expect("user").id;
-            assert!(!store.replace_snapshot_record(bob, "first", b"x").expect("replace"));
+            assert!(!store.replace_snapshot_record(bob, "first", b"x", 0).expect("replace"));
             assert_eq!(store.snapshots(user).expect("list")[0].record, b"new");
         }
     }
@@ -651,7 +684,7 @@ mod tests {
             store.add_session_refs(user, app, s, &[id(2)], 3).expect("refs");
             pack(&store, user, host, s, 2, &[4], false);
             // The owner forgets its snapshot and prunes, without waiting: only 3 goes.
-            assert_eq!(store.forget(user, &["old".into()]).expect("forget"), 1);
+            assert_eq!(store.forget(user, &["old".into()], 0).expect("forget"), 1);
             let (swept, _) = store.prune(user, 100, 4, 4 + 3600).expect("prune");
             assert_eq!(swept.chunks_removed, 1);
             // The delegate's references survived the prune and become its snapshot's.

@@ -30,6 +30,7 @@ mod devices;
 mod events;
 mod hosts;
 mod leases;
+mod locks;
 mod operators;
 mod repair;
 mod reservations;
@@ -47,12 +48,13 @@ pub use devices::RecoveryBinding;
 pub use events::Event;
 pub use hosts::{Beat, NewHost, MAX_SERVED_PER_SEC};
 pub use leases::Fence;
+pub use locks::Expired;
 pub use repair::{DegradedPack, Health, Reconciled, ShardMove};
 pub use reservations::{Reservation, ReserveError, Reserved};
 use sql::{Backend, Sql, SqlError};
 pub use transfer::{Moved, TransferError};
 
-const SCHEMA_VERSION: i64 = 14;
+const SCHEMA_VERSION: i64 = 15;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -457,6 +459,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // The owner key changes of an account's recovery code are checked against (see
     // `devices`): learnt with the account's next code.
     (13, "ALTER TABLE users ADD COLUMN owner_key BLOB"),
+    // Object lock and expiry (see `locks`): the coordinator's own records of what may not
+    // be removed before when, and of what it removes when; and each user's lock maxima.
+    (14, locks::TABLES),
 ];
 
 /// A catalog failure.
@@ -521,6 +526,14 @@ pub enum StoreError {
     /// A repack names chunks the last prune did not assign to it.
     #[error("a repack may move only the chunks the last prune assigned to it (within an hour); run prune again")]
     NotPlanned,
+    /// A lock in force holds what the request would remove (see [`crate::lock`]).
+    #[error("{what} cannot be removed or changed: {refusal}")]
+    Locked {
+        /// What is locked ("snapshot 1a2b3c4d", "this object").
+        what: String,
+        /// Why it is refused.
+        refusal: crate::lock::Refusal,
+    },
     /// A background job's lease passed to another coordinator (or lapsed): it must not
     /// record anything more from the pass it was in.
     #[error("the lease on the {0} job is held elsewhere now; this pass stops")]
@@ -1002,6 +1015,10 @@ impl Store {
                 true => c.batch(&sql::postgres_ddl(SCHEMA))?,
                 false => c.batch(SCHEMA)?,
             }
+            match c.is_postgres() {
+                true => c.batch(&sql::postgres_ddl(locks::TABLES))?,
+                false => c.batch(locks::TABLES)?,
+            }
             if version.is_some_and(|v| v <= 12) && c.is_postgres() {
                 // Devices were given their accounts' ids: new ones are numbered after them.
                 c.execute(
@@ -1339,6 +1356,9 @@ impl Store {
             for c in p.chunks {
                 let (u, id, pack) = (p.user.0 as i64, &c.id.as_bytes()[..], &p.id.as_bytes()[..]);
                 if p.relocate {
+                    // A chunk a lock holds stays where it is: the coordinator cannot check a
+                    // new copy's content.
+                    locks::check_chunk(tx, u, id, now)?;
                     // Each chunk a prune assigned moves once; anything else fails the commit.
                     let planned = tx.execute(
                         "DELETE FROM relocations WHERE user = ?1 AND chunk = ?2 AND expires > ?3",
@@ -1396,6 +1416,24 @@ impl Store {
         first_only: bool,
         now: u64,
     ) -> Result<u64, StoreError> {
+        self.commit_object_held(user, name, session, manifest, size, chunks, first_only, (None, None), now)
+    }
+
+    /// [`Store::commit_object`], recording the version's lock and expiry in the same
+    /// transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub fn commit_object_held(
+        &self,
+        user: UserId,
+        name: &str,
+        session: u64,
+        manifest: &[u8],
+        size: u64,
+        chunks: &[ChunkId],
+        first_only: bool,
+        hold: (Option<crate::lock::Lock>, Option<u64>),
+        now: u64,
+    ) -> Result<u64, StoreError> {
         self.write(|tx| {
             let session_ok = tx
                 .exists("SELECT 1 FROM sessions WHERE id = ?1 AND user = ?2", params![session as i64, user.0 as i64])?;
@@ -1434,6 +1472,7 @@ impl Store {
                     tx.execute(stmt, params![object, user.0 as i64, &c.as_bytes()[..]])?;
                 }
             }
+            locks::record(tx, scatter_proto::api::LockTarget::Object, &object.to_string(), user, hold.0, hold.1)?;
             Ok(version)
         })
     }
@@ -1480,6 +1519,12 @@ impl Store {
     pub fn remove_object(&self, user: UserId, name: &str, now: u64) -> Result<(u64, u64), StoreError> {
         self.write(|tx| {
             let u = user.0 as i64;
+            locks::check_object(tx, user, name, now)?;
+            tx.execute(
+                "DELETE FROM holds WHERE target = 'object'
+                   AND id IN (SELECT CAST(id AS TEXT) FROM objects WHERE user = ?1 AND name = ?2)",
+                params![u, name],
+            )?;
             // Only the chunks the removed versions referenced can have lost their last
             // reference: those are looked at, not every chunk of the user (prune does that).
             let referenced: Vec<Vec<u8>> = tx.query_map(
@@ -1493,23 +1538,7 @@ impl Store {
                 params![u, name],
             )?;
             let versions = tx.execute("DELETE FROM objects WHERE user = ?1 AND name = ?2", params![u, name])? as u64;
-            let mut emptied = std::collections::BTreeSet::new();
-            for chunk in referenced {
-                let packs: Vec<Vec<u8>> = tx.query_map(
-                    &format!("DELETE FROM chunks WHERE id = ?3 AND {} RETURNING pack", backup::UNREFERENCED),
-                    params![u, now as i64, chunk],
-                    |r| r.get(0),
-                )?;
-                emptied.extend(packs);
-            }
-            let mut released = 0;
-            for pack in emptied {
-                released += release_packs(
-                    tx,
-                    "id = ?1 AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.pack = packs.id)",
-                    params![pack],
-                )?;
-            }
+            let released = locks::drop_unreferenced(tx, user, referenced, now)?;
             Ok((versions, released))
         })
     }

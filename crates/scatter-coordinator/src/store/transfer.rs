@@ -43,6 +43,8 @@ const TABLES: &[&str] = &[
     "orphans",
     "reservations",
     "events",
+    "holds",
+    "lock_limits",
 ];
 
 /// Tables whose `id` the database assigns: PostgreSQL's counters must pass the imported ids.

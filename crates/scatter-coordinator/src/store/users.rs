@@ -256,9 +256,19 @@ impl Store {
     /// and unused invites for its devices and delegates are dropped, its objects and snapshots
     /// are dropped, and (unless one of its writes is still open) its packs are released for
     /// deletion from hosts. Returns false if there is no such user.
+    ///
+    /// Refused while a lock holds any of its data (until the latest lock ends, or an admin
+    /// lifts the governance ones): the error names the lock and its end.
     pub fn remove_user(&self, id: UserId, now: u64) -> Result<bool, StoreError> {
         self.write(|tx| {
             let u = id.0 as i64;
+            if let Some(lock) = super::locks::latest_lock(tx, id, now)? {
+                return Err(StoreError::Locked {
+                    what: format!("user {id}'s data"),
+                    refusal: crate::lock::Refusal::Locked(lock),
+                });
+            }
+            tx.execute("DELETE FROM holds WHERE user = ?1", params![u])?;
             if tx.execute("UPDATE users SET disabled = ?2 WHERE id = ?1 OR owner = ?1", params![u, REMOVED])? == 0 {
                 return Ok(false);
             }
