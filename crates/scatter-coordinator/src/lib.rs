@@ -11,6 +11,8 @@ pub mod durability;
 pub mod error;
 mod gc;
 mod jobs;
+pub mod metering;
+mod metering_job;
 mod metrics;
 pub mod period;
 pub mod placement;
@@ -72,6 +74,9 @@ pub struct Config {
     /// Time between catalog backups on hosts (taken only when something changed; also
     /// soon after security-relevant changes and at clean shutdown). SQLite catalogs only.
     pub catalog_backup_interval: Duration,
+    /// How often stored bytes are sampled into byte-seconds for metering (see
+    /// [`metering`]); statements are exact to within one interval.
+    pub metering_interval: Duration,
 }
 
 /// After `scatter coordinator recover`, shards on hosts that the restored catalog does not
@@ -154,6 +159,7 @@ pub(crate) struct Shared {
     pub offline_after: Duration,
     pub session_ttl: Duration,
     pub checker_interval: Duration,
+    pub metering_interval: Duration,
     pub orphan_grace: Duration,
     pub reservation_ttl: Duration,
     pub tolerate: Option<u8>,
@@ -428,6 +434,7 @@ pub async fn run(
         offline_after: config.offline_after,
         session_ttl: config.session_ttl,
         checker_interval: config.checker_interval,
+        metering_interval: config.metering_interval,
         orphan_grace: config.orphan_grace,
         reservation_ttl: config.reservation_ttl,
         tolerate: config.tolerate,
@@ -477,12 +484,14 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let gc = tokio::spawn(gc::run(shared.clone(), stop_rx.clone()));
     let repairer = tokio::spawn(repair::run(shared.clone(), stop_rx.clone()));
+    let sampler = tokio::spawn(metering_job::run(shared.clone(), stop_rx.clone()));
     let backup = tokio::spawn(catalog_backup::run(shared.clone(), stop_rx));
     let served = scatter_net::serve::serve(listener, api::router(shared.clone()), tls, shutdown).await;
     let _ = stop_tx.send(true);
     let _ = gc.await;
     let _ = repairer.await;
     let _ = backup.await;
+    let _ = sampler.await;
     // Hand the background jobs over at once rather than when the leases lapse.
     let holder = shared.instance.clone();
     if let Err(e) = shared.catalog(move |s| s.release_leases(&holder)).await {
