@@ -309,15 +309,8 @@ async fn only_admins_see_bills_and_each_party_only_its_own() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("not registered with this secret"), "forged: {err}");
     // Its own identity works, and shows only itself.
-    let args = [
-        "host",
-        "earnings",
-        "--data-dir",
-        env.grid.host_dir(0).to_str().expect("utf-8"),
-        "--coordinator",
-        &url,
-        "--json",
-    ];
+    let own = env.grid.host_dir(0);
+    let args = ["host", "earnings", "--data-dir", own.to_str().expect("utf-8"), "--coordinator", &url, "--json"];
     let mine = json(&ok(run(&env.path("nobody"), &args, &[]), "host earnings"));
     assert!(mine["hosts"].as_array().expect("hosts").iter().all(|h| h["host"] == id0.0), "{mine}");
     assert!(mine["users"].as_array().expect("users").is_empty(), "{mine}");
