@@ -327,12 +327,16 @@ pub struct HostStanding {
     pub state: String,
 }
 
-/// A line's key while summing: (item, card start).
+/// A line's key while summing: (item, card start, adjusted period).
 type LineKey = (&'static str, Option<u64>, Option<Period>);
+
+/// Sums per subject, per (kind, card start, adjusted period).
+type Sums = BTreeMap<Subject, BTreeMap<(Kind, Option<u64>, Option<Period>), i128>>;
 
 /// Builds the statement of `period` from its raw records (those recorded in it, adjustments
 /// for closed periods included), the rate cards, the recovery gaps and the hosts' standing.
 /// `users` names users (id → name); only subjects with records appear.
+#[allow(clippy::too_many_arguments)]
 pub fn statement(
     period: Period,
     closed: bool,
@@ -344,7 +348,7 @@ pub fn statement(
     now: u64,
 ) -> Statement {
     // Sum per subject, per line (kind, card, adjusted period).
-    let mut sums: BTreeMap<Subject, BTreeMap<(Kind, Option<u64>, Option<Period>), i128>> = BTreeMap::new();
+    let mut sums: Sums = BTreeMap::new();
     for r in records.iter().filter(|r| r.period == period) {
         let card = card_at(cards, r.time).map(|c| c.effective);
         *sums.entry(r.subject).or_default().entry((r.kind, card, r.adjusts)).or_default() += i128::from(r.amount);
@@ -617,7 +621,7 @@ mod tests {
         let mut shuffled = recs.clone();
         shuffled.reverse();
         let again = statement(nov, false, &shuffled, &cards, &[], &BTreeMap::new(), &hosts, t);
-        assert_eq!(serde_json::to_string(&again).unwrap(), serde_json::to_string(&s).unwrap());
+        assert_eq!(serde_json::to_string(&again).expect("test"), serde_json::to_string(&s).expect("test"));
     }
 
     #[test]

@@ -707,28 +707,6 @@ pub async fn run(
     served.map_err(HostError::Serve)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_outage_is_said_when_it_starts_then_once_a_minute_and_its_end_once() {
-        let t0 = std::time::Instant::now();
-        let at = |secs: u64| t0 + Duration::from_secs(secs);
-        let mut o = Outage::default();
-        assert_eq!(o.ended(at(0)), None, "no outage, nothing to say");
-        assert_eq!(o.failed(at(0)), Some(Duration::ZERO));
-        for s in [2, 4, 58] {
-            assert_eq!(o.failed(at(s)), None, "at {s} s");
-        }
-        assert_eq!(o.failed(at(61)), Some(Duration::from_secs(61)));
-        assert_eq!(o.failed(at(63)), None);
-        assert_eq!(o.ended(at(65)), Some(Duration::from_secs(65)));
-        assert_eq!(o.ended(at(67)), None, "said once");
-        assert_eq!(o.failed(at(70)), Some(Duration::ZERO), "a new outage is said at once");
-    }
-}
-
 /// The host's own earnings for `period` (`YYYY-MM`; the current period if none), asked of
 /// the coordinator with the identity in `data_dir` (`scatter host earnings`): the host's
 /// secret signs it in, so it sees its own statement and no other's.
@@ -766,4 +744,26 @@ pub async fn earnings(
         return Err(HostError::Denied(format!("{status}: {}", why.chars().take(300).collect::<String>())));
     }
     reply.response.json().await.map_err(|e| HostError::Denied(format!("an unreadable answer: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outage_is_said_when_it_starts_then_once_a_minute_and_its_end_once() {
+        let t0 = std::time::Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        let mut o = Outage::default();
+        assert_eq!(o.ended(at(0)), None, "no outage, nothing to say");
+        assert_eq!(o.failed(at(0)), Some(Duration::ZERO));
+        for s in [2, 4, 58] {
+            assert_eq!(o.failed(at(s)), None, "at {s} s");
+        }
+        assert_eq!(o.failed(at(61)), Some(Duration::from_secs(61)));
+        assert_eq!(o.failed(at(63)), None);
+        assert_eq!(o.ended(at(65)), Some(Duration::from_secs(65)));
+        assert_eq!(o.ended(at(67)), None, "said once");
+        assert_eq!(o.failed(at(70)), Some(Duration::ZERO), "a new outage is said at once");
+    }
 }

@@ -396,23 +396,23 @@ mod tests {
         let nov = Period { year: 2026, month: 11 };
         let start = nov.end() - 100;
         // First sample sets the clock; then 1000 bytes held for 150 s across the month's end.
-        s.sample_usage(None, start).unwrap();
-        s.write(|tx| Ok(record(tx, Subject::User(1), Kind::Stored, 1000, start)?)).unwrap();
-        s.sample_usage(None, start + 150).unwrap();
-        let nov_recs = s.usage_records(Some(nov), None).unwrap();
+        s.sample_usage(None, start).expect("test");
+        s.write(|tx| Ok(record(tx, Subject::User(1), Kind::Stored, 1000, start)?)).expect("test");
+        s.sample_usage(None, start + 150).expect("test");
+        let nov_recs = s.usage_records(Some(nov), None).expect("test");
         let secs: i64 = nov_recs.iter().filter(|r| r.kind == Kind::StoredSeconds).map(|r| r.amount).sum();
         assert_eq!(secs, 100_000);
-        let dec_recs = s.usage_records(Some(nov.next()), None).unwrap();
+        let dec_recs = s.usage_records(Some(nov.next()), None).expect("test");
         assert_eq!(dec_recs.iter().map(|r| r.amount).sum::<i64>(), 50_000);
-        assert_eq!(s.tally(Subject::User(1), Kind::Stored).unwrap(), 1000);
+        assert_eq!(s.tally(Subject::User(1), Kind::Stored).expect("test"), 1000);
         // Closing is refused before the month is over; then a late record is an adjustment.
-        assert!(s.close_period(nov, nov.end() - 1).unwrap().is_err());
-        assert!(s.close_period(nov, nov.end() + 5).unwrap().unwrap());
-        s.record_usage(&[(Subject::User(1), Kind::Egress, 77)], nov.end() - 3).unwrap();
-        let after = s.usage_records(Some(nov), None).unwrap();
+        assert!(s.close_period(nov, nov.end() - 1).expect("test").is_err());
+        assert!(s.close_period(nov, nov.end() + 5).expect("test").expect("test"));
+        s.record_usage(&[(Subject::User(1), Kind::Egress, 77)], nov.end() - 3).expect("test");
+        let after = s.usage_records(Some(nov), None).expect("test");
         assert_eq!(after, nov_recs, "a closed period's records never change");
-        let late = s.usage_records(Some(nov.next()), None).unwrap();
-        let adj = late.iter().find(|r| r.kind == Kind::Egress).unwrap();
+        let late = s.usage_records(Some(nov.next()), None).expect("test");
+        let adj = late.iter().find(|r| r.kind == Kind::Egress).expect("test");
         assert_eq!((adj.adjusts, adj.amount), (Some(nov), 77));
         // Prices within a closed period are refused.
         let card = RateCard {
@@ -425,12 +425,12 @@ mod tests {
             set_at: 0,
             set_by: "u1".into(),
         };
-        assert!(s.set_rate_card(&card).unwrap().is_err());
-        assert!(s.set_rate_card(&RateCard { effective: nov.end(), ..card }).unwrap().is_ok());
+        assert!(s.set_rate_card(&card).expect("test").is_err());
+        assert!(s.set_rate_card(&RateCard { effective: nov.end(), ..card }).expect("test").is_ok());
         // A recovery gap restarts sampling at its end.
-        s.record_gap(start + 150, start + 1000, "catalog recovered from backup").unwrap();
-        assert_eq!(s.sample_usage(None, start + 1000).unwrap(), 0);
-        let st = s.statement(nov.next(), None, start + 1000).unwrap();
+        s.record_gap(start + 150, start + 1000, "catalog recovered from backup").expect("test");
+        assert_eq!(s.sample_usage(None, start + 1000).expect("test"), 0);
+        let st = s.statement(nov.next(), None, start + 1000).expect("test");
         assert_eq!(st.gaps.len(), 1);
     }
     }
