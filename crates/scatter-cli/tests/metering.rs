@@ -315,3 +315,50 @@ async fn only_admins_see_bills_and_each_party_only_its_own() {
     assert!(mine["hosts"].as_array().expect("hosts").iter().all(|h| h["host"] == id0.0), "{mine}");
     assert!(mine["users"].as_array().expect("users").is_empty(), "{mine}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recovered_catalog_shows_its_gap_in_statements() {
+    let mut env = grid(6).await;
+    let a = env.write_random("a", 60_000, 4);
+    env.put(&a, "a");
+    let key = env.path("offline-recovery.key");
+    std::fs::copy(env.grid.coordinator_dir().join("recovery.key"), &key).expect("copy the key");
+    env.ok(&["admin", "catalog-backup"]);
+    let backup_at = unix();
+    // Usage after the backup: lost with the coordinator, and the statement must say so.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let b = env.write_random("b", 70_000, 5);
+    env.put(&b, "b");
+    env.grid.kill_coordinator();
+    std::fs::remove_dir_all(env.grid.coordinator_dir()).expect("delete the data folder");
+    let target = env.grid.coordinator_dir();
+    let mut args = vec!["coordinator".to_owned(), "recover".into(), "--data-dir".into()];
+    args.extend([target.to_str().expect("utf-8").to_owned(), "--recovery-key".into()]);
+    args.push(key.to_str().expect("utf-8").to_owned());
+    for i in 0..env.grid.host_count() {
+        args.extend(["--host".to_owned(), host(&env, i).1]);
+    }
+    let out = std::process::Command::new(EXE)
+        .args(&args)
+        .env("SCATTER_CONFIG", env.path("nobody"))
+        .output()
+        .expect("recover");
+    assert!(out.status.success(), "recover: {}", String::from_utf8_lossy(&out.stderr));
+    let recovered_at = unix();
+    env.grid.start_coordinator().expect("the recovered coordinator starts");
+
+    let statement = json(&env.ok(&["admin", "billing", "--json"]));
+    let gaps = statement["gaps"].as_array().expect("gaps");
+    assert_eq!(gaps.len(), 1, "{statement}");
+    let (from, to) = (gaps[0]["from"].as_f64().expect("from"), gaps[0]["to"].as_f64().expect("to"));
+    assert!(from <= backup_at + 1.0 && from >= backup_at - 60.0, "gap starts at the backup: {statement}");
+    assert!(to >= backup_at && to <= recovered_at + 1.0, "gap ends at the recovery: {statement}");
+    assert_eq!(gaps[0]["reason"], "catalog recovered from backup");
+    let table = env.ok(&["admin", "billing"]);
+    assert!(table.contains("no records from") && table.contains("catalog recovered from backup"), "{table}");
+    let csv = env.ok(&["admin", "billing", "--csv"]);
+    assert!(csv.lines().any(|l| l.contains(",gap,") && l.contains("catalog recovered from backup")), "{csv}");
+    // Only a's pack is in the recovered records: b's commit went with the lost catalog.
+    let r = records(&env);
+    assert_eq!(total(&r, "user", Some(1), "logical"), 60_000 + SEAL_OVERHEAD, "{r}");
+}
