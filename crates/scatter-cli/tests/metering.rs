@@ -215,6 +215,7 @@ async fn usage_records_and_statements_match_known_traffic() {
     // Every export: the table, CSV with its documented header, JSON for all.
     let table = env.ok(&["admin", "billing"]);
     assert!(table.contains("Statement for") && table.contains("user u1"), "{table}");
+    println!("{table}");
     let csv = env.ok(&["admin", "billing", "--csv"]);
     assert!(csv.starts_with("period,party,id,name,item,quantity,unit,price,price_per,rate_from,amount,adjusts,total,withheld,withheld_reason,payable\n"), "{csv}");
     assert!(csv.lines().any(|l| l.contains(",user,u1,") && l.contains(",storage,")), "{csv}");
