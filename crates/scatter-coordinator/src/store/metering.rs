@@ -37,8 +37,9 @@ CREATE TABLE IF NOT EXISTS meter_current (
     subject TEXT NOT NULL,
     who INTEGER NOT NULL,
     kind TEXT NOT NULL,
+    slot INTEGER NOT NULL,
     amount INTEGER NOT NULL,
-    PRIMARY KEY (subject, who, kind)
+    PRIMARY KEY (subject, who, kind, slot)
 );
 CREATE TABLE IF NOT EXISTS meter_periods (
     period TEXT PRIMARY KEY,
@@ -71,15 +72,15 @@ CREATE TABLE IF NOT EXISTS meter_records (
     claim INTEGER NOT NULL DEFAULT 0, adjusts TEXT
 );
 CREATE TABLE IF NOT EXISTS meter_current (
-    subject TEXT NOT NULL, who INTEGER NOT NULL, kind TEXT NOT NULL, amount INTEGER NOT NULL,
-    PRIMARY KEY (subject, who, kind)
+    subject TEXT NOT NULL, who INTEGER NOT NULL, kind TEXT NOT NULL, slot INTEGER NOT NULL,
+    amount INTEGER NOT NULL, PRIMARY KEY (subject, who, kind, slot)
 );
-INSERT INTO meter_current (subject, who, kind, amount)
-    SELECT 'user', user, 'stored', SUM(bytes) FROM usage_counts GROUP BY user HAVING SUM(bytes) > 0;
-INSERT INTO meter_current (subject, who, kind, amount)
-    SELECT 'user', user, 'logical', SUM(size) FROM packs WHERE state = 'live' GROUP BY user;
-INSERT INTO meter_current (subject, who, kind, amount)
-    SELECT 'host', id, 'held', held_bytes FROM hosts WHERE held_bytes > 0
+INSERT INTO meter_current (subject, who, kind, slot, amount)
+    SELECT 'user', user, 'stored', 0, SUM(bytes) FROM usage_counts GROUP BY user HAVING SUM(bytes) > 0;
+INSERT INTO meter_current (subject, who, kind, slot, amount)
+    SELECT 'user', user, 'logical', 0, SUM(size) FROM packs WHERE state = 'live' GROUP BY user;
+INSERT INTO meter_current (subject, who, kind, slot, amount)
+    SELECT 'host', id, 'held', 0, held_bytes FROM hosts WHERE held_bytes > 0
 ";
 
 /// Meta key: unix time up to which byte-seconds have been recorded.
@@ -96,6 +97,18 @@ fn is_closed(conn: &Sql<'_>, period: Period) -> Result<bool, SqlError> {
 /// Appends a usage record at `time` (its period, or the next open one as an adjustment if
 /// that is closed) and moves the running tally of tallied kinds, in the caller's transaction.
 pub(crate) fn record(conn: &Sql<'_>, subject: Subject, kind: Kind, amount: i64, time: u64) -> Result<(), SqlError> {
+    record_in(conn, subject, kind, amount, time, 0)
+}
+
+/// [`record`], moving the tally in row `slot`.
+pub(crate) fn record_in(
+    conn: &Sql<'_>,
+    subject: Subject,
+    kind: Kind,
+    amount: i64,
+    time: u64,
+    slot: u8,
+) -> Result<(), SqlError> {
     if amount == 0 {
         return Ok(());
     }
@@ -121,17 +134,17 @@ pub(crate) fn record(conn: &Sql<'_>, subject: Subject, kind: Kind, amount: i64, 
     )?;
     if kind.sampled_as().is_some() {
         conn.execute(
-            "INSERT INTO meter_current (subject, who, kind, amount) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (subject, who, kind) DO UPDATE SET amount = meter_current.amount + excluded.amount",
-            params![subject.kind_str(), subject.id() as i64, kind.as_str(), amount],
+            "INSERT INTO meter_current (subject, who, kind, slot, amount) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (subject, who, kind, slot) DO UPDATE SET amount = meter_current.amount + excluded.amount",
+            params![subject.kind_str(), subject.id() as i64, kind.as_str(), slot, amount],
         )?;
     }
     Ok(())
 }
 
-/// [`record`] now (wall clock): the hook the catalog's counters call.
-pub(crate) fn record_now(conn: &Sql<'_>, subject: Subject, kind: Kind, amount: i64) -> Result<(), SqlError> {
-    record(conn, subject, kind, amount, now_wall())
+/// [`record_in`] now (wall clock): the hook the catalog's counters call.
+pub(crate) fn record_now(conn: &Sql<'_>, subject: Subject, kind: Kind, amount: i64, slot: u8) -> Result<(), SqlError> {
+    record_in(conn, subject, kind, amount, now_wall(), slot)
 }
 
 fn rate_cards(conn: &Sql<'_>) -> Result<Vec<RateCard>, SqlError> {
@@ -220,7 +233,8 @@ impl Store {
             if let Some(last) = last.filter(|l| *l < now) {
                 let cuts: Vec<u64> = rate_cards(tx)?.iter().map(|c| c.effective).collect();
                 let tallies: Vec<(String, i64, String, i64)> = tx.query_map(
-                    "SELECT subject, who, kind, amount FROM meter_current WHERE amount > 0 ORDER BY subject, who, kind",
+                    "SELECT subject, who, kind, CAST(SUM(amount) AS BIGINT) FROM meter_current
+                     GROUP BY subject, who, kind HAVING SUM(amount) > 0 ORDER BY subject, who, kind",
                     params![],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                 )?;
@@ -275,12 +289,12 @@ impl Store {
     /// A running tally now (0 if none): a user's `stored` or `logical` bytes, a host's `held`.
     pub fn tally(&self, subject: Subject, kind: Kind) -> Result<i64, StoreError> {
         self.read(|c| {
-            Ok(c.query_opt(
-                "SELECT amount FROM meter_current WHERE subject = ?1 AND who = ?2 AND kind = ?3",
+            Ok(c.query_row(
+                "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM meter_current
+                 WHERE subject = ?1 AND who = ?2 AND kind = ?3",
                 params![subject.kind_str(), subject.id() as i64, kind.as_str()],
                 |r| r.get::<i64>(0),
-            )?
-            .unwrap_or(0))
+            )?)
         })
     }
 
@@ -433,5 +447,37 @@ mod tests {
         let st = s.statement(nov.next(), None, start + 1000).expect("test");
         assert_eq!(st.gaps.len(), 1);
     }
+    }
+
+    /// A version 14 catalog (before metering) with data: the upgrade opens the tallies with
+    /// what it stores, so the first samples count it.
+    #[test]
+    fn a_version_14_catalog_opens_its_tallies() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("c.db");
+        drop(Store::open(&path).expect("open"));
+        let conn = rusqlite::Connection::open(&path).expect("sqlite");
+        conn.execute_batch(
+            "DROP TABLE meter_records; DROP TABLE meter_current; DROP TABLE meter_periods;
+             DROP TABLE meter_rates; DROP TABLE meter_gaps;
+             INSERT INTO users (id, role, public_key, device_key, created) VALUES (3, 'user', 'age1x', x'01', 0);
+             INSERT INTO sessions (id, user, wrapped_key, created) VALUES (1, 3, x'00', 0);
+             INSERT INTO packs (id, user, session, size, k, m, shard_size, state, created)
+                 VALUES (x'aa', 3, 1, 1000, 4, 2, 256, 'live', 0);
+             INSERT INTO usage_counts (user, slot, packs, bytes) VALUES (3, 10, 1, 1536);
+             INSERT INTO hosts (id, secret_hash, address, zone, capacity, last_seen, joined, held_bytes)
+                 VALUES (5, x'00', 'http://h', 'z', 1, 0, 0, 256);
+             UPDATE meta SET value = '14' WHERE key = 'schema';",
+        )
+        .expect("downgrade");
+        drop(conn);
+        let store = Store::open(&path).expect("migrates");
+        assert_eq!(store.tally(Subject::User(3), Kind::Stored).expect("tally"), 1536);
+        assert_eq!(store.tally(Subject::User(3), Kind::Logical).expect("tally"), 1000);
+        assert_eq!(store.tally(Subject::Host(5), Kind::Held).expect("tally"), 256);
+        store.sample_usage(None, 100).expect("first sample");
+        store.sample_usage(None, 110).expect("sample");
+        let recs = store.usage_records(None, Some(Subject::User(3))).expect("records");
+        assert_eq!(recs.iter().filter(|r| r.kind == Kind::StoredSeconds).map(|r| r.amount).sum::<i64>(), 15_360);
     }
 }

@@ -784,7 +784,7 @@ fn held(conn: &Sql<'_>, host: HostId, shards: i64, bytes: i64) -> Result<(), Sql
         "UPDATE hosts SET held_shards = held_shards + ?2, held_bytes = held_bytes + ?3 WHERE id = ?1",
         params![host.0 as i64, shards, bytes],
     )?;
-    metering::record_now(conn, crate::metering::Subject::Host(host.0), crate::metering::Kind::Held, bytes)?;
+    metering::record_now(conn, crate::metering::Subject::Host(host.0), crate::metering::Kind::Held, bytes, 0)?;
     Ok(())
 }
 
@@ -799,9 +799,9 @@ const USAGE_SLOTS: u8 = 16;
 /// goes with one, and so does its usage record (bytes on hosts, and `logical`: sealed bytes).
 fn stored(conn: &Sql<'_>, user: i64, pack: &[u8], packs: i64, bytes: i64, logical: i64) -> Result<(), SqlError> {
     let who = crate::metering::Subject::User(user as u64);
-    metering::record_now(conn, who, crate::metering::Kind::Stored, bytes)?;
-    metering::record_now(conn, who, crate::metering::Kind::Logical, logical)?;
     let slot = pack.first().map_or(0, |b| b % USAGE_SLOTS);
+    metering::record_now(conn, who, crate::metering::Kind::Stored, bytes, slot)?;
+    metering::record_now(conn, who, crate::metering::Kind::Logical, logical, slot)?;
     conn.execute(
         "INSERT INTO usage_counts (user, slot, packs, bytes) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (user, slot) DO UPDATE SET packs = usage_counts.packs + excluded.packs,
