@@ -449,29 +449,42 @@ mod tests {
     }
     }
 
+    conformance! {
     /// A version 14 catalog (before metering) with data: the upgrade opens the tallies with
     /// what it stores, so the first samples count it.
-    #[test]
     fn a_version_14_catalog_opens_its_tallies() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let path = dir.path().join("c.db");
-        drop(Store::open(&path).expect("open"));
-        let conn = rusqlite::Connection::open(&path).expect("sqlite");
-        conn.execute_batch(
-            "DROP TABLE meter_records; DROP TABLE meter_current; DROP TABLE meter_periods;
-             DROP TABLE meter_rates; DROP TABLE meter_gaps;
-             INSERT INTO users (id, role, public_key, device_key, created) VALUES (3, 'user', 'age1x', x'01', 0);
-             INSERT INTO sessions (id, user, wrapped_key, created) VALUES (1, 3, x'00', 0);
-             INSERT INTO packs (id, user, session, size, k, m, shard_size, state, created)
-                 VALUES (x'aa', 3, 1, 1000, 4, 2, 256, 'live', 0);
-             INSERT INTO usage_counts (user, slot, packs, bytes) VALUES (3, 10, 1, 1536);
-             INSERT INTO hosts (id, secret_hash, address, zone, capacity, last_seen, joined, held_bytes)
-                 VALUES (5, x'00', 'http://h', 'z', 1, 0, 0, 256);
-             UPDATE meta SET value = '14' WHERE key = 'schema';",
-        )
-        .expect("downgrade");
-        drop(conn);
-        let store = Store::open(&path).expect("migrates");
+        let (_guard, location) = crate::store::testing::location();
+        {
+            let store = Store::connect(&location).expect("open");
+            let raw = crate::store::testing::Raw(&store);
+            for table in ["meter_records", "meter_current", "meter_periods", "meter_rates", "meter_gaps"] {
+                raw.execute(&format!("DROP TABLE {table}"), params![]).expect("drop");
+            }
+            let blob = vec![1u8];
+            raw.execute(
+                "INSERT INTO users (id, role, public_key, device_key, created) VALUES (3, 'user', 'age1x', ?1, 0)",
+                params![blob],
+            )
+            .expect("user");
+            raw.execute("INSERT INTO sessions (id, user, wrapped_key, created) VALUES (1, 3, ?1, 0)", params![blob])
+                .expect("session");
+            raw.execute(
+                "INSERT INTO packs (id, user, session, size, k, m, shard_size, state, created)
+                 VALUES (?1, 3, 1, 1000, 4, 2, 256, 'live', 0)",
+                params![vec![0xaau8; 32]],
+            )
+            .expect("pack");
+            raw.execute("INSERT INTO usage_counts (user, slot, packs, bytes) VALUES (3, 10, 1, 1536)", params![])
+                .expect("counts");
+            raw.execute(
+                "INSERT INTO hosts (id, secret_hash, address, zone, capacity, last_seen, joined, held_bytes)
+                 VALUES (5, ?1, 'http://h', 'z', 1, 0, 0, 256)",
+                params![blob],
+            )
+            .expect("host");
+            raw.execute("UPDATE meta SET value = '14' WHERE key = 'schema'", params![]).expect("downgrade");
+        }
+        let store = Store::connect(&location).expect("migrates");
         assert_eq!(store.tally(Subject::User(3), Kind::Stored).expect("tally"), 1536);
         assert_eq!(store.tally(Subject::User(3), Kind::Logical).expect("tally"), 1000);
         assert_eq!(store.tally(Subject::Host(5), Kind::Held).expect("tally"), 256);
@@ -479,5 +492,6 @@ mod tests {
         store.sample_usage(None, 110).expect("sample");
         let recs = store.usage_records(None, Some(Subject::User(3))).expect("records");
         assert_eq!(recs.iter().filter(|r| r.kind == Kind::StoredSeconds).map(|r| r.amount).sum::<i64>(), 15_360);
+    }
     }
 }
