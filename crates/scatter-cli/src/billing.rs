@@ -319,7 +319,7 @@ pub fn text(s: &Statement) -> String {
     for h in &s.hosts {
         let _ = writeln!(
             out,
-            "\nhost h{} ({}): earned {}, withheld {}{}, payable {}\n  held {} byte-seconds, granted {} B, claims served {} B, repair served {} B / received {} B, audits {} passed / {} failed",
+            "\nhost h{} ({}): earned {}, withheld {}{}, payable {}\n  held {} byte-seconds, granted {} B, claims served {} B, repair served {} B / received {} B, audits {} passed / {} failed, online {} s",
             h.host,
             h.state,
             h.earned,
@@ -332,7 +332,8 @@ pub fn text(s: &Statement) -> String {
             h.repair_served_bytes,
             h.repair_received_bytes,
             h.audits_passed,
-            h.audits_failed
+            h.audits_failed,
+            h.online_seconds
         );
         for l in &h.lines {
             line(&mut out, l);

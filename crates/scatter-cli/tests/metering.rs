@@ -227,6 +227,9 @@ async fn usage_records_and_statements_match_known_traffic() {
         .map(|h| h["held_byte_seconds"].as_str().expect("decimal").parse::<f64>().expect("number"))
         .sum();
     assert!(held > 0.0, "{all}");
+    let online: i64 =
+        all["hosts"].as_array().expect("hosts").iter().map(|h| h["online_seconds"].as_i64().expect("secs")).sum();
+    assert!(online > 0, "hosts' time online is counted: {all}");
 
     // The user's own view.
     let mine = json(&env.ok(&["usage", "--json"]));

@@ -54,11 +54,13 @@ pub enum Kind {
     AuditPassed,
     /// Host: an audit it failed on a shard it signed a receipt for (amount 1).
     AuditFailed,
+    /// Host: seconds online (between heartbeats no further apart than the offline grace).
+    Online,
 }
 
 impl Kind {
     /// Every kind, for parsing.
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 15] = [
         Kind::Ingress,
         Kind::Stored,
         Kind::Logical,
@@ -73,6 +75,7 @@ impl Kind {
         Kind::RepairReceived,
         Kind::AuditPassed,
         Kind::AuditFailed,
+        Kind::Online,
     ];
 
     /// The name stored in the catalog and shown in exports.
@@ -92,6 +95,7 @@ impl Kind {
             Kind::RepairReceived => "repair_received",
             Kind::AuditPassed => "audit_passed",
             Kind::AuditFailed => "audit_failed",
+            Kind::Online => "online_seconds",
         }
     }
 
@@ -445,6 +449,7 @@ pub fn statement(
                     repair_received_bytes: clamp(total(Kind::RepairReceived)),
                     audits_passed: clamp(passed),
                     audits_failed: clamp(failed),
+                    online_seconds: clamp(total(Kind::Online)),
                     lines,
                     earned,
                     withheld,
@@ -601,6 +606,7 @@ mod tests {
             rec(8, t, Subject::Host(7), Kind::Served, 2 * GIB as i64),
             rec(9, t, Subject::Host(7), Kind::AuditPassed, 3),
             rec(10, t, Subject::Host(7), Kind::AuditFailed, 1),
+            rec(12, t, Subject::Host(7), Kind::Online, 30),
             // Another period's record is not in this statement.
             rec(11, nov.end(), Subject::User(1), Kind::Egress, GIB as i64),
         ];
@@ -615,6 +621,7 @@ mod tests {
         let h = &s.hosts[0];
         // Serving is credited only up to the grants: 1 GiB at 3500, plus a GiB-month at 2000.
         assert_eq!(h.earned, 2000 + 3500);
+        assert_eq!(h.online_seconds, 30);
         // One audit in four failed: a quarter withheld.
         assert_eq!((h.withheld, h.payable), (1375, 4125));
         // The same records in another order give the same statement.

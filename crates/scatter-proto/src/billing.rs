@@ -125,6 +125,8 @@ pub struct HostStatement {
     pub audits_passed: i64,
     /// Audits failed in the period (on shards it signed receipts for).
     pub audits_failed: i64,
+    /// Seconds it was online in the period (heartbeats no further apart than the offline grace).
+    pub online_seconds: i64,
     /// What it earns for.
     pub lines: Vec<Line>,
     /// The sum of the lines' amounts.

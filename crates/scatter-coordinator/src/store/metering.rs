@@ -80,7 +80,11 @@ INSERT INTO meter_current (subject, who, kind, slot, amount)
 INSERT INTO meter_current (subject, who, kind, slot, amount)
     SELECT 'user', user, 'logical', 0, SUM(size) FROM packs WHERE state = 'live' GROUP BY user;
 INSERT INTO meter_current (subject, who, kind, slot, amount)
-    SELECT 'host', id, 'held', 0, held_bytes FROM hosts WHERE held_bytes > 0
+    SELECT 'host', id, 'held', 0, held_bytes FROM hosts WHERE held_bytes > 0;
+INSERT INTO meter_current (subject, who, kind, slot, amount)
+    SELECT 'host', id, 'served_seen', 0, served_bytes FROM hosts;
+INSERT INTO meter_current (subject, who, kind, slot, amount)
+    SELECT 'host', id, 'online_seen', 0, online_secs FROM hosts
 ";
 
 /// Meta key: unix time up to which byte-seconds have been recorded.
@@ -205,6 +209,41 @@ pub enum BillingError {
     NotOver(String, String),
 }
 
+/// Records, for each host, what its heartbeats added to its served bytes (a claim) and its
+/// time online since the last sample, from the hosts' own counters and the marks kept in
+/// `meter_current` (kinds `served_seen`, `online_seen`): one record per host and sample
+/// rather than one per heartbeat. Returns the records written.
+fn host_counters(conn: &Sql<'_>, now: u64) -> Result<u64, SqlError> {
+    let hosts: Vec<(i64, i64, i64)> =
+        conn.query_map("SELECT id, served_bytes, online_secs FROM hosts ORDER BY id", params![], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+    let mut written = 0;
+    for (id, served, online) in hosts {
+        for (mark, value, kind) in [("served_seen", served, Kind::Served), ("online_seen", online, Kind::Online)] {
+            let seen: i64 = conn
+                .query_opt(
+                    "SELECT amount FROM meter_current WHERE subject = 'host' AND who = ?1 AND kind = ?2 AND slot = 0",
+                    params![id, mark],
+                    |r| r.get(0),
+                )?
+                .unwrap_or(0);
+            if value > seen {
+                record(conn, Subject::Host(id as u64), kind, value - seen, now)?;
+                written += 1;
+            }
+            if value != seen {
+                conn.execute(
+                    "INSERT INTO meter_current (subject, who, kind, slot, amount) VALUES ('host', ?1, ?2, 0, ?3)
+                     ON CONFLICT (subject, who, kind, slot) DO UPDATE SET amount = excluded.amount",
+                    params![id, mark, value],
+                )?;
+            }
+        }
+    }
+    Ok(written)
+}
+
 impl Store {
     /// Records usage now, one transaction (facts seen outside a catalog change: bytes the
     /// repairer read, grants issued, hosts' claims of bytes served).
@@ -252,6 +291,7 @@ impl Store {
                     }
                 }
             }
+            written += host_counters(tx, now)?;
             if last.is_none_or(|l| l < now) {
                 tx.execute(
                     "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
