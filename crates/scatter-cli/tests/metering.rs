@@ -232,6 +232,7 @@ async fn usage_records_and_statements_match_known_traffic() {
     assert!(online > 0, "hosts' time online is counted: {all}");
 
     // The user's own view.
+    println!("{}", env.ok(&["usage"]));
     let mine = json(&env.ok(&["usage", "--json"]));
     assert_eq!(mine["stored_bytes"].as_i64(), Some(on_hosts_ab - shards_of_a), "{mine}");
     assert!(mine["statement"]["users"].as_array().expect("users").iter().all(|u| u["user"] == 1), "{mine}");
