@@ -366,9 +366,11 @@ pub(crate) async fn usage(coord: &Coordinator, json: bool) -> Result<()> {
     }
     let quota = u.quota.map(|q| scatter_core::ByteSize(q).to_string()).unwrap_or_else(|| "none".into());
     println!(
-        "Stored now: {} on hosts with redundancy ({} before), quota {quota}",
+        "Stored now: {} on hosts with redundancy ({} before), quota {quota}; {} object version(s), {} snapshot(s)",
         scatter_core::ByteSize(u.stored_bytes),
-        scatter_core::ByteSize(u.logical_bytes)
+        scatter_core::ByteSize(u.logical_bytes),
+        u.objects,
+        u.snapshots
     );
     print!("{}", text(&u.statement));
     if u.statement.users.is_empty() {

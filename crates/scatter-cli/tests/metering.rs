@@ -235,6 +235,7 @@ async fn usage_records_and_statements_match_known_traffic() {
     println!("{}", env.ok(&["usage"]));
     let mine = json(&env.ok(&["usage", "--json"]));
     assert_eq!(mine["stored_bytes"].as_i64(), Some(on_hosts_ab - shards_of_a), "{mine}");
+    assert_eq!((mine["objects"].as_u64(), mine["snapshots"].as_u64()), (Some(1), Some(0)), "{mine}");
     assert!(mine["statement"]["users"].as_array().expect("users").iter().all(|u| u["user"] == 1), "{mine}");
     assert!(mine["statement"]["hosts"].as_array().expect("hosts").is_empty(), "{mine}");
 

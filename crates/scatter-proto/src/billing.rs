@@ -194,6 +194,10 @@ pub struct UsageResponse {
     pub logical_bytes: u64,
     /// Its quota, if limited (bytes on hosts).
     pub quota: Option<u64>,
+    /// Object versions it stores now (`put`).
+    pub objects: u64,
+    /// Snapshots it has now (`backup`).
+    pub snapshots: u64,
     /// This period's statement for the account (an empty one if it has no records yet).
     pub statement: Statement,
 }

@@ -338,6 +338,20 @@ impl Store {
         })
     }
 
+    /// How many object versions and snapshots `user` has now.
+    pub fn object_counts(&self, user: u64) -> Result<(u64, u64), StoreError> {
+        self.read(|c| {
+            let count = |table: &str| -> Result<u64, SqlError> {
+                let n: i64 =
+                    c.query_row(&format!("SELECT COUNT(*) FROM {table} WHERE user = ?1"), params![user as i64], |r| {
+                        r.get(0)
+                    })?;
+                Ok(n.max(0) as u64)
+            };
+            Ok((count("objects")?, count("snapshots")?))
+        })
+    }
+
     /// Adds a rate card. Refused if it would apply within a closed period.
     pub fn set_rate_card(&self, card: &RateCard) -> Result<Result<(), BillingError>, StoreError> {
         self.write(|tx| {
