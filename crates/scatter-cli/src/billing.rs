@@ -251,37 +251,12 @@ pub fn csv(s: &Statement) -> String {
 
 /// `2026-11-30T01:02:03Z`.
 pub fn time(unix: u64) -> String {
-    let days = (unix / 86_400) as i64;
-    let (y, m, d) = civil(days);
-    let s = unix % 86_400;
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", s / 3600, s / 60 % 60, s % 60)
-}
-
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+    scatter_coordinator::metering::format_time(unix)
 }
 
 /// `YYYY-MM-DD` (UTC) as unix seconds at its start.
 pub fn parse_date(s: &str) -> Result<u64, String> {
-    let bad = || format!("`{s}` is not a date; write it as YEAR-MONTH-DAY, e.g. 2026-12-01 (UTC)");
-    let p: Vec<&str> = s.split('-').collect();
-    let [y, m, d] = p.as_slice() else { return Err(bad()) };
-    let (y, m, d): (i64, u32, u32) =
-        (y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?, d.parse().map_err(|_| bad())?);
-    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || d == 0 {
-        return Err(bad());
-    }
-    // Search the day number whose date is this one (the inverse of `civil`).
-    let guess = (y - 1970) * 365 + (y - 1969) / 4 - (y - 1901) / 100 + (y - 1601) / 400 + i64::from(m - 1) * 30;
-    (guess - 2..guess + 40).find(|days| civil(*days) == (y, m, d)).map(|days| days as u64 * 86_400).ok_or_else(bad)
+    scatter_coordinator::metering::parse_date(s)
 }
 
 /// The statement as a table, one block per party.
