@@ -12,6 +12,7 @@ macro_rules! print {
 }
 
 mod backups;
+mod billing;
 mod catalog;
 mod demo;
 mod inspect;
@@ -151,9 +152,16 @@ enum Cmd {
         /// https://grid.example.org; by default derived from --dashboard.
         #[arg(long, value_name = "URL", requires = "dashboard")]
         dashboard_url: Option<String>,
+        /// How often stored bytes are sampled into byte-hours for metering and billing
+        /// (statements are exact to within one interval).
+        #[arg(long, default_value = "1h", value_parser = duration::parse)]
+        metering_interval: Duration,
     },
     /// Run a storage host that offers disk space to the grid.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Host {
+        #[command(subcommand)]
+        action: Option<HostAction>,
         /// Read the settings from this TOML file: one key per long flag, spelled as the flag
         /// (`data-dir = "/var/lib/scatter"`, `insecure = true`); flags and environment
         /// variables win over it. A file holding a secret (`join-token`) must be mode 0600.
@@ -164,24 +172,24 @@ enum Cmd {
         #[arg(long)]
         check_config: bool,
         /// Directory for shards and the host's identity.
-        #[arg(long)]
-        data_dir: PathBuf,
+        #[arg(long, required = true)]
+        data_dir: Option<PathBuf>,
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: String,
         /// The coordinator's URL (its data directory's `url` file), or the URLs of several
         /// coordinators sharing the catalog, separated by commas: the host uses whichever
         /// answers.
-        #[arg(long)]
-        coordinator: scatter_net::CoordinatorUrls,
+        #[arg(long, required = true)]
+        coordinator: Option<scatter_net::CoordinatorUrls>,
         /// The grid's join token (the coordinator's `join-token` file).
         // `hide_env_values` marks a secret: a config file that sets it must be mode 0600
         // (`scatter_cli::config`).
-        #[arg(long, env = "SCATTER_JOIN_TOKEN", hide_env_values = true)]
-        join_token: String,
+        #[arg(long, env = "SCATTER_JOIN_TOKEN", hide_env_values = true, required = true)]
+        join_token: Option<String>,
         /// Space offered to the grid, e.g. 500GiB.
-        #[arg(long)]
-        capacity: ByteSize,
+        #[arg(long, required = true)]
+        capacity: Option<ByteSize>,
         /// Failure-domain label (rack, building, city).
         #[arg(long, default_value = "default")]
         zone: String,
@@ -536,6 +544,13 @@ enum Cmd {
         /// The name it was stored under.
         name: String,
     },
+    /// Your own usage: what you store now, your quota, and this period's usage and charges
+    /// so far (accounts of role `user` and admins).
+    Usage {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the grid's hosts.
     Status {
         /// Print JSON.
@@ -612,6 +627,33 @@ enum CoordinatorCmd {
     },
 }
 
+/// `scatter host <command>`: for a host's operator, with the host's own credentials.
+#[derive(Subcommand)]
+enum HostAction {
+    /// This host's earnings for a billing period, asked with its own identity (the
+    /// `host.json` in its data directory): what it earned, what is withheld and why.
+    Earnings {
+        /// The host's data directory (where it keeps `host.json`).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The coordinator's URL (or several, separated by commas).
+        #[arg(long)]
+        coordinator: scatter_net::CoordinatorUrls,
+        /// Accept a plain-HTTP coordinator (a grid run with --insecure).
+        #[arg(long)]
+        insecure: bool,
+        /// The period, YYYY-MM (UTC); the current one by default.
+        #[arg(long)]
+        period: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Print CSV, one row per line.
+        #[arg(long)]
+        csv: bool,
+    },
+}
+
 #[derive(Subcommand)]
 enum AdminCmd {
     /// The audit trail: registrations, invites, refused requests, host joins and state changes.
@@ -665,6 +707,28 @@ enum AdminCmd {
     },
     /// A one-time login link to the web dashboard (valid 5 minutes), signed in as you.
     Dashboard,
+    /// Statements of a billing period (what each user owes, what each host earned), rate
+    /// cards, raw usage records, closing a period.
+    #[command(args_conflicts_with_subcommands = true)]
+    Billing {
+        #[command(subcommand)]
+        command: Option<billing::BillingCmd>,
+        /// The period, YYYY-MM (UTC); the current one by default.
+        #[arg(long)]
+        period: Option<String>,
+        /// Only this user's statement (e.g. u3).
+        #[arg(long)]
+        user: Option<scatter_core::UserId>,
+        /// Only this host's statement (e.g. h2).
+        #[arg(long)]
+        host: Option<scatter_core::HostId>,
+        /// Print the statement as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Print the statement as CSV, one row per line.
+        #[arg(long)]
+        csv: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -905,7 +969,8 @@ fn parse_cli() -> Cli {
 fn main() {
     let cli = parse_cli();
     let _ = PASSPHRASE_FLAGS.set((cli.passphrase_file.clone(), cli.passphrase_command.clone()));
-    let service = matches!(cli.command, Cmd::Coordinator { action: None, .. } | Cmd::Host { .. } | Cmd::Dev { .. });
+    let service =
+        matches!(cli.command, Cmd::Coordinator { action: None, .. } | Cmd::Host { action: None, .. } | Cmd::Dev { .. });
     let filter = cli.log_level.clone().unwrap_or_else(|| match cli.command {
         _ if service => "info".into(),
         // fuser warns about calls a read-only file system leaves to the kernel's defaults,
@@ -1344,6 +1409,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
             dashboard_cert,
             dashboard_key,
             dashboard_url,
+            metering_interval,
         } => {
             let data_dir = data_dir.context("--data-dir is required")?;
             let dashboard = dashboard.map(|listen| scatter_coordinator::dashboard::DashboardConfig {
@@ -1368,10 +1434,19 @@ async fn run(cmd: Cmd) -> Result<i32> {
                 tolerate,
                 period_margin,
                 dashboard,
+                metering_interval,
             };
             scatter_coordinator::run(config, listener, shutdown_signal()).await?;
         }
         Cmd::Host {
+            action: Some(HostAction::Earnings { data_dir, coordinator, insecure, period, json, csv }), ..
+        } => {
+            let format = billing::Format::of(json, csv)?;
+            let s = scatter_host::earnings(&data_dir, &coordinator, insecure, period).await?;
+            billing::print(&s, format)?;
+        }
+        Cmd::Host {
+            action: None,
             config,
             check_config: _,
             data_dir,
@@ -1388,10 +1463,10 @@ async fn run(cmd: Cmd) -> Result<i32> {
             let listener = bind(&listen).await?;
             let config = scatter_host::Config {
                 config_file: config,
-                data_dir,
-                coordinator,
-                join_token,
-                capacity,
+                data_dir: data_dir.context("--data-dir is required")?,
+                coordinator: coordinator.context("--coordinator is required")?,
+                join_token: join_token.context("--join-token is required")?,
+                capacity: capacity.context("--capacity is required")?,
                 zone,
                 heartbeat,
                 public_url,
@@ -1814,6 +1889,20 @@ async fn run(cmd: Cmd) -> Result<i32> {
                     println!("Invite {id} is revoked: its token is refused from now on.");
                 }
             }
+        }
+        Cmd::Admin { command: AdminCmd::Billing { command: Some(command), .. } } => {
+            let (_, p) = load()?;
+            billing::run(&p.coordinator()?, command).await?;
+        }
+        Cmd::Admin { command: AdminCmd::Billing { command: None, period, user, host, json, csv } } => {
+            let format = billing::Format::of(json, csv)?;
+            let (_, p) = load()?;
+            let s = p.coordinator()?.billing_statement(period.as_deref(), user, host).await?;
+            billing::print(&s, format)?;
+        }
+        Cmd::Usage { json } => {
+            let (_, p) = load()?;
+            billing::usage(&p.coordinator()?, json).await?;
         }
         Cmd::Admin { command: AdminCmd::Operator { command } } => {
             let (_, p) = load()?;

@@ -466,6 +466,59 @@ impl Coordinator {
         self.post(Repeat::Safe, "/v1/dashboard/link", &serde_json::json!({})).await
     }
 
+    /// A billing period's statement, everyone's or one user's or host's (admins only).
+    pub async fn billing_statement(
+        &self,
+        period: Option<&str>,
+        user: Option<UserId>,
+        host: Option<scatter_core::HostId>,
+    ) -> Result<scatter_proto::billing::Statement, ClientError> {
+        let (user, host) = (user.map(|u| u.to_string()), host.map(|h| h.to_string()));
+        let mut q: Vec<(&str, &str)> = Vec::new();
+        q.extend(period.map(|p| ("period", p)));
+        q.extend(user.as_deref().map(|u| ("user", u)));
+        q.extend(host.as_deref().map(|h| ("host", h)));
+        self.get("/v1/admin/billing", &q).await
+    }
+
+    /// Raw usage records of a period (all periods if none), of one user if given (admins only).
+    pub async fn usage_records(
+        &self,
+        period: Option<&str>,
+        user: Option<UserId>,
+    ) -> Result<Vec<scatter_proto::billing::UsageRecord>, ClientError> {
+        let user = user.map(|u| u.to_string());
+        let mut q: Vec<(&str, &str)> = Vec::new();
+        q.extend(period.map(|p| ("period", p)));
+        q.extend(user.as_deref().map(|u| ("user", u)));
+        self.get("/v1/admin/billing/records", &q).await
+    }
+
+    /// Every rate card (admins only).
+    pub async fn rate_cards(&self) -> Result<Vec<scatter_proto::billing::RateCard>, ClientError> {
+        self.get("/v1/admin/billing/rates", &[]).await
+    }
+
+    /// Adds a rate card (admins only).
+    pub async fn set_rate_card(
+        &self,
+        card: &scatter_proto::billing::RateCardRequest,
+    ) -> Result<scatter_proto::billing::RateCard, ClientError> {
+        self.post(Repeat::Safe, "/v1/admin/billing/rates", card).await
+    }
+
+    /// Closes a billing period that is over (admins only).
+    pub async fn close_period(&self, period: &str) -> Result<serde_json::Value, ClientError> {
+        let path = "/v1/admin/billing/close";
+        self.call(Repeat::Safe, Method::POST, path, &[("period", period)], Some(json(path, &serde_json::json!({}))?))
+            .await
+    }
+
+    /// The caller's own usage, quota and charges so far this period.
+    pub async fn usage(&self) -> Result<scatter_proto::billing::UsageResponse, ClientError> {
+        self.get("/v1/usage", &[]).await
+    }
+
     /// The grid's data health (admins only).
     pub async fn admin_health(&self) -> Result<serde_json::Value, ClientError> {
         self.get("/v1/admin/health", &[]).await

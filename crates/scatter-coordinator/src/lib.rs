@@ -13,6 +13,8 @@ pub mod error;
 mod gc;
 mod jobs;
 pub mod lock;
+pub mod metering;
+mod metering_job;
 mod metrics;
 pub mod period;
 pub mod placement;
@@ -76,6 +78,9 @@ pub struct Config {
     pub catalog_backup_interval: Duration,
     /// The web dashboard's own listener, if it is served (see [`dashboard`]).
     pub dashboard: Option<dashboard::DashboardConfig>,
+    /// How often stored bytes are sampled into byte-seconds for metering (see
+    /// [`metering`]); statements are exact to within one interval.
+    pub metering_interval: Duration,
 }
 
 /// After `scatter coordinator recover`, shards on hosts that the restored catalog does not
@@ -161,6 +166,7 @@ pub(crate) struct Shared {
     pub offline_after: Duration,
     pub session_ttl: Duration,
     pub checker_interval: Duration,
+    pub metering_interval: Duration,
     pub orphan_grace: Duration,
     pub reservation_ttl: Duration,
     pub tolerate: Option<u8>,
@@ -443,6 +449,7 @@ pub async fn run(
         offline_after: config.offline_after,
         session_ttl: config.session_ttl,
         checker_interval: config.checker_interval,
+        metering_interval: config.metering_interval,
         orphan_grace: config.orphan_grace,
         reservation_ttl: config.reservation_ttl,
         tolerate: config.tolerate,
@@ -493,6 +500,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let gc = tokio::spawn(gc::run(shared.clone(), stop_rx.clone()));
     let repairer = tokio::spawn(repair::run(shared.clone(), stop_rx.clone()));
+    let sampler = tokio::spawn(metering_job::run(shared.clone(), stop_rx.clone()));
     let backup = tokio::spawn(catalog_backup::run(shared.clone(), stop_rx.clone()));
     let board = dashboard.map(|d| {
         write_private(&config.data_dir.join("dashboard-url"), format!("{}\n", d.served.url).as_bytes())?;
@@ -517,6 +525,7 @@ pub async fn run(
     let _ = gc.await;
     let _ = repairer.await;
     let _ = backup.await;
+    let _ = sampler.await;
     // Hand the background jobs over at once rather than when the leases lapse.
     let holder = shared.instance.clone();
     if let Err(e) = shared.catalog(move |s| s.release_leases(&holder)).await {

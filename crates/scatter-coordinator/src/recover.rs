@@ -290,6 +290,8 @@ async fn write_dir(
     ];
     tokio::task::spawn_blocking(move || {
         let store = crate::store::Store::open(&catalog)?;
+        // Usage between the backup and now is lost with the catalog: statements say so.
+        store.record_gap(time, unix_now(), "catalog recovered from backup")?;
         store.set_meta(&pairs)
     })
     .await

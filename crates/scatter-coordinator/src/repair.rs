@@ -202,6 +202,17 @@ async fn repair(
             Err(e) => tracing::debug!(host = %h, %shard, error = %e, "repair read failed"),
         }
     }
+    // What the repairer read, per host: verified (each shard hash-checked on arrival).
+    let read: Vec<(crate::metering::Subject, crate::metering::Kind, i64)> = good
+        .iter()
+        .filter(|(index, _, _, _)| have[*index as usize].is_some())
+        .map(|(_, _, h, _)| {
+            (crate::metering::Subject::Host(h.0), crate::metering::Kind::RepairServed, pack.shard_size as i64)
+        })
+        .collect();
+    if let Err(e) = shared.catalog(move |s| s.record_usage(&read, now())).await {
+        tracing::warn!(error = %e, "could not record the repairer's reads as usage");
+    }
     if count < k {
         return Err(format!("only {count} of the {k} shards needed could be read"));
     }

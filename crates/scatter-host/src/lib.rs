@@ -80,6 +80,12 @@ pub enum HostError {
     /// The coordinator refused to let this host join.
     #[error("the coordinator refused the join: {0}")]
     Refused(String),
+    /// The coordinator refused a request signed in with this host's secret.
+    #[error("the coordinator refused: {0}")]
+    Denied(String),
+    /// This data directory holds no host identity.
+    #[error("{0} holds no host identity (host.json); give the --data-dir of a host that joined the grid")]
+    NotJoined(PathBuf),
     /// The coordinator URL, the token and `--insecure` do not agree.
     #[error(transparent)]
     Mode(#[from] scatter_net::ModeError),
@@ -731,6 +737,45 @@ pub async fn run(
     beat.abort();
     inventory.abort();
     served.map_err(HostError::Serve)
+}
+
+/// The host's own earnings for `period` (`YYYY-MM`; the current period if none), asked of
+/// the coordinator with the identity in `data_dir` (`scatter host earnings`): the host's
+/// secret signs it in, so it sees its own statement and no other's.
+pub async fn earnings(
+    data_dir: &Path,
+    coordinator: &scatter_net::CoordinatorUrls,
+    insecure: bool,
+    period: Option<String>,
+) -> Result<scatter_proto::billing::Statement, HostError> {
+    let id_path = data_dir.join("host.json");
+    let identity = read_identity(&id_path)?.ok_or_else(|| HostError::NotJoined(data_dir.to_owned()))?;
+    let ca = identity.ca.as_deref().map(|s| s.parse()).transpose().map_err(|_| HostError::Damaged(id_path.clone()))?;
+    let fingerprint = coordinator.check_mode(ca, insecure)?;
+    let http = scatter_net::http_client(fingerprint, scatter_net::Peer::Coordinator)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| HostError::Serve(std::io::Error::other(e)))?;
+    let coordinators = Failover::new(http, coordinator.clone());
+    let req = scatter_proto::billing::EarningsRequest {
+        host_id: identity.host_id,
+        host_secret: identity.host_secret,
+        period,
+    };
+    let reply = coordinators
+        .send(Repeat::Safe, |http, base| http.post(format!("{base}/v1/hosts/earnings")).json(&req).build())
+        .await
+        .map_err(HostError::Unreachable)?;
+    if !reply.response.status().is_success() {
+        let status = reply.response.status();
+        let body = reply.response.text().await.unwrap_or_default();
+        let why = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+            .unwrap_or(body);
+        return Err(HostError::Denied(format!("{status}: {}", why.chars().take(300).collect::<String>())));
+    }
+    reply.response.json().await.map_err(|e| HostError::Denied(format!("an unreadable answer: {e}")))
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod billing;
 mod bounded;
 pub mod catalog_backup;
 pub mod grant;

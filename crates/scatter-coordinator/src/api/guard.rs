@@ -74,6 +74,8 @@ pub(crate) fn route(path: &str) -> (usize, bool) {
         "/v1/hosts/join" | "/v1/hosts/cert" | "/v1/users/register" | "/v1/users/recover" | "/v1/hosts/dashboard" => {
             (SMALL, false)
         }
+        // A host asking for its own earnings signs in with its secret, in the body.
+        "/v1/hosts/earnings" => (SMALL, false),
         // A receipts backfill: MAX_RECEIPTS of about 210 bytes.
         "/v1/hosts/heartbeat" | "/v1/hosts/receipts" => (MEDIUM, false),
         // By shard count: MAX_INVENTORY entries of about 80 bytes.

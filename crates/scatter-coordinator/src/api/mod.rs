@@ -25,6 +25,7 @@ use crate::{now, secret_hash, Shared};
 
 pub(crate) mod admin;
 mod backup;
+mod billing;
 mod devices;
 pub(crate) mod guard;
 pub(crate) mod place;
@@ -106,6 +107,12 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/admin/users/device", post(admin::device_invite))
         .route("/v1/admin/users/remove", post(admin::remove_user))
         .route("/v1/admin/events", get(admin::events))
+        .route("/v1/admin/billing", get(billing::statement))
+        .route("/v1/admin/billing/records", get(billing::records))
+        .route("/v1/admin/billing/rates", get(billing::rates).post(billing::set_rates))
+        .route("/v1/admin/billing/close", post(billing::close))
+        .route("/v1/usage", get(billing::usage))
+        .route("/v1/hosts/earnings", post(billing::earnings))
         .route("/v1/admin/operators", get(admin::operators).post(admin::add_operator))
         .route("/v1/admin/operators/independent", post(admin::operator_independent))
         .route("/v1/dashboard/link", post(crate::dashboard::link))
@@ -798,6 +805,7 @@ async fn locate(State(sh): S, headers: HeaderMap, Body(req): Body<LocateRequest>
     check_ids(req.chunks.len())?;
     let (chunks, packs, sessions) = db(&sh, move |s| s.locate(u.id, &req.chunks)).await?;
     let hosts = db(&sh, |s| s.hosts()).await?;
+    billing::record_reads(&sh, u.id, &chunks, &packs).await;
     let expires = now() + GRANT_TTL.as_secs();
     let packs = packs
         .into_iter()

@@ -161,7 +161,7 @@ fn load(tx: &Sql<'_>, user: UserId, packs: &[BulkPack], objects: &[BulkObject]) 
     rows.clear();
     for p in packs {
         let bytes = (p.shard_size * (u64::from(p.k) + u64::from(p.m))) as i64;
-        super::stored(tx, user.0 as i64, &p.id.as_bytes()[..], 1, bytes)?;
+        super::stored(tx, user.0 as i64, &p.id.as_bytes()[..], 1, bytes, p.size as i64)?;
     }
     let mut held: HashMap<HostId, (i64, i64)> = HashMap::new();
     for p in packs {

@@ -114,6 +114,7 @@ impl Store {
             let online = (online.max(0) as u64).saturating_add(if gap <= grace { gap } else { 0 });
             let claim = beat.served.min(gap.max(1).saturating_mul(MAX_SERVED_PER_SEC));
             let served = (served.max(0) as u64).saturating_add(claim);
+            // `served_bytes` and `online_secs` reach usage records at the next metering sample.
             tx.execute(
                 "UPDATE hosts SET address = ?2, capacity = ?3, reported_used = ?4, free = ?5,
                                   last_seen = CASE WHEN last_seen > ?6 THEN last_seen ELSE ?6 END, online_secs = ?7, served_bytes = ?8,

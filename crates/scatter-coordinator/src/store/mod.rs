@@ -31,6 +31,7 @@ mod events;
 mod hosts;
 mod leases;
 mod locks;
+mod metering;
 mod operators;
 mod repair;
 mod reservations;
@@ -49,12 +50,13 @@ pub use events::Event;
 pub use hosts::{Beat, NewHost, MAX_SERVED_PER_SEC};
 pub use leases::Fence;
 pub use locks::Expired;
+pub use metering::BillingError;
 pub use repair::{DegradedPack, Health, Reconciled, ShardMove};
 pub use reservations::{Reservation, ReserveError, Reserved};
 use sql::{Backend, Sql, SqlError};
 pub use transfer::{Moved, TransferError};
 
-const SCHEMA_VERSION: i64 = 15;
+const SCHEMA_VERSION: i64 = 16;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -462,6 +464,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // Object lock and expiry (see `locks`): the coordinator's own records of what may not
     // be removed before when, and of what it removes when; and each user's lock maxima.
     (14, locks::TABLES),
+    // Metering (see `metering`): usage records, running tallies, rate cards, closed
+    // periods and recovery gaps. Its tables are in `metering::DDL`, created with the schema.
+    (15, metering::MIGRATION),
 ];
 
 /// A catalog failure.
@@ -821,6 +826,7 @@ fn held(conn: &Sql<'_>, host: HostId, shards: i64, bytes: i64) -> Result<(), Sql
         "UPDATE hosts SET held_shards = held_shards + ?2, held_bytes = held_bytes + ?3 WHERE id = ?1",
         params![host.0 as i64, shards, bytes],
     )?;
+    metering::record_now(conn, crate::metering::Subject::Host(host.0), crate::metering::Kind::Held, bytes, 0)?;
     Ok(())
 }
 
@@ -832,9 +838,12 @@ const USAGE_SLOTS: u8 = 16;
 
 /// Counts `packs` live packs of `bytes` on hosts more (or fewer) for `user`, in the row that
 /// `pack` picks, in the caller's transaction: every pack that becomes live or is released
-/// goes with one.
-fn stored(conn: &Sql<'_>, user: i64, pack: &[u8], packs: i64, bytes: i64) -> Result<(), SqlError> {
+/// goes with one, and so does its usage record (bytes on hosts, and `logical`: sealed bytes).
+fn stored(conn: &Sql<'_>, user: i64, pack: &[u8], packs: i64, bytes: i64, logical: i64) -> Result<(), SqlError> {
+    let who = crate::metering::Subject::User(user as u64);
     let slot = pack.first().map_or(0, |b| b % USAGE_SLOTS);
+    metering::record_now(conn, who, crate::metering::Kind::Stored, bytes, slot)?;
+    metering::record_now(conn, who, crate::metering::Kind::Logical, logical, slot)?;
     conn.execute(
         "INSERT INTO usage_counts (user, slot, packs, bytes) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (user, slot) DO UPDATE SET packs = usage_counts.packs + excluded.packs,
@@ -875,15 +884,15 @@ pub(crate) fn measure_spread(conn: &Sql<'_>, pack: &[u8]) -> Result<(), SqlError
 /// `packs`, with parameters `params`) selects, taking what they hold off their owners' usage.
 /// Returns how many.
 pub(crate) fn release_packs(conn: &Sql<'_>, filter: &str, params: &[&dyn sql::Param]) -> Result<u64, SqlError> {
-    let released: Vec<(i64, Vec<u8>, i64)> = conn.query_map(
+    let released: Vec<(i64, Vec<u8>, i64, i64)> = conn.query_map(
         &format!(
-            "UPDATE packs SET state = 'deleting' WHERE state = 'live' AND {filter} RETURNING user, id, shard_size * (k + m)"
+            "UPDATE packs SET state = 'deleting' WHERE state = 'live' AND {filter} RETURNING user, id, shard_size * (k + m), size"
         ),
         params,
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )?;
-    for (user, pack, bytes) in &released {
-        stored(conn, *user, pack, -1, -bytes)?;
+    for (user, pack, bytes, logical) in &released {
+        stored(conn, *user, pack, -1, -bytes, -logical)?;
     }
     Ok(released.len() as u64)
 }
@@ -1018,6 +1027,10 @@ impl Store {
             match c.is_postgres() {
                 true => c.batch(&sql::postgres_ddl(locks::TABLES))?,
                 false => c.batch(locks::TABLES)?,
+            }
+            match c.is_postgres() {
+                true => c.batch(&sql::postgres_ddl(metering::DDL))?,
+                false => c.batch(metering::DDL)?,
             }
             if version.is_some_and(|v| v <= 12) && c.is_postgres() {
                 // Devices were given their accounts' ids: new ones are numbered after them.
@@ -1327,7 +1340,11 @@ impl Store {
                 // The same pack committed twice (a retried request): nothing more to do.
                 return Ok(());
             }
-            stored(tx, p.user.0 as i64, &p.id.as_bytes()[..], 1, (p.shard_size * (u64::from(p.k) + u64::from(p.m))) as i64)?;
+            let on_hosts = (p.shard_size * (u64::from(p.k) + u64::from(p.m))) as i64;
+            stored(tx, p.user.0 as i64, &p.id.as_bytes()[..], 1, on_hosts, p.size as i64)?;
+            // Every shard's bytes reached its host: the receipts the caller checked say so.
+            let who = crate::metering::Subject::User(p.user.0);
+            metering::record(tx, who, crate::metering::Kind::Ingress, on_hosts, now)?;
             let writer: i64 =
                 tx.query_row("SELECT COALESCE(opener, user) FROM sessions WHERE id = ?1", params![p.session as i64], |r| {
                     r.get(0)

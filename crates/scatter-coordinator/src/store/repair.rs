@@ -347,6 +347,8 @@ impl Store {
                 super::held(tx, new, 1, size)?;
                 super::measure_spread(tx, &pack.as_bytes()[..])?;
             }
+            let to = crate::metering::Subject::Host(new.0);
+            super::metering::record(tx, to, crate::metering::Kind::RepairReceived, size, now)?;
             for (key, add) in [("shards_repaired", 1), ("bytes_repaired", size)] {
                 tx.execute(
                     "INSERT INTO meta (key, value) VALUES (?1, ?2)
@@ -502,8 +504,10 @@ impl Store {
         self.write(|tx| {
             leases::check(tx, fence, now)?;
             let h = host.0 as i64;
+            let who = crate::metering::Subject::Host(host.0);
             if passed {
                 tx.execute("UPDATE hosts SET audits_passed = audits_passed + 1 WHERE id = ?1", params![h])?;
+                super::metering::record(tx, who, crate::metering::Kind::AuditPassed, 1, now)?;
                 return Ok(false);
             }
             let receipted: bool = tx
@@ -516,6 +520,7 @@ impl Store {
                 return Ok(false);
             }
             tx.execute("UPDATE hosts SET audits_failed = audits_failed + 1 WHERE id = ?1", params![h])?;
+            super::metering::record(tx, who, crate::metering::Kind::AuditFailed, 1, now)?;
             let disqualified = tx.execute(
                 "UPDATE hosts SET state = 'disqualified'
                  WHERE id = ?1 AND state = 'active' AND audits_failed >= ?2 AND audits_failed * 10 > audits_passed + audits_failed",

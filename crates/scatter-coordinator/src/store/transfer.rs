@@ -45,10 +45,15 @@ const TABLES: &[&str] = &[
     "events",
     "holds",
     "lock_limits",
+    "meter_records",
+    "meter_current",
+    "meter_periods",
+    "meter_rates",
+    "meter_gaps",
 ];
 
 /// Tables whose `id` the database assigns: PostgreSQL's counters must pass the imported ids.
-const COUNTED: &[&str] = &["operators", "hosts", "users", "devices", "sessions", "objects", "events"];
+const COUNTED: &[&str] = &["operators", "hosts", "users", "devices", "sessions", "objects", "events", "meter_records"];
 
 /// What an export or import moved.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
