@@ -159,10 +159,6 @@ fn load(tx: &Sql<'_>, user: UserId, packs: &[BulkPack], objects: &[BulkObject]) 
         |_| Ok(()),
     )?;
     rows.clear();
-    for p in packs {
-        let bytes = (p.shard_size * (u64::from(p.k) + u64::from(p.m))) as i64;
-        super::stored(tx, user.0 as i64, &p.id.as_bytes()[..], 1, bytes, p.size as i64)?;
-    }
     let mut held: HashMap<HostId, (i64, i64)> = HashMap::new();
     for p in packs {
         for (index, shard, host, receipt) in &p.shards {
@@ -182,7 +178,19 @@ fn load(tx: &Sql<'_>, user: UserId, packs: &[BulkPack], objects: &[BulkObject]) 
     insert_many(tx, "INSERT INTO shards (pack, idx, hash, host, state, receipt) VALUES", "", 6, &rows, |_| Ok(()))?;
     rows.clear();
     for (host, (shards, bytes)) in held {
-        super::held(tx, host, shards, bytes)?;
+        super::held_count(tx, host, shards, bytes)?;
+    }
+    // The usage records a commit writes, pack by pack in the same order: what it stores, its
+    // ingress, and what each host now holds.
+    let who = crate::metering::Subject::User(user.0);
+    for p in packs {
+        let bytes = (p.shard_size * (u64::from(p.k) + u64::from(p.m))) as i64;
+        super::stored(tx, user.0 as i64, &p.id.as_bytes()[..], 1, bytes, p.size as i64)?;
+        super::metering::record(tx, who, crate::metering::Kind::Ingress, bytes, p.created)?;
+        for (_, _, host, _) in &p.shards {
+            let host = crate::metering::Subject::Host(host.0);
+            super::metering::record_now(tx, host, crate::metering::Kind::Held, p.shard_size as i64, 0)?;
+        }
     }
     for p in packs {
         for (id, offset, len) in &p.chunks {
@@ -266,11 +274,30 @@ mod tests {
         (guard, store, user, session, hosts)
     }
 
+    /// A usage record's line (`[id,time,"YYYY-MM",…`) with the time left out.
+    fn without_time(line: &str) -> String {
+        let Some(rest) = line.strip_prefix('[') else { return line.to_owned() };
+        let parts: Vec<&str> = rest.splitn(3, ',').collect();
+        match parts.as_slice() {
+            [id, time, tail]
+                if time.len() == 10
+                    && time.bytes().all(|b| b.is_ascii_digit())
+                    && tail.starts_with("\"")
+                    && tail.as_bytes().get(8) == Some(&b'"') =>
+            {
+                format!("[{id},T,{tail}")
+            }
+            _ => line.to_owned(),
+        }
+    }
+
     /// The whole catalog as sorted export lines: equal for two catalogs holding the same rows.
     fn rows(store: &Store) -> Vec<String> {
         let mut out = Vec::new();
         store.export(&mut out).expect("export");
-        let mut lines: Vec<String> = String::from_utf8(out).expect("utf-8").lines().map(str::to_owned).collect();
+        // Usage records carry the wall clock's time of the write: the second may differ.
+        let stamped = without_time;
+        let mut lines: Vec<String> = String::from_utf8(out).expect("utf-8").lines().map(|l| stamped(l)).collect();
         lines.sort();
         lines
     }

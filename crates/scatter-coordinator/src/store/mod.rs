@@ -822,11 +822,17 @@ impl sql::Retry for StoreError {
 /// Counts `shards` shard rows of `bytes` more (or fewer) on `host`, in the caller's
 /// transaction: every change to the shard rows goes with one.
 fn held(conn: &Sql<'_>, host: HostId, shards: i64, bytes: i64) -> Result<(), SqlError> {
+    held_count(conn, host, shards, bytes)?;
+    metering::record_now(conn, crate::metering::Subject::Host(host.0), crate::metering::Kind::Held, bytes, 0)?;
+    Ok(())
+}
+
+/// [`held`]'s counters alone, for a bulk load that writes the usage records itself.
+fn held_count(conn: &Sql<'_>, host: HostId, shards: i64, bytes: i64) -> Result<(), SqlError> {
     conn.execute(
         "UPDATE hosts SET held_shards = held_shards + ?2, held_bytes = held_bytes + ?3 WHERE id = ?1",
         params![host.0 as i64, shards, bytes],
     )?;
-    metering::record_now(conn, crate::metering::Subject::Host(host.0), crate::metering::Kind::Held, bytes, 0)?;
     Ok(())
 }
 
