@@ -296,8 +296,7 @@ mod tests {
         let mut out = Vec::new();
         store.export(&mut out).expect("export");
         // Usage records carry the wall clock's time of the write: the second may differ.
-        let stamped = without_time;
-        let mut lines: Vec<String> = String::from_utf8(out).expect("utf-8").lines().map(|l| stamped(l)).collect();
+        let mut lines: Vec<String> = String::from_utf8(out).expect("utf-8").lines().map(without_time).collect();
         lines.sort();
         lines
     }
