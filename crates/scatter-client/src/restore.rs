@@ -16,7 +16,7 @@
 //! one `syncfs` per file system at the end makes them durable before the restore reports
 //! success.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -221,6 +221,21 @@ pub async fn restore_entries(
                 }
             }
             NodeKind::Dir { .. } => {}
+        }
+    }
+    // Names that differ only past what a temporary name keeps share one temporary file: a
+    // leftover under it is continued by neither (the first one written would rename it into
+    // place, or replace it, under the other's feet).
+    let mut shared: HashMap<(TreePath, Vec<u8>), usize> = HashMap::new();
+    for ((rel, _), _) in &to_fetch {
+        if let Some((parent, name)) = rel.split_last() {
+            *shared.entry((parent, crate::partial::partial_name(name))).or_default() += 1;
+        }
+    }
+    for ((rel, _), resumed) in &mut to_fetch {
+        let alone = rel.split_last().is_some_and(|(p, n)| shared[&(p, crate::partial::partial_name(n))] == 1);
+        if !alone {
+            *resumed = None;
         }
     }
     let needed: u64 = to_fetch.iter().map(|((_, n), r)| n.size - r.as_ref().map_or(0, |r| r.bytes)).sum();
