@@ -53,3 +53,82 @@ async fn a_resumed_leftover_is_not_continued_into_a_file_already_restored() {
     assert!(out.status.success(), "restore failed: {}", String::from_utf8_lossy(&out.stderr));
     assert!(std::fs::read(at.join(OsStr::from_bytes(&b))).expect("b") == content_b, "b differs");
 }
+
+/// The dashboard's URL, once the coordinator wrote it (bounded).
+fn dashboard_url(env: &Env) -> String {
+    let path = env.grid.coordinator_dir().join("dashboard-url");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            if text.ends_with('\n') {
+                return text.trim().to_owned();
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "the coordinator wrote no dashboard-url");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// An operator's certificate for 127.0.0.1 (chain, key), from a CA of the test's own.
+fn operator_certificate(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).expect("CA");
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("params");
+    let cert = leaf.signed_by(&key, &issuer).expect("leaf");
+    let (cert_path, key_path) = (dir.join("dashboard.crt"), dir.join("dashboard.key"));
+    std::fs::write(&cert_path, format!("{}{}", cert.pem(), ca_cert.pem())).expect("write the chain");
+    std::fs::write(&key_path, key.serialize_pem()).expect("write the key");
+    (cert_path, key_path)
+}
+
+/// Over TLS the session cookie is `__Host-scatter-session`: browsers accept it only from the
+/// dashboard's own origin, over TLS. A cookie of the plain name (`scatter-session`) can be
+/// set for the host by any other port of it, a sibling domain, or whoever answers a plain
+/// `http://` request of the victim's (there is no HSTS); honoured, it signs the victim into
+/// the attacker's session (or out of theirs). Over TLS the dashboard must ignore it.
+#[tokio::test(flavor = "multi_thread")]
+async fn over_tls_a_session_cookie_without_the_host_prefix_is_not_honoured() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = operator_certificate(certs.path());
+    let opts = scatter_cli::grid::GridOptions {
+        passphrase: "test passphrase".into(),
+        coordinator_args: vec![
+            "--dashboard".into(),
+            "127.0.0.1:0".into(),
+            "--dashboard-cert".into(),
+            cert.to_string_lossy().into_owned(),
+            "--dashboard-key".into(),
+            key.to_string_lossy().into_owned(),
+        ],
+        ..Default::default()
+    };
+    let env = grid_with(1, opts).await;
+    let base = dashboard_url(&env);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .danger_accept_invalid_certs(true)
+        .build()
+        .expect("client");
+    // The attacker's own session (any account's: here the grid's user, an admin).
+    let url = env.ok(&["admin", "dashboard"]).trim().to_owned();
+    let token = url.split_once("/login#").expect("a login link").1.to_owned();
+    let resp = http.post(format!("{base}/login")).form(&[("token", token)]).send().await.expect("login");
+    let set = resp.headers().get("set-cookie").and_then(|v| v.to_str().ok()).expect("a cookie").to_owned();
+    let value = set
+        .strip_prefix("__Host-scatter-session=")
+        .and_then(|r| r.split(';').next())
+        .expect("the TLS cookie")
+        .to_owned();
+    let page = |cookie: String| {
+        let http = http.clone();
+        let base = base.clone();
+        async move { http.get(format!("{base}/grid")).header("cookie", cookie).send().await.expect("get").status() }
+    };
+    assert_eq!(page(format!("__Host-scatter-session={value}")).await, 200, "the real cookie works");
+    let tossed = page(format!("scatter-session={value}")).await;
+    assert!(tossed.is_redirection(), "a session from a cookie without the __Host- prefix was honoured: {tossed}");
+}
