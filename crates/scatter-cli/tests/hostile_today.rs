@@ -180,3 +180,40 @@ async fn a_copied_snapshot_of_an_untrusted_appender_is_not_latest_in_the_destina
         "the untrusted appender's snapshot became `latest` in the destination"
     );
 }
+
+/// A snapshot may hold a file named like another's temporary file (`X` and
+/// `.X.scatter-partial`: a backup taken while a restore or get was under way there, or a
+/// hostile writer's). Restoring it, the one must not take the other's place or bytes, on a
+/// first run or on a rerun after an interrupted one (a leftover of `X` under the name).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_named_like_anothers_temporary_file_is_restored_as_itself() {
+    let env = grid(6).await;
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).expect("mkdir src");
+    let head = random(3 << 20, 11);
+    let content_x = [&head[..], &random(2 << 20, 12)[..]].concat();
+    let content_p = random(1 << 20, 13);
+    std::fs::write(src.join("x.bin"), &content_x).expect("write x");
+    std::fs::write(src.join(".x.bin.scatter-partial"), &content_p).expect("write p");
+    env.ok(&["backup", utf8(&src)]);
+
+    let check = |target: &Path, what: &str| {
+        let at = target.join(src.strip_prefix("/").expect("absolute"));
+        let x = std::fs::read(at.join("x.bin")).unwrap_or_default();
+        let p = std::fs::read(at.join(".x.bin.scatter-partial")).unwrap_or_default();
+        assert!(x == content_x, "{what}: x.bin holds wrong bytes ({} bytes)", x.len());
+        assert!(p == content_p, "{what}: .x.bin.scatter-partial holds wrong bytes ({} bytes)", p.len());
+    };
+    // A first restore.
+    let fresh = env.path("fresh");
+    env.ok(&["restore", "latest", "--target", utf8(&fresh)]);
+    check(&fresh, "a first restore");
+
+    // A rerun where an interrupted run left x.bin's start under its temporary name.
+    let target = env.path("restored");
+    let at = target.join(src.strip_prefix("/").expect("absolute"));
+    std::fs::create_dir_all(&at).expect("mkdir target");
+    std::fs::write(at.join(".x.bin.scatter-partial"), &head).expect("plant leftover");
+    env.ok(&["restore", "latest", "--target", utf8(&target)]);
+    check(&target, "a rerun");
+}
