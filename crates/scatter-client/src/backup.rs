@@ -174,9 +174,13 @@ pub struct Filter {
 impl Filter {
     /// The filter a backup run recorded in its snapshot.
     pub fn recorded(rules: &Excluded) -> Result<Self, ClientError> {
+        // The record is its writer's word: a marker names one file of the directory checked
+        // (as `Marker::parse` requires), never a path that leads elsewhere.
+        let one_name = |n: &[u8]| !n.is_empty() && n != b"." && n != b".." && !n.contains(&b'/') && !n.contains(&0);
         let markers = rules
             .markers
             .iter()
+            .filter(|(name, _)| one_name(name))
             .map(|(name, header)| Marker { name: OsString::from_vec(name.clone()), header: header.clone() })
             .collect();
         Ok(Self::new(&rules.patterns, rules.one_file_system)?.larger_than(rules.larger_than).markers(markers))
@@ -793,5 +797,35 @@ impl Walker {
     fn flush(&mut self) -> Result<(), Stopped> {
         self.send(false)?;
         self.send(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A snapshot record is a writer's word: a marker "name" with a `/` (or `..`) from a
+    /// hostile record must not look outside the directory checked (`check-local` would take
+    /// every directory as marked by one file elsewhere, and leave out all they hold).
+    #[test]
+    fn a_recorded_marker_names_one_file_of_the_directory() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (dir, elsewhere) = (tmp.path().join("d"), tmp.path().join("elsewhere"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::create_dir_all(&elsewhere).expect("mkdir");
+        std::fs::write(elsewhere.join("tag"), b"HEAD").expect("write");
+        let outside = elsewhere.join("tag").into_os_string().into_vec();
+        for name in [b"../elsewhere/tag".to_vec(), outside, b"..".to_vec(), b".".to_vec(), Vec::new()] {
+            let rules = Excluded { markers: vec![(name.clone(), None)], ..Default::default() };
+            let filter = Filter::recorded(&rules).expect("filter");
+            let fd = std::fs::File::open(&dir).expect("open");
+            assert!(filter.marker_at(fd.as_fd()).is_none(), "{:?} counted as a marker", String::from_utf8_lossy(&name));
+            assert!(filter.marker_in(&dir).is_none(), "{:?}", String::from_utf8_lossy(&name));
+        }
+        // An honest one still counts.
+        std::fs::write(dir.join(".nobackup"), b"").expect("write");
+        let rules = Excluded { markers: vec![(b".nobackup".to_vec(), None)], ..Default::default() };
+        let fd = std::fs::File::open(&dir).expect("open");
+        assert!(Filter::recorded(&rules).expect("filter").marker_at(fd.as_fd()).is_some());
     }
 }

@@ -62,9 +62,11 @@ pub struct CopyReport {
 }
 
 /// Whether `dest` already holds a copy of `source`: a snapshot with the same record (time,
-/// host, user, paths, tags and summary), as `copy` leaves it.
+/// host, user, paths, tags and summary), as `copy` leaves it. Only a trusted one counts (a
+/// copy is committed by the destination's own device): a delegate the destination does not
+/// trust can commit any record, so one of its snapshots proves nothing.
 pub fn already_copied(source: &Snapshot, dest: &[SnapshotInfo]) -> bool {
-    dest.iter().any(|d| {
+    dest.iter().filter(|d| d.trusted).any(|d| {
         let s = &d.snapshot;
         s.time_ns == source.time_ns
             && s.hostname == source.hostname
@@ -261,5 +263,35 @@ impl Copier {
             uploader.add_trees(vec![(id, blob)]).await?;
         }
         Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(snapshot: Snapshot, trusted: bool) -> SnapshotInfo {
+        SnapshotInfo { id: "ab".repeat(32), created: 1, snapshot, writer: None, writer_name: String::new(), trusted }
+    }
+
+    /// A delegate of the destination that the destination does not trust (a write-only
+    /// source) can commit any record there, the source's own if it wrote that one: a copy
+    /// must not be skipped as done for a snapshot only such a delegate put there.
+    #[test]
+    fn only_a_trusted_snapshot_of_the_destination_counts_as_a_copy() {
+        let source = Snapshot {
+            time_ns: 1_700_000_000_000_000_000,
+            hostname: "server".into(),
+            username: "root".into(),
+            paths: vec!["/etc".into()],
+            tags: vec![],
+            tree: [1; 32],
+            parent: None,
+            summary: Default::default(),
+            excluded: Default::default(),
+        };
+        let planted = Snapshot { tree: [2; 32], ..source.clone() };
+        assert!(!already_copied(&source, &[info(planted.clone(), false)]), "an untrusted delegate's record");
+        assert!(already_copied(&source, &[info(planted, true)]));
     }
 }

@@ -50,15 +50,21 @@ impl PartialFile {
     /// is opened once, following symlinks as the user would), readable as the umask allows.
     pub fn create(dest: &Path) -> Result<Self, ClientError> {
         let (dir, name) = crate::confined::open_parent(dest).map_err(ClientError::io(dest))?;
-        Self::create_in(dir, &name, dest.to_owned(), 0o666, false)
+        Self::create_in(dir, &name, partial_name(&name), dest.to_owned(), 0o666, false)
     }
 
     /// Creates the temporary file for `name` in the directory `dir`, with mode 0600 until
     /// the caller applies the final mode; `dest` is the path reports show. Dropped
     /// unfinished (an interrupted or failed restore), it stays for a rerun to resume.
     pub fn create_at(dir: BorrowedFd<'_>, name: &[u8], dest: PathBuf) -> Result<Self, ClientError> {
+        Self::create_at_as(dir, name, partial_name(name), dest)
+    }
+
+    /// As [`PartialFile::create_at`], under the temporary name `tmp` (from
+    /// [`free_partial_name`], when [`partial_name`] is taken by a file being restored).
+    pub fn create_at_as(dir: BorrowedFd<'_>, name: &[u8], tmp: Vec<u8>, dest: PathBuf) -> Result<Self, ClientError> {
         let dir = dir.try_clone_to_owned().map_err(ClientError::io(&dest))?;
-        Self::create_in(dir, name, dest, 0o600, true)
+        Self::create_in(dir, name, tmp, dest, 0o600, true)
     }
 
     /// Continues `file`, the temporary file for `name` in `dir` opened by [`leftover_at`],
@@ -91,11 +97,11 @@ impl PartialFile {
     fn create_in(
         dir: OwnedFd,
         name: &[u8],
+        tmp: Vec<u8>,
         dest: PathBuf,
         mode: u32,
         keep_unfinished: bool,
     ) -> Result<Self, ClientError> {
-        let tmp = partial_name(name);
         let fail = |e: std::io::Error| ClientError::target("create the temporary file for", &show(&dest), e);
         // A leftover of an earlier run (or anything planted under the name) goes first; the
         // new file is created exclusively and never through a symlink.
@@ -216,6 +222,27 @@ pub fn partial_name(name: &[u8]) -> Vec<u8> {
     [b".", &name[..keep], PARTIAL_SUFFIX.as_bytes()].concat()
 }
 
+/// The temporary name for `name` that `taken` (the names of the folder's own entries) does
+/// not hold: [`partial_name`], or else `.NAME.N.scatter-partial` for the first free N. A file
+/// named like another's temporary file is then neither removed to make room for it nor
+/// renamed into the other's place.
+pub fn free_partial_name(name: &[u8], taken: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+    let first = partial_name(name);
+    if !taken(&first) {
+        return first;
+    }
+    let mut n = 1u64;
+    loop {
+        let tag = format!(".{n}{PARTIAL_SUFFIX}");
+        let keep = name.len().min(255 - 1 - tag.len());
+        let tmp = [b".", &name[..keep], tag.as_bytes()].concat();
+        if !taken(&tmp) {
+            return tmp;
+        }
+        n += 1;
+    }
+}
+
 fn show(path: &Path) -> String {
     escape(path.as_os_str().as_bytes())
 }
@@ -279,6 +306,16 @@ mod tests {
         std::fs::hard_link(tmp.path().join(".h.scatter-partial"), tmp.path().join("other")).expect("ln");
         assert!(leftover_at(dir.as_fd(), b"h").is_none(), "a file with another link");
         assert!(leftover_at(dir.as_fd(), b"none").is_none());
+    }
+
+    #[test]
+    fn a_temporary_name_taken_by_an_entry_is_not_used() {
+        assert_eq!(free_partial_name(b"x", |_| false), b".x.scatter-partial".to_vec());
+        let taken = |t: &[u8]| t == b".x.scatter-partial" || t == b".x.1.scatter-partial";
+        assert_eq!(free_partial_name(b"x", taken), b".x.2.scatter-partial".to_vec());
+        let long = vec![b'y'; 255];
+        let t = free_partial_name(&long, |t| t == partial_name(&long).as_slice());
+        assert!(t.len() <= 255 && t != partial_name(&long) && t.ends_with(b".1.scatter-partial"));
     }
 
     #[test]

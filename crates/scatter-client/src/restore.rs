@@ -16,7 +16,7 @@
 //! one `syncfs` per file system at the end makes them durable before the restore reports
 //! success.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -223,6 +223,29 @@ pub async fn restore_entries(
             NodeKind::Dir { .. } => {}
         }
     }
+    // Names that differ only past what a temporary name keeps share one temporary file: a
+    // leftover under it is continued by neither (the first one written would rename it into
+    // place, or replace it, under the other's feet).
+    let mut shared: HashMap<(TreePath, Vec<u8>), usize> = HashMap::new();
+    for ((rel, _), _) in &to_fetch {
+        if let Some((parent, name)) = rel.split_last() {
+            *shared.entry((parent, crate::partial::partial_name(name))).or_default() += 1;
+        }
+    }
+    // Nor is one whose temporary name is the name of an entry of the snapshot (`X` and
+    // `.X.scatter-partial`): that is the entry's file, not a leftover (and such a file gets
+    // another temporary name, see below).
+    let names: HashSet<(TreePath, Vec<u8>)> =
+        entries.iter().filter_map(|(rel, _)| rel.split_last().map(|(p, n)| (p, n.to_vec()))).collect();
+    for ((rel, _), resumed) in &mut to_fetch {
+        let alone = rel.split_last().is_some_and(|(p, n)| {
+            let key = (p, crate::partial::partial_name(n));
+            shared[&key] == 1 && !names.contains(&key)
+        });
+        if !alone {
+            *resumed = None;
+        }
+    }
     let needed: u64 = to_fetch.iter().map(|((_, n), r)| n.size - r.as_ref().map_or(0, |r| r.bytes)).sum();
     // Refused before anything is fetched when it cannot fit (on the target's file system;
     // space freed by files it replaces is only freed once their new copy is written).
@@ -249,6 +272,9 @@ pub async fn restore_entries(
     let mut file_systems: Vec<(u64, OwnedFd)> = Vec::new();
     for ((rel, node), resumed) in to_fetch {
         let shown = root.display(rel);
+        let tmp_of = |parent: &TreePath, name: &[u8]| {
+            crate::partial::free_partial_name(name, |t| names.contains(&(parent.clone(), t.to_vec())))
+        };
         progress.item(&shown);
         let Some((parent, name)) = rel.split_last() else { continue };
         let dest = root.join(rel);
@@ -267,7 +293,7 @@ pub async fn restore_entries(
                 report.bytes_resumed += r.bytes;
                 (PartialFile::resume(dir, name, dest, r.file, r.bytes)?, r.chunks, r.bytes)
             }
-            None => (PartialFile::create_at(dir, name, dest)?, 0, 0),
+            None => (PartialFile::create_at_as(dir, name, tmp_of(&parent, name), dest)?, 0, 0),
         };
         let kept = written;
         for _ in skip..node.chunk_ids().count() {

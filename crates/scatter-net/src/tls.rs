@@ -552,8 +552,15 @@ pub fn write_public(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
+    // Whatever is under the temporary name goes (a symlink itself, never what it points to),
+    // and the file is created anew: `create_new` (O_EXCL) never follows a symlink, so one
+    // planted in between fails the write instead of redirecting it.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
+    opts.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, mode & 0o600);
     let mut f = opts.open(&tmp)?;
@@ -571,6 +578,28 @@ fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `snapshots --metrics-file` writes into a collector's folder, which its service user
+    /// (node_exporter's, say) may write to: a symlink planted there under the temporary
+    /// name must not make the writer (root, from a timer) replace and chmod 0644 the file it
+    /// points to.
+    #[cfg(unix)]
+    #[test]
+    fn a_planted_symlink_at_the_temporary_name_is_not_written_through() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let victim = dir.path().join("shadow");
+        std::fs::write(&victim, b"secret").expect("write");
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let out = dir.path().join("scatter.prom");
+        std::os::unix::fs::symlink(&victim, out.with_extension("tmp")).expect("symlink");
+        let _ = write_public(&out, b"metrics\n");
+        assert_eq!(std::fs::read(&victim).expect("victim"), b"secret", "written through the symlink");
+        let mode = std::fs::metadata(&victim).expect("victim").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the symlink's target was chmodded");
+        assert_eq!(std::fs::read(&out).expect("written"), b"metrics\n");
+        assert!(std::fs::symlink_metadata(&out).expect("out").file_type().is_file());
+    }
 
     /// The contents octets of an OID.
     fn der(arcs: &[u64]) -> Vec<u8> {

@@ -291,12 +291,16 @@ impl Viewer {
     }
 }
 
-/// The session cookie's value in a request, as its hash.
-fn session_hash(h: &HeaderMap) -> Option<[u8; 32]> {
+/// The session cookie's value in a request, as its hash. Only the name of how the dashboard
+/// is served counts: over TLS a `scatter-session` cookie could have been set by another port
+/// of the host, a sibling domain or a plain `http://` answer, which `__Host-` rules out.
+fn session_hash(h: &HeaderMap, secure: bool) -> Option<[u8; 32]> {
+    let wanted = if secure { COOKIE_TLS } else { COOKIE_PLAIN };
     for cookies in h.get_all(header::COOKIE) {
-        for pair in cookies.to_str().ok()?.split(';') {
+        let Ok(cookies) = cookies.to_str() else { continue };
+        for pair in cookies.split(';') {
             let Some((name, value)) = pair.trim().split_once('=') else { continue };
-            if name == COOKIE_TLS || name == COOKIE_PLAIN {
+            if name == wanted {
                 let mut raw = [0u8; 32];
                 if hex::decode_to_slice(value, &mut raw).is_ok() {
                     return Some(*blake3::hash(&raw).as_bytes());
@@ -310,7 +314,8 @@ fn session_hash(h: &HeaderMap) -> Option<[u8; 32]> {
 /// Whoever the request's session signed in, if the session is open and (for a user) the
 /// account and device are still good; `None` means signed out.
 pub(crate) async fn session(sh: &Arc<Shared>, h: &HeaderMap) -> Result<Option<Signed>, ApiError> {
-    let Some(hash) = session_hash(h) else { return Ok(None) };
+    let secure = sh.dashboard.as_ref().is_some_and(|d| d.secure);
+    let Some(hash) = session_hash(h, secure) else { return Ok(None) };
     let found = db(sh, move |s| s.dashboard_session(&hash, now(), IDLE.as_secs(), ABSOLUTE.as_secs())).await?;
     let Some(session) = found else { return Ok(None) };
     let device = match session.holder {
@@ -454,7 +459,8 @@ async fn logout(State(sh): State<Arc<Shared>>, h: HeaderMap, axum::Form(form): a
             "The form's CSRF token is missing or wrong; reload the page and try again.",
         );
     }
-    if let Some(hash) = session_hash(&h) {
+    let secure = sh.dashboard.as_ref().is_some_and(|d| d.secure);
+    if let Some(hash) = session_hash(&h, secure) {
         if let Err(e) = db(&sh, move |s| s.end_dashboard_session(&hash)).await {
             return e.into_response();
         }
@@ -462,7 +468,6 @@ async fn logout(State(sh): State<Arc<Shared>>, h: HeaderMap, axum::Form(form): a
         // session back.
         sh.backup_soon();
     }
-    let secure = sh.dashboard.as_ref().is_some_and(|d| d.secure);
     let clear = match secure {
         true => format!("{COOKIE_TLS}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0"),
         false => format!("{COOKIE_PLAIN}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
@@ -545,9 +550,14 @@ mod tests {
         let raw = [9u8; 32];
         let cookie = format!("other=1; {COOKIE_PLAIN}={}", hex::encode(raw));
         m.insert(header::COOKIE, HeaderValue::from_str(&cookie).expect("header"));
-        assert_eq!(session_hash(&m), Some(*blake3::hash(&raw).as_bytes()));
+        assert_eq!(session_hash(&m, false), Some(*blake3::hash(&raw).as_bytes()));
+        assert_eq!(session_hash(&m, true), None, "over TLS only the __Host- cookie counts");
+        let tls = format!("{COOKIE_TLS}={}", hex::encode(raw));
+        m.insert(header::COOKIE, HeaderValue::from_str(&tls).expect("header"));
+        assert_eq!(session_hash(&m, true), Some(*blake3::hash(&raw).as_bytes()));
+        assert_eq!(session_hash(&m, false), None);
         m.insert(header::COOKIE, HeaderValue::from_static("scatter-session=zz"));
-        assert_eq!(session_hash(&m), None);
+        assert_eq!(session_hash(&m, false), None);
     }
 
     #[test]
