@@ -865,6 +865,15 @@ pub async fn copy(specs: &[String], to: &Path, to_passphrase: &str, code: CodeAr
     } else {
         specs.iter().map(|s| snapshots::resolve(&all, s)).collect::<Result<_, _>>()?
     };
+    // A copy is committed by this device, so the destination would take a delegate's
+    // snapshot for its own (`latest`, recover, backup parents): only trusted ones go.
+    if let Some(s) = chosen.iter().find(|s| !s.trusted) {
+        bail!(
+            "snapshot {} was written by {}, a delegate you do not trust, and its copy would count as your own there; `scatter delegate trust` it first, or restore it by id instead",
+            s.short_id(),
+            s.writer_label()
+        );
+    }
     // What the destination holds already (a write-only destination cannot list: copy all).
     let there = match snapshots::list(&dest_coord, &dest_keys).await {
         Ok(there) => there,

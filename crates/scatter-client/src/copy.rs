@@ -78,8 +78,9 @@ pub fn already_copied(source: &Snapshot, dest: &[SnapshotInfo]) -> bool {
 }
 
 /// Copies `snap`, read through `fetcher` (the source's keys check every chunk), into `dest`.
-/// A snapshot of a delegate the source does not trust is copied without the metadata that
-/// could grant privileges (see [`crate::restore::distrust_metadata`]).
+/// The copy is committed by the destination's device, so it counts as the destination's own:
+/// callers copy only snapshots the source trusts. (One of an untrusted delegate would also
+/// lose the metadata that could grant privileges, see [`crate::restore::distrust_metadata`].)
 pub async fn copy_snapshot(
     fetcher: &Arc<Fetcher>,
     snap: &SnapshotInfo,

@@ -246,7 +246,12 @@ pub async fn restore_entries(
             *resumed = None;
         }
     }
-    let needed: u64 = to_fetch.iter().map(|((_, n), r)| n.size - r.as_ref().map_or(0, |r| r.bytes)).sum();
+    // Sizes come from the snapshot: summed without overflow (a lying one fails later, when
+    // the bytes written do not match it).
+    let needed: u64 = to_fetch
+        .iter()
+        .map(|((_, n), r)| n.size.saturating_sub(r.as_ref().map_or(0, |r| r.bytes)))
+        .fold(0, u64::saturating_add);
     // Refused before anything is fetched when it cannot fit (on the target's file system;
     // space freed by files it replaces is only freed once their new copy is written).
     if let Ok(st) = rustix::fs::fstatvfs(root.fd()) {
