@@ -272,7 +272,15 @@ mod tests {
     use super::*;
 
     fn info(snapshot: Snapshot, trusted: bool) -> SnapshotInfo {
-        SnapshotInfo { id: "ab".repeat(32), created: 1, snapshot, writer: None, writer_name: String::new(), trusted }
+        SnapshotInfo {
+            id: "ab".repeat(32),
+            created: 1,
+            snapshot,
+            writer: None,
+            writer_name: String::new(),
+            trusted,
+            hold: Default::default(),
+        }
     }
 
     /// A delegate of the destination that the destination does not trust (a write-only
