@@ -134,9 +134,7 @@ fn read<'a>(path: &Path, service: &'a Command) -> Result<BTreeMap<String, (&'a A
         );
     }
     let secrets: Vec<&str> = table.keys().map(String::as_str).filter(|k| flags[k].is_hide_env_values_set()).collect();
-    if !secrets.is_empty() {
-        check_private(path, &secrets)?;
-    }
+    check_private(path, &secrets)?;
     let mut out = BTreeMap::new();
     for (key, value) in &table {
         let arg = flags[key.as_str()];
@@ -212,7 +210,9 @@ fn scalar(v: &toml::Value) -> Option<String> {
     }
 }
 
-/// Refuses a file holding `secrets` that group or others may read.
+/// Refuses a file that group or others may change (another local user would choose where
+/// the service keeps its data and whom it trusts), and one holding `secrets` that they may
+/// read.
 #[cfg(unix)]
 fn check_private(path: &Path, secrets: &[&str]) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
@@ -220,7 +220,14 @@ fn check_private(path: &Path, secrets: &[&str]) -> Result<()> {
         .with_context(|| format!("cannot read the config file {}", path.display()))?
         .permissions()
         .mode();
-    if mode & 0o077 != 0 {
+    if mode & 0o022 != 0 {
+        bail!(
+            "group or others may change the config file {file} (mode {:03o}), and with it what the service does; run `chmod go-w {file}`",
+            mode & 0o777,
+            file = path.display(),
+        );
+    }
+    if !secrets.is_empty() && mode & 0o077 != 0 {
         let keys: Vec<String> = secrets.iter().map(|k| format!("`{k}`")).collect();
         bail!(
             "the config file {file} holds a secret ({}) but group or others may read it (mode {:03o}); run `chmod 600 {file}` (and make the service's user its owner)",
@@ -450,9 +457,14 @@ mod tests {
         let (_d, path) = file("data-dir = \"/srv\"\njoin-token = \"sjt_x\"\n", 0o600);
         let m = merge_args(&path, &[]).expect("0600 is fine");
         assert!(tail(&m).contains(&"--join-token=sjt_x".to_owned()));
-        // No secret, no rule.
+        // No secret: readable is fine, writable by others is not.
         let (_d, path) = file("data-dir = \"/srv\"\n", 0o644);
         merge_args(&path, &[]).expect("no secret");
+        for mode in [0o664, 0o646] {
+            let (_d, path) = file("data-dir = \"/srv\"\n", mode);
+            let e = format!("{:#}", merge_args(&path, &[]).expect_err("writable by others"));
+            assert!(e.contains(&format!("run `chmod go-w {}`", path.display())), "{e}");
+        }
     }
 
     #[test]
