@@ -161,6 +161,9 @@ pub struct BackupReport {
     pub dry_run: bool,
 }
 
+/// The most exclude patterns a backup takes (and a snapshot record may carry).
+pub const MAX_EXCLUDES: usize = 4096;
+
 /// Which entries a walk leaves out.
 #[derive(Clone)]
 pub struct Filter {
@@ -188,6 +191,14 @@ impl Filter {
 
     /// Compiles exclude patterns.
     pub fn new(excludes: &[String], one_file_system: bool) -> Result<Self, ClientError> {
+        // Every path of a walk is matched against all of them: a snapshot record (which
+        // check-local reads back) with tens of thousands would cost milliseconds per path.
+        if excludes.len() > MAX_EXCLUDES {
+            return Err(ClientError::Invalid(format!(
+                "{} exclude patterns are more than the {MAX_EXCLUDES} a backup takes; merge some (a pattern can use `{{a,b}}` and `**`)",
+                excludes.len()
+            )));
+        }
         let mut names = GlobSetBuilder::new();
         let mut paths = GlobSetBuilder::new();
         for p in excludes {
@@ -807,6 +818,14 @@ mod tests {
     /// A snapshot record is a writer's word: a marker "name" with a `/` (or `..`) from a
     /// hostile record must not look outside the directory checked (`check-local` would take
     /// every directory as marked by one file elsewhere, and leave out all they hold).
+    #[test]
+    fn too_many_exclude_patterns_are_refused() {
+        let many: Vec<String> = (0..=MAX_EXCLUDES).map(|i| format!("*.{i}")).collect();
+        let e = Filter::new(&many, false).err().expect("refused").to_string();
+        assert!(e.contains("more than the 4096"), "{e}");
+        Filter::new(&many[..MAX_EXCLUDES], false).expect("the most taken");
+    }
+
     #[test]
     fn a_recorded_marker_names_one_file_of_the_directory() {
         let tmp = tempfile::tempdir().expect("tempdir");
