@@ -179,7 +179,6 @@ pub fn csv(s: &Statement) -> String {
         out.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
         out.push('\n');
     };
-    let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
     for u in &s.users {
         let base = [s.period.clone(), "user".into(), format!("u{}", u.user), u.name.clone()];
         if u.lines.is_empty() {
@@ -191,20 +190,8 @@ pub fn csv(s: &Statement) -> String {
         }
         for l in &u.lines {
             let mut f = base.to_vec();
-            f.extend([
-                l.item.clone(),
-                l.quantity.clone(),
-                l.unit.clone(),
-                l.price.to_string(),
-                l.price_per.clone(),
-                opt(l.rate_from),
-                l.amount.to_string(),
-                l.adjusts.clone().unwrap_or_default(),
-                u.owed.to_string(),
-                "0".into(),
-                String::new(),
-                u.owed.to_string(),
-            ]);
+            f.extend(line_fields(l));
+            f.extend([u.owed.to_string(), "0".into(), String::new(), u.owed.to_string()]);
             row(f);
         }
     }
@@ -226,16 +213,7 @@ pub fn csv(s: &Statement) -> String {
         }
         for l in &h.lines {
             let mut f = base.to_vec();
-            f.extend([
-                l.item.clone(),
-                l.quantity.clone(),
-                l.unit.clone(),
-                l.price.to_string(),
-                l.price_per.clone(),
-                opt(l.rate_from),
-                l.amount.to_string(),
-                l.adjusts.clone().unwrap_or_default(),
-            ]);
+            f.extend(line_fields(l));
             tail(&mut f);
             row(f);
         }
@@ -315,6 +293,20 @@ pub fn text(s: &Statement) -> String {
         }
     }
     out
+}
+
+/// A statement line's CSV fields (item to adjusts), the same for users and hosts.
+fn line_fields(l: &scatter_proto::billing::Line) -> [String; 8] {
+    [
+        l.item.clone(),
+        l.quantity.clone(),
+        l.unit.clone(),
+        l.price.to_string(),
+        l.price_per.clone(),
+        l.rate_from.map(|v| v.to_string()).unwrap_or_default(),
+        l.amount.to_string(),
+        l.adjusts.clone().unwrap_or_default(),
+    ]
 }
 
 fn line(out: &mut String, l: &scatter_proto::billing::Line) {

@@ -334,6 +334,26 @@ pub struct HostStanding {
 /// A line's key while summing: (item, card start, adjusted period).
 type LineKey = (&'static str, Option<u64>, Option<Period>);
 
+/// Statement lines being summed: per line, (quantity, price, amount), the amount priced
+/// again on the whole quantity so that each line is rounded once.
+#[derive(Default)]
+struct Items(BTreeMap<LineKey, (i128, u64, i64)>);
+
+impl Items {
+    fn add(&mut self, key: LineKey, quantity: i128, price: u64, per: u128) {
+        let e = self.0.entry(key).or_insert((0, price, 0));
+        e.0 += quantity;
+        e.2 = charge(e.0, price, per);
+    }
+
+    fn lines<'a>(self, card_of: impl Fn(Option<u64>) -> Option<&'a RateCard>) -> Vec<Line> {
+        self.0
+            .into_iter()
+            .map(|((item, card, adjusts), (q, price, amount))| line(item, q, price, amount, card_of(card), adjusts))
+            .collect()
+    }
+}
+
 /// Sums per subject, per (kind, card start, adjusted period).
 type Sums = BTreeMap<Subject, BTreeMap<(Kind, Option<u64>, Option<Period>), i128>>;
 
@@ -364,7 +384,7 @@ pub fn statement(
         let total = |kind: Kind| -> i128 { lines.iter().filter(|((k, _, _), _)| *k == kind).map(|(_, v)| *v).sum() };
         match *subject {
             Subject::User(id) => {
-                let mut items: BTreeMap<LineKey, (i128, u64, i64)> = BTreeMap::new();
+                let mut items = Items::default();
                 for ((kind, card, adjusts), q) in lines {
                     let (item, price, per) = match kind {
                         Kind::StoredSeconds => {
@@ -373,16 +393,9 @@ pub fn statement(
                         Kind::Egress => ("egress", card_of(*card).map_or(0, |c| c.egress_gib), GIB),
                         _ => continue,
                     };
-                    let e = items.entry((item, *card, *adjusts)).or_insert((0, price, 0));
-                    e.0 += q;
-                    e.2 = charge(e.0, price, per);
+                    items.add((item, *card, *adjusts), *q, price, per);
                 }
-                let lines: Vec<Line> = items
-                    .into_iter()
-                    .map(|((item, card, adjusts), (q, price, amount))| {
-                        line(item, q, price, amount, card_of(card), adjusts)
-                    })
-                    .collect();
+                let lines = items.lines(card_of);
                 let owed = lines.iter().map(|l| l.amount).sum();
                 out_users.push(UserStatement {
                     user: id,
@@ -400,7 +413,7 @@ pub fn statement(
             Subject::Host(id) => {
                 // Serving is credited as the host claims it, but never beyond the grants the
                 // coordinator issued naming it in the period (the cross-check), per card.
-                let mut items: BTreeMap<LineKey, (i128, u64, i64)> = BTreeMap::new();
+                let mut items = Items::default();
                 for ((kind, card, adjusts), q) in lines {
                     let (item, price, per, q) = match kind {
                         Kind::HeldSeconds => (
@@ -424,16 +437,9 @@ pub fn statement(
                         }
                         _ => continue,
                     };
-                    let e = items.entry((item, *card, *adjusts)).or_insert((0, price, 0));
-                    e.0 += q;
-                    e.2 = charge(e.0, price, per);
+                    items.add((item, *card, *adjusts), q, price, per);
                 }
-                let lines: Vec<Line> = items
-                    .into_iter()
-                    .map(|((item, card, adjusts), (q, price, amount))| {
-                        line(item, q, price, amount, card_of(card), adjusts)
-                    })
-                    .collect();
+                let lines = items.lines(card_of);
                 let earned: i64 = lines.iter().map(|l| l.amount).sum();
                 let (passed, failed) = (total(Kind::AuditPassed), total(Kind::AuditFailed));
                 let state = hosts.get(&id).map(|h| h.state.clone()).unwrap_or_default();
