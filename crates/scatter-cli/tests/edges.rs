@@ -277,6 +277,19 @@ async fn hosts_going_offline_and_coming_back_leave_a_trace() {
     assert_eq!(failures(&text) - before, 1, "{text}");
 }
 
+/// The amounts a bar of 3 MiB showed (`1.25 MiB` of `1.25 MiB/3.00 MiB`) strictly between
+/// none and all of it.
+fn amounts_between(text: &str) -> std::collections::HashSet<String> {
+    text.split(['\r', '\n'])
+        .filter_map(|line| line.split_once("/3.00 MiB"))
+        .filter_map(|(before, _)| {
+            let words: Vec<&str> = before.split_whitespace().rev().take(2).collect();
+            let shown = words.into_iter().rev().collect::<Vec<_>>().join(" ");
+            (is_size(&shown) && shown != "0 B" && shown != "3.00 MiB").then_some(shown)
+        })
+        .collect()
+}
+
 /// Whether `shown` is a size as the bar prints it (`512.00 KiB`).
 fn is_size(shown: &str) -> bool {
     matches!(shown.split_once(' '), Some((n, "B" | "KiB" | "MiB")) if n.parse::<f64>().is_ok())
@@ -306,15 +319,7 @@ async fn a_restore_bar_moves_while_packs_download() {
     assert!(out.status.success(), "{text}");
     // The bar shows "DONE/TOTAL" (`1.25 MiB/3.00 MiB`): it moves as bytes arrive, not only
     // once per decoded chunk (about 1 MiB each) after sitting at "0 B/3.00 MiB".
-    let between: std::collections::HashSet<String> = text
-        .split(['\r', '\n'])
-        .filter_map(|line| line.split_once("/3.00 MiB"))
-        .filter_map(|(before, _)| {
-            let words: Vec<&str> = before.split_whitespace().rev().take(2).collect();
-            let shown = words.into_iter().rev().collect::<Vec<_>>().join(" ");
-            (is_size(&shown) && shown != "0 B" && shown != "3.00 MiB").then_some(shown)
-        })
-        .collect();
+    let between = amounts_between(&text);
     assert!(between.len() >= 5, "the bar hardly moved ({between:?}): {text:?}");
 }
 
@@ -357,15 +362,7 @@ async fn a_backup_bar_is_full_only_once_the_data_is_on_the_grid() {
     assert!(out.status.success(), "{text}");
     assert!(ended - started > Duration::from_secs(3), "too fast to tell: {text:?}");
     // The bar moves with the upload: several amounts between none and all of it.
-    let between: std::collections::HashSet<String> = text
-        .split(['\r', '\n'])
-        .filter_map(|line| line.split_once("/3.00 MiB"))
-        .filter_map(|(before, _)| {
-            let words: Vec<&str> = before.split_whitespace().rev().take(2).collect();
-            let shown = words.into_iter().rev().collect::<Vec<_>>().join(" ");
-            (is_size(&shown) && shown != "0 B" && shown != "3.00 MiB").then_some(shown)
-        })
-        .collect();
+    let between = amounts_between(&text);
     // (Two at least: with 2+1 shards, it moves as each of the first two is stored.)
     assert!(between.len() >= 2, "the bar hardly moved ({between:?}): {text:?}");
     assert!(!text.contains("0 B/3.00 MiB 0 B/s ETA"), "an ETA before anything moved: {text:?}");
