@@ -282,7 +282,8 @@ async fn the_dashboard_in_a_real_browser() {
     admin.open(&format!("{base}/users"));
     admin.click("#disable-u2");
     admin.wait_for_path("/users");
-    assert!(admin.source().contains("enable-u2"), "bob is listed disabled");
+    // Bob is listed disabled (the post lands back on /users, so wait for the new page).
+    admin.wait_for_source("enable-u2");
     assert_eq!(user(&env, 2)["disabled"], true);
     let out = run(&bob, &["ls"], &[]);
     assert!(!out.status.success(), "bob's CLI is refused too");

@@ -209,6 +209,18 @@ impl Browser {
         }
     }
 
+    /// Waits until the page's source holds `needle` (bounded): after a form posts back to the
+    /// page it came from, the path alone does not say the new page is there.
+    pub fn wait_for_source(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.source().contains(needle) {
+            if Instant::now() > deadline {
+                panic!("the page never held `{needle}`; it is:\n{}", self.source());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Waits until the page's text holds `needle` (bounded); returns the text.
     pub fn wait_for_text(&self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
