@@ -42,14 +42,22 @@ const PLACEMENT_ROUNDS: usize = 4;
 /// Placements of one uploader not yet committed or given back.
 struct Unsettled {
     coord: Coordinator,
-    placed: Mutex<HashSet<(HostId, ShardId)>>,
+    placed: Mutex<Placed>,
+}
+
+/// The placements themselves, and whether the run stopped ([`abandon_unsettled`]): a
+/// placement that arrives after that is given back at once and its upload not started.
+#[derive(Default)]
+struct Placed {
+    open: HashSet<(HostId, ShardId)>,
+    stopped: bool,
 }
 
 /// Every uploader's [`Unsettled`] until it finished, for [`abandon_unsettled`].
 static UNSETTLED: Mutex<Vec<Arc<Unsettled>>> = Mutex::new(Vec::new());
 
 impl Unsettled {
-    fn set(&self) -> std::sync::MutexGuard<'_, HashSet<(HostId, ShardId)>> {
+    fn set(&self) -> std::sync::MutexGuard<'_, Placed> {
         self.placed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -58,7 +66,7 @@ impl Unsettled {
     async fn give_back(&self, pairs: &[(HostId, ShardId)]) {
         let todo: Vec<(HostId, ShardId)> = {
             let mut set = self.set();
-            pairs.iter().copied().filter(|p| set.remove(p)).collect()
+            pairs.iter().copied().filter(|p| set.open.remove(p)).collect()
         };
         if todo.is_empty() {
             return;
@@ -74,7 +82,11 @@ impl Unsettled {
 pub async fn abandon_unsettled() {
     let all: Vec<Arc<Unsettled>> = std::mem::take(&mut *UNSETTLED.lock().unwrap_or_else(|p| p.into_inner()));
     for u in all {
-        let pairs: Vec<(HostId, ShardId)> = u.set().iter().copied().collect();
+        let pairs: Vec<(HostId, ShardId)> = {
+            let mut set = u.set();
+            set.stopped = true;
+            set.open.iter().copied().collect()
+        };
         u.give_back(&pairs).await;
     }
 }
@@ -175,7 +187,7 @@ impl Uploader {
             .map_err(|e| ClientError::Invalid(e.to_string()))?;
         let (tx, mut rx) = mpsc::channel::<PackJob>(1);
         let buffers = PackBuffers::new(redundancy);
-        let unsettled = Arc::new(Unsettled { coord: coord.clone(), placed: Mutex::new(HashSet::new()) });
+        let unsettled = Arc::new(Unsettled { coord: coord.clone(), placed: Mutex::default() });
         UNSETTLED.lock().unwrap_or_else(|p| p.into_inner()).push(unsettled.clone());
         let task = {
             let unsettled = unsettled.clone();
@@ -501,7 +513,7 @@ async fn store_pack(
                 // The committed placements are used up; the others (hosts that failed) go back.
                 let mut set = unsettled.set();
                 for s in &commit.shards {
-                    set.remove(&(s.host, s.shard));
+                    set.open.remove(&(s.host, s.shard));
                 }
                 if let Some(p) = &report {
                     p.committed();
@@ -559,13 +571,18 @@ async fn upload_shards(
             policy: policy.clone(),
         };
         let targets = stats::time_async(Stage::Commit, 0, place_waiting(coord, &place)).await?;
-        {
+        let stopped = {
             let mut set = unsettled.set();
             for t in &targets.targets {
                 let pair = (t.host, ids[t.index as usize]);
-                set.insert(pair);
+                set.open.insert(pair);
                 mine.push(pair);
             }
+            set.stopped
+        };
+        if stopped {
+            // The run stopped while this placement was on its way: the caller gives it back.
+            return Err(ClientError::Upload("the run stopped; its placements were given back".into()));
         }
         if let Some(survives) = targets.reduced_to {
             warn_reduced(survives);

@@ -109,6 +109,7 @@ impl IntoResponse for Refusal {
                     ShardError::BadRange { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, ErrorCode::BadRange),
                     ShardError::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Io),
                     ShardError::Kept(_) => (StatusCode::CONFLICT, ErrorCode::Conflict),
+                    ShardError::Voided(_) => (StatusCode::GONE, ErrorCode::Conflict),
                 };
                 (s, c, e.to_string())
             }

@@ -63,6 +63,10 @@ pub enum ShardError {
     /// tell (written before this process started): the shard is kept.
     #[error("shard {0} was kept: this host cannot tell that only the named upload wrote it")]
     Kept(ShardId),
+    /// The placement this upload came under was given back (its deletion already asked for
+    /// while the upload was on its way): nothing was stored.
+    #[error("the placement of shard {0} was given back before its upload arrived; nothing was stored")]
+    Voided(ShardId),
 }
 
 impl From<std::io::Error> for ShardError {
@@ -83,6 +87,9 @@ impl From<std::io::Error> for ShardError {
 const WRITERS_KEPT: Duration = Duration::from_secs(3600);
 /// Uploads of one file remembered at most; past that its writers count as unknown.
 const MAX_WRITERS: usize = 8;
+/// Given-back placements remembered at most (see [`Uploads::voided`]); past that the oldest
+/// are forgotten, and an upload arriving that late is left to the orphan sweep.
+const MAX_VOIDED: usize = 65_536;
 
 /// The put grants (hashes) of every upload that wrote a file since this process created it.
 #[derive(Debug)]
@@ -91,16 +98,29 @@ struct Writers {
     last: Instant,
 }
 
+/// What this process knows of uploads, under one lock so that an upload's rename and a
+/// conditional delete of the same shard happen one after the other.
+#[derive(Debug, Default)]
+struct Uploads {
+    /// Who wrote the files this process created: a file has an entry only while every
+    /// upload that wrote it is known.
+    writers: HashMap<ShardId, Writers>,
+    /// Put grants (hash prefixes) whose conditional delete came before their upload's file:
+    /// the client gave the placement back while the upload was still on its way (Ctrl-C,
+    /// a failed pack). Such an upload is refused when it lands, or it would stay behind
+    /// until the orphan sweep. Kept as long as a put grant can live ([`WRITERS_KEPT`]).
+    voided: HashMap<(ShardId, [u8; 16]), Instant>,
+}
+
 /// The shard files of one host.
 #[derive(Debug)]
 pub struct DiskStore {
     root: PathBuf,
     capacity: u64,
     used: AtomicU64,
-    /// Who wrote the files this process created, for conditional deletes: a file has an entry
-    /// only while every upload that wrote it is known. Also the lock that makes a rename of an
-    /// upload and a conditional delete of the same shard happen one after the other.
-    writers: Mutex<HashMap<ShardId, Writers>>,
+    /// Who wrote the files this process created and which uploads were given back, for
+    /// conditional deletes.
+    uploads: Mutex<Uploads>,
 }
 
 impl DiskStore {
@@ -138,7 +158,7 @@ impl DiskStore {
                 }
             }
         }
-        Ok(Self { root: root.to_owned(), capacity, used: AtomicU64::new(used), writers: Mutex::new(HashMap::new()) })
+        Ok(Self { root: root.to_owned(), capacity, used: AtomicU64::new(used), uploads: Mutex::default() })
     }
 
     /// Bytes of shards held.
@@ -225,8 +245,8 @@ impl DiskStore {
         self.path(id).exists()
     }
 
-    fn writers(&self) -> std::sync::MutexGuard<'_, HashMap<ShardId, Writers>> {
-        self.writers.lock().unwrap_or_else(|p| p.into_inner())
+    fn uploads(&self) -> std::sync::MutexGuard<'_, Uploads> {
+        self.uploads.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Stores a shard whose bytes are `data`, after checking them against `id` and the room
@@ -252,7 +272,12 @@ impl DiskStore {
         let existed = {
             // Held from the existence check to the record of the writer: a conditional delete
             // of this shard sees the file and its writers as one.
-            let mut writers = self.writers();
+            let mut uploads = self.uploads();
+            if let Some(g) = grant {
+                if uploads.voided.contains_key(&(id, prefix(&g))) {
+                    return Err(ShardError::Voided(id));
+                }
+            }
             let existed = dest.exists();
             if let Err(e) = std::fs::rename(&tmp.0, &dest) {
                 if e.kind() != std::io::ErrorKind::NotFound {
@@ -262,7 +287,7 @@ impl DiskStore {
                 std::fs::create_dir_all(&dir)?;
                 std::fs::rename(&tmp.0, &dest)?;
             }
-            note_writer(&mut writers, id, existed, grant);
+            note_writer(&mut uploads.writers, id, existed, grant);
             existed
         };
         std::fs::File::open(&dir)?.sync_all()?;
@@ -307,7 +332,7 @@ impl DiskStore {
 
     fn quarantine(&self, id: &ShardId, path: &Path, len: u64) {
         let dest = self.root.join("quarantine").join(format!("{id}.{}", rand_suffix()));
-        self.writers().remove(id);
+        self.uploads().writers.remove(id);
         if std::fs::rename(path, &dest).is_ok() {
             self.used.fetch_sub(len.min(self.used()), Ordering::Relaxed);
         }
@@ -316,8 +341,8 @@ impl DiskStore {
 
     /// Deletes a shard. Deleting an absent shard is not an error.
     pub fn delete(&self, id: &ShardId) -> Result<bool, ShardError> {
-        let mut writers = self.writers();
-        writers.remove(id);
+        let mut uploads = self.uploads();
+        uploads.writers.remove(id);
         self.remove(id)
     }
 
@@ -326,16 +351,21 @@ impl DiskStore {
     /// ([`ShardError::Kept`]). An absent shard is not an error (false). What the coordinator
     /// uses for an abandoned upload: another account's upload of the same shard since, which
     /// it may commit, keeps the file.
+    ///
+    /// The grant is void from now on: an upload under it still on its way is refused when it
+    /// lands ([`ShardError::Voided`]), so a placement given back while its upload was in
+    /// flight leaves nothing behind either.
     pub fn delete_if_written_by(&self, id: &ShardId, grant: &[u8; 16]) -> Result<bool, ShardError> {
-        let mut writers = self.writers();
+        let mut uploads = self.uploads();
+        void(&mut uploads.voided, *id, *grant);
         if !self.path(id).exists() {
             return Ok(false);
         }
-        let only = writers.get(id).is_some_and(|w| w.grants.iter().all(|g| g[..16] == grant[..]));
+        let only = uploads.writers.get(id).is_some_and(|w| w.grants.iter().all(|g| g[..16] == grant[..]));
         if !only {
             return Err(ShardError::Kept(*id));
         }
-        writers.remove(id);
+        uploads.writers.remove(id);
         self.remove(id)
     }
 
@@ -396,6 +426,29 @@ fn note_writer(writers: &mut HashMap<ShardId, Writers>, id: ShardId, existed: bo
     if PUTS.fetch_add(1, Ordering::Relaxed) % 1024 == 1023 {
         writers.retain(|_, w| now.duration_since(w.last) < WRITERS_KEPT);
     }
+}
+
+/// The first 16 bytes of a put grant's hash: what a conditional delete names it by.
+fn prefix(grant: &[u8; 32]) -> [u8; 16] {
+    let mut p = [0u8; 16];
+    p.copy_from_slice(&grant[..16]);
+    p
+}
+
+/// Remembers that uploads of `id` under the put grant `grant` are void, forgetting entries
+/// older than any put grant can be and, past [`MAX_VOIDED`], the oldest.
+fn void(voided: &mut HashMap<(ShardId, [u8; 16]), Instant>, id: ShardId, grant: [u8; 16]) {
+    let now = Instant::now();
+    if voided.len() >= MAX_VOIDED {
+        voided.retain(|_, at| now.duration_since(*at) < WRITERS_KEPT);
+        if voided.len() >= MAX_VOIDED {
+            let mut ages: Vec<Instant> = voided.values().copied().collect();
+            ages.sort_unstable();
+            let cut = ages[ages.len() / 2];
+            voided.retain(|_, at| *at > cut);
+        }
+    }
+    voided.insert((id, grant), now);
 }
 
 fn rand_suffix() -> String {
@@ -462,26 +515,59 @@ mod tests {
     fn a_conditional_delete_takes_only_a_copy_its_grant_alone_wrote() {
         let (_d, s) = store(1 << 20);
         let (a, b) = ([1u8; 32], [2u8; 32]);
-        let prefix = |g: [u8; 32]| -> [u8; 16] { g[..16].try_into().expect("16 bytes") };
         // Written under a alone: deleted; then absent.
         let id = ShardId::of(b"one");
         s.put(id, buf(b"one"), Some(a)).expect("put");
-        assert!(matches!(s.delete_if_written_by(&id, &prefix(b)), Err(ShardError::Kept(_))));
-        assert!(s.delete_if_written_by(&id, &prefix(a)).expect("delete"));
-        assert!(!s.delete_if_written_by(&id, &prefix(a)).expect("absent"));
-        // Written under a, then b (another account's upload it may commit): kept for either.
-        s.put(id, buf(b"one"), Some(a)).expect("put");
-        s.put(id, buf(b"one"), Some(b)).expect("again");
-        assert!(matches!(s.delete_if_written_by(&id, &prefix(a)), Err(ShardError::Kept(_))));
-        assert!(matches!(s.delete_if_written_by(&id, &prefix(b)), Err(ShardError::Kept(_))));
+        assert!(matches!(s.delete_if_written_by(&id, &prefix(&b)), Err(ShardError::Kept(_))));
+        assert!(s.delete_if_written_by(&id, &prefix(&a)).expect("delete"));
+        assert!(!s.delete_if_written_by(&id, &prefix(&a)).expect("absent"));
+        // Written under c, then d (another account's upload it may commit): kept for either.
+        // (Grants named by a conditional delete are void from then on: fresh ones here.)
+        let (c, d) = ([3u8; 32], [4u8; 32]);
+        s.put(id, buf(b"one"), Some(c)).expect("put");
+        s.put(id, buf(b"one"), Some(d)).expect("again");
+        assert!(matches!(s.delete_if_written_by(&id, &prefix(&c)), Err(ShardError::Kept(_))));
+        assert!(matches!(s.delete_if_written_by(&id, &prefix(&d)), Err(ShardError::Kept(_))));
         assert!(s.contains(&id));
         // A file from before this process (reopened): its writers are unknown, so it is kept.
         let other = ShardId::of(b"two");
         s.put(other, buf(b"two"), Some(a)).expect("put");
         let again = DiskStore::open(&s.root, 1 << 20).expect("reopen");
-        assert!(matches!(again.delete_if_written_by(&other, &prefix(a)), Err(ShardError::Kept(_))));
-        again.put(other, buf(b"two"), Some(a)).expect("rewritten");
-        assert!(matches!(again.delete_if_written_by(&other, &prefix(a)), Err(ShardError::Kept(_))));
+        assert!(matches!(again.delete_if_written_by(&other, &prefix(&a)), Err(ShardError::Kept(_))));
+        let e = [5u8; 32];
+        again.put(other, buf(b"two"), Some(e)).expect("rewritten");
+        assert!(matches!(again.delete_if_written_by(&other, &prefix(&e)), Err(ShardError::Kept(_))));
+    }
+
+    #[test]
+    fn an_upload_landing_after_its_placement_was_given_back_is_refused() {
+        let (d, s) = store(1 << 20);
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        let id = ShardId::of(b"late");
+        // The conditional delete comes first (nothing there yet), the upload after it.
+        assert!(!s.delete_if_written_by(&id, &prefix(&a)).expect("absent"));
+        assert!(matches!(s.put(id, buf(b"late"), Some(a)), Err(ShardError::Voided(_))));
+        assert!(!s.contains(&id));
+        assert_eq!(s.used(), 0);
+        assert_eq!(std::fs::read_dir(d.path().join("tmp")).expect("tmp").count(), 0);
+        // Another placement of the same shard is not affected.
+        s.put(id, buf(b"late"), Some(b)).expect("another grant");
+        assert!(s.contains(&id));
+        // Nor is a copy another upload already wrote: it is kept, and the void one refused.
+        assert!(matches!(s.delete_if_written_by(&id, &prefix(&a)), Err(ShardError::Kept(_))));
+        assert!(matches!(s.put(id, buf(b"late"), Some(a)), Err(ShardError::Voided(_))));
+        assert!(s.contains(&id));
+    }
+
+    #[test]
+    fn voided_grants_are_bounded() {
+        let mut voided = HashMap::new();
+        for n in 0..(MAX_VOIDED as u32 + 10) {
+            let mut g = [0u8; 16];
+            g[..4].copy_from_slice(&n.to_le_bytes());
+            void(&mut voided, ShardId::of(b"x"), g);
+        }
+        assert!(voided.len() <= MAX_VOIDED);
     }
 
     #[test]
