@@ -1,0 +1,378 @@
+"""boto3 against the S3 gateway: run by tests/gateway.rs with the venv's Python.
+
+Reads the endpoint, the CA and two keys (a full one and a write-only one) from GW_*
+environment variables. Each check asserts itself; the first failure prints a traceback and
+exits non-zero. Prints one line per check that passed.
+"""
+
+import datetime
+import hashlib
+import os
+import sys
+
+import boto3
+import botocore
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+ENDPOINT = os.environ["GW_ENDPOINT"]
+CA = os.environ.get("GW_CA") or True
+MiB = 1 << 20
+
+
+def client(access, secret):
+    return boto3.client(
+        "s3",
+        endpoint_url=ENDPOINT,
+        aws_access_key_id=access,
+        aws_secret_access_key=secret,
+        region_name="us-east-1",
+        verify=CA,
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1, "mode": "standard"}),
+    )
+
+
+s3 = client(os.environ["GW_ACCESS"], os.environ["GW_SECRET"])
+wo = client(os.environ["GW_WO_ACCESS"], os.environ["GW_WO_SECRET"])
+
+
+def ok(what):
+    print(f"ok: {what}", flush=True)
+
+
+def data(n, seed):
+    out = bytearray()
+    h = hashlib.sha256(seed.to_bytes(8, "little")).digest()
+    while len(out) < n:
+        h = hashlib.sha256(h).digest()
+        out += h
+    return bytes(out[:n])
+
+
+def md5(b):
+    return hashlib.md5(b).hexdigest()
+
+
+def fails(fn, code, status=None):
+    """Runs fn, which must fail with the S3 error `code` (and HTTP `status`)."""
+    try:
+        fn()
+    except ClientError as e:
+        got = e.response.get("Error", {}).get("Code")
+        got_status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        assert got == code, f"expected {code}, got {got} (HTTP {got_status}): {e.response}"
+        if status is not None:
+            assert got_status == status, f"expected HTTP {status} for {code}, got {got_status}"
+        return e
+    raise AssertionError(f"expected {code}, but the request succeeded")
+
+
+def body(resp):
+    return resp["Body"].read()
+
+
+print(f"boto3 {boto3.__version__}, botocore {botocore.__version__}", flush=True)
+
+# --- Buckets -------------------------------------------------------------------------------
+s3.create_bucket(Bucket="boto")
+s3.create_bucket(Bucket="listing")
+names = [b["Name"] for b in s3.list_buckets()["Buckets"]]
+assert "boto" in names and "listing" in names, names
+s3.head_bucket(Bucket="boto")
+fails(lambda: s3.head_bucket(Bucket="no-such-bucket"), "404", 404)
+fails(lambda: s3.get_object(Bucket="no-such-bucket", Key="k"), "NoSuchBucket", 404)
+fails(lambda: s3.list_objects_v2(Bucket="no-such-bucket"), "NoSuchBucket", 404)
+fails(lambda: s3.put_object(Bucket="no-such-bucket", Key="k", Body=b"x"), "NoSuchBucket", 404)
+ok("buckets: create, list, head, missing ones")
+
+# --- Multipart with explicit parts ---------------------------------------------------------
+source = data(MiB, 1)
+put = s3.put_object(Bucket="boto", Key="source.bin", Body=source)
+assert put["ETag"] == f'"{md5(source)}"', put["ETag"]
+
+parts_data = [data(5 * MiB, 10), data(5 * MiB, 11), data(5 * MiB, 12)]
+mp = s3.create_multipart_upload(
+    Bucket="boto", Key="mp.bin", ContentType="application/x-test", Metadata={"origin": "boto3-multipart"}
+)
+uid = mp["UploadId"]
+parts = []
+for n, chunk in enumerate(parts_data, start=1):
+    r = s3.upload_part(Bucket="boto", Key="mp.bin", UploadId=uid, PartNumber=n, Body=chunk)
+    assert r["ETag"] == f'"{md5(chunk)}"', (n, r["ETag"])
+    parts.append({"PartNumber": n, "ETag": r["ETag"]})
+# Part 4 copied from a range of another object (the last part may be small).
+copied = source[1000:301000]
+r = s3.upload_part_copy(
+    Bucket="boto",
+    Key="mp.bin",
+    UploadId=uid,
+    PartNumber=4,
+    CopySource={"Bucket": "boto", "Key": "source.bin"},
+    CopySourceRange="bytes=1000-300999",
+)
+assert r["CopyPartResult"]["ETag"] == f'"{md5(copied)}"', r["CopyPartResult"]
+parts.append({"PartNumber": 4, "ETag": r["CopyPartResult"]["ETag"]})
+parts_data.append(copied)
+
+listed = s3.list_parts(Bucket="boto", Key="mp.bin", UploadId=uid)
+got = [(p["PartNumber"], p["ETag"], p["Size"]) for p in listed["Parts"]]
+want = [(p["PartNumber"], p["ETag"], len(d)) for p, d in zip(parts, parts_data)]
+assert got == want, (got, want)
+ok("multipart: create, upload_part x3, upload_part_copy, list_parts")
+
+# Another upload, aborted; a third whose completion names a wrong part ETag.
+other = s3.create_multipart_upload(Bucket="boto", Key="aborted.bin")["UploadId"]
+s3.upload_part(Bucket="boto", Key="aborted.bin", UploadId=other, PartNumber=1, Body=b"abc" * 1000)
+bad = s3.create_multipart_upload(Bucket="boto", Key="bad.bin")["UploadId"]
+r = s3.upload_part(Bucket="boto", Key="bad.bin", UploadId=bad, PartNumber=1, Body=b"x" * 1000)
+uploads = s3.list_multipart_uploads(Bucket="boto").get("Uploads", [])
+got = sorted((u["Key"], u["UploadId"]) for u in uploads)
+assert got == sorted([("mp.bin", uid), ("aborted.bin", other), ("bad.bin", bad)]), got
+s3.abort_multipart_upload(Bucket="boto", Key="aborted.bin", UploadId=other)
+uploads = s3.list_multipart_uploads(Bucket="boto").get("Uploads", [])
+assert "aborted.bin" not in [u["Key"] for u in uploads], uploads
+fails(lambda: s3.list_parts(Bucket="boto", Key="aborted.bin", UploadId=other), "NoSuchUpload", 404)
+fails(lambda: s3.head_object(Bucket="boto", Key="aborted.bin"), "404", 404)
+ok("multipart: list_multipart_uploads, abort")
+
+wrong = '"' + "0" * 32 + '"'
+fails(
+    lambda: s3.complete_multipart_upload(
+        Bucket="boto", Key="bad.bin", UploadId=bad, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": wrong}]}
+    ),
+    "InvalidPart",
+    400,
+)
+fails(
+    lambda: s3.complete_multipart_upload(
+        Bucket="boto", Key="bad.bin", UploadId=bad, MultipartUpload={"Parts": [{"PartNumber": 2, "ETag": r["ETag"]}]}
+    ),
+    "InvalidPart",
+    400,
+)
+s3.abort_multipart_upload(Bucket="boto", Key="bad.bin", UploadId=bad)
+ok("multipart: InvalidPart on a wrong ETag or a part never uploaded")
+
+done = s3.complete_multipart_upload(Bucket="boto", Key="mp.bin", UploadId=uid, MultipartUpload={"Parts": parts})
+whole = b"".join(parts_data)
+want_etag = '"' + hashlib.md5(b"".join(bytes.fromhex(md5(d)) for d in parts_data)).hexdigest() + '-4"'
+assert done["ETag"] == want_etag, (done["ETag"], want_etag)
+got = s3.get_object(Bucket="boto", Key="mp.bin")
+assert got["ETag"] == want_etag, got["ETag"]
+assert got["ContentLength"] == len(whole), got["ContentLength"]
+assert got["ContentType"] == "application/x-test", got["ContentType"]
+assert got["Metadata"] == {"origin": "boto3-multipart"}, got["Metadata"]
+assert body(got) == whole, "the multipart object came back different"
+assert s3.list_multipart_uploads(Bucket="boto").get("Uploads", []) == []
+ok("multipart: complete (ETag -4), get returns the concatenation")
+
+# --- Ranges --------------------------------------------------------------------------------
+r = s3.get_object(Bucket="boto", Key="mp.bin", Range="bytes=100-199")
+assert r["ResponseMetadata"]["HTTPStatusCode"] == 206, r["ResponseMetadata"]
+assert r["ContentRange"] == f"bytes 100-199/{len(whole)}", r["ContentRange"]
+assert body(r) == whole[100:200]
+r = s3.get_object(Bucket="boto", Key="mp.bin", Range="bytes=-500")
+assert r["ContentRange"] == f"bytes {len(whole) - 500}-{len(whole) - 1}/{len(whole)}", r["ContentRange"]
+assert body(r) == whole[-500:]
+r = s3.get_object(Bucket="boto", Key="mp.bin", Range=f"bytes={5 * MiB - 10}-")
+assert body(r) == whole[5 * MiB - 10 :]
+# Across a part boundary.
+r = s3.get_object(Bucket="boto", Key="mp.bin", Range=f"bytes={10 * MiB - 3}-{10 * MiB + 2}")
+assert body(r) == whole[10 * MiB - 3 : 10 * MiB + 3]
+fails(lambda: s3.get_object(Bucket="boto", Key="source.bin", Range=f"bytes={len(source)}-"), "InvalidRange", 416)
+ok("get_object: ranges, suffix range, open range, out of range")
+
+# --- Metadata, copy ------------------------------------------------------------------------
+text = "héllo, gateway\n".encode()
+put = s3.put_object(
+    Bucket="boto", Key="meta.txt", Body=text, ContentType="text/plain; charset=utf-8", Metadata={"color": "blue", "x-y": "Z z"}
+)
+assert put["ETag"] == f'"{md5(text)}"', put["ETag"]
+h = s3.head_object(Bucket="boto", Key="meta.txt")
+assert h["Metadata"] == {"color": "blue", "x-y": "Z z"}, h["Metadata"]
+assert h["ContentType"] == "text/plain; charset=utf-8", h["ContentType"]
+assert h["ContentLength"] == len(text) and h["ETag"] == put["ETag"], h
+ok("metadata: x-amz-meta-* and content-type round trip")
+
+c = s3.copy_object(Bucket="boto", Key="meta-copy.txt", CopySource={"Bucket": "boto", "Key": "meta.txt"})
+assert c["CopyObjectResult"]["ETag"] == put["ETag"], c
+r = s3.get_object(Bucket="boto", Key="meta-copy.txt")
+assert body(r) == text and r["Metadata"] == {"color": "blue", "x-y": "Z z"}, r["Metadata"]
+assert r["ContentType"] == "text/plain; charset=utf-8", r["ContentType"]
+s3.copy_object(
+    Bucket="listing",
+    Key="replaced.txt",
+    CopySource={"Bucket": "boto", "Key": "meta.txt"},
+    MetadataDirective="REPLACE",
+    Metadata={"shape": "round"},
+    ContentType="text/x-other",
+)
+r = s3.get_object(Bucket="listing", Key="replaced.txt")
+assert body(r) == text and r["Metadata"] == {"shape": "round"} and r["ContentType"] == "text/x-other", r
+s3.delete_object(Bucket="listing", Key="replaced.txt")
+c = s3.copy_object(Bucket="boto", Key="mp-copy.bin", CopySource={"Bucket": "boto", "Key": "mp.bin"})
+assert body(s3.get_object(Bucket="boto", Key="mp-copy.bin")) == whole, "the copy of the multipart object differs"
+fails(lambda: s3.copy_object(Bucket="boto", Key="x", CopySource={"Bucket": "boto", "Key": "nope"}), "NoSuchKey", 404)
+ok("copy_object: metadata copied or replaced, across buckets, a multipart source")
+
+# --- Conditional requests ------------------------------------------------------------------
+fails(lambda: s3.put_object(Bucket="boto", Key="meta.txt", Body=b"overwrite", IfNoneMatch="*"), "PreconditionFailed", 412)
+assert body(s3.get_object(Bucket="boto", Key="meta.txt")) == text, "a refused conditional put changed the object"
+s3.put_object(Bucket="boto", Key="fresh.txt", Body=b"new", IfNoneMatch="*")
+assert body(s3.get_object(Bucket="boto", Key="fresh.txt")) == b"new"
+etag = put["ETag"]
+fails(lambda: s3.get_object(Bucket="boto", Key="meta.txt", IfNoneMatch=etag), "304", 304)
+fails(lambda: s3.get_object(Bucket="boto", Key="meta.txt", IfMatch='"' + "1" * 32 + '"'), "PreconditionFailed", 412)
+assert body(s3.get_object(Bucket="boto", Key="meta.txt", IfMatch=etag)) == text
+assert body(s3.get_object(Bucket="boto", Key="meta.txt", IfNoneMatch='"' + "1" * 32 + '"')) == text
+later = h["LastModified"] + datetime.timedelta(hours=1)
+earlier = h["LastModified"] - datetime.timedelta(hours=1)
+fails(lambda: s3.get_object(Bucket="boto", Key="meta.txt", IfModifiedSince=later), "304", 304)
+assert body(s3.get_object(Bucket="boto", Key="meta.txt", IfModifiedSince=earlier)) == text
+fails(lambda: s3.head_object(Bucket="boto", Key="meta.txt", IfNoneMatch=etag), "304", 304)
+ok("conditional: put If-None-Match *, get If-None-Match / If-Match / If-Modified-Since")
+
+# --- Listing -------------------------------------------------------------------------------
+keys = [
+    "a.txt", "b.txt", "c.txt", "c/1", "c/2", "c/3/x", "d/e/1", "d/e/2", "d/f", "e",
+    "f/g/h/i", "f/g/j", "h h.txt", "unicodé/ü.txt", "z/1", "z/2", "z/3", "zz",
+    "photos/2024/a.jpg", "photos/2024/b.jpg", "photos/2025/c.jpg", "photos/readme",
+]
+sizes = {}
+for i, k in enumerate(keys):
+    b = data(i * 7, 100 + i)
+    sizes[k] = (len(b), f'"{md5(b)}"')
+    s3.put_object(Bucket="listing", Key=k, Body=b)
+
+
+def model(prefix="", delimiter=None, start_after=""):
+    """What S3 lists, in order: ("K", key) and ("P", common prefix) entries."""
+    out, seen = [], set()
+    for k in sorted(keys):
+        if not k.startswith(prefix) or k <= start_after:
+            continue
+        if delimiter:
+            rest = k[len(prefix):]
+            i = rest.find(delimiter)
+            if i >= 0:
+                cp = prefix + rest[: i + len(delimiter)]
+                if cp not in seen:
+                    seen.add(cp)
+                    out.append(("P", cp))
+                continue
+        out.append(("K", k))
+    return out
+
+
+def pages_v2(prefix, delimiter, max_keys, start_after=""):
+    args = {"Bucket": "listing", "MaxKeys": max_keys, "Prefix": prefix}
+    if delimiter:
+        args["Delimiter"] = delimiter
+    if start_after:
+        args["StartAfter"] = start_after
+    pages, token = [], None
+    for _ in range(100):
+        r = s3.list_objects_v2(**args, **({"ContinuationToken": token} if token else {}))
+        pages.append(r)
+        if not r["IsTruncated"]:
+            return pages
+        token = r["NextContinuationToken"]
+    raise AssertionError("more than 100 pages")
+
+
+cases = [
+    ("", None, 3, ""),
+    ("", "/", 3, ""),
+    ("", "/", 1000, ""),
+    ("photos/", "/", 1, ""),
+    ("d/", "/", 2, ""),
+    ("c", None, 3, ""),
+    ("c", "/", 2, ""),
+    ("nothing/", "/", 3, ""),
+    ("", None, 4, "c/2"),
+    ("", "/", 3, "e"),
+    ("f/g/", None, 1, ""),
+]
+for prefix, delimiter, max_keys, start_after in cases:
+    want = model(prefix, delimiter, start_after)
+    want_pages = [want[i : i + max_keys] for i in range(0, len(want), max_keys)] or [[]]
+    got_pages = pages_v2(prefix, delimiter, max_keys, start_after)
+    where = f"list_objects_v2(prefix={prefix!r}, delimiter={delimiter!r}, max_keys={max_keys}, start_after={start_after!r})"
+    assert len(got_pages) == len(want_pages), (where, len(got_pages), len(want_pages), [[c["Key"] for c in p.get("Contents", [])] for p in got_pages])
+    for n, (g, w) in enumerate(zip(got_pages, want_pages)):
+        got_keys = [c["Key"] for c in g.get("Contents", [])]
+        got_prefixes = [c["Prefix"] for c in g.get("CommonPrefixes", [])]
+        assert got_keys == [v for t, v in w if t == "K"], (where, n, got_keys, w)
+        assert got_prefixes == [v for t, v in w if t == "P"], (where, n, got_prefixes, w)
+        assert g["KeyCount"] == len(w), (where, n, g["KeyCount"], len(w))
+        assert g["IsTruncated"] == (n < len(want_pages) - 1), (where, n, g["IsTruncated"])
+        assert g["MaxKeys"] == max_keys and g.get("Prefix", "") == prefix, (where, g)
+        for c in g.get("Contents", []):
+            assert (c["Size"], c["ETag"]) == sizes[c["Key"]], (where, c)
+ok(f"list_objects_v2: prefix, delimiter, continuation, start-after ({len(cases)} cases)")
+
+for prefix, delimiter, max_keys in [("", None, 3), ("", "/", 3), ("photos/", "/", 2)]:
+    want = model(prefix, delimiter)
+    got, marker = [], ""
+    for _ in range(100):
+        args = {"Bucket": "listing", "MaxKeys": max_keys, "Prefix": prefix, "Marker": marker}
+        if delimiter:
+            args["Delimiter"] = delimiter
+        r = s3.list_objects(**args)
+        page = [("K", c["Key"]) for c in r.get("Contents", [])] + [("P", c["Prefix"]) for c in r.get("CommonPrefixes", [])]
+        assert len(page) <= max_keys, page
+        got += sorted(page, key=lambda e: e[1])
+        if not r["IsTruncated"]:
+            break
+        marker = r.get("NextMarker") or r["Contents"][-1]["Key"]
+    assert got == want, (prefix, delimiter, got, want)
+ok("list_objects (v1): prefix, delimiter, marker")
+
+# --- Deletes -------------------------------------------------------------------------------
+r = s3.delete_objects(
+    Bucket="listing", Delete={"Objects": [{"Key": "a.txt"}, {"Key": "c/1"}, {"Key": "unicodé/ü.txt"}, {"Key": "never-there"}]}
+)
+assert sorted(d["Key"] for d in r.get("Deleted", [])) == sorted(["a.txt", "c/1", "unicodé/ü.txt", "never-there"]), r
+assert r.get("Errors", []) == [], r
+left = [c["Key"] for c in s3.list_objects_v2(Bucket="listing")["Contents"]]
+keys = [k for k in keys if k not in ("a.txt", "c/1", "unicodé/ü.txt")]
+assert left == sorted(keys), left
+s3.delete_object(Bucket="listing", Key="b.txt")
+s3.delete_object(Bucket="listing", Key="b.txt")  # deleting a missing key succeeds
+fails(lambda: s3.get_object(Bucket="listing", Key="b.txt"), "NoSuchKey", 404)
+ok("delete_objects, delete_object")
+
+fails(lambda: s3.delete_bucket(Bucket="listing"), "BucketNotEmpty", 409)
+s3.create_bucket(Bucket="empty-one")
+s3.delete_bucket(Bucket="empty-one")
+fails(lambda: s3.head_bucket(Bucket="empty-one"), "404", 404)
+ok("delete_bucket: BucketNotEmpty, an empty one goes")
+
+# --- A write-only key ----------------------------------------------------------------------
+drop = data(20_000, 55)
+r = wo.put_object(Bucket="boto", Key="dropbox/one.bin", Body=drop)
+assert r["ETag"] == f'"{md5(drop)}"', r
+mp = wo.create_multipart_upload(Bucket="boto", Key="dropbox/mp.bin")["UploadId"]
+p1, p2 = data(5 * MiB, 56), data(1000, 57)
+e1 = wo.upload_part(Bucket="boto", Key="dropbox/mp.bin", UploadId=mp, PartNumber=1, Body=p1)["ETag"]
+e2 = wo.upload_part(Bucket="boto", Key="dropbox/mp.bin", UploadId=mp, PartNumber=2, Body=p2)["ETag"]
+wo.complete_multipart_upload(
+    Bucket="boto", Key="dropbox/mp.bin", UploadId=mp,
+    MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]},
+)
+fails(lambda: wo.get_object(Bucket="boto", Key="dropbox/one.bin"), "AccessDenied", 403)
+fails(lambda: wo.get_object(Bucket="boto", Key="meta.txt"), "AccessDenied", 403)
+fails(lambda: wo.head_object(Bucket="boto", Key="meta.txt"), "403", 403)
+fails(lambda: wo.list_objects_v2(Bucket="boto"), "AccessDenied", 403)
+fails(lambda: wo.list_objects(Bucket="boto"), "AccessDenied", 403)
+fails(lambda: wo.list_buckets(), "AccessDenied", 403)
+fails(lambda: wo.delete_object(Bucket="boto", Key="meta.txt"), "AccessDenied", 403)
+fails(lambda: wo.delete_objects(Bucket="boto", Delete={"Objects": [{"Key": "meta.txt"}]}), "AccessDenied", 403)
+fails(lambda: wo.copy_object(Bucket="boto", Key="stolen", CopySource={"Bucket": "boto", "Key": "meta.txt"}), "AccessDenied", 403)
+fails(lambda: wo.delete_bucket(Bucket="listing"), "AccessDenied", 403)
+assert body(s3.get_object(Bucket="boto", Key="dropbox/one.bin")) == drop
+assert body(s3.get_object(Bucket="boto", Key="dropbox/mp.bin")) == p1 + p2
+assert body(s3.get_object(Bucket="boto", Key="meta.txt")) == text, "a write-only key changed an object"
+ok("write-only key: put and multipart ok; get, head, list, delete, copy refused")
+
+print("boto3: all checks passed", flush=True)
