@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# The S3 gateway against the CLI, on one local 6-host grid (4+2, TLS): a random file put and
+# got with `aws s3 cp` through `scatter gateway` (over TLS with a self-signed certificate) and
+# with `scatter put` / `scatter get`, MB/s for each and the ratio gateway/CLI (target: 0.70 or
+# more); then small objects put per second (boto3 in threads) and the time to list a large
+# bucket (ListObjectsV2, every page). A benchmark, not a test: run it on a quiet machine.
+#
+# Usage: bench/s3.sh
+# Sizes, by environment variables (defaults in brackets):
+#   S3_BENCH_SIZE_MB    the big object, MiB [1024]
+#   S3_BENCH_SMALL      small objects to put [10000]
+#   S3_BENCH_SMALL_SIZE bytes of each small object [4096]
+#   S3_BENCH_LIST       objects in the bucket that is listed [100000]
+#   S3_BENCH_THREADS    boto3 threads for small objects and for filling that bucket [16]
+#   S3_BENCH_PLAIN=1    the gateway on plain HTTP instead of TLS
+# Quick check: S3_BENCH_SIZE_MB=64 S3_BENCH_SMALL=500 S3_BENCH_LIST=2000 bench/s3.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+size_mib=${S3_BENCH_SIZE_MB:-1024}
+small=${S3_BENCH_SMALL:-10000}
+small_size=${S3_BENCH_SMALL_SIZE:-4096}
+list_n=${S3_BENCH_LIST:-100000}
+threads=${S3_BENCH_THREADS:-16}
+plain=${S3_BENCH_PLAIN:-0}
+
+# The AWS CLI and boto3 (in target/s3-clients), as CI installs them.
+bash .ci/s3-clients
+aws=$PWD/target/s3-clients/bin/aws
+python=$PWD/target/s3-clients/bin/python
+cargo build --release --quiet
+exe=$PWD/target/release/scatter
+
+work=$(mktemp -d /tmp/scatter-s3-bench.XXXXXX)
+grid_pid="" gw_pid=""
+cleanup() {
+  for p in $gw_pid $grid_pid; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$exe" dev --hosts 6 --data-dir "$work/grid" >"$work/dev.log" 2>&1 &
+grid_pid=$!
+for _ in $(seq 1 300); do [ -f "$work/grid/env" ] && break; sleep 0.1; done
+[ -f "$work/grid/env" ] || { echo "the grid did not start; see $work/dev.log" >&2; cat "$work/dev.log" >&2; exit 1; }
+# shellcheck disable=SC1091
+source "$work/grid/env"
+
+# Only this script's S3 settings: none of the caller's AWS_* variables.
+for v in $(env | grep -o '^AWS_[A-Za-z0-9_]*' || true); do unset "$v"; done
+key_json=$("$exe" gateway key add --json)
+export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+AWS_ACCESS_KEY_ID=$(printf '%s' "$key_json" | "$python" -c 'import json,sys; print(json.load(sys.stdin)["access_key"])')
+AWS_SECRET_ACCESS_KEY=$(printf '%s' "$key_json" | "$python" -c 'import json,sys; print(json.load(sys.stdin)["secret_key"])')
+export AWS_DEFAULT_REGION=us-east-1 AWS_CONFIG_FILE=$work/aws-config AWS_SHARED_CREDENTIALS_FILE=$work/none
+export AWS_EC2_METADATA_DISABLED=true NO_PROXY=127.0.0.1
+printf '[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n' >"$AWS_CONFIG_FILE"
+
+port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+if [ "$plain" = 1 ]; then
+  endpoint=http://127.0.0.1:$port
+  "$exe" gateway --listen "127.0.0.1:$port" --plain-http >"$work/gateway.log" 2>&1 &
+else
+  endpoint=https://127.0.0.1:$port
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=127.0.0.1 \
+    -addext subjectAltName=IP:127.0.0.1 -keyout "$work/gw.key" -out "$work/gw.crt" 2>/dev/null
+  export AWS_CA_BUNDLE=$work/gw.crt
+  "$exe" gateway --listen "127.0.0.1:$port" --cert "$work/gw.crt" --key "$work/gw.key" >"$work/gateway.log" 2>&1 &
+fi
+gw_pid=$!
+for _ in $(seq 1 300); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+  kill -0 "$gw_pid" 2>/dev/null || { echo "the gateway exited:" >&2; cat "$work/gateway.log" >&2; exit 1; }
+  sleep 0.1
+done
+(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "the gateway did not listen within 30 s:" >&2; cat "$work/gateway.log" >&2; exit 1; }
+s3() { "$aws" --endpoint-url "$endpoint" "$@"; }
+fail() { echo "$1; the gateway's log:" >&2; tail -50 "$work/gateway.log" >&2; exit 1; }
+
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+timed() { # runs ARGS quietly, prints the seconds it took
+  local t0 t1
+  t0=$(now)
+  "$@" >/dev/null || fail "failed: $*"
+  t1=$(now)
+  secs "$t0" "$t1"
+}
+
+head -c "$((size_mib << 20))" /dev/urandom >"$work/data"
+bytes=$(stat -c %s "$work/data")
+
+cli_put=$(timed "$exe" put "$work/data" --name bench-cli)
+cli_get=$(timed "$exe" get bench-cli --output "$work/out-cli")
+cmp -s "$work/data" "$work/out-cli" || fail "scatter get gave back different bytes"
+rm -f "$work/out-cli"
+s3 s3 mb s3://bench >/dev/null || fail "aws s3 mb failed"
+gw_put=$(timed s3 s3 cp --only-show-errors "$work/data" s3://bench/big)
+gw_get=$(timed s3 s3 cp --only-show-errors s3://bench/big "$work/out-gw")
+cmp -s "$work/data" "$work/out-gw" || fail "the gateway gave back different bytes"
+rm -f "$work/out-gw"
+
+# Small objects, then a bucket of many (empty) objects listed page by page, with boto3.
+cat >"$work/many.py" <<'PY'
+import concurrent.futures, json, os, sys, time
+import boto3
+from botocore.config import Config
+
+mode, bucket, n, size, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+cfg = Config(s3={"addressing_style": "path"}, max_pool_connections=threads * 2, retries={"max_attempts": 1, "mode": "standard"})
+s3 = boto3.client("s3", endpoint_url=os.environ["ENDPOINT"], config=cfg)
+if mode == "put":
+    s3.create_bucket(Bucket=bucket)
+    body = os.urandom(size)
+    def put(i):
+        s3.put_object(Bucket=bucket, Key=f"obj/{i // 1000:04d}/{i:07d}", Body=body)
+    t0 = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        for _ in pool.map(put, range(n)):
+            pass
+    print(json.dumps({"seconds": time.monotonic() - t0}))
+else:
+    t0, count, pages, token = time.monotonic(), 0, 0, None
+    while True:
+        r = s3.list_objects_v2(Bucket=bucket, **({"ContinuationToken": token} if token else {}))
+        count += r.get("KeyCount", 0)
+        pages += 1
+        if not r["IsTruncated"]:
+            break
+        token = r["NextContinuationToken"]
+    assert count == n, f"listed {count} objects, expected {n}"
+    print(json.dumps({"seconds": time.monotonic() - t0, "pages": pages}))
+PY
+many() { ENDPOINT=$endpoint "$python" "$work/many.py" "$@" || fail "many.py $* failed"; }
+field() { "$python" -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
+small_s=$(many put small "$small" "$small_size" "$threads" | field seconds)
+fill_s=$(many put listing "$list_n" 0 "$threads" | field seconds)
+list_json=$(many list listing "$list_n" 0 0)
+list_s=$(printf '%s' "$list_json" | field seconds)
+list_pages=$(printf '%s' "$list_json" | field pages)
+gw_rss=$(awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$gw_pid/status")
+
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+echo "grid: 6 local hosts, 4+2; gateway on $endpoint; $("$aws" --version 2>&1)"
+echo "object: ${size_mib} MiB random"
+awk -v b="$bytes" -v c="$cli_put" -v g="$gw_put" 'BEGIN { printf "put: scatter put %.1f MB/s (%.1f s), gateway aws s3 cp %.1f MB/s (%.1f s), ratio %.2f\n", b/1e6/c, c, b/1e6/g, g, c/g }'
+awk -v b="$bytes" -v c="$cli_get" -v g="$gw_get" 'BEGIN { printf "get: scatter get %.1f MB/s (%.1f s), gateway aws s3 cp %.1f MB/s (%.1f s), ratio %.2f\n", b/1e6/c, c, b/1e6/g, g, c/g }'
+awk -v n="$small" -v s="$small_s" -v z="$small_size" -v t="$threads" 'BEGIN { printf "small objects: %d of %d bytes in %.1f s, %.0f objects/s (boto3, %d threads)\n", n, z, s, n/s, t }'
+awk -v n="$list_n" -v s="$fill_s" 'BEGIN { printf "filling the listed bucket: %d empty objects in %.1f s, %.0f objects/s\n", n, s, n/s }'
+awk -v n="$list_n" -v s="$list_s" -v p="$list_pages" 'BEGIN { printf "list: %d objects in %d pages (ListObjectsV2) in %.2f s, %.0f objects/s\n", n, p, s, n/s }'
+echo "gateway peak RSS: ${gw_rss} MiB"
