@@ -360,6 +360,8 @@ wo.complete_multipart_upload(
     Bucket="boto", Key="dropbox/mp.bin", UploadId=mp,
     MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]},
 )
+# An appender adds; it never replaces what is there.
+fails(lambda: wo.put_object(Bucket="boto", Key="meta.txt", Body=b"replaced"), "AccessDenied", 403)
 fails(lambda: wo.get_object(Bucket="boto", Key="dropbox/one.bin"), "AccessDenied", 403)
 fails(lambda: wo.get_object(Bucket="boto", Key="meta.txt"), "AccessDenied", 403)
 fails(lambda: wo.head_object(Bucket="boto", Key="meta.txt"), "403", 403)
@@ -373,6 +375,6 @@ fails(lambda: wo.delete_bucket(Bucket="listing"), "AccessDenied", 403)
 assert body(s3.get_object(Bucket="boto", Key="dropbox/one.bin")) == drop
 assert body(s3.get_object(Bucket="boto", Key="dropbox/mp.bin")) == p1 + p2
 assert body(s3.get_object(Bucket="boto", Key="meta.txt")) == text, "a write-only key changed an object"
-ok("write-only key: put and multipart ok; get, head, list, delete, copy refused")
+ok("write-only key: put and multipart ok; overwrite, get, head, list, delete, copy refused")
 
 print("boto3: all checks passed", flush=True)
