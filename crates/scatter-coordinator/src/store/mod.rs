@@ -1714,8 +1714,10 @@ pub(crate) fn trusted_writers(
 /// current form; so is adding a column that is there already (the statement ran before). (Only SQLite catalogs are older than PostgreSQL support.)
 fn migrate(conn: &Sql<'_>, sql: &str) -> Result<(), StoreError> {
     for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        // A catalog marked older than its tables (one restored from a copy) may have a
+        // column already: SQLite's error is let through below, PostgreSQL is told.
         let statement = match conn.is_postgres() {
-            true => sql::postgres_ddl(statement),
+            true => sql::postgres_ddl(statement).replace("ADD COLUMN ", "ADD COLUMN IF NOT EXISTS "),
             false => statement.to_owned(),
         };
         match conn.batch(&statement) {
