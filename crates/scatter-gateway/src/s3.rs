@@ -417,10 +417,7 @@ fn entry_of(stored: &Stored) -> Entry {
     Entry { size: stored.size, modified: now(), attrs: stored.attrs.clone() }
 }
 
-fn page(
-    index: &crate::listing::Index,
-    q: &Query<'_>,
-) -> (Vec<Object>, Vec<CommonPrefix>, bool, Option<String>) {
+fn page(index: &crate::listing::Index, q: &Query<'_>) -> (Vec<Object>, Vec<CommonPrefix>, bool, Option<String>) {
     let page = index.list(q);
     let objects = page
         .objects
@@ -745,7 +742,7 @@ impl S3 for Gateway {
         let max = max_keys(input.max_keys);
         let prefix = input.prefix.clone().unwrap_or_default();
         let q = Query { prefix: &prefix, delimiter: input.delimiter.as_deref(), after: input.marker.as_deref(), max };
-        let (contents, prefixes, truncated, last) = page(&b.index.read().await, &q);
+        let (contents, prefixes, truncated, last) = page(&*b.index.read().await, &q);
         Ok(S3Response::new(ListObjectsOutput {
             name: Some(input.bucket),
             prefix: Some(prefix),
@@ -773,7 +770,7 @@ impl S3 for Gateway {
         };
         let after = token.as_deref().or(input.start_after.as_deref());
         let q = Query { prefix: &prefix, delimiter: input.delimiter.as_deref(), after, max };
-        let (contents, prefixes, truncated, last) = page(&b.index.read().await, &q);
+        let (contents, prefixes, truncated, last) = page(&*b.index.read().await, &q);
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(input.bucket),
             prefix: Some(prefix),
