@@ -1,7 +1,7 @@
 //! `scatter gateway`: serve the S3 API for this profile, and manage its S3 access keys.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -113,17 +113,27 @@ pub fn keys(dir: &Path, keys: &UserKeys, cmd: KeyCmd) -> Result<()> {
     Ok(())
 }
 
-/// Runs the gateway until Ctrl-C or SIGTERM.
+/// Opens another profile to serve: `DIR` with `passphrase`, `DIR=FILE` with the passphrase
+/// in FILE.
+pub fn open_profile(spec: &str, passphrase: &str) -> Result<(PathBuf, Profile, UserKeys)> {
+    let (dir, secret) = match spec.split_once('=') {
+        Some((dir, file)) => {
+            let source = scatter_cli::passphrase::Source::File(PathBuf::from(file));
+            (PathBuf::from(dir), source.read()?)
+        }
+        None => (PathBuf::from(spec), passphrase.to_owned()),
+    };
+    let profile = Profile::load(&dir).with_context(|| format!("--profile {}", dir.display()))?;
+    let keys = Profile::load_keys(&dir, &secret).with_context(|| format!("--profile {}", dir.display()))?;
+    Ok((dir, profile, keys))
+}
+
+/// Runs the gateway for `profiles` until `stop`.
 pub async fn serve(
-    dir: &Path,
-    profile: &Profile,
-    keys: UserKeys,
+    profiles: Vec<(PathBuf, Profile, UserKeys)>,
     args: ServeArgs,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    if !keys.can_read() {
-        bail!("this profile is write-only (an appender's): the gateway needs a profile that can read; give appenders a write-only gateway key instead");
-    }
     let addr: SocketAddr =
         args.listen.parse().with_context(|| format!("--listen {} is not an address and port", args.listen))?;
     let tls = match (&args.tls, args.plain_http) {
@@ -135,24 +145,39 @@ pub async fn serve(
         ),
         (None, false) => bail!("give the gateway its TLS certificate with --cert and --key, or --plain-http on a loopback address"),
     };
-    let store = KeyStore::open(dir, keys.write_keys().name_key())?;
-    let coord = profile.coordinator()?;
-    let grid = coord.grid().await.context("the coordinator cannot be reached")?;
-    let put = PutOptions { redundancy: Redundancy { k: grid.data, m: grid.parity }, ..Default::default() };
-    let tenant = Arc::new(Tenant::new(coord, keys, put));
-    let served = [Served { tenant: tenant.clone(), keys: store.keys().to_vec() }];
+    let mut served = Vec::new();
+    for (dir, profile, keys) in profiles {
+        if !keys.can_read() {
+            bail!(
+                "the profile {} is write-only (an appender's): the gateway needs a profile that can read; give appenders a write-only gateway key instead",
+                dir.display()
+            );
+        }
+        let store = KeyStore::open(&dir, keys.write_keys().name_key())?;
+        let coord = profile.coordinator()?;
+        let grid =
+            coord.grid().await.with_context(|| format!("the coordinator of {} cannot be reached", dir.display()))?;
+        let put = PutOptions { redundancy: Redundancy { k: grid.data, m: grid.parity }, ..Default::default() };
+        served.push(Served { tenant: Arc::new(Tenant::new(coord, keys, put)), keys: store.keys().to_vec() });
+    }
     let router = scatter_gateway::router(&served)?;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let keys: usize = served.iter().map(|s| s.keys.len()).sum();
     eprintln!(
-        "S3 gateway for {} key(s) listening on {scheme}://{bound} (path-style addressing, region us-east-1)",
-        store.keys().len()
+        "S3 gateway for {} profile(s), {keys} key(s), listening on {scheme}://{bound} (path-style addressing, region us-east-1)",
+        served.len()
     );
     let every = (args.upload_expiry / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600));
-    let expiry = tokio::spawn(scatter_gateway::expire_uploads(tenant, args.upload_expiry, every));
+    let expiries: Vec<_> = served
+        .iter()
+        .map(|s| tokio::spawn(scatter_gateway::expire_uploads(s.tenant.clone(), args.upload_expiry, every)))
+        .collect();
     let served = scatter_net::serve::serve(listener, router, tls, stop).await;
-    expiry.abort();
+    for e in expiries {
+        e.abort();
+    }
     served.context("the gateway stopped")?;
     eprintln!("S3 gateway stopped");
     Ok(())

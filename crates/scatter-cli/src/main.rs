@@ -428,6 +428,11 @@ enum Cmd {
         /// removed, e.g. 7d, 12h.
         #[arg(long, default_value = "7d", value_parser = scatter_cli::duration::parse)]
         upload_expiry: Duration,
+        /// Serve another profile too (repeatable): `DIR` opens with this profile's
+        /// passphrase, `DIR=FILE` with the passphrase in FILE. Each profile's own keys
+        /// (`gateway key add` run with it) reach its data only.
+        #[arg(long = "profile", value_name = "DIR[=FILE]")]
+        profiles: Vec<String>,
     },
     /// Mount your snapshots and stored files as a read-only file system (FUSE) and serve it
     /// until Ctrl-C, SIGTERM or `fusermount -u MOUNTPOINT`. Files are fetched as they are
@@ -1374,15 +1379,20 @@ async fn run(cmd: Cmd) -> Result<i32> {
         }
         Cmd::Dump { snapshot, path } => return inspect::dump(&snapshot, &path).await,
         Cmd::Mount { mountpoint, cache } => return mount::mount(&mountpoint, cache.0).await,
-        Cmd::Gateway { action, listen, cert, key, plain_http, upload_expiry } => {
+        Cmd::Gateway { action, listen, cert, key, plain_http, upload_expiry, profiles } => {
             let (dir, p) = load()?;
-            let keys = Profile::load_keys(&dir, &passphrase(false)?)?;
+            let secret = passphrase(false)?;
+            let keys = Profile::load_keys(&dir, &secret)?;
             match action {
                 Some(gateway::GatewayAction::Key { command }) => gateway::keys(&dir, &keys, command)?,
                 None => {
+                    let mut served = vec![(dir, p, keys)];
+                    for spec in profiles {
+                        served.push(gateway::open_profile(&spec, &secret)?);
+                    }
                     let tls = cert.zip(key);
                     let args = gateway::ServeArgs { listen, tls, plain_http, upload_expiry };
-                    gateway::serve(&dir, &p, keys, args, shutdown_signal()).await?;
+                    gateway::serve(served, args, shutdown_signal()).await?;
                 }
             }
         }

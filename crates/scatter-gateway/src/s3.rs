@@ -85,7 +85,14 @@ fn etag(value: &str) -> ETag {
 /// A client error in S3's terms; `missing` is what an absent object means here.
 fn s3(e: ClientError, missing: S3ErrorCode) -> S3Error {
     match &e {
-        ClientError::Api { code: ErrorCode::NotFound, .. } => S3Error::with_message(missing, e.to_string()),
+        ClientError::Api { code: ErrorCode::NotFound, .. } => {
+            let what = match missing {
+                S3ErrorCode::NoSuchBucket => "The specified bucket does not exist.",
+                S3ErrorCode::NoSuchUpload => "The specified multipart upload does not exist.",
+                _ => "The specified key does not exist.",
+            };
+            S3Error::with_message(missing, what)
+        }
         ClientError::Api { code: ErrorCode::Forbidden | ErrorCode::Quota, .. } => {
             S3Error::with_message(S3ErrorCode::AccessDenied, e.to_string())
         }
