@@ -1074,10 +1074,9 @@ impl S3 for Gateway {
         .map_err(internal)?;
         index.insert(&input.key, Entry { size, modified: now(), attrs: attrs.clone() });
         drop(index);
-        if !a.write_only {
-            if let Err(e) = remove_upload(t, &input.bucket, &input.upload_id).await {
-                tracing::warn!(error = %e, upload = %input.upload_id, "a completed upload's parts stay until the upload expiry");
-            }
+        // The object references the parts' chunks now: the parts themselves go.
+        if let Err(e) = remove_upload(t, &input.bucket, &input.upload_id).await {
+            tracing::warn!(error = %e, upload = %input.upload_id, "a completed upload's parts stay until the upload expiry");
         }
         Ok(S3Response::new(CompleteMultipartUploadOutput {
             bucket: Some(input.bucket),
