@@ -15,6 +15,7 @@ mod backups;
 mod billing;
 mod catalog;
 mod demo;
+mod gateway;
 mod inspect;
 mod locks;
 mod mount;
@@ -403,6 +404,35 @@ enum Cmd {
         snapshot: String,
         /// The path in the snapshot, as `scatter ls` shows it (`/` for all of it).
         path: String,
+    },
+    /// Serve the S3 API for this profile (aws CLI, rclone, restic, boto3 store on the grid),
+    /// encrypting on this side as the CLI does; or manage its access keys (`gateway key`).
+    #[command(args_conflicts_with_subcommands = true)]
+    Gateway {
+        #[command(subcommand)]
+        action: Option<gateway::GatewayAction>,
+        /// Address and port to listen on, e.g. 0.0.0.0:9000.
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: String,
+        /// The gateway's TLS certificate chain (PEM), e.g. from your CA or Let's Encrypt.
+        #[arg(long, requires = "key")]
+        cert: Option<PathBuf>,
+        /// The private key of --cert (PEM).
+        #[arg(long, requires = "cert")]
+        key: Option<PathBuf>,
+        /// Serve plain HTTP instead of TLS: only on a loopback address (behind a TLS proxy, or
+        /// for tools on this machine).
+        #[arg(long)]
+        plain_http: bool,
+        /// Multipart uploads started this long ago and neither completed nor aborted are
+        /// removed, e.g. 7d, 12h.
+        #[arg(long, default_value = "7d", value_parser = scatter_cli::duration::parse)]
+        upload_expiry: Duration,
+        /// Serve another profile too (repeatable): `DIR` opens with this profile's
+        /// passphrase, `DIR=FILE` with the passphrase in FILE. Each profile's own keys
+        /// (`gateway key add` run with it) reach its data only.
+        #[arg(long = "profile", value_name = "DIR[=FILE]")]
+        profiles: Vec<String>,
     },
     /// Mount your snapshots and stored files as a read-only file system (FUSE) and serve it
     /// until Ctrl-C, SIGTERM or `fusermount -u MOUNTPOINT`. Files are fetched as they are
@@ -969,8 +999,13 @@ fn parse_cli() -> Cli {
 fn main() {
     let cli = parse_cli();
     let _ = PASSPHRASE_FLAGS.set((cli.passphrase_file.clone(), cli.passphrase_command.clone()));
-    let service =
-        matches!(cli.command, Cmd::Coordinator { action: None, .. } | Cmd::Host { action: None, .. } | Cmd::Dev { .. });
+    let service = matches!(
+        cli.command,
+        Cmd::Coordinator { action: None, .. }
+            | Cmd::Host { action: None, .. }
+            | Cmd::Gateway { action: None, .. }
+            | Cmd::Dev { .. }
+    );
     let filter = cli.log_level.clone().unwrap_or_else(|| match cli.command {
         _ if service => "info".into(),
         // fuser warns about calls a read-only file system leaves to the kernel's defaults,
@@ -1344,6 +1379,23 @@ async fn run(cmd: Cmd) -> Result<i32> {
         }
         Cmd::Dump { snapshot, path } => return inspect::dump(&snapshot, &path).await,
         Cmd::Mount { mountpoint, cache } => return mount::mount(&mountpoint, cache.0).await,
+        Cmd::Gateway { action, listen, cert, key, plain_http, upload_expiry, profiles } => {
+            let (dir, p) = load()?;
+            let secret = passphrase(false)?;
+            let keys = Profile::load_keys(&dir, &secret)?;
+            match action {
+                Some(gateway::GatewayAction::Key { command }) => gateway::keys(&dir, &keys, command)?,
+                None => {
+                    let mut served = vec![(dir, p, keys)];
+                    for spec in profiles {
+                        served.push(gateway::open_profile(&spec, &secret)?);
+                    }
+                    let tls = cert.zip(key);
+                    let args = gateway::ServeArgs { listen, tls, plain_http, upload_expiry };
+                    gateway::serve(served, args, shutdown_signal()).await?;
+                }
+            }
+        }
         Cmd::Find { pattern, json } => return backups::find(&pattern, json).await,
         Cmd::Restore { snapshot, target, include, limit_download, json } => {
             return backups::restore(&snapshot, &target, &include, limit_download, json).await

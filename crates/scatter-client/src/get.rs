@@ -38,12 +38,23 @@ pub async fn open_manifest(
     keys: &UserKeys,
     name: &str,
 ) -> Result<(ObjectResponse, Manifest), ClientError> {
-    let object = coord.object(&keys.write_keys().name_key().encrypt(name)).await.map_err(|e| match e {
+    open_object(coord, keys, &keys.write_keys().name_key().encrypt(name), name).await.map_err(|e| match e {
         ClientError::Api { code: ErrorCode::NotFound, .. } => {
             ClientError::Invalid(format!("no object named `{name}` is stored; `scatter ls` lists what is"))
         }
         e => e,
-    })?;
+    })
+}
+
+/// [`open_manifest`] by encrypted name; `name` (plaintext) is for messages. An absent object
+/// is the coordinator's `NotFound`.
+pub async fn open_object(
+    coord: &Coordinator,
+    keys: &UserKeys,
+    encrypted: &str,
+    name: &str,
+) -> Result<(ObjectResponse, Manifest), ClientError> {
+    let object = coord.object(encrypted).await?;
     let bad = |what: &str| ClientError::Unrecoverable(format!("the manifest of `{name}` {what}"));
     let wrapped = B64.decode(&object.wrapped_key).map_err(|_| bad("has an unreadable key"))?;
     let manifest_key = keys.unwrap(&wrapped)?;

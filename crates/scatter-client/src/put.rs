@@ -70,32 +70,88 @@ pub async fn put_file(
     retention: scatter_proto::api::Retention,
     progress: &dyn Progress,
 ) -> Result<PutReport, ClientError> {
-    let started = Instant::now();
-    scatter_core::erasure::check_redundancy(redundancy.k, redundancy.m)
-        .map_err(|e| ClientError::Invalid(e.to_string()))?;
     let file = std::fs::File::open(path).map_err(ClientError::io(path))?;
     let meta = file.metadata().map_err(ClientError::io(path))?;
     if !meta.is_file() {
         return Err(ClientError::Invalid(format!("{} is not a regular file", path.display())));
     }
-    progress.start(meta.len());
+    let expected = meta.len();
+    let shown = path.to_owned();
+    let opts = PutOptions { redundancy, policy, retention, replace: false };
+    put_stream(coord, keys, file, name, &opts, Some(expected), progress, |manifest| {
+        if manifest.size != expected {
+            return Err(ClientError::Invalid(format!(
+                "{} changed size while it was being stored ({} bytes read, {expected} expected); nothing was committed, retry",
+                shown.display(),
+                manifest.size,
+            )));
+        }
+        Ok(None)
+    })
+    .await
+}
+
+/// How a put stores and commits an object.
+#[derive(Debug, Clone, Default)]
+pub struct PutOptions {
+    /// Redundancy of new packs.
+    pub redundancy: Redundancy,
+    /// Where shards may go.
+    pub policy: scatter_proto::api::Policy,
+    /// Object lock and expiry asked for.
+    pub retention: scatter_proto::api::Retention,
+    /// Remove the object's older versions in the same commit (an overwrite).
+    pub replace: bool,
+}
+
+/// Stores what `reader` yields under `name`: chunked and hashed on a blocking thread, so
+/// memory stays flat whatever its length. `expected` (if known) sizes the progress bar.
+/// Once every pack is stored, `attributes` sees the manifest and may refuse the commit
+/// (an upload whose checksum does not match) or give plaintext attributes to seal with
+/// the version; only then is the object committed.
+#[allow(clippy::too_many_arguments)]
+pub async fn put_stream<R, F>(
+    coord: &Coordinator,
+    keys: &WriteKeys,
+    reader: R,
+    name: &str,
+    opts: &PutOptions,
+    expected: Option<u64>,
+    progress: &dyn Progress,
+    attributes: F,
+) -> Result<PutReport, ClientError>
+where
+    R: std::io::Read + Send + 'static,
+    F: FnOnce(&Manifest) -> Result<Option<Vec<u8>>, ClientError>,
+{
+    let started = Instant::now();
+    scatter_core::erasure::check_redundancy(opts.redundancy.k, opts.redundancy.m)
+        .map_err(|e| ClientError::Invalid(e.to_string()))?;
+    progress.start(expected.unwrap_or(0));
 
     let session = Session::open(coord, keys).await?;
-    let mut uploader =
-        Uploader::new(coord, &coord.hosts()?, session.id, session.key.clone(), redundancy, policy, false)?;
+    let mut uploader = Uploader::new(
+        coord,
+        &coord.hosts()?,
+        session.id,
+        session.key.clone(),
+        opts.redundancy,
+        opts.policy.clone(),
+        false,
+    )?;
 
     // Read, chunk and hash on a thread of its own.
     let (chunk_tx, mut chunk_rx) = mpsc::channel::<Result<Vec<(ChunkId, Vec<u8>)>, ClientError>>(2);
     let dedup = keys.dedup_key();
-    let reader_path = path.to_owned();
+    let shown = name.to_owned();
     let reader = tokio::task::spawn_blocking(move || {
         let mut batch = Vec::with_capacity(BATCH_CHUNKS);
         let mut started = std::time::Instant::now();
-        for chunk in scatter_core::chunker::chunks(file) {
+        for chunk in scatter_core::chunker::chunks(reader) {
             let chunk = match chunk {
                 Ok(c) => c,
                 Err(e) => {
-                    let _ = chunk_tx.blocking_send(Err(ClientError::io(&reader_path)(e.0)));
+                    let _ = chunk_tx.blocking_send(Err(ClientError::Io { path: shown.into(), source: e.0 }));
                     return;
                 }
             };
@@ -128,39 +184,18 @@ pub async fn put_file(
     reader.abort();
     stored?;
     let stats = uploader.finish().await?;
-
-    if manifest.size != meta.len() {
-        return Err(ClientError::Invalid(format!(
-            "{} changed size while it was being stored ({} bytes read, {} expected); nothing was committed, retry",
-            path.display(),
-            manifest.size,
-            meta.len()
-        )));
-    }
-    let chunk_ids: Vec<ChunkId> = {
-        let mut s = std::collections::HashSet::new();
-        manifest.chunks.iter().map(|(id, _)| *id).filter(|id| s.insert(*id)).collect()
-    };
-    let deduplicated = stats.new_chunks < chunk_ids.len();
-    let located = chunk_ids.clone();
-    let sealed_manifest = session.key.seal(MANIFEST_CONTEXT, &manifest.encode());
-    let version = coord
-        .commit_object(&CommitObjectRequest {
-            name: keys.name_key().encrypt(name),
-            session: session.id,
-            size: manifest.size,
-            manifest: B64.encode(sealed_manifest),
-            chunks: chunk_ids,
-            retention,
-        })
-        .await?;
+    let attributes = attributes(&manifest)?;
+    let chunk_count = manifest.chunks.len();
+    let size = manifest.size;
+    let (version, chunk_ids) = commit_in(coord, keys, &session, name, manifest, attributes.as_deref(), opts).await?;
     session.close().await?;
-    let codes = if deduplicated { pack_codes(coord, located).await } else { Vec::new() };
+    let deduplicated = stats.new_chunks < chunk_ids.len();
+    let codes = if deduplicated { pack_codes(coord, chunk_ids).await } else { Vec::new() };
     Ok(PutReport {
         codes,
         version,
-        size: manifest.size,
-        chunks: manifest.chunks.len(),
+        size,
+        chunks: chunk_count,
         new_chunks: stats.new_chunks,
         packs: stats.packs,
         bytes_uploaded: stats.bytes_uploaded,
@@ -168,6 +203,57 @@ pub async fn put_file(
         placements: stats.placements,
         elapsed: started.elapsed(),
     })
+}
+
+/// Commits `manifest`, whose chunks this user stored before (another object's, parts of a
+/// multipart upload), as the next version of `name`, without moving any data. Returns the
+/// version.
+pub async fn commit_manifest(
+    coord: &Coordinator,
+    keys: &WriteKeys,
+    name: &str,
+    manifest: Manifest,
+    attributes: Option<&[u8]>,
+    opts: &PutOptions,
+) -> Result<u64, ClientError> {
+    let session = Session::open(coord, keys).await?;
+    let (version, _) = commit_in(coord, keys, &session, name, manifest, attributes, opts).await?;
+    session.close().await?;
+    Ok(version)
+}
+
+/// Seals `manifest` (and `attributes`) and commits them in `session`. Returns the version
+/// and the distinct chunks it references.
+async fn commit_in(
+    coord: &Coordinator,
+    keys: &WriteKeys,
+    session: &Session,
+    name: &str,
+    manifest: Manifest,
+    attributes: Option<&[u8]>,
+    opts: &PutOptions,
+) -> Result<(u64, Vec<ChunkId>), ClientError> {
+    let chunk_ids: Vec<ChunkId> = {
+        let mut s = std::collections::HashSet::new();
+        manifest.chunks.iter().map(|(id, _)| *id).filter(|id| s.insert(*id)).collect()
+    };
+    let sealed_manifest = session.key.seal(MANIFEST_CONTEXT, &manifest.encode());
+    let names = keys.name_key();
+    let encrypted = names.encrypt(name);
+    let meta = attributes.map(|a| B64.encode(names.seal_attributes(&encrypted, a)));
+    let version = coord
+        .commit_object(&CommitObjectRequest {
+            name: encrypted,
+            session: session.id,
+            size: manifest.size,
+            manifest: B64.encode(sealed_manifest),
+            chunks: chunk_ids.clone(),
+            retention: opts.retention.clone(),
+            meta,
+            replace: opts.replace,
+        })
+        .await?;
+    Ok((version, chunk_ids))
 }
 
 /// The codes of the packs holding `chunks`, with how many packs have each, most used first;

@@ -939,7 +939,7 @@ fn load(coordinators: &[Coordinator], grid: &Grid, secs: u64) -> (u64, u64, Stat
                     let mut i = 0u64;
                     while Instant::now() < until {
                         i += 1;
-                        let (method, target, body) = if i % 2 == 0 {
+                        let (method, target, body) = if i.is_multiple_of(2) {
                             let dir = dir_name(rng.gen_range(0..filled / PER_DIR));
                             (reqwest::Method::GET, format!("/v1/objects?prefix={dir}/"), Vec::new())
                         } else {

@@ -91,7 +91,7 @@ async fn pass(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::S
     let look = {
         let mut respread = shared.respread.lock().unwrap_or_else(|p| p.into_inner());
         respread.2 = respread.2.wrapping_add(1);
-        if f > respread.0 || respread.2 % RESPREAD_EVERY == 0 {
+        if f > respread.0 || respread.2.is_multiple_of(RESPREAD_EVERY) {
             respread.1 = true;
         }
         respread.0 = f;

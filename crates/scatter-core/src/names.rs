@@ -5,6 +5,11 @@
 //! written as unpadded base64url. The same name always encrypts to the same text, so the
 //! coordinator can look names up and list by prefix, but equal components under different
 //! parents look unrelated, and nothing about a name is readable without the key.
+//!
+//! An object version's attributes (the S3 gateway's ETag, content type, user metadata) are
+//! sealed beside its name ([`NameKey::seal_attributes`]): AES-SIV under a key derived from
+//! the name key, with a random nonce (equal attributes do not look equal) and the encrypted
+//! name as associated data (attributes cannot be moved to another object).
 
 use aes_siv::siv::Aes256Siv;
 use aes_siv::KeyInit;
@@ -50,6 +55,38 @@ impl NameKey {
         out
     }
 
+    /// The key attributes are sealed under: derived from the name key, never equal to it.
+    fn attributes_siv(&self) -> Aes256Siv {
+        let mut key = Zeroizing::new([0u8; 64]);
+        let mut h = blake3::Hasher::new_derive_key("scatter object attributes v1");
+        h.update(&*self.0);
+        h.finalize_xof().fill(&mut *key);
+        Aes256Siv::new_from_slice(&*key).expect("AES-256-SIV takes a 64-byte key")
+    }
+
+    /// Seals `attributes` of an object version named `encrypted_name` (as
+    /// [`NameKey::encrypt`] gave it): nonce (16 bytes) then ciphertext.
+    pub fn seal_attributes(&self, encrypted_name: &str, attributes: &[u8]) -> Vec<u8> {
+        let nonce: [u8; ATTRIBUTE_NONCE] = rand::random();
+        let ct = self
+            .attributes_siv()
+            .encrypt([encrypted_name.as_bytes(), &nonce[..]], attributes)
+            .expect("AES-SIV encrypts any attributes");
+        let mut out = Vec::with_capacity(ATTRIBUTE_NONCE + ct.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        out
+    }
+
+    /// Opens attributes sealed by [`NameKey::seal_attributes`] for `encrypted_name`.
+    pub fn open_attributes(&self, encrypted_name: &str, sealed: &[u8]) -> Result<Vec<u8>, NameError> {
+        if sealed.len() < ATTRIBUTE_NONCE {
+            return Err(NameError);
+        }
+        let (nonce, ct) = sealed.split_at(ATTRIBUTE_NONCE);
+        self.attributes_siv().decrypt([encrypted_name.as_bytes(), nonce], ct).map_err(|_| NameError)
+    }
+
     /// Decrypts a name made by [`NameKey::encrypt`].
     pub fn decrypt(&self, encrypted: &str) -> Result<String, NameError> {
         let mut siv = self.siv();
@@ -66,6 +103,9 @@ impl NameKey {
         Ok(name)
     }
 }
+
+/// Bytes of the random nonce in front of sealed attributes.
+const ATTRIBUTE_NONCE: usize = 16;
 
 /// Length of the first `n` components of `path` joined by `/`.
 fn parent_len(path: &str, n: usize) -> usize {
@@ -103,6 +143,22 @@ mod tests {
         let x1 = k.encrypt("a/x").rsplit('/').next().map(str::to_owned);
         let x2 = k.encrypt("b/x").rsplit('/').next().map(str::to_owned);
         assert_ne!(x1, x2);
+    }
+
+    #[test]
+    fn attributes_are_bound_to_their_name_and_randomised() {
+        let k = key(1);
+        let name = k.encrypt("bucket/key");
+        let a = k.seal_attributes(&name, b"etag");
+        assert_ne!(a, k.seal_attributes(&name, b"etag"), "a fresh nonce each time");
+        assert_eq!(k.open_attributes(&name, &a).as_deref(), Ok(&b"etag"[..]));
+        // Another object's name, another key, a flipped bit or a short blob: refused.
+        assert_eq!(k.open_attributes(&k.encrypt("bucket/other"), &a), Err(NameError));
+        assert_eq!(key(2).open_attributes(&name, &a), Err(NameError));
+        let mut bad = a.clone();
+        bad[20] ^= 1;
+        assert_eq!(k.open_attributes(&name, &bad), Err(NameError));
+        assert_eq!(k.open_attributes(&name, &a[..10]), Err(NameError));
     }
 
     #[test]

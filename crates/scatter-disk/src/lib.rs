@@ -178,7 +178,7 @@ impl DirectFile {
             match result {
                 Ok(()) => {
                     self.len += len as u64;
-                    self.ended = len % ALIGN != 0;
+                    self.ended = !len.is_multiple_of(ALIGN);
                     return Ok(());
                 }
                 // A refusal at the first write leaves the file as it was.
@@ -191,7 +191,7 @@ impl DirectFile {
         }
         self.file.write_all(buf.as_slice())?;
         self.len += len as u64;
-        self.ended = len % ALIGN != 0;
+        self.ended = !len.is_multiple_of(ALIGN);
         Ok(())
     }
 

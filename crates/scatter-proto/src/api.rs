@@ -1119,7 +1119,18 @@ pub struct CommitObjectRequest {
     /// applies the user's default lock when none is asked for.
     #[serde(default, skip_serializing_if = "Retention::is_empty")]
     pub retention: Retention,
+    /// Sealed attributes of this version (base64, at most [`MAX_OBJECT_META`] bytes once
+    /// decoded), listed with it: the S3 gateway's ETag, content type and user metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<String>,
+    /// Removes the object's older versions in the same commit (an overwrite; needs the
+    /// right to remove data, and no lock on them).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replace: bool,
 }
+
+/// The most bytes of sealed attributes an object version may carry.
+pub const MAX_OBJECT_META: usize = 8 << 10;
 
 /// The committed object's version.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -1143,6 +1154,9 @@ pub struct ObjectInfo {
     /// over its versions, the latest version's expiry).
     #[serde(default, skip_serializing_if = "Hold::is_empty")]
     pub hold: Hold,
+    /// The version's sealed attributes (base64), if its writer stored any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<String>,
 }
 
 /// `GET /v1/objects`.

@@ -706,14 +706,35 @@ async fn commit_object(
     db(&sh, move |s| s.check_session_opener(u.id, u.me, req.session)).await?;
     check_name(&req.name)?;
     let manifest = decode_b64("manifest", &req.manifest)?;
+    let meta = req.meta.as_deref().map(|m| decode_b64("meta", m)).transpose()?;
+    if meta.as_ref().is_some_and(|m| m.len() > MAX_OBJECT_META) {
+        return Err(ApiError::BadRequest(format!(
+            "an object's attributes may take at most {MAX_OBJECT_META} bytes once sealed"
+        )));
+    }
+    if req.replace {
+        require(&u, Right::Delete)?;
+    }
     // An appender adds, never overwrites: checked inside the commit's transaction, so it
     // cannot race the owner's commit of the same name.
     let first_only = u.role == Role::Appender;
     let hold = retention(&sh, &u, &req.retention).await?;
-    let version = db(&sh, move |s| {
-        s.commit_object_held(u.id, &req.name, req.session, &manifest, req.size, &req.chunks, first_only, hold, now())
+    let (version, released) = db(&sh, move |s| {
+        let object = crate::store::NewObject {
+            name: &req.name,
+            session: req.session,
+            manifest: &manifest,
+            meta: meta.as_deref(),
+            size: req.size,
+            chunks: &req.chunks,
+        };
+        s.commit_object_held(u.id, &object, first_only, req.replace, hold, now())
     })
     .await?;
+    if released > 0 {
+        // As after a removal: the released shards go within seconds.
+        sh.backup_soon();
+    }
     Ok(Json(CommitObjectResponse { version }))
 }
 
@@ -735,6 +756,7 @@ fn info(row: &crate::store::ObjectRow) -> ObjectInfo {
         size: row.size,
         created: row.created,
         hold: Hold::default(),
+        meta: row.meta.as_ref().map(|m| B64.encode(m)),
     }
 }
 

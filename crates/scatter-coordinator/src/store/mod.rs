@@ -56,7 +56,7 @@ pub use reservations::{Reservation, ReserveError, Reserved};
 use sql::{Backend, Sql, SqlError};
 pub use transfer::{Moved, TransferError};
 
-const SCHEMA_VERSION: i64 = 16;
+const SCHEMA_VERSION: i64 = 17;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -234,6 +234,7 @@ CREATE TABLE IF NOT EXISTS objects (
     manifest BLOB NOT NULL,
     size INTEGER NOT NULL,
     created INTEGER NOT NULL,
+    meta BLOB,
     UNIQUE (user, name, version)
 );
 CREATE TABLE IF NOT EXISTS object_chunks (
@@ -467,6 +468,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // Metering (see `metering`): usage records, running tallies, rate cards, closed
     // periods and recovery gaps. Its tables are in `metering::DDL`, created with the schema.
     (15, metering::MIGRATION),
+    // An object version's sealed attributes (the S3 gateway's ETag, content type and user
+    // metadata), listed with it: opaque to the coordinator.
+    (16, "ALTER TABLE objects ADD COLUMN meta BLOB"),
 ];
 
 /// A catalog failure.
@@ -782,6 +786,8 @@ pub struct ObjectRow {
     pub size: u64,
     /// Unix time.
     pub created: u64,
+    /// Sealed attributes, if the writer stored any.
+    pub meta: Option<Vec<u8>>,
 }
 
 /// A new pack to record.
@@ -1439,25 +1445,27 @@ impl Store {
         first_only: bool,
         now: u64,
     ) -> Result<u64, StoreError> {
-        self.commit_object_held(user, name, session, manifest, size, chunks, first_only, (None, None), now)
+        let object = NewObject { name, session, manifest, meta: None, size, chunks };
+        Ok(self.commit_object_held(user, &object, first_only, false, (None, None), now)?.0)
     }
 
     /// [`Store::commit_object`], recording the version's lock and expiry in the same
-    /// transaction.
-    #[allow(clippy::too_many_arguments)]
+    /// transaction. With `replace`, the object's older versions are removed in it too (as
+    /// [`Store::remove_object`] would, locks respected): an overwrite, not one more version.
     pub fn commit_object_held(
         &self,
         user: UserId,
-        name: &str,
-        session: u64,
-        manifest: &[u8],
-        size: u64,
-        chunks: &[ChunkId],
+        object: &NewObject<'_>,
         first_only: bool,
+        replace: bool,
         hold: (Option<crate::lock::Lock>, Option<u64>),
         now: u64,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<(u64, u64), StoreError> {
+        let NewObject { name, session, manifest, meta, size, chunks } = *object;
         self.write(|tx| {
+            if replace {
+                locks::check_object(tx, user, name, now)?;
+            }
             let session_ok = tx
                 .exists("SELECT 1 FROM sessions WHERE id = ?1 AND user = ?2", params![session as i64, user.0 as i64])?;
             if !session_ok {
@@ -1484,9 +1492,9 @@ impl Store {
                 return Err(StoreError::NameTaken);
             }
             let object: i64 = tx.query_row(
-                "INSERT INTO objects (user, name, version, session, manifest, size, created)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
-                params![user.0 as i64, name, version as i64, session as i64, manifest, size as i64, now as i64],
+                "INSERT INTO objects (user, name, version, session, manifest, size, created, meta)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
+                params![user.0 as i64, name, version as i64, session as i64, manifest, size as i64, now as i64, meta],
                 |r| r.get(0),
             )?;
             {
@@ -1496,14 +1504,15 @@ impl Store {
                 }
             }
             locks::record(tx, scatter_proto::api::LockTarget::Object, &object.to_string(), user, hold.0, hold.1)?;
-            Ok(version)
+            let released = if replace { remove_versions(tx, user, name, Some(version), now)?.1 } else { 0 };
+            Ok((version, released))
         })
     }
 
     /// The latest version of every object whose name starts with `prefix`.
     pub fn list_objects(&self, user: UserId, prefix: &str) -> Result<Vec<ObjectRow>, StoreError> {
         self.read(|conn| {
-            let latest = "SELECT name, version, session, NULL, size, created FROM objects o
+            let latest = "SELECT name, version, session, NULL, size, created, meta FROM objects o
                  WHERE user = ?1 AND name >= ?2 {below}
                    AND version = (SELECT MAX(version) FROM objects WHERE user = o.user AND name = o.name)
                  ORDER BY name";
@@ -1521,7 +1530,7 @@ impl Store {
     pub fn get_object(&self, user: UserId, name: &str) -> Result<Option<(ObjectRow, Vec<u8>)>, StoreError> {
         self.read(|conn| {
             let row = conn.query_opt(
-                "SELECT name, version, session, manifest, size, created FROM objects
+                "SELECT name, version, session, manifest, size, created, meta FROM objects
                      WHERE user = ?1 AND name = ?2 ORDER BY version DESC LIMIT 1",
                 params![user.0 as i64, name],
                 object_row,
@@ -1541,28 +1550,8 @@ impl Store {
     /// Returns (versions removed, packs released).
     pub fn remove_object(&self, user: UserId, name: &str, now: u64) -> Result<(u64, u64), StoreError> {
         self.write(|tx| {
-            let u = user.0 as i64;
             locks::check_object(tx, user, name, now)?;
-            tx.execute(
-                "DELETE FROM holds WHERE target = 'object'
-                   AND id IN (SELECT CAST(id AS TEXT) FROM objects WHERE user = ?1 AND name = ?2)",
-                params![u, name],
-            )?;
-            // Only the chunks the removed versions referenced can have lost their last
-            // reference: those are looked at, not every chunk of the user (prune does that).
-            let referenced: Vec<Vec<u8>> = tx.query_map(
-                "SELECT DISTINCT chunk FROM object_chunks
-                 WHERE object IN (SELECT id FROM objects WHERE user = ?1 AND name = ?2)",
-                params![u, name],
-                |r| r.get(0),
-            )?;
-            tx.execute(
-                "DELETE FROM object_chunks WHERE object IN (SELECT id FROM objects WHERE user = ?1 AND name = ?2)",
-                params![u, name],
-            )?;
-            let versions = tx.execute("DELETE FROM objects WHERE user = ?1 AND name = ?2", params![u, name])? as u64;
-            let released = locks::drop_unreferenced(tx, user, referenced, now)?;
-            Ok((versions, released))
+            Ok(remove_versions(tx, user, name, None, now)?)
         })
     }
 
@@ -1725,8 +1714,10 @@ pub(crate) fn trusted_writers(
 /// current form; so is adding a column that is there already (the statement ran before). (Only SQLite catalogs are older than PostgreSQL support.)
 fn migrate(conn: &Sql<'_>, sql: &str) -> Result<(), StoreError> {
     for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        // A catalog marked older than its tables (one restored from a copy) may have a
+        // column already: SQLite's error is let through below, PostgreSQL is told.
         let statement = match conn.is_postgres() {
-            true => sql::postgres_ddl(statement),
+            true => sql::postgres_ddl(statement).replace("ADD COLUMN ", "ADD COLUMN IF NOT EXISTS "),
             false => statement.to_owned(),
         };
         match conn.batch(&statement) {
@@ -1753,6 +1744,55 @@ fn after_prefix(prefix: &str) -> Option<String> {
     None
 }
 
+/// An object version to commit.
+#[derive(Debug, Clone, Copy)]
+pub struct NewObject<'a> {
+    /// Encrypted name.
+    pub name: &'a str,
+    /// The session whose key sealed the manifest.
+    pub session: u64,
+    /// Sealed manifest.
+    pub manifest: &'a [u8],
+    /// Sealed attributes, if any.
+    pub meta: Option<&'a [u8]>,
+    /// Plaintext size.
+    pub size: u64,
+    /// Every chunk it references.
+    pub chunks: &'a [ChunkId],
+}
+
+/// Removes the versions of an object (those below `below`, or all), their holds and
+/// references; the chunks nothing references any more are dropped and packs left empty
+/// released. Locks are the caller's to check. Returns (versions removed, packs released).
+fn remove_versions(
+    tx: &Sql<'_>,
+    user: UserId,
+    name: &str,
+    below: Option<u64>,
+    now: u64,
+) -> Result<(u64, u64), SqlError> {
+    let u = user.0 as i64;
+    let below = below.map_or(i64::MAX, |v| v as i64);
+    let versions = "SELECT id FROM objects WHERE user = ?1 AND name = ?2 AND version < ?3";
+    tx.execute(
+        &format!("DELETE FROM holds WHERE target = 'object' AND id IN (SELECT CAST(id AS TEXT) FROM ({versions}) v)"),
+        params![u, name, below],
+    )?;
+    // Only the chunks the removed versions referenced can have lost their last reference:
+    // those are looked at, not every chunk of the user (prune does that).
+    let referenced: Vec<Vec<u8>> = tx.query_map(
+        &format!("SELECT DISTINCT chunk FROM object_chunks WHERE object IN ({versions})"),
+        params![u, name, below],
+        |r| r.get(0),
+    )?;
+    tx.execute(&format!("DELETE FROM object_chunks WHERE object IN ({versions})"), params![u, name, below])?;
+    let removed = tx
+        .execute("DELETE FROM objects WHERE user = ?1 AND name = ?2 AND version < ?3", params![u, name, below])?
+        as u64;
+    let released = locks::drop_unreferenced(tx, user, referenced, now)?;
+    Ok((removed, released))
+}
+
 fn object_row(r: &sql::Row) -> Result<ObjectRow, SqlError> {
     Ok(ObjectRow {
         name: r.get(0)?,
@@ -1761,6 +1801,7 @@ fn object_row(r: &sql::Row) -> Result<ObjectRow, SqlError> {
         manifest: r.get::<Option<Vec<u8>>>(3)?.unwrap_or_default(),
         size: r.get::<i64>(4)? as u64,
         created: r.get::<i64>(5)? as u64,
+        meta: r.get(6)?,
     })
 }
 

@@ -1,0 +1,184 @@
+//! `scatter gateway`: serve the S3 API for this profile, and manage its S3 access keys.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use scatter_client::profile::Profile;
+use scatter_client::put::PutOptions;
+use scatter_client::upload::Redundancy;
+use scatter_core::keys::UserKeys;
+use scatter_gateway::keystore::KeyStore;
+use scatter_gateway::tenant::Tenant;
+use scatter_gateway::Served;
+
+/// `scatter gateway key …`.
+#[derive(clap::Subcommand)]
+pub enum GatewayAction {
+    /// The S3 access keys of this profile (sealed in its folder, mode 0600).
+    Key {
+        #[command(subcommand)]
+        command: KeyCmd,
+    },
+}
+
+/// `scatter gateway key …`.
+#[derive(clap::Subcommand)]
+pub enum KeyCmd {
+    /// Make a new access key and print it with its secret (shown this once).
+    Add {
+        /// An appender's rights: put objects and multipart uploads, no get, list or delete.
+        #[arg(long)]
+        write_only: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the access keys (never their secrets).
+    Ls {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an access key: requests signed with it are refused once the gateway restarts.
+    Rm {
+        /// The access key, as `key ls` shows it.
+        access_key: String,
+    },
+}
+
+/// How `scatter gateway` serves.
+pub struct ServeArgs {
+    /// Where to listen.
+    pub listen: String,
+    /// The operator's certificate chain and key (PEM).
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// Plain HTTP (loopback only).
+    pub plain_http: bool,
+    /// Multipart uploads older than this are aborted.
+    pub upload_expiry: Duration,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Runs `scatter gateway key …`.
+pub fn keys(dir: &Path, keys: &UserKeys, cmd: KeyCmd) -> Result<()> {
+    let mut store = KeyStore::open(dir, keys.write_keys().name_key())?;
+    match cmd {
+        KeyCmd::Add { write_only, json } => {
+            let k = store.add(write_only, now())?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "access_key": k.access_key, "secret_key": k.secret_key, "write_only": k.write_only })
+                );
+            } else {
+                println!("access key: {}", k.access_key);
+                println!("secret key: {}", k.secret_key);
+                println!(
+                    "Keep the secret now: it is not shown again. {}",
+                    if write_only {
+                        "This key may put objects only."
+                    } else {
+                        "This key may do anything this profile may."
+                    }
+                );
+            }
+        }
+        KeyCmd::Ls { json } => {
+            if json {
+                let list: Vec<_> = store
+                    .keys()
+                    .iter()
+                    .map(|k| serde_json::json!({ "access_key": k.access_key, "write_only": k.write_only, "created": k.created }))
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else if store.keys().is_empty() {
+                println!("No gateway keys; make one with `scatter gateway key add`.");
+            } else {
+                for k in store.keys() {
+                    println!("{}  {}", k.access_key, if k.write_only { "write-only" } else { "full" });
+                }
+            }
+        }
+        KeyCmd::Rm { access_key } => {
+            store.remove(&access_key)?;
+            println!("Removed {access_key}; a running gateway refuses it once restarted.");
+        }
+    }
+    Ok(())
+}
+
+/// Opens another profile to serve: `DIR` with `passphrase`, `DIR=FILE` with the passphrase
+/// in FILE.
+pub fn open_profile(spec: &str, passphrase: &str) -> Result<(PathBuf, Profile, UserKeys)> {
+    let (dir, secret) = match spec.split_once('=') {
+        Some((dir, file)) => {
+            let source = scatter_cli::passphrase::Source::File(PathBuf::from(file));
+            (PathBuf::from(dir), source.read()?)
+        }
+        None => (PathBuf::from(spec), passphrase.to_owned()),
+    };
+    let profile = Profile::load(&dir).with_context(|| format!("--profile {}", dir.display()))?;
+    let keys = Profile::load_keys(&dir, &secret).with_context(|| format!("--profile {}", dir.display()))?;
+    Ok((dir, profile, keys))
+}
+
+/// Runs the gateway for `profiles` until `stop`.
+pub async fn serve(
+    profiles: Vec<(PathBuf, Profile, UserKeys)>,
+    args: ServeArgs,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let addr: SocketAddr =
+        args.listen.parse().with_context(|| format!("--listen {} is not an address and port", args.listen))?;
+    let tls = match (&args.tls, args.plain_http) {
+        (Some(_), true) => bail!("--plain-http and --cert/--key exclude each other"),
+        (Some((cert, key)), false) => Some(scatter_net::tls::operator_server_config(cert, key)?),
+        (None, true) if addr.ip().is_loopback() => None,
+        (None, true) => bail!(
+            "--plain-http is only allowed on a loopback address: S3 clients would send data and signatures in the clear; serve TLS with --cert and --key"
+        ),
+        (None, false) => bail!("give the gateway its TLS certificate with --cert and --key, or --plain-http on a loopback address"),
+    };
+    let mut served = Vec::new();
+    for (dir, profile, keys) in profiles {
+        if !keys.can_read() {
+            bail!(
+                "the profile {} is write-only (an appender's): the gateway needs a profile that can read; give appenders a write-only gateway key instead",
+                dir.display()
+            );
+        }
+        let store = KeyStore::open(&dir, keys.write_keys().name_key())?;
+        let coord = profile.coordinator()?;
+        let grid =
+            coord.grid().await.with_context(|| format!("the coordinator of {} cannot be reached", dir.display()))?;
+        let put = PutOptions { redundancy: Redundancy { k: grid.data, m: grid.parity }, ..Default::default() };
+        served.push(Served { tenant: Arc::new(Tenant::new(coord, keys, put)), keys: store.keys().to_vec() });
+    }
+    let router = scatter_gateway::router(&served)?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let bound = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let keys: usize = served.iter().map(|s| s.keys.len()).sum();
+    eprintln!(
+        "S3 gateway for {} profile(s), {keys} key(s), listening on {scheme}://{bound} (path-style addressing, region us-east-1)",
+        served.len()
+    );
+    let every = (args.upload_expiry / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    let expiries: Vec<_> = served
+        .iter()
+        .map(|s| tokio::spawn(scatter_gateway::expire_uploads(s.tenant.clone(), args.upload_expiry, every)))
+        .collect();
+    let served = scatter_net::serve::serve(listener, router, tls, stop).await;
+    for e in expiries {
+        e.abort();
+    }
+    served.context("the gateway stopped")?;
+    eprintln!("S3 gateway stopped");
+    Ok(())
+}

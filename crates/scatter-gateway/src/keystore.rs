@@ -1,0 +1,165 @@
+//! The gateway's S3 access keys for one profile, kept in the profile folder.
+//!
+//! SigV4 signs with the secret itself, so the gateway must hold secrets in the clear while
+//! it runs. On disk they are sealed (AES-SIV, a key derived from the profile's name key,
+//! which only the profile's key file and passphrase open) in `gateway-keys`, mode 0600,
+//! written atomically.
+
+use std::path::{Path, PathBuf};
+
+use rand::Rng;
+use scatter_core::names::NameKey;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+/// The file in the profile folder.
+pub const FILE: &str = "gateway-keys";
+
+/// What the store's seal is bound to (never an encrypted object name: those are base64url).
+const SEAL_CONTEXT: &str = "scatter gateway key store v1";
+
+/// One S3 access key.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct AccessKey {
+    /// The public half, `SC` and 18 letters or digits.
+    pub access_key: String,
+    /// The secret half: 40 letters and digits.
+    pub secret_key: String,
+    /// An appender's rights: put (and multipart uploads), nothing else.
+    #[serde(default)]
+    pub write_only: bool,
+    /// Unix time it was made.
+    #[serde(default)]
+    pub created: u64,
+}
+
+impl std::fmt::Debug for AccessKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessKey")
+            .field("access_key", &self.access_key)
+            .field("write_only", &self.write_only)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the key store could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyStoreError {
+    /// Reading or writing the file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The file does not open with this profile's keys.
+    #[error(
+        "{0} does not open with this profile's keys (another profile's, or damaged); remove it and add the keys again"
+    )]
+    Sealed(PathBuf),
+    /// No key has this id.
+    #[error("no gateway key is named {0}; `scatter gateway key ls` lists them")]
+    NoSuchKey(String),
+}
+
+/// The access keys of one profile.
+pub struct KeyStore {
+    path: PathBuf,
+    seal: NameKey,
+    keys: Vec<AccessKey>,
+}
+
+impl KeyStore {
+    /// Opens the store in profile folder `dir` (empty if there is none yet).
+    pub fn open(dir: &Path, seal: NameKey) -> Result<Self, KeyStoreError> {
+        let path = dir.join(FILE);
+        let keys = match std::fs::read(&path) {
+            Ok(bytes) => {
+                let plain = Zeroizing::new(
+                    seal.open_attributes(SEAL_CONTEXT, &bytes).map_err(|_| KeyStoreError::Sealed(path.clone()))?,
+                );
+                serde_json::from_slice(&plain).map_err(|_| KeyStoreError::Sealed(path.clone()))?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(source) => return Err(KeyStoreError::Io { path, source }),
+        };
+        Ok(Self { path, seal, keys })
+    }
+
+    /// Every key.
+    pub fn keys(&self) -> &[AccessKey] {
+        &self.keys
+    }
+
+    /// Makes, stores and returns a new key.
+    pub fn add(&mut self, write_only: bool, now: u64) -> Result<AccessKey, KeyStoreError> {
+        let key = AccessKey {
+            access_key: format!("SC{}", random_text(18, true)),
+            secret_key: random_text(40, false),
+            write_only,
+            created: now,
+        };
+        self.keys.push(key.clone());
+        self.save()?;
+        Ok(key)
+    }
+
+    /// Removes the key `access_key`.
+    pub fn remove(&mut self, access_key: &str) -> Result<(), KeyStoreError> {
+        let before = self.keys.len();
+        self.keys.retain(|k| k.access_key != access_key);
+        if self.keys.len() == before {
+            return Err(KeyStoreError::NoSuchKey(access_key.to_owned()));
+        }
+        self.save()
+    }
+
+    fn save(&self) -> Result<(), KeyStoreError> {
+        let plain = Zeroizing::new(serde_json::to_vec(&self.keys).unwrap_or_default());
+        let sealed = self.seal.seal_attributes(SEAL_CONTEXT, &plain);
+        scatter_net::tls::write_private(&self.path, &sealed)
+            .map_err(|source| KeyStoreError::Io { path: self.path.clone(), source })
+    }
+}
+
+fn random_text(len: usize, upper: bool) -> String {
+    const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    const MIXED: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let set = if upper { UPPER } else { MIXED };
+    let mut rng = rand::rngs::OsRng;
+    (0..len).map(|_| set[rng.gen_range(0..set.len())] as char).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name_key() -> NameKey {
+        scatter_core::keys::UserKeys::generate().write_keys().name_key()
+    }
+
+    #[test]
+    fn keys_are_sealed_private_and_only_open_with_their_profile() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mine, theirs) = (name_key(), name_key());
+        let mut store = KeyStore::open(dir.path(), mine.clone()).expect("open");
+        let a = store.add(false, 1).expect("add");
+        let b = store.add(true, 2).expect("add");
+        let raw = std::fs::read(dir.path().join(FILE)).expect("file");
+        assert!(!String::from_utf8_lossy(&raw).contains(&a.secret_key), "secrets are sealed on disk");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join(FILE)).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let again = KeyStore::open(dir.path(), mine.clone()).expect("reopen");
+        let ids: Vec<(&str, bool)> = again.keys().iter().map(|k| (k.access_key.as_str(), k.write_only)).collect();
+        assert_eq!(ids, [(a.access_key.as_str(), false), (b.access_key.as_str(), true)]);
+        assert!(matches!(KeyStore::open(dir.path(), theirs), Err(KeyStoreError::Sealed(_))));
+        let mut again = again;
+        again.remove(&a.access_key).expect("remove");
+        assert!(matches!(again.remove(&a.access_key), Err(KeyStoreError::NoSuchKey(_))));
+        assert_eq!(KeyStore::open(dir.path(), mine.clone()).expect("reopen").keys().len(), 1);
+        assert_ne!(a.secret_key, b.secret_key);
+        assert_eq!(a.secret_key.len(), 40);
+    }
+}

@@ -1,0 +1,115 @@
+//! Scatter's S3 gateway: the S3 API over the client pipeline of one or more profiles.
+//!
+//! The gateway runs on the user's side of the trust line: it holds the profile's keys,
+//! seals and erasure-codes what S3 clients put, and opens what they get, exactly as the
+//! CLI does. The coordinator sees encrypted names (every S3 bucket, key, upload and part
+//! is an object name, see [`naming`]), sizes and sealed attributes ([`attrs`]: the ETag,
+//! content type and user metadata); hosts see ciphertext.
+//!
+//! S3 clients sign with access keys the gateway keeps sealed in the profile folder
+//! ([`keystore`]); `s3s` checks their SigV4 signatures (headers, presigned URLs, streaming
+//! aws-chunked bodies with signed trailers) and speaks S3's XML and errors; [`s3`] does
+//! the operations, listing from a per-bucket index ([`listing`]) kept in the gateway.
+
+pub mod attrs;
+pub mod body;
+pub mod keystore;
+pub mod listing;
+pub mod naming;
+pub mod s3;
+pub mod tenant;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use s3s::auth::{S3Auth, SecretKey};
+use s3s::service::S3ServiceBuilder;
+use s3s::S3Result;
+
+use crate::keystore::AccessKey;
+use crate::naming::Named;
+use crate::s3::{Access, Gateway};
+use crate::tenant::Tenant;
+
+/// A profile to serve and the access keys that reach it.
+pub struct Served {
+    /// The profile.
+    pub tenant: Arc<Tenant>,
+    /// Its keys.
+    pub keys: Vec<AccessKey>,
+}
+
+/// The secrets SigV4 checks against, by access key.
+struct Secrets(HashMap<String, String>);
+
+#[async_trait::async_trait]
+impl S3Auth for Secrets {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        self.0.get(access_key).map(|s| SecretKey::from(s.as_str())).ok_or_else(|| s3s::s3_error!(InvalidAccessKeyId))
+    }
+}
+
+/// Why the gateway cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// No profile has a key: nobody could sign a request.
+    #[error("no gateway key exists; make one with `scatter gateway key add`")]
+    NoKeys,
+    /// Two profiles have the same access key.
+    #[error("the access key {0} belongs to two profiles; remove it from one")]
+    SharedKey(String),
+}
+
+/// The gateway's HTTP router: S3 at every path.
+pub fn router(served: &[Served]) -> Result<axum::Router, GatewayError> {
+    let mut access = HashMap::new();
+    let mut secrets = HashMap::new();
+    for s in served {
+        for k in &s.keys {
+            if secrets.insert(k.access_key.clone(), k.secret_key.clone()).is_some() {
+                return Err(GatewayError::SharedKey(k.access_key.clone()));
+            }
+            access.insert(k.access_key.clone(), Access { tenant: s.tenant.clone(), write_only: k.write_only });
+        }
+    }
+    if access.is_empty() {
+        return Err(GatewayError::NoKeys);
+    }
+    let mut builder = S3ServiceBuilder::new(Gateway::new(access));
+    builder.set_auth(Secrets(secrets));
+    let service = axum::error_handling::HandleError::new(builder.build(), |e: s3s::HttpError| async move {
+        tracing::warn!(error = ?e, "an S3 request failed below the S3 layer");
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR
+    });
+    Ok(axum::Router::new().fallback_service(service))
+}
+
+/// Aborts, every `every`, the multipart uploads of `tenant` started more than `expiry` ago:
+/// an abandoned upload's parts are referenced in the catalog (so nothing else sweeps them)
+/// until then.
+pub async fn expire_uploads(tenant: Arc<Tenant>, expiry: Duration, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let uploads = match tenant.list(naming::UPLOADS).await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not list multipart uploads to expire; will retry");
+                continue;
+            }
+        };
+        for l in uploads {
+            let Named::Upload(bucket, upload) = l.named else { continue };
+            if now.saturating_sub(l.created) < expiry.as_secs() {
+                continue;
+            }
+            match s3::remove_upload(&tenant, &bucket, &upload).await {
+                Ok(()) => tracing::info!(%bucket, %upload, "an abandoned multipart upload expired and was removed"),
+                Err(e) => {
+                    tracing::warn!(%bucket, %upload, error = %e, "could not remove an expired upload; will retry")
+                }
+            }
+        }
+    }
+}

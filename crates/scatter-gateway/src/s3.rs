@@ -1,0 +1,1131 @@
+//! The S3 operations, over the client pipeline of the profile an access key belongs to.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use s3s::dto::*;
+use s3s::{s3_error, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, S3};
+use scatter_client::put::{commit_manifest, put_stream, PutOptions};
+use scatter_client::{ClientError, NoProgress};
+use scatter_core::manifest::Manifest;
+use scatter_proto::api::ErrorCode;
+
+use crate::attrs::{multipart_etag, Attributes, MAX_USER_METADATA};
+use crate::body::{self, Outgoing, Wanted};
+use crate::listing::{Entry, Query};
+use crate::naming::{self, Named};
+use crate::tenant::{BucketState, Tenant};
+
+/// Parts of a multipart upload other than the last must be at least this big.
+const MIN_PART: u64 = 5 << 20;
+/// The most parts an upload may have.
+const MAX_PARTS: i32 = 10_000;
+/// The most keys a listing page holds.
+const MAX_PAGE: usize = 1000;
+
+/// What an access key may do, and whose data.
+#[derive(Clone)]
+pub struct Access {
+    /// The profile.
+    pub tenant: Arc<Tenant>,
+    /// An appender's rights: put and multipart uploads only.
+    pub write_only: bool,
+}
+
+/// The S3 service: access keys to what they may do.
+pub struct Gateway {
+    access: HashMap<String, Access>,
+}
+
+impl Gateway {
+    /// A gateway for these access keys.
+    pub fn new(access: HashMap<String, Access>) -> Self {
+        Self { access }
+    }
+
+    fn access<T>(&self, req: &S3Request<T>) -> S3Result<&Access> {
+        let Some(c) = &req.credentials else {
+            return Err(s3_error!(AccessDenied, "anonymous requests are not served; sign with a gateway key"));
+        };
+        self.access.get(&c.access_key).ok_or_else(|| s3_error!(InvalidAccessKeyId))
+    }
+
+    /// The access of a request that reads, lists or removes: not a write-only key's.
+    fn reader<T>(&self, req: &S3Request<T>) -> S3Result<&Access> {
+        let a = self.access(req)?;
+        if a.write_only {
+            return Err(s3_error!(
+                AccessDenied,
+                "this key is write-only: it may put objects, not read, list or delete"
+            ));
+        }
+        Ok(a)
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn timestamp(secs: u64) -> Timestamp {
+    Timestamp::from(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+fn unix(t: &Timestamp) -> i64 {
+    time::OffsetDateTime::from(t.clone()).unix_timestamp()
+}
+
+fn etag(value: &str) -> ETag {
+    ETag::Strong(value.to_owned())
+}
+
+/// A client error in S3's terms; `missing` is what an absent object means here.
+fn s3(e: ClientError, missing: S3ErrorCode) -> S3Error {
+    match &e {
+        ClientError::Api { code: ErrorCode::NotFound, .. } => {
+            let what = match missing {
+                S3ErrorCode::NoSuchBucket => "The specified bucket does not exist.",
+                S3ErrorCode::NoSuchUpload => "The specified multipart upload does not exist.",
+                _ => "The specified key does not exist.",
+            };
+            S3Error::with_message(missing, what)
+        }
+        ClientError::Api { code: ErrorCode::Forbidden | ErrorCode::Quota, .. } => {
+            S3Error::with_message(S3ErrorCode::AccessDenied, e.to_string())
+        }
+        ClientError::Api { code: ErrorCode::Throttled | ErrorCode::Busy, .. } => {
+            S3Error::with_message(S3ErrorCode::SlowDown, e.to_string())
+        }
+        ClientError::Unreachable(_)
+        | ClientError::Interrupted(_)
+        | ClientError::Upload(_)
+        | ClientError::Api { code: ErrorCode::TooFewHosts | ErrorCode::HostsLate | ErrorCode::Full, .. } => {
+            S3Error::with_message(S3ErrorCode::ServiceUnavailable, e.to_string())
+        }
+        _ => S3Error::with_message(S3ErrorCode::InternalError, e.to_string()),
+    }
+}
+
+fn internal(e: ClientError) -> S3Error {
+    s3(e, S3ErrorCode::InternalError)
+}
+
+fn check_names(bucket: &str, key: Option<&str>) -> S3Result<()> {
+    naming::check_bucket(bucket).map_err(|m| S3Error::with_message(S3ErrorCode::InvalidBucketName, m))?;
+    if let Some(key) = key {
+        naming::check_key(key).map_err(|m| S3Error::with_message(S3ErrorCode::KeyTooLongError, m))?;
+    }
+    Ok(())
+}
+
+async fn bucket(t: &Tenant, name: &str) -> S3Result<Arc<BucketState>> {
+    check_names(name, None)?;
+    t.bucket(name).await.map_err(internal)?.ok_or_else(|| s3_error!(NoSuchBucket, "no bucket is named {name}"))
+}
+
+/// Attributes from a request's content type and `x-amz-meta-*`, within S3's limit.
+fn attributes(content_type: Option<String>, metadata: Option<Metadata>) -> S3Result<Attributes> {
+    let attrs = Attributes {
+        content_type,
+        metadata: metadata.unwrap_or_default().into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect(),
+        ..Default::default()
+    };
+    if attrs.user_metadata_len() > MAX_USER_METADATA {
+        return Err(s3_error!(MetadataTooLarge, "user metadata may take at most {MAX_USER_METADATA} bytes"));
+    }
+    Ok(attrs)
+}
+
+/// Checks `If-Match`, `If-None-Match`, `If-Modified-Since` and `If-Unmodified-Since`
+/// against an object, as RFC 9110 orders them.
+fn preconditions(
+    etag_now: &str,
+    modified: u64,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+    if_modified_since: Option<&Timestamp>,
+    if_unmodified_since: Option<&Timestamp>,
+) -> S3Result<()> {
+    let matches = |c: &ETagCondition| match c {
+        ETagCondition::Any => true,
+        ETagCondition::ETag(e) => e.value() == etag_now,
+    };
+    if let Some(c) = if_match {
+        if !matches(c) {
+            return Err(s3_error!(PreconditionFailed, "If-Match does not match the object's ETag"));
+        }
+    } else if let Some(t) = if_unmodified_since {
+        if modified as i64 > unix(t) {
+            return Err(s3_error!(PreconditionFailed, "the object was modified since If-Unmodified-Since"));
+        }
+    }
+    if let Some(c) = if_none_match {
+        if matches(c) {
+            return Err(s3_error!(NotModified));
+        }
+    } else if let Some(t) = if_modified_since {
+        if modified as i64 <= unix(t) {
+            return Err(s3_error!(NotModified));
+        }
+    }
+    Ok(())
+}
+
+/// The checksums a request asks to be checked: by header value, by algorithm, or by the
+/// trailer it announces.
+fn wanted(headers: &http::HeaderMap, given: &Checksum, algorithm: Option<&ChecksumAlgorithm>) -> Wanted {
+    let trailer = headers.get("x-amz-trailer").and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    let algo = algorithm.map(|a| a.as_str().to_ascii_uppercase()).unwrap_or_default();
+    let asked = |name: &str, value: &Option<String>| {
+        value.is_some() || algo == name.to_ascii_uppercase() || trailer.contains(&format!("x-amz-checksum-{name}"))
+    };
+    Wanted {
+        crc32: asked("crc32", &given.checksum_crc32),
+        crc32c: asked("crc32c", &given.checksum_crc32c),
+        crc64nvme: asked("crc64nvme", &given.checksum_crc64nvme),
+        sha1: asked("sha1", &given.checksum_sha1),
+        sha256: asked("sha256", &given.checksum_sha256),
+    }
+}
+
+/// Compares the checksums computed over a body with those the client gave, as headers or
+/// trailers; a mismatch is `BadDigest`.
+fn verify(
+    given: &Checksum,
+    trailers: Option<&http::HeaderMap>,
+    got: &Checksum,
+    content_md5: Option<&str>,
+    md5_hex: &str,
+) -> S3Result<()> {
+    if let Some(b64) = content_md5 {
+        use base64::Engine;
+        let ok = base64::engine::general_purpose::STANDARD.decode(b64).ok().is_some_and(|m| hex::encode(m) == md5_hex);
+        if !ok {
+            return Err(s3_error!(BadDigest, "the Content-MD5 you specified did not match what was received"));
+        }
+    }
+    let pairs = [
+        ("crc32", &given.checksum_crc32, &got.checksum_crc32),
+        ("crc32c", &given.checksum_crc32c, &got.checksum_crc32c),
+        ("crc64nvme", &given.checksum_crc64nvme, &got.checksum_crc64nvme),
+        ("sha1", &given.checksum_sha1, &got.checksum_sha1),
+        ("sha256", &given.checksum_sha256, &got.checksum_sha256),
+    ];
+    for (name, header, computed) in pairs {
+        let trailer = trailers
+            .and_then(|t| t.get(format!("x-amz-checksum-{name}")))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if let (Some(expected), Some(computed)) = (header.clone().or(trailer), computed) {
+            if &expected != computed {
+                return Err(s3_error!(BadDigest, "the {name} checksum you specified did not match what was received"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A request body as a stream of bytes (an absent body is empty).
+fn incoming(body: Option<StreamingBlob>) -> futures::stream::BoxStream<'static, Result<Bytes, String>> {
+    match body {
+        Some(b) => b.map(|r| r.map_err(|e| e.to_string())).boxed(),
+        None => futures::stream::empty().boxed(),
+    }
+}
+
+/// What a stored body came to.
+struct Stored {
+    size: u64,
+    attrs: Attributes,
+    checksums: Checksum,
+}
+
+/// Stores a request body under `name` (plaintext gateway name), checking its checksums
+/// before the commit: nothing is visible unless all of it arrived intact.
+#[allow(clippy::too_many_arguments)]
+async fn store_body(
+    t: &Tenant,
+    name: &str,
+    body: futures::stream::BoxStream<'static, Result<Bytes, String>>,
+    length: Option<i64>,
+    wanted: Wanted,
+    given: Checksum,
+    trailers: Option<s3s::TrailingHeaders>,
+    content_md5: Option<String>,
+    mut attrs: Attributes,
+    replace: bool,
+) -> S3Result<Stored> {
+    let (reader, slot) = body::reader(body, wanted);
+    let opts = PutOptions { replace, ..t.put.clone() };
+    let mut refusal: Option<S3Error> = None;
+    let mut computed = Checksum::default();
+    let expected = length.and_then(|l| u64::try_from(l).ok());
+    let stored = put_stream(&t.coord, t.keys.write_keys(), reader, name, &opts, expected, &NoProgress, |manifest| {
+        let sums = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(sums) = sums.filter(|s| s.len == manifest.size) else {
+            return Err(ClientError::Invalid("the request body ended before it was complete".into()));
+        };
+        let trailers = trailers.as_ref().and_then(|t| t.take());
+        if let Err(e) = verify(&given, trailers.as_ref(), &sums.checksums, content_md5.as_deref(), &sums.md5) {
+            let message = e.message().unwrap_or("checksum mismatch").to_owned();
+            refusal = Some(e);
+            return Err(ClientError::Invalid(message));
+        }
+        if expected.is_some_and(|e| e != manifest.size) {
+            refusal = Some(s3_error!(IncompleteBody, "the body's length does not match its Content-Length"));
+            return Err(ClientError::Invalid("incomplete body".into()));
+        }
+        attrs.etag = sums.md5.clone();
+        computed = sums.checksums;
+        Ok(Some(attrs.encode()))
+    })
+    .await;
+    if let Some(r) = refusal {
+        return Err(r);
+    }
+    let report = stored.map_err(|e| match e {
+        ClientError::Api { code: ErrorCode::Conflict | ErrorCode::Forbidden, .. } if !replace => {
+            s3_error!(AccessDenied, "a write-only key cannot overwrite an object")
+        }
+        e => internal(e),
+    })?;
+    Ok(Stored { size: report.size, attrs, checksums: computed })
+}
+
+/// Streams bytes `range` of the object whose manifest is `manifest`.
+fn object_bytes(t: &Tenant, manifest: &Manifest, range: std::ops::Range<u64>) -> S3Result<Outgoing> {
+    let mut offset = 0u64;
+    let mut skip = 0u64;
+    let mut wanted = Vec::new();
+    for (id, len) in &manifest.chunks {
+        let end = offset + u64::from(*len);
+        if end > range.start && offset < range.end {
+            if wanted.is_empty() {
+                skip = range.start - offset;
+            }
+            wanted.push((*id, Some(*len)));
+        }
+        offset = end;
+        if offset >= range.end {
+            break;
+        }
+    }
+    let hosts = t.coord.hosts().map_err(internal)?;
+    let fetcher = scatter_client::fetch::Fetcher::new(&t.coord, &hosts, &t.keys);
+    let (tx, out) = Outgoing::channel();
+    let mut left = range.end - range.start;
+    tokio::spawn(async move {
+        let mut chunks = fetcher.stream(wanted);
+        while let Some(batch) = chunks.next().await {
+            let batch = match batch {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "an object could not be read");
+                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                    return;
+                }
+            };
+            for chunk in batch {
+                let mut b = Bytes::from(chunk);
+                let cut = skip.min(b.len() as u64) as usize;
+                let _ = b.split_to(cut);
+                skip -= cut as u64;
+                b.truncate(left.min(b.len() as u64) as usize);
+                left -= b.len() as u64;
+                if !b.is_empty() && tx.send(Ok(b)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    Ok(out)
+}
+
+/// An object's manifest and listing fields, read fresh from the catalog.
+async fn open(t: &Tenant, name: &str) -> S3Result<(scatter_proto::api::ObjectResponse, Manifest)> {
+    scatter_client::get::open_object(&t.coord, &t.keys, &t.encrypt(name), name)
+        .await
+        .map_err(|e| s3(e, S3ErrorCode::NoSuchKey))
+}
+
+/// The (bucket, key) a copy reads from.
+fn copy_source(source: &CopySource) -> S3Result<(String, String)> {
+    match source {
+        CopySource::Bucket { bucket, key, version_id: None } => Ok((bucket.to_string(), key.to_string())),
+        CopySource::Bucket { .. } => {
+            Err(s3_error!(NotImplemented, "object versions are not kept; copy without versionId"))
+        }
+        _ => Err(s3_error!(NotImplemented, "only bucket/key copy sources are served")),
+    }
+}
+
+/// The parts of an upload, by number.
+async fn parts(t: &Tenant, bucket: &str, upload: &str) -> S3Result<Vec<(u16, u64, u64, Attributes)>> {
+    let mut parts: Vec<(u16, u64, u64, Attributes)> = t
+        .list(&naming::upload(bucket, upload))
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .filter_map(|l| match l.named {
+            Named::Part(b, u, n) if b == bucket && u == upload => Some((n, l.size, l.created, l.attrs)),
+            _ => None,
+        })
+        .collect();
+    parts.sort_by_key(|p| p.0);
+    Ok(parts)
+}
+
+/// The attributes of an upload in progress (its key, content type, metadata).
+async fn upload_of(t: &Tenant, bucket: &str, key: &str, upload: &str) -> S3Result<Attributes> {
+    naming::check_upload_id(upload).map_err(|m| S3Error::with_message(S3ErrorCode::NoSuchUpload, m))?;
+    let info = t
+        .stat(&naming::upload(bucket, upload))
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| s3_error!(NoSuchUpload, "no upload {upload} is in progress"))?;
+    let attrs = t.attributes(&info);
+    if attrs.key.as_deref() != Some(key) {
+        return Err(s3_error!(NoSuchUpload, "upload {upload} is for another key"));
+    }
+    Ok(attrs)
+}
+
+/// Removes an upload's parts and marker.
+pub async fn remove_upload(t: &Tenant, bucket: &str, upload: &str) -> Result<(), ClientError> {
+    for l in t.list(&naming::upload(bucket, upload)).await? {
+        if let Named::Part(b, u, n) = l.named {
+            if b == bucket && u == upload {
+                ignore_missing(t.coord.remove(&t.encrypt(&naming::part(bucket, upload, n))).await)?;
+            }
+        }
+    }
+    ignore_missing(t.coord.remove(&t.encrypt(&naming::upload(bucket, upload))).await)
+}
+
+fn ignore_missing<T>(r: Result<T, ClientError>) -> Result<(), ClientError> {
+    match r {
+        Ok(_) | Err(ClientError::Api { code: ErrorCode::NotFound, .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Commits an empty object (a bucket or upload marker) with `attrs`.
+async fn marker(t: &Tenant, name: &str, attrs: &Attributes) -> S3Result<()> {
+    commit_manifest(&t.coord, t.keys.write_keys(), name, Manifest::default(), Some(&attrs.encode()), &t.put)
+        .await
+        .map(|_| ())
+        .map_err(internal)
+}
+
+fn entry_of(stored: &Stored) -> Entry {
+    Entry { size: stored.size, modified: now(), attrs: stored.attrs.clone() }
+}
+
+fn page(index: &crate::listing::Index, q: &Query<'_>) -> (Vec<Object>, Vec<CommonPrefix>, bool, Option<String>) {
+    let page = index.list(q);
+    let objects = page
+        .objects
+        .into_iter()
+        .map(|(key, e)| Object {
+            key: Some(key),
+            size: Some(e.size as i64),
+            e_tag: Some(etag(&e.attrs.etag)),
+            last_modified: Some(timestamp(e.modified)),
+            storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
+            ..Default::default()
+        })
+        .collect();
+    let prefixes = page.prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(p) }).collect();
+    (objects, prefixes, page.truncated, page.last)
+}
+
+fn max_keys(asked: Option<i32>) -> usize {
+    asked.map_or(MAX_PAGE, |m| (m.max(0) as usize).min(MAX_PAGE))
+}
+
+#[async_trait::async_trait]
+impl S3 for Gateway {
+    async fn list_buckets(&self, req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
+        let a = self.reader(&req)?;
+        let mut buckets: Vec<Bucket> = Vec::new();
+        for l in a.tenant.list(naming::BUCKETS).await.map_err(internal)? {
+            if let Named::Bucket(name) = l.named {
+                buckets.push(Bucket {
+                    name: Some(name),
+                    creation_date: Some(timestamp(l.created)),
+                    ..Default::default()
+                });
+            }
+        }
+        buckets.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(S3Response::new(ListBucketsOutput { buckets: Some(buckets), ..Default::default() }))
+    }
+
+    async fn create_bucket(&self, req: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
+        let a = self.reader(&req)?;
+        let name = &req.input.bucket;
+        check_names(name, None)?;
+        let t = &a.tenant;
+        if t.stat(&naming::bucket(name)).await.map_err(internal)?.is_some() {
+            return Err(s3_error!(BucketAlreadyOwnedByYou, "you already have a bucket named {name}"));
+        }
+        t.forget(name);
+        marker(t, &naming::bucket(name), &Attributes::default()).await?;
+        Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{name}")) }))
+    }
+
+    async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
+        let a = self.access(&req)?;
+        bucket(&a.tenant, &req.input.bucket).await?;
+        Ok(S3Response::new(HeadBucketOutput::default()))
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        let a = self.reader(&req)?;
+        bucket(&a.tenant, &req.input.bucket).await?;
+        Ok(S3Response::new(GetBucketLocationOutput::default()))
+    }
+
+    async fn delete_bucket(&self, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
+        let a = self.reader(&req)?;
+        let t = &a.tenant;
+        let name = &req.input.bucket;
+        let b = bucket(t, name).await?;
+        let index = b.index.write().await;
+        if !index.is_empty() {
+            return Err(s3_error!(
+                BucketNotEmpty,
+                "the bucket {name} holds {} object(s); delete them first",
+                index.len()
+            ));
+        }
+        // Uploads in progress go with their bucket.
+        for l in t.list(&naming::uploads_of(name)).await.map_err(internal)? {
+            if let Named::Upload(_, upload) = l.named {
+                remove_upload(t, name, &upload).await.map_err(internal)?;
+            }
+        }
+        t.coord.remove(&t.encrypt(&naming::bucket(name))).await.map_err(|e| s3(e, S3ErrorCode::NoSuchBucket))?;
+        t.forget(name);
+        Ok(S3Response::new(DeleteBucketOutput::default()))
+    }
+
+    async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+        let a = self.access(&req)?.clone();
+        let t = &a.tenant;
+        let given = Checksum {
+            checksum_crc32: req.input.checksum_crc32.clone(),
+            checksum_crc32c: req.input.checksum_crc32c.clone(),
+            checksum_crc64nvme: req.input.checksum_crc64nvme.clone(),
+            checksum_sha1: req.input.checksum_sha1.clone(),
+            checksum_sha256: req.input.checksum_sha256.clone(),
+            ..Default::default()
+        };
+        let wanted = wanted(&req.headers, &given, req.input.checksum_algorithm.as_ref());
+        let trailers = req.trailing_headers.clone();
+        let input = req.input;
+        check_names(&input.bucket, Some(&input.key))?;
+        let b = bucket(t, &input.bucket).await?;
+        let attrs = attributes(input.content_type, input.metadata)?;
+        // A conditional or write-only put holds the index from its check to its commit.
+        let exclusive = a.write_only || input.if_none_match.is_some() || input.if_match.is_some();
+        let mut held = if exclusive { Some(b.index.write().await) } else { None };
+        if let Some(index) = &held {
+            let current = index.get(&input.key);
+            match (current, &input.if_match) {
+                (None, Some(_)) => return Err(s3_error!(NoSuchKey, "If-Match: there is no such object")),
+                (Some(e), Some(c)) => preconditions(&e.attrs.etag, e.modified, Some(c), None, None, None)?,
+                _ => {}
+            }
+            if current.is_some() && (a.write_only || input.if_none_match.as_ref().is_some_and(ETagCondition::is_any)) {
+                return Err(if a.write_only {
+                    s3_error!(AccessDenied, "a write-only key cannot overwrite an object")
+                } else {
+                    s3_error!(PreconditionFailed, "If-None-Match: * and the object exists")
+                });
+            }
+        }
+        let name = naming::object(&input.bucket, &input.key);
+        let stored = store_body(
+            t,
+            &name,
+            incoming(input.body),
+            input.content_length,
+            wanted,
+            given,
+            trailers,
+            input.content_md5,
+            attrs,
+            !a.write_only,
+        )
+        .await?;
+        match held.as_mut() {
+            Some(index) => index.insert(&input.key, entry_of(&stored)),
+            None => b.index.write().await.insert(&input.key, entry_of(&stored)),
+        }
+        let c = stored.checksums;
+        Ok(S3Response::new(PutObjectOutput {
+            e_tag: Some(etag(&stored.attrs.etag)),
+            size: Some(stored.size as i64),
+            checksum_crc32: c.checksum_crc32,
+            checksum_crc32c: c.checksum_crc32c,
+            checksum_crc64nvme: c.checksum_crc64nvme,
+            checksum_sha1: c.checksum_sha1,
+            checksum_sha256: c.checksum_sha256,
+            ..Default::default()
+        }))
+    }
+
+    async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+        let a = self.reader(&req)?;
+        let t = &a.tenant;
+        let input = req.input;
+        check_names(&input.bucket, Some(&input.key))?;
+        bucket(t, &input.bucket).await?;
+        if input.part_number.is_some() {
+            return Err(s3_error!(NotImplemented, "reading one part of an object is not served; use a Range"));
+        }
+        let (object, manifest) = open(t, &naming::object(&input.bucket, &input.key)).await?;
+        let attrs = t.attributes(&object.info);
+        preconditions(
+            &attrs.etag,
+            object.info.created,
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+            input.if_modified_since.as_ref(),
+            input.if_unmodified_since.as_ref(),
+        )?;
+        let size = manifest.size;
+        let (range, content_range) = match &input.range {
+            Some(r) => {
+                let r = r.check(size)?;
+                let shown = format!("bytes {}-{}/{size}", r.start, r.end.saturating_sub(1));
+                (r, Some(shown))
+            }
+            None => (0..size, None),
+        };
+        let length = range.end - range.start;
+        let body = object_bytes(t, &manifest, range)?;
+        Ok(S3Response::new(GetObjectOutput {
+            body: Some(StreamingBlob::wrap(body)),
+            content_length: Some(length as i64),
+            content_range,
+            accept_ranges: Some("bytes".into()),
+            e_tag: Some(etag(&attrs.etag)),
+            last_modified: Some(timestamp(object.info.created)),
+            content_type: attrs.content_type.clone(),
+            metadata: (!attrs.metadata.is_empty()).then(|| attrs.metadata.clone().into_iter().collect()),
+            ..Default::default()
+        }))
+    }
+
+    async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+        let a = self.reader(&req)?;
+        let input = req.input;
+        check_names(&input.bucket, Some(&input.key))?;
+        let b = bucket(&a.tenant, &input.bucket).await?;
+        let e = b.index.read().await.get(&input.key).cloned().ok_or_else(|| s3_error!(NoSuchKey))?;
+        preconditions(
+            &e.attrs.etag,
+            e.modified,
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+            input.if_modified_since.as_ref(),
+            input.if_unmodified_since.as_ref(),
+        )?;
+        let (length, content_range) = match &input.range {
+            Some(r) => {
+                let r = r.check(e.size)?;
+                (r.end - r.start, Some(format!("bytes {}-{}/{}", r.start, r.end.saturating_sub(1), e.size)))
+            }
+            None => (e.size, None),
+        };
+        Ok(S3Response::new(HeadObjectOutput {
+            content_length: Some(length as i64),
+            content_range,
+            accept_ranges: Some("bytes".into()),
+            e_tag: Some(etag(&e.attrs.etag)),
+            last_modified: Some(timestamp(e.modified)),
+            content_type: e.attrs.content_type.clone(),
+            metadata: (!e.attrs.metadata.is_empty()).then(|| e.attrs.metadata.clone().into_iter().collect()),
+            ..Default::default()
+        }))
+    }
+
+    async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+        let a = self.reader(&req)?;
+        let input = req.input;
+        check_names(&input.bucket, Some(&input.key))?;
+        let b = bucket(&a.tenant, &input.bucket).await?;
+        delete_one(&a.tenant, &b, &input.bucket, &input.key).await?;
+        Ok(S3Response::new(DeleteObjectOutput::default()))
+    }
+
+    async fn delete_objects(&self, req: S3Request<DeleteObjectsInput>) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let a = self.reader(&req)?;
+        let input = req.input;
+        let b = bucket(&a.tenant, &input.bucket).await?;
+        let quiet = input.delete.quiet.unwrap_or(false);
+        let mut deleted = Vec::new();
+        let mut errors = Vec::new();
+        for o in input.delete.objects {
+            let done = match naming::check_key(&o.key) {
+                Ok(()) => delete_one(&a.tenant, &b, &input.bucket, &o.key).await,
+                Err(m) => Err(S3Error::with_message(S3ErrorCode::KeyTooLongError, m)),
+            };
+            match done {
+                Ok(()) if !quiet => deleted.push(DeletedObject { key: Some(o.key), ..Default::default() }),
+                Ok(()) => {}
+                Err(e) => errors.push(Error {
+                    code: Some(e.code().as_str().to_owned()),
+                    key: Some(o.key),
+                    message: e.message().map(str::to_owned),
+                    ..Default::default()
+                }),
+            }
+        }
+        Ok(S3Response::new(DeleteObjectsOutput { deleted: Some(deleted), errors: Some(errors), ..Default::default() }))
+    }
+
+    async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+        let a = self.reader(&req)?;
+        let t = &a.tenant;
+        let input = req.input;
+        check_names(&input.bucket, Some(&input.key))?;
+        let (src_bucket, src_key) = copy_source(&input.copy_source)?;
+        check_names(&src_bucket, Some(&src_key))?;
+        bucket(t, &src_bucket).await?;
+        let b = bucket(t, &input.bucket).await?;
+        let (object, manifest) = open(t, &naming::object(&src_bucket, &src_key)).await?;
+        let source = t.attributes(&object.info);
+        preconditions(
+            &source.etag,
+            object.info.created,
+            input.copy_source_if_match.as_ref(),
+            input.copy_source_if_none_match.as_ref(),
+            input.copy_source_if_modified_since.as_ref(),
+            input.copy_source_if_unmodified_since.as_ref(),
+        )
+        .map_err(|e| if *e.code() == S3ErrorCode::NotModified { s3_error!(PreconditionFailed) } else { e })?;
+        let replace_meta = input.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+        let mut attrs = if replace_meta { attributes(input.content_type, input.metadata)? } else { source.clone() };
+        attrs.etag = source.etag.clone();
+        attrs.key = None;
+        let size = manifest.size;
+        let opts = PutOptions { replace: true, ..t.put.clone() };
+        // The same chunks under a new name: no bytes move.
+        commit_manifest(
+            &t.coord,
+            t.keys.write_keys(),
+            &naming::object(&input.bucket, &input.key),
+            manifest,
+            Some(&attrs.encode()),
+            &opts,
+        )
+        .await
+        .map_err(internal)?;
+        let modified = now();
+        b.index.write().await.insert(&input.key, Entry { size, modified, attrs: attrs.clone() });
+        Ok(S3Response::new(CopyObjectOutput {
+            copy_object_result: Some(CopyObjectResult {
+                e_tag: Some(etag(&attrs.etag)),
+                last_modified: Some(timestamp(modified)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_objects(&self, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
+        let a = self.reader(&req)?;
+        let input = req.input;
+        let b = bucket(&a.tenant, &input.bucket).await?;
+        let max = max_keys(input.max_keys);
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let q = Query { prefix: &prefix, delimiter: input.delimiter.as_deref(), after: input.marker.as_deref(), max };
+        let (contents, prefixes, truncated, last) = page(&*b.index.read().await, &q);
+        Ok(S3Response::new(ListObjectsOutput {
+            name: Some(input.bucket),
+            prefix: Some(prefix),
+            marker: input.marker,
+            delimiter: input.delimiter,
+            max_keys: Some(max as i32),
+            is_truncated: Some(truncated),
+            next_marker: if truncated { last } else { None },
+            contents: Some(contents),
+            common_prefixes: Some(prefixes),
+            encoding_type: input.encoding_type,
+            ..Default::default()
+        }))
+    }
+
+    async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
+        let a = self.reader(&req)?;
+        let input = req.input;
+        let b = bucket(&a.tenant, &input.bucket).await?;
+        let max = max_keys(input.max_keys);
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let token = match &input.continuation_token {
+            Some(t) => Some(decode_token(t)?),
+            None => None,
+        };
+        let after = token.as_deref().or(input.start_after.as_deref());
+        let q = Query { prefix: &prefix, delimiter: input.delimiter.as_deref(), after, max };
+        let (contents, prefixes, truncated, last) = page(&*b.index.read().await, &q);
+        Ok(S3Response::new(ListObjectsV2Output {
+            name: Some(input.bucket),
+            prefix: Some(prefix),
+            delimiter: input.delimiter,
+            max_keys: Some(max as i32),
+            key_count: Some((contents.len() + prefixes.len()) as i32),
+            continuation_token: input.continuation_token,
+            next_continuation_token: if truncated { last.as_deref().map(encode_token) } else { None },
+            is_truncated: Some(truncated),
+            contents: Some(contents),
+            common_prefixes: Some(prefixes),
+            start_after: input.start_after,
+            encoding_type: input.encoding_type,
+            ..Default::default()
+        }))
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let a = self.access(&req)?;
+        let t = &a.tenant;
+        let input = req.input;
+        check_names(&input.bucket, Some(&input.key))?;
+        bucket(t, &input.bucket).await?;
+        let mut attrs = attributes(input.content_type, input.metadata)?;
+        attrs.key = Some(input.key.clone());
+        let upload = naming::new_upload_id();
+        marker(t, &naming::upload(&input.bucket, &upload), &attrs).await?;
+        Ok(S3Response::new(CreateMultipartUploadOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(upload),
+            ..Default::default()
+        }))
+    }
+
+    async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+        let a = self.access(&req)?.clone();
+        let t = &a.tenant;
+        let given = Checksum {
+            checksum_crc32: req.input.checksum_crc32.clone(),
+            checksum_crc32c: req.input.checksum_crc32c.clone(),
+            checksum_crc64nvme: req.input.checksum_crc64nvme.clone(),
+            checksum_sha1: req.input.checksum_sha1.clone(),
+            checksum_sha256: req.input.checksum_sha256.clone(),
+            ..Default::default()
+        };
+        let wanted = wanted(&req.headers, &given, req.input.checksum_algorithm.as_ref());
+        let trailers = req.trailing_headers.clone();
+        let input = req.input;
+        check_names(&input.bucket, Some(&input.key))?;
+        let number = part_number(input.part_number)?;
+        bucket(t, &input.bucket).await?;
+        upload_of(t, &input.bucket, &input.key, &input.upload_id).await?;
+        let stored = store_body(
+            t,
+            &naming::part(&input.bucket, &input.upload_id, number),
+            incoming(input.body),
+            input.content_length,
+            wanted,
+            given,
+            trailers,
+            input.content_md5,
+            Attributes::default(),
+            !a.write_only,
+        )
+        .await?;
+        let c = stored.checksums;
+        Ok(S3Response::new(UploadPartOutput {
+            e_tag: Some(etag(&stored.attrs.etag)),
+            checksum_crc32: c.checksum_crc32,
+            checksum_crc32c: c.checksum_crc32c,
+            checksum_crc64nvme: c.checksum_crc64nvme,
+            checksum_sha1: c.checksum_sha1,
+            checksum_sha256: c.checksum_sha256,
+            ..Default::default()
+        }))
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let a = self.reader(&req)?;
+        let t = &a.tenant;
+        let input = req.input;
+        check_names(&input.bucket, Some(&input.key))?;
+        let number = part_number(input.part_number)?;
+        let (src_bucket, src_key) = copy_source(&input.copy_source)?;
+        check_names(&src_bucket, Some(&src_key))?;
+        bucket(t, &input.bucket).await?;
+        bucket(t, &src_bucket).await?;
+        upload_of(t, &input.bucket, &input.key, &input.upload_id).await?;
+        let (object, manifest) = open(t, &naming::object(&src_bucket, &src_key)).await?;
+        let source = t.attributes(&object.info);
+        preconditions(
+            &source.etag,
+            object.info.created,
+            input.copy_source_if_match.as_ref(),
+            input.copy_source_if_none_match.as_ref(),
+            input.copy_source_if_modified_since.as_ref(),
+            input.copy_source_if_unmodified_since.as_ref(),
+        )
+        .map_err(|e| if *e.code() == S3ErrorCode::NotModified { s3_error!(PreconditionFailed) } else { e })?;
+        let range = match &input.copy_source_range {
+            Some(r) => copy_range(r, manifest.size)?,
+            None => 0..manifest.size,
+        };
+        let length = range.end - range.start;
+        let bytes = object_bytes(t, &manifest, range)?.map(|r| r.map_err(|e| e.to_string())).boxed();
+        let stored = store_body(
+            t,
+            &naming::part(&input.bucket, &input.upload_id, number),
+            bytes,
+            Some(length as i64),
+            Wanted::default(),
+            Checksum::default(),
+            None,
+            None,
+            Attributes::default(),
+            true,
+        )
+        .await?;
+        Ok(S3Response::new(UploadPartCopyOutput {
+            copy_part_result: Some(CopyPartResult {
+                e_tag: Some(etag(&stored.attrs.etag)),
+                last_modified: Some(timestamp(now())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_parts(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
+        let a = self.reader(&req)?;
+        let t = &a.tenant;
+        let input = req.input;
+        check_names(&input.bucket, Some(&input.key))?;
+        bucket(t, &input.bucket).await?;
+        upload_of(t, &input.bucket, &input.key, &input.upload_id).await?;
+        let after = input.part_number_marker.unwrap_or(0);
+        let max = max_keys(input.max_parts);
+        let mut listed: Vec<Part> = parts(t, &input.bucket, &input.upload_id)
+            .await?
+            .into_iter()
+            .filter(|p| i32::from(p.0) > after)
+            .map(|(n, size, created, attrs)| Part {
+                part_number: Some(i32::from(n)),
+                size: Some(size as i64),
+                e_tag: Some(etag(&attrs.etag)),
+                last_modified: Some(timestamp(created)),
+                ..Default::default()
+            })
+            .collect();
+        let truncated = listed.len() > max;
+        listed.truncate(max);
+        let next = if truncated { listed.last().and_then(|p| p.part_number) } else { None };
+        Ok(S3Response::new(ListPartsOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(input.upload_id),
+            part_number_marker: input.part_number_marker,
+            next_part_number_marker: next,
+            max_parts: Some(max as i32),
+            is_truncated: Some(truncated),
+            parts: Some(listed),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let a = self.reader(&req)?;
+        let t = &a.tenant;
+        let input = req.input;
+        bucket(t, &input.bucket).await?;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let mut uploads: Vec<MultipartUpload> = t
+            .list(&naming::uploads_of(&input.bucket))
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .filter_map(|l| match l.named {
+                Named::Upload(_, id) => {
+                    let key = l.attrs.key?;
+                    key.starts_with(&prefix).then(|| MultipartUpload {
+                        key: Some(key),
+                        upload_id: Some(id),
+                        initiated: Some(timestamp(l.created)),
+                        ..Default::default()
+                    })
+                }
+                _ => None,
+            })
+            .collect();
+        uploads.sort_by(|a, b| (&a.key, &a.upload_id).cmp(&(&b.key, &b.upload_id)));
+        let max = max_keys(input.max_uploads);
+        let truncated = uploads.len() > max;
+        uploads.truncate(max);
+        Ok(S3Response::new(ListMultipartUploadsOutput {
+            bucket: Some(input.bucket),
+            prefix: input.prefix,
+            max_uploads: Some(max as i32),
+            is_truncated: Some(truncated),
+            uploads: Some(uploads),
+            ..Default::default()
+        }))
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        let a = self.reader(&req)?;
+        let t = &a.tenant;
+        let input = req.input;
+        check_names(&input.bucket, Some(&input.key))?;
+        bucket(t, &input.bucket).await?;
+        upload_of(t, &input.bucket, &input.key, &input.upload_id).await?;
+        remove_upload(t, &input.bucket, &input.upload_id).await.map_err(internal)?;
+        Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let a = self.access(&req)?.clone();
+        let t = &a.tenant;
+        let input = req.input;
+        check_names(&input.bucket, Some(&input.key))?;
+        let b = bucket(t, &input.bucket).await?;
+        let mut attrs = upload_of(t, &input.bucket, &input.key, &input.upload_id).await?;
+        let asked = input.multipart_upload.and_then(|m| m.parts).unwrap_or_default();
+        if asked.is_empty() {
+            return Err(s3_error!(MalformedXML, "a completed upload names at least one part"));
+        }
+        let stored = parts(t, &input.bucket, &input.upload_id).await?;
+        let mut chosen = Vec::with_capacity(asked.len());
+        let mut last = 0;
+        for (i, p) in asked.iter().enumerate() {
+            let n = p.part_number.unwrap_or(0);
+            if n <= last {
+                return Err(s3_error!(InvalidPartOrder, "parts must be listed in ascending order of their numbers"));
+            }
+            last = n;
+            let want = p.e_tag.as_ref().map(|e| e.value().to_owned()).unwrap_or_default();
+            let Some(found) = stored.iter().find(|s| i32::from(s.0) == n && s.3.etag == want) else {
+                return Err(s3_error!(InvalidPart, "part {n} was not uploaded, or its ETag is not {want}"));
+            };
+            if i + 1 < asked.len() && found.1 < MIN_PART {
+                return Err(s3_error!(
+                    EntityTooSmall,
+                    "part {n} is {} bytes; all but the last must be at least 5 MiB",
+                    found.1
+                ));
+            }
+            chosen.push(found);
+        }
+        // Parts become the object by their manifests alone: no byte is read or written again.
+        let mut manifest = Manifest::default();
+        for (n, ..) in &chosen {
+            let (_, m) = open(t, &naming::part(&input.bucket, &input.upload_id, *n)).await?;
+            manifest.size += m.size;
+            manifest.chunks.extend(m.chunks);
+        }
+        let etags: Vec<&str> = chosen.iter().map(|p| p.3.etag.as_str()).collect();
+        attrs.etag = multipart_etag(&etags).ok_or_else(|| s3_error!(InvalidPart, "a part's ETag is not an MD5"))?;
+        attrs.key = None;
+        let mut index = b.index.write().await;
+        let current = index.get(&input.key);
+        if current.is_some() && (a.write_only || input.if_none_match.as_ref().is_some_and(ETagCondition::is_any)) {
+            return Err(s3_error!(PreconditionFailed, "the object exists"));
+        }
+        if let Some(c) = &input.if_match {
+            let e = current.ok_or_else(|| s3_error!(NoSuchKey))?;
+            preconditions(&e.attrs.etag, e.modified, Some(c), None, None, None)?;
+        }
+        let size = manifest.size;
+        let opts = PutOptions { replace: !a.write_only, ..t.put.clone() };
+        commit_manifest(
+            &t.coord,
+            t.keys.write_keys(),
+            &naming::object(&input.bucket, &input.key),
+            manifest,
+            Some(&attrs.encode()),
+            &opts,
+        )
+        .await
+        .map_err(internal)?;
+        index.insert(&input.key, Entry { size, modified: now(), attrs: attrs.clone() });
+        drop(index);
+        // The object references the parts' chunks now: the parts themselves go.
+        if let Err(e) = remove_upload(t, &input.bucket, &input.upload_id).await {
+            tracing::warn!(error = %e, upload = %input.upload_id, "a completed upload's parts stay until the upload expiry");
+        }
+        Ok(S3Response::new(CompleteMultipartUploadOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            e_tag: Some(etag(&attrs.etag)),
+            ..Default::default()
+        }))
+    }
+}
+
+async fn delete_one(t: &Tenant, b: &BucketState, bucket: &str, key: &str) -> S3Result<()> {
+    let mut index = b.index.write().await;
+    match t.coord.remove(&t.encrypt(&naming::object(bucket, key))).await {
+        Ok(_) | Err(ClientError::Api { code: ErrorCode::NotFound, .. }) => {}
+        Err(e) => return Err(s3(e, S3ErrorCode::NoSuchKey)),
+    }
+    index.remove(key);
+    Ok(())
+}
+
+fn part_number(n: i32) -> S3Result<u16> {
+    if !(1..=MAX_PARTS).contains(&n) {
+        return Err(s3_error!(InvalidArgument, "part numbers are 1 to {MAX_PARTS}"));
+    }
+    Ok(n as u16)
+}
+
+/// `bytes=FIRST-LAST` of an object of `size` bytes.
+fn copy_range(spec: &str, size: u64) -> S3Result<std::ops::Range<u64>> {
+    let bad = || s3_error!(InvalidArgument, "x-amz-copy-source-range must be bytes=FIRST-LAST within the object");
+    let (first, last) = spec.strip_prefix("bytes=").and_then(|r| r.split_once('-')).ok_or_else(bad)?;
+    let first: u64 = first.parse().map_err(|_| bad())?;
+    let last: u64 = last.parse().map_err(|_| bad())?;
+    if first > last || last >= size {
+        return Err(bad());
+    }
+    Ok(first..last + 1)
+}
+
+fn encode_token(key: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key)
+}
+
+fn decode_token(token: &str) -> S3Result<String> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| s3_error!(InvalidArgument, "the continuation token is not one this gateway gave"))
+}

@@ -1,0 +1,145 @@
+//! One profile the gateway serves: its coordinator, keys, and the bucket indexes it keeps.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use scatter_client::coordinator::Coordinator;
+use scatter_client::put::PutOptions;
+use scatter_client::ClientError;
+use scatter_core::keys::UserKeys;
+use scatter_core::names::NameKey;
+use scatter_proto::api::{ErrorCode, ObjectInfo};
+
+use crate::attrs::Attributes;
+use crate::listing::{Entry, Index};
+use crate::naming::{self, Named};
+
+/// A profile served by the gateway.
+pub struct Tenant {
+    /// Its coordinator client.
+    pub coord: Coordinator,
+    /// Its keys (with the private key, to read).
+    pub keys: UserKeys,
+    /// Its name key, which also seals attributes.
+    pub names: NameKey,
+    /// How its puts store data.
+    pub put: PutOptions,
+    buckets: Mutex<HashMap<String, Arc<BucketState>>>,
+}
+
+/// A bucket's index, loaded once from the catalog on first use.
+#[derive(Default)]
+pub struct BucketState {
+    loaded: tokio::sync::OnceCell<()>,
+    /// Its keys; writers hold the write lock from their checks to their index update.
+    pub index: tokio::sync::RwLock<Index>,
+}
+
+/// An object name, decrypted, with what the catalog listed for it.
+pub struct Listed {
+    /// What the name is.
+    pub named: Named,
+    /// Plaintext bytes.
+    pub size: u64,
+    /// Unix time of its put.
+    pub created: u64,
+    /// Its attributes (default if it has none or they do not open).
+    pub attrs: Attributes,
+}
+
+impl Tenant {
+    /// A tenant for a profile's coordinator client and keys.
+    pub fn new(coord: Coordinator, keys: UserKeys, put: PutOptions) -> Self {
+        let names = keys.write_keys().name_key();
+        Self { coord, keys, names, put, buckets: Mutex::default() }
+    }
+
+    /// The encrypted form of a gateway name.
+    pub fn encrypt(&self, name: &str) -> String {
+        self.names.encrypt(name)
+    }
+
+    /// Opens the attributes the catalog listed with `info`.
+    pub fn attributes(&self, info: &ObjectInfo) -> Attributes {
+        open_attributes(&self.names, info)
+    }
+
+    /// Everything under the gateway folder `folder` (a name without its trailing `/`),
+    /// decrypted; names that are not the gateway's are left out.
+    pub async fn list(&self, folder: &str) -> Result<Vec<Listed>, ClientError> {
+        let prefix = format!("{}/", self.encrypt(folder));
+        let objects = self.coord.list(&prefix).await?.objects;
+        let names = self.names.clone();
+        // Decrypting 100,000 names and attributes is CPU work: off the async threads.
+        tokio::task::spawn_blocking(move || {
+            objects
+                .into_iter()
+                .filter_map(|o| {
+                    let named = naming::parse(&names.decrypt(&o.name).ok()?)?;
+                    let attrs = open_attributes(&names, &o);
+                    Some(Listed { named, size: o.size, created: o.created, attrs })
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| ClientError::Invalid(format!("listing failed: {e}")))
+    }
+
+    /// Whether the object `name` (plaintext) exists, with its listing fields.
+    pub async fn stat(&self, name: &str) -> Result<Option<ObjectInfo>, ClientError> {
+        match self.coord.object(&self.encrypt(name)).await {
+            Ok(o) => Ok(Some(o.info)),
+            Err(ClientError::Api { code: ErrorCode::NotFound, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The bucket `name`, its index loaded; `None` if there is no such bucket.
+    pub async fn bucket(&self, name: &str) -> Result<Option<Arc<BucketState>>, ClientError> {
+        let bucket = {
+            let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+            buckets.entry(name.to_owned()).or_default().clone()
+        };
+        if bucket.loaded.initialized() {
+            return Ok(Some(bucket));
+        }
+        if self.stat(&naming::bucket(name)).await?.is_none() {
+            self.forget(name);
+            return Ok(None);
+        }
+        bucket
+            .loaded
+            .get_or_try_init(|| async {
+                let mut index = Index::default();
+                for l in self.list(&naming::objects_of(name)).await? {
+                    if let Named::Object(b, key) = l.named {
+                        if b == name {
+                            index.insert(&key, Entry { size: l.size, modified: l.created, attrs: l.attrs });
+                        }
+                    }
+                }
+                *bucket.index.write().await = index;
+                Ok::<(), ClientError>(())
+            })
+            .await?;
+        Ok(Some(bucket))
+    }
+
+    /// Drops the bucket's index (it was removed).
+    pub fn forget(&self, name: &str) {
+        self.buckets.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
+    }
+}
+
+/// The attributes the catalog listed with `info`, opened (default if it has none, or they
+/// do not open: written by someone else under a gateway name).
+fn open_attributes(names: &NameKey, info: &ObjectInfo) -> Attributes {
+    info.meta
+        .as_deref()
+        .and_then(|m| B64.decode(m).ok())
+        .and_then(|sealed| names.open_attributes(&info.name, &sealed).ok())
+        .and_then(|plain| Attributes::decode(&plain).ok())
+        .unwrap_or_default()
+}
