@@ -177,7 +177,6 @@ impl Gateway {
             .args(args)
             .env("SCATTER_CONFIG", env.grid.client_dir())
             .env("SCATTER_PASSPHRASE", env.grid.passphrase())
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(env.path(&format!("{log_name}.out"))).expect("log"))
             .stderr(std::fs::File::create(&log).expect("log"));
@@ -261,11 +260,13 @@ fn add_key(env: &Env, write_only: bool) -> Key {
     Key { access, secret }
 }
 
-/// A grid of six hosts, a key and a gateway over TLS with a certificate of a test CA.
+/// A grid of six hosts, a key, a write-only key and a gateway over TLS with a certificate of
+/// a test CA. (The gateway reads its keys when it starts.)
 struct Setup {
     // Dropped first: the gateway stops before the grid does.
     gw: Gateway,
     key: Key,
+    write_only: Key,
     ca: PathBuf,
     env: Env,
     clients: Clients,
@@ -275,13 +276,14 @@ async fn setup() -> Setup {
     let clients = clients();
     let env = grid(6).await;
     let key = add_key(&env, false);
+    let write_only = add_key(&env, true);
     let (ca, cert, tls_key) = certificate(env.dir.path());
     let gw = Gateway::start(
         &env,
         &["--cert", cert.to_str().expect("utf-8"), "--key", tls_key.to_str().expect("utf-8")],
         "gateway.log",
     );
-    Setup { gw, key, ca, env, clients }
+    Setup { gw, key, write_only, ca, env, clients }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -345,6 +347,16 @@ fn make_tree(root: &Path, n: usize, seed: u64) {
 impl Setup {
     fn path(&self, name: &str) -> PathBuf {
         self.env.path(name)
+    }
+
+    /// Another gateway over TLS with the same certificate (after the last one stopped).
+    fn restart(&self, log: &str) -> Gateway {
+        let (cert, key) = (self.path("gateway.crt"), self.path("gateway.key"));
+        Gateway::start(
+            &self.env,
+            &["--cert", cert.to_str().expect("utf-8 path"), "--key", key.to_str().expect("utf-8 path")],
+            log,
+        )
     }
 
     fn aws_with(&self, key: &Key, args: &[&str]) -> Output {
@@ -527,26 +539,29 @@ async fn the_aws_cli_puts_gets_lists_and_removes() {
     let err = must_fail(s.aws_with(&unknown, &["s3", "ls", "s3://cli-bucket/"]), "ls with an unknown access key");
     assert!(err.contains("InvalidAccessKeyId"), "{err}");
 
-    // Keys: ls shows access keys, never secrets; a removed key is refused (by a gateway
-    // started after the removal, at least).
+    // Keys: ls shows access keys, never secrets. The gateway reads its keys when it starts:
+    // a key added is served after a restart, a key removed is refused after one.
     let other = add_key(&s.env, false);
     let ls = s.env.ok(&["gateway", "key", "ls", "--json"]);
-    assert!(ls.contains(&s.key.access) && ls.contains(&other.access), "key ls: {ls}");
-    assert!(!ls.contains(&s.key.secret) && !ls.contains(&other.secret), "key ls shows a secret: {ls}");
+    let listed: serde_json::Value = serde_json::from_str(ls.trim()).expect("key ls --json prints JSON");
+    let entry = |access: &str| listed.as_array().expect("a list").iter().find(|k| k["access_key"] == access).cloned();
+    assert_eq!(entry(&s.key.access).expect("the first key listed")["write_only"], false, "{ls}");
+    assert_eq!(entry(&s.write_only.access).expect("the write-only key listed")["write_only"], true, "{ls}");
+    assert!(entry(&other.access).is_some(), "key ls: {ls}");
+    for k in [&s.key, &s.write_only, &other] {
+        assert!(!ls.contains(&k.secret), "key ls --json shows a secret: {ls}");
+    }
     let ls_text = s.env.ok(&["gateway", "key", "ls"]);
     assert!(ls_text.contains(&other.access) && !ls_text.contains(&other.secret), "key ls: {ls_text}");
-    must(s.aws_with(&other, &["s3", "ls", "s3://cli-bucket/"]), "ls with a second key");
+    let status = s.gw.terminate();
+    eprintln!("the gateway stopped on SIGTERM: {status}");
+    s.gw = s.restart("gateway-2.log");
+    must(s.aws_with(&other, &["s3", "ls", "s3://cli-bucket/"]), "ls with a key added (after a restart)");
     s.env.ok(&["gateway", "key", "rm", &other.access]);
     let ls = s.env.ok(&["gateway", "key", "ls", "--json"]);
     assert!(!ls.contains(&other.access) && ls.contains(&s.key.access), "key ls after rm: {ls}");
-    let status = s.gw.terminate();
-    eprintln!("the gateway stopped on SIGTERM: {status}");
-    let (cert, tls_key) = (s.path("gateway.crt"), s.path("gateway.key"));
-    s.gw = Gateway::start(
-        &s.env,
-        &["--cert", cert.to_str().expect("utf-8 path"), "--key", tls_key.to_str().expect("utf-8 path")],
-        "gateway-2.log",
-    );
+    s.gw.terminate();
+    s.gw = s.restart("gateway-3.log");
     let err = must_fail(s.aws_with(&other, &["s3", "ls", "s3://cli-bucket/"]), "ls with a removed key");
     assert!(err.contains("InvalidAccessKeyId"), "{err}");
     // The data outlives the gateway.
@@ -582,7 +597,7 @@ async fn plain_http_on_loopback_only() {
     assert!(!err.contains("panicked") && err.lines().count() <= 3, "{err}");
 
     let gw = Gateway::start(&env, &["--plain-http"], "gateway.log");
-    let s = Setup { gw, key, ca: PathBuf::new(), env, clients };
+    let s = Setup { gw, write_only: key.clone(), key, ca: PathBuf::new(), env, clients };
     must(s.aws(&["s3", "mb", "s3://plain"]), "aws s3 mb over HTTP");
     let data = random(50_000, 9);
     std::fs::write(s.path("d"), &data).expect("write");
@@ -736,7 +751,7 @@ async fn restic_backs_up_restores_and_checks_over_s3() {
 #[tokio::test(flavor = "multi_thread")]
 async fn boto3_multipart_ranges_conditions_listings_and_a_write_only_key() {
     let s = setup().await;
-    let wo = add_key(&s.env, true);
+    let wo = s.write_only.clone();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/s3/boto3_checks.py");
     let mut cmd = clean(&s.clients.python);
     cmd.arg(&script)
