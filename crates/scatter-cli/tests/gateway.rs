@@ -373,7 +373,7 @@ impl Setup {
             .env("AWS_SHARED_CREDENTIALS_FILE", self.path("no-aws-credentials"))
             .env("AWS_MAX_ATTEMPTS", "1")
             .env("AWS_EC2_METADATA_DISABLED", "true")
-            .envs(self.gw.tls.then(|| ("AWS_CA_BUNDLE", &self.ca)))
+            .envs(self.gw.tls.then_some(("AWS_CA_BUNDLE", &self.ca)))
             .arg("--endpoint-url")
             .arg(self.gw.endpoint())
             .args(if self.gw.tls { vec!["--ca-bundle", self.ca.to_str().expect("utf-8")] } else { vec![] })
