@@ -323,7 +323,7 @@ fn assert_same_tree(a: &Path, b: &Path) {
 }
 
 /// A tree of `n` small files of various sizes (a few empty ones, one of 6 MiB), in nested
-/// folders, with spaces and non-ASCII letters in some names.
+/// folders, with spaces, non-ASCII letters and `+ % = &` in some names.
 fn make_tree(root: &Path, n: usize, seed: u64) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let dirs = ["", "a", "a/b", "a/b/c", "docs", "docs/2024", "photos/été", "x y", "deep/1/2/3/4"];
@@ -339,6 +339,8 @@ fn make_tree(root: &Path, n: usize, seed: u64) {
         std::fs::write(dir.join(name), random(len, seed + i as u64)).expect("write");
     }
     std::fs::write(root.join("a/big.bin"), random(6 << 20, seed ^ 0xb16)).expect("write");
+    // Names that S3 listings must encode (with encoding-type=url) to come back unchanged.
+    std::fs::write(root.join("docs/a+b %41=&.txt"), random(1234, seed ^ 0x2b)).expect("write");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -579,6 +581,24 @@ async fn the_aws_cli_puts_gets_lists_and_removes() {
     must(s.aws(&["s3", "rb", "s3://cli-bucket"]), "aws s3 rb");
     let buckets = must(s.aws(&["s3", "ls"]), "aws s3 ls");
     assert!(!buckets.contains("cli-bucket"), "aws s3 ls after rb: {buckets}");
+
+    // sync up and down: the CLI lists (with encoding-type=url) to decide what to copy, so
+    // names with `+`, `%` and spaces must come back from listings as they went in.
+    let src = s.path("sync-src");
+    make_tree(&src, 40, 21);
+    must(s.aws(&["s3", "mb", "s3://sync-bucket"]), "aws s3 mb");
+    let src_s = src.to_str().expect("utf-8 path");
+    must(s.aws(&["s3", "sync", "--only-show-errors", src_s, "s3://sync-bucket/t"]), "aws s3 sync up");
+    let ls = must(s.aws(&["s3", "ls", "s3://sync-bucket/t/docs/"]), "aws s3 ls");
+    assert!(ls.contains("a+b %41=&.txt"), "aws s3 ls shows the name changed: {ls}");
+    let again = must(s.aws(&["s3", "sync", src_s, "s3://sync-bucket/t"]), "aws s3 sync up again");
+    assert!(again.trim().is_empty(), "a second sync copied again what is there: {again}");
+    let down = s.path("sync-down");
+    must(
+        s.aws(&["s3", "sync", "--only-show-errors", "s3://sync-bucket/t", down.to_str().expect("utf-8 path")]),
+        "aws s3 sync down",
+    );
+    assert_same_tree(&src, &down);
 }
 
 #[tokio::test(flavor = "multi_thread")]

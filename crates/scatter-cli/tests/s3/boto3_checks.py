@@ -348,6 +348,92 @@ s3.delete_bucket(Bucket="empty-one")
 fails(lambda: s3.head_bucket(Bucket="empty-one"), "404", 404)
 ok("delete_bucket: BucketNotEmpty, an empty one goes")
 
+# --- Names, empty objects, integrity, retried parts, presigned URLs --------------------------
+odd = ["plus+sign", "equals=and&amp", "percent%20not-an-escape", "tilde~!'()*", "sp ace/ünï ©ode", "a//double", "-dash_", "x" * 900]
+for i, k in enumerate(odd):
+    b = data(100 + i, 300 + i)
+    s3.put_object(Bucket="boto", Key=k, Body=b)
+    assert body(s3.get_object(Bucket="boto", Key=k)) == b, k
+    assert s3.head_object(Bucket="boto", Key=k)["ContentLength"] == len(b), k
+# boto3 lists with EncodingType=url and decodes what comes back: keys must come encoded.
+listed = [c["Key"] for c in s3.list_objects_v2(Bucket="boto")["Contents"]]
+missing = [k for k in odd if k not in listed]
+assert not missing, f"list_objects_v2 (EncodingType=url) lost {missing}; it listed {[k[:40] for k in listed]}"
+listed = [c["Key"] for c in s3.list_objects(Bucket="boto")["Contents"]]
+missing = [k for k in odd if k not in listed]
+assert not missing, f"list_objects (EncodingType=url) lost {missing}; it listed {[k[:40] for k in listed]}"
+c = s3.copy_object(Bucket="boto", Key="copy of " + odd[1], CopySource={"Bucket": "boto", "Key": odd[1]})
+assert body(s3.get_object(Bucket="boto", Key="copy of " + odd[1])) == data(101, 301)
+r = s3.delete_objects(Bucket="boto", Delete={"Objects": [{"Key": k} for k in odd] + [{"Key": "copy of " + odd[1]}]})
+assert len(r.get("Deleted", [])) == len(odd) + 1 and not r.get("Errors"), r
+ok("keys with + = & % ~ ! ' ( ) * spaces, non-ASCII, // and 900 letters")
+
+put = s3.put_object(Bucket="boto", Key="empty", Body=b"")
+assert put["ETag"] == '"d41d8cd98f00b204e9800998ecf8427e"', put
+r = s3.get_object(Bucket="boto", Key="empty")
+assert body(r) == b"" and r["ContentLength"] == 0, r
+ok("an empty object")
+
+import base64
+wrong_md5 = base64.b64encode(hashlib.md5(b"something else").digest()).decode()
+fails(lambda: s3.put_object(Bucket="boto", Key="bad-md5", Body=b"payload", ContentMD5=wrong_md5), "BadDigest", 400)
+fails(lambda: s3.head_object(Bucket="boto", Key="bad-md5"), "404", 404)
+try:
+    s3.put_object(Bucket="boto", Key="bad-crc", Body=b"payload", ChecksumCRC32="AAAAAA==")
+    raise AssertionError("a put with a wrong CRC32 was accepted")
+except ClientError as e:
+    assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 400, e.response
+fails(lambda: s3.head_object(Bucket="boto", Key="bad-crc"), "404", 404)
+good_md5 = base64.b64encode(hashlib.md5(b"payload").digest()).decode()
+s3.put_object(Bucket="boto", Key="good-md5", Body=b"payload", ContentMD5=good_md5)
+ok("a wrong Content-MD5 (BadDigest) or CRC32 is refused and stores nothing")
+
+# A part uploaded again (a client's retry) replaces the first; parts need not be consecutive.
+up = s3.create_multipart_upload(Bucket="boto", Key="retried.bin")["UploadId"]
+first, second, last = data(5 * MiB, 90), data(5 * MiB, 91), data(777, 92)
+s3.upload_part(Bucket="boto", Key="retried.bin", UploadId=up, PartNumber=1, Body=first)
+e1 = s3.upload_part(Bucket="boto", Key="retried.bin", UploadId=up, PartNumber=1, Body=second)["ETag"]
+e3 = s3.upload_part(Bucket="boto", Key="retried.bin", UploadId=up, PartNumber=3, Body=last)["ETag"]
+lp = s3.list_parts(Bucket="boto", Key="retried.bin", UploadId=up)["Parts"]
+assert [(p["PartNumber"], p["ETag"], p["Size"]) for p in lp] == [(1, e1, 5 * MiB), (3, e3, 777)], lp
+s3.complete_multipart_upload(
+    Bucket="boto", Key="retried.bin", UploadId=up,
+    MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 3, "ETag": e3}]},
+)
+assert body(s3.get_object(Bucket="boto", Key="retried.bin")) == second + last
+ok("multipart: a part uploaded twice keeps the last, parts 1 and 3")
+
+import ssl
+import urllib.request
+ctx = ssl.create_default_context(cafile=CA) if isinstance(CA, str) else None
+# boto3 presigns S3 URLs with SigV2 query parameters unless told SigV4.
+v4 = boto3.client(
+    "s3",
+    endpoint_url=ENDPOINT,
+    aws_access_key_id=os.environ["GW_ACCESS"],
+    aws_secret_access_key=os.environ["GW_SECRET"],
+    region_name="us-east-1",
+    verify=CA,
+    config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+)
+for signer in (s3, v4):
+    url = signer.generate_presigned_url("get_object", Params={"Bucket": "boto", "Key": "meta.txt"}, ExpiresIn=300)
+    with urllib.request.urlopen(url, context=ctx, timeout=60) as resp:
+        assert resp.read() == text, url
+url = v4.generate_presigned_url("put_object", Params={"Bucket": "boto", "Key": "presigned.bin"}, ExpiresIn=300)
+req = urllib.request.Request(url, data=b"put by URL", method="PUT")
+with urllib.request.urlopen(req, context=ctx, timeout=60) as resp:
+    assert resp.status == 200, resp.status
+assert body(s3.get_object(Bucket="boto", Key="presigned.bin")) == b"put by URL"
+for signer in (s3, v4):
+    url = signer.generate_presigned_url("get_object", Params={"Bucket": "boto", "Key": "meta.txt"}, ExpiresIn=300)
+    try:
+        urllib.request.urlopen(url.replace("meta.txt", "meta-copy.txt"), context=ctx, timeout=60)
+        raise AssertionError("a presigned URL for another key was served")
+    except urllib.error.HTTPError as e:
+        assert e.code == 403 and b"SignatureDoesNotMatch" in e.read(), e.code
+ok("presigned URLs (SigV2 and SigV4): get and put; one changed is refused")
+
 # --- A write-only key ----------------------------------------------------------------------
 drop = data(20_000, 55)
 r = wo.put_object(Bucket="boto", Key="dropbox/one.bin", Body=drop)
