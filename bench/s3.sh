@@ -2,15 +2,17 @@
 # The S3 gateway against the CLI, on one local 6-host grid (4+2, TLS): a random file put and
 # got with `aws s3 cp` through `scatter gateway` (over TLS with a self-signed certificate) and
 # with `scatter put` / `scatter get`, MB/s for each and the ratio gateway/CLI (target: 0.70 or
-# more); then small objects put per second (boto3 in threads) and the time to list a large
-# bucket (ListObjectsV2, every page). A benchmark, not a test: run it on a quiet machine.
+# more), with the CPU seconds of each side (the AWS CLI is Python: on a small machine it takes
+# a share of the cores); then small objects put per second (boto3 in threads) and the time
+# to list a large bucket (ListObjectsV2, every page). A benchmark, not a test: run it on a
+# quiet machine.
 #
 # Usage: bench/s3.sh
 # Sizes, by environment variables (defaults in brackets):
 #   S3_BENCH_SIZE_MB    the big object, MiB [1024]
-#   S3_BENCH_SMALL      small objects to put [10000]
+#   S3_BENCH_SMALL      small objects to put [10000] (0: skip)
 #   S3_BENCH_SMALL_SIZE bytes of each small object [4096]
-#   S3_BENCH_LIST       objects in the bucket that is listed [100000]
+#   S3_BENCH_LIST       objects in the bucket that is listed [100000] (0: skip)
 #   S3_BENCH_THREADS    boto3 threads for small objects and for filling that bucket [16]
 #   S3_BENCH_PLAIN=1    the gateway on plain HTTP instead of TLS
 # Quick check: S3_BENCH_SIZE_MB=64 S3_BENCH_SMALL=500 S3_BENCH_LIST=2000 bench/s3.sh
@@ -76,26 +78,26 @@ done
 s3() { "$aws" --endpoint-url "$endpoint" "$@"; }
 fail() { echo "$1; the gateway's log:" >&2; tail -50 "$work/gateway.log" >&2; exit 1; }
 
-now() { date +%s.%N; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
-timed() { # runs ARGS quietly, prints the seconds it took
-  local t0 t1
-  t0=$(now)
-  "$@" >/dev/null || fail "failed: $*"
-  t1=$(now)
-  secs "$t0" "$t1"
+# CPU seconds the gateway has used so far (user + system).
+gw_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$gw_pid/stat"; }
+timed() { # runs ARGS quietly; prints "wall-seconds client-cpu-seconds gateway-cpu-seconds"
+  local g0 g1 t
+  g0=$(gw_cpu)
+  t=$( { TIMEFORMAT='%R %U %S'; time "$@" >/dev/null 2>"$work/timed.err"; } 2>&1 ) || { cat "$work/timed.err" >&2; fail "failed: $*"; }
+  g1=$(gw_cpu)
+  awk -v t="$t" -v a="$g0" -v b="$g1" 'BEGIN { split(t, x, " "); printf "%s %.2f %.2f\n", x[1], x[2] + x[3], b - a }'
 }
 
 head -c "$((size_mib << 20))" /dev/urandom >"$work/data"
 bytes=$(stat -c %s "$work/data")
 
-cli_put=$(timed "$exe" put "$work/data" --name bench-cli)
-cli_get=$(timed "$exe" get bench-cli --output "$work/out-cli")
+read -r cli_put cli_put_cpu _ < <(timed "$exe" put "$work/data" --name bench-cli)
+read -r cli_get cli_get_cpu _ < <(timed "$exe" get bench-cli --output "$work/out-cli")
 cmp -s "$work/data" "$work/out-cli" || fail "scatter get gave back different bytes"
 rm -f "$work/out-cli"
 s3 s3 mb s3://bench >/dev/null || fail "aws s3 mb failed"
-gw_put=$(timed s3 s3 cp --only-show-errors "$work/data" s3://bench/big)
-gw_get=$(timed s3 s3 cp --only-show-errors s3://bench/big "$work/out-gw")
+read -r gw_put aws_put_cpu gw_put_cpu < <(timed s3 s3 cp --only-show-errors "$work/data" s3://bench/big)
+read -r gw_get aws_get_cpu gw_get_cpu < <(timed s3 s3 cp --only-show-errors s3://bench/big "$work/out-gw")
 cmp -s "$work/data" "$work/out-gw" || fail "the gateway gave back different bytes"
 rm -f "$work/out-gw"
 
@@ -132,11 +134,13 @@ else:
 PY
 many() { ENDPOINT=$endpoint "$python" "$work/many.py" "$@" || fail "many.py $* failed"; }
 field() { "$python" -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
-small_s=$(many put small "$small" "$small_size" "$threads" | field seconds)
-fill_s=$(many put listing "$list_n" 0 "$threads" | field seconds)
-list_json=$(many list listing "$list_n" 0 0)
-list_s=$(printf '%s' "$list_json" | field seconds)
-list_pages=$(printf '%s' "$list_json" | field pages)
+if [ "$small" -gt 0 ]; then small_s=$(many put small "$small" "$small_size" "$threads" | field seconds); fi
+if [ "$list_n" -gt 0 ]; then
+  fill_s=$(many put listing "$list_n" 0 "$threads" | field seconds)
+  list_json=$(many list listing "$list_n" 0 0)
+  list_s=$(printf '%s' "$list_json" | field seconds)
+  list_pages=$(printf '%s' "$list_json" | field pages)
+fi
 gw_rss=$(awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$gw_pid/status")
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
@@ -144,7 +148,13 @@ echo "grid: 6 local hosts, 4+2; gateway on $endpoint; $("$aws" --version 2>&1)"
 echo "object: ${size_mib} MiB random"
 awk -v b="$bytes" -v c="$cli_put" -v g="$gw_put" 'BEGIN { printf "put: scatter put %.1f MB/s (%.1f s), gateway aws s3 cp %.1f MB/s (%.1f s), ratio %.2f\n", b/1e6/c, c, b/1e6/g, g, c/g }'
 awk -v b="$bytes" -v c="$cli_get" -v g="$gw_get" 'BEGIN { printf "get: scatter get %.1f MB/s (%.1f s), gateway aws s3 cp %.1f MB/s (%.1f s), ratio %.2f\n", b/1e6/c, c, b/1e6/g, g, c/g }'
-awk -v n="$small" -v s="$small_s" -v z="$small_size" -v t="$threads" 'BEGIN { printf "small objects: %d of %d bytes in %.1f s, %.0f objects/s (boto3, %d threads)\n", n, z, s, n/s, t }'
-awk -v n="$list_n" -v s="$fill_s" 'BEGIN { printf "filling the listed bucket: %d empty objects in %.1f s, %.0f objects/s\n", n, s, n/s }'
-awk -v n="$list_n" -v s="$list_s" -v p="$list_pages" 'BEGIN { printf "list: %d objects in %d pages (ListObjectsV2) in %.2f s, %.0f objects/s\n", n, p, s, n/s }'
+echo "  CPU seconds, put: scatter put $cli_put_cpu; aws CLI $aws_put_cpu + gateway $gw_put_cpu"
+echo "  CPU seconds, get: scatter get $cli_get_cpu; aws CLI $aws_get_cpu + gateway $gw_get_cpu"
+if [ "$small" -gt 0 ]; then
+  awk -v n="$small" -v s="$small_s" -v z="$small_size" -v t="$threads" 'BEGIN { printf "small objects: %d of %d bytes in %.1f s, %.0f objects/s (boto3, %d threads)\n", n, z, s, n/s, t }'
+fi
+if [ "$list_n" -gt 0 ]; then
+  awk -v n="$list_n" -v s="$fill_s" 'BEGIN { printf "filling the listed bucket: %d empty objects in %.1f s, %.0f objects/s\n", n, s, n/s }'
+  awk -v n="$list_n" -v s="$list_s" -v p="$list_pages" 'BEGIN { printf "list: %d objects in %d pages (ListObjectsV2) in %.2f s, %.0f objects/s\n", n, p, s, n/s }'
+fi
 echo "gateway peak RSS: ${gw_rss} MiB"
