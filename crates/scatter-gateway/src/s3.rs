@@ -35,15 +35,24 @@ pub struct Access {
     pub write_only: bool,
 }
 
+/// Bodies stored at once. Each runs its own pipeline, whose pack and parity buffers take
+/// tens of MiB: more writers wait for a turn instead of growing memory without bound.
+const WRITES_AT_ONCE: usize = 16;
+
 /// The S3 service: access keys to what they may do.
 pub struct Gateway {
     access: HashMap<String, Access>,
+    writes: tokio::sync::Semaphore,
 }
 
 impl Gateway {
     /// A gateway for these access keys.
     pub fn new(access: HashMap<String, Access>) -> Self {
-        Self { access }
+        Self { access, writes: tokio::sync::Semaphore::new(WRITES_AT_ONCE) }
+    }
+
+    async fn write_turn(&self) -> S3Result<tokio::sync::SemaphorePermit<'_>> {
+        self.writes.acquire().await.map_err(|_| s3_error!(ServiceUnavailable, "the gateway is stopping"))
     }
 
     fn access<T>(&self, req: &S3Request<T>) -> S3Result<&Access> {
@@ -552,6 +561,7 @@ impl S3 for Gateway {
             }
         }
         let name = naming::object(&input.bucket, &input.key);
+        let _turn = self.write_turn().await?;
         let stored = store_body(
             t,
             &name,
@@ -834,6 +844,7 @@ impl S3 for Gateway {
         let number = part_number(input.part_number)?;
         bucket(t, &input.bucket).await?;
         upload_of(t, &input.bucket, &input.key, &input.upload_id).await?;
+        let _turn = self.write_turn().await?;
         let stored = store_body(
             t,
             &naming::part(&input.bucket, &input.upload_id, number),
@@ -889,6 +900,7 @@ impl S3 for Gateway {
             None => 0..manifest.size,
         };
         let length = range.end - range.start;
+        let _turn = self.write_turn().await?;
         let bytes = object_bytes(t, &manifest, range)?.map(|r| r.map_err(|e| e.to_string())).boxed();
         let stored = store_body(
             t,
