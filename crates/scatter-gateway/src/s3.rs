@@ -542,6 +542,8 @@ impl S3 for Gateway {
         check_names(&input.bucket, Some(&input.key))?;
         let b = bucket(t, &input.bucket).await?;
         let attrs = attributes(input.content_type, input.metadata)?;
+        // A turn before the index: a put holding the index never waits for one.
+        let _turn = self.write_turn().await?;
         // A conditional or write-only put holds the index from its check to its commit.
         let exclusive = a.write_only || input.if_none_match.is_some() || input.if_match.is_some();
         let mut held = if exclusive { Some(b.index.write().await) } else { None };
@@ -561,7 +563,6 @@ impl S3 for Gateway {
             }
         }
         let name = naming::object(&input.bucket, &input.key);
-        let _turn = self.write_turn().await?;
         let stored = store_body(
             t,
             &name,
