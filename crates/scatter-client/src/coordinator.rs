@@ -62,6 +62,10 @@ pub struct Coordinator {
     failover: Arc<Failover>,
     auth: Option<Arc<Signer>>,
     ca: Option<scatter_net::Fingerprint>,
+    /// One host client for every transfer of this process: its connections (and TLS
+    /// sessions) to hosts are reused. A gateway stores every multipart part and serves every
+    /// GET with its own pipeline; a client each made 6 new TLS connections per part.
+    hosts: Arc<std::sync::OnceLock<crate::hosts::Hosts>>,
 }
 
 /// Signs this device's request credentials: a new one for every request, bound to its
@@ -117,12 +121,16 @@ impl Coordinator {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| ClientError::Invalid(format!("HTTP client setup failed: {e}")))?;
-        Ok(Self { failover: Arc::new(Failover::new(http, urls.clone())), auth, ca })
+        Ok(Self { failover: Arc::new(Failover::new(http, urls.clone())), auth, ca, hosts: Arc::default() })
     }
 
     /// A client for the hosts of this coordinator's grid (trusting the same CA).
     pub fn hosts(&self) -> Result<crate::hosts::Hosts, ClientError> {
-        crate::hosts::Hosts::new(self.ca)
+        if let Some(h) = self.hosts.get() {
+            return Ok(h.clone());
+        }
+        let made = crate::hosts::Hosts::new(self.ca)?;
+        Ok(self.hosts.get_or_init(|| made).clone())
     }
 
     /// The coordinators' URLs.

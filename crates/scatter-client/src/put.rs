@@ -77,7 +77,7 @@ pub async fn put_file(
     }
     let expected = meta.len();
     let shown = path.to_owned();
-    let opts = PutOptions { redundancy, policy, retention, replace: false };
+    let opts = PutOptions { redundancy, policy, retention, ..Default::default() };
     put_stream(coord, keys, file, name, &opts, Some(expected), progress, |manifest| {
         if manifest.size != expected {
             return Err(ClientError::Invalid(format!(
@@ -102,6 +102,8 @@ pub struct PutOptions {
     pub retention: scatter_proto::api::Retention,
     /// Remove the object's older versions in the same commit (an overwrite).
     pub replace: bool,
+    /// Commit only if the name has no version yet (the coordinator checks it atomically).
+    pub exclusive: bool,
 }
 
 /// Stores what `reader` yields under `name`: chunked and hashed on a blocking thread, so
@@ -251,6 +253,7 @@ async fn commit_in(
             retention: opts.retention.clone(),
             meta,
             replace: opts.replace,
+            exclusive: opts.exclusive,
         })
         .await?;
     Ok((version, chunk_ids))

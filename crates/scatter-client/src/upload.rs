@@ -131,10 +131,18 @@ struct PackBuffers {
 }
 
 impl PackBuffers {
-    fn new(r: Redundancy) -> Self {
-        // Enough for the packs in flight, one queued and one being filled.
-        let packs = PACKS_IN_FLIGHT + 2;
-        Self { packs: BufferPool::new(packs), parity: BufferPool::new(packs * r.m as usize) }
+    /// The process's pools, shared by every uploader: one uploader keeps at most its packs
+    /// in flight, one queued and one being filled; several at once (a gateway storing
+    /// multipart parts in parallel, each through its own pipeline) reuse each other's
+    /// buffers instead of faulting in fresh pages for every part.
+    fn shared() -> Self {
+        static SHARED: std::sync::OnceLock<PackBuffers> = std::sync::OnceLock::new();
+        SHARED
+            .get_or_init(|| {
+                let packs = 4 * (PACKS_IN_FLIGHT + 2);
+                Self { packs: BufferPool::new(packs), parity: BufferPool::new(packs * 4) }
+            })
+            .clone()
     }
 }
 
@@ -186,7 +194,7 @@ impl Uploader {
         scatter_core::erasure::check_redundancy(redundancy.k, redundancy.m)
             .map_err(|e| ClientError::Invalid(e.to_string()))?;
         let (tx, mut rx) = mpsc::channel::<PackJob>(1);
-        let buffers = PackBuffers::new(redundancy);
+        let buffers = PackBuffers::shared();
         let unsettled = Arc::new(Unsettled { coord: coord.clone(), placed: Mutex::default() });
         UNSETTLED.lock().unwrap_or_else(|p| p.into_inner()).push(unsettled.clone());
         let task = {
@@ -226,7 +234,8 @@ impl Uploader {
             key,
             relocate,
             seen: HashSet::new(),
-            builder: PackBuilder::new(),
+            // From the pool: a pack grown by doubling reallocates and faults in its pages anew.
+            builder: PackBuilder::with_buffer(buffers.packs.take(PACK_CAPACITY)),
             trees: PackBuilder::new(),
             buffers,
             tx: Some(tx),

@@ -35,15 +35,24 @@ pub struct Access {
     pub write_only: bool,
 }
 
+/// Bodies stored at once. Each runs its own pipeline, whose pack and parity buffers take
+/// tens of MiB: more writers wait for a turn instead of growing memory without bound.
+const WRITES_AT_ONCE: usize = 16;
+
 /// The S3 service: access keys to what they may do.
 pub struct Gateway {
     access: HashMap<String, Access>,
+    writes: tokio::sync::Semaphore,
 }
 
 impl Gateway {
     /// A gateway for these access keys.
     pub fn new(access: HashMap<String, Access>) -> Self {
-        Self { access }
+        Self { access, writes: tokio::sync::Semaphore::new(WRITES_AT_ONCE) }
+    }
+
+    async fn write_turn(&self) -> S3Result<tokio::sync::SemaphorePermit<'_>> {
+        self.writes.acquire().await.map_err(|_| s3_error!(ServiceUnavailable, "the gateway is stopping"))
     }
 
     fn access<T>(&self, req: &S3Request<T>) -> S3Result<&Access> {
@@ -236,6 +245,64 @@ fn incoming(body: Option<StreamingBlob>) -> futures::stream::BoxStream<'static, 
     }
 }
 
+/// What a write does to an object already under its name.
+#[derive(Debug, Clone, Copy)]
+enum Existing {
+    /// Replaces it (its space is released in the same commit).
+    Replace,
+    /// Refuses (`AccessDenied` for a write-only key, else `PreconditionFailed`): the
+    /// coordinator commits only if the name is free, checked in the commit's transaction,
+    /// so two writers cannot both win.
+    Refuse {
+        /// The writer's key is write-only.
+        write_only: bool,
+    },
+    /// Adds a version beside it (a write-only key uploading a part again).
+    Keep,
+}
+
+impl Existing {
+    /// How a write-only key, or a request with these conditions, treats an existing object.
+    fn of(write_only: bool, if_none_match: Option<&ETagCondition>) -> Self {
+        if write_only || if_none_match.is_some_and(ETagCondition::is_any) {
+            Existing::Refuse { write_only }
+        } else {
+            Existing::Replace
+        }
+    }
+
+    fn options(self, base: &PutOptions) -> PutOptions {
+        PutOptions {
+            replace: matches!(self, Existing::Replace),
+            exclusive: matches!(self, Existing::Refuse { .. }),
+            ..base.clone()
+        }
+    }
+
+    /// The error of a refused write whose name is taken.
+    fn taken(self) -> Option<S3Error> {
+        match self {
+            Existing::Refuse { write_only: true } => {
+                Some(s3_error!(AccessDenied, "a write-only key cannot overwrite an object"))
+            }
+            Existing::Refuse { write_only: false } => {
+                Some(s3_error!(PreconditionFailed, "If-None-Match: * and an object already has this key"))
+            }
+            _ => None,
+        }
+    }
+
+    /// A failed commit in S3's terms: a refused create whose name is taken is [`Self::taken`].
+    async fn refused(self, t: &Tenant, name: &str, e: ClientError) -> S3Error {
+        if let (Some(taken), ClientError::Api { code: ErrorCode::Forbidden, .. }) = (self.taken(), &e) {
+            if matches!(t.stat(name).await, Ok(Some(_))) {
+                return taken;
+            }
+        }
+        internal(e)
+    }
+}
+
 /// What a stored body came to.
 struct Stored {
     size: u64,
@@ -256,10 +323,10 @@ async fn store_body(
     trailers: Option<s3s::TrailingHeaders>,
     content_md5: Option<String>,
     mut attrs: Attributes,
-    replace: bool,
+    existing: Existing,
 ) -> S3Result<Stored> {
     let (reader, slot) = body::reader(body, wanted);
-    let opts = PutOptions { replace, ..t.put.clone() };
+    let opts = existing.options(&t.put);
     let mut refusal: Option<S3Error> = None;
     let mut computed = Checksum::default();
     let expected = length.and_then(|l| u64::try_from(l).ok());
@@ -286,12 +353,10 @@ async fn store_body(
     if let Some(r) = refusal {
         return Err(r);
     }
-    let report = stored.map_err(|e| match e {
-        ClientError::Api { code: ErrorCode::Conflict | ErrorCode::Forbidden, .. } if !replace => {
-            s3_error!(AccessDenied, "a write-only key cannot overwrite an object")
-        }
-        e => internal(e),
-    })?;
+    let report = match stored {
+        Ok(r) => r,
+        Err(e) => return Err(existing.refused(t, name, e).await),
+    };
     Ok(Stored { size: report.size, attrs, checksums: computed })
 }
 
@@ -533,24 +598,19 @@ impl S3 for Gateway {
         check_names(&input.bucket, Some(&input.key))?;
         let b = bucket(t, &input.bucket).await?;
         let attrs = attributes(input.content_type, input.metadata)?;
-        // A conditional or write-only put holds the index from its check to its commit.
-        let exclusive = a.write_only || input.if_none_match.is_some() || input.if_match.is_some();
-        let mut held = if exclusive { Some(b.index.write().await) } else { None };
-        if let Some(index) = &held {
-            let current = index.get(&input.key);
-            match (current, &input.if_match) {
-                (None, Some(_)) => return Err(s3_error!(NoSuchKey, "If-Match: there is no such object")),
-                (Some(e), Some(c)) => preconditions(&e.attrs.etag, e.modified, Some(c), None, None, None)?,
-                _ => {}
+        let existing = Existing::of(a.write_only, input.if_none_match.as_ref());
+        // Checked here to fail fast; the commit checks a create again, atomically.
+        if let Some(current) = b.index.read().await.get(&input.key) {
+            if let Some(taken) = existing.taken() {
+                return Err(taken);
             }
-            if current.is_some() && (a.write_only || input.if_none_match.as_ref().is_some_and(ETagCondition::is_any)) {
-                return Err(if a.write_only {
-                    s3_error!(AccessDenied, "a write-only key cannot overwrite an object")
-                } else {
-                    s3_error!(PreconditionFailed, "If-None-Match: * and the object exists")
-                });
+            if let Some(c) = &input.if_match {
+                preconditions(&current.attrs.etag, current.modified, Some(c), None, None, None)?;
             }
+        } else if input.if_match.is_some() {
+            return Err(s3_error!(NoSuchKey, "If-Match: there is no such object"));
         }
+        let _turn = self.write_turn().await?;
         let name = naming::object(&input.bucket, &input.key);
         let stored = store_body(
             t,
@@ -562,13 +622,10 @@ impl S3 for Gateway {
             trailers,
             input.content_md5,
             attrs,
-            !a.write_only,
+            existing,
         )
         .await?;
-        match held.as_mut() {
-            Some(index) => index.insert(&input.key, entry_of(&stored)),
-            None => b.index.write().await.insert(&input.key, entry_of(&stored)),
-        }
+        b.index.write().await.insert(&input.key, entry_of(&stored));
         let c = stored.checksums;
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(etag(&stored.attrs.etag)),
@@ -834,6 +891,7 @@ impl S3 for Gateway {
         let number = part_number(input.part_number)?;
         bucket(t, &input.bucket).await?;
         upload_of(t, &input.bucket, &input.key, &input.upload_id).await?;
+        let _turn = self.write_turn().await?;
         let stored = store_body(
             t,
             &naming::part(&input.bucket, &input.upload_id, number),
@@ -844,7 +902,7 @@ impl S3 for Gateway {
             trailers,
             input.content_md5,
             Attributes::default(),
-            !a.write_only,
+            if a.write_only { Existing::Keep } else { Existing::Replace },
         )
         .await?;
         let c = stored.checksums;
@@ -889,6 +947,7 @@ impl S3 for Gateway {
             None => 0..manifest.size,
         };
         let length = range.end - range.start;
+        let _turn = self.write_turn().await?;
         let bytes = object_bytes(t, &manifest, range)?.map(|r| r.map_err(|e| e.to_string())).boxed();
         let stored = store_body(
             t,
@@ -900,7 +959,7 @@ impl S3 for Gateway {
             None,
             None,
             Attributes::default(),
-            true,
+            Existing::Replace,
         )
         .await?;
         Ok(S3Response::new(UploadPartCopyOutput {
@@ -1051,29 +1110,20 @@ impl S3 for Gateway {
         let etags: Vec<&str> = chosen.iter().map(|p| p.3.etag.as_str()).collect();
         attrs.etag = multipart_etag(&etags).ok_or_else(|| s3_error!(InvalidPart, "a part's ETag is not an MD5"))?;
         attrs.key = None;
-        let mut index = b.index.write().await;
-        let current = index.get(&input.key);
-        if current.is_some() && (a.write_only || input.if_none_match.as_ref().is_some_and(ETagCondition::is_any)) {
-            return Err(s3_error!(PreconditionFailed, "the object exists"));
-        }
+        let existing = Existing::of(a.write_only, input.if_none_match.as_ref());
         if let Some(c) = &input.if_match {
-            let e = current.ok_or_else(|| s3_error!(NoSuchKey))?;
+            let e = b.index.read().await.get(&input.key).cloned().ok_or_else(|| s3_error!(NoSuchKey))?;
             preconditions(&e.attrs.etag, e.modified, Some(c), None, None, None)?;
         }
         let size = manifest.size;
-        let opts = PutOptions { replace: !a.write_only, ..t.put.clone() };
-        commit_manifest(
-            &t.coord,
-            t.keys.write_keys(),
-            &naming::object(&input.bucket, &input.key),
-            manifest,
-            Some(&attrs.encode()),
-            &opts,
-        )
-        .await
-        .map_err(internal)?;
-        index.insert(&input.key, Entry { size, modified: now(), attrs: attrs.clone() });
-        drop(index);
+        let name = naming::object(&input.bucket, &input.key);
+        let opts = existing.options(&t.put);
+        if let Err(e) =
+            commit_manifest(&t.coord, t.keys.write_keys(), &name, manifest, Some(&attrs.encode()), &opts).await
+        {
+            return Err(existing.refused(t, &name, e).await);
+        }
+        b.index.write().await.insert(&input.key, Entry { size, modified: now(), attrs: attrs.clone() });
         // The object references the parts' chunks now: the parts themselves go.
         if let Err(e) = remove_upload(t, &input.bucket, &input.upload_id).await {
             tracing::warn!(error = %e, upload = %input.upload_id, "a completed upload's parts stay until the upload expiry");

@@ -46,6 +46,22 @@ pub const COORDINATOR_USAGE: &[u64] = &[2, 25, 1_548_214_034];
 /// [`COORDINATOR_USAGE`] in DER (the OID's contents octets).
 const COORDINATOR_USAGE_DER: &[u8] = &[0x69, 0x85, 0xe2, 0x9f, 0xbe, 0x12];
 
+/// The extended key usage that marks an S3 gateway's certificate: a user may have the CA
+/// certify its gateway's address, and a certificate with this usage is refused wherever a
+/// host or the coordinator is expected, so it cannot stand in for either.
+pub const GATEWAY_USAGE: &[u64] = &[2, 25, 1_548_214_035];
+
+/// [`GATEWAY_USAGE`] in DER.
+const GATEWAY_USAGE_DER: &[u8] = &[0x69, 0x85, 0xe2, 0x9f, 0xbe, 0x13];
+
+/// What a leaf certificate is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Host,
+    Coordinator,
+    Gateway,
+}
+
 /// The id-kp-serverAuth purpose (1.3.6.1.5.5.7.3.1) in DER.
 const SERVER_AUTH_DER: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
 
@@ -222,27 +238,34 @@ impl Authority {
         if names.is_empty() {
             return Err(TlsError::BadName(String::new()));
         }
-        self.sign(&names, public_key, false)
+        self.sign(&names, public_key, Role::Host)
     }
 
-    fn sign(
-        &self,
-        names: &[String],
-        public_key: &[u8],
-        coordinator: bool,
-    ) -> Result<CertificateDer<'static>, TlsError> {
+    /// Signs an S3 gateway's certificate for `names` (checked as a host's are) over a P-256
+    /// public key: it carries [`GATEWAY_USAGE`], which hosts' and the coordinator's clients
+    /// refuse, so S3 clients can trust the grid CA for the gateway without the gateway's
+    /// owner being able to pose as a host.
+    pub fn issue_gateway(&self, names: &[String], public_key: &[u8]) -> Result<CertificateDer<'static>, TlsError> {
+        let names = names.iter().map(|n| check_host_name(n)).collect::<Result<Vec<_>, _>>()?;
+        if names.is_empty() {
+            return Err(TlsError::BadName(String::new()));
+        }
+        self.sign(&names, public_key, Role::Gateway)
+    }
+
+    fn sign(&self, names: &[String], public_key: &[u8], role: Role) -> Result<CertificateDer<'static>, TlsError> {
         if public_key.len() != 65 || public_key[0] != 4 {
             return Err(TlsError::BadPublicKey);
         }
         let key = RawP256(public_key.to_vec());
-        Ok(leaf_params(names, coordinator)?.signed_by(&key, &self.issuer).map_err(setup)?.der().clone())
+        Ok(leaf_params(names, role)?.signed_by(&key, &self.issuer).map_err(setup)?.der().clone())
     }
 
     /// A server configuration for the coordinator itself: a fresh key and a leaf for
     /// [`COORDINATOR_NAME`] with [`COORDINATOR_USAGE`].
     pub fn coordinator_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         let key = LeafKey::generate()?;
-        let leaf = self.sign(&[COORDINATOR_NAME.to_owned()], key.public_key(), true)?;
+        let leaf = self.sign(&[COORDINATOR_NAME.to_owned()], key.public_key(), Role::Coordinator)?;
         key.server_config(leaf, self.cert.clone())
     }
 }
@@ -302,13 +325,17 @@ pub fn check_host_name(name: &str) -> Result<String, TlsError> {
     Ok(lower)
 }
 
-fn leaf_params(names: &[String], coordinator: bool) -> Result<CertificateParams, TlsError> {
+fn leaf_params(names: &[String], role: Role) -> Result<CertificateParams, TlsError> {
     let mut params = CertificateParams::new(names.to_vec()).map_err(|_| TlsError::BadName(names.join(", ")))?;
     params.distinguished_name = DistinguishedName::new();
     params.distinguished_name.push(DnType::CommonName, names.first().cloned().unwrap_or_default());
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    if coordinator {
-        params.extended_key_usages.push(ExtendedKeyUsagePurpose::Other(COORDINATOR_USAGE.to_vec()));
+    match role {
+        Role::Coordinator => {
+            params.extended_key_usages.push(ExtendedKeyUsagePurpose::Other(COORDINATOR_USAGE.to_vec()))
+        }
+        Role::Gateway => params.extended_key_usages.push(ExtendedKeyUsagePurpose::Other(GATEWAY_USAGE.to_vec())),
+        Role::Host => {}
     }
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.use_authority_key_identifier_extension = true;
@@ -490,6 +517,45 @@ fn require_coordinator_usage(
     .map_err(refused)
 }
 
+/// Accepts a certificate for server authentication unless it carries [`GATEWAY_USAGE`].
+struct NotGateway;
+
+impl webpki::ExtendedKeyUsageValidator for NotGateway {
+    fn validate(&self, iter: webpki::KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
+        let (mut server, mut gateway) = (false, false);
+        for id in iter {
+            let id = id?;
+            server |= id == webpki::KeyPurposeId::new(SERVER_AUTH_DER);
+            gateway |= id == webpki::KeyPurposeId::new(GATEWAY_USAGE_DER);
+        }
+        if server && !gateway {
+            Ok(())
+        } else {
+            Err(webpki::Error::RequiredEkuNotFoundContext(webpki::RequiredEkuNotFoundContext {
+                required: webpki::KeyUsage::required(SERVER_AUTH_DER),
+                present: Vec::new(),
+            }))
+        }
+    }
+}
+
+/// Checks that `leaf`, signed by `ca`, is not an S3 gateway's certificate (which a user may
+/// have certified for any address): where a host is dialled, only a host may answer.
+fn refuse_gateway_usage(
+    leaf: &CertificateDer<'_>,
+    ca: &CertificateDer<'_>,
+    now: UnixTime,
+) -> Result<(), rustls::Error> {
+    let refused = |e: webpki::Error| {
+        rustls::Error::General(format!("the server's certificate is an S3 gateway's, not a host's ({e:?})"))
+    };
+    let anchor = webpki::anchor_from_trusted_cert(ca).map_err(refused)?;
+    let leaf = webpki::EndEntityCert::try_from(leaf).map_err(refused)?;
+    leaf.verify_for_usage(provider().signature_verification_algorithms.all, &[anchor], &[], now, NotGateway, None, None)
+        .map(|_| ())
+        .map_err(refused)
+}
+
 impl ServerCertVerifier for PinnedCa {
     fn verify_server_cert(
         &self,
@@ -511,6 +577,8 @@ impl ServerCertVerifier for PinnedCa {
         )?;
         if self.name.is_some() {
             require_coordinator_usage(end_entity, &ca, now)?;
+        } else {
+            refuse_gateway_usage(end_entity, &ca, now)?;
         }
         Ok(verified)
     }
@@ -631,9 +699,45 @@ mod tests {
         assert_eq!((mode("ca.crt"), mode("ca.key")), (0o644, 0o600));
     }
 
+    /// A TLS handshake over memory: `Ok` when the client accepts the server as `name`.
+    async fn handshake(
+        server: Arc<rustls::ServerConfig>,
+        client: rustls::ClientConfig,
+        name: &str,
+    ) -> Result<(), String> {
+        let (a, b) = tokio::io::duplex(64 << 10);
+        let acceptor = tokio_rustls::TlsAcceptor::from(server);
+        let served = tokio::spawn(async move { acceptor.accept(b).await.map(|_| ()) });
+        let name = ServerName::try_from(name.to_owned()).map_err(|e| e.to_string())?;
+        let res = tokio_rustls::TlsConnector::from(Arc::new(client)).connect(name, a).await;
+        served.abort();
+        res.map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    #[tokio::test]
+    async fn a_gateway_certificate_is_refused_where_a_host_or_the_coordinator_is_dialled() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = Authority::load_or_create(dir.path()).expect("CA");
+        let key = LeafKey::generate().expect("key");
+        let gateway = ca.issue_gateway(&["127.0.0.1".into()], key.public_key()).expect("gateway certificate");
+        let served = key.server_config(gateway, ca.cert().clone()).expect("server");
+        for peer in [Peer::Host, Peer::Coordinator] {
+            let err = handshake(served.clone(), client_config(ca.fingerprint(), peer), "127.0.0.1").await;
+            assert!(err.is_err(), "a gateway's certificate passed as {peer:?}");
+        }
+        // The same address and key certified for a host is accepted as one.
+        let host = ca.issue(&["127.0.0.1".into()], key.public_key()).expect("host certificate");
+        let served = key.server_config(host, ca.cert().clone()).expect("server");
+        handshake(served, client_config(ca.fingerprint(), Peer::Host), "127.0.0.1").await.expect("a host is a host");
+        // And a gateway's certificate names only what a host's may.
+        assert!(ca.issue_gateway(&["coordinator.scatter.internal".into()], key.public_key()).is_err());
+        assert!(ca.issue_gateway(&[], key.public_key()).is_err());
+    }
+
     #[test]
     fn the_usage_oids_are_encoded_right() {
         assert_eq!(der(COORDINATOR_USAGE), COORDINATOR_USAGE_DER);
+        assert_eq!(der(GATEWAY_USAGE), GATEWAY_USAGE_DER);
         assert_eq!(der(&[1, 3, 6, 1, 5, 5, 7, 3, 1]), SERVER_AUTH_DER);
     }
 

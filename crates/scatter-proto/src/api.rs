@@ -1127,6 +1127,10 @@ pub struct CommitObjectRequest {
     /// right to remove data, and no lock on them).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replace: bool,
+    /// Only if the name has no version yet (checked in the commit's transaction): a
+    /// create that two writers cannot both win. An appender's commits always are.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exclusive: bool,
 }
 
 /// The most bytes of sealed attributes an object version may carry.

@@ -717,7 +717,7 @@ async fn commit_object(
     }
     // An appender adds, never overwrites: checked inside the commit's transaction, so it
     // cannot race the owner's commit of the same name.
-    let first_only = u.role == Role::Appender;
+    let first_only = u.role == Role::Appender || req.exclusive;
     let hold = retention(&sh, &u, &req.retention).await?;
     let (version, released) = db(&sh, move |s| {
         let object = crate::store::NewObject {
