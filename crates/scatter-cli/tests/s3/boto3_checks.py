@@ -232,6 +232,28 @@ assert body(s3.get_object(Bucket="boto", Key="meta.txt", IfModifiedSince=earlier
 fails(lambda: s3.head_object(Bucket="boto", Key="meta.txt", IfNoneMatch=etag), "304", 304)
 ok("conditional: put If-None-Match *, get If-None-Match / If-Match / If-Modified-Since")
 
+# Racing conditional creates of one key: exactly one wins, the others get 412, and the
+# object is the winner's.
+import concurrent.futures
+
+
+def race(i):
+    b = data(300_000, 700 + i)
+    try:
+        s3.put_object(Bucket="boto", Key="raced.bin", Body=b, IfNoneMatch="*")
+        return ("won", b)
+    except ClientError as e:
+        return (e.response["Error"]["Code"], None)
+
+
+with concurrent.futures.ThreadPoolExecutor(8) as pool:
+    results = list(pool.map(race, range(8)))
+winners = [b for r, b in results if r == "won"]
+assert len(winners) == 1, [r for r, _ in results]
+assert sorted(r for r, _ in results if r != "won") == ["PreconditionFailed"] * 7, [r for r, _ in results]
+assert body(s3.get_object(Bucket="boto", Key="raced.bin")) == winners[0], "the object is not the winner's"
+ok("8 racing If-None-Match: * puts: one wins, 7 PreconditionFailed")
+
 # --- Listing -------------------------------------------------------------------------------
 keys = [
     "a.txt", "b.txt", "c.txt", "c/1", "c/2", "c/3/x", "d/e/1", "d/e/2", "d/f", "e",
@@ -448,6 +470,22 @@ wo.complete_multipart_upload(
 )
 # An appender adds; it never replaces what is there.
 fails(lambda: wo.put_object(Bucket="boto", Key="meta.txt", Body=b"replaced"), "AccessDenied", 403)
+# Racing write-only creates of one key: one wins, the others are refused.
+def wo_race(i):
+    b = data(200_000, 800 + i)
+    try:
+        wo.put_object(Bucket="boto", Key="dropbox/raced.bin", Body=b)
+        return ("won", b)
+    except ClientError as e:
+        return (e.response["Error"]["Code"], None)
+
+
+with concurrent.futures.ThreadPoolExecutor(6) as pool:
+    results = list(pool.map(wo_race, range(6)))
+winners = [b for r, b in results if r == "won"]
+assert len(winners) == 1, [r for r, _ in results]
+assert sorted(r for r, _ in results if r != "won") == ["AccessDenied"] * 5, [r for r, _ in results]
+assert body(s3.get_object(Bucket="boto", Key="dropbox/raced.bin")) == winners[0]
 fails(lambda: wo.get_object(Bucket="boto", Key="dropbox/one.bin"), "AccessDenied", 403)
 fails(lambda: wo.get_object(Bucket="boto", Key="meta.txt"), "AccessDenied", 403)
 fails(lambda: wo.head_object(Bucket="boto", Key="meta.txt"), "403", 403)
@@ -461,6 +499,6 @@ fails(lambda: wo.delete_bucket(Bucket="listing"), "AccessDenied", 403)
 assert body(s3.get_object(Bucket="boto", Key="dropbox/one.bin")) == drop
 assert body(s3.get_object(Bucket="boto", Key="dropbox/mp.bin")) == p1 + p2
 assert body(s3.get_object(Bucket="boto", Key="meta.txt")) == text, "a write-only key changed an object"
-ok("write-only key: put and multipart ok; overwrite, get, head, list, delete, copy refused")
+ok("write-only key: put and multipart ok; overwrite (also racing), get, head, list, delete, copy refused")
 
 print("boto3: all checks passed", flush=True)
