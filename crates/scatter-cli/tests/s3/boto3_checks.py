@@ -350,6 +350,21 @@ for prefix, delimiter, max_keys in [("", None, 3), ("", "/", 3), ("photos/", "/"
     assert got == want, (prefix, delimiter, got, want)
 ok("list_objects (v1): prefix, delimiter, marker")
 
+# More keys than one default page (1000): the paginator walks them all, in order; one
+# delete_objects removes 1000 at once.
+many = [f"many/{i:05d}" for i in range(1100)]
+with concurrent.futures.ThreadPoolExecutor(16) as pool:
+    list(pool.map(lambda k: s3.put_object(Bucket="listing", Key=k, Body=b""), many))
+pages = list(s3.get_paginator("list_objects_v2").paginate(Bucket="listing", Prefix="many/"))
+assert [len(p.get("Contents", [])) for p in pages] == [1000, 100], [len(p.get("Contents", [])) for p in pages]
+assert [c["Key"] for p in pages for c in p["Contents"]] == many
+r = s3.delete_objects(Bucket="listing", Delete={"Objects": [{"Key": k} for k in many[:1000]], "Quiet": True})
+assert not r.get("Errors") and not r.get("Deleted"), r
+r = s3.delete_objects(Bucket="listing", Delete={"Objects": [{"Key": k} for k in many[1000:]]})
+assert len(r["Deleted"]) == 100, r
+assert "Contents" not in s3.list_objects_v2(Bucket="listing", Prefix="many/"), "deleted keys still listed"
+ok("1100 keys: two default pages, delete_objects of 1000 (quiet) and 100")
+
 # --- Deletes -------------------------------------------------------------------------------
 r = s3.delete_objects(
     Bucket="listing", Delete={"Objects": [{"Key": "a.txt"}, {"Key": "c/1"}, {"Key": "unicodé/ü.txt"}, {"Key": "never-there"}]}
