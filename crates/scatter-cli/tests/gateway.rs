@@ -361,7 +361,8 @@ impl Setup {
         )
     }
 
-    fn aws_with(&self, key: &Key, args: &[&str]) -> Output {
+    /// `aws --endpoint-url GATEWAY ARGS` signing with `key`.
+    fn aws_command(&self, key: &Key, args: &[&str]) -> Command {
         let config = self.path("aws-config");
         if !config.exists() {
             std::fs::write(&config, "[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n")
@@ -380,7 +381,18 @@ impl Setup {
             .arg(self.gw.endpoint())
             .args(if self.gw.tls { vec!["--ca-bundle", self.ca.to_str().expect("utf-8")] } else { vec![] })
             .args(args);
-        run_tool(cmd, self.env.dir.path(), &format!("aws {args:?}"))
+        cmd
+    }
+
+    fn aws_with(&self, key: &Key, args: &[&str]) -> Output {
+        run_tool(self.aws_command(key, args), self.env.dir.path(), &format!("aws {args:?}"))
+    }
+
+    /// `aws ARGS` reading its standard input from `input`.
+    fn aws_stdin(&self, args: &[&str], input: &Path) -> Output {
+        let mut cmd = self.aws_command(&self.key, args);
+        cmd.stdin(std::fs::File::open(input).expect("input"));
+        run_tool(cmd, self.env.dir.path(), &format!("aws {args:?} < {}", input.display()))
     }
 
     fn aws(&self, args: &[&str]) -> Output {
@@ -573,6 +585,15 @@ async fn the_aws_cli_puts_gets_lists_and_removes() {
     );
     assert!(std::fs::read(&out).expect("read") == big, "the big file came back different after a restart");
 
+    // A stream of unknown length from standard input goes up in parts; to standard output.
+    let piped = random(11 << 20, 5);
+    std::fs::write(s.path("piped.in"), &piped).expect("write");
+    must(s.aws_stdin(&["s3", "cp", "-", "s3://cli-bucket/piped.bin"], &s.path("piped.in")), "aws s3 cp - (stdin)");
+    let out = s.aws(&["s3", "cp", "s3://cli-bucket/piped.bin", "-"]);
+    let bytes = out.stdout.clone();
+    must(out, "aws s3 cp to stdout");
+    assert!(bytes == piped, "what went up from stdin came back different on stdout");
+
     // Buckets: a non-empty one stays; emptied, it goes.
     let err = must_fail(s.aws(&["s3api", "delete-bucket", "--bucket", "cli-bucket"]), "delete of a non-empty bucket");
     assert!(err.contains("BucketNotEmpty"), "{err}");
@@ -701,6 +722,13 @@ async fn rclone_syncs_a_tree_up_and_back() {
     listed.sort();
     let want: Vec<String> = tree(&src).into_keys().collect();
     assert_eq!(listed, want.iter().map(String::as_str).collect::<Vec<_>>());
+
+    // A server-side copy (CopyObject) of the whole tree, checked against the source.
+    must(s.rclone(&["copy", "gw:rclone-bucket/tree", "gw:rclone-bucket/copy"]), "rclone server-side copy");
+    must(s.rclone(&["check", src_s, "gw:rclone-bucket/copy"]), "rclone check of the server-side copy");
+    let down3 = s.path("down3");
+    must(s.rclone(&["copy", "gw:rclone-bucket/copy", down3.to_str().expect("utf-8 path")]), "rclone copy of the copy");
+    assert_same_tree(&src, &down3);
 
     must(s.rclone(&["purge", "gw:rclone-bucket"]), "rclone purge");
     let buckets = must(s.rclone(&["lsd", "gw:"]), "rclone lsd");
