@@ -49,20 +49,46 @@ pub enum KeyCmd {
     },
 }
 
+/// Where the gateway's TLS certificate comes from.
+pub enum Tls {
+    /// The operator's certificate chain and key (PEM files).
+    Operator((PathBuf, PathBuf)),
+    /// The grid CA, for these names.
+    Grid(Vec<String>),
+    /// None: plain HTTP, on loopback only.
+    Plain,
+}
+
 /// How `scatter gateway` serves.
 pub struct ServeArgs {
     /// Where to listen.
     pub listen: String,
-    /// The operator's certificate chain and key (PEM).
-    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
-    /// Plain HTTP (loopback only).
-    pub plain_http: bool,
+    /// Its certificate.
+    pub tls: Tls,
     /// Multipart uploads older than this are aborted.
     pub upload_expiry: Duration,
 }
 
 fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// A TLS configuration with a new key certified by the grid CA for `names`; the CA's
+/// certificate is written to `gateway-ca.crt` in the profile folder for S3 clients.
+async fn grid_certificate(dir: &Path, profile: &Profile, names: Vec<String>) -> Result<Arc<rustls::ServerConfig>> {
+    let key = scatter_net::tls::LeafKey::generate()?;
+    let issued = profile
+        .coordinator()?
+        .gateway_cert(names.clone(), hex::encode(key.public_key()))
+        .await
+        .context("the grid's CA did not certify the gateway")?;
+    let leaf = scatter_net::tls::parse_pem_cert(&issued.certificate).context("the coordinator sent no certificate")?;
+    let ca = scatter_net::tls::parse_pem_cert(&issued.ca).context("the coordinator sent no CA certificate")?;
+    let path = dir.join("gateway-ca.crt");
+    scatter_net::tls::write_public(&path, issued.ca.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!("Certified by the grid's CA for {}; S3 clients trust {}", names.join(", "), path.display());
+    Ok(key.server_config(leaf, ca)?)
 }
 
 /// Runs `scatter gateway key …`.
@@ -136,15 +162,12 @@ pub async fn serve(
 ) -> Result<()> {
     let addr: SocketAddr =
         args.listen.parse().with_context(|| format!("--listen {} is not an address and port", args.listen))?;
-    let tls = match (&args.tls, args.plain_http) {
-        (Some(_), true) => bail!("--plain-http and --cert/--key exclude each other"),
-        (Some((cert, key)), false) => Some(scatter_net::tls::operator_server_config(cert, key)?),
-        (None, true) if addr.ip().is_loopback() => None,
-        (None, true) => bail!(
-            "--plain-http is only allowed on a loopback address: S3 clients would send data and signatures in the clear; serve TLS with --cert and --key"
-        ),
-        (None, false) => bail!("give the gateway its TLS certificate with --cert and --key, or --plain-http on a loopback address"),
-    };
+    if matches!(args.tls, Tls::Plain) && !addr.ip().is_loopback() {
+        bail!(
+            "--plain-http is only allowed on a loopback address: S3 clients would send data and signatures in the clear; serve TLS with --cert and --key or --grid-cert"
+        );
+    }
+    let first = profiles.first().map(|(dir, p, _)| (dir.clone(), p.clone()));
     let mut served = Vec::new();
     for (dir, profile, keys) in profiles {
         if !keys.can_read() {
@@ -161,6 +184,14 @@ pub async fn serve(
         served.push(Served { tenant: Arc::new(Tenant::new(coord, keys, put)), keys: store.keys().to_vec() });
     }
     let router = scatter_gateway::router(&served)?;
+    let tls = match args.tls {
+        Tls::Operator((cert, key)) => Some(scatter_net::tls::operator_server_config(&cert, &key)?),
+        Tls::Plain => None,
+        Tls::Grid(names) => {
+            let (dir, profile) = first.context("no profile to serve")?;
+            Some(grid_certificate(&dir, &profile, names).await?)
+        }
+    };
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };

@@ -424,6 +424,11 @@ enum Cmd {
         /// for tools on this machine).
         #[arg(long)]
         plain_http: bool,
+        /// Serve TLS with a certificate from the grid's CA for these addresses (IP addresses
+        /// or DNS names, comma-separated); S3 clients then trust `gateway-ca.crt`, written
+        /// to the profile folder. Hosts and clients refuse this certificate anywhere else.
+        #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+        grid_cert: Vec<String>,
         /// Multipart uploads started this long ago and neither completed nor aborted are
         /// removed, e.g. 7d, 12h.
         #[arg(long, default_value = "7d", value_parser = scatter_cli::duration::parse)]
@@ -1379,7 +1384,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
         }
         Cmd::Dump { snapshot, path } => return inspect::dump(&snapshot, &path).await,
         Cmd::Mount { mountpoint, cache } => return mount::mount(&mountpoint, cache.0).await,
-        Cmd::Gateway { action, listen, cert, key, plain_http, upload_expiry, profiles } => {
+        Cmd::Gateway { action, listen, cert, key, plain_http, grid_cert, upload_expiry, profiles } => {
             let (dir, p) = load()?;
             let secret = passphrase(false)?;
             let keys = Profile::load_keys(&dir, &secret)?;
@@ -1390,8 +1395,16 @@ async fn run(cmd: Cmd) -> Result<i32> {
                     for spec in profiles {
                         served.push(gateway::open_profile(&spec, &secret)?);
                     }
-                    let tls = cert.zip(key);
-                    let args = gateway::ServeArgs { listen, tls, plain_http, upload_expiry };
+                    let tls = match (cert.zip(key), grid_cert.is_empty(), plain_http) {
+                        (Some(files), true, false) => gateway::Tls::Operator(files),
+                        (None, false, false) => gateway::Tls::Grid(grid_cert),
+                        (None, true, true) => gateway::Tls::Plain,
+                        (None, true, false) => anyhow::bail!(
+                            "give the gateway a certificate: --cert and --key (your own), --grid-cert ADDRESS (from the grid's CA), or --plain-http on a loopback address"
+                        ),
+                        _ => anyhow::bail!("--cert/--key, --grid-cert and --plain-http exclude each other; give one"),
+                    };
+                    let args = gateway::ServeArgs { listen, tls, upload_expiry };
                     gateway::serve(served, args, shutdown_signal()).await?;
                 }
             }

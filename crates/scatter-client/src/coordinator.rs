@@ -124,6 +124,11 @@ impl Coordinator {
         Ok(Self { failover: Arc::new(Failover::new(http, urls.clone())), auth, ca, hosts: Arc::default() })
     }
 
+    /// Has the grid CA certify an S3 gateway's `names` for its P-256 `public_key` (raw, hex).
+    pub async fn gateway_cert(&self, names: Vec<String>, public_key: String) -> Result<HostCertResponse, ClientError> {
+        self.post(Repeat::Safe, "/v1/gateway/cert", &GatewayCertRequest { names, public_key }).await
+    }
+
     /// A client for the hosts of this coordinator's grid (trusting the same CA).
     pub fn hosts(&self) -> Result<crate::hosts::Hosts, ClientError> {
         if let Some(h) = self.hosts.get() {

@@ -299,6 +299,18 @@ pub struct HostCertResponse {
     pub ca: String,
 }
 
+/// A user asks the grid CA to certify its S3 gateway's names (`scatter gateway
+/// --grid-cert`): the certificate carries a usage that hosts' and the coordinator's clients
+/// refuse, so it serves S3 clients only.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GatewayCertRequest {
+    /// IP addresses or DNS names the gateway is reached at (at most 8).
+    #[serde(deserialize_with = "crate::bounded::list")]
+    pub names: Vec<String>,
+    /// Its ECDSA P-256 public key, raw uncompressed point in hex.
+    pub public_key: String,
+}
+
 /// A host's periodic report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HeartbeatRequest {

@@ -75,6 +75,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/packs/commit", post(commit_pack))
         .route("/v1/packs/abandon", post(place::abandon))
         .route("/v1/objects", get(list_objects))
+        .route("/v1/gateway/cert", post(gateway_cert))
         .route("/v1/objects/commit", post(commit_object))
         .route("/v1/object", get(get_object).delete(remove_object))
         .route("/v1/shards/report", post(report_shard))
@@ -384,6 +385,32 @@ async fn host_cert(State(sh): S, Body(req): Body<HostCertRequest>) -> ApiResult<
     let key = hex::decode(&req.public_key).map_err(|_| ApiError::BadRequest("the public key is not hex".into()))?;
     let cert = authority.issue(std::slice::from_ref(&name), &key).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     event(&sh, req.host_id.to_string(), "host.certified", name).await;
+    Ok(Json(HostCertResponse { certificate: scatter_net::tls::to_pem(&cert), ca: authority.cert_pem() }))
+}
+
+/// The most names a gateway's certificate may carry.
+const GATEWAY_NAMES: usize = 8;
+
+/// Signs a certificate for a user's S3 gateway (see [`GatewayCertRequest`]). Any account
+/// that may read may run a gateway for its own data; the event records who asked for which
+/// names.
+async fn gateway_cert(
+    State(sh): S,
+    headers: HeaderMap,
+    Body(req): Body<GatewayCertRequest>,
+) -> ApiResult<HostCertResponse> {
+    let u = caller(&sh, &headers, Right::Read).await?;
+    let Some(authority) = &sh.authority else {
+        return Err(ApiError::BadRequest(
+            "this grid runs without TLS (--insecure): it has no CA to certify a gateway; use --cert and --key".into(),
+        ));
+    };
+    if req.names.is_empty() || req.names.len() > GATEWAY_NAMES {
+        return Err(ApiError::BadRequest(format!("a gateway's certificate names 1 to {GATEWAY_NAMES} addresses")));
+    }
+    let key = hex::decode(&req.public_key).map_err(|_| ApiError::BadRequest("the public key is not hex".into()))?;
+    let cert = authority.issue_gateway(&req.names, &key).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    event(&sh, u.me.to_string(), "gateway.certified", req.names.join(", ")).await;
     Ok(Json(HostCertResponse { certificate: scatter_net::tls::to_pem(&cert), ca: authority.cert_pem() }))
 }
 

@@ -9,7 +9,7 @@ use scatter_proto::api::{ChunkEntry, Policy, Role, StoredShard};
 use scatter_proto::SignedReceipt;
 
 use super::testing::{catalog, conformance};
-use super::{DegradedPack, NewHost, NewPack, ShardMove, ShardState, Standing, Store, StoreError, Terms};
+use super::{DegradedPack, NewHost, NewObject, NewPack, ShardMove, ShardState, Standing, Store, StoreError, Terms};
 
 const GIB: u64 = 1 << 30;
 
@@ -345,6 +345,35 @@ conformance! {
         let hosts = store.hosts().expect("hosts");
         let listed: Vec<_> = hosts.iter().map(|h| (h.id, h.zone.as_str(), h.capacity, h.receipt_key)).collect();
         assert_eq!(listed, [(a, "zone 'ü'", 3 << 40, Some([7; 32])), (b, "z", 1, Some([0x80; 32]))]);
+    }
+
+    fn an_overwrite_replaces_older_versions_and_an_exclusive_create_never_wins_over_one() {
+        let (_guard, store) = catalog();
+        let ann = user(&store, 1, "ann", Role::User, None, None);
+        let h = host(&store, 1, 0);
+        let s = store.add_session(ann, b"k", 0, 100).expect("session");
+        Pack::new(1, 1, &[h]).chunks(&[1, 2]).commit(&store, ann, s, 1);
+        let (one, two) = ([cid(1)], [cid(2)]);
+        let object = |meta: &'static [u8], chunk: u8| NewObject {
+            name: "k",
+            session: s,
+            manifest: b"m",
+            meta: Some(meta),
+            size: 1,
+            chunks: if chunk == 1 { &one } else { &two },
+        };
+        let none = (None, None);
+        assert_eq!(store.commit_object_held(ann, &object(b"one", 1), true, false, none, 2).expect("create"), (1, 0));
+        // An exclusive create loses to the version that exists, whoever asks.
+        assert!(matches!(store.commit_object_held(ann, &object(b"two", 2), true, true, none, 3), Err(StoreError::NameTaken)));
+        // Without replace, a second version; with it, the older ones go in the same commit.
+        assert_eq!(store.commit_object_held(ann, &object(b"two", 2), false, false, none, 4).expect("add").0, 2);
+        assert_eq!(store.commit_object_held(ann, &object(b"three", 2), false, true, none, 5).expect("replace").0, 3);
+        let (o, _) = store.get_object(ann, "k").expect("get").expect("stored");
+        assert_eq!((o.version, o.meta.as_deref()), (3, Some(&b"three"[..])));
+        let listed = store.list_objects(ann, "k").expect("list");
+        assert_eq!(listed.iter().map(|o| (o.version, o.meta.clone())).collect::<Vec<_>>(), [(3, Some(b"three".to_vec()))]);
+        assert_eq!(store.remove_object(ann, "k", 6).expect("remove").0, 1, "one version was left");
     }
 
     fn objects_are_listed_by_prefix_read_and_removed() {

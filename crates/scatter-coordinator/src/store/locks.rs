@@ -480,6 +480,8 @@ mod tests {
             assert!(locked(store.forget(user, &["snap".into()], 10)));
             assert!(locked(store.replace_snapshot_record(user, "snap", b"x", 10)));
             assert!(locked(store.remove_object(user, "obj", 10)));
+            let overwrite = NewObject { name: "obj", session: o, manifest: b"m", meta: None, size: 10, chunks: &[id(3)] };
+            assert!(locked(store.commit_object_held(user, &overwrite, false, true, (None, None), 10)), "an overwrite removes");
             assert!(locked(store.remove_user(user, 10)));
             // A prune frees what is free (4..7 are unreferenced) but offers no pack holding a
             // locked chunk for repacking, and a repack may not move one.
