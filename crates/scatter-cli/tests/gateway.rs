@@ -621,6 +621,41 @@ async fn the_aws_cli_puts_gets_lists_and_removes() {
     assert_same_tree(&src, &down);
 }
 
+/// `--grid-cert`: TLS with a certificate from the grid's CA, whose certificate the gateway
+/// writes to `gateway-ca.crt` in the profile folder for S3 clients to trust.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_from_the_grid_ca() {
+    let clients = clients();
+    let env = grid(6).await;
+    let key = add_key(&env, false);
+    let gw = Gateway::start(&env, &["--grid-cert", "127.0.0.1"], "gateway.log");
+    let ca = env.grid.client_dir().join("gateway-ca.crt");
+    assert!(ca.is_file(), "the gateway wrote no {}", ca.display());
+    let s = Setup { gw, write_only: key.clone(), key, ca, env, clients };
+
+    // Without that CA, a client refuses the gateway.
+    let mut cmd = clean(&s.clients.aws);
+    cmd.env("AWS_ACCESS_KEY_ID", &s.key.access)
+        .env("AWS_SECRET_ACCESS_KEY", &s.key.secret)
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .args(["--endpoint-url", &s.gw.endpoint(), "s3", "ls"]);
+    let err = must_fail(run_tool(cmd, s.env.dir.path(), "aws s3 ls without the CA"), "aws s3 ls without the CA");
+    assert!(err.contains("SSL") || err.contains("certificate"), "{err}");
+
+    must(s.aws(&["s3", "mb", "s3://grid-cert"]), "aws s3 mb");
+    let data = random(9 << 20, 31);
+    std::fs::write(s.path("d"), &data).expect("write");
+    must(s.aws(&["s3", "cp", s.path("d").to_str().expect("utf-8 path"), "s3://grid-cert/d"]), "aws s3 cp");
+    let out = s.path("d.out");
+    must(s.aws(&["s3", "cp", "s3://grid-cert/d", out.to_str().expect("utf-8 path")]), "aws s3 cp down");
+    assert!(std::fs::read(&out).expect("read") == data, "came back different");
+    let src = s.path("src");
+    make_tree(&src, 30, 32);
+    must(s.rclone(&["copy", src.to_str().expect("utf-8 path"), "gw:grid-cert/t"]), "rclone copy");
+    must(s.rclone(&["check", src.to_str().expect("utf-8 path"), "gw:grid-cert/t"]), "rclone check");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn plain_http_on_loopback_only() {
     let clients = clients();
