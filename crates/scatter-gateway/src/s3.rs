@@ -489,13 +489,49 @@ fn entry_of(stored: &Stored) -> Entry {
     Entry { size: stored.size, modified: now(), attrs: stored.attrs.clone() }
 }
 
-fn page(index: &crate::listing::Index, q: &Query<'_>) -> (Vec<Object>, Vec<CommonPrefix>, bool, Option<String>) {
+/// With `encoding-type=url`, names in a listing are percent-encoded (clients decode them
+/// with `+` as a space, so everything but unreserved characters and `/` is encoded).
+#[derive(Debug, Clone, Copy)]
+struct Names {
+    url: bool,
+}
+
+impl Names {
+    fn of(encoding: Option<&EncodingType>) -> Self {
+        Self { url: encoding.is_some_and(|e| e.as_str() == EncodingType::URL) }
+    }
+
+    fn show(self, name: String) -> String {
+        if !self.url {
+            return name;
+        }
+        let mut out = String::with_capacity(name.len());
+        for b in name.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    }
+
+    fn show_opt(self, name: Option<String>) -> Option<String> {
+        name.map(|n| self.show(n))
+    }
+}
+
+fn page(
+    index: &crate::listing::Index,
+    q: &Query<'_>,
+    names: Names,
+) -> (Vec<Object>, Vec<CommonPrefix>, bool, Option<String>) {
     let page = index.list(q);
     let objects = page
         .objects
         .into_iter()
         .map(|(key, e)| Object {
-            key: Some(key),
+            key: Some(names.show(key)),
             size: Some(e.size as i64),
             e_tag: Some(etag(&e.attrs.etag)),
             last_modified: Some(timestamp(e.modified)),
@@ -503,7 +539,7 @@ fn page(index: &crate::listing::Index, q: &Query<'_>) -> (Vec<Object>, Vec<Commo
             ..Default::default()
         })
         .collect();
-    let prefixes = page.prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(p) }).collect();
+    let prefixes = page.prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(names.show(p)) }).collect();
     (objects, prefixes, page.truncated, page.last)
 }
 
@@ -806,15 +842,16 @@ impl S3 for Gateway {
         let max = max_keys(input.max_keys);
         let prefix = input.prefix.clone().unwrap_or_default();
         let q = Query { prefix: &prefix, delimiter: input.delimiter.as_deref(), after: input.marker.as_deref(), max };
-        let (contents, prefixes, truncated, last) = page(&*b.index.read().await, &q);
+        let names = Names::of(input.encoding_type.as_ref());
+        let (contents, prefixes, truncated, last) = page(&*b.index.read().await, &q, names);
         Ok(S3Response::new(ListObjectsOutput {
             name: Some(input.bucket),
-            prefix: Some(prefix),
-            marker: input.marker,
-            delimiter: input.delimiter,
+            prefix: Some(names.show(prefix)),
+            marker: names.show_opt(input.marker),
+            delimiter: names.show_opt(input.delimiter),
             max_keys: Some(max as i32),
             is_truncated: Some(truncated),
-            next_marker: if truncated { last } else { None },
+            next_marker: if truncated { names.show_opt(last) } else { None },
             contents: Some(contents),
             common_prefixes: Some(prefixes),
             encoding_type: input.encoding_type,
@@ -834,11 +871,12 @@ impl S3 for Gateway {
         };
         let after = token.as_deref().or(input.start_after.as_deref());
         let q = Query { prefix: &prefix, delimiter: input.delimiter.as_deref(), after, max };
-        let (contents, prefixes, truncated, last) = page(&*b.index.read().await, &q);
+        let names = Names::of(input.encoding_type.as_ref());
+        let (contents, prefixes, truncated, last) = page(&*b.index.read().await, &q, names);
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(input.bucket),
-            prefix: Some(prefix),
-            delimiter: input.delimiter,
+            prefix: Some(names.show(prefix)),
+            delimiter: names.show_opt(input.delimiter),
             max_keys: Some(max as i32),
             key_count: Some((contents.len() + prefixes.len()) as i32),
             continuation_token: input.continuation_token,
@@ -846,7 +884,7 @@ impl S3 for Gateway {
             is_truncated: Some(truncated),
             contents: Some(contents),
             common_prefixes: Some(prefixes),
-            start_after: input.start_after,
+            start_after: names.show_opt(input.start_after),
             encoding_type: input.encoding_type,
             ..Default::default()
         }))
@@ -1018,6 +1056,7 @@ impl S3 for Gateway {
         let input = req.input;
         bucket(t, &input.bucket).await?;
         let prefix = input.prefix.clone().unwrap_or_default();
+        let names = Names::of(input.encoding_type.as_ref());
         let mut uploads: Vec<MultipartUpload> = t
             .list(&naming::uploads_of(&input.bucket))
             .await
@@ -1027,7 +1066,7 @@ impl S3 for Gateway {
                 Named::Upload(_, id) => {
                     let key = l.attrs.key?;
                     key.starts_with(&prefix).then(|| MultipartUpload {
-                        key: Some(key),
+                        key: Some(names.show(key)),
                         upload_id: Some(id),
                         initiated: Some(timestamp(l.created)),
                         ..Default::default()
@@ -1042,7 +1081,8 @@ impl S3 for Gateway {
         uploads.truncate(max);
         Ok(S3Response::new(ListMultipartUploadsOutput {
             bucket: Some(input.bucket),
-            prefix: input.prefix,
+            prefix: names.show_opt(input.prefix),
+            encoding_type: input.encoding_type,
             max_uploads: Some(max as i32),
             is_truncated: Some(truncated),
             uploads: Some(uploads),
@@ -1178,4 +1218,16 @@ fn decode_token(token: &str) -> S3Result<String> {
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
         .ok_or_else(|| s3_error!(InvalidArgument, "the continuation token is not one this gateway gave"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_encoded_listings_keep_what_clients_decode_with_plus_as_space() {
+        let url = Names { url: true };
+        assert_eq!(url.show("a+b %41=&/ü~".into()), "a%2Bb%20%2541%3D%26/%C3%BC~");
+        assert_eq!(Names { url: false }.show("a+b".into()), "a+b");
+    }
 }
