@@ -851,3 +851,120 @@ async fn boto3_multipart_ranges_conditions_listings_and_a_write_only_key() {
     let stdout = must(out, "boto3_checks.py");
     assert!(stdout.contains("boto3: all checks passed"), "{stdout}");
 }
+
+/// One gateway serving two profiles (two accounts): each key reaches its own profile's
+/// buckets only, even under the same bucket name; an unsigned request is refused; an upload
+/// neither completed nor aborted goes after `--upload-expiry`, its parts with it.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_profiles_stay_apart_unsigned_requests_are_refused_and_abandoned_uploads_expire() {
+    let mut s = setup().await;
+    // A second account, with its own profile and passphrase, and its own gateway key.
+    let token = s.env.ok(&["admin", "user", "add", "bob"]).trim().to_owned();
+    let bob = s.path("bob");
+    let url = s.env.grid.url().to_owned();
+    ok(run(&bob, &["init", "--coordinator", &url, "--token", &token], &[]), "bob init");
+    let added = ok(run(&bob, &["gateway", "key", "add", "--json"], &[]), "bob's key");
+    let v: serde_json::Value = serde_json::from_str(added.trim()).expect("JSON");
+    let bob_key = Key {
+        access: v["access_key"].as_str().expect("access").to_owned(),
+        secret: v["secret_key"].as_str().expect("secret").to_owned(),
+    };
+    let pass = s.path("bob-passphrase");
+    std::fs::write(&pass, THEIR_PASSPHRASE).expect("passphrase file");
+    s.gw.terminate();
+    let (cert, key) = (s.path("gateway.crt"), s.path("gateway.key"));
+    let profile = format!("{}={}", bob.display(), pass.display());
+    s.gw = Gateway::start(
+        &s.env,
+        &[
+            "--cert",
+            cert.to_str().expect("utf-8"),
+            "--key",
+            key.to_str().expect("utf-8"),
+            "--profile",
+            &profile,
+            "--upload-expiry",
+            "3s",
+        ],
+        "gateway-two.log",
+    );
+
+    // The same bucket name in both profiles: two buckets, neither sees the other's objects.
+    let secret = s.path("secret.txt");
+    std::fs::write(&secret, b"alice's").expect("write");
+    must(s.aws(&["s3", "mb", "s3://shared-name"]), "alice: mb");
+    must(s.aws(&["s3", "cp", secret.to_str().expect("utf-8"), "s3://shared-name/secret.txt"]), "alice: put");
+    let listed = must(s.aws_with(&bob_key, &["s3", "ls"]), "bob: ls");
+    assert!(!listed.contains("shared-name"), "bob sees alice's bucket: {listed}");
+    let err = must_fail(s.aws_with(&bob_key, &["s3", "ls", "s3://shared-name/"]), "bob: ls alice's bucket");
+    assert!(err.contains("NoSuchBucket"), "{err}");
+    must(s.aws_with(&bob_key, &["s3", "mb", "s3://shared-name"]), "bob: mb of the same name");
+    let listed = must(s.aws_with(&bob_key, &["s3", "ls", "s3://shared-name/"]), "bob: ls his bucket");
+    assert!(!listed.contains("secret.txt"), "bob sees alice's object: {listed}");
+    let out = s.path("stolen.txt");
+    let err = must_fail(
+        s.aws_with(
+            &bob_key,
+            &["s3api", "get-object", "--bucket", "shared-name", "--key", "secret.txt", out.to_str().expect("utf-8")],
+        ),
+        "bob: get alice's object",
+    );
+    assert!(err.contains("NoSuchKey"), "{err}");
+    let listed = must(s.aws(&["s3", "ls", "s3://shared-name/"]), "alice: ls");
+    assert!(listed.contains("secret.txt"), "{listed}");
+
+    // No signature, no service: the object is not served to an anonymous request.
+    let anonymous = std::process::Command::new(&s.clients.python)
+        .arg("-c")
+        .arg(
+            "import ssl,sys,urllib.request,urllib.error\n\
+             ctx=ssl.create_default_context(cafile=sys.argv[2])\n\
+             try:\n    urllib.request.urlopen(sys.argv[1],context=ctx); print('served')\n\
+             except urllib.error.HTTPError as e: print(e.code, e.read().decode())",
+        )
+        .arg(format!("{}/shared-name/secret.txt", s.gw.endpoint()))
+        .arg(&s.ca)
+        .output()
+        .expect("python");
+    let answer = String::from_utf8_lossy(&anonymous.stdout);
+    assert!(answer.starts_with("403") && answer.contains("AccessDenied") && !answer.contains("alice's"), "{answer}");
+
+    // An upload started and left: gone, with its part, within seconds of its expiry.
+    let started = must(
+        s.aws(&["s3api", "create-multipart-upload", "--bucket", "shared-name", "--key", "left.bin"]),
+        "create-multipart-upload",
+    );
+    let upload = serde_json::from_str::<serde_json::Value>(&started).expect("JSON")["UploadId"]
+        .as_str()
+        .expect("UploadId")
+        .to_owned();
+    let part = s.path("part.bin");
+    std::fs::write(&part, random(1 << 20, 9)).expect("part");
+    must(
+        s.aws(&[
+            "s3api",
+            "upload-part",
+            "--bucket",
+            "shared-name",
+            "--key",
+            "left.bin",
+            "--part-number",
+            "1",
+            "--upload-id",
+            &upload,
+            "--body",
+            part.to_str().expect("utf-8"),
+        ]),
+        "upload-part",
+    );
+    let pending =
+        |s: &Setup| must(s.aws(&["s3api", "list-multipart-uploads", "--bucket", "shared-name"]), "list uploads");
+    assert!(pending(&s).contains(&upload), "the upload is listed while it is in progress");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pending(&s).contains(&upload) {
+        assert!(Instant::now() < deadline, "an upload left for a minute with a 3 s expiry is still there");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let names = s.env.ok(&["ls"]);
+    assert!(!names.contains(".s3-uploads"), "the expired upload's marker or part is still stored: {names}");
+}
