@@ -82,7 +82,18 @@ pub fn router(served: &[Served]) -> Result<axum::Router, GatewayError> {
         tracing::warn!(error = ?e, "an S3 request failed below the S3 layer");
         axum::http::StatusCode::INTERNAL_SERVER_ERROR
     });
-    Ok(axum::Router::new().fallback_service(service))
+    Ok(axum::Router::new().fallback_service(service).layer(axum::middleware::from_fn(no_body_for_head)))
+}
+
+/// A response to HEAD carries headers only: s3s writes an error's XML for HEAD too, which
+/// HTTP/2 clients (rclone) take for a protocol error.
+async fn no_body_for_head(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let head = req.method() == axum::http::Method::HEAD;
+    let mut res = next.run(req).await;
+    if head {
+        *res.body_mut() = axum::body::Body::empty();
+    }
+    res
 }
 
 /// Aborts, every `every`, the multipart uploads of `tenant` started more than `expiry` ago:

@@ -807,6 +807,12 @@ impl S3 for Gateway {
         )
         .map_err(|e| if *e.code() == S3ErrorCode::NotModified { s3_error!(PreconditionFailed) } else { e })?;
         let replace_meta = input.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+        if !replace_meta && (src_bucket.as_str(), src_key.as_str()) == (input.bucket.as_str(), input.key.as_str()) {
+            return Err(s3_error!(
+                InvalidRequest,
+                "this copy request is illegal because it is trying to copy an object to itself without changing the object's metadata"
+            ));
+        }
         let mut attrs = if replace_meta { attributes(input.content_type, input.metadata)? } else { source.clone() };
         attrs.etag = source.etag.clone();
         attrs.key = None;

@@ -213,6 +213,7 @@ s3.delete_object(Bucket="listing", Key="replaced.txt")
 c = s3.copy_object(Bucket="boto", Key="mp-copy.bin", CopySource={"Bucket": "boto", "Key": "mp.bin"})
 assert body(s3.get_object(Bucket="boto", Key="mp-copy.bin")) == whole, "the copy of the multipart object differs"
 fails(lambda: s3.copy_object(Bucket="boto", Key="x", CopySource={"Bucket": "boto", "Key": "nope"}), "NoSuchKey", 404)
+fails(lambda: s3.copy_object(Bucket="boto", Key="meta.txt", CopySource={"Bucket": "boto", "Key": "meta.txt"}), "InvalidRequest", 400)
 ok("copy_object: metadata copied or replaced, across buckets, a multipart source")
 
 # --- Conditional requests ------------------------------------------------------------------
