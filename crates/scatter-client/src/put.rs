@@ -89,6 +89,11 @@ pub async fn put_file(
         Ok(None)
     })
     .await
+    // The stream's only I/O is reading the file: name the file, not the object.
+    .map_err(|e| match e {
+        ClientError::Io { source, .. } => ClientError::Io { path: path.to_owned(), source },
+        e => e,
+    })
 }
 
 /// How a put stores and commits an object.

@@ -310,21 +310,51 @@ struct Stored {
     checksums: Checksum,
 }
 
-/// Stores a request body under `name` (plaintext gateway name), checking its checksums
-/// before the commit: nothing is visible unless all of it arrived intact.
-#[allow(clippy::too_many_arguments)]
+/// What a body is checked against before it is committed.
+#[derive(Default)]
+struct Checks {
+    /// The checksums to compute.
+    wanted: Wanted,
+    /// The values given as headers.
+    given: Checksum,
+    /// Where values given as trailers appear once the body has ended.
+    trailers: Option<s3s::TrailingHeaders>,
+    /// `Content-MD5`.
+    content_md5: Option<String>,
+}
+
+/// The [`Checks`] of a PutObject or UploadPart request (their inputs share the fields).
+macro_rules! checks {
+    ($req:expr) => {{
+        let given = Checksum {
+            checksum_crc32: $req.input.checksum_crc32.clone(),
+            checksum_crc32c: $req.input.checksum_crc32c.clone(),
+            checksum_crc64nvme: $req.input.checksum_crc64nvme.clone(),
+            checksum_sha1: $req.input.checksum_sha1.clone(),
+            checksum_sha256: $req.input.checksum_sha256.clone(),
+            ..Default::default()
+        };
+        Checks {
+            wanted: wanted(&$req.headers, &given, $req.input.checksum_algorithm.as_ref()),
+            given,
+            trailers: $req.trailing_headers.clone(),
+            content_md5: $req.input.content_md5.clone(),
+        }
+    }};
+}
+
+/// Stores a request body under `name` (plaintext gateway name), checking it against
+/// `checks` before the commit: nothing is visible unless all of it arrived intact.
 async fn store_body(
     t: &Tenant,
     name: &str,
     body: futures::stream::BoxStream<'static, Result<Bytes, String>>,
     length: Option<i64>,
-    wanted: Wanted,
-    given: Checksum,
-    trailers: Option<s3s::TrailingHeaders>,
-    content_md5: Option<String>,
+    checks: Checks,
     mut attrs: Attributes,
     existing: Existing,
 ) -> S3Result<Stored> {
+    let Checks { wanted, given, trailers, content_md5 } = checks;
     let (reader, slot) = body::reader(body, wanted);
     let opts = existing.options(&t.put);
     let mut refusal: Option<S3Error> = None;
@@ -620,16 +650,7 @@ impl S3 for Gateway {
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
         let a = self.access(&req)?.clone();
         let t = &a.tenant;
-        let given = Checksum {
-            checksum_crc32: req.input.checksum_crc32.clone(),
-            checksum_crc32c: req.input.checksum_crc32c.clone(),
-            checksum_crc64nvme: req.input.checksum_crc64nvme.clone(),
-            checksum_sha1: req.input.checksum_sha1.clone(),
-            checksum_sha256: req.input.checksum_sha256.clone(),
-            ..Default::default()
-        };
-        let wanted = wanted(&req.headers, &given, req.input.checksum_algorithm.as_ref());
-        let trailers = req.trailing_headers.clone();
+        let checks = checks!(req);
         let input = req.input;
         check_names(&input.bucket, Some(&input.key))?;
         let b = bucket(t, &input.bucket).await?;
@@ -648,19 +669,7 @@ impl S3 for Gateway {
         }
         let _turn = self.write_turn().await?;
         let name = naming::object(&input.bucket, &input.key);
-        let stored = store_body(
-            t,
-            &name,
-            incoming(input.body),
-            input.content_length,
-            wanted,
-            given,
-            trailers,
-            input.content_md5,
-            attrs,
-            existing,
-        )
-        .await?;
+        let stored = store_body(t, &name, incoming(input.body), input.content_length, checks, attrs, existing).await?;
         b.index.write().await.insert(&input.key, entry_of(&stored));
         let c = stored.checksums;
         Ok(S3Response::new(PutObjectOutput {
@@ -920,16 +929,7 @@ impl S3 for Gateway {
     async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
         let a = self.access(&req)?.clone();
         let t = &a.tenant;
-        let given = Checksum {
-            checksum_crc32: req.input.checksum_crc32.clone(),
-            checksum_crc32c: req.input.checksum_crc32c.clone(),
-            checksum_crc64nvme: req.input.checksum_crc64nvme.clone(),
-            checksum_sha1: req.input.checksum_sha1.clone(),
-            checksum_sha256: req.input.checksum_sha256.clone(),
-            ..Default::default()
-        };
-        let wanted = wanted(&req.headers, &given, req.input.checksum_algorithm.as_ref());
-        let trailers = req.trailing_headers.clone();
+        let checks = checks!(req);
         let input = req.input;
         check_names(&input.bucket, Some(&input.key))?;
         let number = part_number(input.part_number)?;
@@ -941,10 +941,7 @@ impl S3 for Gateway {
             &naming::part(&input.bucket, &input.upload_id, number),
             incoming(input.body),
             input.content_length,
-            wanted,
-            given,
-            trailers,
-            input.content_md5,
+            checks,
             Attributes::default(),
             if a.write_only { Existing::Keep } else { Existing::Replace },
         )
@@ -998,10 +995,7 @@ impl S3 for Gateway {
             &naming::part(&input.bucket, &input.upload_id, number),
             bytes,
             Some(length as i64),
-            Wanted::default(),
-            Checksum::default(),
-            None,
-            None,
+            Checks::default(),
             Attributes::default(),
             Existing::Replace,
         )
