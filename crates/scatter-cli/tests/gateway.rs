@@ -341,6 +341,13 @@ fn make_tree(root: &Path, n: usize, seed: u64) {
     std::fs::write(root.join("a/big.bin"), random(6 << 20, seed ^ 0xb16)).expect("write");
     // Names that S3 listings must encode (with encoding-type=url) to come back unchanged.
     std::fs::write(root.join("docs/a+b %41=&.txt"), random(1234, seed ^ 0x2b)).expect("write");
+    // Written a minute ago, as a tree synced later is: `aws s3 sync` copies a file again when
+    // its mtime is later than the object's Last-Modified, which (in whole seconds, as S3's)
+    // can be the very second the file was written in.
+    let then = filetime::FileTime::from_system_time(std::time::SystemTime::now() - Duration::from_secs(60));
+    for (rel, _) in tree(root) {
+        filetime::set_file_mtime(root.join(rel), then).expect("mtime");
+    }
 }
 
 // ---------------------------------------------------------------------------------------
