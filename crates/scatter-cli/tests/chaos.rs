@@ -1,9 +1,9 @@
 //! The chaos test: a grid of 8 hosts in 3 zones, real processes, while puts and gets go on,
 //! for a bounded time: hosts killed with SIGKILL and restarted, paused with SIGSTOP, shard
 //! files deleted or corrupted on disk, the coordinator killed and restarted. At most m = 2
-//! hosts are impaired at once (down, paused, or with damage not yet repaired), which 4+2 must
-//! survive. At the end every object that was put comes back bit for bit and every pack is
-//! back at full redundancy within a bounded time.
+//! hosts are impaired at once (down, paused, with damage not yet repaired, or disqualified
+//! for failing audits after a wipe), which 4+2 must survive. At the end every object that was
+//! put comes back bit for bit and every pack is back at full redundancy within a bounded time.
 //!
 //! Seeded and reproducible in its choices: set `SCATTER_CHAOS_SEED` to replay a run (the
 //! seed is printed), `SCATTER_CHAOS_SECS` to run longer (default 60).
@@ -29,6 +29,28 @@ const DAMAGE_SETTLE: Duration = Duration::from_secs(40);
 fn health(env: &Env) -> Option<serde_json::Value> {
     let out = env.scatter(&["admin", "health", "--json"]);
     out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
+}
+
+/// Indexes of the hosts the coordinator has disqualified. A host whose shards were wiped
+/// fails audits before its own inventory reports the loss, and a young host is disqualified
+/// after three (as documented): it is lost for good, so it counts against the fault budget
+/// from then on, and repair needs the others to hold full redundancy.
+fn disqualified(env: &Env) -> BTreeSet<usize> {
+    let out = env.scatter(&["admin", "host", "ls", "--json"]);
+    let Ok(hosts) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else { return BTreeSet::new() };
+    let gone: Vec<&str> = hosts
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|h| h["state"] == "disqualified")
+        .filter_map(|h| h["address"].as_str())
+        .collect();
+    (0..HOSTS)
+        .filter(|&i| {
+            std::fs::read_to_string(env.grid.host_dir(i).join("url"))
+                .is_ok_and(|url| gone.iter().any(|a| url.trim() == a.trim()))
+        })
+        .collect()
 }
 
 fn scatter_cmd(client: &std::path::Path, pass: &str, args: &[&str]) -> std::process::Output {
@@ -114,6 +136,7 @@ async fn chaos() {
     // Damage on disk is found by the host's scrub and inventory (every 5 heartbeats) and then
     // repaired; until then it counts against the budget, for at least DAMAGE_SETTLE.
     let mut damaged: BTreeMap<usize, Instant> = BTreeMap::new();
+    let mut lost: BTreeSet<usize> = BTreeSet::new();
     let started = Instant::now();
     let mut last_restart = started;
     while started.elapsed() < Duration::from_secs(secs) {
@@ -134,7 +157,9 @@ async fn chaos() {
                 *faults.entry("resume").or_default() += 1;
             }
         }
-        let impaired: BTreeSet<usize> = down.iter().chain(paused.keys()).chain(damaged.keys()).copied().collect();
+        lost.extend(disqualified(&env));
+        let impaired: BTreeSet<usize> =
+            down.iter().chain(paused.keys()).chain(damaged.keys()).chain(&lost).copied().collect();
         let healthy: Vec<usize> = (0..HOSTS).filter(|i| !impaired.contains(i)).collect();
         let can_hurt = impaired.len() < MAX_IMPAIRED;
         let target = healthy[rng.gen_range(0..healthy.len())];
@@ -224,7 +249,8 @@ async fn chaos() {
                 let log = std::fs::read_to_string(env.path("grid/coordinator.log")).unwrap_or_default();
                 let tail: Vec<&str> = log.lines().filter(|l| l.contains("repair") || l.contains("WARN")).collect();
                 panic!(
-                    "seed {seed}: not back at full redundancy 150 s after the faults stopped: {h}; faults {faults:?}; unreadable: {unreadable:?}\ncoordinator log (repair and warnings, last 20):\n{}",
+                    "seed {seed}: not back at full redundancy 150 s after the faults stopped: {h}; faults {faults:?}; disqualified: {:?}; unreadable: {unreadable:?}\ncoordinator log (repair and warnings, last 20):\n{}",
+                    disqualified(&env),
                     tail[tail.len().saturating_sub(20)..].join("\n")
                 );
             }
@@ -236,7 +262,7 @@ async fn chaos() {
     for (name, file) in &stored {
         env.get_and_compare(name, file);
     }
-    println!("chaos seed {seed}: faults {faults:?}");
+    println!("chaos seed {seed}: faults {faults:?}; disqualified {lost:?}");
     println!(
         "workload: {puts} puts and {gets} verified gets during chaos ({failed} refused while the grid was hurt); {} objects verified at the end",
         stored.len()
