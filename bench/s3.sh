@@ -24,6 +24,8 @@ small_size=${S3_BENCH_SMALL_SIZE:-4096}
 list_n=${S3_BENCH_LIST:-100000}
 threads=${S3_BENCH_THREADS:-16}
 plain=${S3_BENCH_PLAIN:-0}
+chunk=${S3_BENCH_CHUNK:-8MB}
+concurrency=${S3_BENCH_CONCURRENCY:-10}
 
 # The AWS CLI and boto3 (in target/s3-clients), as CI installs them.
 bash .ci/s3-clients
@@ -55,7 +57,7 @@ AWS_ACCESS_KEY_ID=$(printf '%s' "$key_json" | "$python" -c 'import json,sys; pri
 AWS_SECRET_ACCESS_KEY=$(printf '%s' "$key_json" | "$python" -c 'import json,sys; print(json.load(sys.stdin)["secret_key"])')
 export AWS_DEFAULT_REGION=us-east-1 AWS_CONFIG_FILE=$work/aws-config AWS_SHARED_CREDENTIALS_FILE=$work/none
 export AWS_EC2_METADATA_DISABLED=true NO_PROXY=127.0.0.1
-printf '[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n' >"$AWS_CONFIG_FILE"
+printf '[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n    multipart_chunksize = %s\n    max_concurrent_requests = %s\n' "$chunk" "$concurrency" >"$AWS_CONFIG_FILE"
 
 port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 if [ "$plain" = 1 ]; then

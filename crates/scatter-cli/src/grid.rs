@@ -106,15 +106,18 @@ fn wait_for_file(path: &Path, child: &mut Child, what: &str, log: &Path) -> Resu
     }
 }
 
-/// Writes `text` to `path`, readable by its owner only.
-fn write_private(path: &Path, text: &str) -> Result<()> {
+/// Writes `text` to `path`, readable by its owner only, whole or not at all: scripts poll for
+/// these files and read them as soon as they exist.
+pub fn write_private(path: &Path, text: &str) -> Result<()> {
     use std::io::Write;
+    let tmp = path.with_extension("tmp");
     let mut open = std::fs::OpenOptions::new();
     open.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
-    let mut file = open.open(path).with_context(|| format!("cannot write {}", path.display()))?;
-    file.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
+    let mut file = open.open(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    file.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// `HOST:PORT` of a URL, to restart a process on the same address.

@@ -2108,7 +2108,7 @@ async fn dev(hosts: usize, dir: &Path) -> Result<()> {
         grid.client_dir().display(),
         grid.passphrase()
     );
-    std::fs::write(dir.join("env"), env)?;
+    scatter_cli::grid::write_private(&dir.join("env"), &env)?;
     println!("A grid of {hosts} hosts runs at {}.", grid.url());
     println!("In another shell: source {}/env; scatter put FILE; scatter ls; scatter status", dir.display());
     println!("Logs are in {}. Press Ctrl-C to stop everything.", dir.display());
