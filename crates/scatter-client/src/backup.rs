@@ -736,7 +736,8 @@ impl Walker {
         let mut started = std::time::Instant::now();
         // A small file is read whole and cut in memory: one read, and no chunker buffer to set
         // up and copy out of, 10,000 times over.
-        let small = file.metadata().is_ok_and(|m| m.len() < u64::from(scatter_core::chunker::MIN_CHUNK));
+        let length = file.metadata().ok().map(|m| m.len());
+        let small = length.is_some_and(|len| len < u64::from(scatter_core::chunker::MIN_CHUNK));
         let pieces: Box<dyn Iterator<Item = Result<Chunk, ChunkError>>> = if small {
             let mut data = Vec::new();
             if let Err(e) = std::io::Read::read_to_end(&mut &file, &mut data) {
@@ -744,7 +745,7 @@ impl Walker {
             }
             Box::new(scatter_core::chunker::chunks_of(data).into_iter().map(Ok))
         } else {
-            Box::new(scatter_core::chunker::chunks(file))
+            Box::new(scatter_core::chunker::chunks_sized(file, length))
         };
         for chunk in pieces {
             let chunk = match chunk {

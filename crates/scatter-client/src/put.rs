@@ -112,7 +112,8 @@ pub struct PutOptions {
 }
 
 /// Stores what `reader` yields under `name`: chunked and hashed on a blocking thread, so
-/// memory stays flat whatever its length. `expected` (if known) sizes the progress bar.
+/// memory stays flat whatever its length. `expected` (if known) sizes the progress bar and the
+/// chunker's buffer.
 /// Once every pack is stored, `attributes` sees the manifest and may refuse the commit
 /// (an upload whose checksum does not match) or give plaintext attributes to seal with
 /// the version; only then is the object committed.
@@ -154,7 +155,7 @@ where
     let reader = tokio::task::spawn_blocking(move || {
         let mut batch = Vec::with_capacity(BATCH_CHUNKS);
         let mut started = std::time::Instant::now();
-        for chunk in scatter_core::chunker::chunks(reader) {
+        for chunk in scatter_core::chunker::chunks_sized(reader, expected) {
             let chunk = match chunk {
                 Ok(c) => c,
                 Err(e) => {

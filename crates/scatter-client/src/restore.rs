@@ -366,7 +366,8 @@ impl Resumed {
     fn check(file: std::fs::File, node: &Node, dedup: &DedupKey) -> Option<Self> {
         let (mut chunks, mut bytes) = (0, 0u64);
         let mut want = node.chunk_ids();
-        for chunk in scatter_core::chunker::chunks(&file) {
+        let size = file.metadata().ok().map(|m| m.len());
+        for chunk in scatter_core::chunker::chunks_sized(&file, size) {
             let Ok(chunk) = chunk else { break };
             match want.next() {
                 Some((id, len)) if len as usize == chunk.data.len() && dedup.chunk_id(&chunk.data) == id => {
@@ -395,7 +396,7 @@ pub fn has_content(file: &std::fs::File, node: &Node, dedup: &DedupKey) -> bool 
         return false;
     }
     let mut want = node.chunk_ids();
-    for chunk in scatter_core::chunker::chunks(file) {
+    for chunk in scatter_core::chunker::chunks_sized(file, Some(meta.len())) {
         let Ok(chunk) = chunk else { return false };
         match want.next() {
             Some((id, len)) if len as usize == chunk.data.len() && dedup.chunk_id(&chunk.data) == id => {}

@@ -31,8 +31,6 @@ pub struct Chunk {
 /// [`MAX_CHUNK`] bytes are buffered (or the input ended), so each refill moves at most one
 /// chunk's worth of unread bytes to the front.
 const READ_AHEAD: usize = 4 * MAX_CHUNK as usize;
-/// The first buffer's size, so that a small input does not cost a [`READ_AHEAD`] buffer.
-const FIRST_READ: usize = 64 * 1024;
 
 /// Splits a reader into content-defined chunks, streaming, with at most [`READ_AHEAD`] bytes
 /// buffered. An empty input yields no chunks. The reader is read in large pieces: wrapping it
@@ -42,15 +40,23 @@ const FIRST_READ: usize = 64 * 1024;
 /// not use `StreamCDC` itself because it moves the whole rest of its buffer forward and
 /// zero-fills it after every chunk: several passes over every byte in a backup's profile.
 pub fn chunks<R: Read>(reader: R) -> impl Iterator<Item = Result<Chunk, ChunkError>> {
-    Chunks { reader, buf: Vec::new(), start: 0, end: 0, offset: 0, eof: false }
+    chunks_sized(reader, None)
+}
+
+/// [`chunks`] of an input expected to be `size` bytes long (a file's length, a request's
+/// content length): the buffer is sized for it at once instead of grown, which costs a copy
+/// of what it held and fresh pages at every step. A wrong size only costs that growth.
+pub fn chunks_sized<R: Read>(reader: R, size: Option<u64>) -> impl Iterator<Item = Result<Chunk, ChunkError>> {
+    Chunks { reader, size, buf: Vec::new(), start: 0, offset: 0, eof: false }
 }
 
 struct Chunks<R> {
     reader: R,
+    /// The input's expected length.
+    size: Option<u64>,
+    /// Unread bytes are `buf[start..]`.
     buf: Vec<u8>,
-    /// Unread bytes are `buf[start..end]`.
     start: usize,
-    end: usize,
     /// Input offset of `buf[start]`.
     offset: u64,
     eof: bool,
@@ -59,24 +65,22 @@ struct Chunks<R> {
 impl<R: Read> Chunks<R> {
     /// Buffers at least [`MAX_CHUNK`] unread bytes, unless the input ends first.
     fn fill(&mut self) -> std::io::Result<()> {
-        if self.eof || self.end - self.start >= MAX_CHUNK as usize {
+        if self.eof || self.buf.len() - self.start >= MAX_CHUNK as usize {
             return Ok(());
         }
-        self.buf.copy_within(self.start..self.end, 0);
-        self.end -= self.start;
+        self.buf.drain(..self.start);
         self.start = 0;
-        while !self.eof && self.end < READ_AHEAD {
-            if self.end == self.buf.len() {
-                let grown = (self.buf.len() * 4).clamp(FIRST_READ, READ_AHEAD);
-                self.buf.resize(grown, 0);
-            }
-            match self.reader.read(&mut self.buf[self.end..]) {
-                Ok(0) => self.eof = true,
-                Ok(n) => self.end += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+        let want = READ_AHEAD - self.buf.len();
+        if let Some(size) = self.size {
+            // What is still expected, and a byte more: the end is then seen without growing.
+            let expected = size.saturating_sub(self.offset + self.buf.len() as u64).saturating_add(1);
+            self.buf.reserve_exact(expected.min(want as u64) as usize);
         }
+        // `read_to_end` reads into the spare capacity without zeroing it first where the
+        // reader allows (files do), retries interrupted reads, and keeps what was read before
+        // an error.
+        let got = (&mut self.reader).take(want as u64).read_to_end(&mut self.buf)?;
+        self.eof = got < want;
         Ok(())
     }
 }
@@ -88,10 +92,10 @@ impl<R: Read> Iterator for Chunks<R> {
         if let Err(e) = self.fill() {
             // A failed read ends the input: nothing after it could be cut where it belongs.
             self.eof = true;
-            self.start = self.end;
+            self.start = self.buf.len();
             return Some(Err(ChunkError(e)));
         }
-        let unread = &self.buf[self.start..self.end];
+        let unread = &self.buf[self.start..];
         if unread.is_empty() {
             return None;
         }
@@ -200,7 +204,33 @@ mod tests {
                 .map(|c| Chunk { offset: c.offset, data: c.data })
                 .collect();
             assert_eq!(ours, theirs, "{len} bytes read {step} at a time");
+            // The expected size only sizes the buffer: right, short, long or absurd, the
+            // cuts stay the same.
+            for size in [len as u64, len as u64 / 2, len as u64 * 3 + 1, 0, u64::MAX] {
+                let sized: Vec<Chunk> =
+                    chunks_sized(Trickle { data: &data, step }, Some(size)).map(|c| c.expect("chunk")).collect();
+                assert_eq!(sized, theirs, "{len} bytes read {step} at a time, {size} expected");
+            }
         }
+    }
+
+    /// An interrupted read is retried, not taken for an error or the end.
+    #[test]
+    fn interrupted_reads_are_retried() {
+        struct Interrupting<'a>(Trickle<'a>, bool);
+        impl Read for Interrupting<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                self.1 = !self.1;
+                if self.1 {
+                    return Err(std::io::ErrorKind::Interrupted.into());
+                }
+                self.0.read(buf)
+            }
+        }
+        let data = random(9 << 20, 5);
+        let got: Vec<Chunk> =
+            chunks(Interrupting(Trickle { data: &data, step: 1 << 20 }, false)).map(|c| c.expect("chunk")).collect();
+        assert_eq!(got, cut(&data));
     }
 
     #[test]
