@@ -35,24 +35,64 @@ pub struct Access {
     pub write_only: bool,
 }
 
-/// Bodies stored at once. Each runs its own pipeline, whose pack and parity buffers take
-/// tens of MiB: more writers wait for a turn instead of growing memory without bound.
-const WRITES_AT_ONCE: usize = 16;
+/// MiB the bodies being stored may take at once. Each body runs its own pipeline, whose
+/// chunker, pack and parity buffers come to about three times the body up to a ceiling of
+/// about 64 MiB (measured: 10 parts of 8 MiB at once peaked at 263 MiB, 10 of 64 MiB at
+/// 653 MiB). More writers wait for a turn instead of growing memory without bound: 4 big
+/// bodies at once, 10 of 8 MiB, 256 small ones.
+const WRITE_BUDGET_MIB: u32 = 256;
+
+/// MiB the objects being read may take at once. A read holds up to three runs of a pack ahead
+/// of the client, and what is queued for it, up to about 80 MiB (10 ranges of 64 MiB at once
+/// peaked at 770 MiB): a read waits for its turn before it answers, and holds it until its
+/// body is sent.
+const READ_BUDGET_MIB: u32 = 256;
+
+/// What a read of `length` bytes is counted as against [`READ_BUDGET_MIB`].
+fn read_weight(length: u64) -> u32 {
+    const MOST: u64 = READ_BUDGET_MIB as u64 / 4;
+    length.div_ceil(1 << 20).clamp(1, MOST) as u32
+}
+
+/// What a body of `length` bytes (unknown: the most) is counted as against
+/// [`WRITE_BUDGET_MIB`].
+fn write_weight(length: Option<u64>) -> u32 {
+    const MOST: u64 = WRITE_BUDGET_MIB as u64 / 4;
+    length.map_or(MOST, |n| n.saturating_mul(3).div_ceil(1 << 20).clamp(1, MOST)) as u32
+}
 
 /// The S3 service: access keys to what they may do.
 pub struct Gateway {
     access: HashMap<String, Access>,
     writes: tokio::sync::Semaphore,
+    reads: Arc<tokio::sync::Semaphore>,
 }
 
 impl Gateway {
     /// A gateway for these access keys.
     pub fn new(access: HashMap<String, Access>) -> Self {
-        Self { access, writes: tokio::sync::Semaphore::new(WRITES_AT_ONCE) }
+        Self {
+            access,
+            writes: tokio::sync::Semaphore::new(WRITE_BUDGET_MIB as usize),
+            reads: Arc::new(tokio::sync::Semaphore::new(READ_BUDGET_MIB as usize)),
+        }
     }
 
-    async fn write_turn(&self) -> S3Result<tokio::sync::SemaphorePermit<'_>> {
-        self.writes.acquire().await.map_err(|_| s3_error!(ServiceUnavailable, "the gateway is stopping"))
+    /// Waits until a read of `length` bytes fits in the read budget.
+    async fn read_turn(&self, length: u64) -> S3Result<tokio::sync::OwnedSemaphorePermit> {
+        self.reads
+            .clone()
+            .acquire_many_owned(read_weight(length))
+            .await
+            .map_err(|_| s3_error!(ServiceUnavailable, "the gateway is stopping"))
+    }
+
+    /// Waits until a body of `length` bytes fits in the write budget.
+    async fn write_turn(&self, length: Option<u64>) -> S3Result<tokio::sync::SemaphorePermit<'_>> {
+        self.writes
+            .acquire_many(write_weight(length))
+            .await
+            .map_err(|_| s3_error!(ServiceUnavailable, "the gateway is stopping"))
     }
 
     fn access<T>(&self, req: &S3Request<T>) -> S3Result<&Access> {
@@ -391,7 +431,12 @@ async fn store_body(
 }
 
 /// Streams bytes `range` of the object whose manifest is `manifest`.
-fn object_bytes(t: &Tenant, manifest: &Manifest, range: std::ops::Range<u64>) -> S3Result<Outgoing> {
+fn object_bytes(
+    t: &Tenant,
+    manifest: &Manifest,
+    range: std::ops::Range<u64>,
+    turn: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> S3Result<Outgoing> {
     let mut offset = 0u64;
     let mut skip = 0u64;
     let mut wanted = Vec::new();
@@ -413,6 +458,7 @@ fn object_bytes(t: &Tenant, manifest: &Manifest, range: std::ops::Range<u64>) ->
     let (tx, out) = Outgoing::channel();
     let mut left = range.end - range.start;
     tokio::spawn(async move {
+        let _turn = turn;
         let mut chunks = fetcher.stream(wanted);
         while let Some(batch) = chunks.next().await {
             let batch = match batch {
@@ -667,7 +713,7 @@ impl S3 for Gateway {
         } else if input.if_match.is_some() {
             return Err(s3_error!(NoSuchKey, "If-Match: there is no such object"));
         }
-        let _turn = self.write_turn().await?;
+        let _turn = self.write_turn(input.content_length.and_then(|n| u64::try_from(n).ok())).await?;
         let name = naming::object(&input.bucket, &input.key);
         let stored = store_body(t, &name, incoming(input.body), input.content_length, checks, attrs, existing).await?;
         b.index.write().await.insert(&input.key, entry_of(&stored));
@@ -713,7 +759,8 @@ impl S3 for Gateway {
             None => (0..size, None),
         };
         let length = range.end - range.start;
-        let body = object_bytes(t, &manifest, range)?;
+        let turn = self.read_turn(length).await?;
+        let body = object_bytes(t, &manifest, range, Some(turn))?;
         Ok(S3Response::new(GetObjectOutput {
             body: Some(StreamingBlob::wrap(body)),
             content_length: Some(length as i64),
@@ -935,7 +982,7 @@ impl S3 for Gateway {
         let number = part_number(input.part_number)?;
         bucket(t, &input.bucket).await?;
         upload_of(t, &input.bucket, &input.key, &input.upload_id).await?;
-        let _turn = self.write_turn().await?;
+        let _turn = self.write_turn(input.content_length.and_then(|n| u64::try_from(n).ok())).await?;
         let stored = store_body(
             t,
             &naming::part(&input.bucket, &input.upload_id, number),
@@ -988,8 +1035,8 @@ impl S3 for Gateway {
             None => 0..manifest.size,
         };
         let length = range.end - range.start;
-        let _turn = self.write_turn().await?;
-        let bytes = object_bytes(t, &manifest, range)?.map(|r| r.map_err(|e| e.to_string())).boxed();
+        let _turn = self.write_turn(Some(length)).await?;
+        let bytes = object_bytes(t, &manifest, range, None)?.map(|r| r.map_err(|e| e.to_string())).boxed();
         let stored = store_body(
             t,
             &naming::part(&input.bucket, &input.upload_id, number),
@@ -1229,5 +1276,21 @@ mod tests {
         let url = Names { url: true };
         assert_eq!(url.show("a+b %41=&/ü~".into()), "a%2Bb%20%2541%3D%26/%C3%BC~");
         assert_eq!(Names { url: false }.show("a+b".into()), "a+b");
+    }
+
+    #[test]
+    fn bodies_and_reads_weigh_by_size_within_bounds() {
+        assert_eq!(write_weight(Some(0)), 1);
+        assert_eq!(write_weight(Some(4096)), 1);
+        assert_eq!(write_weight(Some(8 << 20)), 24);
+        assert_eq!(write_weight(Some(64 << 20)), 64);
+        assert_eq!(write_weight(Some(u64::MAX)), 64);
+        assert_eq!(write_weight(None), 64);
+        // However big, a body always fits in the budget on its own.
+        assert!(write_weight(None) <= WRITE_BUDGET_MIB);
+        assert_eq!(read_weight(0), 1);
+        assert_eq!(read_weight(8 << 20), 8);
+        assert_eq!(read_weight(u64::MAX), 64);
+        assert!(read_weight(u64::MAX) <= READ_BUDGET_MIB);
     }
 }
