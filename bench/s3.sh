@@ -15,6 +15,8 @@
 #   S3_BENCH_LIST       objects in the bucket that is listed [100000] (0: skip)
 #   S3_BENCH_THREADS    boto3 threads for small objects and for filling that bucket [16]
 #   S3_BENCH_PLAIN=1    the gateway on plain HTTP instead of TLS
+#   S3_BENCH_CHUNK      the AWS CLI's multipart_chunksize [8MB] (the README advises 64MB)
+#   S3_BENCH_CONCURRENCY the AWS CLI's max_concurrent_requests [10]
 # Quick check: S3_BENCH_SIZE_MB=64 S3_BENCH_SMALL=500 S3_BENCH_LIST=2000 bench/s3.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
