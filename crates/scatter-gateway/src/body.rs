@@ -47,8 +47,10 @@ pub type SumsSlot = Arc<Mutex<Option<Sums>>>;
 
 /// A blocking reader over a body stream, for the put pipeline's chunker thread. MD5 and
 /// the checksums asked for are computed on the way, apart from the chunker; they are in
-/// the returned slot before the reader sees the end.
-pub fn reader<S, E>(stream: S, wanted: Wanted) -> (BodyReader, SumsSlot)
+/// the returned slot before the reader sees the end. A body that goes on past its declared
+/// `length` fails the read at once, with [`std::io::ErrorKind::InvalidData`]: the gateway
+/// sized the body's share of memory by it.
+pub fn reader<S, E>(stream: S, wanted: Wanted, length: Option<u64>) -> (BodyReader, SumsSlot)
 where
     S: Stream<Item = Result<Bytes, E>> + Send + 'static,
     E: std::fmt::Display + Send,
@@ -72,6 +74,14 @@ where
             md5.update(&piece);
             sums.update(&piece);
             len += piece.len() as u64;
+            if length.is_some_and(|l| len > l) {
+                let long = std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "the request body is longer than its Content-Length",
+                );
+                let _ = tx.send(Err(long)).await;
+                return;
+            }
             if tx.send(Ok(piece)).await.is_err() {
                 return;
             }
@@ -152,7 +162,8 @@ mod tests {
     async fn a_body_reads_in_order_with_its_sums() {
         let pieces: Vec<Result<Bytes, std::io::Error>> =
             vec![Ok(Bytes::from_static(b"hello ")), Ok(Bytes::from_static(b"")), Ok(Bytes::from_static(b"world"))];
-        let (mut r, slot) = reader(futures::stream::iter(pieces), Wanted { crc32: true, ..Default::default() });
+        let (mut r, slot) =
+            reader(futures::stream::iter(pieces), Wanted { crc32: true, ..Default::default() }, Some(11));
         let got = tokio::task::spawn_blocking(move || {
             let mut v = Vec::new();
             r.read_to_end(&mut v).map(|_| v)
@@ -171,7 +182,7 @@ mod tests {
     async fn a_failing_body_fails_the_read_and_leaves_no_sums() {
         let pieces: Vec<Result<Bytes, std::io::Error>> =
             vec![Ok(Bytes::from_static(b"part")), Err(std::io::Error::other("cut"))];
-        let (mut r, slot) = reader(futures::stream::iter(pieces), Wanted::default());
+        let (mut r, slot) = reader(futures::stream::iter(pieces), Wanted::default(), None);
         let res = tokio::task::spawn_blocking(move || {
             let mut v = Vec::new();
             r.read_to_end(&mut v)
@@ -179,6 +190,23 @@ mod tests {
         .await
         .expect("join");
         assert!(res.is_err());
+        assert!(slot.lock().expect("lock").is_none());
+    }
+
+    /// A body that claims to be short and goes on is stopped at the claim, not read to its
+    /// end: the claim is what its memory was counted by.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_body_longer_than_declared_fails_the_read() {
+        let pieces = (0..8).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![7u8; 1 << 20])));
+        let (mut r, slot) = reader(futures::stream::iter(pieces), Wanted::default(), Some(3 << 20));
+        let res = tokio::task::spawn_blocking(move || {
+            let mut v = Vec::new();
+            r.read_to_end(&mut v).map(|_| v.len())
+        })
+        .await
+        .expect("join");
+        let e = res.expect_err("read past the declared length");
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
         assert!(slot.lock().expect("lock").is_none());
     }
 }

@@ -394,11 +394,11 @@ async fn store_body(
     existing: Existing,
 ) -> S3Result<Stored> {
     let Checks { wanted, given, trailers, content_md5 } = checks;
-    let (reader, slot) = body::reader(body, wanted);
+    let expected = length.and_then(|l| u64::try_from(l).ok());
+    let (reader, slot) = body::reader(body, wanted, expected);
     let opts = existing.options(&t.put);
     let mut refusal: Option<S3Error> = None;
     let mut computed = Checksum::default();
-    let expected = length.and_then(|l| u64::try_from(l).ok());
     let stored = put_stream(&t.coord, t.keys.write_keys(), reader, name, &opts, expected, &NoProgress, |manifest| {
         let sums = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
         let Some(sums) = sums.filter(|s| s.len == manifest.size) else {
@@ -424,6 +424,9 @@ async fn store_body(
     }
     let report = match stored {
         Ok(r) => r,
+        Err(ClientError::Io { source, .. }) if source.kind() == std::io::ErrorKind::InvalidData => {
+            return Err(s3_error!(IncompleteBody, "the body's length does not match its Content-Length"));
+        }
         Err(e) => return Err(existing.refused(t, name, e).await),
     };
     Ok(Stored { size: report.size, attrs, checksums: computed })
