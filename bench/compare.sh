@@ -6,6 +6,8 @@
 # medians over the rounds. A benchmark, not a test.
 #
 # Usage: bench/compare.sh [ROUNDS=3] [BIG_MIB=1024] [HUGE_MIB=8192]   (HUGE_MIB=0 skips the 8 GiB run)
+# Each restore goes to a fresh ext4 image on a loop device when run as root (BENCH_FRESH_FS=0:
+# plain directories), so that no run pays for the inodes an earlier one deleted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3} big_mib=${2:-1024} huge_mib=${3:-8192}
