@@ -137,7 +137,7 @@ def fresh_target(target, size):
     image = f"{target}.img"
     # Room for the data twice over and ext4's own metadata.
     with open(image, "wb") as f:
-        f.truncate(2 * size + (512 << 20))
+        f.truncate(((2 * size >> 20) + 512) << 20)
     subprocess.check_call(["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", image])
     loop = subprocess.check_output(["losetup", "--direct-io=on", "--show", "-f", image], text=True).strip()
     try:
