@@ -275,6 +275,7 @@ pub async fn restore_entries(
     let mut stream = fetcher.stream(wanted);
     let mut pending: Vec<Vec<u8>> = Vec::new();
     let mut file_systems: Vec<(u64, OwnedFd)> = Vec::new();
+    let mut flusher = Flusher::default();
     for ((rel, node), resumed) in to_fetch {
         let shown = root.display(rel);
         let tmp_of = |parent: &TreePath, name: &[u8]| {
@@ -326,6 +327,10 @@ pub async fn restore_entries(
         out.commit_unsynced()?;
         report.files_restored += 1;
         report.bytes_written += written - kept;
+        flusher
+            .wrote(node.size, written - kept, &file_systems)
+            .await
+            .map_err(|e| ClientError::target("sync", &root.display(&TreePath::root()), e))?;
     }
     // Directories last, deepest first, so writing inside them does not move their mtime.
     let mut dirs: Vec<&Entry> =
@@ -344,12 +349,65 @@ pub async fn restore_entries(
     // One sync for all files instead of one per file (10,000 small files would otherwise cost
     // 10,000 fsyncs). Until it returns nothing is reported done; a restore cut short by a
     // crash is simply run again, and files whose content is not right are fetched again.
-    for (_, fd) in &file_systems {
-        rustix::fs::syncfs(fd).map_err(|e| ClientError::target("sync", &root.display(&TreePath::root()), e.into()))?;
-    }
+    let synced = match flusher.wait().await {
+        Ok(()) => sync_all(&file_systems),
+        Err(e) => Err(e),
+    };
+    synced.map_err(|e| ClientError::target("sync", &root.display(&TreePath::root()), e))?;
     report.fetch = fetcher.report();
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// `syncfs` of every file system in `file_systems`.
+fn sync_all(file_systems: &[(u64, OwnedFd)]) -> std::io::Result<()> {
+    file_systems.iter().try_for_each(|(_, fd)| rustix::fs::syncfs(fd).map_err(Into::into))
+}
+
+/// Bytes of small files restored between syncs in the background.
+const FLUSH_EVERY: u64 = 32 << 20;
+
+/// Syncs the target's file systems in the background every [`FLUSH_EVERY`] bytes of small
+/// files restored, one sync at a time, so the final sync waits only for the last stretch.
+/// Files too small to start their own writeback (under `partial::WRITEBACK_EVERY`) otherwise
+/// all reach the disk only then; bigger files are left to theirs (with them counted too, a
+/// 512 MiB file restored in 1.41 s against 1.27 s, medians of 5). Restoring 10,000 files of 1-64 KiB (320 MiB) onto a fresh ext4: 1.51 s
+/// against 1.63 s (medians of 7 alternated runs); starting each small file's writeback as it
+/// was committed instead was slower (1.85 s against 1.52 s).
+#[derive(Default)]
+struct Flusher {
+    unflushed: u64,
+    running: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Flusher {
+    /// Counts `bytes` restored into a file of `size`, and starts a sync when enough are and
+    /// none is running. A finished sync's error is returned: the file systems' error state
+    /// is shared by the handles, so the final sync would not see it again.
+    async fn wrote(&mut self, size: u64, bytes: u64, file_systems: &[(u64, OwnedFd)]) -> std::io::Result<()> {
+        if size >= crate::partial::WRITEBACK_EVERY {
+            return Ok(());
+        }
+        self.unflushed += bytes;
+        if self.unflushed < FLUSH_EVERY || self.running.as_ref().is_some_and(|r| !r.is_finished()) {
+            return Ok(());
+        }
+        // Finished (checked above): its result is at hand.
+        self.wait().await?;
+        let fds =
+            file_systems.iter().map(|(dev, fd)| Ok((*dev, fd.try_clone()?))).collect::<std::io::Result<Vec<_>>>()?;
+        self.running = Some(tokio::task::spawn_blocking(move || sync_all(&fds)));
+        self.unflushed = 0;
+        Ok(())
+    }
+
+    /// Waits for the sync still running, if any.
+    async fn wait(&mut self) -> std::io::Result<()> {
+        match self.running.take() {
+            Some(running) => running.await.map_err(std::io::Error::other)?,
+            None => Ok(()),
+        }
+    }
 }
 
 /// The start of a file an interrupted restore left in its temporary file that holds the
