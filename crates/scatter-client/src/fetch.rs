@@ -27,6 +27,13 @@ use crate::ClientError;
 /// Runs fetched ahead of the consumer. Three keep the hosts busy as well as four did (1 GiB
 /// restore: the same time) with 25-30 MiB less peak RSS.
 const RUNS_AHEAD: usize = 3;
+/// A group of consecutive runs fetched at once, and so counted as one of the [`RUNS_AHEAD`],
+/// holds at most this many bytes of packs...
+const GROUP_BYTES: u64 = 16 << 20;
+/// ...and this many runs. Small runs are bound by round trips, not bytes: 100 changed files
+/// among 10,000 small ones split their runs into 394 from 94, and with three in flight the
+/// restore took 1.6 s against 1.0 s for the snapshot before.
+const GROUP_RUNS: usize = 16;
 /// Chunks located per coordinator call.
 const LOCATE_BATCH: usize = 4096;
 /// Packs rebuilt from parity at once. A rebuild holds k shards and the missing data shards
@@ -69,6 +76,37 @@ struct Run {
     pack: PackId,
     /// (chunk id, offset in pack, sealed len, plain len)
     chunks: Vec<(ChunkId, u64, u64, Option<u32>)>,
+}
+
+impl Run {
+    /// The pack bytes it reads: from its first chunk to the end of its last.
+    fn span(&self) -> std::ops::Range<u64> {
+        let start = self.chunks.iter().map(|c| c.1).min().unwrap_or(0);
+        let end = self.chunks.iter().map(|c| c.1.saturating_add(c.2)).max().unwrap_or(0);
+        start..end
+    }
+}
+
+/// Consecutive runs in groups of at most [`GROUP_RUNS`] runs and [`GROUP_BYTES`] bytes (a
+/// bigger run is a group of its own), in order.
+fn groups(runs: Vec<Run>) -> Vec<Vec<Run>> {
+    let mut out: Vec<Vec<Run>> = Vec::new();
+    let mut bytes = 0u64;
+    for run in runs {
+        let span = run.span();
+        let len = span.end.saturating_sub(span.start);
+        match out.last_mut() {
+            Some(group) if group.len() < GROUP_RUNS && bytes.saturating_add(len) <= GROUP_BYTES => {
+                bytes += len;
+                group.push(run);
+            }
+            _ => {
+                bytes = len;
+                out.push(vec![run]);
+            }
+        }
+    }
+    out
 }
 
 /// Pack bytes from `start` on, in the pieces they arrived in: ranges of data shards read
@@ -181,8 +219,8 @@ impl Fetcher {
     }
 
     /// Fetches `wanted` in order; each item is the plaintexts of a few consecutive chunks.
-    /// Locating is lazy (batch by batch), fetching runs a few runs ahead, in a task of its own
-    /// so that it goes on while the consumer writes.
+    /// Locating is lazy (batch by batch), fetching runs a few groups of runs ahead (the runs
+    /// of a group at once), in a task of its own so that it goes on while the consumer writes.
     pub fn stream(self: &Arc<Self>, wanted: Vec<Want>) -> BoxStream<'static, Result<Vec<Vec<u8>>, ClientError>> {
         let batches: Vec<Vec<Want>> = wanted.chunks(LOCATE_BATCH).map(<[Want]>::to_vec).collect();
         let planner = self.clone();
@@ -193,15 +231,19 @@ impl Fetcher {
                 async move { me.plan(&batch).await }
             })
             .flat_map(|planned| {
-                let items: Vec<Result<Run, ClientError>> = match planned {
-                    Ok(runs) => runs.into_iter().map(Ok).collect(),
+                let items: Vec<Result<Vec<Run>, ClientError>> = match planned {
+                    Ok(runs) => groups(runs).into_iter().map(Ok).collect(),
                     Err(e) => vec![Err(e)],
                 };
                 futures::stream::iter(items)
             })
-            .map(move |run| {
+            .map(move |group| {
                 let me = fetcher.clone();
-                async move { me.fetch_run(run?).await }
+                async move {
+                    let fetched =
+                        futures::future::try_join_all(group?.into_iter().map(|run| me.fetch_run(run))).await?;
+                    Ok(fetched.into_iter().flatten().collect())
+                }
             })
             .buffered(RUNS_AHEAD);
         detach(runs.boxed())
@@ -260,8 +302,7 @@ impl Fetcher {
                 (pack, key)
             };
         let layout = Layout { size: pack.size, k: pack.k, m: pack.m, shard_size: pack.shard_size };
-        let start = run.chunks.iter().map(|c| c.1).min().unwrap_or(0);
-        let end = run.chunks.iter().map(|c| c.1 + c.2).max().unwrap_or(0);
+        let std::ops::Range { start, end } = run.span();
         if end > pack.size {
             return Err(ClientError::Unrecoverable(format!("pack {} is smaller than its chunks claim", run.pack)));
         }
@@ -451,6 +492,26 @@ impl Fetcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn run(pack: u8, offset: u64, len: u64) -> Run {
+        Run { pack: PackId::from_bytes([pack; 32]), chunks: vec![(ChunkId::from_bytes([pack; 32]), offset, len, None)] }
+    }
+
+    #[test]
+    fn runs_are_grouped_in_order_within_the_bounds() {
+        // 40 small runs: groups of 16, 16 and 8, in order.
+        let small: Vec<Run> = (0..40u8).map(|i| run(i, 100, 4096)).collect();
+        let g = groups(small);
+        assert_eq!(g.iter().map(Vec::len).collect::<Vec<_>>(), vec![16, 16, 8]);
+        let order: Vec<u8> = g.iter().flatten().map(|r| r.pack.as_bytes()[0]).collect();
+        assert_eq!(order, (0..40).collect::<Vec<u8>>());
+        // Big runs: a group holds what fits in GROUP_BYTES, and a bigger run is alone.
+        let big = vec![run(1, 0, 6 << 20), run(2, 0, 6 << 20), run(3, 0, 6 << 20), run(4, 0, 40 << 20), run(5, 0, 1)];
+        let sizes: Vec<Vec<u8>> =
+            groups(big).iter().map(|g| g.iter().map(|r| r.pack.as_bytes()[0]).collect()).collect();
+        assert_eq!(sizes, vec![vec![1, 2], vec![3], vec![4], vec![5]]);
+        assert!(groups(Vec::new()).is_empty());
+    }
 
     #[test]
     fn a_span_serves_ranges_within_and_across_its_pieces() {
