@@ -110,42 +110,56 @@ fn groups(runs: Vec<Run>) -> Vec<Vec<Run>> {
 }
 
 /// Pack bytes from `start` on, in the pieces they arrived in: ranges of data shards read
-/// directly, or the whole data shards of a rebuilt pack (as received, or rebuilt). Chunks are
-/// opened from the pieces where they lie: only a chunk that straddles two shards is copied
+/// directly (as the network delivered them), or the whole data shards of a rebuilt pack (as
+/// received, or rebuilt). Chunks are opened from the pieces where they lie, never copied
 /// together first.
 #[derive(Clone)]
 struct Span {
     start: u64,
-    pieces: Vec<bytes::Bytes>,
+    pieces: Arc<[bytes::Bytes]>,
+    /// Where each piece starts in the pack, for finding a chunk's first piece.
+    starts: Arc<[u64]>,
+    end: u64,
 }
 
 impl Span {
-    fn len(&self) -> u64 {
-        self.pieces.iter().map(|p| p.len() as u64).sum()
+    fn new(start: u64, pieces: Vec<bytes::Bytes>) -> Self {
+        let starts = pieces
+            .iter()
+            .scan(start, |at, p| {
+                let here = *at;
+                *at += p.len() as u64;
+                Some(here)
+            })
+            .collect();
+        let end = start + pieces.iter().map(|p| p.len() as u64).sum::<u64>();
+        Self { start, pieces: pieces.into(), starts, end }
     }
 
-    /// Pack bytes `at..at + len`, if the span holds all of them.
-    fn get(&self, at: u64, len: usize) -> Option<std::borrow::Cow<'_, [u8]>> {
+    fn len(&self) -> u64 {
+        self.end - self.start
+    }
+
+    /// Pack bytes `at..at + len` as slices of the pieces, if the span holds all of them.
+    fn slices(&self, at: u64, len: usize) -> Option<Vec<&[u8]>> {
         let end = at.checked_add(len as u64)?;
-        let mut joined: Option<Vec<u8>> = None;
-        let mut next = at;
-        let mut piece_start = self.start;
-        for piece in &self.pieces {
-            let piece_end = piece_start + piece.len() as u64;
-            if next >= piece_start && next < piece_end {
-                let part = &piece[(next - piece_start) as usize..(end.min(piece_end) - piece_start) as usize];
-                if joined.is_none() && end <= piece_end {
-                    return Some(std::borrow::Cow::Borrowed(part));
-                }
-                joined.get_or_insert_with(|| Vec::with_capacity(len)).extend_from_slice(part);
-                next = end.min(piece_end);
-                if next == end {
-                    return joined.map(std::borrow::Cow::Owned);
-                }
-            }
-            piece_start = piece_end;
+        if at < self.start || end > self.end {
+            return None;
         }
-        (len == 0 && at >= self.start).then_some(std::borrow::Cow::Borrowed(&[]))
+        let mut out = Vec::new();
+        // The last piece starting at or before `at` (empty pieces share a start).
+        let first = self.starts.partition_point(|s| *s <= at).saturating_sub(1);
+        for (piece, piece_start) in self.pieces[first..].iter().zip(&self.starts[first..]) {
+            if *piece_start >= end {
+                break;
+            }
+            let from = at.max(*piece_start) - piece_start;
+            let to = end.min(piece_start + piece.len() as u64) - piece_start;
+            if from < to {
+                out.push(&piece[from as usize..to as usize]);
+            }
+        }
+        Some(out)
     }
 }
 
@@ -335,7 +349,7 @@ impl Fetcher {
             let shard = pack.shards.iter().find(|s| s.index as usize == *index);
             async move {
                 let s = shard?;
-                let get = self.hosts.get(&s.address, &s.shard, &s.grant, Some(r.clone()));
+                let get = self.hosts.get_range(&s.address, &s.shard, &s.grant, r.clone());
                 match stats::time_async(Stage::Download, r.end - r.start, get).await {
                     Ok(b) => Some(b),
                     Err(e) => {
@@ -346,7 +360,7 @@ impl Fetcher {
             }
         });
         let pieces = futures::future::join_all(reads).await.into_iter().collect::<Option<Vec<_>>>()?;
-        let span = Span { start: range.start, pieces };
+        let span = Span::new(range.start, pieces.into_iter().flatten().collect());
         (span.len() == range.end - range.start).then_some(span)
     }
 
@@ -385,11 +399,7 @@ impl Fetcher {
             let batch: Vec<_> = order[next..order.len().min(next + (k - count))].to_vec();
             next += batch.len();
             let reads = batch.iter().map(|s| {
-                stats::time_async(
-                    Stage::Download,
-                    layout.shard_size,
-                    self.hosts.get(&s.address, &s.shard, &s.grant, None),
-                )
+                stats::time_async(Stage::Download, layout.shard_size, self.hosts.get(&s.address, &s.shard, &s.grant))
             });
             let results = futures::future::join_all(reads).await;
             for (s, r) in batch.iter().zip(results) {
@@ -433,7 +443,7 @@ impl Fetcher {
             })?;
             pieces.push(piece);
         }
-        Ok(Span { start: 0, pieces })
+        Ok(Span::new(0, pieces))
     }
 
     /// Decrypts and verifies every chunk of a run from pack bytes starting at `start`.
@@ -448,8 +458,8 @@ impl Fetcher {
                 .chunks
                 .iter()
                 .map(|(id, off, len, plain_len)| {
-                    let sealed = span.get(*off, *len as usize).ok_or(*id)?;
-                    let plain = key.open_chunk(id, &sealed).map_err(|_| *id)?;
+                    let sealed = span.slices(*off, *len as usize).ok_or(*id)?;
+                    let plain = key.open_chunk_parts(id, &sealed).map_err(|_| *id)?;
                     if plain_len.is_some_and(|l| plain.len() != l as usize) || !dedup.verify(id, &plain) {
                         return Err(*id);
                     }
@@ -519,17 +529,19 @@ mod tests {
         // Pack bytes 10..100 in pieces of 30, 0 (an empty read), 40 and 20 bytes.
         let cuts = [10usize, 40, 40, 80, 100];
         let pieces = cuts.windows(2).map(|w| bytes::Bytes::copy_from_slice(&whole[w[0]..w[1]])).collect();
-        let span = Span { start: 10, pieces };
+        let span = Span::new(10, pieces);
         assert_eq!(span.len(), 90);
         for at in 10..100u64 {
             for len in 0..=(100 - at as usize) {
-                let got = span.get(at, len).unwrap_or_else(|| panic!("{at}+{len} is in the span"));
-                assert_eq!(&got[..], &whole[at as usize..at as usize + len], "{at}+{len}");
+                let got = span.slices(at, len).unwrap_or_else(|| panic!("{at}+{len} is in the span"));
+                assert!(got.iter().all(|s| !s.is_empty()), "{at}+{len}: no empty slices");
+                assert_eq!(got.concat(), &whole[at as usize..at as usize + len], "{at}+{len}");
             }
         }
-        assert!(matches!(span.get(12, 5), Some(std::borrow::Cow::Borrowed(_))), "inside one piece: no copy");
-        assert!(span.get(9, 2).is_none(), "before the span");
-        assert!(span.get(95, 6).is_none(), "past the span");
-        assert!(span.get(u64::MAX, 2).is_none(), "overflow");
+        assert_eq!(span.slices(12, 5).map(|s| s.len()), Some(1), "inside one piece: one slice");
+        assert_eq!(span.slices(35, 10).map(|s| s.len()), Some(2), "across the empty piece: two slices");
+        assert!(span.slices(9, 2).is_none(), "before the span");
+        assert!(span.slices(95, 6).is_none(), "past the span");
+        assert!(span.slices(u64::MAX, 2).is_none(), "overflow");
     }
 }

@@ -16,8 +16,8 @@ use scatter_proto::{SignedGrant, SignedReceipt};
 use crate::buffers::BufferPool;
 use crate::coordinator::root_cause;
 
-/// Downloaded shards kept for reuse: about the most a restore holds at once (a few runs of k
-/// pieces ahead, and rebuilds). Freshly allocated, every downloaded byte was a page fault.
+/// Whole shards downloaded (to rebuild packs) kept for reuse: about the most a restore holds
+/// at once. Freshly allocated, every downloaded byte was a page fault.
 const DOWNLOAD_BUFFERS: usize = 16;
 /// Largest answer to a shard upload read (a receipt is about 300 bytes).
 const MAX_RECEIPT_REPLY: u64 = 4096;
@@ -127,38 +127,71 @@ impl Hosts {
         Ok(stored.receipt)
     }
 
-    /// Reads a shard (or a range of it). A full read is checked against the shard's hash.
-    pub async fn get(
+    /// Reads a whole shard, checked against the shard's hash, into one buffer.
+    pub async fn get(&self, address: &str, id: &ShardId, grant: &SignedGrant) -> Result<Bytes, TransferError> {
+        let resp = self.request(address, id, grant, None).await?;
+        let body = self.receive(resp, None).await?;
+        if let Some(l) = &self.download {
+            l.take(body.len()).await;
+        }
+        if ShardId::of(&body) != *id {
+            return Err(TransferError::Corrupt("bytes do not match the shard's hash".into()));
+        }
+        Ok(body)
+    }
+
+    /// Reads bytes `range` of a shard, in the pieces they arrived in: the reader opens chunks
+    /// from them (each chunk is authenticated), so they are not copied together first.
+    pub async fn get_range(
+        &self,
+        address: &str,
+        id: &ShardId,
+        grant: &SignedGrant,
+        range: Range<u64>,
+    ) -> Result<Vec<Bytes>, TransferError> {
+        if range.is_empty() {
+            return Ok(Vec::new());
+        }
+        let want = range.end - range.start;
+        let mut resp = self.request(address, id, grant, Some(range)).await?;
+        let mut pieces = Vec::new();
+        let mut got = 0u64;
+        while let Some(piece) = resp.chunk().await.map_err(|e| TransferError::Unreachable(root_cause(&e)))? {
+            got += piece.len() as u64;
+            if got > want {
+                return Err(TransferError::Refused(format!("sent more than the {want} bytes asked for")));
+            }
+            if let Some(o) = &self.observer {
+                o.downloaded(piece.len() as u64);
+            }
+            pieces.push(piece);
+        }
+        if let Some(l) = &self.download {
+            l.take(got as usize).await;
+        }
+        if got != want {
+            return Err(TransferError::Refused(format!("sent {got} bytes for a {want}-byte range")));
+        }
+        Ok(pieces)
+    }
+
+    /// Sends a shard read and checks that it was answered.
+    async fn request(
         &self,
         address: &str,
         id: &ShardId,
         grant: &SignedGrant,
         range: Option<Range<u64>>,
-    ) -> Result<Bytes, TransferError> {
+    ) -> Result<reqwest::Response, TransferError> {
         let mut req = self.http.get(format!("{address}/shards/{id}")).header(GRANT_HEADER, &grant.0);
-        if let Some(r) = &range {
-            if r.is_empty() {
-                return Ok(Bytes::new());
-            }
+        if let Some(r) = range {
             req = req.header(reqwest::header::RANGE, format!("bytes={}-{}", r.start, r.end - 1));
         }
         let resp = req.send().await.map_err(|e| TransferError::Unreachable(root_cause(&e)))?;
         if !resp.status().is_success() {
             return Err(refusal(resp).await);
         }
-        let body = self.receive(resp, range.as_ref().map(|r| r.end - r.start)).await?;
-        if let Some(l) = &self.download {
-            l.take(body.len()).await;
-        }
-        match &range {
-            Some(r) if body.len() as u64 != r.end - r.start => {
-                Err(TransferError::Refused(format!("sent {} bytes for a {}-byte range", body.len(), r.end - r.start)))
-            }
-            None if ShardId::of(&body) != *id => {
-                Err(TransferError::Corrupt("bytes do not match the shard's hash".into()))
-            }
-            _ => Ok(body),
-        }
+        Ok(resp)
     }
 
     /// A response body of at most `expected` bytes (when known) into a pooled buffer. More

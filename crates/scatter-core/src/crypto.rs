@@ -109,18 +109,35 @@ impl DataKey {
 
     /// Decrypts a blob made by [`DataKey::seal`] with the same `context`.
     pub fn open(&self, context: &[u8], sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
-        if sealed.len() < SEAL_OVERHEAD {
-            return Err(OpenError::Truncated(sealed.len()));
+        self.open_parts(context, &[sealed])
+    }
+
+    /// Decrypts a sealed blob that lies in several `parts` (in order), as received from the
+    /// network: the ciphertext is gathered straight into the plaintext's buffer and decrypted
+    /// there, its only copy.
+    pub fn open_parts(&self, context: &[u8], parts: &[&[u8]]) -> Result<Vec<u8>, OpenError> {
+        const HEADER: usize = 2 + NONCE_LEN;
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if total < SEAL_OVERHEAD {
+            return Err(OpenError::Truncated(total));
         }
-        if sealed[0] != VERSION || sealed[1] != ALG_AES256GCM {
-            return Err(OpenError::UnknownFormat(sealed[0], sealed[1]));
+        let mut header = [0u8; HEADER];
+        let mut plain = Vec::with_capacity(total - HEADER);
+        let mut skipped = 0;
+        for part in parts {
+            let into_header = (HEADER - skipped).min(part.len());
+            header[skipped..skipped + into_header].copy_from_slice(&part[..into_header]);
+            skipped += into_header;
+            plain.extend_from_slice(&part[into_header..]);
+        }
+        if header[0] != VERSION || header[1] != ALG_AES256GCM {
+            return Err(OpenError::UnknownFormat(header[0], header[1]));
         }
         let mut nonce = [0u8; NONCE_LEN];
-        nonce.copy_from_slice(&sealed[2..2 + NONCE_LEN]);
-        let mut plain = sealed[2 + NONCE_LEN..].to_vec();
+        nonce.copy_from_slice(&header[2..]);
         let len = self
             .cipher()
-            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad(&sealed[..2], context)), &mut plain)
+            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad(&header[..2], context)), &mut plain)
             .map_err(|_| OpenError::Authentication)?
             .len();
         plain.truncate(len);
@@ -140,6 +157,11 @@ impl DataKey {
     /// Opens one chunk sealed by [`DataKey::seal_chunk`].
     pub fn open_chunk(&self, id: &ChunkId, sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
         self.open(&chunk_context(id), sealed)
+    }
+
+    /// Opens one chunk sealed by [`DataKey::seal_chunk`] that lies in several parts.
+    pub fn open_chunk_parts(&self, id: &ChunkId, parts: &[&[u8]]) -> Result<Vec<u8>, OpenError> {
+        self.open_parts(&chunk_context(id), parts)
     }
 }
 
@@ -224,6 +246,28 @@ mod tests {
             assert_eq!(sealed.len(), len + SEAL_OVERHEAD);
             assert_eq!(key.open_chunk(&id(1), &sealed), Ok(plain));
         }
+    }
+
+    #[test]
+    fn a_blob_in_parts_opens_wherever_it_is_cut() {
+        let key = DataKey::generate();
+        let plain: Vec<u8> = (0..100u8).collect();
+        let sealed = key.seal_chunk(&id(1), &plain);
+        // Cut in two and three places, inside the header, the body and the tag, and with
+        // empty parts; the same bytes open the same way, and a flipped bit still fails.
+        for a in 0..=sealed.len() {
+            for b in [a, (a + 7).min(sealed.len()), sealed.len()] {
+                let parts = [&sealed[..a], &sealed[a..b], &[][..], &sealed[b..]];
+                assert_eq!(key.open_chunk_parts(&id(1), &parts).as_deref(), Ok(&plain[..]), "cut at {a} and {b}");
+            }
+            let mut bad = sealed.clone();
+            bad[a.min(sealed.len() - 1)] ^= 0x10;
+            let parts = [&bad[..a], &bad[a..]];
+            assert!(key.open_chunk_parts(&id(1), &parts).is_err(), "flip at {a}");
+        }
+        let short = [&sealed[..10], &sealed[10..20]];
+        assert_eq!(key.open_chunk_parts(&id(1), &short), Err(OpenError::Truncated(20)));
+        assert_eq!(key.open_chunk_parts(&id(1), &[]), Err(OpenError::Truncated(0)));
     }
 
     #[test]
