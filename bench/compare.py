@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""Scatter against restic on the same data, side by side in one run (driven by compare.sh).
+"""Scatter against restic and rustic on the same data, side by side in one run (driven by
+compare.sh).
 
-Each round starts a fresh 6-host grid (4+2, TLS, every process on this machine) and a fresh
-restic repository, copies the seeded data sets in, and runs every workload with both tools,
-alternating which goes first. It prints medians over the rounds, the throughput ratio
-scatter/restic, peak RSS of each client, scatter's CPU use, and the hosts' peak RSS.
+Each round starts a fresh 6-host grid (4+2, TLS, every process on this machine) and fresh
+restic and rustic repositories, copies the seeded data sets in, and runs every workload with
+every tool, rotating which goes first. It prints medians over the rounds, the throughput ratios
+scatter/restic and scatter/rustic, peak RSS of each client, CPU-seconds per GiB of each tool
+(all processes of the machine: for scatter the hosts and the coordinator too; scatter's key
+file KDF reported apart), and the hosts' peak RSS.
 """
 
 import contextlib
@@ -20,7 +23,11 @@ import time
 
 EXE, WORK = sys.argv[1], sys.argv[2]
 ROUNDS, BIG_MIB, HUGE_MIB = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+# rustic's binary ("" when it could not be installed) and the crate set vendored as the real tree.
+RUSTIC, REAL_TREE = sys.argv[6], sys.argv[7]
 MB = 1e6
+GIB = 1 << 30
+TOOLS = ["scatter", "restic"] + (["rustic"] if RUSTIC else [])
 
 
 def gen_big(path, mib, seed):
@@ -28,6 +35,13 @@ def gen_big(path, mib, seed):
     with open(path, "wb") as f:
         for _ in range(mib):
             f.write(r.randbytes(1 << 20))
+
+
+def vendor_real_tree(root):
+    """`cargo vendor` of the crate set pinned in bench/real-tree: source, headers, docs and
+    test data as projects hold them."""
+    subprocess.check_call(["cargo", "vendor", "--quiet", "--locked", "--versioned-dirs",
+                           "--manifest-path", f"{REAL_TREE}/Cargo.toml", root], stdout=subprocess.DEVNULL)
 
 
 def gen_small(root, seed):
@@ -56,19 +70,40 @@ def du(path):
     return int(subprocess.check_output(["du", "-sb", path]).split()[0])
 
 
-def timed(cmd, env):
-    """Runs cmd under /usr/bin/time: (wall s, peak RSS MiB, CPU s, stdout).
+def machine_cpu():
+    """CPU-seconds the whole machine has spent so far (user, nice, system, irq, softirq)."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    return sum(int(x) for x in fields[1:4] + fields[6:8]) / os.sysconf("SC_CLK_TCK")
 
-    Dirty pages are flushed first, so that neither tool pays for writeback the other left
-    behind (scatter's restore ends with a syncfs; restic's does not sync at all)."""
+
+def timed(cmd, env):
+    """Runs cmd under /usr/bin/time: (wall s, peak RSS MiB, machine CPU s, stdout, stderr).
+
+    Dirty pages are flushed first, so that no tool pays for writeback another left behind
+    (scatter's restore ends with a syncfs; restic's does not sync at all). The CPU is the
+    whole machine's: a scatter command's hosts and coordinator work for it."""
     subprocess.run(["sync"], check=False)
     out = f"{WORK}/time.txt"
+    cpu0 = machine_cpu()
     p = subprocess.run(["/usr/bin/time", "-f", "%e %M %U %S", "-o", out, *cmd], env=env,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cpu = machine_cpu() - cpu0
     if p.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stderr[-2000:]}")
-    wall, rss, user, sys_ = open(out).read().split()[-4:]
-    return float(wall), int(rss) / 1024, float(user) + float(sys_), p.stdout
+    wall, rss = open(out).read().split()[-4:-2]
+    return float(wall), int(rss) / 1024, cpu, p.stdout, p.stderr
+
+
+KDF = []  # busy seconds of scatter's key file unlock, one per command
+
+
+def scatter_timed(args, env):
+    """A scatter command with --stats: its CPU without the key file's KDF (recorded apart)."""
+    wall, rss, cpu, out, err = timed([EXE, "--stats", *args], env)
+    kdf = next((float(line.split()[4]) for line in err.splitlines() if line.startswith("unlock key file")), 0.0)
+    KDF.append(kdf)
+    return wall, rss, cpu - kdf, out
 
 
 class Grid:
@@ -166,64 +201,87 @@ orig = f"{WORK}/orig"
 os.makedirs(f"{orig}/big")
 gen_big(f"{orig}/big/file.bin", BIG_MIB, 42)
 gen_small(f"{orig}/small", 43)
+vendor_real_tree(f"{orig}/real")
+real_files = sum(len(files) for _, _, files in os.walk(f"{orig}/real"))
 
-results = {}   # workload -> {"scatter": [(s, rss, cpu)], "restic": [...]}
+results = {}   # workload -> {"bytes": n, "scatter": [(s, rss, cpu)], "restic": [...], "rustic": [...]}
 uploaded = {}  # workload -> [fraction of the data set newly uploaded by scatter]
 host_rss = []
 
 
 def record(workload, tool, bytes_, measured):
-    results.setdefault(workload, {"bytes": bytes_, "scatter": [], "restic": []})[tool].append(measured)
+    results.setdefault(workload, {"bytes": bytes_, **{t: [] for t in TOOLS}})[tool].append(measured)
+
+
+def init_repos(rnd):
+    """Fresh restic and rustic repositories for round `rnd`: the environment of each tool."""
+    envs = {}
+    for tool in TOOLS[1:]:
+        repo = f"{WORK}/{tool}{rnd}"
+        if tool == "restic":
+            env = dict(os.environ, RESTIC_PASSWORD="bench", RESTIC_REPOSITORY=repo)
+            subprocess.check_call(["restic", "init", "--quiet"], env=env, stdout=subprocess.DEVNULL)
+        else:
+            env = dict(os.environ, RUSTIC_PASSWORD="bench", RUSTIC_REPOSITORY=repo, RUSTIC_NO_PROGRESS="true")
+            subprocess.check_call([RUSTIC, "init"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        envs[tool] = (env, repo)
+    return envs
 
 
 for rnd in range(ROUNDS):
     run = f"{WORK}/run"
     shutil.rmtree(run, ignore_errors=True)
     os.makedirs(run)
-    subprocess.check_call(["cp", "-a", f"{orig}/big", f"{orig}/small", run])
+    subprocess.check_call(["cp", "-a", f"{orig}/big", f"{orig}/small", f"{orig}/real", run])
     grid = Grid(f"{WORK}/grid{rnd}")
-    renv = dict(os.environ, RESTIC_PASSWORD="bench", RESTIC_REPOSITORY=f"{WORK}/restic{rnd}")
-    subprocess.check_call(["restic", "init", "--quiet"], env=renv, stdout=subprocess.DEVNULL)
-    tools = ["scatter", "restic"] if rnd % 2 == 0 else ["restic", "scatter"]
+    envs = init_repos(rnd)
+    tools = TOOLS[rnd % len(TOOLS):] + TOOLS[:rnd % len(TOOLS)]
     try:
         def backup(workload, path):
             for tool in tools:
                 if tool == "scatter":
-                    s, rss, cpu, out = timed([EXE, "backup", path, "--json"], grid.env)
+                    s, rss, cpu, out = scatter_timed(["backup", path, "--json"], grid.env)
                     summary = json.loads(out)
                     uploaded.setdefault(workload, []).append(summary["bytes_new"] / max(1, du(path)))
+                elif tool == "restic":
+                    s, rss, cpu = timed(["restic", "backup", "--quiet", path], envs[tool][0])[:3]
                 else:
-                    s, rss, cpu, _ = timed(["restic", "backup", "--quiet", path], renv)
+                    s, rss, cpu = timed([RUSTIC, "backup", path], envs[tool][0])[:3]
                 record(workload, tool, du(path), (s, rss, cpu))
 
         def restore(workload, path, tag, tools_=None):
             for tool in tools_ or tools:
                 with fresh_target(f"{WORK}/restored-{tool}-{tag}", du(path)) as target:
                     if tool == "scatter":
-                        m = timed([EXE, "restore", latest(grid, path), "--target", target], grid.env)
-                        if not same_tree(path, target + path):
-                            sys.exit(f"scatter restored {path} differently")
+                        m = scatter_timed(["restore", latest(grid, path), "--target", target], grid.env)
+                    elif tool == "restic":
+                        m = timed(["restic", "restore", "latest", "--path", path, "--target", target], envs[tool][0])
                     else:
-                        m = timed(["restic", "restore", "latest", "--path", path, "--target", target], renv)
+                        m = timed([RUSTIC, "restore", "--filter-paths", path, "latest", target], envs[tool][0])
+                    if not same_tree(path, target + path):
+                        sys.exit(f"{tool} restored {path} differently")
                     record(workload, tool, du(path), m[:3])
 
         backup(f"{BIG_MIB} MiB file, first backup", f"{run}/big")
         backup("10,000 small files, first backup", f"{run}/small")
+        backup(f"real tree ({real_files:,} files), first backup", f"{run}/real")
         host_rss.append(grid.host_peak_rss_mib())
         change_one_percent(f"{run}/big/file.bin", f"{run}/small", 7 + rnd)
         backup(f"{BIG_MIB} MiB file, after 1% changed", f"{run}/big")
         backup("small files, after 1% changed", f"{run}/small")
         restore(f"{BIG_MIB} MiB file, restore", f"{run}/big", "big")
         restore("small files, restore", f"{run}/small", "small")
+        restore("real tree, restore", f"{run}/real", "real")
         for pid in grid.host_pids()[:2]:
             os.kill(pid, signal.SIGKILL)
-        restore(f"{BIG_MIB} MiB restore, 2 of 6 hosts down (vs restic healthy)", f"{run}/big", "degraded",
-                ["scatter"])
-        results[f"{BIG_MIB} MiB restore, 2 of 6 hosts down (vs restic healthy)"]["restic"] = \
-            results[f"{BIG_MIB} MiB file, restore"]["restic"]
+        degraded = f"{BIG_MIB} MiB restore, 2 of 6 hosts down (others: healthy)"
+        restore(degraded, f"{run}/big", "degraded", ["scatter"])
+        for tool in TOOLS[1:]:
+            results[degraded][tool] = results[f"{BIG_MIB} MiB file, restore"][tool]
     finally:
         grid.stop()
-        shutil.rmtree(renv["RESTIC_REPOSITORY"], ignore_errors=True)
+        for _, repo in envs.values():
+            shutil.rmtree(repo, ignore_errors=True)
     print(f"round {rnd + 1}/{ROUNDS} done", file=sys.stderr, flush=True)
 
 huge = None
@@ -233,32 +291,38 @@ if HUGE_MIB > 0:
     gen_big(f"{WORK}/huge/file.bin", HUGE_MIB, 44)
     grid = Grid(f"{WORK}/grid-huge")
     try:
-        b = timed([EXE, "backup", f"{WORK}/huge"], grid.env)
+        b = scatter_timed(["backup", f"{WORK}/huge"], grid.env)
         snap = latest(grid, f"{WORK}/huge")
         os.remove(f"{WORK}/huge/file.bin")
-        r = timed([EXE, "restore", snap, "--target", f"{WORK}/huge-restored"], grid.env)
+        r = scatter_timed(["restore", snap, "--target", f"{WORK}/huge-restored"], grid.env)
         huge = (b, r)
     finally:
         grid.stop()
         shutil.rmtree(f"{WORK}/huge-restored", ignore_errors=True)
 
 med = statistics.median
-print(f"machine: {os.cpu_count()} cores; "
-      f"{subprocess.check_output(['restic', 'version'], text=True).split(' compiled')[0]}; "
-      f"{ROUNDS} rounds, alternating which tool goes first; medians; restore targets: "
+versions = [subprocess.check_output(["restic", "version"], text=True).split(" compiled")[0]]
+if RUSTIC:
+    versions.append(subprocess.check_output([RUSTIC, "--version"], text=True).strip())
+print(f"machine: {os.cpu_count()} cores; {'; '.join(versions)}; {ROUNDS} rounds, rotating which tool goes "
+      f"first; medians; restore targets: "
       f"{'a fresh ext4 image each' if FRESH_FS else 'directories of the shared file system'}")
-print("| workload | scatter | restic | ratio | scatter RSS | restic RSS | scatter CPU/wall |")
-print("|---|---|---|---|---|---|---|")
+others = TOOLS[1:]
+print("| workload | " + " | ".join(TOOLS) + " | " + " | ".join(f"vs {t}" for t in others) + " | "
+      + " | ".join(f"{t} RSS" for t in TOOLS) + " | " + " | ".join(f"{t} CPU s/GiB" for t in TOOLS) + " |")
+print("|---" * (1 + 3 * len(TOOLS) + len(others)) + "|")
 for w, r in results.items():
-    s = [m[0] for m in r["scatter"]]
-    t = [m[0] for m in r["restic"]]
     b = r["bytes"]
-    cpu = med([m[2] / m[0] for m in r["scatter"]])
-    print(f"| {w} | {b / med(s) / MB:.1f} MB/s | {b / med(t) / MB:.1f} MB/s | {med(t) / med(s):.2f}x "
-          f"| {max(m[1] for m in r['scatter']):.0f} MiB | {max(m[1] for m in r['restic']):.0f} MiB | {cpu:.2f} |")
+    wall = {t: med(m[0] for m in r[t]) for t in TOOLS}
+    cells = [f"{b / wall[t] / MB:.1f} MB/s" for t in TOOLS]
+    cells += [f"{wall[t] / wall['scatter']:.2f}x" for t in others]
+    cells += [f"{max(m[1] for m in r[t]):.0f} MiB" for t in TOOLS]
+    cells += [f"{med(m[2] for m in r[t]) / (b / GIB):.2f}" for t in TOOLS]
+    print(f"| {w} | " + " | ".join(cells) + " |")
 for w, f in uploaded.items():
     if "changed" in w:
         print(f"scatter uploaded {100 * med(f):.2f}% of the data set as new chunks for `{w}`")
+print(f"scatter's key file KDF (scrypt), apart from its CPU figures: {med(KDF):.2f} s per command")
 print(f"host peak RSS during the first backups: {max(host_rss):.0f} MiB (max over 6 hosts and {ROUNDS} rounds)")
 if huge:
     (bs, brss, _, _), (rs, rrss, _, _) = huge

@@ -41,6 +41,11 @@ const LOCATE_BATCH: usize = 4096;
 /// on 256 KiB segments). Two at once overlap one's download with the other's decode: a
 /// degraded 1 GiB restore about 470-520 -> 600-680 MB/s, peak RSS about 170 -> 210 MiB.
 const REBUILDS_AT_ONCE: usize = 2;
+/// Rebuilt packs kept for the runs that follow (each k data shards, 16 MiB for a full pack).
+/// A file changed in places interleaves its old packs with new ones, so one pack's runs come
+/// a run or two apart, and often in groups fetched at once: keeping only the last rebuild,
+/// a degraded restore of such a file rebuilt most packs two or three times.
+const REBUILDS_KEPT: usize = 3;
 
 /// What went wrong (and was worked around) while fetching.
 #[derive(Debug, Clone, Default)]
@@ -178,10 +183,13 @@ pub struct Fetcher {
     known: Mutex<Known>,
     report: Mutex<FetchReport>,
     rebuilds: tokio::sync::Semaphore,
-    /// The pack rebuilt last: consecutive runs often lie in the same pack (a file edited in
-    /// places interleaves old and new packs), and one rebuild serves them all.
-    last_rebuilt: Mutex<Option<(PackId, Span)>>,
+    /// The packs rebuilt (or being rebuilt) last, oldest first: a run that needs one of them
+    /// waits for that rebuild instead of starting another (see [`REBUILDS_KEPT`]).
+    rebuilt: Mutex<std::collections::VecDeque<(PackId, Rebuild)>>,
 }
+
+/// One pack's rebuild, shared by the runs that need it.
+type Rebuild = Arc<tokio::sync::OnceCell<Span>>;
 
 impl Fetcher {
     /// A fetcher reading with `keys` (which must hold the private key).
@@ -194,7 +202,7 @@ impl Fetcher {
             known: Mutex::default(),
             report: Mutex::default(),
             rebuilds: tokio::sync::Semaphore::new(REBUILDS_AT_ONCE),
-            last_rebuilt: Mutex::default(),
+            rebuilt: Mutex::default(),
         })
     }
 
@@ -371,18 +379,34 @@ impl Fetcher {
         s.online && !self.report.lock().unwrap_or_else(|p| p.into_inner()).unreachable_hosts.contains(&s.host)
     }
 
-    /// The pack's bytes rebuilt from parity, reusing the last rebuild when it was this pack.
+    /// The pack's bytes rebuilt from parity, shared with the other runs in the pack: a rebuild
+    /// kept or under way is waited for rather than done again.
     async fn rebuilt(&self, pack: &PackLocation, layout: &Layout) -> Result<Span, ClientError> {
-        let _permit = self.rebuilds.acquire().await.map_err(|_| ClientError::Unrecoverable("shutting down".into()))?;
-        if let Some((id, span)) = &*self.last_rebuilt.lock().unwrap_or_else(|p| p.into_inner()) {
-            if *id == pack.id {
-                return Ok(span.clone());
+        let cell = {
+            let mut kept = self.rebuilt.lock().unwrap_or_else(|p| p.into_inner());
+            match kept.iter().find(|(id, _)| *id == pack.id) {
+                Some((_, cell)) => cell.clone(),
+                None => {
+                    let cell = Rebuild::default();
+                    kept.push_back((pack.id, cell.clone()));
+                    if kept.len() > REBUILDS_KEPT {
+                        kept.pop_front();
+                    }
+                    cell
+                }
             }
-        }
-        let whole = self.reconstruct(pack, layout).await?;
-        self.report.lock().unwrap_or_else(|p| p.into_inner()).reconstructed_packs += 1;
-        *self.last_rebuilt.lock().unwrap_or_else(|p| p.into_inner()) = Some((pack.id, whole.clone()));
-        Ok(whole)
+        };
+        // A failed rebuild leaves the cell empty: the next run to need the pack tries again.
+        let span = cell
+            .get_or_try_init(|| async {
+                let _permit =
+                    self.rebuilds.acquire().await.map_err(|_| ClientError::Unrecoverable("shutting down".into()))?;
+                let whole = self.reconstruct(pack, layout).await?;
+                self.report.lock().unwrap_or_else(|p| p.into_inner()).reconstructed_packs += 1;
+                Ok::<_, ClientError>(whole)
+            })
+            .await?;
+        Ok(span.clone())
     }
 
     /// Fetches k hash-verified shards (data shards and online hosts first) and rebuilds the

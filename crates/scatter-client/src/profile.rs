@@ -79,7 +79,7 @@ impl Profile {
     pub fn load_keys(dir: &Path, passphrase: &str) -> Result<UserKeys, ClientError> {
         let path = dir.join("keys.age");
         let bytes = std::fs::read(&path).map_err(ClientError::io(&path))?;
-        Ok(UserKeys::from_key_file(&bytes, passphrase)?)
+        Ok(crate::stats::time(crate::stats::Stage::Unlock, 0, || UserKeys::from_key_file(&bytes, passphrase))?)
     }
 
     /// This device's id.

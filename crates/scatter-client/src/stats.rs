@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 /// One stage of the put or get pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
+    /// Unlocking the key file: the passphrase's scrypt, a fixed cost per command.
+    Unlock,
     /// Reading source files and cutting them into chunks with their keyed hashes.
     ReadChunk,
     /// Asking the coordinator which chunks it already has.
@@ -37,7 +39,8 @@ pub enum Stage {
     Write,
 }
 
-const STAGES: [Stage; 11] = [
+const STAGES: [Stage; 12] = [
+    Stage::Unlock,
     Stage::ReadChunk,
     Stage::Lookup,
     Stage::Seal,
@@ -54,6 +57,7 @@ const STAGES: [Stage; 11] = [
 impl Stage {
     fn name(self) -> &'static str {
         match self {
+            Stage::Unlock => "unlock key file (scrypt)",
             Stage::ReadChunk => "read + chunk + hash",
             Stage::Lookup => "dedup lookup",
             Stage::Seal => "seal (AES-256-GCM)",
