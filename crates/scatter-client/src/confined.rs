@@ -138,18 +138,20 @@ pub fn open_file_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Option<std::
 
 /// Makes `name` in `dir` a directory: keeps a directory, creates a missing one (mode 0700
 /// until its own mode is applied), and replaces anything else (a symlink is removed, never
-/// followed). Returns its handle.
-pub fn ensure_dir_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
+/// followed). Returns its handle, and whether this call created it: then it was empty, and
+/// only its owner (or root) can add to it.
+pub fn ensure_dir_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<(OwnedFd, bool)> {
     match open_dir_at(dir, name) {
-        Ok(fd) => return Ok(fd),
+        Ok(fd) => return Ok((fd, false)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(_) => remove_at(dir, name)?,
     }
-    match rustix::fs::mkdirat(dir, name, Mode::RWXU) {
-        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+    let created = match rustix::fs::mkdirat(dir, name, Mode::RWXU) {
+        Ok(()) => true,
+        Err(rustix::io::Errno::EXIST) => false,
         Err(e) => return Err(e.into()),
-    }
-    open_dir_at(dir, name)
+    };
+    Ok((open_dir_at(dir, name)?, created))
 }
 
 /// Removes whatever is at `name` in `dir`: a file or symlink is unlinked, a directory is

@@ -50,21 +50,29 @@ impl PartialFile {
     /// is opened once, following symlinks as the user would), readable as the umask allows.
     pub fn create(dest: &Path) -> Result<Self, ClientError> {
         let (dir, name) = crate::confined::open_parent(dest).map_err(ClientError::io(dest))?;
-        Self::create_in(dir, &name, partial_name(&name), dest.to_owned(), 0o666, false)
+        Self::create_in(dir, &name, partial_name(&name), dest.to_owned(), 0o666, false, false)
     }
 
     /// Creates the temporary file for `name` in the directory `dir`, with mode 0600 until
     /// the caller applies the final mode; `dest` is the path reports show. Dropped
     /// unfinished (an interrupted or failed restore), it stays for a rerun to resume.
     pub fn create_at(dir: BorrowedFd<'_>, name: &[u8], dest: PathBuf) -> Result<Self, ClientError> {
-        Self::create_at_as(dir, name, partial_name(name), dest)
+        Self::create_at_as(dir, name, partial_name(name), dest, false)
     }
 
     /// As [`PartialFile::create_at`], under the temporary name `tmp` (from
-    /// [`free_partial_name`], when [`partial_name`] is taken by a file being restored).
-    pub fn create_at_as(dir: BorrowedFd<'_>, name: &[u8], tmp: Vec<u8>, dest: PathBuf) -> Result<Self, ClientError> {
+    /// [`free_partial_name`], when [`partial_name`] is taken by a file being restored). In a
+    /// directory the caller created itself (`new_dir`), no leftover can be in the way and
+    /// none is looked for; were anything there, the exclusive create would fail.
+    pub fn create_at_as(
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        tmp: Vec<u8>,
+        dest: PathBuf,
+        new_dir: bool,
+    ) -> Result<Self, ClientError> {
         let dir = dir.try_clone_to_owned().map_err(ClientError::io(&dest))?;
-        Self::create_in(dir, name, tmp, dest, 0o600, true)
+        Self::create_in(dir, name, tmp, dest, 0o600, true, new_dir)
     }
 
     /// Continues `file`, the temporary file for `name` in `dir` opened by [`leftover_at`],
@@ -101,11 +109,14 @@ impl PartialFile {
         dest: PathBuf,
         mode: u32,
         keep_unfinished: bool,
+        new_dir: bool,
     ) -> Result<Self, ClientError> {
         let fail = |e: std::io::Error| ClientError::target("create the temporary file for", &show(&dest), e);
         // A leftover of an earlier run (or anything planted under the name) goes first; the
         // new file is created exclusively and never through a symlink.
-        crate::confined::remove_at(dir.as_fd(), &tmp).map_err(fail)?;
+        if !new_dir {
+            crate::confined::remove_at(dir.as_fd(), &tmp).map_err(fail)?;
+        }
         let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd =
             rustix::fs::openat(&dir, tmp.as_slice(), flags, Mode::from_raw_mode(mode)).map_err(|e| fail(e.into()))?;

@@ -144,6 +144,10 @@ pub async fn restore_entries(
     let mut report = RestoreReport::default();
     let mut root = Root::open(target)?;
     let mut skipped: Vec<TreePath> = Vec::new();
+    // Directories this run created: empty, and only ours to fill (mode 0700 until the end),
+    // so the files in them are written without first looking for an earlier copy, a leftover
+    // or something in the way (four failing lookups per file, 0.1 s for 10,000 files).
+    let mut created: HashSet<TreePath> = HashSet::new();
 
     // Directories, parents first (the order of a walk and of sorted paths): something else
     // where the snapshot has a directory is replaced by one.
@@ -160,9 +164,15 @@ pub async fn restore_entries(
                 continue;
             }
         };
-        confined::ensure_dir_at(dir, name)
+        let (_, new) = confined::ensure_dir_at(dir, name)
             .map_err(|e| ClientError::target("create the directory", &root.display(rel), e))?;
+        if new {
+            created.insert(rel.clone());
+        }
     }
+    // A file whose name is also a directory of the snapshot (a hostile one) is written the
+    // careful way, replacing that directory.
+    let fresh = |parent: &TreePath, rel: &TreePath| created.contains(parent) && !created.contains(rel);
     root.forget();
 
     // Files and symlinks: decide what to fetch, and what an interrupted run already wrote.
@@ -181,6 +191,7 @@ pub async fn restore_entries(
             }
         };
         match &node.kind {
+            NodeKind::File { .. } if fresh(&parent, rel) => to_fetch.push((e, None)),
             NodeKind::File { .. } => {
                 // A file with another hard link is replaced rather than kept: the other link
                 // could lie outside the target, and metadata is applied to a kept file in place.
@@ -276,6 +287,7 @@ pub async fn restore_entries(
     let mut pending: Vec<Vec<u8>> = Vec::new();
     let mut file_systems: Vec<(u64, OwnedFd)> = Vec::new();
     let mut flusher = Flusher::default();
+    let mut last_parent: Option<TreePath> = None;
     for ((rel, node), resumed) in to_fetch {
         let shown = root.display(rel);
         let tmp_of = |parent: &TreePath, name: &[u8]| {
@@ -284,22 +296,28 @@ pub async fn restore_entries(
         progress.item(&shown);
         let Some((parent, name)) = rel.split_last() else { continue };
         let dest = root.join(rel);
+        let new_dir = fresh(&parent, rel);
         let dir = root.dir(&parent).map_err(|e| ClientError::target("open the directory of", &shown, e))?;
-        if confined::stat_at(dir, name).ok().flatten().is_some_and(|st| confined::kind(&st) == FileType::Directory) {
+        if !new_dir
+            && confined::stat_at(dir, name).ok().flatten().is_some_and(|st| confined::kind(&st) == FileType::Directory)
+        {
             confined::remove_at(dir, name).map_err(|e| ClientError::target("replace the directory", &shown, e))?;
         }
-        let dev = rustix::fs::fstat(dir).map(|st| st.st_dev).unwrap_or(0);
-        if !file_systems.iter().any(|(d, _)| *d == dev) {
-            if let Ok(fd) = dir.try_clone_to_owned() {
-                file_systems.push((dev, fd));
+        if last_parent.as_ref() != Some(&parent) {
+            let dev = rustix::fs::fstat(dir).map(|st| st.st_dev).unwrap_or(0);
+            if !file_systems.iter().any(|(d, _)| *d == dev) {
+                if let Ok(fd) = dir.try_clone_to_owned() {
+                    file_systems.push((dev, fd));
+                }
             }
+            last_parent = Some(parent.clone());
         }
         let (mut out, skip, mut written) = match resumed {
             Some(r) => {
                 report.bytes_resumed += r.bytes;
                 (PartialFile::resume(dir, name, dest, r.file, r.bytes)?, r.chunks, r.bytes)
             }
-            None => (PartialFile::create_at_as(dir, name, tmp_of(&parent, name), dest)?, 0, 0),
+            None => (PartialFile::create_at_as(dir, name, tmp_of(&parent, name), dest, new_dir)?, 0, 0),
         };
         let kept = written;
         for _ in skip..node.chunk_ids().count() {

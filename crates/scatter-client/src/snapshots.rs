@@ -7,7 +7,7 @@
 //! delegate the owner trusts) are `latest`, recovered from or used as backup parents. The
 //! others are listed, marked, and restorable by id.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -223,13 +223,54 @@ impl Trees {
     }
 
     fn insert(&mut self, id: ChunkId, blob: &[u8]) -> Result<Arc<Tree>, ClientError> {
-        let tree =
-            Arc::new(Tree::decode(blob).map_err(|e| ClientError::Unrecoverable(format!("tree {id} is damaged: {e}")))?);
+        let tree = decode(id, blob)?;
         if self.cache.len() > 4096 {
             self.cache.clear();
         }
         self.cache.insert(id, tree.clone());
         Ok(tree)
+    }
+
+    /// The trees below `root` (and it), fetched a level of the hierarchy at a time: one
+    /// stream per level (a locate per 4096 trees, the reads grouped by pack) instead of a
+    /// round trip or two per directory. A restore of a source tree of 2,525 directories
+    /// made 803 locate calls and spent about 1.5 s walking it. What cannot be fetched or
+    /// decoded here is left out, for the walk's own [`Self::get`] to report. The levels
+    /// stop at [`MAX_DEPTH`], and at [`MAX_ENTRIES`] entries: the walk refuses those.
+    async fn load_levels(&mut self, root: ChunkId) -> HashMap<ChunkId, Arc<Tree>> {
+        let mut loaded: HashMap<ChunkId, Arc<Tree>> = HashMap::new();
+        let mut level = vec![root];
+        let mut entries = 0usize;
+        for _ in 0..=MAX_DEPTH {
+            if level.is_empty() || entries > MAX_ENTRIES {
+                break;
+            }
+            let wanted: Vec<ChunkId> = level.iter().filter(|id| !self.cache.contains_key(id)).copied().collect();
+            let mut blobs = self.fetcher.stream(wanted.iter().map(|id| (*id, None)).collect());
+            let mut ids = wanted.into_iter();
+            'fetch: while let Some(Ok(run)) = blobs.next().await {
+                // `run` first: zip must not take an id when the run has no blob left for it.
+                for (blob, id) in run.into_iter().zip(ids.by_ref()) {
+                    let Ok(tree) = decode(id, &blob) else { break 'fetch };
+                    loaded.insert(id, tree);
+                }
+            }
+            // The next level: the subtrees of this one's trees, each once.
+            let mut next = Vec::new();
+            let mut queued = HashSet::new();
+            for id in &level {
+                let Some(tree) = loaded.get(id).cloned().or_else(|| self.cache.get(id).cloned()) else { continue };
+                entries += tree.nodes.len();
+                for sub in tree.nodes.iter().filter_map(Node::subtree) {
+                    if !loaded.contains_key(&sub) && queued.insert(sub) {
+                        next.push(sub);
+                    }
+                }
+                loaded.insert(*id, tree);
+            }
+            level = next;
+        }
+        loaded
     }
 
     /// The node at `path` below the tree `root`; `None` for the root itself.
@@ -258,10 +299,14 @@ impl Trees {
     /// [`MAX_ENTRIES`] entries (a hostile snapshot can reuse one subtree many times over) is
     /// refused.
     pub async fn walk(&mut self, root: ChunkId, prefix: &TreePath) -> Result<Vec<(TreePath, Node)>, ClientError> {
+        let loaded = self.load_levels(root).await;
         let mut out = Vec::new();
         let mut stack = vec![(prefix.clone(), root)];
         while let Some((dir, id)) = stack.pop() {
-            let tree = self.get_ahead(id).await?;
+            let tree = match loaded.get(&id) {
+                Some(t) => t.clone(),
+                None => self.get(id).await?,
+            };
             if out.len() + tree.nodes.len() > MAX_ENTRIES {
                 return Err(ClientError::Invalid(format!(
                     "`{}` holds more than {MAX_ENTRIES} entries, more than one restore or listing handles; \
@@ -288,6 +333,11 @@ impl Trees {
         }
         Ok(out)
     }
+}
+
+/// A tree from its blob, or why it is damaged.
+fn decode(id: ChunkId, blob: &[u8]) -> Result<Arc<Tree>, ClientError> {
+    Tree::decode(blob).map(Arc::new).map_err(|e| ClientError::Unrecoverable(format!("tree {id} is damaged: {e}")))
 }
 
 /// Which snapshots a policy removes. Snapshots are grouped by writer, and within a writer by
