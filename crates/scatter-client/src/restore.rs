@@ -350,10 +350,10 @@ pub async fn restore_entries(
             .await
             .map_err(|e| ClientError::target("sync", &root.display(&TreePath::root()), e))?;
     }
-    // Directories last, deepest first, so writing inside them does not move their mtime.
-    let mut dirs: Vec<&Entry> =
-        entries.iter().filter(|(p, n)| n.subtree().is_some() && !skipped.iter().any(|s| p.starts_with(s))).collect();
-    dirs.sort_by_key(|(d, _)| std::cmp::Reverse(d.depth()));
+    // Directories last, so writing inside them does not move their mtime, and each after
+    // the directories below it (a mode without `x` would close them): the walk's order
+    // reversed, which also keeps neighbours together for `Root::dir`.
+    let dirs = entries.iter().rev().filter(|(p, n)| n.subtree().is_some() && !skipped.iter().any(|s| p.starts_with(s)));
     for (rel, node) in dirs {
         match root.dir(rel) {
             Ok(fd) => {
