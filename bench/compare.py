@@ -12,6 +12,7 @@ file KDF reported apart), and the hosts' peak RSS.
 
 import contextlib
 import json
+import mmap
 import os
 import random
 import shutil
@@ -19,6 +20,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 EXE, WORK = sys.argv[1], sys.argv[2]
@@ -187,6 +189,53 @@ def fresh_target(target, size):
         shutil.rmtree(target, ignore_errors=True)
 
 
+def disk_probe(source, target):
+    """What the disk does for the bytes a healthy restore of `source` moves here: reading it
+    with direct I/O (as hosts read shards) while writing as many bytes into `target` and
+    syncing them (as the restore writes the file). Wall seconds of the two together."""
+    size = os.path.getsize(source)
+    block = 8 << 20
+    buf = mmap.mmap(-1, block)  # page-aligned, as O_DIRECT wants
+    buf.write(os.urandom(block))
+    errors = []
+
+    def read():
+        try:
+            fd = os.open(source, os.O_RDONLY | os.O_DIRECT)
+            try:
+                view = mmap.mmap(-1, block)
+                while os.readv(fd, [view]) > 0:
+                    pass
+            finally:
+                os.close(fd)
+        except OSError as e:
+            errors.append(e)
+
+    def write():
+        try:
+            fd = os.open(f"{target}/probe", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                left = size
+                while left > 0:
+                    left -= os.write(fd, memoryview(buf)[:min(block, left)])
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            errors.append(e)
+
+    subprocess.run(["sync"], check=False)
+    start = time.monotonic()
+    threads = [threading.Thread(target=read), threading.Thread(target=write)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        sys.exit(f"the disk probe failed: {errors[0]}")
+    return time.monotonic() - start
+
+
 def same_tree(a, b):
     return subprocess.run(["diff", "-rq", a, b], stdout=subprocess.DEVNULL).returncode == 0
 
@@ -206,6 +255,7 @@ real_files = sum(len(files) for _, _, files in os.walk(f"{orig}/real"))
 
 results = {}   # workload -> {"bytes": n, "scatter": [(s, rss, cpu)], "restic": [...], "rustic": [...]}
 uploaded = {}  # workload -> [fraction of the data set newly uploaded by scatter]
+disk = []      # seconds of the disk probe for the big file, one per round
 host_rss = []
 
 
@@ -270,6 +320,8 @@ for rnd in range(ROUNDS):
         backup(f"{BIG_MIB} MiB file, after 1% changed", f"{run}/big")
         backup("small files, after 1% changed", f"{run}/small")
         restore(f"{BIG_MIB} MiB file, restore", f"{run}/big", "big")
+        with fresh_target(f"{WORK}/probe", du(f"{run}/big")) as target:
+            disk.append(disk_probe(f"{run}/big/file.bin", target))
         restore("small files, restore", f"{run}/small", "small")
         restore("real tree, restore", f"{run}/real", "real")
         for pid in grid.host_pids()[:2]:
@@ -323,6 +375,9 @@ for w, f in uploaded.items():
     if "changed" in w:
         print(f"scatter uploaded {100 * med(f):.2f}% of the data set as new chunks for `{w}`")
 print(f"scatter's key file KDF (scrypt), apart from its CPU figures: {med(KDF):.2f} s per command")
+big_restore = med(m[0] for m in results[f"{BIG_MIB} MiB file, restore"]["scatter"])
+print(f"disk: reading {BIG_MIB} MiB with direct I/O while writing and syncing as much takes {med(disk):.2f} s; "
+      f"scatter's {BIG_MIB} MiB restore ({big_restore:.2f} s) runs at {100 * med(disk) / big_restore:.0f}% of that")
 print(f"host peak RSS during the first backups: {max(host_rss):.0f} MiB (max over 6 hosts and {ROUNDS} rounds)")
 if huge:
     (bs, brss, _, _), (rs, rrss, _, _) = huge

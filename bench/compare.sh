@@ -30,4 +30,4 @@ fi
 cargo build --release --quiet
 work=$(mktemp -d /tmp/scatter-compare.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-python3 bench/compare.py "$PWD/target/release/scatter" "$work" "$rounds" "$big_mib" "$huge_mib" "$rustic" "$PWD/bench/real-tree"
+python3 bench/compare.py "${CARGO_TARGET_DIR:-$PWD/target}/release/scatter" "$work" "$rounds" "$big_mib" "$huge_mib" "$rustic" "$PWD/bench/real-tree"
