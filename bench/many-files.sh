@@ -37,8 +37,10 @@ for _ in $(seq 1 300); do [ -f "$work/grid/env" ] && break; sleep 0.1; done
 # shellcheck disable=SC1091
 source "$work/grid/env"
 
-# Runs ARGS; prints "wall-seconds peak-RSS-MiB".
+# Runs ARGS; prints "wall-seconds peak-RSS-MiB". Dirty pages are flushed first: the restore
+# ends with a syncfs, which would otherwise write back the freshly generated source too.
 measure() {
+  sync
   /usr/bin/time -f "%e %M" -o "$work/time" "$@" >"$work/out" 2>"$work/err" || {
     echo "failed: $*" >&2; tail -20 "$work/err" >&2; exit 1
   }

@@ -299,12 +299,14 @@ impl Trees {
     /// [`MAX_ENTRIES`] entries (a hostile snapshot can reuse one subtree many times over) is
     /// refused.
     pub async fn walk(&mut self, root: ChunkId, prefix: &TreePath) -> Result<Vec<(TreePath, Node)>, ClientError> {
-        let loaded = self.load_levels(root).await;
+        let mut loaded = self.load_levels(root).await;
         let mut out = Vec::new();
         let mut stack = vec![(prefix.clone(), root)];
         while let Some((dir, id)) = stack.pop() {
-            let tree = match loaded.get(&id) {
-                Some(t) => t.clone(),
+            // Taken out as it is visited, so the trees and the entries made of them are not
+            // all held at once; a subtree met twice is fetched again (and then cached).
+            let tree = match loaded.remove(&id) {
+                Some(t) => t,
                 None => self.get(id).await?,
             };
             if out.len() + tree.nodes.len() > MAX_ENTRIES {
