@@ -271,14 +271,9 @@ fn snapshot_json(s: &SnapshotInfo) -> serde_json::Value {
 pub(crate) async fn open_snapshots(
 ) -> Result<(scatter_client::coordinator::Coordinator, scatter_core::keys::UserKeys, Vec<SnapshotInfo>)> {
     let (dir, p) = load()?;
-    let pass = passphrase(false)?;
+    let keys = scatter_client::profile::Profile::load_keys(&dir, &passphrase(false)?)?;
     let coord = p.coordinator()?;
-    // The key file's scrypt (a third of a second on one core) runs while the coordinator
-    // lists the snapshots, which takes no key to ask for.
-    let unlock = tokio::task::spawn_blocking(move || scatter_client::profile::Profile::load_keys(&dir, &pass));
-    let listed = coord.snapshots().await;
-    let keys = unlock.await.context("opening the key file failed")??;
-    let all = snapshots::open_list(listed?, &keys)?;
+    let all = snapshots::list(&coord, &keys).await?;
     Ok((coord, keys, all))
 }
 

@@ -18,7 +18,6 @@ use scatter_core::retention::{self, Policy};
 use scatter_core::snapshot::{Snapshot, SNAPSHOT_CONTEXT};
 use scatter_core::tree::{Node, Tree, TreePath};
 use scatter_core::{ChunkId, UserId};
-use scatter_proto::api::SnapshotEntry;
 
 use crate::coordinator::Coordinator;
 use crate::fetch::Fetcher;
@@ -63,15 +62,9 @@ impl SnapshotInfo {
 
 /// The user's snapshots in commit order, oldest first (needs the private key).
 pub async fn list(coord: &Coordinator, keys: &UserKeys) -> Result<Vec<SnapshotInfo>, ClientError> {
-    open_list(coord.snapshots().await?, keys)
-}
-
-/// Opens the snapshot records `listed` by the coordinator, as [`list`] does (which needs no
-/// key to ask for them: a command can fetch them while the key file is still being opened).
-pub fn open_list(listed: Vec<SnapshotEntry>, keys: &UserKeys) -> Result<Vec<SnapshotInfo>, ClientError> {
     let mut out = Vec::new();
     let mut session_keys = HashMap::new();
-    for e in listed {
+    for e in coord.snapshots().await? {
         let bad = |what: &str| ClientError::Unrecoverable(format!("snapshot {} {what}", &e.id));
         let key = match session_keys.entry(e.session) {
             std::collections::hash_map::Entry::Occupied(k) => k.into_mut(),
