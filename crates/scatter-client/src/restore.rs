@@ -146,7 +146,7 @@ pub async fn restore_entries(
     let mut skipped: Vec<TreePath> = Vec::new();
     // Directories this run created: empty, and only ours to fill (mode 0700 until the end),
     // so the files in them are written without first looking for an earlier copy, a leftover
-    // or something in the way (four failing lookups per file, 0.1 s for 10,000 files).
+    // or something in the way (four lookups per file that could only fail).
     let mut created: HashSet<TreePath> = HashSet::new();
 
     // Directories, parents first (the order of a walk and of sorted paths): something else
@@ -170,8 +170,8 @@ pub async fn restore_entries(
             created.insert(rel.clone());
         }
     }
-    // A file whose name is also a directory of the snapshot (a hostile one) is written the
-    // careful way, replacing that directory.
+    // A file whose name is also a directory of the snapshot is written the careful way,
+    // replacing that directory (names are unique in a decoded tree; checked all the same).
     let fresh = |parent: &TreePath, rel: &TreePath| created.contains(parent) && !created.contains(rel);
     root.forget();
 
