@@ -156,14 +156,7 @@ impl Hosts {
         let mut resp = self.request(address, id, grant, Some(range)).await?;
         let mut pieces = Vec::new();
         let mut got = 0u64;
-        while let Some(piece) = resp.chunk().await.map_err(|e| TransferError::Unreachable(root_cause(&e)))? {
-            got += piece.len() as u64;
-            if got > want {
-                return Err(TransferError::Refused(format!("sent more than the {want} bytes asked for")));
-            }
-            if let Some(o) = &self.observer {
-                o.downloaded(piece.len() as u64);
-            }
+        while let Some(piece) = self.next_piece(&mut resp, &mut got, want).await? {
             pieces.push(piece);
         }
         if let Some(l) = &self.download {
@@ -199,16 +192,32 @@ impl Hosts {
     async fn receive(&self, mut resp: reqwest::Response, expected: Option<u64>) -> Result<Bytes, TransferError> {
         let limit = expected.unwrap_or(MAX_SHARD).min(MAX_SHARD);
         let mut buf = self.buffers.take(resp.content_length().unwrap_or(0).min(limit) as usize);
-        while let Some(piece) = resp.chunk().await.map_err(|e| TransferError::Unreachable(root_cause(&e)))? {
-            if (buf.len() + piece.len()) as u64 > limit {
-                return Err(TransferError::Refused(format!("sent more than the {limit} bytes asked for")));
-            }
+        let mut got = 0u64;
+        while let Some(piece) = self.next_piece(&mut resp, &mut got, limit).await? {
             buf.extend_from_slice(&piece);
-            if let Some(o) = &self.observer {
-                o.downloaded(piece.len() as u64);
-            }
         }
         Ok(self.buffers.share(buf))
+    }
+
+    /// The next piece of a response body, counted into `got`: refused as soon as the body
+    /// goes past `limit` bytes, and told to the observer.
+    async fn next_piece(
+        &self,
+        resp: &mut reqwest::Response,
+        got: &mut u64,
+        limit: u64,
+    ) -> Result<Option<Bytes>, TransferError> {
+        let Some(piece) = resp.chunk().await.map_err(|e| TransferError::Unreachable(root_cause(&e)))? else {
+            return Ok(None);
+        };
+        *got += piece.len() as u64;
+        if *got > limit {
+            return Err(TransferError::Refused(format!("sent more than the {limit} bytes asked for")));
+        }
+        if let Some(o) = &self.observer {
+            o.downloaded(piece.len() as u64);
+        }
+        Ok(Some(piece))
     }
 }
 
@@ -219,5 +228,42 @@ async fn refusal(resp: reqwest::Response) -> TransferError {
         Some(b) if b.code == scatter_proto::api::ErrorCode::Corrupt => TransferError::Corrupt(b.error),
         Some(b) => TransferError::Refused(b.error),
         None => TransferError::Refused(status.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A one-connection HTTP server answering any request with `body` (a host that may lie
+    /// about how many bytes a range holds); its address.
+    async fn host_answering(body: &'static [u8]) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let Ok((mut conn, _)) = listener.accept().await else { return };
+            let mut request = [0u8; 4096];
+            let _ = conn.read(&mut request).await;
+            let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
+            let _ = conn.write_all(head.as_bytes()).await;
+            let _ = conn.write_all(body).await;
+        });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn a_range_read_takes_exactly_the_bytes_asked_for() {
+        let hosts = Hosts::new(None).expect("client");
+        let (id, grant) = (ShardId::of(b"shard"), SignedGrant("grant".into()));
+        let exact = host_answering(b"hello").await;
+        let pieces = hosts.get_range(&exact, &id, &grant, 10..15).await.expect("five bytes for five");
+        assert_eq!(pieces.concat(), b"hello");
+        let long = host_answering(b"hello, and more").await;
+        let e = hosts.get_range(&long, &id, &grant, 10..15).await.expect_err("more than asked");
+        assert!(matches!(&e, TransferError::Refused(m) if m.contains("more than the 5 bytes")), "{e}");
+        let short = host_answering(b"hel").await;
+        let e = hosts.get_range(&short, &id, &grant, 10..15).await.expect_err("fewer than asked");
+        assert!(matches!(&e, TransferError::Refused(m) if m.contains("sent 3 bytes for a 5-byte range")), "{e}");
     }
 }
