@@ -10,7 +10,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::attacker::{now, Attacker};
-use common::{coordinator_key, fingerprint, grid, host, shard_files, Env};
+use common::{coordinator_key, fingerprint, grid, grid_with, host, shard_files, Env};
+use scatter_cli::grid::GridOptions;
 use ed25519_dalek::SigningKey;
 use scatter_core::{ChunkId, HostId, PackId, ShardId};
 use scatter_proto::api::*;
@@ -276,6 +277,39 @@ async fn true_reports_of_bad_shards_are_confirmed_and_repaired() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     env.get_and_compare("victim", &file);
+}
+
+/// Attack: a host serves a corrupt parity shard while another host is down. A rebuild reads
+/// its shards as they come (not hash-checked, for speed), so the pack it decodes is wrong;
+/// its chunks then fail authentication, and the reader must rebuild again from hash-checked
+/// shards: the file comes back bit for bit and the bad shard is found and quarantined.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_shard_in_a_rebuild_is_found_and_routed_around() {
+    // The coordinator does not notice the dead host within the test, so no repair finds the
+    // bad shard first: the reader meets both.
+    let mut env = grid_with(6, GridOptions { offline_after: "10m".into(), ..Default::default() }).await;
+    let file = env.write_random("victim", 5 << 20, 8);
+    env.put(&file, "victim");
+    let shards = catalog(&env).shards;
+    assert_eq!(shards.len(), 6, "one 4+2 pack");
+    let by_index = |i: u8| shards.iter().find(|s| s.1 == i).expect("every index is stored");
+    // Data shard 0 gone: the rebuild reads data shards 1-3 and parity shard 4 first.
+    let (_, _, _, down) = *by_index(0);
+    let (_, _, bad, liar) = *by_index(4);
+    let path = shard_files(&host_dir(&env, liar))
+        .into_iter()
+        .find(|p| p.ends_with(bad.to_string()))
+        .expect("the shard's file");
+    let mut bytes = std::fs::read(&path).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&path, bytes).expect("write");
+    let i = (0..env.grid.host_count()).find(|i| host(&env, *i).0 == down).expect("the host");
+    env.grid.kill_host(i);
+    let stderr = env.get_and_compare("victim", &file);
+    assert!(stderr.contains("is bad"), "the corrupt shard was not reported: {stderr}");
+    let quarantined = std::fs::read_dir(host_dir(&env, liar).join("quarantine")).expect("quarantine").count();
+    assert_eq!(quarantined, 1, "the host did not quarantine its corrupt shard");
 }
 
 /// Attack: placements without uploads. Before, they bypassed the quota and, repeated, left

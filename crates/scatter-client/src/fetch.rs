@@ -2,8 +2,8 @@
 //!
 //! Chunks are located in batches; each run of consecutive chunks in one pack is read straight
 //! from the data shards that hold it, all of a run's shards in parallel and a few runs ahead.
-//! When a host is unreachable, a shard is corrupt or a chunk fails authentication, the pack
-//! is rebuilt from any k hash-verified shards instead, and a corrupt shard is reported to the
+//! When a host is unreachable, the pack is rebuilt from any k shards instead; when a chunk
+//! fails authentication, from k hash-verified shards, and a corrupt shard is reported to the
 //! coordinator. Every chunk is decrypted and its id re-computed before it is handed out.
 
 use std::collections::HashMap;
@@ -38,7 +38,7 @@ const GROUP_RUNS: usize = 16;
 const LOCATE_BATCH: usize = 4096;
 /// Packs rebuilt from parity at once. A rebuild holds k shards and the missing data shards
 /// (about 24 MiB for 4+2 with two lost; the pack is not copied together and the decoder works
-/// on 256 KiB segments). Two at once overlap one's download with the other's decode: a
+/// on 512 KiB segments). Two at once overlap one's download with the other's decode: a
 /// degraded 1 GiB restore about 470-520 -> 600-680 MB/s, peak RSS about 170 -> 210 MiB.
 const REBUILDS_AT_ONCE: usize = 2;
 /// Rebuilt packs kept for the runs that follow (each k data shards, 16 MiB for a full pack).
@@ -183,9 +183,10 @@ pub struct Fetcher {
     known: Mutex<Known>,
     report: Mutex<FetchReport>,
     rebuilds: tokio::sync::Semaphore,
-    /// The packs rebuilt (or being rebuilt) last, oldest first: a run that needs one of them
-    /// waits for that rebuild instead of starting another (see [`REBUILDS_KEPT`]).
-    rebuilt: Mutex<std::collections::VecDeque<(PackId, Rebuild)>>,
+    /// The packs rebuilt (or being rebuilt) last, and whether from checked shards, oldest
+    /// first: a run that needs one of them waits for that rebuild instead of starting another
+    /// (see [`REBUILDS_KEPT`]).
+    rebuilt: Mutex<std::collections::VecDeque<(PackId, bool, Rebuild)>>,
 }
 
 /// One pack's rebuild, shared by the runs that need it.
@@ -329,19 +330,34 @@ impl Fetcher {
             return Err(ClientError::Unrecoverable(format!("pack {} is smaller than its chunks claim", run.pack)));
         }
         let run = Arc::new(run);
+        // A pack rebuilt from shards as they came (not hash-checked by the hosts or here) is
+        // as safe to read as a direct read, since every chunk is authenticated; a chunk that
+        // fails it takes the rebuild from hash-checked shards, which finds and reports a bad
+        // one. So does a direct read whose chunks failed: its shards are suspect already.
+        let mut checked = false;
         if let Some(span) = self.read_direct(&pack, &layout, start..end).await {
             if let Ok(plain) = self.open_run(&key, &run, span).await {
                 return Ok(plain);
             }
-            tracing::warn!(pack = %run.pack, "chunks read directly failed verification; rebuilding the pack from all shards");
+            tracing::warn!(pack = %run.pack, "chunks read directly failed verification; rebuilding the pack from hash-checked shards");
+            checked = true;
         }
-        // The rebuilt pack is shared (with the next run in it): opened in place, pack offsets.
-        let whole = self.rebuilt(&pack, &layout).await?;
-        self.open_run(&key, &run, whole).await.map_err(|id| {
-            ClientError::Unrecoverable(format!(
-                "chunk {id} fails authentication even after rebuilding its pack from verified shards (wrong key or damaged catalog)"
-            ))
-        })
+        loop {
+            // The rebuilt pack is shared (with the next run in it): opened in place, pack offsets.
+            let whole = self.rebuilt(&pack, &layout, checked).await?;
+            match self.open_run(&key, &run, whole).await {
+                Ok(plain) => return Ok(plain),
+                Err(_) if !checked => {
+                    tracing::warn!(pack = %run.pack, "chunks of a rebuilt pack failed verification; rebuilding it from hash-checked shards");
+                    checked = true;
+                }
+                Err(id) => {
+                    return Err(ClientError::Unrecoverable(format!(
+                        "chunk {id} fails authentication even after rebuilding its pack from verified shards (wrong key or damaged catalog)"
+                    )))
+                }
+            }
+        }
     }
 
     /// Reads pack bytes `range` straight from the data shards; `None` if any piece failed.
@@ -379,16 +395,17 @@ impl Fetcher {
         s.online && !self.report.lock().unwrap_or_else(|p| p.into_inner()).unreachable_hosts.contains(&s.host)
     }
 
-    /// The pack's bytes rebuilt from parity, shared with the other runs in the pack: a rebuild
-    /// kept or under way is waited for rather than done again.
-    async fn rebuilt(&self, pack: &PackLocation, layout: &Layout) -> Result<Span, ClientError> {
+    /// The pack's bytes rebuilt from parity (from hash-checked shards if `checked`), shared
+    /// with the other runs in the pack: a rebuild kept or under way is waited for rather than
+    /// done again.
+    async fn rebuilt(&self, pack: &PackLocation, layout: &Layout, checked: bool) -> Result<Span, ClientError> {
         let cell = {
             let mut kept = self.rebuilt.lock().unwrap_or_else(|p| p.into_inner());
-            match kept.iter().find(|(id, _)| *id == pack.id) {
-                Some((_, cell)) => cell.clone(),
+            match kept.iter().find(|(id, c, _)| *id == pack.id && *c == checked) {
+                Some((_, _, cell)) => cell.clone(),
                 None => {
                     let cell = Rebuild::default();
-                    kept.push_back((pack.id, cell.clone()));
+                    kept.push_back((pack.id, checked, cell.clone()));
                     if kept.len() > REBUILDS_KEPT {
                         kept.pop_front();
                     }
@@ -401,29 +418,43 @@ impl Fetcher {
             .get_or_try_init(|| async {
                 let _permit =
                     self.rebuilds.acquire().await.map_err(|_| ClientError::Unrecoverable("shutting down".into()))?;
-                let whole = self.reconstruct(pack, layout).await?;
-                self.report.lock().unwrap_or_else(|p| p.into_inner()).reconstructed_packs += 1;
+                let whole = self.reconstruct(pack, layout, checked).await?;
+                if !checked {
+                    // A checked rebuild only follows an unchecked one or a failed direct read
+                    // of the same pack: counted once.
+                    self.report.lock().unwrap_or_else(|p| p.into_inner()).reconstructed_packs += 1;
+                }
                 Ok::<_, ClientError>(whole)
             })
             .await?;
         Ok(span.clone())
     }
 
-    /// Fetches k hash-verified shards (data shards and online hosts first) and rebuilds the
-    /// missing data shards: the pack's bytes, as its data shards.
-    async fn reconstruct(&self, pack: &PackLocation, layout: &Layout) -> Result<Span, ClientError> {
+    /// Fetches k shards (data shards and online hosts first) and rebuilds the missing data
+    /// shards: the pack's bytes, as its data shards. With `checked`, every shard is read whole
+    /// and hash-checked by its host and here (a corrupt one is reported and another read);
+    /// without, shards are read as ranges, in the pieces they arrive in, and not hashed: two
+    /// hashes of every byte less, for callers that authenticate what they read from the pack.
+    async fn reconstruct(&self, pack: &PackLocation, layout: &Layout, checked: bool) -> Result<Span, ClientError> {
         let mut order: Vec<_> = pack.shards.iter().collect();
         order.sort_by_key(|s| (!self.up(s), s.index));
         let k = layout.k as usize;
-        let mut have: Vec<Option<bytes::Bytes>> = vec![None; layout.total()];
+        let mut have: Vec<Option<Vec<bytes::Bytes>>> = vec![None; layout.total()];
         let mut count = 0;
         let mut next = 0;
         let mut errors = Vec::new();
         while count < k && next < order.len() {
             let batch: Vec<_> = order[next..order.len().min(next + (k - count))].to_vec();
             next += batch.len();
-            let reads = batch.iter().map(|s| {
-                stats::time_async(Stage::Download, layout.shard_size, self.hosts.get(&s.address, &s.shard, &s.grant))
+            let reads = batch.iter().map(|s| async move {
+                let read = async {
+                    if checked {
+                        self.hosts.get(&s.address, &s.shard, &s.grant).await.map(|b| vec![b])
+                    } else {
+                        self.hosts.get_range(&s.address, &s.shard, &s.grant, 0..layout.shard_size).await
+                    }
+                };
+                stats::time_async(Stage::Download, layout.shard_size, read).await
             });
             let results = futures::future::join_all(reads).await;
             for (s, r) in batch.iter().zip(results) {
@@ -450,8 +481,12 @@ impl Fetcher {
         }
         let layout = *layout;
         let (have, restored) = tokio::task::spawn_blocking(move || {
-            let restored =
-                stats::time(Stage::Rebuild, layout.size, || scatter_core::erasure::restore_data(&layout, &have));
+            let restored = stats::time(Stage::Rebuild, layout.size, || {
+                let slices: Vec<Option<Vec<&[u8]>>> =
+                    have.iter().map(|p| p.as_ref().map(|p| p.iter().map(|b| &b[..]).collect())).collect();
+                let parts: Vec<Option<&[&[u8]]>> = slices.iter().map(|p| p.as_deref()).collect();
+                scatter_core::erasure::restore_data_parts(&layout, &parts)
+            });
             (have, restored)
         })
         .await
@@ -459,13 +494,13 @@ impl Fetcher {
         let mut restored = restored.map_err(|e| ClientError::Unrecoverable(e.to_string()))?.into_iter();
         // The data shards as they arrived, and the rebuilt ones in the gaps: no copy of the
         // pack. Bytes past the pack's size (the padding) are never asked for.
-        let mut pieces = Vec::with_capacity(k);
+        let mut pieces = Vec::new();
         for (i, shard) in have.into_iter().take(k).enumerate() {
-            let rebuilt = || restored.next().filter(|(j, _)| *j == i).map(|(_, b)| bytes::Bytes::from(b));
-            let piece = shard.or_else(rebuilt).ok_or_else(|| {
+            let rebuilt = || restored.next().filter(|(j, _)| *j == i).map(|(_, b)| vec![bytes::Bytes::from(b)]);
+            let shard = shard.or_else(rebuilt).ok_or_else(|| {
                 ClientError::Unrecoverable(format!("data shard {i} of pack {} was not rebuilt", pack.id))
             })?;
-            pieces.push(piece);
+            pieces.extend(shard);
         }
         Ok(Span::new(0, pieces))
     }
