@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::attacker::{now, Attacker};
 use common::{coordinator_key, fingerprint, grid, grid_with, host, shard_files, Env};
-use scatter_cli::grid::GridOptions;
 use ed25519_dalek::SigningKey;
+use scatter_cli::grid::GridOptions;
 use scatter_core::{ChunkId, HostId, PackId, ShardId};
 use scatter_proto::api::*;
 use scatter_proto::{Receipt, SignedGrant, SignedReceipt};

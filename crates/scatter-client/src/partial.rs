@@ -1,5 +1,5 @@
-//! Files written under a temporary name and renamed into place once complete and synced, so
-//! a failed or interrupted write never leaves a partial file under the final name.
+//! Files written under a temporary name (or none) and renamed (or linked) into place once
+//! complete, so a failed or interrupted write never leaves a partial file under the final name.
 //!
 //! Files go through the page cache, and a big file's writeback is started as it is written
 //! (see [`WRITEBACK_EVERY`]). Writing big files around the cache (`O_DIRECT`, as hosts write
@@ -13,7 +13,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{fadvise, Advice, Mode, OFlags};
+use rustix::fs::{fadvise, Advice, AtFlags, Mode, OFlags};
 use scatter_core::tree::escape;
 
 use crate::ClientError;
@@ -33,8 +33,10 @@ pub const WRITEBACK_EVERY: u64 = 8 << 20;
 /// elsewhere by the time it is used).
 pub struct PartialFile {
     dir: OwnedFd,
-    /// The temporary name; empty once renamed into place.
+    /// The temporary name; empty once renamed into place, or for an unnamed file.
     tmp: Vec<u8>,
+    /// Made without a name (`O_TMPFILE`): linked under its name when committed.
+    unnamed: bool,
     name: Vec<u8>,
     dest: PathBuf,
     file: Option<std::fs::File>,
@@ -93,6 +95,7 @@ impl PartialFile {
         Ok(Self {
             dir,
             tmp: partial_name(name),
+            unnamed: false,
             name: name.to_vec(),
             dest,
             file: Some(file),
@@ -123,6 +126,7 @@ impl PartialFile {
         Ok(Self {
             dir,
             tmp,
+            unnamed: false,
             name: name.to_vec(),
             dest,
             file: Some(std::fs::File::from(fd)),
@@ -130,6 +134,34 @@ impl PartialFile {
             window: (0, 0),
             keep_unfinished,
         })
+    }
+
+    /// For a small file in a directory this run created: a file without a name (Linux's
+    /// `O_TMPFILE`), linked under `name` once complete. There is no temporary name to create,
+    /// rename or leave behind, and an interrupted file vanishes (so it is not resumed: worth it
+    /// for files fetched again in moments). 13,000 files of 22 KB took 0.59-0.61 s of system
+    /// time this way against 0.71-0.74 s with a temporary name. Where the file system or
+    /// `/proc` lacks what it needs, this is [`PartialFile::create_at_as`] in a new directory.
+    pub fn create_new_at(dir: BorrowedFd<'_>, name: &[u8], tmp: Vec<u8>, dest: PathBuf) -> Result<Self, ClientError> {
+        #[cfg(target_os = "linux")]
+        if proc_fd_links() {
+            let flags = OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC;
+            if let Ok(fd) = rustix::fs::openat(dir, c".", flags, Mode::from_raw_mode(0o600)) {
+                let dir = dir.try_clone_to_owned().map_err(ClientError::io(&dest))?;
+                return Ok(Self {
+                    dir,
+                    tmp: Vec::new(),
+                    unnamed: true,
+                    name: name.to_vec(),
+                    dest,
+                    file: Some(std::fs::File::from(fd)),
+                    written: 0,
+                    window: (0, 0),
+                    keep_unfinished: false,
+                });
+            }
+        }
+        Self::create_at_as(dir, name, tmp, dest, true)
     }
 
     /// The file being written (to apply metadata through it before it is renamed).
@@ -170,14 +202,42 @@ impl PartialFile {
     }
 
     fn finish(mut self, sync: bool) -> Result<(), ClientError> {
-        if let (Some(f), true) = (self.file.take(), sync) {
+        let file = self.file.take();
+        if let (Some(f), true) = (&file, sync) {
             f.sync_all().map_err(|e| ClientError::target("sync", &show(&self.dest), e))?;
+        }
+        if self.unnamed {
+            let file = file.ok_or_else(|| ClientError::io(&self.dest)(std::io::Error::other("the file is gone")))?;
+            return self.link(&file);
         }
         // `renameat` replaces a symlink at the destination, never what it points to.
         rustix::fs::renameat(&self.dir, self.tmp.as_slice(), &self.dir, self.name.as_slice())
             .map_err(|e| ClientError::target("move into place", &show(&self.dest), e.into()))?;
         self.tmp.clear();
         Ok(())
+    }
+
+    /// Gives the unnamed `file` its name. Should something have appeared under the name
+    /// meanwhile, the file is linked under its temporary name and renamed over it, which
+    /// replaces it as a named file's commit would.
+    fn link(mut self, file: &std::fs::File) -> Result<(), ClientError> {
+        use std::os::fd::AsRawFd;
+        let fail = |e: rustix::io::Errno| ClientError::target("move into place", &show(&self.dest), e.into());
+        let path = format!("/proc/self/fd/{}", file.as_raw_fd());
+        let link = |to: &[u8]| rustix::fs::linkat(rustix::fs::CWD, &path, &self.dir, to, AtFlags::SYMLINK_FOLLOW);
+        match link(&self.name) {
+            Ok(()) => Ok(()),
+            Err(rustix::io::Errno::EXIST) => {
+                let tmp = partial_name(&self.name);
+                link(&tmp).map_err(fail)?;
+                // Removed again by `drop` should the rename fail.
+                self.tmp = tmp;
+                rustix::fs::renameat(&self.dir, self.tmp.as_slice(), &self.dir, self.name.as_slice()).map_err(fail)?;
+                self.tmp.clear();
+                Ok(())
+            }
+            Err(e) => Err(fail(e)),
+        }
     }
 
     /// Where the file goes.
@@ -193,6 +253,13 @@ impl Drop for PartialFile {
             let _ = rustix::fs::unlinkat(&self.dir, self.tmp.as_slice(), rustix::fs::AtFlags::empty());
         }
     }
+}
+
+/// Whether an unnamed file can be linked by its `/proc/self/fd` path (`/proc` is mounted).
+#[cfg(target_os = "linux")]
+fn proc_fd_links() -> bool {
+    static MOUNTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *MOUNTED.get_or_init(|| Path::new("/proc/self/fd").is_dir())
 }
 
 /// What a failed write of `len` more bytes to `dest` (in the directory `dir`) says: for a
@@ -355,5 +422,45 @@ mod tests {
         assert!(std::fs::symlink_metadata(&dest).expect("dest").is_file());
         assert_eq!(std::fs::read(&dest).expect("dest"), b"restored");
         assert!(!t.join(tmp_name).exists() && std::fs::symlink_metadata(t.join(tmp_name)).is_err());
+    }
+
+    /// A file made without a name is invisible until committed, leaves nothing when dropped
+    /// unfinished, and replaces (never writes through) whatever appeared under its name.
+    #[test]
+    fn an_unnamed_file_appears_whole_or_not_at_all() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = std::fs::File::open(tmp.path()).expect("open");
+        let names = || {
+            let mut v: Vec<_> =
+                std::fs::read_dir(tmp.path()).expect("ls").map(|e| e.expect("entry").file_name()).collect();
+            v.sort();
+            v
+        };
+        let new = |name: &[u8]| {
+            let dest = tmp.path().join(std::ffi::OsStr::from_bytes(name));
+            PartialFile::create_new_at(dir.as_fd(), name, partial_name(name), dest).expect("create")
+        };
+        let mut f = new(b"a");
+        f.write(b"half").expect("write");
+        assert!(names().is_empty(), "visible before it was complete: {:?}", names());
+        drop(f);
+        assert!(names().is_empty(), "an unfinished file was left: {:?}", names());
+
+        let mut f = new(b"a");
+        f.write(b"whole").expect("write");
+        f.commit_unsynced().expect("commit");
+        assert_eq!(std::fs::read(tmp.path().join("a")).expect("a"), b"whole");
+
+        // Something planted under the name while the file was written: a symlink leading out.
+        let outside = tmp.path().join("outside");
+        std::fs::write(&outside, b"original").expect("write");
+        let mut f = new(b"b");
+        f.write(b"restored").expect("write");
+        std::os::unix::fs::symlink(&outside, tmp.path().join("b")).expect("symlink");
+        f.commit().expect("commit");
+        assert_eq!(std::fs::read(&outside).expect("outside"), b"original");
+        assert!(std::fs::symlink_metadata(tmp.path().join("b")).expect("b").is_file());
+        assert_eq!(std::fs::read(tmp.path().join("b")).expect("b"), b"restored");
+        assert_eq!(names(), ["a", "b", "outside"], "a temporary name was left");
     }
 }
