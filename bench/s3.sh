@@ -10,6 +10,7 @@
 # Usage: bench/s3.sh
 # Sizes, by environment variables (defaults in brackets):
 #   S3_BENCH_SIZE_MB    the big object, MiB [1024]
+#   S3_BENCH_ROUNDS     rounds of the four big transfers, new random bytes each [3]
 #   S3_BENCH_SMALL      small objects to put [10000] (0: skip)
 #   S3_BENCH_SMALL_SIZE bytes of each small object [4096]
 #   S3_BENCH_LIST       objects in the bucket that is listed [100000] (0: skip)
@@ -92,20 +93,42 @@ timed() { # runs ARGS quietly; prints "wall-seconds client-cpu-seconds gateway-c
   awk -v t="$t" -v a="$g0" -v b="$g1" 'BEGIN { split(t, x, " "); printf "%s %.2f %.2f\n", x[1], x[2] + x[3], b - a }'
 }
 
-head -c "$((size_mib << 20))" /dev/urandom >"$work/data"
-bytes=$(stat -c %s "$work/data")
+# Page-cache pages that a write is the first to touch cost far more than the copy on a
+# virtual machine whose memory the hypervisor backs lazily (here: 1 GiB written with dd took
+# 2.6 s of system time into fresh pages, 0.22 s into pages used before). `scatter get` lets
+# its pages go as it writes and reuses them; the aws CLI keeps them, and paid 1.6-3 CPU-s per
+# GiB for it in some runs and not in others. Before each timed transfer, as many bytes are
+# written and deleted, so that neither pays for the machine's first touch.
+warm() { head -c "$bytes" /dev/zero >"$work/warm" && rm -f "$work/warm"; }
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-read -r cli_put cli_put_cpu _ < <(timed "$exe" put "$work/data" --name bench-cli)
-read -r cli_get cli_get_cpu _ < <(timed "$exe" get bench-cli --output "$work/out-cli")
-cmp -s "$work/data" "$work/out-cli" || fail "scatter get gave back different bytes"
-rm -f "$work/out-cli"
 s3 s3 mb s3://bench >/dev/null || fail "aws s3 mb failed"
-read -r gw_put aws_put_cpu gw_put_cpu < <(timed s3 s3 cp --only-show-errors "$work/data" s3://bench/big)
+rounds=${S3_BENCH_ROUNDS:-3}
 peak_rss() { awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$gw_pid/status"; }
-put_rss=$(peak_rss)
-read -r gw_get aws_get_cpu gw_get_cpu < <(timed s3 s3 cp --only-show-errors s3://bench/big "$work/out-gw")
-cmp -s "$work/data" "$work/out-gw" || fail "the gateway gave back different bytes"
-rm -f "$work/out-gw"
+: >"$work/rounds"
+for r in $(seq 1 "$rounds"); do
+  # New bytes every round: the same ones again would be deduplicated.
+  head -c "$((size_mib << 20))" /dev/urandom >"$work/data"
+  bytes=$(stat -c %s "$work/data")
+  warm
+  read -r cli_put cli_put_cpu _ < <(timed "$exe" put "$work/data" --name "bench-cli-$r")
+  warm
+  read -r cli_get cli_get_cpu _ < <(timed "$exe" get "bench-cli-$r" --output "$work/out-cli")
+  cmp -s "$work/data" "$work/out-cli" || fail "scatter get gave back different bytes"
+  rm -f "$work/out-cli"
+  warm
+  read -r gw_put aws_put_cpu gw_put_cpu < <(timed s3 s3 cp --only-show-errors "$work/data" "s3://bench/big-$r")
+  [ "$r" = 1 ] && put_rss=$(peak_rss)
+  warm
+  read -r gw_get aws_get_cpu gw_get_cpu < <(timed s3 s3 cp --only-show-errors "s3://bench/big-$r" "$work/out-gw")
+  cmp -s "$work/data" "$work/out-gw" || fail "the gateway gave back different bytes"
+  rm -f "$work/out-gw"
+  echo "$cli_put $cli_put_cpu $cli_get $cli_get_cpu $gw_put $aws_put_cpu $gw_put_cpu $gw_get $aws_get_cpu $gw_get_cpu" >>"$work/rounds"
+  echo "round $r/$rounds: put $cli_put s (CLI) / $gw_put s (gateway), get $cli_get s / $gw_get s" >&2
+done
+col() { awk -v c="$1" '{ print $c }' "$work/rounds" | median; }
+cli_put=$(col 1) cli_put_cpu=$(col 2) cli_get=$(col 3) cli_get_cpu=$(col 4)
+gw_put=$(col 5) aws_put_cpu=$(col 6) gw_put_cpu=$(col 7) gw_get=$(col 8) aws_get_cpu=$(col 9) gw_get_cpu=$(col 10)
 
 # Small objects, then a bucket of many (empty) objects listed page by page, with boto3.
 cat >"$work/many.py" <<'PY'
@@ -151,7 +174,7 @@ gw_rss=$(peak_rss)
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
 echo "grid: 6 local hosts, 4+2; gateway on $endpoint; $("$aws" --version 2>&1)"
-echo "object: ${size_mib} MiB random"
+echo "object: ${size_mib} MiB random; medians of $rounds rounds (each column on its own)"
 awk -v b="$bytes" -v c="$cli_put" -v g="$gw_put" 'BEGIN { printf "put: scatter put %.1f MB/s (%.1f s), gateway aws s3 cp %.1f MB/s (%.1f s), ratio %.2f\n", b/1e6/c, c, b/1e6/g, g, c/g }'
 awk -v b="$bytes" -v c="$cli_get" -v g="$gw_get" 'BEGIN { printf "get: scatter get %.1f MB/s (%.1f s), gateway aws s3 cp %.1f MB/s (%.1f s), ratio %.2f\n", b/1e6/c, c, b/1e6/g, g, c/g }'
 echo "  CPU seconds, put: scatter put $cli_put_cpu; aws CLI $aws_put_cpu + gateway $gw_put_cpu"
