@@ -5,6 +5,8 @@
 # with 2 of 6 hosts down; then client RSS for an 8 GiB file. Scatter runs a fresh local 6-host
 # grid (4+2, TLS) per round, restic and rustic fresh local repositories. Prints a table of
 # medians over the rounds, with each tool's CPU-seconds per GiB. A benchmark, not a test.
+# Before each timed command, memory as large as the big file is touched and freed (see
+# warm_memory in compare.py): on a VM, pages nothing touched before cost far more to fill.
 #
 # Usage: bench/compare.sh [ROUNDS=3] [BIG_MIB=1024] [HUGE_MIB=8192]   (HUGE_MIB=0 skips the 8 GiB run)
 # Each restore goes to a fresh ext4 image on a loop device when run as root (BENCH_FRESH_FS=0:
