@@ -306,8 +306,14 @@ async fn a_corrupt_shard_in_a_rebuild_is_found_and_routed_around() {
     std::fs::write(&path, bytes).expect("write");
     let i = (0..env.grid.host_count()).find(|i| host(&env, *i).0 == down).expect("the host");
     env.grid.kill_host(i);
-    let stderr = env.get_and_compare("victim", &file);
+    let out_path = env.path("victim.out");
+    let out = env.scatter(&["get", "victim", "--output", out_path.to_str().expect("utf-8")]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "get failed: {stderr}");
+    assert!(std::fs::read(&out_path).expect("output") == std::fs::read(&file).expect("input"), "the file differs");
     assert!(stderr.contains("is bad"), "the corrupt shard was not reported: {stderr}");
+    // One pack, rebuilt twice (unchecked, then checked) but counted once.
+    assert!(stdout.contains("1 packs rebuilt from parity"), "{stdout}");
     let quarantined = std::fs::read_dir(host_dir(&env, liar).join("quarantine")).expect("quarantine").count();
     assert_eq!(quarantined, 1, "the host did not quarantine its corrupt shard");
 }

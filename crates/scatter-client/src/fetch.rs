@@ -342,14 +342,15 @@ impl Fetcher {
             tracing::warn!(pack = %run.pack, "chunks read directly failed verification; rebuilding the pack from hash-checked shards");
             checked = true;
         }
+        let mut again = false;
         loop {
             // The rebuilt pack is shared (with the next run in it): opened in place, pack offsets.
-            let whole = self.rebuilt(&pack, &layout, checked).await?;
+            let whole = self.rebuilt(&pack, &layout, checked, again).await?;
             match self.open_run(&key, &run, whole).await {
                 Ok(plain) => return Ok(plain),
                 Err(_) if !checked => {
                     tracing::warn!(pack = %run.pack, "chunks of a rebuilt pack failed verification; rebuilding it from hash-checked shards");
-                    checked = true;
+                    (checked, again) = (true, true);
                 }
                 Err(id) => {
                     return Err(ClientError::Unrecoverable(format!(
@@ -397,8 +398,14 @@ impl Fetcher {
 
     /// The pack's bytes rebuilt from parity (from hash-checked shards if `checked`), shared
     /// with the other runs in the pack: a rebuild kept or under way is waited for rather than
-    /// done again.
-    async fn rebuilt(&self, pack: &PackLocation, layout: &Layout, checked: bool) -> Result<Span, ClientError> {
+    /// done again. `again`: the pack was rebuilt (and counted) already, from unchecked shards.
+    async fn rebuilt(
+        &self,
+        pack: &PackLocation,
+        layout: &Layout,
+        checked: bool,
+        again: bool,
+    ) -> Result<Span, ClientError> {
         let cell = {
             let mut kept = self.rebuilt.lock().unwrap_or_else(|p| p.into_inner());
             match kept.iter().find(|(id, c, _)| *id == pack.id && *c == checked) {
@@ -419,9 +426,7 @@ impl Fetcher {
                 let _permit =
                     self.rebuilds.acquire().await.map_err(|_| ClientError::Unrecoverable("shutting down".into()))?;
                 let whole = self.reconstruct(pack, layout, checked).await?;
-                if !checked {
-                    // A checked rebuild only follows an unchecked one or a failed direct read
-                    // of the same pack: counted once.
+                if !again {
                     self.report.lock().unwrap_or_else(|p| p.into_inner()).reconstructed_packs += 1;
                 }
                 Ok::<_, ClientError>(whole)

@@ -35,8 +35,9 @@ pub struct PartialFile {
     dir: OwnedFd,
     /// The temporary name; empty once renamed into place, or for an unnamed file.
     tmp: Vec<u8>,
-    /// Made without a name (`O_TMPFILE`): linked under its name when committed.
-    unnamed: bool,
+    /// Made without a name (`O_TMPFILE`): linked under its name when committed, or under this
+    /// temporary name and renamed should something have appeared under the name.
+    unnamed: Option<Vec<u8>>,
     name: Vec<u8>,
     dest: PathBuf,
     file: Option<std::fs::File>,
@@ -95,7 +96,7 @@ impl PartialFile {
         Ok(Self {
             dir,
             tmp: partial_name(name),
-            unnamed: false,
+            unnamed: None,
             name: name.to_vec(),
             dest,
             file: Some(file),
@@ -126,7 +127,7 @@ impl PartialFile {
         Ok(Self {
             dir,
             tmp,
-            unnamed: false,
+            unnamed: None,
             name: name.to_vec(),
             dest,
             file: Some(std::fs::File::from(fd)),
@@ -140,18 +141,18 @@ impl PartialFile {
     /// `O_TMPFILE`), linked under `name` once complete. There is no temporary name to create,
     /// rename or leave behind, and an interrupted file vanishes (so it is not resumed: worth it
     /// for files fetched again in moments). 13,000 files of 22 KB took 0.59-0.61 s of system
-    /// time this way against 0.71-0.74 s with a temporary name. Where the file system or
-    /// `/proc` lacks what it needs, this is [`PartialFile::create_at_as`] in a new directory.
+    /// time this way against 0.71-0.74 s with a temporary name. Where the file system, `/proc`
+    /// or the kernel does not allow it (tried once per run), this is
+    /// [`PartialFile::create_at_as`] in a new directory, under the temporary name `tmp`.
     pub fn create_new_at(dir: BorrowedFd<'_>, name: &[u8], tmp: Vec<u8>, dest: PathBuf) -> Result<Self, ClientError> {
         #[cfg(target_os = "linux")]
-        if proc_fd_links() {
-            let flags = OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC;
-            if let Ok(fd) = rustix::fs::openat(dir, c".", flags, Mode::from_raw_mode(0o600)) {
+        if unnamed_files_link(dir) {
+            if let Ok(fd) = open_unnamed(dir) {
                 let dir = dir.try_clone_to_owned().map_err(ClientError::io(&dest))?;
                 return Ok(Self {
                     dir,
                     tmp: Vec::new(),
-                    unnamed: true,
+                    unnamed: Some(tmp),
                     name: name.to_vec(),
                     dest,
                     file: Some(std::fs::File::from(fd)),
@@ -206,9 +207,9 @@ impl PartialFile {
         if let (Some(f), true) = (&file, sync) {
             f.sync_all().map_err(|e| ClientError::target("sync", &show(&self.dest), e))?;
         }
-        if self.unnamed {
+        if let Some(tmp) = self.unnamed.take() {
             let file = file.ok_or_else(|| ClientError::io(&self.dest)(std::io::Error::other("the file is gone")))?;
-            return self.link(&file);
+            return self.link(&file, tmp);
         }
         // `renameat` replaces a symlink at the destination, never what it points to.
         rustix::fs::renameat(&self.dir, self.tmp.as_slice(), &self.dir, self.name.as_slice())
@@ -218,18 +219,14 @@ impl PartialFile {
     }
 
     /// Gives the unnamed `file` its name. Should something have appeared under the name
-    /// meanwhile, the file is linked under its temporary name and renamed over it, which
+    /// meanwhile, the file is linked under the temporary name `tmp` and renamed over it, which
     /// replaces it as a named file's commit would.
-    fn link(mut self, file: &std::fs::File) -> Result<(), ClientError> {
-        use std::os::fd::AsRawFd;
+    fn link(mut self, file: &std::fs::File, tmp: Vec<u8>) -> Result<(), ClientError> {
         let fail = |e: rustix::io::Errno| ClientError::target("move into place", &show(&self.dest), e.into());
-        let path = format!("/proc/self/fd/{}", file.as_raw_fd());
-        let link = |to: &[u8]| rustix::fs::linkat(rustix::fs::CWD, &path, &self.dir, to, AtFlags::SYMLINK_FOLLOW);
-        match link(&self.name) {
+        match link_unnamed(file, self.dir.as_fd(), &self.name) {
             Ok(()) => Ok(()),
             Err(rustix::io::Errno::EXIST) => {
-                let tmp = partial_name(&self.name);
-                link(&tmp).map_err(fail)?;
+                link_unnamed(file, self.dir.as_fd(), &tmp).map_err(fail)?;
                 // Removed again by `drop` should the rename fail.
                 self.tmp = tmp;
                 rustix::fs::renameat(&self.dir, self.tmp.as_slice(), &self.dir, self.name.as_slice()).map_err(fail)?;
@@ -255,11 +252,56 @@ impl Drop for PartialFile {
     }
 }
 
-/// Whether an unnamed file can be linked by its `/proc/self/fd` path (`/proc` is mounted).
+/// A file without a name in `dir`, to be linked with [`link_unnamed`].
 #[cfg(target_os = "linux")]
-fn proc_fd_links() -> bool {
-    static MOUNTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *MOUNTED.get_or_init(|| Path::new("/proc/self/fd").is_dir())
+fn open_unnamed(dir: BorrowedFd<'_>) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::openat(dir, c".", OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC, Mode::from_raw_mode(0o600))
+}
+
+/// Links the unnamed `file` as `name` in `dir`, through its `/proc/self/fd` path (following
+/// that link only: a symlink at `name` is an error, `EXIST`). The kernel may refuse a file
+/// given to another owner (`fs.protected_hardlinks` without `CAP_FOWNER`): it is then taken
+/// back for the link and given again, its mode restored (a change of owner clears set-id bits).
+fn link_unnamed(file: &std::fs::File, dir: BorrowedFd<'_>, name: &[u8]) -> rustix::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let path = format!("/proc/self/fd/{}", file.as_raw_fd());
+    let link = || rustix::fs::linkat(rustix::fs::CWD, path.as_str(), dir, name, AtFlags::SYMLINK_FOLLOW);
+    match link() {
+        Err(rustix::io::Errno::PERM | rustix::io::Errno::ACCESS) => {
+            let st = rustix::fs::fstat(file)?;
+            let me = (rustix::process::geteuid(), rustix::process::getegid());
+            if (st.st_uid, st.st_gid) == (me.0.as_raw(), me.1.as_raw()) {
+                return link();
+            }
+            rustix::fs::fchown(file, Some(me.0), Some(me.1))?;
+            let linked = link();
+            rustix::fs::fchown(
+                file,
+                Some(rustix::process::Uid::from_raw(st.st_uid)),
+                Some(rustix::process::Gid::from_raw(st.st_gid)),
+            )?;
+            rustix::fs::fchmod(file, Mode::from_raw_mode(st.st_mode & 0o7777))?;
+            linked
+        }
+        other => other,
+    }
+}
+
+/// Whether unnamed files can be made and linked here (`O_TMPFILE`, `/proc` mounted, the kernel
+/// allowing the link): tried once per run, with a file linked under a name of its own in
+/// `dir` and unlinked at once.
+#[cfg(target_os = "linux")]
+fn unnamed_files_link(dir: BorrowedFd<'_>) -> bool {
+    static WORKS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WORKS.get_or_init(|| {
+        let Ok(fd) = open_unnamed(dir) else { return false };
+        let probe = format!(".scatter-link-probe.{}", std::process::id());
+        let linked = link_unnamed(&std::fs::File::from(fd), dir, probe.as_bytes()).is_ok();
+        if linked {
+            let _ = rustix::fs::unlinkat(dir, probe.as_str(), AtFlags::empty());
+        }
+        linked
+    })
 }
 
 /// What a failed write of `len` more bytes to `dest` (in the directory `dir`) says: for a
@@ -462,5 +504,17 @@ mod tests {
         assert!(std::fs::symlink_metadata(tmp.path().join("b")).expect("b").is_file());
         assert_eq!(std::fs::read(tmp.path().join("b")).expect("b"), b"restored");
         assert_eq!(names(), ["a", "b", "outside"], "a temporary name was left");
+
+        // The name and the usual temporary name both taken: the temporary name it was given.
+        std::fs::write(tmp.path().join("c"), b"planted").expect("write");
+        std::fs::write(tmp.path().join(".c.scatter-partial"), b"an entry's own file").expect("write");
+        let dest = tmp.path().join("c");
+        let mut f =
+            PartialFile::create_new_at(dir.as_fd(), b"c", b".c.1.scatter-partial".to_vec(), dest).expect("create");
+        f.write(b"restored").expect("write");
+        f.commit_unsynced().expect("commit");
+        assert_eq!(std::fs::read(tmp.path().join("c")).expect("c"), b"restored");
+        assert_eq!(std::fs::read(tmp.path().join(".c.scatter-partial")).expect("kept"), b"an entry's own file");
+        assert_eq!(names(), [".c.scatter-partial", "a", "b", "c", "outside"]);
     }
 }

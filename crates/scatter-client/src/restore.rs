@@ -156,10 +156,11 @@ pub async fn restore_entries(
     // the directories are made (a tree of 2,500 directories takes about 0.1 s of one core, the
     // other idle). It is used only if every file turns out to be fetched whole after all (the
     // target could change meanwhile); otherwise it is dropped.
+    let absent = |name: &[u8]| matches!(confined::stat_at(root.fd(), name), Ok(None));
     let untouched = entries
         .iter()
         .filter_map(|(rel, _)| rel.split_last().filter(|(parent, _)| parent.is_root()))
-        .all(|(_, name)| matches!(confined::stat_at(root.fd(), name), Ok(None)));
+        .all(|(_, name)| absent(name) && absent(&crate::partial::partial_name(name)));
     let early = untouched
         .then(|| {
             let size = entries.iter().filter(|e| is_file(e)).map(|(_, n)| n.size).fold(0, u64::saturating_add);
@@ -303,11 +304,14 @@ pub async fn restore_entries(
     // Content: one stream over every file's chunks still to write, split back into files as
     // it arrives.
     // The early stream asked for every file's chunks in `entries` order: right if every file
-    // is fetched whole (`to_fetch` keeps that order and holds no file twice).
+    // is fetched whole (`to_fetch` keeps that order and holds no file twice). Otherwise it is
+    // dropped here, which stops its task and cancels its reads: kept, it would stall with
+    // reads (and rebuild permits) half-way, and the stream that replaces it wait on them.
     let whole = to_fetch.iter().all(|(_, r)| r.is_none());
+    let early = early.filter(|_| whole && to_fetch.len() == entries.iter().filter(|e| is_file(e)).count());
     let mut stream = match early {
-        Some(stream) if whole && to_fetch.len() == entries.iter().filter(|e| is_file(e)).count() => stream,
-        _ => fetcher.stream(
+        Some(stream) => stream,
+        None => fetcher.stream(
             to_fetch
                 .iter()
                 .flat_map(|((_, n), r)| {

@@ -458,7 +458,8 @@ mod tests {
         let len = DECODE_SEGMENT * 4 * 2 + 4 * 640 + 5;
         let shards = encode(pack(len), 4, 2, &mut rng()).expect("encodes");
         let s = shards.layout.shard_size as usize;
-        for (lost, cuts) in [([0usize, 1], vec![]), ([1, 3], vec![1, 2, 2, 64, DECODE_SEGMENT]), ([2, 5], vec![7; 40])]
+        for (lost, cuts) in
+            [([0usize, 1], vec![]), ([1, 3], vec![0, 1, 0, 2, 2, 64, 0, DECODE_SEGMENT]), ([2, 5], vec![7; 40])]
         {
             let mut whole = all(&shards);
             for l in lost {
@@ -493,10 +494,19 @@ mod tests {
             assert_eq!(got.len(), lost.iter().filter(|&&l| l < 4).count());
             assert!(s > DECODE_SEGMENT);
         }
-        // Pieces that do not add up to a shard are refused.
-        let short: Vec<Option<Vec<&[u8]>>> = (0..6).map(|i| (i > 0).then(|| vec![&shards.shard(i)[..s - 1]])).collect();
-        let parts: Vec<Option<&[&[u8]]>> = short.iter().map(|p| p.as_deref()).collect();
-        assert!(matches!(restore_data_parts(&shards.layout, &parts), Err(ErasureError::ShardLength { .. })));
+        // Pieces that do not add up to a shard, short or long, are refused.
+        let extra = [0u8; 1];
+        for long in [false, true] {
+            let pieces: Vec<Option<Vec<&[u8]>>> = (0..6)
+                .map(|i| {
+                    (i > 0)
+                        .then(|| if long { vec![shards.shard(i), &extra[..]] } else { vec![&shards.shard(i)[..s - 1]] })
+                })
+                .collect();
+            let parts: Vec<Option<&[&[u8]]>> = pieces.iter().map(|p| p.as_deref()).collect();
+            let refused = restore_data_parts(&shards.layout, &parts);
+            assert!(matches!(refused, Err(ErasureError::ShardLength { .. })), "long: {long}");
+        }
     }
 
     #[test]
