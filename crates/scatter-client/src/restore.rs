@@ -151,11 +151,11 @@ pub async fn restore_entries(
     let mut created: HashSet<TreePath> = HashSet::new();
     // The files to fetch whole when every directory is new (see `early` below), in order.
     let is_file = |(rel, node): &Entry| rel.split_last().is_some() && matches!(node.kind, NodeKind::File { .. });
-    // When nothing the restore writes exists yet in the target (none of its top names), every
-    // directory is made new and every file fetched whole, so the fetch can start now, while
-    // the directories are made (a tree of 2,500 directories takes about 0.1 s of one core, the
-    // other idle). It is used only if every file turns out to be fetched whole after all (the
-    // target could change meanwhile); otherwise it is dropped.
+    // When nothing the restore writes exists yet in the target (none of its top names, nor
+    // their temporary names), every directory is made new and every file fetched whole, so the
+    // fetch can start now, while the directories are made (a tree of 2,500 directories takes
+    // about 0.1 s of one core, the other idle). It is used only if every file turns out to be
+    // fetched whole after all (the target could change meanwhile); otherwise it is dropped.
     let absent = |name: &[u8]| matches!(confined::stat_at(root.fd(), name), Ok(None));
     let untouched = entries
         .iter()
