@@ -129,16 +129,8 @@ struct Span {
 
 impl Span {
     fn new(start: u64, pieces: Vec<bytes::Bytes>) -> Self {
-        let starts = pieces
-            .iter()
-            .scan(start, |at, p| {
-                let here = *at;
-                *at += p.len() as u64;
-                Some(here)
-            })
-            .collect();
-        let end = start + pieces.iter().map(|p| p.len() as u64).sum::<u64>();
-        Self { start, pieces: pieces.into(), starts, end }
+        let (starts, end) = scatter_core::pieces::starts(start, pieces.iter().map(|p| p.len()));
+        Self { start, pieces: pieces.into(), starts: starts.into(), end }
     }
 
     fn len(&self) -> u64 {
@@ -151,20 +143,7 @@ impl Span {
         if at < self.start || end > self.end {
             return None;
         }
-        let mut out = Vec::new();
-        // The last piece starting at or before `at` (empty pieces share a start).
-        let first = self.starts.partition_point(|s| *s <= at).saturating_sub(1);
-        for (piece, piece_start) in self.pieces[first..].iter().zip(&self.starts[first..]) {
-            if *piece_start >= end {
-                break;
-            }
-            let from = at.max(*piece_start) - piece_start;
-            let to = end.min(piece_start + piece.len() as u64) - piece_start;
-            if from < to {
-                out.push(&piece[from as usize..to as usize]);
-            }
-        }
-        Some(out)
+        Some(scatter_core::pieces::slices(&self.pieces, &self.starts, at, end).collect())
     }
 }
 

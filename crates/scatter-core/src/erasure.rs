@@ -322,42 +322,27 @@ pub fn restore_data_parts(layout: &Layout, shards: &[Option<&[&[u8]]>]) -> Resul
 /// A shard as pieces, with where each piece starts in it.
 struct Parts<'a> {
     pieces: &'a [&'a [u8]],
-    starts: Vec<usize>,
+    starts: Vec<u64>,
     len: usize,
 }
 
 impl<'a> Parts<'a> {
     fn new(pieces: &'a [&'a [u8]]) -> Self {
-        let mut len = 0;
-        let starts = pieces
-            .iter()
-            .map(|p| {
-                let at = len;
-                len += p.len();
-                at
-            })
-            .collect();
-        Self { pieces, starts, len }
+        let (starts, end) = crate::pieces::starts(0, pieces.iter().map(|p| p.len()));
+        Self { pieces, starts, len: end as usize }
     }
 
     /// Bytes `at..at + len` (within the shard): borrowed when one piece holds them, else
     /// gathered into `buf`.
     fn get<'s>(&'s self, at: usize, len: usize, buf: &'s mut Vec<u8>) -> &'s [u8] {
-        // The last piece starting at or before `at` (empty pieces share a start: skipped).
-        let first = self.starts.partition_point(|&start| start <= at) - 1;
-        let offset = at - self.starts[first];
-        if let Some(within) = self.pieces[first].get(offset..offset + len) {
-            return within;
+        let mut parts = crate::pieces::slices(self.pieces, &self.starts, at as u64, (at + len) as u64);
+        let first = parts.next().unwrap_or_default();
+        if first.len() == len {
+            return first;
         }
         buf.clear();
-        let mut next = first;
-        let mut from = offset;
-        while buf.len() < len {
-            let piece = &self.pieces[next][from..];
-            buf.extend_from_slice(&piece[..piece.len().min(len - buf.len())]);
-            next += 1;
-            from = 0;
-        }
+        buf.extend_from_slice(first);
+        parts.for_each(|p| buf.extend_from_slice(p));
         buf
     }
 }

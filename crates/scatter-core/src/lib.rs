@@ -13,6 +13,7 @@ pub mod keys;
 pub mod manifest;
 pub mod names;
 pub mod pack;
+pub mod pieces;
 pub mod recovery;
 pub mod retention;
 pub mod size;
