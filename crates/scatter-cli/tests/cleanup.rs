@@ -44,13 +44,16 @@ fn unrecorded_on(env: &Env, which: &[usize]) -> Vec<PathBuf> {
 
 /// Starts `scatter put FILE` as the account whose profile is `profile`, stops it with
 /// `signal` once some of its shards are on hosts and not yet committed, and waits for it.
+/// Its stderr goes to `put{signal}.log` in the test's folder ([`wait_clean`] shows it).
 fn put_interrupted(env: &Env, profile: &std::path::Path, file: &std::path::Path, signal: &str) {
+    let log = std::fs::File::create(env.path(&format!("put{signal}.log"))).expect("put log");
     let mut child = Command::new(EXE)
         .args(["put", file.to_str().expect("utf-8"), "--name", "cut"])
+        .env("SCATTER_LOG", "debug")
         .env("SCATTER_CONFIG", profile)
         .env("SCATTER_PASSPHRASE", THEIR_PASSPHRASE)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("spawn put");
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -65,6 +68,20 @@ fn put_interrupted(env: &Env, profile: &std::path::Path, file: &std::path::Path,
     assert!(!status.success(), "the put was cut short, yet succeeded");
 }
 
+/// Prints the interrupted puts' logs and the grid's, for a failure to be read from CI.
+fn show_logs(env: &Env) {
+    let grid = env.grid.coordinator_dir().with_file_name("");
+    let mut logs: Vec<PathBuf> =
+        ["put-INT.log", "put-KILL.log", "put-doomed.log"].iter().map(|l| env.path(l)).collect();
+    logs.extend((0..env.grid.host_count()).map(|i| grid.join(format!("host-{i}.log"))));
+    logs.push(grid.join("coordinator.log"));
+    for log in logs {
+        if let Ok(text) = std::fs::read_to_string(&log) {
+            eprintln!("--- {} ---\n{text}", log.display());
+        }
+    }
+}
+
 /// Waits until every shard file on the hosts is one the catalog records.
 fn wait_clean(env: &Env, limit: Duration, what: &str) -> Duration {
     let started = Instant::now();
@@ -73,11 +90,10 @@ fn wait_clean(env: &Env, limit: Duration, what: &str) -> Duration {
         if left.is_empty() {
             return started.elapsed();
         }
-        assert!(
-            started.elapsed() < limit,
-            "{what}: {} uncommitted shard file(s) still on hosts after {limit:?}",
-            left.len()
-        );
+        if started.elapsed() >= limit {
+            show_logs(env);
+            panic!("{what}: {} uncommitted shard file(s) still on hosts after {limit:?}: {left:?}", left.len());
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -129,8 +145,9 @@ async fn a_put_failing_on_dead_hosts_leaves_nothing_on_the_others() {
         .args(["put", big.to_str().expect("utf-8"), "--name", "doomed"])
         .env("SCATTER_CONFIG", env.grid.client_dir())
         .env("SCATTER_PASSPHRASE", env.grid.passphrase())
+        .env("SCATTER_LOG", "debug")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(std::fs::File::create(env.path("put-doomed.log")).expect("put log"))
         .spawn()
         .expect("spawn put");
     // Some of its uploads are on the hosts that stay up, not yet committed.
@@ -143,12 +160,16 @@ async fn a_put_failing_on_dead_hosts_leaves_nothing_on_the_others() {
     for i in 2..6 {
         env.grid.kill_host(i);
     }
-    let out = child.wait_with_output().expect("put ends");
-    assert!(!out.status.success(), "the put succeeded on two hosts");
-    eprintln!("the put failed: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or_default());
+    let status = child.wait().expect("put ends");
+    assert!(!status.success(), "the put succeeded on two hosts");
+    let log = std::fs::read_to_string(env.path("put-doomed.log")).unwrap_or_default();
+    eprintln!("the put failed: {}", log.lines().last().unwrap_or_default());
     let started = Instant::now();
     while !unrecorded_on(&env, &[0, 1]).is_empty() {
-        assert!(started.elapsed() < Duration::from_secs(30), "the failed put's uploads stayed on the hosts up");
+        if started.elapsed() > Duration::from_secs(30) {
+            show_logs(&env);
+            panic!("the failed put's uploads stayed on the hosts up: {:?}", unrecorded_on(&env, &[0, 1]));
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     eprintln!("hosts up were clean {:?} after the put failed", started.elapsed());

@@ -149,6 +149,52 @@ async fn abandoning_cannot_delete_or_disturb_anothers_shards() {
     env.get_and_compare("owned", &file);
 }
 
+/// A pack commit the coordinator refuses (here two receipts are swapped) does not use up its
+/// placements: its uploader gives them back and the uploads leave the hosts within seconds,
+/// instead of staying there, counted against nobody, until the orphan sweep (an hour here).
+/// Nor does a refused commit open the door to a second use: once given back, the right
+/// receipts no longer commit.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_commit_leaves_its_placements_to_be_given_back() {
+    let opts = GridOptions { orphan_grace: "1h".into(), passphrase: "test passphrase".into(), ..Default::default() };
+    let env = grid_with(6, opts).await;
+    let alice = Attacker::invite(&env, &["alice"]).await;
+    let session = alice.session().await;
+    let bytes: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i ^ 0x33; 4096]).collect();
+    let ids: Vec<ShardId> = bytes.iter().map(|b| ShardId::of(b)).collect();
+    let stored = place_and_upload(&env, &alice, &bytes).await;
+    let files: Vec<PathBuf> = stored.iter().map(|s| shard_file(&env, s.host, &s.shard)).collect();
+    assert!(files.iter().all(|p| p.exists()), "the uploads are on their hosts");
+    let commit = |shards: Vec<StoredShard>| CommitPackRequest {
+        pack: PackId::of_shards(&ids),
+        session,
+        size: 4 * 4096,
+        k: 4,
+        m: 2,
+        shard_size: 4096,
+        shards,
+        chunks: vec![ChunkEntry { id: ChunkId::from_bytes([7; 32]), offset: 0, len: 64 }],
+        relocate: false,
+    };
+    let mut swapped = stored.clone();
+    let first = swapped[0].receipt.clone();
+    swapped[0].receipt = std::mem::replace(&mut swapped[1].receipt, first);
+    let (status, body) = alice.post("/v1/packs/commit", &commit(swapped)).await;
+    assert_eq!(status, 403, "a commit with swapped receipts: {body}");
+
+    let pairs: Vec<(HostId, ShardId)> = stored.iter().map(|s| (s.host, s.shard)).collect();
+    let (status, body) = alice.call(reqwest::Method::POST, "/v1/packs/abandon", Some(abandon_body(&pairs))).await;
+    assert_eq!(status, 200, "abandon: {body}");
+    assert_eq!(body["dropped"], 6, "the refused commit used up its placements: {body}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while files.iter().any(|p| p.exists()) {
+        assert!(Instant::now() < deadline, "the uploads of a refused commit stayed on their hosts");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, body) = alice.post("/v1/packs/commit", &commit(stored)).await;
+    assert_eq!(status, 403, "receipts of placements given back were accepted: {body}");
+}
+
 /// Attack: a tenant asks for a drain, forced, to push a host's shards around (or to make the
 /// coordinator weigh a drain for it): refused before anything is looked at or changed.
 #[tokio::test(flavor = "multi_thread")]

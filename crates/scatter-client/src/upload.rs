@@ -62,17 +62,27 @@ impl Unsettled {
     }
 
     /// Gives back those of `pairs` still unsettled (best effort: what is not given back
-    /// lapses with its placement).
+    /// lapses with its placement). They stay unsettled until the coordinator answers, so a
+    /// give-back that fails or is cut off (its task aborted when another pack failed) is
+    /// made again by [`abandon_unsettled`]; giving a placement back twice does no harm.
     async fn give_back(&self, pairs: &[(HostId, ShardId)]) {
         let todo: Vec<(HostId, ShardId)> = {
-            let mut set = self.set();
-            pairs.iter().copied().filter(|p| set.open.remove(p)).collect()
+            let set = self.set();
+            pairs.iter().copied().filter(|p| set.open.contains(p)).collect()
         };
         if todo.is_empty() {
             return;
         }
-        if let Err(e) = self.coord.abandon(&todo).await {
-            tracing::warn!(error = %e, placements = todo.len(), "could not give back placements; they lapse by themselves");
+        match self.coord.abandon(&todo).await {
+            Ok(_) => {
+                let mut set = self.set();
+                for p in &todo {
+                    set.open.remove(p);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, placements = todo.len(), "could not give back placements now; they are given back when the run stops, or lapse by themselves")
+            }
         }
     }
 }

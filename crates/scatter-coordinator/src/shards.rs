@@ -181,9 +181,15 @@ pub async fn delete_if(shared: &Arc<Shared>, host: &HostRow, shard: &ShardId, pu
         .send()
         .await;
     match sent {
-        Ok(r) if r.status().is_success() || r.status() == reqwest::StatusCode::NOT_FOUND => Deleted::Gone,
+        Ok(r) if r.status().is_success() || r.status() == reqwest::StatusCode::NOT_FOUND => {
+            tracing::debug!(host = %host.id, %shard, status = %r.status(), "an upload given back is gone");
+            Deleted::Gone
+        }
         // 403: a host from before conditional deletes refuses the grant as malformed.
-        Ok(r) if matches!(r.status(), reqwest::StatusCode::CONFLICT | reqwest::StatusCode::FORBIDDEN) => Deleted::Kept,
+        Ok(r) if matches!(r.status(), reqwest::StatusCode::CONFLICT | reqwest::StatusCode::FORBIDDEN) => {
+            tracing::debug!(host = %host.id, %shard, status = %r.status(), "the host keeps an upload given back");
+            Deleted::Kept
+        }
         Ok(r) => {
             tracing::debug!(host = %host.id, %shard, status = %r.status(), "host failed a conditional delete");
             Deleted::Failed

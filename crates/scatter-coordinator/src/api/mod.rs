@@ -20,7 +20,7 @@ use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
 use crate::placement::{self, Candidate};
-use crate::store::{NewPack, ShardState, Store, StoreError, UserRow};
+use crate::store::{Domain, NewPack, Reservation, ReserveError, ShardState, Store, StoreError, UserRow};
 use crate::{now, secret_hash, Shared};
 
 pub(crate) mod admin;
@@ -609,17 +609,25 @@ async fn lookup_chunks(
     Ok(Json(LookupChunksResponse { known }))
 }
 
-/// Checks that every shard of a pack commit was placed for the caller and that its host
-/// signed a receipt answering that placement's grant, with the shard's id and size. The
-/// reservations are used up whether or not the rest of the commit succeeds, so a receipt
-/// is accepted once. Returns the most shards one failure domain may hold under the rule as
-/// it stood when they were placed.
-async fn check_receipts(sh: &Arc<Shared>, u: &UserRow, req: &CommitPackRequest) -> Result<usize, ApiError> {
-    let ids: Vec<HostId> = req.shards.iter().map(|s| s.host).collect();
-    let keys = db(sh, move |s| ids.iter().map(|h| s.receipt_key(*h)).collect::<Result<Vec<_>, _>>()).await?;
-    let caller = u.me;
-    let pairs: Vec<(HostId, ShardId)> = req.shards.iter().map(|s| (s.host, s.shard)).collect();
-    let reserved = db(sh, move |s| s.take_reservations(caller, &pairs, now())).await?;
+/// Why a pack commit was refused once its placements were looked up.
+enum Refused {
+    /// Shards not placed for the caller, or receipts that do not answer their placement.
+    Receipts(Vec<String>),
+    /// The pack's spread breaks the rule its shards were placed under.
+    Spread(ApiError),
+}
+
+/// Checks a pack commit against the caller's placements of its shards (`reserved`, one per
+/// shard of `req`; `None` where it holds none): each was placed for the caller, for this
+/// code, and its host (receipt key in `keys`) signed a receipt answering that placement's
+/// grant, with the shard's id and size; and no failure domain (from `domains`) holds more of
+/// the pack than the rule its shards were placed under allows.
+fn check_placed(
+    req: &CommitPackRequest,
+    keys: &[Option<[u8; 32]>],
+    domains: &[Option<Domain>],
+    reserved: &[Option<Reservation>],
+) -> Result<(), Refused> {
     let mut refused = Vec::new();
     let mut per_domain = 0;
     for ((s, r), key) in req.shards.iter().zip(reserved).zip(keys) {
@@ -641,18 +649,14 @@ async fn check_receipts(sh: &Arc<Shared>, u: &UserRow, req: &CommitPackRequest) 
             ));
             continue;
         }
-        if let Err(why) = check_receipt(s.host, key, &s.receipt, &s.shard, req.shard_size, &r.grant) {
+        if let Err(why) = check_receipt(s.host, *key, &s.receipt, &s.shard, req.shard_size, &r.grant) {
             refused.push(format!("shard {} on host {}: {why}", s.index, s.host));
         }
     }
-    if refused.is_empty() {
-        return Ok(per_domain);
+    if !refused.is_empty() {
+        return Err(Refused::Receipts(refused));
     }
-    event(sh, u.me.to_string(), "pack.refused", refused.join("; ").chars().take(500).collect()).await;
-    Err(ApiError::Forbidden(format!(
-        "the pack is not recorded: {}; a pack is recorded only with its hosts' receipts for shards placed for you, so upload it again",
-        refused.first().map(String::as_str).unwrap_or_default()
-    )))
+    place::check_spread(&req.shards, domains, per_domain).map_err(Refused::Spread)
 }
 
 async fn commit_pack(
@@ -686,18 +690,20 @@ async fn commit_pack(
     if PackId::of_shards(&ids) != req.pack {
         return Err(ApiError::BadRequest("the pack id is not the one its shard ids give".into()));
     }
-    let pack = req.pack;
-    if db(&sh, move |s| s.pack_exists(&pack)).await? {
-        // A retried commit (its answer was lost): nothing more to record.
-        return Ok(Json(serde_json::json!({})));
-    }
-    let per_domain = check_receipts(&sh, &u, &req).await?;
+    // Read before the commit's transaction, which uses up the placements, checks the
+    // receipts against them and records the pack at once: a commit refused or cut off
+    // leaves its placements live, to be given back (or lapse) and their uploads deleted.
     let hosts: Vec<HostId> = req.shards.iter().map(|s| s.host).collect();
-    let domains = db(&sh, move |s| hosts.iter().map(|h| s.host_domain(*h)).collect::<Result<Vec<_>, _>>()).await?;
-    place::check_spread(&req.shards, &domains, per_domain)?;
-    db(&sh, move |s| {
-        s.commit_pack(
-            &NewPack {
+    let (keys, domains) = db(&sh, move |s| {
+        let keys = hosts.iter().map(|h| s.receipt_key(*h)).collect::<Result<Vec<_>, _>>()?;
+        let domains = hosts.iter().map(|h| s.host_domain(*h)).collect::<Result<Vec<_>, _>>()?;
+        Ok((keys, domains))
+    })
+    .await?;
+    let caller = u.me;
+    let committed = sh
+        .catalog(move |s| {
+            let pack = NewPack {
                 id: req.pack,
                 user: u.id,
                 session: req.session,
@@ -708,11 +714,22 @@ async fn commit_pack(
                 shards: &req.shards,
                 chunks: &req.chunks,
                 relocate: req.relocate,
-            },
-            now(),
-        )
-    })
-    .await?;
+            };
+            Ok(s.commit_placed_pack(caller, &pack, |reserved| check_placed(&req, &keys, &domains, reserved), now()))
+        })
+        .await?;
+    match committed {
+        Ok(()) => {}
+        Err(ReserveError::Refused(Refused::Receipts(refused))) => {
+            event(&sh, u.me.to_string(), "pack.refused", refused.join("; ").chars().take(500).collect()).await;
+            return Err(ApiError::Forbidden(format!(
+                "the pack is not recorded: {}; a pack is recorded only with its hosts' receipts for shards placed for you, so upload it again",
+                refused.first().map(String::as_str).unwrap_or_default()
+            )));
+        }
+        Err(ReserveError::Refused(Refused::Spread(e))) => return Err(e),
+        Err(ReserveError::Store(e)) => return Err(e.into()),
+    }
     place::spread_changed(&sh);
     Ok(Json(serde_json::json!({})))
 }

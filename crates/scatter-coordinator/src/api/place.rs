@@ -190,8 +190,11 @@ pub(super) async fn abandon(
     let keys: Vec<(HostId, ShardId)> = req.shards.iter().map(|s| (s.host, s.shard)).collect();
     let me = u.me;
     let dropped = db(&sh, move |s| s.abandon(me, &keys, now())).await?;
+    let named = req.shards.len();
     if dropped > 0 {
-        tracing::info!(user = %me, placements = dropped, "placements given back; their uploads will be deleted");
+        tracing::info!(user = %me, named, placements = dropped, "placements given back; their uploads will be deleted");
+    } else {
+        tracing::debug!(user = %me, named, "placements given back: none of them was held by this account");
     }
     Ok(Json(AbandonResponse { dropped }))
 }

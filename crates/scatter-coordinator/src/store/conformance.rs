@@ -9,7 +9,10 @@ use scatter_proto::api::{ChunkEntry, Policy, Role, StoredShard};
 use scatter_proto::SignedReceipt;
 
 use super::testing::{catalog, conformance};
-use super::{DegradedPack, NewHost, NewObject, NewPack, ShardMove, ShardState, Standing, Store, StoreError, Terms};
+use super::{
+    DegradedPack, NewHost, NewObject, NewPack, Reservation, ReserveError, ShardMove, ShardState, Standing, Store,
+    StoreError, Terms,
+};
 
 const GIB: u64 = 1 << 30;
 
@@ -723,5 +726,82 @@ conformance! {
         let mut orphans = store.orphans(10).expect("orphans");
         orphans.sort();
         assert_eq!(orphans, [(h[1], sid(1, 1)), (h[2], sid(1, 0))]);
+    }
+
+    fn a_placed_pack_uses_its_placements_only_when_recorded() {
+        let (_dir, store) = catalog();
+        let alice = user(&store, 1, "alice", Role::User, None, None);
+        let h: Vec<HostId> = (1..=3).map(|n| host(&store, n, 0)).collect();
+        let session = store.open_session(alice, alice, b"k", 0, 1000).expect("session");
+        let placements: Vec<Reservation> = (0..3u8)
+            .map(|i| Reservation {
+                host: h[usize::from(i)],
+                shard: sid(1, i),
+                caller: alice,
+                owner: alice,
+                bytes: 64,
+                grant: [i; 32],
+                code: (2, 1),
+                per_domain: 1,
+                expires: 500,
+            })
+            .collect();
+        store.reserve(alice, alice, 10, |_| Ok::<_, ()>((placements.clone(), ()))).expect("place");
+        let shards: Vec<StoredShard> = placements
+            .iter()
+            .enumerate()
+            .map(|(i, r)| StoredShard {
+                index: i as u8,
+                shard: r.shard,
+                host: r.host,
+                receipt: SignedReceipt(format!("r{i}")),
+            })
+            .collect();
+        let pack = |session| NewPack {
+            id: pid(1),
+            user: alice,
+            session,
+            size: 128,
+            k: 2,
+            m: 1,
+            shard_size: 64,
+            shards: &shards,
+            chunks: &[],
+            relocate: false,
+        };
+        let reserved = |store: &Store| store.reserved_by_host(20).expect("reserved").values().sum::<u64>();
+
+        // Refused by the check: nothing recorded, the placements stay.
+        let refused = store.commit_placed_pack(alice, &pack(session), |_| Err("no"), 20);
+        assert!(matches!(refused, Err(ReserveError::Refused("no"))), "{refused:?}");
+        assert_eq!(reserved(&store), 192);
+        // Accepted by the check but failed by the catalog (an unknown session): the same.
+        let failed = store.commit_placed_pack(alice, &pack(session + 99), |_| Ok::<_, ()>(()), 20);
+        assert!(matches!(failed, Err(ReserveError::Store(StoreError::BadReference))), "{failed:?}");
+        assert_eq!(reserved(&store), 192);
+        assert!(!store.pack_exists(&pid(1)).expect("exists"));
+        // Another account's commit finds none of them.
+        let bob = user(&store, 2, "bob", Role::User, None, None);
+        let mut seen = Vec::new();
+        let look = |r: &[Option<Reservation>]| {
+            seen = r.to_vec();
+            Err("not placed")
+        };
+        let theirs = store.commit_placed_pack(bob, &pack(session), look, 20);
+        assert!(matches!(theirs, Err(ReserveError::Refused("not placed"))));
+        assert_eq!(seen, vec![None, None, None]);
+
+        // Recorded: the check saw each placement, by shard, and they are used up.
+        let mut seen = Vec::new();
+        let look = |r: &[Option<Reservation>]| {
+            seen = r.to_vec();
+            Ok::<_, ()>(())
+        };
+        store.commit_placed_pack(alice, &pack(session), look, 20).expect("recorded");
+        assert_eq!(seen, placements.into_iter().map(Some).collect::<Vec<_>>());
+        assert_eq!(reserved(&store), 0);
+        assert!(store.pack_exists(&pid(1)).expect("exists"));
+        // A retried commit of a recorded pack succeeds without looking at placements.
+        store.commit_placed_pack(alice, &pack(session), |_| Err("looked"), 30).expect("a retried commit");
     }
 }

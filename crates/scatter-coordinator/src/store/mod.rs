@@ -892,6 +892,110 @@ pub(crate) fn measure_spread(conn: &Sql<'_>, pack: &[u8]) -> Result<(), SqlError
     Ok(())
 }
 
+/// Records a pack whose shards are durable, with its shards and chunks. Chunks already
+/// stored elsewhere keep their first location.
+fn record_pack(tx: &Sql<'_>, p: &NewPack<'_>, now: u64) -> Result<(), StoreError> {
+    let session_ok: bool =
+        tx.exists("SELECT 1 FROM sessions WHERE id = ?1 AND user = ?2", params![p.session as i64, p.user.0 as i64])?;
+    if !session_ok {
+        return Err(StoreError::BadReference);
+    }
+    let inserted = tx.execute(
+        "INSERT INTO packs (id, user, session, size, k, m, shard_size, state, created)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'live', ?8) ON CONFLICT DO NOTHING",
+        params![
+            &p.id.as_bytes()[..],
+            p.user.0 as i64,
+            p.session as i64,
+            p.size as i64,
+            p.k,
+            p.m,
+            p.shard_size as i64,
+            now as i64
+        ],
+    )?;
+    if inserted == 0 {
+        // The same pack committed twice (a retried request): nothing more to do.
+        return Ok(());
+    }
+    let on_hosts = (p.shard_size * (u64::from(p.k) + u64::from(p.m))) as i64;
+    stored(tx, p.user.0 as i64, &p.id.as_bytes()[..], 1, on_hosts, p.size as i64)?;
+    // Every shard's bytes reached its host: the receipts the caller checked say so.
+    let who = crate::metering::Subject::User(p.user.0);
+    metering::record(tx, who, crate::metering::Kind::Ingress, on_hosts, now)?;
+    let writer: i64 =
+        tx.query_row("SELECT COALESCE(opener, user) FROM sessions WHERE id = ?1", params![p.session as i64], |r| {
+            r.get(0)
+        })?;
+    let owners = trusted_writers(tx, p.user, p.user)?;
+    let mut emptied: Vec<Vec<u8>> = Vec::new();
+    for s in p.shards {
+        let taken: bool = tx.exists(
+            "SELECT 1 FROM shards WHERE host = ?1 AND hash = ?2",
+            params![s.host.0 as i64, &s.shard.as_bytes()[..]],
+        )?;
+        if taken {
+            return Err(StoreError::ShardTaken(s.host));
+        }
+        tx.execute(
+            "INSERT INTO shards (pack, idx, hash, host, state, receipt) VALUES (?1, ?2, ?3, ?4, 'ok', ?5)",
+            params![&p.id.as_bytes()[..], s.index, &s.shard.as_bytes()[..], s.host.0 as i64, &s.receipt.0],
+        )
+        .map_err(|e| match e {
+            e if e.is_constraint() => StoreError::BadReference,
+            e => e.into(),
+        })?;
+        held(tx, s.host, 1, p.shard_size as i64)?;
+    }
+    measure_spread(tx, &p.id.as_bytes()[..])?;
+    for c in p.chunks {
+        let (u, id, pack) = (p.user.0 as i64, &c.id.as_bytes()[..], &p.id.as_bytes()[..]);
+        if p.relocate {
+            // A chunk a lock holds stays where it is: the coordinator cannot check a
+            // new copy's content.
+            locks::check_chunk(tx, u, id, now)?;
+            // Each chunk a prune assigned moves once; anything else fails the commit.
+            let planned = tx.execute(
+                "DELETE FROM relocations WHERE user = ?1 AND chunk = ?2 AND expires > ?3",
+                params![u, id, now as i64],
+            )?;
+            if planned == 0 {
+                return Err(StoreError::NotPlanned);
+            }
+            let old: Option<Vec<u8>> =
+                tx.query_opt("SELECT pack FROM chunks WHERE user = ?1 AND id = ?2", params![u, id], |r| r.get(0))?;
+            let Some(old) = old else { continue };
+            tx.execute(
+                "UPDATE chunks SET pack = ?3, off = ?4, len = ?5 WHERE user = ?1 AND id = ?2",
+                params![u, id, pack, c.offset as i64, c.len as i64],
+            )?;
+            if !emptied.contains(&old) {
+                emptied.push(old);
+            }
+        } else {
+            let inserted = tx.execute(
+                "INSERT INTO chunks (user, id, pack, off, len) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+                params![u, id, pack, c.offset as i64, c.len as i64],
+            )?;
+            // A chunk an untrusted delegate wrote first gives way to the same id written
+            // by the owner or a trusted delegate: the first could be anything.
+            if inserted == 0
+                && owners.contains(&writer)
+                && chunk_writer(tx, p.user, &c.id)?.is_some_and(|w| !owners.contains(&w))
+            {
+                tx.execute(
+                    "UPDATE chunks SET pack = ?3, off = ?4, len = ?5 WHERE user = ?1 AND id = ?2",
+                    params![u, id, pack, c.offset as i64, c.len as i64],
+                )?;
+            }
+        }
+    }
+    for old in emptied {
+        release_packs(tx, "id = ?1 AND NOT EXISTS (SELECT 1 FROM chunks WHERE pack = ?1)", params![&old])?;
+    }
+    Ok(())
+}
+
 /// Releases live packs for deletion (`state = 'deleting'`): those `filter` (a condition on
 /// `packs`, with parameters `params`) selects, taking what they hold off their owners' usage.
 /// Returns how many.
@@ -1326,108 +1430,35 @@ impl Store {
     }
 
     /// Records a pack whose shards are durable, with its shards and chunks, in one
-    /// transaction. Chunks already stored elsewhere keep their first location.
+    /// transaction ([`record_pack`]): for packs whose receipts the caller checked itself.
     pub fn commit_pack(&self, p: &NewPack<'_>, now: u64) -> Result<(), StoreError> {
-        self.write(|tx| {
-            let session_ok: bool = tx
-                .exists("SELECT 1 FROM sessions WHERE id = ?1 AND user = ?2", params![p.session as i64, p.user.0 as i64])?;
-            if !session_ok {
-                return Err(StoreError::BadReference);
-            }
-            let inserted = tx.execute(
-                "INSERT INTO packs (id, user, session, size, k, m, shard_size, state, created)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'live', ?8) ON CONFLICT DO NOTHING",
-                params![
-                    &p.id.as_bytes()[..],
-                    p.user.0 as i64,
-                    p.session as i64,
-                    p.size as i64,
-                    p.k,
-                    p.m,
-                    p.shard_size as i64,
-                    now as i64
-                ],
-            )?;
-            if inserted == 0 {
-                // The same pack committed twice (a retried request): nothing more to do.
+        self.write(|tx| record_pack(tx, p, now))
+    }
+
+    /// Records a pack whose shards were placed for `caller`, in one transaction with the use
+    /// of their placements: `check` is handed the caller's live reservation of each shard of
+    /// `p` (by index into `p.shards`; `None` where it holds none) and refuses the pack or lets
+    /// it be recorded. A pack already recorded (a retried commit) is left as it is.
+    ///
+    /// A commit refused, failed or cut off (its request dropped) leaves the placements live,
+    /// to be given back or to lapse, and so the uploads under them deleted from their hosts;
+    /// one recorded uses them up, so a receipt is accepted once.
+    pub fn commit_placed_pack<E>(
+        &self,
+        caller: UserId,
+        p: &NewPack<'_>,
+        mut check: impl FnMut(&[Option<Reservation>]) -> Result<(), E>,
+        now: u64,
+    ) -> Result<(), ReserveError<E>> {
+        let keys: Vec<(HostId, ShardId)> = p.shards.iter().map(|s| (s.host, s.shard)).collect();
+        // `check` runs again if PostgreSQL has the transaction start over.
+        self.db.write(|tx| {
+            if tx.exists("SELECT 1 FROM packs WHERE id = ?1", params![&p.id.as_bytes()[..]])? {
                 return Ok(());
             }
-            let on_hosts = (p.shard_size * (u64::from(p.k) + u64::from(p.m))) as i64;
-            stored(tx, p.user.0 as i64, &p.id.as_bytes()[..], 1, on_hosts, p.size as i64)?;
-            // Every shard's bytes reached its host: the receipts the caller checked say so.
-            let who = crate::metering::Subject::User(p.user.0);
-            metering::record(tx, who, crate::metering::Kind::Ingress, on_hosts, now)?;
-            let writer: i64 =
-                tx.query_row("SELECT COALESCE(opener, user) FROM sessions WHERE id = ?1", params![p.session as i64], |r| {
-                    r.get(0)
-                })?;
-            let owners = trusted_writers(tx, p.user, p.user)?;
-            let mut emptied: Vec<Vec<u8>> = Vec::new();
-            for s in p.shards {
-                let taken: bool = tx
-                    .exists("SELECT 1 FROM shards WHERE host = ?1 AND hash = ?2", params![s.host.0 as i64, &s.shard.as_bytes()[..]])?;
-                if taken {
-                    return Err(StoreError::ShardTaken(s.host));
-                }
-                tx.execute(
-                    "INSERT INTO shards (pack, idx, hash, host, state, receipt) VALUES (?1, ?2, ?3, ?4, 'ok', ?5)",
-                    params![&p.id.as_bytes()[..], s.index, &s.shard.as_bytes()[..], s.host.0 as i64, &s.receipt.0],
-                )
-                .map_err(|e| match e {
-                    e if e.is_constraint() => {
-                        StoreError::BadReference
-                    }
-                    e => e.into(),
-                })?;
-                held(tx, s.host, 1, p.shard_size as i64)?;
-            }
-            measure_spread(tx, &p.id.as_bytes()[..])?;
-            for c in p.chunks {
-                let (u, id, pack) = (p.user.0 as i64, &c.id.as_bytes()[..], &p.id.as_bytes()[..]);
-                if p.relocate {
-                    // A chunk a lock holds stays where it is: the coordinator cannot check a
-                    // new copy's content.
-                    locks::check_chunk(tx, u, id, now)?;
-                    // Each chunk a prune assigned moves once; anything else fails the commit.
-                    let planned = tx.execute(
-                        "DELETE FROM relocations WHERE user = ?1 AND chunk = ?2 AND expires > ?3",
-                        params![u, id, now as i64],
-                    )?;
-                    if planned == 0 {
-                        return Err(StoreError::NotPlanned);
-                    }
-                    let old: Option<Vec<u8>> = tx
-                        .query_opt("SELECT pack FROM chunks WHERE user = ?1 AND id = ?2", params![u, id], |r| r.get(0))?;
-                    let Some(old) = old else { continue };
-                    tx.execute(
-                        "UPDATE chunks SET pack = ?3, off = ?4, len = ?5 WHERE user = ?1 AND id = ?2",
-                        params![u, id, pack, c.offset as i64, c.len as i64],
-                    )?;
-                    if !emptied.contains(&old) {
-                        emptied.push(old);
-                    }
-                } else {
-                    let inserted = tx.execute(
-                        "INSERT INTO chunks (user, id, pack, off, len) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
-                        params![u, id, pack, c.offset as i64, c.len as i64],
-                    )?;
-                    // A chunk an untrusted delegate wrote first gives way to the same id written
-                    // by the owner or a trusted delegate: the first could be anything.
-                    if inserted == 0
-                        && owners.contains(&writer)
-                        && chunk_writer(tx, p.user, &c.id)?.is_some_and(|w| !owners.contains(&w))
-                    {
-                        tx.execute(
-                            "UPDATE chunks SET pack = ?3, off = ?4, len = ?5 WHERE user = ?1 AND id = ?2",
-                            params![u, id, pack, c.offset as i64, c.len as i64],
-                        )?;
-                    }
-                }
-            }
-            for old in emptied {
-                release_packs(tx, "id = ?1 AND NOT EXISTS (SELECT 1 FROM chunks WHERE pack = ?1)", params![&old])?;
-            }
-            Ok(())
+            let reserved = reservations::take(tx, caller, &keys, now)?;
+            check(&reserved).map_err(ReserveError::Refused)?;
+            record_pack(tx, p, now).map_err(ReserveError::Store)
         })
     }
 

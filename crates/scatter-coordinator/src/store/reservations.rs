@@ -271,39 +271,41 @@ impl Store {
         keys: &[(HostId, ShardId)],
         now: u64,
     ) -> Result<Vec<Option<Reservation>>, StoreError> {
-        self.write(|tx| {
-            lapse(tx, now)?;
-            let mut out = Vec::with_capacity(keys.len());
-            for (host, shard) in keys {
-                let row = tx.query_opt(
-                    "SELECT owner, bytes, grant_hash, k, m, per_domain, expires FROM reservations
-                         WHERE host = ?1 AND shard = ?2 AND caller = ?3",
-                    params![host.0 as i64, &shard.as_bytes()[..], caller.0 as i64],
-                    |r| {
-                        Ok(Reservation {
-                            host: *host,
-                            shard: *shard,
-                            caller,
-                            owner: UserId(r.get::<i64>(0)? as u64),
-                            bytes: r.get::<i64>(1)? as u64,
-                            grant: r.get::<[u8; 32]>(2)?,
-                            code: (r.get(3)?, r.get(4)?),
-                            per_domain: r.get::<i64>(5)? as usize,
-                            expires: r.get::<i64>(6)? as u64,
-                        })
-                    },
-                )?;
-                if row.is_some() {
-                    tx.execute(
-                        "DELETE FROM reservations WHERE host = ?1 AND shard = ?2 AND caller = ?3",
-                        params![host.0 as i64, &shard.as_bytes()[..], caller.0 as i64],
-                    )?;
-                }
-                out.push(row);
-            }
-            Ok(out)
-        })
+        self.write(|tx| Ok(take(tx, caller, keys, now)?))
     }
+}
+
+/// [`Store::take_reservations`] in a transaction of the caller's, lapsed ones dropped first.
+pub(super) fn take(
+    tx: &Sql<'_>,
+    caller: UserId,
+    keys: &[(HostId, ShardId)],
+    now: u64,
+) -> Result<Vec<Option<Reservation>>, SqlError> {
+    lapse(tx, now)?;
+    let mut out = Vec::with_capacity(keys.len());
+    for (host, shard) in keys {
+        let row = tx.query_opt(
+            "DELETE FROM reservations WHERE host = ?1 AND shard = ?2 AND caller = ?3
+                 RETURNING owner, bytes, grant_hash, k, m, per_domain, expires",
+            params![host.0 as i64, &shard.as_bytes()[..], caller.0 as i64],
+            |r| {
+                Ok(Reservation {
+                    host: *host,
+                    shard: *shard,
+                    caller,
+                    owner: UserId(r.get::<i64>(0)? as u64),
+                    bytes: r.get::<i64>(1)? as u64,
+                    grant: r.get::<[u8; 32]>(2)?,
+                    code: (r.get(3)?, r.get(4)?),
+                    per_domain: r.get::<i64>(5)? as usize,
+                    expires: r.get::<i64>(6)? as u64,
+                })
+            },
+        )?;
+        out.push(row);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
