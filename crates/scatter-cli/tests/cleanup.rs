@@ -3,43 +3,16 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{grid_with, host, shard_files, Env, EXE, THEIR_PASSPHRASE};
+use common::{grid_with, unrecorded_on, Env, EXE, THEIR_PASSPHRASE};
 use scatter_cli::grid::GridOptions;
 
 /// Shard files on hosts that the catalog does not place there.
 fn unrecorded(env: &Env) -> Vec<PathBuf> {
     unrecorded_on(env, &(0..env.grid.host_count()).collect::<Vec<_>>())
-}
-
-/// Shard files on hosts `which` (by index) that the catalog does not place there.
-fn unrecorded_on(env: &Env, which: &[usize]) -> Vec<PathBuf> {
-    let db = rusqlite::Connection::open_with_flags(
-        env.grid.coordinator_dir().join("catalog.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("catalog");
-    let mut stmt = db.prepare("SELECT host, hash FROM shards").expect("sql");
-    let recorded: HashSet<(u64, String)> = stmt
-        .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, hex::encode(r.get::<_, Vec<u8>>(1)?))))
-        .expect("sql")
-        .map(|r| r.expect("row"))
-        .collect();
-    let mut out = Vec::new();
-    for &i in which {
-        let id = host(env, i).0 .0;
-        for f in shard_files(&env.grid.host_dir(i)) {
-            let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
-            if !recorded.contains(&(id, name)) {
-                out.push(f);
-            }
-        }
-    }
-    out
 }
 
 /// Starts `scatter put FILE` as the account whose profile is `profile`, stops it with

@@ -273,8 +273,13 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with(scatter_cli::grid::GridOptions { passphrase: "test passphrase".into(), ..Default::default() }).await
+}
+
+/// [`setup`] on a grid started with `opts`.
+async fn setup_with(opts: scatter_cli::grid::GridOptions) -> Setup {
     let clients = clients();
-    let env = grid(6).await;
+    let env = grid_with(6, opts).await;
     let key = add_key(&env, false);
     let write_only = add_key(&env, true);
     let (ca, cert, tls_key) = certificate(env.dir.path());
@@ -974,4 +979,71 @@ async fn two_profiles_stay_apart_unsigned_requests_are_refused_and_abandoned_upl
     }
     let names = s.env.ok(&["ls"]);
     assert!(!names.contains(".s3-uploads"), "the expired upload's marker or part is still stored: {names}");
+}
+
+/// Waits until the hosts `which` hold no upload the catalog does not record.
+fn wait_clean(s: &Setup, which: &[usize], what: &str) {
+    let started = Instant::now();
+    while !unrecorded_on(&s.env, which).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{what}: its uploads stayed on the hosts: {:?}",
+            unrecorded_on(&s.env, which)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("{what}: hosts were clean {:?} after it ended", started.elapsed());
+}
+
+/// A PUT that ends without its object gives back what it placed, although the gateway runs
+/// on: the hosts hold none of its uploads seconds later, not until its placements lapse (10
+/// minutes) or the orphan sweep (an hour here). First a PUT cut off by its client (killed):
+/// the packs in flight are dropped with the request. Then one that fails because four of the
+/// six hosts die under it: the pack cut short when the other failed is given back too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_put_that_ends_without_its_object_leaves_nothing_on_hosts() {
+    let opts = scatter_cli::grid::GridOptions {
+        orphan_grace: "1h".into(),
+        passphrase: "test passphrase".into(),
+        ..Default::default()
+    };
+    let mut s = setup_with(opts).await;
+    must(s.aws(&["s3", "mb", "s3://doomed"]), "aws s3 mb");
+    let body = s.path("big.bin");
+    std::fs::write(&body, random(96 << 20, 11)).expect("write");
+    let put = |s: &Setup, watched: &[usize]| {
+        let args =
+            ["s3api", "put-object", "--bucket", "doomed", "--key", "big.bin", "--body", body.to_str().expect("utf-8")];
+        let mut child =
+            s.aws_command(&s.key, &args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn aws");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while unrecorded_on(&s.env, watched).is_empty() {
+            assert!(child.try_wait().expect("wait").is_none(), "the put finished before it could be cut short");
+            assert!(Instant::now() < deadline, "the put uploaded nothing");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child
+    };
+    let all: Vec<usize> = (0..6).collect();
+
+    let mut cut = put(&s, &all);
+    cut.kill().expect("kill aws");
+    cut.wait().expect("wait");
+    wait_clean(&s, &all, "a put cut off by its client");
+
+    let mut doomed = put(&s, &[0, 1]);
+    for i in 2..6 {
+        s.env.grid.kill_host(i);
+    }
+    let deadline = Instant::now() + TOOL_TIMEOUT;
+    let status = loop {
+        if let Some(status) = doomed.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the put did not end within {TOOL_TIMEOUT:?} of its hosts' death");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success(), "the put succeeded on two hosts");
+    wait_clean(&s, &[0, 1], "a put failing on dead hosts");
+    assert!(s.gw.child.try_wait().expect("wait").is_none(), "the gateway stopped");
 }

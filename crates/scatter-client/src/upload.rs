@@ -12,8 +12,9 @@
 //! Placements that will not be committed are given back to the coordinator, which deletes
 //! what they uploaded from hosts at once instead of after the orphan grace: a failed pack's
 //! right away, the ones of a shard re-placed elsewhere once the pack is committed, and those
-//! of packs cut short when the run stops early by [`abandon_unsettled`] (the CLI calls it
-//! after an error or Ctrl-C). A client killed outright says nothing: its placements lapse.
+//! of packs cut short when their uploader is dropped unfinished (in the background) and,
+//! for a run that stops early, by [`abandon_unsettled`] (the CLI calls it after an error or
+//! Ctrl-C, and waits for it). A client killed outright says nothing: its placements lapse.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -53,7 +54,8 @@ struct Placed {
     stopped: bool,
 }
 
-/// Every uploader's [`Unsettled`] until it finished, for [`abandon_unsettled`].
+/// Every uploader's [`Unsettled`] until it finished or gave back what it left, for
+/// [`abandon_unsettled`].
 static UNSETTLED: Mutex<Vec<Arc<Unsettled>>> = Mutex::new(Vec::new());
 
 impl Unsettled {
@@ -64,7 +66,8 @@ impl Unsettled {
     /// Gives back those of `pairs` still unsettled (best effort: what is not given back
     /// lapses with its placement). They stay unsettled until the coordinator answers, so a
     /// give-back that fails or is cut off (its task aborted when another pack failed) is
-    /// made again by [`abandon_unsettled`]; giving a placement back twice does no harm.
+    /// made again when the uploader is dropped and by [`abandon_unsettled`]; giving a
+    /// placement back twice does no harm.
     async fn give_back(&self, pairs: &[(HostId, ShardId)]) {
         let todo: Vec<(HostId, ShardId)> = {
             let set = self.set();
@@ -81,7 +84,7 @@ impl Unsettled {
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, placements = todo.len(), "could not give back placements now; they are given back when the run stops, or lapse by themselves")
+                tracing::warn!(error = %e, placements = todo.len(), "could not give back placements now; they are given back again when the upload stops, or lapse by themselves")
             }
         }
     }
@@ -365,9 +368,8 @@ impl Uploader {
                 self.send_pack(last.finish(), plain).await?;
             }
         }
+        // Every placement is settled once this returns: dropping `self` forgets it.
         let done = self.wait().await?;
-        // Every placement is settled: nothing is left for `abandon_unsettled`.
-        UNSETTLED.lock().unwrap_or_else(|p| p.into_inner()).retain(|u| !Arc::ptr_eq(u, &self.unsettled));
         let mut stats = std::mem::take(&mut self.stats);
         stats.packs = done.len();
         stats.bytes_uploaded = done.iter().map(|d| d.bytes).sum();
@@ -381,6 +383,26 @@ impl Drop for Uploader {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
             task.abort();
+        }
+        // Dropped before every pack was committed (a failed or interrupted run, a gateway
+        // request that failed): what it placed and did not commit is given back in the
+        // background, and [`abandon_unsettled`] still finds it until that is done, so a
+        // long-running process neither keeps it forever nor leaves the uploads to lapse.
+        let unsettled = self.unsettled.clone();
+        let pairs: Vec<(HostId, ShardId)> = {
+            let mut set = unsettled.set();
+            set.stopped = true;
+            set.open.iter().copied().collect()
+        };
+        let forget =
+            |u: &Arc<Unsettled>| UNSETTLED.lock().unwrap_or_else(|p| p.into_inner()).retain(|o| !Arc::ptr_eq(o, u));
+        if pairs.is_empty() {
+            forget(&unsettled);
+        } else if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                unsettled.give_back(&pairs).await;
+                forget(&unsettled);
+            });
         }
     }
 }

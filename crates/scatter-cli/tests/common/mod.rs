@@ -179,3 +179,30 @@ pub fn appender(env: &Env, name: &str, extra: &[&str]) -> PathBuf {
     ok(run(&dir, &init, &[("SCATTER_IMPORT_PASSPHRASE", "moving")]), "appender init");
     dir
 }
+
+/// Shard files on hosts `which` (by index) that the catalog does not place there: uploads
+/// not committed (or not yet deleted after being given back).
+pub fn unrecorded_on(env: &Env, which: &[usize]) -> Vec<PathBuf> {
+    let db = rusqlite::Connection::open_with_flags(
+        env.grid.coordinator_dir().join("catalog.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("catalog");
+    let mut stmt = db.prepare("SELECT host, hash FROM shards").expect("sql");
+    let recorded: std::collections::HashSet<(u64, String)> = stmt
+        .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, hex::encode(r.get::<_, Vec<u8>>(1)?))))
+        .expect("sql")
+        .map(|r| r.expect("row"))
+        .collect();
+    let mut out = Vec::new();
+    for &i in which {
+        let id = host(env, i).0 .0;
+        for f in shard_files(&env.grid.host_dir(i)) {
+            let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+            if !recorded.contains(&(id, name)) {
+                out.push(f);
+            }
+        }
+    }
+    out
+}

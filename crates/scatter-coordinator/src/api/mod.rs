@@ -633,7 +633,7 @@ fn check_placed(
     for ((s, r), key) in req.shards.iter().zip(reserved).zip(keys) {
         let Some(r) = r else {
             refused.push(format!(
-                "shard {} on host {} was not placed for this account (or the placement lapsed)",
+                "shard {} on host {} was not placed for this account (or the placement lapsed or was given back)",
                 s.index, s.host
             ));
             continue;
@@ -691,8 +691,8 @@ async fn commit_pack(
         return Err(ApiError::BadRequest("the pack id is not the one its shard ids give".into()));
     }
     // Read before the commit's transaction, which uses up the placements, checks the
-    // receipts against them and records the pack at once: a commit refused or cut off
-    // leaves its placements live, to be given back (or lapse) and their uploads deleted.
+    // receipts against them and records the pack at once: a commit refused, or cut off
+    // before that transaction, leaves its placements live, to be given back (or lapse).
     let hosts: Vec<HostId> = req.shards.iter().map(|s| s.host).collect();
     let (keys, domains) = db(&sh, move |s| {
         let keys = hosts.iter().map(|h| s.receipt_key(*h)).collect::<Result<Vec<_>, _>>()?;

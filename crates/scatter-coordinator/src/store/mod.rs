@@ -1430,7 +1430,9 @@ impl Store {
     }
 
     /// Records a pack whose shards are durable, with its shards and chunks, in one
-    /// transaction ([`record_pack`]): for packs whose receipts the caller checked itself.
+    /// transaction ([`record_pack`]), without placements: for tests and the catalog
+    /// benchmark. A commit from a client goes through [`Self::commit_placed_pack`].
+    #[cfg(any(test, feature = "bench"))]
     pub fn commit_pack(&self, p: &NewPack<'_>, now: u64) -> Result<(), StoreError> {
         self.write(|tx| record_pack(tx, p, now))
     }
@@ -1440,9 +1442,9 @@ impl Store {
     /// `p` (by index into `p.shards`; `None` where it holds none) and refuses the pack or lets
     /// it be recorded. A pack already recorded (a retried commit) is left as it is.
     ///
-    /// A commit refused, failed or cut off (its request dropped) leaves the placements live,
-    /// to be given back or to lapse, and so the uploads under them deleted from their hosts;
-    /// one recorded uses them up, so a receipt is accepted once.
+    /// A commit refused or failed (or whose request was dropped before this) leaves the
+    /// placements live, to be given back or to lapse, and so the uploads under them deleted
+    /// from their hosts; one recorded uses them up, so a receipt is accepted once.
     pub fn commit_placed_pack<E>(
         &self,
         caller: UserId,
@@ -1639,6 +1641,7 @@ impl Store {
     }
 
     /// Whether a pack with this id is recorded (for anyone).
+    #[cfg(test)]
     pub fn pack_exists(&self, pack: &PackId) -> Result<bool, StoreError> {
         self.read(|c| Ok(c.exists("SELECT 1 FROM packs WHERE id = ?1", params![&pack.as_bytes()[..]])?))
     }

@@ -264,7 +264,10 @@ impl Store {
     }
 
     /// Uses up `caller`'s live reservations of these (host, shard) pairs: each is returned
-    /// once and deleted; `None` where the caller holds none.
+    /// once and deleted; `None` where the caller holds none. For tests and the catalog
+    /// benchmark: a commit uses them in the transaction that records its pack
+    /// ([`Store::commit_placed_pack`]), or one that then failed would leave nothing to give back.
+    #[cfg(any(test, feature = "bench"))]
     pub fn take_reservations(
         &self,
         caller: UserId,
