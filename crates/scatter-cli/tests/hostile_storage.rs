@@ -285,11 +285,26 @@ async fn true_reports_of_bad_shards_are_confirmed_and_repaired() {
 /// shards: the file comes back bit for bit and the bad shard is found and quarantined.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_corrupt_shard_in_a_rebuild_is_found_and_routed_around() {
-    // The coordinator does not notice the dead host within the test, so no repair finds the
-    // bad shard first: the reader meets both.
-    let mut env = grid_with(6, GridOptions { offline_after: "10m".into(), ..Default::default() }).await;
+    // Nothing else may find the bad shard first, or the reader never meets it: the
+    // coordinator does not notice the dead host within the test (no repair), runs its
+    // checker (audits) once, soon after it starts, and hosts scrub only at start (every
+    // fifth heartbeat). (CI met an audit that quarantined the shard first.)
+    let opts = GridOptions {
+        offline_after: "10m".into(),
+        checker_interval: "10m".into(),
+        heartbeat: "60s".into(),
+        coordinator_args: vec!["--log-level".into(), "info,scatter::jobs=debug".into()],
+        ..Default::default()
+    };
+    let mut env = grid_with(6, opts).await;
     let file = env.write_random("victim", 5 << 20, 8);
     env.put(&file, "victim");
+    let log = env.grid.coordinator_dir().with_file_name("coordinator.log");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("background pass job=\"checker\"") {
+        assert!(Instant::now() < deadline, "the checker made no first pass within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let shards = catalog(&env).shards;
     assert_eq!(shards.len(), 6, "one 4+2 pack");
     let by_index = |i: u8| shards.iter().find(|s| s.1 == i).expect("every index is stored");
