@@ -13,11 +13,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use futures::StreamExt;
 use scatter_core::ShardId;
-use scatter_disk::AlignedBuf;
 use scatter_proto::api::{ErrorBody, ErrorCode, StoredResponse, GRANT_HEADER};
 use scatter_proto::{GrantError, Op, SignedGrant};
 
-use crate::store::ShardError;
+use crate::store::{ShardError, Upload};
 use crate::Shared;
 
 pub use scatter_proto::api::MAX_SHARD;
@@ -259,8 +258,9 @@ async fn receive(
     let cut_short =
         || Refusal::Bad("the upload was cut short or is larger than its Content-Length; nothing was stored".into());
     let rate = scatter_net::limits::MinRate::new(UPLOAD_GRACE, MIN_UPLOAD_RATE);
-    // Collected straight into an aligned buffer, the one copy before the disk.
-    let mut data = AlignedBuf::with_limit(declared as usize);
+    // Collected straight into an aligned buffer, the one copy before the disk, and hashed
+    // piece by piece as it arrives.
+    let mut data = Upload::with_limit(declared as usize);
     let mut stream = body.into_data_stream();
     loop {
         let Ok(frame) = tokio::time::timeout_at(rate.deadline(data.len() as u64), stream.next()).await else {

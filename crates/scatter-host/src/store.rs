@@ -249,12 +249,14 @@ impl DiskStore {
         self.uploads.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Stores a shard whose bytes are `data`, after checking them against `id` and the room
-    /// left: temp file (written around the page cache) → fsync → rename → fsync directory.
-    /// On any failure nothing is left behind. `grant` is the hash of the put grant the upload
-    /// came under, remembered for conditional deletes ([`Self::delete_if_written_by`]).
-    pub fn put(&self, id: ShardId, mut data: AlignedBuf, grant: Option<[u8; 32]>) -> Result<(), ShardError> {
-        if blake3::hash(data.as_slice()).as_bytes() != id.as_bytes() {
+    /// Stores a shard whose bytes are `upload`'s, after checking them against `id` and the
+    /// room left: temp file (written around the page cache) → fsync → rename → fsync
+    /// directory. On any failure nothing is left behind. `grant` is the hash of the put grant
+    /// the upload came under, remembered for conditional deletes
+    /// ([`Self::delete_if_written_by`]).
+    pub fn put(&self, id: ShardId, upload: Upload, grant: Option<[u8; 32]>) -> Result<(), ShardError> {
+        let (mut data, hash) = upload.finish();
+        if hash.as_bytes() != id.as_bytes() {
             return Err(ShardError::HashMismatch(id));
         }
         let len = data.len() as u64;
@@ -398,6 +400,46 @@ impl DiskStore {
     }
 }
 
+/// The bytes of an upload on their way to [`DiskStore::put`], in a buffer aligned for direct
+/// I/O and hashed as they arrive: each piece is hashed while it is still in the cache from
+/// its copy, not read back whole afterwards, and the hash always covers exactly the bytes
+/// held (the fields are private).
+pub struct Upload {
+    data: AlignedBuf,
+    hasher: blake3::Hasher,
+}
+
+impl Upload {
+    /// An empty upload that takes at most `limit` bytes.
+    pub fn with_limit(limit: usize) -> Self {
+        Self { data: AlignedBuf::with_limit(limit), hasher: blake3::Hasher::new() }
+    }
+
+    /// Appends `bytes`; false (and nothing appended) past the limit.
+    pub fn extend(&mut self, bytes: &[u8]) -> bool {
+        if !self.data.extend(bytes) {
+            return false;
+        }
+        self.hasher.update(bytes);
+        true
+    }
+
+    /// Bytes held.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    fn finish(self) -> (AlignedBuf, blake3::Hash) {
+        let hash = self.hasher.finalize();
+        (self.data, hash)
+    }
+}
+
 /// Records an upload of `id` under `grant` (after its rename); `existed`: the file was there
 /// before. A file this process did not create, or written under an unknown grant, has
 /// unknown writers (no entry). Entries past [`WRITERS_KEPT`] are dropped now and then.
@@ -482,9 +524,12 @@ mod tests {
         Ok(id)
     }
 
-    fn buf(data: &[u8]) -> AlignedBuf {
-        let mut b = AlignedBuf::with_limit(data.len());
-        assert!(b.extend(data));
+    fn buf(data: &[u8]) -> Upload {
+        let mut b = Upload::with_limit(data.len());
+        // In pieces, as uploads arrive.
+        for piece in data.chunks(3) {
+            assert!(b.extend(piece));
+        }
         b
     }
 
