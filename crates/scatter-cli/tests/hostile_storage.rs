@@ -479,7 +479,7 @@ async fn a_repack_moves_only_what_the_prune_assigned() {
 }
 
 /// Receipts from hosts are what let a pack in: a receipt a host signed for one upload
-/// cannot be presented again for a shard deleted since, nor by another account.
+/// cannot be presented again once its placement was given back, nor by another account.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_receipt_is_accepted_once_and_only_from_its_placement() {
     let env = grid(6).await;
@@ -500,17 +500,22 @@ async fn a_receipt_is_accepted_once_and_only_from_its_placement() {
     swapped[1].receipt = r0;
     let (status, body) = eve.post("/v1/packs/commit", &commit(session, swapped)).await;
     assert_eq!(status, 403, "swapped receipts: {body}");
-    // The failed commits used up the placements: place again, and the old receipts (which
-    // answer the old grants) are refused.
-    let (status, _) = eve.post("/v1/packs/place", &place).await;
-    assert_eq!(status, 200);
-    let (status, body) = eve.post("/v1/packs/commit", &commit(session, stored.clone())).await;
-    assert_eq!(status, 403, "receipts answering lapsed grants: {body}");
     // Forged: a receipt not signed by the host.
     let mut forged = stored.clone();
     forged[0].receipt = SignedReceipt(forged[0].receipt.0.replace('A', "B"));
     let (status, _) = eve.post("/v1/packs/commit", &commit(session, forged)).await;
     assert_eq!(status, 403);
+    // Refused commits leave the placements to eve, who gives them back (their uploads are
+    // deleted) and places the shards again: the old receipts answer grants given back.
+    let pairs: Vec<serde_json::Value> =
+        stored.iter().map(|s| serde_json::json!({ "host": s.host.0, "shard": s.shard.to_string() })).collect();
+    let given = serde_json::json!({ "shards": pairs });
+    let (status, body) = eve.call(reqwest::Method::POST, "/v1/packs/abandon", Some(given)).await;
+    assert_eq!((status, &body["dropped"]), (200, &serde_json::json!(6)), "give back: {body}");
+    let (status, _) = eve.post("/v1/packs/place", &place).await;
+    assert_eq!(status, 200);
+    let (status, body) = eve.post("/v1/packs/commit", &commit(session, stored.clone())).await;
+    assert_eq!(status, 403, "receipts answering grants given back: {body}");
 }
 
 /// Shards recorded before receipts existed get them from their hosts (the backfill), and

@@ -615,6 +615,8 @@ enum Refused {
     Receipts(Vec<String>),
     /// The pack's spread breaks the rule its shards were placed under.
     Spread(ApiError),
+    /// The placements the receipts were checked against changed before they were used.
+    Changed,
 }
 
 /// Checks a pack commit against the caller's placements of its shards (`reserved`, one per
@@ -690,34 +692,45 @@ async fn commit_pack(
     if PackId::of_shards(&ids) != req.pack {
         return Err(ApiError::BadRequest("the pack id is not the one its shard ids give".into()));
     }
-    // Read before the commit's transaction, which uses up the placements, checks the
-    // receipts against them and records the pack at once: a commit refused, or cut off
-    // before that transaction, leaves its placements live, to be given back (or lapse).
+    // The receipts are checked against the caller's placements as read here, outside the
+    // write transaction (signature checks take time); that transaction then uses up these
+    // very placements and records the pack at once, so a commit refused, or cut off before
+    // it, leaves its placements live, to be given back (or lapse).
     let hosts: Vec<HostId> = req.shards.iter().map(|s| s.host).collect();
-    let (keys, domains) = db(&sh, move |s| {
+    let (caller, pack) = (u.me, req.pack);
+    let pairs: Vec<(HostId, ShardId)> = req.shards.iter().map(|s| (s.host, s.shard)).collect();
+    let (recorded, keys, domains, placed) = db(&sh, move |s| {
         let keys = hosts.iter().map(|h| s.receipt_key(*h)).collect::<Result<Vec<_>, _>>()?;
         let domains = hosts.iter().map(|h| s.host_domain(*h)).collect::<Result<Vec<_>, _>>()?;
-        Ok((keys, domains))
+        Ok((s.pack_exists(&pack)?, keys, domains, s.placements_of(caller, &pairs, now())?))
     })
     .await?;
-    let caller = u.me;
-    let committed = sh
-        .catalog(move |s| {
-            let pack = NewPack {
-                id: req.pack,
-                user: u.id,
-                session: req.session,
-                size: req.size,
-                k: req.k,
-                m: req.m,
-                shard_size: req.shard_size,
-                shards: &req.shards,
-                chunks: &req.chunks,
-                relocate: req.relocate,
-            };
-            Ok(s.commit_placed_pack(caller, &pack, |reserved| check_placed(&req, &keys, &domains, reserved), now()))
-        })
-        .await?;
+    if recorded {
+        // A retried commit (its answer was lost): nothing more to record.
+        return Ok(Json(serde_json::json!({})));
+    }
+    let committed = match check_placed(&req, &keys, &domains, &placed) {
+        Err(refused) => Err(ReserveError::Refused(refused)),
+        Ok(()) => {
+            sh.catalog(move |s| {
+                let pack = NewPack {
+                    id: req.pack,
+                    user: u.id,
+                    session: req.session,
+                    size: req.size,
+                    k: req.k,
+                    m: req.m,
+                    shard_size: req.shard_size,
+                    shards: &req.shards,
+                    chunks: &req.chunks,
+                    relocate: req.relocate,
+                };
+                let same = |taken: &[Option<Reservation>]| if taken == placed { Ok(()) } else { Err(Refused::Changed) };
+                Ok(s.commit_placed_pack(caller, &pack, same, now()))
+            })
+            .await?
+        }
+    };
     match committed {
         Ok(()) => {}
         Err(ReserveError::Refused(Refused::Receipts(refused))) => {
@@ -728,6 +741,11 @@ async fn commit_pack(
             )));
         }
         Err(ReserveError::Refused(Refused::Spread(e))) => return Err(e),
+        Err(ReserveError::Refused(Refused::Changed)) => {
+            return Err(ApiError::Conflict(
+                "a placement of this pack was given back or lapsed while it was being committed; the pack is not recorded, so upload it again".into(),
+            ))
+        }
         Err(ReserveError::Store(e)) => return Err(e.into()),
     }
     place::spread_changed(&sh);

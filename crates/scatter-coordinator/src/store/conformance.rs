@@ -791,6 +791,15 @@ conformance! {
         assert!(matches!(theirs, Err(ReserveError::Refused("not placed"))));
         assert_eq!(seen, vec![None, None, None]);
 
+        // Read as a commit checks its receipts against them, and left in place; another
+        // account's, or one that lapsed, is none.
+        let keys: Vec<(HostId, ShardId)> = placements.iter().map(|r| (r.host, r.shard)).collect();
+        let placed: Vec<Option<Reservation>> = placements.iter().cloned().map(Some).collect();
+        assert_eq!(store.placements_of(alice, &keys, 20).expect("read"), placed);
+        assert_eq!(store.placements_of(bob, &keys, 20).expect("read"), vec![None, None, None]);
+        assert_eq!(store.placements_of(alice, &keys, 500).expect("read"), vec![None, None, None]);
+        assert_eq!(reserved(&store), 192);
+
         // Recorded: the check saw each placement, by shard, and they are used up.
         let mut seen = Vec::new();
         let look = |r: &[Option<Reservation>]| {
@@ -798,8 +807,9 @@ conformance! {
             Ok::<_, ()>(())
         };
         store.commit_placed_pack(alice, &pack(session), look, 20).expect("recorded");
-        assert_eq!(seen, placements.into_iter().map(Some).collect::<Vec<_>>());
+        assert_eq!(seen, placed);
         assert_eq!(reserved(&store), 0);
+        assert_eq!(store.placements_of(alice, &keys, 20).expect("read"), vec![None, None, None]);
         assert!(store.pack_exists(&pid(1)).expect("exists"));
         // A retried commit of a recorded pack succeeds without looking at placements.
         store.commit_placed_pack(alice, &pack(session), |_| Err("looked"), 30).expect("a retried commit");

@@ -1641,7 +1641,6 @@ impl Store {
     }
 
     /// Whether a pack with this id is recorded (for anyone).
-    #[cfg(test)]
     pub fn pack_exists(&self, pack: &PackId) -> Result<bool, StoreError> {
         self.read(|c| Ok(c.exists("SELECT 1 FROM packs WHERE id = ?1", params![&pack.as_bytes()[..]])?))
     }

@@ -263,6 +263,27 @@ impl Store {
         })
     }
 
+    /// `caller`'s live reservations of these (host, shard) pairs, as [`take`] would return
+    /// them (`None` where it holds none), left in place.
+    pub fn placements_of(
+        &self,
+        caller: UserId,
+        keys: &[(HostId, ShardId)],
+        now: u64,
+    ) -> Result<Vec<Option<Reservation>>, StoreError> {
+        self.read(|c| {
+            let mut out = Vec::with_capacity(keys.len());
+            for (host, shard) in keys {
+                out.push(c.query_opt(
+                    &format!("SELECT {COLUMNS} FROM reservations WHERE host = ?1 AND shard = ?2 AND caller = ?3 AND expires > ?4"),
+                    params![host.0 as i64, &shard.as_bytes()[..], caller.0 as i64, now as i64],
+                    |r| row(r, *host, *shard, caller),
+                )?);
+            }
+            Ok(out)
+        })
+    }
+
     /// Uses up `caller`'s live reservations of these (host, shard) pairs: each is returned
     /// once and deleted; `None` where the caller holds none. For tests and the catalog
     /// benchmark: a commit uses them in the transaction that records its pack
@@ -288,27 +309,31 @@ pub(super) fn take(
     lapse(tx, now)?;
     let mut out = Vec::with_capacity(keys.len());
     for (host, shard) in keys {
-        let row = tx.query_opt(
-            "DELETE FROM reservations WHERE host = ?1 AND shard = ?2 AND caller = ?3
-                 RETURNING owner, bytes, grant_hash, k, m, per_domain, expires",
+        out.push(tx.query_opt(
+            &format!("DELETE FROM reservations WHERE host = ?1 AND shard = ?2 AND caller = ?3 RETURNING {COLUMNS}"),
             params![host.0 as i64, &shard.as_bytes()[..], caller.0 as i64],
-            |r| {
-                Ok(Reservation {
-                    host: *host,
-                    shard: *shard,
-                    caller,
-                    owner: UserId(r.get::<i64>(0)? as u64),
-                    bytes: r.get::<i64>(1)? as u64,
-                    grant: r.get::<[u8; 32]>(2)?,
-                    code: (r.get(3)?, r.get(4)?),
-                    per_domain: r.get::<i64>(5)? as usize,
-                    expires: r.get::<i64>(6)? as u64,
-                })
-            },
-        )?;
-        out.push(row);
+            |r| row(r, *host, *shard, caller),
+        )?);
     }
     Ok(out)
+}
+
+/// The columns [`row`] reads, in its order.
+const COLUMNS: &str = "owner, bytes, grant_hash, k, m, per_domain, expires";
+
+/// A reservation of (`host`, `shard`) by `caller` from a row of [`COLUMNS`].
+fn row(r: &super::sql::Row, host: HostId, shard: ShardId, caller: UserId) -> Result<Reservation, SqlError> {
+    Ok(Reservation {
+        host,
+        shard,
+        caller,
+        owner: UserId(r.get::<i64>(0)? as u64),
+        bytes: r.get::<i64>(1)? as u64,
+        grant: r.get::<[u8; 32]>(2)?,
+        code: (r.get(3)?, r.get(4)?),
+        per_domain: r.get::<i64>(5)? as usize,
+        expires: r.get::<i64>(6)? as u64,
+    })
 }
 
 #[cfg(test)]
