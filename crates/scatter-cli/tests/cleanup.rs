@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{grid_with, unrecorded_on, Env, EXE, THEIR_PASSPHRASE};
+use common::{grid_with, wait_clean_on, wait_for_upload, Env, EXE, THEIR_PASSPHRASE};
 use scatter_cli::grid::GridOptions;
 
-/// Shard files on hosts that the catalog does not place there.
-fn unrecorded(env: &Env) -> Vec<PathBuf> {
-    unrecorded_on(env, &(0..env.grid.host_count()).collect::<Vec<_>>())
+/// Every host of the grid, by index.
+fn all(env: &Env) -> Vec<usize> {
+    (0..env.grid.host_count()).collect()
 }
 
 /// Starts `scatter put FILE` as the account whose profile is `profile`, stops it with
@@ -29,12 +29,7 @@ fn put_interrupted(env: &Env, profile: &std::path::Path, file: &std::path::Path,
         .stderr(log)
         .spawn()
         .expect("spawn put");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while unrecorded(env).is_empty() {
-        assert!(child.try_wait().expect("wait").is_none(), "the put finished before it could be cut short");
-        assert!(Instant::now() < deadline, "the put uploaded nothing");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_upload(env, &all(env), &mut child);
     let sent = Command::new("kill").args([signal, &child.id().to_string()]).status().expect("kill");
     assert!(sent.success());
     let status = child.wait().expect("wait");
@@ -55,20 +50,13 @@ fn show_logs(env: &Env) {
     }
 }
 
-/// Waits until every shard file on the hosts is one the catalog records.
-fn wait_clean(env: &Env, limit: Duration, what: &str) -> Duration {
-    let started = Instant::now();
-    loop {
-        let left = unrecorded(env);
-        if left.is_empty() {
-            return started.elapsed();
-        }
-        if started.elapsed() >= limit {
-            show_logs(env);
-            panic!("{what}: {} uncommitted shard file(s) still on hosts after {limit:?}: {left:?}", left.len());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// Waits until hosts `which` hold no upload the catalog does not record, showing the logs
+/// if they still do after `limit`.
+fn wait_clean(env: &Env, which: &[usize], limit: Duration, what: &str) -> Duration {
+    wait_clean_on(env, which, limit).unwrap_or_else(|left| {
+        show_logs(env);
+        panic!("{what}: {} uncommitted shard file(s) still on hosts after {limit:?}: {left:?}", left.len())
+    })
 }
 
 /// A put cut short leaves no uncommitted shard on any host for long, while another user's
@@ -89,7 +77,7 @@ async fn a_put_cut_short_leaves_no_shards_behind() {
 
     // Ctrl-C: placements given back, uploads gone within seconds (placements last 10 minutes).
     put_interrupted(&env, &bob, &big, "-INT");
-    let took = wait_clean(&env, Duration::from_secs(10), "after Ctrl-C");
+    let took = wait_clean(&env, &all(&env), Duration::from_secs(10), "after Ctrl-C");
     eprintln!("after Ctrl-C, hosts were clean in {took:?}");
 
     // Killed: nothing is said; placements lapse (8 s here) and their uploads go just after.
@@ -98,7 +86,7 @@ async fn a_put_cut_short_leaves_no_shards_behind() {
     env.grid.start_coordinator().expect("coordinator restarts");
     env.grid.wait_online(6, Duration::from_secs(30)).await.expect("hosts back");
     put_interrupted(&env, &bob, &big, "-KILL");
-    let took = wait_clean(&env, Duration::from_secs(30), "after kill -9");
+    let took = wait_clean(&env, &all(&env), Duration::from_secs(30), "after kill -9");
     eprintln!("after kill -9, hosts were clean in {took:?}");
     env.get_and_compare("kept", &kept);
 }
@@ -124,12 +112,7 @@ async fn a_put_failing_on_dead_hosts_leaves_nothing_on_the_others() {
         .spawn()
         .expect("spawn put");
     // Some of its uploads are on the hosts that stay up, not yet committed.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while unrecorded_on(&env, &[0, 1]).is_empty() {
-        assert!(child.try_wait().expect("wait").is_none(), "the put finished before hosts died");
-        assert!(Instant::now() < deadline, "the put uploaded nothing");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_upload(&env, &[0, 1], &mut child);
     for i in 2..6 {
         env.grid.kill_host(i);
     }
@@ -137,15 +120,8 @@ async fn a_put_failing_on_dead_hosts_leaves_nothing_on_the_others() {
     assert!(!status.success(), "the put succeeded on two hosts");
     let log = std::fs::read_to_string(env.path("put-doomed.log")).unwrap_or_default();
     eprintln!("the put failed: {}", log.lines().last().unwrap_or_default());
-    let started = Instant::now();
-    while !unrecorded_on(&env, &[0, 1]).is_empty() {
-        if started.elapsed() > Duration::from_secs(30) {
-            show_logs(&env);
-            panic!("the failed put's uploads stayed on the hosts up: {:?}", unrecorded_on(&env, &[0, 1]));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    eprintln!("hosts up were clean {:?} after the put failed", started.elapsed());
+    let took = wait_clean(&env, &[0, 1], Duration::from_secs(30), "the failed put's uploads on the hosts up");
+    eprintln!("hosts up were clean {took:?} after the put failed");
     for i in 2..6 {
         env.grid.start_host(i).expect("host restarts");
     }

@@ -983,16 +983,10 @@ async fn two_profiles_stay_apart_unsigned_requests_are_refused_and_abandoned_upl
 
 /// Waits until the hosts `which` hold no upload the catalog does not record.
 fn wait_clean(s: &Setup, which: &[usize], what: &str) {
-    let started = Instant::now();
-    while !unrecorded_on(&s.env, which).is_empty() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{what}: its uploads stayed on the hosts: {:?}",
-            unrecorded_on(&s.env, which)
-        );
-        std::thread::sleep(Duration::from_millis(100));
+    match wait_clean_on(&s.env, which, Duration::from_secs(30)) {
+        Ok(took) => eprintln!("{what}: hosts were clean {took:?} after it ended"),
+        Err(left) => panic!("{what}: its uploads stayed on the hosts: {left:?}"),
     }
-    eprintln!("{what}: hosts were clean {:?} after it ended", started.elapsed());
 }
 
 /// A PUT that ends without its object gives back what it placed, although the gateway runs
@@ -1016,12 +1010,7 @@ async fn a_put_that_ends_without_its_object_leaves_nothing_on_hosts() {
             ["s3api", "put-object", "--bucket", "doomed", "--key", "big.bin", "--body", body.to_str().expect("utf-8")];
         let mut child =
             s.aws_command(&s.key, &args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn aws");
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while unrecorded_on(&s.env, watched).is_empty() {
-            assert!(child.try_wait().expect("wait").is_none(), "the put finished before it could be cut short");
-            assert!(Instant::now() < deadline, "the put uploaded nothing");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_for_upload(&s.env, watched, &mut child);
         child
     };
     let all: Vec<usize> = (0..6).collect();

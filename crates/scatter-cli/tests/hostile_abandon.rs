@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::attacker::Attacker;
-use common::{fingerprint, grid_with, host, Env};
+use common::{fingerprint, grid_with, host, uploaded_pack, Env};
 use scatter_cli::grid::GridOptions;
-use scatter_core::{ChunkId, HostId, PackId, ShardId};
+use scatter_core::{ChunkId, HostId, ShardId};
 use scatter_proto::api::*;
 
 /// Where host `id` keeps shard `shard` (hosts join in any order).
@@ -79,12 +79,6 @@ async fn place_and_upload(env: &Env, who: &Attacker, shards: &[Vec<u8>]) -> Vec<
     stored
 }
 
-fn abandon_body(pairs: &[(HostId, ShardId)]) -> serde_json::Value {
-    let shards: Vec<serde_json::Value> =
-        pairs.iter().map(|(h, s)| serde_json::json!({ "host": h.0, "shard": s.to_string() })).collect();
-    serde_json::json!({ "shards": shards })
-}
-
 /// Attack: eve gives back, as if they were her abandoned placements, shards she never
 /// placed (the owner's committed ones, and alice's, uploaded and not yet committed), and
 /// her own placements of alice's shard ids, whose bytes she uploaded after alice did on
@@ -113,7 +107,7 @@ async fn abandoning_cannot_delete_or_disturb_anothers_shards() {
     let mut named: Vec<(HostId, ShardId)> = eves.iter().map(|s| (s.host, s.shard)).collect();
     named.extend(alices.iter().map(|s| (s.host, s.shard)));
     named.extend(owners.iter().copied());
-    let (status, body) = eve.call(reqwest::Method::POST, "/v1/packs/abandon", Some(abandon_body(&named))).await;
+    let (status, body) = eve.give_back(&named).await;
     assert_eq!(status, 200, "abandon: {body}");
 
     // Eve's copies on hosts where neither alice nor the owner has that shard go promptly.
@@ -133,18 +127,9 @@ async fn abandoning_cannot_delete_or_disturb_anothers_shards() {
     for (h, s) in &others {
         assert!(shard_file(&env, *h, s).exists(), "shard {s} of another account left host {h}");
     }
-    let commit = CommitPackRequest {
-        pack: PackId::of_shards(&ids),
-        session,
-        size: 4 * 4096,
-        k: 4,
-        m: 2,
-        shard_size: 4096,
-        shards: alices,
-        chunks: vec![ChunkEntry { id: ChunkId::from_bytes([9; 32]), offset: 0, len: 64 }],
-        relocate: false,
-    };
-    let (status, body) = alice.post("/v1/packs/commit", &commit).await;
+    let (status, body) = alice
+        .post("/v1/packs/commit", &uploaded_pack(session, &ids, alices, &[ChunkId::from_bytes([9; 32])], false))
+        .await;
     assert_eq!(status, 200, "eve's abandon disturbed alice's placements: {body}");
     env.get_and_compare("owned", &file);
 }
@@ -165,17 +150,8 @@ async fn a_refused_commit_leaves_its_placements_to_be_given_back() {
     let stored = place_and_upload(&env, &alice, &bytes).await;
     let files: Vec<PathBuf> = stored.iter().map(|s| shard_file(&env, s.host, &s.shard)).collect();
     assert!(files.iter().all(|p| p.exists()), "the uploads are on their hosts");
-    let commit = |shards: Vec<StoredShard>| CommitPackRequest {
-        pack: PackId::of_shards(&ids),
-        session,
-        size: 4 * 4096,
-        k: 4,
-        m: 2,
-        shard_size: 4096,
-        shards,
-        chunks: vec![ChunkEntry { id: ChunkId::from_bytes([7; 32]), offset: 0, len: 64 }],
-        relocate: false,
-    };
+    let commit =
+        |shards: Vec<StoredShard>| uploaded_pack(session, &ids, shards, &[ChunkId::from_bytes([7; 32])], false);
     let mut swapped = stored.clone();
     let first = swapped[0].receipt.clone();
     swapped[0].receipt = std::mem::replace(&mut swapped[1].receipt, first);
@@ -183,7 +159,7 @@ async fn a_refused_commit_leaves_its_placements_to_be_given_back() {
     assert_eq!(status, 403, "a commit with swapped receipts: {body}");
 
     let pairs: Vec<(HostId, ShardId)> = stored.iter().map(|s| (s.host, s.shard)).collect();
-    let (status, body) = alice.call(reqwest::Method::POST, "/v1/packs/abandon", Some(abandon_body(&pairs))).await;
+    let (status, body) = alice.give_back(&pairs).await;
     assert_eq!(status, 200, "abandon: {body}");
     assert_eq!(body["dropped"], 6, "the refused commit used up its placements: {body}");
     let deadline = Instant::now() + Duration::from_secs(20);

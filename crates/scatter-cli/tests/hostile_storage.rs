@@ -10,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::attacker::{now, Attacker};
-use common::{coordinator_key, fingerprint, grid, grid_with, host, shard_files, Env};
+use common::{coordinator_key, fingerprint, grid, grid_with, host, shard_files, uploaded_pack, Env};
 use ed25519_dalek::SigningKey;
 use scatter_cli::grid::GridOptions;
 use scatter_core::{ChunkId, HostId, PackId, ShardId};
@@ -437,27 +437,6 @@ async fn upload_pack(env: &Env, who: &Attacker, seed: u8) -> (Vec<ShardId>, Vec<
     (ids, stored)
 }
 
-/// The commit of a pack [`upload_pack`] stored, claiming `chunks` (64 bytes each at its start).
-fn uploaded_pack(
-    session: u64,
-    ids: &[ShardId],
-    stored: Vec<StoredShard>,
-    chunks: &[ChunkId],
-    relocate: bool,
-) -> CommitPackRequest {
-    CommitPackRequest {
-        pack: PackId::of_shards(ids),
-        session,
-        size: 4 * 4096,
-        k: 4,
-        m: 2,
-        shard_size: 4096,
-        shards: stored,
-        chunks: chunks.iter().map(|c| ChunkEntry { id: *c, offset: 0, len: 64 }).collect(),
-        relocate,
-    }
-}
-
 /// A repack moves only the chunks a prune assigned to it, even for an account with the
 /// delete right and real receipts.
 #[tokio::test(flavor = "multi_thread")]
@@ -507,10 +486,8 @@ async fn a_receipt_is_accepted_once_and_only_from_its_placement() {
     assert_eq!(status, 403);
     // Refused commits leave the placements to eve, who gives them back (their uploads are
     // deleted) and places the shards again: the old receipts answer grants given back.
-    let pairs: Vec<serde_json::Value> =
-        stored.iter().map(|s| serde_json::json!({ "host": s.host.0, "shard": s.shard.to_string() })).collect();
-    let given = serde_json::json!({ "shards": pairs });
-    let (status, body) = eve.call(reqwest::Method::POST, "/v1/packs/abandon", Some(given)).await;
+    let pairs: Vec<(HostId, ShardId)> = stored.iter().map(|s| (s.host, s.shard)).collect();
+    let (status, body) = eve.give_back(&pairs).await;
     assert_eq!((status, &body["dropped"]), (200, &serde_json::json!(6)), "give back: {body}");
     let (status, _) = eve.post("/v1/packs/place", &place).await;
     assert_eq!(status, 200);

@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use ed25519_dalek::SigningKey;
-use scatter_core::{DeviceId, UserId};
-use scatter_proto::api::{CreateSessionRequest, RegisterRequest, RegisterResponse};
+use scatter_core::{DeviceId, HostId, ShardId, UserId};
+use scatter_proto::api::{AbandonRequest, CreateSessionRequest, PlacedShard, RegisterRequest, RegisterResponse};
 use scatter_proto::auth::{Credential, Request};
 
 use super::{fingerprint, Env};
@@ -99,6 +99,12 @@ impl Attacker {
     /// A signed POST of `body` as JSON.
     pub async fn post<T: serde::Serialize>(&self, path: &str, body: &T) -> (u16, serde_json::Value) {
         self.call(reqwest::Method::POST, path, Some(serde_json::to_value(body).expect("json"))).await
+    }
+
+    /// Gives back placements (`/v1/packs/abandon`) of these (host, shard) pairs.
+    pub async fn give_back(&self, pairs: &[(HostId, ShardId)]) -> (u16, serde_json::Value) {
+        let shards = pairs.iter().map(|&(host, shard)| PlacedShard { host, shard }).collect();
+        self.post("/v1/packs/abandon", &AbandonRequest { shards }).await
     }
 
     /// Opens a write session (with a key nobody can unwrap).

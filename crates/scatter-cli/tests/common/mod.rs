@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use rand::{RngCore, SeedableRng};
 use scatter_cli::grid::{Grid, GridOptions};
+use scatter_core::{ChunkId, PackId, ShardId};
+use scatter_proto::api::{ChunkEntry, CommitPackRequest, StoredShard};
 
 pub const EXE: &str = env!("CARGO_BIN_EXE_scatter");
 
@@ -205,4 +207,53 @@ pub fn unrecorded_on(env: &Env, which: &[usize]) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// Waits until `child`, still running, has put an upload the catalog does not record on one
+/// of hosts `which` (bounded).
+pub fn wait_for_upload(env: &Env, which: &[usize], child: &mut std::process::Child) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while unrecorded_on(env, which).is_empty() {
+        assert!(child.try_wait().expect("wait").is_none(), "the upload finished before it could be cut short");
+        assert!(std::time::Instant::now() < deadline, "the upload put nothing on the hosts");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits up to `limit` until hosts `which` hold no upload the catalog does not record: how
+/// long that took, or the files still there.
+pub fn wait_clean_on(env: &Env, which: &[usize], limit: Duration) -> Result<Duration, Vec<PathBuf>> {
+    let started = std::time::Instant::now();
+    loop {
+        let left = unrecorded_on(env, which);
+        if left.is_empty() {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() >= limit {
+            return Err(left);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The commit of a 4+2 pack of 4 KiB shards `ids`, stored as `stored`, claiming `chunks` (64
+/// bytes each at its start).
+pub fn uploaded_pack(
+    session: u64,
+    ids: &[ShardId],
+    stored: Vec<StoredShard>,
+    chunks: &[ChunkId],
+    relocate: bool,
+) -> CommitPackRequest {
+    CommitPackRequest {
+        pack: PackId::of_shards(ids),
+        session,
+        size: 4 * 4096,
+        k: 4,
+        m: 2,
+        shard_size: 4096,
+        shards: stored,
+        chunks: chunks.iter().map(|c| ChunkEntry { id: *c, offset: 0, len: 64 }).collect(),
+        relocate,
+    }
 }
