@@ -1,23 +1,32 @@
 #!/usr/bin/env bash
-# The S3 gateway against the CLI, on one local 6-host grid (4+2, TLS): a random file put and
-# got with `aws s3 cp` through `scatter gateway` (over TLS with a self-signed certificate) and
-# with `scatter put` / `scatter get`, MB/s for each and the ratio gateway/CLI (target: 0.70 or
-# more), with the CPU seconds of each side (the AWS CLI is Python: on a small machine it takes
-# a share of the cores); then small objects put per second (boto3 in threads) and the time
-# to list a large bucket (ListObjectsV2, every page). A benchmark, not a test: run it on a
-# quiet machine.
+# The S3 gateway against the CLI, on one local 6-host grid (4+2, TLS): a random object put and
+# got with `aws s3 cp` through `scatter gateway` and with `scatter put` / `scatter get`, MB/s
+# for each and the ratio gateway/CLI (target: 0.70 or more), with the CPU seconds of each
+# side; then small objects put per second (boto3 in threads) and the time to list a large
+# bucket (ListObjectsV2, every page). A benchmark, not a test: run it on a quiet machine.
+#
+# The gateway is measured twice, side by side in every round: on plain HTTP on loopback (the
+# gateway beside the tool, on the machine whose data it is, as the README advises) and on TLS
+# (a self-signed certificate). Over TLS, both ends of the connection encrypt on the same two
+# cores, which a client on another machine would not share. Then the aws CLI alone is timed
+# getting the same objects from nginx (static files from memory, no signatures: a server that
+# does next to no work), which bounds what any S3 server could reach here with this client.
+# Each put stores bytes of its own: the same bytes again would be deduplicated, and a put
+# that finds its chunks stored already uploads nothing.
 #
 # Usage: bench/s3.sh
 # Sizes, by environment variables (defaults in brackets):
 #   S3_BENCH_SIZE_MB    the big object, MiB [1024]
-#   S3_BENCH_ROUNDS     rounds of the four big transfers, new random bytes each [3]
+#   S3_BENCH_ROUNDS     rounds of the big transfers, new random bytes each [3]
 #   S3_BENCH_SMALL      small objects to put [10000] (0: skip)
 #   S3_BENCH_SMALL_SIZE bytes of each small object [4096]
 #   S3_BENCH_LIST       objects in the bucket that is listed [100000] (0: skip)
 #   S3_BENCH_THREADS    boto3 threads for small objects and for filling that bucket [16]
-#   S3_BENCH_PLAIN=1    the gateway on plain HTTP instead of TLS
-#   S3_BENCH_CHUNK      the AWS CLI's multipart_chunksize [8MB] (the README advises 64MB)
-#   S3_BENCH_CONCURRENCY the AWS CLI's max_concurrent_requests [10]
+#   S3_BENCH_MODES      the gateways measured: "plain tls", "plain" or "tls" [plain tls]
+#   S3_BENCH_CHUNK      the AWS CLI's multipart_chunksize [64MB] (as the README advises)
+#   S3_BENCH_CONCURRENCY the AWS CLI's max_concurrent_requests [2]: on two cores, more
+#                       requests at once cost the CLI (Python) more CPU than they gain
+#   S3_BENCH_NGINX=0    leave out the bound (otherwise nginx is installed when missing)
 # Quick check: S3_BENCH_SIZE_MB=64 S3_BENCH_SMALL=500 S3_BENCH_LIST=2000 bench/s3.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,21 +35,33 @@ small=${S3_BENCH_SMALL:-10000}
 small_size=${S3_BENCH_SMALL_SIZE:-4096}
 list_n=${S3_BENCH_LIST:-100000}
 threads=${S3_BENCH_THREADS:-16}
-plain=${S3_BENCH_PLAIN:-0}
-chunk=${S3_BENCH_CHUNK:-8MB}
-concurrency=${S3_BENCH_CONCURRENCY:-10}
+modes=${S3_BENCH_MODES:-plain tls}
+chunk=${S3_BENCH_CHUNK:-64MB}
+concurrency=${S3_BENCH_CONCURRENCY:-2}
+rounds=${S3_BENCH_ROUNDS:-3}
+use_nginx=${S3_BENCH_NGINX:-1}
+for m in $modes; do
+  case $m in plain | tls) ;; *) echo "S3_BENCH_MODES: unknown mode '$m' (plain, tls)" >&2; exit 2 ;; esac
+done
+first_mode=${modes%% *}
 
-# The AWS CLI and boto3 (in target/s3-clients), as CI installs them.
+# The AWS CLI and boto3 (in target/s3-clients), as CI installs them; nginx from Debian.
 bash .ci/s3-clients
 aws=$PWD/target/s3-clients/bin/aws
 python=$PWD/target/s3-clients/bin/python
+nginx=$(command -v nginx || echo /usr/sbin/nginx)
+if [ "$use_nginx" = 1 ] && [ ! -x "$nginx" ]; then
+  { sudo -n true 2>/dev/null && s=sudo || s=; $s apt-get update -qq && $s apt-get install -y -qq nginx-light >/dev/null; } ||
+    { echo "nginx could not be installed: the bound is left out" >&2; use_nginx=0; }
+fi
 cargo build --release --quiet
 exe=$PWD/target/release/scatter
 
 work=$(mktemp -d /tmp/scatter-s3-bench.XXXXXX)
-grid_pid="" gw_pid=""
+grid_pid="" nginx_pid=""
+declare -A gw_pid endpoint
 cleanup() {
-  for p in $gw_pid $grid_pid; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
+  for p in $nginx_pid "${gw_pid[@]}" $grid_pid; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -62,34 +83,44 @@ export AWS_DEFAULT_REGION=us-east-1 AWS_CONFIG_FILE=$work/aws-config AWS_SHARED_
 export AWS_EC2_METADATA_DISABLED=true NO_PROXY=127.0.0.1
 printf '[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n    multipart_chunksize = %s\n    max_concurrent_requests = %s\n' "$chunk" "$concurrency" >"$AWS_CONFIG_FILE"
 
-port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-if [ "$plain" = 1 ]; then
-  endpoint=http://127.0.0.1:$port
-  "$exe" gateway --listen "127.0.0.1:$port" --plain-http >"$work/gateway.log" 2>&1 &
-else
-  endpoint=https://127.0.0.1:$port
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=127.0.0.1 \
-    -addext subjectAltName=IP:127.0.0.1 -keyout "$work/gw.key" -out "$work/gw.crt" 2>/dev/null
-  export AWS_CA_BUNDLE=$work/gw.crt
-  "$exe" gateway --listen "127.0.0.1:$port" --cert "$work/gw.crt" --key "$work/gw.key" >"$work/gateway.log" 2>&1 &
-fi
-gw_pid=$!
-for _ in $(seq 1 300); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-  kill -0 "$gw_pid" 2>/dev/null || { echo "the gateway exited:" >&2; cat "$work/gateway.log" >&2; exit 1; }
-  sleep 0.1
+# One self-signed certificate, for the TLS gateway and nginx's TLS server.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=127.0.0.1 \
+  -addext subjectAltName=IP:127.0.0.1 -keyout "$work/gw.key" -out "$work/gw.crt" 2>/dev/null
+export AWS_CA_BUNDLE=$work/gw.crt
+free_port() { "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_listen() { # PORT PID LOG
+  for _ in $(seq 1 300); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    kill -0 "$2" 2>/dev/null || { echo "$3 ended:" >&2; cat "$3" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "nothing listened on port $1 within 30 s; $3:" >&2
+  cat "$3" >&2
+  exit 1
+}
+for m in $modes; do
+  port=$(free_port)
+  if [ "$m" = plain ]; then
+    endpoint[$m]=http://127.0.0.1:$port
+    "$exe" gateway --listen "127.0.0.1:$port" --plain-http >"$work/gateway-$m.log" 2>&1 &
+  else
+    endpoint[$m]=https://127.0.0.1:$port
+    "$exe" gateway --listen "127.0.0.1:$port" --cert "$work/gw.crt" --key "$work/gw.key" >"$work/gateway-$m.log" 2>&1 &
+  fi
+  gw_pid[$m]=$!
+  wait_listen "$port" "${gw_pid[$m]}" "$work/gateway-$m.log"
 done
-(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "the gateway did not listen within 30 s:" >&2; cat "$work/gateway.log" >&2; exit 1; }
-s3() { "$aws" --endpoint-url "$endpoint" "$@"; }
-fail() { echo "$1; the gateway's log:" >&2; tail -50 "$work/gateway.log" >&2; exit 1; }
+s3() { local m=$1; shift; "$aws" --endpoint-url "${endpoint[$m]}" "$@"; }
+fail() { echo "$1; the gateways' logs:" >&2; tail -30 "$work"/gateway-*.log >&2; exit 1; }
 
-# CPU seconds the gateway has used so far (user + system).
-gw_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$gw_pid/stat"; }
-timed() { # runs ARGS quietly; prints "wall-seconds client-cpu-seconds gateway-cpu-seconds"
-  local g0 g1 t
-  g0=$(gw_cpu)
+# CPU seconds a process (none: 0) has used so far, user + system.
+cpu_of() { if [ -n "$1" ]; then awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; else echo 0; fi; }
+timed() { # SERVER-PID ARGS: runs ARGS quietly; prints "wall-seconds client-CPU-seconds server-CPU-seconds"
+  local server=$1 g0 g1 t
+  shift
+  g0=$(cpu_of "$server")
   t=$( { TIMEFORMAT='%R %U %S'; time "$@" >/dev/null 2>"$work/timed.err"; } 2>&1 ) || { cat "$work/timed.err" >&2; fail "failed: $*"; }
-  g1=$(gw_cpu)
+  g1=$(cpu_of "$server")
   awk -v t="$t" -v a="$g0" -v b="$g1" 'BEGIN { split(t, x, " "); printf "%s %.2f %.2f\n", x[1], x[2] + x[3], b - a }'
 }
 
@@ -99,36 +130,85 @@ timed() { # runs ARGS quietly; prints "wall-seconds client-cpu-seconds gateway-c
 # its pages go as it writes and reuses them; the aws CLI keeps them, and paid 1.6-3 CPU-s per
 # GiB for it in some runs and not in others. Before each timed transfer, as many bytes are
 # written and deleted, so that neither pays for the machine's first touch.
+bytes=$((size_mib << 20))
 warm() { head -c "$bytes" /dev/zero >"$work/warm" && rm -f "$work/warm"; }
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+col() { awk -v c="$2" '{ print $c }' "$1" | median; }
+peak_rss() { awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
 
-s3 s3 mb s3://bench >/dev/null || fail "aws s3 mb failed"
-rounds=${S3_BENCH_ROUNDS:-3}
-peak_rss() { awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$gw_pid/status"; }
-: >"$work/rounds"
+for m in $modes; do s3 "$m" s3 mb "s3://bench-$m" >/dev/null || fail "aws s3 mb failed ($m)"; done
+: >"$work/cli"
+for m in $modes; do : >"$work/gw-$m"; done
 for r in $(seq 1 "$rounds"); do
-  # New bytes every round: the same ones again would be deduplicated.
-  head -c "$((size_mib << 20))" /dev/urandom >"$work/data"
-  bytes=$(stat -c %s "$work/data")
+  head -c "$bytes" /dev/urandom >"$work/data-cli"
   warm
-  read -r cli_put cli_put_cpu _ < <(timed "$exe" put "$work/data" --name "bench-cli-$r")
+  read -r put put_cpu _ < <(timed "" "$exe" put "$work/data-cli" --name "bench-cli-$r")
   warm
-  read -r cli_get cli_get_cpu _ < <(timed "$exe" get "bench-cli-$r" --output "$work/out-cli")
-  cmp -s "$work/data" "$work/out-cli" || fail "scatter get gave back different bytes"
-  rm -f "$work/out-cli"
-  warm
-  read -r gw_put aws_put_cpu gw_put_cpu < <(timed s3 s3 cp --only-show-errors "$work/data" "s3://bench/big-$r")
-  [ "$r" = 1 ] && put_rss=$(peak_rss)
-  warm
-  read -r gw_get aws_get_cpu gw_get_cpu < <(timed s3 s3 cp --only-show-errors "s3://bench/big-$r" "$work/out-gw")
-  cmp -s "$work/data" "$work/out-gw" || fail "the gateway gave back different bytes"
-  rm -f "$work/out-gw"
-  echo "$cli_put $cli_put_cpu $cli_get $cli_get_cpu $gw_put $aws_put_cpu $gw_put_cpu $gw_get $aws_get_cpu $gw_get_cpu" >>"$work/rounds"
-  echo "round $r/$rounds: put $cli_put s (CLI) / $gw_put s (gateway), get $cli_get s / $gw_get s" >&2
+  read -r get get_cpu _ < <(timed "" "$exe" get "bench-cli-$r" --output "$work/out")
+  cmp -s "$work/data-cli" "$work/out" || fail "scatter get gave back different bytes"
+  rm -f "$work/out"
+  echo "$put $put_cpu $get $get_cpu" >>"$work/cli"
+  line="round $r/$rounds: scatter put $put s, get $get s"
+  for m in $modes; do
+    head -c "$bytes" /dev/urandom >"$work/data-$m"
+    warm
+    read -r put aws_cpu gw_cpu < <(timed "${gw_pid[$m]}" s3 "$m" s3 cp --only-show-errors "$work/data-$m" "s3://bench-$m/big")
+    [ "$r" = 1 ] && [ "$m" = "$first_mode" ] && put_rss=$(peak_rss "${gw_pid[$m]}")
+    warm
+    read -r get aws_get_cpu gw_get_cpu < <(timed "${gw_pid[$m]}" s3 "$m" s3 cp --only-show-errors "s3://bench-$m/big" "$work/out")
+    cmp -s "$work/data-$m" "$work/out" || fail "the gateway ($m) gave back different bytes"
+    rm -f "$work/out"
+    echo "$put $aws_cpu $gw_cpu $get $aws_get_cpu $gw_get_cpu" >>"$work/gw-$m"
+    line="$line; $m gateway: put $put s, get $get s"
+  done
+  echo "$line" >&2
 done
-col() { awk -v c="$1" '{ print $c }' "$work/rounds" | median; }
-cli_put=$(col 1) cli_put_cpu=$(col 2) cli_get=$(col 3) cli_get_cpu=$(col 4)
-gw_put=$(col 5) aws_put_cpu=$(col 6) gw_put_cpu=$(col 7) gw_get=$(col 8) aws_get_cpu=$(col 9) gw_get_cpu=$(col 10)
+
+# The bound: the aws CLI getting the last round's objects from nginx, which serves them from
+# the page cache (with sendfile on plain HTTP), with no signature to check and nothing to
+# decrypt. The same URLs: path-style bucket/key is a directory and a file.
+if [ "$use_nginx" = 1 ]; then
+  for m in $modes; do mkdir -p "$work/nginx/bench-$m" && ln "$work/data-$m" "$work/nginx/bench-$m/big"; done
+  declare -A nginx_url
+  nginx_url[plain]=http://127.0.0.1:$(free_port)
+  nginx_url[tls]=https://127.0.0.1:$(free_port)
+  # As root, nginx's workers would otherwise run as nobody, who may not read this folder.
+  user_line=""
+  [ "$(id -u)" = 0 ] && user_line="user root;"
+  cat >"$work/nginx.conf" <<CONF
+daemon off;
+$user_line
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/nginx.log;
+events { worker_connections 64; }
+http {
+  access_log off;
+  sendfile on;
+  client_body_temp_path $work/nginx-body;
+  server { listen ${nginx_url[plain]#http://}; root $work/nginx; }
+  server { listen ${nginx_url[tls]#https://} ssl; ssl_certificate $work/gw.crt; ssl_certificate_key $work/gw.key; root $work/nginx; }
+}
+CONF
+  "$nginx" -c "$work/nginx.conf" -e "$work/nginx.log" >>"$work/nginx.log" 2>&1 &
+  nginx_pid=$!
+  wait_listen "${nginx_url[plain]##*:}" "$nginx_pid" "$work/nginx.log"
+  nginx_worker=""
+  for _ in $(seq 1 50); do nginx_worker=$(pgrep -P "$nginx_pid" | head -1 || true); [ -n "$nginx_worker" ] && break; sleep 0.1; done
+  for m in $modes; do
+    : >"$work/nginx-$m"
+    for _ in $(seq 1 "$rounds"); do
+      warm
+      read -r get aws_cpu ngx_cpu < <(timed "$nginx_worker" "$aws" --no-sign-request --endpoint-url "${nginx_url[$m]}" \
+        s3 cp --only-show-errors "s3://bench-$m/big" "$work/out")
+      cmp -s "$work/data-$m" "$work/out" || fail "nginx ($m) gave back different bytes"
+      rm -f "$work/out"
+      echo "$get $aws_cpu $ngx_cpu" >>"$work/nginx-$m"
+    done
+  done
+  kill "$nginx_pid" 2>/dev/null && wait "$nginx_pid" 2>/dev/null || true
+  nginx_pid=""
+fi
 
 # Small objects, then a bucket of many (empty) objects listed page by page, with boto3.
 cat >"$work/many.py" <<'PY'
@@ -161,7 +241,7 @@ else:
     assert count == n, f"listed {count} objects, expected {n}"
     print(json.dumps({"seconds": time.monotonic() - t0, "pages": pages}))
 PY
-many() { ENDPOINT=$endpoint "$python" "$work/many.py" "$@" || fail "many.py $* failed"; }
+many() { ENDPOINT=${endpoint[$first_mode]} "$python" "$work/many.py" "$@" || fail "many.py $* failed"; }
 field() { "$python" -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 if [ "$small" -gt 0 ]; then small_s=$(many put small "$small" "$small_size" "$threads" | field seconds); fi
 if [ "$list_n" -gt 0 ]; then
@@ -170,15 +250,27 @@ if [ "$list_n" -gt 0 ]; then
   list_s=$(printf '%s' "$list_json" | field seconds)
   list_pages=$(printf '%s' "$list_json" | field pages)
 fi
-gw_rss=$(peak_rss)
+gw_rss=$(peak_rss "${gw_pid[$first_mode]}")
 
+cli_put=$(col "$work/cli" 1) cli_get=$(col "$work/cli" 3)
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
-echo "grid: 6 local hosts, 4+2; gateway on $endpoint; $("$aws" --version 2>&1)"
+echo "grid: 6 local hosts, 4+2; $("$aws" --version 2>&1); parts of $chunk, $concurrency requests at once"
 echo "object: ${size_mib} MiB random; medians of $rounds rounds (each column on its own)"
-awk -v b="$bytes" -v c="$cli_put" -v g="$gw_put" 'BEGIN { printf "put: scatter put %.1f MB/s (%.1f s), gateway aws s3 cp %.1f MB/s (%.1f s), ratio %.2f\n", b/1e6/c, c, b/1e6/g, g, c/g }'
-awk -v b="$bytes" -v c="$cli_get" -v g="$gw_get" 'BEGIN { printf "get: scatter get %.1f MB/s (%.1f s), gateway aws s3 cp %.1f MB/s (%.1f s), ratio %.2f\n", b/1e6/c, c, b/1e6/g, g, c/g }'
-echo "  CPU seconds, put: scatter put $cli_put_cpu; aws CLI $aws_put_cpu + gateway $gw_put_cpu"
-echo "  CPU seconds, get: scatter get $cli_get_cpu; aws CLI $aws_get_cpu + gateway $gw_get_cpu"
+awk -v b="$bytes" -v p="$cli_put" -v g="$cli_get" -v pc="$(col "$work/cli" 2)" -v gc="$(col "$work/cli" 4)" \
+  'BEGIN { printf "scatter CLI: put %.1f MB/s (%.2f s, %s CPU-s), get %.1f MB/s (%.2f s, %s CPU-s)\n", b/1e6/p, p, pc, b/1e6/g, g, gc }'
+for m in $modes; do
+  [ "$m" = plain ] && what="plain HTTP on loopback" || what="TLS"
+  f=$work/gw-$m
+  awk -v b="$bytes" -v c="$cli_put" -v t="$(col "$f" 1)" -v a="$(col "$f" 2)" -v s="$(col "$f" 3)" -v w="$what" \
+    'BEGIN { printf "gateway, %s: put %.1f MB/s (%.2f s; aws CLI %s + gateway %s CPU-s), ratio %.2f\n", w, b/1e6/t, t, a, s, c/t }'
+  awk -v b="$bytes" -v c="$cli_get" -v t="$(col "$f" 4)" -v a="$(col "$f" 5)" -v s="$(col "$f" 6)" -v w="$what" \
+    'BEGIN { printf "gateway, %s: get %.1f MB/s (%.2f s; aws CLI %s + gateway %s CPU-s), ratio %.2f\n", w, b/1e6/t, t, a, s, c/t }'
+  if [ "$use_nginx" = 1 ]; then
+    f=$work/nginx-$m
+    awk -v b="$bytes" -v c="$cli_get" -v t="$(col "$f" 1)" -v a="$(col "$f" 2)" -v s="$(col "$f" 3)" \
+      'BEGIN { printf "  the aws CLI alone, from nginx: get %.1f MB/s (%.2f s; aws CLI %s + nginx %s CPU-s): at most %.2f for any server\n", b/1e6/t, t, a, s, c/t }'
+  fi
+done
 if [ "$small" -gt 0 ]; then
   awk -v n="$small" -v s="$small_s" -v z="$small_size" -v t="$threads" 'BEGIN { printf "small objects: %d of %d bytes in %.1f s, %.0f objects/s (boto3, %d threads)\n", n, z, s, n/s, t }'
 fi
@@ -186,4 +278,4 @@ if [ "$list_n" -gt 0 ]; then
   awk -v n="$list_n" -v s="$fill_s" 'BEGIN { printf "filling the listed bucket: %d empty objects in %.1f s, %.0f objects/s\n", n, s, n/s }'
   awk -v n="$list_n" -v s="$list_s" -v p="$list_pages" 'BEGIN { printf "list: %d objects in %d pages (ListObjectsV2) in %.2f s, %.0f objects/s\n", n, p, s, n/s }'
 fi
-echo "gateway peak RSS: ${put_rss} MiB after the big put, ${gw_rss} MiB in all"
+echo "gateway ($first_mode) peak RSS: ${put_rss} MiB after the first big put, ${gw_rss} MiB in all"
