@@ -554,7 +554,8 @@ async fn the_aws_cli_puts_gets_lists_and_removes() {
     // A wrong secret, an unknown access key.
     let wrong = Key { access: s.key.access.clone(), secret: format!("{}x", &s.key.secret[..s.key.secret.len() - 1]) };
     let err = must_fail(s.aws_with(&wrong, &["s3", "ls", "s3://cli-bucket/"]), "ls with a wrong secret");
-    assert!(err.contains("SignatureDoesNotMatch"), "{err}");
+    assert!(err.contains("SignatureDoesNotMatch") && err.contains("secret key"), "{err}");
+    assert!(!err.contains("Unknown"), "a refusal without a sentence: {err}");
     let err = must_fail(
         s.aws_with(&wrong, &["s3", "cp", small_p.to_str().expect("utf-8 path"), "s3://cli-bucket/forged"]),
         "cp with a wrong secret",
@@ -562,7 +563,11 @@ async fn the_aws_cli_puts_gets_lists_and_removes() {
     assert!(err.contains("SignatureDoesNotMatch"), "{err}");
     let unknown = Key { access: "AKIAIOSFODNN7EXAMPLE".into(), secret: s.key.secret.clone() };
     let err = must_fail(s.aws_with(&unknown, &["s3", "ls", "s3://cli-bucket/"]), "ls with an unknown access key");
-    assert!(err.contains("InvalidAccessKeyId"), "{err}");
+    assert!(err.contains("InvalidAccessKeyId") && err.contains("gateway key ls"), "{err}");
+    let err = must_fail(s.aws(&["s3", "mb", "s3://Bad_Name"]), "mb with an invalid name");
+    assert!(err.contains("InvalidBucketName") && !err.contains("Unknown"), "{err}");
+    // Refusals are logged at debug level only: anyone can send them.
+    assert!(!s.gw.log_text().contains("SignatureDoesNotMatch"), "{}", s.gw.log_text());
 
     // Keys: ls shows access keys, never secrets. The gateway reads its keys when it starts:
     // a key added is served after a restart, a key removed is refused after one.

@@ -26,6 +26,10 @@ pub struct Attributes {
     /// For a multipart upload's marker: the key it will complete to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// For a multipart upload's marker: the access key that created it. A write-only key may
+    /// abort its own uploads only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer: Option<String>,
 }
 
 /// Attributes that could not be read back.
@@ -42,7 +46,10 @@ impl Attributes {
     /// Parses attributes (already authenticated by their seal; still checked).
     pub fn decode(bytes: &[u8]) -> Result<Self, BadAttributes> {
         let a: Attributes = serde_json::from_slice(bytes).map_err(|_| BadAttributes)?;
-        if a.etag.len() > 64 || a.user_metadata_len() > MAX_USER_METADATA * 2 {
+        if a.etag.len() > 64
+            || a.user_metadata_len() > MAX_USER_METADATA * 2
+            || a.writer.as_ref().is_some_and(|w| w.len() > 128)
+        {
             return Err(BadAttributes);
         }
         Ok(a)

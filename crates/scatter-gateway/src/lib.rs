@@ -46,9 +46,16 @@ struct Secrets(HashMap<String, String>);
 #[async_trait::async_trait]
 impl S3Auth for Secrets {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
-        self.0.get(access_key).map(|s| SecretKey::from(s.as_str())).ok_or_else(|| s3s::s3_error!(InvalidAccessKeyId))
+        self.0.get(access_key).map(|s| SecretKey::from(s.as_str())).ok_or_else(unknown_key)
     }
 }
+
+/// A request signed with an access key no served profile has.
+pub(crate) fn unknown_key() -> s3s::S3Error {
+    s3s::S3Error::with_message(s3s::S3ErrorCode::InvalidAccessKeyId, UNKNOWN_KEY)
+}
+
+const UNKNOWN_KEY: &str = "no gateway key has this access key; `scatter gateway key ls` lists them";
 
 /// Why the gateway cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +89,60 @@ pub fn router(served: &[Served]) -> Result<axum::Router, GatewayError> {
         tracing::warn!(error = ?e, "an S3 request failed below the S3 layer");
         axum::http::StatusCode::INTERNAL_SERVER_ERROR
     });
-    Ok(axum::Router::new().fallback_service(service).layer(axum::middleware::from_fn(no_body_for_head)))
+    Ok(axum::Router::new()
+        .fallback_service(service)
+        .layer(axum::middleware::from_fn(explain_refusals))
+        .layer(axum::middleware::from_fn(no_body_for_head)))
+}
+
+/// The sentence for an S3 error code that s3s answers without a message.
+fn explanation(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "SignatureDoesNotMatch" => {
+            "the request's signature does not match: check the secret key that goes with this access key"
+        }
+        "InvalidAccessKeyId" => UNKNOWN_KEY,
+        "InvalidBucketName" => {
+            "a bucket name is 3 to 63 lower-case letters, digits, dots and hyphens, beginning and ending with a letter or digit"
+        }
+        "RequestTimeTooSkewed" => {
+            "the request's time is more than 15 minutes from the gateway's clock: set the clocks right"
+        }
+        "AuthorizationHeaderMalformed" => "the Authorization header is malformed: sign with AWS Signature Version 4",
+        "MissingContentLength" => "the request has a body but no Content-Length",
+        _ => return None,
+    })
+}
+
+/// Refusals that s3s answers with a code and no message (a bad signature, an unknown access
+/// key, an invalid bucket name) get a sentence, which clients print instead of "Unknown".
+/// Each refusal is logged at debug level only: anyone can send one.
+async fn explain_refusals(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let method = req.method().clone();
+    let res = next.run(req).await;
+    let status = res.status();
+    if !status.is_client_error() {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    // An S3 error is a few hundred bytes of XML; more is not an error document.
+    let bytes = match axum::body::to_bytes(body, 64 << 10).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::debug!(%method, status = status.as_u16(), error = %e, "an S3 refusal's body could not be read");
+            parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+            return axum::response::Response::from_parts(parts, axum::body::Body::empty());
+        }
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let code = text.split_once("<Code>").and_then(|(_, rest)| rest.split_once("</Code>")).map(|(code, _)| code);
+    tracing::debug!(%method, status = status.as_u16(), code = code.unwrap_or("-"), "an S3 request was refused");
+    let Some(sentence) = code.filter(|_| !text.contains("<Message>")).and_then(explanation) else {
+        return axum::response::Response::from_parts(parts, axum::body::Body::from(bytes));
+    };
+    let explained = text.replacen("</Code>", &format!("</Code><Message>{sentence}</Message>"), 1);
+    parts.headers.insert(axum::http::header::CONTENT_LENGTH, explained.len().into());
+    axum::response::Response::from_parts(parts, axum::body::Body::from(explained))
 }
 
 /// A response to HEAD carries headers only: s3s writes an error's XML for HEAD too, which

@@ -94,11 +94,16 @@ impl Gateway {
             .map_err(|_| s3_error!(ServiceUnavailable, "the gateway is stopping"))
     }
 
+    /// The access key a request is signed with (checked by then).
+    fn access_key<T>(req: &S3Request<T>) -> Option<&str> {
+        req.credentials.as_ref().map(|c| c.access_key.as_str())
+    }
+
     fn access<T>(&self, req: &S3Request<T>) -> S3Result<&Access> {
         let Some(c) = &req.credentials else {
             return Err(s3_error!(AccessDenied, "anonymous requests are not served; sign with a gateway key"));
         };
-        self.access.get(&c.access_key).ok_or_else(|| s3_error!(InvalidAccessKeyId))
+        self.access.get(&c.access_key).ok_or_else(crate::unknown_key)
     }
 
     /// The access of a request that reads, lists or removes: not a write-only key's.
@@ -300,6 +305,11 @@ enum Existing {
     Keep,
 }
 
+/// A write-only key's write to a key that has an object.
+fn overwrite_refused() -> S3Error {
+    s3_error!(AccessDenied, "a write-only key cannot overwrite an object")
+}
+
 impl Existing {
     /// How a write-only key, or a request with these conditions, treats an existing object.
     fn of(write_only: bool, if_none_match: Option<&ETagCondition>) -> Self {
@@ -321,9 +331,7 @@ impl Existing {
     /// The error of a refused write whose name is taken.
     fn taken(self) -> Option<S3Error> {
         match self {
-            Existing::Refuse { write_only: true } => {
-                Some(s3_error!(AccessDenied, "a write-only key cannot overwrite an object"))
-            }
+            Existing::Refuse { write_only: true } => Some(overwrite_refused()),
             Existing::Refuse { write_only: false } => {
                 Some(s3_error!(PreconditionFailed, "If-None-Match: * and an object already has this key"))
             }
@@ -959,12 +967,19 @@ impl S3 for Gateway {
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let a = self.access(&req)?;
+        let writer = Self::access_key(&req).map(str::to_owned);
         let t = &a.tenant;
         let input = req.input;
         check_names(&input.bucket, Some(&input.key))?;
-        bucket(t, &input.bucket).await?;
+        let b = bucket(t, &input.bucket).await?;
+        // Refused now rather than at completion, after every part was sent (the commit still
+        // refuses a key taken meanwhile).
+        if a.write_only && b.index.read().await.get(&input.key).is_some() {
+            return Err(overwrite_refused());
+        }
         let mut attrs = attributes(input.content_type, input.metadata)?;
         attrs.key = Some(input.key.clone());
+        attrs.writer = writer;
         let upload = naming::new_upload_id();
         marker(t, &naming::upload(&input.bucket, &upload), &attrs).await?;
         Ok(S3Response::new(CreateMultipartUploadOutput {
@@ -1143,12 +1158,18 @@ impl S3 for Gateway {
         &self,
         req: S3Request<AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
-        let a = self.reader(&req)?;
+        let a = self.access(&req)?;
         let t = &a.tenant;
+        let caller = Self::access_key(&req).map(str::to_owned);
         let input = req.input;
         check_names(&input.bucket, Some(&input.key))?;
         bucket(t, &input.bucket).await?;
-        upload_of(t, &input.bucket, &input.key, &input.upload_id).await?;
+        let attrs = upload_of(t, &input.bucket, &input.key, &input.upload_id).await?;
+        // A write-only key takes back its own upload (a refused one's parts would otherwise
+        // wait for --upload-expiry), never another's: that would be a delete.
+        if a.write_only && (attrs.writer.is_none() || attrs.writer != caller) {
+            return Err(s3_error!(AccessDenied, "a write-only key may abort only the uploads it created"));
+        }
         remove_upload(t, &input.bucket, &input.upload_id).await.map_err(internal)?;
         Ok(S3Response::new(AbortMultipartUploadOutput::default()))
     }

@@ -467,6 +467,20 @@ wo.complete_multipart_upload(
 )
 # An appender adds; it never replaces what is there.
 fails(lambda: wo.put_object(Bucket="boto", Key="meta.txt", Body=b"replaced"), "AccessDenied", 403)
+# Nor by a multipart upload: refused before any part is sent (so none is left behind).
+fails(lambda: wo.create_multipart_upload(Bucket="boto", Key="meta.txt"), "AccessDenied", 403)
+# It takes back its own upload (a refused or failed one's parts would otherwise stay for
+# --upload-expiry)...
+mine = wo.create_multipart_upload(Bucket="boto", Key="dropbox/abandoned.bin")["UploadId"]
+wo.upload_part(Bucket="boto", Key="dropbox/abandoned.bin", UploadId=mine, PartNumber=1, Body=data(1000, 58))
+wo.abort_multipart_upload(Bucket="boto", Key="dropbox/abandoned.bin", UploadId=mine)
+fails(lambda: s3.list_parts(Bucket="boto", Key="dropbox/abandoned.bin", UploadId=mine), "NoSuchUpload", 404)
+# ...but not anyone else's, even knowing its id.
+theirs = s3.create_multipart_upload(Bucket="boto", Key="dropbox/owners.bin")["UploadId"]
+s3.upload_part(Bucket="boto", Key="dropbox/owners.bin", UploadId=theirs, PartNumber=1, Body=data(1000, 59))
+fails(lambda: wo.abort_multipart_upload(Bucket="boto", Key="dropbox/owners.bin", UploadId=theirs), "AccessDenied", 403)
+assert [p["PartNumber"] for p in s3.list_parts(Bucket="boto", Key="dropbox/owners.bin", UploadId=theirs)["Parts"]] == [1]
+s3.abort_multipart_upload(Bucket="boto", Key="dropbox/owners.bin", UploadId=theirs)
 # Racing write-only creates of one key: one wins, the others are refused.
 def wo_race(i):
     b = data(200_000, 800 + i)
@@ -496,7 +510,7 @@ fails(lambda: wo.delete_bucket(Bucket="listing"), "AccessDenied", 403)
 assert body(s3.get_object(Bucket="boto", Key="dropbox/one.bin")) == drop
 assert body(s3.get_object(Bucket="boto", Key="dropbox/mp.bin")) == p1 + p2
 assert body(s3.get_object(Bucket="boto", Key="meta.txt")) == text, "a write-only key changed an object"
-ok("write-only key: put and multipart ok; overwrite (also racing), get, head, list, delete, copy refused")
+ok("write-only key: put, multipart and aborting its own upload ok; overwrite (also racing, also by multipart), get, head, list, delete, copy and aborting another's upload refused")
 
 # --- Key names that need encoding in listings (last: a failure here hides nothing) ------
 odd = ["plus+sign", "equals=and&amp", "percent%20not-an-escape", "tilde~!'()*", "sp ace/ünï ©ode", "a//double", "-dash_", "x" * 900]
