@@ -154,6 +154,22 @@ pub fn open_profile(spec: &str, passphrase: &str) -> Result<(PathBuf, Profile, U
     Ok((dir, profile, keys))
 }
 
+/// Marks `dir` as served by this gateway for as long as the returned file is open, and warns
+/// when another gateway on this machine serves it already: each knows a bucket's names from
+/// its own start and its own writes, so neither sees what the other writes until it restarts.
+fn serving_lock(dir: &std::path::Path) -> Option<std::fs::File> {
+    let path = dir.join("gateway.lock");
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).ok()?;
+    if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        eprintln!(
+            "warning: another `scatter gateway` on this machine serves the profile {}: neither sees the objects the other writes until it restarts; run one gateway per profile",
+            dir.display()
+        );
+        return None;
+    }
+    Some(file)
+}
+
 /// Runs the gateway for `profiles` until `stop`.
 pub async fn serve(
     profiles: Vec<(PathBuf, Profile, UserKeys)>,
@@ -169,7 +185,9 @@ pub async fn serve(
     }
     let first = profiles.first().map(|(dir, p, _)| (dir.clone(), p.clone()));
     let mut served = Vec::new();
+    let mut _locks = Vec::new();
     for (dir, profile, keys) in profiles {
+        _locks.extend(serving_lock(&dir));
         if !keys.can_read() {
             bail!(
                 "the profile {} is write-only (an appender's): the gateway needs a profile that can read; give appenders a write-only gateway key instead",

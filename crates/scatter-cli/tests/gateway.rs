@@ -697,6 +697,14 @@ async fn plain_http_on_loopback_only() {
     let out = s.path("d.out");
     must(s.aws(&["s3", "cp", "s3://plain/d", out.to_str().expect("utf-8 path")]), "aws s3 cp down over HTTP");
     assert!(std::fs::read(&out).expect("read") == data, "came back different over HTTP");
+    // A second gateway on the same profile is told that neither sees the other's writes.
+    assert!(!s.gw.log_text().contains("another `scatter gateway`"), "{}", s.gw.log_text());
+    let second = Gateway::start(&s.env, &["--plain-http"], "second.log");
+    assert!(
+        second.log_text().contains("another `scatter gateway` on this machine serves the profile"),
+        "{}",
+        second.log_text()
+    );
 }
 
 fn md5(data: &[u8]) -> [u8; 16] {
