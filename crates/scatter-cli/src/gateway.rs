@@ -10,9 +10,9 @@ use scatter_client::profile::Profile;
 use scatter_client::put::PutOptions;
 use scatter_client::upload::Redundancy;
 use scatter_core::keys::UserKeys;
+use scatter_gateway::access::Served;
 use scatter_gateway::keystore::KeyStore;
 use scatter_gateway::tenant::Tenant;
-use scatter_gateway::Served;
 
 /// `scatter gateway key …`.
 #[derive(clap::Subcommand)]
@@ -133,7 +133,7 @@ pub fn keys(dir: &Path, keys: &UserKeys, cmd: KeyCmd) -> Result<()> {
         }
         KeyCmd::Rm { access_key } => {
             store.remove(&access_key)?;
-            println!("Removed {access_key}; a running gateway refuses it once restarted.");
+            println!("Removed {access_key}; a running gateway refuses it within a second.");
         }
     }
     Ok(())
@@ -170,6 +170,9 @@ fn serving_lock(dir: &std::path::Path) -> Option<std::fs::File> {
     Some(file)
 }
 
+/// How often a running gateway looks whether `gateway key add|rm` changed its keys.
+const KEY_CHECK: Duration = Duration::from_secs(1);
+
 /// Runs the gateway for `profiles` until `stop`.
 pub async fn serve(
     profiles: Vec<(PathBuf, Profile, UserKeys)>,
@@ -194,14 +197,14 @@ pub async fn serve(
                 dir.display()
             );
         }
-        let store = KeyStore::open(&dir, keys.write_keys().name_key())?;
         let coord = profile.coordinator()?;
         let grid =
             coord.grid().await.with_context(|| format!("the coordinator of {} cannot be reached", dir.display()))?;
         let put = PutOptions { redundancy: Redundancy { k: grid.data, m: grid.parity }, ..Default::default() };
-        served.push(Served { tenant: Arc::new(Tenant::new(coord, keys, put)), keys: store.keys().to_vec() });
+        served.push(Served { tenant: Arc::new(Tenant::new(coord, keys, put)), dir });
     }
-    let router = scatter_gateway::router(&served)?;
+    let keys = scatter_gateway::access::keys(&served)?;
+    let router = scatter_gateway::router(keys.clone());
     let tls = match args.tls {
         Tls::Operator((cert, key)) => Some(scatter_net::tls::operator_server_config(&cert, &key)?),
         Tls::Plain => None,
@@ -220,19 +223,20 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let keys: usize = served.iter().map(|s| s.keys.len()).sum();
     eprintln!(
-        "S3 gateway for {} profile(s), {keys} key(s), listening on {scheme}://{bound} (path-style addressing, region us-east-1)",
-        served.len()
+        "S3 gateway for {} profile(s), {} key(s), listening on {scheme}://{bound} (path-style addressing, region us-east-1)",
+        served.len(),
+        keys.len()
     );
     let every = (args.upload_expiry / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600));
-    let expiries: Vec<_> = served
+    let mut background: Vec<_> = served
         .iter()
         .map(|s| tokio::spawn(scatter_gateway::expire_uploads(s.tenant.clone(), args.upload_expiry, every)))
         .collect();
+    background.push(tokio::spawn(scatter_gateway::access::watch(served, keys, KEY_CHECK)));
     let served = scatter_net::serve::serve(listener, router, tls, stop).await;
-    for e in expiries {
-        e.abort();
+    for task in background {
+        task.abort();
     }
     served.context("the gateway stopped")?;
     eprintln!("S3 gateway stopped");

@@ -129,6 +129,23 @@ fn must_fail(out: Output, what: &str) -> String {
 // The gateway
 
 /// A port nobody listens on now.
+/// How long a running gateway may take to serve a key added or refuse a key removed.
+const KEY_CHANGE: Duration = Duration::from_secs(10);
+
+/// Whether `done` holds within `limit`, trying again every 200 ms.
+fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
@@ -569,8 +586,8 @@ async fn the_aws_cli_puts_gets_lists_and_removes() {
     // Refusals are logged at debug level only: anyone can send them.
     assert!(!s.gw.log_text().contains("SignatureDoesNotMatch"), "{}", s.gw.log_text());
 
-    // Keys: ls shows access keys, never secrets. The gateway reads its keys when it starts:
-    // a key added is served after a restart, a key removed is refused after one.
+    // Keys: ls shows access keys, never secrets. A running gateway serves a key added and
+    // refuses a key removed within seconds, without a restart.
     let other = add_key(&s.env, false);
     let ls = s.env.ok(&["gateway", "key", "ls", "--json"]);
     let listed: serde_json::Value = serde_json::from_str(ls.trim()).expect("key ls --json prints JSON");
@@ -583,18 +600,35 @@ async fn the_aws_cli_puts_gets_lists_and_removes() {
     }
     let ls_text = s.env.ok(&["gateway", "key", "ls"]);
     assert!(ls_text.contains(&other.access) && !ls_text.contains(&other.secret), "key ls: {ls_text}");
-    let status = s.gw.terminate();
-    eprintln!("the gateway stopped on SIGTERM: {status}");
-    s.gw = s.restart("gateway-2.log");
-    must(s.aws_with(&other, &["s3", "ls", "s3://cli-bucket/"]), "ls with a key added (after a restart)");
+    let served = eventually(KEY_CHANGE, || s.aws_with(&other, &["s3", "ls", "s3://cli-bucket/"]).status.success());
+    assert!(served, "a key added was not served by the running gateway within {KEY_CHANGE:?}");
     s.env.ok(&["gateway", "key", "rm", &other.access]);
     let ls = s.env.ok(&["gateway", "key", "ls", "--json"]);
     assert!(!ls.contains(&other.access) && ls.contains(&s.key.access), "key ls after rm: {ls}");
-    s.gw.terminate();
-    s.gw = s.restart("gateway-3.log");
+    let refused = eventually(KEY_CHANGE, || !s.aws_with(&other, &["s3", "ls", "s3://cli-bucket/"]).status.success());
+    assert!(refused, "a removed key was still served by the running gateway after {KEY_CHANGE:?}");
     let err = must_fail(s.aws_with(&other, &["s3", "ls", "s3://cli-bucket/"]), "ls with a removed key");
     assert!(err.contains("InvalidAccessKeyId"), "{err}");
-    // The data outlives the gateway.
+    must(s.aws(&["s3", "ls", "s3://cli-bucket/"]), "ls with a key that was kept");
+    // A key store damaged while the gateway runs serves no key, not the keys it had.
+    let store = s.env.grid.client_dir().join("gateway-keys");
+    let sealed = std::fs::read(&store).expect("read the key store");
+    let damaged = s.path("gateway-keys.damaged");
+    std::fs::write(&damaged, b"not a sealed key store").expect("write");
+    std::fs::rename(&damaged, &store).expect("replace the key store");
+    let refused = eventually(KEY_CHANGE, || !s.aws(&["s3", "ls", "s3://cli-bucket/"]).status.success());
+    assert!(refused, "a damaged key store's keys were still served after {KEY_CHANGE:?}");
+    assert!(s.gw.log_text().contains("does not open"), "no warning in the log: {}", s.gw.log_text());
+    std::fs::write(&damaged, &sealed).expect("write");
+    std::fs::rename(&damaged, &store).expect("put the key store back");
+    let served = eventually(KEY_CHANGE, || s.aws(&["s3", "ls", "s3://cli-bucket/"]).status.success());
+    assert!(served, "the keys were not served again once the key store was mended");
+    // A restart refuses the removed key too, and the data outlives the gateway.
+    let status = s.gw.terminate();
+    eprintln!("the gateway stopped on SIGTERM: {status}");
+    s.gw = s.restart("gateway-2.log");
+    let err = must_fail(s.aws_with(&other, &["s3", "ls", "s3://cli-bucket/"]), "ls with a removed key after a restart");
+    assert!(err.contains("InvalidAccessKeyId"), "{err}");
     let out = s.path("big.again");
     must(
         s.aws(&["s3", "cp", "s3://cli-bucket/dir/big.bin", out.to_str().expect("utf-8 path")]),

@@ -11,6 +11,7 @@
 //! aws-chunked bodies with signed trailers) and speaks S3's XML and errors; [`s3`] does
 //! the operations, listing from a per-bucket index ([`listing`]) kept in the gateway.
 
+pub mod access;
 pub mod attrs;
 pub mod body;
 pub mod keystore;
@@ -19,7 +20,6 @@ pub mod naming;
 pub mod s3;
 pub mod tenant;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,26 +27,18 @@ use s3s::auth::{S3Auth, SecretKey};
 use s3s::service::S3ServiceBuilder;
 use s3s::S3Result;
 
-use crate::keystore::AccessKey;
+use crate::access::Keys;
 use crate::naming::Named;
-use crate::s3::{Access, Gateway};
+use crate::s3::Gateway;
 use crate::tenant::Tenant;
 
-/// A profile to serve and the access keys that reach it.
-pub struct Served {
-    /// The profile.
-    pub tenant: Arc<Tenant>,
-    /// Its keys.
-    pub keys: Vec<AccessKey>,
-}
-
 /// The secrets SigV4 checks against, by access key.
-struct Secrets(HashMap<String, String>);
+struct Secrets(Keys);
 
 #[async_trait::async_trait]
 impl S3Auth for Secrets {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
-        self.0.get(access_key).map(|s| SecretKey::from(s.as_str())).ok_or_else(unknown_key)
+        self.0.secret(access_key).map(|s| SecretKey::from(s.as_str())).ok_or_else(unknown_key)
     }
 }
 
@@ -66,33 +58,23 @@ pub enum GatewayError {
     /// Two profiles have the same access key.
     #[error("the access key {0} belongs to two profiles; remove it from one")]
     SharedKey(String),
+    /// A profile's key store does not open.
+    #[error(transparent)]
+    KeyStore(#[from] keystore::KeyStoreError),
 }
 
-/// The gateway's HTTP router: S3 at every path.
-pub fn router(served: &[Served]) -> Result<axum::Router, GatewayError> {
-    let mut access = HashMap::new();
-    let mut secrets = HashMap::new();
-    for s in served {
-        for k in &s.keys {
-            if secrets.insert(k.access_key.clone(), k.secret_key.clone()).is_some() {
-                return Err(GatewayError::SharedKey(k.access_key.clone()));
-            }
-            access.insert(k.access_key.clone(), Access { tenant: s.tenant.clone(), write_only: k.write_only });
-        }
-    }
-    if access.is_empty() {
-        return Err(GatewayError::NoKeys);
-    }
-    let mut builder = S3ServiceBuilder::new(Gateway::new(access));
-    builder.set_auth(Secrets(secrets));
+/// The gateway's HTTP router: S3 at every path, for the access keys in `keys`.
+pub fn router(keys: Keys) -> axum::Router {
+    let mut builder = S3ServiceBuilder::new(Gateway::new(keys.clone()));
+    builder.set_auth(Secrets(keys));
     let service = axum::error_handling::HandleError::new(builder.build(), |e: s3s::HttpError| async move {
         tracing::warn!(error = ?e, "an S3 request failed below the S3 layer");
         axum::http::StatusCode::INTERNAL_SERVER_ERROR
     });
-    Ok(axum::Router::new()
+    axum::Router::new()
         .fallback_service(service)
         .layer(axum::middleware::from_fn(explain_refusals))
-        .layer(axum::middleware::from_fn(no_body_for_head)))
+        .layer(axum::middleware::from_fn(no_body_for_head))
 }
 
 /// The sentence for an S3 error code that s3s answers without a message.

@@ -1,6 +1,5 @@
 //! The S3 operations, over the client pipeline of the profile an access key belongs to.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,6 +12,7 @@ use scatter_client::{ClientError, NoProgress};
 use scatter_core::manifest::Manifest;
 use scatter_proto::api::ErrorCode;
 
+use crate::access::{Access, Keys};
 use crate::attrs::{multipart_etag, Attributes, MAX_USER_METADATA};
 use crate::body::{self, Outgoing, Wanted};
 use crate::listing::{Entry, Query};
@@ -25,15 +25,6 @@ const MIN_PART: u64 = 5 << 20;
 const MAX_PARTS: i32 = 10_000;
 /// The most keys a listing page holds.
 const MAX_PAGE: usize = 1000;
-
-/// What an access key may do, and whose data.
-#[derive(Clone)]
-pub struct Access {
-    /// The profile.
-    pub tenant: Arc<Tenant>,
-    /// An appender's rights: put and multipart uploads only.
-    pub write_only: bool,
-}
 
 /// MiB the bodies being stored may take at once. Each body runs its own pipeline, whose
 /// chunker, pack and parity buffers come to about three times the body, up to about 64 MiB.
@@ -62,16 +53,16 @@ fn write_weight(length: Option<u64>) -> u32 {
 
 /// The S3 service: access keys to what they may do.
 pub struct Gateway {
-    access: HashMap<String, Access>,
+    keys: Keys,
     writes: tokio::sync::Semaphore,
     reads: Arc<tokio::sync::Semaphore>,
 }
 
 impl Gateway {
-    /// A gateway for these access keys.
-    pub fn new(access: HashMap<String, Access>) -> Self {
+    /// A gateway for the access keys in force in `keys`.
+    pub fn new(keys: Keys) -> Self {
         Self {
-            access,
+            keys,
             writes: tokio::sync::Semaphore::new(WRITE_BUDGET_MIB as usize),
             reads: Arc::new(tokio::sync::Semaphore::new(READ_BUDGET_MIB as usize)),
         }
@@ -99,15 +90,15 @@ impl Gateway {
         req.credentials.as_ref().map(|c| c.access_key.as_str())
     }
 
-    fn access<T>(&self, req: &S3Request<T>) -> S3Result<&Access> {
+    fn access<T>(&self, req: &S3Request<T>) -> S3Result<Access> {
         let Some(c) = &req.credentials else {
             return Err(s3_error!(AccessDenied, "anonymous requests are not served; sign with a gateway key"));
         };
-        self.access.get(&c.access_key).ok_or_else(crate::unknown_key)
+        self.keys.access(&c.access_key).ok_or_else(crate::unknown_key)
     }
 
     /// The access of a request that reads, lists or removes: not a write-only key's.
-    fn reader<T>(&self, req: &S3Request<T>) -> S3Result<&Access> {
+    fn reader<T>(&self, req: &S3Request<T>) -> S3Result<Access> {
         let a = self.access(req)?;
         if a.write_only {
             return Err(s3_error!(
@@ -704,7 +695,7 @@ impl S3 for Gateway {
     }
 
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
-        let a = self.access(&req)?.clone();
+        let a = self.access(&req)?;
         let t = &a.tenant;
         let checks = checks!(req);
         let input = req.input;
@@ -991,7 +982,7 @@ impl S3 for Gateway {
     }
 
     async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
-        let a = self.access(&req)?.clone();
+        let a = self.access(&req)?;
         let t = &a.tenant;
         let checks = checks!(req);
         let input = req.input;
@@ -1178,7 +1169,7 @@ impl S3 for Gateway {
         &self,
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
-        let a = self.access(&req)?.clone();
+        let a = self.access(&req)?;
         let t = &a.tenant;
         let input = req.input;
         check_names(&input.bucket, Some(&input.key))?;

@@ -1,0 +1,155 @@
+//! Who may sign requests to the gateway, and for which profile: the access keys of every
+//! served profile, kept current with their key stores while the gateway runs.
+//!
+//! `scatter gateway key rm` must revoke a key at once (a leaked key is why one removes it),
+//! and a key added must work without a restart that would drop every transfer under way.
+//! The gateway checks each store's file every second and reads the keys again when it
+//! changed (the store is replaced by a rename on every write, so a read never sees half of
+//! one). A store that no longer opens, or a key found in two profiles, serves no key
+//! rather than a stale one.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use zeroize::Zeroizing;
+
+use crate::keystore::{self, KeyStore};
+use crate::tenant::Tenant;
+use crate::GatewayError;
+
+/// What an access key may do, and whose data.
+#[derive(Clone)]
+pub struct Access {
+    /// The profile.
+    pub tenant: Arc<Tenant>,
+    /// An appender's rights: put and multipart uploads only.
+    pub write_only: bool,
+}
+
+/// A profile to serve: its pipeline and the folder whose key store says who reaches it.
+pub struct Served {
+    /// The profile.
+    pub tenant: Arc<Tenant>,
+    /// The profile folder, holding its gateway key store.
+    pub dir: PathBuf,
+}
+
+/// The keys in force at one moment.
+#[derive(Default)]
+struct Table {
+    access: HashMap<String, Access>,
+    secrets: HashMap<String, Zeroizing<String>>,
+}
+
+/// The keys in force, shared by the request handlers and the watcher that renews them.
+#[derive(Clone, Default)]
+pub struct Keys(Arc<RwLock<Arc<Table>>>);
+
+impl Keys {
+    /// What `access_key` may do, if it is in force.
+    pub fn access(&self, access_key: &str) -> Option<Access> {
+        self.current().access.get(access_key).cloned()
+    }
+
+    /// The secret SigV4 checks a request signed with `access_key` against.
+    pub fn secret(&self, access_key: &str) -> Option<Zeroizing<String>> {
+        self.current().secrets.get(access_key).cloned()
+    }
+
+    /// How many keys are in force.
+    pub fn len(&self) -> usize {
+        self.current().access.len()
+    }
+
+    /// Whether no key is in force.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn current(&self) -> Arc<Table> {
+        // A poisoned lock only means a writer panicked between two whole tables.
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn replace(&self, table: Table) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
+    }
+}
+
+/// Reads every served profile's key store: the table and what kept keys out of it.
+fn load(served: &[Served]) -> (Table, Vec<GatewayError>) {
+    let mut problems = Vec::new();
+    let mut stores = Vec::new();
+    for s in served {
+        match KeyStore::open(&s.dir, s.tenant.keys.write_keys().name_key()) {
+            Ok(store) => stores.push((s, store)),
+            Err(e) => problems.push(GatewayError::KeyStore(e)),
+        }
+    }
+    let mut holders: HashMap<&str, usize> = HashMap::new();
+    for (_, store) in &stores {
+        for k in store.keys() {
+            *holders.entry(k.access_key.as_str()).or_default() += 1;
+        }
+    }
+    let mut table = Table::default();
+    for (s, store) in &stores {
+        for k in store.keys() {
+            if holders[k.access_key.as_str()] > 1 {
+                if !problems.iter().any(|p| matches!(p, GatewayError::SharedKey(a) if *a == k.access_key)) {
+                    problems.push(GatewayError::SharedKey(k.access_key.clone()));
+                }
+                continue;
+            }
+            table.access.insert(k.access_key.clone(), Access { tenant: s.tenant.clone(), write_only: k.write_only });
+            table.secrets.insert(k.access_key.clone(), Zeroizing::new(k.secret_key.clone()));
+        }
+    }
+    (table, problems)
+}
+
+/// The keys of `served` as they are now, for a gateway about to start: refused when a store
+/// does not open, a key belongs to two profiles, or no key exists at all.
+pub fn keys(served: &[Served]) -> Result<Keys, GatewayError> {
+    let (table, problems) = load(served);
+    if let Some(p) = problems.into_iter().next() {
+        return Err(p);
+    }
+    if table.access.is_empty() {
+        return Err(GatewayError::NoKeys);
+    }
+    let keys = Keys::default();
+    keys.replace(table);
+    Ok(keys)
+}
+
+/// What tells that a key store's file changed: it is replaced whole on every write.
+type Stamp = Option<(u64, SystemTime, u64)>;
+
+fn stamp(served: &Served) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(served.dir.join(keystore::FILE)).ok()?;
+    Some((meta.ino(), meta.modified().ok()?, meta.len()))
+}
+
+/// Reads the key stores of `served` again into `keys` whenever one of them changes, checking
+/// every `every`, until dropped.
+pub async fn watch(served: Vec<Served>, keys: Keys, every: Duration) {
+    let mut seen: Vec<Stamp> = served.iter().map(stamp).collect();
+    loop {
+        tokio::time::sleep(every).await;
+        let now: Vec<Stamp> = served.iter().map(stamp).collect();
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        let (table, problems) = load(&served);
+        for p in &problems {
+            tracing::warn!("a gateway key store changed and part of it is not served: {p}");
+        }
+        tracing::info!(keys = table.access.len(), "gateway keys read again after a change");
+        keys.replace(table);
+    }
+}
