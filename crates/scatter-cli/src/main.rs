@@ -1001,6 +1001,21 @@ fn parse_cli() -> Cli {
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
+/// Lets a service hold as many sockets as its connection limits allow
+/// ([`scatter_net::serve::MAX_CONNECTIONS`] of its own, and those to hosts): the soft limit on
+/// open files is often 1024 where the hard one is far higher.
+fn raise_open_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    const WANTED: u64 = 65536;
+    let limit = getrlimit(Resource::Nofile);
+    let target = limit.maximum.map_or(WANTED, |max| max.min(WANTED));
+    if limit.current.is_some_and(|current| current < target) {
+        if let Err(e) = setrlimit(Resource::Nofile, Rlimit { current: Some(target), maximum: limit.maximum }) {
+            tracing::debug!(error = %e, "could not raise the limit on open files");
+        }
+    }
+}
+
 fn main() {
     let cli = parse_cli();
     let _ = PASSPHRASE_FLAGS.set((cli.passphrase_file.clone(), cli.passphrase_command.clone()));
@@ -1011,6 +1026,9 @@ fn main() {
             | Cmd::Gateway { action: None, .. }
             | Cmd::Dev { .. }
     );
+    if service {
+        raise_open_file_limit();
+    }
     let filter = cli.log_level.clone().unwrap_or_else(|| match cli.command {
         // s3s logs every refused request (a bad signature, an unknown key) twice at error
         // level, without who sent it: anyone could fill the log. The gateway logs refusals

@@ -1,7 +1,8 @@
 //! Hostile transport (issue 13, attacks 5 and 7), with real processes and real TLS on
 //! 127.0.0.1: a host cannot get a certificate that passes for the coordinator, a captured
 //! credential is good for one request only, unauthenticated floods do not exhaust the
-//! coordinator's memory, and uploads trickling in do not starve a host's readers.
+//! coordinator's memory, uploads trickling in do not starve a host's readers, and silent
+//! connections up to every connection limit do not shut anyone out.
 
 mod common;
 
@@ -396,4 +397,57 @@ async fn trickling_uploads_do_not_starve_readers() {
     }
     let after: Vec<usize> = (0..6).map(|i| shard_files(&env.grid.host_dir(i)).len()).collect();
     assert_eq!(before, after, "trickling uploads left shards behind");
+}
+
+/// Connections that send nothing, filling every slot one peer has and then every slot in all,
+/// do not shut a client out: the idlest is closed to make room. Before, the coordinator (and
+/// every host and gateway, which share its server loop) refused everyone else for as long as
+/// the silent connections stayed open: no timeout runs before a request's first byte.
+#[tokio::test(flavor = "multi_thread")]
+async fn silent_connections_do_not_shut_others_out() {
+    use scatter_net::serve::{MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PEER};
+    raise_open_file_limit(2 * MAX_CONNECTIONS as u64 + 1024);
+    let env = coordinator_only().await;
+    let addr: std::net::SocketAddr =
+        env.grid.url().trim_start_matches("https://").parse().expect("the coordinator's address");
+    let mut silent = Vec::new();
+    // Four other addresses take every slot in all; then the client's own address takes every
+    // slot one peer has.
+    for source in [2u8, 3, 4, 5, 1] {
+        for _ in 0..MAX_CONNECTIONS_PER_PEER {
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket.bind(std::net::SocketAddr::from(([127, 0, 0, source], 0))).expect("bind a loopback address");
+            silent.push(socket.connect(addr).await.expect("connect"));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || {
+            let out = env.scatter(&["admin", "user", "ls"]);
+            (env, out)
+        }),
+    )
+    .await
+    .expect("`scatter admin user ls` did not finish within 60 s")
+    .expect("task");
+    let (_env, out) = out;
+    assert!(
+        out.status.success(),
+        "a client was shut out by {} silent connections: {}",
+        silent.len(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("answered after {:?} with {} silent connections opened", started.elapsed(), silent.len());
+}
+
+/// Raises this process's soft limit on open files to at least `wanted`, if the hard one allows.
+fn raise_open_file_limit(wanted: u64) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let target = limit.maximum.map_or(wanted, |max| max.min(wanted));
+    if limit.current.is_some_and(|current| current < target) {
+        setrlimit(Resource::Nofile, Rlimit { current: Some(target), maximum: limit.maximum }).expect("setrlimit");
+    }
 }

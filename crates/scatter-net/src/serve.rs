@@ -1,19 +1,29 @@
-//! The HTTP server loop shared by coordinator and hosts: TLS (or, with `--insecure`, plain
-//! TCP), HTTP/1.1 and HTTP/2, bounded handshakes and header reads, bounded connections (in
-//! all and per peer address), and a graceful shutdown. Every request carries the peer's
+//! The HTTP server loop shared by coordinator, hosts and gateway: TLS (or, with `--insecure`,
+//! plain TCP), HTTP/1.1 and HTTP/2, bounded handshakes and header reads, bounded connections
+//! (in all and per peer address), and a graceful shutdown. Every request carries the peer's
 //! address as [`axum::extract::ConnectInfo`].
+//!
+//! A connection at a limit does not shut newcomers out while it sits idle: a peer may open
+//! connections and send nothing on them (no timeout runs before a request's first byte), so
+//! when a new connection finds a limit reached, the connection idle longest (no request in
+//! flight) under that limit is closed to make room. Only connections with requests in flight
+//! are never closed so; those are bounded by each service's own timeouts and budgets.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use http_body_util::BodyExt;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 
 /// A peer that has not finished its TLS handshake or sent its request headers by then is
 /// dropped: a slow or silent client costs a socket for at most this long.
@@ -47,43 +57,132 @@ pub fn peer_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// A connection's requests: how many are in flight (from their headers until their response
+/// is sent whole, or dropped) and when one last started or ended.
+struct Activity {
+    in_flight: AtomicUsize,
+    /// Milliseconds since the server started.
+    last: AtomicU64,
+    epoch: Instant,
+}
+
+impl Activity {
+    fn new(epoch: Instant) -> Self {
+        let a = Self { in_flight: AtomicUsize::new(0), last: AtomicU64::new(0), epoch };
+        a.touch();
+        a
+    }
+
+    fn touch(&self) {
+        self.last.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+/// A request in flight on its connection, for as long as this lives.
+struct Busy(Arc<Activity>);
+
+impl Busy {
+    fn start(activity: Arc<Activity>) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        activity.touch();
+        Self(activity)
+    }
+
+    /// Keeps the guard alive inside the response body that owns it.
+    fn hold(&self) {}
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// An open connection, as the limits see it.
+struct Open {
+    peer: IpAddr,
+    activity: Arc<Activity>,
+    close: Arc<Notify>,
+}
+
 /// Open connections, in all and per peer.
 #[derive(Default)]
 struct Connections {
     total: usize,
     per_peer: HashMap<IpAddr, usize>,
+    open: HashMap<u64, Open>,
+    next: u64,
+}
+
+impl Connections {
+    /// Stops counting connection `id`; false if it was not counted (closed to make room).
+    fn forget(&mut self, id: u64) -> bool {
+        let Some(open) = self.open.remove(&id) else { return false };
+        self.total = self.total.saturating_sub(1);
+        if let Some(n) = self.per_peer.get_mut(&open.peer) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_peer.remove(&open.peer);
+            }
+        }
+        true
+    }
+
+    /// Closes the connection idle longest (of `peer`, if given), making room for another;
+    /// false if every one has a request in flight.
+    fn close_idlest(&mut self, peer: Option<IpAddr>) -> bool {
+        let idlest = self
+            .open
+            .iter()
+            .filter(|(_, o)| peer.is_none_or(|p| o.peer == p) && o.activity.in_flight.load(Ordering::Relaxed) == 0)
+            .min_by_key(|(_, o)| o.activity.last.load(Ordering::Relaxed))
+            .map(|(id, _)| *id);
+        let Some(id) = idlest else { return false };
+        if let Some(open) = self.open.get(&id) {
+            open.close.notify_one();
+        }
+        self.forget(id)
+    }
 }
 
 /// A connection counted in [`Connections`]; uncounted when dropped.
 struct Counted {
     connections: Arc<Mutex<Connections>>,
-    peer: IpAddr,
+    id: u64,
+    activity: Arc<Activity>,
+    close: Arc<Notify>,
 }
 
 impl Counted {
-    /// Counts a new connection from `peer`, unless that would pass a limit.
-    fn admit(connections: &Arc<Mutex<Connections>>, peer: IpAddr) -> Option<Self> {
+    /// Counts a new connection from `peer`, closing an idle one if a limit is reached; none
+    /// if every connection under the limit has a request in flight.
+    fn admit(connections: &Arc<Mutex<Connections>>, peer: IpAddr, epoch: Instant) -> Option<Self> {
         let mut c = connections.lock().unwrap_or_else(|p| p.into_inner());
         let mine = c.per_peer.get(&peer).copied().unwrap_or(0);
-        if c.total >= MAX_CONNECTIONS || mine >= MAX_CONNECTIONS_PER_PEER {
+        let room = if mine >= MAX_CONNECTIONS_PER_PEER {
+            c.close_idlest(Some(peer))
+        } else if c.total >= MAX_CONNECTIONS {
+            c.close_idlest(None)
+        } else {
+            true
+        };
+        if !room {
             return None;
         }
+        let (activity, close) = (Arc::new(Activity::new(epoch)), Arc::new(Notify::new()));
+        let id = c.next;
+        c.next += 1;
         c.total += 1;
-        c.per_peer.insert(peer, mine + 1);
-        Some(Self { connections: connections.clone(), peer })
+        *c.per_peer.entry(peer).or_default() += 1;
+        c.open.insert(id, Open { peer, activity: activity.clone(), close: close.clone() });
+        Some(Self { connections: connections.clone(), id, activity, close })
     }
 }
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        let mut c = self.connections.lock().unwrap_or_else(|p| p.into_inner());
-        c.total = c.total.saturating_sub(1);
-        if let Some(n) = c.per_peer.get_mut(&self.peer) {
-            *n -= 1;
-            if *n == 0 {
-                c.per_peer.remove(&self.peer);
-            }
-        }
+        self.connections.lock().unwrap_or_else(|p| p.into_inner()).forget(self.id);
     }
 }
 
@@ -101,6 +200,7 @@ pub async fn serve(
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     let connections: Arc<Mutex<Connections>> = Default::default();
+    let epoch = Instant::now();
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -115,8 +215,8 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let Some(counted) = Counted::admit(&connections, peer_key(peer.ip())) else {
-            tracing::debug!(%peer, "too many connections; closed this one");
+        let Some(counted) = Counted::admit(&connections, peer_key(peer.ip()), epoch) else {
+            tracing::debug!(%peer, "too many connections, each with a request in flight; closed this one");
             drop(tcp);
             continue;
         };
@@ -124,24 +224,34 @@ pub async fn serve(
         let (builder, acceptor, router, watcher) =
             (builder.clone(), acceptor.clone(), router.clone(), graceful.watcher());
         tokio::spawn(async move {
-            let _counted = counted;
-            let service = TowerToHyperService::new(AddPeer { router, peer });
-            let result = match acceptor {
-                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => {
-                        watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service)).await
-                    }
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                },
-                None => watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(tcp), service)).await,
+            let close = counted.close.clone();
+            let service = TowerToHyperService::new(AddPeer { router, peer, activity: counted.activity.clone() });
+            let connection = async move {
+                match acceptor {
+                    Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => {
+                            watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service)).await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            Ok(())
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            Ok(())
+                        }
+                    },
+                    None => watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(tcp), service)).await,
+                }
             };
+            let result = tokio::select! {
+                r = connection => r,
+                () = close.notified() => {
+                    tracing::debug!(%peer, "an idle connection was closed to make room for another");
+                    Ok(())
+                }
+            };
+            drop(counted);
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
@@ -154,17 +264,19 @@ pub async fn serve(
     Ok(())
 }
 
-/// The router, with the peer's address put in every request for handlers and limits to read.
+/// The router, with the peer's address put in every request for handlers and limits to read,
+/// and each request counted in flight on its connection until its response is sent whole.
 #[derive(Clone)]
 struct AddPeer {
     router: axum::Router,
     peer: SocketAddr,
+    activity: Arc<Activity>,
 }
 
 impl tower_service::Service<axum::http::Request<hyper::body::Incoming>> for AddPeer {
     type Response = axum::response::Response;
     type Error = std::convert::Infallible;
-    type Future = <axum::Router as tower_service::Service<axum::http::Request<hyper::body::Incoming>>>::Future;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
 
     fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
         <axum::Router as tower_service::Service<axum::http::Request<hyper::body::Incoming>>>::poll_ready(
@@ -175,6 +287,16 @@ impl tower_service::Service<axum::http::Request<hyper::body::Incoming>> for AddP
 
     fn call(&mut self, mut req: axum::http::Request<hyper::body::Incoming>) -> Self::Future {
         req.extensions_mut().insert(axum::extract::ConnectInfo(self.peer));
-        self.router.call(req)
+        let busy = Busy::start(self.activity.clone());
+        let response = self.router.call(req);
+        Box::pin(async move {
+            let response = response.await?;
+            Ok(response.map(|body| {
+                axum::body::Body::new(body.map_frame(move |frame| {
+                    busy.hold();
+                    frame
+                }))
+            }))
+        })
     }
 }
