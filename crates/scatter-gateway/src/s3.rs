@@ -297,6 +297,31 @@ enum Existing {
 }
 
 /// A write-only key's write to a key that has an object.
+/// A write-only key touches only the multipart uploads it created: adding a part to another's
+/// upload replaces the part of that number, completing it drops the parts it does not name,
+/// and aborting it removes them all: each would be a delete.
+fn own_upload(a: &Access, upload: &Attributes, caller: Option<&str>) -> S3Result<()> {
+    if a.write_only && (upload.writer.is_none() || upload.writer.as_deref() != caller) {
+        return Err(s3_error!(
+            AccessDenied,
+            "a write-only key may add to, complete or abort only the uploads it created"
+        ));
+    }
+    Ok(())
+}
+
+/// A write-only key may not make a write conditional on an existing object's ETag: the answer
+/// (written, PreconditionFailed, NoSuchKey) would tell it what it may not read.
+fn no_condition_on_content(a: &Access, if_match: Option<&ETagCondition>) -> S3Result<()> {
+    if a.write_only && if_match.is_some() {
+        return Err(s3_error!(
+            AccessDenied,
+            "a write-only key may not use If-Match: it may not read the object it would compare with"
+        ));
+    }
+    Ok(())
+}
+
 fn overwrite_refused() -> S3Error {
     s3_error!(AccessDenied, "a write-only key cannot overwrite an object")
 }
@@ -702,6 +727,7 @@ impl S3 for Gateway {
         check_names(&input.bucket, Some(&input.key))?;
         let b = bucket(t, &input.bucket).await?;
         let attrs = attributes(input.content_type, input.metadata)?;
+        no_condition_on_content(&a, input.if_match.as_ref())?;
         let existing = Existing::of(a.write_only, input.if_none_match.as_ref());
         // Checked here to fail fast; the commit checks a create again, atomically.
         if let Some(current) = b.index.read().await.get(&input.key) {
@@ -983,13 +1009,15 @@ impl S3 for Gateway {
 
     async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
         let a = self.access(&req)?;
+        let caller = Self::access_key(&req).map(str::to_owned);
         let t = &a.tenant;
         let checks = checks!(req);
         let input = req.input;
         check_names(&input.bucket, Some(&input.key))?;
         let number = part_number(input.part_number)?;
         bucket(t, &input.bucket).await?;
-        upload_of(t, &input.bucket, &input.key, &input.upload_id).await?;
+        let upload = upload_of(t, &input.bucket, &input.key, &input.upload_id).await?;
+        own_upload(&a, &upload, caller.as_deref())?;
         let _turn = self.write_turn(input.content_length.and_then(|n| u64::try_from(n).ok())).await?;
         let stored = store_body(
             t,
@@ -1157,10 +1185,8 @@ impl S3 for Gateway {
         bucket(t, &input.bucket).await?;
         let attrs = upload_of(t, &input.bucket, &input.key, &input.upload_id).await?;
         // A write-only key takes back its own upload (a refused one's parts would otherwise
-        // wait for --upload-expiry), never another's: that would be a delete.
-        if a.write_only && (attrs.writer.is_none() || attrs.writer != caller) {
-            return Err(s3_error!(AccessDenied, "a write-only key may abort only the uploads it created"));
-        }
+        // wait for --upload-expiry), never another's.
+        own_upload(&a, &attrs, caller.as_deref())?;
         remove_upload(t, &input.bucket, &input.upload_id).await.map_err(internal)?;
         Ok(S3Response::new(AbortMultipartUploadOutput::default()))
     }
@@ -1170,11 +1196,14 @@ impl S3 for Gateway {
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let a = self.access(&req)?;
+        let caller = Self::access_key(&req).map(str::to_owned);
         let t = &a.tenant;
         let input = req.input;
         check_names(&input.bucket, Some(&input.key))?;
         let b = bucket(t, &input.bucket).await?;
         let mut attrs = upload_of(t, &input.bucket, &input.key, &input.upload_id).await?;
+        own_upload(&a, &attrs, caller.as_deref())?;
+        no_condition_on_content(&a, input.if_match.as_ref())?;
         let asked = input.multipart_upload.and_then(|m| m.parts).unwrap_or_default();
         if asked.is_empty() {
             return Err(s3_error!(MalformedXML, "a completed upload names at least one part"));

@@ -479,8 +479,32 @@ fails(lambda: s3.list_parts(Bucket="boto", Key="dropbox/abandoned.bin", UploadId
 theirs = s3.create_multipart_upload(Bucket="boto", Key="dropbox/owners.bin")["UploadId"]
 s3.upload_part(Bucket="boto", Key="dropbox/owners.bin", UploadId=theirs, PartNumber=1, Body=data(1000, 59))
 fails(lambda: wo.abort_multipart_upload(Bucket="boto", Key="dropbox/owners.bin", UploadId=theirs), "AccessDenied", 403)
+# Nor does it add parts to another's upload (which replaced the owner's part) or complete it
+# (which dropped the parts it did not name): either would be a delete.
+fails(lambda: wo.upload_part(Bucket="boto", Key="dropbox/owners.bin", UploadId=theirs, PartNumber=1, Body=b"mine"), "AccessDenied", 403)
+fails(lambda: wo.upload_part(Bucket="boto", Key="dropbox/owners.bin", UploadId=theirs, PartNumber=2, Body=b"mine"), "AccessDenied", 403)
+fails(lambda: wo.complete_multipart_upload(
+    Bucket="boto", Key="dropbox/owners.bin", UploadId=theirs,
+    MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": f'"{md5(data(1000, 59))}"'}]},
+), "AccessDenied", 403)
 assert [p["PartNumber"] for p in s3.list_parts(Bucket="boto", Key="dropbox/owners.bin", UploadId=theirs)["Parts"]] == [1]
+assert s3.list_parts(Bucket="boto", Key="dropbox/owners.bin", UploadId=theirs)["Parts"][0]["ETag"] == f'"{md5(data(1000, 59))}"'
 s3.abort_multipart_upload(Bucket="boto", Key="dropbox/owners.bin", UploadId=theirs)
+# A condition on an existing object's ETag is a read: a write-only key that may not read it
+# may not test guesses of its content against it, nor learn by a refusal whether it exists.
+secret = b"salary=73000\n"
+guess = wo.create_multipart_upload(Bucket="boto", Key="dropbox/guess.txt")["UploadId"]
+g1 = wo.upload_part(Bucket="boto", Key="dropbox/guess.txt", UploadId=guess, PartNumber=1, Body=b"g")["ETag"]
+s3.put_object(Bucket="boto", Key="dropbox/guess.txt", Body=secret)
+for tried in [b"salary=72000\n", secret]:
+    fails(lambda: wo.complete_multipart_upload(
+        Bucket="boto", Key="dropbox/guess.txt", UploadId=guess, IfMatch=f'"{md5(tried)}"',
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": g1}]},
+    ), "AccessDenied", 403)
+    fails(lambda: wo.put_object(Bucket="boto", Key="dropbox/guess.txt", Body=b"g", IfMatch=f'"{md5(tried)}"'), "AccessDenied", 403)
+fails(lambda: wo.put_object(Bucket="boto", Key="dropbox/nothing-here.txt", Body=b"g", IfMatch=f'"{md5(secret)}"'), "AccessDenied", 403)
+wo.abort_multipart_upload(Bucket="boto", Key="dropbox/guess.txt", UploadId=guess)
+assert body(s3.get_object(Bucket="boto", Key="dropbox/guess.txt")) == secret
 # Racing write-only creates of one key: one wins, the others are refused.
 def wo_race(i):
     b = data(200_000, 800 + i)
@@ -510,7 +534,7 @@ fails(lambda: wo.delete_bucket(Bucket="listing"), "AccessDenied", 403)
 assert body(s3.get_object(Bucket="boto", Key="dropbox/one.bin")) == drop
 assert body(s3.get_object(Bucket="boto", Key="dropbox/mp.bin")) == p1 + p2
 assert body(s3.get_object(Bucket="boto", Key="meta.txt")) == text, "a write-only key changed an object"
-ok("write-only key: put, multipart and aborting its own upload ok; overwrite (also racing, also by multipart), get, head, list, delete, copy and aborting another's upload refused")
+ok("write-only key: put, multipart and aborting its own upload ok; overwrite (also racing, also by multipart), get, head, list, delete, copy, conditions on an object's ETag, and aborting, adding parts to or completing another's upload refused")
 
 # --- Key names that need encoding in listings (last: a failure here hides nothing) ------
 odd = ["plus+sign", "equals=and&amp", "percent%20not-an-escape", "tilde~!'()*", "sp ace/ünï ©ode", "a//double", "-dash_", "x" * 900]
