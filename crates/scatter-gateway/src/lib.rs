@@ -73,6 +73,7 @@ pub fn router(keys: Keys) -> axum::Router {
     });
     axum::Router::new()
         .fallback_service(service)
+        .layer(axum::middleware::from_fn(presigned_at_most_a_week))
         .layer(axum::middleware::from_fn(explain_refusals))
         .layer(axum::middleware::from_fn(no_body_for_head))
 }
@@ -125,6 +126,37 @@ async fn explain_refusals(req: axum::extract::Request, next: axum::middleware::N
     let explained = text.replacen("</Code>", &format!("</Code><Message>{sentence}</Message>"), 1);
     parts.headers.insert(axum::http::header::CONTENT_LENGTH, explained.len().into());
     axum::response::Response::from_parts(parts, axum::body::Body::from(explained))
+}
+
+/// The longest a presigned URL may be good for, as S3 allows: a URL that leaked stays usable
+/// until then (or until its key is removed).
+const MOST_PRESIGNED: u64 = 7 * 24 * 3600;
+
+/// Refuses presigned URLs good for more than [`MOST_PRESIGNED`], which s3s would serve: SigV4's
+/// `X-Amz-Expires` (seconds from signing) and SigV2's `Expires` (a Unix time; boto3 presigns
+/// with SigV2 unless told SigV4).
+async fn presigned_at_most_a_week(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let query = req.uri().query().unwrap_or_default();
+    let param = |name: &str| query.split('&').find_map(|p| p.strip_prefix(name)?.strip_prefix('='));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let too_long = match (param("X-Amz-Expires"), param("Signature").and(param("Expires"))) {
+        (Some(v4), _) => v4.parse::<u64>().map_or(true, |s| s > MOST_PRESIGNED),
+        (None, Some(v2)) => v2.parse::<u64>().map_or(true, |at| at > now.saturating_add(MOST_PRESIGNED)),
+        (None, None) => false,
+    };
+    if !too_long {
+        return next.run(req).await;
+    }
+    let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AuthorizationQueryParametersError</Code>\
+               <Message>a presigned URL may be good for at most 7 days (604800 seconds): sign it again with a shorter expiry</Message></Error>";
+    axum::response::Response::builder()
+        .status(axum::http::StatusCode::BAD_REQUEST)
+        .header(axum::http::header::CONTENT_TYPE, "application/xml")
+        .body(axum::body::Body::from(xml))
+        .unwrap_or_default()
 }
 
 /// A response to HEAD carries headers only: s3s writes an error's XML for HEAD too, which

@@ -451,7 +451,15 @@ for signer in (s3, v4):
         raise AssertionError("a presigned URL for another key was served")
     except urllib.error.HTTPError as e:
         assert e.code == 403 and b"SignatureDoesNotMatch" in e.read(), e.code
-ok("presigned URLs (SigV2 and SigV4): get and put; one changed is refused")
+# A presigned URL is good for at most 7 days, as in S3: a leaked one does not live for ever.
+for signer in (s3, v4):
+    url = signer.generate_presigned_url("get_object", Params={"Bucket": "boto", "Key": "meta.txt"}, ExpiresIn=604800 + 3600)
+    try:
+        urllib.request.urlopen(url, context=ctx, timeout=60)
+        raise AssertionError(f"a presigned URL good for more than 7 days was served: {url}")
+    except urllib.error.HTTPError as e:
+        assert e.code == 400 and b"at most 7 days" in e.read(), e.code
+ok("presigned URLs (SigV2 and SigV4): get and put; one changed, or good for more than 7 days, is refused")
 
 # --- A write-only key ----------------------------------------------------------------------
 drop = data(20_000, 55)
