@@ -67,7 +67,14 @@ where
             let piece = match piece {
                 Ok(p) => p,
                 Err(e) => {
-                    let _ = tx.send(Err(std::io::Error::other(format!("the request body failed: {e}")))).await;
+                    let message = format!("the request body failed: {e}");
+                    // Cut off by the gateway for its pace, or ended by the client.
+                    let kind = if message.contains(crate::pace::TOO_SLOW) {
+                        std::io::ErrorKind::TimedOut
+                    } else {
+                        std::io::ErrorKind::UnexpectedEof
+                    };
+                    let _ = tx.send(Err(std::io::Error::new(kind, message))).await;
                     return;
                 }
             };

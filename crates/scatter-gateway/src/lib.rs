@@ -17,6 +17,7 @@ pub mod body;
 pub mod keystore;
 pub mod listing;
 pub mod naming;
+pub mod pace;
 pub mod s3;
 pub mod tenant;
 
@@ -73,6 +74,7 @@ pub fn router(keys: Keys) -> axum::Router {
     });
     axum::Router::new()
         .fallback_service(service)
+        .layer(axum::middleware::from_fn_with_state(pace::XmlBudget::default(), pace::bounded_bodies))
         .layer(axum::middleware::from_fn(presigned_at_most_a_week))
         .layer(axum::middleware::from_fn(explain_refusals))
         .layer(axum::middleware::from_fn(no_body_for_head))

@@ -448,9 +448,13 @@ async fn store_body(
     }
     let report = match stored {
         Ok(r) => r,
-        Err(ClientError::Io { source, .. }) if source.kind() == std::io::ErrorKind::InvalidData => {
-            return Err(s3_error!(IncompleteBody, "the body's length does not match its Content-Length"));
-        }
+        Err(ClientError::Io { source, .. }) => match source.kind() {
+            std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof => {
+                return Err(s3_error!(IncompleteBody, "the body's length does not match its Content-Length"));
+            }
+            std::io::ErrorKind::TimedOut => return Err(s3_error!(RequestTimeout, "{}", crate::pace::TOO_SLOW)),
+            _ => return Err(internal(ClientError::Io { path: name.into(), source })),
+        },
         Err(e) => return Err(existing.refused(t, name, e).await),
     };
     Ok(Stored { size: report.size, attrs, checksums: computed })

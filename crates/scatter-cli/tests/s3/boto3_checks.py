@@ -544,6 +544,68 @@ assert body(s3.get_object(Bucket="boto", Key="dropbox/mp.bin")) == p1 + p2
 assert body(s3.get_object(Bucket="boto", Key="meta.txt")) == text, "a write-only key changed an object"
 ok("write-only key: put, multipart and aborting its own upload ok; overwrite (also racing, also by multipart), get, head, list, delete, copy, conditions on an object's ETag, and aborting, adding parts to or completing another's upload refused")
 
+# --- Bodies that stall, and XML that is long ------------------------------------------------
+import socket
+import ssl
+import time
+import urllib.parse
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+
+def raw(method, path, length, sent=b""):
+    """Opens a connection and sends a request signed with the write-only key, declaring
+    `length` bytes of body but sending only `sent`; returns the socket."""
+    u = urllib.parse.urlsplit(ENDPOINT)
+    req = AWSRequest(method=method, url=ENDPOINT + path, headers={
+        "Host": u.netloc, "Content-Length": str(length), "x-amz-content-sha256": "UNSIGNED-PAYLOAD"})
+    SigV4Auth(Credentials(os.environ["GW_WO_ACCESS"], os.environ["GW_WO_SECRET"]), "s3", "us-east-1").add_auth(req)
+    sock = socket.create_connection((u.hostname, u.port), timeout=60)
+    if u.scheme == "https":
+        ctx = ssl.create_default_context(cafile=CA) if isinstance(CA, str) else ssl.create_default_context()
+        sock = ctx.wrap_socket(sock, server_hostname=u.hostname)
+    head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in req.headers.items()) + "\r\n"
+    sock.sendall(head.encode() + sent)
+    return sock
+
+
+def answer(sock):
+    """The status line and the body's start of the answer on `sock` (or what ended it)."""
+    try:
+        return sock.recv(4096).decode(errors="replace")
+    except OSError as e:
+        return f"closed: {e}"
+
+
+# XML longer than any batch delete or completion can be is refused before it is read.
+sock = raw("POST", "/boto?delete", 19 << 20)
+reply = answer(sock)
+assert reply.startswith("HTTP/1.1 400") and "MaxMessageLengthExceeded" in reply, reply
+sock.close()
+# A body that stops moving is cut off (RequestTimeout) rather than held for ever.
+started = time.monotonic()
+sock = raw("PUT", "/boto/dropbox/stalled.bin", 1 << 20, b"x" * 1000)
+reply = answer(sock)
+waited = time.monotonic() - started
+assert "RequestTimeout" in reply or reply.startswith("closed") or reply == "", reply
+assert waited < 45, f"a stalled body was held for {waited:.0f} s"
+sock.close()
+fails(lambda: s3.head_object(Bucket="boto", Key="dropbox/stalled.bin"), "404", 404)
+# XML bodies share a budget: eight that declare the most and stall take it all, and a ninth
+# is told to slow down, not read; once they are cut off, deletes work again.
+stalled = [raw("POST", "/boto?delete", 8 << 20) for _ in range(8)]
+time.sleep(0.5)
+reply = answer(raw("POST", "/boto?delete", 8 << 20))
+assert reply.startswith("HTTP/1.1 503") and "SlowDown" in reply, reply
+for sock in stalled:
+    answer(sock)
+    sock.close()
+s3.put_object(Bucket="boto", Key="dropbox/to-delete", Body=b"x")
+r = s3.delete_objects(Bucket="boto", Delete={"Objects": [{"Key": "dropbox/to-delete"}]})
+assert [d["Key"] for d in r.get("Deleted", [])] == ["dropbox/to-delete"], r
+ok(f"bodies: XML over 8 MiB refused unread; a stalled body cut off after {waited:.0f} s; stalled XML bodies take at most the budget, then are cut off")
+
 # --- Key names that need encoding in listings (last: a failure here hides nothing) ------
 odd = ["plus+sign", "equals=and&amp", "percent%20not-an-escape", "tilde~!'()*", "sp ace/ünï ©ode", "a//double", "-dash_", "x" * 900]
 for i, k in enumerate(odd):

@@ -1,0 +1,203 @@
+//! What a request's body may make the gateway hold, and for how long.
+//!
+//! Every body must keep moving: a client the gateway waits on longer than a grace period plus
+//! the time its bytes so far would take at [`MIN_RATE`], or for [`MOST_STALL`] at a stretch, is
+//! cut off (`RequestTimeout`). Only the time the gateway spends waiting for the client counts,
+//! not the time it lets the body wait while the pipeline is busy. A body that is not an
+//! object's or a part's data (the XML of a batch delete or of a completed upload) is at most
+//! [`XML_MOST`] long, and those bodies share [`XML_BUDGET`]: s3s reads them whole before any
+//! handler sees who sent them, so without these bounds any key could pin 20 MiB per connection.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use tokio::time::{Instant, Sleep};
+
+/// The client's time before the rate counts.
+const GRACE: Duration = Duration::from_secs(10);
+/// The least a body must average, counted over the time the gateway waits for it.
+pub const MIN_RATE: u64 = 16 << 10;
+/// The longest the gateway waits for a body's next bytes, whatever came before.
+pub const MOST_STALL: Duration = Duration::from_secs(30);
+/// The longest body that is not data: a batch delete of 1,000 keys of 1,024 characters, each
+/// escaped as XML, or the completion of an upload of 10,000 parts, are well within it.
+pub const XML_MOST: u64 = 8 << 20;
+/// The bytes that such bodies may take at once, in all.
+const XML_BUDGET: u64 = 64 << 20;
+
+/// What the body reports when it is cut off; the handlers answer `RequestTimeout`.
+pub const TOO_SLOW: &str = "the request body arrived too slowly and was cut off";
+
+/// The shared budget of [`XML_BUDGET`], in KiB.
+#[derive(Clone)]
+pub struct XmlBudget(Arc<tokio::sync::Semaphore>);
+
+impl Default for XmlBudget {
+    fn default() -> Self {
+        Self(Arc::new(tokio::sync::Semaphore::new((XML_BUDGET >> 10) as usize)))
+    }
+}
+
+/// Whether a request's body is an object's or a part's bytes (a PUT to a key, with no
+/// subresource but a part's), rather than XML.
+fn is_data(req: &axum::extract::Request) -> bool {
+    let path = req.uri().path().trim_start_matches('/');
+    let has_key = path.split_once('/').is_some_and(|(_, key)| !key.is_empty());
+    let query = req.uri().query().unwrap_or_default();
+    let plain = query.split('&').filter(|p| !p.is_empty()).all(|p| {
+        let name = p.split_once('=').map_or(p, |(n, _)| n);
+        matches!(name, "partNumber" | "uploadId" | "x-id" | "AWSAccessKeyId" | "Signature" | "Expires")
+            || name.starts_with("X-Amz-")
+    });
+    req.method() == axum::http::Method::PUT && has_key && plain
+}
+
+fn refusal(status: axum::http::StatusCode, code: &str, message: &str) -> axum::response::Response {
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>"
+    );
+    axum::response::Response::builder()
+        .status(status)
+        .header(axum::http::header::CONTENT_TYPE, "application/xml")
+        .body(Body::from(xml))
+        .unwrap_or_default()
+}
+
+/// The middleware: paces every body, and bounds the length and the sum of bodies that are
+/// not data.
+pub async fn bounded_bodies(
+    axum::extract::State(budget): axum::extract::State<XmlBudget>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let mut turn = None;
+    if !is_data(&req) {
+        let declared = req.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok());
+        let length = match declared.map(str::parse::<u64>) {
+            Some(Ok(n)) => n,
+            Some(Err(_)) => {
+                return refusal(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    "InvalidArgument",
+                    "Content-Length is not a number",
+                )
+            }
+            None if req.headers().contains_key(axum::http::header::TRANSFER_ENCODING) => XML_MOST,
+            None => 0,
+        };
+        if length > XML_MOST {
+            return refusal(
+                axum::http::StatusCode::BAD_REQUEST,
+                "MaxMessageLengthExceeded",
+                "the request's XML is longer than 8 MiB",
+            );
+        }
+        if length > 0 {
+            let kib = length.div_ceil(1 << 10) as u32;
+            match budget.0.clone().try_acquire_many_owned(kib) {
+                Ok(permit) => turn = Some(permit),
+                Err(_) => {
+                    return refusal(
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        "SlowDown",
+                        "the gateway is reading as many requests' XML as it holds at once; retry",
+                    )
+                }
+            }
+        }
+    }
+    let limit = if is_data(&req) { None } else { Some(XML_MOST) };
+    let req = req.map(|body| Body::new(Paced::new(body, limit)));
+    let res = next.run(req).await;
+    drop(turn);
+    res
+}
+
+/// A request body cut off when the client falls behind (see the module's documentation), or
+/// when it goes past `limit` bytes.
+struct Paced {
+    inner: Body,
+    limit: Option<u64>,
+    received: u64,
+    /// The time spent waiting for the client, before the current wait.
+    waited: Duration,
+    /// When the current wait began.
+    waiting_since: Option<Instant>,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl Paced {
+    fn new(inner: Body, limit: Option<u64>) -> Self {
+        let now = Instant::now();
+        Self {
+            inner,
+            limit,
+            received: 0,
+            waited: Duration::ZERO,
+            waiting_since: None,
+            timer: Box::pin(tokio::time::sleep_until(now)),
+        }
+    }
+
+    /// How much longer the gateway may wait for the client, from the start of a wait.
+    fn allowance(&self) -> Duration {
+        let earned = GRACE + Duration::from_secs_f64(self.received as f64 / MIN_RATE as f64);
+        earned.saturating_sub(self.waited).min(MOST_STALL)
+    }
+}
+
+fn failure(message: &str) -> axum::Error {
+    axum::Error::new(std::io::Error::new(std::io::ErrorKind::TimedOut, message.to_owned()))
+}
+
+impl http_body::Body for Paced {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        let now = Instant::now();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                if let Some(since) = this.waiting_since.take() {
+                    this.waited += now - since;
+                }
+                if let Some(data) = frame.as_ref().and_then(|f| f.as_ref().ok()).and_then(Frame::data_ref) {
+                    this.received += data.len() as u64;
+                    if this.limit.is_some_and(|l| this.received > l) {
+                        return Poll::Ready(Some(Err(failure("the request's XML is longer than 8 MiB"))));
+                    }
+                }
+                Poll::Ready(frame)
+            }
+            Poll::Pending => {
+                let since = *this.waiting_since.get_or_insert(now);
+                let deadline = since + this.allowance();
+                if now >= deadline {
+                    return Poll::Ready(Some(Err(failure(TOO_SLOW))));
+                }
+                if this.timer.deadline() != deadline {
+                    this.timer.as_mut().reset(deadline);
+                }
+                if this.timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Some(Err(failure(TOO_SLOW))));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
