@@ -1,5 +1,6 @@
 //! The S3 operations, over the client pipeline of the profile an access key belongs to.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -29,7 +30,8 @@ const MAX_PAGE: usize = 1000;
 /// MiB the bodies being stored may take at once. Each body runs its own pipeline, whose
 /// chunker, pack and parity buffers come to about three times the body, up to about 64 MiB.
 /// More writers wait for a turn instead of growing memory without bound: 4 big bodies at
-/// once, 10 of 8 MiB, 256 small ones (10 clients putting 64 MiB parts: 216 MiB peak RSS).
+/// once, 10 of 8 MiB, 256 small ones (10 clients putting 64 MiB parts: 216 MiB peak RSS);
+/// one key at most half of that ([`Budget`]).
 const WRITE_BUDGET_MIB: u32 = 256;
 
 /// MiB the objects being read may take at once. A read holds up to three runs of a pack ahead
@@ -51,38 +53,64 @@ fn write_weight(length: Option<u64>) -> u32 {
     length.map_or(MOST, |n| n.saturating_mul(3).div_ceil(1 << 20).clamp(1, MOST)) as u32
 }
 
+/// MiB shared by every key, of which one key holds at most half: one key's requests (an
+/// appender's, another profile's, a client that trickles its bodies or never reads its
+/// answers) cannot take every turn from the others.
+struct Budget {
+    all: Arc<tokio::sync::Semaphore>,
+    per_key: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    mib: u32,
+}
+
+/// A turn in a [`Budget`], given back when dropped.
+pub struct Turn {
+    _mine: tokio::sync::OwnedSemaphorePermit,
+    _all: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Budget {
+    fn new(mib: u32) -> Self {
+        Self { all: Arc::new(tokio::sync::Semaphore::new(mib as usize)), per_key: Default::default(), mib }
+    }
+
+    /// Waits until `weight` MiB fit in `key`'s half and in the whole.
+    async fn turn(&self, key: Option<&str>, weight: u32) -> S3Result<Turn> {
+        let mine = {
+            let mut per_key = self.per_key.lock().unwrap_or_else(|p| p.into_inner());
+            let half = (self.mib / 2) as usize;
+            per_key
+                .entry(key.unwrap_or_default().to_owned())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(half)))
+                .clone()
+        };
+        let stopping = |_| s3_error!(ServiceUnavailable, "the gateway is stopping");
+        let mine = mine.acquire_many_owned(weight).await.map_err(stopping)?;
+        let all = self.all.clone().acquire_many_owned(weight).await.map_err(stopping)?;
+        Ok(Turn { _mine: mine, _all: all })
+    }
+}
+
 /// The S3 service: access keys to what they may do.
 pub struct Gateway {
     keys: Keys,
-    writes: tokio::sync::Semaphore,
-    reads: Arc<tokio::sync::Semaphore>,
+    writes: Budget,
+    reads: Budget,
 }
 
 impl Gateway {
     /// A gateway for the access keys in force in `keys`.
     pub fn new(keys: Keys) -> Self {
-        Self {
-            keys,
-            writes: tokio::sync::Semaphore::new(WRITE_BUDGET_MIB as usize),
-            reads: Arc::new(tokio::sync::Semaphore::new(READ_BUDGET_MIB as usize)),
-        }
+        Self { keys, writes: Budget::new(WRITE_BUDGET_MIB), reads: Budget::new(READ_BUDGET_MIB) }
     }
 
     /// Waits until a read of `length` bytes fits in the read budget.
-    async fn read_turn(&self, length: u64) -> S3Result<tokio::sync::OwnedSemaphorePermit> {
-        self.reads
-            .clone()
-            .acquire_many_owned(read_weight(length))
-            .await
-            .map_err(|_| s3_error!(ServiceUnavailable, "the gateway is stopping"))
+    async fn read_turn(&self, key: Option<&str>, length: u64) -> S3Result<Turn> {
+        self.reads.turn(key, read_weight(length)).await
     }
 
     /// Waits until a body of `length` bytes fits in the write budget.
-    async fn write_turn(&self, length: Option<u64>) -> S3Result<tokio::sync::SemaphorePermit<'_>> {
-        self.writes
-            .acquire_many(write_weight(length))
-            .await
-            .map_err(|_| s3_error!(ServiceUnavailable, "the gateway is stopping"))
+    async fn write_turn(&self, key: Option<&str>, length: Option<u64>) -> S3Result<Turn> {
+        self.writes.turn(key, write_weight(length)).await
     }
 
     /// The access key a request is signed with (checked by then).
@@ -465,7 +493,7 @@ fn object_bytes(
     t: &Tenant,
     manifest: &Manifest,
     range: std::ops::Range<u64>,
-    turn: Option<tokio::sync::OwnedSemaphorePermit>,
+    turn: Option<Turn>,
 ) -> S3Result<Outgoing> {
     let mut offset = 0u64;
     let mut skip = 0u64;
@@ -727,6 +755,7 @@ impl S3 for Gateway {
         let a = self.access(&req)?;
         let t = &a.tenant;
         let checks = checks!(req);
+        let caller = Self::access_key(&req).map(str::to_owned);
         let input = req.input;
         check_names(&input.bucket, Some(&input.key))?;
         let b = bucket(t, &input.bucket).await?;
@@ -744,7 +773,8 @@ impl S3 for Gateway {
         } else if input.if_match.is_some() {
             return Err(s3_error!(NoSuchKey, "If-Match: there is no such object"));
         }
-        let _turn = self.write_turn(input.content_length.and_then(|n| u64::try_from(n).ok())).await?;
+        let _turn =
+            self.write_turn(caller.as_deref(), input.content_length.and_then(|n| u64::try_from(n).ok())).await?;
         let name = naming::object(&input.bucket, &input.key);
         let stored = store_body(t, &name, incoming(input.body), input.content_length, checks, attrs, existing).await?;
         b.index.write().await.insert(&input.key, entry_of(&stored));
@@ -764,6 +794,7 @@ impl S3 for Gateway {
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         let a = self.reader(&req)?;
         let t = &a.tenant;
+        let caller = Self::access_key(&req).map(str::to_owned);
         let input = req.input;
         check_names(&input.bucket, Some(&input.key))?;
         bucket(t, &input.bucket).await?;
@@ -790,7 +821,7 @@ impl S3 for Gateway {
             None => (0..size, None),
         };
         let length = range.end - range.start;
-        let turn = self.read_turn(length).await?;
+        let turn = self.read_turn(caller.as_deref(), length).await?;
         let body = object_bytes(t, &manifest, range, Some(turn))?;
         Ok(S3Response::new(GetObjectOutput {
             body: Some(StreamingBlob::wrap(body)),
@@ -1022,7 +1053,8 @@ impl S3 for Gateway {
         bucket(t, &input.bucket).await?;
         let upload = upload_of(t, &input.bucket, &input.key, &input.upload_id).await?;
         own_upload(&a, &upload, caller.as_deref())?;
-        let _turn = self.write_turn(input.content_length.and_then(|n| u64::try_from(n).ok())).await?;
+        let _turn =
+            self.write_turn(caller.as_deref(), input.content_length.and_then(|n| u64::try_from(n).ok())).await?;
         let stored = store_body(
             t,
             &naming::part(&input.bucket, &input.upload_id, number),
@@ -1051,6 +1083,7 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
         let a = self.reader(&req)?;
         let t = &a.tenant;
+        let caller = Self::access_key(&req).map(str::to_owned);
         let input = req.input;
         check_names(&input.bucket, Some(&input.key))?;
         let number = part_number(input.part_number)?;
@@ -1075,7 +1108,7 @@ impl S3 for Gateway {
             None => 0..manifest.size,
         };
         let length = range.end - range.start;
-        let _turn = self.write_turn(Some(length)).await?;
+        let _turn = self.write_turn(caller.as_deref(), Some(length)).await?;
         let bytes = object_bytes(t, &manifest, range, None)?.map(|r| r.map_err(|e| e.to_string())).boxed();
         let stored = store_body(
             t,

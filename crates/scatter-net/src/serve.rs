@@ -14,20 +14,26 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
-
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 /// A peer that has not finished its TLS handshake or sent its request headers by then is
 /// dropped: a slow or silent client costs a socket for at most this long.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A peer that reads none of what it is sent for this long is dropped: a client that stops
+/// reading its response cannot hold the response's buffers, budget and task for ever (as
+/// nginx's `send_timeout`).
+const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Connections still open at shutdown get this long to finish their requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -230,7 +236,8 @@ pub async fn serve(
                 match acceptor {
                     Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => {
-                            watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service)).await
+                            let io = TokioIo::new(SendTimeout::new(stream));
+                            watcher.watch(builder.serve_connection_with_upgrades(io, service)).await
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -241,7 +248,10 @@ pub async fn serve(
                             Ok(())
                         }
                     },
-                    None => watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(tcp), service)).await,
+                    None => {
+                        let io = TokioIo::new(SendTimeout::new(tcp));
+                        watcher.watch(builder.serve_connection_with_upgrades(io, service)).await
+                    }
                 }
             };
             let result = tokio::select! {
@@ -262,6 +272,84 @@ pub async fn serve(
         tracing::debug!("connections still open at shutdown were dropped");
     }
     Ok(())
+}
+
+/// A connection whose writes fail once one has waited [`SEND_TIMEOUT`] for the peer to read.
+struct SendTimeout<T> {
+    inner: T,
+    /// Set while a write waits; none when the last one went through.
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> SendTimeout<T> {
+    fn new(inner: T) -> Self {
+        Self { inner, stalled: None }
+    }
+
+    /// What a write that got `result` returns: the result, or a timeout once the writes have
+    /// waited too long.
+    fn watch<R>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        result: Poll<std::io::Result<R>>,
+    ) -> Poll<std::io::Result<R>> {
+        if result.is_ready() {
+            self.stalled = None;
+            return result;
+        }
+        let timer = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(SEND_TIMEOUT)));
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the peer read nothing of the response for 60 s",
+            )));
+        }
+        Poll::Pending
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for SendTimeout<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for SendTimeout<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let result = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(cx, result)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let result = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch(cx, result)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<std::io::Result<()>> {
+        let result = std::pin::Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, result)
+    }
+
+    fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<std::io::Result<()>> {
+        let result = std::pin::Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.watch(cx, result)
+    }
 }
 
 /// The router, with the peer's address put in every request for handlers and limits to read,
@@ -298,5 +386,41 @@ impl tower_service::Service<axum::http::Request<hyper::body::Incoming>> for AddP
                 }))
             }))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_reads_nothing_is_dropped_after_the_send_timeout() {
+        let (server, _client) = tokio::io::duplex(1024);
+        let mut server = SendTimeout::new(server);
+        let started = tokio::time::Instant::now();
+        let err = loop {
+            if let Err(e) = server.write_all(&[0u8; 4096]).await {
+                break e;
+            }
+        };
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= SEND_TIMEOUT, "{:?}", started.elapsed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_reads_slowly_keeps_its_connection() {
+        let (server, mut client) = tokio::io::duplex(1024);
+        let reader = tokio::spawn(async move {
+            let mut got = 0;
+            let mut buf = [0u8; 1024];
+            while got < 8192 {
+                tokio::time::sleep(SEND_TIMEOUT / 2).await;
+                got += client.read(&mut buf).await.expect("read");
+            }
+        });
+        let mut server = SendTimeout::new(server);
+        server.write_all(&[0u8; 8192]).await.expect("a slow reader's response went through");
+        reader.await.expect("reader");
     }
 }

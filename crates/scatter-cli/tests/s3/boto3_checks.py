@@ -604,7 +604,34 @@ for sock in stalled:
 s3.put_object(Bucket="boto", Key="dropbox/to-delete", Body=b"x")
 r = s3.delete_objects(Bucket="boto", Delete={"Objects": [{"Key": "dropbox/to-delete"}]})
 assert [d["Key"] for d in r.get("Deleted", [])] == ["dropbox/to-delete"], r
-ok(f"bodies: XML over 8 MiB refused unread; a stalled body cut off after {waited:.0f} s; stalled XML bodies take at most the budget, then are cut off")
+# One key's bodies take at most half of what bodies may take at once: four uploads declaring
+# 1 GiB each, fed just fast enough not to be cut off, leave room for another key's put.
+import threading
+hogs = [raw("PUT", f"/boto/dropbox/hog-{i}.bin", 1 << 30, b"h" * 65536) for i in range(4)]
+feeding = threading.Event()
+
+
+def feed():
+    while not feeding.wait(0.25):
+        for sock in hogs:
+            try:
+                sock.sendall(b"h" * 16384)
+            except OSError:
+                pass
+
+
+feeder = threading.Thread(target=feed, daemon=True)
+feeder.start()
+time.sleep(1)
+started = time.monotonic()
+s3.put_object(Bucket="boto", Key="while-hogged.txt", Body=b"small")
+hogged = time.monotonic() - started
+feeding.set()
+feeder.join()
+for sock in hogs:
+    sock.close()
+assert hogged < 20, f"a put waited {hogged:.0f} s behind another key's four big uploads"
+ok(f"bodies: XML over 8 MiB refused unread; a stalled body cut off after {waited:.0f} s; stalled XML bodies take at most the budget, then are cut off; a put took {hogged:.1f} s beside another key's four 1 GiB uploads")
 
 # --- Key names that need encoding in listings (last: a failure here hides nothing) ------
 odd = ["plus+sign", "equals=and&amp", "percent%20not-an-escape", "tilde~!'()*", "sp ace/ünï ©ode", "a//double", "-dash_", "x" * 900]
