@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 /// The most bytes of user metadata (names and values) an object may carry, as S3 allows.
 pub const MAX_USER_METADATA: usize = 2048;
 
+/// The longest `Content-Type` kept: with the user metadata, the sealed attributes stay within
+/// what the coordinator stores for a version.
+pub const MAX_CONTENT_TYPE: usize = 1024;
+
 /// An object version's attributes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attributes {
@@ -48,6 +52,7 @@ impl Attributes {
         let a: Attributes = serde_json::from_slice(bytes).map_err(|_| BadAttributes)?;
         if a.etag.len() > 64
             || a.user_metadata_len() > MAX_USER_METADATA * 2
+            || a.content_type.as_ref().is_some_and(|c| c.len() > MAX_CONTENT_TYPE)
             || a.writer.as_ref().is_some_and(|w| w.len() > 128)
         {
             return Err(BadAttributes);

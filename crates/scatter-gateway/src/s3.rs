@@ -14,7 +14,7 @@ use scatter_core::manifest::Manifest;
 use scatter_proto::api::ErrorCode;
 
 use crate::access::{Access, Keys};
-use crate::attrs::{multipart_etag, Attributes, MAX_USER_METADATA};
+use crate::attrs::{multipart_etag, Attributes, MAX_CONTENT_TYPE, MAX_USER_METADATA};
 use crate::body::{self, Outgoing, Wanted};
 use crate::listing::{Entry, Query};
 use crate::naming::{self, Named};
@@ -207,6 +207,9 @@ fn attributes(content_type: Option<String>, metadata: Option<Metadata>) -> S3Res
     };
     if attrs.user_metadata_len() > MAX_USER_METADATA {
         return Err(s3_error!(MetadataTooLarge, "user metadata may take at most {MAX_USER_METADATA} bytes"));
+    }
+    if attrs.content_type.as_ref().is_some_and(|c| c.len() > MAX_CONTENT_TYPE) {
+        return Err(s3_error!(InvalidArgument, "a Content-Type may be at most {MAX_CONTENT_TYPE} bytes"));
     }
     Ok(attrs)
 }

@@ -192,7 +192,10 @@ h = s3.head_object(Bucket="boto", Key="meta.txt")
 assert h["Metadata"] == {"color": "blue", "x-y": "Z z"}, h["Metadata"]
 assert h["ContentType"] == "text/plain; charset=utf-8", h["ContentType"]
 assert h["ContentLength"] == len(text) and h["ETag"] == put["ETag"], h
-ok("metadata: x-amz-meta-* and content-type round trip")
+# Attributes past their limits are the client's error, not the gateway's.
+fails(lambda: s3.put_object(Bucket="boto", Key="long-type", Body=b"x", ContentType="a/" + "b" * 9000), "InvalidArgument", 400)
+fails(lambda: s3.put_object(Bucket="boto", Key="long-meta", Body=b"x", Metadata={"m": "v" * 3000}), "MetadataTooLarge", 400)
+ok("metadata: x-amz-meta-* and content-type round trip; too long, refused")
 
 c = s3.copy_object(Bucket="boto", Key="meta-copy.txt", CopySource={"Bucket": "boto", "Key": "meta.txt"})
 assert c["CopyObjectResult"]["ETag"] == put["ETag"], c
