@@ -20,6 +20,8 @@ pub struct Entry {
     pub modified: u64,
     /// ETag, content type, user metadata.
     pub attrs: Attributes,
+    /// The catalog's version number.
+    pub version: u64,
 }
 
 /// The keys of one bucket.
@@ -70,9 +72,16 @@ impl Index {
         self.keys.get(key.as_bytes())
     }
 
-    /// Records `key` (a put, copy or completed upload).
+    /// Records `key` (a put, copy or completed upload), unless a newer version of it is
+    /// recorded already: of two writes of a key, the one committed last may finish first.
     pub fn insert(&mut self, key: &str, entry: Entry) {
-        self.keys.insert(key.as_bytes().to_vec(), entry);
+        match self.keys.get_mut(key.as_bytes()) {
+            Some(e) if e.version > entry.version => {}
+            Some(e) => *e = entry,
+            None => {
+                self.keys.insert(key.as_bytes().to_vec(), entry);
+            }
+        }
     }
 
     /// Forgets `key` (a delete).
@@ -149,7 +158,17 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     fn entry(n: u64) -> Entry {
-        Entry { size: n, modified: n, attrs: Attributes::default() }
+        Entry { size: n, modified: n, attrs: Attributes::default(), version: 1 }
+    }
+
+    #[test]
+    fn of_two_writes_of_a_key_the_later_version_stays() {
+        let mut index = Index::default();
+        index.insert("k", Entry { version: 2, ..entry(2) });
+        index.insert("k", Entry { version: 1, ..entry(1) });
+        assert_eq!(index.get("k").map(|e| e.size), Some(2), "an older version replaced a newer one");
+        index.insert("k", Entry { version: 3, ..entry(3) });
+        assert_eq!(index.get("k").map(|e| e.size), Some(3));
     }
 
     /// S3's rules, the slow way: every key in order, grouped, then cut to a page.

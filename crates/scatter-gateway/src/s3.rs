@@ -18,7 +18,7 @@ use crate::attrs::{multipart_etag, Attributes, MAX_CONTENT_TYPE, MAX_USER_METADA
 use crate::body::{self, Outgoing, Wanted};
 use crate::listing::{Entry, Query};
 use crate::naming::{self, Named};
-use crate::tenant::{BucketState, Tenant};
+use crate::tenant::{BucketState, Tenant, Writing};
 
 /// Parts of a multipart upload other than the last must be at least this big.
 const MIN_PART: u64 = 5 << 20;
@@ -402,6 +402,7 @@ struct Stored {
     size: u64,
     attrs: Attributes,
     checksums: Checksum,
+    version: u64,
 }
 
 /// What a body is checked against before it is committed.
@@ -488,7 +489,7 @@ async fn store_body(
         },
         Err(e) => return Err(existing.refused(t, name, e).await),
     };
-    Ok(Stored { size: report.size, attrs, checksums: computed })
+    Ok(Stored { size: report.size, attrs, checksums: computed, version: report.version })
 }
 
 /// Streams bytes `range` of the object whose manifest is `manifest`.
@@ -623,7 +624,34 @@ async fn marker(t: &Tenant, name: &str, attrs: &Attributes) -> S3Result<()> {
 }
 
 fn entry_of(stored: &Stored) -> Entry {
-    Entry { size: stored.size, modified: now(), attrs: stored.attrs.clone() }
+    Entry { size: stored.size, modified: now(), attrs: stored.attrs.clone(), version: stored.version }
+}
+
+/// Registers a write of `key` in bucket `b` until its index update: refused if the bucket
+/// was deleted since it was found (the object would outlive its bucket, and come back in a
+/// new bucket of that name).
+async fn start_write(b: &Arc<BucketState>, bucket: &str, key: &str) -> S3Result<Writing> {
+    b.start_write(key).await.ok_or_else(|| s3_error!(NoSuchBucket, "the bucket {bucket} was deleted"))
+}
+
+/// Records a committed write of `key` in the bucket's index. If the key was deleted while it
+/// was written, the catalog says whether that delete came after the commit (and took it) or
+/// before: recording it blindly left an object in listings that reads no longer found.
+async fn record(t: &Tenant, b: &BucketState, bucket: &str, key: &str, writing: Writing, entry: Entry) {
+    let mut index = b.index.write().await;
+    if writing.raced() {
+        match t.stat(&naming::object(bucket, key)).await {
+            Ok(Some(info)) if info.version == entry.version => {}
+            Ok(_) => return,
+            Err(e) => {
+                // Not knowing, the index leaves it out: a read still finds it in the catalog.
+                tracing::warn!(error = %e, %bucket, "could not check a write that raced a delete; the listing leaves it out");
+                return;
+            }
+        }
+    }
+    index.insert(key, entry);
+    drop(writing);
 }
 
 /// With `encoding-type=url`, names in a listing are percent-encoded (clients decode them
@@ -743,13 +771,25 @@ impl S3 for Gateway {
                 index.len()
             ));
         }
+        if b.writing() {
+            return Err(s3_error!(
+                BucketNotEmpty,
+                "objects are being written into the bucket {name}; try again once they are in"
+            ));
+        }
         // Uploads in progress go with their bucket.
         for l in t.list(&naming::uploads_of(name)).await.map_err(internal)? {
             if let Named::Upload(_, upload) = l.named {
                 remove_upload(t, name, &upload).await.map_err(internal)?;
             }
         }
-        t.coord.remove(&t.encrypt(&naming::bucket(name))).await.map_err(|e| s3(e, S3ErrorCode::NoSuchBucket))?;
+        // Writes that found the bucket before now are refused from here on (none can start
+        // while this holds the index's lock).
+        b.set_gone(true);
+        if let Err(e) = t.coord.remove(&t.encrypt(&naming::bucket(name))).await {
+            b.set_gone(false);
+            return Err(s3(e, S3ErrorCode::NoSuchBucket));
+        }
         t.forget(name);
         Ok(S3Response::new(DeleteBucketOutput::default()))
     }
@@ -779,8 +819,9 @@ impl S3 for Gateway {
         let _turn =
             self.write_turn(caller.as_deref(), input.content_length.and_then(|n| u64::try_from(n).ok())).await?;
         let name = naming::object(&input.bucket, &input.key);
+        let writing = start_write(&b, &input.bucket, &input.key).await?;
         let stored = store_body(t, &name, incoming(input.body), input.content_length, checks, attrs, existing).await?;
-        b.index.write().await.insert(&input.key, entry_of(&stored));
+        record(t, &b, &input.bucket, &input.key, writing, entry_of(&stored)).await;
         let c = stored.checksums;
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(etag(&stored.attrs.etag)),
@@ -939,8 +980,9 @@ impl S3 for Gateway {
         attrs.key = None;
         let size = manifest.size;
         let opts = PutOptions { replace: true, ..t.put.clone() };
+        let writing = start_write(&b, &input.bucket, &input.key).await?;
         // The same chunks under a new name: no bytes move.
-        commit_manifest(
+        let version = commit_manifest(
             &t.coord,
             t.keys.write_keys(),
             &naming::object(&input.bucket, &input.key),
@@ -951,7 +993,8 @@ impl S3 for Gateway {
         .await
         .map_err(internal)?;
         let modified = now();
-        b.index.write().await.insert(&input.key, Entry { size, modified, attrs: attrs.clone() });
+        let entry = Entry { size, modified, attrs: attrs.clone(), version };
+        record(t, &b, &input.bucket, &input.key, writing, entry).await;
         Ok(S3Response::new(CopyObjectOutput {
             copy_object_result: Some(CopyObjectResult {
                 e_tag: Some(etag(&attrs.etag)),
@@ -1288,12 +1331,14 @@ impl S3 for Gateway {
         let size = manifest.size;
         let name = naming::object(&input.bucket, &input.key);
         let opts = existing.options(&t.put);
-        if let Err(e) =
-            commit_manifest(&t.coord, t.keys.write_keys(), &name, manifest, Some(&attrs.encode()), &opts).await
-        {
-            return Err(existing.refused(t, &name, e).await);
-        }
-        b.index.write().await.insert(&input.key, Entry { size, modified: now(), attrs: attrs.clone() });
+        let writing = start_write(&b, &input.bucket, &input.key).await?;
+        let version =
+            match commit_manifest(&t.coord, t.keys.write_keys(), &name, manifest, Some(&attrs.encode()), &opts).await {
+                Ok(v) => v,
+                Err(e) => return Err(existing.refused(t, &name, e).await),
+            };
+        let entry = Entry { size, modified: now(), attrs: attrs.clone(), version };
+        record(t, &b, &input.bucket, &input.key, writing, entry).await;
         // The object references the parts' chunks now: the parts themselves go.
         if let Err(e) = remove_upload(t, &input.bucket, &input.upload_id).await {
             tracing::warn!(error = %e, upload = %input.upload_id, "a completed upload's parts stay until the upload expiry");
@@ -1314,6 +1359,7 @@ async fn delete_one(t: &Tenant, b: &BucketState, bucket: &str, key: &str) -> S3R
         Err(e) => return Err(s3(e, S3ErrorCode::NoSuchKey)),
     }
     index.remove(key);
+    b.deleted(key);
     Ok(())
 }
 

@@ -29,12 +29,86 @@ pub struct Tenant {
     buckets: Mutex<HashMap<String, Arc<BucketState>>>,
 }
 
-/// A bucket's index, loaded once from the catalog on first use.
+/// A bucket's index, loaded once from the catalog on first use, and the writes under way.
 #[derive(Default)]
 pub struct BucketState {
     loaded: tokio::sync::OnceCell<()>,
-    /// Its keys; writers hold the write lock from their checks to their index update.
+    /// Its keys. A delete holds the write lock from its catalog change to its index update.
     pub index: tokio::sync::RwLock<Index>,
+    /// Writes under way, by key.
+    writes: Mutex<HashMap<String, Writes>>,
+    /// Set once the bucket is deleted: a write that found it before must not commit into it.
+    gone: std::sync::atomic::AtomicBool,
+}
+
+/// The writes of one key under way.
+#[derive(Default)]
+struct Writes {
+    running: usize,
+    /// Deletes of the key since the first of them started.
+    deletes: u64,
+}
+
+/// A write of one key under way (see [`BucketState::start_write`]); ends when dropped.
+pub struct Writing {
+    bucket: Arc<BucketState>,
+    key: String,
+    deletes: u64,
+}
+
+impl BucketState {
+    /// Registers a write of `key`, from before its commit until its index update; none if
+    /// the bucket was deleted since it was found.
+    pub async fn start_write(self: &Arc<Self>, key: &str) -> Option<Writing> {
+        // Under the index's lock: ordered with a bucket delete's check for writes under way.
+        let _index = self.index.read().await;
+        if self.gone.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
+        let mut writes = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+        let w = writes.entry(key.to_owned()).or_default();
+        w.running += 1;
+        Some(Writing { bucket: self.clone(), key: key.to_owned(), deletes: w.deletes })
+    }
+
+    /// Whether any write is under way (the caller holds the index's write lock).
+    pub fn writing(&self) -> bool {
+        !self.writes.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+    }
+
+    /// Records that `key` was deleted (the caller holds the index's write lock): a write of it
+    /// under way must check the catalog before it records its version.
+    pub fn deleted(&self, key: &str) {
+        if let Some(w) = self.writes.lock().unwrap_or_else(|p| p.into_inner()).get_mut(key) {
+            w.deletes += 1;
+        }
+    }
+
+    /// Marks the bucket deleted, or not (the caller holds the index's write lock).
+    pub fn set_gone(&self, gone: bool) {
+        self.gone.store(gone, std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl Writing {
+    /// Whether the key was deleted since this write started: the catalog may no longer hold
+    /// what it committed.
+    pub fn raced(&self) -> bool {
+        let writes = self.bucket.writes.lock().unwrap_or_else(|p| p.into_inner());
+        writes.get(&self.key).is_some_and(|w| w.deletes != self.deletes)
+    }
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        let mut writes = self.bucket.writes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = writes.get_mut(&self.key) {
+            w.running -= 1;
+            if w.running == 0 {
+                writes.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// An object name, decrypted, with what the catalog listed for it.
@@ -47,6 +121,8 @@ pub struct Listed {
     pub created: u64,
     /// Its attributes (default if it has none or they do not open).
     pub attrs: Attributes,
+    /// The catalog's version number.
+    pub version: u64,
 }
 
 impl Tenant {
@@ -79,7 +155,7 @@ impl Tenant {
                 .filter_map(|o| {
                     let named = naming::parse(&names.decrypt(&o.name).ok()?)?;
                     let attrs = open_attributes(&names, &o);
-                    Some(Listed { named, size: o.size, created: o.created, attrs })
+                    Some(Listed { named, size: o.size, created: o.created, attrs, version: o.version })
                 })
                 .collect()
         })
@@ -116,7 +192,10 @@ impl Tenant {
                 for l in self.list(&naming::objects_of(name)).await? {
                     if let Named::Object(b, key) = l.named {
                         if b == name {
-                            index.insert(&key, Entry { size: l.size, modified: l.created, attrs: l.attrs });
+                            index.insert(
+                                &key,
+                                Entry { size: l.size, modified: l.created, attrs: l.attrs, version: l.version },
+                            );
                         }
                     }
                 }
