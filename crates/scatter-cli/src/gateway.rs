@@ -93,7 +93,7 @@ async fn grid_certificate(dir: &Path, profile: &Profile, names: Vec<String>) -> 
 
 /// Runs `scatter gateway key …`.
 pub fn keys(dir: &Path, keys: &UserKeys, cmd: KeyCmd) -> Result<()> {
-    let mut store = KeyStore::open(dir, keys.write_keys().name_key())?;
+    let mut store = KeyStore::open(dir, keys)?;
     match cmd {
         KeyCmd::Add { write_only, json } => {
             let k = store.add(write_only, now())?;

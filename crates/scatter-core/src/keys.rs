@@ -25,6 +25,7 @@ use crate::names::NameKey;
 const FORMAT: &str = "scatter-keys-v1";
 const DEDUP_CONTEXT: &str = "scatter 2026-11 dedup key v1";
 const NAME_CONTEXT: &str = "scatter 2026-11 name key v1";
+const PRIVATE_SEAL_CONTEXT: &str = "scatter 2026-11 private seal v1";
 /// scrypt work factor (log2 N) for new key files: 128 MiB and a few hundred milliseconds.
 pub const KEY_FILE_WORK_FACTOR: u8 = 17;
 
@@ -123,6 +124,22 @@ impl UserKeys {
     /// A copy of this set without the private key, for a write-only source machine.
     pub fn write_only(&self) -> Self {
         Self { identity: None, write: self.write.clone() }
+    }
+
+    /// A key that seals what only this full key set may open on this machine (the S3 gateway's
+    /// secrets): derived from the private key, so the write keys an appender holds, from
+    /// which names and their attributes' seals derive, cannot open it. None on a write-only
+    /// set.
+    pub fn private_seal(&self) -> Option<NameKey> {
+        let identity = self.identity.as_ref()?;
+        let secret = identity.to_string();
+        let mut out = [0u8; 64];
+        let mut xof = blake3::Hasher::new_derive_key(PRIVATE_SEAL_CONTEXT);
+        xof.update(secret.expose_secret().as_bytes());
+        xof.finalize_xof().fill(&mut out);
+        let key = NameKey::new(&out);
+        out.zeroize();
+        Some(key)
     }
 
     /// Unwraps a session's data key; needs the private key.

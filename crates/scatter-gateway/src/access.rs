@@ -83,7 +83,7 @@ fn load(served: &[Served]) -> (Table, Vec<GatewayError>) {
     let mut problems = Vec::new();
     let mut stores = Vec::new();
     for s in served {
-        match KeyStore::open(&s.dir, s.tenant.keys.write_keys().name_key()) {
+        match KeyStore::open(&s.dir, &s.tenant.keys) {
             Ok(store) => stores.push((s, store)),
             Err(e) => problems.push(GatewayError::KeyStore(e)),
         }

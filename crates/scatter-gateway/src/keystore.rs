@@ -1,13 +1,16 @@
 //! The gateway's S3 access keys for one profile, kept in the profile folder.
 //!
 //! SigV4 signs with the secret itself, so the gateway must hold secrets in the clear while
-//! it runs. On disk they are sealed (AES-SIV, a key derived from the profile's name key,
-//! which only the profile's key file and passphrase open) in `gateway-keys`, mode 0600,
-//! written atomically.
+//! it runs. On disk they are sealed (AES-SIV, under a key derived from the profile's private
+//! key, which only the profile's key file and passphrase open, and which an appender's write
+//! keys do not hold) in `gateway-keys`, mode 0600, written atomically. A store sealed the
+//! earlier way (under a key derived from the name key, which write keys hold) is sealed
+//! again when it is opened.
 
 use std::path::{Path, PathBuf};
 
 use rand::Rng;
+use scatter_core::keys::UserKeys;
 use scatter_core::names::NameKey;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -61,6 +64,11 @@ pub enum KeyStoreError {
     /// No key has this id.
     #[error("no gateway key is named {0}; `scatter gateway key ls` lists them")]
     NoSuchKey(String),
+    /// The profile cannot read: its keys cannot seal S3 secrets, and no gateway serves it.
+    #[error(
+        "this profile is write-only (an appender's): gateway keys belong to a profile that can read; give appenders a write-only gateway key instead"
+    )]
+    WriteOnly,
 }
 
 /// The access keys of one profile.
@@ -71,20 +79,26 @@ pub struct KeyStore {
 }
 
 impl KeyStore {
-    /// Opens the store in profile folder `dir` (empty if there is none yet).
-    pub fn open(dir: &Path, seal: NameKey) -> Result<Self, KeyStoreError> {
+    /// Opens the store in profile folder `dir` (empty if there is none yet) with `keys`.
+    pub fn open(dir: &Path, keys: &UserKeys) -> Result<Self, KeyStoreError> {
+        let seal = keys.private_seal().ok_or(KeyStoreError::WriteOnly)?;
         let path = dir.join(FILE);
-        let keys = match std::fs::read(&path) {
-            Ok(bytes) => {
-                let plain = Zeroizing::new(
-                    seal.open_attributes(SEAL_CONTEXT, &bytes).map_err(|_| KeyStoreError::Sealed(path.clone()))?,
-                );
-                serde_json::from_slice(&plain).map_err(|_| KeyStoreError::Sealed(path.clone()))?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self { path, seal, keys: Vec::new() }),
             Err(source) => return Err(KeyStoreError::Io { path, source }),
         };
-        Ok(Self { path, seal, keys })
+        let open = |seal: &NameKey| {
+            let plain = Zeroizing::new(seal.open_attributes(SEAL_CONTEXT, &bytes).ok()?);
+            serde_json::from_slice::<Vec<AccessKey>>(&plain).ok()
+        };
+        if let Some(keys) = open(&seal) {
+            return Ok(Self { path, seal, keys });
+        }
+        let earlier = open(&keys.write_keys().name_key()).ok_or_else(|| KeyStoreError::Sealed(path.clone()))?;
+        let store = Self { path, seal, keys: earlier };
+        store.save()?;
+        Ok(store)
     }
 
     /// Every key.
@@ -135,15 +149,11 @@ fn random_text(len: usize, upper: bool) -> String {
 mod tests {
     use super::*;
 
-    fn name_key() -> NameKey {
-        scatter_core::keys::UserKeys::generate().write_keys().name_key()
-    }
-
     #[test]
     fn keys_are_sealed_private_and_only_open_with_their_profile() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (mine, theirs) = (name_key(), name_key());
-        let mut store = KeyStore::open(dir.path(), mine.clone()).expect("open");
+        let (mine, theirs) = (UserKeys::generate(), UserKeys::generate());
+        let mut store = KeyStore::open(dir.path(), &mine).expect("open");
         let a = store.add(false, 1).expect("add");
         let b = store.add(true, 2).expect("add");
         let raw = std::fs::read(dir.path().join(FILE)).expect("file");
@@ -151,15 +161,42 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(dir.path().join(FILE)).expect("meta").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        let again = KeyStore::open(dir.path(), mine.clone()).expect("reopen");
+        let again = KeyStore::open(dir.path(), &mine).expect("reopen");
         let ids: Vec<(&str, bool)> = again.keys().iter().map(|k| (k.access_key.as_str(), k.write_only)).collect();
         assert_eq!(ids, [(a.access_key.as_str(), false), (b.access_key.as_str(), true)]);
-        assert!(matches!(KeyStore::open(dir.path(), theirs), Err(KeyStoreError::Sealed(_))));
+        assert!(matches!(KeyStore::open(dir.path(), &theirs), Err(KeyStoreError::Sealed(_))));
         let mut again = again;
         again.remove(&a.access_key).expect("remove");
         assert!(matches!(again.remove(&a.access_key), Err(KeyStoreError::NoSuchKey(_))));
-        assert_eq!(KeyStore::open(dir.path(), mine.clone()).expect("reopen").keys().len(), 1);
+        assert_eq!(KeyStore::open(dir.path(), &mine).expect("reopen").keys().len(), 1);
         assert_ne!(a.secret_key, b.secret_key);
         assert_eq!(a.secret_key.len(), 40);
+    }
+
+    #[test]
+    fn an_appenders_keys_do_not_open_the_store_and_cannot_make_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mine = UserKeys::generate();
+        KeyStore::open(dir.path(), &mine).expect("open").add(false, 1).expect("add");
+        let appender = mine.write_only();
+        assert!(matches!(KeyStore::open(dir.path(), &appender), Err(KeyStoreError::WriteOnly)));
+        // Nor does the name key it holds, which sealed stores before.
+        let sealed = std::fs::read(dir.path().join(FILE)).expect("file");
+        assert!(appender.write_keys().name_key().open_attributes(SEAL_CONTEXT, &sealed).is_err());
+    }
+
+    #[test]
+    fn a_store_sealed_the_earlier_way_opens_and_is_sealed_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mine = UserKeys::generate();
+        let key = AccessKey { access_key: "SCOLD".into(), secret_key: "s".repeat(40), write_only: false, created: 1 };
+        let plain = serde_json::to_vec(&vec![key]).expect("json");
+        let earlier = mine.write_keys().name_key().seal_attributes(SEAL_CONTEXT, &plain);
+        std::fs::write(dir.path().join(FILE), &earlier).expect("write");
+        let store = KeyStore::open(dir.path(), &mine).expect("open an earlier store");
+        assert_eq!(store.keys().len(), 1);
+        let now = std::fs::read(dir.path().join(FILE)).expect("file");
+        assert!(mine.write_keys().name_key().open_attributes(SEAL_CONTEXT, &now).is_err(), "not sealed again");
+        assert_eq!(KeyStore::open(dir.path(), &mine).expect("reopen").keys()[0].access_key, "SCOLD");
     }
 }
