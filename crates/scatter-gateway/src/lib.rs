@@ -78,6 +78,7 @@ pub fn router(keys: Keys) -> axum::Router {
         .layer(axum::middleware::from_fn(presigned_at_most_a_week))
         .layer(axum::middleware::from_fn(explain_refusals))
         .layer(axum::middleware::from_fn(no_body_for_head))
+        .layer(axum::middleware::from_fn(request_ids))
 }
 
 /// The sentence for an S3 error code that s3s answers without a message.
@@ -159,6 +160,18 @@ async fn presigned_at_most_a_week(
         .header(axum::http::header::CONTENT_TYPE, "application/xml")
         .body(axum::body::Body::from(xml))
         .unwrap_or_default()
+}
+
+/// Every answer names its request (`x-amz-request-id`, which clients report with an error),
+/// and every log line about it carries the same id.
+async fn request_ids(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use tracing::Instrument;
+    let id = format!("{:016X}", rand::random::<u64>());
+    let mut res = next.run(req).instrument(tracing::info_span!("s3", request = %id)).await;
+    if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
+        res.headers_mut().insert("x-amz-request-id", value);
+    }
+    res
 }
 
 /// A response to HEAD carries headers only: s3s writes an error's XML for HEAD too, which

@@ -195,7 +195,8 @@ assert h["ContentLength"] == len(text) and h["ETag"] == put["ETag"], h
 # Attributes past their limits are the client's error, not the gateway's.
 fails(lambda: s3.put_object(Bucket="boto", Key="long-type", Body=b"x", ContentType="a/" + "b" * 9000), "InvalidArgument", 400)
 fails(lambda: s3.put_object(Bucket="boto", Key="long-meta", Body=b"x", Metadata={"m": "v" * 3000}), "MetadataTooLarge", 400)
-ok("metadata: x-amz-meta-* and content-type round trip; too long, refused")
+assert len(h["ResponseMetadata"]["RequestId"]) == 16, h["ResponseMetadata"]
+ok("metadata: x-amz-meta-* and content-type round trip; too long, refused; answers carry a request id")
 
 c = s3.copy_object(Bucket="boto", Key="meta-copy.txt", CopySource={"Bucket": "boto", "Key": "meta.txt"})
 assert c["CopyObjectResult"]["ETag"] == put["ETag"], c
