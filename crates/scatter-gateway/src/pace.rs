@@ -201,3 +201,90 @@ impl http_body::Body for Paced {
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+    use http_body_util::BodyExt;
+
+    /// A body fed by the returned sender, paced.
+    fn paced(limit: Option<u64>) -> (tokio::sync::mpsc::Sender<Bytes>, Paced) {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+        let stream =
+            futures::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx)) },
+            );
+        (tx, Paced::new(Body::from_stream(stream.boxed()), limit))
+    }
+
+    async fn next(body: &mut Paced) -> Option<Result<Frame<Bytes>, axum::Error>> {
+        body.frame().await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_body_is_cut_off_after_the_grace() {
+        let (_tx, mut body) = paced(None);
+        let started = Instant::now();
+        let err = next(&mut body).await.expect("an answer").expect_err("cut off");
+        assert!(err.to_string().contains(TOO_SLOW), "{err}");
+        assert_eq!(started.elapsed(), GRACE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_at_the_minimum_rate_goes_on_and_a_long_stall_ends_it() {
+        let (tx, mut body) = paced(None);
+        // 60 s at twice the minimum rate, then nothing (the sender stays open).
+        let sender = tokio::spawn(async move {
+            for _ in 0..120 {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                tx.send(Bytes::from(vec![0u8; MIN_RATE as usize])).await.expect("send");
+            }
+            tx
+        });
+        for _ in 0..120 {
+            next(&mut body).await.expect("a frame").expect("a body at twice the minimum rate was cut off");
+        }
+        let last = Instant::now();
+        let _tx = sender.await.expect("sender");
+        // However much it sent before, a stall ends it after MOST_STALL.
+        let err = next(&mut body).await.expect("an answer").expect_err("cut off");
+        assert!(err.to_string().contains(TOO_SLOW), "{err}");
+        assert_eq!(last.elapsed(), MOST_STALL);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_slower_than_the_minimum_rate_is_cut_off() {
+        let (tx, mut body) = paced(None);
+        // A quarter of the minimum rate, from a client the gateway waits on all along.
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if tx.send(Bytes::from(vec![0u8; MIN_RATE as usize / 4])).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let started = Instant::now();
+        let err = loop {
+            match next(&mut body).await.expect("an answer") {
+                Ok(_) => assert!(started.elapsed() < Duration::from_secs(100), "never cut off"),
+                Err(e) => break e,
+            }
+        };
+        assert!(err.to_string().contains(TOO_SLOW), "{err}");
+        // 10 s of grace, then a quarter of each second is earned: cut off after about 13 s.
+        assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn xml_past_its_limit_is_refused() {
+        let (tx, mut body) = paced(Some(10));
+        tx.send(Bytes::from_static(b"0123456789")).await.expect("send");
+        next(&mut body).await.expect("a frame").expect("within the limit");
+        tx.send(Bytes::from_static(b"x")).await.expect("send");
+        let err = next(&mut body).await.expect("an answer").expect_err("refused");
+        assert!(err.to_string().contains("longer than 8 MiB"), "{err}");
+    }
+}
