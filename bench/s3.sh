@@ -221,9 +221,12 @@ cfg = Config(s3={"addressing_style": "path"}, max_pool_connections=threads * 2, 
 s3 = boto3.client("s3", endpoint_url=os.environ["ENDPOINT"], config=cfg)
 if mode == "put":
     s3.create_bucket(Bucket=bucket)
-    body = os.urandom(size)
+    # Bytes of its own for every object: the same bytes again would be deduplicated, and a
+    # put that finds its chunk stored uploads nothing (that measured 320 objects/s; distinct
+    # bytes, about half). The empty objects of the listed bucket have none to upload anyway.
+    bodies = [os.urandom(size) for _ in range(n)] if size else None
     def put(i):
-        s3.put_object(Bucket=bucket, Key=f"obj/{i // 1000:04d}/{i:07d}", Body=body)
+        s3.put_object(Bucket=bucket, Key=f"obj/{i // 1000:04d}/{i:07d}", Body=bodies[i] if bodies else b"")
     t0 = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
         for _ in pool.map(put, range(n)):
