@@ -213,13 +213,8 @@ pub async fn serve(
             Some(grid_certificate(&dir, &profile, names).await?)
         }
     };
-    // HTTP/1.1 only, as S3 itself: over HTTP/2 (which rclone takes when offered) uploads
-    // crawled through flow-control windows, a 1 GiB put 6 times slower.
-    let tls = tls.map(|config| {
-        let mut config = (*config).clone();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Arc::new(config)
-    });
+    // HTTP/1.1 only, as every server of the grid (`scatter_net::serve`): as S3 itself, and over
+    // HTTP/2 (which rclone takes when offered) uploads crawled through flow-control windows.
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };

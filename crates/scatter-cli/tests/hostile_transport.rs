@@ -442,6 +442,25 @@ async fn silent_connections_do_not_shut_others_out() {
     eprintln!("answered after {:?} with {} silent connections opened", started.elapsed(), silent.len());
 }
 
+/// HTTP/2 is not served: over it, a peer that grants no flow-control window holds a request's
+/// response unsent, and its connection busy, for as long as it likes (a thousand such
+/// connections, without a credential, shut every client and every host's heartbeats out of
+/// the coordinator).
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_is_not_served() {
+    let env = coordinator_only().await;
+    let url = format!("{}/health", env.grid.url());
+    let h1 = client(&env, scatter_net::Peer::Coordinator).get(&url).send().await.expect("HTTP/1.1");
+    assert!(h1.status().is_success(), "{}", h1.status());
+    let h2 = scatter_net::http_client(Some(fingerprint(&env)), scatter_net::Peer::Coordinator)
+        .http2_prior_knowledge()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let answer = h2.get(&url).send().await;
+    assert!(answer.is_err(), "the coordinator answered over HTTP/2: {answer:?}");
+}
+
 /// Raises this process's soft limit on open files to at least `wanted`, if the hard one allows.
 fn raise_open_file_limit(wanted: u64) {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};

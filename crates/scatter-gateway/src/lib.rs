@@ -142,8 +142,10 @@ async fn presigned_at_most_a_week(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let query = req.uri().query().unwrap_or_default();
-    let param = |name: &str| query.split('&').find_map(|p| p.strip_prefix(name)?.strip_prefix('='));
+    // Decoded as s3s decodes them: `X-Amz-%45xpires` is `X-Amz-Expires` to it.
+    let query: Vec<(String, String)> =
+        form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes()).into_owned().collect();
+    let param = |name: &str| query.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let too_long = match (param("X-Amz-Expires"), param("Signature").and(param("Expires"))) {
         (Some(v4), _) => v4.parse::<u64>().map_or(true, |s| s > MOST_PRESIGNED),

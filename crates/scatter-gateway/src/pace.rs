@@ -50,9 +50,8 @@ fn is_data(req: &axum::extract::Request) -> bool {
     let path = req.uri().path().trim_start_matches('/');
     let has_key = path.split_once('/').is_some_and(|(_, key)| !key.is_empty());
     let query = req.uri().query().unwrap_or_default();
-    let plain = query.split('&').filter(|p| !p.is_empty()).all(|p| {
-        let name = p.split_once('=').map_or(p, |(n, _)| n);
-        matches!(name, "partNumber" | "uploadId" | "x-id" | "AWSAccessKeyId" | "Signature" | "Expires")
+    let plain = form_urlencoded::parse(query.as_bytes()).all(|(name, _)| {
+        matches!(&*name, "partNumber" | "uploadId" | "x-id" | "AWSAccessKeyId" | "Signature" | "Expires")
             || name.starts_with("X-Amz-")
     });
     req.method() == axum::http::Method::PUT && has_key && plain

@@ -55,12 +55,27 @@ fn write_weight(length: Option<u64>) -> u32 {
 
 /// MiB shared by every key, of which one key holds at most half: one key's requests (an
 /// appender's, another profile's, a client that trickles its bodies or never reads its
-/// answers) cannot take every turn from the others.
+/// answers) cannot take every turn from the others. A request waits for its turn at most
+/// [`TURN_WAIT`], and at most [`MOST_WAITING`] of one key's requests wait at once (beyond,
+/// `SlowDown`, which clients retry): a request waiting counts as busy on its connection, so
+/// without a bound one key's waiting requests could hold every connection the gateway serves.
 struct Budget {
     all: Arc<tokio::sync::Semaphore>,
-    per_key: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    per_key: std::sync::Mutex<HashMap<String, Arc<KeyShare>>>,
     mib: u32,
 }
+
+/// One key's half of a [`Budget`], and how many of its requests wait for a turn.
+struct KeyShare {
+    half: Arc<tokio::sync::Semaphore>,
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+/// The longest a request waits for its turn.
+const TURN_WAIT: Duration = Duration::from_secs(30);
+
+/// The most requests of one key that wait for a turn at once.
+const MOST_WAITING: usize = 16;
 
 /// A turn in a [`Budget`], given back when dropped.
 pub struct Turn {
@@ -75,18 +90,33 @@ impl Budget {
 
     /// Waits until `weight` MiB fit in `key`'s half and in the whole.
     async fn turn(&self, key: Option<&str>, weight: u32) -> S3Result<Turn> {
-        let mine = {
+        let share = {
             let mut per_key = self.per_key.lock().unwrap_or_else(|p| p.into_inner());
             let half = (self.mib / 2) as usize;
             per_key
                 .entry(key.unwrap_or_default().to_owned())
-                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(half)))
+                .or_insert_with(|| {
+                    Arc::new(KeyShare {
+                        half: Arc::new(tokio::sync::Semaphore::new(half)),
+                        waiting: Default::default(),
+                    })
+                })
                 .clone()
         };
-        let stopping = |_| s3_error!(ServiceUnavailable, "the gateway is stopping");
-        let mine = mine.acquire_many_owned(weight).await.map_err(stopping)?;
-        let all = self.all.clone().acquire_many_owned(weight).await.map_err(stopping)?;
-        Ok(Turn { _mine: mine, _all: all })
+        let busy = || s3_error!(SlowDown, "the gateway is busy with this key's requests; retry");
+        if share.waiting.fetch_add(1, std::sync::atomic::Ordering::AcqRel) >= MOST_WAITING {
+            share.waiting.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            return Err(busy());
+        }
+        let turn = tokio::time::timeout(TURN_WAIT, async {
+            let stopping = |_| s3_error!(ServiceUnavailable, "the gateway is stopping");
+            let mine = share.half.clone().acquire_many_owned(weight).await.map_err(stopping)?;
+            let all = self.all.clone().acquire_many_owned(weight).await.map_err(stopping)?;
+            Ok(Turn { _mine: mine, _all: all })
+        })
+        .await;
+        share.waiting.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        turn.unwrap_or_else(|_| Err(busy()))
     }
 }
 
@@ -1399,6 +1429,30 @@ fn decode_token(token: &str) -> S3Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn one_key_takes_half_a_budget_and_waits_boundedly() {
+        let budget = Budget::new(256);
+        // One key takes its half; a second key still gets turns.
+        let hog = [budget.turn(Some("A"), 64).await.expect("turn"), budget.turn(Some("A"), 64).await.expect("turn")];
+        let other = budget.turn(Some("B"), 64).await.expect("another key's turn beside a key's full half");
+        drop(other);
+        // The key's further requests wait, at most MOST_WAITING of them, at most TURN_WAIT.
+        let waiting: Vec<_> = (0..MOST_WAITING).map(|_| budget.turn(Some("A"), 1)).collect();
+        let mut waiting: Vec<_> = waiting.into_iter().map(Box::pin).collect();
+        for w in &mut waiting {
+            assert!(futures::poll!(w.as_mut()).is_pending());
+        }
+        let refused = budget.turn(Some("A"), 1).await.err().expect("one waiter too many was let wait");
+        assert_eq!(*refused.code(), S3ErrorCode::SlowDown);
+        let started = tokio::time::Instant::now();
+        for w in waiting {
+            assert_eq!(*w.await.err().expect("a turn past the key's half").code(), S3ErrorCode::SlowDown);
+        }
+        assert_eq!(started.elapsed(), TURN_WAIT);
+        drop(hog);
+        budget.turn(Some("A"), 64).await.expect("a turn once the half is given back");
+    }
 
     #[test]
     fn url_encoded_listings_keep_what_clients_decode_with_plus_as_space() {

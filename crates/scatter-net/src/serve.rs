@@ -1,5 +1,5 @@
 //! The HTTP server loop shared by coordinator, hosts and gateway: TLS (or, with `--insecure`,
-//! plain TCP), HTTP/1.1 and HTTP/2, bounded handshakes and header reads, bounded connections
+//! plain TCP), HTTP/1.1, bounded handshakes and header reads, bounded connections
 //! (in all and per peer address), and a graceful shutdown. Every request carries the peer's
 //! address as [`axum::extract::ConnectInfo`].
 //!
@@ -45,9 +45,6 @@ pub const MAX_CONNECTIONS: usize = 1024;
 /// Connections served at once from one peer (one IPv4 address, or one IPv6 /64): a single
 /// peer cannot take every connection.
 pub const MAX_CONNECTIONS_PER_PEER: usize = 256;
-
-/// Requests at once on one HTTP/2 connection.
-const MAX_STREAMS: u32 = 64;
 
 /// The key connections are counted under: the address, or for IPv6 its /64 network (one
 /// machine often holds a whole /64).
@@ -200,9 +197,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    let mut builder = Builder::new(TokioExecutor::new());
+    // HTTP/1.1 only: every client of ours speaks it, and over HTTP/2 a peer that grants no
+    // flow-control window keeps a stream's response unsent, and its connection busy, for
+    // ever (no socket ever blocks for the send timeout to see).
+    let mut builder = Builder::new(TokioExecutor::new()).http1_only();
     builder.http1().timer(TokioTimer::new()).header_read_timeout(HANDSHAKE_TIMEOUT);
-    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(MAX_STREAMS);
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     let connections: Arc<Mutex<Connections>> = Default::default();
@@ -237,7 +236,7 @@ pub async fn serve(
                     Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => {
                             let io = TokioIo::new(SendTimeout::new(stream));
-                            watcher.watch(builder.serve_connection_with_upgrades(io, service)).await
+                            watcher.watch(builder.serve_connection(io, service)).await
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -250,7 +249,7 @@ pub async fn serve(
                     },
                     None => {
                         let io = TokioIo::new(SendTimeout::new(tcp));
-                        watcher.watch(builder.serve_connection_with_upgrades(io, service)).await
+                        watcher.watch(builder.serve_connection(io, service)).await
                     }
                 }
             };

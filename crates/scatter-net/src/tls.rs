@@ -272,7 +272,7 @@ impl Authority {
 
 /// A server configuration from an operator's own certificate chain and private key (PEM
 /// files, as a public CA such as Let's Encrypt issues them): for the web dashboard, which
-/// browsers must accept without a warning, so not the grid CA's. HTTP/1.1 and HTTP/2, TLS
+/// browsers must accept without a warning, so not the grid CA's. HTTP/1.1, TLS
 /// 1.2 and 1.3 (what browsers speak).
 pub fn operator_server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     use rustls::pki_types::pem::PemObject;
@@ -291,7 +291,7 @@ pub fn operator_server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::Ser
         .with_no_client_auth()
         .with_single_cert(chain, key_der)
         .map_err(|e| TlsError::Mismatch(cert.to_owned(), e.to_string()))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
@@ -373,7 +373,7 @@ impl LeafKey {
         self.0.public_key_raw()
     }
 
-    /// A server configuration presenting `[leaf, ca]` (HTTP/1.1 and HTTP/2, TLS 1.3 only).
+    /// A server configuration presenting `[leaf, ca]` (HTTP/1.1, TLS 1.3 only).
     pub fn server_config(
         &self,
         leaf: CertificateDer<'static>,
@@ -386,7 +386,7 @@ impl LeafKey {
             .with_no_client_auth()
             .with_single_cert(vec![leaf, ca], key)
             .map_err(setup)?;
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
 }

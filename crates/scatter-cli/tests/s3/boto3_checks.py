@@ -463,6 +463,15 @@ for signer in (s3, v4):
         raise AssertionError(f"a presigned URL good for more than 7 days was served: {url}")
     except urllib.error.HTTPError as e:
         assert e.code == 400 and b"at most 7 days" in e.read(), e.code
+# Nor with the parameter's name percent-encoded, which the signature check decodes.
+for signer, name in ((s3, "Expires"), (v4, "X-Amz-Expires")):
+    url = signer.generate_presigned_url("get_object", Params={"Bucket": "boto", "Key": "meta.txt"}, ExpiresIn=604800 + 3600)
+    url = url.replace(name + "=", name.replace("E", "%45", 1) + "=")
+    try:
+        urllib.request.urlopen(url, context=ctx, timeout=60)
+        raise AssertionError(f"a presigned URL good for more than 7 days was served: {url}")
+    except urllib.error.HTTPError as e:
+        assert e.code == 400 and b"at most 7 days" in e.read(), e.code
 ok("presigned URLs (SigV2 and SigV4): get and put; one changed, or good for more than 7 days, is refused")
 
 # --- A write-only key ----------------------------------------------------------------------
