@@ -201,16 +201,37 @@ pub async fn expire_uploads(tenant: Arc<Tenant>, expiry: Duration, every: Durati
                 continue;
             }
         };
-        for l in uploads {
-            let Named::Upload(bucket, upload) = l.named else { continue };
+        let markers: std::collections::HashSet<(&str, &str)> = uploads
+            .iter()
+            .filter_map(|l| match &l.named {
+                Named::Upload(bucket, upload) => Some((bucket.as_str(), upload.as_str())),
+                _ => None,
+            })
+            .collect();
+        for l in &uploads {
             if now.saturating_sub(l.created) < expiry.as_secs() {
                 continue;
             }
-            match s3::remove_upload(&tenant, &bucket, &upload).await {
-                Ok(()) => tracing::info!(%bucket, %upload, "an abandoned multipart upload expired and was removed"),
-                Err(e) => {
-                    tracing::warn!(%bucket, %upload, error = %e, "could not remove an expired upload; will retry")
+            match &l.named {
+                Named::Upload(bucket, upload) => match s3::remove_upload(&tenant, bucket, upload).await {
+                    Ok(()) => tracing::info!(%bucket, %upload, "an abandoned multipart upload expired and was removed"),
+                    Err(e) => {
+                        tracing::warn!(%bucket, %upload, error = %e, "could not remove an expired upload; will retry")
+                    }
+                },
+                // A part stored while its upload was aborted (or its bucket removed) has no
+                // marker left to expire it with.
+                Named::Part(bucket, upload, n) if !markers.contains(&(bucket.as_str(), upload.as_str())) => {
+                    match tenant.coord.remove(&tenant.encrypt(&naming::part(bucket, upload, *n))).await {
+                        Ok(_) => {
+                            tracing::info!(%bucket, %upload, "a part left without its upload expired and was removed")
+                        }
+                        Err(e) => {
+                            tracing::warn!(%bucket, %upload, error = %e, "could not remove a part left without its upload; will retry")
+                        }
+                    }
                 }
+                _ => {}
             }
         }
     }

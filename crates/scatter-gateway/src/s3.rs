@@ -1126,9 +1126,10 @@ impl S3 for Gateway {
         let input = req.input;
         check_names(&input.bucket, Some(&input.key))?;
         let number = part_number(input.part_number)?;
-        bucket(t, &input.bucket).await?;
+        let b = bucket(t, &input.bucket).await?;
         let upload = upload_of(t, &input.bucket, &input.key, &input.upload_id).await?;
         own_upload(&a, &upload, caller.as_deref())?;
+        let _writing = start_write(&b, &input.bucket, &naming::upload(&input.bucket, &input.upload_id)).await?;
         let _turn =
             self.write_turn(caller.as_deref(), input.content_length.and_then(|n| u64::try_from(n).ok())).await?;
         let stored = store_body(
@@ -1165,9 +1166,10 @@ impl S3 for Gateway {
         let number = part_number(input.part_number)?;
         let (src_bucket, src_key) = copy_source(&input.copy_source)?;
         check_names(&src_bucket, Some(&src_key))?;
-        bucket(t, &input.bucket).await?;
+        let b = bucket(t, &input.bucket).await?;
         bucket(t, &src_bucket).await?;
         upload_of(t, &input.bucket, &input.key, &input.upload_id).await?;
+        let _writing = start_write(&b, &input.bucket, &naming::upload(&input.bucket, &input.upload_id)).await?;
         let (object, manifest) = open(t, &naming::object(&src_bucket, &src_key)).await?;
         let source = t.attributes(&object.info);
         preconditions(

@@ -656,6 +656,16 @@ assert reply.startswith("HTTP/1.1 200"), reply
 sock.close()
 assert [o["Key"] for o in s3.list_objects_v2(Bucket="orph").get("Contents", [])] == ["late.bin"]
 s3.delete_object(Bucket="orph", Key="late.bin")
+# Nor with a part being uploaded into it (the part outlived its upload, hidden, for ever).
+up = wo.create_multipart_upload(Bucket="orph", Key="late-mp.bin")["UploadId"]
+sock = raw("PUT", f"/orph/late-mp.bin?partNumber=1&uploadId={up}", 100, b"p" * 50)
+time.sleep(0.5)
+fails(lambda: s3.delete_bucket(Bucket="orph"), "BucketNotEmpty", 409)
+sock.sendall(b"p" * 50)
+reply = answer(sock)
+assert reply.startswith("HTTP/1.1 200"), reply
+sock.close()
+wo.abort_multipart_upload(Bucket="orph", Key="late-mp.bin", UploadId=up)
 s3.delete_bucket(Bucket="orph")
 # Puts and deletes of one key racing: whatever wins, listings, HEAD and GET agree.
 s3.create_bucket(Bucket="racy")
