@@ -93,7 +93,13 @@ async fn grid_certificate(dir: &Path, profile: &Profile, names: Vec<String>) -> 
 
 /// Runs `scatter gateway key …`.
 pub fn keys(dir: &Path, keys: &UserKeys, cmd: KeyCmd) -> Result<()> {
-    let mut store = KeyStore::open(dir, keys)?;
+    let (mut store, migrated) = KeyStore::open_migrating(dir, keys, true)?;
+    if migrated {
+        eprintln!(
+            "Sealed {} again under this profile's private key (it was sealed under a key an appender also holds); the secrets are unchanged: replace the keys (`gateway key add`, then `rm`) if a copy of the old file may exist.",
+            dir.join(scatter_gateway::keystore::FILE).display()
+        );
+    }
     match cmd {
         KeyCmd::Add { write_only, json } => {
             let k = store.add(write_only, now())?;

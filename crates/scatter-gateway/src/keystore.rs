@@ -5,7 +5,8 @@
 //! key, which only the profile's key file and passphrase open, and which an appender's write
 //! keys do not hold) in `gateway-keys`, mode 0600, written atomically. A store sealed the
 //! earlier way (under a key derived from the name key, which write keys hold) is sealed
-//! again when it is opened.
+//! again only by the owner's `scatter gateway key` commands: a gateway refuses it, or anyone
+//! with an appender's keys and the folder could plant keys it would serve.
 
 use std::path::{Path, PathBuf};
 
@@ -64,6 +65,11 @@ pub enum KeyStoreError {
     /// No key has this id.
     #[error("no gateway key is named {0}; `scatter gateway key ls` lists them")]
     NoSuchKey(String),
+    /// The file is sealed the earlier way, which the gateway no longer trusts.
+    #[error(
+        "{0} is sealed the earlier way (under a key an appender also holds); run `scatter gateway key ls` with this profile to seal it again, then replace its keys if a copy of the file may exist"
+    )]
+    Earlier(PathBuf),
     /// The profile cannot read: its keys cannot seal S3 secrets, and no gateway serves it.
     #[error(
         "this profile is write-only (an appender's): gateway keys belong to a profile that can read; give appenders a write-only gateway key instead"
@@ -79,13 +85,25 @@ pub struct KeyStore {
 }
 
 impl KeyStore {
-    /// Opens the store in profile folder `dir` (empty if there is none yet) with `keys`.
+    /// Opens the store in profile folder `dir` (empty if there is none yet) with `keys`; one
+    /// sealed the earlier way is refused ([`KeyStoreError::Earlier`]).
     pub fn open(dir: &Path, keys: &UserKeys) -> Result<Self, KeyStoreError> {
+        match Self::open_migrating(dir, keys, false)? {
+            (store, false) => Ok(store),
+            (store, true) => Err(KeyStoreError::Earlier(store.path)),
+        }
+    }
+
+    /// Opens the store, sealing one sealed the earlier way again if `migrate`; says whether
+    /// it was (for the owner's own commands, which tell them).
+    pub fn open_migrating(dir: &Path, keys: &UserKeys, migrate: bool) -> Result<(Self, bool), KeyStoreError> {
         let seal = keys.private_seal().ok_or(KeyStoreError::WriteOnly)?;
         let path = dir.join(FILE);
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self { path, seal, keys: Vec::new() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok((Self { path, seal, keys: Vec::new() }, false));
+            }
             Err(source) => return Err(KeyStoreError::Io { path, source }),
         };
         let open = |seal: &NameKey| {
@@ -93,12 +111,14 @@ impl KeyStore {
             serde_json::from_slice::<Vec<AccessKey>>(&plain).ok()
         };
         if let Some(keys) = open(&seal) {
-            return Ok(Self { path, seal, keys });
+            return Ok((Self { path, seal, keys }, false));
         }
         let earlier = open(&keys.write_keys().name_key()).ok_or_else(|| KeyStoreError::Sealed(path.clone()))?;
         let store = Self { path, seal, keys: earlier };
-        store.save()?;
-        Ok(store)
+        if migrate {
+            store.save()?;
+        }
+        Ok((store, true))
     }
 
     /// Every key.
@@ -186,14 +206,17 @@ mod tests {
     }
 
     #[test]
-    fn a_store_sealed_the_earlier_way_opens_and_is_sealed_again() {
+    fn a_store_sealed_the_earlier_way_is_refused_but_by_the_owners_commands_which_seal_it_again() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mine = UserKeys::generate();
         let key = AccessKey { access_key: "SCOLD".into(), secret_key: "s".repeat(40), write_only: false, created: 1 };
         let plain = serde_json::to_vec(&vec![key]).expect("json");
         let earlier = mine.write_keys().name_key().seal_attributes(SEAL_CONTEXT, &plain);
         std::fs::write(dir.path().join(FILE), &earlier).expect("write");
-        let store = KeyStore::open(dir.path(), &mine).expect("open an earlier store");
+        // A gateway refuses it: an appender could have planted it.
+        assert!(matches!(KeyStore::open(dir.path(), &mine), Err(KeyStoreError::Earlier(_))));
+        let (store, migrated) = KeyStore::open_migrating(dir.path(), &mine, true).expect("open an earlier store");
+        assert!(migrated);
         assert_eq!(store.keys().len(), 1);
         let now = std::fs::read(dir.path().join(FILE)).expect("file");
         assert!(mine.write_keys().name_key().open_attributes(SEAL_CONTEXT, &now).is_err(), "not sealed again");
