@@ -5,9 +5,11 @@
 //! cut off (`RequestTimeout`). Only the time the gateway spends waiting for the client counts,
 //! not the time it lets the body wait while the pipeline is busy. A body that is not an
 //! object's or a part's data (the XML of a batch delete or of a completed upload) is at most
-//! [`XML_MOST`] long, and those bodies share [`XML_BUDGET`]: s3s reads them whole before any
-//! handler sees who sent them, so without these bounds any key could pin 20 MiB per connection.
+//! [`XML_MOST`] long, and those bodies share [`XML_BUDGET`], one key at most half of it: s3s
+//! reads them whole before any handler sees who sent them, so without these bounds any key
+//! could pin 20 MiB per connection.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,6 +20,8 @@ use axum::body::Body;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
+
+use crate::access::Keys;
 
 /// The client's time before the rate counts.
 const GRACE: Duration = Duration::from_secs(10);
@@ -34,14 +38,50 @@ const XML_BUDGET: u64 = 64 << 20;
 /// What the body reports when it is cut off; the handlers answer `RequestTimeout`.
 pub const TOO_SLOW: &str = "the request body arrived too slowly and was cut off";
 
-/// The shared budget of [`XML_BUDGET`], in KiB.
+/// The shared budget of [`XML_BUDGET`], in KiB, of which one access key holds at most half
+/// (the key a request claims, if the gateway has it; every other request shares one half):
+/// one key's stalled XML cannot make another profile's completions wait.
 #[derive(Clone)]
-pub struct XmlBudget(Arc<tokio::sync::Semaphore>);
+pub struct XmlBudget {
+    all: Arc<tokio::sync::Semaphore>,
+    keys: Keys,
+    per_key: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>>,
+}
 
-impl Default for XmlBudget {
-    fn default() -> Self {
-        Self(Arc::new(tokio::sync::Semaphore::new((XML_BUDGET >> 10) as usize)))
+impl XmlBudget {
+    /// A budget for the requests of `keys`.
+    pub fn new(keys: Keys) -> Self {
+        Self { all: Arc::new(tokio::sync::Semaphore::new((XML_BUDGET >> 10) as usize)), keys, per_key: Arc::default() }
     }
+
+    /// A turn for `kib` KiB of `req`'s XML, or none if its key's half or the whole is taken.
+    fn turn(&self, req: &axum::extract::Request, kib: u32) -> Option<[tokio::sync::OwnedSemaphorePermit; 2]> {
+        let key = claimed_key(req).filter(|k| self.keys.access(k).is_some()).unwrap_or_default();
+        let half = {
+            let mut per_key = self.per_key.lock().unwrap_or_else(|p| p.into_inner());
+            let share = (XML_BUDGET >> 11) as usize;
+            per_key.entry(key).or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(share))).clone()
+        };
+        let mine = half.try_acquire_many_owned(kib).ok()?;
+        let all = self.all.clone().try_acquire_many_owned(kib).ok()?;
+        Some([mine, all])
+    }
+}
+
+/// The access key a request says it is signed with (not yet checked): SigV4's or SigV2's, in
+/// the Authorization header or a presigned URL.
+fn claimed_key(req: &axum::extract::Request) -> Option<String> {
+    if let Some(auth) = req.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        if let Some((_, rest)) = auth.split_once("Credential=") {
+            return rest.split_once('/').map(|(key, _)| key.to_owned());
+        }
+        return auth.strip_prefix("AWS ").and_then(|rest| rest.split_once(':')).map(|(key, _)| key.to_owned());
+    }
+    form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes()).find_map(|(name, value)| match &*name {
+        "X-Amz-Credential" => value.split_once('/').map(|(key, _)| key.to_owned()),
+        "AWSAccessKeyId" => Some(value.into_owned()),
+        _ => None,
+    })
 }
 
 /// Whether a request's body is an object's or a part's bytes (a PUT to a key, with no
@@ -99,9 +139,9 @@ pub async fn bounded_bodies(
         }
         if length > 0 {
             let kib = length.div_ceil(1 << 10) as u32;
-            match budget.0.clone().try_acquire_many_owned(kib) {
-                Ok(permit) => turn = Some(permit),
-                Err(_) => {
+            match budget.turn(&req, kib) {
+                Some(permits) => turn = Some(permits),
+                None => {
                     return refusal(
                         axum::http::StatusCode::SERVICE_UNAVAILABLE,
                         "SlowDown",
