@@ -67,14 +67,15 @@ pub enum GatewayError {
 /// The gateway's HTTP router: S3 at every path, for the access keys in `keys`.
 pub fn router(keys: Keys) -> axum::Router {
     let mut builder = S3ServiceBuilder::new(Gateway::new(keys.clone()));
-    builder.set_auth(Secrets(keys.clone()));
+    builder.set_auth(Secrets(keys));
+    builder.set_access(pace::XmlAccess(pace::XmlBudget::new()));
     let service = axum::error_handling::HandleError::new(builder.build(), |e: s3s::HttpError| async move {
         tracing::warn!(error = ?e, "an S3 request failed below the S3 layer");
         axum::http::StatusCode::INTERNAL_SERVER_ERROR
     });
     axum::Router::new()
         .fallback_service(service)
-        .layer(axum::middleware::from_fn_with_state(pace::XmlBudget::new(keys), pace::bounded_bodies))
+        .layer(axum::middleware::from_fn(pace::bounded_bodies))
         .layer(axum::middleware::from_fn(presigned_at_most_a_week))
         .layer(axum::middleware::from_fn(explain_refusals))
         .layer(axum::middleware::from_fn(no_body_for_head))

@@ -5,9 +5,10 @@
 //! cut off (`RequestTimeout`). Only the time the gateway spends waiting for the client counts,
 //! not the time it lets the body wait while the pipeline is busy. A body that is not an
 //! object's or a part's data (the XML of a batch delete or of a completed upload) is at most
-//! [`XML_MOST`] long, and those bodies share [`XML_BUDGET`], one key at most half of it: s3s
-//! reads them whole before any handler sees who sent them, so without these bounds any key
-//! could pin 20 MiB per connection.
+//! [`XML_MOST`] long, and those bodies share [`XML_BUDGET`], one key at most half of it,
+//! charged once the signature is verified and before the body is read ([`XmlAccess`]): s3s
+//! reads them whole before any handler sees them, so without these bounds any key could pin
+//! 20 MiB per connection.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -20,8 +21,6 @@ use axum::body::Body;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
-
-use crate::access::Keys;
 
 /// The client's time before the rate counts.
 const GRACE: Duration = Duration::from_secs(10);
@@ -38,29 +37,32 @@ const XML_BUDGET: u64 = 64 << 20;
 /// What the body reports when it is cut off; the handlers answer `RequestTimeout`.
 pub const TOO_SLOW: &str = "the request body arrived too slowly and was cut off";
 
-/// The shared budget of [`XML_BUDGET`], in KiB, of which one access key holds at most half
-/// (the key a request claims, if the gateway has it; every other request shares one half):
+/// The shared budget of [`XML_BUDGET`], in KiB, of which one access key holds at most half:
 /// one key's stalled XML cannot make another profile's completions wait.
 #[derive(Clone)]
 pub struct XmlBudget {
     all: Arc<tokio::sync::Semaphore>,
-    keys: Keys,
     per_key: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>>,
 }
 
+impl Default for XmlBudget {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl XmlBudget {
-    /// A budget for the requests of `keys`.
-    pub fn new(keys: Keys) -> Self {
-        Self { all: Arc::new(tokio::sync::Semaphore::new((XML_BUDGET >> 10) as usize)), keys, per_key: Arc::default() }
+    /// A budget of [`XML_BUDGET`].
+    pub fn new() -> Self {
+        Self { all: Arc::new(tokio::sync::Semaphore::new((XML_BUDGET >> 10) as usize)), per_key: Arc::default() }
     }
 
-    /// A turn for `kib` KiB of `req`'s XML, or none if its key's half or the whole is taken.
-    fn turn(&self, req: &axum::extract::Request, kib: u32) -> Option<[tokio::sync::OwnedSemaphorePermit; 2]> {
-        let key = claimed_key(req).filter(|k| self.keys.access(k).is_some()).unwrap_or_default();
+    /// A turn for `kib` KiB of `key`'s XML, or none if its half or the whole is taken.
+    fn turn(&self, key: &str, kib: u32) -> Option<[tokio::sync::OwnedSemaphorePermit; 2]> {
         let half = {
             let mut per_key = self.per_key.lock().unwrap_or_else(|p| p.into_inner());
             let share = (XML_BUDGET >> 11) as usize;
-            per_key.entry(key).or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(share))).clone()
+            per_key.entry(key.to_owned()).or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(share))).clone()
         };
         let mine = half.try_acquire_many_owned(kib).ok()?;
         let all = self.all.clone().try_acquire_many_owned(kib).ok()?;
@@ -68,20 +70,39 @@ impl XmlBudget {
     }
 }
 
-/// The access key a request says it is signed with (not yet checked): SigV4's or SigV2's, in
-/// the Authorization header or a presigned URL.
-fn claimed_key(req: &axum::extract::Request) -> Option<String> {
-    if let Some(auth) = req.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        if let Some((_, rest)) = auth.split_once("Credential=") {
-            return rest.split_once('/').map(|(key, _)| key.to_owned());
+/// s3s's access check, which runs once a request's signature is verified and before its body
+/// is read: a body that is not data takes its turn in the [`XmlBudget`] here, charged to the
+/// key that signed it (a key merely named in a request, before its signature is checked,
+/// could be anyone's). The turn lasts as long as the request.
+pub struct XmlAccess(pub XmlBudget);
+
+#[async_trait::async_trait]
+impl s3s::access::S3Access for XmlAccess {
+    async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> s3s::S3Result<()> {
+        let Some(key) = cx.credentials().map(|c| c.access_key.clone()) else {
+            return Err(s3s::s3_error!(AccessDenied, "Signature is required"));
+        };
+        if matches!(cx.s3_op().name(), "PutObject" | "UploadPart") {
+            return Ok(());
         }
-        return auth.strip_prefix("AWS ").and_then(|rest| rest.split_once(':')).map(|(key, _)| key.to_owned());
+        let headers = cx.headers();
+        let declared =
+            headers.get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let length = match declared {
+            Some(n) => n,
+            None if headers.contains_key(axum::http::header::TRANSFER_ENCODING) => XML_MOST,
+            None => 0,
+        };
+        if length == 0 {
+            return Ok(());
+        }
+        let kib = length.min(XML_MOST).div_ceil(1 << 10) as u32;
+        let turn = self.0.turn(&key, kib).ok_or_else(|| {
+            s3s::s3_error!(SlowDown, "the gateway is reading as much of this key's XML as it holds at once; retry")
+        })?;
+        cx.extensions_mut().insert(Arc::new(turn));
+        Ok(())
     }
-    form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes()).find_map(|(name, value)| match &*name {
-        "X-Amz-Credential" => value.split_once('/').map(|(key, _)| key.to_owned()),
-        "AWSAccessKeyId" => Some(value.into_owned()),
-        _ => None,
-    })
 }
 
 /// Whether a request's body is an object's or a part's bytes (a PUT to a key, with no
@@ -108,18 +129,13 @@ fn refusal(status: axum::http::StatusCode, code: &str, message: &str) -> axum::r
         .unwrap_or_default()
 }
 
-/// The middleware: paces every body, and bounds the length and the sum of bodies that are
-/// not data.
-pub async fn bounded_bodies(
-    axum::extract::State(budget): axum::extract::State<XmlBudget>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let mut turn = None;
-    if !is_data(&req) {
+/// The middleware: paces every body, and refuses a body that is not data and is declared
+/// longer than [`XML_MOST`] before a byte of it is read.
+pub async fn bounded_bodies(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let data = is_data(&req);
+    if !data {
         let declared = req.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok());
-        let length = match declared.map(str::parse::<u64>) {
-            Some(Ok(n)) => n,
+        match declared.map(str::parse::<u64>) {
             Some(Err(_)) => {
                 return refusal(
                     axum::http::StatusCode::BAD_REQUEST,
@@ -127,35 +143,18 @@ pub async fn bounded_bodies(
                     "Content-Length is not a number",
                 )
             }
-            None if req.headers().contains_key(axum::http::header::TRANSFER_ENCODING) => XML_MOST,
-            None => 0,
-        };
-        if length > XML_MOST {
-            return refusal(
-                axum::http::StatusCode::BAD_REQUEST,
-                "MaxMessageLengthExceeded",
-                "the request's XML is longer than 8 MiB",
-            );
-        }
-        if length > 0 {
-            let kib = length.div_ceil(1 << 10) as u32;
-            match budget.turn(&req, kib) {
-                Some(permits) => turn = Some(permits),
-                None => {
-                    return refusal(
-                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                        "SlowDown",
-                        "the gateway is reading as many requests' XML as it holds at once; retry",
-                    )
-                }
+            Some(Ok(n)) if n > XML_MOST => {
+                return refusal(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    "MaxMessageLengthExceeded",
+                    "the request's XML is longer than 8 MiB",
+                )
             }
+            _ => {}
         }
     }
-    let limit = if is_data(&req) { None } else { Some(XML_MOST) };
-    let req = req.map(|body| Body::new(Paced::new(body, limit)));
-    let res = next.run(req).await;
-    drop(turn);
-    res
+    let limit = if data { None } else { Some(XML_MOST) };
+    next.run(req.map(|body| Body::new(Paced::new(body, limit)))).await
 }
 
 /// A request body cut off when the client falls behind (see the module's documentation), or
