@@ -1026,6 +1026,24 @@ async fn two_profiles_stay_apart_unsigned_requests_are_refused_and_abandoned_upl
     }
     let names = s.env.ok(&["ls"]);
     assert!(!names.contains(".s3-uploads"), "the expired upload's marker or part is still stored: {names}");
+
+    // One profile's stalled uploads and XML take its share of the gateway, not the other's
+    // (two of alice's keys hog, bob's key must still get through).
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/s3/hog_checks.py");
+    let mut cmd = clean(&s.clients.python);
+    cmd.arg(&script)
+        .env("GW_ENDPOINT", s.gw.endpoint())
+        .env("GW_CA", &s.ca)
+        .env("GW_WO_ACCESS", &s.write_only.access)
+        .env("GW_WO_SECRET", &s.write_only.secret)
+        .env("GW_HOG2_ACCESS", &s.key.access)
+        .env("GW_HOG2_SECRET", &s.key.secret)
+        .env("GW_HOG_BUCKET", "shared-name")
+        .env("GW_OTHER_ACCESS", &bob_key.access)
+        .env("GW_OTHER_SECRET", &bob_key.secret)
+        .env("GW_OTHER_BUCKET", "shared-name");
+    let out = run_tool(cmd, s.env.dir.path(), "hog_checks.py");
+    must(out, "hog_checks.py");
 }
 
 /// Waits until the hosts `which` hold no upload the catalog does not record.

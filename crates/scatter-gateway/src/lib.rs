@@ -67,8 +67,8 @@ pub enum GatewayError {
 /// The gateway's HTTP router: S3 at every path, for the access keys in `keys`.
 pub fn router(keys: Keys) -> axum::Router {
     let mut builder = S3ServiceBuilder::new(Gateway::new(keys.clone()));
-    builder.set_auth(Secrets(keys));
-    builder.set_access(pace::XmlAccess(pace::XmlBudget::new()));
+    builder.set_auth(Secrets(keys.clone()));
+    builder.set_access(pace::XmlAccess(pace::XmlBudget::new(), keys));
     let service = axum::error_handling::HandleError::new(builder.build(), |e: s3s::HttpError| async move {
         tracing::warn!(error = ?e, "an S3 request failed below the S3 layer");
         axum::http::StatusCode::INTERNAL_SERVER_ERROR
@@ -148,11 +148,13 @@ async fn presigned_at_most_a_week(
         form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes()).into_owned().collect();
     let param = |name: &str| query.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let too_long = match (param("X-Amz-Expires"), param("Signature").and(param("Expires"))) {
-        (Some(v4), _) => v4.parse::<u64>().map_or(true, |s| s > MOST_PRESIGNED),
-        (None, Some(v2)) => v2.parse::<u64>().map_or(true, |at| at > now.saturating_add(MOST_PRESIGNED)),
-        (None, None) => false,
-    };
+    // Each scheme's expiry, whichever s3s picks: SigV2 signs neither parameter, so anyone
+    // holding its URL may add the other.
+    let v4_too_long = param("X-Amz-Expires").is_some_and(|s| s.parse::<u64>().map_or(true, |s| s > MOST_PRESIGNED));
+    let v2_too_long = param("Signature")
+        .and(param("Expires"))
+        .is_some_and(|at| at.parse::<u64>().map_or(true, |at| at > now.saturating_add(MOST_PRESIGNED)));
+    let too_long = v4_too_long || v2_too_long;
     if !too_long {
         return next.run(req).await;
     }

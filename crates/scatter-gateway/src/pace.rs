@@ -37,8 +37,8 @@ const XML_BUDGET: u64 = 64 << 20;
 /// What the body reports when it is cut off; the handlers answer `RequestTimeout`.
 pub const TOO_SLOW: &str = "the request body arrived too slowly and was cut off";
 
-/// The shared budget of [`XML_BUDGET`], in KiB, of which one access key holds at most half:
-/// one key's stalled XML cannot make another profile's completions wait.
+/// The shared budget of [`XML_BUDGET`], in KiB, of which one profile holds at most half: one
+/// profile's stalled XML cannot make another's completions wait.
 #[derive(Clone)]
 pub struct XmlBudget {
     all: Arc<tokio::sync::Semaphore>,
@@ -57,7 +57,7 @@ impl XmlBudget {
         Self { all: Arc::new(tokio::sync::Semaphore::new((XML_BUDGET >> 10) as usize)), per_key: Arc::default() }
     }
 
-    /// A turn for `kib` KiB of `key`'s XML, or none if its half or the whole is taken.
+    /// A turn for `kib` KiB of profile `key`'s XML, or none if its half or the whole is taken.
     fn turn(&self, key: &str, kib: u32) -> Option<[tokio::sync::OwnedSemaphorePermit; 2]> {
         let half = {
             let mut per_key = self.per_key.lock().unwrap_or_else(|p| p.into_inner());
@@ -72,16 +72,18 @@ impl XmlBudget {
 
 /// s3s's access check, which runs once a request's signature is verified and before its body
 /// is read: a body that is not data takes its turn in the [`XmlBudget`] here, charged to the
-/// key that signed it (a key merely named in a request, before its signature is checked,
-/// could be anyone's). The turn lasts as long as the request.
-pub struct XmlAccess(pub XmlBudget);
+/// profile of the key that signed it (a key merely named in a request, before its signature
+/// is checked, could be anyone's; and one profile's keys together get one share). The turn
+/// lasts as long as the request.
+pub struct XmlAccess(pub XmlBudget, pub crate::access::Keys);
 
 #[async_trait::async_trait]
 impl s3s::access::S3Access for XmlAccess {
     async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> s3s::S3Result<()> {
-        let Some(key) = cx.credentials().map(|c| c.access_key.clone()) else {
+        let Some(access) = cx.credentials().and_then(|c| self.1.access(&c.access_key)) else {
             return Err(s3s::s3_error!(AccessDenied, "Signature is required"));
         };
+        let key = access.tenant.id.clone();
         if matches!(cx.s3_op().name(), "PutObject" | "UploadPart") {
             return Ok(());
         }
@@ -98,7 +100,7 @@ impl s3s::access::S3Access for XmlAccess {
         }
         let kib = length.min(XML_MOST).div_ceil(1 << 10) as u32;
         let turn = self.0.turn(&key, kib).ok_or_else(|| {
-            s3s::s3_error!(SlowDown, "the gateway is reading as much of this key's XML as it holds at once; retry")
+            s3s::s3_error!(SlowDown, "the gateway is reading as much of this profile's XML as it holds at once; retry")
         })?;
         cx.extensions_mut().insert(Arc::new(turn));
         Ok(())
@@ -132,6 +134,20 @@ fn refusal(status: axum::http::StatusCode, code: &str, message: &str) -> axum::r
 /// The middleware: paces every body, and refuses a body that is not data and is declared
 /// longer than [`XML_MOST`] before a byte of it is read.
 pub async fn bounded_bodies(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    // A browser's form upload (PostObject) is not served, and s3s would read and parse its
+    // body before checking who sent it, rescanning it whole as each piece arrives.
+    let form = req
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"));
+    if req.method() == axum::http::Method::POST && form {
+        return refusal(
+            axum::http::StatusCode::NOT_IMPLEMENTED,
+            "NotImplemented",
+            "form uploads (POST Object) are not served; use PUT",
+        );
+    }
     let data = is_data(&req);
     if !data {
         let declared = req.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok());

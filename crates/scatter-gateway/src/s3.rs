@@ -53,9 +53,9 @@ fn write_weight(length: Option<u64>) -> u32 {
     length.map_or(MOST, |n| n.saturating_mul(3).div_ceil(1 << 20).clamp(1, MOST)) as u32
 }
 
-/// MiB shared by every key, of which one key holds at most half: one key's requests (an
-/// appender's, another profile's, a client that trickles its bodies or never reads its
-/// answers) cannot take every turn from the others. At most [`MOST_WAITING`] of one key's
+/// MiB shared by every profile, of which one profile's keys together hold at most half: one
+/// profile's requests (a client that trickles its bodies or never reads its answers, an
+/// appender's) cannot take every turn from the others. At most [`MOST_WAITING`] of one profile's
 /// requests wait for a turn at once (beyond, `SlowDown`, which clients retry): a request
 /// waiting counts as busy on its connection, so without a bound one key's waiting requests
 /// could hold every connection the gateway serves. How long one waits is not bounded: a
@@ -66,13 +66,13 @@ struct Budget {
     mib: u32,
 }
 
-/// One key's half of a [`Budget`], and how many of its requests wait for a turn.
+/// One profile's half of a [`Budget`], and how many of its requests wait for a turn.
 struct KeyShare {
     half: Arc<tokio::sync::Semaphore>,
     waiting: std::sync::atomic::AtomicUsize,
 }
 
-/// The most requests of one key that wait for a turn at once.
+/// The most requests of one profile that wait for a turn at once.
 const MOST_WAITING: usize = 32;
 
 /// A turn in a [`Budget`], given back when dropped.
@@ -86,13 +86,13 @@ impl Budget {
         Self { all: Arc::new(tokio::sync::Semaphore::new(mib as usize)), per_key: Default::default(), mib }
     }
 
-    /// Waits until `weight` MiB fit in `key`'s half and in the whole.
-    async fn turn(&self, key: Option<&str>, weight: u32) -> S3Result<Turn> {
+    /// Waits until `weight` MiB fit in profile `key`'s half and in the whole.
+    async fn turn(&self, key: &str, weight: u32) -> S3Result<Turn> {
         let share = {
             let mut per_key = self.per_key.lock().unwrap_or_else(|p| p.into_inner());
             let half = (self.mib / 2) as usize;
             per_key
-                .entry(key.unwrap_or_default().to_owned())
+                .entry(key.to_owned())
                 .or_insert_with(|| {
                     Arc::new(KeyShare {
                         half: Arc::new(tokio::sync::Semaphore::new(half)),
@@ -101,7 +101,7 @@ impl Budget {
                 })
                 .clone()
         };
-        let busy = || s3_error!(SlowDown, "the gateway is busy with this key's requests; retry");
+        let busy = || s3_error!(SlowDown, "the gateway is busy with this profile's requests; retry");
         if share.waiting.fetch_add(1, std::sync::atomic::Ordering::AcqRel) >= MOST_WAITING {
             share.waiting.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
             return Err(busy());
@@ -140,13 +140,13 @@ impl Gateway {
     }
 
     /// Waits until a read of `length` bytes fits in the read budget.
-    async fn read_turn(&self, key: Option<&str>, length: u64) -> S3Result<Turn> {
-        self.reads.turn(key, read_weight(length)).await
+    async fn read_turn(&self, profile: &str, length: u64) -> S3Result<Turn> {
+        self.reads.turn(profile, read_weight(length)).await
     }
 
     /// Waits until a body of `length` bytes fits in the write budget.
-    async fn write_turn(&self, key: Option<&str>, length: Option<u64>) -> S3Result<Turn> {
-        self.writes.turn(key, write_weight(length)).await
+    async fn write_turn(&self, profile: &str, length: Option<u64>) -> S3Result<Turn> {
+        self.writes.turn(profile, write_weight(length)).await
     }
 
     /// The access key a request is signed with (checked by then).
@@ -834,7 +834,6 @@ impl S3 for Gateway {
         let a = self.access(&req)?;
         let t = &a.tenant;
         let checks = checks!(req);
-        let caller = Self::access_key(&req).map(str::to_owned);
         let input = req.input;
         check_names(&input.bucket, Some(&input.key))?;
         let b = bucket(t, &input.bucket).await?;
@@ -852,8 +851,7 @@ impl S3 for Gateway {
         } else if input.if_match.is_some() {
             return Err(s3_error!(NoSuchKey, "If-Match: there is no such object"));
         }
-        let _turn =
-            self.write_turn(caller.as_deref(), input.content_length.and_then(|n| u64::try_from(n).ok())).await?;
+        let _turn = self.write_turn(&a.tenant.id, input.content_length.and_then(|n| u64::try_from(n).ok())).await?;
         let name = naming::object(&input.bucket, &input.key);
         let writing = start_write(&b, &input.bucket, &input.key).await?;
         let stored = store_body(t, &name, incoming(input.body), input.content_length, checks, attrs, existing).await?;
@@ -874,7 +872,6 @@ impl S3 for Gateway {
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         let a = self.reader(&req)?;
         let t = &a.tenant;
-        let caller = Self::access_key(&req).map(str::to_owned);
         let input = req.input;
         check_names(&input.bucket, Some(&input.key))?;
         bucket(t, &input.bucket).await?;
@@ -901,7 +898,7 @@ impl S3 for Gateway {
             None => (0..size, None),
         };
         let length = range.end - range.start;
-        let turn = self.read_turn(caller.as_deref(), length).await?;
+        let turn = self.read_turn(&a.tenant.id, length).await?;
         let body = object_bytes(t, &manifest, range, Some(turn))?;
         Ok(S3Response::new(GetObjectOutput {
             body: Some(StreamingBlob::wrap(body)),
@@ -1136,8 +1133,7 @@ impl S3 for Gateway {
         let upload = upload_of(t, &input.bucket, &input.key, &input.upload_id).await?;
         own_upload(&a, &upload, caller.as_deref())?;
         let _writing = start_write(&b, &input.bucket, &naming::upload(&input.bucket, &input.upload_id)).await?;
-        let _turn =
-            self.write_turn(caller.as_deref(), input.content_length.and_then(|n| u64::try_from(n).ok())).await?;
+        let _turn = self.write_turn(&a.tenant.id, input.content_length.and_then(|n| u64::try_from(n).ok())).await?;
         let stored = store_body(
             t,
             &naming::part(&input.bucket, &input.upload_id, number),
@@ -1166,7 +1162,6 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
         let a = self.reader(&req)?;
         let t = &a.tenant;
-        let caller = Self::access_key(&req).map(str::to_owned);
         let input = req.input;
         check_names(&input.bucket, Some(&input.key))?;
         let number = part_number(input.part_number)?;
@@ -1192,7 +1187,7 @@ impl S3 for Gateway {
             None => 0..manifest.size,
         };
         let length = range.end - range.start;
-        let _turn = self.write_turn(caller.as_deref(), Some(length)).await?;
+        let _turn = self.write_turn(&a.tenant.id, Some(length)).await?;
         let bytes = object_bytes(t, &manifest, range, None)?.map(|r| r.map_err(|e| e.to_string())).boxed();
         let stored = store_body(
             t,
@@ -1442,19 +1437,19 @@ mod tests {
     async fn one_key_takes_half_a_budget_and_few_of_its_requests_wait() {
         let budget = Budget::new(256);
         // One key takes its half; a second key still gets turns.
-        let hog = [budget.turn(Some("A"), 64).await.expect("turn"), budget.turn(Some("A"), 64).await.expect("turn")];
-        let other = budget.turn(Some("B"), 64).await.expect("another key's turn beside a key's full half");
+        let hog = [budget.turn("A", 64).await.expect("turn"), budget.turn("A", 64).await.expect("turn")];
+        let other = budget.turn("B", 64).await.expect("another key's turn beside a key's full half");
         drop(other);
         // The key's further requests wait, at most MOST_WAITING of them.
-        let mut waiting: Vec<_> = (0..MOST_WAITING).map(|_| Box::pin(budget.turn(Some("A"), 1))).collect();
+        let mut waiting: Vec<_> = (0..MOST_WAITING).map(|_| Box::pin(budget.turn("A", 1))).collect();
         for w in &mut waiting {
             assert!(futures::poll!(w.as_mut()).is_pending());
         }
-        let refused = budget.turn(Some("A"), 1).await.err().expect("one waiter too many was let wait");
+        let refused = budget.turn("A", 1).await.err().expect("one waiter too many was let wait");
         assert_eq!(*refused.code(), S3ErrorCode::SlowDown);
         // A waiter that gives up is counted out.
         waiting.pop();
-        let mut again = Box::pin(budget.turn(Some("A"), 1));
+        let mut again = Box::pin(budget.turn("A", 1));
         assert!(futures::poll!(again.as_mut()).is_pending(), "a place given up was not given back");
         drop(hog);
         again.await.expect("a turn once the half is given back");

@@ -26,6 +26,9 @@ pub struct Tenant {
     pub names: NameKey,
     /// How its puts store data.
     pub put: PutOptions,
+    /// What tells it from the other profiles a gateway serves (its public key): one profile's
+    /// keys together get one share of what the gateway holds at once.
+    pub id: String,
     buckets: Mutex<HashMap<String, Arc<BucketState>>>,
 }
 
@@ -129,7 +132,8 @@ impl Tenant {
     /// A tenant for a profile's coordinator client and keys.
     pub fn new(coord: Coordinator, keys: UserKeys, put: PutOptions) -> Self {
         let names = keys.write_keys().name_key();
-        Self { coord, keys, names, put, buckets: Mutex::default() }
+        let id = keys.write_keys().public_key();
+        Self { coord, keys, names, put, id, buckets: Mutex::default() }
     }
 
     /// The encrypted form of a gateway name.
