@@ -5,7 +5,7 @@
 //! cut off (`RequestTimeout`). Only the time the gateway spends waiting for the client counts,
 //! not the time it lets the body wait while the pipeline is busy. A body that is not an
 //! object's or a part's data (the XML of a batch delete or of a completed upload) is at most
-//! [`XML_MOST`] long, and those bodies share [`XML_BUDGET`], one key at most half of it,
+//! [`XML_MOST`] long, and those bodies share [`XML_BUDGET`], one profile at most half of it,
 //! charged once the signature is verified and before the body is read ([`XmlAccess`]): s3s
 //! reads them whole before any handler sees them, so without these bounds any key could pin
 //! 20 MiB per connection.
@@ -42,7 +42,7 @@ pub const TOO_SLOW: &str = "the request body arrived too slowly and was cut off"
 #[derive(Clone)]
 pub struct XmlBudget {
     all: Arc<tokio::sync::Semaphore>,
-    per_key: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>>,
+    per_profile: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>>,
 }
 
 impl Default for XmlBudget {
@@ -54,15 +54,15 @@ impl Default for XmlBudget {
 impl XmlBudget {
     /// A budget of [`XML_BUDGET`].
     pub fn new() -> Self {
-        Self { all: Arc::new(tokio::sync::Semaphore::new((XML_BUDGET >> 10) as usize)), per_key: Arc::default() }
+        Self { all: Arc::new(tokio::sync::Semaphore::new((XML_BUDGET >> 10) as usize)), per_profile: Arc::default() }
     }
 
     /// A turn for `kib` KiB of profile `key`'s XML, or none if its half or the whole is taken.
     fn turn(&self, key: &str, kib: u32) -> Option<[tokio::sync::OwnedSemaphorePermit; 2]> {
         let half = {
-            let mut per_key = self.per_key.lock().unwrap_or_else(|p| p.into_inner());
+            let mut per_profile = self.per_profile.lock().unwrap_or_else(|p| p.into_inner());
             let share = (XML_BUDGET >> 11) as usize;
-            per_key.entry(key.to_owned()).or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(share))).clone()
+            per_profile.entry(key.to_owned()).or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(share))).clone()
         };
         let mine = half.try_acquire_many_owned(kib).ok()?;
         let all = self.all.clone().try_acquire_many_owned(kib).ok()?;

@@ -62,12 +62,12 @@ fn write_weight(length: Option<u64>) -> u32 {
 /// client uploading big parts over a slow link may make its own next parts wait long.
 struct Budget {
     all: Arc<tokio::sync::Semaphore>,
-    per_key: std::sync::Mutex<HashMap<String, Arc<KeyShare>>>,
+    per_profile: std::sync::Mutex<HashMap<String, Arc<ProfileShare>>>,
     mib: u32,
 }
 
 /// One profile's half of a [`Budget`], and how many of its requests wait for a turn.
-struct KeyShare {
+struct ProfileShare {
     half: Arc<tokio::sync::Semaphore>,
     waiting: std::sync::atomic::AtomicUsize,
 }
@@ -83,18 +83,18 @@ pub struct Turn {
 
 impl Budget {
     fn new(mib: u32) -> Self {
-        Self { all: Arc::new(tokio::sync::Semaphore::new(mib as usize)), per_key: Default::default(), mib }
+        Self { all: Arc::new(tokio::sync::Semaphore::new(mib as usize)), per_profile: Default::default(), mib }
     }
 
-    /// Waits until `weight` MiB fit in profile `key`'s half and in the whole.
-    async fn turn(&self, key: &str, weight: u32) -> S3Result<Turn> {
+    /// Waits until `weight` MiB fit in `profile`'s half and in the whole.
+    async fn turn(&self, profile: &str, weight: u32) -> S3Result<Turn> {
         let share = {
-            let mut per_key = self.per_key.lock().unwrap_or_else(|p| p.into_inner());
+            let mut per_profile = self.per_profile.lock().unwrap_or_else(|p| p.into_inner());
             let half = (self.mib / 2) as usize;
-            per_key
-                .entry(key.to_owned())
+            per_profile
+                .entry(profile.to_owned())
                 .or_insert_with(|| {
-                    Arc::new(KeyShare {
+                    Arc::new(ProfileShare {
                         half: Arc::new(tokio::sync::Semaphore::new(half)),
                         waiting: Default::default(),
                     })
@@ -113,7 +113,7 @@ impl Budget {
             Ok(Turn { _mine: mine, _all: all })
         };
         // Counted out however the wait ends, the request dropped included.
-        struct Waiting(Arc<KeyShare>);
+        struct Waiting(Arc<ProfileShare>);
         impl Drop for Waiting {
             fn drop(&mut self) {
                 self.0.waiting.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
