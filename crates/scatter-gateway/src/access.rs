@@ -37,11 +37,8 @@ pub struct Served {
 }
 
 /// The keys in force at one moment.
-#[derive(Default)]
-struct Table {
-    access: HashMap<String, Access>,
-    secrets: HashMap<String, Zeroizing<String>>,
-}
+/// The keys in force at one moment: what each may do, and its secret.
+type Table = HashMap<String, (Access, Zeroizing<String>)>;
 
 /// The keys in force, shared by the request handlers and the watcher that renews them.
 #[derive(Clone, Default)]
@@ -50,17 +47,17 @@ pub struct Keys(Arc<RwLock<Arc<Table>>>);
 impl Keys {
     /// What `access_key` may do, if it is in force.
     pub fn access(&self, access_key: &str) -> Option<Access> {
-        self.current().access.get(access_key).cloned()
+        self.current().get(access_key).map(|(access, _)| access.clone())
     }
 
     /// The secret SigV4 checks a request signed with `access_key` against.
     pub fn secret(&self, access_key: &str) -> Option<Zeroizing<String>> {
-        self.current().secrets.get(access_key).cloned()
+        self.current().get(access_key).map(|(_, secret)| secret.clone())
     }
 
     /// How many keys are in force.
     pub fn len(&self) -> usize {
-        self.current().access.len()
+        self.current().len()
     }
 
     /// Whether no key is in force.
@@ -103,8 +100,8 @@ fn load(served: &[Served]) -> (Table, Vec<GatewayError>) {
                 }
                 continue;
             }
-            table.access.insert(k.access_key.clone(), Access { tenant: s.tenant.clone(), write_only: k.write_only });
-            table.secrets.insert(k.access_key.clone(), Zeroizing::new(k.secret_key.clone()));
+            let access = Access { tenant: s.tenant.clone(), write_only: k.write_only };
+            table.insert(k.access_key.clone(), (access, Zeroizing::new(k.secret_key.clone())));
         }
     }
     (table, problems)
@@ -117,7 +114,7 @@ pub fn keys(served: &[Served]) -> Result<Keys, GatewayError> {
     if let Some(p) = problems.into_iter().next() {
         return Err(p);
     }
-    if table.access.is_empty() {
+    if table.is_empty() {
         return Err(GatewayError::NoKeys);
     }
     let keys = Keys::default();
@@ -149,7 +146,7 @@ pub async fn watch(served: Vec<Served>, keys: Keys, every: Duration) {
         for p in &problems {
             tracing::warn!("a gateway key store changed and part of it is not served: {p}");
         }
-        tracing::info!(keys = table.access.len(), "gateway keys read again after a change");
+        tracing::info!(keys = table.len(), "gateway keys read again after a change");
         keys.replace(table);
     }
 }

@@ -81,7 +81,10 @@ pub struct XmlAccess(pub XmlBudget, pub crate::access::Keys);
 impl s3s::access::S3Access for XmlAccess {
     async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> s3s::S3Result<()> {
         let Some(access) = cx.credentials().and_then(|c| self.1.access(&c.access_key)) else {
-            return Err(s3s::s3_error!(AccessDenied, "Signature is required"));
+            return Err(s3s::s3_error!(
+                AccessDenied,
+                "the request is not signed with a gateway key; sign it with one (`scatter gateway key ls` lists them)"
+            ));
         };
         let key = access.tenant.id.clone();
         if matches!(cx.s3_op().name(), "PutObject" | "UploadPart") {

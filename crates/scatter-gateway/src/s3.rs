@@ -31,7 +31,7 @@ const MAX_PAGE: usize = 1000;
 /// chunker, pack and parity buffers come to about three times the body, up to about 64 MiB.
 /// More writers wait for a turn instead of growing memory without bound: 4 big bodies at
 /// once, 10 of 8 MiB, 256 small ones (10 clients putting 64 MiB parts: 216 MiB peak RSS);
-/// one key at most half of that ([`Budget`]).
+/// one profile at most half of that ([`Budget`]).
 const WRITE_BUDGET_MIB: u32 = 256;
 
 /// MiB the objects being read may take at once. A read holds up to three runs of a pack ahead
@@ -363,7 +363,6 @@ enum Existing {
     Keep,
 }
 
-/// A write-only key's write to a key that has an object.
 /// A write-only key touches only the multipart uploads it created: adding a part to another's
 /// upload replaces the part of that number, completing it drops the parts it does not name,
 /// and aborting it removes them all: each would be a delete.
@@ -389,6 +388,7 @@ fn no_condition_on_content(a: &Access, if_match: Option<&ETagCondition>) -> S3Re
     Ok(())
 }
 
+/// A write-only key's write to a key that has an object.
 fn overwrite_refused() -> S3Error {
     s3_error!(AccessDenied, "a write-only key cannot overwrite an object")
 }
@@ -516,13 +516,14 @@ async fn store_body(
     }
     let report = match stored {
         Ok(r) => r,
-        Err(ClientError::Io { source, .. }) => match source.kind() {
-            std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof => {
-                return Err(s3_error!(IncompleteBody, "the body's length does not match its Content-Length"));
-            }
-            std::io::ErrorKind::TimedOut => return Err(s3_error!(RequestTimeout, "{}", crate::pace::TOO_SLOW)),
-            _ => return Err(internal(ClientError::Io { path: name.into(), source })),
-        },
+        Err(ClientError::Io { source, .. })
+            if matches!(source.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof) =>
+        {
+            return Err(s3_error!(IncompleteBody, "the body's length does not match its Content-Length"));
+        }
+        Err(ClientError::Io { source, .. }) if source.kind() == std::io::ErrorKind::TimedOut => {
+            return Err(s3_error!(RequestTimeout, "{}", crate::pace::TOO_SLOW));
+        }
         Err(e) => return Err(existing.refused(t, name, e).await),
     };
     Ok(Stored { size: report.size, attrs, checksums: computed, version: report.version })

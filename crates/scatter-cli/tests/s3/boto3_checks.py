@@ -589,7 +589,7 @@ started = time.monotonic()
 sock = raw("PUT", "/boto/dropbox/stalled.bin", 1 << 20, b"x" * 1000)
 reply = answer(sock)
 waited = time.monotonic() - started
-assert "RequestTimeout" in reply or reply.startswith("closed") or reply == "", reply
+assert reply.startswith("HTTP/1.1 400") and "RequestTimeout" in reply, reply
 assert waited < 45, f"a stalled body was held for {waited:.0f} s"
 sock.close()
 fails(lambda: s3.head_object(Bucket="boto", Key="dropbox/stalled.bin"), "404", 404)
@@ -611,27 +611,29 @@ sock = rawreq.unsigned(ENDPOINT, CA, "POST /boto HTTP/1.1\r\nContent-Type: multi
 reply = answer(sock)
 assert reply.startswith("HTTP/1.1 501") and "NotImplemented" in reply, reply
 sock.close()
+
+
+def bucket_busy_while(path):
+    """Half-sends a 100-byte PUT to `path` in bucket orph, checks that the bucket cannot be
+    deleted meanwhile, then sends the rest: the PUT succeeds."""
+    sock = raw("PUT", path, 100, b"w" * 50)
+    time.sleep(0.5)
+    fails(lambda: s3.delete_bucket(Bucket="orph"), "BucketNotEmpty", 409)
+    sock.sendall(b"w" * 50)
+    reply = answer(sock)
+    assert reply.startswith("HTTP/1.1 200"), reply
+    sock.close()
+
+
 # A bucket with a write under way is not empty: deleting it then left the object stored, out
 # of every listing, and back in the next bucket of that name.
 s3.create_bucket(Bucket="orph")
-sock = raw("PUT", "/orph/late.bin", 100, b"l" * 50)
-time.sleep(0.5)
-fails(lambda: s3.delete_bucket(Bucket="orph"), "BucketNotEmpty", 409)
-sock.sendall(b"l" * 50)
-reply = answer(sock)
-assert reply.startswith("HTTP/1.1 200"), reply
-sock.close()
+bucket_busy_while("/orph/late.bin")
 assert [o["Key"] for o in s3.list_objects_v2(Bucket="orph").get("Contents", [])] == ["late.bin"]
 s3.delete_object(Bucket="orph", Key="late.bin")
 # Nor with a part being uploaded into it (the part outlived its upload, hidden, for ever).
 up = wo.create_multipart_upload(Bucket="orph", Key="late-mp.bin")["UploadId"]
-sock = raw("PUT", f"/orph/late-mp.bin?partNumber=1&uploadId={up}", 100, b"p" * 50)
-time.sleep(0.5)
-fails(lambda: s3.delete_bucket(Bucket="orph"), "BucketNotEmpty", 409)
-sock.sendall(b"p" * 50)
-reply = answer(sock)
-assert reply.startswith("HTTP/1.1 200"), reply
-sock.close()
+bucket_busy_while(f"/orph/late-mp.bin?partNumber=1&uploadId={up}")
 wo.abort_multipart_upload(Bucket="orph", Key="late-mp.bin", UploadId=up)
 s3.delete_bucket(Bucket="orph")
 # Puts and deletes of one key racing: whatever wins, listings, HEAD and GET agree.
