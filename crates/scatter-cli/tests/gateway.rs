@@ -569,7 +569,11 @@ async fn the_aws_cli_puts_gets_lists_and_removes() {
     assert!(err.contains("NoSuchBucket"), "{err}");
 
     // A wrong secret, an unknown access key.
-    let wrong = Key { access: s.key.access.clone(), secret: format!("{}x", &s.key.secret[..s.key.secret.len() - 1]) };
+    // Its last character changed (to 'x', or to 'y' when it already was 'x': a fixed 'x'
+    // left the secret right one time in sixty-four).
+    let (head, last) = s.key.secret.split_at(s.key.secret.len() - 1);
+    let wrong = Key { access: s.key.access.clone(), secret: format!("{head}{}", if last == "x" { 'y' } else { 'x' }) };
+    assert_ne!(wrong.secret, s.key.secret);
     let err = must_fail(s.aws_with(&wrong, &["s3", "ls", "s3://cli-bucket/"]), "ls with a wrong secret");
     assert!(err.contains("SignatureDoesNotMatch") && err.contains("secret key"), "{err}");
     assert!(!err.contains("Unknown"), "a refusal without a sentence: {err}");
