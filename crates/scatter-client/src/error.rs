@@ -81,6 +81,33 @@ impl ClientError {
         move |source| ClientError::Io { path, source }
     }
 
+    /// The same error again, for each of several operations that failed together (the puts
+    /// of one batch). Errors from other crates that cannot be cloned keep their sentence.
+    pub fn duplicate(&self) -> ClientError {
+        match self {
+            ClientError::Unreachable(e) => ClientError::Unreachable(e.clone()),
+            ClientError::Interrupted(e) => ClientError::Interrupted(e.clone()),
+            ClientError::Api { status, code, message } => {
+                ClientError::Api { status: *status, code: *code, message: message.clone() }
+            }
+            ClientError::NoProfile(p) => ClientError::NoProfile(p.clone()),
+            ClientError::Io { path, source } => {
+                ClientError::Io { path: path.clone(), source: std::io::Error::new(source.kind(), source.to_string()) }
+            }
+            ClientError::NoRoom { path, needed, free } => {
+                ClientError::NoRoom { path: path.clone(), needed: *needed, free: *free }
+            }
+            ClientError::Target { action, path, source } => ClientError::Target {
+                action,
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            ClientError::Unrecoverable(m) => ClientError::Unrecoverable(m.clone()),
+            ClientError::Upload(m) => ClientError::Upload(m.clone()),
+            ClientError::Keys(_) | ClientError::Invalid(_) => ClientError::Invalid(self.to_string()),
+        }
+    }
+
     /// An I/O error below a restore target; `path` is already escaped for display.
     pub fn target(action: &'static str, path: &str, source: std::io::Error) -> ClientError {
         ClientError::Target { action, path: path.to_owned(), source }

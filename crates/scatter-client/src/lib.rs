@@ -11,6 +11,7 @@
 //! Libraries do not print: progress goes through the [`Progress`] trait.
 
 pub mod backup;
+pub mod batch;
 pub mod buffers;
 pub mod check;
 pub mod confined;

@@ -232,7 +232,7 @@ pub async fn commit_manifest(
 
 /// Seals `manifest` (and `attributes`) and commits them in `session`. Returns the version
 /// and the distinct chunks it references.
-async fn commit_in(
+pub(crate) async fn commit_in(
     coord: &Coordinator,
     keys: &WriteKeys,
     session: &Session,

@@ -105,7 +105,7 @@ pub async fn abandon_unsettled() {
 }
 
 /// Redundancy of stored packs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Redundancy {
     /// Data shards per pack.
     pub k: u8,

@@ -59,45 +59,85 @@ where
     let slot: SumsSlot = Arc::default();
     let out = slot.clone();
     tokio::spawn(async move {
-        let mut md5 = md5::Md5::new();
-        let mut sums = hasher(wanted);
-        let mut len = 0u64;
+        let mut summer = Summer::new(wanted, length);
         let mut stream = std::pin::pin!(stream);
         while let Some(piece) = stream.next().await {
-            let piece = match piece {
+            let piece = match piece.map_err(failed).and_then(|p| summer.add(p)) {
                 Ok(p) => p,
                 Err(e) => {
-                    let message = format!("the request body failed: {e}");
-                    // Cut off by the gateway for its pace, or ended by the client.
-                    let kind = if message.contains(crate::pace::TOO_SLOW) {
-                        std::io::ErrorKind::TimedOut
-                    } else {
-                        std::io::ErrorKind::UnexpectedEof
-                    };
-                    let _ = tx.send(Err(std::io::Error::new(kind, message))).await;
+                    let _ = tx.send(Err(e)).await;
                     return;
                 }
             };
-            md5.update(&piece);
-            sums.update(&piece);
-            len += piece.len() as u64;
-            if length.is_some_and(|l| len > l) {
-                let long = std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    "the request body is longer than its Content-Length",
-                );
-                let _ = tx.send(Err(long)).await;
-                return;
-            }
             if tx.send(Ok(piece)).await.is_err() {
                 return;
             }
         }
         // Before the end is seen: whoever reads to the end finds the sums.
-        *out.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(Sums { md5: hex::encode(md5.finalize()), checksums: sums.finalize(), len });
+        *out.lock().unwrap_or_else(|p| p.into_inner()) = Some(summer.finish());
     });
     (BodyReader { rx, piece: Bytes::new() }, slot)
+}
+
+/// A whole body of at most `length` bytes in memory, with its sums: for small objects,
+/// which are stored in batches rather than streamed. Fails as [`reader`]'s reads do.
+pub async fn collect<S, E>(stream: S, wanted: Wanted, length: u64) -> std::io::Result<(Vec<u8>, Sums)>
+where
+    S: Stream<Item = Result<Bytes, E>>,
+    E: std::fmt::Display,
+{
+    let mut summer = Summer::new(wanted, Some(length));
+    let mut data = Vec::with_capacity(usize::try_from(length).unwrap_or(0));
+    let mut stream = std::pin::pin!(stream);
+    while let Some(piece) = stream.next().await {
+        data.extend_from_slice(&summer.add(piece.map_err(failed)?)?);
+    }
+    Ok((data, summer.finish()))
+}
+
+/// A body's failure as a read error: [`std::io::ErrorKind::TimedOut`] when the gateway cut
+/// it off for its pace, [`std::io::ErrorKind::UnexpectedEof`] when the client ended it.
+fn failed(e: impl std::fmt::Display) -> std::io::Error {
+    let message = format!("the request body failed: {e}");
+    let kind = if message.contains(crate::pace::TOO_SLOW) {
+        std::io::ErrorKind::TimedOut
+    } else {
+        std::io::ErrorKind::UnexpectedEof
+    };
+    std::io::Error::new(kind, message)
+}
+
+/// MD5, the checksums asked for and the length of a body, piece by piece.
+struct Summer {
+    md5: md5::Md5,
+    sums: ChecksumHasher,
+    len: u64,
+    length: Option<u64>,
+}
+
+impl Summer {
+    fn new(wanted: Wanted, length: Option<u64>) -> Self {
+        Self { md5: md5::Md5::new(), sums: hasher(wanted), len: 0, length }
+    }
+
+    /// Adds `piece`, or fails with [`std::io::ErrorKind::InvalidData`] once the body goes
+    /// past its declared length.
+    fn add(&mut self, piece: Bytes) -> std::io::Result<Bytes> {
+        self.md5.update(&piece);
+        self.sums.update(&piece);
+        self.len += piece.len() as u64;
+        if self.length.is_some_and(|l| self.len > l) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the request body is longer than its Content-Length",
+            ));
+        }
+        Ok(piece)
+    }
+
+    fn finish(self) -> Sums {
+        Sums { md5: hex::encode(self.md5.finalize()), checksums: self.sums.finalize(), len: self.len }
+    }
 }
 
 fn hasher(w: Wanted) -> ChecksumHasher {
@@ -198,6 +238,32 @@ mod tests {
         .expect("join");
         assert!(res.is_err());
         assert!(slot.lock().expect("lock").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_small_body_is_collected_with_its_sums_and_held_to_its_length() {
+        let pieces = || {
+            let v: Vec<Result<Bytes, std::io::Error>> =
+                vec![Ok(Bytes::from_static(b"hello ")), Ok(Bytes::from_static(b"world"))];
+            futures::stream::iter(v)
+        };
+        let (data, sums) =
+            collect(pieces(), Wanted { crc32: true, ..Default::default() }, 11).await.expect("collected");
+        assert_eq!(data, b"hello world");
+        assert_eq!(sums.md5, "5eb63bbbe01eeed093cb22bb8f5acdc3");
+        assert_eq!(sums.checksums.checksum_crc32.as_deref(), Some("DUoRhQ=="));
+        assert_eq!(sums.len, 11);
+        // Longer than declared: refused as it goes past, not held.
+        let e = collect(pieces(), Wanted::default(), 8).await.expect_err("past its length");
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
+        // Shorter than declared: collected, and the length tells (the caller refuses it).
+        let (_, sums) = collect(pieces(), Wanted::default(), 64).await.expect("collected");
+        assert_eq!(sums.len, 11);
+        // Ended by the client.
+        let cut: Vec<Result<Bytes, std::io::Error>> =
+            vec![Ok(Bytes::from_static(b"he")), Err(std::io::Error::other("cut"))];
+        let e = collect(futures::stream::iter(cut), Wanted::default(), 11).await.expect_err("cut off");
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{e}");
     }
 
     /// A body that claims to be short and goes on is stopped at the claim, not read to its

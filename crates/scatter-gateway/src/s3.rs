@@ -8,6 +8,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use s3s::dto::*;
 use s3s::{s3_error, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, S3};
+use scatter_client::batch::SMALL_OBJECT;
 use scatter_client::put::{commit_manifest, put_stream, PutOptions};
 use scatter_client::{ClientError, NoProgress};
 use scatter_core::manifest::Manifest;
@@ -475,58 +476,93 @@ macro_rules! checks {
 }
 
 /// Stores a request body under `name` (plaintext gateway name), checking it against
-/// `checks` before the commit: nothing is visible unless all of it arrived intact.
+/// `checks` before the commit: nothing is visible unless all of it arrived intact. A body of
+/// at most [`SMALL_OBJECT`] bytes (by its Content-Length) is read whole and stored in a
+/// batch with the small puts beside it; a bigger one streams through its own pipeline.
 async fn store_body(
     t: &Tenant,
     name: &str,
     body: futures::stream::BoxStream<'static, Result<Bytes, String>>,
-    length: Option<i64>,
+    expected: Option<u64>,
     checks: Checks,
     mut attrs: Attributes,
     existing: Existing,
 ) -> S3Result<Stored> {
     let Checks { wanted, given, trailers, content_md5 } = checks;
-    let expected = length.and_then(|l| u64::try_from(l).ok());
-    let (reader, slot) = body::reader(body, wanted, expected);
     let opts = existing.options(&t.put);
-    let mut refusal: Option<S3Error> = None;
-    let mut computed = Checksum::default();
-    let stored = put_stream(&t.coord, t.keys.write_keys(), reader, name, &opts, expected, &NoProgress, |manifest| {
-        let sums = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let Some(sums) = sums.filter(|s| s.len == manifest.size) else {
-            return Err(ClientError::Invalid("the request body ended before it was complete".into()));
+    let check = |sums: Option<body::Sums>, size: u64, attrs: &mut Attributes| {
+        let Some(sums) = sums.filter(|s| s.len == size) else {
+            return Err(s3_error!(IncompleteBody, "the request body ended before it was complete"));
         };
         let trailers = trailers.as_ref().and_then(|t| t.take());
-        if let Err(e) = verify(&given, trailers.as_ref(), &sums.checksums, content_md5.as_deref(), &sums.md5) {
-            let message = e.message().unwrap_or("checksum mismatch").to_owned();
-            refusal = Some(e);
-            return Err(ClientError::Invalid(message));
-        }
-        if expected.is_some_and(|e| e != manifest.size) {
-            refusal = Some(s3_error!(IncompleteBody, "the body's length does not match its Content-Length"));
-            return Err(ClientError::Invalid("incomplete body".into()));
-        }
-        attrs.etag = sums.md5.clone();
-        computed = sums.checksums;
-        Ok(Some(attrs.encode()))
-    })
-    .await;
-    if let Some(r) = refusal {
-        return Err(r);
-    }
-    let report = match stored {
-        Ok(r) => r,
-        Err(ClientError::Io { source, .. })
-            if matches!(source.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof) =>
-        {
+        verify(&given, trailers.as_ref(), &sums.checksums, content_md5.as_deref(), &sums.md5)?;
+        if expected.is_some_and(|e| e != size) {
             return Err(s3_error!(IncompleteBody, "the body's length does not match its Content-Length"));
         }
-        Err(ClientError::Io { source, .. }) if source.kind() == std::io::ErrorKind::TimedOut => {
-            return Err(s3_error!(RequestTimeout, "{}", crate::pace::TOO_SLOW));
-        }
-        Err(e) => return Err(existing.refused(t, name, e).await),
+        attrs.etag = sums.md5;
+        Ok(sums.checksums)
     };
-    Ok(Stored { size: report.size, attrs, checksums: computed, version: report.version })
+    let stored = if let Some(length) = expected.filter(|l| *l <= SMALL_OBJECT) {
+        let (data, sums) = body::collect(body, wanted, length)
+            .await
+            .map_err(|e| body_error(&e).unwrap_or_else(|| s3_error!(InternalError, "{e}")))?;
+        let size = data.len() as u64;
+        let computed = check(Some(sums), size, &mut attrs)?;
+        t.small.put(name, data, &opts, Some(attrs.encode())).await.map(|version| (size, version, computed))
+    } else {
+        let (reader, slot) = body::reader(body, wanted, expected);
+        let mut refusal: Option<S3Error> = None;
+        let mut computed = Checksum::default();
+        let stored =
+            put_stream(&t.coord, t.keys.write_keys(), reader, name, &opts, expected, &NoProgress, |manifest| {
+                let sums = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+                match check(sums, manifest.size, &mut attrs) {
+                    Ok(c) => {
+                        computed = c;
+                        Ok(Some(attrs.encode()))
+                    }
+                    Err(e) => {
+                        let message = e.message().unwrap_or("checksum mismatch").to_owned();
+                        refusal = Some(e);
+                        Err(ClientError::Invalid(message))
+                    }
+                }
+            })
+            .await;
+        if let Some(r) = refusal {
+            return Err(r);
+        }
+        stored.map(|r| (r.size, r.version, computed))
+    };
+    match stored {
+        Ok((size, version, checksums)) => Ok(Stored { size, attrs, checksums, version }),
+        Err(ClientError::Io { source, .. }) if body_error(&source).is_some() => {
+            Err(body_error(&source).unwrap_or_else(|| s3_error!(InternalError, "{source}")))
+        }
+        Err(e) => Err(existing.refused(t, name, e).await),
+    }
+}
+
+/// The length a request body declares: its Content-Length, or for an aws-chunked body sent
+/// without one (boto3 sends checksum trailers so), its `x-amz-decoded-content-length`. The
+/// body is held to it either way ([`body::reader`], [`body::collect`]), so a false one fails
+/// the request.
+fn body_length(headers: &http::HeaderMap, content_length: Option<i64>) -> Option<u64> {
+    content_length.and_then(|n| u64::try_from(n).ok()).or_else(|| {
+        headers.get("x-amz-decoded-content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
+    })
+}
+
+/// A request body that failed as it was read, in S3's terms; `None` if the failure is not
+/// the body's.
+fn body_error(source: &std::io::Error) -> Option<S3Error> {
+    match source.kind() {
+        std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof => {
+            Some(s3_error!(IncompleteBody, "the body's length does not match its Content-Length"))
+        }
+        std::io::ErrorKind::TimedOut => Some(s3_error!(RequestTimeout, "{}", crate::pace::TOO_SLOW)),
+        _ => None,
+    }
 }
 
 /// Streams bytes `range` of the object whose manifest is `manifest`.
@@ -835,6 +871,7 @@ impl S3 for Gateway {
         let a = self.access(&req)?;
         let t = &a.tenant;
         let checks = checks!(req);
+        let length = body_length(&req.headers, req.input.content_length);
         let input = req.input;
         check_names(&input.bucket, Some(&input.key))?;
         let b = bucket(t, &input.bucket).await?;
@@ -852,10 +889,10 @@ impl S3 for Gateway {
         } else if input.if_match.is_some() {
             return Err(s3_error!(NoSuchKey, "If-Match: there is no such object"));
         }
-        let _turn = self.write_turn(&a.tenant.id, input.content_length.and_then(|n| u64::try_from(n).ok())).await?;
+        let _turn = self.write_turn(&a.tenant.id, length).await?;
         let name = naming::object(&input.bucket, &input.key);
         let writing = start_write(&b, &input.bucket, &input.key).await?;
-        let stored = store_body(t, &name, incoming(input.body), input.content_length, checks, attrs, existing).await?;
+        let stored = store_body(t, &name, incoming(input.body), length, checks, attrs, existing).await?;
         record(t, &b, &input.bucket, &input.key, writing, entry_of(&stored)).await;
         let c = stored.checksums;
         Ok(S3Response::new(PutObjectOutput {
@@ -1127,6 +1164,7 @@ impl S3 for Gateway {
         let caller = Self::access_key(&req).map(str::to_owned);
         let t = &a.tenant;
         let checks = checks!(req);
+        let length = body_length(&req.headers, req.input.content_length);
         let input = req.input;
         check_names(&input.bucket, Some(&input.key))?;
         let number = part_number(input.part_number)?;
@@ -1134,12 +1172,12 @@ impl S3 for Gateway {
         let upload = upload_of(t, &input.bucket, &input.key, &input.upload_id).await?;
         own_upload(&a, &upload, caller.as_deref())?;
         let _writing = start_write(&b, &input.bucket, &naming::upload(&input.bucket, &input.upload_id)).await?;
-        let _turn = self.write_turn(&a.tenant.id, input.content_length.and_then(|n| u64::try_from(n).ok())).await?;
+        let _turn = self.write_turn(&a.tenant.id, length).await?;
         let stored = store_body(
             t,
             &naming::part(&input.bucket, &input.upload_id, number),
             incoming(input.body),
-            input.content_length,
+            length,
             checks,
             Attributes::default(),
             if a.write_only { Existing::Keep } else { Existing::Replace },
@@ -1194,7 +1232,7 @@ impl S3 for Gateway {
             t,
             &naming::part(&input.bucket, &input.upload_id, number),
             bytes,
-            Some(length as i64),
+            Some(length),
             Checks::default(),
             Attributes::default(),
             Existing::Replace,

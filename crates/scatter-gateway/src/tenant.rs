@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
+use scatter_client::batch::SmallPuts;
 use scatter_client::coordinator::Coordinator;
 use scatter_client::put::PutOptions;
 use scatter_client::ClientError;
@@ -26,6 +27,8 @@ pub struct Tenant {
     pub names: NameKey,
     /// How its puts store data.
     pub put: PutOptions,
+    /// Its small puts, stored in batches.
+    pub small: SmallPuts,
     /// What tells it from the other profiles a gateway serves (its public key): one profile's
     /// keys together get one share of what the gateway holds at once.
     pub id: String,
@@ -129,11 +132,13 @@ pub struct Listed {
 }
 
 impl Tenant {
-    /// A tenant for a profile's coordinator client and keys.
+    /// A tenant for a profile's coordinator client and keys (in a Tokio runtime: its small
+    /// puts' batches run there).
     pub fn new(coord: Coordinator, keys: UserKeys, put: PutOptions) -> Self {
         let names = keys.write_keys().name_key();
         let id = keys.write_keys().public_key();
-        Self { coord, keys, names, put, id, buckets: Mutex::default() }
+        let small = SmallPuts::start(coord.clone(), keys.write_keys().clone());
+        Self { coord, keys, names, put, small, id, buckets: Mutex::default() }
     }
 
     /// The encrypted form of a gateway name.

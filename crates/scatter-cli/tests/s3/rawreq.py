@@ -1,9 +1,11 @@
 """Raw HTTP requests to the gateway for the S3 checks: signed with SigV4 (unsigned payload)
 but declaring a body they do not send whole, or not signed at all."""
 
+import base64
 import socket
 import ssl
 import urllib.parse
+import zlib
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -48,3 +50,25 @@ def answer(sock):
         return sock.recv(4096).decode(errors="replace")
     except OSError as e:
         return f"closed: {e}"
+
+
+def aws_chunked(endpoint, ca, access, secret, path, decoded_length, payload):
+    """A PUT of `payload` as an aws-chunked body with no Content-Length (as boto3 sends its
+    checksum trailers), declaring `decoded_length` in x-amz-decoded-content-length; returns
+    the answer."""
+    u = urllib.parse.urlsplit(endpoint)
+    req = AWSRequest(method="PUT", url=endpoint + path, headers={
+        "Host": u.netloc, "Content-Encoding": "aws-chunked", "Transfer-Encoding": "chunked",
+        "x-amz-decoded-content-length": str(decoded_length), "x-amz-trailer": "x-amz-checksum-crc32",
+        "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER"})
+    SigV4Auth(Credentials(access, secret), "s3", "us-east-1").add_auth(req)
+    crc = base64.b64encode(zlib.crc32(payload).to_bytes(4, "big")).decode()
+    body = (f"{len(payload):x}\r\n".encode() + payload + b"\r\n" if payload else b"") + b"0\r\n"
+    body += f"x-amz-checksum-crc32:{crc}\r\n\r\n".encode()
+    sock = connect(endpoint, ca)
+    head = f"PUT {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in req.headers.items()) + "\r\n"
+    sock.sendall(head.encode() + f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n")
+    sock.settimeout(30)
+    got = answer(sock)
+    sock.close()
+    return got

@@ -1,0 +1,94 @@
+"""Small objects put at once share packs, and a put refused in a batch fails alone: run by
+tests/gateway.rs with the venv's Python. GW_* is an owner's key, GW_WO_* a write-only key
+of the same profile. Prints one line per check passed; the caller counts the hosts' shard
+files around it (SMALL_COUNT objects)."""
+
+import base64
+import concurrent.futures
+import hashlib
+import os
+import random
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+import rawreq
+
+ENDPOINT = os.environ["GW_ENDPOINT"]
+CA = os.environ.get("GW_CA") or True
+COUNT = int(os.environ["SMALL_COUNT"])
+BUCKET = "small"
+
+
+def client(key):
+    return boto3.client(
+        "s3", endpoint_url=ENDPOINT, aws_access_key_id=os.environ[f"{key}_ACCESS"],
+        aws_secret_access_key=os.environ[f"{key}_SECRET"], region_name="us-east-1", verify=CA,
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1, "mode": "standard"},
+                      max_pool_connections=32),
+    )
+
+
+owner, wo = client("GW"), client("GW_WO")
+owner.create_bucket(Bucket=BUCKET)
+owner.put_object(Bucket=BUCKET, Key="taken", Body=b"first")
+
+rng = random.Random(7)
+bodies = {f"obj-{i:04d}": rng.randbytes(rng.randint(0, 20000)) for i in range(COUNT)}
+
+
+def put(item):
+    i, (key, body) = item
+    # Every fourth by the write-only key: one profile's keys share batches.
+    s3 = wo if i % 4 == 3 else owner
+    r = s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+    assert r["ETag"] == f'"{hashlib.md5(body).hexdigest()}"', (key, r["ETag"])
+    return key
+
+
+def refused(n):
+    """A create of a taken name, or one with a wrong Content-MD5, amid the others."""
+    try:
+        if n % 2:
+            owner.put_object(Bucket=BUCKET, Key="taken", Body=b"second", IfNoneMatch="*")
+        else:
+            wrong = base64.b64encode(hashlib.md5(b"other").digest()).decode()
+            owner.put_object(Bucket=BUCKET, Key=f"bad-{n}", Body=b"payload", ContentMD5=wrong)
+    except ClientError as e:
+        return e.response["Error"]["Code"]
+    return "accepted"
+
+
+with concurrent.futures.ThreadPoolExecutor(24) as pool:
+    stored = pool.map(put, enumerate(bodies.items()))
+    codes = list(pool.map(refused, range(8)))
+    assert sorted(stored) == sorted(bodies)
+assert codes == ["BadDigest", "PreconditionFailed"] * 4, codes
+print(f"small: {COUNT} objects put at once, 8 refused among them: {sorted(set(codes))}")
+
+for key, body in bodies.items():
+    got = owner.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    assert got == body, key
+assert owner.get_object(Bucket=BUCKET, Key="taken")["Body"].read() == b"first"
+listed = owner.list_objects_v2(Bucket=BUCKET, Prefix="bad-")
+assert listed["KeyCount"] == 0, listed
+listed = owner.list_objects_v2(Bucket=BUCKET, Prefix="obj-")
+assert listed["KeyCount"] == COUNT, listed["KeyCount"]
+print("small: every object reads back bit for bit, the refused ones left nothing")
+
+# A body without Content-Length is held to the length it declares for its decoded bytes
+# (which sizes its share of memory, and sends it to a batch): longer or shorter is refused
+# and stores nothing; exact is stored.
+access, secret = os.environ["GW_ACCESS"], os.environ["GW_SECRET"]
+for declared, sent in ((10, 5000), (5000, 10), (3 << 20, 10), (10, 10)):
+    got = rawreq.aws_chunked(ENDPOINT, CA, access, secret, f"/{BUCKET}/chunked-{declared}-{sent}", declared, b"c" * sent)
+    if declared == sent:
+        assert got.startswith("HTTP/1.1 200"), got
+        assert owner.get_object(Bucket=BUCKET, Key=f"chunked-{declared}-{sent}")["Body"].read() == b"c" * sent
+    else:
+        assert got.startswith("HTTP/1.1 400") and "IncompleteBody" in got, (declared, sent, got)
+listed = owner.list_objects_v2(Bucket=BUCKET, Prefix="chunked-")
+assert [o["Key"] for o in listed.get("Contents", [])] == ["chunked-10-10"], listed
+print("small: an aws-chunked body is held to its declared decoded length")
+print("small: all checks passed")
