@@ -7,9 +7,9 @@
 //! bounded a gateway to about 160 small objects per second on the development machine, with
 //! the hosts' and coordinator's work per object, not the bytes, taking the CPU.
 //!
-//! This is group commit, not a delay: a put that arrives when a batch slot is free is stored
-//! at once, alone if nothing else is waiting; the puts that arrive while [`BATCHES_IN_FLIGHT`]
-//! batches are being stored wait in line and go together in the next one. Every put is
+//! This is group commit, not a delay: a put that arrives when no batch is being stored is
+//! stored at once, alone if nothing else is waiting; the puts that arrive while a batch is
+//! being stored wait in line and go together in the next one. Every put is
 //! answered only once its own commit is done: nothing is acknowledged before its pack is
 //! durable on its hosts and committed. A batch whose pack cannot be stored fails every put
 //! in it, as a put alone would have failed; a commit refused (a name taken for a put that
@@ -35,7 +35,7 @@ pub const SMALL_OBJECT: u64 = 1024 * 1024;
 const BATCH_BYTES: u64 = PACK_TARGET as u64;
 /// Objects in one batch at most.
 const BATCH_OBJECTS: usize = 256;
-/// Batches being stored at once: one filling the next pack while another's shards upload.
+/// Batches being stored at once, the second only when a full batch waits (see [`run`]).
 pub const BATCHES_IN_FLIGHT: usize = 2;
 /// Commits of one batch sent to the coordinator at once.
 const COMMITS_AT_ONCE: usize = 8;
@@ -124,35 +124,75 @@ impl SmallPuts {
     }
 }
 
-/// Takes batches off the line while a slot is free and stores each on a task of its own.
-async fn run(coord: Coordinator, keys: WriteKeys, mut rx: mpsc::Receiver<Job>) {
-    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT));
-    let mut held: Option<Job> = None;
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else { return };
-        let first = match held.take() {
-            Some(job) => job,
-            None => match rx.recv().await {
-                Some(job) => job,
-                None => return,
-            },
-        };
-        let mut bytes = first.manifest.size;
-        let mut batch = vec![first];
-        while batch.len() < BATCH_OBJECTS {
-            let Ok(job) = rx.try_recv() else { break };
-            if !batch[0].stores_like(&job) || bytes + job.manifest.size > BATCH_BYTES {
-                held = Some(job);
-                break;
-            }
-            bytes += job.manifest.size;
-            batch.push(job);
+/// The puts waiting for the next batch.
+#[derive(Default)]
+struct Line {
+    jobs: Vec<Job>,
+    bytes: u64,
+    /// A put that fits no more in this batch (too big, or stored differently): the first
+    /// of the one after.
+    next: Option<Job>,
+}
+
+impl Line {
+    fn full(&self) -> bool {
+        self.next.is_some() || self.jobs.len() >= BATCH_OBJECTS
+    }
+
+    fn push(&mut self, job: Job) {
+        let fits = self
+            .jobs
+            .first()
+            .is_none_or(|first| first.stores_like(&job) && self.bytes + job.manifest.size <= BATCH_BYTES);
+        if fits {
+            self.bytes += job.manifest.size;
+            self.jobs.push(job);
+        } else {
+            self.next = Some(job);
         }
-        let (coord, keys) = (coord.clone(), keys.clone());
-        tokio::spawn(async move {
-            store(&coord, &keys, batch).await;
-            drop(slot);
-        });
+    }
+
+    fn take(&mut self) -> Vec<Job> {
+        let jobs = std::mem::take(&mut self.jobs);
+        self.bytes = 0;
+        if let Some(next) = self.next.take() {
+            self.push(next);
+        }
+        jobs
+    }
+}
+
+/// Stores the line's puts in batches: the waiting ones at once when no batch is being
+/// stored; a second batch beside it only once a full one waits. Fewer, bigger batches cost
+/// less: with 16 clients putting 4 KiB objects, one batch at a time stored 460–500 objects/s
+/// and two at a time 400, four 310, with the grid's CPU per object rising with each.
+async fn run(coord: Coordinator, keys: WriteKeys, mut rx: mpsc::Receiver<Job>) {
+    let mut line = Line::default();
+    let mut storing = tokio::task::JoinSet::new();
+    let mut open = true;
+    loop {
+        if !line.jobs.is_empty() && (storing.is_empty() || (line.full() && storing.len() < BATCHES_IN_FLIGHT)) {
+            let batch = line.take();
+            let (coord, keys) = (coord.clone(), keys.clone());
+            storing.spawn(async move { store(&coord, &keys, batch).await });
+            continue;
+        }
+        if !open && line.jobs.is_empty() && storing.is_empty() {
+            return;
+        }
+        tokio::select! {
+            job = rx.recv(), if open && !line.full() => match job {
+                Some(job) => {
+                    line.push(job);
+                    while !line.full() {
+                        let Ok(job) = rx.try_recv() else { break };
+                        line.push(job);
+                    }
+                }
+                None => open = false,
+            },
+            Some(_) = storing.join_next(), if !storing.is_empty() => {}
+        }
     }
 }
 
