@@ -24,7 +24,7 @@ use scatter_core::ChunkId;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::coordinator::Coordinator;
-use crate::put::{commit_in, PutOptions};
+use crate::put::{commit_request, PutOptions};
 use crate::session::Session;
 use crate::upload::Uploader;
 use crate::ClientError;
@@ -33,12 +33,10 @@ use crate::ClientError;
 pub const SMALL_OBJECT: u64 = 1024 * 1024;
 /// Plaintext bytes of one batch at most: one pack.
 const BATCH_BYTES: u64 = PACK_TARGET as u64;
-/// Objects in one batch at most.
-const BATCH_OBJECTS: usize = 256;
+/// Objects in one batch at most: one request commits them all.
+const BATCH_OBJECTS: usize = scatter_proto::api::MAX_BATCH_COMMITS;
 /// Batches being stored at once, the second only when a full batch waits (see [`run`]).
 pub const BATCHES_IN_FLIGHT: usize = 2;
-/// Commits of one batch sent to the coordinator at once.
-const COMMITS_AT_ONCE: usize = 8;
 /// Puts waiting for a batch at most; the caller's own limits (the gateway's budgets) bound
 /// them well below this.
 const WAITING: usize = 4096;
@@ -227,24 +225,26 @@ async fn store(coord: &Coordinator, keys: &WriteKeys, mut jobs: Vec<Job>) {
             return;
         }
     };
-    use futures::StreamExt;
-    let open = &session;
-    futures::stream::iter(jobs)
-        .map(|job| async move {
-            // A put whose caller is gone is not committed, as it would not have been alone:
-            // the caller no longer tracks it (a gateway's bucket delete waits for the writes
-            // it knows of).
-            if job.done.is_closed() {
-                return;
+    // A put whose caller is gone is not committed, as it would not have been alone: the
+    // caller no longer tracks it (a gateway's bucket delete waits for the writes it knows of).
+    let jobs: Vec<Job> = jobs.into_iter().filter(|j| !j.done.is_closed()).collect();
+    let requests = jobs
+        .iter()
+        .map(|j| commit_request(keys, &session, &j.name, &j.manifest, j.attributes.as_deref(), &j.opts))
+        .collect();
+    // All in one transaction at the coordinator: one flush for the batch, not one per object.
+    match coord.commit_objects(requests).await {
+        Ok(outcomes) => {
+            for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                let _ = job.done.send(outcome);
             }
-            let committed = commit_in(coord, keys, open, &job.name, job.manifest, job.attributes.as_deref(), &job.opts)
-                .await
-                .map(|(version, _)| version);
-            let _ = job.done.send(committed);
-        })
-        .buffer_unordered(COMMITS_AT_ONCE)
-        .collect::<()>()
-        .await;
+        }
+        Err(e) => {
+            for job in jobs {
+                let _ = job.done.send(Err(e.duplicate()));
+            }
+        }
+    }
     // Every put is committed (or refused) already; a session that is not closed lapses.
     if let Err(e) = session.close().await {
         tracing::debug!(error = %e, "could not close a batch's write session; it lapses by itself");

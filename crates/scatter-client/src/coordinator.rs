@@ -600,6 +600,35 @@ impl Coordinator {
         Ok(r.version)
     }
 
+    /// Commits several objects in one transaction (at most
+    /// [`scatter_proto::api::MAX_BATCH_COMMITS`]); each one's version or refusal, in order.
+    pub async fn commit_objects(
+        &self,
+        objects: Vec<CommitObjectRequest>,
+    ) -> Result<Vec<Result<u64, ClientError>>, ClientError> {
+        let asked = objects.len();
+        let r: CommitObjectsResponse =
+            self.post(Repeat::Unsafe, "/v1/objects/commit-many", &CommitObjectsRequest { objects }).await?;
+        if r.results.len() != asked {
+            return Err(ClientError::Invalid(format!(
+                "the coordinator answered {} outcomes for {asked} commits; nothing can be told about them, run the puts again",
+                r.results.len()
+            )));
+        }
+        Ok(r.results
+            .into_iter()
+            .map(|o| match (o.version, o.error) {
+                (Some(version), None) => Ok(version),
+                (_, Some(e)) => {
+                    Err(ClientError::Api { status: o.status.unwrap_or(500), code: e.code, message: e.error })
+                }
+                (None, None) => Err(ClientError::Invalid(
+                    "the coordinator answered a commit with neither a version nor an error".into(),
+                )),
+            })
+            .collect())
+    }
+
     /// Objects whose encrypted name starts with `prefix`.
     pub async fn list(&self, prefix: &str) -> Result<ListResponse, ClientError> {
         self.get("/v1/objects", &[("prefix", prefix)]).await

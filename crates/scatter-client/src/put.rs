@@ -232,7 +232,7 @@ pub async fn commit_manifest(
 
 /// Seals `manifest` (and `attributes`) and commits them in `session`. Returns the version
 /// and the distinct chunks it references.
-pub(crate) async fn commit_in(
+async fn commit_in(
     coord: &Coordinator,
     keys: &WriteKeys,
     session: &Session,
@@ -241,6 +241,21 @@ pub(crate) async fn commit_in(
     attributes: Option<&[u8]>,
     opts: &PutOptions,
 ) -> Result<(u64, Vec<ChunkId>), ClientError> {
+    let request = commit_request(keys, session, name, &manifest, attributes, opts);
+    let chunk_ids = request.chunks.clone();
+    Ok((coord.commit_object(&request).await?, chunk_ids))
+}
+
+/// The commit of `manifest` (and `attributes`) as the next version of `name`, sealed under
+/// `session`'s key.
+pub(crate) fn commit_request(
+    keys: &WriteKeys,
+    session: &Session,
+    name: &str,
+    manifest: &Manifest,
+    attributes: Option<&[u8]>,
+    opts: &PutOptions,
+) -> CommitObjectRequest {
     let chunk_ids: Vec<ChunkId> = {
         let mut s = std::collections::HashSet::new();
         manifest.chunks.iter().map(|(id, _)| *id).filter(|id| s.insert(*id)).collect()
@@ -249,20 +264,17 @@ pub(crate) async fn commit_in(
     let names = keys.name_key();
     let encrypted = names.encrypt(name);
     let meta = attributes.map(|a| B64.encode(names.seal_attributes(&encrypted, a)));
-    let version = coord
-        .commit_object(&CommitObjectRequest {
-            name: encrypted,
-            session: session.id,
-            size: manifest.size,
-            manifest: B64.encode(sealed_manifest),
-            chunks: chunk_ids.clone(),
-            retention: opts.retention.clone(),
-            meta,
-            replace: opts.replace,
-            exclusive: opts.exclusive,
-        })
-        .await?;
-    Ok((version, chunk_ids))
+    CommitObjectRequest {
+        name: encrypted,
+        session: session.id,
+        size: manifest.size,
+        manifest: B64.encode(sealed_manifest),
+        chunks: chunk_ids,
+        retention: opts.retention.clone(),
+        meta,
+        replace: opts.replace,
+        exclusive: opts.exclusive,
+    }
 }
 
 /// The codes of the packs holding `chunks`, with how many packs have each, most used first;

@@ -87,7 +87,7 @@ impl ApiError {
         self.parts().0
     }
 
-    fn parts(&self) -> (StatusCode, ErrorCode) {
+    pub(crate) fn parts(&self) -> (StatusCode, ErrorCode) {
         match self {
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),

@@ -1155,6 +1155,40 @@ pub struct CommitObjectResponse {
     pub version: u64,
 }
 
+/// Several objects committed in one transaction (small objects stored together in one
+/// session): each is checked and committed as [`CommitObjectRequest`] alone would be, and
+/// one refused does not stop the others.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommitObjectsRequest {
+    /// At most [`MAX_BATCH_COMMITS`].
+    #[serde(deserialize_with = "crate::bounded::commits")]
+    pub objects: Vec<CommitObjectRequest>,
+}
+
+/// The most objects one [`CommitObjectsRequest`] commits.
+pub const MAX_BATCH_COMMITS: usize = 256;
+
+/// What became of each object of a [`CommitObjectsRequest`], in its order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommitObjectsResponse {
+    /// One per object asked for.
+    pub results: Vec<CommitOutcome>,
+}
+
+/// One object's commit: its version, or why it was refused.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommitOutcome {
+    /// The version committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    /// The HTTP status the refusal would have had alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// The refusal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
 /// One object in a listing.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ObjectInfo {

@@ -8,7 +8,9 @@ use std::marker::PhantomData;
 
 use serde::de::{Deserialize, Deserializer, Error, SeqAccess, Visitor};
 
-use crate::api::{MAX_HOSTS, MAX_IDS, MAX_INVENTORY, MAX_LIST, MAX_RECEIPTS, MAX_REFUSALS, MAX_SHARDS, MAX_ZONES};
+use crate::api::{
+    MAX_BATCH_COMMITS, MAX_HOSTS, MAX_IDS, MAX_INVENTORY, MAX_LIST, MAX_RECEIPTS, MAX_REFUSALS, MAX_SHARDS, MAX_ZONES,
+};
 
 /// Decodes a list of at most `max` items.
 fn up_to<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D, max: usize) -> Result<Vec<T>, D::Error> {
@@ -58,6 +60,8 @@ bounded! {
     receipts = MAX_RECEIPTS;
     /// Zones a policy names.
     zones = MAX_ZONES;
+    /// Objects committed in one request.
+    commits = MAX_BATCH_COMMITS;
 }
 
 #[cfg(test)]

@@ -80,7 +80,7 @@ pub(crate) fn route(path: &str) -> (usize, bool) {
         "/v1/hosts/heartbeat" | "/v1/hosts/receipts" => (MEDIUM, false),
         // By shard count: MAX_INVENTORY entries of about 80 bytes.
         "/v1/hosts/inventory" => (LARGE, false),
-        "/v1/objects/commit" | "/v1/packs/commit" => (LARGE, true),
+        "/v1/objects/commit" | "/v1/objects/commit-many" | "/v1/packs/commit" => (LARGE, true),
         "/v1/chunks/lookup" | "/v1/chunks/locate" | "/v1/snapshots/refs" | "/v1/snapshots/forget" => (LISTS, true),
         // A sealed record of up to 1 MiB, in base64.
         "/v1/snapshots/commit" | "/v1/snapshots/record" => (2 << 20, true),

@@ -77,6 +77,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/objects", get(list_objects))
         .route("/v1/gateway/cert", post(gateway_cert))
         .route("/v1/objects/commit", post(commit_object))
+        .route("/v1/objects/commit-many", post(commit_objects))
         .route("/v1/object", get(get_object).delete(remove_object))
         .route("/v1/shards/report", post(report_shard))
         .route("/v1/sessions/keepalive", post(backup::keepalive))
@@ -766,6 +767,105 @@ async fn commit_object(
 ) -> ApiResult<CommitObjectResponse> {
     let u = caller(&sh, &headers, Right::Add).await?;
     db(&sh, move |s| s.check_session_opener(u.id, u.me, req.session)).await?;
+    let c = checked_commit(&sh, &u, req).await?;
+    let (version, released) =
+        db(&sh, move |s| s.commit_object_held(u.id, &c.object(), c.first_only, c.replace, c.hold, now())).await?;
+    if released > 0 {
+        // As after a removal: the released shards go within seconds.
+        sh.backup_soon();
+    }
+    Ok(Json(CommitObjectResponse { version }))
+}
+
+/// Commits several objects in one transaction (see [`CommitObjectsRequest`]): each is checked
+/// as [`commit_object`] checks one, and a refusal is that object's alone. Sessions are
+/// checked for the whole request: naming one the caller did not open refuses all of it.
+async fn commit_objects(
+    State(sh): S,
+    headers: HeaderMap,
+    Body(req): Body<CommitObjectsRequest>,
+) -> ApiResult<CommitObjectsResponse> {
+    let u = caller(&sh, &headers, Right::Add).await?;
+    let sessions: std::collections::BTreeSet<u64> = req.objects.iter().map(|o| o.session).collect();
+    for session in sessions {
+        db(&sh, move |s| s.check_session_opener(u.id, u.me, session)).await?;
+    }
+    let mut results: Vec<Option<Result<u64, ApiError>>> = Vec::with_capacity(req.objects.len());
+    let mut checked = Vec::new();
+    for (i, o) in req.objects.into_iter().enumerate() {
+        match checked_commit(&sh, &u, o).await {
+            Ok(c) => {
+                results.push(None);
+                checked.push((i, c));
+            }
+            Err(e) => results.push(Some(Err(e))),
+        }
+    }
+    let outcomes = db(&sh, move |s| {
+        let objects: Vec<_> = checked.iter().map(|(_, c)| (c.object(), c.first_only, c.replace, c.hold)).collect();
+        let outcomes = s.commit_objects_held(u.id, &objects, now())?;
+        Ok::<_, StoreError>(checked.iter().map(|(i, _)| *i).zip(outcomes).collect::<Vec<_>>())
+    })
+    .await?;
+    let mut released = 0;
+    for (i, outcome) in outcomes {
+        results[i] = Some(
+            outcome
+                .map(|(version, r)| {
+                    released += r;
+                    version
+                })
+                .map_err(ApiError::from),
+        );
+    }
+    if released > 0 {
+        sh.backup_soon();
+    }
+    let results = results
+        .into_iter()
+        .map(|r| match r {
+            Some(Ok(version)) => CommitOutcome { version: Some(version), status: None, error: None },
+            Some(Err(e)) => {
+                let (status, code) = e.parts();
+                CommitOutcome {
+                    version: None,
+                    status: Some(status.as_u16()),
+                    error: Some(ErrorBody { code, error: e.to_string() }),
+                }
+            }
+            None => unreachable!("every object was checked or committed"),
+        })
+        .collect();
+    Ok(Json(CommitObjectsResponse { results }))
+}
+
+/// An object commit whose request was checked: its name, sizes and rights, and the lock and
+/// expiry it gets.
+struct CheckedCommit {
+    req: CommitObjectRequest,
+    manifest: Vec<u8>,
+    meta: Option<Vec<u8>>,
+    first_only: bool,
+    replace: bool,
+    hold: (Option<crate::lock::Lock>, Option<u64>),
+}
+
+impl CheckedCommit {
+    fn object(&self) -> crate::store::NewObject<'_> {
+        crate::store::NewObject {
+            name: &self.req.name,
+            session: self.req.session,
+            manifest: &self.manifest,
+            meta: self.meta.as_deref(),
+            size: self.req.size,
+            chunks: &self.req.chunks,
+        }
+    }
+}
+
+/// Checks a commit by `u` (its session aside): the name, the attributes' size, the right to
+/// replace, and the lock and expiry it gets.
+async fn checked_commit(sh: &Arc<Shared>, u: &UserRow, req: CommitObjectRequest) -> Result<CheckedCommit, ApiError> {
     check_name(&req.name)?;
     let manifest = decode_b64("manifest", &req.manifest)?;
     let meta = req.meta.as_deref().map(|m| decode_b64("meta", m)).transpose()?;
@@ -775,29 +875,13 @@ async fn commit_object(
         )));
     }
     if req.replace {
-        require(&u, Right::Delete)?;
+        require(u, Right::Delete)?;
     }
     // An appender adds, never overwrites: checked inside the commit's transaction, so it
     // cannot race the owner's commit of the same name.
     let first_only = u.role == Role::Appender || req.exclusive;
-    let hold = retention(&sh, &u, &req.retention).await?;
-    let (version, released) = db(&sh, move |s| {
-        let object = crate::store::NewObject {
-            name: &req.name,
-            session: req.session,
-            manifest: &manifest,
-            meta: meta.as_deref(),
-            size: req.size,
-            chunks: &req.chunks,
-        };
-        s.commit_object_held(u.id, &object, first_only, req.replace, hold, now())
-    })
-    .await?;
-    if released > 0 {
-        // As after a removal: the released shards go within seconds.
-        sh.backup_soon();
-    }
-    Ok(Json(CommitObjectResponse { version }))
+    let hold = retention(sh, u, &req.retention).await?;
+    Ok(CheckedCommit { manifest, meta, first_only, replace: req.replace, hold, req })
 }
 
 #[derive(Deserialize)]

@@ -379,6 +379,54 @@ conformance! {
         assert_eq!(store.remove_object(ann, "k", 6).expect("remove").0, 1, "one version was left");
     }
 
+    fn objects_committed_together_are_each_refused_or_committed_on_their_own() {
+        let (_guard, store) = catalog();
+        let ann = user(&store, 1, "ann", Role::User, None, None);
+        let bob = user(&store, 2, "bob", Role::User, None, None);
+        let h = host(&store, 1, 0);
+        let s = store.add_session(ann, b"k", 0, 100).expect("session");
+        let sb = store.add_session(bob, b"k", 0, 100).expect("session");
+        Pack::new(1, 1, &[h]).chunks(&[1, 2]).commit(&store, ann, s, 1);
+        let (one, two, lost) = (&[cid(1)][..], &[cid(2)][..], &[cid(1), cid(9)][..]);
+        fn object<'a>(name: &'a str, session: u64, meta: &'a [u8], chunks: &'a [ChunkId]) -> NewObject<'a> {
+            NewObject { name, session, manifest: b"m", meta: Some(meta), size: 1, chunks }
+        }
+        let none = (None, None);
+        store.commit_object_held(ann, &object("taken", s, b"first", one), true, false, none, 2).expect("create");
+        let batch = [
+            (object("a", s, b"a", one), true, false, none),
+            // A create of a taken name: refused, and the first version stays.
+            (object("taken", s, b"second", two), true, false, none),
+            (object("b", s, b"b", two), false, false, none),
+            // A chunk that is not stored.
+            (object("c", s, b"c", lost), false, false, none),
+            // Another user's session.
+            (object("d", sb, b"d", one), false, false, none),
+            // An overwrite in the same transaction as the others.
+            (object("b", s, b"b2", one), false, true, none),
+        ];
+        let out = store.commit_objects_held(ann, &batch, 3).expect("batch");
+        assert_eq!(out.len(), 6);
+        assert!(matches!(out[0], Ok((1, 0))), "{:?}", out[0]);
+        assert!(matches!(out[1], Err(StoreError::NameTaken)), "{:?}", out[1]);
+        assert!(matches!(out[2], Ok((1, 0))), "{:?}", out[2]);
+        assert!(matches!(out[3], Err(StoreError::MissingChunks(1))), "{:?}", out[3]);
+        assert!(matches!(out[4], Err(StoreError::BadReference)), "{:?}", out[4]);
+        assert!(matches!(out[5], Ok((2, _))), "{:?}", out[5]);
+        let listed: Vec<_> =
+            store.list_objects(ann, "").expect("list").into_iter().map(|o| (o.name, o.version, o.meta)).collect();
+        assert_eq!(
+            listed,
+            [
+                ("a".to_owned(), 1, Some(b"a".to_vec())),
+                ("b".to_owned(), 2, Some(b"b2".to_vec())),
+                ("taken".to_owned(), 1, Some(b"first".to_vec())),
+            ],
+            "the refused ones left nothing, the overwrite replaced"
+        );
+        assert!(store.list_objects(bob, "").expect("list").is_empty());
+    }
+
     fn objects_are_listed_by_prefix_read_and_removed() {
         let (_guard, store) = catalog();
         let ann = user(&store, 1, "ann", Role::User, None, None);

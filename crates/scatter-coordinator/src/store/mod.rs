@@ -1494,51 +1494,40 @@ impl Store {
         hold: (Option<crate::lock::Lock>, Option<u64>),
         now: u64,
     ) -> Result<(u64, u64), StoreError> {
-        let NewObject { name, session, manifest, meta, size, chunks } = *object;
+        self.write(|tx| commit_one(tx, user, object, first_only, replace, hold, now))
+    }
+
+    /// Commits several object versions in one transaction, each as
+    /// [`Store::commit_object_held`] would (`(object, first_only, replace, hold)`), each on
+    /// its own terms: one refused (a name taken, a chunk missing, a lock) leaves nothing of
+    /// itself and does not stop the others. One transaction, so one flush to disk for all.
+    /// Returns each one's outcome, in order; fails as a whole only if the database does.
+    #[allow(clippy::type_complexity)]
+    pub fn commit_objects_held(
+        &self,
+        user: UserId,
+        objects: &[(NewObject<'_>, bool, bool, (Option<crate::lock::Lock>, Option<u64>))],
+        now: u64,
+    ) -> Result<Vec<Result<(u64, u64), StoreError>>, StoreError> {
         self.write(|tx| {
-            if replace {
-                locks::check_object(tx, user, name, now)?;
-            }
-            let session_ok = tx
-                .exists("SELECT 1 FROM sessions WHERE id = ?1 AND user = ?2", params![session as i64, user.0 as i64])?;
-            if !session_ok {
-                return Err(StoreError::BadReference);
-            }
-            let mut missing = 0;
-            {
-                let stmt = "SELECT 1 FROM chunks WHERE user = ?1 AND id = ?2";
-                for c in chunks {
-                    if !tx.exists(stmt, params![user.0 as i64, &c.as_bytes()[..]])? {
-                        missing += 1;
+            let mut out = Vec::with_capacity(objects.len());
+            for (object, first_only, replace, hold) in objects {
+                tx.batch("SAVEPOINT one_object")?;
+                match commit_one(tx, user, object, *first_only, *replace, *hold, now) {
+                    Ok(done) => {
+                        tx.batch("RELEASE SAVEPOINT one_object")?;
+                        out.push(Ok(done));
+                    }
+                    // The database's own failures (a conflict PostgreSQL resolves by running
+                    // the whole transaction again) fail it all.
+                    Err(e @ StoreError::Sql(_)) => return Err(e),
+                    Err(refused) => {
+                        tx.batch("ROLLBACK TO SAVEPOINT one_object; RELEASE SAVEPOINT one_object")?;
+                        out.push(Err(refused));
                     }
                 }
             }
-            if missing > 0 {
-                return Err(StoreError::MissingChunks(missing));
-            }
-            let version: u64 = tx.query_row(
-                "SELECT COALESCE(MAX(version), 0) + 1 FROM objects WHERE user = ?1 AND name = ?2",
-                params![user.0 as i64, name],
-                |r| r.get::<i64>(0),
-            )? as u64;
-            if first_only && version > 1 {
-                return Err(StoreError::NameTaken);
-            }
-            let object: i64 = tx.query_row(
-                "INSERT INTO objects (user, name, version, session, manifest, size, created, meta)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
-                params![user.0 as i64, name, version as i64, session as i64, manifest, size as i64, now as i64, meta],
-                |r| r.get(0),
-            )?;
-            {
-                let stmt = "INSERT INTO object_chunks (object, user, chunk) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
-                for c in chunks {
-                    tx.execute(stmt, params![object, user.0 as i64, &c.as_bytes()[..]])?;
-                }
-            }
-            locks::record(tx, scatter_proto::api::LockTarget::Object, &object.to_string(), user, hold.0, hold.1)?;
-            let released = if replace { remove_versions(tx, user, name, Some(version), now)?.1 } else { 0 };
-            Ok((version, released))
+            Ok(out)
         })
     }
 
@@ -1775,6 +1764,62 @@ fn after_prefix(prefix: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// One object version's commit, in `tx` (see [`Store::commit_object_held`]).
+fn commit_one(
+    tx: &Sql<'_>,
+    user: UserId,
+    object: &NewObject<'_>,
+    first_only: bool,
+    replace: bool,
+    hold: (Option<crate::lock::Lock>, Option<u64>),
+    now: u64,
+) -> Result<(u64, u64), StoreError> {
+    let NewObject { name, session, manifest, meta, size, chunks } = *object;
+    if replace {
+        locks::check_object(tx, user, name, now)?;
+    }
+    let session_ok =
+        tx.exists("SELECT 1 FROM sessions WHERE id = ?1 AND user = ?2", params![session as i64, user.0 as i64])?;
+    if !session_ok {
+        return Err(StoreError::BadReference);
+    }
+    let mut missing = 0;
+    {
+        let stmt = "SELECT 1 FROM chunks WHERE user = ?1 AND id = ?2";
+        for c in chunks {
+            if !tx.exists(stmt, params![user.0 as i64, &c.as_bytes()[..]])? {
+                missing += 1;
+            }
+        }
+    }
+    if missing > 0 {
+        return Err(StoreError::MissingChunks(missing));
+    }
+    let version: u64 = tx.query_row(
+        "SELECT COALESCE(MAX(version), 0) + 1 FROM objects WHERE user = ?1 AND name = ?2",
+        params![user.0 as i64, name],
+        |r| r.get::<i64>(0),
+    )? as u64;
+    if first_only && version > 1 {
+        return Err(StoreError::NameTaken);
+    }
+    let object: i64 = tx.query_row(
+        "INSERT INTO objects (user, name, version, session, manifest, size, created, meta)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
+        params![user.0 as i64, name, version as i64, session as i64, manifest, size as i64, now as i64, meta],
+        |r| r.get(0),
+    )?;
+    {
+        let stmt = "INSERT INTO object_chunks (object, user, chunk) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
+        for c in chunks {
+            tx.execute(stmt, params![object, user.0 as i64, &c.as_bytes()[..]])?;
+        }
+    }
+    locks::record(tx, scatter_proto::api::LockTarget::Object, &object.to_string(), user, hold.0, hold.1)?;
+    let released = if replace { remove_versions(tx, user, name, Some(version), now)?.1 } else { 0 };
+    Ok((version, released))
 }
 
 /// An object version to commit.
