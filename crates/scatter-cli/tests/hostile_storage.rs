@@ -611,3 +611,94 @@ async fn placements_survive_a_coordinator_restart() {
     let (status, body) = eve.post("/v1/packs/commit", &commit).await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// Attack: objects committed together (`/v1/objects/commit-many`, for batches of small
+/// objects) are checked one by one as a commit alone is: an appender of the owner cannot
+/// overwrite or replace the owner's object through a batch, another account cannot name the
+/// owner's chunks or sessions, and a batch is bounded. The owner's object stays whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn objects_committed_together_are_each_checked_as_one_alone() {
+    let env = grid(6).await;
+    let file = env.write_random("victim", 1 << 20, 5);
+    env.put(&file, "victim");
+    let db = rusqlite::Connection::open_with_flags(
+        env.grid.coordinator_dir().join("catalog.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("catalog");
+    let (victim, victim_session): (String, i64) =
+        db.query_row("SELECT name, session FROM objects", [], |r| Ok((r.get(0)?, r.get(1)?))).expect("the object");
+    let victim_chunks: Vec<ChunkId> = db
+        .prepare("SELECT chunk FROM object_chunks")
+        .expect("sql")
+        .query_map([], |r| r.get::<_, Vec<u8>>(0))
+        .expect("sql")
+        .map(|c| ChunkId::from_bytes(<[u8; 32]>::try_from(c.expect("row")).expect("32 bytes")))
+        .collect();
+    let commit = |name: &str, session: u64, chunks: &[ChunkId], replace: bool| CommitObjectRequest {
+        name: name.to_owned(),
+        session,
+        size: 1,
+        manifest: "bQ==".into(),
+        chunks: chunks.to_vec(),
+        retention: Default::default(),
+        meta: None,
+        replace,
+        exclusive: false,
+    };
+    let many = |objects| CommitObjectsRequest { objects };
+
+    // The owner's appender: its own session, the owner's name and chunks.
+    let nas = Attacker::invite(&env, &["nas", "--role", "appender", "--of", "u1"]).await;
+    let s = nas.session().await;
+    let (status, body) = nas
+        .post(
+            "/v1/objects/commit-many",
+            &many(vec![
+                commit(&victim, s, &[], false),
+                commit(&victim, s, &[], true),
+                commit("fresh-name", s, &[], false),
+            ]),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let r: CommitObjectsResponse = serde_json::from_value(body.clone()).expect("outcomes");
+    let codes: Vec<_> = r.results.iter().map(|o| (o.version, o.error.as_ref().map(|e| e.code))).collect();
+    assert_eq!(
+        codes,
+        [(None, Some(ErrorCode::Forbidden)), (None, Some(ErrorCode::Forbidden)), (Some(1), None)],
+        "an appender neither overwrites nor replaces, and its new object goes in: {body}"
+    );
+
+    // Another account: the owner's chunks, the owner's session.
+    let eve = Attacker::invite(&env, &["eve"]).await;
+    let s = eve.session().await;
+    let (status, body) =
+        eve.post("/v1/objects/commit-many", &many(vec![commit("mine", s, &victim_chunks, false)])).await;
+    assert_eq!(status, 200, "{body}");
+    let r: CommitObjectsResponse = serde_json::from_value(body.clone()).expect("outcomes");
+    assert!(r.results[0].version.is_none() && r.results[0].error.is_some(), "eve took the owner's chunks: {body}");
+    let (status, body) = eve
+        .post(
+            "/v1/objects/commit-many",
+            &many(vec![commit("mine", s, &[], false), commit("theirs", victim_session as u64, &[], false)]),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let r: CommitObjectsResponse = serde_json::from_value(body.clone()).expect("outcomes");
+    assert!(r.results[0].version.is_some(), "eve's own object goes in: {body}");
+    assert!(r.results[1].version.is_none() && r.results[1].error.is_some(), "under the owner's session: {body}");
+    // Bounded: one more than the most is refused unread.
+    let too_many = (0..=MAX_BATCH_COMMITS).map(|i| commit(&format!("n{i}"), s, &[], false)).collect();
+    let (status, body) = eve.post("/v1/objects/commit-many", &many(too_many)).await;
+    assert_eq!(status, 400, "{body}");
+    let eves: i64 =
+        db.query_row("SELECT COUNT(*) FROM objects WHERE user = ?1", [eve.user.0 as i64], |r| r.get(0)).expect("count");
+    assert_eq!(eves, 1, "refused commits left objects");
+
+    // The owner's object is whole and unchanged.
+    let versions: i64 =
+        db.query_row("SELECT COUNT(*) FROM objects WHERE name = ?1", [&victim], |r| r.get(0)).expect("count");
+    assert_eq!(versions, 1);
+    env.get_and_compare("victim", &file);
+}

@@ -778,8 +778,9 @@ async fn commit_object(
 }
 
 /// Commits several objects in one transaction (see [`CommitObjectsRequest`]): each is checked
-/// as [`commit_object`] checks one, and a refusal is that object's alone. Sessions are
-/// checked for the whole request: naming one the caller did not open refuses all of it.
+/// as [`commit_object`] checks one, and a refusal is that object's alone. Each session named
+/// is checked once, as a commit alone checks its own: one of the caller's account that
+/// another of its devices opened refuses the whole request.
 async fn commit_objects(
     State(sh): S,
     headers: HeaderMap,
