@@ -9,6 +9,12 @@
 //! charged once the signature is verified and before the body is read ([`XmlAccess`]): s3s
 //! reads them whole before any handler sees them, so without these bounds any key could pin
 //! 20 MiB per connection.
+//!
+//! An aws-chunked body (`x-amz-content-sha256: STREAMING-…`) is read by s3s a whole chunk at
+//! a time, however long the chunk says it is, before any of it reaches a handler: its chunks
+//! are held to [`MOST_CHUNK`] and its bytes to what its declared decoded length needs with
+//! the framing ([`framed_most`]), so that what it makes the gateway hold is what the write
+//! budget counts it for.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -33,6 +39,16 @@ pub const MOST_STALL: Duration = Duration::from_secs(30);
 pub const XML_MOST: u64 = 8 << 20;
 /// The bytes that such bodies may take at once, in all.
 const XML_BUDGET: u64 = 64 << 20;
+
+/// The longest chunk of an aws-chunked body: SDKs send 64 KiB to 1 MiB.
+pub const MOST_CHUNK: u64 = 8 << 20;
+
+/// The most bytes an aws-chunked body of `decoded` bytes may take with its framing: a chunk
+/// header of up to about 90 bytes for every chunk of at least 8 KiB (S3's smallest but the
+/// last), and the trailers.
+pub fn framed_most(decoded: u64) -> u64 {
+    decoded.saturating_add(decoded / 64).saturating_add(64 << 10)
+}
 
 /// What the body reports when it is cut off; the handlers answer `RequestTimeout`.
 pub const TOO_SLOW: &str = "the request body arrived too slowly and was cut off";
@@ -172,15 +188,90 @@ pub async fn bounded_bodies(req: axum::extract::Request, next: axum::middleware:
             _ => {}
         }
     }
-    let limit = if data { None } else { Some(XML_MOST) };
-    next.run(req.map(|body| Body::new(Paced::new(body, limit)))).await
+    let streaming = req
+        .headers()
+        .get("x-amz-content-sha256")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("STREAMING-"));
+    let limit = if !data {
+        Some((XML_MOST, "the request's XML is longer than 8 MiB"))
+    } else if streaming {
+        // s3s refuses a streaming body without a (single, numeric) decoded length.
+        let decoded = req.headers().get("x-amz-decoded-content-length").and_then(|v| v.to_str().ok());
+        decoded
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|d| (framed_most(d), "the aws-chunked body is longer than its x-amz-decoded-content-length"))
+    } else {
+        None
+    };
+    let chunks = streaming.then(Chunks::default);
+    next.run(req.map(|body| Body::new(Paced::new(body, limit, chunks)))).await
+}
+
+/// Follows an aws-chunked body's framing as it arrives, to refuse a chunk longer than
+/// [`MOST_CHUNK`] at its header, before s3s gathers it.
+#[derive(Debug, Default)]
+struct Chunks {
+    /// The chunk header read so far (none: in a chunk's data).
+    header: Vec<u8>,
+    /// Bytes of the current chunk's data and its CRLF still to come.
+    left: u64,
+    /// The last chunk (size 0) was seen: the trailers follow.
+    done: bool,
+}
+
+/// The longest chunk header: the size, `;chunk-signature=` and 64 hex digits, with room.
+const MOST_CHUNK_HEADER: usize = 1024;
+
+impl Chunks {
+    /// Follows `bytes`; an error names what is wrong with the framing.
+    fn follow(&mut self, mut bytes: &[u8]) -> Result<(), &'static str> {
+        while !bytes.is_empty() && !self.done {
+            if self.left > 0 {
+                let n = self.left.min(bytes.len() as u64);
+                self.left -= n;
+                bytes = &bytes[n as usize..];
+                continue;
+            }
+            let Some(end) = bytes.iter().position(|&b| b == b'\n') else {
+                self.header.extend_from_slice(bytes);
+                if self.header.len() > MOST_CHUNK_HEADER {
+                    return Err("an aws-chunked chunk header is too long");
+                }
+                return Ok(());
+            };
+            self.header.extend_from_slice(&bytes[..end]);
+            bytes = &bytes[end + 1..];
+            let line = std::mem::take(&mut self.header);
+            if line.len() > MOST_CHUNK_HEADER {
+                return Err("an aws-chunked chunk header is too long");
+            }
+            let size = line.split(|&b| b == b';' || b == b'\r').next().unwrap_or_default();
+            let size = std::str::from_utf8(size)
+                .ok()
+                .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+                .ok_or("an aws-chunked chunk header has no size")?;
+            if size > MOST_CHUNK {
+                return Err("an aws-chunked chunk is longer than 8 MiB; send smaller chunks");
+            }
+            if size == 0 {
+                self.done = true;
+            } else {
+                self.left = size + 2;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A request body cut off when the client falls behind (see the module's documentation), or
 /// when it goes past `limit` bytes.
 struct Paced {
     inner: Body,
-    limit: Option<u64>,
+    /// The most bytes, and what to say past them.
+    limit: Option<(u64, &'static str)>,
+    /// An aws-chunked body's framing, followed.
+    chunks: Option<Chunks>,
     received: u64,
     /// The time spent waiting for the client, before the current wait.
     waited: Duration,
@@ -190,11 +281,12 @@ struct Paced {
 }
 
 impl Paced {
-    fn new(inner: Body, limit: Option<u64>) -> Self {
+    fn new(inner: Body, limit: Option<(u64, &'static str)>, chunks: Option<Chunks>) -> Self {
         let now = Instant::now();
         Self {
             inner,
             limit,
+            chunks,
             received: 0,
             waited: Duration::ZERO,
             waiting_since: None,
@@ -227,8 +319,11 @@ impl http_body::Body for Paced {
                 }
                 if let Some(data) = frame.as_ref().and_then(|f| f.as_ref().ok()).and_then(Frame::data_ref) {
                     this.received += data.len() as u64;
-                    if this.limit.is_some_and(|l| this.received > l) {
-                        return Poll::Ready(Some(Err(failure("the request's XML is longer than 8 MiB"))));
+                    if let Some((_, why)) = this.limit.filter(|(most, _)| this.received > *most) {
+                        return Poll::Ready(Some(Err(failure(why))));
+                    }
+                    if let Some(Err(why)) = this.chunks.as_mut().map(|c| c.follow(data)) {
+                        return Poll::Ready(Some(Err(failure(why))));
                     }
                 }
                 Poll::Ready(frame)
@@ -273,7 +368,39 @@ mod tests {
                 rx,
                 |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx)) },
             );
-        (tx, Paced::new(Body::from_stream(stream.boxed()), limit))
+        (tx, Paced::new(Body::from_stream(stream.boxed()), limit.map(|l| (l, "the request's XML is longer than 8 MiB")), None))
+    }
+
+    #[test]
+    fn aws_chunked_framing_is_followed_across_pieces_and_a_long_chunk_refused() {
+        let body = b"400;chunk-signature=abc\r\n".iter().copied().chain([7u8; 0x400]).chain(*b"\r\n");
+        let body: Vec<u8> = body.chain(*b"3\r\nabc\r\n0\r\nx-amz-checksum-crc32:AAAAAA==\r\n\r\n").collect();
+        // Whole, and split at every byte.
+        for step in [body.len(), 1, 7] {
+            let mut c = Chunks::default();
+            for piece in body.chunks(step) {
+                c.follow(piece).expect("well framed");
+            }
+            assert!(c.done, "step {step}");
+        }
+        let mut c = Chunks::default();
+        assert!(c.follow(b"800000\r\n").is_ok(), "8 MiB is allowed");
+        let mut c = Chunks::default();
+        let err = c.follow(b"800001;chunk-signature=").and_then(|_| c.follow(b"00\r\n")).expect_err("too long");
+        assert!(err.contains("longer than 8 MiB"), "{err}");
+        assert!(Chunks::default().follow(b"zz\r\n").is_err(), "no size");
+        assert!(Chunks::default().follow(&[b'1'; 2000]).is_err(), "a header without end");
+        assert!(Chunks::default().follow(b"ffffffffffffffffffff\r\n").is_err(), "a size past 64 bits");
+    }
+
+    #[test]
+    fn a_framed_body_may_take_its_chunk_headers_and_no_more() {
+        // 1 MiB in 8 KiB chunks, each with a signed chunk's header (about 85 bytes).
+        let decoded = 1u64 << 20;
+        let framed = decoded + (decoded / 8192) * 87 + 200;
+        assert!(framed <= framed_most(decoded));
+        assert!(framed_most(decoded) <= decoded + decoded / 8, "what s3s may gather stays near what is counted");
+        assert_eq!(framed_most(u64::MAX), u64::MAX);
     }
 
     async fn next(body: &mut Paced) -> Option<Result<Frame<Bytes>, axum::Error>> {

@@ -52,6 +52,27 @@ def answer(sock):
         return f"closed: {e}"
 
 
+def aws_chunked_framed(endpoint, ca, access, secret, path, decoded_length, framed, wait=20):
+    """A PUT declaring `decoded_length` whose aws-chunked body is `framed` as it is (sent
+    as one HTTP chunk, and nothing after it); returns the answer, or what ended the wait."""
+    u = urllib.parse.urlsplit(endpoint)
+    req = AWSRequest(method="PUT", url=endpoint + path, headers={
+        "Host": u.netloc, "Content-Encoding": "aws-chunked", "Transfer-Encoding": "chunked",
+        "x-amz-decoded-content-length": str(decoded_length), "x-amz-trailer": "x-amz-checksum-crc32",
+        "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER"})
+    SigV4Auth(Credentials(access, secret), "s3", "us-east-1").add_auth(req)
+    sock = connect(endpoint, ca)
+    head = f"PUT {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in req.headers.items()) + "\r\n"
+    try:
+        sock.sendall(head.encode() + f"{len(framed):x}\r\n".encode() + framed + b"\r\n")
+    except OSError as e:
+        pass  # refused while sending: the answer tells
+    sock.settimeout(wait)
+    got = answer(sock)
+    sock.close()
+    return got
+
+
 def aws_chunked(endpoint, ca, access, secret, path, decoded_length, payload):
     """A PUT of `payload` as an aws-chunked body with no Content-Length (as boto3 sends its
     checksum trailers), declaring `decoded_length` in x-amz-decoded-content-length; returns

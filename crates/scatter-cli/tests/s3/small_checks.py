@@ -91,4 +91,15 @@ for declared, sent in ((10, 5000), (5000, 10), (3 << 20, 10), (10, 10)):
 listed = owner.list_objects_v2(Bucket=BUCKET, Prefix="chunked-")
 assert [o["Key"] for o in listed.get("Contents", [])] == ["chunked-10-10"], listed
 print("small: an aws-chunked body is held to its declared decoded length")
+
+# s3s gathers an aws-chunked body a whole chunk at a time: a chunk declared longer than the
+# body (512 MiB for 1 byte) or longer than 8 MiB is refused as its bytes (or its header)
+# arrive, not held while the client sends it.
+for declared, header, sent in ((1, "20000000", 2 << 20), (64 << 20, "1000000", 4096)):
+    framed = f"{header};chunk-signature={'0' * 64}\r\n".encode() + b"x" * sent
+    got = rawreq.aws_chunked_framed(ENDPOINT, CA, access, secret, f"/{BUCKET}/framed-{header}", declared, framed)
+    assert got.startswith("HTTP/1.1 4"), (declared, header, got)
+listed = owner.list_objects_v2(Bucket=BUCKET, Prefix="framed-")
+assert listed["KeyCount"] == 0, listed
+print("small: an aws-chunked chunk longer than its body or than 8 MiB is refused as it arrives")
 print("small: all checks passed")
