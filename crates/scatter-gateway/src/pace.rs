@@ -368,7 +368,14 @@ mod tests {
                 rx,
                 |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx)) },
             );
-        (tx, Paced::new(Body::from_stream(stream.boxed()), limit.map(|l| (l, "the request's XML is longer than 8 MiB")), None))
+        (
+            tx,
+            Paced::new(
+                Body::from_stream(stream.boxed()),
+                limit.map(|l| (l, "the request's XML is longer than 8 MiB")),
+                None,
+            ),
+        )
     }
 
     #[test]

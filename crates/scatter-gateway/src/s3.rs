@@ -710,6 +710,33 @@ async fn start_write(b: &Arc<BucketState>, bucket: &str, key: &str) -> S3Result<
 /// Records a committed write of `key` in the bucket's index. If the key was deleted while it
 /// was written, the catalog says whether that delete came after the commit (and took it) or
 /// before: recording it blindly left an object in listings that reads no longer found.
+/// Runs a write (`commit`: its store and commit, with what it holds) and then records its
+/// index entry, on a task of its own: a client that hangs up during the commit or after it
+/// would otherwise drop the request between the two, leaving an object committed that the
+/// listing never shows, and its write no longer counted when a bucket delete checks for
+/// writes under way.
+async fn finish_write<T, F>(
+    t: &Arc<Tenant>,
+    b: &Arc<BucketState>,
+    bucket: &str,
+    key: &str,
+    writing: Writing,
+    commit: F,
+) -> S3Result<T>
+where
+    F: std::future::Future<Output = S3Result<(T, Entry)>> + Send + 'static,
+    T: Send + 'static,
+{
+    let (t, b, bucket, key) = (t.clone(), b.clone(), bucket.to_owned(), key.to_owned());
+    tokio::spawn(async move {
+        let (out, entry) = commit.await?;
+        record(&t, &b, &bucket, &key, writing, entry).await;
+        Ok(out)
+    })
+    .await
+    .map_err(|e| s3_error!(InternalError, "the write stopped: {e}"))?
+}
+
 async fn record(t: &Tenant, b: &BucketState, bucket: &str, key: &str, writing: Writing, entry: Entry) {
     let mut index = b.index.write().await;
     if writing.raced() {
@@ -889,11 +916,17 @@ impl S3 for Gateway {
         } else if input.if_match.is_some() {
             return Err(s3_error!(NoSuchKey, "If-Match: there is no such object"));
         }
-        let _turn = self.write_turn(&a.tenant.id, length).await?;
+        let turn = self.write_turn(&a.tenant.id, length).await?;
         let name = naming::object(&input.bucket, &input.key);
         let writing = start_write(&b, &input.bucket, &input.key).await?;
-        let stored = store_body(t, &name, incoming(input.body), length, checks, attrs, existing).await?;
-        record(t, &b, &input.bucket, &input.key, writing, entry_of(&stored)).await;
+        let (tenant, body) = (a.tenant.clone(), incoming(input.body));
+        let stored = finish_write(&a.tenant, &b, &input.bucket, &input.key, writing, async move {
+            let _turn = turn;
+            let stored = store_body(&tenant, &name, body, length, checks, attrs, existing).await?;
+            let entry = entry_of(&stored);
+            Ok((stored, entry))
+        })
+        .await?;
         let c = stored.checksums;
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(etag(&stored.attrs.etag)),
@@ -1052,20 +1085,18 @@ impl S3 for Gateway {
         let size = manifest.size;
         let opts = PutOptions { replace: true, ..t.put.clone() };
         let writing = start_write(&b, &input.bucket, &input.key).await?;
-        // The same chunks under a new name: no bytes move.
-        let version = commit_manifest(
-            &t.coord,
-            t.keys.write_keys(),
-            &naming::object(&input.bucket, &input.key),
-            manifest,
-            Some(&attrs.encode()),
-            &opts,
-        )
-        .await
-        .map_err(internal)?;
-        let modified = now();
-        let entry = Entry { size, modified, attrs: attrs.clone(), version };
-        record(t, &b, &input.bucket, &input.key, writing, entry).await;
+        let (tenant, name, sealed) = (a.tenant.clone(), naming::object(&input.bucket, &input.key), attrs.encode());
+        let entry = Entry { size, modified: now(), attrs: attrs.clone(), version: 0 };
+        let modified = entry.modified;
+        finish_write(&a.tenant, &b, &input.bucket, &input.key, writing, async move {
+            // The same chunks under a new name: no bytes move.
+            let version =
+                commit_manifest(&tenant.coord, tenant.keys.write_keys(), &name, manifest, Some(&sealed), &opts)
+                    .await
+                    .map_err(internal)?;
+            Ok(((), Entry { version, ..entry }))
+        })
+        .await?;
         Ok(S3Response::new(CopyObjectOutput {
             copy_object_result: Some(CopyObjectResult {
                 e_tag: Some(etag(&attrs.etag)),
@@ -1404,13 +1435,16 @@ impl S3 for Gateway {
         let name = naming::object(&input.bucket, &input.key);
         let opts = existing.options(&t.put);
         let writing = start_write(&b, &input.bucket, &input.key).await?;
-        let version =
-            match commit_manifest(&t.coord, t.keys.write_keys(), &name, manifest, Some(&attrs.encode()), &opts).await {
-                Ok(v) => v,
-                Err(e) => return Err(existing.refused(t, &name, e).await),
-            };
-        let entry = Entry { size, modified: now(), attrs: attrs.clone(), version };
-        record(t, &b, &input.bucket, &input.key, writing, entry).await;
+        let (tenant, sealed) = (a.tenant.clone(), attrs.encode());
+        let entry = Entry { size, modified: now(), attrs: attrs.clone(), version: 0 };
+        finish_write(&a.tenant, &b, &input.bucket, &input.key, writing, async move {
+            match commit_manifest(&tenant.coord, tenant.keys.write_keys(), &name, manifest, Some(&sealed), &opts).await
+            {
+                Ok(version) => Ok(((), Entry { version, ..entry })),
+                Err(e) => Err(existing.refused(&tenant, &name, e).await),
+            }
+        })
+        .await?;
         // The object references the parts' chunks now: the parts themselves go.
         if let Err(e) = remove_upload(t, &input.bucket, &input.upload_id).await {
             tracing::warn!(error = %e, upload = %input.upload_id, "a completed upload's parts stay until the upload expiry");
