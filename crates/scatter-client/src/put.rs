@@ -109,6 +109,9 @@ pub struct PutOptions {
     pub replace: bool,
     /// Commit only if the name has no version yet (the coordinator checks it atomically).
     pub exclusive: bool,
+    /// Commit only if the name's latest version is this one (the coordinator checks it
+    /// atomically): a conditional overwrite.
+    pub if_version: Option<u64>,
 }
 
 /// Stores what `reader` yields under `name`: chunked and hashed on a blocking thread, so
@@ -274,6 +277,7 @@ pub(crate) fn commit_request(
         meta,
         replace: opts.replace,
         exclusive: opts.exclusive,
+        if_version: opts.if_version,
     }
 }
 

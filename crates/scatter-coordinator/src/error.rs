@@ -36,6 +36,9 @@ pub enum ApiError {
     /// The request conflicts with the catalog's state.
     #[error("{0}")]
     Conflict(String),
+    /// A conditional commit found the object changed.
+    #[error("{0}")]
+    Changed(String),
     /// The user's quota does not allow this.
     #[error("{0}")]
     Quota(String),
@@ -66,6 +69,7 @@ impl From<StoreError> for ApiError {
             | StoreError::ShardTaken(_)
             | StoreError::DeviceTaken => ApiError::Conflict(e.to_string()),
             StoreError::Busy => ApiError::Busy(e.to_string()),
+            StoreError::Changed => ApiError::Changed(e.to_string()),
             StoreError::NameTaken
             | StoreError::AccountDisabled
             | StoreError::OtherKeys
@@ -97,6 +101,7 @@ impl ApiError {
             ApiError::TooFewHosts(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::TooFewHosts),
             ApiError::HostsLate(..) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::HostsLate),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, ErrorCode::Conflict),
+            ApiError::Changed(_) => (StatusCode::PRECONDITION_FAILED, ErrorCode::Changed),
             ApiError::Busy(_) => (StatusCode::LOCKED, ErrorCode::Busy),
             ApiError::Quota(_) => (StatusCode::INSUFFICIENT_STORAGE, ErrorCode::Quota),
             ApiError::Throttled(_) => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::Throttled),

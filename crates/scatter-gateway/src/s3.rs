@@ -362,6 +362,12 @@ enum Existing {
     },
     /// Adds a version beside it (a write-only key uploading a part again).
     Keep,
+    /// Replaces it only if its latest version is still the one whose ETag matched
+    /// (`If-Match`), checked in the commit's transaction: two writers cannot both win.
+    Matched {
+        /// That version.
+        version: u64,
+    },
 }
 
 /// A write-only key touches only the multipart uploads it created: adding a part to another's
@@ -406,8 +412,12 @@ impl Existing {
 
     fn options(self, base: &PutOptions) -> PutOptions {
         PutOptions {
-            replace: matches!(self, Existing::Replace),
+            replace: matches!(self, Existing::Replace | Existing::Matched { .. }),
             exclusive: matches!(self, Existing::Refuse { .. }),
+            if_version: match self {
+                Existing::Matched { version } => Some(version),
+                _ => None,
+            },
             ..base.clone()
         }
     }
@@ -425,6 +435,9 @@ impl Existing {
 
     /// A failed commit in S3's terms: a refused create whose name is taken is [`Self::taken`].
     async fn refused(self, t: &Tenant, name: &str, e: ClientError) -> S3Error {
+        if let ClientError::Api { code: ErrorCode::Changed, .. } = &e {
+            return s3_error!(PreconditionFailed, "If-Match: the object changed while this write was under way");
+        }
         if let (Some(taken), ClientError::Api { code: ErrorCode::Forbidden, .. }) = (self.taken(), &e) {
             if matches!(t.stat(name).await, Ok(Some(_))) {
                 return taken;
@@ -904,14 +917,16 @@ impl S3 for Gateway {
         let b = bucket(t, &input.bucket).await?;
         let attrs = attributes(input.content_type, input.metadata)?;
         no_condition_on_content(&a, input.if_match.as_ref())?;
-        let existing = Existing::of(a.write_only, input.if_none_match.as_ref());
-        // Checked here to fail fast; the commit checks a create again, atomically.
+        let mut existing = Existing::of(a.write_only, input.if_none_match.as_ref());
+        // Checked here to fail fast; the commit checks a create, or the version matched,
+        // again, atomically.
         if let Some(current) = b.index.read().await.get(&input.key) {
             if let Some(taken) = existing.taken() {
                 return Err(taken);
             }
             if let Some(c) = &input.if_match {
                 preconditions(&current.attrs.etag, current.modified, Some(c), None, None, None)?;
+                existing = Existing::Matched { version: current.version };
             }
         } else if input.if_match.is_some() {
             return Err(s3_error!(NoSuchKey, "If-Match: there is no such object"));
@@ -1426,10 +1441,11 @@ impl S3 for Gateway {
         let etags: Vec<&str> = chosen.iter().map(|p| p.3.etag.as_str()).collect();
         attrs.etag = multipart_etag(&etags).ok_or_else(|| s3_error!(InvalidPart, "a part's ETag is not an MD5"))?;
         attrs.key = None;
-        let existing = Existing::of(a.write_only, input.if_none_match.as_ref());
+        let mut existing = Existing::of(a.write_only, input.if_none_match.as_ref());
         if let Some(c) = &input.if_match {
             let e = b.index.read().await.get(&input.key).cloned().ok_or_else(|| s3_error!(NoSuchKey))?;
             preconditions(&e.attrs.etag, e.modified, Some(c), None, None, None)?;
+            existing = Existing::Matched { version: e.version };
         }
         let size = manifest.size;
         let name = naming::object(&input.bucket, &input.key);

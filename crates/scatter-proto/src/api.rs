@@ -41,6 +41,8 @@ pub enum ErrorCode {
     Quota,
     /// Too many failures from this peer; wait.
     Throttled,
+    /// A conditional commit found the object changed since the version it named.
+    Changed,
     /// The request was sent too slowly.
     TooSlow,
     /// The server failed.
@@ -83,6 +85,7 @@ impl ErrorCode {
             ErrorCode::Busy => "busy",
             ErrorCode::Quota => "quota",
             ErrorCode::Throttled => "throttled",
+            ErrorCode::Changed => "changed",
             ErrorCode::TooSlow => "too_slow",
             ErrorCode::Internal => "internal",
             ErrorCode::Grant => "grant",
@@ -1143,6 +1146,10 @@ pub struct CommitObjectRequest {
     /// create that two writers cannot both win. An appender's commits always are.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub exclusive: bool,
+    /// Only if the name's latest version is this one (checked in the commit's transaction):
+    /// a conditional overwrite (S3's `If-Match`) that two writers cannot both win.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub if_version: Option<u64>,
 }
 
 /// The most bytes of sealed attributes an object version may carry.

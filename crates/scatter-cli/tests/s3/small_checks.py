@@ -111,6 +111,26 @@ for declared, header, sent in ((1, "20000000", 2 << 20), (64 << 20, "1000000", 4
 listed = owner.list_objects_v2(Bucket=BUCKET, Prefix="framed-")
 assert listed["KeyCount"] == 0, listed
 print("small: an aws-chunked chunk longer than its body or than 8 MiB is refused as it arrives")
+# Ten puts at once, each conditional on the same ETag (If-Match): one wins, the others are
+# refused, whatever batch they share; the winner's bytes are what is stored.
+for rnd in range(3):
+    etag = owner.put_object(Bucket=BUCKET, Key="matched", Body=f"base {rnd}".encode())["ETag"]
+
+    def update(n):
+        try:
+            owner.put_object(Bucket=BUCKET, Key="matched", Body=f"update {rnd} {n}".encode(), IfMatch=etag)
+            return n
+        except ClientError as e:
+            assert e.response["Error"]["Code"] == "PreconditionFailed", e
+            return None
+
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        won = [n for n in pool.map(update, range(10)) if n is not None]
+    assert len(won) == 1, f"round {rnd}: {len(won)} writers won the same If-Match"
+    got = owner.get_object(Bucket=BUCKET, Key="matched")["Body"].read()
+    assert got == f"update {rnd} {won[0]}".encode(), got
+print("small: ten puts conditional on one ETag at once: one wins")
+
 # Clients that hang up as soon as their body is sent, while other puts keep the batches busy:
 # each object is either stored and listed, or neither; none is committed yet left out of
 # the listing (the index), where a bucket delete would not see it.

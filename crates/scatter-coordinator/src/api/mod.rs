@@ -860,6 +860,7 @@ impl CheckedCommit {
             meta: self.meta.as_deref(),
             size: self.req.size,
             chunks: &self.req.chunks,
+            if_version: self.req.if_version,
         }
     }
 }

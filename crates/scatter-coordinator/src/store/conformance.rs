@@ -364,6 +364,7 @@ conformance! {
             meta: Some(meta),
             size: 1,
             chunks: if chunk == 1 { &one } else { &two },
+            if_version: None,
         };
         let none = (None, None);
         assert_eq!(store.commit_object_held(ann, &object(b"one", 1), true, false, none, 2).expect("create"), (1, 0));
@@ -389,7 +390,7 @@ conformance! {
         Pack::new(1, 1, &[h]).chunks(&[1, 2]).commit(&store, ann, s, 1);
         let (one, two, lost) = (&[cid(1)][..], &[cid(2)][..], &[cid(1), cid(9)][..]);
         fn object<'a>(name: &'a str, session: u64, meta: &'a [u8], chunks: &'a [ChunkId]) -> NewObject<'a> {
-            NewObject { name, session, manifest: b"m", meta: Some(meta), size: 1, chunks }
+            NewObject { name, session, manifest: b"m", meta: Some(meta), size: 1, chunks, if_version: None }
         }
         let none = (None, None);
         store.commit_object_held(ann, &object("taken", s, b"first", one), true, false, none, 2).expect("create");
@@ -425,6 +426,15 @@ conformance! {
             "the refused ones left nothing, the overwrite replaced"
         );
         assert!(store.list_objects(bob, "").expect("list").is_empty());
+        // Conditional on the latest version: the one that names it wins, the stale one is
+        // refused, in one transaction as alone.
+        let on = |name, v| NewObject { if_version: Some(v), ..object(name, s, b"if", one) };
+        let out = store.commit_objects_held(ann, &[(on("b", 2), false, true, none), (on("a", 5), false, true, none)], 4);
+        let out = out.expect("batch");
+        assert!(matches!(out[0], Ok((3, _))), "{:?}", out[0]);
+        assert!(matches!(out[1], Err(StoreError::Changed)), "{:?}", out[1]);
+        let single = store.commit_object_held(ann, &on("b", 2), false, true, none, 5);
+        assert!(matches!(single, Err(StoreError::Changed)), "{single:?}");
     }
 
     fn objects_are_listed_by_prefix_read_and_removed() {

@@ -502,6 +502,9 @@ pub enum StoreError {
     /// A device key is registered already.
     #[error("this device key is registered already; run `scatter init` with a fresh profile")]
     DeviceTaken,
+    /// A conditional commit found another version than the one it named.
+    #[error("the object changed since the version this commit is conditional on; read it again")]
+    Changed,
     /// An appender's object would overwrite one that exists.
     #[error("an appender may add new objects but not overwrite one that exists; pick a new name")]
     NameTaken,
@@ -1478,7 +1481,7 @@ impl Store {
         first_only: bool,
         now: u64,
     ) -> Result<u64, StoreError> {
-        let object = NewObject { name, session, manifest, meta: None, size, chunks };
+        let object = NewObject { name, session, manifest, meta: None, size, chunks, if_version: None };
         Ok(self.commit_object_held(user, &object, first_only, false, (None, None), now)?.0)
     }
 
@@ -1776,7 +1779,7 @@ fn commit_one(
     hold: (Option<crate::lock::Lock>, Option<u64>),
     now: u64,
 ) -> Result<(u64, u64), StoreError> {
-    let NewObject { name, session, manifest, meta, size, chunks } = *object;
+    let NewObject { name, session, manifest, meta, size, chunks, if_version } = *object;
     if replace {
         locks::check_object(tx, user, name, now)?;
     }
@@ -1804,6 +1807,9 @@ fn commit_one(
     )? as u64;
     if first_only && version > 1 {
         return Err(StoreError::NameTaken);
+    }
+    if if_version.is_some_and(|v| v != version - 1) {
+        return Err(StoreError::Changed);
     }
     let object: i64 = tx.query_row(
         "INSERT INTO objects (user, name, version, session, manifest, size, created, meta)
@@ -1837,6 +1843,8 @@ pub struct NewObject<'a> {
     pub size: u64,
     /// Every chunk it references.
     pub chunks: &'a [ChunkId],
+    /// Commit only if the name's latest version is this one ([`StoreError::Changed`]).
+    pub if_version: Option<u64>,
 }
 
 /// Removes the versions of an object (those below `below`, or all), their holds and
