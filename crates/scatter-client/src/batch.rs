@@ -1,6 +1,6 @@
 //! Small objects stored together: puts that arrive while others are being stored share one
-//! write session, one dedup lookup, one pack and one set of shard uploads, and each is then
-//! committed on its own.
+//! write session, one dedup lookup, one pack and one set of shard uploads, and are then
+//! committed in one request, each on its own terms.
 //!
 //! Stored one by one, a 4 KiB object costs as much as a pack: a session opened and closed, a
 //! placement, k+m shard uploads each written and synced by its host, and a pack commit. That
@@ -11,10 +11,11 @@
 //! stored at once, alone if nothing else is waiting; the puts that arrive while a batch is
 //! being stored wait in line and go together in the next one. Every put is
 //! answered only once its own commit is done: nothing is acknowledged before its pack is
-//! durable on its hosts and committed. A batch whose pack cannot be stored fails every put
-//! in it, as a put alone would have failed; a commit refused (a name taken for a put that
-//! may not replace, a quota) fails only its own put, and its chunks, stored but referenced by
-//! nothing, go with the next prune like those of any put that failed at its commit.
+//! durable on its hosts and committed. A batch whose pack cannot be stored (hosts down, the
+//! account's quota) fails every put in it, as a put alone would have failed; a commit
+//! refused (a name taken for a put that may not replace, an ETag no longer matched) fails
+//! only its own put, and its chunks, stored but referenced by nothing, go with the next
+//! prune like those of any put that failed at its commit.
 
 use scatter_core::chunker::chunks_sized;
 use scatter_core::keys::WriteKeys;
@@ -116,7 +117,7 @@ impl SmallPuts {
         let (done, answer) = oneshot::channel();
         let job = Job { name: name.to_owned(), manifest, chunks, opts: opts.clone(), attributes, done };
         if self.tx.send(job).await.is_err() {
-            return Err(ClientError::Invalid("the gateway is shutting down; retry".into()));
+            return Err(ClientError::Invalid("small objects are no longer being stored (shutting down); retry".into()));
         }
         answer.await.map_err(|_| ClientError::Invalid("the batch storing this object stopped; retry".into()))?
     }
@@ -228,20 +229,22 @@ async fn store(coord: &Coordinator, keys: &WriteKeys, mut jobs: Vec<Job>) {
     // A put whose caller is gone is not committed, as it would not have been alone: the
     // caller no longer tracks it (a gateway's bucket delete waits for the writes it knows of).
     let jobs: Vec<Job> = jobs.into_iter().filter(|j| !j.done.is_closed()).collect();
-    let requests = jobs
-        .iter()
-        .map(|j| commit_request(keys, &session, &j.name, &j.manifest, j.attributes.as_deref(), &j.opts))
-        .collect();
-    // All in one transaction at the coordinator: one flush for the batch, not one per object.
-    match coord.commit_objects(requests).await {
-        Ok(outcomes) => {
-            for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                let _ = job.done.send(outcome);
+    if !jobs.is_empty() {
+        let requests = jobs
+            .iter()
+            .map(|j| commit_request(keys, &session, &j.name, &j.manifest, j.attributes.as_deref(), &j.opts))
+            .collect();
+        // All in one transaction at the coordinator: one flush for the batch, not one per object.
+        match coord.commit_objects(requests).await {
+            Ok(outcomes) => {
+                for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                    let _ = job.done.send(outcome);
+                }
             }
-        }
-        Err(e) => {
-            for job in jobs {
-                let _ = job.done.send(Err(e.duplicate()));
+            Err(e) => {
+                for job in jobs {
+                    let _ = job.done.send(Err(e.duplicate()));
+                }
             }
         }
     }

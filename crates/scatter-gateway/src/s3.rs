@@ -720,9 +720,6 @@ async fn start_write(b: &Arc<BucketState>, bucket: &str, key: &str) -> S3Result<
     b.start_write(key).await.ok_or_else(|| s3_error!(NoSuchBucket, "the bucket {bucket} was deleted"))
 }
 
-/// Records a committed write of `key` in the bucket's index. If the key was deleted while it
-/// was written, the catalog says whether that delete came after the commit (and took it) or
-/// before: recording it blindly left an object in listings that reads no longer found.
 /// Runs a write (`commit`: its store and commit, with what it holds) and then records its
 /// index entry, on a task of its own: a client that hangs up during the commit or after it
 /// would otherwise drop the request between the two, leaving an object committed that the
@@ -750,6 +747,9 @@ where
     .map_err(|e| s3_error!(InternalError, "the write stopped: {e}"))?
 }
 
+/// Records a committed write of `key` in the bucket's index. If the key was deleted while it
+/// was written, the catalog says whether that delete came after the commit (and took it) or
+/// before: recording it blindly left an object in listings that reads no longer found.
 async fn record(t: &Tenant, b: &BucketState, bucket: &str, key: &str, writing: Writing, entry: Entry) {
     let mut index = b.index.write().await;
     if writing.raced() {

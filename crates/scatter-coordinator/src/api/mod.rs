@@ -791,15 +791,16 @@ async fn commit_objects(
     for session in sessions {
         db(&sh, move |s| s.check_session_opener(u.id, u.me, session)).await?;
     }
-    let mut results: Vec<Option<Result<u64, ApiError>>> = Vec::with_capacity(req.objects.len());
+    let mut results: Vec<Result<u64, ApiError>> = Vec::with_capacity(req.objects.len());
     let mut checked = Vec::new();
     for (i, o) in req.objects.into_iter().enumerate() {
         match checked_commit(&sh, &u, o).await {
             Ok(c) => {
-                results.push(None);
+                // Replaced by its outcome below.
+                results.push(Err(ApiError::Internal("the object was not committed".into())));
                 checked.push((i, c));
             }
-            Err(e) => results.push(Some(Err(e))),
+            Err(e) => results.push(Err(e)),
         }
     }
     let outcomes = db(&sh, move |s| {
@@ -810,14 +811,12 @@ async fn commit_objects(
     .await?;
     let mut released = 0;
     for (i, outcome) in outcomes {
-        results[i] = Some(
-            outcome
-                .map(|(version, r)| {
-                    released += r;
-                    version
-                })
-                .map_err(ApiError::from),
-        );
+        results[i] = outcome
+            .map(|(version, r)| {
+                released += r;
+                version
+            })
+            .map_err(ApiError::from);
     }
     if released > 0 {
         sh.backup_soon();
@@ -825,8 +824,8 @@ async fn commit_objects(
     let results = results
         .into_iter()
         .map(|r| match r {
-            Some(Ok(version)) => CommitOutcome { version: Some(version), status: None, error: None },
-            Some(Err(e)) => {
+            Ok(version) => CommitOutcome { version: Some(version), status: None, error: None },
+            Err(e) => {
                 let (status, code) = e.parts();
                 CommitOutcome {
                     version: None,
@@ -834,7 +833,6 @@ async fn commit_objects(
                     error: Some(ErrorBody { code, error: e.to_string() }),
                 }
             }
-            None => unreachable!("every object was checked or committed"),
         })
         .collect();
     Ok(Json(CommitObjectsResponse { results }))
