@@ -167,6 +167,17 @@ pub async fn bounded_bodies(req: axum::extract::Request, next: axum::middleware:
             "form uploads (POST Object) are not served; use PUT",
         );
     }
+    // s3s reads these once, as text: a second value, or one that is not text, would make the
+    // bounds below see another request than s3s does (a first value s3s skips would hide an
+    // aws-chunked body from them).
+    for name in ["x-amz-content-sha256", "x-amz-decoded-content-length"] {
+        let mut values = req.headers().get_all(name).iter();
+        let first = values.next();
+        if values.next().is_some() || first.is_some_and(|v| v.to_str().is_err()) {
+            let message = format!("{name} must be given once, as text");
+            return refusal(axum::http::StatusCode::BAD_REQUEST, "InvalidArgument", &message);
+        }
+    }
     let data = is_data(&req);
     if !data {
         let declared = req.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok());
@@ -196,11 +207,21 @@ pub async fn bounded_bodies(req: axum::extract::Request, next: axum::middleware:
     let limit = if !data {
         Some((XML_MOST, "the request's XML is longer than 8 MiB"))
     } else if streaming {
-        // s3s refuses a streaming body without a (single, numeric) decoded length.
-        let decoded = req.headers().get("x-amz-decoded-content-length").and_then(|v| v.to_str().ok());
-        decoded
-            .and_then(|v| v.parse::<u64>().ok())
-            .map(|d| (framed_most(d), "the aws-chunked body is longer than its x-amz-decoded-content-length"))
+        // s3s refuses a streaming body without a decoded length, and reads one with trailing
+        // junk by its leading digits: only a plain number is taken, so the bound and s3s agree.
+        match req.headers().get("x-amz-decoded-content-length").map(|v| v.to_str().map(str::parse::<u64>)) {
+            Some(Ok(Ok(d))) => {
+                Some((framed_most(d), "the aws-chunked body is longer than its x-amz-decoded-content-length"))
+            }
+            Some(_) => {
+                return refusal(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    "InvalidArgument",
+                    "x-amz-decoded-content-length is not a number",
+                )
+            }
+            None => None,
+        }
     } else {
         None
     };

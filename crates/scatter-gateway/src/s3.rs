@@ -877,6 +877,10 @@ impl S3 for Gateway {
         let name = &req.input.bucket;
         let b = bucket(t, name).await?;
         let index = b.index.write().await;
+        // Deleted by another request while this one waited for the lock.
+        if b.is_gone() {
+            return Err(s3_error!(NoSuchBucket, "no bucket is named {name}"));
+        }
         if !index.is_empty() {
             return Err(s3_error!(
                 BucketNotEmpty,
@@ -900,7 +904,10 @@ impl S3 for Gateway {
         // while this holds the index's lock).
         b.set_gone(true);
         if let Err(e) = t.coord.remove(&t.encrypt(&naming::bucket(name))).await {
-            b.set_gone(false);
+            // A marker already gone is a bucket gone: writes must not commit into it.
+            if !matches!(e, ClientError::Api { code: ErrorCode::NotFound, .. }) {
+                b.set_gone(false);
+            }
             return Err(s3(e, S3ErrorCode::NoSuchBucket));
         }
         t.forget(name);
@@ -926,7 +933,9 @@ impl S3 for Gateway {
             }
             if let Some(c) = &input.if_match {
                 preconditions(&current.attrs.etag, current.modified, Some(c), None, None, None)?;
-                existing = Existing::Matched { version: current.version };
+                if matches!(existing, Existing::Replace) {
+                    existing = Existing::Matched { version: current.version };
+                }
             }
         } else if input.if_match.is_some() {
             return Err(s3_error!(NoSuchKey, "If-Match: there is no such object"));
@@ -1196,6 +1205,8 @@ impl S3 for Gateway {
         attrs.key = Some(input.key.clone());
         attrs.writer = writer;
         let upload = naming::new_upload_id();
+        // A write: a bucket delete waits for it, or it finds the bucket gone.
+        let _writing = start_write(&b, &input.bucket, &naming::upload(&input.bucket, &upload)).await?;
         marker(t, &naming::upload(&input.bucket, &upload), &attrs).await?;
         Ok(S3Response::new(CreateMultipartUploadOutput {
             bucket: Some(input.bucket),
@@ -1445,7 +1456,10 @@ impl S3 for Gateway {
         if let Some(c) = &input.if_match {
             let e = b.index.read().await.get(&input.key).cloned().ok_or_else(|| s3_error!(NoSuchKey))?;
             preconditions(&e.attrs.etag, e.modified, Some(c), None, None, None)?;
-            existing = Existing::Matched { version: e.version };
+            // With `If-None-Match: *` too, the create-only rule stands.
+            if matches!(existing, Existing::Replace) {
+                existing = Existing::Matched { version: e.version };
+            }
         }
         let size = manifest.size;
         let name = naming::object(&input.bucket, &input.key);

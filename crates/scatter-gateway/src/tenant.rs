@@ -90,6 +90,11 @@ impl BucketState {
         }
     }
 
+    /// Whether the bucket was deleted (the caller holds the index's lock).
+    pub fn is_gone(&self) -> bool {
+        self.gone.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Marks the bucket deleted, or not (the caller holds the index's write lock).
     pub fn set_gone(&self, gone: bool) {
         self.gone.store(gone, std::sync::atomic::Ordering::Release);

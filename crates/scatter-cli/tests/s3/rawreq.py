@@ -52,9 +52,10 @@ def answer(sock):
         return f"closed: {e}"
 
 
-def aws_chunked_framed(endpoint, ca, access, secret, path, decoded_length, framed, wait=20):
+def aws_chunked_framed(endpoint, ca, access, secret, path, decoded_length, framed, wait=20, extra=b""):
     """A PUT declaring `decoded_length` whose aws-chunked body is `framed` as it is (sent
-    as one HTTP chunk, and nothing after it); returns the answer, or what ended the wait."""
+    as one HTTP chunk, and nothing after it), with the raw header lines `extra` before the
+    signed ones; returns the answer, or what ended the wait."""
     u = urllib.parse.urlsplit(endpoint)
     req = AWSRequest(method="PUT", url=endpoint + path, headers={
         "Host": u.netloc, "Content-Encoding": "aws-chunked", "Transfer-Encoding": "chunked",
@@ -62,9 +63,10 @@ def aws_chunked_framed(endpoint, ca, access, secret, path, decoded_length, frame
         "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER"})
     SigV4Auth(Credentials(access, secret), "s3", "us-east-1").add_auth(req)
     sock = connect(endpoint, ca)
-    head = f"PUT {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in req.headers.items()) + "\r\n"
+    head = f"PUT {path} HTTP/1.1\r\n".encode() + extra
+    head += ("".join(f"{k}: {v}\r\n" for k, v in req.headers.items()) + "\r\n").encode()
     try:
-        sock.sendall(head.encode() + f"{len(framed):x}\r\n".encode() + framed + b"\r\n")
+        sock.sendall(head + f"{len(framed):x}\r\n".encode() + framed + b"\r\n")
     except OSError as e:
         pass  # refused while sending: the answer tells
     sock.settimeout(wait)
