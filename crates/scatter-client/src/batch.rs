@@ -25,9 +25,7 @@ use scatter_core::ChunkId;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::coordinator::Coordinator;
-use crate::put::{commit_request, PutOptions};
-use crate::session::Session;
-use crate::upload::Uploader;
+use crate::put::{commit_request, open_upload, PutOptions};
 use crate::ClientError;
 
 /// The largest object stored through a batch; bigger ones have packs of their own anyway.
@@ -199,17 +197,7 @@ async fn run(coord: Coordinator, keys: WriteKeys, mut rx: mpsc::Receiver<Job>) {
 /// job is answered.
 async fn store(coord: &Coordinator, keys: &WriteKeys, mut jobs: Vec<Job>) {
     let stored = async {
-        let session = Session::open(coord, keys).await?;
-        let opts = &jobs[0].opts;
-        let mut uploader = Uploader::new(
-            coord,
-            &coord.hosts()?,
-            session.id,
-            session.key.clone(),
-            opts.redundancy,
-            opts.policy.clone(),
-            false,
-        )?;
+        let (session, mut uploader) = open_upload(coord, keys, &jobs[0].opts).await?;
         let chunks: Vec<(ChunkId, Vec<u8>)> = jobs.iter_mut().flat_map(|j| std::mem::take(&mut j.chunks)).collect();
         uploader.add(chunks).await?;
         uploader.finish().await?;

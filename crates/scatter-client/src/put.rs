@@ -140,16 +140,7 @@ where
         .map_err(|e| ClientError::Invalid(e.to_string()))?;
     progress.start(expected.unwrap_or(0));
 
-    let session = Session::open(coord, keys).await?;
-    let mut uploader = Uploader::new(
-        coord,
-        &coord.hosts()?,
-        session.id,
-        session.key.clone(),
-        opts.redundancy,
-        opts.policy.clone(),
-        false,
-    )?;
+    let (session, mut uploader) = open_upload(coord, keys, opts).await?;
 
     // Read, chunk and hash on a thread of its own.
     let (chunk_tx, mut chunk_rx) = mpsc::channel::<Result<Vec<(ChunkId, Vec<u8>)>, ClientError>>(2);
@@ -214,6 +205,25 @@ where
         placements: stats.placements,
         elapsed: started.elapsed(),
     })
+}
+
+/// A write session and an uploader storing under it, as `opts` asks.
+pub(crate) async fn open_upload(
+    coord: &Coordinator,
+    keys: &WriteKeys,
+    opts: &PutOptions,
+) -> Result<(Session, Uploader), ClientError> {
+    let session = Session::open(coord, keys).await?;
+    let uploader = Uploader::new(
+        coord,
+        &coord.hosts()?,
+        session.id,
+        session.key.clone(),
+        opts.redundancy,
+        opts.policy.clone(),
+        false,
+    )?;
+    Ok((session, uploader))
 }
 
 /// Commits `manifest`, whose chunks this user stored before (another object's, parts of a

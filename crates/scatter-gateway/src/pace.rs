@@ -233,7 +233,7 @@ pub async fn bounded_bodies(req: axum::extract::Request, next: axum::middleware:
 /// [`MOST_CHUNK`] at its header, before s3s gathers it.
 #[derive(Debug, Default)]
 struct Chunks {
-    /// The chunk header read so far (none: in a chunk's data).
+    /// The chunk header read so far (empty in a chunk's data).
     header: Vec<u8>,
     /// Bytes of the current chunk's data and its CRLF still to come.
     left: u64,

@@ -549,10 +549,15 @@ async fn store_body(
     };
     match stored {
         Ok((size, version, checksums)) => Ok(Stored { size, attrs, checksums, version }),
-        Err(ClientError::Io { source, .. }) if body_error(&source).is_some() => {
-            Err(body_error(&source).unwrap_or_else(|| s3_error!(InternalError, "{source}")))
+        Err(e) => {
+            if let Some(refusal) = match &e {
+                ClientError::Io { source, .. } => body_error(source),
+                _ => None,
+            } {
+                return Err(refusal);
+            }
+            Err(existing.refused(t, name, e).await)
         }
-        Err(e) => Err(existing.refused(t, name, e).await),
     }
 }
 

@@ -52,10 +52,10 @@ def answer(sock):
         return f"closed: {e}"
 
 
-def aws_chunked_framed(endpoint, ca, access, secret, path, decoded_length, framed, wait=20, extra=b""):
+def aws_chunked_framed(endpoint, ca, access, secret, path, decoded_length, framed, wait=20, extra=b"", end=False):
     """A PUT declaring `decoded_length` whose aws-chunked body is `framed` as it is (sent
-    as one HTTP chunk, and nothing after it), with the raw header lines `extra` before the
-    signed ones; returns the answer, or what ended the wait."""
+    as one HTTP chunk, then the HTTP body's end if `end`, else nothing), with the raw header
+    lines `extra` before the signed ones; returns the answer, or what ended the wait."""
     u = urllib.parse.urlsplit(endpoint)
     req = AWSRequest(method="PUT", url=endpoint + path, headers={
         "Host": u.netloc, "Content-Encoding": "aws-chunked", "Transfer-Encoding": "chunked",
@@ -66,8 +66,8 @@ def aws_chunked_framed(endpoint, ca, access, secret, path, decoded_length, frame
     head = f"PUT {path} HTTP/1.1\r\n".encode() + extra
     head += ("".join(f"{k}: {v}\r\n" for k, v in req.headers.items()) + "\r\n").encode()
     try:
-        sock.sendall(head + f"{len(framed):x}\r\n".encode() + framed + b"\r\n")
-    except OSError as e:
+        sock.sendall(head + f"{len(framed):x}\r\n".encode() + framed + b"\r\n" + (b"0\r\n\r\n" if end else b""))
+    except OSError:
         pass  # refused while sending: the answer tells
     sock.settimeout(wait)
     got = answer(sock)
@@ -79,19 +79,7 @@ def aws_chunked(endpoint, ca, access, secret, path, decoded_length, payload):
     """A PUT of `payload` as an aws-chunked body with no Content-Length (as boto3 sends its
     checksum trailers), declaring `decoded_length` in x-amz-decoded-content-length; returns
     the answer."""
-    u = urllib.parse.urlsplit(endpoint)
-    req = AWSRequest(method="PUT", url=endpoint + path, headers={
-        "Host": u.netloc, "Content-Encoding": "aws-chunked", "Transfer-Encoding": "chunked",
-        "x-amz-decoded-content-length": str(decoded_length), "x-amz-trailer": "x-amz-checksum-crc32",
-        "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER"})
-    SigV4Auth(Credentials(access, secret), "s3", "us-east-1").add_auth(req)
     crc = base64.b64encode(zlib.crc32(payload).to_bytes(4, "big")).decode()
     body = (f"{len(payload):x}\r\n".encode() + payload + b"\r\n" if payload else b"") + b"0\r\n"
     body += f"x-amz-checksum-crc32:{crc}\r\n\r\n".encode()
-    sock = connect(endpoint, ca)
-    head = f"PUT {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in req.headers.items()) + "\r\n"
-    sock.sendall(head.encode() + f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n")
-    sock.settimeout(30)
-    got = answer(sock)
-    sock.close()
-    return got
+    return aws_chunked_framed(endpoint, ca, access, secret, path, decoded_length, body, wait=30, end=True)
