@@ -645,7 +645,7 @@ async fn objects_committed_together_are_each_checked_as_one_alone() {
         meta: None,
         replace,
         exclusive: false,
-        if_version: None,
+        if_attributes: None,
     };
     let many = |objects| CommitObjectsRequest { objects };
 

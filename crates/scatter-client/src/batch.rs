@@ -25,7 +25,7 @@ use scatter_core::ChunkId;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::coordinator::Coordinator;
-use crate::put::{commit_request, open_upload, PutOptions};
+use crate::put::{commit_request, open_upload, Committed, PutOptions};
 use crate::ClientError;
 
 /// The largest object stored through a batch; bigger ones have packs of their own anyway.
@@ -47,7 +47,7 @@ struct Job {
     chunks: Vec<(ChunkId, Vec<u8>)>,
     opts: PutOptions,
     attributes: Option<Vec<u8>>,
-    done: oneshot::Sender<Result<u64, ClientError>>,
+    done: oneshot::Sender<Result<Committed, ClientError>>,
 }
 
 impl Job {
@@ -77,7 +77,7 @@ impl SmallPuts {
 
     /// Stores `data` (at most [`SMALL_OBJECT`] bytes) as the next version of `name`, with
     /// `attributes` sealed beside it, in a batch with the puts waiting beside it. Returns the
-    /// version. `opts` are those of [`crate::put::put_stream`]; only puts with the same
+    /// version created. `opts` are those of [`crate::put::put_stream`]; only puts with the same
     /// redundancy and policy share packs.
     pub async fn put(
         &self,
@@ -85,7 +85,7 @@ impl SmallPuts {
         data: Vec<u8>,
         opts: &PutOptions,
         attributes: Option<Vec<u8>>,
-    ) -> Result<u64, ClientError> {
+    ) -> Result<Committed, ClientError> {
         if data.len() as u64 > SMALL_OBJECT {
             return Err(ClientError::Invalid(format!(
                 "{} bytes is too big to be stored in a batch (at most {SMALL_OBJECT})",
@@ -218,15 +218,15 @@ async fn store(coord: &Coordinator, keys: &WriteKeys, mut jobs: Vec<Job>) {
     // caller no longer tracks it (a gateway's bucket delete waits for the writes it knows of).
     let jobs: Vec<Job> = jobs.into_iter().filter(|j| !j.done.is_closed()).collect();
     if !jobs.is_empty() {
-        let requests = jobs
+        let (requests, tags): (Vec<_>, Vec<_>) = jobs
             .iter()
             .map(|j| commit_request(keys, &session, &j.name, &j.manifest, j.attributes.as_deref(), &j.opts))
-            .collect();
+            .unzip();
         // All in one transaction at the coordinator: one flush for the batch, not one per object.
         match coord.commit_objects(requests).await {
             Ok(outcomes) => {
-                for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                    let _ = job.done.send(outcome);
+                for ((job, outcome), tag) in jobs.into_iter().zip(outcomes).zip(tags) {
+                    let _ = job.done.send(outcome.map(|version| Committed { version, tag }));
                 }
             }
             Err(e) => {

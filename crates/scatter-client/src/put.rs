@@ -14,7 +14,7 @@ use base64::Engine;
 use scatter_core::keys::WriteKeys;
 use scatter_core::manifest::Manifest;
 use scatter_core::{ChunkId, HostId, PackId};
-use scatter_proto::api::CommitObjectRequest;
+use scatter_proto::api::{attributes_tag, AttributesTag, CommitObjectRequest};
 use tokio::sync::mpsc;
 
 use crate::coordinator::Coordinator;
@@ -29,11 +29,23 @@ const BATCH_CHUNKS: usize = 16;
 /// The context manifests are sealed under.
 pub(crate) const MANIFEST_CONTEXT: &[u8] = b"scatter manifest v1";
 
+/// An object version a commit created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// Its version number.
+    pub version: u64,
+    /// The tag of its sealed attributes, if it has any: what a later write conditional on
+    /// this version names ([`PutOptions::if_attributes`]).
+    pub tag: Option<AttributesTag>,
+}
+
 /// What a put did.
 #[derive(Debug, Clone, Default)]
 pub struct PutReport {
     /// Version of the object created.
     pub version: u64,
+    /// The tag of its sealed attributes, if it has any.
+    pub tag: Option<AttributesTag>,
     /// Plaintext bytes read.
     pub size: u64,
     /// Chunks in the file.
@@ -109,9 +121,9 @@ pub struct PutOptions {
     pub replace: bool,
     /// Commit only if the name has no version yet (the coordinator checks it atomically).
     pub exclusive: bool,
-    /// Commit only if the name's latest version is this one (the coordinator checks it
-    /// atomically): a conditional overwrite.
-    pub if_version: Option<u64>,
+    /// Commit only if the name's latest version carries the sealed attributes of this tag
+    /// ([`Committed::tag`]; the coordinator checks it atomically): a conditional overwrite.
+    pub if_attributes: Option<AttributesTag>,
 }
 
 /// Stores what `reader` yields under `name`: chunked and hashed on a blocking thread, so
@@ -189,13 +201,14 @@ where
     let attributes = attributes(&manifest)?;
     let chunk_count = manifest.chunks.len();
     let size = manifest.size;
-    let (version, chunk_ids) = commit_in(coord, keys, &session, name, manifest, attributes.as_deref(), opts).await?;
+    let (committed, chunk_ids) = commit_in(coord, keys, &session, name, manifest, attributes.as_deref(), opts).await?;
     session.close().await?;
     let deduplicated = stats.new_chunks < chunk_ids.len();
     let codes = if deduplicated { pack_codes(coord, chunk_ids).await } else { Vec::new() };
     Ok(PutReport {
         codes,
-        version,
+        version: committed.version,
+        tag: committed.tag,
         size,
         chunks: chunk_count,
         new_chunks: stats.new_chunks,
@@ -227,8 +240,7 @@ pub(crate) async fn open_upload(
 }
 
 /// Commits `manifest`, whose chunks this user stored before (another object's, parts of a
-/// multipart upload), as the next version of `name`, without moving any data. Returns the
-/// version.
+/// multipart upload), as the next version of `name`, without moving any data.
 pub async fn commit_manifest(
     coord: &Coordinator,
     keys: &WriteKeys,
@@ -236,15 +248,15 @@ pub async fn commit_manifest(
     manifest: Manifest,
     attributes: Option<&[u8]>,
     opts: &PutOptions,
-) -> Result<u64, ClientError> {
+) -> Result<Committed, ClientError> {
     let session = Session::open(coord, keys).await?;
-    let (version, _) = commit_in(coord, keys, &session, name, manifest, attributes, opts).await?;
+    let (committed, _) = commit_in(coord, keys, &session, name, manifest, attributes, opts).await?;
     session.close().await?;
-    Ok(version)
+    Ok(committed)
 }
 
 /// Seals `manifest` (and `attributes`) and commits them in `session`. Returns the version
-/// and the distinct chunks it references.
+/// created and the distinct chunks it references.
 async fn commit_in(
     coord: &Coordinator,
     keys: &WriteKeys,
@@ -253,14 +265,14 @@ async fn commit_in(
     manifest: Manifest,
     attributes: Option<&[u8]>,
     opts: &PutOptions,
-) -> Result<(u64, Vec<ChunkId>), ClientError> {
-    let request = commit_request(keys, session, name, &manifest, attributes, opts);
+) -> Result<(Committed, Vec<ChunkId>), ClientError> {
+    let (request, tag) = commit_request(keys, session, name, &manifest, attributes, opts);
     let chunk_ids = request.chunks.clone();
-    Ok((coord.commit_object(&request).await?, chunk_ids))
+    Ok((Committed { version: coord.commit_object(&request).await?, tag }, chunk_ids))
 }
 
 /// The commit of `manifest` (and `attributes`) as the next version of `name`, sealed under
-/// `session`'s key.
+/// `session`'s key, and the tag of the sealed attributes.
 pub(crate) fn commit_request(
     keys: &WriteKeys,
     session: &Session,
@@ -268,7 +280,7 @@ pub(crate) fn commit_request(
     manifest: &Manifest,
     attributes: Option<&[u8]>,
     opts: &PutOptions,
-) -> CommitObjectRequest {
+) -> (CommitObjectRequest, Option<AttributesTag>) {
     let chunk_ids: Vec<ChunkId> = {
         let mut s = std::collections::HashSet::new();
         manifest.chunks.iter().map(|(id, _)| *id).filter(|id| s.insert(*id)).collect()
@@ -276,19 +288,21 @@ pub(crate) fn commit_request(
     let sealed_manifest = session.key.seal(MANIFEST_CONTEXT, &manifest.encode());
     let names = keys.name_key();
     let encrypted = names.encrypt(name);
-    let meta = attributes.map(|a| B64.encode(names.seal_attributes(&encrypted, a)));
-    CommitObjectRequest {
+    let sealed = attributes.map(|a| names.seal_attributes(&encrypted, a));
+    let tag = sealed.as_deref().map(attributes_tag);
+    let request = CommitObjectRequest {
         name: encrypted,
         session: session.id,
         size: manifest.size,
         manifest: B64.encode(sealed_manifest),
         chunks: chunk_ids,
         retention: opts.retention.clone(),
-        meta,
+        meta: sealed.map(|m| B64.encode(m)),
         replace: opts.replace,
         exclusive: opts.exclusive,
-        if_version: opts.if_version,
-    }
+        if_attributes: opts.if_attributes.map(hex::encode),
+    };
+    (request, tag)
 }
 
 /// The codes of the packs holding `chunks`, with how many packs have each, most used first;

@@ -9,6 +9,8 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
+use scatter_proto::api::AttributesTag;
+
 use crate::attrs::Attributes;
 
 /// What a listing shows of one object.
@@ -22,6 +24,8 @@ pub struct Entry {
     pub attrs: Attributes,
     /// The catalog's version number.
     pub version: u64,
+    /// The tag of its sealed attributes: what a write conditional on this version names.
+    pub tag: Option<AttributesTag>,
 }
 
 /// The keys of one bucket.
@@ -158,7 +162,7 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     fn entry(n: u64) -> Entry {
-        Entry { size: n, modified: n, attrs: Attributes::default(), version: 1 }
+        Entry { size: n, modified: n, attrs: Attributes::default(), version: 1, tag: None }
     }
 
     #[test]

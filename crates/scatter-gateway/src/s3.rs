@@ -9,17 +9,17 @@ use futures::StreamExt;
 use s3s::dto::*;
 use s3s::{s3_error, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, S3};
 use scatter_client::batch::SMALL_OBJECT;
-use scatter_client::put::{commit_manifest, put_stream, PutOptions};
+use scatter_client::put::{commit_manifest, put_stream, Committed, PutOptions};
 use scatter_client::{ClientError, NoProgress};
 use scatter_core::manifest::Manifest;
-use scatter_proto::api::ErrorCode;
+use scatter_proto::api::{AttributesTag, ErrorCode};
 
 use crate::access::{Access, Keys};
 use crate::attrs::{multipart_etag, Attributes, MAX_CONTENT_TYPE, MAX_USER_METADATA};
 use crate::body::{self, Outgoing, Wanted};
 use crate::listing::{Entry, Query};
 use crate::naming::{self, Named};
-use crate::tenant::{BucketState, Tenant, Writing};
+use crate::tenant::{tag_of, BucketState, Tenant, Writing};
 
 /// Parts of a multipart upload other than the last must be at least this big.
 const MIN_PART: u64 = 5 << 20;
@@ -363,10 +363,11 @@ enum Existing {
     /// Adds a version beside it (a write-only key uploading a part again).
     Keep,
     /// Replaces it only if its latest version is still the one whose ETag matched
-    /// (`If-Match`), checked in the commit's transaction: two writers cannot both win.
+    /// (`If-Match`), checked in the commit's transaction: two writers cannot both win, and a
+    /// key deleted and written again in the meantime is not taken for it.
     Matched {
-        /// That version.
-        version: u64,
+        /// The tag of that version's sealed attributes.
+        tag: AttributesTag,
     },
 }
 
@@ -381,6 +382,12 @@ fn own_upload(a: &Access, upload: &Attributes, caller: Option<&str>) -> S3Result
         ));
     }
     Ok(())
+}
+
+/// The tag a write conditional on `e` (If-Match) names; an object without attributes (not
+/// the gateway's) has no ETag a condition could have matched.
+fn matched_tag(e: &Entry) -> S3Result<AttributesTag> {
+    e.tag.ok_or_else(|| s3_error!(PreconditionFailed, "If-Match: the object has no ETag to match"))
 }
 
 /// A write-only key may not make a write conditional on an existing object's ETag: the answer
@@ -414,8 +421,8 @@ impl Existing {
         PutOptions {
             replace: matches!(self, Existing::Replace | Existing::Matched { .. }),
             exclusive: matches!(self, Existing::Refuse { .. }),
-            if_version: match self {
-                Existing::Matched { version } => Some(version),
+            if_attributes: match self {
+                Existing::Matched { tag } => Some(tag),
                 _ => None,
             },
             ..base.clone()
@@ -452,7 +459,7 @@ struct Stored {
     size: u64,
     attrs: Attributes,
     checksums: Checksum,
-    version: u64,
+    committed: Committed,
 }
 
 /// What a body is checked against before it is committed.
@@ -521,7 +528,7 @@ async fn store_body(
             .map_err(|e| body_error(&e).unwrap_or_else(|| s3_error!(InternalError, "{e}")))?;
         let size = data.len() as u64;
         let computed = check(Some(sums), size, &mut attrs)?;
-        t.small.put(name, data, &opts, Some(attrs.encode())).await.map(|version| (size, version, computed))
+        t.small.put(name, data, &opts, Some(attrs.encode())).await.map(|committed| (size, committed, computed))
     } else {
         let (reader, slot) = body::reader(body, wanted, expected);
         let mut refusal: Option<S3Error> = None;
@@ -545,10 +552,10 @@ async fn store_body(
         if let Some(r) = refusal {
             return Err(r);
         }
-        stored.map(|r| (r.size, r.version, computed))
+        stored.map(|r| (r.size, Committed { version: r.version, tag: r.tag }, computed))
     };
     match stored {
-        Ok((size, version, checksums)) => Ok(Stored { size, attrs, checksums, version }),
+        Ok((size, committed, checksums)) => Ok(Stored { size, attrs, checksums, committed }),
         Err(e) => {
             if let Some(refusal) = match &e {
                 ClientError::Io { source, .. } => body_error(source),
@@ -715,7 +722,12 @@ async fn marker(t: &Tenant, name: &str, attrs: &Attributes) -> S3Result<()> {
 }
 
 fn entry_of(stored: &Stored) -> Entry {
-    Entry { size: stored.size, modified: now(), attrs: stored.attrs.clone(), version: stored.version }
+    entry(stored.size, &stored.attrs, stored.committed)
+}
+
+/// The index entry of a version just committed.
+fn entry(size: u64, attrs: &Attributes, committed: Committed) -> Entry {
+    Entry { size, modified: now(), attrs: attrs.clone(), version: committed.version, tag: committed.tag }
 }
 
 /// Registers a write of `key` in bucket `b` until its index update: refused if the bucket
@@ -759,7 +771,7 @@ async fn record(t: &Tenant, b: &BucketState, bucket: &str, key: &str, writing: W
     let mut index = b.index.write().await;
     if writing.raced() {
         match t.stat(&naming::object(bucket, key)).await {
-            Ok(Some(info)) if info.version == entry.version => {}
+            Ok(Some(info)) if info.version == entry.version && tag_of(&info) == entry.tag => {}
             Ok(_) => return,
             Err(e) => {
                 // Not knowing, the index leaves it out: a read still finds it in the catalog.
@@ -939,7 +951,7 @@ impl S3 for Gateway {
             if let Some(c) = &input.if_match {
                 preconditions(&current.attrs.etag, current.modified, Some(c), None, None, None)?;
                 if matches!(existing, Existing::Replace) {
-                    existing = Existing::Matched { version: current.version };
+                    existing = Existing::Matched { tag: matched_tag(current)? };
                 }
             }
         } else if input.if_match.is_some() {
@@ -1115,15 +1127,15 @@ impl S3 for Gateway {
         let opts = PutOptions { replace: true, ..t.put.clone() };
         let writing = start_write(&b, &input.bucket, &input.key).await?;
         let (tenant, name, sealed) = (a.tenant.clone(), naming::object(&input.bucket, &input.key), attrs.encode());
-        let entry = Entry { size, modified: now(), attrs: attrs.clone(), version: 0 };
-        let modified = entry.modified;
-        finish_write(&a.tenant, &b, &input.bucket, &input.key, writing, async move {
+        let attributes = attrs.clone();
+        let modified = finish_write(&a.tenant, &b, &input.bucket, &input.key, writing, async move {
             // The same chunks under a new name: no bytes move.
-            let version =
+            let committed =
                 commit_manifest(&tenant.coord, tenant.keys.write_keys(), &name, manifest, Some(&sealed), &opts)
                     .await
                     .map_err(internal)?;
-            Ok(((), Entry { version, ..entry }))
+            let entry = entry(size, &attributes, committed);
+            Ok((entry.modified, entry))
         })
         .await?;
         Ok(S3Response::new(CopyObjectOutput {
@@ -1463,7 +1475,7 @@ impl S3 for Gateway {
             preconditions(&e.attrs.etag, e.modified, Some(c), None, None, None)?;
             // With `If-None-Match: *` too, the create-only rule stands.
             if matches!(existing, Existing::Replace) {
-                existing = Existing::Matched { version: e.version };
+                existing = Existing::Matched { tag: matched_tag(&e)? };
             }
         }
         let size = manifest.size;
@@ -1471,11 +1483,11 @@ impl S3 for Gateway {
         let opts = existing.options(&t.put);
         let writing = start_write(&b, &input.bucket, &input.key).await?;
         let (tenant, sealed) = (a.tenant.clone(), attrs.encode());
-        let entry = Entry { size, modified: now(), attrs: attrs.clone(), version: 0 };
+        let attributes = attrs.clone();
         finish_write(&a.tenant, &b, &input.bucket, &input.key, writing, async move {
             match commit_manifest(&tenant.coord, tenant.keys.write_keys(), &name, manifest, Some(&sealed), &opts).await
             {
-                Ok(version) => Ok(((), Entry { version, ..entry })),
+                Ok(committed) => Ok(((), entry(size, &attributes, committed))),
                 Err(e) => Err(existing.refused(&tenant, &name, e).await),
             }
         })

@@ -11,7 +11,7 @@ use scatter_client::put::PutOptions;
 use scatter_client::ClientError;
 use scatter_core::keys::UserKeys;
 use scatter_core::names::NameKey;
-use scatter_proto::api::{ErrorCode, ObjectInfo};
+use scatter_proto::api::{attributes_tag, AttributesTag, ErrorCode, ObjectInfo};
 
 use crate::attrs::Attributes;
 use crate::listing::{Entry, Index};
@@ -134,6 +134,8 @@ pub struct Listed {
     pub attrs: Attributes,
     /// The catalog's version number.
     pub version: u64,
+    /// The tag of its sealed attributes.
+    pub tag: Option<AttributesTag>,
 }
 
 impl Tenant {
@@ -169,7 +171,8 @@ impl Tenant {
                 .filter_map(|o| {
                     let named = naming::parse(&names.decrypt(&o.name).ok()?)?;
                     let attrs = open_attributes(&names, &o);
-                    Some(Listed { named, size: o.size, created: o.created, attrs, version: o.version })
+                    let tag = tag_of(&o);
+                    Some(Listed { named, size: o.size, created: o.created, attrs, version: o.version, tag })
                 })
                 .collect()
         })
@@ -208,7 +211,13 @@ impl Tenant {
                         if b == name {
                             index.insert(
                                 &key,
-                                Entry { size: l.size, modified: l.created, attrs: l.attrs, version: l.version },
+                                Entry {
+                                    size: l.size,
+                                    modified: l.created,
+                                    attrs: l.attrs,
+                                    version: l.version,
+                                    tag: l.tag,
+                                },
                             );
                         }
                     }
@@ -228,6 +237,11 @@ impl Tenant {
 
 /// The attributes the catalog listed with `info`, opened (default if it has none, or they
 /// do not open: written by someone else under a gateway name).
+/// The tag of the sealed attributes the catalog listed with `info`.
+pub fn tag_of(info: &ObjectInfo) -> Option<AttributesTag> {
+    info.meta.as_deref().and_then(|m| B64.decode(m).ok()).map(|sealed| attributes_tag(&sealed))
+}
+
 fn open_attributes(names: &NameKey, info: &ObjectInfo) -> Attributes {
     info.meta
         .as_deref()

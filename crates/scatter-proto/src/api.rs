@@ -1146,10 +1146,23 @@ pub struct CommitObjectRequest {
     /// create that two writers cannot both win. An appender's commits always are.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub exclusive: bool,
-    /// Only if the name's latest version is this one (checked in the commit's transaction):
-    /// a conditional overwrite (S3's `If-Match`) that two writers cannot both win.
+    /// Only if the name's latest version carries the sealed attributes of this tag
+    /// ([`attributes_tag`], hex; checked in the commit's transaction): a conditional
+    /// overwrite (S3's `If-Match`) that two writers cannot both win. Not a version number:
+    /// those start again at 1 once every version of a name is deleted, so a name deleted and
+    /// written again would pass for the version matched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub if_version: Option<u64>,
+    pub if_attributes: Option<String>,
+}
+
+/// What names one committed object version in a condition on it: the BLAKE3 digest of its
+/// sealed attributes. They are sealed with a fresh random nonce at every commit, so no
+/// later write has the same tag.
+pub type AttributesTag = [u8; 32];
+
+/// The [`AttributesTag`] of the sealed attributes `sealed` (as committed, not base64).
+pub fn attributes_tag(sealed: &[u8]) -> AttributesTag {
+    *blake3::hash(sealed).as_bytes()
 }
 
 /// The most bytes of sealed attributes an object version may carry.

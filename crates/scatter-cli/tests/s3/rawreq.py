@@ -22,12 +22,13 @@ def connect(endpoint, ca):
     return sock
 
 
-def raw(endpoint, ca, access, secret, method, path, length, sent=b""):
-    """Sends a request signed with (`access`, `secret`) that declares `length` bytes of body
-    and sends only `sent`; returns the socket."""
+def raw(endpoint, ca, access, secret, method, path, length, sent=b"", headers=None):
+    """Sends a request signed with (`access`, `secret`), with `headers` besides its own, that
+    declares `length` bytes of body and sends only `sent`; returns the socket."""
     u = urllib.parse.urlsplit(endpoint)
     req = AWSRequest(method=method, url=endpoint + path, headers={
-        "Host": u.netloc, "Content-Length": str(length), "x-amz-content-sha256": "UNSIGNED-PAYLOAD"})
+        "Host": u.netloc, "Content-Length": str(length), "x-amz-content-sha256": "UNSIGNED-PAYLOAD",
+        **(headers or {})})
     SigV4Auth(Credentials(access, secret), "s3", "us-east-1").add_auth(req)
     sock = connect(endpoint, ca)
     head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in req.headers.items()) + "\r\n"

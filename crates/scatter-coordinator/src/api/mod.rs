@@ -844,6 +844,7 @@ struct CheckedCommit {
     req: CommitObjectRequest,
     manifest: Vec<u8>,
     meta: Option<Vec<u8>>,
+    if_attributes: Option<scatter_proto::api::AttributesTag>,
     first_only: bool,
     replace: bool,
     hold: (Option<crate::lock::Lock>, Option<u64>),
@@ -858,7 +859,7 @@ impl CheckedCommit {
             meta: self.meta.as_deref(),
             size: self.req.size,
             chunks: &self.req.chunks,
-            if_version: self.req.if_version,
+            if_attributes: self.if_attributes.as_ref(),
         }
     }
 }
@@ -874,6 +875,16 @@ async fn checked_commit(sh: &Arc<Shared>, u: &UserRow, req: CommitObjectRequest)
             "an object's attributes may take at most {MAX_OBJECT_META} bytes once sealed"
         )));
     }
+    let if_attributes = req
+        .if_attributes
+        .as_deref()
+        .map(|t| {
+            let mut tag = [0u8; 32];
+            hex::decode_to_slice(t, &mut tag)
+                .map(|()| tag)
+                .map_err(|_| ApiError::BadRequest("if_attributes must be 64 hex digits (a BLAKE3 digest)".into()))
+        })
+        .transpose()?;
     if req.replace {
         require(u, Right::Delete)?;
     }
@@ -881,7 +892,7 @@ async fn checked_commit(sh: &Arc<Shared>, u: &UserRow, req: CommitObjectRequest)
     // cannot race the owner's commit of the same name.
     let first_only = u.role == Role::Appender || req.exclusive;
     let hold = retention(sh, u, &req.retention).await?;
-    Ok(CheckedCommit { manifest, meta, first_only, replace: req.replace, hold, req })
+    Ok(CheckedCommit { manifest, meta, if_attributes, first_only, replace: req.replace, hold, req })
 }
 
 #[derive(Deserialize)]

@@ -5,7 +5,7 @@
 //! `user` columns.
 
 use scatter_core::{ChunkId, DeviceId, HostId, PackId, ShardId, UserId};
-use scatter_proto::api::{ChunkEntry, Policy, Role, StoredShard};
+use scatter_proto::api::{attributes_tag, ChunkEntry, Policy, Role, StoredShard};
 use scatter_proto::SignedReceipt;
 
 use super::testing::{catalog, conformance};
@@ -364,7 +364,7 @@ conformance! {
             meta: Some(meta),
             size: 1,
             chunks: if chunk == 1 { &one } else { &two },
-            if_version: None,
+            if_attributes: None,
         };
         let none = (None, None);
         assert_eq!(store.commit_object_held(ann, &object(b"one", 1), true, false, none, 2).expect("create"), (1, 0));
@@ -390,7 +390,7 @@ conformance! {
         Pack::new(1, 1, &[h]).chunks(&[1, 2]).commit(&store, ann, s, 1);
         let (one, two, lost) = (&[cid(1)][..], &[cid(2)][..], &[cid(1), cid(9)][..]);
         fn object<'a>(name: &'a str, session: u64, meta: &'a [u8], chunks: &'a [ChunkId]) -> NewObject<'a> {
-            NewObject { name, session, manifest: b"m", meta: Some(meta), size: 1, chunks, if_version: None }
+            NewObject { name, session, manifest: b"m", meta: Some(meta), size: 1, chunks, if_attributes: None }
         }
         let none = (None, None);
         store.commit_object_held(ann, &object("taken", s, b"first", one), true, false, none, 2).expect("create");
@@ -426,15 +426,25 @@ conformance! {
             "the refused ones left nothing, the overwrite replaced"
         );
         assert!(store.list_objects(bob, "").expect("list").is_empty());
-        // Conditional on the latest version: the one that names it wins, the stale one is
-        // refused, in one transaction as alone.
-        let on = |name, v| NewObject { if_version: Some(v), ..object(name, s, b"if", one) };
-        let out = store.commit_objects_held(ann, &[(on("b", 2), false, true, none), (on("a", 5), false, true, none)], 4);
+        // Conditional on the latest version's sealed attributes: the one that names them wins,
+        // the stale one is refused, in one transaction as alone.
+        let (b2, stale) = (attributes_tag(b"b2"), attributes_tag(b"a stale one"));
+        let on = |name, tag| NewObject { if_attributes: Some(tag), ..object(name, s, b"if", one) };
+        let out = store.commit_objects_held(ann, &[(on("b", &b2), false, true, none), (on("a", &stale), false, true, none)], 4);
         let out = out.expect("batch");
         assert!(matches!(out[0], Ok((3, _))), "{:?}", out[0]);
         assert!(matches!(out[1], Err(StoreError::Changed)), "{:?}", out[1]);
-        let single = store.commit_object_held(ann, &on("b", 2), false, true, none, 5);
+        let single = store.commit_object_held(ann, &on("b", &b2), false, true, none, 5);
         assert!(matches!(single, Err(StoreError::Changed)), "{single:?}");
+        // A name deleted and written again starts at version 1 again, as the version matched
+        // did: the condition still tells them apart.
+        let a1 = attributes_tag(b"a");
+        store.remove_object(ann, "a", 6).expect("remove");
+        assert!(matches!(store.commit_object_held(ann, &object("a", s, b"again", two), false, true, none, 7), Ok((1, _))));
+        let aba = store.commit_object_held(ann, &on("a", &a1), false, true, none, 8);
+        assert!(matches!(aba, Err(StoreError::Changed)), "{aba:?}");
+        let gone = store.commit_object_held(ann, &on("gone", &a1), false, true, none, 8);
+        assert!(matches!(gone, Err(StoreError::Changed)), "{gone:?}");
     }
 
     fn objects_are_listed_by_prefix_read_and_removed() {

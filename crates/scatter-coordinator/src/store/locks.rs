@@ -475,12 +475,12 @@ mod tests {
             store.add_session_refs(user, user, s, &[id(1), id(2)], 2).expect("refs");
             store.commit_snapshot_held(user, user, s, "snap", b"r", (Some(Lock { mode: C, until: 100 }), None), 3).expect("commit");
             let o = store.add_session(user, b"k", 3, 1000).expect("session");
-            store.commit_object_held(user, &NewObject { name: "obj", session: o, manifest: b"m", meta: None, size: 10, chunks: &[id(3)], if_version: None }, false, false, (Some(Lock { mode: G, until: 50 }), None), 4).expect("object");
+            store.commit_object_held(user, &NewObject { name: "obj", session: o, manifest: b"m", meta: None, size: 10, chunks: &[id(3)], if_attributes: None }, false, false, (Some(Lock { mode: G, until: 50 }), None), 4).expect("object");
             // Removal by any path is refused while the locks hold.
             assert!(locked(store.forget(user, &["snap".into()], 10)));
             assert!(locked(store.replace_snapshot_record(user, "snap", b"x", 10)));
             assert!(locked(store.remove_object(user, "obj", 10)));
-            let overwrite = NewObject { name: "obj", session: o, manifest: b"m", meta: None, size: 10, chunks: &[id(3)], if_version: None };
+            let overwrite = NewObject { name: "obj", session: o, manifest: b"m", meta: None, size: 10, chunks: &[id(3)], if_attributes: None };
             assert!(locked(store.commit_object_held(user, &overwrite, false, true, (None, None), 10)), "an overwrite removes");
             assert!(locked(store.remove_user(user, 10)));
             // A prune frees what is free (4..7 are unreferenced) but offers no pack holding a
@@ -518,8 +518,8 @@ mod tests {
             pack(&store, user, host, s, 1, &[1, 2], false, 1).expect("pack");
             pack(&store, user, host, s, 2, &[3], false, 1).expect("pack");
             store.commit_object(user, "kept", s, b"m", 10, &[id(1)], false, 2).expect("kept");
-            store.commit_object_held(user, &NewObject { name: "shared", session: s, manifest: b"m", meta: None, size: 10, chunks: &[id(1), id(2)], if_version: None }, false, false, (None, Some(20)), 2).expect("shared");
-            store.commit_object_held(user, &NewObject { name: "own", session: s, manifest: b"m", meta: None, size: 10, chunks: &[id(3)], if_version: None }, false, false, (Some(Lock { mode: C, until: 40 }), Some(30)), 2).expect("own");
+            store.commit_object_held(user, &NewObject { name: "shared", session: s, manifest: b"m", meta: None, size: 10, chunks: &[id(1), id(2)], if_attributes: None }, false, false, (None, Some(20)), 2).expect("shared");
+            store.commit_object_held(user, &NewObject { name: "own", session: s, manifest: b"m", meta: None, size: 10, chunks: &[id(3)], if_attributes: None }, false, false, (Some(Lock { mode: C, until: 40 }), Some(30)), 2).expect("own");
             assert_eq!(store.expire(19, 10, None).expect("expire"), Expired::default());
             // `shared` goes; chunk 1 stays (`kept` holds it), chunk 2 goes, pack 1 stays.
             assert_eq!(store.expire(20, 10, None).expect("expire"), Expired { snapshots: 0, objects: 1, packs_released: 0 });

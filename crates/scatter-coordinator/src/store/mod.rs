@@ -1481,7 +1481,7 @@ impl Store {
         first_only: bool,
         now: u64,
     ) -> Result<u64, StoreError> {
-        let object = NewObject { name, session, manifest, meta: None, size, chunks, if_version: None };
+        let object = NewObject { name, session, manifest, meta: None, size, chunks, if_attributes: None };
         Ok(self.commit_object_held(user, &object, first_only, false, (None, None), now)?.0)
     }
 
@@ -1779,7 +1779,7 @@ fn commit_one(
     hold: (Option<crate::lock::Lock>, Option<u64>),
     now: u64,
 ) -> Result<(u64, u64), StoreError> {
-    let NewObject { name, session, manifest, meta, size, chunks, if_version } = *object;
+    let NewObject { name, session, manifest, meta, size, chunks, if_attributes } = *object;
     if replace {
         locks::check_object(tx, user, name, now)?;
     }
@@ -1808,8 +1808,16 @@ fn commit_one(
     if first_only && version > 1 {
         return Err(StoreError::NameTaken);
     }
-    if if_version.is_some_and(|v| v != version - 1) {
-        return Err(StoreError::Changed);
+    if let Some(tag) = if_attributes {
+        let latest: Option<Option<Vec<u8>>> = tx.query_opt(
+            "SELECT meta FROM objects WHERE user = ?1 AND name = ?2 ORDER BY version DESC LIMIT 1",
+            params![user.0 as i64, name],
+            |r| r.get(0),
+        )?;
+        let matched = latest.flatten().is_some_and(|m| scatter_proto::api::attributes_tag(&m) == *tag);
+        if !matched {
+            return Err(StoreError::Changed);
+        }
     }
     let object: i64 = tx.query_row(
         "INSERT INTO objects (user, name, version, session, manifest, size, created, meta)
@@ -1843,8 +1851,9 @@ pub struct NewObject<'a> {
     pub size: u64,
     /// Every chunk it references.
     pub chunks: &'a [ChunkId],
-    /// Commit only if the name's latest version is this one ([`StoreError::Changed`]).
-    pub if_version: Option<u64>,
+    /// Commit only if the name's latest version carries the sealed attributes of this tag
+    /// ([`StoreError::Changed`]).
+    pub if_attributes: Option<&'a scatter_proto::api::AttributesTag>,
 }
 
 /// Removes the versions of an object (those below `below`, or all), their holds and
