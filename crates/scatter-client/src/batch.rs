@@ -236,8 +236,6 @@ async fn store(coord: &Coordinator, keys: &WriteKeys, mut jobs: Vec<Job>) {
             }
         }
     }
-    // Every put is committed (or refused) already; a session that is not closed lapses.
-    if let Err(e) = session.close().await {
-        tracing::debug!(error = %e, "could not close a batch's write session; it lapses by itself");
-    }
+    // Every put is committed (or refused) already.
+    session.close_committed().await;
 }

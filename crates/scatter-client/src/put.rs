@@ -202,7 +202,7 @@ where
     let chunk_count = manifest.chunks.len();
     let size = manifest.size;
     let (committed, chunk_ids) = commit_in(coord, keys, &session, name, manifest, attributes.as_deref(), opts).await?;
-    session.close().await?;
+    session.close_committed().await;
     let deduplicated = stats.new_chunks < chunk_ids.len();
     let codes = if deduplicated { pack_codes(coord, chunk_ids).await } else { Vec::new() };
     Ok(PutReport {
@@ -251,7 +251,7 @@ pub async fn commit_manifest(
 ) -> Result<Committed, ClientError> {
     let session = Session::open(coord, keys).await?;
     let (committed, _) = commit_in(coord, keys, &session, name, manifest, attributes, opts).await?;
-    session.close().await?;
+    session.close_committed().await;
     Ok(committed)
 }
 

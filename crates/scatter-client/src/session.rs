@@ -51,6 +51,16 @@ impl Session {
         self.keepalive.abort();
         self.coord.close_session(self.id).await
     }
+
+    /// Ends the session once what it wrote is committed: a failure is only logged, as the
+    /// commit stands and the session lapses by itself. (Answering an error there would tell
+    /// the caller an object it stored was not.)
+    pub async fn close_committed(self) {
+        let id = self.id;
+        if let Err(e) = self.close().await {
+            tracing::warn!(session = id, error = %e, "could not close a write session after its commit; it lapses by itself");
+        }
+    }
 }
 
 impl Drop for Session {

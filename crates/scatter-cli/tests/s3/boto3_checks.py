@@ -425,6 +425,17 @@ s3.complete_multipart_upload(
 )
 assert body(s3.get_object(Bucket="boto", Key="retried.bin")) == second + last
 ok("multipart: a part uploaded twice keeps the last, parts 1 and 3")
+# Completing with If-Match on the current ETag and If-None-Match: * as well: the create-only
+# rule stands (the ETag matching does not lift it), and the object stays.
+current = s3.head_object(Bucket="boto", Key="retried.bin")["ETag"]
+up = s3.create_multipart_upload(Bucket="boto", Key="retried.bin")["UploadId"]
+e1 = s3.upload_part(Bucket="boto", Key="retried.bin", UploadId=up, PartNumber=1, Body=b"late")["ETag"]
+fails(lambda: s3.complete_multipart_upload(
+    Bucket="boto", Key="retried.bin", UploadId=up, IfMatch=current, IfNoneMatch="*",
+    MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1}]}), "PreconditionFailed", 412)
+assert body(s3.get_object(Bucket="boto", Key="retried.bin")) == second + last
+s3.abort_multipart_upload(Bucket="boto", Key="retried.bin", UploadId=up)
+ok("multipart: If-Match with If-None-Match: * on a taken key keeps the create-only rule")
 
 import ssl
 import urllib.request
