@@ -330,7 +330,8 @@ pub async fn backup(
         Uploader::new(coord, hosts, session.id, session.key.clone(), opts.redundancy, opts.policy.clone(), false)?;
     // The bar counts what is on the grid, not what was read: reading runs ahead of uploads.
     uploader.report_to(progress.clone());
-    let (tx, mut rx) = mpsc::channel::<Batch>(2);
+    // One batch read ahead: the uploader holds another while its dedup lookup runs.
+    let (tx, mut rx) = mpsc::channel::<Batch>(1);
     let walker = spawn_walker(coord, keys, hosts, progress, roots, filter, parent.as_ref().map(|p| p.1), tx);
     let stored: Result<(), ClientError> = async {
         while let Some(batch) = rx.recv().await {

@@ -155,7 +155,8 @@ where
     let (session, mut uploader) = open_upload(coord, keys, opts).await?;
 
     // Read, chunk and hash on a thread of its own.
-    let (chunk_tx, mut chunk_rx) = mpsc::channel::<Result<Vec<(ChunkId, Vec<u8>)>, ClientError>>(2);
+    // One batch read ahead: the uploader holds another while its dedup lookup runs.
+    let (chunk_tx, mut chunk_rx) = mpsc::channel::<Result<Vec<(ChunkId, Vec<u8>)>, ClientError>>(1);
     let dedup = keys.dedup_key();
     let shown = name.to_owned();
     let reader = tokio::task::spawn_blocking(move || {
