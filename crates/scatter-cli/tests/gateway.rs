@@ -938,7 +938,10 @@ async fn small_objects_put_at_once_share_packs_and_a_refused_one_fails_alone() {
         .env("GW_WO_ACCESS", &s.write_only.access)
         .env("GW_WO_SECRET", &s.write_only.secret)
         .env("SMALL_COUNT", COUNT.to_string())
-        .env("SHARD_DIRS", dirs.join(":"));
+        .env("SHARD_DIRS", dirs.join(":"))
+        .env("SCATTER_EXE", EXE)
+        .env("SCATTER_CONFIG", s.env.grid.client_dir())
+        .env("SCATTER_PASSPHRASE", s.env.grid.passphrase());
     let out = run_tool(cmd, s.env.dir.path(), "small_checks.py");
     eprintln!("{}", String::from_utf8_lossy(&out.stdout));
     let stdout = must(out, "small_checks.py");

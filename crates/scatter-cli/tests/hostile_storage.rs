@@ -693,6 +693,14 @@ async fn objects_committed_together_are_each_checked_as_one_alone() {
     let too_many = (0..=MAX_BATCH_COMMITS).map(|i| commit(&format!("n{i}"), s, &[], false)).collect();
     let (status, body) = eve.post("/v1/objects/commit-many", &many(too_many)).await;
     assert_eq!(status, 400, "{body}");
+    // A field the coordinator does not know (an older client's condition) is refused, not
+    // dropped: the commit would otherwise go in unconditionally.
+    let mut legacy = serde_json::to_value(commit("legacy", s, &[], true)).expect("json");
+    legacy["if_version"] = serde_json::json!(7);
+    let (status, body) = eve.post("/v1/objects/commit", &legacy).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = eve.post("/v1/objects/commit-many", &serde_json::json!({ "objects": [legacy] })).await;
+    assert_eq!(status, 400, "{body}");
     let eves: i64 =
         db.query_row("SELECT COUNT(*) FROM objects WHERE user = ?1", [eve.user.0 as i64], |r| r.get(0)).expect("count");
     assert_eq!(eves, 1, "refused commits left objects");

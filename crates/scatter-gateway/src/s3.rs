@@ -408,13 +408,42 @@ fn overwrite_refused() -> S3Error {
 }
 
 impl Existing {
-    /// How a write-only key, or a request with these conditions, treats an existing object.
-    fn of(write_only: bool, if_none_match: Option<&ETagCondition>) -> Self {
-        if write_only || if_none_match.is_some_and(ETagCondition::is_any) {
-            Existing::Refuse { write_only }
+    /// How a write of `key` in bucket `b` by `a`, with these conditions, treats the object
+    /// there now. Checked here against the bucket's index to fail fast; the commit checks a
+    /// create, or the version matched, again, atomically.
+    async fn checked(
+        a: &Access,
+        b: &BucketState,
+        key: &str,
+        if_match: Option<&ETagCondition>,
+        if_none_match: Option<&ETagCondition>,
+    ) -> S3Result<Self> {
+        if if_none_match.is_some_and(|c| !c.is_any()) {
+            return Err(s3_error!(NotImplemented, "a write's If-None-Match can only be * (create only)"));
+        }
+        no_condition_on_content(a, if_match)?;
+        let mut existing = if a.write_only || if_none_match.is_some() {
+            Existing::Refuse { write_only: a.write_only }
         } else {
             Existing::Replace
+        };
+        match b.index.read().await.get(key) {
+            Some(current) => {
+                if let Some(taken) = existing.taken() {
+                    return Err(taken);
+                }
+                if let Some(c) = if_match {
+                    preconditions(&current.attrs.etag, current.modified, Some(c), None, None, None)?;
+                    // With `If-None-Match: *` too, the create-only rule stands.
+                    if matches!(existing, Existing::Replace) {
+                        existing = Existing::Matched { tag: matched_tag(current)? };
+                    }
+                }
+            }
+            None if if_match.is_some() => return Err(s3_error!(NoSuchKey, "If-Match: there is no such object")),
+            None => {}
         }
+        Ok(existing)
     }
 
     fn options(self, base: &PutOptions) -> PutOptions {
@@ -765,11 +794,15 @@ where
 }
 
 /// Records a committed write of `key` in the bucket's index. If the key was deleted while it
-/// was written, the catalog says whether that delete came after the commit (and took it) or
-/// before: recording it blindly left an object in listings that reads no longer found.
+/// was written, or the index holds a higher version of it, the catalog says whether this
+/// write is still the key's latest version: recording it blindly left an object in listings
+/// that reads no longer found, and of two writes of a key the one committed last may finish
+/// first. (A higher version is not enough to keep: version numbers start again at 1 once
+/// every version of a name is deleted, say by another device.)
 async fn record(t: &Tenant, b: &BucketState, bucket: &str, key: &str, writing: Writing, entry: Entry) {
     let mut index = b.index.write().await;
-    if writing.raced() {
+    let higher = index.get(key).is_some_and(|e| e.version > entry.version);
+    if writing.raced() || higher {
         match t.stat(&naming::object(bucket, key)).await {
             Ok(Some(info)) if info.version == entry.version && tag_of(&info) == entry.tag => {}
             Ok(_) => return,
@@ -940,23 +973,8 @@ impl S3 for Gateway {
         check_names(&input.bucket, Some(&input.key))?;
         let b = bucket(t, &input.bucket).await?;
         let attrs = attributes(input.content_type, input.metadata)?;
-        no_condition_on_content(&a, input.if_match.as_ref())?;
-        let mut existing = Existing::of(a.write_only, input.if_none_match.as_ref());
-        // Checked here to fail fast; the commit checks a create, or the version matched,
-        // again, atomically.
-        if let Some(current) = b.index.read().await.get(&input.key) {
-            if let Some(taken) = existing.taken() {
-                return Err(taken);
-            }
-            if let Some(c) = &input.if_match {
-                preconditions(&current.attrs.etag, current.modified, Some(c), None, None, None)?;
-                if matches!(existing, Existing::Replace) {
-                    existing = Existing::Matched { tag: matched_tag(current)? };
-                }
-            }
-        } else if input.if_match.is_some() {
-            return Err(s3_error!(NoSuchKey, "If-Match: there is no such object"));
-        }
+        let existing =
+            Existing::checked(&a, &b, &input.key, input.if_match.as_ref(), input.if_none_match.as_ref()).await?;
         let turn = self.write_turn(&a.tenant.id, length).await?;
         let name = naming::object(&input.bucket, &input.key);
         let writing = start_write(&b, &input.bucket, &input.key).await?;
@@ -1102,6 +1120,16 @@ impl S3 for Gateway {
         check_names(&src_bucket, Some(&src_key))?;
         bucket(t, &src_bucket).await?;
         let b = bucket(t, &input.bucket).await?;
+        // The destination's conditions: s3s parses only the source's.
+        let condition = |name: &str| {
+            req.headers
+                .get(name)
+                .map(|v| ETagCondition::parse_http_header(v.as_bytes()))
+                .transpose()
+                .map_err(|_| s3_error!(InvalidArgument, "{name} is not an ETag or *"))
+        };
+        let (if_match, if_none_match) = (condition("if-match")?, condition("if-none-match")?);
+        let existing = Existing::checked(&a, &b, &input.key, if_match.as_ref(), if_none_match.as_ref()).await?;
         let (object, manifest) = open(t, &naming::object(&src_bucket, &src_key)).await?;
         let source = t.attributes(&object.info);
         preconditions(
@@ -1124,18 +1152,20 @@ impl S3 for Gateway {
         attrs.etag = source.etag.clone();
         attrs.key = None;
         let size = manifest.size;
-        let opts = PutOptions { replace: true, ..t.put.clone() };
+        let opts = existing.options(&t.put);
         let writing = start_write(&b, &input.bucket, &input.key).await?;
         let (tenant, name, sealed) = (a.tenant.clone(), naming::object(&input.bucket, &input.key), attrs.encode());
         let attributes = attrs.clone();
         let modified = finish_write(&a.tenant, &b, &input.bucket, &input.key, writing, async move {
             // The same chunks under a new name: no bytes move.
-            let committed =
-                commit_manifest(&tenant.coord, tenant.keys.write_keys(), &name, manifest, Some(&sealed), &opts)
-                    .await
-                    .map_err(internal)?;
-            let entry = entry(size, &attributes, committed);
-            Ok((entry.modified, entry))
+            match commit_manifest(&tenant.coord, tenant.keys.write_keys(), &name, manifest, Some(&sealed), &opts).await
+            {
+                Ok(committed) => {
+                    let entry = entry(size, &attributes, committed);
+                    Ok((entry.modified, entry))
+                }
+                Err(e) => Err(existing.refused(&tenant, &name, e).await),
+            }
         })
         .await?;
         Ok(S3Response::new(CopyObjectOutput {
@@ -1432,7 +1462,8 @@ impl S3 for Gateway {
         let b = bucket(t, &input.bucket).await?;
         let mut attrs = upload_of(t, &input.bucket, &input.key, &input.upload_id).await?;
         own_upload(&a, &attrs, caller.as_deref())?;
-        no_condition_on_content(&a, input.if_match.as_ref())?;
+        let existing =
+            Existing::checked(&a, &b, &input.key, input.if_match.as_ref(), input.if_none_match.as_ref()).await?;
         let asked = input.multipart_upload.and_then(|m| m.parts).unwrap_or_default();
         if asked.is_empty() {
             return Err(s3_error!(MalformedXML, "a completed upload names at least one part"));
@@ -1469,15 +1500,6 @@ impl S3 for Gateway {
         let etags: Vec<&str> = chosen.iter().map(|p| p.3.etag.as_str()).collect();
         attrs.etag = multipart_etag(&etags).ok_or_else(|| s3_error!(InvalidPart, "a part's ETag is not an MD5"))?;
         attrs.key = None;
-        let mut existing = Existing::of(a.write_only, input.if_none_match.as_ref());
-        if let Some(c) = &input.if_match {
-            let e = b.index.read().await.get(&input.key).cloned().ok_or_else(|| s3_error!(NoSuchKey))?;
-            preconditions(&e.attrs.etag, e.modified, Some(c), None, None, None)?;
-            // With `If-None-Match: *` too, the create-only rule stands.
-            if matches!(existing, Existing::Replace) {
-                existing = Existing::Matched { tag: matched_tag(&e)? };
-            }
-        }
         let size = manifest.size;
         let name = naming::object(&input.bucket, &input.key);
         let opts = existing.options(&t.put);

@@ -235,13 +235,13 @@ impl Tenant {
     }
 }
 
-/// The attributes the catalog listed with `info`, opened (default if it has none, or they
-/// do not open: written by someone else under a gateway name).
 /// The tag of the sealed attributes the catalog listed with `info`.
 pub fn tag_of(info: &ObjectInfo) -> Option<AttributesTag> {
     info.meta.as_deref().and_then(|m| B64.decode(m).ok()).map(|sealed| attributes_tag(&sealed))
 }
 
+/// The attributes the catalog listed with `info`, opened (default if it has none, or they
+/// do not open: written by someone else under a gateway name).
 fn open_attributes(names: &NameKey, info: &ObjectInfo) -> Attributes {
     info.meta
         .as_deref()

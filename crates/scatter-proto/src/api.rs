@@ -1115,8 +1115,12 @@ pub struct ChunkEntry {
     pub len: u64,
 }
 
-/// Make a stored file visible under a (encrypted) name.
+/// Make a stored file visible under a (encrypted) name. Fields this version does not know
+/// are refused, not skipped: a condition dropped by a coordinator that does not know it
+/// (from a newer client, or `if_version` from an older one) would turn a conditional write
+/// into an unconditional one.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CommitObjectRequest {
     /// The encrypted name.
     pub name: String,
@@ -1179,6 +1183,7 @@ pub struct CommitObjectResponse {
 /// session): each is checked and committed as [`CommitObjectRequest`] alone would be, and
 /// one refused does not stop the others.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CommitObjectsRequest {
     /// At most [`MAX_BATCH_COMMITS`].
     #[serde(deserialize_with = "crate::bounded::commits")]

@@ -436,6 +436,20 @@ fails(lambda: s3.complete_multipart_upload(
 assert body(s3.get_object(Bucket="boto", Key="retried.bin")) == second + last
 s3.abort_multipart_upload(Bucket="boto", Key="retried.bin", UploadId=up)
 ok("multipart: If-Match with If-None-Match: * on a taken key keeps the create-only rule")
+# A copy's own conditions on its destination (If-Match, If-None-Match: *) hold as a put's do;
+# an If-None-Match other than * is not a write's condition S3 knows.
+s3.put_object(Bucket="boto", Key="copy-dst", Body=b"destination")
+dst = s3.head_object(Bucket="boto", Key="copy-dst")["ETag"]
+src = {"Bucket": "boto", "Key": "retried.bin"}
+fails(lambda: s3.copy_object(Bucket="boto", Key="copy-dst", CopySource=src, IfNoneMatch="*"), "PreconditionFailed", 412)
+fails(lambda: s3.copy_object(Bucket="boto", Key="copy-dst", CopySource=src, IfMatch='"0123"'), "PreconditionFailed", 412)
+fails(lambda: s3.copy_object(Bucket="boto", Key="copy-new", CopySource=src, IfMatch=dst), "NoSuchKey", 404)
+fails(lambda: s3.put_object(Bucket="boto", Key="copy-dst", Body=b"x", IfNoneMatch=dst), "NotImplemented", 501)
+assert body(s3.get_object(Bucket="boto", Key="copy-dst")) == b"destination"
+s3.copy_object(Bucket="boto", Key="copy-dst", CopySource=src, IfMatch=dst)
+assert body(s3.get_object(Bucket="boto", Key="copy-dst")) == second + last
+s3.copy_object(Bucket="boto", Key="copy-new", CopySource=src, IfNoneMatch="*")
+ok("copy: If-Match and If-None-Match: * on the destination hold; If-None-Match with an ETag is refused")
 
 import ssl
 import urllib.request
