@@ -785,7 +785,17 @@ where
 {
     let (t, b, bucket, key) = (t.clone(), b.clone(), bucket.to_owned(), key.to_owned());
     tokio::spawn(async move {
-        let (out, entry) = commit.await?;
+        let (out, entry) = match commit.await {
+            Ok(committed) => committed,
+            Err(e) => {
+                // The catalog refused a condition the index let through: the index is behind
+                // (a write or delete made elsewhere).
+                if *e.code() == S3ErrorCode::PreconditionFailed {
+                    refresh(&t, &b, &bucket, &key).await;
+                }
+                return Err(e);
+            }
+        };
         record(&t, &b, &bucket, &key, writing, entry).await;
         Ok(out)
     })
@@ -815,6 +825,27 @@ async fn record(t: &Tenant, b: &BucketState, bucket: &str, key: &str, writing: W
     }
     index.insert(key, entry);
     drop(writing);
+}
+
+/// Brings the index entry of `key` in line with the catalog's latest version of it.
+async fn refresh(t: &Tenant, b: &BucketState, bucket: &str, key: &str) {
+    let mut index = b.index.write().await;
+    match t.stat(&naming::object(bucket, key)).await {
+        Ok(Some(info)) => {
+            let entry = Entry {
+                size: info.size,
+                modified: info.created,
+                attrs: t.attributes(&info),
+                version: info.version,
+                tag: tag_of(&info),
+            };
+            index.insert(key, entry);
+        }
+        Ok(None) => {
+            index.remove(key);
+        }
+        Err(e) => tracing::debug!(error = %e, %bucket, "could not bring an index entry in line with the catalog"),
+    }
 }
 
 /// With `encoding-type=url`, names in a listing are percent-encoded (clients decode them

@@ -170,6 +170,20 @@ assert listed == {"elsewhere": etag}, (listed, etag)
 owner.put_object(Bucket=BUCKET, Key="elsewhere", Body=b"newer", IfMatch=etag)
 assert owner.get_object(Bucket=BUCKET, Key="elsewhere")["Body"].read() == b"newer"
 print("small: a key deleted outside the gateway and put again is listed as put")
+# Deleted outside the gateway and not put again: a write conditional on the ETag the gateway
+# still lists is refused by the catalog, and the listing then drops the key.
+etag = owner.put_object(Bucket=BUCKET, Key="elsewhere-gone", Body=b"here")["ETag"]
+rm = subprocess.run([os.environ["SCATTER_EXE"], "rm", f".s3-objects/{BUCKET}/elsewhere-gone"], capture_output=True,
+                    text=True, timeout=60)
+assert rm.returncode == 0, rm.stderr
+try:
+    owner.put_object(Bucket=BUCKET, Key="elsewhere-gone", Body=b"again", IfMatch=etag)
+    raise AssertionError("If-Match on an object deleted elsewhere was let through")
+except ClientError as e:
+    assert e.response["Error"]["Code"] == "PreconditionFailed", e
+listed = owner.list_objects_v2(Bucket=BUCKET, Prefix="elsewhere-gone")
+assert listed["KeyCount"] == 0, listed
+print("small: a write refused for an object deleted elsewhere drops it from the listing")
 
 # Clients that hang up as soon as their body is sent, while other puts keep the batches busy:
 # each object is either stored and listed, or neither; none is committed yet left out of

@@ -505,8 +505,9 @@ pub enum StoreError {
     /// A conditional commit found another version than the one it named.
     #[error("the object changed since the version this commit is conditional on; read it again")]
     Changed,
-    /// An appender's object would overwrite one that exists.
-    #[error("an appender may add new objects but not overwrite one that exists; pick a new name")]
+    /// A commit that may only create (an appender's, or one asked to be exclusive) names an
+    /// object that exists.
+    #[error("an object with this name exists, and this commit may only create one (an appender's, or an exclusive one); pick a new name")]
     NameTaken,
     /// A pack names a shard that is already recorded on that host (another pack's).
     #[error("the pack names a shard that is already stored on host {0} for another pack; a shard is recorded once")]
