@@ -507,7 +507,7 @@ pub enum StoreError {
     Changed,
     /// A commit that may only create (an appender's, or one asked to be exclusive) names an
     /// object that exists.
-    #[error("an object with this name exists, and this commit may only create one (an appender's, or an exclusive one); pick a new name")]
+    #[error("an object with this name exists, and this commit may create one but not overwrite it (an appender's, or an exclusive commit); pick a new name")]
     NameTaken,
     /// A pack names a shard that is already recorded on that host (another pack's).
     #[error("the pack names a shard that is already stored on host {0} for another pack; a shard is recorded once")]
