@@ -23,8 +23,10 @@ use crate::stats::{self, Stage};
 use crate::upload::{Redundancy, Uploader};
 use crate::{ClientError, Progress};
 
-/// Chunks per dedup lookup.
+/// A batch (one dedup lookup) goes to the uploader at this many chunks or bytes, whichever
+/// comes first (as a backup's).
 const BATCH_CHUNKS: usize = 16;
+const BATCH_BYTES: usize = 8 << 20;
 
 /// The context manifests are sealed under.
 pub(crate) const MANIFEST_CONTEXT: &[u8] = b"scatter manifest v1";
@@ -161,6 +163,7 @@ where
     let shown = name.to_owned();
     let reader = tokio::task::spawn_blocking(move || {
         let mut batch = Vec::with_capacity(BATCH_CHUNKS);
+        let mut bytes = 0;
         let mut started = std::time::Instant::now();
         for chunk in scatter_core::chunker::chunks_sized(reader, expected) {
             let chunk = match chunk {
@@ -170,10 +173,14 @@ where
                     return;
                 }
             };
+            bytes += chunk.data.len();
             batch.push((dedup.chunk_id(&chunk.data), chunk.data));
             stats::add(Stage::ReadChunk, started.elapsed(), batch.last().map_or(0, |(_, d)| d.len() as u64));
-            if batch.len() == BATCH_CHUNKS && chunk_tx.blocking_send(Ok(std::mem::take(&mut batch))).is_err() {
-                return;
+            if batch.len() == BATCH_CHUNKS || bytes >= BATCH_BYTES {
+                bytes = 0;
+                if chunk_tx.blocking_send(Ok(std::mem::take(&mut batch))).is_err() {
+                    return;
+                }
             }
             started = std::time::Instant::now();
         }

@@ -39,7 +39,7 @@ use crate::stats::{self, Stage};
 use crate::{ClientError, Progress};
 
 /// Packs being coded and uploaded at once.
-pub const PACKS_IN_FLIGHT: usize = 2;
+pub const PACKS_IN_FLIGHT: usize = 3;
 /// Commits of stored packs under way at once (they hold no pack buffers).
 const COMMITS_IN_FLIGHT: usize = 8;
 /// Rounds of re-placement for shards whose host failed.
