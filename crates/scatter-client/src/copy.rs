@@ -30,8 +30,10 @@ use crate::snapshots::{SnapshotInfo, Trees};
 use crate::upload::{Redundancy, Uploader};
 use crate::{ClientError, Progress};
 
-/// File chunks handed to the uploader at once.
+/// File chunks handed to the uploader at once, at most so many or so many bytes (the
+/// uploader holds one batch while its dedup lookup runs, and stores it with the next).
 const BATCH: usize = 64;
+const BATCH_BYTES: usize = 8 << 20;
 
 /// Where a copy goes: the destination's coordinator, keys and hosts, and how new packs there
 /// are coded and placed.
@@ -224,6 +226,7 @@ impl Copier {
         let mut next = wanted.iter().map(|(id, _)| *id).collect::<Vec<_>>().into_iter();
         let mut stream = self.fetcher.stream(wanted);
         let mut batch: Vec<(ChunkId, Vec<u8>)> = Vec::new();
+        let mut bytes = 0;
         while let Some(run) = stream.next().await {
             for data in run? {
                 let src = next
@@ -232,8 +235,10 @@ impl Copier {
                 let new = self.dedup.chunk_id(&data);
                 self.copied_chunks.insert(src, new);
                 progress.advance(data.len() as u64);
+                bytes += data.len();
                 batch.push((new, data));
-                if batch.len() >= BATCH {
+                if batch.len() >= BATCH || bytes >= BATCH_BYTES {
+                    bytes = 0;
                     uploader.add(std::mem::take(&mut batch)).await?;
                 }
             }

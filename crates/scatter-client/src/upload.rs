@@ -40,8 +40,9 @@ use crate::{ClientError, Progress};
 
 /// Packs being coded and uploaded at once.
 pub const PACKS_IN_FLIGHT: usize = 3;
-/// Commits of stored packs under way at once (they hold no pack buffers).
-const COMMITS_IN_FLIGHT: usize = 8;
+/// Commits of stored packs under way at once (they hold no pack buffers, but their
+/// placements stay reserved at the coordinator until they are done).
+const COMMITS_IN_FLIGHT: usize = 2;
 /// Rounds of re-placement for shards whose host failed.
 const PLACEMENT_ROUNDS: usize = 4;
 
@@ -237,29 +238,43 @@ impl Uploader {
                 let mut committing: JoinSet<Result<PackDone, ClientError>> = JoinSet::new();
                 let mut done = Vec::new();
                 let failed = |e: tokio::task::JoinError| ClientError::Upload(format!("upload task failed: {e}"));
-                loop {
-                    tokio::select! {
-                        next = rx.recv(), if running.len() < PACKS_IN_FLIGHT && committing.len() < COMMITS_IN_FLIGHT => match next {
-                            Some((bytes, entries, report)) => {
-                                let report = report.map(|(progress, plain)| PackProgress::new(progress, plain, redundancy));
-                                let stored = store_pack(
-                                    coord.clone(), hosts.clone(), buffers.clone(), unsettled.clone(), session, redundancy, policy.clone(), bytes, entries, relocate, report,
-                                );
-                                running.spawn(stored);
+                let stored = async {
+                    loop {
+                        // Packs holding placements: at most the two limits together.
+                        let room = running.len() < PACKS_IN_FLIGHT
+                            && running.len() + committing.len() < PACKS_IN_FLIGHT + COMMITS_IN_FLIGHT;
+                        tokio::select! {
+                            next = rx.recv(), if room => match next {
+                                Some((bytes, entries, report)) => {
+                                    let report = report.map(|(progress, plain)| PackProgress::new(progress, plain, redundancy));
+                                    let stored = store_pack(
+                                        coord.clone(), hosts.clone(), buffers.clone(), unsettled.clone(), session, redundancy, policy.clone(), bytes, entries, relocate, report,
+                                    );
+                                    running.spawn(stored);
+                                }
+                                None => break,
+                            },
+                            Some(res) = running.join_next() => {
+                                committing.spawn(commit_stored(coord.clone(), unsettled.clone(), res.map_err(failed)??));
                             }
-                            None => break,
-                        },
-                        Some(res) = running.join_next() => {
-                            committing.spawn(commit_stored(coord.clone(), unsettled.clone(), res.map_err(failed)??));
+                            Some(res) = committing.join_next() => done.push(res.map_err(failed)??),
                         }
-                        Some(res) = committing.join_next() => done.push(res.map_err(failed)??),
                     }
+                    while let Some(res) = running.join_next().await {
+                        committing.spawn(commit_stored(coord.clone(), unsettled.clone(), res.map_err(failed)??));
+                    }
+                    while let Some(res) = committing.join_next().await {
+                        done.push(res.map_err(failed)??);
+                    }
+                    Ok::<_, ClientError>(())
                 }
-                while let Some(res) = running.join_next().await {
-                    committing.spawn(commit_stored(coord.clone(), unsettled.clone(), res.map_err(failed)??));
-                }
-                while let Some(res) = committing.join_next().await {
-                    done.push(res.map_err(failed)??);
+                .await;
+                if let Err(e) = stored {
+                    // Packs stored already are committed still, so that a run started again
+                    // does not send them again.
+                    running.abort_all();
+                    while committing.join_next().await.is_some() {}
+                    return Err(e);
                 }
                 Ok(done)
             })
@@ -325,7 +340,7 @@ impl Uploader {
         let known: HashSet<ChunkId> = match lookup {
             Some(lookup) => lookup
                 .await
-                .map_err(|e| ClientError::Invalid(format!("a dedup lookup failed: {e}")))??
+                .map_err(|e| ClientError::Upload(format!("a dedup lookup failed: {e}")))??
                 .into_iter()
                 .collect(),
             None => HashSet::new(),
@@ -374,11 +389,6 @@ impl Uploader {
         Ok(())
     }
 
-    /// Whether `id` was already added in this run.
-    pub fn has_seen(&self, id: &ChunkId) -> bool {
-        self.seen.contains(id)
-    }
-
     /// Queues a pack for upload; `plain` file bytes are reported once it is stored.
     async fn send_pack(&mut self, (bytes, entries): (Vec<u8>, Vec<PackEntry>), plain: u64) -> Result<(), ClientError> {
         let entries = entries.into_iter().map(|e| ChunkEntry { id: e.id, offset: e.offset, len: e.len }).collect();
@@ -405,7 +415,10 @@ impl Uploader {
     /// Uploads the last partial pack and waits until every pack is committed.
     pub async fn finish(mut self) -> Result<UploadStats, ClientError> {
         if let Some(last) = self.pending.take() {
-            self.store(last).await?;
+            if let Err(e) = self.store(last).await {
+                // A pack that failed in the background is the first cause.
+                return Err(self.wait().await.err().unwrap_or(e));
+            }
         }
         let plain = std::mem::take(&mut self.plain);
         for (last, plain) in [(std::mem::take(&mut self.builder), plain), (std::mem::take(&mut self.trees), 0)] {
@@ -428,6 +441,9 @@ impl Drop for Uploader {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
             task.abort();
+        }
+        if let Some(lookup) = self.pending.take().and_then(|p| p.lookup) {
+            lookup.abort();
         }
         // Dropped before every pack was committed (a failed or interrupted run, a gateway
         // request that failed): what it placed and did not commit is given back in the
@@ -486,10 +502,6 @@ async fn place_waiting(coord: &Coordinator, place: &PlaceRequest) -> Result<Plac
     }
 }
 
-/// Erasure-codes one pack, stores every shard on a distinct host (re-placing shards whose
-/// host fails), then commits the pack. Its placements that were not committed (all of them
-/// if it fails) are given back.
-#[allow(clippy::too_many_arguments)]
 /// A pack's file bytes, told to a progress bar a share at a time as its shards are stored
 /// (a host's receipt means the shard is on its disk), the last share only once the pack is
 /// committed: the bar moves while a big pack uploads, and is full only when all of it is
@@ -529,6 +541,9 @@ impl PackProgress {
     }
 }
 
+/// Erasure-codes one pack and stores every shard on a distinct host (re-placing shards
+/// whose host fails), for [`commit_stored`] to commit. If it fails, every placement it made
+/// is given back.
 #[allow(clippy::too_many_arguments)]
 async fn store_pack(
     coord: Coordinator,
