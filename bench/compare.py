@@ -23,6 +23,8 @@ import sys
 import threading
 import time
 
+import devgrid
+
 EXE, WORK = sys.argv[1], sys.argv[2]
 ROUNDS, BIG_MIB, HUGE_MIB = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 # rustic's binary ("" when it could not be installed) and the crate set vendored as the real tree.
@@ -122,20 +124,7 @@ def scatter_timed(args, env):
 class Grid:
     def __init__(self, d):
         self.dir = d
-        self.proc = subprocess.Popen([EXE, "dev", "--hosts", "6", "--data-dir", d],
-                                     stdout=open(f"{d}.log", "w"), stderr=subprocess.STDOUT)
-        for _ in range(600):
-            if os.path.exists(f"{d}/env"):
-                break
-            time.sleep(0.1)
-        else:
-            self.stop()
-            sys.exit(f"the grid did not start; see {d}.log")
-        self.env = dict(os.environ)
-        for line in open(f"{d}/env"):
-            if line.startswith("export "):
-                k, v = line[7:].strip().split("=", 1)
-                self.env[k] = v.strip("'\"")
+        self.proc, self.env = devgrid.start(EXE, d)
 
     def host_pids(self):
         out = subprocess.run(["pgrep", "-f", f"host --data-dir {self.dir}/host-"], stdout=subprocess.PIPE, text=True)

@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 
+import devgrid
+
 EXE, PROXY, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
 ROUNDS, BIG_MIB, DELAY_MS = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 MARK = 0x5CA7  # the proxy's own connections: not redirected
@@ -35,20 +37,7 @@ class Grid:
 
     def __init__(self, d, delay, coordinator=False):
         self.dir, self.rules, self.proxy = d, [], None
-        self.proc = subprocess.Popen([EXE, "dev", "--hosts", "6", "--data-dir", d],
-                                     stdout=open(f"{d}.log", "w"), stderr=subprocess.STDOUT)
-        for _ in range(600):
-            if os.path.exists(f"{d}/env"):
-                break
-            time.sleep(0.1)
-        else:
-            self.stop()
-            sys.exit(f"the grid did not start; see {d}.log")
-        self.env = dict(os.environ)
-        for line in open(f"{d}/env"):
-            if line.startswith("export "):
-                k, v = line[7:].strip().split("=", 1)
-                self.env[k] = v.strip("'\"")
+        self.proc, self.env = devgrid.start(EXE, d)
         if delay is None:
             return
         maps = []

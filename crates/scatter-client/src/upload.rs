@@ -5,8 +5,8 @@
 //! and appends them to a ~16 MiB pack. A batch's lookup is sent when the batch comes in, and
 //! the batch is sealed when the next one comes in (or at [`Uploader::finish`]): the
 //! coordinator's round trip overlaps the sealing of the batch before, instead of stopping
-//! every batch for it (with the coordinator 20 ms away, 119 lookups per GiB). Trees ([`Uploader::add_trees`]) fill packs of their
-//! own, as restic's do: a later backup, `ls` or restore reads a snapshot's trees from one or
+//! every batch for it (with the coordinator 20 ms away, 119 lookups per GiB). Trees
+//! ([`Uploader::add_trees`]) fill packs of their own, as restic's do: a later backup, `ls` or restore reads a snapshot's trees from one or
 //! a few packs instead of one pack per folder. Full packs go to a background task that
 //! erasure-codes them and uploads their shards to distinct hosts, up to [`PACKS_IN_FLIGHT`]
 //! at once, re-placing shards whose host fails. A pack is committed only once all its shards
