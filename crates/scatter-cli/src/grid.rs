@@ -120,6 +120,34 @@ pub fn write_private(path: &Path, text: &str) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// An address on 127.0.0.1 with a port that is free now and that a process can be restarted
+/// on later: a port from the kernel's ephemeral range, once its listener is gone, may be taken
+/// at any moment as the source port of some other process's outgoing connection, so ports
+/// are picked below that range, in turn from a random start (no two picks of one process
+/// collide). `127.0.0.1:0` when the range leaves no room below it.
+fn restartable_address() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::OnceLock;
+    const FIRST: u32 = 10_000;
+    static NEXT: OnceLock<AtomicU32> = OnceLock::new();
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral.saturating_sub(FIRST).min(u32::from(u16::MAX) - FIRST);
+    if span < 1_000 {
+        return "127.0.0.1:0".into();
+    }
+    let next = NEXT.get_or_init(|| AtomicU32::new(rand::random::<u32>() % span));
+    for _ in 0..256 {
+        let port = FIRST + next.fetch_add(1, Ordering::Relaxed) % span;
+        if std::net::TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+            return format!("127.0.0.1:{port}");
+        }
+    }
+    "127.0.0.1:0".into()
+}
+
 /// `HOST:PORT` of a URL, to restart a process on the same address.
 fn listen_address(url: &str) -> String {
     url.trim_start_matches("https://").trim_start_matches("http://").to_owned()
@@ -136,9 +164,9 @@ impl Grid {
             dir: dir.to_owned(),
             opts,
             coordinator: None,
-            coordinator_listen: "127.0.0.1:0".into(),
+            coordinator_listen: restartable_address(),
             hosts: (0..hosts).map(|_| None).collect(),
-            host_listen: vec!["127.0.0.1:0".into(); hosts],
+            host_listen: (0..hosts).map(|_| restartable_address()).collect(),
             capacities,
             added: vec![None; hosts],
             url: String::new(),
@@ -311,7 +339,7 @@ impl Grid {
     pub async fn add_host(&mut self, join_token: &str, flags: &[&str]) -> Result<usize> {
         let i = self.hosts.len();
         self.hosts.push(None);
-        self.host_listen.push("127.0.0.1:0".into());
+        self.host_listen.push(restartable_address());
         self.capacities.push(None);
         self.added.push(Some((join_token.to_owned(), flags.iter().map(|f| f.to_string()).collect())));
         self.start_host(i)?;
