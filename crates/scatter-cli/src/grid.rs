@@ -29,6 +29,9 @@ pub struct GridOptions {
     pub checker_interval: String,
     /// Age at which unknown shards on hosts are deleted.
     pub orphan_grace: String,
+    /// How long deleted data's shards stay on hosts (a second by default: tests see
+    /// deletions at once).
+    pub release_grace: String,
     /// Passphrase of the grid's first user.
     pub passphrase: String,
     /// Run without TLS (`--insecure` on every process).
@@ -57,6 +60,7 @@ impl Default for GridOptions {
             session_ttl: "6s".into(),
             checker_interval: "2s".into(),
             orphan_grace: "20s".into(),
+            release_grace: "1s".into(),
             passphrase: "scatter-dev".into(),
             insecure: false,
             coordinator_args: Vec::new(),
@@ -305,6 +309,8 @@ impl Grid {
             &self.opts.checker_interval,
             "--orphan-grace",
             &self.opts.orphan_grace,
+            "--release-grace",
+            &self.opts.release_grace,
         ];
         let extra: Vec<&str> = self.opts.coordinator_args.iter().map(String::as_str).collect();
         let mut child = self.spawn("coordinator", "coordinator", &args, &extra, &log)?;

@@ -120,6 +120,10 @@ enum Cmd {
         /// Shards on hosts that the catalog does not know are deleted once this old.
         #[arg(long, default_value = "1h", value_parser = duration::parse)]
         orphan_grace: Duration,
+        /// Deleted data's shards stay on their hosts this long, so that reads under way when
+        /// it was deleted (an S3 GET, a restore, a mount) end as they began.
+        #[arg(long, default_value = "10m", value_parser = duration::parse)]
+        release_grace: Duration,
         /// How long a placement (and its put grants) waits for its commit; a killed client's
         /// uploads are deleted from hosts soon after.
         #[arg(long, default_value = "10m", value_parser = duration::parse)]
@@ -1487,6 +1491,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
             session_ttl,
             checker_interval,
             orphan_grace,
+            release_grace,
             reservation_ttl,
             insecure,
             tolerate,
@@ -1516,6 +1521,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
                 session_ttl,
                 checker_interval,
                 orphan_grace,
+                release_grace,
                 reservation_ttl,
                 insecure,
                 tolerate,

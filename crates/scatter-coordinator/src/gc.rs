@@ -31,7 +31,8 @@ async fn pass(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::S
     expire(shared, fence).await?;
     delete_abandoned(shared, fence).await?;
     delete_orphans(shared, fence).await?;
-    let todo = shared.catalog(|s| s.shards_to_delete(BATCH)).await?;
+    let released_by = now().saturating_sub(shared.release_grace.as_secs());
+    let todo = shared.catalog(move |s| s.shards_to_delete(BATCH, released_by)).await?;
     if todo.is_empty() {
         return Ok(());
     }

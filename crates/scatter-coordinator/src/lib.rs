@@ -63,6 +63,9 @@ pub struct Config {
     /// Shards a host holds that the catalog does not know are deleted once this old (an
     /// interrupted put leaves them; a running one commits well within it).
     pub orphan_grace: Duration,
+    /// How long the shards of released packs (deleted objects, pruned snapshots) stay on
+    /// their hosts, so that reads already under way when the delete came end as they began.
+    pub release_grace: Duration,
     /// How long a placement and its put grants wait for a commit (the CLI's default: 10
     /// minutes); what a lapsed one uploaded is deleted from its host soon after.
     pub reservation_ttl: Duration,
@@ -168,6 +171,7 @@ pub(crate) struct Shared {
     pub checker_interval: Duration,
     pub metering_interval: Duration,
     pub orphan_grace: Duration,
+    pub release_grace: Duration,
     pub reservation_ttl: Duration,
     pub tolerate: Option<u8>,
     pub period_margin: Duration,
@@ -451,6 +455,7 @@ pub async fn run(
         checker_interval: config.checker_interval,
         metering_interval: config.metering_interval,
         orphan_grace: config.orphan_grace,
+        release_grace: config.release_grace,
         reservation_ttl: config.reservation_ttl,
         tolerate: config.tolerate,
         period_margin: config.period_margin,

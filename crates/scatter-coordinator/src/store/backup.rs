@@ -110,6 +110,7 @@ pub(super) fn sweep(tx: &Sql<'_>, user: UserId, now: u64) -> Result<Swept, Store
         tx,
         "user = ?1 AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.pack = packs.id)",
         params![u],
+        now as u64,
     )?;
     Ok(Swept { chunks_removed: count as u64, bytes_removed: bytes as u64, packs_released: released })
 }
@@ -553,7 +554,7 @@ mod tests {
             assert_eq!(repack[0].0, PackId::from_bytes([2; 32]));
             let (located, _, _) = store.locate(user, &refs).expect("locate");
             assert!(located.iter().all(|(_, p, _, _)| *p == PackId::from_bytes([2; 32])));
-            let to_delete = store.shards_to_delete(10).expect("deleting");
+            let to_delete = store.shards_to_delete(10, u64::MAX).expect("deleting");
             assert_eq!(to_delete.len(), 1, "the old pack is released");
 
             assert_eq!(store.forget(user, &["snap1".into(), "nope".into()], 0).expect("forget"), 1);

@@ -104,7 +104,7 @@ impl<'a> Pack<'a> {
 
 /// Releases pack `n` for deletion the way the store does (its owner's usage with it).
 fn release_pack(store: &Store, n: u8) {
-    assert_eq!(store.conn().release(&pid(n)).expect("sql"), 1, "pack {n} was live");
+    assert_eq!(store.conn().release(&pid(n), 0).expect("sql"), 1, "pack {n} was live");
 }
 
 fn set_shard_state(store: &Store, n: u8, idx: u8, state: &str) {
@@ -286,8 +286,10 @@ conformance! {
         assert!(store.snapshots(ann).expect("snapshots").is_empty());
         assert_eq!(store.usage(ann).expect("usage"), 0, "its packs are released");
         assert_eq!(store.conn().usage_summed(ann).expect("sum"), 0);
-        let deleting: Vec<PackId> = store.shards_to_delete(10).expect("to delete").iter().map(|d| d.0).collect();
-        assert_eq!(deleting, [pid(1)]);
+        // Released at 200: its shards stay on their hosts for the release grace.
+        let due = |by| store.shards_to_delete(10, by).expect("to delete").iter().map(|d| d.0).collect::<Vec<_>>();
+        assert_eq!(due(199), [], "within the release grace");
+        assert_eq!(due(200), [pid(1)]);
 
         assert_eq!(store.get_object(bob, "a").expect("get").expect("bob's").0.version, 1);
         assert_eq!(store.usage(bob).expect("usage"), 64);
@@ -497,7 +499,7 @@ conformance! {
         assert!(store.get_object(ann, "docs/b").expect("get").is_none());
         assert_eq!(names("docs"), ["docs%_/c", "docs/ü'x"]);
         assert_eq!(store.remove_object(ann, "docs/b", 201).expect("remove"), (0, 0));
-        let deleting: Vec<PackId> = store.shards_to_delete(10).expect("to delete").iter().map(|d| d.0).collect();
+        let deleting: Vec<PackId> = store.shards_to_delete(10, u64::MAX).expect("to delete").iter().map(|d| d.0).collect();
         assert_eq!(deleting, [pid(1)]);
         assert_eq!(store.remove_object(ann, "docs/ü'x", 202).expect("remove"), (1, 0));
         assert_eq!(store.list_objects(bob, "").expect("list").len(), 1);

@@ -164,6 +164,7 @@ pub(super) fn drop_unreferenced(tx: &Sql<'_>, user: UserId, chunks: Vec<Vec<u8>>
             tx,
             "id = ?1 AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.pack = packs.id)",
             params![pack],
+            now,
         )?;
     }
     Ok(released)

@@ -56,7 +56,7 @@ pub use reservations::{Reservation, ReserveError, Reserved};
 use sql::{Backend, Sql, SqlError};
 pub use transfer::{Moved, TransferError};
 
-const SCHEMA_VERSION: i64 = 17;
+const SCHEMA_VERSION: i64 = 18;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -198,7 +198,9 @@ CREATE TABLE IF NOT EXISTS packs (
     state TEXT NOT NULL,
     created INTEGER NOT NULL,
     spread INTEGER NOT NULL DEFAULT 0,
-    tolerance INTEGER NOT NULL DEFAULT 0
+    tolerance INTEGER NOT NULL DEFAULT 0,
+    -- When the pack was released (state 'deleting'): its shards stay for the release grace.
+    released INTEGER
 );
 CREATE INDEX IF NOT EXISTS packs_crowded ON packs(spread) WHERE spread > 1;
 -- Released packs, for the deleter (every 2 s): without it, finding none read every pack.
@@ -471,6 +473,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // An object version's sealed attributes (the S3 gateway's ETag, content type and user
     // metadata), listed with it: opaque to the coordinator.
     (16, "ALTER TABLE objects ADD COLUMN meta BLOB"),
+    // When a pack was released: its shards stay on their hosts for the release grace, so
+    // that reads under way end as they began. Packs released before count as long ago.
+    (17, "ALTER TABLE packs ADD COLUMN released INTEGER"),
 ];
 
 /// A catalog failure.
@@ -995,20 +1000,30 @@ fn record_pack(tx: &Sql<'_>, p: &NewPack<'_>, now: u64) -> Result<(), StoreError
         }
     }
     for old in emptied {
-        release_packs(tx, "id = ?1 AND NOT EXISTS (SELECT 1 FROM chunks WHERE pack = ?1)", params![&old])?;
+        release_packs(tx, "id = ?1 AND NOT EXISTS (SELECT 1 FROM chunks WHERE pack = ?1)", params![&old], now)?;
     }
     Ok(())
 }
 
-/// Releases live packs for deletion (`state = 'deleting'`): those `filter` (a condition on
-/// `packs`, with parameters `params`) selects, taking what they hold off their owners' usage.
-/// Returns how many.
-pub(crate) fn release_packs(conn: &Sql<'_>, filter: &str, params: &[&dyn sql::Param]) -> Result<u64, SqlError> {
+/// Releases live packs for deletion (`state = 'deleting'`, released `now`): those `filter`
+/// (a condition on `packs`, with parameters `params`) selects, taking what they hold off their
+/// owners' usage at once. Returns how many.
+pub(crate) fn release_packs(
+    conn: &Sql<'_>,
+    filter: &str,
+    params: &[&dyn sql::Param],
+    now: u64,
+) -> Result<u64, SqlError> {
+    let now = now as i64;
+    let mut all = params.to_vec();
+    all.push(&now);
     let released: Vec<(i64, Vec<u8>, i64, i64)> = conn.query_map(
         &format!(
-            "UPDATE packs SET state = 'deleting' WHERE state = 'live' AND {filter} RETURNING user, id, shard_size * (k + m), size"
+            "UPDATE packs SET state = 'deleting', released = ?{} WHERE state = 'live' AND {filter}
+             RETURNING user, id, shard_size * (k + m), size",
+            all.len()
         ),
-        params,
+        &all,
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )?;
     for (user, pack, bytes, logical) in &released {
@@ -1660,16 +1675,22 @@ impl Store {
     /// whether a pack not being deleted still places the same shard on the same host, in
     /// which case only the row is forgotten and the host keeps the bytes). Catalogs from
     /// before receipts may hold such pairs; a shard is deleted only when nothing needs it.
+    /// Only packs released at or before `released_by` count: the others are within the
+    /// release grace.
     #[allow(clippy::type_complexity)]
-    pub fn shards_to_delete(&self, limit: usize) -> Result<Vec<(PackId, u8, ShardId, HostId, bool)>, StoreError> {
+    pub fn shards_to_delete(
+        &self,
+        limit: usize,
+        released_by: u64,
+    ) -> Result<Vec<(PackId, u8, ShardId, HostId, bool)>, StoreError> {
         self.read(|conn| {
             let rows = conn.query_map(
                 "SELECT s.pack, s.idx, s.hash, s.host,
                         EXISTS (SELECT 1 FROM shards s2 JOIN packs p2 ON p2.id = s2.pack
                                 WHERE s2.host = s.host AND s2.hash = s.hash AND p2.state != 'deleting')
                  FROM shards s JOIN packs p ON p.id = s.pack
-                 WHERE p.state = 'deleting' LIMIT ?1",
-                params![limit as i64],
+                 WHERE p.state = 'deleting' AND COALESCE(p.released, 0) <= ?2 LIMIT ?1",
+                params![limit as i64, released_by.min(i64::MAX as u64) as i64],
                 |r| {
                     Ok((
                         PackId::from_bytes(r.get::<[u8; 32]>(0)?),

@@ -926,7 +926,7 @@ mod tests {
                 params![&[2u8; 32][..], &[7u8; 32][..], host.0 as i64],
             )
             .expect("sql");
-            let todo = store.shards_to_delete(10).expect("to delete");
+            let todo = store.shards_to_delete(10, u64::MAX).expect("to delete");
             assert_eq!(todo.len(), 1);
             assert!(todo[0].4, "pack 1 still needs the shard: only the row goes");
         }

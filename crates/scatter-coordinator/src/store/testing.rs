@@ -89,9 +89,10 @@ impl Raw<'_> {
         self.0.write(|c| Ok(c.execute(sql, params)?))
     }
 
-    /// Releases a live pack for deletion as the store does; returns how many were.
-    pub fn release(&self, pack: &scatter_core::PackId) -> Result<u64, StoreError> {
-        self.0.write(|c| Ok(super::release_packs(c, "id = ?1", params![pack.as_bytes()])?))
+    /// Releases a live pack for deletion as the store does, at time `now`; returns how many
+    /// were.
+    pub fn release(&self, pack: &scatter_core::PackId, now: u64) -> Result<u64, StoreError> {
+        self.0.write(|c| Ok(super::release_packs(c, "id = ?1", params![pack.as_bytes()], now)?))
     }
 
     /// What the user's live packs take on hosts, summed from them: what the usage counters
