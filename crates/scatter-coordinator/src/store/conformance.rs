@@ -297,6 +297,26 @@ conformance! {
         assert!(!store.remove_user(UserId(999), 201).expect("no such user"));
     }
 
+    fn released_data_beyond_the_quota_has_no_grace() {
+        // A released pack stays on its hosts for the grace without counting against its
+        // owner's quota; churning past the quota must not hold more than that on hosts.
+        let (_guard, store) = catalog();
+        let ann = user(&store, 1, "ann", Role::User, Some(150), None);
+        let h = host(&store, 1, 0);
+        let s = store.add_session(ann, b"k", 0, 100).expect("session");
+        for n in 1..=3 {
+            Pack::new(n, 1, &[h]).commit(&store, ann, s, 1);
+        }
+        let due = |by| store.shards_to_delete(10, by).expect("to delete").iter().map(|d| d.0).collect::<Vec<_>>();
+        assert_eq!(store.conn().release(&pid(1), 50).expect("release"), 1);
+        assert_eq!(store.conn().release(&pid(2), 60).expect("release"), 1);
+        assert_eq!(due(49), [], "128 bytes released, within the quota of 150: both in the grace");
+        assert_eq!(store.conn().release(&pid(3), 70).expect("release"), 1);
+        let mut gone = due(0);
+        gone.sort();
+        assert_eq!(gone, [pid(1), pid(2), pid(3)], "192 bytes released, past the quota: no grace");
+    }
+
     fn a_policy_is_stored_replaced_and_cleared() {
         let (_guard, store) = catalog();
         let ann = user(&store, 1, "ann", Role::User, None, None);

@@ -1008,6 +1008,10 @@ fn record_pack(tx: &Sql<'_>, p: &NewPack<'_>, now: u64) -> Result<(), StoreError
 /// Releases live packs for deletion (`state = 'deleting'`, released `now`): those `filter`
 /// (a condition on `packs`, with parameters `params`) selects, taking what they hold off their
 /// owners' usage at once. Returns how many.
+///
+/// Their shards stay on their hosts for the release grace, outside the quota; an owner whose
+/// packs waiting for deletion would hold more than its quota gets no grace for any of them,
+/// so deleting and storing again cannot hold more than twice the quota on hosts.
 pub(crate) fn release_packs(
     conn: &Sql<'_>,
     filter: &str,
@@ -1028,6 +1032,24 @@ pub(crate) fn release_packs(
     )?;
     for (user, pack, bytes, logical) in &released {
         stored(conn, *user, pack, -1, -bytes, -logical)?;
+    }
+    let owners: std::collections::BTreeSet<i64> = released.iter().map(|r| r.0).collect();
+    for user in owners {
+        let Some(quota) = conn
+            .query_opt("SELECT quota FROM users WHERE id = ?1", params![user], |r| r.get::<Option<i64>>(0))?
+            .flatten()
+        else {
+            continue;
+        };
+        let waiting: i64 = conn.query_row(
+            "SELECT CAST(COALESCE(SUM(shard_size * (k + m)), 0) AS BIGINT) FROM packs
+             WHERE user = ?1 AND state = 'deleting' AND released > 0",
+            params![user],
+            |r| r.get(0),
+        )?;
+        if waiting > quota {
+            conn.execute("UPDATE packs SET released = 0 WHERE user = ?1 AND state = 'deleting'", params![user])?;
+        }
     }
     Ok(released.len() as u64)
 }
