@@ -92,7 +92,7 @@ pub fn describe_grid(g: &GridInfo) -> String {
     };
     let crowded = match g.crowded_packs {
         0 => String::new(),
-        n => format!(" {n} pack(s) placed under a looser rule are being re-spread."),
+        n => format!(" {n} pack(s) placed under a looser rule, or with a zone down, are being re-spread."),
     };
     format!("{rule} New data is coded {}+{}. {packs}{crowded}", g.data, g.parity)
 }

@@ -157,6 +157,47 @@ async fn packs_are_re_spread_when_the_grid_grows() {
     env.get_and_compare("data", &file);
 }
 
+/// Packs placed while a zone was down crowd the zones that were up; once it is back they are
+/// re-spread, so that a whole zone can go again. Six hosts in three zones (hosts 0 and 3 in
+/// zone-0, 1 and 4 in zone-1, 2 and 5 in zone-2) at f = 1: two shards per host at most, and
+/// with every zone up two per zone. With zone-0 down, a 4+2 pack goes three and three into
+/// the other two zones, and losing either of them then would lose it.
+#[tokio::test(flavor = "multi_thread")]
+async fn packs_placed_while_a_zone_was_down_are_re_spread_over_zones() {
+    let opts = GridOptions {
+        passphrase: "test passphrase".into(),
+        coordinator_args: vec!["--tolerate".into(), "1".into()],
+        ..Default::default()
+    };
+    let mut env = grid_with(6, opts).await;
+    env.grid.kill_host(0);
+    env.grid.kill_host(3);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while grid_info(&env)["domains"].as_u64() != Some(4) {
+        assert!(std::time::Instant::now() < deadline, "the stopped hosts never went offline");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let file = env.write_random("data", 3 << 20, 8);
+    env.put(&file, "data");
+    for i in [0, 3] {
+        env.grid.start_host(i).expect("host restarts");
+    }
+    env.grid.wait_online(6, Duration::from_secs(30)).await.expect("online");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let g = grid_info(&env);
+        if g["crowded_packs"] == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "packs were not re-spread over the zones: {g}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Zone-1 goes whole.
+    env.grid.kill_host(1);
+    env.grid.kill_host(4);
+    env.get_and_compare("data", &file);
+}
+
 /// Shards each host holds, by host index (host ids start at 1, in start order).
 fn shards_by_host(env: &Env) -> Vec<u64> {
     let status: serde_json::Value = serde_json::from_str(&env.ok(&["status", "--json"])).expect("status JSON");

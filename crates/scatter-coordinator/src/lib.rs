@@ -183,8 +183,9 @@ pub(crate) struct Shared {
     /// pack is committed or a shard moves.
     pub spread: std::sync::Mutex<Option<(std::time::Instant, Option<u32>, u64)>>,
     /// The tolerance of the last repair pass, whether packs placed under a looser rule may
-    /// remain (looking for them reads every shard's row, so only then), and passes counted.
-    pub respread: std::sync::Mutex<(u8, bool, u32)>,
+    /// remain (looking for them reads every pack's row, so only then), passes counted, and
+    /// the zones up in the last pass.
+    pub respread: std::sync::Mutex<(u8, bool, u32, usize)>,
     pub request_times: scatter_proto::metrics::RequestTimes,
     /// Checks of shards clients reported bad.
     pub report_checks: audit::ReportChecks,
@@ -465,7 +466,7 @@ pub async fn run(
             hex::encode(b)
         },
         spread: Default::default(),
-        respread: std::sync::Mutex::new((0, true, 0)),
+        respread: std::sync::Mutex::new((0, true, 0, 0)),
         request_times: Default::default(),
         report_checks: Default::default(),
         http: scatter_net::http_client(fingerprint, scatter_net::Peer::Host)

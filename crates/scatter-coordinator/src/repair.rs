@@ -84,22 +84,26 @@ async fn pass(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::S
     waits.truncate(5);
     let f2 = fence.clone();
     shared.catalog(move |s| s.set_repair_waits(&waits, Some(&f2), now())).await?;
-    // With repair done, packs placed under a looser rule (a smaller grid) are re-spread.
-    // Finding them reads every shard's row, so it is done when the rule tightened, again
-    // while the last search found a full batch, and every RESPREAD_EVERY passes (for packs
-    // that could not move when last tried).
+    // With repair done, packs placed under a looser rule (a smaller grid, or with a zone
+    // down) are re-spread. Finding them reads every pack's row, so it is done when the rule
+    // tightened or more zones are up, again while the last search found a full batch, and
+    // every RESPREAD_EVERY passes (for packs that could not move when last tried).
+    let zones = crate::room::zones_up(shared, &hosts);
     let look = {
         let mut respread = shared.respread.lock().unwrap_or_else(|p| p.into_inner());
         respread.2 = respread.2.wrapping_add(1);
-        if f > respread.0 || respread.2.is_multiple_of(RESPREAD_EVERY) {
+        if f > respread.0 || zones > respread.3 || respread.2.is_multiple_of(RESPREAD_EVERY) {
             respread.1 = true;
         }
         respread.0 = f;
+        respread.3 = zones;
         respread.1
     };
     if degraded < PACKS_PER_PASS && look {
         let limit = PACKS_PER_PASS - degraded;
-        let crowded = shared.catalog(move |s| s.crowded_packs(f, limit)).await?;
+        let codes = shared.catalog(|s| s.codes()).await?;
+        let caps = crate::room::zone_caps(shared, &hosts, f, &codes);
+        let crowded = shared.catalog(move |s| s.crowded_packs(f, &caps, limit)).await?;
         shared.respread.lock().unwrap_or_else(|p| p.into_inner()).1 = crowded.len() == limit;
         for pack in crowded {
             match repair(shared, &hosts, cutoff, &pack, f, fence).await {
@@ -114,6 +118,15 @@ async fn pass(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::S
 
 /// A pack's shard as the catalog places it: (index, id, host, state).
 type ShardRow = (u8, ShardId, HostId, ShardState);
+
+/// The hosts holding `shards`, as a placement counts them.
+fn held_on<'a>(shards: &[&ShardRow], host: impl Fn(HostId) -> Option<&'a HostRow>) -> Vec<Held<'a>> {
+    shards
+        .iter()
+        .filter_map(|(_, _, h, _)| host(*h))
+        .map(|h| Held { host: h.id, domain: h.domain(), zone: h.zone.as_str() })
+        .collect()
+}
 
 fn healthy(host: Option<&HostRow>, state: ShardState, cutoff: u64) -> bool {
     state == ShardState::Ok && host.is_some_and(|h| h.last_seen >= cutoff && h.state == Standing::Active)
@@ -181,8 +194,29 @@ async fn repair(
         *n += 1;
         *n <= per_domain
     });
+    let candidates: Vec<_> = {
+        let (sh, hosts) = (shared.clone(), hosts.to_vec());
+        shared.catalog(move |s| crate::room::candidates(&sh, s, &hosts)).await.map_err(|e| e.to_string())?
+    };
+    // A zone holding more than a placement on the hosts up now would give it (one was down
+    // when the pack was placed or repaired) gives up the rest, if the others can take them;
+    // unless a placement policy chose the pack's zones.
+    let zone_cap = if pack.narrowed {
+        usize::MAX
+    } else {
+        let leaving: HashSet<HostId> = bad.iter().chain(&crowded).map(|(_, _, h, _)| *h).collect();
+        let others: Vec<_> = candidates.iter().filter(|c| !leaving.contains(&c.host)).cloned().collect();
+        crate::placement::limits(layout.total(), per_domain, &others, pack.shard_size, &held_on(&keep, host)).per_zone
+    };
+    let mut in_zone: HashMap<&str, usize> = HashMap::new();
+    let (keep, zone_crowded): (Vec<&ShardRow>, Vec<&ShardRow>) = keep.into_iter().partition(|(_, _, h, _)| {
+        let Some(row) = host(*h) else { return true };
+        let n = in_zone.entry(row.zone.as_str()).or_default();
+        *n += 1;
+        *n <= zone_cap
+    });
     // Missing shards first: they are what endangers the pack.
-    let moving: Vec<&ShardRow> = bad.iter().chain(&crowded).copied().collect();
+    let moving: Vec<&ShardRow> = bad.iter().chain(&crowded).chain(&zone_crowded).copied().collect();
     if moving.is_empty() {
         return Ok(0);
     }
@@ -228,16 +262,8 @@ async fn repair(
     let mut unusable: HashSet<HostId> =
         shared.catalog(move |s| s.hosts_holding(&id, &hashes)).await.map_err(|e| e.to_string())?.into_iter().collect();
     unusable.extend(moving.iter().map(|(_, _, h, _)| *h));
-    let candidates: Vec<_> = {
-        let (sh, hosts) = (shared.clone(), hosts.to_vec());
-        shared.catalog(move |s| crate::room::candidates(&sh, s, &hosts)).await.map_err(|e| e.to_string())?
-    };
     let candidates: Vec<_> = candidates.into_iter().filter(|c| !unusable.contains(&c.host)).collect();
-    let held: Vec<Held<'_>> = keep
-        .iter()
-        .filter_map(|(_, _, h, _)| host(*h))
-        .map(|h| Held { host: h.id, domain: h.domain(), zone: h.zone.as_str() })
-        .collect();
+    let held = held_on(&keep, host);
     let limits = crate::placement::limits(layout.total(), per_domain, &candidates, pack.shard_size, &held);
     let ids: Vec<ShardId> = moving.iter().map(|(_, shard, _, _)| *shard).collect();
     // Place as many as the rule allows now: a pack missing two shards is better off with one

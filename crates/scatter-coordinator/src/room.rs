@@ -70,6 +70,40 @@ pub fn candidates(sh: &Shared, store: &Store, hosts: &[HostRow]) -> Result<Vec<C
     Ok(room(sh, hosts, &store.reserved_by_host(now())?))
 }
 
+/// Zones with an active host heard from within the offline grace.
+pub fn zones_up(sh: &Shared, hosts: &[HostRow]) -> usize {
+    let mut zones: Vec<&str> = hosts
+        .iter()
+        .filter(|h| matches!(host_state(sh, h), HostState::Online | HostState::Suspect))
+        .map(|h| h.zone.as_str())
+        .collect();
+    zones.sort_unstable();
+    zones.dedup();
+    zones.len()
+}
+
+/// For each code in `codes`, the most shards of one of its packs a zone should hold under
+/// tolerance `f`, given the zones and domains of the active hosts heard from within the
+/// offline grace: what a placement on these hosts would aim for (see
+/// [`crate::placement::zone_cap`]). A pack holding more in one zone is re-spread; whether
+/// the hosts' room allows it is the repair's to find.
+pub fn zone_caps(sh: &Shared, hosts: &[HostRow], f: u8, codes: &[(u8, u8)]) -> Vec<crate::store::ZoneCap> {
+    let mut pairs: Vec<(&str, Domain)> = hosts
+        .iter()
+        .filter(|h| matches!(host_state(sh, h), HostState::Online | HostState::Suspect))
+        .map(|h| (h.zone.as_str(), h.domain()))
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    codes
+        .iter()
+        .map(|&(k, m)| {
+            let per_domain = durability::per_domain(k, m, f).unwrap_or(1);
+            (k, m, crate::placement::zone_cap(usize::from(k) + usize::from(m), per_domain, &pairs))
+        })
+        .collect()
+}
+
 /// f, whether it follows the grid's size, and the failure domains of active hosts heard
 /// from within the offline grace. Counting only those keeps writes and repair going while
 /// a host is down (a 6-host grid with one down stores at f = 1 instead of refusing); the

@@ -109,6 +109,7 @@ pub(super) async fn place(State(sh): S, headers: HeaderMap, Body(req): Body<Plac
         }
     }
     let (caller_id, owner) = (u.me, u.id);
+    let narrowed = policies.iter().any(|p| !p.is_empty());
     let strict = per_domain;
     let some_down = !req.exclude.is_empty()
         || hosts.iter().any(|h| h.state == Standing::Active && host_state(&sh, h) != HostState::Online);
@@ -151,6 +152,7 @@ pub(super) async fn place(State(sh): S, headers: HeaderMap, Body(req): Body<Plac
                         code: (req.k, req.m),
                         per_domain,
                         expires,
+                        narrowed,
                     };
                     (reservation, Target { index, host, address, grant })
                 })
@@ -337,7 +339,9 @@ async fn pack_spread(sh: &Arc<Shared>, hosts: &[HostRow], f: u8) -> Result<(Opti
         .iter()
         .map(|h| (h.id, (h.domain(), h.state == crate::store::Standing::Active && h.last_seen >= cutoff)))
         .collect();
-    let (mut lowest, crowded, damaged) = db(sh, move |s| s.spread_summary(f, cutoff)).await?;
+    let codes = db(sh, |s| s.codes()).await?;
+    let caps = crate::room::zone_caps(sh, hosts, f, &codes);
+    let (mut lowest, crowded, damaged) = db(sh, move |s| s.spread_summary(f, &caps, cutoff)).await?;
     for (k, _, shards) in damaged {
         let mut held: HashMap<Domain, usize> = HashMap::new();
         for (host, ok) in shards {

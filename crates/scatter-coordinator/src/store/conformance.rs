@@ -650,13 +650,21 @@ conformance! {
         release_pack(&store, 4);
 
         let crowded = |f, limit| -> Vec<PackId> {
-            store.crowded_packs(f, limit).expect("crowded").iter().map(|p| p.id).collect()
+            store.crowded_packs(f, &[], limit).expect("crowded").iter().map(|p| p.id).collect()
         };
         assert_eq!(crowded(1, 10), [pid(3)], "m / 1 = 2 per domain");
         assert_eq!(crowded(2, 10), [pid(3), pid(1)], "m / 2 = 1 per domain, oldest first");
         assert_eq!(crowded(2, 1), [pid(3)]);
         assert!(crowded(0, 10).is_empty(), "no rule without domains");
-        let listed = store.crowded_packs(2, 10).expect("crowded");
+        // Every host is in one zone: a pack whose zone holds more than its code's cap is
+        // crowded too.
+        let zoned = |caps: &[(u8, u8, usize)]| -> Vec<PackId> {
+            store.crowded_packs(1, caps, 10).expect("crowded").iter().map(|p| p.id).collect()
+        };
+        assert_eq!(zoned(&[(2, 2, 3)]), [pid(3), pid(1)], "4 shards of 2+2 in a zone that should hold 3");
+        assert_eq!(zoned(&[(2, 2, 4)]), [pid(3)]);
+        assert_eq!(zoned(&[(2, 1, 2), (2, 2, 4)]), [pid(2), pid(3)], "the cap is per code");
+        let listed = store.crowded_packs(2, &[], 10).expect("crowded");
         assert_eq!(
             view(&listed)[1],
             (pid(1), 128, 2, 2, 64, 4, vec![(0, a[0], "ok"), (1, a[1], "ok"), (2, c[0], "ok"), (3, c[1], "ok")])
@@ -667,7 +675,7 @@ conformance! {
 
     fn the_spread_summary_reads_kept_spreads_and_only_damaged_packs_shards() {
         let (_guard, store) = catalog();
-        assert_eq!(store.spread_summary(1, 0).expect("summary"), (None, 0, vec![]));
+        assert_eq!(store.spread_summary(1, &[], 0).expect("summary"), (None, 0, vec![]));
         let ann = user(&store, 1, "ann", Role::User, None, None);
         let h: Vec<HostId> = (1..=3).map(|n| host(&store, n, 0)).collect();
         let s = store.add_session(ann, b"k", 0, 100).expect("session");
@@ -682,7 +690,7 @@ conformance! {
         // Released packs do not count.
         Pack::new(0x7f, 1, &[h[1], h[1]]).commit(&store, ann, s, 1);
         release_pack(&store, 0x7f);
-        let (lowest, crowded, mut damaged) = store.spread_summary(1, 0).expect("summary");
+        let (lowest, crowded, mut damaged) = store.spread_summary(1, &[], 0).expect("summary");
         for (_, _, shards) in &mut damaged {
             shards.sort();
         }
@@ -692,11 +700,13 @@ conformance! {
             damaged,
             [(1, 1, vec![(h[0], false), (h[1], true)]), (2, 1, vec![(h[0], true), (h[1], true), (h[2], false)])]
         );
-        assert_eq!(store.spread_summary(0, 0).expect("summary").1, 0, "nothing is crowded at f = 0");
+        assert_eq!(store.spread_summary(0, &[], 0).expect("summary").1, 0, "nothing is crowded at f = 0");
+        let zoned = store.spread_summary(1, &[(1, 1, 1)], 0).expect("summary").1;
+        assert_eq!(zoned, 2, "and the other 1+1, its two shards in one zone, when a zone should hold one");
         // Repair moves the doubled shard to its own host: spread and tolerance follow.
         let m = ShardMove { pack: &pid(0x20), index: 1, from: h[0], to: h[2], receipt: "r" };
         assert!(store.move_shard(m, 2, None).expect("move"));
-        let (lowest, crowded, _) = store.spread_summary(1, 0).expect("summary");
+        let (lowest, crowded, _) = store.spread_summary(1, &[], 0).expect("summary");
         assert_eq!((lowest, crowded), (Some(1), 0));
     }
 
@@ -834,6 +844,8 @@ conformance! {
                 code: (2, 1),
                 per_domain: 1,
                 expires: 500,
+                // One of them placed under a placement policy.
+                narrowed: i == 0,
             })
             .collect();
         store.reserve(alice, alice, 10, |_| Ok::<_, ()>((placements.clone(), ()))).expect("place");
@@ -903,5 +915,9 @@ conformance! {
         assert!(store.pack_exists(&pid(1)).expect("exists"));
         // A retried commit of a recorded pack succeeds without looking at placements.
         store.commit_placed_pack(alice, &pack(session), |_| Err("looked"), 30).expect("a retried commit");
+        // Its three shards share one zone, but a placement policy chose that: not re-spread.
+        assert!(store.crowded_packs(1, &[(2, 1, 1)], 10).expect("crowded").is_empty());
+        let degraded = store.degraded_packs(1_000_000, 10).expect("degraded");
+        assert!(!degraded.is_empty() && degraded.iter().all(|p| p.narrowed), "{degraded:?}");
     }
 }

@@ -51,7 +51,7 @@ pub use hosts::{Beat, NewHost, MAX_SERVED_PER_SEC};
 pub use leases::Fence;
 pub use locks::Expired;
 pub use metering::BillingError;
-pub use repair::{DegradedPack, Health, Reconciled, ShardMove};
+pub use repair::{DegradedPack, Health, Reconciled, ShardMove, ZoneCap};
 pub use reservations::{Reservation, ReserveError, Reserved};
 use sql::{Backend, Sql, SqlError};
 pub use transfer::{Moved, TransferError};
@@ -105,6 +105,8 @@ CREATE TABLE IF NOT EXISTS reservations (
     m INTEGER NOT NULL,
     per_domain INTEGER NOT NULL,
     expires INTEGER NOT NULL,
+    -- Placed under a placement policy: the pack keeps the zones its policy chose.
+    narrowed INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (host, shard, caller)
 );
 CREATE INDEX IF NOT EXISTS reservations_by_caller ON reservations(caller);
@@ -200,7 +202,11 @@ CREATE TABLE IF NOT EXISTS packs (
     spread INTEGER NOT NULL DEFAULT 0,
     tolerance INTEGER NOT NULL DEFAULT 0,
     -- When the pack was released (state 'deleting'): its shards stay for the release grace.
-    released INTEGER
+    released INTEGER,
+    -- The most shards of the pack one zone holds.
+    zone_spread INTEGER NOT NULL DEFAULT 0,
+    -- Placed under a placement policy: not re-spread over zones the policy may exclude.
+    narrowed INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS packs_crowded ON packs(spread) WHERE spread > 1;
 -- Released packs, for the deleter (every 2 s): without it, finding none read every pack.
@@ -475,7 +481,16 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (16, "ALTER TABLE objects ADD COLUMN meta BLOB"),
     // When a pack was released: its shards stay on their hosts for the release grace, so
     // that reads under way end as they began. Packs released before count as long ago.
-    (17, "ALTER TABLE packs ADD COLUMN released INTEGER"),
+    // And the most shards of a pack one zone holds, measured below, so that packs placed
+    // while a zone was down are re-spread once it is back, unless a placement policy chose
+    // their zones (`narrowed`, carried from the placements to the pack).
+    (
+        17,
+        "ALTER TABLE packs ADD COLUMN released INTEGER;
+         ALTER TABLE packs ADD COLUMN zone_spread INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE packs ADD COLUMN narrowed INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE reservations ADD COLUMN narrowed INTEGER NOT NULL DEFAULT 0",
+    ),
 ];
 
 /// A catalog failure.
@@ -875,28 +890,32 @@ fn stored(conn: &Sql<'_>, user: i64, pack: &[u8], packs: i64, bytes: i64, logica
 }
 
 /// Measures how `pack`'s shards spread over failure domains (a host on its own, or all hosts
-/// of one operator not declared independent) and records it with the pack: the most shards
-/// one domain holds, and how many domains it survives losing with every shard intact. Runs
-/// in the transaction that places or moves a shard, so the two columns are always current.
+/// of one operator not declared independent) and zones, and records it with the pack: the
+/// most shards one domain holds, how many domains it survives losing with every shard
+/// intact, and the most shards one zone holds. Runs in the transaction that places or moves
+/// a shard, so the three columns are always current.
 pub(crate) fn measure_spread(conn: &Sql<'_>, pack: &[u8]) -> Result<(), SqlError> {
-    let shards: Vec<i64> = conn.query_map(
-        "SELECT CASE WHEN h.operator IS NOT NULL AND COALESCE(o.independent, 0) = 0 THEN -h.operator ELSE h.id END
+    let shards: Vec<(i64, String)> = conn.query_map(
+        "SELECT CASE WHEN h.operator IS NOT NULL AND COALESCE(o.independent, 0) = 0 THEN -h.operator ELSE h.id END, h.zone
          FROM shards s JOIN hosts h ON h.id = s.host LEFT JOIN operators o ON o.id = h.operator WHERE s.pack = ?1",
         params![pack],
-        |r| r.get(0),
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     let k: Option<i64> = conn.query_opt("SELECT k FROM packs WHERE id = ?1", params![pack], |r| r.get(0))?;
     let Some(k) = k else { return Ok(()) };
     let mut per_domain: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
-    for domain in shards {
+    let mut per_zone: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (domain, zone) in shards {
         *per_domain.entry(domain).or_default() += 1;
+        *per_zone.entry(zone).or_default() += 1;
     }
     let held: Vec<usize> = per_domain.into_values().collect();
     let spread = held.iter().copied().max().unwrap_or(0);
     let tolerance = crate::durability::tolerance(&held, k as usize).unwrap_or(0);
+    let zone_spread = per_zone.into_values().max().unwrap_or(0);
     conn.execute(
-        "UPDATE packs SET spread = ?2, tolerance = ?3 WHERE id = ?1",
-        params![pack, spread as i64, i64::from(tolerance)],
+        "UPDATE packs SET spread = ?2, tolerance = ?3, zone_spread = ?4 WHERE id = ?1",
+        params![pack, spread as i64, i64::from(tolerance), zone_spread as i64],
     )?;
     Ok(())
 }
@@ -1196,9 +1215,10 @@ impl Store {
                     params![],
                 )?;
             }
-            if version.is_some_and(|v| v <= 11) {
-                // Packs from before spreads were kept: measured once, here.
-                let packs: Vec<Vec<u8>> = c.query_map("SELECT id FROM packs WHERE spread = 0", params![], |r| r.get(0))?;
+            if version.is_some_and(|v| v <= 17) {
+                // Packs from before spreads (and zone spreads) were kept: measured once, here.
+                let packs: Vec<Vec<u8>> =
+                    c.query_map("SELECT id FROM packs WHERE zone_spread = 0", params![], |r| r.get(0))?;
                 for pack in packs {
                     measure_spread(c, &pack)?;
                 }
@@ -1501,7 +1521,11 @@ impl Store {
             }
             let reserved = reservations::take(tx, caller, &keys, now)?;
             check(&reserved).map_err(ReserveError::Refused)?;
-            record_pack(tx, p, now).map_err(ReserveError::Store)
+            record_pack(tx, p, now).map_err(ReserveError::Store)?;
+            if reserved.iter().flatten().any(|r| r.narrowed) {
+                tx.execute("UPDATE packs SET narrowed = 1 WHERE id = ?1", params![&p.id.as_bytes()[..]])?;
+            }
+            Ok(())
         })
     }
 

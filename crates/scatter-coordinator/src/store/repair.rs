@@ -26,6 +26,8 @@ pub struct DegradedPack {
     pub shard_size: u64,
     /// Healthy shards.
     pub healthy: usize,
+    /// Placed under a placement policy, which chose its zones.
+    pub narrowed: bool,
     /// Every shard: (index, id, host, state).
     pub shards: Vec<(u8, ShardId, HostId, ShardState)>,
 }
@@ -78,6 +80,7 @@ struct Suspect {
     shard_size: u64,
     created: i64,
     healthy: usize,
+    narrowed: bool,
 }
 
 /// Live packs that may be damaged: a shard not `ok`, or on a host that is not active or not
@@ -109,7 +112,7 @@ fn suspects(conn: &Sql<'_>, cutoff: u64) -> Result<Vec<Suspect>, StoreError> {
     let ids: Vec<[u8; 32]> = ids.into_iter().collect();
     let marks: Vec<String> = (0..IDS_PER_STATEMENT).map(|i| format!("?{}", i + 2)).collect();
     let stmt = format!(
-        "SELECT p.id, p.size, p.k, p.m, p.shard_size, p.created, {HEALTHY} FROM packs p
+        "SELECT p.id, p.size, p.k, p.m, p.shard_size, p.created, {HEALTHY}, p.narrowed FROM packs p
          WHERE p.state = 'live' AND p.id IN ({})",
         marks.join(", ")
     );
@@ -128,6 +131,7 @@ fn suspects(conn: &Sql<'_>, cutoff: u64) -> Result<Vec<Suspect>, StoreError> {
                 shard_size: r.get::<i64>(4)? as u64,
                 created: r.get(5)?,
                 healthy: r.get::<i64>(6)? as usize,
+                narrowed: r.get::<i64>(7)? != 0,
             });
             Ok(())
         })?;
@@ -194,13 +198,27 @@ fn note_unknown(
     Ok(())
 }
 
-/// Live packs where one failure domain holds more than ⌊m / ?1⌋ (at least one) of the
-/// shards: `spread > max(⌊m/f⌋, 1)`, which for integers is `spread > 1 AND spread·f > m`.
-/// Found through the partial index on packs spread over fewer domains than shards.
-const CROWDED: &str = "SELECT p.id, p.size, p.k, p.m, p.shard_size, p.k + p.m FROM packs p
-                       WHERE p.spread > 1 AND p.spread * ?1 > p.m AND p.state = 'live'";
+/// A code in use and the most shards of one of its packs a zone should hold, given the
+/// zones and domains of the hosts up: (k, m, cap).
+pub type ZoneCap = (u8, u8, usize);
 
-/// Packs selected as (id, size, k, m, shard size, healthy shards), each with its shards.
+/// Live packs where one failure domain holds more than ⌊m / ?1⌋ (at least one) of the
+/// shards: `spread > max(⌊m/f⌋, 1)`, which for integers is `spread > 1 AND spread·f > m`;
+/// or where one zone holds more than its code's cap in `caps` (integers, written into the
+/// statement), unless a placement policy chose the pack's zones.
+fn crowded(caps: &[ZoneCap]) -> String {
+    let zones: String = caps
+        .iter()
+        .map(|(k, m, cap)| format!(" OR (p.k = {k} AND p.m = {m} AND p.zone_spread > {cap} AND p.narrowed = 0)"))
+        .collect();
+    format!(
+        "SELECT p.id, p.size, p.k, p.m, p.shard_size, p.k + p.m, p.narrowed FROM packs p
+         WHERE ((p.spread > 1 AND p.spread * ?1 > p.m){zones}) AND p.state = 'live'"
+    )
+}
+
+/// Packs selected as (id, size, k, m, shard size, healthy shards, narrowed), each with its
+/// shards.
 fn with_shards(conn: &Sql<'_>, sql: &str, params: &[&dyn super::sql::Param]) -> Result<Vec<DegradedPack>, StoreError> {
     let rows = conn.query_map(sql, params, |r| {
         Ok(DegradedPack {
@@ -210,6 +228,7 @@ fn with_shards(conn: &Sql<'_>, sql: &str, params: &[&dyn super::sql::Param]) -> 
             m: r.get(3)?,
             shard_size: r.get::<i64>(4)? as u64,
             healthy: r.get::<i64>(5)? as usize,
+            narrowed: r.get::<i64>(6)? != 0,
             shards: Vec::new(),
         })
     })?;
@@ -243,6 +262,7 @@ impl Store {
                         m: p.m,
                         shard_size: p.shard_size,
                         healthy: p.healthy,
+                        narrowed: p.narrowed,
                         shards: shards_of(conn, &id)?,
                     })
                 })
@@ -251,13 +271,27 @@ impl Store {
     }
 
     /// Live packs where one failure domain holds more than ⌊m / f⌋ (at least one) of the
-    /// shards, at most `limit`: the rule got stricter (the grid grew) since they were placed.
-    pub fn crowded_packs(&self, f: u8, limit: usize) -> Result<Vec<DegradedPack>, StoreError> {
+    /// shards, or one zone more than its code's cap in `caps`, at most `limit`: the rule got
+    /// stricter (the grid grew), or zones came back, since they were placed.
+    pub fn crowded_packs(&self, f: u8, caps: &[ZoneCap], limit: usize) -> Result<Vec<DegradedPack>, StoreError> {
         if f == 0 {
             return Ok(Vec::new());
         }
         self.read(|conn| {
-            with_shards(conn, &format!("{CROWDED} ORDER BY p.created LIMIT ?2"), params![f as i64, limit as i64])
+            with_shards(
+                conn,
+                &format!("{} ORDER BY p.created LIMIT ?2", crowded(caps)),
+                params![f as i64, limit as i64],
+            )
+        })
+    }
+
+    /// The codes (k, m) of live packs.
+    pub fn codes(&self) -> Result<Vec<(u8, u8)>, StoreError> {
+        self.read(|conn| {
+            Ok(conn.query_map("SELECT DISTINCT k, m FROM packs WHERE state = 'live'", params![], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?)
         })
     }
 
@@ -270,6 +304,7 @@ impl Store {
     pub fn spread_summary(
         &self,
         f: u8,
+        caps: &[ZoneCap],
         cutoff: u64,
     ) -> Result<(Option<u32>, u64, Vec<(u8, u8, Vec<(HostId, bool)>)>), StoreError> {
         self.read(|conn| {
@@ -277,9 +312,11 @@ impl Store {
                 conn.query_row("SELECT MIN(tolerance) FROM packs WHERE state = 'live'", params![], |r| r.get(0))?;
             let crowded: i64 = match f {
                 0 => 0,
-                f => conn.query_row(&format!("SELECT COUNT(*) FROM ({CROWDED}) AS c"), params![i64::from(f)], |r| {
-                    r.get(0)
-                })?,
+                f => conn.query_row(
+                    &format!("SELECT COUNT(*) FROM ({}) AS c", crowded(caps)),
+                    params![i64::from(f)],
+                    |r| r.get(0),
+                )?,
             };
             let damaged = suspects(conn, cutoff)?;
             let mut out = Vec::with_capacity(damaged.len());

@@ -37,6 +37,9 @@ pub struct Reservation {
     pub per_domain: usize,
     /// Unix time it lapses.
     pub expires: u64,
+    /// Placed under a placement policy, which chose its zones: its pack is not re-spread
+    /// over zones the policy may exclude.
+    pub narrowed: bool,
 }
 
 /// An upload given back, to delete from its host: (host, shard, hash of its put grant, when
@@ -240,11 +243,11 @@ impl Store {
             let (new, out) = decide(&reserved).map_err(ReserveError::Refused)?;
             for r in &new {
                 tx.execute(
-                    "INSERT INTO reservations (host, shard, caller, owner, bytes, grant_hash, k, m, per_domain, expires)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                    "INSERT INTO reservations (host, shard, caller, owner, bytes, grant_hash, k, m, per_domain, expires, narrowed)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                      ON CONFLICT (host, shard, caller) DO UPDATE SET owner = excluded.owner, bytes = excluded.bytes,
                          grant_hash = excluded.grant_hash, k = excluded.k, m = excluded.m,
-                         per_domain = excluded.per_domain, expires = excluded.expires",
+                         per_domain = excluded.per_domain, expires = excluded.expires, narrowed = excluded.narrowed",
                     params![
                         r.host.0 as i64,
                         &r.shard.as_bytes()[..],
@@ -255,7 +258,8 @@ impl Store {
                         r.code.0,
                         r.code.1,
                         r.per_domain as i64,
-                        r.expires as i64
+                        r.expires as i64,
+                        i64::from(r.narrowed)
                     ],
                 )?;
             }
@@ -319,7 +323,7 @@ pub(super) fn take(
 }
 
 /// The columns [`row`] reads, in its order.
-const COLUMNS: &str = "owner, bytes, grant_hash, k, m, per_domain, expires";
+const COLUMNS: &str = "owner, bytes, grant_hash, k, m, per_domain, expires, narrowed";
 
 /// A reservation of (`host`, `shard`) by `caller` from a row of [`COLUMNS`].
 fn row(r: &super::sql::Row, host: HostId, shard: ShardId, caller: UserId) -> Result<Reservation, SqlError> {
@@ -333,6 +337,7 @@ fn row(r: &super::sql::Row, host: HostId, shard: ShardId, caller: UserId) -> Res
         code: (r.get(3)?, r.get(4)?),
         per_domain: r.get::<i64>(5)? as usize,
         expires: r.get::<i64>(6)? as u64,
+        narrowed: r.get::<i64>(7)? != 0,
     })
 }
 
@@ -351,6 +356,7 @@ mod tests {
             code: (4, 2),
             per_domain: 1,
             expires,
+            narrowed: false,
         }
     }
 
