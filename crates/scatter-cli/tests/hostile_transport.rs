@@ -329,6 +329,58 @@ async fn large_unauthenticated_bodies_do_not_exhaust_the_coordinator() {
     env.ok(&["ls"]);
 }
 
+/// One unauthenticated connection that declares the largest body a route takes (a host
+/// inventory, 64 MiB) and trickles it just above the minimum rate held the whole room such
+/// requests share; every host's heartbeat waited on it, and all went offline within seconds.
+/// Hosts now name themselves in a header, checked before the body, and draw on the room of
+/// authenticated requests.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trickled_unauthenticated_body_does_not_take_hosts_offline() {
+    let env =
+        grid_with(3, scatter_cli::grid::GridOptions { passphrase: "test passphrase".into(), ..Default::default() })
+            .await;
+    let url = format!("{}/v1/hosts/inventory", env.grid.url());
+    let http = client(&env, scatter_net::Peer::Coordinator);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let trickle = {
+        let stop = stop.clone();
+        futures::stream::unfold((), move |()| {
+            let stop = stop.clone();
+            async move {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Some((Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 8 << 10])), ()))
+            }
+        })
+    };
+    let attacker = tokio::spawn(
+        http.post(&url)
+            .header("content-type", "application/json")
+            .header("content-length", (64u64 << 20).to_string())
+            .body(reqwest::Body::wrap_stream(trickle))
+            .send(),
+    );
+    // The offline grace is 4 s and hosts beat every second: 12 s is three graces.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(12) {
+        let status: serde_json::Value = serde_json::from_str(&env.ok(&["status", "--json"])).expect("status JSON");
+        let online = status["hosts"].as_array().expect("hosts").iter().filter(|h| h["state"] == "online").count();
+        assert_eq!(online, 3, "hosts went offline while an unauthenticated body trickled in: {status}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    attacker.abort();
+    // A host header with a wrong secret is refused before anything is read.
+    for value in ["1 not-the-secret", "1", "h1 secret"] {
+        let resp =
+            http.post(&url).header(scatter_proto::api::HOST_HEADER, value).body("{}").send().await.expect("send");
+        assert_eq!(resp.status().as_u16(), 401, "{value}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn trickling_uploads_do_not_starve_readers() {
     let env = grid(6).await;

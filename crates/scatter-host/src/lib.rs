@@ -24,8 +24,8 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use scatter_core::{ByteSize, HostId, ShardId};
 use scatter_net::failover::{Failover, Failure, Repeat};
 use scatter_proto::api::{
-    ErrorBody, HeartbeatRequest, HeartbeatResponse, HostCertRequest, HostCertResponse, HostTerms, InventoryRequest,
-    InventoryResponse, JoinRequest, JoinResponse, ReceiptsRequest,
+    host_header, ErrorBody, HeartbeatRequest, HeartbeatResponse, HostCertRequest, HostCertResponse, HostTerms,
+    InventoryRequest, InventoryResponse, JoinRequest, JoinResponse, ReceiptsRequest, HOST_HEADER,
 };
 use scatter_proto::receipt::{Receipt, SignedReceipt, NO_GRANT};
 use serde::{Deserialize, Serialize};
@@ -444,6 +444,7 @@ const QUIET: Duration = Duration::from_secs(2);
 /// to make the host miss heartbeats and be taken for suspect.
 async fn heartbeats(config: Config, shared: Arc<Shared>, secret: String, address: String, coordinators: Arc<Failover>) {
     let mut outage = Outage::default();
+    let auth = host_header(shared.id, &secret);
     loop {
         let store = shared.store.clone();
         let free = tokio::task::spawn_blocking(move || store.disk_free()).await.unwrap_or(0);
@@ -463,8 +464,9 @@ async fn heartbeats(config: Config, shared: Arc<Shared>, secret: String, address
             terms: config.terms.clone(),
             served,
         };
-        let beat = coordinators
-            .send(Repeat::Safe, |http, base| http.post(format!("{base}/v1/hosts/heartbeat")).json(&req).build());
+        let beat = coordinators.send(Repeat::Safe, |http, base| {
+            http.post(format!("{base}/v1/hosts/heartbeat")).header(HOST_HEADER, &auth).json(&req).build()
+        });
         let failure = match beat.await {
             Ok(r) if r.response.status().is_success() => {
                 let answer: HeartbeatResponse = r.response.json().await.unwrap_or_default();
@@ -584,6 +586,7 @@ async fn report_inventory(
     };
     let held: std::collections::HashSet<ShardId> = shards.iter().map(|(id, _)| *id).collect();
     let (host_id, host_secret) = (shared.id, secret.to_owned());
+    let auth = host_header(host_id, secret);
     let req = match acked.as_ref().filter(|a| a.rounds < ROUNDS_PER_FULL) {
         Some(a) => InventoryRequest {
             host_id,
@@ -600,8 +603,9 @@ async fn report_inventory(
     };
     // Safe to repeat on another coordinator: a change list that reached one already no longer
     // follows the last acknowledgement, so it is refused and a full inventory follows.
-    let sent = coordinators
-        .send(Repeat::Safe, |http, base| http.post(format!("{base}/v1/hosts/inventory")).json(&req).build());
+    let sent = coordinators.send(Repeat::Safe, |http, base| {
+        http.post(format!("{base}/v1/hosts/inventory")).header(HOST_HEADER, &auth).json(&req).build()
+    });
     match sent.await {
         Ok(r) if r.response.status().is_success() => {
             if let Ok(res) = r.response.json::<InventoryResponse>().await {
@@ -649,8 +653,10 @@ async fn send_receipts(shared: &Arc<Shared>, secret: &str, coordinators: &Failov
     }
     let n = receipts.len();
     let req = ReceiptsRequest { host_id: shared.id, host_secret: secret.to_owned(), receipts };
-    let sent =
-        coordinators.send(Repeat::Safe, |http, base| http.post(format!("{base}/v1/hosts/receipts")).json(&req).build());
+    let auth = host_header(shared.id, secret);
+    let sent = coordinators.send(Repeat::Safe, |http, base| {
+        http.post(format!("{base}/v1/hosts/receipts")).header(HOST_HEADER, &auth).json(&req).build()
+    });
     match sent.await {
         Ok(r) if r.response.status().is_success() => {
             tracing::info!(receipts = n, "receipts sent for shards stored before receipts")
@@ -757,13 +763,16 @@ pub async fn earnings(
         .build()
         .map_err(|e| HostError::Serve(std::io::Error::other(e)))?;
     let coordinators = Failover::new(http, coordinator.clone());
+    let auth = host_header(identity.host_id, &identity.host_secret);
     let req = scatter_proto::billing::EarningsRequest {
         host_id: identity.host_id,
         host_secret: identity.host_secret,
         period,
     };
     let reply = coordinators
-        .send(Repeat::Safe, |http, base| http.post(format!("{base}/v1/hosts/earnings")).json(&req).build())
+        .send(Repeat::Safe, |http, base| {
+            http.post(format!("{base}/v1/hosts/earnings")).header(HOST_HEADER, &auth).json(&req).build()
+        })
         .await
         .map_err(HostError::Unreachable)?;
     if !reply.response.status().is_success() {

@@ -13,11 +13,16 @@ pub use failover::CoordinatorUrls;
 pub use tls::{write_private, Fingerprint, Peer};
 pub use token::Token;
 
+/// How long a client keeps an idle connection for reuse: less than the 10 s after which our
+/// servers close one that sent no request (`serve`'s header read timeout). Kept longer, a
+/// request sent as the server closed the connection failed: every 10 s heartbeat raced the
+/// close of the connection the last one left, and hosts logged the coordinator unreachable.
+const POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// An HTTP client builder that trusts only the grid CA with `fingerprint`, or — `None`, for a
 /// grid run with `--insecure` — speaks plain HTTP and trusts no certificate at all.
 pub fn http_client(fingerprint: Option<Fingerprint>, peer: Peer) -> reqwest::ClientBuilder {
-    let builder =
-        reqwest::Client::builder().tls_built_in_root_certs(false).pool_idle_timeout(std::time::Duration::from_secs(60));
+    let builder = reqwest::Client::builder().tls_built_in_root_certs(false).pool_idle_timeout(POOL_IDLE);
     match fingerprint {
         Some(fp) => builder.use_preconfigured_tls(tls::client_config(fp, peer)).https_only(true),
         None => builder,

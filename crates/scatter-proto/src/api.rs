@@ -441,6 +441,23 @@ pub struct InventoryResponse {
     pub pending: Vec<ShardId>,
 }
 
+/// The header a host names itself with on its requests to the coordinator: `ID SECRET` (its
+/// id and the secret from its join, as in the body). Checked before the body is read, so that
+/// a host's heartbeats and inventories do not wait on the room that requests from anyone who
+/// can connect share.
+pub const HOST_HEADER: &str = "scatter-host";
+
+/// [`HOST_HEADER`]'s value for host `id` with `secret`.
+pub fn host_header(id: HostId, secret: &str) -> String {
+    format!("{} {secret}", id.0)
+}
+
+/// The host id and secret in a [`HOST_HEADER`] value.
+pub fn parse_host_header(value: &str) -> Option<(HostId, &str)> {
+    let (id, secret) = value.split_once(' ')?;
+    Some((HostId(id.parse().ok()?), secret))
+}
+
 /// Most receipts asked for in one inventory answer (and sent in one request).
 pub const MAX_RECEIPTS: usize = 512;
 

@@ -4,10 +4,13 @@
 //! 1. a peer that failed to authenticate too often lately gets 429 ([`Failures`]);
 //! 2. a route that needs a user's credential gets it checked from the headers alone: the
 //!    signature over grid, method, path with query and the body's hash, the expiry, and that
-//!    it was never accepted before ([`scatter_proto::auth`]);
+//!    it was never accepted before ([`scatter_proto::auth`]); a host's request that names
+//!    its host in [`scatter_proto::api::HOST_HEADER`] gets that host's secret checked;
 //! 3. the body is read up to the route's limit ([`route`]), out of a budget shared by every
-//!    request in flight, at a minimum rate after a grace period, and for an authenticated
-//!    request compared with the hash the credential was signed for.
+//!    request in flight (and, for a request neither a user nor a host authenticated, a
+//!    smaller one all such requests share), at a minimum rate after a grace period, and for
+//!    a user's request compared with the hash the credential was signed for. A host named in
+//!    the header must still send its secret in the body, which the handler checks as before.
 //!
 //! The handler then finds the verified user in [`VERIFIED`], a header this gate removes from
 //! every incoming request and sets only after the checks, sealed with a key that never leaves
@@ -181,6 +184,18 @@ async fn check(sh: &Arc<Shared>, req: Request) -> Result<(Request, Room<'_>), Ap
         }
         false => None,
     };
+    // A host's heartbeat or inventory drawing on the open budget could be held up by anyone
+    // trickling a large body: every host then went offline at once.
+    let host = match needs_user {
+        false => req.headers().get(scatter_proto::api::HOST_HEADER).map(|v| v.to_str().unwrap_or_default().to_owned()),
+        true => None,
+    };
+    if let Some(value) = &host {
+        let (id, secret) = scatter_proto::api::parse_host_header(value)
+            .ok_or_else(|| ApiError::Unauthorized("the host header is not `ID SECRET`".into()))?;
+        super::check_host(sh, id, secret).await?;
+    }
+    let authenticated = verified.is_some() || host.is_some();
     let (mut parts, body) = req.into_parts();
     let declared = parts
         .headers
@@ -188,7 +203,7 @@ async fn check(sh: &Arc<Shared>, req: Request) -> Result<(Request, Room<'_>), Ap
         .map(|v| v.to_str().ok().and_then(|v| v.parse::<u64>().ok()))
         .map(|v| v.ok_or_else(|| ApiError::BadRequest("the Content-Length header is not a number".into())))
         .transpose()?;
-    let (bytes, room) = read_body(sh, body, declared, limit, verified.is_some()).await?;
+    let (bytes, room) = read_body(sh, body, declared, limit, authenticated).await?;
     if let Some(c) = verified {
         c.check_body(&bytes).map_err(|e| ApiError::Unauthorized(e.to_string()))?;
         let sealed = HeaderValue::from_str(&seal(sh, c.device))
