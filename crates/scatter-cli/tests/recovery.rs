@@ -208,6 +208,22 @@ async fn a_lost_coordinator_is_rebuilt_from_catalog_backups_on_the_hosts() {
         assert!(Instant::now() < deadline, "no catalog backup followed disabling a user: {h}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // So does every other change of who may do what: revoking an invite, trusting and
+    // untrusting an appender (each was missed once, and a recovery undid it).
+    env.ok(&["admin", "user", "add", "mallory"]);
+    let invites = json(&env.ok(&["admin", "invite", "ls", "--json"]));
+    let invite = invites[0]["id"].as_str().expect("an invite id").to_owned();
+    let changes: [&[&str]; 3] =
+        [&["admin", "invite", "rm", &invite], &["delegate", "trust", "u2"], &["delegate", "untrust", "u2"]];
+    for change in changes {
+        let before = json(&env.ok(&["admin", "health", "--json"]))["catalog_backup"]["seq"].as_u64();
+        env.ok(change);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while json(&env.ok(&["admin", "health", "--json"]))["catalog_backup"]["seq"].as_u64() <= before {
+            assert!(Instant::now() < deadline, "no catalog backup followed `{}`", change.join(" "));
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
 
     // Past the orphan grace (20 s here) and a few inventories: the rolled-back snapshot's
     // shards are still on the hosts, since the catalog was recovered.

@@ -196,7 +196,37 @@ pub(crate) async fn event(sh: &Arc<Shared>, actor: String, action: &'static str,
     if sh.catalog(move |s| s.record_event(now(), &actor, action, &detail)).await.is_err() {
         tracing::warn!(action, "could not record an event in the catalog");
     }
+    if SECURITY_CHANGES.contains(&action) {
+        sh.backup_soon();
+    }
 }
+
+/// Events that change who may do what, or what a recovery restores: each asks for a catalog
+/// backup soon, so that a catalog recovered from the hosts never undoes one (a revoked invite
+/// that registers again, an appender trusted again, a key file sealed under an old
+/// passphrase). Asked for here, where every such change is recorded, rather than by each
+/// handler: several had been missed.
+const SECURITY_CHANGES: &[&str] = &[
+    "delegate.trusted",
+    "delegate.untrusted",
+    "device.invited",
+    "device.revoked",
+    "host.joined",
+    "host.receipt_key_changed",
+    "host.state",
+    "invite.revoked",
+    "lock.extended",
+    "lock.lifted",
+    "operator.added",
+    "operator.independent",
+    "policy.set",
+    "recovery.replaced",
+    "recovery.resealed",
+    "recovery.used",
+    "user.invited",
+    "user.registered",
+    "user.removed",
+];
 
 /// What a request does to the data of the user it works on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
