@@ -381,6 +381,43 @@ async fn a_trickled_unauthenticated_body_does_not_take_hosts_offline() {
     }
 }
 
+/// A host takes a catalog backup shard only under the coordinator's grant for it, checked
+/// before the body is read. Without one, anyone could trickle an upload into every host's one
+/// slot for these and hold it for hours (catalog backups then failed, "busy"), making the host
+/// take up to 512 MiB into memory on the way.
+#[tokio::test(flavor = "multi_thread")]
+async fn catalog_backup_uploads_need_the_coordinators_grant() {
+    let env = grid(4).await;
+    let http = client(&env, scatter_net::Peer::Host);
+    let key = coordinator_key(&env);
+    for i in 0..4 {
+        let (h, url) = host(&env, i);
+        // No grant, then a data shard's put grant naming the same id: the wrong operation.
+        let shard = scatter_proto::grant::catalog_shard(900, 0);
+        let data = Grant { host: h, shard, op: Op::Put, max_size: 64 << 20, expires: now() + 600, nonce: 0 };
+        for grant in [None, Some(data.sign(&key).0)] {
+            let slow = futures::stream::unfold((), |()| async {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Some((Ok::<_, std::io::Error>(vec![0u8]), ()))
+            });
+            let mut req = http
+                .put(format!("{url}/catalog/900/0"))
+                .header("content-length", (64u64 << 20).to_string())
+                .body(reqwest::Body::wrap_stream(slow));
+            if let Some(g) = grant {
+                req = req.header(GRANT_HEADER, g);
+            }
+            let resp = tokio::time::timeout(Duration::from_secs(10), req.send())
+                .await
+                .expect("refused before the body came")
+                .expect("an answer");
+            assert_eq!(resp.status().as_u16(), 403, "host {i}");
+        }
+    }
+    let taken = env.ok(&["admin", "catalog-backup"]);
+    assert!(taken.starts_with("Catalog backup #"), "{taken}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn trickling_uploads_do_not_starve_readers() {
     let env = grid(6).await;

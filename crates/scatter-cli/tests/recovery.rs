@@ -89,7 +89,7 @@ async fn a_lost_coordinator_is_rebuilt_from_catalog_backups_on_the_hosts() {
     };
     assert!(metrics.contains("scatter_catalog_backup_age_seconds "), "{metrics}");
     // Hosts list and serve backups only with a proof of the recovery key.
-    let (_, host_url) = host(&env, 1);
+    let (host_id, host_url) = host(&env, 1);
     let http = scatter_net::http_client(Some(fingerprint(&env)), scatter_net::Peer::Host).build().expect("client");
     for path in ["/catalog".to_owned(), format!("/catalog/{seq}/1")] {
         let r = http.get(format!("{host_url}{path}")).send().await.expect("host answers");
@@ -119,9 +119,27 @@ async fn a_lost_coordinator_is_rebuilt_from_catalog_backups_on_the_hosts() {
         shard_hashes: vec![*blake3::hash(b"evil").as_bytes(); 2],
     };
     let planted = cb::encode_shard(&fake.sign(&forger), 0, b"evil");
-    // Uploaded, it is refused: hosts store only what the grid signed.
+    // Uploaded, it is refused: hosts take only what the coordinator grants, and store only
+    // what the grid signed.
     let r = http.put(format!("{host_url}/catalog/{seq_planted}/0")).body(planted.clone()).send().await.expect("put");
-    assert_eq!(r.status(), 400, "an unsigned backup shard is refused");
+    assert_eq!(r.status(), 403, "a backup shard without the coordinator's grant is refused");
+    let grant = scatter_proto::Grant {
+        host: host_id,
+        shard: scatter_proto::grant::catalog_shard(seq_planted, 0),
+        op: scatter_proto::Op::CatalogPut,
+        max_size: planted.len() as u64,
+        expires: 4_000_000_000,
+        nonce: 0,
+    }
+    .sign(&coordinator_key(&env));
+    let r = http
+        .put(format!("{host_url}/catalog/{seq_planted}/0"))
+        .header(scatter_proto::api::GRANT_HEADER, grant.0)
+        .body(planted.clone())
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status(), 400, "an unsigned backup shard is refused, even under a grant");
     assert!(!env.grid.host_dir(1).join(format!("catalog/{seq_planted:020}-000.cbk")).exists());
     std::fs::write(env.grid.host_dir(0).join(format!("catalog/{seq_planted:020}-000.cbk")), planted).expect("plant");
 

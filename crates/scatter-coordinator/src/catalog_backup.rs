@@ -233,7 +233,22 @@ pub(crate) async fn take(shared: &Arc<Shared>, force: bool) -> Result<CatalogBac
     .map_err(local)??;
     let (header, files) = files;
     let puts = hosts.iter().zip(files.into_iter().enumerate()).map(|(h, (i, body))| {
-        let req = shared.http.put(format!("{}/catalog/{seq}/{i}", h.address)).timeout(PUT_TIMEOUT).body(body);
+        // The host checks this grant before it reads a byte of the body.
+        let grant = scatter_proto::Grant {
+            host: h.id,
+            shard: scatter_proto::grant::catalog_shard(seq, i as u8),
+            op: scatter_proto::Op::CatalogPut,
+            max_size: body.len() as u64,
+            expires: now() + PUT_TIMEOUT.as_secs() + 60,
+            nonce: 0,
+        }
+        .sign(&shared.signing);
+        let req = shared
+            .http
+            .put(format!("{}/catalog/{seq}/{i}", h.address))
+            .header(scatter_proto::api::GRANT_HEADER, grant.0)
+            .timeout(PUT_TIMEOUT)
+            .body(body);
         async move {
             match req.send().await {
                 Ok(r) if r.status().is_success() => Ok(()),

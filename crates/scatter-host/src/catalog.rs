@@ -32,11 +32,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ed25519_dalek::VerifyingKey;
-use scatter_proto::api::{ErrorBody, ErrorCode};
+use futures::StreamExt;
+use scatter_proto::api::{ErrorBody, ErrorCode, GRANT_HEADER};
 use scatter_proto::catalog_backup::{
     self as cb, CatalogEntry, CatalogHostId, CatalogListing, KEEP_BACKUPS, MAX_BACKUP_SHARD, MAX_BACKUP_SHARDS,
     RECOVERY_HEADER,
 };
+use scatter_proto::grant::catalog_shard;
+use scatter_proto::{GrantError, Op, SignedGrant};
 
 use crate::Shared;
 
@@ -302,7 +305,11 @@ pub(crate) async fn fetch(
     })
 }
 
-/// `PUT /catalog/{seq}/{index}`: stores a backup shard whose header the grid signed.
+/// `PUT /catalog/{seq}/{index}`: stores a backup shard whose header the grid signed, sent
+/// under a coordinator's [`Op::CatalogPut`] grant for this host and shard, checked before the
+/// body is read (which must then keep up the data uploads' minimum rate). Without it, anyone
+/// could hold the host's one slot for these uploads for hours and make it take up to 512 MiB
+/// into memory.
 pub(crate) async fn put(
     State(sh): State<Arc<Shared>>,
     UrlPath((seq, index)): UrlPath<(u64, u8)>,
@@ -316,6 +323,18 @@ pub(crate) async fn put(
         .ok_or_else(|| bad("a catalog backup upload needs a Content-Length"))?;
     if declared > MAX_BACKUP_SHARD {
         return Err(bad(format!("a catalog backup shard is at most {MAX_BACKUP_SHARD} bytes")));
+    }
+    let refused = |e: GrantError| {
+        tracing::warn!(seq, index, error = %e, "refused a catalog backup upload without a valid grant");
+        Refused(StatusCode::FORBIDDEN, ErrorCode::Forbidden, format!("refused: {e}"))
+    };
+    let grant =
+        headers.get(GRANT_HEADER).and_then(|v| v.to_str().ok()).ok_or(GrantError::Malformed).map_err(refused)?;
+    let grant = SignedGrant(grant.to_owned())
+        .check(&sh.coordinator_key, sh.id, &catalog_shard(seq, index), Op::CatalogPut, unix_now())
+        .map_err(refused)?;
+    if declared > grant.max_size {
+        return Err(bad(format!("the shard is {declared} bytes but the grant allows at most {}", grant.max_size)));
     }
     let used = sh.store.used() + sh.catalog.used();
     if used + declared > sh.store.capacity() {
@@ -331,11 +350,24 @@ pub(crate) async fn put(
         .ok()
         .and_then(Result::ok)
         .ok_or_else(|| Refused(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Busy, "busy; retry".into()))?;
-    let allowed = crate::api::UPLOAD_GRACE + std::time::Duration::from_secs(declared / crate::api::MIN_UPLOAD_RATE);
-    let bytes = tokio::time::timeout(allowed, axum::body::to_bytes(body, declared as usize))
-        .await
-        .map_err(|_| Refused(StatusCode::REQUEST_TIMEOUT, ErrorCode::TooSlow, "the upload was too slow".into()))?
-        .map_err(|_| bad("the upload was cut short or is larger than its Content-Length"))?;
+    let rate = scatter_net::limits::MinRate::new(crate::api::UPLOAD_GRACE, crate::api::MIN_UPLOAD_RATE);
+    let cut_short = || bad("the upload was cut short or is larger than its Content-Length");
+    let mut bytes = Vec::with_capacity(declared as usize);
+    let mut stream = body.into_data_stream();
+    loop {
+        let frame = tokio::time::timeout_at(rate.deadline(bytes.len() as u64), stream.next())
+            .await
+            .map_err(|_| Refused(StatusCode::REQUEST_TIMEOUT, ErrorCode::TooSlow, "the upload was too slow".into()))?;
+        let Some(frame) = frame else { break };
+        let frame = frame.map_err(|_| cut_short())?;
+        if bytes.len() + frame.len() > declared as usize {
+            return Err(cut_short());
+        }
+        bytes.extend_from_slice(&frame);
+    }
+    if bytes.len() as u64 != declared {
+        return Err(cut_short());
+    }
     let (key, grid) = (sh.coordinator_key, sh.grid);
     let bytes = tokio::task::spawn_blocking(move || {
         let opened = cb::open_shard(&bytes, &key).map_err(|e| bad(e.to_string()))?;

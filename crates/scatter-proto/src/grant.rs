@@ -37,6 +37,20 @@ pub enum Op {
     /// Delete the shard only if every upload that wrote the host's copy came under one put
     /// grant ([`Grant::written_by`]); otherwise keep it.
     DeleteIf = 4,
+    /// Store a shard of a catalog backup (up to the grant's size limit); the grant's shard is
+    /// [`catalog_shard`] of the backup's sequence number and the shard's index. Checked before
+    /// the body is read, so that nobody but the coordinator can hold a host's one slot for
+    /// these uploads or make it take their bytes in.
+    CatalogPut = 5,
+}
+
+/// The id a [`Op::CatalogPut`] grant names for shard `index` of catalog backup `seq`: derived
+/// under its own context, so no data shard (whose id is the hash of its bytes) has it.
+pub fn catalog_shard(seq: u64, index: u8) -> ShardId {
+    let mut h = blake3::Hasher::new_derive_key("scatter 2026 catalog backup shard grant");
+    h.update(&seq.to_be_bytes());
+    h.update(&[index]);
+    ShardId::from_bytes(*h.finalize().as_bytes())
 }
 
 impl Op {
@@ -46,6 +60,7 @@ impl Op {
             2 => Some(Op::Get),
             3 => Some(Op::Delete),
             4 => Some(Op::DeleteIf),
+            5 => Some(Op::CatalogPut),
             _ => None,
         }
     }
@@ -231,6 +246,18 @@ mod tests {
         assert_eq!(g.check(&vk, HostId(3), &ShardId::of(b"t"), Op::Put, 0), Err(GrantError::WrongShard));
         assert!(matches!(g.check(&vk, HostId(3), &s, Op::Delete, 0), Err(GrantError::WrongOp { .. })));
         assert_eq!(g.check(&vk, HostId(3), &s, Op::Put, 1001), Err(GrantError::Expired));
+    }
+
+    #[test]
+    fn a_catalog_backup_grant_names_its_backup_and_shard_and_is_no_put() {
+        let k = key(1);
+        let vk = k.verifying_key();
+        let (a, b, c) = (catalog_shard(7, 0), catalog_shard(7, 1), catalog_shard(8, 0));
+        assert!(a != b && a != c && b != c);
+        let g = Grant { shard: a, op: Op::CatalogPut, ..grant() }.sign(&k);
+        assert_eq!(g.check(&vk, HostId(3), &a, Op::CatalogPut, 0).map(|g| g.op), Ok(Op::CatalogPut));
+        assert!(matches!(g.check(&vk, HostId(3), &a, Op::Put, 0), Err(GrantError::WrongOp { .. })));
+        assert_eq!(g.check(&vk, HostId(3), &b, Op::CatalogPut, 0), Err(GrantError::WrongShard));
     }
 
     #[test]
