@@ -74,6 +74,13 @@ async fn one_coordinator_per_data_folder_and_a_missing_folder_is_created() {
     for file in ["ca.crt", "ca.key", "coordinator.key", "join-token", "admin-token", "catalog.db"] {
         assert!(fresh.join(file).exists(), "{file} was created");
     }
+    // Readable by its owner only: the folder, and the catalog with its WAL.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+    assert_eq!(mode(&fresh), 0o700, "the data folder");
+    for file in ["catalog.db", "catalog.db-wal"] {
+        assert_eq!(mode(&fresh.join(file)), 0o600, "{file}");
+    }
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -295,6 +295,16 @@ fn token_file(path: &Path, ca: Option<scatter_net::Fingerprint>) -> Result<Strin
     Ok(token.secret().to_owned())
 }
 
+/// Creates `dir` (and its parents) if missing, readable by its owner only: it holds the
+/// catalog, the CA and the signing key. A folder that exists keeps its mode.
+pub(crate) fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
 /// Takes the data directory's lock (a file locked for as long as it is open): one
 /// coordinator per data directory.
 fn lock_data_dir(dir: &Path) -> Result<std::fs::File, CoordinatorError> {
@@ -395,7 +405,7 @@ pub async fn run(
     };
     // The folder first (the CA is written into it on a first start), then its lock, before
     // anything in it is read or written.
-    std::fs::create_dir_all(&config.data_dir).map_err(io_err(&config.data_dir))?;
+    private_dir(&config.data_dir).map_err(io_err(&config.data_dir))?;
     let lock = lock_data_dir(&config.data_dir)?;
     let authority = match config.insecure {
         true => {

@@ -272,7 +272,7 @@ async fn write_dir(
         let path = path.to_owned();
         move |source| RecoverError::Io { path, source }
     };
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    crate::private_dir(dir).map_err(io(dir))?;
     for (name, bytes) in files {
         let path = dir.join(name);
         scatter_net::write_private(&path, bytes).map_err(io(&path))?;

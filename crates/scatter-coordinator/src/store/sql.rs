@@ -554,6 +554,21 @@ pub(super) struct Lite {
 
 /// Opens a SQLite connection to the catalog file with the store's settings.
 pub(super) fn open_lite(path: &std::path::Path) -> Result<rusqlite::Connection, SqlError> {
+    // Created readable by its owner only (SQLite gives its WAL and shared-memory files the
+    // database file's mode): it lists every account, host and object, and hashes of secrets.
+    #[cfg(unix)]
+    if !path.exists() {
+        use std::os::unix::fs::OpenOptionsExt;
+        let created = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
+        if let Err(e) = created.map(drop) {
+            if e.kind() != std::io::ErrorKind::AlreadyExists {
+                return Err(SqlError::Sqlite(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                    Some(format!("cannot create {}: {e}", path.display())),
+                )));
+            }
+        }
+    }
     let conn = rusqlite::Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
