@@ -54,6 +54,33 @@ async fn one_coordinator_per_data_folder_and_a_missing_folder_is_created() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("another coordinator is running on"), "{err}");
     assert_eq!(std::fs::read_to_string(dir.join("url")).expect("url"), url_before);
+    // So is a second host on a running host's folder: it would have taken over its
+    // registration.
+    let host_dir = env.grid.host_dir(0);
+    let host_url = std::fs::read_to_string(host_dir.join("url")).expect("url");
+    let token = std::fs::read_to_string(dir.join("join-token")).expect("join token");
+    let mut second = std::process::Command::new(common::EXE)
+        .args(["host", "--data-dir", host_dir.to_str().expect("utf-8"), "--listen", "127.0.0.1:0"])
+        .args(["--coordinator", env.grid.url(), "--join-token", token.trim(), "--capacity", "1GiB"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(env.path("second-host.err")).expect("log"))
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = second.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            panic!("a second host ran on a running host's folder");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let err = std::fs::read_to_string(env.path("second-host.err")).unwrap_or_default();
+    assert!(!status.success() && err.contains("another host is running on"), "{err}");
+    assert_eq!(std::fs::read_to_string(host_dir.join("url")).expect("url"), host_url);
 
     // A first start (with TLS) on a folder that does not exist yet creates it.
     let fresh = env.path("new/nested/coordinator");

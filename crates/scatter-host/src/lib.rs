@@ -98,6 +98,12 @@ pub enum HostError {
     /// Serving failed.
     #[error("serving HTTP failed: {0}")]
     Serve(std::io::Error),
+    /// Another host process runs on the data directory.
+    #[error(
+        "another host is running on {0} (it holds the lock on its `lock` file); stop it first, \
+         or give this one a --data-dir of its own (each host joins the grid on its own)"
+    )]
+    Busy(PathBuf),
 }
 
 /// What the host keeps about itself between restarts (`DIR/host.json`).
@@ -668,6 +674,17 @@ async fn send_receipts(shared: &Arc<Shared>, secret: &str, coordinators: &Failov
     }
 }
 
+/// Locks `dir` for this process alone (an exclusive `flock` on `dir/lock`, let go when the
+/// process ends, however it ends).
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File, HostError> {
+    let path = dir.join("lock");
+    let file =
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err(&path))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        .map_err(|_| HostError::Busy(dir.to_owned()))?;
+    Ok(file)
+}
+
 /// Serves the host on `listener` until `shutdown` resolves.
 pub async fn run(
     config: Config,
@@ -675,6 +692,9 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), HostError> {
     std::fs::create_dir_all(&config.data_dir).map_err(io_err(&config.data_dir))?;
+    // Held while the host runs: a second process on the folder would take over its
+    // registration (the coordinator sends readers to whichever address beat last).
+    let _lock = lock_data_dir(&config.data_dir)?;
     let id_path = config.data_dir.join("host.json");
     let stored = read_identity(&id_path)?;
     let token: scatter_net::Token = config.join_token.parse()?;
