@@ -188,13 +188,17 @@ conformance! {
         assert_eq!(events(2), all[1..], "the newest two, oldest first");
         assert!(events(0).is_empty());
         // Only the newest KEEP are kept: the first made to look KEEP events older goes.
-        store
-            .conn()
-            .execute("UPDATE events SET id = id - ?1 WHERE action = 'user.invited'", params![crate::store::events::KEEP])
-            .expect("sql");
+        let keep = crate::store::events::KEEP;
+        store.conn().execute("UPDATE events SET n = n - ?1 WHERE action = 'user.invited'", params![keep]).expect("sql");
         store.record_event(5_000_000_002, "u1", "user.removed", "").expect("record");
         let actions: Vec<String> = events(10).into_iter().map(|e| e.2).collect();
         assert_eq!(actions, ["host.joined", "auth.refused", "user.removed"]);
+        // Refusals are counted apart: however many come, they push out only older refusals.
+        store.record_event(5_000_000_003, "u9", "auth.forbidden", "").expect("record");
+        store.conn().execute("UPDATE events SET n = n - ?1 WHERE action = 'auth.refused'", params![keep]).expect("sql");
+        store.record_event(5_000_000_004, "u9", "lock.refused", "").expect("record");
+        let actions: Vec<String> = events(10).into_iter().map(|e| e.2).collect();
+        assert_eq!(actions, ["host.joined", "user.removed", "auth.forbidden", "lock.refused"], "the old refusal went alone");
     }
 
     fn users_are_listed_with_their_rights_quotas_and_usage() {

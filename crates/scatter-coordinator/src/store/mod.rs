@@ -274,8 +274,13 @@ CREATE TABLE IF NOT EXISTS events (
     time INTEGER NOT NULL,
     actor TEXT NOT NULL,
     action TEXT NOT NULL,
-    detail TEXT NOT NULL
+    detail TEXT NOT NULL,
+    -- Refusals (refused or forbidden requests) and the rest are kept apart, each its newest
+    -- events::KEEP, numbered by n within each.
+    refusal INTEGER NOT NULL DEFAULT 0,
+    n INTEGER NOT NULL DEFAULT 0
 );
+CREATE INDEX IF NOT EXISTS events_by_kind ON events(refusal, n);
 CREATE TABLE IF NOT EXISTS orphans (
     host INTEGER NOT NULL,
     hash BLOB NOT NULL,
@@ -483,13 +488,17 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // that reads under way end as they began. Packs released before count as long ago.
     // And the most shards of a pack one zone holds, measured below, so that packs placed
     // while a zone was down are re-spread once it is back, unless a placement policy chose
-    // their zones (`narrowed`, carried from the placements to the pack).
+    // their zones (`narrowed`, carried from the placements to the pack). And refusals kept
+    // apart from the other events (the events before count as others).
     (
         17,
         "ALTER TABLE packs ADD COLUMN released INTEGER;
          ALTER TABLE packs ADD COLUMN zone_spread INTEGER NOT NULL DEFAULT 0;
          ALTER TABLE packs ADD COLUMN narrowed INTEGER NOT NULL DEFAULT 0;
-         ALTER TABLE reservations ADD COLUMN narrowed INTEGER NOT NULL DEFAULT 0",
+         ALTER TABLE reservations ADD COLUMN narrowed INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE events ADD COLUMN refusal INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE events ADD COLUMN n INTEGER NOT NULL DEFAULT 0;
+         UPDATE events SET n = id",
     ),
 ];
 
