@@ -418,6 +418,62 @@ async fn catalog_backup_uploads_need_the_coordinators_grant() {
     assert!(taken.starts_with("Catalog backup #"), "{taken}");
 }
 
+/// S3 clients trust the grid CA for a gateway's certificate, and any account may have one
+/// certified for its own gateway: a second account certified under the first one's name could
+/// pose as that gateway (and see every signed request and body). A name is now bound to the
+/// account that first had it, and never given to a gateway when it is a host's address, nor to
+/// a host when it is a gateway's; only loopback names are shared.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gateway_name_is_certified_for_one_account_only() {
+    let env = grid(1).await;
+    let token = env.ok(&["admin", "user", "add", "bob"]).trim().to_owned();
+    let bob_dir = env.path("bob");
+    let url = env.grid.url().to_owned();
+    common::ok(common::run(&bob_dir, &["init", "--coordinator", &url, "--token", &token], &[]), "bob init");
+    let alice = env.grid.profile().coordinator().expect("alice's coordinator");
+    let bob = scatter_client::profile::Profile::load(&bob_dir).expect("bob's profile").coordinator().expect("bob's");
+    let key = || hex::encode(scatter_net::tls::LeafKey::generate().expect("key").public_key());
+    let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+    alice.gateway_cert(names(&["gw.alice.example", "127.0.0.1"]), key()).await.expect("alice's name");
+    alice.gateway_cert(names(&["GW.Alice.Example"]), key()).await.expect("again, for alice");
+    for taken in [&["gw.alice.example"][..], &["bob.example", "gw.ALICE.example"][..]] {
+        let err = bob.gateway_cert(names(taken), key()).await.expect_err("alice's name is hers").to_string();
+        assert!(err.contains("certified for another account's S3 gateway"), "{err}");
+    }
+    bob.gateway_cert(names(&["bob.example", "127.0.0.1", "localhost"]), key()).await.expect("a name of bob's own");
+    // A host's address is not a gateway's name, and a gateway's name is not a host's.
+    let (h, host_url) = host(&env, 0);
+    let host_name = reqwest::Url::parse(&host_url).expect("url").host_str().expect("host").to_owned();
+    if !scatter_net::tls::is_loopback(&host_name) {
+        let err = bob.gateway_cert(names(&[&host_name]), key()).await.expect_err("a host's address").to_string();
+        assert!(err.contains("is the address of host"), "{err}");
+    }
+    let secret = serde_json::from_slice::<serde_json::Value>(
+        &std::fs::read(env.grid.host_dir(0).join("host.json")).expect("host.json"),
+    )
+    .expect("json")["host_secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    let req = HostCertRequest {
+        host_id: h,
+        host_secret: secret,
+        address: "https://gw.alice.example:7100".into(),
+        public_key: key(),
+    };
+    let resp = client(&env, scatter_net::Peer::Coordinator)
+        .post(format!("{url}/v1/hosts/cert"))
+        .json(&req)
+        .send()
+        .await
+        .expect("send");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("certified for an S3 gateway"), "{text}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn trickling_uploads_do_not_starve_readers() {
     let env = grid(6).await;

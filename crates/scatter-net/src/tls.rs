@@ -295,6 +295,15 @@ pub fn operator_server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::Ser
     Ok(Arc::new(config))
 }
 
+/// Whether `name` (as [`check_host_name`] returns it) reaches only the machine itself: a
+/// loopback address, or `localhost`.
+pub fn is_loopback(name: &str) -> bool {
+    match name.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => name == "localhost" || name.ends_with(".localhost"),
+    }
+}
+
 /// Checks a name a host asks to be certified for, and returns it in canonical form (lower
 /// case): an IP address, or a DNS name of letters, digits and hyphens in dot-separated labels
 /// (no wildcard, no empty label, no trailing dot), not `scatter.internal` or under it.

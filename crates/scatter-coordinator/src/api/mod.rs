@@ -414,9 +414,23 @@ async fn host_cert(State(sh): S, Body(req): Body<HostCertRequest>) -> ApiResult<
         .and_then(|u| u.host_str().map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned()))
         .ok_or_else(|| ApiError::BadRequest(format!("`{}` names no host", req.address)))?;
     let key = hex::decode(&req.public_key).map_err(|_| ApiError::BadRequest("the public key is not hex".into()))?;
+    let bound = scatter_net::tls::check_host_name(&name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if let Some(account) = db(&sh, move |s| s.gateway_name_holder(&bound)).await? {
+        event(&sh, req.host_id.to_string(), "host.cert_refused", format!("{name:.100}: {account}'s gateway name"))
+            .await;
+        return Err(ApiError::Forbidden(format!(
+            "`{name}` is certified for an S3 gateway of {account}; give this host an address of its own"
+        )));
+    }
     let cert = authority.issue(std::slice::from_ref(&name), &key).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     event(&sh, req.host_id.to_string(), "host.certified", name).await;
     Ok(Json(HostCertResponse { certificate: scatter_net::tls::to_pem(&cert), ca: authority.cert_pem() }))
+}
+
+/// The name (as certificates carry it) of the host part of `address`.
+fn address_name(address: &str) -> Option<String> {
+    let url = reqwest::Url::parse(address).ok()?;
+    scatter_net::tls::check_host_name(url.host_str()?).ok()
 }
 
 /// The most names a gateway's certificate may carry.
@@ -440,6 +454,34 @@ async fn gateway_cert(
         return Err(ApiError::BadRequest(format!("a gateway's certificate names 1 to {GATEWAY_NAMES} addresses")));
     }
     let key = hex::decode(&req.public_key).map_err(|_| ApiError::BadRequest("the public key is not hex".into()))?;
+    // A name is certified for one account's gateways, and never for a host's address: S3
+    // clients trust the grid CA, so a second account certified under the same name could
+    // pose as the first one's gateway. Loopback names reach only the machine itself.
+    let names = req
+        .names
+        .iter()
+        .map(|n| scatter_net::tls::check_host_name(n).map_err(|e| ApiError::BadRequest(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let names: Vec<String> = names.into_iter().filter(|n| !scatter_net::tls::is_loopback(n)).collect();
+    let hosts = db(&sh, |s| s.hosts()).await?;
+    for name in &names {
+        let taken = hosts.iter().find(|h| address_name(&h.address).as_ref() == Some(name));
+        if let Some(h) = taken {
+            event(&sh, u.me.to_string(), "gateway.cert_refused", format!("{name:.100}: host {}'s address", h.id)).await;
+            return Err(ApiError::Forbidden(format!(
+                "`{name}` is the address of host {}; a gateway needs a name of its own",
+                h.id
+            )));
+        }
+    }
+    let me = u.me;
+    let bound = names.clone();
+    if let Some((name, holder)) = db(&sh, move |s| s.bind_gateway_names(me, &bound, now())).await? {
+        event(&sh, u.me.to_string(), "gateway.cert_refused", format!("{name:.100}: {holder}'s gateway name")).await;
+        return Err(ApiError::Forbidden(format!(
+            "`{name}` is certified for another account's S3 gateway; give this gateway a name of its own, or use --cert and --key"
+        )));
+    }
     let cert = authority.issue_gateway(&req.names, &key).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     event(&sh, u.me.to_string(), "gateway.certified", req.names.join(", ")).await;
     Ok(Json(HostCertResponse { certificate: scatter_net::tls::to_pem(&cert), ca: authority.cert_pem() }))

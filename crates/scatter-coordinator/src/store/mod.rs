@@ -32,6 +32,7 @@ mod hosts;
 mod leases;
 mod locks;
 mod metering;
+mod names;
 mod operators;
 mod repair;
 mod reservations;
@@ -281,6 +282,12 @@ CREATE TABLE IF NOT EXISTS events (
     n INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS events_by_kind ON events(refusal, n);
+-- Names certified for S3 gateways, each bound to the account that first had one (`names`).
+CREATE TABLE IF NOT EXISTS gateway_names (
+    name TEXT PRIMARY KEY,
+    account INTEGER NOT NULL,
+    since INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS orphans (
     host INTEGER NOT NULL,
     hash BLOB NOT NULL,

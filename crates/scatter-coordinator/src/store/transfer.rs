@@ -27,6 +27,7 @@ const TABLES: &[&str] = &[
     "hosts",
     "tokens",
     "users",
+    "gateway_names",
     "devices",
     "recovery",
     "policies",
