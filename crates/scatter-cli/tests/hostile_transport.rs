@@ -474,6 +474,30 @@ async fn a_gateway_name_is_certified_for_one_account_only() {
     assert!(text.contains("certified for an S3 gateway"), "{text}");
 }
 
+/// What an unauthenticated peer sends can reach the log (a refused join names its address):
+/// control characters in it must not forge lines there nor reach a terminal raw.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_peer_cannot_forge_lines_in_the_coordinators_log() {
+    let env = coordinator_only().await;
+    let forged = "INFO scatter_coordinator::api: event actor=u1 action=\"device.revoked\" detail=d6";
+    let join = JoinRequest {
+        join_token: "sct_wrong".into(),
+        address: format!("https://x\n2026-12-01T00:00:00.000000Z  {forged}\n\u{1b}[2J"),
+        zone: "z".into(),
+        capacity: scatter_core::ByteSize(1 << 30),
+        receipt_key: None,
+        terms: Default::default(),
+    };
+    let http = client(&env, scatter_net::Peer::Coordinator);
+    let resp = http.post(format!("{}/v1/hosts/join", env.grid.url())).json(&join).send().await.expect("join");
+    assert_eq!(resp.status().as_u16(), 401);
+    let log = std::fs::read_to_string(env.path("grid/coordinator.log")).expect("the coordinator's log");
+    let refused = log.lines().find(|l| l.contains("host.join_refused")).expect("the refusal is logged");
+    assert!(refused.contains("\\n") && refused.contains("\\u{1b}"), "escaped: {refused}");
+    assert!(!log.lines().any(|l| l.trim_start().starts_with("2026-12-01T00:00:00")), "a forged line:\n{log}");
+    assert!(!log.contains('\u{1b}'), "an escape sequence reached the log raw");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn trickling_uploads_do_not_starve_readers() {
     let env = grid(6).await;

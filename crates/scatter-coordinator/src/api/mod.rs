@@ -192,12 +192,24 @@ pub(crate) async fn user(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<Us
 
 /// Records a security event; a failure to record is logged, never fatal to the request.
 pub(crate) async fn event(sh: &Arc<Shared>, actor: String, action: &'static str, detail: String) {
-    tracing::info!(%actor, action, %detail, "event");
+    // Details may quote what a peer sent (an unauthenticated join's address, say): control
+    // characters written raw would let it forge lines in the log, or drive a terminal.
+    tracing::info!(actor = %printable(&actor), action, detail = %printable(&detail), "event");
     if sh.catalog(move |s| s.record_event(now(), &actor, action, &detail)).await.is_err() {
         tracing::warn!(action, "could not record an event in the catalog");
     }
     if SECURITY_CHANGES.contains(&action) {
         sh.backup_soon();
+    }
+}
+
+/// `text` with its control characters escaped (`\n`, `\u{1b}`…), for a log line.
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.chars().any(char::is_control) {
+        false => std::borrow::Cow::Borrowed(text),
+        true => {
+            text.chars().map(|c| if c.is_control() { c.escape_debug().to_string() } else { c.to_string() }).collect()
+        }
     }
 }
 
