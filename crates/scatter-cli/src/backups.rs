@@ -268,6 +268,15 @@ fn snapshot_json(s: &SnapshotInfo) -> serde_json::Value {
     })
 }
 
+/// Who wrote `s`, for messages: `u3 (laptop)`, or `u3`.
+fn writer_of(s: &SnapshotInfo) -> String {
+    let id = s.writer.map(|w| w.to_string()).unwrap_or_else(|| "an unknown account".into());
+    match s.writer_name.is_empty() {
+        true => id,
+        false => format!("{id} ({})", escape(s.writer_name.as_bytes())),
+    }
+}
+
 pub(crate) async fn open_snapshots(
 ) -> Result<(scatter_client::coordinator::Coordinator, scatter_core::keys::UserKeys, Vec<SnapshotInfo>)> {
     let (dir, p) = load()?;
@@ -665,6 +674,18 @@ pub async fn recover(path: Option<PathBuf>, snapshot: Option<String>, force: boo
     let path = absolute(path)?;
     let (coord, keys, all) = open_snapshots().await?;
     let snap = restore::pick_for_path(&all, snapshot.as_deref(), path.as_deref(), &this_host())?;
+    // `recover` writes to the paths the snapshot names, in place: an untrusted delegate's
+    // snapshot may name any path (an ~/.ssh/authorized_keys of its own, say).
+    if !snap.trusted {
+        bail!(
+            "snapshot {} was written by {}, a delegate you do not trust, and `recover` writes in place to \
+             the paths it names; restore it into a folder of its own (`scatter restore {} --target DIR`) and \
+             look before you copy anything back, or trust that delegate (`scatter delegate trust`)",
+            snap.short_id(),
+            writer_of(snap),
+            snap.short_id()
+        );
+    }
     let fetcher = Fetcher::new(&coord, &coord.hosts()?, &keys);
     let mut trees = Trees::new(fetcher.clone());
     let findings = restore::check_local(&mut trees, &keys, snap, path.as_deref(), &scatter_client::NoProgress).await?;

@@ -80,6 +80,15 @@ async fn an_appender_claiming_the_owners_host_and_paths_does_not_steer_latest_re
     let text = env.ok(&["snapshots"]);
     assert!(text.contains("laptop"), "the table names the writer: {text}");
 
+    // Named by id, `recover` (which writes to the snapshot's own absolute paths) refuses the
+    // appender's snapshot: it wrote the attacker's key in place, without a word.
+    std::fs::remove_file(&keys).expect("rm");
+    let refused = env.scatter(&["recover", s(&ssh), "--snapshot", &evil[..8]]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && err.contains("you do not trust"), "{err}");
+    assert!(!keys.exists(), "recover wrote the untrusted snapshot's file in place");
+    env.ok(&["recover", s(&ssh)]);
+
     // The appender's snapshot is still the owner's to restore, by id.
     let theirs = env.path("theirs");
     env.ok(&["restore", &evil[..8], "--target", s(&theirs)]);
