@@ -171,11 +171,13 @@ async fn hosts_reconcile_lost_and_unknown_shards() {
 #[tokio::test(flavor = "multi_thread")]
 async fn audits_catch_a_host_whose_data_is_not_what_it_claims() {
     let env = grid(7).await;
-    let file = env.write_random("data", 16 << 20, 13);
+    // Three packs of six shards over seven hosts: the busiest holds three or more, as many
+    // failed audits as disqualify a host.
+    let file = env.write_random("data", 48 << 20, 13);
     env.put(&file, "data");
     // Host h3 keeps its file names but the bytes are garbage of the same size.
     let (liar_index, liar) = busiest(&env);
-    assert!(!liar.is_empty());
+    assert!(liar.len() >= 3, "{liar:?}");
     for f in &liar {
         let len = std::fs::metadata(f).expect("meta").len() as usize;
         std::fs::write(f, vec![0x5a; len]).expect("overwrite");
@@ -194,6 +196,19 @@ async fn audits_catch_a_host_whose_data_is_not_what_it_claims() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     env.get_and_compare("data", &file);
+    // Disqualified once it has failed enough audits, and said so in the audit trail.
+    let started = Instant::now();
+    loop {
+        let hosts: serde_json::Value =
+            serde_json::from_str(&env.ok(&["admin", "host", "ls", "--json"])).expect("host ls is JSON");
+        if hosts[liar_index]["state"] == "disqualified" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(90), "the bad host was not disqualified: {hosts}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let events = env.ok(&["admin", "events"]);
+    assert!(events.contains("host.state") && events.contains("disqualified after failed audits"), "{events}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -66,8 +66,10 @@ pub(crate) fn check_report(
         // league pad the host's audit record against the share of failures that disqualifies.
         if check_whole(&sh, host, &shard, size).await == Some(false) {
             tracing::warn!(%host, %shard, "a reported shard failed the coordinator's check; it will be rebuilt");
-            if sh.catalog(move |s| s.record_audit(host, &pack, index, false, None, now())).await.is_err() {
-                tracing::warn!(%host, %shard, "could not record the check of a reported shard");
+            match sh.catalog(move |s| s.record_audit(host, &pack, index, false, None, now())).await {
+                Ok(true) => disqualified(&sh, host).await,
+                Ok(false) => {}
+                Err(_) => tracing::warn!(%host, %shard, "could not record the check of a reported shard"),
             }
         }
         sh.report_checks.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&(host, shard));
@@ -133,8 +135,15 @@ pub(crate) async fn pass(shared: &Arc<Shared>, fence: &crate::store::Fence) -> R
         let disqualified =
             shared.catalog(move |s| s.record_audit(host, &pack, index, passed, Some(&fence), now())).await?;
         if disqualified {
-            tracing::warn!(%host, "host disqualified after failed audits; its shards are repaired elsewhere");
+            self::disqualified(shared, host).await;
         }
     }
     Ok(())
+}
+
+/// Says, in the log and the audit trail, that `host` was just disqualified.
+async fn disqualified(shared: &Arc<Shared>, host: HostId) {
+    tracing::warn!(%host, "host disqualified after failed audits, for good; its shards are repaired elsewhere");
+    let detail = format!("{host}: disqualified after failed audits (for good: it may join again as a new host)");
+    crate::api::event(shared, "coordinator".into(), "host.state", detail).await;
 }
