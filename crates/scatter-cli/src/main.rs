@@ -193,7 +193,7 @@ enum Cmd {
         #[arg(long, env = "SCATTER_JOIN_TOKEN", hide_env_values = true, required = true)]
         join_token: Option<String>,
         /// Space offered to the grid, e.g. 500GiB.
-        #[arg(long, required = true)]
+        #[arg(long, required = true, value_parser = parse_capacity)]
         capacity: Option<ByteSize>,
         /// Failure-domain label (rack, building, city).
         #[arg(long, default_value = "default")]
@@ -905,6 +905,19 @@ fn parse_quota(s: &str) -> Result<u64, String> {
         return Err(format!("a quota below {min} cannot hold even one pack; give at least {min}"));
     }
     Ok(size.0)
+}
+
+/// A host's capacity: a size with its unit, at least 1 MiB. A bare number would be bytes: a
+/// host offering 500 bytes joined, took no shard, and raised the grid's tolerance all the same.
+fn parse_capacity(s: &str) -> Result<ByteSize, String> {
+    if s.trim().ends_with(|c: char| c.is_ascii_digit()) {
+        return Err(format!("`{s}` has no unit; write e.g. 500GiB or 2TiB"));
+    }
+    let size: ByteSize = s.parse().map_err(|e| format!("{e}"))?;
+    if size.0 < 1 << 20 {
+        return Err(format!("a capacity of {size} cannot hold a shard; offer at least 1 MiB"));
+    }
+    Ok(size)
 }
 
 fn parse_quota_or_none(s: &str) -> Result<QuotaArg, String> {

@@ -91,6 +91,12 @@ async fn admins_undo_what_they_did_and_nobody_else_can() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("has no unit"));
     refused(env.scatter(&["admin", "user", "quota", &me, "10KiB"]), "tiny quota", "cannot hold even one pack");
+    // So are a host's (it joined as 500 bytes, and raised the grid's tolerance with no room).
+    for (capacity, says) in [("500", "has no unit"), ("500KiB", "cannot hold a shard")] {
+        let out = env.scatter(&["host", "--data-dir", "/nonexistent", "--join-token", "x", "--capacity", capacity]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.code() == Some(2) && err.contains(says), "--capacity {capacity}: {err}");
+    }
     refused(env.scatter(&["admin", "user", "add", "carol"]), "taken name", "is taken");
 
     // A removed user is listed as removed, not disabled, and cannot be enabled again.
