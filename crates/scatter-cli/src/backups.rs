@@ -581,11 +581,12 @@ pub async fn restore(
     let bar = Arc::new(Bar::new());
     let fetcher = Fetcher::new(&coord, &hosts(&coord, None, limit_download)?.report_downloads(bar.clone()), &keys);
     let mut trees = Trees::new(fetcher.clone());
-    std::fs::create_dir_all(target).with_context(|| format!("cannot create {}", shown(target)))?;
     let mut entries = restore::plan_restore(&mut trees, snap, path, include).await?;
     if entries.is_empty() {
         bail!("nothing in snapshot {} matches; check the path and --include patterns", snap.short_id());
     }
+    // Made only once there is something to restore: a refused restore leaves no empty folder.
+    std::fs::create_dir_all(target).with_context(|| format!("cannot create {}", shown(target)))?;
     if !snap.trusted {
         // Written by a delegate the owner does not trust: its metadata could grant privileges.
         restore::distrust_metadata(entries.iter_mut().map(|(_, node)| node));

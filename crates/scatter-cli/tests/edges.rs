@@ -468,4 +468,13 @@ async fn a_restore_that_cannot_fit_says_so_before_fetching() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("4.0 MiB free") && err.contains("needs at least 8.0 MiB more"), "{err}");
     assert!(!err.contains("scatter-partial") && !err.contains("os error"), "{err}");
+    // So does a get, with the object's size (it said 0 B free and the last chunk's size,
+    // once the disk was full), and it leaves nothing behind.
+    env.put(&data.join("big"), "big");
+    let out = env.scatter(&["get", "big", "-o", small.join("big").to_str().expect("utf-8")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("4.0 MiB free") && err.contains("needs at least 8.0 MiB more"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&small).expect("read_dir").flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -332,6 +332,11 @@ async fn tag_stats_and_dump() {
     let out = env.scatter(&["dump", "latest", "/no/such/file"]);
     let err = one_sentence_failure(&out, "dump of a missing path");
     assert!(err.contains("is not in the snapshot"), "{err}");
+    // A restore of it fails the same way, and makes no target folder.
+    let nowhere = env.path("nowhere");
+    let out = env.scatter(&["restore", "latest:/no/such/file", "--target", s(&nowhere)]);
+    let err = one_sentence_failure(&out, "restore of a missing path");
+    assert!(err.contains("is not in the snapshot") && !nowhere.exists(), "{err}");
     // A directory is a tar stream that unpacks to what a restore writes.
     std::os::unix::fs::symlink("note.txt", src.join("link")).expect("symlink");
     let deep = src.join("a-directory-name-long-enough-that-the-whole-path-passes-the-hundred-bytes-of-a-tar-name");

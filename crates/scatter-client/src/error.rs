@@ -43,7 +43,7 @@ pub enum ClientError {
     },
     /// A restore or get needs more room than the file system it writes to has.
     #[error(
-        "{path} has {free} free, and this needs at least {needed} more; free space there (or write elsewhere) and run the same command again: a restore continues where it stopped"
+        "{path} has {free} free, and this needs at least {needed} more; free space there (or write elsewhere) and run the same command again (a restore continues where it stopped)"
     )]
     NoRoom {
         /// Where it writes, escaped for display.

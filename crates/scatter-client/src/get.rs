@@ -77,6 +77,19 @@ pub async fn get_file(
     let (object, manifest) = open_manifest(coord, keys, name).await?;
     progress.start(manifest.size);
 
+    // Refused before anything is fetched when it cannot fit: once the disk had filled up, the
+    // failed write could only say how little was free then.
+    let parent = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if let Ok(st) = rustix::fs::statvfs(parent) {
+        let free = st.f_bavail.saturating_mul(st.f_frsize);
+        if manifest.size > free {
+            return Err(ClientError::NoRoom {
+                path: crate::partial::show(parent),
+                needed: scatter_core::ByteSize(manifest.size),
+                free: scatter_core::ByteSize(free),
+            });
+        }
+    }
     let fetcher = Fetcher::new(coord, &coord.hosts()?, keys);
     let mut out = PartialFile::create(output)?;
     let mut written = 0u64;

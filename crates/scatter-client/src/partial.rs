@@ -363,7 +363,7 @@ pub fn free_partial_name(name: &[u8], taken: impl Fn(&[u8]) -> bool) -> Vec<u8> 
     }
 }
 
-fn show(path: &Path) -> String {
+pub(crate) fn show(path: &Path) -> String {
     escape(path.as_os_str().as_bytes())
 }
 

@@ -292,6 +292,17 @@ pub async fn restore_entries(
     if let Ok(st) = rustix::fs::fstatvfs(root.fd()) {
         let free = st.f_bavail.saturating_mul(st.f_frsize);
         if needed > free {
+            // The directories this run made go again (those still empty), deepest first:
+            // nothing of a refused restore stays behind.
+            let mut made: Vec<&TreePath> = created.iter().collect();
+            made.sort_by_key(|rel| std::cmp::Reverse(rel.depth()));
+            for rel in made {
+                if let Some((parent, name)) = rel.split_last() {
+                    if let Ok(dir) = root.dir(&parent) {
+                        let _ = rustix::fs::unlinkat(dir, name, rustix::fs::AtFlags::REMOVEDIR);
+                    }
+                }
+            }
             return Err(ClientError::NoRoom {
                 path: root.display(&TreePath::root()),
                 needed: scatter_core::ByteSize(needed),
