@@ -164,6 +164,23 @@ async fn a_lost_coordinator_is_rebuilt_from_catalog_backups_on_the_hosts() {
     std::fs::write(&garbage, "not a key").expect("write");
     let err = String::from_utf8_lossy(&recover(&env, &target, &garbage).stderr).into_owned();
     assert!(err.contains("is not a Scatter recovery key file"), "{err}");
+    // Too few hosts named: it says how many shards of which backup it found (it said "none
+    // at all"), and writes nothing.
+    let one = [
+        "coordinator",
+        "recover",
+        "--data-dir",
+        s(&target),
+        "--recovery-key",
+        s(&offline_key),
+        "--host",
+        &host(&env, 1).1,
+    ];
+    let out = Command::new(EXE).args(one).env("SCATTER_CONFIG", env.path("nobody")).output().expect("run recover");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("too few shards of any one backup"), "{err}");
+    assert!(err.contains(&format!("#{seq}: 1 of the 4 shards needed")), "{err}");
+    assert!(!target.exists() || std::fs::read_dir(&target).expect("dir").next().is_none(), "nothing written");
 
     // The real key, with one host down (4 of the 6 shards are needed): the planted backup
     // is refused and said so, the grid's own is restored.

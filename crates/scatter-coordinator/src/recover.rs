@@ -213,7 +213,22 @@ pub async fn recover(opts: &RecoverOptions) -> Result<Recovered, RecoverError> {
     // The newest backup with enough shards that actually arrive and check.
     loop {
         let Some(seq) = recovery::pick_backup(&found.iter().map(|f| (f.0, f.1, f.2)).collect::<Vec<_>>()) else {
-            let why = if notes.is_empty() { "none at all".to_owned() } else { notes.join("; ") };
+            // Shards found, but too few of any one backup: say which, and what would help.
+            let mut short: Vec<String> = headers
+                .iter()
+                .rev()
+                .filter_map(|(seq, (_, h))| {
+                    let mut indices: Vec<u8> = found.iter().filter(|f| f.0 == *seq).map(|f| f.2).collect();
+                    indices.sort_unstable();
+                    indices.dedup();
+                    (!indices.is_empty()).then(|| format!("#{seq}: {} of the {} shards needed", indices.len(), h.k))
+                })
+                .collect();
+            if !short.is_empty() {
+                short.insert(0, "too few shards of any one backup on the hosts given, so give more hosts".into());
+            }
+            short.extend(notes.iter().cloned());
+            let why = if short.is_empty() { "none at all".to_owned() } else { short.join("; ") };
             return Err(RecoverError::NoneFound(why));
         };
         let (signed, header) = headers.get(&seq).cloned().expect("every found shard's header is kept");
