@@ -60,6 +60,19 @@ async fn roles_quotas_and_write_only_sources() {
     std::fs::create_dir_all(&data).expect("mkdir");
     std::fs::copy(&small, data.join("a.bin")).expect("copy");
     ok(run(&src, &["backup", data.to_str().expect("utf-8")], &[]), "appender backup");
+    // An appender of bob is stopped by bob's quota, without the figures: they would tell it
+    // bob's usage (which `usage` refuses it) to the byte, by trying placements of other sizes.
+    let bob_wo = env.path("bob.wo");
+    let export = ["key", "export", "--write-only", "--output", bob_wo.to_str().expect("utf-8")];
+    ok(run(&bob, &export, &transport), "bob's export");
+    let token = invite(&env, &["bobnas", "--role", "appender", "--of", "u2"]);
+    let bobnas = env.path("bobnas");
+    let init = ["init", "--coordinator", &url, "--token", &token, "--import", bob_wo.to_str().expect("utf-8")];
+    ok(run(&bobnas, &init, &transport), "bob's appender init");
+    let out = run(&bobnas, &["put", big.to_str().expect("utf-8"), "--name", "too-big"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    refused(out, "appender over its owner's quota", "quota of the account this one stores for");
+    assert!(!err.contains("MiB") && !err.contains(" used"), "{err}");
     refused(run(&src, &["snapshots"], &[]), "appender snapshots", "may not read");
     refused(run(&src, &["forget", "latest"], &[]), "appender forget", "may not read");
     refused(run(&src, &["prune"], &[]), "appender prune", "may not remove");
@@ -133,7 +146,7 @@ async fn roles_quotas_and_write_only_sources() {
     // The admin's view, then disabling bob: his next request fails at once.
     let users: serde_json::Value = serde_json::from_str(&env.ok(&["admin", "user", "ls", "--json"])).expect("JSON");
     let roles: Vec<&str> = users.as_array().expect("users").iter().filter_map(|u| u["role"].as_str()).collect();
-    assert_eq!(roles, ["admin", "user", "appender", "reader"]);
+    assert_eq!(roles, ["admin", "user", "appender", "appender", "reader"]);
     assert!(users[1]["used"].as_u64() > Some(1 << 20), "{users}");
     env.ok(&["admin", "user", "disable", "u2"]);
     refused(run(&bob, &["ls"], &[]), "disabled bob", "disabled");
