@@ -718,16 +718,20 @@ pub async fn forget(
     max_unused: u8,
     json: bool,
 ) -> Result<i32> {
+    // Mistakes on the command line, told before the key file is opened, with exit code 2.
+    let mistake = match (ids.is_empty(), policy.is_empty()) {
+        (false, false) => Some("give snapshot ids or a --keep-* policy, not both"),
+        (true, true) => Some("give snapshot ids to forget, or a policy such as --keep-last 7 --keep-daily 14"),
+        _ => None,
+    };
+    if let Some(m) = mistake {
+        eprintln!("error: {m}");
+        return Ok(2);
+    }
     let (coord, keys, all) = open_snapshots().await?;
-    let doomed: Vec<&SnapshotInfo> = if !ids.is_empty() {
-        if !policy.is_empty() {
-            bail!("give snapshot ids or a --keep-* policy, not both");
-        }
-        ids.iter().map(|i| snapshots::resolve(&all, i)).collect::<Result<_, _>>()?
-    } else if policy.is_empty() {
-        bail!("give snapshot ids to forget, or a policy such as --keep-last 7 --keep-daily 14");
-    } else {
-        snapshots::to_forget(&all, &policy, true)
+    let doomed: Vec<&SnapshotInfo> = match ids.is_empty() {
+        false => ids.iter().map(|i| snapshots::resolve(&all, i)).collect::<Result<_, _>>()?,
+        true => snapshots::to_forget(&all, &policy, true),
     };
     // A policy passes over locked snapshots (the coordinator would refuse the whole
     // request); ids given by hand are sent as they are, and refused if locked.

@@ -67,6 +67,12 @@ async fn a_reader_that_goes_away_ends_listings_quietly() {
     assert!(out.contains("Would remove 1 snapshot(s) and keep 1") && !out.contains("0 snapshot(s) removed"), "{out}");
     let snapshots: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).expect("JSON");
     assert_eq!(snapshots.as_array().map(Vec::len), Some(2), "a dry run removes nothing");
+    // Nothing to forget, or ids and a policy at once, are command-line mistakes: exit 2.
+    for args in [&["forget"][..], &["forget", "latest", "--keep-last", "1"][..]] {
+        let out = env.scatter(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.code() == Some(2) && err.contains("give snapshot ids"), "{args:?}: {err}");
+    }
 
     // `get -o -` writes to stdout (and its report to stderr), not to a file named `-`.
     let out = env.scatter(&["get", "one", "-o", "-"]);
