@@ -79,6 +79,11 @@ async fn admins_undo_what_they_did_and_nobody_else_can() {
     env.ok(&["admin", "invite", "rm", &dave_id]);
     assert!(!env.ok(&["admin", "invite", "ls"]).contains(&dave_id));
     refused(run(&env.path("dave"), &["init", "--coordinator", &url, "--token", &pending], &[]), "revoked", "unknown");
+    assert!(!env.path("dave").exists(), "a refused init left its profile folder");
+    // The hosts' join token is not an invite, and is told apart.
+    let join = std::fs::read_to_string(env.grid.coordinator_dir().join("join-token")).expect("join token");
+    let init = ["init", "--coordinator", &url, "--token", join.trim()];
+    refused(run(&env.path("erin"), &init, &[]), "a join token", "this is a join token, for hosts");
     env.ok(&["admin", "host", "undrain", "h1"]);
     assert_eq!(host_state(&env, 1), "online");
     // A disabled host is not trusted: it comes back only once repair moved its shards off,

@@ -182,12 +182,22 @@ pub async fn init(
             key_path.display()
         )));
     }
+    // Made before a recovery code is spent (a folder that cannot be made fails first), and
+    // removed again when the coordinator refuses the token: nothing of a failed init stays.
+    let made = !dir.exists();
     std::fs::create_dir_all(dir).map_err(ClientError::io(dir))?;
+    let unmake = |e: ClientError| {
+        if made {
+            let _ = std::fs::remove_dir(dir);
+        }
+        e
+    };
     let device = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
-    let open = Coordinator::new(coordinator, ca, None)?;
+    let open = Coordinator::new(coordinator, ca, None).map_err(unmake)?;
     let (user_id, device_id, role, key_file, keys) = if token.is_recovery() {
         let code = RecoveryCode::from_secret(token.secret_bytes());
-        let reply = open.recover(&code, &device.verifying_key(), &device_name()).await.map_err(at_init)?;
+        let reply =
+            open.recover(&code, &device.verifying_key(), &device_name()).await.map_err(at_init).map_err(unmake)?;
         let escrow = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &reply.escrow)
             .map_err(|_| ClientError::Invalid("the coordinator sent a kept key file that is not base64".into()))?;
         let key_file = code.open(&escrow)?;
@@ -201,7 +211,8 @@ pub async fn init(
         let reply = open
             .register(token.secret(), &keys.write_keys().public_key(), &device.verifying_key(), &device_name())
             .await
-            .map_err(at_init)?;
+            .map_err(at_init)
+            .map_err(unmake)?;
         (reply.user_id, reply.device_id, reply.role, key_file, Some(keys))
     };
     write_private(&key_path, &key_file)?;

@@ -601,6 +601,15 @@ async fn register(State(sh): S, Body(req): Body<RegisterRequest>) -> ApiResult<R
     }
     let device_key = devices::device(&req.device_key, &req.device_name)?;
     let token_hash = secret_hash(&token_secret(&req.token));
+    // A host's join token is no invite (a new user tried the grid's join-token file): said
+    // as such. Whoever sends it holds it already, so the answer tells nothing new.
+    let joins_hosts = bool::from(token_hash.ct_eq(&sh.join_token_hash))
+        || db(&sh, move |s| s.operator_by_token(&token_hash)).await?.is_some();
+    if joins_hosts {
+        return Err(ApiError::Unauthorized(
+            "this is a join token, for hosts (`scatter host --join-token`); `scatter init` takes an invite, from `scatter admin user add`".into(),
+        ));
+    }
     let user = db(&sh, move |s| s.redeem_token(&token_hash, &req.public_key, &device_key, &req.device_name, now()))
         .await?
         .ok_or_else(|| {
