@@ -125,17 +125,24 @@ impl Store {
 
 fn load(tx: &Sql<'_>, user: UserId, packs: &[BulkPack], objects: &[BulkObject]) -> Result<(), StoreError> {
     let u = Value::Int(user.0 as i64);
+    let zones: HashMap<HostId, String> = tx
+        .query_map("SELECT id, zone FROM hosts", params![], |r| Ok((HostId(r.get::<i64>(0)? as u64), r.get(1)?)))?
+        .into_iter()
+        .collect();
     let mut rows = Vec::new();
     for p in packs {
         // How the pack spreads, as `measure_spread` would record it: a bulk load's hosts are
         // each their own failure domain (no operators).
         let mut per_host: HashMap<HostId, usize> = HashMap::new();
+        let mut per_zone: HashMap<Option<&String>, usize> = HashMap::new();
         for (_, _, host, _) in &p.shards {
             *per_host.entry(*host).or_default() += 1;
+            *per_zone.entry(zones.get(host)).or_default() += 1;
         }
         let held: Vec<usize> = per_host.into_values().collect();
         let spread = held.iter().copied().max().unwrap_or(0);
         let tolerance = crate::durability::tolerance(&held, p.k as usize).unwrap_or(0);
+        let zone_spread = per_zone.into_values().max().unwrap_or(0);
         rows.extend([
             blob(p.id.as_bytes()),
             u.clone(),
@@ -148,13 +155,14 @@ fn load(tx: &Sql<'_>, user: UserId, packs: &[BulkPack], objects: &[BulkObject]) 
             Value::Int(p.created as i64),
             Value::Int(spread as i64),
             Value::Int(tolerance.into()),
+            Value::Int(zone_spread as i64),
         ]);
     }
     insert_many(
         tx,
-        "INSERT INTO packs (id, user, session, size, k, m, shard_size, state, created, spread, tolerance) VALUES",
+        "INSERT INTO packs (id, user, session, size, k, m, shard_size, state, created, spread, tolerance, zone_spread) VALUES",
         "",
-        11,
+        12,
         &rows,
         |_| Ok(()),
     )?;

@@ -233,7 +233,17 @@ impl Store {
                             .and_then(|c| c.as_array())
                             .ok_or_else(|| bad(i, "no columns"))?
                             .iter()
-                            .map(|c| c.as_str().map(quoted).ok_or_else(|| bad(i, "a column name is not text")))
+                            .map(|c| {
+                                // Written into the statement: a plain name, never SQL of the file's.
+                                let plain = |s: &&str| {
+                                    s.len() <= 64
+                                        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                                };
+                                c.as_str()
+                                    .filter(plain)
+                                    .map(quoted)
+                                    .ok_or_else(|| bad(i, "a column name is not a plain lower-case name"))
+                            })
                             .collect::<Result<_, _>>()?;
                         let marks: Vec<String> = (1..=cols.len()).map(|n| format!("?{n}")).collect();
                         let conflict =
@@ -409,6 +419,14 @@ mod tests {
             assert!(target.users().expect("users").is_empty(), "a failed import leaves nothing");
             let wrong = target.import(&mut &b"{\"format\":\"other\"}\n"[..]);
             assert!(matches!(wrong, Err(TransferError::Format { line: 1, .. })), "{wrong:?}");
+            // A column name is written into the statement: only a plain name passes.
+            let text = String::from_utf8(export.clone()).expect("utf-8");
+            let crafted = text.replacen("\"receipt\"", "\"receipt\\\") VALUES (1); DROP TABLE users; --\"", 1);
+            assert_ne!(crafted, text, "the export names the column");
+            let failed = target.import(&mut crafted.as_bytes());
+            let said = format!("{failed:?}");
+            assert!(matches!(failed, Err(TransferError::Format { .. })) && said.contains("plain"), "{said}");
+            assert!(target.users().expect("users").is_empty(), "a failed import leaves nothing");
         }
     }
 }
