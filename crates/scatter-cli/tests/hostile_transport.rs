@@ -381,6 +381,40 @@ async fn a_trickled_unauthenticated_body_does_not_take_hosts_offline() {
     }
 }
 
+/// Any account may send large bodies, which the coordinator reads only after the
+/// credential in the headers checks out: two 64 MiB commits trickled just above the minimum
+/// rate held the whole room that bodies in flight share, every host's heartbeat waited on it,
+/// and all went offline within seconds. Hosts' requests now have a room of their own.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_trickling_large_bodies_does_not_take_hosts_offline() {
+    let env =
+        grid_with(3, scatter_cli::grid::GridOptions { passphrase: "test passphrase".into(), ..Default::default() })
+            .await;
+    let mallory = common::attacker::Attacker::invite(&env, &["mallory"]).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let tricklers: Vec<_> = (0..2).map(|_| mallory.trickle("/v1/packs/commit", 64 << 20, stop.clone())).collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Read from /metrics, which takes no body: users' requests wait on the room the
+    // attacker holds (that an account can hold up the others' writes is left to the 30 s
+    // after which they are told to retry).
+    let http = client(&env, scatter_net::Peer::Coordinator);
+    let metrics = format!("{}/metrics", env.grid.url());
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(12) {
+        let text = http.get(&metrics).send().await.expect("metrics").text().await.expect("text");
+        let online = text
+            .lines()
+            .filter(|l| l.starts_with("scatter_host_up{") && l.contains("state=\"online\"") && l.ends_with(" 1"))
+            .count();
+        assert_eq!(online, 3, "hosts went offline while an account trickled large bodies:\n{text}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in tricklers {
+        t.abort();
+    }
+}
+
 /// A host takes a catalog backup shard only under the coordinator's grant for it, checked
 /// before the body is read. Without one, anyone could trickle an upload into every host's one
 /// slot for these and hold it for hours (catalog backups then failed, "busy"), making the host
@@ -482,7 +516,7 @@ async fn a_peer_cannot_forge_lines_in_the_coordinators_log() {
     let forged = "INFO scatter_coordinator::api: event actor=u1 action=\"device.revoked\" detail=d6";
     let join = JoinRequest {
         join_token: "sct_wrong".into(),
-        address: format!("https://x\n2026-12-01T00:00:00.000000Z  {forged}\n\u{1b}[2J"),
+        address: format!("https://x\n2026-12-01T00:00:00.000000Z  {forged}\n\u{1b}[2J\u{202e}"),
         zone: "z".into(),
         capacity: scatter_core::ByteSize(1 << 30),
         receipt_key: None,
@@ -493,7 +527,8 @@ async fn a_peer_cannot_forge_lines_in_the_coordinators_log() {
     assert_eq!(resp.status().as_u16(), 401);
     let log = std::fs::read_to_string(env.path("grid/coordinator.log")).expect("the coordinator's log");
     let refused = log.lines().find(|l| l.contains("host.join_refused")).expect("the refusal is logged");
-    assert!(refused.contains("\\n") && refused.contains("\\u{1b}"), "escaped: {refused}");
+    assert!(refused.contains("\\u{a}") && refused.contains("\\u{1b}"), "escaped: {refused}");
+    assert!(refused.contains("\\u{202e}") && !log.contains('\u{202e}'), "a bidi override: {refused}");
     assert!(!log.lines().any(|l| l.trim_start().starts_with("2026-12-01T00:00:00")), "a forged line:\n{log}");
     assert!(!log.contains('\u{1b}'), "an escape sequence reached the log raw");
 }

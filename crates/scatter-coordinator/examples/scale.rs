@@ -557,7 +557,7 @@ fn measure(store: &Store, grid: &Grid, quick: bool) -> BTreeMap<&'static str, St
     add("16 remove_object (its sweep)", took);
     for _ in 0..2 {
         // With the zone rule of three zones for the grid's code, as the checker asks.
-        let (took, r) = time(|| store.crowded_packs(2, &[(K, M, 2)], 16));
+        let (took, r) = time(|| store.crowded_packs(2, &[(K, M, 2)], 16, 0));
         assert!(r.expect("crowded packs").is_empty(), "every pack is spread one shard per host");
         add("15 re-spread search: crowded_packs", took);
     }

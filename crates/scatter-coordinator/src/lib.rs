@@ -182,10 +182,8 @@ pub(crate) struct Shared {
     /// computed it, reading every shard's row: kept for a checker interval, dropped when a
     /// pack is committed or a shard moves.
     pub spread: std::sync::Mutex<Option<(std::time::Instant, Option<u32>, u64)>>,
-    /// The tolerance of the last repair pass, whether packs placed under a looser rule may
-    /// remain (looking for them reads every pack's row, so only then), passes counted, and
-    /// the zones up in the last pass.
-    pub respread: std::sync::Mutex<(u8, bool, u32, usize)>,
+    /// Where the search for packs to re-spread stands (see `repair`).
+    pub respread: std::sync::Mutex<repair::Respread>,
     pub request_times: scatter_proto::metrics::RequestTimes,
     /// Checks of shards clients reported bad.
     pub report_checks: audit::ReportChecks,
@@ -200,6 +198,9 @@ pub(crate) struct Shared {
     pub body_budget: tokio::sync::Semaphore,
     /// Of that, room for bodies of requests without a verified user, in KiB.
     pub open_body_budget: tokio::sync::Semaphore,
+    /// Room for bodies of requests of hosts named in their header, in KiB: apart from the
+    /// users', so that no account trickling large bodies holds up the hosts' heartbeats.
+    pub host_body_budget: tokio::sync::Semaphore,
     /// Seals the verified user between the request gate and the handlers; never leaves the
     /// process.
     pub verdict_key: [u8; 32],
@@ -296,13 +297,24 @@ fn token_file(path: &Path, ca: Option<scatter_net::Fingerprint>) -> Result<Strin
 }
 
 /// Creates `dir` (and its parents) if missing, readable by its owner only: it holds the
-/// catalog, the CA and the signing key. A folder that exists keeps its mode.
+/// catalog, the CA and the signing key. A folder that exists is closed to others (its group
+/// keeps what it had), and that is said.
 pub(crate) fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
+    builder.create(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir)?.permissions().mode();
+        if mode & 0o007 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o770))?;
+            tracing::warn!(dir = %dir.display(), "the data directory was open to others; it is closed to them now");
+        }
+    }
+    Ok(())
 }
 
 /// Takes the data directory's lock (a file locked for as long as it is open): one
@@ -476,7 +488,7 @@ pub async fn run(
             hex::encode(b)
         },
         spread: Default::default(),
-        respread: std::sync::Mutex::new((0, true, 0, 0)),
+        respread: std::sync::Mutex::new(repair::Respread { more: true, ..Default::default() }),
         request_times: Default::default(),
         report_checks: Default::default(),
         http: scatter_net::http_client(fingerprint, scatter_net::Peer::Host)
@@ -488,6 +500,7 @@ pub async fn run(
         failures: Default::default(),
         body_budget: tokio::sync::Semaphore::new(api::guard::BODY_BUDGET >> 10),
         open_body_budget: tokio::sync::Semaphore::new(api::guard::OPEN_BODY_BUDGET >> 10),
+        host_body_budget: tokio::sync::Semaphore::new(api::guard::HOST_BODY_BUDGET >> 10),
         verdict_key: {
             let mut k = [0u8; 32];
             rand::rngs::OsRng.fill_bytes(&mut k);

@@ -29,6 +29,22 @@ pub(crate) const PACKS_PER_PASS: usize = 16;
 /// Passes between searches for packs to re-spread when nothing asked for one.
 const RESPREAD_EVERY: u32 = 20;
 
+/// Where the search for packs to re-spread stands, between repair passes.
+#[derive(Debug, Default)]
+pub(crate) struct Respread {
+    /// The tolerance of the last pass.
+    pub tolerate: u8,
+    /// Zones up in the last pass.
+    pub zones: usize,
+    /// Whether packs placed under a looser rule may remain (looking for them reads every
+    /// pack's row, so only then).
+    pub more: bool,
+    /// Passes counted.
+    pub passes: u32,
+    /// Crowded packs to pass over, oldest first: those that could not move when last tried.
+    pub skip: usize,
+}
+
 pub(crate) async fn run(shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<bool>) {
     let every = shared.checker_interval;
     let offline = Arc::new(crate::presence::Offline::default());
@@ -89,29 +105,41 @@ async fn pass(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::S
     // tightened or more zones are up, again while the last search found a full batch, and
     // every RESPREAD_EVERY passes (for packs that could not move when last tried).
     let zones = crate::room::zones_up(shared, &hosts);
-    let look = {
-        let mut respread = shared.respread.lock().unwrap_or_else(|p| p.into_inner());
-        respread.2 = respread.2.wrapping_add(1);
-        if f > respread.0 || zones > respread.3 || respread.2.is_multiple_of(RESPREAD_EVERY) {
-            respread.1 = true;
+    let (look, skip) = {
+        let mut r = shared.respread.lock().unwrap_or_else(|p| p.into_inner());
+        r.passes = r.passes.wrapping_add(1);
+        if f > r.tolerate || zones > r.zones || r.passes.is_multiple_of(RESPREAD_EVERY) {
+            (r.more, r.skip) = (true, 0);
         }
-        respread.0 = f;
-        respread.3 = zones;
-        respread.1
+        (r.tolerate, r.zones) = (f, zones);
+        (r.more, r.skip)
     };
     if degraded < PACKS_PER_PASS && look {
         let limit = PACKS_PER_PASS - degraded;
         let codes = shared.catalog(|s| s.codes()).await?;
-        let caps = crate::room::zone_caps(shared, &hosts, f, &codes);
-        let crowded = shared.catalog(move |s| s.crowded_packs(f, &caps, limit)).await?;
-        shared.respread.lock().unwrap_or_else(|p| p.into_inner()).1 = crowded.len() == limit;
+        let candidates = {
+            let (sh, hosts) = (shared.clone(), hosts.clone());
+            shared.catalog(move |s| crate::room::candidates(&sh, s, &hosts)).await?
+        };
+        let caps = crate::room::zone_caps(&candidates, f, &codes);
+        let crowded = shared.catalog(move |s| s.crowded_packs(f, &caps, limit, skip)).await?;
+        let full = crowded.len() == limit;
+        let mut moved = false;
         for pack in crowded {
             match repair(shared, &hosts, cutoff, &pack, f, fence).await {
-                Ok(n) if n > 0 => tracing::info!(pack = %pack.id, shards = n, tolerate = f, "pack re-spread"),
+                Ok(n) if n > 0 => {
+                    moved = true;
+                    tracing::info!(pack = %pack.id, shards = n, tolerate = f, "pack re-spread")
+                }
                 Ok(_) => {}
                 Err(e) => tracing::debug!(pack = %pack.id, error = %e, "pack could not be re-spread now"),
             }
         }
+        // A full batch of which none could move (no room where they should go) would be
+        // found again first next time: the search goes on past it instead.
+        let mut r = shared.respread.lock().unwrap_or_else(|p| p.into_inner());
+        r.more = full;
+        r.skip = if full && !moved { skip + limit } else { 0 };
     }
     Ok(())
 }
@@ -264,7 +292,13 @@ async fn repair(
     unusable.extend(moving.iter().map(|(_, _, h, _)| *h));
     let candidates: Vec<_> = candidates.into_iter().filter(|c| !unusable.contains(&c.host)).collect();
     let held = held_on(&keep, host);
-    let limits = crate::placement::limits(layout.total(), per_domain, &candidates, pack.shard_size, &held);
+    let mut limits = crate::placement::limits(layout.total(), per_domain, &candidates, pack.shard_size, &held);
+    // A re-spread places within the cap that made it move (fewer candidates may allow more
+    // per zone, and the shard would go back to a crowded zone, to be moved again next time);
+    // a pack missing shards takes what placement allows.
+    if bad.is_empty() && !zone_crowded.is_empty() {
+        limits.per_zone = limits.per_zone.min(zone_cap);
+    }
     let ids: Vec<ShardId> = moving.iter().map(|(_, shard, _, _)| *shard).collect();
     // Place as many as the rule allows now: a pack missing two shards is better off with one
     // rebuilt than none.

@@ -83,16 +83,13 @@ pub fn zones_up(sh: &Shared, hosts: &[HostRow]) -> usize {
 }
 
 /// For each code in `codes`, the most shards of one of its packs a zone should hold under
-/// tolerance `f`, given the zones and domains of the active hosts heard from within the
-/// offline grace: what a placement on these hosts would aim for (see
-/// [`crate::placement::zone_cap`]). A pack holding more in one zone is re-spread; whether
-/// the hosts' room allows it is the repair's to find.
-pub fn zone_caps(sh: &Shared, hosts: &[HostRow], f: u8, codes: &[(u8, u8)]) -> Vec<crate::store::ZoneCap> {
-    let mut pairs: Vec<(&str, Domain)> = hosts
-        .iter()
-        .filter(|h| matches!(host_state(sh, h), HostState::Online | HostState::Suspect))
-        .map(|h| (h.zone.as_str(), h.domain()))
-        .collect();
+/// tolerance `f`, given the zones and domains of the hosts with room for data now (see
+/// [`room`]): what a placement on them would aim for (see [`crate::placement::zone_cap`]).
+/// A pack holding more in one zone is re-spread; the repair checks again with its own shards'
+/// hosts and size.
+pub fn zone_caps(candidates: &[Candidate], f: u8, codes: &[(u8, u8)]) -> Vec<crate::store::ZoneCap> {
+    let mut pairs: Vec<(&str, Domain)> =
+        candidates.iter().filter(|c| c.free > 0).map(|c| (c.zone.as_str(), c.domain)).collect();
     pairs.sort_unstable();
     pairs.dedup();
     codes

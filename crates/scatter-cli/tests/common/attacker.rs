@@ -96,6 +96,38 @@ impl Attacker {
         (status, resp.json().await.unwrap_or(serde_json::Value::Null))
     }
 
+    /// Sends a body declared `declared` bytes long to `path`, under a credential (signed for
+    /// an empty body: the coordinator compares the body only once it has it), 8 KiB every
+    /// 100 ms, above the coordinator's minimum rate, until `stop` is set: it holds the room
+    /// bodies in flight share for as long as that.
+    pub fn trickle(
+        &self,
+        path: &str,
+        declared: u64,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let target = Request { method: "POST", target: path };
+        let cred = Credential::new(self.device, now() + 60, b"").sign(&self.key, &self.grid, target).expect("sign");
+        let slow = futures::stream::unfold(stop, |stop| async move {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Some((Ok::<_, std::io::Error>(vec![b' '; 8 << 10]), stop))
+        });
+        let req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .timeout(Duration::from_secs(600))
+            .header("authorization", format!("Scatter {cred}"))
+            .header("content-type", "application/json")
+            .header("content-length", declared.to_string())
+            .body(reqwest::Body::wrap_stream(slow));
+        tokio::spawn(async move {
+            let _ = req.send().await;
+        })
+    }
+
     /// A signed POST of `body` as JSON.
     pub async fn post<T: serde::Serialize>(&self, path: &str, body: &T) -> (u16, serde_json::Value) {
         self.call(reqwest::Method::POST, path, Some(serde_json::to_value(body).expect("json"))).await

@@ -54,6 +54,10 @@ pub(crate) const BODY_BUDGET: usize = 128 << 20;
 /// Of those, bytes of bodies of unauthenticated requests (one host inventory at most): what
 /// anyone who can connect can make the coordinator hold.
 pub(crate) const OPEN_BODY_BUDGET: usize = LARGE;
+/// Bytes of bodies of hosts' requests (named in their header) held at once, apart from the
+/// users' [`BODY_BUDGET`]: an account holding that room with slow 64 MiB commits held up
+/// every host's heartbeat, and took them offline.
+pub(crate) const HOST_BODY_BUDGET: usize = 2 * LARGE;
 /// How long a request waits for room in the budget before it is told to retry.
 const BUDGET_WAIT: Duration = Duration::from_secs(30);
 /// A body must keep up this rate after [`BODY_GRACE`].
@@ -195,7 +199,11 @@ async fn check(sh: &Arc<Shared>, req: Request) -> Result<(Request, Room<'_>), Ap
             .ok_or_else(|| ApiError::Unauthorized("the host header is not `ID SECRET`".into()))?;
         super::check_host(sh, id, secret).await?;
     }
-    let authenticated = verified.is_some() || host.is_some();
+    let lane = match (verified.is_some(), host.is_some()) {
+        (true, _) => Lane::User,
+        (false, true) => Lane::Host,
+        (false, false) => Lane::Open,
+    };
     let (mut parts, body) = req.into_parts();
     let declared = parts
         .headers
@@ -203,7 +211,7 @@ async fn check(sh: &Arc<Shared>, req: Request) -> Result<(Request, Room<'_>), Ap
         .map(|v| v.to_str().ok().and_then(|v| v.parse::<u64>().ok()))
         .map(|v| v.ok_or_else(|| ApiError::BadRequest("the Content-Length header is not a number".into())))
         .transpose()?;
-    let (bytes, room) = read_body(sh, body, declared, limit, authenticated).await?;
+    let (bytes, room) = read_body(sh, body, declared, limit, lane).await?;
     if let Some(c) = verified {
         c.check_body(&bytes).map_err(|e| ApiError::Unauthorized(e.to_string()))?;
         let sealed = HeaderValue::from_str(&seal(sh, c.device))
@@ -269,14 +277,25 @@ async fn credential(
     }
 }
 
-/// Reads a body of at most `limit` bytes, out of the shared budget (and, for a request with no
-/// verified user, the smaller budget of such requests), at the minimum rate.
+/// Whose room a request's body takes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    /// A verified user's: the shared budget.
+    User,
+    /// A host's, named in its header: the hosts' budget alone.
+    Host,
+    /// Anyone's: the smaller budget of such requests, and the shared one.
+    Open,
+}
+
+/// Reads a body of at most `limit` bytes, out of the budgets of its `lane`, at the minimum
+/// rate.
 async fn read_body(
     sh: &Shared,
     body: Body,
     declared: Option<u64>,
     limit: usize,
-    authenticated: bool,
+    lane: Lane,
 ) -> Result<(Vec<u8>, Room<'_>), ApiError> {
     let too_large = || {
         ApiError::TooLarge(format!(
@@ -296,11 +315,12 @@ async fn read_body(
     let busy = || ApiError::Busy("the coordinator is receiving too many large requests; retry in a minute".into());
     let closed = |_| ApiError::Internal("the body budget is closed".into());
     let room = tokio::time::timeout(BUDGET_WAIT, async {
-        let open = match authenticated {
-            true => None,
-            false => Some(sh.open_body_budget.acquire_many(permits).await.map_err(closed)?),
+        let first = match lane {
+            Lane::User => None,
+            Lane::Host => return Ok((None, sh.host_body_budget.acquire_many(permits).await.map_err(closed)?)),
+            Lane::Open => Some(sh.open_body_budget.acquire_many(permits).await.map_err(closed)?),
         };
-        Ok::<_, ApiError>((open, sh.body_budget.acquire_many(permits).await.map_err(closed)?))
+        Ok::<_, ApiError>((first, sh.body_budget.acquire_many(permits).await.map_err(closed)?))
     })
     .await
     .map_err(|_| busy())??;

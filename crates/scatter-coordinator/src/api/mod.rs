@@ -203,13 +203,17 @@ pub(crate) async fn event(sh: &Arc<Shared>, actor: String, action: &'static str,
     }
 }
 
-/// `text` with its control characters escaped (`\n`, `\u{1b}`…), for a log line.
+/// `text` with its control characters escaped (`\n`, `\u{1b}`…), and the ones that reorder
+/// or break lines on a terminal (bidirectional overrides, line and paragraph separators),
+/// for a log line.
 fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    match text.chars().any(char::is_control) {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    match text.chars().any(hidden) {
         false => std::borrow::Cow::Borrowed(text),
-        true => {
-            text.chars().map(|c| if c.is_control() { c.escape_debug().to_string() } else { c.to_string() }).collect()
-        }
+        true => text.chars().map(|c| if hidden(c) { c.escape_unicode().to_string() } else { c.to_string() }).collect(),
     }
 }
 
@@ -426,8 +430,15 @@ async fn host_cert(State(sh): S, Body(req): Body<HostCertRequest>) -> ApiResult<
         .and_then(|u| u.host_str().map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned()))
         .ok_or_else(|| ApiError::BadRequest(format!("`{}` names no host", req.address)))?;
     let key = hex::decode(&req.public_key).map_err(|_| ApiError::BadRequest("the public key is not hex".into()))?;
+    // Bound to hosts (unless a gateway's): a host certified first under a name would still
+    // pose as the gateway an account binds it to later.
     let bound = scatter_net::tls::check_host_name(&name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    if let Some(account) = db(&sh, move |s| s.gateway_name_holder(&bound)).await? {
+    let host_id = req.host_id;
+    let holder = match scatter_net::tls::is_loopback(&bound) {
+        true => None,
+        false => db(&sh, move |s| s.bind_host_name(host_id, &bound, now())).await?,
+    };
+    if let Some(account) = holder {
         event(&sh, req.host_id.to_string(), "host.cert_refused", format!("{name:.100}: {account}'s gateway name"))
             .await;
         return Err(ApiError::Forbidden(format!(
@@ -488,11 +499,22 @@ async fn gateway_cert(
     }
     let me = u.me;
     let bound = names.clone();
-    if let Some((name, holder)) = db(&sh, move |s| s.bind_gateway_names(me, &bound, now())).await? {
-        event(&sh, u.me.to_string(), "gateway.cert_refused", format!("{name:.100}: {holder}'s gateway name")).await;
-        return Err(ApiError::Forbidden(format!(
-            "`{name}` is certified for another account's S3 gateway; give this gateway a name of its own, or use --cert and --key"
-        )));
+    match db(&sh, move |s| s.bind_gateway_names(me, &bound, now())).await? {
+        // A name bound now is part of what a recovered catalog must not undo.
+        Ok(true) => sh.backup_soon(),
+        Ok(false) => {}
+        Err((name, crate::store::NameHolder::Gateway(holder))) => {
+            event(&sh, u.me.to_string(), "gateway.cert_refused", format!("{name:.100}: {holder}'s gateway name")).await;
+            return Err(ApiError::Forbidden(format!(
+                "`{name}` is certified for another account's S3 gateway; give this gateway a name of its own, or use --cert and --key"
+            )));
+        }
+        Err((name, crate::store::NameHolder::Host(host))) => {
+            event(&sh, u.me.to_string(), "gateway.cert_refused", format!("{name:.100}: host {host}'s address")).await;
+            return Err(ApiError::Forbidden(format!(
+                "`{name}` is the address of host {host}; a gateway needs a name of its own"
+            )));
+        }
     }
     let cert = authority.issue_gateway(&req.names, &key).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     event(&sh, u.me.to_string(), "gateway.certified", req.names.join(", ")).await;

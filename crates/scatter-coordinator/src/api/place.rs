@@ -348,7 +348,11 @@ async fn pack_spread(sh: &Arc<Shared>, hosts: &[HostRow], f: u8) -> Result<(Opti
         .map(|h| (h.id, (h.domain(), h.state == crate::store::Standing::Active && h.last_seen >= cutoff)))
         .collect();
     let codes = db(sh, |s| s.codes()).await?;
-    let caps = crate::room::zone_caps(sh, hosts, f, &codes);
+    let candidates = {
+        let (sh2, hosts) = (sh.clone(), hosts.to_vec());
+        db(sh, move |s| crate::room::candidates(&sh2, s, &hosts)).await?
+    };
+    let caps = crate::room::zone_caps(&candidates, f, &codes);
     let (mut lowest, crowded, damaged) = db(sh, move |s| s.spread_summary(f, &caps, cutoff)).await?;
     for (k, _, shards) in damaged {
         let mut held: HashMap<Domain, usize> = HashMap::new();

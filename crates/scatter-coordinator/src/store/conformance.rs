@@ -199,6 +199,14 @@ conformance! {
         store.record_event(5_000_000_004, "u9", "lock.refused", "").expect("record");
         let actions: Vec<String> = events(10).into_iter().map(|e| e.2).collect();
         assert_eq!(actions, ["host.joined", "user.removed", "auth.forbidden", "lock.refused"], "the old refusal went alone");
+        // So is what anyone may repeat at will: a flood of it pushes out only its own kind.
+        store.record_event(5_000_000_005, "u9", "dashboard.link", "").expect("record");
+        store.record_event(5_000_000_006, "u9", "policy.set", "").expect("record");
+        store.conn().execute("UPDATE events SET n = n - ?1 WHERE action = 'dashboard.link'", params![keep]).expect("sql");
+        store.record_event(5_000_000_007, "u9", "gateway.certified", "").expect("record");
+        let actions: Vec<String> = events(10).into_iter().map(|e| e.2).collect();
+        let expected = ["host.joined", "user.removed", "auth.forbidden", "lock.refused", "policy.set", "gateway.certified"];
+        assert_eq!(actions, expected, "the old link went alone");
     }
 
     fn users_are_listed_with_their_rights_quotas_and_usage() {
@@ -654,21 +662,23 @@ conformance! {
         release_pack(&store, 4);
 
         let crowded = |f, limit| -> Vec<PackId> {
-            store.crowded_packs(f, &[], limit).expect("crowded").iter().map(|p| p.id).collect()
+            store.crowded_packs(f, &[], limit, 0).expect("crowded").iter().map(|p| p.id).collect()
         };
         assert_eq!(crowded(1, 10), [pid(3)], "m / 1 = 2 per domain");
         assert_eq!(crowded(2, 10), [pid(3), pid(1)], "m / 2 = 1 per domain, oldest first");
         assert_eq!(crowded(2, 1), [pid(3)]);
+        let past: Vec<PackId> = store.crowded_packs(2, &[], 10, 1).expect("crowded").iter().map(|p| p.id).collect();
+        assert_eq!(past, [pid(1)], "the oldest passed over");
         assert!(crowded(0, 10).is_empty(), "no rule without domains");
         // Every host is in one zone: a pack whose zone holds more than its code's cap is
         // crowded too.
         let zoned = |caps: &[(u8, u8, usize)]| -> Vec<PackId> {
-            store.crowded_packs(1, caps, 10).expect("crowded").iter().map(|p| p.id).collect()
+            store.crowded_packs(1, caps, 10, 0).expect("crowded").iter().map(|p| p.id).collect()
         };
         assert_eq!(zoned(&[(2, 2, 3)]), [pid(3), pid(1)], "4 shards of 2+2 in a zone that should hold 3");
         assert_eq!(zoned(&[(2, 2, 4)]), [pid(3)]);
         assert_eq!(zoned(&[(2, 1, 2), (2, 2, 4)]), [pid(2), pid(3)], "the cap is per code");
-        let listed = store.crowded_packs(2, &[], 10).expect("crowded");
+        let listed = store.crowded_packs(2, &[], 10, 0).expect("crowded");
         assert_eq!(
             view(&listed)[1],
             (pid(1), 128, 2, 2, 64, 4, vec![(0, a[0], "ok"), (1, a[1], "ok"), (2, c[0], "ok"), (3, c[1], "ok")])
@@ -920,7 +930,7 @@ conformance! {
         // A retried commit of a recorded pack succeeds without looking at placements.
         store.commit_placed_pack(alice, &pack(session), |_| Err("looked"), 30).expect("a retried commit");
         // Its three shards share one zone, but a placement policy chose that: not re-spread.
-        assert!(store.crowded_packs(1, &[(2, 1, 1)], 10).expect("crowded").is_empty());
+        assert!(store.crowded_packs(1, &[(2, 1, 1)], 10, 0).expect("crowded").is_empty());
         let degraded = store.degraded_packs(1_000_000, 10).expect("degraded");
         assert!(!degraded.is_empty() && degraded.iter().all(|p| p.narrowed), "{degraded:?}");
     }

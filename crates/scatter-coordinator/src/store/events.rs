@@ -1,17 +1,37 @@
 //! The audit trail: security-relevant events with who, when and what, for `scatter admin
-//! events`. Refusals (refused or forbidden requests) and the other events are kept apart, the
-//! newest [`KEEP`] of each: refused requests can neither fill the disk nor push the record of
-//! a change out of the trail (any account could, with 100,000 forbidden requests in about a
-//! minute and a half).
+//! events`. Events are kept in three pools, the newest [`KEEP`] of each: refusals (refused
+//! or forbidden requests), what any account or host may repeat at will (certificates,
+//! dashboard links, its own policy and trust settings, hosts coming and going), and the
+//! rest, changes only admins, invites and recovery codes make. So neither refused requests
+//! nor repeated self-service can fill the disk or push the record of a change out of the
+//! trail (any account could, with 100,000 forbidden requests in about a minute and a half).
 
 use super::{Store, StoreError};
 
-/// Events kept, of refusals and of the others each.
+/// Events kept, of each pool.
 pub const KEEP: i64 = 100_000;
 
-/// Whether `action` records a refusal (`auth.refused`, `auth.forbidden`, `lock.refused`…).
-fn is_refusal(action: &str) -> bool {
-    action.ends_with("refused") || action.ends_with("forbidden")
+/// The pool `action` is kept in: 1 for a refusal (`auth.refused`, `auth.forbidden`,
+/// `lock.refused`…), 2 for what any account or host may repeat at will, 0 for the rest.
+fn pool(action: &str) -> i64 {
+    const REPEATABLE: &[&str] = &[
+        "dashboard.link",
+        "dashboard.login",
+        "delegate.trusted",
+        "delegate.untrusted",
+        "gateway.certified",
+        "host.certified",
+        "host.offline",
+        "host.online",
+        "host.receipts_backfilled",
+        "lock.extended",
+        "policy.set",
+    ];
+    match () {
+        _ if action.ends_with("refused") || action.ends_with("forbidden") => 1,
+        _ if REPEATABLE.contains(&action) => 2,
+        _ => 0,
+    }
 }
 
 /// One recorded event.
@@ -30,16 +50,16 @@ pub struct Event {
 impl Store {
     /// Records an event.
     pub fn record_event(&self, time: u64, actor: &str, action: &str, detail: &str) -> Result<(), StoreError> {
-        let refusal = i64::from(is_refusal(action));
+        let pool = pool(action);
         self.write(|conn| {
             let n: i64 = conn.query_row(
-                "INSERT INTO events (time, actor, action, detail, refusal, n)
-                 VALUES (?1, ?2, ?3, ?4, ?5, (SELECT COALESCE(MAX(n), 0) + 1 FROM events WHERE refusal = ?5))
+                "INSERT INTO events (time, actor, action, detail, pool, n)
+                 VALUES (?1, ?2, ?3, ?4, ?5, (SELECT COALESCE(MAX(n), 0) + 1 FROM events WHERE pool = ?5))
                  RETURNING n",
-                params![time as i64, actor, action, detail, refusal],
+                params![time as i64, actor, action, detail, pool],
                 |r| r.get(0),
             )?;
-            conn.execute("DELETE FROM events WHERE refusal = ?1 AND n <= ?2", params![refusal, n - KEEP])?;
+            conn.execute("DELETE FROM events WHERE pool = ?1 AND n <= ?2", params![pool, n - KEEP])?;
             Ok(())
         })
     }

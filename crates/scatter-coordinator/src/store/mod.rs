@@ -52,6 +52,7 @@ pub use hosts::{Beat, NewHost, MAX_SERVED_PER_SEC};
 pub use leases::Fence;
 pub use locks::Expired;
 pub use metering::BillingError;
+pub use names::NameHolder;
 pub use repair::{DegradedPack, Health, Reconciled, ShardMove, ZoneCap};
 pub use reservations::{Reservation, ReserveError, Reserved};
 use sql::{Backend, Sql, SqlError};
@@ -276,12 +277,12 @@ CREATE TABLE IF NOT EXISTS events (
     actor TEXT NOT NULL,
     action TEXT NOT NULL,
     detail TEXT NOT NULL,
-    -- Refusals (refused or forbidden requests) and the rest are kept apart, each its newest
-    -- events::KEEP, numbered by n within each.
-    refusal INTEGER NOT NULL DEFAULT 0,
+    -- Kept in pools (events::pool: refusals, what any account or host may repeat at will,
+    -- the rest), each its newest events::KEEP, numbered by n within each.
+    pool INTEGER NOT NULL DEFAULT 0,
     n INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS events_by_kind ON events(refusal, n);
+CREATE INDEX IF NOT EXISTS events_by_pool ON events(pool, n);
 -- Names certified for S3 gateways, each bound to the account that first had one (`names`).
 CREATE TABLE IF NOT EXISTS gateway_names (
     name TEXT PRIMARY KEY,
@@ -495,15 +496,15 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // that reads under way end as they began. Packs released before count as long ago.
     // And the most shards of a pack one zone holds, measured below, so that packs placed
     // while a zone was down are re-spread once it is back, unless a placement policy chose
-    // their zones (`narrowed`, carried from the placements to the pack). And refusals kept
-    // apart from the other events (the events before count as others).
+    // their zones (`narrowed`, carried from the placements to the pack). And events kept in
+    // pools (the events before count as changes).
     (
         17,
         "ALTER TABLE packs ADD COLUMN released INTEGER;
          ALTER TABLE packs ADD COLUMN zone_spread INTEGER NOT NULL DEFAULT 0;
          ALTER TABLE packs ADD COLUMN narrowed INTEGER NOT NULL DEFAULT 0;
          ALTER TABLE reservations ADD COLUMN narrowed INTEGER NOT NULL DEFAULT 0;
-         ALTER TABLE events ADD COLUMN refusal INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE events ADD COLUMN pool INTEGER NOT NULL DEFAULT 0;
          ALTER TABLE events ADD COLUMN n INTEGER NOT NULL DEFAULT 0;
          UPDATE events SET n = id",
     ),
@@ -1237,6 +1238,28 @@ impl Store {
                     c.query_map("SELECT id FROM packs WHERE zone_spread = 0", params![], |r| r.get(0))?;
                 for pack in packs {
                     measure_spread(c, &pack)?;
+                }
+                // Packs of accounts with a placement policy: it may have chosen their zones,
+                // which re-spreading must not undo.
+                c.execute("UPDATE packs SET narrowed = 1 WHERE user IN (SELECT user FROM policies)", params![])?;
+                // Gateway names certified before names were bound: the first account the audit
+                // trail shows with one keeps it, so that nobody else binds it before that
+                // gateway's next start.
+                let certified: Vec<(String, String)> = c.query_map(
+                    "SELECT actor, detail FROM events WHERE action = 'gateway.certified' ORDER BY id",
+                    params![],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                for (actor, detail) in certified {
+                    let Some(account) = actor.strip_prefix('u').and_then(|n| n.parse::<i64>().ok()) else { continue };
+                    for name in detail.split(", ").filter_map(|n| scatter_net::tls::check_host_name(n).ok()) {
+                        if !scatter_net::tls::is_loopback(&name) {
+                            c.execute(
+                                "INSERT INTO gateway_names (name, account, since) VALUES (?1, ?2, 0) ON CONFLICT DO NOTHING",
+                                params![name, account],
+                            )?;
+                        }
+                    }
                 }
             }
             c.execute(

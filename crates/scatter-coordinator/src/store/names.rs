@@ -1,46 +1,77 @@
-//! Names certified for S3 gateways, bound to the account that first had a gateway
-//! certified under them. Clients of a gateway trust the grid CA, which would sign any name
-//! for any account: without the binding, any account (or host operator) could have the CA
-//! certify another account's gateway name and pose as that gateway to its S3 clients.
+//! Names the grid CA certified, bound to who first had them: an account's S3 gateways, or
+//! hosts. Clients of a gateway trust the grid CA, which would sign any name for anyone:
+//! without the binding, any account or host operator could have the CA certify another
+//! account's gateway name and pose as that gateway to its S3 clients.
+//!
+//! `gateway_names.account` is the account's id for a gateway's name, and minus the host's id
+//! for a host's (several hosts may share a name: one machine, several ports).
 
-use scatter_core::UserId;
+use scatter_core::{HostId, UserId};
 
+use super::sql::{Sql, SqlError};
 use super::{Store, StoreError};
 
+/// Who holds a certified name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameHolder {
+    /// An account's S3 gateways.
+    Gateway(UserId),
+    /// A host (the first one certified under it).
+    Host(HostId),
+}
+
+fn holder_of(conn: &Sql<'_>, name: &str) -> Result<Option<NameHolder>, SqlError> {
+    let holder: Option<i64> =
+        conn.query_opt("SELECT account FROM gateway_names WHERE name = ?1", params![name], |r| r.get(0))?;
+    Ok(holder.map(|h| match h < 0 {
+        true => NameHolder::Host(HostId(h.unsigned_abs())),
+        false => NameHolder::Gateway(UserId(h as u64)),
+    }))
+}
+
+fn bind(conn: &Sql<'_>, name: &str, holder: i64, now: u64) -> Result<(), SqlError> {
+    conn.execute(
+        "INSERT INTO gateway_names (name, account, since) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        params![name, holder, now as i64],
+    )?;
+    Ok(())
+}
+
 impl Store {
-    /// Binds `names` to `account`'s gateways, in one transaction: each not bound yet is bound
-    /// to it. When another account holds one, binds nothing and returns that name and account.
+    /// Binds `names` to `account`'s gateways, in one transaction: when another account's
+    /// gateways or a host hold one of them, binds none and returns it with its holder;
+    /// otherwise binds those not bound yet and returns whether there were any.
     pub fn bind_gateway_names(
         &self,
         account: UserId,
         names: &[String],
         now: u64,
-    ) -> Result<Option<(String, UserId)>, StoreError> {
+    ) -> Result<Result<bool, (String, NameHolder)>, StoreError> {
         self.write(|tx| {
+            let mut new = false;
             for name in names {
-                let holder: Option<i64> =
-                    tx.query_opt("SELECT account FROM gateway_names WHERE name = ?1", params![name], |r| r.get(0))?;
-                match holder {
-                    Some(h) if h as u64 != account.0 => return Ok(Some((name.clone(), UserId(h as u64)))),
-                    Some(_) => {}
-                    None => {
-                        tx.execute(
-                            "INSERT INTO gateway_names (name, account, since) VALUES (?1, ?2, ?3)",
-                            params![name, account.0 as i64, now as i64],
-                        )?;
-                    }
+                match holder_of(tx, name)? {
+                    Some(NameHolder::Gateway(a)) if a == account => {}
+                    Some(other) => return Ok(Err((name.clone(), other))),
+                    None => new = true,
                 }
             }
-            Ok(None)
+            for name in names {
+                bind(tx, name, account.0 as i64, now)?;
+            }
+            Ok(Ok(new))
         })
     }
 
-    /// The account whose gateways `name` is bound to, if any.
-    pub fn gateway_name_holder(&self, name: &str) -> Result<Option<UserId>, StoreError> {
-        self.read(|conn| {
-            let holder: Option<i64> =
-                conn.query_opt("SELECT account FROM gateway_names WHERE name = ?1", params![name], |r| r.get(0))?;
-            Ok(holder.map(|h| UserId(h as u64)))
+    /// Binds `name` to hosts, unless an account's gateways hold it: then returns that account.
+    pub fn bind_host_name(&self, host: HostId, name: &str, now: u64) -> Result<Option<UserId>, StoreError> {
+        self.write(|tx| match holder_of(tx, name)? {
+            Some(NameHolder::Gateway(account)) => Ok(Some(account)),
+            Some(NameHolder::Host(_)) => Ok(None),
+            None => {
+                bind(tx, name, -(host.0 as i64), now)?;
+                Ok(None)
+            }
         })
     }
 }

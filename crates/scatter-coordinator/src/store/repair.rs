@@ -272,16 +272,23 @@ impl Store {
 
     /// Live packs where one failure domain holds more than ⌊m / f⌋ (at least one) of the
     /// shards, or one zone more than its code's cap in `caps`, at most `limit`: the rule got
-    /// stricter (the grid grew), or zones came back, since they were placed.
-    pub fn crowded_packs(&self, f: u8, caps: &[ZoneCap], limit: usize) -> Result<Vec<DegradedPack>, StoreError> {
+    /// stricter (the grid grew), or zones came back, since they were placed. The oldest
+    /// `skip` of them are passed over.
+    pub fn crowded_packs(
+        &self,
+        f: u8,
+        caps: &[ZoneCap],
+        limit: usize,
+        skip: usize,
+    ) -> Result<Vec<DegradedPack>, StoreError> {
         if f == 0 {
             return Ok(Vec::new());
         }
         self.read(|conn| {
             with_shards(
                 conn,
-                &format!("{} ORDER BY p.created LIMIT ?2", crowded(caps)),
-                params![f as i64, limit as i64],
+                &format!("{} ORDER BY p.created, p.id LIMIT ?2 OFFSET ?3", crowded(caps)),
+                params![f as i64, limit as i64, skip as i64],
             )
         })
     }

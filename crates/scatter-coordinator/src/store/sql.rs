@@ -569,6 +569,8 @@ pub(super) fn open_lite(path: &std::path::Path) -> Result<rusqlite::Connection, 
             }
         }
     }
+    #[cfg(unix)]
+    private_files(path);
     let conn = rusqlite::Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
@@ -576,6 +578,30 @@ pub(super) fn open_lite(path: &std::path::Path) -> Result<rusqlite::Connection, 
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.set_prepared_statement_cache_capacity(128);
     Ok(conn)
+}
+
+/// Makes a catalog that others may read (created before catalogs were made 0600) readable
+/// by its owner only, with its WAL and shared-memory files, and says so.
+#[cfg(unix)]
+fn private_files(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut names = vec![path.to_owned()];
+    for suffix in ["-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        names.push(name.into());
+    }
+    for p in names {
+        let Ok(meta) = std::fs::metadata(&p) else { continue };
+        if meta.permissions().mode() & 0o077 != 0 {
+            match std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)) {
+                Ok(()) => tracing::warn!(file = %p.display(), "the catalog was readable by others; it is 0600 now"),
+                Err(e) => {
+                    tracing::warn!(file = %p.display(), error = %e, "the catalog is readable by others; make it 0600")
+                }
+            }
+        }
+    }
 }
 
 /// Idle readers kept per SQLite catalog.
