@@ -75,3 +75,40 @@ impl Store {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_certified_before_binding_go_to_their_first_account_at_upgrade() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.db");
+        {
+            let store = Store::open(&path).expect("open");
+            store.record_event(1, "u7", "gateway.certified", "GW.Alice.example, 127.0.0.1").expect("event");
+            store.record_event(2, "u8", "gateway.certified", "gw.alice.example, bob.example").expect("event");
+            // As a catalog of schema 17 reads: nothing bound yet.
+            store.conn().execute("DELETE FROM gateway_names", params![]).expect("sql");
+            store.conn().execute("UPDATE meta SET value = '17' WHERE key = 'schema'", params![]).expect("sql");
+        }
+        let store = Store::open(&path).expect("upgrade");
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let taken = store.bind_gateway_names(UserId(8), &names(&["gw.alice.example"]), 3).expect("bind");
+        assert_eq!(taken, Err(("gw.alice.example".into(), NameHolder::Gateway(UserId(7)))), "the first account's");
+        assert_eq!(store.bind_gateway_names(UserId(8), &names(&["bob.example"]), 3).expect("bind"), Ok(false));
+        assert_eq!(
+            store.bind_gateway_names(UserId(9), &names(&["127.0.0.1"]), 3).expect("bind"),
+            Ok(true),
+            "loopback names were not bound at upgrade"
+        );
+        // A host certified first holds its name against gateways, and a gateway's against hosts.
+        assert_eq!(store.bind_host_name(HostId(3), "h3.example", 4).expect("bind"), None);
+        let taken = store.bind_gateway_names(UserId(9), &names(&["x.example", "h3.example"]), 5).expect("bind");
+        assert_eq!(taken, Err(("h3.example".into(), NameHolder::Host(HostId(3)))));
+        assert_eq!(store.bind_host_name(HostId(4), "gw.alice.example", 6).expect("bind"), Some(UserId(7)));
+        assert_eq!(store.bind_host_name(HostId(4), "h3.example", 6).expect("bind"), None, "hosts share names");
+        let free = store.bind_gateway_names(UserId(9), &names(&["x.example"]), 7).expect("bind");
+        assert_eq!(free, Ok(true), "a refused binding bound nothing, so x.example was free");
+    }
+}
