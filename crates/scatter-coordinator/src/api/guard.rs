@@ -6,11 +6,12 @@
 //!    signature over grid, method, path with query and the body's hash, the expiry, and that
 //!    it was never accepted before ([`scatter_proto::auth`]); a host's request that names
 //!    its host in [`scatter_proto::api::HOST_HEADER`] gets that host's secret checked;
-//! 3. the body is read up to the route's limit ([`route`]), out of a budget shared by every
-//!    request in flight (and, for a request neither a user nor a host authenticated, a
-//!    smaller one all such requests share), at a minimum rate after a grace period, and for
-//!    a user's request compared with the hash the credential was signed for. A host named in
-//!    the header must still send its secret in the body, which the handler checks as before.
+//! 3. the body is read up to the route's limit ([`route`]), out of the room of its lane (a
+//!    budget users' requests share; one of hosts' own; and for a request neither a user nor
+//!    a host authenticated, a smaller one all such requests share, within the users'), at a
+//!    minimum rate after a grace period, and for a user's request compared with the hash the
+//!    credential was signed for. A host named in the header must still send its secret in
+//!    the body, which the handler checks as before.
 //!
 //! The handler then finds the verified user in [`VERIFIED`], a header this gate removes from
 //! every incoming request and sets only after the checks, sealed with a key that never leaves
