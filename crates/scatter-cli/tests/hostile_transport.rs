@@ -384,7 +384,8 @@ async fn a_trickled_unauthenticated_body_does_not_take_hosts_offline() {
 /// Any account may send large bodies, which the coordinator reads only after the
 /// credential in the headers checks out: two 64 MiB commits trickled just above the minimum
 /// rate held the whole room that bodies in flight share, every host's heartbeat waited on it,
-/// and all went offline within seconds. Hosts' requests now have a room of their own.
+/// and all went offline within seconds, and every other account's writes were refused after
+/// 30 s. Hosts' requests now have a room of their own, and an account a share of the users'.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_account_trickling_large_bodies_does_not_take_hosts_offline() {
     let env =
@@ -409,6 +410,12 @@ async fn an_account_trickling_large_bodies_does_not_take_hosts_offline() {
         assert_eq!(online, 3, "hosts went offline while an account trickled large bodies:\n{text}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // And another account still writes: one account's bodies take at most three quarters
+    // of the room users share (its second 64 MiB body waits on its own share).
+    let file = env.write_random("another account's", 300_000, 5);
+    let started = Instant::now();
+    env.put(&file, "written meanwhile");
+    assert!(started.elapsed() < Duration::from_secs(20), "the put waited {:?}", started.elapsed());
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for t in tricklers {
         t.abort();

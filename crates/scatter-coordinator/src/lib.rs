@@ -201,6 +201,8 @@ pub(crate) struct Shared {
     /// Room for bodies of requests of hosts named in their header, in KiB: apart from the
     /// users', so that no account trickling large bodies holds up the hosts' heartbeats.
     pub host_body_budget: tokio::sync::Semaphore,
+    /// Each account's share of `body_budget`, while it has bodies in flight (see `guard`).
+    pub account_bodies: std::sync::Mutex<std::collections::HashMap<scatter_core::UserId, Arc<tokio::sync::Semaphore>>>,
     /// Seals the verified user between the request gate and the handlers; never leaves the
     /// process.
     pub verdict_key: [u8; 32],
@@ -501,6 +503,7 @@ pub async fn run(
         body_budget: tokio::sync::Semaphore::new(api::guard::BODY_BUDGET >> 10),
         open_body_budget: tokio::sync::Semaphore::new(api::guard::OPEN_BODY_BUDGET >> 10),
         host_body_budget: tokio::sync::Semaphore::new(api::guard::HOST_BODY_BUDGET >> 10),
+        account_bodies: Default::default(),
         verdict_key: {
             let mut k = [0u8; 32];
             rand::rngs::OsRng.fill_bytes(&mut k);

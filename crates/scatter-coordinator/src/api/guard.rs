@@ -30,7 +30,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use scatter_core::DeviceId;
+use scatter_core::{DeviceId, UserId};
 use scatter_net::limits::MinRate;
 use scatter_proto::auth::{AuthError, Credential, Request as Signed};
 
@@ -59,6 +59,9 @@ pub(crate) const OPEN_BODY_BUDGET: usize = LARGE;
 /// users' [`BODY_BUDGET`]: an account holding that room with slow 64 MiB commits held up
 /// every host's heartbeat, and took them offline.
 pub(crate) const HOST_BODY_BUDGET: usize = 2 * LARGE;
+/// Of [`BODY_BUDGET`], bytes one account's bodies may hold at once: whatever one account sends,
+/// slowly or not, the others keep a quarter of the room.
+pub(crate) const ACCOUNT_BODY_SHARE: usize = BODY_BUDGET / 4 * 3;
 /// How long a request waits for room in the budget before it is told to retry.
 const BUDGET_WAIT: Duration = Duration::from_secs(30);
 /// A body must keep up this rate after [`BODY_GRACE`].
@@ -170,7 +173,11 @@ pub(crate) async fn guard(State(sh): State<Arc<Shared>>, mut req: Request, next:
 }
 
 /// Room taken in the body budgets.
-type Room<'a> = Option<(Option<tokio::sync::SemaphorePermit<'a>>, tokio::sync::SemaphorePermit<'a>)>;
+type Room<'a> = Option<(
+    Option<tokio::sync::SemaphorePermit<'a>>,
+    tokio::sync::SemaphorePermit<'a>,
+    Option<tokio::sync::OwnedSemaphorePermit>,
+)>;
 
 /// Steps 2 and 3: the credential, then the body.
 async fn check(sh: &Arc<Shared>, req: Request) -> Result<(Request, Room<'_>), ApiError> {
@@ -200,10 +207,10 @@ async fn check(sh: &Arc<Shared>, req: Request) -> Result<(Request, Room<'_>), Ap
             .ok_or_else(|| ApiError::Unauthorized("the host header is not `ID SECRET`".into()))?;
         super::check_host(sh, id, secret).await?;
     }
-    let lane = match (verified.is_some(), host.is_some()) {
-        (true, _) => Lane::User,
-        (false, true) => Lane::Host,
-        (false, false) => Lane::Open,
+    let lane = match (&verified, host.is_some()) {
+        (Some((_, account)), _) => Lane::User(*account),
+        (None, true) => Lane::Host,
+        (None, false) => Lane::Open,
     };
     let (mut parts, body) = req.into_parts();
     let declared = parts
@@ -213,7 +220,7 @@ async fn check(sh: &Arc<Shared>, req: Request) -> Result<(Request, Room<'_>), Ap
         .map(|v| v.ok_or_else(|| ApiError::BadRequest("the Content-Length header is not a number".into())))
         .transpose()?;
     let (bytes, room) = read_body(sh, body, declared, limit, lane).await?;
-    if let Some(c) = verified {
+    if let Some((c, _)) = verified {
         c.check_body(&bytes).map_err(|e| ApiError::Unauthorized(e.to_string()))?;
         let sealed = HeaderValue::from_str(&seal(sh, c.device))
             .map_err(|_| ApiError::Internal("the verified user cannot be put in a header".into()))?;
@@ -229,7 +236,7 @@ async fn credential(
     auth: Option<String>,
     method: String,
     target: String,
-) -> Result<Credential, ApiError> {
+) -> Result<(Credential, UserId), ApiError> {
     let text = auth
         .as_deref()
         .and_then(|v| v.strip_prefix("Scatter "))
@@ -238,6 +245,7 @@ async fn credential(
     let claimed = Credential::peek(&text).map_err(|e| ApiError::Unauthorized(e.to_string()))?;
     let found = db(sh, move |s| s.device_login(claimed.device)).await?;
     let grid = sh.grid_id();
+    let account = found.as_ref().map(|(row, _, _)| row.me);
     let verified = found.ok_or(None).and_then(|(_, key, revoked)| {
         if revoked {
             return Err(Some(AuthError::Revoked));
@@ -269,7 +277,7 @@ async fn credential(
         }
     }
     match admitted {
-        Ok(()) => Ok(c),
+        Ok(()) => Ok((c, account.ok_or_else(|| ApiError::Internal("a verified device without an account".into()))?)),
         Err(AuthError::Busy) => Err(ApiError::Busy(AuthError::Busy.to_string())),
         Err(e) => {
             event(sh, c.device.to_string(), "auth.refused", format!("{method} {target:.100}: {e}")).await;
@@ -281,12 +289,21 @@ async fn credential(
 /// Whose room a request's body takes.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Lane {
-    /// A verified user's: the shared budget.
-    User,
+    /// A verified user's (of this account): its account's share, and the budget users share.
+    User(UserId),
     /// A host's, named in its header: the hosts' budget alone.
     Host,
     /// Anyone's: the smaller budget of such requests, and the shared one.
     Open,
+}
+
+/// `account`'s share of the users' budget (see [`ACCOUNT_BODY_SHARE`]). Shares nobody uses
+/// or waits on are dropped as others are handed out.
+fn account_share(sh: &Shared, account: UserId) -> Arc<tokio::sync::Semaphore> {
+    let full = ACCOUNT_BODY_SHARE >> 10;
+    let mut shares = sh.account_bodies.lock().unwrap_or_else(|p| p.into_inner());
+    shares.retain(|_, s| Arc::strong_count(s) > 1 || s.available_permits() < full);
+    shares.entry(account).or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(full))).clone()
 }
 
 /// Reads a body of at most `limit` bytes, out of the budgets of its `lane`, at the minimum
@@ -316,12 +333,15 @@ async fn read_body(
     let busy = || ApiError::Busy("the coordinator is receiving too many large requests; retry in a minute".into());
     let closed = |_| ApiError::Internal("the body budget is closed".into());
     let room = tokio::time::timeout(BUDGET_WAIT, async {
-        let first = match lane {
-            Lane::User => None,
-            Lane::Host => return Ok((None, sh.host_body_budget.acquire_many(permits).await.map_err(closed)?)),
-            Lane::Open => Some(sh.open_body_budget.acquire_many(permits).await.map_err(closed)?),
+        let (first, mine) = match lane {
+            Lane::User(account) => {
+                let share = account_share(sh, account);
+                (None, Some(share.acquire_many_owned(permits).await.map_err(closed)?))
+            }
+            Lane::Host => return Ok((None, sh.host_body_budget.acquire_many(permits).await.map_err(closed)?, None)),
+            Lane::Open => (Some(sh.open_body_budget.acquire_many(permits).await.map_err(closed)?), None),
         };
-        Ok::<_, ApiError>((first, sh.body_budget.acquire_many(permits).await.map_err(closed)?))
+        Ok::<_, ApiError>((first, sh.body_budget.acquire_many(permits).await.map_err(closed)?, mine))
     })
     .await
     .map_err(|_| busy())??;
