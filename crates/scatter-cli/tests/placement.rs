@@ -15,6 +15,20 @@ fn grid_info(env: &Env) -> serde_json::Value {
     status["grid"].clone()
 }
 
+/// Waits until `status --json`'s grid section meets `done`, for at most `limit`; fails saying
+/// `what` did not happen.
+async fn wait_grid(env: &Env, limit: Duration, what: &str, done: impl Fn(&serde_json::Value) -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let g = grid_info(env);
+        if done(&g) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: {g}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// Bytes of data shards on the hosts' disks, in all (not the catalog backups hosts keep
 /// apart, which the hosts' `used` counts too).
 fn stored(env: &Env, hosts: usize) -> u64 {
@@ -130,11 +144,10 @@ async fn packs_are_re_spread_when_the_grid_grows() {
     for i in 4..7 {
         env.grid.kill_host(i);
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while grid_info(&env)["domains"].as_u64() != Some(4) {
-        assert!(std::time::Instant::now() < deadline, "the stopped hosts never went offline");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_grid(&env, Duration::from_secs(30), "the stopped hosts never went offline", |g| {
+        g["domains"].as_u64() == Some(4)
+    })
+    .await;
     let file = env.write_random("data", 3 << 20, 5);
     env.put(&file, "data");
     assert_eq!(grid_info(&env)["lowest_tolerance"].as_u64(), Some(1));
@@ -142,15 +155,10 @@ async fn packs_are_re_spread_when_the_grid_grows() {
         env.grid.start_host(i).expect("host restarts");
     }
     env.grid.wait_online(7, Duration::from_secs(30)).await.expect("online");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let g = grid_info(&env);
-        if g["tolerate"].as_u64() == Some(2) && g["lowest_tolerance"].as_u64() == Some(2) && g["crowded_packs"] == 0 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "packs were not re-spread: {g}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_grid(&env, Duration::from_secs(60), "packs were not re-spread", |g| {
+        g["tolerate"].as_u64() == Some(2) && g["lowest_tolerance"].as_u64() == Some(2) && g["crowded_packs"] == 0
+    })
+    .await;
     // Any two hosts may go now.
     env.grid.kill_host(0);
     env.grid.kill_host(1);
@@ -172,26 +180,18 @@ async fn packs_placed_while_a_zone_was_down_are_re_spread_over_zones() {
     let mut env = grid_with(6, opts).await;
     env.grid.kill_host(0);
     env.grid.kill_host(3);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while grid_info(&env)["domains"].as_u64() != Some(4) {
-        assert!(std::time::Instant::now() < deadline, "the stopped hosts never went offline");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_grid(&env, Duration::from_secs(30), "the stopped hosts never went offline", |g| {
+        g["domains"].as_u64() == Some(4)
+    })
+    .await;
     let file = env.write_random("data", 3 << 20, 8);
     env.put(&file, "data");
     for i in [0, 3] {
         env.grid.start_host(i).expect("host restarts");
     }
     env.grid.wait_online(6, Duration::from_secs(30)).await.expect("online");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let g = grid_info(&env);
-        if g["crowded_packs"] == 0 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "packs were not re-spread over the zones: {g}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_grid(&env, Duration::from_secs(60), "packs were not re-spread over the zones", |g| g["crowded_packs"] == 0)
+        .await;
     // Zone-1 goes whole.
     env.grid.kill_host(1);
     env.grid.kill_host(4);

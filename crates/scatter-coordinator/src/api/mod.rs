@@ -486,34 +486,30 @@ async fn gateway_cert(
         .map(|n| scatter_net::tls::check_host_name(n).map_err(|e| ApiError::BadRequest(e.to_string())))
         .collect::<Result<Vec<_>, _>>()?;
     let names: Vec<String> = names.into_iter().filter(|n| !scatter_net::tls::is_loopback(n)).collect();
+    // A host's address counts even before the host's next certificate binds it.
     let hosts = db(&sh, |s| s.hosts()).await?;
-    for name in &names {
-        let taken = hosts.iter().find(|h| address_name(&h.address).as_ref() == Some(name));
-        if let Some(h) = taken {
-            event(&sh, u.me.to_string(), "gateway.cert_refused", format!("{name:.100}: host {}'s address", h.id)).await;
-            return Err(ApiError::Forbidden(format!(
-                "`{name}` is the address of host {}; a gateway needs a name of its own",
-                h.id
-            )));
+    let addressed = names.iter().find_map(|name| {
+        let h = hosts.iter().find(|h| address_name(&h.address).as_ref() == Some(name))?;
+        Some((name.clone(), crate::store::NameHolder::Host(h.id)))
+    });
+    let bound = match addressed {
+        Some(taken) => Err(taken),
+        None => {
+            let (me, names) = (u.me, names.clone());
+            db(&sh, move |s| s.bind_gateway_names(me, &names, now())).await?
         }
-    }
-    let me = u.me;
-    let bound = names.clone();
-    match db(&sh, move |s| s.bind_gateway_names(me, &bound, now())).await? {
+    };
+    match bound {
         // A name bound now is part of what a recovered catalog must not undo.
         Ok(true) => sh.backup_soon(),
         Ok(false) => {}
-        Err((name, crate::store::NameHolder::Gateway(holder))) => {
-            event(&sh, u.me.to_string(), "gateway.cert_refused", format!("{name:.100}: {holder}'s gateway name")).await;
-            return Err(ApiError::Forbidden(format!(
-                "`{name}` is certified for another account's S3 gateway; give this gateway a name of its own, or use --cert and --key"
-            )));
-        }
-        Err((name, crate::store::NameHolder::Host(host))) => {
-            event(&sh, u.me.to_string(), "gateway.cert_refused", format!("{name:.100}: host {host}'s address")).await;
-            return Err(ApiError::Forbidden(format!(
-                "`{name}` is the address of host {host}; a gateway needs a name of its own"
-            )));
+        Err((name, holder)) => {
+            let (whose, why) = match holder {
+                crate::store::NameHolder::Gateway(a) => (format!("{a}'s gateway name"), "is certified for another account's S3 gateway; give this gateway a name of its own, or use --cert and --key".to_owned()),
+                crate::store::NameHolder::Host(h) => (format!("host {h}'s address"), format!("is the address of host {h}; a gateway needs a name of its own")),
+            };
+            event(&sh, u.me.to_string(), "gateway.cert_refused", format!("{name:.100}: {whose}")).await;
+            return Err(ApiError::Forbidden(format!("`{name}` {why}")));
         }
     }
     let cert = authority.issue_gateway(&req.names, &key).map_err(|e| ApiError::BadRequest(e.to_string()))?;

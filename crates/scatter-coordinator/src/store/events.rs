@@ -27,10 +27,12 @@ fn pool(action: &str) -> i64 {
         "lock.extended",
         "policy.set",
     ];
-    match () {
-        _ if action.ends_with("refused") || action.ends_with("forbidden") => 1,
-        _ if REPEATABLE.contains(&action) => 2,
-        _ => 0,
+    if action.ends_with("refused") || action.ends_with("forbidden") {
+        1
+    } else if REPEATABLE.contains(&action) {
+        2
+    } else {
+        0
     }
 }
 
