@@ -172,3 +172,36 @@ async fn a_drain_that_cannot_finish_is_refused_with_the_figures() {
     assert!(err.contains("draining anyway") && err.contains("instead of 2"), "{err}");
     eprintln!("forced: {err}");
 }
+
+/// Three of a 4+2 pack's six hosts drained at once leave it three shards that count, fewer
+/// than the four a rebuild needs; the drained hosts still serve theirs, so the rebuild reads
+/// from them and every drain finishes. Before, repair waited "for hosts to come back" that
+/// had never left, and a drain forced by a period's end would have lost the pack.
+#[tokio::test(flavor = "multi_thread")]
+async fn draining_more_hosts_than_a_pack_can_lose_at_once_still_finishes() {
+    let mut env = grid_with(6, GridOptions { passphrase: "test passphrase".into(), ..Default::default() }).await;
+    let file = env.write_random("data", 8 << 20, 4);
+    env.ok(&["put", file.to_str().expect("utf-8"), "--name", "data", "--data", "4", "--parity", "2"]);
+    let token = std::fs::read_to_string(env.grid.coordinator_dir().join("join-token")).expect("join token");
+    for _ in 0..3 {
+        env.grid.add_host(token.trim(), &[]).await.expect("a host joins");
+    }
+    env.grid.wait_online(9, Duration::from_secs(30)).await.expect("nine hosts");
+    for h in ["h1", "h2", "h3"] {
+        env.ok(&["admin", "host", "drain", h]);
+    }
+    let started = Instant::now();
+    loop {
+        let h = hosts(&env);
+        if (0..3).all(|i| h[i]["state"] == "retired") {
+            break;
+        }
+        let health = env.ok(&["admin", "health"]);
+        assert!(started.elapsed() < Duration::from_secs(90), "the drains did not finish: {h}\n{health}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for i in 0..3 {
+        env.grid.kill_host(i);
+    }
+    env.get_and_compare("data", &file);
+}

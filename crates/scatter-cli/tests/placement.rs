@@ -257,6 +257,41 @@ async fn placement_policies_are_honoured() {
     env.get_and_compare("away", &away);
 }
 
+/// Repair keeps to the owner's stored placement policy. Nine hosts in three zones (f = 2,
+/// one shard per host): a pack placed with zone-2 excluded sits on the six hosts of zones 0
+/// and 1. One of them dies: the only hosts that could take its shard are in zone-2, so the
+/// pack waits, and `admin health` says it is the policy; cleared, the pack is repaired there.
+/// Before, repair put the shard in zone-2 regardless.
+#[tokio::test(flavor = "multi_thread")]
+async fn repair_keeps_to_the_owners_placement_policy() {
+    let mut env = grid_with(9, GridOptions { passphrase: "test passphrase".into(), ..Default::default() }).await;
+    env.ok(&["policy", "set", "--exclude-zone", "zone-2"]);
+    let file = env.write_random("kept", 3 << 20, 5);
+    env.put(&file, "kept");
+    let zone_2 = |env: &Env| [2, 5, 8].map(|i| shards_by_host(env)[i]);
+    assert_eq!(zone_2(&env), [0; 3]);
+    let victim = (0..9).find(|&i| i % 3 != 2 && shards_by_host(&env)[i] > 0).expect("a host with a shard");
+    env.grid.kill_host(victim);
+    let started = std::time::Instant::now();
+    loop {
+        assert_eq!(zone_2(&env), [0; 3], "repair put a shard in the excluded zone");
+        let health: serde_json::Value =
+            serde_json::from_str(&env.ok(&["admin", "health", "--json"])).expect("health JSON");
+        let waits = health["repair_waiting"].to_string();
+        if waits.contains("the owner's placement policy (excluded zones zone-2) rules out 3 other host(s)") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "repair does not say it waits on the policy: {health}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    env.ok(&["policy", "clear"]);
+    wait_grid(&env, Duration::from_secs(60), "the pack was not repaired once the policy allowed it", |_| {
+        zone_2(&env).iter().sum::<u64>() == 1
+    })
+    .await;
+    env.get_and_compare("kept", &file);
+}
+
 /// A full grid says so in sizes people read, and suggests what helps (more hosts or space,
 /// or freeing some), not a placement policy that is not the problem.
 #[tokio::test(flavor = "multi_thread")]

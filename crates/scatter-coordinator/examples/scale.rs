@@ -516,7 +516,7 @@ fn measure(store: &Store, grid: &Grid, quick: bool) -> BTreeMap<&'static str, St
     }
     let mut damaged = 0;
     for _ in 0..n(10).max(3) {
-        let (took, r) = time(|| store.degraded_packs(cutoff, 16));
+        let (took, r) = time(|| store.degraded_packs(cutoff, 16, &Default::default()));
         assert_eq!(r.expect("degraded packs").len(), 16, "offline hosts leave packs degraded");
         add("10 checker: degraded_packs (16)", took);
         let (took, r) = time(|| store.health(cutoff));

@@ -70,7 +70,8 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<
 
 async fn pass(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::StoreError> {
     let cutoff = now().saturating_sub(shared.offline_after.as_secs());
-    let packs = shared.catalog(move |s| s.degraded_packs(cutoff, PACKS_PER_PASS)).await?;
+    let failed = shared.repair_failed.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let packs = shared.catalog(move |s| s.degraded_packs(cutoff, PACKS_PER_PASS, &failed)).await?;
     let mut hosts = shared.catalog(|s| s.hosts()).await?;
     // Hosts whose period ends are drained or retired first, and the rest of the pass sees
     // their new state (a host just set draining must not receive a repaired shard).
@@ -83,16 +84,24 @@ async fn pass(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::S
     let degraded = packs.len();
     let mut waits: HashMap<String, u64> = HashMap::new();
     for pack in packs {
-        match repair(shared, &hosts, cutoff, &pack, f, fence).await {
+        let result = repair(shared, &hosts, cutoff, &pack, f, fence).await;
+        let mut failed = shared.repair_failed.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
             Ok(n) => {
+                failed.remove(&pack.id);
                 tracing::info!(pack = %pack.id, shards = n, healthy_before = pack.healthy, "pack repaired");
             }
             Err(e) => {
+                failed.insert(pack.id, now());
                 tracing::warn!(pack = %pack.id, error = %e, "pack could not be repaired now");
                 *waits.entry(e).or_default() += 1;
             }
         }
     }
+    // A failure only orders the queue: one a day old is forgotten (the pack, if still
+    // damaged, is tried again in its turn), which also bounds what is kept.
+    let day_ago = now().saturating_sub(86_400);
+    shared.repair_failed.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, at| *at > day_ago);
     // Why repair waits, for `admin health`: kept in the catalog, so whichever coordinator
     // an admin asks can say it.
     let mut waits: Vec<(String, u64)> = waits.into_iter().collect();
@@ -210,9 +219,26 @@ async fn repair(
     let k = pack.k as usize;
     let (good, bad): (Vec<&ShardRow>, Vec<&ShardRow>) =
         pack.shards.iter().partition(|(_, _, h, state)| healthy(host(*h), *state, cutoff));
-    if good.len() < k {
-        return Err(format!("only {} of {} shards are healthy; waiting for hosts to come back", good.len(), k));
+    // The rebuild reads healthy shards first, then those still served while they move (on a
+    // draining host, or surplus on theirs): a pack with more shards on draining hosts than it
+    // could lose is rebuilt from them rather than left waiting until the drain loses them.
+    let served = |(_, _, h, state): &&ShardRow| {
+        matches!(state, ShardState::Ok | ShardState::Surplus)
+            && host(*h)
+                .is_some_and(|r| r.last_seen >= cutoff && matches!(r.state, Standing::Active | Standing::Draining))
+    };
+    let sources: Vec<&ShardRow> = good.iter().copied().chain(bad.iter().copied().filter(served)).collect();
+    if sources.len() < k {
+        return Err(format!(
+            "only {} of the {} shards needed can be read; waiting for hosts to come back",
+            sources.len(),
+            k
+        ));
     }
+    // Repair keeps to the owner's stored placement policy, as placement did (a policy given
+    // for one run only is not kept, and cannot be).
+    let owner = pack.owner;
+    let policy = shared.catalog(move |s| s.policy(owner)).await.map_err(|e| e.to_string())?.unwrap_or_default();
     // A code too weak for f (older packs) keeps one shard per domain: the best it can do.
     let per_domain = crate::durability::per_domain(pack.k, pack.m, f).unwrap_or(1);
     let mut in_domain: HashMap<Domain, usize> = HashMap::new();
@@ -228,8 +254,8 @@ async fn repair(
     };
     // A zone holding more than a placement on the hosts up now would give it (one was down
     // when the pack was placed or repaired) gives up the rest, if the others can take them;
-    // unless a placement policy chose the pack's zones.
-    let zone_cap = if pack.narrowed {
+    // unless a placement policy chose the pack's zones or its owner has one now.
+    let zone_cap = if pack.narrowed || !policy.is_empty() {
         usize::MAX
     } else {
         let leaving: HashSet<HostId> = bad.iter().chain(&crowded).map(|(_, _, h, _)| *h).collect();
@@ -251,7 +277,7 @@ async fn repair(
     // Fetch k verified shards (data shards first: they are what readers use).
     let mut have: Vec<Option<Vec<u8>>> = vec![None; layout.total()];
     let mut count = 0;
-    for (index, shard, h, _) in &good {
+    for (index, shard, h, _) in &sources {
         if count == k {
             break;
         }
@@ -265,7 +291,7 @@ async fn repair(
         }
     }
     // What the repairer read, per host: verified (each shard hash-checked on arrival).
-    let read: Vec<(crate::metering::Subject, crate::metering::Kind, i64)> = good
+    let read: Vec<(crate::metering::Subject, crate::metering::Kind, i64)> = sources
         .iter()
         .filter(|(index, _, _, _)| have[*index as usize].is_some())
         .map(|(_, _, h, _)| {
@@ -291,6 +317,15 @@ async fn repair(
         shared.catalog(move |s| s.hosts_holding(&id, &hashes)).await.map_err(|e| e.to_string())?.into_iter().collect();
     unusable.extend(moving.iter().map(|(_, _, h, _)| *h));
     let candidates: Vec<_> = candidates.into_iter().filter(|c| !unusable.contains(&c.host)).collect();
+    let before = candidates.len();
+    let candidates = crate::room::allowed(&policy, hosts, candidates)
+        .map_err(|e| format!("repair keeps to the owner's placement policy, and {e}"))?;
+    // When nothing fits, the sentence says whether the policy narrowed the choice.
+    let ruled_out = before - candidates.len();
+    let why = |why: String| match ruled_out {
+        0 => why,
+        n => format!("{why}; the owner's placement policy ({policy}) rules out {n} other host(s)"),
+    };
     let held = held_on(&keep, host);
     let mut limits = crate::placement::limits(layout.total(), per_domain, &candidates, pack.shard_size, &held);
     // A re-spread places within the cap that made it move (fewer candidates may allow more
@@ -313,8 +348,8 @@ async fn repair(
                 limits,
                 &mut rand::thread_rng(),
             )
-            .map_err(|e| e.why)?,
-            Err(e) => return Err(e.why),
+            .map_err(|e| why(e.why))?,
+            Err(e) => return Err(why(e.why)),
         };
     let mut targets: Vec<HostId> = targets.into_iter().rev().collect();
     let mut repaired = 0;

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use scatter_core::HostId;
-use scatter_proto::api::HostState;
+use scatter_proto::api::{HostState, Policy};
 
 use crate::durability;
 use crate::placement::Candidate;
@@ -44,6 +44,62 @@ pub fn host_state(sh: &Shared, h: &HostRow) -> HostState {
 /// Whether a host's offered period lasts at least `secs` more.
 pub fn period_lasts(h: &HostRow, secs: u64) -> bool {
     h.terms.until.is_none_or(|until| until >= now().saturating_add(secs))
+}
+
+/// Which condition of `policy` keeps host `h` out, if any.
+fn refused_by(policy: &Policy, h: &HostRow, reputation: u8) -> Option<&'static str> {
+    if policy.max_price.is_some_and(|max| h.terms.price > max) {
+        return Some("price above --max-price");
+    }
+    if !policy.zones.is_empty() && !policy.zones.contains(&h.zone) {
+        return Some("zone not among --zone");
+    }
+    if policy.exclude_zones.contains(&h.zone) {
+        return Some("zone excluded by --exclude-zone");
+    }
+    if policy.min_reputation.is_some_and(|min| reputation < min) {
+        return Some("reputation below --min-reputation");
+    }
+    if policy.min_period_secs.is_some_and(|secs| !period_lasts(h, secs)) {
+        return Some("offered period shorter than --min-period");
+    }
+    None
+}
+
+/// The hosts `policy` allows among `candidates`, or a sentence naming what excluded them all:
+/// placement and repair both keep to the owner's policy.
+pub fn allowed(policy: &Policy, hosts: &[HostRow], candidates: Vec<Candidate>) -> Result<Vec<Candidate>, String> {
+    if policy.is_empty() {
+        return Ok(candidates);
+    }
+    let now = now();
+    let by_id: HashMap<HostId, &HostRow> = hosts.iter().map(|h| (h.id, h)).collect();
+    let mut why: HashMap<&'static str, usize> = HashMap::new();
+    let total = candidates.len();
+    let kept: Vec<Candidate> = candidates
+        .into_iter()
+        .filter(|c| {
+            let Some(h) = by_id.get(&c.host) else { return false };
+            match refused_by(policy, h, crate::reputation::of(h, now).score) {
+                Some(reason) => {
+                    *why.entry(reason).or_default() += 1;
+                    false
+                }
+                None => true,
+            }
+        })
+        .collect();
+    if kept.is_empty() && total > 0 {
+        let mut reasons: Vec<_> = why.into_iter().collect();
+        reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        let list: Vec<String> = reasons.iter().map(|(r, n)| format!("{r} ({n})")).collect();
+        return Err(format!(
+            "no host meets the placement policy ({}): of {total} host(s) that take data, excluded by {}; relax the policy",
+            policy,
+            list.join(", ")
+        ));
+    }
+    Ok(kept)
 }
 
 /// Hosts that may take data now, with the bytes each can still take after `reserved`.

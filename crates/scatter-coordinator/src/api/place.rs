@@ -10,63 +10,8 @@
 use super::*;
 use crate::durability;
 use crate::placement::Held;
-use crate::room::{host_state, period_lasts, tolerance, MAX_RESERVED_BYTES, MAX_RESERVED_SHARDS};
+use crate::room::{host_state, tolerance, MAX_RESERVED_BYTES, MAX_RESERVED_SHARDS};
 use crate::store::{Domain, HostRow, Reservation, ReserveError, Standing};
-
-/// Which condition of `policy` keeps host `h` out, if any.
-fn refused_by(policy: &Policy, h: &HostRow, reputation: u8) -> Option<&'static str> {
-    if policy.max_price.is_some_and(|max| h.terms.price > max) {
-        return Some("price above --max-price");
-    }
-    if !policy.zones.is_empty() && !policy.zones.contains(&h.zone) {
-        return Some("zone not among --zone");
-    }
-    if policy.exclude_zones.contains(&h.zone) {
-        return Some("zone excluded by --exclude-zone");
-    }
-    if policy.min_reputation.is_some_and(|min| reputation < min) {
-        return Some("reputation below --min-reputation");
-    }
-    if policy.min_period_secs.is_some_and(|secs| !period_lasts(h, secs)) {
-        return Some("offered period shorter than --min-period");
-    }
-    None
-}
-
-/// The hosts `policy` allows among `candidates`, or a sentence naming what excluded them all.
-fn allowed(policy: &Policy, hosts: &[HostRow], candidates: Vec<Candidate>) -> Result<Vec<Candidate>, ApiError> {
-    if policy.is_empty() {
-        return Ok(candidates);
-    }
-    let now = now();
-    let by_id: HashMap<HostId, &HostRow> = hosts.iter().map(|h| (h.id, h)).collect();
-    let mut why: HashMap<&'static str, usize> = HashMap::new();
-    let total = candidates.len();
-    let kept: Vec<Candidate> = candidates
-        .into_iter()
-        .filter(|c| {
-            let Some(h) = by_id.get(&c.host) else { return false };
-            match refused_by(policy, h, crate::reputation::of(h, now).score) {
-                Some(reason) => {
-                    *why.entry(reason).or_default() += 1;
-                    false
-                }
-                None => true,
-            }
-        })
-        .collect();
-    if kept.is_empty() && total > 0 {
-        let mut reasons: Vec<_> = why.into_iter().collect();
-        reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-        let list: Vec<String> = reasons.iter().map(|(r, n)| format!("{r} ({n})")).collect();
-        return Err(ApiError::TooFewHosts(format!(
-            "no host meets the placement policy ({}): of {total} host(s) that take data, excluded by {}; relax the policy",
-            policy,
-            list.join(", ")
-        )));
-    }
-    Ok(kept)
-}
 
 /// The policies a placement must meet: the owner's stored policy with the request's
 /// conditions over it and, for a delegate, the stored policy as well. The policy is the
@@ -250,7 +195,7 @@ fn choose_targets(
         .collect();
     let mut allowed_hosts = crate::room::room(sh, hosts, &reserved.by_host);
     for policy in policies {
-        allowed_hosts = allowed(policy, hosts, allowed_hosts)?;
+        allowed_hosts = crate::room::allowed(policy, hosts, allowed_hosts).map_err(ApiError::TooFewHosts)?;
     }
     let candidates: Vec<Candidate> = allowed_hosts.into_iter().filter(|c| !req.exclude.contains(&c.host)).collect();
     let total = req.k as usize + req.m as usize;

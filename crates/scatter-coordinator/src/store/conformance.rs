@@ -592,7 +592,7 @@ conformance! {
     fn health_and_degraded_packs_put_the_most_endangered_first() {
         let (_guard, store) = catalog();
         assert_eq!(
-            (store.health(500).expect("health").packs_total, store.degraded_packs(500, 10).expect("degraded").len()),
+            (store.health(500).expect("health").packs_total, store.degraded_packs(500, 10, &Default::default()).expect("degraded").len()),
             (0, 0)
         );
         let ann = user(&store, 1, "ann", Role::User, None, None);
@@ -610,8 +610,9 @@ conformance! {
         release_pack(&store, 6);
 
         let health = store.health(500).expect("health");
-        assert_eq!((health.packs_total, health.packs_full, health.packs_degraded, health.packs_lost), (5, 1, 3, 1));
-        let degraded = store.degraded_packs(500, 10).expect("degraded");
+        // Pack 4 has fewer than k healthy shards, but a draining host still serves one: not lost.
+        assert_eq!((health.packs_total, health.packs_full, health.packs_degraded, health.packs_lost), (5, 1, 4, 0));
+        let degraded = store.degraded_packs(500, 10, &Default::default()).expect("degraded");
         assert_eq!(
             view(&degraded),
             [
@@ -620,11 +621,11 @@ conformance! {
                 (pid(2), 10 * GIB, 2, 1, 5 * GIB, 2, vec![(0, h[0], "ok"), (1, h[1], "ok"), (2, h[3], "ok")]),
                 (pid(5), 64, 1, 1, 64, 1, vec![(0, h[1], "ok"), (1, h[2], "lost")]),
             ],
-            "lost first, then by margin over k, then oldest"
+            "short of k healthy first (pack 4 is readable: a draining host serves it), then by margin over k, then oldest"
         );
-        let ids: Vec<PackId> = store.degraded_packs(500, 2).expect("degraded").iter().map(|p| p.id).collect();
+        let ids: Vec<PackId> = store.degraded_packs(500, 2, &Default::default()).expect("degraded").iter().map(|p| p.id).collect();
         assert_eq!(ids, [pid(4), pid(3)]);
-        assert!(store.degraded_packs(500, 0).expect("degraded").is_empty());
+        assert!(store.degraded_packs(500, 0, &Default::default()).expect("degraded").is_empty());
         // With host 4 counted as heard from, pack 2 is whole again.
         let health = store.health(100).expect("health");
         assert_eq!((health.packs_full, health.packs_degraded, health.packs_lost), (2, 3, 0));
@@ -786,7 +787,7 @@ conformance! {
         // Surplus shards stay readable but stop counting as healthy.
         let health = store.health(500).expect("health");
         assert_eq!((health.packs_total, health.packs_degraded), (3, 3));
-        let degraded = store.degraded_packs(500, 10).expect("degraded");
+        let degraded = store.degraded_packs(500, 10, &Default::default()).expect("degraded");
         assert!(degraded.iter().all(|p| p.healthy == 1 && p.shards[0].3 == ShardState::Surplus && p.shards[1].3 == ShardState::Ok));
         assert_eq!(store.shard_of_user(ann, h[1], &sid(1, 1)).expect("shard"), Some((pid(1), 1, 5 * GIB)));
     }
@@ -809,7 +810,7 @@ conformance! {
         assert_eq!(counts(store.reconcile(h[0], &inventory, 30, 60, 100).expect("reconcile")), (1, 1, vec![y]));
         let again = store.reconcile(h[0], &inventory, 30, 60, 101).expect("reconcile");
         assert_eq!(counts(again), (0, 0, vec![y]), "nothing new");
-        assert_eq!(store.degraded_packs(0, 10).expect("degraded")[0].shards[0].3, ShardState::Lost);
+        assert_eq!(store.degraded_packs(0, 10, &Default::default()).expect("degraded")[0].shards[0].3, ShardState::Lost);
         assert_eq!(store.orphans(10).expect("orphans"), [(h[0], x)]);
         // A shard the catalog places on the host is no orphan, however old.
         assert_eq!(counts(store.reconcile(h[1], &[(sid(1, 1), 1000)], 30, 60, 102).expect("reconcile")), (0, 0, vec![]));
@@ -931,7 +932,7 @@ conformance! {
         store.commit_placed_pack(alice, &pack(session), |_| Err("looked"), 30).expect("a retried commit");
         // Its three shards share one zone, but a placement policy chose that: not re-spread.
         assert!(store.crowded_packs(1, &[(2, 1, 1)], 10, 0).expect("crowded").is_empty());
-        let degraded = store.degraded_packs(1_000_000, 10).expect("degraded");
+        let degraded = store.degraded_packs(1_000_000, 10, &Default::default()).expect("degraded");
         assert!(!degraded.is_empty() && degraded.iter().all(|p| p.narrowed), "{degraded:?}");
     }
 }

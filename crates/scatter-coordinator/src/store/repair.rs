@@ -5,7 +5,9 @@
 //! retired) and has sent a heartbeat since the cutoff the caller passes (now minus the
 //! offline grace).
 
-use scatter_core::{HostId, PackId, ShardId};
+use std::collections::HashMap;
+
+use scatter_core::{HostId, PackId, ShardId, UserId};
 
 use super::leases::{self, Fence};
 use super::sql::Sql;
@@ -28,6 +30,8 @@ pub struct DegradedPack {
     pub healthy: usize,
     /// Placed under a placement policy, which chose its zones.
     pub narrowed: bool,
+    /// The account whose data it holds: repair keeps to its placement policy.
+    pub owner: UserId,
     /// Every shard: (index, id, host, state).
     pub shards: Vec<(u8, ShardId, HostId, ShardState)>,
 }
@@ -54,9 +58,10 @@ pub struct Health {
     pub packs_total: u64,
     /// All k+m shards healthy.
     pub packs_full: u64,
-    /// At least k but fewer than k+m healthy.
+    /// Fewer than k+m healthy, but at least k readable (healthy, or still served from a
+    /// draining host or as surplus): repair rebuilds it.
     pub packs_degraded: u64,
-    /// Fewer than k healthy: unreadable until hosts come back.
+    /// Fewer than k readable: unreadable until hosts come back.
     pub packs_lost: u64,
 }
 
@@ -66,6 +71,12 @@ pub const DISQUALIFY_AFTER: i64 = 3;
 /// Healthy shards of pack `p`, with `?1` the cutoff.
 const HEALTHY: &str = "(SELECT COUNT(*) FROM shards s JOIN hosts h ON h.id = s.host
                         WHERE s.pack = p.id AND s.state = 'ok' AND h.last_seen >= ?1 AND h.state = 'active')";
+
+/// Shards of pack `p` a rebuild can read, with `?1` the cutoff: healthy ones, and those
+/// still served while they move (on a draining host, or surplus on its host).
+const READABLE: &str = "(SELECT COUNT(*) FROM shards s JOIN hosts h ON h.id = s.host
+                         WHERE s.pack = p.id AND s.state IN ('ok', 'surplus') AND h.last_seen >= ?1
+                         AND h.state IN ('active', 'draining'))";
 
 /// Pack ids per statement when packs are read by id (one statement text for every batch:
 /// the last is padded with its own last id).
@@ -80,7 +91,9 @@ struct Suspect {
     shard_size: u64,
     created: i64,
     healthy: usize,
+    readable: usize,
     narrowed: bool,
+    owner: i64,
 }
 
 /// Live packs that may be damaged: a shard not `ok`, or on a host that is not active or not
@@ -112,8 +125,8 @@ fn suspects(conn: &Sql<'_>, cutoff: u64) -> Result<Vec<Suspect>, StoreError> {
     let ids: Vec<[u8; 32]> = ids.into_iter().collect();
     let marks: Vec<String> = (0..IDS_PER_STATEMENT).map(|i| format!("?{}", i + 2)).collect();
     let stmt = format!(
-        "SELECT p.id, p.size, p.k, p.m, p.shard_size, p.created, {HEALTHY}, p.narrowed FROM packs p
-         WHERE p.state = 'live' AND p.id IN ({})",
+        "SELECT p.id, p.size, p.k, p.m, p.shard_size, p.created, {HEALTHY}, p.narrowed, p.user, {READABLE}
+         FROM packs p WHERE p.state = 'live' AND p.id IN ({})",
         marks.join(", ")
     );
     let mut out = Vec::new();
@@ -132,6 +145,8 @@ fn suspects(conn: &Sql<'_>, cutoff: u64) -> Result<Vec<Suspect>, StoreError> {
                 created: r.get(5)?,
                 healthy: r.get::<i64>(6)? as usize,
                 narrowed: r.get::<i64>(7)? != 0,
+                owner: r.get(8)?,
+                readable: r.get::<i64>(9)? as usize,
             });
             Ok(())
         })?;
@@ -212,13 +227,13 @@ fn crowded(caps: &[ZoneCap]) -> String {
         .map(|(k, m, cap)| format!(" OR (p.k = {k} AND p.m = {m} AND p.zone_spread > {cap} AND p.narrowed = 0)"))
         .collect();
     format!(
-        "SELECT p.id, p.size, p.k, p.m, p.shard_size, p.k + p.m, p.narrowed FROM packs p
+        "SELECT p.id, p.size, p.k, p.m, p.shard_size, p.k + p.m, p.narrowed, p.user FROM packs p
          WHERE ((p.spread > 1 AND p.spread * ?1 > p.m){zones}) AND p.state = 'live'"
     )
 }
 
-/// Packs selected as (id, size, k, m, shard size, healthy shards, narrowed), each with its
-/// shards.
+/// Packs selected as (id, size, k, m, shard size, healthy shards, narrowed, owner), each with
+/// its shards.
 fn with_shards(conn: &Sql<'_>, sql: &str, params: &[&dyn super::sql::Param]) -> Result<Vec<DegradedPack>, StoreError> {
     let rows = conn.query_map(sql, params, |r| {
         Ok(DegradedPack {
@@ -229,6 +244,7 @@ fn with_shards(conn: &Sql<'_>, sql: &str, params: &[&dyn super::sql::Param]) -> 
             shard_size: r.get::<i64>(4)? as u64,
             healthy: r.get::<i64>(5)? as usize,
             narrowed: r.get::<i64>(6)? != 0,
+            owner: UserId(r.get::<i64>(7)? as u64),
             shards: Vec::new(),
         })
     })?;
@@ -241,15 +257,27 @@ fn with_shards(conn: &Sql<'_>, sql: &str, params: &[&dyn super::sql::Param]) -> 
 }
 
 impl Store {
-    /// Up to `limit` live packs with fewer than k+m healthy shards, most endangered first
-    /// (fewest healthy shards over k), oldest first among equals. Only packs that may be
-    /// damaged are looked at (`suspects`), so a pass costs what is damaged, not what is
-    /// stored.
-    pub fn degraded_packs(&self, cutoff: u64, limit: usize) -> Result<Vec<DegradedPack>, StoreError> {
+    /// Up to `limit` live packs with fewer than k+m healthy shards, in the order repair takes
+    /// them. Packs it can rebuild now (k shards readable) come before those it cannot, so
+    /// packs lost until their hosts return never take every place in a pass; among the rest,
+    /// packs whose repair failed last (`failed`: the pass it failed in) come after the
+    /// others, longest ago first, so packs that wait (on a placement policy, on room) do not
+    /// hold up those that can move; then the most endangered (fewest healthy shards over k),
+    /// then the oldest. Only packs that may be damaged are looked at (`suspects`), so a pass
+    /// costs what is damaged, not what is stored.
+    pub fn degraded_packs(
+        &self,
+        cutoff: u64,
+        limit: usize,
+        failed: &HashMap<PackId, u64>,
+    ) -> Result<Vec<DegradedPack>, StoreError> {
         self.read(|conn| {
             let mut found: Vec<Suspect> =
                 suspects(conn, cutoff)?.into_iter().filter(|p| p.healthy < p.k as usize + p.m as usize).collect();
-            found.sort_by_key(|p| (p.healthy as i64 - p.k as i64, p.created, p.id));
+            found.sort_by_key(|p| {
+                let last_failed = failed.get(&PackId::from_bytes(p.id)).copied();
+                (p.readable < p.k as usize, last_failed, p.healthy as i64 - p.k as i64, p.created, p.id)
+            });
             found.truncate(limit);
             found
                 .into_iter()
@@ -263,6 +291,7 @@ impl Store {
                         shard_size: p.shard_size,
                         healthy: p.healthy,
                         narrowed: p.narrowed,
+                        owner: UserId(p.owner as u64),
                         shards: shards_of(conn, &id)?,
                     })
                 })
@@ -347,7 +376,7 @@ impl Store {
             for p in suspects(conn, cutoff)? {
                 if p.healthy >= p.k as usize + p.m as usize {
                     continue;
-                } else if p.healthy >= p.k as usize {
+                } else if p.readable >= p.k as usize {
                     h.packs_degraded += 1;
                 } else {
                     h.packs_lost += 1;
@@ -779,12 +808,21 @@ mod tests {
             commit_on(&store, user, session, 2, 1, 2, &[on1, off1, off2], 2); // k healthy: degraded, newer
             commit_on(&store, user, session, 3, 1, 1, &[on1, on2], 3); // full
             commit_on(&store, user, session, 4, 2, 1, &[on1, off1, off2], 4); // fewer than k: lost
-            let found = store.degraded_packs(50, 16).expect("degraded packs");
-            let order: Vec<(PackId, usize)> = found.iter().map(|p| (p.id, p.healthy)).collect();
             let id = |n: u8| PackId::from_bytes([n; 32]);
-            assert_eq!(order, [(id(4), 1), (id(1), 2), (id(2), 1)]);
-            assert_eq!(found[0].shards.len(), 3);
-            assert_eq!(store.degraded_packs(50, 1).expect("limited").len(), 1);
+            let order = |failed: &[(u8, u64)]| {
+                let failed = failed.iter().map(|(n, pass)| (id(*n), *pass)).collect();
+                let found = store.degraded_packs(50, 16, &failed).expect("degraded packs");
+                assert!(found.iter().all(|p| p.shards.len() == 3 && p.owner == user));
+                found.iter().map(|p| (p.id, p.healthy)).collect::<Vec<(PackId, usize)>>()
+            };
+            // A lost pack cannot be rebuilt until its hosts return: it comes last, so that
+            // many of them cannot take every place in a pass.
+            assert_eq!(order(&[]), [(id(1), 2), (id(2), 1), (id(4), 1)]);
+            // A pack whose repair failed waits behind the others; the longest-failed first.
+            assert_eq!(order(&[(1, 5)]), [(id(2), 1), (id(1), 2), (id(4), 1)]);
+            assert_eq!(order(&[(1, 5), (2, 7)]), [(id(1), 2), (id(2), 1), (id(4), 1)]);
+            let limited = store.degraded_packs(50, 1, &Default::default()).expect("limited");
+            assert_eq!(limited.iter().map(|p| p.id).collect::<Vec<_>>(), [id(1)]);
             let h = store.health(50).expect("health");
             assert_eq!((h.packs_total, h.packs_full, h.packs_degraded, h.packs_lost), (4, 1, 2, 1));
         }
@@ -823,8 +861,8 @@ mod tests {
                 };
                 store.commit_pack(&p, i as u64).expect("commit");
             }
-            assert_eq!(store.degraded_packs(50, n + 10).expect("degraded").len(), n);
-            let oldest = store.degraded_packs(50, 1).expect("degraded");
+            assert_eq!(store.degraded_packs(50, n + 10, &Default::default()).expect("degraded").len(), n);
+            let oldest = store.degraded_packs(50, 1, &Default::default()).expect("degraded");
             assert_eq!(oldest[0].id, PackId::from_bytes(*blake3::hash(&0usize.to_le_bytes()).as_bytes()));
             let h = store.health(50).expect("health");
             assert_eq!((h.packs_total, h.packs_full, h.packs_degraded, h.packs_lost), (n as u64, 0, n as u64, 0));
@@ -849,7 +887,7 @@ mod tests {
             assert_eq!((changes.lost, changes.orphaned, changes.ack), (1, 2, Some(2)));
             assert!(changes.pending.is_empty());
             let degraded = |store: &Store| -> Vec<(PackId, Vec<ShardState>)> {
-                let packs = store.degraded_packs(0, 10).expect("degraded");
+                let packs = store.degraded_packs(0, 10, &Default::default()).expect("degraded");
                 packs.into_iter().map(|p| (p.id, p.shards.iter().map(|s| s.3).collect())).collect()
             };
             assert_eq!(degraded(&store), [(PackId::from_bytes([2; 32]), vec![ShardState::Lost])]);
