@@ -121,6 +121,50 @@ async fn everything_survives_restarts() {
     env.get_and_compare("more", &second);
 }
 
+/// A joined host started while its coordinator is down (both machines rebooted, the host's
+/// first) waits for it and comes online once it is up. Before, it exited at once ("no
+/// coordinator could be reached") and stayed down unless a supervisor restarted it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_started_before_its_coordinator_waits_for_it() {
+    let mut env = grid(6).await;
+    let file = env.write_random("data", 3 << 20, 11);
+    env.put(&file, "data");
+    env.grid.kill_host(0);
+    env.grid.kill_coordinator();
+    let token = std::fs::read_to_string(env.grid.coordinator_dir().join("join-token")).expect("join token");
+    let dir = env.grid.host_dir(0);
+    let log = env.path("early-host.log");
+    /// Kills the host by its PID however the test ends.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut host = Killed(
+        std::process::Command::new(EXE)
+            .args(["host", "--data-dir", dir.to_str().expect("utf-8"), "--listen", "127.0.0.1:0"])
+            .args(["--coordinator", env.grid.url(), "--join-token", token.trim(), "--capacity", "20GiB"])
+            .args(["--zone", "zone-0", "--heartbeat", "1s"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("host starts"),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let exited = host.0.try_wait().expect("host status");
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(exited.is_none(), "the host exited while its coordinator was down: {exited:?}\n{said}");
+    assert!(said.contains("trying again in"), "{said}");
+    env.grid.start_coordinator().expect("coordinator restarts");
+    env.grid
+        .wait_online(6, Duration::from_secs(60))
+        .await
+        .expect("the early host came online once its coordinator was up");
+    env.get_and_compare("data", &file);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn errors_are_one_clear_sentence() {
     let mut env = grid(4).await;

@@ -433,6 +433,36 @@ async fn certify(
     key.server_config(leaf, ca).map_err(|e| tls(&e))
 }
 
+/// The longest wait between two tries to reach the coordinator at start.
+const CERTIFY_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// [`certify`], tried again (1 s apart, doubling up to [`CERTIFY_RETRY_MAX`]) while no
+/// coordinator can be reached: a joined host that starts before its coordinator (a machine
+/// rebooted, a power cut that took both) waits for it instead of exiting. `None` if
+/// `shutdown` comes first.
+async fn certify_when_up(
+    identity: &Identity,
+    fingerprint: scatter_net::Fingerprint,
+    address: &str,
+    coordinators: &Failover,
+    shutdown: impl std::future::Future<Output = ()> + Clone,
+) -> Result<Option<Arc<rustls::ServerConfig>>, HostError> {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match certify(identity, fingerprint, address, coordinators).await {
+            Err(e @ HostError::Unreachable(_)) => {
+                tracing::warn!("{e}; trying again in {} s", delay.as_secs());
+                tokio::select! {
+                    _ = shutdown.clone() => return Ok(None),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(CERTIFY_RETRY_MAX);
+            }
+            other => return other.map(Some),
+        }
+    }
+}
+
 /// Heartbeat intervals between two inventories.
 const BEATS_PER_INVENTORY: u32 = 5;
 /// Shard bytes re-hashed per inventory round by the scrubber.
@@ -691,6 +721,9 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), HostError> {
+    use futures::FutureExt;
+    // Awaited while the coordinator is waited for at start, and by the server after.
+    let shutdown = shutdown.shared();
     std::fs::create_dir_all(&config.data_dir).map_err(io_err(&config.data_dir))?;
     // Held while the host runs: a second process on the folder would take over its
     // registration (the coordinator sends readers to whichever address beat last).
@@ -725,7 +758,10 @@ pub async fn run(
         None => join(&config, &token, &address, &coordinators, &receipt_key).await?,
     };
     let tls = match fingerprint {
-        Some(fp) => Some(certify(&identity, fp, &address, &coordinators).await?),
+        Some(fp) => match certify_when_up(&identity, fp, &address, &coordinators, shutdown.clone()).await? {
+            Some(tls) => Some(tls),
+            None => return Ok(()),
+        },
         None => None,
     };
     let mut key = [0u8; 32];
