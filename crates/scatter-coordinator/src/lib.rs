@@ -184,8 +184,8 @@ pub(crate) struct Shared {
     pub spread: std::sync::Mutex<Option<(std::time::Instant, Option<u32>, u64)>>,
     /// Where the search for packs to re-spread stands (see `repair`).
     pub respread: std::sync::Mutex<repair::Respread>,
-    /// Packs whose repair failed, with when it last did: repair takes them after the others.
-    pub repair_failed: std::sync::Mutex<std::collections::HashMap<scatter_core::PackId, u64>>,
+    /// Packs and accounts whose repair failed lately: repair takes them after the others.
+    pub repair_deferred: std::sync::Mutex<store::Deferred>,
     pub request_times: scatter_proto::metrics::RequestTimes,
     /// Checks of shards clients reported bad.
     pub report_checks: audit::ReportChecks,
@@ -493,7 +493,7 @@ pub async fn run(
         },
         spread: Default::default(),
         respread: std::sync::Mutex::new(repair::Respread { more: true, ..Default::default() }),
-        repair_failed: Default::default(),
+        repair_deferred: Default::default(),
         request_times: Default::default(),
         report_checks: Default::default(),
         http: scatter_net::http_client(fingerprint, scatter_net::Peer::Host)

@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use scatter_core::erasure::Layout;
-use scatter_core::{HostId, ShardId};
+use scatter_core::{HostId, ShardId, UserId};
 
 use crate::placement::Held;
 use crate::store::{DegradedPack, Domain, Fence, HostRow, ShardMove, ShardState, Standing};
@@ -28,6 +28,12 @@ pub(crate) const PACKS_PER_PASS: usize = 16;
 
 /// Passes between searches for packs to re-spread when nothing asked for one.
 const RESPREAD_EVERY: u32 = 20;
+
+/// Passes a zone must have been up, without a break, before packs are re-spread into it (5
+/// minutes at the default checker interval). A zone that comes and goes would otherwise have
+/// its shards rebuilt elsewhere while down and moved back each time it is up: every flap
+/// would copy them twice.
+const ZONE_SETTLES_AFTER: u32 = 10;
 
 /// Where the search for packs to re-spread stands, between repair passes.
 #[derive(Debug, Default)]
@@ -43,6 +49,26 @@ pub(crate) struct Respread {
     pub passes: u32,
     /// Crowded packs to pass over, oldest first: those that could not move when last tried.
     pub skip: usize,
+    /// Zones up now, with the pass since which they have been up without a break.
+    pub up_since: HashMap<String, u32>,
+}
+
+impl Respread {
+    /// Counts a pass with `up` the zones up now; returns the zones up for at least
+    /// [`ZONE_SETTLES_AFTER`] passes. After a coordinator starts, every zone settles anew.
+    fn settle(&mut self, up: &[&str]) -> HashSet<String> {
+        self.passes = self.passes.wrapping_add(1);
+        let now = self.passes;
+        self.up_since.retain(|zone, _| up.contains(&zone.as_str()));
+        for zone in up {
+            self.up_since.entry((*zone).to_owned()).or_insert(now);
+        }
+        self.up_since
+            .iter()
+            .filter(|(_, since)| now.wrapping_sub(**since) + 1 >= ZONE_SETTLES_AFTER)
+            .map(|(zone, _)| zone.clone())
+            .collect()
+    }
 }
 
 pub(crate) async fn run(shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<bool>) {
@@ -70,8 +96,9 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<
 
 async fn pass(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::StoreError> {
     let cutoff = now().saturating_sub(shared.offline_after.as_secs());
-    let failed = shared.repair_failed.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let packs = shared.catalog(move |s| s.degraded_packs(cutoff, PACKS_PER_PASS, &failed)).await?;
+    let deferred = shared.repair_deferred.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    // More than a pass repairs: packs that cannot move now are passed over cheaply.
+    let packs = shared.catalog(move |s| s.degraded_packs(cutoff, PACKS_PER_PASS * 4, &deferred)).await?;
     let mut hosts = shared.catalog(|s| s.hosts()).await?;
     // Hosts whose period ends are drained or retired first, and the rest of the pass sees
     // their new state (a host just set draining must not receive a repaired shard).
@@ -81,27 +108,67 @@ async fn pass(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::S
     retire_drained(shared, &hosts, fence).await?;
     shrink(shared, &hosts, fence).await?;
     let (f, _, _) = crate::room::tolerance(shared, &hosts);
-    let degraded = packs.len();
+    // Zones count for re-spreading once settled (see ZONE_SETTLES_AFTER), in repair and
+    // after it: then packs placed under a looser rule (a smaller grid, or with a zone down)
+    // are re-spread. Finding them reads every pack's row, so it is done when the rule
+    // tightened or more zones settled, again while the last search found a full batch, and
+    // every RESPREAD_EVERY passes (for packs that could not move when last tried).
+    let up = crate::room::zones_up(shared, &hosts);
+    let (look, skip, settled) = {
+        let mut r = shared.respread.lock().unwrap_or_else(|p| p.into_inner());
+        let settled = r.settle(&up);
+        if f > r.tolerate || settled.len() > r.zones || r.passes.is_multiple_of(RESPREAD_EVERY) {
+            (r.more, r.skip) = (true, 0);
+        }
+        (r.tolerate, r.zones) = (f, settled.len());
+        (r.more, r.skip, settled)
+    };
+    // Packs whose repair read shards (or tried to): at most PACKS_PER_PASS, so that repair
+    // cannot starve users. A pack its owner's policy keeps from moving costs no reads, and
+    // the rest of that owner's packs are passed over in this pass and put last in the next.
+    let mut attempted = 0;
+    let mut held_by_policy: HashMap<UserId, String> = HashMap::new();
     let mut waits: HashMap<String, u64> = HashMap::new();
     for pack in packs {
-        let result = repair(shared, &hosts, cutoff, &pack, f, fence).await;
-        let mut failed = shared.repair_failed.lock().unwrap_or_else(|p| p.into_inner());
-        match result {
-            Ok(n) => {
-                failed.remove(&pack.id);
-                tracing::info!(pack = %pack.id, shards = n, healthy_before = pack.healthy, "pack repaired");
-            }
-            Err(e) => {
-                failed.insert(pack.id, now());
-                tracing::warn!(pack = %pack.id, error = %e, "pack could not be repaired now");
-                *waits.entry(e).or_default() += 1;
-            }
+        if attempted == PACKS_PER_PASS {
+            break;
         }
+        if let Some(why) = held_by_policy.get(&pack.owner) {
+            *waits.entry(why.clone()).or_default() += 1;
+            continue;
+        }
+        let result = repair(shared, &hosts, cutoff, &pack, f, &settled, fence).await;
+        let mut deferred = shared.repair_deferred.lock().unwrap_or_else(|p| p.into_inner());
+        let why = match result {
+            Ok(n) => {
+                attempted += 1;
+                deferred.packs.remove(&pack.id);
+                deferred.owners.remove(&pack.owner);
+                tracing::info!(pack = %pack.id, shards = n, healthy_before = pack.healthy, "pack repaired");
+                continue;
+            }
+            Err(Wait::Policy(why)) => {
+                deferred.owners.insert(pack.owner, now());
+                held_by_policy.insert(pack.owner, why.clone());
+                why
+            }
+            Err(Wait::Other(why)) => {
+                attempted += 1;
+                why
+            }
+        };
+        deferred.packs.insert(pack.id, now());
+        tracing::warn!(pack = %pack.id, error = %why, "pack could not be repaired now");
+        *waits.entry(why).or_default() += 1;
     }
     // A failure only orders the queue: one a day old is forgotten (the pack, if still
     // damaged, is tried again in its turn), which also bounds what is kept.
     let day_ago = now().saturating_sub(86_400);
-    shared.repair_failed.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, at| *at > day_ago);
+    {
+        let mut deferred = shared.repair_deferred.lock().unwrap_or_else(|p| p.into_inner());
+        deferred.packs.retain(|_, at| *at > day_ago);
+        deferred.owners.retain(|_, at| *at > day_ago);
+    }
     // Why repair waits, for `admin health`: kept in the catalog, so whichever coordinator
     // an admin asks can say it.
     let mut waits: Vec<(String, u64)> = waits.into_iter().collect();
@@ -109,33 +176,20 @@ async fn pass(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::S
     waits.truncate(5);
     let f2 = fence.clone();
     shared.catalog(move |s| s.set_repair_waits(&waits, Some(&f2), now())).await?;
-    // With repair done, packs placed under a looser rule (a smaller grid, or with a zone
-    // down) are re-spread. Finding them reads every pack's row, so it is done when the rule
-    // tightened or more zones are up, again while the last search found a full batch, and
-    // every RESPREAD_EVERY passes (for packs that could not move when last tried).
-    let zones = crate::room::zones_up(shared, &hosts);
-    let (look, skip) = {
-        let mut r = shared.respread.lock().unwrap_or_else(|p| p.into_inner());
-        r.passes = r.passes.wrapping_add(1);
-        if f > r.tolerate || zones > r.zones || r.passes.is_multiple_of(RESPREAD_EVERY) {
-            (r.more, r.skip) = (true, 0);
-        }
-        (r.tolerate, r.zones) = (f, zones);
-        (r.more, r.skip)
-    };
-    if degraded < PACKS_PER_PASS && look {
-        let limit = PACKS_PER_PASS - degraded;
+    if attempted < PACKS_PER_PASS && look {
+        let limit = PACKS_PER_PASS - attempted;
         let codes = shared.catalog(|s| s.codes()).await?;
         let candidates = {
             let (sh, hosts) = (shared.clone(), hosts.clone());
             shared.catalog(move |s| crate::room::candidates(&sh, s, &hosts)).await?
         };
-        let caps = crate::room::zone_caps(&candidates, f, &codes);
+        let settled_hosts: Vec<_> = candidates.into_iter().filter(|c| settled.contains(&c.zone)).collect();
+        let caps = crate::room::zone_caps(&settled_hosts, f, &codes);
         let crowded = shared.catalog(move |s| s.crowded_packs(f, &caps, limit, skip)).await?;
         let full = crowded.len() == limit;
         let mut moved = false;
         for pack in crowded {
-            match repair(shared, &hosts, cutoff, &pack, f, fence).await {
+            match repair(shared, &hosts, cutoff, &pack, f, &settled, fence).await {
                 Ok(n) if n > 0 => {
                     moved = true;
                     tracing::info!(pack = %pack.id, shards = n, tolerate = f, "pack re-spread")
@@ -151,6 +205,30 @@ async fn pass(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::S
         r.skip = if full && !moved { skip + limit } else { 0 };
     }
     Ok(())
+}
+
+/// Why a pack could not be repaired now, as `admin health` shows it.
+#[derive(Debug)]
+enum Wait {
+    /// Its owner's placement policy leaves it no host (or too few): the owner's other packs
+    /// would most likely wait the same way.
+    Policy(String),
+    /// Anything else.
+    Other(String),
+}
+
+impl std::fmt::Display for Wait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Wait::Policy(why) | Wait::Other(why) => f.write_str(why),
+        }
+    }
+}
+
+impl From<String> for Wait {
+    fn from(why: String) -> Self {
+        Wait::Other(why)
+    }
 }
 
 /// A pack's shard as the catalog places it: (index, id, host, state).
@@ -212,8 +290,9 @@ async fn repair(
     cutoff: u64,
     pack: &DegradedPack,
     f: u8,
+    settled: &HashSet<String>,
     fence: &Fence,
-) -> Result<usize, String> {
+) -> Result<usize, Wait> {
     let host = |id: HostId| hosts.iter().find(|h| h.id == id);
     let layout = Layout { size: pack.size, k: pack.k, m: pack.m, shard_size: pack.shard_size };
     let k = pack.k as usize;
@@ -229,11 +308,11 @@ async fn repair(
     };
     let sources: Vec<&ShardRow> = good.iter().copied().chain(bad.iter().copied().filter(served)).collect();
     if sources.len() < k {
-        return Err(format!(
+        return Err(Wait::Other(format!(
             "only {} of the {} shards needed can be read; waiting for hosts to come back",
             sources.len(),
             k
-        ));
+        )));
     }
     // Repair keeps to the owner's stored placement policy, as placement did (a policy given
     // for one run only is not kept, and cannot be).
@@ -252,14 +331,16 @@ async fn repair(
         let (sh, hosts) = (shared.clone(), hosts.to_vec());
         shared.catalog(move |s| crate::room::candidates(&sh, s, &hosts)).await.map_err(|e| e.to_string())?
     };
-    // A zone holding more than a placement on the hosts up now would give it (one was down
-    // when the pack was placed or repaired) gives up the rest, if the others can take them;
-    // unless a placement policy chose the pack's zones or its owner has one now.
+    // A zone holding more than a placement on the hosts up now in settled zones would give
+    // it (one was down when the pack was placed or repaired) gives up the rest, if the
+    // others can take them; unless a placement policy chose the pack's zones or its owner
+    // has one now.
     let zone_cap = if pack.narrowed || !policy.is_empty() {
         usize::MAX
     } else {
         let leaving: HashSet<HostId> = bad.iter().chain(&crowded).map(|(_, _, h, _)| *h).collect();
-        let others: Vec<_> = candidates.iter().filter(|c| !leaving.contains(&c.host)).cloned().collect();
+        let others: Vec<_> =
+            candidates.iter().filter(|c| !leaving.contains(&c.host) && settled.contains(&c.zone)).cloned().collect();
         crate::placement::limits(layout.total(), per_domain, &others, pack.shard_size, &held_on(&keep, host)).per_zone
     };
     let mut in_zone: HashMap<&str, usize> = HashMap::new();
@@ -274,6 +355,51 @@ async fn repair(
     if moving.is_empty() {
         return Ok(0);
     }
+    // Where the shards go is settled before anything is read: a pack that cannot move now
+    // costs no reads and no rebuild.
+    // A host where another pack already records one of these shards cannot take it again (a
+    // (host, shard) pair is recorded once): leaving it out keeps a tenant who stored the same
+    // bytes there from blocking this repair. Hosts of the shards that move are left out too.
+    let (id, hashes): (_, Vec<ShardId>) = (pack.id, moving.iter().map(|(_, shard, _, _)| *shard).collect());
+    let mut unusable: HashSet<HostId> =
+        shared.catalog(move |s| s.hosts_holding(&id, &hashes)).await.map_err(|e| e.to_string())?.into_iter().collect();
+    unusable.extend(moving.iter().map(|(_, _, h, _)| *h));
+    let candidates: Vec<_> = candidates.into_iter().filter(|c| !unusable.contains(&c.host)).collect();
+    let before = candidates.len();
+    let candidates = crate::room::allowed(&policy, hosts, candidates)
+        .map_err(|e| Wait::Policy(format!("repair keeps to the owner's placement policy, and {e}")))?;
+    // When nothing fits, the sentence says whether the policy narrowed the choice.
+    let ruled_out = before - candidates.len();
+    let why = |why: String| match ruled_out {
+        0 => Wait::Other(why),
+        n => Wait::Policy(format!("{why}; the owner's placement policy ({policy}) rules out {n} other host(s)")),
+    };
+    let held = held_on(&keep, host);
+    let mut limits = crate::placement::limits(layout.total(), per_domain, &candidates, pack.shard_size, &held);
+    // A re-spread places within the cap that made it move (fewer candidates may allow more
+    // per zone, and the shard would go back to a crowded zone, to be moved again next time);
+    // a pack missing shards takes what placement allows.
+    if bad.is_empty() && !zone_crowded.is_empty() {
+        limits.per_zone = limits.per_zone.min(zone_cap);
+    }
+    let ids: Vec<ShardId> = moving.iter().map(|(_, shard, _, _)| *shard).collect();
+    // Place as many as the rule allows now: a pack missing two shards is better off with one
+    // rebuilt than none.
+    let targets =
+        match crate::placement::choose(&candidates, &ids, pack.shard_size, &held, limits, &mut rand::thread_rng()) {
+            Ok(t) => t,
+            Err(e) if e.placed > 0 => crate::placement::choose(
+                &candidates,
+                &ids[..e.placed],
+                pack.shard_size,
+                &held,
+                limits,
+                &mut rand::thread_rng(),
+            )
+            .map_err(|e| why(e.why))?,
+            Err(e) => return Err(why(e.why)),
+        };
+    let mut targets: Vec<HostId> = targets.into_iter().rev().collect();
     // Fetch k verified shards (data shards first: they are what readers use).
     let mut have: Vec<Option<Vec<u8>>> = vec![None; layout.total()];
     let mut count = 0;
@@ -302,63 +428,22 @@ async fn repair(
         tracing::warn!(error = %e, "could not record the repairer's reads as usage");
     }
     if count < k {
-        return Err(format!("only {count} of the {k} shards needed could be read"));
+        return Err(Wait::Other(format!("only {count} of the {k} shards needed could be read")));
     }
     let rebuilt = tokio::task::spawn_blocking(move || scatter_core::erasure::rebuild(&layout, &have))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
 
-    // A host where another pack already records one of these shards cannot take it again (a
-    // (host, shard) pair is recorded once): leaving it out keeps a tenant who stored the same
-    // bytes there from blocking this repair. Hosts of the shards that move are left out too.
-    let (id, hashes): (_, Vec<ShardId>) = (pack.id, moving.iter().map(|(_, shard, _, _)| *shard).collect());
-    let mut unusable: HashSet<HostId> =
-        shared.catalog(move |s| s.hosts_holding(&id, &hashes)).await.map_err(|e| e.to_string())?.into_iter().collect();
-    unusable.extend(moving.iter().map(|(_, _, h, _)| *h));
-    let candidates: Vec<_> = candidates.into_iter().filter(|c| !unusable.contains(&c.host)).collect();
-    let before = candidates.len();
-    let candidates = crate::room::allowed(&policy, hosts, candidates)
-        .map_err(|e| format!("repair keeps to the owner's placement policy, and {e}"))?;
-    // When nothing fits, the sentence says whether the policy narrowed the choice.
-    let ruled_out = before - candidates.len();
-    let why = |why: String| match ruled_out {
-        0 => why,
-        n => format!("{why}; the owner's placement policy ({policy}) rules out {n} other host(s)"),
-    };
-    let held = held_on(&keep, host);
-    let mut limits = crate::placement::limits(layout.total(), per_domain, &candidates, pack.shard_size, &held);
-    // A re-spread places within the cap that made it move (fewer candidates may allow more
-    // per zone, and the shard would go back to a crowded zone, to be moved again next time);
-    // a pack missing shards takes what placement allows.
-    if bad.is_empty() && !zone_crowded.is_empty() {
-        limits.per_zone = limits.per_zone.min(zone_cap);
-    }
-    let ids: Vec<ShardId> = moving.iter().map(|(_, shard, _, _)| *shard).collect();
-    // Place as many as the rule allows now: a pack missing two shards is better off with one
-    // rebuilt than none.
-    let targets =
-        match crate::placement::choose(&candidates, &ids, pack.shard_size, &held, limits, &mut rand::thread_rng()) {
-            Ok(t) => t,
-            Err(e) if e.placed > 0 => crate::placement::choose(
-                &candidates,
-                &ids[..e.placed],
-                pack.shard_size,
-                &held,
-                limits,
-                &mut rand::thread_rng(),
-            )
-            .map_err(|e| why(e.why))?,
-            Err(e) => return Err(why(e.why)),
-        };
-    let mut targets: Vec<HostId> = targets.into_iter().rev().collect();
     let mut repaired = 0;
     for (index, shard, old, state) in moving {
         let Some(new) = targets.pop() else { break };
         let Some(row) = host(new) else { continue };
         let bytes = rebuilt.shard(*index as usize).to_vec();
         if ShardId::of(&bytes) != *shard {
-            return Err(format!("rebuilt shard {index} does not match its id; the catalog or a shard is damaged"));
+            return Err(Wait::Other(format!(
+                "rebuilt shard {index} does not match its id; the catalog or a shard is damaged"
+            )));
         }
         // The shard moves only with the new host's receipt for exactly this upload.
         let receipt = crate::shards::put(shared, row, shard, bytes).await?;
@@ -386,4 +471,30 @@ async fn repair(
         }
     }
     Ok(repaired)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zone_settles_after_being_up_without_a_break() {
+        let mut r = Respread::default();
+        let settled = |r: &mut Respread, up: &[&str]| {
+            let mut s: Vec<String> = r.settle(up).into_iter().collect();
+            s.sort();
+            s
+        };
+        for _ in 1..ZONE_SETTLES_AFTER {
+            assert!(settled(&mut r, &["a", "b"]).is_empty());
+        }
+        assert_eq!(settled(&mut r, &["a", "b"]), ["a", "b"]);
+        // b goes for one pass: it settles again only after as many passes from its return.
+        assert_eq!(settled(&mut r, &["a"]), ["a"]);
+        for _ in 1..ZONE_SETTLES_AFTER {
+            assert_eq!(settled(&mut r, &["a", "b"]), ["a"]);
+        }
+        assert_eq!(settled(&mut r, &["a", "b"]), ["a", "b"]);
+        assert!(r.up_since.len() == 2 && settled(&mut r, &[]).is_empty() && r.up_since.is_empty());
+    }
 }

@@ -126,8 +126,8 @@ pub fn candidates(sh: &Shared, store: &Store, hosts: &[HostRow]) -> Result<Vec<C
     Ok(room(sh, hosts, &store.reserved_by_host(now())?))
 }
 
-/// Zones with an active host heard from within the offline grace.
-pub fn zones_up(sh: &Shared, hosts: &[HostRow]) -> usize {
+/// Zones with an active host heard from within the offline grace, sorted.
+pub fn zones_up<'a>(sh: &Shared, hosts: &'a [HostRow]) -> Vec<&'a str> {
     let mut zones: Vec<&str> = hosts
         .iter()
         .filter(|h| matches!(host_state(sh, h), HostState::Online | HostState::Suspect))
@@ -135,7 +135,7 @@ pub fn zones_up(sh: &Shared, hosts: &[HostRow]) -> usize {
         .collect();
     zones.sort_unstable();
     zones.dedup();
-    zones.len()
+    zones
 }
 
 /// For each code in `codes`, the most shards of one of its packs a zone should hold under

@@ -208,8 +208,8 @@ pub(super) async fn grid(State(sh): Sh, h: HeaderMap) -> Response {
         let health = db(&sh, move |s| s.health(cutoff)).await?;
         let (shards, bytes) = db(&sh, |s| s.repair_totals()).await?;
         let waits = db(&sh, |s| s.repair_waits()).await?;
-        let failed = sh.repair_failed.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let queue = db(&sh, move |s| s.degraded_packs(cutoff, QUEUE_SHOWN, &failed)).await?;
+        let deferred = sh.repair_deferred.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let queue = db(&sh, move |s| s.degraded_packs(cutoff, QUEUE_SHOWN, &deferred)).await?;
         let hosts = db(&sh, |s| s.hosts()).await?;
         let since = now().saturating_sub(7 * 86_400);
         let mut samples = db(&sh, move |s| s.samples(since)).await?;

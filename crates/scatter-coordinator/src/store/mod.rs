@@ -53,7 +53,7 @@ pub use leases::Fence;
 pub use locks::Expired;
 pub use metering::BillingError;
 pub use names::NameHolder;
-pub use repair::{DegradedPack, Health, Reconciled, ShardMove, ZoneCap};
+pub use repair::{Deferred, DegradedPack, Health, Reconciled, ShardMove, ZoneCap};
 pub use reservations::{Reservation, ReserveError, Reserved};
 use sql::{Backend, Sql, SqlError};
 pub use transfer::{Moved, TransferError};

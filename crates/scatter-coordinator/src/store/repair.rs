@@ -65,6 +65,17 @@ pub struct Health {
     pub packs_lost: u64,
 }
 
+/// Packs and accounts whose repair failed lately, with when it last did: repair takes their
+/// packs after the others, so that however many of them there are (one account's policy
+/// that no host meets, say), they do not hold up the packs that can be repaired.
+#[derive(Debug, Clone, Default)]
+pub struct Deferred {
+    /// Packs whose repair failed.
+    pub packs: HashMap<PackId, u64>,
+    /// Accounts whose placement policy left a pack of theirs no host to be rebuilt on.
+    pub owners: HashMap<UserId, u64>,
+}
+
 /// Failed audits before a host can be disqualified.
 pub const DISQUALIFY_AFTER: i64 = 3;
 
@@ -260,23 +271,24 @@ impl Store {
     /// Up to `limit` live packs with fewer than k+m healthy shards, in the order repair takes
     /// them. Packs it can rebuild now (k shards readable) come before those it cannot, so
     /// packs lost until their hosts return never take every place in a pass; among the rest,
-    /// packs whose repair failed last (`failed`: the pass it failed in) come after the
-    /// others, longest ago first, so packs that wait (on a placement policy, on room) do not
-    /// hold up those that can move; then the most endangered (fewest healthy shards over k),
-    /// then the oldest. Only packs that may be damaged are looked at (`suspects`), so a pass
-    /// costs what is damaged, not what is stored.
+    /// packs of accounts whose placement policy held up a repair lately, then packs whose
+    /// repair failed lately (longest ago first), come after the others (see [`Deferred`]);
+    /// then the most endangered (fewest healthy shards over k), then the oldest. Only packs
+    /// that may be damaged are looked at (`suspects`), so a pass costs what is damaged, not
+    /// what is stored.
     pub fn degraded_packs(
         &self,
         cutoff: u64,
         limit: usize,
-        failed: &HashMap<PackId, u64>,
+        deferred: &Deferred,
     ) -> Result<Vec<DegradedPack>, StoreError> {
         self.read(|conn| {
             let mut found: Vec<Suspect> =
                 suspects(conn, cutoff)?.into_iter().filter(|p| p.healthy < p.k as usize + p.m as usize).collect();
             found.sort_by_key(|p| {
-                let last_failed = failed.get(&PackId::from_bytes(p.id)).copied();
-                (p.readable < p.k as usize, last_failed, p.healthy as i64 - p.k as i64, p.created, p.id)
+                let owner_waits = deferred.owners.contains_key(&UserId(p.owner as u64));
+                let last_failed = deferred.packs.get(&PackId::from_bytes(p.id)).copied();
+                (p.readable < p.k as usize, owner_waits, last_failed, p.healthy as i64 - p.k as i64, p.created, p.id)
             });
             found.truncate(limit);
             found
@@ -810,8 +822,8 @@ mod tests {
             commit_on(&store, user, session, 4, 2, 1, &[on1, off1, off2], 4); // fewer than k: lost
             let id = |n: u8| PackId::from_bytes([n; 32]);
             let order = |failed: &[(u8, u64)]| {
-                let failed = failed.iter().map(|(n, pass)| (id(*n), *pass)).collect();
-                let found = store.degraded_packs(50, 16, &failed).expect("degraded packs");
+                let deferred = Deferred { packs: failed.iter().map(|(n, at)| (id(*n), *at)).collect(), ..Default::default() };
+                let found = store.degraded_packs(50, 16, &deferred).expect("degraded packs");
                 assert!(found.iter().all(|p| p.shards.len() == 3 && p.owner == user));
                 found.iter().map(|p| (p.id, p.healthy)).collect::<Vec<(PackId, usize)>>()
             };
@@ -825,6 +837,17 @@ mod tests {
             assert_eq!(limited.iter().map(|p| p.id).collect::<Vec<_>>(), [id(1)]);
             let h = store.health(50).expect("health");
             assert_eq!((h.packs_total, h.packs_full, h.packs_degraded, h.packs_lost), (4, 1, 2, 1));
+            // Packs of an account whose policy held up a repair wait behind everyone else's.
+            let other = {
+                store.add_token(&[9; 32], "bob", Role::User, None, None).expect("token");
+                store.redeem_token(&[9; 32], "pk2", &[8; 32], "", 0).expect("redeem").expect("user").id
+            };
+            let theirs = store.add_session(other, b"k", 0, 100).expect("session");
+            commit_on(&store, other, theirs, 5, 1, 2, &[on1, off1, off2], 5); // like pack 2, newer
+            let deferred = Deferred { owners: [(user, 9)].into(), ..Default::default() };
+            let found = store.degraded_packs(50, 16, &deferred).expect("degraded packs");
+            let order: Vec<PackId> = found.iter().map(|p| p.id).collect();
+            assert_eq!(order, [id(5), id(1), id(2), id(4)]);
         }
     }
 
