@@ -42,7 +42,7 @@ pub enum KeyCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Remove an access key: requests signed with it are refused once the gateway restarts.
+    /// Remove an access key: a running gateway refuses requests signed with it within a second.
     Rm {
         /// The access key, as `key ls` shows it.
         access_key: String,

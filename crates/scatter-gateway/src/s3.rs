@@ -230,6 +230,28 @@ fn check_names(bucket: &str, key: Option<&str>) -> S3Result<()> {
     Ok(())
 }
 
+/// Keys one DeleteObjects request may name, as in S3.
+const MAX_DELETE_KEYS: usize = 1000;
+
+/// [`check_names`], and that the key's name fits the catalog once escaped and encrypted: a
+/// key of 1,024 bytes of `/` or `%` is escaped to three times that, and was refused only by
+/// the coordinator, as an internal error (which SDKs retry), and for a multipart upload only
+/// at its completion, once every part had been sent.
+fn check_key(t: &Tenant, bucket: &str, key: &str) -> S3Result<()> {
+    check_names(bucket, Some(key))?;
+    let stored = t.encrypt(&naming::object(bucket, key)).len();
+    if stored > scatter_proto::api::MAX_OBJECT_NAME {
+        return Err(S3Error::with_message(
+            S3ErrorCode::KeyTooLongError,
+            format!(
+                "the key takes {stored} bytes once escaped and encrypted, more than the {} the catalog keeps; use a shorter key",
+                scatter_proto::api::MAX_OBJECT_NAME
+            ),
+        ));
+    }
+    Ok(())
+}
+
 async fn bucket(t: &Tenant, name: &str) -> S3Result<Arc<BucketState>> {
     check_names(name, None)?;
     t.bucket(name).await.map_err(internal)?.ok_or_else(|| s3_error!(NoSuchBucket, "no bucket is named {name}"))
@@ -1001,7 +1023,7 @@ impl S3 for Gateway {
         let checks = checks!(req);
         let length = body_length(&req.headers, req.input.content_length);
         let input = req.input;
-        check_names(&input.bucket, Some(&input.key))?;
+        check_key(&a.tenant, &input.bucket, &input.key)?;
         let b = bucket(t, &input.bucket).await?;
         let attrs = attributes(input.content_type, input.metadata)?;
         let existing =
@@ -1034,7 +1056,7 @@ impl S3 for Gateway {
         let a = self.reader(&req)?;
         let t = &a.tenant;
         let input = req.input;
-        check_names(&input.bucket, Some(&input.key))?;
+        check_key(&a.tenant, &input.bucket, &input.key)?;
         bucket(t, &input.bucket).await?;
         if input.part_number.is_some() {
             return Err(s3_error!(NotImplemented, "reading one part of an object is not served; use a Range"));
@@ -1077,7 +1099,7 @@ impl S3 for Gateway {
     async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
         let a = self.reader(&req)?;
         let input = req.input;
-        check_names(&input.bucket, Some(&input.key))?;
+        check_key(&a.tenant, &input.bucket, &input.key)?;
         let b = bucket(&a.tenant, &input.bucket).await?;
         let e = b.index.read().await.get(&input.key).cloned().ok_or_else(|| s3_error!(NoSuchKey))?;
         preconditions(
@@ -1110,7 +1132,7 @@ impl S3 for Gateway {
     async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
         let a = self.reader(&req)?;
         let input = req.input;
-        check_names(&input.bucket, Some(&input.key))?;
+        check_key(&a.tenant, &input.bucket, &input.key)?;
         let b = bucket(&a.tenant, &input.bucket).await?;
         delete_one(&a.tenant, &b, &input.bucket, &input.key).await?;
         Ok(S3Response::new(DeleteObjectOutput::default()))
@@ -1121,12 +1143,16 @@ impl S3 for Gateway {
         let input = req.input;
         let b = bucket(&a.tenant, &input.bucket).await?;
         let quiet = input.delete.quiet.unwrap_or(false);
+        // S3's bound: a request naming 200,000 keys held one request handler for a minute.
+        if input.delete.objects.len() > MAX_DELETE_KEYS {
+            return Err(s3_error!(MalformedXML, "a DeleteObjects request names at most {MAX_DELETE_KEYS} keys"));
+        }
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
         for o in input.delete.objects {
-            let done = match naming::check_key(&o.key) {
+            let done = match check_key(&a.tenant, &input.bucket, &o.key) {
                 Ok(()) => delete_one(&a.tenant, &b, &input.bucket, &o.key).await,
-                Err(m) => Err(S3Error::with_message(S3ErrorCode::KeyTooLongError, m)),
+                Err(e) => Err(e),
             };
             match done {
                 Ok(()) if !quiet => deleted.push(DeletedObject { key: Some(o.key), ..Default::default() }),
@@ -1146,9 +1172,9 @@ impl S3 for Gateway {
         let a = self.reader(&req)?;
         let t = &a.tenant;
         let input = req.input;
-        check_names(&input.bucket, Some(&input.key))?;
+        check_key(&a.tenant, &input.bucket, &input.key)?;
         let (src_bucket, src_key) = copy_source(&input.copy_source)?;
-        check_names(&src_bucket, Some(&src_key))?;
+        check_key(&a.tenant, &src_bucket, &src_key)?;
         bucket(t, &src_bucket).await?;
         let b = bucket(t, &input.bucket).await?;
         // The destination's conditions: s3s parses only the source's.
@@ -1272,7 +1298,7 @@ impl S3 for Gateway {
         let writer = Self::access_key(&req).map(str::to_owned);
         let t = &a.tenant;
         let input = req.input;
-        check_names(&input.bucket, Some(&input.key))?;
+        check_key(&a.tenant, &input.bucket, &input.key)?;
         let b = bucket(t, &input.bucket).await?;
         // Refused now rather than at completion, after every part was sent (the commit still
         // refuses a key taken meanwhile).
@@ -1301,7 +1327,7 @@ impl S3 for Gateway {
         let checks = checks!(req);
         let length = body_length(&req.headers, req.input.content_length);
         let input = req.input;
-        check_names(&input.bucket, Some(&input.key))?;
+        check_key(&a.tenant, &input.bucket, &input.key)?;
         let number = part_number(input.part_number)?;
         let b = bucket(t, &input.bucket).await?;
         let upload = upload_of(t, &input.bucket, &input.key, &input.upload_id).await?;
@@ -1337,10 +1363,10 @@ impl S3 for Gateway {
         let a = self.reader(&req)?;
         let t = &a.tenant;
         let input = req.input;
-        check_names(&input.bucket, Some(&input.key))?;
+        check_key(&a.tenant, &input.bucket, &input.key)?;
         let number = part_number(input.part_number)?;
         let (src_bucket, src_key) = copy_source(&input.copy_source)?;
-        check_names(&src_bucket, Some(&src_key))?;
+        check_key(&a.tenant, &src_bucket, &src_key)?;
         let b = bucket(t, &input.bucket).await?;
         bucket(t, &src_bucket).await?;
         upload_of(t, &input.bucket, &input.key, &input.upload_id).await?;
@@ -1387,7 +1413,7 @@ impl S3 for Gateway {
         let a = self.reader(&req)?;
         let t = &a.tenant;
         let input = req.input;
-        check_names(&input.bucket, Some(&input.key))?;
+        check_key(&a.tenant, &input.bucket, &input.key)?;
         bucket(t, &input.bucket).await?;
         upload_of(t, &input.bucket, &input.key, &input.upload_id).await?;
         let after = input.part_number_marker.unwrap_or(0);
@@ -1471,7 +1497,7 @@ impl S3 for Gateway {
         let t = &a.tenant;
         let caller = Self::access_key(&req).map(str::to_owned);
         let input = req.input;
-        check_names(&input.bucket, Some(&input.key))?;
+        check_key(&a.tenant, &input.bucket, &input.key)?;
         bucket(t, &input.bucket).await?;
         let attrs = upload_of(t, &input.bucket, &input.key, &input.upload_id).await?;
         // A write-only key takes back its own upload (a refused one's parts would otherwise
@@ -1489,7 +1515,7 @@ impl S3 for Gateway {
         let caller = Self::access_key(&req).map(str::to_owned);
         let t = &a.tenant;
         let input = req.input;
-        check_names(&input.bucket, Some(&input.key))?;
+        check_key(&a.tenant, &input.bucket, &input.key)?;
         let b = bucket(t, &input.bucket).await?;
         let mut attrs = upload_of(t, &input.bucket, &input.key, &input.upload_id).await?;
         own_upload(&a, &attrs, caller.as_deref())?;

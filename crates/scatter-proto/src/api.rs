@@ -1189,6 +1189,9 @@ pub fn attributes_tag(sealed: &[u8]) -> AttributesTag {
 /// The most bytes of sealed attributes an object version may carry.
 pub const MAX_OBJECT_META: usize = 8 << 10;
 
+/// The most bytes of an object's name, encrypted as the catalog holds it.
+pub const MAX_OBJECT_NAME: usize = 4096;
+
 /// The committed object's version.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CommitObjectResponse {

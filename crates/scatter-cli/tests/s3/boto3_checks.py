@@ -370,6 +370,20 @@ assert len(r["Deleted"]) == 100, r
 assert "Contents" not in s3.list_objects_v2(Bucket="listing", Prefix="many/"), "deleted keys still listed"
 ok("1100 keys: two default pages, delete_objects of 1000 (quiet) and 100")
 
+# S3's bounds: one delete_objects names at most 1000 keys (200,000 held a request handler for
+# a minute); a key within 1024 bytes whose name outgrows what the catalog keeps once escaped
+# (`/` and `%` take three bytes each) is KeyTooLongError on every call, not an internal error,
+# and already when a multipart upload is created, not once its parts are sent.
+fails(lambda: s3.delete_objects(Bucket="listing", Delete={"Objects": [{"Key": f"x{i}"} for i in range(1001)]}),
+      "MalformedXML", 400)
+fails(lambda: s3.put_object(Bucket="listing", Key="/" * 1024, Body=b"x"), "KeyTooLongError", 400)
+fails(lambda: s3.get_object(Bucket="listing", Key="/" * 1024), "KeyTooLongError", 400)
+fails(lambda: s3.create_multipart_upload(Bucket="listing", Key="%" * 1024), "KeyTooLongError", 400)
+s3.put_object(Bucket="listing", Key="/" * 300, Body=b"slashes")  # 900 bytes escaped: fits
+assert body(s3.get_object(Bucket="listing", Key="/" * 300)) == b"slashes"
+s3.delete_object(Bucket="listing", Key="/" * 300)
+ok("bounds: 1000 keys per delete_objects, keys too long once escaped")
+
 # --- Deletes -------------------------------------------------------------------------------
 r = s3.delete_objects(
     Bucket="listing", Delete={"Objects": [{"Key": "a.txt"}, {"Key": "c/1"}, {"Key": "unicodé/ü.txt"}, {"Key": "never-there"}]}

@@ -865,8 +865,11 @@ async fn commit_pack(
 }
 
 fn check_name(name: &str) -> Result<(), ApiError> {
-    if name.is_empty() || name.len() > 4096 {
-        return Err(ApiError::BadRequest("the object name must be 1 to 4096 bytes once encrypted".into()));
+    if name.is_empty() || name.len() > scatter_proto::api::MAX_OBJECT_NAME {
+        return Err(ApiError::BadRequest(format!(
+            "the object name must be 1 to {} bytes once encrypted",
+            scatter_proto::api::MAX_OBJECT_NAME
+        )));
     }
     Ok(())
 }
