@@ -185,6 +185,8 @@ async fn packs_placed_while_a_zone_was_down_are_re_spread_over_zones() {
         g["domains"].as_u64() == Some(4)
     })
     .await;
+    // Two checker passes see zone-0 down, so it must settle anew when it is back.
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let file = env.write_random("data", 3 << 20, 8);
     env.put(&file, "data");
     for i in [0, 3] {

@@ -124,8 +124,9 @@ async fn pass(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::S
         (r.more, r.skip, settled)
     };
     // Packs whose repair read shards (or tried to): at most PACKS_PER_PASS, so that repair
-    // cannot starve users. A pack its owner's policy keeps from moving costs no reads, and
-    // the rest of that owner's packs are passed over in this pass and put last in the next.
+    // cannot starve users. A pack that cannot move now costs no reads and does not count; if
+    // its owner's policy is what keeps it, the rest of that owner's packs are passed over in
+    // this pass and put after the others' in the next.
     let mut attempted = 0;
     let mut held_by_policy: HashMap<UserId, String> = HashMap::new();
     let mut waits: HashMap<String, u64> = HashMap::new();
@@ -152,7 +153,8 @@ async fn pass(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::S
                 held_by_policy.insert(pack.owner, why.clone());
                 why
             }
-            Err(Wait::Other(why)) => {
+            Err(Wait::Before(why)) => why,
+            Err(Wait::After(why)) => {
                 attempted += 1;
                 why
             }
@@ -161,13 +163,13 @@ async fn pass(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::S
         tracing::warn!(pack = %pack.id, error = %why, "pack could not be repaired now");
         *waits.entry(why).or_default() += 1;
     }
-    // A failure only orders the queue: one a day old is forgotten (the pack, if still
-    // damaged, is tried again in its turn), which also bounds what is kept.
-    let day_ago = now().saturating_sub(86_400);
+    // A failure only orders the queue, and an hour after the last one it is forgotten,
+    // which also bounds what is kept.
+    let hour_ago = now().saturating_sub(3600);
     {
         let mut deferred = shared.repair_deferred.lock().unwrap_or_else(|p| p.into_inner());
-        deferred.packs.retain(|_, at| *at > day_ago);
-        deferred.owners.retain(|_, at| *at > day_ago);
+        deferred.packs.retain(|_, at| *at > hour_ago);
+        deferred.owners.retain(|_, at| *at > hour_ago);
     }
     // Why repair waits, for `admin health`: kept in the catalog, so whichever coordinator
     // an admin asks can say it.
@@ -210,24 +212,27 @@ async fn pass(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::S
 /// Why a pack could not be repaired now, as `admin health` shows it.
 #[derive(Debug)]
 enum Wait {
-    /// Its owner's placement policy leaves it no host (or too few): the owner's other packs
-    /// would most likely wait the same way.
+    /// Its owner's placement policy leaves it no host (or too few), where the rule alone
+    /// would: the owner's other packs would most likely wait the same way. Nothing was read.
     Policy(String),
-    /// Anything else.
-    Other(String),
+    /// It cannot move now (too few shards readable, no host the rule allows); nothing was
+    /// read.
+    Before(String),
+    /// Shards were read or written (or the catalog failed): the work counts against the pass.
+    After(String),
 }
 
 impl std::fmt::Display for Wait {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Wait::Policy(why) | Wait::Other(why) => f.write_str(why),
+            Wait::Policy(why) | Wait::Before(why) | Wait::After(why) => f.write_str(why),
         }
     }
 }
 
 impl From<String> for Wait {
     fn from(why: String) -> Self {
-        Wait::Other(why)
+        Wait::After(why)
     }
 }
 
@@ -308,7 +313,7 @@ async fn repair(
     };
     let sources: Vec<&ShardRow> = good.iter().copied().chain(bad.iter().copied().filter(served)).collect();
     if sources.len() < k {
-        return Err(Wait::Other(format!(
+        return Err(Wait::Before(format!(
             "only {} of the {} shards needed can be read; waiting for hosts to come back",
             sources.len(),
             k
@@ -364,58 +369,78 @@ async fn repair(
     let mut unusable: HashSet<HostId> =
         shared.catalog(move |s| s.hosts_holding(&id, &hashes)).await.map_err(|e| e.to_string())?.into_iter().collect();
     unusable.extend(moving.iter().map(|(_, _, h, _)| *h));
-    let candidates: Vec<_> = candidates.into_iter().filter(|c| !unusable.contains(&c.host)).collect();
-    let before = candidates.len();
-    let candidates = crate::room::allowed(&policy, hosts, candidates)
+    // A pure re-spread moves shards only into settled zones (a zone just back could go
+    // again); a pack missing shards takes any host the rule allows.
+    let re_spread = bad.is_empty();
+    let unfiltered: Vec<_> = candidates
+        .into_iter()
+        .filter(|c| !unusable.contains(&c.host) && (!re_spread || settled.contains(&c.zone)))
+        .collect();
+    let candidates = crate::room::allowed(&policy, hosts, unfiltered.clone())
         .map_err(|e| Wait::Policy(format!("repair keeps to the owner's placement policy, and {e}")))?;
-    // When nothing fits, the sentence says whether the policy narrowed the choice.
-    let ruled_out = before - candidates.len();
-    let why = |why: String| match ruled_out {
-        0 => Wait::Other(why),
-        n => Wait::Policy(format!("{why}; the owner's placement policy ({policy}) rules out {n} other host(s)")),
-    };
+    let ruled_out = unfiltered.len() - candidates.len();
     let held = held_on(&keep, host);
     let mut limits = crate::placement::limits(layout.total(), per_domain, &candidates, pack.shard_size, &held);
     // A re-spread places within the cap that made it move (fewer candidates may allow more
     // per zone, and the shard would go back to a crowded zone, to be moved again next time);
     // a pack missing shards takes what placement allows.
-    if bad.is_empty() && !zone_crowded.is_empty() {
+    if re_spread && !zone_crowded.is_empty() {
         limits.per_zone = limits.per_zone.min(zone_cap);
     }
     let ids: Vec<ShardId> = moving.iter().map(|(_, shard, _, _)| *shard).collect();
     // Place as many as the rule allows now: a pack missing two shards is better off with one
     // rebuilt than none.
-    let targets =
-        match crate::placement::choose(&candidates, &ids, pack.shard_size, &held, limits, &mut rand::thread_rng()) {
-            Ok(t) => t,
-            Err(e) if e.placed > 0 => crate::placement::choose(
-                &candidates,
-                &ids[..e.placed],
-                pack.shard_size,
-                &held,
-                limits,
-                &mut rand::thread_rng(),
-            )
-            .map_err(|e| why(e.why))?,
-            Err(e) => return Err(why(e.why)),
-        };
+    let choose = |among: &[crate::placement::Candidate], ids: &[ShardId]| {
+        crate::placement::choose(among, ids, pack.shard_size, &held, limits, &mut rand::thread_rng())
+    };
+    // When nothing fits, the policy is named as the cause only if the rule alone would have
+    // found hosts: its owner's other packs then wait behind the others' (see `pass`).
+    let why = |e: crate::placement::Unplaceable| match ruled_out > 0 && choose(&unfiltered, &ids).is_ok() {
+        true => Wait::Policy(format!(
+            "{}; the owner's placement policy ({policy}) rules out {ruled_out} other host(s)",
+            e.why
+        )),
+        false => Wait::Before(e.why),
+    };
+    let targets = match choose(&candidates, &ids) {
+        Ok(t) => t,
+        Err(e) if e.placed > 0 => choose(&candidates, &ids[..e.placed]).map_err(why)?,
+        Err(e) => return Err(why(e)),
+    };
     let mut targets: Vec<HostId> = targets.into_iter().rev().collect();
-    // Fetch k verified shards (data shards first: they are what readers use).
+    // Fetch k verified shards (data shards first: they are what readers use), k at a time,
+    // the next source taking the place of one that failed: one after another, a host that
+    // let its reads hang held a pack (k+m) times the read timeout.
     let mut have: Vec<Option<Vec<u8>>> = vec![None; layout.total()];
     let mut count = 0;
-    for (index, shard, h, _) in &sources {
-        if count == k {
-            break;
+    let read = |(index, shard, h, _): &ShardRow| {
+        let (index, shard, h, row) = (*index, *shard, *h, host(*h));
+        async move {
+            let got = match row {
+                Some(row) => crate::shards::read(shared, row, &shard, pack.shard_size).await.into_result(),
+                None => Err("its host is unknown".to_owned()),
+            };
+            (index, shard, h, got)
         }
-        let Some(row) = host(*h) else { continue };
-        match crate::shards::read(shared, row, shard, pack.shard_size).await.into_result() {
+    };
+    let mut next = sources.iter();
+    let mut reading: futures::stream::FuturesUnordered<_> = next.by_ref().take(k).map(|s| read(s)).collect();
+    while let Some((index, shard, h, got)) = futures::StreamExt::next(&mut reading).await {
+        match got {
             Ok(bytes) => {
-                have[*index as usize] = Some(bytes);
+                have[index as usize] = Some(bytes);
                 count += 1;
+                if count == k {
+                    break;
+                }
             }
-            Err(e) => tracing::debug!(host = %h, %shard, error = %e, "repair read failed"),
+            Err(e) => {
+                tracing::debug!(host = %h, %shard, error = %e, "repair read failed");
+                reading.extend(next.next().map(|s| read(s)));
+            }
         }
     }
+    drop(reading);
     // What the repairer read, per host: verified (each shard hash-checked on arrival).
     let read: Vec<(crate::metering::Subject, crate::metering::Kind, i64)> = sources
         .iter()
@@ -428,7 +453,7 @@ async fn repair(
         tracing::warn!(error = %e, "could not record the repairer's reads as usage");
     }
     if count < k {
-        return Err(Wait::Other(format!("only {count} of the {k} shards needed could be read")));
+        return Err(Wait::After(format!("only {count} of the {k} shards needed could be read")));
     }
     let rebuilt = tokio::task::spawn_blocking(move || scatter_core::erasure::rebuild(&layout, &have))
         .await
@@ -441,7 +466,7 @@ async fn repair(
         let Some(row) = host(new) else { continue };
         let bytes = rebuilt.shard(*index as usize).to_vec();
         if ShardId::of(&bytes) != *shard {
-            return Err(Wait::Other(format!(
+            return Err(Wait::After(format!(
                 "rebuilt shard {index} does not match its id; the catalog or a shard is damaged"
             )));
         }

@@ -80,6 +80,10 @@ pub enum HostError {
     /// The coordinator refused to let this host join.
     #[error("the coordinator refused the join: {0}")]
     Refused(String),
+    /// The coordinator answered, but could not serve the request now (a server error: its
+    /// catalog not reachable yet, say).
+    #[error("the coordinator cannot answer now: {0}")]
+    Unavailable(String),
     /// The coordinator refused a request signed in with this host's secret.
     #[error("the coordinator refused: {0}")]
     Denied(String),
@@ -422,7 +426,11 @@ async fn certify(
     if !resp.status().is_success() {
         let status = resp.status();
         let body: Option<ErrorBody> = resp.json().await.ok();
-        return Err(HostError::Refused(body.map(|b| b.error).unwrap_or_else(|| status.to_string())));
+        let why = body.map(|b| b.error).unwrap_or_else(|| status.to_string());
+        return Err(match status.is_server_error() {
+            true => HostError::Unavailable(why),
+            false => HostError::Refused(why),
+        });
     }
     let cert: HostCertResponse = resp.json().await.map_err(|e| tls(&e))?;
     let leaf = scatter_net::tls::parse_pem_cert(&cert.certificate).ok_or_else(|| tls(&"unreadable certificate"))?;
@@ -437,9 +445,9 @@ async fn certify(
 const CERTIFY_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// [`certify`], tried again (1 s apart, doubling up to [`CERTIFY_RETRY_MAX`]) while no
-/// coordinator can be reached: a joined host that starts before its coordinator (a machine
-/// rebooted, a power cut that took both) waits for it instead of exiting. `None` if
-/// `shutdown` comes first.
+/// coordinator can be reached or answer: a joined host that starts before its coordinator
+/// (a machine rebooted, a power cut that took both, the catalog's database not up yet)
+/// waits for it instead of exiting. `None` if `shutdown` comes first.
 async fn certify_when_up(
     identity: &Identity,
     fingerprint: scatter_net::Fingerprint,
@@ -450,7 +458,7 @@ async fn certify_when_up(
     let mut delay = Duration::from_secs(1);
     loop {
         match certify(identity, fingerprint, address, coordinators).await {
-            Err(e @ HostError::Unreachable(_)) => {
+            Err(e @ (HostError::Unreachable(_) | HostError::Unavailable(_))) => {
                 tracing::warn!("{e}; trying again in {} s", delay.as_secs());
                 tokio::select! {
                     _ = shutdown.clone() => return Ok(None),

@@ -231,11 +231,17 @@ pub type ZoneCap = (u8, u8, usize);
 /// Live packs where one failure domain holds more than ⌊m / ?1⌋ (at least one) of the
 /// shards: `spread > max(⌊m/f⌋, 1)`, which for integers is `spread > 1 AND spread·f > m`;
 /// or where one zone holds more than its code's cap in `caps` (integers, written into the
-/// statement), unless a placement policy chose the pack's zones.
+/// statement), unless a placement policy chose the pack's zones or its owner has one now
+/// (repair keeps such packs' zones: found here, they would be found again every time).
 fn crowded(caps: &[ZoneCap]) -> String {
     let zones: String = caps
         .iter()
-        .map(|(k, m, cap)| format!(" OR (p.k = {k} AND p.m = {m} AND p.zone_spread > {cap} AND p.narrowed = 0)"))
+        .map(|(k, m, cap)| {
+            format!(
+                " OR (p.k = {k} AND p.m = {m} AND p.zone_spread > {cap} AND p.narrowed = 0
+                      AND NOT EXISTS (SELECT 1 FROM policies o WHERE o.user = p.user))"
+            )
+        })
         .collect();
     format!(
         "SELECT p.id, p.size, p.k, p.m, p.shard_size, p.k + p.m, p.narrowed, p.user FROM packs p
@@ -271,11 +277,12 @@ impl Store {
     /// Up to `limit` live packs with fewer than k+m healthy shards, in the order repair takes
     /// them. Packs it can rebuild now (k shards readable) come before those it cannot, so
     /// packs lost until their hosts return never take every place in a pass; among the rest,
-    /// packs of accounts whose placement policy held up a repair lately, then packs whose
-    /// repair failed lately (longest ago first), come after the others (see [`Deferred`]);
-    /// then the most endangered (fewest healthy shards over k), then the oldest. Only packs
-    /// that may be damaged are looked at (`suspects`), so a pass costs what is damaged, not
-    /// what is stored.
+    /// packs of accounts whose placement policy held up a repair lately come after the
+    /// others, the account held up longest ago first (see [`Deferred`]); then the most
+    /// endangered (fewest healthy shards over k); among equals, packs whose repair failed
+    /// lately after the others, longest ago first; then the oldest. Only packs that may be
+    /// damaged are looked at (`suspects`), so a pass costs what is damaged, not what is
+    /// stored.
     pub fn degraded_packs(
         &self,
         cutoff: u64,
@@ -286,9 +293,9 @@ impl Store {
             let mut found: Vec<Suspect> =
                 suspects(conn, cutoff)?.into_iter().filter(|p| p.healthy < p.k as usize + p.m as usize).collect();
             found.sort_by_key(|p| {
-                let owner_waits = deferred.owners.contains_key(&UserId(p.owner as u64));
+                let owner_held = deferred.owners.get(&UserId(p.owner as u64)).copied();
                 let last_failed = deferred.packs.get(&PackId::from_bytes(p.id)).copied();
-                (p.readable < p.k as usize, owner_waits, last_failed, p.healthy as i64 - p.k as i64, p.created, p.id)
+                (p.readable < p.k as usize, owner_held, p.healthy as i64 - p.k as i64, last_failed, p.created, p.id)
             });
             found.truncate(limit);
             found
@@ -830,13 +837,15 @@ mod tests {
             // A lost pack cannot be rebuilt until its hosts return: it comes last, so that
             // many of them cannot take every place in a pass.
             assert_eq!(order(&[]), [(id(1), 2), (id(2), 1), (id(4), 1)]);
-            // A pack whose repair failed waits behind the others; the longest-failed first.
-            assert_eq!(order(&[(1, 5)]), [(id(2), 1), (id(1), 2), (id(4), 1)]);
-            assert_eq!(order(&[(1, 5), (2, 7)]), [(id(1), 2), (id(2), 1), (id(4), 1)]);
+            commit_on(&store, user, session, 6, 1, 2, &[on1, on2, off1], 6); // one shard over k
+            // A pack whose repair failed waits behind those as endangered as it, the
+            // longest-failed first, but not behind less endangered ones.
+            assert_eq!(order(&[(1, 5)]), [(id(2), 1), (id(1), 2), (id(6), 2), (id(4), 1)]);
+            assert_eq!(order(&[(1, 5), (2, 7)]), [(id(1), 2), (id(2), 1), (id(6), 2), (id(4), 1)]);
             let limited = store.degraded_packs(50, 1, &Default::default()).expect("limited");
             assert_eq!(limited.iter().map(|p| p.id).collect::<Vec<_>>(), [id(1)]);
             let h = store.health(50).expect("health");
-            assert_eq!((h.packs_total, h.packs_full, h.packs_degraded, h.packs_lost), (4, 1, 2, 1));
+            assert_eq!((h.packs_total, h.packs_full, h.packs_degraded, h.packs_lost), (5, 1, 3, 1));
             // Packs of an account whose policy held up a repair wait behind everyone else's.
             let other = {
                 store.add_token(&[9; 32], "bob", Role::User, None, None).expect("token");
@@ -844,10 +853,15 @@ mod tests {
             };
             let theirs = store.add_session(other, b"k", 0, 100).expect("session");
             commit_on(&store, other, theirs, 5, 1, 2, &[on1, off1, off2], 5); // like pack 2, newer
-            let deferred = Deferred { owners: [(user, 9)].into(), ..Default::default() };
-            let found = store.degraded_packs(50, 16, &deferred).expect("degraded packs");
-            let order: Vec<PackId> = found.iter().map(|p| p.id).collect();
-            assert_eq!(order, [id(5), id(1), id(2), id(4)]);
+            let held = |owners: &[(UserId, u64)]| {
+                let deferred = Deferred { owners: owners.iter().copied().collect(), ..Default::default() };
+                let found = store.degraded_packs(50, 16, &deferred).expect("degraded packs");
+                found.iter().map(|p| p.id).collect::<Vec<PackId>>()
+            };
+            assert_eq!(held(&[(user, 9)]), [id(5), id(1), id(2), id(6), id(4)]);
+            // Among accounts held up, the one held up longest ago first.
+            assert_eq!(held(&[(user, 9), (other, 8)]), [id(5), id(1), id(2), id(6), id(4)]);
+            assert_eq!(held(&[(user, 9), (other, 10)]), [id(1), id(2), id(6), id(5), id(4)]);
         }
     }
 
