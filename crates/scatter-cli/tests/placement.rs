@@ -287,7 +287,7 @@ async fn repair_keeps_to_the_owners_placement_policy() {
         let health: serde_json::Value =
             serde_json::from_str(&env.ok(&["admin", "health", "--json"])).expect("health JSON");
         let waits = health["repair_waiting"].to_string();
-        if waits.contains("the owner's placement policy (excluded zones zone-2) rules out 3 other host(s)") {
+        if waits.contains("the placement policy of account u1 (excluded zones zone-2) rules out 3 other host(s)") {
             break;
         }
         assert!(started.elapsed() < Duration::from_secs(60), "repair does not say it waits on the policy: {health}");

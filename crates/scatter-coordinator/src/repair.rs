@@ -377,7 +377,7 @@ async fn repair(
         .filter(|c| !unusable.contains(&c.host) && (!re_spread || settled.contains(&c.zone)))
         .collect();
     let candidates = crate::room::allowed(&policy, hosts, unfiltered.clone())
-        .map_err(|e| Wait::Policy(format!("repair keeps to the owner's placement policy, and {e}")))?;
+        .map_err(|e| Wait::Policy(format!("repair keeps to the placement policy of account {owner}, and {e}")))?;
     let ruled_out = unfiltered.len() - candidates.len();
     let held = held_on(&keep, host);
     let mut limits = crate::placement::limits(layout.total(), per_domain, &candidates, pack.shard_size, &held);
@@ -397,7 +397,7 @@ async fn repair(
     // found hosts: its owner's other packs then wait behind the others' (see `pass`).
     let why = |e: crate::placement::Unplaceable| match ruled_out > 0 && choose(&unfiltered, &ids).is_ok() {
         true => Wait::Policy(format!(
-            "{}; the owner's placement policy ({policy}) rules out {ruled_out} other host(s)",
+            "{}; the placement policy of account {owner} ({policy}) rules out {ruled_out} other host(s)",
             e.why
         )),
         false => Wait::Before(e.why),
