@@ -17,6 +17,8 @@
 //!
 //! **f** is the admin's (`scatter coordinator --tolerate F`) or follows the grid's size: 0
 //! with one domain, 1 up to 5 (two domains need 2× to survive one loss: 2+2), 2 from 6.
+//! Only domains that can hold a real share count (see [`counted_domains`]): a host joined
+//! with no room must not raise f past what the others can meet.
 //!
 //! **Capacity.** With expansion e = (k+m)/k and a share s = ⌊m/f⌋/(k+m), a domain holds at
 //! most s of any pack, so with R more raw bytes stored a domain takes at most
@@ -35,6 +37,18 @@ pub fn auto_tolerance(domains: usize) -> u8 {
         2..=5 => 1,
         _ => 2,
     }
+}
+
+/// How many failure domains count toward the automatic f, given what each can hold for the
+/// grid (its stake: what it holds plus its free room, up to what it offers). A domain
+/// counts when its stake is at least a quarter of the lower median's: one that offers
+/// nothing, or a sliver of what the others do, cannot take its share of a tighter rule, and
+/// letting it tighten the rule would stop every placement (a 4+2 pack at f = 2 needs six
+/// domains with room). The median is the grid's own, so one party cannot move it far.
+pub fn counted_domains(stakes: &mut [u64]) -> usize {
+    stakes.sort_unstable();
+    let Some(&median) = stakes.get(stakes.len().saturating_sub(1) / 2) else { return 0 };
+    stakes.iter().filter(|&&s| s > 0 && s >= median / 4).count()
 }
 
 /// The code new data uses by default under tolerance `f` on `domains` failure domains: 4+2
@@ -163,6 +177,23 @@ mod tests {
 
     fn rooms(sizes: &[u64]) -> Vec<Room<usize, &'static str>> {
         sizes.iter().enumerate().map(|(i, &s)| Room { domain: i, zone: "z", free: s * MIB }).collect()
+    }
+
+    #[test]
+    fn domains_far_smaller_than_the_grids_do_not_raise_f() {
+        // Five hosts and one with no room, or a sliver: the rule is the five's.
+        assert_eq!(counted_domains(&mut [8, 8, 8, 8, 8, 0]), 5);
+        assert_eq!(counted_domains(&mut [8 * MIB, 8 * MIB, 8 * MIB, 8 * MIB, 8 * MIB, 1]), 5);
+        assert_eq!(counted_domains(&mut [MIB, 4 * MIB, 4 * MIB, 4 * MIB, 4 * MIB, 4 * MIB]), 6);
+        assert_eq!(counted_domains(&mut [MIB - 1, 4 * MIB, 4 * MIB, 4 * MIB, 4 * MIB, 4 * MIB]), 5);
+        // Unequal but real hosts all count, and a huge one does not push the others out.
+        assert_eq!(counted_domains(&mut [32, 32, 64, 64, 128, 128, 256]), 7);
+        assert_eq!(counted_domains(&mut [10, 10, 10, 10, 10, 1 << 40]), 6);
+        // Two domains: a smaller real one still makes a pair; one with nothing does not.
+        assert_eq!(counted_domains(&mut [100, 1000]), 2);
+        assert_eq!(counted_domains(&mut [0, 1000]), 1);
+        assert_eq!(counted_domains(&mut []), 0);
+        assert_eq!(counted_domains(&mut [0, 0]), 0);
     }
 
     #[test]

@@ -157,21 +157,27 @@ pub fn zone_caps(candidates: &[Candidate], f: u8, codes: &[(u8, u8)]) -> Vec<cra
         .collect()
 }
 
-/// f, whether it follows the grid's size, and the failure domains of active hosts heard
-/// from within the offline grace. Counting only those keeps writes and repair going while
-/// a host is down (a 6-host grid with one down stores at f = 1 instead of refusing); the
-/// packs written then are re-spread when it is back. A host only late with its heartbeats
-/// still counts, so a put waits for it rather than lowering the rule.
+/// f, whether it follows the grid's size, and how many failure domains count: those of
+/// active hosts heard from within the offline grace, that can hold a real share of the grid
+/// (see [`durability::counted_domains`]). Counting only hosts heard from keeps writes and
+/// repair going while a host is down (a 6-host grid with one down stores at f = 1 instead
+/// of refusing); the packs written then are re-spread when it is back. A host only late with
+/// its heartbeats still counts, so a put waits for it rather than lowering the rule.
 pub fn tolerance(sh: &Shared, hosts: &[HostRow]) -> (u8, bool, usize) {
-    let mut domains: Vec<Domain> = hosts
-        .iter()
-        .filter(|h| matches!(host_state(sh, h), HostState::Online | HostState::Suspect))
-        .map(|h| h.domain())
-        .collect();
-    domains.sort_unstable();
-    domains.dedup();
-    match sh.tolerate {
-        Some(f) => (f, false, domains.len()),
-        None => (durability::auto_tolerance(domains.len()), true, domains.len()),
+    let mut stakes: HashMap<Domain, u64> = HashMap::new();
+    for h in hosts.iter().filter(|h| matches!(host_state(sh, h), HostState::Online | HostState::Suspect)) {
+        let stake = stakes.entry(h.domain()).or_default();
+        *stake = stake.saturating_add(self::stake(h));
     }
+    let domains = durability::counted_domains(&mut stakes.into_values().collect::<Vec<_>>());
+    match sh.tolerate {
+        Some(f) => (f, false, domains),
+        None => (durability::auto_tolerance(domains), true, domains),
+    }
+}
+
+/// What a host can hold for the grid: what it holds and its free room, up to what it offers.
+/// Steady as it fills, so a full host still counts toward the rule it was filled under.
+fn stake(h: &HostRow) -> u64 {
+    h.capacity.min(h.catalog_used.max(h.reported_used).saturating_add(h.free))
 }
