@@ -94,6 +94,10 @@ pub fn table(list: &DevicesResponse) -> String {
             (None, true) => "this device".into(),
             (None, false) => "active".into(),
         };
+        let state = match d.unproven && d.revoked.is_none() {
+            true => format!("{state}, registered with the recovery code, has not shown the keys (revoke it if not yours)"),
+            false => state,
+        };
         // Whatever the coordinator sends, no terminal escapes reach the screen.
         let name: String = d.name.chars().filter(|c| !c.is_control()).take(24).collect();
         let _ = writeln!(out, "{:<8} {:<24} {:<22} {}", d.id.to_string(), name, format_time(d.created), state);

@@ -97,6 +97,39 @@ async fn a_taken_device_cannot_lock_its_user_out_by_revoking_the_others() {
     assert_eq!(status, 401, "{body}");
 }
 
+/// Attack: whoever finds the recovery code, but not the passphrase, registers a device with
+/// it. That device was a full device of the user: it listed the objects and deleted them.
+/// Until it shows it holds the keys (by signing a new code with the owner key, as `init`
+/// does when the passphrase opens the key file), it may do nothing but that.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recovery_code_without_the_passphrase_registers_a_device_that_can_do_nothing() {
+    let env = grid(3).await;
+    let file = env.write_random("data", 64 << 10, 5);
+    env.put(&file, "data");
+    let code = env.grid.recovery_code().expect("init printed a recovery code").to_owned();
+    let dir = env.path("found");
+    let out = run_with_pass(&dir, "a guess", &["init", "--coordinator", env.grid.url(), "--token", &code]);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("does not open the key file"), "{text}");
+    let finder = Attacker::from_profile(&env, &dir);
+    let (status, body) = finder.call(reqwest::Method::GET, "/v1/objects", None).await;
+    assert_eq!(status, 403, "a device registered with the code alone listed the objects: {body}");
+    assert!(body.to_string().contains("scatter key recovery-code"), "{body}");
+    let (status, body) = finder.call(reqwest::Method::DELETE, "/v1/object?name=data", None).await;
+    assert_eq!(status, 403, "a device registered with the code alone deleted: {body}");
+    let (status, body) = finder.call(reqwest::Method::GET, "/v1/usage", None).await;
+    assert_eq!(status, 403, "{body}");
+    // The user's own devices list it as one that has not shown the keys.
+    let listed = env.ok(&["key", "devices"]);
+    assert!(listed.contains("not shown the keys"), "{listed}");
+    env.get_and_compare("data", &file);
+
+    // A user who mistyped the passphrase at `init` follows the advice, and the device works.
+    ok(run_with_pass(&dir, env.grid.passphrase(), &["key", "recovery-code"]), "a new code");
+    let listed = ok(run_with_pass(&dir, env.grid.passphrase(), &["ls"]), "ls");
+    assert!(listed.contains("data"), "{listed}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn one_code_registers_one_device_however_its_claims_are_raced_or_replayed() {
     let env = grid(3).await;

@@ -536,6 +536,10 @@ pub struct DeviceEntry {
     pub created: u64,
     /// When it was revoked, if it was.
     pub revoked: Option<u64>,
+    /// Registered with a recovery code and not yet shown to hold the keys: it may do nothing
+    /// else until it does (`scatter key recovery-code` on it, with the passphrase).
+    #[serde(default)]
+    pub unproven: bool,
 }
 
 /// The caller's devices, and which of them made the request.

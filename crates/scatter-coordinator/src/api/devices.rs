@@ -15,7 +15,7 @@ use scatter_proto::auth::AuthError;
 
 use std::sync::Arc;
 
-use super::{db, decode_b64, event, user, ApiResult, Body, S};
+use super::{db, decode_b64, device_holder, event, user, ApiResult, Body, S};
 use crate::error::ApiError;
 use crate::store::{RecoveryBinding, UserRow};
 use crate::{now, Shared};
@@ -127,9 +127,11 @@ pub(super) async fn revoke(
     Ok(Json(serde_json::json!({})))
 }
 
-/// The caller, if its account has a recovery code (owners of data, not delegates).
+/// The caller, if its account has a recovery code (owners of data, not delegates); its
+/// device may be one registered with the code that has not shown the keys yet (changing the
+/// code is how it shows them).
 async fn owner(sh: &Arc<Shared>, headers: &HeaderMap) -> Result<UserRow, ApiError> {
-    let u = user(sh, headers).await?;
+    let u = device_holder(sh, headers).await?;
     if !u.role.has_recovery_code() {
         return Err(ApiError::Forbidden(format!(
             "a {} has no recovery code: its owner invites a new one if this machine is lost",
@@ -216,8 +218,8 @@ pub(super) async fn set_code(
     Body(req): Body<RecoveryCodeRequest>,
 ) -> ApiResult<serde_json::Value> {
     let Change { u, code, escrow, key } = change(&sh, &headers, &req).await?;
-    let me = u.me;
-    refused_unless_owner(&sh, &u, db(&sh, move |s| s.set_recovery(me, &key, &code, &escrow, now())).await).await?;
+    let (me, device) = (u.me, u.device);
+    refused_unless_owner(&sh, &u, db(&sh, move |s| s.set_recovery(me, device, &key, &code, &escrow, now())).await).await?;
     event(&sh, u.me.to_string(), "recovery.replaced", format!("by device {}", u.device)).await;
     // A restored catalog must not bring the voided code back.
     sh.backup_soon();
@@ -232,8 +234,8 @@ pub(super) async fn set_escrow(
     Body(req): Body<RecoveryCodeRequest>,
 ) -> ApiResult<serde_json::Value> {
     let Change { u, code, escrow, key } = change(&sh, &headers, &req).await?;
-    let me = u.me;
-    let set = db(&sh, move |s| s.set_escrow(me, &key, &code.verifier, &escrow)).await;
+    let (me, device) = (u.me, u.device);
+    let set = db(&sh, move |s| s.set_escrow(me, device, &key, &code.verifier, &escrow)).await;
     if !refused_unless_owner(&sh, &u, set).await? {
         return Err(ApiError::Conflict(
             "the recovery code changed meanwhile; run `scatter key recovery-code` to make a new one".into(),

@@ -170,8 +170,24 @@ pub(crate) async fn db<T: Send + 'static>(
 }
 
 /// The user whose credential the request gate verified (signature for this request, grid,
-/// expiry, first use, body), once the account is found enabled.
+/// expiry, first use, body), once the account is found enabled and the device has shown it
+/// holds the keys if it was registered with a recovery code.
 pub(crate) async fn user(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<UserRow, ApiError> {
+    let u = device_holder(shared, headers).await?;
+    if u.unproven {
+        event(shared, u.me.to_string(), "auth.refused", format!("device {} has not shown the keys", u.device)).await;
+        return Err(ApiError::Forbidden(
+            "this device was registered with a recovery code and has not shown yet that it holds your keys; \
+             run `scatter key recovery-code` on it, with your passphrase"
+                .into(),
+        ));
+    }
+    Ok(u)
+}
+
+/// As [`user`], for the one thing a device registered with a recovery code may do before it
+/// has shown it holds the keys: change the code, signed with them.
+pub(crate) async fn device_holder(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<UserRow, ApiError> {
     let id =
         headers.get(guard::VERIFIED).and_then(|v| v.to_str().ok()).and_then(|v| guard::open(shared, v)).ok_or_else(
             || ApiError::Unauthorized("this request needs your credentials; run `scatter init` first".into()),

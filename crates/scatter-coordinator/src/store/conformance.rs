@@ -287,7 +287,7 @@ conformance! {
         store.commit_object(bob, "a", sb, b"m", 10, &[cid(1)], false, 2).expect("object");
 
         let code = crate::store::RecoveryBinding { verifier: [1; 32], recipient: "age1r".into(), binding: vec![1] };
-        store.set_recovery(ann, &[9; 32], &code, b"sealed key file", 3).expect("recovery code");
+        store.set_recovery(ann, login(&store, ann).0.device, &[9; 32], &code, b"sealed key file", 3).expect("recovery code");
         assert!(store.remove_user(ann, 200).expect("remove"));
         assert!(store.recovery(ann).expect("recovery").is_none(), "nothing is kept of a removed user's keys");
         let disabled = |id| login(&store, id).0.disabled;

@@ -53,29 +53,34 @@ pub(super) fn add_device(
 }
 
 /// Whether `owner` is `user`'s owner key: the one the account keeps, or, for an account that
-/// has none yet (its first code), the one it keeps from now on.
-fn check_owner(tx: &Sql<'_>, user: UserId, owner: &[u8; 32]) -> Result<(), StoreError> {
+/// has none yet (its first code), the one it keeps from now on. A change signed with it shows
+/// that `device`, which sent it, holds the account's keys: it is proven from then on.
+fn check_owner(tx: &Sql<'_>, user: UserId, device: DeviceId, owner: &[u8; 32]) -> Result<(), StoreError> {
     let kept: Option<Option<Vec<u8>>> =
         tx.query_opt("SELECT owner_key FROM users WHERE id = ?1", params![user.0 as i64], |r| r.get(0))?;
     match kept {
-        Some(Some(key)) if key.as_slice() == owner => Ok(()),
+        Some(Some(key)) if key.as_slice() == owner => {}
         Some(None) => {
             tx.execute("UPDATE users SET owner_key = ?2 WHERE id = ?1", params![user.0 as i64, &owner[..]])?;
-            Ok(())
         }
-        _ => Err(StoreError::NotOwner),
+        _ => return Err(StoreError::NotOwner),
     }
+    tx.execute(
+        "UPDATE devices SET unproven = 0 WHERE id = ?1 AND user = ?2",
+        params![device.0 as i64, user.0 as i64],
+    )?;
+    Ok(())
 }
 
 /// See [`Store::device_login`].
 pub(super) fn login(conn: &Sql<'_>, device: DeviceId) -> Result<Option<(UserRow, Vec<u8>, bool)>, StoreError> {
-    let row: Option<(UserColumns, Vec<u8>, bool)> = conn.query_opt(
-        "SELECT u.id, u.role, u.disabled, u.quota, u.owner, d.device_key, d.revoked IS NOT NULL
+    let row: Option<(UserColumns, Vec<u8>, bool, bool)> = conn.query_opt(
+        "SELECT u.id, u.role, u.disabled, u.quota, u.owner, d.device_key, d.revoked IS NOT NULL, d.unproven <> 0
          FROM devices d JOIN users u ON u.id = d.user WHERE d.id = ?1",
         params![device.0 as i64],
-        |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?), r.get(5)?, r.get(6)?)),
+        |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?), r.get(5)?, r.get(6)?, r.get(7)?)),
     )?;
-    let Some(((me, role, mut disabled, mut quota, owner), key, revoked)) = row else { return Ok(None) };
+    let Some(((me, role, mut disabled, mut quota, owner), key, revoked, unproven)) = row else { return Ok(None) };
     if let Some(o) = owner {
         // The owner's state governs its data: a disabled owner disables its delegates.
         let (owner_disabled, owner_quota): (bool, Option<i64>) =
@@ -92,6 +97,7 @@ pub(super) fn login(conn: &Sql<'_>, device: DeviceId) -> Result<Option<(UserRow,
         role: super::users::role(role)?,
         disabled,
         quota: quota.map(|q| q as u64),
+        unproven,
     };
     Ok(Some((user, key, revoked)))
 }
@@ -121,7 +127,7 @@ impl Store {
     pub fn devices(&self, user: UserId) -> Result<Vec<DeviceEntry>, StoreError> {
         self.read(|c| {
             Ok(c.query_map(
-                "SELECT id, name, created, revoked FROM devices WHERE user = ?1 ORDER BY id",
+                "SELECT id, name, created, revoked, unproven <> 0 FROM devices WHERE user = ?1 ORDER BY id",
                 params![user.0 as i64],
                 |r| {
                     Ok(DeviceEntry {
@@ -129,6 +135,7 @@ impl Store {
                         name: r.get(1)?,
                         created: r.get::<i64>(2)? as u64,
                         revoked: r.get::<Option<i64>>(3)?.map(|t| t as u64),
+                        unproven: r.get(4)?,
                     })
                 },
             )?)
@@ -162,18 +169,19 @@ impl Store {
     }
 
     /// Sets `user`'s recovery code (voiding the one it had) and the key file sealed to it, for
-    /// a change signed with `owner` (checked by the caller); [`StoreError::NotOwner`] if that is
-    /// not the account's owner key.
+    /// a change signed with `owner` (checked by the caller) and sent by `device`;
+    /// [`StoreError::NotOwner`] if that is not the account's owner key.
     pub fn set_recovery(
         &self,
         user: UserId,
+        device: DeviceId,
         owner: &[u8; 32],
         code: &RecoveryBinding,
         escrow: &[u8],
         now: u64,
     ) -> Result<(), StoreError> {
         self.write(|c| {
-            check_owner(c, user, owner)?;
+            check_owner(c, user, device, owner)?;
             c.execute("DELETE FROM recovery WHERE user = ?1", params![user.0 as i64])?;
             c.execute(
                 "INSERT INTO recovery (user, verifier, recipient, binding, escrow, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -206,12 +214,13 @@ impl Store {
     pub fn set_escrow(
         &self,
         user: UserId,
+        device: DeviceId,
         owner: &[u8; 32],
         verifier: &[u8; 32],
         escrow: &[u8],
     ) -> Result<bool, StoreError> {
         Ok(self.write(|c| {
-            check_owner(c, user, owner)?;
+            check_owner(c, user, device, owner)?;
             Ok(c.execute(
                 "UPDATE recovery SET escrow = ?3 WHERE user = ?1 AND verifier = ?2",
                 params![user.0 as i64, &verifier[..], escrow],
@@ -220,7 +229,9 @@ impl Store {
     }
 
     /// Uses the recovery code with `verifier` (whose claim the caller checked): removes it and
-    /// registers the device, atomically. Returns the account and the kept key file; `None`
+    /// registers the device, atomically, as unproven: whoever has the code without the
+    /// passphrase gets a device that can only prove it holds the keys (see
+    /// [`UserRow::unproven`]). Returns the account and the kept key file; `None`
     /// when no code has this verifier (unknown, used or voided).
     pub fn use_recovery(
         &self,
@@ -237,6 +248,7 @@ impl Store {
             let Some((user, escrow)) = found else { return Ok(None) };
             tx.execute("DELETE FROM recovery WHERE user = ?1", params![user])?;
             let device = add_device(tx, UserId(user as u64), device_key, device_name, now)?;
+            tx.execute("UPDATE devices SET unproven = 1 WHERE id = ?1", params![device.0 as i64])?;
             match login(tx, device)? {
                 // Refused before the code is spent.
                 Some((row, _, _)) if row.disabled => Err(StoreError::AccountDisabled),
@@ -306,22 +318,26 @@ mod tests {
             let ann = user(&store, 1, Role::User, None);
             assert!(store.recovery(ann.me).expect("recovery").is_none());
             let code = |n: u8| RecoveryBinding { verifier: [n; 32], recipient: format!("age1r{n}"), binding: vec![n, 0, 0xff] };
-            store.set_recovery(ann.me, &[9; 32], &code(1), b"escrow 1", 5).expect("set");
+            store.set_recovery(ann.me, ann.device, &[9; 32], &code(1), b"escrow 1", 5).expect("set");
             assert_eq!(store.recovery(ann.me).expect("recovery"), Some(code(1)));
             // The first code's owner key is the account's: changes signed with another are refused.
-            assert!(matches!(store.set_recovery(ann.me, &[8; 32], &code(3), b"x", 6), Err(StoreError::NotOwner)));
-            assert!(matches!(store.set_escrow(ann.me, &[8; 32], &[1; 32], b"x"), Err(StoreError::NotOwner)));
+            assert!(matches!(store.set_recovery(ann.me, ann.device, &[8; 32], &code(3), b"x", 6), Err(StoreError::NotOwner)));
+            assert!(matches!(store.set_escrow(ann.me, ann.device, &[8; 32], &[1; 32], b"x"), Err(StoreError::NotOwner)));
             assert_eq!(store.recovery(ann.me).expect("recovery"), Some(code(1)));
             // A new code voids the old one.
-            store.set_recovery(ann.me, &[9; 32], &code(2), b"escrow 2", 6).expect("set");
+            store.set_recovery(ann.me, ann.device, &[9; 32], &code(2), b"escrow 2", 6).expect("set");
             assert_eq!(store.recovery(ann.me).expect("recovery"), Some(code(2)));
             assert!(store.use_recovery(&[1; 32], &[40; 32], "x", 7).expect("use").is_none(), "voided");
             // Re-sealing applies only to the current code.
-            assert!(!store.set_escrow(ann.me, &[9; 32], &[1; 32], b"stale").expect("escrow"));
-            assert!(store.set_escrow(ann.me, &[9; 32], &[2; 32], b"escrow 2b").expect("escrow"));
+            assert!(!store.set_escrow(ann.me, ann.device, &[9; 32], &[1; 32], b"stale").expect("escrow"));
+            assert!(store.set_escrow(ann.me, ann.device, &[9; 32], &[2; 32], b"escrow 2b").expect("escrow"));
 
             let (row, escrow) = store.use_recovery(&[2; 32], &[41; 32], "new laptop", 8).expect("use").expect("code");
             assert_eq!((row.me, escrow.as_slice()), (ann.me, &b"escrow 2b"[..]));
+            // The device the code registered may only prove it holds the keys, until it does.
+            assert!(row.unproven && !ann.unproven);
+            assert!(store.device_login(row.device).expect("sql").expect("device").0.unproven);
+            assert!(store.devices(ann.me).expect("devices")[1].unproven);
             assert!(store.recovery(ann.me).expect("recovery").is_none(), "a code works once");
             assert!(store.use_recovery(&[2; 32], &[42; 32], "x", 9).expect("use").is_none());
             assert_eq!(store.devices(ann.me).expect("devices").len(), 2);
@@ -331,8 +347,14 @@ mod tests {
             assert!(matches!(store.revoke_device(ann.me, third, Some(&[8; 32]), 9), Err(StoreError::NotOwner)));
             assert!(store.revoke_device(ann.me, third, Some(&[9; 32]), 9).expect("revoke"));
             // The owner key outlives the spent code: the next one needs it too.
-            assert!(matches!(store.set_recovery(ann.me, &[8; 32], &code(4), b"x", 9), Err(StoreError::NotOwner)));
-            store.set_recovery(ann.me, &[9; 32], &code(4), b"escrow 4", 9).expect("set");
+            assert!(matches!(store.set_recovery(ann.me, ann.device, &[8; 32], &code(4), b"x", 9), Err(StoreError::NotOwner)));
+            store.set_recovery(ann.me, ann.device, &[9; 32], &code(4), b"escrow 4", 9).expect("set");
+            // A change signed with it proves the device that sends it; one signed otherwise does not.
+            let (fourth, _) = store.use_recovery(&[4; 32], &[43; 32], "x", 10).expect("use").expect("code");
+            assert!(matches!(store.set_recovery(ann.me, fourth.device, &[8; 32], &code(5), b"x", 10), Err(StoreError::NotOwner)));
+            assert!(store.device_login(fourth.device).expect("sql").expect("device").0.unproven);
+            store.set_recovery(ann.me, fourth.device, &[9; 32], &code(5), b"escrow 5", 10).expect("set");
+            assert!(!store.device_login(fourth.device).expect("sql").expect("device").0.unproven);
         }
     }
 }

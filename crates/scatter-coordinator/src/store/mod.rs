@@ -58,7 +58,7 @@ pub use reservations::{Reservation, ReserveError, Reserved};
 use sql::{Backend, Sql, SqlError};
 pub use transfer::{Moved, TransferError};
 
-const SCHEMA_VERSION: i64 = 18;
+const SCHEMA_VERSION: i64 = 19;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -161,7 +161,8 @@ CREATE TABLE IF NOT EXISTS devices (
     device_key BLOB NOT NULL UNIQUE,
     name TEXT NOT NULL DEFAULT '',
     created INTEGER NOT NULL,
-    revoked INTEGER
+    revoked INTEGER,
+    unproven INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS devices_by_user ON devices (user);
 CREATE TABLE IF NOT EXISTS recovery (
@@ -508,6 +509,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
          ALTER TABLE events ADD COLUMN n INTEGER NOT NULL DEFAULT 0;
          UPDATE events SET n = id",
     ),
+    // Devices registered with a recovery code, until they show they hold the keys (see
+    // `devices`).
+    (18, "ALTER TABLE devices ADD COLUMN unproven INTEGER NOT NULL DEFAULT 0"),
 ];
 
 /// A catalog failure.
@@ -791,6 +795,10 @@ pub struct UserRow {
     pub disabled: bool,
     /// Bytes of packs the data user may store, if limited.
     pub quota: Option<u64>,
+    /// The device was registered with a recovery code and has not shown yet that it holds
+    /// the account's keys (a change of the code signed with the owner key): the code alone,
+    /// without the passphrase, must not make a device that can list or delete.
+    pub unproven: bool,
 }
 
 /// A pack, as needed by readers and the deleter.
