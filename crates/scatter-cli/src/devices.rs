@@ -95,7 +95,9 @@ pub fn table(list: &DevicesResponse) -> String {
             (None, false) => "active".into(),
         };
         let state = match d.unproven && d.revoked.is_none() {
-            true => format!("{state}, registered with the recovery code, has not shown the keys (revoke it if not yours)"),
+            true => {
+                format!("{state}, registered with the recovery code, has not shown the keys (revoke it if not yours)")
+            }
             false => state,
         };
         // Whatever the coordinator sends, no terminal escapes reach the screen.

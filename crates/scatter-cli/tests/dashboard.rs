@@ -23,21 +23,6 @@ fn shots() -> PathBuf {
     dir
 }
 
-/// The dashboard's URL, once the coordinator wrote it (bounded).
-fn dashboard_url(env: &Env) -> String {
-    let path = env.grid.coordinator_dir().join("dashboard-url");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            if text.ends_with('\n') {
-                return text.trim().to_owned();
-            }
-        }
-        assert!(Instant::now() < deadline, "the coordinator wrote no dashboard-url");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A login link printed by `scatter ARGS` run with the profile in `config`.
 fn link(config: &std::path::Path, passphrase: &str, args: &[&str]) -> String {
     let out = ok(run_with_pass(config, passphrase, args), "dashboard link");

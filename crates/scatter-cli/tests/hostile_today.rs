@@ -54,21 +54,6 @@ async fn a_resumed_leftover_is_not_continued_into_a_file_already_restored() {
     assert!(std::fs::read(at.join(OsStr::from_bytes(&b))).expect("b") == content_b, "b differs");
 }
 
-/// The dashboard's URL, once the coordinator wrote it (bounded).
-fn dashboard_url(env: &Env) -> String {
-    let path = env.grid.coordinator_dir().join("dashboard-url");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            if text.ends_with('\n') {
-                return text.trim().to_owned();
-            }
-        }
-        assert!(std::time::Instant::now() < deadline, "the coordinator wrote no dashboard-url");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
 /// An operator's certificate for 127.0.0.1 (chain, key), from a CA of the test's own.
 fn operator_certificate(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let ca_key = rcgen::KeyPair::generate().expect("CA key");

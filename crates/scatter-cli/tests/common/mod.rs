@@ -257,3 +257,18 @@ pub fn uploaded_pack(
         relocate,
     }
 }
+
+/// The dashboard's URL, once the coordinator wrote it (bounded).
+pub fn dashboard_url(env: &Env) -> String {
+    let path = env.grid.coordinator_dir().join("dashboard-url");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            if text.ends_with('\n') {
+                return text.trim().to_owned();
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "the coordinator wrote no dashboard-url");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -219,7 +219,8 @@ pub(super) async fn set_code(
 ) -> ApiResult<serde_json::Value> {
     let Change { u, code, escrow, key } = change(&sh, &headers, &req).await?;
     let (me, device) = (u.me, u.device);
-    refused_unless_owner(&sh, &u, db(&sh, move |s| s.set_recovery(me, device, &key, &code, &escrow, now())).await).await?;
+    refused_unless_owner(&sh, &u, db(&sh, move |s| s.set_recovery(me, device, &key, &code, &escrow, now())).await)
+        .await?;
     event(&sh, u.me.to_string(), "recovery.replaced", format!("by device {}", u.device)).await;
     // A restored catalog must not bring the voided code back.
     sh.backup_soon();

@@ -560,10 +560,12 @@ struct MePage {
     snapshots: Vec<SnapshotLine>,
     devices: Vec<DeviceLine>,
     can_list: bool,
+    sees_usage: bool,
 }
 
-/// `GET /me` (everyone): the account's usage and quota (its owner's, for a delegate), its
-/// snapshots (ids, commit times and writers only: the records are sealed) and its devices.
+/// `GET /me` (everyone): the account's usage and quota (for those `scatter usage` answers:
+/// not a delegate, which must not watch its owner's), its snapshots (ids, commit times and
+/// writers only: the records are sealed; for those who may list them) and its devices.
 pub(super) async fn me(State(sh): Sh, h: HeaderMap) -> Response {
     let v = match signed_in(&sh, &h).await {
         Ok(v) => v,
@@ -572,8 +574,10 @@ pub(super) async fn me(State(sh): Sh, h: HeaderMap) -> Response {
     let (data, me) = (v.user.id, v.user.me);
     // Listing snapshots needs the read right, as `scatter snapshots` does (appenders have not).
     let can_list = crate::api::require(&v.user, Right::Read).is_ok();
+    // Usage and quota need the owner's right, as `/v1/usage` does.
+    let sees_usage = crate::api::require(&v.user, Right::Delete).is_ok();
     let got = db(&sh, move |s| {
-        let used = s.usage(data)?;
+        let used = if sees_usage { s.usage(data)? } else { 0 };
         let snaps = if can_list { s.snapshots(data)? } else { Vec::new() };
         let devices = s.devices(me)?;
         Ok((used, snaps, devices))
@@ -621,6 +625,7 @@ pub(super) async fn me(State(sh): Sh, h: HeaderMap) -> Response {
         snapshots,
         devices,
         can_list,
+        sees_usage,
     })
 }
 

@@ -5,10 +5,12 @@
 //! Links and sessions are stored only as BLAKE3 hashes of their secrets: a copied catalog
 //! signs nobody in. A link is used once (deleted in the transaction that opens its
 //! session); a session lapses after an idle or an absolute limit, ends at sign-out, and
-//! ends with its user's account (disabled or removed).
+//! ends with its device (revoked) or its user's account (disabled or removed), and with
+//! its owner's for a delegate.
 
 use scatter_core::{DeviceId, HostId, UserId};
 
+use super::sql::Sql;
 use super::{Store, StoreError};
 
 /// Who a login link signs in, and whose a session is.
@@ -119,6 +121,14 @@ impl Store {
             let Some(holder) = Holder::from_columns(device, host).filter(|_| expires > now as i64) else {
                 return Ok(None);
             };
+            // A link outlives neither its device nor its account (nor, for a delegate, its
+            // owner's): revoking or disabling drops links, and this holds if one was missed.
+            if let Some(d) = device {
+                match super::devices::login(c, scatter_core::DeviceId(d as u64))? {
+                    Some((row, _, revoked)) if !revoked && !row.disabled && !row.unproven => {}
+                    _ => return Ok(None),
+                }
+            }
             c.execute(
                 "INSERT INTO dashboard_sessions (hash, device, user, host, csrf, created, seen)
                  VALUES (?1, ?2, (SELECT user FROM devices WHERE id = ?2), ?3, ?4, ?5, ?5)",
@@ -165,20 +175,9 @@ impl Store {
     }
 
     /// Ends every dashboard session and unused login link of `user` (and of its delegates,
-    /// whose accounts go with it on removal); returns how many sessions ended.
+    /// whose accounts go with it); returns how many sessions ended.
     pub fn end_dashboard_sessions_of(&self, user: UserId) -> Result<u64, StoreError> {
-        self.write(|c| {
-            let u = user.0 as i64;
-            c.execute(
-                "DELETE FROM dashboard_links WHERE device IN
-                     (SELECT d.id FROM devices d JOIN users x ON x.id = d.user WHERE x.id = ?1 OR x.owner = ?1)",
-                params![u],
-            )?;
-            Ok(c.execute(
-                "DELETE FROM dashboard_sessions WHERE user IN (SELECT id FROM users WHERE id = ?1 OR owner = ?1)",
-                params![u],
-            )? as u64)
-        })
+        self.write(|c| end_sessions_of(c, user))
     }
 
     /// Records a sample of the grid's figures (one per second at most), keeping the newest
@@ -225,6 +224,21 @@ impl Store {
             )?)
         })
     }
+}
+
+/// Ends the dashboard sessions and unused login links of `user` and of its delegates, whose
+/// accounts go with it (disabled or removed); returns how many sessions ended.
+pub(super) fn end_sessions_of(c: &Sql<'_>, user: UserId) -> Result<u64, StoreError> {
+    let u = user.0 as i64;
+    c.execute(
+        "DELETE FROM dashboard_links WHERE device IN
+             (SELECT d.id FROM devices d JOIN users x ON x.id = d.user WHERE x.id = ?1 OR x.owner = ?1)",
+        params![u],
+    )?;
+    Ok(c.execute(
+        "DELETE FROM dashboard_sessions WHERE user IN (SELECT id FROM users WHERE id = ?1 OR owner = ?1)",
+        params![u],
+    )? as u64)
 }
 
 #[cfg(test)]

@@ -65,10 +65,7 @@ fn check_owner(tx: &Sql<'_>, user: UserId, device: DeviceId, owner: &[u8; 32]) -
         }
         _ => return Err(StoreError::NotOwner),
     }
-    tx.execute(
-        "UPDATE devices SET unproven = 0 WHERE id = ?1 AND user = ?2",
-        params![device.0 as i64, user.0 as i64],
-    )?;
+    tx.execute("UPDATE devices SET unproven = 0 WHERE id = ?1 AND user = ?2", params![device.0 as i64, user.0 as i64])?;
     Ok(())
 }
 
@@ -161,10 +158,16 @@ impl Store {
                     return Err(StoreError::NotOwner);
                 }
             }
-            Ok(c.execute(
+            let n = c.execute(
                 "UPDATE devices SET revoked = ?3 WHERE id = ?1 AND user = ?2 AND revoked IS NULL",
                 params![device.0 as i64, user.0 as i64, now as i64],
-            )?)
+            )?;
+            // Its dashboard sessions and unused login links end with it.
+            if n == 1 {
+                c.execute("DELETE FROM dashboard_links WHERE device = ?1", params![device.0 as i64])?;
+                c.execute("DELETE FROM dashboard_sessions WHERE device = ?1", params![device.0 as i64])?;
+            }
+            Ok(n)
         })? == 1)
     }
 

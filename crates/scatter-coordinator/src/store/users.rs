@@ -238,7 +238,8 @@ impl Store {
     }
 
     /// Disables (or enables) a user that is not removed; false if there is none.
-    /// Disabling ends the user's dashboard sessions in the same transaction.
+    /// Disabling ends the dashboard sessions and login links of the user and its delegates
+    /// (disabled with it) in the same transaction: enabling it again must not revive them.
     pub fn set_disabled(&self, id: UserId, disabled: bool) -> Result<bool, StoreError> {
         Ok(self.write(|c| {
             let n = c.execute(
@@ -246,7 +247,7 @@ impl Store {
                 params![id.0 as i64, disabled as i64, REMOVED],
             )?;
             if disabled {
-                c.execute("DELETE FROM dashboard_sessions WHERE user = ?1", params![id.0 as i64])?;
+                super::dashboard::end_sessions_of(c, id)?;
             }
             Ok(n)
         })? > 0)
@@ -272,11 +273,8 @@ impl Store {
             if tx.execute("UPDATE users SET disabled = ?2 WHERE id = ?1 OR owner = ?1", params![u, REMOVED])? == 0 {
                 return Ok(false);
             }
-            // Its dashboard sessions (and its delegates') end with it.
-            tx.execute(
-                "DELETE FROM dashboard_sessions WHERE user IN (SELECT id FROM users WHERE id = ?1 OR owner = ?1)",
-                params![u],
-            )?;
+            // Its dashboard sessions and links (and its delegates') end with it.
+            super::dashboard::end_sessions_of(tx, id)?;
             // Nothing is kept of its keys, and no invite adds a device or a delegate to it.
             tx.execute("DELETE FROM recovery WHERE user = ?1", params![u])?;
             tx.execute(

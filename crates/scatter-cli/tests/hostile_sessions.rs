@@ -1,0 +1,121 @@
+//! The dashboard's sessions and login links, tried as the attacker would with real
+//! processes: a delegate watching its owner, and sessions and links that outlive what
+//! signed them in (a revoked device, a disabled owner).
+
+use std::path::{Path, PathBuf};
+
+mod common;
+use common::*;
+
+/// A grid of one host with the dashboard on plain HTTP (loopback).
+async fn dashboard_grid() -> (Env, String) {
+    let opts = scatter_cli::grid::GridOptions {
+        passphrase: "test passphrase".into(),
+        coordinator_args: vec!["--dashboard".into(), "127.0.0.1:0".into()],
+        ..Default::default()
+    };
+    let env = grid_with(1, opts).await;
+    let base = dashboard_url(&env);
+    (env, base)
+}
+
+fn utf8(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Bob (u2, a user) with a reader (u3) of his data, each with a profile of its own.
+fn bob_and_reader(env: &Env) -> (PathBuf, PathBuf) {
+    let bob = env.path("bob");
+    let token = env.ok(&["admin", "user", "add", "bob", "--quota", "1GiB"]).trim().to_owned();
+    ok(run(&bob, &["init", "--coordinator", env.grid.url(), "--token", &token], &[]), "bob init");
+    let keys = env.path("bob.keys");
+    let export = ["key", "export", "--output", utf8(&keys)];
+    ok(run(&bob, &export, &[("SCATTER_EXPORT_PASSPHRASE", "moving")]), "export");
+    let token = env.ok(&["admin", "user", "add", "reader", "--role", "reader", "--of", "u2"]).trim().to_owned();
+    let reader = env.path("reader");
+    let init = ["init", "--coordinator", env.grid.url(), "--token", &token, "--import", utf8(&keys)];
+    ok(run(&reader, &init, &[("SCATTER_IMPORT_PASSPHRASE", "moving")]), "reader init");
+    (bob, reader)
+}
+
+/// A browser of the dashboard at `base`, as plain requests.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Browser {
+    fn new(base: &str) -> Self {
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+        Self { http, base: base.to_owned() }
+    }
+
+    /// Signs in with the link `scatter dashboard` prints for the profile in `dir`; the
+    /// session cookie, or `None` when the link is refused.
+    async fn sign_in(&self, link: &str) -> Option<String> {
+        let token = link.split_once("/login#").expect("a login link").1.to_owned();
+        let resp =
+            self.http.post(format!("{}/login", self.base)).form(&[("token", token)]).send().await.expect("login");
+        let set = resp.headers().get("set-cookie")?.to_str().ok()?.to_owned();
+        Some(set.split(';').next().expect("a cookie").to_owned())
+    }
+
+    /// The status and text of `page` with `cookie`.
+    async fn get(&self, page: &str, cookie: &str) -> (u16, String) {
+        let resp = self.http.get(format!("{}{page}", self.base)).header("cookie", cookie).send().await.expect("get");
+        (resp.status().as_u16(), resp.text().await.unwrap_or_default())
+    }
+}
+
+fn link(dir: &Path) -> String {
+    ok(run(dir, &["dashboard"], &[]), "dashboard link").trim().to_owned()
+}
+
+/// Attack: a delegate signs in to the dashboard to watch its owner's usage and quota, which
+/// `scatter usage` (the API) refuses it: the page showed them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delegate_does_not_see_its_owners_usage_on_the_dashboard() {
+    let (env, base) = dashboard_grid().await;
+    let (bob, reader) = bob_and_reader(&env);
+    let file = env.write_random("data", 300 << 10, 1);
+    ok(run(&bob, &["put", utf8(&file), "--name", "data"], &[]), "bob's put");
+    let browser = Browser::new(&base);
+    let cookie = browser.sign_in(&link(&reader)).await.expect("the reader signs in");
+    let (status, page) = browser.get("/me", &cookie).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("working on u2"), "{page}");
+    assert!(!page.contains("id=\"usage\"") && !page.contains("id=\"quota\""), "the reader sees bob's usage: {page}");
+    // Bob does.
+    let cookie = browser.sign_in(&link(&bob)).await.expect("bob signs in");
+    let (_, page) = browser.get("/me", &cookie).await;
+    assert!(page.contains("id=\"usage\"") && page.contains("1.0 GiB"), "{page}");
+}
+
+/// Attack: a delegate's session, and a login link made before, outlived its owner's
+/// disabling: once the owner was enabled again they worked as before. And a link made by a
+/// device still signed in after that device was revoked.
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_and_links_end_with_a_disabled_owner_or_a_revoked_device() {
+    let (env, base) = dashboard_grid().await;
+    let (bob, reader) = bob_and_reader(&env);
+    let browser = Browser::new(&base);
+    let session = browser.sign_in(&link(&reader)).await.expect("the reader signs in");
+    assert_eq!(browser.get("/me", &session).await.0, 200);
+    let unused = link(&reader);
+    env.ok(&["admin", "user", "disable", "u2"]);
+    env.ok(&["admin", "user", "enable", "u2"]);
+    let (status, page) = browser.get("/me", &session).await;
+    assert_eq!(status, 303, "a delegate's session outlived its owner's disabling: {page}");
+    assert!(browser.sign_in(&unused).await.is_none(), "a link made before the owner was disabled signed in");
+
+    // A second device of bob's makes a link and is revoked before it is used.
+    let keys = env.path("bob.keys");
+    let laptop = env.path("laptop");
+    let invite = env.ok(&["admin", "user", "device", "u2"]).trim().to_owned();
+    let init = ["init", "--coordinator", env.grid.url(), "--token", &invite, "--import", utf8(&keys)];
+    ok(run(&laptop, &init, &[("SCATTER_IMPORT_PASSPHRASE", "moving")]), "laptop init");
+    let taken = link(&laptop);
+    let laptop_id = scatter_client::profile::Profile::load(&laptop).expect("profile").device().0.to_string();
+    ok(run(&bob, &["key", "revoke", &laptop_id], &[]), "revoke");
+    assert!(browser.sign_in(&taken).await.is_none(), "a revoked device's link signed in");
+}
