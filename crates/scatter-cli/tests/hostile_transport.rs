@@ -681,3 +681,20 @@ fn raise_open_file_limit(wanted: u64) {
         setrlimit(Resource::Nofile, Rlimit { current: Some(target), maximum: limit.maximum }).expect("setrlimit");
     }
 }
+
+/// Attack: a credential seen once (in a proxy's log, say) is sent again after the
+/// coordinator restarted. Remembered only in memory, it was accepted again within its
+/// lifetime: any request, a delete among them, could be replayed once per restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_credential_is_not_accepted_again_after_the_coordinator_restarts() {
+    let mut env = grid(1).await;
+    let me = common::attacker::Attacker::from_profile(&env, &env.grid.client_dir());
+    let auth = me.credential(&reqwest::Method::GET, "/v1/devices", b"");
+    let (status, body) = me.send(reqwest::Method::GET, "/v1/devices", &auth, Vec::new()).await;
+    assert_eq!(status, 200, "{body}");
+    env.grid.kill_coordinator();
+    env.grid.start_coordinator().expect("the coordinator starts again");
+    let (status, body) = me.send(reqwest::Method::GET, "/v1/devices", &auth, Vec::new()).await;
+    assert_eq!(status, 401, "a credential was accepted again after a restart: {body}");
+    assert!(body.to_string().contains("already been used"), "{body}");
+}

@@ -82,12 +82,27 @@ impl Attacker {
         body: Option<serde_json::Value>,
     ) -> (u16, serde_json::Value) {
         let bytes = body.map(|b| serde_json::to_vec(&b).expect("json")).unwrap_or_default();
+        let auth = self.credential(&method, path, &bytes);
+        self.send(method, path, &auth, bytes).await
+    }
+
+    /// The `Authorization` header a stock client would send with this request.
+    pub fn credential(&self, method: &reqwest::Method, path: &str, body: &[u8]) -> String {
         let target = Request { method: method.as_str(), target: path };
-        let cred = Credential::new(self.device, now() + 60, &bytes).sign(&self.key, &self.grid, target).expect("sign");
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .header("authorization", format!("Scatter {cred}"));
+        let cred = Credential::new(self.device, now() + 60, body).sign(&self.key, &self.grid, target).expect("sign");
+        format!("Scatter {cred}")
+    }
+
+    /// Sends a request with the `Authorization` header `auth` (made for it, or captured);
+    /// returns the status and the JSON body.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        auth: &str,
+        bytes: Vec<u8>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base)).header("authorization", auth);
         if !bytes.is_empty() {
             req = req.header("content-type", "application/json").body(bytes);
         }

@@ -268,9 +268,10 @@ async fn credential(
         }
     };
     let mut admitted = sh.replay.lock().unwrap_or_else(|p| p.into_inner()).admit(&c, now());
-    // Coordinators sharing a catalog record what they admitted there too, or a credential
-    // used on one could be replayed on another.
-    if admitted.is_ok() && sh.store.is_shared() {
+    // What was admitted is recorded in the catalog too: memory alone forgets it when the
+    // coordinator restarts (a credential seen once could be used again then), and
+    // coordinators sharing a catalog would each accept it once.
+    if admitted.is_ok() {
         let (device, nonce, expires) = (c.device, c.nonce, c.expires);
         if !db(sh, move |s| s.first_use(device, &nonce, expires, now())).await? {
             admitted = Err(AuthError::Replayed);

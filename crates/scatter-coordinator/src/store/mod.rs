@@ -1158,15 +1158,9 @@ impl Store {
         }
     }
 
-    /// Whether several coordinators may share this catalog (PostgreSQL): what one process
-    /// keeps in memory for itself (credentials seen) must then be recorded here too.
-    pub fn is_shared(&self) -> bool {
-        matches!(self.db, Backend::Pg(_))
-    }
-
     /// Records a request credential (its device and nonce) as used, until it expires;
-    /// false if any coordinator sharing the catalog recorded it before: a replay. Credentials
-    /// expired at `now` are forgotten now and then.
+    /// false if it was recorded before (by this coordinator before a restart, or by another
+    /// sharing the catalog): a replay. Credentials expired at `now` are forgotten now and then.
     pub fn first_use(
         &self,
         device: scatter_core::DeviceId,

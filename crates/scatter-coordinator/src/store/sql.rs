@@ -712,15 +712,31 @@ impl Backend {
     }
 
     /// Runs `f`, a few statements each atomic on its own, where losing the last moments of
-    /// them in a database crash is acceptable (records of credentials seen): PostgreSQL's
+    /// them in a machine crash is acceptable (records of credentials seen): PostgreSQL's
     /// READ COMMITTED without waiting for the commit to reach disk, so they neither conflict
-    /// with transactions nor wait for a flush. On SQLite, a write transaction.
+    /// with transactions nor wait for a flush. On SQLite, a write transaction that does not
+    /// wait for the disk either (`synchronous = NORMAL`: in the WAL, safe from a process
+    /// crash, flushed with the next durable commit).
     pub(super) fn statement<T, E: From<SqlError> + Retry>(
         &self,
         mut f: impl FnMut(&Sql<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
         match self {
-            Backend::Lite(_) => self.write(f),
+            Backend::Lite(l) => {
+                let mut conn = l.writer.lock().unwrap_or_else(|p| p.into_inner());
+                conn.pragma_update(None, "synchronous", "NORMAL").map_err(SqlError::from)?;
+                let out = (|| {
+                    let tx = conn
+                        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                        .map_err(SqlError::from)?;
+                    let out = f(&Sql(Conn::Lite(&tx)))?;
+                    tx.commit().map_err(SqlError::from)?;
+                    Ok(out)
+                })();
+                // Every other write waits for the disk, whatever happened above.
+                conn.pragma_update(None, "synchronous", "FULL").map_err(SqlError::from)?;
+                out
+            }
             Backend::Pg(pool) => pg_run(pool, postgres::IsolationLevel::ReadCommitted, Mode::Relaxed, &mut f),
         }
     }
