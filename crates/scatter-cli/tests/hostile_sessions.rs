@@ -119,3 +119,53 @@ async fn sessions_and_links_end_with_a_disabled_owner_or_a_revoked_device() {
     ok(run(&bob, &["key", "revoke", &laptop_id], &[]), "revoke");
     assert!(browser.sign_in(&taken).await.is_none(), "a revoked device's link signed in");
 }
+
+/// Attack: an unauthenticated peer sends a request with a credential that claims the
+/// admin's device but is signed with a key of its own, under a method it names `h1` and a
+/// query of its words. The refusal was recorded as the admin device's own event, with the
+/// peer's text first, so the host operator's page (events whose detail starts with `h1 `)
+/// showed the peer's message, signed `d1`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forged_credential_writes_no_event_in_anothers_name_or_on_a_hosts_page() {
+    let (env, base) = dashboard_grid().await;
+    let (h1, _) = host(&env, 0);
+    let grid = fingerprint(&env).0;
+    let forger = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let target = "/v1/objects?your_host_is_being_disabled_call_555-0100";
+    let method = h1.to_string();
+    let request = scatter_proto::auth::Request { method: &method, target };
+    let device = scatter_core::DeviceId(1);
+    let cred = scatter_proto::auth::Credential::new(device, common::attacker::now() + 60, b"")
+        .sign(&forger, &grid, request)
+        .expect("sign");
+    let http =
+        scatter_net::http_client(Some(fingerprint(&env)), scatter_net::Peer::Coordinator).build().expect("client");
+    let resp = http
+        .request(
+            reqwest::Method::from_bytes(method.as_bytes()).expect("a method token"),
+            format!("{}{target}", env.grid.url()),
+        )
+        .header("authorization", format!("Scatter {cred}"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status().as_u16(), 401);
+
+    let events: serde_json::Value = serde_json::from_str(&env.ok(&["admin", "events", "--json"])).expect("JSON");
+    let planted: Vec<_> = events
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["detail"].as_str().is_some_and(|d| d.contains("555-0100")))
+        .collect();
+    assert!(!planted.is_empty(), "the refusal is recorded: {events}");
+    assert!(planted.iter().all(|e| e["actor"] == "unknown"), "a forged credential wrote in d1's name: {planted:?}");
+    let host_dir = env.grid.host_dir(0);
+    let args = ["dashboard", "--host-dir", utf8(&host_dir), "--coordinator", env.grid.url()];
+    let operator = ok(run(&env.path("nobody"), &args, &[]), "host link").trim().to_owned();
+    let browser = Browser::new(&base);
+    let cookie = browser.sign_in(&operator).await.expect("the operator signs in");
+    let (status, page) = browser.get("/host", &cookie).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(!page.contains("555-0100"), "a peer's text reached the host's page: {page}");
+}

@@ -260,7 +260,10 @@ async fn credential(
         Ok(c) => c,
         Err(why) => {
             let reason = why.as_ref().map(|e| e.to_string()).unwrap_or_else(|| "unknown device".into());
-            event(sh, claimed.device.to_string(), "auth.refused", format!("{method} {target:.100}: {reason}")).await;
+            // Nothing verified it: the device is only claimed, and the method and target are
+            // the peer's words, so they never lead the detail or name an actor.
+            let detail = format!("claims {}: {method:.16} {target:.100}: {reason}", claimed.device);
+            event(sh, "unknown".into(), "auth.refused", detail).await;
             return Err(ApiError::Unauthorized(match why {
                 Some(e) => e.to_string(),
                 None => "this device is not registered with this coordinator; run `scatter init` again".into(),

@@ -811,7 +811,9 @@ pub(super) async fn host(State(sh): Sh, h: HeaderMap) -> Response {
     let events = events
         .into_iter()
         .rev()
-        .filter(|e| e.actor == me || e.detail.starts_with(&format!("{me} ")))
+        // Events by the host, and events about it: those the coordinator writes with the
+        // host first (`host.*`), never details that merely start with its name.
+        .filter(|e| e.actor == me || (e.action.starts_with("host.") && e.detail.starts_with(&format!("{me} "))))
         .take(100)
         .map(|e| EventLine {
             time: time_text(e.time),
