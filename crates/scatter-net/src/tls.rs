@@ -296,11 +296,13 @@ pub fn operator_server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::Ser
 }
 
 /// Whether `name` (as [`check_host_name`] returns it) reaches only the machine itself: a
-/// loopback address, or `localhost`.
+/// loopback address, or `localhost`. Not names under `.localhost`: browsers keep them on the
+/// machine, but many resolvers (glibc's among them) ask DNS for them, so such a name is
+/// certified to one account like any other.
 pub fn is_loopback(name: &str) -> bool {
     match name.parse::<std::net::IpAddr>() {
         Ok(ip) => ip.is_loopback(),
-        Err(_) => name == "localhost" || name.ends_with(".localhost"),
+        Err(_) => name == "localhost",
     }
 }
 
@@ -654,6 +656,16 @@ fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_loopback_addresses_and_localhost_itself_count_as_loopback() {
+        for name in ["127.0.0.1", "::1", "127.8.9.10", "localhost"] {
+            assert!(super::is_loopback(name), "{name}");
+        }
+        for name in ["bank.localhost", "localhost.example", "10.0.0.1", "example.com", "0.0.0.0"] {
+            assert!(!super::is_loopback(name), "{name}");
+        }
+    }
+
     use super::*;
 
     /// `snapshots --metrics-file` writes into a collector's folder, which its service user
