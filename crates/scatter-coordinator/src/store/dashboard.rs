@@ -174,12 +174,6 @@ impl Store {
         Ok(())
     }
 
-    /// Ends every dashboard session and unused login link of `user` (and of its delegates,
-    /// whose accounts go with it); returns how many sessions ended.
-    pub fn end_dashboard_sessions_of(&self, user: UserId) -> Result<u64, StoreError> {
-        self.write(|c| end_sessions_of(c, user))
-    }
-
     /// Records a sample of the grid's figures (one per second at most), keeping the newest
     /// [`SAMPLES_KEPT`].
     pub fn record_sample(&self, s: &Sample) -> Result<(), StoreError> {
@@ -227,18 +221,19 @@ impl Store {
 }
 
 /// Ends the dashboard sessions and unused login links of `user` and of its delegates, whose
-/// accounts go with it (disabled or removed); returns how many sessions ended.
-pub(super) fn end_sessions_of(c: &Sql<'_>, user: UserId) -> Result<u64, StoreError> {
+/// accounts go with it (disabled or removed).
+pub(super) fn end_sessions_of(c: &Sql<'_>, user: UserId) -> Result<(), StoreError> {
     let u = user.0 as i64;
     c.execute(
         "DELETE FROM dashboard_links WHERE device IN
              (SELECT d.id FROM devices d JOIN users x ON x.id = d.user WHERE x.id = ?1 OR x.owner = ?1)",
         params![u],
     )?;
-    Ok(c.execute(
+    c.execute(
         "DELETE FROM dashboard_sessions WHERE user IN (SELECT id FROM users WHERE id = ?1 OR owner = ?1)",
         params![u],
-    )? as u64)
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -297,9 +292,12 @@ mod tests {
             store.add_dashboard_link(&[4; 32], D1, 10_000, 100).expect("link");
             store.redeem_dashboard_link(&[4; 32], &[13; 32], &[0; 32], 100).expect("sql").expect("open");
             store.add_dashboard_link(&[5; 32], D1, 10_000, 100).expect("link");
-            assert_eq!(store.end_dashboard_sessions_of(UserId(1)).expect("sql"), 1);
+            assert!(store.set_disabled(UserId(1), true).expect("disable"));
             assert!(store.dashboard_session(&[13; 32], 101, 60, 600).expect("sql").is_none());
             assert_eq!(store.redeem_dashboard_link(&[5; 32], &[14; 32], &[0; 32], 101).expect("sql"), None, "links too");
+            // Enabling the account again brings neither back.
+            assert!(store.set_disabled(UserId(1), false).expect("enable"));
+            assert!(store.dashboard_session(&[13; 32], 102, 60, 600).expect("sql").is_none());
         }
 
         fn samples_are_kept_in_time_order() {
