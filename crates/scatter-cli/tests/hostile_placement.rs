@@ -181,3 +181,49 @@ async fn an_operator_host_that_refuses_uploads_cannot_stop_backups() {
     env.put(&file, "data");
     env.get_and_compare("data", &file);
 }
+
+/// Attack (or just hosts that hold nothing yet): audits go to the hosts audited least, and a
+/// host with nothing to audit was never audited, so four empty hosts took every place in
+/// every pass and no host holding data was audited again: a corrupt shard stayed unnoticed.
+#[tokio::test(flavor = "multi_thread")]
+async fn empty_hosts_do_not_stop_the_audits() {
+    let env = grid(2).await;
+    let file = env.write_random("data", 256 << 10, 3);
+    env.put(&file, "data");
+    // Both hosts were audited once; hosts that join now are audited less.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !audited(&env).iter().all(|&(_, passed, _)| passed > 0) {
+        assert!(std::time::Instant::now() < deadline, "the hosts were not audited: {:?}", audited(&env));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for n in 0..4u16 {
+        let token = env.ok(&["admin", "operator", "add", &format!("empty{n}")]).trim().to_owned();
+        fake_host(&env, &token, "x", 9 + n, 0).await;
+    }
+    // Every shard on the first host is altered.
+    for path in common::shard_files(&env.grid.host_dir(0)) {
+        let mut bytes = std::fs::read(&path).expect("read");
+        bytes[0] ^= 0xff;
+        std::fs::write(&path, bytes).expect("write");
+    }
+    let (first, _) = host(&env, 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !audited(&env).iter().any(|&(id, _, failed)| id == first.0 && failed > 0) {
+        assert!(std::time::Instant::now() < deadline, "no audit found the altered shards: {:?}", audited(&env));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    env.get_and_compare("data", &file);
+}
+
+/// (id, audits passed, audits failed) of the hosts that hold shards.
+fn audited(env: &Env) -> Vec<(u64, u64, u64)> {
+    let hosts: serde_json::Value = serde_json::from_str(&env.ok(&["admin", "host", "ls", "--json"])).expect("json");
+    let n = |h: &serde_json::Value, k: &str| h[k].as_u64().unwrap_or(0);
+    hosts
+        .as_array()
+        .expect("hosts")
+        .iter()
+        .filter(|h| n(h, "shards") > 0)
+        .map(|h| (n(h, "id"), n(h, "audits_passed"), n(h, "audits_failed")))
+        .collect()
+}

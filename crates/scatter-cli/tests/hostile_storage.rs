@@ -711,3 +711,42 @@ async fn objects_committed_together_are_each_checked_as_one_alone() {
     assert_eq!(versions, 1);
     env.get_and_compare("victim", &file);
 }
+
+/// Attack (or a failing disk): a host that keeps its heartbeats but answers every request
+/// for its shards with a server error (here an honest host whose shard files cannot be read)
+/// was never audited: an unanswered audit counted for nothing, its shards stayed `ok`, and
+/// the grid claimed a tolerance it no longer had, until one more loss lost data. Audits a
+/// heartbeating host leaves unanswered, a few in a row, count as failed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_that_answers_audits_with_errors_has_its_shards_repaired() {
+    let mut env = grid(4).await;
+    let file = env.write_random("data", 1 << 20, 12);
+    env.put(&file, "data");
+    let (broken, _) = host(&env, 0);
+    let mine: Vec<ShardId> =
+        catalog(&env).shards.iter().filter(|(_, _, _, h)| *h == broken).map(|(_, _, s, _)| *s).collect();
+    assert!(!mine.is_empty());
+    // Every shard file of the host becomes a directory: reads fail with an I/O error.
+    for path in shard_files(&env.grid.host_dir(0)) {
+        std::fs::remove_file(&path).expect("remove");
+        std::fs::create_dir(&path).expect("mkdir");
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let failed = host_states(&env).iter().find(|(id, _, _)| *id == broken.0).map(|h| h.2).unwrap_or(0);
+        let moved = catalog(&env).shards.iter().all(|(_, _, s, h)| !mine.contains(s) || *h != broken);
+        if failed > 0 && moved && health(&env)["packs_full"] == health(&env)["packs_total"] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the unreadable shards were not found: {:?} {}",
+            host_states(&env),
+            health(&env)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The pack survives the loss of another host now.
+    env.grid.kill_host(1);
+    env.get_and_compare("data", &file);
+}

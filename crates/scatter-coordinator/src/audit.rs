@@ -5,11 +5,16 @@
 //! host signed a receipt for it; enough failures disqualify it (see
 //! [`crate::store::Store::record_audit`]).
 //!
+//! A host that keeps its heartbeats but leaves audits unanswered (server errors, timeouts)
+//! is not lying in a way a proof shows, but it is not serving its shards either (a failing
+//! disk, or a host hiding a loss): [`UNANSWERED_LIMIT`] such audits in a row count as one
+//! failed audit. The audits of a pass run at once, so one slow host delays no other.
+//!
 //! Clients report shards that failed them ([`ReportChecks`]); a report marks nothing by
 //! itself. The coordinator reads the shard whole and hashes it, and only a shard its host
 //! cannot serve intact is recorded as a failed audit. A reader that lies gains nothing.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,6 +26,33 @@ use crate::{now, Shared};
 
 /// Hosts audited per pass.
 const AUDITS_PER_PASS: usize = 4;
+/// Audits a heartbeating host may leave unanswered in a row before one counts as failed: a
+/// host overloaded for a moment is not blamed, one that never answers is.
+const UNANSWERED_LIMIT: u32 = 3;
+
+/// Audits each host left unanswered in a row, since its last answer.
+#[derive(Default)]
+pub(crate) struct Unanswered(Mutex<HashMap<HostId, u32>>);
+
+impl Unanswered {
+    /// Counts an unanswered audit of `host`; true when it makes [`UNANSWERED_LIMIT`] in a
+    /// row (the count starts again).
+    fn strike(&self, host: HostId) -> bool {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(host).or_default();
+        *n += 1;
+        if *n >= UNANSWERED_LIMIT {
+            map.remove(&host);
+            return true;
+        }
+        false
+    }
+
+    /// `host` answered an audit.
+    fn answered(&self, host: HostId) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&host);
+    }
+}
 /// Bytes proven per audit.
 const RANGE: u64 = 4096;
 /// The largest proof read from a host: the range, with a Bao tree's hashes for a shard of up
@@ -115,17 +147,31 @@ pub(crate) async fn pass(shared: &Arc<Shared>, fence: &crate::store::Fence) -> R
         return Ok(());
     }
     let hosts = shared.catalog(|s| s.hosts()).await?;
-    for (host, pack, index, shard, size) in targets {
-        let Some(row) = hosts.iter().find(|h| h.id == host) else { continue };
+    let asked = targets.into_iter().filter_map(|(host, pack, index, shard, size)| {
+        let row = hosts.iter().find(|h| h.id == host)?;
         let len = RANGE.min(size);
         let start = rand::thread_rng().gen_range(0..=size - len);
-        let verdict = match crate::shards::proof(shared, row, &shard, size, (start, len), MAX_PROOF).await {
+        Some(async move {
+            let answer = crate::shards::proof(shared, row, &shard, size, (start, len), MAX_PROOF).await;
+            (host, pack, index, shard, start, len, answer)
+        })
+    });
+    for (host, pack, index, shard, start, len, answer) in futures::future::join_all(asked).await {
+        let verdict = match answer {
             crate::shards::Answer::Ok(proof) => {
+                shared.unanswered.answered(host);
                 scatter_core::audit::verify(&shard, start, len, &proof).map(|_| ()).map_err(|e| e.to_string())
             }
-            crate::shards::Answer::Wrong(why) => Err(why),
-            // The host is offline or struggling, not lying: heartbeats deal with that.
-            crate::shards::Answer::Unreachable(_) => continue,
+            crate::shards::Answer::Wrong(why) => {
+                shared.unanswered.answered(host);
+                Err(why)
+            }
+            // Offline or struggling for now (the targets were heard from lately), or hiding
+            // a loss behind errors: only a run of these counts.
+            crate::shards::Answer::Unreachable(why) => match shared.unanswered.strike(host) {
+                true => Err(format!("left {UNANSWERED_LIMIT} audits in a row unanswered ({why})")),
+                false => continue,
+            },
         };
         let passed = verdict.is_ok();
         if let Err(why) = &verdict {

@@ -2,10 +2,11 @@
 //! time among those sharing a catalog, through leases in the catalog.
 //!
 //! Every [`TICK`] each coordinator takes or renews a job's lease; the holder runs a pass
-//! whenever the job's interval has passed since its own last one. A lease lasts [`TTL`]
-//! past its last renewal (each fenced write of a pass renews it too), so a coordinator that
-//! dies or stalls hands its jobs over within about `TTL + TICK`, and its writes after that
-//! are refused by their fence. Passes are logged (target `scatter::jobs`, at debug) with
+//! whenever the job's interval has passed since its own last one, and goes on renewing the
+//! lease while the pass runs (a pass waiting on a slow host must not lose it half-way). A
+//! lease lasts [`TTL`] past its last renewal (each fenced write of a pass renews it too), so
+//! a coordinator that dies or stalls hands its jobs over within about `TTL + TICK`, and its
+//! writes after that are refused by their fence. Passes are logged (target `scatter::jobs`, at debug) with
 //! their fencing token and times, which is how a test shows no job ran twice at once.
 
 use std::future::Future;
@@ -61,7 +62,19 @@ pub(crate) async fn run<F, Fut>(
         }
         last = Some(Instant::now());
         let (token, started) = (fence.token, unix_ms());
-        pass(shared.clone(), fence).await;
+        let renew = async {
+            loop {
+                tokio::time::sleep(tick).await;
+                if shared.lease(job, TTL).await.is_none() {
+                    // Taken over: the pass's fenced writes are refused from now on.
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::select! {
+            () = pass(shared.clone(), fence) => {}
+            () = renew => {}
+        }
         tracing::debug!(target: "scatter::jobs", job, token, holder = %shared.instance, started, ended = unix_ms(), "background pass");
     }
 }

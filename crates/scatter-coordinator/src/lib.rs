@@ -189,6 +189,8 @@ pub(crate) struct Shared {
     pub request_times: scatter_proto::metrics::RequestTimes,
     /// Checks of shards clients reported bad.
     pub report_checks: audit::ReportChecks,
+    /// Audits each host left unanswered in a row (see `audit`).
+    pub unanswered: audit::Unanswered,
     pub http: reqwest::Client,
     /// The grid CA (none with `--insecure`): signs host certificates.
     pub authority: Option<scatter_net::tls::Authority>,
@@ -496,6 +498,7 @@ pub async fn run(
         repair_deferred: Default::default(),
         request_times: Default::default(),
         report_checks: Default::default(),
+        unanswered: Default::default(),
         http: scatter_net::http_client(fingerprint, scatter_net::Peer::Host)
             .timeout(Duration::from_secs(30))
             .build()

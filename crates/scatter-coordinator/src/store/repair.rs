@@ -543,8 +543,12 @@ impl Store {
     #[allow(clippy::type_complexity)]
     pub fn audit_targets(&self, cutoff: u64, n: usize) -> Result<Vec<(HostId, PackId, u8, ShardId, u64)>, StoreError> {
         self.read(|conn| {
+            // Only hosts with a shard to audit: hosts holding nothing (new, or joined with
+            // no room) are never audited, and would otherwise take the first places for good.
             let hosts: Vec<i64> = conn.query_map(
-                "SELECT id FROM hosts WHERE state = 'active' AND last_seen >= ?1
+                "SELECT id FROM hosts h WHERE state = 'active' AND last_seen >= ?1
+                     AND EXISTS (SELECT 1 FROM shards s JOIN packs p ON p.id = s.pack
+                                 WHERE s.host = h.id AND s.state = 'ok' AND p.state = 'live')
                      ORDER BY audits_passed + audits_failed, random() LIMIT ?2",
                 params![cutoff as i64, n as i64],
                 |r| r.get(0),
