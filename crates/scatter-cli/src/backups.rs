@@ -277,13 +277,25 @@ fn writer_of(s: &SnapshotInfo) -> String {
     }
 }
 
+/// The coordinator, the keys and the snapshots they open; those they do not are named on
+/// stderr and left out.
 pub(crate) async fn open_snapshots(
 ) -> Result<(scatter_client::coordinator::Coordinator, scatter_core::keys::UserKeys, Vec<SnapshotInfo>)> {
+    let (coord, keys, listing) = open_listing().await?;
+    Ok((coord, keys, listing.snapshots))
+}
+
+/// As [`open_snapshots`], with the snapshots the keys do not open (for `forget`).
+async fn open_listing(
+) -> Result<(scatter_client::coordinator::Coordinator, scatter_core::keys::UserKeys, snapshots::Listing)> {
     let (dir, p) = load()?;
     let keys = scatter_client::profile::Profile::load_keys(&dir, &passphrase(false)?)?;
     let coord = p.coordinator()?;
-    let all = snapshots::list(&coord, &keys).await?;
-    Ok((coord, keys, all))
+    let listing = snapshots::list(&coord, &keys).await?;
+    for u in &listing.unreadable {
+        eprintln!("warning: {}", escape(u.warning().as_bytes()));
+    }
+    Ok((coord, keys, listing))
 }
 
 /// Which snapshots `snapshots` lists.
@@ -728,9 +740,26 @@ pub async fn forget(
         eprintln!("error: {m}");
         return Ok(2);
     }
-    let (coord, keys, all) = open_snapshots().await?;
+    let (coord, keys, listing) = open_listing().await?;
+    let all = listing.snapshots;
+    // Ids of snapshots the keys cannot open are forgotten by hand only, never by a policy.
+    let mut unreadable = Vec::new();
+    let mut readable = Vec::new();
+    for i in &ids {
+        let spec = i.to_ascii_lowercase();
+        let found: Vec<&str> = listing
+            .unreadable
+            .iter()
+            .map(|u| u.id.as_str())
+            .filter(|id| spec.len() >= 4 && id.starts_with(&spec))
+            .collect();
+        match (found.as_slice(), snapshots::resolve(&all, i)) {
+            ([one], Err(_)) => unreadable.push(one.to_string()),
+            (_, found) => readable.push(found?),
+        }
+    }
     let doomed: Vec<&SnapshotInfo> = match ids.is_empty() {
-        false => ids.iter().map(|i| snapshots::resolve(&all, i)).collect::<Result<_, _>>()?,
+        false => readable,
         true => snapshots::to_forget(&all, &policy, true),
     };
     // A policy passes over locked snapshots (the coordinator would refuse the whole
@@ -754,7 +783,18 @@ pub async fn forget(
             );
         }
     }
-    let removed = if dry_run { 0 } else { coord.forget(doomed.iter().map(|s| s.id.clone()).collect()).await? };
+    if !json {
+        for id in &unreadable {
+            println!(
+                "{} {}  (cannot be opened with your keys)",
+                if dry_run { "would remove" } else { "remove" },
+                &id[..8]
+            );
+        }
+    }
+    let mut gone: Vec<String> = doomed.iter().map(|s| s.id.clone()).collect();
+    gone.extend(unreadable.iter().cloned());
+    let removed = if dry_run { 0 } else { coord.forget(gone.clone()).await? };
     let pruned = if prune_after && !dry_run {
         Some(
             scatter_client::prune::prune(
@@ -770,7 +810,7 @@ pub async fn forget(
         None
     };
     if json {
-        let ids: Vec<&str> = doomed.iter().map(|s| s.id.as_str()).collect();
+        let ids = &gone;
         println!(
             "{}",
             serde_json::to_string_pretty(
@@ -780,7 +820,7 @@ pub async fn forget(
     } else if dry_run {
         println!(
             "Would remove {} snapshot(s) and keep {}; nothing was removed (--dry-run).",
-            doomed.len(),
+            gone.len(),
             all.len() - doomed.len()
         );
     } else {
@@ -902,7 +942,7 @@ pub async fn copy(specs: &[String], to: &Path, to_passphrase: &str, code: CodeAr
     }
     // What the destination holds already (a write-only destination cannot list: copy all).
     let there = match snapshots::list(&dest_coord, &dest_keys).await {
-        Ok(there) => there,
+        Ok(there) => there.snapshots,
         Err(scatter_client::ClientError::Api { code: scatter_proto::api::ErrorCode::Forbidden, .. }) => Vec::new(),
         Err(e) => return Err(e).context("cannot list the destination's snapshots"),
     };

@@ -109,7 +109,7 @@ pub async fn run(keep: bool) -> Result<()> {
     hosts = coord.hosts()?;
 
     println!("4. scatter check-local: comparing the live files with the snapshot...");
-    let all = snapshots::list(&coord, &keys).await?;
+    let all = snapshots::list(&coord, &keys).await?.snapshots;
     let snap = snapshots::resolve(&all, "latest")?;
     let fetcher = Fetcher::new(&coord, &hosts, &keys);
     let mut trees = Trees::new(fetcher.clone());

@@ -154,7 +154,7 @@ async fn trees_are_stored_in_packs_of_their_own() {
     let coord = scatter_client::profile::Profile::load(&dir).expect("profile").coordinator().expect("coordinator");
     let keys = scatter_client::profile::Profile::load_keys(&dir, env.grid.passphrase()).expect("keys");
     let hosts = coord.hosts().expect("hosts");
-    let all = scatter_client::snapshots::list(&coord, &keys).await.expect("snapshots");
+    let all = scatter_client::snapshots::list(&coord, &keys).await.expect("snapshots").snapshots;
     let root = all[0].snapshot.tree_id();
     let mut trees = scatter_client::snapshots::Trees::new(scatter_client::fetch::Fetcher::new(&coord, &hosts, &keys));
     let (mut tree_ids, mut data_ids) = (vec![root], Vec::new());

@@ -352,3 +352,51 @@ fn own_uid() -> u32 {
     let probe = tempfile::NamedTempFile::new().expect("probe");
     std::os::unix::fs::MetadataExt::uid(&probe.as_file().metadata().expect("meta"))
 }
+
+/// Attack: an appender commits a snapshot sealed to a key its owner cannot open (one set up
+/// with keys of its own, or a hostile one writing garbage). Every command that lists the
+/// owner's snapshots failed on it: `snapshots`, `restore latest`, `backup`, `check`, even
+/// `forget` of that snapshot, so one delegate denied its owner every restore. A delegate
+/// registering with keys other than its owner's is refused, and a snapshot the owner's keys
+/// cannot open is named, left out and can be forgotten.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_snapshot_the_owner_cannot_open_denies_it_nothing() {
+    let env = grid(3).await;
+    let home = env.path("home");
+    std::fs::create_dir_all(&home).expect("mkdir");
+    std::fs::write(home.join("notes"), OWNER_KEY).expect("write");
+    env.ok(&["backup", s(&home)]);
+
+    // `init` with an appender invite and fresh keys: refused, with what to do.
+    let token = env.ok(&["admin", "user", "add", "nas", "--role", "appender", "--of", "u1"]).trim().to_owned();
+    let out = run(&env.path("nas"), &["init", "--coordinator", env.grid.url(), "--token", &token], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("scatter key export"), "{err}");
+
+    // A hostile appender (with the owner's public key) commits garbage.
+    let mallory = common::attacker::Attacker::invite(&env, &["mallory", "--role", "appender", "--of", "u1"]).await;
+    let session = mallory.session().await;
+    let id = hex::encode(rand::random::<[u8; 32]>());
+    let record = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b"garbage");
+    let (status, body) = mallory
+        .post("/v1/snapshots/commit", &serde_json::json!({ "session": session, "id": id, "record": record }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    let out = env.scatter(&["snapshots"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "snapshots failed: {err}");
+    assert!(err.contains(&id[..8]) && err.contains("cannot be opened"), "{err}");
+    let target = env.path("restored");
+    env.ok(&["restore", "latest", "--target", s(&target)]);
+    let notes = target.join(home.strip_prefix("/").expect("absolute")).join("notes");
+    assert_eq!(std::fs::read(notes).expect("restored"), OWNER_KEY.as_bytes());
+    env.ok(&["backup", s(&home)]);
+    // `check` reports it; `forget` removes it, and the listing is clean again.
+    let out = env.scatter(&["check"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains(&id[..8]), "{out:?}");
+    env.ok(&["forget", &id[..8]]);
+    let out = env.scatter(&["snapshots"]);
+    assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(snapshots(&env).len(), 2);
+}

@@ -296,7 +296,12 @@ async fn only_admins_see_bills_and_each_party_only_its_own() {
     // A reader of u1's data does not see u1's bill.
     let reader = env.path("reader");
     let token = env.ok(&["admin", "user", "add", "rd", "--role", "reader", "--of", "u1"]).trim().to_owned();
-    ok(run(&reader, &["init", "--coordinator", &url, "--token", &token], &[]), "reader init");
+    let keys = env.path("u1.keys");
+    let moving = [("SCATTER_EXPORT_PASSPHRASE", "moving"), ("SCATTER_IMPORT_PASSPHRASE", "moving")];
+    let export = ["key", "export", "--output", keys.to_str().expect("utf-8")];
+    ok(run_with(&env.grid.client_dir(), env.grid.passphrase(), &export, &moving), "u1's export");
+    let init = ["init", "--coordinator", &url, "--token", &token, "--import", keys.to_str().expect("utf-8")];
+    ok(run(&reader, &init, &moving), "reader init");
     let out = run(&reader, &["usage"], &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("may not"), "reader usage: {err}");

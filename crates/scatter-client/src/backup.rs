@@ -305,7 +305,7 @@ pub async fn backup(
     let mut parent = None;
     if keys.can_read() && !opts.force {
         let all = match snapshots::list(coord, keys).await {
-            Ok(all) => all,
+            Ok(all) => all.snapshots,
             Err(ClientError::Api { code: ErrorCode::Forbidden, .. }) => Vec::new(),
             Err(e) => return Err(e),
         };

@@ -46,8 +46,12 @@ pub async fn check(
     progress: &dyn Progress,
 ) -> Result<CheckReport, ClientError> {
     let mut report = CheckReport::default();
-    let all = snapshots::list(coord, keys).await?;
-    report.snapshots = all.len();
+    let listing = snapshots::list(coord, keys).await?;
+    for u in &listing.unreadable {
+        report.errors.push(u.warning());
+    }
+    let all = listing.snapshots;
+    report.snapshots = all.len() + listing.unreadable.len();
     let fetcher = Fetcher::new(coord, hosts, keys);
     let mut trees = Trees::new(fetcher.clone());
     let mut seen_trees: HashSet<ChunkId> = HashSet::new();

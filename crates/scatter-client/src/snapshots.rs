@@ -60,34 +60,88 @@ impl SnapshotInfo {
     }
 }
 
-/// The user's snapshots in commit order, oldest first (needs the private key).
-pub async fn list(coord: &Coordinator, keys: &UserKeys) -> Result<Vec<SnapshotInfo>, ClientError> {
-    let mut out = Vec::new();
+/// A snapshot the caller's keys cannot open: its key was not wrapped to them, or its record
+/// is damaged. A delegate holding keys of its own, or a hostile one, can commit such a
+/// record; it is set apart, named, and can be forgotten, never a reason to list nothing.
+#[derive(Debug, Clone)]
+pub struct Unreadable {
+    /// Full id (64 hex digits).
+    pub id: String,
+    /// Who committed it, as the coordinator recorded it.
+    pub writer: Option<UserId>,
+    /// The writer's name (may be empty).
+    pub writer_name: String,
+    /// What failed.
+    pub why: String,
+}
+
+impl Unreadable {
+    /// A warning for listings: which snapshot, whose, why, and how to remove it.
+    pub fn warning(&self) -> String {
+        let short = &self.id[..8.min(self.id.len())];
+        let by = match (&self.writer_name, self.writer) {
+            (name, Some(id)) if !name.is_empty() => format!("{id} ({name})"),
+            (_, Some(id)) => id.to_string(),
+            _ => "an unknown account".into(),
+        };
+        format!(
+            "snapshot {short}, written by {by}, cannot be opened with your keys ({}); it is left out. \
+             `scatter forget {short}` removes it",
+            self.why
+        )
+    }
+}
+
+/// The user's snapshots: those its keys open, in commit order (oldest first), and those
+/// they do not.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Opened, oldest first.
+    pub snapshots: Vec<SnapshotInfo>,
+    /// Set apart (see [`Unreadable`]).
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// The user's snapshots (needs the private key).
+pub async fn list(coord: &Coordinator, keys: &UserKeys) -> Result<Listing, ClientError> {
+    let entries = coord.snapshots().await?;
+    if !keys.can_read() && !entries.is_empty() {
+        return Err(scatter_core::keys::KeyError::WriteOnly.into());
+    }
+    let mut out = Listing::default();
     let mut session_keys = HashMap::new();
-    for e in coord.snapshots().await? {
-        let bad = |what: &str| ClientError::Unrecoverable(format!("snapshot {} {what}", &e.id));
+    for e in entries {
         let key = match session_keys.entry(e.session) {
             std::collections::hash_map::Entry::Occupied(k) => k.into_mut(),
             std::collections::hash_map::Entry::Vacant(slot) => {
-                let wrapped = B64.decode(&e.wrapped_key).map_err(|_| bad("has an unreadable key"))?;
-                slot.insert(keys.unwrap(&wrapped)?)
+                slot.insert(B64.decode(&e.wrapped_key).ok().and_then(|w| keys.unwrap(&w).ok()))
             }
         };
-        let sealed = B64.decode(&e.record).map_err(|_| bad("is not base64"))?;
-        let plain = key.open(SNAPSHOT_CONTEXT, &sealed).map_err(|_| bad("fails authentication"))?;
-        let snapshot = Snapshot::decode(&plain).map_err(|err| bad(&err.to_string()))?;
-        out.push(SnapshotInfo {
-            id: e.id,
-            created: e.created,
-            snapshot,
-            writer: e.writer,
-            writer_name: e.writer_name,
-            trusted: e.trusted,
-            hold: e.hold,
-        });
+        let opened = match key {
+            None => Err("its key was not wrapped to your keys".to_owned()),
+            Some(key) => B64
+                .decode(&e.record)
+                .map_err(|_| "its record is not base64".to_owned())
+                .and_then(|sealed| {
+                    key.open(SNAPSHOT_CONTEXT, &sealed).map_err(|_| "its record fails authentication".to_owned())
+                })
+                .and_then(|plain| Snapshot::decode(&plain).map_err(|err| err.to_string())),
+        };
+        match opened {
+            Ok(snapshot) => out.snapshots.push(SnapshotInfo {
+                id: e.id,
+                created: e.created,
+                snapshot,
+                writer: e.writer,
+                writer_name: e.writer_name,
+                trusted: e.trusted,
+                hold: e.hold,
+            }),
+            Err(why) => out.unreadable.push(Unreadable { id: e.id, writer: e.writer, writer_name: e.writer_name, why }),
+        }
     }
     // The coordinator lists in commit order; a stable sort keeps its order within a second.
-    out.sort_by_key(|s| s.created);
+    out.snapshots.sort_by_key(|s| s.created);
     Ok(out)
 }
 

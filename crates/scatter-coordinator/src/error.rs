@@ -73,6 +73,7 @@ impl From<StoreError> for ApiError {
             StoreError::NameTaken
             | StoreError::AccountDisabled
             | StoreError::OtherKeys
+            | StoreError::NotOwnersKeys
             | StoreError::NotOwner
             | StoreError::NotYourSession
             | StoreError::NotPlanned

@@ -40,9 +40,22 @@ impl Attacker {
             .expect("client");
         let key = SigningKey::generate(&mut rand::rngs::OsRng);
         let base = env.grid.url().to_owned();
+        // A delegate brings its owner's public key (a public key is no secret); anyone else
+        // one of its own.
+        let owner = args.iter().position(|a| *a == "--of").and_then(|i| args.get(i + 1));
+        let public_key = match owner.and_then(|o| o.trim_start_matches('u').parse::<i64>().ok()) {
+            Some(id) => rusqlite::Connection::open_with_flags(
+                env.grid.coordinator_dir().join("catalog.db"),
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .expect("catalog")
+            .query_row("SELECT public_key FROM users WHERE id = ?1", [id], |r| r.get(0))
+            .expect("the owner's public key"),
+            None => "age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq".into(),
+        };
         let reg = RegisterRequest {
             token,
-            public_key: "age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq".into(),
+            public_key,
             device_key: hex::encode(key.verifying_key().to_bytes()),
             device_name: "attacker".into(),
         };

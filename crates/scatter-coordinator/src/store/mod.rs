@@ -534,6 +534,9 @@ pub enum StoreError {
     /// A device invite was redeemed with keys other than its user's.
     #[error("this device invite is for another user's keys; import that user's key file (`scatter key export` on one of its devices) or use its recovery code")]
     OtherKeys,
+    /// A reader or appender invite was redeemed with keys other than its owner's.
+    #[error("this invite is for a reader or appender of another account, which works with that account's keys: on one of the owner's devices run `scatter key export -o FILE` (`--write-only` for an appender), then `scatter init --coordinator URL --token TOKEN --import FILE` here")]
+    NotOwnersKeys,
     /// A change of the recovery code was signed with keys other than the account's.
     #[error("this change of the recovery code is not signed with this account's keys; run it on a device that holds them (with the passphrase)")]
     NotOwner,

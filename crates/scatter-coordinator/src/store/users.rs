@@ -170,12 +170,23 @@ impl Store {
                         None => return Ok(None),
                     }
                 }
-                None => tx.query_row(
-                    "INSERT INTO users (role, public_key, device_key, created, name, quota, owner, trusted)
+                None => {
+                    // A delegate works on its owner's data, with its owner's keys: with keys
+                    // of its own, what it writes is sealed to a key its owner cannot open.
+                    if let Some(o) = owner {
+                        let key: Option<String> =
+                            tx.query_opt("SELECT public_key FROM users WHERE id = ?1", params![o], |r| r.get(0))?;
+                        if key.is_some_and(|k| k != public_key) {
+                            return Err(StoreError::NotOwnersKeys);
+                        }
+                    }
+                    tx.query_row(
+                        "INSERT INTO users (role, public_key, device_key, created, name, quota, owner, trusted)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
-                    params![role, public_key, &device_key[..], now as i64, name, quota, owner, trusted],
-                    |r| r.get(0),
-                )?,
+                        params![role, public_key, &device_key[..], now as i64, name, quota, owner, trusted],
+                        |r| r.get(0),
+                    )?
+                }
             };
             let device = super::devices::add_device(tx, UserId(me as u64), device_key, device_name, now)?;
             Ok(super::devices::login(tx, device)?.map(|(user, _, _)| user))
