@@ -342,35 +342,14 @@ async fn a_trickled_unauthenticated_body_does_not_take_hosts_offline() {
     let url = format!("{}/v1/hosts/inventory", env.grid.url());
     let http = client(&env, scatter_net::Peer::Coordinator);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let trickle = {
-        let stop = stop.clone();
-        futures::stream::unfold((), move |()| {
-            let stop = stop.clone();
-            async move {
-                if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    return None;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                Some((Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 8 << 10])), ()))
-            }
-        })
-    };
     let attacker = tokio::spawn(
         http.post(&url)
             .header("content-type", "application/json")
             .header("content-length", (64u64 << 20).to_string())
-            .body(reqwest::Body::wrap_stream(trickle))
+            .body(reqwest::Body::wrap_stream(trickle(stop.clone())))
             .send(),
     );
-    // The offline grace is 4 s and hosts beat every second: 12 s is three graces.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(12) {
-        let status: serde_json::Value = serde_json::from_str(&env.ok(&["status", "--json"])).expect("status JSON");
-        let online = status["hosts"].as_array().expect("hosts").iter().filter(|h| h["state"] == "online").count();
-        assert_eq!(online, 3, "hosts went offline while an unauthenticated body trickled in: {status}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    hosts_stay_online(&env, 3, None, "an unauthenticated body trickled in").await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     attacker.abort();
     // A host header with a wrong secret is refused before anything is read.
@@ -378,6 +357,73 @@ async fn a_trickled_unauthenticated_body_does_not_take_hosts_offline() {
         let resp =
             http.post(&url).header(scatter_proto::api::HOST_HEADER, value).body("{}").send().await.expect("send");
         assert_eq!(resp.status().as_u16(), 401, "{value}");
+    }
+}
+
+/// A body that arrives 8 KiB every 100 ms (above the coordinator's minimum rate) until `stop`.
+fn trickle(
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static {
+    futures::stream::unfold((), move |()| {
+        let stop = stop.clone();
+        async move {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Some((Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 8 << 10])), ()))
+        }
+    })
+}
+
+/// Asserts that the `n` hosts other than `attacker` stay online for 12 s (the offline grace
+/// is 4 s and hosts beat every second: three graces) while `what`.
+async fn hosts_stay_online(env: &Env, n: usize, attacker: Option<u64>, what: &str) {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(12) {
+        let status: serde_json::Value = serde_json::from_str(&env.ok(&["status", "--json"])).expect("status JSON");
+        let hosts = status["hosts"].as_array().expect("hosts");
+        let others = hosts.iter().filter(|h| h["id"].as_u64() != attacker);
+        let online = others.filter(|h| h["state"] == "online").count();
+        assert_eq!(online, n, "hosts went offline while {what}: {status}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A host may send its inventory, the largest body there is (64 MiB), and the hosts' bodies
+/// share a room of their own: one host trickling two of them held it all, every other
+/// host's heartbeat waited on it, and the whole grid went offline. A host's bodies take at
+/// most its share of that room, and heartbeats have a room of their own.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_trickling_inventories_does_not_take_the_others_offline() {
+    let env =
+        grid_with(3, scatter_cli::grid::GridOptions { passphrase: "test passphrase".into(), ..Default::default() })
+            .await;
+    let identity: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.grid.host_dir(0).join("host.json")).expect("host.json"))
+            .expect("json");
+    let header = format!("{} {}", identity["host_id"], identity["host_secret"].as_str().expect("secret"));
+    let url = format!("{}/v1/hosts/inventory", env.grid.url());
+    let http = client(&env, scatter_net::Peer::Coordinator);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let tricklers: Vec<_> = (0..2)
+        .map(|_| {
+            tokio::spawn(
+                http.post(&url)
+                    .header(scatter_proto::api::HOST_HEADER, &header)
+                    .header("content-type", "application/json")
+                    .header("content-length", (64u64 << 20).to_string())
+                    .body(reqwest::Body::wrap_stream(trickle(stop.clone())))
+                    .send(),
+            )
+        })
+        .collect();
+    // The trickling host may hold up its own heartbeats, no other's.
+    hosts_stay_online(&env, 2, identity["host_id"].as_u64(), "a host trickled two inventories").await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in tricklers {
+        t.abort();
     }
 }
 

@@ -207,6 +207,11 @@ pub(crate) struct Shared {
     pub host_body_budget: tokio::sync::Semaphore,
     /// Each account's share of `body_budget`, while it has bodies in flight (see `guard`).
     pub account_bodies: std::sync::Mutex<std::collections::HashMap<scatter_core::UserId, Arc<tokio::sync::Semaphore>>>,
+    /// Bodies of hosts' heartbeats and receipts held at once: apart from their inventories,
+    /// so that a host trickling inventories holds up no heartbeat.
+    pub host_beat_budget: tokio::sync::Semaphore,
+    /// Each host's share of the hosts' budgets (see `api::guard`).
+    pub host_bodies: std::sync::Mutex<std::collections::HashMap<scatter_core::HostId, Arc<tokio::sync::Semaphore>>>,
     /// Seals the verified user between the request gate and the handlers; never leaves the
     /// process.
     pub verdict_key: [u8; 32],
@@ -510,6 +515,8 @@ pub async fn run(
         open_body_budget: tokio::sync::Semaphore::new(api::guard::OPEN_BODY_BUDGET >> 10),
         host_body_budget: tokio::sync::Semaphore::new(api::guard::HOST_BODY_BUDGET >> 10),
         account_bodies: Default::default(),
+        host_beat_budget: tokio::sync::Semaphore::new(api::guard::HOST_BEAT_BUDGET >> 10),
+        host_bodies: Default::default(),
         verdict_key: {
             let mut k = [0u8; 32];
             rand::rngs::OsRng.fill_bytes(&mut k);

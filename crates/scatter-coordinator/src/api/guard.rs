@@ -30,7 +30,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use scatter_core::{DeviceId, UserId};
+use scatter_core::{DeviceId, HostId, UserId};
 use scatter_net::limits::MinRate;
 use scatter_proto::auth::{AuthError, Credential, Request as Signed};
 
@@ -59,6 +59,13 @@ pub(crate) const OPEN_BODY_BUDGET: usize = LARGE;
 /// users' [`BODY_BUDGET`]: an account holding that room with slow 64 MiB commits held up
 /// every host's heartbeat, and took them offline.
 pub(crate) const HOST_BODY_BUDGET: usize = 2 * LARGE;
+/// Bytes of hosts' heartbeats and receipts (at most [`MEDIUM`] each) held at once, apart
+/// from [`HOST_BODY_BUDGET`]: a host trickling inventories held up every host's heartbeat.
+pub(crate) const HOST_BEAT_BUDGET: usize = 128 * MEDIUM;
+/// Of the hosts' budgets, bytes one host's bodies may hold at once: an inventory and a few
+/// heartbeats beside it (so a host's own slow inventory does not hold up its heartbeats),
+/// and no more, whatever it sends.
+const HOST_BODY_SHARE: usize = LARGE + 4 * MEDIUM;
 /// Of [`BODY_BUDGET`], bytes one account's bodies may hold at once: whatever one account sends,
 /// slowly or not, the others keep a quarter of the room.
 pub(crate) const ACCOUNT_BODY_SHARE: usize = BODY_BUDGET / 4 * 3;
@@ -202,15 +209,19 @@ async fn check(sh: &Arc<Shared>, req: Request) -> Result<(Request, Room<'_>), Ap
         false => req.headers().get(scatter_proto::api::HOST_HEADER).map(|v| v.to_str().unwrap_or_default().to_owned()),
         true => None,
     };
-    if let Some(value) = &host {
-        let (id, secret) = scatter_proto::api::parse_host_header(value)
-            .ok_or_else(|| ApiError::Unauthorized("the host header is not `ID SECRET`".into()))?;
-        super::check_host(sh, id, secret).await?;
-    }
-    let lane = match (&verified, host.is_some()) {
+    let host = match &host {
+        Some(value) => {
+            let (id, secret) = scatter_proto::api::parse_host_header(value)
+                .ok_or_else(|| ApiError::Unauthorized("the host header is not `ID SECRET`".into()))?;
+            super::check_host(sh, id, secret).await?;
+            Some(id)
+        }
+        None => None,
+    };
+    let lane = match (&verified, host) {
         (Some((_, account)), _) => Lane::User(*account),
-        (None, true) => Lane::Host,
-        (None, false) => Lane::Open,
+        (None, Some(id)) => Lane::Host(id),
+        (None, None) => Lane::Open,
     };
     let (mut parts, body) = req.into_parts();
     let declared = parts
@@ -295,19 +306,24 @@ async fn credential(
 enum Lane {
     /// A verified user's (of this account): its account's share, and the budget users share.
     User(UserId),
-    /// A host's, named in its header: the hosts' budget alone.
-    Host,
+    /// A host's, named in its header: its share, and the hosts' budget for its route.
+    Host(HostId),
     /// Anyone's: the smaller budget of such requests, and the shared one.
     Open,
 }
 
-/// `account`'s share of the users' budget (see [`ACCOUNT_BODY_SHARE`]). Shares nobody uses
+/// `key`'s share (`bytes` of room) in `shares`: an account's of the users' budget
+/// ([`ACCOUNT_BODY_SHARE`]), a host's of the hosts' ([`HOST_BODY_SHARE`]). Shares nobody uses
 /// or waits on are dropped as others are handed out.
-fn account_share(sh: &Shared, account: UserId) -> Arc<tokio::sync::Semaphore> {
-    let full = ACCOUNT_BODY_SHARE >> 10;
-    let mut shares = sh.account_bodies.lock().unwrap_or_else(|p| p.into_inner());
+fn share<K: std::hash::Hash + Eq>(
+    shares: &Mutex<HashMap<K, Arc<tokio::sync::Semaphore>>>,
+    key: K,
+    bytes: usize,
+) -> Arc<tokio::sync::Semaphore> {
+    let full = bytes >> 10;
+    let mut shares = shares.lock().unwrap_or_else(|p| p.into_inner());
     shares.retain(|_, s| Arc::strong_count(s) > 1 || s.available_permits() < full);
-    shares.entry(account).or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(full))).clone()
+    shares.entry(key).or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(full))).clone()
 }
 
 /// Reads a body of at most `limit` bytes, out of the budgets of its `lane`, at the minimum
@@ -339,10 +355,16 @@ async fn read_body(
     let room = tokio::time::timeout(BUDGET_WAIT, async {
         let (first, mine) = match lane {
             Lane::User(account) => {
-                let share = account_share(sh, account);
+                let share = share(&sh.account_bodies, account, ACCOUNT_BODY_SHARE);
                 (None, Some(share.acquire_many_owned(permits).await.map_err(closed)?))
             }
-            Lane::Host => return Ok((None, sh.host_body_budget.acquire_many(permits).await.map_err(closed)?, None)),
+            Lane::Host(host) => {
+                let mine =
+                    share(&sh.host_bodies, host, HOST_BODY_SHARE).acquire_many_owned(permits).await.map_err(closed)?;
+                // Heartbeats and receipts (small) never wait on inventories (large).
+                let pool = if limit <= MEDIUM { &sh.host_beat_budget } else { &sh.host_body_budget };
+                return Ok((None, pool.acquire_many(permits).await.map_err(closed)?, Some(mine)));
+            }
             Lane::Open => (Some(sh.open_body_budget.acquire_many(permits).await.map_err(closed)?), None),
         };
         Ok::<_, ApiError>((first, sh.body_budget.acquire_many(permits).await.map_err(closed)?, mine))
