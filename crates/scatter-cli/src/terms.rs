@@ -98,18 +98,11 @@ pub fn format_age(secs: u64) -> String {
 
 /// Formats Unix time as `YYYY-MM-DD HH:MM UTC`.
 pub fn format_time(t: u64) -> String {
-    let (mut days, secs) = (t / 86_400, t % 86_400);
-    let mut y = 1970;
-    while days >= if is_leap(y) { 366 } else { 365 } {
-        days -= if is_leap(y) { 366 } else { 365 };
-        y += 1;
-    }
-    let mut m = 1;
-    while days >= days_in_month(y, m) as u64 {
-        days -= days_in_month(y, m) as u64;
-        m += 1;
-    }
-    format!("{y:04}-{m:02}-{:02} {:02}:{:02} UTC", days + 1, secs / 3600, secs % 3600 / 60)
+    // In closed form: a time is whatever a host or the coordinator sent, up to u64::MAX,
+    // and walking year by year to it hung `scatter status`.
+    let (days, secs) = (t / 86_400, t % 86_400);
+    let (y, m, d) = scatter_core::retention::civil_from_days(days as i64);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", secs / 3600, secs % 3600 / 60)
 }
 
 /// The terms `scatter host` offers, sent to the coordinator at join and with every
@@ -203,6 +196,10 @@ mod tests {
         assert_eq!(parse_utc("2000-03-01"), Some(951_868_800));
         assert_eq!(parse_utc("2026-11-29T15:10:32Z"), Some(1_795_965_032));
         assert_eq!(format_time(1_795_965_032), "2026-11-29 15:10 UTC");
+        assert_eq!(format_time(0), "1970-01-01 00:00 UTC");
+        assert_eq!(format_time(951_868_800), "2000-03-01 00:00 UTC");
+        // Whatever a host sends is shown at once (walking to it year by year hung `status`).
+        assert!(format_time(u64::MAX).ends_with(" UTC"));
         for bad in ["2026-02-30", "2026-13-01", "2026-11-29T25:00:00Z", "2026-11-29T10:00:00", "tomorrow"] {
             assert_eq!(parse_utc(bad), None, "{bad}");
         }
