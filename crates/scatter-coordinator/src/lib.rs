@@ -186,6 +186,8 @@ pub(crate) struct Shared {
     pub respread: std::sync::Mutex<repair::Respread>,
     /// Packs and accounts whose repair failed lately: repair takes them after the others.
     pub repair_deferred: std::sync::Mutex<store::Deferred>,
+    /// Hosts that refused a rebuilt shard lately: repair places elsewhere for a while.
+    pub repair_refusals: repair::Refusals,
     pub request_times: scatter_proto::metrics::RequestTimes,
     /// Checks of shards clients reported bad.
     pub report_checks: audit::ReportChecks,
@@ -501,6 +503,7 @@ pub async fn run(
         spread: Default::default(),
         respread: std::sync::Mutex::new(repair::Respread { more: true, ..Default::default() }),
         repair_deferred: Default::default(),
+        repair_refusals: Default::default(),
         request_times: Default::default(),
         report_checks: Default::default(),
         unanswered: Default::default(),

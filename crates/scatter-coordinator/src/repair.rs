@@ -34,6 +34,26 @@ const RESPREAD_EVERY: u32 = 20;
 /// its shards rebuilt elsewhere while down and moved back each time it is up: every flap
 /// would copy them twice.
 const ZONE_SETTLES_AFTER: u32 = 10;
+/// How long a host that refused a rebuilt shard is passed over by repair.
+const REFUSAL_MEMORY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Hosts that refused a rebuilt shard (an error, a timeout, a bad receipt), and when. Placement
+/// picks the cheapest host with the most room, so a host offering plenty and refusing every
+/// upload was chosen again in every pass, and the packs it was chosen for never repaired.
+#[derive(Default)]
+pub(crate) struct Refusals(std::sync::Mutex<HashMap<HostId, std::time::Instant>>);
+
+impl Refusals {
+    fn note(&self, host: HostId) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, at| at.elapsed() < REFUSAL_MEMORY);
+        map.insert(host, std::time::Instant::now());
+    }
+
+    fn recent(&self, host: HostId) -> bool {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&host).is_some_and(|at| at.elapsed() < REFUSAL_MEMORY)
+    }
+}
 
 /// Where the search for packs to re-spread stands, between repair passes.
 #[derive(Debug, Default)]
@@ -375,6 +395,7 @@ async fn repair(
     let unfiltered: Vec<_> = candidates
         .into_iter()
         .filter(|c| !unusable.contains(&c.host) && (!re_spread || settled.contains(&c.zone)))
+        .filter(|c| !shared.repair_refusals.recent(c.host))
         .collect();
     let candidates = crate::room::allowed(&policy, hosts, unfiltered.clone())
         .map_err(|e| Wait::Policy(format!("repair keeps to the placement policy of account {owner}, and {e}")))?;
@@ -471,7 +492,13 @@ async fn repair(
             )));
         }
         // The shard moves only with the new host's receipt for exactly this upload.
-        let receipt = crate::shards::put(shared, row, shard, bytes).await?;
+        let receipt = match crate::shards::put(shared, row, shard, bytes).await {
+            Ok(r) => r,
+            Err(e) => {
+                shared.repair_refusals.note(new);
+                return Err(e.into());
+            }
+        };
         let (id, index, old) = (pack.id, *index, *old);
         if shared
             .catalog({
@@ -501,6 +528,14 @@ async fn repair(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_that_refused_a_shard_is_passed_over_for_a_while() {
+        let r = Refusals::default();
+        assert!(!r.recent(HostId(1)));
+        r.note(HostId(1));
+        assert!(r.recent(HostId(1)) && !r.recent(HostId(2)));
+    }
 
     #[test]
     fn a_zone_settles_after_being_up_without_a_break() {
