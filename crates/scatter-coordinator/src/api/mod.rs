@@ -504,17 +504,10 @@ async fn gateway_cert(
     let names: Vec<String> = names.into_iter().filter(|n| !scatter_net::tls::is_loopback(n)).collect();
     // A host's address counts even before the host's next certificate binds it.
     let hosts = db(&sh, |s| s.hosts()).await?;
-    let addressed = names.iter().find_map(|name| {
-        let h = hosts.iter().find(|h| address_name(&h.address).as_ref() == Some(name))?;
-        Some((name.clone(), crate::store::NameHolder::Host(h.id)))
-    });
-    let bound = match addressed {
-        Some(taken) => Err(taken),
-        None => {
-            let (me, names) = (u.me, names.clone());
-            db(&sh, move |s| s.bind_gateway_names(me, &names, now())).await?
-        }
-    };
+    let addressed: HashMap<String, HostId> =
+        hosts.iter().filter_map(|h| Some((address_name(&h.address)?, h.id))).collect();
+    let (me, wanted) = (u.me, names.clone());
+    let bound = db(&sh, move |s| s.bind_gateway_names(me, &wanted, &addressed, now())).await?;
     match bound {
         // A name bound now is part of what a recovered catalog must not undo.
         Ok(true) => sh.backup_soon(),

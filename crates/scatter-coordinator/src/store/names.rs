@@ -6,6 +6,8 @@
 //! `gateway_names.account` is the account's id for a gateway's name, and minus the host's id
 //! for a host's (several hosts may share a name: one machine, several ports).
 
+use std::collections::HashMap;
+
 use scatter_core::{HostId, UserId};
 
 use super::sql::{Sql, SqlError};
@@ -39,21 +41,25 @@ fn bind(conn: &Sql<'_>, name: &str, holder: i64, now: u64) -> Result<(), SqlErro
 
 impl Store {
     /// Binds `names` to `account`'s gateways, in one transaction: when another account's
-    /// gateways or a host hold one of them, binds none and returns it with its holder;
-    /// otherwise binds those not bound yet and returns whether there were any.
+    /// gateways or a host hold one of them, or a name not bound yet is the address of a host
+    /// in `addressed`, binds none and returns it with its holder; otherwise binds those not
+    /// bound yet and returns whether there were any. A name the account holds stays its own
+    /// whatever address a host declares later (a heartbeat can name any address).
     pub fn bind_gateway_names(
         &self,
         account: UserId,
         names: &[String],
+        addressed: &HashMap<String, HostId>,
         now: u64,
     ) -> Result<Result<bool, (String, NameHolder)>, StoreError> {
         self.write(|tx| {
             let mut new = false;
             for name in names {
-                match holder_of(tx, name)? {
-                    Some(NameHolder::Gateway(a)) if a == account => {}
-                    Some(other) => return Ok(Err((name.clone(), other))),
-                    None => new = true,
+                match (holder_of(tx, name)?, addressed.get(name)) {
+                    (Some(NameHolder::Gateway(a)), _) if a == account => {}
+                    (Some(other), _) => return Ok(Err((name.clone(), other))),
+                    (None, Some(host)) => return Ok(Err((name.clone(), NameHolder::Host(*host)))),
+                    (None, None) => new = true,
                 }
             }
             for name in names {
@@ -94,21 +100,36 @@ mod tests {
         }
         let store = Store::open(&path).expect("upgrade");
         let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let taken = store.bind_gateway_names(UserId(8), &names(&["gw.alice.example"]), 3).expect("bind");
+        let taken =
+            store.bind_gateway_names(UserId(8), &names(&["gw.alice.example"]), &HashMap::new(), 3).expect("bind");
         assert_eq!(taken, Err(("gw.alice.example".into(), NameHolder::Gateway(UserId(7)))), "the first account's");
-        assert_eq!(store.bind_gateway_names(UserId(8), &names(&["bob.example"]), 3).expect("bind"), Ok(false));
         assert_eq!(
-            store.bind_gateway_names(UserId(9), &names(&["127.0.0.1"]), 3).expect("bind"),
+            store.bind_gateway_names(UserId(8), &names(&["bob.example"]), &HashMap::new(), 3).expect("bind"),
+            Ok(false)
+        );
+        assert_eq!(
+            store.bind_gateway_names(UserId(9), &names(&["127.0.0.1"]), &HashMap::new(), 3).expect("bind"),
             Ok(true),
             "loopback names were not bound at upgrade"
         );
         // A host certified first holds its name against gateways, and a gateway's against hosts.
         assert_eq!(store.bind_host_name(HostId(3), "h3.example", 4).expect("bind"), None);
-        let taken = store.bind_gateway_names(UserId(9), &names(&["x.example", "h3.example"]), 5).expect("bind");
+        let taken = store
+            .bind_gateway_names(UserId(9), &names(&["x.example", "h3.example"]), &HashMap::new(), 5)
+            .expect("bind");
         assert_eq!(taken, Err(("h3.example".into(), NameHolder::Host(HostId(3)))));
         assert_eq!(store.bind_host_name(HostId(4), "gw.alice.example", 6).expect("bind"), Some(UserId(7)));
         assert_eq!(store.bind_host_name(HostId(4), "h3.example", 6).expect("bind"), None, "hosts share names");
-        let free = store.bind_gateway_names(UserId(9), &names(&["x.example"]), 7).expect("bind");
+        let free = store.bind_gateway_names(UserId(9), &names(&["x.example"]), &HashMap::new(), 7).expect("bind");
         assert_eq!(free, Ok(true), "a refused binding bound nothing, so x.example was free");
+        // A host's address is refused as a new gateway name, but a name bound already stays
+        // its account's whatever address a host declares later.
+        let addressed = HashMap::from([("y.example".to_owned(), HostId(5)), ("x.example".to_owned(), HostId(5))]);
+        let taken = store.bind_gateway_names(UserId(9), &names(&["y.example"]), &addressed, 8).expect("bind");
+        assert_eq!(taken, Err(("y.example".into(), NameHolder::Host(HostId(5)))));
+        assert_eq!(
+            store.bind_gateway_names(UserId(9), &names(&["x.example"]), &addressed, 8).expect("bind"),
+            Ok(false)
+        );
     }
 }
