@@ -1851,8 +1851,14 @@ async fn run(cmd: Cmd) -> Result<i32> {
             std::io::Write::write_all(&mut file, &bytes)
                 .and_then(|()| file.sync_all())
                 .with_context(|| format!("cannot write {}", output.display()))?;
+            // Which invite goes with which keys: write-only keys make an appender; a machine
+            // of the user's own with them could not read, nor make a recovery code.
+            let invite = match write_only {
+                true => "an appender's invite (`scatter admin user add NAME --role appender --of USER`)",
+                false => "a reader's invite or a device invite (`scatter admin user device USER`)",
+            };
             println!(
-                "Wrote {}keys to {}; on the other machine: scatter init --coordinator URL --token TOKEN --import {}",
+                "Wrote {}keys to {}; on the other machine, with {invite}: scatter init --coordinator URL --token TOKEN --import {}",
                 if write_only { "write-only " } else { "" },
                 output.display(),
                 output.display()

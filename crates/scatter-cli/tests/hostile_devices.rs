@@ -188,3 +188,32 @@ async fn a_device_invite_dies_with_its_user() {
     // And no new one is made for it.
     env.fails(&["admin", "user", "device", &user]);
 }
+
+/// A machine of the user's own set up with write-only keys (a device invite with a
+/// `--write-only` export) changed its passphrase, and re-sealed the copy kept for the
+/// recovery code with its write-only key file: the code then brought back keys that could
+/// read nothing. A machine with write-only keys neither re-seals that copy nor makes a code.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_only_machine_cannot_spoil_the_recovery_code() {
+    let env = grid(3).await;
+    let file = env.write_random("data", 64 << 10, 9);
+    env.put(&file, "data");
+    let code = env.grid.recovery_code().expect("init printed a recovery code").to_owned();
+    let keys = env.path("wo.keys");
+    let moving = [("SCATTER_EXPORT_PASSPHRASE", "moving"), ("SCATTER_IMPORT_PASSPHRASE", "moving")];
+    let export = ["key", "export", "--write-only", "--output", keys.to_str().expect("utf-8")];
+    ok(run_with(&env.grid.client_dir(), env.grid.passphrase(), &export, &moving), "export");
+    let invite = env.ok(&["admin", "user", "device", "u1"]).trim().to_owned();
+    let nas = env.path("nas");
+    let args = ["init", "--coordinator", env.grid.url(), "--token", &invite, "--import", keys.to_str().expect("utf-8")];
+    ok(run(&nas, &args, &moving), "write-only machine init");
+    let out = ok(run(&nas, &["key", "passwd"], &[("SCATTER_NEW_PASSPHRASE", "another")]), "passwd");
+    assert!(out.contains("write-only"), "{out}");
+    let out = run_with(&nas, "another", &["key", "recovery-code"], &[]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("write-only"), "{out:?}");
+    // The code still brings back the full keys, under the user's passphrase.
+    let back = env.path("back");
+    ok(init(&env, &back, &code), "recovery");
+    let listed = ok(run_with_pass(&back, env.grid.passphrase(), &["ls"]), "ls after recovery");
+    assert!(listed.contains("data"), "{listed}");
+}

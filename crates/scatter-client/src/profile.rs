@@ -268,9 +268,18 @@ async fn current_code(profile: &Profile, keys: &UserKeys) -> Result<Option<(Reco
     Ok(Some((info, verifier)))
 }
 
+/// Why a machine with write-only keys neither makes a recovery code nor re-seals the copy
+/// kept for it: the code would bring back keys that cannot read the account's data.
+const WRITE_ONLY_CODE: &str =
+    "this machine holds write-only keys, and a recovery code must bring back keys that read your data; \
+     run `scatter key recovery-code` (or `scatter key passwd`) on a machine with your full keys";
+
 /// Makes a new recovery code for the account (voiding the one before) and has the coordinator
 /// keep `key_file` sealed to it; returns the code's token, to print once.
 pub async fn new_code(profile: &Profile, keys: &UserKeys, key_file: &[u8]) -> Result<String, ClientError> {
+    if !keys.can_read() {
+        return Err(ClientError::Invalid(WRITE_ONLY_CODE.into()));
+    }
     let code = RecoveryCode::generate();
     let (verifier, recipient) = (code.verifier(), code.recipient());
     let info = RecoveryCodeInfo {
@@ -325,6 +334,11 @@ pub async fn change_passphrase(dir: &Path, old: &str, new: &str) -> Result<CodeS
 
 /// Has the coordinator keep `key_file` sealed to the account's current recovery code.
 async fn reseal(dir: &Path, keys: &UserKeys, key_file: &[u8]) -> Result<CodeState, ClientError> {
+    if !keys.can_read() {
+        return Ok(CodeState::None(format!(
+            "the copy kept for your recovery code was left as it was: {WRITE_ONLY_CODE}"
+        )));
+    }
     let profile = Profile::load(dir)?;
     let Some((info, verifier)) = current_code(&profile, keys).await? else {
         return Ok(CodeState::None("this account has no recovery code; run `scatter key recovery-code`".into()));
