@@ -834,7 +834,7 @@ pub async fn forget(
 
 fn print_prune(p: &scatter_client::prune::PruneReport) {
     println!(
-        "Pruned: {} chunks ({}) dropped, {} packs repacked ({} moved), {} packs released; hosts delete their shards now.",
+        "Pruned: {} chunks ({}) dropped, {} packs repacked ({} moved), {} packs released; hosts delete their shards once the release grace ends.",
         p.chunks_removed,
         ByteSize(p.bytes_removed),
         p.packs_repacked,

@@ -1926,8 +1926,8 @@ async fn run(cmd: Cmd) -> Result<i32> {
                     let t = coord.device_invite(id).await?;
                     println!("{}", t.token);
                     eprintln!(
-                        "One-time token adding a device to user {id}: on the new machine, `scatter init --token TOKEN --import FILE` \
-                         with the user's keys from `scatter key export` (or the user runs `scatter init` with the recovery code instead)."
+                        "One-time token adding a device to user {id}: on the new machine, `scatter init --coordinator URL --token TOKEN --import FILE` \
+                         with the user's full keys from `scatter key export` (not --write-only), or the user runs `scatter init` with the recovery code instead."
                     );
                 }
                 UserCmd::Disable { id } => {

@@ -226,7 +226,9 @@ pub async fn init(
     let text = toml::to_string(&profile).map_err(|e| ClientError::Invalid(e.to_string()))?;
     write_private(&dir.join("profile.toml"), text.as_bytes())?;
     let code = match (&keys, role.has_recovery_code()) {
-        (_, false) => CodeState::None(format!("a {role} recovers through its owner, who can invite it again")),
+        (_, false) => CodeState::None(format!(
+            "a {role} recovers through the grid's admin, who can invite it again (with its owner's keys)"
+        )),
         (None, true) => CodeState::None(
             "the passphrase given does not open the key file; run `scatter key recovery-code` with the right one"
                 .into(),

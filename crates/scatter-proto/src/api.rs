@@ -642,7 +642,7 @@ impl Role {
     }
 
     /// Whether accounts of this role have a recovery code: those that own data (a delegate
-    /// recovers through its owner, who can invite it again).
+    /// is invited again by the grid's admin, with its owner's keys).
     pub fn has_recovery_code(self) -> bool {
         matches!(self, Role::Admin | Role::User)
     }

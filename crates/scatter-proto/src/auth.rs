@@ -84,7 +84,7 @@ pub enum AuthError {
     #[error("the coordinator is handling too many requests to remember them all; try again in a minute")]
     Busy,
     /// The device was revoked by its user.
-    #[error("this device was revoked; run `scatter init` on it again (with an invite or the recovery code) if that was a mistake")]
+    #[error("this device was revoked; if that was a mistake, register it again: `scatter init` with a device invite or the recovery code, in a new SCATTER_CONFIG folder")]
     Revoked,
 }
 

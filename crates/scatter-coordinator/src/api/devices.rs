@@ -134,7 +134,7 @@ async fn owner(sh: &Arc<Shared>, headers: &HeaderMap) -> Result<UserRow, ApiErro
     let u = device_holder(sh, headers).await?;
     if !u.role.has_recovery_code() {
         return Err(ApiError::Forbidden(format!(
-            "a {} has no recovery code: its owner invites a new one if this machine is lost",
+            "this account ({}) has no recovery code: if this machine is lost, the grid's admin invites it again",
             u.role
         )));
     }
