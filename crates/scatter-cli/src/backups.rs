@@ -755,7 +755,8 @@ pub async fn forget(
             .collect();
         match (found.as_slice(), snapshots::resolve(&all, i)) {
             ([one], Err(_)) => unreadable.push(one.to_string()),
-            (_, found) => readable.push(found?),
+            ([], found) => readable.push(found?),
+            _ => bail!("several snapshots start with `{i}`; give more digits of the id"),
         }
     }
     let doomed: Vec<&SnapshotInfo> = match ids.is_empty() {

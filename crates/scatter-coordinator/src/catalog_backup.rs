@@ -99,6 +99,10 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Recei
         if soon {
             tokio::time::sleep(SETTLE).await;
         }
+        // Changes asked for before this backup starts are in it: a request stored meanwhile
+        // (several changes in a row leave one) would take another backup right after, of
+        // whatever changed since, however little.
+        let _ = futures::FutureExt::now_or_never(b.soon.notified());
         log(take(&shared, false).await);
     }
     match tokio::time::timeout(AT_SHUTDOWN, take(&shared, false)).await {
