@@ -212,8 +212,10 @@ pub(crate) struct Shared {
     /// Bodies of hosts' heartbeats and receipts held at once: apart from their inventories,
     /// so that a host trickling inventories holds up no heartbeat.
     pub host_beat_budget: tokio::sync::Semaphore,
-    /// Each host's share of the hosts' budgets (see `api::guard`).
-    pub host_bodies: std::sync::Mutex<std::collections::HashMap<scatter_core::HostId, Arc<tokio::sync::Semaphore>>>,
+    /// Each host's shares of the hosts' budgets, for heartbeats (`true`) and inventories
+    /// (see `api::guard`).
+    pub host_bodies:
+        std::sync::Mutex<std::collections::HashMap<(scatter_core::HostId, bool), Arc<tokio::sync::Semaphore>>>,
     /// Seals the verified user between the request gate and the handlers; never leaves the
     /// process.
     pub verdict_key: [u8; 32],

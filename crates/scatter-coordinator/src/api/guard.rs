@@ -62,10 +62,11 @@ pub(crate) const HOST_BODY_BUDGET: usize = 2 * LARGE;
 /// Bytes of hosts' heartbeats and receipts (at most [`MEDIUM`] each) held at once, apart
 /// from [`HOST_BODY_BUDGET`]: a host trickling inventories held up every host's heartbeat.
 pub(crate) const HOST_BEAT_BUDGET: usize = 128 * MEDIUM;
-/// Of the hosts' budgets, bytes one host's bodies may hold at once: an inventory and a few
-/// heartbeats beside it (so a host's own slow inventory does not hold up its heartbeats),
-/// and no more, whatever it sends.
-const HOST_BODY_SHARE: usize = LARGE + 4 * MEDIUM;
+/// Of [`HOST_BODY_BUDGET`], bytes one host's inventories may hold at once: one.
+const HOST_BODY_SHARE: usize = LARGE;
+/// Of [`HOST_BEAT_BUDGET`], bytes one host's heartbeats and receipts may hold at once: a few,
+/// and a small part of the room, so that one host (of its own shares' size) cannot fill it.
+const HOST_BEAT_SHARE: usize = 4 * MEDIUM;
 /// Of [`BODY_BUDGET`], bytes one account's bodies may hold at once: whatever one account sends,
 /// slowly or not, the others keep a quarter of the room.
 pub(crate) const ACCOUNT_BODY_SHARE: usize = BODY_BUDGET / 4 * 3;
@@ -359,10 +360,15 @@ async fn read_body(
                 (None, Some(share.acquire_many_owned(permits).await.map_err(closed)?))
             }
             Lane::Host(host) => {
+                // Heartbeats and receipts (small) never wait on inventories (large), and each
+                // host has a share of each room.
+                let beat = limit <= MEDIUM;
+                let (pool, bytes) = match beat {
+                    true => (&sh.host_beat_budget, HOST_BEAT_SHARE),
+                    false => (&sh.host_body_budget, HOST_BODY_SHARE),
+                };
                 let mine =
-                    share(&sh.host_bodies, host, HOST_BODY_SHARE).acquire_many_owned(permits).await.map_err(closed)?;
-                // Heartbeats and receipts (small) never wait on inventories (large).
-                let pool = if limit <= MEDIUM { &sh.host_beat_budget } else { &sh.host_body_budget };
+                    share(&sh.host_bodies, (host, beat), bytes).acquire_many_owned(permits).await.map_err(closed)?;
                 return Ok((None, pool.acquire_many(permits).await.map_err(closed)?, Some(mine)));
             }
             Lane::Open => (Some(sh.open_body_budget.acquire_many(permits).await.map_err(closed)?), None),
