@@ -50,8 +50,8 @@ impl Browser {
         Self { http, base: base.to_owned() }
     }
 
-    /// Signs in with the link `scatter dashboard` prints for the profile in `dir`; the
-    /// session cookie, or `None` when the link is refused.
+    /// Signs in with `link` (as `scatter dashboard` prints it); the session cookie, or `None`
+    /// when the link is refused.
     async fn sign_in(&self, link: &str) -> Option<String> {
         let token = link.split_once("/login#").expect("a login link").1.to_owned();
         let resp =
