@@ -750,3 +750,36 @@ async fn a_host_that_answers_audits_with_errors_has_its_shards_repaired() {
     env.grid.kill_host(1);
     env.get_and_compare("data", &file);
 }
+
+/// Attack: a host that lost a few shards answers the audits of those with server errors and
+/// proves every other one. Unanswered audits were counted per host and any answer started
+/// the count again, so three audits in a row had to land on the lost shards, and the loss
+/// stayed hidden. They are now counted per shard, and an unanswered shard is asked again in
+/// the next passes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_erring_only_on_a_lost_shard_has_it_repaired() {
+    let env = grid_with(4, GridOptions { checker_interval: "1s".into(), ..GridOptions::default() }).await;
+    for i in 0..12 {
+        let file = env.write_random(&format!("data{i}"), 64 << 10, 40 + i);
+        env.put(&file, &format!("data{i}"));
+    }
+    let (broken, _) = host(&env, 0);
+    let held: Vec<ShardId> =
+        catalog(&env).shards.iter().filter(|(_, _, _, h)| *h == broken).map(|(_, _, s, _)| *s).collect();
+    assert!(held.len() >= 10, "the host holds {} shards", held.len());
+    let lost = held[0];
+    let path = shard_files(&env.grid.host_dir(0))
+        .into_iter()
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains(&lost.to_string())))
+        .expect("the shard's file");
+    // Its file becomes a directory: reads of it fail with an I/O error, the others succeed.
+    std::fs::remove_file(&path).expect("remove");
+    std::fs::create_dir(&path).expect("mkdir");
+    let deadline = Instant::now() + Duration::from_secs(100);
+    while catalog(&env).shards.iter().any(|(_, _, s, h)| *s == lost && *h == broken) {
+        assert!(Instant::now() < deadline, "the lost shard was never found: {:?}", host_states(&env));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let failed = host_states(&env).iter().find(|(id, _, _)| *id == broken.0).map(|h| h.2).unwrap_or(0);
+    assert!(failed > 0, "the failure did not count against the host: {:?}", host_states(&env));
+}

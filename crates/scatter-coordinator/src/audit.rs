@@ -7,8 +7,11 @@
 //!
 //! A host that keeps its heartbeats but leaves audits unanswered (server errors, timeouts)
 //! is not lying in a way a proof shows, but it is not serving its shards either (a failing
-//! disk, or a host hiding a loss): [`UNANSWERED_LIMIT`] such audits in a row count as one
-//! failed audit. The audits of a pass run at once, so one slow host delays no other.
+//! disk, or a host hiding a loss): [`UNANSWERED_LIMIT`] audits of one shard left unanswered
+//! in a row count as one failed audit. They are counted per shard, and an unanswered shard
+//! is audited again in every pass, so a host that errs only on the shards it lost, and
+//! answers for the rest, is caught as surely as one that answers nothing. The audits of a
+//! pass run at once, so one slow host delays no other.
 //!
 //! Clients report shards that failed them ([`ReportChecks`]); a report marks nothing by
 //! itself. The coordinator reads the shard whole and hashes it, and only a shard its host
@@ -21,38 +24,73 @@ use std::time::Duration;
 use rand::Rng;
 use scatter_core::{HostId, PackId, ShardId};
 
-use crate::store::HostRow;
+use crate::store::{AuditTarget as Target, HostRow};
 use crate::{now, Shared};
 
 /// Hosts audited per pass.
 const AUDITS_PER_PASS: usize = 4;
-/// Audits a heartbeating host may leave unanswered in a row before one counts as failed: a
-/// host overloaded for a moment is not blamed, one that never answers is.
+/// Audits of one shard a heartbeating host may leave unanswered in a row before one counts
+/// as failed: a host overloaded for a moment is not blamed, one that never answers is.
 const UNANSWERED_LIMIT: u32 = 3;
+/// Unanswered shards followed at once; beyond it, new ones wait for a later pass to find them.
+const MAX_UNANSWERED: usize = 1024;
+/// Unanswered shards audited again per pass (on top of [`AUDITS_PER_PASS`] new ones).
+const REAUDITS_PER_PASS: usize = 16;
 
-/// Audits each host left unanswered in a row, since its last answer.
+/// Shards whose audits were left unanswered, with how many in a row since their host last
+/// answered for them: audited again in every pass until answered or counted as failed.
+/// Kept in memory: a coordinator that takes over the checker starts the counts again.
 #[derive(Default)]
-pub(crate) struct Unanswered(Mutex<HashMap<HostId, u32>>);
+pub(crate) struct Unanswered(Mutex<HashMap<(HostId, ShardId), (Target, u32)>>);
 
 impl Unanswered {
-    /// Counts an unanswered audit of `host`; true when it makes [`UNANSWERED_LIMIT`] in a
-    /// row (the count starts again).
-    fn strike(&self, host: HostId) -> bool {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let n = map.entry(host).or_default();
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(HostId, ShardId), (Target, u32)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts an unanswered audit of `target`; true when it makes [`UNANSWERED_LIMIT`] in a
+    /// row (the shard is then forgotten here).
+    fn strike(&self, target: Target) -> bool {
+        let mut map = self.map();
+        let key = (target.0, target.3);
+        if !map.contains_key(&key) && map.len() >= MAX_UNANSWERED {
+            return false;
+        }
+        let n = &mut map.entry(key).or_insert((target, 0)).1;
         *n += 1;
         if *n >= UNANSWERED_LIMIT {
-            map.remove(&host);
+            map.remove(&key);
             return true;
         }
         false
     }
 
-    /// `host` answered an audit.
-    fn answered(&self, host: HostId) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&host);
+    /// Has the next pass audit `target` (a shard a client could not read), counting nothing.
+    fn watch(&self, target: Target) {
+        let mut map = self.map();
+        if map.len() < MAX_UNANSWERED {
+            map.entry((target.0, target.3)).or_insert((target, 0));
+        }
+    }
+
+    /// `host` answered an audit of `shard`.
+    fn answered(&self, host: HostId, shard: ShardId) {
+        self.map().remove(&(host, shard));
+    }
+
+    /// The shards to audit again this pass, on active hosts heard from since `cutoff`: those
+    /// nearest to counting as failed first. Shards of hosts no longer active are forgotten.
+    fn due(&self, hosts: &[HostRow], cutoff: u64) -> Vec<Target> {
+        let mut map = self.map();
+        let standing = |id: HostId| hosts.iter().find(|h| h.id == id && h.state == crate::store::Standing::Active);
+        map.retain(|&(host, _), _| standing(host).is_some());
+        let mut due: Vec<&(Target, u32)> =
+            map.values().filter(|(t, _)| standing(t.0).is_some_and(|h| h.last_seen >= cutoff)).collect();
+        due.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+        due.into_iter().take(REAUDITS_PER_PASS).map(|(t, _)| *t).collect()
     }
 }
+
 /// Bytes proven per audit.
 const RANGE: u64 = 4096;
 /// The largest proof read from a host: the range, with a Bao tree's hashes for a shard of up
@@ -96,13 +134,19 @@ pub(crate) fn check_report(
         let _slot = slot;
         // Only a failure is recorded: passes on request would let a host and a reader in
         // league pad the host's audit record against the share of failures that disqualifies.
-        if check_whole(&sh, host, &shard, size).await == Some(false) {
-            tracing::warn!(%host, %shard, "a reported shard failed the coordinator's check; it will be rebuilt");
-            match sh.catalog(move |s| s.record_audit(host, &pack, index, false, None, now())).await {
-                Ok(true) => disqualified(&sh, host).await,
-                Ok(false) => {}
-                Err(_) => tracing::warn!(%host, %shard, "could not record the check of a reported shard"),
+        match check_whole(&sh, host, &shard, size).await {
+            Some(false) => {
+                tracing::warn!(%host, %shard, "a reported shard failed the coordinator's check; it will be rebuilt");
+                match sh.catalog(move |s| s.record_audit(host, &pack, index, false, None, now())).await {
+                    Ok(true) => disqualified(&sh, host).await,
+                    Ok(false) => {}
+                    Err(_) => tracing::warn!(%host, %shard, "could not record the check of a reported shard"),
+                }
             }
+            // Not answered: the audits ask again until it is, or until it counts as failed
+            // (a report counts nothing by itself, whoever made it).
+            None => sh.unanswered.watch((host, pack, index, shard, size)),
+            Some(true) => {}
         }
         sh.report_checks.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&(host, shard));
     });
@@ -142,33 +186,45 @@ pub(crate) async fn note_bandwidth(shared: &Arc<Shared>, host: HostId, bytes: u6
 /// Runs one round of audits.
 pub(crate) async fn pass(shared: &Arc<Shared>, fence: &crate::store::Fence) -> Result<(), crate::store::StoreError> {
     let cutoff = now().saturating_sub(shared.offline_after.as_secs());
-    let targets = shared.catalog(move |s| s.audit_targets(cutoff, AUDITS_PER_PASS)).await?;
+    let hosts = shared.catalog(|s| s.hosts()).await?;
+    let due = shared.unanswered.due(&hosts, cutoff);
+    let asked_again = due.clone();
+    let mut targets = shared.catalog(move |s| s.still_audited(asked_again)).await?;
+    for gone in due.iter().filter(|t| !targets.contains(t)) {
+        // Moved, repaired or deleted since: nothing left to ask its host.
+        shared.unanswered.answered(gone.0, gone.3);
+    }
+    for t in shared.catalog(move |s| s.audit_targets(cutoff, AUDITS_PER_PASS)).await? {
+        if !targets.iter().any(|d| (d.0, d.3) == (t.0, t.3)) {
+            targets.push(t);
+        }
+    }
     if targets.is_empty() {
         return Ok(());
     }
-    let hosts = shared.catalog(|s| s.hosts()).await?;
     let asked = targets.into_iter().filter_map(|(host, pack, index, shard, size)| {
         let row = hosts.iter().find(|h| h.id == host)?;
         let len = RANGE.min(size);
         let start = rand::thread_rng().gen_range(0..=size - len);
         Some(async move {
             let answer = crate::shards::proof(shared, row, &shard, size, (start, len), MAX_PROOF).await;
-            (host, pack, index, shard, start, len, answer)
+            (host, pack, index, shard, size, start, len, answer)
         })
     });
-    for (host, pack, index, shard, start, len, answer) in futures::future::join_all(asked).await {
+    for (host, pack, index, shard, size, start, len, answer) in futures::future::join_all(asked).await {
         let verdict = match answer {
             crate::shards::Answer::Ok(proof) => {
-                shared.unanswered.answered(host);
+                shared.unanswered.answered(host, shard);
                 scatter_core::audit::verify(&shard, start, len, &proof).map(|_| ()).map_err(|e| e.to_string())
             }
             crate::shards::Answer::Wrong(why) => {
-                shared.unanswered.answered(host);
+                shared.unanswered.answered(host, shard);
                 Err(why)
             }
             // Offline or struggling for now (the targets were heard from lately), or hiding
             // a loss behind errors: only a run of these counts.
-            crate::shards::Answer::Unreachable(why) => match shared.unanswered.strike(host) {
+            crate::shards::Answer::Unreachable(why) => match shared.unanswered.strike((host, pack, index, shard, size))
+            {
                 true => Err(format!("left {UNANSWERED_LIMIT} audits in a row unanswered ({why})")),
                 false => continue,
             },
@@ -192,4 +248,41 @@ async fn disqualified(shared: &Arc<Shared>, host: HostId) {
     tracing::warn!(%host, "host disqualified after failed audits, for good; its shards are repaired elsewhere");
     let detail = format!("{host}: disqualified after failed audits (for good: it may join again as a new host)");
     crate::api::event(shared, "coordinator".into(), "host.state", detail).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(host: u64, shard: u8) -> Target {
+        (HostId(host), PackId::from_bytes([shard; 32]), 0, ShardId::from_bytes([shard; 32]), 4096)
+    }
+
+    #[test]
+    fn unanswered_audits_count_per_shard_and_an_answer_for_another_shard_resets_nothing() {
+        let u = Unanswered::default();
+        assert!(!u.strike(target(1, 1)));
+        assert!(!u.strike(target(1, 1)));
+        // The host answers for its other shards, as a host hiding one loss does.
+        u.answered(HostId(1), ShardId::from_bytes([2; 32]));
+        assert!(!u.strike(target(1, 2)));
+        assert!(u.strike(target(1, 1)), "three in a row for one shard count as a failure");
+        assert!(!u.strike(target(1, 1)), "and the count starts again");
+        u.answered(HostId(1), ShardId::from_bytes([1; 32]));
+        assert!(!u.strike(target(1, 1)) && !u.strike(target(1, 1)), "an answer for the shard resets it");
+    }
+
+    #[test]
+    fn a_watched_shard_counts_nothing_and_the_map_is_bounded() {
+        let u = Unanswered::default();
+        u.watch(target(1, 1));
+        u.watch(target(1, 1));
+        assert!(!u.strike(target(1, 1)) && !u.strike(target(1, 1)));
+        assert!(u.strike(target(1, 1)));
+        for i in 0..MAX_UNANSWERED as u64 + 10 {
+            u.watch(target(i + 10, 3));
+        }
+        assert_eq!(u.map().len(), MAX_UNANSWERED);
+        assert!(!u.strike(target(5000, 4)) && !u.strike(target(5000, 4)) && !u.strike(target(5000, 4)));
+    }
 }

@@ -13,6 +13,9 @@ use super::leases::{self, Fence};
 use super::sql::Sql;
 use super::{shards_of, ShardState, Store, StoreError};
 
+/// What an audit asks of a host: (host, pack, shard index, shard id, shard size).
+pub type AuditTarget = (HostId, PackId, u8, ShardId, u64);
+
 /// A pack with fewer than k+m healthy shards.
 #[derive(Debug, Clone)]
 pub struct DegradedPack {
@@ -541,7 +544,7 @@ impl Store {
     /// Up to `n` shards to audit: on active hosts heard from since `cutoff`, fewest audits
     /// first, one random healthy shard each: (host, pack, index, shard, shard size).
     #[allow(clippy::type_complexity)]
-    pub fn audit_targets(&self, cutoff: u64, n: usize) -> Result<Vec<(HostId, PackId, u8, ShardId, u64)>, StoreError> {
+    pub fn audit_targets(&self, cutoff: u64, n: usize) -> Result<Vec<AuditTarget>, StoreError> {
         self.read(|conn| {
             // Only hosts with a shard to audit: hosts holding nothing (new, or joined with
             // no room) are never audited, and would otherwise take the first places for good.
@@ -575,6 +578,24 @@ impl Store {
                 })?;
                 if let Some((pack, idx, shard, size)) = row {
                     out.push((HostId(h as u64), pack, idx, shard, size));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Those of `targets` (as [`Store::audit_targets`] gives them) whose shard is still on
+    /// its host and counted healthy in a live pack: what is worth auditing again.
+    pub fn still_audited(&self, targets: Vec<AuditTarget>) -> Result<Vec<AuditTarget>, StoreError> {
+        self.read(|conn| {
+            let mut out = Vec::with_capacity(targets.len());
+            for &t in &targets {
+                if conn.exists(
+                    "SELECT 1 FROM shards s JOIN packs p ON p.id = s.pack
+                     WHERE s.host = ?1 AND s.hash = ?2 AND s.pack = ?3 AND s.idx = ?4 AND s.state = 'ok' AND p.state = 'live'",
+                    params![t.0 .0 as i64, &t.3.as_bytes()[..], &t.1.as_bytes()[..], t.2],
+                )? {
+                    out.push(t);
                 }
             }
             Ok(out)
