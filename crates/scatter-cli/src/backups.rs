@@ -298,6 +298,19 @@ async fn open_listing(
     Ok((coord, keys, listing))
 }
 
+/// Names on stderr a snapshot whose files could not be read, left out of a command that
+/// goes over every snapshot: one damaged or hostile snapshot (an appender's, whose tree does
+/// not exist) must not stop it for all the others.
+pub(crate) fn left_out(s: &SnapshotInfo, e: &dyn std::fmt::Display) {
+    let short = s.short_id();
+    let warning = format!(
+        "snapshot {short}, written by {}, could not be read ({e}); it is left out. \
+         `scatter check` tells more, `scatter forget {short}` removes it",
+        s.writer_label()
+    );
+    eprintln!("warning: {}", escape(warning.as_bytes()));
+}
+
 /// Which snapshots `snapshots` lists.
 pub struct Selection {
     pub path: Option<String>,
@@ -551,9 +564,17 @@ pub async fn find(pattern: &str, json: bool) -> Result<i32> {
     let glob = Glob::new(pattern).with_context(|| format!("`{pattern}` is not a valid pattern"))?.compile_matcher();
     let (coord, keys, all) = open_snapshots().await?;
     let mut trees = Trees::new(Fetcher::new(&coord, &coord.hosts()?, &keys));
-    let mut hits = Vec::new();
+    let (mut hits, mut searched) = (Vec::new(), 0);
     for s in &all {
-        for (p, n) in trees.walk(s.snapshot.tree_id(), &TreePath::root()).await? {
+        let entries = match trees.walk(s.snapshot.tree_id(), &TreePath::root()).await {
+            Ok(entries) => entries,
+            Err(e) => {
+                left_out(s, &e);
+                continue;
+            }
+        };
+        searched += 1;
+        for (p, n) in entries {
             let abs = p.to_absolute_bytes();
             if glob.is_match(Path::new(OsStr::from_bytes(&abs))) || glob.is_match(Path::new(OsStr::from_bytes(&n.name)))
             {
@@ -575,7 +596,7 @@ pub async fn find(pattern: &str, json: bool) -> Result<i32> {
         for (s, p, n) in &hits {
             println!("{}  {}{:04o} {:>12}  {}", s.short_id(), kind_char(n), n.mode, n.size, p.display());
         }
-        println!("{} match(es) in {} snapshot(s)", hits.len(), all.len());
+        println!("{} match(es) in {searched} snapshot(s)", hits.len());
     }
     Ok(0)
 }

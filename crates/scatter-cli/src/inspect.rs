@@ -32,43 +32,29 @@ pub async fn stats(specs: &[String], mode: StatsMode, json: bool) -> Result<i32>
         specs.iter().map(|s| snapshots::resolve(&all, s)).collect::<Result<_, _>>()?
     };
     let mut trees = Trees::new(Fetcher::new(&coord, &coord.hosts()?, &keys));
-    let (mut files, mut dirs, mut bytes) = (0u64, 0u64, 0u64);
-    // Chunk id to plaintext length, each counted once however often it is referenced.
-    let mut chunks: HashMap<ChunkId, u64> = HashMap::new();
+    let mut total = Tally::default();
+    let mut counted = 0;
     for s in &chosen {
-        let root = s.snapshot.tree_id();
-        if mode == StatsMode::RawData {
-            let len = trees.get(root).await?.encode().len() as u64;
-            chunks.insert(root, len);
-        }
-        for (_, node) in trees.walk(root, &TreePath::root()).await? {
-            match &node.kind {
-                NodeKind::File { .. } => {
-                    files += 1;
-                    bytes += node.size;
-                    chunks.extend(node.chunk_ids().map(|(id, len)| (id, u64::from(len))));
-                }
-                NodeKind::Dir { .. } => {
-                    dirs += 1;
-                    if let (StatsMode::RawData, Some(sub)) = (mode, node.subtree()) {
-                        if let std::collections::hash_map::Entry::Vacant(slot) = chunks.entry(sub) {
-                            slot.insert(trees.get(sub).await?.encode().len() as u64);
-                        }
-                    }
-                }
-                NodeKind::Symlink { .. } => {}
+        match tally(&mut trees, s.snapshot.tree_id(), mode).await {
+            Ok(t) => {
+                total.add(t);
+                counted += 1;
             }
+            // Over every snapshot, one that cannot be read is named and left out.
+            Err(e) if specs.is_empty() => crate::backups::left_out(s, &e),
+            Err(e) => return Err(e.context(format!("snapshot {} could not be read", s.short_id()))),
         }
     }
+    let Tally { files, dirs, bytes, chunks } = total;
     let raw: u64 = chunks.values().sum();
     if json {
         let v = match mode {
             StatsMode::RestoreSize => serde_json::json!({
-                "mode": "restore-size", "snapshots_count": chosen.len(), "total_file_count": files,
+                "mode": "restore-size", "snapshots_count": counted, "total_file_count": files,
                 "total_dir_count": dirs, "total_size": bytes,
             }),
             StatsMode::RawData => serde_json::json!({
-                "mode": "raw-data", "snapshots_count": chosen.len(), "total_blob_count": chunks.len(),
+                "mode": "raw-data", "snapshots_count": counted, "total_blob_count": chunks.len(),
                 "total_uncompressed_size": raw, "total_size": raw,
             }),
         };
@@ -78,7 +64,7 @@ pub async fn stats(specs: &[String], mode: StatsMode, json: bool) -> Result<i32>
     println!(
         "Stats in {} mode over {} snapshot(s):",
         if mode == StatsMode::RawData { "raw-data" } else { "restore-size" },
-        chosen.len()
+        counted
     );
     match mode {
         StatsMode::RestoreSize => {
@@ -91,6 +77,53 @@ pub async fn stats(specs: &[String], mode: StatsMode, json: bool) -> Result<i32>
         }
     }
     Ok(0)
+}
+
+/// What `stats` counts over one snapshot or several.
+#[derive(Default)]
+struct Tally {
+    files: u64,
+    dirs: u64,
+    bytes: u64,
+    /// Chunk id to plaintext length, each counted once however often it is referenced.
+    chunks: HashMap<ChunkId, u64>,
+}
+
+impl Tally {
+    fn add(&mut self, other: Tally) {
+        self.files += other.files;
+        self.dirs += other.dirs;
+        self.bytes += other.bytes;
+        self.chunks.extend(other.chunks);
+    }
+}
+
+/// Counts one snapshot's tree (whole, or not at all: a tree that cannot be read fails it).
+async fn tally(trees: &mut Trees, root: ChunkId, mode: StatsMode) -> Result<Tally> {
+    let mut t = Tally::default();
+    if mode == StatsMode::RawData {
+        let len = trees.get(root).await?.encode().len() as u64;
+        t.chunks.insert(root, len);
+    }
+    for (_, node) in trees.walk(root, &TreePath::root()).await? {
+        match &node.kind {
+            NodeKind::File { .. } => {
+                t.files += 1;
+                t.bytes += node.size;
+                t.chunks.extend(node.chunk_ids().map(|(id, len)| (id, u64::from(len))));
+            }
+            NodeKind::Dir { .. } => {
+                t.dirs += 1;
+                if let (StatsMode::RawData, Some(sub)) = (mode, node.subtree()) {
+                    if let std::collections::hash_map::Entry::Vacant(slot) = t.chunks.entry(sub) {
+                        slot.insert(trees.get(sub).await?.encode().len() as u64);
+                    }
+                }
+            }
+            NodeKind::Symlink { .. } => {}
+        }
+    }
+    Ok(t)
 }
 
 /// `scatter dump SNAPSHOT PATH`: a file's bytes on stdout, or a directory (`/` for the whole
