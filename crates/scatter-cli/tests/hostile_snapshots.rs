@@ -400,3 +400,78 @@ async fn a_snapshot_the_owner_cannot_open_denies_it_nothing() {
     assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(snapshots(&env).len(), 2);
 }
+
+/// Attack: an appender commits snapshot records of the largest size, as many as it likes.
+/// Nothing counted them: a hundred grew the catalog by 100 MB (and its backups on the hosts)
+/// and made the owner's every listing fetch them all. A delegate's records are now held to
+/// a share of what the coordinator keeps per account, which leaves the owner room to commit.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_appender_cannot_fill_the_catalog_with_snapshot_records() {
+    let env = grid(3).await;
+    let mallory = common::attacker::Attacker::invite(&env, &["mallory", "--role", "appender", "--of", "u1"]).await;
+    let record = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, vec![7u8; 1 << 20]);
+    let mut refused = None;
+    for n in 0..40 {
+        let session = mallory.session().await;
+        let id = hex::encode(rand::random::<[u8; 32]>());
+        let (status, body) = mallory
+            .post("/v1/snapshots/commit", &serde_json::json!({ "session": session, "id": id, "record": record }))
+            .await;
+        if status != 200 {
+            refused = Some((n, status, body));
+            break;
+        }
+    }
+    let (n, status, body) = refused.expect("40 records of 1 MiB from one appender were all taken");
+    assert!(n <= 16, "{n} records of 1 MiB taken from one appender");
+    assert_eq!(status, 507, "{body}");
+    assert!(body.to_string().contains("scatter forget"), "{body}");
+    // The owner still commits its own backups.
+    let home = env.path("home");
+    std::fs::create_dir_all(&home).expect("mkdir");
+    std::fs::write(home.join("notes"), OWNER_KEY).expect("write");
+    env.ok(&["backup", s(&home)]);
+}
+
+/// Attack: an appender (holding its owner's public key, as every appender does) commits a
+/// snapshot that opens but whose tree does not exist. `find` and `stats` failed as a whole on
+/// it, without naming it; they now name it, leave it out, and go on with the others.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_snapshot_without_its_tree_does_not_stop_find_or_stats() {
+    let env = grid(3).await;
+    let home = env.path("home");
+    std::fs::create_dir_all(&home).expect("mkdir");
+    std::fs::write(home.join("notes"), OWNER_KEY).expect("write");
+    env.ok(&["backup", s(&home)]);
+
+    let mallory = common::attacker::Attacker::invite(&env, &["mallory", "--role", "appender", "--of", "u1"]).await;
+    let keys = Profile::load_keys(&env.grid.client_dir(), env.grid.passphrase()).expect("owner's keys");
+    let key = scatter_core::crypto::DataKey::generate();
+    let session = mallory.session_wrapping(&keys.write_keys().wrap(&key)).await;
+    let snapshot = scatter_core::snapshot::Snapshot {
+        time_ns: 1,
+        hostname: "nas".into(),
+        username: "mallory".into(),
+        paths: vec!["/srv".into()],
+        tags: vec![],
+        tree: rand::random(),
+        parent: None,
+        summary: Default::default(),
+        excluded: Default::default(),
+    };
+    let record = key.seal(scatter_core::snapshot::SNAPSHOT_CONTEXT, &snapshot.encode());
+    let record = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, record);
+    let id = hex::encode(rand::random::<[u8; 32]>());
+    let (status, body) = mallory
+        .post("/v1/snapshots/commit", &serde_json::json!({ "session": session, "id": id, "record": record }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    for args in [&["find", "notes"][..], &["stats"], &["stats", "--mode", "raw-data"]] {
+        let out = env.scatter(args);
+        let (stdout, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "scatter {args:?} failed: {err}");
+        assert!(err.contains(&id[..8]) && err.contains(&format!("scatter forget {}", &id[..8])), "{err}");
+        assert!(stdout.contains(if args[0] == "find" { "1 match" } else { "1 snapshot" }), "{stdout}");
+    }
+}

@@ -169,7 +169,13 @@ impl Attacker {
 
     /// Opens a write session (with a key nobody can unwrap).
     pub async fn session(&self) -> u64 {
-        let b64 = base64::engine::general_purpose::STANDARD.encode(b"not a wrapped key");
+        self.session_wrapping(b"not a wrapped key").await
+    }
+
+    /// Opens a write session whose data key is `wrapped` (as a delegate holding its owner's
+    /// public key wraps one).
+    pub async fn session_wrapping(&self, wrapped: &[u8]) -> u64 {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(wrapped);
         let (status, body) = self.post("/v1/sessions", &CreateSessionRequest { wrapped_key: b64 }).await;
         assert_eq!(status, 200, "session: {body}");
         body["session"].as_u64().expect("session id")

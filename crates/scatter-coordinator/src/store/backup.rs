@@ -19,7 +19,7 @@ use scatter_core::{ChunkId, PackId, UserId};
 
 use scatter_proto::api::LockTarget;
 
-use super::sql::Sql;
+use super::sql::{Sql, SqlError};
 use super::{Store, StoreError};
 
 /// A snapshot id's first 8 digits, for messages.
@@ -236,7 +236,30 @@ impl Store {
             Ok(())
         })
     }
+}
 
+/// Bytes of snapshot records the catalog keeps for one account (its own and its delegates'):
+/// a record takes about a kilobyte (more with long exclude lists), so this is tens of
+/// thousands of snapshots, while no account can grow the catalog, its backups on the hosts
+/// or its own listings without bound.
+pub const RECORD_BYTES_PER_ACCOUNT: u64 = 64 << 20;
+/// The part of [`RECORD_BYTES_PER_ACCOUNT`] the account's delegates may fill together: an
+/// appender cannot use up its owner's room to commit.
+pub const RECORD_BYTES_OF_DELEGATES: u64 = 16 << 20;
+
+/// Bytes of `user`'s snapshot records: all of them, and those written by its delegates.
+fn record_bytes(tx: &Sql<'_>, user: UserId) -> Result<(u64, u64), SqlError> {
+    let (all, delegates): (i64, i64) = tx.query_row(
+        "SELECT CAST(COALESCE(SUM(LENGTH(record)), 0) AS BIGINT),
+                CAST(COALESCE(SUM(CASE WHEN COALESCE(writer, user) <> user THEN LENGTH(record) ELSE 0 END), 0) AS BIGINT)
+         FROM snapshots WHERE user = ?1",
+        params![user.0 as i64],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok((all.max(0) as u64, delegates.max(0) as u64))
+}
+
+impl Store {
     /// Makes a snapshot of `user`'s data, written by `me` (the owner or a delegate), visible
     /// with the references recorded for its session, and closes the session, in one
     /// transaction.
@@ -270,6 +293,14 @@ impl Store {
             require_open(tx, user, me, session, now)?;
             if tx.exists("SELECT 1 FROM snapshots WHERE id = ?1", params![id])? {
                 return Err(StoreError::SnapshotExists);
+            }
+            let (all, delegates) = record_bytes(tx, user)?;
+            let len = record.len() as u64;
+            if me != user && delegates + len > RECORD_BYTES_OF_DELEGATES {
+                return Err(StoreError::DelegatesRecordsFull { limit: RECORD_BYTES_OF_DELEGATES });
+            }
+            if all + len > RECORD_BYTES_PER_ACCOUNT {
+                return Err(StoreError::RecordsFull { used: all, limit: RECORD_BYTES_PER_ACCOUNT });
             }
             tx.execute(
                 "INSERT INTO snapshots (id, user, session, record, created, writer, seq)
@@ -356,6 +387,17 @@ impl Store {
     pub fn replace_snapshot_record(&self, user: UserId, id: &str, record: &[u8], now: u64) -> Result<bool, StoreError> {
         let n = self.write(|tx| {
             super::locks::check(tx, LockTarget::Snapshot, id, &format!("snapshot {}", short(id)), now)?;
+            let (all, _) = record_bytes(tx, user)?;
+            let old: u64 = tx
+                .query_opt(
+                    "SELECT CAST(LENGTH(record) AS BIGINT) FROM snapshots WHERE id = ?1 AND user = ?2",
+                    params![id, user.0 as i64],
+                    |r| r.get::<i64>(0),
+                )?
+                .unwrap_or(0) as u64;
+            if (all - old.min(all)) + record.len() as u64 > RECORD_BYTES_PER_ACCOUNT {
+                return Err(StoreError::RecordsFull { used: all, limit: RECORD_BYTES_PER_ACCOUNT });
+            }
             Ok(tx.execute(
                 "UPDATE snapshots SET record = ?3 WHERE id = ?1 AND user = ?2",
                 params![id, user.0 as i64, record],
@@ -613,6 +655,43 @@ mod tests {
             store.commit_snapshot(user, app, s, "snap", b"r", 4).expect("commit");
             let snaps = store.snapshots(user).expect("list");
             assert_eq!((snaps[0].writer, snaps[0].trusted, snaps[0].writer_name.as_str()), (app, false, "laptop"));
+        }
+    }
+
+    crate::store::testing::conformance! {
+        fn snapshot_records_are_bounded_per_account_and_delegates_leave_the_owner_room() {
+            let (_d, store, user, _host) = setup();
+            let app = delegate(&store, user, Role::Appender, 5);
+            let big = vec![1u8; (RECORD_BYTES_OF_DELEGATES / 4) as usize];
+            let commit = |me: UserId, n: usize, record: &[u8]| {
+                let s = store.open_session(user, me, b"k", 1, 100).expect("session");
+                store.commit_snapshot(user, me, s, &format!("{me}-{n}"), record, 2)
+            };
+            for n in 0..4 {
+                commit(app, n, &big).expect("within the delegates' share");
+            }
+            assert!(matches!(commit(app, 4, b"r"), Err(StoreError::DelegatesRecordsFull { .. })));
+            // The owner fills what is left of the account's room, and no more.
+            let mut n = 0;
+            let err = loop {
+                match commit(user, n, &big) {
+                    Ok(()) => n += 1,
+                    Err(e) => break e,
+                }
+            };
+            assert_eq!(n, 12, "the owner commits up to the account's limit");
+            assert!(matches!(err, StoreError::RecordsFull { .. }), "{err}");
+            // A rewritten record may not grow past it either, and may shrink.
+            let first = format!("{user}-0");
+            assert!(matches!(
+                store.replace_snapshot_record(user, &first, &[&big[..], b"more"].concat(), 3),
+                Err(StoreError::RecordsFull { .. })
+            ));
+            assert!(store.replace_snapshot_record(user, &first, b"small", 3).expect("replace"));
+            // What was freed is room again; forgetting frees it too.
+            commit(user, 100, b"r").expect("room after the rewrite");
+            assert_eq!(store.forget(user, &[format!("{app}-0")], 4).expect("forget"), 1);
+            commit(app, 100, &big).expect("room after a forget");
         }
     }
 

@@ -53,7 +53,7 @@ pub use leases::Fence;
 pub use locks::Expired;
 pub use metering::BillingError;
 pub use names::NameHolder;
-pub use repair::{Deferred, DegradedPack, Health, Reconciled, ShardMove, ZoneCap};
+pub use repair::{AuditTarget, Deferred, DegradedPack, Health, Reconciled, ShardMove, ZoneCap};
 pub use reservations::{Reservation, ReserveError, Reserved};
 use sql::{Backend, Sql, SqlError};
 pub use transfer::{Moved, TransferError};
@@ -580,6 +580,27 @@ pub enum StoreError {
     /// The snapshot id is taken.
     #[error("a snapshot with this id exists already")]
     SnapshotExists,
+    /// The account's snapshot records would take more of the catalog than it keeps for one.
+    #[error(
+        "this account's snapshot records take {used} bytes of the {limit} the coordinator keeps for one account; \
+         forget snapshots you no longer need (`scatter forget ID`, or `scatter forget --keep-last N`) to commit new ones"
+    )]
+    RecordsFull {
+        /// Bytes its records take now.
+        used: u64,
+        /// [`RECORD_BYTES_PER_ACCOUNT`].
+        limit: u64,
+    },
+    /// The records written by an account's delegates would take more than their share.
+    #[error(
+        "the snapshot records written by this account's delegates fill their share ({limit} bytes) of what the \
+         coordinator keeps for the account; its owner can forget some (`scatter snapshots` names each writer, \
+         `scatter forget ID` removes one)"
+    )]
+    DelegatesRecordsFull {
+        /// [`RECORD_BYTES_OF_DELEGATES`].
+        limit: u64,
+    },
     /// A repack names chunks the last prune did not assign to it.
     #[error("a repack may move only the chunks the last prune assigned to it (within an hour); run prune again")]
     NotPlanned,
