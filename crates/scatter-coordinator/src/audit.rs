@@ -36,41 +36,55 @@ const UNANSWERED_LIMIT: u32 = 3;
 const MAX_UNANSWERED: usize = 1024;
 /// Unanswered shards audited again per pass (on top of [`AUDITS_PER_PASS`] new ones).
 const REAUDITS_PER_PASS: usize = 16;
+/// How long an unanswered shard is followed: a host offline for longer has had its shards
+/// rebuilt elsewhere, and the room goes to others.
+const UNANSWERED_MEMORY: u64 = 3600;
+
+/// A shard whose audits were left unanswered.
+struct Strikes {
+    target: Target,
+    /// Unanswered in a row.
+    count: u32,
+    /// When it was first left unanswered (unix seconds).
+    since: u64,
+}
 
 /// Shards whose audits were left unanswered, with how many in a row since their host last
 /// answered for them: audited again in every pass until answered or counted as failed.
 /// Kept in memory: a coordinator that takes over the checker starts the counts again.
 #[derive(Default)]
-pub(crate) struct Unanswered(Mutex<HashMap<(HostId, ShardId), (Target, u32)>>);
+pub(crate) struct Unanswered(Mutex<HashMap<(HostId, ShardId), Strikes>>);
 
 impl Unanswered {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(HostId, ShardId), (Target, u32)>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(HostId, ShardId), Strikes>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Follows `target` from `now`, if there is room; `None` if there is none.
+    fn entry(map: &mut HashMap<(HostId, ShardId), Strikes>, target: Target, now: u64) -> Option<&mut Strikes> {
+        let key = (target.0, target.3);
+        if !map.contains_key(&key) && map.len() >= MAX_UNANSWERED {
+            return None;
+        }
+        Some(map.entry(key).or_insert(Strikes { target, count: 0, since: now }))
     }
 
     /// Counts an unanswered audit of `target`; true when it makes [`UNANSWERED_LIMIT`] in a
     /// row (the shard is then forgotten here).
-    fn strike(&self, target: Target) -> bool {
+    fn strike(&self, target: Target, now: u64) -> bool {
         let mut map = self.map();
-        let key = (target.0, target.3);
-        if !map.contains_key(&key) && map.len() >= MAX_UNANSWERED {
-            return false;
-        }
-        let n = &mut map.entry(key).or_insert((target, 0)).1;
-        *n += 1;
-        if *n >= UNANSWERED_LIMIT {
-            map.remove(&key);
+        let Some(entry) = Self::entry(&mut map, target, now) else { return false };
+        entry.count += 1;
+        if entry.count >= UNANSWERED_LIMIT {
+            map.remove(&(target.0, target.3));
             return true;
         }
         false
     }
 
     /// Has the next pass audit `target` (a shard a client could not read), counting nothing.
-    fn watch(&self, target: Target) {
-        let mut map = self.map();
-        if map.len() < MAX_UNANSWERED {
-            map.entry((target.0, target.3)).or_insert((target, 0));
-        }
+    fn watch(&self, target: Target, now: u64) {
+        Self::entry(&mut self.map(), target, now);
     }
 
     /// `host` answered an audit of `shard`.
@@ -79,15 +93,16 @@ impl Unanswered {
     }
 
     /// The shards to audit again this pass, on active hosts heard from since `cutoff`: those
-    /// nearest to counting as failed first. Shards of hosts no longer active are forgotten.
-    fn due(&self, hosts: &[HostRow], cutoff: u64) -> Vec<Target> {
+    /// nearest to counting as failed first. Shards of hosts no longer active, or followed for
+    /// longer than [`UNANSWERED_MEMORY`], are forgotten.
+    fn due(&self, hosts: &[HostRow], cutoff: u64, now: u64) -> Vec<Target> {
         let mut map = self.map();
         let standing = |id: HostId| hosts.iter().find(|h| h.id == id && h.state == crate::store::Standing::Active);
-        map.retain(|&(host, _), _| standing(host).is_some());
-        let mut due: Vec<&(Target, u32)> =
-            map.values().filter(|(t, _)| standing(t.0).is_some_and(|h| h.last_seen >= cutoff)).collect();
-        due.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
-        due.into_iter().take(REAUDITS_PER_PASS).map(|(t, _)| *t).collect()
+        map.retain(|&(host, _), e| standing(host).is_some() && e.since + UNANSWERED_MEMORY > now);
+        let mut due: Vec<&Strikes> =
+            map.values().filter(|e| standing(e.target.0).is_some_and(|h| h.last_seen >= cutoff)).collect();
+        due.sort_by_key(|e| std::cmp::Reverse(e.count));
+        due.into_iter().take(REAUDITS_PER_PASS).map(|e| e.target).collect()
     }
 }
 
@@ -145,7 +160,7 @@ pub(crate) fn check_report(
             }
             // Not answered: the audits ask again until it is, or until it counts as failed
             // (a report counts nothing by itself, whoever made it).
-            None => sh.unanswered.watch((host, pack, index, shard, size)),
+            None => sh.unanswered.watch((host, pack, index, shard, size), now()),
             Some(true) => {}
         }
         sh.report_checks.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&(host, shard));
@@ -187,7 +202,7 @@ pub(crate) async fn note_bandwidth(shared: &Arc<Shared>, host: HostId, bytes: u6
 pub(crate) async fn pass(shared: &Arc<Shared>, fence: &crate::store::Fence) -> Result<(), crate::store::StoreError> {
     let cutoff = now().saturating_sub(shared.offline_after.as_secs());
     let hosts = shared.catalog(|s| s.hosts()).await?;
-    let due = shared.unanswered.due(&hosts, cutoff);
+    let due = shared.unanswered.due(&hosts, cutoff, now());
     let asked_again = due.clone();
     let mut targets = shared.catalog(move |s| s.still_audited(asked_again)).await?;
     for gone in due.iter().filter(|t| !targets.contains(t)) {
@@ -223,11 +238,12 @@ pub(crate) async fn pass(shared: &Arc<Shared>, fence: &crate::store::Fence) -> R
             }
             // Offline or struggling for now (the targets were heard from lately), or hiding
             // a loss behind errors: only a run of these counts.
-            crate::shards::Answer::Unreachable(why) => match shared.unanswered.strike((host, pack, index, shard, size))
-            {
-                true => Err(format!("left {UNANSWERED_LIMIT} audits in a row unanswered ({why})")),
-                false => continue,
-            },
+            crate::shards::Answer::Unreachable(why) => {
+                match shared.unanswered.strike((host, pack, index, shard, size), now()) {
+                    true => Err(format!("left {UNANSWERED_LIMIT} audits in a row unanswered ({why})")),
+                    false => continue,
+                }
+            }
         };
         let passed = verdict.is_ok();
         if let Err(why) = &verdict {
@@ -261,28 +277,72 @@ mod tests {
     #[test]
     fn unanswered_audits_count_per_shard_and_an_answer_for_another_shard_resets_nothing() {
         let u = Unanswered::default();
-        assert!(!u.strike(target(1, 1)));
-        assert!(!u.strike(target(1, 1)));
+        assert!(!u.strike(target(1, 1), 0));
+        assert!(!u.strike(target(1, 1), 0));
         // The host answers for its other shards, as a host hiding one loss does.
         u.answered(HostId(1), ShardId::from_bytes([2; 32]));
-        assert!(!u.strike(target(1, 2)));
-        assert!(u.strike(target(1, 1)), "three in a row for one shard count as a failure");
-        assert!(!u.strike(target(1, 1)), "and the count starts again");
+        assert!(!u.strike(target(1, 2), 0));
+        assert!(u.strike(target(1, 1), 0), "three in a row for one shard count as a failure");
+        assert!(!u.strike(target(1, 1), 0), "and the count starts again");
         u.answered(HostId(1), ShardId::from_bytes([1; 32]));
-        assert!(!u.strike(target(1, 1)) && !u.strike(target(1, 1)), "an answer for the shard resets it");
+        assert!(!u.strike(target(1, 1), 0) && !u.strike(target(1, 1), 0), "an answer for the shard resets it");
     }
 
     #[test]
     fn a_watched_shard_counts_nothing_and_the_map_is_bounded() {
         let u = Unanswered::default();
-        u.watch(target(1, 1));
-        u.watch(target(1, 1));
-        assert!(!u.strike(target(1, 1)) && !u.strike(target(1, 1)));
-        assert!(u.strike(target(1, 1)));
+        u.watch(target(1, 1), 0);
+        u.watch(target(1, 1), 0);
+        assert!(!u.strike(target(1, 1), 0) && !u.strike(target(1, 1), 0));
+        assert!(u.strike(target(1, 1), 0));
         for i in 0..MAX_UNANSWERED as u64 + 10 {
-            u.watch(target(i + 10, 3));
+            u.watch(target(i + 10, 3), 0);
         }
         assert_eq!(u.map().len(), MAX_UNANSWERED);
-        assert!(!u.strike(target(5000, 4)) && !u.strike(target(5000, 4)) && !u.strike(target(5000, 4)));
+        assert!(!u.strike(target(5000, 4), 0) && !u.strike(target(5000, 4), 0) && !u.strike(target(5000, 4), 0));
+    }
+
+    fn host(id: u64, state: crate::store::Standing, last_seen: u64) -> HostRow {
+        HostRow {
+            id: HostId(id),
+            address: String::new(),
+            zone: String::new(),
+            capacity: 1 << 40,
+            reported_used: 0,
+            free: 0,
+            last_seen,
+            catalog_used: 0,
+            state,
+            shards: 1,
+            audits_passed: 0,
+            audits_failed: 0,
+            receipt_key: None,
+            operator: None,
+            terms: Default::default(),
+            record: Default::default(),
+        }
+    }
+
+    #[test]
+    fn shards_due_again_are_those_of_live_hosts_nearest_to_failing_first() {
+        use crate::store::Standing::{Active, Disqualified};
+        let u = Unanswered::default();
+        u.strike(target(1, 1), 100);
+        u.strike(target(1, 1), 100);
+        u.watch(target(1, 2), 100);
+        u.strike(target(2, 3), 100); // offline now: kept, not asked
+        u.strike(target(3, 4), 100); // disqualified: forgotten
+        for i in 0..REAUDITS_PER_PASS as u8 {
+            u.watch(target(4, 10 + i), 100);
+        }
+        let hosts = [host(1, Active, 50), host(2, Active, 10), host(3, Disqualified, 50), host(4, Active, 50)];
+        let due = u.due(&hosts, 40, 200);
+        assert_eq!(due.len(), REAUDITS_PER_PASS);
+        assert_eq!(due[0], target(1, 1), "two strikes first");
+        assert!(!due.iter().any(|t| t.0 == HostId(2) || t.0 == HostId(3)));
+        assert_eq!(u.map().len(), 2 + REAUDITS_PER_PASS + 1, "the disqualified host's shard is forgotten");
+        // An hour on, everything is forgotten and the room is free again.
+        assert!(u.due(&hosts, 40, 100 + UNANSWERED_MEMORY).is_empty());
+        assert!(u.map().is_empty());
     }
 }
