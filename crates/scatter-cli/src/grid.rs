@@ -185,7 +185,7 @@ impl Grid {
         let insecure = grid.opts.insecure;
         let urls = grid.url.parse().with_context(|| format!("the coordinator wrote a bad URL: {}", grid.url))?;
         let client = grid.client_dir();
-        let registered = profile::init(&client, &urls, admin.trim(), &grid.opts.passphrase, None, insecure).await?;
+        let registered = profile::init(&client, &urls, admin.trim(), &grid.opts.passphrase, None, insecure, None).await?;
         grid.recovery_code = match registered.code {
             profile::CodeState::New(code) => Some(code),
             _ => None,
@@ -206,7 +206,7 @@ impl Grid {
         let client = self.client_dir();
         std::fs::remove_dir_all(&client).with_context(|| format!("cannot remove {}", client.display()))?;
         let urls = self.url.parse().with_context(|| format!("the coordinator wrote a bad URL: {}", self.url))?;
-        let done = profile::init(&client, &urls, &code, &self.opts.passphrase, None, self.opts.insecure).await?;
+        let done = profile::init(&client, &urls, &code, &self.opts.passphrase, None, self.opts.insecure, None).await?;
         anyhow::ensure!(done.keys_open, "the passphrase does not open the recovered key file");
         if let profile::CodeState::New(code) = done.code {
             self.recovery_code = Some(code);

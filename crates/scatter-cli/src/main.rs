@@ -231,6 +231,10 @@ enum Cmd {
         /// and metadata. Only for a grid run with --insecure.
         #[arg(long)]
         insecure: bool,
+        /// The name this machine is listed under in `scatter key devices` (default: its host
+        /// name).
+        #[arg(long)]
+        device_name: Option<String>,
     },
     /// Your keys and devices: change the passphrase, export the keys for another machine, list
     /// and revoke devices, make a new recovery code.
@@ -1581,7 +1585,11 @@ async fn run(cmd: Cmd) -> Result<i32> {
             };
             scatter_host::run(config, listener, shutdown_signal()).await?;
         }
-        Cmd::Init { coordinator, token, import, insecure } => {
+        Cmd::Init { coordinator, token, import, insecure, device_name } => {
+            // Before anything is asked or spent.
+            if let Some(name) = &device_name {
+                profile::check_device_name(name)?;
+            }
             let dir = profile::config_dir();
             let imported = match import {
                 Some(file) => {
@@ -1592,7 +1600,9 @@ async fn run(cmd: Cmd) -> Result<i32> {
                 None => None,
             };
             let recovering = token.trim().starts_with("scr_");
-            let done = profile::init(&dir, &coordinator, &token, &passphrase(!recovering)?, imported, insecure).await?;
+            let pass = passphrase(!recovering)?;
+            let done =
+                profile::init(&dir, &coordinator, &token, &pass, imported, insecure, device_name.as_deref()).await?;
             // After: an --insecure refused for a TLS grid's token is not warned about first.
             if insecure {
                 eprintln!("warning: {}", scatter_net::INSECURE_WARNING);

@@ -79,7 +79,10 @@ async fn the_passphrase_and_recovery_code_bring_back_a_lost_source() {
     let stolen = env.path("stolen-profile");
     assert!(std::process::Command::new("cp").arg("-a").arg(&client).arg(&stolen).status().expect("cp").success());
     std::fs::remove_dir_all(&client).expect("rm profile");
-    let out = env.ok(&["init", "--coordinator", &url, "--token", &first]);
+    // A name that is no device name is refused before the code is spent.
+    let err = env.fails(&["init", "--coordinator", &url, "--token", &first, "--device-name", "bad\nname"]);
+    assert!(err.contains("not a device name"), "{err}");
+    let out = env.ok(&["init", "--coordinator", &url, "--token", &first, "--device-name", "new laptop"]);
     assert!(out.contains("Recovered your keys") && out.contains("u1"), "{out}");
     let second = code_in(&out);
     assert_ne!(second, first, "using a code prints a new one");
@@ -98,6 +101,7 @@ async fn the_passphrase_and_recovery_code_bring_back_a_lost_source() {
     let id = |i: usize| devices[i]["id"].as_u64().expect("a device id").to_string();
     let old = id(0);
     assert!(env.ok(&["key", "devices"]).contains("this device"));
+    assert_eq!(devices[1]["name"], "new laptop", "{devices}");
     env.fails(&["key", "revoke", &id(1)]);
     env.ok(&["key", "revoke", &old]);
     let refused = run_with_pass(&stolen, &pass, &["snapshots"]);

@@ -139,6 +139,17 @@ fn device_name() -> String {
     gethostname::gethostname().to_string_lossy().chars().filter(|c| !c.is_control()).take(64).collect()
 }
 
+/// Checks a device name given with `init --device-name`: what the coordinator takes.
+pub fn check_device_name(name: &str) -> Result<(), ClientError> {
+    if name.trim().is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(ClientError::Invalid(format!(
+            "`{}` is not a device name: give 1 to 64 printable characters",
+            name.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
 /// An unreachable coordinator at `init`, said for what it is then: there is no profile yet
 /// to check, and a certificate of another CA means the token and the URL are of two grids.
 fn at_init(e: ClientError) -> ClientError {
@@ -158,7 +169,7 @@ fn at_init(e: ClientError) -> ClientError {
 /// e.g. another device's, or a write-only set for a backup source), or with a recovery code
 /// (the keys come back from the coordinator, sealed to the code and under the passphrase).
 /// For an account that owns data, makes sure a recovery code exists. Refuses to overwrite an
-/// existing key file.
+/// existing key file. The device is listed under `name`, or this machine's host name.
 pub async fn init(
     dir: &Path,
     coordinator: &scatter_net::CoordinatorUrls,
@@ -166,7 +177,12 @@ pub async fn init(
     passphrase: &str,
     imported: Option<UserKeys>,
     insecure: bool,
+    name: Option<&str>,
 ) -> Result<Initialized, ClientError> {
+    let name = match name {
+        Some(name) => check_device_name(name).map(|()| name.to_owned())?,
+        None => device_name(),
+    };
     let token: scatter_net::Token = token.parse().map_err(|e| ClientError::Invalid(format!("{e}")))?;
     let ca = coordinator.check_mode(token.ca(), insecure).map_err(|e| ClientError::Invalid(e.to_string()))?;
     if passphrase.is_empty() {
@@ -197,7 +213,7 @@ pub async fn init(
     let (user_id, device_id, role, key_file, keys) = if token.is_recovery() {
         let code = RecoveryCode::from_secret(token.secret_bytes());
         let reply =
-            open.recover(&code, &device.verifying_key(), &device_name()).await.map_err(at_init).map_err(unmake)?;
+            open.recover(&code, &device.verifying_key(), &name).await.map_err(at_init).map_err(unmake)?;
         let escrow = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &reply.escrow)
             .map_err(|_| ClientError::Invalid("the coordinator sent a kept key file that is not base64".into()))?;
         let key_file = code.open(&escrow)?;
@@ -209,7 +225,7 @@ pub async fn init(
         let keys = imported.unwrap_or_else(UserKeys::generate);
         let key_file = keys.to_key_file(passphrase, KEY_FILE_WORK_FACTOR);
         let reply = open
-            .register(token.secret(), &keys.write_keys().public_key(), &device.verifying_key(), &device_name())
+            .register(token.secret(), &keys.write_keys().public_key(), &device.verifying_key(), &name)
             .await
             .map_err(at_init)
             .map_err(unmake)?;
