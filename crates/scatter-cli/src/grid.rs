@@ -185,7 +185,8 @@ impl Grid {
         let insecure = grid.opts.insecure;
         let urls = grid.url.parse().with_context(|| format!("the coordinator wrote a bad URL: {}", grid.url))?;
         let client = grid.client_dir();
-        let registered = profile::init(&client, &urls, admin.trim(), &grid.opts.passphrase, None, insecure, None).await?;
+        let registered =
+            profile::init(&client, &urls, admin.trim(), &grid.opts.passphrase, None, insecure, None).await?;
         grid.recovery_code = match registered.code {
             profile::CodeState::New(code) => Some(code),
             _ => None,

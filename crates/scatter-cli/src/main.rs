@@ -1213,6 +1213,13 @@ fn passphrase(confirm: bool) -> Result<String> {
     secret("SCATTER_PASSPHRASE", "Passphrase: ", confirm)
 }
 
+/// Whether [`passphrase`] reads from a prompt (no flag, file, command or variable gives it),
+/// so asking again makes sense.
+fn asks_for_passphrase() -> bool {
+    let flagged = PASSPHRASE_FLAGS.get().is_some_and(|(file, command)| file.is_some() || command.is_some());
+    !flagged && std::env::var_os("SCATTER_PASSPHRASE").is_none() && std::io::stdin().is_terminal()
+}
+
 /// A secret from the environment variable `var`, else from a prompt on the terminal.
 fn secret(var: &str, prompt: &str, confirm: bool) -> Result<String> {
     if let Ok(p) = std::env::var(var) {
@@ -1601,8 +1608,24 @@ async fn run(cmd: Cmd) -> Result<i32> {
             };
             let recovering = token.trim().starts_with("scr_");
             let pass = passphrase(!recovering)?;
-            let done =
+            let mut done =
                 profile::init(&dir, &coordinator, &token, &pass, imported, insecure, device_name.as_deref()).await?;
+            // A mistyped passphrase after a recovery: the code is spent and the key file saved,
+            // so on a terminal the right passphrase is asked for here, not left to a later command.
+            if done.recovered && !done.keys_open && asks_for_passphrase() {
+                for _ in 0..3 {
+                    let again = rpassword::prompt_password(
+                        "That passphrase does not open the key file that came back; the one it was last sealed with (Enter to stop): ",
+                    )?;
+                    if again.is_empty() {
+                        break;
+                    }
+                    if let Some(code) = profile::open_recovered(&dir, &done.profile, &again).await? {
+                        (done.keys_open, done.code) = (true, code);
+                        break;
+                    }
+                }
+            }
             // After: an --insecure refused for a TLS grid's token is not warned about first.
             if insecure {
                 eprintln!("warning: {}", scatter_net::INSECURE_WARNING);
@@ -1910,13 +1933,15 @@ async fn run(cmd: Cmd) -> Result<i32> {
                     if json {
                         println!("{}", serde_json::to_string_pretty(&users)?);
                     } else {
+                        // Columns as wide as the longest name: names are up to 64 characters.
+                        let w = users.iter().map(|u| u.name.chars().count()).max().unwrap_or(0).max(4);
                         println!(
-                            "{:<5} {:<16} {:<9} {:<9} {:>12} {:>12}  of",
+                            "{:<5} {:<w$} {:<9} {:<9} {:>12} {:>12}  of",
                             "id", "name", "role", "state", "used", "quota"
                         );
                         for u in users {
                             println!(
-                                "{:<5} {:<16} {:<9} {:<9} {:>12} {:>12}  {}",
+                                "{:<5} {:<w$} {:<9} {:<9} {:>12} {:>12}  {}",
                                 u.id.to_string(),
                                 u.name,
                                 u.role,

@@ -212,8 +212,7 @@ pub async fn init(
     let open = Coordinator::new(coordinator, ca, None).map_err(unmake)?;
     let (user_id, device_id, role, key_file, keys) = if token.is_recovery() {
         let code = RecoveryCode::from_secret(token.secret_bytes());
-        let reply =
-            open.recover(&code, &device.verifying_key(), &name).await.map_err(at_init).map_err(unmake)?;
+        let reply = open.recover(&code, &device.verifying_key(), &name).await.map_err(at_init).map_err(unmake)?;
         let escrow = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &reply.escrow)
             .map_err(|_| ClientError::Invalid("the coordinator sent a kept key file that is not base64".into()))?;
         let key_file = code.open(&escrow)?;
@@ -265,6 +264,19 @@ pub async fn init(
         }
     };
     Ok(Initialized { keys_open: keys.is_some(), profile, role, recovered: token.is_recovery(), code })
+}
+
+/// After a recovery whose passphrase did not open the key file that came back: tries
+/// `passphrase` on the saved key file and, if it opens, makes a new recovery code (which also
+/// shows the coordinator that this device holds the keys). `None` if it does not open.
+pub async fn open_recovered(dir: &Path, profile: &Profile, passphrase: &str) -> Result<Option<CodeState>, ClientError> {
+    let path = dir.join("keys.age");
+    let key_file = std::fs::read(&path).map_err(ClientError::io(&path))?;
+    let Ok(keys) = UserKeys::from_key_file(&key_file, passphrase) else { return Ok(None) };
+    Ok(Some(match new_code(profile, &keys, &key_file).await {
+        Ok(code) => CodeState::New(code),
+        Err(e) => CodeState::None(format!("it could not be made now ({e}); run `scatter key recovery-code`")),
+    }))
 }
 
 /// The account's recovery code as the coordinator keeps it, checked against the keys: a code
