@@ -60,11 +60,22 @@ impl Unanswered {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Follows `target` from `now`, if there is room; `None` if there is none.
-    fn entry(map: &mut HashMap<(HostId, ShardId), Strikes>, target: Target, now: u64) -> Option<&mut Strikes> {
+    /// Follows `target` from `now`, if there is room; `None` if there is none. A strike
+    /// (`struck`) takes the place of a shard only watched: reports, which anyone reading
+    /// data can make, must not crowd out what the audits found.
+    fn entry(
+        map: &mut HashMap<(HostId, ShardId), Strikes>,
+        target: Target,
+        now: u64,
+        struck: bool,
+    ) -> Option<&mut Strikes> {
         let key = (target.0, target.3);
         if !map.contains_key(&key) && map.len() >= MAX_UNANSWERED {
-            return None;
+            let watched = map.iter().find(|(_, e)| e.count == 0).map(|(k, _)| *k);
+            match watched {
+                Some(k) if struck => map.remove(&k),
+                _ => return None,
+            };
         }
         Some(map.entry(key).or_insert(Strikes { target, count: 0, since: now }))
     }
@@ -73,7 +84,7 @@ impl Unanswered {
     /// row (the shard is then forgotten here).
     fn strike(&self, target: Target, now: u64) -> bool {
         let mut map = self.map();
-        let Some(entry) = Self::entry(&mut map, target, now) else { return false };
+        let Some(entry) = Self::entry(&mut map, target, now, true) else { return false };
         entry.count += 1;
         if entry.count >= UNANSWERED_LIMIT {
             map.remove(&(target.0, target.3));
@@ -84,7 +95,7 @@ impl Unanswered {
 
     /// Has the next pass audit `target` (a shard a client could not read), counting nothing.
     fn watch(&self, target: Target, now: u64) {
-        Self::entry(&mut self.map(), target, now);
+        Self::entry(&mut self.map(), target, now, false);
     }
 
     /// `host` answered an audit of `shard`.
@@ -299,7 +310,10 @@ mod tests {
             u.watch(target(i + 10, 3), 0);
         }
         assert_eq!(u.map().len(), MAX_UNANSWERED);
-        assert!(!u.strike(target(5000, 4), 0) && !u.strike(target(5000, 4), 0) && !u.strike(target(5000, 4), 0));
+        // Watched shards (which reports add) make way for what the audits find.
+        assert!(!u.strike(target(5000, 4), 0) && !u.strike(target(5000, 4), 0));
+        assert!(u.strike(target(5000, 4), 0), "a full map of reported shards held a strike back");
+        assert_eq!(u.map().len(), MAX_UNANSWERED - 1);
     }
 
     fn host(id: u64, state: crate::store::Standing, last_seen: u64) -> HostRow {
