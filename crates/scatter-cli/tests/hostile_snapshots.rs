@@ -444,7 +444,20 @@ async fn a_snapshot_without_its_tree_does_not_stop_find_or_stats() {
     std::fs::write(home.join("notes"), OWNER_KEY).expect("write");
     env.ok(&["backup", s(&home)]);
 
-    let mallory = common::attacker::Attacker::invite(&env, &["mallory", "--role", "appender", "--of", "u1"]).await;
+    let id = appenders_snapshot_of(&env, rand::random()).await;
+    for args in [&["find", "notes"][..], &["stats"], &["stats", "--mode", "raw-data"]] {
+        let out = env.scatter(args);
+        let (stdout, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "scatter {args:?} failed: {err}");
+        assert!(err.contains(&id[..8]) && err.contains(&format!("scatter forget {}", &id[..8])), "{err}");
+        assert!(stdout.contains(if args[0] == "find" { "1 match" } else { "1 snapshot" }), "{stdout}");
+    }
+}
+
+/// Commits, as a hostile appender holding its owner's public key (as every appender does), a
+/// snapshot record the owner's keys open, whose root is the tree `tree`; returns its id.
+async fn appenders_snapshot_of(env: &Env, tree: [u8; 32]) -> String {
+    let mallory = common::attacker::Attacker::invite(env, &["mallory", "--role", "appender", "--of", "u1"]).await;
     let keys = Profile::load_keys(&env.grid.client_dir(), env.grid.passphrase()).expect("owner's keys");
     let key = scatter_core::crypto::DataKey::generate();
     let session = mallory.session_wrapping(&keys.write_keys().wrap(&key)).await;
@@ -454,7 +467,7 @@ async fn a_snapshot_without_its_tree_does_not_stop_find_or_stats() {
         username: "mallory".into(),
         paths: vec!["/srv".into()],
         tags: vec![],
-        tree: rand::random(),
+        tree,
         parent: None,
         summary: Default::default(),
         excluded: Default::default(),
@@ -466,12 +479,62 @@ async fn a_snapshot_without_its_tree_does_not_stop_find_or_stats() {
         .post("/v1/snapshots/commit", &serde_json::json!({ "session": session, "id": id, "record": record }))
         .await;
     assert_eq!(status, 200, "{body}");
+    id
+}
+
+/// Attack (red team): trees are content-addressed, so a few trees may name each other over
+/// and over: tree k holds `a` and `b`, both tree k+1. Twenty-one trees of two entries stand
+/// for two million paths (forty for a trillion), and `find`, `stats` and `ls` walked them
+/// all, for as long as memory lasted. A walk that repeats its directories far beyond what a
+/// file system does is refused, and the commands over every snapshot name it and go on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_snapshot_of_trees_naming_each_other_does_not_hang_find_or_stats() {
+    use scatter_core::tree::{Node, NodeKind, Tree};
+    let env = grid(3).await;
+    let home = env.path("home");
+    std::fs::create_dir_all(&home).expect("mkdir");
+    std::fs::write(home.join("notes"), OWNER_KEY).expect("write");
+    env.ok(&["backup", s(&home)]);
+
+    // The trees' bytes are stored as the data of small files (one chunk each, whose id is the
+    // keyed hash an appender computes with its owner's public keys).
+    let keys = Profile::load_keys(&env.grid.client_dir(), env.grid.passphrase()).expect("owner's keys");
+    let dedup = keys.write_keys().dedup_key();
+    let bomb = env.path("bomb");
+    std::fs::create_dir_all(&bomb).expect("mkdir");
+    let mut below: Option<[u8; 32]> = None;
+    for k in (0..=20).rev() {
+        let node = |name: &str| Node {
+            name: name.into(),
+            kind: match below {
+                Some(subtree) => NodeKind::Dir { subtree },
+                None => NodeKind::File { chunks: vec![] },
+            },
+            mode: if below.is_some() { 0o40755 } else { 0o100644 },
+            uid: 0,
+            gid: 0,
+            mtime_ns: 0,
+            size: 0,
+            inode: 0,
+            dev: 0,
+            xattrs: vec![],
+        };
+        let tree = Tree::new(vec![node("a"), node("b")]).expect("tree").encode();
+        below = Some(*dedup.chunk_id(&tree).as_bytes());
+        std::fs::write(bomb.join(format!("t{k}")), tree).expect("write");
+    }
+    env.ok(&["backup", s(&bomb)]);
+    let id = appenders_snapshot_of(&env, below.expect("the root")).await;
 
     for args in [&["find", "notes"][..], &["stats"], &["stats", "--mode", "raw-data"]] {
+        let started = Instant::now();
         let out = env.scatter(args);
         let (stdout, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success(), "scatter {args:?} failed: {err}");
-        assert!(err.contains(&id[..8]) && err.contains(&format!("scatter forget {}", &id[..8])), "{err}");
-        assert!(stdout.contains(if args[0] == "find" { "1 match" } else { "1 snapshot" }), "{stdout}");
+        assert!(err.contains(&id[..8]) && err.contains("over and over"), "scatter {args:?}: {err}");
+        assert!(stdout.contains(if args[0] == "find" { "1 match" } else { "2 snapshot" }), "{stdout}");
+        assert!(started.elapsed() < Duration::from_secs(60), "scatter {args:?} took {:?}", started.elapsed());
     }
+    let err = env.fails(&["ls", &id[..8]]);
+    assert!(err.contains("over and over"), "{err}");
 }

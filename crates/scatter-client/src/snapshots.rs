@@ -223,6 +223,15 @@ pub const MAX_DEPTH: usize = 2048;
 /// The most entries one walk returns (each costs a few hundred bytes of memory).
 pub const MAX_ENTRIES: usize = 20_000_000;
 
+/// Entries a walk may return beyond [`REPEATS`] times those of its distinct trees. A real
+/// file system repeats a directory only where the backup saw it twice (a bind mount, a path
+/// given twice): every node carries its inode, so no two directories share a tree
+/// otherwise. A hostile snapshot can make a few trees name each other over and over (forty
+/// trees of two entries each stand for 2^40 paths), which no walk would finish.
+pub const REPEAT_SLACK: usize = 100_000;
+/// How many times over a walk may return its distinct trees' entries (see [`REPEAT_SLACK`]).
+pub const REPEATS: usize = 4;
+
 /// Loads trees through a fetcher, caching them.
 pub struct Trees {
     fetcher: Arc<Fetcher>,
@@ -350,12 +359,14 @@ impl Trees {
     /// Every entry below `root`, depth first (a directory before its entries, the entries of
     /// one directory together), with its path: `prefix` followed by the names from `root`.
     /// Names stay raw bytes. A tree deeper than [`MAX_DEPTH`] or holding more than
-    /// [`MAX_ENTRIES`] entries (a hostile snapshot can reuse one subtree many times over) is
-    /// refused.
+    /// [`MAX_ENTRIES`] entries, or repeating its subtrees far beyond what a file system does
+    /// (see [`REPEAT_SLACK`]), is refused.
     pub async fn walk(&mut self, root: ChunkId, prefix: &TreePath) -> Result<Vec<(TreePath, Node)>, ClientError> {
         let mut loaded = self.load_levels(root).await;
         let mut out = Vec::new();
         let mut stack = vec![(prefix.clone(), root)];
+        // The distinct trees met so far, and how many entries they hold together.
+        let (mut seen, mut distinct) = (HashSet::new(), 0usize);
         while let Some((dir, id)) = stack.pop() {
             // Taken out as it is visited, so the trees and the entries made of them are not
             // all held at once; a subtree met twice is fetched again (and then cached).
@@ -363,6 +374,18 @@ impl Trees {
                 Some(t) => t,
                 None => self.get(id).await?,
             };
+            if seen.insert(id) {
+                distinct += tree.nodes.len();
+            }
+            if out.len() + tree.nodes.len() > distinct.saturating_mul(REPEATS).saturating_add(REPEAT_SLACK) {
+                return Err(ClientError::Unrecoverable(format!(
+                    "`{}` repeats the same directories over and over ({} entries from {} distinct \
+                     directories so far), which no file system does; the snapshot is damaged or hostile",
+                    prefix.display(),
+                    out.len() + tree.nodes.len(),
+                    seen.len()
+                )));
+            }
             if out.len() + tree.nodes.len() > MAX_ENTRIES {
                 return Err(ClientError::Invalid(format!(
                     "`{}` holds more than {MAX_ENTRIES} entries, more than one restore or listing handles; \
