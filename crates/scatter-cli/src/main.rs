@@ -586,6 +586,10 @@ enum Cmd {
     Rm {
         /// The name it was stored under.
         name: String,
+        /// NAME is a stored (encrypted) name, as `scatter ls` shows one that does not decrypt
+        /// with your keys.
+        #[arg(long)]
+        encrypted: bool,
     },
     /// Your own usage: what you store now, your quota, and this period's usage and charges
     /// so far (accounts of role `user` and admins).
@@ -1742,8 +1746,17 @@ async fn run(cmd: Cmd) -> Result<i32> {
             let list = p.coordinator()?.list(&enc_prefix).await?;
             let mut rows = Vec::new();
             for o in list.objects {
-                let name = names.decrypt(&o.name).map_err(|e| anyhow::anyhow!("{e}"))?;
-                rows.push((name, o));
+                match names.decrypt(&o.name) {
+                    Ok(name) => rows.push((name, o)),
+                    // Written with other keys (a delegate's own, or a hostile one) or damaged:
+                    // named and left out, never a reason to list nothing.
+                    Err(_) => eprintln!(
+                        "warning: the stored name {} does not decrypt with your keys (written with other keys, or \
+                         damaged); it is left out. `scatter rm --encrypted {}` removes it",
+                        escape(o.name.as_bytes()),
+                        escape(o.name.as_bytes())
+                    ),
+                }
             }
             rows.sort_by(|a, b| a.0.cmp(&b.0));
             if json {
@@ -1767,16 +1780,18 @@ async fn run(cmd: Cmd) -> Result<i32> {
                 }
             }
         }
-        Cmd::Rm { name } => {
+        Cmd::Rm { name, encrypted } => {
             let (dir, p) = load()?;
-            let keys = Profile::load_keys(&dir, &passphrase(false)?)?;
-            let r =
-                p.coordinator()?.remove(&keys.write_keys().name_key().encrypt(&name)).await.map_err(|e| match e {
-                    ClientError::Api { code: scatter_proto::api::ErrorCode::NotFound, .. } => {
-                        anyhow::anyhow!("no object named `{name}` is stored; `scatter ls` lists what is")
-                    }
-                    e => e.into(),
-                })?;
+            let stored = match encrypted {
+                true => name.clone(),
+                false => Profile::load_keys(&dir, &passphrase(false)?)?.write_keys().name_key().encrypt(&name),
+            };
+            let r = p.coordinator()?.remove(&stored).await.map_err(|e| match e {
+                ClientError::Api { code: scatter_proto::api::ErrorCode::NotFound, .. } => {
+                    anyhow::anyhow!("no object named `{name}` is stored; `scatter ls` lists what is")
+                }
+                e => e.into(),
+            })?;
             println!(
                 "Removed {name} ({} version(s)); {} pack(s) will be deleted from hosts.",
                 r.versions, r.packs_released

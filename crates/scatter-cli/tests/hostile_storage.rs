@@ -10,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::attacker::{now, Attacker};
-use common::{coordinator_key, fingerprint, grid, grid_with, host, shard_files, uploaded_pack, Env};
+use common::{coordinator_key, fingerprint, grid, grid_with, host, run, shard_files, uploaded_pack, Env};
 use ed25519_dalek::SigningKey;
 use scatter_cli::grid::GridOptions;
 use scatter_core::{ChunkId, HostId, PackId, ShardId};
@@ -782,4 +782,61 @@ async fn a_host_erring_only_on_a_lost_shard_has_it_repaired() {
     }
     let failed = host_states(&env).iter().find(|(id, _, _)| *id == broken.0).map(|h| h.2).unwrap_or(0);
     assert!(failed > 0, "the failure did not count against the host: {:?}", host_states(&env));
+}
+
+/// Attack (red team): an appender commits objects of no data with the largest manifests a
+/// request takes, under made-up names. Nothing counted them: ten commits grew the catalog by
+/// 320 MiB (and every catalog backup on the hosts), and one name that does not decrypt made
+/// the owner's `scatter ls` fail as a whole, with no way to remove it. What the catalog keeps
+/// of an object counts against the quota, and `ls` names such an object, which
+/// `rm --encrypted` removes.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_appender_cannot_fill_the_catalog_with_object_manifests() {
+    let env = grid(3).await;
+    let file = env.write_random("mine", 100 << 10, 7);
+    let bob = env.path("bob");
+    let token = env.ok(&["admin", "user", "add", "bob", "--quota", "16MiB"]).trim().to_owned();
+    common::ok(run(&bob, &["init", "--coordinator", env.grid.url(), "--token", &token], &[]), "bob init");
+    common::ok(run(&bob, &["put", file.to_str().expect("utf-8"), "--name", "mine"], &[]), "bob put");
+    let nas = Attacker::invite(&env, &["nas", "--role", "appender", "--of", "u2"]).await;
+    let session = nas.session().await;
+    let manifest = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, vec![9u8; 1 << 20]);
+    let mut refused = None;
+    for n in 0..40 {
+        let commit = CommitObjectRequest {
+            name: format!("flood-{n}"),
+            session,
+            size: 0,
+            manifest: manifest.clone(),
+            chunks: vec![],
+            retention: Default::default(),
+            meta: None,
+            replace: false,
+            exclusive: false,
+            if_attributes: None,
+        };
+        let (status, body) = nas.post("/v1/objects/commit", &commit).await;
+        if status != 200 {
+            refused = Some((n, status, body));
+            break;
+        }
+    }
+    let (n, status, body) = refused.expect("40 manifests of 1 MiB were all taken under a 16 MiB quota");
+    assert!(n <= 16, "{n} manifests of 1 MiB taken under a 16 MiB quota");
+    assert_eq!(status, 507, "{body}");
+    assert!(body.to_string().contains("quota"), "{body}");
+
+    // The owner lists its own objects, is told of the others, and removes them.
+    let out = run(&bob, &["ls"], &[]);
+    let (stdout, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "ls failed: {err}");
+    assert!(stdout.contains("mine") && err.contains("flood-0") && err.contains("rm --encrypted"), "{stdout}\n{err}");
+    for i in 0..n {
+        common::ok(run(&bob, &["rm", "--encrypted", &format!("flood-{i}")], &[]), "rm --encrypted");
+    }
+    let out = run(&bob, &["ls"], &[]);
+    assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    let back = env.path("back");
+    common::ok(run(&bob, &["get", "mine", "--output", back.to_str().expect("utf-8")], &[]), "bob get");
+    assert!(std::fs::read(&back).expect("got") == std::fs::read(&file).expect("mine"));
 }

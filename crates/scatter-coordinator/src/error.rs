@@ -68,7 +68,9 @@ impl From<StoreError> for ApiError {
             | StoreError::SnapshotExists
             | StoreError::ShardTaken(_)
             | StoreError::DeviceTaken => ApiError::Conflict(e.to_string()),
-            StoreError::RecordsFull { .. } | StoreError::DelegatesRecordsFull { .. } => ApiError::Quota(e.to_string()),
+            StoreError::QuotaFull | StoreError::RecordsFull { .. } | StoreError::DelegatesRecordsFull { .. } => {
+                ApiError::Quota(e.to_string())
+            }
             StoreError::Busy => ApiError::Busy(e.to_string()),
             StoreError::Changed => ApiError::Changed(e.to_string()),
             StoreError::NameTaken

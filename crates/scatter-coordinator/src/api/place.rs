@@ -41,7 +41,7 @@ pub(super) async fn place(State(sh): S, headers: HeaderMap, Body(req): Body<Plac
         return Err(ApiError::BadRequest("at most 1024 hosts may be excluded".into()));
     }
     let used = match u.quota {
-        Some(_) => db(&sh, move |s| s.usage(u.id)).await?,
+        Some(_) => db(&sh, move |s| s.quota_usage(u.id)).await?,
         None => 0,
     };
     let policies = policies_for(&sh, &u, &req.policy).await?;
@@ -180,7 +180,7 @@ fn choose_targets(
             ));
         }
         return Err(ApiError::Quota(format!(
-            "the quota is exhausted: {} of {} used on hosts (with redundancy), {} more being uploaded, and this pack needs {} more; remove data (`scatter prune` also frees what an interrupted put or backup stored, once its session has ended: a minute) or ask the grid's admin for more",
+            "the quota is exhausted: {} of {} used (on hosts, with redundancy, and by objects in the catalog), {} more being uploaded, and this pack needs {} more; remove data (`scatter prune` also frees what an interrupted put or backup stored, once its session has ended: a minute) or ask the grid's admin for more",
             ByteSize(used),
             ByteSize(u.quota.unwrap_or(0)),
             ByteSize(reserved.owner),

@@ -414,6 +414,45 @@ conformance! {
         assert_eq!(store.remove_object(ann, "k", 6).expect("remove").0, 1, "one version was left");
     }
 
+    fn objects_count_what_the_catalog_keeps_of_them_against_the_quota() {
+        let (_guard, store) = catalog();
+        // 64 bytes of pack on hosts, and room for about two objects of a 1,000-byte manifest.
+        let ann = user(&store, 1, "ann", Role::User, Some(64 + 2 * 1200 + 100), None);
+        let h = host(&store, 1, 0);
+        let s = store.add_session(ann, b"k", 0, 100).expect("session");
+        Pack::new(1, 1, &[h]).chunks(&[1]).commit(&store, ann, s, 1);
+        assert_eq!(store.quota_usage(ann).expect("usage"), 64);
+        let manifest = [7u8; 1000];
+        let object = |name| NewObject {
+            name,
+            session: s,
+            manifest: &manifest,
+            meta: Some(b"attrs"),
+            size: 0,
+            chunks: &[],
+            if_attributes: None,
+        };
+        let none = (None, None);
+        let each = 1 + 1000 + 5 + 128;
+        store.commit_object_held(ann, &object("a"), false, false, none, 2).expect("a");
+        store.commit_object_held(ann, &object("b"), false, false, none, 2).expect("b");
+        assert_eq!(store.quota_usage(ann).expect("usage"), 64 + 2 * each);
+        assert_eq!(store.usage(ann).expect("usage"), 64, "what the hosts hold stays apart");
+        assert!(matches!(
+            store.commit_object_held(ann, &object("c"), false, false, none, 3),
+            Err(StoreError::QuotaFull)
+        ));
+        // Removing an object, or replacing its versions, gives its bytes back.
+        store.remove_object(ann, "a", 4).expect("remove");
+        assert_eq!(store.quota_usage(ann).expect("usage"), 64 + each);
+        store.commit_object_held(ann, &object("b"), false, true, none, 5).expect("replace b");
+        assert_eq!(store.quota_usage(ann).expect("usage"), 64 + each, "the replaced version is given back");
+        store.commit_object_held(ann, &object("c"), false, false, none, 6).expect("c fits again");
+        // A removed user's objects count nothing any more (its packs go when its session ends).
+        assert!(store.remove_user(ann, 7).expect("remove"));
+        assert_eq!(store.quota_usage(ann).expect("usage"), store.usage(ann).expect("usage"));
+    }
+
     fn objects_committed_together_are_each_refused_or_committed_on_their_own() {
         let (_guard, store) = catalog();
         let ann = user(&store, 1, "ann", Role::User, None, None);

@@ -356,6 +356,7 @@ impl Store {
                     chunks
                 } else {
                     let object: i64 = id.parse().unwrap_or(-1);
+                    super::forget_object_bytes(tx, object)?;
                     let chunks =
                         tx.query_map("SELECT chunk FROM object_chunks WHERE object = ?1", params![object], |r| {
                             r.get(0)

@@ -58,7 +58,7 @@ pub use reservations::{Reservation, ReserveError, Reserved};
 use sql::{Backend, Sql, SqlError};
 pub use transfer::{Moved, TransferError};
 
-const SCHEMA_VERSION: i64 = 19;
+const SCHEMA_VERSION: i64 = 20;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -177,6 +177,12 @@ CREATE TABLE IF NOT EXISTS usage_counts (
     user INTEGER NOT NULL,
     slot INTEGER NOT NULL,
     packs INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (user, slot)
+);
+CREATE TABLE IF NOT EXISTS catalog_usage (
+    user INTEGER NOT NULL,
+    slot INTEGER NOT NULL,
     bytes INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (user, slot)
 );
@@ -580,6 +586,12 @@ pub enum StoreError {
     /// The snapshot id is taken.
     #[error("a snapshot with this id exists already")]
     SnapshotExists,
+    /// The account's quota has no room for what the catalog would keep of an object.
+    #[error(
+        "the quota is exhausted (what this account stores on hosts and what the catalog keeps of its objects); \
+         remove data (`scatter rm`, `scatter prune`) or ask the grid's admin for more"
+    )]
+    QuotaFull,
     /// The account's snapshot records would take more of the catalog than it keeps for one.
     #[error(
         "this account's snapshot records take {used} bytes of the {limit} the coordinator keeps for one account; \
@@ -938,6 +950,50 @@ fn stored(conn: &Sql<'_>, user: i64, pack: &[u8], packs: i64, bytes: i64, logica
     Ok(())
 }
 
+/// What one object version takes in the catalog, as SQL over a row of `objects`: its
+/// encrypted name, sealed manifest and attributes, and [`OBJECT_ROW_BYTES`].
+const OBJECT_BYTES: &str = "(LENGTH(name) + LENGTH(manifest) + COALESCE(LENGTH(meta), 0) + 128)";
+/// What an object version's row takes beyond its name, manifest and attributes (ids, sizes,
+/// indexes), as [`OBJECT_BYTES`] counts it.
+const OBJECT_ROW_BYTES: u64 = 128;
+
+/// Counts `bytes` more (or fewer) of the catalog for `user`'s objects, in the row that
+/// `name` (an object's encrypted name) picks, as [`stored`] spreads its counters.
+fn catalog_bytes(conn: &Sql<'_>, user: i64, name: &str, bytes: i64) -> Result<(), SqlError> {
+    let slot = name.as_bytes().first().map_or(0, |b| b % USAGE_SLOTS);
+    conn.execute(
+        "INSERT INTO catalog_usage (user, slot, bytes) VALUES (?1, ?2, ?3)
+         ON CONFLICT (user, slot) DO UPDATE SET bytes = catalog_usage.bytes + excluded.bytes",
+        params![user, slot, bytes],
+    )?;
+    Ok(())
+}
+
+/// Stops counting what object version `object` (a row id) takes in the catalog, before its
+/// row is deleted.
+fn forget_object_bytes(conn: &Sql<'_>, object: i64) -> Result<(), SqlError> {
+    let row: Option<(i64, String, i64)> = conn.query_opt(
+        &format!("SELECT user, name, CAST({OBJECT_BYTES} AS BIGINT) FROM objects WHERE id = ?1"),
+        params![object],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    match row {
+        Some((user, name, bytes)) => catalog_bytes(conn, user, &name, -bytes),
+        None => Ok(()),
+    }
+}
+
+/// What counts against `user`'s quota: its live packs on hosts and its objects in the catalog.
+fn quota_used(conn: &Sql<'_>, user: i64) -> Result<u64, SqlError> {
+    let used: i64 = conn.query_row(
+        "SELECT CAST(COALESCE((SELECT SUM(bytes) FROM usage_counts WHERE user = ?1), 0)
+                   + COALESCE((SELECT SUM(bytes) FROM catalog_usage WHERE user = ?1), 0) AS BIGINT)",
+        params![user],
+        |r| r.get(0),
+    )?;
+    Ok(used.max(0) as u64)
+}
+
 /// Measures how `pack`'s shards spread over failure domains (a host on its own, or all hosts
 /// of one operator not declared independent) and zones, and records it with the pack: the
 /// most shards one domain holds, how many domains it survives losing with every shard
@@ -1287,6 +1343,17 @@ impl Store {
                         }
                     }
                 }
+            }
+            if version.is_some_and(|v| v <= 19) {
+                // Objects' catalog bytes were not counted before: counted once, here.
+                c.execute(
+                    &format!(
+                        "INSERT INTO catalog_usage (user, slot, bytes)
+                         SELECT user, 0, CAST(SUM({OBJECT_BYTES}) AS BIGINT) FROM objects GROUP BY user
+                         ON CONFLICT (user, slot) DO NOTHING"
+                    ),
+                    params![],
+                )?;
             }
             c.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -1952,12 +2019,22 @@ fn commit_one(
             return Err(StoreError::Changed);
         }
     }
+    // The catalog keeps the version's name, manifest and attributes: they count against the
+    // quota, or an account could grow the catalog (and its backups on the hosts) without
+    // bound with large manifests of no data.
+    let cost = name.len() as u64 + manifest.len() as u64 + meta.map_or(0, |m| m.len() as u64) + OBJECT_ROW_BYTES;
+    let quota: Option<i64> =
+        tx.query_opt("SELECT quota FROM users WHERE id = ?1", params![user.0 as i64], |r| r.get(0))?.flatten();
+    if quota.is_some_and(|q| quota_used(tx, user.0 as i64).map_or(true, |used| used + cost > q.max(0) as u64)) {
+        return Err(StoreError::QuotaFull);
+    }
     let object: i64 = tx.query_row(
         "INSERT INTO objects (user, name, version, session, manifest, size, created, meta)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
         params![user.0 as i64, name, version as i64, session as i64, manifest, size as i64, now as i64, meta],
         |r| r.get(0),
     )?;
+    catalog_bytes(tx, user.0 as i64, name, cost as i64)?;
     {
         let stmt = "INSERT INTO object_chunks (object, user, chunk) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
         for c in chunks {
@@ -2014,6 +2091,14 @@ fn remove_versions(
         |r| r.get(0),
     )?;
     tx.execute(&format!("DELETE FROM object_chunks WHERE object IN ({versions})"), params![u, name, below])?;
+    let freed: i64 = tx.query_row(
+        &format!(
+            "SELECT CAST(COALESCE(SUM({OBJECT_BYTES}), 0) AS BIGINT) FROM objects WHERE user = ?1 AND name = ?2 AND version < ?3"
+        ),
+        params![u, name, below],
+        |r| r.get(0),
+    )?;
+    catalog_bytes(tx, u, name, -freed)?;
     let removed = tx
         .execute("DELETE FROM objects WHERE user = ?1 AND name = ?2 AND version < ?3", params![u, name, below])?
         as u64;

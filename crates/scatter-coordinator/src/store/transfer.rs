@@ -34,6 +34,7 @@ const TABLES: &[&str] = &[
     "sessions",
     "packs",
     "usage_counts",
+    "catalog_usage",
     "shards",
     "chunks",
     "objects",

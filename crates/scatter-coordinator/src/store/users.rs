@@ -248,6 +248,12 @@ impl Store {
         Ok(used.max(0) as u64)
     }
 
+    /// What counts against the user's quota: [`Store::usage`], and what the catalog keeps of
+    /// its objects (names, manifests, attributes).
+    pub fn quota_usage(&self, id: UserId) -> Result<u64, StoreError> {
+        self.read(|c| Ok(super::quota_used(c, id.0 as i64)?))
+    }
+
     /// Disables (or enables) a user that is not removed; false if there is none.
     /// Disabling ends the dashboard sessions and login links of the user and its delegates
     /// (disabled with it) in the same transaction: enabling it again must not revive them.
@@ -294,6 +300,7 @@ impl Store {
             )?;
             tx.execute("DELETE FROM object_chunks WHERE user = ?1", params![u])?;
             tx.execute("DELETE FROM objects WHERE user = ?1", params![u])?;
+            tx.execute("DELETE FROM catalog_usage WHERE user = ?1", params![u])?;
             tx.execute("DELETE FROM snapshot_chunks WHERE user = ?1", params![u])?;
             tx.execute("DELETE FROM snapshots WHERE user = ?1", params![u])?;
             match super::backup::sweep(tx, id, now) {
