@@ -1145,3 +1145,61 @@ async fn a_put_that_ends_without_its_object_leaves_nothing_on_hosts() {
     wait_clean(&s, &[0, 1], "a put failing on dead hosts");
     assert!(s.gw.child.try_wait().expect("wait").is_none(), "the gateway stopped");
 }
+
+/// Attack (red team): a request signed with SigV2 in its header was good for ever: s3s
+/// checks only that it carries a date, so a GET, PUT or DELETE seen once (in a proxy's log,
+/// say) could be sent again years later, a PUT with another body (SigV2 does not sign it).
+/// Its signed date must now be within 15 minutes of the gateway's clock, as SigV4's is.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sigv2_request_is_good_only_near_the_date_it_was_signed_at() {
+    let env = grid(3).await;
+    let key = add_key(&env, false);
+    let gw = Gateway::start(&env, &["--plain-http"], "gateway.log");
+    let http = reqwest::Client::new();
+    let list = |date: String| {
+        // SigV2: HMAC-SHA1 over method, Content-MD5, Content-Type, Date and the resource.
+        let signing = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, key.secret.as_bytes());
+        let tag = ring::hmac::sign(&signing, format!("GET\n\n\n{date}\n/").as_bytes());
+        let signature = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, tag.as_ref());
+        http.get(format!("{}/", gw.endpoint()))
+            .header("date", date)
+            .header("authorization", format!("AWS {}:{signature}", key.access))
+            .send()
+    };
+    let now = std::time::SystemTime::now();
+    let ok = list(httpdate(now)).await.expect("request");
+    assert_eq!(ok.status(), 200, "{}", ok.text().await.unwrap_or_default());
+    for (when, what) in [
+        (now - Duration::from_secs(16 * 60), "16 minutes ago"),
+        (now + Duration::from_secs(16 * 60), "16 minutes ahead"),
+        (std::time::UNIX_EPOCH + Duration::from_secs(978_307_200), "in 2001"),
+    ] {
+        let old = list(httpdate(when)).await.expect("request");
+        let status = old.status();
+        let body = old.text().await.unwrap_or_default();
+        assert_eq!(status, 403, "a SigV2 request signed {what}: {body}");
+        assert!(body.contains("RequestTimeTooSkewed"), "{body}");
+    }
+    let undated = list("not a date".into()).await.expect("request");
+    assert_eq!(undated.status(), 403, "a SigV2 request with no date it was signed at");
+}
+
+/// An HTTP date (`Wed, 02 Dec 2026 09:15:00 GMT`).
+fn httpdate(at: std::time::SystemTime) -> String {
+    let secs = at.duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs();
+    let days = secs / 86_400;
+    let (h, m, s) = (secs % 86_400 / 3600, secs % 3600 / 60, secs % 60);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
+    let name = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][month as usize - 1];
+    format!("{weekday}, {day:02} {name} {year} {h:02}:{m:02}:{s:02} GMT")
+}

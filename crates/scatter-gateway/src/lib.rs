@@ -77,6 +77,7 @@ pub fn router(keys: Keys) -> axum::Router {
         .fallback_service(service)
         .layer(axum::middleware::from_fn(pace::bounded_bodies))
         .layer(axum::middleware::from_fn(presigned_at_most_a_week))
+        .layer(axum::middleware::from_fn(sigv2_recently_signed))
         .layer(axum::middleware::from_fn(explain_refusals))
         .layer(axum::middleware::from_fn(no_body_for_head))
         .layer(axum::middleware::from_fn(request_ids))
@@ -165,6 +166,52 @@ async fn presigned_at_most_a_week(
         .header(axum::http::header::CONTENT_TYPE, "application/xml")
         .body(axum::body::Body::from(xml))
         .unwrap_or_default()
+}
+
+/// How far from the gateway's clock the date a request was signed with may be, as s3s holds
+/// SigV4's: a captured request is good for that long at most.
+const MOST_SKEW: u64 = 15 * 60;
+
+/// Refuses a request signed with SigV2 in its `Authorization` header (`AWS KEY:SIGNATURE`)
+/// whose signed date (`x-amz-date`, else `Date`) is missing or more than [`MOST_SKEW`] from
+/// the clock. s3s checks only that a date is there, so one request seen once (in a proxy's
+/// log, say) would be good for ever, and a PUT's body (which SigV2 does not sign) could be
+/// swapped. SigV2 presigned URLs carry their own expiry ([`presigned_at_most_a_week`]).
+async fn sigv2_recently_signed(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let headers = req.headers();
+    let v2 = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.starts_with("AWS "));
+    if !v2 {
+        return next.run(req).await;
+    }
+    let signed = headers
+        .get("x-amz-date")
+        .or_else(|| headers.get(axum::http::header::DATE))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|d| httpdate::parse_http_date(d.trim()).ok().or_else(|| iso_basic(d.trim())));
+    let now = std::time::SystemTime::now();
+    let skew = signed.map(|at| at.duration_since(now).unwrap_or_else(|e| e.duration()));
+    if skew.is_some_and(|s| s.as_secs() <= MOST_SKEW) {
+        return next.run(req).await;
+    }
+    let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>RequestTimeTooSkewed</Code>\
+               <Message>a request signed with SigV2 must carry the date it was signed at (Date or x-amz-date), \
+               within 15 minutes of the gateway's clock: check the client's clock, or sign with SigV4</Message></Error>";
+    axum::response::Response::builder()
+        .status(axum::http::StatusCode::FORBIDDEN)
+        .header(axum::http::header::CONTENT_TYPE, "application/xml")
+        .body(axum::body::Body::from(xml))
+        .unwrap_or_default()
+}
+
+/// A date in ISO 8601's basic form (`20261202T091500Z`), as some clients send `x-amz-date`.
+fn iso_basic(text: &str) -> Option<std::time::SystemTime> {
+    let format = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    let at = time::PrimitiveDateTime::parse(text, format).ok()?.assume_utc();
+    let secs = u64::try_from(at.unix_timestamp()).ok()?;
+    Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
 }
 
 /// Every answer names its request (`x-amz-request-id`, which clients report with an error),
