@@ -71,7 +71,7 @@ impl From<StoreError> for ApiError {
             StoreError::QuotaFull | StoreError::RecordsFull { .. } | StoreError::DelegatesRecordsFull { .. } => {
                 ApiError::Quota(e.to_string())
             }
-            StoreError::Busy => ApiError::Busy(e.to_string()),
+            StoreError::Busy | StoreError::TooManySessions => ApiError::Busy(e.to_string()),
             StoreError::Changed => ApiError::Changed(e.to_string()),
             StoreError::NameTaken
             | StoreError::AccountDisabled

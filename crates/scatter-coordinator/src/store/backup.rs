@@ -247,12 +247,21 @@ pub const RECORD_BYTES_PER_ACCOUNT: u64 = 64 << 20;
 /// appender cannot use up its owner's room to commit.
 pub const RECORD_BYTES_OF_DELEGATES: u64 = 16 << 20;
 
-/// Bytes of `user`'s snapshot records: all of them, and those written by its delegates.
+/// What a snapshot takes in the catalog besides its record and its session's wrapped key
+/// (its id, its row and its session's, their indexes), as [`record_bytes`] counts it: an
+/// empty record costs something too, or rows could be added without end.
+pub const SNAPSHOT_ROW_BYTES: u64 = 1024;
+
+/// Bytes the catalog keeps for `user`'s snapshots (each its record, its session's wrapped
+/// key and [`SNAPSHOT_ROW_BYTES`]): all of them, and those written by its delegates.
 fn record_bytes(tx: &Sql<'_>, user: UserId) -> Result<(u64, u64), SqlError> {
     let (all, delegates): (i64, i64) = tx.query_row(
-        "SELECT CAST(COALESCE(SUM(LENGTH(record)), 0) AS BIGINT),
-                CAST(COALESCE(SUM(CASE WHEN COALESCE(writer, user) <> user THEN LENGTH(record) ELSE 0 END), 0) AS BIGINT)
-         FROM snapshots WHERE user = ?1",
+        &format!(
+            "SELECT CAST(COALESCE(SUM(b), 0) AS BIGINT), CAST(COALESCE(SUM(CASE WHEN delegated THEN b ELSE 0 END), 0) AS BIGINT)
+             FROM (SELECT LENGTH(s.record) + COALESCE(LENGTH(k.wrapped_key), 0) + {SNAPSHOT_ROW_BYTES} AS b,
+                          COALESCE(s.writer, s.user) <> s.user AS delegated
+                   FROM snapshots s LEFT JOIN sessions k ON k.id = s.session WHERE s.user = ?1) t"
+        ),
         params![user.0 as i64],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
@@ -295,7 +304,12 @@ impl Store {
                 return Err(StoreError::SnapshotExists);
             }
             let (all, delegates) = record_bytes(tx, user)?;
-            let len = record.len() as u64;
+            let wrapped: i64 = tx.query_row(
+                "SELECT CAST(COALESCE(LENGTH(wrapped_key), 0) AS BIGINT) FROM sessions WHERE id = ?1",
+                params![session as i64],
+                |r| r.get(0),
+            )?;
+            let len = record.len() as u64 + wrapped.max(0) as u64 + SNAPSHOT_ROW_BYTES;
             if me != user && delegates + len > RECORD_BYTES_OF_DELEGATES {
                 return Err(StoreError::DelegatesRecordsFull { limit: RECORD_BYTES_OF_DELEGATES });
             }
@@ -662,7 +676,8 @@ mod tests {
         fn snapshot_records_are_bounded_per_account_and_delegates_leave_the_owner_room() {
             let (_d, store, user, _host) = setup();
             let app = delegate(&store, user, Role::Appender, 5);
-            let big = vec![1u8; (RECORD_BYTES_OF_DELEGATES / 4) as usize];
+            // A quarter of the delegates' share, less what each snapshot's row and key take.
+            let big = vec![1u8; (RECORD_BYTES_OF_DELEGATES / 4 - SNAPSHOT_ROW_BYTES - 16) as usize];
             let commit = |me: UserId, n: usize, record: &[u8]| {
                 let s = store.open_session(user, me, b"k", 1, 100).expect("session");
                 store.commit_snapshot(user, me, s, &format!("{me}-{n}"), record, 2)
@@ -684,7 +699,7 @@ mod tests {
             // A rewritten record may not grow past it either, and may shrink.
             let first = format!("{user}-0");
             assert!(matches!(
-                store.replace_snapshot_record(user, &first, &[&big[..], b"more"].concat(), 3),
+                store.replace_snapshot_record(user, &first, &[&big[..], &[0u8; 4096]].concat(), 3),
                 Err(StoreError::RecordsFull { .. })
             ));
             assert!(store.replace_snapshot_record(user, &first, b"small", 3).expect("replace"));
@@ -692,6 +707,38 @@ mod tests {
             commit(user, 100, b"r").expect("room after the rewrite");
             assert_eq!(store.forget(user, &[format!("{app}-0")], 4).expect("forget"), 1);
             commit(app, 100, &big).expect("room after a forget");
+        }
+    }
+
+    crate::store::testing::conformance! {
+        fn an_account_holds_a_bounded_number_of_sessions_open() {
+            let (_d, store, user, _host) = setup();
+            let app = delegate(&store, user, Role::Appender, 5);
+            let sessions: Vec<u64> = (0..crate::store::MAX_OPEN_SESSIONS)
+                .map(|_| store.open_session(user, app, b"k", 1, 100).expect("session"))
+                .collect();
+            assert!(matches!(store.open_session(user, app, b"k", 1, 100), Err(StoreError::TooManySessions)));
+            // Each opener on its own: the owner still opens one.
+            store.add_session(user, b"k", 1, 100).expect("the owner's");
+            // A closed session, or a lapsed one, makes room.
+            store.close_session(user, app, sessions[0]).expect("close");
+            store.open_session(user, app, b"k", 1, 100).expect("after a close");
+            assert!(matches!(store.open_session(user, app, b"k", 1, 100), Err(StoreError::TooManySessions)));
+            store.open_session(user, app, b"k", 100, 200).expect("once the others lapsed");
+        }
+    }
+
+    crate::store::testing::conformance! {
+        fn an_empty_record_costs_its_row_and_its_sessions_key() {
+            let (_d, store, user, _host) = setup();
+            let app = delegate(&store, user, Role::Appender, 5);
+            let s = store.open_session(user, app, &[3u8; 4096], 1, 100).expect("session");
+            store.commit_snapshot(user, app, s, "empty", b"", 2).expect("commit");
+            let counted = store.read(|c| Ok(record_bytes(c, user)?)).expect("bytes");
+            assert_eq!(counted, (4096 + SNAPSHOT_ROW_BYTES, 4096 + SNAPSHOT_ROW_BYTES));
+            // So a delegate's empty snapshots run out as its records would.
+            let most = RECORD_BYTES_OF_DELEGATES / (4096 + SNAPSHOT_ROW_BYTES);
+            assert!(most < 4000, "{most} empty snapshots with 4 KiB keys fit");
         }
     }
 

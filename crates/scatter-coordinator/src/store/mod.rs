@@ -198,6 +198,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     expires INTEGER NOT NULL DEFAULT 0,
     opener INTEGER
 );
+CREATE INDEX IF NOT EXISTS sessions_by_opener ON sessions(user, opener, expires);
 CREATE TABLE IF NOT EXISTS packs (
     id BLOB PRIMARY KEY,
     user INTEGER NOT NULL REFERENCES users(id),
@@ -586,6 +587,12 @@ pub enum StoreError {
     /// The snapshot id is taken.
     #[error("a snapshot with this id exists already")]
     SnapshotExists,
+    /// The account holds [`MAX_OPEN_SESSIONS`] write sessions open already.
+    #[error(
+        "this account has 256 write sessions open already; let running puts and backups finish (an unused session \
+         lapses within minutes) and try again"
+    )]
+    TooManySessions,
     /// The account's quota has no room for what the catalog would keep of an object.
     #[error(
         "the quota is exhausted (what this account stores on hosts and what the catalog keeps of its objects); \
@@ -926,6 +933,10 @@ fn held_count(conn: &Sql<'_>, host: HostId, shards: i64, bytes: i64) -> Result<(
     )?;
     Ok(())
 }
+
+/// Write sessions one account (an owner, or one of its delegates) may hold open at once: a
+/// gateway's concurrent puts each hold one, and a session that is never closed lapses.
+pub const MAX_OPEN_SESSIONS: usize = 256;
 
 /// Counter rows per user: a pack counts in the row its id's first byte picks, so commits of
 /// one user running at once (a backup's parallel packs, through several coordinators)
@@ -1596,6 +1607,15 @@ impl Store {
         expires: u64,
     ) -> Result<u64, StoreError> {
         self.write(|conn| {
+            // Bounded per opener: each holds a wrapped key of up to 4 KiB in the catalog.
+            let open: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM sessions WHERE user = ?1 AND opener = ?2 AND expires > ?3",
+                params![user.0 as i64, opener.0 as i64, now as i64],
+                |r| r.get(0),
+            )?;
+            if open >= MAX_OPEN_SESSIONS as i64 {
+                return Err(StoreError::TooManySessions);
+            }
             let id: i64 = conn.query_row(
                 "INSERT INTO sessions (user, wrapped_key, created, expires, opener) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
                 params![user.0 as i64, wrapped_key, now as i64, expires as i64, opener.0 as i64],
