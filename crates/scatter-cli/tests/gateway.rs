@@ -1088,6 +1088,22 @@ async fn two_profiles_stay_apart_unsigned_requests_are_refused_and_abandoned_upl
         .env("GW_OTHER_BUCKET", "shared-name");
     let out = run_tool(cmd, s.env.dir.path(), "hog_checks.py");
     must(out, "hog_checks.py");
+
+    // Attack (red team): one profile's owner writes what it likes into its own key store (a
+    // damaged one, or one naming another profile's access key), and the gateway refused to
+    // start for every profile. Those keys are left out, and the others are served.
+    s.gw.terminate();
+    std::fs::write(bob.join("gateway-keys"), b"not a sealed key store").expect("damage bob's key store");
+    let gw = Gateway::start(
+        &s.env,
+        &["--cert", cert.to_str().expect("utf-8"), "--key", key.to_str().expect("utf-8"), "--profile", &profile],
+        "gateway-damaged.log",
+    );
+    s.gw = gw;
+    must(s.aws(&["s3", "ls", "s3://shared-name/"]), "alice: ls with bob's key store damaged");
+    let err = must_fail(s.aws_with(&bob_key, &["s3", "ls"]), "bob: ls with his key store damaged");
+    assert!(err.contains("InvalidAccessKeyId"), "{err}");
+    assert!(s.gw.log_text().contains("does not open"), "{}", s.gw.log_text());
 }
 
 /// Waits until the hosts `which` hold no upload the catalog does not record.

@@ -107,15 +107,17 @@ fn load(served: &[Served]) -> (Table, Vec<GatewayError>) {
     (table, problems)
 }
 
-/// The keys of `served` as they are now, for a gateway about to start: refused when a store
-/// does not open, a key belongs to two profiles, or no key exists at all.
+/// The keys of `served` as they are now, for a gateway about to start: refused when no key
+/// can be served (saying why). A store that does not open, or a key in two profiles, keeps
+/// only those keys out, with a warning, as a change while the gateway runs does: one profile's
+/// store (which its owner may write as it likes) must not stop the gateway for the others.
 pub fn keys(served: &[Served]) -> Result<Keys, GatewayError> {
     let (table, problems) = load(served);
-    if let Some(p) = problems.into_iter().next() {
-        return Err(p);
-    }
     if table.is_empty() {
-        return Err(GatewayError::NoKeys);
+        return Err(problems.into_iter().next().unwrap_or(GatewayError::NoKeys));
+    }
+    for p in &problems {
+        tracing::warn!("part of the gateway's keys is not served: {p}");
     }
     let keys = Keys::default();
     keys.replace(table);
