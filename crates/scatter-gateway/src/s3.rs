@@ -1456,7 +1456,7 @@ impl S3 for Gateway {
         bucket(t, &input.bucket).await?;
         let prefix = input.prefix.clone().unwrap_or_default();
         let names = Names::of(input.encoding_type.as_ref());
-        let mut uploads: Vec<MultipartUpload> = t
+        let mut all: Vec<(String, String, u64)> = t
             .list(&naming::uploads_of(&input.bucket))
             .await
             .map_err(internal)?
@@ -1464,26 +1464,66 @@ impl S3 for Gateway {
             .filter_map(|l| match l.named {
                 Named::Upload(_, id) => {
                     let key = l.attrs.key?;
-                    key.starts_with(&prefix).then(|| MultipartUpload {
-                        key: Some(names.show(key)),
-                        upload_id: Some(id),
-                        initiated: Some(timestamp(l.created)),
-                        ..Default::default()
-                    })
+                    key.starts_with(&prefix).then_some((key, id, l.created))
                 }
                 _ => None,
             })
             .collect();
-        uploads.sort_by(|a, b| (&a.key, &a.upload_id).cmp(&(&b.key, &b.upload_id)));
+        all.sort();
+        // After the markers, as S3 pages: keys after the key marker, and with an upload-id
+        // marker, that key's uploads after it too.
+        let key_marker = input.key_marker.clone().unwrap_or_default();
+        let id_marker = input.upload_id_marker.clone().filter(|_| !key_marker.is_empty());
+        all.retain(|(key, id, _)| {
+            key.as_str() > key_marker.as_str()
+                || (key == &key_marker && id_marker.as_ref().is_some_and(|m| id.as_str() > m.as_str()))
+        });
+        let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
         let max = max_keys(input.max_uploads);
-        let truncated = uploads.len() > max;
-        uploads.truncate(max);
+        let (mut uploads, mut prefixes) = (Vec::new(), Vec::<String>::new());
+        let mut next: Option<(String, String)> = None;
+        let mut truncated = false;
+        for (key, id, created) in all {
+            // Keys with the delimiter after the prefix roll up into one common prefix each.
+            let common = delimiter.as_ref().and_then(|d| {
+                key[prefix.len()..].find(d.as_str()).map(|at| key[..prefix.len() + at + d.len()].to_owned())
+            });
+            if common.is_some() && common.as_ref() == prefixes.last() {
+                next = Some((key, id));
+                continue;
+            }
+            if uploads.len() + prefixes.len() == max {
+                truncated = true;
+                break;
+            }
+            match common {
+                Some(p) => prefixes.push(p),
+                None => uploads.push(MultipartUpload {
+                    key: Some(names.show(key.clone())),
+                    upload_id: Some(id.clone()),
+                    initiated: Some(timestamp(created)),
+                    ..Default::default()
+                }),
+            }
+            next = Some((key, id));
+        }
+        let (next_key, next_id) = match (truncated, next) {
+            (true, Some((key, id))) => (Some(names.show(key)), Some(id)),
+            _ => (None, None),
+        };
         Ok(S3Response::new(ListMultipartUploadsOutput {
             bucket: Some(input.bucket),
             prefix: names.show_opt(input.prefix),
+            delimiter: input.delimiter,
+            key_marker: names.show_opt(input.key_marker),
+            upload_id_marker: input.upload_id_marker,
             encoding_type: input.encoding_type,
             max_uploads: Some(max as i32),
             is_truncated: Some(truncated),
+            next_key_marker: next_key,
+            next_upload_id_marker: next_id,
+            common_prefixes: (!prefixes.is_empty())
+                .then(|| prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(names.show(p)) }).collect()),
             uploads: Some(uploads),
             ..Default::default()
         }))

@@ -135,6 +135,30 @@ fails(lambda: s3.list_parts(Bucket="boto", Key="aborted.bin", UploadId=other), "
 fails(lambda: s3.head_object(Bucket="boto", Key="aborted.bin"), "404", 404)
 ok("multipart: list_multipart_uploads, abort")
 
+# Pages follow the markers of the page before (the red team's 1,005 uploads stopped at the
+# first 1,000, with no marker to go on), and a delimiter rolls keys up into common prefixes.
+pg_keys = ["pg/a", "pg/b", "pg/c/1", "pg/c/2", "pg/d"]
+pg = [s3.create_multipart_upload(Bucket="boto", Key=k)["UploadId"] for k in pg_keys]
+seen, args = [], {"Bucket": "boto", "Prefix": "pg/", "MaxUploads": 2}
+while True:
+    listed = s3.list_multipart_uploads(**args)
+    seen += [u["Key"] for u in listed.get("Uploads", [])]
+    if not listed["IsTruncated"]:
+        break
+    args["KeyMarker"], args["UploadIdMarker"] = listed["NextKeyMarker"], listed["NextUploadIdMarker"]
+assert seen == pg_keys, seen
+keys, prefixes = [], []
+pages = s3.get_paginator("list_multipart_uploads").paginate(
+    Bucket="boto", Prefix="pg/", Delimiter="/", PaginationConfig={"PageSize": 1}
+)
+for page in pages:
+    keys += [u["Key"] for u in page.get("Uploads", [])]
+    prefixes += [c["Prefix"] for c in page.get("CommonPrefixes", [])]
+assert (keys, prefixes) == (["pg/a", "pg/b", "pg/d"], ["pg/c/"]), (keys, prefixes)
+for k, u in zip(pg_keys, pg):
+    s3.abort_multipart_upload(Bucket="boto", Key=k, UploadId=u)
+ok("multipart: list_multipart_uploads pages with its markers and rolls keys up by a delimiter")
+
 wrong = '"' + "0" * 32 + '"'
 fails(
     lambda: s3.complete_multipart_upload(
