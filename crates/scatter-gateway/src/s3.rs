@@ -326,14 +326,31 @@ fn wanted(headers: &http::HeaderMap, given: &Checksum, algorithm: Option<&Checks
 }
 
 /// Compares the checksums computed over a body with those the client gave, as headers or
-/// trailers; a mismatch is `BadDigest`.
+/// trailers; a mismatch is `BadDigest`. A checksum trailer must be what `x-amz-trailer`
+/// (`announced`) said would come, and one announced must come: else the client's check
+/// would silently not happen.
 fn verify(
     given: &Checksum,
     trailers: Option<&http::HeaderMap>,
+    announced: &[String],
     got: &Checksum,
     content_md5: Option<&str>,
     md5_hex: &str,
 ) -> S3Result<()> {
+    let sent: Vec<String> = trailers
+        .map(|t| {
+            t.keys().map(|k| k.as_str().to_ascii_lowercase()).filter(|k| k.starts_with("x-amz-checksum-")).collect()
+        })
+        .unwrap_or_default();
+    if let Some(extra) = sent.iter().find(|k| !announced.contains(k)) {
+        return Err(s3_error!(InvalidRequest, "the trailer {extra} was sent, but x-amz-trailer did not announce it"));
+    }
+    if let Some(missing) = announced.iter().find(|k| !sent.contains(k)) {
+        return Err(s3_error!(
+            InvalidRequest,
+            "x-amz-trailer announced {missing}, but the body's trailers did not carry it"
+        ));
+    }
     if let Some(b64) = content_md5 {
         use base64::Engine;
         let ok = base64::engine::general_purpose::STANDARD.decode(b64).ok().is_some_and(|m| hex::encode(m) == md5_hex);
@@ -524,6 +541,33 @@ struct Checks {
     trailers: Option<s3s::TrailingHeaders>,
     /// `Content-MD5`.
     content_md5: Option<String>,
+    /// The checksum trailers `x-amz-trailer` announces (lowercase names).
+    announced: Vec<String>,
+    /// Whether the request names a checksum algorithm (`x-amz-sdk-checksum-algorithm`, or
+    /// `x-amz-checksum-algorithm`).
+    algorithm: bool,
+}
+
+/// The checksum trailers a request's `x-amz-trailer` announces, lowercase.
+fn announced(headers: &http::HeaderMap) -> Vec<String> {
+    let list = headers.get("x-amz-trailer").and_then(|v| v.to_str().ok()).unwrap_or("");
+    list.split(',').map(|n| n.trim().to_ascii_lowercase()).filter(|n| n.starts_with("x-amz-checksum-")).collect()
+}
+
+/// Refuses a request that names a checksum algorithm but gives no value, neither as a
+/// header nor as an announced trailer (as S3 does): nothing would be checked.
+fn checked_at_all(checks: &Checks) -> S3Result<()> {
+    let g = &checks.given;
+    let valued = [&g.checksum_crc32, &g.checksum_crc32c, &g.checksum_crc64nvme, &g.checksum_sha1, &g.checksum_sha256]
+        .iter()
+        .any(|v| v.is_some());
+    if checks.algorithm && !valued && checks.announced.is_empty() {
+        return Err(s3_error!(
+            InvalidRequest,
+            "x-amz-sdk-checksum-algorithm specified, but no corresponding x-amz-checksum-* or x-amz-trailer headers were found"
+        ));
+    }
+    Ok(())
 }
 
 /// The [`Checks`] of a PutObject or UploadPart request (their inputs share the fields).
@@ -542,6 +586,9 @@ macro_rules! checks {
             given,
             trailers: $req.trailing_headers.clone(),
             content_md5: $req.input.content_md5.clone(),
+            announced: announced(&$req.headers),
+            algorithm: $req.input.checksum_algorithm.is_some()
+                || $req.headers.contains_key("x-amz-sdk-checksum-algorithm"),
         }
     }};
 }
@@ -559,14 +606,15 @@ async fn store_body(
     mut attrs: Attributes,
     existing: Existing,
 ) -> S3Result<Stored> {
-    let Checks { wanted, given, trailers, content_md5 } = checks;
+    checked_at_all(&checks)?;
+    let Checks { wanted, given, trailers, content_md5, announced, .. } = checks;
     let opts = existing.options(&t.put);
     let check = |sums: Option<body::Sums>, size: u64, attrs: &mut Attributes| {
         let Some(sums) = sums.filter(|s| s.len == size) else {
             return Err(s3_error!(IncompleteBody, "the request body ended before it was complete"));
         };
         let trailers = trailers.as_ref().and_then(|t| t.take());
-        verify(&given, trailers.as_ref(), &sums.checksums, content_md5.as_deref(), &sums.md5)?;
+        verify(&given, trailers.as_ref(), &announced, &sums.checksums, content_md5.as_deref(), &sums.md5)?;
         if expected.is_some_and(|e| e != size) {
             return Err(s3_error!(IncompleteBody, "the body's length does not match its Content-Length"));
         }

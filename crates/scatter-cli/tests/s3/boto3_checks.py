@@ -641,6 +641,35 @@ def raw(method, path, length, sent=b""):
 
 answer = rawreq.answer
 
+# A checksum trailer announced must come, and one that comes must have been announced; an
+# algorithm named with no value checks nothing. The red team's such bodies were stored.
+import zlib
+
+payload = b"hello trailer world" * 10
+framed = f"{len(payload):x}\r\n".encode() + payload + b"\r\n0\r\n"
+crc = base64.b64encode(zlib.crc32(payload).to_bytes(4, "big")).decode()
+full = (os.environ["GW_ACCESS"], os.environ["GW_SECRET"])
+trailers = {
+    "tr-missing": b"\r\n",
+    "tr-unannounced": f"x-amz-checksum-crc32:{crc}\r\nx-amz-checksum-crc32c:AAAAAA==\r\n\r\n".encode(),
+}
+for key, tail in trailers.items():
+    got = rawreq.aws_chunked_framed(ENDPOINT, CA, *full, f"/boto/{key}", len(payload), framed + tail, end=True)
+    assert got.startswith("HTTP/1.1 400") and "InvalidRequest" in got, (key, got)
+    fails(lambda: s3.head_object(Bucket="boto", Key=key), "404", 404)
+sock = rawreq.raw(ENDPOINT, CA, *full, "PUT", "/boto/algo-only", len(payload), payload,
+                  headers={"x-amz-sdk-checksum-algorithm": "SHA256"})
+reply = answer(sock)
+sock.close()
+assert reply.startswith("HTTP/1.1 400") and "InvalidRequest" in reply, reply
+fails(lambda: s3.head_object(Bucket="boto", Key="algo-only"), "404", 404)
+good = framed + f"x-amz-checksum-crc32:{crc}\r\n\r\n".encode()
+got = rawreq.aws_chunked_framed(ENDPOINT, CA, *full, "/boto/tr-good", len(payload), good, end=True)
+assert got.startswith("HTTP/1.1 200"), got
+assert body(s3.get_object(Bucket="boto", Key="tr-good")) == payload
+s3.delete_object(Bucket="boto", Key="tr-good")
+ok("checksums: a trailer announced and not sent, one sent and not announced, an algorithm with no value: refused")
+
 
 # XML longer than any batch delete or completion can be is refused before it is read.
 sock = raw("POST", "/boto?delete", 19 << 20)
