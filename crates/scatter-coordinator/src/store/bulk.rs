@@ -245,6 +245,11 @@ fn load(tx: &Sql<'_>, user: UserId, packs: &[BulkPack], objects: &[BulkObject]) 
         },
     )?;
     rows.clear();
+    // What the catalog keeps of each, counted as a commit counts it.
+    for o in objects {
+        let cost = o.name.len() as u64 + o.manifest.len() as u64 + super::OBJECT_ROW_BYTES;
+        super::catalog_bytes(tx, user.0 as i64, &o.name, cost as i64)?;
+    }
     for o in objects {
         let id = *ids.get(&o.name).ok_or(SqlError::NoRow)?;
         for c in &o.chunks {

@@ -448,6 +448,12 @@ conformance! {
         store.commit_object_held(ann, &object("b"), false, true, none, 5).expect("replace b");
         assert_eq!(store.quota_usage(ann).expect("usage"), 64 + each, "the replaced version is given back");
         store.commit_object_held(ann, &object("c"), false, false, none, 6).expect("c fits again");
+        // A name's bytes are counted, not its characters, both ways.
+        store.remove_object(ann, "c", 6).expect("remove c");
+        store.commit_object_held(ann, &object("üñï"), false, false, none, 6).expect("a name of two-byte characters");
+        assert_eq!(store.quota_usage(ann).expect("usage"), 64 + 2 * each + 5);
+        store.remove_object(ann, "üñï", 6).expect("remove it");
+        assert_eq!(store.quota_usage(ann).expect("usage"), 64 + each);
         // A removed user's objects count nothing any more (its packs go when its session ends).
         assert!(store.remove_user(ann, 7).expect("remove"));
         assert_eq!(store.quota_usage(ann).expect("usage"), store.usage(ann).expect("usage"));

@@ -963,7 +963,8 @@ fn stored(conn: &Sql<'_>, user: i64, pack: &[u8], packs: i64, bytes: i64, logica
 
 /// What one object version takes in the catalog, as SQL over a row of `objects`: its
 /// encrypted name, sealed manifest and attributes, and [`OBJECT_ROW_BYTES`].
-const OBJECT_BYTES: &str = "(LENGTH(name) + LENGTH(manifest) + COALESCE(LENGTH(meta), 0) + 128)";
+/// (`OCTET_LENGTH`: a name's bytes, as the commit counts them, not its characters.)
+const OBJECT_BYTES: &str = "(OCTET_LENGTH(name) + LENGTH(manifest) + COALESCE(LENGTH(meta), 0) + 128)";
 /// What an object version's row takes beyond its name, manifest and attributes (ids, sizes,
 /// indexes), as [`OBJECT_BYTES`] counts it.
 const OBJECT_ROW_BYTES: u64 = 128;
