@@ -1783,7 +1783,9 @@ async fn run(cmd: Cmd) -> Result<i32> {
         Cmd::Rm { name, encrypted } => {
             let (dir, p) = load()?;
             let stored = match encrypted {
-                true => name.clone(),
+                // As `ls` printed it: escaped where it is not plain text.
+                true => String::from_utf8(scatter_core::tree::unescape(&name))
+                    .map_err(|_| anyhow::anyhow!("`{name}` is not a stored name as `scatter ls` prints one"))?,
                 false => Profile::load_keys(&dir, &passphrase(false)?)?.write_keys().name_key().encrypt(&name),
             };
             let r = p.coordinator()?.remove(&stored).await.map_err(|e| match e {

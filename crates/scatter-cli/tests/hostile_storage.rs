@@ -800,11 +800,14 @@ async fn an_appender_cannot_fill_the_catalog_with_object_manifests() {
     common::ok(run(&bob, &["put", file.to_str().expect("utf-8"), "--name", "mine"], &[]), "bob put");
     let nas = Attacker::invite(&env, &["nas", "--role", "appender", "--of", "u2"]).await;
     let session = nas.session().await;
+    // Names no key decrypts, with a backslash and an invisible character: `ls` prints them
+    // escaped, and `rm --encrypted` takes them as printed.
+    let flood = |n: u32| format!("flood-{n}\\\u{200b}");
     let manifest = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, vec![9u8; 1 << 20]);
     let mut refused = None;
     for n in 0..40 {
         let commit = CommitObjectRequest {
-            name: format!("flood-{n}"),
+            name: flood(n),
             session,
             size: 0,
             manifest: manifest.clone(),
@@ -832,8 +835,26 @@ async fn an_appender_cannot_fill_the_catalog_with_object_manifests() {
     assert!(out.status.success(), "ls failed: {err}");
     assert!(stdout.contains("mine") && err.contains("flood-0") && err.contains("rm --encrypted"), "{stdout}\n{err}");
     for i in 0..n {
-        common::ok(run(&bob, &["rm", "--encrypted", &format!("flood-{i}")], &[]), "rm --encrypted");
+        let printed = scatter_core::tree::escape(flood(i).as_bytes());
+        assert!(err.contains(&printed), "{err}");
+        common::ok(run(&bob, &["rm", "--encrypted", &printed], &[]), "rm --encrypted");
     }
+    // A name with control characters (a NUL, say) is no client's: refused at commit, or no
+    // command line could name it to remove it.
+    let nul = CommitObjectRequest {
+        name: "nul\u{0}name".into(),
+        session,
+        size: 0,
+        manifest: "bQ==".into(),
+        chunks: vec![],
+        retention: Default::default(),
+        meta: None,
+        replace: false,
+        exclusive: false,
+        if_attributes: None,
+    };
+    let (status, body) = nas.post("/v1/objects/commit", &nul).await;
+    assert_eq!(status, 400, "{body}");
     let out = run(&bob, &["ls"], &[]);
     assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
     let back = env.path("back");

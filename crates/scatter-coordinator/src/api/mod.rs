@@ -883,6 +883,18 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// [`check_name`] for a name being committed. Encrypted names are printable: one with
+/// control characters (a NUL above all) is no client's, could not be named on a command
+/// line to remove it, and garbles listings. (Names stored before this check can still be
+/// read and removed.)
+fn check_new_name(name: &str) -> Result<(), ApiError> {
+    check_name(name)?;
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest("an encrypted object name has no control characters".into()));
+    }
+    Ok(())
+}
+
 async fn commit_object(
     State(sh): S,
     headers: HeaderMap,
@@ -990,7 +1002,7 @@ impl CheckedCommit {
 /// Checks a commit by `u` (its session aside): the name, the attributes' size, the right to
 /// replace, and the lock and expiry it gets.
 async fn checked_commit(sh: &Arc<Shared>, u: &UserRow, req: CommitObjectRequest) -> Result<CheckedCommit, ApiError> {
-    check_name(&req.name)?;
+    check_new_name(&req.name)?;
     let manifest = decode_b64("manifest", &req.manifest)?;
     let meta = req.meta.as_deref().map(|m| decode_b64("meta", m)).transpose()?;
     if meta.as_ref().is_some_and(|m| m.len() > MAX_OBJECT_META) {

@@ -161,6 +161,16 @@ impl Store {
                 "UPDATE sessions SET expires = 0 WHERE id = ?1 AND user = ?2 AND COALESCE(opener, user) = ?3",
                 params![session as i64, user.0 as i64, me.0 as i64],
             )?;
+            // A session closed with nothing stored under it is of no use to anyone: dropped,
+            // or opening and closing sessions would grow the catalog by a key each time.
+            tx.execute(
+                "DELETE FROM sessions WHERE id = ?1 AND user = ?2 AND COALESCE(opener, user) = ?3
+                     AND NOT EXISTS (SELECT 1 FROM packs WHERE session = ?1)
+                     AND NOT EXISTS (SELECT 1 FROM objects WHERE session = ?1)
+                     AND NOT EXISTS (SELECT 1 FROM snapshots WHERE session = ?1)
+                     AND NOT EXISTS (SELECT 1 FROM session_refs WHERE session = ?1)",
+                params![session as i64, user.0 as i64, me.0 as i64],
+            )?;
             Ok(())
         })
     }
@@ -725,6 +735,23 @@ mod tests {
             store.open_session(user, app, b"k", 1, 100).expect("after a close");
             assert!(matches!(store.open_session(user, app, b"k", 1, 100), Err(StoreError::TooManySessions)));
             store.open_session(user, app, b"k", 100, 200).expect("once the others lapsed");
+        }
+    }
+
+    crate::store::testing::conformance! {
+        fn a_session_closed_with_nothing_under_it_is_dropped() {
+            let (_d, store, user, host) = setup();
+            let kept = |s: u64| {
+                store.read(|c| Ok(c.exists("SELECT 1 FROM sessions WHERE id = ?1", params![s as i64])?)).expect("read")
+            };
+            let empty = store.add_session(user, &[7u8; 4096], 1, 100).expect("session");
+            store.close_session(user, user, empty).expect("close");
+            assert!(!kept(empty), "an unused session's key stays in the catalog");
+            // One with a pack under it stays: the pack's key is wrapped in it.
+            let used = store.add_session(user, b"k", 1, 100).expect("session");
+            pack(&store, user, host, used, 1, &[10], false);
+            store.close_session(user, user, used).expect("close");
+            assert!(kept(used));
         }
     }
 

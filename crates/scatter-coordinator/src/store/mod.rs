@@ -222,6 +222,8 @@ CREATE INDEX IF NOT EXISTS packs_crowded ON packs(spread) WHERE spread > 1;
 -- Released packs, for the deleter (every 2 s): without it, finding none read every pack.
 CREATE INDEX IF NOT EXISTS packs_deleting ON packs(id) WHERE state = 'deleting';
 CREATE INDEX IF NOT EXISTS packs_tolerance ON packs(tolerance) WHERE state = 'live';
+-- What references a session, for dropping one closed with nothing under it.
+CREATE INDEX IF NOT EXISTS packs_by_session ON packs(session);
 CREATE TABLE IF NOT EXISTS shards (
     pack BLOB NOT NULL REFERENCES packs(id),
     idx INTEGER NOT NULL,
@@ -255,6 +257,7 @@ CREATE TABLE IF NOT EXISTS objects (
     meta BLOB,
     UNIQUE (user, name, version)
 );
+CREATE INDEX IF NOT EXISTS objects_by_session ON objects(session);
 CREATE TABLE IF NOT EXISTS object_chunks (
     object INTEGER NOT NULL REFERENCES objects(id),
     user INTEGER NOT NULL,
@@ -272,6 +275,7 @@ CREATE TABLE IF NOT EXISTS snapshots (
     seq INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS snapshots_by_user ON snapshots(user, created);
+CREATE INDEX IF NOT EXISTS snapshots_by_session ON snapshots(session);
 CREATE TABLE IF NOT EXISTS snapshot_chunks (
     snapshot TEXT NOT NULL REFERENCES snapshots(id),
     user INTEGER NOT NULL,
