@@ -100,10 +100,12 @@ async fn unequal_hosts_fill_to_the_rules_bound() {
     let mut env = grid_with(sizes.len(), opts).await;
     let cap: serde_json::Value =
         serde_json::from_str(&env.ok(&["admin", "capacity", "--json"])).expect("capacity JSON");
-    // The bound, less what the hosts' catalog backups (a few hundred KiB each) may already take.
+    // The bound, less what the hosts' catalog backups may already take: each host keeps up to
+    // three, about a MiB with redundancy each, and how many exist yet depends on timing (under
+    // CI's load, 5 MiB of raw room was taken when this ran).
     let (user_data, raw) = (cap["user_data"].as_u64().unwrap_or(0), cap["raw"].as_u64().unwrap_or(0));
-    assert!((254 * MIB..=256 * MIB).contains(&user_data), "{cap}");
-    assert!((381 * MIB..=384 * MIB).contains(&raw), "{cap}");
+    assert!((250 * MIB..=256 * MIB).contains(&user_data), "{cap}");
+    assert!((376 * MIB..=384 * MIB).contains(&raw), "{cap}");
     let text = env.ok(&["admin", "capacity"]);
     assert!(text.contains("MiB of user data"), "{text}");
 
