@@ -35,7 +35,7 @@ pub async fn stats(specs: &[String], mode: StatsMode, json: bool) -> Result<i32>
     let mut total = Tally::default();
     let mut counted = 0;
     for s in &chosen {
-        match tally(&mut trees, s.snapshot.tree_id(), mode).await {
+        match tally(&mut trees, s.snapshot.tree_id(), mode, &total.chunks).await {
             Ok(t) => {
                 total.add(t);
                 counted += 1;
@@ -98,8 +98,9 @@ impl Tally {
     }
 }
 
-/// Counts one snapshot's tree (whole, or not at all: a tree that cannot be read fails it).
-async fn tally(trees: &mut Trees, root: ChunkId, mode: StatsMode) -> Result<Tally> {
+/// Counts one snapshot's tree (whole, or not at all: a tree that cannot be read fails it);
+/// the subtrees in `known` (counted for snapshots before) are not fetched again.
+async fn tally(trees: &mut Trees, root: ChunkId, mode: StatsMode, known: &HashMap<ChunkId, u64>) -> Result<Tally> {
     let mut t = Tally::default();
     if mode == StatsMode::RawData {
         let len = trees.get(root).await?.encode().len() as u64;
@@ -114,7 +115,7 @@ async fn tally(trees: &mut Trees, root: ChunkId, mode: StatsMode) -> Result<Tall
             }
             NodeKind::Dir { .. } => {
                 t.dirs += 1;
-                if let (StatsMode::RawData, Some(sub)) = (mode, node.subtree()) {
+                if let (StatsMode::RawData, Some(sub)) = (mode, node.subtree().filter(|s| !known.contains_key(s))) {
                     if let std::collections::hash_map::Entry::Vacant(slot) = t.chunks.entry(sub) {
                         slot.insert(trees.get(sub).await?.encode().len() as u64);
                     }

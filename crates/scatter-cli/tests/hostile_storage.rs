@@ -827,21 +827,22 @@ async fn an_appender_cannot_fill_the_catalog_with_object_manifests() {
     // escaped, and `rm --encrypted` takes them as printed.
     let flood = |n: u32| format!("flood-{n}\\\u{200b}");
     let manifest = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, vec![9u8; 1 << 20]);
+    // An object of no data under `name`, with `manifest` (base64).
+    let empty = |name: String, manifest: String| CommitObjectRequest {
+        name,
+        session,
+        size: 0,
+        manifest,
+        chunks: vec![],
+        retention: Default::default(),
+        meta: None,
+        replace: false,
+        exclusive: false,
+        if_attributes: None,
+    };
     let mut refused = None;
     for n in 0..40 {
-        let commit = CommitObjectRequest {
-            name: flood(n),
-            session,
-            size: 0,
-            manifest: manifest.clone(),
-            chunks: vec![],
-            retention: Default::default(),
-            meta: None,
-            replace: false,
-            exclusive: false,
-            if_attributes: None,
-        };
-        let (status, body) = nas.post("/v1/objects/commit", &commit).await;
+        let (status, body) = nas.post("/v1/objects/commit", &empty(flood(n), manifest.clone())).await;
         if status != 200 {
             refused = Some((n, status, body));
             break;
@@ -864,19 +865,7 @@ async fn an_appender_cannot_fill_the_catalog_with_object_manifests() {
     }
     // A name with control characters (a NUL, say) is no client's: refused at commit, or no
     // command line could name it to remove it.
-    let nul = CommitObjectRequest {
-        name: "nul\u{0}name".into(),
-        session,
-        size: 0,
-        manifest: "bQ==".into(),
-        chunks: vec![],
-        retention: Default::default(),
-        meta: None,
-        replace: false,
-        exclusive: false,
-        if_attributes: None,
-    };
-    let (status, body) = nas.post("/v1/objects/commit", &nul).await;
+    let (status, body) = nas.post("/v1/objects/commit", &empty("nul\u{0}name".into(), "bQ==".into())).await;
     assert_eq!(status, 400, "{body}");
     let out = run(&bob, &["ls"], &[]);
     assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
