@@ -47,6 +47,8 @@ struct Strikes {
     count: u32,
     /// When it was first left unanswered (unix seconds).
     since: u64,
+    /// When it was last left unanswered (unix seconds).
+    last: u64,
 }
 
 /// Shards whose audits were left unanswered, with how many in a row since their host last
@@ -77,15 +79,22 @@ impl Unanswered {
                 _ => return None,
             };
         }
-        Some(map.entry(key).or_insert(Strikes { target, count: 0, since: now }))
+        Some(map.entry(key).or_insert(Strikes { target, count: 0, since: now, last: now }))
     }
 
-    /// Counts an unanswered audit of `target`; true when it makes [`UNANSWERED_LIMIT`] in a
-    /// row (the shard is then forgotten here).
-    fn strike(&self, target: Target, now: u64) -> bool {
+    /// Counts an unanswered audit of `target`, whose host was last heard from at `seen`;
+    /// true when it makes [`UNANSWERED_LIMIT`] in a row (the shard is then forgotten here).
+    /// After the first, a strike counts only if the host sent a heartbeat since the last one:
+    /// a host that died is still "heard from lately" until it counts as offline, and a crash
+    /// is not a failed audit (a 3-host grid could never place the shard back).
+    fn strike(&self, target: Target, now: u64, seen: u64) -> bool {
         let mut map = self.map();
         let Some(entry) = Self::entry(&mut map, target, now, true) else { return false };
+        if entry.count > 0 && seen <= entry.last {
+            return false;
+        }
         entry.count += 1;
+        entry.last = now;
         if entry.count >= UNANSWERED_LIMIT {
             map.remove(&(target.0, target.3));
             return true;
@@ -250,7 +259,8 @@ pub(crate) async fn pass(shared: &Arc<Shared>, fence: &crate::store::Fence) -> R
             // Offline or struggling for now (the targets were heard from lately), or hiding
             // a loss behind errors: only a run of these counts.
             crate::shards::Answer::Unreachable(why) => {
-                match shared.unanswered.strike((host, pack, index, shard, size), now()) {
+                let seen = hosts.iter().find(|h| h.id == host).map_or(0, |h| h.last_seen);
+                match shared.unanswered.strike((host, pack, index, shard, size), now(), seen) {
                     true => Err(format!("left {UNANSWERED_LIMIT} audits in a row unanswered ({why})")),
                     false => continue,
                 }
@@ -288,15 +298,29 @@ mod tests {
     #[test]
     fn unanswered_audits_count_per_shard_and_an_answer_for_another_shard_resets_nothing() {
         let u = Unanswered::default();
-        assert!(!u.strike(target(1, 1), 0));
-        assert!(!u.strike(target(1, 1), 0));
+        assert!(!u.strike(target(1, 1), 0, 1));
+        assert!(!u.strike(target(1, 1), 0, 1));
         // The host answers for its other shards, as a host hiding one loss does.
         u.answered(HostId(1), ShardId::from_bytes([2; 32]));
-        assert!(!u.strike(target(1, 2), 0));
-        assert!(u.strike(target(1, 1), 0), "three in a row for one shard count as a failure");
-        assert!(!u.strike(target(1, 1), 0), "and the count starts again");
+        assert!(!u.strike(target(1, 2), 0, 1));
+        assert!(u.strike(target(1, 1), 0, 1), "three in a row for one shard count as a failure");
+        assert!(!u.strike(target(1, 1), 0, 1), "and the count starts again");
         u.answered(HostId(1), ShardId::from_bytes([1; 32]));
-        assert!(!u.strike(target(1, 1), 0) && !u.strike(target(1, 1), 0), "an answer for the shard resets it");
+        assert!(!u.strike(target(1, 1), 0, 1) && !u.strike(target(1, 1), 0, 1), "an answer for the shard resets it");
+    }
+
+    #[test]
+    fn a_host_silent_since_its_last_unanswered_audit_is_not_struck_again() {
+        // A host that died between heartbeats is still "heard from lately" for a while: its
+        // audits go unanswered, but only heartbeats sent after them show it is up and
+        // failing to serve. A crash is the heartbeats' business, not a failed audit.
+        let u = Unanswered::default();
+        assert!(!u.strike(target(1, 1), 100, 99));
+        assert!(!u.strike(target(1, 1), 102, 99));
+        assert!(!u.strike(target(1, 1), 104, 99), "a dead host's shard counted as failed");
+        // Back and heartbeating, still not answering: each strike after a heartbeat counts.
+        assert!(!u.strike(target(1, 1), 106, 105));
+        assert!(u.strike(target(1, 1), 108, 107));
     }
 
     #[test]
@@ -304,15 +328,15 @@ mod tests {
         let u = Unanswered::default();
         u.watch(target(1, 1), 0);
         u.watch(target(1, 1), 0);
-        assert!(!u.strike(target(1, 1), 0) && !u.strike(target(1, 1), 0));
-        assert!(u.strike(target(1, 1), 0));
+        assert!(!u.strike(target(1, 1), 0, 1) && !u.strike(target(1, 1), 0, 1));
+        assert!(u.strike(target(1, 1), 0, 1));
         for i in 0..MAX_UNANSWERED as u64 + 10 {
             u.watch(target(i + 10, 3), 0);
         }
         assert_eq!(u.map().len(), MAX_UNANSWERED);
         // Watched shards (which reports add) make way for what the audits find.
-        assert!(!u.strike(target(5000, 4), 0) && !u.strike(target(5000, 4), 0));
-        assert!(u.strike(target(5000, 4), 0), "a full map of reported shards held a strike back");
+        assert!(!u.strike(target(5000, 4), 0, 1) && !u.strike(target(5000, 4), 0, 1));
+        assert!(u.strike(target(5000, 4), 0, 1), "a full map of reported shards held a strike back");
         assert_eq!(u.map().len(), MAX_UNANSWERED - 1);
     }
 
@@ -341,11 +365,11 @@ mod tests {
     fn shards_due_again_are_those_of_live_hosts_nearest_to_failing_first() {
         use crate::store::Standing::{Active, Disqualified};
         let u = Unanswered::default();
-        u.strike(target(1, 1), 100);
-        u.strike(target(1, 1), 100);
+        u.strike(target(1, 1), 100, 101);
+        u.strike(target(1, 1), 100, 101);
         u.watch(target(1, 2), 100);
-        u.strike(target(2, 3), 100); // offline now: kept, not asked
-        u.strike(target(3, 4), 100); // disqualified: forgotten
+        u.strike(target(2, 3), 100, 101); // offline now: kept, not asked
+        u.strike(target(3, 4), 100, 101); // disqualified: forgotten
         for i in 0..REAUDITS_PER_PASS as u8 {
             u.watch(target(4, 10 + i), 100);
         }
