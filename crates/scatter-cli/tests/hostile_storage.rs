@@ -67,7 +67,8 @@ fn all_shard_files(env: &Env) -> Vec<std::path::PathBuf> {
     v
 }
 
-/// A 4+2 pack commit naming `shards` (index order), with made-up receipts.
+/// A 4+2 pack commit naming `shards` (index order), with made-up receipts, claiming `chunks`
+/// (32 bytes each, one after another: 8 at most).
 fn forged_pack(session: u64, shards: &[(ShardId, HostId)], chunks: &[ChunkId], relocate: bool) -> CommitPackRequest {
     let ids: Vec<ShardId> = shards.iter().map(|(s, _)| *s).collect();
     let liar = SigningKey::from_bytes(&[9; 32]);
@@ -88,7 +89,7 @@ fn forged_pack(session: u64, shards: &[(ShardId, HostId)], chunks: &[ChunkId], r
                 receipt: Receipt { host: *host, shard: *shard, size: 64, time: now(), grant: [0; 32] }.sign(&liar),
             })
             .collect(),
-        chunks: chunks.iter().map(|c| ChunkEntry { id: *c, offset: 0, len: 16 }).collect(),
+        chunks: (0..).zip(chunks).map(|(i, c)| ChunkEntry { id: *c, offset: i * 32, len: 32 }).collect(),
         relocate,
     }
 }
@@ -131,7 +132,8 @@ async fn an_appender_cannot_relocate_the_owners_chunks() {
     assert_eq!(status, 403, "a relocation needs the delete right: {body}");
     // Without `relocate` the same commit claims the owner's chunk ids for a pack that holds
     // nothing: refused too, for lack of receipts.
-    let (status, body) = nas.post("/v1/packs/commit", &forged_pack(session, &fake, &cat.chunks, false)).await;
+    let some = &cat.chunks[..cat.chunks.len().min(8)];
+    let (status, body) = nas.post("/v1/packs/commit", &forged_pack(session, &fake, some, false)).await;
     assert_eq!(status, 403, "a pack without receipts: {body}");
     assert!(body["error"].as_str().unwrap_or_default().contains("receipt"), "{body}");
 
@@ -872,4 +874,78 @@ async fn an_appender_cannot_fill_the_catalog_with_object_manifests() {
     let back = env.path("back");
     common::ok(run(&bob, &["get", "mine", "--output", back.to_str().expect("utf-8")], &[]), "bob get");
     assert!(std::fs::read(&back).expect("got") == std::fs::read(&file).expect("mine"));
+}
+
+/// Attack: an account commits a real pack of 16 KiB claiming thousands of chunks, all at one
+/// offset or a byte each. Each became a row of the catalog (and of its backups on the hosts):
+/// hundreds of times what the pack counted against the quota. Chunks in a pack may not
+/// overlap, and each holds at least what sealing adds to a chunk.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pack_cannot_claim_more_chunks_than_its_bytes_hold() {
+    let env = grid(6).await;
+    let eve = Attacker::invite(&env, &["eve"]).await;
+    let session = eve.session().await;
+    let (ids, stored) = upload_pack(&env, &eve, 4).await;
+    let many: Vec<ChunkId> = (0..10_000).map(|_| ChunkId::from_bytes(rand::random())).collect();
+    let mut commit = uploaded_pack(session, &ids, stored.clone(), &many, false);
+    for c in &mut commit.chunks {
+        (c.offset, c.len) = (0, 64);
+    }
+    let (status, body) = eve.post("/v1/packs/commit", &commit).await;
+    assert_eq!(status, 400, "10,000 chunks at one offset: {body}");
+    for (i, c) in (0..).zip(&mut commit.chunks) {
+        (c.offset, c.len) = (i, 1);
+    }
+    let (status, body) = eve.post("/v1/packs/commit", &commit).await;
+    assert_eq!(status, 400, "10,000 chunks of a byte each: {body}");
+    assert!(body["error"].as_str().unwrap_or_default().contains("overlap"), "{body}");
+    // Laid out as a real pack is, the same pack goes in.
+    let (status, body) = eve.post("/v1/packs/commit", &uploaded_pack(session, &ids, stored, &many[..256], false)).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Attack: an account with a quota commits snapshot after snapshot, each naming every chunk
+/// it stores. The coordinator keeps a row per chunk per snapshot (about 250 bytes with its
+/// indexes) and counted none of them: 40 snapshots of one 16 KiB pack's 256 chunks made
+/// 10,240 rows, and nothing bounded the number. References now count against the quota,
+/// and forgetting a snapshot gives them back.
+#[tokio::test(flavor = "multi_thread")]
+async fn snapshot_references_count_against_the_quota() {
+    let env = grid(6).await;
+    let eve = Attacker::invite(&env, &["eve", "--quota", "1MiB"]).await;
+    let session = eve.session().await;
+    let (ids, stored) = upload_pack(&env, &eve, 5).await;
+    let chunks: Vec<ChunkId> = (0..256).map(|_| ChunkId::from_bytes(rand::random())).collect();
+    let (status, body) = eve.post("/v1/packs/commit", &uploaded_pack(session, &ids, stored, &chunks, false)).await;
+    assert_eq!(status, 200, "{body}");
+    let (who, refs) = (&eve, &chunks);
+    let snapshot = move |id: String| async move {
+        let (eve, chunks) = (who, refs);
+        let session = eve.session().await;
+        let (status, body) =
+            eve.post("/v1/snapshots/refs", &SnapshotRefsRequest { session, chunks: chunks.clone() }).await;
+        assert_eq!(status, 200, "{body}");
+        let record = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 64]);
+        eve.post("/v1/snapshots/commit", &serde_json::json!({ "session": session, "id": id, "record": record })).await
+    };
+    let mut committed = Vec::new();
+    let mut refused = None;
+    for n in 0..40 {
+        let id = hex::encode(rand::random::<[u8; 32]>());
+        let (status, body) = snapshot(id.clone()).await;
+        if status != 200 {
+            refused = Some((n, status, body));
+            break;
+        }
+        committed.push(id);
+    }
+    let (n, status, body) = refused.expect("40 snapshots of 256 references each, all taken under a 1 MiB quota");
+    assert!((8..16).contains(&n), "{n} snapshots of 256 references each under a 1 MiB quota");
+    assert_eq!(status, 507, "{body}");
+    assert!(body["error"].as_str().unwrap_or_default().contains("quota"), "{body}");
+    // Forgetting a snapshot gives its references back.
+    let (status, body) = eve.post("/v1/snapshots/forget", &ForgetRequest { ids: vec![committed[0].clone()] }).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = snapshot(hex::encode(rand::random::<[u8; 32]>())).await;
+    assert_eq!(status, 200, "{body}");
 }

@@ -237,7 +237,7 @@ pub fn wait_clean_on(env: &Env, which: &[usize], limit: Duration) -> Result<Dura
 }
 
 /// The commit of a 4+2 pack of 4 KiB shards `ids`, stored as `stored`, claiming `chunks` (64
-/// bytes each at its start).
+/// bytes each, one after another from its start, as a real pack lays them out: 256 at most).
 pub fn uploaded_pack(
     session: u64,
     ids: &[ShardId],
@@ -253,7 +253,7 @@ pub fn uploaded_pack(
         m: 2,
         shard_size: 4096,
         shards: stored,
-        chunks: chunks.iter().map(|c| ChunkEntry { id: *c, offset: 0, len: 64 }).collect(),
+        chunks: (0..).zip(chunks).map(|(i, c)| ChunkEntry { id: *c, offset: i * 64, len: 64 }).collect(),
         relocate,
     }
 }

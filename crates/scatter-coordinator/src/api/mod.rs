@@ -709,6 +709,24 @@ async fn create_session(
     Ok(Json(CreateSessionResponse { session, ttl_secs: ttl }))
 }
 
+/// Refuses a pack whose chunks overlap or are shorter than a sealed chunk can be: each
+/// claimed chunk is a row of the catalog, so a pack may claim no more than its bytes hold (a
+/// real pack lays its chunks one after another).
+fn check_chunk_layout(chunks: &[scatter_proto::api::ChunkEntry]) -> Result<(), ApiError> {
+    let mut spans: Vec<(u64, u64)> = chunks.iter().map(|c| (c.offset, c.len)).collect();
+    spans.sort_unstable();
+    let short = spans.iter().any(|(_, len)| *len < scatter_core::crypto::SEAL_OVERHEAD as u64);
+    // Offsets and lengths were checked to fit the pack, so no sum here overflows.
+    let overlap = spans.windows(2).any(|w| w[0].0 + w[0].1 > w[1].0);
+    if short || overlap {
+        return Err(ApiError::BadRequest(format!(
+            "the pack's chunks overlap or are shorter than {} bytes; a pack holds its sealed chunks one after another",
+            scatter_core::crypto::SEAL_OVERHEAD
+        )));
+    }
+    Ok(())
+}
+
 fn check_ids(n: usize) -> Result<(), ApiError> {
     if n > MAX_IDS {
         return Err(ApiError::BadRequest(format!("at most {MAX_IDS} ids per request")));
@@ -807,6 +825,7 @@ async fn commit_pack(
     {
         return Err(ApiError::BadRequest("the pack's sizes and chunk offsets do not fit together".into()));
     }
+    check_chunk_layout(&req.chunks)?;
     let mut by_index = req.shards.clone();
     by_index.sort_by_key(|s| s.index);
     let ids: Vec<ShardId> = by_index.iter().map(|s| s.shard).collect();

@@ -262,6 +262,17 @@ pub const RECORD_BYTES_OF_DELEGATES: u64 = 16 << 20;
 /// empty record costs something too, or rows could be added without end.
 pub const SNAPSHOT_ROW_BYTES: u64 = 1024;
 
+/// What a snapshot's reference to a chunk takes in the catalog: a row of `snapshot_chunks`
+/// and its two index entries (about 280 bytes on SQLite with random chunk ids). Counted
+/// against the quota at commit, given back when the snapshot goes.
+pub const SNAPSHOT_REF_BYTES: u64 = 256;
+
+/// Drops snapshot `id`'s references (of `user`'s chunks) and gives back what they counted.
+pub(super) fn forget_refs(tx: &Sql<'_>, user: i64, id: &str) -> Result<(), SqlError> {
+    let refs = tx.execute("DELETE FROM snapshot_chunks WHERE snapshot = ?1", params![id])?;
+    super::catalog_bytes(tx, user, id, -((refs as u64 * SNAPSHOT_REF_BYTES) as i64))
+}
+
 /// Bytes the catalog keeps for `user`'s snapshots (each its record, its session's wrapped
 /// key and [`SNAPSHOT_ROW_BYTES`]): all of them, and those written by its delegates.
 fn record_bytes(tx: &Sql<'_>, user: UserId) -> Result<(u64, u64), SqlError> {
@@ -320,6 +331,19 @@ impl Store {
                 |r| r.get(0),
             )?;
             let len = record.len() as u64 + wrapped.max(0) as u64 + SNAPSHOT_ROW_BYTES;
+            // Its references are rows of their own, as many per snapshot as chunks it names:
+            // they count against the quota, or snapshots naming every chunk again and again
+            // would grow the catalog without bound.
+            let refs: i64 =
+                tx.query_row("SELECT COUNT(*) FROM session_refs WHERE session = ?1", params![session as i64], |r| {
+                    r.get(0)
+                })?;
+            let cost = refs.max(0) as u64 * SNAPSHOT_REF_BYTES;
+            let quota: Option<i64> =
+                tx.query_opt("SELECT quota FROM users WHERE id = ?1", params![u], |r| r.get(0))?.flatten();
+            if quota.is_some_and(|q| super::quota_used(tx, u).map_or(true, |used| used + cost > q.max(0) as u64)) {
+                return Err(StoreError::QuotaFull);
+            }
             if me != user && delegates + len > RECORD_BYTES_OF_DELEGATES {
                 return Err(StoreError::DelegatesRecordsFull { limit: RECORD_BYTES_OF_DELEGATES });
             }
@@ -335,6 +359,7 @@ impl Store {
                 "INSERT INTO snapshot_chunks (snapshot, user, chunk) SELECT ?1, user, chunk FROM session_refs WHERE session = ?2",
                 params![id, session as i64],
             )?;
+            super::catalog_bytes(tx, u, id, cost as i64)?;
             tx.execute("DELETE FROM session_refs WHERE session = ?1", params![session as i64])?;
             tx.execute("UPDATE sessions SET expires = 0 WHERE id = ?1", params![session as i64])?;
             super::locks::record(tx, LockTarget::Snapshot, id, user, hold.0, hold.1)?;
@@ -446,7 +471,7 @@ impl Store {
                 }
                 super::locks::check(tx, LockTarget::Snapshot, id, &format!("snapshot {}", short(id)), now)?;
                 super::locks::forget(tx, LockTarget::Snapshot, id)?;
-                tx.execute("DELETE FROM snapshot_chunks WHERE snapshot = ?1", params![id])?;
+                forget_refs(tx, user.0 as i64, id)?;
                 removed += tx.execute("DELETE FROM snapshots WHERE id = ?1", params![id])? as u64;
             }
             Ok(removed)
@@ -680,6 +705,34 @@ mod tests {
             let snaps = store.snapshots(user).expect("list");
             assert_eq!((snaps[0].writer, snaps[0].trusted, snaps[0].writer_name.as_str()), (app, false, "laptop"));
         }
+    }
+
+    #[test]
+    fn snapshot_references_stored_before_they_counted_are_counted_at_upgrade() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.db");
+        let user = {
+            let store = Store::open(&path).expect("open");
+            store.add_token(&[1; 32], "ann", Role::User, None, None).expect("token");
+            let user = store.redeem_token(&[1; 32], "pk", &[2; 32], "", 0).expect("redeem").expect("user").id;
+            let host = store.add_host(&[3; 32], "http://127.0.0.1:1", "z", 1 << 30, None, 0).expect("host");
+            let s = store.add_session(user, b"k", 1, 100).expect("session");
+            pack(&store, user, host, s, 1, &[1, 2, 3], false);
+            let ids: Vec<ChunkId> = [1, 2, 3].map(|b| ChunkId::from_bytes([b; 32])).to_vec();
+            store.add_session_refs(user, user, s, &ids, 2).expect("refs");
+            store.commit_snapshot(user, user, s, "snap", b"r", 3).expect("snapshot");
+            // As a catalog of schema 20 reads: references counted nothing.
+            store.conn().execute("DELETE FROM catalog_usage", params![]).expect("sql");
+            store.conn().execute("UPDATE meta SET value = '20' WHERE key = 'schema'", params![]).expect("sql");
+            assert_eq!(store.quota_usage(user).expect("usage"), store.usage(user).expect("usage"));
+            user
+        };
+        let store = Store::open(&path).expect("upgrade");
+        let refs = store.quota_usage(user).expect("usage") - store.usage(user).expect("usage");
+        assert_eq!(refs, 3 * SNAPSHOT_REF_BYTES);
+        // And they are given back when the snapshot goes.
+        store.forget(user, &["snap".into()], 4).expect("forget");
+        assert_eq!(store.quota_usage(user).expect("usage"), store.usage(user).expect("usage"));
     }
 
     crate::store::testing::conformance! {

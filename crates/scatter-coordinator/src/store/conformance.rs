@@ -459,6 +459,43 @@ conformance! {
         assert_eq!(store.quota_usage(ann).expect("usage"), store.usage(ann).expect("usage"));
     }
 
+    fn snapshot_references_count_against_the_quota_until_the_snapshot_goes() {
+        let (_guard, store) = catalog();
+        let each = 4 * crate::store::backup::SNAPSHOT_REF_BYTES;
+        // A pack of four chunks (64 bytes) and room for two snapshots naming all four.
+        let ann = user(&store, 1, "ann", Role::User, Some(64 + 2 * each + 10), None);
+        let h = host(&store, 1, 0);
+        let s = store.add_session(ann, b"k", 0, 100).expect("session");
+        Pack::new(1, 1, &[h]).chunks(&[1, 2, 3, 4]).commit(&store, ann, s, 1);
+        assert_eq!(store.quota_usage(ann).expect("usage"), 64);
+        let all = [cid(1), cid(2), cid(3), cid(4)];
+        let snapshot = |id: &str, hold| {
+            let s = store.add_session(ann, b"k", 2, 100).expect("session");
+            store.add_session_refs(ann, ann, s, &all, 2).expect("refs");
+            store.commit_snapshot_held(ann, ann, s, id, b"r", (None, hold), 3)
+        };
+        snapshot("a", None).expect("a");
+        snapshot("b", Some(50)).expect("b, to expire at 50");
+        assert_eq!(store.quota_usage(ann).expect("usage"), 64 + 2 * each);
+        assert!(matches!(snapshot("c", None), Err(StoreError::QuotaFull)));
+        assert!(store.snapshots(ann).expect("list").iter().all(|s| s.id != "c"), "nothing of it is kept");
+        // Forgetting a snapshot gives its references back; so does its expiry.
+        assert_eq!(store.forget(ann, &["a".into()], 4).expect("forget"), 1);
+        assert_eq!(store.quota_usage(ann).expect("usage"), 64 + each);
+        snapshot("c", None).expect("c fits again");
+        assert_eq!(store.expire(60, 10, None).expect("expire").snapshots, 1);
+        assert_eq!(store.quota_usage(ann).expect("usage"), 64 + each);
+        // An account without a quota is not refused (the grid's room is its bound).
+        let bob = user(&store, 2, "bob", Role::User, None, None);
+        let s = store.add_session(bob, b"k", 0, 100).expect("session");
+        Pack::new(2, 1, &[h]).chunks(&[1, 2, 3, 4]).commit(&store, bob, s, 1);
+        for n in 0..5 {
+            let s = store.add_session(bob, b"k", 2, 100).expect("session");
+            store.add_session_refs(bob, bob, s, &all, 2).expect("refs");
+            store.commit_snapshot(bob, bob, s, &format!("bob{n}"), b"r", 3).expect("no quota, no refusal");
+        }
+    }
+
     fn objects_committed_together_are_each_refused_or_committed_on_their_own() {
         let (_guard, store) = catalog();
         let ann = user(&store, 1, "ann", Role::User, None, None);

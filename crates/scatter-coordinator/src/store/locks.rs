@@ -350,7 +350,7 @@ impl Store {
                         tx.query_map("SELECT chunk FROM snapshot_chunks WHERE snapshot = ?1", params![id], |r| {
                             r.get(0)
                         })?;
-                    tx.execute("DELETE FROM snapshot_chunks WHERE snapshot = ?1", params![id])?;
+                    super::backup::forget_refs(tx, user.0 as i64, &id)?;
                     done.snapshots += tx.execute("DELETE FROM snapshots WHERE id = ?1", params![id])? as u64;
                     forget(tx, LockTarget::Snapshot, &id)?;
                     chunks

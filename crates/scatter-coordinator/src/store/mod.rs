@@ -58,7 +58,7 @@ pub use reservations::{Reservation, ReserveError, Reserved};
 use sql::{Backend, Sql, SqlError};
 pub use transfer::{Moved, TransferError};
 
-const SCHEMA_VERSION: i64 = 20;
+const SCHEMA_VERSION: i64 = 21;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -597,10 +597,11 @@ pub enum StoreError {
          lapses within minutes) and try again"
     )]
     TooManySessions,
-    /// The account's quota has no room for what the catalog would keep of an object.
+    /// The account's quota has no room for what the catalog would keep of an object or a
+    /// snapshot's references.
     #[error(
-        "the quota is exhausted (what this account stores on hosts and what the catalog keeps of its objects); \
-         remove data (`scatter rm`, `scatter prune`) or ask the grid's admin for more"
+        "the quota is exhausted (what this account stores on hosts and what the catalog keeps of its objects and \
+         snapshots); remove data (`scatter rm`, `scatter forget` and `scatter prune`) or ask the grid's admin for more"
     )]
     QuotaFull,
     /// The account's snapshot records would take more of the catalog than it keeps for one.
@@ -973,9 +974,10 @@ const OBJECT_BYTES: &str = "(OCTET_LENGTH(name) + LENGTH(manifest) + COALESCE(LE
 /// indexes), as [`OBJECT_BYTES`] counts it.
 const OBJECT_ROW_BYTES: u64 = 128;
 
-/// Counts `bytes` more (or fewer) of the catalog for `user`'s objects, in the row that
-/// `name` (an object's encrypted name) picks, as [`stored`] spreads its counters.
-fn catalog_bytes(conn: &Sql<'_>, user: i64, name: &str, bytes: i64) -> Result<(), SqlError> {
+/// Counts `bytes` more (or fewer) of the catalog for `user`'s objects or snapshots, in the
+/// row that `name` (an object's encrypted name, a snapshot's id) picks, as [`stored`] spreads
+/// its counters.
+pub(super) fn catalog_bytes(conn: &Sql<'_>, user: i64, name: &str, bytes: i64) -> Result<(), SqlError> {
     let slot = name.as_bytes().first().map_or(0, |b| b % USAGE_SLOTS);
     conn.execute(
         "INSERT INTO catalog_usage (user, slot, bytes) VALUES (?1, ?2, ?3)
@@ -999,8 +1001,9 @@ fn forget_object_bytes(conn: &Sql<'_>, object: i64) -> Result<(), SqlError> {
     }
 }
 
-/// What counts against `user`'s quota: its live packs on hosts and its objects in the catalog.
-fn quota_used(conn: &Sql<'_>, user: i64) -> Result<u64, SqlError> {
+/// What counts against `user`'s quota: its live packs on hosts, and its objects and
+/// snapshots' references in the catalog.
+pub(super) fn quota_used(conn: &Sql<'_>, user: i64) -> Result<u64, SqlError> {
     let used: i64 = conn.query_row(
         "SELECT CAST(COALESCE((SELECT SUM(bytes) FROM usage_counts WHERE user = ?1), 0)
                    + COALESCE((SELECT SUM(bytes) FROM catalog_usage WHERE user = ?1), 0) AS BIGINT)",
@@ -1367,6 +1370,18 @@ impl Store {
                         "INSERT INTO catalog_usage (user, slot, bytes)
                          SELECT user, 0, CAST(SUM({OBJECT_BYTES}) AS BIGINT) FROM objects GROUP BY user
                          ON CONFLICT (user, slot) DO NOTHING"
+                    ),
+                    params![],
+                )?;
+            }
+            if version.is_some_and(|v| v <= 20) {
+                // Snapshots' references were not counted before: counted once, here.
+                c.execute(
+                    &format!(
+                        "INSERT INTO catalog_usage (user, slot, bytes)
+                         SELECT user, 0, CAST(COUNT(*) * {} AS BIGINT) FROM snapshot_chunks GROUP BY user
+                         ON CONFLICT (user, slot) DO UPDATE SET bytes = catalog_usage.bytes + excluded.bytes",
+                        backup::SNAPSHOT_REF_BYTES
                     ),
                     params![],
                 )?;
