@@ -10,7 +10,7 @@
 
 use bytes::Bytes;
 use scatter_disk::{AlignedBuf, DirectFile};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -121,6 +121,9 @@ pub struct DiskStore {
     /// Who wrote the files this process created and which uploads were given back, for
     /// conditional deletes.
     uploads: Mutex<Uploads>,
+    /// Shards whose files the last scrub of them could not read: left out of the inventory
+    /// until a scrub reads them whole again.
+    unreadable: Mutex<HashSet<ShardId>>,
 }
 
 impl DiskStore {
@@ -158,7 +161,13 @@ impl DiskStore {
                 }
             }
         }
-        Ok(Self { root: root.to_owned(), capacity, used: AtomicU64::new(used), uploads: Mutex::default() })
+        Ok(Self {
+            root: root.to_owned(),
+            capacity,
+            used: AtomicU64::new(used),
+            uploads: Mutex::default(),
+            unreadable: Mutex::default(),
+        })
     }
 
     /// Bytes of shards held.
@@ -206,16 +215,36 @@ impl DiskStore {
         Ok(out)
     }
 
-    /// Re-hashes one shard; a shard that fails is quarantined (and so leaves the inventory).
-    /// Returns whether it is intact.
+    /// Re-hashes one shard; one whose bytes are wrong is quarantined. Returns whether it can
+    /// be served intact: one that cannot be read (a failing disk) is kept where it is, in
+    /// case the error passes, but is not intact either.
     pub fn scrub(&self, id: &ShardId) -> bool {
-        !matches!(self.read(id, None), Err(ShardError::Corrupt(_)))
+        let result = self.read(id, None);
+        let mut unreadable = self.unreadable.lock().unwrap_or_else(|p| p.into_inner());
+        match &result {
+            Err(ShardError::Io(_)) => unreadable.insert(*id),
+            _ => unreadable.remove(id),
+        };
+        drop(unreadable);
+        match result {
+            Ok(_) => true,
+            Err(ShardError::Corrupt(_)) => {
+                tracing::warn!(shard = %id, "scrub found a corrupt shard; quarantined, the grid will repair it");
+                false
+            }
+            Err(ShardError::NotFound(_)) => false,
+            Err(e) => {
+                tracing::warn!(shard = %id, error = %e, "scrub could not read a shard; not reported as held, the grid will repair it");
+                false
+            }
+        }
     }
 
     /// One round of the scrub, from the `from`-th shard (in id order, wrapping around): re-hashes
     /// shards until `budget()` bytes were read (asked again before each shard, so a round can
-    /// be cut short when transfers start) or every shard was read once. Bad shards are
-    /// quarantined. Returns the inventory without them, and where the next round starts.
+    /// be cut short when transfers start) or every shard was read once. Corrupt shards are
+    /// quarantined. Returns the inventory without them and those that could not be read, and
+    /// where the next round starts.
     pub fn scrub_round(&self, from: usize, budget: impl Fn() -> u64) -> std::io::Result<(Vec<(ShardId, u64)>, usize)> {
         let mut inv = self.inventory()?;
         inv.sort_by_key(|(id, _)| *id);
@@ -225,13 +254,13 @@ impl DiskStore {
         while next - from < inv.len() && scrubbed < budget() {
             let (id, _) = inv[next % inv.len()];
             if !self.scrub(&id) {
-                tracing::warn!(shard = %id, "scrub found a corrupt shard; quarantined, the grid will repair it");
                 bad.push(id);
             }
             scrubbed += self.shard_len(&id).unwrap_or(1 << 20).max(1);
             next += 1;
         }
-        inv.retain(|(id, _)| !bad.contains(id));
+        let unreadable = self.unreadable.lock().unwrap_or_else(|p| p.into_inner());
+        inv.retain(|(id, _)| !bad.contains(id) && !unreadable.contains(id));
         Ok((inv, next))
     }
 
@@ -674,5 +703,31 @@ mod tests {
         assert_eq!(next, 13, "one pass, wrapping around");
         assert_eq!(inv.len(), 7);
         assert!(!inv.iter().any(|(id, _)| *id == sorted[6]) && !s.contains(&sorted[6]), "quarantined");
+    }
+
+    #[test]
+    fn a_shard_the_disk_cannot_read_is_not_reported_as_held() {
+        let (_d, s) = store(1 << 20);
+        let ids: Vec<ShardId> = (0..3u8).map(|i| put(&s, &[i; 1000]).expect("put")).collect();
+        // A read that fails (here: a directory where the file was; on a failing disk, EIO)
+        // is not a hash mismatch, but the host cannot serve the shard either: it must not be
+        // reported as held, or the grid counts on a copy that is not there.
+        let path = s.path(&ids[1]);
+        std::fs::remove_file(&path).expect("remove");
+        std::fs::create_dir(&path).expect("a directory in its place");
+        let (inv, _) = s.scrub_round(0, || u64::MAX).expect("round");
+        assert_eq!(inv.len(), 2, "{inv:?}");
+        assert!(!inv.iter().any(|(id, _)| *id == ids[1]));
+        // Nor in the rounds that do not read it again.
+        let mut sorted = ids.clone();
+        sorted.sort();
+        let other = sorted.iter().position(|id| *id == ids[1]).expect("listed") + 1;
+        let (inv, _) = s.scrub_round(other, || 1).expect("a round of one other shard");
+        assert!(!inv.iter().any(|(id, _)| *id == ids[1]) && inv.len() == 2, "{inv:?}");
+        // Left where it is: a disk error may pass, and the next scrub of it says so.
+        std::fs::remove_dir(&path).expect("remove the directory");
+        std::fs::write(&path, [1u8; 1000]).expect("the shard readable again");
+        let (inv, _) = s.scrub_round(0, || u64::MAX).expect("round");
+        assert_eq!(inv.len(), 3, "{inv:?}");
     }
 }
