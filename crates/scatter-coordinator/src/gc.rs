@@ -2,6 +2,9 @@
 //! given back (placements abandoned by their client or lapsed), from their hosts, then
 //! forgets them.
 //!
+//! Each pass also drops a window of sessions that ended with nothing under them (see
+//! [`crate::store::Store::drop_idle_sessions`]), going round all of them in turn.
+//!
 //! Each pass first removes what expired (`--expire-after`) once its lock, if any, ended
 //! (see `store::locks`): what only it referenced is released, and its shards go in the
 //! same pass.
@@ -17,6 +20,8 @@ use crate::{now, Shared};
 
 const INTERVAL: Duration = Duration::from_secs(2);
 const BATCH: usize = 256;
+/// Sessions looked at per pass for being idle: a million are gone through in half an hour.
+const SESSIONS_PER_PASS: usize = 1024;
 
 pub(crate) async fn run(shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<bool>) {
     crate::jobs::run(shared, "deleter", INTERVAL, stop, |shared, fence| async move {
@@ -29,6 +34,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<
 
 async fn pass(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::StoreError> {
     expire(shared, fence).await?;
+    drop_idle_sessions(shared).await?;
     delete_abandoned(shared, fence).await?;
     delete_orphans(shared, fence).await?;
     let released_by = now().saturating_sub(shared.release_grace.as_secs());
@@ -53,6 +59,18 @@ async fn pass(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::S
                 shared.catalog(move |s| s.shard_deleted(&pack, index, Some(&fence), now())).await?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Drops the next window of sessions that ended with nothing under them.
+async fn drop_idle_sessions(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> {
+    use std::sync::atomic::Ordering;
+    let from = shared.idle_sessions_from.load(Ordering::Relaxed);
+    let (dropped, next) = shared.catalog(move |s| s.drop_idle_sessions(from, SESSIONS_PER_PASS, now())).await?;
+    shared.idle_sessions_from.store(next, Ordering::Relaxed);
+    if dropped > 0 {
+        tracing::debug!(dropped, "dropped sessions that ended with nothing under them");
     }
     Ok(())
 }

@@ -193,6 +193,8 @@ pub(crate) struct Shared {
     pub report_checks: audit::ReportChecks,
     /// Audits each host left unanswered in a row (see `audit`).
     pub unanswered: audit::Unanswered,
+    /// Where the deleter's next look for idle sessions starts (see `gc`).
+    pub idle_sessions_from: std::sync::atomic::AtomicU64,
     pub http: reqwest::Client,
     /// The grid CA (none with `--insecure`): signs host certificates.
     pub authority: Option<scatter_net::tls::Authority>,
@@ -509,6 +511,7 @@ pub async fn run(
         request_times: Default::default(),
         report_checks: Default::default(),
         unanswered: Default::default(),
+        idle_sessions_from: Default::default(),
         http: scatter_net::http_client(fingerprint, scatter_net::Peer::Host)
             .timeout(Duration::from_secs(30))
             .build()

@@ -175,6 +175,38 @@ impl Store {
         })
     }
 
+    /// Drops, among up to `limit` sessions after id `from`, those that ended (closed, or
+    /// lapsed more than [`IDLE_SESSION_GRACE`] before `now`) with nothing stored or
+    /// referenced under them: a session left to lapse keeps its wrapped key, so opening
+    /// sessions and letting them lapse would otherwise grow the catalog without end. Returns
+    /// how many went, and where the next call starts (0 once the end was reached).
+    pub fn drop_idle_sessions(&self, from: u64, limit: usize, now: u64) -> Result<(u64, u64), StoreError> {
+        self.write(|tx| {
+            let window = "SELECT id FROM sessions WHERE id > ?1 ORDER BY id LIMIT ?2";
+            let (seen, last): (i64, Option<i64>) = tx.query_row(
+                &format!("SELECT COUNT(*), MAX(id) FROM ({window}) w"),
+                params![from as i64, limit as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let dropped = tx.execute(
+                &format!(
+                    "DELETE FROM sessions WHERE id IN ({window}) AND expires <= ?3
+                         AND NOT EXISTS (SELECT 1 FROM packs WHERE session = sessions.id)
+                         AND NOT EXISTS (SELECT 1 FROM objects WHERE session = sessions.id)
+                         AND NOT EXISTS (SELECT 1 FROM snapshots WHERE session = sessions.id)
+                         AND NOT EXISTS (SELECT 1 FROM session_refs WHERE session = sessions.id)"
+                ),
+                params![from as i64, limit as i64, now.saturating_sub(IDLE_SESSION_GRACE) as i64],
+            )?;
+            // A full window may have more after it; a short one reached the end.
+            let next = match last {
+                Some(id) if seen as usize >= limit => id as u64,
+                _ => 0,
+            };
+            Ok((dropped as u64, next))
+        })
+    }
+
     /// Fails unless `session` on `user`'s data was opened by `me` (open or not): what a pack
     /// or object commit checks before writing under a session.
     pub fn check_session_opener(&self, user: UserId, me: UserId, session: u64) -> Result<(), StoreError> {
@@ -247,6 +279,10 @@ impl Store {
         })
     }
 }
+
+/// How long after it lapsed a session with nothing under it is dropped: a client late in
+/// renewing it, or committing a pack under it, still finds it well within this.
+pub const IDLE_SESSION_GRACE: u64 = 3600;
 
 /// Bytes of snapshot records the catalog keeps for one account (its own and its delegates'):
 /// a record takes about a kilobyte (more with long exclude lists), so this is tens of
@@ -805,6 +841,32 @@ mod tests {
             pack(&store, user, host, used, 1, &[10], false);
             store.close_session(user, user, used).expect("close");
             assert!(kept(used));
+        }
+    }
+
+    crate::store::testing::conformance! {
+        fn sessions_that_lapsed_with_nothing_under_them_are_dropped_after_a_grace() {
+            let (_d, store, user, host) = setup();
+            let kept = |s: u64| {
+                store.read(|c| Ok(c.exists("SELECT 1 FROM sessions WHERE id = ?1", params![s as i64])?)).expect("read")
+            };
+            // Sessions left to lapse (a killed client, or one opening sessions in a loop).
+            let lapsed: Vec<u64> = (0..5).map(|_| store.add_session(user, &[7u8; 4096], 1, 100).expect("session")).collect();
+            let used = store.add_session(user, b"k", 1, 100).expect("session");
+            pack(&store, user, host, used, 1, &[10], false);
+            let open = store.add_session(user, b"k", 1, 10_000).expect("session");
+            // Not before the grace is over: a client may be late renewing.
+            let (dropped, _) = store.drop_idle_sessions(0, 10, 100 + 5).expect("sweep");
+            assert_eq!(dropped, 0);
+            // In windows of three ids: the cursor moves on, then wraps around.
+            let (dropped, next) = store.drop_idle_sessions(0, 3, 100 + 3600).expect("sweep");
+            assert_eq!(dropped, 3);
+            let (dropped, next) = store.drop_idle_sessions(next, 3, 100 + 3600).expect("sweep");
+            assert_eq!(dropped, 2, "two lapsed; the used one kept");
+            let (dropped, next) = store.drop_idle_sessions(next, 3, 100 + 3600).expect("sweep");
+            assert_eq!((dropped, next), (0, 0), "the open one kept; then from the start");
+            assert!(lapsed.iter().all(|s| !kept(*s)), "a lapsed session's key stays in the catalog");
+            assert!(kept(used) && kept(open));
         }
     }
 
