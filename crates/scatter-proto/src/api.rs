@@ -1461,7 +1461,8 @@ pub struct UserEntry {
     pub quota: Option<u64>,
     /// Whose data (readers and appenders).
     pub owner: Option<UserId>,
-    /// Bytes its packs take on hosts.
+    /// What counts against its quota: bytes its packs take on hosts, and what the catalog
+    /// keeps of its objects and references.
     pub used: u64,
     /// Removed with its data (`scatter admin user rm`): listed for the record, never enabled
     /// again.

@@ -192,7 +192,11 @@ pub struct UsageResponse {
     pub stored_bytes: u64,
     /// Sealed bytes of its live packs now (before redundancy).
     pub logical_bytes: u64,
-    /// Its quota, if limited (bytes on hosts).
+    /// What the catalog keeps of its objects (names, manifests) and references (one per
+    /// chunk per snapshot): counted against the quota with `stored_bytes`.
+    #[serde(default)]
+    pub catalog_bytes: u64,
+    /// Its quota, if limited (bytes on hosts and in the catalog).
     pub quota: Option<u64>,
     /// Object versions it stores now (`put`).
     pub objects: u64,

@@ -171,18 +171,21 @@ pub(super) async fn usage(State(sh): S, headers: HeaderMap) -> ApiResult<UsageRe
     let u = caller(&sh, &headers, Right::Delete).await?;
     let who = Subject::User(u.me.0);
     let period = Period::of(now());
-    let (stored, logical, (objects, snapshots), statement) = db(&sh, move |s| {
+    let id = u.id;
+    let (stored, logical, (objects, snapshots), statement, catalog) = db(&sh, move |s| {
         Ok((
             s.tally(who, Kind::Stored)?,
             s.tally(who, Kind::Logical)?,
             s.object_counts(who.id())?,
             s.statement(period, Some(who), now())?,
+            s.quota_usage(id)?.saturating_sub(s.usage(id)?),
         ))
     })
     .await?;
     Ok(Json(UsageResponse {
         stored_bytes: stored.max(0) as u64,
         logical_bytes: logical.max(0) as u64,
+        catalog_bytes: catalog,
         quota: u.quota,
         objects,
         snapshots,

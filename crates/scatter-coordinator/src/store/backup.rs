@@ -94,11 +94,7 @@ pub(super) const UNREFERENCED: &str = "user = ?1
 /// committed. References of sessions that ended without a commit are dropped.
 pub(super) fn sweep(tx: &Sql<'_>, user: UserId, now: u64) -> Result<Swept, StoreError> {
     let (u, now) = (user.0 as i64, now as i64);
-    tx.execute(
-        "DELETE FROM session_refs WHERE user = ?1
-           AND session IN (SELECT id FROM sessions WHERE user = ?1 AND expires <= ?2)",
-        params![u, now],
-    )?;
+    drop_session_refs(tx, "SELECT id FROM sessions WHERE user = ?1 AND expires <= ?2", params![u, now])?;
     let unreferenced = UNREFERENCED;
     let (count, bytes): (i64, i64) = tx.query_row(
         &format!("SELECT COUNT(*), CAST(COALESCE(SUM(len), 0) AS BIGINT) FROM chunks WHERE {unreferenced}"),
@@ -157,10 +153,15 @@ impl Store {
                 Ok(()) | Err(StoreError::SessionClosed) => {}
                 Err(e) => return Err(e),
             }
-            tx.execute(
+            let closed = tx.execute(
                 "UPDATE sessions SET expires = 0 WHERE id = ?1 AND user = ?2 AND COALESCE(opener, user) = ?3",
                 params![session as i64, user.0 as i64, me.0 as i64],
             )?;
+            // What it recorded for a snapshot it did not commit, or for puts that committed
+            // their objects, no longer keeps anything.
+            if closed > 0 {
+                drop_session_refs(tx, "SELECT id FROM sessions WHERE id = ?1", params![session as i64])?;
+            }
             // A session closed with nothing stored under it is of no use to anyone: dropped,
             // or opening and closing sessions would grow the catalog by a key each time.
             tx.execute(
@@ -187,6 +188,12 @@ impl Store {
                 &format!("SELECT COUNT(*), MAX(id) FROM ({window}) w"),
                 params![from as i64, limit as i64],
                 |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            // What lapsed sessions recorded keeps nothing any more (as a prune finds).
+            drop_session_refs(
+                tx,
+                &format!("SELECT id FROM sessions WHERE id IN ({window}) AND expires <= ?3"),
+                params![from as i64, limit as i64, now as i64],
             )?;
             let dropped = tx.execute(
                 &format!(
@@ -232,16 +239,18 @@ impl Store {
             let u = user.0 as i64;
             let trusted = super::trusted_writers(tx, user, me)?;
             let mut known = Vec::new();
+            let mut added = 0;
             {
                 let insert =
                     "INSERT INTO session_refs (session, user, chunk) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
                 for id in ids {
                     if super::chunk_writer(tx, user, id)?.is_some_and(|w| trusted.contains(&w)) {
-                        tx.execute(insert, params![session as i64, u, &id.as_bytes()[..]])?;
+                        added += tx.execute(insert, params![session as i64, u, &id.as_bytes()[..]])?;
                         known.push(*id);
                     }
                 }
             }
+            count_session_refs(tx, user, session, added)?;
             Ok(known)
         })
     }
@@ -259,7 +268,7 @@ impl Store {
         self.write(|tx| {
             let u = user.0 as i64;
             require_open(tx, user, me, session, now)?;
-            let mut missing = 0;
+            let (mut missing, mut added) = (0, 0);
             {
                 let exists = "SELECT 1 FROM chunks WHERE user = ?1 AND id = ?2";
                 let insert =
@@ -269,13 +278,13 @@ impl Store {
                         missing += 1;
                         continue;
                     }
-                    tx.execute(insert, params![session as i64, u, &id.as_bytes()[..]])?;
+                    added += tx.execute(insert, params![session as i64, u, &id.as_bytes()[..]])?;
                 }
             }
             if missing > 0 {
                 return Err(StoreError::MissingChunks(missing));
             }
-            Ok(())
+            count_session_refs(tx, user, session, added)
         })
     }
 }
@@ -298,10 +307,42 @@ pub const RECORD_BYTES_OF_DELEGATES: u64 = 16 << 20;
 /// empty record costs something too, or rows could be added without end.
 pub const SNAPSHOT_ROW_BYTES: u64 = 1024;
 
-/// What a snapshot's reference to a chunk takes in the catalog: a row of `snapshot_chunks`
-/// and its two index entries (about 280 bytes on SQLite with random chunk ids). Counted
-/// against the quota at commit, given back when the snapshot goes.
+/// What a reference to a chunk takes in the catalog: a row of `snapshot_chunks` and its two
+/// index entries (about 280 bytes on SQLite with random chunk ids), or one of `session_refs`
+/// (about 150). Counted against the quota from when a session records it (a chunk its
+/// snapshot will name, or a dedup hit) until its snapshot goes, or its session ends without
+/// one: references are as many per snapshot as the chunks it names, so snapshots naming
+/// every chunk again and again would otherwise grow the catalog without bound.
 pub const SNAPSHOT_REF_BYTES: u64 = 256;
+
+/// Counts `added` references newly recorded by `session` against `user`'s quota; refused,
+/// recording none, past it.
+fn count_session_refs(tx: &Sql<'_>, user: UserId, session: u64, added: usize) -> Result<(), StoreError> {
+    if added == 0 {
+        return Ok(());
+    }
+    let (u, cost) = (user.0 as i64, added as u64 * SNAPSHOT_REF_BYTES);
+    let quota: Option<i64> = tx.query_opt("SELECT quota FROM users WHERE id = ?1", params![u], |r| r.get(0))?.flatten();
+    if quota.is_some_and(|q| super::quota_used(tx, u).map_or(true, |used| used + cost > q.max(0) as u64)) {
+        return Err(StoreError::QuotaFull);
+    }
+    Ok(super::catalog_bytes(tx, u, &session.to_string(), cost as i64)?)
+}
+
+/// Drops the references recorded by the sessions `sessions` selects (SQL, with `params`)
+/// and gives back what they counted.
+fn drop_session_refs(tx: &Sql<'_>, sessions: &str, params: &[&dyn super::sql::Param]) -> Result<(), SqlError> {
+    let counted: Vec<(i64, i64)> = tx.query_map(
+        &format!("SELECT user, COUNT(*) FROM session_refs WHERE session IN ({sessions}) GROUP BY user"),
+        params,
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    for (user, refs) in counted {
+        super::catalog_bytes(tx, user, "", -refs.saturating_mul(SNAPSHOT_REF_BYTES as i64))?;
+    }
+    tx.execute(&format!("DELETE FROM session_refs WHERE session IN ({sessions})"), params)?;
+    Ok(())
+}
 
 /// Drops snapshot `id`'s references (of `user`'s chunks) and gives back what they counted.
 pub(super) fn forget_refs(tx: &Sql<'_>, user: i64, id: &str) -> Result<(), SqlError> {
@@ -367,19 +408,6 @@ impl Store {
                 |r| r.get(0),
             )?;
             let len = record.len() as u64 + wrapped.max(0) as u64 + SNAPSHOT_ROW_BYTES;
-            // Its references are rows of their own, as many per snapshot as chunks it names:
-            // they count against the quota, or snapshots naming every chunk again and again
-            // would grow the catalog without bound.
-            let refs: i64 =
-                tx.query_row("SELECT COUNT(*) FROM session_refs WHERE session = ?1", params![session as i64], |r| {
-                    r.get(0)
-                })?;
-            let cost = refs.max(0) as u64 * SNAPSHOT_REF_BYTES;
-            let quota: Option<i64> =
-                tx.query_opt("SELECT quota FROM users WHERE id = ?1", params![u], |r| r.get(0))?.flatten();
-            if quota.is_some_and(|q| super::quota_used(tx, u).map_or(true, |used| used + cost > q.max(0) as u64)) {
-                return Err(StoreError::QuotaFull);
-            }
             if me != user && delegates + len > RECORD_BYTES_OF_DELEGATES {
                 return Err(StoreError::DelegatesRecordsFull { limit: RECORD_BYTES_OF_DELEGATES });
             }
@@ -395,7 +423,7 @@ impl Store {
                 "INSERT INTO snapshot_chunks (snapshot, user, chunk) SELECT ?1, user, chunk FROM session_refs WHERE session = ?2",
                 params![id, session as i64],
             )?;
-            super::catalog_bytes(tx, u, id, cost as i64)?;
+            // The session's references become the snapshot's: they went on counting as they were.
             tx.execute("DELETE FROM session_refs WHERE session = ?1", params![session as i64])?;
             tx.execute("UPDATE sessions SET expires = 0 WHERE id = ?1", params![session as i64])?;
             super::locks::record(tx, LockTarget::Snapshot, id, user, hold.0, hold.1)?;
@@ -757,6 +785,9 @@ mod tests {
             let ids: Vec<ChunkId> = [1, 2, 3].map(|b| ChunkId::from_bytes([b; 32])).to_vec();
             store.add_session_refs(user, user, s, &ids, 2).expect("refs");
             store.commit_snapshot(user, user, s, "snap", b"r", 3).expect("snapshot");
+            // And a session under way with references of its own.
+            let open = store.add_session(user, b"k", 3, 100).expect("session");
+            store.add_session_refs(user, user, open, &ids[..2], 4).expect("refs");
             // As a catalog of schema 20 reads: references counted nothing.
             store.conn().execute("DELETE FROM catalog_usage", params![]).expect("sql");
             store.conn().execute("UPDATE meta SET value = '20' WHERE key = 'schema'", params![]).expect("sql");
@@ -765,9 +796,10 @@ mod tests {
         };
         let store = Store::open(&path).expect("upgrade");
         let refs = store.quota_usage(user).expect("usage") - store.usage(user).expect("usage");
-        assert_eq!(refs, 3 * SNAPSHOT_REF_BYTES);
-        // And they are given back when the snapshot goes.
+        assert_eq!(refs, 5 * SNAPSHOT_REF_BYTES);
+        // And they are given back when the snapshot goes, and when the session ends.
         store.forget(user, &["snap".into()], 4).expect("forget");
+        store.close_session(user, user, 2).expect("close");
         assert_eq!(store.quota_usage(user).expect("usage"), store.usage(user).expect("usage"));
     }
 

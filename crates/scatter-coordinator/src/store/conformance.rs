@@ -459,7 +459,7 @@ conformance! {
         assert_eq!(store.quota_usage(ann).expect("usage"), store.usage(ann).expect("usage"));
     }
 
-    fn snapshot_references_count_against_the_quota_until_the_snapshot_goes() {
+    fn references_count_against_the_quota_from_when_they_are_recorded_until_they_go() {
         let (_guard, store) = catalog();
         let each = 4 * crate::store::backup::SNAPSHOT_REF_BYTES;
         // A pack of four chunks (64 bytes) and room for two snapshots naming all four.
@@ -471,19 +471,38 @@ conformance! {
         let all = [cid(1), cid(2), cid(3), cid(4)];
         let snapshot = |id: &str, hold| {
             let s = store.add_session(ann, b"k", 2, 100).expect("session");
-            store.add_session_refs(ann, ann, s, &all, 2).expect("refs");
+            store.add_session_refs(ann, ann, s, &all, 2)?;
             store.commit_snapshot_held(ann, ann, s, id, b"r", (None, hold), 3)
         };
         snapshot("a", None).expect("a");
         snapshot("b", Some(50)).expect("b, to expire at 50");
         assert_eq!(store.quota_usage(ann).expect("usage"), 64 + 2 * each);
+        // A third is refused as its session records them, and nothing of it is kept.
         assert!(matches!(snapshot("c", None), Err(StoreError::QuotaFull)));
-        assert!(store.snapshots(ann).expect("list").iter().all(|s| s.id != "c"), "nothing of it is kept");
+        assert_eq!(store.quota_usage(ann).expect("usage"), 64 + 2 * each);
         // Forgetting a snapshot gives its references back; so does its expiry.
         assert_eq!(store.forget(ann, &["a".into()], 4).expect("forget"), 1);
         assert_eq!(store.quota_usage(ann).expect("usage"), 64 + each);
         snapshot("c", None).expect("c fits again");
         assert_eq!(store.expire(60, 10, None).expect("expire").snapshots, 1);
+        assert_eq!(store.quota_usage(ann).expect("usage"), 64 + each);
+        // References a session records count while it is open, a second time not at all, and
+        // are given back when it ends without a snapshot: closed, or lapsed (the deleter's
+        // look at idle sessions, or a prune).
+        let open = store.add_session(ann, b"k", 60, 100).expect("session");
+        store.add_session_refs(ann, ann, open, &all, 61).expect("refs");
+        store.add_session_refs(ann, ann, open, &all, 61).expect("the same again");
+        assert_eq!(store.quota_usage(ann).expect("usage"), 64 + 2 * each);
+        store.close_session(ann, ann, open).expect("close");
+        assert_eq!(store.quota_usage(ann).expect("usage"), 64 + each);
+        let lapsing = store.add_session(ann, b"k", 60, 100).expect("session");
+        assert_eq!(store.lookup_for_session(ann, ann, lapsing, &all, 61).expect("dedup hits").len(), 4);
+        assert_eq!(store.quota_usage(ann).expect("usage"), 64 + 2 * each);
+        store.drop_idle_sessions(0, 100, 101).expect("idle sessions");
+        assert_eq!(store.quota_usage(ann).expect("usage"), 64 + each);
+        let pruned = store.add_session(ann, b"k", 60, 100).expect("session");
+        store.add_session_refs(ann, ann, pruned, &all, 61).expect("refs");
+        store.prune(ann, 0, 101, 101 + 3600).expect("prune");
         assert_eq!(store.quota_usage(ann).expect("usage"), 64 + each);
         // An account without a quota is not refused (the grid's room is its bound).
         let bob = user(&store, 2, "bob", Role::User, None, None);

@@ -600,8 +600,10 @@ pub enum StoreError {
     /// The account's quota has no room for what the catalog would keep of an object or a
     /// snapshot's references.
     #[error(
-        "the quota is exhausted (what this account stores on hosts and what the catalog keeps of its objects and \
-         snapshots); remove data (`scatter rm`, `scatter forget` and `scatter prune`) or ask the grid's admin for more"
+        "the quota is exhausted (what this account stores on hosts, and what the catalog keeps of its objects and \
+         of its snapshots' chunk references: `scatter usage` shows both); remove data (`scatter rm`, `scatter \
+         forget` and `scatter prune`) or ask the grid's admin for more (from a reader's or appender's device: ask \
+         the account's owner)"
     )]
     QuotaFull,
     /// The account's snapshot records would take more of the catalog than it keeps for one.
@@ -1375,16 +1377,19 @@ impl Store {
                 )?;
             }
             if version.is_some_and(|v| v <= 20) {
-                // Snapshots' references were not counted before: counted once, here.
-                c.execute(
-                    &format!(
-                        "INSERT INTO catalog_usage (user, slot, bytes)
-                         SELECT user, 0, CAST(COUNT(*) * {} AS BIGINT) FROM snapshot_chunks GROUP BY user
-                         ON CONFLICT (user, slot) DO UPDATE SET bytes = catalog_usage.bytes + excluded.bytes",
-                        backup::SNAPSHOT_REF_BYTES
-                    ),
-                    params![],
-                )?;
+                // References (snapshots', and those sessions recorded) were not counted
+                // before: counted once, here.
+                for table in ["snapshot_chunks", "session_refs"] {
+                    c.execute(
+                        &format!(
+                            "INSERT INTO catalog_usage (user, slot, bytes)
+                             SELECT user, 0, CAST(COUNT(*) * {} AS BIGINT) FROM {table} GROUP BY user
+                             ON CONFLICT (user, slot) DO UPDATE SET bytes = catalog_usage.bytes + excluded.bytes",
+                            backup::SNAPSHOT_REF_BYTES
+                        ),
+                        params![],
+                    )?;
+                }
             }
             c.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -200,12 +200,13 @@ impl Store {
         self.read(|conn| super::devices::login(conn, device))
     }
 
-    /// Every user with its usage.
+    /// Every user with what counts against its quota (see [`Store::quota_usage`]).
     pub fn users(&self) -> Result<Vec<UserEntry>, StoreError> {
         self.read(|conn| {
             let rows = conn.query_map(
                 "SELECT u.id, u.name, u.role, u.disabled, u.quota, u.owner,
-                        CAST(COALESCE((SELECT SUM(c.bytes) FROM usage_counts c WHERE c.user = u.id), 0) AS BIGINT)
+                        CAST(COALESCE((SELECT SUM(c.bytes) FROM usage_counts c WHERE c.user = u.id), 0)
+                             + COALESCE((SELECT SUM(k.bytes) FROM catalog_usage k WHERE k.user = u.id), 0) AS BIGINT)
                  FROM users u ORDER BY u.id",
                 params![],
                 |r| {
@@ -249,7 +250,8 @@ impl Store {
     }
 
     /// What counts against the user's quota: [`Store::usage`], and what the catalog keeps of
-    /// its objects (names, manifests, attributes).
+    /// its objects (names, manifests, attributes) and references (snapshots', and those its
+    /// open sessions recorded).
     pub fn quota_usage(&self, id: UserId) -> Result<u64, StoreError> {
         self.read(|c| Ok(super::quota_used(c, id.0 as i64)?))
     }
