@@ -85,26 +85,50 @@ fn load(served: &[Served]) -> (Table, Vec<GatewayError>) {
             Err(e) => problems.push(GatewayError::KeyStore(e)),
         }
     }
-    let mut holders: HashMap<&str, usize> = HashMap::new();
-    for (_, store) in &stores {
+    let mut holders: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (s, store) in &stores {
         for k in store.keys() {
-            *holders.entry(k.access_key.as_str()).or_default() += 1;
+            holders.entry(k.access_key.as_str()).or_default().push(s.tenant.id.as_str());
         }
     }
     let mut table = Table::default();
     for (s, store) in &stores {
         for k in store.keys() {
-            if holders[k.access_key.as_str()] > 1 {
-                if !problems.iter().any(|p| matches!(p, GatewayError::SharedKey(a) if *a == k.access_key)) {
-                    problems.push(GatewayError::SharedKey(k.access_key.clone()));
+            let claimants = &holders[k.access_key.as_str()];
+            match holder(&k.access_key, claimants) {
+                Some(owner) if owner == s.tenant.id => {}
+                Some(_) => {
+                    problems.push(GatewayError::NotItsKey(k.access_key.clone(), s.dir.clone()));
+                    continue;
                 }
-                continue;
+                None => {
+                    if !problems.iter().any(|p| matches!(p, GatewayError::SharedKey(a) if *a == k.access_key)) {
+                        problems.push(GatewayError::SharedKey(k.access_key.clone()));
+                    }
+                    continue;
+                }
             }
             let access = Access { tenant: s.tenant.clone(), write_only: k.write_only };
             table.insert(k.access_key.clone(), (access, Zeroizing::new(k.secret_key.clone())));
         }
     }
     (table, problems)
+}
+
+/// Which of `claimants` (the public keys of the profiles whose stores name `access_key`)
+/// it is served for: the only one, or the only one it is bound to; none when that is not
+/// clear (a key made before keys were bound, named in two stores).
+fn holder<'a>(access_key: &str, claimants: &[&'a str]) -> Option<&'a str> {
+    match claimants {
+        [only] => Some(*only),
+        _ => {
+            let mut bound = claimants.iter().filter(|owner| keystore::bound_to(access_key, owner));
+            match (bound.next(), bound.next()) {
+                (Some(one), None) => Some(*one),
+                _ => None,
+            }
+        }
+    }
 }
 
 /// The keys of `served` as they are now, for a gateway about to start: refused when no key
@@ -150,5 +174,33 @@ pub async fn watch(served: Vec<Served>, keys: Keys, every: Duration) {
         }
         tracing::info!(keys = table.len(), "gateway keys read again after a change");
         keys.replace(table);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_named_by_two_profiles_is_served_only_for_the_one_it_was_made_for() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (alice, bob) = (scatter_core::keys::UserKeys::generate(), scatter_core::keys::UserKeys::generate());
+        let key = KeyStore::open(dir.path(), &alice).expect("open").add(false, 1).expect("add").access_key;
+        let (a, b) = (alice.write_keys().public_key(), bob.write_keys().public_key());
+        assert_eq!(holder(&key, &[&a]), Some(a.as_str()));
+        // Bob names Alice's key in his own store (an access key is no secret).
+        assert_eq!(holder(&key, &[&b, &a]), Some(a.as_str()));
+        assert_eq!(holder(&key, &[&a, &b]), Some(a.as_str()));
+        // One a profile holds alone is served for it, bound or not (older keys).
+        assert_eq!(holder("SCOLDKEY000000000000", &[&b]), Some(b.as_str()));
+        // Older keys named twice, and a key bound to neither claimant: served for nobody.
+        assert_eq!(holder("SCOLDKEY000000000000", &[&a, &b]), None);
+        let carols =
+            KeyStore::open(tempfile::tempdir().expect("tempdir").path(), &scatter_core::keys::UserKeys::generate())
+                .expect("open")
+                .add(false, 1)
+                .expect("add")
+                .access_key;
+        assert_eq!(holder(&carols, &[&a, &b]), None);
     }
 }

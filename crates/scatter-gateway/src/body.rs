@@ -95,12 +95,19 @@ where
     Ok((data, summer.finish()))
 }
 
+/// How s3s says a chunk of a signed aws-chunked body is not signed by the request's key (its
+/// error type is private, so only its text tells).
+const CHUNK_SIGNATURE_MISMATCH: &str = "AwsChunkedStreamError: SignatureMismatch";
+
 /// A body's failure as a read error: [`std::io::ErrorKind::TimedOut`] when the gateway cut
-/// it off for its pace, [`std::io::ErrorKind::UnexpectedEof`] when the client ended it.
+/// it off for its pace, [`std::io::ErrorKind::PermissionDenied`] when a chunk's signature
+/// did not match, [`std::io::ErrorKind::UnexpectedEof`] when the client ended it.
 fn failed(e: impl std::fmt::Display) -> std::io::Error {
     let message = format!("the request body failed: {e}");
     let kind = if message.contains(crate::pace::TOO_SLOW) {
         std::io::ErrorKind::TimedOut
+    } else if message.contains(CHUNK_SIGNATURE_MISMATCH) {
+        std::io::ErrorKind::PermissionDenied
     } else {
         std::io::ErrorKind::UnexpectedEof
     };

@@ -25,7 +25,8 @@ const SEAL_CONTEXT: &str = "scatter gateway key store v1";
 /// One S3 access key.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct AccessKey {
-    /// The public half, `SC` and 18 letters or digits.
+    /// The public half, `SC` and 18 letters or digits: 12 random, then 6 that bind it to its
+    /// profile (see [`bound_to`]).
     pub access_key: String,
     /// The secret half: 40 letters and digits.
     pub secret_key: String,
@@ -81,7 +82,39 @@ pub enum KeyStoreError {
 pub struct KeyStore {
     path: PathBuf,
     seal: NameKey,
+    /// The profile's public key, which its new access keys are bound to.
+    owner: String,
     keys: Vec<AccessKey>,
+}
+
+/// Random letters and digits in an access key, after `SC`.
+const RANDOM_PART: usize = 12;
+/// Letters and digits that bind an access key to its profile, after the random ones.
+const BINDING_PART: usize = 6;
+/// The letters and digits of access keys.
+const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+
+/// The binding part of an access key whose `SC` and random part are `head`, for the profile
+/// whose public key is `owner`.
+fn binding(owner: &str, head: &str) -> String {
+    let hash = blake3::Hasher::new_derive_key("scatter gateway access key binding v1")
+        .update(owner.as_bytes())
+        .update(&[0])
+        .update(head.as_bytes())
+        .finalize();
+    hash.as_bytes()[..BINDING_PART].iter().map(|b| UPPER[*b as usize % UPPER.len()] as char).collect()
+}
+
+/// Whether `access_key` was made for the profile whose public key is `owner`. Access keys
+/// are public (they travel in every request), so another profile served by the same
+/// gateway can name one in its own store; the gateway serves a key named twice only for
+/// the profile it is bound to. (Keys made before the binding bind to nobody.)
+pub fn bound_to(access_key: &str, owner: &str) -> bool {
+    let split = 2 + RANDOM_PART;
+    access_key.len() == split + BINDING_PART
+        && access_key.is_char_boundary(split)
+        && access_key.starts_with("SC")
+        && access_key[split..] == binding(owner, &access_key[..split])
 }
 
 impl KeyStore {
@@ -98,11 +131,12 @@ impl KeyStore {
     /// it was (for the owner's own commands, which tell them).
     pub fn open_migrating(dir: &Path, keys: &UserKeys, migrate: bool) -> Result<(Self, bool), KeyStoreError> {
         let seal = keys.private_seal().ok_or(KeyStoreError::WriteOnly)?;
+        let owner = keys.write_keys().public_key();
         let path = dir.join(FILE);
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok((Self { path, seal, keys: Vec::new() }, false));
+                return Ok((Self { path, seal, owner, keys: Vec::new() }, false));
             }
             Err(source) => return Err(KeyStoreError::Io { path, source }),
         };
@@ -111,10 +145,10 @@ impl KeyStore {
             serde_json::from_slice::<Vec<AccessKey>>(&plain).ok()
         };
         if let Some(keys) = open(&seal) {
-            return Ok((Self { path, seal, keys }, false));
+            return Ok((Self { path, seal, owner, keys }, false));
         }
         let earlier = open(&keys.write_keys().name_key()).ok_or_else(|| KeyStoreError::Sealed(path.clone()))?;
-        let store = Self { path, seal, keys: earlier };
+        let store = Self { path, seal, owner, keys: earlier };
         if migrate {
             store.save()?;
         }
@@ -128,8 +162,9 @@ impl KeyStore {
 
     /// Makes, stores and returns a new key.
     pub fn add(&mut self, write_only: bool, now: u64) -> Result<AccessKey, KeyStoreError> {
+        let head = format!("SC{}", random_text(RANDOM_PART, true));
         let key = AccessKey {
-            access_key: format!("SC{}", random_text(18, true)),
+            access_key: format!("{head}{}", binding(&self.owner, &head)),
             secret_key: random_text(40, false),
             write_only,
             created: now,
@@ -158,7 +193,6 @@ impl KeyStore {
 }
 
 fn random_text(len: usize, upper: bool) -> String {
-    const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     const MIXED: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let set = if upper { UPPER } else { MIXED };
     let mut rng = rand::rngs::OsRng;
@@ -191,6 +225,15 @@ mod tests {
         assert_eq!(KeyStore::open(dir.path(), &mine).expect("reopen").keys().len(), 1);
         assert_ne!(a.secret_key, b.secret_key);
         assert_eq!(a.secret_key.len(), 40);
+        // Access keys are bound to the profile they were made for, and to no other.
+        assert_eq!(a.access_key.len(), 20);
+        assert!(a.access_key.bytes().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()));
+        assert!(bound_to(&a.access_key, &mine.write_keys().public_key()));
+        assert!(!bound_to(&a.access_key, &theirs.write_keys().public_key()));
+        let mut altered = a.access_key.clone();
+        altered.replace_range(5..6, if &altered[5..6] == "A" { "B" } else { "A" });
+        assert!(!bound_to(&altered, &mine.write_keys().public_key()), "the binding covers the random part");
+        assert!(!bound_to("SCÉ", &mine.write_keys().public_key()));
     }
 
     #[test]

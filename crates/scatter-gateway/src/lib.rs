@@ -56,9 +56,13 @@ pub enum GatewayError {
     /// No profile has a key: nobody could sign a request.
     #[error("no gateway key exists; make one with `scatter gateway key add`")]
     NoKeys,
-    /// Two profiles have the same access key.
-    #[error("the access key {0} belongs to two profiles; remove it from one")]
+    /// Two profiles have the same access key, and it is bound to neither (made before keys
+    /// were bound to their profile).
+    #[error("the access key {0} belongs to two profiles; remove it from one, and make new keys with `scatter gateway key add`")]
     SharedKey(String),
+    /// A profile's store names an access key made for another profile served here.
+    #[error("the access key {0} in the key store of {1} was made for another profile; it is served only for that one")]
+    NotItsKey(String, std::path::PathBuf),
     /// A profile's key store does not open.
     #[error(transparent)]
     KeyStore(#[from] keystore::KeyStoreError),

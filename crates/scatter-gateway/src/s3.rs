@@ -61,16 +61,32 @@ fn write_weight(length: Option<u64>) -> u32 {
 /// waiting counts as busy on its connection, so without a bound one key's waiting requests
 /// could hold every connection the gateway serves. How long one waits is not bounded: a
 /// client uploading big parts over a slow link may make its own next parts wait long.
+/// A profile's write-only keys (its appenders') together hold at most half of its half, and
+/// wait in a line of their own: their slow bodies cannot take every turn from its owner.
 struct Budget {
     all: Arc<tokio::sync::Semaphore>,
     per_profile: std::sync::Mutex<HashMap<String, Arc<ProfileShare>>>,
     mib: u32,
 }
 
-/// One profile's half of a [`Budget`], and how many of its requests wait for a turn.
+/// One profile's half of a [`Budget`], and how many of its requests wait for a turn: its
+/// own keys' and its write-only keys'.
 struct ProfileShare {
     half: Arc<tokio::sync::Semaphore>,
     waiting: std::sync::atomic::AtomicUsize,
+    /// The part of `half` the write-only keys may hold together.
+    write_only: Arc<tokio::sync::Semaphore>,
+    write_only_waiting: std::sync::atomic::AtomicUsize,
+}
+
+impl ProfileShare {
+    fn waiting(&self, write_only: bool) -> &std::sync::atomic::AtomicUsize {
+        if write_only {
+            &self.write_only_waiting
+        } else {
+            &self.waiting
+        }
+    }
 }
 
 /// The most requests of one profile that wait for a turn at once.
@@ -78,6 +94,7 @@ const MOST_WAITING: usize = 32;
 
 /// A turn in a [`Budget`], given back when dropped.
 pub struct Turn {
+    _write_only: Option<tokio::sync::OwnedSemaphorePermit>,
     _mine: tokio::sync::OwnedSemaphorePermit,
     _all: tokio::sync::OwnedSemaphorePermit,
 }
@@ -87,8 +104,9 @@ impl Budget {
         Self { all: Arc::new(tokio::sync::Semaphore::new(mib as usize)), per_profile: Default::default(), mib }
     }
 
-    /// Waits until `weight` MiB fit in `profile`'s half and in the whole.
-    async fn turn(&self, profile: &str, weight: u32) -> S3Result<Turn> {
+    /// Waits until `weight` MiB fit in `profile`'s half (for a `write_only` key, in the part
+    /// of it those keys share) and in the whole.
+    async fn turn(&self, profile: &str, write_only: bool, weight: u32) -> S3Result<Turn> {
         let share = {
             let mut per_profile = self.per_profile.lock().unwrap_or_else(|p| p.into_inner());
             let half = (self.mib / 2) as usize;
@@ -98,29 +116,36 @@ impl Budget {
                     Arc::new(ProfileShare {
                         half: Arc::new(tokio::sync::Semaphore::new(half)),
                         waiting: Default::default(),
+                        write_only: Arc::new(tokio::sync::Semaphore::new(half / 2)),
+                        write_only_waiting: Default::default(),
                     })
                 })
                 .clone()
         };
         let busy = || s3_error!(SlowDown, "the gateway is busy with this profile's requests; retry");
-        if share.waiting.fetch_add(1, std::sync::atomic::Ordering::AcqRel) >= MOST_WAITING {
-            share.waiting.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        if share.waiting(write_only).fetch_add(1, std::sync::atomic::Ordering::AcqRel) >= MOST_WAITING {
+            share.waiting(write_only).fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
             return Err(busy());
         }
         let turn = async {
             let stopping = |_| s3_error!(ServiceUnavailable, "the gateway is stopping");
+            // A body always fits on its own: no weight is above a quarter of the budget.
+            let part = match write_only {
+                true => Some(share.write_only.clone().acquire_many_owned(weight).await.map_err(stopping)?),
+                false => None,
+            };
             let mine = share.half.clone().acquire_many_owned(weight).await.map_err(stopping)?;
             let all = self.all.clone().acquire_many_owned(weight).await.map_err(stopping)?;
-            Ok(Turn { _mine: mine, _all: all })
+            Ok(Turn { _write_only: part, _mine: mine, _all: all })
         };
         // Counted out however the wait ends, the request dropped included.
-        struct Waiting(Arc<ProfileShare>);
+        struct Waiting(Arc<ProfileShare>, bool);
         impl Drop for Waiting {
             fn drop(&mut self) {
-                self.0.waiting.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                self.0.waiting(self.1).fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
             }
         }
-        let waiting = Waiting(share.clone());
+        let waiting = Waiting(share.clone(), write_only);
         let turn = turn.await;
         drop(waiting);
         turn
@@ -142,12 +167,12 @@ impl Gateway {
 
     /// Waits until a read of `length` bytes fits in the read budget.
     async fn read_turn(&self, profile: &str, length: u64) -> S3Result<Turn> {
-        self.reads.turn(profile, read_weight(length)).await
+        self.reads.turn(profile, false, read_weight(length)).await
     }
 
-    /// Waits until a body of `length` bytes fits in the write budget.
-    async fn write_turn(&self, profile: &str, length: Option<u64>) -> S3Result<Turn> {
-        self.writes.turn(profile, write_weight(length)).await
+    /// Waits until a body of `length` bytes, sent with `access`, fits in the write budget.
+    async fn write_turn(&self, access: &Access, length: Option<u64>) -> S3Result<Turn> {
+        self.writes.turn(&access.tenant.id, access.write_only, write_weight(length)).await
     }
 
     /// The access key a request is signed with (checked by then).
@@ -685,6 +710,10 @@ fn body_error(source: &std::io::Error) -> Option<S3Error> {
             Some(s3_error!(IncompleteBody, "the body's length does not match its Content-Length"))
         }
         std::io::ErrorKind::TimedOut => Some(s3_error!(RequestTimeout, "{}", crate::pace::TOO_SLOW)),
+        std::io::ErrorKind::PermissionDenied => Some(s3_error!(
+            SignatureDoesNotMatch,
+            "a chunk of the body is not signed by the request's key; check the secret key"
+        )),
         _ => None,
     }
 }
@@ -1076,7 +1105,7 @@ impl S3 for Gateway {
         let attrs = attributes(input.content_type, input.metadata)?;
         let existing =
             Existing::checked(&a, &b, &input.key, input.if_match.as_ref(), input.if_none_match.as_ref()).await?;
-        let turn = self.write_turn(&a.tenant.id, length).await?;
+        let turn = self.write_turn(&a, length).await?;
         let name = naming::object(&input.bucket, &input.key);
         let writing = start_write(&b, &input.bucket, &input.key).await?;
         let (tenant, body) = (a.tenant.clone(), incoming(input.body));
@@ -1381,7 +1410,7 @@ impl S3 for Gateway {
         let upload = upload_of(t, &input.bucket, &input.key, &input.upload_id).await?;
         own_upload(&a, &upload, caller.as_deref())?;
         let _writing = start_write(&b, &input.bucket, &naming::upload(&input.bucket, &input.upload_id)).await?;
-        let _turn = self.write_turn(&a.tenant.id, length).await?;
+        let _turn = self.write_turn(&a, length).await?;
         let stored = store_body(
             t,
             &naming::part(&input.bucket, &input.upload_id, number),
@@ -1435,7 +1464,7 @@ impl S3 for Gateway {
             None => 0..manifest.size,
         };
         let length = range.end - range.start;
-        let _turn = self.write_turn(&a.tenant.id, Some(length)).await?;
+        let _turn = self.write_turn(&a, Some(length)).await?;
         let bytes = object_bytes(t, &manifest, range, None)?.map(|r| r.map_err(|e| e.to_string())).boxed();
         let stored = store_body(
             t,
@@ -1724,25 +1753,47 @@ mod tests {
     async fn one_key_takes_half_a_budget_and_few_of_its_requests_wait() {
         let budget = Budget::new(256);
         // One key takes its half; a second key still gets turns.
-        let hog = [budget.turn("A", 64).await.expect("turn"), budget.turn("A", 64).await.expect("turn")];
-        let other = budget.turn("B", 64).await.expect("another key's turn beside a key's full half");
+        let hog = [budget.turn("A", false, 64).await.expect("turn"), budget.turn("A", false, 64).await.expect("turn")];
+        let other = budget.turn("B", false, 64).await.expect("another key's turn beside a key's full half");
         drop(other);
         // The key's further requests wait, at most MOST_WAITING of them.
-        let mut waiting: Vec<_> = (0..MOST_WAITING).map(|_| Box::pin(budget.turn("A", 1))).collect();
+        let mut waiting: Vec<_> = (0..MOST_WAITING).map(|_| Box::pin(budget.turn("A", false, 1))).collect();
         for w in &mut waiting {
             assert!(futures::poll!(w.as_mut()).is_pending());
         }
-        let refused = budget.turn("A", 1).await.err().expect("one waiter too many was let wait");
+        let refused = budget.turn("A", false, 1).await.err().expect("one waiter too many was let wait");
         assert_eq!(*refused.code(), S3ErrorCode::SlowDown);
         // A waiter that gives up is counted out.
         waiting.pop();
-        let mut again = Box::pin(budget.turn("A", 1));
+        let mut again = Box::pin(budget.turn("A", false, 1));
         assert!(futures::poll!(again.as_mut()).is_pending(), "a place given up was not given back");
         drop(hog);
         again.await.expect("a turn once the half is given back");
         for w in waiting {
             w.await.expect("a waiting request's turn");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_profiles_write_only_keys_leave_its_owner_room() {
+        let budget = Budget::new(256);
+        // Its appenders' slow bodies take their part of the profile's half...
+        let appenders = budget.turn("A", true, 64).await.expect("turn");
+        let mut more = Box::pin(budget.turn("A", true, 1));
+        assert!(futures::poll!(more.as_mut()).is_pending(), "write-only keys took more than their part");
+        // ... and the owner still has turns, and its own line to wait in.
+        let owner = budget.turn("A", false, 64).await.expect("the owner's turn beside its appenders'");
+        let mut waiting: Vec<_> = (0..MOST_WAITING - 1).map(|_| Box::pin(budget.turn("A", true, 1))).collect();
+        for w in &mut waiting {
+            assert!(futures::poll!(w.as_mut()).is_pending());
+        }
+        assert!(budget.turn("A", true, 1).await.is_err(), "the write-only keys' line is full");
+        let mut mine = Box::pin(budget.turn("A", false, 1));
+        assert!(futures::poll!(mine.as_mut()).is_pending(), "the owner waits in its own line, not refused");
+        drop(owner);
+        mine.await.expect("the owner's turn");
+        drop(appenders);
+        more.await.expect("the appenders' turn once theirs is given back");
     }
 
     #[test]

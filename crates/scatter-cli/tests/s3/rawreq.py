@@ -84,3 +84,24 @@ def aws_chunked(endpoint, ca, access, secret, path, decoded_length, payload):
     body = (f"{len(payload):x}\r\n".encode() + payload + b"\r\n" if payload else b"") + b"0\r\n"
     body += f"x-amz-checksum-crc32:{crc}\r\n\r\n".encode()
     return aws_chunked_framed(endpoint, ca, access, secret, path, decoded_length, body, wait=30, end=True)
+
+
+def aws_chunked_forged(endpoint, ca, access, secret, path, payload):
+    """A PUT of `payload` as a signed aws-chunked body (STREAMING-AWS4-HMAC-SHA256-PAYLOAD)
+    whose request is signed with (`access`, `secret`) but whose chunks carry signatures that
+    are not theirs (a body swapped under a signed request); returns the answer."""
+    forged = "0" * 64
+    body = f"{len(payload):x};chunk-signature={forged}\r\n".encode() + payload + b"\r\n"
+    body += f"0;chunk-signature={forged}\r\n\r\n".encode()
+    u = urllib.parse.urlsplit(endpoint)
+    req = AWSRequest(method="PUT", url=endpoint + path, headers={
+        "Host": u.netloc, "Content-Encoding": "aws-chunked", "Content-Length": str(len(body)),
+        "x-amz-decoded-content-length": str(len(payload)),
+        "x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"})
+    SigV4Auth(Credentials(access, secret), "s3", "us-east-1").add_auth(req)
+    sock = connect(endpoint, ca)
+    head = f"PUT {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in req.headers.items()) + "\r\n"
+    sock.sendall(head.encode() + body)
+    got = answer(sock)
+    sock.close()
+    return got

@@ -118,6 +118,14 @@ for decoded, extra in ((1, b"x-amz-content-sha256: \xff\r\n"), ("1x", b"")):
     got = rawreq.aws_chunked_framed(ENDPOINT, CA, access, secret, f"/{BUCKET}/hidden", decoded, big, extra=extra)
     assert got.startswith("HTTP/1.1 400") and "InvalidArgument" in got, (decoded, extra, got)
 print("small: an aws-chunked chunk longer than its body or than 8 MiB is refused as it arrives")
+# A signed aws-chunked body whose chunks are not signed by the request's key (a body swapped
+# under a signed request) is a signature failure, small or streamed, and stores nothing.
+for size in (100, 3 << 20):
+    got = rawreq.aws_chunked_forged(ENDPOINT, CA, access, secret, f"/{BUCKET}/forged-{size}", b"f" * size)
+    assert got.startswith("HTTP/1.1 403") and "SignatureDoesNotMatch" in got, (size, got)
+listed = owner.list_objects_v2(Bucket=BUCKET, Prefix="forged-")
+assert listed["KeyCount"] == 0, listed
+print("small: an aws-chunked body whose chunk signatures are forged is refused as a signature failure")
 # Ten puts at once, each conditional on the same ETag (If-Match): one wins, the others are
 # refused, whatever batch they share; the winner's bytes are what is stored.
 for rnd in range(3):
