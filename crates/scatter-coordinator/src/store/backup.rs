@@ -102,6 +102,7 @@ pub(super) fn sweep(tx: &Sql<'_>, user: UserId, now: u64) -> Result<Swept, Store
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     tx.execute(&format!("DELETE FROM chunks WHERE {unreferenced}"), params![u, now])?;
+    super::catalog_bytes(tx, u, "", -count.saturating_mul(super::CHUNK_ROW_BYTES as i64))?;
     let released = super::release_packs(
         tx,
         "user = ?1 AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.pack = packs.id)",
@@ -795,11 +796,13 @@ mod tests {
             user
         };
         let store = Store::open(&path).expect("upgrade");
-        let refs = store.quota_usage(user).expect("usage") - store.usage(user).expect("usage");
-        assert_eq!(refs, 5 * SNAPSHOT_REF_BYTES);
-        // And they are given back when the snapshot goes, and when the session ends.
+        let catalog = store.quota_usage(user).expect("usage") - store.usage(user).expect("usage");
+        assert_eq!(catalog, 5 * SNAPSHOT_REF_BYTES + 3 * super::super::CHUNK_ROW_BYTES, "references and chunks' rows");
+        // And they are given back when the snapshot goes, when the session ends, and when a
+        // prune drops the chunks.
         store.forget(user, &["snap".into()], 4).expect("forget");
         store.close_session(user, user, 2).expect("close");
+        store.prune(user, 0, 200, 200).expect("prune");
         assert_eq!(store.quota_usage(user).expect("usage"), store.usage(user).expect("usage"));
     }
 

@@ -211,14 +211,23 @@ fn load(tx: &Sql<'_>, user: UserId, packs: &[BulkPack], objects: &[BulkObject]) 
             ]);
         }
     }
+    // Chunks' rows counted as a commit counts them: per pack, under its id.
+    let mut added: HashMap<Vec<u8>, i64> = HashMap::new();
     insert_many(
         tx,
         "INSERT INTO chunks (user, id, pack, off, len) VALUES",
-        "ON CONFLICT DO NOTHING",
+        "ON CONFLICT DO NOTHING RETURNING pack",
         5,
         &rows,
-        |_| Ok(()),
+        |r| {
+            *added.entry(r.get(0)?).or_default() += 1;
+            Ok(())
+        },
     )?;
+    for p in packs {
+        let rows = added.get(&p.id.as_bytes()[..]).copied().unwrap_or(0);
+        super::catalog_bytes(tx, user.0 as i64, &p.id.to_string(), rows * super::CHUNK_ROW_BYTES as i64)?;
+    }
     rows.clear();
     for o in objects {
         rows.extend([

@@ -11,7 +11,7 @@ use scatter_proto::SignedReceipt;
 use super::testing::{catalog, conformance};
 use super::{
     DegradedPack, NewHost, NewObject, NewPack, Reservation, ReserveError, ShardMove, ShardState, Standing, Store,
-    StoreError, Terms,
+    StoreError, Terms, CHUNK_ROW_BYTES,
 };
 
 const GIB: u64 = 1 << 30;
@@ -416,12 +416,14 @@ conformance! {
 
     fn objects_count_what_the_catalog_keeps_of_them_against_the_quota() {
         let (_guard, store) = catalog();
-        // 64 bytes of pack on hosts, and room for about two objects of a 1,000-byte manifest.
-        let ann = user(&store, 1, "ann", Role::User, Some(64 + 2 * 1200 + 100), None);
+        // 64 bytes of pack on hosts, its chunk's row, and room for about two objects of a
+        // 1,000-byte manifest.
+        let base = 64 + CHUNK_ROW_BYTES;
+        let ann = user(&store, 1, "ann", Role::User, Some(base + 2 * 1200 + 100), None);
         let h = host(&store, 1, 0);
         let s = store.add_session(ann, b"k", 0, 100).expect("session");
         Pack::new(1, 1, &[h]).chunks(&[1]).commit(&store, ann, s, 1);
-        assert_eq!(store.quota_usage(ann).expect("usage"), 64);
+        assert_eq!(store.quota_usage(ann).expect("usage"), base, "the pack and its chunk's row");
         let manifest = [7u8; 1000];
         let object = |name| NewObject {
             name,
@@ -436,7 +438,7 @@ conformance! {
         let each = 1 + 1000 + 5 + 128;
         store.commit_object_held(ann, &object("a"), false, false, none, 2).expect("a");
         store.commit_object_held(ann, &object("b"), false, false, none, 2).expect("b");
-        assert_eq!(store.quota_usage(ann).expect("usage"), 64 + 2 * each);
+        assert_eq!(store.quota_usage(ann).expect("usage"), base + 2 * each);
         assert_eq!(store.usage(ann).expect("usage"), 64, "what the hosts hold stays apart");
         assert!(matches!(
             store.commit_object_held(ann, &object("c"), false, false, none, 3),
@@ -444,16 +446,16 @@ conformance! {
         ));
         // Removing an object, or replacing its versions, gives its bytes back.
         store.remove_object(ann, "a", 4).expect("remove");
-        assert_eq!(store.quota_usage(ann).expect("usage"), 64 + each);
+        assert_eq!(store.quota_usage(ann).expect("usage"), base + each);
         store.commit_object_held(ann, &object("b"), false, true, none, 5).expect("replace b");
-        assert_eq!(store.quota_usage(ann).expect("usage"), 64 + each, "the replaced version is given back");
+        assert_eq!(store.quota_usage(ann).expect("usage"), base + each, "the replaced version is given back");
         store.commit_object_held(ann, &object("c"), false, false, none, 6).expect("c fits again");
         // A name's bytes are counted, not its characters, both ways.
         store.remove_object(ann, "c", 6).expect("remove c");
         store.commit_object_held(ann, &object("üñï"), false, false, none, 6).expect("a name of two-byte characters");
-        assert_eq!(store.quota_usage(ann).expect("usage"), 64 + 2 * each + 5);
+        assert_eq!(store.quota_usage(ann).expect("usage"), base + 2 * each + 5);
         store.remove_object(ann, "üñï", 6).expect("remove it");
-        assert_eq!(store.quota_usage(ann).expect("usage"), 64 + each);
+        assert_eq!(store.quota_usage(ann).expect("usage"), base + each);
         // A removed user's objects count nothing any more (its packs go when its session ends).
         assert!(store.remove_user(ann, 7).expect("remove"));
         assert_eq!(store.quota_usage(ann).expect("usage"), store.usage(ann).expect("usage"));
@@ -462,12 +464,14 @@ conformance! {
     fn references_count_against_the_quota_from_when_they_are_recorded_until_they_go() {
         let (_guard, store) = catalog();
         let each = 4 * crate::store::backup::SNAPSHOT_REF_BYTES;
-        // A pack of four chunks (64 bytes) and room for two snapshots naming all four.
-        let ann = user(&store, 1, "ann", Role::User, Some(64 + 2 * each + 10), None);
+        // A pack of four chunks (64 bytes, and their rows) and room for two snapshots naming
+        // all four.
+        let base = 64 + 4 * CHUNK_ROW_BYTES;
+        let ann = user(&store, 1, "ann", Role::User, Some(base + 2 * each + 10), None);
         let h = host(&store, 1, 0);
         let s = store.add_session(ann, b"k", 0, 100).expect("session");
         Pack::new(1, 1, &[h]).chunks(&[1, 2, 3, 4]).commit(&store, ann, s, 1);
-        assert_eq!(store.quota_usage(ann).expect("usage"), 64);
+        assert_eq!(store.quota_usage(ann).expect("usage"), base);
         let all = [cid(1), cid(2), cid(3), cid(4)];
         let snapshot = |id: &str, hold| {
             let s = store.add_session(ann, b"k", 2, 100).expect("session");
@@ -476,34 +480,34 @@ conformance! {
         };
         snapshot("a", None).expect("a");
         snapshot("b", Some(50)).expect("b, to expire at 50");
-        assert_eq!(store.quota_usage(ann).expect("usage"), 64 + 2 * each);
+        assert_eq!(store.quota_usage(ann).expect("usage"), base + 2 * each);
         // A third is refused as its session records them, and nothing of it is kept.
         assert!(matches!(snapshot("c", None), Err(StoreError::QuotaFull)));
-        assert_eq!(store.quota_usage(ann).expect("usage"), 64 + 2 * each);
+        assert_eq!(store.quota_usage(ann).expect("usage"), base + 2 * each);
         // Forgetting a snapshot gives its references back; so does its expiry.
         assert_eq!(store.forget(ann, &["a".into()], 4).expect("forget"), 1);
-        assert_eq!(store.quota_usage(ann).expect("usage"), 64 + each);
+        assert_eq!(store.quota_usage(ann).expect("usage"), base + each);
         snapshot("c", None).expect("c fits again");
         assert_eq!(store.expire(60, 10, None).expect("expire").snapshots, 1);
-        assert_eq!(store.quota_usage(ann).expect("usage"), 64 + each);
+        assert_eq!(store.quota_usage(ann).expect("usage"), base + each);
         // References a session records count while it is open, a second time not at all, and
         // are given back when it ends without a snapshot: closed, or lapsed (the deleter's
         // look at idle sessions, or a prune).
         let open = store.add_session(ann, b"k", 60, 100).expect("session");
         store.add_session_refs(ann, ann, open, &all, 61).expect("refs");
         store.add_session_refs(ann, ann, open, &all, 61).expect("the same again");
-        assert_eq!(store.quota_usage(ann).expect("usage"), 64 + 2 * each);
+        assert_eq!(store.quota_usage(ann).expect("usage"), base + 2 * each);
         store.close_session(ann, ann, open).expect("close");
-        assert_eq!(store.quota_usage(ann).expect("usage"), 64 + each);
+        assert_eq!(store.quota_usage(ann).expect("usage"), base + each);
         let lapsing = store.add_session(ann, b"k", 60, 100).expect("session");
         assert_eq!(store.lookup_for_session(ann, ann, lapsing, &all, 61).expect("dedup hits").len(), 4);
-        assert_eq!(store.quota_usage(ann).expect("usage"), 64 + 2 * each);
+        assert_eq!(store.quota_usage(ann).expect("usage"), base + 2 * each);
         store.drop_idle_sessions(0, 100, 101).expect("idle sessions");
-        assert_eq!(store.quota_usage(ann).expect("usage"), 64 + each);
+        assert_eq!(store.quota_usage(ann).expect("usage"), base + each);
         let pruned = store.add_session(ann, b"k", 60, 100).expect("session");
         store.add_session_refs(ann, ann, pruned, &all, 61).expect("refs");
         store.prune(ann, 0, 101, 101 + 3600).expect("prune");
-        assert_eq!(store.quota_usage(ann).expect("usage"), 64 + each);
+        assert_eq!(store.quota_usage(ann).expect("usage"), base + each);
         // An account without a quota is not refused (the grid's room is its bound).
         let bob = user(&store, 2, "bob", Role::User, None, None);
         let s = store.add_session(bob, b"k", 0, 100).expect("session");

@@ -150,14 +150,17 @@ pub(super) fn forget(tx: &Sql<'_>, target: LockTarget, id: &str) -> Result<(), S
 pub(super) fn drop_unreferenced(tx: &Sql<'_>, user: UserId, chunks: Vec<Vec<u8>>, now: u64) -> Result<u64, SqlError> {
     let u = user.0 as i64;
     let mut emptied = std::collections::BTreeSet::new();
+    let mut rows = 0;
     for chunk in chunks {
         let packs: Vec<Vec<u8>> = tx.query_map(
             &format!("DELETE FROM chunks WHERE id = ?3 AND {} RETURNING pack", super::backup::UNREFERENCED),
             params![u, now as i64, chunk],
             |r| r.get(0),
         )?;
+        rows += packs.len() as i64;
         emptied.extend(packs);
     }
+    super::catalog_bytes(tx, u, "", -rows * super::CHUNK_ROW_BYTES as i64)?;
     let mut released = 0;
     for pack in emptied {
         released += release_packs(

@@ -975,6 +975,10 @@ const OBJECT_BYTES: &str = "(OCTET_LENGTH(name) + LENGTH(manifest) + COALESCE(LE
 /// What an object version's row takes beyond its name, manifest and attributes (ids, sizes,
 /// indexes), as [`OBJECT_BYTES`] counts it.
 const OBJECT_ROW_BYTES: u64 = 128;
+/// What a chunk's row takes in the catalog with its indexes (about 170 bytes on SQLite): a
+/// pack's chunks count against its owner's quota beside its bytes on hosts, or packs of
+/// many tiny chunks would make the catalog grow faster than the quota counts.
+pub(crate) const CHUNK_ROW_BYTES: u64 = 160;
 
 /// Counts `bytes` more (or fewer) of the catalog for `user`'s objects or snapshots, in the
 /// row that `name` (an object's encrypted name, a snapshot's id) picks, as [`stored`] spreads
@@ -1102,6 +1106,9 @@ fn record_pack(tx: &Sql<'_>, p: &NewPack<'_>, now: u64) -> Result<(), StoreError
         held(tx, s.host, 1, p.shard_size as i64)?;
     }
     measure_spread(tx, &p.id.as_bytes()[..])?;
+    // Counted, not refused, here: the placement was checked against the quota, and the
+    // account's next one is refused if these take it past.
+    let mut rows = 0;
     for c in p.chunks {
         let (u, id, pack) = (p.user.0 as i64, &c.id.as_bytes()[..], &p.id.as_bytes()[..]);
         if p.relocate {
@@ -1131,6 +1138,7 @@ fn record_pack(tx: &Sql<'_>, p: &NewPack<'_>, now: u64) -> Result<(), StoreError
                 "INSERT INTO chunks (user, id, pack, off, len) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
                 params![u, id, pack, c.offset as i64, c.len as i64],
             )?;
+            rows += inserted as u64;
             // A chunk an untrusted delegate wrote first gives way to the same id written
             // by the owner or a trusted delegate: the first could be anything.
             if inserted == 0
@@ -1144,6 +1152,7 @@ fn record_pack(tx: &Sql<'_>, p: &NewPack<'_>, now: u64) -> Result<(), StoreError
             }
         }
     }
+    catalog_bytes(tx, p.user.0 as i64, &p.id.to_string(), (rows * CHUNK_ROW_BYTES) as i64)?;
     for old in emptied {
         release_packs(tx, "id = ?1 AND NOT EXISTS (SELECT 1 FROM chunks WHERE pack = ?1)", params![&old], now)?;
     }
@@ -1377,15 +1386,19 @@ impl Store {
                 )?;
             }
             if version.is_some_and(|v| v <= 20) {
-                // References (snapshots', and those sessions recorded) were not counted
-                // before: counted once, here.
-                for table in ["snapshot_chunks", "session_refs"] {
+                // References (snapshots', and those sessions recorded) and chunks' rows were
+                // not counted before: counted once, here.
+                let rows = [
+                    ("snapshot_chunks", backup::SNAPSHOT_REF_BYTES),
+                    ("session_refs", backup::SNAPSHOT_REF_BYTES),
+                    ("chunks", CHUNK_ROW_BYTES),
+                ];
+                for (table, bytes) in rows {
                     c.execute(
                         &format!(
                             "INSERT INTO catalog_usage (user, slot, bytes)
-                             SELECT user, 0, CAST(COUNT(*) * {} AS BIGINT) FROM {table} GROUP BY user
-                             ON CONFLICT (user, slot) DO UPDATE SET bytes = catalog_usage.bytes + excluded.bytes",
-                            backup::SNAPSHOT_REF_BYTES
+                             SELECT user, 0, CAST(COUNT(*) * {bytes} AS BIGINT) FROM {table} GROUP BY user
+                             ON CONFLICT (user, slot) DO UPDATE SET bytes = catalog_usage.bytes + excluded.bytes"
                         ),
                         params![],
                     )?;

@@ -302,13 +302,14 @@ impl Store {
             )?;
             tx.execute("DELETE FROM object_chunks WHERE user = ?1", params![u])?;
             tx.execute("DELETE FROM objects WHERE user = ?1", params![u])?;
-            tx.execute("DELETE FROM catalog_usage WHERE user = ?1", params![u])?;
             tx.execute("DELETE FROM snapshot_chunks WHERE user = ?1", params![u])?;
             tx.execute("DELETE FROM snapshots WHERE user = ?1", params![u])?;
             match super::backup::sweep(tx, id, now) {
                 Ok(_) | Err(StoreError::Busy) => {}
                 Err(e) => return Err(e),
             }
+            // After the sweep, which gives back what it drops: nothing of it counts any more.
+            tx.execute("DELETE FROM catalog_usage WHERE user = ?1", params![u])?;
             Ok(true)
         })
     }
