@@ -180,7 +180,7 @@ fn choose_targets(
             ));
         }
         return Err(ApiError::Quota(format!(
-            "the quota is exhausted: {} of {} used (on hosts, with redundancy, and by objects and snapshots in the catalog), {} more being uploaded, and this pack needs {} more; remove data (`scatter prune` also frees what an interrupted put or backup stored, once its session has ended: a minute) or ask the grid's admin for more",
+            "the quota is exhausted: {} of {} used (on hosts, with redundancy, and in the catalog by objects, chunks and snapshots), {} more being uploaded, and this pack needs {} more; remove data (`scatter prune` also frees what an interrupted put or backup stored, once its session has ended: a minute) or ask the grid's admin for more",
             ByteSize(used),
             ByteSize(u.quota.unwrap_or(0)),
             ByteSize(reserved.owner),

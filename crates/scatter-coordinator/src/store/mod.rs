@@ -600,8 +600,8 @@ pub enum StoreError {
     /// The account's quota has no room for what the catalog would keep of an object or a
     /// snapshot's references.
     #[error(
-        "the quota is exhausted (what this account stores on hosts, and what the catalog keeps of its objects and \
-         of its snapshots' chunk references: `scatter usage` shows both); remove data (`scatter rm`, `scatter \
+        "the quota is exhausted (what this account stores on hosts, and what the catalog keeps of its objects, \
+         chunks and snapshots' references to them: `scatter usage` shows both); remove data (`scatter rm`, `scatter \
          forget` and `scatter prune`) or ask the grid's admin for more (from a reader's or appender's device: ask \
          the account's owner)"
     )]
