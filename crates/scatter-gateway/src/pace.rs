@@ -53,12 +53,26 @@ pub fn framed_most(decoded: u64) -> u64 {
 /// What the body reports when it is cut off; the handlers answer `RequestTimeout`.
 pub const TOO_SLOW: &str = "the request body arrived too slowly and was cut off";
 
-/// The shared budget of [`XML_BUDGET`], in KiB, of which one profile holds at most half: one
-/// profile's stalled XML cannot make another's completions wait.
+/// The shared budget of [`XML_BUDGET`], in KiB, of which one profile holds at most half, and
+/// its write-only keys (its appenders') together at most half of that: one profile's stalled
+/// XML cannot make another's completions wait, nor its appenders' its owner's.
 #[derive(Clone)]
 pub struct XmlBudget {
     all: Arc<tokio::sync::Semaphore>,
-    per_profile: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>>,
+    per_profile: Arc<std::sync::Mutex<HashMap<String, Arc<XmlShare>>>>,
+}
+
+/// One profile's half of the [`XmlBudget`], and the part of it its write-only keys share.
+struct XmlShare {
+    half: Arc<tokio::sync::Semaphore>,
+    write_only: Arc<tokio::sync::Semaphore>,
+}
+
+/// A turn in the [`XmlBudget`], given back when dropped.
+struct XmlTurn {
+    _write_only: Option<tokio::sync::OwnedSemaphorePermit>,
+    _mine: tokio::sync::OwnedSemaphorePermit,
+    _all: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Default for XmlBudget {
@@ -73,16 +87,30 @@ impl XmlBudget {
         Self { all: Arc::new(tokio::sync::Semaphore::new((XML_BUDGET >> 10) as usize)), per_profile: Arc::default() }
     }
 
-    /// A turn for `kib` KiB of profile `key`'s XML, or none if its half or the whole is taken.
-    fn turn(&self, key: &str, kib: u32) -> Option<[tokio::sync::OwnedSemaphorePermit; 2]> {
-        let half = {
+    /// A turn for `kib` KiB of profile `key`'s XML (sent with a `write_only` key or not), or
+    /// none if its part, its half or the whole is taken.
+    fn turn(&self, key: &str, write_only: bool, kib: u32) -> Option<XmlTurn> {
+        let share = {
             let mut per_profile = self.per_profile.lock().unwrap_or_else(|p| p.into_inner());
-            let share = (XML_BUDGET >> 11) as usize;
-            per_profile.entry(key.to_owned()).or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(share))).clone()
+            let half = (XML_BUDGET >> 11) as usize;
+            per_profile
+                .entry(key.to_owned())
+                .or_insert_with(|| {
+                    Arc::new(XmlShare {
+                        half: Arc::new(tokio::sync::Semaphore::new(half)),
+                        write_only: Arc::new(tokio::sync::Semaphore::new(half / 2)),
+                    })
+                })
+                .clone()
         };
-        let mine = half.try_acquire_many_owned(kib).ok()?;
+        // A body of at most XML_MOST fits in the write-only keys' part on its own.
+        let part = match write_only {
+            true => Some(share.write_only.clone().try_acquire_many_owned(kib).ok()?),
+            false => None,
+        };
+        let mine = share.half.clone().try_acquire_many_owned(kib).ok()?;
         let all = self.all.clone().try_acquire_many_owned(kib).ok()?;
-        Some([mine, all])
+        Some(XmlTurn { _write_only: part, _mine: mine, _all: all })
     }
 }
 
@@ -118,7 +146,7 @@ impl s3s::access::S3Access for XmlAccess {
             return Ok(());
         }
         let kib = length.min(XML_MOST).div_ceil(1 << 10) as u32;
-        let turn = self.0.turn(&key, kib).ok_or_else(|| {
+        let turn = self.0.turn(&key, access.write_only, kib).ok_or_else(|| {
             s3s::s3_error!(SlowDown, "the gateway is reading as much of this profile's XML as it holds at once; retry")
         })?;
         cx.extensions_mut().insert(Arc::new(turn));
@@ -378,6 +406,21 @@ impl http_body::Body for Paced {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_profiles_write_only_keys_leave_its_owner_xml_room() {
+        let budget = XmlBudget::new();
+        let most = (XML_MOST >> 10) as u32;
+        // An appender's stalled bodies take their part (a quarter of the whole)...
+        let appenders = [budget.turn("A", true, most).expect("turn"), budget.turn("A", true, most).expect("turn")];
+        assert!(budget.turn("A", true, 1).is_none(), "write-only keys took more than their part");
+        // ... and the owner still completes its uploads.
+        let owner = [budget.turn("A", false, most).expect("turn"), budget.turn("A", false, most).expect("turn")];
+        assert!(budget.turn("A", false, 1).is_none(), "a profile took more than its half");
+        assert!(budget.turn("B", false, most).is_some(), "another profile's turn");
+        drop((appenders, owner));
+        assert!(budget.turn("A", true, most).is_some());
+    }
     use futures::StreamExt;
     use http_body_util::BodyExt;
 
