@@ -286,6 +286,11 @@ conformance! {
         Pack::new(2, 1, &[h]).chunks(&[1]).commit(&store, bob, sb, 1);
         store.commit_object(bob, "a", sb, b"m", 10, &[cid(1)], false, 2).expect("object");
 
+        // A write session of ann's still open when it goes, with references and a pack.
+        let open = store.add_session(ann, b"k", 150, 10_000).expect("session");
+        Pack::new(3, 1, &[h]).chunks(&[3]).commit(&store, ann, open, 150);
+        store.add_session_refs(ann, ann, open, &[cid(1), cid(3)], 150).expect("refs");
+
         let code = crate::store::RecoveryBinding { verifier: [1; 32], recipient: "age1r".into(), binding: vec![1] };
         store.set_recovery(ann, login(&store, ann).0.device, &[9; 32], &code, b"sealed key file", 3).expect("recovery code");
         assert!(store.remove_user(ann, 200).expect("remove"));
@@ -296,12 +301,19 @@ conformance! {
         assert!(store.list_objects(ann, "").expect("list").is_empty());
         assert!(store.get_object(ann, "a").expect("get").is_none());
         assert!(store.snapshots(ann).expect("snapshots").is_empty());
-        assert_eq!(store.usage(ann).expect("usage"), 0, "its packs are released");
+        assert_eq!(store.usage(ann).expect("usage"), 0, "its packs are released, its open session's too");
         assert_eq!(store.conn().usage_summed(ann).expect("sum"), 0);
+        assert_eq!(store.quota_usage(ann).expect("usage"), 0, "nothing of it counts");
+        store.drop_idle_sessions(0, 100, 20_000).expect("idle sessions");
+        assert_eq!(store.quota_usage(ann).expect("usage"), 0, "nor is anything given back later");
         // Released at 200: its shards stay on their hosts for the release grace.
-        let due = |by| store.shards_to_delete(10, by).expect("to delete").iter().map(|d| d.0).collect::<Vec<_>>();
+        let due = |by| {
+            let mut due = store.shards_to_delete(10, by).expect("to delete").iter().map(|d| d.0).collect::<Vec<_>>();
+            due.sort();
+            due
+        };
         assert_eq!(due(199), [], "within the release grace");
-        assert_eq!(due(200), [pid(1)]);
+        assert_eq!(due(200), [pid(1), pid(3)]);
 
         assert_eq!(store.get_object(bob, "a").expect("get").expect("bob's").0.version, 1);
         assert_eq!(store.usage(bob).expect("usage"), 64);

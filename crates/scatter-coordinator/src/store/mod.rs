@@ -58,7 +58,7 @@ pub use reservations::{Reservation, ReserveError, Reserved};
 use sql::{Backend, Sql, SqlError};
 pub use transfer::{Moved, TransferError};
 
-const SCHEMA_VERSION: i64 = 21;
+const SCHEMA_VERSION: i64 = 22;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -1374,30 +1374,22 @@ impl Store {
                     }
                 }
             }
-            if version.is_some_and(|v| v <= 19) {
-                // Objects' catalog bytes were not counted before: counted once, here.
-                c.execute(
-                    &format!(
-                        "INSERT INTO catalog_usage (user, slot, bytes)
-                         SELECT user, 0, CAST(SUM({OBJECT_BYTES}) AS BIGINT) FROM objects GROUP BY user
-                         ON CONFLICT (user, slot) DO NOTHING"
-                    ),
-                    params![],
-                )?;
-            }
-            if version.is_some_and(|v| v <= 20) {
-                // References (snapshots', and those sessions recorded) and chunks' rows were
-                // not counted before: counted once, here.
+            if version.is_some_and(|v| v <= 21) {
+                // What the catalog keeps of each account, counted from its rows. Objects were
+                // first counted at schema 20, references and chunks at 21 and 22 (21 changed
+                // before it was released): the counters are made again rather than added to.
+                c.execute("DELETE FROM catalog_usage", params![])?;
                 let rows = [
-                    ("snapshot_chunks", backup::SNAPSHOT_REF_BYTES),
-                    ("session_refs", backup::SNAPSHOT_REF_BYTES),
-                    ("chunks", CHUNK_ROW_BYTES),
+                    ("objects", format!("SUM({OBJECT_BYTES})")),
+                    ("snapshot_chunks", format!("COUNT(*) * {}", backup::SNAPSHOT_REF_BYTES)),
+                    ("session_refs", format!("COUNT(*) * {}", backup::SNAPSHOT_REF_BYTES)),
+                    ("chunks", format!("COUNT(*) * {CHUNK_ROW_BYTES}")),
                 ];
                 for (table, bytes) in rows {
                     c.execute(
                         &format!(
                             "INSERT INTO catalog_usage (user, slot, bytes)
-                             SELECT user, 0, CAST(COUNT(*) * {bytes} AS BIGINT) FROM {table} GROUP BY user
+                             SELECT user, 0, CAST({bytes} AS BIGINT) FROM {table} GROUP BY user
                              ON CONFLICT (user, slot) DO UPDATE SET bytes = catalog_usage.bytes + excluded.bytes"
                         ),
                         params![],

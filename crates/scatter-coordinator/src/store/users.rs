@@ -217,7 +217,7 @@ impl Store {
                         disabled: r.get(3)?,
                         quota: r.get::<Option<i64>>(4)?.map(|q| q as u64),
                         owner: r.get::<Option<i64>>(5)?.map(|o| UserId(o as u64)),
-                        used: r.get::<i64>(6)? as u64,
+                        used: r.get::<i64>(6)?.max(0) as u64,
                         removed: r.get::<i64>(3)? == REMOVED,
                     })
                 },
@@ -304,6 +304,10 @@ impl Store {
             tx.execute("DELETE FROM objects WHERE user = ?1", params![u])?;
             tx.execute("DELETE FROM snapshot_chunks WHERE user = ?1", params![u])?;
             tx.execute("DELETE FROM snapshots WHERE user = ?1", params![u])?;
+            // Its write sessions (and its delegates' on its data) end now: the sweep then
+            // drops what they recorded and the chunks of the packs they committed, where an
+            // open one would have kept them after the account was gone.
+            tx.execute("UPDATE sessions SET expires = 0 WHERE user = ?1", params![u])?;
             match super::backup::sweep(tx, id, now) {
                 Ok(_) | Err(StoreError::Busy) => {}
                 Err(e) => return Err(e),
