@@ -95,9 +95,11 @@ async fn grid_certificate(dir: &Path, profile: &Profile, names: Vec<String>) -> 
 pub fn keys(dir: &Path, keys: &UserKeys, cmd: KeyCmd) -> Result<()> {
     let (mut store, migrated) = KeyStore::open_migrating(dir, keys, true)?;
     if migrated {
+        let carried: Vec<&str> = store.keys().iter().map(|k| k.access_key.as_str()).collect();
         eprintln!(
-            "Sealed {} again under this profile's private key (it was sealed under a key an appender also holds); the secrets are unchanged: replace the keys (`gateway key add`, then `rm`) if a copy of the old file may exist.",
-            dir.join(scatter_gateway::keystore::FILE).display()
+            "Sealed {} again under this profile's private key (it was sealed under a key an appender also holds), with the keys {}; the secrets are unchanged: remove any key you did not make, and replace the others (`gateway key add`, then `rm`) if a copy of the old file may exist.",
+            dir.join(scatter_gateway::keystore::FILE).display(),
+            if carried.is_empty() { "(none)".to_owned() } else { carried.join(", ") }
         );
     }
     match cmd {
@@ -126,14 +128,25 @@ pub fn keys(dir: &Path, keys: &UserKeys, cmd: KeyCmd) -> Result<()> {
                 let list: Vec<_> = store
                     .keys()
                     .iter()
-                    .map(|k| serde_json::json!({ "access_key": k.access_key, "write_only": k.write_only, "created": k.created }))
+                    .map(|k| {
+                        serde_json::json!({
+                            "access_key": k.access_key,
+                            "write_only": k.write_only,
+                            "created": k.created,
+                            "bound": store.is_bound(k),
+                        })
+                    })
                     .collect();
                 println!("{}", serde_json::Value::Array(list));
             } else if store.keys().is_empty() {
                 println!("No gateway keys; make one with `scatter gateway key add`.");
             } else {
                 for k in store.keys() {
-                    println!("{}  {}", k.access_key, if k.write_only { "write-only" } else { "full" });
+                    let older = match store.is_bound(k) {
+                        true => "",
+                        false => "  (made before keys were bound to their profile: replace it)",
+                    };
+                    println!("{}  {}{older}", k.access_key, if k.write_only { "write-only" } else { "full" });
                 }
             }
         }

@@ -606,6 +606,7 @@ async fn the_aws_cli_puts_gets_lists_and_removes() {
     assert_eq!(entry(&s.key.access).expect("the first key listed")["write_only"], false, "{ls}");
     assert_eq!(entry(&s.write_only.access).expect("the write-only key listed")["write_only"], true, "{ls}");
     assert!(entry(&other.access).is_some(), "key ls: {ls}");
+    assert_eq!(entry(&other.access).expect("listed")["bound"], true, "a new key is bound to its profile: {ls}");
     for k in [&s.key, &s.write_only, &other] {
         assert!(!ls.contains(&k.secret), "key ls --json shows a secret: {ls}");
     }

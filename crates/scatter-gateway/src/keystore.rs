@@ -160,6 +160,12 @@ impl KeyStore {
         &self.keys
     }
 
+    /// Whether `key` is bound to this store's profile (made since keys were bound): one that
+    /// is not is served only while no other profile names it.
+    pub fn is_bound(&self, key: &AccessKey) -> bool {
+        bound_to(&key.access_key, &self.owner)
+    }
+
     /// Makes, stores and returns a new key.
     pub fn add(&mut self, write_only: bool, now: u64) -> Result<AccessKey, KeyStoreError> {
         let head = format!("SC{}", random_text(RANDOM_PART, true));
