@@ -904,6 +904,18 @@ async fn a_pack_cannot_claim_more_chunks_than_its_bytes_hold() {
     assert_eq!(status, 200, "{body}");
 }
 
+/// An account `eve` with a quota of 1 MiB, and the 256 chunks of the one pack it stored (its
+/// bytes drawn from `seed`).
+async fn account_of_256_chunks(env: &Env, seed: u8) -> (Attacker, Vec<ChunkId>) {
+    let eve = Attacker::invite(env, &["eve", "--quota", "1MiB"]).await;
+    let session = eve.session().await;
+    let (ids, stored) = upload_pack(env, &eve, seed).await;
+    let chunks: Vec<ChunkId> = (0..256).map(|_| ChunkId::from_bytes(rand::random())).collect();
+    let (status, body) = eve.post("/v1/packs/commit", &uploaded_pack(session, &ids, stored, &chunks, false)).await;
+    assert_eq!(status, 200, "{body}");
+    (eve, chunks)
+}
+
 /// Attack: an account with a quota commits snapshot after snapshot, each naming every chunk
 /// it stores. The coordinator keeps a row per chunk per snapshot (about 250 bytes with its
 /// indexes) and counted none of them: 40 snapshots of one 16 KiB pack's 256 chunks made
@@ -912,12 +924,7 @@ async fn a_pack_cannot_claim_more_chunks_than_its_bytes_hold() {
 #[tokio::test(flavor = "multi_thread")]
 async fn snapshot_references_count_against_the_quota() {
     let env = grid(6).await;
-    let eve = Attacker::invite(&env, &["eve", "--quota", "1MiB"]).await;
-    let session = eve.session().await;
-    let (ids, stored) = upload_pack(&env, &eve, 5).await;
-    let chunks: Vec<ChunkId> = (0..256).map(|_| ChunkId::from_bytes(rand::random())).collect();
-    let (status, body) = eve.post("/v1/packs/commit", &uploaded_pack(session, &ids, stored, &chunks, false)).await;
-    assert_eq!(status, 200, "{body}");
+    let (eve, chunks) = account_of_256_chunks(&env, 5).await;
     let (who, refs) = (&eve, &chunks);
     let snapshot = move |id: String| async move {
         let (eve, chunks) = (who, refs);
@@ -960,12 +967,7 @@ async fn snapshot_references_count_against_the_quota() {
 #[tokio::test(flavor = "multi_thread")]
 async fn references_of_sessions_that_commit_nothing_do_not_pile_up() {
     let env = grid(6).await;
-    let eve = Attacker::invite(&env, &["eve", "--quota", "1MiB"]).await;
-    let session = eve.session().await;
-    let (ids, stored) = upload_pack(&env, &eve, 6).await;
-    let chunks: Vec<ChunkId> = (0..256).map(|_| ChunkId::from_bytes(rand::random())).collect();
-    let (status, body) = eve.post("/v1/packs/commit", &uploaded_pack(session, &ids, stored, &chunks, false)).await;
-    assert_eq!(status, 200, "{body}");
+    let (eve, chunks) = account_of_256_chunks(&env, 6).await;
     let rows = || {
         rusqlite::Connection::open_with_flags(
             env.grid.coordinator_dir().join("catalog.db"),

@@ -323,10 +323,7 @@ fn count_session_refs(tx: &Sql<'_>, user: UserId, session: u64, added: usize) ->
         return Ok(());
     }
     let (u, cost) = (user.0 as i64, added as u64 * SNAPSHOT_REF_BYTES);
-    let quota: Option<i64> = tx.query_opt("SELECT quota FROM users WHERE id = ?1", params![u], |r| r.get(0))?.flatten();
-    if quota.is_some_and(|q| super::quota_used(tx, u).map_or(true, |used| used + cost > q.max(0) as u64)) {
-        return Err(StoreError::QuotaFull);
-    }
+    super::check_quota(tx, u, cost)?;
     Ok(super::catalog_bytes(tx, u, &session.to_string(), cost as i64)?)
 }
 

@@ -980,9 +980,9 @@ const OBJECT_ROW_BYTES: u64 = 128;
 /// many tiny chunks would make the catalog grow faster than the quota counts.
 pub(crate) const CHUNK_ROW_BYTES: u64 = 160;
 
-/// Counts `bytes` more (or fewer) of the catalog for `user`'s objects or snapshots, in the
-/// row that `name` (an object's encrypted name, a snapshot's id) picks, as [`stored`] spreads
-/// its counters.
+/// Counts `bytes` more (or fewer) of the catalog for `user` (its objects, chunks or
+/// references), in the row that `name` (an object's encrypted name, a pack, snapshot or
+/// session id) picks, as [`stored`] spreads its counters.
 pub(super) fn catalog_bytes(conn: &Sql<'_>, user: i64, name: &str, bytes: i64) -> Result<(), SqlError> {
     let slot = name.as_bytes().first().map_or(0, |b| b % USAGE_SLOTS);
     conn.execute(
@@ -1007,8 +1007,8 @@ fn forget_object_bytes(conn: &Sql<'_>, object: i64) -> Result<(), SqlError> {
     }
 }
 
-/// What counts against `user`'s quota: its live packs on hosts, and its objects and
-/// snapshots' references in the catalog.
+/// What counts against `user`'s quota: its live packs on hosts, and what the catalog keeps
+/// of its objects, chunks and references.
 pub(super) fn quota_used(conn: &Sql<'_>, user: i64) -> Result<u64, SqlError> {
     let used: i64 = conn.query_row(
         "SELECT CAST(COALESCE((SELECT SUM(bytes) FROM usage_counts WHERE user = ?1), 0)
@@ -1017,6 +1017,16 @@ pub(super) fn quota_used(conn: &Sql<'_>, user: i64) -> Result<u64, SqlError> {
         |r| r.get(0),
     )?;
     Ok(used.max(0) as u64)
+}
+
+/// Refuses `cost` more bytes of the catalog for `user` if it has a quota they would pass.
+pub(super) fn check_quota(conn: &Sql<'_>, user: i64, cost: u64) -> Result<(), StoreError> {
+    let quota: Option<i64> =
+        conn.query_opt("SELECT quota FROM users WHERE id = ?1", params![user], |r| r.get(0))?.flatten();
+    match quota {
+        Some(q) if quota_used(conn, user)? + cost > q.max(0) as u64 => Err(StoreError::QuotaFull),
+        _ => Ok(()),
+    }
 }
 
 /// Measures how `pack`'s shards spread over failure domains (a host on its own, or all hosts
@@ -2073,11 +2083,7 @@ fn commit_one(
     // quota, or an account could grow the catalog (and its backups on the hosts) without
     // bound with large manifests of no data.
     let cost = name.len() as u64 + manifest.len() as u64 + meta.map_or(0, |m| m.len() as u64) + OBJECT_ROW_BYTES;
-    let quota: Option<i64> =
-        tx.query_opt("SELECT quota FROM users WHERE id = ?1", params![user.0 as i64], |r| r.get(0))?.flatten();
-    if quota.is_some_and(|q| quota_used(tx, user.0 as i64).map_or(true, |used| used + cost > q.max(0) as u64)) {
-        return Err(StoreError::QuotaFull);
-    }
+    check_quota(tx, user.0 as i64, cost)?;
     let object: i64 = tx.query_row(
         "INSERT INTO objects (user, name, version, session, manifest, size, created, meta)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
