@@ -605,6 +605,20 @@ async fn inventories(shared: Arc<Shared>, heartbeat: Duration, secret: String, c
     }
 }
 
+/// The shards the next change list counts from, after `res` answered an inventory of
+/// `held`: unknown shards left pending are named again as added, missing ones of packs too
+/// young to judge as removed.
+fn acknowledged(
+    mut held: std::collections::HashSet<ShardId>,
+    res: &InventoryResponse,
+) -> std::collections::HashSet<ShardId> {
+    for id in &res.pending {
+        held.remove(id);
+    }
+    held.extend(res.unsettled.iter().copied());
+    held
+}
+
 /// Scrubs the next slice of shards (re-hashing them; bad ones are quarantined), then sends
 /// the inventory so the coordinator can mark missing shards lost and unknown ones orphaned.
 /// Returns where the next scrub starts.
@@ -655,13 +669,7 @@ async fn report_inventory(
             if let Ok(res) = r.response.json::<InventoryResponse>().await {
                 // Without an acknowledgement (a change list that did not follow the last one,
                 // or a coordinator from before change lists) the next inventory is full.
-                *acked = res.ack.map(|ack| {
-                    let mut shards = held;
-                    for id in &res.pending {
-                        shards.remove(id);
-                    }
-                    Acked { ack, shards, rounds }
-                });
+                *acked = res.ack.map(|ack| Acked { ack, shards: acknowledged(held, &res), rounds });
                 if res.lost + res.orphaned > 0 {
                     tracing::info!(lost = res.lost, orphaned = res.orphaned, "inventory reconciled");
                 }
@@ -854,6 +862,26 @@ pub async fn earnings(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_next_change_list_names_pending_shards_as_added_and_unsettled_ones_as_removed() {
+        let id = |n: u8| ShardId::from_bytes([n; 32]);
+        let held = [id(1), id(2)].into_iter().collect();
+        let res = InventoryResponse {
+            lost: 0,
+            orphaned: 0,
+            receipts_wanted: Vec::new(),
+            ack: Some(7),
+            pending: vec![id(2)],
+            unsettled: vec![id(3)],
+        };
+        let next = acknowledged(held, &res);
+        assert_eq!(next, [id(1), id(3)].into_iter().collect());
+        // Still lacking shard 3, the host names it as removed; shard 2 comes again as added.
+        let now_held: std::collections::HashSet<ShardId> = [id(1), id(2)].into_iter().collect();
+        assert_eq!(next.difference(&now_held).collect::<Vec<_>>(), [&id(3)]);
+        assert_eq!(now_held.difference(&next).collect::<Vec<_>>(), [&id(2)]);
+    }
 
     #[test]
     fn an_outage_is_said_when_it_starts_then_once_a_minute_and_its_end_once() {

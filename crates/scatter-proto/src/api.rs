@@ -439,6 +439,10 @@ pub struct InventoryResponse {
     /// lists them again next time.
     #[serde(default)]
     pub pending: Vec<ShardId>,
+    /// Missing shards of packs too young to judge (an upload may have been under way when
+    /// the host listed its shards): the host names them as removed again next time.
+    #[serde(default)]
+    pub unsettled: Vec<ShardId>,
 }
 
 /// The header a host names itself with on its requests to the coordinator: `ID SECRET` (its

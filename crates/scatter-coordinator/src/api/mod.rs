@@ -551,6 +551,7 @@ async fn inventory(State(sh): S, Body(req): Body<InventoryRequest>) -> ApiResult
         receipts_wanted,
         ack: done.ack,
         pending: done.pending,
+        unsettled: done.unsettled,
     }))
 }
 

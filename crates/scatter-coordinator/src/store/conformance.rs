@@ -887,6 +887,27 @@ conformance! {
         assert_eq!(picked.len(), 2, "both healthy shards come up");
     }
 
+    /// Attack (hostile host): the audited shard was the first after a random point in the
+    /// host's shard ids, so a shard was picked as often as the gap before it is wide. A host
+    /// knows its ids: dropping the tenth of its shards behind the narrowest gaps met about
+    /// 0.5% of audits, not 10%. Every healthy shard must be as likely as any other.
+    fn every_shard_of_a_host_is_as_likely_to_be_audited() {
+        let (_guard, store) = catalog();
+        let ann = user(&store, 1, "ann", Role::User, None, None);
+        let h = host(&store, 1, 1000);
+        let s = store.add_session(ann, b"k", 0, 100).expect("session");
+        // Pack n's shard id is [n; 32]: 0x81 sits 1/256 of the id space after 0x80.
+        for n in [0x80, 0x81, 0x10] {
+            Pack::new(n, 1, &[h]).commit(&store, ann, s, 1);
+        }
+        let mut picked = std::collections::BTreeMap::<u8, u32>::new();
+        for _ in 0..600 {
+            let t = store.audit_targets(500, 1).expect("targets").remove(0);
+            *picked.entry(t.3.as_bytes()[0]).or_default() += 1;
+        }
+        assert!(picked.len() == 3 && picked.values().all(|&n| n >= 120), "{picked:?}");
+    }
+
     fn surplus_is_marked_until_the_excess_is_covered() {
         let (_guard, store) = catalog();
         let ann = user(&store, 1, "ann", Role::User, None, None);

@@ -7,6 +7,8 @@
 
 use std::collections::HashMap;
 
+use rand::seq::SliceRandom;
+
 use scatter_core::{HostId, PackId, ShardId, UserId};
 
 use super::leases::{self, Fence};
@@ -91,6 +93,13 @@ const HEALTHY: &str = "(SELECT COUNT(*) FROM shards s JOIN hosts h ON h.id = s.h
 const READABLE: &str = "(SELECT COUNT(*) FROM shards s JOIN hosts h ON h.id = s.host
                          WHERE s.pack = p.id AND s.state IN ('ok', 'surplus') AND h.last_seen >= ?1
                          AND h.state IN ('active', 'draining'))";
+
+/// Shards from a random point among which an audit target is drawn (see
+/// [`Store::audit_targets`]). A shard is then as likely as the 64 gaps before it are wide
+/// together, which vary far less than one gap: a host that drops the tenth of its shards
+/// least likely to be asked for meets about 8% of audits (simulated, 10,000 shards), where
+/// the first shard after a random point let it meet 0.5%.
+const AUDIT_WINDOW: usize = 64;
 
 /// Pack ids per statement when packs are read by id (one statement text for every batch:
 /// the last is padded with its own last id).
@@ -177,22 +186,36 @@ pub struct Reconciled {
     pub orphaned: u64,
     /// Unknown shards too young to judge: the host lists them again.
     pub pending: Vec<ShardId>,
+    /// Missing shards of packs too young to judge (an upload may have been under way when
+    /// the host listed its shards): the host names them as removed again, until they are
+    /// judged. Otherwise a change list would drop them, and the loss wait for a full one.
+    pub unsettled: Vec<ShardId>,
     /// The acknowledgement the host's next change list names; none if it must send all.
     pub ack: Option<u64>,
 }
 
 /// Marks the shards `gone` from host `h` lost where the catalog places them there in live
-/// packs settled before `settled`.
-fn mark_lost(tx: &Sql<'_>, h: i64, gone: &[ShardId], settled: u64) -> Result<u64, StoreError> {
-    let mut lost = 0;
+/// packs settled before `settled`; those it places there in younger live packs are named in
+/// `out.unsettled`.
+fn mark_lost(tx: &Sql<'_>, h: i64, gone: &[ShardId], settled: u64, out: &mut Reconciled) -> Result<(), StoreError> {
     for id in gone {
-        lost += tx.execute(
+        let lost = tx.execute(
             "UPDATE shards SET state = 'lost' WHERE host = ?1 AND hash = ?2 AND state = 'ok'
              AND pack IN (SELECT id FROM packs WHERE state = 'live' AND created < ?3)",
             params![h, id.as_bytes(), settled as i64],
         )? as u64;
+        out.lost += lost;
+        if lost == 0
+            && tx.exists(
+                "SELECT 1 FROM shards s JOIN packs p ON p.id = s.pack
+                 WHERE s.host = ?1 AND s.hash = ?2 AND s.state = 'ok' AND p.state = 'live' AND p.created >= ?3",
+                params![h, id.as_bytes(), settled as i64],
+            )?
+        {
+            out.unsettled.push(*id);
+        }
     }
-    Ok(lost)
+    Ok(())
 }
 
 /// Shards host `h` holds that no shard row places there: orphans once `grace` old, pending
@@ -482,20 +505,27 @@ impl Store {
             // shard cost 0.5 s for a host of 6,000 shards on PostgreSQL.)
             let mut placed = std::collections::HashSet::new();
             let mut gone = Vec::new();
+            let mut unsettled = Vec::new();
             tx.each(
-                "SELECT s.hash, CASE WHEN s.state = 'ok' AND p.state = 'live' AND p.created < ?2 THEN 1 ELSE 0 END
+                "SELECT s.hash, CASE WHEN s.state <> 'ok' OR p.state <> 'live' THEN 0
+                                     WHEN p.created < ?2 THEN 1 ELSE 2 END
                  FROM shards s JOIN packs p ON p.id = s.pack WHERE s.host = ?1",
                 params![h, settled as i64],
                 |r| {
                     let id = ShardId::from_bytes(r.get::<[u8; 32]>(0)?);
-                    if r.get::<i64>(1)? == 1 && !held.contains(&id) {
-                        gone.push(id);
+                    if !held.contains(&id) {
+                        match r.get::<i64>(1)? {
+                            1 => gone.push(id),
+                            2 => unsettled.push(id),
+                            _ => {}
+                        }
                     }
                     placed.insert(id);
                     Ok(())
                 },
             )?;
-            let mut out = Reconciled { lost: mark_lost(tx, h, &gone, settled)?, ..Reconciled::default() };
+            let mut out = Reconciled { unsettled, ..Reconciled::default() };
+            mark_lost(tx, h, &gone, settled, &mut out)?;
             note_unknown(tx, h, inventory, Some(&placed), grace, now, &mut out)?;
             out.ack = Some(tx.query_row(
                 "UPDATE hosts SET inventory_ack = inventory_ack + 1 WHERE id = ?1 RETURNING inventory_ack",
@@ -534,8 +564,8 @@ impl Store {
             else {
                 return Ok(Reconciled::default());
             };
-            let mut out =
-                Reconciled { lost: mark_lost(tx, h, removed, settled)?, ack: Some(ack), ..Reconciled::default() };
+            let mut out = Reconciled { ack: Some(ack), ..Reconciled::default() };
+            mark_lost(tx, h, removed, settled, &mut out)?;
             note_unknown(tx, h, added, None, grace, now, &mut out)?;
             Ok(out)
         })
@@ -557,26 +587,36 @@ impl Store {
                 |r| r.get(0),
             )?;
             let mut out = Vec::new();
-            // A random point in the host's shard ids, and the first healthy shard from there
-            // (wrapping round): found through the index on (host, hash), not by sorting all
-            // of the host's shards.
-            let from = "SELECT s.pack, s.idx, s.hash, p.shard_size FROM shards s JOIN packs p ON p.id = s.pack
-                 WHERE s.host = ?1 AND s.hash >= ?2 AND s.state = 'ok' AND p.state = 'live' ORDER BY s.hash LIMIT 1";
+            // One of the AUDIT_WINDOW healthy shards from a random point in the host's shard
+            // ids (wrapping round), found through the index on (host, hash) rather than by
+            // sorting all of the host's shards. The first shard from that point would be
+            // picked as often as the gap before it is wide, and a host knows its ids: it
+            // could drop those it sees are rarely asked for. Over a window, the gaps of
+            // many shards add up and even out.
+            let window = |cmp: &str| {
+                format!(
+                    "SELECT s.pack, s.idx, s.hash, p.shard_size FROM shards s JOIN packs p ON p.id = s.pack
+                     WHERE s.host = ?1 AND s.hash {cmp} ?2 AND s.state = 'ok' AND p.state = 'live'
+                     ORDER BY s.hash LIMIT ?3"
+                )
+            };
+            let (after, before) = (window(">="), window("<"));
+            let row = |r: &super::sql::Row| {
+                Ok((
+                    PackId::from_bytes(r.get::<[u8; 32]>(0)?),
+                    r.get::<u8>(1)?,
+                    ShardId::from_bytes(r.get::<[u8; 32]>(2)?),
+                    r.get::<i64>(3)? as u64,
+                ))
+            };
             for h in hosts {
                 let start: [u8; 32] = rand::random();
-                let start = match conn.exists(from, params![h, start])? {
-                    true => start,
-                    false => [0; 32],
-                };
-                let row = conn.query_opt(from, params![h, start], |r| {
-                    Ok((
-                        PackId::from_bytes(r.get::<[u8; 32]>(0)?),
-                        r.get::<u8>(1)?,
-                        ShardId::from_bytes(r.get::<[u8; 32]>(2)?),
-                        r.get::<i64>(3)? as u64,
-                    ))
-                })?;
-                if let Some((pack, idx, shard, size)) = row {
+                let mut rows = conn.query_map(&after, params![h, start, AUDIT_WINDOW as i64], row)?;
+                if rows.len() < AUDIT_WINDOW {
+                    let more = (AUDIT_WINDOW - rows.len()) as i64;
+                    rows.extend(conn.query_map(&before, params![h, start, more], row)?);
+                }
+                if let Some(&(pack, idx, shard, size)) = rows.choose(&mut rand::thread_rng()) {
                     out.push((HostId(h as u64), pack, idx, shard, size));
                 }
             }
@@ -940,7 +980,7 @@ mod tests {
             let (young, old) = (ShardId::from_bytes([20; 32]), ShardId::from_bytes([21; 32]));
             // Packs are settled at 10; the grace for unknown shards is 60 s.
             let full = store.reconcile(host, &[(kept, 500), (gone, 500), (young, 5)], 10, 60, 1000).expect("full");
-            assert_eq!(full, Reconciled { lost: 0, orphaned: 0, pending: vec![young], ack: Some(1) });
+            assert_eq!(full, Reconciled { lost: 0, orphaned: 0, pending: vec![young], unsettled: vec![], ack: Some(1) });
             // Then only what changed: one shard went, the young one is listed again, now old
             // enough, and one more unknown shard appears.
             let changes = store
@@ -957,9 +997,18 @@ mod tests {
             let stale = store.reconcile_changes(host, 1, &[], &[kept], 10, 60, 1200).expect("stale");
             assert_eq!(stale, Reconciled::default());
             assert_eq!(degraded(&store).len(), 1, "the stale list marked nothing");
-            // Removing a shard of a pack committed after `settled` marks nothing yet.
+            // Removing a shard of a pack committed after `settled` marks nothing yet; the
+            // host is told to name it again, and once the pack has settled it is lost.
             let fresh = store.reconcile_changes(host, 2, &[], &[kept], 0, 60, 1300).expect("fresh");
-            assert_eq!((fresh.lost, fresh.ack), (0, Some(3)));
+            assert_eq!((fresh.lost, fresh.ack, fresh.unsettled), (0, Some(3), vec![kept]));
+            let settled = store.reconcile_changes(host, 3, &[], &[kept], 10, 60, 1400).expect("settled");
+            assert_eq!((settled.lost, settled.unsettled), (1, vec![]));
+            assert_eq!(degraded(&store).len(), 2);
+            // A full inventory lacking a shard of a pack too young to judge names it too.
+            commit(&store, user, host, session, 3, 9).expect("commit");
+            let young_pack = ShardId::from_bytes([9; 32]);
+            let full = store.reconcile(host, &[], 1, 60, 1500).expect("full");
+            assert_eq!((full.lost, full.unsettled), (0, vec![young_pack]));
         }
     }
 
