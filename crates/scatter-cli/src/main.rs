@@ -1099,9 +1099,13 @@ fn main() {
             // Services and `dev` handle Ctrl-C themselves and shut down cleanly.
             return run(cli.command).await;
         }
+        // Ctrl-C first: its handler is installed when it is first polled, and until then
+        // SIGINT kills the process outright (no 130, no resume hint, uploads not given
+        // back) while the command's first poll may run for seconds (the key file's KDF).
         let r = tokio::select! {
-            r = run(cli.command) => r,
+            biased;
             _ = tokio::signal::ctrl_c() => Err(Interrupted.into()),
+            r = run(cli.command) => r,
         };
         if r.is_err() {
             // Uploads cut short are given back, so hosts delete them now rather than after
