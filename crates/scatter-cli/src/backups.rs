@@ -68,7 +68,7 @@ pub struct BackupHabits {
     #[arg(long)]
     pub exclude_caches: bool,
     /// Leave out files larger than SIZE, e.g. 100MiB.
-    #[arg(long, value_name = "SIZE")]
+    #[arg(long, value_name = "SIZE", value_parser = scatter_cli::size::parse)]
     pub exclude_larger_than: Option<ByteSize>,
     /// Only say what the backup would add (files new and changed, bytes not stored yet):
     /// everything is read and looked up, nothing is uploaded or committed.
@@ -791,32 +791,24 @@ pub async fn forget(
         true => doomed.into_iter().partition(|s| s.hold.lock_until.is_some_and(|t| t > now)),
         false => (Vec::new(), doomed),
     };
+    let mut gone: Vec<String> = doomed.iter().map(|s| s.id.clone()).collect();
+    gone.extend(unreadable.iter().cloned());
+    // Said once the coordinator has done it: a refused request removed nothing.
+    let removed = if dry_run { 0 } else { coord.forget(gone.clone()).await? };
     if !json {
+        let verb = if dry_run { "would remove" } else { "removed" };
         for s in &locked {
             println!("keep {}  {}  ({})", s.short_id(), time_text(s.snapshot.time_ns), crate::locks::describe(&s.hold));
         }
         for s in &doomed {
-            println!(
-                "{} {}  {}  {}",
-                if dry_run { "would remove" } else { "remove" },
-                s.short_id(),
-                time_text(s.snapshot.time_ns),
-                escape(s.snapshot.paths.join(" ").as_bytes())
-            );
+            let paths = escape(s.snapshot.paths.join(" ").as_bytes());
+            println!("{verb} {}  {}  {paths}", s.short_id(), time_text(s.snapshot.time_ns));
         }
-    }
-    if !json {
         for id in &unreadable {
-            println!(
-                "{} {}  (cannot be opened with your keys)",
-                if dry_run { "would remove" } else { "remove" },
-                &id[..8]
-            );
+            let short = escape(id.get(..8).unwrap_or(id).as_bytes());
+            println!("{verb} {short}  (cannot be opened with your keys)");
         }
     }
-    let mut gone: Vec<String> = doomed.iter().map(|s| s.id.clone()).collect();
-    gone.extend(unreadable.iter().cloned());
-    let removed = if dry_run { 0 } else { coord.forget(gone.clone()).await? };
     let pruned = if prune_after && !dry_run {
         Some(
             scatter_client::prune::prune(

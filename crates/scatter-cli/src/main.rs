@@ -314,7 +314,7 @@ enum Cmd {
         #[command(flatten)]
         policy: PolicyArgs,
         /// Cap the upload rate, e.g. 10MiB (per second).
-        #[arg(long)]
+        #[arg(long, value_parser = scatter_cli::size::parse)]
         limit_upload: Option<ByteSize>,
         #[command(flatten)]
         retention: locks::RetentionArgs,
@@ -455,7 +455,7 @@ enum Cmd {
         mountpoint: PathBuf,
         /// Verified file content kept in memory for reads (least recently used dropped
         /// first), e.g. 64MiB.
-        #[arg(long, default_value = "64MiB")]
+        #[arg(long, default_value = "64MiB", value_parser = scatter_cli::size::parse)]
         cache: ByteSize,
     },
     /// Show what changed between two snapshots.
@@ -487,7 +487,7 @@ enum Cmd {
         #[arg(long = "include")]
         include: Vec<String>,
         /// Cap the download rate, e.g. 10MiB (per second).
-        #[arg(long)]
+        #[arg(long, value_parser = scatter_cli::size::parse)]
         limit_download: Option<ByteSize>,
         /// Print a JSON summary.
         #[arg(long)]
@@ -905,10 +905,7 @@ struct QuotaArg(Option<u64>);
 /// would be bytes, which is never what is meant.
 fn parse_quota(s: &str) -> Result<u64, String> {
     let min = ByteSize(scatter_proto::api::MIN_QUOTA);
-    if s.trim().ends_with(|c: char| c.is_ascii_digit()) {
-        return Err(format!("`{s}` has no unit; write e.g. 500MiB or 100GiB"));
-    }
-    let size: ByteSize = s.parse().map_err(|e| format!("{e}"))?;
+    let size = scatter_cli::size::parse(s)?;
     if size.0 < min.0 {
         return Err(format!("a quota below {min} cannot hold even one pack; give at least {min}"));
     }
@@ -918,10 +915,7 @@ fn parse_quota(s: &str) -> Result<u64, String> {
 /// A host's capacity: a size with its unit, at least 1 MiB. A bare number would be bytes: a
 /// host offering 500 bytes joined, took no shard, and raised the grid's tolerance all the same.
 fn parse_capacity(s: &str) -> Result<ByteSize, String> {
-    if s.trim().ends_with(|c: char| c.is_ascii_digit()) {
-        return Err(format!("`{s}` has no unit; write e.g. 500GiB or 2TiB"));
-    }
-    let size: ByteSize = s.parse().map_err(|e| format!("{e}"))?;
+    let size = scatter_cli::size::parse(s)?;
     if size.0 < 1 << 20 {
         return Err(format!("a capacity of {size} cannot hold a shard; offer at least 1 MiB"));
     }

@@ -117,7 +117,7 @@ pub struct HostTermsArgs {
     pub egress_price: Option<u64>,
     /// Bandwidth offered, per second, e.g. 100MiB; once the coordinator has measured the
     /// host's reads it goes by its measurement instead.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::size::parse)]
     pub bandwidth: Option<scatter_core::ByteSize>,
     /// End of the period offered: 2027-06-30, 2027-06-30T12:00:00Z (UTC), or a span from
     /// this start such as +90d. The coordinator moves its data off in time and retires it by

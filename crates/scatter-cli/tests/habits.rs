@@ -109,6 +109,12 @@ async fn dry_run_counts_what_a_backup_adds_and_filters_apply() {
     assert!(fifo.success());
     let list = env.path("list");
     std::fs::write(&list, format!("# what to back up\n\n{}\n", s(&src))).expect("write");
+    // A size without its unit is refused, not read as bytes: `10` meant 10 MiB to its user,
+    // and the backup left out every file above ten bytes and said it succeeded.
+    for flag in ["--exclude-larger-than", "--limit-upload"] {
+        let err = env.fails(&["backup", s(&src), flag, "10"]);
+        assert!(err.contains("has no unit"), "{flag}: {err}");
+    }
     let flags = [
         "--files-from",
         s(&list),
