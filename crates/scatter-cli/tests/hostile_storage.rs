@@ -916,46 +916,74 @@ async fn account_of_256_chunks(env: &Env, seed: u8) -> (Attacker, Vec<ChunkId>) 
     (eve, chunks)
 }
 
-/// Attack: an account with a quota commits snapshot after snapshot, each naming every chunk
-/// it stores. The coordinator keeps a row per chunk per snapshot (about 250 bytes with its
-/// indexes) and counted none of them: 40 snapshots of one 16 KiB pack's 256 chunks made
-/// 10,240 rows, and nothing bounded the number. References now count against the quota,
-/// and forgetting a snapshot gives them back.
+/// Attack: an account with a quota commits snapshot after snapshot, each naming its chunks.
+/// The coordinator kept a row per chunk per snapshot (about 250 bytes with its indexes) and
+/// counted none of them: 40 snapshots of one 16 KiB pack's 256 chunks made 10,240 rows, and
+/// nothing bounded the number. References are now kept in sets (a pack's chunks a snapshot
+/// names), each once per account: snapshots naming the same chunks share them, and each set
+/// that differs costs its rows against the quota until the last snapshot naming it goes.
 #[tokio::test(flavor = "multi_thread")]
 async fn snapshot_references_count_against_the_quota() {
     let env = grid(6).await;
     let (eve, chunks) = account_of_256_chunks(&env, 5).await;
-    let (who, refs) = (&eve, &chunks);
-    let snapshot = move |id: String| async move {
-        let (eve, chunks) = (who, refs);
-        let session = eve.session().await;
-        let (status, body) =
-            eve.post("/v1/snapshots/refs", &SnapshotRefsRequest { session, chunks: chunks.clone() }).await;
+    let who = &eve;
+    let snapshot = move |chunks: Vec<ChunkId>| async move {
+        let session = who.session().await;
+        let (status, body) = who.post("/v1/snapshots/refs", &SnapshotRefsRequest { session, chunks }).await;
         if status != 200 {
             return (status, body);
         }
-        let record = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 64]);
-        eve.post("/v1/snapshots/commit", &serde_json::json!({ "session": session, "id": id, "record": record })).await
-    };
-    let mut committed = Vec::new();
-    let mut refused = None;
-    for n in 0..40 {
         let id = hex::encode(rand::random::<[u8; 32]>());
-        let (status, body) = snapshot(id.clone()).await;
+        let record = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 64]);
+        who.post("/v1/snapshots/commit", &serde_json::json!({ "session": session, "id": id, "record": record })).await
+    };
+    let rows = || {
+        let db = rusqlite::Connection::open_with_flags(
+            env.grid.coordinator_dir().join("catalog.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("catalog");
+        let count = |table: &str| {
+            db.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get::<_, i64>(0)).expect("count")
+        };
+        (count("ref_set_chunks"), count("snapshot_sets"))
+    };
+    // The same chunks named again and again: one set, and a row per snapshot.
+    for _ in 0..40 {
+        let (status, body) = snapshot(chunks.clone()).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(rows(), (256, 40));
+    // A different choice of chunks each time: a set of its own each time, each counted.
+    let mut refused = None;
+    for n in 1..40 {
+        let (status, body) = snapshot(chunks[n..].to_vec()).await;
         if status != 200 {
             refused = Some((n, status, body));
             break;
         }
-        committed.push(id);
     }
-    let (n, status, body) = refused.expect("40 snapshots of 256 references each, all taken under a 1 MiB quota");
-    assert!((8..16).contains(&n), "{n} snapshots of 256 references each under a 1 MiB quota");
+    let (n, status, body) =
+        refused.expect("39 different sets of about 250 references each, all taken under a 1 MiB quota");
+    assert!((5..16).contains(&n), "{n} sets of about 250 references each under a 1 MiB quota");
     assert_eq!(status, 507, "{body}");
     assert!(body["error"].as_str().unwrap_or_default().contains("quota"), "{body}");
-    // Forgetting a snapshot gives its references back.
-    let (status, body) = eve.post("/v1/snapshots/forget", &ForgetRequest { ids: vec![committed[0].clone()] }).await;
+    // Forgetting snapshots gives back the sets no other snapshot names.
+    let ids: Vec<String> = rusqlite::Connection::open_with_flags(
+        env.grid.coordinator_dir().join("catalog.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("catalog")
+    .prepare("SELECT id FROM snapshots ORDER BY seq LIMIT -1 OFFSET 40")
+    .expect("sql")
+    .query_map([], |r| r.get(0))
+    .expect("ids")
+    .collect::<Result<_, _>>()
+    .expect("ids");
+    let (status, body) = eve.post("/v1/snapshots/forget", &ForgetRequest { ids }).await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = snapshot(hex::encode(rand::random::<[u8; 32]>())).await;
+    assert_eq!(rows(), (256, 40), "the shared set stays, the others went");
+    let (status, body) = snapshot(chunks[n..].to_vec()).await;
     assert_eq!(status, 200, "{body}");
 }
 

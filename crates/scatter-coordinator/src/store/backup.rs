@@ -81,7 +81,7 @@ pub struct Swept {
 /// reference an open session recorded, and not in a pack an open session committed.
 pub(super) const UNREFERENCED: &str = "user = ?1
         AND NOT EXISTS (SELECT 1 FROM object_chunks oc WHERE oc.user = chunks.user AND oc.chunk = chunks.id)
-        AND NOT EXISTS (SELECT 1 FROM snapshot_chunks sc WHERE sc.user = chunks.user AND sc.chunk = chunks.id)
+        AND NOT EXISTS (SELECT 1 FROM ref_set_chunks rc WHERE rc.user = chunks.user AND rc.chunk = chunks.id)
         AND NOT EXISTS (SELECT 1 FROM session_refs sr JOIN sessions s ON s.id = sr.session
                         WHERE sr.user = chunks.user AND sr.chunk = chunks.id AND s.expires > ?2)
         AND NOT EXISTS (SELECT 1 FROM packs p JOIN sessions s ON s.id = p.session
@@ -308,12 +308,12 @@ pub const RECORD_BYTES_OF_DELEGATES: u64 = 16 << 20;
 /// empty record costs something too, or rows could be added without end.
 pub const SNAPSHOT_ROW_BYTES: u64 = 1024;
 
-/// What a reference to a chunk takes in the catalog: a row of `snapshot_chunks` and its two
-/// index entries (about 280 bytes on SQLite with random chunk ids), or one of `session_refs`
-/// (about 150). Counted against the quota from when a session records it (a chunk its
-/// snapshot will name, or a dedup hit) until its snapshot goes, or its session ends without
-/// one: references are as many per snapshot as the chunks it names, so snapshots naming
-/// every chunk again and again would otherwise grow the catalog without bound.
+/// What a reference takes in the catalog: a row of `session_refs` (a chunk a session
+/// recorded), of `ref_set_chunks` (a chunk of a reference set) or of `snapshot_sets` (a set
+/// a snapshot names), with its index entries (about 150 to 300 bytes on SQLite with random
+/// ids). Counted against the quota while the row exists: from when a session records a
+/// chunk (one its snapshot will name, or a dedup hit) until its session ends, and for a
+/// set from when the first snapshot naming it commits until the last one goes.
 pub const SNAPSHOT_REF_BYTES: u64 = 256;
 
 /// Counts `added` references newly recorded by `session` against `user`'s quota; refused,
@@ -342,10 +342,143 @@ fn drop_session_refs(tx: &Sql<'_>, sessions: &str, params: &[&dyn super::sql::Pa
     Ok(())
 }
 
-/// Drops snapshot `id`'s references (of `user`'s chunks) and gives back what they counted.
+/// The chunks snapshot `id` references, through its sets.
+pub(super) fn snapshot_chunks(tx: &Sql<'_>, id: &str) -> Result<Vec<Vec<u8>>, SqlError> {
+    tx.query_map(
+        "SELECT rc.chunk FROM snapshot_sets ss JOIN ref_set_chunks rc ON rc.user = ss.user AND rc.ref_set = ss.ref_set
+         WHERE ss.snapshot = ?1",
+        params![id],
+        |r| r.get(0),
+    )
+}
+
+/// Records the references the open `session` of `user` recorded as snapshot `id`'s, and
+/// drops the session's: grouped by the pack holding each chunk into reference sets, each
+/// kept once per account however many snapshots name it. A snapshot then costs a row per
+/// pack it uses, plus rows for the chunks of the sets no snapshot named before (new data,
+/// or packs it uses differently): where naming every chunk again cost a row per chunk per
+/// snapshot. Refused, recording nothing, if the rows it adds would pass the quota.
+fn commit_refs(tx: &Sql<'_>, user: UserId, session: u64, id: &str) -> Result<(), StoreError> {
+    let u = user.0 as i64;
+    // A chunk gone from the index since it was recorded (it cannot be while the session
+    // is open) would be grouped on its own, under no pack.
+    let rows: Vec<(Option<Vec<u8>>, Vec<u8>)> = tx.query_map(
+        "SELECT c.pack, sr.chunk FROM session_refs sr LEFT JOIN chunks c ON c.user = sr.user AND c.id = sr.chunk
+         WHERE sr.session = ?1",
+        params![session as i64],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let recorded = rows.len() as u64;
+    let added = record_sets(tx, u, id, rows)?;
+    if added > recorded {
+        super::check_quota(tx, u, (added - recorded) * SNAPSHOT_REF_BYTES)?;
+    }
+    tx.execute("DELETE FROM session_refs WHERE session = ?1", params![session as i64])?;
+    let change = (added as i64 - recorded as i64).saturating_mul(SNAPSHOT_REF_BYTES as i64);
+    Ok(super::catalog_bytes(tx, u, id, change)?)
+}
+
+/// Records `(pack, chunk)` rows of account `u` as snapshot `id`'s reference sets, adding
+/// the sets no snapshot named before. Returns the rows added.
+fn record_sets(tx: &Sql<'_>, u: i64, id: &str, rows: Vec<(Option<Vec<u8>>, Vec<u8>)>) -> Result<u64, SqlError> {
+    let mut added = 0u64;
+    for chunks in ref_sets(rows) {
+        let set = ref_set_id(&chunks);
+        let new = tx.execute(
+            "INSERT INTO ref_sets (user, id, chunks) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            params![u, &set[..], chunks.len() as i64],
+        )?;
+        if new > 0 {
+            for chunk in &chunks {
+                tx.execute(
+                    "INSERT INTO ref_set_chunks (user, ref_set, chunk) VALUES (?1, ?2, ?3)",
+                    params![u, &set[..], chunk],
+                )?;
+            }
+            added += chunks.len() as u64;
+        }
+        tx.execute(
+            "INSERT INTO snapshot_sets (snapshot, user, ref_set) VALUES (?1, ?2, ?3)",
+            params![id, u, &set[..]],
+        )?;
+        added += 1;
+    }
+    Ok(added)
+}
+
+/// Moves the references of a catalog from before schema 23, a row per chunk per snapshot
+/// in `snapshot_chunks`, into reference sets, and drops that table. (The counters of
+/// catalog bytes are made again after.)
+pub(super) fn group_snapshot_chunks(tx: &Sql<'_>) -> Result<(), SqlError> {
+    let old = match tx.is_postgres() {
+        true => tx.exists(
+            "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'snapshot_chunks'",
+            params![],
+        )?,
+        false => tx.exists("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'snapshot_chunks'", params![])?,
+    };
+    if !old {
+        return Ok(());
+    }
+    let snapshots: Vec<(String, i64)> =
+        tx.query_map("SELECT DISTINCT snapshot, user FROM snapshot_chunks", params![], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    for (id, user) in snapshots {
+        let rows = tx.query_map(
+            "SELECT c.pack, sc.chunk FROM snapshot_chunks sc LEFT JOIN chunks c ON c.user = sc.user AND c.id = sc.chunk
+             WHERE sc.snapshot = ?1",
+            params![&id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        record_sets(tx, user, &id, rows)?;
+    }
+    tx.execute("DROP TABLE snapshot_chunks", params![])?;
+    Ok(())
+}
+
+/// Groups `(pack, chunk)` rows into reference sets: a set per pack (chunks under no pack
+/// together), each sorted, the sets in the order of their packs.
+fn ref_sets(mut rows: Vec<(Option<Vec<u8>>, Vec<u8>)>) -> Vec<Vec<Vec<u8>>> {
+    rows.sort_unstable();
+    rows.dedup();
+    let mut sets: Vec<Vec<Vec<u8>>> = Vec::new();
+    let mut last: Option<Option<Vec<u8>>> = None;
+    for (pack, chunk) in rows {
+        match sets.last_mut() {
+            Some(set) if last.as_ref() == Some(&pack) => set.push(chunk),
+            _ => {
+                sets.push(vec![chunk]);
+                last = Some(pack);
+            }
+        }
+    }
+    sets
+}
+
+/// A reference set's id: the hash of its chunk ids, in order. Two sets of an account
+/// with the same id are the same set.
+fn ref_set_id(chunks: &[Vec<u8>]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key("scatter 2026 catalog reference set");
+    for c in chunks {
+        h.update(&(c.len() as u32).to_le_bytes());
+        h.update(c);
+    }
+    *h.finalize().as_bytes()
+}
+
+/// Drops snapshot `id`'s references (of `user`'s chunks), with the sets no other snapshot
+/// names, and gives back what they counted.
 pub(super) fn forget_refs(tx: &Sql<'_>, user: i64, id: &str) -> Result<(), SqlError> {
-    let refs = tx.execute("DELETE FROM snapshot_chunks WHERE snapshot = ?1", params![id])?;
-    super::catalog_bytes(tx, user, id, -((refs as u64 * SNAPSHOT_REF_BYTES) as i64))
+    let sets: Vec<Vec<u8>> =
+        tx.query_map("SELECT ref_set FROM snapshot_sets WHERE snapshot = ?1", params![id], |r| r.get(0))?;
+    let mut rows = tx.execute("DELETE FROM snapshot_sets WHERE snapshot = ?1", params![id])? as u64;
+    for set in sets {
+        if tx.exists("SELECT 1 FROM snapshot_sets WHERE user = ?1 AND ref_set = ?2", params![user, &set])? {
+            continue;
+        }
+        rows += tx.execute("DELETE FROM ref_set_chunks WHERE user = ?1 AND ref_set = ?2", params![user, &set])? as u64;
+        tx.execute("DELETE FROM ref_sets WHERE user = ?1 AND id = ?2", params![user, &set])?;
+    }
+    super::catalog_bytes(tx, user, id, -((rows * SNAPSHOT_REF_BYTES) as i64))
 }
 
 /// Bytes the catalog keeps for `user`'s snapshots (each its record, its session's wrapped
@@ -417,12 +550,7 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, (SELECT COALESCE(MAX(seq), 0) + 1 FROM snapshots))",
                 params![id, u, session as i64, record, now as i64, me.0 as i64],
             )?;
-            tx.execute(
-                "INSERT INTO snapshot_chunks (snapshot, user, chunk) SELECT ?1, user, chunk FROM session_refs WHERE session = ?2",
-                params![id, session as i64],
-            )?;
-            // The session's references become the snapshot's: they went on counting as they were.
-            tx.execute("DELETE FROM session_refs WHERE session = ?1", params![session as i64])?;
+            commit_refs(tx, user, session, id)?;
             tx.execute("UPDATE sessions SET expires = 0 WHERE id = ?1", params![session as i64])?;
             super::locks::record(tx, LockTarget::Snapshot, id, user, hold.0, hold.1)?;
             Ok(())
@@ -435,7 +563,8 @@ impl Store {
         self.read(|conn| {
             let rows = conn.query_map(
                 "SELECT s.id, s.created, s.session, k.wrapped_key, s.record,
-                        (SELECT COUNT(*) FROM snapshot_chunks sc WHERE sc.snapshot = s.id),
+                        (SELECT CAST(COALESCE(SUM(r.chunks), 0) AS BIGINT) FROM snapshot_sets ss
+                         JOIN ref_sets r ON r.user = ss.user AND r.id = ss.ref_set WHERE ss.snapshot = s.id),
                         COALESCE(s.writer, s.user), COALESCE(w.name, ''),
                         COALESCE(s.writer, s.user) = s.user OR COALESCE(w.trusted, 0) <> 0
                  FROM snapshots s JOIN sessions k ON k.id = s.session
@@ -783,6 +912,25 @@ mod tests {
             let ids: Vec<ChunkId> = [1, 2, 3].map(|b| ChunkId::from_bytes([b; 32])).to_vec();
             store.add_session_refs(user, user, s, &ids, 2).expect("refs");
             store.commit_snapshot(user, user, s, "snap", b"r", 3).expect("snapshot");
+            // A snapshot as schema 22 kept its references: a row per chunk.
+            let s = store.add_session(user, b"k", 3, 100).expect("session");
+            store.add_session_refs(user, user, s, &ids, 3).expect("refs");
+            store.commit_snapshot(user, user, s, "old", b"r", 3).expect("snapshot");
+            let raw = store.conn();
+            raw.execute("DELETE FROM snapshot_sets WHERE snapshot = 'old'", params![]).expect("sql");
+            raw.execute(
+                "CREATE TABLE snapshot_chunks (snapshot TEXT NOT NULL, user INTEGER NOT NULL, chunk BLOB NOT NULL,
+                 PRIMARY KEY (snapshot, chunk))",
+                params![],
+            )
+            .expect("sql");
+            for id in &ids {
+                raw.execute(
+                    "INSERT INTO snapshot_chunks (snapshot, user, chunk) VALUES ('old', ?1, ?2)",
+                    params![user.0 as i64, &id.as_bytes()[..]],
+                )
+                .expect("sql");
+            }
             // And a session under way with references of its own.
             let open = store.add_session(user, b"k", 3, 100).expect("session");
             store.add_session_refs(user, user, open, &ids[..2], 4).expect("refs");
@@ -793,12 +941,17 @@ mod tests {
             user
         };
         let store = Store::open(&path).expect("upgrade");
+        // The old snapshot's references are now the set the other names too.
+        let snaps = store.snapshots(user).expect("snapshots");
+        assert_eq!(snaps.iter().map(|s| (s.id.as_str(), s.chunks)).collect::<Vec<_>>(), [("snap", 3), ("old", 3)]);
         let catalog = store.quota_usage(user).expect("usage") - store.usage(user).expect("usage");
-        assert_eq!(catalog, 5 * SNAPSHOT_REF_BYTES + 3 * super::super::CHUNK_ROW_BYTES, "references and chunks' rows");
-        // And they are given back when the snapshot goes, when the session ends, and when a
+        // A set of three, a row for each snapshot, the open session's two, and the chunks.
+        let refs = 3 + 2 + 2;
+        assert_eq!(catalog, refs * SNAPSHOT_REF_BYTES + 3 * super::super::CHUNK_ROW_BYTES, "references and chunks' rows");
+        // And they are given back when the snapshots go, when the session ends, and when a
         // prune drops the chunks.
-        store.forget(user, &["snap".into()], 4).expect("forget");
-        store.close_session(user, user, 2).expect("close");
+        store.forget(user, &["snap".into(), "old".into()], 4).expect("forget");
+        store.close_session(user, user, 3).expect("close");
         store.prune(user, 0, 200, 200).expect("prune");
         assert_eq!(store.quota_usage(user).expect("usage"), store.usage(user).expect("usage"));
     }

@@ -475,51 +475,65 @@ conformance! {
 
     fn references_count_against_the_quota_from_when_they_are_recorded_until_they_go() {
         let (_guard, store) = catalog();
-        let each = 4 * crate::store::backup::SNAPSHOT_REF_BYTES;
-        // A pack of four chunks (64 bytes, and their rows) and room for two snapshots naming
-        // all four.
+        let r = crate::store::backup::SNAPSHOT_REF_BYTES;
+        // A pack of four chunks (64 bytes, and their rows) and room for twelve references.
         let base = 64 + 4 * CHUNK_ROW_BYTES;
-        let ann = user(&store, 1, "ann", Role::User, Some(base + 2 * each + 10), None);
+        let ann = user(&store, 1, "ann", Role::User, Some(base + 12 * r + 10), None);
         let h = host(&store, 1, 0);
         let s = store.add_session(ann, b"k", 0, 100).expect("session");
         Pack::new(1, 1, &[h]).chunks(&[1, 2, 3, 4]).commit(&store, ann, s, 1);
         assert_eq!(store.quota_usage(ann).expect("usage"), base);
         let all = [cid(1), cid(2), cid(3), cid(4)];
-        let snapshot = |id: &str, hold| {
+        let snapshot = |id: &str, chunks: &[ChunkId], hold| {
             let s = store.add_session(ann, b"k", 2, 100).expect("session");
-            store.add_session_refs(ann, ann, s, &all, 2)?;
+            store.add_session_refs(ann, ann, s, chunks, 2)?;
             store.commit_snapshot_held(ann, ann, s, id, b"r", (None, hold), 3)
         };
-        snapshot("a", None).expect("a");
-        snapshot("b", Some(50)).expect("b, to expire at 50");
-        assert_eq!(store.quota_usage(ann).expect("usage"), base + 2 * each);
-        // A third is refused as its session records them, and nothing of it is kept.
-        assert!(matches!(snapshot("c", None), Err(StoreError::QuotaFull)));
-        assert_eq!(store.quota_usage(ann).expect("usage"), base + 2 * each);
-        // Forgetting a snapshot gives its references back; so does its expiry.
+        let used = || store.quota_usage(ann).expect("usage");
+        // The first snapshot naming the pack's chunks adds their set (four rows) and its own
+        // row; the next naming the same chunks only its row.
+        snapshot("a", &all, None).expect("a");
+        assert_eq!(used(), base + 5 * r);
+        snapshot("b", &all, Some(50)).expect("b, to expire at 50");
+        assert_eq!(used(), base + 6 * r);
+        // Another choice of the pack's chunks is a set of its own.
+        snapshot("c", &all[..3], None).expect("c");
+        assert_eq!(used(), base + 10 * r);
+        // One more is refused as its session records them, and nothing of it is kept.
+        assert!(matches!(snapshot("d", &all[1..], None), Err(StoreError::QuotaFull)));
+        assert_eq!(used(), base + 10 * r);
+        // Forgetting a snapshot gives back its row, and the sets no other snapshot names.
         assert_eq!(store.forget(ann, &["a".into()], 4).expect("forget"), 1);
-        assert_eq!(store.quota_usage(ann).expect("usage"), base + each);
-        snapshot("c", None).expect("c fits again");
+        assert_eq!(used(), base + 9 * r, "b still names a's set");
+        assert_eq!(store.forget(ann, &["c".into()], 4).expect("forget"), 1);
+        assert_eq!(used(), base + 5 * r);
+        snapshot("e", &all, None).expect("e");
+        snapshot("d", &all[1..], None).expect("d fits now");
+        assert_eq!(used(), base + 10 * r);
+        // So does its expiry.
         assert_eq!(store.expire(60, 10, None).expect("expire").snapshots, 1);
-        assert_eq!(store.quota_usage(ann).expect("usage"), base + each);
+        assert_eq!(used(), base + 9 * r);
+        assert_eq!(store.forget(ann, &["d".into()], 61).expect("forget"), 1);
+        let kept = base + 5 * r;
+        assert_eq!(used(), kept);
         // References a session records count while it is open, a second time not at all, and
         // are given back when it ends without a snapshot: closed, or lapsed (the deleter's
         // look at idle sessions, or a prune).
         let open = store.add_session(ann, b"k", 60, 100).expect("session");
         store.add_session_refs(ann, ann, open, &all, 61).expect("refs");
         store.add_session_refs(ann, ann, open, &all, 61).expect("the same again");
-        assert_eq!(store.quota_usage(ann).expect("usage"), base + 2 * each);
+        assert_eq!(used(), kept + 4 * r);
         store.close_session(ann, ann, open).expect("close");
-        assert_eq!(store.quota_usage(ann).expect("usage"), base + each);
+        assert_eq!(used(), kept);
         let lapsing = store.add_session(ann, b"k", 60, 100).expect("session");
         assert_eq!(store.lookup_for_session(ann, ann, lapsing, &all, 61).expect("dedup hits").len(), 4);
-        assert_eq!(store.quota_usage(ann).expect("usage"), base + 2 * each);
+        assert_eq!(used(), kept + 4 * r);
         store.drop_idle_sessions(0, 100, 101).expect("idle sessions");
-        assert_eq!(store.quota_usage(ann).expect("usage"), base + each);
+        assert_eq!(used(), kept);
         let pruned = store.add_session(ann, b"k", 60, 100).expect("session");
         store.add_session_refs(ann, ann, pruned, &all, 61).expect("refs");
         store.prune(ann, 0, 101, 101 + 3600).expect("prune");
-        assert_eq!(store.quota_usage(ann).expect("usage"), base + each);
+        assert_eq!(used(), kept);
         // An account without a quota is not refused (the grid's room is its bound).
         let bob = user(&store, 2, "bob", Role::User, None, None);
         let s = store.add_session(bob, b"k", 0, 100).expect("session");

@@ -115,8 +115,9 @@ pub(super) fn check_object(tx: &Sql<'_>, user: UserId, name: &str, now: u64) -> 
 /// referenced by a snapshot or object version whose lock is in force.
 pub(super) fn locked_chunk(now: &str) -> String {
     format!(
-        "(EXISTS (SELECT 1 FROM snapshot_chunks sc JOIN holds h ON h.target = 'snapshot' AND h.id = sc.snapshot
-                  WHERE sc.user = c.user AND sc.chunk = c.id AND h.mode IS NOT NULL AND h.lock_until > {now})
+        "(EXISTS (SELECT 1 FROM ref_set_chunks rc JOIN snapshot_sets ss ON ss.user = rc.user AND ss.ref_set = rc.ref_set
+                  JOIN holds h ON h.target = 'snapshot' AND h.id = ss.snapshot
+                  WHERE rc.user = c.user AND rc.chunk = c.id AND h.mode IS NOT NULL AND h.lock_until > {now})
           OR EXISTS (SELECT 1 FROM object_chunks oc JOIN holds h ON h.target = 'object' AND h.id = CAST(oc.object AS TEXT)
                   WHERE oc.user = c.user AND oc.chunk = c.id AND h.mode IS NOT NULL AND h.lock_until > {now}))"
     )
@@ -127,7 +128,8 @@ pub(super) fn check_chunk(tx: &Sql<'_>, user: i64, id: &[u8], now: u64) -> Resul
     let until: Option<(String, i64)> = tx.query_opt(
         "SELECT h.mode, h.lock_until FROM holds h
          WHERE h.mode IS NOT NULL AND h.lock_until > ?3 AND (
-             (h.target = 'snapshot' AND h.id IN (SELECT snapshot FROM snapshot_chunks WHERE user = ?1 AND chunk = ?2))
+             (h.target = 'snapshot' AND h.id IN (SELECT ss.snapshot FROM ref_set_chunks rc
+                  JOIN snapshot_sets ss ON ss.user = rc.user AND ss.ref_set = rc.ref_set WHERE rc.user = ?1 AND rc.chunk = ?2))
           OR (h.target = 'object' AND h.id IN (SELECT CAST(object AS TEXT) FROM object_chunks WHERE user = ?1 AND chunk = ?2)))
          ORDER BY h.lock_until DESC LIMIT 1",
         params![user, id, now as i64],
@@ -349,10 +351,7 @@ impl Store {
                 }
                 let user = UserId(user as u64);
                 let chunks: Vec<Vec<u8>> = if target == SNAPSHOT {
-                    let chunks =
-                        tx.query_map("SELECT chunk FROM snapshot_chunks WHERE snapshot = ?1", params![id], |r| {
-                            r.get(0)
-                        })?;
+                    let chunks = super::backup::snapshot_chunks(tx, &id)?;
                     super::backup::forget_refs(tx, user.0 as i64, &id)?;
                     done.snapshots += tx.execute("DELETE FROM snapshots WHERE id = ?1", params![id])? as u64;
                     forget(tx, LockTarget::Snapshot, &id)?;

@@ -58,7 +58,7 @@ pub use reservations::{Reservation, ReserveError, Reserved};
 use sql::{Backend, Sql, SqlError};
 pub use transfer::{Moved, TransferError};
 
-const SCHEMA_VERSION: i64 = 22;
+const SCHEMA_VERSION: i64 = 23;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -276,13 +276,28 @@ CREATE TABLE IF NOT EXISTS snapshots (
 );
 CREATE INDEX IF NOT EXISTS snapshots_by_user ON snapshots(user, created);
 CREATE INDEX IF NOT EXISTS snapshots_by_session ON snapshots(session);
-CREATE TABLE IF NOT EXISTS snapshot_chunks (
+-- What snapshots reference, in sets of chunks (those of one pack a snapshot uses), each
+-- kept once per account however many snapshots name it (see backup::commit_refs).
+CREATE TABLE IF NOT EXISTS ref_sets (
+    user INTEGER NOT NULL,
+    id BLOB NOT NULL,
+    chunks INTEGER NOT NULL,
+    PRIMARY KEY (user, id)
+);
+CREATE TABLE IF NOT EXISTS ref_set_chunks (
+    user INTEGER NOT NULL,
+    ref_set BLOB NOT NULL,
+    chunk BLOB NOT NULL,
+    PRIMARY KEY (user, ref_set, chunk)
+);
+CREATE INDEX IF NOT EXISTS ref_set_chunks_by_chunk ON ref_set_chunks(user, chunk);
+CREATE TABLE IF NOT EXISTS snapshot_sets (
     snapshot TEXT NOT NULL REFERENCES snapshots(id),
     user INTEGER NOT NULL,
-    chunk BLOB NOT NULL,
-    PRIMARY KEY (snapshot, chunk)
+    ref_set BLOB NOT NULL,
+    PRIMARY KEY (snapshot, ref_set)
 );
-CREATE INDEX IF NOT EXISTS snapshot_chunks_by_chunk ON snapshot_chunks(user, chunk);
+CREATE INDEX IF NOT EXISTS snapshot_sets_by_set ON snapshot_sets(user, ref_set);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
     time INTEGER NOT NULL,
@@ -1384,15 +1399,20 @@ impl Store {
                     }
                 }
             }
-            if version.is_some_and(|v| v <= 21) {
+            if version.is_some_and(|v| v <= 22) {
+                // Snapshots named each chunk in a row of their own until schema 23.
+                backup::group_snapshot_chunks(c)?;
                 // What the catalog keeps of each account, counted from its rows. Objects were
                 // first counted at schema 20, references and chunks at 21 and 22 (21 changed
-                // before it was released): the counters are made again rather than added to.
+                // before it was released), references in sets at 23: the counters are made
+                // again rather than added to.
                 c.execute("DELETE FROM catalog_usage", params![])?;
+                let refs = format!("COUNT(*) * {}", backup::SNAPSHOT_REF_BYTES);
                 let rows = [
                     ("objects", format!("SUM({OBJECT_BYTES})")),
-                    ("snapshot_chunks", format!("COUNT(*) * {}", backup::SNAPSHOT_REF_BYTES)),
-                    ("session_refs", format!("COUNT(*) * {}", backup::SNAPSHOT_REF_BYTES)),
+                    ("ref_set_chunks", refs.clone()),
+                    ("snapshot_sets", refs.clone()),
+                    ("session_refs", refs),
                     ("chunks", format!("COUNT(*) * {CHUNK_ROW_BYTES}")),
                 ];
                 for (table, bytes) in rows {

@@ -302,7 +302,9 @@ impl Store {
             )?;
             tx.execute("DELETE FROM object_chunks WHERE user = ?1", params![u])?;
             tx.execute("DELETE FROM objects WHERE user = ?1", params![u])?;
-            tx.execute("DELETE FROM snapshot_chunks WHERE user = ?1", params![u])?;
+            tx.execute("DELETE FROM snapshot_sets WHERE user = ?1", params![u])?;
+            tx.execute("DELETE FROM ref_set_chunks WHERE user = ?1", params![u])?;
+            tx.execute("DELETE FROM ref_sets WHERE user = ?1", params![u])?;
             tx.execute("DELETE FROM snapshots WHERE user = ?1", params![u])?;
             // Its write sessions (and its delegates' on its data) end now: the sweep then
             // drops what they recorded and the chunks of the packs they committed, where an
