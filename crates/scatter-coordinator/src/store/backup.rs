@@ -947,7 +947,11 @@ mod tests {
         let catalog = store.quota_usage(user).expect("usage") - store.usage(user).expect("usage");
         // A set of three, a row for each snapshot, the open session's two, and the chunks.
         let refs = 3 + 2 + 2;
-        assert_eq!(catalog, refs * SNAPSHOT_REF_BYTES + 3 * super::super::CHUNK_ROW_BYTES, "references and chunks' rows");
+        assert_eq!(
+            catalog,
+            refs * SNAPSHOT_REF_BYTES + 3 * super::super::CHUNK_ROW_BYTES,
+            "references and chunks' rows"
+        );
         // And they are given back when the snapshots go, when the session ends, and when a
         // prune drops the chunks.
         store.forget(user, &["snap".into(), "old".into()], 4).expect("forget");
