@@ -845,9 +845,9 @@ enum UserCmd {
         /// with its unit).
         #[arg(long, value_parser = parse_quota)]
         quota: Option<u64>,
-        /// For readers and appenders: whose data (e.g. u1).
+        /// For readers and appenders: whose data (a user's id, e.g. u1, or its name).
         #[arg(long = "of")]
-        owner: Option<scatter_core::UserId>,
+        owner: Option<String>,
         /// For an appender: its owner counts its snapshots as its own from the start (default:
         /// untrusted; the owner changes it with `scatter delegate trust|untrust`).
         #[arg(long)]
@@ -862,39 +862,67 @@ enum UserCmd {
     /// A one-time token that adds a machine to an existing user: it brings the user's keys
     /// (`scatter init --import` of a `scatter key export`).
     Device {
-        /// The user's id, e.g. u3.
-        id: scatter_core::UserId,
+        /// The user: its id (e.g. u3) or its name.
+        id: String,
     },
     /// Refuse every request of a user from now on.
     Disable {
-        /// The user's id, e.g. u3.
-        id: scatter_core::UserId,
+        /// The user: its id (e.g. u3) or its name.
+        id: String,
     },
-    /// Remove a user and everything it stored.
+    /// Remove a user and everything it stored (a user holding data only with --yes).
     Rm {
-        /// The user's id, e.g. u3.
-        id: scatter_core::UserId,
+        /// The user: its id (e.g. u3) or its name.
+        id: String,
+        /// Remove it even though it holds data: that data is deleted for good.
+        #[arg(long)]
+        yes: bool,
     },
     /// Accept a disabled user's requests again.
     Enable {
-        /// The user's id, e.g. u3.
-        id: scatter_core::UserId,
+        /// The user: its id (e.g. u3) or its name.
+        id: String,
     },
     /// Set a user's lock maxima (its own, its delegates') and default lock.
     Set {
-        /// The user's id, e.g. u3.
-        id: scatter_core::UserId,
+        /// The user: its id (e.g. u3) or its name.
+        id: String,
         #[command(flatten)]
         limits: locks::LimitArgs,
     },
     /// Set a user's quota (bytes on hosts, with redundancy), or `none` for no limit.
     Quota {
-        /// The user's id, e.g. u3.
-        id: scatter_core::UserId,
+        /// The user: its id (e.g. u3) or its name.
+        id: String,
         /// e.g. 100GiB (at least 1MiB, with its unit), or `none`.
         #[arg(value_parser = parse_quota_or_none)]
         quota: QuotaArg,
     },
+}
+
+/// The user `who` names: an id such as `u3`, or a name (of a user not removed) that only
+/// one user has.
+async fn user_named(
+    coord: &scatter_client::coordinator::Coordinator,
+    who: &str,
+) -> Result<scatter_proto::api::UserEntry> {
+    let users = coord.users().await?;
+    if let Ok(id) = who.parse::<scatter_core::UserId>() {
+        return users
+            .into_iter()
+            .find(|u| u.id == id)
+            .ok_or_else(|| anyhow::anyhow!("there is no user {id}; `scatter admin user ls` lists them"));
+    }
+    let mut named: Vec<_> = users.into_iter().filter(|u| u.name == who && !u.removed).collect();
+    match named.len() {
+        1 => Ok(named.remove(0)),
+        0 => bail!("no user is named `{}`; `scatter admin user ls` lists them", escape(who.as_bytes())),
+        _ => bail!(
+            "several users are named `{}` ({}); give the id",
+            escape(who.as_bytes()),
+            named.iter().map(|u| u.id.to_string()).collect::<Vec<_>>().join(", ")
+        ),
+    }
 }
 
 /// A quota on the command line: a size, or `none`.
@@ -1935,6 +1963,10 @@ async fn run(cmd: Cmd) -> Result<i32> {
             let coord = p.coordinator()?;
             match command {
                 UserCmd::Add { name, role, quota, owner, trusted } => {
+                    let owner = match owner {
+                        Some(o) => Some(user_named(&coord, &o).await?.id),
+                        None => None,
+                    };
                     let req = scatter_proto::api::InviteRequest { name: name.clone(), role, quota, owner, trusted };
                     let token = coord.invite(&req).await?;
                     println!("{token}");
@@ -1973,6 +2005,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
                     }
                 }
                 UserCmd::Device { id } => {
+                    let id = user_named(&coord, &id).await?.id;
                     let t = coord.device_invite(id).await?;
                     println!("{}", t.token);
                     eprintln!(
@@ -1981,19 +2014,33 @@ async fn run(cmd: Cmd) -> Result<i32> {
                     );
                 }
                 UserCmd::Disable { id } => {
+                    let id = user_named(&coord, &id).await?.id;
                     coord.disable_user(id).await?;
                     println!("User {id} is disabled: its requests are refused from now on.");
                 }
-                UserCmd::Rm { id } => {
+                UserCmd::Rm { id, yes } => {
+                    let user = user_named(&coord, &id).await?;
+                    let id = user.id;
+                    if user.used > 0 && !user.removed && !yes {
+                        bail!(
+                            "user {id} ({}) holds {}, which removing it deletes for good; run `scatter admin user rm {id} --yes` to go ahead",
+                            escape(user.name.as_bytes()),
+                            ByteSize(user.used)
+                        );
+                    }
                     coord.remove_user(id).await?;
                     println!("User {id} is removed; its data is deleted from the hosts in the background.");
                 }
                 UserCmd::Enable { id } => {
+                    let id = user_named(&coord, &id).await?.id;
                     coord.enable_user(id).await?;
                     println!("User {id} is enabled: its requests are accepted again.");
                 }
-                UserCmd::Set { id, limits } => locks::set_limits(&coord, id, limits).await?,
+                UserCmd::Set { id, limits } => {
+                    locks::set_limits(&coord, user_named(&coord, &id).await?.id, limits).await?
+                }
                 UserCmd::Quota { id, quota: QuotaArg(quota) } => {
+                    let id = user_named(&coord, &id).await?.id;
                     coord.set_quota(id, quota).await?;
                     match quota {
                         Some(q) => println!("User {id} may now take {} on hosts.", ByteSize(q)),

@@ -104,8 +104,10 @@ async fn admins_undo_what_they_did_and_nobody_else_can() {
     }
     refused(env.scatter(&["admin", "user", "add", "carol"]), "taken name", "is taken");
 
-    // A removed user is listed as removed, not disabled, and cannot be enabled again.
-    env.ok(&["admin", "user", "rm", "u3"]);
+    // A removed user is listed as removed, not disabled, and cannot be enabled again. Users
+    // are named by id or by name.
+    refused(env.scatter(&["admin", "user", "rm", "nobody"]), "unknown name", "no user is named `nobody`");
+    env.ok(&["admin", "user", "rm", "carol"]);
     assert_eq!(user(&env, 3)["removed"], true);
     assert!(env.ok(&["admin", "user", "ls"]).lines().any(|l| l.contains("carol") && l.contains("removed")));
     refused(env.scatter(&["admin", "user", "enable", "u3"]), "enable removed", "removed");

@@ -759,7 +759,8 @@ async fn a_host_that_answers_audits_with_errors_has_its_shards_repaired() {
 /// proves every other one. Unanswered audits were counted per host and any answer started
 /// the count again, so three audits in a row had to land on the lost shards, and the loss
 /// stayed hidden. They are now counted per shard, and an unanswered shard is asked again in
-/// the next passes.
+/// the next passes (the audit's unit tests follow the count). An honest host's scrub finds
+/// such a shard too and reports it missing: whichever comes first, it is repaired.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_host_erring_only_on_a_lost_shard_has_it_repaired() {
     let env = grid_with(4, GridOptions { checker_interval: "1s".into(), ..GridOptions::default() }).await;
@@ -785,7 +786,7 @@ async fn a_host_erring_only_on_a_lost_shard_has_it_repaired() {
     std::fs::remove_file(&path).expect("remove");
     std::fs::create_dir(&path).expect("mkdir");
     // Found: no longer counted healthy on that host (marked lost, or rebuilt elsewhere where a
-    // host without a shard of its pack exists), and counted against the host.
+    // host without a shard of its pack exists).
     let healthy_there = || {
         let db = rusqlite::Connection::open_with_flags(
             env.grid.coordinator_dir().join("catalog.db"),
@@ -805,8 +806,6 @@ async fn a_host_erring_only_on_a_lost_shard_has_it_repaired() {
         assert!(Instant::now() < deadline, "the lost shard was never found: {:?}", host_states(&env));
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let failed = host_states(&env).iter().find(|(id, _, _)| *id == broken.0).map(|h| h.2).unwrap_or(0);
-    assert!(failed > 0, "the failure did not count against the host: {:?}", host_states(&env));
 }
 
 /// Attack (red team): an appender commits objects of no data with the largest manifests a

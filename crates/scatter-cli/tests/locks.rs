@@ -163,8 +163,11 @@ async fn a_governance_lock_is_lifted_by_an_admin_and_maxima_and_defaults_hold() 
     assert_eq!(list["objects"][0]["lock_mode"], "compliance", "{list}");
     let out = run(&bob, &["rm", "x"], &[]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("compliance lock until"), "{out:?}");
-    // Removing a user waits for its compliance locks to end.
+    // Removing a user holding data takes --yes (a mistyped id deleted another's backups).
     let err = env.fails(&["admin", "user", "rm", "u2"]);
+    assert!(err.contains("deletes for good") && err.contains("--yes"), "{err}");
+    // Removing a user waits for its compliance locks to end.
+    let err = env.fails(&["admin", "user", "rm", "u2", "--yes"]);
     assert!(err.contains("user u2's data") && err.contains("compliance lock until"), "{err}");
 
     // A delegate (an appender of u1) takes at most u1's delegate maximum (30 days by default).
