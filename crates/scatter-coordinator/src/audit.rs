@@ -107,6 +107,16 @@ impl Unanswered {
         Self::entry(&mut self.map(), target, now, false);
     }
 
+    /// Stops following `shard` on `host`, returning it if an audit of it was left unanswered
+    /// (a strike, not a report only watched).
+    fn struck(&self, host: HostId, shard: ShardId) -> Option<Target> {
+        let mut map = self.map();
+        match map.get(&(host, shard)) {
+            Some(e) if e.count > 0 => map.remove(&(host, shard)).map(|e| e.target),
+            _ => None,
+        }
+    }
+
     /// `host` answered an audit of `shard`.
     fn answered(&self, host: HostId, shard: ShardId) {
         self.map().remove(&(host, shard));
@@ -280,6 +290,23 @@ pub(crate) async fn pass(shared: &Arc<Shared>, fence: &crate::store::Fence) -> R
     Ok(())
 }
 
+/// Counts as failed audits the shards among `marked` (just marked lost because `host`'s
+/// inventory lacks them) whose audits `host` left unanswered: a host that answers an audit
+/// with an error and then reports the shard gone would otherwise fail no audit, ever, however
+/// much it lost, and go on being given shards. A loss reported before any audit asked for it
+/// counts nothing: the host said so itself, and repair starts at once.
+pub(crate) async fn lost_while_struck(shared: &Arc<Shared>, host: HostId, marked: &[ShardId]) {
+    for shard in marked {
+        let Some((_, pack, index, _, _)) = shared.unanswered.struck(host, *shard) else { continue };
+        tracing::warn!(%host, %shard, "a host reported a shard gone after leaving its audit unanswered; counted as a failed audit");
+        match shared.catalog(move |s| s.record_audit(host, &pack, index, false, None, now())).await {
+            Ok(true) => disqualified(shared, host).await,
+            Ok(false) => {}
+            Err(_) => tracing::warn!(%host, %shard, "could not record a failed audit"),
+        }
+    }
+}
+
 /// Says, in the log and the audit trail, that `host` was just disqualified.
 async fn disqualified(shared: &Arc<Shared>, host: HostId) {
     tracing::warn!(%host, "host disqualified after failed audits, for good; its shards are repaired elsewhere");
@@ -307,6 +334,17 @@ mod tests {
         assert!(!u.strike(target(1, 1), 0, 1), "and the count starts again");
         u.answered(HostId(1), ShardId::from_bytes([1; 32]));
         assert!(!u.strike(target(1, 1), 0, 1) && !u.strike(target(1, 1), 0, 1), "an answer for the shard resets it");
+    }
+
+    #[test]
+    fn a_shard_reported_gone_after_an_unanswered_audit_is_found_struck_once() {
+        let u = Unanswered::default();
+        u.watch(target(1, 1), 0);
+        assert_eq!(u.struck(HostId(1), ShardId::from_bytes([1; 32])), None, "a report only watched counts nothing");
+        assert!(!u.strike(target(1, 2), 0, 1));
+        assert_eq!(u.struck(HostId(1), ShardId::from_bytes([2; 32])), Some(target(1, 2)));
+        assert_eq!(u.struck(HostId(1), ShardId::from_bytes([2; 32])), None, "once");
+        assert_eq!(u.struck(HostId(2), ShardId::from_bytes([1; 32])), None);
     }
 
     #[test]

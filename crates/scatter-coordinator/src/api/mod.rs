@@ -540,6 +540,7 @@ async fn inventory(State(sh): S, Body(req): Body<InventoryRequest>) -> ApiResult
         None => s.reconcile(host, &req.shards, settled, grace, now()),
     })
     .await?;
+    crate::audit::lost_while_struck(&sh, host, &done.marked).await;
     if done.lost + done.orphaned > 0 {
         let (lost, orphaned) = (done.lost, done.orphaned);
         tracing::warn!(%host, lost, orphaned, "inventory differs from the catalog; lost shards will be repaired");
