@@ -980,7 +980,9 @@ conformance! {
         let mut orphans = store.orphans(10).expect("orphans");
         orphans.sort();
         assert_eq!(orphans, [(h[0], sid(1, 0)), (h[0], x), (h[1], sid(1, 1))]);
-        assert_eq!(store.orphans(2).expect("orphans").len(), 2);
+        // Shared out between hosts: host 1's two do not crowd out host 2's one.
+        let two = store.orphans(2).expect("orphans");
+        assert!(two.len() == 2 && two.iter().any(|o| o.0 == h[1]), "{two:?}");
         // Moved back onto host 1, shard 0 is placed there again: no orphan there any more.
         assert!(moved(0, h[2], h[0]));
         let mut orphans = store.orphans(10).expect("orphans");

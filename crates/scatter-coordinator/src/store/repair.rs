@@ -182,6 +182,8 @@ fn suspects(conn: &Sql<'_>, cutoff: u64) -> Result<Vec<Suspect>, StoreError> {
 pub struct Reconciled {
     /// Shards marked lost: the catalog places them on the host, which lacks them.
     pub lost: u64,
+    /// Their ids.
+    pub marked: Vec<ShardId>,
     /// Shards the host holds that nothing places there: queued for deletion.
     pub orphaned: u64,
     /// Unknown shards too young to judge: the host lists them again.
@@ -205,6 +207,9 @@ fn mark_lost(tx: &Sql<'_>, h: i64, gone: &[ShardId], settled: u64, out: &mut Rec
             params![h, id.as_bytes(), settled as i64],
         )? as u64;
         out.lost += lost;
+        if lost > 0 {
+            out.marked.push(*id);
+        }
         if lost == 0
             && tx.exists(
                 "SELECT 1 FROM shards s JOIN packs p ON p.id = s.pack
@@ -230,6 +235,13 @@ fn note_unknown(
     now: u64,
     out: &mut Reconciled,
 ) -> Result<(), StoreError> {
+    // What a host may have queued as orphans at once: the rest is noted by later inventories
+    // as these go. A host listing made-up shards grew the catalog by 700,000 rows a request.
+    let mut room = MAX_ORPHANS_PER_HOST.saturating_sub(tx.query_row(
+        "SELECT COUNT(*) FROM orphans WHERE host = ?1",
+        params![h],
+        |r| r.get::<i64>(0),
+    )? as u64);
     for (id, age) in held {
         let known = match placed {
             Some(placed) => placed.contains(id),
@@ -239,16 +251,24 @@ fn note_unknown(
             continue;
         }
         if *age >= grace {
-            out.orphaned += tx.execute(
+            if room == 0 {
+                continue;
+            }
+            let added = tx.execute(
                 "INSERT INTO orphans (host, hash, since) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
                 params![h, id.as_bytes(), now as i64],
             )? as u64;
+            out.orphaned += added;
+            room -= added;
         } else {
             out.pending.push(*id);
         }
     }
     Ok(())
 }
+
+/// Orphans one host may have queued for deletion at once (see `note_unknown`).
+pub const MAX_ORPHANS_PER_HOST: u64 = 10_000;
 
 /// A code in use and the most shards of one of its packs a zone should hold, given the
 /// zones and domains of the hosts up: (k, m, cap).
@@ -805,12 +825,23 @@ impl Store {
     /// still places on that host is never listed.
     pub fn orphans(&self, limit: usize) -> Result<Vec<(HostId, ShardId)>, StoreError> {
         self.read(|conn| {
-            let rows = conn.query_map(
-                "SELECT o.host, o.hash FROM orphans o
-                 WHERE NOT EXISTS (SELECT 1 FROM shards s WHERE s.host = o.host AND s.hash = o.hash) LIMIT ?1",
-                params![limit as i64],
-                |r| Ok((HostId(r.get::<i64>(0)? as u64), ShardId::from_bytes(r.get::<[u8; 32]>(1)?))),
-            )?;
+            // Shared out between the hosts: one host's many orphans (it may list made-up
+            // shards) must not hold back the others'.
+            let hosts: Vec<i64> = conn.query_map("SELECT DISTINCT host FROM orphans", params![], |r| r.get(0))?;
+            let each = (limit / hosts.len().max(1)).max(1);
+            let mut rows = Vec::new();
+            for h in hosts {
+                if rows.len() >= limit {
+                    break;
+                }
+                rows.extend(conn.query_map(
+                    "SELECT o.host, o.hash FROM orphans o
+                     WHERE o.host = ?1 AND NOT EXISTS (SELECT 1 FROM shards s WHERE s.host = o.host AND s.hash = o.hash)
+                     LIMIT ?2",
+                    params![h, each as i64],
+                    |r| Ok((HostId(r.get::<i64>(0)? as u64), ShardId::from_bytes(r.get::<[u8; 32]>(1)?))),
+                )?);
+            }
             Ok(rows)
         })
     }
@@ -980,13 +1011,14 @@ mod tests {
             let (young, old) = (ShardId::from_bytes([20; 32]), ShardId::from_bytes([21; 32]));
             // Packs are settled at 10; the grace for unknown shards is 60 s.
             let full = store.reconcile(host, &[(kept, 500), (gone, 500), (young, 5)], 10, 60, 1000).expect("full");
-            assert_eq!(full, Reconciled { lost: 0, orphaned: 0, pending: vec![young], unsettled: vec![], ack: Some(1) });
+            let expected = Reconciled { lost: 0, marked: vec![], orphaned: 0, pending: vec![young], unsettled: vec![], ack: Some(1) };
+            assert_eq!(full, expected);
             // Then only what changed: one shard went, the young one is listed again, now old
             // enough, and one more unknown shard appears.
             let changes = store
                 .reconcile_changes(host, 1, &[(young, 70), (old, 100)], &[gone], 10, 60, 1100)
                 .expect("changes");
-            assert_eq!((changes.lost, changes.orphaned, changes.ack), (1, 2, Some(2)));
+            assert_eq!((changes.lost, changes.orphaned, changes.ack, changes.marked), (1, 2, Some(2), vec![gone]));
             assert!(changes.pending.is_empty());
             let degraded = |store: &Store| -> Vec<(PackId, Vec<ShardState>)> {
                 let packs = store.degraded_packs(0, 10, &Default::default()).expect("degraded");
@@ -1009,6 +1041,25 @@ mod tests {
             let young_pack = ShardId::from_bytes([9; 32]);
             let full = store.reconcile(host, &[], 1, 60, 1500).expect("full");
             assert_eq!((full.lost, full.unsettled), (0, vec![young_pack]));
+        }
+    }
+
+    crate::store::testing::conformance! {
+        /// Attack (red team): a host listed 700,000 made-up shards, old enough to be orphans,
+        /// in one inventory, and each became a row: three requests grew the catalog by 400 MB.
+        fn a_host_has_at_most_so_many_orphans_queued() {
+            let (_dir, store, _user, host, _session) = setup();
+            let made_up: Vec<(ShardId, u64)> = (0..MAX_ORPHANS_PER_HOST + 5)
+                .map(|n| {
+                    let mut id = [0u8; 32];
+                    id[..8].copy_from_slice(&n.to_le_bytes());
+                    (ShardId::from_bytes(id), u64::MAX)
+                })
+                .collect();
+            let full = store.reconcile(host, &made_up, 10, 60, 1000).expect("full");
+            assert_eq!(full.orphaned, MAX_ORPHANS_PER_HOST);
+            let again = store.reconcile_changes(host, full.ack.expect("ack"), &made_up, &[], 10, 60, 1001).expect("changes");
+            assert_eq!(again.orphaned, 0, "no room until some are deleted");
         }
     }
 
