@@ -20,9 +20,14 @@ pub use token::Token;
 const POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// An HTTP client builder that trusts only the grid CA with `fingerprint`, or — `None`, for a
-/// grid run with `--insecure` — speaks plain HTTP and trusts no certificate at all.
+/// grid run with `--insecure` — speaks plain HTTP and trusts no certificate at all. It
+/// follows no redirect: no grid endpoint sends one, and a host that did would have the
+/// coordinator carry its grants and requests wherever the host pointed it.
 pub fn http_client(fingerprint: Option<Fingerprint>, peer: Peer) -> reqwest::ClientBuilder {
-    let builder = reqwest::Client::builder().tls_built_in_root_certs(false).pool_idle_timeout(POOL_IDLE);
+    let builder = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .pool_idle_timeout(POOL_IDLE)
+        .redirect(reqwest::redirect::Policy::none());
     match fingerprint {
         Some(fp) => builder.use_preconfigured_tls(tls::client_config(fp, peer)).https_only(true),
         None => builder,
@@ -77,4 +82,39 @@ pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         cur = next;
     }
     cur.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Attack (red team): a host answered the coordinator's DELETE with a redirect, and the
+    /// coordinator followed it, 1,106 times in 15 s, with the grant in its headers.
+    #[tokio::test]
+    async fn redirects_are_not_followed() {
+        let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let target = elsewhere.local_addr().expect("addr");
+        let host = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/shard", host.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = host.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                let reply = format!(
+                    "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://{target}/stolen\r\nContent-Length: 0\r\n\r\n"
+                );
+                let _ = conn.write_all(reply.as_bytes()).await;
+            }
+        });
+        let client = http_client(None, Peer::Host).build().expect("client");
+        let sent = client.delete(&url).header("scatter-grant", "secret").send();
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(5), sent)
+            .await
+            .expect("no answer: the redirect was followed")
+            .expect("answer");
+        assert_eq!(answer.status(), 307, "the redirect was followed");
+        let followed = tokio::time::timeout(std::time::Duration::from_millis(300), elsewhere.accept()).await;
+        assert!(followed.is_err(), "a request reached the redirect's target");
+    }
 }
