@@ -62,11 +62,10 @@ async fn timed(State(sh): State<Arc<Shared>>, req: axum::extract::Request, next:
     resp
 }
 
-/// Prometheus text exposition: bytes held and offered, shards, request timings.
+/// Prometheus text exposition: bytes held and offered, shards (as of the last inventory),
+/// request timings. Nothing here touches the disk: anyone may ask, as often as it likes.
 async fn metrics(State(sh): State<Arc<Shared>>) -> String {
-    let store = sh.store.clone();
-    let shards =
-        tokio::task::spawn_blocking(move || store.inventory().map(|v| v.len()).unwrap_or(0)).await.unwrap_or(0);
+    let shards = sh.shards_held.load(std::sync::atomic::Ordering::Relaxed);
     format!(
         "# HELP scatter_host_used_bytes Shard bytes held.\n# TYPE scatter_host_used_bytes gauge\nscatter_host_used_bytes {}\n\
          # HELP scatter_host_capacity_bytes Bytes offered.\n# TYPE scatter_host_capacity_bytes gauge\nscatter_host_capacity_bytes {}\n\

@@ -143,6 +143,10 @@ pub(crate) struct Shared {
     pub until: Option<u64>,
     /// Shard bytes served to readers since the last heartbeat that reached the coordinator.
     pub served: std::sync::atomic::AtomicU64,
+    /// Shards held as of the last inventory, for `/metrics`: counting them there walked the
+    /// whole store on each request, and anyone may ask (a flood of them starved the
+    /// heartbeats, and the host was taken for gone).
+    pub shards_held: std::sync::atomic::AtomicU64,
     /// Catalog backup shards, apart from data shards.
     pub catalog: Arc<catalog::CatalogStore>,
     /// Catalog backup uploads at once (each is held in memory to be checked).
@@ -642,6 +646,7 @@ async fn report_inventory(
         }
         Err(_) => return scrub_from,
     };
+    shared.shards_held.store(shards.len() as u64, std::sync::atomic::Ordering::Relaxed);
     let held: std::collections::HashSet<ShardId> = shards.iter().map(|(id, _)| *id).collect();
     let (host_id, host_secret) = (shared.id, secret.to_owned());
     let auth = host_header(host_id, secret);
@@ -800,6 +805,7 @@ pub async fn run(
         last_transfer_ms: Default::default(),
         until: config.terms.until,
         served: Default::default(),
+        shards_held: Default::default(),
         catalog: Arc::new(backups),
         catalog_uploads: tokio::sync::Semaphore::new(1),
         recovery_access: std::sync::Mutex::new(catalog::read_access_key(&config.data_dir)),
