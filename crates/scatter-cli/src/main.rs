@@ -1661,6 +1661,11 @@ async fn run(cmd: Cmd) -> Result<i32> {
                 eprintln!("warning: {}", scatter_net::INSECURE_WARNING);
             }
             print!("{}", scatter_cli::devices::initialized(&done, &dir));
+            // Done (the profile is saved, the code spent), but the device may do nothing yet:
+            // a script must not read this as success.
+            if !done.keys_open {
+                return Ok(3);
+            }
         }
         Cmd::Lock { snapshot, keep } => {
             let (coord, _, all) = backups::open_snapshots().await?;
@@ -2040,11 +2045,19 @@ async fn run(cmd: Cmd) -> Result<i32> {
                     locks::set_limits(&coord, user_named(&coord, &id).await?.id, limits).await?
                 }
                 UserCmd::Quota { id, quota: QuotaArg(quota) } => {
-                    let id = user_named(&coord, &id).await?.id;
+                    let user = user_named(&coord, &id).await?;
+                    let id = user.id;
                     coord.set_quota(id, quota).await?;
                     match quota {
                         Some(q) => println!("User {id} may now take {} on hosts.", ByteSize(q)),
                         None => println!("User {id} has no quota now."),
+                    }
+                    if let Some(q) = quota.filter(|q| user.used > *q) {
+                        eprintln!(
+                            "warning: user {id} already uses {}, more than {}: its writes are refused until it frees space (`scatter forget` and `scatter prune`); nothing it stored is removed",
+                            ByteSize(user.used),
+                            ByteSize(q)
+                        );
                     }
                 }
             }

@@ -111,6 +111,7 @@ async fn a_recovery_code_without_the_passphrase_registers_a_device_that_can_do_n
     let out = run_with_pass(&dir, "a guess", &["init", "--coordinator", env.grid.url(), "--token", &code]);
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("does not open the key file"), "{text}");
+    assert_eq!(out.status.code(), Some(3), "a recovery whose device may do nothing is not a success: {text}");
     let finder = Attacker::from_profile(&env, &dir);
     let (status, body) = finder.call(reqwest::Method::GET, "/v1/objects", None).await;
     assert_eq!(status, 403, "a device registered with the code alone listed the objects: {body}");
