@@ -23,11 +23,7 @@ fn shard_file(env: &Env, id: HostId, shard: &ShardId) -> PathBuf {
 /// The (host, shard) pairs the catalog records, read straight from its file (ids are no
 /// secrets: an attacker is assumed to know them).
 fn committed(env: &Env) -> Vec<(HostId, ShardId)> {
-    let db = rusqlite::Connection::open_with_flags(
-        env.grid.coordinator_dir().join("catalog.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("catalog");
+    let db = env.catalog_db();
     let mut stmt = db.prepare("SELECT host, hash FROM shards").expect("sql");
     let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))).expect("sql");
     rows.map(|r| {

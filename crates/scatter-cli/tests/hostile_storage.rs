@@ -26,11 +26,7 @@ struct Catalog {
 }
 
 fn catalog(env: &Env) -> Catalog {
-    let db = rusqlite::Connection::open_with_flags(
-        env.grid.coordinator_dir().join("catalog.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("catalog");
+    let db = env.catalog_db();
     let id32 = |v: Vec<u8>| <[u8; 32]>::try_from(v).expect("32 bytes");
     let chunks = db
         .prepare("SELECT id FROM chunks")
@@ -623,11 +619,7 @@ async fn objects_committed_together_are_each_checked_as_one_alone() {
     let env = grid(6).await;
     let file = env.write_random("victim", 1 << 20, 5);
     env.put(&file, "victim");
-    let db = rusqlite::Connection::open_with_flags(
-        env.grid.coordinator_dir().join("catalog.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("catalog");
+    let db = env.catalog_db();
     let (victim, victim_session): (String, i64) =
         db.query_row("SELECT name, session FROM objects", [], |r| Ok((r.get(0)?, r.get(1)?))).expect("the object");
     let victim_chunks: Vec<ChunkId> = db
@@ -788,11 +780,7 @@ async fn a_host_erring_only_on_a_lost_shard_has_it_repaired() {
     // Found: no longer counted healthy on that host (marked lost, or rebuilt elsewhere where a
     // host without a shard of its pack exists).
     let healthy_there = || {
-        let db = rusqlite::Connection::open_with_flags(
-            env.grid.coordinator_dir().join("catalog.db"),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .expect("catalog");
+        let db = env.catalog_db();
         db.query_row(
             "SELECT COUNT(*) FROM shards WHERE hash = ?1 AND host = ?2 AND state = 'ok'",
             rusqlite::params![&lost.as_bytes()[..], broken.0 as i64],
@@ -937,11 +925,7 @@ async fn snapshot_references_count_against_the_quota() {
         who.post("/v1/snapshots/commit", &serde_json::json!({ "session": session, "id": id, "record": record })).await
     };
     let rows = || {
-        let db = rusqlite::Connection::open_with_flags(
-            env.grid.coordinator_dir().join("catalog.db"),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .expect("catalog");
+        let db = env.catalog_db();
         let count = |table: &str| {
             db.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get::<_, i64>(0)).expect("count")
         };
@@ -968,17 +952,14 @@ async fn snapshot_references_count_against_the_quota() {
     assert_eq!(status, 507, "{body}");
     assert!(body["error"].as_str().unwrap_or_default().contains("quota"), "{body}");
     // Forgetting snapshots gives back the sets no other snapshot names.
-    let ids: Vec<String> = rusqlite::Connection::open_with_flags(
-        env.grid.coordinator_dir().join("catalog.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("catalog")
-    .prepare("SELECT id FROM snapshots ORDER BY seq LIMIT -1 OFFSET 40")
-    .expect("sql")
-    .query_map([], |r| r.get(0))
-    .expect("ids")
-    .collect::<Result<_, _>>()
-    .expect("ids");
+    let ids: Vec<String> = env
+        .catalog_db()
+        .prepare("SELECT id FROM snapshots ORDER BY seq LIMIT -1 OFFSET 40")
+        .expect("sql")
+        .query_map([], |r| r.get(0))
+        .expect("ids")
+        .collect::<Result<_, _>>()
+        .expect("ids");
     let (status, body) = eve.post("/v1/snapshots/forget", &ForgetRequest { ids }).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(rows(), (256, 40), "the shared set stays, the others went");
@@ -995,15 +976,8 @@ async fn snapshot_references_count_against_the_quota() {
 async fn references_of_sessions_that_commit_nothing_do_not_pile_up() {
     let env = grid(6).await;
     let (eve, chunks) = account_of_256_chunks(&env, 6).await;
-    let rows = || {
-        rusqlite::Connection::open_with_flags(
-            env.grid.coordinator_dir().join("catalog.db"),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .expect("catalog")
-        .query_row("SELECT COUNT(*) FROM session_refs", [], |r| r.get::<_, i64>(0))
-        .expect("count")
-    };
+    let rows =
+        || env.catalog_db().query_row("SELECT COUNT(*) FROM session_refs", [], |r| r.get::<_, i64>(0)).expect("count");
     let refs = |session| SnapshotRefsRequest { session, chunks: chunks.clone() };
     for _ in 0..40 {
         let session = eve.session().await;

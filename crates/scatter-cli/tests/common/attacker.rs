@@ -44,13 +44,10 @@ impl Attacker {
         // one of its own.
         let owner = args.iter().position(|a| *a == "--of").and_then(|i| args.get(i + 1));
         let public_key = match owner.and_then(|o| o.trim_start_matches('u').parse::<i64>().ok()) {
-            Some(id) => rusqlite::Connection::open_with_flags(
-                env.grid.coordinator_dir().join("catalog.db"),
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-            )
-            .expect("catalog")
-            .query_row("SELECT public_key FROM users WHERE id = ?1", [id], |r| r.get(0))
-            .expect("the owner's public key"),
+            Some(id) => env
+                .catalog_db()
+                .query_row("SELECT public_key FROM users WHERE id = ?1", [id], |r| r.get(0))
+                .expect("the owner's public key"),
             None => "age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq".into(),
         };
         let reg = RegisterRequest {

@@ -32,6 +32,16 @@ pub async fn grid_with(hosts: usize, opts: GridOptions) -> Env {
 }
 
 impl Env {
+    /// The coordinator's SQLite catalog, opened read-only: what tests check the coordinator
+    /// recorded.
+    pub fn catalog_db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(
+            self.grid.coordinator_dir().join("catalog.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("catalog")
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
@@ -185,11 +195,7 @@ pub fn appender(env: &Env, name: &str, extra: &[&str]) -> PathBuf {
 /// Shard files on hosts `which` (by index) that the catalog does not place there: uploads
 /// not committed (or not yet deleted after being given back).
 pub fn unrecorded_on(env: &Env, which: &[usize]) -> Vec<PathBuf> {
-    let db = rusqlite::Connection::open_with_flags(
-        env.grid.coordinator_dir().join("catalog.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("catalog");
+    let db = env.catalog_db();
     let mut stmt = db.prepare("SELECT host, hash FROM shards").expect("sql");
     let recorded: std::collections::HashSet<(u64, String)> = stmt
         .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, hex::encode(r.get::<_, Vec<u8>>(1)?))))
