@@ -344,9 +344,15 @@ impl Grid {
     /// Starts one more host, joined with `join_token` (an operator's, say) and started with
     /// the extra `flags`, and waits until it is online. Returns its index.
     pub async fn add_host(&mut self, join_token: &str, flags: &[&str]) -> Result<usize> {
+        self.add_host_listening(restartable_address(), join_token, flags).await
+    }
+
+    /// [`Grid::add_host`], listening on `listen` (behind a proxy that `--public-url` names,
+    /// say).
+    pub async fn add_host_listening(&mut self, listen: String, join_token: &str, flags: &[&str]) -> Result<usize> {
         let i = self.hosts.len();
         self.hosts.push(None);
-        self.host_listen.push(restartable_address());
+        self.host_listen.push(listen);
         self.capacities.push(None);
         self.added.push(Some((join_token.to_owned(), flags.iter().map(|f| f.to_string()).collect())));
         self.start_host(i)?;
@@ -384,7 +390,10 @@ impl Grid {
         extra.extend(self.added[i].iter().flat_map(|(_, flags)| flags).map(String::as_str));
         let mut child = self.spawn("host", &format!("host-{i}"), &args, &extra, &log)?;
         let url = wait_for_file(&dir.join("url"), &mut child, &format!("host {i}"), &log)?;
-        self.host_listen[i] = listen_address(&url);
+        // A port the system picked is learnt from the address the host advertises.
+        if self.host_listen[i].ends_with(":0") {
+            self.host_listen[i] = listen_address(&url);
+        }
         self.hosts[i] = Some(child);
         Ok(())
     }

@@ -7,6 +7,8 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::attacker::{now, Attacker};
@@ -1000,4 +1002,107 @@ async fn references_of_sessions_that_commit_nothing_do_not_pile_up() {
     let (n, status, body) = refused.expect("40 sessions of 256 references each, all kept under a 1 MiB quota");
     assert!((8..16).contains(&n), "{n} sessions of 256 references each under a 1 MiB quota");
     assert_eq!(status, 507, "{body}");
+}
+
+/// A plain-HTTP proxy in front of `target` that passes bytes both ways, except that once
+/// `hang` is set, a request for a whole shard (`GET /shards/ID`; audits ask for proofs) is
+/// held without an answer and its connection left open: with the host behind it advertising
+/// the proxy's address, a host that keeps its heartbeats (they do not come through here) and
+/// proves every audit, but lets reads of its shards hang.
+async fn hanging_proxy(listener: tokio::net::TcpListener, target: String, hang: Arc<AtomicBool>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    async fn pipe(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        hang: Arc<AtomicBool>,
+        requests: bool,
+    ) {
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = match from.read(&mut buf).await {
+                Ok(n) if n > 0 => n,
+                // The host closing a connection it found idle is not passed on either.
+                _ if hang.load(Ordering::SeqCst) => std::future::pending().await,
+                _ => return,
+            };
+            let request = String::from_utf8_lossy(&buf[..n.min(120)]);
+            let whole_shard =
+                request.starts_with("GET /shards/") && !request.lines().next().is_some_and(|l| l.contains("/proof"));
+            if requests && whole_shard && hang.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
+            if to.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+    while let Ok((inbound, _)) = listener.accept().await {
+        let (target, hang) = (target.clone(), hang.clone());
+        tokio::spawn(async move {
+            let Ok(outbound) = tokio::net::TcpStream::connect(&target).await else { return };
+            let ((ri, wi), (ro, wo)) = (inbound.into_split(), outbound.into_split());
+            tokio::join!(pipe(ri, wo, hang.clone(), true), pipe(ro, wi, hang, false));
+        });
+    }
+}
+
+/// Attack (red team): a host that keeps its heartbeats and lets every request for a shard
+/// hang held up repair. Repair read its sources one after another, then k at a time with the
+/// next one started only when one failed, so such a host among the first k held each pack
+/// until the read timed out (120 s), and the checker's other work (noticing hosts gone,
+/// audits) waited behind it. A read that lags far behind the others now has the next source
+/// read beside it, and a host that lagged is read last for a while.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_letting_reads_hang_does_not_hold_up_repair() {
+    let opts = GridOptions { checker_interval: "1s".into(), insecure: true, ..GridOptions::default() };
+    let mut env = grid_with(5, opts).await;
+    let free_port = || std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
+    let listen = free_port().to_string();
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let public = format!("http://{}", proxy.local_addr().expect("addr"));
+    let hang = Arc::new(AtomicBool::new(false));
+    tokio::spawn(hanging_proxy(proxy, listen.clone(), hang.clone()));
+    let join = std::fs::read_to_string(env.grid.coordinator_dir().join("join-token")).expect("join token");
+    let flags = ["--public-url", &public];
+    let at = env.grid.add_host_listening(listen, join.trim(), &flags).await.expect("host");
+    let hanging = host(&env, at).0;
+    // Packs until one has a data shard on the hanging host: repair reads those first.
+    let mut files = Vec::new();
+    for i in 0..8 {
+        let file = env.write_random(&format!("data{i}"), 256 << 10, 60 + i);
+        env.put(&file, &format!("data{i}"));
+        files.push(file);
+        if catalog(&env).shards.iter().any(|(_, index, _, h)| *h == hanging && *index < 4) {
+            break;
+        }
+    }
+    let shards = catalog(&env).shards;
+    assert!(shards.iter().any(|(_, index, _, h)| *h == hanging && *index < 4), "no data shard on the host");
+    let packs: std::collections::HashSet<PackId> = shards.iter().map(|(p, _, _, _)| *p).collect();
+    assert_eq!(shards.len(), packs.len() * 6, "every pack is 4+2 over the six hosts");
+    // A spare host in the zone of the host that dies takes the rebuilt shards.
+    let dies = (0..5).find(|i| i % 3 == 0).expect("a host in zone 0");
+    env.grid.add_host(join.trim(), &[]).await.expect("spare host");
+    let dead = host(&env, dies).0;
+    hang.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    env.grid.kill_host(dies);
+    // Noticed after the offline grace (4 s) and repaired from the four hosts that answer, well
+    // before a read left hanging would time out.
+    let deadline = started + Duration::from_secs(70);
+    loop {
+        let h = health(&env);
+        let moved = catalog(&env).shards.iter().all(|(_, _, _, h)| *h != dead);
+        if moved && h["packs_full"] == h["packs_total"] && h["packs_total"].as_u64() == Some(packs.len() as u64) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "repair waited on the hanging host: {h}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The hanging host's own shards count as long as its audits are not left unanswered too
+    // often; whatever came of that, every file reads back once it is gone.
+    env.grid.kill_host(at);
+    for (i, file) in files.iter().enumerate() {
+        env.get_and_compare(&format!("data{i}"), file);
+    }
 }

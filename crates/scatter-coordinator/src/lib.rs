@@ -187,7 +187,9 @@ pub(crate) struct Shared {
     /// Packs and accounts whose repair failed lately: repair takes them after the others.
     pub repair_deferred: std::sync::Mutex<store::Deferred>,
     /// Hosts that refused a rebuilt shard lately: repair places elsewhere for a while.
-    pub repair_refusals: repair::Refusals,
+    pub repair_refusals: repair::Recent,
+    /// Hosts whose reads for a rebuild lagged lately: read last.
+    pub repair_laggards: repair::Recent,
     pub request_times: scatter_proto::metrics::RequestTimes,
     /// Checks of shards clients reported bad.
     pub report_checks: audit::ReportChecks,
@@ -508,6 +510,7 @@ pub async fn run(
         respread: std::sync::Mutex::new(repair::Respread { more: true, ..Default::default() }),
         repair_deferred: Default::default(),
         repair_refusals: Default::default(),
+        repair_laggards: Default::default(),
         request_times: Default::default(),
         report_checks: Default::default(),
         unanswered: Default::default(),
@@ -552,6 +555,7 @@ pub async fn run(
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let gc = tokio::spawn(gc::run(shared.clone(), stop_rx.clone()));
+    let checker = tokio::spawn(repair::check(shared.clone(), stop_rx.clone()));
     let repairer = tokio::spawn(repair::run(shared.clone(), stop_rx.clone()));
     let sampler = tokio::spawn(metering_job::run(shared.clone(), stop_rx.clone()));
     let backup = tokio::spawn(catalog_backup::run(shared.clone(), stop_rx.clone()));
@@ -576,6 +580,7 @@ pub async fn run(
         let _ = board.await;
     }
     let _ = gc.await;
+    let _ = checker.await;
     let _ = repairer.await;
     let _ = backup.await;
     let _ = sampler.await;

@@ -34,16 +34,28 @@ const RESPREAD_EVERY: u32 = 20;
 /// its shards rebuilt elsewhere while down and moved back each time it is up: every flap
 /// would copy them twice.
 const ZONE_SETTLES_AFTER: u32 = 10;
-/// How long a host that refused a rebuilt shard is passed over by repair.
+/// How long a host that refused a rebuilt shard, or lagged behind the others' reads, is
+/// passed over by repair.
 const REFUSAL_MEMORY: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// Hosts that refused a rebuilt shard (an error, a timeout, a bad receipt), and when. Placement
-/// picks the cheapest host with the most room, so a host offering plenty and refusing every
-/// upload was chosen again in every pass, and the packs it was chosen for never repaired.
-#[derive(Default)]
-pub(crate) struct Refusals(std::sync::Mutex<HashMap<HostId, std::time::Instant>>);
+/// A read for a rebuild that lags this far behind the first one to arrive (this many times
+/// its time, and at least [`HEDGE_FLOOR`]) has the next source read beside it.
+const HEDGE_FACTOR: u32 = 4;
+/// The least time a read for a rebuild is given before another source is read beside it.
+const HEDGE_FLOOR: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long reads for a rebuild are given before another source is read beside them when
+/// none has arrived yet (a large shard on a slow link).
+const HEDGE_BEFORE_ANY: std::time::Duration = std::time::Duration::from_secs(15);
 
-impl Refusals {
+/// Hosts repair noted, and when: those that refused a rebuilt shard (an error, a timeout, a
+/// bad receipt), and those whose reads lagged. Placement picks the cheapest host with the
+/// most room, so a host offering plenty and refusing every upload was chosen again in every
+/// pass, and the packs it was chosen for never repaired; a host that lets reads hang would
+/// hold every pack it serves for a hedge's wait.
+#[derive(Default)]
+pub(crate) struct Recent(std::sync::Mutex<HashMap<HostId, std::time::Instant>>);
+
+impl Recent {
     fn note(&self, host: HostId) {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         map.retain(|_, at| at.elapsed() < REFUSAL_MEMORY);
@@ -91,7 +103,9 @@ impl Respread {
     }
 }
 
-pub(crate) async fn run(shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<bool>) {
+/// The checker: notices hosts gone offline, audits, and samples the dashboard's figures,
+/// every `checker_interval`.
+pub(crate) async fn check(shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<bool>) {
     let every = shared.checker_interval;
     let offline = Arc::new(crate::presence::Offline::default());
     crate::jobs::run(shared, "checker", every, stop, move |shared, fence| {
@@ -103,12 +117,21 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<
             if let Err(e) = crate::audit::pass(&shared, &fence).await {
                 tracing::warn!(error = %e, "audit pass failed; will retry");
             }
-            if let Err(e) = pass(&shared, &fence).await {
-                tracing::warn!(error = %e, "repair pass failed; will retry");
-            }
             if let Err(e) = crate::dashboard::sample(&shared).await {
                 tracing::warn!(error = %e, "could not sample the grid's figures for the dashboard; will retry");
             }
+        }
+    })
+    .await
+}
+
+/// The repairer, every `checker_interval`: a job of its own, so that a pass spent reading and
+/// storing shards (minutes, on slow links) does not hold up noticing hosts gone or audits.
+pub(crate) async fn run(shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<bool>) {
+    let every = shared.checker_interval;
+    crate::jobs::run(shared, "repairer", every, stop, |shared, fence| async move {
+        if let Err(e) = pass(&shared, &fence).await {
+            tracing::warn!(error = %e, "repair pass failed; will retry");
         }
     })
     .await
@@ -331,7 +354,13 @@ async fn repair(
             && host(*h)
                 .is_some_and(|r| r.last_seen >= cutoff && matches!(r.state, Standing::Active | Standing::Draining))
     };
-    let sources: Vec<&ShardRow> = good.iter().copied().chain(bad.iter().copied().filter(served)).collect();
+    // Hosts whose reads lagged lately are read last.
+    let (mut sources, laggards): (Vec<&ShardRow>, Vec<&ShardRow>) = good
+        .iter()
+        .copied()
+        .chain(bad.iter().copied().filter(served))
+        .partition(|(_, _, h, _)| !shared.repair_laggards.recent(*h));
+    sources.extend(laggards);
     if sources.len() < k {
         return Err(Wait::Before(format!(
             "only {} of the {} shards needed can be read; waiting for hosts to come back",
@@ -430,8 +459,9 @@ async fn repair(
     };
     let mut targets: Vec<HostId> = targets.into_iter().rev().collect();
     // Fetch k verified shards (data shards first: they are what readers use), k at a time,
-    // the next source taking the place of one that failed: one after another, a host that
-    // let its reads hang held a pack (k+m) times the read timeout.
+    // the next source taking the place of one that failed, or read beside one that lags far
+    // behind: a host that lets its reads hang holds a pack for a hedge's wait, not until its
+    // read times out, and is read last for a while.
     let mut have: Vec<Option<Vec<u8>>> = vec![None; layout.total()];
     let mut count = 0;
     let read = |(index, shard, h, _): &ShardRow| {
@@ -446,7 +476,27 @@ async fn repair(
     };
     let mut next = sources.iter();
     let mut reading: futures::stream::FuturesUnordered<_> = next.by_ref().take(k).map(|s| read(s)).collect();
-    while let Some((index, shard, h, got)) = futures::StreamExt::next(&mut reading).await {
+    let mut asked: Vec<HostId> = sources.iter().take(k).map(|(_, _, h, _)| *h).collect();
+    let started = tokio::time::Instant::now();
+    let mut wait = HEDGE_BEFORE_ANY;
+    let hedge = tokio::time::sleep(wait);
+    tokio::pin!(hedge);
+    loop {
+        let (index, shard, h, got) = tokio::select! {
+            got = futures::StreamExt::next(&mut reading) => match got {
+                Some(got) => got,
+                None => break,
+            },
+            () = &mut hedge, if next.len() > 0 => {
+                if let Some(s) = next.next() {
+                    asked.push(s.2);
+                    reading.push(read(s));
+                }
+                hedge.as_mut().reset(tokio::time::Instant::now() + wait);
+                continue;
+            }
+        };
+        asked.retain(|a| *a != h);
         match got {
             Ok(bytes) => {
                 have[index as usize] = Some(bytes);
@@ -454,12 +504,25 @@ async fn repair(
                 if count == k {
                     break;
                 }
+                if count == 1 {
+                    wait = (started.elapsed() * HEDGE_FACTOR).max(HEDGE_FLOOR);
+                    hedge.as_mut().reset(started + wait);
+                }
             }
             Err(e) => {
                 tracing::debug!(host = %h, %shard, error = %e, "repair read failed");
-                reading.extend(next.next().map(|s| read(s)));
+                shared.repair_laggards.note(h);
+                if let Some(s) = next.next() {
+                    asked.push(s.2);
+                    reading.push(read(s));
+                }
             }
         }
+    }
+    // Reads still under way when k shards had arrived lagged behind the others.
+    for h in asked {
+        tracing::debug!(host = %h, "repair read lagged behind the others; the host is read last for a while");
+        shared.repair_laggards.note(h);
     }
     drop(reading);
     // What the repairer read, per host: verified (each shard hash-checked on arrival).
@@ -531,7 +594,7 @@ mod tests {
 
     #[test]
     fn a_host_that_refused_a_shard_is_passed_over_for_a_while() {
-        let r = Refusals::default();
+        let r = Recent::default();
         assert!(!r.recent(HostId(1)));
         r.note(HostId(1));
         assert!(r.recent(HostId(1)) && !r.recent(HostId(2)));
