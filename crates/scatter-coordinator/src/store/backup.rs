@@ -19,7 +19,7 @@ use scatter_core::{ChunkId, PackId, UserId};
 
 use scatter_proto::api::LockTarget;
 
-use super::sql::{Sql, SqlError};
+use super::sql::{Sql, SqlError, Value};
 use super::{Store, StoreError};
 
 /// A snapshot id's first 8 digits, for messages.
@@ -381,28 +381,37 @@ fn commit_refs(tx: &Sql<'_>, user: UserId, session: u64, id: &str) -> Result<(),
 /// Records `(pack, chunk)` rows of account `u` as snapshot `id`'s reference sets, adding
 /// the sets no snapshot named before. Returns the rows added.
 fn record_sets(tx: &Sql<'_>, u: i64, id: &str, rows: Vec<(Option<Vec<u8>>, Vec<u8>)>) -> Result<u64, SqlError> {
-    let mut added = 0u64;
-    for chunks in ref_sets(rows) {
-        let set = ref_set_id(&chunks);
-        let new = tx.execute(
-            "INSERT INTO ref_sets (user, id, chunks) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-            params![u, &set[..], chunks.len() as i64],
-        )?;
-        if new > 0 {
-            for chunk in &chunks {
-                tx.execute(
-                    "INSERT INTO ref_set_chunks (user, ref_set, chunk) VALUES (?1, ?2, ?3)",
-                    params![u, &set[..], chunk],
-                )?;
-            }
-            added += chunks.len() as u64;
-        }
-        tx.execute(
-            "INSERT INTO snapshot_sets (snapshot, user, ref_set) VALUES (?1, ?2, ?3)",
-            params![id, u, &set[..]],
-        )?;
-        added += 1;
+    // Many rows per statement (a first snapshot of a million chunks would otherwise be a
+    // million statements): the sets first, learning which are new, then the new sets'
+    // chunks, a set at a time (a pack's worth), then the snapshot's names for them.
+    let sets: Vec<([u8; 32], Vec<Vec<u8>>)> = ref_sets(rows).into_iter().map(|c| (ref_set_id(&c), c)).collect();
+    let rows: Vec<Value> = sets
+        .iter()
+        .flat_map(|(set, chunks)| [Value::Int(u), Value::Blob(set.to_vec()), Value::Int(chunks.len() as i64)])
+        .collect();
+    let mut new = std::collections::HashSet::new();
+    tx.insert_many(
+        "INSERT INTO ref_sets (user, id, chunks) VALUES",
+        "ON CONFLICT DO NOTHING RETURNING id",
+        3,
+        &rows,
+        |r| {
+            new.insert(r.get::<[u8; 32]>(0)?);
+            Ok(())
+        },
+    )?;
+    let mut added = sets.len() as u64;
+    for (set, chunks) in sets.iter().filter(|(set, _)| new.contains(set)) {
+        let rows: Vec<Value> =
+            chunks.iter().flat_map(|c| [Value::Int(u), Value::Blob(set.to_vec()), Value::Blob(c.clone())]).collect();
+        tx.insert_many("INSERT INTO ref_set_chunks (user, ref_set, chunk) VALUES", "", 3, &rows, |_| Ok(()))?;
+        added += chunks.len() as u64;
     }
+    let rows: Vec<Value> = sets
+        .iter()
+        .flat_map(|(set, _)| [Value::Text(id.to_owned()), Value::Int(u), Value::Blob(set.to_vec())])
+        .collect();
+    tx.insert_many("INSERT INTO snapshot_sets (snapshot, user, ref_set) VALUES", "", 3, &rows, |_| Ok(()))?;
     Ok(added)
 }
 

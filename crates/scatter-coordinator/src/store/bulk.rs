@@ -6,16 +6,15 @@
 //! it skips their checks: that the session exists and is the user's, that no host already
 //! records a shard, which writer a chunk stored twice keeps, that an object's chunks are
 //! stored, and which version an object gets (always 1: names must be new). It writes
-//! many rows per statement (multi-row `INSERT`s) and many packs per transaction, where a
+//! many rows per statement ([`Sql::insert_many`]) and many packs per transaction, where a
 //! commit writes a row per statement and a transaction per pack. The caller vouches for the
 //! data being consistent; the benchmark builds it so.
 
 use std::collections::HashMap;
-use std::fmt::Write;
 
 use scatter_core::{ChunkId, HostId, PackId, ShardId, UserId};
 
-use super::sql::{Param, Sql, SqlError, Value};
+use super::sql::{Sql, SqlError, Value};
 use super::{Store, StoreError};
 
 /// A pack with its shards and chunks, as a bulk load records it.
@@ -56,44 +55,10 @@ pub struct BulkObject {
     pub chunks: Vec<ChunkId>,
 }
 
-/// Rows per `INSERT` at most: 1,000 rows of up to 8 values stay under both back ends' limits
-/// on parameters per statement (SQLite 32,766, PostgreSQL 65,535).
-const ROWS_PER_STATEMENT: usize = 1000;
-
 /// SQLite page cache for the load's transactions (KiB, as `PRAGMA cache_size` takes a
 /// negative number): a load's transaction touches far more pages than the store's default
 /// 2 MiB cache holds, and SQLite would spill them to the WAL over and over. Set back after.
 const LOAD_CACHE_KIB: i64 = 1 << 20;
-
-/// Inserts `rows` (each `width` values) with `head` (`INSERT INTO t (cols) VALUES`) and
-/// `tail` (an `ON CONFLICT` or `RETURNING` clause), many rows per statement; `each` gets the
-/// rows a `RETURNING` yields.
-fn insert_many(
-    tx: &Sql<'_>,
-    head: &str,
-    tail: &str,
-    width: usize,
-    rows: &[Value],
-    mut each: impl FnMut(&super::sql::Row) -> Result<(), SqlError>,
-) -> Result<(), SqlError> {
-    for batch in rows.chunks(width * ROWS_PER_STATEMENT) {
-        let mut sql = String::with_capacity(head.len() + tail.len() + batch.len() * 8);
-        sql.push_str(head);
-        for (i, _) in batch.iter().enumerate() {
-            let sep = match (i % width, i) {
-                (0, 0) => " (",
-                (0, _) => "), (",
-                _ => ", ",
-            };
-            let _ = write!(sql, "{sep}?{}", i + 1);
-        }
-        sql.push_str(") ");
-        sql.push_str(tail);
-        let params: Vec<&dyn Param> = batch.iter().map(|v| v as &dyn Param).collect();
-        tx.each(&sql, &params, &mut each)?;
-    }
-    Ok(())
-}
 
 fn blob(b: &[u8]) -> Value {
     Value::Blob(b.to_vec())
@@ -158,8 +123,7 @@ fn load(tx: &Sql<'_>, user: UserId, packs: &[BulkPack], objects: &[BulkObject]) 
             Value::Int(zone_spread as i64),
         ]);
     }
-    insert_many(
-        tx,
+    tx.insert_many(
         "INSERT INTO packs (id, user, session, size, k, m, shard_size, state, created, spread, tolerance, zone_spread) VALUES",
         "",
         12,
@@ -183,7 +147,7 @@ fn load(tx: &Sql<'_>, user: UserId, packs: &[BulkPack], objects: &[BulkObject]) 
             h.1 += p.shard_size as i64;
         }
     }
-    insert_many(tx, "INSERT INTO shards (pack, idx, hash, host, state, receipt) VALUES", "", 6, &rows, |_| Ok(()))?;
+    tx.insert_many("INSERT INTO shards (pack, idx, hash, host, state, receipt) VALUES", "", 6, &rows, |_| Ok(()))?;
     rows.clear();
     for (host, (shards, bytes)) in held {
         super::held_count(tx, host, shards, bytes)?;
@@ -213,8 +177,7 @@ fn load(tx: &Sql<'_>, user: UserId, packs: &[BulkPack], objects: &[BulkObject]) 
     }
     // Chunks' rows counted as a commit counts them: per pack, under its id.
     let mut added: HashMap<Vec<u8>, i64> = HashMap::new();
-    insert_many(
-        tx,
+    tx.insert_many(
         "INSERT INTO chunks (user, id, pack, off, len) VALUES",
         "ON CONFLICT DO NOTHING RETURNING pack",
         5,
@@ -242,8 +205,7 @@ fn load(tx: &Sql<'_>, user: UserId, packs: &[BulkPack], objects: &[BulkObject]) 
     }
     // The database numbers the objects; the names (new, so unique) say which is which.
     let mut ids: HashMap<String, i64> = HashMap::with_capacity(objects.len());
-    insert_many(
-        tx,
+    tx.insert_many(
         "INSERT INTO objects (user, name, version, session, manifest, size, created) VALUES",
         "RETURNING name, id",
         7,
@@ -265,8 +227,7 @@ fn load(tx: &Sql<'_>, user: UserId, packs: &[BulkPack], objects: &[BulkObject]) 
             rows.extend([Value::Int(id), u.clone(), blob(c.as_bytes())]);
         }
     }
-    insert_many(
-        tx,
+    tx.insert_many(
         "INSERT INTO object_chunks (object, user, chunk) VALUES",
         "ON CONFLICT DO NOTHING",
         3,

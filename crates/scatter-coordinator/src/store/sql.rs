@@ -24,6 +24,10 @@ use std::collections::HashMap;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
+/// Rows per statement of [`Sql::insert_many`] at most: 512 rows of up to 8 values stay under
+/// both back ends' limits on parameters per statement (SQLite 32,766, PostgreSQL 65,535).
+pub const ROWS_PER_STATEMENT: usize = 512;
+
 /// One value in or out of the catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
@@ -379,10 +383,56 @@ impl Sql<'_> {
         }
     }
 
+    /// Inserts `rows` (each `width` values, one after another) with `head` (`INSERT INTO t
+    /// (cols) VALUES`) and `tail` (an `ON CONFLICT` or `RETURNING` clause, or nothing), many
+    /// rows per statement: one statement per row costs a round trip each on PostgreSQL. `each`
+    /// gets the rows a `RETURNING` yields.
+    ///
+    /// Statements take a power of two of rows, at most [`ROWS_PER_STATEMENT`], so each
+    /// `head` and `tail` prepares a few statements (which connections keep), not one per
+    /// count of rows.
+    pub fn insert_many(
+        &self,
+        head: &str,
+        tail: &str,
+        width: usize,
+        rows: &[Value],
+        mut each: impl FnMut(&Row) -> Result<(), SqlError>,
+    ) -> Result<(), SqlError> {
+        use std::fmt::Write;
+        debug_assert!(width > 0 && rows.len().is_multiple_of(width), "{} values do not make rows of {width}", rows.len());
+        let mut rest = rows;
+        while !rest.is_empty() {
+            let n = statement_rows(rest.len().div_ceil(width));
+            let (batch, after) = rest.split_at((n * width).min(rest.len()));
+            rest = after;
+            let mut sql = String::with_capacity(head.len() + tail.len() + batch.len() * 8);
+            sql.push_str(head);
+            for i in 0..batch.len() {
+                let sep = match (i % width, i) {
+                    (0, 0) => " (",
+                    (0, _) => "), (",
+                    _ => ", ",
+                };
+                let _ = write!(sql, "{sep}?{}", i + 1);
+            }
+            sql.push_str(") ");
+            sql.push_str(tail);
+            let params: Vec<&dyn Param> = batch.iter().map(|v| v as &dyn Param).collect();
+            self.each(&sql, &params, &mut each)?;
+        }
+        Ok(())
+    }
+
     /// Which back end this is: a few statements (schema inspection) differ.
     pub fn is_postgres(&self) -> bool {
         matches!(self.0, Conn::Pg(_))
     }
+}
+
+/// Rows the next statement of [`Sql::insert_many`] takes of `left` (at least 1).
+fn statement_rows(left: usize) -> usize {
+    ROWS_PER_STATEMENT.min(1 << left.max(1).ilog2())
 }
 
 fn values(params: &[&dyn Param]) -> Vec<Value> {
@@ -857,6 +907,37 @@ mod tests {
         assert_eq!(to_postgres("SELECT users.id, user_id FROM users"), "SELECT users.id, user_id FROM users");
         assert_eq!(to_postgres("'it''s' ?1"), "'it''s' $1");
         assert_eq!(to_postgres("SELECT \"user\", \"id\" FROM t"), "SELECT \"user\", \"id\" FROM t");
+    }
+
+    #[test]
+    fn many_rows_go_in_few_statements_of_few_shapes() {
+        let sizes = |mut left: usize| {
+            let mut v = Vec::new();
+            while left > 0 {
+                v.push(statement_rows(left));
+                left -= v[v.len() - 1];
+            }
+            v
+        };
+        assert_eq!(sizes(1300), [512, 512, 256, 16, 4]);
+        assert_eq!(sizes(7), [4, 2, 1]);
+        assert!(sizes(0).is_empty());
+        let conn = rusqlite::Connection::open_in_memory().expect("sqlite");
+        let sql = Sql(Conn::Lite(&conn));
+        sql.batch("CREATE TABLE t (a INTEGER PRIMARY KEY, b BLOB NOT NULL)").expect("ddl");
+        for (n, new) in [(0, 0), (1, 1), (1300, 1299), (1301, 1)] {
+            let rows: Vec<Value> = (0..n).flat_map(|i| [Value::Int(i), Value::Blob(vec![i as u8])]).collect();
+            let mut returned = Vec::new();
+            let tail = "ON CONFLICT DO NOTHING RETURNING a";
+            sql.insert_many("INSERT INTO t (a, b) VALUES", tail, 2, &rows, |r| {
+                returned.push(r.get::<i64>(0)?);
+                Ok(())
+            })
+            .expect("insert");
+            assert_eq!(returned.len(), new, "{n} rows: only the new ones come back");
+            let count: i64 = sql.query_row("SELECT COUNT(*) FROM t", &[], |r| r.get(0)).expect("count");
+            assert_eq!(count, n, "{n} rows");
+        }
     }
 
     #[test]
