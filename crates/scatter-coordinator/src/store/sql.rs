@@ -400,7 +400,11 @@ impl Sql<'_> {
         mut each: impl FnMut(&Row) -> Result<(), SqlError>,
     ) -> Result<(), SqlError> {
         use std::fmt::Write;
-        debug_assert!(width > 0 && rows.len().is_multiple_of(width), "{} values do not make rows of {width}", rows.len());
+        debug_assert!(
+            width > 0 && rows.len().is_multiple_of(width),
+            "{} values do not make rows of {width}",
+            rows.len()
+        );
         let mut rest = rows;
         while !rest.is_empty() {
             let n = statement_rows(rest.len().div_ceil(width));
