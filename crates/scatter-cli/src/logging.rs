@@ -35,6 +35,19 @@ pub fn parse_level(s: &str) -> Result<String, String> {
     Ok(filter)
 }
 
+/// The gateway's log filter: the one asked for (`info` by default), with s3s's lines left out
+/// whatever it says. s3s logs every refused request twice at error level without who sent it
+/// (anyone could fill the log), and at debug level each refused signature beside the one the
+/// request should have carried, and every request's Authorization header: whoever reads the
+/// log could sign requests of their choosing, or replay them. The gateway logs refusals
+/// itself, at debug level.
+pub fn gateway_filter(asked: Option<&str>) -> String {
+    let mut kept: Vec<&str> =
+        asked.unwrap_or("info").split(',').filter(|d| !d.trim_start().starts_with("s3s")).collect();
+    kept.push("s3s=off");
+    kept.join(",")
+}
+
 /// How log lines are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -47,6 +60,18 @@ pub enum LogFormat {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_gateway_never_logs_what_s3s_would() {
+        assert_eq!(gateway_filter(None), "info,s3s=off");
+        assert_eq!(gateway_filter(Some("debug")), "debug,s3s=off");
+        assert_eq!(
+            gateway_filter(Some("s3s=trace,scatter_gateway=debug,s3s::ops=debug")),
+            "scatter_gateway=debug,s3s=off"
+        );
+        let filter = tracing_subscriber::EnvFilter::try_new(gateway_filter(Some("trace"))).expect("filter");
+        assert!(filter.to_string().contains("s3s=off"), "{filter}");
+    }
 
     #[test]
     fn levels_and_module_directives_pass_and_typos_do_not() {

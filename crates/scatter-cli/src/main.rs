@@ -1076,11 +1076,11 @@ fn main() {
     if service {
         raise_open_file_limit();
     }
-    let filter = cli.log_level.clone().unwrap_or_else(|| match cli.command {
-        // s3s logs every refused request (a bad signature, an unknown key) twice at error
-        // level, without who sent it: anyone could fill the log. The gateway logs refusals
-        // itself, at debug level.
-        Cmd::Gateway { action: None, .. } => "info,s3s=off".into(),
+    let filter = match cli.command {
+        Cmd::Gateway { action: None, .. } => Some(scatter_cli::logging::gateway_filter(cli.log_level.as_deref())),
+        _ => cli.log_level.clone(),
+    };
+    let filter = filter.unwrap_or_else(|| match cli.command {
         _ if service => "info".into(),
         // fuser warns about calls a read-only file system leaves to the kernel's defaults,
         // and about unmounting after `fusermount -u` did: nothing a user can act on.

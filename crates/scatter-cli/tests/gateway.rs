@@ -1107,6 +1107,78 @@ async fn two_profiles_stay_apart_unsigned_requests_are_refused_and_abandoned_upl
     assert!(s.gw.log_text().contains("does not open"), "{}", s.gw.log_text());
 }
 
+/// The most memory process `pid` has held since it started or since [`reset_peak`].
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM");
+    let kib: u64 = line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("a number");
+    kib * 1024
+}
+
+/// Starts counting process `pid`'s peak memory anew, from what it holds now.
+fn reset_peak(pid: u32) {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("clear_refs");
+}
+
+/// Attack (red team): any key, a write-only one too, sent completions of an upload made of
+/// 8 MiB of `<Part/>`. Such a body was counted as 8 MiB of the XML budget, but s3s builds a
+/// part of about 300 bytes for each of its 1.2 million elements before any handler (nor the
+/// refusal of an unknown upload) sees it: two requests of a write-only key took the gateway
+/// to 682 MB, four of a profile to 1.07 GB, and it could be repeated at will. Each element
+/// of an XML body is now counted too as it arrives, and a body whose elements go past what
+/// its profile may hold is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn xml_of_many_elements_is_counted_for_what_it_makes_the_gateway_hold() {
+    let s = setup().await;
+    must(s.aws(&["s3", "mb", "s3://xml"]), "aws s3 mb");
+    let pid = s.gw.child.id();
+    reset_peak(pid);
+    let before = peak_rss(pid);
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/s3/xml_checks.py");
+    let mut cmd = clean(&s.clients.python);
+    cmd.arg(&script)
+        .env("GW_ENDPOINT", s.gw.endpoint())
+        .env("GW_CA", &s.ca)
+        .env("GW_WO_ACCESS", &s.write_only.access)
+        .env("GW_WO_SECRET", &s.write_only.secret)
+        .env("GW_KEY_ACCESS", &s.key.access)
+        .env("GW_KEY_SECRET", &s.key.secret)
+        .env("GW_BUCKET", "xml");
+    let answers = must(run_tool(cmd, s.env.dir.path(), "xml_checks.py"), "xml_checks.py");
+    let grew = peak_rss(pid).saturating_sub(before);
+    eprintln!("the gateway's peak grew by {} MiB; answers: {answers}", grew >> 20);
+    assert!(grew < 200 << 20, "four bodies of 8 MiB made the gateway hold {} MiB more", grew >> 20);
+    assert!(!answers.contains(" 200 "), "a made-up completion succeeded: {answers}");
+    // Completions and batch deletes of their usual size still go through.
+    must(
+        s.aws(&["s3", "cp", s.env.write_random("parted", 20 << 20, 5).to_str().expect("utf-8"), "s3://xml/parted"]),
+        "a multipart put",
+    );
+    must(s.aws(&["s3", "rm", "s3://xml/parted"]), "aws s3 rm");
+}
+
+/// Attack (red team): with `--log-level debug`, s3s logged each refused signature with the
+/// one the request should have carried, and every request's Authorization header: whoever
+/// reads the gateway's logs could sign any request of their choosing, or replay one. Its
+/// lines are left out whatever the level asked for.
+#[tokio::test(flavor = "multi_thread")]
+async fn debug_logs_hold_no_signature() {
+    let mut s = setup().await;
+    let (cert, key) = (s.env.path("gateway.crt"), s.env.path("gateway.key"));
+    s.gw.terminate();
+    let args = ["--cert", cert.to_str().expect("utf-8"), "--key", key.to_str().expect("utf-8"), "--log-level", "debug"];
+    s.gw = Gateway::start(&s.env, &args, "gateway-debug.log");
+    must(s.aws(&["s3", "mb", "s3://logged"]), "aws s3 mb");
+    let wrong = Key { access: s.key.access.clone(), secret: format!("{}-wrong", s.key.secret) };
+    let err = must_fail(s.aws_with(&wrong, &["s3", "ls", "s3://logged/"]), "ls with a wrong secret");
+    assert!(err.contains("SignatureDoesNotMatch"), "{err}");
+    let log = s.gw.log_text();
+    assert!(log.contains("DEBUG"), "the gateway logged nothing at debug level: {log}");
+    for secret in ["signature mismatch", "AWS4-HMAC-SHA256 Credential", "Signature="] {
+        assert!(!log.contains(secret), "the debug log holds `{secret}`: {log}");
+    }
+}
+
 /// Waits until the hosts `which` hold no upload the catalog does not record.
 fn wait_clean(s: &Setup, which: &[usize], what: &str) {
     match wait_clean_on(&s.env, which, Duration::from_secs(30)) {

@@ -8,7 +8,10 @@
 //! [`XML_MOST`] long, and those bodies share [`XML_BUDGET`], one profile at most half of it,
 //! charged once the signature is verified and before the body is read ([`XmlAccess`]): s3s
 //! reads them whole before any handler sees them, so without these bounds any key could pin
-//! 20 MiB per connection.
+//! 20 MiB per connection. s3s then builds every element of such a body before any handler
+//! sees it (a part of a completed upload takes about 300 bytes, from as little as `<Part/>`):
+//! each element is charged [`TAG_COST`] more of the same turn as its bytes arrive, and a body
+//! whose elements go past what its profile may hold is refused there.
 //!
 //! An aws-chunked body (`x-amz-content-sha256: STREAMING-…`) is read by s3s a whole chunk at
 //! a time, however long the chunk says it is, before any of it reaches a handler: its chunks
@@ -37,8 +40,15 @@ pub const MOST_STALL: Duration = Duration::from_secs(30);
 /// The longest body that is not data: a batch delete of 1,000 keys of 1,024 characters, each
 /// escaped as XML, or the completion of an upload of 10,000 parts, are well within it.
 pub const XML_MOST: u64 = 8 << 20;
-/// The bytes that such bodies may take at once, in all.
-const XML_BUDGET: u64 = 64 << 20;
+/// The bytes that such bodies, and what s3s builds of them, may take at once, in all.
+const XML_BUDGET: u64 = 128 << 20;
+/// What one element of an XML body (counted by its `<`s) may make s3s hold, at most: a
+/// completed upload's part, the largest, takes about 300 bytes as s3s builds it, and its
+/// list may be copied as it grows. The completion of 10,000 parts, each with its number, ETag
+/// and a checksum (80,000 `<`s), is charged 30 MiB, which a write-only key's part holds.
+const TAG_COST: u64 = 384;
+/// The least an XML body's turn grows by when its elements need more.
+const GROW_KIB: u32 = 256;
 
 /// The longest chunk of an aws-chunked body: SDKs send 64 KiB to 1 MiB.
 pub const MOST_CHUNK: u64 = 8 << 20;
@@ -68,12 +78,35 @@ struct XmlShare {
     write_only: Arc<tokio::sync::Semaphore>,
 }
 
-/// A turn in the [`XmlBudget`], given back when dropped.
-struct XmlTurn {
-    _write_only: Option<tokio::sync::OwnedSemaphorePermit>,
-    _mine: tokio::sync::OwnedSemaphorePermit,
-    _all: tokio::sync::OwnedSemaphorePermit,
+/// A turn in the [`XmlBudget`], given back when dropped; it grows as a body's elements
+/// arrive ([`XmlTurn::grow`]).
+pub struct XmlTurn {
+    /// The semaphores it takes from: the profile's write-only part (for a write-only key),
+    /// the profile's half, the whole.
+    from: Vec<Arc<tokio::sync::Semaphore>>,
+    held: std::sync::Mutex<Vec<tokio::sync::OwnedSemaphorePermit>>,
 }
+
+impl XmlTurn {
+    /// Takes `kib` KiB more, from every semaphore of the turn, or nothing if one of them
+    /// lacks it.
+    fn grow(&self, kib: u32) -> bool {
+        let mut taken = Vec::with_capacity(self.from.len());
+        for semaphore in &self.from {
+            match semaphore.clone().try_acquire_many_owned(kib) {
+                Ok(permit) => taken.push(permit),
+                Err(_) => return false,
+            }
+        }
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).extend(taken);
+        true
+    }
+}
+
+/// Where the middleware's [`Paced`] body finds the turn [`XmlAccess`] took for it, once the
+/// signature is checked (in the request's extensions).
+#[derive(Clone, Default)]
+pub struct XmlTurnSlot(Arc<std::sync::OnceLock<Arc<XmlTurn>>>);
 
 impl Default for XmlBudget {
     fn default() -> Self {
@@ -104,13 +137,13 @@ impl XmlBudget {
                 .clone()
         };
         // A body of at most XML_MOST fits in the write-only keys' part on its own.
-        let part = match write_only {
-            true => Some(share.write_only.clone().try_acquire_many_owned(kib).ok()?),
-            false => None,
-        };
-        let mine = share.half.clone().try_acquire_many_owned(kib).ok()?;
-        let all = self.all.clone().try_acquire_many_owned(kib).ok()?;
-        Some(XmlTurn { _write_only: part, _mine: mine, _all: all })
+        let mut from = Vec::with_capacity(3);
+        if write_only {
+            from.push(share.write_only.clone());
+        }
+        from.extend([share.half.clone(), self.all.clone()]);
+        let turn = XmlTurn { from, held: Default::default() };
+        turn.grow(kib).then_some(turn)
     }
 }
 
@@ -149,7 +182,11 @@ impl s3s::access::S3Access for XmlAccess {
         let turn = self.0.turn(&key, access.write_only, kib).ok_or_else(|| {
             s3s::s3_error!(SlowDown, "the gateway is reading as much of this profile's XML as it holds at once; retry")
         })?;
-        cx.extensions_mut().insert(Arc::new(turn));
+        let turn = Arc::new(turn);
+        if let Some(slot) = cx.extensions_mut().get::<XmlTurnSlot>() {
+            let _ = slot.0.set(turn.clone());
+        }
+        cx.extensions_mut().insert(turn);
         Ok(())
     }
 }
@@ -254,7 +291,46 @@ pub async fn bounded_bodies(req: axum::extract::Request, next: axum::middleware:
         None
     };
     let chunks = streaming.then(Chunks::default);
-    next.run(req.map(|body| Body::new(Paced::new(body, limit, chunks)))).await
+    let mut req = req;
+    let elements = (!data).then(|| {
+        let slot = XmlTurnSlot::default();
+        req.extensions_mut().insert(slot.clone());
+        Elements { slot, tags: 0, charged: 0 }
+    });
+    next.run(req.map(|body| Body::new(Paced::new(body, limit, chunks, elements)))).await
+}
+
+/// What an XML body refused for its elements reports.
+pub const TOO_MANY_ELEMENTS: &str =
+    "the request's XML holds more elements than the gateway parses at once for this profile; retry, or send fewer";
+
+/// An XML body's elements, counted as they arrive and charged to its turn.
+struct Elements {
+    slot: XmlTurnSlot,
+    /// `<`s seen.
+    tags: u64,
+    /// KiB the turn grew by for them.
+    charged: u64,
+}
+
+impl Elements {
+    /// Counts the elements of `bytes`, growing the turn as they need; false if it cannot.
+    fn follow(&mut self, bytes: &[u8]) -> bool {
+        self.tags += bytes.iter().filter(|&&b| b == b'<').count() as u64;
+        let need = (self.tags * TAG_COST).div_ceil(1 << 10);
+        if need <= self.charged {
+            return true;
+        }
+        // No turn: no access check charged this body (an object's data under a query the
+        // data test does not know), so s3s does not parse it as XML.
+        let Some(turn) = self.slot.0.get() else { return true };
+        let more = u32::try_from(need - self.charged).unwrap_or(u32::MAX).max(GROW_KIB);
+        if !turn.grow(more) {
+            return false;
+        }
+        self.charged += u64::from(more);
+        true
+    }
 }
 
 /// Follows an aws-chunked body's framing as it arrives, to refuse a chunk longer than
@@ -321,6 +397,8 @@ struct Paced {
     limit: Option<(u64, &'static str)>,
     /// An aws-chunked body's framing, followed.
     chunks: Option<Chunks>,
+    /// An XML body's elements, counted.
+    elements: Option<Elements>,
     received: u64,
     /// The time spent waiting for the client, before the current wait.
     waited: Duration,
@@ -330,12 +408,18 @@ struct Paced {
 }
 
 impl Paced {
-    fn new(inner: Body, limit: Option<(u64, &'static str)>, chunks: Option<Chunks>) -> Self {
+    fn new(
+        inner: Body,
+        limit: Option<(u64, &'static str)>,
+        chunks: Option<Chunks>,
+        elements: Option<Elements>,
+    ) -> Self {
         let now = Instant::now();
         Self {
             inner,
             limit,
             chunks,
+            elements,
             received: 0,
             waited: Duration::ZERO,
             waiting_since: None,
@@ -374,6 +458,9 @@ impl http_body::Body for Paced {
                     if let Some(Err(why)) = this.chunks.as_mut().map(|c| c.follow(data)) {
                         return Poll::Ready(Some(Err(failure(why))));
                     }
+                    if this.elements.as_mut().is_some_and(|e| !e.follow(data)) {
+                        return Poll::Ready(Some(Err(failure(TOO_MANY_ELEMENTS))));
+                    }
                 }
                 Poll::Ready(frame)
             }
@@ -411,16 +498,42 @@ mod tests {
     fn a_profiles_write_only_keys_leave_its_owner_xml_room() {
         let budget = XmlBudget::new();
         let most = (XML_MOST >> 10) as u32;
+        let quarter = (XML_BUDGET / 4 / XML_MOST) as usize;
+        let turns =
+            |write_only| (0..quarter).map(|_| budget.turn("A", write_only, most).expect("turn")).collect::<Vec<_>>();
         // An appender's stalled bodies take their part (a quarter of the whole)...
-        let appenders = [budget.turn("A", true, most).expect("turn"), budget.turn("A", true, most).expect("turn")];
+        let appenders = turns(true);
         assert!(budget.turn("A", true, 1).is_none(), "write-only keys took more than their part");
         // ... and the owner still completes its uploads.
-        let owner = [budget.turn("A", false, most).expect("turn"), budget.turn("A", false, most).expect("turn")];
+        let owner = turns(false);
         assert!(budget.turn("A", false, 1).is_none(), "a profile took more than its half");
         assert!(budget.turn("B", false, most).is_some(), "another profile's turn");
         drop((appenders, owner));
         assert!(budget.turn("A", true, most).is_some());
     }
+
+    #[test]
+    fn an_xml_bodys_elements_are_charged_to_its_turn() {
+        let budget = XmlBudget::new();
+        let slot = XmlTurnSlot::default();
+        let mut elements = Elements { slot: slot.clone(), tags: 0, charged: 0 };
+        // Before a turn is taken nothing is charged (no access check: not parsed as XML).
+        assert!(elements.follow(b"<a/><a/>") && elements.charged == 0);
+        let turn = Arc::new(budget.turn("A", true, 1).expect("turn"));
+        assert!(slot.0.set(turn).is_ok());
+        // The completion of 10,000 parts, each with its number, ETag and a checksum, fits
+        // in a write-only key's part...
+        let part = b"<Part><PartNumber>1</PartNumber><ETag>e</ETag><ChecksumCRC32>c</ChecksumCRC32></Part>";
+        for _ in 0..10_000 {
+            assert!(elements.follow(part), "a part of a completion of 10,000 was refused");
+        }
+        // ... and as many elements again are refused, whatever their bytes.
+        assert!(!(0..10_000).all(|_| elements.follow(b"<Part/><Part/><Part/><Part/><Part/><Part/><Part/><Part/>")));
+        // What was charged goes back with the turn.
+        drop((elements, slot));
+        assert!(budget.turn("A", true, (XML_BUDGET >> 12) as u32).is_some(), "the part is whole again");
+    }
+
     use futures::StreamExt;
     use http_body_util::BodyExt;
 
@@ -437,6 +550,7 @@ mod tests {
             Paced::new(
                 Body::from_stream(stream.boxed()),
                 limit.map(|l| (l, "the request's XML is longer than 8 MiB")),
+                None,
                 None,
             ),
         )
