@@ -474,7 +474,10 @@ fn overwrite_refused() -> S3Error {
 impl Existing {
     /// How a write of `key` in bucket `b` by `a`, with these conditions, treats the object
     /// there now. Checked here against the bucket's index to fail fast; the commit checks a
-    /// create, or the version matched, again, atomically.
+    /// create, or the version matched, again, atomically. A write-only key's write is not
+    /// checked here: refused before its body, a write to a taken name would answer otherwise
+    /// than one to a free name whose body then fails its checks (a wrong `Content-MD5`), and
+    /// the key could test names for nothing, leaving no trace. Its commit refuses it.
     async fn checked(
         a: &Access,
         b: &BucketState,
@@ -486,11 +489,10 @@ impl Existing {
             return Err(s3_error!(NotImplemented, "a write's If-None-Match can only be * (create only)"));
         }
         no_condition_on_content(a, if_match)?;
-        let mut existing = if a.write_only || if_none_match.is_some() {
-            Existing::Refuse { write_only: a.write_only }
-        } else {
-            Existing::Replace
-        };
+        if a.write_only {
+            return Ok(Existing::Refuse { write_only: true });
+        }
+        let mut existing = if if_none_match.is_some() { Existing::Refuse { write_only: false } } else { Existing::Replace };
         match b.index.read().await.get(key) {
             Some(current) => {
                 if let Some(taken) = existing.taken() {
@@ -1377,11 +1379,9 @@ impl S3 for Gateway {
         let input = req.input;
         check_key(&a.tenant, &input.bucket, &input.key)?;
         let b = bucket(t, &input.bucket).await?;
-        // Refused now rather than at completion, after every part was sent (the commit still
-        // refuses a key taken meanwhile).
-        if a.write_only && b.index.read().await.get(&input.key).is_some() {
-            return Err(overwrite_refused());
-        }
+        // A write-only key's upload to a taken name is refused at its completion, by the
+        // commit, not here: started and aborted, it would test names for nothing (see
+        // `Existing::checked`).
         let mut attrs = attributes(input.content_type, input.metadata)?;
         attrs.key = Some(input.key.clone());
         attrs.writer = writer;

@@ -5,6 +5,7 @@ environment variables. Each check asserts itself; the first failure prints a tra
 exits non-zero. Prints one line per check that passed.
 """
 
+import base64
 import datetime
 import hashlib
 import os
@@ -558,8 +559,20 @@ wo.complete_multipart_upload(
 )
 # An appender adds; it never replaces what is there.
 fails(lambda: wo.put_object(Bucket="boto", Key="meta.txt", Body=b"replaced"), "AccessDenied", 403)
-# Nor by a multipart upload: refused before any part is sent (so none is left behind).
-fails(lambda: wo.create_multipart_upload(Bucket="boto", Key="meta.txt"), "AccessDenied", 403)
+# Nor by a multipart upload: refused at its completion, when the object would be committed.
+over = wo.create_multipart_upload(Bucket="boto", Key="meta.txt")["UploadId"]
+o1 = wo.upload_part(Bucket="boto", Key="meta.txt", UploadId=over, PartNumber=1, Body=b"replaced")["ETag"]
+fails(lambda: wo.complete_multipart_upload(
+    Bucket="boto", Key="meta.txt", UploadId=over, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": o1}]},
+), "AccessDenied", 403)
+wo.abort_multipart_upload(Bucket="boto", Key="meta.txt", UploadId=over)
+# Attack (red team): a put with a wrong Content-MD5 was refused before its body for a taken
+# name (AccessDenied) and after it for a free one (BadDigest): a write-only key tested names
+# for nothing, leaving no trace. A name is checked only by the commit now, after the body.
+wrong_md5 = base64.b64encode(bytes(16)).decode()
+for probed in ["meta.txt", "dropbox/no-such-name.txt"]:
+    fails(lambda: wo.put_object(Bucket="boto", Key=probed, Body=b"probe", ContentMD5=wrong_md5), "BadDigest", 400)
+fails(lambda: s3.head_object(Bucket="boto", Key="dropbox/no-such-name.txt"), "404", 404)
 # It takes back its own upload (a refused or failed one's parts would otherwise stay for
 # --upload-expiry)...
 mine = wo.create_multipart_upload(Bucket="boto", Key="dropbox/abandoned.bin")["UploadId"]
