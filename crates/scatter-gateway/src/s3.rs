@@ -492,7 +492,8 @@ impl Existing {
         if a.write_only {
             return Ok(Existing::Refuse { write_only: true });
         }
-        let mut existing = if if_none_match.is_some() { Existing::Refuse { write_only: false } } else { Existing::Replace };
+        let mut existing =
+            if if_none_match.is_some() { Existing::Refuse { write_only: false } } else { Existing::Replace };
         match b.index.read().await.get(key) {
             Some(current) => {
                 if let Some(taken) = existing.taken() {
