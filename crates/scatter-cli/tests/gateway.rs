@@ -184,6 +184,11 @@ impl Gateway {
     /// Starts `scatter gateway --listen 127.0.0.1:PORT ARGS` with the grid user's profile and
     /// waits (bounded) until it accepts connections.
     fn start(env: &Env, args: &[&str], log_name: &str) -> Gateway {
+        Gateway::start_as(env, &env.grid.client_dir(), env.grid.passphrase(), args, log_name)
+    }
+
+    /// [`Gateway::start`] with the profile in `config`, opened with `passphrase`.
+    fn start_as(env: &Env, config: &Path, passphrase: &str, args: &[&str], log_name: &str) -> Gateway {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let log = env.path(log_name);
@@ -192,8 +197,8 @@ impl Gateway {
             .arg("--listen")
             .arg(&listen)
             .args(args)
-            .env("SCATTER_CONFIG", env.grid.client_dir())
-            .env("SCATTER_PASSPHRASE", env.grid.passphrase())
+            .env("SCATTER_CONFIG", config)
+            .env("SCATTER_PASSPHRASE", passphrase)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(env.path(&format!("{log_name}.out"))).expect("log"))
             .stderr(std::fs::File::create(&log).expect("log"));
@@ -263,11 +268,16 @@ struct Key {
 
 /// `scatter gateway key add [--write-only] --json`.
 fn add_key(env: &Env, write_only: bool) -> Key {
+    key_of(write_only, |args| env.ok(args))
+}
+
+/// `scatter gateway key add [--write-only] --json`, run by `scatter`.
+fn key_of(write_only: bool, scatter: impl FnOnce(&[&str]) -> String) -> Key {
     let mut args = vec!["gateway", "key", "add", "--json"];
     if write_only {
         args.push("--write-only");
     }
-    let out = env.ok(&args);
+    let out = scatter(&args);
     let v: serde_json::Value =
         serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("key add --json printed no JSON ({e}): {out}"));
     assert_eq!(v["write_only"], write_only, "{v}");
@@ -399,6 +409,11 @@ impl Setup {
 
     /// `aws --endpoint-url GATEWAY ARGS` signing with `key`.
     fn aws_command(&self, key: &Key, args: &[&str]) -> Command {
+        self.aws_at(&self.gw, key, args)
+    }
+
+    /// [`Setup::aws_command`] to the gateway `gw` (with the same certificate).
+    fn aws_at(&self, gw: &Gateway, key: &Key, args: &[&str]) -> Command {
         let config = self.path("aws-config");
         if !config.exists() {
             std::fs::write(&config, "[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n")
@@ -412,10 +427,10 @@ impl Setup {
             .env("AWS_SHARED_CREDENTIALS_FILE", self.path("no-aws-credentials"))
             .env("AWS_MAX_ATTEMPTS", "1")
             .env("AWS_EC2_METADATA_DISABLED", "true")
-            .envs(self.gw.tls.then_some(("AWS_CA_BUNDLE", &self.ca)))
+            .envs(gw.tls.then_some(("AWS_CA_BUNDLE", &self.ca)))
             .arg("--endpoint-url")
-            .arg(self.gw.endpoint())
-            .args(if self.gw.tls { vec!["--ca-bundle", self.ca.to_str().expect("utf-8")] } else { vec![] })
+            .arg(gw.endpoint())
+            .args(if gw.tls { vec!["--ca-bundle", self.ca.to_str().expect("utf-8")] } else { vec![] })
             .args(args);
         cmd
     }
@@ -1291,4 +1306,36 @@ fn httpdate(at: std::time::SystemTime) -> String {
     let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
     let name = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][month as usize - 1];
     format!("{weekday}, {day:02} {name} {year} {h:02}:{m:02}:{s:02} GMT")
+}
+
+/// Attack (red team): a write-only key is its owner's delegate, and a delegate is told only
+/// that its owner's quota is used up (the coordinator refuses it `usage` and the figures, which
+/// placements of other sizes would measure to the byte). The gateway runs as the owner, so the
+/// coordinator told it everything, and it passed the owner's usage and quota on to the key.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_only_key_is_not_told_its_owners_quota_figures() {
+    let s = setup().await;
+    // Bob: a user with a quota (an admin cannot change its own), with a gateway of his own.
+    let bob = s.path("bob");
+    let token = s.env.ok(&["admin", "user", "add", "bob", "--quota", "4MiB"]).trim().to_owned();
+    common::ok(common::run(&bob, &["init", "--coordinator", s.env.grid.url(), "--token", &token], &[]), "bob init");
+    let bobs = |args: &[&str]| common::ok(common::run(&bob, args, &[]), &format!("bob's {args:?}"));
+    let (owner, appender) = (key_of(false, bobs), key_of(true, bobs));
+    let (cert, key) = (s.path("gateway.crt"), s.path("gateway.key"));
+    let args = ["--cert", cert.to_str().expect("utf-8"), "--key", key.to_str().expect("utf-8")];
+    let gw = Gateway::start_as(&s.env, &bob, common::THEIR_PASSPHRASE, &args, "bobs-gateway.log");
+    let aws = |key: &Key, args: &[&str]| run_tool(s.aws_at(&gw, key, args), s.env.dir.path(), &format!("aws {args:?}"));
+    must(aws(&owner, &["s3", "mb", "s3://full"]), "aws s3 mb");
+    let file = s.env.write_random("six", 6 << 20, 7);
+    let file = file.to_str().expect("utf-8 path");
+    let put = |key: &Key, name: &str| {
+        let target = format!("s3://full/{name}");
+        must_fail(aws(key, &["s3", "cp", file, &target]), &format!("a put past the quota ({name})"))
+    };
+    let told = put(&owner, "owner");
+    assert!(told.contains("AccessDenied") && told.contains("quota"), "{told}");
+    assert!(told.contains("4.0 MiB"), "the owner is told the figures: {told}");
+    let told = put(&appender, "appender");
+    assert!(told.contains("AccessDenied") && told.contains("quota"), "{told}");
+    assert!(!told.contains("MiB") && !told.contains(" B "), "the write-only key is told the owner's figures: {told}");
 }

@@ -228,7 +228,10 @@ fn s3(e: ClientError, missing: S3ErrorCode) -> S3Error {
             S3Error::with_message(missing, what)
         }
         ClientError::Api { code: ErrorCode::Forbidden | ErrorCode::Quota, .. } => {
-            S3Error::with_message(S3ErrorCode::AccessDenied, e.to_string())
+            let mut refused = S3Error::with_message(S3ErrorCode::AccessDenied, e.to_string());
+            // Kept for `told`, which must know a quota's refusal from the rest.
+            refused.set_source(Box::new(e));
+            refused
         }
         ClientError::Api { code: ErrorCode::Throttled | ErrorCode::Busy, .. } => {
             S3Error::with_message(S3ErrorCode::SlowDown, e.to_string())
@@ -241,6 +244,26 @@ fn s3(e: ClientError, missing: S3ErrorCode) -> S3Error {
         }
         _ => S3Error::with_message(S3ErrorCode::InternalError, e.to_string()),
     }
+}
+
+/// What a request sent with `a`'s key may be told of its refusal. A write-only key is a
+/// delegate of the profile's owner, and a delegate is told only that its owner's quota is used
+/// up, not the owner's figures, which puts of other sizes would measure to the byte; the
+/// coordinator tells the gateway, which runs as the owner, everything.
+fn told<T>(a: &Access, answer: S3Result<T>) -> S3Result<T> {
+    answer.map_err(|e| {
+        let quota = e
+            .source()
+            .and_then(|s| s.downcast_ref::<ClientError>())
+            .is_some_and(|c| matches!(c, ClientError::Api { code: ErrorCode::Quota, .. }));
+        match a.write_only && quota {
+            true => S3Error::with_message(
+                S3ErrorCode::AccessDenied,
+                "the quota of the account this key stores for is exhausted; ask its owner to free space or get more",
+            ),
+            false => e,
+        }
+    })
 }
 
 fn internal(e: ClientError) -> S3Error {
@@ -1099,37 +1122,7 @@ impl S3 for Gateway {
 
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
         let a = self.access(&req)?;
-        let t = &a.tenant;
-        let checks = checks!(req);
-        let length = body_length(&req.headers, req.input.content_length);
-        let input = req.input;
-        check_key(&a.tenant, &input.bucket, &input.key)?;
-        let b = bucket(t, &input.bucket).await?;
-        let attrs = attributes(input.content_type, input.metadata)?;
-        let existing =
-            Existing::checked(&a, &b, &input.key, input.if_match.as_ref(), input.if_none_match.as_ref()).await?;
-        let turn = self.write_turn(&a, length).await?;
-        let name = naming::object(&input.bucket, &input.key);
-        let writing = start_write(&b, &input.bucket, &input.key).await?;
-        let (tenant, body) = (a.tenant.clone(), incoming(input.body));
-        let stored = finish_write(&a.tenant, &b, &input.bucket, &input.key, writing, async move {
-            let _turn = turn;
-            let stored = store_body(&tenant, &name, body, length, checks, attrs, existing).await?;
-            let entry = entry_of(&stored);
-            Ok((stored, entry))
-        })
-        .await?;
-        let c = stored.checksums;
-        Ok(S3Response::new(PutObjectOutput {
-            e_tag: Some(etag(&stored.attrs.etag)),
-            size: Some(stored.size as i64),
-            checksum_crc32: c.checksum_crc32,
-            checksum_crc32c: c.checksum_crc32c,
-            checksum_crc64nvme: c.checksum_crc64nvme,
-            checksum_sha1: c.checksum_sha1,
-            checksum_sha256: c.checksum_sha256,
-            ..Default::default()
-        }))
+        told(&a, self.put(a.clone(), req).await)
     }
 
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
@@ -1375,63 +1368,12 @@ impl S3 for Gateway {
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let a = self.access(&req)?;
-        let writer = Self::access_key(&req).map(str::to_owned);
-        let t = &a.tenant;
-        let input = req.input;
-        check_key(&a.tenant, &input.bucket, &input.key)?;
-        let b = bucket(t, &input.bucket).await?;
-        // A write-only key's upload to a taken name is refused at its completion, by the
-        // commit, not here: started and aborted, it would test names for nothing (see
-        // `Existing::checked`).
-        let mut attrs = attributes(input.content_type, input.metadata)?;
-        attrs.key = Some(input.key.clone());
-        attrs.writer = writer;
-        let upload = naming::new_upload_id();
-        // A write: a bucket delete waits for it, or it finds the bucket gone.
-        let _writing = start_write(&b, &input.bucket, &naming::upload(&input.bucket, &upload)).await?;
-        marker(t, &naming::upload(&input.bucket, &upload), &attrs).await?;
-        Ok(S3Response::new(CreateMultipartUploadOutput {
-            bucket: Some(input.bucket),
-            key: Some(input.key),
-            upload_id: Some(upload),
-            ..Default::default()
-        }))
+        told(&a, self.create_upload(a.clone(), req).await)
     }
 
     async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
         let a = self.access(&req)?;
-        let caller = Self::access_key(&req).map(str::to_owned);
-        let t = &a.tenant;
-        let checks = checks!(req);
-        let length = body_length(&req.headers, req.input.content_length);
-        let input = req.input;
-        check_key(&a.tenant, &input.bucket, &input.key)?;
-        let number = part_number(input.part_number)?;
-        let b = bucket(t, &input.bucket).await?;
-        let upload = upload_of(t, &input.bucket, &input.key, &input.upload_id).await?;
-        own_upload(&a, &upload, caller.as_deref())?;
-        let _writing = start_write(&b, &input.bucket, &naming::upload(&input.bucket, &input.upload_id)).await?;
-        let _turn = self.write_turn(&a, length).await?;
-        let stored = store_body(
-            t,
-            &naming::part(&input.bucket, &input.upload_id, number),
-            incoming(input.body),
-            length,
-            checks,
-            Attributes::default(),
-            if a.write_only { Existing::Keep } else { Existing::Replace },
-        )
-        .await?;
-        let c = stored.checksums;
-        Ok(S3Response::new(UploadPartOutput {
-            e_tag: Some(etag(&stored.attrs.etag)),
-            checksum_crc32: c.checksum_crc32,
-            checksum_crc32c: c.checksum_crc32c,
-            checksum_crc64nvme: c.checksum_crc64nvme,
-            checksum_sha1: c.checksum_sha1,
-            checksum_sha256: c.checksum_sha256,
-            ..Default::default()
-        }))
+        told(&a, self.put_part(a.clone(), req).await)
     }
 
     async fn upload_part_copy(
@@ -1630,6 +1572,114 @@ impl S3 for Gateway {
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let a = self.access(&req)?;
+        told(&a, self.complete_upload(a.clone(), req).await)
+    }
+}
+
+/// The writes a write-only key may make, whose refusals it is [`told`].
+impl Gateway {
+    async fn put(&self, a: Access, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+        let t = &a.tenant;
+        let checks = checks!(req);
+        let length = body_length(&req.headers, req.input.content_length);
+        let input = req.input;
+        check_key(&a.tenant, &input.bucket, &input.key)?;
+        let b = bucket(t, &input.bucket).await?;
+        let attrs = attributes(input.content_type, input.metadata)?;
+        let existing =
+            Existing::checked(&a, &b, &input.key, input.if_match.as_ref(), input.if_none_match.as_ref()).await?;
+        let turn = self.write_turn(&a, length).await?;
+        let name = naming::object(&input.bucket, &input.key);
+        let writing = start_write(&b, &input.bucket, &input.key).await?;
+        let (tenant, body) = (a.tenant.clone(), incoming(input.body));
+        let stored = finish_write(&a.tenant, &b, &input.bucket, &input.key, writing, async move {
+            let _turn = turn;
+            let stored = store_body(&tenant, &name, body, length, checks, attrs, existing).await?;
+            let entry = entry_of(&stored);
+            Ok((stored, entry))
+        })
+        .await?;
+        let c = stored.checksums;
+        Ok(S3Response::new(PutObjectOutput {
+            e_tag: Some(etag(&stored.attrs.etag)),
+            size: Some(stored.size as i64),
+            checksum_crc32: c.checksum_crc32,
+            checksum_crc32c: c.checksum_crc32c,
+            checksum_crc64nvme: c.checksum_crc64nvme,
+            checksum_sha1: c.checksum_sha1,
+            checksum_sha256: c.checksum_sha256,
+            ..Default::default()
+        }))
+    }
+
+    async fn create_upload(
+        &self,
+        a: Access,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let writer = Self::access_key(&req).map(str::to_owned);
+        let t = &a.tenant;
+        let input = req.input;
+        check_key(&a.tenant, &input.bucket, &input.key)?;
+        let b = bucket(t, &input.bucket).await?;
+        // A write-only key's upload to a taken name is refused at its completion, by the
+        // commit, not here: started and aborted, it would test names for nothing (see
+        // `Existing::checked`).
+        let mut attrs = attributes(input.content_type, input.metadata)?;
+        attrs.key = Some(input.key.clone());
+        attrs.writer = writer;
+        let upload = naming::new_upload_id();
+        // A write: a bucket delete waits for it, or it finds the bucket gone.
+        let _writing = start_write(&b, &input.bucket, &naming::upload(&input.bucket, &upload)).await?;
+        marker(t, &naming::upload(&input.bucket, &upload), &attrs).await?;
+        Ok(S3Response::new(CreateMultipartUploadOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(upload),
+            ..Default::default()
+        }))
+    }
+
+    async fn put_part(&self, a: Access, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+        let caller = Self::access_key(&req).map(str::to_owned);
+        let t = &a.tenant;
+        let checks = checks!(req);
+        let length = body_length(&req.headers, req.input.content_length);
+        let input = req.input;
+        check_key(&a.tenant, &input.bucket, &input.key)?;
+        let number = part_number(input.part_number)?;
+        let b = bucket(t, &input.bucket).await?;
+        let upload = upload_of(t, &input.bucket, &input.key, &input.upload_id).await?;
+        own_upload(&a, &upload, caller.as_deref())?;
+        let _writing = start_write(&b, &input.bucket, &naming::upload(&input.bucket, &input.upload_id)).await?;
+        let _turn = self.write_turn(&a, length).await?;
+        let stored = store_body(
+            t,
+            &naming::part(&input.bucket, &input.upload_id, number),
+            incoming(input.body),
+            length,
+            checks,
+            Attributes::default(),
+            if a.write_only { Existing::Keep } else { Existing::Replace },
+        )
+        .await?;
+        let c = stored.checksums;
+        Ok(S3Response::new(UploadPartOutput {
+            e_tag: Some(etag(&stored.attrs.etag)),
+            checksum_crc32: c.checksum_crc32,
+            checksum_crc32c: c.checksum_crc32c,
+            checksum_crc64nvme: c.checksum_crc64nvme,
+            checksum_sha1: c.checksum_sha1,
+            checksum_sha256: c.checksum_sha256,
+            ..Default::default()
+        }))
+    }
+
+    async fn complete_upload(
+        &self,
+        a: Access,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let caller = Self::access_key(&req).map(str::to_owned);
         let t = &a.tenant;
         let input = req.input;
