@@ -1122,7 +1122,7 @@ impl S3 for Gateway {
 
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
         let a = self.access(&req)?;
-        told(&a, self.put(a.clone(), req).await)
+        told(&a, self.put(&a, req).await)
     }
 
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
@@ -1368,12 +1368,12 @@ impl S3 for Gateway {
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let a = self.access(&req)?;
-        told(&a, self.create_upload(a.clone(), req).await)
+        told(&a, self.create_upload(&a, req).await)
     }
 
     async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
         let a = self.access(&req)?;
-        told(&a, self.put_part(a.clone(), req).await)
+        told(&a, self.put_part(&a, req).await)
     }
 
     async fn upload_part_copy(
@@ -1572,13 +1572,13 @@ impl S3 for Gateway {
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let a = self.access(&req)?;
-        told(&a, self.complete_upload(a.clone(), req).await)
+        told(&a, self.complete_upload(&a, req).await)
     }
 }
 
 /// The writes a write-only key may make, whose refusals it is [`told`].
 impl Gateway {
-    async fn put(&self, a: Access, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+    async fn put(&self, a: &Access, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
         let t = &a.tenant;
         let checks = checks!(req);
         let length = body_length(&req.headers, req.input.content_length);
@@ -1587,8 +1587,8 @@ impl Gateway {
         let b = bucket(t, &input.bucket).await?;
         let attrs = attributes(input.content_type, input.metadata)?;
         let existing =
-            Existing::checked(&a, &b, &input.key, input.if_match.as_ref(), input.if_none_match.as_ref()).await?;
-        let turn = self.write_turn(&a, length).await?;
+            Existing::checked(a, &b, &input.key, input.if_match.as_ref(), input.if_none_match.as_ref()).await?;
+        let turn = self.write_turn(a, length).await?;
         let name = naming::object(&input.bucket, &input.key);
         let writing = start_write(&b, &input.bucket, &input.key).await?;
         let (tenant, body) = (a.tenant.clone(), incoming(input.body));
@@ -1614,7 +1614,7 @@ impl Gateway {
 
     async fn create_upload(
         &self,
-        a: Access,
+        a: &Access,
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let writer = Self::access_key(&req).map(str::to_owned);
@@ -1640,7 +1640,7 @@ impl Gateway {
         }))
     }
 
-    async fn put_part(&self, a: Access, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+    async fn put_part(&self, a: &Access, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
         let caller = Self::access_key(&req).map(str::to_owned);
         let t = &a.tenant;
         let checks = checks!(req);
@@ -1650,9 +1650,9 @@ impl Gateway {
         let number = part_number(input.part_number)?;
         let b = bucket(t, &input.bucket).await?;
         let upload = upload_of(t, &input.bucket, &input.key, &input.upload_id).await?;
-        own_upload(&a, &upload, caller.as_deref())?;
+        own_upload(a, &upload, caller.as_deref())?;
         let _writing = start_write(&b, &input.bucket, &naming::upload(&input.bucket, &input.upload_id)).await?;
-        let _turn = self.write_turn(&a, length).await?;
+        let _turn = self.write_turn(a, length).await?;
         let stored = store_body(
             t,
             &naming::part(&input.bucket, &input.upload_id, number),
@@ -1677,7 +1677,7 @@ impl Gateway {
 
     async fn complete_upload(
         &self,
-        a: Access,
+        a: &Access,
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let caller = Self::access_key(&req).map(str::to_owned);
@@ -1686,9 +1686,9 @@ impl Gateway {
         check_key(&a.tenant, &input.bucket, &input.key)?;
         let b = bucket(t, &input.bucket).await?;
         let mut attrs = upload_of(t, &input.bucket, &input.key, &input.upload_id).await?;
-        own_upload(&a, &attrs, caller.as_deref())?;
+        own_upload(a, &attrs, caller.as_deref())?;
         let existing =
-            Existing::checked(&a, &b, &input.key, input.if_match.as_ref(), input.if_none_match.as_ref()).await?;
+            Existing::checked(a, &b, &input.key, input.if_match.as_ref(), input.if_none_match.as_ref()).await?;
         let asked = input.multipart_upload.and_then(|m| m.parts).unwrap_or_default();
         if asked.is_empty() {
             return Err(s3_error!(MalformedXML, "a completed upload names at least one part"));
