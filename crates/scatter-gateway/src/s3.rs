@@ -12,7 +12,7 @@ use scatter_client::batch::SMALL_OBJECT;
 use scatter_client::put::{commit_manifest, put_stream, Committed, PutOptions};
 use scatter_client::{ClientError, NoProgress};
 use scatter_core::manifest::Manifest;
-use scatter_proto::api::{AttributesTag, ErrorCode};
+use scatter_proto::api::{AttributesTag, ErrorCode, DELEGATE_QUOTA};
 
 use crate::access::{Access, Keys};
 use crate::attrs::{multipart_etag, Attributes, MAX_CONTENT_TYPE, MAX_USER_METADATA};
@@ -227,13 +227,17 @@ fn s3(e: ClientError, missing: S3ErrorCode) -> S3Error {
             };
             S3Error::with_message(missing, what)
         }
-        ClientError::Api { code: ErrorCode::Forbidden | ErrorCode::Quota, .. } => {
-            let mut refused = S3Error::with_message(S3ErrorCode::AccessDenied, e.to_string());
-            // Kept for `told`, which must know a quota's refusal from the rest.
+        ClientError::Api { code: ErrorCode::Forbidden | ErrorCode::Quota | ErrorCode::Busy, .. } => {
+            let code = match e {
+                ClientError::Api { code: ErrorCode::Busy, .. } => S3ErrorCode::SlowDown,
+                _ => S3ErrorCode::AccessDenied,
+            };
+            let mut refused = S3Error::with_message(code, e.to_string());
+            // Kept for `for_write_only`, which must know a quota's or the uploads' refusal.
             refused.set_source(Box::new(e));
             refused
         }
-        ClientError::Api { code: ErrorCode::Throttled | ErrorCode::Busy, .. } => {
+        ClientError::Api { code: ErrorCode::Throttled, .. } => {
             S3Error::with_message(S3ErrorCode::SlowDown, e.to_string())
         }
         ClientError::Unreachable(_)
@@ -246,24 +250,31 @@ fn s3(e: ClientError, missing: S3ErrorCode) -> S3Error {
     }
 }
 
-/// What a request sent with `a`'s key may be told of its refusal. A write-only key is a
-/// delegate of the profile's owner, and a delegate is told only that its owner's quota is used
-/// up, not the owner's figures, which puts of other sizes would measure to the byte; the
-/// coordinator tells the gateway, which runs as the owner, everything.
+/// What a request sent with `a`'s key may be told of its refusal: see [`for_write_only`].
 fn told<T>(a: &Access, answer: S3Result<T>) -> S3Result<T> {
-    answer.map_err(|e| {
-        let quota = e
-            .source()
-            .and_then(|s| s.downcast_ref::<ClientError>())
-            .is_some_and(|c| matches!(c, ClientError::Api { code: ErrorCode::Quota, .. }));
-        match a.write_only && quota {
-            true => S3Error::with_message(
-                S3ErrorCode::AccessDenied,
-                "the quota of the account this key stores for is exhausted; ask its owner to free space or get more",
-            ),
-            false => e,
-        }
-    })
+    match a.write_only {
+        true => answer.map_err(for_write_only),
+        false => answer,
+    }
+}
+
+/// A refusal as a write-only key may hear it. Such a key is a delegate of the profile's owner,
+/// and a delegate is told only that its owner's quota is used up or its uploads too many, not
+/// the owner's figures, which puts of other sizes would measure to the byte; the coordinator
+/// tells the gateway, which runs as the owner, everything.
+fn for_write_only(e: S3Error) -> S3Error {
+    let code = e.source().and_then(|s| s.downcast_ref::<ClientError>()).and_then(|c| match c {
+        ClientError::Api { code, .. } => Some(*code),
+        _ => None,
+    });
+    match code {
+        Some(ErrorCode::Quota) => S3Error::with_message(S3ErrorCode::AccessDenied, DELEGATE_QUOTA),
+        Some(ErrorCode::Busy) => S3Error::with_message(
+            S3ErrorCode::SlowDown,
+            "the account this key stores for has too many uploads under way; retry in a minute",
+        ),
+        _ => e,
+    }
 }
 
 fn internal(e: ClientError) -> S3Error {
@@ -1799,6 +1810,25 @@ fn decode_token(token: &str) -> S3Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_write_only_key_hears_no_figures_of_its_owners_account() {
+        let refusal = |code, message: &str| {
+            s3(ClientError::Api { status: 400, code, message: message.into() }, S3ErrorCode::InternalError)
+        };
+        let busy = refusal(ErrorCode::Busy, "this account has 200 shards (900.0 MiB) placed and not yet committed");
+        let quota = refusal(ErrorCode::Quota, "the quota is exhausted: 3.1 MiB of 4.0 MiB used");
+        for (e, code) in [(busy, S3ErrorCode::SlowDown), (quota, S3ErrorCode::AccessDenied)] {
+            assert!(e.message().is_some_and(|m| m.contains(" of ") || m.contains("200")), "the owner hears it all");
+            let told = for_write_only(e);
+            assert_eq!(*told.code(), code);
+            let said = told.message().unwrap_or_default();
+            assert!(!said.chars().any(|c| c.is_ascii_digit()), "a write-only key was told figures: {said}");
+        }
+        // Refusals that tell nothing of the account pass unchanged.
+        let other = for_write_only(refusal(ErrorCode::TooFewHosts, "only 3 hosts can take shards"));
+        assert_eq!(other.message(), Some("only 3 hosts can take shards"));
+    }
 
     #[tokio::test(start_paused = true)]
     async fn one_key_takes_half_a_budget_and_few_of_its_requests_wait() {

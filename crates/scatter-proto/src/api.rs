@@ -13,6 +13,12 @@ use crate::receipt::SignedReceipt;
 /// Header a client sends grants in, to hosts.
 pub const GRANT_HEADER: &str = "scatter-grant";
 
+/// What a delegate (a reader, an appender, a gateway's write-only key) is told when its
+/// owner's quota is used up: never the owner's figures, which placements of other sizes would
+/// measure to the byte.
+pub const DELEGATE_QUOTA: &str =
+    "the quota of the account this one stores for is exhausted; ask its owner to free space or get more";
+
 /// What went wrong, for programs: the stable code of every error reply (as snake_case text
 /// on the wire), from the coordinator and hosts alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

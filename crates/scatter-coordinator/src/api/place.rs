@@ -174,10 +174,7 @@ fn choose_targets(
         // A delegate does not see its owner's usage (`usage` is refused to it): the figures
         // would tell it, to the byte, by trying placements of other sizes.
         if u.me != u.id {
-            return Err(ApiError::Quota(
-                "the quota of the account this one stores for is exhausted; ask its owner to free space or get more"
-                    .into(),
-            ));
+            return Err(ApiError::Quota(scatter_proto::api::DELEGATE_QUOTA.into()));
         }
         return Err(ApiError::Quota(format!(
             "the quota is exhausted: {} of {} used (on hosts, with redundancy, and in the catalog by objects, chunks and snapshots), {} more being uploaded, and this pack needs {} more; remove data (`scatter prune` also frees what an interrupted put or backup stored, once its session has ended: a minute) or ask the grid's admin for more",
