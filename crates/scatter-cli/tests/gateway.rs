@@ -1122,19 +1122,6 @@ async fn two_profiles_stay_apart_unsigned_requests_are_refused_and_abandoned_upl
     assert!(s.gw.log_text().contains("does not open"), "{}", s.gw.log_text());
 }
 
-/// The most memory process `pid` has held since it started or since [`reset_peak`].
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM");
-    let kib: u64 = line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("a number");
-    kib * 1024
-}
-
-/// Starts counting process `pid`'s peak memory anew, from what it holds now.
-fn reset_peak(pid: u32) {
-    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("clear_refs");
-}
-
 /// Attack (red team): any key, a write-only one too, sent completions of an upload made of
 /// 8 MiB of `<Part/>`. Such a body was counted as 8 MiB of the XML budget, but s3s builds a
 /// part of about 300 bytes for each of its 1.2 million elements before any handler (nor the

@@ -9,7 +9,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{coordinator_key, fingerprint, grid, grid_with, host, shard_files, Env, EXE};
+use common::{coordinator_key, fingerprint, grid, grid_with, host, peak_rss, shard_files, Env, EXE};
 use ed25519_dalek::SigningKey;
 use scatter_core::ShardId;
 use scatter_proto::api::{HostCertRequest, InviteRequest, JoinRequest, JoinResponse, Role, GRANT_HEADER};
@@ -258,14 +258,6 @@ fn old_format_credential(env: &Env) -> String {
     raw.extend_from_slice(&expires.to_be_bytes());
     raw.extend_from_slice(&sig.to_bytes());
     format!("Scatter {}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw))
-}
-
-/// The peak resident memory of a process (VmHWM), in bytes.
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM");
-    let kib: u64 = line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("a number");
-    kib * 1024
 }
 
 #[tokio::test(flavor = "multi_thread")]

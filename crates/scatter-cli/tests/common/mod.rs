@@ -278,3 +278,17 @@ pub fn dashboard_url(env: &Env) -> String {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The most memory process `pid` has held (VmHWM, in bytes) since it started or since
+/// [`reset_peak`].
+pub fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM");
+    let kib: u64 = line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("a number");
+    kib * 1024
+}
+
+/// Starts counting process `pid`'s peak memory anew, from what it holds now.
+pub fn reset_peak(pid: u32) {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("clear_refs");
+}
