@@ -240,17 +240,12 @@ impl Store {
             let u = user.0 as i64;
             let trusted = super::trusted_writers(tx, user, me)?;
             let mut known = Vec::new();
-            let mut added = 0;
-            {
-                let insert =
-                    "INSERT INTO session_refs (session, user, chunk) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
-                for id in ids {
-                    if super::chunk_writer(tx, user, id)?.is_some_and(|w| trusted.contains(&w)) {
-                        added += tx.execute(insert, params![session as i64, u, &id.as_bytes()[..]])?;
-                        known.push(*id);
-                    }
+            for id in ids {
+                if super::chunk_writer(tx, user, id)?.is_some_and(|w| trusted.contains(&w)) {
+                    known.push(*id);
                 }
             }
+            let added = insert_session_refs(tx, u, session, &known)?;
             count_session_refs(tx, user, session, added)?;
             Ok(known)
         })
@@ -269,25 +264,40 @@ impl Store {
         self.write(|tx| {
             let u = user.0 as i64;
             require_open(tx, user, me, session, now)?;
-            let (mut missing, mut added) = (0, 0);
-            {
-                let exists = "SELECT 1 FROM chunks WHERE user = ?1 AND id = ?2";
-                let insert =
-                    "INSERT INTO session_refs (session, user, chunk) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
-                for id in ids {
-                    if !tx.exists(exists, params![u, &id.as_bytes()[..]])? {
-                        missing += 1;
-                        continue;
-                    }
-                    added += tx.execute(insert, params![session as i64, u, &id.as_bytes()[..]])?;
+            let mut missing = 0;
+            for id in ids {
+                if !tx.exists("SELECT 1 FROM chunks WHERE user = ?1 AND id = ?2", params![u, &id.as_bytes()[..]])? {
+                    missing += 1;
                 }
             }
             if missing > 0 {
                 return Err(StoreError::MissingChunks(missing));
             }
+            let added = insert_session_refs(tx, u, session, ids)?;
             count_session_refs(tx, user, session, added)
         })
     }
+}
+
+/// Records `ids` as references of account `u`'s open `session`, many rows per statement (a
+/// backup's lookups name thousands of chunks at a time). Returns the rows that were new.
+fn insert_session_refs(tx: &Sql<'_>, u: i64, session: u64, ids: &[ChunkId]) -> Result<usize, StoreError> {
+    let rows: Vec<Value> = ids
+        .iter()
+        .flat_map(|id| [Value::Int(session as i64), Value::Int(u), Value::Blob(id.as_bytes().to_vec())])
+        .collect();
+    let mut added = 0;
+    tx.insert_many(
+        "INSERT INTO session_refs (session, user, chunk) VALUES",
+        "ON CONFLICT DO NOTHING RETURNING chunk",
+        3,
+        &rows,
+        |_| {
+            added += 1;
+            Ok(())
+        },
+    )?;
+    Ok(added)
 }
 
 /// How long after it lapsed a session with nothing under it is dropped: a client late in
