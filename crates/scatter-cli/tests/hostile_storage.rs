@@ -1106,3 +1106,45 @@ async fn a_host_letting_reads_hang_does_not_hold_up_repair() {
         env.get_and_compare(&format!("data{i}"), file);
     }
 }
+
+/// Attack (red team): a stolen device of the owner destroys a compliance-locked snapshot.
+/// The owner's locked snapshot deduplicated against chunks of an appender it trusted then;
+/// untrusted since (by the thief, an ordinary owner action), those chunks gave way to any
+/// copy of their ids the owner's device stored, garbage included, and the prune after
+/// released the locked snapshot's packs: it could never be restored, yet stayed "locked".
+/// A chunk a lock holds now keeps its copy beside the one that takes its id over, restores
+/// fall back to it when the other fails them, and its pack stays until the lock ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_locked_snapshot_survives_a_forged_copy_of_its_chunks() {
+    let env = grid(6).await;
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("sub")).expect("mkdir");
+    std::fs::copy(env.write_random("big", 1 << 20, 31), src.join("big.bin")).expect("copy");
+    std::fs::write(src.join("sub/small.txt"), b"the owner's words").expect("write");
+    let path = src.to_str().expect("utf-8");
+    let nas = common::appender(&env, "nas", &[]);
+    env.ok(&["delegate", "trust", "u2"]);
+    common::ok(run(&nas, &["backup", path], &[]), "the appender's backup");
+    let locked = env.ok(&["backup", path, "--keep-for", "1d", "--lock-mode", "compliance", "--json"]);
+    let locked: serde_json::Value = serde_json::from_str(&locked).expect("JSON");
+    let locked = locked["snapshot_id"].as_str().expect("snapshot id").to_owned();
+    let (before, after) = (env.path("before"), env.path("after"));
+    env.ok(&["restore", &locked, "--target", before.to_str().expect("utf-8")]);
+
+    // The thief, on the owner's device: untrust, then store garbage under every chunk id.
+    env.ok(&["delegate", "untrust", "u2"]);
+    let thief = Attacker::from_profile(&env, &env.grid.client_dir());
+    let session = thief.session().await;
+    let (shards, stored) = upload_pack(&env, &thief, 0x3c).await;
+    let ids = catalog(&env).chunks;
+    let (status, body) = thief.post("/v1/packs/commit", &uploaded_pack(session, &shards, stored, &ids, false)).await;
+    assert_eq!(status, 200, "the owner's device may store packs: {body}");
+    env.ok(&["prune"]);
+
+    env.ok(&["restore", &locked, "--target", after.to_str().expect("utf-8")]);
+    let at = |root: &std::path::Path| root.join(src.strip_prefix("/").expect("absolute"));
+    for file in ["big.bin", "sub/small.txt"] {
+        let want = std::fs::read(at(&before).join(file)).expect("restored before the attack");
+        assert_eq!(std::fs::read(at(&after).join(file)).ok(), Some(want), "{file} of the locked snapshot");
+    }
+}

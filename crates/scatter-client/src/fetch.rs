@@ -82,6 +82,7 @@ fn detach<T: Send + 'static>(mut stream: BoxStream<'static, T>) -> BoxStream<'st
 pub type Want = (ChunkId, Option<u32>);
 
 /// Consecutive wanted chunks that lie in one pack.
+#[derive(Clone)]
 struct Run {
     pack: PackId,
     /// (chunk id, offset in pack, sealed len, plain len)
@@ -187,7 +188,12 @@ impl Span {
 #[derive(Default)]
 struct Known {
     packs: HashMap<PackId, Arc<PackLocation>>,
-    keys: HashMap<u64, Arc<DataKey>>,
+    /// Each session's data key, or why it could not be unwrapped (a hostile writer's session
+    /// fails only the chunks read from its packs, which may have other copies).
+    keys: HashMap<u64, Result<Arc<DataKey>, String>>,
+    /// Other copies of chunks, which locks keep: (pack, offset, sealed len), tried in order
+    /// when the located copy fails.
+    kept: HashMap<ChunkId, Vec<(PackId, u64, u64)>>,
 }
 
 /// Fetches chunks of one user.
@@ -298,14 +304,21 @@ impl Fetcher {
             let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
             for s in located.sessions {
                 if let std::collections::hash_map::Entry::Vacant(slot) = known.keys.entry(s.session) {
-                    let w = B64.decode(&s.wrapped_key).map_err(|_| {
-                        ClientError::Unrecoverable(format!("the key of session {} is not base64", s.session))
-                    })?;
-                    slot.insert(Arc::new(self.keys.unwrap(&w)?));
+                    let key = match B64.decode(&s.wrapped_key) {
+                        Ok(w) => self.keys.unwrap(&w).map(Arc::new).map_err(|e| e.to_string()),
+                        Err(_) => Err(format!("the key of session {} is not base64", s.session)),
+                    };
+                    slot.insert(key);
                 }
             }
             for p in located.packs {
                 known.packs.insert(p.id, Arc::new(p));
+            }
+            for c in located.kept {
+                let copies = known.kept.entry(c.id).or_default();
+                if !copies.contains(&(c.pack, c.offset, c.len)) {
+                    copies.push((c.pack, c.offset, c.len));
+                }
             }
         }
         let where_: HashMap<ChunkId, (PackId, u64, u64)> =
@@ -325,21 +338,56 @@ impl Fetcher {
         Ok(runs)
     }
 
-    /// Fetches, decrypts and verifies one run; returns its chunks' plaintexts in order.
+    /// Fetches, decrypts and verifies one run; returns its chunks' plaintexts in order. When
+    /// it fails and a lock keeps other copies of some of its chunks (the coordinator cannot
+    /// tell a good copy from a forged one), each chunk is read from its copies in turn.
     async fn fetch_run(&self, run: Run) -> Result<Vec<Vec<u8>>, ClientError> {
-        let (pack, key) =
-            {
-                let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-                let pack =
-                    known.packs.get(&run.pack).cloned().ok_or_else(|| {
-                        ClientError::Unrecoverable(format!("pack {} is not in the catalog", run.pack))
-                    })?;
-                let key =
-                    known.keys.get(&pack.session).cloned().ok_or_else(|| {
-                        ClientError::Unrecoverable(format!("the key of pack {} is missing", run.pack))
-                    })?;
-                (pack, key)
+        let kept: Vec<Vec<(PackId, u64, u64)>> = {
+            let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+            run.chunks.iter().map(|c| known.kept.get(&c.0).cloned().unwrap_or_default()).collect()
+        };
+        if kept.iter().all(Vec::is_empty) {
+            return self.fetch_copy(run).await;
+        }
+        let failed = match self.fetch_copy(run.clone()).await {
+            Ok(plain) => return Ok(plain),
+            Err(e) => e,
+        };
+        tracing::warn!(pack = %run.pack, error = %failed, "chunks failed; reading the copies a lock keeps of them");
+        let mut out = Vec::with_capacity(run.chunks.len());
+        for (chunk, others) in run.chunks.iter().zip(kept) {
+            let (id, _, _, plain_len) = *chunk;
+            let copies = std::iter::once((run.pack, chunk.1, chunk.2)).chain(others);
+            let mut plain = None;
+            for (pack, offset, len) in copies {
+                if let Ok(mut one) = self.fetch_copy(Run { pack, chunks: vec![(id, offset, len, plain_len)] }).await {
+                    plain = one.pop();
+                    break;
+                }
+            }
+            out.push(plain.ok_or_else(|| failed.duplicate())?);
+        }
+        Ok(out)
+    }
+
+    /// Fetches, decrypts and verifies one run from the pack it names.
+    async fn fetch_copy(&self, run: Run) -> Result<Vec<Vec<u8>>, ClientError> {
+        let (pack, key) = {
+            let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+            let pack = known
+                .packs
+                .get(&run.pack)
+                .cloned()
+                .ok_or_else(|| ClientError::Unrecoverable(format!("pack {} is not in the catalog", run.pack)))?;
+            let key = match known.keys.get(&pack.session) {
+                Some(Ok(key)) => key.clone(),
+                Some(Err(why)) => return Err(ClientError::Unrecoverable(format!("pack {}: {why}", run.pack))),
+                None => {
+                    return Err(ClientError::Unrecoverable(format!("the key of pack {} is missing", run.pack)));
+                }
             };
+            (pack, key)
+        };
         let layout = Layout { size: pack.size, k: pack.k, m: pack.m, shard_size: pack.shard_size };
         let std::ops::Range { start, end } = run.span();
         if end > pack.size {

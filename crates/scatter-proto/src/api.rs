@@ -1309,6 +1309,11 @@ pub struct LocateRequest {
 pub struct LocateResponse {
     /// One per known chunk asked for.
     pub chunks: Vec<ChunkLocation>,
+    /// Other copies of some of those chunks, which a lock keeps: the copy a locked snapshot or
+    /// object was stored with, after another took its id over. To try, in order, when the
+    /// copy in `chunks` fails to decrypt or authenticate.
+    #[serde(default)]
+    pub kept: Vec<ChunkLocation>,
     /// Every pack those chunks lie in.
     pub packs: Vec<PackLocation>,
     /// Wrapped keys of the packs' sessions.

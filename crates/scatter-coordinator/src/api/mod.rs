@@ -1138,7 +1138,7 @@ async fn remove_object(State(sh): S, headers: HeaderMap, Query(q): Query<NameQue
 async fn locate(State(sh): S, headers: HeaderMap, Body(req): Body<LocateRequest>) -> ApiResult<LocateResponse> {
     let u = caller(&sh, &headers, Right::Read).await?;
     check_ids(req.chunks.len())?;
-    let (chunks, packs, sessions) = db(&sh, move |s| s.locate(u.id, &req.chunks)).await?;
+    let crate::store::Located { chunks, kept, packs, sessions } = db(&sh, move |s| s.locate(u.id, &req.chunks)).await?;
     let hosts = db(&sh, |s| s.hosts()).await?;
     billing::record_reads(&sh, u.id, &chunks, &packs).await;
     let expires = now() + GRANT_TTL.as_secs();
@@ -1172,6 +1172,7 @@ async fn locate(State(sh): S, headers: HeaderMap, Body(req): Body<LocateRequest>
         .collect();
     Ok(Json(LocateResponse {
         chunks: chunks.into_iter().map(|(id, pack, offset, len)| ChunkLocation { id, pack, offset, len }).collect(),
+        kept: kept.into_iter().map(|(id, pack, offset, len)| ChunkLocation { id, pack, offset, len }).collect(),
         packs,
         sessions: sessions
             .into_iter()

@@ -102,7 +102,17 @@ pub(super) fn sweep(tx: &Sql<'_>, user: UserId, now: u64) -> Result<Swept, Store
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     tx.execute(&format!("DELETE FROM chunks WHERE {unreferenced}"), params![u, now])?;
-    super::catalog_bytes(tx, u, "", -count.saturating_mul(super::CHUNK_ROW_BYTES as i64))?;
+    // Copies kept for locks that ended (or whose snapshots and objects went) go too.
+    let kept = tx.execute(
+        &format!(
+            "DELETE FROM kept_chunks WHERE user = ?1 AND NOT EXISTS (SELECT 1 FROM chunks c
+                 WHERE c.user = kept_chunks.user AND c.id = kept_chunks.id AND {})",
+            super::locks::locked_chunk("?2")
+        ),
+        params![u, now],
+    )? as i64;
+    let rows = count.saturating_add(kept);
+    super::catalog_bytes(tx, u, "", -rows.saturating_mul(super::CHUNK_ROW_BYTES as i64))?;
     let released = super::release_packs(
         tx,
         "user = ?1 AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.pack = packs.id)",
@@ -853,7 +863,7 @@ mod tests {
             let (_, repack) = store.prune(user, 20, 6, 6 + 3600).expect("prune");
             assert_eq!(repack.len(), 1, "77 was not revived, so a third of the new pack is unused");
             assert_eq!(repack[0].0, PackId::from_bytes([2; 32]));
-            let (located, _, _) = store.locate(user, &refs).expect("locate");
+            let located = store.locate(user, &refs).expect("locate").chunks;
             assert!(located.iter().all(|(_, p, _, _)| *p == PackId::from_bytes([2; 32])));
             let to_delete = store.shards_to_delete(10, u64::MAX).expect("deleting");
             assert_eq!(to_delete.len(), 1, "the old pack is released");

@@ -699,6 +699,40 @@ conformance! {
         assert_eq!(known(ann, ann, &[2]), [cid(2)]);
     }
 
+    fn a_locked_chunk_keeps_its_copy_beside_the_one_that_takes_its_id_over() {
+        let (_guard, store) = catalog();
+        let ann = user(&store, 1, "ann", Role::User, None, None);
+        let app = user(&store, 2, "nas", Role::Appender, None, Some(ann));
+        let h = host(&store, 1, 0);
+        // The untrusted appender's locked snapshot references its copy of chunk 5.
+        let theirs = store.open_session(ann, app, b"k", 0, 100).expect("session");
+        Pack::new(1, 1, &[h]).chunks(&[5]).commit(&store, ann, theirs, 1);
+        store.add_session_refs(ann, app, theirs, &[cid(5)], 2).expect("refs");
+        let lock = crate::lock::Lock { mode: scatter_proto::api::LockMode::Compliance, until: 1000 };
+        store.commit_snapshot_held(ann, app, theirs, "s1", b"record", (Some(lock), None), 3).expect("snapshot");
+        // The owner's copy takes the id over; the locked one stays, second in line.
+        let own = store.add_session(ann, b"k", 0, 100).expect("session");
+        Pack::new(2, 1, &[h]).chunks(&[5]).commit(&store, ann, own, 4);
+        let located = store.locate(ann, &[cid(5)]).expect("locate");
+        assert_eq!(located.chunks.iter().map(|c| c.1).collect::<Vec<_>>(), [pid(2)]);
+        assert_eq!(located.kept.iter().map(|c| (c.0, c.1)).collect::<Vec<_>>(), [(cid(5), pid(1))]);
+        assert_eq!(located.packs.len(), 2, "both packs, with their shards");
+        let deleting = |store: &Store| -> Vec<PackId> {
+            store.shards_to_delete(10, u64::MAX).expect("to delete").iter().map(|d| d.0).collect()
+        };
+        store.prune(ann, 100, 500, 600).expect("prune");
+        assert!(deleting(&store).is_empty(), "a pack holding a copy a lock keeps was released");
+        // Once the lock ends, the next prune lets the copy and its pack go.
+        store.prune(ann, 100, 1000, 1100).expect("prune");
+        assert!(store.locate(ann, &[cid(5)]).expect("locate").kept.is_empty());
+        assert_eq!(deleting(&store), [pid(1)]);
+        // A copy no lock holds simply gives way.
+        let again = store.open_session(ann, app, b"k", 1000, 2000).expect("session");
+        Pack::new(3, 1, &[h]).chunks(&[6]).commit(&store, ann, again, 1001);
+        Pack::new(4, 1, &[h]).chunks(&[6]).commit(&store, ann, own, 1002);
+        assert!(store.locate(ann, &[cid(6)]).expect("locate").kept.is_empty());
+    }
+
     fn shard_of_user_finds_the_users_healthy_shards_on_a_host() {
         let (_guard, store) = catalog();
         let ann = user(&store, 1, "ann", Role::User, None, None);

@@ -15,8 +15,8 @@ use super::sql::{Sql, SqlError};
 use super::{release_packs, Store, StoreError};
 use crate::lock::{self, Lock, Refusal};
 
-/// The tables of object lock and expiry (schema version 15): created by [`super::SCHEMA`]'s
-/// companion in `Store::init` and by migration 14.
+/// The tables of object lock and expiry (schema version 15; `kept_chunks` since 23): created by
+/// [`super::SCHEMA`]'s companion in `Store::init` and by migration 14.
 pub(super) const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS holds (
     target TEXT NOT NULL,
@@ -29,6 +29,18 @@ CREATE TABLE IF NOT EXISTS holds (
 );
 CREATE INDEX IF NOT EXISTS holds_by_user ON holds(user);
 CREATE INDEX IF NOT EXISTS holds_by_expiry ON holds(expires);
+-- The copy a lock held of a chunk whose id was taken over by another copy (an untrusted
+-- delegate's chunk gives way to its owner's, see `record_pack`), kept with its pack until no
+-- lock in force holds the chunk. Locates return it for readers to fall back on.
+CREATE TABLE IF NOT EXISTS kept_chunks (
+    user INTEGER NOT NULL,
+    id BLOB NOT NULL,
+    pack BLOB NOT NULL REFERENCES packs(id),
+    off INTEGER NOT NULL,
+    len INTEGER NOT NULL,
+    PRIMARY KEY (user, id, pack)
+);
+CREATE INDEX IF NOT EXISTS kept_chunks_by_pack ON kept_chunks(pack);
 CREATE TABLE IF NOT EXISTS lock_limits (
     user INTEGER PRIMARY KEY,
     max_lock INTEGER,

@@ -1165,11 +1165,21 @@ fn record_pack(tx: &Sql<'_>, p: &NewPack<'_>, now: u64) -> Result<(), StoreError
             )?;
             rows += inserted as u64;
             // A chunk an untrusted delegate wrote first gives way to the same id written
-            // by the owner or a trusted delegate: the first could be anything.
+            // by the owner or a trusted delegate: the first could be anything. But a lock
+            // holds the copy its snapshots and objects were stored with: the coordinator
+            // cannot tell which copy is good (a stolen device could store garbage under the
+            // id), so that copy stays too, for readers to fall back on, until the lock ends.
             if inserted == 0
                 && owners.contains(&writer)
                 && chunk_writer(tx, p.user, &c.id)?.is_some_and(|w| !owners.contains(&w))
             {
+                if locks::check_chunk(tx, u, id, now).is_err() {
+                    rows += tx.execute(
+                        "INSERT INTO kept_chunks (user, id, pack, off, len)
+                         SELECT user, id, pack, off, len FROM chunks WHERE user = ?1 AND id = ?2 ON CONFLICT DO NOTHING",
+                        params![u, id],
+                    )? as u64;
+                }
                 tx.execute(
                     "UPDATE chunks SET pack = ?3, off = ?4, len = ?5 WHERE user = ?1 AND id = ?2",
                     params![u, id, pack, c.offset as i64, c.len as i64],
@@ -1185,8 +1195,9 @@ fn record_pack(tx: &Sql<'_>, p: &NewPack<'_>, now: u64) -> Result<(), StoreError
 }
 
 /// Releases live packs for deletion (`state = 'deleting'`, released `now`): those `filter`
-/// (a condition on `packs`, with parameters `params`) selects, taking what they hold off their
-/// owners' usage at once. Returns how many.
+/// (a condition on `packs`, with parameters `params`) selects, but for packs holding a copy a
+/// lock keeps (`kept_chunks`), taking what they hold off their owners' usage at once. Returns
+/// how many.
 ///
 /// Their shards stay on their hosts for the release grace, outside the quota; an owner whose
 /// packs waiting for deletion would hold more than its quota gets no grace for any of them,
@@ -1203,6 +1214,7 @@ pub(crate) fn release_packs(
     let released: Vec<(i64, Vec<u8>, i64, i64)> = conn.query_map(
         &format!(
             "UPDATE packs SET state = 'deleting', released = ?{} WHERE state = 'live' AND {filter}
+                 AND NOT EXISTS (SELECT 1 FROM kept_chunks k WHERE k.pack = packs.id)
              RETURNING user, id, shard_size * (k + m), size",
             all.len()
         ),
@@ -1854,55 +1866,33 @@ impl Store {
         })
     }
 
-    /// Locations of the user's chunks, with their packs, shards and session keys.
-    #[allow(clippy::type_complexity)]
-    pub fn locate(
-        &self,
-        user: UserId,
-        ids: &[ChunkId],
-    ) -> Result<(Vec<(ChunkId, PackId, u64, u64)>, Vec<PackRow>, Vec<(u64, Vec<u8>)>), StoreError> {
+    /// Locations of the user's chunks, with the copies locks keep of them, their packs, shards
+    /// and session keys.
+    pub fn locate(&self, user: UserId, ids: &[ChunkId]) -> Result<Located, StoreError> {
         self.read(|conn| {
-            let mut chunks = Vec::new();
-            let mut packs: Vec<PackRow> = Vec::new();
-            let mut sessions: Vec<(u64, Vec<u8>)> = Vec::new();
-            let chunk_stmt = "SELECT pack, off, len FROM chunks WHERE user = ?1 AND id = ?2";
+            let mut found = Located::default();
+            let u = user.0 as i64;
+            let location = |r: &sql::Row| {
+                Ok((PackId::from_bytes(r.get::<[u8; 32]>(0)?), r.get::<i64>(1)? as u64, r.get::<i64>(2)? as u64))
+            };
+            // Rare (see `kept_chunks`): one look saves a query per chunk.
+            let any_kept = conn.exists("SELECT 1 FROM kept_chunks WHERE user = ?1", params![u])?;
             for id in ids {
-                let row = conn.query_opt(chunk_stmt, params![user.0 as i64, &id.as_bytes()[..]], |r| {
-                    Ok((r.get::<[u8; 32]>(0)?, r.get::<i64>(1)? as u64, r.get::<i64>(2)? as u64))
-                })?;
+                let key = params![u, &id.as_bytes()[..]];
+                let row =
+                    conn.query_opt("SELECT pack, off, len FROM chunks WHERE user = ?1 AND id = ?2", key, location)?;
                 let Some((pack, off, len)) = row else { continue };
-                let pack = PackId::from_bytes(pack);
-                chunks.push((*id, pack, off, len));
-                if packs.iter().any(|p| p.id == pack) {
-                    continue;
+                found.chunks.push((*id, pack, off, len));
+                add_pack(conn, &mut found, pack)?;
+                if any_kept {
+                    let kept = "SELECT pack, off, len FROM kept_chunks WHERE user = ?1 AND id = ?2 ORDER BY pack";
+                    for (pack, off, len) in conn.query_map(kept, key, location)? {
+                        found.kept.push((*id, pack, off, len));
+                        add_pack(conn, &mut found, pack)?;
+                    }
                 }
-                let mut p = conn.query_row(
-                    "SELECT session, size, k, m, shard_size FROM packs WHERE id = ?1",
-                    params![&pack.as_bytes()[..]],
-                    |r| {
-                        Ok(PackRow {
-                            id: pack,
-                            session: r.get::<i64>(0)? as u64,
-                            size: r.get::<i64>(1)? as u64,
-                            k: r.get(2)?,
-                            m: r.get(3)?,
-                            shard_size: r.get::<i64>(4)? as u64,
-                            shards: Vec::new(),
-                        })
-                    },
-                )?;
-                p.shards = shards_of(conn, &pack)?;
-                if !sessions.iter().any(|(s, _)| *s == p.session) {
-                    let key = conn.query_row(
-                        "SELECT wrapped_key FROM sessions WHERE id = ?1",
-                        params![p.session as i64],
-                        |r| r.get(0),
-                    )?;
-                    sessions.push((p.session, key));
-                }
-                packs.push(p);
             }
-            Ok((chunks, packs, sessions))
+            Ok(found)
         })
     }
 
@@ -1984,6 +1974,50 @@ impl Store {
             Ok(())
         })
     }
+}
+
+/// What [`Store::locate`] found.
+#[derive(Debug, Default)]
+pub struct Located {
+    /// (chunk, pack, offset, sealed length) of each chunk found.
+    pub chunks: Vec<(ChunkId, PackId, u64, u64)>,
+    /// Copies a lock keeps of those chunks beside the ones in `chunks` (see `kept_chunks`):
+    /// for a reader to try when that one fails it.
+    pub kept: Vec<(ChunkId, PackId, u64, u64)>,
+    /// Every pack those lie in, with its shards.
+    pub packs: Vec<PackRow>,
+    /// The wrapped data keys of the packs' sessions.
+    pub sessions: Vec<(u64, Vec<u8>)>,
+}
+
+/// Adds `pack`, and its session's key, to what a locate found, once.
+fn add_pack(conn: &Sql<'_>, found: &mut Located, pack: PackId) -> Result<(), StoreError> {
+    if found.packs.iter().any(|p| p.id == pack) {
+        return Ok(());
+    }
+    let mut p = conn.query_row(
+        "SELECT session, size, k, m, shard_size FROM packs WHERE id = ?1",
+        params![&pack.as_bytes()[..]],
+        |r| {
+            Ok(PackRow {
+                id: pack,
+                session: r.get::<i64>(0)? as u64,
+                size: r.get::<i64>(1)? as u64,
+                k: r.get(2)?,
+                m: r.get(3)?,
+                shard_size: r.get::<i64>(4)? as u64,
+                shards: Vec::new(),
+            })
+        },
+    )?;
+    p.shards = shards_of(conn, &pack)?;
+    if !found.sessions.iter().any(|(s, _)| *s == p.session) {
+        let key =
+            conn.query_row("SELECT wrapped_key FROM sessions WHERE id = ?1", params![p.session as i64], |r| r.get(0))?;
+        found.sessions.push((p.session, key));
+    }
+    found.packs.push(p);
+    Ok(())
 }
 
 /// Who wrote the pack `user`'s chunk `id` lies in (the opener of its session), if stored.
