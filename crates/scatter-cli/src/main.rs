@@ -2298,7 +2298,7 @@ async fn recover(data_dir: PathBuf, recovery_key: PathBuf, hosts: Vec<String>) -
          Snapshots made after the backup are gone from the list; nothing security-relevant is undone (a backup follows each such change)."
     );
     println!(
-        "Next: start `scatter coordinator --data-dir {}` at the lost coordinator's URL and port; hosts, profiles and tokens keep working (same CA, fingerprint and signing key).",
+        "Next: start `scatter coordinator --data-dir {} --listen ADDRESS:PORT --public-url URL` with the lost coordinator's listen address and public URL, reachable where it was (move its DNS name or IP here); hosts, profiles and tokens keep working (same CA, fingerprint and signing key).",
         data_dir.display()
     );
     Ok(())

@@ -31,6 +31,10 @@ const FIRST_AFTER: Duration = Duration::from_secs(60);
 const AT_SHUTDOWN: Duration = Duration::from_secs(15);
 /// How long one host may take to store its shard.
 const PUT_TIMEOUT: Duration = Duration::from_secs(120);
+/// A backup that failed is tried again this soon (or at the interval, if shorter): it may
+/// hold a security-relevant change (a revoked device, a new recovery code) that a recovery
+/// from the backup before would undo.
+const RETRY_AFTER: Duration = Duration::from_secs(20);
 
 /// Meta keys of the last backup.
 pub(crate) const META_SEQ: &str = "catalog_backup.seq";
@@ -59,7 +63,7 @@ pub(crate) enum BackupFailed {
     #[error("this coordinator's catalog is in PostgreSQL, which is backed up by its own means; there are no catalog backups")]
     NotSqlite,
     /// No host is online.
-    #[error("no host is online to store a catalog backup; it is retried at the next interval")]
+    #[error("no host is online to store a catalog backup (hosts late with their heartbeats are tried too); it is retried in 20 s")]
     NoHosts,
     /// The catalog is too large for backups on hosts.
     #[error(
@@ -95,7 +99,6 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Recei
             _ = b.soon.notified() => true,
             _ = stop.changed() => break,
         };
-        wait = b.interval;
         if soon {
             tokio::time::sleep(SETTLE).await;
         }
@@ -103,7 +106,9 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Recei
         // (several changes in a row leave one) would take another backup right after, of
         // whatever changed since, however little.
         let _ = futures::FutureExt::now_or_never(b.soon.notified());
-        log(take(&shared, false).await);
+        let taken = take(&shared, false).await;
+        wait = if taken.is_ok() { b.interval } else { b.interval.min(RETRY_AFTER) };
+        log(taken);
     }
     match tokio::time::timeout(AT_SHUTDOWN, take(&shared, false)).await {
         Ok(r) => log(r),
@@ -190,9 +195,12 @@ pub(crate) async fn take(shared: &Arc<Shared>, force: bool) -> Result<CatalogBac
         .await
         .map_err(local)?
         .into_iter()
-        .filter(|h| crate::room::host_state(shared, h) == scatter_proto::api::HostState::Online)
-        .take(cb::MAX_BACKUP_SHARDS)
+        .map(|h| {
+            let state = crate::room::host_state(shared, &h);
+            (h, state)
+        })
         .collect();
+    let hosts = backup_hosts(hosts);
     if hosts.is_empty() {
         return Err(BackupFailed::NoHosts);
     }
@@ -297,4 +305,31 @@ pub(crate) async fn last(shared: &Arc<Shared>) -> Option<(u64, u64)> {
         shared.catalog(move |s| s.meta(key)).await.ok().flatten().and_then(|v| v.parse::<u64>().ok())
     };
     Some((read(META_SEQ).await?, read(META_TIME).await?))
+}
+
+/// The hosts to store a backup's shards on, at most [`cb::MAX_BACKUP_SHARDS`]: those online,
+/// then those a heartbeat or two late (suspect), which are up in all likelihood. Leaving
+/// those out made a grid whose heartbeats come close to its grace take no backup of a
+/// security-relevant change at all.
+fn backup_hosts<T>(hosts: Vec<(T, scatter_proto::api::HostState)>) -> Vec<T> {
+    use scatter_proto::api::HostState::{Online, Suspect};
+    let (online, rest): (Vec<_>, Vec<_>) = hosts.into_iter().partition(|(_, s)| *s == Online);
+    let suspect = rest.into_iter().filter(|(_, s)| *s == Suspect);
+    online.into_iter().chain(suspect).map(|(h, _)| h).take(cb::MAX_BACKUP_SHARDS).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scatter_proto::api::HostState::*;
+
+    #[test]
+    fn backups_go_to_online_hosts_first_then_to_late_ones() {
+        let hosts = vec![(1, Suspect), (2, Offline), (3, Online), (4, Disabled), (5, Suspect), (6, Draining)];
+        assert_eq!(backup_hosts(hosts), [3, 1, 5]);
+        let many: Vec<_> = (0..cb::MAX_BACKUP_SHARDS + 5).map(|i| (i, if i < 5 { Suspect } else { Online })).collect();
+        let chosen = backup_hosts(many);
+        assert_eq!(chosen.len(), cb::MAX_BACKUP_SHARDS);
+        assert!(chosen.iter().all(|i| *i >= 5), "a late host was taken before an online one");
+    }
 }

@@ -69,7 +69,7 @@ pub enum RecoverError {
     NoneFound(String),
     /// The backup does not open with this key.
     #[error(
-        "catalog backup {0} does not open with this recovery key's age identity; use the grid's current recovery.key"
+        "catalog backup {0} does not open with this recovery key's age identity, nor does any older one on the hosts given; use the grid's current recovery.key"
     )]
     Decrypt(u64),
     /// Writing the new data directory failed.
@@ -211,8 +211,12 @@ pub async fn recover(opts: &RecoverOptions) -> Result<Recovered, RecoverError> {
     notes.extend(refusals);
 
     // The newest backup with enough shards that actually arrive and check.
+    let mut undecryptable = None;
     loop {
         let Some(seq) = recovery::pick_backup(&found.iter().map(|f| (f.0, f.1, f.2)).collect::<Vec<_>>()) else {
+            if let Some(seq) = undecryptable {
+                return Err(RecoverError::Decrypt(seq));
+            }
             // Shards found, but too few of any one backup: say which, and what would help.
             let mut short: Vec<String> = headers
                 .iter()
@@ -266,7 +270,16 @@ pub async fn recover(opts: &RecoverOptions) -> Result<Recovered, RecoverError> {
             found.retain(|f| f.0 != seq);
             continue;
         };
-        let bundle = age::decrypt(&key.identity, &ct).map_err(|_| RecoverError::Decrypt(seq))?;
+        // A backup taken after the recovery key was replaced (and before every host learned
+        // the new one) is encrypted to the new key: older ones may still open with this one.
+        let Ok(bundle) = age::decrypt(&key.identity, &ct) else {
+            notes.push(format!(
+                "backup {seq} does not open with this recovery key (taken after the key was replaced?); trying an older one"
+            ));
+            undecryptable.get_or_insert(seq);
+            found.retain(|f| f.0 != seq);
+            continue;
+        };
         let files = recovery::decode_bundle(&bundle)?;
         let newest_seen = found.iter().map(|f| f.0).max().unwrap_or(seq);
         write_dir(dir, &key, &files, seq, header.time, newest_seen).await?;
