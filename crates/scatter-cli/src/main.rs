@@ -274,6 +274,19 @@ enum Cmd {
         /// Where to write it (`-`: stdout).
         #[arg(long, short)]
         output: PathBuf,
+        /// An earlier version still stored (`scatter versions NAME` lists them); default: the
+        /// latest.
+        #[arg(long)]
+        version: Option<u64>,
+    },
+    /// List the versions of a stored file still kept: the latest, and earlier ones a lock
+    /// keeps (a put of the same name replaces the rest).
+    Versions {
+        /// The name it was stored under.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// List stored files, or the contents of a snapshot (`latest`, an id prefix, `ID:PATH`).
     Ls {
@@ -1720,7 +1733,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
                 mb_per_s(r.size, r.elapsed)
             );
         }
-        Cmd::Get { name, output } => {
+        Cmd::Get { name, output, version } => {
             let (dir, p) = load()?;
             let keys = Profile::load_keys(&dir, &passphrase(false)?)?;
             // `-o -`: into a temporary file first, which the data path verifies whole before
@@ -1732,7 +1745,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
             };
             let path = tmp.as_ref().map(|t| t.path().join("object")).unwrap_or_else(|| output.clone());
             let bar = Bar::new();
-            let r = scatter_client::get::get_file(&p.coordinator()?, &keys, &name, &path, &bar).await?;
+            let r = scatter_client::get::get_file(&p.coordinator()?, &keys, (&name, version), &path, &bar).await?;
             drop(bar);
             if to_stdout {
                 let mut file = std::fs::File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -1808,6 +1821,38 @@ async fn run(cmd: Cmd) -> Result<i32> {
                     let hold = locks::describe(&o.hold);
                     let hold = if hold.is_empty() { hold } else { format!("  [{hold}]") };
                     println!("{:>12}  v{:<3} {}{hold}", ByteSize(o.size).to_string(), o.version, escape(n.as_bytes()));
+                }
+            }
+        }
+        Cmd::Versions { name, json } => {
+            let (dir, p) = load()?;
+            let keys = Profile::load_keys(&dir, &passphrase(false)?)?;
+            let encrypted = keys.write_keys().name_key().encrypt(&name);
+            let list = p.coordinator()?.versions(&encrypted).await.map_err(|e| match e {
+                ClientError::Api { code: scatter_proto::api::ErrorCode::NotFound, .. } => {
+                    anyhow::anyhow!("no object named `{name}` is stored; `scatter ls` lists what is")
+                }
+                e => e.into(),
+            })?;
+            if json {
+                let v: Vec<_> = list
+                    .objects
+                    .iter()
+                    .map(|o| {
+                        let mut v = serde_json::json!({"version": o.version, "size": o.size, "created": o.created});
+                        if let (Some(v), serde_json::Value::Object(h)) = (v.as_object_mut(), locks::json(&o.hold)) {
+                            v.extend(h);
+                        }
+                        v
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "name": name, "versions": v }))?);
+            } else {
+                for o in list.objects {
+                    let hold = locks::describe(&o.hold);
+                    let hold = if hold.is_empty() { hold } else { format!("  [{hold}]") };
+                    let when = scatter_cli::terms::format_time(o.created);
+                    println!("v{:<4} {:>12}  {when}{hold}", o.version, ByteSize(o.size).to_string());
                 }
             }
         }

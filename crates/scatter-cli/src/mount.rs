@@ -639,7 +639,7 @@ impl ScatterFs {
                 None => {
                     let (_, manifest) = self
                         .rt
-                        .block_on(scatter_client::get::open_manifest(&self.coord, &self.keys, name))
+                        .block_on(scatter_client::get::open_manifest(&self.coord, &self.keys, name, None))
                         .map_err(|e| {
                             self.log_once(ino, "an object's manifest could not be read", &e);
                             Errno::EIO

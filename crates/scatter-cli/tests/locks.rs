@@ -228,3 +228,34 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// Red team: a put over a locked object was allowed ("it adds a version, removes nothing"),
+/// but only the latest version could be read or listed: a stolen device could hide every
+/// locked object behind a new version, the listing still showing it locked. The versions a
+/// lock keeps are listed (`scatter versions`) and read (`scatter get --version`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_locked_version_stays_readable_behind_a_newer_one() {
+    let env = grid(6).await;
+    let (first, second) = (env.write_random("first", 300_000, 5), env.write_random("second", 200_000, 6));
+    env.ok(&["put", s(&first), "--name", "contract.pdf", "--keep-for", "1d", "--lock-mode", "compliance"]);
+    env.ok(&["put", s(&second), "--name", "contract.pdf"]);
+    env.get_and_compare("contract.pdf", &second);
+
+    let versions = json(&env.ok(&["versions", "contract.pdf", "--json"]));
+    let listed: Vec<(u64, Option<&str>)> = versions["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .map(|v| (v["version"].as_u64().expect("version"), v["lock_mode"].as_str()))
+        .collect();
+    assert_eq!(listed, [(1, Some("compliance")), (2, None)], "{versions}");
+    assert!(env.ok(&["versions", "contract.pdf"]).contains("locked (compliance)"));
+
+    let out = env.path("v1");
+    env.ok(&["get", "contract.pdf", "--version", "1", "-o", s(&out)]);
+    assert!(std::fs::read(&out).expect("v1") == std::fs::read(&first).expect("first"), "version 1 came back altered");
+    let err = env.fails(&["get", "contract.pdf", "--version", "7", "-o", s(&env.path("v7"))]);
+    assert!(err.contains("no version 7") && err.contains("scatter versions"), "{err}");
+    assert!(!env.path("v7").exists());
+    assert!(env.fails(&["versions", "nothing-here"]).contains("no object named"));
+}

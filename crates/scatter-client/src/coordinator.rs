@@ -634,9 +634,17 @@ impl Coordinator {
         self.get("/v1/objects", &[("prefix", prefix)]).await
     }
 
-    /// One object's manifest and key.
-    pub async fn object(&self, name: &str) -> Result<ObjectResponse, ClientError> {
-        self.get("/v1/object", &[("name", name)]).await
+    /// One object's manifest and key: its latest version, or `version`.
+    pub async fn object(&self, name: &str, version: Option<u64>) -> Result<ObjectResponse, ClientError> {
+        match version {
+            None => self.get("/v1/object", &[("name", name)]).await,
+            Some(v) => self.get("/v1/object", &[("name", name), ("version", &v.to_string())]).await,
+        }
+    }
+
+    /// Every version of one object still stored, oldest first.
+    pub async fn versions(&self, name: &str) -> Result<ListResponse, ClientError> {
+        self.get("/v1/object/versions", &[("name", name)]).await
     }
 
     /// Removes every version of an object.

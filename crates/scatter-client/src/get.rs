@@ -31,18 +31,23 @@ pub struct GetReport {
     pub elapsed: Duration,
 }
 
-/// The latest version of the object `name` and its manifest, opened with `keys` (which must
-/// hold the private key) and authenticated.
+/// The object `name` (its latest version, or `version`) and its manifest, opened with `keys`
+/// (which must hold the private key) and authenticated.
 pub async fn open_manifest(
     coord: &Coordinator,
     keys: &UserKeys,
     name: &str,
+    version: Option<u64>,
 ) -> Result<(ObjectResponse, Manifest), ClientError> {
-    open_object(coord, keys, &keys.write_keys().name_key().encrypt(name), name).await.map_err(|e| match e {
-        ClientError::Api { code: ErrorCode::NotFound, .. } => {
+    let encrypted = keys.write_keys().name_key().encrypt(name);
+    open_object(coord, keys, &encrypted, name, version).await.map_err(|e| match (e, version) {
+        (ClientError::Api { code: ErrorCode::NotFound, .. }, None) => {
             ClientError::Invalid(format!("no object named `{name}` is stored; `scatter ls` lists what is"))
         }
-        e => e,
+        (ClientError::Api { code: ErrorCode::NotFound, .. }, Some(v)) => ClientError::Invalid(format!(
+            "no version {v} of an object named `{name}` is stored; `scatter versions {name}` lists them"
+        )),
+        (e, _) => e,
     })
 }
 
@@ -53,8 +58,9 @@ pub async fn open_object(
     keys: &UserKeys,
     encrypted: &str,
     name: &str,
+    version: Option<u64>,
 ) -> Result<(ObjectResponse, Manifest), ClientError> {
-    let object = coord.object(encrypted).await?;
+    let object = coord.object(encrypted, version).await?;
     let bad = |what: &str| ClientError::Unrecoverable(format!("the manifest of `{name}` {what}"));
     let wrapped = B64.decode(&object.wrapped_key).map_err(|_| bad("has an unreadable key"))?;
     let manifest_key = keys.unwrap(&wrapped)?;
@@ -65,16 +71,16 @@ pub async fn open_object(
     Ok((object, manifest))
 }
 
-/// Reads the latest version of `name` and writes it to `output`.
+/// Reads `name` (its latest version, or `version`) and writes it to `output`.
 pub async fn get_file(
     coord: &Coordinator,
     keys: &UserKeys,
-    name: &str,
+    (name, version): (&str, Option<u64>),
     output: &Path,
     progress: &dyn Progress,
 ) -> Result<GetReport, ClientError> {
     let started = Instant::now();
-    let (object, manifest) = open_manifest(coord, keys, name).await?;
+    let (object, manifest) = open_manifest(coord, keys, name, version).await?;
     progress.start(manifest.size);
 
     // Refused before anything is fetched when it cannot fit: once the disk had filled up, the

@@ -812,7 +812,7 @@ fn object_bytes(
 
 /// An object's manifest and listing fields, read fresh from the catalog.
 async fn open(t: &Tenant, name: &str) -> S3Result<(scatter_proto::api::ObjectResponse, Manifest)> {
-    scatter_client::get::open_object(&t.coord, &t.keys, &t.encrypt(name), name)
+    scatter_client::get::open_object(&t.coord, &t.keys, &t.encrypt(name), name, None)
         .await
         .map_err(|e| s3(e, S3ErrorCode::NoSuchKey))
 }

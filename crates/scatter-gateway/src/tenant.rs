@@ -182,7 +182,7 @@ impl Tenant {
 
     /// Whether the object `name` (plaintext) exists, with its listing fields.
     pub async fn stat(&self, name: &str) -> Result<Option<ObjectInfo>, ClientError> {
-        match self.coord.object(&self.encrypt(name)).await {
+        match self.coord.object(&self.encrypt(name), None).await {
             Ok(o) => Ok(Some(o.info)),
             Err(ClientError::Api { code: ErrorCode::NotFound, .. }) => Ok(None),
             Err(e) => Err(e),

@@ -79,6 +79,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/objects/commit", post(commit_object))
         .route("/v1/objects/commit-many", post(commit_objects))
         .route("/v1/object", get(get_object).delete(remove_object))
+        .route("/v1/object/versions", get(object_versions))
         .route("/v1/shards/report", post(report_shard))
         .route("/v1/sessions/keepalive", post(backup::keepalive))
         .route("/v1/sessions/close", post(backup::close))
@@ -1062,6 +1063,14 @@ struct NameQuery {
     name: String,
 }
 
+/// `GET /v1/object`: an object's latest version, or the one named.
+#[derive(Deserialize)]
+struct ObjectQuery {
+    name: String,
+    #[serde(default)]
+    version: Option<u64>,
+}
+
 fn info(row: &crate::store::ObjectRow) -> ObjectInfo {
     ObjectInfo {
         name: row.name.clone(),
@@ -1112,13 +1121,27 @@ async fn list_objects(State(sh): S, headers: HeaderMap, Query(q): Query<PrefixQu
     Ok(Json(ListResponse { objects }))
 }
 
-async fn get_object(State(sh): S, headers: HeaderMap, Query(q): Query<NameQuery>) -> ApiResult<ObjectResponse> {
+async fn get_object(State(sh): S, headers: HeaderMap, Query(q): Query<ObjectQuery>) -> ApiResult<ObjectResponse> {
     let u = caller(&sh, &headers, Right::Read).await?;
     check_name(&q.name)?;
-    let (row, key) = db(&sh, move |s| s.get_object(u.id, &q.name))
-        .await?
-        .ok_or_else(|| ApiError::NotFound("no object has this name; `scatter ls` lists what is stored".into()))?;
+    let (row, key) = db(&sh, move |s| s.get_object(u.id, &q.name, q.version)).await?.ok_or_else(|| {
+        ApiError::NotFound(match q.version {
+            None => "no object has this name; `scatter ls` lists what is stored".into(),
+            Some(v) => format!("no version {v} of this object is stored; `scatter versions NAME` lists them"),
+        })
+    })?;
     Ok(Json(ObjectResponse { info: info(&row), manifest: B64.encode(&row.manifest), wrapped_key: B64.encode(key) }))
+}
+
+/// Every version of one object still stored (those a lock keeps beside the latest, say).
+async fn object_versions(State(sh): S, headers: HeaderMap, Query(q): Query<NameQuery>) -> ApiResult<ListResponse> {
+    let u = caller(&sh, &headers, Right::Read).await?;
+    check_name(&q.name)?;
+    let rows = db(&sh, move |s| s.object_versions(u.id, &q.name)).await?;
+    if rows.is_empty() {
+        return Err(ApiError::NotFound("no object has this name; `scatter ls` lists what is stored".into()));
+    }
+    Ok(Json(ListResponse { objects: rows.into_iter().map(|(r, hold)| ObjectInfo { hold, ..info(&r) }).collect() }))
 }
 
 async fn remove_object(State(sh): S, headers: HeaderMap, Query(q): Query<NameQuery>) -> ApiResult<RemoveResponse> {

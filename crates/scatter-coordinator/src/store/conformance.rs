@@ -299,7 +299,7 @@ conformance! {
         assert!(disabled(ann) && disabled(nas) && !disabled(bob));
         assert!(store.user_exists(ann).expect("exists"), "disabled, not forgotten");
         assert!(store.list_objects(ann, "").expect("list").is_empty());
-        assert!(store.get_object(ann, "a").expect("get").is_none());
+        assert!(store.get_object(ann, "a", None).expect("get").is_none());
         assert!(store.snapshots(ann).expect("snapshots").is_empty());
         assert_eq!(store.usage(ann).expect("usage"), 0, "its packs are released, its open session's too");
         assert_eq!(store.conn().usage_summed(ann).expect("sum"), 0);
@@ -315,7 +315,7 @@ conformance! {
         assert_eq!(due(199), [], "within the release grace");
         assert_eq!(due(200), [pid(1), pid(3)]);
 
-        assert_eq!(store.get_object(bob, "a").expect("get").expect("bob's").0.version, 1);
+        assert_eq!(store.get_object(bob, "a", None).expect("get").expect("bob's").0.version, 1);
         assert_eq!(store.usage(bob).expect("usage"), 64);
         assert_eq!(store.known_chunks(bob, bob, &[cid(1), cid(2)]).expect("known"), [cid(1)]);
         assert!(!store.remove_user(UserId(999), 201).expect("no such user"));
@@ -419,7 +419,7 @@ conformance! {
         // Without replace, a second version; with it, the older ones go in the same commit.
         assert_eq!(store.commit_object_held(ann, &object(b"two", 2), false, false, none, 4).expect("add").0, 2);
         assert_eq!(store.commit_object_held(ann, &object(b"three", 2), false, true, none, 5).expect("replace").0, 3);
-        let (o, _) = store.get_object(ann, "k").expect("get").expect("stored");
+        let (o, _) = store.get_object(ann, "k", None).expect("get").expect("stored");
         assert_eq!((o.version, o.meta.as_deref()), (3, Some(&b"three"[..])));
         let listed = store.list_objects(ann, "k").expect("list");
         assert_eq!(listed.iter().map(|o| (o.version, o.meta.clone())).collect::<Vec<_>>(), [(3, Some(b"three".to_vec()))]);
@@ -650,16 +650,16 @@ conformance! {
         assert_eq!((listed.len(), o.version, o.session, o.size, o.created), (1, 2, s, big, 11));
         assert!(o.manifest.is_empty(), "listings carry no manifests");
 
-        let (o, key) = store.get_object(ann, "docs/b").expect("get").expect("stored");
+        let (o, key) = store.get_object(ann, "docs/b", None).expect("get").expect("stored");
         assert_eq!((o.name.as_str(), o.version, o.size, o.created, o.manifest), ("docs/b", 2, big, 11, b"m\x00\xff".to_vec()));
         assert_eq!(key, wrapped);
-        assert!(store.get_object(bob, "docs/b").expect("get").is_none(), "per user");
-        assert!(store.get_object(ann, "docs/").expect("get").is_none(), "names are exact");
+        assert!(store.get_object(bob, "docs/b", None).expect("get").is_none(), "per user");
+        assert!(store.get_object(ann, "docs/", None).expect("get").is_none(), "names are exact");
 
         // Removing every version frees chunks 1 and 2 (the session has ended), and with them
         // pack 1; pack 2 holds chunk 3, still used.
         assert_eq!(store.remove_object(ann, "docs/b", 200).expect("remove"), (2, 1));
-        assert!(store.get_object(ann, "docs/b").expect("get").is_none());
+        assert!(store.get_object(ann, "docs/b", None).expect("get").is_none());
         assert_eq!(names("docs"), ["docs%_/c", "docs/ü'x"]);
         assert_eq!(store.remove_object(ann, "docs/b", 201).expect("remove"), (0, 0));
         let deleting: Vec<PackId> = store.shards_to_delete(10, u64::MAX).expect("to delete").iter().map(|d| d.0).collect();

@@ -273,6 +273,20 @@ impl Store {
         })
     }
 
+    /// Every version of `user`'s object `name`, oldest first, each with its own lock and
+    /// expiry (a lock keeps a version a later put left behind).
+    pub fn object_versions(&self, user: UserId, name: &str) -> Result<Vec<(super::ObjectRow, Hold)>, StoreError> {
+        self.read(|c| {
+            Ok(c.query_map(
+                "SELECT o.name, o.version, o.session, NULL, o.size, o.created, o.meta, h.mode, h.lock_until, h.expires
+                 FROM objects o LEFT JOIN holds h ON h.target = 'object' AND h.id = CAST(o.id AS TEXT)
+                 WHERE o.user = ?1 AND o.name = ?2 ORDER BY o.version",
+                params![user.0 as i64, name],
+                |r| Ok((super::object_row(r)?, hold(r.get(7)?, r.get(8)?, r.get(9)?))),
+            )?)
+        })
+    }
+
     /// Every hold (of `user`, when given), for `scatter admin lock ls`.
     pub fn holds(&self, user: Option<UserId>) -> Result<Vec<LockEntry>, StoreError> {
         self.read(|c| {

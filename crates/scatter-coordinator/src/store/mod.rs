@@ -1837,13 +1837,18 @@ impl Store {
         })
     }
 
-    /// The latest version of one object.
-    pub fn get_object(&self, user: UserId, name: &str) -> Result<Option<(ObjectRow, Vec<u8>)>, StoreError> {
+    /// One version of an object (the latest when `version` is `None`) and its session's key.
+    pub fn get_object(
+        &self,
+        user: UserId,
+        name: &str,
+        version: Option<u64>,
+    ) -> Result<Option<(ObjectRow, Vec<u8>)>, StoreError> {
         self.read(|conn| {
             let row = conn.query_opt(
                 "SELECT name, version, session, manifest, size, created, meta FROM objects
-                     WHERE user = ?1 AND name = ?2 ORDER BY version DESC LIMIT 1",
-                params![user.0 as i64, name],
+                     WHERE user = ?1 AND name = ?2 AND (?3 = 0 OR version = ?3) ORDER BY version DESC LIMIT 1",
+                params![user.0 as i64, name, version.map_or(0, |v| v.min(i64::MAX as u64) as i64)],
                 object_row,
             )?;
             let Some(row) = row else { return Ok(None) };
@@ -2216,7 +2221,7 @@ fn remove_versions(
     Ok((removed, released))
 }
 
-fn object_row(r: &sql::Row) -> Result<ObjectRow, SqlError> {
+pub(super) fn object_row(r: &sql::Row) -> Result<ObjectRow, SqlError> {
     Ok(ObjectRow {
         name: r.get(0)?,
         version: r.get::<i64>(1)? as u64,
