@@ -157,3 +157,37 @@ async fn a_disabled_host_comes_back_empty_once_repair_moved_its_shards() {
     env.get_and_compare("data", &file);
     assert!(env.ok(&["admin", "events"]).contains(&format!("{h} active (was disabled)")));
 }
+
+/// New-user trial: a host gone for good and disabled still had copies for the deleter
+/// (repair's leftovers) to remove, which it tried every 2 s for ever; once another host
+/// took its address, each try was refused there and logged as a `grant.refused` event.
+/// A disabled host silent past the orphan grace is no longer asked: its copies are gone
+/// with it, and their rows are forgotten.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_copies_of_a_dead_disabled_host_are_forgotten_not_asked_for_for_ever() {
+    let mut env = grid(6).await;
+    let file = env.write_random("data", 300_000, 7);
+    env.put(&file, "data");
+    let (dead, _) = host(&env, 0);
+    env.grid.kill_host(0);
+    env.ok(&["admin", "host", "disable", &dead.to_string()]);
+    let count = |sql: &str| -> i64 { env.catalog_db().query_row(sql, [dead.0 as i64], |r| r.get(0)).expect("count") };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let mut orphaned = false;
+    loop {
+        let (shards, orphans) = (
+            count("SELECT COUNT(*) FROM shards WHERE host = ?1"),
+            count("SELECT COUNT(*) FROM orphans WHERE host = ?1"),
+        );
+        orphaned |= orphans > 0;
+        if shards == 0 && orphaned && orphans == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dead host still has {shards} shard row(s) and {orphans} orphan(s) (any recorded: {orphaned})"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    env.get_and_compare("data", &file);
+}

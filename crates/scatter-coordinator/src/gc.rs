@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::store::Fence;
+use crate::store::{Fence, HostRow, Standing};
 use crate::{now, Shared};
 
 const INTERVAL: Duration = Duration::from_secs(2);
@@ -51,9 +51,14 @@ async fn pass(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::S
             async move {
                 // Another pack places the same shard on this host: forget the row, keep the bytes.
                 if !still_needed {
-                    let Some(h) = hosts.iter().find(|h| h.id == host) else { return Ok(true) };
-                    if !crate::shards::delete(shared, h, &shard).await {
-                        return Ok(false);
+                    match reach(shared, hosts.iter().find(|h| h.id == host)) {
+                        Reach::Later => return Ok(false),
+                        Reach::Forget => {}
+                        Reach::Ask(h) => {
+                            if !crate::shards::delete(shared, h, &shard).await {
+                                return Ok(false);
+                            }
+                        }
                     }
                 }
                 shared.catalog(move |s| s.shard_deleted(&pack, index, Some(&fence), now())).await?;
@@ -62,6 +67,32 @@ async fn pass(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::S
         },
     )
     .await
+}
+
+/// What the deleter does this pass about the copies it has to delete on a host.
+enum Reach<'a> {
+    /// Ask the host to delete them.
+    Ask(&'a HostRow),
+    /// Leave them for a later pass: the host is offline now.
+    Later,
+    /// Forget them: the host is unknown, or disabled or disqualified and silent past the
+    /// orphan grace, gone with what it held. Asked for ever, such a host's address, taken by
+    /// another host, answered every pass with a refused grant.
+    Forget,
+}
+
+fn reach<'a>(shared: &Shared, host: Option<&'a HostRow>) -> Reach<'a> {
+    let Some(h) = host else { return Reach::Forget };
+    if crate::room::is_online(shared, h.last_seen) {
+        return Reach::Ask(h);
+    }
+    let gone = matches!(h.state, Standing::Disabled | Standing::Disqualified)
+        && now().saturating_sub(h.last_seen) > shared.orphan_grace.as_secs();
+    if gone {
+        Reach::Forget
+    } else {
+        Reach::Later
+    }
 }
 
 /// Runs `op` on `items` grouped by their host (`host_of`): the hosts at once, each host's
@@ -156,9 +187,14 @@ async fn delete_orphans(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate
         |(host, shard)| {
             let (hosts, fence) = (&hosts, fence.clone());
             async move {
-                let Some(h) = hosts.iter().find(|h| h.id == host) else { return Ok(true) };
-                if !crate::shards::delete(shared, h, &shard).await {
-                    return Ok(false);
+                match reach(shared, hosts.iter().find(|h| h.id == host)) {
+                    Reach::Later => return Ok(false),
+                    Reach::Forget => {}
+                    Reach::Ask(h) => {
+                        if !crate::shards::delete(shared, h, &shard).await {
+                            return Ok(false);
+                        }
+                    }
                 }
                 shared.catalog(move |s| s.orphan_deleted(host, &shard, Some(&fence), now())).await?;
                 Ok(true)
