@@ -1148,3 +1148,63 @@ async fn a_locked_snapshot_survives_a_forged_copy_of_its_chunks() {
         assert_eq!(std::fs::read(at(&after).join(file)).ok(), Some(want), "{file} of the locked snapshot");
     }
 }
+
+/// Attack (red team): egress is charged for the chunks located, but the grants a locate gave
+/// covered every shard of their packs whole, for 10 minutes: a client that located one small
+/// chunk read its whole pack (parity too), as often as it liked, for the price of that
+/// chunk. A locate's grants now cover the located chunks' bytes in the data shards only,
+/// charged as such; a rebuild asks for whole-shard grants apart, charged as the k shards it
+/// reads.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_located_chunk_lets_its_bytes_be_read_not_its_whole_pack() {
+    let env = grid(6).await;
+    let file = env.write_random("big", 6 << 20, 41);
+    env.put(&file, "big");
+    let (chunk, pack, off, len): (Vec<u8>, Vec<u8>, i64, i64) = env
+        .catalog_db()
+        .query_row("SELECT id, pack, off, len FROM chunks ORDER BY off LIMIT 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .expect("a chunk");
+    let chunk = ChunkId::from_bytes(chunk.try_into().expect("32 bytes"));
+    let reader = Attacker::from_profile(&env, &env.grid.client_dir());
+    let (status, body) = reader.post("/v1/chunks/locate", &LocateRequest { chunks: vec![chunk] }).await;
+    assert_eq!(status, 200, "{body}");
+    let located: LocateResponse = serde_json::from_value(body).expect("locate answer");
+    let p = located.packs.iter().find(|p| p.id.as_bytes()[..] == pack[..]).expect("its pack");
+    assert!(p.size > 3 * len as u64, "the pack holds more than the chunk");
+
+    let http = scatter_net::http_client(Some(fingerprint(&env)), scatter_net::Peer::Host)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let get = |s: &ShardLocation, range: Option<std::ops::Range<u64>>| {
+        let mut req = http.get(format!("{}/shards/{}", s.address, s.shard)).header(GRANT_HEADER, &s.grant.0);
+        if let Some(r) = range {
+            req = req.header("Range", format!("bytes={}-{}", r.start, r.end - 1));
+        }
+        async move {
+            let resp = req.send().await.expect("a host answers");
+            (resp.status().as_u16(), resp.bytes().await.map(|b| b.len() as u64).unwrap_or(0))
+        }
+    };
+    let mut read = 0;
+    for s in &p.shards {
+        let (status, bytes) = get(s, None).await;
+        if status < 300 {
+            read += bytes;
+        }
+        let (status, bytes) = get(s, Some(0..p.shard_size)).await;
+        if status < 300 {
+            read += bytes;
+        }
+    }
+    assert_eq!(read, 0, "whole shards were read under the grants of one located chunk of {len} bytes");
+    // The chunk's own bytes, as the client reads them, are served.
+    let layout = scatter_core::erasure::Layout { size: p.size, k: p.k, m: p.m, shard_size: p.shard_size };
+    for (index, r) in layout.data_ranges(off as u64..(off + len) as u64) {
+        let s = p.shards.iter().find(|s| s.index as usize == index).expect("data shard");
+        assert_eq!(get(s, Some(r.clone())).await, (206, r.end - r.start), "the located chunk's bytes in shard {index}");
+    }
+    env.get_and_compare("big", &file);
+}

@@ -657,6 +657,12 @@ impl Coordinator {
         self.post(Repeat::Safe, "/v1/chunks/locate", &LocateRequest { chunks }).await
     }
 
+    /// Grants to read every shard of one of the user's packs whole, for a rebuild (a
+    /// locate's grants cover only the located chunks' bytes).
+    pub async fn pack_grants(&self, pack: scatter_core::PackId) -> Result<PackLocation, ClientError> {
+        self.post(Repeat::Safe, "/v1/packs/grants", &PackGrantsRequest { pack }).await
+    }
+
     /// Reports a shard that failed on read.
     pub async fn report_shard(&self, req: &ReportShardRequest) -> Result<(), ClientError> {
         let _: serde_json::Value = self.post(Repeat::Safe, "/v1/shards/report", req).await?;

@@ -505,7 +505,12 @@ impl Fetcher {
     /// without, shards are read as ranges, in the pieces they arrive in, and not hashed: two
     /// hashes of every byte less, for callers that authenticate what they read from the pack.
     async fn reconstruct(&self, pack: &PackLocation, layout: &Layout, checked: bool) -> Result<Span, ClientError> {
-        let mut order: Vec<_> = pack.shards.iter().collect();
+        // A locate's grants cover the located chunks' bytes only: a rebuild asks for its own.
+        let whole = self.coord.pack_grants(pack.id).await?;
+        if (whole.size, whole.k, whole.m, whole.shard_size) != (pack.size, pack.k, pack.m, pack.shard_size) {
+            return Err(ClientError::Unrecoverable(format!("pack {} changed its layout between two answers", pack.id)));
+        }
+        let mut order: Vec<_> = whole.shards.iter().collect();
         order.sort_by_key(|s| (!self.up(s), s.index));
         let k = layout.k as usize;
         let mut have: Vec<Option<Vec<bytes::Bytes>>> = vec![None; layout.total()];

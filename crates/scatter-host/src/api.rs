@@ -155,7 +155,10 @@ async fn proof(
     axum::extract::Query(q): axum::extract::Query<ProofQuery>,
 ) -> Result<Vec<u8>, Refusal> {
     let id = shard_id(&raw)?;
-    check_grant(&sh, &headers, &id, Op::Get)?;
+    // A proof carries bytes around its range too: only a grant for the whole shard will do.
+    if let Some(allowed) = check_grant(&sh, &headers, &id, Op::Get)?.readable() {
+        return Err(Refusal::Grant(GrantError::OutOfRange(allowed.start, allowed.end)));
+    }
     let _transfer = sh.transfer().await.ok_or_else(|| Refusal::Bad("the host is shutting down".into()))?;
     let store = sh.store.clone();
     let data = blocking(move || store.read(&id, None)).await?;
@@ -297,8 +300,15 @@ fn parse_range(headers: &HeaderMap) -> Result<Option<std::ops::Range<u64>>, Refu
 
 async fn read(State(sh): State<Arc<Shared>>, Path(raw): Path<String>, headers: HeaderMap) -> Result<Response, Refusal> {
     let id = shard_id(&raw)?;
-    check_grant(&sh, &headers, &id, Op::Get)?;
+    let grant = check_grant(&sh, &headers, &id, Op::Get)?;
     let range = parse_range(&headers)?;
+    if let Some(allowed) = grant.readable() {
+        if !range.as_ref().is_some_and(|r| r.start >= allowed.start && r.end <= allowed.end) {
+            let e = GrantError::OutOfRange(allowed.start, allowed.end);
+            sh.refused(format!("Get {}…: {e}", &id.to_string()[..12]));
+            return Err(Refusal::Grant(e));
+        }
+    }
     let _transfer = sh.transfer().await.ok_or_else(|| Refusal::Bad("the host is shutting down".into()))?;
     let store = sh.store.clone();
     let partial = range.is_some();

@@ -1304,6 +1304,14 @@ pub struct LocateRequest {
     pub chunks: Vec<ChunkId>,
 }
 
+/// `POST /v1/packs/grants`: grants to read every shard of one of the caller's packs whole, for
+/// a rebuild from parity (answered with its [`PackLocation`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PackGrantsRequest {
+    /// The pack.
+    pub pack: PackId,
+}
+
 /// Chunk locations, their packs with read grants, and the sessions' wrapped keys.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LocateResponse {
@@ -1365,7 +1373,8 @@ pub struct ShardLocation {
     pub address: String,
     /// Whether the host is online (offline hosts are tried last).
     pub online: bool,
-    /// A read grant.
+    /// A read grant: from a locate, for the bytes of the located chunks in this shard (none
+    /// in a parity shard); from `/v1/packs/grants`, for the whole shard.
     pub grant: SignedGrant,
 }
 

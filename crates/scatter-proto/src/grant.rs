@@ -11,6 +11,10 @@
 //! signatures are deterministic): a receipt answers exactly one placement, even one made
 //! again for the same host and shard within the same second.
 //!
+//! A range read ([`Op::GetRange`]) carries, in place of the size and the nonce, the start and
+//! the end (exclusive) of the bytes of the shard it lets be read: a client that located a
+//! few chunks may read those, not the rest of their packs (see [`Grant::get_range`]).
+//!
 //! A conditional delete ([`Op::DeleteIf`]) carries, in place of the size and the nonce, the
 //! first 16 bytes of the hash of the put grant that alone may have written the host's copy
 //! (see [`Grant::delete_if_written_by`]). A host that does not know that op refuses it as
@@ -42,6 +46,9 @@ pub enum Op {
     /// the body is read, so that nobody but the coordinator can hold a host's one slot for
     /// these uploads or make it take their bytes in.
     CatalogPut = 5,
+    /// Read a range of the shard within the bounds the grant carries
+    /// ([`Grant::readable`]); a host takes it where a [`Op::Get`] is asked for.
+    GetRange = 6,
 }
 
 /// The id a [`Op::CatalogPut`] grant names for shard `index` of catalog backup `seq`: derived
@@ -61,6 +68,7 @@ impl Op {
             3 => Some(Op::Delete),
             4 => Some(Op::DeleteIf),
             5 => Some(Op::CatalogPut),
+            6 => Some(Op::GetRange),
             _ => None,
         }
     }
@@ -109,6 +117,9 @@ pub enum GrantError {
     /// Past its expiry.
     #[error("the grant expired; ask the coordinator for a new one")]
     Expired,
+    /// A read outside the bytes a range grant covers (or of the whole shard).
+    #[error("the grant covers bytes {0}..{1} of this shard only; ask for a range within them")]
+    OutOfRange(u64, u64),
 }
 
 impl Grant {
@@ -121,6 +132,17 @@ impl Grant {
             u64::from_be_bytes(b)
         };
         Grant { host, shard, op: Op::DeleteIf, max_size: half(0), expires, nonce: half(8) }
+    }
+
+    /// A grant to read bytes `range` of `shard` at `host`, and no others.
+    pub fn get_range(host: HostId, shard: ShardId, range: std::ops::Range<u64>, expires: u64) -> Self {
+        Grant { host, shard, op: Op::GetRange, max_size: range.start, expires, nonce: range.end }
+    }
+
+    /// For [`Op::GetRange`]: the bytes of the shard it lets be read (`None`: any, as for
+    /// [`Op::Get`]).
+    pub fn readable(&self) -> Option<std::ops::Range<u64>> {
+        (self.op == Op::GetRange).then_some(self.max_size..self.nonce)
     }
 
     /// For [`Op::DeleteIf`]: the first 16 bytes of the hash of the put grant the copy must
@@ -206,7 +228,8 @@ impl SignedGrant {
         if &g.shard != shard {
             return Err(GrantError::WrongShard);
         }
-        if g.op != op {
+        // A range read is a read, bounded by the caller with [`Grant::readable`].
+        if g.op != op && !(g.op == Op::GetRange && op == Op::Get) {
             return Err(GrantError::WrongOp { granted: g.op, wanted: op });
         }
         if now > g.expires {
@@ -226,6 +249,17 @@ mod tests {
 
     fn grant() -> Grant {
         Grant { host: HostId(3), shard: ShardId::of(b"s"), op: Op::Put, max_size: 100, expires: 1000, nonce: 0 }
+    }
+
+    #[test]
+    fn a_range_grant_is_a_read_of_its_bytes_only() {
+        let k = key(1);
+        let g = Grant::get_range(HostId(3), ShardId::of(b"s"), 100..164, 1000);
+        let opened = g.sign(&k).check(&k.verifying_key(), HostId(3), &ShardId::of(b"s"), Op::Get, 999).expect("a read");
+        assert_eq!(opened.readable(), Some(100..164));
+        assert_eq!(grant().readable(), None, "other grants are not bounded so");
+        let refused = g.sign(&k).check(&k.verifying_key(), HostId(3), &ShardId::of(b"s"), Op::Put, 999);
+        assert_eq!(refused, Err(GrantError::WrongOp { granted: Op::GetRange, wanted: Op::Put }));
     }
 
     #[test]

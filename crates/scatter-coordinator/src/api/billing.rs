@@ -8,7 +8,6 @@ use scatter_proto::billing::{EarningsRequest, RateCard, RateCardRequest, Stateme
 
 use super::*;
 use crate::metering::{Kind, Period, Subject};
-use crate::store::PackRow;
 
 /// `?period=YYYY-MM&user=u3&host=h2`.
 #[derive(Debug, Deserialize)]
@@ -42,26 +41,16 @@ fn subject_of(q: &BillingQuery) -> Result<Option<Subject>, ApiError> {
     }
 }
 
-/// Records what a read costs, when grants for it are issued: the sealed chunk bytes located
-/// (the user's egress), and for each host the data-shard bytes of those chunks it holds
-/// (what a healthy read asks of it, which caps what it may claim to have served).
-pub(super) async fn record_reads(
-    sh: &Arc<Shared>,
-    user: UserId,
-    chunks: &[(scatter_core::ChunkId, PackId, u64, u64)],
-    packs: &[PackRow],
-) {
-    let mut usage = vec![(Subject::User(user.0), Kind::Egress, chunks.iter().map(|c| c.3 as i64).sum::<i64>())];
+/// Records what a read costs, when grants for it are issued: `egress`, the bytes the user may
+/// read under them, and for each host the bytes of its shards they let be read (`granted`,
+/// one `(host, bytes)` per grant: the most a read asks of it, which caps what it may claim
+/// to have served).
+pub(super) async fn record_reads(sh: &Arc<Shared>, user: UserId, egress: u64, granted: &[(scatter_core::HostId, u64)]) {
     let mut per_host: HashMap<u64, i64> = HashMap::new();
-    for (_, pack, off, len) in chunks {
-        let Some(p) = packs.iter().find(|p| p.id == *pack) else { continue };
-        let layout = scatter_core::erasure::Layout { size: p.size, k: p.k, m: p.m, shard_size: p.shard_size };
-        for (index, r) in layout.data_ranges(*off..off.saturating_add(*len).min(p.size)) {
-            if let Some((_, _, host, _)) = p.shards.iter().find(|s| s.0 as usize == index) {
-                *per_host.entry(host.0).or_default() += (r.end - r.start) as i64;
-            }
-        }
+    for (host, bytes) in granted {
+        *per_host.entry(host.0).or_default() += *bytes as i64;
     }
+    let mut usage = vec![(Subject::User(user.0), Kind::Egress, egress as i64)];
     usage.extend(per_host.into_iter().map(|(h, b)| (Subject::Host(h), Kind::Granted, b)));
     if let Err(e) = sh.catalog(move |s| s.record_usage(&usage, now())).await {
         tracing::warn!(error = %e, "could not record read grants as usage");

@@ -69,6 +69,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/sessions", post(create_session))
         .route("/v1/chunks/lookup", post(lookup_chunks))
         .route("/v1/chunks/locate", post(locate))
+        .route("/v1/packs/grants", post(pack_grants))
         .route("/v1/packs/place", post(place::place))
         .route("/v1/grid", get(place::grid))
         .route("/v1/policy", get(place::policy).put(place::set_policy))
@@ -1163,45 +1164,103 @@ async fn locate(State(sh): S, headers: HeaderMap, Body(req): Body<LocateRequest>
     check_ids(req.chunks.len())?;
     let crate::store::Located { chunks, kept, packs, sessions } = db(&sh, move |s| s.locate(u.id, &req.chunks)).await?;
     let hosts = db(&sh, |s| s.hosts()).await?;
-    billing::record_reads(&sh, u.id, &chunks, &packs).await;
+    // Each data shard's grant covers the bytes of the located chunks in it, from the first to
+    // the end of the last, and parity shards none: a pack is read whole only under the
+    // grants of a rebuild (`pack_grants`), asked for and charged apart.
+    let mut readable: HashMap<PackId, HashMap<usize, std::ops::Range<u64>>> = HashMap::new();
+    for (_, pack, off, len) in chunks.iter().chain(&kept) {
+        let Some(p) = packs.iter().find(|p| p.id == *pack) else { continue };
+        let layout = scatter_core::erasure::Layout { size: p.size, k: p.k, m: p.m, shard_size: p.shard_size };
+        let bounds = readable.entry(*pack).or_default();
+        for (index, r) in layout.data_ranges(*off..off.saturating_add(*len).min(p.size)) {
+            let b = bounds.entry(index).or_insert(r.clone());
+            *b = b.start.min(r.start)..b.end.max(r.end);
+        }
+    }
     let expires = now() + GRANT_TTL.as_secs();
+    let mut granted = Vec::new();
     let packs = packs
         .into_iter()
-        .map(|p| PackLocation {
-            id: p.id,
-            session: p.session,
-            size: p.size,
-            k: p.k,
-            m: p.m,
-            shard_size: p.shard_size,
-            shards: p
-                .shards
-                .into_iter()
-                .map(|(index, shard, host, state)| {
-                    let h = hosts.iter().find(|h| h.id == host);
-                    ShardLocation {
-                        index,
-                        shard,
-                        host,
-                        address: h.map(|h| h.address.clone()).unwrap_or_default(),
-                        online: (state == ShardState::Ok || state == ShardState::Surplus)
-                            && h.is_some_and(|h| crate::room::is_online(&sh, h.last_seen)),
-                        grant: Grant { host, shard, op: Op::Get, max_size: p.shard_size, expires, nonce: 0 }
-                            .sign(&sh.signing),
-                    }
-                })
-                .collect(),
+        .map(|p| {
+            let bounds = readable.remove(&p.id).unwrap_or_default();
+            pack_location(&sh, p, &hosts, |index, shard, host| {
+                let r = bounds.get(&(index as usize)).cloned().unwrap_or(0..0);
+                if !r.is_empty() {
+                    granted.push((host, r.end - r.start));
+                }
+                Grant::get_range(host, shard, r, expires)
+            })
         })
         .collect();
+    billing::record_reads(&sh, u.id, granted.iter().map(|g| g.1).sum(), &granted).await;
+    let location = |(id, pack, offset, len)| ChunkLocation { id, pack, offset, len };
     Ok(Json(LocateResponse {
-        chunks: chunks.into_iter().map(|(id, pack, offset, len)| ChunkLocation { id, pack, offset, len }).collect(),
-        kept: kept.into_iter().map(|(id, pack, offset, len)| ChunkLocation { id, pack, offset, len }).collect(),
+        chunks: chunks.into_iter().map(location).collect(),
+        kept: kept.into_iter().map(location).collect(),
         packs,
         sessions: sessions
             .into_iter()
             .map(|(session, key)| SessionKey { session, wrapped_key: B64.encode(key) })
             .collect(),
     }))
+}
+
+/// Grants to read every shard of one of the caller's packs whole, for a rebuild from parity
+/// (a host down, or chunks that failed authentication): charged as the k shards a rebuild
+/// reads.
+async fn pack_grants(State(sh): S, headers: HeaderMap, Body(req): Body<PackGrantsRequest>) -> ApiResult<PackLocation> {
+    let u = caller(&sh, &headers, Right::Read).await?;
+    let p = db(&sh, move |s| s.pack_of_user(u.id, &req.pack))
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no pack of this account has this id".into()))?;
+    let hosts = db(&sh, |s| s.hosts()).await?;
+    let expires = now() + GRANT_TTL.as_secs();
+    let (k, size) = (u64::from(p.k), p.shard_size);
+    let granted: Vec<(HostId, u64)> = p.shards.iter().map(|s| (s.2, size)).collect();
+    let location = pack_location(&sh, p, &hosts, |_, shard, host| Grant {
+        host,
+        shard,
+        op: Op::Get,
+        max_size: size,
+        expires,
+        nonce: 0,
+    });
+    billing::record_reads(&sh, u.id, k * size, &granted).await;
+    Ok(Json(location))
+}
+
+/// A pack as a reader gets it: its shards with their hosts' addresses, whether each is
+/// worth asking, and the grant `grant(index, shard, host)` makes for it.
+fn pack_location(
+    sh: &Shared,
+    p: crate::store::PackRow,
+    hosts: &[crate::store::HostRow],
+    mut grant: impl FnMut(u8, ShardId, HostId) -> Grant,
+) -> PackLocation {
+    PackLocation {
+        id: p.id,
+        session: p.session,
+        size: p.size,
+        k: p.k,
+        m: p.m,
+        shard_size: p.shard_size,
+        shards: p
+            .shards
+            .into_iter()
+            .map(|(index, shard, host, state)| {
+                let h = hosts.iter().find(|h| h.id == host);
+                ShardLocation {
+                    index,
+                    shard,
+                    host,
+                    address: h.map(|h| h.address.clone()).unwrap_or_default(),
+                    online: (state == ShardState::Ok || state == ShardState::Surplus)
+                        && h.is_some_and(|h| crate::room::is_online(sh, h.last_seen)),
+                    grant: grant(index, shard, host).sign(&sh.signing),
+                }
+            })
+            .collect(),
+    }
 }
 
 async fn report_shard(

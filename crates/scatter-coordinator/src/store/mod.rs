@@ -1901,6 +1901,21 @@ impl Store {
         })
     }
 
+    /// `user`'s pack `pack` with its shards, if it has one so named (for a rebuild's grants).
+    pub fn pack_of_user(&self, user: UserId, pack: &PackId) -> Result<Option<PackRow>, StoreError> {
+        self.read(|conn| {
+            if !conn.exists(
+                "SELECT 1 FROM packs WHERE id = ?1 AND user = ?2",
+                params![&pack.as_bytes()[..], user.0 as i64],
+            )? {
+                return Ok(None);
+            }
+            let mut found = Located::default();
+            add_pack(conn, &mut found, *pack)?;
+            Ok(found.packs.pop())
+        })
+    }
+
     /// Whether a pack with this id is recorded (for anyone).
     pub fn pack_exists(&self, pack: &PackId) -> Result<bool, StoreError> {
         self.read(|c| Ok(c.exists("SELECT 1 FROM packs WHERE id = ?1", params![&pack.as_bytes()[..]])?))
