@@ -1206,5 +1206,22 @@ async fn a_located_chunk_lets_its_bytes_be_read_not_its_whole_pack() {
         let s = p.shards.iter().find(|s| s.index as usize == index).expect("data shard");
         assert_eq!(get(s, Some(r.clone())).await, (206, r.end - r.start), "the located chunk's bytes in shard {index}");
     }
+    // A range past any shard is a bad request, not a dropped connection (it overflowed).
+    let s0 = p.shards.iter().find(|s| s.index == 0).expect("shard 0");
+    assert_eq!(get(s0, Some(0..u64::MAX)).await.0, 403, "a range past the grant");
+    let huge = http
+        .get(format!("{}/shards/{}", s0.address, s0.shard))
+        .header(GRANT_HEADER, &s0.grant.0)
+        .header("Range", format!("bytes=0-{}", u64::MAX))
+        .send()
+        .await
+        .expect("the host answers a range ending at 2^64 - 1");
+    assert_eq!(huge.status().as_u16(), 400);
+    // A rebuild's whole-shard grants are for the shards it names, each charged.
+    let (status, body) = reader.post("/v1/packs/grants", &PackGrantsRequest { pack: p.id, shards: vec![0] }).await;
+    assert_eq!(status, 200, "{body}");
+    let whole: PackLocation = serde_json::from_value(body).expect("pack grants");
+    assert_eq!(whole.shards.iter().map(|s| s.index).collect::<Vec<_>>(), [0], "grants for shards not asked for");
+    assert_eq!(get(&whole.shards[0], None).await, (200, p.shard_size));
     env.get_and_compare("big", &file);
 }

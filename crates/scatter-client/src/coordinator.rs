@@ -657,10 +657,10 @@ impl Coordinator {
         self.post(Repeat::Safe, "/v1/chunks/locate", &LocateRequest { chunks }).await
     }
 
-    /// Grants to read every shard of one of the user's packs whole, for a rebuild (a
-    /// locate's grants cover only the located chunks' bytes).
-    pub async fn pack_grants(&self, pack: scatter_core::PackId) -> Result<PackLocation, ClientError> {
-        self.post(Repeat::Safe, "/v1/packs/grants", &PackGrantsRequest { pack }).await
+    /// Grants to read shards `shards` (by index) of one of the user's packs whole, for a
+    /// rebuild (a locate's grants cover only the located chunks' bytes); each is charged.
+    pub async fn pack_grants(&self, pack: scatter_core::PackId, shards: Vec<u8>) -> Result<PackLocation, ClientError> {
+        self.post(Repeat::Safe, "/v1/packs/grants", &PackGrantsRequest { pack, shards }).await
     }
 
     /// Reports a shard that failed on read.

@@ -505,12 +505,7 @@ impl Fetcher {
     /// without, shards are read as ranges, in the pieces they arrive in, and not hashed: two
     /// hashes of every byte less, for callers that authenticate what they read from the pack.
     async fn reconstruct(&self, pack: &PackLocation, layout: &Layout, checked: bool) -> Result<Span, ClientError> {
-        // A locate's grants cover the located chunks' bytes only: a rebuild asks for its own.
-        let whole = self.coord.pack_grants(pack.id).await?;
-        if (whole.size, whole.k, whole.m, whole.shard_size) != (pack.size, pack.k, pack.m, pack.shard_size) {
-            return Err(ClientError::Unrecoverable(format!("pack {} changed its layout between two answers", pack.id)));
-        }
-        let mut order: Vec<_> = whole.shards.iter().collect();
+        let mut order: Vec<_> = pack.shards.iter().collect();
         order.sort_by_key(|s| (!self.up(s), s.index));
         let k = layout.k as usize;
         let mut have: Vec<Option<Vec<bytes::Bytes>>> = vec![None; layout.total()];
@@ -518,8 +513,18 @@ impl Fetcher {
         let mut next = 0;
         let mut errors = Vec::new();
         while count < k && next < order.len() {
-            let batch: Vec<_> = order[next..order.len().min(next + (k - count))].to_vec();
-            next += batch.len();
+            let wanted: Vec<u8> = order[next..order.len().min(next + (k - count))].iter().map(|s| s.index).collect();
+            next += wanted.len();
+            // A locate's grants cover the located chunks' bytes only: a rebuild asks for
+            // whole-shard grants of the shards it reads, each charged.
+            let whole = self.coord.pack_grants(pack.id, wanted).await?;
+            if (whole.size, whole.k, whole.m, whole.shard_size) != (pack.size, pack.k, pack.m, pack.shard_size) {
+                return Err(ClientError::Unrecoverable(format!(
+                    "pack {} changed its layout between two answers",
+                    pack.id
+                )));
+            }
+            let batch: Vec<_> = whole.shards.iter().collect();
             let reads = batch.iter().map(|s| async move {
                 let read = async {
                     if checked {

@@ -295,7 +295,7 @@ fn parse_range(headers: &HeaderMap) -> Result<Option<std::ops::Range<u64>>, Refu
     if end < start {
         return Err(bad());
     }
-    Ok(Some(start..end + 1))
+    Ok(Some(start..end.checked_add(1).ok_or_else(bad)?))
 }
 
 async fn read(State(sh): State<Arc<Shared>>, Path(raw): Path<String>, headers: HeaderMap) -> Result<Response, Refusal> {

@@ -1304,12 +1304,15 @@ pub struct LocateRequest {
     pub chunks: Vec<ChunkId>,
 }
 
-/// `POST /v1/packs/grants`: grants to read every shard of one of the caller's packs whole, for
-/// a rebuild from parity (answered with its [`PackLocation`]).
+/// `POST /v1/packs/grants`: grants to read some shards of one of the caller's packs whole, for
+/// a rebuild from parity (answered with its [`PackLocation`], listing those shards only).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PackGrantsRequest {
     /// The pack.
     pub pack: PackId,
+    /// The shards' indices (each charged as a whole shard).
+    #[serde(deserialize_with = "crate::bounded::shards")]
+    pub shards: Vec<u8>,
 }
 
 /// Chunk locations, their packs with read grants, and the sessions' wrapped keys.

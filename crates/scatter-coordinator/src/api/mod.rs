@@ -1166,9 +1166,10 @@ async fn locate(State(sh): S, headers: HeaderMap, Body(req): Body<LocateRequest>
     let hosts = db(&sh, |s| s.hosts()).await?;
     // Each data shard's grant covers the bytes of the located chunks in it, from the first to
     // the end of the last, and parity shards none: a pack is read whole only under the
-    // grants of a rebuild (`pack_grants`), asked for and charged apart.
+    // grants of a rebuild (`pack_grants`), asked for and charged apart. So are the copies
+    // locks keep, read only when a located one fails: their packs come with no bytes granted.
     let mut readable: HashMap<PackId, HashMap<usize, std::ops::Range<u64>>> = HashMap::new();
-    for (_, pack, off, len) in chunks.iter().chain(&kept) {
+    for (_, pack, off, len) in &chunks {
         let Some(p) = packs.iter().find(|p| p.id == *pack) else { continue };
         let layout = scatter_core::erasure::Layout { size: p.size, k: p.k, m: p.m, shard_size: p.shard_size };
         let bounds = readable.entry(*pack).or_default();
@@ -1205,17 +1206,25 @@ async fn locate(State(sh): S, headers: HeaderMap, Body(req): Body<LocateRequest>
     }))
 }
 
-/// Grants to read every shard of one of the caller's packs whole, for a rebuild from parity
-/// (a host down, or chunks that failed authentication): charged as the k shards a rebuild
-/// reads.
+/// Grants to read the named shards of one of the caller's packs whole, for a rebuild from
+/// parity (a host down, or chunks that failed authentication), charged as those shards: a
+/// rebuild asks for the k it reads first, then for others in place of any that fail.
 async fn pack_grants(State(sh): S, headers: HeaderMap, Body(req): Body<PackGrantsRequest>) -> ApiResult<PackLocation> {
     let u = caller(&sh, &headers, Right::Read).await?;
-    let p = db(&sh, move |s| s.pack_of_user(u.id, &req.pack))
+    let mut wanted = req.shards;
+    wanted.sort_unstable();
+    wanted.dedup();
+    let pack = req.pack;
+    let mut p = db(&sh, move |s| s.pack_of_user(u.id, &pack))
         .await?
         .ok_or_else(|| ApiError::NotFound("no pack of this account has this id".into()))?;
+    if wanted.is_empty() || wanted.iter().any(|i| !p.shards.iter().any(|s| s.0 == *i)) {
+        return Err(ApiError::BadRequest("name one or more of the pack's shards by index".into()));
+    }
+    p.shards.retain(|s| wanted.contains(&s.0));
     let hosts = db(&sh, |s| s.hosts()).await?;
     let expires = now() + GRANT_TTL.as_secs();
-    let (k, size) = (u64::from(p.k), p.shard_size);
+    let size = p.shard_size;
     let granted: Vec<(HostId, u64)> = p.shards.iter().map(|s| (s.2, size)).collect();
     let location = pack_location(&sh, p, &hosts, |_, shard, host| Grant {
         host,
@@ -1225,7 +1234,7 @@ async fn pack_grants(State(sh): S, headers: HeaderMap, Body(req): Body<PackGrant
         expires,
         nonce: 0,
     });
-    billing::record_reads(&sh, u.id, k * size, &granted).await;
+    billing::record_reads(&sh, u.id, granted.iter().map(|g| g.1).sum(), &granted).await;
     Ok(Json(location))
 }
 

@@ -104,11 +104,7 @@ pub(super) fn sweep(tx: &Sql<'_>, user: UserId, now: u64) -> Result<Swept, Store
     tx.execute(&format!("DELETE FROM chunks WHERE {unreferenced}"), params![u, now])?;
     // Copies kept for locks that ended (or whose snapshots and objects went) go too.
     let kept = tx.execute(
-        &format!(
-            "DELETE FROM kept_chunks WHERE user = ?1 AND NOT EXISTS (SELECT 1 FROM chunks c
-                 WHERE c.user = kept_chunks.user AND c.id = kept_chunks.id AND {})",
-            super::locks::locked_chunk("?2")
-        ),
+        &format!("DELETE FROM kept_chunks WHERE user = ?1 AND NOT {}", super::locks::kept_copy_held("?2")),
         params![u, now],
     )? as i64;
     let rows = count.saturating_add(kept);

@@ -722,6 +722,12 @@ conformance! {
         };
         store.prune(ann, 100, 500, 600).expect("prune");
         assert!(deleting(&store).is_empty(), "a pack holding a copy a lock keeps was released");
+        // A lock on a snapshot made after the takeover reads the copy that took the id over:
+        // it keeps the old one no longer than the lock that held it.
+        let own_later = store.add_session(ann, b"k", 600, 5000).expect("session");
+        store.add_session_refs(ann, ann, own_later, &[cid(5)], 600).expect("refs");
+        let later = crate::lock::Lock { mode: scatter_proto::api::LockMode::Compliance, until: 9000 };
+        store.commit_snapshot_held(ann, ann, own_later, "s2", b"record", (Some(later), None), 601).expect("snapshot");
         // Once the lock ends, the next prune lets the copy and its pack go.
         store.prune(ann, 100, 1000, 1100).expect("prune");
         assert!(store.locate(ann, &[cid(5)]).expect("locate").kept.is_empty());

@@ -31,13 +31,17 @@ CREATE INDEX IF NOT EXISTS holds_by_user ON holds(user);
 CREATE INDEX IF NOT EXISTS holds_by_expiry ON holds(expires);
 -- The copy a lock held of a chunk whose id was taken over by another copy (an untrusted
 -- delegate's chunk gives way to its owner's, see `record_pack`), kept with its pack until no
--- lock in force holds the chunk. Locates return it for readers to fall back on.
+-- lock in force holds the chunk through a snapshot or object committed before the takeover
+-- (snapshots up to `snapshots_upto` in `seq`, objects up to `objects_upto` in `id`): later
+-- ones read the copy that took the id over. Locates return it for readers to fall back on.
 CREATE TABLE IF NOT EXISTS kept_chunks (
     user INTEGER NOT NULL,
     id BLOB NOT NULL,
     pack BLOB NOT NULL REFERENCES packs(id),
     off INTEGER NOT NULL,
     len INTEGER NOT NULL,
+    snapshots_upto INTEGER NOT NULL,
+    objects_upto INTEGER NOT NULL,
     PRIMARY KEY (user, id, pack)
 );
 CREATE INDEX IF NOT EXISTS kept_chunks_by_pack ON kept_chunks(pack);
@@ -132,6 +136,21 @@ pub(super) fn locked_chunk(now: &str) -> String {
                   WHERE rc.user = c.user AND rc.chunk = c.id AND h.mode IS NOT NULL AND h.lock_until > {now})
           OR EXISTS (SELECT 1 FROM object_chunks oc JOIN holds h ON h.target = 'object' AND h.id = CAST(oc.object AS TEXT)
                   WHERE oc.user = c.user AND oc.chunk = c.id AND h.mode IS NOT NULL AND h.lock_until > {now}))"
+    )
+}
+
+/// A condition on `kept_chunks` (parameter `?{now}` the time): a lock in force holds the kept
+/// copy, through a snapshot or object version committed before the copy was taken over.
+pub(super) fn kept_copy_held(now: &str) -> String {
+    format!(
+        "(EXISTS (SELECT 1 FROM ref_set_chunks rc JOIN snapshot_sets ss ON ss.user = rc.user AND ss.ref_set = rc.ref_set
+                  JOIN snapshots sn ON sn.id = ss.snapshot
+                  JOIN holds h ON h.target = 'snapshot' AND h.id = ss.snapshot
+                  WHERE rc.user = kept_chunks.user AND rc.chunk = kept_chunks.id AND sn.seq <= kept_chunks.snapshots_upto
+                    AND h.mode IS NOT NULL AND h.lock_until > {now})
+          OR EXISTS (SELECT 1 FROM object_chunks oc JOIN holds h ON h.target = 'object' AND h.id = CAST(oc.object AS TEXT)
+                  WHERE oc.user = kept_chunks.user AND oc.chunk = kept_chunks.id AND oc.object <= kept_chunks.objects_upto
+                    AND h.mode IS NOT NULL AND h.lock_until > {now}))"
     )
 }
 

@@ -1175,8 +1175,10 @@ fn record_pack(tx: &Sql<'_>, p: &NewPack<'_>, now: u64) -> Result<(), StoreError
             {
                 if locks::check_chunk(tx, u, id, now).is_err() {
                     rows += tx.execute(
-                        "INSERT INTO kept_chunks (user, id, pack, off, len)
-                         SELECT user, id, pack, off, len FROM chunks WHERE user = ?1 AND id = ?2 ON CONFLICT DO NOTHING",
+                        "INSERT INTO kept_chunks (user, id, pack, off, len, snapshots_upto, objects_upto)
+                         SELECT user, id, pack, off, len, (SELECT COALESCE(MAX(seq), 0) FROM snapshots),
+                                (SELECT COALESCE(MAX(id), 0) FROM objects)
+                         FROM chunks WHERE user = ?1 AND id = ?2 ON CONFLICT DO NOTHING",
                         params![u, id],
                     )? as u64;
                 }
