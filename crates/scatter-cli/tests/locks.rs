@@ -256,6 +256,8 @@ async fn a_locked_version_stays_readable_behind_a_newer_one() {
     assert!(std::fs::read(&out).expect("v1") == std::fs::read(&first).expect("first"), "version 1 came back altered");
     let err = env.fails(&["get", "contract.pdf", "--version", "7", "-o", s(&env.path("v7"))]);
     assert!(err.contains("no version 7") && err.contains("scatter versions"), "{err}");
+    let err = env.fails(&["get", "contract.pdf", "--version", "0", "-o", s(&env.path("v0"))]);
+    assert!(err.contains("no version 0"), "version 0 is no version: {err}");
     assert!(!env.path("v7").exists());
     assert!(env.fails(&["versions", "nothing-here"]).contains("no object named"));
 }

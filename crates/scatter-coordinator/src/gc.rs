@@ -50,16 +50,8 @@ async fn pass(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::S
             let (hosts, fence) = (&hosts, fence.clone());
             async move {
                 // Another pack places the same shard on this host: forget the row, keep the bytes.
-                if !still_needed {
-                    match reach(shared, hosts.iter().find(|h| h.id == host)) {
-                        Reach::Later => return Ok(false),
-                        Reach::Forget => {}
-                        Reach::Ask(h) => {
-                            if !crate::shards::delete(shared, h, &shard).await {
-                                return Ok(false);
-                            }
-                        }
-                    }
+                if !still_needed && !deleted_or_gone(shared, hosts.iter().find(|h| h.id == host), &shard).await {
+                    return Ok(false);
                 }
                 shared.catalog(move |s| s.shard_deleted(&pack, index, Some(&fence), now())).await?;
                 Ok(true)
@@ -69,30 +61,17 @@ async fn pass(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::S
     .await
 }
 
-/// What the deleter does this pass about the copies it has to delete on a host.
-enum Reach<'a> {
-    /// Ask the host to delete them.
-    Ask(&'a HostRow),
-    /// Leave them for a later pass: the host is offline now.
-    Later,
-    /// Forget them: the host is unknown, or disabled or disqualified and silent past the
-    /// orphan grace, gone with what it held. Asked for ever, such a host's address, taken by
-    /// another host, answered every pass with a refused grant.
-    Forget,
-}
-
-fn reach<'a>(shared: &Shared, host: Option<&'a HostRow>) -> Reach<'a> {
-    let Some(h) = host else { return Reach::Forget };
+/// Whether `host`'s copy of `shard` may be forgotten: deleted now, or gone with its host (one
+/// unknown, or disabled or disqualified and silent past the orphan grace; asked for ever, such
+/// a host's address, taken by another host, answered every pass with a refused grant). A host
+/// offline now is not asked, and left for a later pass.
+async fn deleted_or_gone(shared: &Arc<Shared>, host: Option<&HostRow>, shard: &scatter_core::ShardId) -> bool {
+    let Some(h) = host else { return true };
     if crate::room::is_online(shared, h.last_seen) {
-        return Reach::Ask(h);
+        return crate::shards::delete(shared, h, shard).await;
     }
-    let gone = matches!(h.state, Standing::Disabled | Standing::Disqualified)
-        && now().saturating_sub(h.last_seen) > shared.orphan_grace.as_secs();
-    if gone {
-        Reach::Forget
-    } else {
-        Reach::Later
-    }
+    matches!(h.state, Standing::Disabled | Standing::Disqualified)
+        && now().saturating_sub(h.last_seen) > shared.orphan_grace.as_secs()
 }
 
 /// Runs `op` on `items` grouped by their host (`host_of`): the hosts at once, each host's
@@ -187,14 +166,8 @@ async fn delete_orphans(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate
         |(host, shard)| {
             let (hosts, fence) = (&hosts, fence.clone());
             async move {
-                match reach(shared, hosts.iter().find(|h| h.id == host)) {
-                    Reach::Later => return Ok(false),
-                    Reach::Forget => {}
-                    Reach::Ask(h) => {
-                        if !crate::shards::delete(shared, h, &shard).await {
-                            return Ok(false);
-                        }
-                    }
+                if !deleted_or_gone(shared, hosts.iter().find(|h| h.id == host), &shard).await {
+                    return Ok(false);
                 }
                 shared.catalog(move |s| s.orphan_deleted(host, &shard, Some(&fence), now())).await?;
                 Ok(true)

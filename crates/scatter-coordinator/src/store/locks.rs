@@ -15,8 +15,9 @@ use super::sql::{Sql, SqlError};
 use super::{release_packs, Store, StoreError};
 use crate::lock::{self, Lock, Refusal};
 
-/// The tables of object lock and expiry (schema version 15; `kept_chunks` since 23): created by
-/// [`super::SCHEMA`]'s companion in `Store::init` and by migration 14.
+/// The tables of object lock and expiry (schema version 15; `kept_chunks`, new in version 23's
+/// catalogs, is made at the next start): created by [`super::SCHEMA`]'s companion in
+/// `Store::init` and by migration 14.
 pub(super) const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS holds (
     target TEXT NOT NULL,

@@ -1850,7 +1850,13 @@ impl Store {
             let row = conn.query_opt(
                 "SELECT name, version, session, manifest, size, created, meta FROM objects
                      WHERE user = ?1 AND name = ?2 AND (?3 = 0 OR version = ?3) ORDER BY version DESC LIMIT 1",
-                params![user.0 as i64, name, version.map_or(0, |v| v.min(i64::MAX as u64) as i64)],
+                // 0 asks for the latest; a version named that no row can have (0 or past
+                // i64) asks for -1, which none has.
+                params![
+                    user.0 as i64,
+                    name,
+                    version.map_or(0, |v| i64::try_from(v).ok().filter(|v| *v > 0).unwrap_or(-1))
+                ],
                 object_row,
             )?;
             let Some(row) = row else { return Ok(None) };
