@@ -74,6 +74,10 @@ impl<'a> Pack<'a> {
     }
 
     fn commit(&self, store: &Store, user: UserId, session: u64, now: u64) {
+        self.try_commit(store, user, session, now).expect("commit pack");
+    }
+
+    fn try_commit(&self, store: &Store, user: UserId, session: u64, now: u64) -> Result<(), StoreError> {
         let shards: Vec<StoredShard> = (0..)
             .zip(self.hosts)
             .map(|(i, h)| StoredShard {
@@ -98,7 +102,7 @@ impl<'a> Pack<'a> {
             chunks: &chunks,
             relocate: false,
         };
-        store.commit_pack(&p, now).expect("commit pack");
+        store.commit_pack(&p, now).map(|_| ())
     }
 }
 
@@ -332,7 +336,9 @@ conformance! {
             Pack::new(n, 1, &[h]).commit(&store, ann, s, 1);
         }
         let due = |by| store.shards_to_delete(10, by).expect("to delete").iter().map(|d| d.0).collect::<Vec<_>>();
+        assert!(store.pack_of_user(ann, &pid(1)).expect("pack").is_some());
         assert_eq!(store.conn().release(&pid(1), 50).expect("release"), 1);
+        assert!(store.pack_of_user(ann, &pid(1)).expect("pack").is_none(), "a released pack is granted no rebuild");
         assert_eq!(store.conn().release(&pid(2), 60).expect("release"), 1);
         assert_eq!(due(49), [], "128 bytes released, within the quota of 150: both in the grace");
         assert_eq!(store.conn().release(&pid(3), 70).expect("release"), 1);
@@ -471,6 +477,27 @@ conformance! {
         // A removed user's objects count nothing any more (its packs go when its session ends).
         assert!(store.remove_user(ann, 7).expect("remove"));
         assert_eq!(store.quota_usage(ann).expect("usage"), store.usage(ann).expect("usage"));
+    }
+
+    fn a_pack_whose_chunk_rows_pass_the_quota_is_refused_whole() {
+        // Its placement was checked for its shards' bytes only: a pack may then declare a
+        // chunk per 30 bytes, each row costing more quota than the bytes it names. Attack:
+        // an account took 4.4 times its quota so, refused only at its next placement.
+        let (_guard, store) = catalog();
+        let ann = user(&store, 1, "ann", Role::User, Some(2 * 64 + 3 * CHUNK_ROW_BYTES), None);
+        let h = host(&store, 1, 0);
+        let s = store.add_session(ann, b"k", 0, 100).expect("session");
+        Pack::new(1, 1, &[h]).chunks(&[1, 2]).commit(&store, ann, s, 1);
+        let before = store.quota_usage(ann).expect("usage");
+        assert_eq!(before, 64 + 2 * CHUNK_ROW_BYTES);
+        let refused = Pack::new(2, 1, &[h]).chunks(&[3, 4]).try_commit(&store, ann, s, 2);
+        assert!(matches!(refused, Err(StoreError::QuotaFull)), "{refused:?}");
+        assert_eq!(store.quota_usage(ann).expect("usage"), before, "nothing of it counts");
+        assert_eq!(store.known_chunks(ann, ann, &[cid(3), cid(4)]).expect("known"), [], "nothing of it is recorded");
+        assert!(store.pack_of_user(ann, &pid(2)).expect("pack").is_none());
+        // One row fewer fits exactly; chunks found stored already add no row.
+        Pack::new(3, 1, &[h]).chunks(&[1, 3]).commit(&store, ann, s, 3);
+        assert_eq!(store.quota_usage(ann).expect("usage"), 2 * 64 + 3 * CHUNK_ROW_BYTES);
     }
 
     fn references_count_against_the_quota_from_when_they_are_recorded_until_they_go() {

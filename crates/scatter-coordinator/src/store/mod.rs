@@ -1131,8 +1131,6 @@ fn record_pack(tx: &Sql<'_>, p: &NewPack<'_>, now: u64) -> Result<(), StoreError
         held(tx, s.host, 1, p.shard_size as i64)?;
     }
     measure_spread(tx, &p.id.as_bytes()[..])?;
-    // Counted, not refused, here: the placement was checked against the quota, and the
-    // account's next one is refused if these take it past.
     let mut rows = 0;
     for c in p.chunks {
         let (u, id, pack) = (p.user.0 as i64, &c.id.as_bytes()[..], &p.id.as_bytes()[..]);
@@ -1188,6 +1186,13 @@ fn record_pack(tx: &Sql<'_>, p: &NewPack<'_>, now: u64) -> Result<(), StoreError
                 )?;
             }
         }
+    }
+    // The placement was checked for the shards' bytes only, and a pack may name a chunk per
+    // 30 bytes, each row costing 160: its rows could take the account five times past its
+    // quota if only counted here. A pack they take past is refused whole (its shards'
+    // bytes were the placement's to check).
+    if rows > 0 {
+        check_quota(tx, p.user.0 as i64, rows * CHUNK_ROW_BYTES)?;
     }
     catalog_bytes(tx, p.user.0 as i64, &p.id.to_string(), (rows * CHUNK_ROW_BYTES) as i64)?;
     for old in emptied {
@@ -1909,11 +1914,12 @@ impl Store {
         })
     }
 
-    /// `user`'s pack `pack` with its shards, if it has one so named (for a rebuild's grants).
+    /// `user`'s live pack `pack` with its shards, if it has one so named (for a rebuild's
+    /// grants: a released pack is not read, as a locate does not name it).
     pub fn pack_of_user(&self, user: UserId, pack: &PackId) -> Result<Option<PackRow>, StoreError> {
         self.read(|conn| {
             if !conn.exists(
-                "SELECT 1 FROM packs WHERE id = ?1 AND user = ?2",
+                "SELECT 1 FROM packs WHERE id = ?1 AND user = ?2 AND state = 'live'",
                 params![&pack.as_bytes()[..], user.0 as i64],
             )? {
                 return Ok(None);
