@@ -1168,7 +1168,7 @@ async fn a_located_chunk_lets_its_bytes_be_read_not_its_whole_pack() {
         .expect("a chunk");
     let chunk = ChunkId::from_bytes(chunk.try_into().expect("32 bytes"));
     let reader = Attacker::from_profile(&env, &env.grid.client_dir());
-    let (status, body) = reader.post("/v1/chunks/locate", &LocateRequest { chunks: vec![chunk] }).await;
+    let (status, body) = reader.post("/v1/chunks/locate", &LocateRequest { chunks: vec![chunk], read: true }).await;
     assert_eq!(status, 200, "{body}");
     let located: LocateResponse = serde_json::from_value(body).expect("locate answer");
     let p = located.packs.iter().find(|p| p.id.as_bytes()[..] == pack[..]).expect("its pack");

@@ -376,3 +376,28 @@ async fn a_recovered_catalog_shows_its_gap_in_statements() {
     let r = records(&env);
     assert_eq!(total(&r, "user", Some(1), "logical"), 60_000 + SEAL_OVERHEAD, "{r}");
 }
+
+/// `scatter check` without `--read-data` only asks whether every chunk is indexed: it reads
+/// the trees and no data, and is charged for the trees. It located every chunk with read
+/// grants, and the whole repository was charged as read at each check.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_check_that_reads_no_data_is_charged_for_none() {
+    let env = grid(4).await;
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).expect("src");
+    for i in 0..3 {
+        let f = env.write_random(&format!("f{i}"), 300_000, i);
+        std::fs::rename(&f, src.join(format!("f{i}"))).expect("move into the tree");
+    }
+    env.ok(&["backup", src.to_str().expect("utf-8")]);
+    let egress = |env: &Env| total(&records(env), "user", Some(1), "egress");
+    let before = egress(&env);
+    let report = json(&env.ok(&["check", "--json"]));
+    assert!(report["errors"].as_array().is_some_and(|e| e.is_empty()), "{report}");
+    // It reads the snapshot's tree (a few hundred bytes) to list the chunks, and no data.
+    let charged = egress(&env) - before;
+    assert!(charged < 10_000, "a check of the index was charged {charged} bytes");
+    // A check that reads data back is charged for what it reads.
+    env.ok(&["check", "--read-data"]);
+    assert!(egress(&env) >= before + 900_000, "a check reading the data is charged for it");
+}

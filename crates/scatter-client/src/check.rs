@@ -90,7 +90,7 @@ pub async fn check(
     let ids: Vec<ChunkId> = seen_chunks.iter().copied().collect();
     let mut missing = 0;
     for batch in ids.chunks(LOCATE_BATCH) {
-        let located = coord.locate(batch.to_vec()).await?;
+        let located = coord.indexed(batch.to_vec()).await?;
         missing += batch.len() - located.chunks.len();
     }
     if missing > 0 {

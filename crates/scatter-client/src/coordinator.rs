@@ -654,7 +654,13 @@ impl Coordinator {
 
     /// Where chunks are, with read grants.
     pub async fn locate(&self, chunks: Vec<ChunkId>) -> Result<LocateResponse, ClientError> {
-        self.post(Repeat::Safe, "/v1/chunks/locate", &LocateRequest { chunks }).await
+        self.post(Repeat::Safe, "/v1/chunks/locate", &LocateRequest { chunks, read: true }).await
+    }
+
+    /// Which of `chunks` the index holds, and in which packs, with no grant to read them
+    /// (nothing is charged): the packs come without their shards.
+    pub async fn indexed(&self, chunks: Vec<ChunkId>) -> Result<LocateResponse, ClientError> {
+        self.post(Repeat::Safe, "/v1/chunks/locate", &LocateRequest { chunks, read: false }).await
     }
 
     /// Grants to read shards `shards` (by index) of one of the user's packs whole, for a

@@ -318,7 +318,7 @@ pub(crate) fn commit_request(
 async fn pack_codes(coord: &Coordinator, chunks: Vec<ChunkId>) -> Vec<((u8, u8), usize)> {
     let mut packs = std::collections::HashMap::new();
     for batch in chunks.chunks(4096) {
-        match coord.locate(batch.to_vec()).await {
+        match coord.indexed(batch.to_vec()).await {
             Ok(r) => packs.extend(r.packs.into_iter().map(|p| (p.id, (p.k, p.m)))),
             Err(e) => {
                 tracing::debug!(error = %e, "could not locate the chunks to report their codes");

@@ -946,7 +946,8 @@ fn load(coordinators: &[Coordinator], grid: &Grid, secs: u64) -> (u64, u64, Stat
                             (reqwest::Method::GET, format!("/v1/objects?prefix={dir}/"), Vec::new())
                         } else {
                             let id = chunk_id(rng.gen_range(0..filled), rng.gen_range(0..CHUNKS) as u8);
-                            let body = serde_json::to_vec(&LocateRequest { chunks: vec![id] }).expect("json");
+                            let body =
+                                serde_json::to_vec(&LocateRequest { chunks: vec![id], read: true }).expect("json");
                             (reqwest::Method::POST, "/v1/chunks/locate".to_owned(), body)
                         };
                         let request = Request { method: method.as_str(), target: &target };

@@ -1302,6 +1302,12 @@ pub struct LocateRequest {
     /// Chunk ids.
     #[serde(deserialize_with = "crate::bounded::ids")]
     pub chunks: Vec<ChunkId>,
+    /// False to learn only which chunks are indexed and in which packs (`scatter check`
+    /// without `--read-data`, the codes a deduplicated put reports): the answer then lists
+    /// each pack without its shards, grants nothing and is charged nothing. True (the
+    /// default) for a read.
+    #[serde(default = "yes")]
+    pub read: bool,
 }
 
 /// `POST /v1/packs/grants`: grants to read some shards of one of the caller's packs whole, for

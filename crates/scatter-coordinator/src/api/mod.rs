@@ -1162,7 +1162,27 @@ async fn remove_object(State(sh): S, headers: HeaderMap, Query(q): Query<NameQue
 async fn locate(State(sh): S, headers: HeaderMap, Body(req): Body<LocateRequest>) -> ApiResult<LocateResponse> {
     let u = caller(&sh, &headers, Right::Read).await?;
     check_ids(req.chunks.len())?;
+    let read = req.read;
     let crate::store::Located { chunks, kept, packs, sessions } = db(&sh, move |s| s.locate(u.id, &req.chunks)).await?;
+    let location = |(id, pack, offset, len)| ChunkLocation { id, pack, offset, len };
+    if !read {
+        // Where the chunks are, not how to read them: no shard, no grant, no charge.
+        let unread = |p: crate::store::PackRow| PackLocation {
+            id: p.id,
+            session: p.session,
+            size: p.size,
+            k: p.k,
+            m: p.m,
+            shard_size: p.shard_size,
+            shards: Vec::new(),
+        };
+        return Ok(Json(LocateResponse {
+            chunks: chunks.into_iter().map(location).collect(),
+            kept: kept.into_iter().map(location).collect(),
+            packs: packs.into_iter().map(unread).collect(),
+            sessions: Vec::new(),
+        }));
+    }
     let hosts = db(&sh, |s| s.hosts()).await?;
     // Each data shard's grant covers the bytes of the located chunks in it, from the first to
     // the end of the last, and parity shards none: a pack is read whole only under the
@@ -1194,7 +1214,6 @@ async fn locate(State(sh): S, headers: HeaderMap, Body(req): Body<LocateRequest>
         })
         .collect();
     billing::record_reads(&sh, u.id, granted.iter().map(|g| g.1).sum(), &granted).await;
-    let location = |(id, pack, offset, len)| ChunkLocation { id, pack, offset, len };
     Ok(Json(LocateResponse {
         chunks: chunks.into_iter().map(location).collect(),
         kept: kept.into_iter().map(location).collect(),
@@ -1217,7 +1236,7 @@ async fn pack_grants(State(sh): S, headers: HeaderMap, Body(req): Body<PackGrant
     let pack = req.pack;
     let mut p = db(&sh, move |s| s.pack_of_user(u.id, &pack))
         .await?
-        .ok_or_else(|| ApiError::NotFound("no pack of this account has this id".into()))?;
+        .ok_or_else(|| ApiError::NotFound("no live pack of this account has this id".into()))?;
     if wanted.is_empty() || wanted.iter().any(|i| !p.shards.iter().any(|s| s.0 == *i)) {
         return Err(ApiError::BadRequest("name one or more of the pack's shards by index".into()));
     }
