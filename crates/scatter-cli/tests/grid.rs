@@ -123,7 +123,9 @@ async fn everything_survives_restarts() {
 
 /// A joined host started while its coordinator is down (both machines rebooted, the host's
 /// first) waits for it and comes online once it is up. Before, it exited at once ("no
-/// coordinator could be reached") and stayed down unless a supervisor restarted it.
+/// coordinator could be reached") and stayed down unless a supervisor restarted it. It is
+/// started without the join token, which a joined host no longer needs (it was required at
+/// every start).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_host_started_before_its_coordinator_waits_for_it() {
     let mut env = grid(6).await;
@@ -131,7 +133,6 @@ async fn a_host_started_before_its_coordinator_waits_for_it() {
     env.put(&file, "data");
     env.grid.kill_host(0);
     env.grid.kill_coordinator();
-    let token = std::fs::read_to_string(env.grid.coordinator_dir().join("join-token")).expect("join token");
     let dir = env.grid.host_dir(0);
     let log = env.path("early-host.log");
     /// Kills the host by its PID however the test ends.
@@ -145,8 +146,9 @@ async fn a_host_started_before_its_coordinator_waits_for_it() {
     let mut host = Killed(
         std::process::Command::new(EXE)
             .args(["host", "--data-dir", dir.to_str().expect("utf-8"), "--listen", "127.0.0.1:0"])
-            .args(["--coordinator", env.grid.url(), "--join-token", token.trim(), "--capacity", "20GiB"])
+            .args(["--coordinator", env.grid.url(), "--capacity", "20GiB"])
             .args(["--zone", "zone-0", "--heartbeat", "1s"])
+            .env_remove("SCATTER_JOIN_TOKEN")
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log"))
             .spawn()
@@ -194,6 +196,18 @@ async fn errors_are_one_clear_sentence() {
 
     let err = env.fails(&["put", "/no/such/file"]);
     assert!(err.contains("/no/such/file"), "missing file: {err}");
+
+    // A host that has not joined, started without the token it needs to.
+    let fresh = env.path("fresh-host");
+    let out = std::process::Command::new(EXE)
+        .args(["host", "--data-dir", fresh.to_str().expect("utf-8"), "--listen", "127.0.0.1:0"])
+        .args(["--coordinator", env.grid.url(), "--capacity", "1GiB"])
+        .env_remove("SCATTER_JOIN_TOKEN")
+        .output()
+        .expect("host runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("must join the grid: give --join-token"), "no token: {err}");
 
     env.grid.kill_coordinator();
     let err = env.fails(&["ls"]);

@@ -317,4 +317,9 @@ async fn a_recovery_during_a_key_replacement_takes_the_newest_backup_the_key_ope
     assert!(out.status.success(), "recover with the key the hosts know: {err}");
     assert!(err.contains("does not open with this recovery key"), "the newer backup is not mentioned: {err}");
     assert!(rebuilt.join("catalog.db").exists());
+    // Each host refuses the new key, and says so once, not at every heartbeat (it did).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let log = std::fs::read_to_string(env.grid.coordinator_dir().with_file_name("host-0.log")).expect("host log");
+    let warnings = log.lines().filter(|l| l.contains("sends another recovery access key")).count();
+    assert_eq!(warnings, 1, "{log}");
 }

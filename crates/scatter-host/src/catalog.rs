@@ -196,28 +196,37 @@ fn learn(known: Option<VerifyingKey>, sent: &str) -> Learn {
 }
 
 /// Takes the recovery access key a coordinator sent, if the host has none yet; a different
-/// one is refused (see the module's documentation).
-pub(crate) fn learn_access_key(sh: &Shared, dir: &Path, sent: &str) {
+/// one is refused (see the module's documentation). False when the key could not be saved,
+/// so it is taken again from the next heartbeat; true once the answer to it is settled.
+pub(crate) fn learn_access_key(sh: &Shared, dir: &Path, sent: &str) -> bool {
     let mut known = sh.recovery_access.lock().unwrap_or_else(|p| p.into_inner());
     match learn(*known, sent) {
-        Learn::Same => {}
+        Learn::Same => true,
         Learn::Invalid => {
-            tracing::warn!("the coordinator sent a recovery access key that is not an Ed25519 public key; ignored")
+            tracing::warn!("the coordinator sent a recovery access key that is not an Ed25519 public key; ignored");
+            true
         }
-        Learn::Other => tracing::warn!(
-            file = %dir.join("recovery-access.pub").display(),
-            "the coordinator sends another recovery access key than the one this host learned first; the first is kept \
-             (a coordinator must not be able to take over access to catalog backups). If the grid's recovery key was \
-             replaced on purpose, remove that file and restart the host"
-        ),
+        Learn::Other => {
+            tracing::warn!(
+                file = %dir.join("recovery-access.pub").display(),
+                "the coordinator sends another recovery access key than the one this host learned first; the first is \
+                 kept (a coordinator must not be able to take over access to catalog backups). If the grid's recovery \
+                 key was replaced on purpose, remove that file and restart the host"
+            );
+            true
+        }
         Learn::First(key) => {
             let path = dir.join("recovery-access.pub");
             match scatter_net::write_private(&path, format!("{}\n", hex::encode(key.as_bytes())).as_bytes()) {
                 Ok(()) => {
                     tracing::info!("learned the grid's recovery access key: catalog backups are served to its holder");
                     *known = Some(key);
+                    true
                 }
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "could not save the recovery access key"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "could not save the recovery access key");
+                    false
+                }
             }
         }
     }

@@ -43,8 +43,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The URLs of the grid's coordinators (one, or several sharing the catalog).
     pub coordinator: scatter_net::CoordinatorUrls,
-    /// The grid's join token (used on first start only).
-    pub join_token: String,
+    /// The grid's join token: needed to join, not once joined.
+    pub join_token: Option<String>,
     /// Bytes offered to the grid.
     pub capacity: ByteSize,
     /// Failure-domain label.
@@ -87,6 +87,12 @@ pub enum HostError {
     /// The coordinator refused a request signed in with this host's secret.
     #[error("the coordinator refused: {0}")]
     Denied(String),
+    /// The host has not joined, and no join token was given.
+    #[error(
+        "{0} holds no host identity yet, so this host must join the grid: give --join-token (the \
+         coordinator's join-token file, or SCATTER_JOIN_TOKEN); once joined, it restarts without it"
+    )]
+    NoToken(PathBuf),
     /// This data directory holds no host identity.
     #[error("{0} holds no host identity (host.json); give the --data-dir of a host that joined the grid")]
     NotJoined(PathBuf),
@@ -493,6 +499,9 @@ const QUIET: Duration = Duration::from_secs(2);
 async fn heartbeats(config: Config, shared: Arc<Shared>, secret: String, address: String, coordinators: Arc<Failover>) {
     let mut outage = Outage::default();
     let auth = host_header(shared.id, &secret);
+    // The recovery access key last answered: a refused one is warned about once, not at
+    // every heartbeat.
+    let mut settled_access_key = None;
     loop {
         let store = shared.store.clone();
         let free = tokio::task::spawn_blocking(move || store.disk_free()).await.unwrap_or(0);
@@ -518,8 +527,10 @@ async fn heartbeats(config: Config, shared: Arc<Shared>, secret: String, address
         let failure = match beat.await {
             Ok(r) if r.response.status().is_success() => {
                 let answer: HeartbeatResponse = r.response.json().await.unwrap_or_default();
-                if let Some(key) = answer.recovery_access_key {
-                    catalog::learn_access_key(&shared, &config.data_dir, &key);
+                if let Some(key) = answer.recovery_access_key.filter(|k| settled_access_key.as_ref() != Some(k)) {
+                    if catalog::learn_access_key(&shared, &config.data_dir, &key) {
+                        settled_access_key = Some(key);
+                    }
                 }
                 None
             }
@@ -736,6 +747,12 @@ fn lock_data_dir(dir: &Path) -> Result<std::fs::File, HostError> {
     Ok(file)
 }
 
+/// How a host starts: with the identity it saved when it joined, or joining with a token.
+enum Start {
+    Joined(Identity),
+    Joining(scatter_net::Token),
+}
+
 /// Serves the host on `listener` until `shutdown` resolves.
 pub async fn run(
     config: Config,
@@ -750,12 +767,19 @@ pub async fn run(
     // registration (the coordinator sends readers to whichever address beat last).
     let _lock = lock_data_dir(&config.data_dir)?;
     let id_path = config.data_dir.join("host.json");
-    let stored = read_identity(&id_path)?;
-    let token: scatter_net::Token = config.join_token.parse()?;
+    // A token given is checked even when not needed: a typo in a config file shows at once.
+    let token = config.join_token.as_deref().map(str::parse::<scatter_net::Token>).transpose()?;
+    let start = match (read_identity(&id_path)?, token) {
+        (Some(id), _) => Start::Joined(id),
+        (None, Some(token)) => Start::Joining(token),
+        (None, None) => return Err(HostError::NoToken(config.data_dir.clone())),
+    };
     // Once joined, the CA is the one the host joined (its token may since have been rotated).
-    let ca = match &stored {
-        Some(id) => id.ca.as_deref().map(|s| s.parse()).transpose().map_err(|_| HostError::Damaged(id_path.clone()))?,
-        None => token.ca(),
+    let ca = match &start {
+        Start::Joined(id) => {
+            id.ca.as_deref().map(|s| s.parse()).transpose().map_err(|_| HostError::Damaged(id_path.clone()))?
+        }
+        Start::Joining(token) => token.ca(),
     };
     let fingerprint = config.coordinator.check_mode(ca, config.insecure)?;
     if fingerprint.is_none() {
@@ -774,9 +798,9 @@ pub async fn run(
         .map_err(|e| HostError::Serve(std::io::Error::other(e)))?;
     let coordinators = Arc::new(Failover::new(http, config.coordinator.clone()));
     let receipt_key = receipt_key(&config.data_dir)?;
-    let identity = match stored {
-        Some(id) => id,
-        None => join(&config, &token, &address, &coordinators, &receipt_key).await?,
+    let identity = match start {
+        Start::Joined(id) => id,
+        Start::Joining(token) => join(&config, &token, &address, &coordinators, &receipt_key).await?,
     };
     let tls = match fingerprint {
         Some(fp) => match certify_when_up(&identity, fp, &address, &coordinators, shutdown.clone()).await? {
