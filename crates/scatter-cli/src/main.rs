@@ -187,10 +187,11 @@ enum Cmd {
         /// answers.
         #[arg(long, required = true)]
         coordinator: Option<scatter_net::CoordinatorUrls>,
-        /// The grid's join token (the coordinator's `join-token` file).
+        /// The grid's join token (the coordinator's `join-token` file): needed to join, not
+        /// to restart a host that has joined (its data directory keeps what it needs).
         // `hide_env_values` marks a secret: a config file that sets it must be mode 0600
         // (`scatter_cli::config`).
-        #[arg(long, env = "SCATTER_JOIN_TOKEN", hide_env_values = true, required = true)]
+        #[arg(long, env = "SCATTER_JOIN_TOKEN", hide_env_values = true)]
         join_token: Option<String>,
         /// Space offered to the grid, e.g. 500GiB.
         #[arg(long, required = true, value_parser = parse_capacity)]
@@ -1625,7 +1626,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
                 config_file: config,
                 data_dir: data_dir.context("--data-dir is required")?,
                 coordinator: coordinator.context("--coordinator is required")?,
-                join_token: join_token.context("--join-token is required")?,
+                join_token,
                 capacity: capacity.context("--capacity is required")?,
                 zone,
                 heartbeat,
@@ -2210,6 +2211,18 @@ async fn run(cmd: Cmd) -> Result<i32> {
                         escape(w["reason"].as_str().unwrap_or_default().as_bytes())
                     );
                 }
+            }
+            // A monitoring script reads the exit code: lost packs are data gone for good.
+            if h["packs_lost"].as_u64().unwrap_or(0) > 0 {
+                if !json {
+                    eprintln!(
+                        "warning: {} pack(s) have fewer than k readable shards and cannot be read or rebuilt now; bring their hosts \
+                         back if you can (`scatter admin host ls` shows which are offline); each owner's `scatter check` \
+                         names the files lost with them",
+                        h["packs_lost"]
+                    );
+                }
+                return Ok(backups::EXIT_ATTENTION);
             }
         }
         Cmd::Admin { command: AdminCmd::CatalogBackup } => {

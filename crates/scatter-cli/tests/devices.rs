@@ -204,3 +204,51 @@ async fn other_accounts_cannot_use_or_touch_anothers_devices_and_code() {
     );
     assert!(ok(out, "recovery").contains("Recovered your keys"));
 }
+
+/// A sole admin who lost every device and the recovery code, and kept a `key export` file,
+/// gets back in through the coordinator's operator: without an `admin-token` file a
+/// coordinator writes a new one at start, a new admin registers with it and invites a
+/// device for the old account, which brings the exported keys. Nothing was documented for
+/// this, and no other admin could invite the device.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sole_admin_without_devices_gets_back_in_through_the_operator() {
+    let mut env = grid(3).await;
+    let url = env.grid.url().to_owned();
+    let file = env.write_random("kept", 200_000, 5);
+    env.put(&file, "kept");
+    let export = env.path("admin.keys");
+    ok(
+        run_with(
+            &env.grid.client_dir(),
+            env.grid.passphrase(),
+            &["key", "export", "--output", s(&export)],
+            &[("SCATTER_EXPORT_PASSPHRASE", "moving")],
+        ),
+        "export",
+    );
+    // The operator, on the coordinator's machine: the spent admin token moved away, a restart.
+    env.grid.kill_coordinator();
+    let admin_token = env.grid.coordinator_dir().join("admin-token");
+    let spent = std::fs::read_to_string(&admin_token).expect("admin token");
+    std::fs::remove_file(&admin_token).expect("move the spent token away");
+    env.grid.start_coordinator().expect("coordinator restarts");
+    let fresh = std::fs::read_to_string(&admin_token).expect("a new admin token");
+    assert_ne!(fresh.trim(), spent.trim(), "the token is new");
+    let rescue = env.path("rescue");
+    ok(run(&rescue, &["init", "--coordinator", &url, "--token", fresh.trim()], &[]), "a new admin registers");
+    let invite = ok(run(&rescue, &["admin", "user", "device", "u1"], &[]), "device invite for the old admin");
+    let back = env.path("back");
+    let out = run_with(
+        &back,
+        "back passphrase",
+        &["init", "--coordinator", &url, "--token", invite.trim(), "--import", s(&export)],
+        &[("SCATTER_IMPORT_PASSPHRASE", "moving")],
+    );
+    assert!(ok(out, "the old admin's new device").contains("u1"));
+    let restored = env.path("kept.back");
+    ok(run_with_pass(&back, "back passphrase", &["get", "kept", "--output", s(&restored)]), "get");
+    assert!(std::fs::read(&file).expect("file") == std::fs::read(&restored).expect("restored"), "same bytes");
+    // The event trail says a new admin token was made.
+    let events = ok(run(&rescue, &["admin", "events"], &[]), "events");
+    assert!(events.contains("admin token"), "{events}");
+}

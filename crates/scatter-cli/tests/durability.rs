@@ -5,8 +5,14 @@ use std::time::{Duration, Instant};
 mod common;
 use common::*;
 
+/// The grid's health report; exit 3 (packs lost) is a report too.
 fn health(env: &Env) -> serde_json::Value {
-    serde_json::from_str(&env.ok(&["admin", "health", "--json"])).expect("health is JSON")
+    let out = env.scatter(&["admin", "health", "--json"]);
+    let lost = out.status.code() == Some(3);
+    let h: serde_json::Value = serde_json::from_slice(&out.stdout).expect("health is JSON");
+    assert!(lost || out.status.success(), "admin health failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(lost, h["packs_lost"].as_u64() > Some(0), "exit {:?} for {h}", out.status.code());
+    h
 }
 
 /// The host holding the most shard files, and those files.
@@ -313,8 +319,13 @@ async fn admin_health_says_why_repair_waits() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     assert!(waiting[0]["packs"].as_u64() >= Some(1), "{waiting:?}");
-    let text = env.ok(&["admin", "health"]);
+    // Two of four shards needed: the pack is lost while they are away, and the exit code
+    // tells a monitoring script so.
+    let out = env.scatter(&["admin", "health"]);
+    let (text, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(3), "{text}{err}");
     assert!(text.contains("repair waits for") && text.contains("waiting for hosts to come back"), "{text}");
+    assert!(err.contains("cannot be read or rebuilt now") && err.contains("admin host ls"), "{err}");
     // Back: nothing waits any more.
     env.grid.start_host(1).expect("restart");
     env.grid.start_host(2).expect("restart");

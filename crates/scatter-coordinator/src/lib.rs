@@ -395,11 +395,16 @@ fn open_data_dir(
     if let Some((what, recorded)) = store.claim_grid(&identity)? {
         return Err(CoordinatorError::OtherGrid { what, recorded });
     }
+    // Also the operator's way back in for a sole admin who lost every device and the
+    // recovery code: with the file moved away, a start writes a new one (README, *Losing the
+    // source machine*), and the event trail says so.
     let admin_path = dir.join("admin-token");
     if !admin_path.exists() {
         let token = random_token();
         store.add_token(&secret_hash(&token), "admin", scatter_proto::api::Role::Admin, None, None)?;
         write_private(&admin_path, token.as_bytes())?;
+        let detail = format!("a one-time admin token, written to {} at start", admin_path.display());
+        store.record_event(now(), "operator", "admin.token", &detail)?;
     }
     token_file(&admin_path, ca)?;
     Ok(Opened { store, signing, join_token_hash: secret_hash(&join) })
