@@ -87,6 +87,11 @@ struct Run {
     pack: PackId,
     /// (chunk id, offset in pack, sealed len, plain len)
     chunks: Vec<(ChunkId, u64, u64, Option<u32>)>,
+    /// The pack as the locate that found these chunks gave it: its grants cover their bytes.
+    /// Another locate of the same pack (the next batch of a stream, planned while this run
+    /// waits) grants other bytes, under which this run would be refused. `None` for a kept
+    /// copy, read under the pack [`Known`] holds.
+    location: Option<Arc<PackLocation>>,
 }
 
 impl Run {
@@ -116,7 +121,11 @@ impl Run {
                 end.saturating_sub(start) > limit
             })
             .map_or(self.chunks.len(), |i| i.max(1));
-        (keep < self.chunks.len()).then(|| Run { pack: self.pack, chunks: self.chunks.split_off(keep) })
+        (keep < self.chunks.len()).then(|| Run {
+            pack: self.pack,
+            chunks: self.chunks.split_off(keep),
+            location: self.location.clone(),
+        })
     }
 }
 
@@ -166,13 +175,28 @@ struct Span {
 }
 
 impl Span {
+    /// Pack bytes from `start` on, contiguous.
     fn new(start: u64, pieces: Vec<bytes::Bytes>) -> Self {
-        let (starts, end) = scatter_core::pieces::starts(start, pieces.iter().map(|p| p.len()));
+        Self::from_ranges(vec![(start, pieces)])
+    }
+
+    /// Pack bytes in ranges, each from where it starts in the pack, in order and not
+    /// overlapping; the bytes between them are not held.
+    fn from_ranges(ranges: Vec<(u64, Vec<bytes::Bytes>)>) -> Self {
+        let start = ranges.first().map_or(0, |r| r.0);
+        let (mut pieces, mut starts, mut end) = (Vec::new(), Vec::new(), start);
+        for (at, bytes) in ranges {
+            let (here, to) = scatter_core::pieces::starts(at, bytes.iter().map(|p| p.len()));
+            starts.extend(here);
+            pieces.extend(bytes);
+            end = to;
+        }
         Self { start, pieces: pieces.into(), starts: starts.into(), end }
     }
 
+    /// The bytes it holds.
     fn len(&self) -> u64 {
-        self.end - self.start
+        self.pieces.iter().map(|p| p.len() as u64).sum()
     }
 
     /// Pack bytes `at..at + len` as slices of the pieces, if the span holds all of them.
@@ -181,7 +205,9 @@ impl Span {
         if at < self.start || end > self.end {
             return None;
         }
-        Some(scatter_core::pieces::slices(&self.pieces, &self.starts, at, end).collect())
+        let slices: Vec<&[u8]> = scatter_core::pieces::slices(&self.pieces, &self.starts, at, end).collect();
+        // Bytes in a hole between ranges are not held.
+        (slices.iter().map(|s| s.len()).sum::<usize>() == len).then_some(slices)
     }
 }
 
@@ -300,6 +326,8 @@ impl Fetcher {
         ids.sort_unstable();
         ids.dedup();
         let located = stats::time_async(Stage::Locate, 0, self.coord.locate(ids)).await?;
+        let packs: HashMap<PackId, Arc<PackLocation>> =
+            located.packs.into_iter().map(|p| (p.id, Arc::new(p))).collect();
         {
             let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
             for s in located.sessions {
@@ -311,8 +339,8 @@ impl Fetcher {
                     slot.insert(key);
                 }
             }
-            for p in located.packs {
-                known.packs.insert(p.id, Arc::new(p));
+            for (id, p) in &packs {
+                known.packs.insert(*id, p.clone());
             }
             for c in located.kept {
                 let copies = known.kept.entry(c.id).or_default();
@@ -332,7 +360,11 @@ impl Fetcher {
             })?;
             match runs.last_mut() {
                 Some(run) if run.pack == pack => run.chunks.push((*id, off, len, *plain_len)),
-                _ => runs.push(Run { pack, chunks: vec![(*id, off, len, *plain_len)] }),
+                _ => runs.push(Run {
+                    pack,
+                    chunks: vec![(*id, off, len, *plain_len)],
+                    location: packs.get(&pack).cloned(),
+                }),
             }
         }
         Ok(runs)
@@ -360,7 +392,8 @@ impl Fetcher {
             let copies = std::iter::once((run.pack, chunk.1, chunk.2)).chain(others);
             let mut plain = None;
             for (pack, offset, len) in copies {
-                if let Ok(mut one) = self.fetch_copy(Run { pack, chunks: vec![(id, offset, len, plain_len)] }).await {
+                let copy = Run { pack, chunks: vec![(id, offset, len, plain_len)], location: None };
+                if let Ok(mut one) = self.fetch_copy(copy).await {
                     plain = one.pop();
                     break;
                 }
@@ -374,10 +407,10 @@ impl Fetcher {
     async fn fetch_copy(&self, run: Run) -> Result<Vec<Vec<u8>>, ClientError> {
         let (pack, key) = {
             let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-            let pack = known
-                .packs
-                .get(&run.pack)
-                .cloned()
+            let pack = run
+                .location
+                .clone()
+                .or_else(|| known.packs.get(&run.pack).cloned())
                 .ok_or_else(|| ClientError::Unrecoverable(format!("pack {} is not in the catalog", run.pack)))?;
             let key = match known.keys.get(&pack.session) {
                 Some(Ok(key)) => key.clone(),
@@ -389,8 +422,7 @@ impl Fetcher {
             (pack, key)
         };
         let layout = Layout { size: pack.size, k: pack.k, m: pack.m, shard_size: pack.shard_size };
-        let std::ops::Range { start, end } = run.span();
-        if end > pack.size {
+        if run.span().end > pack.size {
             return Err(ClientError::Unrecoverable(format!("pack {} is smaller than its chunks claim", run.pack)));
         }
         let run = Arc::new(run);
@@ -399,7 +431,7 @@ impl Fetcher {
         // fails it takes the rebuild from hash-checked shards, which finds and reports a bad
         // one. So does a direct read whose chunks failed: its shards are suspect already.
         let mut checked = false;
-        if let Some(span) = self.read_direct(&pack, &layout, start..end).await {
+        if let Some(span) = self.read_direct(&pack, &layout, &run).await {
             if let Ok(plain) = self.open_run(&key, &run, span).await {
                 return Ok(plain);
             }
@@ -425,9 +457,11 @@ impl Fetcher {
         }
     }
 
-    /// Reads pack bytes `range` straight from the data shards; `None` if any piece failed.
-    async fn read_direct(&self, pack: &PackLocation, layout: &Layout, range: std::ops::Range<u64>) -> Option<Span> {
-        let pieces = layout.data_ranges(range.clone());
+    /// Reads the pack bytes that hold `run`'s chunks straight from the data shards, each
+    /// shard's from its first chunk byte to its last (as the locate granted: a gap across a
+    /// shard's end is not read, and the span has a hole there); `None` if any piece failed.
+    async fn read_direct(&self, pack: &PackLocation, layout: &Layout, run: &Run) -> Option<Span> {
+        let pieces = layout.data_bounds(run.chunks.iter().map(|c| c.1..c.1.saturating_add(c.2)));
         // A piece on a host known to be down makes the pack a rebuild: reading the other
         // pieces first would only be thrown away.
         let reachable = |index: &usize| pack.shards.iter().any(|s| s.index as usize == *index && self.up(s));
@@ -448,9 +482,10 @@ impl Fetcher {
                 }
             }
         });
-        let pieces = futures::future::join_all(reads).await.into_iter().collect::<Option<Vec<_>>>()?;
-        let span = Span::new(range.start, pieces.into_iter().flatten().collect());
-        (span.len() == range.end - range.start).then_some(span)
+        let read = futures::future::join_all(reads).await.into_iter().collect::<Option<Vec<_>>>()?;
+        // Each piece came whole (`get_range` checks its length); placed where it lies in the pack.
+        let at = pieces.iter().map(|(index, r)| *index as u64 * layout.shard_size + r.start);
+        Some(Span::from_ranges(at.zip(read).collect()))
     }
 
     /// Whether the shard's host is worth asking: online for the coordinator, and not found
@@ -642,7 +677,11 @@ mod tests {
     use super::*;
 
     fn run(pack: u8, offset: u64, len: u64) -> Run {
-        Run { pack: PackId::from_bytes([pack; 32]), chunks: vec![(ChunkId::from_bytes([pack; 32]), offset, len, None)] }
+        Run {
+            pack: PackId::from_bytes([pack; 32]),
+            chunks: vec![(ChunkId::from_bytes([pack; 32]), offset, len, None)],
+            location: None,
+        }
     }
 
     #[test]
@@ -667,8 +706,11 @@ mod tests {
         // One pack of 40 chunks of 512 KiB (20 MiB), then 40 small runs.
         const C: u64 = 512 << 10;
         let pack = PackId::from_bytes([200; 32]);
-        let big =
-            Run { pack, chunks: (0..40u64).map(|i| (ChunkId::from_bytes([i as u8; 32]), i * C, C, None)).collect() };
+        let big = Run {
+            pack,
+            chunks: (0..40u64).map(|i| (ChunkId::from_bytes([i as u8; 32]), i * C, C, None)).collect(),
+            location: None,
+        };
         let mut runs = vec![big];
         runs.extend((0..40u8).map(|i| run(i, 100, 4096)));
         let g = groups(runs, true);
@@ -697,6 +739,7 @@ mod tests {
                 (ChunkId::from_bytes([1; 32]), 0, 8 << 20, None),
                 (ChunkId::from_bytes([2; 32]), 8 << 20, 1, None),
             ],
+            location: None,
         };
         let rest = huge.split_to_fit(FIRST_GROUP_BYTES).expect("a rest");
         assert_eq!((huge.chunks.len(), rest.chunks.len()), (1, 1));
@@ -723,5 +766,20 @@ mod tests {
         assert!(span.slices(9, 2).is_none(), "before the span");
         assert!(span.slices(95, 6).is_none(), "past the span");
         assert!(span.slices(u64::MAX, 2).is_none(), "overflow");
+    }
+
+    #[test]
+    fn a_span_with_a_hole_serves_what_it_holds_only() {
+        let whole: Vec<u8> = (0..100u8).collect();
+        let piece = |r: std::ops::Range<usize>| bytes::Bytes::copy_from_slice(&whole[r]);
+        // Bytes 10..30 (in two pieces) and 60..80: 30..60 is not held.
+        let span = Span::from_ranges(vec![(10, vec![piece(10..20), piece(20..30)]), (60, vec![piece(60..80)])]);
+        assert_eq!(span.len(), 40);
+        assert_eq!(span.slices(15, 10).map(|s| s.concat()), Some(whole[15..25].to_vec()));
+        assert_eq!(span.slices(60, 20).map(|s| s.concat()), Some(whole[60..80].to_vec()));
+        for (at, len) in [(25, 10), (30, 1), (55, 10), (29, 32)] {
+            assert!(span.slices(at, len).is_none(), "{at}+{len} reaches into the hole");
+        }
+        assert_eq!(span.slices(40, 0).map(|s| s.len()), Some(0), "nothing is always held");
     }
 }

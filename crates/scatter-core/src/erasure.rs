@@ -78,6 +78,22 @@ impl Layout {
         self.k as usize + self.m as usize
     }
 
+    /// The bytes of each data shard that hold pack bytes `ranges`, from the first of them in
+    /// that shard to the end of the last, by shard index. What a locate grants for the chunks
+    /// it finds (the coordinator), and what a read of some of those chunks asks for (the
+    /// client): gaps between them are read within a shard, never across a shard's end, so a
+    /// read of any of them stays within the grant for all.
+    pub fn data_bounds(&self, ranges: impl IntoIterator<Item = Range<u64>>) -> Vec<(usize, Range<u64>)> {
+        let mut bounds: std::collections::BTreeMap<usize, Range<u64>> = std::collections::BTreeMap::new();
+        for range in ranges {
+            for (index, r) in self.data_ranges(range) {
+                let b = bounds.entry(index).or_insert(r.clone());
+                *b = b.start.min(r.start)..b.end.max(r.end);
+            }
+        }
+        bounds.into_iter().collect()
+    }
+
     /// The pieces of data shards that hold pack bytes `range`, as (shard index, range in
     /// that shard).
     pub fn data_ranges(&self, range: Range<u64>) -> Vec<(usize, Range<u64>)> {
@@ -561,5 +577,25 @@ mod tests {
             .flat_map(|(i, r)| shards.shard(i)[r.start as usize..r.end as usize].to_vec())
             .collect();
         assert_eq!(bytes, pack(1000)[250..520]);
+    }
+
+    #[test]
+    fn data_bounds_span_gaps_within_a_shard_only() {
+        let layout = Layout::new(1000, 4, 2).expect("layout");
+        // Two chunks in shard 0 (the gap between them read), one at the start of shard 2:
+        // shard 0 is not read to its end, nor shard 1 at all.
+        let bounds = layout.data_bounds([10..20, 100..120, 520..530]);
+        assert_eq!(bounds, vec![(0, 10..120), (2, 8..18)]);
+        // A chunk across a shard's end: both pieces; order does not matter.
+        assert_eq!(layout.data_bounds([250..260, 0..4]), vec![(0, 0..256), (1, 0..4)]);
+        assert!(layout.data_bounds([]).is_empty());
+        // Any subset of the ranges stays within the bounds of all of them.
+        let all = layout.data_bounds([10..20, 300..310, 600..900]);
+        for some in [vec![10..20, 15..18], vec![300..310, 600..900], vec![10..20, 600..900]] {
+            for (i, r) in layout.data_bounds(some) {
+                let (_, b) = all.iter().find(|(j, _)| *j == i).expect("a shard the whole grant names");
+                assert!(r.start >= b.start && r.end <= b.end, "{r:?} within {b:?}");
+            }
+        }
     }
 }

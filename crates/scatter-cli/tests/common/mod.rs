@@ -152,10 +152,23 @@ pub fn run_with(config: &Path, passphrase: &str, args: &[&str], vars: &[(&str, &
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().expect("spawn scatter");
+    // Read as it comes: a command printing more than a pipe holds (64 KiB) would block on
+    // it and never finish.
+    fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    }
+    let (stdout, stderr) = (drain(child.stdout.take()), drain(child.stderr.take()));
     let deadline = std::time::Instant::now() + Duration::from_secs(300);
     loop {
-        if child.try_wait().expect("wait").is_some() {
-            return child.wait_with_output().expect("output");
+        if let Some(status) = child.try_wait().expect("wait") {
+            let (stdout, stderr) = (stdout.join().expect("stdout"), stderr.join().expect("stderr"));
+            return Output { status, stdout, stderr };
         }
         if std::time::Instant::now() > deadline {
             let _ = child.kill();

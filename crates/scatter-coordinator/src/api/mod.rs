@@ -1188,16 +1188,18 @@ async fn locate(State(sh): S, headers: HeaderMap, Body(req): Body<LocateRequest>
     // the end of the last, and parity shards none: a pack is read whole only under the
     // grants of a rebuild (`pack_grants`), asked for and charged apart. So are the copies
     // locks keep, read only when a located one fails: their packs come with no bytes granted.
-    let mut readable: HashMap<PackId, HashMap<usize, std::ops::Range<u64>>> = HashMap::new();
+    let mut located: HashMap<PackId, Vec<std::ops::Range<u64>>> = HashMap::new();
     for (_, pack, off, len) in &chunks {
-        let Some(p) = packs.iter().find(|p| p.id == *pack) else { continue };
-        let layout = scatter_core::erasure::Layout { size: p.size, k: p.k, m: p.m, shard_size: p.shard_size };
-        let bounds = readable.entry(*pack).or_default();
-        for (index, r) in layout.data_ranges(*off..off.saturating_add(*len).min(p.size)) {
-            let b = bounds.entry(index).or_insert(r.clone());
-            *b = b.start.min(r.start)..b.end.max(r.end);
-        }
+        located.entry(*pack).or_default().push(*off..off.saturating_add(*len));
     }
+    let mut readable: HashMap<PackId, HashMap<usize, std::ops::Range<u64>>> = packs
+        .iter()
+        .map(|p| {
+            let layout = scatter_core::erasure::Layout { size: p.size, k: p.k, m: p.m, shard_size: p.shard_size };
+            let ranges = located.remove(&p.id).unwrap_or_default().into_iter().map(|r| r.start..r.end.min(p.size));
+            (p.id, layout.data_bounds(ranges).into_iter().collect())
+        })
+        .collect();
     let expires = now() + GRANT_TTL.as_secs();
     let mut granted = Vec::new();
     let packs = packs
