@@ -608,6 +608,9 @@ pub async fn restore(
     limit_download: Option<ByteSize>,
     json: bool,
 ) -> Result<i32> {
+    if target.exists() && !target.is_dir() {
+        bail!("{} is not a folder; --target names the folder to restore into (made if missing)", shown(target));
+    }
     let (coord, keys, all) = open_snapshots().await?;
     let (s, path) = snapshots::split_spec(spec);
     let snap = snapshots::resolve(&all, s)?;

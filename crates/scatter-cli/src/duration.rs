@@ -2,19 +2,22 @@
 
 use std::time::Duration;
 
-/// Parses a duration such as `4s` or `10m`.
+/// Parses a duration such as `4s`, `10m` (minutes), `30d` or `2y` (365 days each).
 pub fn parse(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a duration; write e.g. 500ms, 4s, 10m or 1h"))?;
+    let secs = |per: u64| n.checked_mul(per).map(Duration::from_secs).ok_or_else(|| format!("`{s}` is too long"));
     let d = match unit.trim() {
         "ms" => Duration::from_millis(n),
         "s" | "" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        "d" => Duration::from_secs(n * 86_400),
-        _ => return Err(format!("`{s}` has an unknown unit; use ms, s, m, h or d")),
+        "m" => secs(60)?,
+        "h" => secs(3600)?,
+        "d" => secs(86_400)?,
+        "w" => secs(7 * 86_400)?,
+        "y" => secs(365 * 86_400)?,
+        _ => return Err(format!("`{s}` has an unknown unit; use ms, s, m (minutes), h, d, w or y (365 days)")),
     };
     if d.is_zero() {
         return Err("a duration must be greater than zero".into());
@@ -63,6 +66,10 @@ mod tests {
         assert_eq!(parse("10m"), Ok(Duration::from_secs(600)));
         assert_eq!(parse("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse("2d"), Ok(Duration::from_secs(172_800)));
+        assert_eq!(parse("2y"), Ok(Duration::from_secs(2 * 365 * 86_400)));
+        assert_eq!(parse("1w"), Ok(Duration::from_secs(7 * 86_400)));
+        assert!(parse("99999999999999999999d").is_err(), "not a number that fits");
+        assert!(parse("18446744073709551615y").unwrap_err().contains("too long"));
         assert!(parse("0s").is_err());
         assert!(parse("4 parsecs").is_err());
         assert!(parse("").is_err());

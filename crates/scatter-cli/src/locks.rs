@@ -96,7 +96,8 @@ pub enum AdminLockCmd {
     /// Lift a governance lock (a compliance lock cannot be lifted by anyone); recorded with
     /// the reason in `scatter admin events`.
     Lift {
-        /// A snapshot id (64 hex digits), or `object:N` as `lock ls` lists object versions.
+        /// A snapshot id (or the start of one, as `lock ls` and `snapshots` show it), or
+        /// `object:N` as `lock ls` lists object versions.
         id: String,
         /// Why (recorded).
         #[arg(long)]
@@ -187,13 +188,25 @@ pub async fn admin(coord: &Coordinator, cmd: AdminLockCmd) -> Result<()> {
         AdminLockCmd::Lift { id, reason } => {
             let (target, id) = match id.strip_prefix("object:") {
                 Some(n) => (LockTarget::Object, n.to_owned()),
-                None => (LockTarget::Snapshot, id),
+                None => (LockTarget::Snapshot, snapshot_by_prefix(coord, id).await?),
             };
             coord.lift_lock(&LiftLockRequest { target, id: id.clone(), reason }).await?;
             println!("Lifted the lock on {id}; recorded in `scatter admin events`.");
         }
     }
     Ok(())
+}
+
+/// The id of the locked snapshot `prefix` starts (as `lock ls` and `snapshots` show ids,
+/// shortened): itself when none or several do, for the coordinator to say so.
+async fn snapshot_by_prefix(coord: &Coordinator, prefix: String) -> Result<String> {
+    let locks = coord.locks(None).await?;
+    let mut matching = locks.iter().filter(|l| l.target == LockTarget::Snapshot && l.id.starts_with(&prefix));
+    match (matching.next(), matching.next()) {
+        (Some(one), None) => Ok(one.id.clone()),
+        (Some(_), Some(_)) => bail!("several locked snapshots start with {prefix}; give more of the id"),
+        _ => Ok(prefix),
+    }
 }
 
 /// Runs `scatter lock SNAPSHOT --keep-for|--keep-until [--lock-mode]`: extends a lock.

@@ -916,6 +916,14 @@ enum UserCmd {
 
 /// The user `who` names: an id such as `u3`, or a name (of a user not removed) that only
 /// one user has.
+/// A service's `--data-dir`: a folder, or nothing yet (it is made).
+fn folder(dir: PathBuf) -> Result<PathBuf> {
+    if dir.exists() && !dir.is_dir() {
+        bail!("--data-dir {} is a file, not a folder; give a folder (it is made if missing)", dir.display());
+    }
+    Ok(dir)
+}
+
 async fn user_named(
     coord: &scatter_client::coordinator::Coordinator,
     who: &str,
@@ -1270,6 +1278,11 @@ fn secret(var: &str, prompt: &str, confirm: bool) -> Result<String> {
         return Ok(p);
     }
     if !std::io::stdin().is_terminal() {
+        if var == "SCATTER_PASSPHRASE" {
+            bail!(
+                "a passphrase is needed: give --passphrase-file FILE or --passphrase-command CMD, set {var}, or run on a terminal"
+            );
+        }
         bail!("a passphrase is needed: set {var} or run on a terminal");
     }
     let p = rpassword::prompt_password(prompt)?;
@@ -1571,7 +1584,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
             dashboard_url,
             metering_interval,
         } => {
-            let data_dir = data_dir.context("--data-dir is required")?;
+            let data_dir = folder(data_dir.context("--data-dir is required")?)?;
             let dashboard = dashboard.map(|listen| scatter_coordinator::dashboard::DashboardConfig {
                 listen,
                 cert: dashboard_cert,
@@ -1624,7 +1637,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
             let listener = bind(&listen).await?;
             let config = scatter_host::Config {
                 config_file: config,
-                data_dir: data_dir.context("--data-dir is required")?,
+                data_dir: folder(data_dir.context("--data-dir is required")?)?,
                 coordinator: coordinator.context("--coordinator is required")?,
                 join_token,
                 capacity: capacity.context("--capacity is required")?,
@@ -1745,6 +1758,10 @@ async fn run(cmd: Cmd) -> Result<i32> {
                 false => None,
             };
             let path = tmp.as_ref().map(|t| t.path().join("object")).unwrap_or_else(|| output.clone());
+            // Said before anything is fetched (the move into place failed after the download).
+            if output.is_dir() {
+                bail!("{} is a folder; give --output a file's path (e.g. {}/NAME)", output.display(), output.display());
+            }
             let bar = Bar::new();
             let r = scatter_client::get::get_file(&p.coordinator()?, &keys, (&name, version), &path, &bar).await?;
             drop(bar);
@@ -2021,8 +2038,19 @@ async fn run(cmd: Cmd) -> Result<i32> {
                     let req = scatter_proto::api::InviteRequest { name: name.clone(), role, quota, owner, trusted };
                     let token = coord.invite(&req).await?;
                     println!("{token}");
+                    // A delegate brings its owner's keys, exported on one of the owner's devices.
+                    let import = match role {
+                        scatter_proto::api::Role::Appender => {
+                            " --import FILE (FILE from `scatter key export --write-only -o FILE` on the owner's device)"
+                        }
+                        scatter_proto::api::Role::Reader => {
+                            " --import FILE (FILE from `scatter key export -o FILE` on the owner's device)"
+                        }
+                        _ => "",
+                    };
                     eprintln!(
-                        "Give this one-time token to {name}: scatter init --coordinator {} --token TOKEN",
+                        "Give this one-time token to {}: scatter init --coordinator {} --token TOKEN{import}",
+                        escape(name.as_bytes()),
                         p.coordinator
                     );
                 }
@@ -2072,6 +2100,10 @@ async fn run(cmd: Cmd) -> Result<i32> {
                 UserCmd::Rm { id, yes } => {
                     let user = user_named(&coord, &id).await?;
                     let id = user.id;
+                    // Said before --yes is asked for, which would not help.
+                    if id == p.user_id {
+                        bail!("an admin cannot remove its own account; ask another admin");
+                    }
                     if user.used > 0 && !user.removed && !yes {
                         bail!(
                             "user {id} ({}) holds {}, which removing it deletes for good; run `scatter admin user rm {id} --yes` to go ahead",
@@ -2336,6 +2368,12 @@ async fn dev(hosts: usize, dir: &Path) -> Result<()> {
 /// `scatter coordinator recover`: rebuilds the data directory, then says what to do and
 /// what the rollback to the backup undoes.
 async fn recover(data_dir: PathBuf, recovery_key: PathBuf, hosts: Vec<String>) -> Result<()> {
+    if let Some(bare) = hosts.iter().find(|h| !h.starts_with("https://") && !h.starts_with("http://")) {
+        bail!(
+            "--host {} is not a URL; give it as the host's `url` file has it (https://ADDRESS:PORT)",
+            escape(bare.as_bytes())
+        );
+    }
     let opts =
         scatter_coordinator::recover::RecoverOptions { data_dir: data_dir.clone(), key_file: recovery_key, hosts };
     let r = scatter_coordinator::recover::recover(&opts).await?;

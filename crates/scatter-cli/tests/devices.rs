@@ -248,7 +248,11 @@ async fn a_sole_admin_without_devices_gets_back_in_through_the_operator() {
     let restored = env.path("kept.back");
     ok(run_with_pass(&back, "back passphrase", &["get", "kept", "--output", s(&restored)]), "get");
     assert!(std::fs::read(&file).expect("file") == std::fs::read(&restored).expect("restored"), "same bytes");
-    // The event trail says a new admin token was made.
+    // The event trail says a new admin token was made, for a name not taken.
     let events = ok(run(&rescue, &["admin", "events"], &[]), "events");
-    assert!(events.contains("admin token"), "{events}");
+    assert!(events.contains("admin token for `admin-2`"), "{events}");
+    let users: serde_json::Value =
+        serde_json::from_str(&ok(run(&rescue, &["admin", "user", "ls", "--json"], &[]), "users")).expect("JSON");
+    let names: Vec<&str> = users.as_array().expect("users").iter().filter_map(|u| u["name"].as_str()).collect();
+    assert_eq!(names, ["admin", "admin-2"]);
 }

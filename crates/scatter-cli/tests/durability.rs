@@ -138,6 +138,9 @@ async fn a_drained_host_can_be_removed_without_loss() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     wait_full(&env, Duration::from_secs(30)).await;
+    // Draining it again would have put it back to draining.
+    let err = env.fails(&["admin", "host", "drain", &format!("h{}", victim + 1)]);
+    assert!(err.contains("is retired already"), "{err}");
     // Remove the retired host and lose two more: every pack still has k shards.
     env.grid.kill_host(victim);
     for other in (0..8).filter(|i| *i != victim).take(2) {

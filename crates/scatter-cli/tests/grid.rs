@@ -197,6 +197,23 @@ async fn errors_are_one_clear_sentence() {
     let err = env.fails(&["put", "/no/such/file"]);
     assert!(err.contains("/no/such/file"), "missing file: {err}");
 
+    // A profile others may read (it holds the device key) is refused, then fine once closed.
+    use std::os::unix::fs::PermissionsExt;
+    let profile = env.grid.client_dir().join("profile.toml");
+    std::fs::set_permissions(&profile, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let err = env.fails(&["ls"]);
+    assert!(err.contains("others may read it") && err.contains("chmod 600"), "open profile: {err}");
+    std::fs::set_permissions(&profile, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    env.ok(&["ls"]);
+    // Mistakes caught before anything is fetched or started.
+    let err = env.fails(&["get", "data", "--output", env.path("").to_str().expect("utf-8")]);
+    assert!(err.contains("is a folder; give --output a file's path"), "output a folder: {err}");
+    let err = env.fails(&["restore", "latest", "--target", file.to_str().expect("utf-8")]);
+    assert!(err.contains("is not a folder"), "target a file: {err}");
+    let err =
+        env.fails(&["coordinator", "recover", "--data-dir", "x", "--recovery-key", "k", "--host", "127.0.0.1:7100"]);
+    assert!(err.contains("is not a URL"), "host without a scheme: {err}");
+
     // A host that has not joined, started without the token it needs to.
     let fresh = env.path("fresh-host");
     let out = std::process::Command::new(EXE)
@@ -208,6 +225,13 @@ async fn errors_are_one_clear_sentence() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("must join the grid: give --join-token"), "no token: {err}");
+    let out = std::process::Command::new(EXE)
+        .args(["host", "--data-dir", file.to_str().expect("utf-8"), "--listen", "127.0.0.1:0"])
+        .args(["--coordinator", env.grid.url(), "--capacity", "1GiB"])
+        .output()
+        .expect("host runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is a file, not a folder"), "data dir a file: {err}");
 
     env.grid.kill_coordinator();
     let err = env.fails(&["ls"]);

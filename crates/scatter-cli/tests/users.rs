@@ -76,6 +76,7 @@ async fn roles_quotas_and_write_only_sources() {
     refused(run(&src, &["snapshots"], &[]), "appender snapshots", "may not read");
     refused(run(&src, &["forget", "latest"], &[]), "appender forget", "may not read");
     refused(run(&src, &["prune"], &[]), "appender prune", "may not remove");
+    refused(run(&src, &["usage"], &[]), "appender usage", "may not remove data or see and manage the account");
     env.put(&small, "existing");
     refused(
         run(&src, &["put", small.to_str().expect("utf-8"), "--name", "existing"], &[]),
@@ -129,6 +130,16 @@ async fn roles_quotas_and_write_only_sources() {
     ok(out, "full export");
     let reader = env.path("reader");
     let token = invite(&env, &["auditor", "--role", "reader", "--of", "u1"]);
+    // A name that reads as a user id would be taken for that user by every command.
+    let out = env.scatter(&["admin", "user", "add", "u2"]);
+    refused(out, "a user named u2", "reads as a user id");
+    refused(env.scatter(&["admin", "user", "add", " padded"]), "a padded name", "no space at either end");
+    // Told at once, not after asking for --yes.
+    refused(env.scatter(&["admin", "user", "rm", "u1"]), "removing oneself", "cannot remove its own account");
+    // Write-only keys on a reader's invite could never read: refused, and the invite is not
+    // spent (it was, and the reader registered unable to read anything).
+    let wrong = ["init", "--coordinator", &url, "--token", &token, "--import", wo.to_str().expect("utf-8")];
+    refused(run(&env.path("wrong-reader"), &wrong, &transport), "reader with write-only keys", "write-only");
     ok(
         run(
             &reader,
@@ -142,6 +153,8 @@ async fn roles_quotas_and_write_only_sources() {
     refused(run(&reader, &["backup", data.to_str().expect("utf-8")], &[]), "reader backup", "may not add");
     refused(run(&reader, &["rm", "existing"], &[]), "reader rm", "may not remove");
     refused(run(&reader, &["admin", "user", "ls"], &[]), "reader admin", "may not administer");
+    // A reader writes no snapshots: trusting one means nothing, and is refused as such.
+    refused(env.scatter(&["delegate", "trust", "u5"]), "trusting a reader", "only appenders write snapshots");
 
     // The admin's view, then disabling bob: his next request fails at once.
     let users: serde_json::Value = serde_json::from_str(&env.ok(&["admin", "user", "ls", "--json"])).expect("JSON");

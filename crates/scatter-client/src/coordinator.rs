@@ -214,12 +214,14 @@ impl Coordinator {
         public_key: &str,
         device_key: &ed25519_dalek::VerifyingKey,
         device_name: &str,
+        write_only: bool,
     ) -> Result<RegisterResponse, ClientError> {
         let req = RegisterRequest {
             token: token.into(),
             public_key: public_key.into(),
             device_key: hex::encode(device_key.to_bytes()),
             device_name: device_name.into(),
+            write_only,
         };
         self.post(Repeat::Unsafe, "/v1/users/register", &req).await
     }

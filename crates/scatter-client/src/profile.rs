@@ -71,8 +71,25 @@ impl Profile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ClientError::NoProfile(dir.to_owned())),
             Err(e) => return Err(ClientError::io(&path)(e)),
         };
-        toml::from_str(&text)
-            .map_err(|e| ClientError::Invalid(format!("{} is damaged ({e}); run `scatter init` again", path.display())))
+        // It holds the device key, which signs this device's requests: as ssh does with keys,
+        // nothing is done with one others can read.
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&path).map_err(ClientError::io(&path))?.permissions(),
+        );
+        if mode & 0o077 != 0 {
+            return Err(ClientError::Invalid(format!(
+                "{} holds this device's key and others may read it (mode {:o}); run `chmod 600 {}`, and if someone may have copied it, `scatter key revoke` this device from another one",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            )));
+        }
+        toml::from_str(&text).map_err(|e| {
+            ClientError::Invalid(format!(
+                "{} is damaged ({e}); fix it by hand (a coordinator URL starts with https://), or set this machine up again with `scatter init` and the recovery code in a new SCATTER_CONFIG folder",
+                path.display()
+            ))
+        })
     }
 
     /// Loads and decrypts the key file in `dir`.
@@ -223,8 +240,9 @@ pub async fn init(
     } else {
         let keys = imported.unwrap_or_else(UserKeys::generate);
         let key_file = keys.to_key_file(passphrase, KEY_FILE_WORK_FACTOR);
+        let write_only = !keys.can_read();
         let reply = open
-            .register(token.secret(), &keys.write_keys().public_key(), &device.verifying_key(), &name)
+            .register(token.secret(), &keys.write_keys().public_key(), &device.verifying_key(), &name, write_only)
             .await
             .map_err(at_init)
             .map_err(unmake)?;

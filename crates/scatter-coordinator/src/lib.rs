@@ -330,7 +330,7 @@ pub(crate) fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
         let mode = std::fs::metadata(dir)?.permissions().mode();
         if mode & 0o007 != 0 {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o770))?;
-            tracing::warn!(dir = %dir.display(), "the data directory was open to others; it is closed to them now");
+            tracing::warn!(dir = %dir.display(), "the data directory was open to others; it is closed to them now (its group keeps what it had; the secrets in it are mode 0600)");
         }
     }
     Ok(())
@@ -401,9 +401,18 @@ fn open_data_dir(
     let admin_path = dir.join("admin-token");
     if !admin_path.exists() {
         let token = random_token();
-        store.add_token(&secret_hash(&token), "admin", scatter_proto::api::Role::Admin, None, None)?;
+        // Named `admin`, or `admin-2`… when that name is taken (names are unique).
+        let mut n = 1;
+        let name = loop {
+            let name = if n == 1 { "admin".to_owned() } else { format!("admin-{n}") };
+            let role = scatter_proto::api::Role::Admin;
+            if store.add_invite(&secret_hash(&token), &name, role, None, None, false)? {
+                break name;
+            }
+            n += 1;
+        };
         write_private(&admin_path, token.as_bytes())?;
-        let detail = format!("a one-time admin token, written to {} at start", admin_path.display());
+        let detail = format!("a one-time admin token for `{name}`, written to {} at start", admin_path.display());
         store.record_event(now(), "operator", "admin.token", &detail)?;
     }
     token_file(&admin_path, ca)?;
@@ -488,7 +497,16 @@ pub async fn run(
     let recovered_at = recovered_at?.and_then(|v| v.parse::<u64>().ok());
     let addr = listener.local_addr().map_err(CoordinatorError::Serve)?;
     let url = config.public_url.as_ref().map(|u| u.to_string()).unwrap_or_else(|| {
-        let ip = if addr.ip().is_unspecified() { "127.0.0.1".parse().expect("literal IP") } else { addr.ip() };
+        let ip = if addr.ip().is_unspecified() {
+            tracing::warn!(
+                listen = %addr,
+                "listening on every address without --public-url: this coordinator calls itself by 127.0.0.1, which only \
+                 this machine can reach; give --public-url https://NAME:PORT for other machines"
+            );
+            "127.0.0.1".parse().expect("literal IP")
+        } else {
+            addr.ip()
+        };
         let scheme = if config.insecure { "http" } else { "https" };
         format!("{scheme}://{}", std::net::SocketAddr::new(ip, addr.port()))
     });

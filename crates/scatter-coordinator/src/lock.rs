@@ -34,6 +34,10 @@ pub enum Refusal {
     /// A compliance lock cannot be lifted or shortened, by anyone.
     #[error("its compliance lock until {} cannot be lifted or shortened, not even by an admin", utc(.0.until))]
     Compliance(Lock),
+    /// A lock asked for ends before the one in force, which only an admin lifting a
+    /// governance lock may cut short.
+    #[error("its {} lock runs until {}, and a lock is only ever extended; ask for a later end", .0.mode, utc(.0.until))]
+    Shorter(Lock),
     /// The lock asked for is longer than the caller may take.
     #[error("a lock of {asked} is longer than the {max} {who} may take; ask the grid's admin to raise it (`scatter admin user set --max-lock`)", asked = span(*.asked), max = span(*.max))]
     TooLong {
@@ -68,8 +72,10 @@ pub fn may_change(old: Option<Lock>, new: Option<Lock>, admin: bool, now: u64) -
         return Ok(());
     }
     match old.mode {
-        LockMode::Compliance => Err(Refusal::Compliance(old)),
         LockMode::Governance if admin => Ok(()),
+        LockMode::Compliance if admin => Err(Refusal::Compliance(old)),
+        _ if new.is_some_and(|n| n.until < old.until) => Err(Refusal::Shorter(old)),
+        LockMode::Compliance => Err(Refusal::Compliance(old)),
         LockMode::Governance => Err(Refusal::Locked(old)),
     }
 }
@@ -189,7 +195,8 @@ mod tests {
         assert_eq!(may_change(lock(G, 100), lock(C, 100), false, 50), Ok(()));
         assert!(matches!(may_change(lock(C, 100), lock(G, 100), true, 50), Err(Refusal::Compliance(_))));
         // Shortening and lifting.
-        assert!(matches!(may_change(lock(G, 100), lock(G, 60), false, 50), Err(Refusal::Locked(_))));
+        assert!(matches!(may_change(lock(G, 100), lock(G, 60), false, 50), Err(Refusal::Shorter(_))));
+        assert!(matches!(may_change(lock(C, 100), lock(C, 60), false, 50), Err(Refusal::Shorter(_))));
         assert!(matches!(may_change(lock(G, 100), None, false, 50), Err(Refusal::Locked(_))));
         assert_eq!(may_change(lock(G, 100), None, true, 50), Ok(()), "an admin lifts governance");
         assert_eq!(may_change(lock(G, 100), lock(G, 60), true, 50), Ok(()));

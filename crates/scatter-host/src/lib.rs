@@ -787,7 +787,16 @@ pub async fn run(
     }
     let addr = listener.local_addr().map_err(HostError::Serve)?;
     let address = config.public_url.clone().unwrap_or_else(|| {
-        let ip = if addr.ip().is_unspecified() { "127.0.0.1".parse().expect("literal IP") } else { addr.ip() };
+        let ip = if addr.ip().is_unspecified() {
+            tracing::warn!(
+                listen = %addr,
+                "listening on every address without --public-url: this host calls itself by 127.0.0.1, which only \
+                 this machine can reach; give --public-url https://NAME:PORT for other machines"
+            );
+            "127.0.0.1".parse().expect("literal IP")
+        } else {
+            addr.ip()
+        };
         let scheme = if fingerprint.is_some() { "https" } else { "http" };
         format!("{scheme}://{}", std::net::SocketAddr::new(ip, addr.port()))
     });
@@ -835,6 +844,16 @@ pub async fn run(
         recovery_access: std::sync::Mutex::new(catalog::read_access_key(&config.data_dir)),
         grid: fingerprint.map(|f| f.0).unwrap_or([0; 32]),
     });
+    // Space offered past what the disk has: placements up to the capacity would fail as
+    // the disk fills (a host on a 30 MB file system joined offering 300 MiB without a word).
+    let (used, free) = (shared.used(), shared.store.disk_free());
+    if config.capacity.0 > used.saturating_add(free) {
+        tracing::warn!(
+            capacity = %config.capacity,
+            free = %ByteSize(free),
+            "--capacity is more than this disk can hold beside what the host holds; lower it, or uploads will be refused as the disk fills"
+        );
+    }
     let config_file = config.config_file.as_ref().map_or_else(|| "none".into(), |f| f.display().to_string());
     tracing::info!(host = %shared.id, %address, used = shared.used(), config = %config_file, "host serving");
     write_private(&config.data_dir.join("url"), format!("{address}\n").as_bytes())?;

@@ -55,6 +55,7 @@ impl Attacker {
             public_key,
             device_key: hex::encode(key.verifying_key().to_bytes()),
             device_name: "attacker".into(),
+            write_only: false,
         };
         let resp = http.post(format!("{base}/v1/users/register")).json(&reg).send().await.expect("register");
         assert!(resp.status().is_success(), "register: {}", resp.text().await.unwrap_or_default());

@@ -9,9 +9,7 @@ pub(super) async fn invite(
     Body(req): Body<InviteRequest>,
 ) -> ApiResult<InviteResponse> {
     let admin = caller(&sh, &headers, Right::Admin).await?;
-    if req.name.is_empty() || req.name.len() > 64 {
-        return Err(ApiError::BadRequest("a user name is 1 to 64 characters".into()));
-    }
+    check_user_name(&req.name)?;
     match (req.role.is_delegate(), req.owner) {
         (true, None) => {
             return Err(ApiError::BadRequest(format!(
@@ -252,8 +250,16 @@ pub(crate) async fn drain_as(sh: &Arc<Shared>, admin: &UserRow, req: DrainReques
     require(admin, Right::Admin)?;
     let sh = sh.clone();
     let hosts = db(&sh, |s| s.hosts()).await?;
-    if !hosts.iter().any(|h| h.id == req.host) {
+    let Some(host) = hosts.iter().find(|h| h.id == req.host) else {
         return Err(ApiError::NotFound(format!("there is no host {}; `scatter status` lists them", req.host)));
+    };
+    // A retired host was drained (it would be put back to draining); a disqualified one's
+    // shards are rebuilt elsewhere already.
+    if matches!(host.state, Standing::Retired | Standing::Disqualified) {
+        return Err(ApiError::Conflict(format!(
+            "host {} is {} already: there is nothing to drain",
+            req.host, host.state
+        )));
     }
     let warning = match (drain_shortfall(&sh, &hosts, req.host).await?, req.force) {
         (None, _) => None,
@@ -395,6 +401,23 @@ pub(super) async fn enable_host(
     }
     event(&sh, admin.me.to_string(), "host.state", format!("{host} {} (was {from})", Standing::Active)).await;
     Ok(Json(serde_json::json!({ "was": from.as_str() })))
+}
+
+/// A new user's name: 1 to 64 bytes of printable characters, without spaces around it, and
+/// not a user id: commands take a user by id or by name, and a user named `u2` was taken
+/// for user u2 (a quota set, or data removed, for the wrong account).
+fn check_user_name(name: &str) -> Result<(), ApiError> {
+    if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) || name.trim() != name {
+        return Err(ApiError::BadRequest(
+            "a user name is 1 to 64 bytes of printable characters, with no space at either end".into(),
+        ));
+    }
+    if name.parse::<UserId>().is_ok() {
+        return Err(ApiError::BadRequest(format!(
+            "`{name}` reads as a user id, and commands take a user by id or by name: pick another name"
+        )));
+    }
+    Ok(())
 }
 
 /// Registers an operator and answers with the join token for its hosts. The token is made

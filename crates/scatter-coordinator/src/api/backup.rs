@@ -174,8 +174,10 @@ pub(super) async fn trust(
     let u = owner(&sh, &headers).await?;
     let (delegate, trusted) = (req.user, req.trusted);
     if !db(&sh, move |s| s.set_trusted(u.me, delegate, trusted)).await? {
+        let what =
+            if trusted { "an appender (only appenders write snapshots to trust)" } else { "a reader or appender" };
         return Err(ApiError::NotFound(format!(
-            "{delegate} is not a reader or appender of your data; `scatter delegate ls` lists them"
+            "{delegate} is not {what} of your data; `scatter delegate ls` lists them"
         )));
     }
     let action = if trusted { "delegate.trusted" } else { "delegate.untrusted" };

@@ -289,7 +289,8 @@ pub(crate) fn require(u: &UserRow, right: Right) -> Result<(), ApiError> {
     let what = match right {
         Right::Read => "read or list data",
         Right::Add => "add data",
-        Right::Delete => "remove data",
+        // The owner's right: also usage, delegates and placement policy.
+        Right::Delete => "remove data or see and manage the account (its usage, delegates and policy)",
         Right::Admin => "administer the grid",
     };
     Err(ApiError::Forbidden(format!("your role `{}` may not {what}", u.role)))
@@ -640,6 +641,20 @@ async fn register(State(sh): S, Body(req): Body<RegisterRequest>) -> ApiResult<R
         return Err(ApiError::Unauthorized(
             "this is a join token, for hosts (`scatter host --join-token`); `scatter init` takes an invite, from `scatter admin user add`".into(),
         ));
+    }
+    // Write-only keys make an appender and nothing else: a reader or a machine of the user's
+    // own with them could not read. Refused before the invite is spent.
+    if req.write_only {
+        match db(&sh, move |s| s.invite_role(&token_hash)).await? {
+            Some((role, device)) if device || role != Role::Appender => {
+                let invite =
+                    if device { "adds a machine of the user's own".to_owned() } else { format!("is for a {role}") };
+                return Err(ApiError::BadRequest(format!(
+                    "this invite {invite}, which reads with the owner's full keys, and the keys given are write-only; on one of the owner's devices run `scatter key export -o FILE` (without --write-only) and import that (the invite is not used up)"
+                )));
+            }
+            _ => {}
+        }
     }
     let user = db(&sh, move |s| s.redeem_token(&token_hash, &req.public_key, &device_key, &req.device_name, now()))
         .await?

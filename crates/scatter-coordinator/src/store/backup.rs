@@ -637,12 +637,12 @@ impl Store {
     /// Sets whether `owner` counts `delegate`'s snapshots as its own; false if `delegate` is
     /// no delegate of `owner`.
     pub fn set_trusted(&self, owner: UserId, delegate: UserId, trusted: bool) -> Result<bool, StoreError> {
-        let n = self.write(|c| {
-            Ok(c.execute(
-                "UPDATE users SET trusted = ?3 WHERE id = ?2 AND owner = ?1",
-                params![owner.0 as i64, delegate.0 as i64, trusted],
-            )?)
-        })?;
+        // Only an appender writes snapshots to trust (a reader's trust would mean nothing).
+        let sql = match trusted {
+            true => "UPDATE users SET trusted = ?3 WHERE id = ?2 AND owner = ?1 AND role = 'appender'",
+            false => "UPDATE users SET trusted = ?3 WHERE id = ?2 AND owner = ?1",
+        };
+        let n = self.write(|c| Ok(c.execute(sql, params![owner.0 as i64, delegate.0 as i64, trusted])?))?;
         Ok(n > 0)
     }
 

@@ -136,6 +136,19 @@ impl Store {
         Ok(())
     }
 
+    /// The role an unused invite is for, and whether it adds a device to an existing user
+    /// (`None` for an unknown or used token).
+    pub fn invite_role(&self, token_hash: &[u8; 32]) -> Result<Option<(Role, bool)>, StoreError> {
+        self.read(|c| {
+            let row: Option<(String, Option<i64>)> = c.query_opt(
+                "SELECT role, device_of FROM tokens WHERE hash = ?1 AND used = 0",
+                params![&token_hash[..]],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            Ok(row.and_then(|(role, device_of)| Some((Role::parse(&role)?, device_of.is_some()))))
+        })
+    }
+
     /// Redeems a one-time token, atomically: marks it used and registers the device. An
     /// invite creates the user; a device invite (see [`Store::add_device_token`]) adds the
     /// device to its user, whose public key `public_key` must be. Returns `None` when the
