@@ -69,7 +69,7 @@ mod tests {
         assert_eq!(parse("2y"), Ok(Duration::from_secs(2 * 365 * 86_400)));
         assert_eq!(parse("1w"), Ok(Duration::from_secs(7 * 86_400)));
         assert!(parse("99999999999999999999d").is_err(), "not a number that fits");
-        assert!(parse("18446744073709551615y").unwrap_err().contains("too long"));
+        assert!(parse("18446744073709551615y").expect_err("too long").contains("too long"));
         assert!(parse("0s").is_err());
         assert!(parse("4 parsecs").is_err());
         assert!(parse("").is_err());

@@ -98,6 +98,11 @@ impl Layout {
     /// that shard).
     pub fn data_ranges(&self, range: Range<u64>) -> Vec<(usize, Range<u64>)> {
         let mut out = Vec::new();
+        // No shard holds anything (a layout from a hostile or broken peer): no piece, not a
+        // division by zero.
+        if self.shard_size == 0 {
+            return out;
+        }
         let mut pos = range.start;
         while pos < range.end {
             let shard = pos / self.shard_size;
@@ -570,6 +575,7 @@ mod tests {
         assert_eq!(layout.data_ranges(10..20), vec![(0, 10..20)]);
         assert_eq!(layout.data_ranges(250..520), vec![(0, 250..256), (1, 0..256), (2, 0..8)]);
         assert!(layout.data_ranges(5..5).is_empty());
+        assert!(Layout { shard_size: 0, ..layout }.data_ranges(0..10).is_empty(), "no shard, no piece");
         let shards = encode(pack(1000), 4, 2, &mut rng()).expect("encodes");
         let bytes: Vec<u8> = layout
             .data_ranges(250..520)

@@ -40,10 +40,6 @@ pub(super) async fn place(State(sh): S, headers: HeaderMap, Body(req): Body<Plac
     if req.exclude.len() > 1024 {
         return Err(ApiError::BadRequest("at most 1024 hosts may be excluded".into()));
     }
-    let used = match u.quota {
-        Some(_) => db(&sh, move |s| s.quota_usage(u.id)).await?,
-        None => 0,
-    };
     let policies = policies_for(&sh, &u, &req.policy).await?;
     let hosts = db(&sh, |s| s.hosts()).await?;
     let (f, _, _) = tolerance(&sh, &hosts);
@@ -64,21 +60,20 @@ pub(super) async fn place(State(sh): S, headers: HeaderMap, Body(req): Body<Plac
         let sh = sh.clone();
         let reduced = reduced.clone();
         move |reserved: &crate::store::Reserved| -> Result<(Vec<Reservation>, Vec<Target>), ApiError> {
-            let (targets, per_domain) =
-                match choose_targets(&sh, &u, &req, &hosts, &policies, reserved, used, per_domain) {
-                    Ok(targets) => (targets, per_domain),
-                    // Too few hosts *up* for the grid's f (some are down, or the client could not
-                    // reach them): writes go on as long as every pack still survives one domain's
-                    // loss, recorded under-spread; re-spreading restores the rule as hosts return.
-                    // Full hosts or a narrow policy are no reason: those placements fail.
-                    Err(ApiError::TooFewHosts(why)) if f > 1 && some_down => {
-                        let relaxed = durability::per_domain(req.k, req.m, 1).unwrap_or(per_domain);
-                        let targets = choose_targets(&sh, &u, &req, &hosts, &policies, reserved, used, relaxed)
-                            .map_err(|_| ApiError::TooFewHosts(why))?;
-                        (targets, relaxed)
-                    }
-                    Err(e) => return Err(e),
-                };
+            let (targets, per_domain) = match choose_targets(&sh, &u, &req, &hosts, &policies, reserved, per_domain) {
+                Ok(targets) => (targets, per_domain),
+                // Too few hosts *up* for the grid's f (some are down, or the client could not
+                // reach them): writes go on as long as every pack still survives one domain's
+                // loss, recorded under-spread; re-spreading restores the rule as hosts return.
+                // Full hosts or a narrow policy are no reason: those placements fail.
+                Err(ApiError::TooFewHosts(why)) if f > 1 && some_down => {
+                    let relaxed = durability::per_domain(req.k, req.m, 1).unwrap_or(per_domain);
+                    let targets = choose_targets(&sh, &u, &req, &hosts, &policies, reserved, relaxed)
+                        .map_err(|_| ApiError::TooFewHosts(why))?;
+                    (targets, relaxed)
+                }
+                Err(e) => return Err(e),
+            };
             *reduced.lock().unwrap_or_else(|p| p.into_inner()) = (per_domain > strict).then_some(1);
             let expires = now() + sh.reservation_ttl.as_secs().max(1);
             Ok(targets
@@ -156,9 +151,9 @@ fn choose_targets(
     hosts: &[HostRow],
     policies: &[Policy],
     reserved: &crate::store::Reserved,
-    used: u64,
     per_domain: usize,
 ) -> Result<Vec<(u8, ShardId, HostId, String)>, ApiError> {
+    let used = reserved.used;
     let adding = req.shard_size * req.shards.len() as u64;
     // What the caller has placed and not committed counts: against its share of the grid (so
     // placements without uploads cannot fill it for everyone) and against the quota.

@@ -329,12 +329,14 @@ conformance! {
         // A released pack stays on its hosts for the grace without counting against its
         // owner's quota; churning past the quota must not hold more than that on hosts.
         let (_guard, store) = catalog();
-        let ann = user(&store, 1, "ann", Role::User, Some(150), None);
+        let ann = user(&store, 1, "ann", Role::User, None, None);
         let h = host(&store, 1, 0);
         let s = store.add_session(ann, b"k", 0, 100).expect("session");
         for n in 1..=3 {
             Pack::new(n, 1, &[h]).commit(&store, ann, s, 1);
         }
+        // A quota lowered below what it holds (a commit past it is refused).
+        assert!(store.set_quota(ann, Some(150)).expect("quota"));
         let due = |by| store.shards_to_delete(10, by).expect("to delete").iter().map(|d| d.0).collect::<Vec<_>>();
         assert!(store.pack_of_user(ann, &pid(1)).expect("pack").is_some());
         assert_eq!(store.conn().release(&pid(1), 50).expect("release"), 1);
@@ -498,6 +500,9 @@ conformance! {
         // One row fewer fits exactly; chunks found stored already add no row.
         Pack::new(3, 1, &[h]).chunks(&[1, 3]).commit(&store, ann, s, 3);
         assert_eq!(store.quota_usage(ann).expect("usage"), 2 * 64 + 3 * CHUNK_ROW_BYTES);
+        // Nor does a pack of no chunks pass it (a placement raced past the quota: red team).
+        let refused = Pack::new(5, 1, &[h]).try_commit(&store, ann, s, 4);
+        assert!(matches!(refused, Err(StoreError::QuotaFull)), "{refused:?}");
     }
 
     fn references_count_against_the_quota_from_when_they_are_recorded_until_they_go() {

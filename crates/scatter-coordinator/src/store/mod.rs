@@ -1189,9 +1189,10 @@ fn record_pack(tx: &Sql<'_>, p: &NewPack<'_>, now: u64) -> Result<(), StoreError
     }
     // The placement was checked for the shards' bytes only, and a pack may name a chunk per
     // 30 bytes, each row costing 160: its rows could take the account five times past its
-    // quota if only counted here. A pack they take past is refused whole (its shards'
-    // bytes were the placement's to check).
-    if rows > 0 {
+    // quota if only counted here. A pack that takes it past, rows and bytes, is refused
+    // whole, whatever its placement raced (a repack's new copy is counted before the old
+    // one is released, so it is not).
+    if !p.relocate {
         check_quota(tx, p.user.0 as i64, rows * CHUNK_ROW_BYTES)?;
     }
     catalog_bytes(tx, p.user.0 as i64, &p.id.to_string(), (rows * CHUNK_ROW_BYTES) as i64)?;

@@ -55,6 +55,10 @@ pub struct Reserved {
     pub caller: (usize, u64),
     /// Bytes reserved against the owner's quota.
     pub owner: u64,
+    /// What counts against the owner's quota already ([`super::quota_used`]), read in the
+    /// same transaction: read before it, a pack committed in between counted neither as
+    /// reserved nor as used, and a placement raced past the quota.
+    pub used: u64,
 }
 
 /// Why a placement was not recorded.
@@ -239,7 +243,12 @@ impl Store {
                 "SELECT COUNT(*), CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM reservations WHERE owner = ?1",
                 owner,
             )?;
-            let reserved = Reserved { by_host: by_host(tx)?, caller: (n as usize, bytes as u64), owner: quota as u64 };
+            let reserved = Reserved {
+                by_host: by_host(tx)?,
+                caller: (n as usize, bytes as u64),
+                owner: quota as u64,
+                used: super::quota_used(tx, owner.0 as i64)?,
+            };
             let (new, out) = decide(&reserved).map_err(ReserveError::Refused)?;
             for r in &new {
                 tx.execute(
