@@ -25,16 +25,16 @@ pub(crate) enum RatesCmd {
         #[arg(long, default_value = "EUR-micro")]
         currency: String,
         /// A user pays this per GiB-month stored on hosts (with redundancy; 30-day months).
-        #[arg(long)]
+        #[arg(long, value_parser = parse_price)]
         storage_gib_month: u64,
         /// A user pays this per GiB read.
-        #[arg(long)]
+        #[arg(long, value_parser = parse_price)]
         egress_gib: u64,
         /// A host earns this per GiB-month of shards it holds.
-        #[arg(long)]
+        #[arg(long, value_parser = parse_price)]
         host_storage_gib_month: u64,
         /// A host earns this per GiB served to readers (its claim, capped by the grants issued).
-        #[arg(long)]
+        #[arg(long, value_parser = parse_price)]
         host_egress_gib: u64,
     },
     /// Every rate card, oldest first.
@@ -346,6 +346,14 @@ pub(crate) async fn usage(coord: &Coordinator, json: bool) -> Result<()> {
         println!("\nNo usage recorded this period yet.");
     }
     Ok(())
+}
+
+/// A price: a whole number of the currency's unit (`EUR-micro`: millionths of a euro), so no
+/// rounding ever enters a bill.
+fn parse_price(s: &str) -> Result<u64, String> {
+    s.parse().map_err(|_| {
+        format!("`{s}` is not a whole number: prices are whole amounts of the currency's unit (4.5 EUR is 4500000 EUR-micro)")
+    })
 }
 
 #[cfg(test)]

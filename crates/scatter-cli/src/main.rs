@@ -777,9 +777,9 @@ enum AdminCmd {
         /// The period, YYYY-MM (UTC); the current one by default.
         #[arg(long)]
         period: Option<String>,
-        /// Only this user's statement (e.g. u3).
+        /// Only this user's statement: its id (e.g. u3) or its name.
         #[arg(long)]
-        user: Option<scatter_core::UserId>,
+        user: Option<String>,
         /// Only this host's statement (e.g. h2).
         #[arg(long)]
         host: Option<scatter_core::HostId>,
@@ -2197,7 +2197,12 @@ async fn run(cmd: Cmd) -> Result<i32> {
         Cmd::Admin { command: AdminCmd::Billing { command: None, period, user, host, json, csv } } => {
             let format = billing::Format::of(json, csv)?;
             let (_, p) = load()?;
-            let s = p.coordinator()?.billing_statement(period.as_deref(), user, host).await?;
+            let coord = p.coordinator()?;
+            let user = match user {
+                Some(who) => Some(user_named(&coord, &who).await?.id),
+                None => None,
+            };
+            let s = coord.billing_statement(period.as_deref(), user, host).await?;
             billing::print(&s, format)?;
         }
         Cmd::Usage { json } => {

@@ -58,6 +58,9 @@ async fn a_compliance_lock_survives_every_removal_and_an_admin_until_it_ends() {
     env.ok(&args);
     let stored = shards(&env);
 
+    // Extended without naming the mode, it stays compliance (it was refused as a weakening).
+    env.ok(&["lock", &id[..8], "--keep-for", "25s"]);
+
     // Shown in listings, in JSON too.
     let list = json(&env.ok(&["snapshots", "--json"]));
     assert_eq!(list[0]["lock_mode"], "compliance", "{list}");

@@ -190,6 +190,8 @@ async fn usage_records_and_statements_match_known_traffic() {
     // Byte-seconds: within one sampling interval of what the timeline gives.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let statement = json(&env.ok(&["admin", "billing", "--user", "u1", "--json"]));
+    let by_name = json(&env.ok(&["admin", "billing", "--user", "admin", "--json"]));
+    assert_eq!(by_name["users"], statement["users"], "a user by its name, as other admin commands take it");
     let asked = unix();
     let u = &statement["users"][0];
     let byte_seconds: f64 = u["stored_byte_seconds"].as_str().expect("decimal").parse().expect("number");

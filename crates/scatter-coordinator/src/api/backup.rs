@@ -216,7 +216,8 @@ pub(super) async fn extend_lock(
         return Err(ApiError::BadRequest("say how long to lock it: --keep-for or --keep-until".into()));
     };
     let id = req.id.clone();
-    if !db(&sh, move |s| s.extend_lock(u.id, &id, lock, now())).await? {
+    let keep_mode = req.mode.is_none();
+    if !db(&sh, move |s| s.extend_lock(u.id, &id, lock, keep_mode, now())).await? {
         return Err(ApiError::NotFound(format!("no snapshot {} of yours", &req.id[..8])));
     }
     let detail = format!("snapshot {} of {}: {} until {}", &req.id[..8], u.id, lock.mode, crate::lock::utc(lock.until));

@@ -356,8 +356,16 @@ impl Store {
     }
 
     /// Extends the lock of one of `user`'s snapshots to `until` in `mode` (never shortens
-    /// or weakens it: see [`lock::may_change`]). False if it has no such snapshot.
-    pub fn extend_lock(&self, user: UserId, snapshot: &str, new: Lock, now: u64) -> Result<bool, StoreError> {
+    /// or weakens it: see [`lock::may_change`]). With `keep_mode` (no mode was asked for), a
+    /// compliance lock in force stays compliance. False if it has no such snapshot.
+    pub fn extend_lock(
+        &self,
+        user: UserId,
+        snapshot: &str,
+        mut new: Lock,
+        keep_mode: bool,
+        now: u64,
+    ) -> Result<bool, StoreError> {
         self.write(|tx| {
             if !tx.exists("SELECT 1 FROM snapshots WHERE id = ?1 AND user = ?2", params![snapshot, user.0 as i64])? {
                 return Ok(false);
@@ -368,6 +376,9 @@ impl Store {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?;
             let (old, expires) = row.map(|(m, u, e)| (lock_of(m, u), e.map(|e| e as u64))).unwrap_or((None, None));
+            if keep_mode && old.is_some_and(|o| o.holds_at(now) && o.mode == LockMode::Compliance) {
+                new.mode = LockMode::Compliance;
+            }
             lock::may_change(old, Some(new), false, now)
                 .map_err(|refusal| StoreError::Locked { what: format!("snapshot {snapshot}"), refusal })?;
             // An expiry before the new end waits for it.
@@ -551,8 +562,11 @@ mod tests {
             assert_eq!((owner, was), (user, Some(Lock { mode: G, until: 50 })));
             assert_eq!(store.remove_object(user, "obj", 31).expect("rm").0, 1);
             // Extending is allowed; shortening is not.
-            assert!(locked(store.extend_lock(user, "snap", Lock { mode: C, until: 90 }, 40)));
-            assert!(store.extend_lock(user, "snap", Lock { mode: C, until: 120 }, 40).expect("extend"));
+            assert!(locked(store.extend_lock(user, "snap", Lock { mode: C, until: 90 }, false, 40)));
+            assert!(store.extend_lock(user, "snap", Lock { mode: C, until: 120 }, false, 40).expect("extend"));
+            // Asked without a mode, an extension keeps compliance (it was refused as weakening).
+            assert!(store.extend_lock(user, "snap", Lock { mode: G, until: 120 }, true, 40).expect("extend"));
+            assert!(locked(store.extend_lock(user, "snap", Lock { mode: G, until: 120 }, false, 40)));
             assert!(locked(store.forget(user, &["snap".into()], 110)));
             // Once it ends: forgotten, pruned, and the user may go.
             assert_eq!(store.forget(user, &["snap".into()], 120).expect("forget"), 1);

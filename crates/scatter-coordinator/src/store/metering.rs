@@ -207,6 +207,11 @@ pub enum BillingError {
     /// The period is not over yet.
     #[error("period {0} is not over until {1}; close it after that")]
     NotOver(String, String),
+    /// A rate card would bill one period in two currencies.
+    #[error(
+        "prices in {0} from {1} would bill period {2} partly in {3}: a period is billed in one currency; change it from the start of a period ({4})"
+    )]
+    MixedCurrency(String, String, String, String, String),
 }
 
 /// Records, for each host, what its heartbeats added to its served bytes (a claim) and its
@@ -366,6 +371,25 @@ impl Store {
                     )));
                 }
             }
+            // The cards that price the same period: those starting in it, and the one in
+            // force at its start unless this one starts there (a statement had the new
+            // currency's name on amounts priced in the old one).
+            let period = Period::of(card.effective);
+            let cards = rate_cards(tx)?;
+            let at_start = cards.iter().rfind(|c| c.effective <= period.start());
+            let same_period = cards.iter().filter(|c| {
+                c.effective != card.effective && c.effective >= period.start() && c.effective < period.end()
+            });
+            let before = at_start.filter(|_| card.effective > period.start());
+            if let Some(other) = same_period.chain(before).find(|c| c.currency != card.currency) {
+                return Ok(Err(BillingError::MixedCurrency(
+                    card.currency.clone(),
+                    metering::format_time(card.effective),
+                    period.to_string(),
+                    other.currency.clone(),
+                    metering::format_time(period.end()),
+                )));
+            }
             tx.execute(
                 "INSERT INTO meter_rates (effective, currency, storage_gib_month, egress_gib, host_storage_gib_month,
                                           host_egress_gib, set_at, set_by)
@@ -494,7 +518,17 @@ mod tests {
             set_by: "u1".into(),
         };
         assert!(s.set_rate_card(&card).expect("test").is_err());
-        assert!(s.set_rate_card(&RateCard { effective: nov.end(), ..card }).expect("test").is_ok());
+        assert!(s.set_rate_card(&RateCard { effective: nov.end(), ..card.clone() }).expect("test").is_ok());
+        // A period is billed in one currency: another one only from a period's start.
+        let dec = nov.next();
+        let in_y = |effective| RateCard { effective, currency: "Y".into(), ..card.clone() };
+        let mixed = s.set_rate_card(&in_y(dec.start() + 2 * 86_400)).expect("test");
+        assert!(matches!(mixed, Err(BillingError::MixedCurrency(..))), "{mixed:?}");
+        let later_in_x = RateCard { effective: dec.start() + 86_400, ..card.clone() };
+        assert!(s.set_rate_card(&later_in_x).expect("test").is_ok(), "the same currency within the period");
+        let replaced = s.set_rate_card(&in_y(dec.start())).expect("test");
+        assert!(matches!(replaced, Err(BillingError::MixedCurrency(..))), "a later card of the period is in X");
+        assert!(s.set_rate_card(&in_y(dec.end())).expect("test").is_ok(), "from the next period's start");
         // A recovery gap restarts sampling at its end.
         s.record_gap(start + 150, start + 1000, "catalog recovered from backup").expect("test");
         assert_eq!(s.sample_usage(None, start + 1000).expect("test"), 0);
