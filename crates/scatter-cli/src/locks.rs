@@ -191,7 +191,8 @@ pub async fn admin(coord: &Coordinator, cmd: AdminLockCmd) -> Result<()> {
                 None => (LockTarget::Snapshot, snapshot_by_prefix(coord, id).await?),
             };
             coord.lift_lock(&LiftLockRequest { target, id: id.clone(), reason }).await?;
-            println!("Lifted the lock on {id}; recorded in `scatter admin events`.");
+            let shown = if target == LockTarget::Object { format!("object:{id}") } else { id };
+            println!("Lifted the lock on {shown}; recorded in `scatter admin events`.");
         }
     }
     Ok(())

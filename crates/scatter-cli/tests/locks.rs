@@ -73,7 +73,8 @@ async fn a_compliance_lock_survives_every_removal_and_an_admin_until_it_ends() {
     // The CLI's ways of removing it are refused, naming the lock and its end.
     let err = env.fails(&["forget", &id]);
     assert!(err.contains("compliance lock until"), "{err}");
-    assert!(env.fails(&["rm", "locked"]).contains("compliance lock until"));
+    let err = env.fails(&["rm", "locked"]);
+    assert!(err.contains("compliance lock until") && err.contains("nobody can lift it"), "{err}");
     env.ok(&["prune", "--max-unused", "0"]);
     // An admin cannot lift it either (the grid's user is its admin).
     let err = env.fails(&["admin", "lock", "lift", &id, "--reason", "please"]);
@@ -142,6 +143,9 @@ async fn a_governance_lock_is_lifted_by_an_admin_and_maxima_and_defaults_hold() 
     assert!(env.fails(&["admin", "lock", "lift", &id, "--reason", " "]).contains("say why"));
     // The start of the id, as `snapshots` shows it, will do (it was refused as not locked).
     env.ok(&["admin", "lock", "lift", &id[..8], "--reason", "legal hold released"]);
+    // Lifted once: a second lift is nothing to record (it said "Lifted" again).
+    let err = env.fails(&["admin", "lock", "lift", &id, "--reason", "again"]);
+    assert!(err.contains("is locked now"), "{err}");
     let events = env.ok(&["admin", "events"]);
     assert!(events.contains("lock.lifted") && events.contains("legal hold released"), "{events}");
     env.ok(&["forget", &id]);

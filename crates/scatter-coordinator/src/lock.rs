@@ -29,7 +29,7 @@ impl Lock {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     /// The data is locked.
-    #[error("it is under a {} lock until {}", .0.mode, utc(.0.until))]
+    #[error("it is under a {} lock until {}; {}", .0.mode, utc(.0.until), way_out(.0.mode))]
     Locked(Lock),
     /// A compliance lock cannot be lifted or shortened, by anyone.
     #[error("its compliance lock until {} cannot be lifted or shortened, not even by an admin", utc(.0.until))]
@@ -135,6 +135,14 @@ pub fn decide(
 /// lock (if any) ended.
 pub fn due(lock: Option<Lock>, expires: Option<u64>, now: u64) -> bool {
     expires.is_some_and(|e| e <= now) && may_remove(lock, now).is_ok()
+}
+
+/// What a user refused by a lock of `mode` can do.
+fn way_out(mode: LockMode) -> &'static str {
+    match mode {
+        LockMode::Governance => "wait until then, or ask the grid's admin to lift it (`scatter admin lock lift`)",
+        LockMode::Compliance => "it stays until then: nobody can lift it",
+    }
 }
 
 /// Unix time as RFC 3339 UTC (`2026-12-01T08:00:00Z`).

@@ -502,9 +502,8 @@ pub struct RegisterRequest {
     /// A name for this device in `scatter key devices` (e.g. the machine's host name).
     #[serde(default)]
     pub device_name: String,
-    /// The keys the device brings are write-only (`key export --write-only`): only an
-    /// appender's invite is redeemed with them (a reader or a machine of the user's own
-    /// could not read); any other is refused before it is spent.
+    /// The keys the device brings are write-only (`key export --write-only`): a reader's
+    /// invite is refused with them, before it is spent (a reader could never read).
     #[serde(default)]
     pub write_only: bool,
 }

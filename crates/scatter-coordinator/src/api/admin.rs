@@ -534,9 +534,10 @@ pub(super) async fn lift_lock(
         }
         Ok(l) => l,
     };
-    let Some((user, lock)) = lifted else {
+    // A lock already lifted or ended is no lift to record (it said "Lifted" again).
+    let Some((user, lock)) = lifted.filter(|(_, lock)| lock.is_some_and(|l| l.holds_at(now()))) else {
         return Err(ApiError::NotFound(format!(
-            "nothing with id {} is locked; `scatter admin lock ls` lists locks",
+            "nothing with id {} is locked now (a lock that ended or was lifted stays listed as such); `scatter admin lock ls` lists locks",
             req.id
         )));
     };

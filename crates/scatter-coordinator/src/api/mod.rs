@@ -642,19 +642,13 @@ async fn register(State(sh): S, Body(req): Body<RegisterRequest>) -> ApiResult<R
             "this is a join token, for hosts (`scatter host --join-token`); `scatter init` takes an invite, from `scatter admin user add`".into(),
         ));
     }
-    // Write-only keys make an appender and nothing else: a reader or a machine of the user's
-    // own with them could not read. Refused before the invite is spent.
-    if req.write_only {
-        match db(&sh, move |s| s.invite_role(&token_hash)).await? {
-            Some((role, device)) if device || role != Role::Appender => {
-                let invite =
-                    if device { "adds a machine of the user's own".to_owned() } else { format!("is for a {role}") };
-                return Err(ApiError::BadRequest(format!(
-                    "this invite {invite}, which reads with the owner's full keys, and the keys given are write-only; on one of the owner's devices run `scatter key export -o FILE` (without --write-only) and import that (the invite is not used up)"
-                )));
-            }
-            _ => {}
-        }
+    // A reader with write-only keys could never read: refused before the invite is spent
+    // (it was spent, and the reader registered unable to do anything). A machine of the
+    // user's own may hold write-only keys (a backup source that cannot read).
+    if req.write_only && db(&sh, move |s| s.invite_role(&token_hash)).await? == Some((Role::Reader, false)) {
+        return Err(ApiError::BadRequest(
+            "this invite is for a reader, which reads with the owner's full keys, and the keys given are write-only; on one of the owner's devices run `scatter key export -o FILE` (without --write-only) and import that (the invite is not used up)".into(),
+        ));
     }
     let user = db(&sh, move |s| s.redeem_token(&token_hash, &req.public_key, &device_key, &req.device_name, now()))
         .await?
