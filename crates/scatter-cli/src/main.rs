@@ -914,8 +914,6 @@ enum UserCmd {
     },
 }
 
-/// The user `who` names: an id such as `u3`, or a name (of a user not removed) that only
-/// one user has.
 /// A service's `--data-dir`: a folder, or nothing yet (it is made).
 fn folder(dir: PathBuf) -> Result<PathBuf> {
     if dir.exists() && !dir.is_dir() {
@@ -924,6 +922,8 @@ fn folder(dir: PathBuf) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// The user `who` names: an id such as `u3`, or a name (of a user not removed) that only
+/// one user has.
 async fn user_named(
     coord: &scatter_client::coordinator::Coordinator,
     who: &str,
