@@ -419,6 +419,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let old = format!("coordinator = \"https://a:7000\"\nuser_id = 1\ndevice_key = \"{KEY}\"\n");
         std::fs::write(dir.path().join("profile.toml"), &old).expect("write");
+        // Written as others may read it: refused (it holds the device key), then closed.
+        let open = Profile::load(dir.path()).map(|_| ()).expect_err("an open profile");
+        assert!(open.to_string().contains("chmod 600"), "{open}");
+        use std::os::unix::fs::PermissionsExt;
+        let closed = std::fs::Permissions::from_mode(0o600);
+        std::fs::set_permissions(dir.path().join("profile.toml"), closed).expect("chmod");
         let p = Profile::load(dir.path()).expect("an old profile reads");
         assert_eq!(p.coordinator.as_slice(), ["https://a:7000"]);
         assert_eq!(toml::to_string(&p).expect("toml"), old, "one URL is written as before");
