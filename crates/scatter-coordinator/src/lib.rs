@@ -497,18 +497,8 @@ pub async fn run(
     let recovered_at = recovered_at?.and_then(|v| v.parse::<u64>().ok());
     let addr = listener.local_addr().map_err(CoordinatorError::Serve)?;
     let url = config.public_url.as_ref().map(|u| u.to_string()).unwrap_or_else(|| {
-        let ip = if addr.ip().is_unspecified() {
-            tracing::warn!(
-                listen = %addr,
-                "listening on every address without --public-url: this coordinator calls itself by 127.0.0.1, which only \
-                 this machine can reach; give --public-url https://NAME:PORT for other machines"
-            );
-            "127.0.0.1".parse().expect("literal IP")
-        } else {
-            addr.ip()
-        };
         let scheme = if config.insecure { "http" } else { "https" };
-        format!("{scheme}://{}", std::net::SocketAddr::new(ip, addr.port()))
+        scatter_net::listening_url(scheme, addr, "coordinator")
     });
     let shared = Arc::new(Shared {
         store,

@@ -787,18 +787,8 @@ pub async fn run(
     }
     let addr = listener.local_addr().map_err(HostError::Serve)?;
     let address = config.public_url.clone().unwrap_or_else(|| {
-        let ip = if addr.ip().is_unspecified() {
-            tracing::warn!(
-                listen = %addr,
-                "listening on every address without --public-url: this host calls itself by 127.0.0.1, which only \
-                 this machine can reach; give --public-url https://NAME:PORT for other machines"
-            );
-            "127.0.0.1".parse().expect("literal IP")
-        } else {
-            addr.ip()
-        };
         let scheme = if fingerprint.is_some() { "https" } else { "http" };
-        format!("{scheme}://{}", std::net::SocketAddr::new(ip, addr.port()))
+        scatter_net::listening_url(scheme, addr, "host")
     });
     let http = scatter_net::http_client(fingerprint, scatter_net::Peer::Coordinator)
         .timeout(Duration::from_secs(10))

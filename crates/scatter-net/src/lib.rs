@@ -84,6 +84,23 @@ pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     cur.to_string()
 }
 
+/// The URL a service announces when no `--public-url` is given: its listening address, or
+/// 127.0.0.1 when it listens on every address, which it warns about (other machines
+/// cannot use that URL). `who` names the service in the warning.
+pub fn listening_url(scheme: &str, addr: std::net::SocketAddr, who: &str) -> String {
+    let ip = if addr.ip().is_unspecified() {
+        tracing::warn!(
+            listen = %addr,
+            "listening on every address without --public-url: this {who} calls itself by 127.0.0.1, which only \
+             this machine can reach; give --public-url https://NAME:PORT for other machines"
+        );
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        addr.ip()
+    };
+    format!("{scheme}://{}", std::net::SocketAddr::new(ip, addr.port()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

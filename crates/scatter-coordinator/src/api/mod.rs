@@ -1176,14 +1176,9 @@ async fn locate(State(sh): S, headers: HeaderMap, Body(req): Body<LocateRequest>
     let location = |(id, pack, offset, len)| ChunkLocation { id, pack, offset, len };
     if !read {
         // Where the chunks are, not how to read them: no shard, no grant, no charge.
-        let unread = |p: crate::store::PackRow| PackLocation {
-            id: p.id,
-            session: p.session,
-            size: p.size,
-            k: p.k,
-            m: p.m,
-            shard_size: p.shard_size,
-            shards: Vec::new(),
+        let unread = |mut p: crate::store::PackRow| {
+            p.shards.clear();
+            pack_location(&sh, p, &[], |_, shard, host| Grant::get_range(host, shard, 0..0, 0))
         };
         return Ok(Json(LocateResponse {
             chunks: chunks.into_iter().map(location).collect(),
