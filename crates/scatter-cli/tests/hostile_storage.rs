@@ -243,6 +243,30 @@ async fn lying_reports_of_bad_shards_change_nothing() {
     env.get_and_compare("victim", &file);
 }
 
+/// Attack: a reader reports the same intact shard again and again, to keep the coordinator
+/// reading whole shards from the hosts (unmetered) and the few check slots, which every
+/// account shares, busy. A shard found intact is not checked on report again for a while.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shard_found_intact_is_not_read_again_for_every_report() {
+    let env = grid(6).await;
+    let file = env.write_random("victim", 2 << 20, 7);
+    env.put(&file, "victim");
+    let (_, _, shard, host) = catalog(&env).shards[0];
+    let reader = Attacker::invite(&env, &["auditor", "--role", "reader", "--of", "u1"]).await;
+    let report = ReportShardRequest { host, shard, problem: "corrupt (again)".into() };
+    for _ in 0..5 {
+        assert_eq!(reader.post("/v1/shards/report", &report).await.0, 200);
+        // Past the check of the last report (a check under way takes no second one).
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    let log = std::fs::read_to_string(env.grid.coordinator_dir().join("../coordinator.log")).expect("coordinator log");
+    let checks = log.lines().filter(|l| l.contains("shard reported bad") && l.contains("checking=true")).count();
+    let reports = log.lines().filter(|l| l.contains("shard reported bad")).count();
+    assert_eq!(reports, 5, "every report is logged:\n{log}");
+    assert_eq!(checks, 1, "the intact shard was read whole for {checks} of 5 reports");
+    env.get_and_compare("victim", &file);
+}
+
 /// A real bad shard, reported by the reader who met it, is still found and rebuilt: the
 /// check confirms it (the host quarantines the bad copy when asked for it whole).
 #[tokio::test(flavor = "multi_thread")]
@@ -1223,5 +1247,58 @@ async fn a_located_chunk_lets_its_bytes_be_read_not_its_whole_pack() {
     let whole: PackLocation = serde_json::from_value(body).expect("pack grants");
     assert_eq!(whole.shards.iter().map(|s| s.index).collect::<Vec<_>>(), [0], "grants for shards not asked for");
     assert_eq!(get(&whole.shards[0], None).await, (200, p.shard_size));
+    env.get_and_compare("big", &file);
+}
+
+/// A grant is charged once: a reader that reads its bytes over and over gets them served
+/// once more (a retry), then refused, and the coordinator's reckoning of what hosts served
+/// stays within what was charged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_grant_serves_its_bytes_once_and_a_retry_not_forever() {
+    let env = grid(6).await;
+    let file = env.write_random("big", 3 << 20, 43);
+    env.put(&file, "big");
+    let chunk: Vec<u8> = env
+        .catalog_db()
+        .query_row("SELECT id FROM chunks ORDER BY len DESC LIMIT 1", [], |r| r.get(0))
+        .expect("a chunk");
+    let chunk = ChunkId::from_bytes(chunk.try_into().expect("32 bytes"));
+    let reader = Attacker::from_profile(&env, &env.grid.client_dir());
+    let (status, body) = reader.post("/v1/chunks/locate", &LocateRequest { chunks: vec![chunk], read: true }).await;
+    assert_eq!(status, 200, "{body}");
+    let located: LocateResponse = serde_json::from_value(body).expect("locate answer");
+    let http = scatter_net::http_client(Some(fingerprint(&env)), scatter_net::Peer::Host)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let (mut granted, mut served) = (0u64, 0u64);
+    for s in located.packs.iter().flat_map(|p| &p.shards) {
+        let grant = s.grant.open(&coordinator_key(&env).verifying_key()).expect("a grant the coordinator signed");
+        let std::ops::Range { start, end } = grant.readable().expect("a range grant");
+        if end <= start {
+            continue;
+        }
+        granted += end - start;
+        let mut answers = Vec::new();
+        for _ in 0..10 {
+            let resp = http
+                .get(format!("{}/shards/{}", s.address, s.shard))
+                .header(GRANT_HEADER, &s.grant.0)
+                .header("Range", format!("bytes={start}-{}", end - 1))
+                .send()
+                .await
+                .expect("a host answers");
+            let status = resp.status().as_u16();
+            let bytes = resp.bytes().await.map(|b| b.len() as u64).unwrap_or(0);
+            if status == 206 {
+                served += bytes;
+            }
+            answers.push(status);
+        }
+        assert_eq!(answers[..2], [206, 206], "the grant's bytes and a retry are served");
+        assert!(answers[2..].iter().all(|s| *s == 403), "a spent grant is refused: {answers:?}");
+    }
+    assert!(granted > 0, "the locate granted reads");
+    assert_eq!(served, 2 * granted, "served: the granted bytes twice, no more");
     env.get_and_compare("big", &file);
 }

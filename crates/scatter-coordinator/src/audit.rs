@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
-use scatter_core::{HostId, PackId, ShardId};
+use scatter_core::{HostId, PackId, ShardId, UserId};
 
 use crate::store::{AuditTarget as Target, HostRow};
 use crate::{now, Shared};
@@ -143,26 +143,82 @@ const RANGE: u64 = 4096;
 const MAX_PROOF: u64 = 64 << 10;
 
 /// Reported shards being checked: at most [`REPORT_CHECKS`] at once, each (host, shard)
-/// once at a time; reports beyond that are dropped (the audits and the next read find
-/// real damage anyway), so reports cannot make the coordinator read without bound.
+/// once at a time, a shard found intact not again on report for [`CLEARED_FOR`], and at
+/// most [`CHECKS_PER_ACCOUNT`] an hour on one account's reports; reports beyond that are
+/// dropped (the audits and the next read find real damage anyway), so reports cannot make
+/// the coordinator read without bound, nor one account's lies keep the checks from others'.
+#[derive(Default)]
 pub(crate) struct ReportChecks {
-    slots: Arc<tokio::sync::Semaphore>,
+    slots: Slots,
     pending: Mutex<HashSet<(HostId, ShardId)>>,
+    /// Shards a check found intact, and when.
+    cleared: Mutex<HashMap<(HostId, ShardId), u64>>,
+    /// Checks started on each account's reports: the hour (unix hours) and how many.
+    started: Mutex<HashMap<UserId, (u64, u32)>>,
 }
 
 /// Reported shards checked at once.
 const REPORT_CHECKS: usize = 2;
+/// Seconds a shard found intact is not checked on report again.
+const CLEARED_FOR: u64 = 3600;
+/// Shards remembered as found intact at most (the oldest are forgotten first).
+const MAX_CLEARED: usize = 65_536;
+/// Checks one account's reports may start in an hour.
+const CHECKS_PER_ACCOUNT: u32 = 64;
 
-impl Default for ReportChecks {
+struct Slots(Arc<tokio::sync::Semaphore>);
+
+impl Default for Slots {
     fn default() -> Self {
-        Self { slots: Arc::new(tokio::sync::Semaphore::new(REPORT_CHECKS)), pending: Mutex::new(HashSet::new()) }
+        Self(Arc::new(tokio::sync::Semaphore::new(REPORT_CHECKS)))
     }
 }
 
-/// Checks, in the background, a shard a client reported bad: shard `index` of `pack` on
-/// `host`, `size` bytes. Returns whether a check was started.
+impl ReportChecks {
+    /// Whether a report by `account` of `shard` on `host` is worth a check at `now`; if so,
+    /// counts it as started and marks the shard pending.
+    fn admit(&self, account: UserId, host: HostId, shard: ShardId, now: u64) -> bool {
+        let cleared = self.cleared.lock().unwrap_or_else(|p| p.into_inner());
+        if cleared.get(&(host, shard)).is_some_and(|at| now < at.saturating_add(CLEARED_FOR)) {
+            return false;
+        }
+        let mut started = self.started.lock().unwrap_or_else(|p| p.into_inner());
+        let hour = now / 3600;
+        let count = started.entry(account).or_insert((hour, 0));
+        if count.0 != hour {
+            *count = (hour, 0);
+        }
+        if count.1 >= CHECKS_PER_ACCOUNT
+            || !self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert((host, shard))
+        {
+            return false;
+        }
+        count.1 += 1;
+        started.retain(|_, (h, _)| *h == hour);
+        true
+    }
+
+    /// Ends the check of `shard` on `host`; `intact`: it passed, at `now`.
+    fn done(&self, host: HostId, shard: ShardId, intact: bool, now: u64) {
+        if intact {
+            let mut cleared = self.cleared.lock().unwrap_or_else(|p| p.into_inner());
+            if cleared.len() >= MAX_CLEARED {
+                cleared.retain(|_, at| now < at.saturating_add(CLEARED_FOR));
+                if cleared.len() >= MAX_CLEARED {
+                    cleared.clear();
+                }
+            }
+            cleared.insert((host, shard), now);
+        }
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&(host, shard));
+    }
+}
+
+/// Checks, in the background, a shard that `account` reported bad: shard `index` of `pack`
+/// on `host`, `size` bytes. Returns whether a check was started.
 pub(crate) fn check_report(
     shared: &Arc<Shared>,
+    account: UserId,
     host: HostId,
     pack: PackId,
     index: u8,
@@ -170,8 +226,8 @@ pub(crate) fn check_report(
     size: u64,
 ) -> bool {
     let checks = &shared.report_checks;
-    let Ok(slot) = checks.slots.clone().try_acquire_owned() else { return false };
-    if !checks.pending.lock().unwrap_or_else(|p| p.into_inner()).insert((host, shard)) {
+    let Ok(slot) = checks.slots.0.clone().try_acquire_owned() else { return false };
+    if !checks.admit(account, host, shard, now()) {
         return false;
     }
     let sh = shared.clone();
@@ -179,7 +235,8 @@ pub(crate) fn check_report(
         let _slot = slot;
         // Only a failure is recorded: passes on request would let a host and a reader in
         // league pad the host's audit record against the share of failures that disqualifies.
-        match check_whole(&sh, host, &shard, size).await {
+        let verdict = check_whole(&sh, host, &shard, size).await;
+        match verdict {
             Some(false) => {
                 tracing::warn!(%host, %shard, "a reported shard failed the coordinator's check; it will be rebuilt");
                 match sh.catalog(move |s| s.record_audit(host, &pack, index, false, None, now())).await {
@@ -193,7 +250,7 @@ pub(crate) fn check_report(
             None => sh.unanswered.watch((host, pack, index, shard, size), now()),
             Some(true) => {}
         }
-        sh.report_checks.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&(host, shard));
+        sh.report_checks.done(host, shard, verdict == Some(true), now());
     });
     true
 }
@@ -320,6 +377,32 @@ mod tests {
 
     fn target(host: u64, shard: u8) -> Target {
         (HostId(host), PackId::from_bytes([shard; 32]), 0, ShardId::from_bytes([shard; 32]), 4096)
+    }
+
+    #[test]
+    fn a_reported_shard_found_intact_is_not_checked_again_for_a_while() {
+        let c = ReportChecks::default();
+        let (host, shard) = (HostId(1), ShardId::from_bytes([1; 32]));
+        assert!(c.admit(UserId(1), host, shard, 1_000));
+        assert!(!c.admit(UserId(2), host, shard, 1_000), "a check under way takes no second one");
+        c.done(host, shard, true, 1_010);
+        assert!(!c.admit(UserId(2), host, shard, 1_020), "found intact just now");
+        assert!(c.admit(UserId(2), host, shard, 1_010 + CLEARED_FOR), "found intact an hour ago");
+        // A shard found bad (or not answered) may be reported again at once.
+        c.done(host, shard, false, 5_000);
+        assert!(c.admit(UserId(2), host, shard, 5_000));
+    }
+
+    #[test]
+    fn one_account_starts_a_bounded_number_of_checks_an_hour() {
+        let c = ReportChecks::default();
+        let shard = |i: u32| ShardId::from_bytes([(i % 251) as u8; 32]);
+        for i in 0..CHECKS_PER_ACCOUNT {
+            assert!(c.admit(UserId(1), HostId(u64::from(i)), shard(i), 7_200), "check {i}");
+        }
+        assert!(!c.admit(UserId(1), HostId(999), shard(999), 7_300), "past the hour's checks");
+        assert!(c.admit(UserId(2), HostId(999), shard(999), 7_300), "another account has its own");
+        assert!(c.admit(UserId(1), HostId(1_000), shard(1_000), 10_800), "the next hour");
     }
 
     #[test]

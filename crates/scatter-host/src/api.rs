@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use futures::StreamExt;
 use scatter_core::ShardId;
 use scatter_proto::api::{ErrorBody, ErrorCode, StoredResponse, GRANT_HEADER};
-use scatter_proto::{GrantError, Op, SignedGrant};
+use scatter_proto::{Grant, GrantError, Op, SignedGrant};
 
 use crate::store::{ShardError, Upload};
 use crate::Shared;
@@ -134,6 +134,22 @@ fn check_grant(sh: &Shared, headers: &HeaderMap, id: &ShardId, op: Op) -> Result
     })
 }
 
+/// Takes `len` bytes from the read budget of the grant in `headers` ([`crate::budget`]), or
+/// refuses a grant served in full twice already; answers the budget's key, to give back
+/// what is not served.
+fn spend(sh: &Shared, headers: &HeaderMap, id: &ShardId, grant: &Grant, len: u64) -> Result<[u8; 32], Refusal> {
+    let token = headers.get(GRANT_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
+    let key = *blake3::hash(token).as_bytes();
+    let covered = grant.readable().map_or(grant.max_size, |r| r.end - r.start);
+    let mut budgets = sh.read_budgets.lock().unwrap_or_else(|p| p.into_inner());
+    budgets.take(key, grant.expires, covered, len, crate::unix_now()).map_err(|_| {
+        let e = GrantError::Spent(covered);
+        sh.refused(format!("Get {}…: {e}", &id.to_string()[..12]));
+        Refusal::Grant(e)
+    })?;
+    Ok(key)
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ShardError> + Send + 'static) -> Result<T, Refusal> {
     tokio::task::spawn_blocking(f)
         .await
@@ -155,10 +171,13 @@ async fn proof(
     axum::extract::Query(q): axum::extract::Query<ProofQuery>,
 ) -> Result<Vec<u8>, Refusal> {
     let id = shard_id(&raw)?;
-    // A proof carries bytes around its range too: only a grant for the whole shard will do.
-    if let Some(allowed) = check_grant(&sh, &headers, &id, Op::Get)?.readable() {
+    // A proof carries bytes around its range too: only a grant for the whole shard will do,
+    // and the bytes it proves come out of that grant's budget.
+    let grant = check_grant(&sh, &headers, &id, Op::Get)?;
+    if let Some(allowed) = grant.readable() {
         return Err(Refusal::Grant(GrantError::OutOfRange(allowed.start, allowed.end)));
     }
+    spend(&sh, &headers, &id, &grant, q.len)?;
     let _transfer = sh.transfer().await.ok_or_else(|| Refusal::Bad("the host is shutting down".into()))?;
     let store = sh.store.clone();
     let data = blocking(move || store.read(&id, None)).await?;
@@ -309,10 +328,15 @@ async fn read(State(sh): State<Arc<Shared>>, Path(raw): Path<String>, headers: H
             return Err(Refusal::Grant(e));
         }
     }
+    let reserved = range.as_ref().map_or(grant.max_size, |r| r.end - r.start);
+    let budget = spend(&sh, &headers, &id, &grant, reserved)?;
     let _transfer = sh.transfer().await.ok_or_else(|| Refusal::Bad("the host is shutting down".into()))?;
     let store = sh.store.clone();
     let partial = range.is_some();
-    let bytes = blocking(move || store.read(&id, range)).await?;
+    let bytes = blocking(move || store.read(&id, range)).await;
+    let served = bytes.as_ref().map_or(0, |b| b.len() as u64);
+    sh.read_budgets.lock().unwrap_or_else(|p| p.into_inner()).give_back(budget, reserved.saturating_sub(served));
+    let bytes = bytes?;
     // What it served, for the coordinator's record (see `heartbeats`).
     sh.served.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
     let status = if partial { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };

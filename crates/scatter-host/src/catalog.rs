@@ -41,7 +41,7 @@ use scatter_proto::catalog_backup::{
 use scatter_proto::grant::catalog_shard;
 use scatter_proto::{GrantError, Op, SignedGrant};
 
-use crate::Shared;
+use crate::{unix_now, Shared};
 
 /// The backup shard files of one host.
 #[derive(Debug)]
@@ -247,10 +247,6 @@ fn bad(msg: impl Into<String>) -> Refused {
 
 fn io(e: impl std::fmt::Display) -> Refused {
     Refused(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Io, format!("disk I/O failed: {e}"))
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Checks the recovery access proof of a listing or fetch of `path`.

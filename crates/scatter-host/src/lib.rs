@@ -13,6 +13,7 @@
 //! always could.
 
 mod api;
+mod budget;
 pub mod catalog;
 pub mod store;
 
@@ -149,6 +150,8 @@ pub(crate) struct Shared {
     pub until: Option<u64>,
     /// Shard bytes served to readers since the last heartbeat that reached the coordinator.
     pub served: std::sync::atomic::AtomicU64,
+    /// Bytes served under each read grant: a grant's bytes are served twice at most.
+    pub read_budgets: std::sync::Mutex<budget::ReadBudgets>,
     /// Shards held as of the last inventory, for `/metrics`: counting them there walked the
     /// whole store on each request, and anyone may ask (a flood of them starved the
     /// heartbeats, and the host was taken for gone).
@@ -281,7 +284,8 @@ impl Shared {
     }
 }
 
-fn unix_now() -> u64 {
+/// Seconds since the Unix epoch (0 on a clock set before it).
+pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
@@ -828,6 +832,7 @@ pub async fn run(
         last_transfer_ms: Default::default(),
         until: config.terms.until,
         served: Default::default(),
+        read_budgets: Default::default(),
         shards_held: Default::default(),
         catalog: Arc::new(backups),
         catalog_uploads: tokio::sync::Semaphore::new(1),

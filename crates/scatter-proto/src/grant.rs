@@ -120,6 +120,9 @@ pub enum GrantError {
     /// A read outside the bytes a range grant covers (or of the whole shard).
     #[error("the grant covers bytes {0}..{1} of this shard only; ask for a range within them")]
     OutOfRange(u64, u64),
+    /// The grant's bytes were served as often as a grant allows (a read and a retry).
+    #[error("this grant's {0} bytes were served already; ask the coordinator for a new grant")]
+    Spent(u64),
 }
 
 impl Grant {

@@ -1307,7 +1307,7 @@ async fn report_shard(
     let (host, shard) = (req.host, req.shard);
     // A report is a hint, never a verdict: the coordinator checks the shard itself.
     if let Some((pack, index, size)) = db(&sh, move |s| s.shard_of_user(u.id, host, &shard)).await? {
-        let checking = crate::audit::check_report(&sh, host, pack, index, shard, size);
+        let checking = crate::audit::check_report(&sh, u.id, host, pack, index, shard, size);
         tracing::info!(%host, %shard, user = %u.me, problem = ?problem, checking, "shard reported bad");
     }
     Ok(Json(serde_json::json!({})))
