@@ -10,6 +10,9 @@ use anyhow::{bail, Context, Result};
 use scatter_client::profile::{self, Profile};
 use scatter_proto::api::HostState;
 
+/// Settings that are secrets, and the variables that carry them in their place.
+const SECRET_FLAGS: &[(&str, &str)] = &[("--join-token", "SCATTER_JOIN_TOKEN")];
+
 /// How the grid's processes run.
 #[derive(Debug, Clone)]
 pub struct GridOptions {
@@ -258,9 +261,11 @@ impl Grid {
 
     /// Starts `scatter SERVICE SETTINGS EXTRA`, where `settings` are `--KEY VALUE` pairs: as
     /// flags, or with [`GridOptions::config_files`] written to `NAME.toml` in the grid's
-    /// directory and given as `--config` alone.
+    /// directory and given as `--config` alone. Secrets among them ([`SECRET_FLAGS`]) are
+    /// passed in the environment instead of as flags.
     fn spawn(&self, service: &str, name: &str, settings: &[&str], extra: &[&str], log: &Path) -> Result<Child> {
         let mut args = vec![service.to_owned()];
+        let mut secrets = Vec::new();
         if self.opts.config_files {
             let mut table = toml::Table::new();
             for pair in settings.chunks(2) {
@@ -275,13 +280,20 @@ impl Grid {
             write_private(&path, &toml::to_string(&table)?)?;
             args.extend(["--config".to_owned(), path.to_string_lossy().into_owned()]);
         } else {
-            args.extend(settings.iter().map(|s| s.to_string()));
+            // A secret goes in the environment, not on a command line anyone can read in `ps`.
+            for pair in settings.chunks(2) {
+                match SECRET_FLAGS.iter().find(|(flag, _)| pair[0] == *flag) {
+                    Some((_, var)) => secrets.extend(pair.get(1).map(|value| (*var, *value))),
+                    None => args.extend(pair.iter().map(|s| s.to_string())),
+                }
+            }
             args.extend(self.opts.insecure.then(|| "--insecure".to_owned()));
         }
         args.extend(extra.iter().map(|s| s.to_string()));
         let out = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
         Command::new(&self.exe)
             .args(args)
+            .envs(secrets)
             .env("SCATTER_LOG", std::env::var("SCATTER_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)

@@ -43,14 +43,14 @@ async fn a_delegate_cannot_loosen_the_owners_placement_policy() {
         // Six shards need all three hosts (two each at f = 1): only the owner's policy
         // stops them.
         let ids: Vec<ShardId> = (0..6u8).map(|i| ShardId::of(&[n as u8, i])).collect();
-        let (status, body) = nas.post("/v1/packs/place", &place(&ids, 64, policy.clone())).await;
+        let (status, body) = nas.post("/v1/packs/place", &place(&ids, 4096, policy.clone())).await;
         if status == 200 {
             let placed: PlaceResponse = serde_json::from_value(body.clone()).expect("placement");
             let outside: Vec<HostId> = placed.targets.iter().map(|t| t.host).filter(|h| *h != allowed).collect();
             assert!(outside.is_empty(), "the appender's policy {policy:?} put the owner's shards on {outside:?}");
         }
         // Two shards fit on the one host the owner allows; they must go there.
-        let (status, body) = nas.post("/v1/packs/place", &place(&ids[..2], 64, policy.clone())).await;
+        let (status, body) = nas.post("/v1/packs/place", &place(&ids[..2], 4096, policy.clone())).await;
         assert_eq!(status, 200, "{body}");
         let placed: PlaceResponse = serde_json::from_value(body).expect("placement");
         assert!(placed.targets.iter().all(|t| t.host == allowed), "{policy:?}: {:?}", placed.targets);
@@ -71,7 +71,7 @@ async fn placing_anothers_shard_id_blocks_nothing() {
     let eve = Attacker::invite(&env, &["eve"]).await;
     let shard = ShardId::of(b"a shard of alice's pack");
     // The same id at three indices goes to three different hosts: all of them.
-    let (status, body) = eve.post("/v1/packs/place", &place(&[shard; 3], 1, Policy::default())).await;
+    let (status, body) = eve.post("/v1/packs/place", &place(&[shard; 3], 4096, Policy::default())).await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = alice.post("/v1/packs/place", &place(&[shard], 1 << 20, Policy::default())).await;
     assert_eq!(status, 200, "eve's placements blocked alice's: {body}");

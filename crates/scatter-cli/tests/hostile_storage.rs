@@ -73,10 +73,10 @@ fn forged_pack(session: u64, shards: &[(ShardId, HostId)], chunks: &[ChunkId], r
     CommitPackRequest {
         pack: PackId::of_shards(&ids),
         session,
-        size: 64 * 4,
+        size: 4096 * 4,
         k: 4,
         m: 2,
-        shard_size: 64,
+        shard_size: 4096,
         shards: shards
             .iter()
             .enumerate()
@@ -84,7 +84,7 @@ fn forged_pack(session: u64, shards: &[(ShardId, HostId)], chunks: &[ChunkId], r
                 index: i as u8,
                 shard: *shard,
                 host: *host,
-                receipt: Receipt { host: *host, shard: *shard, size: 64, time: now(), grant: [0; 32] }.sign(&liar),
+                receipt: Receipt { host: *host, shard: *shard, size: 4096, time: now(), grant: [0; 32] }.sign(&liar),
             })
             .collect(),
         chunks: (0..).zip(chunks).map(|(i, c)| ChunkEntry { id: *c, offset: i * 32, len: 32 }).collect(),
@@ -157,7 +157,7 @@ async fn shards_no_host_received_cannot_disqualify_hosts() {
             // Placed for real this time (reservations and put grants exist), but never
             // uploaded: the receipts are still forged.
             let place = PlaceRequest {
-                shard_size: 64,
+                shard_size: 4096,
                 shards: fake.iter().enumerate().map(|(i, (s, _))| ShardToPlace { index: i as u8, shard: *s }).collect(),
                 exclude: vec![],
                 k: 4,
@@ -171,7 +171,7 @@ async fn shards_no_host_received_cannot_disqualify_hosts() {
             for t in placed.targets {
                 let s = &mut req.shards[t.index as usize];
                 s.host = t.host;
-                s.receipt = Receipt { host: t.host, shard: s.shard, size: 64, time: now(), grant: [1; 32] }
+                s.receipt = Receipt { host: t.host, shard: s.shard, size: 4096, time: now(), grant: [1; 32] }
                     .sign(&SigningKey::from_bytes(&[9; 32]));
             }
         }
@@ -1301,4 +1301,41 @@ async fn a_read_grant_serves_its_bytes_once_and_a_retry_not_forever() {
     assert!(granted > 0, "the locate granted reads");
     assert_eq!(served, 2 * granted, "served: the granted bytes twice, no more");
     env.get_and_compare("big", &file);
+}
+
+/// Attack: tiny packs cut into many tiny shards. The quota counts shard bytes, while every
+/// shard costs its host a file (a disk block and an inode at least): 64-byte shards of
+/// 1-byte puts coded 32+32 were charged 64 bytes for each 4 KiB block they took, and a 1 MiB
+/// account filled hosts many times its quota. Shards are at least a block now, so what the
+/// quota counts is what hosts hold.
+#[tokio::test(flavor = "multi_thread")]
+async fn shards_smaller_than_a_disk_block_are_refused() {
+    let env = grid(6).await;
+    let eve = Attacker::invite(&env, &["eve"]).await;
+    let place = |size: u64, n: u32| PlaceRequest {
+        shard_size: size,
+        shards: (0..6u8)
+            .map(|i| ShardToPlace { index: i, shard: ShardId::of(format!("t{n}-{i}").as_bytes()) })
+            .collect(),
+        exclude: vec![],
+        k: 4,
+        m: 2,
+        placed: vec![],
+        policy: Default::default(),
+    };
+    let (status, body) = eve.post("/v1/packs/place", &place(64, 0)).await;
+    assert_eq!(status, 400, "64-byte shards were placed: {body}");
+    assert!(body["error"].as_str().unwrap_or_default().contains("4.0 KiB"), "{body}");
+    let (status, body) = eve.post("/v1/packs/place", &place(4096, 1)).await;
+    assert_eq!(status, 200, "{body}");
+
+    // A 1-byte put coded 32+32 takes 64 shards of a block each, and is charged for them.
+    let tiny = env.write_random("tiny", 1, 3);
+    env.ok(&["put", tiny.to_str().expect("utf-8"), "--name", "tiny", "--data", "32", "--parity", "32"]);
+    let small: Vec<_> = all_shard_files(&env)
+        .into_iter()
+        .filter(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0) < 4096)
+        .collect();
+    assert!(small.is_empty(), "shards smaller than a block: {small:?}");
+    env.get_and_compare("tiny", &tiny);
 }

@@ -260,9 +260,8 @@ pub async fn recover(opts: &RecoverOptions) -> Result<Recovered, RecoverError> {
             }
         }
         let decoded = (have >= header.k as usize)
-            .then(|| scatter_core::erasure::Layout::new(header.size, header.k, header.m).ok())
+            .then(|| scatter_core::erasure::Layout::stored(header.size, header.k, header.m, header.shard_size))
             .flatten()
-            .filter(|l| l.shard_size == header.shard_size)
             .and_then(|l| scatter_core::erasure::decode(&l, &shards).ok())
             .filter(|ct| *blake3::hash(ct).as_bytes() == header.hash);
         let Some(ct) = decoded else {

@@ -16,6 +16,15 @@ use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
 pub const MAX_SHARDS_PER_KIND: u8 = 32;
 /// Shard sizes are multiples of this (the SIMD codec works on 64-byte blocks).
 pub const SHARD_ALIGN: u64 = 64;
+/// Smallest shard: every shard costs its host a file, a disk block at least, so a shard is
+/// never smaller (a small pack's shards are padded to it). Quotas count shard bytes: they
+/// count what hosts hold, however small the packs.
+pub const MIN_SHARD: u64 = 4096;
+
+/// `size` bytes over `k` shards, rounded up to [`SHARD_ALIGN`] (one block at least).
+fn aligned(size: u64, k: u8) -> u64 {
+    size.div_ceil(u64::from(k.max(1))).max(1).div_ceil(SHARD_ALIGN) * SHARD_ALIGN
+}
 
 /// Why a pack could not be coded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -68,9 +77,16 @@ impl Layout {
     /// The layout for a pack of `size` bytes coded k+m.
     pub fn new(size: u64, k: u8, m: u8) -> Result<Self, ErasureError> {
         check_redundancy(k, m)?;
-        let per_shard = size.div_ceil(k as u64).max(1);
-        let shard_size = per_shard.div_ceil(SHARD_ALIGN) * SHARD_ALIGN;
+        let shard_size = aligned(size, k).max(MIN_SHARD);
         Ok(Self { size, k, m, shard_size })
+    }
+
+    /// The layout of a stored pack of `size` bytes coded k+m in shards of `shard_size`,
+    /// if that is a size [`Layout::new`] gives, or gave before shards were [`MIN_SHARD`]
+    /// bytes at least (packs and catalog backups written then keep theirs).
+    pub fn stored(size: u64, k: u8, m: u8, shard_size: u64) -> Option<Self> {
+        let layout = Self::new(size, k, m).ok()?;
+        (shard_size == layout.shard_size || shard_size == aligned(size, k)).then_some(Self { shard_size, ..layout })
     }
 
     /// Total shards (k + m).
@@ -569,35 +585,50 @@ mod tests {
     }
 
     #[test]
+    fn small_packs_have_shards_of_a_block_and_older_layouts_still_read() {
+        let tiny = Layout::new(1, 32, 32).expect("layout");
+        assert_eq!(tiny.shard_size, MIN_SHARD, "a 1-byte pack's shards are a block each");
+        assert_eq!(Layout::new(1000, 4, 2).expect("layout").shard_size, MIN_SHARD);
+        assert_eq!(Layout::new(40_000, 4, 2).expect("layout").shard_size, 10_048);
+        // Stored before shards had a block at least: 1000 bytes over 4 took 256 each.
+        assert_eq!(Layout::stored(1000, 4, 2, 256).map(|l| l.shard_size), Some(256));
+        assert_eq!(Layout::stored(1000, 4, 2, MIN_SHARD).map(|l| l.shard_size), Some(MIN_SHARD));
+        assert_eq!(Layout::stored(1000, 4, 2, 512), None, "neither layout");
+        assert_eq!(Layout::stored(1000, 0, 2, 256), None, "no data shard");
+        let shards = encode(pack(1000), 4, 2, &mut rng()).expect("encodes");
+        assert!((0..6).all(|i| shards.shard(i).len() as u64 == MIN_SHARD));
+    }
+
+    #[test]
     fn data_ranges_map_pack_bytes_to_shards() {
-        let layout = Layout::new(1000, 4, 2).expect("layout");
-        assert_eq!(layout.shard_size, 256);
+        let layout = Layout::new(40_000, 4, 2).expect("layout");
+        assert_eq!(layout.shard_size, 10_048);
         assert_eq!(layout.data_ranges(10..20), vec![(0, 10..20)]);
-        assert_eq!(layout.data_ranges(250..520), vec![(0, 250..256), (1, 0..256), (2, 0..8)]);
+        assert_eq!(layout.data_ranges(10_040..20_200), vec![(0, 10_040..10_048), (1, 0..10_048), (2, 0..104)]);
         assert!(layout.data_ranges(5..5).is_empty());
         assert!(Layout { shard_size: 0, ..layout }.data_ranges(0..10).is_empty(), "no shard, no piece");
-        let shards = encode(pack(1000), 4, 2, &mut rng()).expect("encodes");
+        let shards = encode(pack(40_000), 4, 2, &mut rng()).expect("encodes");
         let bytes: Vec<u8> = layout
-            .data_ranges(250..520)
+            .data_ranges(10_040..20_200)
             .into_iter()
             .flat_map(|(i, r)| shards.shard(i)[r.start as usize..r.end as usize].to_vec())
             .collect();
-        assert_eq!(bytes, pack(1000)[250..520]);
+        assert_eq!(bytes, pack(40_000)[10_040..20_200]);
     }
 
     #[test]
     fn data_bounds_span_gaps_within_a_shard_only() {
-        let layout = Layout::new(1000, 4, 2).expect("layout");
+        let layout = Layout::new(40_000, 4, 2).expect("layout");
         // Two chunks in shard 0 (the gap between them read), one at the start of shard 2:
         // shard 0 is not read to its end, nor shard 1 at all.
-        let bounds = layout.data_bounds([10..20, 100..120, 520..530]);
-        assert_eq!(bounds, vec![(0, 10..120), (2, 8..18)]);
+        let bounds = layout.data_bounds([10..20, 100..120, 20_100..20_110]);
+        assert_eq!(bounds, vec![(0, 10..120), (2, 4..14)]);
         // A chunk across a shard's end: both pieces; order does not matter.
-        assert_eq!(layout.data_bounds([250..260, 0..4]), vec![(0, 0..256), (1, 0..4)]);
+        assert_eq!(layout.data_bounds([10_040..10_050, 0..4]), vec![(0, 0..10_048), (1, 0..2)]);
         assert!(layout.data_bounds([]).is_empty());
         // Any subset of the ranges stays within the bounds of all of them.
-        let all = layout.data_bounds([10..20, 300..310, 600..900]);
-        for some in [vec![10..20, 15..18], vec![300..310, 600..900], vec![10..20, 600..900]] {
+        let all = layout.data_bounds([10..20, 12_000..12_010, 24_000..36_000]);
+        for some in [vec![10..20, 15..18], vec![12_000..12_010, 24_000..36_000], vec![10..20, 24_000..36_000]] {
             for (i, r) in layout.data_bounds(some) {
                 let (_, b) = all.iter().find(|(j, _)| *j == i).expect("a shard the whole grant names");
                 assert!(r.start >= b.start && r.end <= b.end, "{r:?} within {b:?}");

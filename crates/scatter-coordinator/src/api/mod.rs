@@ -12,6 +12,7 @@ use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use rand::RngCore;
+use scatter_core::erasure::MIN_SHARD;
 use scatter_core::{ByteSize, HostId, PackId, ShardId, UserId};
 use scatter_proto::api::*;
 use scatter_proto::{Grant, Op};
@@ -831,6 +832,9 @@ async fn commit_pack(
             "a {}+{} pack needs exactly one shard per index 0..{total}",
             req.k, req.m
         )));
+    }
+    if req.shard_size < MIN_SHARD {
+        return Err(ApiError::BadRequest(format!("shards are {} at least", ByteSize(MIN_SHARD))));
     }
     let padded = req.shard_size.checked_mul(req.k as u64);
     if padded.is_none_or(|p| p < req.size)

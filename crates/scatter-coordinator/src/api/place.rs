@@ -29,11 +29,12 @@ pub(super) async fn place(State(sh): S, headers: HeaderMap, Body(req): Body<Plac
     let total = req.k as usize + req.m as usize;
     if req.shards.is_empty()
         || req.shards.len() + req.placed.len() > total
-        || req.shard_size == 0
+        || req.shard_size < MIN_SHARD
         || req.shard_size > MAX_SHARD
     {
         return Err(ApiError::BadRequest(format!(
-            "a placement needs 1 to k+m shards (with those already placed) of 1 byte to {}",
+            "a placement needs 1 to k+m shards (with those already placed) of {} to {}",
+            ByteSize(MIN_SHARD),
             ByteSize(MAX_SHARD)
         )));
     }
