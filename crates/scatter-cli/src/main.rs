@@ -2304,12 +2304,13 @@ async fn run(cmd: Cmd) -> Result<i32> {
 fn print_hosts(hosts: &[scatter_proto::api::HostInfo]) {
     use scatter_cli::terms::{format_price, format_time};
     println!(
-        "{:<5} {:<12} {:<10} {:>12} {:>12} {:>8} {:>10} {:>13} {:>5} {:>9} {:>9} {:>11} {:<20}  address",
+        "{:<5} {:<12} {:<10} {:>12} {:>12} {:>12} {:>8} {:>10} {:>13} {:>5} {:>9} {:>9} {:>11} {:<20}  address",
         "id",
         "state",
         "zone",
         "capacity",
         "used",
+        "room",
         "shards",
         "last seen",
         "audits ok/bad",
@@ -2322,12 +2323,13 @@ fn print_hosts(hosts: &[scatter_proto::api::HostInfo]) {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     for h in hosts {
         println!(
-            "{:<5} {:<12} {:<10} {:>12} {:>12} {:>8} {:>9}s {:>13} {:>5} {:>9} {:>9} {:>11} {:<20}  {}",
+            "{:<5} {:<12} {:<10} {:>12} {:>12} {:>12} {:>8} {:>9}s {:>13} {:>5} {:>9} {:>9} {:>11} {:<20}  {}",
             h.id.to_string(),
             h.state.to_string(),
             h.zone,
             ByteSize(h.capacity).to_string(),
             ByteSize(h.used).to_string(),
+            ByteSize(h.room).to_string(),
             h.shards,
             now.saturating_sub(h.last_seen),
             format!("{}/{}", h.audits_passed, h.audits_failed),

@@ -367,3 +367,30 @@ async fn clients_and_hosts_fail_over_past_a_dead_coordinator() {
     assert!(err.contains("URLs in your profile"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(120), "took {:?}", started.elapsed());
 }
+
+/// A host machine that lost its data directory joins again as a new host at the same
+/// address; the operator is told which old host that was and how to let repair start now.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_that_lost_its_data_directory_is_told_to_disable_its_old_self() {
+    let mut env = grid(6).await;
+    let file = env.write_random("data", 1 << 20, 44);
+    env.put(&file, "data");
+    let (old, _) = host(&env, 2);
+    env.grid.kill_host(2);
+    std::fs::remove_dir_all(env.grid.host_dir(2)).expect("wipe the host's data directory");
+    env.grid.start_host(2).expect("the host starts again");
+    let log_path = env.grid.coordinator_dir().join("../host-2.log");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let log = loop {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if log.contains("joined the grid") || std::time::Instant::now() > deadline {
+            break log;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(log.contains("was registered at this address before"), "{log}");
+    assert!(log.contains(&format!("scatter admin host disable {old}")), "{log}");
+    let events = env.ok(&["admin", "events"]);
+    assert!(events.contains(&format!("admin host disable {old}")), "{events}");
+    env.get_and_compare("data", &file);
+}

@@ -76,7 +76,7 @@ async fn roles_quotas_and_write_only_sources() {
     refused(run(&src, &["snapshots"], &[]), "appender snapshots", "may not read");
     refused(run(&src, &["forget", "latest"], &[]), "appender forget", "may not read");
     refused(run(&src, &["prune"], &[]), "appender prune", "may not remove");
-    refused(run(&src, &["usage"], &[]), "appender usage", "may not remove data or see and manage the account");
+    refused(run(&src, &["usage"], &[]), "appender usage", "may not see or manage the account");
     env.put(&small, "existing");
     refused(
         run(&src, &["put", small.to_str().expect("utf-8"), "--name", "existing"], &[]),

@@ -67,6 +67,8 @@ pub struct Unplaceable {
     pub why: String,
     /// Whether it is space: no host that may take a shard has room for one.
     pub full: bool,
+    /// Whether some host that may take a shard has too little room for one (named in `why`).
+    pub cramped: bool,
 }
 
 /// The rule's limits for a pack of `n` shards whose domains may hold `per_domain` each:
@@ -74,25 +76,33 @@ pub struct Unplaceable {
 /// from the domains among the hosts with room for a shard and the hosts already holding
 /// some (see [`zone_cap`]).
 pub fn limits(n: usize, per_domain: usize, candidates: &[Candidate], shard_size: u64, held: &[Held<'_>]) -> Limits {
-    let mut pairs: Vec<(&str, Domain)> = candidates
+    let mut pairs: Vec<(&str, Domain, usize)> = candidates
         .iter()
         .filter(|c| c.free >= shard_size.max(1))
-        .map(|c| (c.zone.as_str(), c.domain))
-        .chain(held.iter().map(|h| (h.zone, h.domain)))
+        .map(|c| (c.zone.as_str(), c.domain, usize::try_from(c.free / shard_size.max(1)).unwrap_or(usize::MAX)))
+        .chain(held.iter().map(|h| (h.zone, h.domain, 1)))
         .collect();
     pairs.sort_unstable();
-    pairs.dedup();
+    pairs.dedup_by(|b, a| {
+        let same = (a.0, a.1) == (b.0, b.1);
+        if same {
+            a.2 = a.2.saturating_add(b.2);
+        }
+        same
+    });
     Limits { per_domain, per_zone: zone_cap(n, per_domain, &pairs) }
 }
 
 /// The smallest c such that `n` shards fit when each zone takes at most c and each domain
 /// at most `per_domain` in all, a domain's shards going to any zone it has hosts in
-/// (`pairs`: the (zone, domain) pairs with a host). A domain with hosts in several zones
+/// (`pairs`: the (zone, domain) pairs with a host, each with the shards its hosts there
+/// have room for: a zone whose hosts have room for one shard takes one, however balanced
+/// the zones look). A domain with hosts in several zones
 /// counts once, not once per zone: counted per zone, one operator declaring many zones
 /// made the cap so tight that nothing could be placed. Without a c that fits, `n` (the
 /// domain rule then refuses). Found by max flow (source → domain → zone → sink), raising c
 /// from ⌈n / zones⌉ while the flow falls short; at most `n` augmenting paths in all.
-pub fn zone_cap(n: usize, per_domain: usize, pairs: &[(&str, Domain)]) -> usize {
+pub fn zone_cap(n: usize, per_domain: usize, pairs: &[(&str, Domain, usize)]) -> usize {
     let mut zones: Vec<&str> = pairs.iter().map(|p| p.0).collect();
     zones.sort_unstable();
     zones.dedup();
@@ -115,9 +125,9 @@ pub fn zone_cap(n: usize, per_domain: usize, pairs: &[(&str, Domain)]) -> usize 
     for i in 0..domains.len() {
         edge(source, d0 + i, per_domain, &mut to, &mut cap);
     }
-    for (zone, domain) in pairs {
+    for (zone, domain, slots) in pairs {
         let (d, z) = (domains.binary_search(domain).unwrap_or(0), zones.binary_search(zone).unwrap_or(0));
-        edge(d0 + d, z0 + z, per_domain, &mut to, &mut cap);
+        edge(d0 + d, z0 + z, per_domain.min(*slots), &mut to, &mut cap);
     }
     let mut sinks = Vec::with_capacity(zones.len());
     let mut c = n.div_ceil(zones.len().max(1));
@@ -195,6 +205,7 @@ pub fn choose(
                 placed: chosen.len(),
                 why: why_not(candidates, &left, shard_size, held, limits, shards.len(), chosen.len()),
                 full: !left.iter().any(|&l| l >= shard_size.max(1)),
+                cramped: left.iter().any(|&l| l < shard_size.max(1)),
             });
         };
         let c = &candidates[i];
@@ -239,8 +250,19 @@ fn why_not(
             ByteSize(most)
         );
     }
+    let cramped: Vec<String> = candidates
+        .iter()
+        .zip(left)
+        .filter(|(_, &l)| l < shard_size.max(1))
+        .map(|(c, &l)| format!("{} ({} left)", c.host, ByteSize(l)))
+        .collect();
+    let short = match cramped.len() {
+        0 => String::new(),
+        n if n <= 3 => format!("; too little room for one: {}", cramped.join(", ")),
+        n => format!("; too little room for one: {} and {} other host(s)", cramped[..3].join(", "), n - 3),
+    };
     format!(
-        "{head}, and the hosts with room for a {shard} shard are {} host(s) in {} failure domain(s) and {} zone(s)",
+        "{head}, and the hosts with room for a {shard} shard are {} host(s) in {} failure domain(s) and {} zone(s){short}",
         roomy.len(),
         domains.len(),
         zones.len()
@@ -332,6 +354,25 @@ mod tests {
         let three: Vec<_> = (0..9).map(|i| c(i, 1000, ["z0", "z1", "z2"][i as usize % 3])).collect();
         assert_eq!(super::limits(6, 1, &three, 10, &[]).per_zone, 2);
         assert_eq!(super::limits(6, 1, &three[..4], 10, &[]).per_zone, 6);
+    }
+
+    #[test]
+    fn a_zone_with_room_for_one_shard_is_counted_as_one_not_as_a_full_share() {
+        // Zones a and b: two hosts each, room for many shards; zone c: one host with room for
+        // one shard (its neighbour full). Six shards, two per domain: c takes one, a and b
+        // must take the other five (three in one of them), not stop at two each.
+        let mut cands: Vec<_> = (1..=4).map(|i| c(i, 1000, ["a", "b"][i as usize % 2])).collect();
+        cands.push(c(5, 15, "c"));
+        cands.push(c(6, 5, "c"));
+        let limits = limits(6, 2, &cands, 10, &[]);
+        assert_eq!(limits, Limits { per_domain: 2, per_zone: 3 });
+        let got = choose(&cands, &ids(6), 10, &[], limits, &mut rng()).expect("fits");
+        assert_eq!(got.len(), 6);
+        assert!(count(&got, &HostId(5)) <= 1 && count(&got, &HostId(6)) == 0, "{got:?}");
+        // Full hosts are named when the domain rule leaves shards without a host.
+        let err = choose(&cands, &ids(6), 10, &[], Limits { per_domain: 1, per_zone: 6 }, &mut rng())
+            .expect_err("one shard per domain: six domains, one full");
+        assert!(err.why.contains("h6 (5 B left)"), "{}", err.why);
     }
 
     #[test]

@@ -109,16 +109,22 @@ pub fn room(sh: &Shared, hosts: &[HostRow], reserved: &HashMap<HostId, u64>) -> 
         .filter(|h| host_state(sh, h) == HostState::Online && period_lasts(h, sh.period_margin.as_secs()))
         .map(|h| {
             let r = reserved.get(&h.id).copied().unwrap_or(0);
-            let by_capacity = h.capacity.saturating_sub(h.catalog_used.max(h.reported_used) + r);
             Candidate {
                 host: h.id,
-                free: by_capacity.min(h.free.saturating_sub(r)),
+                free: free_room(h, r),
                 zone: h.zone.clone(),
                 domain: h.domain(),
                 price: h.terms.price,
             }
         })
         .collect()
+}
+
+/// What `h` can still take with `reserved` bytes placed on it: what it offers less what it
+/// holds, or what its disk has free if that is less (a host offering more than its disk).
+pub fn free_room(h: &HostRow, reserved: u64) -> u64 {
+    let by_capacity = h.capacity.saturating_sub(h.catalog_used.max(h.reported_used).saturating_add(reserved));
+    by_capacity.min(h.free.saturating_sub(reserved))
 }
 
 /// [`room`], with what the catalog has reserved. Runs on the catalog's thread.
@@ -144,8 +150,9 @@ pub fn zones_up<'a>(sh: &Shared, hosts: &'a [HostRow]) -> Vec<&'a str> {
 /// A pack holding more in one zone is re-spread; the repair checks again with its own shards'
 /// hosts and size.
 pub fn zone_caps(candidates: &[Candidate], f: u8, codes: &[(u8, u8)]) -> Vec<crate::store::ZoneCap> {
-    let mut pairs: Vec<(&str, Domain)> =
-        candidates.iter().filter(|c| c.free > 0).map(|c| (c.zone.as_str(), c.domain)).collect();
+    // Sizes vary: any host with room counts as room for a whole share.
+    let mut pairs: Vec<(&str, Domain, usize)> =
+        candidates.iter().filter(|c| c.free > 0).map(|c| (c.zone.as_str(), c.domain, usize::MAX)).collect();
     pairs.sort_unstable();
     pairs.dedup();
     codes

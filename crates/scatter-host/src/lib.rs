@@ -391,6 +391,9 @@ async fn join(
                 };
                 write_private(&path, &serde_json::to_vec_pretty(&id).map_err(|e| HostError::Refused(e.to_string()))?)?;
                 tracing::info!(host = %id.host_id, coordinator = %reply.url, "joined the grid");
+                if let Some(warning) = j.warning {
+                    tracing::warn!("{warning}");
+                }
                 return Ok(id);
             }
             Ok(reply) => {

@@ -283,6 +283,9 @@ pub struct JoinResponse {
     pub host_secret: String,
     /// The coordinator's Ed25519 public key (hex), which signs grants.
     pub coordinator_key: String,
+    /// Something the host's operator should know (a host already registered at this address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// A host asks for a TLS certificate (at every start: its key pair is new each time).
@@ -733,6 +736,10 @@ pub struct HostInfo {
     pub capacity: u64,
     /// Bytes of shards the catalog places there.
     pub used: u64,
+    /// Bytes it can still take: what it offers less what it holds, or what its disk has
+    /// free if that is less (as placement counts it).
+    #[serde(default)]
+    pub room: u64,
     /// Shards the catalog places there.
     #[serde(default)]
     pub shards: u64,

@@ -157,7 +157,7 @@ pub(super) async fn close(
 /// `GET /v1/usage`: the caller's own usage, quota and charges this period. Accounts of role
 /// `user` and admins only: a delegate does not see its owner's bill.
 pub(super) async fn usage(State(sh): S, headers: HeaderMap) -> ApiResult<UsageResponse> {
-    let u = caller(&sh, &headers, Right::Delete).await?;
+    let u = caller(&sh, &headers, Right::Manage).await?;
     let who = Subject::User(u.me.0);
     let period = Period::of(now());
     let id = u.id;

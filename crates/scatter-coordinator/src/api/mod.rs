@@ -272,6 +272,8 @@ pub(crate) enum Right {
     Add,
     /// Remove or forget data: admin, user.
     Delete,
+    /// See and manage the account (its usage and placement policy): admin, user.
+    Manage,
     /// Manage the grid: admin.
     Admin,
 }
@@ -290,8 +292,8 @@ pub(crate) fn require(u: &UserRow, right: Right) -> Result<(), ApiError> {
     let what = match right {
         Right::Read => "read or list data",
         Right::Add => "add data",
-        // The owner's right: also usage, delegates and placement policy.
-        Right::Delete => "remove data or see and manage the account (its usage, delegates and policy)",
+        Right::Delete => "remove or overwrite data",
+        Right::Manage => "see or manage the account (its usage, quota, charges and placement policy)",
         Right::Admin => "administer the grid",
     };
     Err(ApiError::Forbidden(format!("your role `{}` may not {what}", u.role)))
@@ -374,17 +376,42 @@ async fn join(State(sh): S, Body(req): Body<JoinRequest>) -> ApiResult<JoinRespo
     })
     .await?;
     let by = operator.map(|op| format!(", run by operator {op}")).unwrap_or_default();
+    // A machine whose data directory was lost joins again as a new host: its old row still
+    // holds shards the catalog counts on, until heartbeats find it gone.
+    let before: Vec<String> = db(&sh, |s| s.hosts())
+        .await?
+        .into_iter()
+        .filter(|h| h.id != host_id && h.address == req.address && h.state == crate::store::Standing::Active)
+        .map(|h| h.id.to_string())
+        .collect();
+    let warning = (!before.is_empty()).then(|| {
+        format!(
+            "{} was registered at this address before; if this is that machine with its data directory lost, run `scatter admin host disable {}` so repair rebuilds what it held now",
+            before.join(", "),
+            before[0]
+        )
+    });
+    if let Some(w) = &warning {
+        tracing::warn!(host = %host_id, "{w}");
+    }
     event(
         &sh,
         host_id.to_string(),
         "host.joined",
-        format!("{} in zone {}, {}{by}", req.address, req.zone, req.capacity),
+        format!(
+            "{} in zone {}, {}{by}{}",
+            req.address,
+            req.zone,
+            req.capacity,
+            warning.as_deref().map(|w| format!("; {w}")).unwrap_or_default()
+        ),
     )
     .await;
     Ok(Json(JoinResponse {
         host_id,
         host_secret: secret,
         coordinator_key: hex::encode(sh.signing.verifying_key().to_bytes()),
+        warning,
     }))
 }
 
@@ -689,6 +716,7 @@ pub(crate) fn host_info(sh: &Shared, h: &crate::store::HostRow) -> HostInfo {
         zone: h.zone.clone(),
         capacity: h.capacity,
         used: h.catalog_used.max(h.reported_used),
+        room: crate::room::free_room(h, 0),
         domain: match h.domain() {
             crate::store::Domain::Host(id) => format!("host {id}"),
             crate::store::Domain::Operator(op) => format!("operator {op}"),

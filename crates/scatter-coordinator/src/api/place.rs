@@ -205,6 +205,11 @@ fn choose_targets(
                 .count();
             let why = if e.full {
                 format!("{}; add hosts or capacity, or free space (`scatter forget` with `--prune`)", e.why)
+            } else if e.cramped {
+                format!(
+                    "{}; give those hosts room (or drain them), add hosts in other failure domains or zones, or lower the grid's rule (`scatter coordinator --tolerate`)",
+                    e.why
+                )
             } else {
                 format!("{}; add hosts in other failure domains or zones, or relax the placement policy", e.why)
             };

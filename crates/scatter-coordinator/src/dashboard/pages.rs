@@ -575,7 +575,7 @@ pub(super) async fn me(State(sh): Sh, h: HeaderMap) -> Response {
     // Listing snapshots needs the read right, as `scatter snapshots` does (appenders have not).
     let can_list = crate::api::require(&v.user, Right::Read).is_ok();
     // Usage and quota need the owner's right, as `/v1/usage` does.
-    let sees_usage = crate::api::require(&v.user, Right::Delete).is_ok();
+    let sees_usage = crate::api::require(&v.user, Right::Manage).is_ok();
     let got = db(&sh, move |s| {
         let used = if sees_usage { s.usage(data)? } else { 0 };
         let snaps = if can_list { s.snapshots(data)? } else { Vec::new() };
