@@ -394,3 +394,37 @@ async fn a_host_that_lost_its_data_directory_is_told_to_disable_its_old_self() {
     assert!(events.contains(&format!("admin host disable {old}")), "{events}");
     env.get_and_compare("data", &file);
 }
+
+/// The only coordinator restarts (an upgrade, a crash) while a backup runs: the backup waits
+/// for it and finishes, and what it stored comes back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_waits_for_its_coordinator_to_restart() {
+    let mut env = grid(6).await;
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    for i in 0..3 {
+        let f = env.write_random(&format!("f{i}"), 8 << 20, 50 + i);
+        std::fs::rename(&f, src.join(format!("f{i}"))).expect("move into the tree");
+    }
+    let (dir, pass, tree) = (env.grid.client_dir(), env.grid.passphrase().to_owned(), src.clone());
+    let backup = std::thread::spawn(move || {
+        let tree = tree.to_str().expect("utf-8").to_owned();
+        run_with(&dir, &pass, &["backup", &tree, "--limit-upload", "8MiB"], &[])
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    env.grid.kill_coordinator();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.grid.start_coordinator().expect("the coordinator starts again");
+    let out = backup.join().expect("the backup thread");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "the backup failed across the restart: {stderr}");
+    assert!(stderr.contains("trying again"), "the coordinator was down during the backup: {stderr}");
+    let target = env.path("restored");
+    env.ok(&["restore", "latest", "--target", target.to_str().expect("utf-8")]);
+    for i in 0..3 {
+        let name = format!("f{i}");
+        let restored =
+            std::fs::read(target.join(src.strip_prefix("/").expect("absolute")).join(&name)).expect("restored file");
+        assert!(restored == std::fs::read(src.join(&name)).expect("source"), "{name} differs");
+    }
+}

@@ -345,7 +345,7 @@ pub async fn dashboard_link(
         .build()
         .map_err(|e| HostError::Serve(std::io::Error::other(e)))?;
     let req = scatter_proto::api::HostDashboardRequest { host_id: id.host_id, host_secret: id.host_secret };
-    let coordinators = Failover::new(http, coordinator.clone());
+    let coordinators = Failover::new(http, coordinator.clone()).with_patience(Duration::ZERO);
     let reply = coordinators
         .send(Repeat::Safe, |http, base| http.post(format!("{base}/v1/hosts/dashboard")).json(&req).build())
         .await
@@ -802,7 +802,7 @@ pub async fn run(
         .connect_timeout(Duration::from_secs(5))
         .build()
         .map_err(|e| HostError::Serve(std::io::Error::other(e)))?;
-    let coordinators = Arc::new(Failover::new(http, config.coordinator.clone()));
+    let coordinators = Arc::new(Failover::new(http, config.coordinator.clone()).with_patience(Duration::ZERO));
     let receipt_key = receipt_key(&config.data_dir)?;
     let identity = match start {
         Start::Joined(id) => id,
@@ -881,7 +881,7 @@ pub async fn earnings(
         .timeout(Duration::from_secs(30))
         .build()
         .map_err(|e| HostError::Serve(std::io::Error::other(e)))?;
-    let coordinators = Failover::new(http, coordinator.clone());
+    let coordinators = Failover::new(http, coordinator.clone()).with_patience(Duration::ZERO);
     let auth = host_header(identity.host_id, &identity.host_secret);
     let req = scatter_proto::billing::EarningsRequest {
         host_id: identity.host_id,

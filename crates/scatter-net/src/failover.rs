@@ -24,12 +24,16 @@
 //!   request that is not safe to repeat may have reached a coordinator that then failed,
 //!   [`Failure::Interrupted`] says so and the request goes nowhere else.
 //!
-//! Timeouts are the HTTP client's: each attempt may take up to its timeout, so a request
-//! fails after at most that times the number of URLs.
+//! - Once a coordinator has answered the process, a request that reaches none is sent
+//!   again for up to [`PATIENCE`], so a restart of the only coordinator (an upgrade) does
+//!   not fail a long command; hosts, which retry on their own schedule, do not wait.
+//!
+//! Timeouts are the HTTP client's: each attempt may take up to its timeout, so a round of
+//! the list takes at most that times the number of URLs.
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use scatter_proto::api::ErrorBody;
 
@@ -238,12 +242,26 @@ pub struct Failover {
     urls: CoordinatorUrls,
     /// The index of the URL that answered last.
     current: AtomicUsize,
+    /// Whether a coordinator has answered yet: only then is an unreachable one waited for.
+    answered: AtomicBool,
+    /// How long an unreachable coordinator is waited for once one has answered.
+    patience: std::time::Duration,
 }
+
+/// How long a process that has reached a coordinator waits for one to answer again.
+pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Failover {
     /// Sends through `http` to the coordinators at `urls`.
     pub fn new(http: reqwest::Client, urls: CoordinatorUrls) -> Self {
-        Self { http, urls, current: AtomicUsize::new(0) }
+        Self { http, urls, current: AtomicUsize::new(0), answered: AtomicBool::new(false), patience: PATIENCE }
+    }
+
+    /// The same, waiting `patience` instead of [`PATIENCE`] for a coordinator that stopped
+    /// answering (zero: not at all, for a caller that retries by itself).
+    pub fn with_patience(mut self, patience: std::time::Duration) -> Self {
+        self.patience = patience;
+        self
     }
 
     /// The URLs, in the order given.
@@ -259,10 +277,39 @@ impl Failover {
     /// Sends the request `build` makes for a coordinator's base URL (called once per attempt,
     /// with the HTTP client and the URL), failing over as [`Repeat`] allows. Returns the first
     /// answer of a coordinator, whatever its status.
+    ///
+    /// Once a coordinator has answered this process, a round of the list that reaches none
+    /// is tried again for up to [`PATIENCE`] (1 s apart, then up to 4 s): a coordinator
+    /// restarting, as in an upgrade, does not fail a backup under way. A process that never
+    /// reached one (a wrong URL, a grid not up) is told at once.
     pub async fn send<E: std::error::Error + 'static>(
         &self,
         repeat: Repeat,
         mut build: impl FnMut(&reqwest::Client, &str) -> Result<reqwest::Request, E>,
+    ) -> Result<Reply, Failure<E>> {
+        let deadline = self.answered.load(Ordering::Relaxed).then(|| std::time::Instant::now() + self.patience);
+        let mut pause = std::time::Duration::from_secs(1);
+        loop {
+            match self.round(repeat, &mut build).await {
+                Err(Failure::Unreachable(u)) if deadline.is_some_and(|d| std::time::Instant::now() + pause < d) => {
+                    tracing::warn!(
+                        "{u}; trying again in {} s (a coordinator restarting is waited for up to {} s)",
+                        pause.as_secs(),
+                        self.patience.as_secs()
+                    );
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(4));
+                }
+                done => return done,
+            }
+        }
+    }
+
+    /// One try of each URL in turn (see [`Failover::send`]).
+    async fn round<E: std::error::Error + 'static>(
+        &self,
+        repeat: Repeat,
+        build: &mut impl FnMut(&reqwest::Client, &str) -> Result<reqwest::Request, E>,
     ) -> Result<Reply, Failure<E>> {
         let n = self.urls.0.len();
         let start = self.current.load(Ordering::Relaxed) % n;
@@ -274,6 +321,7 @@ impl Failover {
             let reason = match attempt(&self.http, request).await {
                 Outcome::Answer(response) => {
                     self.current.store(index, Ordering::Relaxed);
+                    self.answered.store(true, Ordering::Relaxed);
                     return Ok(Reply { url: url.clone(), response });
                 }
                 Outcome::NotSent(reason) => reason,
@@ -541,5 +589,42 @@ mod tests {
         let f = Failover::new(http, CoordinatorUrls::new([&dying, &live]).expect("urls"));
         let reply = get(&f, Repeat::Unsafe).await.expect("the second answers");
         assert_eq!((reply.url, reply.response.status()), (live, StatusCode::OK));
+    }
+
+    #[tokio::test]
+    async fn a_coordinator_that_answered_is_waited_for_while_it_restarts_and_a_new_one_is_not() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let url = format!("http://{addr}");
+        let router = || axum::Router::new().fallback(|| async { "{}" });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let first = tokio::spawn(crate::serve::serve(listener, router(), None, async move {
+            let _ = stopped.await;
+        }));
+        let f = failover(&[&url]).with_patience(std::time::Duration::from_secs(10));
+        get(&f, Repeat::Safe).await.expect("answers");
+        // Down, and back on the same port a moment later.
+        let _ = stop.send(());
+        let _ = first.await;
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+            let listener = tokio::net::TcpListener::bind(addr).await.expect("bind again");
+            crate::serve::serve(listener, router(), None, std::future::pending()).await
+        });
+        let started = std::time::Instant::now();
+        let reply = get(&f, Repeat::Unsafe).await.expect("answers once it is back");
+        assert_eq!(reply.response.status(), StatusCode::OK);
+        assert!(started.elapsed() >= std::time::Duration::from_millis(1000), "it was down");
+        // A process that never reached one is told at once.
+        let dead = dead_url("http").await;
+        let started = std::time::Instant::now();
+        assert!(get(&failover(&[&dead]), Repeat::Safe).await.is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // Nor does one that asks for no patience wait.
+        let f = failover(&[&dead]).with_patience(std::time::Duration::ZERO);
+        f.answered.store(true, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        assert!(get(&f, Repeat::Safe).await.is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 }
