@@ -249,6 +249,28 @@ async fn a_host_dying_during_put_is_replaced() {
     env.get_and_compare("data", &file);
 }
 
+/// A host dies and the coordinator will not notice for a minute: the client leaves it out
+/// of its next placements once an upload to it failed, rather than meeting it again for
+/// every pack (a failed upload and a warning each).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_host_is_left_out_after_one_failed_upload() {
+    let opts = scatter_cli::grid::GridOptions {
+        offline_after: "60s".into(),
+        passphrase: "test passphrase".into(),
+        ..Default::default()
+    };
+    let mut env = grid_with(7, opts).await;
+    env.grid.kill_host(5);
+    let big = env.write_random("big", 96 << 20, 4);
+    let out = env.scatter(&["put", big.to_str().expect("utf-8"), "--name", "big"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    // The packs already being placed when the first upload failed may each meet it once.
+    let failed = stderr.matches("shard upload failed").count();
+    assert!(failed <= 4, "{failed} uploads went to the dead host: {stderr}");
+    env.get_and_compare("big", &big);
+}
+
 /// `scatter dev` stopped with SIGTERM (what `kill` and service managers send) stops every
 /// process it started.
 #[test]

@@ -4,12 +4,13 @@
 //! on failure (another host for a put, another shard for a get). Every failure says which host
 //! and why, and whether the shard itself is bad (so it can be reported for repair).
 
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use scatter_core::ShardId;
+use scatter_core::{HostId, ShardId};
 use scatter_proto::api::{ErrorBody, StoredResponse, GRANT_HEADER, MAX_SHARD};
 use scatter_proto::{SignedGrant, SignedReceipt};
 
@@ -46,7 +47,13 @@ pub struct Hosts {
     download: Option<Arc<Limiter>>,
     /// Told of every piece of shard bytes as it arrives (see [`Hosts::report_downloads`]).
     observer: Option<Arc<dyn crate::Progress>>,
+    /// Hosts found unreachable, and when (see [`Hosts::recently_down`]).
+    down: Arc<Mutex<HashMap<HostId, Instant>>>,
 }
+
+/// How long a host found unreachable is left out of new placements: about until the
+/// coordinator stops offering it (its heartbeats missed), or a restart brings it back.
+const DOWN_FOR: Duration = Duration::from_secs(30);
 
 /// Caps a byte rate: each transfer reserves its share of time after the previous ones.
 struct Limiter {
@@ -82,7 +89,28 @@ impl Hosts {
             .pool_max_idle_per_host(8)
             .build()
             .map_err(|e| crate::ClientError::Invalid(format!("HTTP client setup failed: {e}")))?;
-        Ok(Self { http, buffers: BufferPool::new(DOWNLOAD_BUFFERS), upload: None, download: None, observer: None })
+        Ok(Self {
+            http,
+            buffers: BufferPool::new(DOWNLOAD_BUFFERS),
+            upload: None,
+            download: None,
+            observer: None,
+            down: Arc::default(),
+        })
+    }
+
+    /// Notes that `host` could not be reached: placements leave it out for a while.
+    pub fn mark_down(&self, host: HostId) {
+        self.down.lock().unwrap_or_else(|p| p.into_inner()).insert(host, Instant::now());
+    }
+
+    /// The hosts found unreachable in the last [`DOWN_FOR`]: a host that died during a backup
+    /// is not offered again and again, each time costing a failed upload and a warning,
+    /// before the coordinator learns it is gone.
+    pub fn recently_down(&self) -> Vec<HostId> {
+        let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
+        down.retain(|_, at| at.elapsed() < DOWN_FOR);
+        down.keys().copied().collect()
     }
 
     /// Caps upload and download rates (bytes per second) across all hosts.

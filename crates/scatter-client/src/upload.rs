@@ -678,7 +678,11 @@ async fn upload_shards(
         let place = PlaceRequest {
             shard_size: layout.shard_size,
             shards: pending.iter().map(|&i| ShardToPlace { index: i as u8, shard: ids[i] }).collect(),
-            exclude: failed_hosts.clone(),
+            exclude: {
+                let mut exclude = failed_hosts.clone();
+                exclude.extend(hosts.recently_down().into_iter().filter(|h| !failed_hosts.contains(h)));
+                exclude
+            },
             k: r.k,
             m: r.m,
             placed: placed.iter().flatten().map(|(h, _)| *h).collect(),
@@ -719,6 +723,9 @@ async fn upload_shards(
                 Ok(receipt) => placed[t.index as usize] = Some((t.host, receipt)),
                 Err(e) => {
                     tracing::warn!(host = %t.host, shard = t.index, error = %e, "shard upload failed; placing it elsewhere");
+                    if matches!(e, crate::hosts::TransferError::Unreachable(_)) {
+                        hosts.mark_down(t.host);
+                    }
                     errors.push(format!("host {} at {}: {e}", t.host, t.address));
                     failed_hosts.push(t.host);
                 }
