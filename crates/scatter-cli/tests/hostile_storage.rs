@@ -65,6 +65,22 @@ fn all_shard_files(env: &Env) -> Vec<std::path::PathBuf> {
     v
 }
 
+/// Locates `chunk` as the grid's own user does before a read: with its read grants.
+async fn locate_as_owner(env: &Env, chunk: ChunkId) -> (Attacker, LocateResponse) {
+    let reader = Attacker::from_profile(env, &env.grid.client_dir());
+    let (status, body) = reader.post("/v1/chunks/locate", &LocateRequest { chunks: vec![chunk], read: true }).await;
+    assert_eq!(status, 200, "{body}");
+    (reader, serde_json::from_value(body).expect("locate answer"))
+}
+
+/// An HTTP client that trusts the grid's hosts, as a reader's would.
+fn host_client(env: &Env) -> reqwest::Client {
+    scatter_net::http_client(Some(fingerprint(env)), scatter_net::Peer::Host)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
 /// A 4+2 pack commit naming `shards` (index order), with made-up receipts, claiming `chunks`
 /// (32 bytes each, one after another: 8 at most).
 fn forged_pack(session: u64, shards: &[(ShardId, HostId)], chunks: &[ChunkId], relocate: bool) -> CommitPackRequest {
@@ -597,10 +613,7 @@ async fn a_pack_cannot_be_crowded_by_placing_it_under_another_code() {
     hosts.sort();
     hosts.dedup();
     assert_eq!(hosts.len(), 3, "two shards per host, as a 1+5 pack may have");
-    let http = scatter_net::http_client(Some(fingerprint(&env)), scatter_net::Peer::Host)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client");
+    let http = host_client(&env);
     let mut stored = Vec::new();
     for t in &placed.targets {
         let i = t.index as usize;
@@ -1190,18 +1203,11 @@ async fn a_located_chunk_lets_its_bytes_be_read_not_its_whole_pack() {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })
         .expect("a chunk");
-    let chunk = ChunkId::from_bytes(chunk.try_into().expect("32 bytes"));
-    let reader = Attacker::from_profile(&env, &env.grid.client_dir());
-    let (status, body) = reader.post("/v1/chunks/locate", &LocateRequest { chunks: vec![chunk], read: true }).await;
-    assert_eq!(status, 200, "{body}");
-    let located: LocateResponse = serde_json::from_value(body).expect("locate answer");
+    let (reader, located) = locate_as_owner(&env, ChunkId::from_bytes(chunk.try_into().expect("32 bytes"))).await;
     let p = located.packs.iter().find(|p| p.id.as_bytes()[..] == pack[..]).expect("its pack");
     assert!(p.size > 3 * len as u64, "the pack holds more than the chunk");
 
-    let http = scatter_net::http_client(Some(fingerprint(&env)), scatter_net::Peer::Host)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client");
+    let http = host_client(&env);
     let get = |s: &ShardLocation, range: Option<std::ops::Range<u64>>| {
         let mut req = http.get(format!("{}/shards/{}", s.address, s.shard)).header(GRANT_HEADER, &s.grant.0);
         if let Some(r) = range {
@@ -1262,15 +1268,8 @@ async fn a_read_grant_serves_its_bytes_once_and_a_retry_not_forever() {
         .catalog_db()
         .query_row("SELECT id FROM chunks ORDER BY len DESC LIMIT 1", [], |r| r.get(0))
         .expect("a chunk");
-    let chunk = ChunkId::from_bytes(chunk.try_into().expect("32 bytes"));
-    let reader = Attacker::from_profile(&env, &env.grid.client_dir());
-    let (status, body) = reader.post("/v1/chunks/locate", &LocateRequest { chunks: vec![chunk], read: true }).await;
-    assert_eq!(status, 200, "{body}");
-    let located: LocateResponse = serde_json::from_value(body).expect("locate answer");
-    let http = scatter_net::http_client(Some(fingerprint(&env)), scatter_net::Peer::Host)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client");
+    let (_, located) = locate_as_owner(&env, ChunkId::from_bytes(chunk.try_into().expect("32 bytes"))).await;
+    let http = host_client(&env);
     let (mut granted, mut served) = (0u64, 0u64);
     for s in located.packs.iter().flat_map(|p| &p.shards) {
         let grant = s.grant.open(&coordinator_key(&env).verifying_key()).expect("a grant the coordinator signed");
