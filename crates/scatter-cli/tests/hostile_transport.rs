@@ -238,6 +238,36 @@ async fn a_captured_credential_is_good_for_its_one_request_only() {
         }
     }
     assert!(throttled, "80 failed authentications in a row were never throttled");
+    // Only failures are: the user's own requests from the same address (a NAT shared with
+    // the guesser) authenticate and go through.
+    env.ok(&["admin", "user", "ls"]);
+}
+
+/// Attack: a peer behind the same address as the users and the hosts (a NAT, a shared
+/// machine) sends garbage credentials until the address is throttled. Before, every request
+/// from it was refused, hosts' heartbeats too: every host went offline, and repair began.
+/// Now requests that authenticate go through; only failures are throttled.
+#[tokio::test(flavor = "multi_thread")]
+async fn guessing_from_a_shared_address_locks_out_no_user_and_no_host() {
+    let env = grid(3).await;
+    let http = client(&env, scatter_net::Peer::Coordinator);
+    let base = env.grid.url().to_owned();
+    let mut throttled = 0;
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < until {
+        let resp = http
+            .get(format!("{base}/v1/status"))
+            .header("authorization", "Scatter AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+            .send()
+            .await
+            .expect("request");
+        throttled += usize::from(resp.status().as_u16() == 429);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(throttled > 0, "the garbage was never throttled");
+    env.ok(&["status"]);
+    let hosts = env.ok(&["admin", "host", "ls"]);
+    assert_eq!(hosts.matches(" online ").count(), 3, "hosts went offline while their address was throttled: {hosts}");
 }
 
 /// A credential as clients before version 2 made them: `SAU1 | user | expires | signature`.

@@ -45,8 +45,9 @@ impl<T> Answer<T> {
 }
 
 fn grant(host: &HostRow, shard: &ShardId, op: Op, max_size: u64) -> Grant {
-    // Put grants are unique (their receipt must answer exactly this upload).
-    let nonce = if op == Op::Put { rand::random() } else { 0 };
+    // Put grants are unique (their receipt must answer exactly this upload), and so are
+    // reads (hosts keep a read budget per grant).
+    let nonce = if matches!(op, Op::Put | Op::Get) { rand::random() } else { 0 };
     Grant { host: host.id, shard: *shard, op, max_size, expires: now() + GRANT_TTL, nonce }
 }
 

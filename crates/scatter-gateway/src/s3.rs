@@ -1158,7 +1158,7 @@ impl S3 for Gateway {
         let size = manifest.size;
         let (range, content_range) = match &input.range {
             Some(r) => {
-                let r = r.check(size)?;
+                let r = in_object(r, size)?;
                 let shown = format!("bytes {}-{}/{size}", r.start, r.end.saturating_sub(1));
                 (r, Some(shown))
             }
@@ -1196,7 +1196,7 @@ impl S3 for Gateway {
         )?;
         let (length, content_range) = match &input.range {
             Some(r) => {
-                let r = r.check(e.size)?;
+                let r = in_object(r, e.size)?;
                 (r.end - r.start, Some(format!("bytes {}-{}/{}", r.start, r.end.saturating_sub(1), e.size)))
             }
             None => (e.size, None),
@@ -1782,6 +1782,14 @@ fn part_number(n: i32) -> S3Result<u16> {
 }
 
 /// `bytes=FIRST-LAST` of an object of `size` bytes.
+/// The bytes a `Range` header asks for of an object of `size` bytes, or `InvalidRange`
+/// saying why (s3s's own error carries no message).
+fn in_object(range: &s3s::dto::Range, size: u64) -> S3Result<std::ops::Range<u64>> {
+    range.check(size).map_err(|_| {
+        s3_error!(InvalidRange, "the range starts past the object's end (it has {size} bytes); ask for bytes within it")
+    })
+}
+
 fn copy_range(spec: &str, size: u64) -> S3Result<std::ops::Range<u64>> {
     let bad = || s3_error!(InvalidArgument, "x-amz-copy-source-range must be bytes=FIRST-LAST within the object");
     let (first, last) = spec.strip_prefix("bytes=").and_then(|r| r.split_once('-')).ok_or_else(bad)?;

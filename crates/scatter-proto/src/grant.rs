@@ -11,9 +11,11 @@
 //! signatures are deterministic): a receipt answers exactly one placement, even one made
 //! again for the same host and shard within the same second.
 //!
-//! A range read ([`Op::GetRange`]) carries, in place of the size and the nonce, the start and
-//! the end (exclusive) of the bytes of the shard it lets be read: a client that located a
-//! few chunks may read those, not the rest of their packs (see [`Grant::get_range`]).
+//! A range read ([`Op::GetRange`]) carries, in place of the size, the start of the bytes of
+//! the shard it lets be read, and in the nonce's low 32 bits their end (exclusive; shards are
+//! far smaller than 4 GiB), its high 32 bits random: a client that located a few chunks may
+//! read those, not the rest of their packs (see [`Grant::get_range`]), and hosts keep a read
+//! budget per grant, so two locates of the same bytes must not make the same grant.
 //!
 //! A conditional delete ([`Op::DeleteIf`]) carries, in place of the size and the nonce, the
 //! first 16 bytes of the hash of the put grant that alone may have written the host's copy
@@ -26,6 +28,8 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use scatter_core::{HostId, ShardId};
 
 const MAGIC: &[u8; 4] = b"SGR2";
+/// The largest end a range grant carries (the low 32 bits of its nonce).
+const RANGE_END: u64 = u32::MAX as u64;
 const BODY_LEN: usize = 4 + 8 + 32 + 1 + 8 + 8 + 8;
 const LEN: usize = BODY_LEN + 64;
 
@@ -137,15 +141,18 @@ impl Grant {
         Grant { host, shard, op: Op::DeleteIf, max_size: half(0), expires, nonce: half(8) }
     }
 
-    /// A grant to read bytes `range` of `shard` at `host`, and no others.
+    /// A grant to read bytes `range` of `shard` at `host`, and no others; unique (a random
+    /// tag). A range ending past 4 GiB, which no shard has, is cut there.
     pub fn get_range(host: HostId, shard: ShardId, range: std::ops::Range<u64>, expires: u64) -> Self {
-        Grant { host, shard, op: Op::GetRange, max_size: range.start, expires, nonce: range.end }
+        let end = range.end.min(RANGE_END);
+        let nonce = (u64::from(rand::random::<u32>()) << 32) | end;
+        Grant { host, shard, op: Op::GetRange, max_size: range.start.min(end), expires, nonce }
     }
 
     /// For [`Op::GetRange`]: the bytes of the shard it lets be read (`None`: any, as for
     /// [`Op::Get`]).
     pub fn readable(&self) -> Option<std::ops::Range<u64>> {
-        (self.op == Op::GetRange).then_some(self.max_size..self.nonce)
+        (self.op == Op::GetRange).then_some(self.max_size..(self.nonce & RANGE_END))
     }
 
     /// For [`Op::DeleteIf`]: the first 16 bytes of the hash of the put grant the copy must
@@ -261,6 +268,13 @@ mod tests {
         let opened = g.sign(&k).check(&k.verifying_key(), HostId(3), &ShardId::of(b"s"), Op::Get, 999).expect("a read");
         assert_eq!(opened.readable(), Some(100..164));
         assert_eq!(grant().readable(), None, "other grants are not bounded so");
+        // Two grants for the same bytes are two grants (each has a read budget of its own).
+        let again = Grant::get_range(HostId(3), ShardId::of(b"s"), 100..164, 1000);
+        assert_ne!(g.sign(&k).0, again.sign(&k).0);
+        assert_eq!(again.readable(), Some(100..164));
+        // A range past what the nonce holds is cut, never wrapped.
+        let huge = Grant::get_range(HostId(3), ShardId::of(b"s"), 10..u64::MAX, 1000);
+        assert_eq!(huge.readable(), Some(10..u64::from(u32::MAX)));
         let refused = g.sign(&k).check(&k.verifying_key(), HostId(3), &ShardId::of(b"s"), Op::Put, 999);
         assert_eq!(refused, Err(GrantError::WrongOp { granted: Op::GetRange, wanted: Op::Put }));
     }

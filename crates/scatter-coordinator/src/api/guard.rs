@@ -1,7 +1,9 @@
 //! The gate every request passes before its handler.
 //!
 //! In order, and before a byte of the body is read:
-//! 1. a peer that failed to authenticate too often lately gets 429 ([`Failures`]);
+//! 1. a peer that failed to authenticate too often lately gets 429 ([`Failures`]) for every
+//!    request that does not authenticate: a user's or a host's own requests from the same
+//!    address (a NAT, a shared machine) still go through;
 //! 2. a route that needs a user's credential gets it checked from the headers alone: the
 //!    signature over grid, method, path with query and the body's hash, the expiry, and that
 //!    it was never accepted before ([`scatter_proto::auth`]); a host's request that names
@@ -162,12 +164,8 @@ fn refuse(e: ApiError) -> Response {
 pub(crate) async fn guard(State(sh): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
     req.headers_mut().remove(VERIFIED);
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| scatter_net::serve::peer_key(c.0.ip()));
-    if peer.is_some_and(|p| sh.failures.blocked(p)) {
-        return refuse(ApiError::Throttled(
-            "too many failed authentications from this address; wait a minute and check the credentials".into(),
-        ));
-    }
-    let resp = match check(&sh, req).await {
+    let blocked = peer.is_some_and(|p| sh.failures.blocked(p));
+    let resp = match check(&sh, req, blocked).await {
         // The body's share of the budget is held until the handler is done with it.
         Ok((req, _room)) => next.run(req).await,
         Err(e) => refuse(e),
@@ -187,8 +185,16 @@ type Room<'a> = Option<(
     Option<tokio::sync::OwnedSemaphorePermit>,
 )>;
 
-/// Steps 2 and 3: the credential, then the body.
-async fn check(sh: &Arc<Shared>, req: Request) -> Result<(Request, Room<'_>), ApiError> {
+fn throttled() -> ApiError {
+    ApiError::Throttled(
+        "too many failed authentications from this address; wait a minute and check the credentials".into(),
+    )
+}
+
+/// Steps 2 and 3: the credential, then the body. From a `blocked` peer only a request that
+/// authenticates (a user's credential or a host's secret) goes on; any other is refused
+/// with 429, its credential's failure unsaid.
+async fn check(sh: &Arc<Shared>, req: Request, blocked: bool) -> Result<(Request, Room<'_>), ApiError> {
     let Some(path) = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()) else {
         // No such route: the router answers 404 without reading anything.
         return Ok((req, None));
@@ -200,7 +206,7 @@ async fn check(sh: &Arc<Shared>, req: Request) -> Result<(Request, Room<'_>), Ap
             let auth = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
             let method = req.method().as_str().to_owned();
             let target = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
-            Some(credential(sh, auth, method, target).await?)
+            Some(credential(sh, auth, method, target).await.map_err(|e| if blocked { throttled() } else { e })?)
         }
         false => None,
     };
@@ -214,11 +220,14 @@ async fn check(sh: &Arc<Shared>, req: Request) -> Result<(Request, Room<'_>), Ap
         Some(value) => {
             let (id, secret) = scatter_proto::api::parse_host_header(value)
                 .ok_or_else(|| ApiError::Unauthorized("the host header is not `ID SECRET`".into()))?;
-            super::check_host(sh, id, secret).await?;
+            super::check_host(sh, id, secret).await.map_err(|e| if blocked { throttled() } else { e })?;
             Some(id)
         }
         None => None,
     };
+    if blocked && verified.is_none() && host.is_none() {
+        return Err(throttled());
+    }
     let lane = match (&verified, host) {
         (Some((_, account)), _) => Lane::User(*account),
         (None, Some(id)) => Lane::Host(id),

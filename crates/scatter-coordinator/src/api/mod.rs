@@ -1289,7 +1289,8 @@ async fn pack_grants(State(sh): S, headers: HeaderMap, Body(req): Body<PackGrant
         op: Op::Get,
         max_size: size,
         expires,
-        nonce: 0,
+        // Unique: hosts keep a read budget per grant.
+        nonce: rand::random(),
     });
     billing::record_reads(&sh, u.id, granted.iter().map(|g| g.1).sum(), &granted).await;
     Ok(Json(location))
