@@ -227,3 +227,49 @@ fn audited(env: &Env) -> Vec<(u64, u64, u64)> {
         .map(|h| (n(h, "id"), n(h, "audits_passed"), n(h, "audits_failed")))
         .collect()
 }
+
+/// Attack: a joined host moves (in its heartbeat) onto the address of another host that is
+/// running. Before, it was accepted silently: clients then reached the other host with this
+/// one's grants, and that innocent host's refusals filled the events.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_cannot_move_onto_a_running_hosts_address() {
+    let env = grid(3).await;
+    let http = scatter_net::http_client(Some(fingerprint(&env)), scatter_net::Peer::Coordinator)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let token = std::fs::read_to_string(env.grid.coordinator_dir().join("join-token")).expect("join token");
+    let join = JoinRequest {
+        join_token: token.trim().to_owned(),
+        address: "https://127.0.0.1:11".into(),
+        zone: "z".into(),
+        capacity: ByteSize(1 << 30),
+        receipt_key: None,
+        terms: HostTerms::default(),
+    };
+    let resp = http.post(format!("{}/v1/hosts/join", env.grid.url())).json(&join).send().await.expect("join");
+    assert!(resp.status().is_success(), "join: {}", resp.text().await.unwrap_or_default());
+    let joined: JoinResponse = resp.json().await.expect("join reply");
+    let (victim, victim_url) = host(&env, 0);
+    let beat = |address: String| HeartbeatRequest {
+        host_id: joined.host_id,
+        host_secret: joined.host_secret.clone(),
+        address,
+        capacity: ByteSize(1 << 30),
+        used: ByteSize(0),
+        free: ByteSize(1 << 30),
+        refused_grants: 0,
+        refusals: vec![],
+        receipt_key: None,
+        terms: HostTerms::default(),
+        served: 0,
+    };
+    let url = format!("{}/v1/hosts/heartbeat", env.grid.url());
+    let resp = http.post(&url).json(&beat(victim_url.trim().to_owned())).send().await.expect("beat");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    assert_eq!(status, 409, "moved onto {victim}'s address: {text}");
+    assert!(text.contains(&format!("address of host {victim}")), "{text}");
+    let resp = http.post(&url).json(&beat("https://127.0.0.1:11".into())).send().await.expect("beat");
+    assert!(resp.status().is_success(), "its own address: {}", resp.text().await.unwrap_or_default());
+}

@@ -378,17 +378,22 @@ async fn join(State(sh): S, Body(req): Body<JoinRequest>) -> ApiResult<JoinRespo
     let by = operator.map(|op| format!(", run by operator {op}")).unwrap_or_default();
     // A machine whose data directory was lost joins again as a new host: its old row still
     // holds shards the catalog counts on, until heartbeats find it gone.
-    let before: Vec<String> = db(&sh, |s| s.hosts())
+    let before: Vec<crate::store::HostRow> = db(&sh, |s| s.hosts())
         .await?
         .into_iter()
         .filter(|h| h.id != host_id && h.address == req.address && h.state == crate::store::Standing::Active)
-        .map(|h| h.id.to_string())
         .collect();
-    let warning = (!before.is_empty()).then(|| {
+    let warning = before.first().map(|old| {
+        let heard = now().saturating_sub(old.last_seen);
+        let running = match crate::room::host_state(&sh, old) {
+            HostState::Online | HostState::Suspect => format!(
+                " and was heard from {heard} s ago: if it still runs there, this host's --public-url is wrong (two hosts cannot share an address);"
+            ),
+            _ => ";".into(),
+        };
         format!(
-            "{} was registered at this address before; if this is that machine with its data directory lost, run `scatter admin host disable {}` so repair rebuilds what it held now",
-            before.join(", "),
-            before[0]
+            "host {} was registered at this address before{running} if this is that machine with its data directory lost, run `scatter admin host disable {}` so repair rebuilds what it held now",
+            old.id, old.id
         )
     });
     if let Some(w) = &warning {
@@ -617,6 +622,7 @@ async fn backfill_receipts(State(sh): S, Body(req): Body<ReceiptsRequest>) -> Ap
 async fn heartbeat(State(sh): S, Body(req): Body<HeartbeatRequest>) -> ApiResult<HeartbeatResponse> {
     check_address(&req.address)?;
     check_host(&sh, req.host_id, &req.host_secret).await?;
+    check_address_change(&sh, req.host_id, &req.address).await?;
     if req.refused_grants > 0 {
         // Bounded whatever the host sends: a few reasons, each cut short.
         let reasons: Vec<String> =
@@ -653,6 +659,27 @@ async fn heartbeat(State(sh): S, Body(req): Body<HeartbeatRequest>) -> ApiResult
     // Hosts serve catalog backups to whoever proves they hold the recovery key.
     let recovery_access_key = sh.backups.as_ref().map(|b| hex::encode(b.public.access.as_bytes()));
     Ok(Json(HeartbeatResponse { recovery_access_key }))
+}
+
+/// Refuses a host's move to an address where another host is heard from: clients would
+/// reach that one with this one's grants, and the refusals would be counted against it.
+async fn check_address_change(sh: &Arc<Shared>, host: HostId, address: &str) -> Result<(), ApiError> {
+    let hosts = db(sh, |s| s.hosts()).await?;
+    if hosts.iter().any(|h| h.id == host && h.address == address) {
+        return Ok(());
+    }
+    let taken = hosts.iter().find(|h| {
+        h.id != host
+            && h.address == address
+            && matches!(crate::room::host_state(sh, h), HostState::Online | HostState::Suspect)
+    });
+    match taken {
+        Some(other) => Err(ApiError::Conflict(format!(
+            "{address} is the address of host {}, which is running: two hosts cannot share an address; give this host its own --public-url (or --listen)",
+            other.id
+        ))),
+        None => Ok(()),
+    }
 }
 
 async fn register(State(sh): S, Body(req): Body<RegisterRequest>) -> ApiResult<RegisterResponse> {
