@@ -106,28 +106,12 @@ async fn an_operator_declaring_zones_cannot_stop_placement() {
     assert!(held <= 2, "one domain holds {held} of a 4+2 pack at f = 1: {:?}", placed.targets);
 }
 
-/// Joins a host that exists only as requests: joined with `token`, in `zone`, offering and
-/// reporting `room` bytes free, heard from every half second.
-async fn fake_host(env: &Env, token: &str, zone: &str, port: u16, room: u64) -> HostId {
-    let http = scatter_net::http_client(Some(fingerprint(env)), scatter_net::Peer::Coordinator)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client");
-    let join = JoinRequest {
-        join_token: token.to_owned(),
-        address: format!("https://127.0.0.1:{port}"),
-        zone: zone.into(),
-        capacity: ByteSize(room),
-        receipt_key: None,
-        terms: HostTerms::default(),
-    };
-    let resp = http.post(format!("{}/v1/hosts/join", env.grid.url())).json(&join).send().await.expect("join");
-    assert!(resp.status().is_success(), "join: {}", resp.text().await.unwrap_or_default());
-    let joined: JoinResponse = resp.json().await.expect("join reply");
-    let beat = HeartbeatRequest {
+/// A heartbeat of the host `joined`, at `address`, offering and reporting `room` bytes free.
+fn heartbeat(joined: &JoinResponse, address: String, room: u64) -> HeartbeatRequest {
+    HeartbeatRequest {
         host_id: joined.host_id,
-        host_secret: joined.host_secret,
-        address: join.address,
+        host_secret: joined.host_secret.clone(),
+        address,
         capacity: ByteSize(room),
         used: ByteSize(0),
         free: ByteSize(room),
@@ -136,7 +120,35 @@ async fn fake_host(env: &Env, token: &str, zone: &str, port: u16, room: u64) -> 
         receipt_key: None,
         terms: HostTerms::default(),
         served: 0,
+    }
+}
+
+/// Joins a host at `address` that exists only as requests (joined with `token`, in `zone`,
+/// offering `room` bytes); returns a client for the coordinator and the join's answer.
+async fn join_fake(env: &Env, token: &str, zone: &str, address: &str, room: u64) -> (reqwest::Client, JoinResponse) {
+    let http = scatter_net::http_client(Some(fingerprint(env)), scatter_net::Peer::Coordinator)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let join = JoinRequest {
+        join_token: token.to_owned(),
+        address: address.to_owned(),
+        zone: zone.into(),
+        capacity: ByteSize(room),
+        receipt_key: None,
+        terms: HostTerms::default(),
     };
+    let resp = http.post(format!("{}/v1/hosts/join", env.grid.url())).json(&join).send().await.expect("join");
+    assert!(resp.status().is_success(), "join: {}", resp.text().await.unwrap_or_default());
+    (http, resp.json().await.expect("join reply"))
+}
+
+/// Joins a host that exists only as requests: joined with `token`, in `zone`, offering and
+/// reporting `room` bytes free, heard from every half second.
+async fn fake_host(env: &Env, token: &str, zone: &str, port: u16, room: u64) -> HostId {
+    let address = format!("https://127.0.0.1:{port}");
+    let (http, joined) = join_fake(env, token, zone, &address, room).await;
+    let beat = heartbeat(&joined, address, room);
     let url = format!("{}/v1/hosts/heartbeat", env.grid.url());
     let resp = http.post(&url).json(&beat).send().await.expect("beat");
     assert!(resp.status().is_success(), "heartbeat: {}", resp.text().await.unwrap_or_default());
@@ -234,36 +246,10 @@ fn audited(env: &Env) -> Vec<(u64, u64, u64)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_host_cannot_move_onto_a_running_hosts_address() {
     let env = grid(3).await;
-    let http = scatter_net::http_client(Some(fingerprint(&env)), scatter_net::Peer::Coordinator)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client");
     let token = std::fs::read_to_string(env.grid.coordinator_dir().join("join-token")).expect("join token");
-    let join = JoinRequest {
-        join_token: token.trim().to_owned(),
-        address: "https://127.0.0.1:11".into(),
-        zone: "z".into(),
-        capacity: ByteSize(1 << 30),
-        receipt_key: None,
-        terms: HostTerms::default(),
-    };
-    let resp = http.post(format!("{}/v1/hosts/join", env.grid.url())).json(&join).send().await.expect("join");
-    assert!(resp.status().is_success(), "join: {}", resp.text().await.unwrap_or_default());
-    let joined: JoinResponse = resp.json().await.expect("join reply");
+    let (http, joined) = join_fake(&env, token.trim(), "z", "https://127.0.0.1:11", 1 << 30).await;
     let (victim, victim_url) = host(&env, 0);
-    let beat = |address: String| HeartbeatRequest {
-        host_id: joined.host_id,
-        host_secret: joined.host_secret.clone(),
-        address,
-        capacity: ByteSize(1 << 30),
-        used: ByteSize(0),
-        free: ByteSize(1 << 30),
-        refused_grants: 0,
-        refusals: vec![],
-        receipt_key: None,
-        terms: HostTerms::default(),
-        served: 0,
-    };
+    let beat = |address: String| heartbeat(&joined, address, 1 << 30);
     let url = format!("{}/v1/hosts/heartbeat", env.grid.url());
     let resp = http.post(&url).json(&beat(victim_url.trim().to_owned())).send().await.expect("beat");
     let status = resp.status().as_u16();

@@ -172,15 +172,7 @@ async fn shards_no_host_received_cannot_disqualify_hosts() {
         if n % 2 == 1 {
             // Placed for real this time (reservations and put grants exist), but never
             // uploaded: the receipts are still forged.
-            let place = PlaceRequest {
-                shard_size: 4096,
-                shards: fake.iter().enumerate().map(|(i, (s, _))| ShardToPlace { index: i as u8, shard: *s }).collect(),
-                exclude: vec![],
-                k: 4,
-                m: 2,
-                placed: vec![],
-                policy: Default::default(),
-            };
+            let place = placement(&fake.iter().map(|(s, _)| *s).collect::<Vec<_>>(), 4096);
             let (status, placed) = eve.post("/v1/packs/place", &place).await;
             assert_eq!(status, 200, "{placed}");
             let placed: PlaceResponse = serde_json::from_value(placed).expect("placement");
@@ -379,17 +371,7 @@ async fn a_corrupt_shard_in_a_rebuild_is_found_and_routed_around() {
 async fn placements_without_uploads_cannot_fill_the_grid_or_dodge_the_quota() {
     let env = grid(6).await;
     let hog = Attacker::invite(&env, &["hog"]).await;
-    let big = |n: u32| PlaceRequest {
-        shard_size: MAX_SHARD,
-        shards: (0..6u8)
-            .map(|i| ShardToPlace { index: i, shard: ShardId::of(format!("{n}-{i}").as_bytes()) })
-            .collect(),
-        exclude: vec![],
-        k: 4,
-        m: 2,
-        placed: vec![],
-        policy: Default::default(),
-    };
+    let big = |n: u32| placement(&made_up_ids(&n.to_string()), MAX_SHARD);
     let mut granted = 0;
     for n in 0..400 {
         let (status, body) = hog.post("/v1/packs/place", &big(n)).await;
@@ -407,17 +389,7 @@ async fn placements_without_uploads_cannot_fill_the_grid_or_dodge_the_quota() {
 
     // A quota counts what is placed and not yet committed.
     let small = Attacker::invite(&env, &["small", "--quota", "10MiB"]).await;
-    let place = |n: u32| PlaceRequest {
-        shard_size: 1 << 20,
-        shards: (0..6u8)
-            .map(|i| ShardToPlace { index: i, shard: ShardId::of(format!("q{n}-{i}").as_bytes()) })
-            .collect(),
-        exclude: vec![],
-        k: 4,
-        m: 2,
-        placed: vec![],
-        policy: Default::default(),
-    };
+    let place = |n: u32| placement(&made_up_ids(&format!("q{n}")), 1 << 20);
     let (status, body) = small.post("/v1/packs/place", &place(0)).await;
     assert_eq!(status, 200, "{body}");
     let placed: PlaceResponse = serde_json::from_value(body).expect("placement");
@@ -433,10 +405,15 @@ async fn placements_without_uploads_cannot_fill_the_grid_or_dodge_the_quota() {
     }
 }
 
-/// A placement of 4+2 shards `ids` of 4 KiB.
-fn placement(ids: &[ShardId]) -> PlaceRequest {
+/// Six made-up shard ids, named after `tag`.
+fn made_up_ids(tag: &str) -> Vec<ShardId> {
+    (0..6u8).map(|i| ShardId::of(format!("{tag}-{i}").as_bytes())).collect()
+}
+
+/// A placement of 4+2 shards `ids` of `shard_size` bytes each.
+fn placement(ids: &[ShardId], shard_size: u64) -> PlaceRequest {
     PlaceRequest {
-        shard_size: 4096,
+        shard_size,
         shards: ids.iter().enumerate().map(|(i, s)| ShardToPlace { index: i as u8, shard: *s }).collect(),
         exclude: vec![],
         k: 4,
@@ -456,7 +433,7 @@ async fn upload_pack(env: &Env, who: &Attacker, seed: u8) -> (Vec<ShardId>, Vec<
         .expect("client");
     let shards: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i ^ seed; 4096]).collect();
     let ids: Vec<ShardId> = shards.iter().map(|s| ShardId::of(s)).collect();
-    let (status, body) = who.post("/v1/packs/place", &placement(&ids)).await;
+    let (status, body) = who.post("/v1/packs/place", &placement(&ids, 4096)).await;
     assert_eq!(status, 200, "{body}");
     let placed: PlaceResponse = serde_json::from_value(body).expect("placement");
     let mut stored = Vec::new();
@@ -505,7 +482,7 @@ async fn a_receipt_is_accepted_once_and_only_from_its_placement() {
     let eve = Attacker::invite(&env, &["eve"]).await;
     let session = eve.session().await;
     let (ids, stored) = upload_pack(&env, &eve, 1).await;
-    let place = placement(&ids);
+    let place = placement(&ids, 4096);
     let commit = |session: u64, stored: Vec<StoredShard>| uploaded_pack(session, &ids, stored, &[], false);
     // Another account cannot use these receipts.
     let other = Attacker::invite(&env, &["other"]).await;
@@ -603,7 +580,7 @@ async fn a_pack_cannot_be_crowded_by_placing_it_under_another_code() {
     let shards: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i ^ 0x5a; 4096]).collect();
     let ids: Vec<ShardId> = shards.iter().map(|s| ShardId::of(s)).collect();
     let status: StatusResponse = serde_json::from_str(&env.ok(&["status", "--json"])).expect("status");
-    let mut place = placement(&ids);
+    let mut place = placement(&ids, 4096);
     (place.k, place.m) = (1, 5);
     place.exclude = status.hosts.iter().skip(3).map(|h| h.id).collect();
     let (status, body) = eve.post("/v1/packs/place", &place).await;
@@ -1311,17 +1288,7 @@ async fn a_read_grant_serves_its_bytes_once_and_a_retry_not_forever() {
 async fn shards_smaller_than_a_disk_block_are_refused() {
     let env = grid(6).await;
     let eve = Attacker::invite(&env, &["eve"]).await;
-    let place = |size: u64, n: u32| PlaceRequest {
-        shard_size: size,
-        shards: (0..6u8)
-            .map(|i| ShardToPlace { index: i, shard: ShardId::of(format!("t{n}-{i}").as_bytes()) })
-            .collect(),
-        exclude: vec![],
-        k: 4,
-        m: 2,
-        placed: vec![],
-        policy: Default::default(),
-    };
+    let place = |size: u64, n: u32| placement(&made_up_ids(&format!("t{n}")), size);
     let (status, body) = eve.post("/v1/packs/place", &place(64, 0)).await;
     assert_eq!(status, 400, "64-byte shards were placed: {body}");
     assert!(body["error"].as_str().unwrap_or_default().contains("4.0 KiB"), "{body}");
