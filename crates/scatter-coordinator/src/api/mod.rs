@@ -664,10 +664,11 @@ async fn heartbeat(State(sh): S, Body(req): Body<HeartbeatRequest>) -> ApiResult
 /// Refuses a host's move to an address where another host is heard from: clients would
 /// reach that one with this one's grants, and the refusals would be counted against it.
 async fn check_address_change(sh: &Arc<Shared>, host: HostId, address: &str) -> Result<(), ApiError> {
-    let hosts = db(sh, |s| s.hosts()).await?;
-    if hosts.iter().any(|h| h.id == host && h.address == address) {
+    // Every heartbeat asks: a lookup by id, and the whole host list only for a move.
+    if db(sh, move |s| s.host_address(host)).await?.is_some_and(|a| a == address) {
         return Ok(());
     }
+    let hosts = db(sh, |s| s.hosts()).await?;
     let taken = hosts.iter().find(|h| {
         h.id != host
             && h.address == address

@@ -1620,6 +1620,15 @@ impl Store {
         })
     }
 
+    /// The address host `id` is registered at, if it is registered.
+    pub fn host_address(&self, id: HostId) -> Result<Option<String>, StoreError> {
+        self.read(|conn| {
+            let row: Option<String> =
+                conn.query_opt("SELECT address FROM hosts WHERE id = ?1", params![id.0 as i64], |r| r.get(0))?;
+            Ok(row)
+        })
+    }
+
     /// Every host, with the bytes the catalog places on it.
     pub fn hosts(&self) -> Result<Vec<HostRow>, StoreError> {
         self.read(|conn| {
