@@ -645,7 +645,7 @@ fn report_restore(r: &restore::RestoreReport, json: bool, what: &str) -> Result<
         eprintln!("warning: shard {shard} on host {host} is bad ({problem}); reported to the coordinator");
     }
     println!(
-        "{what}: {} files written ({}{}), {} already right, {} dirs, {} symlinks in {:.1} s ({:.1} MB/s){}.",
+        "{what}: {} files written ({}{}), {} already right, {} dirs, {} symlinks{} in {:.1} s ({:.1} MB/s){}.",
         r.files_restored,
         ByteSize(r.bytes_written),
         if r.bytes_resumed > 0 {
@@ -656,6 +656,7 @@ fn report_restore(r: &restore::RestoreReport, json: bool, what: &str) -> Result<
         r.files_unchanged,
         r.dirs,
         r.symlinks,
+        if r.hardlinks > 0 { format!(", {} hard links", r.hardlinks) } else { String::new() },
         r.elapsed.as_secs_f64(),
         mb_per_s(r.bytes_written, r.elapsed),
         if r.fetch.reconstructed_packs > 0 {

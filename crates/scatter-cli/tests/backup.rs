@@ -410,3 +410,45 @@ async fn a_healthy_grid_serves_many_folders_without_a_refused_read() {
     }
     assert_same_tree(&src, &restored(&target, &src));
 }
+
+/// Hard links come back as hard links (a tree of `cp -al` copies would otherwise grow by a
+/// copy per name and might not fit where it came from), and are read once by the backup.
+#[tokio::test(flavor = "multi_thread")]
+async fn hard_links_are_backed_up_once_and_restored_as_links() {
+    let env = grid(6).await;
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("sub")).expect("mkdir");
+    std::fs::rename(env.write_random("big", 3 << 20, 7), src.join("a")).expect("mv");
+    std::fs::hard_link(src.join("a"), src.join("b")).expect("link");
+    std::fs::hard_link(src.join("a"), src.join("sub/c")).expect("link");
+    std::fs::write(src.join("e"), b"small and linked").expect("write");
+    std::fs::hard_link(src.join("e"), src.join("sub/d")).expect("link");
+    std::fs::write(src.join("lone"), b"one name").expect("write");
+
+    let made = json(&env.ok(&["backup", s(&src), "--json"]));
+    assert_eq!(made["files_new"], 6, "{made}");
+    assert_eq!(made["bytes_read"], (3 << 20) + 16 + 8, "each linked file is read once: {made}");
+
+    let target = env.path("target");
+    let inode = |p: &Path| std::fs::metadata(p).expect("stat").ino();
+    for round in 0..2 {
+        // The second round restores over the first: the links are kept (or made again).
+        let out = json(&env.ok(&["restore", "latest", "--target", s(&target), "--json"]));
+        assert_eq!(out["hardlinks"], 3, "round {round}: {out}");
+        let back = restored(&target, &src);
+        for name in ["a", "b", "sub/c", "e", "sub/d", "lone"] {
+            assert_eq!(std::fs::read(back.join(name)).expect("read"), std::fs::read(src.join(name)).expect("read"));
+        }
+        assert_eq!(inode(&back.join("a")), inode(&back.join("b")), "round {round}");
+        assert_eq!(inode(&back.join("a")), inode(&back.join("sub/c")), "round {round}");
+        assert_eq!(inode(&back.join("e")), inode(&back.join("sub/d")), "round {round}");
+        assert_ne!(inode(&back.join("a")), inode(&back.join("e")));
+        assert_eq!(std::fs::metadata(back.join("a")).expect("stat").nlink(), 3);
+        assert_eq!(std::fs::metadata(back.join("lone")).expect("stat").nlink(), 1);
+    }
+    // A link restored alone (its first name not selected) is a file of its own.
+    let part = env.path("part");
+    let out = env.ok(&["restore", &format!("latest:{}/sub", s(&src)), "--target", s(&part)]);
+    assert!(out.contains("2 files written"), "{out}");
+    assert_eq!(std::fs::read(part.join("sub/c")).expect("c"), std::fs::read(src.join("a")).expect("a"));
+}

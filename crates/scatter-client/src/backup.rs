@@ -9,7 +9,7 @@
 //! then nothing of the run is visible, and a rerun after a crash uploads only what is missing
 //! (packs are committed as they complete).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -421,6 +421,7 @@ fn spawn_walker(
         summary: Summary::default(),
         errors: Vec::new(),
         skipped: Vec::new(),
+        links: HashMap::new(),
     };
     tokio::task::spawn_blocking(move || {
         let root = w.walk_roots(&roots, parent_tree);
@@ -550,7 +551,13 @@ struct Walker {
     summary: Summary,
     errors: Vec<(PathBuf, String)>,
     skipped: Vec<(PathBuf, &'static str)>,
+    /// Files with more than one name, read under one of them and not under all yet: by
+    /// (device, inode), their size, mtime and chunks, and how many names are still to come.
+    links: HashMap<(u64, u64), (u64, i64, NodeKind, u64)>,
 }
+
+/// Hard-linked files remembered at once (beyond it, another name of one is read again).
+const MAX_LINKS: usize = 100_000;
 
 /// The uploader stopped: its own error is reported instead.
 struct Stopped;
@@ -679,15 +686,33 @@ impl Walker {
             node.kind = p.kind;
             return Ok(Some(node));
         }
+        let count = |summary: &mut Summary| match had_prev {
+            true => summary.files_changed += 1,
+            false => summary.files_new += 1,
+        };
+        // Another name of a file read under one already: the same chunks, not read again.
+        let inode = (node.dev, node.inode);
+        if let Some((size, mtime, kind, left)) = self.links.get_mut(&inode).filter(|_| meta.nlink() > 1) {
+            if (*size, *mtime) == (node.size, node.mtime_ns) {
+                node.kind = kind.clone();
+                *left -= 1;
+                if *left == 0 {
+                    self.links.remove(&inode);
+                }
+                count(&mut self.summary);
+                self.progress.advance(node.size);
+                return Ok(Some(node));
+            }
+        }
         match self.read_file(path)? {
             Ok((chunks, size)) => {
-                if had_prev {
-                    self.summary.files_changed += 1;
-                } else {
-                    self.summary.files_new += 1;
-                }
+                count(&mut self.summary);
                 node.size = size;
                 node.kind = NodeKind::File { chunks };
+                if meta.nlink() > 1 && self.links.len() < MAX_LINKS {
+                    let entry = (node.size, node.mtime_ns, node.kind.clone(), meta.nlink() - 1);
+                    self.links.insert(inode, entry);
+                }
                 Ok(Some(node))
             }
             Err(e) => {

@@ -52,6 +52,8 @@ pub struct RestoreReport {
     pub dirs: u64,
     /// Symbolic links created.
     pub symlinks: u64,
+    /// Files restored as hard links of another file of the restore, as they were backed up.
+    pub hardlinks: u64,
     /// Bytes fetched and written by this run.
     pub bytes_written: u64,
     /// Bytes of files an interrupted run had partly written, checked and kept.
@@ -151,6 +153,11 @@ pub async fn restore_entries(
     let mut created: HashSet<TreePath> = HashSet::new();
     // The files to fetch whole when every directory is new (see `early` below), in order.
     let is_file = |(rel, node): &Entry| rel.split_last().is_some() && matches!(node.kind, NodeKind::File { .. });
+    // Hard links are made once their first name is restored, and fetch nothing of their own.
+    let links = hard_links(&entries);
+    let sources: HashSet<usize> = links.values().copied().collect();
+    let fetched_files =
+        || entries.iter().enumerate().filter(|(i, e)| is_file(e) && !links.contains_key(i)).map(|(_, e)| e);
     // When nothing the restore writes exists yet in the target (none of its top names, nor
     // their temporary names), every directory is made new and every file fetched whole, so the
     // fetch can start now, while the directories are made (a tree of 2,500 directories takes
@@ -163,11 +170,10 @@ pub async fn restore_entries(
         .all(|(_, name)| absent(name) && absent(&crate::partial::partial_name(name)));
     let early = untouched
         .then(|| {
-            let size = entries.iter().filter(|e| is_file(e)).map(|(_, n)| n.size).fold(0, u64::saturating_add);
+            let size = fetched_files().map(|(_, n)| n.size).fold(0, u64::saturating_add);
             let room = rustix::fs::fstatvfs(root.fd()).map(|st| st.f_bavail.saturating_mul(st.f_frsize));
             // Nothing is fetched for a restore that will be refused for want of room.
-            room.is_ok_and(|free| size <= free)
-                .then(|| fetcher.stream(whole_files(entries.iter().filter(|e| is_file(e)))))
+            room.is_ok_and(|free| size <= free).then(|| fetcher.stream(whole_files(fetched_files())))
         })
         .flatten();
 
@@ -199,7 +205,10 @@ pub async fn restore_entries(
 
     // Files and symlinks: decide what to fetch, and what an interrupted run already wrote.
     let mut to_fetch: Vec<(&Entry, Option<Resumed>)> = Vec::new();
-    for e @ (rel, node) in &entries {
+    // (a hard link, the file it links to), and the files that get their content this run.
+    let mut to_link: Vec<(&Entry, &Entry)> = Vec::new();
+    let mut placed: HashSet<usize> = HashSet::new();
+    for (i, e @ (rel, node)) in entries.iter().enumerate() {
         let Some((parent, name)) = rel.split_last() else { continue };
         if node.subtree().is_some() || skipped.iter().any(|s| rel.starts_with(s)) {
             continue;
@@ -212,6 +221,13 @@ pub async fn restore_entries(
                 continue;
             }
         };
+        if let Some(first) = links.get(&i).filter(|f| placed.contains(*f)) {
+            to_link.push((e, &entries[*first]));
+            continue;
+        }
+        if sources.contains(&i) {
+            placed.insert(i);
+        }
         match &node.kind {
             NodeKind::File { .. } if fresh(&parent, rel) => to_fetch.push((e, None)),
             NodeKind::File { .. } => {
@@ -319,7 +335,9 @@ pub async fn restore_entries(
     // dropped here, which stops its task and cancels its reads: kept, it would stall with
     // reads (and rebuild permits) half-way, and the stream that replaces it wait on them.
     let whole = to_fetch.iter().all(|(_, r)| r.is_none());
-    let early = early.filter(|_| whole && to_fetch.len() == entries.iter().filter(|e| is_file(e)).count());
+    // A link whose file was left out is fetched as a file of its own: with the same chunks,
+    // so the early stream still holds what `to_fetch` wants when the counts agree.
+    let early = early.filter(|_| whole && to_fetch.len() == fetched_files().count());
     let mut stream = match early {
         Some(stream) => stream,
         None => fetcher.stream(
@@ -400,6 +418,19 @@ pub async fn restore_entries(
             .await
             .map_err(|e| ClientError::target("sync", &root.display(&TreePath::root()), e))?;
     }
+    // Hard links once every file has its content (a link's file may come later in the walk's
+    // order of a rerun, or sit in another directory).
+    for ((rel, node), (first, _)) in to_link {
+        let shown = root.display(rel);
+        progress.item(&shown);
+        match link_into_place(&mut root, first, rel, node, &mut report.warnings)? {
+            Linked::Already | Linked::Made => report.hardlinks += 1,
+            Linked::Copied(bytes) => {
+                report.files_restored += 1;
+                report.bytes_written += bytes;
+            }
+        }
+    }
     // Directories last, so writing inside them does not move their mtime, and each after
     // the directories below it (a mode without `x` would close them): the walk's order
     // reversed, which also keeps neighbours together for `Root::dir`.
@@ -425,6 +456,126 @@ pub async fn restore_entries(
     report.fetch = fetcher.report();
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// The file entries of `entries` that are hard links of an earlier one, by index, with the
+/// index of that first one. Two entries are one file when the backup saw one inode (the same
+/// device and inode number, not 0) with the same size, mtime, mode, owner, xattrs and chunks:
+/// all of it compared, so a snapshot that names one inode for two contents gets two files,
+/// never a wrong one. Inodes are looked up by a keyed 64-bit hash (8 bytes a file rather
+/// than 16): a collision can only cost a link, restored as a copy.
+fn hard_links(entries: &[Entry]) -> HashMap<usize, usize> {
+    let hasher = std::collections::hash_map::RandomState::new();
+    let mut first: HashMap<u64, usize> = HashMap::new();
+    let mut links = HashMap::new();
+    for (i, (rel, node)) in entries.iter().enumerate() {
+        if node.inode == 0 || rel.split_last().is_none() || !matches!(node.kind, NodeKind::File { .. }) {
+            continue;
+        }
+        match first.entry(std::hash::BuildHasher::hash_one(&hasher, (node.dev, node.inode))) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(i);
+            }
+            std::collections::hash_map::Entry::Occupied(o) => {
+                if same_file(&entries[*o.get()].1, node) {
+                    links.insert(i, *o.get());
+                }
+            }
+        }
+    }
+    links
+}
+
+/// Whether two file entries describe one file as the backup saw it (see [`hard_links`]).
+fn same_file(a: &Node, b: &Node) -> bool {
+    (a.dev, a.inode, a.size, a.mtime_ns, a.mode, a.uid, a.gid)
+        == (b.dev, b.inode, b.size, b.mtime_ns, b.mode, b.uid, b.gid)
+        && a.kind == b.kind
+        && a.xattrs == b.xattrs
+}
+
+/// What [`link_into_place`] did.
+enum Linked {
+    /// The name was already a link of the file (a rerun).
+    Already,
+    /// The link was made.
+    Made,
+    /// The file system refused a link (another file system mounted in the target, too many
+    /// links, no hard links at all): the file was copied, this many bytes.
+    Copied(u64),
+}
+
+/// Makes `rel` a hard link of `first`, a file this restore has put in place, replacing
+/// whatever is at `rel`: linked under a temporary name and renamed over it, so the name holds
+/// either what it held or the link. Where the file system refuses a link, the file is copied
+/// (through a temporary file, as a fetched one is written).
+fn link_into_place(
+    root: &mut Root,
+    first: &TreePath,
+    rel: &TreePath,
+    node: &Node,
+    warnings: &mut Vec<(String, String)>,
+) -> Result<Linked, ClientError> {
+    let shown = root.display(rel);
+    let (Some((from_parent, from_name)), Some((parent, name))) = (first.split_last(), rel.split_last()) else {
+        return Err(ClientError::Unrecoverable(format!("{shown}: a hard link of the restore's root")));
+    };
+    let from_dir = root
+        .dir(&from_parent)
+        .and_then(|d| d.try_clone_to_owned())
+        .map_err(|e| ClientError::target("open the directory of", &root.display(first), e))?;
+    let dest = root.join(rel);
+    let dir = root.dir(&parent).map_err(|e| ClientError::target("open the directory of", &shown, e))?;
+    let shown_ref = shown.as_str();
+    let fail = |what: &'static str| move |e: std::io::Error| ClientError::target(what, shown_ref, e);
+    let from = confined::stat_at(from_dir.as_fd(), from_name).map_err(fail("find the file linked to by"))?;
+    let here = confined::stat_at(dir, name).map_err(fail("replace"))?;
+    if let (Some(a), Some(b)) = (&from, &here) {
+        if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino) {
+            return Ok(Linked::Already);
+        }
+    }
+    if here.as_ref().is_some_and(|st| confined::kind(st) == FileType::Directory) {
+        confined::remove_at(dir, name).map_err(fail("replace the directory"))?;
+    }
+    let tmp = crate::partial::partial_name(name);
+    confined::remove_at(dir, &tmp).map_err(fail("clear the temporary name of"))?;
+    match rustix::fs::linkat(&from_dir, from_name, dir, tmp.as_slice(), AtFlags::empty()) {
+        Ok(()) => {
+            if let Err(e) = rustix::fs::renameat(dir, tmp.as_slice(), dir, name) {
+                let _ = rustix::fs::unlinkat(dir, tmp.as_slice(), AtFlags::empty());
+                return Err(fail("move into place")(e.into()));
+            }
+            Ok(Linked::Made)
+        }
+        Err(_) => {
+            let mut src = confined::open_file_at(from_dir.as_fd(), from_name)
+                .map_err(fail("read the file linked to by"))?
+                .ok_or_else(|| fail("read the file linked to by")(std::io::ErrorKind::NotFound.into()))?;
+            let mut out = PartialFile::create_at_as(dir, name, tmp, dest, false)?;
+            let mut buf = vec![0u8; 1 << 20];
+            let mut bytes = 0u64;
+            loop {
+                let n = std::io::Read::read(&mut src, &mut buf).map_err(fail("read the file linked to by"))?;
+                if n == 0 {
+                    break;
+                }
+                out.write(&buf[..n])?;
+                bytes += n as u64;
+            }
+            if bytes != node.size {
+                return Err(ClientError::Unrecoverable(format!(
+                    "{shown}: the file it is a link of holds {bytes} bytes, the snapshot records {}",
+                    node.size
+                )));
+            }
+            if let Some(f) = out.file() {
+                apply_meta(f.as_fd(), node, &shown, warnings);
+            }
+            out.commit_unsynced()?;
+            Ok(Linked::Copied(bytes))
+        }
+    }
 }
 
 /// Every chunk of `files`, in order, as a fetch wants them.
@@ -916,4 +1067,43 @@ pub fn pick_for_path<'a>(
                 None => "there are no snapshots yet; run `scatter backup PATH` first".into(),
             })
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, inode: u64, chunk: u8) -> Entry {
+        let node = Node {
+            name: path.rsplit('/').next().unwrap_or(path).as_bytes().to_vec(),
+            kind: NodeKind::File { chunks: vec![([chunk; 32], 10)] },
+            mode: 0o644,
+            uid: 1000,
+            gid: 1000,
+            mtime_ns: 1_700_000_000_000_000_000,
+            size: 10,
+            inode,
+            dev: 7,
+            xattrs: Vec::new(),
+        };
+        (TreePath::parse(path.as_bytes()).expect("path"), node)
+    }
+
+    #[test]
+    fn names_of_one_inode_are_linked_to_the_first() {
+        let entries = vec![file("a", 5, 1), file("d/b", 5, 1), file("d/c", 6, 2), file("e", 5, 1)];
+        let links = hard_links(&entries);
+        assert_eq!(links, HashMap::from([(1, 0), (3, 0)]));
+    }
+
+    #[test]
+    fn one_inode_with_other_content_or_metadata_is_two_files() {
+        // A snapshot is not trusted to be honest: what it says is one file must be one.
+        let mut other_mode = file("c", 5, 1);
+        other_mode.1.mode = 0o4755;
+        let mut other_dev = file("d", 5, 1);
+        other_dev.1.dev = 8;
+        let entries = vec![file("a", 5, 1), file("b", 5, 2), other_mode, other_dev, file("z0", 0, 1), file("z1", 0, 1)];
+        assert!(hard_links(&entries).is_empty());
+    }
 }
