@@ -606,6 +606,7 @@ pub async fn restore(
     target: &Path,
     include: &[String],
     limit_download: Option<ByteSize>,
+    sparse: bool,
     json: bool,
 ) -> Result<i32> {
     if target.exists() && !target.is_dir() {
@@ -627,7 +628,7 @@ pub async fn restore(
         // Written by a delegate the owner does not trust: its metadata could grant privileges.
         restore::distrust_metadata(entries.iter_mut().map(|(_, node)| node));
     }
-    let r = restore::restore_entries(&fetcher, &keys, target, entries, &*bar).await?;
+    let r = restore::restore_entries(&fetcher, &keys, target, entries, sparse, &*bar).await?;
     bar.finish();
     report_restore(&r, json, &format!("Restored snapshot {} to {}", snap.short_id(), shown(target)))?;
     Ok(0)

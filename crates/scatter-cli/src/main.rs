@@ -503,6 +503,10 @@ enum Cmd {
         /// Cap the download rate, e.g. 10MiB (per second).
         #[arg(long, value_parser = scatter_cli::size::parse)]
         limit_download: Option<ByteSize>,
+        /// Leave runs of zeros in files as holes (sparse files: disk images, databases)
+        /// rather than writing them.
+        #[arg(long)]
+        sparse: bool,
         /// Print a JSON summary.
         #[arg(long)]
         json: bool,
@@ -1517,8 +1521,8 @@ async fn run(cmd: Cmd) -> Result<i32> {
             }
         }
         Cmd::Find { pattern, json } => return backups::find(&pattern, json).await,
-        Cmd::Restore { snapshot, target, include, limit_download, json } => {
-            return backups::restore(&snapshot, &target, &include, limit_download, json).await
+        Cmd::Restore { snapshot, target, include, limit_download, sparse, json } => {
+            return backups::restore(&snapshot, &target, &include, limit_download, sparse, json).await
         }
         Cmd::CheckLocal { path, snapshot, json } => return backups::check_local(path, snapshot, json).await,
         Cmd::Recover { path, snapshot, force, json } => return backups::recover(path, snapshot, force, json).await,

@@ -452,3 +452,33 @@ async fn hard_links_are_backed_up_once_and_restored_as_links() {
     assert!(out.contains("2 files written"), "{out}");
     assert_eq!(std::fs::read(part.join("sub/c")).expect("c"), std::fs::read(src.join("a")).expect("a"));
 }
+
+/// `restore --sparse` leaves runs of zeros as holes (a disk image comes back taking the space
+/// it took, not its length), and the content is the same either way.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sparse_restore_leaves_holes_where_the_file_has_zeros() {
+    use std::io::{Seek, Write};
+    let env = grid(6).await;
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    let image = src.join("disk.img");
+    {
+        let mut f = std::fs::File::create(&image).expect("create");
+        f.set_len(64 << 20).expect("length");
+        f.write_all(&std::fs::read(env.write_random("head", 1 << 20, 3)).expect("head")).expect("write");
+        f.seek(std::io::SeekFrom::Start(40 << 20)).expect("seek");
+        f.write_all(&std::fs::read(env.write_random("middle", 1 << 20, 4)).expect("middle")).expect("write");
+    }
+    env.ok(&["backup", s(&src)]);
+    let allocated = |p: &Path| std::fs::metadata(p).expect("stat").blocks() * 512;
+    let (dense, sparse) = (env.path("dense"), env.path("sparse"));
+    env.ok(&["restore", "latest", "--target", s(&dense)]);
+    env.ok(&["restore", "latest", "--target", s(&sparse), "--sparse"]);
+    for target in [&dense, &sparse] {
+        let back = restored(target, &image);
+        assert!(std::fs::read(&back).expect("read") == std::fs::read(&image).expect("read"), "{}", back.display());
+    }
+    assert!(allocated(&restored(&dense, &image)) >= 60 << 20, "written whole without --sparse");
+    let taken = allocated(&restored(&sparse, &image));
+    assert!(taken <= 16 << 20, "the sparse restore took {taken} bytes for 2 MiB of data");
+}

@@ -46,6 +46,8 @@ pub struct PartialFile {
     window: (u64, u64),
     /// Left in place when dropped unfinished with something written, for a rerun to resume.
     keep_unfinished: bool,
+    /// The file ends in a hole ([`PartialFile::skip`]): its length is set when committed.
+    hole_at_end: bool,
 }
 
 impl PartialFile {
@@ -103,6 +105,7 @@ impl PartialFile {
             written: keep,
             window: (keep, keep),
             keep_unfinished: true,
+            hole_at_end: false,
         })
     }
 
@@ -134,6 +137,7 @@ impl PartialFile {
             written: 0,
             window: (0, 0),
             keep_unfinished,
+            hole_at_end: false,
         })
     }
 
@@ -159,6 +163,7 @@ impl PartialFile {
                     written: 0,
                     window: (0, 0),
                     keep_unfinished: false,
+                    hole_at_end: false,
                 });
             }
         }
@@ -180,6 +185,7 @@ impl PartialFile {
             return Err(write_error(&self.dest, self.dir.as_fd(), data.len() as u64, e));
         }
         self.written += data.len() as u64;
+        self.hole_at_end &= data.is_empty();
         let (start, end) = self.window;
         if self.written - end >= WRITEBACK_EVERY {
             // `DONTNEED` starts writeback of dirty pages and drops clean ones: the previous
@@ -188,6 +194,22 @@ impl PartialFile {
             let _ = fadvise(&*file, start, NonZeroU64::new(self.written - start), Advice::DontNeed);
             self.window = (end, self.written);
         }
+        Ok(())
+    }
+
+    /// Leaves the next `len` bytes of the file a hole (they read as zeros, and take no space
+    /// where the file system has holes).
+    pub fn skip(&mut self, len: u64) -> Result<(), ClientError> {
+        use std::io::Seek;
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| ClientError::io(&self.dest)(std::io::Error::other("the file was already committed")))?;
+        let offset =
+            i64::try_from(len).map_err(|_| ClientError::io(&self.dest)(std::io::ErrorKind::InvalidInput.into()))?;
+        file.seek(std::io::SeekFrom::Current(offset)).map_err(ClientError::io(&self.dest))?;
+        self.written += len;
+        self.hole_at_end = len > 0;
         Ok(())
     }
 
@@ -204,6 +226,9 @@ impl PartialFile {
 
     fn finish(mut self, sync: bool) -> Result<(), ClientError> {
         let file = self.file.take();
+        if let (Some(f), true) = (&file, self.hole_at_end) {
+            f.set_len(self.written).map_err(|e| write_error(&self.dest, self.dir.as_fd(), 0, e))?;
+        }
         if let (Some(f), true) = (&file, sync) {
             f.sync_all().map_err(|e| ClientError::target("sync", &show(&self.dest), e))?;
         }

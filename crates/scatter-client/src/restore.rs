@@ -134,12 +134,14 @@ pub async fn plan_restore(
 
 /// Writes `entries` below the directory `target` (directories, then content, then metadata),
 /// skipping files whose content is already right. Nothing is written outside `target`: see
-/// the module documentation.
+/// the module documentation. With `sparse`, runs of zeros (4 KiB or more, a chunk at a time)
+/// are left as holes rather than written.
 pub async fn restore_entries(
     fetcher: &Arc<Fetcher>,
     keys: &UserKeys,
     target: &Path,
     entries: Vec<Entry>,
+    sparse: bool,
     progress: &dyn Progress,
 ) -> Result<RestoreReport, ClientError> {
     let started = Instant::now();
@@ -153,6 +155,13 @@ pub async fn restore_entries(
     let mut created: HashSet<TreePath> = HashSet::new();
     // The files to fetch whole when every directory is new (see `early` below), in order.
     let is_file = |(rel, node): &Entry| rel.split_last().is_some() && matches!(node.kind, NodeKind::File { .. });
+    // A sparse restore does not count the holes it knows it will leave: runs of zeros are cut
+    // into chunks of the largest size, all with one id.
+    let zeros = sparse.then(|| dedup.chunk_id(&vec![0; scatter_core::chunker::MAX_CHUNK as usize]));
+    let holes = |n: &Node| {
+        let zero = |(id, _): &(scatter_core::ids::ChunkId, u32)| Some(*id) == zeros;
+        n.chunk_ids().filter(zero).map(|(_, len)| u64::from(len)).fold(0, u64::saturating_add)
+    };
     // Hard links are made once their first name is restored, and fetch nothing of their own.
     let links = hard_links(&entries);
     let sources: HashSet<usize> = links.values().copied().collect();
@@ -170,7 +179,7 @@ pub async fn restore_entries(
         .all(|(_, name)| absent(name) && absent(&crate::partial::partial_name(name)));
     let early = untouched
         .then(|| {
-            let size = fetched_files().map(|(_, n)| n.size).fold(0, u64::saturating_add);
+            let size = fetched_files().map(|(_, n)| n.size.saturating_sub(holes(n))).fold(0, u64::saturating_add);
             let room = rustix::fs::fstatvfs(root.fd()).map(|st| st.f_bavail.saturating_mul(st.f_frsize));
             // Nothing is fetched for a restore that will be refused for want of room.
             room.is_ok_and(|free| size <= free).then(|| fetcher.stream(whole_files(fetched_files())))
@@ -298,10 +307,10 @@ pub async fn restore_entries(
         }
     }
     // Sizes come from the snapshot: summed without overflow (a lying one fails later, when
-    // the bytes written do not match it).
+    // the bytes written do not match it), less the holes a sparse restore knows of.
     let needed: u64 = to_fetch
         .iter()
-        .map(|((_, n), r)| n.size.saturating_sub(r.as_ref().map_or(0, |r| r.bytes)))
+        .map(|((_, n), r)| n.size.saturating_sub(r.as_ref().map_or(0, |r| r.bytes)).saturating_sub(holes(n)))
         .fold(0, u64::saturating_add);
     // Refused before anything is fetched when it cannot fit (on the target's file system;
     // space freed by files it replaces is only freed once their new copy is written).
@@ -397,7 +406,11 @@ pub async fn restore_entries(
                 pending.reverse();
             }
             let chunk = pending.pop().ok_or_else(|| ClientError::Unrecoverable("an empty run was fetched".into()))?;
-            crate::stats::time(crate::stats::Stage::Write, chunk.len() as u64, || out.write(&chunk))?;
+            if sparse && is_zeros(&chunk) {
+                out.skip(chunk.len() as u64)?;
+            } else {
+                crate::stats::time(crate::stats::Stage::Write, chunk.len() as u64, || out.write(&chunk))?;
+            }
             written += chunk.len() as u64;
             progress.advance(chunk.len() as u64);
         }
@@ -576,6 +589,12 @@ fn link_into_place(
             Ok(Linked::Copied(bytes))
         }
     }
+}
+
+/// Whether `data` is zeros, and long enough (a block at least) to be worth a hole.
+fn is_zeros(data: &[u8]) -> bool {
+    // Or-ed a block at a time, which the compiler vectorises (a byte-wise `all` does not).
+    data.len() >= 4096 && data.chunks(4096).all(|block| block.iter().fold(0, |acc, b| acc | b) == 0)
 }
 
 /// Every chunk of `files`, in order, as a fetch wants them.
@@ -1026,8 +1045,9 @@ pub async fn recover(
         let dir = live_path(&base);
         // The folder holding a backed-up path is where the snapshot says it was.
         std::fs::create_dir_all(&dir).map_err(ClientError::io(&dir))?;
-        let r = restore_entries(fetcher, keys, &dir, entries, progress).await?;
+        let r = restore_entries(fetcher, keys, &dir, entries, false, progress).await?;
         total.files_restored += r.files_restored;
+        total.hardlinks += r.hardlinks;
         total.files_unchanged += r.files_unchanged;
         total.dirs += r.dirs;
         total.symlinks += r.symlinks;

@@ -124,6 +124,13 @@ pub fn chunks_of(data: Vec<u8>) -> Vec<Chunk> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_run_of_zeros_is_cut_into_chunks_of_the_largest_size() {
+        // A sparse restore counts the holes it will leave by this (see the client's restore).
+        let sizes: Vec<usize> = chunks_of(vec![0; 3 * MAX_CHUNK as usize + 5]).iter().map(|c| c.data.len()).collect();
+        assert_eq!(sizes, [MAX_CHUNK as usize, MAX_CHUNK as usize, MAX_CHUNK as usize, 5]);
+    }
+
     use super::*;
     use rand::{RngCore, SeedableRng};
 
