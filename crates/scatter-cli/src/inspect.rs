@@ -208,7 +208,8 @@ async fn write_file(
 }
 
 /// A tar stream (GNU format: long names and link targets as `././@LongLink` entries) of
-/// `entries`, a directory before what it holds.
+/// `entries`, a directory before what it holds, and another name of a file written before
+/// as a hard link to it (as a restore makes it).
 async fn write_tar(
     fetcher: &std::sync::Arc<Fetcher>,
     mut entries: Vec<(TreePath, scatter_core::tree::Node)>,
@@ -219,9 +220,14 @@ async fn write_tar(
         // Written by a delegate the owner does not trust: no set-id bits, the caller's owner.
         scatter_client::restore::distrust_metadata(entries.iter_mut().map(|(_, n)| n));
     }
-    for (path, node) in &entries {
-        let mut name = path.to_absolute_bytes();
-        name.remove(0);
+    let links = scatter_client::restore::hard_links(&entries);
+    let tar_name = |path: &TreePath| path.to_absolute_bytes()[1..].to_vec();
+    for (i, (path, node)) in entries.iter().enumerate() {
+        let mut name = tar_name(path);
+        if let Some(first) = links.get(&i) {
+            out.write_all(&tar::header(&name, b'1', node, 0, &tar_name(&entries[*first].0)))?;
+            continue;
+        }
         match &node.kind {
             NodeKind::Dir { .. } => {
                 name.push(b'/');

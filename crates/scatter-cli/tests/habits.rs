@@ -348,6 +348,8 @@ async fn tag_stats_and_dump() {
     let deep = src.join("a-directory-name-long-enough-that-the-whole-path-passes-the-hundred-bytes-of-a-tar-name");
     std::fs::create_dir_all(&deep).expect("mkdir");
     std::fs::write(deep.join("inner.txt"), b"deep").expect("write");
+    // Another name of a file is a hard link in the stream (its target's name is long).
+    std::fs::hard_link(deep.join("inner.txt"), src.join("inner-again.txt")).expect("link");
     let third = json(&env.ok(&["backup", s(&src), "--json"]))["snapshot_id"].as_str().expect("id").to_owned();
     let tar = Command::new(EXE)
         .args(["dump", &third[..8], s(&src)])
@@ -365,7 +367,11 @@ async fn tag_stats_and_dump() {
     let below = unpacked.join(src.strip_prefix("/").expect("absolute"));
     assert!(std::fs::read(below.join("big.bin")).expect("big") == std::fs::read(&big).expect("read"));
     assert_eq!(std::fs::read_link(below.join("link")).expect("link"), Path::new("note.txt"));
-    assert_eq!(std::fs::read(below.join(deep.file_name().expect("name")).join("inner.txt")).expect("deep"), b"deep");
+    let inner = below.join(deep.file_name().expect("name")).join("inner.txt");
+    assert_eq!(std::fs::read(&inner).expect("deep"), b"deep");
+    use std::os::unix::fs::MetadataExt;
+    let inode = |p: &Path| std::fs::metadata(p).expect("stat").ino();
+    assert_eq!(inode(&inner), inode(&below.join("inner-again.txt")), "unpacked as one file with two names");
     env.ok(&["forget", &third[..8]]);
 
     // stats: restore-size counts every snapshot's files; raw-data counts shared data once.

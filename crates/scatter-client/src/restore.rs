@@ -477,7 +477,7 @@ pub async fn restore_entries(
 /// all of it compared, so a snapshot that names one inode for two contents gets two files,
 /// never a wrong one. Inodes are looked up by a keyed 64-bit hash (8 bytes a file rather
 /// than 16): a collision can only cost a link, restored as a copy.
-fn hard_links(entries: &[Entry]) -> HashMap<usize, usize> {
+pub fn hard_links(entries: &[Entry]) -> HashMap<usize, usize> {
     let hasher = std::collections::hash_map::RandomState::new();
     let mut first: HashMap<u64, usize> = HashMap::new();
     let mut links = HashMap::new();
