@@ -1,10 +1,13 @@
 //! The audit trail: security-relevant events with who, when and what, for `scatter admin
-//! events`. Events are kept in three pools, the newest [`KEEP`] of each: refusals (refused
+//! events`. Events are kept in four pools, the newest [`KEEP`] of each: refusals (refused
 //! or forbidden requests), what any account or host may repeat at will (certificates,
-//! dashboard links, its own policy and trust settings, hosts coming and going), and the
-//! rest, changes only admins, invites and recovery codes make. So neither refused requests
-//! nor repeated self-service can fill the disk or push the record of a change out of the
-//! trail (any account could, with 100,000 forbidden requests in about a minute and a half).
+//! dashboard links, its own policy and trust settings, hosts coming and going), what hosts
+//! report (grants they refused), and the rest, changes only admins, invites and recovery
+//! codes make. So neither refused requests nor repeated self-service can fill the disk or
+//! push the record of a change out of the trail (any account could, with 100,000 forbidden
+//! requests in about a minute and a half), and a host, which may report whatever it likes at
+//! every heartbeat, pushes out only hosts' reports, not the coordinator's own record of
+//! refused requests.
 
 use super::{Store, StoreError};
 
@@ -12,7 +15,8 @@ use super::{Store, StoreError};
 pub const KEEP: i64 = 100_000;
 
 /// The pool `action` is kept in: 1 for a refusal (`auth.refused`, `auth.forbidden`,
-/// `lock.refused`…), 2 for what any account or host may repeat at will, 0 for the rest.
+/// `lock.refused`…), 2 for what any account or host may repeat at will, 3 for what a host
+/// reports (`grant.refused`), 0 for the rest.
 fn pool(action: &str) -> i64 {
     const REPEATABLE: &[&str] = &[
         "dashboard.link",
@@ -27,7 +31,9 @@ fn pool(action: &str) -> i64 {
         "lock.extended",
         "policy.set",
     ];
-    if action.ends_with("refused") || action.ends_with("forbidden") {
+    if action == "grant.refused" {
+        3
+    } else if action.ends_with("refused") || action.ends_with("forbidden") {
         1
     } else if REPEATABLE.contains(&action) {
         2

@@ -304,8 +304,8 @@ CREATE TABLE IF NOT EXISTS events (
     actor TEXT NOT NULL,
     action TEXT NOT NULL,
     detail TEXT NOT NULL,
-    -- Kept in pools (events::pool: refusals, what any account or host may repeat at will,
-    -- the rest), each its newest events::KEEP, numbered by n within each.
+    -- Kept in pools (events::pool: refusals, what any account or host may repeat at will, what
+    -- hosts report, the rest), each its newest events::KEEP, numbered by n within each.
     pool INTEGER NOT NULL DEFAULT 0,
     n INTEGER NOT NULL DEFAULT 0
 );
