@@ -581,6 +581,29 @@ async fn a_gateway_name_is_certified_for_one_account_only() {
     let text = resp.text().await.unwrap_or_default();
     assert_eq!(status, 403, "{text}");
     assert!(text.contains("certified for an S3 gateway"), "{text}");
+    // Nor does a new host join there: refused before it is registered, so no row is left
+    // that could never be certified and never serve.
+    let hosts = || env.ok(&["admin", "host", "ls", "--json"]);
+    let before = hosts();
+    let join = JoinRequest {
+        join_token: std::fs::read_to_string(env.grid.coordinator_dir().join("join-token")).expect("token"),
+        address: "https://gw.alice.example:7100".into(),
+        zone: "z".into(),
+        capacity: scatter_core::ByteSize(1 << 30),
+        receipt_key: None,
+        terms: Default::default(),
+    };
+    let resp = client(&env, scatter_net::Peer::Coordinator)
+        .post(format!("{url}/v1/hosts/join"))
+        .json(&join)
+        .send()
+        .await
+        .expect("send");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("certified for an S3 gateway"), "{text}");
+    assert_eq!(hosts(), before, "no host row for a refused join");
 }
 
 /// What an unauthenticated peer sends can reach the log (a refused join names its address):

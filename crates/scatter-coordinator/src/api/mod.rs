@@ -358,6 +358,7 @@ async fn join(State(sh): S, Body(req): Body<JoinRequest>) -> ApiResult<JoinRespo
         return Err(ApiError::BadRequest("the zone label must be 1 to 64 characters".into()));
     }
     let receipt_key = req.receipt_key.as_deref().map(parse_receipt_key).transpose()?;
+    refuse_gateway_name(&sh, "unknown".into(), &req.address).await?;
     let secret = random_secret();
     let hash = secret_hash(&secret);
     let terms = terms_of(&req.terms);
@@ -491,15 +492,39 @@ async fn host_cert(State(sh): S, Body(req): Body<HostCertRequest>) -> ApiResult<
         false => db(&sh, move |s| s.bind_host_name(host_id, &bound, now())).await?,
     };
     if let Some(account) = holder {
-        event(&sh, req.host_id.to_string(), "host.cert_refused", format!("{name:.100}: {account}'s gateway name"))
-            .await;
-        return Err(ApiError::Forbidden(format!(
-            "`{name}` is certified for an S3 gateway of {account}; give this host an address of its own"
-        )));
+        return Err(gateway_name_refused(&sh, req.host_id.to_string(), "host.cert_refused", &name, account).await);
     }
     let cert = authority.issue(std::slice::from_ref(&name), &key).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     event(&sh, req.host_id.to_string(), "host.certified", name).await;
     Ok(Json(HostCertResponse { certificate: scatter_net::tls::to_pem(&cert), ca: authority.cert_pem() }))
+}
+
+/// Refuses a host at `address` when its name is certified for an account's S3 gateway (a
+/// host there could never be certified: see [`host_cert`]), before anything is registered.
+async fn refuse_gateway_name(sh: &Arc<Shared>, actor: String, address: &str) -> Result<(), ApiError> {
+    let Some(name) = address_name(address).filter(|n| sh.authority.is_some() && !scatter_net::tls::is_loopback(n))
+    else {
+        return Ok(());
+    };
+    let lookup = name.clone();
+    match db(sh, move |s| s.gateway_name_holder(&lookup)).await? {
+        Some(account) => Err(gateway_name_refused(sh, actor, "host.join_refused", &name, account).await),
+        None => Ok(()),
+    }
+}
+
+/// The refusal of a host at `name`, which `account`'s gateways hold, recorded as `action`.
+async fn gateway_name_refused(
+    sh: &Arc<Shared>,
+    actor: String,
+    action: &'static str,
+    name: &str,
+    account: UserId,
+) -> ApiError {
+    event(sh, actor, action, format!("{name:.100}: {account}'s gateway name")).await;
+    ApiError::Forbidden(format!(
+        "`{name}` is certified for an S3 gateway of {account}; give this host an address of its own"
+    ))
 }
 
 /// The name (as certificates carry it) of the host part of `address`.

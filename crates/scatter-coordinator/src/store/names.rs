@@ -69,6 +69,14 @@ impl Store {
         })
     }
 
+    /// The account whose gateways hold `name`, if any (a host's or a free name: `None`).
+    pub fn gateway_name_holder(&self, name: &str) -> Result<Option<UserId>, StoreError> {
+        self.read(|conn| match holder_of(conn, name)? {
+            Some(NameHolder::Gateway(account)) => Ok(Some(account)),
+            _ => Ok(None),
+        })
+    }
+
     /// Binds `name` to hosts, unless an account's gateways hold it: then returns that account.
     pub fn bind_host_name(&self, host: HostId, name: &str, now: u64) -> Result<Option<UserId>, StoreError> {
         self.write(|tx| match holder_of(tx, name)? {
