@@ -475,17 +475,25 @@ pub async fn restore_entries(
 /// index of that first one. Two entries are one file when the backup saw one inode (the same
 /// device and inode number, not 0) with the same size, mtime, mode, owner, xattrs and chunks:
 /// all of it compared, so a snapshot that names one inode for two contents gets two files,
-/// never a wrong one. Inodes are looked up by a keyed 64-bit hash (8 bytes a file rather
-/// than 16): a collision can only cost a link, restored as a copy.
+/// never a wrong one. Inodes are compared by a keyed 64-bit hash, sorted to find the ones seen
+/// twice (8 bytes a file for a moment, where a map of every file would keep 35 MB for a
+/// million): a collision can only cost a link, restored as a copy.
 pub fn hard_links(entries: &[Entry]) -> HashMap<usize, usize> {
     let hasher = std::collections::hash_map::RandomState::new();
+    let inode = |(rel, node): &Entry| {
+        let file = node.inode != 0 && rel.split_last().is_some() && matches!(node.kind, NodeKind::File { .. });
+        file.then(|| std::hash::BuildHasher::hash_one(&hasher, (node.dev, node.inode)))
+    };
+    let mut keys: Vec<u64> = entries.iter().filter_map(inode).collect();
+    keys.sort_unstable();
+    let twice: HashSet<u64> = keys.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]).collect();
+    drop(keys);
     let mut first: HashMap<u64, usize> = HashMap::new();
     let mut links = HashMap::new();
-    for (i, (rel, node)) in entries.iter().enumerate() {
-        if node.inode == 0 || rel.split_last().is_none() || !matches!(node.kind, NodeKind::File { .. }) {
-            continue;
-        }
-        match first.entry(std::hash::BuildHasher::hash_one(&hasher, (node.dev, node.inode))) {
+    for (i, entry) in entries.iter().enumerate() {
+        let Some(key) = inode(entry).filter(|k| twice.contains(k)) else { continue };
+        let node = &entry.1;
+        match first.entry(key) {
             std::collections::hash_map::Entry::Vacant(v) => {
                 v.insert(i);
             }
