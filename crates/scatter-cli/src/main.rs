@@ -2304,7 +2304,8 @@ async fn run(cmd: Cmd) -> Result<i32> {
 }
 
 /// The hosts table of `status` and `admin host ls`: state, space, terms and reputation
-/// (`--json` has the parts of the score and the measured record).
+/// (`--json` has the parts of the score and the measured record). What a host sent (its zone,
+/// its address) is printed escaped: a catalog may hold zones from before they were checked.
 fn print_hosts(hosts: &[scatter_proto::api::HostInfo]) {
     use scatter_cli::terms::{format_price, format_time};
     println!(
@@ -2330,7 +2331,7 @@ fn print_hosts(hosts: &[scatter_proto::api::HostInfo]) {
             "{:<5} {:<12} {:<10} {:>12} {:>12} {:>12} {:>8} {:>9}s {:>13} {:>5} {:>9} {:>9} {:>11} {:<20}  {}",
             h.id.to_string(),
             h.state.to_string(),
-            h.zone,
+            scatter_core::tree::escape(h.zone.as_bytes()),
             ByteSize(h.capacity).to_string(),
             ByteSize(h.used).to_string(),
             ByteSize(h.room).to_string(),
@@ -2345,7 +2346,7 @@ fn print_hosts(hosts: &[scatter_proto::api::HostInfo]) {
                 b => format!("{}/s", ByteSize(b)),
             },
             h.terms.until.map(format_time).unwrap_or_else(|| "-".into()),
-            h.address
+            scatter_core::tree::escape(h.address.as_bytes())
         );
     }
 }

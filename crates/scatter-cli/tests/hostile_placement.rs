@@ -259,3 +259,41 @@ async fn a_host_cannot_move_onto_a_running_hosts_address() {
     let resp = http.post(&url).json(&beat("https://127.0.0.1:11".into())).send().await.expect("beat");
     assert!(resp.status().is_success(), "its own address: {}", resp.text().await.unwrap_or_default());
 }
+
+/// A host's zone is printed in every user's `status` and the admin's `admin host ls`: a host
+/// cannot put terminal control sequences there (clear the screen, set the window title, forge
+/// a row, reverse text). Refused at join; a catalog from before that check prints them
+/// escaped.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hosts_zone_cannot_drive_a_users_terminal() {
+    let env = grid(2).await;
+    let token = env.ok(&["admin", "operator", "add", "acme"]).trim().to_owned();
+    let evil = "evil\u{1b}[2J\u{1b}]0;PWNED\u{7}\r\nh9    online  fake\u{202e}";
+    let http = scatter_net::http_client(Some(fingerprint(&env)), scatter_net::Peer::Coordinator)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let join = JoinRequest {
+        join_token: token,
+        address: "https://127.0.0.1:9".into(),
+        zone: evil.into(),
+        capacity: ByteSize(1 << 30),
+        receipt_key: None,
+        terms: HostTerms::default(),
+    };
+    let resp = http.post(format!("{}/v1/hosts/join", env.grid.url())).json(&join).send().await.expect("join");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    assert_eq!(status, 400, "a zone with control characters: {text}");
+    assert!(text.contains("zone"), "{text}");
+
+    let catalog = rusqlite::Connection::open(env.grid.coordinator_dir().join("catalog.db")).expect("catalog");
+    catalog.busy_timeout(Duration::from_secs(10)).expect("busy timeout");
+    catalog.execute("UPDATE hosts SET zone = ?1 WHERE id = 1", [evil]).expect("an old catalog's zone");
+    for args in [&["status"][..], &["admin", "host", "ls"][..]] {
+        let out = env.ok(args);
+        assert!(!out.contains(['\u{1b}', '\u{7}', '\r', '\u{202e}']), "{args:?} printed the zone raw: {out:?}");
+        assert!(out.contains("evil\\x1b[2J"), "{args:?} shows the zone escaped: {out}");
+        assert!(!out.contains("\nh9 "), "{args:?}: a forged row: {out}");
+    }
+}

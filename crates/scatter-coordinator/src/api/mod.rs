@@ -354,8 +354,12 @@ async fn join(State(sh): S, Body(req): Body<JoinRequest>) -> ApiResult<JoinRespo
         }
     };
     check_address(&req.address)?;
-    if req.zone.is_empty() || req.zone.len() > 64 {
-        return Err(ApiError::BadRequest("the zone label must be 1 to 64 characters".into()));
+    // Printed in every user's `status`: it must print as itself, without control characters
+    // (a terminal obeys them), characters that reorder or hide text, or backslashes.
+    if req.zone.is_empty() || req.zone.len() > 64 || scatter_core::tree::escape(req.zone.as_bytes()) != req.zone {
+        return Err(ApiError::BadRequest(
+            "the zone label must be 1 to 64 characters, without control or invisible characters or backslashes".into(),
+        ));
     }
     let receipt_key = req.receipt_key.as_deref().map(parse_receipt_key).transpose()?;
     refuse_gateway_name(&sh, "unknown".into(), &req.address).await?;
