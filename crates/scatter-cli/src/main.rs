@@ -1661,7 +1661,10 @@ async fn run(cmd: Cmd) -> Result<i32> {
             let dir = profile::config_dir();
             let imported = match import {
                 Some(file) => {
-                    let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+                    // An exported key file is a few kilobytes.
+                    let bytes = scatter_net::read_small(&file, 1 << 20).with_context(|| {
+                        format!("cannot read {}; give the file `scatter key export` wrote", file.display())
+                    })?;
                     let transport = secret("SCATTER_IMPORT_PASSPHRASE", "Passphrase of the exported keys: ", false)?;
                     Some(scatter_core::keys::UserKeys::from_key_file(&bytes, &transport)?)
                 }

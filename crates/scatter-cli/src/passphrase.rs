@@ -52,7 +52,7 @@ pub fn strip_newline(text: &str) -> &str {
 }
 
 fn from_file(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| {
+    let bytes = scatter_net::read_small(path, 64 << 10).map_err(|e| {
         anyhow::anyhow!("cannot read the passphrase file {} ({e}); fix the path or its permissions", path.display())
     })?;
     let Ok(text) = String::from_utf8(bytes) else {

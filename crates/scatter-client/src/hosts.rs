@@ -49,7 +49,15 @@ pub struct Hosts {
     observer: Option<Arc<dyn crate::Progress>>,
     /// Hosts found unreachable, and when (see [`Hosts::recently_down`]).
     down: Arc<Mutex<HashMap<HostId, Instant>>>,
+    /// How long a read waits for its answer to start, or for its next bytes ([`STALL`]).
+    stall: Duration,
 }
+
+/// A shard read whose host sends nothing for this long (no answer, or no more of its body)
+/// fails as unreachable, and the pack is rebuilt from the other hosts: a host that takes the
+/// connection and then stays silent cost every read of it the whole request timeout (two
+/// minutes). Generous for a busy host on a slow disk (a 16 MiB shard read whole at 1 MB/s).
+pub const STALL: Duration = Duration::from_secs(30);
 
 /// How long a host found unreachable is left out of new placements: about until the
 /// coordinator stops offering it (its heartbeats missed), or a restart brings it back.
@@ -96,6 +104,7 @@ impl Hosts {
             download: None,
             observer: None,
             down: Arc::default(),
+            stall: STALL,
         })
     }
 
@@ -208,11 +217,18 @@ impl Hosts {
         if let Some(r) = range {
             req = req.header(reqwest::header::RANGE, format!("bytes={}-{}", r.start, r.end - 1));
         }
-        let resp = req.send().await.map_err(|e| TransferError::Unreachable(root_cause(&e)))?;
+        let resp = tokio::time::timeout(self.stall, req.send())
+            .await
+            .map_err(|_| self.silent())?
+            .map_err(|e| TransferError::Unreachable(root_cause(&e)))?;
         if !resp.status().is_success() {
             return Err(refusal(resp).await);
         }
         Ok(resp)
+    }
+
+    fn silent(&self) -> TransferError {
+        TransferError::Unreachable(format!("the host sent nothing for {} s", self.stall.as_secs_f64()))
     }
 
     /// A response body of at most `expected` bytes (when known) into a pooled buffer. More
@@ -235,7 +251,8 @@ impl Hosts {
         got: &mut u64,
         limit: u64,
     ) -> Result<Option<Bytes>, TransferError> {
-        let Some(piece) = resp.chunk().await.map_err(|e| TransferError::Unreachable(root_cause(&e)))? else {
+        let piece = tokio::time::timeout(self.stall, resp.chunk()).await.map_err(|_| self.silent())?;
+        let Some(piece) = piece.map_err(|e| TransferError::Unreachable(root_cause(&e)))? else {
             return Ok(None);
         };
         *got += piece.len() as u64;
@@ -278,6 +295,38 @@ mod tests {
             let _ = conn.write_all(body).await;
         });
         format!("http://{addr}")
+    }
+
+    /// A host that takes the connection and then answers with `head` alone (nothing, or
+    /// headers and part of a body) and is silent from then on; its address.
+    async fn host_falling_silent(head: &'static [u8]) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let Ok((mut conn, _)) = listener.accept().await else { return };
+            let mut request = [0u8; 4096];
+            let _ = conn.read(&mut request).await;
+            let _ = conn.write_all(head).await;
+            tokio::time::sleep(Duration::from_secs(600)).await;
+        });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn a_host_that_falls_silent_fails_the_read_after_the_stall_time() {
+        let mut hosts = Hosts::new(None).expect("client");
+        hosts.stall = Duration::from_millis(300);
+        let (id, grant) = (ShardId::of(b"shard"), SignedGrant("grant".into()));
+        let heads: [&[u8]; 2] = [b"", b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhel"];
+        for head in heads {
+            let started = Instant::now();
+            let silent = host_falling_silent(head).await;
+            let e = hosts.get_range(&silent, &id, &grant, 0..10).await.expect_err("nothing comes");
+            assert!(matches!(&e, TransferError::Unreachable(m) if m.contains("sent nothing for")), "{e}");
+            assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+            let e = hosts.get(&host_falling_silent(head).await, &id, &grant).await.expect_err("nor whole");
+            assert!(matches!(&e, TransferError::Unreachable(m) if m.contains("sent nothing for")), "{e}");
+        }
     }
 
     #[tokio::test]

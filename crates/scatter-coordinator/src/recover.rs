@@ -89,6 +89,8 @@ pub enum RecoverError {
 const MAX_LISTING: u64 = 4 << 20;
 /// Largest other answer (a host id, an error).
 const SMALL_ANSWER: u64 = 16 << 10;
+/// A host that sends nothing for this long (no answer, or no more of one) is skipped.
+const SILENT_HOST: Duration = Duration::from_secs(if cfg!(test) { 1 } else { 30 });
 
 fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
@@ -100,6 +102,22 @@ struct Host {
     id: HostId,
 }
 
+/// Why a host did not give what was asked.
+enum Failed {
+    /// It answered no (the key's proof refused, above all).
+    Refused(String),
+    /// It could not be reached, or sent nothing.
+    Unreachable(String),
+}
+
+impl Failed {
+    fn into_note(self) -> String {
+        match self {
+            Failed::Refused(s) | Failed::Unreachable(s) => s,
+        }
+    }
+}
+
 /// Asks `url` for `path` with a fresh proof of the recovery access key.
 async fn get(
     http: &reqwest::Client,
@@ -107,14 +125,14 @@ async fn get(
     host: &Host,
     path: &str,
     limit: u64,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, Failed> {
     let proof = cb::sign_proof(&key.access, host.id, path, unix_now());
-    let resp = http
-        .get(format!("{}{path}", host.url))
-        .header(RECOVERY_HEADER, proof)
-        .send()
-        .await
-        .map_err(|e| format!("{} could not be reached: {}", host.url, scatter_net::root_cause(&e)))?;
+    let resp = http.get(format!("{}{path}", host.url)).header(RECOVERY_HEADER, proof).send().await.map_err(|e| {
+        Failed::Unreachable(match e.is_timeout() {
+            true => format!("{} sent nothing for {} s; skipped", host.url, SILENT_HOST.as_secs()),
+            false => format!("{} could not be reached: {}", host.url, scatter_net::root_cause(&e)),
+        })
+    })?;
     if !resp.status().is_success() {
         let status = resp.status();
         let body = read_response(resp, SMALL_ANSWER, MinRate::new(Duration::from_secs(10), 1024)).await;
@@ -123,11 +141,11 @@ async fn get(
             .and_then(|b| serde_json::from_slice::<scatter_proto::api::ErrorBody>(&b).ok())
             .map(|b| b.error.chars().take(300).collect::<String>())
             .unwrap_or_default();
-        return Err(format!("{} answered {status}: {why}", host.url));
+        return Err(Failed::Refused(format!("{} answered {status}: {why}", host.url)));
     }
     read_response(resp, limit, MinRate::new(Duration::from_secs(10), 64 << 10))
         .await
-        .map_err(|e| format!("{}: {e}", host.url))
+        .map_err(|e| Failed::Unreachable(format!("{}: {e}", host.url)))
 }
 
 /// Rebuilds a coordinator's data directory from the newest catalog backup on the hosts.
@@ -137,8 +155,11 @@ pub async fn recover(opts: &RecoverOptions) -> Result<Recovered, RecoverError> {
         return Err(RecoverError::NotEmpty(dir.clone()));
     }
     let key = RecoveryKey::read(&opts.key_file)?;
+    // Reads only: a host silent for 30 s (no answer, or no more of one) is skipped, where it
+    // held the recovery up for the whole 300 s of each request.
     let http = scatter_net::http_client(key.ca, scatter_net::Peer::Host)
         .timeout(Duration::from_secs(300))
+        .read_timeout(SILENT_HOST)
         .connect_timeout(Duration::from_secs(10))
         .build()
         .map_err(|e| RecoverError::NoneFound(e.to_string()))?;
@@ -175,8 +196,12 @@ pub async fn recover(opts: &RecoverOptions) -> Result<Recovered, RecoverError> {
         let host = Host { url, id };
         let listing = match get(&http, &key, &host, "/catalog", MAX_LISTING).await {
             Ok(b) => b,
-            Err(e) => {
+            Err(Failed::Refused(e)) => {
                 refusals.push(e);
+                continue;
+            }
+            Err(Failed::Unreachable(e)) => {
+                notes.push(e);
                 continue;
             }
         };
@@ -246,7 +271,7 @@ pub async fn recover(opts: &RecoverOptions) -> Result<Recovered, RecoverError> {
             let raw = match get(&http, &key, host, &format!("/catalog/{seq}/{index}"), MAX_BACKUP_SHARD).await {
                 Ok(b) => b,
                 Err(e) => {
-                    notes.push(e);
+                    notes.push(e.into_note());
                     continue;
                 }
             };
@@ -324,4 +349,49 @@ async fn write_dir(
     .await
     .map_err(|e| crate::store::StoreError::Task(e.to_string()))??;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A host that answers who it is, then takes every other request and stays silent.
+    async fn host_falling_silent() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut request = vec![0u8; 8192];
+                    let n = conn.read(&mut request).await.unwrap_or(0);
+                    if request[..n].starts_with(b"GET /catalog/id ") {
+                        let body = br#"{"host_id":7}"#;
+                        let head =
+                            format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
+                        let _ = conn.write_all(head.as_bytes()).await;
+                        let _ = conn.write_all(body).await;
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_secs(600)).await;
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn a_host_that_falls_silent_is_skipped_not_waited_on() {
+        let dir = tempfile::tempdir().expect("dir");
+        let signing = ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key();
+        let key_file = dir.path().join("recovery.key");
+        std::fs::write(&key_file, RecoveryKey::generate(signing, None).to_text()).expect("key");
+        let opts =
+            RecoverOptions { data_dir: dir.path().join("new"), key_file, hosts: vec![host_falling_silent().await] };
+        let started = std::time::Instant::now();
+        let err = recover(&opts).await.expect_err("nothing to recover from").to_string();
+        // Waited on for the whole request timeout (300 s) before.
+        assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+        assert!(err.contains("sent nothing"), "{err}");
+    }
 }

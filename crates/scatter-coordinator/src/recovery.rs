@@ -170,8 +170,15 @@ impl RecoveryKey {
 
     /// Reads and parses a recovery key file.
     pub fn read(path: &Path) -> Result<Self, RecoveryError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| RecoveryError::Io { path: path.to_owned(), source })?;
+        // A key file is under a kilobyte.
+        let bytes = scatter_net::read_small(path, 64 << 10).map_err(|source| match source.kind() {
+            std::io::ErrorKind::InvalidData => {
+                RecoveryError::BadKeyFile { path: path.to_owned(), what: source.to_string() }
+            }
+            _ => RecoveryError::Io { path: path.to_owned(), source },
+        })?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| RecoveryError::BadKeyFile { path: path.to_owned(), what: "it is not text".into() })?;
         Self::parse(&text).map_err(|what| RecoveryError::BadKeyFile { path: path.to_owned(), what })
     }
 }
@@ -375,6 +382,13 @@ pub fn content_hash(db: &Path) -> Result<[u8; 32], rusqlite::Error> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_endless_or_huge_file_is_not_read_as_a_key() {
+        // `/dev/zero` given by mistake filled memory (7 GB in 8 s) before this.
+        let err = RecoveryKey::read(Path::new("/dev/zero")).expect_err("not a key");
+        assert!(matches!(&err, RecoveryError::BadKeyFile { what, .. } if what.contains("longer than")), "{err}");
+    }
+
     use super::*;
 
     #[test]

@@ -10,7 +10,7 @@ pub mod tls;
 pub mod token;
 
 pub use failover::CoordinatorUrls;
-pub use tls::{write_private, Fingerprint, Peer};
+pub use tls::{read_small, write_private, Fingerprint, Peer};
 pub use token::Token;
 
 /// How long a client keeps an idle connection for reuse: less than the 10 s after which our

@@ -622,6 +622,22 @@ pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     write_atomic(path, contents, 0o600)
 }
 
+/// Reads a small file a user names (a key file, a passphrase file), refusing one longer than
+/// `limit` bytes before it is all read: `/dev/zero` or a wrong, huge file given by mistake
+/// would otherwise fill memory.
+pub fn read_small(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("it is longer than {limit} bytes, too long for what is asked for here"),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Writes a file anyone may read (a certificate), atomically.
 pub fn write_public(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     write_atomic(path, contents, 0o644)
