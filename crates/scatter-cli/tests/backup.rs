@@ -411,6 +411,37 @@ async fn a_healthy_grid_serves_many_folders_without_a_refused_read() {
     assert_same_tree(&src, &restored(&target, &src));
 }
 
+/// Copies of one file are one chunk (deduplicated), wanted again for every copy; between the
+/// copies come files stored in other packs, so each copy is a read of its own, under the
+/// grant of one locate. Hosts refused past twice a grant's bytes: a healthy grid holding
+/// 12,500 files of /usr/include and /usr/share/doc (73 MiB of them duplicates) met 17
+/// refused reads in a restore, and rebuilt 2 packs from parity.
+#[tokio::test(flavor = "multi_thread")]
+async fn copies_of_one_file_are_restored_without_a_refused_read() {
+    let env = grid(6).await;
+    // The file's chunk goes into a pack of an earlier backup...
+    let first = env.path("first");
+    std::fs::create_dir_all(&first).expect("dir");
+    std::fs::rename(env.write_random("copyright", 100_000, 1), first.join("copyright")).expect("mv");
+    env.ok(&["backup", s(&first)]);
+    // ...and its copies, each next to a file of its own, into a later one's.
+    let src = env.path("copies");
+    for d in 0..10 {
+        let dir = src.join(format!("d{d}"));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::copy(first.join("copyright"), dir.join("copyright")).expect("copy");
+        std::fs::write(dir.join("own"), format!("a file of its own {d}\n")).expect("write");
+    }
+    env.ok(&["backup", s(&src)]);
+    let target = env.path("back");
+    let out = env.scatter(&["restore", "latest", "--target", s(&target)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "restore: {err}");
+    assert!(!err.contains("refused"), "the restore met refused reads: {err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("rebuilt"), "the restore rebuilt packs");
+    assert_same_tree(&src, &restored(&target, &src));
+}
+
 /// Hard links come back as hard links (a tree of `cp -al` copies would otherwise grow by a
 /// copy per name and might not fit where it came from), and are read once by the backup.
 #[tokio::test(flavor = "multi_thread")]

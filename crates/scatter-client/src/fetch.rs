@@ -78,6 +78,16 @@ fn detach<T: Send + 'static>(mut stream: BoxStream<'static, T>) -> BoxStream<'st
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
 }
 
+/// How a direct read of a run went.
+enum Direct {
+    /// Every piece came.
+    Read(Span),
+    /// A host had served the grant's bytes as often as it may (see [`Fetcher::relocate`]).
+    Spent,
+    /// A host could not be reached, or refused for another reason: the pack is rebuilt.
+    Failed,
+}
+
 /// A chunk to fetch, with its plaintext length when known.
 pub type Want = (ChunkId, Option<u32>);
 
@@ -431,12 +441,30 @@ impl Fetcher {
         // fails it takes the rebuild from hash-checked shards, which finds and reports a bad
         // one. So does a direct read whose chunks failed: its shards are suspect already.
         let mut checked = false;
-        if let Some(span) = self.read_direct(&pack, &layout, &run).await {
-            if let Ok(plain) = self.open_run(&key, &run, span).await {
-                return Ok(plain);
+        let mut location = pack.clone();
+        let mut relocated = false;
+        loop {
+            match self.read_direct(&location, &layout, &run).await {
+                Direct::Read(span) => {
+                    if let Ok(plain) = self.open_run(&key, &run, span).await {
+                        return Ok(plain);
+                    }
+                    tracing::warn!(pack = %run.pack, "chunks read directly failed verification; rebuilding the pack from hash-checked shards");
+                    checked = true;
+                }
+                // A host served this grant's bytes twice already (runs of one locate that
+                // read the same bytes: copies of a file, or a directory's files read across
+                // its subdirectories'): read again under a new grant, once.
+                Direct::Spent if !relocated => {
+                    relocated = true;
+                    if let Some(fresh) = self.relocate(&run).await {
+                        location = fresh;
+                        continue;
+                    }
+                }
+                Direct::Spent | Direct::Failed => {}
             }
-            tracing::warn!(pack = %run.pack, "chunks read directly failed verification; rebuilding the pack from hash-checked shards");
-            checked = true;
+            break;
         }
         let mut again = false;
         loop {
@@ -459,33 +487,55 @@ impl Fetcher {
 
     /// Reads the pack bytes that hold `run`'s chunks straight from the data shards, each
     /// shard's from its first chunk byte to its last (as the locate granted: a gap across a
-    /// shard's end is not read, and the span has a hole there); `None` if any piece failed.
-    async fn read_direct(&self, pack: &PackLocation, layout: &Layout, run: &Run) -> Option<Span> {
+    /// shard's end is not read, and the span has a hole there).
+    async fn read_direct(&self, pack: &PackLocation, layout: &Layout, run: &Run) -> Direct {
         let pieces = layout.data_bounds(run.chunks.iter().map(|c| c.1..c.1.saturating_add(c.2)));
         // A piece on a host known to be down makes the pack a rebuild: reading the other
         // pieces first would only be thrown away.
         let reachable = |index: &usize| pack.shards.iter().any(|s| s.index as usize == *index && self.up(s));
         if !pieces.iter().all(|(index, _)| reachable(index)) {
-            return None;
+            return Direct::Failed;
         }
         let reads = pieces.iter().map(|(index, r)| {
             let shard = pack.shards.iter().find(|s| s.index as usize == *index);
             async move {
-                let s = shard?;
+                let s = shard.ok_or(false)?;
                 let get = self.hosts.get_range(&s.address, &s.shard, &s.grant, r.clone());
                 match stats::time_async(Stage::Download, r.end - r.start, get).await {
-                    Ok(b) => Some(b),
+                    Ok(b) => Ok(b),
                     Err(e) => {
                         self.note_failure(s.host, s.shard, &e).await;
-                        None
+                        Err(matches!(e, TransferError::Spent(_)))
                     }
                 }
             }
         });
-        let read = futures::future::join_all(reads).await.into_iter().collect::<Option<Vec<_>>>()?;
+        let results = futures::future::join_all(reads).await;
+        if results.iter().any(|r| r.is_err()) {
+            // Spent only when no piece failed otherwise: a new grant would not help those.
+            let spent = results.iter().all(|r| matches!(r, Ok(_) | Err(true)));
+            return if spent { Direct::Spent } else { Direct::Failed };
+        }
+        let read = results.into_iter().flatten();
         // Each piece came whole (`get_range` checks its length); placed where it lies in the pack.
         let at = pieces.iter().map(|(index, r)| *index as u64 * layout.shard_size + r.start);
-        Some(Span::from_ranges(at.zip(read).collect()))
+        Direct::Read(Span::from_ranges(at.zip(read).collect()))
+    }
+
+    /// The pack of `run` located anew, with new grants for its chunks' bytes; `None` when it
+    /// cannot be (a chunk moved meanwhile, by a repack), and the run is rebuilt instead.
+    async fn relocate(&self, run: &Run) -> Option<Arc<PackLocation>> {
+        let mut ids: Vec<ChunkId> = run.chunks.iter().map(|c| c.0).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let located = stats::time_async(Stage::Locate, 0, self.coord.locate(ids)).await.ok()?;
+        let same = |c: &(ChunkId, u64, u64, Option<u32>)| {
+            located.chunks.iter().any(|l| (l.id, l.pack, l.offset, l.len) == (c.0, run.pack, c.1, c.2))
+        };
+        if !run.chunks.iter().all(same) {
+            return None;
+        }
+        located.packs.into_iter().find(|p| p.id == run.pack).map(Arc::new)
     }
 
     /// Whether the shard's host is worth asking: online for the coordinator, and not found
@@ -668,6 +718,8 @@ impl Fetcher {
                 }
             }
             TransferError::Refused(reason) => tracing::warn!(%host, %shard, %reason, "host refused a shard read"),
+            // Read again with a new grant (see `fetch_copy`): no fault of the host's.
+            TransferError::Spent(reason) => tracing::debug!(%host, %shard, %reason, "a grant was spent"),
         }
     }
 }

@@ -35,6 +35,9 @@ pub enum TransferError {
     /// The host refused or failed.
     #[error("refused: {0}")]
     Refused(String),
+    /// The host served the grant's bytes as often as it may: a new locate gives a new grant.
+    #[error("refused: {0}")]
+    Spent(String),
 }
 
 /// An HTTP client for shard transfers, with pooled keep-alive connections and optional
@@ -271,6 +274,7 @@ async fn refusal(resp: reqwest::Response) -> TransferError {
     let body: Option<ErrorBody> = resp.json().await.ok();
     match body {
         Some(b) if b.code == scatter_proto::api::ErrorCode::Corrupt => TransferError::Corrupt(b.error),
+        Some(b) if b.code == scatter_proto::api::ErrorCode::GrantSpent => TransferError::Spent(b.error),
         Some(b) => TransferError::Refused(b.error),
         None => TransferError::Refused(status.to_string()),
     }

@@ -91,6 +91,9 @@ enum Refusal {
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         let (status, code, msg) = match self {
+            Refusal::Grant(e @ GrantError::Spent(_)) => {
+                (StatusCode::FORBIDDEN, ErrorCode::GrantSpent, format!("refused: {e}"))
+            }
             Refusal::Grant(e) => (StatusCode::FORBIDDEN, ErrorCode::Grant, format!("refused: {e}")),
             Refusal::Bad(m) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest, m),
             Refusal::Slow(m) => (StatusCode::REQUEST_TIMEOUT, ErrorCode::TooSlow, m),

@@ -55,6 +55,9 @@ pub enum ErrorCode {
     Internal,
     /// A host refused the grant.
     Grant,
+    /// A host served a read grant's bytes as often as it may: the reader asks the coordinator
+    /// for a new grant (a new locate) to read them again.
+    GrantSpent,
     /// The host's offered period is over.
     PeriodOver,
     /// The shard a host holds is damaged.
@@ -95,6 +98,7 @@ impl ErrorCode {
             ErrorCode::TooSlow => "too_slow",
             ErrorCode::Internal => "internal",
             ErrorCode::Grant => "grant",
+            ErrorCode::GrantSpent => "grant_spent",
             ErrorCode::PeriodOver => "period_over",
             ErrorCode::Corrupt => "corrupt",
             ErrorCode::HashMismatch => "hash_mismatch",
