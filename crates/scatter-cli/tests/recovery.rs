@@ -194,6 +194,13 @@ async fn a_lost_coordinator_is_rebuilt_from_catalog_backups_on_the_hosts() {
     assert!(stderr.contains("could not be reached"), "the dead host is named: {stderr}");
     assert!(stdout.contains("from 5 host(s)"), "{stdout}");
     assert!(!target.join("recovery.key").exists(), "the master key is not written back");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |name: &str| std::fs::metadata(target.join(name)).expect("recovered file").permissions().mode() & 0o777;
+    assert_eq!(
+        (mode("ca.crt"), mode("ca.key"), mode("coordinator.key")),
+        (0o644, 0o600, 0o600),
+        "as a new data directory"
+    );
     assert!(target.join("recovery.pub").exists() && target.join("ca.key").exists());
     let out = recover(&env, &target, &offline_key);
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not empty"), "a non-empty folder is refused");

@@ -327,7 +327,10 @@ async fn write_dir(
     crate::private_dir(dir).map_err(io(dir))?;
     for (name, bytes) in files {
         let path = dir.join(name);
-        scatter_net::write_private(&path, bytes).map_err(io(&path))?;
+        // The CA certificate is public, as a fresh data directory has it (for scrapers and
+        // clients to read); everything else is a secret.
+        let write = if *name == "ca.crt" { scatter_net::tls::write_public } else { scatter_net::write_private };
+        write(&path, bytes).map_err(io(&path))?;
     }
     let pub_path = dir.join(recovery::PUB_FILE);
     scatter_net::write_private(&pub_path, key.public().to_text().as_bytes()).map_err(io(&pub_path))?;
