@@ -1812,9 +1812,17 @@ async fn run(cmd: Cmd) -> Result<i32> {
                     format!("{}/", names.encrypt(trimmed))
                 }
             };
-            let list = p.coordinator()?.list(&enc_prefix).await?;
+            let coordinator = p.coordinator()?;
+            let mut objects = coordinator.list(&enc_prefix).await?.objects;
+            // A whole name (no `/` at the end) lists that file too: `scatter ls notes.txt`.
+            let exact = prefix.as_deref().filter(|p| !p.is_empty() && !p.ends_with('/'));
+            if let Some(name) = exact {
+                let mut same = coordinator.list(&names.encrypt(name)).await?.objects;
+                same.retain(|o| names.decrypt(&o.name).is_ok_and(|n| n == name));
+                objects.extend(same);
+            }
             let mut rows = Vec::new();
-            for o in list.objects {
+            for o in objects {
                 match names.decrypt(&o.name) {
                     Ok(name) => rows.push((name, o)),
                     // Written with other keys (a delegate's own, or a hostile one) or damaged:

@@ -21,6 +21,14 @@ async fn sizes_round_trip_and_listing_works() {
     assert_eq!(names, ["big/100mib", "empty", "mib", "one"]);
     let under: serde_json::Value = serde_json::from_str(&env.ok(&["ls", "big/", "--json"])).expect("JSON");
     assert_eq!(under["objects"].as_array().map(Vec::len), Some(1));
+    // A whole name lists that file, and only it; part of a name lists nothing.
+    let listed = |arg: &str| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(&env.ok(&["ls", arg, "--json"])).expect("JSON");
+        v["objects"].as_array().expect("objects").iter().filter_map(|o| o["name"].as_str().map(str::to_owned)).collect()
+    };
+    assert_eq!(listed("big/100mib"), ["big/100mib"]);
+    assert_eq!(listed("mib"), ["mib"]);
+    assert!(listed("mi").is_empty() && listed("big").len() == 1, "whole components only");
 
     // Names never reach the coordinator in the clear.
     let catalog = std::fs::read(env.grid.coordinator_dir().join("catalog.db")).expect("catalog");
