@@ -1460,9 +1460,14 @@ async fn run(cmd: Cmd) -> Result<i32> {
                                 "{:<5} {:<16} {:<9} {:<9} {}",
                                 d.id.to_string(),
                                 d.name,
-                                d.role,
+                                d.role.to_string(),
                                 if d.disabled { "disabled" } else { "active" },
-                                if d.trusted { "trusted as yours" } else { "untrusted" }
+                                // A reader writes no snapshots: nothing of it to trust.
+                                match (d.trusted, d.role == scatter_proto::api::Role::Reader) {
+                                    (_, true) => "-",
+                                    (true, false) => "trusted as yours",
+                                    (false, false) => "untrusted",
+                                }
                             );
                         }
                     }
@@ -2085,7 +2090,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
                                 "{:<5} {:<w$} {:<9} {:<9} {:>12} {:>12}  {}",
                                 u.id.to_string(),
                                 u.name,
-                                u.role,
+                                u.role.to_string(),
                                 match (u.removed, u.disabled) {
                                     (true, _) => "removed",
                                     (false, true) => "disabled",
