@@ -571,16 +571,22 @@ async fn a_gateway_name_is_certified_for_one_account_only() {
         address: "https://gw.alice.example:7100".into(),
         public_key: key(),
     };
-    let resp = client(&env, scatter_net::Peer::Coordinator)
-        .post(format!("{url}/v1/hosts/cert"))
-        .json(&req)
-        .send()
-        .await
-        .expect("send");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap_or_default();
-    assert_eq!(status, 403, "{text}");
-    assert!(text.contains("certified for an S3 gateway"), "{text}");
+    let refused = |path: &'static str, body: serde_json::Value| {
+        let (env, url) = (&env, &url);
+        async move {
+            let resp = client(env, scatter_net::Peer::Coordinator)
+                .post(format!("{url}{path}"))
+                .json(&body)
+                .send()
+                .await
+                .expect("send");
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap_or_default();
+            assert_eq!(status, 403, "{path}: {text}");
+            assert!(text.contains("certified for an S3 gateway"), "{path}: {text}");
+        }
+    };
+    refused("/v1/hosts/cert", serde_json::to_value(&req).expect("json")).await;
     // Nor does a new host join there: refused before it is registered, so no row is left
     // that could never be certified and never serve.
     let hosts = || env.ok(&["admin", "host", "ls", "--json"]);
@@ -593,16 +599,7 @@ async fn a_gateway_name_is_certified_for_one_account_only() {
         receipt_key: None,
         terms: Default::default(),
     };
-    let resp = client(&env, scatter_net::Peer::Coordinator)
-        .post(format!("{url}/v1/hosts/join"))
-        .json(&join)
-        .send()
-        .await
-        .expect("send");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap_or_default();
-    assert_eq!(status, 403, "{text}");
-    assert!(text.contains("certified for an S3 gateway"), "{text}");
+    refused("/v1/hosts/join", serde_json::to_value(&join).expect("json")).await;
     assert_eq!(hosts(), before, "no host row for a refused join");
 }
 

@@ -288,30 +288,29 @@ mod tests {
     /// A one-connection HTTP server answering any request with `body` (a host that may lie
     /// about how many bytes a range holds); its address.
     async fn host_answering(body: &'static [u8]) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let Ok((mut conn, _)) = listener.accept().await else { return };
-            let mut request = [0u8; 4096];
-            let _ = conn.read(&mut request).await;
-            let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
-            let _ = conn.write_all(head.as_bytes()).await;
-            let _ = conn.write_all(body).await;
-        });
-        format!("http://{addr}")
+        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
+        host_sending([head.as_bytes(), body].concat(), false).await
     }
 
     /// A host that takes the connection and then answers with `head` alone (nothing, or
     /// headers and part of a body) and is silent from then on; its address.
     async fn host_falling_silent(head: &'static [u8]) -> String {
+        host_sending(head.to_vec(), true).await
+    }
+
+    /// A one-connection server sending `bytes` to whatever comes, then closing the connection
+    /// or (`linger`) keeping it open and silent; its address.
+    async fn host_sending(bytes: Vec<u8>, linger: bool) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {
             let Ok((mut conn, _)) = listener.accept().await else { return };
             let mut request = [0u8; 4096];
             let _ = conn.read(&mut request).await;
-            let _ = conn.write_all(head).await;
-            tokio::time::sleep(Duration::from_secs(600)).await;
+            let _ = conn.write_all(&bytes).await;
+            if linger {
+                tokio::time::sleep(Duration::from_secs(600)).await;
+            }
         });
         format!("http://{addr}")
     }
