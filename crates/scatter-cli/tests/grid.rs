@@ -208,6 +208,8 @@ async fn errors_are_one_clear_sentence() {
     // A profile others may read (it holds the device key) is refused, then fine once closed.
     use std::os::unix::fs::PermissionsExt;
     let profile = env.grid.client_dir().join("profile.toml");
+    let folder = std::fs::metadata(env.grid.client_dir()).expect("profile folder").permissions().mode() & 0o777;
+    assert_eq!(folder, 0o700, "the profile's folder is its owner's alone");
     std::fs::set_permissions(&profile, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     let err = env.fails(&["ls"]);
     assert!(err.contains("others may read it") && err.contains("chmod 600"), "open profile: {err}");

@@ -218,7 +218,13 @@ pub async fn init(
     // Made before a recovery code is spent (a folder that cannot be made fails first), and
     // removed again when the coordinator refuses the token: nothing of a failed init stays.
     let made = !dir.exists();
+    // The folder holds the device key and the key file: only its owner may list it (its
+    // parents, such as ~/.config, are made as the umask says).
     std::fs::create_dir_all(dir).map_err(ClientError::io(dir))?;
+    if made {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(ClientError::io(dir))?;
+    }
     let unmake = |e: ClientError| {
         if made {
             let _ = std::fs::remove_dir(dir);
