@@ -344,9 +344,12 @@ pub async fn restore_entries(
     // dropped here, which stops its task and cancels its reads: kept, it would stall with
     // reads (and rebuild permits) half-way, and the stream that replaces it wait on them.
     let whole = to_fetch.iter().all(|(_, r)| r.is_none());
-    // A link whose file was left out is fetched as a file of its own: with the same chunks,
-    // so the early stream still holds what `to_fetch` wants when the counts agree.
-    let early = early.filter(|_| whole && to_fetch.len() == fetched_files().count());
+    // Exactly those files, in that order: the consumer below writes the chunks as they come,
+    // into the file it is at. (A count would not do: a link whose first name was left out is
+    // fetched in its place, further on.)
+    let same_files = to_fetch.len() == fetched_files().count()
+        && to_fetch.iter().zip(fetched_files()).all(|((e, _), f)| std::ptr::eq(*e, f));
+    let early = early.filter(|_| whole && same_files);
     let mut stream = match early {
         Some(stream) => stream,
         None => fetcher.stream(

@@ -362,7 +362,7 @@ async fn join(State(sh): S, Body(req): Body<JoinRequest>) -> ApiResult<JoinRespo
         ));
     }
     let receipt_key = req.receipt_key.as_deref().map(parse_receipt_key).transpose()?;
-    refuse_gateway_name(&sh, "unknown".into(), &req.address).await?;
+    refuse_gateway_name(&sh, &req.address).await?;
     let secret = random_secret();
     let hash = secret_hash(&secret);
     let terms = terms_of(&req.terms);
@@ -504,15 +504,16 @@ async fn host_cert(State(sh): S, Body(req): Body<HostCertRequest>) -> ApiResult<
 }
 
 /// Refuses a host at `address` when its name is certified for an account's S3 gateway (a
-/// host there could never be certified: see [`host_cert`]), before anything is registered.
-async fn refuse_gateway_name(sh: &Arc<Shared>, actor: String, address: &str) -> Result<(), ApiError> {
+/// host there could never be certified: see [`host_cert`]), before anything is registered
+/// (so the refusal has no host to name).
+async fn refuse_gateway_name(sh: &Arc<Shared>, address: &str) -> Result<(), ApiError> {
     let Some(name) = address_name(address).filter(|n| sh.authority.is_some() && !scatter_net::tls::is_loopback(n))
     else {
         return Ok(());
     };
     let lookup = name.clone();
     match db(sh, move |s| s.gateway_name_holder(&lookup)).await? {
-        Some(account) => Err(gateway_name_refused(sh, actor, "host.join_refused", &name, account).await),
+        Some(account) => Err(gateway_name_refused(sh, "unknown".into(), "host.join_refused", &name, account).await),
         None => Ok(()),
     }
 }
