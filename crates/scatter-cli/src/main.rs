@@ -2240,7 +2240,7 @@ async fn run(cmd: Cmd) -> Result<i32> {
                 println!("{}", serde_json::to_string_pretty(&h)?);
             } else {
                 println!(
-                    "packs: {} total, {} full, {} degraded, {} lost; repair queue {}; {} shards ({}) repaired since start",
+                    "packs: {} total, {} full, {} degraded, {} lost; repair queue {}; {} shards ({}) repaired since the catalog was created",
                     h["packs_total"],
                     h["packs_full"],
                     h["packs_degraded"],

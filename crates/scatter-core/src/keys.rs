@@ -232,6 +232,23 @@ mod tests {
         assert_eq!(wo_back.write_keys().dedup_key().chunk_id(b"x"), keys.write_keys().dedup_key().chunk_id(b"x"));
     }
 
+    /// Key files and wrapped data keys made by age 0.11 (before the upgrade to 0.12) must
+    /// still open: every existing backup depends on both.
+    #[test]
+    fn key_files_and_wrapped_keys_from_age_0_11_still_open() {
+        let fixture = include_str!("../testdata/keys-age-0.11.txt");
+        let field = |name: &str| {
+            fixture.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' '))).expect("fixture field")
+        };
+        let file = hex::decode(field("FILE")).expect("hex");
+        let keys = UserKeys::from_key_file(&file, "old passphrase").expect("an age 0.11 key file opens");
+        assert_eq!(keys.write_keys().public_key(), field("RECIPIENT"));
+        assert_eq!(*keys.write_keys().root(), [7u8; 32]);
+        let wrapped = hex::decode(field("WRAPPED")).expect("hex");
+        assert_eq!(keys.unwrap(&wrapped).expect("an age 0.11 wrapped key opens").as_bytes(), &[0x5a; 32]);
+        assert!(matches!(UserKeys::from_key_file(&file, "new passphrase"), Err(KeyError::WrongPassphrase)));
+    }
+
     #[test]
     fn dedup_and_name_keys_are_independent() {
         let keys = UserKeys::generate();
