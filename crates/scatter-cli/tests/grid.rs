@@ -173,6 +173,35 @@ async fn a_host_started_before_its_coordinator_waits_for_it() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let said = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(host.0.try_wait().expect("host status").is_none(), "the host exited while waiting: {said}");
+
+    // A new host joining while no coordinator answers says at once that it waits, and gives
+    // up after some seconds with what to check (it said nothing for 10 s, then failed).
+    let token = std::fs::read_to_string(env.grid.coordinator_dir().join("join-token")).expect("join token");
+    let joiner_log = env.path("joiner.log");
+    let joiner_dir = env.path("joiner");
+    let mut joiner = Killed(
+        std::process::Command::new(EXE)
+            .args(["host", "--data-dir", joiner_dir.to_str().expect("utf-8"), "--listen", "127.0.0.1:0"])
+            .args(["--coordinator", env.grid.url(), "--capacity", "1GiB"])
+            .env("SCATTER_JOIN_TOKEN", token.trim())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&joiner_log).expect("log"))
+            .spawn()
+            .expect("host starts"),
+    );
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = joiner.0.try_wait().expect("joiner status") {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(40), "the joining host never gave up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let said = std::fs::read_to_string(&joiner_log).unwrap_or_default();
+    assert!(!status.success(), "a join with no coordinator succeeded: {said}");
+    assert!(said.contains("trying again for"), "the joining host did not say it waits: {said}");
+    assert!(said.contains("check that a coordinator runs"), "the joining host's error says what to check: {said}");
+
     env.grid.start_coordinator().expect("coordinator restarts");
     env.grid
         .wait_online(6, Duration::from_secs(60))

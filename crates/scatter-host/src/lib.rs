@@ -411,6 +411,10 @@ async fn join(
         if attempts == JOIN_ATTEMPTS {
             return Err(failed);
         }
+        if attempts == 1 {
+            // A host started with its coordinator (systemd, a script) often comes up first.
+            tracing::warn!("{failed}; trying again for {} s", u64::from(JOIN_ATTEMPTS - 1) * 500 / 1000);
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
