@@ -424,7 +424,101 @@ fn xattr_reply(bytes: &[u8], size: u32, reply: fuser::ReplyXattr) {
 #[derive(Default)]
 struct ObjectDir {
     dirs: BTreeMap<Vec<u8>, ObjectDir>,
-    files: BTreeMap<Vec<u8>, (String, u64, u64)>,
+    files: BTreeMap<Vec<u8>, ObjectSlot>,
+}
+
+/// An object as listed: its decrypted name, size and creation time.
+type Listed = (String, u64, u64);
+
+/// An object under the name it is shown as.
+type Shown = (Vec<u8>, Listed);
+
+/// What one path under `objects/` shows.
+enum ObjectSlot {
+    /// The object (name, size, creation time) and whether its name is shown as itself.
+    Object { name: String, size: u64, created: u64, exact: bool },
+    /// Objects whose names escape to the same path, none shown as itself: none is shown.
+    Clash,
+}
+
+impl ObjectDir {
+    /// The hierarchy of `objects` (decrypted name, size, creation time). Each `/`-separated
+    /// part is one component, escaped when it is not one as itself (empty, `.`, `..`, too
+    /// long), so `/a`, `a//b` and `a/./b` are never merged with `a` or `a/b`. Names are
+    /// chosen by whoever can write (an appender too): where names still land on one path
+    /// (an escaped form equal to a literal one), the name shown as itself keeps it and the
+    /// others are left out with a warning; `get` reaches them all by name.
+    fn of(objects: Vec<Listed>) -> Self {
+        let mut tree = ObjectDir::default();
+        for (name, size, created) in objects {
+            let parts: Vec<Vec<u8>> = name.split('/').map(|p| component(p.as_bytes())).collect();
+            let exact = name.split('/').zip(&parts).all(|(raw, shown)| raw.as_bytes() == shown.as_slice());
+            let Some((file, dirs)) = parts.split_last() else { continue };
+            let mut at = &mut tree;
+            for d in dirs {
+                at = at.dirs.entry(d.clone()).or_default();
+            }
+            let hidden = |name: &str| {
+                tracing::warn!(object = %escape(name.as_bytes()), "an object's name escapes to the path of another; it is not shown");
+            };
+            let slot = match at.files.remove(file) {
+                None => ObjectSlot::Object { name, size, created, exact },
+                Some(kept @ ObjectSlot::Object { exact: true, .. }) => {
+                    hidden(&name);
+                    kept
+                }
+                Some(ObjectSlot::Object { name: other, .. }) if exact => {
+                    hidden(&other);
+                    ObjectSlot::Object { name, size, created, exact }
+                }
+                Some(ObjectSlot::Object { name: other, .. }) => {
+                    hidden(&other);
+                    hidden(&name);
+                    ObjectSlot::Clash
+                }
+                Some(ObjectSlot::Clash) if exact => ObjectSlot::Object { name, size, created, exact },
+                Some(ObjectSlot::Clash) => {
+                    hidden(&name);
+                    ObjectSlot::Clash
+                }
+            };
+            at.files.insert(file.clone(), slot);
+        }
+        tree
+    }
+
+    /// The folders and objects of this folder, by the names they are shown under. Both `a`
+    /// and `a/b` are stored: `a` is the object, and the folder of `a/…` is shown as `a\x2f`
+    /// (an escaped `/`), so neither hides the other. Should that name be taken too, the
+    /// folder keeps its name and the object is left out with a warning.
+    fn shown(self) -> (Vec<(Vec<u8>, ObjectDir)>, Vec<Shown>) {
+        let ObjectDir { dirs, mut files } = self;
+        let mut shown_dirs = Vec::new();
+        for name in dirs.keys() {
+            let mut shown = name.clone();
+            if files.contains_key(name) {
+                let mut renamed = name.clone();
+                renamed.extend_from_slice(b"\\x2f");
+                if files.contains_key(&renamed) || dirs.contains_key(&renamed) || renamed.len() > NAME_MAX {
+                    if let Some(ObjectSlot::Object { name: full, .. }) = files.remove(name) {
+                        tracing::warn!(object = %escape(full.as_bytes()), "an object has the name of a folder of others; it is not shown");
+                    }
+                } else {
+                    shown = renamed;
+                }
+            }
+            shown_dirs.push(shown);
+        }
+        let dirs = shown_dirs.into_iter().zip(dirs.into_values()).collect();
+        let files = files
+            .into_iter()
+            .filter_map(|(shown, slot)| match slot {
+                ObjectSlot::Object { name, size, created, .. } => Some((shown, (name, size, created))),
+                ObjectSlot::Clash => None,
+            })
+            .collect();
+        (dirs, files)
+    }
 }
 
 impl ScatterFs {
@@ -516,18 +610,7 @@ impl ScatterFs {
         let ids_dir = t.push(Inode { meta: dir_meta(me, now), kind: Kind::Dir(ids) });
 
         // objects/
-        let mut tree = ObjectDir::default();
-        for (name, size, created) in objects {
-            let parts: Vec<Vec<u8>> =
-                name.split('/').filter(|p| !p.is_empty()).map(|p| component(p.as_bytes())).collect();
-            let Some((file, dirs)) = parts.split_last() else { continue };
-            let mut at = &mut tree;
-            for d in dirs {
-                at = at.dirs.entry(d.clone()).or_default();
-            }
-            at.files.insert(file.clone(), (name.clone(), size, created));
-        }
-        let objects_dir = Self::add_objects(&mut t, tree, me, now);
+        let objects_dir = Self::add_objects(&mut t, ObjectDir::of(objects), me, now);
 
         let mut top = vec![
             (b"hosts".to_vec(), hosts_dir),
@@ -553,16 +636,12 @@ impl ScatterFs {
     }
 
     fn add_objects(t: &mut Table, dir: ObjectDir, me: (u32, u32), now: SystemTime) -> u64 {
+        let (dirs, files) = dir.shown();
         let mut entries = Vec::new();
-        for (name, sub) in dir.dirs {
+        for (name, sub) in dirs {
             entries.push((name, Self::add_objects(t, sub, me, now)));
         }
-        for (name, (full, size, created)) in dir.files {
-            if entries.iter().any(|(n, _)| *n == name) {
-                // Both `a` and `a/b` are stored: the folder is shown, `a` is fetched with `get`.
-                tracing::warn!(object = %escape(full.as_bytes()), "an object has the name of a folder of others; it is not shown");
-                continue;
-            }
+        for (name, (full, size, created)) in files {
             let meta = Meta {
                 kind: FileType::RegularFile,
                 perm: 0o444,
@@ -882,6 +961,61 @@ mod tests {
         let (a, b) = (component(&[b'a'; 300]), component(&[b'a'; 301]));
         assert!(a.len() == NAME_MAX && b.len() == NAME_MAX && a != b && is_component(&a));
         assert!(component(&[b'/'; 300]).len() <= NAME_MAX);
+    }
+
+    /// Every object's path under `objects/` and the name it shows, sorted.
+    fn object_paths(names: &[&str]) -> Vec<(String, String)> {
+        fn walk(dir: ObjectDir, at: &str, out: &mut Vec<(String, String)>) {
+            let (dirs, files) = dir.shown();
+            for (name, sub) in dirs {
+                walk(sub, &format!("{at}{}/", String::from_utf8_lossy(&name)), out);
+            }
+            for (name, (full, ..)) in files {
+                out.push((format!("{at}{}", String::from_utf8_lossy(&name)), full));
+            }
+        }
+        let mut out = Vec::new();
+        walk(ObjectDir::of(names.iter().map(|n| (n.to_string(), 1, 1)).collect()), "", &mut out);
+        out.sort();
+        out
+    }
+
+    /// Attack (an appender, which chooses its names): `/reports/q2.txt` and `mm//b` were shown
+    /// at the owner's `reports/q2.txt` and `mm/b` (empty parts were dropped), in place of the
+    /// owner's objects; `private/adm.txt/hide` hid the owner's `private/adm.txt`.
+    #[test]
+    fn no_object_name_takes_or_hides_the_path_of_another() {
+        let pairs = |v: &[(&str, &str)]| v.iter().map(|(p, n)| (p.to_string(), n.to_string())).collect::<Vec<_>>();
+        for names in [
+            ["reports/q2.txt", "/reports/q2.txt", "mm//b", "mm/b", "a/./b", "a/b"],
+            ["/reports/q2.txt", "reports/q2.txt", "mm/b", "mm//b", "a/b", "a/./b"],
+        ] {
+            assert_eq!(
+                object_paths(&names),
+                pairs(&[
+                    ("\\x00/reports/q2.txt", "/reports/q2.txt"),
+                    ("a/\\x2e/b", "a/./b"),
+                    ("a/b", "a/b"),
+                    ("mm/\\x00/b", "mm//b"),
+                    ("mm/b", "mm/b"),
+                    ("reports/q2.txt", "reports/q2.txt"),
+                ])
+            );
+        }
+        // An escaped name equal to a literal one: the literal one keeps the path, in any order.
+        for names in [["x/\\x2e", "x/."], ["x/.", "x/\\x2e"]] {
+            assert_eq!(object_paths(&names), pairs(&[("x/\\x2e", "x/\\x2e")]));
+        }
+        // Two escaped names on one path: neither is shown (`get` reaches both).
+        assert_eq!(object_paths(&["z//", "z/\\x00/"]), pairs(&[]));
+        assert_eq!(object_paths(&["z//", "z/\\x00/", "z/\\x00/\\x00"]), pairs(&[("z/\\x00/\\x00", "z/\\x00/\\x00")]));
+        // An object and a folder of the same name: both shown, the folder as `NAME\x2f`.
+        assert_eq!(
+            object_paths(&["private/adm.txt/hide", "private/adm.txt"]),
+            pairs(&[("private/adm.txt", "private/adm.txt"), ("private/adm.txt\\x2f/hide", "private/adm.txt/hide")])
+        );
+        // ... unless that name is taken too: then the folder keeps its name.
+        assert_eq!(object_paths(&["p/a/b", "p/a", "p/a\\x2f"]), pairs(&[("p/a/b", "p/a/b"), ("p/a\\x2f", "p/a\\x2f")]));
     }
 
     #[test]
