@@ -173,7 +173,7 @@ fn choose_targets(
             return Err(ApiError::Quota(scatter_proto::api::DELEGATE_QUOTA.into()));
         }
         return Err(ApiError::Quota(format!(
-            "the quota is exhausted: {} of {} used (on hosts, with redundancy, and in the catalog by objects, chunks and snapshots), {} more being uploaded, and this pack needs {} more; remove data (`scatter prune` also frees what an interrupted put or backup stored, once its session has ended: a minute) or ask the grid's admin for more",
+            "this would pass the quota: {} of {} used (on hosts, with redundancy, and in the catalog by objects, chunks and snapshots), {} more being uploaded, and this pack needs {} more; remove data (`scatter prune` also frees what an interrupted put or backup stored, once its session has ended: a minute) or ask the grid's admin for more",
             ByteSize(used),
             ByteSize(u.quota.unwrap_or(0)),
             ByteSize(reserved.owner),
