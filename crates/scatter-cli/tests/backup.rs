@@ -501,16 +501,32 @@ async fn a_sparse_restore_leaves_holes_where_the_file_has_zeros() {
         f.seek(std::io::SeekFrom::Start(40 << 20)).expect("seek");
         f.write_all(&std::fs::read(env.write_random("middle", 1 << 20, 4)).expect("middle")).expect("write");
     }
+    // 4 KiB of data every MiB: every chunk holds data, and the holes are inside chunks (a
+    // chunk was left a hole only when all zeros, so this came back dense).
+    let blocks = src.join("blocks.img");
+    {
+        let mut f = std::fs::File::create(&blocks).expect("create");
+        f.set_len(16 << 20).expect("length");
+        let block = std::fs::read(env.write_random("block", 4096, 5)).expect("block");
+        for i in 0..16u64 {
+            f.seek(std::io::SeekFrom::Start(i << 20)).expect("seek");
+            f.write_all(&block).expect("write");
+        }
+    }
     env.ok(&["backup", s(&src)]);
     let allocated = |p: &Path| std::fs::metadata(p).expect("stat").blocks() * 512;
     let (dense, sparse) = (env.path("dense"), env.path("sparse"));
     env.ok(&["restore", "latest", "--target", s(&dense)]);
     env.ok(&["restore", "latest", "--target", s(&sparse), "--sparse"]);
     for target in [&dense, &sparse] {
-        let back = restored(target, &image);
-        assert!(std::fs::read(&back).expect("read") == std::fs::read(&image).expect("read"), "{}", back.display());
+        for file in [&image, &blocks] {
+            let back = restored(target, file);
+            assert!(std::fs::read(&back).expect("read") == std::fs::read(file).expect("read"), "{}", back.display());
+        }
     }
     assert!(allocated(&restored(&dense, &image)) >= 60 << 20, "written whole without --sparse");
     let taken = allocated(&restored(&sparse, &image));
     assert!(taken <= 16 << 20, "the sparse restore took {taken} bytes for 2 MiB of data");
+    let taken = allocated(&restored(&sparse, &blocks));
+    assert!(taken <= 1 << 20, "the sparse restore took {taken} bytes for 64 KiB of data");
 }

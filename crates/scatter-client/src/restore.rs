@@ -409,8 +409,10 @@ pub async fn restore_entries(
                 pending.reverse();
             }
             let chunk = pending.pop().ok_or_else(|| ClientError::Unrecoverable("an empty run was fetched".into()))?;
-            if sparse && is_zeros(&chunk) {
-                out.skip(chunk.len() as u64)?;
+            if sparse {
+                crate::stats::time(crate::stats::Stage::Write, chunk.len() as u64, || {
+                    write_sparse(&mut out, &chunk, written)
+                })?;
             } else {
                 crate::stats::time(crate::stats::Stage::Write, chunk.len() as u64, || out.write(&chunk))?;
             }
@@ -603,9 +605,39 @@ fn link_into_place(
 }
 
 /// Whether `data` is zeros, and long enough (a block at least) to be worth a hole.
-fn is_zeros(data: &[u8]) -> bool {
-    // Or-ed a block at a time, which the compiler vectorises (a byte-wise `all` does not).
-    data.len() >= 4096 && data.chunks(4096).all(|block| block.iter().fold(0, |acc, b| acc | b) == 0)
+/// The file system block a sparse restore leaves a hole for when it holds only zeros.
+const HOLE_BLOCK: usize = 4096;
+
+fn is_zero_block(block: &[u8]) -> bool {
+    // Or-ed at once, which the compiler vectorises (a byte-wise `all` does not).
+    block.iter().fold(0, |acc, b| acc | b) == 0
+}
+
+/// Writes `data`, which goes at offset `at` of the file, leaving each [`HOLE_BLOCK`] of
+/// zeros aligned in the file a hole; the rest is written in as few writes as it takes.
+fn write_sparse(out: &mut PartialFile, data: &[u8], at: u64) -> Result<(), ClientError> {
+    let mut i = ((HOLE_BLOCK as u64 - at % HOLE_BLOCK as u64) % HOLE_BLOCK as u64) as usize;
+    let mut written = 0;
+    while i + HOLE_BLOCK <= data.len() {
+        if !is_zero_block(&data[i..i + HOLE_BLOCK]) {
+            i += HOLE_BLOCK;
+            continue;
+        }
+        let mut end = i + HOLE_BLOCK;
+        while end + HOLE_BLOCK <= data.len() && is_zero_block(&data[end..end + HOLE_BLOCK]) {
+            end += HOLE_BLOCK;
+        }
+        if written < i {
+            out.write(&data[written..i])?;
+        }
+        out.skip((end - i) as u64)?;
+        written = end;
+        i = end;
+    }
+    if written < data.len() {
+        out.write(&data[written..])?;
+    }
+    Ok(())
 }
 
 /// Every chunk of `files`, in order, as a fetch wants them.
