@@ -185,6 +185,31 @@ async fn hosts_reconcile_lost_and_unknown_shards() {
     env.get_and_compare("data", &file);
 }
 
+/// A shard lost on a grid with no failure domain to spare (6 hosts, a 4+2 pack, one shard
+/// each) goes back to the host that lost it, which is up and the only one the rule allows.
+/// Before, the hosts of the shards being repaired were all left out, so the pack stayed
+/// degraded for good ("0 of the 1 shards could be placed") until a seventh host joined.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shard_lost_where_no_other_domain_may_take_it_is_rebuilt_on_its_host() {
+    let env = grid(6).await;
+    let file = env.write_random("data", 3 << 20, 21);
+    env.put(&file, "data");
+    let lost = shard_files(&env.grid.host_dir(0));
+    assert_eq!(lost.len(), 1, "one pack puts one shard on each host");
+    std::fs::remove_file(&lost[0]).expect("remove shard");
+    let started = Instant::now();
+    loop {
+        let h = health(&env);
+        if h["shards_repaired"].as_u64() >= Some(1) && h["packs_full"] == h["packs_total"] {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(90), "the lost shard was not rebuilt: {h}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(lost[0].exists(), "rebuilt where it was lost, the only host the rule allows");
+    env.get_and_compare("data", &file);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn audits_catch_a_host_whose_data_is_not_what_it_claims() {
     let env = grid(7).await;

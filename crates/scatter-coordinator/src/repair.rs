@@ -412,51 +412,76 @@ async fn repair(
     // Where the shards go is settled before anything is read: a pack that cannot move now
     // costs no reads and no rebuild.
     // A host where another pack already records one of these shards cannot take it again (a
-    // (host, shard) pair is recorded once): leaving it out keeps a tenant who stored the same
-    // bytes there from blocking this repair. Hosts of the shards that move are left out too.
+    // (host, shard) pair is recorded once), nor one where a copy waits to be deleted: leaving
+    // it out keeps a tenant who stored the same bytes there from blocking this repair, and
+    // the deleter from deleting the new copy with the old.
     let (id, hashes): (_, Vec<ShardId>) = (pack.id, moving.iter().map(|(_, shard, _, _)| *shard).collect());
-    let mut unusable: HashSet<HostId> =
+    let holding: HashSet<HostId> =
         shared.catalog(move |s| s.hosts_holding(&id, &hashes)).await.map_err(|e| e.to_string())?.into_iter().collect();
-    unusable.extend(moving.iter().map(|(_, _, h, _)| *h));
+    // Hosts of the shards that move are left out too; but a host that lost a shard and is up
+    // takes it back when no other host can (a grid with no failure domain to spare: its
+    // domain is then the only one the rule leaves).
+    let lost_on: HashSet<HostId> = bad
+        .iter()
+        .filter(|(_, _, h, state)| {
+            *state == ShardState::Lost
+                && !holding.contains(h)
+                && host(*h).is_some_and(|r| r.state == Standing::Active && r.last_seen >= cutoff)
+        })
+        .map(|(_, _, h, _)| *h)
+        .collect();
     // A pure re-spread moves shards only into settled zones (a zone just back could go
     // again); a pack missing shards takes any host the rule allows.
     let re_spread = bad.is_empty();
-    let unfiltered: Vec<_> = candidates
-        .into_iter()
-        .filter(|c| !unusable.contains(&c.host) && (!re_spread || settled.contains(&c.zone)))
-        .filter(|c| !shared.repair_refusals.recent(c.host))
-        .collect();
-    let candidates = crate::room::allowed(&policy, hosts, unfiltered.clone())
-        .map_err(|e| Wait::Policy(format!("repair keeps to the placement policy of account {owner}, and {e}")))?;
-    let ruled_out = unfiltered.len() - candidates.len();
     let held = held_on(&keep, host);
-    let mut limits = crate::placement::limits(layout.total(), per_domain, &candidates, pack.shard_size, &held);
-    // A re-spread places within the cap that made it move (fewer candidates may allow more
-    // per zone, and the shard would go back to a crowded zone, to be moved again next time);
-    // a pack missing shards takes what placement allows.
-    if re_spread && !zone_crowded.is_empty() {
-        limits.per_zone = limits.per_zone.min(zone_cap);
-    }
     let ids: Vec<ShardId> = moving.iter().map(|(_, shard, _, _)| *shard).collect();
-    // Place as many as the rule allows now: a pack missing two shards is better off with one
-    // rebuilt than none.
-    let choose = |among: &[crate::placement::Candidate], ids: &[ShardId]| {
-        crate::placement::choose(among, ids, pack.shard_size, &held, limits, &mut rand::thread_rng())
+    let place = |take_back: bool| -> Result<Vec<HostId>, Wait> {
+        let mut unusable = holding.clone();
+        unusable.extend(moving.iter().map(|(_, _, h, _)| *h).filter(|h| !(take_back && lost_on.contains(h))));
+        let unfiltered: Vec<_> = candidates
+            .iter()
+            .filter(|c| !unusable.contains(&c.host) && (!re_spread || settled.contains(&c.zone)))
+            .filter(|c| !shared.repair_refusals.recent(c.host))
+            .cloned()
+            .collect();
+        let allowed = crate::room::allowed(&policy, hosts, unfiltered.clone())
+            .map_err(|e| Wait::Policy(format!("repair keeps to the placement policy of account {owner}, and {e}")))?;
+        let ruled_out = unfiltered.len() - allowed.len();
+        let mut limits = crate::placement::limits(layout.total(), per_domain, &allowed, pack.shard_size, &held);
+        // A re-spread places within the cap that made it move (fewer candidates may allow
+        // more per zone, and the shard would go back to a crowded zone, to be moved again
+        // next time); a pack missing shards takes what placement allows.
+        if re_spread && !zone_crowded.is_empty() {
+            limits.per_zone = limits.per_zone.min(zone_cap);
+        }
+        // Place as many as the rule allows now: a pack missing two shards is better off with
+        // one rebuilt than none.
+        let choose = |among: &[crate::placement::Candidate], ids: &[ShardId]| {
+            crate::placement::choose(among, ids, pack.shard_size, &held, limits, &mut rand::thread_rng())
+        };
+        // When nothing fits, the policy is named as the cause only if the rule alone would
+        // have found hosts: its owner's other packs then wait behind the others' (see `pass`).
+        let why = |e: crate::placement::Unplaceable| match ruled_out > 0 && choose(&unfiltered, &ids).is_ok() {
+            true => Wait::Policy(format!(
+                "{}; the placement policy of account {owner} ({policy}) rules out {ruled_out} other host(s)",
+                e.why
+            )),
+            false => Wait::Before(e.why),
+        };
+        match choose(&allowed, &ids) {
+            Ok(t) => Ok(t),
+            Err(e) if e.placed > 0 => choose(&allowed, &ids[..e.placed]).map_err(why),
+            Err(e) => Err(why(e)),
+        }
     };
-    // When nothing fits, the policy is named as the cause only if the rule alone would have
-    // found hosts: its owner's other packs then wait behind the others' (see `pass`).
-    let why = |e: crate::placement::Unplaceable| match ruled_out > 0 && choose(&unfiltered, &ids).is_ok() {
-        true => Wait::Policy(format!(
-            "{}; the placement policy of account {owner} ({policy}) rules out {ruled_out} other host(s)",
-            e.why
-        )),
-        false => Wait::Before(e.why),
-    };
-    let targets = match choose(&candidates, &ids) {
-        Ok(t) => t,
-        Err(e) if e.placed > 0 => choose(&candidates, &ids[..e.placed]).map_err(why)?,
-        Err(e) => return Err(why(e)),
-    };
+    let mut targets = place(false);
+    if targets.as_ref().map_or(0, Vec::len) < ids.len() && !lost_on.is_empty() {
+        let again = place(true);
+        if again.as_ref().map_or(0, Vec::len) > targets.as_ref().map_or(0, Vec::len) {
+            targets = again;
+        }
+    }
+    let targets = targets?;
     let mut targets: Vec<HostId> = targets.into_iter().rev().collect();
     // Fetch k verified shards (data shards first: they are what readers use), k at a time,
     // the next source taking the place of one that failed, or read beside one that lags far

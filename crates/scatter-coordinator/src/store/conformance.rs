@@ -1066,7 +1066,14 @@ conformance! {
         // Shared out between hosts: host 1's two do not crowd out host 2's one.
         let two = store.orphans(2).expect("orphans");
         assert!(two.len() == 2 && two.iter().any(|o| o.0 == h[1]), "{two:?}");
-        // Moved back onto host 1, shard 0 is placed there again: no orphan there any more.
+        // Moved back onto host 1 while its old copy is queued for deletion: refused (the
+        // deleter may hold that copy in its list, and would delete the new one), and host 1
+        // is not offered to repair; once the copy is deleted, shard 0 goes back.
+        assert_eq!(store.hosts_holding(&pid(1), &[sid(1, 0)]).expect("holding"), [h[0]]);
+        let back = ShardMove { pack: &pid(1), index: 0, from: h[2], to: h[0], receipt: "r" };
+        assert!(matches!(store.move_shard(back, 110, None), Err(StoreError::ShardTaken(t)) if t == h[0]));
+        store.orphan_deleted(h[0], &sid(1, 0), None, 115).expect("deleted");
+        assert!(store.hosts_holding(&pid(1), &[sid(1, 0)]).expect("holding").is_empty());
         assert!(moved(0, h[2], h[0]));
         let mut orphans = store.orphans(10).expect("orphans");
         orphans.sort();

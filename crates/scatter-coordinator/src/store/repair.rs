@@ -471,6 +471,11 @@ impl Store {
             {
                 return Err(StoreError::ShardTaken(new));
             }
+            // An old copy of these bytes queued for deletion on `new` (the shard left it while it
+            // was down, say): the deleter may hold it in its list and delete the new copy next.
+            if tx.exists("SELECT 1 FROM orphans WHERE host = ?1 AND hash = ?2", params![new.0 as i64, hash])? {
+                return Err(StoreError::ShardTaken(new));
+            }
             tx.execute(
                 "UPDATE shards SET host = ?3, state = 'ok', receipt = ?4 WHERE pack = ?1 AND idx = ?2",
                 params![&pack.as_bytes()[..], index, new.0 as i64, receipt],
@@ -740,10 +745,12 @@ impl Store {
         })
     }
 
-    /// Hosts where a pack other than `pack` records any of `shards`.
+    /// Hosts where a pack other than `pack` records any of `shards`, or where a copy of one is
+    /// queued for deletion (the deleter could delete a new copy with it).
     pub fn hosts_holding(&self, pack: &PackId, shards: &[ShardId]) -> Result<Vec<HostId>, StoreError> {
         self.read(|conn| {
-            let stmt = "SELECT DISTINCT host FROM shards WHERE hash = ?1 AND pack != ?2";
+            let stmt = "SELECT host FROM shards WHERE hash = ?1 AND pack != ?2
+                        UNION SELECT host FROM orphans WHERE hash = ?1";
             let mut hosts = Vec::new();
             for shard in shards {
                 let rows = conn.query_map(stmt, params![&shard.as_bytes()[..], &pack.as_bytes()[..]], |r| {
