@@ -245,6 +245,29 @@ async fn check_local_finds_loss_and_recover_brings_it_back() {
     assert!(std::fs::read(src.join("docs/f6.txt")).expect("f6") != b"a legitimate edit");
 }
 
+/// A lost name of a hard-linked file comes back as a link to its other names. It came back
+/// as a copy of its own, and `check-local` then found nothing wrong (new user).
+#[tokio::test(flavor = "multi_thread")]
+async fn recover_puts_a_lost_hard_link_back_as_a_link() {
+    use std::os::unix::fs::MetadataExt;
+    let env = grid(6).await;
+    let src = env.path("linked");
+    std::fs::create_dir_all(src.join("sub")).expect("mkdir");
+    std::fs::write(src.join("a"), b"one file, three names").expect("a");
+    std::fs::hard_link(src.join("a"), src.join("b")).expect("b");
+    std::fs::hard_link(src.join("a"), src.join("sub/c")).expect("c");
+    env.ok(&["backup", s(&src)]);
+    std::fs::remove_file(src.join("sub/c")).expect("rm");
+    env.ok(&["recover", s(&src)]);
+    let ino = |name: &str| std::fs::metadata(src.join(name)).expect("stat").ino();
+    assert_eq!(ino("a"), ino("b"));
+    assert_eq!(ino("a"), ino("sub/c"), "the lost name is a link again");
+    assert_eq!(std::fs::metadata(src.join("a")).expect("stat").nlink(), 3);
+    assert_eq!(std::fs::read(src.join("sub/c")).expect("c"), b"one file, three names");
+    let after = env.scatter(&["check-local", s(&src)]);
+    assert_eq!(after.status.code(), Some(0), "{}", String::from_utf8_lossy(&after.stdout));
+}
+
 fn host_bytes(env: &Env) -> u64 {
     (0..env.grid.host_count())
         .flat_map(|i| shard_files(&env.grid.host_dir(i)))

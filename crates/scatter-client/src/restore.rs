@@ -848,6 +848,9 @@ pub struct Finding {
     /// backed-up path it lies in. Nothing outside it is read or written for this finding,
     /// and no symlink below it is followed.
     pub base: TreePath,
+    /// For a missing or corrupt file, the snapshot's other names of it (hard links) found
+    /// intact: `recover` writes them with it, so that the names stay one file.
+    pub links: Vec<(TreePath, Node)>,
 }
 
 /// `path` (a path inside a snapshot, absolute) as a live path.
@@ -921,13 +924,20 @@ pub async fn check_local(
     let filter = Filter::recorded(&snap.snapshot.excluded)?;
     let mut findings = Vec::new();
     for (base, ancestors, entries) in groups {
+        let from = findings.len();
         let snapshot_paths: HashSet<&TreePath> = entries.iter().map(|(p, _)| p).collect();
         let ancestors: HashSet<&TreePath> = entries[..ancestors].iter().map(|(p, _)| p).collect();
         // A missing folder holding the backed-up path: everything is missing.
         let mut root_dir = Root::open(&live_path(&base)).ok();
         let mut gone: Vec<TreePath> = Vec::new();
         for (p, node) in &entries {
-            let finding = |state| Finding { path: p.clone(), state, node: Some(node.clone()), base: base.clone() };
+            let finding = |state| Finding {
+                path: p.clone(),
+                state,
+                node: Some(node.clone()),
+                base: base.clone(),
+                links: Vec::new(),
+            };
             let rel = p.strip_prefix(&base).unwrap_or_default();
             let Some((parent, name)) = rel.split_last() else { continue };
             if gone.iter().any(|d| rel.starts_with(d)) {
@@ -976,7 +986,14 @@ pub async fn check_local(
                     } else {
                         if let Ok(live) = confined::open_dir_at(dir, name) {
                             for path in new_entries(live.as_fd(), &st, p, &snapshot_paths, &filter) {
-                                findings.push(Finding { path, state: LocalState::New, node: None, base: base.clone() });
+                                let base = base.clone();
+                                findings.push(Finding {
+                                    path,
+                                    state: LocalState::New,
+                                    node: None,
+                                    base,
+                                    links: Vec::new(),
+                                });
                             }
                         }
                         None
@@ -993,6 +1010,7 @@ pub async fn check_local(
                 findings.push(finding(state));
             }
         }
+        add_intact_links(&entries, &mut findings[from..]);
     }
     findings.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(findings)
@@ -1047,6 +1065,33 @@ fn list_names(dir: BorrowedFd<'_>) -> std::io::Result<Vec<Vec<u8>>> {
     Ok(out)
 }
 
+/// Gives each missing or corrupt file among `findings` (of one group of `entries`) the other
+/// names of its hard-link group that have no finding, for `recover` to write them together.
+fn add_intact_links(entries: &[Entry], findings: &mut [Finding]) {
+    let links = hard_links(entries);
+    let mut members: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (&i, &first) in &links {
+        members.entry(first).or_insert_with(|| vec![first]).push(i);
+    }
+    let found: HashSet<&TreePath> = findings.iter().map(|f| &f.path).collect();
+    let mut add: Vec<(usize, Vec<(TreePath, Node)>)> = Vec::new();
+    for (at, f) in findings.iter().enumerate() {
+        if !matches!(f.state, LocalState::Missing | LocalState::Corrupt) {
+            continue;
+        }
+        let Some(i) = entries.iter().position(|(p, _)| *p == f.path) else { continue };
+        let Some(group) = members.get(links.get(&i).unwrap_or(&i)) else { continue };
+        let intact: Vec<(TreePath, Node)> =
+            group.iter().map(|&j| &entries[j]).filter(|(p, _)| !found.contains(p)).cloned().collect();
+        if !intact.is_empty() {
+            add.push((at, intact));
+        }
+    }
+    for (at, intact) in add {
+        findings[at].links = intact;
+    }
+}
+
 /// Puts back what `findings` (from [`check_local`]) report missing or corrupt, and with
 /// `force` what was modified too; each below the folder it was checked in, without
 /// following a symlink there. Returns the report and how many modified entries were kept.
@@ -1074,8 +1119,10 @@ pub async fn recover(
         };
         match (wanted, f.node) {
             (true, Some(node)) => {
-                let rel = f.path.strip_prefix(&f.base).unwrap_or_default();
-                groups.entry(f.base).or_default().push((rel, node));
+                let group = groups.entry(f.base.clone()).or_default();
+                for (path, node) in std::iter::once((f.path, node)).chain(f.links) {
+                    group.push((path.strip_prefix(&f.base).unwrap_or_default(), node));
+                }
             }
             _ if f.state == LocalState::Modified => kept += 1,
             _ => {}
@@ -1085,6 +1132,8 @@ pub async fn recover(
     let mut total = RestoreReport::default();
     for (base, mut entries) in groups {
         entries.sort_by(|a, b| a.0.cmp(&b.0));
+        // A name linked to two recovered files is listed once.
+        entries.dedup_by(|a, b| a.0 == b.0);
         let dir = live_path(&base);
         // The folder holding a backed-up path is where the snapshot says it was.
         std::fs::create_dir_all(&dir).map_err(ClientError::io(&dir))?;
