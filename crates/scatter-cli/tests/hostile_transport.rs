@@ -589,7 +589,12 @@ async fn a_gateway_name_is_certified_for_one_account_only() {
     refused("/v1/hosts/cert", serde_json::to_value(&req).expect("json")).await;
     // Nor does a new host join there: refused before it is registered, so no row is left
     // that could never be certified and never serve.
-    let hosts = || env.ok(&["admin", "host", "ls", "--json"]);
+    // Hosts by id and address (their reputation moves with time between two listings).
+    let hosts = || {
+        let listed: serde_json::Value =
+            serde_json::from_str(&env.ok(&["admin", "host", "ls", "--json"])).expect("json");
+        listed.as_array().expect("hosts").iter().map(|h| (h["id"].clone(), h["address"].clone())).collect::<Vec<_>>()
+    };
     let before = hosts();
     let join = JoinRequest {
         join_token: std::fs::read_to_string(env.grid.coordinator_dir().join("join-token")).expect("token"),
