@@ -604,10 +604,10 @@ fn link_into_place(
     }
 }
 
-/// Whether `data` is zeros, and long enough (a block at least) to be worth a hole.
 /// The file system block a sparse restore leaves a hole for when it holds only zeros.
 const HOLE_BLOCK: usize = 4096;
 
+/// Whether `block` is all zeros.
 fn is_zero_block(block: &[u8]) -> bool {
     // Or-ed at once, which the compiler vectorises (a byte-wise `all` does not).
     block.iter().fold(0, |acc, b| acc | b) == 0
@@ -1069,18 +1069,23 @@ fn list_names(dir: BorrowedFd<'_>) -> std::io::Result<Vec<Vec<u8>>> {
 /// names of its hard-link group that have no finding, for `recover` to write them together.
 fn add_intact_links(entries: &[Entry], findings: &mut [Finding]) {
     let links = hard_links(entries);
+    if links.is_empty() {
+        return;
+    }
+    // Each group by its first name, and each name of a group (only linked files: few).
     let mut members: HashMap<usize, Vec<usize>> = HashMap::new();
     for (&i, &first) in &links {
         members.entry(first).or_insert_with(|| vec![first]).push(i);
     }
+    let group_of: HashMap<&TreePath, usize> =
+        members.iter().flat_map(|(&first, names)| names.iter().map(move |&j| (&entries[j].0, first))).collect();
     let found: HashSet<&TreePath> = findings.iter().map(|f| &f.path).collect();
     let mut add: Vec<(usize, Vec<(TreePath, Node)>)> = Vec::new();
     for (at, f) in findings.iter().enumerate() {
         if !matches!(f.state, LocalState::Missing | LocalState::Corrupt) {
             continue;
         }
-        let Some(i) = entries.iter().position(|(p, _)| *p == f.path) else { continue };
-        let Some(group) = members.get(links.get(&i).unwrap_or(&i)) else { continue };
+        let Some(group) = group_of.get(&f.path).and_then(|first| members.get(first)) else { continue };
         let intact: Vec<(TreePath, Node)> =
             group.iter().map(|&j| &entries[j]).filter(|(p, _)| !found.contains(p)).cloned().collect();
         if !intact.is_empty() {
