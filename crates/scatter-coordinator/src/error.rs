@@ -67,6 +67,7 @@ impl From<StoreError> for ApiError {
             | StoreError::SessionClosed
             | StoreError::SnapshotExists
             | StoreError::ShardTaken(_)
+            | StoreError::ShardLeaving(_)
             | StoreError::DeviceTaken => ApiError::Conflict(e.to_string()),
             StoreError::QuotaFull | StoreError::RecordsFull { .. } | StoreError::DelegatesRecordsFull { .. } => {
                 ApiError::Quota(e.to_string())

@@ -322,9 +322,11 @@ fn receipt_key(dir: &Path) -> Result<SigningKey, HostError> {
     }
 }
 
-/// Times a join is tried, 500 ms apart, while no coordinator is up yet (every URL
+/// Times a join is tried, [`JOIN_PAUSE`] apart, while no coordinator is up yet (every URL
 /// unreachable, or answering a server error).
 const JOIN_ATTEMPTS: u32 = 20;
+/// The pause between two tries of a join.
+const JOIN_PAUSE: Duration = Duration::from_millis(500);
 
 /// A one-time login link to the coordinator's web dashboard for this host's operator (its
 /// state, audits and reputation), asked with the host's secret from `DIR/host.json`, over
@@ -413,9 +415,9 @@ async fn join(
         }
         if attempts == 1 {
             // A host started with its coordinator (systemd, a script) often comes up first.
-            tracing::warn!("{failed}; trying again for {} s", u64::from(JOIN_ATTEMPTS - 1) * 500 / 1000);
+            tracing::warn!("{failed}; trying again for {} s", (JOIN_PAUSE * (JOIN_ATTEMPTS - 1)).as_secs());
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(JOIN_PAUSE).await;
     }
 }
 

@@ -1071,7 +1071,7 @@ conformance! {
         // is not offered to repair; once the copy is deleted, shard 0 goes back.
         assert_eq!(store.hosts_holding(&pid(1), &[sid(1, 0)]).expect("holding"), [h[0]]);
         let back = ShardMove { pack: &pid(1), index: 0, from: h[2], to: h[0], receipt: "r" };
-        assert!(matches!(store.move_shard(back, 110, None), Err(StoreError::ShardTaken(t)) if t == h[0]));
+        assert!(matches!(store.move_shard(back, 110, None), Err(StoreError::ShardLeaving(t)) if t == h[0]));
         store.orphan_deleted(h[0], &sid(1, 0), None, 115).expect("deleted");
         assert!(store.hosts_holding(&pid(1), &[sid(1, 0)]).expect("holding").is_empty());
         assert!(moved(0, h[2], h[0]));

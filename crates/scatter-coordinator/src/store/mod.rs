@@ -582,6 +582,9 @@ pub enum StoreError {
     /// A pack names a shard that is already recorded on that host (another pack's).
     #[error("the pack names a shard that is already stored on host {0} for another pack; a shard is recorded once")]
     ShardTaken(HostId),
+    /// A shard would move onto a host where an old copy of it waits to be deleted.
+    #[error("an old copy of this shard on host {0} waits to be deleted; the shard goes elsewhere, or there once the copy is gone")]
+    ShardLeaving(HostId),
     /// A commit references chunks that are not (or no longer) stored.
     #[error(
         "{0} chunk(s) this object needs are not stored (a concurrent remove may have released them); run the put again"

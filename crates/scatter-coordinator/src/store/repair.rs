@@ -474,7 +474,7 @@ impl Store {
             // An old copy of these bytes queued for deletion on `new` (the shard left it while it
             // was down, say): the deleter may hold it in its list and delete the new copy next.
             if tx.exists("SELECT 1 FROM orphans WHERE host = ?1 AND hash = ?2", params![new.0 as i64, hash])? {
-                return Err(StoreError::ShardTaken(new));
+                return Err(StoreError::ShardLeaving(new));
             }
             tx.execute(
                 "UPDATE shards SET host = ?3, state = 'ok', receipt = ?4 WHERE pack = ?1 AND idx = ?2",
