@@ -194,6 +194,22 @@ async fn an_operator_host_that_refuses_uploads_cannot_stop_backups() {
     env.get_and_compare("data", &file);
 }
 
+/// Attack: one operator's three hosts, in a grid of five, took three of a catalog backup's
+/// five shards (spread by host id, whatever the domains) and refused them: no backup could be
+/// taken, and recovery found too few shards of the last ones. A backup is spread by failure
+/// domain: the operator holds no more of it than its code can lose, and its shards that no
+/// host of the operator stored go to domains holding none.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_cannot_stop_catalog_backups() {
+    let env = grid(2).await;
+    let token = env.ok(&["admin", "operator", "add", "acme"]).trim().to_owned();
+    for port in 9..12 {
+        fake_host(&env, &token, "x", port, 64 << 30).await;
+    }
+    let out = env.ok(&["admin", "catalog-backup"]);
+    assert!(out.contains("Catalog backup #") && out.contains("2+2 over 2 hosts"), "{out}");
+}
+
 /// Attack (or just hosts that hold nothing yet): audits go to the hosts audited least, and a
 /// host with nothing to audit was never audited, so four empty hosts took every place in
 /// every pass and no host holding data was audited again: a corrupt shard stayed unnoticed.

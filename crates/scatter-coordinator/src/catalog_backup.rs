@@ -6,7 +6,8 @@
 //! catalog (`VACUUM INTO`), bundles it with the data directory's key files, encrypts the
 //! bundle to the grid recovery key (age), signs a header naming the grid, a strictly
 //! increasing sequence number, the time and the ciphertext's and shards' hashes, and
-//! stores one erasure-coded shard on each of as many online hosts as the code has shards.
+//! stores one erasure-coded shard on each of as many online hosts as the code has shards,
+//! spread over failure domains (see [`plan`]).
 //! Hosts keep the newest few. See [`crate::recovery`] for the formats and the way back.
 //!
 //! "Changed" leaves out what moves all the time (heartbeats, leases, keepalives; see
@@ -196,17 +197,13 @@ pub(crate) async fn take(shared: &Arc<Shared>, force: bool) -> Result<CatalogBac
         .map_err(local)?
         .into_iter()
         .map(|h| {
-            let state = crate::room::host_state(shared, &h);
-            (h, state)
+            let (state, domain) = (crate::room::host_state(shared, &h), h.domain());
+            (h, state, domain)
         })
         .collect();
-    let hosts = backup_hosts(hosts);
-    if hosts.is_empty() {
+    let Some(Plan { domains, spares, k, m }) = plan(hosts, shared.tolerate) else {
         return Err(BackupFailed::NoHosts);
-    }
-    let f = shared.tolerate.unwrap_or_else(|| crate::durability::auto_tolerance(hosts.len()));
-    let (dk, dm) = crate::durability::default_code(f, hosts.len());
-    let (k, m) = recovery::backup_code(hosts.len(), dk, dm);
+    };
 
     // A sequence number is used once, even by a backup that then fails.
     let seq = {
@@ -244,42 +241,36 @@ pub(crate) async fn take(shared: &Arc<Shared>, force: bool) -> Result<CatalogBac
     .await
     .map_err(local)??;
     let (header, files) = files;
-    let puts = hosts.iter().zip(files.into_iter().enumerate()).map(|(h, (i, body))| {
-        // The host checks this grant before it reads a byte of the body.
-        let grant = scatter_proto::Grant {
-            host: h.id,
-            shard: scatter_proto::grant::catalog_shard(seq, i as u8),
-            op: scatter_proto::Op::CatalogPut,
-            max_size: body.len() as u64,
-            expires: now() + PUT_TIMEOUT.as_secs() + 60,
-            nonce: 0,
-        }
-        .sign(&shared.signing);
-        let req = shared
-            .http
-            .put(format!("{}/catalog/{seq}/{i}", h.address))
-            .header(scatter_proto::api::GRANT_HEADER, grant.0)
-            .timeout(PUT_TIMEOUT)
-            .body(body);
+    // A domain stores its shards on its hosts in turn: a host that refuses, or is gone,
+    // leaves its shard to the domain's next host, not unstored.
+    let mut files = files.into_iter().map(bytes::Bytes::from).enumerate();
+    let puts = domains.iter().map(|(hosts, count)| {
+        let mine: Vec<_> = files.by_ref().take(*count).collect();
         async move {
-            match req.send().await {
-                Ok(r) if r.status().is_success() => Ok(()),
-                Ok(r) => {
-                    // A host's error is read bounded and cut short: it is only reported.
-                    let status = r.status();
-                    let rate = scatter_net::limits::MinRate::new(Duration::from_secs(5), 1024);
-                    let body = scatter_net::limits::read_response(r, 16 << 10, rate).await.ok();
-                    let why = body
-                        .and_then(|b| serde_json::from_slice::<scatter_proto::api::ErrorBody>(&b).ok())
-                        .map(|b| b.error.chars().take(300).collect())
-                        .unwrap_or_else(|| status.to_string());
-                    Err(format!("host {}: {why}", h.id))
-                }
-                Err(e) => Err(format!("host {}: {}", h.id, scatter_net::root_cause(&e))),
+            let mut hosts = hosts.iter();
+            let mut out = Vec::new();
+            for (i, body) in mine {
+                out.push((i, store_on(shared, &mut hosts, seq, i, &body).await.map_err(|why| (why, body))));
             }
+            out
         }
     });
-    let results = futures::future::join_all(puts).await;
+    let mut results = Vec::new();
+    // A shard its domain could not store goes to a domain that holds none, one each.
+    let mut spares = spares.iter();
+    for (i, result) in futures::future::join_all(puts).await.into_iter().flatten() {
+        let result = match result {
+            Ok(()) => Ok(()),
+            Err((mut why, body)) => loop {
+                let Some(domain) = spares.next() else { break Err(why) };
+                match store_on(shared, &mut domain.iter(), seq, i, &body).await {
+                    Ok(()) => break Ok(()),
+                    Err(e) => why = format!("{why}; {e}"),
+                }
+            },
+        };
+        results.push(result);
+    }
     let stored = results.iter().filter(|r| r.is_ok()).count();
     let why: Vec<String> = results.into_iter().filter_map(Result::err).collect();
     if stored < k as usize {
@@ -307,29 +298,196 @@ pub(crate) async fn last(shared: &Arc<Shared>) -> Option<(u64, u64)> {
     Some((read(META_SEQ).await?, read(META_TIME).await?))
 }
 
-/// The hosts to store a backup's shards on, at most [`cb::MAX_BACKUP_SHARDS`]: those online,
-/// then those a heartbeat or two late (suspect), which are up in all likelihood. Leaving
-/// those out made a grid whose heartbeats come close to its grace take no backup of a
-/// security-relevant change at all.
-fn backup_hosts<T>(hosts: Vec<(T, scatter_proto::api::HostState)>) -> Vec<T> {
+/// Stores shard `i` of backup `seq` on the first of `hosts` that takes it; why none did.
+async fn store_on(
+    shared: &Shared,
+    hosts: &mut std::slice::Iter<'_, crate::store::HostRow>,
+    seq: u64,
+    i: usize,
+    body: &bytes::Bytes,
+) -> Result<(), String> {
+    let mut why = Vec::new();
+    for h in hosts {
+        match put_shard(shared, h, seq, i as u8, body.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(e) => why.push(e),
+        }
+    }
+    Err(format!("shard {i}: {}", why.join("; ")))
+}
+
+/// Stores shard `i` of backup `seq` on host `h`; the host's refusal, in a sentence.
+async fn put_shard(
+    shared: &Shared,
+    h: &crate::store::HostRow,
+    seq: u64,
+    i: u8,
+    body: bytes::Bytes,
+) -> Result<(), String> {
+    // The host checks this grant before it reads a byte of the body.
+    let grant = scatter_proto::Grant {
+        host: h.id,
+        shard: scatter_proto::grant::catalog_shard(seq, i),
+        op: scatter_proto::Op::CatalogPut,
+        max_size: body.len() as u64,
+        expires: now() + PUT_TIMEOUT.as_secs() + 60,
+        nonce: 0,
+    }
+    .sign(&shared.signing);
+    let req = shared
+        .http
+        .put(format!("{}/catalog/{seq}/{i}", h.address))
+        .header(scatter_proto::api::GRANT_HEADER, grant.0)
+        .timeout(PUT_TIMEOUT)
+        .body(body);
+    match req.send().await {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => {
+            // A host's error is read bounded and cut short: it is only reported.
+            let status = r.status();
+            let rate = scatter_net::limits::MinRate::new(Duration::from_secs(5), 1024);
+            let body = scatter_net::limits::read_response(r, 16 << 10, rate).await.ok();
+            let why = body
+                .and_then(|b| serde_json::from_slice::<scatter_proto::api::ErrorBody>(&b).ok())
+                .map(|b| b.error.chars().take(300).collect())
+                .unwrap_or_else(|| status.to_string());
+            Err(format!("host {}: {why}", h.id))
+        }
+        Err(e) => Err(format!("host {}: {}", h.id, scatter_net::root_cause(&e))),
+    }
+}
+
+/// Where a backup's shards go, and its code.
+struct Plan<T> {
+    /// Each failure domain with its hosts in the order to try them, and how many shards it
+    /// stores.
+    domains: Vec<(Vec<T>, usize)>,
+    /// The domains left, one shard each at most, for shards their own domain could not
+    /// store.
+    spares: Vec<Vec<T>>,
+    /// Data shards.
+    k: u8,
+    /// Parity shards.
+    m: u8,
+}
+
+/// Where to store a backup, on the hosts that may take one: those online, then those a
+/// heartbeat or two late (suspect), which are up in all likelihood (leaving those out made
+/// a grid whose heartbeats come close to its grace take no backup of a security-relevant
+/// change at all). None without such hosts.
+///
+/// Shards are spread by failure domain, not by host: spread by host id, a 4+2 backup put
+/// three shards on one operator's three hosts, which could then make every backup fail, and
+/// the catalog unrecoverable, by dropping theirs. Every domain stores the same number of
+/// shards c (or as many as it has hosts), the largest c for which the loss of any f domains
+/// (the grid's tolerance, or the automatic one for this many domains) costs no more than the
+/// code's m; at most [`cb::MAX_BACKUP_SHARDS`] in all. Domains with a host online come first.
+fn plan<T, D: Eq>(hosts: Vec<(T, scatter_proto::api::HostState, D)>, tolerate: Option<u8>) -> Option<Plan<T>> {
     use scatter_proto::api::HostState::{Online, Suspect};
-    let (online, rest): (Vec<_>, Vec<_>) = hosts.into_iter().partition(|(_, s)| *s == Online);
-    let suspect = rest.into_iter().filter(|(_, s)| *s == Suspect);
-    online.into_iter().chain(suspect).map(|(h, _)| h).take(cb::MAX_BACKUP_SHARDS).collect()
+    let (online, rest): (Vec<_>, Vec<_>) = hosts.into_iter().partition(|(_, s, _)| *s == Online);
+    let suspect = rest.into_iter().filter(|(_, s, _)| *s == Suspect);
+    let mut by_domain: Vec<(D, Vec<T>)> = Vec::new();
+    for (h, _, d) in online.into_iter().chain(suspect) {
+        match by_domain.iter_mut().find(|(x, _)| *x == d) {
+            Some((_, list)) => list.push(h),
+            None => by_domain.push((d, vec![h])),
+        }
+    }
+    let domains: Vec<Vec<T>> = by_domain.into_iter().map(|(_, list)| list).take(cb::MAX_BACKUP_SHARDS).collect();
+    if domains.is_empty() {
+        return None;
+    }
+    let f = tolerate.unwrap_or_else(|| crate::durability::auto_tolerance(domains.len()));
+    let (dk, dm) = crate::durability::default_code(f, domains.len());
+    let biggest = domains.iter().map(Vec::len).max().unwrap_or(1);
+    // c = 1 always qualifies when the grid can lose f domains at all (m is kept up to n - 1).
+    let (c, k, m) = (1..=biggest)
+        .rev()
+        .map(|c| {
+            let n: usize = domains.iter().map(|d| d.len().min(c)).sum::<usize>().min(cb::MAX_BACKUP_SHARDS);
+            let (k, m) = recovery::backup_code(n, dk, dm);
+            (c, k, m)
+        })
+        .find(|&(c, _, m)| f as usize * c <= m as usize)
+        .unwrap_or_else(|| {
+            let (k, m) = recovery::backup_code(domains.len(), dk, dm);
+            (1, k, m)
+        });
+    let mut left = k as usize + m as usize;
+    let (mut chosen, mut spares) = (Vec::new(), Vec::new());
+    for d in domains {
+        let count = d.len().min(c).min(left);
+        left -= count;
+        match count {
+            0 => spares.push(d),
+            _ => chosen.push((d, count)),
+        }
+    }
+    Some(Plan { domains: chosen, spares, k, m })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use scatter_proto::api::HostState;
     use scatter_proto::api::HostState::*;
+
+    /// The domains' host lists and shard counts, and the code.
+    fn planned<D: Eq>(hosts: Vec<(u64, HostState, D)>, f: Option<u8>) -> (Vec<(Vec<u64>, usize)>, u8, u8) {
+        let p = plan(hosts, f).expect("a plan");
+        (p.domains, p.k, p.m)
+    }
 
     #[test]
     fn backups_go_to_online_hosts_first_then_to_late_ones() {
-        let hosts = vec![(1, Suspect), (2, Offline), (3, Online), (4, Disabled), (5, Suspect), (6, Draining)];
-        assert_eq!(backup_hosts(hosts), [3, 1, 5]);
-        let many: Vec<_> = (0..cb::MAX_BACKUP_SHARDS + 5).map(|i| (i, if i < 5 { Suspect } else { Online })).collect();
-        let chosen = backup_hosts(many);
-        assert_eq!(chosen.len(), cb::MAX_BACKUP_SHARDS);
-        assert!(chosen.iter().all(|i| *i >= 5), "a late host was taken before an online one");
+        let hosts =
+            vec![(1, Suspect, 1), (2, Offline, 2), (3, Online, 3), (4, Disabled, 4), (5, Suspect, 5), (6, Draining, 6)];
+        assert_eq!(planned(hosts, None), (vec![(vec![3], 1), (vec![1], 1), (vec![5], 1)], 1, 2));
+        let many: Vec<_> =
+            (0..cb::MAX_BACKUP_SHARDS as u64 + 5).map(|i| (i, if i < 5 { Suspect } else { Online }, i)).collect();
+        let p = plan(many, None).expect("a plan");
+        assert_eq!((p.domains.len(), p.k, p.m), (6, 4, 2));
+        assert_eq!(p.spares.len(), cb::MAX_BACKUP_SHARDS - 6);
+        assert!(p.domains.iter().all(|(d, _)| d[0] >= 5), "a late host was taken before an online one");
+        assert!(plan(vec![(1, Offline, 1)], None).is_none());
+    }
+
+    #[test]
+    fn one_operator_holds_no_more_of_a_backup_than_its_code_can_lose() {
+        // The red team's grid: hosts 1-3 joined with one operator's token (one domain), 4-7 on
+        // their own. Spread by host id, a 4+2 backup put three shards on the operator's hosts.
+        let domain = |i: u64| if i <= 3 { 0 } else { i };
+        let hosts: Vec<_> = (1..=7u64).map(|i| (i, Online, domain(i))).collect();
+        // Five domains (f = 1): the operator may hold the two shards a 4+2 backup can lose.
+        let (chosen, k, m) = planned(hosts.clone(), None);
+        assert_eq!(chosen, [(vec![1, 2, 3], 2), (vec![4], 1), (vec![5], 1), (vec![6], 1), (vec![7], 1)]);
+        assert_eq!((k, m), (4, 2));
+        assert!(f_losses_covered(&chosen, 1, m));
+        // Told to survive two domains: one shard each, with two of parity.
+        let (chosen, k, m) = planned(hosts, Some(2));
+        assert!(chosen.iter().all(|(_, c)| *c == 1));
+        assert_eq!((k, m), (3, 2));
+    }
+
+    #[test]
+    fn few_domains_take_several_shards_each_as_far_as_the_code_allows() {
+        // One party's grid (f = 0): every host a shard, as before domains counted.
+        let (chosen, k, m) = planned((1..=6u64).map(|i| (i, Online, 0)).collect(), None);
+        assert_eq!((chosen, k, m), (vec![((1..=6).collect(), 6)], 4, 2));
+        // Two domains of three hosts (f = 1): two shards each, and 2+2 survives either's loss.
+        let (chosen, k, m) = planned((1..=6u64).map(|i| (i, Online, i % 2)).collect(), None);
+        assert_eq!((chosen, k, m), (vec![(vec![1, 3, 5], 2), (vec![2, 4, 6], 2)], 2, 2));
+        // Domains of 3, 1 and 1 hosts (f = 1): three shards on the big one would pass m = 2.
+        let (chosen, k, m) =
+            planned(vec![(1, Online, 0), (2, Online, 0), (3, Online, 0), (4, Online, 4), (5, Online, 5)], None);
+        assert_eq!((chosen.clone(), k, m), (vec![(vec![1, 2, 3], 2), (vec![4], 1), (vec![5], 1)], 2, 2));
+        assert!(f_losses_covered(&chosen, 1, m));
+    }
+
+    /// Whether losing the `f` domains holding the most shards leaves at least k.
+    fn f_losses_covered(domains: &[(Vec<u64>, usize)], f: usize, m: u8) -> bool {
+        let mut counts: Vec<usize> = domains.iter().map(|d| d.1).collect();
+        counts.sort_unstable_by(|a, b| b.cmp(a));
+        counts.iter().take(f).sum::<usize>() <= m as usize
     }
 }
