@@ -210,6 +210,48 @@ async fn an_operator_cannot_stop_catalog_backups() {
     assert!(out.contains("Catalog backup #") && out.contains("2+2 over 2 hosts"), "{out}");
 }
 
+/// Attack: an operator's host had the grid CA certify it for another operator's host's name
+/// (or IP address), and could then pose as that host wherever it could steer the name's
+/// traffic: answer its audits wrongly, withhold its shards. A name in use by a host in the
+/// grid is certified only for hosts of the same party (one machine, several ports).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_is_not_certified_for_another_operators_host_name() {
+    let env = grid(1).await;
+    let acme = env.ok(&["admin", "operator", "add", "acme"]).trim().to_owned();
+    let evil = env.ok(&["admin", "operator", "add", "evil"]).trim().to_owned();
+    let cert = |joined: &JoinResponse, address: &str| HostCertRequest {
+        host_id: joined.host_id,
+        host_secret: joined.host_secret.clone(),
+        address: address.to_owned(),
+        public_key: hex::encode(scatter_net::tls::LeafKey::generate().expect("key").public_key()),
+    };
+    let url = format!("{}/v1/hosts/cert", env.grid.url());
+    let (http, victim) = join_fake(&env, &acme, "x", "https://victim.example:7001", 1 << 30).await;
+    let (_, sibling) = join_fake(&env, &acme, "x", "https://victim.example:7002", 1 << 30).await;
+    let (_, attacker) = join_fake(&env, &evil, "y", "https://evil.example:7001", 1 << 30).await;
+    let (_, by_ip) = join_fake(&env, &acme, "x", "https://10.9.9.3:7001", 1 << 30).await;
+    let status = |body: HostCertRequest| {
+        let (http, url) = (&http, &url);
+        async move {
+            let resp = http.post(url).json(&body).send().await.expect("cert");
+            (resp.status().as_u16(), resp.text().await.unwrap_or_default())
+        }
+    };
+    assert_eq!(status(cert(&victim, "https://victim.example:7001")).await.0, 200);
+    assert_eq!(status(cert(&sibling, "https://victim.example:7002")).await.0, 200, "one machine, two ports");
+    for address in
+        ["https://victim.example:7001", "https://VICTIM.example:9", "https://10.9.9.3:7001", "https://10.9.9.3"]
+    {
+        let (code, text) = status(cert(&attacker, address)).await;
+        assert_eq!(code, 403, "{address}: {text}");
+        assert!(text.contains("of another operator"), "{text}");
+    }
+    assert_eq!(status(cert(&by_ip, "https://10.9.9.3:7001")).await.0, 200);
+    assert_eq!(status(cert(&attacker, "https://evil.example:7001")).await.0, 200, "its own name");
+    let events = env.ok(&["admin", "events"]);
+    assert!(events.contains("host.cert_refused"), "{events}");
+}
+
 /// Attack (or just hosts that hold nothing yet): audits go to the hosts audited least, and a
 /// host with nothing to audit was never audited, so four empty hosts took every place in
 /// every pass and no host holding data was audited again: a corrupt shard stayed unnoticed.

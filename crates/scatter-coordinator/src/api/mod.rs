@@ -21,7 +21,9 @@ use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
 use crate::placement::{self, Candidate};
-use crate::store::{Domain, NewPack, Reservation, ReserveError, ShardState, Store, StoreError, UserRow};
+use crate::store::{
+    Domain, NameHolder, NewPack, Reservation, ReserveError, ShardState, Standing, Store, StoreError, UserRow,
+};
 use crate::{now, secret_hash, Shared};
 
 pub(crate) mod admin;
@@ -493,14 +495,44 @@ async fn host_cert(State(sh): S, Body(req): Body<HostCertRequest>) -> ApiResult<
     let host_id = req.host_id;
     let holder = match scatter_net::tls::is_loopback(&bound) {
         true => None,
-        false => db(&sh, move |s| s.bind_host_name(host_id, &bound, now())).await?,
+        false => match name_in_use(&sh, host_id, &bound).await? {
+            Some(other) => Some(NameHolder::Host(other)),
+            None => db(&sh, move |s| s.bind_host_name(host_id, &bound, now())).await?,
+        },
     };
-    if let Some(account) = holder {
-        return Err(gateway_name_refused(&sh, req.host_id.to_string(), "host.cert_refused", &name, account).await);
+    match holder {
+        None => {}
+        Some(NameHolder::Gateway(account)) => {
+            return Err(gateway_name_refused(&sh, req.host_id.to_string(), "host.cert_refused", &name, account).await)
+        }
+        Some(NameHolder::Host(other)) => {
+            event(&sh, req.host_id.to_string(), "host.cert_refused", format!("{name:.100}: the name of host {other}"))
+                .await;
+            return Err(ApiError::Forbidden(format!(
+                "`{name}` is the name of host {other}, of another operator; give this host an address of its own (if host {other} is gone for good, the admin can take it out of the grid: `scatter admin host disable {other}`)"
+            )));
+        }
     }
     let cert = authority.issue(std::slice::from_ref(&name), &key).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     event(&sh, req.host_id.to_string(), "host.certified", name).await;
     Ok(Json(HostCertResponse { certificate: scatter_net::tls::to_pem(&cert), ca: authority.cert_pem() }))
+}
+
+/// Another party's host in the grid (taking or serving data) whose address has `name`, if
+/// any: its name, even when certified before names were bound, is not certified for `host`.
+async fn name_in_use(sh: &Arc<Shared>, host: HostId, name: &str) -> Result<Option<HostId>, ApiError> {
+    let hosts = db(sh, |s| s.hosts()).await?;
+    let party = |id: HostId| hosts.iter().find(|h| h.id == id).map(|h| h.operator.map(|(op, _)| op));
+    let mine = party(host);
+    Ok(hosts
+        .iter()
+        .find(|h| {
+            h.id != host
+                && matches!(h.state, Standing::Active | Standing::Draining)
+                && Some(h.operator.map(|(op, _)| op)) != mine
+                && address_name(&h.address).is_some_and(|n| n == name)
+        })
+        .map(|h| h.id))
 }
 
 /// Refuses a host at `address` when its name is certified for an account's S3 gateway (a

@@ -77,17 +77,43 @@ impl Store {
         })
     }
 
-    /// Binds `name` to hosts, unless an account's gateways hold it: then returns that account.
-    pub fn bind_host_name(&self, host: HostId, name: &str, now: u64) -> Result<Option<UserId>, StoreError> {
+    /// Binds `name` to `host`, unless another holds it: an account's gateways, or a host of
+    /// another party (operator, or the grid's own hosts) that is still in the grid; then
+    /// returns that holder. Hosts of one party share names (one machine, several ports); a
+    /// name whose host left the grid (retired, disqualified, disabled, removed) passes to
+    /// `host`. Without this, any operator could have the CA certify its host for another
+    /// operator's host's name, and pose as it wherever it could steer that name's traffic.
+    pub fn bind_host_name(&self, host: HostId, name: &str, now: u64) -> Result<Option<NameHolder>, StoreError> {
         self.write(|tx| match holder_of(tx, name)? {
-            Some(NameHolder::Gateway(account)) => Ok(Some(account)),
-            Some(NameHolder::Host(_)) => Ok(None),
+            Some(NameHolder::Gateway(account)) => Ok(Some(NameHolder::Gateway(account))),
+            Some(NameHolder::Host(other)) if other == host => Ok(None),
+            Some(NameHolder::Host(other)) => {
+                let (theirs, mine) = (party(tx, other)?, party(tx, host)?);
+                if theirs == mine {
+                    return Ok(None);
+                }
+                if theirs.is_some_and(|(_, state)| matches!(state.as_str(), "active" | "draining")) {
+                    return Ok(Some(NameHolder::Host(other)));
+                }
+                tx.execute(
+                    "UPDATE gateway_names SET account = ?2, since = ?3 WHERE name = ?1",
+                    params![name, -(host.0 as i64), now as i64],
+                )?;
+                Ok(None)
+            }
             None => {
                 bind(tx, name, -(host.0 as i64), now)?;
                 Ok(None)
             }
         })
     }
+}
+
+/// A registered host's party (its operator, none for the grid's own hosts) and standing.
+fn party(conn: &Sql<'_>, host: HostId) -> Result<Option<(Option<i64>, String)>, SqlError> {
+    conn.query_opt("SELECT operator, state FROM hosts WHERE id = ?1", params![host.0 as i64], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
 }
 
 #[cfg(test)]
@@ -126,7 +152,10 @@ mod tests {
             .bind_gateway_names(UserId(9), &names(&["x.example", "h3.example"]), &HashMap::new(), 5)
             .expect("bind");
         assert_eq!(taken, Err(("h3.example".into(), NameHolder::Host(HostId(3)))));
-        assert_eq!(store.bind_host_name(HostId(4), "gw.alice.example", 6).expect("bind"), Some(UserId(7)));
+        assert_eq!(
+            store.bind_host_name(HostId(4), "gw.alice.example", 6).expect("bind"),
+            Some(NameHolder::Gateway(UserId(7)))
+        );
         assert_eq!(store.bind_host_name(HostId(4), "h3.example", 6).expect("bind"), None, "hosts share names");
         let free = store.bind_gateway_names(UserId(9), &names(&["x.example"]), &HashMap::new(), 7).expect("bind");
         assert_eq!(free, Ok(true), "a refused binding bound nothing, so x.example was free");
@@ -139,5 +168,38 @@ mod tests {
             store.bind_gateway_names(UserId(9), &names(&["x.example"]), &addressed, 8).expect("bind"),
             Ok(false)
         );
+    }
+
+    crate::store::testing::conformance! {
+        fn a_host_name_is_not_certified_for_another_partys_host_while_its_host_is_in_the_grid() {
+            let (_dir, store) = crate::store::testing::catalog();
+            let acme = store.add_operator("acme", &[7; 32], false, 1).expect("add").expect("new");
+            let evil = store.add_operator("evil", &[8; 32], false, 1).expect("add").expect("new");
+            let terms = crate::store::Terms::default();
+            let join = |secret: u8, operator| {
+                let h = crate::store::NewHost {
+                    secret_hash: &[secret; 32],
+                    address: "https://10.0.0.1:7001",
+                    zone: "z",
+                    capacity: 1 << 30,
+                    receipt_key: None,
+                    operator,
+                    terms: &terms,
+                };
+                store.join_host(&h, 2).expect("join")
+            };
+            let (victim, sibling, attacker, own) = (join(1, Some(acme)), join(2, Some(acme)), join(3, Some(evil)), join(4, None));
+            assert_eq!(store.bind_host_name(victim, "victim.example", 3).expect("bind"), None);
+            // Another operator's host, and the grid's own, are refused the name; the same
+            // operator's host (one machine, two ports) shares it.
+            assert_eq!(store.bind_host_name(attacker, "victim.example", 4).expect("bind"), Some(NameHolder::Host(victim)));
+            assert_eq!(store.bind_host_name(own, "victim.example", 4).expect("bind"), Some(NameHolder::Host(victim)));
+            assert_eq!(store.bind_host_name(sibling, "victim.example", 4).expect("bind"), None);
+            assert_eq!(store.bind_host_name(victim, "victim.example", 5).expect("bind"), None, "its own name");
+            // Once its host is out of the grid, the name passes to whoever asks next.
+            store.set_host_state(victim, crate::store::Standing::Disabled).expect("disable");
+            assert_eq!(store.bind_host_name(attacker, "victim.example", 6).expect("bind"), None);
+            assert_eq!(store.bind_host_name(victim, "victim.example", 7).expect("bind"), Some(NameHolder::Host(attacker)));
+        }
     }
 }
