@@ -847,6 +847,13 @@ enum DelegateCmd {
         /// The delegate's id, e.g. u3.
         user: scatter_core::UserId,
     },
+    /// Shut a reader or appender out (a machine lost, or one you no longer trust): its
+    /// requests are refused and its write sessions end, so what only they kept stored goes
+    /// at your next prune. Its snapshots stay. Only the admin can let it back in.
+    Disable {
+        /// The delegate's id, e.g. u3.
+        user: scatter_core::UserId,
+    },
 }
 
 #[derive(Subcommand)]
@@ -1479,6 +1486,10 @@ async fn run(cmd: Cmd) -> Result<i32> {
                 DelegateCmd::Untrust { user } => {
                     coord.set_trusted(user, false).await?;
                     println!("{user}'s snapshots no longer count as yours; they stay listed and restorable by id.");
+                }
+                DelegateCmd::Disable { user } => {
+                    coord.disable_delegate(user).await?;
+                    println!("{user} is disabled: its requests are refused and its write sessions ended; `scatter prune` now drops what only they kept. Its snapshots stay.");
                 }
             }
         }

@@ -55,6 +55,12 @@ async fn a_delegate_cannot_loosen_the_owners_placement_policy() {
         let placed: PlaceResponse = serde_json::from_value(body).expect("placement");
         assert!(placed.targets.iter().all(|t| t.host == allowed), "{policy:?}: {:?}", placed.targets);
     }
+    // Nor does it see the policy: where the owner keeps its data is the owner's to manage
+    // (red team: any delegate read it).
+    for delegate in [&nas, &Attacker::invite(&env, &["reader", "--role", "reader", "--of", "u1"]).await] {
+        let (status, body) = delegate.call(reqwest::Method::GET, "/v1/policy", None).await;
+        assert_eq!(status, 403, "a delegate read the owner's policy: {body}");
+    }
     // The owner itself still overrides its own policy for one run (4+2 needs all three).
     let file = env.write_random("mine", 64 << 10, 3);
     env.ok(&["put", file.to_str().expect("utf-8"), "--name", "mine", "--exclude-zone", "elsewhere"]);
@@ -314,6 +320,24 @@ async fn a_host_cannot_move_onto_a_running_hosts_address() {
     let text = resp.text().await.unwrap_or_default();
     assert_eq!(status, 409, "moved onto {victim}'s address: {text}");
     assert!(text.contains(&format!("address of host {victim}")), "{text}");
+    // The same socket spelled otherwise (red team: each was taken). A path, a user name or a
+    // query is no host address at all.
+    let port = victim_url.trim().rsplit(':').next().expect("a port").to_owned();
+    for (spelling, answer) in [
+        (format!("https://127.1:{port}"), 409),
+        (format!("https://127.0.0.1:{port}/"), 409),
+        (format!("HTTPS://127.0.0.1:{port}"), 409),
+        (format!("https://0x7f.0.0.1:{port}"), 409),
+        (format!("https://127.0.0.1:{port}/x/.."), 409),
+        (format!("https://user@127.0.0.1:{port}"), 400),
+        (format!("https://127.0.0.1:{port}/x"), 400),
+        (format!("https://127.0.0.1:{port}?x"), 400),
+    ] {
+        let resp = http.post(&url).json(&beat(spelling.clone())).send().await.expect("beat");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        assert_eq!(status, answer, "moved onto {victim}'s address as {spelling}: {text}");
+    }
     let resp = http.post(&url).json(&beat("https://127.0.0.1:11".into())).send().await.expect("beat");
     assert!(resp.status().is_success(), "its own address: {}", resp.text().await.unwrap_or_default());
 }

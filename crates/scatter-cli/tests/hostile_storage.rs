@@ -1279,6 +1279,98 @@ async fn a_read_grant_serves_its_bytes_once_and_a_retry_not_forever() {
     env.get_and_compare("big", &file);
 }
 
+/// The owner's egress so far, from the admin's usage records.
+fn egress(env: &Env) -> i64 {
+    let records: serde_json::Value =
+        serde_json::from_str(&env.ok(&["admin", "billing", "records"])).expect("records as JSON");
+    let mine = |r: &&serde_json::Value| r["subject"] == "user" && r["who"] == 1 && r["kind"] == "egress";
+    records.as_array().expect("records").iter().filter(mine).map(|r| r["amount"].as_i64().expect("amount")).sum()
+}
+
+/// Attack (red team): a reader asks for the grants of its owner's packs over and over and
+/// reads nothing. Each answer was charged to the owner as egress (1.26 GiB in 1.7 s), and
+/// raised what the hosts may claim to have served. A shard's bytes are charged once while a
+/// grant lives, however many grants name them; the grants still serve.
+#[tokio::test(flavor = "multi_thread")]
+async fn asking_for_grants_again_charges_nothing_more() {
+    let env = grid(6).await;
+    let file = env.write_random("big", 3 << 20, 44);
+    env.put(&file, "big");
+    let (pack, shard_size): (Vec<u8>, i64) = env
+        .catalog_db()
+        .query_row("SELECT id, shard_size FROM packs LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("a pack");
+    let pack = PackId::from_bytes(pack.try_into().expect("32 bytes"));
+    let chunk: Vec<u8> =
+        env.catalog_db().query_row("SELECT id FROM chunks LIMIT 1", [], |r| r.get(0)).expect("a chunk");
+    let chunk = ChunkId::from_bytes(chunk.try_into().expect("32 bytes"));
+    let reader = Attacker::invite(&env, &["reader", "--role", "reader", "--of", "u1"]).await;
+    let before = egress(&env);
+    let ask = PackGrantsRequest { pack, shards: vec![0, 1, 2, 3] };
+    let mut last = None;
+    for _ in 0..50 {
+        let (status, body) = reader.post("/v1/packs/grants", &ask).await;
+        assert_eq!(status, 200, "{body}");
+        last = Some(body);
+        let (status, body) = reader.post("/v1/chunks/locate", &LocateRequest { chunks: vec![chunk], read: true }).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let charged = egress(&env) - before;
+    assert_eq!(charged, 4 * shard_size, "50 rounds of grants for 4 shards charged {charged} bytes");
+    // The last grants still read their shard.
+    let whole: PackLocation = serde_json::from_value(last.expect("grants")).expect("pack grants");
+    let s = &whole.shards[0];
+    let resp = host_client(&env)
+        .get(format!("{}/shards/{}", s.address, s.shard))
+        .header(GRANT_HEADER, &s.grant.0)
+        .send()
+        .await
+        .expect("a host answers");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.bytes().await.expect("the shard").len() as i64, shard_size);
+}
+
+/// Attack (red team): an appender opens a session of its own, references the owner's chunks
+/// in it (their ids are no secret to a writer that deduplicated against them) and keeps it
+/// alive for ever. What the owner then deletes stays stored, and billed, through every
+/// prune, and the owner could not end it: only the admin could disable the appender. The
+/// owner disables it now (and no session outlives a week, however often kept alive).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_owner_ends_what_its_appenders_sessions_keep_stored() {
+    let env = grid(3).await;
+    let file = env.write_random("doomed", 300_000, 45);
+    env.put(&file, "doomed");
+    let chunks: Vec<ChunkId> = {
+        let db = env.catalog_db();
+        let mut q = db.prepare("SELECT id FROM chunks").expect("query");
+        let ids = q.query_map([], |r| r.get::<_, Vec<u8>>(0)).expect("chunks");
+        ids.map(|id| ChunkId::from_bytes(id.expect("id").try_into().expect("32 bytes"))).collect()
+    };
+    let stored = |env: &Env| -> i64 {
+        env.catalog_db().query_row("SELECT COUNT(*) FROM chunks", [], |r| r.get(0)).expect("count")
+    };
+    let nas = Attacker::invite(&env, &["nas", "--role", "appender", "--of", "u1"]).await;
+    let session = nas.session().await;
+    let (status, body) = nas.post("/v1/snapshots/refs", &SnapshotRefsRequest { session, chunks }).await;
+    assert_eq!(status, 200, "{body}");
+    env.ok(&["rm", "doomed"]);
+    env.ok(&["prune"]);
+    assert!(stored(&env) > 0, "kept for the appender's open session");
+    let (status, body) = nas.post("/v1/sessions/keepalive", &SessionRequest { session }).await;
+    assert_eq!(status, 200, "{body}");
+    // A delegate cannot do it to its owner or to another delegate.
+    let (status, body) = nas.post("/v1/delegates/disable", &UserRequest { user: nas.user }).await;
+    assert_eq!(status, 403, "{body}");
+    let out = env.ok(&["delegate", "disable", &nas.user.to_string()]);
+    assert!(out.contains("disabled"), "{out}");
+    let (status, body) = nas.post("/v1/sessions/keepalive", &SessionRequest { session }).await;
+    assert!(status == 401 || status == 403, "a disabled appender kept its session alive: {status} {body}");
+    env.ok(&["prune"]);
+    assert_eq!(stored(&env), 0, "what only the appender's session kept is gone at the next prune");
+    let out = env.fails(&["delegate", "disable", "u1"]);
+    assert!(out.contains("not a reader or appender of your data"), "{out}");
+}
+
 /// Attack: tiny packs cut into many tiny shards. The quota counts shard bytes, while every
 /// shard costs its host a file (a disk block and an inode at least): 64-byte shards of
 /// 1-byte puts coded 32+32 were charged 64 bytes for each 4 KiB block they took, and a 1 MiB

@@ -569,6 +569,13 @@ impl Coordinator {
         self.get("/v1/delegates", &[]).await
     }
 
+    /// Disables one of the caller's delegates: its requests are refused and its write
+    /// sessions end (only the admin enables it again).
+    pub async fn disable_delegate(&self, user: scatter_core::UserId) -> Result<(), ClientError> {
+        let _: serde_json::Value = self.post(Repeat::Safe, "/v1/delegates/disable", &UserRequest { user }).await?;
+        Ok(())
+    }
+
     /// Trusts (or stops trusting) a delegate's snapshots as the caller's own.
     pub async fn set_trusted(&self, user: scatter_core::UserId, trusted: bool) -> Result<(), ClientError> {
         let _: serde_json::Value =

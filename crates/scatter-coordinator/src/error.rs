@@ -65,6 +65,7 @@ impl From<StoreError> for ApiError {
             StoreError::MissingChunks(_)
             | StoreError::BadReference
             | StoreError::SessionClosed
+            | StoreError::SessionAged { .. }
             | StoreError::SnapshotExists
             | StoreError::ShardTaken(_)
             | StoreError::ShardLeaving(_)

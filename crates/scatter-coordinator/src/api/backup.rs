@@ -185,6 +185,25 @@ pub(super) async fn trust(
     Ok(Json(serde_json::json!({})))
 }
 
+/// Disables one of the caller's delegates (the caller an owner, never a delegate): its
+/// requests are refused, and the write sessions it opened end, so what only they kept goes
+/// at the owner's next prune. Only the admin enables it again.
+pub(super) async fn disable_delegate(
+    State(sh): S,
+    headers: HeaderMap,
+    Body(req): Body<UserRequest>,
+) -> ApiResult<serde_json::Value> {
+    let u = owner(&sh, &headers).await?;
+    let delegate = req.user;
+    if !db(&sh, move |s| s.disable_delegate(u.me, delegate)).await? {
+        return Err(ApiError::NotFound(format!(
+            "{delegate} is not a reader or appender of your data; `scatter delegate ls` lists them"
+        )));
+    }
+    event(&sh, u.me.to_string(), "delegate.disabled", delegate.to_string()).await;
+    Ok(Json(serde_json::json!({})))
+}
+
 /// The caller, if it owns its data (a user or admin, not a reader or appender working on
 /// someone else's): only an owner manages its delegates.
 async fn owner(sh: &Arc<Shared>, headers: &HeaderMap) -> Result<UserRow, ApiError> {

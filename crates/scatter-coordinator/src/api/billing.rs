@@ -41,18 +41,23 @@ fn subject_of(q: &BillingQuery) -> Result<Option<Subject>, ApiError> {
     }
 }
 
-/// Records what a read costs, when grants for it are issued: `egress`, the bytes the user may
-/// read under them, and for each host the bytes of its shards they let be read (`granted`,
-/// one `(host, bytes)` per grant: the most a read asks of it, which caps what it may claim
-/// to have served).
-pub(super) async fn record_reads(sh: &Arc<Shared>, user: UserId, egress: u64, granted: &[(scatter_core::HostId, u64)]) {
+/// Records what reads cost, when grants for them are issued: `egress`, the bytes the user
+/// may read under them, and for each host the bytes of its shards they let be read
+/// (`granted`: the most a read asks of it, which caps what it may claim to have served). A
+/// shard's bytes count once per grant lifetime, however many grants name them
+/// ([`crate::read_charges`]).
+pub(super) async fn record_reads(sh: &Arc<Shared>, user: UserId, reads: &[Read]) {
+    let at = now();
     let mut per_host: HashMap<u64, i64> = HashMap::new();
-    for (host, bytes) in granted {
-        *per_host.entry(host.0).or_default() += *bytes as i64;
+    let mut egress = 0i64;
+    for read in reads {
+        let due = sh.read_charges.charge(user, *read, at) as i64;
+        *per_host.entry(read.host.0).or_default() += due;
+        egress += due;
     }
-    let mut usage = vec![(Subject::User(user.0), Kind::Egress, egress as i64)];
+    let mut usage = vec![(Subject::User(user.0), Kind::Egress, egress)];
     usage.extend(per_host.into_iter().map(|(h, b)| (Subject::Host(h), Kind::Granted, b)));
-    if let Err(e) = sh.catalog(move |s| s.record_usage(&usage, now())).await {
+    if let Err(e) = sh.catalog(move |s| s.record_usage(&usage, at)).await {
         tracing::warn!(error = %e, "could not record read grants as usage");
     }
 }

@@ -21,6 +21,7 @@ use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
 use crate::placement::{self, Candidate};
+use crate::read_charges::Read;
 use crate::store::{
     Domain, NameHolder, NewPack, Reservation, ReserveError, ShardState, Standing, Store, StoreError, UserRow,
 };
@@ -37,7 +38,7 @@ type S = State<Arc<Shared>>;
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
 /// How long read grants handed to clients stay valid.
-const GRANT_TTL: Duration = Duration::from_secs(3600);
+pub(crate) const GRANT_TTL: Duration = Duration::from_secs(3600);
 /// Largest request body (an object commit lists every chunk of a file); each route has its
 /// own, smaller or equal, limit in [`guard::route`].
 const MAX_BODY: usize = guard::LARGE;
@@ -98,6 +99,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/admin/users/locks", post(admin::set_lock_limits))
         .route("/v1/delegates", get(backup::delegates))
         .route("/v1/delegates/trust", post(backup::trust))
+        .route("/v1/delegates/disable", post(backup::disable_delegate))
         .route("/v1/prune", post(backup::prune))
         .route("/v1/admin/health", get(crate::metrics::health))
         .route("/v1/admin/catalog-backup", post(admin::catalog_backup))
@@ -244,6 +246,7 @@ fn printable(text: &str) -> std::borrow::Cow<'_, str> {
 /// passphrase). Asked for here, where every such change is recorded, rather than by each
 /// handler: several had been missed.
 const SECURITY_CHANGES: &[&str] = &[
+    "delegate.disabled",
     "delegate.trusted",
     "delegate.untrusted",
     "device.invited",
@@ -321,15 +324,32 @@ fn random_secret() -> String {
     hex::encode(b)
 }
 
-fn check_address(address: &str) -> Result<(), ApiError> {
-    let ok = (address.starts_with("http://") || address.starts_with("https://"))
-        && address.len() < 256
-        && reqwest::Url::parse(address).is_ok();
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::BadRequest(format!("`{address}` is not a valid host address (expected http(s)://HOST:PORT)")))
+/// A host's address in the one spelling the catalog keeps, `scheme://host:port`, or why it is
+/// not one: every spelling of the same socket (`https://127.1:P`, a trailing `/`, a default
+/// port left out, a name's trailing dot) is the same address, so no host takes another's by
+/// writing it differently. A path, query, fragment or user name is refused: a host is
+/// reached at its root. Names are not resolved: `localhost` and `127.0.0.1` stay two.
+fn check_address(address: &str) -> Result<String, ApiError> {
+    let bad =
+        || ApiError::BadRequest(format!("`{address:.300}` is not a valid host address (expected http(s)://HOST:PORT)"));
+    if address.len() >= 256 {
+        return Err(bad());
     }
+    let url = reqwest::Url::parse(address).map_err(|_| bad())?;
+    let plain = matches!(url.scheme(), "http" | "https")
+        && url.username().is_empty()
+        && url.password().is_none()
+        && matches!(url.path(), "" | "/")
+        && url.query().is_none()
+        && url.fragment().is_none();
+    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+        return Err(bad());
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if !plain || host.is_empty() {
+        return Err(bad());
+    }
+    Ok(format!("{}://{host}:{port}", url.scheme()))
 }
 
 /// The secret part of a token as a client or host sent it (whole, or the secret alone).
@@ -355,7 +375,7 @@ async fn join(State(sh): S, Body(req): Body<JoinRequest>) -> ApiResult<JoinRespo
             }
         }
     };
-    check_address(&req.address)?;
+    let req = JoinRequest { address: check_address(&req.address)?, ..req };
     // Printed in every user's `status`: it must print as itself, without control characters
     // (a terminal obeys them), characters that reorder or hide text, or backslashes.
     if req.zone.is_empty() || req.zone.len() > 64 || scatter_core::tree::escape(req.zone.as_bytes()) != req.zone {
@@ -477,7 +497,7 @@ pub(crate) async fn check_host(sh: &Arc<Shared>, id: HostId, secret: &str) -> Re
 /// Signs a certificate for a host's new key, naming the host part of its address.
 async fn host_cert(State(sh): S, Body(req): Body<HostCertRequest>) -> ApiResult<HostCertResponse> {
     check_host(&sh, req.host_id, &req.host_secret).await?;
-    check_address(&req.address)?;
+    let req = HostCertRequest { address: check_address(&req.address)?, ..req };
     let Some(authority) = &sh.authority else {
         return Err(ApiError::BadRequest(
             "this grid runs without TLS (--insecure); start the host with --insecure and an http:// coordinator URL"
@@ -682,7 +702,7 @@ async fn backfill_receipts(State(sh): S, Body(req): Body<ReceiptsRequest>) -> Ap
 }
 
 async fn heartbeat(State(sh): S, Body(req): Body<HeartbeatRequest>) -> ApiResult<HeartbeatResponse> {
-    check_address(&req.address)?;
+    let req = HeartbeatRequest { address: check_address(&req.address)?, ..req };
     check_host(&sh, req.host_id, &req.host_secret).await?;
     check_address_change(&sh, req.host_id, &req.address).await?;
     if req.refused_grants > 0 {
@@ -733,7 +753,8 @@ async fn check_address_change(sh: &Arc<Shared>, host: HostId, address: &str) -> 
     let hosts = db(sh, |s| s.hosts()).await?;
     let taken = hosts.iter().find(|h| {
         h.id != host
-            && h.address == address
+            // Rows written before addresses were kept in one spelling compare as that spelling.
+            && check_address(&h.address).is_ok_and(|a| a == address)
             && matches!(crate::room::host_state(sh, h), HostState::Online | HostState::Suspect)
     });
     match taken {
@@ -1331,17 +1352,17 @@ async fn locate(State(sh): S, headers: HeaderMap, Body(req): Body<LocateRequest>
     let packs = packs
         .into_iter()
         .map(|p| {
-            let bounds = readable.remove(&p.id).unwrap_or_default();
+            let (bounds, shard_size) = (readable.remove(&p.id).unwrap_or_default(), p.shard_size);
             pack_location(&sh, p, &hosts, |index, shard, host| {
                 let r = bounds.get(&(index as usize)).cloned().unwrap_or(0..0);
                 if !r.is_empty() {
-                    granted.push((host, r.end - r.start));
+                    granted.push(Read { host, shard, bytes: r.end - r.start, shard_size });
                 }
                 Grant::get_range(host, shard, r, expires)
             })
         })
         .collect();
-    billing::record_reads(&sh, u.id, granted.iter().map(|g| g.1).sum(), &granted).await;
+    billing::record_reads(&sh, u.id, &granted).await;
     Ok(Json(LocateResponse {
         chunks: chunks.into_iter().map(location).collect(),
         kept: kept.into_iter().map(location).collect(),
@@ -1372,7 +1393,8 @@ async fn pack_grants(State(sh): S, headers: HeaderMap, Body(req): Body<PackGrant
     let hosts = db(&sh, |s| s.hosts()).await?;
     let expires = now() + GRANT_TTL.as_secs();
     let size = p.shard_size;
-    let granted: Vec<(HostId, u64)> = p.shards.iter().map(|s| (s.2, size)).collect();
+    let granted: Vec<Read> =
+        p.shards.iter().map(|s| Read { host: s.2, shard: s.1, bytes: size, shard_size: size }).collect();
     let location = pack_location(&sh, p, &hosts, |_, shard, host| Grant {
         host,
         shard,
@@ -1382,7 +1404,7 @@ async fn pack_grants(State(sh): S, headers: HeaderMap, Body(req): Body<PackGrant
         // Unique: hosts keep a read budget per grant.
         nonce: rand::random(),
     });
-    billing::record_reads(&sh, u.id, granted.iter().map(|g| g.1).sum(), &granted).await;
+    billing::record_reads(&sh, u.id, &granted).await;
     Ok(Json(location))
 }
 
@@ -1434,4 +1456,44 @@ async fn report_shard(
         tracing::info!(%host, %shard, user = %u.me, problem = ?problem, checking, "shard reported bad");
     }
     Ok(Json(serde_json::json!({})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_address;
+
+    #[test]
+    fn a_host_address_is_kept_in_one_spelling() {
+        for spelling in [
+            "https://127.0.0.1:7000",
+            "https://127.0.0.1:7000/",
+            "HTTPS://127.1:7000",
+            "https://0x7f.0.0.1:7000",
+            "https://127.0.0.1:7000/a/..",
+        ] {
+            assert_eq!(check_address(spelling).expect(spelling), "https://127.0.0.1:7000", "{spelling}");
+        }
+        assert_eq!(check_address("https://Host.Example.:443").expect("a name"), "https://host.example:443");
+        assert_eq!(check_address("http://host.example").expect("default port"), "http://host.example:80");
+        assert_eq!(check_address("https://[::1]:9/").expect("IPv6"), "https://[::1]:9");
+    }
+
+    #[test]
+    fn a_host_address_names_a_socket_and_nothing_else() {
+        for bad in [
+            "https://user@127.0.0.1:7000",
+            "https://user:pw@127.0.0.1:7000",
+            "https://127.0.0.1:7000/x",
+            "https://127.0.0.1:7000?x",
+            "https://127.0.0.1:7000#x",
+            "ftp://127.0.0.1:7000",
+            "file:///etc/passwd",
+            "https://.:7000",
+            "127.0.0.1:7000",
+            "",
+        ] {
+            assert!(check_address(bad).is_err(), "{bad} accepted");
+        }
+        assert!(check_address(&format!("https://{}.example:1", "a".repeat(250))).is_err(), "too long");
+    }
 }

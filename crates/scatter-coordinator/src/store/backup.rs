@@ -118,6 +118,11 @@ pub(super) fn sweep(tx: &Sql<'_>, user: UserId, now: u64) -> Result<Swept, Store
     Ok(Swept { chunks_removed: count as u64, bytes_removed: bytes as u64, packs_released: released })
 }
 
+/// The longest a write session stays open, however often it is kept alive: what an open
+/// session references is kept through prunes, so a writer that kept one alive for ever would
+/// keep data its owner deleted stored (and billed) for ever. A week covers any one backup.
+pub const MAX_SESSION_AGE: u64 = 7 * 86_400;
+
 /// Fails unless `session` is an open session on `user`'s data opened by `me`: with
 /// [`StoreError::NotYourSession`] when another account opened it, else
 /// [`StoreError::SessionClosed`].
@@ -147,6 +152,14 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.write(|tx| {
             require_open(tx, user, me, session, now)?;
+            // No writer keeps a session, and what it references, stored for ever.
+            let created: i64 =
+                tx.query_row("SELECT created FROM sessions WHERE id = ?1", params![session as i64], |r| r.get(0))?;
+            let last = (created.max(0) as u64).saturating_add(MAX_SESSION_AGE);
+            if now >= last {
+                return Err(StoreError::SessionAged { days: MAX_SESSION_AGE / 86_400 });
+            }
+            let expires = expires.min(last);
             tx.execute("UPDATE sessions SET expires = ?2 WHERE id = ?1", params![session as i64, expires as i64])?;
             Ok(())
         })
@@ -345,7 +358,11 @@ fn count_session_refs(tx: &Sql<'_>, user: UserId, session: u64, added: usize) ->
 
 /// Drops the references recorded by the sessions `sessions` selects (SQL, with `params`)
 /// and gives back what they counted.
-fn drop_session_refs(tx: &Sql<'_>, sessions: &str, params: &[&dyn super::sql::Param]) -> Result<(), SqlError> {
+pub(super) fn drop_session_refs(
+    tx: &Sql<'_>,
+    sessions: &str,
+    params: &[&dyn super::sql::Param],
+) -> Result<(), SqlError> {
     let counted: Vec<(i64, i64)> = tx.query_map(
         &format!("SELECT user, COUNT(*) FROM session_refs WHERE session IN ({sessions}) GROUP BY user"),
         params,

@@ -588,6 +588,60 @@ conformance! {
         }
     }
 
+    fn a_write_session_stays_open_a_week_at_most() {
+        let (_guard, store) = catalog();
+        let ann = user(&store, 1, "ann", Role::User, None, None);
+        let app = user(&store, 2, "nas", Role::Appender, None, Some(ann));
+        let h = host(&store, 1, 0);
+        let s = store.add_session(ann, b"k", 0, 100).expect("session");
+        Pack::new(1, 1, &[h]).chunks(&[1]).commit(&store, ann, s, 1);
+        let week = crate::store::backup::MAX_SESSION_AGE;
+        let theirs = store.open_session(ann, app, b"k", 1000, 1100).expect("session");
+        // Kept alive, for as long as it asks, it lives until a week after it opened, no longer.
+        for now in [1050, 1000 + week / 2, 1000 + week - 60] {
+            store.keep_session(ann, app, theirs, now, now + 2 * week).expect("kept alive");
+        }
+        store.add_session_refs(ann, app, theirs, &[cid(1)], 1000 + week - 1).expect("open until then");
+        assert!(matches!(
+            store.add_session_refs(ann, app, theirs, &[cid(1)], 1000 + week),
+            Err(StoreError::SessionClosed)
+        ));
+        // One kept open past a week before sessions had an age limit is refused when renewed.
+        let again = store.open_session(ann, app, b"k", 0, 2 * week).expect("session");
+        assert!(matches!(
+            store.keep_session(ann, app, again, week, week + 600),
+            Err(StoreError::SessionAged { days: 7 })
+        ));
+    }
+
+    fn an_owner_disables_its_delegate_and_what_only_its_sessions_kept_goes() {
+        let (_guard, store) = catalog();
+        let ann = user(&store, 1, "ann", Role::User, None, None);
+        let nas = user(&store, 2, "nas", Role::Appender, None, Some(ann));
+        let bob = user(&store, 3, "bob", Role::User, None, None);
+        let h = host(&store, 1, 0);
+        let s = store.add_session(ann, b"k", 0, 100).expect("session");
+        Pack::new(1, 1, &[h]).chunks(&[1]).commit(&store, ann, s, 1);
+        store.commit_object(ann, "a", s, b"m", 10, &[cid(1)], false, 2).expect("object");
+        store.close_session(ann, ann, s).expect("close");
+        // The appender's session references ann's chunk, and is kept alive; ann deletes it.
+        let pin = store.open_session(ann, nas, b"k", 3, 10_000).expect("session");
+        store.add_session_refs(ann, nas, pin, &[cid(1)], 4).expect("refs");
+        store.remove_object(ann, "a", 5).expect("remove");
+        assert_eq!(store.prune(ann, 0, 6, 6).expect("prune").0.chunks_removed, 0, "kept for the open session");
+        // Only its owner disables it; nothing happens to anyone else.
+        assert!(!store.disable_delegate(bob, nas).expect("bob's"), "another user's delegate");
+        assert!(!store.disable_delegate(nas, nas).expect("itself"), "a delegate is no owner");
+        assert!(!store.disable_delegate(ann, ann).expect("ann"), "the owner itself");
+        assert!(!login(&store, nas).0.disabled);
+        assert!(store.disable_delegate(ann, nas).expect("ann's"));
+        assert!(login(&store, nas).0.disabled && !login(&store, ann).0.disabled);
+        assert!(matches!(store.keep_session(ann, nas, pin, 7, 600), Err(StoreError::SessionClosed)), "its sessions end");
+        let swept = store.prune(ann, 0, 7, 7).expect("prune").0;
+        assert_eq!((swept.chunks_removed, swept.packs_released), (1, 1), "what only its session kept goes");
+        assert!(store.disable_delegate(ann, nas).expect("again"), "disabling again changes nothing, and is no error");
+    }
+
     fn objects_committed_together_are_each_refused_or_committed_on_their_own() {
         let (_guard, store) = catalog();
         let ann = user(&store, 1, "ann", Role::User, None, None);

@@ -596,6 +596,14 @@ pub enum StoreError {
     /// A session is closed or expired.
     #[error("the write session expired (was the client paused for long?); run the command again")]
     SessionClosed,
+    /// A session reached [`backup::MAX_SESSION_AGE`] and is not kept alive any longer.
+    #[error(
+        "this write session is {days} days old, the longest one stays open (so that no writer keeps deleted data stored for ever); run the command again"
+    )]
+    SessionAged {
+        /// The maximum age in days.
+        days: u64,
+    },
     /// Prune must wait for running writes (no longer returned: a sweep keeps what open
     /// sessions reference instead of waiting for them).
     #[error("a backup or put of this user is still running (or was killed less than a session lifetime ago); retry when it has finished")]

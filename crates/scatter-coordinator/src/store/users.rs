@@ -8,6 +8,7 @@
 use scatter_core::{DeviceId, UserId};
 use scatter_proto::api::{InviteEntry, Role, UserEntry};
 
+use super::sql::Sql;
 use super::{Store, StoreError, UserRow};
 
 /// A role as the catalog keeps it (its name); an unknown name is a damaged catalog.
@@ -272,16 +273,27 @@ impl Store {
     /// Disables (or enables) a user that is not removed; false if there is none.
     /// Disabling ends the dashboard sessions and login links of the user and its delegates
     /// (disabled with it) in the same transaction: enabling it again must not revive them.
+    /// It ends the write sessions the user opened too (an owner's: every one on its data),
+    /// so what only they kept stored goes at the next prune.
     pub fn set_disabled(&self, id: UserId, disabled: bool) -> Result<bool, StoreError> {
+        Ok(self.write(|c| disable(c, id, disabled))? > 0)
+    }
+
+    /// Disables one of `owner`'s delegates, as the owner may without the admin (a machine
+    /// lost, or a writer keeping deleted data stored through its sessions): as
+    /// [`Store::set_disabled`] does. Only the admin enables it again. False if `delegate` is
+    /// no delegate of `owner`, or was removed.
+    pub fn disable_delegate(&self, owner: UserId, delegate: UserId) -> Result<bool, StoreError> {
         Ok(self.write(|c| {
-            let n = c.execute(
-                "UPDATE users SET disabled = ?2 WHERE id = ?1 AND disabled != ?3",
-                params![id.0 as i64, disabled as i64, REMOVED],
+            let theirs = c.exists(
+                "SELECT 1 FROM users WHERE id = ?2 AND owner = ?1 AND disabled != ?3",
+                params![owner.0 as i64, delegate.0 as i64, REMOVED],
             )?;
-            if disabled {
-                super::dashboard::end_sessions_of(c, id)?;
+            if !theirs {
+                return Ok(0);
             }
-            Ok(n)
+            disable(c, delegate, true)?;
+            Ok(1)
         })? > 0)
     }
 
@@ -332,4 +344,21 @@ impl Store {
             Ok(true)
         })
     }
+}
+
+/// Sets the user's `disabled` flag (not a removed user's); disabling ends its dashboard
+/// sessions and login links, and the write sessions it opened (an owner's: all on its data),
+/// dropping what they recorded. Returns the rows changed.
+fn disable(c: &Sql<'_>, id: UserId, disabled: bool) -> Result<usize, StoreError> {
+    let n = c.execute(
+        "UPDATE users SET disabled = ?2 WHERE id = ?1 AND disabled != ?3",
+        params![id.0 as i64, disabled as i64, REMOVED],
+    )?;
+    if disabled {
+        super::dashboard::end_sessions_of(c, id)?;
+        let open = "SELECT id FROM sessions WHERE expires > 0 AND (user = ?1 OR opener = ?1)";
+        super::backup::drop_session_refs(c, open, params![id.0 as i64])?;
+        c.execute(&format!("UPDATE sessions SET expires = 0 WHERE id IN ({open})"), params![id.0 as i64])?;
+    }
+    Ok(n)
 }
