@@ -28,6 +28,12 @@ const NAME_CONTEXT: &str = "scatter 2026-11 name key v1";
 const PRIVATE_SEAL_CONTEXT: &str = "scatter 2026-11 private seal v1";
 /// scrypt work factor (log2 N) for new key files: 128 MiB and a few hundred milliseconds.
 pub const KEY_FILE_WORK_FACTOR: u8 = 17;
+/// The highest work factor a key file may ask for: 8 times ours, 1 GiB. age's own bound is
+/// calibrated on the machine's speed at that moment, so on a busy machine it refused the
+/// user's own key file ("decryption would take around 32 seconds"): a fixed bound opens
+/// every key file Scatter makes, however loaded the machine, and still stops a planted one
+/// from asking for more memory and time than that.
+pub const MAX_KEY_FILE_WORK_FACTOR: u8 = KEY_FILE_WORK_FACTOR + 3;
 
 /// Why keys could not be loaded or used.
 #[derive(Debug, thiserror::Error)]
@@ -166,7 +172,8 @@ impl UserKeys {
 
     /// Decrypts a key file made by [`UserKeys::to_key_file`].
     pub fn from_key_file(bytes: &[u8], passphrase: &str) -> Result<Self, KeyError> {
-        let identity = age::scrypt::Identity::new(SecretString::from(passphrase.to_string()));
+        let mut identity = age::scrypt::Identity::new(SecretString::from(passphrase.to_string()));
+        identity.set_max_work_factor(MAX_KEY_FILE_WORK_FACTOR);
         let json = Zeroizing::new(age::decrypt(&identity, bytes).map_err(|e| match e {
             age::DecryptError::DecryptionFailed | age::DecryptError::NoMatchingKeys => KeyError::WrongPassphrase,
             other => KeyError::Corrupt(other.to_string()),
@@ -215,6 +222,21 @@ mod tests {
         let file = UserKeys::generate().to_key_file("right", FAST);
         assert!(matches!(UserKeys::from_key_file(&file, "wrong"), Err(KeyError::WrongPassphrase)));
         assert!(matches!(UserKeys::from_key_file(b"not a key file", "x"), Err(KeyError::Corrupt(_))));
+    }
+
+    /// A key file asking for more work than any Scatter makes is refused before scrypt runs
+    /// (its header is checked before its MAC), whatever the machine's speed.
+    #[test]
+    fn a_key_file_asking_for_excessive_work_is_refused_at_once() {
+        let file = UserKeys::generate().to_key_file("p", FAST);
+        let text = String::from_utf8_lossy(&file).into_owned();
+        let stanza = text.lines().find(|l| l.starts_with("-> scrypt ")).expect("a scrypt stanza").to_owned();
+        let heavier = stanza.replace(&format!(" {FAST}"), &format!(" {}", MAX_KEY_FILE_WORK_FACTOR + 1));
+        let forged = text.replace(&stanza, &heavier);
+        match UserKeys::from_key_file(forged.as_bytes(), "p") {
+            Err(KeyError::Corrupt(why)) => assert!(why.contains("work"), "{why}"),
+            other => panic!("a key file asking for 2^{} work: {:?}", MAX_KEY_FILE_WORK_FACTOR + 1, other.err()),
+        }
     }
 
     #[test]
