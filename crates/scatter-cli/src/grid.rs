@@ -50,6 +50,9 @@ pub struct GridOptions {
     /// but `coordinator_args` and `host_args`, which stay flags) are written to
     /// `coordinator.toml` and `host-N.toml` (mode 0600) in the grid's directory.
     pub config_files: bool,
+    /// What the grid's processes log (`SCATTER_LOG`); by default this process's
+    /// `SCATTER_LOG`, else `info`.
+    pub log: Option<String>,
 }
 
 impl Default for GridOptions {
@@ -70,6 +73,7 @@ impl Default for GridOptions {
             host_args: Vec::new(),
             other_coordinators: Vec::new(),
             config_files: false,
+            log: None,
         }
     }
 }
@@ -294,7 +298,10 @@ impl Grid {
         Command::new(&self.exe)
             .args(args)
             .envs(secrets)
-            .env("SCATTER_LOG", std::env::var("SCATTER_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "SCATTER_LOG",
+                self.opts.log.clone().or_else(|| std::env::var("SCATTER_LOG").ok()).unwrap_or_else(|| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)

@@ -171,8 +171,19 @@ pub fn zone_caps(candidates: &[Candidate], f: u8, codes: &[(u8, u8)]) -> Vec<cra
 /// of refusing); the packs written then are re-spread when it is back. A host only late with
 /// its heartbeats still counts, so a put waits for it rather than lowering the rule.
 pub fn tolerance(sh: &Shared, hosts: &[HostRow]) -> (u8, bool, usize) {
+    tolerance_of(sh, hosts.iter().filter(|h| matches!(host_state(sh, h), HostState::Online | HostState::Suspect)))
+}
+
+/// The f the grid asks for with every active host up, down or not: what a write stored
+/// while hosts are down falls short of, and is told so (a host down long enough to leave
+/// the count lowers [`tolerance`] without any placement having to settle for less).
+pub fn full_tolerance(sh: &Shared, hosts: &[HostRow]) -> u8 {
+    tolerance_of(sh, hosts.iter().filter(|h| h.state == crate::store::Standing::Active)).0
+}
+
+fn tolerance_of<'a>(sh: &Shared, hosts: impl Iterator<Item = &'a HostRow>) -> (u8, bool, usize) {
     let mut stakes: HashMap<Domain, u64> = HashMap::new();
-    for h in hosts.iter().filter(|h| matches!(host_state(sh, h), HostState::Online | HostState::Suspect)) {
+    for h in hosts {
         let stake = stakes.entry(h.domain()).or_default();
         *stake = stake.saturating_add(self::stake(h));
     }

@@ -1,7 +1,7 @@
 //! A grid's catalog on PostgreSQL: moved there from SQLite with `scatter catalog
 //! export|import`, and served from there by the real coordinator.
 
-mod common;
+use crate::common;
 
 use common::{ok, run};
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, RngCore, SeedableRng};
 
-mod common;
+use crate::common;
 use common::*;
 
 const HOSTS: usize = 8;

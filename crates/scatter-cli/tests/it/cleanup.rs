@@ -1,7 +1,7 @@
 //! Writes that fail leave nothing on hosts for long, and a drain that cannot finish is
 //! refused with the figures, with real processes.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

@@ -3,7 +3,7 @@
 //! file; flags win over the file; unknown keys, wrong types and secrets readable by others
 //! are refused with one sentence naming the key or the fix; the shipped examples parse.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -3,7 +3,7 @@
 //! host lost meanwhile; the data restores bit for bit, and no background job ran in two
 //! coordinators at once.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -108,9 +108,9 @@ async fn a_backup_survives_its_coordinator_dying_and_the_other_repairs() {
     let url = pg.url();
     // The second coordinator's address, known before the hosts start: they list it too.
     let (b_url, b_listen) = free_url();
-    // Coordinator A (the grid's own) logs its passes like B does.
-    std::env::set_var("SCATTER_LOG", LOG);
     let opts = GridOptions {
+        // Coordinator A (the grid's own) logs its passes like B does.
+        log: Some(LOG.into()),
         passphrase: "test passphrase".into(),
         coordinator_args: vec!["--catalog".into(), url.clone()],
         other_coordinators: vec![b_url.clone()],

@@ -10,11 +10,10 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-mod common;
+use crate::common;
 use common::*;
 
-#[path = "common/browser.rs"]
-mod browser;
+use crate::common::browser;
 
 /// Where screenshots go: `target/dashboard-screenshots/` of the workspace.
 fn shots() -> PathBuf {

@@ -8,7 +8,7 @@ use std::path::Path;
 use scatter_core::keys::UserKeys;
 use serde_json::json;
 
-mod common;
+use crate::common;
 use common::attacker::{now, Attacker};
 use common::*;
 

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-mod common;
+use crate::common;
 use common::*;
 
 /// The grid's health report; exit 3 (packs lost) is a report too.

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-mod common;
+use crate::common;
 use common::*;
 
 /// Waits for `child` at most `secs` seconds (killing it then) and returns its output.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-mod common;
+use crate::common;
 use common::*;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -472,7 +472,16 @@ async fn a_backup_waits_for_its_coordinator_to_restart() {
         let tree = tree.to_str().expect("utf-8").to_owned();
         run_with(&dir, &pass, &["backup", &tree, "--limit-upload", "8MiB"], &[])
     });
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Killed once the backup has opened its session (not after a fixed time: on a loaded
+    // machine the client may still be unlocking its key file, and a coordinator down before
+    // a command starts is an error at once, not a wait).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let sessions = |env: &Env| -> i64 {
+        env.catalog_db().query_row("SELECT COUNT(*) FROM sessions", [], |r| r.get(0)).unwrap_or(0)
+    };
+    while sessions(&env) == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     env.grid.kill_coordinator();
     tokio::time::sleep(Duration::from_secs(2)).await;
     env.grid.start_coordinator().expect("the coordinator starts again");

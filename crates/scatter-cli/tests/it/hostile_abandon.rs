@@ -2,7 +2,7 @@
 //! processes: an account gives back only its own placements, and the shards they free are
 //! deleted from hosts only where nobody else's pack or placement may need them.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -7,7 +7,7 @@ use std::path::Path;
 use base64::Engine;
 use serde_json::json;
 
-mod common;
+use crate::common;
 use common::attacker::Attacker;
 use common::*;
 

@@ -2,7 +2,7 @@
 //! under its owner's policy and cannot loosen it, and an account cannot block another's
 //! uploads by placing shard ids it does not have.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -9,7 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-mod common;
+use crate::common;
 use common::*;
 
 /// A directory and a symlink whose raw names differ but whose lossy UTF-8 forms are equal.

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-mod common;
+use crate::common;
 use common::*;
 
 /// A grid of one host with the dashboard on plain HTTP (loopback).

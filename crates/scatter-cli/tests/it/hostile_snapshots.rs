@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use scatter_client::profile::Profile;
 
-mod common;
+use crate::common;
 use common::*;
 
 fn s(p: &Path) -> &str {

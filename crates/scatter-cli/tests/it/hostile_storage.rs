@@ -5,7 +5,7 @@
 //! asserts the outcome for the owner: data restores bit for bit, no host is disqualified by
 //! someone else's lie, others can still write.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

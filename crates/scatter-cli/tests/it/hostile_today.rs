@@ -5,7 +5,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-mod common;
+use crate::common;
 use common::*;
 
 fn utf8(p: &Path) -> &str {

@@ -4,7 +4,7 @@
 //! coordinator's memory, uploads trickling in do not starve a host's readers, and silent
 //! connections up to every connection limit do not shut anyone out.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -4,7 +4,7 @@
 //! longer than a maximum are refused; expiring data goes on time and frees its shards,
 //! while chunks it shares stay.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -5,7 +5,7 @@
 //! Skipped, with a message, only where FUSE cannot be used (no /dev/fuse, no fusermount, or
 //! the kernel refuses the mount, as in many containers).
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};

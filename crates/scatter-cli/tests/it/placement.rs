@@ -2,7 +2,7 @@
 //! several shards per host and survive any one host; unequal hosts fill to the bound the
 //! durability rule allows and survive losing the two largest.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-mod common;
+use crate::common;
 use common::*;
 use scatter_proto::catalog_backup::{self as cb, BackupHeader};
 

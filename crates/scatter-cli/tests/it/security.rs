@@ -2,7 +2,7 @@
 //! every bad grant, coordinator and hosts shrug off hostile requests, clients refuse servers
 //! not certified by their grid's CA, and no plaintext, name or passphrase lands on a server.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

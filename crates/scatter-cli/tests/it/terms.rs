@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-mod common;
+use crate::common;
 use common::*;
 use scatter_cli::grid::GridOptions;
 use scatter_core::ShardId;

@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output};
 
-mod common;
+use crate::common;
 use common::*;
 
 fn refused(out: Output, what: &str, needle: &str) {

@@ -45,6 +45,8 @@ pub(super) async fn place(State(sh): S, headers: HeaderMap, Body(req): Body<Plac
     let hosts = db(&sh, |s| s.hosts()).await?;
     let (f, _, _) = tolerance(&sh, &hosts);
     let per_domain = durability::per_domain(req.k, req.m, f).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    // What the pack would be held to with every active host up: less, and the client says so.
+    let full = durability::per_domain(req.k, req.m, crate::room::full_tolerance(&sh, &hosts)).unwrap_or(per_domain);
     for id in &req.placed {
         if !hosts.iter().any(|h| h.id == *id) {
             return Err(ApiError::BadRequest(format!("host {id} named as holding a shard is unknown")));
@@ -52,30 +54,30 @@ pub(super) async fn place(State(sh): S, headers: HeaderMap, Body(req): Body<Plac
     }
     let (caller_id, owner) = (u.me, u.id);
     let narrowed = policies.iter().any(|p| !p.is_empty());
-    let strict = per_domain;
     let some_down = !req.exclude.is_empty()
         || hosts.iter().any(|h| h.state == Standing::Active && host_state(&sh, h) != HostState::Online);
-    // The tolerance a placement had to settle for, if less than the grid's f.
+    // The tolerance a placement had to settle for, if less than the grid's f with every host up.
     let reduced = Arc::new(std::sync::Mutex::new(None::<u8>));
     let decide = {
         let sh = sh.clone();
         let reduced = reduced.clone();
         move |reserved: &crate::store::Reserved| -> Result<(Vec<Reservation>, Vec<Target>), ApiError> {
-            let (targets, per_domain) = match choose_targets(&sh, &u, &req, &hosts, &policies, reserved, per_domain) {
-                Ok(targets) => (targets, per_domain),
-                // Too few hosts *up* for the grid's f (some are down, or the client could not
-                // reach them): writes go on as long as every pack still survives one domain's
-                // loss, recorded under-spread; re-spreading restores the rule as hosts return.
-                // Full hosts or a narrow policy are no reason: those placements fail.
-                Err(ApiError::TooFewHosts(why)) if f > 1 && some_down => {
-                    let relaxed = durability::per_domain(req.k, req.m, 1).unwrap_or(per_domain);
-                    let targets = choose_targets(&sh, &u, &req, &hosts, &policies, reserved, relaxed)
-                        .map_err(|_| ApiError::TooFewHosts(why))?;
-                    (targets, relaxed)
-                }
-                Err(e) => return Err(e),
-            };
-            *reduced.lock().unwrap_or_else(|p| p.into_inner()) = (per_domain > strict).then_some(1);
+            let (targets, per_domain, survives) =
+                match choose_targets(&sh, &u, &req, &hosts, &policies, reserved, per_domain) {
+                    Ok(targets) => (targets, per_domain, f),
+                    // Too few hosts *up* for the grid's f (some are down, or the client could not
+                    // reach them): writes go on as long as every pack still survives one domain's
+                    // loss, recorded under-spread; re-spreading restores the rule as hosts return.
+                    // Full hosts or a narrow policy are no reason: those placements fail.
+                    Err(ApiError::TooFewHosts(why)) if f > 1 && some_down => {
+                        let relaxed = durability::per_domain(req.k, req.m, 1).unwrap_or(per_domain);
+                        let targets = choose_targets(&sh, &u, &req, &hosts, &policies, reserved, relaxed)
+                            .map_err(|_| ApiError::TooFewHosts(why))?;
+                        (targets, relaxed, 1)
+                    }
+                    Err(e) => return Err(e),
+                };
+            *reduced.lock().unwrap_or_else(|p| p.into_inner()) = (per_domain > full).then_some(survives);
             let expires = now() + sh.reservation_ttl.as_secs().max(1);
             Ok(targets
                 .into_iter()

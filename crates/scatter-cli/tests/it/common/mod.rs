@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod attacker;
+pub mod browser;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
