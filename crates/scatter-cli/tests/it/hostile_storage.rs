@@ -12,51 +12,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::attacker::{now, Attacker};
-use common::{coordinator_key, fingerprint, grid, grid_with, host, run, shard_files, uploaded_pack, Env};
+use common::{
+    catalog, coordinator_key, fingerprint, grid, grid_with, host, host_dir, quiet_grid, run, shard_files,
+    uploaded_pack, Env,
+};
 use ed25519_dalek::SigningKey;
 use scatter_cli::grid::GridOptions;
 use scatter_core::{ChunkId, HostId, PackId, ShardId};
 use scatter_proto::api::*;
 use scatter_proto::{Receipt, SignedGrant, SignedReceipt};
-
-/// What the catalog holds, read straight from its file (what an attacker is assumed to
-/// have learned: ids are not secrets).
-struct Catalog {
-    chunks: Vec<ChunkId>,
-    /// (pack, index, shard, host)
-    shards: Vec<(PackId, u8, ShardId, HostId)>,
-}
-
-fn catalog(env: &Env) -> Catalog {
-    let db = env.catalog_db();
-    let id32 = |v: Vec<u8>| <[u8; 32]>::try_from(v).expect("32 bytes");
-    let chunks = db
-        .prepare("SELECT id FROM chunks")
-        .expect("sql")
-        .query_map([], |r| r.get::<_, Vec<u8>>(0))
-        .expect("sql")
-        .map(|r| ChunkId::from_bytes(id32(r.expect("row"))))
-        .collect();
-    let shards = db
-        .prepare("SELECT pack, idx, hash, host FROM shards ORDER BY pack, idx")
-        .expect("sql")
-        .query_map([], |r| {
-            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, u8>(1)?, r.get::<_, Vec<u8>>(2)?, r.get::<_, i64>(3)?))
-        })
-        .expect("sql")
-        .map(|r| {
-            let (p, i, s, h) = r.expect("row");
-            (PackId::from_bytes(id32(p)), i, ShardId::from_bytes(id32(s)), HostId(h as u64))
-        })
-        .collect();
-    Catalog { chunks, shards }
-}
-
-/// The data folder of the host with id `id` (hosts join in any order).
-fn host_dir(env: &Env, id: HostId) -> std::path::PathBuf {
-    let i = (0..env.grid.host_count()).find(|i| host(env, *i).0 == id).expect("a host with this id");
-    env.grid.host_dir(i)
-}
 
 /// Every shard file on every host.
 fn all_shard_files(env: &Env) -> Vec<std::path::PathBuf> {
@@ -317,26 +281,10 @@ async fn true_reports_of_bad_shards_are_confirmed_and_repaired() {
 /// shards: the file comes back bit for bit and the bad shard is found and quarantined.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_corrupt_shard_in_a_rebuild_is_found_and_routed_around() {
-    // Nothing else may find the bad shard first, or the reader never meets it: the
-    // coordinator does not notice the dead host within the test (no repair), runs its
-    // checker (audits) once, soon after it starts, and hosts scrub only at start (every
-    // fifth heartbeat). (CI met an audit that quarantined the shard first.)
-    let opts = GridOptions {
-        offline_after: "10m".into(),
-        checker_interval: "10m".into(),
-        heartbeat: "60s".into(),
-        coordinator_args: vec!["--log-level".into(), "info,scatter::jobs=debug".into()],
-        ..Default::default()
-    };
-    let mut env = grid_with(6, opts).await;
+    // Nothing else may find the bad shard first, or the reader never meets it.
+    let mut env = quiet_grid(6).await;
     let file = env.write_random("victim", 5 << 20, 8);
     env.put(&file, "victim");
-    let log = env.grid.coordinator_dir().with_file_name("coordinator.log");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(&log).unwrap_or_default().contains("background pass job=\"checker\"") {
-        assert!(Instant::now() < deadline, "the checker made no first pass within 30 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let shards = catalog(&env).shards;
     assert_eq!(shards.len(), 6, "one 4+2 pack");
     let by_index = |i: u8| shards.iter().find(|s| s.1 == i).expect("every index is stored");

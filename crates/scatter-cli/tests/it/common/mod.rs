@@ -25,6 +25,29 @@ pub async fn grid(hosts: usize) -> Env {
     grid_with(hosts, GridOptions { passphrase: "test passphrase".into(), ..Default::default() }).await
 }
 
+/// A grid whose background work cannot find a damaged shard before a reader does, for tests
+/// of what a reader does with one: hosts scrub only at start (every fifth heartbeat, which
+/// comes every minute), the coordinator notices no dead host within a test and makes one
+/// checker pass (audits) soon after it starts, which this waits for. (CI met a scrub and an
+/// audit that quarantined the shard before the reader came.)
+pub async fn quiet_grid(hosts: usize) -> Env {
+    let opts = GridOptions {
+        offline_after: "10m".into(),
+        checker_interval: "10m".into(),
+        heartbeat: "60s".into(),
+        coordinator_args: vec!["--log-level".into(), "info,scatter::jobs=debug".into()],
+        ..Default::default()
+    };
+    let env = grid_with(hosts, opts).await;
+    let log = env.grid.coordinator_dir().with_file_name("coordinator.log");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("background pass job=\"checker\"") {
+        assert!(std::time::Instant::now() < deadline, "the checker made no first pass within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    env
+}
+
 /// A grid of `hosts` started with `opts`, under `grid/` in the test's directory.
 pub async fn grid_with(hosts: usize, opts: GridOptions) -> Env {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -116,6 +139,45 @@ pub fn coordinator_key(env: &Env) -> ed25519_dalek::SigningKey {
     let mut seed = [0u8; 32];
     hex::decode_to_slice(text.trim(), &mut seed).expect("hex");
     ed25519_dalek::SigningKey::from_bytes(&seed)
+}
+
+/// What the catalog holds, read straight from its file (what an attacker is assumed to
+/// have learned: ids are not secrets).
+pub struct Catalog {
+    pub chunks: Vec<ChunkId>,
+    /// (pack, index, shard, host)
+    pub shards: Vec<(PackId, u8, ShardId, scatter_core::HostId)>,
+}
+
+pub fn catalog(env: &Env) -> Catalog {
+    let db = env.catalog_db();
+    let id32 = |v: Vec<u8>| <[u8; 32]>::try_from(v).expect("32 bytes");
+    let chunks = db
+        .prepare("SELECT id FROM chunks")
+        .expect("sql")
+        .query_map([], |r| r.get::<_, Vec<u8>>(0))
+        .expect("sql")
+        .map(|r| ChunkId::from_bytes(id32(r.expect("row"))))
+        .collect();
+    let shards = db
+        .prepare("SELECT pack, idx, hash, host FROM shards ORDER BY pack, idx")
+        .expect("sql")
+        .query_map([], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, u8>(1)?, r.get::<_, Vec<u8>>(2)?, r.get::<_, i64>(3)?))
+        })
+        .expect("sql")
+        .map(|r| {
+            let (p, i, s, h) = r.expect("row");
+            (PackId::from_bytes(id32(p)), i, ShardId::from_bytes(id32(s)), scatter_core::HostId(h as u64))
+        })
+        .collect();
+    Catalog { chunks, shards }
+}
+
+/// The data folder of the host with id `id` (hosts join in any order).
+pub fn host_dir(env: &Env, id: scatter_core::HostId) -> PathBuf {
+    let i = (0..env.grid.host_count()).find(|i| host(env, *i).0 == id).expect("a host with this id");
+    env.grid.host_dir(i)
 }
 
 /// Host `i`'s id and address, as it saved them.
