@@ -58,7 +58,11 @@ async fn lost_hosts_are_repaired_so_further_losses_are_survived() {
     loop {
         let hosts: serde_json::Value =
             serde_json::from_str(&env.ok(&["admin", "host", "ls", "--json"])).expect("host ls is JSON");
-        if first.iter().all(|i| hosts[*i]["state"] == "offline") {
+        let state = |i: usize| {
+            let id = host(&env, i).0 .0;
+            hosts.as_array().and_then(|a| a.iter().find(|h| h["id"] == id)).map(|h| h["state"].clone())
+        };
+        if first.iter().all(|i| state(*i) == Some("offline".into())) {
             break;
         }
         assert!(killed.elapsed() < Duration::from_secs(30), "the coordinator never noticed the dead hosts: {hosts}");
@@ -76,11 +80,19 @@ async fn lost_hosts_are_repaired_so_further_losses_are_survived() {
     let metrics = scrape(scatter_net::Peer::Coordinator, format!("{}/metrics", env.grid.url())).await;
     assert!(metrics.contains("scatter_packs{health=\"full\"}"), "{metrics}");
     assert!(metrics.contains("scatter_repaired_shards_total"), "{metrics}");
-    assert!(metrics.contains("scatter_hosts{state=\"offline\"} 2"), "{metrics}");
+    // At least the two killed hosts are offline (on a busy machine a live host may be late too).
+    let offline = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("scatter_hosts{state=\"offline\"} "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(offline >= Some(2), "{metrics}");
     // Per host too, so an alert can name the host; and the build.
-    assert!(metrics.contains("scatter_host_up{host=\"h1\",zone=\""), "{metrics}");
+    for i in first {
+        let id = host(&env, i).0;
+        let up = metrics.lines().find(|l| l.starts_with(&format!("scatter_host_up{{host=\"{id}\",zone=\"")));
+        assert!(up.is_some_and(|l| l.ends_with(",state=\"offline\"} 0")), "{id}: {metrics}");
+    }
     assert!(metrics.contains("scatter_host_used_bytes{host=\"h1\"}"), "{metrics}");
-    assert_eq!(metrics.matches(",state=\"offline\"} 0").count(), 2, "{metrics}");
     assert!(
         metrics.contains(&format!("scatter_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"))),
         "{metrics}"

@@ -1,5 +1,6 @@
-//! Bulk loading, for benchmarks only (cargo feature `bench`): fills a catalog with many packs
-//! and objects per transaction, through the same SQL surface as every other write.
+//! Bulk loading, for benchmarks (cargo feature `bench`; compiled into unit tests too, so its
+//! test runs with the others): fills a catalog with many packs and objects per transaction,
+//! through the same SQL surface as every other write.
 //!
 //! What a load writes is what [`Store::commit_pack`] and [`Store::commit_object`] would have
 //! written for the same packs and objects (the same rows, columns and host counters), but

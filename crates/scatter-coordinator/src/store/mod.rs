@@ -21,7 +21,7 @@ macro_rules! params {
 }
 
 mod backup;
-#[cfg(feature = "bench")]
+#[cfg(any(test, feature = "bench"))]
 mod bulk;
 #[cfg(test)]
 mod conformance;
@@ -43,7 +43,7 @@ mod transfer;
 mod users;
 
 pub use backup::{DelegateRow, SnapshotRow, Swept};
-#[cfg(feature = "bench")]
+#[cfg(any(test, feature = "bench"))]
 pub use bulk::{BulkObject, BulkPack};
 pub use dashboard::{DashboardSession, Holder, Sample};
 pub use devices::RecoveryBinding;
