@@ -51,6 +51,7 @@ async fn lost_hosts_are_repaired_so_further_losses_are_survived() {
     let (first, second) = ([by_load[0], by_load[1]], [by_load[2], by_load[3]]);
 
     // Two hosts die: packs lose up to two shards each and are rebuilt on the others.
+    let first_ids = first.map(|i| host(&env, i).0);
     for i in first {
         env.grid.kill_host(i);
     }
@@ -58,11 +59,10 @@ async fn lost_hosts_are_repaired_so_further_losses_are_survived() {
     loop {
         let hosts: serde_json::Value =
             serde_json::from_str(&env.ok(&["admin", "host", "ls", "--json"])).expect("host ls is JSON");
-        let state = |i: usize| {
-            let id = host(&env, i).0 .0;
-            hosts.as_array().and_then(|a| a.iter().find(|h| h["id"] == id)).map(|h| h["state"].clone())
+        let state = |id: scatter_core::HostId| {
+            hosts.as_array().and_then(|a| a.iter().find(|h| h["id"] == id.0)).map(|h| h["state"].clone())
         };
-        if first.iter().all(|i| state(*i) == Some("offline".into())) {
+        if first_ids.iter().all(|id| state(*id) == Some("offline".into())) {
             break;
         }
         assert!(killed.elapsed() < Duration::from_secs(30), "the coordinator never noticed the dead hosts: {hosts}");
@@ -87,8 +87,7 @@ async fn lost_hosts_are_repaired_so_further_losses_are_survived() {
         .and_then(|n| n.parse::<u64>().ok());
     assert!(offline >= Some(2), "{metrics}");
     // Per host too, so an alert can name the host; and the build.
-    for i in first {
-        let id = host(&env, i).0;
+    for id in first_ids {
         let up = metrics.lines().find(|l| l.starts_with(&format!("scatter_host_up{{host=\"{id}\",zone=\"")));
         assert!(up.is_some_and(|l| l.ends_with(",state=\"offline\"} 0")), "{id}: {metrics}");
     }

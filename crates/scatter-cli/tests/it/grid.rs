@@ -99,10 +99,7 @@ async fn corrupt_shard_is_detected_and_routed_around() {
     let (_, _, bad, host) = *shards.iter().find(|s| s.1 == 1).expect("data shard 1 is stored");
     let dir = host_dir(&env, host);
     let path = shard_files(&dir).into_iter().find(|p| p.ends_with(bad.to_string())).expect("the shard's file");
-    let mut bytes = std::fs::read(&path).expect("shard");
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x55;
-    std::fs::write(&path, bytes).expect("corrupt");
+    flip_byte(&path);
     let stderr = env.get_and_compare("data", &file);
     assert!(
         stderr.contains(&format!("shard {bad} on host {host} is bad")),

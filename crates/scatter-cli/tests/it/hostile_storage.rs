@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::attacker::{now, Attacker};
 use common::{
-    catalog, coordinator_key, fingerprint, grid, grid_with, host, host_dir, quiet_grid, run, shard_files,
+    catalog, coordinator_key, fingerprint, flip_byte, grid, grid_with, host, host_dir, quiet_grid, run, shard_files,
     uploaded_pack, Env,
 };
 use ed25519_dalek::SigningKey;
@@ -295,10 +295,7 @@ async fn a_corrupt_shard_in_a_rebuild_is_found_and_routed_around() {
         .into_iter()
         .find(|p| p.ends_with(bad.to_string()))
         .expect("the shard's file");
-    let mut bytes = std::fs::read(&path).expect("read");
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x40;
-    std::fs::write(&path, bytes).expect("write");
+    flip_byte(&path);
     let i = (0..env.grid.host_count()).find(|i| host(&env, *i).0 == down).expect("the host");
     env.grid.kill_host(i);
     let out_path = env.path("victim.out");

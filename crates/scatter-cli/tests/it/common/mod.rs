@@ -180,6 +180,14 @@ pub fn host_dir(env: &Env, id: scatter_core::HostId) -> PathBuf {
     env.grid.host_dir(i)
 }
 
+/// Flips a byte in the middle of the file at `path`: a shard gone bad on its host's disk.
+pub fn flip_byte(path: &Path) {
+    let mut bytes = std::fs::read(path).expect("read the shard");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(path, bytes).expect("write the shard");
+}
+
 /// Host `i`'s id and address, as it saved them.
 pub fn host(env: &Env, i: usize) -> (scatter_core::HostId, String) {
     let id: serde_json::Value =
