@@ -368,7 +368,7 @@ pub(crate) async fn lost_while_struck(shared: &Arc<Shared>, host: HostId, marked
 async fn disqualified(shared: &Arc<Shared>, host: HostId) {
     tracing::warn!(%host, "host disqualified after failed audits, for good; its shards are repaired elsewhere");
     let detail = format!("{host}: disqualified after failed audits (for good: it may join again as a new host)");
-    crate::api::event(shared, "coordinator".into(), "host.state", detail).await;
+    crate::api::event(shared, crate::api::Who::coordinator(), "host.state", detail).await;
 }
 
 #[cfg(test)]

@@ -26,6 +26,12 @@ use crate::{now, Shared};
 
 /// A change waits this long before its backup, so a burst of changes makes one backup.
 const SETTLE: Duration = Duration::from_secs(1);
+/// Backups asked for by changes that may start one right after another...
+const SOON_BURST: f64 = 10.0;
+/// ...and how often one more may, past those: some changes any account or host may make
+/// at will (its recovery code, whom it trusts), and each backup encrypts and uploads the
+/// whole catalog. A change waits at most this long for its backup.
+const SOON_EVERY: Duration = Duration::from_secs(30);
 /// The first backup after start comes at most this late.
 const FIRST_AFTER: Duration = Duration::from_secs(60);
 /// How long the backup at shutdown may take.
@@ -94,6 +100,7 @@ fn local(e: impl std::fmt::Display) -> BackupFailed {
 pub(crate) async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let Some(b) = shared.backups.as_ref() else { return };
     let mut wait = b.interval.min(FIRST_AFTER);
+    let mut allowance = Allowance::new(std::time::Instant::now());
     loop {
         let soon = tokio::select! {
             _ = tokio::time::sleep(wait) => false,
@@ -101,7 +108,11 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Recei
             _ = stop.changed() => break,
         };
         if soon {
-            tokio::time::sleep(SETTLE).await;
+            let turn = allowance.wait(std::time::Instant::now());
+            tokio::select! {
+                _ = tokio::time::sleep(SETTLE.max(turn)) => {}
+                _ = stop.changed() => break,
+            }
         }
         // Changes asked for before this backup starts are in it: a request stored meanwhile
         // (several changes in a row leave one) would take another backup right after, of
@@ -114,6 +125,29 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Recei
     match tokio::time::timeout(AT_SHUTDOWN, take(&shared, false)).await {
         Ok(r) => log(r),
         Err(_) => tracing::warn!("the catalog backup at shutdown did not finish in time; the last one stands"),
+    }
+}
+
+/// When backups asked for by changes may start: [`SOON_BURST`] at once, then one every
+/// [`SOON_EVERY`], so that no flood of changes keeps the coordinator backing up.
+struct Allowance {
+    /// Backups that may start now (below zero: how far behind the next one is).
+    level: f64,
+    /// When `level` was last brought up to date.
+    at: std::time::Instant,
+}
+
+impl Allowance {
+    fn new(now: std::time::Instant) -> Self {
+        Self { level: SOON_BURST, at: now }
+    }
+
+    /// Takes the next backup's turn at `now`: how long it waits for it.
+    fn wait(&mut self, now: std::time::Instant) -> Duration {
+        let earned = now.saturating_duration_since(self.at).as_secs_f64() / SOON_EVERY.as_secs_f64();
+        self.level = (self.level + earned).min(SOON_BURST) - 1.0;
+        self.at = now;
+        SOON_EVERY.mul_f64((-self.level).max(0.0))
     }
 }
 
@@ -436,6 +470,26 @@ mod tests {
     fn planned<D: Eq>(hosts: Vec<(u64, HostState, D)>, f: Option<u8>) -> (Vec<(Vec<u64>, usize)>, u8, u8) {
         let p = plan(hosts, f).expect("a plan");
         (p.domains, p.k, p.m)
+    }
+
+    #[test]
+    fn a_flood_of_changes_gets_a_burst_of_backups_then_one_every_while() {
+        let start = std::time::Instant::now();
+        let mut a = Allowance::new(start);
+        for _ in 0..SOON_BURST as usize {
+            assert_eq!(a.wait(start), Duration::ZERO);
+        }
+        // Past the burst, each waits its turn behind the one before.
+        assert_eq!(a.wait(start), SOON_EVERY);
+        assert_eq!(a.wait(start + SOON_EVERY), SOON_EVERY);
+        let later = start + 2 * SOON_EVERY;
+        assert_eq!(a.wait(later), SOON_EVERY, "one turn a period, however many ask");
+        // Left alone, the allowance comes back, up to the burst.
+        let quiet = later + SOON_EVERY * 100;
+        for _ in 0..SOON_BURST as usize {
+            assert_eq!(a.wait(quiet), Duration::ZERO);
+        }
+        assert!(a.wait(quiet) > Duration::ZERO);
     }
 
     #[test]

@@ -186,7 +186,7 @@ async fn expire(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store:
             "{} snapshot(s), {} object version(s); {} pack(s) released",
             done.snapshots, done.objects, done.packs_released
         );
-        crate::api::event(shared, "coordinator".into(), "data.expired", detail).await;
+        crate::api::event(shared, crate::api::Who::coordinator(), "data.expired", detail).await;
         if done.packs_released > 0 {
             shared.backup_soon();
         }

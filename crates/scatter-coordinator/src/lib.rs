@@ -416,7 +416,7 @@ fn open_data_dir(
         };
         write_private(&admin_path, token.as_bytes())?;
         let detail = format!("a one-time admin token for `{name}`, written to {} at start", admin_path.display());
-        store.record_event(now(), "operator", "admin.token", &detail)?;
+        store.record_event(now(), store::Party::Grid, "operator", "admin.token", &detail)?;
     }
     token_file(&admin_path, ca)?;
     Ok(Opened { store, signing, join_token_hash: secret_hash(&join) })

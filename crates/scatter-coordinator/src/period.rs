@@ -93,7 +93,7 @@ pub(crate) async fn pass(shared: &Arc<Shared>, hosts: &[HostRow], fence: &Fence)
                 ("host.period_ending", detail)
             }
         };
-        crate::api::event(shared, "coordinator".into(), action, detail).await;
+        crate::api::event(shared, crate::api::Who::coordinator(), action, detail).await;
     }
     Ok(changed)
 }

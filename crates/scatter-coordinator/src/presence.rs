@@ -53,7 +53,7 @@ impl Offline {
             let detail = format!(
                 "no heartbeat for {silent} s; its shards do not count (and are repaired elsewhere) until it is back"
             );
-            crate::api::event(shared, host.to_string(), "host.offline", detail).await;
+            crate::api::event(shared, host, "host.offline", detail).await;
         }
         Ok(())
     }

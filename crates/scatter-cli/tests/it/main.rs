@@ -28,6 +28,7 @@ mod hostile_sessions;
 mod hostile_snapshots;
 mod hostile_storage;
 mod hostile_today;
+mod hostile_trail;
 mod hostile_transport;
 mod locks;
 mod metering;

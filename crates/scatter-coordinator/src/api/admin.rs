@@ -52,7 +52,7 @@ pub(super) async fn invite(
         req.owner.map(|o| format!(" of {o}")).unwrap_or_default(),
         if req.trusted { ", trusted" } else { "" }
     );
-    event(&sh, admin.me.to_string(), "user.invited", detail).await;
+    event(&sh, &admin, "user.invited", detail).await;
     Ok(Json(InviteResponse { token: sh.token(&secret) }))
 }
 
@@ -70,7 +70,7 @@ pub(super) async fn device_invite(
     if !db(&sh, move |s| s.add_device_token(&hash, user)).await? {
         return Err(ApiError::NotFound(format!("there is no enabled user {user}; `scatter admin user ls` lists them")));
     }
-    event(&sh, admin.me.to_string(), "device.invited", format!("for {user}")).await;
+    event(&sh, &admin, "device.invited", format!("for {user}")).await;
     Ok(Json(InviteResponse { token: sh.token(&secret) }))
 }
 
@@ -167,7 +167,7 @@ pub(super) async fn remove_invite(
             req.id.trim()
         ))),
         [one] => {
-            event(&sh, admin.me.to_string(), "invite.revoked", format!("{} ({} {})", one.id, one.name, one.role)).await;
+            event(&sh, &admin, "invite.revoked", format!("{} ({} {})", one.id, one.name, one.role)).await;
             Ok(Json(serde_json::json!({ "id": one.id, "name": one.name })))
         }
         _ => Err(ApiError::BadRequest(format!(
@@ -212,7 +212,7 @@ pub(crate) async fn change_user(
             "there is no user {user}, or it was removed with its data; `scatter admin user ls` lists them"
         )));
     }
-    event(sh, admin.me.to_string(), action, format!("{user}{detail}")).await;
+    event(sh, admin, action, format!("{user}{detail}")).await;
     // Security-relevant: a restored catalog must not undo it.
     sh.backup_soon();
     Ok(())
@@ -230,7 +230,7 @@ async fn set_host_as(sh: &Arc<Shared>, admin: &UserRow, host: HostId, state: Sta
     if !db(sh, move |s| s.set_host_state(host, state)).await? {
         return Err(ApiError::NotFound(format!("there is no host {host}; `scatter status` lists them")));
     }
-    event(sh, admin.me.to_string(), "host.state", format!("{host} {state}")).await;
+    event(sh, admin, "host.state", format!("{host} {state}")).await;
     // Security-relevant: a restored catalog must not bring a removed host back.
     sh.backup_soon();
     Ok(())
@@ -399,7 +399,7 @@ pub(super) async fn enable_host(
             "host {host} changed state meanwhile; look again with `scatter admin host ls`"
         )));
     }
-    event(&sh, admin.me.to_string(), "host.state", format!("{host} {} (was {from})", Standing::Active)).await;
+    event(&sh, &admin, "host.state", format!("{host} {} (was {from})", Standing::Active)).await;
     Ok(Json(serde_json::json!({ "was": from.as_str() })))
 }
 
@@ -439,7 +439,7 @@ pub(super) async fn add_operator(
         ApiError::Conflict(format!("an operator named `{name}` exists; `scatter admin operator ls` lists them"))
     })?;
     let detail = format!("{name} (operator {id}){}", if independent { ", independent hosts" } else { "" });
-    event(&sh, admin.me.to_string(), "operator.added", detail).await;
+    event(&sh, &admin, "operator.added", detail).await;
     Ok(Json(OperatorResponse { id, name, token: sh.token(&secret) }))
 }
 
@@ -462,7 +462,7 @@ pub(super) async fn operator_independent(
         ApiError::NotFound(format!("there is no operator `{}`; `scatter admin operator ls` lists them", req.name))
     })?;
     let detail = format!("{} (operator {id}) {}", req.name, if independent { "independent" } else { "one domain" });
-    event(&sh, admin.me.to_string(), "operator.independent", detail).await;
+    event(&sh, &admin, "operator.independent", detail).await;
     Ok(Json(serde_json::json!({})))
 }
 
@@ -496,8 +496,7 @@ pub(super) async fn catalog_backup(State(sh): S, headers: HeaderMap) -> ApiResul
         }
         _ => ApiError::Internal(e.to_string()),
     })?;
-    event(&sh, admin.me.to_string(), "catalog.backup", format!("sequence {} on {} hosts", taken.seq, taken.hosts))
-        .await;
+    event(&sh, &admin, "catalog.backup", format!("sequence {} on {} hosts", taken.seq, taken.hosts)).await;
     Ok(Json(taken))
 }
 
@@ -528,8 +527,7 @@ pub(super) async fn lift_lock(
     let (target, id) = (req.target, req.id.clone());
     let lifted = match db(&sh, move |s| s.lift_lock(target, &id, now())).await {
         Err(e) => {
-            event(&sh, admin.me.to_string(), "lock.lift_refused", format!("{target:?} {}: {e}", req.id).to_lowercase())
-                .await;
+            event(&sh, &admin, "lock.lift_refused", format!("{target:?} {}: {e}", req.id).to_lowercase()).await;
             return Err(e);
         }
         Ok(l) => l,
@@ -544,7 +542,7 @@ pub(super) async fn lift_lock(
     let was =
         lock.map(|l| format!("{} until {}", l.mode, crate::lock::utc(l.until))).unwrap_or_else(|| "no lock".into());
     let detail = format!("{:?} {} of {user} ({was}): {reason}", req.target, req.id).to_lowercase();
-    event(&sh, admin.me.to_string(), "lock.lifted", detail).await;
+    event(&sh, &admin, "lock.lifted", detail).await;
     sh.backup_soon();
     Ok(Json(serde_json::json!({})))
 }

@@ -181,7 +181,7 @@ pub(super) async fn trust(
         )));
     }
     let action = if trusted { "delegate.trusted" } else { "delegate.untrusted" };
-    event(&sh, u.me.to_string(), action, delegate.to_string()).await;
+    event(&sh, &u, action, delegate.to_string()).await;
     Ok(Json(serde_json::json!({})))
 }
 
@@ -195,12 +195,15 @@ pub(super) async fn disable_delegate(
 ) -> ApiResult<serde_json::Value> {
     let u = owner(&sh, &headers).await?;
     let delegate = req.user;
-    if !db(&sh, move |s| s.disable_delegate(u.me, delegate)).await? {
-        return Err(ApiError::NotFound(format!(
-            "{delegate} is not a reader or appender of your data; `scatter delegate ls` lists them"
-        )));
+    match db(&sh, move |s| s.disable_delegate(u.me, delegate)).await? {
+        None => {
+            return Err(ApiError::NotFound(format!(
+                "{delegate} is not a reader or appender of your data; `scatter delegate ls` lists them"
+            )))
+        }
+        Some(true) => event(&sh, &u, "delegate.disabled", delegate.to_string()).await,
+        Some(false) => {}
     }
-    event(&sh, u.me.to_string(), "delegate.disabled", delegate.to_string()).await;
     Ok(Json(serde_json::json!({})))
 }
 
@@ -209,7 +212,7 @@ pub(super) async fn disable_delegate(
 async fn owner(sh: &Arc<Shared>, headers: &HeaderMap) -> Result<UserRow, ApiError> {
     let u = user(sh, headers).await?;
     if u.me != u.id || u.role.is_delegate() {
-        event(sh, u.me.to_string(), "auth.forbidden", format!("role {} asked to manage delegates", u.role)).await;
+        event(sh, &u, "auth.forbidden", format!("role {} asked to manage delegates", u.role)).await;
         return Err(ApiError::Forbidden(format!(
             "only the owner of the data manages its delegates and whom it trusts; your role `{}` works on another user's data",
             u.role
@@ -240,6 +243,6 @@ pub(super) async fn extend_lock(
         return Err(ApiError::NotFound(format!("no snapshot {} of yours", &req.id[..8])));
     }
     let detail = format!("snapshot {} of {}: {} until {}", &req.id[..8], u.id, lock.mode, crate::lock::utc(lock.until));
-    event(&sh, u.me.to_string(), "lock.extended", detail).await;
+    event(&sh, &u, "lock.extended", detail).await;
     Ok(Json(serde_json::json!({})))
 }

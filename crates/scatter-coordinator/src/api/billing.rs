@@ -136,7 +136,7 @@ pub(super) async fn set_rates(
         card.host_storage_gib_month,
         card.host_egress_gib
     );
-    event(&sh, admin.me.to_string(), "billing.rates", detail).await;
+    event(&sh, &admin, "billing.rates", detail).await;
     Ok(Json(card))
 }
 
@@ -154,7 +154,7 @@ pub(super) async fn close(
     let closed =
         db(&sh, move |s| s.close_period(period, now())).await?.map_err(|e| ApiError::Conflict(e.to_string()))?;
     if closed {
-        event(&sh, admin.me.to_string(), "billing.closed", format!("period {period}")).await;
+        event(&sh, &admin, "billing.closed", format!("period {period}")).await;
     }
     Ok(Json(serde_json::json!({ "period": period.to_string(), "closed_now": closed })))
 }

@@ -61,15 +61,15 @@ pub(super) async fn recover(State(sh): S, Body(req): Body<RecoverRequest>) -> Ap
         ApiError::Unauthorized(format!("{why}; use the newest recovery code printed for this account (each works once), or ask the grid's admin for a device invite"))
     };
     if !recovery::verify(&verifier, &claim, &signature) {
-        event(&sh, "unknown".into(), "recovery.refused", "a claim that does not verify".into()).await;
+        event(&sh, crate::api::Who::unknown(), "recovery.refused", "a claim that does not verify".into()).await;
         return Err(refused("this recovery code is not valid for this grid"));
     }
     let name = req.device_name.clone();
     let Some((user, escrow)) = db(&sh, move |s| s.use_recovery(&verifier, &device_key, &name, now())).await? else {
-        event(&sh, "unknown".into(), "recovery.refused", "an unknown, used or voided code".into()).await;
+        event(&sh, crate::api::Who::unknown(), "recovery.refused", "an unknown, used or voided code".into()).await;
         return Err(refused("this recovery code is unknown, used or voided"));
     };
-    event(&sh, user.me.to_string(), "recovery.used", format!("device {} ({:.64})", user.device, req.device_name)).await;
+    event(&sh, &user, "recovery.used", format!("device {} ({:.64})", user.device, req.device_name)).await;
     // A restored catalog must not make the spent code work again.
     sh.backup_soon();
     Ok(Json(RecoverResponse { user_id: user.me, device_id: user.device, role: user.role, escrow: B64.encode(escrow) }))
@@ -121,7 +121,7 @@ pub(super) async fn revoke(
             "you have no device {device} that is not revoked yet; `scatter key devices` lists them"
         )));
     }
-    event(&sh, u.me.to_string(), "device.revoked", device.to_string()).await;
+    event(&sh, &u, "device.revoked", device.to_string()).await;
     // A restored catalog must not bring the device back.
     sh.backup_soon();
     Ok(Json(serde_json::json!({})))
@@ -221,7 +221,7 @@ pub(super) async fn set_code(
     let (me, device) = (u.me, u.device);
     refused_unless_owner(&sh, &u, db(&sh, move |s| s.set_recovery(me, device, &key, &code, &escrow, now())).await)
         .await?;
-    event(&sh, u.me.to_string(), "recovery.replaced", format!("by device {}", u.device)).await;
+    event(&sh, &u, "recovery.replaced", format!("by device {}", u.device)).await;
     // A restored catalog must not bring the voided code back.
     sh.backup_soon();
     Ok(Json(serde_json::json!({})))
@@ -242,7 +242,7 @@ pub(super) async fn set_escrow(
             "the recovery code changed meanwhile; run `scatter key recovery-code` to make a new one".into(),
         ));
     }
-    event(&sh, u.me.to_string(), "recovery.resealed", format!("by device {}", u.device)).await;
+    event(&sh, &u, "recovery.resealed", format!("by device {}", u.device)).await;
     Ok(Json(serde_json::json!({})))
 }
 
@@ -251,7 +251,7 @@ async fn refused_unless_owner<T>(sh: &Arc<Shared>, u: &UserRow, result: Result<T
     if let Err(ApiError::Forbidden(_)) = &result {
         event(
             sh,
-            u.me.to_string(),
+            u,
             "recovery.refused",
             format!("a change or revocation not signed with the account's keys, by device {}", u.device),
         )

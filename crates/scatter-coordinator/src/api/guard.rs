@@ -284,7 +284,7 @@ async fn credential(
             // Nothing verified it: the device is only claimed, and the method and target are
             // the peer's words, so they never lead the detail or name an actor.
             let detail = format!("claims {}: {method:.16} {target:.100}: {reason}", claimed.device);
-            event(sh, "unknown".into(), "auth.refused", detail).await;
+            event(sh, crate::api::Who::unknown(), "auth.refused", detail).await;
             return Err(ApiError::Unauthorized(match why {
                 Some(e) => e.to_string(),
                 None => "this device is not registered with this coordinator; run `scatter init` again".into(),
@@ -305,7 +305,7 @@ async fn credential(
         Ok(()) => Ok((c, account.ok_or_else(|| ApiError::Internal("a verified device without an account".into()))?)),
         Err(AuthError::Busy) => Err(ApiError::Busy(AuthError::Busy.to_string())),
         Err(e) => {
-            event(sh, c.device.to_string(), "auth.refused", format!("{method} {target:.100}: {e}")).await;
+            event(sh, crate::api::Who::device(c.device), "auth.refused", format!("{method} {target:.100}: {e}")).await;
             Err(ApiError::Unauthorized(e.to_string()))
         }
     }

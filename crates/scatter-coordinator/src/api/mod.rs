@@ -23,7 +23,7 @@ use crate::error::ApiError;
 use crate::placement::{self, Candidate};
 use crate::read_charges::Read;
 use crate::store::{
-    Domain, NameHolder, NewPack, Reservation, ReserveError, ShardState, Standing, Store, StoreError, UserRow,
+    Domain, NameHolder, NewPack, Party, Reservation, ReserveError, ShardState, Standing, Store, StoreError, UserRow,
 };
 use crate::{now, secret_hash, Shared};
 
@@ -182,7 +182,7 @@ pub(crate) async fn db<T: Send + 'static>(
 pub(crate) async fn user(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<UserRow, ApiError> {
     let u = device_holder(shared, headers).await?;
     if u.unproven {
-        event(shared, u.me.to_string(), "auth.refused", format!("device {} has not shown the keys", u.device)).await;
+        event(shared, &u, "auth.refused", format!("device {} has not shown the keys", u.device)).await;
         return Err(ApiError::Forbidden(
             "this device was registered with a recovery code and has not shown yet that it holds your keys; \
              run `scatter key recovery-code` on it, with your passphrase"
@@ -207,18 +207,58 @@ pub(crate) async fn device_holder(shared: &Arc<Shared>, headers: &HeaderMap) -> 
         return Err(devices::revoked());
     }
     if u.disabled {
-        event(shared, u.me.to_string(), "auth.refused", "account disabled".into()).await;
+        event(shared, &u, "auth.refused", "account disabled".into()).await;
         return Err(ApiError::Forbidden("this account is disabled; ask the grid's admin".into()));
     }
     Ok(u)
 }
 
+/// Who an event is recorded for: the actor the trail names, and its party, which decides
+/// where the event is kept (see `store::events`: what an account or a host may repeat at
+/// will must not push the grid's own changes out of the trail).
+pub(crate) struct Who {
+    party: Party,
+    actor: String,
+}
+
+impl Who {
+    /// The coordinator itself (its checker, expiry, host periods).
+    pub(crate) fn coordinator() -> Self {
+        Self { party: Party::Grid, actor: "coordinator".into() }
+    }
+
+    /// A peer not known (a refused credential, token or link).
+    pub(crate) fn unknown() -> Self {
+        Self { party: Party::Account, actor: "unknown".into() }
+    }
+
+    /// A device, known by its id only (a credential that failed after it was read).
+    pub(crate) fn device(device: scatter_core::DeviceId) -> Self {
+        Self { party: Party::Account, actor: device.to_string() }
+    }
+}
+
+impl From<&UserRow> for Who {
+    /// The caller's own account: of the grid's side if an admin.
+    fn from(u: &UserRow) -> Self {
+        let party = if u.role == Role::Admin { Party::Grid } else { Party::Account };
+        Self { party, actor: u.me.to_string() }
+    }
+}
+
+impl From<HostId> for Who {
+    fn from(host: HostId) -> Self {
+        Self { party: Party::Host, actor: host.to_string() }
+    }
+}
+
 /// Records a security event; a failure to record is logged, never fatal to the request.
-pub(crate) async fn event(sh: &Arc<Shared>, actor: String, action: &'static str, detail: String) {
+pub(crate) async fn event(sh: &Arc<Shared>, who: impl Into<Who>, action: &'static str, detail: String) {
+    let Who { party, actor } = who.into();
     // Details may quote what a peer sent (an unauthenticated join's address, say): control
     // characters written raw would let it forge lines in the log, or drive a terminal.
     tracing::info!(actor = %printable(&actor), action, detail = %printable(&detail), "event");
-    if sh.catalog(move |s| s.record_event(now(), &actor, action, &detail)).await.is_err() {
+    if sh.catalog(move |s| s.record_event(now(), party, &actor, action, &detail)).await.is_err() {
         tracing::warn!(action, "could not record an event in the catalog");
     }
     if SECURITY_CHANGES.contains(&action) {
@@ -244,7 +284,8 @@ fn printable(text: &str) -> std::borrow::Cow<'_, str> {
 /// backup soon, so that a catalog recovered from the hosts never undoes one (a revoked invite
 /// that registers again, an appender trusted again, a key file sealed under an old
 /// passphrase). Asked for here, where every such change is recorded, rather than by each
-/// handler: several had been missed.
+/// handler: several had been missed. (Not a host's new receipt key: a host sends its key
+/// with every heartbeat, so a recovered catalog learns it again at once.)
 const SECURITY_CHANGES: &[&str] = &[
     "delegate.disabled",
     "delegate.trusted",
@@ -252,7 +293,6 @@ const SECURITY_CHANGES: &[&str] = &[
     "device.invited",
     "device.revoked",
     "host.joined",
-    "host.receipt_key_changed",
     "host.state",
     "invite.revoked",
     "lock.extended",
@@ -308,7 +348,7 @@ pub(crate) fn require(u: &UserRow, right: Right) -> Result<(), ApiError> {
 pub(crate) async fn caller(shared: &Arc<Shared>, headers: &HeaderMap, right: Right) -> Result<UserRow, ApiError> {
     let u = user(shared, headers).await?;
     if let Err(e) = require(&u, right) {
-        event(shared, u.me.to_string(), "auth.forbidden", format!("role {} asked to {right:?}", u.role)).await;
+        event(shared, &u, "auth.forbidden", format!("role {} asked to {right:?}", u.role)).await;
         return Err(e);
     }
     Ok(u)
@@ -367,8 +407,13 @@ async fn join(State(sh): S, Body(req): Body<JoinRequest>) -> ApiResult<JoinRespo
         match db(&sh, move |s| s.operator_by_token(&token_hash)).await? {
             Some(op) => Some(op),
             None => {
-                event(&sh, "unknown".into(), "host.join_refused", format!("wrong join token from {}", req.address))
-                    .await;
+                event(
+                    &sh,
+                    crate::api::Who::unknown(),
+                    "host.join_refused",
+                    format!("wrong join token from {}", req.address),
+                )
+                .await;
                 return Err(ApiError::Unauthorized(
                     "the join token is wrong; copy it from the coordinator's data directory (join-token), or ask the admin for an operator's token (scatter admin operator add)".into(),
                 ));
@@ -428,7 +473,7 @@ async fn join(State(sh): S, Body(req): Body<JoinRequest>) -> ApiResult<JoinRespo
     }
     event(
         &sh,
-        host_id.to_string(),
+        host_id,
         "host.joined",
         format!(
             "{} in zone {}, {}{by}{}",
@@ -523,18 +568,17 @@ async fn host_cert(State(sh): S, Body(req): Body<HostCertRequest>) -> ApiResult<
     match holder {
         None => {}
         Some(NameHolder::Gateway(account)) => {
-            return Err(gateway_name_refused(&sh, req.host_id.to_string(), "host.cert_refused", &name, account).await)
+            return Err(gateway_name_refused(&sh, req.host_id.into(), "host.cert_refused", &name, account).await)
         }
         Some(NameHolder::Host(other)) => {
-            event(&sh, req.host_id.to_string(), "host.cert_refused", format!("{name:.100}: the name of host {other}"))
-                .await;
+            event(&sh, req.host_id, "host.cert_refused", format!("{name:.100}: the name of host {other}")).await;
             return Err(ApiError::Forbidden(format!(
                 "`{name}` is the name of host {other}, of another operator; give this host an address of its own (if host {other} is gone for good, the admin can take it out of the grid: `scatter admin host disable {other}`)"
             )));
         }
     }
     let cert = authority.issue(std::slice::from_ref(&name), &key).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    event(&sh, req.host_id.to_string(), "host.certified", name).await;
+    event(&sh, req.host_id, "host.certified", name).await;
     Ok(Json(HostCertResponse { certificate: scatter_net::tls::to_pem(&cert), ca: authority.cert_pem() }))
 }
 
@@ -565,7 +609,7 @@ async fn refuse_gateway_name(sh: &Arc<Shared>, address: &str) -> Result<(), ApiE
     };
     let lookup = name.clone();
     match db(sh, move |s| s.gateway_name_holder(&lookup)).await? {
-        Some(account) => Err(gateway_name_refused(sh, "unknown".into(), "host.join_refused", &name, account).await),
+        Some(account) => Err(gateway_name_refused(sh, Who::unknown(), "host.join_refused", &name, account).await),
         None => Ok(()),
     }
 }
@@ -573,12 +617,12 @@ async fn refuse_gateway_name(sh: &Arc<Shared>, address: &str) -> Result<(), ApiE
 /// The refusal of a host at `name`, which `account`'s gateways hold, recorded as `action`.
 async fn gateway_name_refused(
     sh: &Arc<Shared>,
-    actor: String,
+    who: Who,
     action: &'static str,
     name: &str,
     account: UserId,
 ) -> ApiError {
-    event(sh, actor, action, format!("{name:.100}: {account}'s gateway name")).await;
+    event(sh, who, action, format!("{name:.100}: {account}'s gateway name")).await;
     ApiError::Forbidden(format!(
         "`{name}` is certified for an S3 gateway of {account}; give this host an address of its own"
     ))
@@ -635,12 +679,12 @@ async fn gateway_cert(
                 crate::store::NameHolder::Gateway(a) => (format!("{a}'s gateway name"), "is certified for another account's S3 gateway; give this gateway a name of its own, or use --cert and --key".to_owned()),
                 crate::store::NameHolder::Host(h) => (format!("host {h}'s address"), format!("is the address of host {h}; a gateway needs a name of its own")),
             };
-            event(&sh, u.me.to_string(), "gateway.cert_refused", format!("{name:.100}: {whose}")).await;
+            event(&sh, &u, "gateway.cert_refused", format!("{name:.100}: {whose}")).await;
             return Err(ApiError::Forbidden(format!("`{name}` {why}")));
         }
     }
     let cert = authority.issue_gateway(&req.names, &key).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    event(&sh, u.me.to_string(), "gateway.certified", req.names.join(", ")).await;
+    event(&sh, &u, "gateway.certified", req.names.join(", ")).await;
     Ok(Json(HostCertResponse { certificate: scatter_net::tls::to_pem(&cert), ca: authority.cert_pem() }))
 }
 
@@ -696,7 +740,7 @@ async fn backfill_receipts(State(sh): S, Body(req): Body<ReceiptsRequest>) -> Ap
         .collect();
     let recorded = db(&sh, move |s| s.record_receipts(host, &checked)).await?;
     if recorded > 0 {
-        event(&sh, host.to_string(), "host.receipts_backfilled", format!("{recorded} shard(s)")).await;
+        event(&sh, host, "host.receipts_backfilled", format!("{recorded} shard(s)")).await;
     }
     Ok(Json(serde_json::json!({ "recorded": recorded })))
 }
@@ -710,12 +754,12 @@ async fn heartbeat(State(sh): S, Body(req): Body<HeartbeatRequest>) -> ApiResult
         let reasons: Vec<String> =
             req.refusals.iter().take(MAX_REFUSALS).map(|r| r.chars().take(160).collect()).collect();
         let detail = format!("{} request(s) refused: {}", req.refused_grants, reasons.join("; "));
-        event(&sh, req.host_id.to_string(), "grant.refused", detail).await;
+        event(&sh, req.host_id, "grant.refused", detail).await;
     }
     if let Some(key) = req.receipt_key.as_deref().map(parse_receipt_key).transpose()? {
         let host = req.host_id;
         if db(&sh, move |s| s.set_receipt_key(host, &key)).await? {
-            event(&sh, host.to_string(), "host.receipt_key_changed", "receipts from now on use a new key".into()).await;
+            event(&sh, host, "host.receipt_key_changed", "receipts from now on use a new key".into()).await;
         }
     }
     // The terms are the host's latest word (see the store's `hosts` module: states decided
@@ -736,7 +780,7 @@ async fn heartbeat(State(sh): S, Body(req): Body<HeartbeatRequest>) -> ApiResult
     .await?;
     if gap > grace {
         // It was offline (see `presence`, which says when a host goes).
-        event(&sh, host.to_string(), "host.online", format!("heard from again after {gap} s of silence")).await;
+        event(&sh, host, "host.online", format!("heard from again after {gap} s of silence")).await;
     }
     // Hosts serve catalog backups to whoever proves they hold the recovery key.
     let recovery_access_key = sh.backups.as_ref().map(|b| hex::encode(b.public.access.as_bytes()));
@@ -799,11 +843,11 @@ async fn register(State(sh): S, Body(req): Body<RegisterRequest>) -> ApiResult<R
     let user = match user {
         Ok(u) => u,
         Err(e) => {
-            event(&sh, "unknown".into(), "user.register_refused", "unknown or used token".into()).await;
+            event(&sh, crate::api::Who::unknown(), "user.register_refused", "unknown or used token".into()).await;
             return Err(e);
         }
     };
-    event(&sh, user.me.to_string(), "user.registered", format!("role {}, device {}", user.role, user.device)).await;
+    event(&sh, &user, "user.registered", format!("role {}, device {}", user.role, user.device)).await;
     Ok(Json(RegisterResponse { user_id: user.me, device_id: user.device, role: user.role }))
 }
 
@@ -1030,7 +1074,7 @@ async fn commit_pack(
     match committed {
         Ok(()) => {}
         Err(ReserveError::Refused(Refused::Receipts(refused))) => {
-            event(&sh, u.me.to_string(), "pack.refused", refused.join("; ").chars().take(500).collect()).await;
+            event(&sh, &u, "pack.refused", refused.join("; ").chars().take(500).collect()).await;
             return Err(ApiError::Forbidden(format!(
                 "the pack is not recorded: {}; a pack is recorded only with its hosts' receipts for shards placed for you, so upload it again",
                 refused.first().map(String::as_str).unwrap_or_default()
@@ -1258,7 +1302,7 @@ pub(crate) async fn retention(
 ) -> Result<(Option<crate::lock::Lock>, Option<u64>), ApiError> {
     match decide(sh, u, asked).await {
         Err(ApiError::Forbidden(why)) => {
-            event(sh, u.me.to_string(), "lock.refused", why.clone()).await;
+            event(sh, u, "lock.refused", why.clone()).await;
             Err(ApiError::Forbidden(why))
         }
         other => other,

@@ -341,7 +341,7 @@ pub(super) async fn set_policy(State(sh): S, headers: HeaderMap, Body(p): Body<P
     }
     let stored = p.clone();
     db(&sh, move |s| s.set_policy(u.id, (!stored.is_empty()).then_some(&stored))).await?;
-    event(&sh, u.me.to_string(), "policy.set", p.to_string()).await;
+    event(&sh, &u, "policy.set", p.to_string()).await;
     Ok(Json(p))
 }
 

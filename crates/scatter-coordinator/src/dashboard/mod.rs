@@ -272,13 +272,8 @@ impl Viewer {
     /// Fails unless the account's role grants `right` (recording the refusal, as the API does).
     pub async fn require(&self, sh: &Arc<Shared>, right: Right) -> Result<(), Response> {
         if let Err(e) = crate::api::require(&self.user, right) {
-            event(
-                sh,
-                self.user.me.to_string(),
-                "auth.forbidden",
-                format!("dashboard: role {} asked to {right:?}", self.user.role),
-            )
-            .await;
+            event(sh, &self.user, "auth.forbidden", format!("dashboard: role {} asked to {right:?}", self.user.role))
+                .await;
             return Err(pages::error_page(StatusCode::FORBIDDEN, &e.to_string()));
         }
         Ok(())
@@ -354,7 +349,7 @@ pub(crate) async fn link(
     };
     let device = u.device;
     let url = new_link(&sh, &served, Holder::Device(device)).await?;
-    event(&sh, u.me.to_string(), "dashboard.link", format!("login link for device {device}")).await;
+    event(&sh, &u, "dashboard.link", format!("login link for device {device}")).await;
     Ok(axum::Json(scatter_proto::api::DashboardLinkResponse { url, expires_in: LINK_TTL.as_secs() }))
 }
 
@@ -381,7 +376,7 @@ pub(crate) async fn host_link(
         ));
     };
     let url = new_link(&sh, &served, Holder::Host(req.host_id)).await?;
-    event(&sh, req.host_id.to_string(), "dashboard.link", "login link for the host's operator".into()).await;
+    event(&sh, req.host_id, "dashboard.link", "login link for the host's operator".into()).await;
     Ok(axum::Json(scatter_proto::api::DashboardLinkResponse { url, expires_in: LINK_TTL.as_secs() }))
 }
 
@@ -419,7 +414,13 @@ async fn login(
         Ok(Some(h)) => h,
         Ok(None) => {
             sh.failures.record(peer);
-            event(&sh, "unknown".into(), "dashboard.login_refused", "unknown, used or expired login link".into()).await;
+            event(
+                &sh,
+                crate::api::Who::unknown(),
+                "dashboard.login_refused",
+                "unknown, used or expired login link".into(),
+            )
+            .await;
             return pages::error_page(
                 StatusCode::UNAUTHORIZED,
                 "This login link is unknown, was used already or has expired (links work once, for 5 minutes); run `scatter admin dashboard` (or `scatter dashboard`) for a new one.",
@@ -427,7 +428,11 @@ async fn login(
         }
         Err(e) => return e.into_response(),
     };
-    event(&sh, holder.to_string(), "dashboard.login", "signed in to the dashboard".into()).await;
+    let who = match holder {
+        Holder::Device(device) => crate::api::Who::device(device),
+        Holder::Host(host) => host.into(),
+    };
+    event(&sh, who, "dashboard.login", "signed in to the dashboard".into()).await;
     let secure = sh.dashboard.as_ref().is_some_and(|d| d.secure);
     let cookie = match secure {
         true => format!("{COOKIE_TLS}={}; Path=/; Secure; HttpOnly; SameSite=Strict", hex::encode(session)),

@@ -170,12 +170,13 @@ conformance! {
     }
 
     fn events_are_the_newest_oldest_first_with_their_text_intact() {
+        use crate::store::Party::{Account, Grid, Host};
         let (_guard, store) = catalog();
         assert!(store.events(10).expect("events").is_empty());
         let detail = "name 'Ann O''Brien' \"quoted\" — ünïcødé ✓ ?1 $1 user";
-        store.record_event(5_000_000_000, "u1", "user.invited", detail).expect("record");
-        store.record_event(5_000_000_001, "h2", "host.joined", "").expect("record");
-        store.record_event(5_000_000_001, "unknown", "auth.refused", "bad signature").expect("record");
+        store.record_event(5_000_000_000, Grid, "u1", "user.invited", detail).expect("record");
+        store.record_event(5_000_000_001, Host, "h2", "host.joined", "").expect("record");
+        store.record_event(5_000_000_001, Account, "unknown", "auth.refused", "bad signature").expect("record");
         let events = |limit| -> Vec<(u64, String, String, String)> {
             let events = store.events(limit).expect("events");
             events.into_iter().map(|e| (e.time, e.actor, e.action, e.detail)).collect()
@@ -193,35 +194,70 @@ conformance! {
         assert!(events(0).is_empty());
         // Only the newest KEEP are kept: the first made to look KEEP events older goes.
         let keep = crate::store::events::KEEP;
+        store.record_event(5_000_000_002, Grid, "coordinator", "host.state", "").expect("record");
         store.conn().execute("UPDATE events SET n = n - ?1 WHERE action = 'user.invited'", params![keep]).expect("sql");
-        store.record_event(5_000_000_002, "u1", "user.removed", "").expect("record");
+        store.record_event(5_000_000_002, Grid, "u1", "user.removed", "").expect("record");
         let actions: Vec<String> = events(10).into_iter().map(|e| e.2).collect();
-        assert_eq!(actions, ["host.joined", "auth.refused", "user.removed"]);
+        assert_eq!(actions, ["host.joined", "auth.refused", "host.state", "user.removed"]);
         // Refusals are counted apart: however many come, they push out only older refusals.
-        store.record_event(5_000_000_003, "u9", "auth.forbidden", "").expect("record");
+        store.record_event(5_000_000_003, Account, "u9", "auth.forbidden", "").expect("record");
         store.conn().execute("UPDATE events SET n = n - ?1 WHERE action = 'auth.refused'", params![keep]).expect("sql");
-        store.record_event(5_000_000_004, "u9", "lock.refused", "").expect("record");
+        store.record_event(5_000_000_004, Account, "u9", "lock.refused", "").expect("record");
         let actions: Vec<String> = events(10).into_iter().map(|e| e.2).collect();
-        assert_eq!(actions, ["host.joined", "user.removed", "auth.forbidden", "lock.refused"], "the old refusal went alone");
-        // So is what anyone may repeat at will: a flood of it pushes out only its own kind.
-        store.record_event(5_000_000_005, "u9", "dashboard.link", "").expect("record");
-        store.record_event(5_000_000_006, "u9", "policy.set", "").expect("record");
+        let expected = ["host.joined", "host.state", "user.removed", "auth.forbidden", "lock.refused"];
+        assert_eq!(actions, expected, "the old refusal went alone");
+        // So is what accounts do: a flood of it pushes out only what accounts did.
+        store.record_event(5_000_000_005, Account, "u9", "dashboard.link", "").expect("record");
+        store.record_event(5_000_000_006, Account, "u9", "policy.set", "").expect("record");
         store.conn().execute("UPDATE events SET n = n - ?1 WHERE action = 'dashboard.link'", params![keep]).expect("sql");
-        store.record_event(5_000_000_007, "u9", "gateway.certified", "").expect("record");
-        let actions: Vec<String> = events(10).into_iter().map(|e| e.2).collect();
-        let expected = ["host.joined", "user.removed", "auth.forbidden", "lock.refused", "policy.set", "gateway.certified"];
-        assert_eq!(actions, expected, "the old link went alone");
-        // And what hosts report: a host flooding its heartbeats with refused grants pushes
-        // out only hosts' reports, not the record of requests refused here.
-        // (The refusals made to look KEEP reports older than the newest report.)
-        store.record_event(5_000_000_008, "h2", "grant.refused", "").expect("record");
-        let refusals = "action IN ('auth.forbidden', 'lock.refused')";
-        store.conn().execute(&format!("UPDATE events SET n = n - ?1 WHERE {refusals}"), params![keep]).expect("sql");
-        store.record_event(5_000_000_009, "h2", "grant.refused", "").expect("record");
+        store.record_event(5_000_000_007, Account, "u8", "gateway.certified", "").expect("record");
         let actions: Vec<String> = events(10).into_iter().map(|e| e.2).collect();
         let mut expected = expected.to_vec();
+        expected.extend(["policy.set", "gateway.certified"]);
+        assert_eq!(actions, expected, "the old link went alone");
+        // And what hosts send: a host flooding its heartbeats with refused grants pushes
+        // out only what hosts did, not the record of requests refused here.
+        // (The refusals made to look KEEP reports older than the newest report.)
+        store.record_event(5_000_000_008, Host, "h2", "grant.refused", "").expect("record");
+        let refusals = "action IN ('auth.forbidden', 'lock.refused')";
+        store.conn().execute(&format!("UPDATE events SET n = n - ?1 WHERE {refusals}"), params![keep]).expect("sql");
+        store.record_event(5_000_000_009, Host, "h2", "grant.refused", "").expect("record");
+        let actions: Vec<String> = events(10).into_iter().map(|e| e.2).collect();
         expected.extend(["grant.refused", "grant.refused"]);
         assert_eq!(actions, expected, "the old report went alone, no refusal with it");
+        // Whatever the grid's side does is kept with the grid's changes, whoever set it off;
+        // the coordinator's expiries, which tenants set off as often as they like, are not.
+        store.record_event(5_000_000_010, Grid, "coordinator", "data.expired", "").expect("record");
+        store.record_event(5_000_000_010, Host, "h3", "host.state", "").expect("record");
+        let pool = |action: &str, actor: &str| -> i64 {
+            let sql = "SELECT pool FROM events WHERE action = ?1 AND actor = ?2";
+            store.conn().query_i64(sql, params![action, actor]).expect("pool")
+        };
+        assert_eq!(pool("host.state", "coordinator"), pool("user.removed", "u1"));
+        assert_ne!(pool("data.expired", "coordinator"), pool("user.removed", "u1"));
+        assert_ne!(pool("host.state", "h3"), pool("user.removed", "u1"));
+    }
+
+    fn one_account_or_host_keeps_its_newest_events_only() {
+        use crate::store::Party::{Account, Grid, Host};
+        let (_guard, store) = catalog();
+        let per_actor = crate::store::events::PER_ACTOR as usize;
+        store.record_event(1, Grid, "u1", "user.invited", "bob").expect("record");
+        store.record_event(2, Account, "u2", "policy.set", "bob's").expect("record");
+        store.record_event(2, Host, "h1", "host.certified", "h1's").expect("record");
+        for i in 0..per_actor + 5 {
+            store.record_event(3 + i as u64, Account, "u3", "delegate.trusted", &i.to_string()).expect("record");
+            store.record_event(3 + i as u64, Host, "h2", "host.receipt_key_changed", &i.to_string()).expect("record");
+        }
+        let events = store.events(10 * per_actor).expect("events");
+        let of = |actor: &str| events.iter().filter(|e| e.actor == actor).map(|e| e.detail.as_str()).collect::<Vec<_>>();
+        for actor in ["u3", "h2"] {
+            let kept = of(actor);
+            assert_eq!(kept.len(), per_actor, "{actor} keeps its newest only");
+            assert_eq!(kept.first(), Some(&"5"), "{actor}'s oldest went first");
+            assert_eq!(kept.last(), Some(&(per_actor + 4).to_string().as_str()));
+        }
+        assert_eq!((of("u1"), of("u2"), of("h1")), (vec!["bob"], vec!["bob's"], vec!["h1's"]), "others' events stay");
     }
 
     fn users_are_listed_with_their_rights_quotas_and_usage() {
@@ -630,16 +666,16 @@ conformance! {
         store.remove_object(ann, "a", 5).expect("remove");
         assert_eq!(store.prune(ann, 0, 6, 6).expect("prune").0.chunks_removed, 0, "kept for the open session");
         // Only its owner disables it; nothing happens to anyone else.
-        assert!(!store.disable_delegate(bob, nas).expect("bob's"), "another user's delegate");
-        assert!(!store.disable_delegate(nas, nas).expect("itself"), "a delegate is no owner");
-        assert!(!store.disable_delegate(ann, ann).expect("ann"), "the owner itself");
+        assert_eq!(store.disable_delegate(bob, nas).expect("bob's"), None, "another user's delegate");
+        assert_eq!(store.disable_delegate(nas, nas).expect("itself"), None, "a delegate is no owner");
+        assert_eq!(store.disable_delegate(ann, ann).expect("ann"), None, "the owner itself");
         assert!(!login(&store, nas).0.disabled);
-        assert!(store.disable_delegate(ann, nas).expect("ann's"));
+        assert_eq!(store.disable_delegate(ann, nas).expect("ann's"), Some(true));
         assert!(login(&store, nas).0.disabled && !login(&store, ann).0.disabled);
         assert!(matches!(store.keep_session(ann, nas, pin, 7, 600), Err(StoreError::SessionClosed)), "its sessions end");
         let swept = store.prune(ann, 0, 7, 7).expect("prune").0;
         assert_eq!((swept.chunks_removed, swept.packs_released), (1, 1), "what only its session kept goes");
-        assert!(store.disable_delegate(ann, nas).expect("again"), "disabling again changes nothing, and is no error");
+        assert_eq!(store.disable_delegate(ann, nas).expect("again"), Some(false), "disabling again changes nothing, and is no error");
     }
 
     fn objects_committed_together_are_each_refused_or_committed_on_their_own() {

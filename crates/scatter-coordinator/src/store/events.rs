@@ -1,44 +1,56 @@
 //! The audit trail: security-relevant events with who, when and what, for `scatter admin
-//! events`. Events are kept in four pools, the newest [`KEEP`] of each: refusals (refused
-//! or forbidden requests), what any account or host may repeat at will (certificates,
-//! dashboard links, its own policy and trust settings, hosts coming and going), what hosts
-//! report (grants they refused), and the rest, changes only admins, invites and recovery
-//! codes make. So neither refused requests nor repeated self-service can fill the disk or
-//! push the record of a change out of the trail (any account could, with 100,000 forbidden
-//! requests in about a minute and a half), and a host, which may report whatever it likes at
-//! every heartbeat, pushes out only hosts' reports, not the coordinator's own record of
-//! refused requests.
+//! events`. Events are kept in four pools, the newest [`KEEP`] of each, by who could repeat
+//! them: what the grid's side does (admins, the operator at the coordinator's machine, the
+//! coordinator itself); refusals of accounts' and unknown peers' requests; what accounts that
+//! are not admins do (their devices, delegates, recovery codes, policies, links); and what
+//! hosts send or do (their reports, keys, certificates, comings and goings). So no account
+//! or host, however often it repeats what it may, pushes a change of the grid's side out of
+//! the trail, nor fills the disk; a host does not push out the record of requests refused;
+//! and in the pools of accounts and hosts each actor keeps at most its newest
+//! [`PER_ACTOR`], so one pushes out only its own. (Once, a tenant's 100,000 repeated
+//! requests, a few minutes' work, erased every record of who was invited or disabled.)
 
 use super::{Store, StoreError};
 
 /// Events kept, of each pool.
 pub const KEEP: i64 = 100_000;
 
-/// The pool `action` is kept in: 1 for a refusal (`auth.refused`, `auth.forbidden`,
-/// `lock.refused`…), 2 for what any account or host may repeat at will, 3 for what a host
-/// reports (`grant.refused`), 0 for the rest.
-fn pool(action: &str) -> i64 {
-    const REPEATABLE: &[&str] = &[
-        "dashboard.link",
-        "dashboard.login",
-        "delegate.trusted",
-        "delegate.untrusted",
-        "gateway.certified",
-        "host.certified",
-        "host.offline",
-        "host.online",
-        "host.receipts_backfilled",
-        "lock.extended",
-        "policy.set",
-    ];
-    if action == "grant.refused" {
-        3
-    } else if action.ends_with("refused") || action.ends_with("forbidden") {
-        1
-    } else if REPEATABLE.contains(&action) {
-        2
-    } else {
-        0
+/// Events one actor keeps in the pools of accounts and of hosts.
+pub const PER_ACTOR: i64 = 1_000;
+
+/// Who did what an event records, as far as it decides where the event is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Party {
+    /// The grid's side: an admin, the operator at the coordinator's machine, or the
+    /// coordinator itself.
+    Grid,
+    /// An account that is not an admin (user, reader, appender, or a device of one), or a
+    /// peer not known: what it does it may repeat at will.
+    Account,
+    /// A storage host, or whoever holds a join token.
+    Host,
+}
+
+/// The pool changes of the grid's side are kept in.
+const GRID: i64 = 0;
+/// The pool of refused requests (of accounts and unknown peers).
+const REFUSALS: i64 = 1;
+/// The pool of what accounts that are not admins do.
+const ACCOUNTS: i64 = 2;
+/// The pool of what hosts send or do.
+const HOSTS: i64 = 3;
+
+/// The pool an event of `party` doing `action` is kept in.
+fn pool(party: Party, action: &str) -> i64 {
+    let refused = action.ends_with("refused") || action.ends_with("forbidden");
+    match party {
+        Party::Host => HOSTS,
+        _ if refused => REFUSALS,
+        Party::Account => ACCOUNTS,
+        // The coordinator's record of removing what tenants set to expire: as often as they
+        // like, one every pass.
+        Party::Grid if action == "data.expired" => ACCOUNTS,
+        Party::Grid => GRID,
     }
 }
 
@@ -56,18 +68,33 @@ pub struct Event {
 }
 
 impl Store {
-    /// Records an event.
-    pub fn record_event(&self, time: u64, actor: &str, action: &str, detail: &str) -> Result<(), StoreError> {
-        let pool = pool(action);
+    /// Records an event of `party`, by `actor` (`u3`, `h2`, `unknown`…).
+    pub fn record_event(
+        &self,
+        time: u64,
+        party: Party,
+        actor: &str,
+        action: &str,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        let pool = pool(party, action);
         self.write(|conn| {
-            let n: i64 = conn.query_row(
-                "INSERT INTO events (time, actor, action, detail, pool, n)
-                 VALUES (?1, ?2, ?3, ?4, ?5, (SELECT COALESCE(MAX(n), 0) + 1 FROM events WHERE pool = ?5))
-                 RETURNING n",
+            let (n, k): (i64, i64) = conn.query_row(
+                "INSERT INTO events (time, actor, action, detail, pool, n, k)
+                 VALUES (?1, ?2, ?3, ?4, ?5,
+                         (SELECT COALESCE(MAX(n), 0) + 1 FROM events WHERE pool = ?5),
+                         (SELECT COALESCE(MAX(k), 0) + 1 FROM events WHERE pool = ?5 AND actor = ?2))
+                 RETURNING n, k",
                 params![time as i64, actor, action, detail, pool],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
             conn.execute("DELETE FROM events WHERE pool = ?1 AND n <= ?2", params![pool, n - KEEP])?;
+            if pool == ACCOUNTS || pool == HOSTS {
+                conn.execute(
+                    "DELETE FROM events WHERE pool = ?1 AND actor = ?2 AND k <= ?3",
+                    params![pool, actor, k - PER_ACTOR],
+                )?;
+            }
             Ok(())
         })
     }

@@ -47,7 +47,7 @@ pub use backup::{DelegateRow, SnapshotRow, Swept};
 pub use bulk::{BulkObject, BulkPack};
 pub use dashboard::{DashboardSession, Holder, Sample};
 pub use devices::RecoveryBinding;
-pub use events::Event;
+pub use events::{Event, Party};
 pub use hosts::{Beat, NewHost, MAX_SERVED_PER_SEC};
 pub use leases::Fence;
 pub use locks::Expired;
@@ -58,7 +58,7 @@ pub use reservations::{Reservation, ReserveError, Reserved};
 use sql::{Backend, Sql, SqlError};
 pub use transfer::{Moved, TransferError};
 
-const SCHEMA_VERSION: i64 = 23;
+const SCHEMA_VERSION: i64 = 24;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -304,12 +304,15 @@ CREATE TABLE IF NOT EXISTS events (
     actor TEXT NOT NULL,
     action TEXT NOT NULL,
     detail TEXT NOT NULL,
-    -- Kept in pools (events::pool: refusals, what any account or host may repeat at will, what
-    -- hosts report, the rest), each its newest events::KEEP, numbered by n within each.
+    -- Kept in pools (events::pool: the grid, refusals, accounts, hosts), each its
+    -- newest events::KEEP, numbered by n within each; an actor keeps its newest
+    -- events::PER_ACTOR of the pools of accounts and hosts, numbered by k within each.
     pool INTEGER NOT NULL DEFAULT 0,
-    n INTEGER NOT NULL DEFAULT 0
+    n INTEGER NOT NULL DEFAULT 0,
+    k INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS events_by_pool ON events(pool, n);
+CREATE INDEX IF NOT EXISTS events_by_actor ON events(pool, actor, k);
 -- Names certified for S3 gateways, each bound to the account that first had one (`names`).
 CREATE TABLE IF NOT EXISTS gateway_names (
     name TEXT PRIMARY KEY,
@@ -538,6 +541,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // Devices registered with a recovery code, until they show they hold the keys (see
     // `devices`).
     (18, "ALTER TABLE devices ADD COLUMN unproven INTEGER NOT NULL DEFAULT 0"),
+    // Events numbered per actor too (see `events`): the events before count as the oldest.
+    (23, "ALTER TABLE events ADD COLUMN k INTEGER NOT NULL DEFAULT 0"),
 ];
 
 /// A catalog failure.

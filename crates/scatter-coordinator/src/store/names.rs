@@ -126,8 +126,18 @@ mod tests {
         let path = dir.path().join("c.db");
         {
             let store = Store::open(&path).expect("open");
-            store.record_event(1, "u7", "gateway.certified", "GW.Alice.example, 127.0.0.1").expect("event");
-            store.record_event(2, "u8", "gateway.certified", "gw.alice.example, bob.example").expect("event");
+            store
+                .record_event(1, crate::store::Party::Account, "u7", "gateway.certified", "GW.Alice.example, 127.0.0.1")
+                .expect("event");
+            store
+                .record_event(
+                    2,
+                    crate::store::Party::Account,
+                    "u8",
+                    "gateway.certified",
+                    "gw.alice.example, bob.example",
+                )
+                .expect("event");
             // As a catalog of schema 17 reads: nothing bound yet.
             store.conn().execute("DELETE FROM gateway_names", params![]).expect("sql");
             store.conn().execute("UPDATE meta SET value = '17' WHERE key = 'schema'", params![]).expect("sql");

@@ -956,10 +956,10 @@ mod tests {
     fn a_catalog_reconnects_by_itself_after_postgres_restarts() {
         let mut server = scatter_pgtest::TestPg::start();
         let store = super::super::Store::connect(&server.url()).expect("open");
-        store.record_event(1, "test", "before", "").expect("before the restart");
+        store.record_event(1, crate::store::Party::Grid, "test", "before", "").expect("before the restart");
         server.restart();
         // The pooled connections died with the old server; the next calls open new ones.
-        store.record_event(2, "test", "after", "").expect("after the restart");
+        store.record_event(2, crate::store::Party::Grid, "test", "after", "").expect("after the restart");
         let actions: Vec<String> = store.events(10).expect("read").into_iter().map(|e| e.action).collect();
         assert_eq!(actions, ["before", "after"]);
     }

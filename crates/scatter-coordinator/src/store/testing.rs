@@ -89,6 +89,11 @@ impl Raw<'_> {
         self.0.write(|c| Ok(c.execute(sql, params)?))
     }
 
+    /// The one integer a query answers.
+    pub fn query_i64(&self, sql: &str, params: &[&dyn Param]) -> Result<i64, StoreError> {
+        self.0.read(|c| Ok(c.query_row(sql, params, |r| r.get(0))?))
+    }
+
     /// Releases a live pack for deletion as the store does, at time `now`; returns how many
     /// were.
     pub fn release(&self, pack: &scatter_core::PackId, now: u64) -> Result<u64, StoreError> {

@@ -359,7 +359,7 @@ mod tests {
             .commit_object(user, "name/é", session, b"\0manifest", 100, &[ChunkId::from_bytes([7; 32])], false, 12)
             .expect("object");
         store.commit_snapshot(user, user, session, "snap1", b"record", 13).expect("snapshot");
-        store.record_event(14, "admin", "test", "a 'quoted' \"detail\"").expect("event");
+        store.record_event(14, crate::store::Party::Grid, "admin", "test", "a 'quoted' \"detail\"").expect("event");
     }
 
     fn open(postgres: bool) -> (Guard, String) {

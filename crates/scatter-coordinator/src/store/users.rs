@@ -281,20 +281,25 @@ impl Store {
 
     /// Disables one of `owner`'s delegates, as the owner may without the admin (a machine
     /// lost, or a writer keeping deleted data stored through its sessions): as
-    /// [`Store::set_disabled`] does. Only the admin enables it again. False if `delegate` is
-    /// no delegate of `owner`, or was removed.
-    pub fn disable_delegate(&self, owner: UserId, delegate: UserId) -> Result<bool, StoreError> {
-        Ok(self.write(|c| {
-            let theirs = c.exists(
-                "SELECT 1 FROM users WHERE id = ?2 AND owner = ?1 AND disabled != ?3",
+    /// [`Store::set_disabled`] does. Only the admin enables it again. `None` if `delegate`
+    /// is no delegate of `owner`, or was removed; else whether it was enabled until now
+    /// (disabling it again changes nothing, and is recorded nowhere).
+    pub fn disable_delegate(&self, owner: UserId, delegate: UserId) -> Result<Option<bool>, StoreError> {
+        self.write(|c| {
+            let disabled: Option<i64> = c.query_opt(
+                "SELECT disabled FROM users WHERE id = ?2 AND owner = ?1 AND disabled != ?3",
                 params![owner.0 as i64, delegate.0 as i64, REMOVED],
+                |r| r.get(0),
             )?;
-            if !theirs {
-                return Ok(0);
+            match disabled {
+                None => Ok(None),
+                Some(0) => {
+                    disable(c, delegate, true)?;
+                    Ok(Some(true))
+                }
+                Some(_) => Ok(Some(false)),
             }
-            disable(c, delegate, true)?;
-            Ok(1)
-        })? > 0)
+        })
     }
 
     /// Removes a user's access and data: it is marked removed (with its delegates), its recovery code
