@@ -208,14 +208,17 @@ async fn write_file(
 }
 
 /// A tar stream (GNU format: long names and link targets as `././@LongLink` entries) of
-/// `entries`, a directory before what it holds, and another name of a file written before
-/// as a hard link to it (as a restore makes it).
+/// `entries`, depth first: a directory right before what it holds, so that tar, which sets
+/// a directory's mtime once it has left it, keeps it (the walk's level order would have it
+/// left and then entered again). Another name of a file written before is a hard link to it
+/// (as a restore makes it).
 async fn write_tar(
     fetcher: &std::sync::Arc<Fetcher>,
     mut entries: Vec<(TreePath, scatter_core::tree::Node)>,
     trusted: bool,
     out: &mut impl Write,
 ) -> Result<()> {
+    entries.sort_by(|(a, _), (b, _)| a.components().cmp(b.components()));
     if !trusted {
         // Written by a delegate the owner does not trust: no set-id bits, the caller's owner.
         scatter_client::restore::distrust_metadata(entries.iter_mut().map(|(_, n)| n));

@@ -350,6 +350,9 @@ async fn tag_stats_and_dump() {
     std::fs::write(deep.join("inner.txt"), b"deep").expect("write");
     // Another name of a file is a hard link in the stream (its target's name is long).
     std::fs::hard_link(deep.join("inner.txt"), src.join("inner-again.txt")).expect("link");
+    // Folders keep their mtimes through tar too (it sets one once it has left the folder).
+    let old = Command::new("touch").args(["-m", "-d", "2001-02-03 04:05:06"]).arg(&deep).status().expect("touch");
+    assert!(old.success());
     let third = json(&env.ok(&["backup", s(&src), "--json"]))["snapshot_id"].as_str().expect("id").to_owned();
     let tar = Command::new(EXE)
         .args(["dump", &third[..8], s(&src)])
@@ -372,6 +375,8 @@ async fn tag_stats_and_dump() {
     use std::os::unix::fs::MetadataExt;
     let inode = |p: &Path| std::fs::metadata(p).expect("stat").ino();
     assert_eq!(inode(&inner), inode(&below.join("inner-again.txt")), "unpacked as one file with two names");
+    let mtime = |p: &Path| std::fs::metadata(p).expect("stat").mtime();
+    assert_eq!(mtime(inner.parent().expect("folder")), mtime(&deep), "a folder's mtime, unpacked");
     env.ok(&["forget", &third[..8]]);
 
     // stats: restore-size counts every snapshot's files; raw-data counts shared data once.
