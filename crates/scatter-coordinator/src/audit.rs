@@ -136,6 +136,43 @@ impl Unanswered {
     }
 }
 
+/// How long after its start a coordinator restored from a catalog backup waits for a
+/// host's first inventory before it audits the host anyway.
+const INVENTORY_WAIT: u64 = 600;
+
+/// Hosts whose inventory this coordinator has reconciled since it started. A catalog
+/// restored from a backup may place shards where the catalog it replaced had moved them
+/// from, and deleted them since: a host's first inventory marks those lost (the host's own
+/// word, which counts against nobody, as any loss it reports itself), and only then is the
+/// host audited, or asked about a shard a client reported. Audited first, healthy hosts
+/// failed audit after audit for shards they had rightly deleted, and were disqualified for
+/// good. A host that sends no inventory is audited anyway after [`INVENTORY_WAIT`].
+pub(crate) struct Inventoried {
+    started: u64,
+    hosts: Mutex<HashSet<HostId>>,
+}
+
+impl Default for Inventoried {
+    fn default() -> Self {
+        Self { started: now(), hosts: Mutex::default() }
+    }
+}
+
+impl Inventoried {
+    /// `host`'s inventory was reconciled.
+    pub(crate) fn note(&self, host: HostId) {
+        self.hosts.lock().unwrap_or_else(|p| p.into_inner()).insert(host);
+    }
+
+    /// Whether `host` may be audited at `now`; `restored`: the catalog was restored from a
+    /// backup lately (see [`crate::Shared::holding_orphans`]).
+    fn may_audit(&self, host: HostId, now: u64, restored: bool) -> bool {
+        !restored
+            || now >= self.started.saturating_add(INVENTORY_WAIT)
+            || self.hosts.lock().unwrap_or_else(|p| p.into_inner()).contains(&host)
+    }
+}
+
 /// Bytes proven per audit.
 const RANGE: u64 = 4096;
 /// The largest proof read from a host: the range, with a Bao tree's hashes for a shard of up
@@ -225,6 +262,9 @@ pub(crate) fn check_report(
     shard: ShardId,
     size: u64,
 ) -> bool {
+    if !shared.inventoried.may_audit(host, now(), shared.holding_orphans(now())) {
+        return false;
+    }
     let checks = &shared.report_checks;
     let Ok(slot) = checks.slots.0.clone().try_acquire_owned() else { return false };
     if !checks.admit(account, host, shard, now()) {
@@ -301,6 +341,8 @@ pub(crate) async fn pass(shared: &Arc<Shared>, fence: &crate::store::Fence) -> R
             targets.push(t);
         }
     }
+    let (at, restored) = (now(), shared.holding_orphans(now()));
+    targets.retain(|t| shared.inventoried.may_audit(t.0, at, restored));
     if targets.is_empty() {
         return Ok(());
     }
@@ -377,6 +419,17 @@ mod tests {
 
     fn target(host: u64, shard: u8) -> Target {
         (HostId(host), PackId::from_bytes([shard; 32]), 0, ShardId::from_bytes([shard; 32]), 4096)
+    }
+
+    #[test]
+    fn after_a_restore_a_host_is_audited_once_it_sent_its_inventory_or_after_a_while() {
+        let i = Inventoried { started: 1_000, hosts: Mutex::default() };
+        let (h1, h2) = (HostId(1), HostId(2));
+        assert!(i.may_audit(h1, 1_000, false), "a catalog not restored lately: at once");
+        assert!(!i.may_audit(h1, 1_000, true) && !i.may_audit(h2, 1_000, true));
+        i.note(h1);
+        assert!(i.may_audit(h1, 1_001, true) && !i.may_audit(h2, 1_001, true), "the one heard from");
+        assert!(i.may_audit(h2, 1_000 + INVENTORY_WAIT, true), "a host that sends none, in time");
     }
 
     #[test]

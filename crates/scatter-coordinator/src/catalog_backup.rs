@@ -48,6 +48,9 @@ pub(crate) const META_SEQ: &str = "catalog_backup.seq";
 pub(crate) const META_SEQ_USED: &str = "catalog_backup.seq_used";
 pub(crate) const META_TIME: &str = "catalog_backup.time";
 pub(crate) const META_CONTENT: &str = "catalog_backup.content";
+/// Changes committed before this time (unix seconds) are in the newest backup: it was taken
+/// after them, or nothing changed since one that was.
+const META_COVERS: &str = "catalog_backup.covers";
 
 /// What the backup job needs: present for a SQLite catalog only.
 pub(crate) struct Backups {
@@ -179,6 +182,8 @@ pub(crate) async fn take(shared: &Arc<Shared>, force: bool) -> Result<CatalogBac
     let b = shared.backups.as_ref().ok_or(BackupFailed::NotSqlite)?;
     let _one = b.running.lock().await;
     let last_content = shared.catalog(|s| s.meta(META_CONTENT)).await.map_err(local)?;
+    // Before the snapshot: what was committed in an earlier second is in it.
+    let covers = now();
     let sh = shared.clone();
     let dir = b.data_dir.clone();
     let access = b.public.access.to_bytes();
@@ -214,6 +219,10 @@ pub(crate) async fn take(shared: &Arc<Shared>, force: bool) -> Result<CatalogBac
     let Some(Snapshot { bundle, content }) = snap else {
         let seq = shared.catalog(|s| s.meta(META_SEQ)).await.map_err(local)?.and_then(|v| v.parse().ok());
         let time = shared.catalog(|s| s.meta(META_TIME)).await.map_err(local)?.and_then(|v| v.parse().ok());
+        if seq.is_some() {
+            // Nothing changed since the newest backup: it holds what the catalog holds now.
+            shared.catalog(move |s| s.set_meta(&[(META_COVERS, covers.to_string())])).await.map_err(local)?;
+        }
         return Ok(CatalogBackupResponse {
             seq: seq.unwrap_or(0),
             time: time.unwrap_or(0),
@@ -316,11 +325,27 @@ pub(crate) async fn take(shared: &Arc<Shared>, force: bool) -> Result<CatalogBac
     let (seq, time) = (header.seq, header.time);
     shared
         .catalog(move |s| {
-            s.set_meta(&[(META_SEQ, seq.to_string()), (META_TIME, time.to_string()), (META_CONTENT, content)])
+            s.set_meta(&[
+                (META_SEQ, seq.to_string()),
+                (META_TIME, time.to_string()),
+                (META_CONTENT, content),
+                (META_COVERS, covers.to_string()),
+            ])
         })
         .await
         .map_err(local)?;
     Ok(CatalogBackupResponse { seq, time, size: header.size, k, m, hosts: stored, taken: true })
+}
+
+/// Before when (unix seconds) a change must have been committed for the newest backup to
+/// hold it; `u64::MAX` without catalog backups (PostgreSQL). A shard the catalog places on a
+/// host is deleted there only once this passes the change that let it go (a release, a
+/// move): a coordinator recovered from the newest backup must find every shard it places.
+pub(crate) async fn covered(shared: &Arc<Shared>) -> Result<u64, crate::store::StoreError> {
+    if shared.backups.is_none() {
+        return Ok(u64::MAX);
+    }
+    Ok(shared.catalog(|s| s.meta(META_COVERS)).await?.and_then(|v| v.parse().ok()).unwrap_or(0))
 }
 
 /// The newest backup's sequence number and time, as recorded.

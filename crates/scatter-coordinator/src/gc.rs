@@ -36,8 +36,9 @@ async fn pass(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::S
     expire(shared, fence).await?;
     drop_idle_sessions(shared).await?;
     delete_abandoned(shared, fence).await?;
-    delete_orphans(shared, fence).await?;
-    let released_by = now().saturating_sub(shared.release_grace.as_secs());
+    let covered = crate::catalog_backup::covered(shared).await?;
+    delete_orphans(shared, fence, covered).await?;
+    let released_by = now().saturating_sub(shared.release_grace.as_secs()).min(covered.saturating_sub(1));
     let todo = shared.catalog(move |s| s.shards_to_delete(BATCH, released_by)).await?;
     if todo.is_empty() {
         return Ok(());
@@ -153,9 +154,10 @@ async fn delete_abandoned(shared: &Arc<Shared>, fence: &Fence) -> Result<(), cra
     .await
 }
 
-/// Deletes shard copies left on hosts after repair moved their shard elsewhere.
-async fn delete_orphans(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::StoreError> {
-    let todo = shared.catalog(|s| s.orphans(BATCH)).await?;
+/// Deletes shard copies left on hosts after repair moved their shard elsewhere (once the
+/// newest catalog backup knows the move: before `covered`), and unknown ones.
+async fn delete_orphans(shared: &Arc<Shared>, fence: &Fence, covered: u64) -> Result<(), crate::store::StoreError> {
+    let todo = shared.catalog(move |s| s.orphans(BATCH, covered)).await?;
     if todo.is_empty() {
         return Ok(());
     }

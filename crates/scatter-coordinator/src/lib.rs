@@ -198,6 +198,8 @@ pub(crate) struct Shared {
     pub report_checks: audit::ReportChecks,
     /// Audits each host left unanswered in a row (see `audit`).
     pub unanswered: audit::Unanswered,
+    /// Hosts whose inventory was reconciled since this coordinator started (see `audit`).
+    pub inventoried: audit::Inventoried,
     /// Where the deleter's next look for idle sessions starts (see `gc`).
     pub idle_sessions_from: std::sync::atomic::AtomicU64,
     pub http: reqwest::Client,
@@ -531,6 +533,7 @@ pub async fn run(
         read_charges: read_charges::ReadCharges::new(api::GRANT_TTL.as_secs()),
         report_checks: Default::default(),
         unanswered: Default::default(),
+        inventoried: Default::default(),
         idle_sessions_from: Default::default(),
         http: scatter_net::http_client(fingerprint, scatter_net::Peer::Host)
             .timeout(Duration::from_secs(30))

@@ -601,6 +601,8 @@ async fn repair(
         {
             repaired += 1;
             crate::api::place::spread_changed(shared);
+            // The copy left on `old` is deleted once a catalog backup knows the move.
+            shared.backup_soon();
             // Only a shard an active host lost (its inventory lacks it, or it failed an audit
             // or a check) counts against that host. Draining, retiring, going offline, a
             // shrunk capacity (`surplus`) or a crowded pack are not the host failing what it

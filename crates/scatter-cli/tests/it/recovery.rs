@@ -339,3 +339,76 @@ async fn a_recovery_during_a_key_replacement_takes_the_newest_backup_the_key_ope
     let warnings = log.lines().filter(|l| l.contains("sends another recovery access key")).count();
     assert_eq!(warnings, 1, "{log}");
 }
+
+/// Every shard the catalog in `db` places on a host, live, that this host's disk lacks.
+fn placed_but_missing(env: &Env, db: &rusqlite::Connection) -> Vec<String> {
+    let mut q = db
+        .prepare("SELECT s.host, s.hash FROM shards s JOIN packs p ON p.id = s.pack WHERE p.state = 'live' AND s.state = 'ok'")
+        .expect("sql");
+    let rows = q.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))).expect("sql");
+    rows.map(|r| r.expect("row"))
+        .filter(|(h, hash)| {
+            let hex = hex::encode(hash);
+            !host_dir(env, scatter_core::HostId(*h as u64)).join("shards").join(&hex[..2]).join(&hex).exists()
+        })
+        .map(|(h, hash)| format!("h{h}:{}", &hex::encode(hash)[..12]))
+        .collect()
+}
+
+/// Repair moves a dead host's shards elsewhere, and once the host is back its old copies
+/// are deleted. Those deletions waited for nothing: the newest catalog backup, taken before
+/// the moves, still placed the shards on that host, so a coordinator recovered from it
+/// audited healthy hosts for shards they had rightly deleted, disqualified them for good,
+/// and counted most packs as lost. Now a moved shard's old copy is deleted only once a
+/// catalog backup that knows the move is stored: the newest backup matches the disks.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_newest_catalog_backup_places_every_shard_where_it_is_after_a_repair() {
+    let mut env = grid(7).await;
+    let file = env.write_random("data", 24 << 20, 5);
+    env.put(&file, "data");
+    env.ok(&["admin", "catalog-backup"]);
+    let db = env.catalog_db();
+    let busiest = (0..7).max_by_key(|i| shard_files(&env.grid.host_dir(*i)).len()).expect("hosts");
+    assert!(!shard_files(&env.grid.host_dir(busiest)).is_empty());
+    env.grid.kill_host(busiest);
+
+    // Repaired elsewhere, then back: its old copies are orphans, deleted once it is online.
+    let started = Instant::now();
+    loop {
+        let h = json(&env.ok(&["admin", "health", "--json"]));
+        if h["packs_full"] == h["packs_total"] && h["shards_repaired"].as_u64() > Some(0) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(90), "not repaired: {h}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    env.grid.start_host(busiest).expect("the host restarts");
+    let started = Instant::now();
+    loop {
+        let orphans: i64 = db.query_row("SELECT COUNT(*) FROM orphans", [], |r| r.get(0)).expect("sql");
+        let left = shard_files(&env.grid.host_dir(busiest)).len();
+        let placed: i64 = db
+            .query_row("SELECT COUNT(*) FROM shards WHERE host = ?1", [host(&env, busiest).0 .0 as i64], |r| r.get(0))
+            .expect("sql");
+        if orphans == 0 && left as i64 == placed {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(90), "old copies not deleted: {orphans} orphans, {left} files");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(placed_but_missing(&env, &db).is_empty(), "the live catalog matches the disks");
+
+    // What a coordinator recovered now would have.
+    let key = env.path("offline-recovery.key");
+    std::fs::copy(env.grid.coordinator_dir().join("recovery.key"), &key).expect("copy the key");
+    let dir = env.path("recovered");
+    let out = recover(&env, &dir, &key);
+    assert!(out.status.success(), "recover: {}", String::from_utf8_lossy(&out.stderr));
+    let recovered = rusqlite::Connection::open(dir.join("catalog.db")).expect("recovered catalog");
+    let missing = placed_but_missing(&env, &recovered);
+    assert!(
+        missing.is_empty(),
+        "the newest backup places {} shard(s) where they were deleted: {missing:?}",
+        missing.len()
+    );
+}

@@ -703,6 +703,9 @@ async fn inventory(State(sh): S, Body(req): Body<InventoryRequest>) -> ApiResult
     })
     .await?;
     crate::audit::lost_while_struck(&sh, host, &done.marked).await;
+    if done.ack.is_some() {
+        sh.inventoried.note(host);
+    }
     if done.lost + done.orphaned > 0 {
         let (lost, orphaned) = (done.lost, done.orphaned);
         tracing::warn!(%host, lost, orphaned, "inventory differs from the catalog; lost shards will be repaired");

@@ -1120,7 +1120,7 @@ conformance! {
     fn reconcile_moves_and_orphans_are_recorded_and_counted() {
         let (_guard, store) = catalog();
         assert_eq!(store.repair_totals().expect("totals"), (0, 0));
-        assert!(store.orphans(10).expect("orphans").is_empty());
+        assert!(store.orphans(10, u64::MAX).expect("orphans").is_empty());
         let ann = user(&store, 1, "ann", Role::User, None, None);
         let h = [host(&store, 1, 0), host(&store, 2, 0), host(&store, 3, 0)];
         let s = store.add_session(ann, b"k", 0, 1000).expect("session");
@@ -1136,7 +1136,7 @@ conformance! {
         let again = store.reconcile(h[0], &inventory, 30, 60, 101).expect("reconcile");
         assert_eq!(counts(again), (0, 0, vec![y]), "nothing new");
         assert_eq!(store.degraded_packs(0, 10, &Default::default()).expect("degraded")[0].shards[0].3, ShardState::Lost);
-        assert_eq!(store.orphans(10).expect("orphans"), [(h[0], x)]);
+        assert_eq!(store.orphans(10, u64::MAX).expect("orphans"), [(h[0], x)]);
         // A shard the catalog places on the host is no orphan, however old.
         assert_eq!(counts(store.reconcile(h[1], &[(sid(1, 1), 1000)], 30, 60, 102).expect("reconcile")), (0, 0, vec![]));
 
@@ -1150,11 +1150,14 @@ conformance! {
         assert!(!moved(0, h[0], h[2]), "no longer on host 1");
         assert!(moved(1, h[1], h[0]));
         assert_eq!(store.repair_totals().expect("totals"), (2, 10 * GIB), "past 32 bits");
-        let mut orphans = store.orphans(10).expect("orphans");
+        let mut orphans = store.orphans(10, u64::MAX).expect("orphans");
         orphans.sort();
         assert_eq!(orphans, [(h[0], sid(1, 0)), (h[0], x), (h[1], sid(1, 1))]);
+        // The copies moved at 110 wait for a catalog backup taken after that second.
+        assert_eq!(store.orphans(10, 110).expect("orphans"), [(h[0], x)], "queued at 100, backed up by 110");
+        assert_eq!(store.orphans(10, 111).expect("orphans").len(), 3);
         // Shared out between hosts: host 1's two do not crowd out host 2's one.
-        let two = store.orphans(2).expect("orphans");
+        let two = store.orphans(2, u64::MAX).expect("orphans");
         assert!(two.len() == 2 && two.iter().any(|o| o.0 == h[1]), "{two:?}");
         // Moved back onto host 1 while its old copy is queued for deletion: refused (the
         // deleter may hold that copy in its list, and would delete the new one), and host 1
@@ -1165,14 +1168,14 @@ conformance! {
         store.orphan_deleted(h[0], &sid(1, 0), None, 115).expect("deleted");
         assert!(store.hosts_holding(&pid(1), &[sid(1, 0)]).expect("holding").is_empty());
         assert!(moved(0, h[2], h[0]));
-        let mut orphans = store.orphans(10).expect("orphans");
+        let mut orphans = store.orphans(10, u64::MAX).expect("orphans");
         orphans.sort();
         assert_eq!(orphans, [(h[0], x), (h[1], sid(1, 1)), (h[2], sid(1, 0))]);
         assert_eq!(store.repair_totals().expect("totals"), (3, 15 * GIB));
 
         store.orphan_deleted(h[0], &x, None, 120).expect("deleted");
         store.orphan_deleted(h[0], &y, None, 120).expect("not an orphan: nothing to do");
-        let mut orphans = store.orphans(10).expect("orphans");
+        let mut orphans = store.orphans(10, u64::MAX).expect("orphans");
         orphans.sort();
         assert_eq!(orphans, [(h[1], sid(1, 1)), (h[2], sid(1, 0))]);
     }

@@ -828,9 +828,9 @@ impl Store {
         Ok(text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default())
     }
 
-    /// Shard copies hosts should no longer keep: (host, shard). A copy that a live shard row
-    /// still places on that host is never listed.
-    pub fn orphans(&self, limit: usize) -> Result<Vec<(HostId, ShardId)>, StoreError> {
+    /// Shard copies hosts should no longer keep: (host, shard), queued before `before` (unix
+    /// seconds). A copy that a live shard row still places on that host is never listed.
+    pub fn orphans(&self, limit: usize, before: u64) -> Result<Vec<(HostId, ShardId)>, StoreError> {
         self.read(|conn| {
             // Shared out between the hosts: one host's many orphans (it may list made-up
             // shards) must not hold back the others'.
@@ -843,9 +843,10 @@ impl Store {
                 }
                 rows.extend(conn.query_map(
                     "SELECT o.host, o.hash FROM orphans o
-                     WHERE o.host = ?1 AND NOT EXISTS (SELECT 1 FROM shards s WHERE s.host = o.host AND s.hash = o.hash)
+                     WHERE o.host = ?1 AND o.since < ?3
+                       AND NOT EXISTS (SELECT 1 FROM shards s WHERE s.host = o.host AND s.hash = o.hash)
                      LIMIT ?2",
-                    params![h, each as i64],
+                    params![h, each as i64, before.min(i64::MAX as u64) as i64],
                     |r| Ok((HostId(r.get::<i64>(0)? as u64), ShardId::from_bytes(r.get::<[u8; 32]>(1)?))),
                 )?);
             }
