@@ -61,6 +61,8 @@ pub struct FetchReport {
     pub bad_shards: Vec<(HostId, ShardId, String)>,
     /// Hosts that could not be reached.
     pub unreachable_hosts: Vec<HostId>,
+    /// Shards their host refused to serve (it says it lacks them, say): not asked for again.
+    pub refused_shards: std::collections::HashSet<(HostId, ShardId)>,
 }
 
 /// Drives `stream` in a task of its own, one item ahead of the consumer: a consumer that
@@ -538,11 +540,13 @@ impl Fetcher {
         located.packs.into_iter().find(|p| p.id == run.pack).map(Arc::new)
     }
 
-    /// Whether the shard's host is worth asking: online for the coordinator, and not found
-    /// unreachable earlier in this run. Hosts die between the coordinator's last heartbeat and
-    /// a restore; without this every later pack would try the dead host first.
+    /// Whether the shard's host is worth asking: online for the coordinator, not found
+    /// unreachable earlier in this run, and not refusing this shard earlier in it. Hosts die
+    /// between the coordinator's last heartbeat and a restore; without this every later pack
+    /// would try the dead host first (and every run of a pack the host refused, the host).
     fn up(&self, s: &ShardLocation) -> bool {
-        s.online && !self.report.lock().unwrap_or_else(|p| p.into_inner()).unreachable_hosts.contains(&s.host)
+        let r = self.report.lock().unwrap_or_else(|p| p.into_inner());
+        s.online && !r.unreachable_hosts.contains(&s.host) && !r.refused_shards.contains(&(s.host, s.shard))
     }
 
     /// The pack's bytes rebuilt from parity (from hash-checked shards if `checked`), shared
@@ -717,7 +721,12 @@ impl Fetcher {
                     r.unreachable_hosts.push(host);
                 }
             }
-            TransferError::Refused(reason) => tracing::warn!(%host, %shard, %reason, "host refused a shard read"),
+            TransferError::Refused(reason) => {
+                let mut r = self.report.lock().unwrap_or_else(|p| p.into_inner());
+                if r.refused_shards.insert((host, shard)) {
+                    tracing::warn!(%host, %shard, %reason, "host refused a shard read; read from the others");
+                }
+            }
             // Read again with a new grant (see `fetch_copy`): no fault of the host's.
             TransferError::Spent(reason) => tracing::debug!(%host, %shard, %reason, "a grant was spent"),
         }

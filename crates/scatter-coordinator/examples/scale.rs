@@ -526,7 +526,8 @@ fn measure(store: &Store, grid: &Grid, quick: bool) -> BTreeMap<&'static str, St
         let (took, r) = time(|| store.audit_targets(cutoff, 4));
         assert_eq!(r.expect("audit targets").len(), 4, "four hosts to audit");
         add("12 checker: audit_targets (4)", took);
-        let (took, r) = time(|| store.shards_to_delete(256, u64::MAX).and_then(|d| Ok((d, store.orphans(256)?))));
+        let (took, r) =
+            time(|| store.shards_to_delete(256, u64::MAX).and_then(|d| Ok((d, store.orphans(256, u64::MAX)?))));
         let (deleting, orphans) = r.expect("deleter");
         assert!(deleting.is_empty() && orphans.is_empty(), "nothing was released");
         add("13 deleter: shards_to_delete + orphans", took);

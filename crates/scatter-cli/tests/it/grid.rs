@@ -109,6 +109,26 @@ async fn corrupt_shard_is_detected_and_routed_around() {
     assert_eq!(quarantined, 1, "the host did not quarantine its corrupt shard");
 }
 
+/// A host that lacks a shard it is asked for (its catalog is older than its disk, after a
+/// recovery, say) is asked for it once per read, not once per run of the pack: a restore
+/// after a recovery asked one host for one shard more than 60 times, with a warning each.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shard_its_host_lacks_is_asked_for_once() {
+    let env = quiet_grid(6).await;
+    let file = env.write_random("data", 12 << 20, 8);
+    env.put(&file, "data");
+    let shards = catalog(&env).shards;
+    assert_eq!(shards.len(), 6, "one 4+2 pack");
+    // Data shard 0: the first runs of a read (1 MiB, then 2 MiB) both need it.
+    let (_, _, gone, host) = *shards.iter().find(|s| s.1 == 0).expect("data shard 0 is stored");
+    let dir = host_dir(&env, host);
+    let path = shard_files(&dir).into_iter().find(|p| p.ends_with(gone.to_string())).expect("the shard's file");
+    std::fs::remove_file(&path).expect("remove the shard");
+    let stderr = env.get_and_compare("data", &file);
+    let refusals = stderr.matches("host refused a shard read").count();
+    assert_eq!(refusals, 1, "asked the host again for a shard it lacks: {stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn everything_survives_restarts() {
     let mut env = grid(6).await;
