@@ -2209,7 +2209,8 @@ async fn run(cmd: Cmd) -> Result<i32> {
                                 "{:<12} {:<16} {:<9} {:>12}  {whose}",
                                 i.id,
                                 escape(i.name.as_bytes()),
-                                i.role,
+                                // A role's Display ignores widths: padded as text.
+                                i.role.to_string(),
                                 i.quota.map(|q| ByteSize(q).to_string()).unwrap_or_else(|| "-".into()),
                             );
                         }

@@ -182,8 +182,15 @@ pub(crate) async fn take(shared: &Arc<Shared>, force: bool) -> Result<CatalogBac
     let b = shared.backups.as_ref().ok_or(BackupFailed::NotSqlite)?;
     let _one = b.running.lock().await;
     let last_content = shared.catalog(|s| s.meta(META_CONTENT)).await.map_err(local)?;
-    // Before the snapshot: what was committed in an earlier second is in it.
-    let covers = now();
+    // Changes carry whole seconds: the snapshot starts once the second after this one has,
+    // so that everything committed in this second or before is in it, whatever the request
+    // for a backup it asked (which this backup may have taken up, see `run`).
+    let covers = {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let next = t.as_secs() + 1;
+        tokio::time::sleep(Duration::from_secs(next).saturating_sub(t)).await;
+        next
+    };
     let sh = shared.clone();
     let dir = b.data_dir.clone();
     let access = b.public.access.to_bytes();

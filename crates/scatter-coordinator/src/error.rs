@@ -31,7 +31,7 @@ pub enum ApiError {
     TooFewHosts(String),
     /// Not enough hosts answer right now, but enough would with those whose heartbeats are
     /// late (suspect): worth retrying in a few seconds.
-    #[error("{0} ({1} host(s) are late with their heartbeats); retry in a few seconds")]
+    #[error("{0}, and {1} host(s) late with their heartbeats would make up the difference; retry in a few seconds")]
     HostsLate(String, usize),
     /// The request conflicts with the catalog's state.
     #[error("{0}")]

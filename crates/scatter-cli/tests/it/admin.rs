@@ -66,7 +66,12 @@ async fn admins_undo_what_they_did_and_nobody_else_can() {
     assert!(!reply.to_string().contains(&dave_id), "{reply}");
     assert_eq!(user(&env, 3)["disabled"], true);
     assert_eq!(user(&env, my)["quota"], 5 << 20);
-    assert!(env.ok(&["admin", "invite", "ls"]).contains(&dave_id));
+    let listed = env.ok(&["admin", "invite", "ls"]);
+    assert!(listed.contains(&dave_id));
+    // The quota column ends where its heading does, on every line.
+    for line in listed.lines() {
+        assert_eq!(line.get(52..54), Some("  "), "columns out of line: {listed}");
+    }
     assert_eq!(host_state(&env, 1), "draining");
 
     // The admin can.

@@ -395,7 +395,11 @@ async fn a_put_waits_for_a_late_host() {
         })
     };
     assert!(suspect, "the stopped host never became suspect");
-    env.put(&file, "data");
+    let out = env.scatter(&["put", file.to_str().expect("utf-8"), "--name", "data"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the put failed: {err}");
+    // It says to wait, not to change the grid.
+    assert!(err.contains("would make up the difference") && !err.contains("add hosts"), "{err}");
     assert!(resume.join().is_ok_and(|s| s.is_ok_and(|s| s.success())), "host 0 resumed");
     env.get_and_compare("data", &file);
 }

@@ -142,12 +142,12 @@ async fn a_governance_lock_is_lifted_by_an_admin_and_maxima_and_defaults_hold() 
     assert!(after >= before + 3000, "extended: {before} -> {after}");
     assert!(env.fails(&["admin", "lock", "lift", &id, "--reason", " "]).contains("say why"));
     // The start of the id, as `snapshots` shows it, will do (it was refused as not locked).
-    env.ok(&["admin", "lock", "lift", &id[..8], "--reason", "legal hold released"]);
+    env.ok(&["admin", "lock", "lift", &id[..8], "--reason", "Legal hold released"]);
     // Lifted once: a second lift is nothing to record (it said "Lifted" again).
     let err = env.fails(&["admin", "lock", "lift", &id, "--reason", "again"]);
     assert!(err.contains("is locked now"), "{err}");
     let events = env.ok(&["admin", "events"]);
-    assert!(events.contains("lock.lifted") && events.contains("legal hold released"), "{events}");
+    assert!(events.contains("lock.lifted") && events.contains("Legal hold released"), "the reason as given: {events}");
     env.ok(&["forget", &id]);
 
     // The grid's default maximum (a year), then an admin's for another user.

@@ -527,7 +527,8 @@ pub(super) async fn lift_lock(
     let (target, id) = (req.target, req.id.clone());
     let lifted = match db(&sh, move |s| s.lift_lock(target, &id, now())).await {
         Err(e) => {
-            event(&sh, &admin, "lock.lift_refused", format!("{target:?} {}: {e}", req.id).to_lowercase()).await;
+            let what = format!("{target:?}").to_lowercase();
+            event(&sh, &admin, "lock.lift_refused", format!("{what} {}: {e}", req.id)).await;
             return Err(e);
         }
         Ok(l) => l,
@@ -541,7 +542,9 @@ pub(super) async fn lift_lock(
     };
     let was =
         lock.map(|l| format!("{} until {}", l.mode, crate::lock::utc(l.until))).unwrap_or_else(|| "no lock".into());
-    let detail = format!("{:?} {} of {user} ({was}): {reason}", req.target, req.id).to_lowercase();
+    // Only the kind lowercased: the reason and the times are as given.
+    let what = format!("{:?}", req.target).to_lowercase();
+    let detail = format!("{what} {} of {user} ({was}): {reason}", req.id);
     event(&sh, &admin, "lock.lifted", detail).await;
     sh.backup_soon();
     Ok(Json(serde_json::json!({})))

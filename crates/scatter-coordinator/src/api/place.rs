@@ -205,6 +205,11 @@ fn choose_targets(
                 .iter()
                 .filter(|h| host_state(sh, h) == HostState::Suspect && !req.exclude.contains(&h.id))
                 .count();
+            if late > 0 && e.placed + late * per_domain >= e.needed {
+                // Nothing to change on the grid: those hosts are expected back (or this
+                // coordinator just started and has not heard from them yet).
+                return ApiError::HostsLate(e.why, late);
+            }
             let why = if e.full {
                 format!("{}; add hosts or capacity, or free space (`scatter forget` with `--prune`)", e.why)
             } else if e.cramped {
@@ -215,11 +220,7 @@ fn choose_targets(
             } else {
                 format!("{}; add hosts in other failure domains or zones, or relax the placement policy", e.why)
             };
-            if late > 0 && e.placed + late * per_domain >= e.needed {
-                ApiError::HostsLate(why, late)
-            } else {
-                ApiError::TooFewHosts(why)
-            }
+            ApiError::TooFewHosts(why)
         })?;
     Ok(req
         .shards

@@ -1307,7 +1307,13 @@ impl Store {
     /// Opens (creating the schema if needed) a catalog in the PostgreSQL database at `url`
     /// (`postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE`, libpq's URL form).
     pub fn open_postgres(url: &str) -> Result<Self, StoreError> {
-        let config: postgres::Config = url.parse().map_err(|e: postgres::Error| StoreError::Address(e.to_string()))?;
+        let mut config: postgres::Config =
+            url.parse().map_err(|e: postgres::Error| StoreError::Address(e.to_string()))?;
+        // The schema's `IF NOT EXISTS` statements each send a NOTICE at every start, which the
+        // driver logs: some 60 lines of noise. Warnings still come through.
+        let quiet = "-c client_min_messages=warning";
+        let options = config.get_options().map_or_else(|| quiet.to_owned(), |o| format!("{o} {quiet}"));
+        config.options(&options);
         let store = Self { db: Backend::Pg(sql::Pool::new(config, POSTGRES_CONNECTIONS)) };
         match store.init() {
             Err(StoreError::Sql(SqlError::Postgres(e)))
