@@ -1126,7 +1126,11 @@ fn main() {
         .with_writer(std::io::stderr);
     match cli.log_format {
         // Colour only for a person at a terminal, not in log files.
-        scatter_cli::logging::LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        scatter_cli::logging::LogFormat::Text if service => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        // A command's warnings are for the person who ran it, now: no time, no module path.
+        scatter_cli::logging::LogFormat::Text => {
+            logs.without_time().with_target(false).with_ansi(std::io::stderr().is_terminal()).init()
+        }
         scatter_cli::logging::LogFormat::Json => logs.json().with_ansi(false).init(),
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

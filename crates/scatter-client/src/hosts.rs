@@ -111,9 +111,12 @@ impl Hosts {
         })
     }
 
-    /// Notes that `host` could not be reached: placements leave it out for a while.
-    pub fn mark_down(&self, host: HostId) {
-        self.down.lock().unwrap_or_else(|p| p.into_inner()).insert(host, Instant::now());
+    /// Notes that `host` could not be reached: placements leave it out for a while. Whether
+    /// that is news (it was not noted down lately): uploads in flight to a host that just
+    /// died all fail, and one warning says it.
+    pub fn mark_down(&self, host: HostId) -> bool {
+        let before = self.down.lock().unwrap_or_else(|p| p.into_inner()).insert(host, Instant::now());
+        before.is_none_or(|at| at.elapsed() >= DOWN_FOR)
     }
 
     /// The hosts found unreachable in the last [`DOWN_FOR`]: a host that died during a backup

@@ -476,7 +476,7 @@ fn warn_reduced(survives: u8) {
     static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
         tracing::warn!(
-            "too few hosts are up for the grid's full redundancy: some data is stored to survive {survives} host loss(es) for now; the grid restores full redundancy as hosts return"
+            "too few hosts are up for the grid's full redundancy: some data is stored to survive {survives} host loss(es) for now; the grid restores full redundancy as hosts return (an admin disables a host gone for good: `scatter admin host disable HOST`)"
         );
     }
 }
@@ -722,9 +722,11 @@ async fn upload_shards(
             match res {
                 Ok(receipt) => placed[t.index as usize] = Some((t.host, receipt)),
                 Err(e) => {
-                    tracing::warn!(host = %t.host, shard = t.index, error = %e, "shard upload failed; placing it elsewhere");
-                    if matches!(e, crate::hosts::TransferError::Unreachable(_)) {
-                        hosts.mark_down(t.host);
+                    let unreachable = matches!(e, crate::hosts::TransferError::Unreachable(_));
+                    if !unreachable || hosts.mark_down(t.host) {
+                        tracing::warn!(host = %t.host, shard = t.index, error = %e, "shard upload failed; placing it elsewhere");
+                    } else {
+                        tracing::debug!(host = %t.host, shard = t.index, error = %e, "shard upload failed; placing it elsewhere");
                     }
                     errors.push(format!("host {} at {}: {e}", t.host, t.address));
                     failed_hosts.push(t.host);

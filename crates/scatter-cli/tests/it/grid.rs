@@ -127,6 +127,9 @@ async fn a_shard_its_host_lacks_is_asked_for_once() {
     let stderr = env.get_and_compare("data", &file);
     let refusals = stderr.matches("host refused a shard read").count();
     assert_eq!(refusals, 1, "asked the host again for a shard it lacks: {stderr}");
+    // A command's warning is for a person: no time, no module path.
+    let line = stderr.lines().find(|l| l.contains("host refused a shard read")).unwrap_or_default();
+    assert!(line.trim_start().starts_with("WARN host refused"), "{line}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -321,9 +324,10 @@ async fn a_dead_host_is_left_out_after_one_failed_upload() {
     let out = env.scatter(&["put", big.to_str().expect("utf-8"), "--name", "big"]);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stderr}");
-    // The packs already being placed when the first upload failed may each meet it once.
+    // The packs already being placed when the first upload failed may each meet it once;
+    // the user is told once.
     let failed = stderr.matches("shard upload failed").count();
-    assert!(failed <= 4, "{failed} uploads went to the dead host: {stderr}");
+    assert_eq!(failed, 1, "{failed} warnings for one dead host: {stderr}");
     env.get_and_compare("big", &big);
 }
 
