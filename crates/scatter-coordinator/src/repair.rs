@@ -203,8 +203,13 @@ async fn pass(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::S
             }
         };
         deferred.packs.insert(pack.id, now());
-        tracing::warn!(pack = %pack.id, error = %why, "pack could not be repaired now");
+        tracing::debug!(pack = %pack.id, error = %why, "pack could not be repaired now");
         *waits.entry(why).or_default() += 1;
+    }
+    // One line per reason, not per pack: a coordinator starting before its hosts have
+    // been heard from finds every pack waiting for the same thing.
+    for (why, packs) in &waits {
+        tracing::warn!(packs, error = %why, "pack(s) could not be repaired now");
     }
     // A failure only orders the queue, and an hour after the last one it is forgotten,
     // which also bounds what is kept.
