@@ -216,7 +216,7 @@ pub async fn extend(coord: &Coordinator, id: String, a: &RetentionArgs) -> Resul
     if r.expire_after.is_some() {
         bail!("`scatter lock` extends a lock; an expiry is set when the data is stored");
     }
-    coord
+    let until = coord
         .extend_lock(&scatter_proto::api::ExtendLockRequest {
             id: id.clone(),
             keep_until: r.keep_until,
@@ -224,6 +224,11 @@ pub async fn extend(coord: &Coordinator, id: String, a: &RetentionArgs) -> Resul
             mode: r.mode,
         })
         .await?;
-    println!("Snapshot {} is locked as asked.", &id[..8.min(id.len())]);
+    let short = &id[..8.min(id.len())];
+    match until {
+        Some(t) => println!("Snapshot {short} is locked until {}.", crate::billing::time(t)),
+        // A coordinator from before it said until when.
+        None => println!("Snapshot {short} is locked as asked."),
+    }
     Ok(())
 }

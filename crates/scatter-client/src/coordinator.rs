@@ -447,10 +447,11 @@ impl Coordinator {
         self.post(Repeat::Safe, "/v1/admin/users/locks", req).await
     }
 
-    /// Extends the lock of one of your snapshots.
-    pub async fn extend_lock(&self, req: &ExtendLockRequest) -> Result<(), ClientError> {
-        let _: serde_json::Value = self.post(Repeat::Safe, "/v1/snapshots/lock", req).await?;
-        Ok(())
+    /// Extends the lock of one of your snapshots; until when it holds now (unix seconds), if
+    /// the coordinator says.
+    pub async fn extend_lock(&self, req: &ExtendLockRequest) -> Result<Option<u64>, ClientError> {
+        let answer: serde_json::Value = self.post(Repeat::Safe, "/v1/snapshots/lock", req).await?;
+        Ok(answer["until"].as_u64())
     }
 
     /// Removes a user and its data (admins only).

@@ -137,7 +137,8 @@ async fn a_governance_lock_is_lifted_by_an_admin_and_maxima_and_defaults_hold() 
     let before = json(&env.ok(&["snapshots", "--json"]))[0]["lock_until"].as_u64().expect("end");
     let err = env.fails(&["lock", &id[..8], "--keep-for", "10m"]);
     assert!(err.contains("governance lock runs until") && err.contains("only ever extended"), "{err}");
-    env.ok(&["lock", &id[..8], "--keep-for", "2h"]);
+    let said = env.ok(&["lock", &id[..8], "--keep-for", "2h"]);
+    assert!(said.contains("is locked until 20"), "says until when: {said}");
     let after = json(&env.ok(&["snapshots", "--json"]))[0]["lock_until"].as_u64().expect("end");
     assert!(after >= before + 3000, "extended: {before} -> {after}");
     assert!(env.fails(&["admin", "lock", "lift", &id, "--reason", " "]).contains("say why"));

@@ -244,5 +244,5 @@ pub(super) async fn extend_lock(
     }
     let detail = format!("snapshot {} of {}: {} until {}", &req.id[..8], u.id, lock.mode, crate::lock::utc(lock.until));
     event(&sh, &u, "lock.extended", detail).await;
-    Ok(Json(serde_json::json!({})))
+    Ok(Json(serde_json::json!({ "until": lock.until })))
 }
