@@ -74,6 +74,11 @@ pub struct BackupHabits {
     /// everything is read and looked up, nothing is uploaded or committed.
     #[arg(long, short = 'n')]
     pub dry_run: bool,
+    /// Trust a file's size and mtime alone, whatever its inode number: for the first backup
+    /// after a restore (every file has a new inode), or file systems whose inode numbers do
+    /// not last (some FUSE and network mounts).
+    #[arg(long)]
+    pub ignore_inode: bool,
 }
 
 impl BackupHabits {
@@ -170,6 +175,7 @@ pub async fn backup(a: BackupArgs) -> Result<i32> {
         policy: a.policy,
         hostname: a.hostname,
         force: a.force,
+        ignore_inode: a.habits.ignore_inode,
         retention: a.retention,
     };
     let coord = p.coordinator()?;

@@ -73,6 +73,10 @@ pub struct BackupOptions {
     pub hostname: Option<String>,
     /// Read every file even if the parent snapshot says it is unchanged.
     pub force: bool,
+    /// Trust a file's size and mtime alone, whatever its inode number (as restic's
+    /// `--ignore-inode`): after a restore, which gives every file a new inode, or on file
+    /// systems whose inode numbers do not last (some FUSE and network mounts).
+    pub ignore_inode: bool,
     /// Leave out files larger than this many bytes.
     pub exclude_larger_than: Option<u64>,
     /// Markers, as restic's `--exclude-if-present NAME[:HEADER]`: a directory holding a file
@@ -323,7 +327,7 @@ pub async fn backup(
     }
 
     if opts.dry_run {
-        return dry_run(coord, keys, hosts, progress, roots, filter, parent, started).await;
+        return dry_run(coord, keys, hosts, progress, roots, filter, parent, opts.ignore_inode, started).await;
     }
     let session = Session::open(coord, keys.write_keys()).await?;
     let mut uploader =
@@ -332,7 +336,8 @@ pub async fn backup(
     uploader.report_to(progress.clone());
     // One batch read ahead: the uploader holds another while its dedup lookup runs.
     let (tx, mut rx) = mpsc::channel::<Batch>(1);
-    let walker = spawn_walker(coord, keys, hosts, progress, roots, filter, parent.as_ref().map(|p| p.1), tx);
+    let parent_tree = parent.as_ref().map(|p| p.1);
+    let walker = spawn_walker(coord, keys, hosts, progress, roots, filter, parent_tree, opts.ignore_inode, tx);
     let stored: Result<(), ClientError> = async {
         while let Some(batch) = rx.recv().await {
             match batch {
@@ -406,10 +411,12 @@ fn spawn_walker(
     roots: Vec<PathBuf>,
     filter: Filter,
     parent_tree: Option<ChunkId>,
+    ignore_inode: bool,
     tx: mpsc::Sender<Batch>,
 ) -> tokio::task::JoinHandle<(Result<ChunkId, ClientError>, Walker)> {
     let mut w = Walker {
         tx: Some(tx),
+        ignore_inode,
         dedup: keys.write_keys().dedup_key(),
         filter,
         trees: parent_tree.map(|_| Trees::new(Fetcher::new(coord, hosts, keys))),
@@ -441,10 +448,12 @@ async fn dry_run(
     roots: Vec<PathBuf>,
     filter: Filter,
     parent: Option<(String, ChunkId)>,
+    ignore_inode: bool,
     started: Instant,
 ) -> Result<BackupReport, ClientError> {
     let (tx, mut rx) = mpsc::channel::<Batch>(2);
-    let walker = spawn_walker(coord, keys, hosts, progress, roots, filter, parent.as_ref().map(|p| p.1), tx);
+    let parent_tree = parent.as_ref().map(|p| p.1);
+    let walker = spawn_walker(coord, keys, hosts, progress, roots, filter, parent_tree, ignore_inode, tx);
     let (mut new_chunks, mut new_bytes) = (0usize, 0u64);
     let looked_up: Result<(), ClientError> = async {
         while let Some(Batch::Data(chunks) | Batch::Trees(chunks)) = rx.recv().await {
@@ -541,6 +550,8 @@ struct Walker {
     tx: Option<mpsc::Sender<Batch>>,
     dedup: DedupKey,
     filter: Filter,
+    /// A file's size and mtime alone say it is unchanged (see [`BackupOptions::ignore_inode`]).
+    ignore_inode: bool,
     trees: Option<Trees>,
     runtime: tokio::runtime::Handle,
     progress: Arc<dyn Progress>,
@@ -678,7 +689,7 @@ impl Walker {
             matches!(p.kind, NodeKind::File { .. })
                 && p.size == node.size
                 && p.mtime_ns == node.mtime_ns
-                && p.inode == node.inode
+                && (self.ignore_inode || p.inode == node.inode)
         }) {
             self.summary.files_unmodified += 1;
             self.refs.extend(p.chunk_ids().map(|(id, _)| id));

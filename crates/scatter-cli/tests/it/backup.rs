@@ -553,3 +553,34 @@ async fn a_sparse_restore_leaves_holes_where_the_file_has_zeros() {
     let taken = allocated(&restored(&sparse, &blocks));
     assert!(taken <= 1 << 20, "the sparse restore took {taken} bytes for 64 KiB of data");
 }
+
+/// Files given new inodes with their size and mtime kept (as a restore gives them) are read
+/// again by the next backup, unless `--ignore-inode` says size and mtime are enough.
+#[tokio::test(flavor = "multi_thread")]
+async fn ignore_inode_trusts_size_and_mtime_after_files_got_new_inodes() {
+    let env = grid(6).await;
+    let src = env.path("data");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    for i in 0..4u64 {
+        std::fs::rename(env.write_random("tmp", 100_000, i), src.join(format!("f{i}"))).expect("mv");
+    }
+    env.ok(&["backup", s(&src)]);
+    let renew = || {
+        for i in 0..4 {
+            let (f, tmp) = (src.join(format!("f{i}")), src.join(format!("f{i}.new")));
+            let copied = std::process::Command::new("cp").arg("-p").arg(&f).arg(&tmp).status().expect("cp");
+            assert!(copied.success());
+            std::fs::rename(&tmp, &f).expect("mv");
+        }
+    };
+    renew();
+    let plain = json(&env.ok(&["backup", s(&src), "--json"]));
+    assert_eq!((plain["files_changed"].as_u64(), plain["files_unmodified"].as_u64()), (Some(4), Some(0)), "{plain}");
+    renew();
+    let trusting = json(&env.ok(&["backup", s(&src), "--ignore-inode", "--json"]));
+    assert_eq!(
+        (trusting["files_changed"].as_u64(), trusting["files_unmodified"].as_u64()),
+        (Some(0), Some(4)),
+        "{trusting}"
+    );
+}
