@@ -615,8 +615,8 @@ impl Walker {
                         continue;
                     }
                 };
+                // A folder above the paths backed up: recorded, not counted as backed up.
                 let sub = self.build_level(&path, &below, prev.and_then(|p| p.subtree()))?;
-                self.summary.dirs += 1;
                 nodes.push(node_meta(name.as_bytes(), &meta, NodeKind::Dir { subtree: *sub.as_bytes() }, &path));
             }
         }

@@ -564,7 +564,9 @@ async fn ignore_inode_trusts_size_and_mtime_after_files_got_new_inodes() {
     for i in 0..4u64 {
         std::fs::rename(env.write_random("tmp", 100_000, i), src.join(format!("f{i}"))).expect("mv");
     }
-    env.ok(&["backup", s(&src)]);
+    let first = json(&env.ok(&["backup", s(&src), "--json"]));
+    // The folder backed up, not the folders above it.
+    assert_eq!(first["dirs"], 1, "{first}");
     let renew = || {
         for i in 0..4 {
             let (f, tmp) = (src.join(format!("f{i}")), src.join(format!("f{i}.new")));
