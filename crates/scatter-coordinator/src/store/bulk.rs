@@ -65,6 +65,11 @@ fn blob(b: &[u8]) -> Value {
     Value::Blob(b.to_vec())
 }
 
+/// The distinct chunks `o` references, as a commit counts them.
+fn refs(o: &BulkObject) -> u64 {
+    o.chunks.iter().collect::<std::collections::HashSet<_>>().len() as u64
+}
+
 impl Store {
     /// Records `packs` (with shards, chunks and the hosts' counters) and `objects` (with
     /// their chunk references) of `user` in one transaction, without the checks of a commit
@@ -202,14 +207,15 @@ fn load(tx: &Sql<'_>, user: UserId, packs: &[BulkPack], objects: &[BulkObject]) 
             Value::Blob(o.manifest.clone()),
             Value::Int(o.size as i64),
             Value::Int(o.created as i64),
+            Value::Int(refs(o) as i64),
         ]);
     }
     // The database numbers the objects; the names (new, so unique) say which is which.
     let mut ids: HashMap<String, i64> = HashMap::with_capacity(objects.len());
     tx.insert_many(
-        "INSERT INTO objects (user, name, version, session, manifest, size, created) VALUES",
+        "INSERT INTO objects (user, name, version, session, manifest, size, created, refs) VALUES",
         "RETURNING name, id",
-        7,
+        8,
         &rows,
         |r| {
             ids.insert(r.get(0)?, r.get(1)?);
@@ -219,7 +225,10 @@ fn load(tx: &Sql<'_>, user: UserId, packs: &[BulkPack], objects: &[BulkObject]) 
     rows.clear();
     // What the catalog keeps of each, counted as a commit counts it.
     for o in objects {
-        let cost = o.name.len() as u64 + o.manifest.len() as u64 + super::OBJECT_ROW_BYTES;
+        let cost = o.name.len() as u64
+            + o.manifest.len() as u64
+            + super::OBJECT_ROW_BYTES
+            + refs(o) * super::backup::SNAPSHOT_REF_BYTES;
         super::catalog_bytes(tx, user.0 as i64, &o.name, cost as i64)?;
     }
     for o in objects {

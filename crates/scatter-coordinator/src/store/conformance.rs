@@ -528,6 +528,42 @@ conformance! {
         assert_eq!(store.quota_usage(ann).expect("usage"), store.usage(ann).expect("usage"));
     }
 
+    fn an_objects_chunk_references_count_against_the_quota() {
+        // Attack (red team): commits of tiny objects naming every chunk of the account each,
+        // 3,000 references a commit, grew the catalog 20 MB in 20 s and the catalog backups
+        // from 0.4 to 39 MiB, while the quota counted 169 bytes a commit.
+        let (_guard, store) = catalog();
+        let r = crate::store::backup::SNAPSHOT_REF_BYTES;
+        let base = 64 + 4 * CHUNK_ROW_BYTES;
+        let each = 1 + 32 + 128;
+        // Room for one object naming the four chunks (once each, whatever the list repeats).
+        let ann = user(&store, 1, "ann", Role::User, Some(base + each + 4 * r + 100), None);
+        let h = host(&store, 1, 0);
+        let s = store.add_session(ann, b"k", 0, 100).expect("session");
+        Pack::new(1, 1, &[h]).chunks(&[1, 2, 3, 4]).commit(&store, ann, s, 1);
+        let chunks = [cid(1), cid(2), cid(3), cid(4), cid(1)];
+        let object = |name| NewObject {
+            name,
+            session: s,
+            manifest: &[7u8; 32],
+            meta: None,
+            size: 0,
+            chunks: &chunks,
+            if_attributes: None,
+        };
+        let none = (None, None);
+        store.commit_object_held(ann, &object("a"), false, false, none, 2).expect("a");
+        assert_eq!(store.quota_usage(ann).expect("usage"), base + each + 4 * r, "its four references count");
+        assert!(matches!(
+            store.commit_object_held(ann, &object("b"), false, false, none, 3),
+            Err(StoreError::QuotaFull)
+        ));
+        // Given back with the version.
+        store.remove_object(ann, "a", 5).expect("remove");
+        assert_eq!(store.quota_usage(ann).expect("usage"), base);
+        store.commit_object_held(ann, &object("b"), false, false, none, 6).expect("b fits now");
+    }
+
     fn a_pack_whose_chunk_rows_pass_the_quota_is_refused_whole() {
         // Its placement was checked for its shards' bytes only: a pack may then declare a
         // chunk per 30 bytes, each row costing more quota than the bytes it names. Attack:

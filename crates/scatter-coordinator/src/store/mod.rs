@@ -255,6 +255,8 @@ CREATE TABLE IF NOT EXISTS objects (
     size INTEGER NOT NULL,
     created INTEGER NOT NULL,
     meta BLOB,
+    -- The distinct chunks it references (its rows in object_chunks), counted in its cost.
+    refs INTEGER NOT NULL DEFAULT 0,
     UNIQUE (user, name, version)
 );
 CREATE INDEX IF NOT EXISTS objects_by_session ON objects(session);
@@ -542,7 +544,13 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // `devices`).
     (18, "ALTER TABLE devices ADD COLUMN unproven INTEGER NOT NULL DEFAULT 0"),
     // Events numbered per actor too (see `events`): the events before count as the oldest.
-    (23, "ALTER TABLE events ADD COLUMN k INTEGER NOT NULL DEFAULT 0"),
+    // And an object version's chunk references counted in what it costs the catalog.
+    (
+        23,
+        "ALTER TABLE events ADD COLUMN k INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE objects ADD COLUMN refs INTEGER NOT NULL DEFAULT 0;
+         UPDATE objects SET refs = (SELECT COUNT(*) FROM object_chunks oc WHERE oc.object = objects.id)",
+    ),
 ];
 
 /// A catalog failure.
@@ -1000,9 +1008,11 @@ fn stored(conn: &Sql<'_>, user: i64, pack: &[u8], packs: i64, bytes: i64, logica
 }
 
 /// What one object version takes in the catalog, as SQL over a row of `objects`: its
-/// encrypted name, sealed manifest and attributes, and [`OBJECT_ROW_BYTES`].
+/// encrypted name, sealed manifest and attributes, [`OBJECT_ROW_BYTES`], and a reference's
+/// bytes ([`backup::SNAPSHOT_REF_BYTES`]) for each chunk it names.
 /// (`OCTET_LENGTH`: a name's bytes, as the commit counts them, not its characters.)
-const OBJECT_BYTES: &str = "(OCTET_LENGTH(name) + LENGTH(manifest) + COALESCE(LENGTH(meta), 0) + 128)";
+const OBJECT_BYTES: &str = "(OCTET_LENGTH(name) + LENGTH(manifest) + COALESCE(LENGTH(meta), 0) + 128 + refs * 256)";
+const _: () = assert!(OBJECT_ROW_BYTES == 128 && backup::SNAPSHOT_REF_BYTES == 256, "as OBJECT_BYTES counts");
 /// What an object version's row takes beyond its name, manifest and attributes (ids, sizes,
 /// indexes), as [`OBJECT_BYTES`] counts it.
 const OBJECT_ROW_BYTES: u64 = 128;
@@ -1467,6 +1477,19 @@ impl Store {
                         params![],
                     )?;
                 }
+            }
+            if version == Some(23) {
+                // Counted since schema 24: an object version's chunk references (a catalog of
+                // 22 or before counted every object anew from its rows, above, with them).
+                c.execute(
+                    &format!(
+                        "INSERT INTO catalog_usage (user, slot, bytes)
+                         SELECT user, 0, CAST(SUM(refs) * {} AS BIGINT) FROM objects GROUP BY user
+                         ON CONFLICT (user, slot) DO UPDATE SET bytes = catalog_usage.bytes + excluded.bytes",
+                        backup::SNAPSHOT_REF_BYTES
+                    ),
+                    params![],
+                )?;
             }
             c.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -2199,15 +2222,30 @@ fn commit_one(
             return Err(StoreError::Changed);
         }
     }
-    // The catalog keeps the version's name, manifest and attributes: they count against the
-    // quota, or an account could grow the catalog (and its backups on the hosts) without
-    // bound with large manifests of no data.
-    let cost = name.len() as u64 + manifest.len() as u64 + meta.map_or(0, |m| m.len() as u64) + OBJECT_ROW_BYTES;
+    // The catalog keeps the version's name, manifest, attributes and chunk references: they
+    // count against the quota, or an account could grow the catalog (and its backups on the
+    // hosts) without bound with large manifests, or long chunk lists, of no data.
+    let refs = chunks.iter().collect::<std::collections::HashSet<_>>().len() as u64;
+    let cost = name.len() as u64
+        + manifest.len() as u64
+        + meta.map_or(0, |m| m.len() as u64)
+        + OBJECT_ROW_BYTES
+        + refs * backup::SNAPSHOT_REF_BYTES;
     check_quota(tx, user.0 as i64, cost)?;
     let object: i64 = tx.query_row(
-        "INSERT INTO objects (user, name, version, session, manifest, size, created, meta)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
-        params![user.0 as i64, name, version as i64, session as i64, manifest, size as i64, now as i64, meta],
+        "INSERT INTO objects (user, name, version, session, manifest, size, created, meta, refs)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
+        params![
+            user.0 as i64,
+            name,
+            version as i64,
+            session as i64,
+            manifest,
+            size as i64,
+            now as i64,
+            meta,
+            refs as i64
+        ],
         |r| r.get(0),
     )?;
     catalog_bytes(tx, user.0 as i64, name, cost as i64)?;
