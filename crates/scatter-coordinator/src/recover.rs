@@ -210,11 +210,16 @@ pub async fn recover(opts: &RecoverOptions) -> Result<Recovered, RecoverError> {
             continue;
         };
         let at = hosts.len();
+        // A shard listed twice is asked for once: a hostile host listed each of its shards
+        // 128 times, and was asked for every copy before any other host.
+        let mut listed = std::collections::HashSet::new();
         for entry in listing.entries.iter().take(cb::KEEP_BACKUPS * cb::MAX_BACKUP_SHARDS * 4) {
             let Some(raw) = cb::header_bytes(&entry.header) else { continue };
             match BackupHeader::open(&raw, &key.signing_public) {
                 Ok(h) if h.grid == key.grid_id() && h.seq == entry.seq && (entry.index as usize) < h.total() => {
-                    found.push((h.seq, h.k, entry.index, at));
+                    if listed.insert((h.seq, entry.index)) {
+                        found.push((h.seq, h.k, entry.index, at));
+                    }
                     headers.entry(h.seq).or_insert((raw, h));
                 }
                 Ok(_) => notes.push(format!(
@@ -235,8 +240,10 @@ pub async fn recover(opts: &RecoverOptions) -> Result<Recovered, RecoverError> {
     }
     notes.extend(refusals);
 
-    // The newest backup with enough shards that actually arrive and check.
+    // The newest backup with enough shards that actually arrive and check, from hosts that
+    // have not failed to serve one.
     let mut undecryptable = None;
+    let mut failed = std::collections::HashSet::new();
     loop {
         let Some(seq) = recovery::pick_backup(&found.iter().map(|f| (f.0, f.1, f.2)).collect::<Vec<_>>()) else {
             if let Some(seq) = undecryptable {
@@ -263,15 +270,20 @@ pub async fn recover(opts: &RecoverOptions) -> Result<Recovered, RecoverError> {
         let (signed, header) = headers.get(&seq).cloned().expect("every found shard's header is kept");
         let mut shards: Vec<Option<Vec<u8>>> = vec![None; header.total()];
         let mut have = 0;
+        // A shard file is its signed header and the shard: nothing longer is read, so a host
+        // trickling bytes holds a request up for no longer than that many bytes take at the
+        // slowest rate allowed.
+        let limit = (signed.len() as u64 + 16).saturating_add(header.shard_size).min(MAX_BACKUP_SHARD);
         for (_, _, index, at) in found.iter().filter(|f| f.0 == seq) {
-            if have >= header.k as usize || shards[*index as usize].is_some() {
+            if have >= header.k as usize || shards[*index as usize].is_some() || failed.contains(at) {
                 continue;
             }
             let host = &hosts[*at];
-            let raw = match get(&http, &key, host, &format!("/catalog/{seq}/{index}"), MAX_BACKUP_SHARD).await {
+            let raw = match get(&http, &key, host, &format!("/catalog/{seq}/{index}"), limit).await {
                 Ok(b) => b,
                 Err(e) => {
                     notes.push(e.into_note());
+                    failed.insert(*at);
                     continue;
                 }
             };
@@ -280,8 +292,15 @@ pub async fn recover(opts: &RecoverOptions) -> Result<Recovered, RecoverError> {
                     shards[*index as usize] = Some(o.shard.to_vec());
                     have += 1;
                 }
-                Ok(_) => notes.push(format!("{} served another shard than it listed: refused", host.url)),
-                Err(e) => notes.push(format!("{} served a bad shard of backup {seq}: {e}", host.url)),
+                // A host that fails once is asked for nothing more: the others are.
+                Ok(_) => {
+                    notes.push(format!("{} served another shard than it listed: refused", host.url));
+                    failed.insert(*at);
+                }
+                Err(e) => {
+                    notes.push(format!("{} served a bad shard of backup {seq}: {e}", host.url));
+                    failed.insert(*at);
+                }
             }
         }
         let decoded = (have >= header.k as usize)
