@@ -77,6 +77,9 @@ pub struct Sample {
 /// A session's row: device, host, CSRF token, opened, last used.
 type SessionColumns = (Option<i64>, Option<i64>, [u8; 32], i64, i64);
 
+/// Dashboard sessions one device (or host operator) keeps open: its newest.
+pub const SESSIONS_PER_HOLDER: i64 = 16;
+
 /// Samples kept: about 30 days at one per 5 minutes.
 pub const SAMPLES_KEPT: i64 = 8_640;
 
@@ -134,6 +137,24 @@ impl Store {
                  VALUES (?1, ?2, (SELECT user FROM devices WHERE id = ?2), ?3, ?4, ?5, ?5)",
                 params![&session[..], device, host, &csrf[..], now as i64],
             )?;
+            // The holder's newest sessions only: sessions nobody opens again are never swept
+            // otherwise, and one account made 3,000 in 11 s (red team).
+            let (column, id) = match (device, host) {
+                (Some(d), _) => ("device", d),
+                (None, Some(h)) => ("host", h),
+                (None, None) => return Ok(Some(holder)),
+            };
+            let oldest_kept: Option<i64> = c.query_opt(
+                &format!("SELECT created FROM dashboard_sessions WHERE {column} = ?1 ORDER BY created DESC LIMIT 1 OFFSET ?2"),
+                params![id, SESSIONS_PER_HOLDER - 1],
+                |r| r.get(0),
+            )?;
+            if let Some(oldest) = oldest_kept {
+                c.execute(
+                    &format!("DELETE FROM dashboard_sessions WHERE {column} = ?1 AND created < ?2"),
+                    params![id, oldest],
+                )?;
+            }
             Ok(Some(holder))
         })
     }
@@ -298,6 +319,24 @@ mod tests {
             // Enabling the account again brings neither back.
             assert!(store.set_disabled(UserId(1), false).expect("enable"));
             assert!(store.dashboard_session(&[13; 32], 102, 60, 600).expect("sql").is_none());
+        }
+
+        fn a_device_keeps_its_newest_sessions_only() {
+            // Attack (red team): one account opened 3,000 sessions in 11 s, and sessions
+            // nobody opened again were never swept.
+            let (_g, store) = with_user();
+            let h = Holder::Host(HostId(4));
+            store.add_dashboard_link(&[0; 32], h, 10_000, 10).expect("link");
+            store.redeem_dashboard_link(&[0; 32], &[0; 32], &[0; 32], 10).expect("sql").expect("the host's");
+            let extra = 3u8;
+            for i in 1..=(SESSIONS_PER_HOLDER as u8 + extra) {
+                store.add_dashboard_link(&[i; 32], D1, 10_000, 100).expect("link");
+                store.redeem_dashboard_link(&[i; 32], &[i; 32], &[0; 32], 100 + u64::from(i)).expect("sql").expect("open");
+            }
+            let open = |i: u8| store.dashboard_session(&[i; 32], 200, 600, 6_000).expect("sql").is_some();
+            assert!((1..=extra).all(|i| !open(i)), "the oldest went");
+            assert!((extra + 1..=SESSIONS_PER_HOLDER as u8 + extra).all(open), "the newest stay");
+            assert!(open(0), "another holder's stays");
         }
 
         fn samples_are_kept_in_time_order() {
