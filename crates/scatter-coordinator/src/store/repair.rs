@@ -232,7 +232,6 @@ fn note_unknown(
     held: &[(ShardId, u64)],
     placed: Option<&std::collections::HashSet<ShardId>>,
     grace: u64,
-    now: u64,
     out: &mut Reconciled,
 ) -> Result<(), StoreError> {
     // What a host may have queued as orphans at once: the rest is noted by later inventories
@@ -254,9 +253,13 @@ fn note_unknown(
             if room == 0 {
                 continue;
             }
+            // Queued as of time 0: no catalog backup need record anything before it goes (the
+            // catalog never placed it here since its last backup; a copy a move left is queued
+            // by the move, with the move's time). Queued as of now, it waited for a backup that
+            // nothing asked for, up to the backup interval.
             let added = tx.execute(
-                "INSERT INTO orphans (host, hash, since) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-                params![h, id.as_bytes(), now as i64],
+                "INSERT INTO orphans (host, hash, since) VALUES (?1, ?2, 0) ON CONFLICT DO NOTHING",
+                params![h, id.as_bytes()],
             )? as u64;
             out.orphaned += added;
             room -= added;
@@ -520,7 +523,7 @@ impl Store {
         inventory: &[(ShardId, u64)],
         settled: u64,
         grace: u64,
-        now: u64,
+        _now: u64,
     ) -> Result<Reconciled, StoreError> {
         self.write(|tx| {
             let h = host.0 as i64;
@@ -551,7 +554,7 @@ impl Store {
             )?;
             let mut out = Reconciled { unsettled, ..Reconciled::default() };
             mark_lost(tx, h, &gone, settled, &mut out)?;
-            note_unknown(tx, h, inventory, Some(&placed), grace, now, &mut out)?;
+            note_unknown(tx, h, inventory, Some(&placed), grace, &mut out)?;
             out.ack = Some(tx.query_row(
                 "UPDATE hosts SET inventory_ack = inventory_ack + 1 WHERE id = ?1 RETURNING inventory_ack",
                 params![h],
@@ -576,7 +579,7 @@ impl Store {
         removed: &[ShardId],
         settled: u64,
         grace: u64,
-        now: u64,
+        _now: u64,
     ) -> Result<Reconciled, StoreError> {
         self.write(|tx| {
             let h = host.0 as i64;
@@ -591,7 +594,7 @@ impl Store {
             };
             let mut out = Reconciled { ack: Some(ack), ..Reconciled::default() };
             mark_lost(tx, h, removed, settled, &mut out)?;
-            note_unknown(tx, h, added, None, grace, now, &mut out)?;
+            note_unknown(tx, h, added, None, grace, &mut out)?;
             Ok(out)
         })
     }
