@@ -98,7 +98,7 @@ async fn corrupt_shard_is_detected_and_routed_around() {
     // Data shard 1: a get reads data shards only.
     let (_, _, bad, host) = *shards.iter().find(|s| s.1 == 1).expect("data shard 1 is stored");
     let dir = host_dir(&env, host);
-    let path = shard_files(&dir).into_iter().find(|p| p.ends_with(bad.to_string())).expect("the shard's file");
+    let path = shard_file(&env, host, bad);
     flip_byte(&path);
     let stderr = env.get_and_compare("data", &file);
     assert!(
@@ -121,8 +121,7 @@ async fn a_shard_its_host_lacks_is_asked_for_once() {
     assert_eq!(shards.len(), 6, "one 4+2 pack");
     // Data shard 0: the first runs of a read (1 MiB, then 2 MiB) both need it.
     let (_, _, gone, host) = *shards.iter().find(|s| s.1 == 0).expect("data shard 0 is stored");
-    let dir = host_dir(&env, host);
-    let path = shard_files(&dir).into_iter().find(|p| p.ends_with(gone.to_string())).expect("the shard's file");
+    let path = shard_file(&env, host, gone);
     std::fs::remove_file(&path).expect("remove the shard");
     let stderr = env.get_and_compare("data", &file);
     let refusals = stderr.matches("host refused a shard read").count();

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use common::attacker::{now, Attacker};
 use common::{
-    catalog, coordinator_key, fingerprint, flip_byte, grid, grid_with, host, host_dir, quiet_grid, run, shard_files,
-    uploaded_pack, Env,
+    catalog, coordinator_key, fingerprint, flip_byte, grid, grid_with, host, host_dir, quiet_grid, run, shard_file,
+    shard_files, uploaded_pack, Env,
 };
 use ed25519_dalek::SigningKey;
 use scatter_cli::grid::GridOptions;
@@ -248,8 +248,7 @@ async fn true_reports_of_bad_shards_are_confirmed_and_repaired() {
     env.put(&file, "victim");
     let shards = catalog(&env).shards;
     let (_, _, shard, host) = shards[0];
-    let dir = host_dir(&env, host);
-    let path = shard_files(&dir).into_iter().find(|p| p.ends_with(shard.to_string())).expect("the shard's file");
+    let path = shard_file(&env, host, shard);
     let mut bytes = std::fs::read(&path).expect("read");
     bytes[100] ^= 0xff;
     std::fs::write(&path, bytes).expect("write");
@@ -291,10 +290,7 @@ async fn a_corrupt_shard_in_a_rebuild_is_found_and_routed_around() {
     // Data shard 0 gone: the rebuild reads data shards 1-3 and parity shard 4 first.
     let (_, _, _, down) = *by_index(0);
     let (_, _, bad, liar) = *by_index(4);
-    let path = shard_files(&host_dir(&env, liar))
-        .into_iter()
-        .find(|p| p.ends_with(bad.to_string()))
-        .expect("the shard's file");
+    let path = shard_file(&env, liar, bad);
     flip_byte(&path);
     let i = (0..env.grid.host_count()).find(|i| host(&env, *i).0 == down).expect("the host");
     env.grid.kill_host(i);

@@ -180,6 +180,12 @@ pub fn host_dir(env: &Env, id: scatter_core::HostId) -> PathBuf {
     env.grid.host_dir(i)
 }
 
+/// The file of `shard` on the host with id `id`.
+pub fn shard_file(env: &Env, id: scatter_core::HostId, shard: scatter_core::ShardId) -> PathBuf {
+    let name = shard.to_string();
+    shard_files(&host_dir(env, id)).into_iter().find(|p| p.ends_with(&name)).expect("the shard's file")
+}
+
 /// Flips a byte in the middle of the file at `path`: a shard gone bad on its host's disk.
 pub fn flip_byte(path: &Path) {
     let mut bytes = std::fs::read(path).expect("read the shard");
