@@ -19,7 +19,6 @@ mod metrics;
 pub mod period;
 pub mod placement;
 mod presence;
-mod read_charges;
 pub mod recover;
 pub mod recovery;
 mod repair;
@@ -192,8 +191,6 @@ pub(crate) struct Shared {
     /// Hosts whose reads for a rebuild lagged lately: read last.
     pub repair_laggards: repair::Recent,
     pub request_times: scatter_proto::metrics::RequestTimes,
-    /// What each account was charged for reads lately (a shard once per grant lifetime).
-    pub read_charges: read_charges::ReadCharges,
     /// Checks of shards clients reported bad.
     pub report_checks: audit::ReportChecks,
     /// Audits each host left unanswered in a row (see `audit`).
@@ -530,7 +527,6 @@ pub async fn run(
         repair_refusals: Default::default(),
         repair_laggards: Default::default(),
         request_times: Default::default(),
-        read_charges: read_charges::ReadCharges::new(api::GRANT_TTL.as_secs()),
         report_checks: Default::default(),
         unanswered: Default::default(),
         inventoried: Default::default(),

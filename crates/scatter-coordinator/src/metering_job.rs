@@ -15,6 +15,11 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<
             Ok(n) => tracing::debug!(records = n, "usage sampled"),
             Err(e) => tracing::warn!(error = %e, "sampling usage failed; the next pass covers the time"),
         }
+        // Reads whose charge windows closed are charged again when read again.
+        let window = crate::api::GRANT_TTL.as_secs();
+        if let Err(e) = shared.catalog(move |s| s.forget_read_charges(window, now())).await {
+            tracing::warn!(error = %e, "forgetting closed read charge windows failed; the next pass tries again");
+        }
     })
     .await
 }

@@ -233,3 +233,57 @@ async fn a_backup_survives_its_coordinator_dying_and_the_other_repairs() {
     drop(b);
     assert!(started.elapsed() < Duration::from_secs(240), "took {:?}", started.elapsed());
 }
+
+/// The account's egress so far, from the admin's usage records.
+fn egress(env: &common::Env) -> i64 {
+    let records: serde_json::Value =
+        serde_json::from_str(&env.ok(&["admin", "billing", "records"])).expect("records as JSON");
+    let mine = |r: &&serde_json::Value| r["subject"] == "user" && r["who"] == 1 && r["kind"] == "egress";
+    records.as_array().expect("records").iter().filter(mine).map(|r| r["amount"].as_i64().expect("amount")).sum()
+}
+
+/// Attack (red team): "a shard's bytes are charged at most once while a grant lives" held per
+/// coordinator, since each kept its charge windows in memory: the same reads through each of
+/// N coordinators charged the account N times (and let hosts claim N times the bytes). The
+/// windows are in the catalog now: a read again through another coordinator charges nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_through_a_second_coordinator_is_not_charged_again() {
+    let pg = scatter_pgtest::TestPg::start();
+    let url = pg.url();
+    let (b_url, b_listen) = free_url();
+    let opts = GridOptions {
+        coordinator_args: vec!["--catalog".into(), url.clone()],
+        other_coordinators: vec![b_url.clone()],
+        ..Default::default()
+    };
+    let env = common::grid_with(6, opts).await;
+    let a_url = env.grid.url().to_owned();
+    let _b = second_coordinator(
+        &env.grid.coordinator_dir(),
+        &env.path("coordinator-b"),
+        &b_listen,
+        &url,
+        env.path("coordinator-b.log"),
+    );
+    let file = env.write_random("big", 6 << 20, 7);
+    env.put(&file, "big");
+    let before = egress(&env);
+    env.get_and_compare("big", &file);
+    let once = egress(&env) - before;
+    assert!(once >= 6 << 20, "a read of 6 MiB charged {once} bytes");
+
+    let profile_path = env.grid.client_dir().join("profile.toml");
+    let profile = read(&profile_path);
+    let through_b = profile.replace(&format!("coordinator = \"{a_url}\""), &format!("coordinator = \"{b_url}\""));
+    assert_ne!(through_b, profile, "the profile names the coordinator: {profile}");
+    std::fs::write(&profile_path, through_b).expect("profile");
+    env.get_and_compare("big", &file);
+    let twice = egress(&env) - before;
+    // Charged in memory per coordinator, the second read cost the whole file again. A few
+    // bytes may differ between two reads' grants (136 in one run): not a second charge.
+    assert!(
+        twice - once < once / 100,
+        "the same read through the second coordinator charged {} bytes more",
+        twice - once
+    );
+}

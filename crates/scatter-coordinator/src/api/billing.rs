@@ -41,23 +41,12 @@ fn subject_of(q: &BillingQuery) -> Result<Option<Subject>, ApiError> {
     }
 }
 
-/// Records what reads cost, when grants for them are issued: `egress`, the bytes the user
-/// may read under them, and for each host the bytes of its shards they let be read
-/// (`granted`: the most a read asks of it, which caps what it may claim to have served). A
-/// shard's bytes count once per grant lifetime, however many grants name them
-/// ([`crate::read_charges`]).
-pub(super) async fn record_reads(sh: &Arc<Shared>, user: UserId, reads: &[Read]) {
-    let at = now();
-    let mut per_host: HashMap<u64, i64> = HashMap::new();
-    let mut egress = 0i64;
-    for read in reads {
-        let due = sh.read_charges.charge(user, *read, at) as i64;
-        *per_host.entry(read.host.0).or_default() += due;
-        egress += due;
-    }
-    let mut usage = vec![(Subject::User(user.0), Kind::Egress, egress)];
-    usage.extend(per_host.into_iter().map(|(h, b)| (Subject::Host(h), Kind::Granted, b)));
-    if let Err(e) = sh.catalog(move |s| s.record_usage(&usage, at)).await {
+/// Records what reads cost, when grants for them are issued (see [`Store::charge_reads`]: a
+/// shard's bytes count once per grant lifetime, however many grants name them, from
+/// whichever coordinator).
+pub(super) async fn record_reads(sh: &Arc<Shared>, user: UserId, reads: Vec<Read>) {
+    let window = super::GRANT_TTL.as_secs();
+    if let Err(e) = sh.catalog(move |s| s.charge_reads(user, &reads, window, now())).await {
         tracing::warn!(error = %e, "could not record read grants as usage");
     }
 }

@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 
+use scatter_core::{HostId, ShardId, UserId};
 use scatter_proto::billing::{Gap, RateCard, Statement};
 
 use super::sql::{Sql, SqlError};
@@ -21,6 +22,17 @@ use crate::metering::{self, HostStanding, Kind, Period, Record, Subject};
 
 /// The tables, created with the schema (and by the migration to this version).
 pub(super) const DDL: &str = "
+-- What reads each account was charged for lately (see `Store::charge_reads`): per account,
+-- host and shard, when its window opened and the bytes charged in it.
+CREATE TABLE IF NOT EXISTS read_charges (
+    user INTEGER NOT NULL,
+    host INTEGER NOT NULL,
+    shard BLOB NOT NULL,
+    opened INTEGER NOT NULL,
+    charged INTEGER NOT NULL,
+    PRIMARY KEY (user, host, shard)
+);
+CREATE INDEX IF NOT EXISTS read_charges_by_age ON read_charges(opened);
 CREATE TABLE IF NOT EXISTS meter_records (
     id INTEGER PRIMARY KEY,
     time INTEGER NOT NULL,
@@ -249,7 +261,74 @@ fn host_counters(conn: &Sql<'_>, now: u64) -> Result<u64, SqlError> {
     Ok(written)
 }
 
+/// A read granted: `bytes` of `shard` on `host`, a shard of `shard_size` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Read {
+    /// The host that serves it.
+    pub host: HostId,
+    /// The shard.
+    pub shard: ShardId,
+    /// The bytes the grant lets be read.
+    pub bytes: u64,
+    /// The whole shard's size.
+    pub shard_size: u64,
+}
+
 impl Store {
+    /// Records what reads granted to `user` at `now` cost, in one transaction: egress to
+    /// `user`, and for each host the bytes of its shards they let be read (`granted`: the
+    /// most a read asks of it, which caps what it may claim to have served). A shard's bytes
+    /// are charged to an account at most once per `window` (the grants' lifetime), however
+    /// many grants name them and whichever coordinator issues them: without that, a delegate
+    /// could run up its owner's bill, and raise what hosts may claim to have served, by
+    /// asking for the same grants over and over without reading a byte. A shard read again
+    /// within the window is not charged again (nor paid to its host): the price of that
+    /// bound. Returns the egress charged.
+    pub fn charge_reads(&self, user: UserId, reads: &[Read], window: u64, now: u64) -> Result<u64, StoreError> {
+        if reads.is_empty() {
+            return Ok(0);
+        }
+        self.write(|tx| {
+            let mut per_host: BTreeMap<u64, i64> = BTreeMap::new();
+            let mut egress = 0u64;
+            for read in reads {
+                let shard = &read.shard.as_bytes()[..];
+                let key = params![user.0 as i64, read.host.0 as i64, shard];
+                let seen: Option<(i64, i64)> = tx.query_opt(
+                    "SELECT opened, charged FROM read_charges WHERE user = ?1 AND host = ?2 AND shard = ?3",
+                    key,
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                let (opened, charged) = match seen {
+                    Some((opened, charged)) if (opened.max(0) as u64).saturating_add(window) > now => {
+                        (opened.max(0) as u64, charged.max(0) as u64)
+                    }
+                    _ => (now, 0),
+                };
+                let due = read.bytes.min(read.shard_size.saturating_sub(charged));
+                tx.execute(
+                    "INSERT INTO read_charges (user, host, shard, opened, charged) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (user, host, shard) DO UPDATE SET opened = excluded.opened, charged = excluded.charged",
+                    params![user.0 as i64, read.host.0 as i64, shard, opened as i64, (charged + due) as i64],
+                )?;
+                *per_host.entry(read.host.0).or_default() += due as i64;
+                egress += due;
+            }
+            record(tx, Subject::User(user.0), Kind::Egress, egress as i64, now)?;
+            for (host, bytes) in per_host {
+                record(tx, Subject::Host(host), Kind::Granted, bytes, now)?;
+            }
+            Ok(egress)
+        })
+    }
+
+    /// Forgets the read charges whose `window` closed by `now`: their shards are charged
+    /// again when read again. Returns how many.
+    pub fn forget_read_charges(&self, window: u64, now: u64) -> Result<u64, StoreError> {
+        let closed = now.saturating_sub(window) as i64;
+        self.write(|tx| Ok(tx.execute("DELETE FROM read_charges WHERE opened <= ?1", params![closed])? as u64))
+    }
+
     /// Records usage now, one transaction (facts seen outside a catalog change: bytes the
     /// repairer read, grants issued, hosts' claims of bytes served).
     pub fn record_usage(&self, records: &[(Subject, Kind, i64)], now: u64) -> Result<(), StoreError> {
