@@ -14,13 +14,37 @@ use scatter_gateway::access::Served;
 use scatter_gateway::keystore::KeyStore;
 use scatter_gateway::tenant::Tenant;
 
-/// `scatter gateway key …`.
+/// `scatter gateway key …` and `scatter gateway name …`.
 #[derive(clap::Subcommand)]
 pub enum GatewayAction {
     /// The S3 access keys of this profile (sealed in its folder, mode 0600).
     Key {
         #[command(subcommand)]
         command: KeyCmd,
+    },
+    /// The names the grid's CA certified for this account's gateways (`--grid-cert`): each is
+    /// bound to the account, so no other account's gateway is certified under it.
+    Name {
+        #[command(subcommand)]
+        command: NameCmd,
+    },
+}
+
+/// `scatter gateway name …`.
+#[derive(clap::Subcommand)]
+pub enum NameCmd {
+    /// List the names this account's gateways hold (an admin: every account's).
+    Ls {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Give up a name: it no longer counts against the account's limit, and passes to whoever
+    /// asks for it once the certificates issued for it have expired (within 7 days). An
+    /// admin may give up any account's name.
+    Rm {
+        /// The name, as `name ls` shows it.
+        name: String,
     },
 }
 
@@ -73,22 +97,114 @@ fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-/// A TLS configuration with a new key certified by the grid CA for `names`; the CA's
-/// certificate is written to `gateway-ca.crt` in the profile folder for S3 clients.
-async fn grid_certificate(dir: &Path, profile: &Profile, names: Vec<String>) -> Result<Arc<rustls::ServerConfig>> {
-    let key = scatter_net::tls::LeafKey::generate()?;
-    let issued = profile
-        .coordinator()?
-        .gateway_cert(names.clone(), hex::encode(key.public_key()))
+/// How often a gateway renews its certificate from the grid's CA (valid for
+/// [`scatter_net::tls::GATEWAY_VALIDITY_SECS`], a week).
+const RENEW_EVERY: Duration = Duration::from_secs(86_400);
+
+/// How soon a renewal that failed is tried again.
+const RENEW_RETRY: Duration = Duration::from_secs(600);
+
+/// A certificate from the grid's CA for `key` and `names`, with the CA's certificate.
+async fn certify(
+    coord: &scatter_client::coordinator::Coordinator,
+    names: &[String],
+    key: &scatter_net::tls::LeafKey,
+) -> Result<(rustls::pki_types::CertificateDer<'static>, rustls::pki_types::CertificateDer<'static>, String)> {
+    let issued = coord
+        .gateway_cert(names.to_vec(), hex::encode(key.public_key()))
         .await
         .context("the grid's CA did not certify the gateway")?;
     let leaf = scatter_net::tls::parse_pem_cert(&issued.certificate).context("the coordinator sent no certificate")?;
     let ca = scatter_net::tls::parse_pem_cert(&issued.ca).context("the coordinator sent no CA certificate")?;
+    Ok((leaf, ca, issued.ca))
+}
+
+/// A TLS configuration with a new key certified by the grid CA for `names`, renewed while
+/// the gateway runs ([`renew`]); the CA's certificate is written to `gateway-ca.crt` in the
+/// profile folder for S3 clients.
+async fn grid_certificate(
+    dir: &Path,
+    profile: &Profile,
+    names: Vec<String>,
+) -> Result<(Arc<rustls::ServerConfig>, tokio::task::JoinHandle<()>)> {
+    let key = scatter_net::tls::LeafKey::generate()?;
+    let coord = profile.coordinator()?;
+    let (leaf, ca, ca_pem) = certify(&coord, &names, &key).await?;
     let path = dir.join("gateway-ca.crt");
-    scatter_net::tls::write_public(&path, issued.ca.as_bytes())
+    scatter_net::tls::write_public(&path, ca_pem.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))?;
     eprintln!("Certified by the grid's CA for {}; S3 clients trust {}", names.join(", "), path.display());
-    Ok(key.server_config(leaf, ca)?)
+    let (config, current) = key.renewable_config(leaf, ca)?;
+    Ok((config, tokio::spawn(renew(coord, names, key, current))))
+}
+
+/// Renews the gateway's certificate every [`RENEW_EVERY`] (certificates from the grid's CA
+/// last a week, so that a name an account gives up passes on soon), and after a failure
+/// every [`RENEW_RETRY`]: the certificate in use stays until a new one arrives.
+async fn renew(
+    coord: scatter_client::coordinator::Coordinator,
+    names: Vec<String>,
+    key: scatter_net::tls::LeafKey,
+    current: Arc<scatter_net::tls::RenewableCert>,
+) {
+    let mut wait = RENEW_EVERY;
+    loop {
+        tokio::time::sleep(wait).await;
+        let renewed = match certify(&coord, &names, &key).await {
+            Ok((leaf, ca, _)) => current.renew(&key, leaf, ca).map_err(anyhow::Error::from),
+            Err(e) => Err(e),
+        };
+        wait = match renewed {
+            Ok(()) => {
+                tracing::info!("renewed the gateway's certificate for {}", names.join(", "));
+                RENEW_EVERY
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "could not renew the gateway's certificate ({e:#}); it stays in use, valid for up to 7 days from its last renewal; trying again in 10 minutes"
+                );
+                RENEW_RETRY
+            }
+        };
+    }
+}
+
+/// Runs `scatter gateway name …`.
+pub async fn names(profile: &Profile, cmd: NameCmd) -> Result<()> {
+    let coord = profile.coordinator()?;
+    let when = |t: u64| crate::backups::time_text(t.min(i64::MAX as u64 / 1_000_000_000) as i64 * 1_000_000_000);
+    match cmd {
+        NameCmd::Ls { json } => {
+            let listed = coord.gateway_names().await.context("cannot list the gateway names")?;
+            if json {
+                println!("{}", serde_json::to_string(&listed)?);
+            } else if listed.names.is_empty() {
+                println!("No gateway names; `scatter gateway --grid-cert NAMES` has the grid's CA certify some.");
+            } else {
+                println!("{:<40}  {:<8}  {:<19}  CERTIFIED UNTIL", "NAME", "ACCOUNT", "SINCE");
+                for n in &listed.names {
+                    let given_up = if n.released { "  (given up: passes on then)" } else { "" };
+                    println!(
+                        "{:<40}  {:<8}  {:<19}  {}{given_up}",
+                        n.name,
+                        n.account.to_string(),
+                        when(n.since),
+                        when(n.certified_until)
+                    );
+                }
+                println!("An account's gateways hold at most {} names at once.", listed.limit);
+            }
+        }
+        NameCmd::Rm { name } => {
+            let released = coord.release_gateway_name(name).await.context("cannot give up the name")?;
+            println!(
+                "Gave up `{}`: it passes to whoever asks for it once its certificates expire, at {} UTC.",
+                released.name,
+                when(released.certified_until)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Runs `scatter gateway key …`.
@@ -224,12 +340,15 @@ pub async fn serve(
     }
     let keys = scatter_gateway::access::keys(&served)?;
     let router = scatter_gateway::router(keys.clone());
+    let mut background = Vec::new();
     let tls = match args.tls {
         Tls::Operator((cert, key)) => Some(scatter_net::tls::operator_server_config(&cert, &key)?),
         Tls::Plain => None,
         Tls::Grid(names) => {
             let (dir, profile) = first.context("no profile to serve")?;
-            Some(grid_certificate(&dir, &profile, names).await?)
+            let (config, renewal) = grid_certificate(&dir, &profile, names).await?;
+            background.push(renewal);
+            Some(config)
         }
     };
     // HTTP/1.1 only, as every server of the grid (`scatter_net::serve`): as S3 itself, and over
@@ -243,10 +362,11 @@ pub async fn serve(
         keys.len()
     );
     let every = (args.upload_expiry / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600));
-    let mut background: Vec<_> = served
-        .iter()
-        .map(|s| tokio::spawn(scatter_gateway::expire_uploads(s.tenant.clone(), args.upload_expiry, every)))
-        .collect();
+    background.extend(
+        served
+            .iter()
+            .map(|s| tokio::spawn(scatter_gateway::expire_uploads(s.tenant.clone(), args.upload_expiry, every))),
+    );
     background.push(tokio::spawn(scatter_gateway::access::watch(served, keys, KEY_CHECK)));
     let served = scatter_net::serve::serve(listener, router, tls, stop).await;
     for task in background {

@@ -1517,11 +1517,15 @@ async fn run(cmd: Cmd) -> Result<i32> {
         Cmd::Mount { mountpoint, cache } => return mount::mount(&mountpoint, cache.0).await,
         Cmd::Gateway { action, listen, cert, key, plain_http, grid_cert, upload_expiry, profiles } => {
             let (dir, p) = load()?;
-            let secret = passphrase(false)?;
-            let keys = Profile::load_keys(&dir, &secret)?;
             match action {
-                Some(gateway::GatewayAction::Key { command }) => gateway::keys(&dir, &keys, command)?,
+                // The coordinator knows the device: no passphrase.
+                Some(gateway::GatewayAction::Name { command }) => gateway::names(&p, command).await?,
+                Some(gateway::GatewayAction::Key { command }) => {
+                    gateway::keys(&dir, &Profile::load_keys(&dir, &passphrase(false)?)?, command)?
+                }
                 None => {
+                    let secret = passphrase(false)?;
+                    let keys = Profile::load_keys(&dir, &secret)?;
                     let mut served = vec![(dir, p, keys)];
                     for spec in profiles {
                         served.push(gateway::open_profile(&spec, &secret)?);

@@ -129,6 +129,16 @@ impl Coordinator {
         self.post(Repeat::Safe, "/v1/gateway/cert", &GatewayCertRequest { names, public_key }).await
     }
 
+    /// The names the caller's gateways hold (every account's for an admin).
+    pub async fn gateway_names(&self) -> Result<GatewayNamesResponse, ClientError> {
+        self.get("/v1/gateway/names", &[]).await
+    }
+
+    /// Gives up a name the caller's gateways hold (an admin: any account's).
+    pub async fn release_gateway_name(&self, name: String) -> Result<GatewayNameEntry, ClientError> {
+        self.post(Repeat::Safe, "/v1/gateway/names/release", &ReleaseGatewayNameRequest { name }).await
+    }
+
     /// A client for the hosts of this coordinator's grid (trusting the same CA).
     pub fn hosts(&self) -> Result<crate::hosts::Hosts, ClientError> {
         if let Some(h) = self.hosts.get() {

@@ -79,7 +79,16 @@ pub enum Peer {
 
 /// How long an issued leaf certificate is valid. Hosts and the coordinator get a new one at
 /// every start, so this only bounds how long a process may run without restarting.
-const LEAF_VALIDITY: time::Duration = time::Duration::days(397);
+const LEAF_VALIDITY: time::Duration = time::Duration::seconds(LEAF_VALIDITY_SECS as i64);
+
+/// [`LEAF_VALIDITY`] in seconds: how long a host's certificate is valid (397 days).
+pub const LEAF_VALIDITY_SECS: u64 = 397 * 86_400;
+
+/// How long an S3 gateway's certificate is valid, in seconds. A name an account gives up
+/// passes to another account only once every certificate issued for it has expired (until
+/// then its last holder could still pose under it), so this bounds how long that takes. A
+/// running gateway renews its certificate daily ([`RenewableCert`]).
+pub const GATEWAY_VALIDITY_SECS: u64 = 7 * 86_400;
 
 /// Why a certificate or TLS configuration could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -353,7 +362,11 @@ fn leaf_params(names: &[String], role: Role) -> Result<CertificateParams, TlsErr
     let now = time::OffsetDateTime::now_utc();
     // An hour of slack for clocks that are a little behind.
     params.not_before = now - time::Duration::hours(1);
-    params.not_after = now + LEAF_VALIDITY;
+    params.not_after = now
+        + match role {
+            Role::Gateway => time::Duration::seconds(GATEWAY_VALIDITY_SECS as i64),
+            Role::Host | Role::Coordinator => LEAF_VALIDITY,
+        };
     Ok(params)
 }
 
@@ -399,6 +412,64 @@ impl LeafKey {
             .map_err(setup)?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Arc::new(config))
+    }
+
+    /// A server configuration presenting `[leaf, ca]` as [`Self::server_config`] does, whose
+    /// certificate can be replaced while it serves: a connection takes the one current when
+    /// it is accepted.
+    pub fn renewable_config(
+        &self,
+        leaf: CertificateDer<'static>,
+        ca: CertificateDer<'static>,
+    ) -> Result<(Arc<rustls::ServerConfig>, Arc<RenewableCert>), TlsError> {
+        let current = Arc::new(RenewableCert(std::sync::RwLock::new(self.certified(leaf, ca)?)));
+        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(setup)?
+            .with_no_client_auth()
+            .with_cert_resolver(current.clone());
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok((Arc::new(config), current))
+    }
+
+    fn certified(
+        &self,
+        leaf: CertificateDer<'static>,
+        ca: CertificateDer<'static>,
+    ) -> Result<Arc<rustls::sign::CertifiedKey>, TlsError> {
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.0.serialize_der()));
+        let certified = rustls::sign::CertifiedKey::from_der(vec![leaf, ca], key, &provider()).map_err(setup)?;
+        Ok(Arc::new(certified))
+    }
+}
+
+/// The certificate of a [`LeafKey::renewable_config`], replaced by [`Self::renew`]: a server
+/// with a short-lived certificate (an S3 gateway's) renews it without a restart.
+#[derive(Debug)]
+pub struct RenewableCert(std::sync::RwLock<Arc<rustls::sign::CertifiedKey>>);
+
+impl RenewableCert {
+    /// Presents `[leaf, ca]` for `key` from the next connection on.
+    pub fn renew(
+        &self,
+        key: &LeafKey,
+        leaf: CertificateDer<'static>,
+        ca: CertificateDer<'static>,
+    ) -> Result<(), TlsError> {
+        let certified = key.certified(leaf, ca)?;
+        *self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = certified;
+        Ok(())
+    }
+
+    /// The chain presented now.
+    pub fn current(&self) -> Vec<CertificateDer<'static>> {
+        self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner()).cert.clone()
+    }
+}
+
+impl rustls::server::ResolvesServerCert for RenewableCert {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone())
     }
 }
 
@@ -769,6 +840,43 @@ mod tests {
         // And a gateway's certificate names only what a host's may.
         assert!(ca.issue_gateway(&["coordinator.scatter.internal".into()], key.public_key()).is_err());
         assert!(ca.issue_gateway(&[], key.public_key()).is_err());
+    }
+
+    /// A gateway's certificate lasts a week (a name an account gives up passes to another
+    /// once they expire), and a running gateway presents a renewed one without a restart.
+    #[tokio::test]
+    async fn a_gateway_certificate_lasts_a_week_and_is_renewed_in_place() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = Authority::load_or_create(dir.path()).expect("CA");
+        let key = LeafKey::generate().expect("key");
+        let first = ca.issue_gateway(&["127.0.0.1".into()], key.public_key()).expect("gateway certificate");
+        let host = ca.issue(&["127.0.0.1".into()], key.public_key()).expect("host certificate");
+        let mut roots = RootCertStore::empty();
+        roots.add(ca.cert().clone()).expect("root");
+        let roots = Arc::new(roots);
+        let verifier =
+            WebPkiServerVerifier::builder_with_provider(roots.clone(), provider()).build().expect("verifier");
+        let start = UnixTime::now().as_secs();
+        let after = |days: u64| UnixTime::since_unix_epoch(std::time::Duration::from_secs(start + days * 86_400));
+        let name = ServerName::try_from("127.0.0.1").expect("name");
+        verifier.verify_server_cert(&first, &[], &name, &[], after(6)).expect("valid for six days");
+        assert!(verifier.verify_server_cert(&first, &[], &name, &[], after(8)).is_err(), "valid past a week");
+        verifier.verify_server_cert(&host, &[], &name, &[], after(300)).expect("a host's lasts longer");
+
+        let (served, current) = key.renewable_config(first, ca.cert().clone()).expect("server");
+        let client = || {
+            rustls::ClientConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_root_certificates(roots.clone())
+                .with_no_client_auth()
+        };
+        handshake(served.clone(), client(), "127.0.0.1").await.expect("the first certificate");
+        assert!(handshake(served.clone(), client(), "localhost").await.is_err());
+        let renewed = ca.issue_gateway(&["localhost".into()], key.public_key()).expect("renewed");
+        current.renew(&key, renewed.clone(), ca.cert().clone()).expect("renew");
+        assert_eq!(current.current()[0], renewed);
+        handshake(served, client(), "localhost").await.expect("the renewed certificate, without a restart");
     }
 
     #[test]

@@ -327,6 +327,40 @@ pub struct GatewayCertRequest {
     pub public_key: String,
 }
 
+/// A name bound to an account's S3 gateways (`GET /v1/gateway/names`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GatewayNameEntry {
+    /// The name (an IP address or DNS name).
+    pub name: String,
+    /// The account (or delegate) that had it certified.
+    pub account: UserId,
+    /// When it was bound (Unix seconds).
+    pub since: u64,
+    /// Until when certificates issued for it are valid (Unix seconds).
+    pub certified_until: u64,
+    /// Given up: it passes to whoever asks for it at `certified_until`.
+    pub released: bool,
+}
+
+/// `GET /v1/gateway/names`: the names the caller's gateways hold (its own and, for an
+/// account, its delegates'), or every account's for an admin.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GatewayNamesResponse {
+    /// By name.
+    pub names: Vec<GatewayNameEntry>,
+    /// The most names an account's gateways (with its delegates') may hold at once.
+    pub limit: u32,
+}
+
+/// `POST /v1/gateway/names/release`: give up a name the caller's gateways hold (an admin:
+/// any account's). It no longer counts against the account's limit, and passes to whoever
+/// asks for it once the certificates issued for it have expired.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReleaseGatewayNameRequest {
+    /// The name.
+    pub name: String,
+}
+
 /// A host's periodic report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HeartbeatRequest {

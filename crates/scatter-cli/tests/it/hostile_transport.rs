@@ -608,6 +608,73 @@ async fn a_gateway_name_is_certified_for_one_account_only() {
     assert_eq!(hosts(), before, "no host row for a refused join");
 }
 
+/// Attack: any account that may read could have the grid's CA certify names for its gateways
+/// without end, 8 per request, each bound to it for good: one account could grow the catalog
+/// at will and take every name others would want, and nobody could free one. An account's
+/// gateways (with its delegates') now hold at most 16 names; a name given up (by the account,
+/// an admin, or the account's removal) passes on only once the certificates issued for it,
+/// valid a week, have expired, since until then its last holder could still pose under it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_holds_a_bounded_number_of_gateway_names() {
+    let env = grid(1).await;
+    let url = env.grid.url().to_owned();
+    let tenant = |name: &str| {
+        let token = env.ok(&["admin", "user", "add", name]).trim().to_owned();
+        let dir = env.path(name);
+        common::ok(common::run(&dir, &["init", "--coordinator", &url, "--token", &token], &[]), "init");
+        let coord = scatter_client::profile::Profile::load(&dir).expect("profile").coordinator().expect("coordinator");
+        (dir, coord)
+    };
+    let ((bob_dir, bob), (carol_dir, carol)) = (tenant("bob"), tenant("carol"));
+    let key = || hex::encode(scatter_net::tls::LeafKey::generate().expect("key").public_key());
+    let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let batch = |b: usize| (0..8).map(|i| format!("n{b}-{i}.bob.example")).collect::<Vec<_>>();
+    let listed = |dir: &std::path::Path| {
+        let out = common::ok(common::run(dir, &["gateway", "name", "ls", "--json"], &[]), "name ls");
+        let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+        let entries = v["names"].as_array().expect("names").clone();
+        entries
+            .into_iter()
+            .map(|e| (e["name"].as_str().expect("name").to_owned(), e["released"] == true))
+            .collect::<Vec<_>>()
+    };
+
+    for b in 0..2 {
+        bob.gateway_cert(batch(b), key()).await.expect("within the limit");
+    }
+    let err = bob.gateway_cert(names(&["more.bob.example"]), key()).await.expect_err("past the limit").to_string();
+    assert!(err.contains("more than 16 names") && err.contains("scatter gateway name rm"), "{err}");
+    bob.gateway_cert(batch(1), key()).await.expect("names it holds are certified again (a gateway's restart)");
+    let held = listed(&bob_dir);
+    assert_eq!(held.len(), 16, "{held:?}");
+    assert!(held.iter().all(|(_, released)| !released), "{held:?}");
+
+    // Bob gives one up: another fits, and the one given up is nobody else's while
+    // certificates issued for it are valid.
+    let out = common::ok(common::run(&bob_dir, &["gateway", "name", "rm", "n0-0.bob.example"], &[]), "name rm");
+    assert!(out.contains("passes to whoever asks for it once its certificates expire"), "{out}");
+    bob.gateway_cert(names(&["more.bob.example"]), key()).await.expect("room for one more");
+    let err = carol.gateway_cert(names(&["n0-0.bob.example"]), key()).await.expect_err("still bob's").to_string();
+    assert!(err.contains("passes on once its certificates expire"), "{err}");
+    // Carol can neither give up bob's names nor see them.
+    let out = common::run(&carol_dir, &["gateway", "name", "rm", "n0-1.bob.example"], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("no gateway of this account holds"), "{stderr}");
+    assert!(listed(&carol_dir).is_empty());
+
+    // An admin sees every account's names and can take one away; a removed account's pass on.
+    let all: serde_json::Value = serde_json::from_str(&env.ok(&["gateway", "name", "ls", "--json"])).expect("json");
+    assert_eq!(all["names"].as_array().expect("names").len(), 17, "{all}");
+    env.ok(&["gateway", "name", "rm", "n0-1.bob.example"]);
+    assert_eq!(listed(&bob_dir).iter().filter(|(_, released)| *released).count(), 2);
+    env.ok(&["admin", "user", "rm", "bob"]);
+    let all: serde_json::Value = serde_json::from_str(&env.ok(&["gateway", "name", "ls", "--json"])).expect("json");
+    let all = all["names"].as_array().expect("names");
+    assert!(all.len() == 17 && all.iter().all(|n| n["released"] == true), "{all:?}");
+    let err = carol.gateway_cert(names(&["n1-3.bob.example"]), key()).await.expect_err("not yet free").to_string();
+    assert!(err.contains("passes on once its certificates expire"), "{err}");
+}
+
 /// What an unauthenticated peer sends can reach the log (a refused join names its address):
 /// control characters in it must not forge lines there nor reach a terminal raw.
 #[tokio::test(flavor = "multi_thread")]

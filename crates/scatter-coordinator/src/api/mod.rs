@@ -21,9 +21,9 @@ use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
 use crate::placement::{self, Candidate};
-use crate::read_charges::Read;
 use crate::store::{
-    Domain, NameHolder, NewPack, Party, Reservation, ReserveError, ShardState, Standing, Store, StoreError, UserRow,
+    Domain, NameHolder, NameRefusal, NewPack, Party, Read, Reservation, ReserveError, ShardState, Standing, Store,
+    StoreError, UserRow, GATEWAY_NAMES_PER_ACCOUNT,
 };
 use crate::{now, secret_hash, Shared};
 
@@ -81,6 +81,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/packs/abandon", post(place::abandon))
         .route("/v1/objects", get(list_objects))
         .route("/v1/gateway/cert", post(gateway_cert))
+        .route("/v1/gateway/names", get(gateway_names))
+        .route("/v1/gateway/names/release", post(release_gateway_name))
         .route("/v1/objects/commit", post(commit_object))
         .route("/v1/objects/commit-many", post(commit_objects))
         .route("/v1/object", get(get_object).delete(remove_object))
@@ -567,7 +569,7 @@ async fn host_cert(State(sh): S, Body(req): Body<HostCertRequest>) -> ApiResult<
     };
     match holder {
         None => {}
-        Some(NameHolder::Gateway(account)) => {
+        Some(NameHolder::Gateway(account) | NameHolder::Released(account, _)) => {
             return Err(gateway_name_refused(&sh, req.host_id.into(), "host.cert_refused", &name, account).await)
         }
         Some(NameHolder::Host(other)) => {
@@ -608,7 +610,7 @@ async fn refuse_gateway_name(sh: &Arc<Shared>, address: &str) -> Result<(), ApiE
         return Ok(());
     };
     let lookup = name.clone();
-    match db(sh, move |s| s.gateway_name_holder(&lookup)).await? {
+    match db(sh, move |s| s.gateway_name_holder(&lookup, now())).await? {
         Some(account) => Err(gateway_name_refused(sh, Who::unknown(), "host.join_refused", &name, account).await),
         None => Ok(()),
     }
@@ -668,16 +670,24 @@ async fn gateway_cert(
     let hosts = db(&sh, |s| s.hosts()).await?;
     let addressed: HashMap<String, HostId> =
         hosts.iter().filter_map(|h| Some((address_name(&h.address)?, h.id))).collect();
-    let (me, wanted) = (u.me, names.clone());
-    let bound = db(&sh, move |s| s.bind_gateway_names(me, &wanted, &addressed, now())).await?;
+    let (me, owner, wanted) = (u.me, u.id, names.clone());
+    let (at, until) = (now(), now() + scatter_net::tls::GATEWAY_VALIDITY_SECS);
+    let bound = db(&sh, move |s| s.bind_gateway_names(me, owner, &wanted, &addressed, at, until)).await?;
     match bound {
         // A name bound now is part of what a recovered catalog must not undo.
         Ok(true) => sh.backup_soon(),
         Ok(false) => {}
-        Err((name, holder)) => {
+        Err(NameRefusal::TooMany) => {
+            event(&sh, &u, "gateway.cert_refused", format!("{:.100}: too many names", names.join(", "))).await;
+            return Err(ApiError::Forbidden(format!(
+                "this account's gateways would hold more than {GATEWAY_NAMES_PER_ACCOUNT} names; give up one you no longer use (`scatter gateway name ls`, then `scatter gateway name rm NAME`)"
+            )));
+        }
+        Err(NameRefusal::Held(name, holder)) => {
             let (whose, why) = match holder {
-                crate::store::NameHolder::Gateway(a) => (format!("{a}'s gateway name"), "is certified for another account's S3 gateway; give this gateway a name of its own, or use --cert and --key".to_owned()),
-                crate::store::NameHolder::Host(h) => (format!("host {h}'s address"), format!("is the address of host {h}; a gateway needs a name of its own")),
+                NameHolder::Gateway(a) => (format!("{a}'s gateway name"), "is certified for another account's S3 gateway; give this gateway a name of its own, or use --cert and --key".to_owned()),
+                NameHolder::Released(a, until) => (format!("{a}'s gateway name, given up"), format!("was given up by another account's S3 gateway, and passes on once its certificates expire, at {}; until then give this gateway another name, or use --cert and --key", crate::lock::utc(until))),
+                NameHolder::Host(h) => (format!("host {h}'s address"), format!("is the address of host {h}; a gateway needs a name of its own")),
             };
             event(&sh, &u, "gateway.cert_refused", format!("{name:.100}: {whose}")).await;
             return Err(ApiError::Forbidden(format!("`{name}` {why}")));
@@ -686,6 +696,57 @@ async fn gateway_cert(
     let cert = authority.issue_gateway(&req.names, &key).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     event(&sh, &u, "gateway.certified", req.names.join(", ")).await;
     Ok(Json(HostCertResponse { certificate: scatter_net::tls::to_pem(&cert), ca: authority.cert_pem() }))
+}
+
+fn name_entry(n: crate::store::GatewayName) -> GatewayNameEntry {
+    GatewayNameEntry {
+        name: n.name,
+        account: n.account,
+        since: n.since,
+        certified_until: n.certified_until,
+        released: n.released,
+    }
+}
+
+/// The names the caller's gateways hold (an account's own and its delegates'; a delegate's
+/// own), or every account's for an admin.
+async fn gateway_names(State(sh): S, headers: HeaderMap) -> ApiResult<GatewayNamesResponse> {
+    let u = caller(&sh, &headers, Right::Read).await?;
+    let whose = (u.role != Role::Admin).then_some(u.me);
+    let names = db(&sh, move |s| s.gateway_names(whose, now())).await?;
+    Ok(Json(GatewayNamesResponse {
+        names: names.into_iter().map(name_entry).collect(),
+        limit: GATEWAY_NAMES_PER_ACCOUNT as u32,
+    }))
+}
+
+/// Gives up a name the caller's gateways hold (an admin: any account's, to free a name an
+/// account took and does not use). It passes on once the certificates issued for it expire:
+/// until then whoever holds one could still pose under it.
+async fn release_gateway_name(
+    State(sh): S,
+    headers: HeaderMap,
+    Body(req): Body<ReleaseGatewayNameRequest>,
+) -> ApiResult<GatewayNameEntry> {
+    let u = caller(&sh, &headers, Right::Read).await?;
+    let name = scatter_net::tls::check_host_name(&req.name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let whose = (u.role != Role::Admin).then_some(u.me);
+    let lookup = name.clone();
+    let Some((released, now_given_up)) = db(&sh, move |s| s.release_gateway_name(&lookup, whose)).await? else {
+        return Err(ApiError::NotFound(format!(
+            "no gateway of {} holds `{name}`; `scatter gateway name ls` lists the names it holds",
+            match whose {
+                Some(_) => "this account",
+                None => "any account",
+            }
+        )));
+    };
+    // Given up once: asking again records nothing more (any account could repeat it at will).
+    if now_given_up {
+        event(&sh, &u, "gateway.name_released", format!("{name}, held by {}", released.account)).await;
+        sh.backup_soon();
+    }
+    Ok(Json(name_entry(released)))
 }
 
 async fn inventory(State(sh): S, Body(req): Body<InventoryRequest>) -> ApiResult<InventoryResponse> {
@@ -1409,7 +1470,7 @@ async fn locate(State(sh): S, headers: HeaderMap, Body(req): Body<LocateRequest>
             })
         })
         .collect();
-    billing::record_reads(&sh, u.id, &granted).await;
+    billing::record_reads(&sh, u.id, granted).await;
     Ok(Json(LocateResponse {
         chunks: chunks.into_iter().map(location).collect(),
         kept: kept.into_iter().map(location).collect(),
@@ -1451,7 +1512,7 @@ async fn pack_grants(State(sh): S, headers: HeaderMap, Body(req): Body<PackGrant
         // Unique: hosts keep a read budget per grant.
         nonce: rand::random(),
     });
-    billing::record_reads(&sh, u.id, &granted).await;
+    billing::record_reads(&sh, u.id, granted).await;
     Ok(Json(location))
 }
 

@@ -321,6 +321,107 @@ conformance! {
         assert!(!store.set_disabled(UserId(999), true).expect("no such user"));
     }
 
+    fn an_accounts_gateways_hold_a_bounded_number_of_names_and_one_given_up_passes_on_when_its_certificates_expire() {
+        use crate::store::{NameHolder, NameRefusal, GATEWAY_NAMES_PER_ACCOUNT};
+        use std::collections::HashMap;
+        let (_guard, store) = catalog();
+        let ann = user(&store, 1, "ann", Role::User, None, None);
+        let reader = user(&store, 2, "rea", Role::Reader, None, Some(ann));
+        let bob = user(&store, 3, "bob", Role::User, None, None);
+        let none = HashMap::new();
+        let names = |from: usize, n: usize| (from..from + n).map(|i| format!("g{i}.example")).collect::<Vec<_>>();
+        // Ann's gateways and her reader's share her bound.
+        let bind = |who, owner, names: &[String], now| {
+            store.bind_gateway_names(who, owner, names, &none, now, now + 100).expect("bind")
+        };
+        assert_eq!(bind(ann, ann, &names(0, 8), 10), Ok(true));
+        assert_eq!(bind(reader, ann, &names(8, 8), 10), Ok(true));
+        assert_eq!(GATEWAY_NAMES_PER_ACCOUNT, 16);
+        assert_eq!(bind(ann, ann, &names(16, 1), 10), Err(NameRefusal::TooMany));
+        assert_eq!(bind(reader, ann, &names(16, 1), 10), Err(NameRefusal::TooMany));
+        assert_eq!(bind(ann, ann, &names(0, 8), 20), Ok(false), "held names are certified again");
+        assert_eq!(bind(bob, bob, &names(16, 16), 10), Ok(true), "bob's bound is his own");
+        // Each sees its own (an account its delegates' too); an admin all.
+        assert_eq!(store.gateway_names(Some(ann), 20).expect("list").len(), 16);
+        assert_eq!(store.gateway_names(Some(reader), 20).expect("list").len(), 8);
+        assert_eq!(store.gateway_names(None, 20).expect("list").len(), 32);
+        let g0 = store.gateway_names(Some(ann), 20).expect("list").remove(0);
+        assert_eq!((g0.name.as_str(), g0.account, g0.since, g0.certified_until, g0.released), ("g0.example", ann, 10, 120, false));
+
+        // Given up: not the reader's to give up of ann's, nor bob's; ann's of her reader's is.
+        assert_eq!(store.release_gateway_name("g0.example", Some(reader)).expect("release"), None);
+        assert_eq!(store.release_gateway_name("g0.example", Some(bob)).expect("release"), None);
+        assert!(store.release_gateway_name("g8.example", Some(ann)).expect("release").is_some());
+        let (g0, now) = store.release_gateway_name("g0.example", Some(ann)).expect("release").expect("ann's");
+        assert!(g0.released && g0.certified_until == 120 && now);
+        let again = store.release_gateway_name("g0.example", Some(ann)).expect("release").expect("ann's");
+        assert!(!again.1, "given up before");
+        assert_eq!(bind(ann, ann, &names(40, 2), 30), Ok(true), "room for two more");
+        // Until its certificates expire, a name given up is nobody else's, nor a host's.
+        let held = NameHolder::Released(ann, 120);
+        assert_eq!(bind(bob, bob, &names(0, 1), 119), Err(NameRefusal::Held("g0.example".into(), held)));
+        assert_eq!(store.bind_host_name(HostId(4), "g0.example", 119).expect("bind"), Some(held));
+        assert_eq!(store.gateway_name_holder("g0.example", 119).expect("holder"), Some(ann));
+        // Then it passes on, anew; and is no longer listed as ann's.
+        assert_eq!(store.release_gateway_name("g31.example", Some(bob)).expect("release").map(|n| n.1), Some(true));
+        assert_eq!(bind(bob, bob, &names(0, 1), 120), Ok(true));
+        let g0 = store.gateway_names(Some(bob), 130).expect("list").remove(0);
+        assert_eq!((g0.name.as_str(), g0.account, g0.since, g0.certified_until, g0.released), ("g0.example", bob, 120, 220, false));
+        assert!(store.gateway_names(Some(ann), 130).expect("list").iter().all(|n| n.name != "g0.example"));
+        // A host's name is never an account's to give up, not even an admin's.
+        assert_eq!(store.bind_host_name(HostId(5), "h5.example", 10).expect("bind"), None);
+        assert_eq!(store.release_gateway_name("h5.example", None).expect("release"), None);
+
+        // A removed account's names (and its delegates') are given up.
+        assert!(store.remove_user(ann, 105).expect("remove"));
+        let left = store.gateway_names(None, 105).expect("list");
+        let theirs: Vec<_> = left.iter().filter(|n| n.account == ann || n.account == reader).collect();
+        assert!(theirs.len() == 17 && theirs.iter().all(|n| n.released), "{left:?}");
+        let bobs = |released| left.iter().filter(|n| n.account == bob && n.released == released).count();
+        assert_eq!((bobs(false), bobs(true)), (16, 1), "{left:?}");
+        assert_eq!(bind(bob, bob, &names(1, 1), 200), Err(NameRefusal::TooMany), "bob holds 16 again");
+        assert_eq!(store.bind_host_name(HostId(4), "g1.example", 221).expect("bind"), None, "expired, free");
+    }
+
+    fn a_shard_is_charged_to_an_account_at_most_its_size_per_window() {
+        use crate::store::Read;
+        let (_guard, store) = catalog();
+        let (ann, bob) = (UserId(1), UserId(2));
+        let read = |shard: u8, bytes| Read { host: HostId(1), shard: sid(shard, 0), bytes, shard_size: 1000 };
+        let charge = |user, reads: &[Read], now| store.charge_reads(user, reads, 3600, now).expect("charge");
+        assert_eq!(charge(ann, &[read(0, 1000)], 10), 1000);
+        for _ in 0..20 {
+            assert_eq!(charge(ann, &[read(0, 1000)], 20), 0, "asked again: nothing more");
+        }
+        // Ranges add up to the whole shard, then stop, within one request too.
+        assert_eq!(charge(ann, &[read(1, 400), read(1, 400)], 10), 800);
+        assert_eq!(charge(ann, &[read(1, 400)], 12), 200);
+        assert_eq!(charge(ann, &[read(1, 400)], 13), 0);
+        // Accounts, shards and hosts apart.
+        assert_eq!(charge(bob, &[read(0, 1000)], 30), 1000, "another account");
+        assert_eq!(charge(ann, &[read(2, 1000)], 30), 1000, "another shard");
+        assert_eq!(charge(ann, &[Read { host: HostId(2), ..read(0, 1000) }], 30), 1000, "another host");
+        // A new window charges again; the closed ones are forgotten, the open ones kept.
+        assert_eq!(charge(ann, &[read(0, 1000)], 3610), 1000);
+        assert_eq!(store.forget_read_charges(3600, 3630).expect("forget"), 4, "all but the window opened at 3610");
+        assert_eq!(charge(ann, &[read(0, 1000)], 3620), 0);
+        assert_eq!(charge(bob, &[read(0, 1000)], 3630), 1000);
+        // What was charged is in the usage records: egress, and granted per host.
+        let sum = |subject: &str, who: i64, kind: &str| {
+            store
+                .conn()
+                .query_i64(
+                    "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM meter_records WHERE subject = ?1 AND who = ?2 AND kind = ?3",
+                    params![subject, who, kind],
+                )
+                .expect("sum")
+        };
+        assert_eq!(sum("user", 1, "egress"), 1000 + 800 + 200 + 1000 + 1000 + 1000);
+        assert_eq!(sum("user", 2, "egress"), 2000);
+        assert_eq!(sum("host", 1, "granted"), 6000);
+        assert_eq!(sum("host", 2, "granted"), 1000);
+    }
+
     fn removing_a_user_drops_its_data_and_disables_its_delegates() {
         let (_guard, store) = catalog();
         let ann = user(&store, 1, "ann", Role::User, None, None);

@@ -51,14 +51,14 @@ pub use events::{Event, Party};
 pub use hosts::{Beat, NewHost, MAX_SERVED_PER_SEC};
 pub use leases::Fence;
 pub use locks::Expired;
-pub use metering::BillingError;
-pub use names::NameHolder;
+pub use metering::{BillingError, Read};
+pub use names::{GatewayName, NameHolder, NameRefusal, GATEWAY_NAMES_PER_ACCOUNT};
 pub use repair::{AuditTarget, Deferred, DegradedPack, Health, Reconciled, ShardMove, ZoneCap};
 pub use reservations::{Reservation, ReserveError, Reserved};
 use sql::{Backend, Sql, SqlError};
 pub use transfer::{Moved, TransferError};
 
-const SCHEMA_VERSION: i64 = 24;
+const SCHEMA_VERSION: i64 = 25;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -315,11 +315,16 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_by_pool ON events(pool, n);
 CREATE INDEX IF NOT EXISTS events_by_actor ON events(pool, actor, k);
--- Names certified for S3 gateways, each bound to the account that first had one (`names`).
+-- Names certified for S3 gateways, each bound to the account that first had one, and the
+-- names of hosts (`names`). A name an account gave up (`released`) passes on once the
+-- certificates issued for it expire (`certified_until`). No quote marks in these comments:
+-- statements are rewritten for PostgreSQL outside string literals only.
 CREATE TABLE IF NOT EXISTS gateway_names (
     name TEXT PRIMARY KEY,
     account INTEGER NOT NULL,
-    since INTEGER NOT NULL
+    since INTEGER NOT NULL,
+    certified_until INTEGER NOT NULL DEFAULT 0,
+    released INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS orphans (
     host INTEGER NOT NULL,
@@ -550,6 +555,12 @@ const MIGRATIONS: &[(i64, &str)] = &[
         "ALTER TABLE events ADD COLUMN k INTEGER NOT NULL DEFAULT 0;
          ALTER TABLE objects ADD COLUMN refs INTEGER NOT NULL DEFAULT 0;
          UPDATE objects SET refs = (SELECT COUNT(*) FROM object_chunks oc WHERE oc.object = objects.id)",
+    ),
+    // Gateway names can be given up; they pass on once their certificates expire.
+    (
+        24,
+        "ALTER TABLE gateway_names ADD COLUMN certified_until INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE gateway_names ADD COLUMN released INTEGER NOT NULL DEFAULT 0",
     ),
 ];
 
@@ -1489,6 +1500,15 @@ impl Store {
                         backup::SNAPSHOT_REF_BYTES
                     ),
                     params![],
+                )?;
+            }
+            if version.is_some_and(|v| v <= 24) {
+                // Gateway certificates were valid for as long as hosts' until schema 25, and
+                // when each name was last certified is not known: from now on, at the most.
+                let until = crate::now() + scatter_net::tls::LEAF_VALIDITY_SECS;
+                c.execute(
+                    "UPDATE gateway_names SET certified_until = ?1 WHERE account >= 0",
+                    params![until as i64],
                 )?;
             }
             c.execute(

@@ -326,6 +326,12 @@ impl Store {
             super::dashboard::end_sessions_of(tx, id)?;
             // Nothing is kept of its keys, and no invite adds a device or a delegate to it.
             tx.execute("DELETE FROM recovery WHERE user = ?1", params![u])?;
+            // Its gateways' names (and its delegates') pass on once their certificates expire.
+            tx.execute(
+                "UPDATE gateway_names SET released = 1
+                 WHERE account >= 0 AND (account = ?1 OR account IN (SELECT id FROM users WHERE owner = ?1))",
+                params![u],
+            )?;
             tx.execute(
                 "DELETE FROM tokens WHERE used = 0 AND (owner = ?1 OR device_of = ?1 OR device_of IN (SELECT id FROM users WHERE owner = ?1))",
                 params![u],
