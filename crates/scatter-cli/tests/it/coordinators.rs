@@ -234,14 +234,6 @@ async fn a_backup_survives_its_coordinator_dying_and_the_other_repairs() {
     assert!(started.elapsed() < Duration::from_secs(240), "took {:?}", started.elapsed());
 }
 
-/// The account's egress so far, from the admin's usage records.
-fn egress(env: &common::Env) -> i64 {
-    let records: serde_json::Value =
-        serde_json::from_str(&env.ok(&["admin", "billing", "records"])).expect("records as JSON");
-    let mine = |r: &&serde_json::Value| r["subject"] == "user" && r["who"] == 1 && r["kind"] == "egress";
-    records.as_array().expect("records").iter().filter(mine).map(|r| r["amount"].as_i64().expect("amount")).sum()
-}
-
 /// Attack (red team): "a shard's bytes are charged at most once while a grant lives" held per
 /// coordinator, since each kept its charge windows in memory: the same reads through each of
 /// N coordinators charged the account N times (and let hosts claim N times the bytes). The
@@ -267,9 +259,9 @@ async fn a_read_through_a_second_coordinator_is_not_charged_again() {
     );
     let file = env.write_random("big", 6 << 20, 7);
     env.put(&file, "big");
-    let before = egress(&env);
+    let before = common::egress(&env);
     env.get_and_compare("big", &file);
-    let once = egress(&env) - before;
+    let once = common::egress(&env) - before;
     assert!(once >= 6 << 20, "a read of 6 MiB charged {once} bytes");
 
     let profile_path = env.grid.client_dir().join("profile.toml");
@@ -278,7 +270,7 @@ async fn a_read_through_a_second_coordinator_is_not_charged_again() {
     assert_ne!(through_b, profile, "the profile names the coordinator: {profile}");
     std::fs::write(&profile_path, through_b).expect("profile");
     env.get_and_compare("big", &file);
-    let twice = egress(&env) - before;
+    let twice = common::egress(&env) - before;
     // Charged in memory per coordinator, the second read cost the whole file again. A few
     // bytes may differ between two reads' grants (136 in one run): not a second charge.
     assert!(

@@ -1220,14 +1220,6 @@ async fn a_read_grant_serves_its_bytes_once_and_a_retry_not_forever() {
     env.get_and_compare("big", &file);
 }
 
-/// The owner's egress so far, from the admin's usage records.
-fn egress(env: &Env) -> i64 {
-    let records: serde_json::Value =
-        serde_json::from_str(&env.ok(&["admin", "billing", "records"])).expect("records as JSON");
-    let mine = |r: &&serde_json::Value| r["subject"] == "user" && r["who"] == 1 && r["kind"] == "egress";
-    records.as_array().expect("records").iter().filter(mine).map(|r| r["amount"].as_i64().expect("amount")).sum()
-}
-
 /// Attack (red team): a reader asks for the grants of its owner's packs over and over and
 /// reads nothing. Each answer was charged to the owner as egress (1.26 GiB in 1.7 s), and
 /// raised what the hosts may claim to have served. A shard's bytes are charged once while a
@@ -1246,7 +1238,7 @@ async fn asking_for_grants_again_charges_nothing_more() {
         env.catalog_db().query_row("SELECT id FROM chunks LIMIT 1", [], |r| r.get(0)).expect("a chunk");
     let chunk = ChunkId::from_bytes(chunk.try_into().expect("32 bytes"));
     let reader = Attacker::invite(&env, &["reader", "--role", "reader", "--of", "u1"]).await;
-    let before = egress(&env);
+    let before = common::egress(&env);
     let ask = PackGrantsRequest { pack, shards: vec![0, 1, 2, 3] };
     let mut last = None;
     for _ in 0..50 {
@@ -1256,7 +1248,7 @@ async fn asking_for_grants_again_charges_nothing_more() {
         let (status, body) = reader.post("/v1/chunks/locate", &LocateRequest { chunks: vec![chunk], read: true }).await;
         assert_eq!(status, 200, "{body}");
     }
-    let charged = egress(&env) - before;
+    let charged = common::egress(&env) - before;
     assert_eq!(charged, 4 * shard_size, "50 rounds of grants for 4 shards charged {charged} bytes");
     // The last grants still read their shard.
     let whole: PackLocation = serde_json::from_value(last.expect("grants")).expect("pack grants");

@@ -382,3 +382,11 @@ pub fn peak_rss(pid: u32) -> u64 {
 pub fn reset_peak(pid: u32) {
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("clear_refs");
 }
+
+/// The grid user's (u1's) egress so far, from the admin's usage records.
+pub fn egress(env: &Env) -> i64 {
+    let records: serde_json::Value =
+        serde_json::from_str(&env.ok(&["admin", "billing", "records"])).expect("records as JSON");
+    let mine = |r: &&serde_json::Value| r["subject"] == "user" && r["who"] == 1 && r["kind"] == "egress";
+    records.as_array().expect("records").iter().filter(mine).map(|r| r["amount"].as_i64().expect("amount")).sum()
+}
