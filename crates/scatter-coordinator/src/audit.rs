@@ -327,6 +327,8 @@ pub(crate) async fn note_bandwidth(shared: &Arc<Shared>, host: HostId, bytes: u6
 
 /// Runs one round of audits.
 pub(crate) async fn pass(shared: &Arc<Shared>, fence: &crate::store::Fence) -> Result<(), crate::store::StoreError> {
+    // Hosts heard from within the grace, this coordinator's start not counting as heard
+    // (`room::Start`): asking a host not heard from since would only time out.
     let cutoff = now().saturating_sub(shared.offline_after.as_secs());
     let hosts = shared.catalog(|s| s.hosts()).await?;
     let due = shared.unanswered.due(&hosts, cutoff, now());

@@ -229,6 +229,8 @@ pub(crate) struct Shared {
     pub backups: Option<catalog_backup::Backups>,
     /// When this coordinator's catalog was restored from a backup, if it was.
     pub recovered_at: Option<u64>,
+    /// When this coordinator started, and what its catalog had heard of the hosts then.
+    pub start: room::Start,
     /// The web dashboard this coordinator serves, if any: where login links point.
     pub dashboard: Option<dashboard::Served>,
 }
@@ -490,13 +492,14 @@ pub async fn run(
         }
     };
     // On the blocking pool: PostgreSQL's client blocks (and must not run on the runtime).
-    let (store, recovered_at) = tokio::task::spawn_blocking(move || {
-        let got = store.meta("recovered_at");
-        (store, got)
+    let (store, recovered_at, hosts) = tokio::task::spawn_blocking(move || {
+        let (got, hosts) = (store.meta("recovered_at"), store.hosts());
+        (store, got, hosts)
     })
     .await
     .map_err(|e| CoordinatorError::Store(store::StoreError::Task(e.to_string())))?;
     let recovered_at = recovered_at?.and_then(|v| v.parse::<u64>().ok());
+    let start = room::Start { at: now(), last_heard: hosts?.iter().map(|h| h.last_seen).max().unwrap_or(0) };
     let addr = listener.local_addr().map_err(CoordinatorError::Serve)?;
     let url = config.public_url.as_ref().map(|u| u.to_string()).unwrap_or_else(|| {
         let scheme = if config.insecure { "http" } else { "https" };
@@ -551,6 +554,7 @@ pub async fn run(
         },
         backups,
         recovered_at,
+        start,
         dashboard: dashboard.as_ref().map(|d| d.served.clone()),
     });
     if let Some(t) = recovered_at.filter(|_| shared.holding_orphans(now())) {

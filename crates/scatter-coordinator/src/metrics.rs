@@ -17,7 +17,7 @@ pub(crate) async fn health(
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller(&sh, &headers, Right::Admin).await?;
-    let cutoff = now().saturating_sub(sh.offline_after.as_secs());
+    let cutoff = crate::room::online_cutoff(&sh);
     let h = db(&sh, move |s| s.health(cutoff)).await?;
     let (shards_repaired, bytes_repaired) = db(&sh, |s| s.repair_totals()).await?;
     let waits = db(&sh, |s| s.repair_waits()).await?;
@@ -50,7 +50,7 @@ async fn catalog_backup(sh: &Arc<Shared>) -> serde_json::Value {
 
 /// Prometheus text exposition: hosts by state, packs by health, repair, bytes stored.
 pub(crate) async fn metrics(State(sh): State<Arc<Shared>>) -> Result<String, ApiError> {
-    let cutoff = now().saturating_sub(sh.offline_after.as_secs());
+    let cutoff = crate::room::online_cutoff(&sh);
     let h = db(&sh, move |s| s.health(cutoff)).await?;
     let hosts = db(&sh, |s| s.hosts()).await?;
     let mut by_state: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();

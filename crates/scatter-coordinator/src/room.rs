@@ -22,14 +22,55 @@ pub const MAX_RESERVED_SHARDS: usize = 256;
 /// Most bytes one account may have placed and not yet committed.
 pub const MAX_RESERVED_BYTES: u64 = 1 << 30;
 
-/// Whether a heartbeat at `last_seen` is within the offline grace.
+/// What the catalog said of the hosts when this coordinator started (unix seconds).
+///
+/// A coordinator that was down for longer than the offline grace (an upgrade, a reboot, a
+/// recovery from a catalog backup) finds every host's last heartbeat too old, and cannot
+/// tell a host whose next heartbeat has not reached it yet from a dead one. Taking them all
+/// for dead would start repairs and placements around a grid that lost nothing. So a host
+/// that was online when the catalog last heard from any host counts as heard at this
+/// coordinator's start, and has the offline grace from there to be heard again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Start {
+    /// When this coordinator started.
+    pub at: u64,
+    /// The newest heartbeat the catalog held then, from any host.
+    pub last_heard: u64,
+}
+
+impl Start {
+    /// When a host last heard from at `last_seen` counts as heard from.
+    fn heard(self, last_seen: u64, grace: u64) -> u64 {
+        match last_seen.saturating_add(grace) >= self.last_heard {
+            true => last_seen.max(self.at),
+            false => last_seen,
+        }
+    }
+
+    /// The oldest heartbeat that makes a host online at `now`: `heard(last_seen) + grace >=
+    /// now` as a bound on `last_seen`, for the catalog's queries.
+    fn cutoff(self, now: u64, grace: u64) -> u64 {
+        let cutoff = now.saturating_sub(grace);
+        match self.at >= cutoff {
+            true => cutoff.min(self.last_heard.saturating_sub(grace)),
+            false => cutoff,
+        }
+    }
+}
+
+/// Hosts whose last heartbeat is at or after this are online (see [`Start`]).
+pub fn online_cutoff(sh: &Shared) -> u64 {
+    sh.start.cutoff(now(), sh.offline_after.as_secs())
+}
+
+/// Whether a host last heard from at `last_seen` is within the offline grace (see [`Start`]).
 pub fn is_online(sh: &Shared, last_seen: u64) -> bool {
-    now().saturating_sub(last_seen) <= sh.offline_after.as_secs()
+    last_seen >= online_cutoff(sh)
 }
 
 /// A host's state: administrative first, then by how long ago it was heard from.
 pub fn host_state(sh: &Shared, h: &HostRow) -> HostState {
-    let silent = now().saturating_sub(h.last_seen);
+    let silent = now().saturating_sub(sh.start.heard(h.last_seen, sh.offline_after.as_secs()));
     match h.state {
         Standing::Retired => HostState::Retired,
         Standing::Disqualified => HostState::Disqualified,
@@ -198,4 +239,47 @@ fn tolerance_of<'a>(sh: &Shared, hosts: impl Iterator<Item = &'a HostRow>) -> (u
 /// Steady as it fills, so a full host still counts toward the rule it was filled under.
 fn stake(h: &HostRow) -> u64 {
     h.capacity.min(h.catalog_used.max(h.reported_used).saturating_add(h.free))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Start;
+
+    #[test]
+    fn hosts_online_when_the_catalog_last_heard_count_as_heard_at_the_start() {
+        // Down from 1,000 to 1,100 with a grace of 30 s: the hosts heard at 990 and 975 were
+        // online at the last heartbeat (1,000); the one at 960 was not.
+        let start = Start { at: 1_100, last_heard: 1_000 };
+        assert_eq!(start.heard(990, 30), 1_100);
+        assert_eq!(start.heard(970, 30), 1_100);
+        assert_eq!(start.heard(960, 30), 960);
+        assert_eq!(start.heard(1_105, 30), 1_105, "heard since the start");
+        // Within the grace after the start, hosts heard within the grace of 1,000 are online.
+        assert_eq!(start.cutoff(1_120, 30), 970);
+        // After it, only hosts heard from since count.
+        assert_eq!(start.cutoff(1_131, 30), 1_101);
+        // A coordinator starting beside others that hear the hosts: nothing changes.
+        let beside = Start { at: 1_000, last_heard: 1_000 };
+        assert_eq!(beside.cutoff(1_010, 30), 970);
+    }
+
+    #[test]
+    fn the_cutoff_says_what_heard_says() {
+        let grace = 5;
+        for at in 0..40u64 {
+            for last_heard in 0..=at {
+                let start = Start { at, last_heard };
+                for now in at..at + 20 {
+                    for last_seen in 0..=now {
+                        let online = now.saturating_sub(start.heard(last_seen, grace)) <= grace;
+                        assert_eq!(
+                            online,
+                            last_seen >= start.cutoff(now, grace),
+                            "{start:?} now {now} seen {last_seen}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

@@ -380,3 +380,50 @@ async fn admin_health_says_why_repair_waits() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// Sends `signal` (`-STOP`, `-CONT`) to host `i`.
+fn signal_host(env: &Env, i: usize, signal: &str) {
+    let pid = env.grid.host_pid(i).expect("running host").to_string();
+    assert!(std::process::Command::new("kill").args([signal, &pid]).status().expect("kill").success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_coordinator_back_after_the_offline_grace_does_not_take_its_hosts_for_lost() {
+    // A coordinator down for longer than the offline grace (an upgrade, a reboot) finds every
+    // host's last heartbeat too old. Until a host's next heartbeat reaches it, it cannot tell
+    // it from a dead one; taking it for dead would start repairs (and placements around it)
+    // for a grid that lost nothing. Eight hosts: a repair would have somewhere to go.
+    let opts = scatter_cli::grid::GridOptions { offline_after: "10s".into(), ..Default::default() };
+    let mut env = grid_with(8, opts).await;
+    let file = env.write_random("data", 8 << 20, 31);
+    env.put(&file, "data");
+    let before = catalog(&env).shards;
+    // The two hosts holding the most shards are slow to be heard from after the restart.
+    let mut by_load: Vec<usize> = (0..env.grid.host_count()).collect();
+    by_load.sort_by_key(|i| std::cmp::Reverse(shard_files(&env.grid.host_dir(*i)).len()));
+    let late = [by_load[0], by_load[1]];
+    let late_ids = late.map(|i| host(&env, i).0);
+
+    env.grid.kill_coordinator();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    for i in late {
+        signal_host(&env, i, "-STOP");
+    }
+    env.grid.start_coordinator().expect("the coordinator restarts");
+    // The repairer's first pass runs within a couple of seconds of the start.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let hosts: serde_json::Value = serde_json::from_str(&env.ok(&["admin", "host", "ls", "--json"])).expect("json");
+    for i in late {
+        signal_host(&env, i, "-CONT");
+    }
+    for h in hosts.as_array().expect("hosts") {
+        if late_ids.iter().any(|id| h["id"] == id.0) {
+            assert_ne!(h["state"], "offline", "a host not heard from yet since the restart counts as offline: {h}");
+        }
+    }
+    env.grid.wait_online(8, Duration::from_secs(30)).await.expect("the hosts are heard from");
+    // Two more repair passes with every host heard from: nothing was moved.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(catalog(&env).shards, before, "shards were repaired or moved after a restart that lost nothing");
+    env.get_and_compare("data", &file);
+}

@@ -203,7 +203,7 @@ pub(super) async fn grid(State(sh): Sh, h: HeaderMap) -> Response {
         Ok(v) => v,
         Err(r) => return r,
     };
-    let cutoff = now().saturating_sub(sh.offline_after.as_secs());
+    let cutoff = crate::room::online_cutoff(&sh);
     let got = async {
         let health = db(&sh, move |s| s.health(cutoff)).await?;
         let (shards, bytes) = db(&sh, |s| s.repair_totals()).await?;
