@@ -253,6 +253,21 @@ pub fn text(s: &Statement) -> String {
     for g in &s.gaps {
         let _ = writeln!(out, "  no records from {} to {}: {}", time(g.from), time(g.to), g.reason);
     }
+    // Storage is counted by samples, an hour apart by default: without this line a new
+    // account's first hour reads as nothing stored.
+    if !s.closed {
+        let _ = match s.sampled_until {
+            Some(t) if t >= s.from => writeln!(
+                out,
+                "  storage counted up to {} (the coordinator samples stored bytes every metering interval, an hour by default; what is stored since is counted at the next sample)",
+                time(t.min(s.to))
+            ),
+            Some(_) | None => writeln!(
+                out,
+                "  storage not counted yet this period: the coordinator samples stored bytes every metering interval (an hour by default), the first time soon after it starts"
+            ),
+        };
+    }
     for u in &s.users {
         let _ = writeln!(
             out,
@@ -366,6 +381,30 @@ mod tests {
         assert_eq!(parse_date("2028-02-29").map(time).as_deref(), Ok("2028-02-29T00:00:00Z"));
         assert!(parse_date("2026-02-29").is_err() && parse_date("2026-11").is_err());
         assert_eq!(time(1_793_491_200 + 3723), "2026-11-01T01:02:03Z");
+    }
+
+    #[test]
+    fn an_open_statement_says_up_to_when_storage_is_counted() {
+        let from = 1_793_491_200;
+        let mut s = Statement {
+            period: "2026-11".into(),
+            from,
+            to: from + 30 * 86_400,
+            closed: false,
+            generated: from + 7200,
+            currency: String::new(),
+            gaps: Vec::new(),
+            sampled_until: Some(from + 3600),
+            users: Vec::new(),
+            hosts: Vec::new(),
+        };
+        assert!(text(&s).contains("storage counted up to 2026-11-01T01:00:00Z"), "{}", text(&s));
+        for before in [None, Some(from - 10)] {
+            s.sampled_until = before;
+            assert!(text(&s).contains("storage not counted yet this period"), "{}", text(&s));
+        }
+        s.closed = true;
+        assert!(!text(&s).contains("storage"), "a closed statement is complete: {}", text(&s));
     }
 
     #[test]

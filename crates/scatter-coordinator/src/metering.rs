@@ -479,6 +479,7 @@ pub fn statement(
         generated: now,
         currency,
         gaps: gaps.iter().filter(|g| g.to > period.start() && g.from < period.end()).cloned().collect(),
+        sampled_until: None,
         users: out_users,
         hosts: out_hosts,
     }

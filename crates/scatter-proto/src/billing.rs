@@ -156,6 +156,12 @@ pub struct Statement {
     pub currency: String,
     /// Times within the period with no records (catalog recoveries).
     pub gaps: Vec<Gap>,
+    /// Unix time of the coordinator's last sample of stored bytes: byte-seconds (what storage
+    /// costs) are counted up to it, and what is stored since at the next sample (every
+    /// metering interval). `None` before the first sample, or from a coordinator that does
+    /// not say.
+    #[serde(default)]
+    pub sampled_until: Option<u64>,
     /// Users with usage.
     pub users: Vec<UserStatement>,
     /// Hosts with usage.

@@ -550,7 +550,11 @@ impl Store {
                 })?
                 .into_iter()
                 .collect();
-            Ok(metering::statement(period, closed, &records, &cards, &gaps, &users, &hosts, now))
+            let sampled =
+                c.query_opt("SELECT value FROM meta WHERE key = ?1", params![SAMPLED_AT], |r| r.get::<String>(0))?;
+            let mut statement = metering::statement(period, closed, &records, &cards, &gaps, &users, &hosts, now);
+            statement.sampled_until = sampled.and_then(|v| v.parse().ok());
+            Ok(statement)
         })
     }
 }
