@@ -1330,3 +1330,56 @@ async fn shards_smaller_than_a_disk_block_are_refused() {
     assert!(small.is_empty(), "shards smaller than a block: {small:?}");
     env.get_and_compare("tiny", &tiny);
 }
+
+/// Attack (red team, stop 50): an account opens a session with a 4 KiB wrapped key, commits
+/// an empty object under it and closes it, again and again. The object counted about 130
+/// bytes against the quota; the session's key, kept for as long as the object is, nothing:
+/// the catalog (and its backups on every host) grew 32 times faster than the quota said.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sessions_wrapped_key_counts_against_the_quota() {
+    let env = grid(3).await;
+    let eve = Attacker::invite(&env, &["eve", "--quota", "1MiB"]).await;
+    let mut refused = None;
+    for n in 0..400 {
+        let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [n as u8; 4096]);
+        let (status, body) = eve.post("/v1/sessions", &CreateSessionRequest { wrapped_key: b64 }).await;
+        if status != 200 {
+            refused = Some((n, status, body));
+            break;
+        }
+        let session = body["session"].as_u64().expect("session id");
+        let object = CommitObjectRequest {
+            name: format!("x{n}"),
+            session,
+            size: 0,
+            manifest: String::new(),
+            chunks: vec![],
+            retention: Default::default(),
+            meta: None,
+            replace: false,
+            exclusive: false,
+            if_attributes: None,
+        };
+        let (status, body) = eve.post("/v1/objects/commit", &object).await;
+        if status != 200 {
+            refused = Some((n, status, body));
+            break;
+        }
+        let (status, body) = eve.post("/v1/sessions/close", &serde_json::json!({ "session": session })).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (n, status, body) = refused.expect("400 sessions of 4 KiB keys were all kept under a 1 MiB quota");
+    assert_eq!(status, 507, "{body}");
+    assert!(body.to_string().contains("quota"), "{body}");
+    let kept: i64 = env
+        .catalog_db()
+        .query_row("SELECT COALESCE(SUM(LENGTH(wrapped_key)), 0) FROM sessions WHERE user = ?1", [eve.user.0], |r| {
+            r.get(0)
+        })
+        .expect("sql");
+    assert!(kept <= 1 << 20, "{n} sessions kept {kept} bytes of keys under a 1 MiB quota");
+    // What `usage` reports is what the catalog keeps.
+    let (status, usage) = eve.call(reqwest::Method::GET, "/v1/usage", None).await;
+    assert_eq!(status, 200, "{usage}");
+    assert!(usage["catalog_bytes"].as_i64() >= Some(kept), "{usage}");
+}

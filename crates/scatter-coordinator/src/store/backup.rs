@@ -184,7 +184,8 @@ impl Store {
             }
             // A session closed with nothing stored under it is of no use to anyone: dropped,
             // or opening and closing sessions would grow the catalog by a key each time.
-            tx.execute(
+            forget_sessions(
+                tx,
                 "DELETE FROM sessions WHERE id = ?1 AND user = ?2 AND COALESCE(opener, user) = ?3
                      AND NOT EXISTS (SELECT 1 FROM packs WHERE session = ?1)
                      AND NOT EXISTS (SELECT 1 FROM objects WHERE session = ?1)
@@ -215,7 +216,8 @@ impl Store {
                 &format!("SELECT id FROM sessions WHERE id IN ({window}) AND expires <= ?3"),
                 params![from as i64, limit as i64, now as i64],
             )?;
-            let dropped = tx.execute(
+            let dropped = forget_sessions(
+                tx,
                 &format!(
                     "DELETE FROM sessions WHERE id IN ({window}) AND expires <= ?3
                          AND NOT EXISTS (SELECT 1 FROM packs WHERE session = sessions.id)
@@ -344,6 +346,19 @@ pub const SNAPSHOT_ROW_BYTES: u64 = 1024;
 /// chunk (one its snapshot will name, or a dedup hit) until its session ends, and for a
 /// set from when the first snapshot naming it commits until the last one goes.
 pub const SNAPSHOT_REF_BYTES: u64 = 256;
+
+/// Deletes the sessions `delete` (a `DELETE FROM sessions` statement, with `params`) picks
+/// and stops counting their wrapped keys against their users' quotas; how many went.
+fn forget_sessions(tx: &Sql<'_>, delete: &str, params: &[&dyn super::sql::Param]) -> Result<usize, SqlError> {
+    let gone: Vec<(i64, i64, i64)> =
+        tx.query_map(&format!("{delete} RETURNING id, user, CAST(LENGTH(wrapped_key) AS BIGINT)"), params, |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+    for (id, user, len) in &gone {
+        super::catalog_bytes(tx, *user, &id.to_string(), -len)?;
+    }
+    Ok(gone.len())
+}
 
 /// Counts `added` references newly recorded by `session` against `user`'s quota; refused,
 /// recording none, past it.
@@ -987,19 +1002,32 @@ mod tests {
         let snaps = store.snapshots(user).expect("snapshots");
         assert_eq!(snaps.iter().map(|s| (s.id.as_str(), s.chunks)).collect::<Vec<_>>(), [("snap", 3), ("old", 3)]);
         let catalog = store.quota_usage(user).expect("usage") - store.usage(user).expect("usage");
-        // A set of three, a row for each snapshot, the open session's two, and the chunks.
+        // A set of three, a row for each snapshot, the open session's two, the chunks, and
+        // the sessions' wrapped keys (counted since schema 26).
         let refs = 3 + 2 + 2;
+        let keys = store
+            .conn()
+            .query_i64("SELECT SUM(LENGTH(wrapped_key)) FROM sessions WHERE user = ?1", params![user.0 as i64])
+            .expect("sql");
+        assert!(keys > 0);
         assert_eq!(
             catalog,
-            refs * SNAPSHOT_REF_BYTES + 3 * super::super::CHUNK_ROW_BYTES,
-            "references and chunks' rows"
+            refs * SNAPSHOT_REF_BYTES + 3 * super::super::CHUNK_ROW_BYTES + keys as u64,
+            "references, chunks' rows and keys"
         );
         // And they are given back when the snapshots go, when the session ends, and when a
         // prune drops the chunks.
         store.forget(user, &["snap".into(), "old".into()], 4).expect("forget");
         store.close_session(user, user, 3).expect("close");
         store.prune(user, 0, 200, 200).expect("prune");
-        assert_eq!(store.quota_usage(user).expect("usage"), store.usage(user).expect("usage"));
+        let keys = store
+            .conn()
+            .query_i64(
+                "SELECT COALESCE(SUM(LENGTH(wrapped_key)), 0) FROM sessions WHERE user = ?1",
+                params![user.0 as i64],
+            )
+            .expect("sql");
+        assert_eq!(store.quota_usage(user).expect("usage"), store.usage(user).expect("usage") + keys as u64);
     }
 
     crate::store::testing::conformance! {

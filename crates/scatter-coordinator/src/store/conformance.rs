@@ -284,7 +284,7 @@ conformance! {
 
         // Usage counts all k+m shards of live packs, past 32 bits.
         let hosts: Vec<HostId> = (1..=3).map(|n| host(&store, n, 0)).collect();
-        let s = store.add_session(ann, b"k", 0, 100).expect("session");
+        let s = store.add_session(ann, b"", 0, 100).expect("session");
         Pack::new(1, 2, &hosts).shard_size(6 * GIB).commit(&store, ann, s, 1);
         Pack::new(2, 1, &hosts[..1]).shard_size(GIB).commit(&store, ann, s, 1);
         assert_eq!(store.usage(ann).expect("usage"), 19 * GIB);
@@ -589,7 +589,7 @@ conformance! {
         let base = 64 + CHUNK_ROW_BYTES;
         let ann = user(&store, 1, "ann", Role::User, Some(base + 2 * 1200 + 100), None);
         let h = host(&store, 1, 0);
-        let s = store.add_session(ann, b"k", 0, 100).expect("session");
+        let s = store.add_session(ann, b"", 0, 100).expect("session");
         Pack::new(1, 1, &[h]).chunks(&[1]).commit(&store, ann, s, 1);
         assert_eq!(store.quota_usage(ann).expect("usage"), base, "the pack and its chunk's row");
         let manifest = [7u8; 1000];
@@ -629,6 +629,42 @@ conformance! {
         assert_eq!(store.quota_usage(ann).expect("usage"), store.usage(ann).expect("usage"));
     }
 
+    fn a_sessions_wrapped_key_counts_against_the_quota_while_its_row_stays() {
+        let (_guard, store) = catalog();
+        let ann = user(&store, 1, "ann", Role::User, Some(10_000), None);
+        let key = [9u8; 4096];
+        // An object of a few bytes under each of many sessions kept 4 KiB of key each,
+        // uncounted: the catalog grew 32 times faster than the quota said.
+        let s = store.add_session(ann, &key, 0, 100).expect("session");
+        assert_eq!(store.quota_usage(ann).expect("usage"), 4096, "counted from the start");
+        let object = NewObject {
+            name: "a",
+            session: s,
+            manifest: b"",
+            meta: None,
+            size: 0,
+            chunks: &[],
+            if_attributes: None,
+        };
+        store.commit_object_held(ann, &object, false, false, (None, None), 1).expect("object");
+        store.close_session(ann, ann, s).expect("close");
+        let each = 1 + 128;
+        assert_eq!(store.quota_usage(ann).expect("usage"), 4096 + each, "kept with the object under it");
+        let second = store.add_session(ann, &key, 2, 100).expect("a second session fits");
+        assert!(
+            matches!(store.add_session(ann, &key, 2, 100), Err(StoreError::QuotaFull)),
+            "a third key passes the quota"
+        );
+        // Closed with nothing under it, a session goes, and its key with it.
+        store.close_session(ann, ann, second).expect("close");
+        assert_eq!(store.quota_usage(ann).expect("usage"), 4096 + each);
+        // The object gone, the session goes once idle, and nothing is counted.
+        store.remove_object(ann, "a", 3).expect("remove");
+        store.drop_idle_sessions(0, 100, 1_000_000).expect("drop idle");
+        assert_eq!(store.quota_usage(ann).expect("usage"), 0);
+        assert!(store.add_session(ann, &key, 4, 100).is_ok() && store.add_session(ann, &key, 4, 100).is_ok());
+    }
+
     fn an_objects_chunk_references_count_against_the_quota() {
         // Attack (red team): commits of tiny objects naming every chunk of the account each,
         // 3,000 references a commit, grew the catalog 20 MB in 20 s and the catalog backups
@@ -640,7 +676,7 @@ conformance! {
         // Room for one object naming the four chunks (once each, whatever the list repeats).
         let ann = user(&store, 1, "ann", Role::User, Some(base + each + 4 * r + 100), None);
         let h = host(&store, 1, 0);
-        let s = store.add_session(ann, b"k", 0, 100).expect("session");
+        let s = store.add_session(ann, b"", 0, 100).expect("session");
         Pack::new(1, 1, &[h]).chunks(&[1, 2, 3, 4]).commit(&store, ann, s, 1);
         let chunks = [cid(1), cid(2), cid(3), cid(4), cid(1)];
         let object = |name| NewObject {
@@ -672,7 +708,7 @@ conformance! {
         let (_guard, store) = catalog();
         let ann = user(&store, 1, "ann", Role::User, Some(2 * 64 + 3 * CHUNK_ROW_BYTES), None);
         let h = host(&store, 1, 0);
-        let s = store.add_session(ann, b"k", 0, 100).expect("session");
+        let s = store.add_session(ann, b"", 0, 100).expect("session");
         Pack::new(1, 1, &[h]).chunks(&[1, 2]).commit(&store, ann, s, 1);
         let before = store.quota_usage(ann).expect("usage");
         assert_eq!(before, 64 + 2 * CHUNK_ROW_BYTES);
@@ -696,12 +732,12 @@ conformance! {
         let base = 64 + 4 * CHUNK_ROW_BYTES;
         let ann = user(&store, 1, "ann", Role::User, Some(base + 12 * r + 10), None);
         let h = host(&store, 1, 0);
-        let s = store.add_session(ann, b"k", 0, 100).expect("session");
+        let s = store.add_session(ann, b"", 0, 100).expect("session");
         Pack::new(1, 1, &[h]).chunks(&[1, 2, 3, 4]).commit(&store, ann, s, 1);
         assert_eq!(store.quota_usage(ann).expect("usage"), base);
         let all = [cid(1), cid(2), cid(3), cid(4)];
         let snapshot = |id: &str, chunks: &[ChunkId], hold| {
-            let s = store.add_session(ann, b"k", 2, 100).expect("session");
+            let s = store.add_session(ann, b"", 2, 100).expect("session");
             store.add_session_refs(ann, ann, s, chunks, 2)?;
             store.commit_snapshot_held(ann, ann, s, id, b"r", (None, hold), 3)
         };
@@ -735,18 +771,18 @@ conformance! {
         // References a session records count while it is open, a second time not at all, and
         // are given back when it ends without a snapshot: closed, or lapsed (the deleter's
         // look at idle sessions, or a prune).
-        let open = store.add_session(ann, b"k", 60, 100).expect("session");
+        let open = store.add_session(ann, b"", 60, 100).expect("session");
         store.add_session_refs(ann, ann, open, &all, 61).expect("refs");
         store.add_session_refs(ann, ann, open, &all, 61).expect("the same again");
         assert_eq!(used(), kept + 4 * r);
         store.close_session(ann, ann, open).expect("close");
         assert_eq!(used(), kept);
-        let lapsing = store.add_session(ann, b"k", 60, 100).expect("session");
+        let lapsing = store.add_session(ann, b"", 60, 100).expect("session");
         assert_eq!(store.lookup_for_session(ann, ann, lapsing, &all, 61).expect("dedup hits").len(), 4);
         assert_eq!(used(), kept + 4 * r);
         store.drop_idle_sessions(0, 100, 101).expect("idle sessions");
         assert_eq!(used(), kept);
-        let pruned = store.add_session(ann, b"k", 60, 100).expect("session");
+        let pruned = store.add_session(ann, b"", 60, 100).expect("session");
         store.add_session_refs(ann, ann, pruned, &all, 61).expect("refs");
         store.prune(ann, 0, 101, 101 + 3600).expect("prune");
         assert_eq!(used(), kept);

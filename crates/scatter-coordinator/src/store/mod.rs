@@ -58,7 +58,7 @@ pub use reservations::{Reservation, ReserveError, Reserved};
 use sql::{Backend, Sql, SqlError};
 pub use transfer::{Moved, TransferError};
 
-const SCHEMA_VERSION: i64 = 25;
+const SCHEMA_VERSION: i64 = 26;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -1502,6 +1502,15 @@ impl Store {
                     params![],
                 )?;
             }
+            if version.is_some_and(|v| v <= 25) {
+                // Sessions' wrapped keys count against the quota since schema 26.
+                c.execute(
+                    "INSERT INTO catalog_usage (user, slot, bytes)
+                     SELECT user, 0, CAST(SUM(LENGTH(wrapped_key)) AS BIGINT) FROM sessions GROUP BY user
+                     ON CONFLICT (user, slot) DO UPDATE SET bytes = catalog_usage.bytes + excluded.bytes",
+                    params![],
+                )?;
+            }
             if version.is_some_and(|v| v <= 24) {
                 // Gateway certificates were valid for as long as hosts' until schema 25, and
                 // when each name was last certified is not known: from now on, at the most.
@@ -1770,11 +1779,16 @@ impl Store {
             if open >= MAX_OPEN_SESSIONS as i64 {
                 return Err(StoreError::TooManySessions);
             }
+            // The wrapped key stays as long as anything committed under the session does:
+            // counted against the quota from now until the row goes (`backup::forget_sessions`),
+            // or an object of a hundred bytes could keep 4 KiB of key uncounted.
+            check_quota(conn, user.0 as i64, wrapped_key.len() as u64)?;
             let id: i64 = conn.query_row(
                 "INSERT INTO sessions (user, wrapped_key, created, expires, opener) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
                 params![user.0 as i64, wrapped_key, now as i64, expires as i64, opener.0 as i64],
                 |r| r.get(0),
             )?;
+            catalog_bytes(conn, user.0 as i64, &id.to_string(), wrapped_key.len() as i64)?;
             Ok(id as u64)
         })
     }
