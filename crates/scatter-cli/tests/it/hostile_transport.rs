@@ -858,3 +858,51 @@ async fn a_credential_is_not_accepted_again_after_the_coordinator_restarts() {
     assert_eq!(status, 401, "a credential was accepted again after a restart: {body}");
     assert!(body.to_string().contains("already been used"), "{body}");
 }
+
+/// Attack (red team, stop 50): an account stores 60 MB of snapshot records (its cap, apart
+/// from its quota), then asks for the listing of them again and again on new connections
+/// and reads none. Each answer (about 80 MB of JSON) was made whole in memory and held
+/// until read, or a minute without progress: ten held 1.1 GB of the coordinator's memory,
+/// and the connection limits allow hundreds. Now an account's unread large answers hold at
+/// most 128 MiB, and those past it are refused at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_an_account_does_not_read_do_not_pile_up_in_the_coordinator() {
+    let env = grid(3).await;
+    let eve = common::attacker::Attacker::invite(&env, &["eve"]).await;
+    let record = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, vec![7u8; 1_000_000]);
+    for i in 0..60 {
+        let session = eve.session().await;
+        let body = serde_json::json!({ "session": session, "id": format!("{i:064x}"), "record": record });
+        let (status, body) = eve.post("/v1/snapshots/commit", &body).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let mut held = Vec::new();
+    let mut refused = Vec::new();
+    for _ in 0..6 {
+        let resp = eve.ask("/v1/snapshots").await;
+        match resp.status().as_u16() {
+            200 => held.push(resp),
+            status => refused.push((status, resp.text().await.unwrap_or_default())),
+        }
+    }
+    assert!(held.len() <= 1, "{} listings of about 80 MB held unread at once", held.len());
+    for (status, body) in &refused {
+        assert!(*status == 423 && body.contains("large answers") && body.contains("retry"), "{status} {body}");
+    }
+    // Others' answers are not held up by it.
+    let admin = env.ok(&["admin", "user", "ls", "--json"]);
+    assert!(admin.contains("eve"), "{admin}");
+    // Read (or dropped), its room comes back.
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let resp = eve.ask("/v1/snapshots").await;
+        if resp.status() == 200 {
+            let listing: serde_json::Value = resp.json().await.expect("the listing, read whole");
+            assert_eq!(listing["snapshots"].as_array().map(Vec::len), Some(60));
+            break;
+        }
+        assert!(Instant::now() < deadline, "the room of dropped answers did not come back: {}", resp.status());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -72,6 +72,19 @@ const HOST_BEAT_SHARE: usize = 4 * MEDIUM;
 /// Of [`BODY_BUDGET`], bytes one account's bodies may hold at once: whatever one account sends,
 /// slowly or not, the others keep a quarter of the room.
 pub(crate) const ACCOUNT_BODY_SHARE: usize = BODY_BUDGET / 4 * 3;
+/// Bytes of large answers to users ([`HELD_FROM`] or more) held at once, from when the
+/// handler made them until the peer has read them or the connection ends: an answer is
+/// made whole in memory, and a peer that asks and does not read holds it (for a minute
+/// without progress). Past it, such answers are refused at once rather than kept.
+pub(crate) const ANSWER_BUDGET: usize = 512 << 20;
+/// Of [`ANSWER_BUDGET`], bytes one account's answers may hold at once: above the largest
+/// answer an honest client gets (64 MiB of snapshot records, or of a manifest, in base64),
+/// and a quarter of the room. Ten unread listings of one account's 64 MiB of snapshot
+/// records held 1.1 GB of the coordinator's memory before.
+const ACCOUNT_ANSWER_SHARE: usize = 128 << 20;
+/// Answers smaller than this are not counted: however many connections hold them, they
+/// take little.
+const HELD_FROM: u64 = 64 << 10;
 /// How long a request waits for room in the budget before it is told to retry.
 const BUDGET_WAIT: Duration = Duration::from_secs(30);
 /// A body must keep up this rate after [`BODY_GRACE`].
@@ -167,7 +180,8 @@ pub(crate) async fn guard(State(sh): State<Arc<Shared>>, mut req: Request, next:
     let blocked = peer.is_some_and(|p| sh.failures.blocked(p));
     let resp = match check(&sh, req, blocked).await {
         // The body's share of the budget is held until the handler is done with it.
-        Ok((req, _room)) => next.run(req).await,
+        Ok((req, _room, Some(account))) => hold_answer(&sh, account, next.run(req).await),
+        Ok((req, _room, None)) => next.run(req).await,
         Err(e) => refuse(e),
     };
     if resp.status() == StatusCode::UNAUTHORIZED {
@@ -193,11 +207,12 @@ fn throttled() -> ApiError {
 
 /// Steps 2 and 3: the credential, then the body. From a `blocked` peer only a request that
 /// authenticates (a user's credential or a host's secret) goes on; any other is refused
-/// with 429, its credential's failure unsaid.
-async fn check(sh: &Arc<Shared>, req: Request, blocked: bool) -> Result<(Request, Room<'_>), ApiError> {
+/// with 429, its credential's failure unsaid. With the request, its body's room and the
+/// verified user's account.
+async fn check(sh: &Arc<Shared>, req: Request, blocked: bool) -> Result<(Request, Room<'_>, Option<UserId>), ApiError> {
     let Some(path) = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()) else {
         // No such route: the router answers 404 without reading anything.
-        return Ok((req, None));
+        return Ok((req, None, None));
     };
     let (limit, needs_user) = route(&path);
     let verified = match needs_user {
@@ -247,7 +262,91 @@ async fn check(sh: &Arc<Shared>, req: Request, blocked: bool) -> Result<(Request
             .map_err(|_| ApiError::Internal("the verified user cannot be put in a header".into()))?;
         parts.headers.insert(VERIFIED, sealed);
     }
-    Ok((Request::from_parts(parts, Body::from(bytes)), room))
+    Ok((Request::from_parts(parts, Body::from(bytes)), room, verified.map(|(_, account)| account)))
+}
+
+/// Takes room for `resp`, an answer to `account`, in the answer budgets if it is large
+/// ([`ANSWER_BUDGET`]), held until its body is read or dropped; refuses it at once, and
+/// lets its memory go, when there is none.
+fn hold_answer(sh: &Shared, account: UserId, resp: Response) -> Response {
+    use axum::body::HttpBody;
+    let len = resp.body().size_hint().exact().unwrap_or_else(|| resp.body().size_hint().lower());
+    if len < HELD_FROM {
+        return resp;
+    }
+    let permits = u32::try_from(len.div_ceil(1024)).unwrap_or(u32::MAX);
+    let room = share(&sh.account_answers, account, ACCOUNT_ANSWER_SHARE)
+        .try_acquire_many_owned(permits)
+        .and_then(|mine| Ok((mine, sh.answer_budget.clone().try_acquire_many_owned(permits)?)));
+    let Ok(room) = room else {
+        return ApiError::Busy(format!(
+            "this answer ({} MiB) does not fit in what the coordinator may hold of large answers not yet read \
+             ({} MiB for an account, {} MiB for everyone); read the answers under way, or retry in a minute",
+            len.div_ceil(1 << 20),
+            ACCOUNT_ANSWER_SHARE >> 20,
+            ANSWER_BUDGET >> 20
+        ))
+        .into_response();
+    };
+    let (parts, body) = resp.into_parts();
+    Response::from_parts(parts, Body::new(Held { body, pending: bytes::Bytes::new(), _room: room }))
+}
+
+/// Pieces an answer is handed to the connection in: given one frame of the whole answer,
+/// the server would take it at once (the body done, its room given back) and hold it in
+/// its write buffer until the peer read it.
+const PIECE: usize = 64 << 10;
+
+/// An answer's body with its room in the answer budgets, given back when it is dropped (once
+/// its last piece is taken).
+struct Held {
+    body: Body,
+    /// What is left of the frame being handed over.
+    pending: bytes::Bytes,
+    _room: (tokio::sync::OwnedSemaphorePermit, tokio::sync::OwnedSemaphorePermit),
+}
+
+impl http_body::Body for Held {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        loop {
+            if !this.pending.is_empty() {
+                let piece = this.pending.split_to(this.pending.len().min(PIECE));
+                return Poll::Ready(Some(Ok(http_body::Frame::data(piece))));
+            }
+            match std::pin::Pin::new(&mut this.body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => this.pending = data,
+                    Err(other) => return Poll::Ready(Some(Ok(other))),
+                },
+                other => return other,
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pending.is_empty() && self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        let inner = self.body.size_hint();
+        let pending = self.pending.len() as u64;
+        match inner.exact() {
+            Some(n) => http_body::SizeHint::with_exact(n + pending),
+            None => {
+                let mut hint = http_body::SizeHint::new();
+                hint.set_lower(inner.lower() + pending);
+                hint
+            }
+        }
+    }
 }
 
 /// Checks the request's credential against its headers, method and target, and records it as

@@ -122,6 +122,13 @@ impl Attacker {
         (status, resp.json().await.unwrap_or(serde_json::Value::Null))
     }
 
+    /// Sends a signed GET of `path` and hands back the answer once its headers are in, its
+    /// body unread: what a peer that asks and does not read holds.
+    pub async fn ask(&self, path: &str) -> reqwest::Response {
+        let auth = self.credential(&reqwest::Method::GET, path, b"");
+        self.http.get(format!("{}{path}", self.base)).header("authorization", auth).send().await.expect("request")
+    }
+
     /// Sends a body declared `declared` bytes long to `path`, under a credential (signed for
     /// an empty body: the coordinator compares the body only once it has it), 8 KiB every
     /// 100 ms, above the coordinator's minimum rate, until `stop` is set: it holds the room
