@@ -2280,6 +2280,19 @@ async fn run(cmd: Cmd) -> Result<i32> {
                         scatter_cli::terms::format_age(b["age_secs"].as_u64().unwrap_or(0))
                     ),
                 }
+                if let Some(f) = h["catalog_backup"]["failing"].as_object() {
+                    let since = f.get("since").and_then(|v| v.as_u64()).unwrap_or(0);
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0);
+                    println!(
+                        "warning: catalog backups have failed for {} ({}); released data is deleted from hosts only \
+                         once a backup records it, and a recovery would start from the last one taken",
+                        scatter_cli::terms::format_age(now.saturating_sub(since)),
+                        escape(f.get("error").and_then(|v| v.as_str()).unwrap_or_default().as_bytes())
+                    );
+                }
                 // Why repair waits, as the checker's last pass found it.
                 for w in h["repair_waiting"].as_array().into_iter().flatten() {
                     println!(

@@ -64,6 +64,9 @@ pub(crate) struct Backups {
     pub soon: tokio::sync::Notify,
     /// One backup at a time.
     pub running: tokio::sync::Mutex<()>,
+    /// Since when (unix seconds) the backups tried have failed, and the last one's error:
+    /// `admin health` says so (released data waits for a backup to be deleted).
+    pub failing: std::sync::Mutex<Option<(u64, String)>>,
 }
 
 /// Why a backup was not taken.
@@ -123,6 +126,13 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Recei
         let _ = futures::FutureExt::now_or_never(b.soon.notified());
         let taken = take(&shared, false).await;
         wait = if taken.is_ok() { b.interval } else { b.interval.min(RETRY_AFTER) };
+        {
+            let mut failing = b.failing.lock().unwrap_or_else(|p| p.into_inner());
+            match &taken {
+                Ok(_) => *failing = None,
+                Err(e) => *failing = Some((failing.as_ref().map_or(now(), |f| f.0), e.to_string())),
+            }
+        }
         log(taken);
     }
     match tokio::time::timeout(AT_SHUTDOWN, take(&shared, false)).await {

@@ -492,6 +492,7 @@ pub async fn run(
                 data_dir: config.data_dir.clone(),
                 soon: tokio::sync::Notify::new(),
                 running: tokio::sync::Mutex::new(()),
+                failing: Default::default(),
             })
         }
     };

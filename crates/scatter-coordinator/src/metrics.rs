@@ -36,15 +36,18 @@ pub(crate) async fn health(
     })))
 }
 
-/// The newest catalog backup: sequence, time and age; null without catalog backups
-/// (PostgreSQL), `{"seq": null}` before the first.
+/// The newest catalog backup: sequence, time and age, and since when the backups tried
+/// since have failed, with the last error (`failing`, null while they succeed); null without
+/// catalog backups (PostgreSQL), `{"seq": null, ...}` before the first.
 async fn catalog_backup(sh: &Arc<Shared>) -> serde_json::Value {
-    if sh.backups.is_none() {
-        return serde_json::Value::Null;
-    }
+    let Some(b) = &sh.backups else { return serde_json::Value::Null };
+    let failing = b.failing.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let failing = failing.map(|(since, error)| serde_json::json!({ "since": since, "error": error }));
     match crate::catalog_backup::last(sh).await {
-        Some((seq, time)) => serde_json::json!({ "seq": seq, "time": time, "age_secs": now().saturating_sub(time) }),
-        None => serde_json::json!({ "seq": null }),
+        Some((seq, time)) => {
+            serde_json::json!({ "seq": seq, "time": time, "age_secs": now().saturating_sub(time), "failing": failing })
+        }
+        None => serde_json::json!({ "seq": null, "failing": failing }),
     }
 }
 

@@ -70,7 +70,7 @@ async fn metrics(State(sh): State<Arc<Shared>>) -> String {
         "# HELP scatter_host_used_bytes Shard bytes held.\n# TYPE scatter_host_used_bytes gauge\nscatter_host_used_bytes {}\n\
          # HELP scatter_host_capacity_bytes Bytes offered.\n# TYPE scatter_host_capacity_bytes gauge\nscatter_host_capacity_bytes {}\n\
          # HELP scatter_host_shards Shards held.\n# TYPE scatter_host_shards gauge\nscatter_host_shards {shards}\n{}",
-        sh.used(),
+        sh.store.used(),
         sh.store.capacity(),
         sh.request_times.render()
     )

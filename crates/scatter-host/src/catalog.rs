@@ -310,6 +310,9 @@ pub(crate) async fn fetch(
     })
 }
 
+/// Free disk space a catalog backup shard leaves at least, for the host's own files.
+const CATALOG_HEADROOM: u64 = 16 << 20;
+
 /// `PUT /catalog/{seq}/{index}`: stores a backup shard whose header the grid signed, sent
 /// under a coordinator's [`Op::CatalogPut`] grant for this host and shard, checked before the
 /// body is read (which must then keep up the data uploads' minimum rate). Without it, anyone
@@ -341,12 +344,17 @@ pub(crate) async fn put(
     if declared > grant.max_size {
         return Err(bad(format!("the shard is {declared} bytes but the grant allows at most {}", grant.max_size)));
     }
-    let used = sh.store.used() + sh.catalog.used();
-    if used + declared > sh.store.capacity() {
+    // Not held to the capacity offered, which data shards fill: a grid whose hosts were all
+    // full could then take no catalog backup, and released data, deleted only once a backup
+    // records its release, never left them (a new user's full grid stayed full after a
+    // prune). The disk's own free space still bounds it, and the host keeps a few backups only.
+    let store = sh.store.clone();
+    let free = tokio::task::spawn_blocking(move || store.disk_free()).await.unwrap_or(0);
+    if free < declared.saturating_add(CATALOG_HEADROOM) {
         return Err(Refused(
             StatusCode::INSUFFICIENT_STORAGE,
             ErrorCode::Full,
-            format!("this host is full ({used} of {} bytes used)", sh.store.capacity()),
+            format!("this host's disk is full ({free} bytes free); free space on it or raise the disk"),
         ));
     }
     // One at a time: each is held whole in memory to be checked before it is written.

@@ -166,13 +166,6 @@ pub(crate) struct Shared {
     pub grid: [u8; 32],
 }
 
-impl Shared {
-    /// Bytes held: data shards and catalog backup shards.
-    pub fn used(&self) -> u64 {
-        self.store.used() + self.catalog.used()
-    }
-}
-
 /// A shard transfer under way: holds one of the [`api::CONCURRENT_TRANSFERS`] slots, and
 /// notes when it ended.
 pub(crate) struct Transfer<'a> {
@@ -528,7 +521,9 @@ async fn heartbeats(config: Config, shared: Arc<Shared>, secret: String, address
             host_secret: secret.clone(),
             address: address.clone(),
             capacity: config.capacity,
-            used: ByteSize(shared.used()),
+            // Data shards only: the capacity offered is for them, and catalog backups come on top
+            // (bounded by the disk's free space: see `catalog::put`).
+            used: ByteSize(shared.store.used()),
             free: ByteSize(free),
             receipt_key: Some(hex::encode(shared.receipt_key.verifying_key().to_bytes())),
             terms: config.terms.clone(),
@@ -850,7 +845,7 @@ pub async fn run(
     });
     // Space offered past what the disk has: placements up to the capacity would fail as
     // the disk fills (a host on a 30 MB file system joined offering 300 MiB without a word).
-    let (used, free) = (shared.used(), shared.store.disk_free());
+    let (used, free) = (shared.store.used(), shared.store.disk_free());
     if config.capacity.0 > used.saturating_add(free) {
         tracing::warn!(
             capacity = %config.capacity,
@@ -859,7 +854,7 @@ pub async fn run(
         );
     }
     let config_file = config.config_file.as_ref().map_or_else(|| "none".into(), |f| f.display().to_string());
-    tracing::info!(host = %shared.id, %address, used = shared.used(), config = %config_file, "host serving");
+    tracing::info!(host = %shared.id, %address, used = shared.store.used(), config = %config_file, "host serving");
     write_private(&config.data_dir.join("url"), format!("{address}\n").as_bytes())?;
     let inventory =
         tokio::spawn(inventories(shared.clone(), config.heartbeat, identity.host_secret.clone(), coordinators.clone()));

@@ -427,3 +427,36 @@ async fn a_coordinator_back_after_the_offline_grace_does_not_take_its_hosts_for_
     assert_eq!(catalog(&env).shards, before, "shards were repaired or moved after a restart that lost nothing");
     env.get_and_compare("data", &file);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_health_warns_while_catalog_backups_fail() {
+    // A new user's full grid failed every catalog backup for minutes, and `admin health` said
+    // only when the last one was taken: released data waits for a backup to be deleted.
+    let mut env = grid(3).await;
+    for i in 0..3 {
+        env.grid.kill_host(i);
+    }
+    // A change asks for a backup, which no host takes.
+    env.ok(&["admin", "user", "add", "someone"]);
+    let started = Instant::now();
+    loop {
+        let text = env.ok(&["admin", "health"]);
+        if text.contains("warning: catalog backups have failed for") {
+            let h = health(&env);
+            assert!(h["catalog_backup"]["failing"]["error"].as_str().is_some_and(|e| !e.is_empty()), "{h}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no word of the failing backups: {text}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Back, the next backup succeeds and the warning goes.
+    for i in 0..3 {
+        env.grid.start_host(i).expect("restart");
+    }
+    env.ok(&["admin", "user", "add", "someone-else"]);
+    let started = Instant::now();
+    while env.ok(&["admin", "health"]).contains("catalog backups have failed") {
+        assert!(started.elapsed() < Duration::from_secs(90), "the warning stayed once backups succeed");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use scatter_cli::grid::GridOptions;
@@ -316,4 +316,48 @@ async fn a_full_grid_says_it_is_full_in_sizes() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("the grid is full") && err.contains("MiB shard") && err.contains("free"), "{err}");
     assert!(!err.contains("-byte") && !err.contains("placement policy") && !err.contains("panicked"), "{err}");
+}
+
+/// A new user's trial: on a grid whose hosts were full, `forget --prune` freed nothing. A
+/// released pack's shards are deleted only once a catalog backup records the release, and
+/// hosts refused catalog backups past the capacity they offer, which data filled. Backups
+/// are held to the disk's free space now, not to the capacity offered for data.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_grid_frees_what_is_removed() {
+    let mut env = grid(3).await;
+    let file = env.write_random("a", 4 << 20, 5);
+    env.put(&file, "a");
+    // Every host offers exactly what it holds now: no room for anything, a backup included.
+    let hosts: serde_json::Value =
+        serde_json::from_str(&env.ok(&["admin", "host", "ls", "--json"])).expect("host ls is JSON");
+    for i in 0..3 {
+        let id = common::host(&env, i).0;
+        let h = hosts.as_array().and_then(|a| a.iter().find(|h| h["id"] == id.0)).expect("the host");
+        let used = h["used"].as_u64().expect("used");
+        assert!(used > 0, "{h}");
+        env.grid.restart_host_with_capacity(i, &format!("{used}B")).expect("restart the host");
+    }
+    env.grid.wait_online(3, Duration::from_secs(30)).await.expect("the hosts are back");
+    env.ok(&["rm", "a"]);
+    let started = Instant::now();
+    while (0..3).any(|i| !shard_files(&env.grid.host_dir(i)).is_empty()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the removed object's shards stayed on the full hosts: {}",
+            env.ok(&["admin", "health"])
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Each host tells the coordinator what it holds with its next heartbeat.
+    loop {
+        let hosts: serde_json::Value =
+            serde_json::from_str(&env.ok(&["admin", "host", "ls", "--json"])).expect("host ls is JSON");
+        if hosts.as_array().expect("hosts").iter().all(|h| h["room"].as_u64() >= Some(3 << 19)) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(90), "no room came back: {hosts}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    env.put(&file, "b");
+    env.get_and_compare("b", &file);
 }
