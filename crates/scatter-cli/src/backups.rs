@@ -679,22 +679,43 @@ fn absolute(path: Option<PathBuf>) -> Result<Option<PathBuf>> {
     path.map(|p| std::path::absolute(&p).with_context(|| format!("bad path {}", shown(&p)))).transpose()
 }
 
+/// The snapshots `check-local` and `recover` compare with: the one asked for, or the newest
+/// covering `path`; without either, the newest of each backup set this machine made.
+fn compared_with<'a>(
+    all: &'a [SnapshotInfo],
+    snapshot: Option<&str>,
+    path: Option<&Path>,
+) -> Result<Vec<&'a SnapshotInfo>> {
+    Ok(match (snapshot, path) {
+        (None, None) => restore::newest_of_each_set(all, &this_host())?,
+        _ => vec![restore::pick_for_path(all, snapshot, path, &this_host())?],
+    })
+}
+
+/// A snapshot's backed-up paths, for a summary line.
+fn paths_of(snap: &SnapshotInfo) -> String {
+    snap.snapshot.paths.iter().map(|p| escape(p.as_bytes())).collect::<Vec<_>>().join(", ")
+}
+
 pub async fn check_local(path: Option<PathBuf>, snapshot: Option<String>, json: bool) -> Result<i32> {
     let path = absolute(path)?;
     let (coord, keys, all) = open_snapshots().await?;
-    let snap = restore::pick_for_path(&all, snapshot.as_deref(), path.as_deref(), &this_host())?;
+    let snaps = compared_with(&all, snapshot.as_deref(), path.as_deref())?;
     let mut trees = Trees::new(Fetcher::new(&coord, &coord.hosts()?, &keys));
-    let bar = Bar::new();
-    let findings = restore::check_local(&mut trees, &keys, snap, path.as_deref(), &bar).await?;
-    drop(bar);
-    let lost = findings.iter().filter(|f| matches!(f.state, LocalState::Missing | LocalState::Corrupt)).count();
-    if json {
-        let v: Vec<_> = findings
-            .iter()
-            .map(|f| path_json(&f.path.to_absolute_bytes(), serde_json::json!({"state": f.state})))
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"snapshot": snap.id, "findings": v}))?);
-    } else {
+    let mut lost_in_all = 0;
+    let mut found = Vec::new();
+    for snap in &snaps {
+        let bar = Bar::new();
+        let findings = restore::check_local(&mut trees, &keys, snap, path.as_deref(), &bar).await?;
+        drop(bar);
+        let lost = findings.iter().filter(|f| matches!(f.state, LocalState::Missing | LocalState::Corrupt)).count();
+        lost_in_all += lost;
+        if json {
+            found.extend(findings.iter().map(|f| {
+                path_json(&f.path.to_absolute_bytes(), serde_json::json!({"state": f.state, "snapshot": snap.id}))
+            }));
+            continue;
+        }
         for f in &findings {
             let word = match f.state {
                 LocalState::Missing => "missing ",
@@ -705,20 +726,40 @@ pub async fn check_local(path: Option<PathBuf>, snapshot: Option<String>, json: 
             println!("{word}  {}", f.path.display());
         }
         println!(
-            "Compared with snapshot {}: {lost} missing or corrupt, {} modified, {} new.{}",
+            "Compared with snapshot {}{}: {lost} missing or corrupt, {} modified, {} new.{}",
             snap.short_id(),
+            if snaps.len() > 1 { format!(" (of {})", paths_of(snap)) } else { String::new() },
             findings.iter().filter(|f| f.state == LocalState::Modified).count(),
             findings.iter().filter(|f| f.state == LocalState::New).count(),
             if lost > 0 { " Run `scatter recover` to bring back what was lost." } else { "" }
         );
     }
-    Ok(if lost > 0 { EXIT_ATTENTION } else { 0 })
+    if json {
+        let ids: Vec<&str> = snaps.iter().map(|s| s.id.as_str()).collect();
+        let v = serde_json::json!({"snapshot": snaps[0].id, "snapshots": ids, "findings": found});
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    }
+    Ok(if lost_in_all > 0 { EXIT_ATTENTION } else { 0 })
 }
 
 pub async fn recover(path: Option<PathBuf>, snapshot: Option<String>, force: bool, json: bool) -> Result<i32> {
     let path = absolute(path)?;
     let (coord, keys, all) = open_snapshots().await?;
-    let snap = restore::pick_for_path(&all, snapshot.as_deref(), path.as_deref(), &this_host())?;
+    for snap in compared_with(&all, snapshot.as_deref(), path.as_deref())? {
+        recover_from(&coord, &keys, snap, path.as_deref(), force, json).await?;
+    }
+    Ok(0)
+}
+
+/// `recover` from one snapshot.
+async fn recover_from(
+    coord: &scatter_client::coordinator::Coordinator,
+    keys: &scatter_core::keys::UserKeys,
+    snap: &SnapshotInfo,
+    path: Option<&Path>,
+    force: bool,
+    json: bool,
+) -> Result<()> {
     // `recover` writes to the paths the snapshot names, in place: an untrusted delegate's
     // snapshot may name any path (an ~/.ssh/authorized_keys of its own, say).
     if !snap.trusted {
@@ -731,27 +772,31 @@ pub async fn recover(path: Option<PathBuf>, snapshot: Option<String>, force: boo
             snap.short_id()
         );
     }
-    let fetcher = Fetcher::new(&coord, &coord.hosts()?, &keys);
+    let fetcher = Fetcher::new(coord, &coord.hosts()?, keys);
     let mut trees = Trees::new(fetcher.clone());
-    let findings = restore::check_local(&mut trees, &keys, snap, path.as_deref(), &scatter_client::NoProgress).await?;
+    let findings = restore::check_local(&mut trees, keys, snap, path, &scatter_client::NoProgress).await?;
     let wanted =
         |s: LocalState| matches!(s, LocalState::Missing | LocalState::Corrupt) || (force && s == LocalState::Modified);
     if !findings.iter().any(|f| wanted(f.state) && f.node.is_some()) {
         if !json {
-            println!("Nothing is missing or corrupt compared with snapshot {}.", snap.short_id());
+            println!(
+                "Nothing is missing or corrupt compared with snapshot {} (of {}).",
+                snap.short_id(),
+                paths_of(snap)
+            );
         }
-        return Ok(0);
+        return Ok(());
     }
     let bar = Bar::new();
-    let (r, kept) = restore::recover(&fetcher, &keys, findings, force, snap.trusted, &bar).await?;
+    let (r, kept) = restore::recover(&fetcher, keys, findings, force, snap.trusted, &bar).await?;
     drop(bar);
-    report_restore(&r, json, &format!("Recovered from snapshot {}", snap.short_id()))?;
+    report_restore(&r, json, &format!("Recovered from snapshot {} (of {})", snap.short_id(), paths_of(snap)))?;
     if kept > 0 && !json {
         println!(
             "{kept} file(s) changed since the snapshot were left alone; --force puts the snapshot's version back."
         );
     }
-    Ok(0)
+    Ok(())
 }
 
 pub async fn forget(

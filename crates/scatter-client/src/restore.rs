@@ -1186,6 +1186,25 @@ pub fn pick_for_path<'a>(
         })
 }
 
+/// The snapshots `check-local` and `recover` compare with when given neither a path nor a
+/// snapshot: the newest of each backup set (the same paths) `hostname` made, newest first,
+/// or else the newest of any machine's. Only the newest of all once passed over every folder
+/// backed up apart from it, and said nothing was missing.
+pub fn newest_of_each_set<'a>(all: &'a [SnapshotInfo], hostname: &str) -> Result<Vec<&'a SnapshotInfo>, ClientError> {
+    let mut seen: Vec<&[String]> = Vec::new();
+    let mut out = Vec::new();
+    for s in all.iter().rev().filter(|s| s.trusted && s.snapshot.hostname == hostname) {
+        if !seen.contains(&s.snapshot.paths.as_slice()) {
+            seen.push(&s.snapshot.paths);
+            out.push(s);
+        }
+    }
+    match out.is_empty() {
+        true => Ok(vec![pick_for_path(all, None, None, hostname)?]),
+        false => Ok(out),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

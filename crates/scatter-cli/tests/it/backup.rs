@@ -268,6 +268,34 @@ async fn recover_puts_a_lost_hard_link_back_as_a_link() {
     assert_eq!(after.status.code(), Some(0), "{}", String::from_utf8_lossy(&after.stdout));
 }
 
+/// Without a path, `check-local` and `recover` compared with the newest snapshot only: a
+/// folder backed up apart, then lost, was passed over, and they said nothing was missing
+/// (new user). They go through the newest snapshot of each backup set now.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_local_and_recover_without_a_path_cover_every_backup_set() {
+    let env = grid(6).await;
+    let (docs, photos) = (env.path("docs"), env.path("photos"));
+    for (dir, name) in [(&docs, "letter.txt"), (&photos, "cat.jpg")] {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        std::fs::write(dir.join(name), format!("the {name} kept")).expect("write");
+    }
+    env.ok(&["backup", s(&docs)]);
+    env.ok(&["backup", s(&photos)]);
+    std::fs::remove_file(docs.join("letter.txt")).expect("rm");
+    let out = env.scatter(&["check-local"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "the older set's loss was passed over: {text}");
+    assert!(text.contains("missing") && text.contains("letter.txt"), "{text}");
+    assert!(text.contains(&format!("(of {})", docs.display())), "which set each line is of: {text}");
+    let out = env.scatter(&["check-local", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["snapshots"].as_array().map(Vec::len), Some(2), "{v}");
+    env.ok(&["recover"]);
+    assert_eq!(std::fs::read(docs.join("letter.txt")).expect("recovered"), b"the letter.txt kept");
+    let clean = env.scatter(&["check-local"]);
+    assert_eq!(clean.status.code(), Some(0), "{}", String::from_utf8_lossy(&clean.stdout));
+}
+
 fn host_bytes(env: &Env) -> u64 {
     (0..env.grid.host_count())
         .flat_map(|i| shard_files(&env.grid.host_dir(i)))
