@@ -144,6 +144,18 @@ fn rfc3339(ns: i64) -> String {
 }
 
 pub async fn backup(a: BackupArgs) -> Result<i32> {
+    // Said before the key file is opened, in words: the walk would say "No such file or
+    // directory (os error 2)".
+    for path in &a.paths {
+        if let Err(e) = std::fs::symlink_metadata(path) {
+            match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    bail!("{} does not exist; check the path, or leave it out of the backup", shown(path))
+                }
+                _ => bail!("cannot read {} ({e}); check its permissions, or leave it out of the backup", shown(path)),
+            }
+        }
+    }
     let (dir, p) = load()?;
     let keys = scatter_client::profile::Profile::load_keys(&dir, &passphrase(false)?)?;
     let mut excludes = a.excludes;
@@ -602,7 +614,8 @@ pub async fn find(pattern: &str, json: bool) -> Result<i32> {
         for (s, p, n) in &hits {
             println!("{}  {}{:04o} {:>12}  {}", s.short_id(), kind_char(n), n.mode, n.size, p.display());
         }
-        println!("{} match(es) in {searched} snapshot(s)", hits.len());
+        let with_hits: std::collections::HashSet<&str> = hits.iter().map(|(s, _, _)| s.id.as_str()).collect();
+        println!("{} match(es) in {} of the {searched} snapshot(s) searched", hits.len(), with_hits.len());
     }
     Ok(0)
 }

@@ -57,13 +57,13 @@ pub(crate) enum BillingCmd {
     /// as an adjustment, and its prices can no longer change.
     Close {
         /// The period (YYYY-MM).
-        #[arg(long)]
+        #[arg(long, value_parser = parse_period)]
         period: String,
     },
     /// The raw usage records (append-only), as JSON.
     Records {
         /// Only this period (YYYY-MM).
-        #[arg(long)]
+        #[arg(long, value_parser = parse_period)]
         period: Option<String>,
         /// Only this user (e.g. u3).
         #[arg(long)]
@@ -230,6 +230,12 @@ pub fn csv(s: &Statement) -> String {
 /// `2026-11-30T01:02:03Z`.
 pub fn time(unix: u64) -> String {
     scatter_coordinator::metering::format_time(unix)
+}
+
+/// A billing period on the command line (YYYY-MM), checked before anything is asked: a bad
+/// one is a usage mistake (exit 2), not the coordinator's refusal.
+pub fn parse_period(s: &str) -> Result<String, String> {
+    s.parse::<scatter_coordinator::metering::Period>().map(|p| p.to_string())
 }
 
 /// `YYYY-MM-DD` (UTC) as unix seconds at its start.

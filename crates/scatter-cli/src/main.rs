@@ -708,7 +708,7 @@ enum HostAction {
         #[arg(long)]
         insecure: bool,
         /// The period, YYYY-MM (UTC); the current one by default.
-        #[arg(long)]
+        #[arg(long, value_parser = billing::parse_period)]
         period: Option<String>,
         /// Print JSON.
         #[arg(long)]
@@ -779,7 +779,7 @@ enum AdminCmd {
         #[command(subcommand)]
         command: Option<billing::BillingCmd>,
         /// The period, YYYY-MM (UTC); the current one by default.
-        #[arg(long)]
+        #[arg(long, value_parser = billing::parse_period)]
         period: Option<String>,
         /// Only this user's statement: its id (e.g. u3) or its name.
         #[arg(long)]
@@ -839,20 +839,20 @@ enum DelegateCmd {
     /// Count an appender's snapshots as your own: they can be `latest`, be recovered from
     /// and be backup parents.
     Trust {
-        /// The delegate's id, e.g. u3.
-        user: scatter_core::UserId,
+        /// The delegate: its id (e.g. u3) or its name.
+        user: String,
     },
     /// Stop counting an appender's snapshots as your own (they stay listed and restorable by id).
     Untrust {
-        /// The delegate's id, e.g. u3.
-        user: scatter_core::UserId,
+        /// The delegate: its id (e.g. u3) or its name.
+        user: String,
     },
     /// Shut a reader or appender out (a machine lost, or one you no longer trust): its
     /// requests are refused and its write sessions end, so what only they kept stored goes
     /// at your next prune. Its snapshots stay. Only the admin can let it back in.
     Disable {
-        /// The delegate's id, e.g. u3.
-        user: scatter_core::UserId,
+        /// The delegate: its id (e.g. u3) or its name.
+        user: String,
     },
 }
 
@@ -954,6 +954,23 @@ async fn user_named(
             "several users are named `{}` ({}); give the id",
             escape(who.as_bytes()),
             named.iter().map(|u| u.id.to_string()).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// One of the caller's readers and appenders, named by its id (`u3`) or its name.
+async fn delegate_named(coord: &scatter_client::coordinator::Coordinator, who: &str) -> Result<scatter_core::UserId> {
+    if let Ok(id) = who.parse::<scatter_core::UserId>() {
+        return Ok(id);
+    }
+    let named: Vec<_> = coord.delegates().await?.into_iter().filter(|d| d.name == who).collect();
+    match named.as_slice() {
+        [one] => Ok(one.id),
+        [] => bail!("none of your delegates is named `{}`; `scatter delegate ls` lists them", escape(who.as_bytes())),
+        _ => bail!(
+            "several of your delegates are named `{}` ({}); give the id",
+            escape(who.as_bytes()),
+            named.iter().map(|d| d.id.to_string()).collect::<Vec<_>>().join(", ")
         ),
     }
 }
@@ -1484,14 +1501,17 @@ async fn run(cmd: Cmd) -> Result<i32> {
                     }
                 }
                 DelegateCmd::Trust { user } => {
+                    let user = delegate_named(&coord, &user).await?;
                     coord.set_trusted(user, true).await?;
                     println!("{user}'s snapshots now count as yours: they can be `latest`, be recovered from and be backup parents.");
                 }
                 DelegateCmd::Untrust { user } => {
+                    let user = delegate_named(&coord, &user).await?;
                     coord.set_trusted(user, false).await?;
                     println!("{user}'s snapshots no longer count as yours; they stay listed and restorable by id.");
                 }
                 DelegateCmd::Disable { user } => {
+                    let user = delegate_named(&coord, &user).await?;
                     coord.disable_delegate(user).await?;
                     println!("{user} is disabled: its requests are refused and its write sessions ended; `scatter prune` now drops what only they kept. Its snapshots stay.");
                 }
@@ -1792,6 +1812,13 @@ async fn run(cmd: Cmd) -> Result<i32> {
             // Said before anything is fetched (the move into place failed after the download).
             if output.is_dir() {
                 bail!("{} is a folder; give --output a file's path (e.g. {}/NAME)", output.display(), output.display());
+            }
+            if let Some(parent) = output.parent().filter(|p| !to_stdout && !p.as_os_str().is_empty() && !p.is_dir()) {
+                bail!(
+                    "the folder {} does not exist; make it (`mkdir -p {}`) or give --output a path in an existing one",
+                    parent.display(),
+                    parent.display()
+                );
             }
             let bar = Bar::new();
             let r = scatter_client::get::get_file(&p.coordinator()?, &keys, (&name, version), &path, &bar).await?;

@@ -86,8 +86,15 @@ pub async fn put_file(
 ) -> Result<PutReport, ClientError> {
     let file = std::fs::File::open(path).map_err(ClientError::io(path))?;
     let meta = file.metadata().map_err(ClientError::io(path))?;
+    if meta.is_dir() {
+        return Err(ClientError::Invalid(format!(
+            "{} is a folder; `put` stores one file (`scatter backup {}` stores a folder)",
+            path.display(),
+            path.display()
+        )));
+    }
     if !meta.is_file() {
-        return Err(ClientError::Invalid(format!("{} is not a regular file", path.display())));
+        return Err(ClientError::Invalid(format!("{} is not a regular file; `put` stores one file", path.display())));
     }
     let expected = meta.len();
     let shown = path.to_owned();

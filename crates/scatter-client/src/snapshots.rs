@@ -350,7 +350,12 @@ impl Trees {
             node = Some(
                 tree.get(part)
                     .cloned()
-                    .ok_or_else(|| ClientError::Invalid(format!("`{}` is not in the snapshot", path.display())))?,
+                    .ok_or_else(|| {
+                        ClientError::Invalid(format!(
+                            "`{}` is not in the snapshot; paths in a snapshot are the whole paths backed up (`scatter ls SNAPSHOT` lists them)",
+                            path.display()
+                        ))
+                    })?,
             );
         }
         Ok(node)

@@ -484,3 +484,29 @@ async fn a_restore_that_cannot_fit_says_so_before_fetching() {
     let left: Vec<_> = std::fs::read_dir(&small).expect("read_dir").flatten().map(|e| e.file_name()).collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// Mistakes a new user made, each told in one sentence with what to do instead of an OS
+/// error's words (`No such file or directory (os error 2)`), and usage mistakes with exit 2.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_users_mistakes_are_told_with_what_to_do() {
+    let env = grid(3).await;
+    let missing = env.path("Docments");
+    let err = env.fails(&["backup", missing.to_str().expect("utf-8")]);
+    assert!(err.contains("does not exist") && err.contains("check the path") && !err.contains("os error"), "{err}");
+    let dir = env.path("src");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("a.txt"), b"a").expect("write");
+    let err = env.fails(&["put", dir.to_str().expect("utf-8")]);
+    assert!(err.contains("is a folder") && err.contains("scatter backup"), "{err}");
+    env.put(&dir.join("a.txt"), "a");
+    let nowhere = env.path("nodir/x");
+    let err = env.fails(&["get", "a", "--output", nowhere.to_str().expect("utf-8")]);
+    assert!(err.contains("does not exist") && err.contains("mkdir -p") && !err.contains("os error"), "{err}");
+    env.ok(&["backup", dir.to_str().expect("utf-8")]);
+    let err = env.fails(&["restore", "latest:src/a.txt", "--target", env.path("out").to_str().expect("utf-8")]);
+    assert!(err.contains("is not in the snapshot") && err.contains("scatter ls"), "{err}");
+    let out = env.scatter(&["admin", "billing", "--period", "2026-13"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = env.ok(&["find", "a.txt"]);
+    assert!(out.contains("1 match(es) in 1 of the 1 snapshot(s) searched"), "{out}");
+}

@@ -103,7 +103,11 @@ async fn an_appender_claiming_the_owners_host_and_paths_does_not_steer_latest_re
     let newer = backup_id(&ok(run(&laptop, &["backup", s(&ssh), "--json"], &[]), "appender backup"));
     let out = env.ok(&["delegate", "ls", "--json"]);
     assert!(out.contains("laptop"), "{out}");
-    env.ok(&["delegate", "trust", "u2"]);
+    // By its name, as `delegate ls` shows it, or by its id (a new user was told to give a name
+    // and was refused it).
+    let err = env.fails(&["delegate", "trust", "desktop"]);
+    assert!(err.contains("none of your delegates is named `desktop`"), "{err}");
+    env.ok(&["delegate", "trust", "laptop"]);
     let latest = env.path("latest-trusted");
     env.ok(&["restore", "latest", "--target", s(&latest)]);
     assert_eq!(
