@@ -508,6 +508,9 @@ async fn heartbeats(config: Config, shared: Arc<Shared>, secret: String, address
     // The recovery access key last answered: a refused one is warned about once, not at
     // every heartbeat.
     let mut settled_access_key = None;
+    // The standing last answered, and when it was last logged: a change is logged at once,
+    // a standing other than active again every hour.
+    let mut standing: (Option<String>, Option<std::time::Instant>) = (None, None);
     loop {
         let store = shared.store.clone();
         let free = tokio::task::spawn_blocking(move || store.disk_free()).await.unwrap_or(0);
@@ -540,6 +543,11 @@ async fn heartbeats(config: Config, shared: Arc<Shared>, secret: String, address
                         settled_access_key = Some(key);
                     }
                 }
+                let due = standing.1.is_none_or(|t| t.elapsed() >= STANDING_REPEAT);
+                if answer.standing.is_some() && (answer.standing != standing.0 || due) {
+                    log_standing(answer.standing.as_deref().unwrap_or_default(), standing.0.is_some());
+                    standing = (answer.standing, Some(std::time::Instant::now()));
+                }
                 None
             }
             Ok(r) => Some(format!("the coordinator at {} refused a heartbeat ({})", r.url, r.response.status())),
@@ -566,6 +574,29 @@ async fn heartbeats(config: Config, shared: Arc<Shared>, secret: String, address
             shared.served.fetch_add(served, std::sync::atomic::Ordering::Relaxed);
         }
         tokio::time::sleep(config.heartbeat).await;
+    }
+}
+
+/// How often a host the coordinator does not count as active says so again.
+const STANDING_REPEAT: Duration = Duration::from_secs(3600);
+
+/// Says in the log what the coordinator's record of this host means for its operator:
+/// anything but `active` at once, and `active` when it comes back to it (`after` another).
+fn log_standing(standing: &str, after: bool) {
+    match standing {
+        "active" if after => tracing::info!("the coordinator counts this host as active again"),
+        "active" => {}
+        "draining" => tracing::warn!(
+            "the coordinator is draining this host: its shards move to other hosts and it takes no new ones; it is retired once empty"
+        ),
+        "disabled" => tracing::warn!(
+            "the grid's admin has disabled this host: it takes no new shards and its shards are rebuilt elsewhere; ask the admin (`scatter admin host enable`)"
+        ),
+        "disqualified" => tracing::warn!(
+            "the coordinator has disqualified this host after failed audits, for good: its shards are rebuilt elsewhere; check the disk, then join again as a new host with a fresh data directory"
+        ),
+        "retired" => tracing::warn!("the coordinator has retired this host: it holds nothing the grid counts; it can be stopped"),
+        other => tracing::warn!(standing = other, "the coordinator reports a standing this host does not know"),
     }
 }
 

@@ -404,6 +404,10 @@ pub struct HeartbeatResponse {
     /// first one it learns (see `scatter_host`); none from a coordinator without backups.
     #[serde(default)]
     pub recovery_access_key: Option<String>,
+    /// The host's standing in the catalog (`active`, `draining`, `disabled`,
+    /// `disqualified`, `retired`), for its log; none from an older coordinator.
+    #[serde(default)]
+    pub standing: Option<String>,
 }
 
 /// Answer of `POST /v1/admin/catalog-backup`: the backup just taken, or why none was.

@@ -95,6 +95,14 @@ async fn admins_undo_what_they_did_and_nobody_else_can() {
     // which it cannot here (every host holds a shard of the pack).
     env.ok(&["admin", "host", "disable", "h2"]);
     refused(env.scatter(&["admin", "host", "enable", "h2"]), "enable a disabled host", "not trusted again");
+    // Its operator reads it in the host's log (a new user's disabled host said nothing).
+    let i = (0..env.grid.host_count()).find(|i| host(&env, *i).0 .0 == 2).expect("h2");
+    let log = env.grid.host_dir(i).with_file_name(format!("host-{i}.log"));
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("the grid's admin has disabled this host") {
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "the host's log does not say it is disabled");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 
     // Sizes without a unit, tiny quotas and taken names are refused with a sentence.
     let out = env.scatter(&["admin", "user", "add", "erin", "--quota", "10"]);

@@ -848,7 +848,9 @@ async fn heartbeat(State(sh): S, Body(req): Body<HeartbeatRequest>) -> ApiResult
     }
     // Hosts serve catalog backups to whoever proves they hold the recovery key.
     let recovery_access_key = sh.backups.as_ref().map(|b| hex::encode(b.public.access.as_bytes()));
-    Ok(Json(HeartbeatResponse { recovery_access_key }))
+    // Its standing, for its operator's log: a host disabled by the admin said nothing of it.
+    let standing = db(&sh, move |s| s.host_standing(host)).await?.map(|s| s.as_str().to_owned());
+    Ok(Json(HeartbeatResponse { recovery_access_key, standing }))
 }
 
 /// Refuses a host's move to an address where another host is heard from: clients would

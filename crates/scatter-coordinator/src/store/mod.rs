@@ -1703,6 +1703,13 @@ impl Store {
         })
     }
 
+    /// Host `id`'s standing, if it is known.
+    pub fn host_standing(&self, id: HostId) -> Result<Option<Standing>, StoreError> {
+        self.read(|conn| {
+            Ok(conn.query_opt("SELECT state FROM hosts WHERE id = ?1", params![id.0 as i64], |r| r.get(0))?)
+        })
+    }
+
     /// Every host, with the bytes the catalog places on it.
     pub fn hosts(&self) -> Result<Vec<HostRow>, StoreError> {
         self.read(|conn| {
