@@ -92,7 +92,9 @@ pub fn describe_grid(g: &GridInfo) -> String {
     };
     let crowded = match g.crowded_packs {
         0 => String::new(),
-        n => format!(" {n} pack(s) placed under a looser rule, or with a zone down, are being re-spread."),
+        n => format!(
+            " {n} pack(s) placed under a looser rule, or with a zone down, are re-spread once every zone has stayed up for 10 repair passes (5 minutes at the default --checker-interval)."
+        ),
     };
     format!("{rule} New data is coded {}+{}. {packs}{crowded}", g.data, g.parity)
 }
