@@ -138,7 +138,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<
 }
 
 async fn pass(shared: &Arc<Shared>, fence: &Fence) -> Result<(), crate::store::StoreError> {
-    let cutoff = crate::room::online_cutoff(&shared);
+    let cutoff = crate::room::online_cutoff(shared);
     let deferred = shared.repair_deferred.lock().unwrap_or_else(|p| p.into_inner()).clone();
     // More than a pass repairs: packs that cannot move now are passed over cheaply.
     let packs = shared.catalog(move |s| s.degraded_packs(cutoff, PACKS_PER_PASS * 4, &deferred)).await?;

@@ -288,7 +288,7 @@ pub(crate) async fn grid_info(sh: &Arc<Shared>, hosts: &[HostRow], spread: bool)
 /// more of than the rule at `f` allows: from what each pack keeps of its spread, and the
 /// shards of the packs that may be damaged (so it costs what is damaged, not what is stored).
 async fn pack_spread(sh: &Arc<Shared>, hosts: &[HostRow], f: u8) -> Result<(Option<u32>, u64), ApiError> {
-    let cutoff = crate::room::online_cutoff(&sh);
+    let cutoff = crate::room::online_cutoff(sh);
     let by_host: HashMap<HostId, (Domain, bool)> = hosts
         .iter()
         .map(|h| (h.id, (h.domain(), h.state == crate::store::Standing::Active && h.last_seen >= cutoff)))

@@ -504,7 +504,7 @@ pub(crate) fn sample_every(checker: Duration) -> Duration {
 
 /// The grid's figures now.
 pub(crate) async fn current(sh: &Arc<Shared>) -> Result<crate::store::Sample, crate::store::StoreError> {
-    let cutoff = crate::room::online_cutoff(&sh);
+    let cutoff = crate::room::online_cutoff(sh);
     let hosts = sh.catalog(|s| s.hosts()).await?;
     let health = sh.catalog(move |s| s.health(cutoff)).await?;
     let (repaired_shards, _) = sh.catalog(|s| s.repair_totals()).await?;
