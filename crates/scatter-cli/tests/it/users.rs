@@ -83,6 +83,17 @@ async fn roles_quotas_and_write_only_sources() {
         "overwrite",
         "not overwrite",
     );
+    // With bytes of its own, refused before they are uploaded: a new user's whole file went
+    // up first, and stayed stored until a prune.
+    let fresh = env.write_random("fresh", 1 << 20, 77);
+    let packs = || env.catalog_db().query_row("SELECT COUNT(*) FROM packs", [], |r| r.get::<_, i64>(0)).expect("packs");
+    let before = packs();
+    refused(
+        run(&src, &["put", fresh.to_str().expect("utf-8"), "--name", "existing"], &[]),
+        "overwrite with new bytes",
+        "not overwrite",
+    );
+    assert_eq!(packs(), before, "the refused put stored a pack first");
     // Bob cannot list, fetch or remove the admin's data, nor get grants for it even when he
     // knows its chunk ids (here read straight from the catalog).
     assert!(!ok(run(&bob, &["ls"], &[]), "bob ls").contains("existing"));

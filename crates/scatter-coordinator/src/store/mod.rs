@@ -1703,6 +1703,13 @@ impl Store {
         })
     }
 
+    /// Whether `user` has an object version under `name` (encrypted).
+    pub fn object_exists(&self, user: UserId, name: &str) -> Result<bool, StoreError> {
+        self.read(|conn| {
+            Ok(conn.exists("SELECT 1 FROM objects WHERE user = ?1 AND name = ?2", params![user.0 as i64, name])?)
+        })
+    }
+
     /// Host `id`'s standing, if it is known.
     pub fn host_standing(&self, id: HostId) -> Result<Option<Standing>, StoreError> {
         self.read(|conn| {
