@@ -313,6 +313,12 @@ pub(crate) async fn fetch(
 /// Free disk space a catalog backup shard leaves at least, for the host's own files.
 const CATALOG_HEADROOM: u64 = 16 << 20;
 
+/// What catalog backups may take on a host offering `capacity` for data, on top of it: a
+/// quarter of it, and 64 MiB at least (the newest [`KEEP_BACKUPS`] of a small grid's catalog).
+pub(crate) fn catalog_allowance(capacity: u64) -> u64 {
+    (capacity / 4).max(64 << 20)
+}
+
 /// `PUT /catalog/{seq}/{index}`: stores a backup shard whose header the grid signed, sent
 /// under a coordinator's [`Op::CatalogPut`] grant for this host and shard, checked before the
 /// body is read (which must then keep up the data uploads' minimum rate). Without it, anyone
@@ -347,7 +353,17 @@ pub(crate) async fn put(
     // Not held to the capacity offered, which data shards fill: a grid whose hosts were all
     // full could then take no catalog backup, and released data, deleted only once a backup
     // records its release, never left them (a new user's full grid stayed full after a
-    // prune). The disk's own free space still bounds it, and the host keeps a few backups only.
+    // prune). Backups have an allowance of their own on top (accounts' snapshot records,
+    // outside their quotas, make the catalog grow), and the disk's free space bounds it too.
+    let allowance = catalog_allowance(sh.store.capacity());
+    let held = sh.catalog.used();
+    if held.saturating_add(declared) > allowance {
+        return Err(Refused(
+            StatusCode::INSUFFICIENT_STORAGE,
+            ErrorCode::Full,
+            format!("this host's catalog backups would take more than the {allowance} bytes they may ({held} held)"),
+        ));
+    }
     let store = sh.store.clone();
     let free = tokio::task::spawn_blocking(move || store.disk_free()).await.unwrap_or(0);
     if free < declared.saturating_add(CATALOG_HEADROOM) {
@@ -404,6 +420,12 @@ pub(crate) async fn put(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn catalog_backups_have_an_allowance_beside_the_capacity_for_data() {
+        assert_eq!(catalog_allowance(3 << 20), 64 << 20, "a small host still takes a small grid's backups");
+        assert_eq!(catalog_allowance(1 << 40), 1 << 38);
+    }
 
     #[test]
     fn the_first_access_key_is_kept_and_another_refused() {
