@@ -1383,3 +1383,27 @@ async fn a_sessions_wrapped_key_counts_against_the_quota() {
     assert_eq!(status, 200, "{usage}");
     assert!(usage["catalog_bytes"].as_i64() >= Some(kept), "{usage}");
 }
+
+/// Attack: another account asks whether a name is taken, with a name read from the catalog
+/// (encrypted names are no secret to whoever sees the catalog). The answer is about the
+/// caller's own objects only.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_name_answers_for_the_callers_own_objects_only() {
+    let env = grid(3).await;
+    let file = env.write_random("mine", 10 << 10, 3);
+    env.put(&file, "mine");
+    let name: String =
+        env.catalog_db().query_row("SELECT name FROM objects WHERE user = 1", [], |r| r.get(0)).expect("the name");
+    let eve = Attacker::invite(&env, &["eve"]).await;
+    let ask = |exclusive: bool| CheckNameRequest { name: name.clone(), exclusive };
+    let (status, body) = eve.post("/v1/objects/check-name", &ask(true)).await;
+    assert_eq!((status, &body["refused"]), (200, &serde_json::json!(false)), "{body}");
+    // The owner's own answer says it is taken (for an exclusive commit).
+    let owner = Attacker::from_profile(&env, &env.grid.client_dir());
+    let (status, body) = owner.post("/v1/objects/check-name", &ask(true)).await;
+    assert_eq!((status, &body["refused"]), (200, &serde_json::json!(true)), "{body}");
+    // Names no client makes are refused as at commit.
+    let (status, body) =
+        eve.post("/v1/objects/check-name", &CheckNameRequest { name: String::new(), exclusive: true }).await;
+    assert_eq!(status, 400, "{body}");
+}
