@@ -215,9 +215,9 @@ pub(crate) struct Shared {
     pub host_body_budget: tokio::sync::Semaphore,
     /// Each account's share of `body_budget`, while it has bodies in flight (see `guard`).
     pub account_bodies: std::sync::Mutex<std::collections::HashMap<scatter_core::UserId, Arc<tokio::sync::Semaphore>>>,
-    /// Bytes of large answers to users held until read, in KiB permits ([`api::guard::ANSWER_BUDGET`]).
-    pub answer_budget: Arc<tokio::sync::Semaphore>,
-    /// Each account's share of [`Shared::answer_budget`].
+    /// Per account (the data's owner), the one listing of its snapshots being made.
+    pub listings: std::sync::Mutex<std::collections::HashMap<scatter_core::UserId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Each account's room for large answers held until read, in KiB permits (see `guard`).
     pub account_answers: std::sync::Mutex<std::collections::HashMap<scatter_core::UserId, Arc<tokio::sync::Semaphore>>>,
     /// Bodies of hosts' heartbeats and receipts held at once: apart from their inventories,
     /// so that a host trickling inventories holds up no heartbeat.
@@ -550,8 +550,8 @@ pub async fn run(
         open_body_budget: tokio::sync::Semaphore::new(api::guard::OPEN_BODY_BUDGET >> 10),
         host_body_budget: tokio::sync::Semaphore::new(api::guard::HOST_BODY_BUDGET >> 10),
         account_bodies: Default::default(),
-        answer_budget: Arc::new(tokio::sync::Semaphore::new(api::guard::ANSWER_BUDGET >> 10)),
         account_answers: Default::default(),
+        listings: Default::default(),
         host_beat_budget: tokio::sync::Semaphore::new(api::guard::HOST_BEAT_BUDGET >> 10),
         host_bodies: Default::default(),
         verdict_key: {

@@ -68,6 +68,17 @@ pub(super) async fn commit(
 
 pub(super) async fn list(State(sh): S, headers: HeaderMap) -> ApiResult<SnapshotsResponse> {
     let u = caller(&sh, &headers, Right::Read).await?;
+    // One listing of an account's snapshots is made at a time, whoever of its devices and
+    // delegates asks: each may read 64 MiB of records and make 90 MB of JSON, and ten made at
+    // once took a gigabyte (red team) before the answer budget could refuse any of them.
+    let lock = {
+        let mut all = sh.listings.lock().unwrap_or_else(|p| p.into_inner());
+        all.retain(|_, l| Arc::strong_count(l) > 1);
+        all.entry(u.id).or_default().clone()
+    };
+    let _one = tokio::time::timeout(std::time::Duration::from_secs(30), lock.lock_owned()).await.map_err(|_| {
+        ApiError::Busy("another listing of this account's snapshots is being made; retry in a minute".into())
+    })?;
     let rows = db(&sh, move |s| s.snapshots(u.id)).await?;
     let mut holds = db(&sh, move |s| s.snapshot_holds(u.id)).await?;
     Ok(Json(SnapshotsResponse {

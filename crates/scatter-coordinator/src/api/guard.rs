@@ -72,15 +72,15 @@ const HOST_BEAT_SHARE: usize = 4 * MEDIUM;
 /// Of [`BODY_BUDGET`], bytes one account's bodies may hold at once: whatever one account sends,
 /// slowly or not, the others keep a quarter of the room.
 pub(crate) const ACCOUNT_BODY_SHARE: usize = BODY_BUDGET / 4 * 3;
-/// Bytes of large answers to users ([`HELD_FROM`] or more) held at once, from when the
-/// handler made them until the peer has read them or the connection ends: an answer is
-/// made whole in memory, and a peer that asks and does not read holds it (for a minute
-/// without progress). Past it, such answers are refused at once rather than kept.
-pub(crate) const ANSWER_BUDGET: usize = 512 << 20;
-/// Of [`ANSWER_BUDGET`], bytes one account's answers may hold at once: above the largest
-/// answer an honest client gets (64 MiB of snapshot records, or of a manifest, in base64),
-/// and a quarter of the room. Ten unread listings of one account's 64 MiB of snapshot
-/// records held 1.1 GB of the coordinator's memory before.
+/// Bytes of large answers ([`HELD_FROM`] or more) one account's requests may hold at once,
+/// from when the handler made them until the peer has read them or the connection ends: an
+/// answer is made whole in memory, and a peer that asks and does not read holds it (for a
+/// minute without progress). Past it, its answers are refused at once rather than kept.
+/// Above the largest answer an honest client gets (64 MiB of snapshot records, or of a
+/// manifest, in base64). Ten unread listings of one account's 64 MiB of snapshot records held
+/// 1.1 GB of the coordinator's memory before. There is no budget shared by all accounts: four
+/// accounts holding it denied every other account its large answers (red team); what the
+/// accounts the admin invited hold together is bounded by their number.
 const ACCOUNT_ANSWER_SHARE: usize = 128 << 20;
 /// Answers smaller than this are not counted: however many connections hold them, they
 /// take little.
@@ -265,8 +265,8 @@ async fn check(sh: &Arc<Shared>, req: Request, blocked: bool) -> Result<(Request
     Ok((Request::from_parts(parts, Body::from(bytes)), room, verified.map(|(_, account)| account)))
 }
 
-/// Takes room for `resp`, an answer to `account`, in the answer budgets if it is large
-/// ([`ANSWER_BUDGET`]), held until its body is read or dropped; refuses it at once, and
+/// Takes room for `resp`, an answer to `account`, in the account's share if it is large
+/// ([`ACCOUNT_ANSWER_SHARE`]), held until its body is read or dropped; refuses it at once, and
 /// lets its memory go, when there is none.
 fn hold_answer(sh: &Shared, account: UserId, resp: Response) -> Response {
     use axum::body::HttpBody;
@@ -275,16 +275,12 @@ fn hold_answer(sh: &Shared, account: UserId, resp: Response) -> Response {
         return resp;
     }
     let permits = u32::try_from(len.div_ceil(1024)).unwrap_or(u32::MAX);
-    let room = share(&sh.account_answers, account, ACCOUNT_ANSWER_SHARE)
-        .try_acquire_many_owned(permits)
-        .and_then(|mine| Ok((mine, sh.answer_budget.clone().try_acquire_many_owned(permits)?)));
-    let Ok(room) = room else {
+    let Ok(room) = share(&sh.account_answers, account, ACCOUNT_ANSWER_SHARE).try_acquire_many_owned(permits) else {
         return ApiError::Busy(format!(
-            "this answer ({} MiB) does not fit in what the coordinator may hold of large answers not yet read \
-             ({} MiB for an account, {} MiB for everyone); read the answers under way, or retry in a minute",
+            "this answer ({} MiB) does not fit in what the coordinator may hold of an account's large answers not \
+             yet read ({} MiB); read the answers under way, or retry in a minute",
             len.div_ceil(1 << 20),
-            ACCOUNT_ANSWER_SHARE >> 20,
-            ANSWER_BUDGET >> 20
+            ACCOUNT_ANSWER_SHARE >> 20
         ))
         .into_response();
     };
@@ -297,13 +293,13 @@ fn hold_answer(sh: &Shared, account: UserId, resp: Response) -> Response {
 /// its write buffer until the peer read it.
 const PIECE: usize = 64 << 10;
 
-/// An answer's body with its room in the answer budgets, given back when it is dropped (once
-/// its last piece is taken).
+/// An answer's body with its room in its account's share, given back when it is dropped
+/// (once its last piece is taken).
 struct Held {
     body: Body,
     /// What is left of the frame being handed over.
     pending: bytes::Bytes,
-    _room: (tokio::sync::OwnedSemaphorePermit, tokio::sync::OwnedSemaphorePermit),
+    _room: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl http_body::Body for Held {

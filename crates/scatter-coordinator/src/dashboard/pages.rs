@@ -578,7 +578,7 @@ pub(super) async fn me(State(sh): Sh, h: HeaderMap) -> Response {
     let sees_usage = crate::api::require(&v.user, Right::Manage).is_ok();
     let got = db(&sh, move |s| {
         let used = if sees_usage { s.usage(data)? } else { 0 };
-        let snaps = if can_list { s.snapshots(data)? } else { Vec::new() };
+        let snaps = if can_list { s.snapshot_heads(data)? } else { Vec::new() };
         let devices = s.devices(me)?;
         Ok((used, snaps, devices))
     })

@@ -617,16 +617,33 @@ impl Store {
     /// The user's snapshots in commit order (the coordinator's clock, not the time the
     /// sealed record claims), oldest first, with their writers.
     pub fn snapshots(&self, user: UserId) -> Result<Vec<SnapshotRow>, StoreError> {
+        self.snapshot_rows(user, true)
+    }
+
+    /// [`Store::snapshots`] without their sealed records and keys (left empty): what a page
+    /// listing them shows, without reading up to 64 MiB of records for it.
+    pub fn snapshot_heads(&self, user: UserId) -> Result<Vec<SnapshotRow>, StoreError> {
+        self.snapshot_rows(user, false)
+    }
+
+    fn snapshot_rows(&self, user: UserId, sealed: bool) -> Result<Vec<SnapshotRow>, StoreError> {
+        // SUBSTR(…, 1, 0): an empty blob of the column's type, in SQLite and PostgreSQL alike.
+        let (key, record) = match sealed {
+            true => ("k.wrapped_key", "s.record"),
+            false => ("SUBSTR(k.wrapped_key, 1, 0)", "SUBSTR(s.record, 1, 0)"),
+        };
         self.read(|conn| {
             let rows = conn.query_map(
-                "SELECT s.id, s.created, s.session, k.wrapped_key, s.record,
+                &format!(
+                    "SELECT s.id, s.created, s.session, {key}, {record},
                         (SELECT CAST(COALESCE(SUM(r.chunks), 0) AS BIGINT) FROM snapshot_sets ss
                          JOIN ref_sets r ON r.user = ss.user AND r.id = ss.ref_set WHERE ss.snapshot = s.id),
                         COALESCE(s.writer, s.user), COALESCE(w.name, ''),
                         COALESCE(s.writer, s.user) = s.user OR COALESCE(w.trusted, 0) <> 0
                  FROM snapshots s JOIN sessions k ON k.id = s.session
                       LEFT JOIN users w ON w.id = COALESCE(s.writer, s.user)
-                 WHERE s.user = ?1 ORDER BY s.created, s.seq",
+                 WHERE s.user = ?1 ORDER BY s.created, s.seq"
+                ),
                 params![user.0 as i64],
                 |r| {
                     Ok(SnapshotRow {
