@@ -354,8 +354,8 @@ pub(crate) async fn usage(coord: &Coordinator, json: bool) -> Result<()> {
     }
     let quota = u.quota.map(|q| scatter_core::ByteSize(q).to_string()).unwrap_or_else(|| "none".into());
     println!(
-        "Stored now: {} on hosts with redundancy ({} before) and {} in the catalog (names, manifests, chunks \
-         and snapshots' references to them), quota {quota}; {} object version(s), {} snapshot(s)",
+        "Stored now: {} on hosts with redundancy ({} before) and {} in the catalog (names, manifests, chunks, \
+         write sessions' keys and snapshots' references to them), quota {quota}; {} object version(s), {} snapshot(s)",
         scatter_core::ByteSize(u.stored_bytes),
         scatter_core::ByteSize(u.logical_bytes),
         scatter_core::ByteSize(u.catalog_bytes),

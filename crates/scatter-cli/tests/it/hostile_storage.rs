@@ -773,19 +773,7 @@ async fn an_appender_cannot_fill_the_catalog_with_object_manifests() {
     // escaped, and `rm --encrypted` takes them as printed.
     let flood = |n: u32| format!("flood-{n}\\\u{200b}");
     let manifest = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, vec![9u8; 1 << 20]);
-    // An object of no data under `name`, with `manifest` (base64).
-    let empty = |name: String, manifest: String| CommitObjectRequest {
-        name,
-        session,
-        size: 0,
-        manifest,
-        chunks: vec![],
-        retention: Default::default(),
-        meta: None,
-        replace: false,
-        exclusive: false,
-        if_attributes: None,
-    };
+    let empty = |name: String, manifest: String| empty_object(name, session, manifest);
     let mut refused = None;
     for n in 0..40 {
         let (status, body) = nas.post("/v1/objects/commit", &empty(flood(n), manifest.clone())).await;
@@ -818,6 +806,22 @@ async fn an_appender_cannot_fill_the_catalog_with_object_manifests() {
     let back = env.path("back");
     common::ok(run(&bob, &["get", "mine", "--output", back.to_str().expect("utf-8")], &[]), "bob get");
     assert!(std::fs::read(&back).expect("got") == std::fs::read(&file).expect("mine"));
+}
+
+/// The commit of an object of no data under `name` in `session`, with `manifest` (base64).
+fn empty_object(name: String, session: u64, manifest: String) -> CommitObjectRequest {
+    CommitObjectRequest {
+        name,
+        session,
+        size: 0,
+        manifest,
+        chunks: vec![],
+        retention: Default::default(),
+        meta: None,
+        replace: false,
+        exclusive: false,
+        if_attributes: None,
+    }
 }
 
 /// Attack: an account commits a real pack of 16 KiB claiming thousands of chunks, all at one
@@ -1348,19 +1352,8 @@ async fn a_sessions_wrapped_key_counts_against_the_quota() {
             break;
         }
         let session = body["session"].as_u64().expect("session id");
-        let object = CommitObjectRequest {
-            name: format!("x{n}"),
-            session,
-            size: 0,
-            manifest: String::new(),
-            chunks: vec![],
-            retention: Default::default(),
-            meta: None,
-            replace: false,
-            exclusive: false,
-            if_attributes: None,
-        };
-        let (status, body) = eve.post("/v1/objects/commit", &object).await;
+        let (status, body) =
+            eve.post("/v1/objects/commit", &empty_object(format!("x{n}"), session, String::new())).await;
         if status != 200 {
             refused = Some((n, status, body));
             break;

@@ -907,11 +907,12 @@ async fn answers_an_account_does_not_read_do_not_pile_up_in_the_coordinator() {
     }
     // Asked eight times at once, the listings are made one after another, not side by side
     // (the budget refuses them only once made: eight made at once took about a gigabyte).
+    // Under load the last in line may wait past this client's 30 s: no answer, no memory.
     let pid = env.grid.coordinator_pid().expect("coordinator");
     common::reset_peak(pid);
     let before = common::peak_rss(pid);
-    let asks = futures::future::join_all((0..8).map(|_| eve.ask("/v1/snapshots"))).await;
-    let statuses: Vec<u16> = asks.iter().map(|r| r.status().as_u16()).collect();
+    let asks = futures::future::join_all((0..8).map(|_| eve.try_ask("/v1/snapshots"))).await;
+    let statuses: Vec<u16> = asks.iter().map(|r| r.as_ref().map_or(0, |r| r.status().as_u16())).collect();
     assert!(statuses.iter().filter(|s| **s == 200).count() <= 1, "{statuses:?}");
     let grown = common::peak_rss(pid) - before;
     println!("eight listings at once: the coordinator's peak grew {} MiB (from {} MiB)", grown >> 20, before >> 20);

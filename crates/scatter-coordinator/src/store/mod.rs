@@ -651,7 +651,7 @@ pub enum StoreError {
     /// snapshot's references.
     #[error(
         "the quota is exhausted (what this account stores on hosts, and what the catalog keeps of its objects, \
-         chunks and snapshots' references to them: `scatter usage` shows both); remove data (`scatter rm`, `scatter \
+         chunks, write sessions' keys and snapshots' references to them: `scatter usage` shows both); remove data (`scatter rm`, `scatter \
          forget` and `scatter prune`) or ask the grid's admin for more (from a reader's or appender's device: ask \
          the account's owner)"
     )]

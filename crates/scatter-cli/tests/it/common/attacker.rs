@@ -125,8 +125,13 @@ impl Attacker {
     /// Sends a signed GET of `path` and hands back the answer once its headers are in, its
     /// body unread: what a peer that asks and does not read holds.
     pub async fn ask(&self, path: &str) -> reqwest::Response {
+        self.try_ask(path).await.expect("request")
+    }
+
+    /// [`Attacker::ask`], with the client's error (a timeout, say) handed back.
+    pub async fn try_ask(&self, path: &str) -> reqwest::Result<reqwest::Response> {
         let auth = self.credential(&reqwest::Method::GET, path, b"");
-        self.http.get(format!("{}{path}", self.base)).header("authorization", auth).send().await.expect("request")
+        self.http.get(format!("{}{path}", self.base)).header("authorization", auth).send().await
     }
 
     /// Sends a body declared `declared` bytes long to `path`, under a credential (signed for
