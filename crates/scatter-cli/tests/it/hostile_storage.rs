@@ -1400,3 +1400,27 @@ async fn check_name_answers_for_the_callers_own_objects_only() {
         eve.post("/v1/objects/check-name", &CheckNameRequest { name: String::new(), exclusive: true }).await;
     assert_eq!(status, 400, "{body}");
 }
+
+/// Attack (red team, stop 50): snapshot records took up to 64 MiB of the catalog (and of its
+/// backups on every host) whatever the account's quota: a 1 MiB account stored 67 MB of them.
+/// A record and its row count against the quota now.
+#[tokio::test(flavor = "multi_thread")]
+async fn snapshot_records_count_against_the_quota() {
+    let env = grid(3).await;
+    let eve = Attacker::invite(&env, &["eve", "--quota", "1MiB"]).await;
+    let record = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, vec![7u8; 300_000]);
+    let mut refused = None;
+    for i in 0..10 {
+        let session = eve.session().await;
+        let body = serde_json::json!({ "session": session, "id": format!("{i:064x}"), "record": record });
+        let (status, body) = eve.post("/v1/snapshots/commit", &body).await;
+        if status != 200 {
+            refused = Some((i, status, body));
+            break;
+        }
+    }
+    let (i, status, body) = refused.expect("3 MB of snapshot records were all taken under a 1 MiB quota");
+    assert_eq!(status, 507, "{body}");
+    assert!(body.to_string().contains("quota"), "{body}");
+    assert!(i <= 4, "{i} records of 300 kB taken under a 1 MiB quota");
+}

@@ -538,6 +538,20 @@ pub(super) fn forget_refs(tx: &Sql<'_>, user: i64, id: &str) -> Result<(), SqlEr
     super::catalog_bytes(tx, user, id, -((rows * SNAPSHOT_REF_BYTES) as i64))
 }
 
+/// Deletes `user`'s snapshot `id`, gives back what its references and its record counted
+/// against the quota; how many rows went.
+pub(super) fn drop_snapshot(tx: &Sql<'_>, user: i64, id: &str) -> Result<u64, SqlError> {
+    forget_refs(tx, user, id)?;
+    let record: Option<i64> = tx.query_opt(
+        "SELECT CAST(LENGTH(record) AS BIGINT) FROM snapshots WHERE id = ?1 AND user = ?2",
+        params![id, user],
+        |r| r.get(0),
+    )?;
+    let Some(record) = record else { return Ok(0) };
+    super::catalog_bytes(tx, user, id, -(record + SNAPSHOT_ROW_BYTES as i64))?;
+    Ok(tx.execute("DELETE FROM snapshots WHERE id = ?1 AND user = ?2", params![id, user])? as u64)
+}
+
 /// Bytes the catalog keeps for `user`'s snapshots (each its record, its session's wrapped
 /// key and [`SNAPSHOT_ROW_BYTES`]): all of them, and those written by its delegates.
 fn record_bytes(tx: &Sql<'_>, user: UserId) -> Result<(u64, u64), SqlError> {
@@ -602,11 +616,16 @@ impl Store {
             if all + len > RECORD_BYTES_PER_ACCOUNT {
                 return Err(StoreError::RecordsFull { used: all, limit: RECORD_BYTES_PER_ACCOUNT });
             }
+            // The record and its row count against the quota too (the session's key already
+            // does): 64 MiB of records were the catalog's, and its backups', for any account.
+            let cost = record.len() as u64 + SNAPSHOT_ROW_BYTES;
+            super::check_quota(tx, u, cost)?;
             tx.execute(
                 "INSERT INTO snapshots (id, user, session, record, created, writer, seq)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, (SELECT COALESCE(MAX(seq), 0) + 1 FROM snapshots))",
                 params![id, u, session as i64, record, now as i64, me.0 as i64],
             )?;
+            super::catalog_bytes(tx, u, id, cost as i64)?;
             commit_refs(tx, user, session, id)?;
             tx.execute("UPDATE sessions SET expires = 0 WHERE id = ?1", params![session as i64])?;
             super::locks::record(tx, LockTarget::Snapshot, id, user, hold.0, hold.1)?;
@@ -712,10 +731,17 @@ impl Store {
             if (all - old.min(all)) + record.len() as u64 > RECORD_BYTES_PER_ACCOUNT {
                 return Err(StoreError::RecordsFull { used: all, limit: RECORD_BYTES_PER_ACCOUNT });
             }
-            Ok(tx.execute(
-                "UPDATE snapshots SET record = ?3 WHERE id = ?1 AND user = ?2",
-                params![id, user.0 as i64, record],
-            )?)
+            let u = user.0 as i64;
+            let grown = record.len() as i64 - old as i64;
+            if grown > 0 {
+                super::check_quota(tx, u, grown as u64)?;
+            }
+            let n =
+                tx.execute("UPDATE snapshots SET record = ?3 WHERE id = ?1 AND user = ?2", params![id, u, record])?;
+            if n > 0 {
+                super::catalog_bytes(tx, u, id, grown)?;
+            }
+            Ok(n)
         })?;
         Ok(n > 0)
     }
@@ -736,8 +762,7 @@ impl Store {
                 }
                 super::locks::check(tx, LockTarget::Snapshot, id, &format!("snapshot {}", short(id)), now)?;
                 super::locks::forget(tx, LockTarget::Snapshot, id)?;
-                forget_refs(tx, user.0 as i64, id)?;
-                removed += tx.execute("DELETE FROM snapshots WHERE id = ?1", params![id])? as u64;
+                removed += drop_snapshot(tx, user.0 as i64, id)?;
             }
             Ok(removed)
         })
@@ -1027,10 +1052,19 @@ mod tests {
             .query_i64("SELECT SUM(LENGTH(wrapped_key)) FROM sessions WHERE user = ?1", params![user.0 as i64])
             .expect("sql");
         assert!(keys > 0);
+        // And the snapshots' records and rows (since schema 27).
+        let records = store
+            .conn()
+            .query_i64(
+                &format!("SELECT SUM(LENGTH(record) + {SNAPSHOT_ROW_BYTES}) FROM snapshots WHERE user = ?1"),
+                params![user.0 as i64],
+            )
+            .expect("sql");
+        assert_eq!(records as u64, 2 + 2 * SNAPSHOT_ROW_BYTES);
         assert_eq!(
             catalog,
-            refs * SNAPSHOT_REF_BYTES + 3 * super::super::CHUNK_ROW_BYTES + keys as u64,
-            "references, chunks' rows and keys"
+            refs * SNAPSHOT_REF_BYTES + 3 * super::super::CHUNK_ROW_BYTES + keys as u64 + records as u64,
+            "references, chunks' rows, keys and records"
         );
         // And they are given back when the snapshots go, when the session ends, and when a
         // prune drops the chunks.

@@ -728,9 +728,12 @@ conformance! {
     fn references_count_against_the_quota_from_when_they_are_recorded_until_they_go() {
         let (_guard, store) = catalog();
         let r = crate::store::backup::SNAPSHOT_REF_BYTES;
-        // A pack of four chunks (64 bytes, and their rows) and room for twelve references.
+        // What a snapshot's record (one byte here) and row count.
+        let row = 1 + crate::store::backup::SNAPSHOT_ROW_BYTES;
+        // A pack of four chunks (64 bytes, and their rows) and room for twelve references and
+        // three snapshots.
         let base = 64 + 4 * CHUNK_ROW_BYTES;
-        let ann = user(&store, 1, "ann", Role::User, Some(base + 12 * r + 10), None);
+        let ann = user(&store, 1, "ann", Role::User, Some(base + 12 * r + 3 * row + 10), None);
         let h = host(&store, 1, 0);
         let s = store.add_session(ann, b"", 0, 100).expect("session");
         Pack::new(1, 1, &[h]).chunks(&[1, 2, 3, 4]).commit(&store, ann, s, 1);
@@ -745,28 +748,28 @@ conformance! {
         // The first snapshot naming the pack's chunks adds their set (four rows) and its own
         // row; the next naming the same chunks only its row.
         snapshot("a", &all, None).expect("a");
-        assert_eq!(used(), base + 5 * r);
+        assert_eq!(used(), base + 5 * r + row);
         snapshot("b", &all, Some(50)).expect("b, to expire at 50");
-        assert_eq!(used(), base + 6 * r);
+        assert_eq!(used(), base + 6 * r + 2 * row);
         // Another choice of the pack's chunks is a set of its own.
         snapshot("c", &all[..3], None).expect("c");
-        assert_eq!(used(), base + 10 * r);
+        assert_eq!(used(), base + 10 * r + 3 * row);
         // One more is refused as its session records them, and nothing of it is kept.
         assert!(matches!(snapshot("d", &all[1..], None), Err(StoreError::QuotaFull)));
-        assert_eq!(used(), base + 10 * r);
+        assert_eq!(used(), base + 10 * r + 3 * row);
         // Forgetting a snapshot gives back its row, and the sets no other snapshot names.
         assert_eq!(store.forget(ann, &["a".into()], 4).expect("forget"), 1);
-        assert_eq!(used(), base + 9 * r, "b still names a's set");
+        assert_eq!(used(), base + 9 * r + 2 * row, "b still names a's set");
         assert_eq!(store.forget(ann, &["c".into()], 4).expect("forget"), 1);
-        assert_eq!(used(), base + 5 * r);
+        assert_eq!(used(), base + 5 * r + row);
         snapshot("e", &all, None).expect("e");
         snapshot("d", &all[1..], None).expect("d fits now");
-        assert_eq!(used(), base + 10 * r);
+        assert_eq!(used(), base + 10 * r + 3 * row);
         // So does its expiry.
         assert_eq!(store.expire(60, 10, None).expect("expire").snapshots, 1);
-        assert_eq!(used(), base + 9 * r);
+        assert_eq!(used(), base + 9 * r + 2 * row);
         assert_eq!(store.forget(ann, &["d".into()], 61).expect("forget"), 1);
-        let kept = base + 5 * r;
+        let kept = base + 5 * r + row;
         assert_eq!(used(), kept);
         // References a session records count while it is open, a second time not at all, and
         // are given back when it ends without a snapshot: closed, or lapsed (the deleter's

@@ -409,8 +409,7 @@ impl Store {
                 let user = UserId(user as u64);
                 let chunks: Vec<Vec<u8>> = if target == SNAPSHOT {
                     let chunks = super::backup::snapshot_chunks(tx, &id)?;
-                    super::backup::forget_refs(tx, user.0 as i64, &id)?;
-                    done.snapshots += tx.execute("DELETE FROM snapshots WHERE id = ?1", params![id])? as u64;
+                    done.snapshots += super::backup::drop_snapshot(tx, user.0 as i64, &id)?;
                     forget(tx, LockTarget::Snapshot, &id)?;
                     chunks
                 } else {

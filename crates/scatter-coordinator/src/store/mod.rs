@@ -58,7 +58,7 @@ pub use reservations::{Reservation, ReserveError, Reserved};
 use sql::{Backend, Sql, SqlError};
 pub use transfer::{Moved, TransferError};
 
-const SCHEMA_VERSION: i64 = 26;
+const SCHEMA_VERSION: i64 = 27;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -1498,6 +1498,18 @@ impl Store {
                          SELECT user, 0, CAST(SUM(refs) * {} AS BIGINT) FROM objects GROUP BY user
                          ON CONFLICT (user, slot) DO UPDATE SET bytes = catalog_usage.bytes + excluded.bytes",
                         backup::SNAPSHOT_REF_BYTES
+                    ),
+                    params![],
+                )?;
+            }
+            if version.is_some_and(|v| v <= 26) {
+                // Snapshot records and their rows count against the quota since schema 27.
+                c.execute(
+                    &format!(
+                        "INSERT INTO catalog_usage (user, slot, bytes)
+                         SELECT user, 0, CAST(SUM(LENGTH(record) + {}) AS BIGINT) FROM snapshots GROUP BY user
+                         ON CONFLICT (user, slot) DO UPDATE SET bytes = catalog_usage.bytes + excluded.bytes",
+                        backup::SNAPSHOT_ROW_BYTES
                     ),
                     params![],
                 )?;
