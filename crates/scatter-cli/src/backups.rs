@@ -758,15 +758,18 @@ pub async fn check_local(path: Option<PathBuf>, snapshot: Option<String>, json: 
 pub async fn recover(path: Option<PathBuf>, snapshot: Option<String>, force: bool, json: bool) -> Result<i32> {
     let path = absolute(path)?;
     let (coord, keys, all) = open_snapshots().await?;
+    let fetcher = Fetcher::new(&coord, &coord.hosts()?, &keys);
+    let mut trees = Trees::new(fetcher.clone());
     for snap in compared_with(&all, snapshot.as_deref(), path.as_deref())? {
-        recover_from(&coord, &keys, snap, path.as_deref(), force, json).await?;
+        recover_from(&fetcher, &mut trees, &keys, snap, path.as_deref(), force, json).await?;
     }
     Ok(0)
 }
 
-/// `recover` from one snapshot.
+/// `recover` from one snapshot, with the fetcher and the trees read so far.
 async fn recover_from(
-    coord: &scatter_client::coordinator::Coordinator,
+    fetcher: &Arc<Fetcher>,
+    trees: &mut Trees,
     keys: &scatter_core::keys::UserKeys,
     snap: &SnapshotInfo,
     path: Option<&Path>,
@@ -785,9 +788,7 @@ async fn recover_from(
             snap.short_id()
         );
     }
-    let fetcher = Fetcher::new(coord, &coord.hosts()?, keys);
-    let mut trees = Trees::new(fetcher.clone());
-    let findings = restore::check_local(&mut trees, keys, snap, path, &scatter_client::NoProgress).await?;
+    let findings = restore::check_local(trees, keys, snap, path, &scatter_client::NoProgress).await?;
     let wanted =
         |s: LocalState| matches!(s, LocalState::Missing | LocalState::Corrupt) || (force && s == LocalState::Modified);
     if !findings.iter().any(|f| wanted(f.state) && f.node.is_some()) {
@@ -801,7 +802,7 @@ async fn recover_from(
         return Ok(());
     }
     let bar = Bar::new();
-    let (r, kept) = restore::recover(&fetcher, keys, findings, force, snap.trusted, &bar).await?;
+    let (r, kept) = restore::recover(fetcher, keys, findings, force, snap.trusted, &bar).await?;
     drop(bar);
     report_restore(&r, json, &format!("Recovered from snapshot {} (of {})", snap.short_id(), paths_of(snap)))?;
     if kept > 0 && !json {

@@ -315,7 +315,7 @@ const CATALOG_HEADROOM: u64 = 16 << 20;
 
 /// What catalog backups may take on a host offering `capacity` for data, on top of it: a
 /// quarter of it, and 64 MiB at least (the newest [`KEEP_BACKUPS`] of a small grid's catalog).
-pub(crate) fn catalog_allowance(capacity: u64) -> u64 {
+fn catalog_allowance(capacity: u64) -> u64 {
     (capacity / 4).max(64 << 20)
 }
 
@@ -353,15 +353,18 @@ pub(crate) async fn put(
     // Not held to the capacity offered, which data shards fill: a grid whose hosts were all
     // full could then take no catalog backup, and released data, deleted only once a backup
     // records its release, never left them (a new user's full grid stayed full after a
-    // prune). Backups have an allowance of their own on top (accounts' snapshot records,
-    // outside their quotas, make the catalog grow), and the disk's free space bounds it too.
+    // prune). Backups have an allowance of their own on top (the catalog grows with every
+    // account's data), and the disk's free space bounds it too.
     let allowance = catalog_allowance(sh.store.capacity());
     let held = sh.catalog.used();
     if held.saturating_add(declared) > allowance {
         return Err(Refused(
             StatusCode::INSUFFICIENT_STORAGE,
             ErrorCode::Full,
-            format!("this host's catalog backups would take more than the {allowance} bytes they may ({held} held)"),
+            format!(
+                "this host's catalog backups would take more than the {allowance} bytes they may ({held} held); the \
+                 coordinator stores this shard on another host, or the operator raises --capacity"
+            ),
         ));
     }
     let store = sh.store.clone();

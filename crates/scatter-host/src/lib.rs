@@ -510,7 +510,7 @@ async fn heartbeats(config: Config, shared: Arc<Shared>, secret: String, address
     let mut settled_access_key = None;
     // The standing last answered, and when it was last logged: a change is logged at once,
     // a standing other than active again every hour.
-    let mut standing: (Option<String>, Option<std::time::Instant>) = (None, None);
+    let mut standing: Option<(String, std::time::Instant)> = None;
     loop {
         let store = shared.store.clone();
         let free = tokio::task::spawn_blocking(move || store.disk_free()).await.unwrap_or(0);
@@ -525,7 +525,7 @@ async fn heartbeats(config: Config, shared: Arc<Shared>, secret: String, address
             address: address.clone(),
             capacity: config.capacity,
             // Data shards only: the capacity offered is for them, and catalog backups come on top
-            // (bounded by the disk's free space: see `catalog::put`).
+            // (within an allowance of their own: see `catalog::put`).
             used: ByteSize(shared.store.used()),
             free: ByteSize(free),
             receipt_key: Some(hex::encode(shared.receipt_key.verifying_key().to_bytes())),
@@ -543,10 +543,13 @@ async fn heartbeats(config: Config, shared: Arc<Shared>, secret: String, address
                         settled_access_key = Some(key);
                     }
                 }
-                let due = standing.1.is_none_or(|t| t.elapsed() >= STANDING_REPEAT);
-                if answer.standing.is_some() && (answer.standing != standing.0 || due) {
-                    log_standing(answer.standing.as_deref().unwrap_or_default(), standing.0.is_some());
-                    standing = (answer.standing, Some(std::time::Instant::now()));
+                if let Some(now_standing) = answer.standing {
+                    let before = standing.as_ref().map(|(s, _)| s.as_str());
+                    let due = standing.as_ref().is_some_and(|(_, t)| t.elapsed() >= STANDING_REPEAT);
+                    if before != Some(now_standing.as_str()) || (due && now_standing != "active") {
+                        log_standing(&now_standing, before.is_some_and(|b| b != "active"));
+                        standing = Some((now_standing, std::time::Instant::now()));
+                    }
                 }
                 None
             }
@@ -581,7 +584,7 @@ async fn heartbeats(config: Config, shared: Arc<Shared>, secret: String, address
 const STANDING_REPEAT: Duration = Duration::from_secs(3600);
 
 /// Says in the log what the coordinator's record of this host means for its operator:
-/// anything but `active` at once, and `active` when it comes back to it (`after` another).
+/// anything but `active`, and `active` when it comes back to it (`after` another standing).
 fn log_standing(standing: &str, after: bool) {
     match standing {
         "active" if after => tracing::info!("the coordinator counts this host as active again"),

@@ -830,7 +830,7 @@ async fn heartbeat(State(sh): S, Body(req): Body<HeartbeatRequest>) -> ApiResult
     // The terms are the host's latest word (see the store's `hosts` module: states decided
     // from earlier terms stand); what it served is a claim, capped by the gap.
     let (grace, host) = (sh.offline_after.as_secs(), req.host_id);
-    let gap = db(&sh, move |s| {
+    let (gap, standing) = db(&sh, move |s| {
         let terms = terms_of(&req.terms);
         let beat = crate::store::Beat {
             address: &req.address,
@@ -850,7 +850,7 @@ async fn heartbeat(State(sh): S, Body(req): Body<HeartbeatRequest>) -> ApiResult
     // Hosts serve catalog backups to whoever proves they hold the recovery key.
     let recovery_access_key = sh.backups.as_ref().map(|b| hex::encode(b.public.access.as_bytes()));
     // Its standing, for its operator's log: a host disabled by the admin said nothing of it.
-    let standing = db(&sh, move |s| s.host_standing(host)).await?.map(|s| s.as_str().to_owned());
+    let standing = standing.map(|s| s.as_str().to_owned());
     Ok(Json(HeartbeatResponse { recovery_access_key, standing }))
 }
 
@@ -1207,8 +1207,8 @@ async fn check_object_name(
     Body(req): Body<scatter_proto::api::CheckNameRequest>,
 ) -> ApiResult<scatter_proto::api::CheckNameResponse> {
     let u = caller(&sh, &headers, Right::Add).await?;
-    check_name(&req.name)?;
-    let refused = match u.role == Role::Appender || req.exclusive {
+    check_new_name(&req.name)?;
+    let refused = match creates_only(&u, req.exclusive) {
         true => db(&sh, move |s| s.object_exists(u.id, &req.name)).await?,
         false => false,
     };
@@ -1302,6 +1302,12 @@ impl CheckedCommit {
     }
 }
 
+/// Whether a commit by `u` may create an object but not add a version to one: an appender's,
+/// or an `exclusive` one.
+fn creates_only(u: &UserRow, exclusive: bool) -> bool {
+    u.role == Role::Appender || exclusive
+}
+
 /// Checks a commit by `u` (its session aside): the name, the attributes' size, the right to
 /// replace, and the lock and expiry it gets.
 async fn checked_commit(sh: &Arc<Shared>, u: &UserRow, req: CommitObjectRequest) -> Result<CheckedCommit, ApiError> {
@@ -1328,7 +1334,7 @@ async fn checked_commit(sh: &Arc<Shared>, u: &UserRow, req: CommitObjectRequest)
     }
     // An appender adds, never overwrites: checked inside the commit's transaction, so it
     // cannot race the owner's commit of the same name.
-    let first_only = u.role == Role::Appender || req.exclusive;
+    let first_only = creates_only(u, req.exclusive);
     let hold = retention(sh, u, &req.retention).await?;
     Ok(CheckedCommit { manifest, meta, if_attributes, first_only, replace: req.replace, hold, req })
 }

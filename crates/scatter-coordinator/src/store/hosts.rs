@@ -101,15 +101,22 @@ impl Store {
     /// Records a heartbeat: the host's report and terms, and its record. The gap since the
     /// last heartbeat counts as time online when it is within `grace` seconds (a host that
     /// was silent longer gets nothing for the silence); the bytes it claims to have served
-    /// count up to [`MAX_SERVED_PER_SEC`] over that gap. Returns the gap in seconds (0 for
-    /// an unknown host).
-    pub fn heartbeat(&self, id: HostId, beat: &Beat<'_>, grace: u64, now: u64) -> Result<u64, StoreError> {
+    /// count up to [`MAX_SERVED_PER_SEC`] over that gap. Returns the gap in seconds and the
+    /// host's standing (0 and none for an unknown host).
+    pub fn heartbeat(
+        &self,
+        id: HostId,
+        beat: &Beat<'_>,
+        grace: u64,
+        now: u64,
+    ) -> Result<(u64, Option<Standing>), StoreError> {
         self.write(|tx| {
-            let row: Option<(i64, i64, i64)> = tx
-                .query_opt("SELECT last_seen, online_secs, served_bytes FROM hosts WHERE id = ?1", params![id.0 as i64], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })?;
-            let Some((last_seen, online, served)) = row else { return Ok(0) };
+            let row: Option<(i64, i64, i64, Standing)> = tx.query_opt(
+                "SELECT last_seen, online_secs, served_bytes, state FROM hosts WHERE id = ?1",
+                params![id.0 as i64],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )?;
+            let Some((last_seen, online, served, standing)) = row else { return Ok((0, None)) };
             let gap = now.saturating_sub(last_seen.max(0) as u64);
             let online = (online.max(0) as u64).saturating_add(if gap <= grace { gap } else { 0 });
             let claim = beat.served.min(gap.max(1).saturating_mul(MAX_SERVED_PER_SEC));
@@ -135,7 +142,7 @@ impl Store {
                     beat.terms.until.map(db_int),
                 ],
             )?;
-            Ok(gap)
+            Ok((gap, Some(standing)))
         })
     }
 

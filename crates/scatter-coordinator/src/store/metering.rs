@@ -102,6 +102,12 @@ INSERT INTO meter_current (subject, who, kind, slot, amount)
 /// Meta key: unix time up to which byte-seconds have been recorded.
 const SAMPLED_AT: &str = "meter_sampled_at";
 
+/// The unix time up to which byte-seconds have been recorded ([`SAMPLED_AT`]), if any.
+fn sampled_at(conn: &Sql<'_>) -> Result<Option<u64>, SqlError> {
+    let value = conn.query_opt("SELECT value FROM meta WHERE key = ?1", params![SAMPLED_AT], |r| r.get::<String>(0))?;
+    Ok(value.and_then(|v| v.parse().ok()))
+}
+
 fn now_wall() -> u64 {
     crate::now()
 }
@@ -349,9 +355,7 @@ impl Store {
     pub fn sample_usage(&self, fence: Option<&Fence>, now: u64) -> Result<u64, StoreError> {
         self.write(|tx| {
             leases::check(tx, fence, now)?;
-            let last: Option<u64> = tx
-                .query_opt("SELECT value FROM meta WHERE key = ?1", params![SAMPLED_AT], |r| r.get::<String>(0))?
-                .and_then(|v| v.parse().ok());
+            let last = sampled_at(tx)?;
             let mut written = 0;
             if let Some(last) = last.filter(|l| *l < now) {
                 let cuts: Vec<u64> = rate_cards(tx)?.iter().map(|c| c.effective).collect();
@@ -550,10 +554,8 @@ impl Store {
                 })?
                 .into_iter()
                 .collect();
-            let sampled =
-                c.query_opt("SELECT value FROM meta WHERE key = ?1", params![SAMPLED_AT], |r| r.get::<String>(0))?;
             let mut statement = metering::statement(period, closed, &records, &cards, &gaps, &users, &hosts, now);
-            statement.sampled_until = sampled.and_then(|v| v.parse().ok());
+            statement.sampled_until = sampled_at(c)?;
             Ok(statement)
         })
     }

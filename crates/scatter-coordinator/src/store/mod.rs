@@ -1045,6 +1045,20 @@ pub(super) fn catalog_bytes(conn: &Sql<'_>, user: i64, name: &str, bytes: i64) -
     Ok(())
 }
 
+/// Adds to each account's catalog bytes what `bytes` (an SQL aggregate over its rows) counts
+/// of `table`: how an upgrade starts counting rows the quota did not count before.
+fn count_rows_into_usage(conn: &Sql<'_>, table: &str, bytes: &str) -> Result<(), SqlError> {
+    conn.execute(
+        &format!(
+            "INSERT INTO catalog_usage (user, slot, bytes)
+             SELECT user, 0, CAST({bytes} AS BIGINT) FROM {table} GROUP BY user
+             ON CONFLICT (user, slot) DO UPDATE SET bytes = catalog_usage.bytes + excluded.bytes"
+        ),
+        params![],
+    )?;
+    Ok(())
+}
+
 /// Stops counting what object version `object` (a row id) takes in the catalog, before its
 /// row is deleted.
 fn forget_object_bytes(conn: &Sql<'_>, object: i64) -> Result<(), SqlError> {
@@ -1479,49 +1493,22 @@ impl Store {
                     ("chunks", format!("COUNT(*) * {CHUNK_ROW_BYTES}")),
                 ];
                 for (table, bytes) in rows {
-                    c.execute(
-                        &format!(
-                            "INSERT INTO catalog_usage (user, slot, bytes)
-                             SELECT user, 0, CAST({bytes} AS BIGINT) FROM {table} GROUP BY user
-                             ON CONFLICT (user, slot) DO UPDATE SET bytes = catalog_usage.bytes + excluded.bytes"
-                        ),
-                        params![],
-                    )?;
+                    count_rows_into_usage(c, table, &bytes)?;
                 }
             }
             if version == Some(23) {
                 // Counted since schema 24: an object version's chunk references (a catalog of
                 // 22 or before counted every object anew from its rows, above, with them).
-                c.execute(
-                    &format!(
-                        "INSERT INTO catalog_usage (user, slot, bytes)
-                         SELECT user, 0, CAST(SUM(refs) * {} AS BIGINT) FROM objects GROUP BY user
-                         ON CONFLICT (user, slot) DO UPDATE SET bytes = catalog_usage.bytes + excluded.bytes",
-                        backup::SNAPSHOT_REF_BYTES
-                    ),
-                    params![],
-                )?;
+                count_rows_into_usage(c, "objects", &format!("SUM(refs) * {}", backup::SNAPSHOT_REF_BYTES))?;
             }
             if version.is_some_and(|v| v <= 26) {
                 // Snapshot records and their rows count against the quota since schema 27.
-                c.execute(
-                    &format!(
-                        "INSERT INTO catalog_usage (user, slot, bytes)
-                         SELECT user, 0, CAST(SUM(LENGTH(record) + {}) AS BIGINT) FROM snapshots GROUP BY user
-                         ON CONFLICT (user, slot) DO UPDATE SET bytes = catalog_usage.bytes + excluded.bytes",
-                        backup::SNAPSHOT_ROW_BYTES
-                    ),
-                    params![],
-                )?;
+                let bytes = format!("SUM(LENGTH(record) + {})", backup::SNAPSHOT_ROW_BYTES);
+                count_rows_into_usage(c, "snapshots", &bytes)?;
             }
             if version.is_some_and(|v| v <= 25) {
                 // Sessions' wrapped keys count against the quota since schema 26.
-                c.execute(
-                    "INSERT INTO catalog_usage (user, slot, bytes)
-                     SELECT user, 0, CAST(SUM(LENGTH(wrapped_key)) AS BIGINT) FROM sessions GROUP BY user
-                     ON CONFLICT (user, slot) DO UPDATE SET bytes = catalog_usage.bytes + excluded.bytes",
-                    params![],
-                )?;
+                count_rows_into_usage(c, "sessions", "SUM(LENGTH(wrapped_key))")?;
             }
             if version.is_some_and(|v| v <= 24) {
                 // Gateway certificates were valid for as long as hosts' until schema 25, and
@@ -1719,13 +1706,6 @@ impl Store {
     pub fn object_exists(&self, user: UserId, name: &str) -> Result<bool, StoreError> {
         self.read(|conn| {
             Ok(conn.exists("SELECT 1 FROM objects WHERE user = ?1 AND name = ?2", params![user.0 as i64, name])?)
-        })
-    }
-
-    /// Host `id`'s standing, if it is known.
-    pub fn host_standing(&self, id: HostId) -> Result<Option<Standing>, StoreError> {
-        self.read(|conn| {
-            Ok(conn.query_opt("SELECT state FROM hosts WHERE id = ?1", params![id.0 as i64], |r| r.get(0))?)
         })
     }
 
