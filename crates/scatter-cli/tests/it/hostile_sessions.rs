@@ -169,3 +169,32 @@ async fn a_forged_credential_writes_no_event_in_anothers_name_or_on_a_hosts_page
     assert_eq!(status, 200, "{page}");
     assert!(!page.contains("555-0100"), "a peer's text reached the host's page: {page}");
 }
+
+/// Attack: an account keeps many snapshots (each costs a kilobyte of its quota) and asks for
+/// its dashboard page on many connections without reading: the page listed every snapshot,
+/// answered whole by a server outside the API's answer budget, so each connection held it.
+/// The page now shows the newest 100 and says how many there are.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_lists_a_bounded_number_of_snapshots() {
+    let (env, base) = dashboard_grid().await;
+    let eve = common::attacker::Attacker::invite(&env, &["eve"]).await;
+    let record = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 16]);
+    for i in 0..130 {
+        let session = eve.session().await;
+        let body = serde_json::json!({ "session": session, "id": format!("{i:016x}{:048x}", 0), "record": record });
+        let (status, body) = eve.post("/v1/snapshots/commit", &body).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = eve.post("/v1/dashboard/link", &serde_json::json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let browser = Browser::new(&base);
+    let cookie = browser.sign_in(body["url"].as_str().expect("a link")).await.expect("eve signs in");
+    let (status, page) = browser.get("/me", &cookie).await;
+    assert_eq!(status, 200, "{page}");
+    let rows = page.matches("<tr><td><code>").count();
+    assert_eq!(rows, 100, "the page listed {rows} snapshots");
+    assert!(page.contains("The newest 100 of 130 snapshots"), "{page}");
+    // Newest first: the last one committed is on the page, the first is not.
+    let shown = |i: u32| page.contains(&format!("<code>{i:016x}</code>"));
+    assert!(shown(129) && shown(30) && !shown(29) && !shown(0), "{page}");
+}

@@ -175,6 +175,10 @@ struct Figure {
 /// Packs of the repair queue listed on the grid page, most endangered first.
 const QUEUE_SHOWN: usize = 20;
 
+/// How many of an account's snapshots `/me` shows, newest first: an account may keep
+/// hundreds of thousands, and the page is answered whole, outside the API's answer budget.
+const SNAPSHOTS_SHOWN: usize = 100;
+
 /// A pack in the repair queue.
 struct QueueLine {
     pack: String,
@@ -558,6 +562,8 @@ struct MePage {
     has_quota: bool,
     percent: u64,
     snapshots: Vec<SnapshotLine>,
+    /// How many snapshots the account has, when `snapshots` shows only the newest of them.
+    snapshots_in_all: Option<u64>,
     devices: Vec<DeviceLine>,
     can_list: bool,
     sees_usage: bool,
@@ -578,12 +584,12 @@ pub(super) async fn me(State(sh): Sh, h: HeaderMap) -> Response {
     let sees_usage = crate::api::require(&v.user, Right::Manage).is_ok();
     let got = db(&sh, move |s| {
         let used = if sees_usage { s.usage(data)? } else { 0 };
-        let snaps = if can_list { s.snapshot_heads(data)? } else { Vec::new() };
+        let snaps = if can_list { s.snapshot_heads(data, SNAPSHOTS_SHOWN)? } else { (Vec::new(), 0) };
         let devices = s.devices(me)?;
         Ok((used, snaps, devices))
     })
     .await;
-    let (used, snaps, devices) = match got {
+    let (used, (snaps, snapshots_in_all), devices) = match got {
         Ok(g) => g,
         Err(e) => return fail(e),
     };
@@ -622,6 +628,7 @@ pub(super) async fn me(State(sh): Sh, h: HeaderMap) -> Response {
         quota: quota.map(|q| ByteSize(q).to_string()).unwrap_or_else(|| "none".into()),
         has_quota: quota.is_some(),
         percent: quota.and_then(|q| used.saturating_mul(100).checked_div(q)).unwrap_or(0).min(100),
+        snapshots_in_all: (snapshots_in_all > SNAPSHOTS_SHOWN as u64).then_some(snapshots_in_all),
         snapshots,
         devices,
         can_list,

@@ -636,20 +636,32 @@ impl Store {
     /// The user's snapshots in commit order (the coordinator's clock, not the time the
     /// sealed record claims), oldest first, with their writers.
     pub fn snapshots(&self, user: UserId) -> Result<Vec<SnapshotRow>, StoreError> {
-        self.snapshot_rows(user, true)
+        self.snapshot_rows(user, None)
     }
 
-    /// [`Store::snapshots`] without their sealed records and keys (left empty): what a page
-    /// listing them shows, without reading up to 64 MiB of records for it.
-    pub fn snapshot_heads(&self, user: UserId) -> Result<Vec<SnapshotRow>, StoreError> {
-        self.snapshot_rows(user, false)
+    /// The user's `newest` snapshots, oldest first, without their sealed records and keys
+    /// (left empty), and how many the user has in all: what a page listing them shows,
+    /// bounded whatever the account keeps, and without reading up to 64 MiB of records.
+    pub fn snapshot_heads(&self, user: UserId, newest: usize) -> Result<(Vec<SnapshotRow>, u64), StoreError> {
+        let mut rows = self.snapshot_rows(user, Some(newest))?;
+        rows.reverse();
+        let all: i64 = self.read(|conn| {
+            Ok(conn.query_row("SELECT COUNT(*) FROM snapshots WHERE user = ?1", params![user.0 as i64], |r| r.get(0))?)
+        })?;
+        Ok((rows, all.max(0) as u64))
     }
 
-    fn snapshot_rows(&self, user: UserId, sealed: bool) -> Result<Vec<SnapshotRow>, StoreError> {
+    /// Every snapshot with its record and key (`newest: None`, oldest first), or the
+    /// `newest` without them (newest first).
+    fn snapshot_rows(&self, user: UserId, newest: Option<usize>) -> Result<Vec<SnapshotRow>, StoreError> {
         // SUBSTR(…, 1, 0): an empty blob of the column's type, in SQLite and PostgreSQL alike.
-        let (key, record) = match sealed {
-            true => ("k.wrapped_key", "s.record"),
-            false => ("SUBSTR(k.wrapped_key, 1, 0)", "SUBSTR(s.record, 1, 0)"),
+        let (key, record, order) = match newest {
+            None => ("k.wrapped_key", "s.record", "ORDER BY s.created, s.seq".to_owned()),
+            Some(n) => (
+                "SUBSTR(k.wrapped_key, 1, 0)",
+                "SUBSTR(s.record, 1, 0)",
+                format!("ORDER BY s.created DESC, s.seq DESC LIMIT {}", n.min(i64::MAX as usize)),
+            ),
         };
         self.read(|conn| {
             let rows = conn.query_map(
@@ -661,7 +673,7 @@ impl Store {
                         COALESCE(s.writer, s.user) = s.user OR COALESCE(w.trusted, 0) <> 0
                  FROM snapshots s JOIN sessions k ON k.id = s.session
                       LEFT JOIN users w ON w.id = COALESCE(s.writer, s.user)
-                 WHERE s.user = ?1 ORDER BY s.created, s.seq"
+                 WHERE s.user = ?1 {order}"
                 ),
                 params![user.0 as i64],
                 |r| {
@@ -891,6 +903,23 @@ mod tests {
             assert_eq!(store.commit_object(user, "n", session, b"m", 1, &[], true, 1).expect("first"), 1);
             assert!(matches!(store.commit_object(user, "n", session, b"m", 1, &[], true, 2), Err(StoreError::NameTaken)));
             assert_eq!(store.commit_object(user, "n", session, b"m", 1, &[], false, 3).expect("owner"), 2);
+        }
+    }
+
+    crate::store::testing::conformance! {
+        fn snapshot_heads_are_the_newest_without_records_and_count_all() {
+            let (_d, store, user, _host) = setup();
+            for i in 0..5u64 {
+                let s = store.add_session(user, b"key", 1, 100).expect("session");
+                store.commit_snapshot(user, user, s, &format!("snap{i}"), b"record", 10 + i).expect("commit");
+            }
+            let (heads, all) = store.snapshot_heads(user, 3).expect("heads");
+            let ids: Vec<&str> = heads.iter().map(|h| h.id.as_str()).collect();
+            assert_eq!((ids, all), (vec!["snap2", "snap3", "snap4"], 5), "the newest, oldest first");
+            assert!(heads.iter().all(|h| h.record.is_empty() && h.wrapped_key.is_empty()));
+            let (heads, all) = store.snapshot_heads(user, 10).expect("heads");
+            assert_eq!((heads.len(), all), (5, 5));
+            assert_eq!(store.snapshots(user).expect("all")[4].record, b"record");
         }
     }
 
