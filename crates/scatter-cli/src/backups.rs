@@ -664,28 +664,42 @@ fn report_restore(r: &restore::RestoreReport, json: bool, what: &str) -> Result<
     for (host, shard, problem) in &r.fetch.bad_shards {
         eprintln!("warning: shard {shard} on host {host} is bad ({problem}); reported to the coordinator");
     }
+    // Counts that are zero are left out, but files written: "0 files written" is news.
+    let mut also: Vec<String> = Vec::new();
+    if r.files_unchanged > 0 {
+        also.push(format!("{} already right", r.files_unchanged));
+    }
+    for (n, one, many) in
+        [(r.dirs, "dir", "dirs"), (r.symlinks, "symlink", "symlinks"), (r.hardlinks, "hard link", "hard links")]
+    {
+        if n > 0 {
+            also.push(counted(n, one, many));
+        }
+    }
     println!(
-        "{what}: {} files written ({}{}), {} already right, {} dirs, {} symlinks{} in {:.1} s ({:.1} MB/s){}.",
-        r.files_restored,
+        "{what}: {} written ({}{}){} in {:.1} s ({:.1} MB/s){}.",
+        counted(r.files_restored, "file", "files"),
         ByteSize(r.bytes_written),
         if r.bytes_resumed > 0 {
             format!(", and {} an interrupted run had written, checked and kept", ByteSize(r.bytes_resumed))
         } else {
             String::new()
         },
-        r.files_unchanged,
-        r.dirs,
-        r.symlinks,
-        if r.hardlinks > 0 { format!(", {} hard links", r.hardlinks) } else { String::new() },
+        also.iter().map(|a| format!(", {a}")).collect::<String>(),
         r.elapsed.as_secs_f64(),
         mb_per_s(r.bytes_written, r.elapsed),
         if r.fetch.reconstructed_packs > 0 {
-            format!(", {} packs rebuilt from parity", r.fetch.reconstructed_packs)
+            format!(", {} rebuilt from parity", counted(r.fetch.reconstructed_packs as u64, "pack", "packs"))
         } else {
             String::new()
         }
     );
     Ok(())
+}
+
+/// `n` with the word for one or for many.
+fn counted(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 fn absolute(path: Option<PathBuf>) -> Result<Option<PathBuf>> {

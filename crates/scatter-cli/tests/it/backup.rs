@@ -125,7 +125,7 @@ async fn incremental_backups_restore_exactly_and_upload_little() {
     // A subset, and a rerun that finds everything already there.
     let part = env.path("part");
     let out = env.ok(&["restore", &format!("latest:{}/docs", s(&src)), "--target", s(&part), "--include", "*.md"]);
-    assert!(out.contains("1 files written"), "{out}");
+    assert!(out.contains("1 file written"), "{out}");
     assert_eq!(std::fs::read(part.join("docs/deep/note.md")).expect("note"), b"hello");
     assert!(!part.join("docs/new.txt").exists());
     let target = env.path(&format!("restore-{}", &id2[..8]));
