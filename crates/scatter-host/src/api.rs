@@ -140,15 +140,14 @@ fn check_grant(sh: &Shared, headers: &HeaderMap, id: &ShardId, op: Op) -> Result
 /// Takes `len` bytes from the read budget of the grant in `headers` ([`crate::budget`]), or
 /// refuses a grant served in full twice already; answers the budget's key, to give back
 /// what is not served.
-fn spend(sh: &Shared, headers: &HeaderMap, id: &ShardId, grant: &Grant, len: u64) -> Result<[u8; 32], Refusal> {
+fn spend(sh: &Shared, headers: &HeaderMap, grant: &Grant, len: u64) -> Result<[u8; 32], Refusal> {
     let token = headers.get(GRANT_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
     let key = *blake3::hash(token).as_bytes();
     let covered = grant.readable().map_or(grant.max_size, |r| r.end - r.start);
     let mut budgets = sh.read_budgets.lock().unwrap_or_else(|p| p.into_inner());
     budgets.take(key, grant.expires, covered, len, crate::unix_now()).map_err(|_| {
-        let e = GrantError::Spent(covered);
-        sh.refused(format!("Get {}…: {e}", &id.to_string()[..12]));
-        Refusal::Grant(e)
+        sh.spent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Refusal::Grant(GrantError::Spent(covered))
     })?;
     Ok(key)
 }
@@ -180,7 +179,7 @@ async fn proof(
     if let Some(allowed) = grant.readable() {
         return Err(Refusal::Grant(GrantError::OutOfRange(allowed.start, allowed.end)));
     }
-    spend(&sh, &headers, &id, &grant, q.len)?;
+    spend(&sh, &headers, &grant, q.len)?;
     let _transfer = sh.transfer().await.ok_or_else(|| Refusal::Bad("the host is shutting down".into()))?;
     let store = sh.store.clone();
     let data = blocking(move || store.read(&id, None)).await?;
@@ -332,7 +331,7 @@ async fn read(State(sh): State<Arc<Shared>>, Path(raw): Path<String>, headers: H
         }
     }
     let reserved = range.as_ref().map_or(grant.max_size, |r| r.end - r.start);
-    let budget = spend(&sh, &headers, &id, &grant, reserved)?;
+    let budget = spend(&sh, &headers, &grant, reserved)?;
     let _transfer = sh.transfer().await.ok_or_else(|| Refusal::Bad("the host is shutting down".into()))?;
     let store = sh.store.clone();
     let partial = range.is_some();

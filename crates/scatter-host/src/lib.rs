@@ -143,6 +143,8 @@ pub(crate) struct Shared {
     pub request_times: scatter_proto::metrics::RequestTimes,
     /// Grant refusals since the last heartbeat: how many, and the first few.
     pub refusals: std::sync::Mutex<(u64, Vec<String>)>,
+    /// Reads refused since the last heartbeat for a spent read budget (see [`budget`]).
+    pub spent: std::sync::atomic::AtomicU64,
     /// When the process started, and milliseconds after that when a transfer last ended.
     started: std::time::Instant,
     last_transfer_ms: std::sync::atomic::AtomicU64,
@@ -517,9 +519,11 @@ async fn heartbeats(config: Config, shared: Arc<Shared>, secret: String, address
         let (refused_grants, refusals) =
             std::mem::take(&mut *shared.refusals.lock().unwrap_or_else(|p| p.into_inner()));
         let served = shared.served.swap(0, std::sync::atomic::Ordering::Relaxed);
+        let spent_grants = shared.spent.swap(0, std::sync::atomic::Ordering::Relaxed);
         let req = HeartbeatRequest {
             refused_grants,
             refusals,
+            spent_grants,
             host_id: shared.id,
             host_secret: secret.clone(),
             address: address.clone(),
@@ -866,6 +870,7 @@ pub async fn run(
         peer_writes: Default::default(),
         request_times: Default::default(),
         refusals: Default::default(),
+        spent: Default::default(),
         started: std::time::Instant::now(),
         last_transfer_ms: Default::default(),
         until: config.terms.until,

@@ -383,6 +383,11 @@ pub struct HeartbeatRequest {
     #[serde(default)]
     #[serde(deserialize_with = "crate::bounded::refusals")]
     pub refusals: Vec<String>,
+    /// Reads refused since the last heartbeat because their grant's bytes were served twice
+    /// already. Counted apart from `refused_grants`: an honest restore meets this when it
+    /// wants the same bytes again (copies of a file), and reads them under a new grant.
+    #[serde(default)]
+    pub spent_grants: u64,
     /// The public half (Ed25519, hex) of the host's receipt key: registered by the first
     /// heartbeat that carries it if the host joined before receipts existed.
     #[serde(default)]

@@ -123,6 +123,7 @@ fn heartbeat(joined: &JoinResponse, address: String, room: u64) -> HeartbeatRequ
         free: ByteSize(room),
         refused_grants: 0,
         refusals: vec![],
+        spent_grants: 0,
         receipt_key: None,
         terms: HostTerms::default(),
         served: 0,

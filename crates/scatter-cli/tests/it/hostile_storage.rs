@@ -1222,6 +1222,18 @@ async fn a_read_grant_serves_its_bytes_once_and_a_retry_not_forever() {
     assert!(granted > 0, "the locate granted reads");
     assert_eq!(served, 2 * granted, "served: the granted bytes twice, no more");
     env.get_and_compare("big", &file);
+    // The hosts report the reads refused for a spent budget apart from refused grants
+    // (honest restores meet them too), with their next heartbeats.
+    let mut events = String::new();
+    for _ in 0..50 {
+        events = env.ok(&["admin", "events", "--json"]);
+        if events.contains("grant.spent") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(events.contains("grant.spent") && events.contains("served twice already"), "{events}");
+    assert!(!events.contains("grant.refused"), "spent budgets were taken for refused grants: {events}");
 }
 
 /// Attack (red team): a reader asks for the grants of its owner's packs over and over and

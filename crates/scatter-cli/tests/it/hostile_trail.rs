@@ -57,6 +57,7 @@ async fn neither_a_tenant_nor_a_host_floods_the_admins_changes_out_of_the_trail(
             free: ByteSize(1 << 30),
             refused_grants: 0,
             refusals: vec![],
+            spent_grants: 0,
             receipt_key: Some(keys[i % 2].clone()),
             terms: HostTerms::default(),
             served: 0,

@@ -821,6 +821,14 @@ async fn heartbeat(State(sh): S, Body(req): Body<HeartbeatRequest>) -> ApiResult
         let detail = format!("{} request(s) refused: {}", req.refused_grants, reasons.join("; "));
         event(&sh, req.host_id, "grant.refused", detail).await;
     }
+    if req.spent_grants > 0 {
+        // Apart from the refusals above: honest restores meet spent budgets too.
+        let detail = format!(
+            "{} read(s) refused: their grant's bytes were served twice already (a restore wanting the same bytes again reads them under a new grant; many, steadily, may be a reader scraping)",
+            req.spent_grants
+        );
+        event(&sh, req.host_id, "grant.spent", detail).await;
+    }
     if let Some(key) = req.receipt_key.as_deref().map(parse_receipt_key).transpose()? {
         let host = req.host_id;
         if db(&sh, move |s| s.set_receipt_key(host, &key)).await? {
