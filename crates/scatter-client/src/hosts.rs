@@ -22,6 +22,8 @@ use crate::coordinator::root_cause;
 const DOWNLOAD_BUFFERS: usize = 16;
 /// Largest answer to a shard upload read (a receipt is about 300 bytes).
 const MAX_RECEIPT_REPLY: u64 = 4096;
+/// Largest error answer read from a host (its sentence is a few hundred bytes).
+const MAX_ERROR_REPLY: usize = 16 << 10;
 
 /// Why a shard transfer failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -162,7 +164,7 @@ impl Hosts {
             .await
             .map_err(|e| TransferError::Unreachable(root_cause(&e)))?;
         if !resp.status().is_success() {
-            return Err(refusal(resp).await);
+            return Err(refusal(resp, self.stall).await);
         }
         let body = self.receive(resp, Some(MAX_RECEIPT_REPLY)).await?;
         let stored: StoredResponse = serde_json::from_slice(&body)
@@ -228,7 +230,7 @@ impl Hosts {
             .map_err(|_| self.silent())?
             .map_err(|e| TransferError::Unreachable(root_cause(&e)))?;
         if !resp.status().is_success() {
-            return Err(refusal(resp).await);
+            return Err(refusal(resp, self.stall).await);
         }
         Ok(resp)
     }
@@ -272,10 +274,27 @@ impl Hosts {
     }
 }
 
-async fn refusal(resp: reqwest::Response) -> TransferError {
+/// Why a host refused a request, from its answer: the sentence of its error body, read only
+/// up to [`MAX_ERROR_REPLY`] bytes and within one stall time (a hostile host sends an endless
+/// or dribbling body to hold the reader's memory or time), else the status alone.
+async fn refusal(mut resp: reqwest::Response, stall: Duration) -> TransferError {
     let status = resp.status();
-    let body: Option<ErrorBody> = resp.json().await.ok();
-    match body {
+    let mut body = Vec::new();
+    let read = tokio::time::timeout(stall, async {
+        while let Ok(Some(piece)) = resp.chunk().await {
+            let room = MAX_ERROR_REPLY + 1 - body.len();
+            body.extend_from_slice(&piece[..piece.len().min(room)]);
+            if body.len() > MAX_ERROR_REPLY {
+                break;
+            }
+        }
+    })
+    .await;
+    let parsed = match read {
+        Ok(()) if body.len() <= MAX_ERROR_REPLY => serde_json::from_slice::<ErrorBody>(&body).ok(),
+        _ => None,
+    };
+    match parsed {
         Some(b) if b.code == scatter_proto::api::ErrorCode::Corrupt => TransferError::Corrupt(b.error),
         Some(b) if b.code == scatter_proto::api::ErrorCode::GrantSpent => TransferError::Spent(b.error),
         Some(b) => TransferError::Refused(b.error),
@@ -332,6 +351,69 @@ mod tests {
             assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
             let e = hosts.get(&host_falling_silent(head).await, &id, &grant).await.expect_err("nor whole");
             assert!(matches!(&e, TransferError::Unreachable(m) if m.contains("sent nothing for")), "{e}");
+        }
+    }
+
+    /// A host answering any request with an error whose body never ends: 64 KiB pieces as
+    /// fast as the reader takes them (up to 256 MiB), or one byte every 100 ms (`dribble`).
+    /// Its address, and how many bytes of the body it could send.
+    async fn host_erring_endlessly(dribble: bool) -> (String, Arc<std::sync::atomic::AtomicU64>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = sent.clone();
+        tokio::spawn(async move {
+            let Ok((mut conn, _)) = listener.accept().await else { return };
+            let mut request = [0u8; 4096];
+            let _ = conn.read(&mut request).await;
+            let head = b"HTTP/1.1 500 Internal Server Error\r\ntransfer-encoding: chunked\r\n\r\n";
+            if conn.write_all(head).await.is_err() {
+                return;
+            }
+            let piece = if dribble { 1 } else { 64 << 10 };
+            let chunk = [format!("{piece:x}\r\n").into_bytes(), vec![b' '; piece], b"\r\n".to_vec()].concat();
+            while counted.load(std::sync::atomic::Ordering::Relaxed) < 256 << 20 {
+                if conn.write_all(&chunk).await.is_err() {
+                    return;
+                }
+                counted.fetch_add(piece as u64, std::sync::atomic::Ordering::Relaxed);
+                if dribble {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        });
+        (format!("http://{addr}"), sent)
+    }
+
+    /// Attack (red team): a host answered reads and uploads with an error whose body never
+    /// ended, and the client read it whole to find the error's sentence: a `get` grew to 24 GB
+    /// and was killed, and a gateway with it; one dribbling a byte every 5 s held each read for
+    /// the client's whole timeout (120 s) instead of the stall time.
+    #[tokio::test]
+    async fn an_endless_error_answer_is_read_only_so_far() {
+        let mut hosts = Hosts::new(None).expect("client");
+        hosts.stall = Duration::from_millis(300);
+        let (id, grant) = (ShardId::of(b"shard"), SignedGrant("grant".into()));
+        for dribble in [false, true] {
+            for op in ["get", "range", "put"] {
+                let (host, sent) = host_erring_endlessly(dribble).await;
+                let started = Instant::now();
+                let tried = async {
+                    match op {
+                        "get" => hosts.get(&host, &id, &grant).await.map(drop),
+                        "range" => hosts.get_range(&host, &id, &grant, 0..10).await.map(drop),
+                        _ => hosts.put(&host, &id, &grant, Bytes::from_static(b"shard")).await.map(drop),
+                    }
+                };
+                let e = tokio::time::timeout(Duration::from_secs(10), tried)
+                    .await
+                    .unwrap_or_else(|_| panic!("{op} (dribble {dribble}) still reads the error after 10 s"))
+                    .expect_err("an error");
+                assert!(matches!(&e, TransferError::Refused(m) if m.contains("500")), "{op}: {e}");
+                assert!(started.elapsed() < Duration::from_secs(5), "{op}: took {:?}", started.elapsed());
+                let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+                assert!(sent < 32 << 20, "{op}: {sent} bytes of an error answer were taken");
+            }
         }
     }
 
