@@ -614,14 +614,6 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Whether a commit under `name` (encrypted) would be refused now because the name exists
-    /// and the commit may not overwrite it (an appender's, or `exclusive`).
-    pub async fn commit_refused(&self, name: &str, exclusive: bool) -> Result<bool, ClientError> {
-        let req = scatter_proto::api::CheckNameRequest { name: name.to_owned(), exclusive };
-        let r: scatter_proto::api::CheckNameResponse = self.post(Repeat::Safe, "/v1/objects/check-name", &req).await?;
-        Ok(r.refused)
-    }
-
     /// Makes an object visible.
     pub async fn commit_object(&self, req: &CommitObjectRequest) -> Result<u64, ClientError> {
         let r: CommitObjectResponse = self.post(Repeat::Unsafe, "/v1/objects/commit", req).await?;

@@ -99,14 +99,6 @@ pub async fn put_file(
     let expected = meta.len();
     let shown = path.to_owned();
     let opts = PutOptions { redundancy, policy, retention, ..Default::default() };
-    // An appender may not overwrite: asked before the upload, which the commit's refusal came
-    // after (a new user's whole file uploaded for nothing, and kept until a prune).
-    if coord.commit_refused(&keys.name_key().encrypt(name), opts.exclusive).await? {
-        return Err(ClientError::Invalid(format!(
-            "an object named `{}` exists, and this put may create one but not overwrite it (an appender's); pick a new name",
-            scatter_core::tree::escape(name.as_bytes())
-        )));
-    }
     put_stream(coord, keys, file, name, &opts, Some(expected), progress, |manifest| {
         if manifest.size != expected {
             return Err(ClientError::Invalid(format!(

@@ -415,25 +415,6 @@ pub struct HeartbeatResponse {
     pub standing: Option<String>,
 }
 
-/// `POST /v1/objects/check-name`: whether a commit under `name` (encrypted) would be refused
-/// because the name exists and this commit may create but not overwrite (an appender's, or an
-/// exclusive one): asked before a put uploads anything.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CheckNameRequest {
-    /// The object's encrypted name, as its commit would send it.
-    pub name: String,
-    /// Whether the commit would be exclusive (`If-None-Match: *`, `put --no-overwrite`).
-    #[serde(default)]
-    pub exclusive: bool,
-}
-
-/// Answer of `POST /v1/objects/check-name`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CheckNameResponse {
-    /// True when the commit would be refused now (the name has a version).
-    pub refused: bool,
-}
-
 /// Answer of `POST /v1/admin/catalog-backup`: the backup just taken, or why none was.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CatalogBackupResponse {

@@ -1389,28 +1389,21 @@ async fn a_sessions_wrapped_key_counts_against_the_quota() {
     assert!(usage["catalog_bytes"].as_i64() >= Some(kept), "{usage}");
 }
 
-/// Attack: another account asks whether a name is taken, with a name read from the catalog
-/// (encrypted names are no secret to whoever sees the catalog). The answer is about the
-/// caller's own objects only.
+/// Attack (red team): an appender asked `POST /v1/objects/check-name` whether its owner had
+/// an object under a name it guessed (the name key is an appender's too), and was told, with
+/// nothing written and nothing recorded. It learns that a name is taken only when a write of
+/// its own is refused, as S3's write-only keys do.
 #[tokio::test(flavor = "multi_thread")]
-async fn check_name_answers_for_the_callers_own_objects_only() {
+async fn an_appender_is_not_told_which_names_exist_without_writing() {
     let env = grid(3).await;
-    let file = env.write_random("mine", 10 << 10, 3);
-    env.put(&file, "mine");
+    let file = env.write_random("secret", 10 << 10, 3);
+    env.put(&file, "secret");
     let name: String =
         env.catalog_db().query_row("SELECT name FROM objects WHERE user = 1", [], |r| r.get(0)).expect("the name");
-    let eve = Attacker::invite(&env, &["eve"]).await;
-    let ask = |exclusive: bool| CheckNameRequest { name: name.clone(), exclusive };
-    let (status, body) = eve.post("/v1/objects/check-name", &ask(true)).await;
-    assert_eq!((status, &body["refused"]), (200, &serde_json::json!(false)), "{body}");
-    // The owner's own answer says it is taken (for an exclusive commit).
-    let owner = Attacker::from_profile(&env, &env.grid.client_dir());
-    let (status, body) = owner.post("/v1/objects/check-name", &ask(true)).await;
-    assert_eq!((status, &body["refused"]), (200, &serde_json::json!(true)), "{body}");
-    // Names no client makes are refused as at commit.
+    let nas = Attacker::invite(&env, &["nas", "--role", "appender", "--of", "u1"]).await;
     let (status, body) =
-        eve.post("/v1/objects/check-name", &CheckNameRequest { name: String::new(), exclusive: true }).await;
-    assert_eq!(status, 400, "{body}");
+        nas.post("/v1/objects/check-name", &serde_json::json!({ "name": name, "exclusive": true })).await;
+    assert_eq!(status, 404, "the appender was answered: {body}");
 }
 
 /// Attack (red team, stop 50): snapshot records took up to 64 MiB of the catalog (and of its

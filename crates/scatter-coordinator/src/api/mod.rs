@@ -84,7 +84,6 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/gateway/names", get(gateway_names))
         .route("/v1/gateway/names/release", post(release_gateway_name))
         .route("/v1/objects/commit", post(commit_object))
-        .route("/v1/objects/check-name", post(check_object_name))
         .route("/v1/objects/commit-many", post(commit_objects))
         .route("/v1/object", get(get_object).delete(remove_object))
         .route("/v1/object/versions", get(object_versions))
@@ -1204,23 +1203,6 @@ async fn commit_object(
         sh.backup_soon();
     }
     Ok(Json(CommitObjectResponse { version }))
-}
-
-/// Whether a commit under a name would be refused as one that may not overwrite (see
-/// [`CheckNameRequest`]): what the commit itself would say, asked before the upload. An
-/// appender learns no more than a commit tells it.
-async fn check_object_name(
-    State(sh): S,
-    headers: HeaderMap,
-    Body(req): Body<scatter_proto::api::CheckNameRequest>,
-) -> ApiResult<scatter_proto::api::CheckNameResponse> {
-    let u = caller(&sh, &headers, Right::Add).await?;
-    check_new_name(&req.name)?;
-    let refused = match creates_only(&u, req.exclusive) {
-        true => db(&sh, move |s| s.object_exists(u.id, &req.name)).await?,
-        false => false,
-    };
-    Ok(Json(scatter_proto::api::CheckNameResponse { refused }))
 }
 
 /// Commits several objects in one transaction (see [`CommitObjectsRequest`]): each is checked

@@ -1702,13 +1702,6 @@ impl Store {
         })
     }
 
-    /// Whether `user` has an object version under `name` (encrypted).
-    pub fn object_exists(&self, user: UserId, name: &str) -> Result<bool, StoreError> {
-        self.read(|conn| {
-            Ok(conn.exists("SELECT 1 FROM objects WHERE user = ?1 AND name = ?2", params![user.0 as i64, name])?)
-        })
-    }
-
     /// Every host, with the bytes the catalog places on it.
     pub fn hosts(&self) -> Result<Vec<HostRow>, StoreError> {
         self.read(|conn| {
